@@ -1,0 +1,207 @@
+//! The local control socket: one node per data dir, and one-shot commands started on that data
+//! dir hand their work to it, so a `say` from a script lands in the running node's history.
+//!
+//! Each client connection carries one [`Request`] and gets a stream of [`Reply`] frames that ends
+//! with `Done` or `Failed`. The same [`execute`] runs the request whether it came over the socket
+//! or from a one-shot command that started a node of its own.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::net::frame;
+use crate::node::{NodeHandle, PeerInfo};
+
+pub const SOCKET_NAME: &str = "control.sock";
+/// Requests and replies are local but still bounded: a confused client can't make us allocate.
+const MAX_LOCAL_FRAME: usize = 1 << 20;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    Peers { wait_ms: u64 },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    Peers {
+        peers: Vec<PeerInfo>,
+    },
+    /// The request finished; the command exits 0.
+    Done,
+    /// The request failed with this one-line message; the command exits non-zero.
+    Failed {
+        message: String,
+    },
+}
+
+/// Run one request against a node, streaming replies into `out`; always ends with Done or Failed.
+pub async fn execute(node: &NodeHandle, request: Request, out: &mpsc::Sender<Reply>) {
+    let result = match request {
+        Request::Peers { wait_ms } => peers(node, wait_ms, out).await,
+    };
+    let last = match result {
+        Ok(()) => Reply::Done,
+        Err(e) => Reply::Failed { message: format!("{e:#}") },
+    };
+    let _ = out.send(last).await;
+}
+
+async fn peers(node: &NodeHandle, wait_ms: u64, out: &mpsc::Sender<Reply>) -> Result<()> {
+    tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+    out.send(Reply::Peers { peers: node.peers() }).await.ok();
+    Ok(())
+}
+
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(SOCKET_NAME)
+}
+
+/// Serve the control socket of a running node until it shuts down.
+pub async fn serve_socket(node: NodeHandle) -> Result<()> {
+    let path = socket_path(&node.config().data_dir);
+    // We hold the data dir's lock, so a socket file left here belongs to a node that died.
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).with_context(|| format!("cannot create control socket {}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let tracker = node.shared.tracker.clone();
+    tracker.spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                _ = node.cancelled() => break,
+                a = listener.accept() => a,
+            };
+            let Ok((stream, _)) = accepted else { continue };
+            let node = node.clone();
+            node.shared.tracker.clone().spawn(async move {
+                let (mut rd, mut wr) = stream.into_split();
+                let request = match frame::read::<Request, _>(&mut rd, MAX_LOCAL_FRAME).await {
+                    Ok(Some(r)) => r,
+                    Ok(None) => return,
+                    Err(e) => {
+                        let _ = frame::write(
+                            &mut wr,
+                            &Reply::Failed {
+                                message: format!("bad request: {e}"),
+                            },
+                        )
+                        .await;
+                        return;
+                    }
+                };
+                let (tx, mut rx) = mpsc::channel(64);
+                let work = async {
+                    execute(&node, request, &tx).await;
+                    drop(tx);
+                };
+                let forward = async {
+                    while let Some(reply) = rx.recv().await {
+                        if frame::write(&mut wr, &reply).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                // A client that hangs up cancels its request.
+                tokio::select! {
+                    _ = async { tokio::join!(work, forward) } => {}
+                    _ = node.cancelled() => {}
+                }
+            });
+        }
+        let _ = std::fs::remove_file(&path);
+    });
+    Ok(())
+}
+
+/// Where a one-shot command's work runs.
+pub enum Session {
+    /// A node already runs on this data dir: talk to it.
+    Remote(PathBuf),
+    /// None runs: this process runs one for the command's duration.
+    Local(NodeHandle),
+}
+
+impl Session {
+    pub async fn open(config: &Config) -> Result<Session> {
+        let path = socket_path(&config.data_dir);
+        for attempt in 0..20 {
+            if UnixStream::connect(&path).await.is_ok() {
+                return Ok(Session::Remote(path));
+            }
+            match NodeHandle::start(config.browsing_node()).await {
+                Ok(node) => return Ok(Session::Local(node)),
+                // Locked but no socket yet: a node is starting (or a one-shot runs); wait a bit.
+                Err(e) if e.to_string().contains("already running") && attempt < 19 => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        bail!(
+            "another lanyard is using data dir {} and does not answer",
+            config.data_dir.display()
+        )
+    }
+
+    pub fn is_remote(&self) -> bool {
+        matches!(self, Session::Remote(_))
+    }
+
+    /// Run a request; replies arrive on the returned channel, ending with Done or Failed.
+    pub async fn request(&self, request: Request) -> Result<mpsc::Receiver<Reply>> {
+        let (tx, rx) = mpsc::channel(64);
+        match self {
+            Session::Local(node) => {
+                let node = node.clone();
+                tokio::spawn(async move { execute(&node, request, &tx).await });
+            }
+            Session::Remote(path) => {
+                let stream = UnixStream::connect(path).await.context("lost the running node's control socket")?;
+                let (mut rd, mut wr) = stream.into_split();
+                frame::write(&mut wr, &request).await?;
+                tokio::spawn(async move {
+                    let _keep_open = wr;
+                    loop {
+                        match frame::read::<Reply, _>(&mut rd, MAX_LOCAL_FRAME).await {
+                            Ok(Some(reply)) => {
+                                if tx.send(reply).await.is_err() {
+                                    break;
+                                }
+                            }
+                            Ok(None) => {
+                                let _ = tx
+                                    .send(Reply::Failed {
+                                        message: "the running node closed the control socket".into(),
+                                    })
+                                    .await;
+                                break;
+                            }
+                            Err(e) => {
+                                let _ = tx
+                                    .send(Reply::Failed {
+                                        message: format!("control socket: {e}"),
+                                    })
+                                    .await;
+                                break;
+                            }
+                        }
+                    }
+                });
+            }
+        }
+        Ok(rx)
+    }
+
+    pub async fn close(self) {
+        if let Session::Local(node) = self {
+            node.shutdown().await;
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! The faces without a screen: one-shot commands and `serve`. Each is a thin layer over a
+//! [`NodeHandle`](crate::node::NodeHandle), reached through [`local::Session`].
+
+pub mod local;
+pub mod output;
+mod serve;
+
+use anyhow::{Context, Result, bail};
+use std::process::ExitCode;
+use tokio::sync::mpsc;
+
+use crate::config::{Cli, Command, Config};
+use crate::identity::{Identity, ensure_private_dir};
+use local::{Reply, Request, Session};
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let command = cli.command.clone().unwrap_or(Command::Tui);
+    init_logging(matches!(command, Command::Serve { .. }));
+    let config = Config::resolve(&cli.global)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match command {
+            Command::Tui => {
+                bail!("the terminal UI is not part of this build yet; run `lanyard serve` for a headless node, or see `lanyard --help`")
+            }
+            Command::Serve { accept_all, json } => serve::run(&config, accept_all, json).await,
+            Command::Id { json } => id(&config, json),
+            Command::Peers { wait, json } => peers(&config, wait, json).await,
+        }
+    })
+}
+
+fn init_logging(serving: bool) {
+    let default = if serving { "warn,lanyard=info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LANYARD_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
+}
+
+fn id(config: &Config, json: bool) -> Result<ExitCode> {
+    let dir = ensure_private_dir(&config.data_dir)?;
+    let identity = Identity::load_or_create(&dir)?;
+    if json {
+        let v = serde_json::json!({ "id": identity.id(), "fingerprint": identity.fingerprint(), "nick": config.nick });
+        println!("{v}");
+    } else {
+        println!("id           {}", identity.id());
+        println!("fingerprint  {}", identity.fingerprint());
+        println!("nick         {}", crate::ui::text::printable(&config.nick));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn peers(config: &Config, wait: Option<f64>, json: bool) -> Result<ExitCode> {
+    let session = Session::open(config).await?;
+    let default_wait = if session.is_remote() { 0.0 } else { 2.0 };
+    let wait = wait.unwrap_or(default_wait);
+    if !(0.0..=3600.0).contains(&wait) {
+        bail!("--wait must be between 0 and 3600 seconds");
+    }
+    let rx = session
+        .request(Request::Peers {
+            wait_ms: (wait * 1000.0) as u64,
+        })
+        .await?;
+    let code = drain(rx, |reply| {
+        if let Reply::Peers { peers } = reply {
+            if json {
+                println!("{}", serde_json::to_string(peers).unwrap_or_default());
+            } else {
+                println!("{}", output::peers_table(peers));
+            }
+        }
+    })
+    .await;
+    session.close().await;
+    code
+}
+
+/// Feed replies to `show` until Done (exit 0) or Failed (error).
+async fn drain(mut rx: mpsc::Receiver<Reply>, mut show: impl FnMut(&Reply)) -> Result<ExitCode> {
+    while let Some(reply) = rx.recv().await {
+        match reply {
+            Reply::Done => return Ok(ExitCode::SUCCESS),
+            Reply::Failed { message } => bail!(message),
+            other => show(&other),
+        }
+    }
+    bail!("the request ended without an answer")
+}
+
+/// Ctrl-C or SIGTERM.
+pub(crate) async fn interrupted() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,72 @@
+//! `lanyard serve`: a headless node. With `--json`, one event per line on stdout; otherwise a
+//! line a person can read.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::output::json_line;
+use crate::config::Config;
+use crate::node::{Event, NodeHandle};
+use crate::ui::text::printable;
+
+pub async fn run(config: &Config, accept_all: bool, json: bool) -> Result<ExitCode> {
+    let node = NodeHandle::start(config.serving_node(accept_all)).await?;
+    // Subscribed before anything can happen that subscribers care about, except `Listening`,
+    // which is printed from the handle directly.
+    let mut events = node.subscribe();
+    super::local::serve_socket(node.clone()).await?;
+    let listening = Event::Listening {
+        id: node.id().clone(),
+        nick: node.nick(),
+        addr: node.listen_addr().map(|a| a.to_string()).unwrap_or_default(),
+    };
+    print_event(&listening, json, &node);
+    loop {
+        tokio::select! {
+            _ = super::interrupted() => break,
+            e = events.recv() => match e {
+                Ok(Event::Listening { .. }) => {}
+                Ok(event) => print_event(&event, json, &node),
+                Err(RecvError::Lagged(n)) => print_event(&Event::Warning { message: format!("{n} events were dropped (output too slow)") }, json, &node),
+                Err(RecvError::Closed) => break,
+            },
+        }
+    }
+    node.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_event(event: &Event, json: bool, node: &NodeHandle) {
+    let line = if json { json_line(event) } else { human(event, node) };
+    let mut out = std::io::stdout().lock();
+    // A closed stdout (a pipe whose reader left) must not kill the node.
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn human(event: &Event, node: &NodeHandle) -> String {
+    let time = chrono_free_clock();
+    let text = match event {
+        Event::Listening { id, nick, addr } => {
+            format!(
+                "serving as {} (id {id}, fingerprint {}) on {addr}",
+                printable(nick),
+                node.fingerprint()
+            )
+        }
+        Event::PeerUp { id, nick, host, addr } => format!("{} ({}, {}) is up at {addr}", printable(nick), id.short(), printable(host)),
+        Event::PeerDown { id, nick, reason } => format!("{} ({}) is down: {}", printable(nick), id.short(), printable(reason)),
+        Event::PeerRenamed { id, old, new } => format!("{} ({}) is now called {}", printable(old), id.short(), printable(new)),
+        Event::Warning { message } => format!("warning: {}", printable(message)),
+    };
+    format!("{time} {text}")
+}
+
+/// HH:MM:SS in UTC: enough for a log line, not worth a date crate.
+fn chrono_free_clock() -> String {
+    let secs = crate::store::unix_now() % 86_400;
+    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+}

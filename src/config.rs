@@ -1,0 +1,233 @@
+//! Configuration: command-line flags win over `LANYARD_*` environment variables (both handled by
+//! clap), which win over the config file, which wins over the platform defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+use crate::node::{DEFAULT_PORT, NodeConfig};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "lanyard",
+    version,
+    about = "Find the other machines in the lab, chat, and move files - in a terminal."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Accepted before or after the subcommand.
+#[derive(Args, Debug, Clone, Default)]
+pub struct GlobalArgs {
+    /// Name shown to others (default: your user name)
+    #[arg(long, global = true, env = "LANYARD_NICK", value_name = "NAME")]
+    pub nick: Option<String>,
+    /// TCP port to accept peers on (default 7717; 0 picks a free one)
+    #[arg(long, global = true, env = "LANYARD_PORT", value_name = "N")]
+    pub port: Option<u16>,
+    /// Identity and database (default: the platform data dir)
+    #[arg(long, global = true, env = "LANYARD_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Where received files land (default: ~/Downloads/lanyard)
+    #[arg(long, global = true, env = "LANYARD_DOWNLOAD_DIR", value_name = "DIR")]
+    pub download_dir: Option<PathBuf>,
+    /// Share DIR read-only with peers (repeatable; nothing is shared unless asked)
+    #[arg(long = "share", global = true, env = "LANYARD_SHARE", value_name = "DIR", value_delimiter = ':')]
+    pub shares: Vec<PathBuf>,
+    /// Connect to HOST:PORT directly, for networks that block multicast (repeatable)
+    #[arg(
+        long = "peer",
+        global = true,
+        env = "LANYARD_PEER",
+        value_name = "HOST:PORT",
+        value_delimiter = ','
+    )]
+    pub peers: Vec<String>,
+    /// Don't use multicast DNS (no discovery, no advertising)
+    #[arg(long, global = true, env = "LANYARD_NO_MDNS")]
+    pub no_mdns: bool,
+    /// Config file (default: config.toml in the platform config dir)
+    #[arg(long, global = true, env = "LANYARD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Start the terminal UI (the default)
+    Tui,
+    /// Run a headless node: advertise, answer, receive
+    Serve {
+        /// Accept every incoming offer without asking
+        #[arg(long)]
+        accept_all: bool,
+        /// One JSON event per line on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// Discover and list peers, then exit
+    Peers {
+        /// Seconds to discover before listing (default 2 on its own; 0 through a running node)
+        #[arg(long, value_name = "SECS")]
+        wait: Option<f64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print this node's id, fingerprint and nick
+    Id {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The config file's keys: the long flag names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    nick: Option<String>,
+    port: Option<u16>,
+    data_dir: Option<PathBuf>,
+    download_dir: Option<PathBuf>,
+    #[serde(default)]
+    share: Vec<PathBuf>,
+    #[serde(default)]
+    peer: Vec<String>,
+    mdns: Option<bool>,
+}
+
+/// Everything resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub nick: String,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub download_dir: PathBuf,
+    pub shares: Vec<PathBuf>,
+    pub peers: Vec<String>,
+    pub mdns: bool,
+}
+
+fn project_dirs() -> Option<directories::ProjectDirs> {
+    directories::ProjectDirs::from("", "", "lanyard")
+}
+
+impl Config {
+    pub fn resolve(args: &GlobalArgs) -> Result<Config> {
+        let file = match &args.config {
+            Some(path) => read_file_config(path)?,
+            None => match project_dirs().map(|d| d.config_dir().join("config.toml")) {
+                Some(path) if path.exists() => read_file_config(&path)?,
+                _ => FileConfig::default(),
+            },
+        };
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .or_else(|| project_dirs().map(|d| d.data_dir().to_path_buf()));
+        let data_dir = data_dir.context("no data dir: give --data-dir (no home directory found)")?;
+        let download_dir = args
+            .download_dir
+            .clone()
+            .or(file.download_dir)
+            .or_else(|| directories::UserDirs::new().and_then(|u| u.download_dir().map(|d| d.join("lanyard"))))
+            .unwrap_or_else(|| data_dir.join("downloads"));
+        let nick = args.nick.clone().or(file.nick).unwrap_or_else(default_nick);
+        crate::node::validate_nick(&nick)?;
+        Ok(Config {
+            nick,
+            port: args.port.or(file.port).unwrap_or(DEFAULT_PORT),
+            data_dir,
+            download_dir,
+            shares: if args.shares.is_empty() { file.share } else { args.shares.clone() },
+            peers: if args.peers.is_empty() { file.peer } else { args.peers.clone() },
+            mdns: !args.no_mdns && file.mdns.unwrap_or(true),
+        })
+    }
+
+    /// A node that serves: listens on the port and, with mDNS, advertises.
+    pub fn serving_node(&self, accept_all: bool) -> NodeConfig {
+        NodeConfig {
+            listen: Some(SocketAddr::from(([0, 0, 0, 0], self.port))),
+            advertise: true,
+            accept_all,
+            ..self.browsing_node()
+        }
+    }
+
+    /// A node for a one-shot command: dials and browses, neither listens nor advertises.
+    pub fn browsing_node(&self) -> NodeConfig {
+        NodeConfig {
+            nick: self.nick.clone(),
+            data_dir: self.data_dir.clone(),
+            download_dir: self.download_dir.clone(),
+            shares: self.shares.clone(),
+            listen: None,
+            manual_peers: self.peers.clone(),
+            mdns: self.mdns,
+            advertise: false,
+            accept_all: false,
+        }
+    }
+}
+
+fn read_file_config(path: &Path) -> Result<FileConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("bad config file {}", path.display()))
+}
+
+fn default_nick() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_default();
+    let nick: String = user.chars().filter(|c| !c.is_control()).take(32).collect();
+    if nick.trim().is_empty() { "lanyard".to_string() } else { nick }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(args).unwrap()
+    }
+
+    #[test]
+    fn global_options_go_before_or_after_the_subcommand() {
+        let a = parse(&["lanyard", "--nick", "ada", "--port", "0", "serve", "--json"]);
+        let b = parse(&["lanyard", "serve", "--json", "--nick", "ada", "--port", "0"]);
+        assert_eq!(a.global.nick, b.global.nick);
+        assert_eq!(a.global.port, Some(0));
+        assert_eq!(b.global.port, Some(0));
+        let c = parse(&["lanyard", "peers", "--peer", "10.0.0.1:7717", "--peer", "h:1", "--no-mdns"]);
+        assert_eq!(c.global.peers, vec!["10.0.0.1:7717", "h:1"]);
+        assert!(c.global.no_mdns);
+    }
+
+    #[test]
+    fn file_fills_what_flags_leave_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, "nick = \"from-file\"\nport = 9000\nmdns = false\npeer = [\"a:1\"]\n").unwrap();
+        let cfg = file.to_str().unwrap();
+        let c = Config::resolve(&parse(&["lanyard", "--config", cfg, "--data-dir", "/tmp/x"]).global).unwrap();
+        assert_eq!((c.nick.as_str(), c.port, c.mdns), ("from-file", 9000, false));
+        assert_eq!(c.peers, vec!["a:1"]);
+        let c =
+            Config::resolve(&parse(&["lanyard", "--config", cfg, "--data-dir", "/tmp/x", "--nick", "flag", "--port", "1"]).global).unwrap();
+        assert_eq!((c.nick.as_str(), c.port), ("flag", 1));
+    }
+
+    #[test]
+    fn bad_config_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, "nikc = 1\n").unwrap();
+        let err = Config::resolve(&parse(&["lanyard", "--config", file.to_str().unwrap()]).global).unwrap_err();
+        assert!(format!("{err:#}").contains("bad config file"));
+    }
+}

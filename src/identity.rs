@@ -1,0 +1,268 @@
+//! A node's long-term identity: a static X25519 keypair for Noise, kept in the data dir.
+//!
+//! The id other nodes know us by is derived from the public key, so a peer can't claim an id
+//! without holding the matching private key: the handshake proves possession.
+
+use std::fmt;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::net::wire::NOISE_PARAMS;
+
+const KEY_FILE: &str = "identity.key";
+const HEADER: &str = "lanyard-identity-v1";
+/// Bytes of the key hash that make up an id: 80 bits, 16 base32 characters.
+const ID_BYTES: usize = 10;
+
+/// A node id: base32 of a hash of its static public key.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PeerId(String);
+
+impl PeerId {
+    pub fn from_public_key(public: &[u8]) -> PeerId {
+        let hash = key_hash(public);
+        PeerId(data_encoding::BASE32_NOPAD.encode(&hash.as_bytes()[..ID_BYTES]).to_lowercase())
+    }
+
+    /// Parse an id typed by a user or read from the network; refuses anything that isn't one.
+    pub fn parse(s: &str) -> Option<PeerId> {
+        let s = s.to_ascii_lowercase();
+        let ok = s.len() == 16 && s.bytes().all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b));
+        ok.then_some(PeerId(s))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The 8-character form shown in lists.
+    pub fn short(&self) -> &str {
+        &self.0[..8]
+    }
+}
+
+impl fmt::Display for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PeerId({})", self.short())
+    }
+}
+
+fn key_hash(public: &[u8]) -> blake3::Hash {
+    let mut h = blake3::Hasher::new_derive_key("lanyard 2026 peer id");
+    h.update(public);
+    h.finalize()
+}
+
+/// The fingerprint people compare by voice or on screen: 32 hex digits in groups of four.
+pub fn fingerprint(public: &[u8]) -> String {
+    let hex: String = key_hash(public).as_bytes()[..16].iter().map(|b| format!("{b:02x}")).collect();
+    hex.as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub struct Identity {
+    private: Vec<u8>,
+    public: Vec<u8>,
+    id: PeerId,
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl Identity {
+    /// Load the identity of `data_dir`, creating it on first start. Anything odd about an
+    /// existing key file is an error: silently minting a new identity would make every peer see
+    /// a stranger.
+    pub fn load_or_create(data_dir: &Path) -> Result<Identity> {
+        let path = data_dir.join(KEY_FILE);
+        match fs::symlink_metadata(&path) {
+            Ok(_) => Self::load(&path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::create(&path),
+            Err(e) => Err(e).with_context(|| format!("cannot read identity key {}", path.display())),
+        }
+    }
+
+    pub fn generate() -> Result<Identity> {
+        let params = NOISE_PARAMS.parse().context("noise parameters")?;
+        let kp = snow::Builder::new(params).generate_keypair().context("generating a keypair")?;
+        Ok(Self::from_parts(kp.private, kp.public))
+    }
+
+    fn from_parts(private: Vec<u8>, public: Vec<u8>) -> Identity {
+        let id = PeerId::from_public_key(&public);
+        Identity { private, public, id }
+    }
+
+    fn create(path: &Path) -> Result<Identity> {
+        let identity = Self::generate()?;
+        let text = format!(
+            "{HEADER}\n{}\n{}\n{}\n",
+            hex(&identity.private),
+            hex(&identity.public),
+            checksum(&identity.private, &identity.public)
+        );
+        // create_new + 0600: never clobber a key that appeared meanwhile, never expose it.
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("cannot create identity key {}", path.display()))?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        Ok(identity)
+    }
+
+    fn load(path: &Path) -> Result<Identity> {
+        let shown = path.display();
+        let meta = fs::symlink_metadata(path)?;
+        if !meta.is_file() {
+            bail!("identity key {shown} is not a regular file");
+        }
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            bail!("identity key {shown} is accessible by other users (mode {mode:03o}); fix it with: chmod 600 {shown}");
+        }
+        let text = fs::read_to_string(path).with_context(|| format!("cannot read identity key {shown}"))?;
+        let lines: Vec<&str> = text.lines().collect();
+        let corrupt =
+            || anyhow::anyhow!("identity key {shown} is corrupt; restore it from a backup or move it away to start as a new identity");
+        let [header, private, public, sum] = lines[..] else {
+            return Err(corrupt());
+        };
+        if header != HEADER {
+            return Err(corrupt());
+        }
+        let private = unhex(private).filter(|k| k.len() == 32).ok_or_else(corrupt)?;
+        let public = unhex(public).filter(|k| k.len() == 32).ok_or_else(corrupt)?;
+        if checksum(&private, &public) != sum {
+            return Err(corrupt());
+        }
+        Ok(Self::from_parts(private, public))
+    }
+
+    pub fn id(&self) -> &PeerId {
+        &self.id
+    }
+
+    pub fn public_key(&self) -> &[u8] {
+        &self.public
+    }
+
+    pub(crate) fn private_key(&self) -> &[u8] {
+        &self.private
+    }
+
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.public)
+    }
+}
+
+fn checksum(private: &[u8], public: &[u8]) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(private);
+    h.update(public);
+    hex(&h.finalize().as_bytes()[..8])
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Create `dir` (and parents) if missing, owner-only: it holds the key and the history.
+pub fn ensure_private_dir(dir: &Path) -> Result<PathBuf> {
+    if !dir.exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    }
+    if !dir.is_dir() {
+        bail!("data dir {} is not a directory", dir.display());
+    }
+    Ok(dir.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_keeps_the_same_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Identity::load_or_create(dir.path()).unwrap();
+        let b = Identity::load_or_create(dir.path()).unwrap();
+        assert_eq!(a.id(), b.id());
+        assert_eq!(a.public_key(), b.public_key());
+        let mode = fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn world_readable_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        Identity::load_or_create(dir.path()).unwrap();
+        let path = dir.path().join(KEY_FILE);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = Identity::load_or_create(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("chmod 600"), "{err}");
+    }
+
+    #[test]
+    fn corrupt_key_is_refused_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Identity::load_or_create(dir.path()).unwrap();
+        let path = dir.path().join(KEY_FILE);
+        let text = fs::read_to_string(&path).unwrap();
+        let flipped = text.replacen(&hex(&first.public)[..2], "00", 1);
+        let flipped = if flipped == text {
+            text.replacen(&hex(&first.public)[..2], "11", 1)
+        } else {
+            flipped
+        };
+        fs::write(&path, flipped).unwrap();
+        let err = Identity::load_or_create(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("corrupt"), "{err}");
+        fs::write(&path, "garbage").unwrap();
+        assert!(Identity::load_or_create(dir.path()).is_err());
+    }
+
+    #[test]
+    fn ids_parse_and_shorten() {
+        let id = Identity::generate().unwrap().id().clone();
+        assert_eq!(PeerId::parse(id.as_str()), Some(id.clone()));
+        assert_eq!(PeerId::parse(&id.as_str().to_uppercase()), Some(id.clone()));
+        assert_eq!(id.short().len(), 8);
+        assert!(PeerId::parse("not-an-id").is_none());
+        assert!(PeerId::parse("0000000000000000").is_none());
+    }
+}

@@ -1,0 +1,189 @@
+//! mDNS: advertise `_lanyard._tcp.local.` and browse for the others.
+//!
+//! mdns-sd joins the multicast group on every interface that is up, so the decision to start it
+//! at all (`--no-mdns`) is the only guard against multicast leaving a machine; nothing here filters.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, SocketAddrV6};
+
+use anyhow::{Context, Result};
+use mdns_sd::{ScopedIp, ServiceDaemon, ServiceEvent, ServiceInfo};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::identity::PeerId;
+use crate::net::wire::{MAX_NICK_BYTES, PROTOCOL_VERSION};
+
+pub const SERVICE_TYPE: &str = "_lanyard._tcp.local.";
+
+/// What we announce about ourselves.
+#[derive(Debug, Clone)]
+pub struct Advert {
+    pub id: PeerId,
+    pub nick: String,
+    pub host: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiscoveryEvent {
+    /// A peer resolved (again): the addresses are all we know of it so far, IPv4 first.
+    Found {
+        id: PeerId,
+        nick: String,
+        host: String,
+        addrs: Vec<SocketAddr>,
+    },
+    /// Its record was withdrawn (goodbye) or expired. Liveness still comes from the connection.
+    Lost { id: PeerId },
+}
+
+pub struct Discovery {
+    daemon: ServiceDaemon,
+    registered: Option<String>,
+}
+
+impl Discovery {
+    /// Start browsing (and advertising, when `advert` is given). Events go to `tx` until `cancel`.
+    pub fn start(
+        me: &PeerId,
+        advert: Option<&Advert>,
+        tx: mpsc::UnboundedSender<DiscoveryEvent>,
+        cancel: CancellationToken,
+    ) -> Result<Discovery> {
+        let daemon = ServiceDaemon::new().context("cannot start mDNS")?;
+        let mut discovery = Discovery { daemon, registered: None };
+        if let Some(advert) = advert {
+            discovery.advertise(advert)?;
+        }
+        let events = discovery.daemon.browse(SERVICE_TYPE).context("cannot browse mDNS")?;
+        let me = me.clone();
+        tokio::spawn(async move {
+            // Instance fullname → id, so a removal (which carries only the name) maps back.
+            let mut names: HashMap<String, PeerId> = HashMap::new();
+            loop {
+                let event = tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    e = events.recv_async() => match e { Ok(e) => e, Err(_) => break },
+                };
+                let out = match event {
+                    ServiceEvent::ServiceResolved(info) => {
+                        let Some(found) = parse_resolved(&info.fullname, info.port, &info.addresses, |k| {
+                            info.txt_properties.get_property_val_str(k)
+                        }) else {
+                            continue;
+                        };
+                        let DiscoveryEvent::Found { id, .. } = &found else { continue };
+                        if id == &me {
+                            continue;
+                        }
+                        names.insert(info.fullname.clone(), id.clone());
+                        found
+                    }
+                    ServiceEvent::ServiceRemoved(_, fullname) => match names.remove(&fullname) {
+                        Some(id) => DiscoveryEvent::Lost { id },
+                        None => continue,
+                    },
+                    _ => continue,
+                };
+                if tx.send(out).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(discovery)
+    }
+
+    /// (Re-)register our record; used at start and when the nick changes.
+    pub fn advertise(&mut self, advert: &Advert) -> Result<()> {
+        if let Some(old) = self.registered.take() {
+            let _ = self.daemon.unregister(&old);
+        }
+        let props = [
+            ("v", PROTOCOL_VERSION.to_string()),
+            ("id", advert.id.to_string()),
+            ("nick", truncate(&advert.nick, MAX_NICK_BYTES).to_string()),
+            ("host", truncate(&advert.host, MAX_NICK_BYTES).to_string()),
+        ];
+        // Every instance gets a host name of its own: machines (and test namespaces) can share one.
+        let host = format!("lanyard-{}.local.", advert.id);
+        let info = ServiceInfo::new(SERVICE_TYPE, advert.id.as_str(), &host, "", advert.port, &props[..])
+            .context("bad mDNS record")?
+            .enable_addr_auto();
+        self.registered = Some(info.get_fullname().to_string());
+        self.daemon.register(info).context("cannot register mDNS service")?;
+        Ok(())
+    }
+
+    /// Withdraw our record (peers get a goodbye) and stop the daemon.
+    pub async fn shutdown(self) {
+        if let Some(name) = &self.registered
+            && let Ok(rx) = self.daemon.unregister(name)
+        {
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(500), rx.recv_async()).await;
+        }
+        if let Ok(rx) = self.daemon.shutdown() {
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(500), rx.recv_async()).await;
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Turn a resolved record into a `Found`, or nothing if it isn't a usable lanyard peer of our
+/// protocol version. TXT values are hostile input like anything else from the network.
+fn parse_resolved<'a>(
+    fullname: &str,
+    port: u16,
+    addrs: &std::collections::HashSet<ScopedIp>,
+    txt: impl Fn(&str) -> Option<&'a str>,
+) -> Option<DiscoveryEvent> {
+    let version: u16 = txt("v")?.parse().ok()?;
+    if version != PROTOCOL_VERSION {
+        tracing::info!("ignoring mDNS peer {fullname}: protocol v{version}, we speak v{PROTOCOL_VERSION}");
+        return None;
+    }
+    let id = PeerId::parse(txt("id")?)?;
+    let nick = txt("nick").filter(|n| !n.is_empty() && n.len() <= MAX_NICK_BYTES)?.to_string();
+    let host = txt("host").filter(|h| h.len() <= MAX_NICK_BYTES).unwrap_or("").to_string();
+    if port == 0 {
+        return None;
+    }
+    let mut sockets: Vec<SocketAddr> = addrs
+        .iter()
+        .filter_map(|a| match a {
+            ScopedIp::V4(v4) => Some(SocketAddr::new(IpAddr::V4(*v4.addr()), port)),
+            ScopedIp::V6(v6) => {
+                let scope = if v6.addr().is_unicast_link_local() {
+                    v6.scope_id().index
+                } else {
+                    0
+                };
+                Some(SocketAddr::V6(SocketAddrV6::new(*v6.addr(), port, 0, scope)))
+            }
+            _ => None,
+        })
+        .collect();
+    // IPv4 first, then global IPv6, then link-local: the order most likely to connect first try.
+    sockets.sort_by_key(|s| match s {
+        SocketAddr::V4(_) => 0,
+        SocketAddr::V6(v6) if v6.scope_id() == 0 => 1,
+        SocketAddr::V6(_) => 2,
+    });
+    sockets.dedup();
+    if sockets.is_empty() {
+        return None;
+    }
+    Some(DiscoveryEvent::Found {
+        id,
+        nick,
+        host,
+        addrs: sockets,
+    })
+}

@@ -1,0 +1,7 @@
+//! Networking, in layers: `wire` (messages and limits) → `frame` (length-prefixed CBOR) →
+//! `secure` (Noise handshake and encrypted records over TCP); `discovery` (mDNS) beside them.
+
+pub mod discovery;
+pub mod frame;
+pub mod secure;
+pub mod wire;

@@ -1,0 +1,81 @@
+//! What travels on the wire, and how big it may be. Every limit here is checked before memory
+//! is allocated for the thing it limits.
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped on any incompatible change; checked in the preamble and advertised over mDNS.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// Sent first on every connection, before Noise: magic + version, so that a version mismatch is
+/// reported as such instead of as a failed decryption.
+pub const MAGIC: &[u8; 4] = b"LNYD";
+pub const PREAMBLE_LEN: usize = 8;
+
+/// The Noise suite. AES-GCM because this CPU class has AES-NI/VAES (measured: see README).
+pub const NOISE_PARAMS: &str = "Noise_XX_25519_AESGCM_SHA256";
+/// Noise's own ceiling for one transport message, tag included.
+pub const NOISE_MAX_MESSAGE: usize = 65535;
+pub const NOISE_TAG: usize = 16;
+pub const NOISE_MAX_PLAINTEXT: usize = NOISE_MAX_MESSAGE - NOISE_TAG;
+
+/// Largest CBOR frame on a control connection (chat lines are far below this).
+pub const MAX_CONTROL_FRAME: usize = 64 * 1024;
+pub const MAX_NICK_BYTES: usize = 64;
+pub const MAX_SOFTWARE_BYTES: usize = 64;
+
+/// What a connection is for; chosen by the initiator in its hello.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    /// The one long-lived connection per peer pair: presence, chat, control.
+    Control,
+    /// A connection of its own per transfer or share request, so bulk data never delays chat.
+    Transfer,
+}
+
+/// Sent inside the Noise handshake (encrypted, and bound to the static key that sends it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub nick: String,
+    /// The machine's host name, shown beside the nick.
+    pub host: String,
+    /// The port this node accepts connections on, if it listens at all (one-shot commands don't).
+    pub listen_port: Option<u16>,
+    pub software: String,
+}
+
+impl Hello {
+    /// Bounds on what a peer may claim; anything beyond ends the handshake.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.nick.is_empty() || self.nick.len() > MAX_NICK_BYTES {
+            return Err(format!("nick must be 1 to {MAX_NICK_BYTES} bytes"));
+        }
+        if self.host.len() > MAX_NICK_BYTES {
+            return Err(format!("host name over {MAX_NICK_BYTES} bytes"));
+        }
+        if self.software.len() > MAX_SOFTWARE_BYTES {
+            return Err("software string too long".into());
+        }
+        Ok(())
+    }
+}
+
+/// Messages on a control connection after the handshake.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum ControlMsg {
+    /// Keepalive: liveness comes from the connection, not from mDNS records that linger.
+    Ping,
+    /// The sender changed its nick.
+    Nick { nick: String },
+    /// Clean goodbye, so the other side reports us down at once.
+    Bye { reason: ByeReason },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ByeReason {
+    /// The node is shutting down.
+    Leaving,
+    /// Both sides dialled at once; this connection lost, the other one carries on.
+    Duplicate,
+}

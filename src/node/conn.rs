@@ -1,0 +1,462 @@
+//! Connection tasks: the accept loop, dialling (manual and discovered peers), and the control
+//! session that runs for as long as a peer is connected.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+
+use super::peers::{LiveConn, Registered};
+use super::{Event, Shared, lock};
+use crate::identity::PeerId;
+use crate::net::discovery::DiscoveryEvent;
+use crate::net::secure::{self, HANDSHAKE_TIMEOUT, HandshakeError, Remote, SecureConn};
+use crate::net::wire::{ByeReason, ControlMsg, MAX_CONTROL_FRAME, Purpose};
+use crate::store::{StoredPeer, unix_now};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const PING_EVERY: Duration = Duration::from_secs(2);
+/// Silence longer than this (several missed pings) means the peer is gone.
+const IDLE_LIMIT: Duration = Duration::from_secs(8);
+const CONTROL_QUEUE: usize = 1024;
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// After a duplicate's goodbye, how long the winning connection gets to show up before the peer
+/// counts as down.
+const DUPLICATE_GRACE: Duration = Duration::from_secs(3);
+
+pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((sock, addr)) => {
+                shared.tracker.spawn(handle_incoming(shared.clone(), sock, addr));
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn handle_incoming(shared: Arc<Shared>, sock: TcpStream, addr: SocketAddr) {
+    let slot = shared.next_id();
+    let evict = CancellationToken::new();
+    {
+        let mut pending = lock(&shared.pending);
+        pending.push_back((slot, evict.clone()));
+        if pending.len() > super::MAX_PENDING_HANDSHAKES
+            && let Some((_, oldest)) = pending.pop_front()
+        {
+            oldest.cancel();
+        }
+    }
+    let hello = shared.hello();
+    let result = tokio::select! {
+        _ = shared.cancel.cancelled() => None,
+        _ = evict.cancelled() => Some(Err("evicted: too many handshakes in progress".to_string())),
+        r = timeout(HANDSHAKE_TIMEOUT, secure::accept(sock, &shared.identity, &hello)) => Some(match r {
+            Err(_) => Err(HandshakeError::Timeout.to_string()),
+            Ok(r) => r.map_err(|e| e.to_string()),
+        }),
+    };
+    lock(&shared.pending).retain(|(s, _)| *s != slot);
+    match result {
+        None => {}
+        Some(Err(reason)) => tracing::info!("dropped connection from {addr}: {reason}"),
+        Some(Ok(conn)) => match conn.purpose {
+            Purpose::Control => run_control(shared, conn, false).await,
+            Purpose::Transfer => {
+                tracing::info!("dropped transfer connection from {addr}: transfers are not served by this version");
+            }
+        },
+    }
+}
+
+/// Dial one address and complete the handshake.
+pub(crate) async fn dial(
+    shared: &Shared,
+    addr: SocketAddr,
+    expect: Option<&PeerId>,
+    purpose: Purpose,
+) -> Result<SecureConn, HandshakeError> {
+    let sock = match timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Err(_) => return Err(HandshakeError::Timeout),
+        Ok(r) => r.map_err(HandshakeError::Io)?,
+    };
+    match timeout(
+        HANDSHAKE_TIMEOUT,
+        secure::connect(sock, &shared.identity, &shared.hello(), purpose, expect),
+    )
+    .await
+    {
+        Err(_) => Err(HandshakeError::Timeout),
+        Ok(r) => r,
+    }
+}
+
+/// Refuse a peer whose id is pinned to a different key (which, since ids are key hashes, only a
+/// forged or corrupted record could produce), then remember it.
+fn pin_and_record(shared: &Shared, remote: &Remote) -> Result<(), String> {
+    match shared.store.pinned_key(&remote.id) {
+        Ok(Some(key)) if key != remote.public_key => {
+            return Err(format!("peer {} presented a key different from the one pinned for it", remote.id));
+        }
+        Err(e) => return Err(format!("database: {e}")),
+        _ => {}
+    }
+    let listen_addr = remote.hello.listen_port.map(|p| SocketAddr::new(remote.addr.ip(), p).to_string());
+    let record = StoredPeer {
+        id: remote.id.clone(),
+        public_key: remote.public_key.clone(),
+        nick: remote.hello.nick.clone(),
+        host: remote.hello.host.clone(),
+        listen_addr,
+        last_seen: Some(unix_now()),
+        trusted: false,
+    };
+    shared
+        .store
+        .upsert_peer(&record, &remote.addr.to_string())
+        .map_err(|e| format!("database: {e}"))
+}
+
+/// The control session with one peer: registers the connection, then reads until the peer
+/// leaves, goes silent, misbehaves, or the node shuts down.
+pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated_by_me: bool) {
+    let SecureConn {
+        mut reader,
+        mut writer,
+        remote,
+        ..
+    } = conn;
+    let id = remote.id.clone();
+    if let Err(reason) = pin_and_record(&shared, &remote) {
+        tracing::warn!("refused {}: {reason}", remote.addr);
+        shared.emit(Event::Warning {
+            message: format!("refused connection from {}: {reason}", remote.addr),
+        });
+        writer.shutdown().await;
+        return;
+    }
+    let Ok(_permit) = shared.conn_slots.clone().try_acquire_owned() else {
+        tracing::warn!("dropped {}: connection limit reached", remote.addr);
+        writer.shutdown().await;
+        return;
+    };
+
+    let conn_id = shared.next_id();
+    let (tx, mut rx) = mpsc::channel::<ControlMsg>(CONTROL_QUEUE);
+    let cancel = shared.cancel.child_token();
+    let live = LiveConn {
+        conn_id,
+        tx,
+        initiated_by_me,
+        since: std::time::Instant::now(),
+        addr: remote.addr,
+        cancel: cancel.clone(),
+    };
+    let (registered, old_nick) = {
+        let mut table = shared.peers();
+        let peer = table.entry(&id);
+        let old_nick = std::mem::replace(&mut peer.nick, remote.hello.nick.clone());
+        peer.public_key = remote.public_key.clone();
+        peer.host = remote.hello.host.clone();
+        peer.last_seen = Some(unix_now());
+        if let Some(port) = remote.hello.listen_port {
+            let addr = SocketAddr::new(remote.addr.ip(), port);
+            peer.dial_addrs.retain(|a| a != &addr);
+            peer.dial_addrs.insert(0, addr);
+        }
+        (table.register(&id, live), old_nick)
+    };
+    match registered {
+        Registered::Duplicate => {
+            tracing::debug!("closing duplicate connection to {id:?}");
+            let _ = writer
+                .send(&ControlMsg::Bye {
+                    reason: ByeReason::Duplicate,
+                })
+                .await;
+            writer.shutdown().await;
+            return;
+        }
+        Registered::Up => shared.emit(Event::PeerUp {
+            id: id.clone(),
+            nick: remote.hello.nick.clone(),
+            host: remote.hello.host.clone(),
+            addr: remote.addr.to_string(),
+        }),
+        Registered::Replaced(_) => {}
+    }
+    if !old_nick.is_empty() && old_nick != remote.hello.nick {
+        shared.emit(Event::PeerRenamed {
+            id: id.clone(),
+            old: old_nick,
+            new: remote.hello.nick.clone(),
+        });
+    }
+
+    let writer_cancel = cancel.clone();
+    let node_cancel = shared.cancel.clone();
+    let writer_task = shared.tracker.spawn(async move {
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.tick().await;
+        loop {
+            let result = tokio::select! {
+                biased;
+                _ = writer_cancel.cancelled() => {
+                    // Cancelled while the node runs means another connection replaced this one.
+                    let reason = if node_cancel.is_cancelled() { ByeReason::Leaving } else { ByeReason::Duplicate };
+                    let _ = writer.send(&ControlMsg::Bye { reason }).await;
+                    break;
+                }
+                msg = rx.recv() => match msg {
+                    None => break,
+                    Some(msg) => {
+                        // Drain what else is queued into the same records: bursts cost one write.
+                        let mut r = writer.queue_frame(&msg);
+                        while r.is_ok() && let Ok(more) = rx.try_recv() {
+                            r = writer.queue_frame(&more);
+                        }
+                        match r {
+                            Ok(()) => writer.flush().await.map_err(Into::into),
+                            Err(e) => Err(e),
+                        }
+                    }
+                },
+                _ = ping.tick() => writer.send(&ControlMsg::Ping).await,
+            };
+            if result.is_err() {
+                break;
+            }
+        }
+        writer.shutdown().await;
+    });
+
+    let mut quiet = false;
+    let reason = loop {
+        let read = tokio::select! {
+            _ = cancel.cancelled() => break if shared.cancel.is_cancelled() { "shutting down".to_string() } else { "replaced".to_string() },
+            r = timeout(IDLE_LIMIT, reader.read_frame::<ControlMsg>(MAX_CONTROL_FRAME)) => r,
+        };
+        match read {
+            Err(_) => break format!("no sign of life for {} s", IDLE_LIMIT.as_secs()),
+            Ok(Ok(None)) => break "connection closed".to_string(),
+            Ok(Err(e)) => {
+                tracing::warn!("dropping connection to {} ({}): {e}", remote.addr, id.short());
+                break format!("protocol error: {e}");
+            }
+            Ok(Ok(Some(msg))) => match msg {
+                ControlMsg::Ping => {}
+                ControlMsg::Bye { reason } => {
+                    quiet = reason == ByeReason::Duplicate;
+                    break "left".to_string();
+                }
+                ControlMsg::Nick { nick } => {
+                    if let Err(e) = super::validate_nick(&nick) {
+                        tracing::warn!("dropping connection to {}: bad nick: {e}", id.short());
+                        break format!("protocol error: bad nick: {e}");
+                    }
+                    let old = std::mem::replace(&mut shared.peers().entry(&id).nick, nick.clone());
+                    if old != nick {
+                        shared.emit(Event::PeerRenamed {
+                            id: id.clone(),
+                            old,
+                            new: nick,
+                        });
+                    }
+                }
+            },
+        }
+    };
+    cancel.cancel();
+    let _ = writer_task.await;
+    let nick = shared.peers().get(&id).map(|p| p.nick.clone()).unwrap_or_default();
+    if shared.peers().unregister(&id, conn_id, quiet) {
+        shared.emit(Event::PeerDown {
+            id: id.clone(),
+            nick,
+            reason,
+        });
+    } else if quiet {
+        let shared2 = shared.clone();
+        shared.tracker.spawn(async move {
+            tokio::select! {
+                _ = shared2.cancel.cancelled() => {}
+                _ = tokio::time::sleep(DUPLICATE_GRACE) => {
+                    if shared2.peers().settle(&id) {
+                        shared2.emit(Event::PeerDown { id, nick, reason: "left".into() });
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Sleep, unless the node shuts down first (then false).
+async fn pause(shared: &Shared, d: Duration) -> bool {
+    tokio::select! {
+        _ = shared.cancel.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
+    }
+}
+
+/// Keep a connection to a `--peer HOST:PORT` target for the node's life.
+pub(crate) async fn maintain_manual(shared: Arc<Shared>, target: String) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        if shared.cancel.is_cancelled() {
+            return;
+        }
+        let known = lock(&shared.manual).get(&target).and_then(|t| t.id.clone());
+        if known.as_ref().is_some_and(|id| shared.peers().is_online(id)) {
+            if !pause(&shared, Duration::from_millis(250)).await {
+                return;
+            }
+            continue;
+        }
+        let addrs: Vec<SocketAddr> = match timeout(CONNECT_TIMEOUT, tokio::net::lookup_host(target.as_str())).await {
+            Ok(Ok(a)) => a.collect(),
+            Ok(Err(e)) => {
+                note_manual(&shared, &target, None, Some(format!("cannot resolve: {e}")));
+                Vec::new()
+            }
+            Err(_) => {
+                note_manual(&shared, &target, None, Some("name lookup timed out".into()));
+                Vec::new()
+            }
+        };
+        let mut last_err = None;
+        for addr in addrs {
+            match dial(&shared, addr, None, Purpose::Control).await {
+                Ok(conn) => {
+                    note_manual(&shared, &target, Some(conn.remote.id.clone()), None);
+                    last_err = None;
+                    backoff = BACKOFF_MIN;
+                    run_control(shared.clone(), conn, true).await;
+                    break;
+                }
+                Err(HandshakeError::SelfConnection) => {
+                    tracing::info!("--peer {target} is this node itself; not dialling it");
+                    note_manual(&shared, &target, None, Some("that address is this node itself".into()));
+                    return;
+                }
+                Err(e) => last_err = Some(e.to_string()),
+            }
+        }
+        if let Some(err) = last_err {
+            let first = lock(&shared.manual).get(&target).is_some_and(|t| t.attempts == 0);
+            if first {
+                tracing::warn!("cannot reach --peer {target}: {err} (will keep trying)");
+            }
+            note_manual(&shared, &target, None, Some(err));
+        }
+        if !pause(&shared, backoff).await {
+            return;
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+fn note_manual(shared: &Shared, target: &str, id: Option<PeerId>, error: Option<String>) {
+    let mut manual = lock(&shared.manual);
+    let t = manual.entry(target.to_string()).or_default();
+    if id.is_some() {
+        t.id = id;
+    }
+    t.attempts += 1;
+    t.last_error = error;
+}
+
+/// Fold mDNS events into the peer table and start a dialler for every new peer.
+pub(crate) async fn on_discovery(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<DiscoveryEvent>) {
+    loop {
+        let event = tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            e = rx.recv() => match e { Some(e) => e, None => return },
+        };
+        match event {
+            DiscoveryEvent::Found { id, nick, host, addrs } => {
+                let start = {
+                    let mut table = shared.peers();
+                    let peer = table.entry(&id);
+                    // Unverified until a handshake proves the key: only fill blanks.
+                    if peer.nick.is_empty() {
+                        peer.nick = nick;
+                        peer.host = host;
+                    }
+                    for a in addrs.into_iter().rev() {
+                        peer.dial_addrs.retain(|x| x != &a);
+                        peer.dial_addrs.insert(0, a);
+                    }
+                    peer.dial_addrs.truncate(8);
+                    peer.mdns_present = true;
+                    !std::mem::replace(&mut peer.dialer_running, true)
+                };
+                if start {
+                    shared.tracker.spawn(maintain_discovered(shared.clone(), id));
+                }
+            }
+            DiscoveryEvent::Lost { id } => {
+                if let Some(p) = shared.peers().get_mut_for_discovery(&id) {
+                    p.mdns_present = false;
+                }
+            }
+        }
+    }
+}
+
+/// Dial a discovered peer until connected, and again whenever the connection drops, while its
+/// mDNS record is present. The advertised id must be the key that answers.
+async fn maintain_discovered(shared: Arc<Shared>, id: PeerId) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let (present, online, addrs) = {
+            let mut table = shared.peers();
+            let peer = table.entry(&id);
+            let snapshot = (peer.mdns_present, peer.conn.is_some(), peer.dial_addrs.clone());
+            if !snapshot.0 && !snapshot.1 || shared.cancel.is_cancelled() {
+                peer.dialer_running = false;
+                return;
+            }
+            snapshot
+        };
+        let _ = present;
+        if online {
+            if !pause(&shared, Duration::from_millis(250)).await {
+                return;
+            }
+            continue;
+        }
+        for addr in addrs {
+            match dial(&shared, addr, Some(&id), Purpose::Control).await {
+                Ok(conn) => {
+                    backoff = BACKOFF_MIN;
+                    run_control(shared.clone(), conn, true).await;
+                    break;
+                }
+                Err(e @ HandshakeError::IdMismatch { .. }) => {
+                    tracing::warn!("{addr}: {e}");
+                    shared.emit(Event::Warning {
+                        message: format!("{addr}: {e}"),
+                    });
+                }
+                Err(e) => tracing::debug!("dial {addr} for {}: {e}", id.short()),
+            }
+        }
+        if !pause(&shared, backoff).await {
+            return;
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}

@@ -1,0 +1,442 @@
+//! The Node: everything that happens on the network. Faces (TUI, one-shot commands, `serve
+//! --json`, tests) hold a [`NodeHandle`], call its methods and subscribe to its [`Event`]s.
+
+mod conn;
+pub mod peers;
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::identity::{Identity, PeerId, ensure_private_dir};
+use crate::net::discovery::{Advert, Discovery};
+use crate::net::wire::{Hello, MAX_NICK_BYTES};
+use crate::store::Store;
+pub use peers::PeerInfo;
+use peers::PeerTable;
+
+pub const DEFAULT_PORT: u16 = 7717;
+const EVENT_BUFFER: usize = 4096;
+/// Handshakes in progress at once; a newcomer past this evicts the oldest, so idle connections
+/// can't lock real peers out.
+const MAX_PENDING_HANDSHAKES: usize = 64;
+/// Established connections (control and transfer) at once.
+const MAX_CONNECTIONS: usize = 512;
+
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub nick: String,
+    pub data_dir: PathBuf,
+    pub download_dir: PathBuf,
+    pub shares: Vec<PathBuf>,
+    /// Where to accept connections; `None` for a node that only dials (one-shot commands).
+    pub listen: Option<SocketAddr>,
+    pub manual_peers: Vec<String>,
+    /// Browse with mDNS. Off in tests outside network namespaces: see DEVELOPERS.md.
+    pub mdns: bool,
+    /// Also announce ourselves over mDNS (only meaningful with `mdns` and `listen`).
+    pub advertise: bool,
+    pub accept_all: bool,
+}
+
+impl NodeConfig {
+    /// A node on 127.0.0.1 with a free port, no multicast: what in-process tests run.
+    pub fn local(nick: &str, data_dir: PathBuf) -> NodeConfig {
+        NodeConfig {
+            nick: nick.to_string(),
+            download_dir: data_dir.join("downloads"),
+            data_dir,
+            shares: Vec::new(),
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            manual_peers: Vec::new(),
+            mdns: false,
+            advertise: false,
+            accept_all: false,
+        }
+    }
+}
+
+/// Check a nick we are about to use ourselves.
+pub fn validate_nick(nick: &str) -> Result<()> {
+    if nick.trim().is_empty() || nick.len() > MAX_NICK_BYTES {
+        bail!("nick must be 1 to {MAX_NICK_BYTES} bytes");
+    }
+    if nick.chars().any(char::is_control) {
+        bail!("nick must not contain control characters");
+    }
+    Ok(())
+}
+
+/// What a node reports. Serialized as-is for `serve --json` (one object per line).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Listening {
+        id: PeerId,
+        nick: String,
+        addr: String,
+    },
+    PeerUp {
+        id: PeerId,
+        nick: String,
+        host: String,
+        addr: String,
+    },
+    PeerDown {
+        id: PeerId,
+        nick: String,
+        reason: String,
+    },
+    PeerRenamed {
+        id: PeerId,
+        old: String,
+        new: String,
+    },
+    /// Something a user should know that concerns no single operation (a refused spoofer, an
+    /// unreachable --peer).
+    Warning {
+        message: String,
+    },
+}
+
+/// State of a `--peer HOST:PORT` target.
+#[derive(Debug, Default, Clone)]
+struct ManualTarget {
+    id: Option<PeerId>,
+    last_error: Option<String>,
+    attempts: u64,
+}
+
+pub(crate) struct Shared {
+    pub identity: Identity,
+    pub config: NodeConfig,
+    pub host: String,
+    nick: Mutex<String>,
+    pub peers: Mutex<PeerTable>,
+    pub events: broadcast::Sender<Event>,
+    pub store: Store,
+    pub cancel: CancellationToken,
+    pub tracker: TaskTracker,
+    pub listen_addr: Option<SocketAddr>,
+    pending: Mutex<VecDeque<(u64, CancellationToken)>>,
+    pub conn_slots: Arc<Semaphore>,
+    next_id: AtomicU64,
+    manual: Mutex<HashMap<String, ManualTarget>>,
+    discovery: tokio::sync::Mutex<Option<Discovery>>,
+    _lock: File,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    pub fn emit(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+
+    pub fn peers(&self) -> MutexGuard<'_, PeerTable> {
+        lock(&self.peers)
+    }
+
+    pub fn nick(&self) -> String {
+        lock(&self.nick).clone()
+    }
+
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn hello(&self) -> Hello {
+        Hello {
+            nick: self.nick(),
+            host: self.host.clone(),
+            listen_port: self.listen_addr.map(|a| a.port()),
+            software: concat!("lanyard ", env!("CARGO_PKG_VERSION")).to_string(),
+        }
+    }
+}
+
+/// The handle every face holds. Cheap to clone.
+#[derive(Clone)]
+pub struct NodeHandle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl NodeHandle {
+    /// Start a node: take the data dir's lock, load the identity and database, listen, discover.
+    pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
+        validate_nick(&config.nick)?;
+        let data_dir = ensure_private_dir(&config.data_dir)?;
+        let lock_file = take_lock(&data_dir)?;
+        let identity = Identity::load_or_create(&data_dir)?;
+        let store = Store::open(&data_dir.join("lanyard.sqlite3"))?;
+
+        let listener = match config.listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| match addr.port() {
+                0 => format!("cannot listen on {addr}"),
+                port => {
+                    format!("cannot listen on port {port} (another program uses it? pick one with --port, or --port 0 for any free port)")
+                }
+            })?),
+            None => None,
+        };
+        let listen_addr = listener.as_ref().map(|l| l.local_addr()).transpose()?;
+
+        let mut table = PeerTable::new(identity.id().clone());
+        for p in store.peers()? {
+            let e = table.entry(&p.id);
+            e.public_key = p.public_key;
+            e.nick = p.nick;
+            e.host = p.host;
+            e.trusted = p.trusted;
+            e.last_seen = p.last_seen;
+            e.dial_addrs = p.listen_addr.and_then(|a| a.parse().ok()).into_iter().collect();
+        }
+
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let shared = Arc::new(Shared {
+            host: hostname(),
+            nick: Mutex::new(config.nick.clone()),
+            identity,
+            config,
+            peers: Mutex::new(table),
+            events,
+            store,
+            cancel: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            listen_addr,
+            pending: Mutex::new(VecDeque::new()),
+            conn_slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            next_id: AtomicU64::new(1),
+            manual: Mutex::new(HashMap::new()),
+            discovery: tokio::sync::Mutex::new(None),
+            _lock: lock_file,
+        });
+        let handle = NodeHandle { shared: shared.clone() };
+
+        if let Some(listener) = listener {
+            shared.tracker.spawn(conn::accept_loop(shared.clone(), listener));
+        }
+        if shared.config.mdns {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let advert = match (shared.config.advertise, listen_addr) {
+                (true, Some(addr)) => Some(Advert {
+                    id: shared.identity.id().clone(),
+                    nick: shared.nick(),
+                    host: shared.host.clone(),
+                    port: addr.port(),
+                }),
+                _ => None,
+            };
+            let discovery = Discovery::start(shared.identity.id(), advert.as_ref(), tx, shared.cancel.child_token())?;
+            *shared.discovery.lock().await = Some(discovery);
+            shared.tracker.spawn(conn::on_discovery(shared.clone(), rx));
+        }
+        for target in shared.config.manual_peers.clone() {
+            handle.add_peer(&target);
+        }
+        if let Some(addr) = listen_addr {
+            shared.emit(Event::Listening {
+                id: shared.identity.id().clone(),
+                nick: shared.nick(),
+                addr: addr.to_string(),
+            });
+        }
+        Ok(handle)
+    }
+
+    pub fn id(&self) -> &PeerId {
+        self.shared.identity.id()
+    }
+
+    pub fn fingerprint(&self) -> String {
+        self.shared.identity.fingerprint()
+    }
+
+    pub fn nick(&self) -> String {
+        self.shared.nick()
+    }
+
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.shared.listen_addr
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.shared.config
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.shared.events.subscribe()
+    }
+
+    /// Every known peer, online first.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        self.shared.peers().list()
+    }
+
+    pub fn peer(&self, id: &PeerId) -> Option<PeerInfo> {
+        self.shared.peers().info(id)
+    }
+
+    pub fn is_online(&self, id: &PeerId) -> bool {
+        self.shared.peers().is_online(id)
+    }
+
+    /// Keep a connection to HOST:PORT (redialled when it drops), for networks without multicast.
+    pub fn add_peer(&self, target: &str) {
+        let mut manual = lock(&self.shared.manual);
+        if manual.contains_key(target) {
+            return;
+        }
+        manual.insert(target.to_string(), ManualTarget::default());
+        self.shared
+            .tracker
+            .spawn(conn::maintain_manual(self.shared.clone(), target.to_string()));
+    }
+
+    /// Resolve what a user typed as PEER — nick, id prefix or HOST:PORT — waiting up to `wait`
+    /// for it to be discovered or connected.
+    pub async fn resolve(&self, spec: &str, wait: Duration) -> Result<PeerId> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let is_address = looks_like_address(spec);
+        if is_address {
+            self.add_peer(spec);
+        }
+        loop {
+            if is_address {
+                let target = lock(&self.shared.manual).get(spec).cloned().unwrap_or_default();
+                if let Some(id) = target.id {
+                    return Ok(id);
+                }
+                if let (Some(err), true) = (&target.last_error, target.attempts > 0) {
+                    bail!("cannot reach {spec}: {err}");
+                }
+            } else {
+                match self.shared.peers().find(spec) {
+                    Ok(id) => return Ok(id),
+                    Err(e) if e.contains("ambiguous") => bail!(e),
+                    Err(e) if tokio::time::Instant::now() >= deadline => bail!(e),
+                    Err(_) => {}
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("timed out waiting for {spec}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Wait until `id` has a live connection.
+    pub async fn wait_online(&self, id: &PeerId, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        while !self.is_online(id) {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
+    /// Change our nick: told to every connected peer and re-advertised.
+    pub async fn set_nick(&self, nick: &str) -> Result<()> {
+        validate_nick(nick)?;
+        *lock(&self.shared.nick) = nick.to_string();
+        let senders: Vec<_> = {
+            let t = self.shared.peers();
+            t.ids().filter_map(|id| t.sender(id)).collect()
+        };
+        for tx in senders {
+            let _ = tx.send(crate::net::wire::ControlMsg::Nick { nick: nick.to_string() }).await;
+        }
+        if let (Some(d), Some(addr)) = (self.shared.discovery.lock().await.as_mut(), self.shared.listen_addr) {
+            d.advertise(&Advert {
+                id: self.id().clone(),
+                nick: nick.to_string(),
+                host: self.shared.host.clone(),
+                port: addr.port(),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Resolves once shutdown has begun.
+    pub async fn cancelled(&self) {
+        self.shared.cancel.cancelled().await
+    }
+
+    /// Say goodbye to every peer, withdraw the mDNS record, and wait (briefly) for tasks to end.
+    pub async fn shutdown(&self) {
+        self.shared.cancel.cancel();
+        if let Some(d) = self.shared.discovery.lock().await.take() {
+            d.shutdown().await;
+        }
+        self.shared.tracker.close();
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.shared.tracker.wait()).await;
+    }
+}
+
+fn looks_like_address(spec: &str) -> bool {
+    spec.rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+}
+
+/// One node per data dir: an exclusive lock held for the node's life (released by the OS even
+/// when the process is killed).
+fn take_lock(data_dir: &std::path::Path) -> Result<File> {
+    let path = data_dir.join("lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => bail!("another lanyard node is already running on data dir {}", data_dir.display()),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().chars().filter(|c| !c.is_control()).take(MAX_NICK_BYTES).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_told_from_nicks() {
+        assert!(looks_like_address("127.0.0.1:7717"));
+        assert!(looks_like_address("lab-3.local:7717"));
+        assert!(looks_like_address("[::1]:7717"));
+        assert!(!looks_like_address("ada"));
+        assert!(!looks_like_address("ada:"));
+        assert!(!looks_like_address(":7717"));
+    }
+
+    #[test]
+    fn own_nick_is_checked() {
+        assert!(validate_nick("ada").is_ok());
+        assert!(validate_nick("").is_err());
+        assert!(validate_nick("a\u{1b}[31m").is_err());
+        assert!(validate_nick(&"x".repeat(65)).is_err());
+    }
+}

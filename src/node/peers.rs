@@ -1,0 +1,310 @@
+//! The peer table: everything known about other nodes, and which control connection is live.
+//! Pure bookkeeping (no I/O) so that the tricky rules — which of two simultaneous connections
+//! survives, when a peer counts as up or down — are unit-tested.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::identity::{PeerId, fingerprint};
+use crate::net::wire::ControlMsg;
+
+/// Connections established this close together are a simultaneous dial, decided by id; a later
+/// one means the other side lost the old one, so the newcomer wins.
+const SIMULTANEOUS: Duration = Duration::from_secs(2);
+
+/// A live control connection as the table sees it.
+#[derive(Debug, Clone)]
+pub struct LiveConn {
+    pub conn_id: u64,
+    pub tx: mpsc::Sender<ControlMsg>,
+    pub initiated_by_me: bool,
+    pub since: Instant,
+    pub addr: SocketAddr,
+    pub cancel: CancellationToken,
+}
+
+#[derive(Debug, Default)]
+pub struct PeerState {
+    pub public_key: Vec<u8>,
+    pub nick: String,
+    pub host: String,
+    /// Where it can be dialled: mDNS addresses, the manual address, its listen port seen on an
+    /// incoming connection.
+    pub dial_addrs: Vec<SocketAddr>,
+    pub mdns_present: bool,
+    pub dialer_running: bool,
+    pub conn: Option<LiveConn>,
+    /// Whether subscribers were told it's up: the one source of truth for up/down events.
+    pub announced: bool,
+    pub trusted: bool,
+    pub last_seen: Option<u64>,
+}
+
+/// A peer as faces see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    pub id: PeerId,
+    pub short_id: String,
+    pub nick: String,
+    pub host: String,
+    pub online: bool,
+    /// Where it accepts connections (usable as HOST:PORT), else where its connection comes from.
+    pub addr: Option<String>,
+    pub fingerprint: String,
+    pub trusted: bool,
+    /// Unix seconds of the last connection, for offline peers.
+    pub last_seen: Option<u64>,
+}
+
+/// What registering a new connection did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Registered {
+    /// First connection: the peer just came up.
+    Up,
+    /// It replaced an older connection (which the caller must close); no event.
+    Replaced(u64),
+    /// An existing connection wins; the caller closes the new one as a duplicate.
+    Duplicate,
+}
+
+#[derive(Debug, Default)]
+pub struct PeerTable {
+    pub me: Option<PeerId>,
+    peers: HashMap<PeerId, PeerState>,
+}
+
+impl PeerTable {
+    pub fn new(me: PeerId) -> Self {
+        PeerTable {
+            me: Some(me),
+            peers: HashMap::new(),
+        }
+    }
+
+    pub fn get(&self, id: &PeerId) -> Option<&PeerState> {
+        self.peers.get(id)
+    }
+
+    /// The entry of a peer we already know; discovery must not create entries on removal.
+    pub fn get_mut_for_discovery(&mut self, id: &PeerId) -> Option<&mut PeerState> {
+        self.peers.get_mut(id)
+    }
+
+    pub fn entry(&mut self, id: &PeerId) -> &mut PeerState {
+        self.peers.entry(id.clone()).or_default()
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = &PeerId> {
+        self.peers.keys()
+    }
+
+    pub fn is_online(&self, id: &PeerId) -> bool {
+        self.peers.get(id).is_some_and(|p| p.conn.is_some())
+    }
+
+    pub fn sender(&self, id: &PeerId) -> Option<mpsc::Sender<ControlMsg>> {
+        self.peers.get(id)?.conn.as_ref().map(|c| c.tx.clone())
+    }
+
+    /// Decide whether `conn` becomes the peer's live connection. Both ends apply the same rule to
+    /// the same pair of connections, so they keep the same one: the connection initiated by the
+    /// smaller id wins a simultaneous dial.
+    pub fn register(&mut self, id: &PeerId, conn: LiveConn) -> Registered {
+        let me = self.me.clone();
+        let peer = self.entry(id);
+        let Some(existing) = &peer.conn else {
+            peer.conn = Some(conn);
+            return if std::mem::replace(&mut peer.announced, true) {
+                Registered::Replaced(0)
+            } else {
+                Registered::Up
+            };
+        };
+        let simultaneous = conn.since.saturating_duration_since(existing.since) < SIMULTANEOUS;
+        let new_wins = if simultaneous && existing.initiated_by_me != conn.initiated_by_me {
+            let me = me.as_ref();
+            let initiator_of = |c: &LiveConn| if c.initiated_by_me { me } else { Some(id) };
+            initiator_of(&conn) < initiator_of(existing)
+        } else {
+            true
+        };
+        if new_wins {
+            let old = peer.conn.replace(conn).map(|c| {
+                c.cancel.cancel();
+                c.conn_id
+            });
+            Registered::Replaced(old.unwrap_or(0))
+        } else {
+            Registered::Duplicate
+        }
+    }
+
+    /// A connection ended. Returns true when the peer is now down and subscribers must be told
+    /// (with `quiet`, the caller defers that decision: a duplicate's goodbye).
+    pub fn unregister(&mut self, id: &PeerId, conn_id: u64, quiet: bool) -> bool {
+        let Some(peer) = self.peers.get_mut(id) else { return false };
+        if peer.conn.as_ref().is_none_or(|c| c.conn_id != conn_id) {
+            return false;
+        }
+        peer.conn = None;
+        if quiet {
+            return false;
+        }
+        std::mem::replace(&mut peer.announced, false)
+    }
+
+    /// After a quiet unregister: down now if no other connection took over meanwhile.
+    pub fn settle(&mut self, id: &PeerId) -> bool {
+        match self.peers.get_mut(id) {
+            Some(peer) if peer.conn.is_none() => std::mem::replace(&mut peer.announced, false),
+            _ => false,
+        }
+    }
+
+    pub fn info(&self, id: &PeerId) -> Option<PeerInfo> {
+        let p = self.peers.get(id)?;
+        Some(PeerInfo {
+            id: id.clone(),
+            short_id: id.short().to_string(),
+            nick: p.nick.clone(),
+            host: p.host.clone(),
+            online: p.conn.is_some(),
+            addr: p.dial_addrs.first().copied().or_else(|| p.conn.as_ref().map(|c| c.addr)).map(|a| a.to_string()),
+            fingerprint: if p.public_key.is_empty() {
+                String::new()
+            } else {
+                fingerprint(&p.public_key)
+            },
+            trusted: p.trusted,
+            last_seen: p.last_seen,
+        })
+    }
+
+    /// Every peer with a name: online first, then by nick.
+    pub fn list(&self) -> Vec<PeerInfo> {
+        let mut out: Vec<PeerInfo> = self
+            .peers
+            .keys()
+            .filter_map(|id| self.info(id))
+            .filter(|p| !p.nick.is_empty())
+            .collect();
+        out.sort_by(|a, b| {
+            b.online
+                .cmp(&a.online)
+                .then_with(|| a.nick.to_lowercase().cmp(&b.nick.to_lowercase()))
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        out
+    }
+
+    /// Resolve what a user typed: an exact id, a nick (case-insensitive), or an id prefix.
+    pub fn find(&self, spec: &str) -> Result<PeerId, String> {
+        if let Some(id) = PeerId::parse(spec)
+            && self.peers.contains_key(&id)
+        {
+            return Ok(id);
+        }
+        let by_nick: Vec<&PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.nick.eq_ignore_ascii_case(spec))
+            .map(|(id, _)| id)
+            .collect();
+        let candidates = if by_nick.is_empty() && spec.len() >= 4 {
+            let lower = spec.to_ascii_lowercase();
+            self.peers.keys().filter(|id| id.as_str().starts_with(&lower)).collect()
+        } else {
+            by_nick
+        };
+        match candidates.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(format!("no peer called {spec:?} (try `lanyard peers`, or give HOST:PORT)")),
+            many => {
+                let mut ids: Vec<String> = many.iter().map(|id| id.short().to_string()).collect();
+                ids.sort();
+                Err(format!("{spec:?} is ambiguous: it matches {}; use an id prefix", ids.join(", ")))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+
+    fn conn(conn_id: u64, initiated_by_me: bool, since: Instant) -> LiveConn {
+        let (tx, _rx) = mpsc::channel(1);
+        LiveConn {
+            conn_id,
+            tx,
+            initiated_by_me,
+            since,
+            addr: "127.0.0.1:1".parse().unwrap(),
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    fn two_ids() -> (PeerId, PeerId) {
+        let a = Identity::generate().unwrap().id().clone();
+        let b = Identity::generate().unwrap().id().clone();
+        if a < b { (a, b) } else { (b, a) }
+    }
+
+    #[test]
+    fn simultaneous_dial_keeps_the_same_connection_on_both_sides() {
+        let (small, big) = two_ids();
+        let now = Instant::now();
+        // Connection 1 is dialled by `small`, connection 2 by `big`; each side sees them in a
+        // different order.
+        let mut at_small = PeerTable::new(small.clone());
+        assert_eq!(at_small.register(&big, conn(2, false, now)), Registered::Up);
+        assert_eq!(at_small.register(&big, conn(1, true, now)), Registered::Replaced(2));
+        let mut at_big = PeerTable::new(big.clone());
+        assert_eq!(at_big.register(&small, conn(1, false, now)), Registered::Up);
+        assert_eq!(at_big.register(&small, conn(2, true, now)), Registered::Duplicate);
+        assert_eq!(at_small.get(&big).unwrap().conn.as_ref().unwrap().conn_id, 1);
+        assert_eq!(at_big.get(&small).unwrap().conn.as_ref().unwrap().conn_id, 1);
+    }
+
+    #[test]
+    fn a_later_connection_replaces_a_stale_one() {
+        let (small, big) = two_ids();
+        let mut t = PeerTable::new(small.clone());
+        let then = Instant::now();
+        t.register(&big, conn(1, true, then));
+        let later = then + Duration::from_secs(30);
+        assert_eq!(t.register(&big, conn(2, false, later)), Registered::Replaced(1));
+    }
+
+    #[test]
+    fn up_and_down_are_announced_once() {
+        let (me, other) = two_ids();
+        let mut t = PeerTable::new(me);
+        assert_eq!(t.register(&other, conn(1, true, Instant::now())), Registered::Up);
+        assert!(!t.unregister(&other, 99, false), "a stale connection id changes nothing");
+        assert!(t.unregister(&other, 1, false));
+        assert!(!t.unregister(&other, 1, false));
+        t.register(&other, conn(2, true, Instant::now()));
+        assert!(!t.unregister(&other, 2, true), "quiet: deferred");
+        assert!(t.settle(&other));
+        assert!(!t.settle(&other));
+    }
+
+    #[test]
+    fn find_by_nick_prefix_and_ambiguity() {
+        let (a, b) = two_ids();
+        let mut t = PeerTable::new(Identity::generate().unwrap().id().clone());
+        t.entry(&a).nick = "Ada".into();
+        t.entry(&b).nick = "ada".into();
+        assert!(t.find("ada").unwrap_err().contains("ambiguous"));
+        assert_eq!(t.find(&a.as_str()[..6]).unwrap(), a);
+        assert_eq!(t.find(a.as_str()).unwrap(), a);
+        assert!(t.find("nobody").is_err());
+    }
+}

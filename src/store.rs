@@ -1,0 +1,189 @@
+//! The database in the data dir (SQLite): known peers, and — in later modules — chat history,
+//! the outbox and transfer records. WAL mode: a commit survives the process being killed.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use anyhow::{Context, Result};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::identity::PeerId;
+
+/// Schema steps, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &["CREATE TABLE peers (
+        id TEXT PRIMARY KEY,
+        public_key BLOB NOT NULL,
+        nick TEXT NOT NULL,
+        host TEXT NOT NULL DEFAULT '',
+        last_addr TEXT,
+        listen_addr TEXT,
+        last_seen INTEGER,
+        trusted INTEGER NOT NULL DEFAULT 0
+    );"];
+
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPeer {
+    pub id: PeerId,
+    pub public_key: Vec<u8>,
+    pub nick: String,
+    pub host: String,
+    pub listen_addr: Option<String>,
+    pub last_seen: Option<u64>,
+    pub trusted: bool,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store> {
+        let conn = Connection::open(path).with_context(|| format!("cannot open database {}", path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // NORMAL in WAL: a commit is in the OS once it returns, so a killed process loses nothing.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let store = Store { conn: Mutex::new(conn) };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    pub fn open_in_memory() -> Result<Store> {
+        let store = Store {
+            conn: Mutex::new(Connection::open_in_memory()?),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let conn = self.lock();
+        let done: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if done > MIGRATIONS.len() {
+            anyhow::bail!("the database was written by a newer lanyard (schema {done}); update lanyard");
+        }
+        for (i, step) in MIGRATIONS.iter().enumerate().skip(done) {
+            conn.execute_batch(&format!("BEGIN; {step} PRAGMA user_version = {}; COMMIT;", i + 1))
+                .context("database migration")?;
+        }
+        Ok(())
+    }
+
+    /// The connection, for modules that keep their own tables here. A poisoned lock only means
+    /// another thread panicked mid-call; SQLite itself stays consistent, so carry on.
+    pub fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The pinned key of a peer, if it was seen before.
+    pub fn pinned_key(&self, id: &PeerId) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .lock()
+            .query_row("SELECT public_key FROM peers WHERE id = ?1", [id.as_str()], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn upsert_peer(&self, p: &StoredPeer, last_addr: &str) -> Result<()> {
+        self.lock().execute(
+            "INSERT INTO peers (id, public_key, nick, host, last_addr, listen_addr, last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT(id) DO UPDATE SET nick = excluded.nick, host = excluded.host, last_addr = excluded.last_addr,
+                listen_addr = COALESCE(excluded.listen_addr, peers.listen_addr), last_seen = excluded.last_seen",
+            params![
+                p.id.as_str(),
+                p.public_key,
+                p.nick,
+                p.host,
+                last_addr,
+                p.listen_addr,
+                p.last_seen.map(|s| s as i64)
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_trusted(&self, id: &PeerId, trusted: bool) -> Result<()> {
+        self.lock()
+            .execute("UPDATE peers SET trusted = ?2 WHERE id = ?1", params![id.as_str(), trusted])?;
+        Ok(())
+    }
+
+    pub fn peers(&self) -> Result<Vec<StoredPeer>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare("SELECT id, public_key, nick, host, listen_addr, last_seen, trusted FROM peers")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get::<_, Option<i64>>(5)?,
+                r.get(6)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, public_key, nick, host, listen_addr, last_seen, trusted) = row?;
+            // A row we can't parse was not written by us; skip it rather than fail the node.
+            if let Some(id) = PeerId::parse(&id) {
+                out.push(StoredPeer {
+                    id,
+                    public_key,
+                    nick,
+                    host,
+                    listen_addr,
+                    last_seen: last_seen.map(|s| s as u64),
+                    trusted,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+
+    #[test]
+    fn peers_round_trip_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let ident = Identity::generate().unwrap();
+        let p = StoredPeer {
+            id: ident.id().clone(),
+            public_key: ident.public_key().to_vec(),
+            nick: "ada".into(),
+            host: "lab1".into(),
+            listen_addr: Some("10.0.0.1:7717".into()),
+            last_seen: Some(5),
+            trusted: false,
+        };
+        {
+            let s = Store::open(&path).unwrap();
+            s.upsert_peer(&p, "10.0.0.1:5555").unwrap();
+            s.set_trusted(&p.id, true).unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let got = s.peers().unwrap();
+        assert_eq!(got.len(), 1);
+        assert!(got[0].trusted);
+        assert_eq!(s.pinned_key(&p.id).unwrap().unwrap(), p.public_key);
+    }
+}

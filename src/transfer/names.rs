@@ -1,0 +1,1040 @@
+//! Names that arrive from the network, and where received files may land.
+//!
+//! A peer chooses the names of the files it pushes to us, so every name is
+//! hostile until checked: it could climb out of the download folder (`..`,
+//! absolute paths, drive prefixes), smuggle terminal escape sequences into our
+//! output, disguise an extension with a bidi override, or name a Windows
+//! device. The rules are the same on every platform so that a name accepted on
+//! Linux is also safe when the same code runs on Windows, and vice versa.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::fs;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Longest single component we accept; the common limit of Linux, macOS and Windows file systems.
+pub const MAX_COMPONENT_BYTES: usize = 255;
+/// Longest relative path we accept, matching Linux's PATH_MAX.
+pub const MAX_PATH_BYTES: usize = 4096;
+/// Deepest relative path we accept; far beyond real trees, low enough to bound the work per name.
+pub const MAX_DEPTH: usize = 64;
+
+/// How many numbered candidates `free_name` tries before falling back to a time-based suffix.
+const MAX_NUMBERED_CANDIDATES: u32 = 100_000;
+
+/// How much of a hostile name is shown in an error message; enough to recognise it, not enough
+/// to flood the terminal with a 4 KiB name.
+const SHOWN_CHARS: usize = 80;
+
+/// Why a name from a peer was refused. The `String`s hold the name exactly as received (so
+/// tests and callers can compare it); `Display` neutralises it before printing.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NameError {
+    #[error("refused name \"\": it is empty")]
+    Empty,
+    #[error("refused name \"{}\": absolute paths and drive prefixes are not allowed", shown(.0))]
+    Absolute(String),
+    #[error("refused name \"{}\": parent-directory components are not allowed", shown(.0))]
+    ParentDir(String),
+    #[error(
+        "refused name \"{}\": control characters and bidirectional overrides are not allowed",
+        shown(.0)
+    )]
+    ControlChar(String),
+    #[error("refused name \"{}\": it uses a device name reserved by Windows", shown(.0))]
+    Reserved(String),
+    #[error("refused name \"{}\": {len} bytes is over the {max}-byte limit", shown(.name))]
+    TooLong {
+        name: String,
+        len: usize,
+        max: usize,
+    },
+    #[error("refused name \"{}\": {depth} levels deep is over the limit of {max}", shown(.name))]
+    TooDeep {
+        name: String,
+        depth: usize,
+        max: usize,
+    },
+    #[error("refused name \"{}\": {reason}", shown(.name))]
+    InvalidComponent { name: String, reason: &'static str },
+    #[error(
+        "refused name \"{}\": an existing symbolic link is in the way and could lead outside the download folder",
+        shown(.0)
+    )]
+    EscapesRoot(String),
+    #[error("refused name \"{}\": an existing file is in the way of a folder", shown(.0))]
+    NotADirectory(String),
+    #[error("refused name \"{}\": cannot check what already exists there: {error}", shown(.name))]
+    Uncheckable { name: String, error: String },
+}
+
+/// True for characters that must never reach a terminal or a file name verbatim.
+///
+/// `char::is_control` is exactly C0, DEL and C1. The bidi embeddings, overrides and isolates
+/// are added because they reorder what is displayed ("Trojan Source"): `ok\u{202e}fdp.exe`
+/// shows as `okexe.pdf`.
+fn is_dangerous_char(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Neutralise a string for printing on a terminal: control characters (C0, DEL, C1) and bidi
+/// overrides/isolates become a visible escape such as `\u{1b}`; everything else is unchanged.
+/// Meant for nicks, chat texts and file names received from the network.
+pub fn printable(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(is_dangerous_char) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if is_dangerous_char(c) {
+            // Writing into a String cannot fail.
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A hostile name made safe and short enough for a one-line error message.
+fn shown(name: &str) -> String {
+    match name.char_indices().nth(SHOWN_CHARS) {
+        Some((cut, _)) => format!("{}…", printable(&name[..cut])),
+        None => printable(name).into_owned(),
+    }
+}
+
+/// What is wrong with one component, before we know which name to blame in the message
+/// (the component itself for `check_component`, the whole path for `check_relative`).
+enum Problem {
+    Empty,
+    TooLong(usize),
+    ParentDir,
+    ControlChar,
+    Reserved,
+    Invalid(&'static str),
+}
+
+impl Problem {
+    fn into_error(self, name: &str) -> NameError {
+        let name = name.to_owned();
+        match self {
+            Problem::Empty => NameError::Empty,
+            Problem::TooLong(len) => NameError::TooLong {
+                name,
+                len,
+                max: MAX_COMPONENT_BYTES,
+            },
+            Problem::ParentDir => NameError::ParentDir(name),
+            Problem::ControlChar => NameError::ControlChar(name),
+            Problem::Reserved => NameError::Reserved(name),
+            Problem::Invalid(reason) => NameError::InvalidComponent { name, reason },
+        }
+    }
+}
+
+fn component_problem(c: &str) -> Option<Problem> {
+    if c.is_empty() {
+        return Some(Problem::Empty);
+    }
+    if c.len() > MAX_COMPONENT_BYTES {
+        return Some(Problem::TooLong(c.len()));
+    }
+    if c == ".." {
+        return Some(Problem::ParentDir);
+    }
+    if c == "." {
+        return Some(Problem::Invalid("\".\" components are not allowed"));
+    }
+    // Before the separator checks, so NUL and escapes are reported as what they are.
+    if c.chars().any(is_dangerous_char) {
+        return Some(Problem::ControlChar);
+    }
+    if c.contains('/') {
+        return Some(Problem::Invalid("'/' is not allowed inside a name"));
+    }
+    if c.contains('\\') {
+        // Windows would treat the backslash as a separator, so "a\..\b" is a traversal
+        // attempt and deserves to be called one.
+        if c.split('\\').any(|part| part == "..") {
+            return Some(Problem::ParentDir);
+        }
+        return Some(Problem::Invalid("backslashes are not allowed"));
+    }
+    if c.contains(':') {
+        // Drive prefixes ("C:") and NTFS alternate data streams ("a:stream") both use ':'.
+        return Some(Problem::Invalid("':' is not allowed"));
+    }
+    if c.starts_with(char::is_whitespace) || c.ends_with(char::is_whitespace) {
+        // Windows silently strips trailing spaces, so "a.exe " would become "a.exe"; leading
+        // whitespace mostly serves to make two names look alike.
+        return Some(Problem::Invalid(
+            "leading or trailing whitespace is not allowed",
+        ));
+    }
+    if c.ends_with('.') {
+        // Windows silently strips trailing dots as well.
+        return Some(Problem::Invalid("a trailing dot is not allowed"));
+    }
+    if is_windows_device_name(c) {
+        return Some(Problem::Reserved);
+    }
+    None
+}
+
+/// Windows opens a device instead of a file for these names, whatever the extension
+/// ("nul.txt" is NUL) and ignoring spaces before the extension ("CON .txt").
+fn is_windows_device_name(c: &str) -> bool {
+    let stem = c.split('.').next().unwrap_or(c).trim_end_matches(' ');
+    const PLAIN: [&str; 6] = ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"];
+    if PLAIN.iter().any(|d| stem.eq_ignore_ascii_case(d)) {
+        return true;
+    }
+    let mut chars = stem.chars();
+    let prefix: String = chars.by_ref().take(3).collect();
+    let rest = chars.as_str();
+    (prefix.eq_ignore_ascii_case("COM") || prefix.eq_ignore_ascii_case("LPT"))
+        && matches!(
+            rest,
+            "0" | "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8" | "9" | "¹" | "²" | "³"
+        )
+}
+
+/// Validate one path component from a peer and return it unchanged if safe.
+pub fn check_component(name: &str) -> Result<&str, NameError> {
+    match component_problem(name) {
+        Some(problem) => Err(problem.into_error(name)),
+        None => Ok(name),
+    }
+}
+
+fn has_drive_prefix(path: &str) -> bool {
+    let b = path.as_bytes();
+    b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':'
+}
+
+/// Validate a whole relative path "a/b/c.txt" from a peer into a relative PathBuf.
+///
+/// Errors name the whole path, since that is what the user needs to recognise.
+pub fn check_relative(path: &str) -> Result<PathBuf, NameError> {
+    if path.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if path.len() > MAX_PATH_BYTES {
+        return Err(NameError::TooLong {
+            name: path.to_owned(),
+            len: path.len(),
+            max: MAX_PATH_BYTES,
+        });
+    }
+    if path.starts_with(['/', '\\']) || has_drive_prefix(path) {
+        return Err(NameError::Absolute(path.to_owned()));
+    }
+    let depth = path.split('/').count();
+    if depth > MAX_DEPTH {
+        return Err(NameError::TooDeep {
+            name: path.to_owned(),
+            depth,
+            max: MAX_DEPTH,
+        });
+    }
+    let mut out = PathBuf::new();
+    for c in path.split('/') {
+        if c.is_empty() {
+            return Err(NameError::InvalidComponent {
+                name: path.to_owned(),
+                reason: "empty components (\"a//b\" or a trailing '/') are not allowed",
+            });
+        }
+        if let Some(problem) = component_problem(c) {
+            return Err(problem.into_error(path));
+        }
+        out.push(c);
+    }
+    Ok(out)
+}
+
+/// Re-check a relative path that is supposed to have come out of `check_relative`.
+///
+/// `safe_join` and `create_dirs_safely` take a `&Path`, so nothing in the type system proves
+/// the check happened; checking again is cheap and keeps them safe on their own.
+fn checked_components(rel: &Path) -> Result<Vec<&str>, NameError> {
+    let whole = || rel.to_string_lossy().into_owned();
+    let mut out = Vec::new();
+    let mut total = 0;
+    for comp in rel.components() {
+        match comp {
+            Component::Normal(os) => {
+                let Some(c) = os.to_str() else {
+                    return Err(NameError::InvalidComponent {
+                        name: whole(),
+                        reason: "names must be valid UTF-8",
+                    });
+                };
+                if let Some(problem) = component_problem(c) {
+                    return Err(problem.into_error(&whole()));
+                }
+                total += c.len() + 1;
+                out.push(c);
+            }
+            Component::ParentDir => return Err(NameError::ParentDir(whole())),
+            Component::CurDir => {
+                return Err(NameError::InvalidComponent {
+                    name: whole(),
+                    reason: "\".\" components are not allowed",
+                });
+            }
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(NameError::Absolute(whole()));
+            }
+        }
+    }
+    if out.len() > MAX_DEPTH {
+        return Err(NameError::TooDeep {
+            name: whole(),
+            depth: out.len(),
+            max: MAX_DEPTH,
+        });
+    }
+    if total > MAX_PATH_BYTES + 1 {
+        return Err(NameError::TooLong {
+            name: whole(),
+            len: total - 1,
+            max: MAX_PATH_BYTES,
+        });
+    }
+    Ok(out)
+}
+
+/// Join a checked relative path onto `root`, creating no directories, and make sure that no
+/// EXISTING component below `root` is a symlink, and no existing intermediate component is a
+/// non-directory: a peer must not escape the download folder through a link someone left there.
+///
+/// `root` itself is trusted (it is the user's choice, and may well be a symlink). The final
+/// component may be an existing regular file or directory; deciding whether to overwrite is the
+/// caller's business, and it should create the file with `OpenOptions::create_new(true)`, which
+/// also refuses a symlink planted there after this check.
+pub fn safe_join(root: &Path, rel: &Path) -> Result<PathBuf, NameError> {
+    let comps = checked_components(rel)?;
+    if comps.is_empty() {
+        return Err(NameError::Empty);
+    }
+    let whole = || rel.to_string_lossy().into_owned();
+    let last = comps.len() - 1;
+    let mut full = root.to_path_buf();
+    // Once a component is missing nothing below it can exist, so stop asking the file system.
+    let mut checking = true;
+    for (i, c) in comps.iter().enumerate() {
+        full.push(c);
+        if !checking {
+            continue;
+        }
+        match fs::symlink_metadata(&full) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(NameError::EscapesRoot(whole()));
+            }
+            Ok(meta) if i < last && !meta.is_dir() => {
+                return Err(NameError::NotADirectory(whole()));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => checking = false,
+            Err(e) => {
+                return Err(NameError::Uncheckable {
+                    name: whole(),
+                    error: e.to_string(),
+                });
+            }
+        }
+    }
+    Ok(full)
+}
+
+/// Refuse anything but a real directory, so we never walk through a planted link.
+fn ensure_real_dir(meta: &fs::Metadata, path: &Path) -> io::Result<()> {
+    if meta.file_type().is_symlink() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "refusing to create folders through the symbolic link {}",
+                printable(&path.to_string_lossy())
+            ),
+        ));
+    }
+    if !meta.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotADirectory,
+            format!(
+                "cannot create a folder where a file already is: {}",
+                printable(&path.to_string_lossy())
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Create the directories of `rel` under `root` one by one (like `create_dir_all`), refusing to
+/// walk through a symlink or a non-directory, and return the full directory path.
+///
+/// `root` must already exist; an empty `rel` returns `root` unchanged.
+pub fn create_dirs_safely(root: &Path, rel: &Path) -> io::Result<PathBuf> {
+    let comps =
+        checked_components(rel).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let mut full = root.to_path_buf();
+    for c in comps {
+        full.push(c);
+        match fs::symlink_metadata(&full) {
+            Ok(meta) => ensure_real_dir(&meta, &full)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(&full) {
+                Ok(()) => {}
+                // Something appeared between the look and the mkdir (another transfer creating
+                // the same folder, or someone planting a link): look again before going on.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    ensure_real_dir(&fs::symlink_metadata(&full)?, &full)?;
+                }
+                Err(e) => return Err(e),
+            },
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(full)
+}
+
+/// Split `name` into the part that gets the " (n)" counter and the extension that follows it.
+///
+/// Only the last extension counts ("v1.2.3 notes.txt" -> "v1.2.3 notes (1).txt"), except that a
+/// ".tar" before it stays with it ("archive.tar.gz" -> "archive (1).tar.gz"). Leading dots
+/// belong to the stem, so ".bashrc" has no extension. A "last extension" with whitespace in it,
+/// or longer than 16 bytes, is prose rather than an extension ("Notes. Final version").
+fn split_extension(name: &str) -> (&str, &str) {
+    let lead = name.len() - name.trim_start_matches('.').len();
+    let Some(dot) = name[lead..].rfind('.').map(|d| lead + d) else {
+        return (name, "");
+    };
+    let ext = &name[dot + 1..];
+    if ext.is_empty() || ext.len() > 16 || ext.contains(char::is_whitespace) {
+        return (name, "");
+    }
+    let mut cut = dot;
+    if let Some(prev) = name[lead..dot].rfind('.').map(|d| lead + d)
+        && name[prev + 1..dot].eq_ignore_ascii_case("tar")
+    {
+        cut = prev;
+    }
+    name.split_at(cut)
+}
+
+/// Longest prefix of `s` of at most `max` bytes that ends on a char boundary.
+fn truncate_to(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Assemble stem + suffix + extension within MAX_COMPONENT_BYTES, shortening the stem only.
+fn fit(stem: &str, ext: &str, suffix: &str) -> String {
+    // An extension that leaves less than a few characters for the stem is treated as part of
+    // the stem, so there is always something left to shorten.
+    const MIN_STEM_ROOM: usize = 16;
+    let (stem, ext): (Cow<'_, str>, &str) =
+        if suffix.len() + ext.len() + MIN_STEM_ROOM > MAX_COMPONENT_BYTES {
+            (Cow::Owned(format!("{stem}{ext}")), "")
+        } else {
+            (Cow::Borrowed(stem), ext)
+        };
+    let room = MAX_COMPONENT_BYTES.saturating_sub(suffix.len() + ext.len());
+    format!("{}{suffix}{ext}", truncate_to(&stem, room))
+}
+
+/// First free name in `dir` for `name`: "report.pdf", then "report (1).pdf", "report (2).pdf"…
+///
+/// A candidate is taken if `dir.join(candidate)` exists (without following symlinks, so a
+/// dangling link counts too) or if `taken(candidate)` says so, which lets the caller avoid
+/// names reserved by transfers still in flight. The result never exceeds MAX_COMPONENT_BYTES.
+/// `name` is expected to have passed `check_component` already.
+///
+/// This is a hint, not a reservation: create the file with `create_new(true)` and pick again if
+/// that reports `AlreadyExists`. A candidate whose existence cannot be checked (permission
+/// denied, say) is offered as free, so that the creation reports the real error.
+pub fn free_name(dir: &Path, name: &str, taken: impl Fn(&str) -> bool) -> String {
+    let is_free =
+        |candidate: &str| !taken(candidate) && fs::symlink_metadata(dir.join(candidate)).is_err();
+    let (stem, ext) = split_extension(name);
+    let first = fit(stem, ext, "");
+    if is_free(&first) {
+        return first;
+    }
+    for n in 1..=MAX_NUMBERED_CANDIDATES {
+        let candidate = fit(stem, ext, &format!(" ({n})"));
+        if is_free(&candidate) {
+            return candidate;
+        }
+    }
+    // Only a predicate that refuses everything gets here; don't loop forever, hand back
+    // something that is almost certainly unused and let create_new have the last word.
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    fit(stem, ext, &format!(" ({nanos:x}-{})", std::process::id()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::collections::HashSet;
+
+    fn refused(name: &str) -> NameError {
+        check_relative(name).expect_err(name)
+    }
+
+    #[test]
+    fn hostile_paths_are_refused() {
+        let catalogue = [
+            "../x",
+            "a/../../x",
+            "/etc/passwd",
+            "\\\\server\\share",
+            "C:\\x",
+            "c:x",
+            "a\\..\\b",
+            "CON",
+            "nul.txt",
+            "com1",
+            "x\u{1b}[2J",
+            "ok\u{202e}fdp.exe",
+            "a\0b",
+            "",
+            ".",
+            "..",
+            "a//b",
+            "a/",
+            "trailing.",
+            "trailing ",
+            " leading",
+            "dir/trailing./x",
+            "a:stream",
+            "x/C:",
+            "bell\u{7}",
+            "del\u{7f}",
+            "csi\u{9b}2J",
+            "lri\u{2066}x",
+            "tab\tname",
+            "new\nline",
+        ];
+        for name in catalogue {
+            assert!(check_relative(name).is_err(), "accepted {name:?}");
+            // Every hostile name must also be refused as a single component.
+            assert!(
+                check_component(name).is_err(),
+                "component accepted {name:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn refusals_say_why() {
+        assert_eq!(refused("../x"), NameError::ParentDir("../x".into()));
+        assert_eq!(
+            refused("a/../../x"),
+            NameError::ParentDir("a/../../x".into())
+        );
+        assert_eq!(refused("a\\..\\b"), NameError::ParentDir("a\\..\\b".into()));
+        assert_eq!(refused(".."), NameError::ParentDir("..".into()));
+        assert_eq!(
+            refused("/etc/passwd"),
+            NameError::Absolute("/etc/passwd".into())
+        );
+        assert_eq!(
+            refused("\\\\server\\share"),
+            NameError::Absolute("\\\\server\\share".into())
+        );
+        assert_eq!(refused("C:\\x"), NameError::Absolute("C:\\x".into()));
+        assert_eq!(refused("c:x"), NameError::Absolute("c:x".into()));
+        assert_eq!(refused("CON"), NameError::Reserved("CON".into()));
+        assert_eq!(refused("nul.txt"), NameError::Reserved("nul.txt".into()));
+        assert_eq!(refused("com1"), NameError::Reserved("com1".into()));
+        assert_eq!(
+            refused("docs/Lpt9.tar.gz"),
+            NameError::Reserved("docs/Lpt9.tar.gz".into())
+        );
+        assert_eq!(
+            refused("x\u{1b}[2J"),
+            NameError::ControlChar("x\u{1b}[2J".into())
+        );
+        assert_eq!(
+            refused("ok\u{202e}fdp.exe"),
+            NameError::ControlChar("ok\u{202e}fdp.exe".into())
+        );
+        assert_eq!(refused("a\0b"), NameError::ControlChar("a\0b".into()));
+        assert_eq!(refused(""), NameError::Empty);
+        assert_eq!(check_component(""), Err(NameError::Empty));
+        for name in [
+            ".",
+            "a//b",
+            "trailing.",
+            "trailing ",
+            "ab:c",
+            "x/a:b",
+            "a\\b",
+            "x/",
+        ] {
+            assert!(
+                matches!(refused(name), NameError::InvalidComponent { .. }),
+                "{name:?}: {:?}",
+                refused(name)
+            );
+        }
+    }
+
+    #[test]
+    fn windows_device_names_in_all_spellings() {
+        for name in [
+            "con",
+            "Con",
+            "PRN",
+            "aux",
+            "NUL",
+            "nul.txt",
+            "NUL.tar.gz",
+            "CON .txt",
+            "COM1",
+            "com9",
+            "COM0",
+            "lpt1",
+            "LPT5.log",
+            "COM¹",
+            "lpt³.txt",
+            "CONIN$",
+            "conout$",
+        ] {
+            assert_eq!(
+                check_component(name),
+                Err(NameError::Reserved(name.into())),
+                "{name:?}"
+            );
+        }
+        // Merely starting like a device name is fine.
+        for name in [
+            "console",
+            "CONFIG.SYS",
+            "com10",
+            "lpt",
+            "nullable.rs",
+            "auxiliary",
+            "com",
+        ] {
+            assert_eq!(check_component(name), Ok(name));
+        }
+    }
+
+    #[test]
+    fn ordinary_and_unicode_names_are_fine() {
+        for name in [
+            "résumé.pdf",
+            "日本語.txt",
+            "emoji 🎉.png",
+            ".bashrc",
+            "a b c",
+            "archive.tar.gz",
+            "...x",
+            "-rf",
+            "Ünïcödé — dash",
+            "x".repeat(MAX_COMPONENT_BYTES).as_str(),
+        ] {
+            assert_eq!(check_component(name), Ok(name), "{name:?}");
+        }
+        assert_eq!(
+            check_relative("photos/2024/日本語.txt").unwrap(),
+            Path::new("photos").join("2024").join("日本語.txt")
+        );
+        assert_eq!(
+            check_relative("résumé.pdf").unwrap(),
+            PathBuf::from("résumé.pdf")
+        );
+    }
+
+    #[test]
+    fn length_limits() {
+        let long = "x".repeat(300);
+        assert_eq!(
+            check_component(&long),
+            Err(NameError::TooLong {
+                name: long.clone(),
+                len: 300,
+                max: MAX_COMPONENT_BYTES
+            })
+        );
+        assert!(matches!(
+            refused(&format!("a/{long}")),
+            NameError::TooLong { len: 300, .. }
+        ));
+        // 255 bytes of multi-byte characters is fine, one more byte is not.
+        let wide = "é".repeat(127) + "x";
+        assert_eq!(wide.len(), 255);
+        assert!(check_component(&wide).is_ok());
+        assert!(check_component(&(wide + "x")).is_err());
+
+        let components = vec!["y".repeat(200); 25];
+        let too_long = components.join("/");
+        assert!(too_long.len() > MAX_PATH_BYTES);
+        assert!(matches!(
+            refused(&too_long),
+            NameError::TooLong {
+                max: MAX_PATH_BYTES,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn depth_limit() {
+        let ok = vec!["d"; MAX_DEPTH].join("/");
+        assert!(check_relative(&ok).is_ok());
+        let deep = vec!["d"; 100].join("/");
+        assert_eq!(
+            refused(&deep),
+            NameError::TooDeep {
+                name: deep.clone(),
+                depth: 100,
+                max: MAX_DEPTH
+            }
+        );
+    }
+
+    #[test]
+    fn error_messages_are_one_safe_line() {
+        let hostile = [
+            "x\u{1b}[2J",
+            "ok\u{202e}fdp.exe",
+            "a\0b",
+            "new\nline/..",
+            "../\u{9b}x",
+            "CON\u{1b}",
+        ];
+        for name in hostile {
+            let msg = refused(name).to_string();
+            assert!(!msg.chars().any(is_dangerous_char), "{msg:?}");
+            assert!(msg.starts_with("refused name \""), "{msg}");
+        }
+        assert_eq!(
+            refused("a/../../x").to_string(),
+            "refused name \"a/../../x\": parent-directory components are not allowed"
+        );
+        assert_eq!(
+            refused("x\u{1b}[2J").to_string(),
+            "refused name \"x\\u{1b}[2J\": control characters and bidirectional overrides are not allowed"
+        );
+        // A huge name is cut short in the message.
+        let msg = refused(&"z".repeat(5000)).to_string();
+        assert!(msg.len() < 200, "{msg}");
+        assert!(msg.contains("5000 bytes"), "{msg}");
+    }
+
+    #[test]
+    fn printable_escapes_only_what_is_dangerous() {
+        assert!(matches!(printable("hello, wörld 🎉"), Cow::Borrowed(_)));
+        assert_eq!(printable("a\u{1b}[31mred"), "a\\u{1b}[31mred");
+        assert_eq!(
+            printable("\0\u{7f}\u{80}\u{9f}"),
+            "\\u{0}\\u{7f}\\u{80}\\u{9f}"
+        );
+        assert_eq!(printable("ok\u{202e}fdp.exe"), "ok\\u{202e}fdp.exe");
+        assert_eq!(
+            printable("\u{202a}\u{202b}\u{202c}\u{202d}\u{2066}\u{2067}\u{2068}\u{2069}"),
+            "\\u{202a}\\u{202b}\\u{202c}\\u{202d}\\u{2066}\\u{2067}\\u{2068}\\u{2069}"
+        );
+        assert_eq!(printable("line\nbreak\ttab"), "line\\u{a}break\\u{9}tab");
+        // Neighbours of the escaped ranges are left alone.
+        assert_eq!(
+            printable("\u{a0}\u{2029}\u{206a}"),
+            "\u{a0}\u{2029}\u{206a}"
+        );
+        assert_eq!(printable(""), "");
+    }
+
+    #[test]
+    fn safe_join_plain() {
+        let root = tempfile::tempdir().unwrap();
+        let rel = check_relative("a/b/c.txt").unwrap();
+        assert_eq!(
+            safe_join(root.path(), &rel).unwrap(),
+            root.path().join("a/b/c.txt")
+        );
+
+        fs::create_dir_all(root.path().join("a/b")).unwrap();
+        fs::write(root.path().join("a/b/c.txt"), b"old").unwrap();
+        // An existing final file is the caller's decision, not a refusal.
+        assert_eq!(
+            safe_join(root.path(), &rel).unwrap(),
+            root.path().join("a/b/c.txt")
+        );
+    }
+
+    #[test]
+    fn safe_join_rechecks_the_relative_path() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        assert!(matches!(
+            safe_join(r, Path::new("../x")),
+            Err(NameError::ParentDir(_))
+        ));
+        assert!(matches!(
+            safe_join(r, Path::new("a/../../x")),
+            Err(NameError::ParentDir(_))
+        ));
+        assert!(matches!(
+            safe_join(r, Path::new("/etc/passwd")),
+            Err(NameError::Absolute(_))
+        ));
+        assert!(matches!(
+            safe_join(r, Path::new("nul.txt")),
+            Err(NameError::Reserved(_))
+        ));
+        assert!(matches!(
+            safe_join(r, Path::new("./x")),
+            Err(NameError::InvalidComponent { .. })
+        ));
+        assert_eq!(safe_join(r, Path::new("")), Err(NameError::Empty));
+        let deep: PathBuf = std::iter::repeat_n("d", 100).collect();
+        assert!(matches!(
+            safe_join(r, &deep),
+            Err(NameError::TooDeep { .. })
+        ));
+    }
+
+    #[test]
+    fn safe_join_refuses_a_file_in_the_way() {
+        let root = tempfile::tempdir().unwrap();
+        fs::write(root.path().join("a"), b"file").unwrap();
+        let rel = check_relative("a/b.txt").unwrap();
+        assert_eq!(
+            safe_join(root.path(), &rel),
+            Err(NameError::NotADirectory(rel.to_string_lossy().into_owned()))
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn safe_join_refuses_symlinks() {
+        use std::os::unix::fs::symlink;
+        let outside = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        symlink(outside.path(), root.path().join("link")).unwrap();
+        symlink("/etc", root.path().join("etc")).unwrap();
+        symlink(root.path().join("missing"), root.path().join("dangling")).unwrap();
+        fs::create_dir(root.path().join("real")).unwrap();
+        symlink(outside.path().join("f"), root.path().join("real/file-link")).unwrap();
+
+        for rel in [
+            "link/x.txt",
+            "link",
+            "etc/passwd",
+            "dangling",
+            "dangling/x",
+            "real/file-link",
+        ] {
+            let rel = check_relative(rel).unwrap();
+            assert_eq!(
+                safe_join(root.path(), &rel),
+                Err(NameError::EscapesRoot(rel.to_string_lossy().into_owned())),
+                "{rel:?}"
+            );
+        }
+        assert!(safe_join(root.path(), Path::new("real/new.txt")).is_ok());
+        assert!(!outside.path().join("x.txt").exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlinked_root_is_trusted() {
+        use std::os::unix::fs::symlink;
+        let real = tempfile::tempdir().unwrap();
+        let holder = tempfile::tempdir().unwrap();
+        let root = holder.path().join("Downloads");
+        symlink(real.path(), &root).unwrap();
+        assert_eq!(
+            safe_join(&root, Path::new("x.txt")).unwrap(),
+            root.join("x.txt")
+        );
+        assert_eq!(
+            create_dirs_safely(&root, Path::new("d")).unwrap(),
+            root.join("d")
+        );
+        assert!(real.path().join("d").is_dir());
+    }
+
+    #[test]
+    fn create_dirs_safely_creates_and_is_idempotent() {
+        let root = tempfile::tempdir().unwrap();
+        let rel = check_relative("a/b/c").unwrap();
+        let made = create_dirs_safely(root.path(), &rel).unwrap();
+        assert_eq!(made, root.path().join("a/b/c"));
+        assert!(made.is_dir());
+        assert_eq!(create_dirs_safely(root.path(), &rel).unwrap(), made);
+        assert_eq!(
+            create_dirs_safely(root.path(), Path::new("")).unwrap(),
+            root.path()
+        );
+    }
+
+    #[test]
+    fn create_dirs_safely_refuses_bad_input_and_files() {
+        let root = tempfile::tempdir().unwrap();
+        let err = create_dirs_safely(root.path(), Path::new("../escape")).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(!root.path().parent().unwrap().join("escape").exists());
+
+        fs::write(root.path().join("f"), b"file").unwrap();
+        let err = create_dirs_safely(root.path(), Path::new("f/sub")).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotADirectory);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn create_dirs_safely_refuses_symlinks() {
+        use std::os::unix::fs::symlink;
+        let outside = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir(root.path().join("a")).unwrap();
+        symlink(outside.path(), root.path().join("a/link")).unwrap();
+        symlink(root.path().join("nowhere"), root.path().join("dangling")).unwrap();
+
+        for rel in ["a/link/sub", "a/link", "dangling", "dangling/sub"] {
+            let err = create_dirs_safely(root.path(), Path::new(rel)).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{rel}");
+            assert!(err.to_string().contains("symbolic link"), "{err}");
+        }
+        assert!(!outside.path().join("sub").exists());
+        assert!(!root.path().join("nowhere").exists());
+    }
+
+    #[test]
+    fn split_extension_rules() {
+        assert_eq!(split_extension("report.pdf"), ("report", ".pdf"));
+        assert_eq!(split_extension("archive.tar.gz"), ("archive", ".tar.gz"));
+        assert_eq!(split_extension("archive.TAR.XZ"), ("archive", ".TAR.XZ"));
+        assert_eq!(
+            split_extension("v1.2.3 notes.txt"),
+            ("v1.2.3 notes", ".txt")
+        );
+        assert_eq!(split_extension(".bashrc"), (".bashrc", ""));
+        assert_eq!(split_extension(".config.json"), (".config", ".json"));
+        assert_eq!(split_extension("..x"), ("..x", ""));
+        assert_eq!(split_extension(".tar.gz"), (".tar", ".gz"));
+        assert_eq!(split_extension("notes"), ("notes", ""));
+        assert_eq!(
+            split_extension("Notes. Final version"),
+            ("Notes. Final version", "")
+        );
+        assert_eq!(split_extension("a."), ("a.", ""));
+    }
+
+    #[test]
+    fn free_name_sequences() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let never = |_: &str| false;
+
+        assert_eq!(free_name(d, "report.pdf", never), "report.pdf");
+        fs::write(d.join("report.pdf"), b"").unwrap();
+        assert_eq!(free_name(d, "report.pdf", never), "report (1).pdf");
+        fs::write(d.join("report (1).pdf"), b"").unwrap();
+        assert_eq!(free_name(d, "report.pdf", never), "report (2).pdf");
+
+        fs::write(d.join("archive.tar.gz"), b"").unwrap();
+        assert_eq!(free_name(d, "archive.tar.gz", never), "archive (1).tar.gz");
+        fs::write(d.join(".bashrc"), b"").unwrap();
+        assert_eq!(free_name(d, ".bashrc", never), ".bashrc (1)");
+        fs::create_dir(d.join("notes")).unwrap();
+        assert_eq!(free_name(d, "notes", never), "notes (1)");
+        fs::write(d.join("app-1.2.3.zip"), b"").unwrap();
+        assert_eq!(free_name(d, "app-1.2.3.zip", never), "app-1.2.3 (1).zip");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn free_name_counts_a_dangling_symlink_as_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::os::unix::fs::symlink(d.join("gone"), d.join("photo.jpg")).unwrap();
+        assert!(!d.join("photo.jpg").exists());
+        assert_eq!(free_name(d, "photo.jpg", |_| false), "photo (1).jpg");
+    }
+
+    #[test]
+    fn free_name_honours_the_taken_predicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::write(d.join("a.txt"), b"").unwrap();
+        let reserved: HashSet<&str> = ["a (1).txt", "a (2).txt"].into();
+        let asked = RefCell::new(Vec::new());
+        let name = free_name(d, "a.txt", |c| {
+            asked.borrow_mut().push(c.to_owned());
+            reserved.contains(c)
+        });
+        assert_eq!(name, "a (3).txt");
+        assert_eq!(
+            asked.into_inner(),
+            ["a.txt", "a (1).txt", "a (2).txt", "a (3).txt"]
+        );
+
+        // Reserved but absent on disk is still taken.
+        assert_eq!(free_name(d, "b.txt", |c| c == "b.txt"), "b (1).txt");
+    }
+
+    #[test]
+    fn free_name_gives_up_counting_on_a_predicate_that_refuses_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = free_name(dir.path(), "x.txt", |_| true);
+        assert!(name.starts_with("x ("), "{name}");
+        assert!(name.ends_with(").txt"), "{name}");
+        assert!(check_component(&name).is_ok());
+    }
+
+    #[test]
+    fn free_name_stays_within_the_component_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // 83 three-byte chars + ".txt" is 253 bytes, so " (1)" forces a cut on a char boundary.
+        let stem = "日".repeat(83);
+        let name = format!("{stem}.txt");
+        assert_eq!(name.len(), 253);
+        fs::write(d.join(&name), b"").unwrap();
+        let next = free_name(d, &name, |_| false);
+        assert!(next.len() <= MAX_COMPONENT_BYTES, "{}", next.len());
+        assert!(next.ends_with(" (1).txt"), "{next}");
+        assert!(check_component(&next).is_ok());
+        fs::write(d.join(&next), b"").unwrap();
+
+        // Keep going until double-digit counters to exercise further shortening.
+        let mut last = next;
+        for _ in 0..10 {
+            last = free_name(d, &name, |_| false);
+            assert!(last.len() <= MAX_COMPONENT_BYTES);
+            fs::write(d.join(&last), b"").unwrap();
+        }
+        assert!(last.ends_with(" (11).txt"), "{last}");
+
+        // An extension that would leave no room for the stem is folded into it.
+        let huge_ext = format!("a.{}", "e".repeat(16));
+        assert_eq!(split_extension(&huge_ext).1.len(), 17);
+        let long_ext = format!("a{}", ".e".repeat(127));
+        assert_eq!(long_ext.len(), 255);
+        let cand = fit("a", &long_ext[1..], " (1)");
+        assert!(cand.len() <= MAX_COMPONENT_BYTES);
+        assert!(cand.ends_with(" (1)"), "{cand}");
+
+        // A name over the limit (not checked by the caller) is still brought under it.
+        let over = "y".repeat(300);
+        let out = free_name(d, &over, |_| false);
+        assert_eq!(out.len(), MAX_COMPONENT_BYTES);
+    }
+}
