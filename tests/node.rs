@@ -1,0 +1,131 @@
+//! Several nodes in one process over loopback: connections, presence, liveness, one node per
+//! data dir, and the identity across restarts.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TestNode, connect};
+use lanyard::node::{Event, NodeConfig, NodeHandle};
+
+#[tokio::test]
+async fn three_nodes_see_each_other_by_nick_and_id() {
+    let mut a = TestNode::start("ada").await;
+    let mut b = TestNode::start("bob").await;
+    let mut c = TestNode::start("cyd").await;
+    connect(&mut a, &mut b).await;
+    connect(&mut b, &mut c).await;
+    connect(&mut c, &mut a).await;
+    for (n, others) in [(&a, [&b, &c]), (&b, [&a, &c]), (&c, [&a, &b])] {
+        let peers = n.node.peers();
+        assert_eq!(peers.len(), 2, "{peers:?}");
+        for o in others {
+            let p = peers.iter().find(|p| p.id == o.id()).expect("listed");
+            assert!(p.online);
+            assert_eq!(p.nick, o.node.nick());
+            assert_eq!(p.addr.as_deref(), Some(o.addr().as_str()), "listed at its listen address");
+        }
+    }
+}
+
+#[tokio::test]
+async fn clean_exit_is_down_at_once_and_reconnect_is_up_again() {
+    let mut a = TestNode::start("ada").await;
+    let mut b = TestNode::start("bob").await;
+    let port = b.node.listen_addr().unwrap().port();
+    connect(&mut a, &mut b).await;
+    let b_id = b.id();
+    let started = Instant::now();
+    let dir = b.stop().await;
+    let down = a.expect_down(&b_id, 3).await;
+    assert!(matches!(&down, Event::PeerDown { reason, .. } if reason == "left"), "{down:?}");
+    println!("clean exit seen as down after {:?}", started.elapsed());
+    assert!(!a.node.peers()[0].online);
+
+    // The same data dir comes back on the same port: same id, and a's dialler finds it again.
+    let mut config = NodeConfig::local("bob", dir.path().to_path_buf());
+    config.listen = Some(([127, 0, 0, 1], port).into());
+    let b2 = NodeHandle::start(config).await.unwrap();
+    assert_eq!(b2.id(), &b_id, "identity survives a restart");
+    a.expect_up(&b_id).await;
+    b2.shutdown().await;
+    drop(dir);
+}
+
+#[tokio::test]
+async fn simultaneous_dials_leave_one_connection_and_no_flapping() {
+    let mut a = TestNode::start("ada").await;
+    let mut b = TestNode::start("bob").await;
+    // Both dial each other at the same moment.
+    a.node.add_peer(&b.addr());
+    b.node.add_peer(&a.addr());
+    let (ida, idb) = (a.id(), b.id());
+    a.expect_up(&idb).await;
+    b.expect_up(&ida).await;
+    // Over the next seconds neither side may report the other down.
+    let flap = a.next_event(4, |e| matches!(e, Event::PeerDown { .. } | Event::PeerUp { .. })).await;
+    assert!(flap.is_none(), "no down/up after the duplicate was closed: {flap:?}");
+    assert!(a.node.is_online(&idb) && b.node.is_online(&ida));
+}
+
+#[tokio::test]
+async fn a_silent_peer_is_down_within_15_seconds() {
+    use lanyard::identity::Identity;
+    use lanyard::net::secure;
+    use lanyard::net::wire::{Hello, Purpose};
+
+    let mut a = TestNode::start("ada").await;
+    // A peer that completes the handshake and then says nothing, as if its link was cut.
+    let ghost = Identity::generate().unwrap();
+    let sock = tokio::net::TcpStream::connect(a.addr()).await.unwrap();
+    let hello = Hello { nick: "ghost".into(), host: "h".into(), listen_port: None, software: "test".into() };
+    let conn = secure::connect(sock, &ghost, &hello, Purpose::Control, None).await.unwrap();
+    a.expect_up(ghost.id()).await;
+    let started = Instant::now();
+    let down = a.expect_down(ghost.id(), 15).await;
+    println!("silent peer down after {:?}: {down:?}", started.elapsed());
+    drop(conn);
+}
+
+#[tokio::test]
+async fn renames_reach_subscribers() {
+    let mut a = TestNode::start("ada").await;
+    let mut b = TestNode::start("bob").await;
+    connect(&mut a, &mut b).await;
+    b.node.set_nick("robert").await.unwrap();
+    let e = a.expect_event(5, "peer_renamed", |e| matches!(e, Event::PeerRenamed { .. })).await;
+    assert!(matches!(&e, Event::PeerRenamed { old, new, .. } if old == "bob" && new == "robert"), "{e:?}");
+    assert_eq!(a.node.peers()[0].nick, "robert");
+}
+
+#[tokio::test]
+async fn one_node_per_data_dir() {
+    let a = TestNode::start("ada").await;
+    let err = NodeHandle::start(NodeConfig::local("again", a.dir.path().to_path_buf())).await.err().expect("refused");
+    assert!(err.to_string().contains("already running"), "{err}");
+}
+
+#[tokio::test]
+async fn peers_resolve_by_nick_prefix_and_address() {
+    let mut a = TestNode::start("ada").await;
+    let mut b = TestNode::start("bob").await;
+    connect(&mut a, &mut b).await;
+    let wait = Duration::from_secs(2);
+    assert_eq!(a.node.resolve("BOB", wait).await.unwrap(), b.id());
+    assert_eq!(a.node.resolve(&b.id().as_str()[..5], wait).await.unwrap(), b.id());
+    assert_eq!(a.node.resolve(&b.addr(), wait).await.unwrap(), b.id());
+    let err = a.node.resolve("nobody", Duration::from_millis(200)).await.unwrap_err();
+    assert!(err.to_string().contains("no peer called"), "{err}");
+    let err = a.node.resolve("127.0.0.1:1", wait).await.unwrap_err();
+    assert!(err.to_string().contains("cannot reach 127.0.0.1:1"), "{err}");
+}
+
+#[tokio::test]
+async fn a_peer_pointing_at_itself_is_ignored() {
+    let mut a = TestNode::start("ada").await;
+    a.node.add_peer(&a.addr());
+    let err = a.node.resolve(&a.addr(), Duration::from_secs(2)).await.unwrap_err();
+    assert!(err.to_string().contains("this node itself"), "{err}");
+    assert!(a.node.peers().is_empty());
+    let _ = a.events.try_recv();
+}
