@@ -119,16 +119,21 @@ impl Identity {
             hex(&identity.public),
             checksum(&identity.private, &identity.public)
         );
-        // create_new + 0600: never clobber a key that appeared meanwhile, never expose it.
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .with_context(|| format!("cannot create identity key {}", path.display()))?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        Ok(identity)
+        // Written whole under a temporary name, then linked into place: two processes starting
+        // at once never see a half-written key, and the loser adopts the winner's.
+        let tmp = path.with_extension(format!("tmp{}-{}", std::process::id(), rand::random::<u32>()));
+        let written = (|| {
+            let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+            fs::hard_link(&tmp, path)
+        })();
+        let _ = fs::remove_file(&tmp);
+        match written {
+            Ok(()) => Ok(identity),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::load(path),
+            Err(e) => Err(e).with_context(|| format!("cannot create identity key {}", path.display())),
+        }
     }
 
     fn load(path: &Path) -> Result<Identity> {
@@ -254,6 +259,20 @@ mod tests {
         assert!(err.contains("corrupt"), "{err}");
         fs::write(&path, "garbage").unwrap();
         assert!(Identity::load_or_create(dir.path()).is_err());
+    }
+
+    #[test]
+    fn concurrent_first_starts_agree_on_one_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids: Vec<PeerId> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| Identity::load_or_create(dir.path()).unwrap().id().clone()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
+        let leftovers = fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "no temporary files left behind");
     }
 
     #[test]

@@ -13,7 +13,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn hello(nick: &str) -> Hello {
-    Hello { nick: nick.into(), host: "h".into(), listen_port: None, software: "test".into() }
+    Hello {
+        nick: nick.into(),
+        host: "h".into(),
+        listen_port: None,
+        software: "test".into(),
+    }
 }
 
 /// Wait until the node closes `sock` (EOF or reset), failing after `secs`.
@@ -27,7 +32,9 @@ async fn closed_by_node(sock: &mut TcpStream, secs: u64) {
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(secs), wait).await.expect("the node closes a hostile connection");
+    tokio::time::timeout(Duration::from_secs(secs), wait)
+        .await
+        .expect("the node closes a hostile connection");
 }
 
 /// The node still accepts and serves a genuine peer.
@@ -71,7 +78,9 @@ async fn a_4_gib_length_prefix_after_the_handshake_is_refused() {
     let mut a = TestNode::start("ada").await;
     let me = Identity::generate().unwrap();
     let sock = TcpStream::connect(a.addr()).await.unwrap();
-    let mut conn = secure::connect(sock, &me, &hello("mallory"), Purpose::Control, Some(&a.id())).await.unwrap();
+    let mut conn = secure::connect(sock, &me, &hello("mallory"), Purpose::Control, Some(&a.id()))
+        .await
+        .unwrap();
     a.expect_up(me.id()).await;
     // An authenticated peer announces a frame of u32::MAX bytes: refused before allocation,
     // that connection ends, the node carries on.
@@ -140,6 +149,10 @@ async fn a_newer_protocol_version_is_told_why() {
     let mut answer = [0u8; 8];
     sock.read_exact(&mut answer).await.unwrap();
     assert_eq!(&answer[..4], MAGIC);
-    assert_eq!(u16::from_be_bytes([answer[4], answer[5]]), PROTOCOL_VERSION, "we say our version so the peer can report it");
+    assert_eq!(
+        u16::from_be_bytes([answer[4], answer[5]]),
+        PROTOCOL_VERSION,
+        "we say our version so the peer can report it"
+    );
     closed_by_node(&mut sock, 5).await;
 }

@@ -63,7 +63,9 @@ async fn simultaneous_dials_leave_one_connection_and_no_flapping() {
     a.expect_up(&idb).await;
     b.expect_up(&ida).await;
     // Over the next seconds neither side may report the other down.
-    let flap = a.next_event(4, |e| matches!(e, Event::PeerDown { .. } | Event::PeerUp { .. })).await;
+    let flap = a
+        .next_event(4, |e| matches!(e, Event::PeerDown { .. } | Event::PeerUp { .. }))
+        .await;
     assert!(flap.is_none(), "no down/up after the duplicate was closed: {flap:?}");
     assert!(a.node.is_online(&idb) && b.node.is_online(&ida));
 }
@@ -78,7 +80,12 @@ async fn a_silent_peer_is_down_within_15_seconds() {
     // A peer that completes the handshake and then says nothing, as if its link was cut.
     let ghost = Identity::generate().unwrap();
     let sock = tokio::net::TcpStream::connect(a.addr()).await.unwrap();
-    let hello = Hello { nick: "ghost".into(), host: "h".into(), listen_port: None, software: "test".into() };
+    let hello = Hello {
+        nick: "ghost".into(),
+        host: "h".into(),
+        listen_port: None,
+        software: "test".into(),
+    };
     let conn = secure::connect(sock, &ghost, &hello, Purpose::Control, None).await.unwrap();
     a.expect_up(ghost.id()).await;
     let started = Instant::now();
@@ -94,14 +101,20 @@ async fn renames_reach_subscribers() {
     connect(&mut a, &mut b).await;
     b.node.set_nick("robert").await.unwrap();
     let e = a.expect_event(5, "peer_renamed", |e| matches!(e, Event::PeerRenamed { .. })).await;
-    assert!(matches!(&e, Event::PeerRenamed { old, new, .. } if old == "bob" && new == "robert"), "{e:?}");
+    assert!(
+        matches!(&e, Event::PeerRenamed { old, new, .. } if old == "bob" && new == "robert"),
+        "{e:?}"
+    );
     assert_eq!(a.node.peers()[0].nick, "robert");
 }
 
 #[tokio::test]
 async fn one_node_per_data_dir() {
     let a = TestNode::start("ada").await;
-    let err = NodeHandle::start(NodeConfig::local("again", a.dir.path().to_path_buf())).await.err().expect("refused");
+    let err = NodeHandle::start(NodeConfig::local("again", a.dir.path().to_path_buf()))
+        .await
+        .err()
+        .expect("refused");
     assert!(err.to_string().contains("already running"), "{err}");
 }
 

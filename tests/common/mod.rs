@@ -52,15 +52,19 @@ impl TestNode {
 
     /// Wait for the first event matching `pred`, failing the test after `secs`.
     pub async fn expect_event(&mut self, secs: u64, what: &str, pred: impl Fn(&Event) -> bool) -> Event {
-        self.next_event(secs, pred).await.unwrap_or_else(|| panic!("no {what} within {secs} s"))
+        self.next_event(secs, pred)
+            .await
+            .unwrap_or_else(|| panic!("no {what} within {secs} s"))
     }
 
     pub async fn expect_up(&mut self, id: &PeerId) -> Event {
-        self.expect_event(10, "peer_up", |e| matches!(e, Event::PeerUp { id: i, .. } if i == id)).await
+        self.expect_event(10, "peer_up", |e| matches!(e, Event::PeerUp { id: i, .. } if i == id))
+            .await
     }
 
     pub async fn expect_down(&mut self, id: &PeerId, secs: u64) -> Event {
-        self.expect_event(secs, "peer_down", |e| matches!(e, Event::PeerDown { id: i, .. } if i == id)).await
+        self.expect_event(secs, "peer_down", |e| matches!(e, Event::PeerDown { id: i, .. } if i == id))
+            .await
     }
 
     /// Shut down and hand back the data dir, for a restart.
