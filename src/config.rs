@@ -51,7 +51,7 @@ pub struct GlobalArgs {
     )]
     pub peers: Vec<String>,
     /// Don't use multicast DNS (no discovery, no advertising)
-    #[arg(long, global = true, env = "LANYARD_NO_MDNS")]
+    #[arg(long, global = true, env = "LANYARD_NO_MDNS", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     pub no_mdns: bool,
     /// Config file (default: config.toml in the platform config dir)
     #[arg(long, global = true, env = "LANYARD_CONFIG", value_name = "FILE")]

@@ -67,7 +67,7 @@ fn key_hash(public: &[u8]) -> blake3::Hash {
 
 /// The fingerprint people compare by voice or on screen: 32 hex digits in groups of four.
 pub fn fingerprint(public: &[u8]) -> String {
-    let hex: String = key_hash(public).as_bytes()[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let hex = hex(&key_hash(public).as_bytes()[..16]);
     hex.as_bytes()
         .chunks(4)
         .map(|c| String::from_utf8_lossy(c).into_owned())
@@ -189,17 +189,11 @@ fn checksum(private: &[u8], public: &[u8]) -> String {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    data_encoding::HEXLOWER.encode(bytes)
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+    data_encoding::HEXLOWER_PERMISSIVE.decode(s.as_bytes()).ok()
 }
 
 /// Create `dir` (and parents) if missing, owner-only: it holds the key and the history.

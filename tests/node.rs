@@ -142,3 +142,36 @@ async fn a_peer_pointing_at_itself_is_ignored() {
     assert!(a.node.peers().is_empty());
     let _ = a.events.try_recv();
 }
+
+#[tokio::test]
+async fn an_advertised_id_that_the_answering_key_does_not_match_is_refused() {
+    use lanyard::identity::Identity;
+    use lanyard::net::discovery::DiscoveryEvent;
+
+    let mut a = TestNode::start("ada").await;
+    let honest = TestNode::start("bob").await;
+    // Someone advertises bob's address under an id that is not bob's key.
+    let claimed = Identity::generate().unwrap().id().clone();
+    let addr = honest.node.listen_addr().unwrap();
+    a.node.discovered(DiscoveryEvent::Found {
+        id: claimed.clone(),
+        nick: "bob".into(),
+        host: "h".into(),
+        addrs: vec![addr],
+    });
+    let warning = a
+        .expect_event(10, "a spoofing warning", |e| matches!(e, Event::Warning { .. }))
+        .await;
+    assert!(format!("{warning:?}").contains("refused"), "{warning:?}");
+    assert!(!a.node.is_online(&claimed));
+    assert!(!a.node.is_online(&honest.id()), "nothing connected under either id");
+
+    // The genuine record connects.
+    a.node.discovered(DiscoveryEvent::Found {
+        id: honest.id(),
+        nick: "bob".into(),
+        host: "h".into(),
+        addrs: vec![addr],
+    });
+    a.expect_up(&honest.id()).await;
+}

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::identity::{Identity, PeerId, ensure_private_dir};
-use crate::net::discovery::{Advert, Discovery};
+use crate::net::discovery::{Advert, Discovery, DiscoveryEvent};
 use crate::net::wire::{Hello, MAX_NICK_BYTES};
 use crate::store::Store;
 pub use peers::PeerInfo;
@@ -133,6 +133,8 @@ pub(crate) struct Shared {
     pub conn_slots: Arc<Semaphore>,
     next_id: AtomicU64,
     manual: Mutex<HashMap<String, ManualTarget>>,
+    /// Where discovery results go: mDNS feeds it, and so can [`NodeHandle::discovered`].
+    discovered: mpsc::UnboundedSender<DiscoveryEvent>,
     discovery: tokio::sync::Mutex<Option<Discovery>>,
     _lock: File,
 }
@@ -206,6 +208,7 @@ impl NodeHandle {
         }
 
         let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let (discovered, discovered_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             host: hostname(),
             nick: Mutex::new(config.nick.clone()),
@@ -221,6 +224,7 @@ impl NodeHandle {
             conn_slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
             next_id: AtomicU64::new(1),
             manual: Mutex::new(HashMap::new()),
+            discovered,
             discovery: tokio::sync::Mutex::new(None),
             _lock: lock_file,
         });
@@ -229,8 +233,8 @@ impl NodeHandle {
         if let Some(listener) = listener {
             shared.tracker.spawn(conn::accept_loop(shared.clone(), listener));
         }
+        shared.tracker.spawn(conn::on_discovery(shared.clone(), discovered_rx));
         if shared.config.mdns {
-            let (tx, rx) = mpsc::unbounded_channel();
             let advert = match (shared.config.advertise, listen_addr) {
                 (true, Some(addr)) => Some(Advert {
                     id: shared.identity.id().clone(),
@@ -240,9 +244,13 @@ impl NodeHandle {
                 }),
                 _ => None,
             };
-            let discovery = Discovery::start(shared.identity.id(), advert.as_ref(), tx, shared.cancel.child_token())?;
+            let discovery = Discovery::start(
+                shared.identity.id(),
+                advert.as_ref(),
+                shared.discovered.clone(),
+                shared.cancel.child_token(),
+            )?;
             *shared.discovery.lock().await = Some(discovery);
-            shared.tracker.spawn(conn::on_discovery(shared.clone(), rx));
         }
         for target in shared.config.manual_peers.clone() {
             handle.add_peer(&target);
@@ -304,6 +312,12 @@ impl NodeHandle {
         self.shared
             .tracker
             .spawn(conn::maintain_manual(self.shared.clone(), target.to_string()));
+    }
+
+    /// Feed a discovery result, as mDNS does: the node dials the peer and refuses it unless the
+    /// key that answers matches the advertised id.
+    pub fn discovered(&self, event: DiscoveryEvent) {
+        let _ = self.shared.discovered.send(event);
     }
 
     /// Resolve what a user typed as PEER — nick, id prefix or HOST:PORT — waiting up to `wait`

@@ -1,0 +1,187 @@
+//! The binary as a user runs it: `id`, `serve --json`, `peers` through a running node's control
+//! socket, and errors as one clear line with a non-zero exit. mDNS is always off here.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn lanyard(home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lanyard"));
+    // A private HOME/XDG: never read or write the real user's config and data.
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("LANYARD_NO_MDNS", "1");
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("lanyard runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+struct Serve {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<serde_json::Value>,
+}
+
+impl Serve {
+    fn start(home: &Path, args: &[&str]) -> Serve {
+        let mut child = lanyard(home)
+            .args(["serve", "--json", "--port", "0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let v: serde_json::Value = serde_json::from_str(&line).expect("every line is JSON");
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        Serve { child, lines }
+    }
+
+    fn expect(&self, event: &str) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Ok(v) = self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            assert!(v["ts_ms"].is_u64(), "{v}");
+            if v["event"] == event {
+                return v;
+            }
+        }
+        panic!("no {event} event");
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        // SIGTERM, as a service manager would: the node says goodbye and exits 0.
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn id_is_created_once_and_kept() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("d");
+    let d = dir.to_str().unwrap();
+    let first = run(lanyard(home.path()).args(["id", "--json", "--data-dir", d, "--nick", "ada"]));
+    assert!(first.status.success(), "{}", stderr(&first));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&first)).unwrap();
+    assert_eq!(v["nick"], "ada");
+    assert_eq!(v["id"].as_str().unwrap().len(), 16);
+    let again = run(lanyard(home.path()).args(["--data-dir", d, "id", "--json", "--nick", "ada"]));
+    assert_eq!(stdout(&first), stdout(&again), "same id after a restart");
+    let human = stdout(&run(lanyard(home.path()).args(["id", "--data-dir", d])));
+    assert!(
+        human.contains("fingerprint") && human.contains(v["id"].as_str().unwrap()),
+        "{human}"
+    );
+}
+
+#[test]
+fn a_world_readable_key_is_one_clear_error() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("d");
+    let d = dir.to_str().unwrap();
+    assert!(run(lanyard(home.path()).args(["id", "--data-dir", d])).status.success());
+    std::fs::set_permissions(dir.join("identity.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = run(lanyard(home.path()).args(["id", "--data-dir", d]));
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("chmod 600"), "{err}");
+}
+
+#[test]
+fn serve_json_and_peers_through_the_running_node() {
+    let home = tempfile::tempdir().unwrap();
+    let (da, db) = (home.path().join("a"), home.path().join("b"));
+    let a = Serve::start(home.path(), &["--data-dir", da.to_str().unwrap(), "--nick", "ada"]);
+    let listening = a.expect("listening");
+    let port = listening["addr"].as_str().unwrap().rsplit(':').next().unwrap().to_string();
+    let b = Serve::start(
+        home.path(),
+        &[
+            "--data-dir",
+            db.to_str().unwrap(),
+            "--nick",
+            "bob",
+            "--peer",
+            &format!("127.0.0.1:{port}"),
+        ],
+    );
+    let up = a.expect("peer_up");
+    assert_eq!(up["nick"], "bob");
+
+    // `peers` on a's data dir while a runs: it must go through a's control socket (starting a
+    // node of its own would fail on the lock) and list bob, online.
+    let o = run(lanyard(home.path()).args(["peers", "--json", "--data-dir", da.to_str().unwrap()]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let peers: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(peers[0]["nick"], "bob", "{peers}");
+    assert_eq!(peers[0]["online"], true);
+    let table = stdout(&run(lanyard(home.path()).args(["peers", "--data-dir", da.to_str().unwrap()])));
+    assert!(
+        table.starts_with("NICK") && table.contains("bob") && table.contains("online"),
+        "{table}"
+    );
+
+    drop(b);
+    let down = a.expect("peer_down");
+    assert_eq!(down["reason"], "left");
+}
+
+#[test]
+fn peers_without_a_running_node_uses_manual_peers() {
+    let home = tempfile::tempdir().unwrap();
+    let da = home.path().join("a");
+    let a = Serve::start(home.path(), &["--data-dir", da.to_str().unwrap(), "--nick", "ada"]);
+    let addr = a.expect("listening")["addr"].as_str().unwrap().replace("0.0.0.0", "127.0.0.1");
+    let o = run(lanyard(home.path())
+        .args(["--peer", &addr, "peers", "--wait", "1", "--json", "--nick", "probe", "--data-dir"])
+        .arg(home.path().join("p")));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let peers: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(peers[0]["nick"], "ada", "{peers}");
+}
+
+#[test]
+fn usage_errors_are_clear() {
+    let home = tempfile::tempdir().unwrap();
+    let o = run(lanyard(home.path())
+        .args(["peers", "--wait", "-3", "--data-dir"])
+        .arg(home.path().join("x")));
+    assert!(!o.status.success());
+    let o = run(lanyard(home.path())
+        .args(["--nick", "bad\u{1b}[2J", "id", "--data-dir"])
+        .arg(home.path().join("x")));
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("control characters"), "{}", stderr(&o));
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let o = run(lanyard(home.path())
+        .args(["serve", "--port", &port, "--data-dir"])
+        .arg(home.path().join("y")));
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains(&format!("cannot listen on port {port}")), "{err}");
+}
