@@ -13,7 +13,26 @@ pub fn json_line<T: Serialize>(value: &T) -> String {
     if let serde_json::Value::Object(map) = &mut v {
         map.insert("ts_ms".into(), unix_now_ms().into());
     }
-    v.to_string()
+    escape_beyond_json(&v.to_string())
+}
+
+/// serde_json escapes C0 controls only; C1 controls (U+009B is a CSI to many terminals) and
+/// bidi overrides would reach a terminal that shows the line raw. Outside strings JSON has no
+/// such characters, so escaping them everywhere keeps the same JSON value.
+fn escape_beyond_json(json: &str) -> String {
+    let risky = |c: char| matches!(c, '\u{7f}'..='\u{9f}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}');
+    if !json.chars().any(risky) {
+        return json.to_string();
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if risky(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Columns padded by character count (not bytes), after neutralising.
@@ -146,7 +165,7 @@ mod tests {
         assert!(history_line(&entry("me", "x", Some(Delivery::Sent))).ends_with("x  ✓"));
         assert!(history_line(&entry("me", "x", Some(Delivery::Queued))).ends_with("x  …"));
         let json = json_line(&evil);
-        assert!(!json.contains('\u{1b}') && !json.contains('\n'));
+        assert!(!json.chars().any(|c| c.is_control() || c == '\u{202e}'), "{json}");
         let back: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(back["text"], evil.text, "JSON keeps the text as received");
     }
