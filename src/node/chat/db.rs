@@ -186,14 +186,14 @@ pub fn requeue_all(c: &Connection) -> rusqlite::Result<usize> {
     c.execute("UPDATE deliveries SET state = 'queued', conn = NULL WHERE state = 'sent'", [])
 }
 
-/// `peer` acknowledged our line `id`. When that is news, returns the connection it was last
-/// sent on (`Some(None)` if it was still queued); `None` for a repeated or unknown ack.
-pub fn mark_delivered(c: &Connection, peer: &PeerId, id: &str, now_ms: u64) -> rusqlite::Result<Option<Option<u64>>> {
+/// `peer` acknowledged our (`me`'s) line `id`. When that is news, returns the connection it was
+/// last sent on (`Some(None)` if it was still queued); `None` for a repeated or unknown ack.
+pub fn mark_delivered(c: &Connection, me: &PeerId, peer: &PeerId, id: &str, now_ms: u64) -> rusqlite::Result<Option<Option<u64>>> {
     let row: Option<(i64, String, Option<i64>)> = c
         .query_row(
             "SELECT d.seq, d.state, d.conn FROM deliveries d JOIN messages m ON m.n = d.message
-             WHERE m.outgoing = 1 AND m.id = ?1 AND d.peer = ?2",
-            params![id, peer.as_str()],
+             WHERE m.sender = ?3 AND m.id = ?1 AND m.outgoing = 1 AND d.peer = ?2",
+            params![id, peer.as_str(), me.as_str()],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?;
@@ -208,10 +208,15 @@ pub fn mark_delivered(c: &Connection, peer: &PeerId, id: &str, now_ms: u64) -> r
     Ok(Some(conn.map(|c| c as u64)))
 }
 
-/// Our line `id`: every recipient's state, or `None` if there is no such outgoing line.
-pub fn recipients(c: &Connection, id: &str) -> rusqlite::Result<Option<Vec<Recipient>>> {
+/// Our (`me`'s) line `id`: every recipient's state, or `None` if there is no such outgoing line.
+pub fn recipients(c: &Connection, me: &PeerId, id: &str) -> rusqlite::Result<Option<Vec<Recipient>>> {
+    // By (sender, id): the unique index answers it without a scan.
     let n: Option<i64> = c
-        .query_row("SELECT n FROM messages WHERE outgoing = 1 AND id = ?1", [id], |r| r.get(0))
+        .query_row(
+            "SELECT n FROM messages WHERE sender = ?1 AND id = ?2 AND outgoing = 1",
+            [me.as_str(), id],
+            |r| r.get(0),
+        )
         .optional()?;
     match n {
         None => Ok(None),
@@ -319,14 +324,18 @@ mod tests {
         }
         let batch = take_batch(&mut c, &bob, 7, 2).unwrap();
         assert_eq!(batch.iter().map(|o| o.text.as_str()).collect::<Vec<_>>(), ["one", "two"]);
-        assert_eq!(overall(&recipients(&c, &batch[0].id).unwrap().unwrap()), Some(Delivery::Sent));
-        assert_eq!(mark_delivered(&c, &bob, &batch[0].id, 5).unwrap(), Some(Some(7)));
+        assert_eq!(overall(&recipients(&c, &me, &batch[0].id).unwrap().unwrap()), Some(Delivery::Sent));
+        assert_eq!(mark_delivered(&c, &me, &bob, &batch[0].id, 5).unwrap(), Some(Some(7)));
         assert_eq!(
-            mark_delivered(&c, &bob, &batch[0].id, 5).unwrap(),
+            mark_delivered(&c, &me, &bob, &batch[0].id, 5).unwrap(),
             None,
             "a repeated ack is no news"
         );
-        assert_eq!(mark_delivered(&c, &me, &batch[1].id, 5).unwrap(), None, "only the recipient acks");
+        assert_eq!(
+            mark_delivered(&c, &me, &me, &batch[1].id, 5).unwrap(),
+            None,
+            "only the recipient acks"
+        );
         // The connection drops: "two" goes back, ahead of "three".
         assert_eq!(requeue(&c, &bob, Some(8)).unwrap(), 0, "another connection's lines stay");
         assert_eq!(requeue(&c, &bob, Some(7)).unwrap(), 1);
@@ -356,8 +365,8 @@ mod tests {
         assert_eq!(h[0].text, "hi");
         assert_eq!(h[0].state, None);
         // An incoming line is never mistaken for one of ours.
-        assert_eq!(mark_delivered(&c, &ada, &mid, 1).unwrap(), None);
-        assert_eq!(recipients(&c, &mid).unwrap(), None);
+        assert_eq!(mark_delivered(&c, &ada, &ada, &mid, 1).unwrap(), None);
+        assert_eq!(recipients(&c, &ada, &mid).unwrap(), None);
     }
 
     #[test]
@@ -369,10 +378,10 @@ mod tests {
         let mut m = line(&mid, ROOM, &me, "all");
         m.room = true;
         insert_outgoing(&mut c, &m, &[a.clone(), b.clone()]).unwrap();
-        assert_eq!(mark_delivered(&c, &a, &mid, 1).unwrap(), Some(None));
-        assert_eq!(overall(&recipients(&c, &mid).unwrap().unwrap()), Some(Delivery::Queued));
-        mark_delivered(&c, &b, &mid, 1).unwrap();
-        assert_eq!(overall(&recipients(&c, &mid).unwrap().unwrap()), Some(Delivery::Delivered));
+        assert_eq!(mark_delivered(&c, &me, &a, &mid, 1).unwrap(), Some(None));
+        assert_eq!(overall(&recipients(&c, &me, &mid).unwrap().unwrap()), Some(Delivery::Queued));
+        mark_delivered(&c, &me, &b, &mid, 1).unwrap();
+        assert_eq!(overall(&recipients(&c, &me, &mid).unwrap().unwrap()), Some(Delivery::Delivered));
         assert!(history(&c, ROOM, 10).unwrap()[0].room);
     }
 }

@@ -169,7 +169,8 @@ impl NodeHandle {
 
     /// Where our line `id` stands (the least advanced recipient).
     pub fn delivery(&self, id: &str) -> Result<Delivery> {
-        let recipients = db::recipients(&self.shared.store.lock(), id)?.with_context(|| format!("no message {id} was sent from here"))?;
+        let recipients =
+            db::recipients(&self.shared.store.lock(), self.id(), id)?.with_context(|| format!("no message {id} was sent from here"))?;
         Ok(db::overall(&recipients).unwrap_or(Delivery::Queued))
     }
 
@@ -348,7 +349,7 @@ pub(crate) async fn on_chat(shared: &Shared, from: &PeerId, conn_id: u64, tx: &m
 
 /// `from` acknowledged our line `id` on connection `conn_id`.
 pub(crate) fn on_ack(shared: &Shared, from: &PeerId, conn_id: u64, id: &str, window: &Semaphore) {
-    match db::mark_delivered(&shared.store.lock(), from, id, unix_now_ms()) {
+    match db::mark_delivered(&shared.store.lock(), shared.identity.id(), from, id, unix_now_ms()) {
         Ok(Some(sent_on)) => {
             if sent_on == Some(conn_id) {
                 window.add_permits(1);
