@@ -151,3 +151,45 @@ async fn say_without_a_running_node_runs_its_own() {
     let v: serde_json::Value = serde_json::from_str(String::from_utf8(o.stdout).unwrap().trim()).unwrap();
     assert_eq!((v["text"].as_str(), v["state"].as_str()), (Some("one-shot"), Some("delivered")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_line_survives_kill_9_right_after_the_ack() {
+    use tokio::io::AsyncBufReadExt;
+    let root = tempfile::tempdir().unwrap();
+    let (da, db) = (root.path().join("ada"), root.path().join("bob"));
+    let config = root.path().join("empty-config.toml");
+    std::fs::write(&config, "").unwrap();
+    let mut bob = tokio::process::Command::new(env!("CARGO_BIN_EXE_lanyard"))
+        .args(["serve", "--json", "--no-mdns", "--port", "0", "--nick", "bob", "--data-dir"])
+        .arg(&db)
+        .env("LANYARD_CONFIG", &config)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(bob.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(PATIENCE, lines.next_line()).await.unwrap().unwrap().unwrap();
+    let listening: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(listening["event"], "listening", "{first}");
+    let port = listening["addr"].as_str().unwrap().rsplit_once(':').unwrap().1.to_string();
+    let bob_id = lanyard::identity::PeerId::parse(listening["id"].as_str().unwrap()).unwrap();
+
+    let ada = start("ada", &da).await;
+    ada.add_peer(&format!("127.0.0.1:{port}"));
+    assert!(ada.wait_online(&bob_id, PATIENCE).await);
+    let text = "acknowledged, then the power cord";
+    let id = ada.say(&ChatTarget::Peer(bob_id), text).unwrap();
+    assert!(ada.wait_delivered(&id, PATIENCE).await.unwrap());
+    bob.start_kill().unwrap();
+    bob.wait().await.unwrap();
+
+    let conn = rusqlite::Connection::open(db.join("lanyard.sqlite3")).unwrap();
+    let stored: String = conn
+        .query_row(
+            "SELECT text FROM messages WHERE id = ?1 AND sender = ?2",
+            [&id, ada.id().as_str()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, text);
+}
