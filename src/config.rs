@@ -79,6 +79,30 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Send a chat line to PEER (nick, id prefix or HOST:PORT) or '#all'; exit 0 once delivered
+    Say {
+        /// Nick, id prefix, HOST:PORT, or '#all' for every online peer
+        peer: String,
+        /// The message (at most 16 KiB)
+        text: String,
+        /// Return once stored; the running node (or the next one on this data dir) delivers it
+        #[arg(long)]
+        queue: bool,
+        /// Seconds to wait for the acknowledgement
+        #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+        timeout: f64,
+    },
+    /// Print stored chat history with PEER or '#all'
+    History {
+        /// Nick, id prefix, HOST:PORT, or '#all'
+        peer: String,
+        /// Only the last N lines
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
+    },
     /// Print this node's id, fingerprint and nick
     Id {
         #[arg(long)]

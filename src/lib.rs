@@ -5,8 +5,9 @@
 //! - [`config`]: flags, `LANYARD_*` variables and the config file → one [`config::Config`].
 //! - [`identity`]: the node's static keypair, its [`identity::PeerId`] and fingerprint.
 //! - [`net`]: wire messages and limits, the frame codec, the Noise secure channel, mDNS.
-//! - [`node`]: the core. A [`node::NodeHandle`] drives discovery, connections, and the store,
-//!   and reports [`node::Event`]s; every face is a thin layer over it.
+//! - [`node`]: the core. A [`node::NodeHandle`] drives discovery, connections, chat
+//!   ([`node::chat`]: delivery, offline queue, history) and the store, and reports
+//!   [`node::Event`]s; every face is a thin layer over it.
 //! - [`store`]: the SQLite database in the data dir.
 //! - [`cli`]: the one-shot commands, `serve --json`, and the local control socket.
 //! - [`ui`]: terminal presentation helpers (the TUI grows here).

@@ -1,5 +1,5 @@
-//! The database in the data dir (SQLite): known peers, and — in later modules — chat history,
-//! the outbox and transfer records. WAL mode: a commit survives the process being killed.
+//! The database in the data dir (SQLite): known peers here; chat history and the outbox in
+//! [`crate::node::chat`]; transfer records later. WAL mode: a commit survives the process being killed.
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -10,7 +10,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::identity::PeerId;
 
 /// Schema steps, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &["CREATE TABLE peers (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE peers (
         id TEXT PRIMARY KEY,
         public_key BLOB NOT NULL,
         nick TEXT NOT NULL,
@@ -19,7 +20,35 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE peers (
         listen_addr TEXT,
         last_seen INTEGER,
         trusted INTEGER NOT NULL DEFAULT 0
-    );"];
+    );",
+    // Chat (src/node/chat): every message sent or received, and one delivery row per recipient
+    // of an outgoing message. Incoming ids are unique per sender only: a peer can't suppress
+    // another's message by reusing its id.
+    "CREATE TABLE messages (
+        n INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL,
+        conversation TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        sender_nick TEXT NOT NULL,
+        outgoing INTEGER NOT NULL,
+        room INTEGER NOT NULL,
+        sent_ms INTEGER NOT NULL,
+        received_ms INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        UNIQUE (sender, id)
+    );
+    CREATE INDEX messages_by_conversation ON messages (conversation, n);
+    CREATE TABLE deliveries (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        message INTEGER NOT NULL REFERENCES messages (n),
+        peer TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('queued', 'sent', 'delivered')),
+        conn INTEGER,
+        delivered_ms INTEGER,
+        UNIQUE (message, peer)
+    );
+    CREATE INDEX deliveries_by_peer ON deliveries (peer, state, seq);",
+];
 
 pub struct Store {
     conn: Mutex<Connection>,

@@ -15,7 +15,8 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::net::frame;
-use crate::node::{NodeHandle, PeerInfo};
+use crate::node::chat::ChatTarget;
+use crate::node::{ChatEntry, NodeHandle, PeerInfo};
 
 pub const SOCKET_NAME: &str = "control.sock";
 /// Requests and replies are local but still bounded: a confused client can't make us allocate.
@@ -24,14 +25,44 @@ const MAX_LOCAL_FRAME: usize = 1 << 20;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
-    Peers { wait_ms: u64 },
+    Peers {
+        wait_ms: u64,
+    },
+    /// Store a chat line, then (unless `queue`) wait up to `timeout_ms` for its delivery.
+    Say {
+        peer: String,
+        text: String,
+        queue: bool,
+        timeout_ms: u64,
+    },
+    History {
+        peer: String,
+        limit: Option<usize>,
+    },
 }
+
+/// How long a PEER given to `say` or `history` may take to be discovered or connected.
+const RESOLVE_WAIT: Duration = Duration::from_secs(5);
+/// History goes out in replies of about this many bytes, well under the frame bound.
+const HISTORY_CHUNK_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Reply {
     Peers {
         peers: Vec<PeerInfo>,
+    },
+    /// The line is stored and queued for delivery.
+    Queued {
+        id: String,
+    },
+    /// Every recipient acknowledged it.
+    Delivered {
+        id: String,
+    },
+    /// Part of a conversation's history, oldest first; several may follow each other.
+    History {
+        entries: Vec<ChatEntry>,
     },
     /// The request finished; the command exits 0.
     Done,
@@ -45,6 +76,13 @@ pub enum Reply {
 pub async fn execute(node: &NodeHandle, request: Request, out: &mpsc::Sender<Reply>) {
     let result = match request {
         Request::Peers { wait_ms } => peers(node, wait_ms, out).await,
+        Request::Say {
+            peer,
+            text,
+            queue,
+            timeout_ms,
+        } => say(node, &peer, &text, queue, Duration::from_millis(timeout_ms), out).await,
+        Request::History { peer, limit } => history(node, &peer, limit, out).await,
     };
     let last = match result {
         Ok(()) => Reply::Done,
@@ -56,6 +94,48 @@ pub async fn execute(node: &NodeHandle, request: Request, out: &mpsc::Sender<Rep
 async fn peers(node: &NodeHandle, wait_ms: u64, out: &mpsc::Sender<Reply>) -> Result<()> {
     tokio::time::sleep(Duration::from_millis(wait_ms)).await;
     out.send(Reply::Peers { peers: node.peers() }).await.ok();
+    Ok(())
+}
+
+async fn say(node: &NodeHandle, peer: &str, text: &str, queue: bool, timeout: Duration, out: &mpsc::Sender<Reply>) -> Result<()> {
+    crate::node::chat::check_text(text)?;
+    let target = node.resolve_chat(peer, RESOLVE_WAIT).await?;
+    if target == ChatTarget::Room && node.listen_addr().is_none() {
+        // A one-shot's own node has only just started: #all means the peers online now, so give
+        // the ones it can reach a moment to connect.
+        node.wait_room_settled(RESOLVE_WAIT).await;
+    }
+    let id = node.say(&target, text)?;
+    out.send(Reply::Queued { id: id.clone() }).await.ok();
+    if queue {
+        return Ok(());
+    }
+    if !node.wait_delivered(&id, timeout).await? {
+        bail!("not delivered within {} s; kept in the queue (message {id})", timeout.as_secs_f64());
+    }
+    out.send(Reply::Delivered { id }).await.ok();
+    Ok(())
+}
+
+async fn history(node: &NodeHandle, peer: &str, limit: Option<usize>, out: &mpsc::Sender<Reply>) -> Result<()> {
+    // A known peer resolves at once, online or not.
+    let conversation = node.resolve_chat(peer, RESOLVE_WAIT).await?;
+    let entries = node.history(conversation.conversation(), limit.unwrap_or(usize::MAX))?;
+    let mut chunk = Vec::new();
+    let mut bytes = 0;
+    for e in entries {
+        bytes += 512 + e.text.len() + e.nick.len() + 64 * e.recipients.len();
+        chunk.push(e);
+        if bytes >= HISTORY_CHUNK_BYTES {
+            out.send(Reply::History {
+                entries: std::mem::take(&mut chunk),
+            })
+            .await
+            .ok();
+            bytes = 0;
+        }
+    }
+    out.send(Reply::History { entries: chunk }).await.ok();
     Ok(())
 }
 

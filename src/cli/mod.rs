@@ -6,6 +6,7 @@ pub mod output;
 mod serve;
 
 use anyhow::{Context, Result, bail};
+use std::io::Write;
 use std::process::ExitCode;
 use tokio::sync::mpsc;
 
@@ -29,6 +30,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Command::Serve { accept_all, json } => serve::run(&config, accept_all, json).await,
             Command::Id { json } => id(&config, json),
             Command::Peers { wait, json } => peers(&config, wait, json).await,
+            Command::Say {
+                peer,
+                text,
+                queue,
+                timeout,
+            } => say(&config, peer, text, queue, timeout).await,
+            Command::History { peer, limit, json } => history(&config, peer, limit, json).await,
         }
     })
 }
@@ -81,6 +89,58 @@ async fn peers(config: &Config, wait: Option<f64>, json: bool) -> Result<ExitCod
     .await;
     session.close().await;
     code
+}
+
+async fn say(config: &Config, peer: String, text: String, queue: bool, timeout: f64) -> Result<ExitCode> {
+    if !(0.0..=86_400.0).contains(&timeout) {
+        bail!("--timeout must be between 0 and 86400 seconds");
+    }
+    // Refused here too, so an oversized line never travels to the running node.
+    crate::node::chat::check_text(&text)?;
+    let session = Session::open(config).await?;
+    let request = Request::Say {
+        peer,
+        text,
+        queue,
+        timeout_ms: (timeout * 1000.0) as u64,
+    };
+    let result = match session.request(request).await {
+        Ok(rx) => {
+            drain(rx, |reply| match reply {
+                Reply::Queued { id } if queue => eprintln!("queued (message {id})"),
+                Reply::Delivered { id } => eprintln!("delivered (message {id})"),
+                _ => {}
+            })
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    session.close().await;
+    result
+}
+
+async fn history(config: &Config, peer: String, limit: Option<usize>, json: bool) -> Result<ExitCode> {
+    let session = Session::open(config).await?;
+    let result = match session.request(Request::History { peer, limit }).await {
+        Ok(rx) => {
+            drain(rx, |reply| {
+                if let Reply::History { entries } = reply {
+                    let mut out = std::io::stdout().lock();
+                    for e in entries {
+                        let line = if json { output::json_line(e) } else { output::history_line(e) };
+                        // A closed pipe (`| head`) ends the listing, not with a panic.
+                        if writeln!(out, "{line}").is_err() {
+                            break;
+                        }
+                    }
+                }
+            })
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    session.close().await;
+    result
 }
 
 /// Feed replies to `show` until Done (exit 0) or Failed (error).

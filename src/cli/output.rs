@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::node::PeerInfo;
+use crate::node::{ChatEntry, Delivery, PeerInfo};
 use crate::store::unix_now_ms;
 use crate::ui::text::printable;
 
@@ -13,7 +13,26 @@ pub fn json_line<T: Serialize>(value: &T) -> String {
     if let serde_json::Value::Object(map) = &mut v {
         map.insert("ts_ms".into(), unix_now_ms().into());
     }
-    v.to_string()
+    escape_beyond_json(&v.to_string())
+}
+
+/// serde_json escapes C0 controls only; C1 controls (U+009B is a CSI to many terminals) and
+/// bidi overrides would reach a terminal that shows the line raw. Outside strings JSON has no
+/// such characters, so escaping them everywhere keeps the same JSON value.
+fn escape_beyond_json(json: &str) -> String {
+    let risky = |c: char| matches!(c, '\u{7f}'..='\u{9f}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}');
+    if !json.chars().any(risky) {
+        return json.to_string();
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if risky(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Columns padded by character count (not bytes), after neutralising.
@@ -61,9 +80,102 @@ pub fn peers_table(peers: &[PeerInfo]) -> String {
     table(&["NICK", "HOST", "ID", "STATE", "ADDRESS"], &rows)
 }
 
+/// `YYYY-MM-DD HH:MM` in UTC from Unix milliseconds (civil-from-days; no date crate needed).
+pub fn utc_minute(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", secs / 3600 % 24, secs / 60 % 60)
+}
+
+/// Howard Hinnant's days-to-civil algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// One history line for people: `time  nick: text  mark`, where the mark of our own lines is
+/// `…` queued, `✓` sent, `✓✓` delivered (a room line: delivered to everyone; else a count).
+/// Everything from a peer is neutralised; a multi-line text stays on one line.
+pub fn history_line(e: &ChatEntry) -> String {
+    let mark = match e.state {
+        None => String::new(),
+        Some(state) => {
+            let glyph = match state {
+                Delivery::Queued => "…",
+                Delivery::Sent => "✓",
+                Delivery::Delivered => "✓✓",
+            };
+            let done = e.recipients.iter().filter(|r| r.state == Delivery::Delivered).count();
+            if e.recipients.len() > 1 && state != Delivery::Delivered {
+                format!("  {glyph} {done}/{}", e.recipients.len())
+            } else {
+                format!("  {glyph}")
+            }
+        }
+    };
+    let time = utc_minute(if e.outgoing { e.sent_ms } else { e.received_ms });
+    format!("{time}  {}: {}{mark}", printable(&e.nick), printable(&e.text))
+}
+
+pub fn history_text(entries: &[ChatEntry]) -> String {
+    entries.iter().map(history_line).collect::<Vec<_>>().join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::Identity;
+    use crate::node::chat::Recipient;
+
+    fn entry(nick: &str, text: &str, state: Option<Delivery>) -> ChatEntry {
+        let peer = Identity::generate().unwrap().id().clone();
+        ChatEntry {
+            id: "0".repeat(32),
+            conversation: peer.to_string(),
+            from: peer.clone(),
+            nick: nick.into(),
+            outgoing: state.is_some(),
+            room: false,
+            sent_ms: 86_400_000 + 3_600_000 + 60_000,
+            received_ms: 86_400_000 + 3_600_000 + 60_000,
+            text: text.into(),
+            state,
+            recipients: state.map(|state| Recipient { peer, state }).into_iter().collect(),
+        }
+    }
+
+    #[test]
+    fn history_lines_neutralise_and_mark() {
+        let evil = entry("ev\u{1b}]0;pwned\u{7}il", "hi\u{1b}[2J\nthere\u{202e}", None);
+        let line = history_line(&evil);
+        assert!(!line.chars().any(|c| c.is_control() || c == '\u{202e}'), "{line:?}");
+        assert!(
+            line.starts_with("1970-01-02 01:01  ev\\u{1b}]0;pwned\\u{7}il: hi\\u{1b}[2J"),
+            "{line}"
+        );
+        assert!(history_line(&entry("me", "x", Some(Delivery::Delivered))).ends_with("x  ✓✓"));
+        assert!(history_line(&entry("me", "x", Some(Delivery::Sent))).ends_with("x  ✓"));
+        assert!(history_line(&entry("me", "x", Some(Delivery::Queued))).ends_with("x  …"));
+        let json = json_line(&evil);
+        assert!(!json.chars().any(|c| c.is_control() || c == '\u{202e}'), "{json}");
+        let back: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(back["text"], evil.text, "JSON keeps the text as received");
+    }
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc_minute(0), "1970-01-01 00:00");
+        assert_eq!(utc_minute(951_782_400_000), "2000-02-29 00:00");
+        assert_eq!(utc_minute(1_767_225_599_000), "2025-12-31 23:59");
+    }
 
     #[test]
     fn table_aligns_and_neutralises() {

@@ -61,6 +61,25 @@ fn human(event: &Event, node: &NodeHandle) -> String {
         Event::PeerDown { id, nick, reason } => format!("{} ({}) is down: {}", printable(nick), id.short(), printable(reason)),
         Event::PeerRenamed { id, old, new } => format!("{} ({}) is now called {}", printable(old), id.short(), printable(new)),
         Event::Warning { message } => format!("warning: {}", printable(message)),
+        Event::ChatReceived {
+            from, nick, room, text, ..
+        } => {
+            let place = if *room { " in #all" } else { "" };
+            format!("{} ({}){place}: {}", printable(nick), from.short(), printable(text))
+        }
+        Event::ChatQueued { id, to, text, .. } => {
+            let to = node.peer_label(to);
+            format!(
+                "you to {}: {} (queued, message {})",
+                printable(&to),
+                printable(text),
+                &id[..id.len().min(8)]
+            )
+        }
+        Event::ChatDelivered { id, to } => {
+            let to = node.peer_label(to.as_str());
+            format!("message {} delivered to {}", &id[..id.len().min(8)], printable(&to))
+        }
     };
     format!("{time} {text}")
 }

@@ -21,6 +21,10 @@ pub const NOISE_MAX_PLAINTEXT: usize = NOISE_MAX_MESSAGE - NOISE_TAG;
 pub const MAX_CONTROL_FRAME: usize = 64 * 1024;
 pub const MAX_NICK_BYTES: usize = 64;
 pub const MAX_SOFTWARE_BYTES: usize = 64;
+/// Largest chat text, in bytes of UTF-8. Refused when saying, and a protocol error on receipt.
+pub const MAX_CHAT_TEXT: usize = 16 * 1024;
+/// A chat message id: 128 random bits as lowercase hex.
+pub const CHAT_ID_LEN: usize = 32;
 
 /// What a connection is for; chosen by the initiator in its hello.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +73,42 @@ pub enum ControlMsg {
     Nick { nick: String },
     /// Clean goodbye, so the other side reports us down at once.
     Bye { reason: ByeReason },
+    /// A chat line. The receiver stores it, then acknowledges; a repeated id is acknowledged
+    /// again but not shown again.
+    Chat {
+        id: String,
+        /// For the `#all` room rather than a direct conversation.
+        room: bool,
+        /// The sender's clock, Unix milliseconds.
+        sent_ms: u64,
+        text: String,
+    },
+    /// The chat message with this id is stored on the receiver.
+    ChatAck { id: String },
+}
+
+/// A well-formed chat id: exactly [`CHAT_ID_LEN`] lowercase hex digits.
+pub fn valid_chat_id(id: &str) -> bool {
+    id.len() == CHAT_ID_LEN && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl ControlMsg {
+    /// Bounds a peer's chat frame must respect; a violation ends the connection.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            ControlMsg::Chat { id, text, .. } => {
+                if !valid_chat_id(id) {
+                    return Err("malformed chat id".into());
+                }
+                if text.len() > MAX_CHAT_TEXT {
+                    return Err(format!("chat text over {MAX_CHAT_TEXT} bytes"));
+                }
+                Ok(())
+            }
+            ControlMsg::ChatAck { id } if !valid_chat_id(id) => Err("malformed chat ack id".into()),
+            _ => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,7 +11,7 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
 use super::peers::{LiveConn, Registered};
-use super::{Event, Shared, lock};
+use super::{Event, Shared, chat, lock};
 use crate::identity::PeerId;
 use crate::net::discovery::DiscoveryEvent;
 use crate::net::secure::{self, HANDSHAKE_TIMEOUT, HandshakeError, Remote, SecureConn};
@@ -159,7 +159,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
     let cancel = shared.cancel.child_token();
     let live = LiveConn {
         conn_id,
-        tx,
+        tx: tx.clone(),
         initiated_by_me,
         since: std::time::Instant::now(),
         addr: remote.addr,
@@ -198,6 +198,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
         }),
         Registered::Replaced(_) => {}
     }
+    let chat_window = chat::connection_up(&shared, &id, conn_id, tx.clone(), cancel.clone());
     if !old_nick.is_empty() && old_nick != remote.hello.nick {
         shared.emit(Event::PeerRenamed {
             id: id.clone(),
@@ -256,31 +257,41 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
                 tracing::warn!("dropping connection to {} ({}): {e}", remote.addr, id.short());
                 break format!("protocol error: {e}");
             }
-            Ok(Ok(Some(msg))) => match msg {
-                ControlMsg::Ping => {}
-                ControlMsg::Bye { reason } => {
-                    quiet = reason == ByeReason::Duplicate;
-                    break "left".to_string();
+            Ok(Ok(Some(msg))) => match msg.validate().map(|()| msg) {
+                Err(e) => {
+                    tracing::warn!("dropping connection to {} ({}): {e}", remote.addr, id.short());
+                    break format!("protocol error: {e}");
                 }
-                ControlMsg::Nick { nick } => {
-                    if let Err(e) = super::validate_nick(&nick) {
-                        tracing::warn!("dropping connection to {}: bad nick: {e}", id.short());
-                        break format!("protocol error: bad nick: {e}");
+                Ok(msg) => match msg {
+                    ControlMsg::Ping => {}
+                    msg @ ControlMsg::Chat { .. } => chat::on_chat(&shared, &id, conn_id, &tx, msg).await,
+                    ControlMsg::ChatAck { id: msg_id } => chat::on_ack(&shared, &id, conn_id, &msg_id, &chat_window),
+                    ControlMsg::Bye { reason } => {
+                        quiet = reason == ByeReason::Duplicate;
+                        break "left".to_string();
                     }
-                    let old = std::mem::replace(&mut shared.peers().entry(&id).nick, nick.clone());
-                    if old != nick {
-                        shared.emit(Event::PeerRenamed {
-                            id: id.clone(),
-                            old,
-                            new: nick,
-                        });
+                    ControlMsg::Nick { nick } => {
+                        if let Err(e) = super::validate_nick(&nick) {
+                            tracing::warn!("dropping connection to {}: bad nick: {e}", id.short());
+                            break format!("protocol error: bad nick: {e}");
+                        }
+                        let old = std::mem::replace(&mut shared.peers().entry(&id).nick, nick.clone());
+                        if old != nick {
+                            shared.emit(Event::PeerRenamed {
+                                id: id.clone(),
+                                old,
+                                new: nick,
+                            });
+                        }
                     }
-                }
+                },
             },
         }
     };
     cancel.cancel();
+    drop(tx);
     let _ = writer_task.await;
+    chat::connection_down(&shared, &id, conn_id);
     let nick = shared.peers().get(&id).map(|p| p.nick.clone()).unwrap_or_default();
     if shared.peers().unregister(&id, conn_id, quiet) {
         shared.emit(Event::PeerDown {

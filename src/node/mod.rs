@@ -1,6 +1,7 @@
 //! The Node: everything that happens on the network. Faces (TUI, one-shot commands, `serve
 //! --json`, tests) hold a [`NodeHandle`], call its methods and subscribe to its [`Event`]s.
 
+pub mod chat;
 mod conn;
 pub mod peers;
 
@@ -23,6 +24,7 @@ use crate::identity::{Identity, PeerId, ensure_private_dir};
 use crate::net::discovery::{Advert, Discovery, DiscoveryEvent};
 use crate::net::wire::{Hello, MAX_NICK_BYTES};
 use crate::store::Store;
+pub use chat::{ChatEntry, ChatTarget, Delivery, ROOM};
 pub use peers::PeerInfo;
 use peers::PeerTable;
 
@@ -108,6 +110,31 @@ pub enum Event {
     Warning {
         message: String,
     },
+    /// A peer's chat line, shown once (a resend of the same id is not reported again).
+    ChatReceived {
+        id: String,
+        from: PeerId,
+        nick: String,
+        /// For `#all` rather than for us alone.
+        room: bool,
+        text: String,
+        /// The sender's clock, Unix milliseconds.
+        sent_ms: u64,
+    },
+    /// One of our lines is stored and on its way (so every face shows lines said elsewhere).
+    ChatQueued {
+        id: String,
+        /// A peer id, or `#all`.
+        to: String,
+        recipients: Vec<PeerId>,
+        text: String,
+        sent_ms: u64,
+    },
+    /// A recipient acknowledged one of our lines.
+    ChatDelivered {
+        id: String,
+        to: PeerId,
+    },
 }
 
 /// State of a `--peer HOST:PORT` target.
@@ -136,6 +163,7 @@ pub(crate) struct Shared {
     /// Where discovery results go: mDNS feeds it, and so can [`NodeHandle::discovered`].
     discovered: mpsc::UnboundedSender<DiscoveryEvent>,
     discovery: tokio::sync::Mutex<Option<Discovery>>,
+    pub(crate) chat: chat::Chat,
     _lock: File,
 }
 
@@ -226,8 +254,10 @@ impl NodeHandle {
             manual: Mutex::new(HashMap::new()),
             discovered,
             discovery: tokio::sync::Mutex::new(None),
+            chat: chat::Chat::default(),
             _lock: lock_file,
         });
+        chat::requeue_after_restart(&shared)?;
         let handle = NodeHandle { shared: shared.clone() };
 
         if let Some(listener) = listener {

@@ -1,0 +1,387 @@
+//! Chat's tables (created by the store's second migration): `messages`, every line sent or
+//! received, and `deliveries`, one row per recipient of an outgoing line — the outbox and its
+//! delivery state in one. Each function is one transaction, so a crash leaves either the old or
+//! the new state.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use crate::identity::PeerId;
+
+/// The room every online peer receives.
+pub const ROOM: &str = "#all";
+
+/// Where one outgoing line stands for one recipient. Ordered: the least advanced recipient
+/// decides a room message's overall state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// Stored, waiting for a connection to the recipient.
+    Queued,
+    /// Written to the recipient's connection, not yet acknowledged.
+    Sent,
+    /// The recipient stored it and said so.
+    Delivered,
+}
+
+impl Delivery {
+    fn from_sql(s: &str) -> Delivery {
+        match s {
+            "delivered" => Delivery::Delivered,
+            "sent" => Delivery::Sent,
+            _ => Delivery::Queued,
+        }
+    }
+}
+
+/// A message as history shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatEntry {
+    pub id: String,
+    /// The peer id of a direct conversation, or `#all`.
+    pub conversation: String,
+    pub from: PeerId,
+    /// The sender's nick when the line was stored.
+    pub nick: String,
+    pub outgoing: bool,
+    pub room: bool,
+    /// The sender's clock, Unix milliseconds.
+    pub sent_ms: u64,
+    /// Our clock when it was stored (the send time, for our own lines).
+    pub received_ms: u64,
+    pub text: String,
+    /// Outgoing only: the least advanced recipient's state.
+    pub state: Option<Delivery>,
+    /// Outgoing only: every recipient and its state.
+    pub recipients: Vec<Recipient>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recipient {
+    pub peer: PeerId,
+    pub state: Delivery,
+}
+
+/// A line to write, as it goes on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub id: String,
+    pub room: bool,
+    pub sent_ms: u64,
+    pub text: String,
+}
+
+/// A line to store.
+pub struct NewMessage<'a> {
+    pub id: &'a str,
+    pub conversation: &'a str,
+    pub sender: &'a PeerId,
+    pub sender_nick: &'a str,
+    pub room: bool,
+    pub sent_ms: u64,
+    pub received_ms: u64,
+    pub text: &'a str,
+}
+
+/// SQLite integers are signed; a peer's clock value is clamped rather than refused.
+fn ms(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Store our own line with a queued delivery row per recipient, in recipient order.
+pub fn insert_outgoing(c: &mut Connection, m: &NewMessage, recipients: &[PeerId]) -> rusqlite::Result<()> {
+    let tx = c.transaction()?;
+    tx.execute(
+        "INSERT INTO messages (id, conversation, sender, sender_nick, outgoing, room, sent_ms, received_ms, text)
+         VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?7, ?8)",
+        params![
+            m.id,
+            m.conversation,
+            m.sender.as_str(),
+            m.sender_nick,
+            m.room,
+            ms(m.sent_ms),
+            ms(m.received_ms),
+            m.text
+        ],
+    )?;
+    let n = tx.last_insert_rowid();
+    for peer in recipients {
+        tx.execute(
+            "INSERT INTO deliveries (message, peer, state) VALUES (?1, ?2, 'queued')",
+            params![n, peer.as_str()],
+        )?;
+    }
+    tx.commit()
+}
+
+/// Store a peer's line. False when this sender's id is already stored: a resend, not to be
+/// shown again (but acknowledged again).
+pub fn insert_incoming(c: &Connection, m: &NewMessage) -> rusqlite::Result<bool> {
+    let changed = c.execute(
+        "INSERT OR IGNORE INTO messages (id, conversation, sender, sender_nick, outgoing, room, sent_ms, received_ms, text)
+         VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, ?8)",
+        params![
+            m.id,
+            m.conversation,
+            m.sender.as_str(),
+            m.sender_nick,
+            m.room,
+            ms(m.sent_ms),
+            ms(m.received_ms),
+            m.text
+        ],
+    )?;
+    Ok(changed == 1)
+}
+
+/// Up to `limit` queued lines for `peer`, oldest first, now marked sent on connection `conn`.
+pub fn take_batch(c: &mut Connection, peer: &PeerId, conn: u64, limit: usize) -> rusqlite::Result<Vec<Outgoing>> {
+    let tx = c.transaction()?;
+    let mut out = Vec::new();
+    {
+        let mut select = tx.prepare_cached(
+            "SELECT d.seq, m.id, m.room, m.sent_ms, m.text FROM deliveries d JOIN messages m ON m.n = d.message
+             WHERE d.peer = ?1 AND d.state = 'queued' ORDER BY d.seq LIMIT ?2",
+        )?;
+        let mut mark = tx.prepare_cached("UPDATE deliveries SET state = 'sent', conn = ?2 WHERE seq = ?1")?;
+        let rows = select.query_map(params![peer.as_str(), limit as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                Outgoing {
+                    id: r.get(1)?,
+                    room: r.get(2)?,
+                    sent_ms: r.get::<_, i64>(3)?.max(0) as u64,
+                    text: r.get(4)?,
+                },
+            ))
+        })?;
+        for row in rows {
+            let (seq, line) = row?;
+            mark.execute(params![seq, ms(conn)])?;
+            out.push(line);
+        }
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+/// Lines sent to `peer` but not acknowledged go back to the queue: those sent on connection
+/// `conn`, or with `None` every one. The receiver de-duplicates, so a resend is safe.
+pub fn requeue(c: &Connection, peer: &PeerId, conn: Option<u64>) -> rusqlite::Result<usize> {
+    match conn {
+        Some(conn) => c.execute(
+            "UPDATE deliveries SET state = 'queued', conn = NULL WHERE peer = ?1 AND state = 'sent' AND conn = ?2",
+            params![peer.as_str(), ms(conn)],
+        ),
+        None => c.execute(
+            "UPDATE deliveries SET state = 'queued', conn = NULL WHERE peer = ?1 AND state = 'sent'",
+            params![peer.as_str()],
+        ),
+    }
+}
+
+/// At start: no connection survives a restart, so nothing is in flight.
+pub fn requeue_all(c: &Connection) -> rusqlite::Result<usize> {
+    c.execute("UPDATE deliveries SET state = 'queued', conn = NULL WHERE state = 'sent'", [])
+}
+
+/// `peer` acknowledged our (`me`'s) line `id`. When that is news, returns the connection it was
+/// last sent on (`Some(None)` if it was still queued); `None` for a repeated or unknown ack.
+pub fn mark_delivered(c: &Connection, me: &PeerId, peer: &PeerId, id: &str, now_ms: u64) -> rusqlite::Result<Option<Option<u64>>> {
+    let row: Option<(i64, String, Option<i64>)> = c
+        .query_row(
+            "SELECT d.seq, d.state, d.conn FROM deliveries d JOIN messages m ON m.n = d.message
+             WHERE m.sender = ?3 AND m.id = ?1 AND m.outgoing = 1 AND d.peer = ?2",
+            params![id, peer.as_str(), me.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some((seq, state, conn)) = row else { return Ok(None) };
+    if Delivery::from_sql(&state) == Delivery::Delivered {
+        return Ok(None);
+    }
+    c.execute(
+        "UPDATE deliveries SET state = 'delivered', conn = NULL, delivered_ms = ?2 WHERE seq = ?1",
+        params![seq, ms(now_ms)],
+    )?;
+    Ok(Some(conn.map(|c| c as u64)))
+}
+
+/// Our (`me`'s) line `id`: every recipient's state, or `None` if there is no such outgoing line.
+pub fn recipients(c: &Connection, me: &PeerId, id: &str) -> rusqlite::Result<Option<Vec<Recipient>>> {
+    // By (sender, id): the unique index answers it without a scan.
+    let n: Option<i64> = c
+        .query_row(
+            "SELECT n FROM messages WHERE sender = ?1 AND id = ?2 AND outgoing = 1",
+            [me.as_str(), id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match n {
+        None => Ok(None),
+        Some(n) => recipients_of(c, n).map(Some),
+    }
+}
+
+fn recipients_of(c: &Connection, n: i64) -> rusqlite::Result<Vec<Recipient>> {
+    let mut stmt = c.prepare_cached("SELECT peer, state FROM deliveries WHERE message = ?1 ORDER BY seq")?;
+    let rows = stmt.query_map([n], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (peer, state) = row?;
+        if let Some(peer) = PeerId::parse(&peer) {
+            out.push(Recipient {
+                peer,
+                state: Delivery::from_sql(&state),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The least advanced recipient's state: a room line is delivered once everyone has it.
+pub fn overall(recipients: &[Recipient]) -> Option<Delivery> {
+    recipients.iter().map(|r| r.state).min()
+}
+
+/// The last `limit` lines of a conversation, oldest first.
+pub fn history(c: &Connection, conversation: &str, limit: usize) -> rusqlite::Result<Vec<ChatEntry>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT n, id, conversation, sender, sender_nick, outgoing, room, sent_ms, received_ms, text FROM messages
+         WHERE conversation = ?1 ORDER BY n DESC LIMIT ?2",
+    )?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = stmt.query_map(params![conversation, limit], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, bool>(5)?,
+            r.get::<_, bool>(6)?,
+            r.get::<_, i64>(7)?,
+            r.get::<_, i64>(8)?,
+            r.get::<_, String>(9)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (n, id, conversation, sender, nick, outgoing, room, sent_ms, received_ms, text) = row?;
+        // A row we can't parse was not written by us; skip it rather than fail.
+        let Some(from) = PeerId::parse(&sender) else { continue };
+        let recipients = if outgoing { recipients_of(c, n)? } else { Vec::new() };
+        out.push(ChatEntry {
+            id,
+            conversation,
+            from,
+            nick,
+            outgoing,
+            room,
+            sent_ms: sent_ms.max(0) as u64,
+            received_ms: received_ms.max(0) as u64,
+            text,
+            state: if outgoing { overall(&recipients) } else { None },
+            recipients,
+        });
+    }
+    out.reverse();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+    use crate::store::Store;
+
+    fn id() -> PeerId {
+        Identity::generate().unwrap().id().clone()
+    }
+
+    fn line<'a>(id: &'a str, conversation: &'a str, sender: &'a PeerId, text: &'a str) -> NewMessage<'a> {
+        NewMessage {
+            id,
+            conversation,
+            sender,
+            sender_nick: "me",
+            room: false,
+            sent_ms: 1,
+            received_ms: 1,
+            text,
+        }
+    }
+
+    #[test]
+    fn outbox_goes_queued_sent_delivered_in_order() {
+        let store = Store::open_in_memory().unwrap();
+        let (me, bob) = (id(), id());
+        let mut c = store.lock();
+        for (i, text) in ["one", "two", "three"].iter().enumerate() {
+            let mid = format!("{i:032x}");
+            insert_outgoing(&mut c, &line(&mid, bob.as_str(), &me, text), std::slice::from_ref(&bob)).unwrap();
+        }
+        let batch = take_batch(&mut c, &bob, 7, 2).unwrap();
+        assert_eq!(batch.iter().map(|o| o.text.as_str()).collect::<Vec<_>>(), ["one", "two"]);
+        assert_eq!(overall(&recipients(&c, &me, &batch[0].id).unwrap().unwrap()), Some(Delivery::Sent));
+        assert_eq!(mark_delivered(&c, &me, &bob, &batch[0].id, 5).unwrap(), Some(Some(7)));
+        assert_eq!(
+            mark_delivered(&c, &me, &bob, &batch[0].id, 5).unwrap(),
+            None,
+            "a repeated ack is no news"
+        );
+        assert_eq!(
+            mark_delivered(&c, &me, &me, &batch[1].id, 5).unwrap(),
+            None,
+            "only the recipient acks"
+        );
+        // The connection drops: "two" goes back, ahead of "three".
+        assert_eq!(requeue(&c, &bob, Some(8)).unwrap(), 0, "another connection's lines stay");
+        assert_eq!(requeue(&c, &bob, Some(7)).unwrap(), 1);
+        let again = take_batch(&mut c, &bob, 9, 10).unwrap();
+        assert_eq!(again.iter().map(|o| o.text.as_str()).collect::<Vec<_>>(), ["two", "three"]);
+        assert_eq!(requeue_all(&c).unwrap(), 2);
+        let h = history(&c, bob.as_str(), 10).unwrap();
+        assert_eq!(
+            h.iter().map(|e| e.state).collect::<Vec<_>>(),
+            [Some(Delivery::Delivered), Some(Delivery::Queued), Some(Delivery::Queued)]
+        );
+        assert_eq!(history(&c, bob.as_str(), 1).unwrap()[0].text, "three", "the limit keeps the newest");
+    }
+
+    #[test]
+    fn incoming_is_deduplicated_per_sender() {
+        let store = Store::open_in_memory().unwrap();
+        let (ada, eve) = (id(), id());
+        let c = store.lock();
+        let mid = "ab".repeat(16);
+        assert!(insert_incoming(&c, &line(&mid, ada.as_str(), &ada, "hi")).unwrap());
+        assert!(!insert_incoming(&c, &line(&mid, ada.as_str(), &ada, "changed")).unwrap());
+        // Another sender reusing the id can't suppress or overwrite ada's line.
+        assert!(insert_incoming(&c, &line(&mid, eve.as_str(), &eve, "spoof")).unwrap());
+        let h = history(&c, ada.as_str(), 10).unwrap();
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].text, "hi");
+        assert_eq!(h[0].state, None);
+        // An incoming line is never mistaken for one of ours.
+        assert_eq!(mark_delivered(&c, &ada, &ada, &mid, 1).unwrap(), None);
+        assert_eq!(recipients(&c, &ada, &mid).unwrap(), None);
+    }
+
+    #[test]
+    fn room_line_is_delivered_when_everyone_has_it() {
+        let store = Store::open_in_memory().unwrap();
+        let (me, a, b) = (id(), id(), id());
+        let mut c = store.lock();
+        let mid = "cd".repeat(16);
+        let mut m = line(&mid, ROOM, &me, "all");
+        m.room = true;
+        insert_outgoing(&mut c, &m, &[a.clone(), b.clone()]).unwrap();
+        assert_eq!(mark_delivered(&c, &me, &a, &mid, 1).unwrap(), Some(None));
+        assert_eq!(overall(&recipients(&c, &me, &mid).unwrap().unwrap()), Some(Delivery::Queued));
+        mark_delivered(&c, &me, &b, &mid, 1).unwrap();
+        assert_eq!(overall(&recipients(&c, &me, &mid).unwrap().unwrap()), Some(Delivery::Delivered));
+        assert!(history(&c, ROOM, 10).unwrap()[0].room);
+    }
+}

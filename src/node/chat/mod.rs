@@ -1,0 +1,394 @@
+//! Chat: direct conversations and the `#all` room, delivered, queued and kept.
+//!
+//! Everything goes through the database. Saying a line stores it with a queued delivery row per
+//! recipient; each control connection runs a pump that sends that peer's queued rows in order
+//! and marks them sent; the receiver commits the line, then acknowledges, and the ack marks the
+//! row delivered. A connection that ends puts its unacknowledged rows back in the queue, and the
+//! next connection's pump resends them — the receiver de-duplicates by (sender, id). So one code
+//! path covers online delivery, the offline queue, restarts on either side, and drops before the
+//! ack; and since one pump per peer sends in queue order over one ordered stream, each sender's
+//! order holds.
+
+pub mod db;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use rand::RngCore;
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::{Event, NodeHandle, Shared, lock};
+use crate::identity::PeerId;
+use crate::net::wire::{ControlMsg, MAX_CHAT_TEXT};
+use crate::store::unix_now_ms;
+pub use db::{ChatEntry, Delivery, ROOM, Recipient};
+
+/// Rows a pump takes from the queue at once.
+const BATCH: usize = 256;
+/// Lines sent and not yet acknowledged on one connection. With both directions bounded like
+/// this, a connection's writer queue (1024 frames) never fills with chat and acks, so its reader
+/// never blocks on sending an ack.
+const WINDOW: usize = 256;
+/// How long a one-shot's own node waits, after the first peer connected, for others before
+/// saying something to `#all`.
+const ROOM_SETTLE: Duration = Duration::from_millis(500);
+
+/// Where a line goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatTarget {
+    Peer(PeerId),
+    /// Every peer online at the moment it is said.
+    Room,
+}
+
+impl ChatTarget {
+    /// The conversation it belongs to: the peer's id, or `#all`.
+    pub fn conversation(&self) -> &str {
+        match self {
+            ChatTarget::Peer(id) => id.as_str(),
+            ChatTarget::Room => ROOM,
+        }
+    }
+}
+
+/// Chat's share of the node's state.
+#[derive(Default)]
+pub(crate) struct Chat {
+    /// Per peer: "new lines are queued" for whichever pump serves it.
+    wake: Mutex<HashMap<PeerId, Arc<Notify>>>,
+    /// Some line was delivered: `wait_delivered` callers look again.
+    delivered: Notify,
+    /// Held while a pump checks that its connection is still the live one and takes a batch,
+    /// and while a new pump requeues what older connections had in flight: so no row is ever
+    /// left marked sent on a connection that was already replaced.
+    take: Mutex<()>,
+}
+
+impl Chat {
+    fn wake(&self, peer: &PeerId) -> Arc<Notify> {
+        lock(&self.wake).entry(peer.clone()).or_default().clone()
+    }
+
+    fn kick(&self, peer: &PeerId) {
+        self.wake(peer).notify_one();
+    }
+}
+
+pub fn new_message_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Refuse what we won't send, with a message a person can act on.
+pub fn check_text(text: &str) -> Result<()> {
+    if text.is_empty() {
+        bail!("empty message: nothing to say");
+    }
+    if text.len() > MAX_CHAT_TEXT {
+        bail!(
+            "message too long: {} bytes; the limit is {MAX_CHAT_TEXT} bytes (16 KiB) — send it as a file instead",
+            text.len()
+        );
+    }
+    Ok(())
+}
+
+impl NodeHandle {
+    /// Store a line for `to` and start delivering it. Returns its id once it is stored (queued);
+    /// see [`NodeHandle::wait_delivered`].
+    pub fn say(&self, to: &ChatTarget, text: &str) -> Result<String> {
+        check_text(text)?;
+        let shared = &self.shared;
+        let recipients: Vec<PeerId> = match to {
+            ChatTarget::Peer(id) if id == self.id() => bail!("that is this node itself"),
+            ChatTarget::Peer(id) => {
+                if shared.peers().get(id).is_none_or(|p| p.public_key.is_empty()) {
+                    bail!("unknown peer {id}: it has never been connected (try `lanyard peers`)");
+                }
+                vec![id.clone()]
+            }
+            ChatTarget::Room => {
+                let t = shared.peers();
+                let mut online: Vec<PeerId> = t.ids().filter(|id| t.is_online(id)).cloned().collect();
+                online.sort();
+                online
+            }
+        };
+        if recipients.is_empty() {
+            bail!("nobody is online in {ROOM}");
+        }
+        let id = new_message_id();
+        let now = unix_now_ms();
+        let nick = self.nick();
+        let line = db::NewMessage {
+            id: &id,
+            conversation: to.conversation(),
+            sender: self.id(),
+            sender_nick: &nick,
+            room: *to == ChatTarget::Room,
+            sent_ms: now,
+            received_ms: now,
+            text,
+        };
+        db::insert_outgoing(&mut shared.store.lock(), &line, &recipients).context("cannot store the message")?;
+        shared.emit(Event::ChatQueued {
+            id: id.clone(),
+            to: to.conversation().to_string(),
+            recipients: recipients.clone(),
+            text: text.to_string(),
+            sent_ms: now,
+        });
+        for peer in &recipients {
+            shared.chat.kick(peer);
+        }
+        Ok(id)
+    }
+
+    /// Wait until every recipient of our line `id` acknowledged it. False on timeout or when the
+    /// node shuts down first; the line stays queued either way.
+    pub async fn wait_delivered(&self, id: &str, wait: Duration) -> Result<bool> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Registered before looking, so a delivery between the look and the wait is seen.
+            let notified = self.shared.chat.delivered.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.delivery(id)? == Delivery::Delivered {
+                return Ok(true);
+            }
+            tokio::select! {
+                _ = self.shared.cancel.cancelled() => return Ok(false),
+                r = tokio::time::timeout_at(deadline, notified) => if r.is_err() { return Ok(false) },
+            }
+        }
+    }
+
+    /// Where our line `id` stands (the least advanced recipient).
+    pub fn delivery(&self, id: &str) -> Result<Delivery> {
+        let recipients =
+            db::recipients(&self.shared.store.lock(), self.id(), id)?.with_context(|| format!("no message {id} was sent from here"))?;
+        Ok(db::overall(&recipients).unwrap_or(Delivery::Queued))
+    }
+
+    /// The last `limit` lines of a conversation (a peer id, or `#all`), oldest first.
+    pub fn history(&self, conversation: &str, limit: usize) -> Result<Vec<ChatEntry>> {
+        Ok(db::history(&self.shared.store.lock(), conversation, limit)?)
+    }
+
+    /// Until some peer is online (at most `wait`), then a little longer for the rest to join.
+    pub async fn wait_room_settled(&self, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        while !self.peers().iter().any(|p| p.online) {
+            if tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(ROOM_SETTLE).await;
+    }
+
+    /// How to name a conversation to a person: `#all`, or a peer's nick and short id.
+    pub fn peer_label(&self, conversation: &str) -> String {
+        match PeerId::parse(conversation).and_then(|id| self.peer(&id)) {
+            Some(p) => format!("{} ({})", p.nick, p.short_id),
+            None => conversation.to_string(),
+        }
+    }
+
+    /// What a user typed as a chat target: `#all`, or a PEER for [`NodeHandle::resolve`].
+    pub async fn resolve_chat(&self, spec: &str, wait: Duration) -> Result<ChatTarget> {
+        if spec == ROOM {
+            return Ok(ChatTarget::Room);
+        }
+        self.resolve(spec, wait).await.map(ChatTarget::Peer)
+    }
+}
+
+/// Whether `conn_id` is `peer`'s live control connection.
+fn is_current(shared: &Shared, peer: &PeerId, conn_id: u64) -> bool {
+    shared
+        .peers()
+        .get(peer)
+        .and_then(|p| p.conn.as_ref())
+        .is_some_and(|c| c.conn_id == conn_id)
+}
+
+/// A control connection just became `peer`'s live one: start sending it the queue. Returns the
+/// window that acks on this connection reopen.
+pub(crate) fn connection_up(
+    shared: &Arc<Shared>,
+    peer: &PeerId,
+    conn_id: u64,
+    tx: mpsc::Sender<ControlMsg>,
+    cancel: CancellationToken,
+) -> Arc<Semaphore> {
+    let window = Arc::new(Semaphore::new(WINDOW));
+    shared
+        .tracker
+        .spawn(pump(shared.clone(), peer.clone(), conn_id, tx, cancel, window.clone()));
+    window
+}
+
+/// A control connection ended: what it had in flight goes back to the queue, for the next one.
+pub(crate) fn connection_down(shared: &Shared, peer: &PeerId, conn_id: u64) {
+    match db::requeue(&shared.store.lock(), peer, Some(conn_id)) {
+        Ok(0) => {}
+        Ok(_) => shared.chat.kick(peer),
+        Err(e) => tracing::warn!("chat: cannot requeue lines for {}: {e}", peer.short()),
+    }
+}
+
+/// Send `peer`'s queued lines on connection `conn_id`, oldest first, for as long as it is the
+/// live one.
+async fn pump(
+    shared: Arc<Shared>,
+    peer: PeerId,
+    conn_id: u64,
+    tx: mpsc::Sender<ControlMsg>,
+    cancel: CancellationToken,
+    window: Arc<Semaphore>,
+) {
+    let wake = shared.chat.wake(&peer);
+    {
+        let _take = lock(&shared.chat.take);
+        // Anything an older connection sent without an ack is resent here, ahead of newer lines.
+        if let Err(e) = db::requeue(&shared.store.lock(), &peer, None) {
+            tracing::warn!("chat: cannot requeue lines for {}: {e}", peer.short());
+        }
+    }
+    loop {
+        let batch = {
+            let _take = lock(&shared.chat.take);
+            if cancel.is_cancelled() || !is_current(&shared, &peer, conn_id) {
+                // A wake-up this pump swallowed belongs to the connection that replaced it.
+                wake.notify_one();
+                return;
+            }
+            db::take_batch(&mut shared.store.lock(), &peer, conn_id, BATCH)
+        };
+        let batch = match batch {
+            Ok(b) => b,
+            Err(e) => {
+                // Rows stay queued; the next connection tries again.
+                tracing::warn!("chat: cannot read the queue for {}: {e}", peer.short());
+                return;
+            }
+        };
+        if batch.is_empty() {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = wake.notified() => continue,
+            }
+        }
+        for line in batch {
+            let sent = tokio::select! {
+                _ = cancel.cancelled() => false,
+                permit = window.acquire() => match permit {
+                    Ok(p) => {
+                        // Given back by the ack, not when this scope ends.
+                        p.forget();
+                        let msg = ControlMsg::Chat { id: line.id, room: line.room, sent_ms: line.sent_ms, text: line.text };
+                        tx.send(msg).await.is_ok()
+                    }
+                    Err(_) => false,
+                },
+            };
+            if !sent {
+                // Taken rows stay marked sent on this connection; its end requeues them.
+                return;
+            }
+        }
+    }
+}
+
+/// A peer's line arrived on connection `conn_id` (already validated). Stored, then acked.
+pub(crate) async fn on_chat(shared: &Shared, from: &PeerId, conn_id: u64, tx: &mpsc::Sender<ControlMsg>, msg: ControlMsg) {
+    let ControlMsg::Chat { id, room, sent_ms, text } = msg else {
+        return;
+    };
+    // A connection being replaced may still deliver a few frames; taking them could put them
+    // out of order with what the new one resends. Unacked, they come again on the live one.
+    if !is_current(shared, from, conn_id) {
+        return;
+    }
+    let nick = shared.peers().get(from).map(|p| p.nick.clone()).unwrap_or_default();
+    let conversation = if room { ROOM } else { from.as_str() };
+    let line = db::NewMessage {
+        id: &id,
+        conversation,
+        sender: from,
+        sender_nick: &nick,
+        room,
+        sent_ms,
+        received_ms: unix_now_ms(),
+        text: &text,
+    };
+    // Committed before the ack goes out: nothing acknowledged can be lost.
+    match db::insert_incoming(&shared.store.lock(), &line) {
+        Ok(true) => shared.emit(Event::ChatReceived {
+            id: id.clone(),
+            from: from.clone(),
+            nick,
+            room,
+            text,
+            sent_ms,
+        }),
+        Ok(false) => {}
+        Err(e) => {
+            // Not acked: the sender keeps it and tries again on the next connection.
+            tracing::warn!("chat: cannot store a line from {}: {e}", from.short());
+            return;
+        }
+    }
+    let _ = tx.send(ControlMsg::ChatAck { id }).await;
+}
+
+/// `from` acknowledged our line `id` on connection `conn_id`.
+pub(crate) fn on_ack(shared: &Shared, from: &PeerId, conn_id: u64, id: &str, window: &Semaphore) {
+    match db::mark_delivered(&shared.store.lock(), shared.identity.id(), from, id, unix_now_ms()) {
+        Ok(Some(sent_on)) => {
+            if sent_on == Some(conn_id) {
+                window.add_permits(1);
+            }
+            shared.emit(Event::ChatDelivered {
+                id: id.to_string(),
+                to: from.clone(),
+            });
+            shared.chat.delivered.notify_waiters();
+        }
+        // Repeated, or for a line we never sent it: nothing to do.
+        Ok(None) => {}
+        Err(e) => tracing::warn!("chat: cannot record an ack from {}: {e}", from.short()),
+    }
+}
+
+/// At start: no connection survived, so nothing is in flight.
+pub(crate) fn requeue_after_restart(shared: &Shared) -> Result<()> {
+    db::requeue_all(&shared.store.lock())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_well_formed_and_distinct() {
+        let a = new_message_id();
+        assert!(crate::net::wire::valid_chat_id(&a), "{a}");
+        assert_ne!(a, new_message_id());
+    }
+
+    #[test]
+    fn text_bounds() {
+        assert!(check_text("hi").is_ok());
+        assert!(check_text(&"x".repeat(MAX_CHAT_TEXT)).is_ok());
+        let err = check_text(&"x".repeat(MAX_CHAT_TEXT + 1)).unwrap_err().to_string();
+        assert!(err.contains("too long") && err.contains("16 KiB"), "{err}");
+        assert!(check_text("").is_err());
+    }
+}

@@ -1,0 +1,406 @@
+//! Chat end to end: real nodes in one process on 127.0.0.1, no mDNS.
+
+use std::path::Path;
+use std::time::Duration;
+
+use lanyard::cli::output::{history_line, json_line};
+use lanyard::identity::{Identity, PeerId};
+use lanyard::net::secure::{self, SecureConn};
+use lanyard::net::wire::{ControlMsg, Hello, MAX_CHAT_TEXT, Purpose};
+use lanyard::node::{ChatTarget, Delivery, Event, NodeConfig, NodeHandle, ROOM};
+use tokio::sync::broadcast;
+
+/// Generous bound on anything that should happen at once: a guard against hanging, never a
+/// measurement.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+async fn start(nick: &str, dir: &Path) -> NodeHandle {
+    // A node that was just shut down may still be releasing the data dir's lock.
+    for _ in 0..100 {
+        match NodeHandle::start(NodeConfig::local(nick, dir.to_path_buf())).await {
+            Ok(n) => return n,
+            Err(e) if e.to_string().contains("already running") => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) => panic!("start {nick}: {e:#}"),
+        }
+    }
+    panic!("{nick}: data dir still locked");
+}
+
+/// `a` dials `b`; returns once each sees the other online.
+async fn connect(a: &NodeHandle, b: &NodeHandle) {
+    a.add_peer(&b.listen_addr().unwrap().to_string());
+    assert!(a.wait_online(b.id(), PATIENCE).await, "{} never saw {} online", a.nick(), b.nick());
+    assert!(b.wait_online(a.id(), PATIENCE).await, "{} never saw {} online", b.nick(), a.nick());
+}
+
+async fn stop(node: NodeHandle) {
+    node.shutdown().await;
+    drop(node);
+}
+
+async fn delivered(node: &NodeHandle, id: &str) {
+    assert!(node.wait_delivered(id, PATIENCE).await.unwrap(), "message {id} not delivered");
+    assert_eq!(node.delivery(id).unwrap(), Delivery::Delivered);
+}
+
+/// The next chat line `events` reports: (id, from, room, text).
+async fn next_line(events: &mut broadcast::Receiver<Event>) -> (String, PeerId, bool, String) {
+    loop {
+        match tokio::time::timeout(PATIENCE, events.recv()).await.expect("no chat line arrived") {
+            Ok(Event::ChatReceived { id, from, room, text, .. }) => return (id, from, room, text),
+            Ok(_) => {}
+            Err(e) => panic!("event stream: {e}"),
+        }
+    }
+}
+
+fn texts(node: &NodeHandle, conversation: &str) -> Vec<String> {
+    node.history(conversation, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.text)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_message_is_delivered_and_acknowledged() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ada = start("ada", da.path()).await;
+    let bob = start("bob", db.path()).await;
+    connect(&ada, &bob).await;
+    let mut at_bob = bob.subscribe();
+    let mut at_ada = ada.subscribe();
+
+    let id = ada.say(&ChatTarget::Peer(bob.id().clone()), "hello bob").unwrap();
+    delivered(&ada, &id).await;
+    assert_eq!(
+        next_line(&mut at_bob).await,
+        (id.clone(), ada.id().clone(), false, "hello bob".to_string())
+    );
+    let mut saw = (false, false);
+    while !(saw.0 && saw.1) {
+        match tokio::time::timeout(PATIENCE, at_ada.recv()).await.unwrap().unwrap() {
+            Event::ChatQueued { id: q, to, .. } if q == id => saw.0 = to == bob.id().as_str(),
+            Event::ChatDelivered { id: d, to } if d == id => saw.1 = &to == bob.id(),
+            _ => {}
+        }
+    }
+
+    let mine = ada.history(bob.id().as_str(), 10).unwrap();
+    assert_eq!(mine.len(), 1);
+    assert!(mine[0].outgoing);
+    assert_eq!(mine[0].state, Some(Delivery::Delivered));
+    let theirs = bob.history(ada.id().as_str(), 10).unwrap();
+    assert_eq!(theirs.len(), 1);
+    assert_eq!(
+        (theirs[0].id.as_str(), theirs[0].nick.as_str(), theirs[0].outgoing),
+        (id.as_str(), "ada", false)
+    );
+
+    // And the other way, on the same connection.
+    let back = bob.say(&ChatTarget::Peer(ada.id().clone()), "hi ada").unwrap();
+    delivered(&bob, &back).await;
+    assert_eq!(texts(&ada, bob.id().as_str()), ["hello bob", "hi ada"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_reaches_every_online_peer() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let ada = start("ada", dirs[0].path()).await;
+    let bob = start("bob", dirs[1].path()).await;
+    let cy = start("cy", dirs[2].path()).await;
+    connect(&ada, &bob).await;
+    connect(&ada, &cy).await;
+    let (mut at_bob, mut at_cy) = (bob.subscribe(), cy.subscribe());
+
+    let id = ada.say(&ChatTarget::Room, "hello all").unwrap();
+    delivered(&ada, &id).await;
+    for events in [&mut at_bob, &mut at_cy] {
+        assert_eq!(
+            next_line(events).await,
+            (id.clone(), ada.id().clone(), true, "hello all".to_string())
+        );
+    }
+    let entry = &ada.history(ROOM, 10).unwrap()[0];
+    assert!(entry.room && entry.outgoing);
+    let mut to: Vec<_> = entry.recipients.iter().map(|r| (r.peer.clone(), r.state)).collect();
+    to.sort();
+    let mut want = vec![(bob.id().clone(), Delivery::Delivered), (cy.id().clone(), Delivery::Delivered)];
+    want.sort();
+    assert_eq!(to, want);
+    assert_eq!(texts(&bob, ROOM), ["hello all"]);
+    assert_eq!(texts(&cy, ROOM), ["hello all"]);
+    assert!(texts(&bob, ada.id().as_str()).is_empty(), "a room line is not a direct one");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_with_nobody_online_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let ada = start("ada", d.path()).await;
+    let err = ada.say(&ChatTarget::Room, "anyone?").unwrap_err().to_string();
+    assert!(err.contains("nobody is online"), "{err}");
+    let stranger = Identity::generate().unwrap().id().clone();
+    let err = ada.say(&ChatTarget::Peer(stranger), "hi").unwrap_err().to_string();
+    assert!(err.contains("unknown peer"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_for_an_offline_peer_survives_its_restart() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ada = start("ada", da.path()).await;
+    let bob = start("bob", db.path()).await;
+    connect(&ada, &bob).await;
+    let bob_id = bob.id().clone();
+    stop(bob).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while ada.is_online(&bob_id) {
+        assert!(tokio::time::Instant::now() < deadline, "bob never went offline");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let ids: Vec<String> = (0..3)
+        .map(|i| {
+            ada.say(&ChatTarget::Peer(bob_id.clone()), &format!("while you were out {i}"))
+                .unwrap()
+        })
+        .collect();
+    for id in &ids {
+        assert_eq!(ada.delivery(id).unwrap(), Delivery::Queued);
+    }
+
+    let bob = start("bob", db.path()).await;
+    let mut at_bob = bob.subscribe();
+    connect(&bob, &ada).await;
+    for id in &ids {
+        delivered(&ada, id).await;
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let (got, _, _, text) = next_line(&mut at_bob).await;
+        assert_eq!((&got, text), (id, format!("while you were out {i}")));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_survives_a_restart_of_the_sender() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ada = start("ada", da.path()).await;
+    let bob = start("bob", db.path()).await;
+    connect(&ada, &bob).await;
+    let bob_id = bob.id().clone();
+    stop(bob).await;
+    while ada.is_online(&bob_id) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let id = ada.say(&ChatTarget::Peer(bob_id.clone()), "kept across restarts").unwrap();
+    stop(ada).await;
+
+    // Both come back (ada on a new port); bob dials her.
+    let ada = start("ada", da.path()).await;
+    assert_eq!(ada.delivery(&id).unwrap(), Delivery::Queued);
+    let bob = start("bob", db.path()).await;
+    let mut at_bob = bob.subscribe();
+    connect(&bob, &ada).await;
+    delivered(&ada, &id).await;
+    assert_eq!(next_line(&mut at_bob).await.3, "kept across restarts");
+    assert_eq!(texts(&bob, ada.id().as_str()), ["kept across restarts"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_message_is_acknowledged_but_not_shown_twice() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ada = start("ada", da.path()).await;
+    let bob = start("bob", db.path()).await;
+    let mut at_bob = bob.subscribe();
+    connect(&ada, &bob).await;
+    let bob_id = bob.id().clone();
+    let first = ada.say(&ChatTarget::Peer(bob_id.clone()), "once").unwrap();
+    delivered(&ada, &first).await;
+    assert_eq!(next_line(&mut at_bob).await.0, first);
+    stop(ada).await;
+
+    // As if the ack had been lost: ada's record says the line never got through.
+    {
+        let db = rusqlite::Connection::open(da.path().join("lanyard.sqlite3")).unwrap();
+        assert_eq!(db.execute("UPDATE deliveries SET state = 'queued'", []).unwrap(), 1);
+    }
+    let ada = start("ada", da.path()).await;
+    assert_eq!(ada.delivery(&first).unwrap(), Delivery::Queued);
+    connect(&ada, &bob).await;
+    delivered(&ada, &first).await;
+    // The resend went first, on the same ordered connection: the next line bob reports must be
+    // the marker, not `once` again.
+    let marker = ada.say(&ChatTarget::Peer(bob_id), "marker").unwrap();
+    delivered(&ada, &marker).await;
+    assert_eq!(next_line(&mut at_bob).await.0, marker);
+    assert_eq!(texts(&bob, ada.id().as_str()), ["once", "marker"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_senders_order_is_kept_across_a_reconnect() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ada = start("ada", da.path()).await;
+    let bob = start("bob", db.path()).await;
+    connect(&ada, &bob).await;
+    let bob_id = bob.id().clone();
+    let to_bob = ChatTarget::Peer(bob_id.clone());
+    let mut ids = Vec::new();
+    // Live, then queued while bob is away, then more while the queue is being flushed.
+    for i in 0..300 {
+        ids.push(ada.say(&to_bob, &format!("{i}")).unwrap());
+    }
+    stop(bob).await;
+    while ada.is_online(&bob_id) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for i in 300..600 {
+        ids.push(ada.say(&to_bob, &format!("{i}")).unwrap());
+    }
+    let bob = start("bob", db.path()).await;
+    bob.add_peer(&ada.listen_addr().unwrap().to_string());
+    for i in 600..900 {
+        ids.push(ada.say(&to_bob, &format!("{i}")).unwrap());
+    }
+    for id in &ids {
+        delivered(&ada, id).await;
+    }
+    let want: Vec<String> = (0..900).map(|i| i.to_string()).collect();
+    assert_eq!(texts(&bob, ada.id().as_str()), want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_text_is_refused_and_the_limit_itself_is_fine() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ada = start("ada", da.path()).await;
+    let bob = start("bob", db.path()).await;
+    connect(&ada, &bob).await;
+    let to_bob = ChatTarget::Peer(bob.id().clone());
+    let err = ada.say(&to_bob, &"x".repeat(MAX_CHAT_TEXT + 1)).unwrap_err().to_string();
+    assert!(err.contains("too long") && err.contains("16 KiB"), "{err}");
+    assert!(texts(&ada, bob.id().as_str()).is_empty(), "a refused line is not stored");
+    let id = ada.say(&to_bob, &"é".repeat(MAX_CHAT_TEXT / 2)).unwrap();
+    delivered(&ada, &id).await;
+}
+
+/// A peer we control completely: handshake done, frames by hand.
+async fn rogue(target: &NodeHandle, nick: &str) -> (SecureConn, PeerId) {
+    let identity = Identity::generate().unwrap();
+    let sock = tokio::net::TcpStream::connect(target.listen_addr().unwrap()).await.unwrap();
+    let hello = Hello {
+        nick: nick.into(),
+        host: "rogue".into(),
+        listen_port: None,
+        software: "test".into(),
+    };
+    let conn = secure::connect(sock, &identity, &hello, Purpose::Control, Some(target.id()))
+        .await
+        .unwrap();
+    let id = identity.id().clone();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !target.is_online(&id) {
+        assert!(tokio::time::Instant::now() < deadline, "the rogue never came up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (conn, id)
+}
+
+/// Read until the node closes the connection; panics if it never does.
+async fn closed(conn: &mut SecureConn) {
+    loop {
+        match tokio::time::timeout(PATIENCE, conn.reader.read_frame::<ControlMsg>(1 << 16)).await {
+            Err(_) => panic!("the connection stayed open"),
+            Ok(Ok(Some(_))) => {}
+            Ok(Ok(None)) | Ok(Err(_)) => return,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_chat_frame_drops_only_that_connection() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ada = start("ada", da.path()).await;
+    let bob = start("bob", db.path()).await;
+    connect(&ada, &bob).await;
+
+    let bad_frames = [
+        ControlMsg::Chat {
+            id: "not-an-id".into(),
+            room: false,
+            sent_ms: 0,
+            text: "hi".into(),
+        },
+        ControlMsg::Chat {
+            id: "A".repeat(32),
+            room: false,
+            sent_ms: 0,
+            text: "hi".into(),
+        },
+        ControlMsg::Chat {
+            id: "0".repeat(32),
+            room: true,
+            sent_ms: u64::MAX,
+            text: "x".repeat(MAX_CHAT_TEXT + 1),
+        },
+        ControlMsg::ChatAck { id: "../../etc".into() },
+    ];
+    for frame in bad_frames {
+        let (mut conn, rogue_id) = rogue(&bob, "mallory").await;
+        conn.writer.send(&frame).await.unwrap();
+        closed(&mut conn).await;
+        assert!(bob.history(rogue_id.as_str(), 10).unwrap().is_empty());
+        assert!(bob.history(ROOM, 10).unwrap().is_empty());
+    }
+    // bob carries on.
+    assert!(bob.is_online(ada.id()));
+    let id = ada.say(&ChatTarget::Peer(bob.id().clone()), "still here?").unwrap();
+    delivered(&ada, &id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escapes_are_stored_as_received_and_neutralised_when_printed() {
+    let d = tempfile::tempdir().unwrap();
+    let bob = start("bob", d.path()).await;
+    let nick = "mal\u{1b}[31mlory\u{7}";
+    let text = "hi\u{1b}]0;owned\u{7}\u{1b}[2J\r\nsecond line \u{202e}txt.exe\u{9b}";
+    let (mut conn, rogue_id) = rogue(&bob, nick).await;
+    let mut events = bob.subscribe();
+    let id = "0123456789abcdef0123456789abcdef".to_string();
+    conn.writer
+        .send(&ControlMsg::Chat {
+            id: id.clone(),
+            room: false,
+            sent_ms: 1,
+            text: text.into(),
+        })
+        .await
+        .unwrap();
+    // Acknowledged only once stored.
+    loop {
+        match tokio::time::timeout(PATIENCE, conn.reader.read_frame::<ControlMsg>(1 << 16))
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Some(ControlMsg::ChatAck { id: acked }) => {
+                assert_eq!(acked, id);
+                break;
+            }
+            Some(_) => {}
+            None => panic!("closed before the ack"),
+        }
+    }
+    assert_eq!(next_line(&mut events).await.3, text);
+    let stored = bob.history(rogue_id.as_str(), 10).unwrap();
+    assert_eq!(
+        (stored[0].nick.as_str(), stored[0].text.as_str()),
+        (nick, text),
+        "stored as received"
+    );
+
+    let line = history_line(&stored[0]);
+    assert!(!line.chars().any(|c| c.is_control() || c == '\u{202e}'), "{line:?}");
+    assert!(line.contains("mal\\u{1b}[31mlory\\u{7}: hi\\u{1b}]0;owned"), "{line}");
+    let json = json_line(&stored[0]);
+    assert!(!json.chars().any(|c| c.is_control() || c == '\u{202e}'), "{json:?}");
+    let back: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!((back["nick"].as_str(), back["text"].as_str()), (Some(nick), Some(text)));
+}

@@ -1,0 +1,195 @@
+//! `lanyard say` and `lanyard history` as a script runs them: the built binary, handing its work
+//! to a node that runs on the same data dir (over the control socket), or running its own.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use lanyard::cli::local::serve_socket;
+use lanyard::node::{ChatTarget, Delivery, Event, NodeConfig, NodeHandle};
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+async fn start(nick: &str, dir: &Path) -> NodeHandle {
+    NodeHandle::start(NodeConfig::local(nick, dir.to_path_buf())).await.unwrap()
+}
+
+/// Run the binary with `data_dir`, no multicast and no config file but an empty one.
+async fn lanyard(data_dir: &Path, args: &[&str]) -> Output {
+    let config = data_dir.parent().unwrap().join("empty-config.toml");
+    std::fs::write(&config, "").unwrap();
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_lanyard"))
+        .args(["--no-mdns", "--nick", "script", "--data-dir"])
+        .arg(data_dir)
+        .args(args)
+        .env("LANYARD_CONFIG", &config)
+        .env_remove("LANYARD_PEER")
+        .output()
+        .await
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn say_and_history_through_the_running_node() {
+    let root = tempfile::tempdir().unwrap();
+    let (da, db) = (root.path().join("ada"), root.path().join("bob"));
+    let ada = start("ada", &da).await;
+    serve_socket(ada.clone()).await.unwrap();
+    let bob = start("bob", &db).await;
+    ada.add_peer(&bob.listen_addr().unwrap().to_string());
+    assert!(ada.wait_online(bob.id(), PATIENCE).await);
+    let mut at_ada = ada.subscribe();
+    let mut at_bob = bob.subscribe();
+
+    let o = lanyard(&da, &["say", "bob", "from a script \u{1b}[31m"]).await;
+    assert!(o.status.success(), "say failed: {}", stderr(&o));
+    // The running node sent it: it is in its history, delivered, and it told its subscribers.
+    let h = ada.history(bob.id().as_str(), 10).unwrap();
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0].state, Some(Delivery::Delivered));
+    loop {
+        if let Event::ChatQueued { text, .. } = tokio::time::timeout(PATIENCE, at_ada.recv()).await.unwrap().unwrap() {
+            assert_eq!(text, "from a script \u{1b}[31m");
+            break;
+        }
+    }
+    loop {
+        if let Event::ChatReceived { text, nick, .. } = tokio::time::timeout(PATIENCE, at_bob.recv()).await.unwrap().unwrap() {
+            assert_eq!((nick.as_str(), text.as_str()), ("ada", "from a script \u{1b}[31m"));
+            break;
+        }
+    }
+
+    let o = lanyard(&da, &["say", "#all", "to the room"]).await;
+    assert!(o.status.success(), "say #all failed: {}", stderr(&o));
+    let reply = bob.say(&ChatTarget::Peer(ada.id().clone()), "reply \u{9b}2J").unwrap();
+    assert!(bob.wait_delivered(&reply, PATIENCE).await.unwrap());
+
+    let o = lanyard(&da, &["history", "bob"]).await;
+    assert!(o.status.success(), "history failed: {}", stderr(&o));
+    let text = String::from_utf8(o.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].ends_with("ada: from a script \\u{1b}[31m  ✓✓"), "{text}");
+    assert!(lines[1].ends_with("bob: reply \\u{9b}2J"), "{text}");
+    assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
+
+    let o = lanyard(&da, &["history", "#all", "--json"]).await;
+    assert!(o.status.success(), "history --json failed: {}", stderr(&o));
+    let text = String::from_utf8(o.stdout).unwrap();
+    let objects: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(objects.len(), 1, "{text}");
+    assert_eq!(objects[0]["text"], "to the room");
+    assert_eq!(objects[0]["state"], "delivered");
+    assert_eq!(objects[0]["room"], true);
+
+    // Errors: one clear line, non-zero exit.
+    let o = lanyard(&da, &["say", "nobody", "hi"]).await;
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no peer called \"nobody\""), "{}", stderr(&o));
+    let long = "x".repeat(16 * 1024 + 1);
+    let o = lanyard(&da, &["say", "bob", &long]).await;
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("too long"), "{}", stderr(&o));
+
+    // bob goes away: a wait times out (kept), --queue returns at once, and both go out when
+    // bob is back.
+    let bob_dir = db.clone();
+    bob.shutdown().await;
+    drop(bob);
+    while ada.peers().iter().any(|p| p.online) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let o = lanyard(&da, &["say", "--timeout", "0.5", "bob", "are you there?"]).await;
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("not delivered within 0.5 s; kept in the queue"),
+        "{}",
+        stderr(&o)
+    );
+    let o = lanyard(&da, &["say", "--queue", "bob", "queued for later"]).await;
+    assert!(o.status.success(), "say --queue failed: {}", stderr(&o));
+    let bob = loop {
+        match NodeHandle::start(NodeConfig::local("bob", bob_dir.clone())).await {
+            Ok(n) => break n,
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    bob.add_peer(&ada.listen_addr().unwrap().to_string());
+    for e in ada.history(bob.id().as_str(), 10).unwrap().into_iter().filter(|e| e.outgoing) {
+        assert!(ada.wait_delivered(&e.id, PATIENCE).await.unwrap(), "{:?} not delivered", e.text);
+    }
+    let got: Vec<String> = bob.history(ada.id().as_str(), 10).unwrap().into_iter().map(|e| e.text).collect();
+    assert_eq!(
+        got,
+        ["from a script \u{1b}[31m", "reply \u{9b}2J", "are you there?", "queued for later"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn say_without_a_running_node_runs_its_own() {
+    let root = tempfile::tempdir().unwrap();
+    let (ds, db) = (root.path().join("script"), root.path().join("bob"));
+    let bob = start("bob", &db).await;
+    let mut at_bob = bob.subscribe();
+    let addr = bob.listen_addr().unwrap().to_string();
+    let o = lanyard(&ds, &["say", &addr, "one-shot"]).await;
+    assert!(o.status.success(), "say failed: {}", stderr(&o));
+    loop {
+        if let Event::ChatReceived { text, nick, .. } = tokio::time::timeout(PATIENCE, at_bob.recv()).await.unwrap().unwrap() {
+            assert_eq!((nick.as_str(), text.as_str()), ("script", "one-shot"));
+            break;
+        }
+    }
+    // Its own node is gone, its history stays; a known peer is found by nick while offline.
+    let o = lanyard(&ds, &["history", "bob", "--json"]).await;
+    assert!(o.status.success(), "history failed: {}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(String::from_utf8(o.stdout).unwrap().trim()).unwrap();
+    assert_eq!((v["text"].as_str(), v["state"].as_str()), (Some("one-shot"), Some("delivered")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_line_survives_kill_9_right_after_the_ack() {
+    use tokio::io::AsyncBufReadExt;
+    let root = tempfile::tempdir().unwrap();
+    let (da, db) = (root.path().join("ada"), root.path().join("bob"));
+    let config = root.path().join("empty-config.toml");
+    std::fs::write(&config, "").unwrap();
+    let mut bob = tokio::process::Command::new(env!("CARGO_BIN_EXE_lanyard"))
+        .args(["serve", "--json", "--no-mdns", "--port", "0", "--nick", "bob", "--data-dir"])
+        .arg(&db)
+        .env("LANYARD_CONFIG", &config)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(bob.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(PATIENCE, lines.next_line()).await.unwrap().unwrap().unwrap();
+    let listening: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(listening["event"], "listening", "{first}");
+    let port = listening["addr"].as_str().unwrap().rsplit_once(':').unwrap().1.to_string();
+    let bob_id = lanyard::identity::PeerId::parse(listening["id"].as_str().unwrap()).unwrap();
+
+    let ada = start("ada", &da).await;
+    ada.add_peer(&format!("127.0.0.1:{port}"));
+    assert!(ada.wait_online(&bob_id, PATIENCE).await);
+    let text = "acknowledged, then the power cord";
+    let id = ada.say(&ChatTarget::Peer(bob_id), text).unwrap();
+    assert!(ada.wait_delivered(&id, PATIENCE).await.unwrap());
+    bob.start_kill().unwrap();
+    bob.wait().await.unwrap();
+
+    let conn = rusqlite::Connection::open(db.join("lanyard.sqlite3")).unwrap();
+    let stored: String = conn
+        .query_row(
+            "SELECT text FROM messages WHERE id = ?1 AND sender = ?2",
+            [&id, ada.id().as_str()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, text);
+}
