@@ -15,7 +15,7 @@ use super::{Event, Shared, chat, lock};
 use crate::identity::PeerId;
 use crate::net::discovery::DiscoveryEvent;
 use crate::net::secure::{self, HANDSHAKE_TIMEOUT, HandshakeError, Remote, SecureConn};
-use crate::net::wire::{ByeReason, ControlMsg, MAX_CONTROL_FRAME, Purpose};
+use crate::net::wire::{ByeReason, ControlMsg, MAX_CONTROL_FRAME, MAX_NICK_BYTES, Purpose};
 use crate::store::{StoredPeer, unix_now};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -271,9 +271,11 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
                         break "left".to_string();
                     }
                     ControlMsg::Nick { nick } => {
-                        if let Err(e) = super::validate_nick(&nick) {
-                            tracing::warn!("dropping connection to {}: bad nick: {e}", id.short());
-                            break format!("protocol error: bad nick: {e}");
+                        // Same bound as the nick in the handshake; its characters are neutralised
+                        // wherever it is printed, not here.
+                        if nick.is_empty() || nick.len() > MAX_NICK_BYTES {
+                            tracing::warn!("dropping connection to {}: nick of {} bytes", id.short(), nick.len());
+                            break format!("protocol error: nick must be 1 to {MAX_NICK_BYTES} bytes");
                         }
                         let old = std::mem::replace(&mut shared.peers().entry(&id).nick, nick.clone());
                         if old != nick {

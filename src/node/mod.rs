@@ -29,7 +29,8 @@ pub use peers::PeerInfo;
 use peers::PeerTable;
 
 pub const DEFAULT_PORT: u16 = 7717;
-const EVENT_BUFFER: usize = 4096;
+/// Enough for a 10,000-line chat burst to reach a `serve --json` reader without lagging.
+const EVENT_BUFFER: usize = 16 * 1024;
 /// Handshakes in progress at once; a newcomer past this evicts the oldest, so idle connections
 /// can't lock real peers out.
 const MAX_PENDING_HANDSHAKES: usize = 64;
