@@ -60,7 +60,7 @@ pub struct GlobalArgs {
 
 #[derive(Subcommand, Debug, Clone)]
 pub enum Command {
-    /// Start the terminal UI (the default)
+    /// Start the terminal UI (the default; not part of this build yet: use serve and the one-shot commands)
     Tui,
     /// Run a headless node: advertise, answer, receive
     Serve {
