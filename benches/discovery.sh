@@ -29,17 +29,9 @@ NETNS_LOG_TAG=bench/discovery
 need_root
 command -v python3 >/dev/null || die "python3 not found"
 
-REPO_ROOT=$(git -C "$HERE" rev-parse --show-toplevel 2>/dev/null) || REPO_ROOT=$(cd "$HERE/.." && pwd)
-if [ -z "${LANYARD_BIN:-}" ]; then
-    LANYARD_BIN="$REPO_ROOT/target/debug/lanyard"
-elif [[ $LANYARD_BIN != /* ]]; then
-    if [ -e "$PWD/$LANYARD_BIN" ]; then
-        LANYARD_BIN="$PWD/$LANYARD_BIN"
-    else
-        LANYARD_BIN="$REPO_ROOT/$LANYARD_BIN"
-    fi
-fi
-[ -x "$LANYARD_BIN" ] || die "lanyard binary not found at $LANYARD_BIN (run 'cargo build' or set LANYARD_BIN)"
+# shellcheck source-path=SCRIPTDIR source=../tests/netns/lanyard.sh
+. "$HERE/../tests/netns/lanyard.sh"
+lanyard_bin
 
 ROUNDS=${ROUNDS:-10}
 TARGET_MS=${TARGET_MS:-1000}
@@ -51,15 +43,6 @@ netns_setup 2
 TMP=$NETNS_TMP
 H1_ADDR="$(netns_addr 1):$PORT"
 log "lanyard binary: $LANYARD_BIN; $ROUNDS rounds per mode"
-
-host_env() {
-    local h="$TMP/home$1"
-    mkdir -p "$h/.config" "$h/.local/share" "$h/.local/state" "$h/.cache" "$h/run"
-    chmod 700 "$h/run"
-    HENV=(env HOME="$h" XDG_CONFIG_HOME="$h/.config" XDG_DATA_HOME="$h/.local/share"
-        XDG_STATE_HOME="$h/.local/state" XDG_CACHE_HOME="$h/.cache"
-        XDG_RUNTIME_DIR="$h/run")
-}
 
 lny() { # lny I TIMEOUT_S args...
     local i=$1 t=$2 HENV

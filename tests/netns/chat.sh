@@ -27,17 +27,9 @@ NETNS_LOG_TAG=chat
 need_root
 command -v python3 >/dev/null || die "python3 not found"
 
-REPO_ROOT=$(git -C "$HERE" rev-parse --show-toplevel 2>/dev/null) || REPO_ROOT=$(cd "$HERE/../.." && pwd)
-if [ -z "${LANYARD_BIN:-}" ]; then
-    LANYARD_BIN="$REPO_ROOT/target/debug/lanyard"
-elif [[ $LANYARD_BIN != /* ]]; then
-    if [ -e "$PWD/$LANYARD_BIN" ]; then
-        LANYARD_BIN="$PWD/$LANYARD_BIN"
-    else
-        LANYARD_BIN="$REPO_ROOT/$LANYARD_BIN"
-    fi
-fi
-[ -x "$LANYARD_BIN" ] || die "lanyard binary not found at $LANYARD_BIN (run 'cargo build' or set LANYARD_BIN)"
+# shellcheck source-path=SCRIPTDIR source=lanyard.sh
+. "$HERE/lanyard.sh"
+lanyard_bin
 
 N=2
 PORT=7717
@@ -46,16 +38,6 @@ WAIT_S=15 # bound on anything that should happen at once (a guard, not a measure
 netns_setup "$N"
 TMP=$NETNS_TMP
 log "lanyard binary: $LANYARD_BIN"
-
-# Private HOME/XDG per host: nothing is read from or written to the real user's files.
-host_env() {
-    local h="$TMP/home$1"
-    mkdir -p "$h/.config" "$h/.local/share" "$h/.local/state" "$h/.cache" "$h/run"
-    chmod 700 "$h/run"
-    HENV=(env HOME="$h" XDG_CONFIG_HOME="$h/.config" XDG_DATA_HOME="$h/.local/share"
-        XDG_STATE_HOME="$h/.local/state" XDG_CACHE_HOME="$h/.cache"
-        XDG_RUNTIME_DIR="$h/run" RUST_BACKTRACE=1)
-}
 
 # lny I TIMEOUT_S args... : a lanyard command in host I, on host I's data dir.
 lny() {
