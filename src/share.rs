@@ -9,11 +9,12 @@
 //! they may be sent back to the peer.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
+
+use crate::ui::text::printable;
 
 /// Most entries `walk` (and `list`) will produce; a bound on the work and memory one request
 /// can cost us.
@@ -97,23 +98,12 @@ fn is_dangerous_char(c: char) -> bool {
     c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
-/// A peer-supplied path made safe and short for a one-line message. (The same rule as
-/// `transfer::names::printable`, repeated so this module stands on its own.)
+/// A peer-supplied path made safe and short for a one-line message.
 fn shown(s: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i == SHOWN_CHARS {
-            out.push('…');
-            break;
-        }
-        if is_dangerous_char(c) {
-            // Writing into a String cannot fail.
-            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
-        } else {
-            out.push(c);
-        }
+    match s.char_indices().nth(SHOWN_CHARS) {
+        Some((cut, _)) => format!("{}…", printable(&s[..cut])),
+        None => printable(s).into_owned(),
     }
-    out
 }
 
 /// Names we are willing to show and serve. A name a peer could not ask for (see

@@ -10,7 +10,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::identity::PeerId;
 
 /// Schema steps, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &["CREATE TABLE peers (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE peers (
         id TEXT PRIMARY KEY,
         public_key BLOB NOT NULL,
         nick TEXT NOT NULL,
@@ -19,7 +20,20 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE peers (
         listen_addr TEXT,
         last_seen INTEGER,
         trusted INTEGER NOT NULL DEFAULT 0
-    );"];
+    );",
+    // Transfers (meant as the third step; see the transfer branch's notes on renumbering).
+    "CREATE TABLE transfer_groups (
+        key TEXT PRIMARY KEY,
+        dir TEXT NOT NULL,
+        updated INTEGER NOT NULL
+    );
+    CREATE TABLE transfer_files (
+        key TEXT PRIMARY KEY,
+        group_key TEXT NOT NULL,
+        path TEXT NOT NULL
+    );
+    CREATE INDEX transfer_files_group ON transfer_files (group_key);",
+];
 
 pub struct Store {
     conn: Mutex<Connection>,

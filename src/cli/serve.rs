@@ -61,6 +61,27 @@ fn human(event: &Event, node: &NodeHandle) -> String {
         Event::PeerDown { id, nick, reason } => format!("{} ({}) is down: {}", printable(nick), id.short(), printable(reason)),
         Event::PeerRenamed { id, old, new } => format!("{} ({}) is now called {}", printable(old), id.short(), printable(new)),
         Event::Warning { message } => format!("warning: {}", printable(message)),
+        Event::Offer {
+            transfer, nick, files, bytes, ..
+        } => format!("{} offers {files} files ({bytes} bytes), transfer {transfer}", printable(nick)),
+        Event::Progress(p) => format!(
+            "{} {:?} {}: {} of {} bytes ({}%)",
+            p.transfer,
+            p.direction,
+            printable(&p.file),
+            p.bytes,
+            p.total,
+            p.percent
+        ),
+        Event::FileReceived { path, size, .. } => format!("received {} ({size} bytes)", printable(path)),
+        Event::Done {
+            transfer, files, bytes, failed, ..
+        } => match failed {
+            0 => format!("transfer {transfer} done: {files} files, {bytes} bytes, all verified"),
+            n => format!("transfer {transfer} done: {files} files verified, {n} failed"),
+        },
+        Event::Error { transfer, message, .. } => format!("transfer {transfer} failed: {}", printable(message)),
+        Event::Cancelled { transfer, reason, .. } => format!("transfer {transfer} cancelled: {}", printable(reason)),
     };
     format!("{time} {text}")
 }

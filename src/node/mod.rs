@@ -1,7 +1,7 @@
 //! The Node: everything that happens on the network. Faces (TUI, one-shot commands, `serve
 //! --json`, tests) hold a [`NodeHandle`], call its methods and subscribe to its [`Event`]s.
 
-mod conn;
+pub(crate) mod conn;
 pub mod peers;
 
 use std::collections::{HashMap, VecDeque};
@@ -23,6 +23,7 @@ use crate::identity::{Identity, PeerId, ensure_private_dir};
 use crate::net::discovery::{Advert, Discovery};
 use crate::net::wire::{Hello, MAX_NICK_BYTES};
 use crate::store::Store;
+use crate::transfer::{Direction, Progress, Registry};
 pub use peers::PeerInfo;
 use peers::PeerTable;
 
@@ -108,6 +109,45 @@ pub enum Event {
     Warning {
         message: String,
     },
+    /// A peer offers files and a person must answer (`NodeHandle::answer_offer`).
+    Offer {
+        transfer: String,
+        peer: PeerId,
+        nick: String,
+        files: u32,
+        bytes: u64,
+        /// The first few paths offered, as received (neutralise before printing).
+        names: Vec<String>,
+    },
+    Progress(Progress),
+    /// A received file was verified and placed at `path`.
+    FileReceived {
+        transfer: String,
+        peer: PeerId,
+        path: String,
+        size: u64,
+    },
+    /// A transfer finished; `failed` files did not arrive (0: every file verified).
+    Done {
+        transfer: String,
+        peer: PeerId,
+        direction: Direction,
+        files: u32,
+        bytes: u64,
+        failed: u32,
+    },
+    Error {
+        transfer: String,
+        peer: PeerId,
+        direction: Direction,
+        message: String,
+    },
+    Cancelled {
+        transfer: String,
+        peer: PeerId,
+        direction: Direction,
+        reason: String,
+    },
 }
 
 /// State of a `--peer HOST:PORT` target.
@@ -134,6 +174,7 @@ pub(crate) struct Shared {
     next_id: AtomicU64,
     manual: Mutex<HashMap<String, ManualTarget>>,
     discovery: tokio::sync::Mutex<Option<Discovery>>,
+    pub transfers: Registry,
     _lock: File,
 }
 
@@ -222,6 +263,7 @@ impl NodeHandle {
             next_id: AtomicU64::new(1),
             manual: Mutex::new(HashMap::new()),
             discovery: tokio::sync::Mutex::new(None),
+            transfers: Registry::default(),
             _lock: lock_file,
         });
         let handle = NodeHandle { shared: shared.clone() };

@@ -8,11 +8,12 @@
 //! Linux is also safe when the same code runs on Windows, and vice versa.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::ui::text::printable;
 
 /// Longest single component we accept; the common limit of Linux, macOS and Windows file systems.
 pub const MAX_COMPONENT_BYTES: usize = 255;
@@ -77,25 +78,6 @@ pub enum NameError {
 /// shows as `okexe.pdf`.
 fn is_dangerous_char(c: char) -> bool {
     c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
-
-/// Neutralise a string for printing on a terminal: control characters (C0, DEL, C1) and bidi
-/// overrides/isolates become a visible escape such as `\u{1b}`; everything else is unchanged.
-/// Meant for nicks, chat texts and file names received from the network.
-pub fn printable(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(is_dangerous_char) {
-        return Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        if is_dangerous_char(c) {
-            // Writing into a String cannot fail.
-            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
-        } else {
-            out.push(c);
-        }
-    }
-    Cow::Owned(out)
 }
 
 /// A hostile name made safe and short enough for a one-line error message.
