@@ -62,7 +62,11 @@ fn human(event: &Event, node: &NodeHandle) -> String {
         Event::PeerRenamed { id, old, new } => format!("{} ({}) is now called {}", printable(old), id.short(), printable(new)),
         Event::Warning { message } => format!("warning: {}", printable(message)),
         Event::Offer {
-            transfer, nick, files, bytes, ..
+            transfer,
+            nick,
+            files,
+            bytes,
+            ..
         } => format!("{} offers {files} files ({bytes} bytes), transfer {transfer}", printable(nick)),
         Event::Progress(p) => format!(
             "{} {:?} {}: {} of {} bytes ({}%)",
@@ -75,7 +79,11 @@ fn human(event: &Event, node: &NodeHandle) -> String {
         ),
         Event::FileReceived { path, size, .. } => format!("received {} ({size} bytes)", printable(path)),
         Event::Done {
-            transfer, files, bytes, failed, ..
+            transfer,
+            files,
+            bytes,
+            failed,
+            ..
         } => match failed {
             0 => format!("transfer {transfer} done: {files} files, {bytes} bytes, all verified"),
             n => format!("transfer {transfer} done: {files} files verified, {n} failed"),

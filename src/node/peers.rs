@@ -174,7 +174,12 @@ impl PeerTable {
             nick: p.nick.clone(),
             host: p.host.clone(),
             online: p.conn.is_some(),
-            addr: p.dial_addrs.first().copied().or_else(|| p.conn.as_ref().map(|c| c.addr)).map(|a| a.to_string()),
+            addr: p
+                .dial_addrs
+                .first()
+                .copied()
+                .or_else(|| p.conn.as_ref().map(|c| c.addr))
+                .map(|a| a.to_string()),
             fingerprint: if p.public_key.is_empty() {
                 String::new()
             } else {

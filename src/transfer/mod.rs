@@ -22,7 +22,7 @@ pub mod wire;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -76,6 +76,8 @@ pub struct Outcome {
     /// Files verified at the receiver.
     pub files: u32,
     pub bytes: u64,
+    /// Bytes that did not have to move because the receiver already held them (resume).
+    pub resumed: u64,
     /// (path as offered, reason) for every file or folder that did not arrive.
     pub failed: Vec<(String, String)>,
     /// Receiver only: where each verified file now is.
@@ -116,9 +118,17 @@ pub(crate) struct Registry {
     partials: Mutex<HashSet<String>>,
     /// Held while placing a file by rename (where hard links are unavailable).
     placing: Mutex<()>,
-    /// Test hook: the next data stream on this node breaks its connection after this many
-    /// bytes of one file (0 = off). Stands in for a crash or a pulled cable, deterministically.
-    fault_after: AtomicU64,
+    /// Test hook for the next data stream on this node (see `Fault`).
+    fault: Mutex<Option<Fault>>,
+}
+
+/// What a test makes the next data stream do once this many bytes of one file went by:
+/// stand in, deterministically, for a crash or pulled cable (`Disconnect`) or a slow link that
+/// leaves time to cancel (`Stall`, sender only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fault {
+    Disconnect(u64),
+    Stall(u64),
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -126,11 +136,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Registry {
-    fn take_fault(&self) -> Option<u64> {
-        match self.fault_after.swap(0, Ordering::SeqCst) {
-            0 => None,
-            n => Some(n),
-        }
+    fn take_fault(&self) -> Option<Fault> {
+        lock(&self.fault).take()
     }
 }
 
@@ -149,10 +156,12 @@ impl Ctx {
         let cancel = CancellationToken::new();
         let mut active = lock(&shared.transfers.active);
         let usable = wanted_id.filter(|w| valid_id(w) && !active.contains_key(*w)).map(str::to_string);
-        let id = usable.unwrap_or_else(|| loop {
-            let candidate = new_id();
-            if !active.contains_key(&candidate) {
-                break candidate;
+        let id = usable.unwrap_or_else(|| {
+            loop {
+                let candidate = new_id();
+                if !active.contains_key(&candidate) {
+                    break candidate;
+                }
             }
         });
         active.insert(id.clone(), Active { cancel: cancel.clone() });
@@ -310,7 +319,14 @@ impl NodeHandle {
     /// connection after `bytes` bytes, as a crash or a pulled cable would.
     #[doc(hidden)]
     pub fn inject_disconnect_after(&self, bytes: u64) {
-        self.shared.transfers.fault_after.store(bytes.max(1), Ordering::SeqCst);
+        *lock(&self.shared.transfers.fault) = Some(Fault::Disconnect(bytes.max(1)));
+    }
+
+    /// Test hook: the next file this node sends stops moving after `bytes` bytes (until the
+    /// transfer is cancelled from either side).
+    #[doc(hidden)]
+    pub fn inject_stall_after(&self, bytes: u64) {
+        *lock(&self.shared.transfers.fault) = Some(Fault::Stall(bytes.max(1)));
     }
 }
 
@@ -370,7 +386,10 @@ pub(crate) async fn serve_incoming(shared: Arc<Shared>, mut conn: SecureConn) {
             ctx.report(&result);
         }
         other => {
-            tracing::info!("dropped transfer connection from {from}: unexpected first message {}", msg_name(&other));
+            tracing::info!(
+                "dropped transfer connection from {from}: unexpected first message {}",
+                msg_name(&other)
+            );
         }
     }
 }

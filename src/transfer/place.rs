@@ -48,7 +48,10 @@ pub(crate) fn validate(items: &[Item]) -> Result<Vec<Vec<String>>, String> {
         for n in 1..comps.len() {
             let prefix = comps[..n].join("/");
             if files.contains(&prefix) {
-                return Err(format!("\"{}\" is offered both as a file and as a folder", crate::ui::text::printable(&prefix)));
+                return Err(format!(
+                    "\"{}\" is offered both as a file and as a folder",
+                    crate::ui::text::printable(&prefix)
+                ));
             }
         }
     }
@@ -109,7 +112,13 @@ fn partial_dir(dest: &Path) -> io::Result<PathBuf> {
 }
 
 impl Plan {
-    pub(crate) fn prepare(shared: &Arc<Shared>, sender: &PeerId, dest: &Path, items: &[Item], comps: Vec<Vec<String>>) -> Result<Plan, String> {
+    pub(crate) fn prepare(
+        shared: &Arc<Shared>,
+        sender: &PeerId,
+        dest: &Path,
+        items: &[Item],
+        comps: Vec<Vec<String>>,
+    ) -> Result<Plan, String> {
         let partials = partial_dir(dest).map_err(|e| format!("cannot use download folder {}: {e}", dest.display()))?;
         let dest_bytes = dest.to_string_lossy().into_owned();
         // Groups by top-level name, in order of appearance.
@@ -128,7 +137,12 @@ impl Plan {
         };
         let mut group_of = vec![0usize; items.len()];
         for (top, members) in &tops {
-            let mut h = key_of(&[b"lanyard-group-v1", sender.as_str().as_bytes(), dest_bytes.as_bytes(), top.as_bytes()]);
+            let mut h = key_of(&[
+                b"lanyard-group-v1",
+                sender.as_str().as_bytes(),
+                dest_bytes.as_bytes(),
+                top.as_bytes(),
+            ]);
             for &i in members {
                 let it = &items[i];
                 h.update(it.path.as_bytes());

@@ -87,11 +87,25 @@ pub(crate) async fn serve_list(shared: &Arc<Shared>, mut conn: SecureConn, path:
     };
     let mut chunks = entries.chunks(LIST_FRAME_ENTRIES).peekable();
     if chunks.peek().is_none() {
-        let _ = conn.writer.send(&TransferMsg::Listing { entries: Vec::new(), more: false }).await;
+        let _ = conn
+            .writer
+            .send(&TransferMsg::Listing {
+                entries: Vec::new(),
+                more: false,
+            })
+            .await;
     }
     while let Some(chunk) = chunks.next() {
         let more = chunks.peek().is_some();
-        if conn.writer.send(&TransferMsg::Listing { entries: chunk.to_vec(), more }).await.is_err() {
+        if conn
+            .writer
+            .send(&TransferMsg::Listing {
+                entries: chunk.to_vec(),
+                more,
+            })
+            .await
+            .is_err()
+        {
             return;
         }
     }

@@ -13,7 +13,7 @@ use super::place::{self, Plan};
 use super::progress::Meter;
 use super::send::{CHUNK, PIPE_DEPTH, Stop, io_stop, next, say_stop};
 use super::wire::{Item, MAX_ITEMS, MAX_MANIFEST_BYTES, MAX_RESUME_ENTRIES, MAX_SEGMENT, TransferMsg, bounded};
-use super::{Ctx, Outcome, TransferError, ask, msg_name};
+use super::{Ctx, Fault, Outcome, TransferError, ask, msg_name};
 use crate::net::secure::{SecureConn, SecureReader, SecureWriter};
 use crate::node::Event;
 use crate::ui::text::printable;
@@ -35,7 +35,9 @@ pub(crate) enum Decision {
 const OFFER_NAMES: usize = 10;
 
 pub(crate) async fn run(ctx: &Ctx, conn: SecureConn, header: Header, dest: &Path, decision: Decision) -> Result<Outcome, TransferError> {
-    let SecureConn { mut reader, mut writer, .. } = conn;
+    let SecureConn {
+        mut reader, mut writer, ..
+    } = conn;
     let mut plan = None;
     let result = exchange(ctx, &mut reader, &mut writer, header, dest, decision, &mut plan).await;
     match result {
@@ -105,7 +107,13 @@ async fn exchange(
             let trusted = ctx.shared.peers().get(&ctx.peer).is_some_and(|p| p.trusted);
             ctx.shared.config.accept_all
                 || trusted
-                || ask(ctx, n as u32, header.bytes, items.iter().take(OFFER_NAMES).map(|i| i.path.clone()).collect()).await
+                || ask(
+                    ctx,
+                    n as u32,
+                    header.bytes,
+                    items.iter().take(OFFER_NAMES).map(|i| i.path.clone()).collect(),
+                )
+                .await
         }
     };
     if !accept {
@@ -182,6 +190,7 @@ async fn exchange(
     }
     let mut outcome = Outcome {
         transfer: ctx.id.clone(),
+        resumed: plan.slots.iter().map(|s| s.offset).sum(),
         ..Outcome::default()
     };
     let mut ok = Vec::with_capacity(n);
@@ -227,7 +236,8 @@ enum Taken {
 }
 
 /// Take one file's segments into its partial file (or just hash what an earlier attempt
-/// placed) and compare the hashes.
+/// placed) and compare the hashes. Returns only once the disk writer has finished, so no
+/// write to the partial file can outlive this transfer and meet a resume.
 async fn take_file(
     ctx: &Ctx,
     reader: &mut SecureReader,
@@ -235,7 +245,7 @@ async fn take_file(
     i: usize,
     item: &Item,
     meter: &mut Meter,
-    fault: &mut Option<u64>,
+    fault: &mut Option<Fault>,
 ) -> Result<Taken, Stop> {
     let slot = &plan.slots[i];
     let (path, read_only) = match &slot.existing {
@@ -246,10 +256,42 @@ async fn take_file(
     let (tx, rx) = mpsc::channel::<Vec<u8>>(PIPE_DEPTH);
     let (free_tx, free_rx) = std::sync::mpsc::channel();
     let disk = tokio::task::spawn_blocking(move || write_partial(&path, offset, read_only, rx, free_tx));
-    let name = || printable(&item.path).into_owned();
-    let disk_error = |e: std::io::Error| Stop::Failed(format!("cannot write \"{}\": {e}", name()));
-    let mut tx = Some(tx);
-    let mut remaining = item.size - offset;
+    let fed = feed(ctx, reader, i, item.size - offset, tx, free_rx, meter, fault).await;
+    let written = disk.await;
+    let name = printable(&item.path).into_owned();
+    let disk_failure = |detail: String| Stop::Failed(format!("cannot write \"{name}\": {detail}"));
+    match (fed, written) {
+        (Err(Stop::Quiet), Ok(Err(e))) | (Ok(Fed::End(_)), Ok(Err(e))) => Err(disk_failure(e.to_string())),
+        (Err(Stop::Quiet), _) => Err(disk_failure("the writer stopped".into())),
+        (Err(stop), _) => Err(stop),
+        (Ok(Fed::Aborted(reason)), _) => Ok(Taken::Aborted(format!("the sender gave up on it: {reason}"))),
+        (Ok(Fed::End(theirs)), Ok(Ok(ours))) => Ok(if theirs.as_slice() == ours.as_bytes() {
+            Taken::Verified
+        } else {
+            Taken::Mismatch
+        }),
+        (Ok(Fed::End(_)), Err(e)) => Err(disk_failure(e.to_string())),
+    }
+}
+
+enum Fed {
+    End(serde_bytes::ByteBuf),
+    Aborted(String),
+}
+
+/// Read one file's segments and hand them to the disk writer. `Stop::Quiet` means the writer
+/// went away (its own error says why) — or a test hook cut the connection.
+#[allow(clippy::too_many_arguments)]
+async fn feed(
+    ctx: &Ctx,
+    reader: &mut SecureReader,
+    i: usize,
+    mut remaining: u64,
+    tx: mpsc::Sender<Vec<u8>>,
+    free_rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    meter: &mut Meter,
+    fault: &mut Option<Fault>,
+) -> Result<Fed, Stop> {
     let mut taken = 0u64;
     loop {
         match next(ctx, reader, None).await? {
@@ -275,44 +317,25 @@ async fn take_file(
                 remaining -= len;
                 taken += len;
                 meter.advance(ctx, len);
-                let sent = match &tx {
-                    Some(tx) => tx.send(buf).await.is_ok(),
-                    None => false,
-                };
-                if !sent {
-                    return Err(match disk.await {
-                        Ok(Err(e)) => disk_error(e),
-                        _ => Stop::Failed(format!("cannot write \"{}\"", name())),
-                    });
+                if tx.send(buf).await.is_err() {
+                    return Err(Stop::Quiet);
                 }
-                if let Some(limit) = *fault
+                if let Some(Fault::Disconnect(limit)) = *fault
                     && taken >= limit
                 {
                     *fault = None;
-                    return Err(Stop::Quiet);
+                    return Err(Stop::Failed("connection cut by a test hook".into()));
                 }
             }
             TransferMsg::FileEnd { blake3 } => {
                 if remaining != 0 {
                     return Err(protocol("file ended early"));
                 }
-                drop(tx.take());
-                let ours = match disk.await {
-                    Ok(Ok(h)) => h,
-                    Ok(Err(e)) => return Err(disk_error(e)),
-                    Err(e) => return Err(Stop::Failed(format!("writer failed: {e}"))),
-                };
-                return Ok(if blake3.as_slice() == ours.as_bytes() {
-                    Taken::Verified
-                } else {
-                    Taken::Mismatch
-                });
+                return Ok(Fed::End(blake3));
             }
             TransferMsg::FileAbort { index, reason } if index as usize == i => {
-                drop(tx.take());
-                let _ = disk.await;
                 meter.skip(remaining);
-                return Ok(Taken::Aborted(format!("the sender gave up on it: {}", bounded(&reason))));
+                return Ok(Fed::Aborted(bounded(&reason)));
             }
             other => return Err(protocol(&format!("unexpected {} inside a file", msg_name(&other)))),
         }

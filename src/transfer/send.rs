@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::progress::Meter;
 use super::source::Manifest;
 use super::wire::{ITEMS_FRAME_BYTES, Item, MAX_TRANSFER_FRAME, TransferMsg, bounded};
-use super::{Ctx, Outcome, TransferError, msg_name, mtime_ns};
+use super::{Ctx, Fault, Outcome, TransferError, msg_name, mtime_ns};
 use crate::net::secure::{SecureConn, SecureReader, SecureWriter};
 use crate::ui::text::printable;
 
@@ -73,7 +73,9 @@ pub(crate) async fn next(ctx: &Ctx, reader: &mut SecureReader, also: Option<&Can
 /// Tell the peer why we stop, where it needs telling.
 pub(crate) async fn say_stop(writer: &mut SecureWriter, stop: &Stop) {
     let msg = match stop {
-        Stop::CancelledHere => TransferMsg::Cancel { reason: "cancelled".into() },
+        Stop::CancelledHere => TransferMsg::Cancel {
+            reason: "cancelled".into(),
+        },
         Stop::Failed(m) => TransferMsg::Error { message: bounded(m) },
         _ => return,
     };
@@ -81,7 +83,9 @@ pub(crate) async fn say_stop(writer: &mut SecureWriter, stop: &Stop) {
 }
 
 pub(crate) async fn run(ctx: &Ctx, conn: SecureConn, m: Manifest) -> Result<Outcome, TransferError> {
-    let SecureConn { mut reader, mut writer, .. } = conn;
+    let SecureConn {
+        mut reader, mut writer, ..
+    } = conn;
     let result = exchange(ctx, &mut reader, &mut writer, &m).await;
     match result {
         Ok(outcome) => {
@@ -160,6 +164,7 @@ async fn exchange(ctx: &Ctx, reader: &mut SecureReader, writer: &mut SecureWrite
     };
     let mut outcome = Outcome {
         transfer: ctx.id.clone(),
+        resumed: offsets.iter().sum(),
         ..Outcome::default()
     };
     for (item, verdict) in m.items.iter().zip(verdicts) {
@@ -233,9 +238,7 @@ async fn stream(
             };
             match chunk {
                 Some(Chunk::Data(buf)) => {
-                    writer
-                        .queue_frame(&TransferMsg::Data { len: buf.len() as u64 })
-                        .map_err(io_stop)?;
+                    writer.queue_frame(&TransferMsg::Data { len: buf.len() as u64 }).map_err(io_stop)?;
                     let written = tokio::select! {
                         w = writer.write_raw(&buf) => w,
                         _ = stop.cancelled() => return Err(Stop::Quiet),
@@ -244,11 +247,20 @@ async fn stream(
                     written.map_err(io_stop)?;
                     meter.advance(ctx, buf.len() as u64);
                     sent_in_file += buf.len() as u64;
-                    if let Some(limit) = fault
-                        && sent_in_file >= limit
-                    {
-                        let _ = writer.flush().await;
-                        return Err(Stop::Quiet);
+                    match fault {
+                        Some(Fault::Disconnect(limit)) if sent_in_file >= limit => {
+                            let _ = writer.flush().await;
+                            return Err(Stop::Quiet);
+                        }
+                        Some(Fault::Stall(limit)) if sent_in_file >= limit => {
+                            writer.flush().await.map_err(io_stop)?;
+                            tokio::select! {
+                                _ = stop.cancelled() => return Err(Stop::Quiet),
+                                _ = ctx.cancel.cancelled() => return Err(Stop::CancelledHere),
+                                _ = ctx.shared.cancel.cancelled() => return Err(Stop::Failed("this node is shutting down".into())),
+                            }
+                        }
+                        _ => {}
                     }
                     let _ = free_tx.send(buf);
                 }

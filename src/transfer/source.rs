@@ -45,7 +45,10 @@ impl Manifest {
     fn check_totals(&self) -> Result<()> {
         let names: usize = self.items.iter().map(|i| i.path.len()).sum();
         if names > MAX_MANIFEST_BYTES {
-            bail!("the names in this transfer add up to more than {} MiB; send it in parts", MAX_MANIFEST_BYTES >> 20);
+            bail!(
+                "the names in this transfer add up to more than {} MiB; send it in parts",
+                MAX_MANIFEST_BYTES >> 20
+            );
         }
         Ok(())
     }
@@ -141,7 +144,8 @@ pub(crate) fn from_share(shares: &Shares, paths: &[String]) -> Result<Manifest, 
         tops.extend(these);
         for f in walk.files {
             let meta = fs::metadata(&f.full).map_err(|e| format!("cannot read \"{}\": {e}", crate::ui::text::printable(&f.rel)))?;
-            m.push(f.rel, Some(f.full), meta.len(), mtime_ns(&meta)).map_err(|e| e.to_string())?;
+            m.push(f.rel, Some(f.full), meta.len(), mtime_ns(&meta))
+                .map_err(|e| e.to_string())?;
         }
         for d in walk.empty_dirs {
             m.push(d, None, 0, 0).map_err(|e| e.to_string())?;
@@ -167,7 +171,12 @@ mod tests {
         let paths: Vec<(&str, bool)> = m.items.iter().map(|i| (i.path.as_str(), i.dir)).collect();
         assert_eq!(
             paths,
-            vec![("proj/b.txt", false), ("proj/a/x.txt", false), ("proj/a/empty", true), ("single", false)]
+            vec![
+                ("proj/b.txt", false),
+                ("proj/a/x.txt", false),
+                ("proj/a/empty", true),
+                ("single", false)
+            ]
         );
         assert_eq!(m.bytes, 3);
         assert!(from_local(&[root.clone(), root]).is_err(), "same name twice");

@@ -50,32 +50,69 @@ pub struct Item {
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum TransferMsg {
     /// Start of a push (or the answer to `Get`): `items` entries follow in `Items` frames.
-    Offer { transfer: String, items: u32, bytes: u64 },
-    Items { items: Vec<Item> },
+    Offer {
+        transfer: String,
+        items: u32,
+        bytes: u64,
+    },
+    Items {
+        items: Vec<Item>,
+    },
     /// Pull: list one folder of the peer's shares.
-    List { path: String },
+    List {
+        path: String,
+    },
     /// Pull: send these paths as an offer.
-    Get { transfer: String, paths: Vec<String> },
+    Get {
+        transfer: String,
+        paths: Vec<String>,
+    },
     /// A listing chunk; `more` says another follows.
-    Listing { entries: Vec<ShareEntry>, more: bool },
+    Listing {
+        entries: Vec<ShareEntry>,
+        more: bool,
+    },
     /// The receiver takes the offer; `resume` holds (index, bytes already held) for files it
     /// has partly or wholly.
-    Accept { resume: Vec<(u32, u64)> },
-    Reject { reason: String },
-    FileStart { index: u32, offset: u64 },
+    Accept {
+        resume: Vec<(u32, u64)>,
+    },
+    Reject {
+        reason: String,
+    },
+    FileStart {
+        index: u32,
+        offset: u64,
+    },
     /// `len` raw bytes follow.
-    Data { len: u64 },
-    FileEnd { blake3: serde_bytes::ByteBuf },
+    Data {
+        len: u64,
+    },
+    FileEnd {
+        blake3: serde_bytes::ByteBuf,
+    },
     /// The sender gives up on this file (it changed or vanished); the transfer goes on.
-    FileAbort { index: u32, reason: String },
-    FileOk { index: u32 },
-    FileFailed { index: u32, reason: String },
+    FileAbort {
+        index: u32,
+        reason: String,
+    },
+    FileOk {
+        index: u32,
+    },
+    FileFailed {
+        index: u32,
+        reason: String,
+    },
     /// Everything was sent.
     Done,
     /// Either side stops the whole transfer on purpose; partial data is removed.
-    Cancel { reason: String },
+    Cancel {
+        reason: String,
+    },
     /// Either side cannot go on (disk full, bad request); partial data is kept for a resume.
-    Error { message: String },
+    Error {
+        message: String,
+    },
 }
 
 /// A reason from a peer, cut to a sane length on a char boundary.
@@ -95,12 +132,23 @@ mod tests {
     #[test]
     fn messages_round_trip() {
         let msgs = vec![
-            TransferMsg::Offer { transfer: "ab".into(), items: 2, bytes: 5 },
+            TransferMsg::Offer {
+                transfer: "ab".into(),
+                items: 2,
+                bytes: 5,
+            },
             TransferMsg::Items {
-                items: vec![Item { path: "a/b é".into(), size: 5, mtime: 9, dir: false }],
+                items: vec![Item {
+                    path: "a/b é".into(),
+                    size: 5,
+                    mtime: 9,
+                    dir: false,
+                }],
             },
             TransferMsg::Accept { resume: vec![(1, 4096)] },
-            TransferMsg::FileEnd { blake3: serde_bytes::ByteBuf::from(vec![1u8; 32]) },
+            TransferMsg::FileEnd {
+                blake3: serde_bytes::ByteBuf::from(vec![1u8; 32]),
+            },
             TransferMsg::Data { len: MAX_SEGMENT },
         ];
         for m in msgs {
@@ -116,7 +164,15 @@ mod tests {
         // The sender packs ITEMS_FRAME_BYTES of paths plus at most one path of 4 KiB.
         let path = "x".repeat(crate::transfer::names::MAX_PATH_BYTES);
         let n = ITEMS_FRAME_BYTES / path.len() + 1;
-        let items = vec![Item { path, size: u64::MAX, mtime: u64::MAX, dir: false }; n];
+        let items = vec![
+            Item {
+                path,
+                size: u64::MAX,
+                mtime: u64::MAX,
+                dir: false
+            };
+            n
+        ];
         let mut buf = Vec::new();
         frame::encode(&TransferMsg::Items { items }, &mut buf).unwrap();
         assert!(buf.len() < MAX_TRANSFER_FRAME);
