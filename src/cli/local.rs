@@ -16,6 +16,8 @@ use tokio::sync::mpsc;
 use crate::config::Config;
 use crate::net::frame;
 use crate::node::{NodeHandle, PeerInfo};
+use crate::share::ShareEntry;
+use crate::transfer::{Outcome, Progress};
 
 pub const SOCKET_NAME: &str = "control.sock";
 /// Requests and replies are local but still bounded: a confused client can't make us allocate.
@@ -24,7 +26,24 @@ const MAX_LOCAL_FRAME: usize = 1 << 20;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
-    Peers { wait_ms: u64 },
+    Peers {
+        wait_ms: u64,
+    },
+    /// Push absolute `paths` to every peer in `peers` (nick, id prefix or HOST:PORT).
+    Send {
+        peers: Vec<String>,
+        paths: Vec<PathBuf>,
+    },
+    List {
+        peer: String,
+        path: String,
+    },
+    Get {
+        peer: String,
+        paths: Vec<String>,
+        /// Absolute; the node's download dir when absent.
+        to: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -32,6 +51,24 @@ pub enum Request {
 pub enum Reply {
     Peers {
         peers: Vec<PeerInfo>,
+    },
+    /// Progress of the transfer to or from `peer` (as the user named it).
+    Progress {
+        peer: String,
+        progress: Progress,
+    },
+    /// One recipient's or one pull's result.
+    Finished {
+        peer: String,
+        outcome: Outcome,
+    },
+    /// One recipient could not be served at all.
+    NotDelivered {
+        peer: String,
+        error: String,
+    },
+    Listing {
+        entries: Vec<ShareEntry>,
     },
     /// The request finished; the command exits 0.
     Done,
@@ -45,6 +82,9 @@ pub enum Reply {
 pub async fn execute(node: &NodeHandle, request: Request, out: &mpsc::Sender<Reply>) {
     let result = match request {
         Request::Peers { wait_ms } => peers(node, wait_ms, out).await,
+        Request::Send { peers, paths } => super::transfer::send(node, peers, paths, out).await,
+        Request::List { peer, path } => super::transfer::list(node, &peer, &path, out).await,
+        Request::Get { peer, paths, to } => super::transfer::get(node, &peer, paths, to, out).await,
     };
     let last = match result {
         Ok(()) => Reply::Done,

@@ -4,6 +4,7 @@
 pub mod local;
 pub mod output;
 mod serve;
+mod transfer;
 
 use anyhow::{Context, Result, bail};
 use std::process::ExitCode;
@@ -29,6 +30,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Command::Serve { accept_all, json } => serve::run(&config, accept_all, json).await,
             Command::Id { json } => id(&config, json),
             Command::Peers { wait, json } => peers(&config, wait, json).await,
+            Command::Send { peers, paths } => transfer::send_command(&config, peers, paths).await,
+            Command::Ls { peer, path, json } => transfer::ls_command(&config, peer, path, json).await,
+            Command::Get { peer, paths, to } => transfer::get_command(&config, peer, paths, to).await,
         }
     })
 }

@@ -54,12 +54,20 @@ pub enum Direction {
 /// How a transfer ended when it did not simply finish.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransferError {
-    #[error("rejected: {0}")]
+    #[error("{}", rejected_text(.0))]
     Rejected(String),
     #[error("cancelled: {0}")]
     Cancelled(String),
     #[error("{0}")]
     Failed(String),
+}
+
+fn rejected_text(reason: &str) -> String {
+    if reason == "rejected" {
+        "rejected".into()
+    } else {
+        format!("rejected: {reason}")
+    }
 }
 
 impl TransferError {

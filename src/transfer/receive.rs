@@ -137,11 +137,11 @@ async fn exchange(
 
     let mut meter = Meter::new(ctx, n as u32, header.bytes);
     let mut verdicts: Vec<Option<Result<PathBuf, String>>> = vec![None; n];
-    for i in 0..n {
+    for (i, slot) in verdicts.iter_mut().enumerate() {
         if plan.slots[i].dir {
             let verdict = plan.make_dir(i).map_err(|e| format!("cannot create folder: {e}"));
             tell(writer, i, &verdict).await?;
-            verdicts[i] = Some(verdict);
+            *slot = Some(verdict);
             meter.end_file(ctx);
         }
     }
