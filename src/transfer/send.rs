@@ -5,7 +5,7 @@
 
 use std::fs::{self, File};
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -200,9 +200,32 @@ async fn collect(ctx: &Ctx, reader: &mut SecureReader, n: usize, stop: &Cancella
 }
 
 enum Chunk {
+    Start(usize),
     Data(Vec<u8>),
     Done(blake3::Hash),
-    Failed(String),
+    Failed(usize, String),
+}
+
+/// The next chunk from the reader thread; flushes what is batched before waiting, so a slow
+/// disk never holds back bytes already encrypted.
+async fn next_chunk(
+    ctx: &Ctx,
+    writer: &mut SecureWriter,
+    rx: &mut mpsc::Receiver<Chunk>,
+    stop: &CancellationToken,
+) -> Result<Option<Chunk>, Stop> {
+    match rx.try_recv() {
+        Ok(c) => return Ok(Some(c)),
+        Err(mpsc::error::TryRecvError::Disconnected) => return Ok(None),
+        Err(mpsc::error::TryRecvError::Empty) => {}
+    }
+    writer.flush().await.map_err(io_stop)?;
+    tokio::select! {
+        c = rx.recv() => Ok(c),
+        _ = stop.cancelled() => Err(Stop::Quiet),
+        _ = ctx.cancel.cancelled() => Err(Stop::CancelledHere),
+        _ = ctx.shared.cancel.cancelled() => Err(Stop::Failed("this node is shutting down".into())),
+    }
 }
 
 async fn stream(
@@ -214,99 +237,106 @@ async fn stream(
     meter: &mut Meter,
 ) -> Result<(), Stop> {
     let fault = ctx.shared.transfers.take_fault();
+    let mut files = Vec::new();
     for (i, item) in m.items.iter().enumerate() {
-        let Some(source) = &m.sources[i] else {
-            meter.end_file(ctx);
-            continue;
-        };
-        let offset = offsets[i];
-        writer
-            .queue_frame(&TransferMsg::FileStart { index: i as u32, offset })
-            .map_err(io_stop)?;
-        meter.start_file(&item.path, item.size, offset);
-        let (tx, mut rx) = mpsc::channel(PIPE_DEPTH);
-        let (free_tx, free_rx) = std::sync::mpsc::channel();
-        let (path, it) = (source.clone(), item.clone());
-        tokio::task::spawn_blocking(move || read_source(&path, &it, offset, tx, free_rx));
-        let mut sent_in_file = 0u64;
-        loop {
-            let chunk = tokio::select! {
-                c = rx.recv() => c,
-                _ = stop.cancelled() => return Err(Stop::Quiet),
-                _ = ctx.cancel.cancelled() => return Err(Stop::CancelledHere),
-                _ = ctx.shared.cancel.cancelled() => return Err(Stop::Failed("this node is shutting down".into())),
-            };
-            match chunk {
-                Some(Chunk::Data(buf)) => {
-                    writer.queue_frame(&TransferMsg::Data { len: buf.len() as u64 }).map_err(io_stop)?;
-                    let written = tokio::select! {
-                        w = writer.write_raw(&buf) => w,
-                        _ = stop.cancelled() => return Err(Stop::Quiet),
-                        _ = ctx.cancel.cancelled() => return Err(Stop::CancelledHere),
-                    };
-                    written.map_err(io_stop)?;
-                    meter.advance(ctx, buf.len() as u64);
-                    sent_in_file += buf.len() as u64;
-                    match fault {
-                        Some(Fault::Disconnect(limit)) if sent_in_file >= limit => {
-                            let _ = writer.flush().await;
-                            return Err(Stop::Quiet);
-                        }
-                        Some(Fault::Stall(limit)) if sent_in_file >= limit => {
-                            writer.flush().await.map_err(io_stop)?;
-                            tokio::select! {
-                                _ = stop.cancelled() => return Err(Stop::Quiet),
-                                _ = ctx.cancel.cancelled() => return Err(Stop::CancelledHere),
-                                _ = ctx.shared.cancel.cancelled() => return Err(Stop::Failed("this node is shutting down".into())),
-                            }
-                        }
-                        _ => {}
+        match &m.sources[i] {
+            Some(source) => files.push((i, source.clone(), item.clone(), offsets[i])),
+            None => meter.end_file(ctx),
+        }
+    }
+    // One reader thread for the whole transfer reads ahead across files: small files cost no
+    // thread start each, and the next file is read while this one is on the wire.
+    let (tx, mut rx) = mpsc::channel(PIPE_DEPTH);
+    let (free_tx, free_rx) = std::sync::mpsc::channel();
+    tokio::task::spawn_blocking(move || read_sources(files, tx, free_rx));
+    let mut current = (0usize, 0u64);
+    while let Some(chunk) = next_chunk(ctx, writer, &mut rx, stop).await? {
+        if ctx.cancel.is_cancelled() {
+            return Err(Stop::CancelledHere);
+        }
+        if stop.is_cancelled() {
+            return Err(Stop::Quiet);
+        }
+        match chunk {
+            Chunk::Start(i) => {
+                let item = &m.items[i];
+                current = (i, 0);
+                writer
+                    .queue_frame(&TransferMsg::FileStart {
+                        index: i as u32,
+                        offset: offsets[i],
+                    })
+                    .map_err(io_stop)?;
+                meter.start_file(&item.path, item.size, offsets[i]);
+            }
+            Chunk::Data(buf) => {
+                writer.queue_frame(&TransferMsg::Data { len: buf.len() as u64 }).map_err(io_stop)?;
+                let written = tokio::select! {
+                    w = writer.write_raw(&buf) => w,
+                    _ = stop.cancelled() => return Err(Stop::Quiet),
+                    _ = ctx.cancel.cancelled() => return Err(Stop::CancelledHere),
+                };
+                written.map_err(io_stop)?;
+                meter.advance(ctx, buf.len() as u64);
+                current.1 += buf.len() as u64;
+                match fault {
+                    Some(Fault::Disconnect(limit)) if current.1 >= limit => {
+                        let _ = writer.flush().await;
+                        return Err(Stop::Quiet);
                     }
-                    let _ = free_tx.send(buf);
+                    Some(Fault::Stall(limit)) if current.1 >= limit => {
+                        writer.flush().await.map_err(io_stop)?;
+                        tokio::select! {
+                            _ = stop.cancelled() => return Err(Stop::Quiet),
+                            _ = ctx.cancel.cancelled() => return Err(Stop::CancelledHere),
+                            _ = ctx.shared.cancel.cancelled() => return Err(Stop::Failed("this node is shutting down".into())),
+                        }
+                    }
+                    _ => {}
                 }
-                Some(Chunk::Done(hash)) => {
-                    writer
-                        .queue_frame(&TransferMsg::FileEnd {
-                            blake3: serde_bytes::ByteBuf::from(hash.as_bytes().to_vec()),
-                        })
-                        .map_err(io_stop)?;
-                    break;
-                }
-                Some(Chunk::Failed(reason)) => {
-                    meter.skip(item.size.saturating_sub(offset + sent_in_file));
-                    writer
-                        .queue_frame(&TransferMsg::FileAbort {
-                            index: i as u32,
-                            reason: bounded(&reason),
-                        })
-                        .map_err(io_stop)?;
-                    break;
-                }
-                None => {
-                    writer
-                        .queue_frame(&TransferMsg::FileAbort {
-                            index: i as u32,
-                            reason: "the sender could not read it".into(),
-                        })
-                        .map_err(io_stop)?;
-                    break;
-                }
+                let _ = free_tx.send(buf);
+            }
+            Chunk::Done(hash) => {
+                writer
+                    .queue_frame(&TransferMsg::FileEnd {
+                        blake3: serde_bytes::ByteBuf::from(hash.as_bytes().to_vec()),
+                    })
+                    .map_err(io_stop)?;
+                meter.end_file(ctx);
+            }
+            Chunk::Failed(i, reason) => {
+                let item = &m.items[i];
+                meter.skip(item.size.saturating_sub(offsets[i] + current.1));
+                writer
+                    .queue_frame(&TransferMsg::FileAbort {
+                        index: i as u32,
+                        reason: bounded(&reason),
+                    })
+                    .map_err(io_stop)?;
+                meter.end_file(ctx);
             }
         }
-        meter.end_file(ctx);
     }
     writer.send(&TransferMsg::Done).await.map_err(io_stop)?;
     Ok(())
 }
 
-/// Read (and hash) a source file from `offset`, after hashing the part the receiver already
-/// has, so that the final hash covers the whole file. Ends with `Done` or `Failed`.
-fn read_source(path: &Path, item: &Item, offset: u64, tx: mpsc::Sender<Chunk>, free: std::sync::mpsc::Receiver<Vec<u8>>) {
-    let result = read_into(path, item, offset, &tx, &free);
-    let _ = tx.blocking_send(match result {
-        Ok(hash) => Chunk::Done(hash),
-        Err(reason) => Chunk::Failed(reason),
-    });
+/// Read (and hash) every source file in order, each from its offset after hashing the part
+/// the receiver already has, so that each final hash covers the whole file. Stops when the
+/// async side goes away.
+fn read_sources(files: Vec<(usize, PathBuf, Item, u64)>, tx: mpsc::Sender<Chunk>, free: std::sync::mpsc::Receiver<Vec<u8>>) {
+    for (i, path, item, offset) in files {
+        if tx.blocking_send(Chunk::Start(i)).is_err() {
+            return;
+        }
+        let end = match read_into(&path, &item, offset, &tx, &free) {
+            Ok(hash) => Chunk::Done(hash),
+            Err(reason) => Chunk::Failed(i, reason),
+        };
+        if tx.blocking_send(end).is_err() {
+            return;
+        }
+    }
 }
 
 fn read_into(
