@@ -83,7 +83,14 @@ pub(crate) struct Plan {
     dest: PathBuf,
     groups: Vec<Group>,
     pub slots: Vec<Slot>,
+    /// Placed files of folders, not yet recorded: written in batches, one transaction each,
+    /// because a commit per file would cost more than a small file's transfer. A crash loses
+    /// at most one batch, whose files a resume then sends again (under free names).
+    unrecorded: Vec<(String, String, String)>,
 }
+
+/// Placed files recorded per transaction.
+const RECORD_BATCH: usize = 256;
 
 fn key_of(parts: &[&[u8]]) -> blake3::Hasher {
     let mut h = blake3::Hasher::new();
@@ -134,6 +141,7 @@ impl Plan {
             dest: dest.to_path_buf(),
             groups: Vec::new(),
             slots: Vec::new(),
+            unrecorded: Vec::new(),
         };
         let mut group_of = vec![0usize; items.len()];
         for (top, members) in &tops {
@@ -311,13 +319,35 @@ impl Plan {
         if group.folder
             && let Ok(rel) = placed.strip_prefix(&self.dest)
         {
-            let _ = self.shared.store.lock().execute(
-                "INSERT OR REPLACE INTO transfer_files (key, group_key, path) VALUES (?1, ?2, ?3)",
-                params![self.slots[i].key, group.key, rel.to_string_lossy()],
-            );
+            self.unrecorded
+                .push((self.slots[i].key.clone(), group.key.clone(), rel.to_string_lossy().into_owned()));
+            if self.unrecorded.len() >= RECORD_BATCH {
+                self.record();
+            }
         }
         self.slots[i].existing = Some(placed.clone());
         Ok(placed)
+    }
+
+    fn record(&mut self) {
+        if self.unrecorded.is_empty() {
+            return;
+        }
+        let mut db = self.shared.store.lock();
+        let result = (|| -> rusqlite::Result<()> {
+            let tx = db.transaction()?;
+            {
+                let mut stmt = tx.prepare("INSERT OR REPLACE INTO transfer_files (key, group_key, path) VALUES (?1, ?2, ?3)")?;
+                for (key, group, path) in &self.unrecorded {
+                    stmt.execute(params![key, group, path])?;
+                }
+            }
+            tx.commit()
+        })();
+        if let Err(e) = result {
+            tracing::warn!("cannot record received files for resume: {e}");
+        }
+        self.unrecorded.clear();
     }
 
     /// Drop the bytes of a file that can never be completed as offered (hash mismatch, changed
@@ -327,7 +357,8 @@ impl Plan {
     }
 
     /// After the last file: folders whose every item arrived need no resume record any more.
-    pub(crate) fn finish(&self, ok: &[bool]) {
+    pub(crate) fn finish(&mut self, ok: &[bool]) {
+        self.record();
         for (g, group) in self.groups.iter().enumerate() {
             let complete = self.slots.iter().zip(ok).filter(|(s, _)| s.group == g).all(|(_, ok)| *ok);
             if complete && group.folder {
@@ -337,7 +368,8 @@ impl Plan {
     }
 
     /// Cancelled: remove every partial file and forget the folders' resume records.
-    pub(crate) fn cancel(&self) {
+    pub(crate) fn cancel(&mut self) {
+        self.unrecorded.clear();
         for slot in &self.slots {
             if !slot.dir && slot.existing.is_none() {
                 let _ = fs::remove_file(&slot.partial);
@@ -357,6 +389,7 @@ impl Plan {
 
 impl Drop for Plan {
     fn drop(&mut self) {
+        self.record();
         let mut in_use = lock(&self.shared.transfers.partials);
         for slot in self.slots.iter().filter(|s| s.reserved) {
             in_use.remove(&slot.key);

@@ -46,7 +46,7 @@ pub(crate) async fn run(ctx: &Ctx, conn: SecureConn, header: Header, dest: &Path
             Ok(outcome)
         }
         Err(stop) => {
-            if let (Some(plan), Stop::CancelledHere | Stop::CancelledByPeer(_)) = (&plan, &stop) {
+            if let (Some(plan), Stop::CancelledHere | Stop::CancelledByPeer(_)) = (&mut plan, &stop) {
                 plan.cancel();
             }
             say_stop(&mut writer, &stop).await;
@@ -135,62 +135,51 @@ async fn exchange(
     }
     writer.send(&TransferMsg::Accept { resume }).await.map_err(io_stop)?;
 
+    let expected: Vec<(bool, u64)> = plan.slots.iter().map(|s| (s.dir, s.offset)).collect();
+    let resumed = expected.iter().map(|e| e.1).sum();
     let mut meter = Meter::new(ctx, n as u32, header.bytes);
     let mut verdicts: Vec<Option<Result<PathBuf, String>>> = vec![None; n];
     for (i, slot) in verdicts.iter_mut().enumerate() {
-        if plan.slots[i].dir {
+        if expected[i].0 {
             let verdict = plan.make_dir(i).map_err(|e| format!("cannot create folder: {e}"));
-            tell(writer, i, &verdict).await?;
+            tell(writer, i, &verdict)?;
             *slot = Some(verdict);
             meter.end_file(ctx);
         }
     }
-    let mut fault = ctx.shared.transfers.take_fault();
-    loop {
-        match next(ctx, reader, None).await? {
-            TransferMsg::FileStart { index, offset } => {
-                let i = index as usize;
-                let expected = plan.slots.get(i).map(|s| (s.dir, s.offset));
-                if expected != Some((false, offset)) || verdicts[i].is_some() {
-                    return Err(protocol("bad file start"));
-                }
-                let item = &items[i];
-                meter.start_file(&item.path, item.size, offset);
-                let verdict = match take_file(ctx, reader, plan, i, item, &mut meter, &mut fault).await? {
-                    Taken::Verified => match plan.place(i) {
-                        Ok(path) => {
-                            ctx.emit(Event::FileReceived {
-                                transfer: ctx.id.clone(),
-                                peer: ctx.peer.clone(),
-                                path: path.to_string_lossy().into_owned(),
-                                size: item.size,
-                            });
-                            Ok(path)
-                        }
-                        Err(e) => Err(format!("cannot place it: {e}")),
-                    },
-                    Taken::Mismatch => {
-                        if plan.slots[i].existing.is_none() {
-                            plan.discard(i);
-                        }
-                        Err("it failed verification (BLAKE3 mismatch); the received data was discarded".into())
-                    }
-                    Taken::Aborted(reason) => {
-                        plan.discard(i);
-                        Err(reason)
-                    }
-                };
-                tell(writer, i, &verdict).await?;
-                verdicts[i] = Some(verdict);
-                meter.end_file(ctx);
-            }
-            TransferMsg::Done => break,
-            other => return Err(protocol(&format!("unexpected {}", msg_name(&other)))),
-        }
+
+    // The disk thread owns the plan while files arrive: it writes, hashes, verifies and
+    // places, so the next file is read from the socket while the last one is finished.
+    let Some(plan) = plan_out.take() else {
+        return Err(Stop::Failed("internal error: no plan".into()));
+    };
+    let (tx, rx) = mpsc::channel::<Cmd>(PIPE_DEPTH);
+    let (vtx, mut vrx) = mpsc::unbounded_channel();
+    let (free_tx, free_rx) = std::sync::mpsc::channel();
+    let disk = tokio::task::spawn_blocking(move || disk_loop(plan, rx, vtx, free_tx));
+    let mut feed = Feed {
+        items: &items,
+        expected: &expected,
+        verdicts: &mut verdicts,
+        meter: &mut meter,
+        free_rx,
+        told: 0,
+    };
+    let streamed = feed.stream(ctx, reader, writer, tx, &mut vrx).await;
+    let (plan, failure) = disk.await.map_err(|e| Stop::Failed(format!("the disk writer failed: {e}")))?;
+    let plan = plan_out.insert(plan);
+    if let Some((i, e)) = failure {
+        return Err(Stop::Failed(format!("cannot write \"{}\": {e}", printable(&items[i].path))));
     }
+    streamed?;
+    while let Ok((i, verdict)) = vrx.try_recv() {
+        feed.on_verdict(ctx, writer, i, verdict)?;
+    }
+    writer.flush().await.map_err(io_stop)?;
+
     let mut outcome = Outcome {
         transfer: ctx.id.clone(),
-        resumed: plan.slots.iter().map(|s| s.offset).sum(),
+        resumed,
         ..Outcome::default()
     };
     let mut ok = Vec::with_capacity(n);
@@ -218,7 +207,9 @@ async fn exchange(
     Ok(outcome)
 }
 
-async fn tell(writer: &mut SecureWriter, i: usize, verdict: &Result<PathBuf, String>) -> Result<(), Stop> {
+/// Queue a verdict for the sender (flushed in batches: the sender only waits for them at the
+/// end).
+fn tell(writer: &mut SecureWriter, i: usize, verdict: &Result<PathBuf, String>) -> Result<(), Stop> {
     let msg = match verdict {
         Ok(_) => TransferMsg::FileOk { index: i as u32 },
         Err(reason) => TransferMsg::FileFailed {
@@ -226,136 +217,222 @@ async fn tell(writer: &mut SecureWriter, i: usize, verdict: &Result<PathBuf, Str
             reason: bounded(reason),
         },
     };
-    writer.send(&msg).await.map_err(io_stop)
+    writer.queue_frame(&msg).map_err(io_stop)
 }
 
-enum Taken {
-    Verified,
-    Mismatch,
-    Aborted(String),
-}
+/// Verdicts queued between flushes.
+const TELL_BATCH: usize = 1024;
 
-/// Take one file's segments into its partial file (or just hash what an earlier attempt
-/// placed) and compare the hashes. Returns only once the disk writer has finished, so no
-/// write to the partial file can outlive this transfer and meet a resume.
-async fn take_file(
-    ctx: &Ctx,
-    reader: &mut SecureReader,
-    plan: &Plan,
-    i: usize,
-    item: &Item,
-    meter: &mut Meter,
-    fault: &mut Option<Fault>,
-) -> Result<Taken, Stop> {
-    let slot = &plan.slots[i];
-    let (path, read_only) = match &slot.existing {
-        Some(p) => (p.clone(), true),
-        None => (slot.partial.clone(), false),
-    };
-    let offset = slot.offset;
-    let (tx, rx) = mpsc::channel::<Vec<u8>>(PIPE_DEPTH);
-    let (free_tx, free_rx) = std::sync::mpsc::channel();
-    let disk = tokio::task::spawn_blocking(move || write_partial(&path, offset, read_only, rx, free_tx));
-    let fed = feed(ctx, reader, i, item.size - offset, tx, free_rx, meter, fault).await;
-    let written = disk.await;
-    let name = printable(&item.path).into_owned();
-    let disk_failure = |detail: String| Stop::Failed(format!("cannot write \"{name}\": {detail}"));
-    match (fed, written) {
-        (Err(Stop::Quiet), Ok(Err(e))) | (Ok(Fed::End(_)), Ok(Err(e))) => Err(disk_failure(e.to_string())),
-        (Err(Stop::Quiet), _) => Err(disk_failure("the writer stopped".into())),
-        (Err(stop), _) => Err(stop),
-        (Ok(Fed::Aborted(reason)), _) => Ok(Taken::Aborted(format!("the sender gave up on it: {reason}"))),
-        (Ok(Fed::End(theirs)), Ok(Ok(ours))) => Ok(if theirs.as_slice() == ours.as_bytes() {
-            Taken::Verified
-        } else {
-            Taken::Mismatch
-        }),
-        (Ok(Fed::End(_)), Err(e)) => Err(disk_failure(e.to_string())),
-    }
-}
-
-enum Fed {
-    End(serde_bytes::ByteBuf),
-    Aborted(String),
-}
-
-/// Read one file's segments and hand them to the disk writer. `Stop::Quiet` means the writer
-/// went away (its own error says why) — or a test hook cut the connection.
-#[allow(clippy::too_many_arguments)]
-async fn feed(
-    ctx: &Ctx,
-    reader: &mut SecureReader,
-    i: usize,
-    mut remaining: u64,
-    tx: mpsc::Sender<Vec<u8>>,
+/// The socket side of receiving: frames in, commands to the disk thread out.
+struct Feed<'a> {
+    items: &'a [Item],
+    expected: &'a [(bool, u64)],
+    verdicts: &'a mut [Option<Result<PathBuf, String>>],
+    meter: &'a mut Meter,
     free_rx: std::sync::mpsc::Receiver<Vec<u8>>,
-    meter: &mut Meter,
-    fault: &mut Option<Fault>,
-) -> Result<Fed, Stop> {
-    let mut taken = 0u64;
-    loop {
-        match next(ctx, reader, None).await? {
-            TransferMsg::Data { len } => {
-                if len == 0 || len > MAX_SEGMENT || len > remaining {
-                    return Err(protocol("bad data segment"));
-                }
-                let mut buf = free_rx.try_recv().unwrap_or_else(|_| Vec::with_capacity(CHUNK));
-                buf.clear();
-                let mut left = len as usize;
-                while left > 0 {
-                    let chunk = tokio::select! {
-                        c = reader.read_some(left) => c.map_err(io_stop)?,
-                        _ = ctx.cancel.cancelled() => return Err(Stop::CancelledHere),
-                        _ = ctx.shared.cancel.cancelled() => return Err(Stop::Failed("this node is shutting down".into())),
-                    };
-                    if chunk.is_empty() {
-                        return Err(Stop::Failed(format!("{} disconnected", printable(&ctx.nick))));
+    told: usize,
+}
+
+impl Feed<'_> {
+    fn on_verdict(&mut self, ctx: &Ctx, writer: &mut SecureWriter, i: usize, verdict: Result<PathBuf, String>) -> Result<(), Stop> {
+        if let Ok(path) = &verdict {
+            ctx.emit(Event::FileReceived {
+                transfer: ctx.id.clone(),
+                peer: ctx.peer.clone(),
+                path: path.to_string_lossy().into_owned(),
+                size: self.items[i].size,
+            });
+        }
+        tell(writer, i, &verdict)?;
+        self.verdicts[i] = Some(verdict);
+        self.told += 1;
+        Ok(())
+    }
+
+    /// Until `Done`. `Stop::Quiet` means the disk thread went away (its own error says why).
+    async fn stream(
+        &mut self,
+        ctx: &Ctx,
+        reader: &mut SecureReader,
+        writer: &mut SecureWriter,
+        tx: mpsc::Sender<Cmd>,
+        vrx: &mut mpsc::UnboundedReceiver<(usize, Result<PathBuf, String>)>,
+    ) -> Result<(), Stop> {
+        let mut fault = ctx.shared.transfers.take_fault();
+        let mut started = vec![false; self.items.len()];
+        loop {
+            while let Ok((i, verdict)) = vrx.try_recv() {
+                self.on_verdict(ctx, writer, i, verdict)?;
+            }
+            if self.told >= TELL_BATCH {
+                writer.flush().await.map_err(io_stop)?;
+                self.told = 0;
+            }
+            match next(ctx, reader, None).await? {
+                TransferMsg::FileStart { index, offset } => {
+                    let i = index as usize;
+                    if self.expected.get(i) != Some(&(false, offset)) || started[i] {
+                        return Err(protocol("bad file start"));
                     }
-                    buf.extend_from_slice(chunk);
-                    left -= chunk.len();
+                    started[i] = true;
+                    let item = &self.items[i];
+                    self.meter.start_file(&item.path, item.size, offset);
+                    tx.send(Cmd::Open { index: i, offset }).await.map_err(|_| Stop::Quiet)?;
+                    self.file(ctx, reader, &tx, i, item.size - offset, &mut fault).await?;
+                    self.meter.end_file(ctx);
                 }
-                remaining -= len;
-                taken += len;
-                meter.advance(ctx, len);
-                if tx.send(buf).await.is_err() {
-                    return Err(Stop::Quiet);
-                }
-                if let Some(Fault::Disconnect(limit)) = *fault
-                    && taken >= limit
-                {
-                    *fault = None;
-                    return Err(Stop::Failed("connection cut by a test hook".into()));
-                }
+                TransferMsg::Done => return Ok(()),
+                other => return Err(protocol(&format!("unexpected {}", msg_name(&other)))),
             }
-            TransferMsg::FileEnd { blake3 } => {
-                if remaining != 0 {
-                    return Err(protocol("file ended early"));
+        }
+    }
+
+    /// One file's segments, up to its `FileEnd` or `FileAbort`.
+    async fn file(
+        &mut self,
+        ctx: &Ctx,
+        reader: &mut SecureReader,
+        tx: &mpsc::Sender<Cmd>,
+        i: usize,
+        mut remaining: u64,
+        fault: &mut Option<Fault>,
+    ) -> Result<(), Stop> {
+        let mut taken = 0u64;
+        loop {
+            match next(ctx, reader, None).await? {
+                TransferMsg::Data { len } => {
+                    if len == 0 || len > MAX_SEGMENT || len > remaining {
+                        return Err(protocol("bad data segment"));
+                    }
+                    let mut buf = self.free_rx.try_recv().unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+                    buf.clear();
+                    let mut left = len as usize;
+                    while left > 0 {
+                        let chunk = tokio::select! {
+                            c = reader.read_some(left) => c.map_err(io_stop)?,
+                            _ = ctx.cancel.cancelled() => return Err(Stop::CancelledHere),
+                            _ = ctx.shared.cancel.cancelled() => return Err(Stop::Failed("this node is shutting down".into())),
+                        };
+                        if chunk.is_empty() {
+                            return Err(Stop::Failed(format!("{} disconnected", printable(&ctx.nick))));
+                        }
+                        buf.extend_from_slice(chunk);
+                        left -= chunk.len();
+                    }
+                    remaining -= len;
+                    taken += len;
+                    self.meter.advance(ctx, len);
+                    tx.send(Cmd::Data(buf)).await.map_err(|_| Stop::Quiet)?;
+                    if let Some(Fault::Disconnect(limit)) = *fault
+                        && taken >= limit
+                    {
+                        *fault = None;
+                        return Err(Stop::Failed("connection cut by a test hook".into()));
+                    }
                 }
-                return Ok(Fed::End(blake3));
+                TransferMsg::FileEnd { blake3 } => {
+                    if remaining != 0 {
+                        return Err(protocol("file ended early"));
+                    }
+                    return tx.send(Cmd::End { theirs: blake3 }).await.map_err(|_| Stop::Quiet);
+                }
+                TransferMsg::FileAbort { index, reason } if index as usize == i => {
+                    self.meter.skip(remaining);
+                    return tx.send(Cmd::Abort { reason: bounded(&reason) }).await.map_err(|_| Stop::Quiet);
+                }
+                other => return Err(protocol(&format!("unexpected {} inside a file", msg_name(&other)))),
             }
-            TransferMsg::FileAbort { index, reason } if index as usize == i => {
-                meter.skip(remaining);
-                return Ok(Fed::Aborted(bounded(&reason)));
-            }
-            other => return Err(protocol(&format!("unexpected {} inside a file", msg_name(&other)))),
         }
     }
 }
 
-/// The blocking half: hash what is already there, then append and hash what arrives.
-/// `read_only`: the file was placed by an earlier attempt and is only verified.
-fn write_partial(
-    path: &Path,
-    offset: u64,
+/// What the socket side tells the disk thread.
+enum Cmd {
+    Open { index: usize, offset: u64 },
+    Data(Vec<u8>),
+    End { theirs: serde_bytes::ByteBuf },
+    Abort { reason: String },
+}
+
+/// A file being written (or, when placed by an earlier attempt, only verified).
+struct Open {
+    index: usize,
+    file: File,
+    hasher: blake3::Hasher,
     read_only: bool,
-    rx: mpsc::Receiver<Vec<u8>>,
+}
+
+/// The disk thread: runs until the socket side is done, then hands the plan back. A write
+/// error (disk full, permission denied) ends it, with the file it happened to.
+fn disk_loop(
+    mut plan: Plan,
+    mut rx: mpsc::Receiver<Cmd>,
+    verdicts: mpsc::UnboundedSender<(usize, Result<PathBuf, String>)>,
     free: std::sync::mpsc::Sender<Vec<u8>>,
-) -> std::io::Result<blake3::Hash> {
-    let mut rx = rx;
-    let mut file = if read_only {
-        File::open(path)?
-    } else {
-        OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?
+) -> (Plan, Option<(usize, std::io::Error)>) {
+    let mut current: Option<Open> = None;
+    while let Some(cmd) = rx.blocking_recv() {
+        match cmd {
+            Cmd::Open { index, offset } => match open(&plan, index, offset) {
+                Ok(o) => current = Some(o),
+                Err(e) => return (plan, Some((index, e))),
+            },
+            Cmd::Data(buf) => {
+                if let Some(o) = &mut current {
+                    if o.read_only {
+                        return (
+                            plan,
+                            Some((o.index, std::io::Error::other("data for a file that is already complete"))),
+                        );
+                    }
+                    if let Err(e) = o.file.write_all(&buf) {
+                        return (plan, Some((o.index, e)));
+                    }
+                    o.hasher.update(&buf);
+                }
+                let _ = free.send(buf);
+            }
+            Cmd::End { theirs } => {
+                if let Some(o) = current.take() {
+                    drop(o.file);
+                    let verdict = if theirs.as_slice() == o.hasher.finalize().as_bytes() {
+                        plan.place(o.index).map_err(|e| format!("cannot place it: {e}"))
+                    } else {
+                        if !o.read_only {
+                            plan.discard(o.index);
+                        }
+                        Err("it failed verification (BLAKE3 mismatch); the received data was discarded".into())
+                    };
+                    let _ = verdicts.send((o.index, verdict));
+                }
+            }
+            Cmd::Abort { reason } => {
+                if let Some(o) = current.take() {
+                    drop(o.file);
+                    plan.discard(o.index);
+                    let _ = verdicts.send((o.index, Err(format!("the sender gave up on it: {reason}"))));
+                }
+            }
+        }
+    }
+    (plan, None)
+}
+
+/// Open a file's partial (or its earlier placed copy) and hash the `offset` bytes already
+/// there, so the final hash covers the whole file.
+fn open(plan: &Plan, index: usize, offset: u64) -> std::io::Result<Open> {
+    let slot = &plan.slots[index];
+    let (mut file, read_only) = match &slot.existing {
+        Some(path) => (File::open(path)?, true),
+        None => (
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&slot.partial)?,
+            false,
+        ),
     };
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; CHUNK.min(offset as usize)];
@@ -366,18 +443,14 @@ fn write_partial(
         hasher.update(&buf[..n]);
         left -= n as u64;
     }
-    drop(buf);
     if !read_only {
         file.set_len(offset)?;
         file.seek(SeekFrom::Start(offset))?;
     }
-    while let Some(buf) = rx.blocking_recv() {
-        if read_only {
-            return Err(std::io::Error::other("unexpected data for a file already complete"));
-        }
-        file.write_all(&buf)?;
-        hasher.update(&buf);
-        let _ = free.send(buf);
-    }
-    Ok(hasher.finalize())
+    Ok(Open {
+        index,
+        file,
+        hasher,
+        read_only,
+    })
 }
