@@ -153,7 +153,7 @@ async fn exchange(
     let Some(plan) = plan_out.take() else {
         return Err(Stop::Failed("internal error: no plan".into()));
     };
-    let (tx, rx) = mpsc::channel::<Cmd>(PIPE_DEPTH);
+    let (tx, rx) = mpsc::channel::<Vec<Cmd>>(PIPE_DEPTH);
     let (vtx, mut vrx) = mpsc::unbounded_channel();
     let (free_tx, free_rx) = std::sync::mpsc::channel();
     let disk = tokio::task::spawn_blocking(move || disk_loop(plan, rx, vtx, free_tx));
@@ -164,6 +164,8 @@ async fn exchange(
         meter: &mut meter,
         free_rx,
         told: 0,
+        batch: Vec::new(),
+        batch_bytes: 0,
     };
     let streamed = feed.stream(ctx, reader, writer, tx, &mut vrx).await;
     let (plan, failure) = disk.await.map_err(|e| Stop::Failed(format!("the disk writer failed: {e}")))?;
@@ -231,7 +233,13 @@ struct Feed<'a> {
     meter: &'a mut Meter,
     free_rx: std::sync::mpsc::Receiver<Vec<u8>>,
     told: usize,
+    /// Commands gathered for one hand-over to the disk thread: many small files per wake-up.
+    batch: Vec<Cmd>,
+    batch_bytes: usize,
 }
+
+/// Commands per hand-over at most.
+const CMD_BATCH: usize = 256;
 
 impl Feed<'_> {
     fn on_verdict(&mut self, ctx: &Ctx, writer: &mut SecureWriter, i: usize, verdict: Result<PathBuf, String>) -> Result<(), Stop> {
@@ -249,13 +257,50 @@ impl Feed<'_> {
         Ok(())
     }
 
+    /// Queue a command; hand the batch over when it is big, or when `now` (the socket has
+    /// nothing more buffered, so the disk thread should not wait for us).
+    async fn push(&mut self, tx: &mpsc::Sender<Vec<Cmd>>, cmd: Cmd, now: bool) -> Result<(), Stop> {
+        if let Cmd::Data(d) = &cmd {
+            self.batch_bytes += d.len();
+        }
+        self.batch.push(cmd);
+        if now || self.batch_bytes >= CHUNK || self.batch.len() >= CMD_BATCH {
+            return self.hand_over(tx).await;
+        }
+        Ok(())
+    }
+
+    async fn hand_over(&mut self, tx: &mpsc::Sender<Vec<Cmd>>) -> Result<(), Stop> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.batch_bytes = 0;
+        tx.send(std::mem::take(&mut self.batch)).await.map_err(|_| Stop::Quiet)
+    }
+
     /// Until `Done`. `Stop::Quiet` means the disk thread went away (its own error says why).
+    /// Whatever else stops it, files already complete are still handed over to be placed.
     async fn stream(
         &mut self,
         ctx: &Ctx,
         reader: &mut SecureReader,
         writer: &mut SecureWriter,
-        tx: mpsc::Sender<Cmd>,
+        tx: mpsc::Sender<Vec<Cmd>>,
+        vrx: &mut mpsc::UnboundedReceiver<(usize, Result<PathBuf, String>)>,
+    ) -> Result<(), Stop> {
+        let result = self.stream_files(ctx, reader, writer, &tx, vrx).await;
+        if !matches!(result, Err(Stop::Quiet)) {
+            let _ = self.hand_over(&tx).await;
+        }
+        result
+    }
+
+    async fn stream_files(
+        &mut self,
+        ctx: &Ctx,
+        reader: &mut SecureReader,
+        writer: &mut SecureWriter,
+        tx: &mpsc::Sender<Vec<Cmd>>,
         vrx: &mut mpsc::UnboundedReceiver<(usize, Result<PathBuf, String>)>,
     ) -> Result<(), Stop> {
         let mut fault = ctx.shared.transfers.take_fault();
@@ -277,8 +322,8 @@ impl Feed<'_> {
                     started[i] = true;
                     let item = &self.items[i];
                     self.meter.start_file(&item.path, item.size, offset);
-                    tx.send(Cmd::Open { index: i, offset }).await.map_err(|_| Stop::Quiet)?;
-                    self.file(ctx, reader, &tx, i, item.size - offset, &mut fault).await?;
+                    self.push(tx, Cmd::Open { index: i, offset }, false).await?;
+                    self.file(ctx, reader, tx, i, item.size - offset, &mut fault).await?;
                     self.meter.end_file(ctx);
                 }
                 TransferMsg::Done => return Ok(()),
@@ -292,7 +337,7 @@ impl Feed<'_> {
         &mut self,
         ctx: &Ctx,
         reader: &mut SecureReader,
-        tx: &mpsc::Sender<Cmd>,
+        tx: &mpsc::Sender<Vec<Cmd>>,
         i: usize,
         mut remaining: u64,
         fault: &mut Option<Fault>,
@@ -322,7 +367,7 @@ impl Feed<'_> {
                     remaining -= len;
                     taken += len;
                     self.meter.advance(ctx, len);
-                    tx.send(Cmd::Data(buf)).await.map_err(|_| Stop::Quiet)?;
+                    self.push(tx, Cmd::Data(buf), false).await?;
                     if let Some(Fault::Disconnect(limit)) = *fault
                         && taken >= limit
                     {
@@ -334,11 +379,13 @@ impl Feed<'_> {
                     if remaining != 0 {
                         return Err(protocol("file ended early"));
                     }
-                    return tx.send(Cmd::End { theirs: blake3 }).await.map_err(|_| Stop::Quiet);
+                    let now = reader.buffered() == 0;
+                    return self.push(tx, Cmd::End { theirs: blake3 }, now).await;
                 }
                 TransferMsg::FileAbort { index, reason } if index as usize == i => {
                     self.meter.skip(remaining);
-                    return tx.send(Cmd::Abort { reason: bounded(&reason) }).await.map_err(|_| Stop::Quiet);
+                    let now = reader.buffered() == 0;
+                    return self.push(tx, Cmd::Abort { reason: bounded(&reason) }, now).await;
                 }
                 other => return Err(protocol(&format!("unexpected {} inside a file", msg_name(&other)))),
             }
@@ -366,51 +413,53 @@ struct Open {
 /// error (disk full, permission denied) ends it, with the file it happened to.
 fn disk_loop(
     mut plan: Plan,
-    mut rx: mpsc::Receiver<Cmd>,
+    mut rx: mpsc::Receiver<Vec<Cmd>>,
     verdicts: mpsc::UnboundedSender<(usize, Result<PathBuf, String>)>,
     free: std::sync::mpsc::Sender<Vec<u8>>,
 ) -> (Plan, Option<(usize, std::io::Error)>) {
     let mut current: Option<Open> = None;
-    while let Some(cmd) = rx.blocking_recv() {
-        match cmd {
-            Cmd::Open { index, offset } => match open(&plan, index, offset) {
-                Ok(o) => current = Some(o),
-                Err(e) => return (plan, Some((index, e))),
-            },
-            Cmd::Data(buf) => {
-                if let Some(o) = &mut current {
-                    if o.read_only {
-                        return (
-                            plan,
-                            Some((o.index, std::io::Error::other("data for a file that is already complete"))),
-                        );
-                    }
-                    if let Err(e) = o.file.write_all(&buf) {
-                        return (plan, Some((o.index, e)));
-                    }
-                    o.hasher.update(&buf);
-                }
-                let _ = free.send(buf);
-            }
-            Cmd::End { theirs } => {
-                if let Some(o) = current.take() {
-                    drop(o.file);
-                    let verdict = if theirs.as_slice() == o.hasher.finalize().as_bytes() {
-                        plan.place(o.index).map_err(|e| format!("cannot place it: {e}"))
-                    } else {
-                        if !o.read_only {
-                            plan.discard(o.index);
+    while let Some(batch) = rx.blocking_recv() {
+        for cmd in batch {
+            match cmd {
+                Cmd::Open { index, offset } => match open(&plan, index, offset) {
+                    Ok(o) => current = Some(o),
+                    Err(e) => return (plan, Some((index, e))),
+                },
+                Cmd::Data(buf) => {
+                    if let Some(o) = &mut current {
+                        if o.read_only {
+                            return (
+                                plan,
+                                Some((o.index, std::io::Error::other("data for a file that is already complete"))),
+                            );
                         }
-                        Err("it failed verification (BLAKE3 mismatch); the received data was discarded".into())
-                    };
-                    let _ = verdicts.send((o.index, verdict));
+                        if let Err(e) = o.file.write_all(&buf) {
+                            return (plan, Some((o.index, e)));
+                        }
+                        o.hasher.update(&buf);
+                    }
+                    let _ = free.send(buf);
                 }
-            }
-            Cmd::Abort { reason } => {
-                if let Some(o) = current.take() {
-                    drop(o.file);
-                    plan.discard(o.index);
-                    let _ = verdicts.send((o.index, Err(format!("the sender gave up on it: {reason}"))));
+                Cmd::End { theirs } => {
+                    if let Some(o) = current.take() {
+                        drop(o.file);
+                        let verdict = if theirs.as_slice() == o.hasher.finalize().as_bytes() {
+                            plan.place(o.index).map_err(|e| format!("cannot place it: {e}"))
+                        } else {
+                            if !o.read_only {
+                                plan.discard(o.index);
+                            }
+                            Err("it failed verification (BLAKE3 mismatch); the received data was discarded".into())
+                        };
+                        let _ = verdicts.send((o.index, verdict));
+                    }
+                }
+                Cmd::Abort { reason } => {
+                    if let Some(o) = current.take() {
+                        drop(o.file);
+                        plan.discard(o.index);
+                        let _ = verdicts.send((o.index, Err(format!("the sender gave up on it: {reason}"))));
+                    }
                 }
             }
         }

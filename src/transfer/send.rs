@@ -211,9 +211,9 @@ enum Chunk {
 async fn next_chunk(
     ctx: &Ctx,
     writer: &mut SecureWriter,
-    rx: &mut mpsc::Receiver<Chunk>,
+    rx: &mut mpsc::Receiver<Vec<Chunk>>,
     stop: &CancellationToken,
-) -> Result<Option<Chunk>, Stop> {
+) -> Result<Option<Vec<Chunk>>, Stop> {
     match rx.try_recv() {
         Ok(c) => return Ok(Some(c)),
         Err(mpsc::error::TryRecvError::Disconnected) => return Ok(None),
@@ -250,70 +250,72 @@ async fn stream(
     let (free_tx, free_rx) = std::sync::mpsc::channel();
     tokio::task::spawn_blocking(move || read_sources(files, tx, free_rx));
     let mut current = (0usize, 0u64);
-    while let Some(chunk) = next_chunk(ctx, writer, &mut rx, stop).await? {
+    while let Some(batch) = next_chunk(ctx, writer, &mut rx, stop).await? {
         if ctx.cancel.is_cancelled() {
             return Err(Stop::CancelledHere);
         }
         if stop.is_cancelled() {
             return Err(Stop::Quiet);
         }
-        match chunk {
-            Chunk::Start(i) => {
-                let item = &m.items[i];
-                current = (i, 0);
-                writer
-                    .queue_frame(&TransferMsg::FileStart {
-                        index: i as u32,
-                        offset: offsets[i],
-                    })
-                    .map_err(io_stop)?;
-                meter.start_file(&item.path, item.size, offsets[i]);
-            }
-            Chunk::Data(buf) => {
-                writer.queue_frame(&TransferMsg::Data { len: buf.len() as u64 }).map_err(io_stop)?;
-                let written = tokio::select! {
-                    w = writer.write_raw(&buf) => w,
-                    _ = stop.cancelled() => return Err(Stop::Quiet),
-                    _ = ctx.cancel.cancelled() => return Err(Stop::CancelledHere),
-                };
-                written.map_err(io_stop)?;
-                meter.advance(ctx, buf.len() as u64);
-                current.1 += buf.len() as u64;
-                match fault {
-                    Some(Fault::Disconnect(limit)) if current.1 >= limit => {
-                        let _ = writer.flush().await;
-                        return Err(Stop::Quiet);
-                    }
-                    Some(Fault::Stall(limit)) if current.1 >= limit => {
-                        writer.flush().await.map_err(io_stop)?;
-                        tokio::select! {
-                            _ = stop.cancelled() => return Err(Stop::Quiet),
-                            _ = ctx.cancel.cancelled() => return Err(Stop::CancelledHere),
-                            _ = ctx.shared.cancel.cancelled() => return Err(Stop::Failed("this node is shutting down".into())),
-                        }
-                    }
-                    _ => {}
+        for chunk in batch {
+            match chunk {
+                Chunk::Start(i) => {
+                    let item = &m.items[i];
+                    current = (i, 0);
+                    writer
+                        .queue_frame(&TransferMsg::FileStart {
+                            index: i as u32,
+                            offset: offsets[i],
+                        })
+                        .map_err(io_stop)?;
+                    meter.start_file(&item.path, item.size, offsets[i]);
                 }
-                let _ = free_tx.send(buf);
-            }
-            Chunk::Done(hash) => {
-                writer
-                    .queue_frame(&TransferMsg::FileEnd {
-                        blake3: serde_bytes::ByteBuf::from(hash.as_bytes().to_vec()),
-                    })
-                    .map_err(io_stop)?;
-                meter.end_file(ctx);
-            }
-            Chunk::Failed(i, reason) => {
-                let item = &m.items[i];
-                meter.skip(item.size.saturating_sub(offsets[i] + current.1));
-                writer
-                    .queue_frame(&TransferMsg::FileAbort {
-                        index: i as u32,
-                        reason: bounded(&reason),
-                    })
-                    .map_err(io_stop)?;
-                meter.end_file(ctx);
+                Chunk::Data(buf) => {
+                    writer.queue_frame(&TransferMsg::Data { len: buf.len() as u64 }).map_err(io_stop)?;
+                    let written = tokio::select! {
+                        w = writer.write_raw(&buf) => w,
+                        _ = stop.cancelled() => return Err(Stop::Quiet),
+                        _ = ctx.cancel.cancelled() => return Err(Stop::CancelledHere),
+                    };
+                    written.map_err(io_stop)?;
+                    meter.advance(ctx, buf.len() as u64);
+                    current.1 += buf.len() as u64;
+                    match fault {
+                        Some(Fault::Disconnect(limit)) if current.1 >= limit => {
+                            let _ = writer.flush().await;
+                            return Err(Stop::Quiet);
+                        }
+                        Some(Fault::Stall(limit)) if current.1 >= limit => {
+                            writer.flush().await.map_err(io_stop)?;
+                            tokio::select! {
+                                _ = stop.cancelled() => return Err(Stop::Quiet),
+                                _ = ctx.cancel.cancelled() => return Err(Stop::CancelledHere),
+                                _ = ctx.shared.cancel.cancelled() => return Err(Stop::Failed("this node is shutting down".into())),
+                            }
+                        }
+                        _ => {}
+                    }
+                    let _ = free_tx.send(buf);
+                }
+                Chunk::Done(hash) => {
+                    writer
+                        .queue_frame(&TransferMsg::FileEnd {
+                            blake3: serde_bytes::ByteBuf::from(hash.as_bytes().to_vec()),
+                        })
+                        .map_err(io_stop)?;
+                    meter.end_file(ctx);
+                }
+                Chunk::Failed(i, reason) => {
+                    let item = &m.items[i];
+                    meter.skip(item.size.saturating_sub(offsets[i] + current.1));
+                    writer
+                        .queue_frame(&TransferMsg::FileAbort {
+                            index: i as u32,
+                            reason: bounded(&reason),
+                        })
+                        .map_err(io_stop)?;
+                    meter.end_file(ctx);
+                }
             }
         }
     }
@@ -324,18 +326,55 @@ async fn stream(
 /// Read (and hash) every source file in order, each from its offset after hashing the part
 /// the receiver already has, so that each final hash covers the whole file. Stops when the
 /// async side goes away.
-fn read_sources(files: Vec<(usize, PathBuf, Item, u64)>, tx: mpsc::Sender<Chunk>, free: std::sync::mpsc::Receiver<Vec<u8>>) {
+fn read_sources(files: Vec<(usize, PathBuf, Item, u64)>, tx: mpsc::Sender<Vec<Chunk>>, free: std::sync::mpsc::Receiver<Vec<u8>>) {
+    let mut batch = Batch {
+        tx,
+        chunks: Vec::new(),
+        bytes: 0,
+    };
     for (i, path, item, offset) in files {
-        if tx.blocking_send(Chunk::Start(i)).is_err() {
+        if batch.push(Chunk::Start(i)).is_err() {
             return;
         }
-        let end = match read_into(&path, &item, offset, &tx, &free) {
+        let end = match read_into(&path, &item, offset, &mut batch, &free) {
             Ok(hash) => Chunk::Done(hash),
             Err(reason) => Chunk::Failed(i, reason),
         };
-        if tx.blocking_send(end).is_err() {
+        if batch.push(end).is_err() {
             return;
         }
+    }
+    let _ = batch.send();
+}
+
+/// Chunks gathered for one hand-over to the async side: many small files per wake-up, a big
+/// file's 1 MiB chunks one by one.
+struct Batch {
+    tx: mpsc::Sender<Vec<Chunk>>,
+    chunks: Vec<Chunk>,
+    bytes: usize,
+}
+
+impl Batch {
+    const MAX_CHUNKS: usize = 256;
+
+    fn push(&mut self, chunk: Chunk) -> Result<(), ()> {
+        if let Chunk::Data(d) = &chunk {
+            self.bytes += d.len();
+        }
+        self.chunks.push(chunk);
+        if self.bytes >= CHUNK || self.chunks.len() >= Self::MAX_CHUNKS {
+            return self.send();
+        }
+        Ok(())
+    }
+
+    fn send(&mut self) -> Result<(), ()> {
+        if self.chunks.is_empty() {
+            return Ok(());
+        }
+        self.bytes = 0;
+        self.tx.blocking_send(std::mem::take(&mut self.chunks)).map_err(|_| ())
     }
 }
 
@@ -343,7 +382,7 @@ fn read_into(
     path: &Path,
     item: &Item,
     offset: u64,
-    tx: &mpsc::Sender<Chunk>,
+    batch: &mut Batch,
     free: &std::sync::mpsc::Receiver<Vec<u8>>,
 ) -> Result<blake3::Hash, String> {
     let changed = || "it changed after it was offered".to_string();
@@ -372,7 +411,7 @@ fn read_into(
         read_full(&mut file, &mut b)?;
         hasher.update(&b);
         remaining -= want as u64;
-        if tx.blocking_send(Chunk::Data(b)).is_err() {
+        if batch.push(Chunk::Data(b)).is_err() {
             return Err("stopped".into());
         }
     }
