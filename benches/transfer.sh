@@ -16,8 +16,13 @@
 # loopback of one namespace (a throwaway sshd on 127.0.0.1 inside it), and
 # lanyard over that same loopback.
 #
+# Receivers write to a tmpfs mounted for the run (both lanyard and the plain
+# tools), because this machine's shared disk makes file-to-disk figures swing
+# by 2x between runs; RECV_ON_DISK=1 writes to disk instead.
+#
 # Env: LANYARD_BIN (default target/release/lanyard), ROUNDS (default 3),
-#      SIZE_MIB (default 1024), SMALL_FILES (default 10000), LANYARD_KEEP_TMP=1.
+#      SIZE_MIB (default 1024), SMALL_FILES (default 10000), RECV_ON_DISK=1,
+#      LANYARD_KEEP_TMP=1.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -56,6 +61,14 @@ for i in range(n):
     with open(os.path.join(root, "f%05d.dat" % i), "wb") as f:
         f.write(os.urandom(4096))
 PY
+RECV=$TMP/recv
+mkdir -p "$RECV"
+RECV_NOTE="receivers write to disk"
+if [ -z "${RECV_ON_DISK:-}" ]; then
+    mount -t tmpfs -o size=$((SIZE_MIB * 2 + 512))m lanyard-bench "$RECV" || die "cannot mount a tmpfs (set RECV_ON_DISK=1)"
+    RECV_NOTE="receivers write to tmpfs"
+    netns_on_failure() { umount "$RECV" 2>/dev/null || true; }
+fi
 BIG_BYTES=$((SIZE_MIB << 20))
 SMALL_BYTES=$((SMALL_FILES * 4096))
 
@@ -64,9 +77,9 @@ rss_kib() { awk -F': ' '/Maximum resident set size/ {print $2}' "$1"; }
 # lanyard_round NAME HOST_SEND HOST_RECV ADDR PATH: one push; appends "ms send_rss recv_rss".
 lanyard_round() {
     local name=$1 hs=$2 hr=$3 addr=$4 path=$5 t0 t1 serve_pid child
-    rm -rf "$TMP/in" "$TMP/d_recv" "$TMP/d_send"
+    rm -rf "$RECV/in" "$TMP/d_recv" "$TMP/d_send"
     netns_spawn "$hr" "$TMP/serve.jsonl" "$TMP/serve.time" /usr/bin/time -v "$LANYARD_BIN" serve --json --accept-all \
-        --no-mdns --port "$PORT" --nick recv --data-dir "$TMP/d_recv" --download-dir "$TMP/in"
+        --no-mdns --port "$PORT" --nick recv --data-dir "$TMP/d_recv" --download-dir "$RECV/in"
     serve_pid=$NETNS_PID
     wait_for 10 grep -q '"listening"' "$TMP/serve.jsonl" || die "receiver did not start"
     "$LANYARD_BIN" id --data-dir "$TMP/d_send" >/dev/null
@@ -83,7 +96,7 @@ lanyard_round() {
 # nc_round NAME SENDER_CMD RECEIVER_CMD: one plain-tools run; appends ms.
 nc_round() {
     local name=$1 send=$2 recv=$3 t0 t1 rpid
-    rm -rf "$TMP/in" && mkdir -p "$TMP/in"
+    rm -rf "$RECV/in" && mkdir -p "$RECV/in"
     netns_spawn 2 /dev/null "$TMP/nc_recv.err" bash -c "$recv"
     rpid=$NETNS_PID
     # Wait until the listener is up (nc -z would count as the one connection).
@@ -98,13 +111,13 @@ nc_round() {
 for ((r = 1; r <= ROUNDS; r++)); do
     log "round $r/$ROUNDS"
     lanyard_round ly_big 1 2 "$H2:$PORT" "$SRC/big.bin"
-    cmp -s "$SRC/big.bin" "$TMP/in/big.bin" || die "lanyard copy differs"
-    nc_round nc_big "nc -N $H2 $NC_PORT < '$SRC/big.bin'" "nc -l $NC_PORT > '$TMP/in/big.bin'"
-    cmp -s "$SRC/big.bin" "$TMP/in/big.bin" || die "nc copy differs"
+    cmp -s "$SRC/big.bin" "$RECV/in/big.bin" || die "lanyard copy differs"
+    nc_round nc_big "nc -N $H2 $NC_PORT < '$SRC/big.bin'" "nc -l $NC_PORT > '$RECV/in/big.bin'"
+    cmp -s "$SRC/big.bin" "$RECV/in/big.bin" || die "nc copy differs"
     lanyard_round ly_small 1 2 "$H2:$PORT" "$SRC/small"
-    [ "$(find "$TMP/in/small" -type f | wc -l)" -eq "$SMALL_FILES" ] || die "lanyard small files missing"
-    nc_round nc_small "tar c -C '$SRC' small | nc -N $H2 $NC_PORT" "nc -l $NC_PORT | tar x -C '$TMP/in'"
-    [ "$(find "$TMP/in/small" -type f | wc -l)" -eq "$SMALL_FILES" ] || die "tar small files missing"
+    [ "$(find "$RECV/in/small" -type f | wc -l)" -eq "$SMALL_FILES" ] || die "lanyard small files missing"
+    nc_round nc_small "tar c -C '$SRC' small | nc -N $H2 $NC_PORT" "nc -l $NC_PORT | tar x -C '$RECV/in'"
+    [ "$(find "$RECV/in/small" -type f | wc -l)" -eq "$SMALL_FILES" ] || die "tar small files missing"
 done
 
 # scp reference on one namespace's loopback, with a throwaway sshd, key and port.
@@ -128,10 +141,10 @@ CFG
     SSHD_PID=$NETNS_PID
     if wait_for 5 bash -c "ip netns exec $(netns_name 1) ss -ltn | grep -q '127.0.0.1:2222 '"; then
         for ((r = 1; r <= ROUNDS; r++)); do
-            rm -rf "$TMP/in" && mkdir -p "$TMP/in"
+            rm -rf "$RECV/in" && mkdir -p "$RECV/in"
             t0=$(netns_now_ms)
             netns_exec 1 scp -q -c aes128-gcm@openssh.com -i "$TMP/ssh/user" -P 2222 -o StrictHostKeyChecking=no \
-                -o UserKnownHostsFile=/dev/null -o BatchMode=yes "$SRC/big.bin" "root@127.0.0.1:$TMP/in/big.bin" ||
+                -o UserKnownHostsFile=/dev/null -o BatchMode=yes "$SRC/big.bin" "root@127.0.0.1:$RECV/in/big.bin" ||
                 die "scp failed"
             t1=$(netns_now_ms)
             echo "$((t1 - t0))" >>"$TMP/scp_big"
@@ -144,9 +157,11 @@ CFG
     netns_stop "$SSHD_PID" || true
 fi
 
-python3 - "$TMP" "$BIG_BYTES" "$SMALL_BYTES" "$SMALL_FILES" "$SCP_NOTE" <<'PY'
+[ -z "${RECV_ON_DISK:-}" ] && umount "$RECV"
+
+python3 - "$TMP" "$BIG_BYTES" "$SMALL_BYTES" "$SMALL_FILES" "$SCP_NOTE" "$RECV_NOTE" <<'PY'
 import os, statistics, sys
-tmp, big, small, nfiles, scp_note = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+tmp, big, small, nfiles, scp_note, recv_note = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
 def col(name, i=0):
     p = os.path.join(tmp, name)
     if not os.path.exists(p):
@@ -160,7 +175,7 @@ def line(label, nbytes, name):
     print(f"{label:34s} median {med:7.0f} ms  {mbs(nbytes, med):8.1f} MB/s   runs(ms) {ms}")
     return med
 print()
-print("=== lanyard transfer benchmark (between two namespaces unless noted) ===")
+print(f"=== lanyard transfer benchmark (between two namespaces unless noted; {recv_note}) ===")
 a = line(f"lanyard send {big >> 20} MiB", big, "ly_big")
 b = line(f"nc {big >> 20} MiB", big, "nc_big")
 print(f"{'ratio lanyard/nc (throughput)':34s} {b / a:.2f}x   (target >= 0.8x)")
