@@ -87,6 +87,8 @@ pub(crate) struct Plan {
     /// because a commit per file would cost more than a small file's transfer. A crash loses
     /// at most one batch, whose files a resume then sends again (under free names).
     unrecorded: Vec<(String, String, String)>,
+    /// The folder the last file went to (relative, full), already checked and created.
+    last_dir: Option<(PathBuf, PathBuf)>,
 }
 
 /// Placed files recorded per transaction.
@@ -126,7 +128,11 @@ impl Plan {
         items: &[Item],
         comps: Vec<Vec<String>>,
     ) -> Result<Plan, String> {
-        let partials = partial_dir(dest).map_err(|e| format!("cannot use download folder {}: {e}", dest.display()))?;
+        // The message goes to the peer too: it names no local path (the log does).
+        let partials = partial_dir(dest).map_err(|e| {
+            tracing::warn!("cannot use download folder {}: {e}", dest.display());
+            format!("cannot use the download folder: {e}")
+        })?;
         let dest_bytes = dest.to_string_lossy().into_owned();
         // Groups by top-level name, in order of appearance.
         let mut tops: Vec<(String, Vec<usize>)> = Vec::new();
@@ -142,6 +148,7 @@ impl Plan {
             groups: Vec::new(),
             slots: Vec::new(),
             unrecorded: Vec::new(),
+            last_dir: None,
         };
         let mut group_of = vec![0usize; items.len()];
         for (top, members) in &tops {
@@ -288,14 +295,31 @@ impl Plan {
             return Ok(existing);
         }
         let (dir_rel, name) = self.target(i);
-        let dir = create_dirs_safely(&self.dest, &dir_rel)?;
+        // Files of one folder arrive together: check and create their folder once.
+        let dir = match &self.last_dir {
+            Some((rel, full)) if *rel == dir_rel => full.clone(),
+            _ => {
+                let full = create_dirs_safely(&self.dest, &dir_rel)?;
+                self.last_dir = Some((dir_rel, full.clone()));
+                full
+            }
+        };
         let partial = self.slots[i].partial.clone();
         let mut placed = None;
         for _ in 0..PLACE_ATTEMPTS {
             let candidate = dir.join(free_name(&dir, &name, |_| false));
-            // A hard link fails if the name exists: the no-overwrite step, atomic.
+            // Both fail if the name exists: the no-overwrite step, atomic.
+            match rename_noreplace(&partial, &candidate) {
+                Ok(()) => {
+                    placed = Some(candidate);
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(_) => {}
+            }
             match fs::hard_link(&partial, &candidate) {
                 Ok(()) => {
+                    let _ = fs::remove_file(&partial);
                     placed = Some(candidate);
                     break;
                 }
@@ -314,7 +338,6 @@ impl Plan {
             }
         }
         let placed = placed.ok_or_else(|| io::Error::other(format!("no free name for \"{}\"", crate::ui::text::printable(&name))))?;
-        let _ = fs::remove_file(&partial);
         let group = &self.groups[self.slots[i].group];
         if group.folder
             && let Ok(rel) = placed.strip_prefix(&self.dest)
@@ -385,6 +408,24 @@ impl Plan {
         let _ = db.execute("DELETE FROM transfer_files WHERE group_key = ?1", [key]);
         let _ = db.execute("DELETE FROM transfer_groups WHERE key = ?1", [key]);
     }
+}
+
+/// Rename that refuses to replace an existing name (Linux `renameat2(RENAME_NOREPLACE)`): one
+/// step instead of link + unlink. Errors other than `AlreadyExists` mean "not supported here".
+#[cfg(target_os = "linux")]
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let from = CString::new(from.as_os_str().as_bytes())?;
+    let to = CString::new(to.as_os_str().as_bytes())?;
+    // SAFETY: both are valid NUL-terminated strings that outlive the call.
+    let r = unsafe { libc::renameat2(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::RENAME_NOREPLACE) };
+    if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn rename_noreplace(_from: &Path, _to: &Path) -> io::Result<()> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
 }
 
 impl Drop for Plan {

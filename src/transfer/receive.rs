@@ -473,12 +473,13 @@ fn open(plan: &Plan, index: usize, offset: u64) -> std::io::Result<Open> {
     let slot = &plan.slots[index];
     let (mut file, read_only) = match &slot.existing {
         Some(path) => (File::open(path)?, true),
+        // From zero: truncate on open (a stale partial is discarded in the same call).
         None => (
             OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
-                .truncate(false)
+                .truncate(offset == 0)
                 .open(&slot.partial)?,
             false,
         ),
@@ -492,7 +493,7 @@ fn open(plan: &Plan, index: usize, offset: u64) -> std::io::Result<Open> {
         hasher.update(&buf[..n]);
         left -= n as u64;
     }
-    if !read_only {
+    if !read_only && offset > 0 {
         file.set_len(offset)?;
         file.seek(SeekFrom::Start(offset))?;
     }
