@@ -349,7 +349,10 @@ impl Feed<'_> {
                     if len == 0 || len > MAX_SEGMENT || len > remaining {
                         return Err(protocol("bad data segment"));
                     }
-                    let mut buf = self.free_rx.try_recv().unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+                    let mut buf = match self.free_rx.try_recv() {
+                        Ok(b) if b.capacity() >= len as usize => b,
+                        _ => Vec::with_capacity(len as usize),
+                    };
                     buf.clear();
                     let mut left = len as usize;
                     while left > 0 {

@@ -395,20 +395,34 @@ fn read_into(
         return Err(changed());
     }
     let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; CHUNK];
-    let mut left = offset;
-    while left > 0 {
-        let n = left.min(CHUNK as u64) as usize;
-        read_full(&mut file, &mut buf[..n])?;
-        hasher.update(&buf[..n]);
-        left -= n as u64;
+    if offset > 0 {
+        let mut buf = vec![0u8; CHUNK.min(offset as usize)];
+        let mut left = offset;
+        while left > 0 {
+            let n = left.min(CHUNK as u64) as usize;
+            read_full(&mut file, &mut buf[..n])?;
+            hasher.update(&buf[..n]);
+            left -= n as u64;
+        }
     }
     let mut remaining = item.size - offset;
     while remaining > 0 {
-        let mut b = free.try_recv().unwrap_or_else(|_| Vec::with_capacity(CHUNK));
         let want = remaining.min(CHUNK as u64) as usize;
-        b.resize(want, 0);
-        read_full(&mut file, &mut b)?;
+        // A recycled buffer if it is big enough, else one just as big as needed: a 4 KiB file
+        // must not cost a 1 MiB allocation.
+        let mut b = match free.try_recv() {
+            Ok(b) if b.capacity() >= want => b,
+            _ => Vec::with_capacity(want),
+        };
+        b.clear();
+        // Reads into the spare capacity: no zeroing of bytes about to be overwritten.
+        let got = (&mut file)
+            .take(want as u64)
+            .read_to_end(&mut b)
+            .map_err(|e| format!("cannot read it: {e}"))?;
+        if got < want {
+            return Err("it shrank while being sent".into());
+        }
         hasher.update(&b);
         remaining -= want as u64;
         if batch.push(Chunk::Data(b)).is_err() {
