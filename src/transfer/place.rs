@@ -63,6 +63,9 @@ struct Group {
     folder: bool,
     /// The folder's name in the destination (folders only).
     dir_name: String,
+    /// An earlier attempt at this folder chose `dir_name`. Only then can files of it be
+    /// partly or wholly here already: a new folder skips the look for every file.
+    earlier: bool,
 }
 
 pub(crate) struct Slot {
@@ -169,8 +172,17 @@ impl Plan {
             }
             let key = h.finalize().to_hex().to_string();
             let folder = members.iter().any(|&i| items[i].dir || comps[i].len() > 1);
-            let dir_name = if folder { plan.folder_dir(&key, top)? } else { String::new() };
-            plan.groups.push(Group { key, folder, dir_name });
+            let (dir_name, earlier) = if folder {
+                plan.folder_dir(&key, top)?
+            } else {
+                (String::new(), false)
+            };
+            plan.groups.push(Group {
+                key,
+                folder,
+                dir_name,
+                earlier,
+            });
         }
         for (i, (item, comps)) in items.iter().zip(comps).enumerate() {
             let group = &plan.groups[group_of[i]];
@@ -190,7 +202,7 @@ impl Plan {
                 reserved = true;
             }
             let partial = partials.join(format!("{key}.part"));
-            if !item.dir {
+            if !item.dir && (!group.folder || group.earlier) {
                 if group.folder
                     && let Some(done) = plan.done_path(&key)
                     && fs::symlink_metadata(&done).is_ok_and(|m| m.is_file() && m.len() == item.size)
@@ -219,8 +231,8 @@ impl Plan {
     }
 
     /// The folder a top-level folder lands in: the one an earlier attempt chose, if it is
-    /// still there, else a new one under a free name.
-    fn folder_dir(&self, key: &str, top: &str) -> Result<String, String> {
+    /// still there (true), else a new one under a free name (false).
+    fn folder_dir(&self, key: &str, top: &str) -> Result<(String, bool), String> {
         let db = |e: rusqlite::Error| format!("database: {e}");
         let known: Option<String> = self
             .shared
@@ -232,7 +244,7 @@ impl Plan {
         if let Some(dir) = known
             && fs::symlink_metadata(self.dest.join(&dir)).is_ok_and(|m| m.is_dir() && !m.file_type().is_symlink())
         {
-            return Ok(dir);
+            return Ok((dir, true));
         }
         for _ in 0..PLACE_ATTEMPTS {
             let name = free_name(&self.dest, top, |_| false);
@@ -246,7 +258,7 @@ impl Plan {
                             params![key, name, unix_now() as i64],
                         )
                         .map_err(db)?;
-                    return Ok(name);
+                    return Ok((name, false));
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(format!("cannot create folder \"{}\": {e}", crate::ui::text::printable(&name))),
