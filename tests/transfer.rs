@@ -448,12 +448,6 @@ async fn disk_full_fails_the_transfer_and_the_node_carries_on() {
         eprintln!("SKIP disk_full test: cannot mount a tmpfs here");
         return;
     }
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
     let _unmount = Unmount(mnt.path().to_path_buf());
     let a = node("ada", |_| {}).await;
     let downloads = mnt.path().join("in");
@@ -478,6 +472,14 @@ async fn disk_full_fails_the_transfer_and_the_node_carries_on() {
     assert_eq!(std::fs::read(downloads.join("small.txt")).unwrap(), b"fits");
 }
 
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -487,4 +489,69 @@ fn is_root() -> bool {
                 .map(|l| l.split_whitespace().nth(1) == Some("0"))
         })
         .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn control_traffic_flows_while_a_transfer_is_stalled() {
+    let a = node("ada", |_| {}).await;
+    let b = accepting("bob").await;
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("big.bin");
+    write(&file, &pattern(3 << 20, 11));
+    let bob = link(&a, &b).await;
+    a.handle.inject_stall_after(1 << 20);
+    let mut b_events = b.handle.subscribe();
+    let task = a.handle.send(&bob, std::slice::from_ref(&file)).await.unwrap();
+    let id = task.id.clone();
+    wait_for(&mut b_events, |e| match e {
+        Event::Progress(p) if p.transfer == id => Some(()),
+        _ => None,
+    })
+    .await;
+    // The file is stuck mid-way on its own connection; the control connection is not.
+    let mut a_events = a.handle.subscribe();
+    b.handle.set_nick("robert").await.unwrap();
+    let new = wait_for(&mut a_events, |e| match e {
+        Event::PeerRenamed { new, .. } => Some(new.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(new, "robert");
+    assert!(a.handle.cancel_transfer(&id));
+    assert!(matches!(task.wait().await, Err(TransferError::Cancelled(_))));
+}
+
+/// Root only: a download dir on a read-only file system.
+#[tokio::test]
+async fn an_unwritable_download_dir_is_a_clear_error() {
+    if !is_root() {
+        eprintln!("SKIP unwritable test: needs root to mount a read-only tmpfs");
+        return;
+    }
+    let mnt = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m,ro", "tmpfs"])
+        .arg(mnt.path())
+        .status();
+    if !status.is_ok_and(|s| s.success()) {
+        eprintln!("SKIP unwritable test: cannot mount a tmpfs here");
+        return;
+    }
+    let _unmount = Unmount(mnt.path().to_path_buf());
+    let a = node("ada", |_| {}).await;
+    let b = node("bob", |c| {
+        c.accept_all = true;
+        c.download_dir = mnt.path().to_path_buf();
+    })
+    .await;
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("x.txt");
+    write(&file, b"x");
+    let bob = link(&a, &b).await;
+    let err = a.handle.send(&bob, &[file]).await.unwrap().wait().await.unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("Read-only file system") && !msg.contains(&*mnt.path().to_string_lossy()),
+        "{msg}"
+    );
 }
