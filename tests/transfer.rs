@@ -555,3 +555,29 @@ async fn an_unwritable_download_dir_is_a_clear_error() {
         "{msg}"
     );
 }
+
+#[tokio::test]
+async fn a_sender_can_cancel_an_offer_still_waiting_for_an_answer() {
+    let a = node("ada", |_| {}).await;
+    let b = node("bob", |_| {}).await;
+    let _answerer = b.handle.answer_offers();
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("x.txt");
+    write(&file, b"x");
+    let bob = link(&a, &b).await;
+    let mut events = b.handle.subscribe();
+    let task = a.handle.send(&bob, std::slice::from_ref(&file)).await.unwrap();
+    let id = wait_for(&mut events, |e| match e {
+        Event::Offer { transfer, .. } => Some(transfer.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(a.handle.cancel_transfer(&id));
+    assert!(matches!(task.wait().await, Err(TransferError::Cancelled(_))));
+    wait_for(&mut events, |e| match e {
+        Event::Cancelled { transfer, .. } if *transfer == id => Some(()),
+        _ => None,
+    })
+    .await;
+    assert!(!b.handle.answer_offer(&id, true, false), "the offer is gone");
+}

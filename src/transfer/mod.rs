@@ -459,6 +459,11 @@ async fn ask(ctx: &Ctx, items: u32, bytes: u64, names: Vec<String>) -> bool {
     answer
 }
 
+/// Drop an offer nobody will answer any more (the sender left while it waited).
+fn forget_offer(ctx: &Ctx) {
+    lock(&ctx.shared.transfers.offers).remove(&ctx.id);
+}
+
 /// Unix nanoseconds of a file's modification time (0 when the platform has none).
 pub(crate) fn mtime_ns(meta: &std::fs::Metadata) -> u64 {
     meta.modified()

@@ -105,15 +105,22 @@ async fn exchange(
         Decision::Accept => true,
         Decision::Ask => {
             let trusted = ctx.shared.peers().get(&ctx.peer).is_some_and(|p| p.trusted);
-            ctx.shared.config.accept_all
-                || trusted
-                || ask(
-                    ctx,
-                    n as u32,
-                    header.bytes,
-                    items.iter().take(OFFER_NAMES).map(|i| i.path.clone()).collect(),
-                )
-                .await
+            if ctx.shared.config.accept_all || trusted {
+                true
+            } else {
+                let names = items.iter().take(OFFER_NAMES).map(|i| i.path.clone()).collect();
+                // While a person decides, the sender may give up: watch the connection too.
+                tokio::select! {
+                    answer = ask(ctx, n as u32, header.bytes, names) => answer,
+                    msg = next(ctx, reader, None) => {
+                        super::forget_offer(ctx);
+                        return Err(match msg {
+                            Err(stop) => stop,
+                            Ok(other) => protocol(&format!("unexpected {} before the answer", msg_name(&other))),
+                        });
+                    }
+                }
+            }
         }
     };
     if !accept {
