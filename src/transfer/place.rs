@@ -318,8 +318,12 @@ impl Plan {
         };
         let partial = self.slots[i].partial.clone();
         let mut placed = None;
-        for _ in 0..PLACE_ATTEMPTS {
-            let candidate = dir.join(free_name(&dir, &name, |_| false));
+        for attempt in 0..PLACE_ATTEMPTS {
+            // The name as sent first (usually free: the rename itself says if not).
+            let candidate = match attempt {
+                0 => dir.join(&name),
+                _ => dir.join(free_name(&dir, &name, |_| false)),
+            };
             // Both fail if the name exists: the no-overwrite step, atomic.
             match rename_noreplace(&partial, &candidate) {
                 Ok(()) => {

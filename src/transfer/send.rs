@@ -3,7 +3,7 @@
 //! verdicts. A blocking thread reads and hashes 1 MiB chunks ahead of the socket through a
 //! short channel, so memory stays flat whatever the file size.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -429,8 +429,11 @@ fn read_into(
             return Err("stopped".into());
         }
     }
-    match fs::metadata(path) {
+    // The open file's own metadata: no path walk per file; a link count of zero means it was
+    // deleted meanwhile.
+    match file.metadata() {
         Err(_) => return Err("it vanished while being sent".into()),
+        Ok(after) if std::os::unix::fs::MetadataExt::nlink(&after) == 0 => return Err("it vanished while being sent".into()),
         Ok(after) if after.len() != item.size || mtime_ns(&after) != item.mtime => {
             return Err("it changed while being sent".into());
         }
