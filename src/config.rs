@@ -103,6 +103,33 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Push files and folders to one or more peers; exit 0 once every copy is verified
+    #[command(override_usage = "lanyard send PEER... -- PATH...")]
+    Send {
+        /// Recipients: nick, id prefix or HOST:PORT
+        #[arg(required = true, value_name = "PEER")]
+        peers: Vec<String>,
+        /// Files and folders to send (after `--`)
+        #[arg(last = true, required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// List a peer's shared folders
+    Ls {
+        peer: String,
+        /// Folder to list ("share/sub"); the list of shares when absent
+        path: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pull files or folders from a peer's shares, verified and resumable
+    Get {
+        peer: String,
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
+        /// Where to put them (default: the download dir)
+        #[arg(long, value_name = "DIR")]
+        to: Option<PathBuf>,
+    },
     /// Print this node's id, fingerprint and nick
     Id {
         #[arg(long)]
@@ -244,6 +271,30 @@ mod tests {
         let c =
             Config::resolve(&parse(&["lanyard", "--config", cfg, "--data-dir", "/tmp/x", "--nick", "flag", "--port", "1"]).global).unwrap();
         assert_eq!((c.nick.as_str(), c.port), ("flag", 1));
+    }
+
+    #[test]
+    fn send_takes_peers_then_paths_after_the_separator() {
+        let c = parse(&[
+            "lanyard",
+            "send",
+            "ada",
+            "10.0.0.2:7717",
+            "--no-mdns",
+            "--",
+            "a.pdf",
+            "--weird name",
+        ]);
+        match c.command {
+            Some(Command::Send { peers, paths }) => {
+                assert_eq!(peers, vec!["ada", "10.0.0.2:7717"]);
+                assert_eq!(paths, vec![PathBuf::from("a.pdf"), PathBuf::from("--weird name")]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["lanyard", "send", "ada"]).is_err(), "paths are required");
+        let g = parse(&["lanyard", "get", "ada", "docs/a", "docs/b", "--to", "/tmp/x"]);
+        assert!(matches!(g.command, Some(Command::Get { ref paths, to: Some(_), .. }) if paths.len() == 2));
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //!   ([`node::chat`]: delivery, offline queue, history) and the store, and reports
 //!   [`node::Event`]s; every face is a thin layer over it.
 //! - [`store`]: the SQLite database in the data dir.
+//! - [`share`]: the folders served read-only with `--share`.
+//! - [`transfer`]: pushing and pulling files, verified and resumable.
 //! - [`cli`]: the one-shot commands, `serve --json`, and the local control socket.
 //! - [`ui`]: terminal presentation helpers (the TUI grows here).
 
@@ -17,5 +19,7 @@ pub mod config;
 pub mod identity;
 pub mod net;
 pub mod node;
+pub mod share;
 pub mod store;
+pub mod transfer;
 pub mod ui;

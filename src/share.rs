@@ -9,11 +9,12 @@
 //! they may be sent back to the peer.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
+
+use crate::ui::text::printable;
 
 /// Most entries `walk` (and `list`) will produce; a bound on the work and memory one request
 /// can cost us.
@@ -97,33 +98,19 @@ fn is_dangerous_char(c: char) -> bool {
     c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
-/// A peer-supplied path made safe and short for a one-line message. (The same rule as
-/// `transfer::names::printable`, repeated so this module stands on its own.)
+/// A peer-supplied path made safe and short for a one-line message.
 fn shown(s: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i == SHOWN_CHARS {
-            out.push('…');
-            break;
-        }
-        if is_dangerous_char(c) {
-            // Writing into a String cannot fail.
-            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
-        } else {
-            out.push(c);
-        }
+    match s.char_indices().nth(SHOWN_CHARS) {
+        Some((cut, _)) => format!("{}…", printable(&s[..cut])),
+        None => printable(s).into_owned(),
     }
-    out
 }
 
 /// Names we are willing to show and serve. A name a peer could not ask for (see
 /// `split_request`) is left out of listings too, so what is listed can always be fetched.
 fn servable_name(name: &str) -> bool {
     let windows_drive = cfg!(windows) && name.contains(':');
-    !(name.is_empty()
-        || name.contains(['/', '\\'])
-        || name.chars().any(is_dangerous_char)
-        || windows_drive)
+    !(name.is_empty() || name.contains(['/', '\\']) || name.chars().any(is_dangerous_char) || windows_drive)
 }
 
 /// Split a request into its components, refusing anything that could climb or confuse.
@@ -169,9 +156,7 @@ fn split_request(path: &str) -> Result<Vec<&str>, ShareError> {
 /// A missing path and a path through a file are both "not found" to the peer.
 fn io_error(path: &str, error: io::Error) -> ShareError {
     match error.kind() {
-        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => {
-            ShareError::NotFound(path.to_owned())
-        }
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => ShareError::NotFound(path.to_owned()),
         _ => ShareError::Io {
             path: path.to_owned(),
             error,
@@ -181,21 +166,14 @@ fn io_error(path: &str, error: io::Error) -> ShareError {
 
 fn unix_seconds(meta: &fs::Metadata) -> Option<u64> {
     let modified = meta.modified().ok()?;
-    modified
-        .duration_since(UNIX_EPOCH)
-        .ok()
-        .map(|d| d.as_secs())
+    modified.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs())
 }
 
 /// Dirs first, then by name ignoring case, then exactly, so the order is total and stable.
 fn sort_entries<T>(items: &mut [T], key: impl Fn(&T) -> (EntryKind, &str)) {
     items.sort_by_cached_key(|item| {
         let (kind, name) = key(item);
-        (
-            kind == EntryKind::File,
-            name.to_lowercase(),
-            name.to_owned(),
-        )
+        (kind == EntryKind::File, name.to_lowercase(), name.to_owned())
     });
 }
 
@@ -235,21 +213,11 @@ fn inspect(root: &Path, dir: &Path, entry: &fs::DirEntry) -> Option<Child> {
     } else {
         return None;
     };
-    Some(Child {
-        name,
-        path,
-        kind,
-        meta,
-    })
+    Some(Child { name, path, kind, meta })
 }
 
 /// Read and filter a directory, refusing up front if it alone would blow the entry budget.
-fn read_children(
-    root: &Path,
-    dir: &Path,
-    shown_as: &str,
-    budget: usize,
-) -> Result<Vec<Child>, ShareError> {
+fn read_children(root: &Path, dir: &Path, shown_as: &str, budget: usize) -> Result<Vec<Child>, ShareError> {
     let mut children = Vec::new();
     for entry in fs::read_dir(dir).map_err(|e| io_error(shown_as, e))? {
         let entry = entry.map_err(|e| io_error(shown_as, e))?;
@@ -281,10 +249,7 @@ impl Shares {
     pub fn new(dirs: &[PathBuf]) -> Result<Shares, ShareError> {
         let mut roots: BTreeMap<String, PathBuf> = BTreeMap::new();
         for dir in dirs {
-            let bad = |reason: String| ShareError::BadShareDir {
-                dir: dir.clone(),
-                reason,
-            };
+            let bad = |reason: String| ShareError::BadShareDir { dir: dir.clone(), reason };
             let canonical = fs::canonicalize(dir).map_err(|e| match e.kind() {
                 io::ErrorKind::NotFound => bad("no such directory".into()),
                 _ => bad(e.to_string()),
@@ -331,10 +296,7 @@ impl Shares {
         let Some((share, rest)) = comps.split_first() else {
             return Ok(Resolved::Root);
         };
-        let root = self
-            .roots
-            .get(*share)
-            .ok_or_else(|| ShareError::NotShared((*share).to_owned()))?;
+        let root = self.roots.get(*share).ok_or_else(|| ShareError::NotShared((*share).to_owned()))?;
         let mut full = root.clone();
         full.extend(rest);
         let canonical = fs::canonicalize(&full).map_err(|e| io_error(path, e))?;
@@ -446,10 +408,7 @@ impl Shares {
 
 /// The last component of a canonical share root, made safe to use as a share name.
 fn share_base_name(root: &Path) -> String {
-    let raw = root
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let raw = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let name: String = raw
         .chars()
         .map(|c| {
@@ -461,11 +420,7 @@ fn share_base_name(root: &Path) -> String {
         })
         .collect();
     // "/" or "C:\" have no final component.
-    if name.is_empty() {
-        "root".to_owned()
-    } else {
-        name
-    }
+    if name.is_empty() { "root".to_owned() } else { name }
 }
 
 /// State of one `walk`.
@@ -502,28 +457,16 @@ impl Walker<'_> {
 
     /// How a directory is named in errors: the peer's view of it, never our local path.
     fn shown_as(base: &str, rel: &str) -> String {
-        if base.is_empty() {
-            rel.to_owned()
-        } else {
-            format!("{base}/{rel}")
-        }
+        if base.is_empty() { rel.to_owned() } else { format!("{base}/{rel}") }
     }
 
-    fn open(
-        &mut self,
-        root: &Path,
-        dir: PathBuf,
-        rel: String,
-        base: &str,
-    ) -> Result<Frame, ShareError> {
+    fn open(&mut self, root: &Path, dir: PathBuf, rel: String, base: &str) -> Result<Frame, ShareError> {
         self.count()?;
         let budget = self.limit - self.count;
-        let children = read_children(root, &dir, &Self::shown_as(base, &rel), budget).map_err(
-            |e| match e {
-                ShareError::TooManyEntries { .. } => self.too_many(),
-                other => other,
-            },
-        )?;
+        let children = read_children(root, &dir, &Self::shown_as(base, &rel), budget).map_err(|e| match e {
+            ShareError::TooManyEntries { .. } => self.too_many(),
+            other => other,
+        })?;
         Ok(Frame {
             dir,
             rel,
@@ -648,11 +591,7 @@ mod tests {
             assert_eq!(shares.resolve(root).unwrap(), Resolved::Root);
             let entries = shares.list(root).unwrap();
             assert_eq!(names(&entries), ["docs", "Music"]);
-            assert!(
-                entries
-                    .iter()
-                    .all(|e| e.kind == EntryKind::Dir && e.size == 0)
-            );
+            assert!(entries.iter().all(|e| e.kind == EntryKind::Dir && e.size == 0));
             assert!(entries.iter().all(|e| e.modified.is_some()));
         }
     }
@@ -679,9 +618,7 @@ mod tests {
     fn listing_a_file_is_not_a_directory() {
         let (_tmp, docs) = tree();
         let shares = Shares::new(&[docs]).unwrap();
-        assert!(
-            matches!(shares.list("docs/a.txt"), Err(ShareError::NotADirectory(p)) if p == "docs/a.txt")
-        );
+        assert!(matches!(shares.list("docs/a.txt"), Err(ShareError::NotADirectory(p)) if p == "docs/a.txt"));
     }
 
     #[test]
@@ -718,13 +655,8 @@ mod tests {
             assert!(matches!(shares.list(path), Err(ShareError::NotFound(_))));
             assert!(matches!(shares.walk(path), Err(ShareError::NotFound(_))));
         }
-        assert!(
-            matches!(shares.resolve("nosuch/x"), Err(ShareError::NotShared(s)) if s == "nosuch")
-        );
-        assert_eq!(
-            shares.list("docs/nope.txt").unwrap_err().to_string(),
-            "\"docs/nope.txt\" not found"
-        );
+        assert!(matches!(shares.resolve("nosuch/x"), Err(ShareError::NotShared(s)) if s == "nosuch"));
+        assert_eq!(shares.list("docs/nope.txt").unwrap_err().to_string(), "\"docs/nope.txt\" not found");
     }
 
     #[test]
@@ -751,20 +683,14 @@ mod tests {
             "docs/ok\u{202e}fdp.exe",
         ] {
             let err = shares.resolve(path).unwrap_err();
-            assert!(
-                matches!(err, ShareError::InvalidPath { .. }),
-                "{path:?}: {err:?}"
-            );
+            assert!(matches!(err, ShareError::InvalidPath { .. }), "{path:?}: {err:?}");
             assert!(shares.list(path).is_err(), "{path:?}");
             assert!(shares.walk(path).is_err(), "{path:?}");
             let msg = err.to_string();
             assert!(!msg.chars().any(is_dangerous_char), "{msg:?}");
         }
         let huge = format!("docs/{}", "x/".repeat(3000));
-        assert!(matches!(
-            shares.resolve(&huge),
-            Err(ShareError::InvalidPath { .. })
-        ));
+        assert!(matches!(shares.resolve(&huge), Err(ShareError::InvalidPath { .. })));
         assert!(shares.resolve(&huge).unwrap_err().to_string().len() < 300);
     }
 
@@ -799,25 +725,12 @@ mod tests {
             assert!(shares.list(path).is_err());
             assert!(shares.walk(path).is_err());
         }
-        assert!(matches!(
-            shares.resolve("docs/dangling"),
-            Err(ShareError::NotFound(_))
-        ));
+        assert!(matches!(shares.resolve("docs/dangling"), Err(ShareError::NotFound(_))));
 
-        assert_eq!(
-            names(&shares.list("docs").unwrap()),
-            ["empty", "sub", "zdir", "a.txt", "B.txt"]
-        );
-        assert_eq!(
-            names(&shares.list("docs/sub").unwrap()),
-            ["deeper", "c.txt"]
-        );
+        assert_eq!(names(&shares.list("docs").unwrap()), ["empty", "sub", "zdir", "a.txt", "B.txt"]);
+        assert_eq!(names(&shares.list("docs/sub").unwrap()), ["deeper", "c.txt"]);
         let all = shares.walk("").unwrap();
-        assert!(
-            all.files
-                .iter()
-                .all(|f| !f.rel.contains("key") && !f.rel.contains("etc"))
-        );
+        assert!(all.files.iter().all(|f| !f.rel.contains("key") && !f.rel.contains("etc")));
         assert_eq!(all.files.len(), 4);
     }
 
@@ -839,10 +752,7 @@ mod tests {
             }
         );
         let entries = shares.list("docs").unwrap();
-        assert_eq!(
-            names(&entries),
-            ["empty", "sub", "sub-link", "zdir", "a.txt", "B.txt"]
-        );
+        assert_eq!(names(&entries), ["empty", "sub", "sub-link", "zdir", "a.txt", "B.txt"]);
         assert_eq!(entries[2].kind, EntryKind::Dir);
         let sub = shares.list("docs/sub").unwrap();
         assert_eq!(names(&sub), ["deeper", "a-link.txt", "c.txt"]);
@@ -854,14 +764,7 @@ mod tests {
         assert_eq!(walk.files[0].full, canonical.join("a.txt"));
 
         let walk = shares.walk("docs/sub-link").unwrap();
-        assert_eq!(
-            rels(&walk),
-            [
-                "sub-link/deeper/d.txt",
-                "sub-link/a-link.txt",
-                "sub-link/c.txt"
-            ]
-        );
+        assert_eq!(rels(&walk), ["sub-link/deeper/d.txt", "sub-link/a-link.txt", "sub-link/c.txt"]);
     }
 
     #[cfg(unix)]
@@ -873,15 +776,7 @@ mod tests {
         symlink(".", docs.join("sub/deeper/here")).unwrap();
         let shares = Shares::new(&[docs]).unwrap();
         let walk = shares.walk("docs").unwrap();
-        assert_eq!(
-            rels(&walk),
-            [
-                "docs/sub/deeper/d.txt",
-                "docs/sub/c.txt",
-                "docs/a.txt",
-                "docs/B.txt"
-            ]
-        );
+        assert_eq!(rels(&walk), ["docs/sub/deeper/d.txt", "docs/sub/c.txt", "docs/a.txt", "docs/B.txt"]);
         assert_eq!(walk.empty_dirs, ["docs/empty", "docs/zdir/inner-empty"]);
     }
 
@@ -892,15 +787,7 @@ mod tests {
         let canonical = fs::canonicalize(&docs).unwrap();
 
         let walk = shares.walk("docs").unwrap();
-        assert_eq!(
-            rels(&walk),
-            [
-                "docs/sub/deeper/d.txt",
-                "docs/sub/c.txt",
-                "docs/a.txt",
-                "docs/B.txt"
-            ]
-        );
+        assert_eq!(rels(&walk), ["docs/sub/deeper/d.txt", "docs/sub/c.txt", "docs/a.txt", "docs/B.txt"]);
         assert_eq!(walk.empty_dirs, ["docs/empty", "docs/zdir/inner-empty"]);
         let d = &walk.files[0];
         assert_eq!((d.size, &d.full), (4, &canonical.join("sub/deeper/d.txt")));
@@ -937,10 +824,7 @@ mod tests {
         let walk = shares.walk("").unwrap();
         assert_eq!(walk.files.len(), 4);
         assert!(walk.files.iter().all(|f| f.rel.starts_with("docs/")));
-        assert_eq!(
-            walk.empty_dirs,
-            ["docs/empty", "docs/zdir/inner-empty", "other"]
-        );
+        assert_eq!(walk.empty_dirs, ["docs/empty", "docs/zdir/inner-empty", "other"]);
     }
 
     #[test]
@@ -967,15 +851,9 @@ mod tests {
         fs::write(docs.join("esc\u{1b}[2J"), b"").unwrap();
         fs::write(docs.join("back\\slash"), b"").unwrap();
         let shares = Shares::new(&[docs]).unwrap();
-        assert_eq!(
-            names(&shares.list("docs").unwrap()),
-            ["empty", "sub", "zdir", "a.txt", "B.txt"]
-        );
+        assert_eq!(names(&shares.list("docs").unwrap()), ["empty", "sub", "zdir", "a.txt", "B.txt"]);
         assert_eq!(shares.walk("docs").unwrap().files.len(), 4);
-        assert!(matches!(
-            shares.walk("docs/sock"),
-            Err(ShareError::NotFound(_))
-        ));
+        assert!(matches!(shares.walk("docs/sock"), Err(ShareError::NotFound(_))));
     }
 
     #[cfg(target_os = "linux")]

@@ -48,6 +48,18 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (message, peer)
     );
     CREATE INDEX deliveries_by_peer ON deliveries (peer, state, seq);",
+    // Transfers (meant as the third step; see the transfer branch's notes on renumbering).
+    "CREATE TABLE transfer_groups (
+        key TEXT PRIMARY KEY,
+        dir TEXT NOT NULL,
+        updated INTEGER NOT NULL
+    );
+    CREATE TABLE transfer_files (
+        key TEXT PRIMARY KEY,
+        group_key TEXT NOT NULL,
+        path TEXT NOT NULL
+    );
+    CREATE INDEX transfer_files_group ON transfer_files (group_key);",
 ];
 
 pub struct Store {

@@ -17,6 +17,8 @@ use crate::config::Config;
 use crate::net::frame;
 use crate::node::chat::ChatTarget;
 use crate::node::{ChatEntry, NodeHandle, PeerInfo};
+use crate::share::ShareEntry;
+use crate::transfer::{Outcome, Progress};
 
 pub const SOCKET_NAME: &str = "control.sock";
 /// Requests and replies are local but still bounded: a confused client can't make us allocate.
@@ -38,6 +40,21 @@ pub enum Request {
     History {
         peer: String,
         limit: Option<usize>,
+    },
+    /// Push absolute `paths` to every peer in `peers` (nick, id prefix or HOST:PORT).
+    Send {
+        peers: Vec<String>,
+        paths: Vec<PathBuf>,
+    },
+    List {
+        peer: String,
+        path: String,
+    },
+    Get {
+        peer: String,
+        paths: Vec<String>,
+        /// Absolute; the node's download dir when absent.
+        to: Option<PathBuf>,
     },
 }
 
@@ -64,6 +81,24 @@ pub enum Reply {
     History {
         entries: Vec<ChatEntry>,
     },
+    /// Progress of the transfer to or from `peer` (as the user named it).
+    Progress {
+        peer: String,
+        progress: Progress,
+    },
+    /// One recipient's or one pull's result.
+    Finished {
+        peer: String,
+        outcome: Outcome,
+    },
+    /// One recipient could not be served at all.
+    NotDelivered {
+        peer: String,
+        error: String,
+    },
+    Listing {
+        entries: Vec<ShareEntry>,
+    },
     /// The request finished; the command exits 0.
     Done,
     /// The request failed with this one-line message; the command exits non-zero.
@@ -83,6 +118,9 @@ pub async fn execute(node: &NodeHandle, request: Request, out: &mpsc::Sender<Rep
             timeout_ms,
         } => say(node, &peer, &text, queue, Duration::from_millis(timeout_ms), out).await,
         Request::History { peer, limit } => history(node, &peer, limit, out).await,
+        Request::Send { peers, paths } => super::transfer::send(node, peers, paths, out).await,
+        Request::List { peer, path } => super::transfer::list(node, &peer, &path, out).await,
+        Request::Get { peer, paths, to } => super::transfer::get(node, &peer, paths, to, out).await,
     };
     let last = match result {
         Ok(()) => Reply::Done,

@@ -4,6 +4,7 @@
 pub mod local;
 pub mod output;
 mod serve;
+mod transfer;
 
 use anyhow::{Context, Result, bail};
 use std::io::Write;
@@ -37,6 +38,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 timeout,
             } => say(&config, peer, text, queue, timeout).await,
             Command::History { peer, limit, json } => history(&config, peer, limit, json).await,
+            Command::Send { peers, paths } => transfer::send_command(&config, peers, paths).await,
+            Command::Ls { peer, path, json } => transfer::ls_command(&config, peer, path, json).await,
+            Command::Get { peer, paths, to } => transfer::get_command(&config, peer, paths, to).await,
         }
     })
 }

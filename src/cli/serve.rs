@@ -80,6 +80,35 @@ fn human(event: &Event, node: &NodeHandle) -> String {
             let to = node.peer_label(to.as_str());
             format!("message {} delivered to {}", &id[..id.len().min(8)], printable(&to))
         }
+        Event::Offer {
+            transfer,
+            nick,
+            files,
+            bytes,
+            ..
+        } => format!("{} offers {files} files ({bytes} bytes), transfer {transfer}", printable(nick)),
+        Event::Progress(p) => format!(
+            "{} {:?} {}: {} of {} bytes ({}%)",
+            p.transfer,
+            p.direction,
+            printable(&p.file),
+            p.bytes,
+            p.total,
+            p.percent
+        ),
+        Event::FileReceived { path, size, .. } => format!("received {} ({size} bytes)", printable(path)),
+        Event::Done {
+            transfer,
+            files,
+            bytes,
+            failed,
+            ..
+        } => match failed {
+            0 => format!("transfer {transfer} done: {files} files, {bytes} bytes, all verified"),
+            n => format!("transfer {transfer} done: {files} files verified, {n} failed"),
+        },
+        Event::Error { transfer, message, .. } => format!("transfer {transfer} failed: {}", printable(message)),
+        Event::Cancelled { transfer, reason, .. } => format!("transfer {transfer} cancelled: {}", printable(reason)),
     };
     format!("{time} {text}")
 }

@@ -303,6 +303,11 @@ impl SecureReader {
         Ok(true)
     }
 
+    /// Plaintext already decrypted and not yet consumed: reading that much will not wait.
+    pub fn buffered(&self) -> usize {
+        self.end - self.start
+    }
+
     /// Buffered plaintext, refilled from the socket when empty; empty only at a clean close.
     pub async fn read_some(&mut self, max: usize) -> std::io::Result<&[u8]> {
         while self.start == self.end {

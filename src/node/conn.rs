@@ -75,9 +75,10 @@ async fn handle_incoming(shared: Arc<Shared>, sock: TcpStream, addr: SocketAddr)
         Some(Err(reason)) => tracing::info!("dropped connection from {addr}: {reason}"),
         Some(Ok(conn)) => match conn.purpose {
             Purpose::Control => run_control(shared, conn, false).await,
-            Purpose::Transfer => {
-                tracing::info!("dropped transfer connection from {addr}: transfers are not served by this version");
-            }
+            Purpose::Transfer => match pin_and_record(&shared, &conn.remote) {
+                Ok(()) => crate::transfer::serve_incoming(shared, conn).await,
+                Err(reason) => tracing::warn!("refused transfer connection from {addr}: {reason}"),
+            },
         },
     }
 }

@@ -2,7 +2,7 @@
 //! --json`, tests) hold a [`NodeHandle`], call its methods and subscribe to its [`Event`]s.
 
 pub mod chat;
-mod conn;
+pub(crate) mod conn;
 pub mod peers;
 
 use std::collections::{HashMap, VecDeque};
@@ -24,6 +24,7 @@ use crate::identity::{Identity, PeerId, ensure_private_dir};
 use crate::net::discovery::{Advert, Discovery, DiscoveryEvent};
 use crate::net::wire::{Hello, MAX_NICK_BYTES};
 use crate::store::Store;
+use crate::transfer::{Direction, Progress, Registry};
 pub use chat::{ChatEntry, ChatTarget, Delivery, ROOM};
 pub use peers::PeerInfo;
 use peers::PeerTable;
@@ -136,6 +137,45 @@ pub enum Event {
         id: String,
         to: PeerId,
     },
+    /// A peer offers files and a person must answer (`NodeHandle::answer_offer`).
+    Offer {
+        transfer: String,
+        peer: PeerId,
+        nick: String,
+        files: u32,
+        bytes: u64,
+        /// The first few paths offered, as received (neutralise before printing).
+        names: Vec<String>,
+    },
+    Progress(Progress),
+    /// A received file was verified and placed at `path`.
+    FileReceived {
+        transfer: String,
+        peer: PeerId,
+        path: String,
+        size: u64,
+    },
+    /// A transfer finished; `failed` files did not arrive (0: every file verified).
+    Done {
+        transfer: String,
+        peer: PeerId,
+        direction: Direction,
+        files: u32,
+        bytes: u64,
+        failed: u32,
+    },
+    Error {
+        transfer: String,
+        peer: PeerId,
+        direction: Direction,
+        message: String,
+    },
+    Cancelled {
+        transfer: String,
+        peer: PeerId,
+        direction: Direction,
+        reason: String,
+    },
 }
 
 /// State of a `--peer HOST:PORT` target.
@@ -165,6 +205,7 @@ pub(crate) struct Shared {
     discovered: mpsc::UnboundedSender<DiscoveryEvent>,
     discovery: tokio::sync::Mutex<Option<Discovery>>,
     pub(crate) chat: chat::Chat,
+    pub transfers: Registry,
     _lock: File,
 }
 
@@ -256,6 +297,7 @@ impl NodeHandle {
             discovered,
             discovery: tokio::sync::Mutex::new(None),
             chat: chat::Chat::default(),
+            transfers: Registry::default(),
             _lock: lock_file,
         });
         chat::requeue_after_restart(&shared)?;

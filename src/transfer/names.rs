@@ -8,11 +8,12 @@
 //! Linux is also safe when the same code runs on Windows, and vice versa.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::ui::text::printable;
 
 /// Longest single component we accept; the common limit of Linux, macOS and Windows file systems.
 pub const MAX_COMPONENT_BYTES: usize = 255;
@@ -46,17 +47,9 @@ pub enum NameError {
     #[error("refused name \"{}\": it uses a device name reserved by Windows", shown(.0))]
     Reserved(String),
     #[error("refused name \"{}\": {len} bytes is over the {max}-byte limit", shown(.name))]
-    TooLong {
-        name: String,
-        len: usize,
-        max: usize,
-    },
+    TooLong { name: String, len: usize, max: usize },
     #[error("refused name \"{}\": {depth} levels deep is over the limit of {max}", shown(.name))]
-    TooDeep {
-        name: String,
-        depth: usize,
-        max: usize,
-    },
+    TooDeep { name: String, depth: usize, max: usize },
     #[error("refused name \"{}\": {reason}", shown(.name))]
     InvalidComponent { name: String, reason: &'static str },
     #[error(
@@ -77,25 +70,6 @@ pub enum NameError {
 /// shows as `okexe.pdf`.
 fn is_dangerous_char(c: char) -> bool {
     c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
-
-/// Neutralise a string for printing on a terminal: control characters (C0, DEL, C1) and bidi
-/// overrides/isolates become a visible escape such as `\u{1b}`; everything else is unchanged.
-/// Meant for nicks, chat texts and file names received from the network.
-pub fn printable(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(is_dangerous_char) {
-        return Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        if is_dangerous_char(c) {
-            // Writing into a String cannot fail.
-            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
-        } else {
-            out.push(c);
-        }
-    }
-    Cow::Owned(out)
 }
 
 /// A hostile name made safe and short enough for a one-line error message.
@@ -170,9 +144,7 @@ fn component_problem(c: &str) -> Option<Problem> {
     if c.starts_with(char::is_whitespace) || c.ends_with(char::is_whitespace) {
         // Windows silently strips trailing spaces, so "a.exe " would become "a.exe"; leading
         // whitespace mostly serves to make two names look alike.
-        return Some(Problem::Invalid(
-            "leading or trailing whitespace is not allowed",
-        ));
+        return Some(Problem::Invalid("leading or trailing whitespace is not allowed"));
     }
     if c.ends_with('.') {
         // Windows silently strips trailing dots as well.
@@ -196,10 +168,7 @@ fn is_windows_device_name(c: &str) -> bool {
     let prefix: String = chars.by_ref().take(3).collect();
     let rest = chars.as_str();
     (prefix.eq_ignore_ascii_case("COM") || prefix.eq_ignore_ascii_case("LPT"))
-        && matches!(
-            rest,
-            "0" | "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8" | "9" | "¹" | "²" | "³"
-        )
+        && matches!(rest, "0" | "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8" | "9" | "¹" | "²" | "³")
 }
 
 /// Validate one path component from a peer and return it unchanged if safe.
@@ -379,8 +348,7 @@ fn ensure_real_dir(meta: &fs::Metadata, path: &Path) -> io::Result<()> {
 ///
 /// `root` must already exist; an empty `rel` returns `root` unchanged.
 pub fn create_dirs_safely(root: &Path, rel: &Path) -> io::Result<PathBuf> {
-    let comps =
-        checked_components(rel).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let comps = checked_components(rel).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let mut full = root.to_path_buf();
     for c in comps {
         full.push(c);
@@ -442,12 +410,11 @@ fn fit(stem: &str, ext: &str, suffix: &str) -> String {
     // An extension that leaves less than a few characters for the stem is treated as part of
     // the stem, so there is always something left to shorten.
     const MIN_STEM_ROOM: usize = 16;
-    let (stem, ext): (Cow<'_, str>, &str) =
-        if suffix.len() + ext.len() + MIN_STEM_ROOM > MAX_COMPONENT_BYTES {
-            (Cow::Owned(format!("{stem}{ext}")), "")
-        } else {
-            (Cow::Borrowed(stem), ext)
-        };
+    let (stem, ext): (Cow<'_, str>, &str) = if suffix.len() + ext.len() + MIN_STEM_ROOM > MAX_COMPONENT_BYTES {
+        (Cow::Owned(format!("{stem}{ext}")), "")
+    } else {
+        (Cow::Borrowed(stem), ext)
+    };
     let room = MAX_COMPONENT_BYTES.saturating_sub(suffix.len() + ext.len());
     format!("{}{suffix}{ext}", truncate_to(&stem, room))
 }
@@ -463,8 +430,7 @@ fn fit(stem: &str, ext: &str, suffix: &str) -> String {
 /// that reports `AlreadyExists`. A candidate whose existence cannot be checked (permission
 /// denied, say) is offered as free, so that the creation reports the real error.
 pub fn free_name(dir: &Path, name: &str, taken: impl Fn(&str) -> bool) -> String {
-    let is_free =
-        |candidate: &str| !taken(candidate) && fs::symlink_metadata(dir.join(candidate)).is_err();
+    let is_free = |candidate: &str| !taken(candidate) && fs::symlink_metadata(dir.join(candidate)).is_err();
     let (stem, ext) = split_extension(name);
     let first = fit(stem, ext, "");
     if is_free(&first) {
@@ -478,10 +444,7 @@ pub fn free_name(dir: &Path, name: &str, taken: impl Fn(&str) -> bool) -> String
     }
     // Only a predicate that refuses everything gets here; don't loop forever, hand back
     // something that is almost certainly unused and let create_new have the last word.
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     fit(stem, ext, &format!(" ({nanos:x}-{})", std::process::id()))
 }
 
@@ -532,60 +495,30 @@ mod tests {
         for name in catalogue {
             assert!(check_relative(name).is_err(), "accepted {name:?}");
             // Every hostile name must also be refused as a single component.
-            assert!(
-                check_component(name).is_err(),
-                "component accepted {name:?}"
-            );
+            assert!(check_component(name).is_err(), "component accepted {name:?}");
         }
     }
 
     #[test]
     fn refusals_say_why() {
         assert_eq!(refused("../x"), NameError::ParentDir("../x".into()));
-        assert_eq!(
-            refused("a/../../x"),
-            NameError::ParentDir("a/../../x".into())
-        );
+        assert_eq!(refused("a/../../x"), NameError::ParentDir("a/../../x".into()));
         assert_eq!(refused("a\\..\\b"), NameError::ParentDir("a\\..\\b".into()));
         assert_eq!(refused(".."), NameError::ParentDir("..".into()));
-        assert_eq!(
-            refused("/etc/passwd"),
-            NameError::Absolute("/etc/passwd".into())
-        );
-        assert_eq!(
-            refused("\\\\server\\share"),
-            NameError::Absolute("\\\\server\\share".into())
-        );
+        assert_eq!(refused("/etc/passwd"), NameError::Absolute("/etc/passwd".into()));
+        assert_eq!(refused("\\\\server\\share"), NameError::Absolute("\\\\server\\share".into()));
         assert_eq!(refused("C:\\x"), NameError::Absolute("C:\\x".into()));
         assert_eq!(refused("c:x"), NameError::Absolute("c:x".into()));
         assert_eq!(refused("CON"), NameError::Reserved("CON".into()));
         assert_eq!(refused("nul.txt"), NameError::Reserved("nul.txt".into()));
         assert_eq!(refused("com1"), NameError::Reserved("com1".into()));
-        assert_eq!(
-            refused("docs/Lpt9.tar.gz"),
-            NameError::Reserved("docs/Lpt9.tar.gz".into())
-        );
-        assert_eq!(
-            refused("x\u{1b}[2J"),
-            NameError::ControlChar("x\u{1b}[2J".into())
-        );
-        assert_eq!(
-            refused("ok\u{202e}fdp.exe"),
-            NameError::ControlChar("ok\u{202e}fdp.exe".into())
-        );
+        assert_eq!(refused("docs/Lpt9.tar.gz"), NameError::Reserved("docs/Lpt9.tar.gz".into()));
+        assert_eq!(refused("x\u{1b}[2J"), NameError::ControlChar("x\u{1b}[2J".into()));
+        assert_eq!(refused("ok\u{202e}fdp.exe"), NameError::ControlChar("ok\u{202e}fdp.exe".into()));
         assert_eq!(refused("a\0b"), NameError::ControlChar("a\0b".into()));
         assert_eq!(refused(""), NameError::Empty);
         assert_eq!(check_component(""), Err(NameError::Empty));
-        for name in [
-            ".",
-            "a//b",
-            "trailing.",
-            "trailing ",
-            "ab:c",
-            "x/a:b",
-            "a\\b",
-            "x/",
-        ] {
+        for name in [".", "a//b", "trailing.", "trailing ", "ab:c", "x/a:b", "a\\b", "x/"] {
             assert!(
                 matches!(refused(name), NameError::InvalidComponent { .. }),
                 "{name:?}: {:?}",
@@ -615,22 +548,10 @@ mod tests {
             "CONIN$",
             "conout$",
         ] {
-            assert_eq!(
-                check_component(name),
-                Err(NameError::Reserved(name.into())),
-                "{name:?}"
-            );
+            assert_eq!(check_component(name), Err(NameError::Reserved(name.into())), "{name:?}");
         }
         // Merely starting like a device name is fine.
-        for name in [
-            "console",
-            "CONFIG.SYS",
-            "com10",
-            "lpt",
-            "nullable.rs",
-            "auxiliary",
-            "com",
-        ] {
+        for name in ["console", "CONFIG.SYS", "com10", "lpt", "nullable.rs", "auxiliary", "com"] {
             assert_eq!(check_component(name), Ok(name));
         }
     }
@@ -655,10 +576,7 @@ mod tests {
             check_relative("photos/2024/日本語.txt").unwrap(),
             Path::new("photos").join("2024").join("日本語.txt")
         );
-        assert_eq!(
-            check_relative("résumé.pdf").unwrap(),
-            PathBuf::from("résumé.pdf")
-        );
+        assert_eq!(check_relative("résumé.pdf").unwrap(), PathBuf::from("résumé.pdf"));
     }
 
     #[test]
@@ -672,10 +590,7 @@ mod tests {
                 max: MAX_COMPONENT_BYTES
             })
         );
-        assert!(matches!(
-            refused(&format!("a/{long}")),
-            NameError::TooLong { len: 300, .. }
-        ));
+        assert!(matches!(refused(&format!("a/{long}")), NameError::TooLong { len: 300, .. }));
         // 255 bytes of multi-byte characters is fine, one more byte is not.
         let wide = "é".repeat(127) + "x";
         assert_eq!(wide.len(), 255);
@@ -685,13 +600,7 @@ mod tests {
         let components = vec!["y".repeat(200); 25];
         let too_long = components.join("/");
         assert!(too_long.len() > MAX_PATH_BYTES);
-        assert!(matches!(
-            refused(&too_long),
-            NameError::TooLong {
-                max: MAX_PATH_BYTES,
-                ..
-            }
-        ));
+        assert!(matches!(refused(&too_long), NameError::TooLong { max: MAX_PATH_BYTES, .. }));
     }
 
     #[test]
@@ -711,14 +620,7 @@ mod tests {
 
     #[test]
     fn error_messages_are_one_safe_line() {
-        let hostile = [
-            "x\u{1b}[2J",
-            "ok\u{202e}fdp.exe",
-            "a\0b",
-            "new\nline/..",
-            "../\u{9b}x",
-            "CON\u{1b}",
-        ];
+        let hostile = ["x\u{1b}[2J", "ok\u{202e}fdp.exe", "a\0b", "new\nline/..", "../\u{9b}x", "CON\u{1b}"];
         for name in hostile {
             let msg = refused(name).to_string();
             assert!(!msg.chars().any(is_dangerous_char), "{msg:?}");
@@ -742,10 +644,7 @@ mod tests {
     fn printable_escapes_only_what_is_dangerous() {
         assert!(matches!(printable("hello, wörld 🎉"), Cow::Borrowed(_)));
         assert_eq!(printable("a\u{1b}[31mred"), "a\\u{1b}[31mred");
-        assert_eq!(
-            printable("\0\u{7f}\u{80}\u{9f}"),
-            "\\u{0}\\u{7f}\\u{80}\\u{9f}"
-        );
+        assert_eq!(printable("\0\u{7f}\u{80}\u{9f}"), "\\u{0}\\u{7f}\\u{80}\\u{9f}");
         assert_eq!(printable("ok\u{202e}fdp.exe"), "ok\\u{202e}fdp.exe");
         assert_eq!(
             printable("\u{202a}\u{202b}\u{202c}\u{202d}\u{2066}\u{2067}\u{2068}\u{2069}"),
@@ -753,10 +652,7 @@ mod tests {
         );
         assert_eq!(printable("line\nbreak\ttab"), "line\\u{a}break\\u{9}tab");
         // Neighbours of the escaped ranges are left alone.
-        assert_eq!(
-            printable("\u{a0}\u{2029}\u{206a}"),
-            "\u{a0}\u{2029}\u{206a}"
-        );
+        assert_eq!(printable("\u{a0}\u{2029}\u{206a}"), "\u{a0}\u{2029}\u{206a}");
         assert_eq!(printable(""), "");
     }
 
@@ -764,50 +660,26 @@ mod tests {
     fn safe_join_plain() {
         let root = tempfile::tempdir().unwrap();
         let rel = check_relative("a/b/c.txt").unwrap();
-        assert_eq!(
-            safe_join(root.path(), &rel).unwrap(),
-            root.path().join("a/b/c.txt")
-        );
+        assert_eq!(safe_join(root.path(), &rel).unwrap(), root.path().join("a/b/c.txt"));
 
         fs::create_dir_all(root.path().join("a/b")).unwrap();
         fs::write(root.path().join("a/b/c.txt"), b"old").unwrap();
         // An existing final file is the caller's decision, not a refusal.
-        assert_eq!(
-            safe_join(root.path(), &rel).unwrap(),
-            root.path().join("a/b/c.txt")
-        );
+        assert_eq!(safe_join(root.path(), &rel).unwrap(), root.path().join("a/b/c.txt"));
     }
 
     #[test]
     fn safe_join_rechecks_the_relative_path() {
         let root = tempfile::tempdir().unwrap();
         let r = root.path();
-        assert!(matches!(
-            safe_join(r, Path::new("../x")),
-            Err(NameError::ParentDir(_))
-        ));
-        assert!(matches!(
-            safe_join(r, Path::new("a/../../x")),
-            Err(NameError::ParentDir(_))
-        ));
-        assert!(matches!(
-            safe_join(r, Path::new("/etc/passwd")),
-            Err(NameError::Absolute(_))
-        ));
-        assert!(matches!(
-            safe_join(r, Path::new("nul.txt")),
-            Err(NameError::Reserved(_))
-        ));
-        assert!(matches!(
-            safe_join(r, Path::new("./x")),
-            Err(NameError::InvalidComponent { .. })
-        ));
+        assert!(matches!(safe_join(r, Path::new("../x")), Err(NameError::ParentDir(_))));
+        assert!(matches!(safe_join(r, Path::new("a/../../x")), Err(NameError::ParentDir(_))));
+        assert!(matches!(safe_join(r, Path::new("/etc/passwd")), Err(NameError::Absolute(_))));
+        assert!(matches!(safe_join(r, Path::new("nul.txt")), Err(NameError::Reserved(_))));
+        assert!(matches!(safe_join(r, Path::new("./x")), Err(NameError::InvalidComponent { .. })));
         assert_eq!(safe_join(r, Path::new("")), Err(NameError::Empty));
         let deep: PathBuf = std::iter::repeat_n("d", 100).collect();
-        assert!(matches!(
-            safe_join(r, &deep),
-            Err(NameError::TooDeep { .. })
-        ));
+        assert!(matches!(safe_join(r, &deep), Err(NameError::TooDeep { .. })));
     }
 
     #[test]
@@ -833,14 +705,7 @@ mod tests {
         fs::create_dir(root.path().join("real")).unwrap();
         symlink(outside.path().join("f"), root.path().join("real/file-link")).unwrap();
 
-        for rel in [
-            "link/x.txt",
-            "link",
-            "etc/passwd",
-            "dangling",
-            "dangling/x",
-            "real/file-link",
-        ] {
+        for rel in ["link/x.txt", "link", "etc/passwd", "dangling", "dangling/x", "real/file-link"] {
             let rel = check_relative(rel).unwrap();
             assert_eq!(
                 safe_join(root.path(), &rel),
@@ -860,14 +725,8 @@ mod tests {
         let holder = tempfile::tempdir().unwrap();
         let root = holder.path().join("Downloads");
         symlink(real.path(), &root).unwrap();
-        assert_eq!(
-            safe_join(&root, Path::new("x.txt")).unwrap(),
-            root.join("x.txt")
-        );
-        assert_eq!(
-            create_dirs_safely(&root, Path::new("d")).unwrap(),
-            root.join("d")
-        );
+        assert_eq!(safe_join(&root, Path::new("x.txt")).unwrap(), root.join("x.txt"));
+        assert_eq!(create_dirs_safely(&root, Path::new("d")).unwrap(), root.join("d"));
         assert!(real.path().join("d").is_dir());
     }
 
@@ -879,10 +738,7 @@ mod tests {
         assert_eq!(made, root.path().join("a/b/c"));
         assert!(made.is_dir());
         assert_eq!(create_dirs_safely(root.path(), &rel).unwrap(), made);
-        assert_eq!(
-            create_dirs_safely(root.path(), Path::new("")).unwrap(),
-            root.path()
-        );
+        assert_eq!(create_dirs_safely(root.path(), Path::new("")).unwrap(), root.path());
     }
 
     #[test]
@@ -921,19 +777,13 @@ mod tests {
         assert_eq!(split_extension("report.pdf"), ("report", ".pdf"));
         assert_eq!(split_extension("archive.tar.gz"), ("archive", ".tar.gz"));
         assert_eq!(split_extension("archive.TAR.XZ"), ("archive", ".TAR.XZ"));
-        assert_eq!(
-            split_extension("v1.2.3 notes.txt"),
-            ("v1.2.3 notes", ".txt")
-        );
+        assert_eq!(split_extension("v1.2.3 notes.txt"), ("v1.2.3 notes", ".txt"));
         assert_eq!(split_extension(".bashrc"), (".bashrc", ""));
         assert_eq!(split_extension(".config.json"), (".config", ".json"));
         assert_eq!(split_extension("..x"), ("..x", ""));
         assert_eq!(split_extension(".tar.gz"), (".tar", ".gz"));
         assert_eq!(split_extension("notes"), ("notes", ""));
-        assert_eq!(
-            split_extension("Notes. Final version"),
-            ("Notes. Final version", "")
-        );
+        assert_eq!(split_extension("Notes. Final version"), ("Notes. Final version", ""));
         assert_eq!(split_extension("a."), ("a.", ""));
     }
 
@@ -981,10 +831,7 @@ mod tests {
             reserved.contains(c)
         });
         assert_eq!(name, "a (3).txt");
-        assert_eq!(
-            asked.into_inner(),
-            ["a.txt", "a (1).txt", "a (2).txt", "a (3).txt"]
-        );
+        assert_eq!(asked.into_inner(), ["a.txt", "a (1).txt", "a (2).txt", "a (3).txt"]);
 
         // Reserved but absent on disk is still taken.
         assert_eq!(free_name(d, "b.txt", |c| c == "b.txt"), "b (1).txt");

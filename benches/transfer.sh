@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# benches/transfer.sh - how fast does lanyard move files between two lab
+# machines, next to plain tools on the same link?  Prints figures and ratios;
+# never asserts on timing.
+#
+# Two "lab machines" (network namespaces, see tests/netns/lib.sh), mDNS off
+# (peers by address).  Alternating rounds of:
+#   big:   one SIZE_MIB file, `lanyard send` (h1) to `lanyard serve --accept-all` (h2)
+#          vs `nc -N` (h1) into `nc -l > file` (h2)
+#   small: SMALL_FILES files of 4 KiB in one folder, `lanyard send` of the folder
+#          vs `tar c | nc -N` into `nc -l | tar x`
+# Each time runs from just before the sender starts until the receiver has
+# everything (lanyard: `send` exits once every file is verified; nc: the
+# receiving nc/tar exited).  Peak RSS of both lanyard ends from
+# /usr/bin/time -v.  Reference: scp -c aes128-gcm@openssh.com over the
+# loopback of one namespace (a throwaway sshd on 127.0.0.1 inside it), and
+# lanyard over that same loopback.
+#
+# Receivers write to a tmpfs mounted for the run (both lanyard and the plain
+# tools), because this machine's shared disk makes file-to-disk figures swing
+# by 2x between runs; RECV_ON_DISK=1 writes to disk instead.
+#
+# Env: LANYARD_BIN (default target/release/lanyard), ROUNDS (default 3),
+#      SIZE_MIB (default 1024), SMALL_FILES (default 10000), RECV_ON_DISK=1,
+#      LANYARD_KEEP_TMP=1.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=../tests/netns/lib.sh
+. "$HERE/../tests/netns/lib.sh"
+
+NETNS_LOG_TAG=bench/transfer
+need_root
+for c in nc python3 /usr/bin/time tar; do
+    command -v "$c" >/dev/null || die "$c not found (Debian: netcat-openbsd, python3, time, tar)"
+done
+
+REPO_ROOT=$(git -C "$HERE" rev-parse --show-toplevel 2>/dev/null) || REPO_ROOT=$(cd "$HERE/.." && pwd)
+LANYARD_BIN=${LANYARD_BIN:-$REPO_ROOT/target/release/lanyard}
+[ -x "$LANYARD_BIN" ] || die "no release binary at $LANYARD_BIN (run 'cargo build --release')"
+
+ROUNDS=${ROUNDS:-3}
+SIZE_MIB=${SIZE_MIB:-1024}
+SMALL_FILES=${SMALL_FILES:-10000}
+PORT=7717
+NC_PORT=7718
+
+netns_setup 2
+TMP=$NETNS_TMP
+H2=$(netns_addr 2)
+log "binary $LANYARD_BIN; $ROUNDS rounds; ${SIZE_MIB} MiB; $SMALL_FILES small files"
+
+SRC=$TMP/src
+mkdir -p "$SRC"
+head -c $((SIZE_MIB << 20)) /dev/urandom >"$SRC/big.bin"
+python3 - "$SRC/small" "$SMALL_FILES" <<'PY'
+import os, sys
+root, n = sys.argv[1], int(sys.argv[2])
+os.makedirs(root)
+for i in range(n):
+    with open(os.path.join(root, "f%05d.dat" % i), "wb") as f:
+        f.write(os.urandom(4096))
+PY
+RECV=$TMP/recv
+mkdir -p "$RECV"
+RECV_NOTE="receivers write to disk"
+if [ -z "${RECV_ON_DISK:-}" ]; then
+    mount -t tmpfs -o size=$((SIZE_MIB * 2 + 512))m lanyard-bench "$RECV" || die "cannot mount a tmpfs (set RECV_ON_DISK=1)"
+    RECV_NOTE="receivers write to tmpfs"
+    netns_on_failure() { umount "$RECV" 2>/dev/null || true; }
+fi
+BIG_BYTES=$((SIZE_MIB << 20))
+SMALL_BYTES=$((SMALL_FILES * 4096))
+
+rss_kib() { awk -F': ' '/Maximum resident set size/ {print $2}' "$1"; }
+
+# lanyard_round NAME HOST_SEND HOST_RECV ADDR PATH: one push; appends "ms send_rss recv_rss".
+lanyard_round() {
+    local name=$1 hs=$2 hr=$3 addr=$4 path=$5 t0 t1 serve_pid child
+    rm -rf "$RECV/in" "$TMP/d_recv" "$TMP/d_send"
+    netns_spawn "$hr" "$TMP/serve.jsonl" "$TMP/serve.time" /usr/bin/time -v "$LANYARD_BIN" serve --json --accept-all \
+        --no-mdns --port "$PORT" --nick recv --data-dir "$TMP/d_recv" --download-dir "$RECV/in"
+    serve_pid=$NETNS_PID
+    wait_for 10 grep -q '"listening"' "$TMP/serve.jsonl" || die "receiver did not start"
+    "$LANYARD_BIN" id --data-dir "$TMP/d_send" >/dev/null
+    t0=$(netns_now_ms)
+    netns_exec "$hs" /usr/bin/time -v -o "$TMP/send.time" "$LANYARD_BIN" send "$addr" --no-mdns \
+        --data-dir "$TMP/d_send" -- "$path" >"$TMP/send.out" 2>"$TMP/send.err" || die "lanyard send failed: $(tail -n 2 "$TMP/send.err")"
+    t1=$(netns_now_ms)
+    child=$(pgrep -P "$serve_pid" || true)
+    [ -n "$child" ] && kill -TERM "$child"
+    wait "$serve_pid" || true
+    echo "$((t1 - t0)) $(rss_kib "$TMP/send.time") $(rss_kib "$TMP/serve.time")" >>"$TMP/$name"
+}
+
+# nc_round NAME SENDER_CMD RECEIVER_CMD: one plain-tools run; appends ms.
+nc_round() {
+    local name=$1 send=$2 recv=$3 t0 t1 rpid
+    rm -rf "$RECV/in" && mkdir -p "$RECV/in"
+    netns_spawn 2 /dev/null "$TMP/nc_recv.err" bash -c "$recv"
+    rpid=$NETNS_PID
+    # Wait until the listener is up (nc -z would count as the one connection).
+    wait_for 5 bash -c "ip netns exec $(netns_name 2) ss -ltn | grep -q ':$NC_PORT '" || die "nc listener did not start"
+    t0=$(netns_now_ms)
+    netns_exec 1 bash -c "$send" || die "sender failed: $send"
+    wait "$rpid" || die "receiver failed: $(cat "$TMP/nc_recv.err")"
+    t1=$(netns_now_ms)
+    echo "$((t1 - t0))" >>"$TMP/$name"
+}
+
+for ((r = 1; r <= ROUNDS; r++)); do
+    log "round $r/$ROUNDS"
+    lanyard_round ly_big 1 2 "$H2:$PORT" "$SRC/big.bin"
+    cmp -s "$SRC/big.bin" "$RECV/in/big.bin" || die "lanyard copy differs"
+    nc_round nc_big "nc -N $H2 $NC_PORT < '$SRC/big.bin'" "nc -l $NC_PORT > '$RECV/in/big.bin'"
+    cmp -s "$SRC/big.bin" "$RECV/in/big.bin" || die "nc copy differs"
+    lanyard_round ly_small 1 2 "$H2:$PORT" "$SRC/small"
+    [ "$(find "$RECV/in/small" -type f | wc -l)" -eq "$SMALL_FILES" ] || die "lanyard small files missing"
+    nc_round nc_small "tar c -C '$SRC' small | nc -N $H2 $NC_PORT" "nc -l $NC_PORT | tar x -C '$RECV/in'"
+    [ "$(find "$RECV/in/small" -type f | wc -l)" -eq "$SMALL_FILES" ] || die "tar small files missing"
+done
+
+# scp reference on one namespace's loopback, with a throwaway sshd, key and port.
+SCP_NOTE="skipped: no sshd"
+if [ -x /usr/sbin/sshd ] && command -v scp >/dev/null; then
+    mkdir -p /run/sshd "$TMP/ssh"
+    ssh-keygen -q -t ed25519 -N '' -f "$TMP/ssh/host" && ssh-keygen -q -t ed25519 -N '' -f "$TMP/ssh/user"
+    cat >"$TMP/ssh/sshd_config" <<CFG
+ListenAddress 127.0.0.1
+Port 2222
+HostKey $TMP/ssh/host
+AuthorizedKeysFile $TMP/ssh/user.pub
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+UsePAM no
+StrictModes no
+PidFile $TMP/ssh/pid
+Subsystem sftp internal-sftp
+CFG
+    netns_spawn 1 "$TMP/sshd.out" "$TMP/sshd.err" /usr/sbin/sshd -D -e -f "$TMP/ssh/sshd_config"
+    SSHD_PID=$NETNS_PID
+    if wait_for 5 bash -c "ip netns exec $(netns_name 1) ss -ltn | grep -q '127.0.0.1:2222 '"; then
+        for ((r = 1; r <= ROUNDS; r++)); do
+            rm -rf "$RECV/in" && mkdir -p "$RECV/in"
+            t0=$(netns_now_ms)
+            netns_exec 1 scp -q -c aes128-gcm@openssh.com -i "$TMP/ssh/user" -P 2222 -o StrictHostKeyChecking=no \
+                -o UserKnownHostsFile=/dev/null -o BatchMode=yes "$SRC/big.bin" "root@127.0.0.1:$RECV/in/big.bin" ||
+                die "scp failed"
+            t1=$(netns_now_ms)
+            echo "$((t1 - t0))" >>"$TMP/scp_big"
+            lanyard_round ly_loop 1 1 "127.0.0.1:$PORT" "$SRC/big.bin"
+        done
+        SCP_NOTE=""
+    else
+        SCP_NOTE="skipped: sshd did not start ($(tail -n 1 "$TMP/sshd.err"))"
+    fi
+    netns_stop "$SSHD_PID" || true
+fi
+
+[ -z "${RECV_ON_DISK:-}" ] && umount "$RECV"
+
+python3 - "$TMP" "$BIG_BYTES" "$SMALL_BYTES" "$SMALL_FILES" "$SCP_NOTE" "$RECV_NOTE" <<'PY'
+import os, statistics, sys
+tmp, big, small, nfiles, scp_note, recv_note = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
+def col(name, i=0):
+    p = os.path.join(tmp, name)
+    if not os.path.exists(p):
+        return []
+    return [int(l.split()[i]) for l in open(p) if l.strip()]
+def mbs(nbytes, ms):
+    return nbytes / 1e6 / (ms / 1000)
+def line(label, nbytes, name):
+    ms = col(name)
+    med = statistics.median(ms)
+    print(f"{label:34s} median {med:7.0f} ms  {mbs(nbytes, med):8.1f} MB/s   runs(ms) {ms}")
+    return med
+print()
+print(f"=== lanyard transfer benchmark (between two namespaces unless noted; {recv_note}) ===")
+a = line(f"lanyard send {big >> 20} MiB", big, "ly_big")
+b = line(f"nc {big >> 20} MiB", big, "nc_big")
+print(f"{'ratio lanyard/nc (throughput)':34s} {b / a:.2f}x   (target >= 0.8x)")
+c = line(f"lanyard send {nfiles} x 4 KiB", small, "ly_small")
+d = line(f"tar | nc {nfiles} x 4 KiB", small, "nc_small")
+print(f"{'ratio lanyard/tar|nc (throughput)':34s} {d / c:.2f}x   (target >= 0.5x)")
+print(f"{'files per second (lanyard)':34s} {nfiles / (c / 1000):.0f}")
+for name, label in (("ly_big", "big file"), ("ly_small", "small files")):
+    send = max(col(name, 1)) / 1024
+    recv = max(col(name, 2)) / 1024
+    print(f"peak RSS, {label:12s} sender {send:6.1f} MiB  receiver {recv:6.1f} MiB   (target <= 64 MiB)")
+if scp_note:
+    print(f"scp reference: {scp_note}")
+else:
+    s = line(f"scp aes128-gcm {big >> 20} MiB (loopback)", big, "scp_big")
+    l = line(f"lanyard send {big >> 20} MiB (loopback)", big, "ly_loop")
+    print(f"{'ratio lanyard/scp (loopback)':34s} {s / l:.2f}x")
+PY

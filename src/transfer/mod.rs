@@ -1,0 +1,479 @@
+//! File transfer: push (an offer the receiver accepts) and pull (list and get from a peer's
+//! shares), both verified with BLAKE3, resumable, and each on a connection of its own.
+//!
+//! - [`wire`]: the messages and limits of a transfer connection.
+//! - `source`: what a sender offers, built from local paths or from a share.
+//! - `send` / `receive`: the two ends of one stream of files, used by push and pull alike (a
+//!   `Get` is answered with an offer of exactly the requested files).
+//! - `place`: where received bytes live: partial files, resume keys, the final no-overwrite
+//!   placement.
+//! - `pull`: list and get, both ends.
+//! - `progress`: coalesced progress events.
+//! - [`names`]: checks on names that arrive from the network.
+
+pub mod names;
+mod place;
+mod progress;
+mod pull;
+mod receive;
+mod send;
+mod source;
+pub mod wire;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::identity::PeerId;
+use crate::net::secure::SecureConn;
+use crate::net::wire::Purpose;
+use crate::node::{Event, NodeHandle, Shared};
+use crate::share::ShareEntry;
+pub use progress::Progress;
+use wire::{MAX_TRANSFER_FRAME, TransferMsg};
+
+/// How long an offer waits for a person to answer before it counts as rejected.
+const OFFER_ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
+/// A transfer connection must say what it wants this soon.
+const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Send,
+    Receive,
+}
+
+/// How a transfer ended when it did not simply finish.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransferError {
+    #[error("{}", rejected_text(.0))]
+    Rejected(String),
+    #[error("cancelled: {0}")]
+    Cancelled(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+fn rejected_text(reason: &str) -> String {
+    if reason == "rejected" {
+        "rejected".into()
+    } else {
+        format!("rejected: {reason}")
+    }
+}
+
+impl TransferError {
+    fn failed(msg: impl std::fmt::Display) -> Self {
+        TransferError::Failed(msg.to_string())
+    }
+}
+
+/// What a finished transfer did. A transfer "finishes" even if some files failed; `failed`
+/// lists them, and only an empty list means every file was verified.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub transfer: String,
+    /// Files verified at the receiver.
+    pub files: u32,
+    pub bytes: u64,
+    /// Bytes that did not have to move because the receiver already held them (resume).
+    pub resumed: u64,
+    /// (path as offered, reason) for every file or folder that did not arrive.
+    pub failed: Vec<(String, String)>,
+    /// Receiver only: where each verified file now is.
+    pub saved: Vec<PathBuf>,
+}
+
+impl Outcome {
+    pub fn all_ok(&self) -> bool {
+        self.failed.is_empty()
+    }
+}
+
+/// A transfer started by this node.
+pub struct TransferTask {
+    pub id: String,
+    join: JoinHandle<Result<Outcome, TransferError>>,
+}
+
+impl TransferTask {
+    pub async fn wait(self) -> Result<Outcome, TransferError> {
+        self.join
+            .await
+            .unwrap_or_else(|e| Err(TransferError::failed(format!("transfer task ended abnormally: {e}"))))
+    }
+}
+
+struct Active {
+    cancel: CancellationToken,
+}
+
+/// The node's transfer bookkeeping: running transfers (for cancel), offers awaiting an answer,
+/// partial files in use.
+#[derive(Default)]
+pub(crate) struct Registry {
+    active: Mutex<HashMap<String, Active>>,
+    offers: Mutex<HashMap<String, (PeerId, oneshot::Sender<bool>)>>,
+    answerers: AtomicUsize,
+    partials: Mutex<HashSet<String>>,
+    /// Held while placing a file by rename (where hard links are unavailable).
+    placing: Mutex<()>,
+    /// Test hook for the next data stream on this node (see `Fault`).
+    fault: Mutex<Option<Fault>>,
+}
+
+/// What a test makes the next data stream do once this many bytes of one file went by:
+/// stand in, deterministically, for a crash or pulled cable (`Disconnect`) or a slow link that
+/// leaves time to cancel (`Stall`, sender only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fault {
+    Disconnect(u64),
+    Stall(u64),
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Registry {
+    fn take_fault(&self) -> Option<Fault> {
+        lock(&self.fault).take()
+    }
+}
+
+/// One running transfer as both ends see it: who, which way, and how to stop it.
+pub(crate) struct Ctx {
+    pub shared: Arc<Shared>,
+    pub id: String,
+    pub peer: PeerId,
+    pub nick: String,
+    pub direction: Direction,
+    pub cancel: CancellationToken,
+}
+
+impl Ctx {
+    fn new(shared: &Arc<Shared>, wanted_id: Option<&str>, peer: PeerId, nick: String, direction: Direction) -> Ctx {
+        let cancel = CancellationToken::new();
+        let mut active = lock(&shared.transfers.active);
+        let usable = wanted_id.filter(|w| valid_id(w) && !active.contains_key(*w)).map(str::to_string);
+        let id = usable.unwrap_or_else(|| {
+            loop {
+                let candidate = new_id();
+                if !active.contains_key(&candidate) {
+                    break candidate;
+                }
+            }
+        });
+        active.insert(id.clone(), Active { cancel: cancel.clone() });
+        Ctx {
+            shared: shared.clone(),
+            id,
+            peer,
+            nick,
+            direction,
+            cancel,
+        }
+    }
+
+    fn emit(&self, event: Event) {
+        self.shared.emit(event);
+    }
+
+    /// Report the end of the transfer to subscribers, once.
+    fn report(&self, result: &Result<Outcome, TransferError>) {
+        let (transfer, peer, direction) = (self.id.clone(), self.peer.clone(), self.direction);
+        self.emit(match result {
+            Ok(o) => Event::Done {
+                transfer,
+                peer,
+                direction,
+                files: o.files,
+                bytes: o.bytes,
+                failed: o.failed.len() as u32,
+            },
+            Err(TransferError::Cancelled(reason)) => Event::Cancelled {
+                transfer,
+                peer,
+                direction,
+                reason: reason.clone(),
+            },
+            Err(e) => Event::Error {
+                transfer,
+                peer,
+                direction,
+                message: e.to_string(),
+            },
+        });
+    }
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        lock(&self.shared.transfers.active).remove(&self.id);
+    }
+}
+
+fn valid_id(s: &str) -> bool {
+    s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+fn new_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// Keeps offers answerable while held: with none held, offers that need a person are rejected
+/// at once instead of waiting for nobody.
+pub struct Answerer {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Answerer {
+    fn drop(&mut self) {
+        self.shared.transfers.answerers.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl NodeHandle {
+    /// Push files and folders to a peer. Paths that cannot be read fail here, before anything
+    /// is offered.
+    pub async fn send(&self, peer: &PeerId, paths: &[PathBuf]) -> anyhow::Result<TransferTask> {
+        let paths = paths.to_vec();
+        let manifest = tokio::task::spawn_blocking(move || source::from_local(&paths)).await??;
+        let shared = self.shared.clone();
+        let nick = peer_nick(&shared, peer);
+        let ctx = Ctx::new(&shared, None, peer.clone(), nick, Direction::Send);
+        let id = ctx.id.clone();
+        let join = shared.tracker.spawn(async move {
+            let result = match connect(&ctx.shared, &ctx.peer).await {
+                Ok(conn) => send::run(&ctx, conn, manifest).await,
+                Err(e) => Err(e),
+            };
+            ctx.report(&result);
+            result
+        });
+        Ok(TransferTask { id, join })
+    }
+
+    /// List a folder of a peer's shares ("" for the list of shares).
+    pub async fn list(&self, peer: &PeerId, path: &str) -> Result<Vec<ShareEntry>, TransferError> {
+        let conn = connect(&self.shared, peer).await?;
+        pull::list(&self.shared, conn, path).await
+    }
+
+    /// Pull paths from a peer's shares into `to` (default: the download dir).
+    pub async fn get(&self, peer: &PeerId, paths: &[String], to: Option<PathBuf>) -> anyhow::Result<TransferTask> {
+        if paths.is_empty() || paths.len() > wire::MAX_GET_PATHS {
+            anyhow::bail!("give 1 to {} paths", wire::MAX_GET_PATHS);
+        }
+        let shared = self.shared.clone();
+        let dest = to.unwrap_or_else(|| shared.config.download_dir.clone());
+        let nick = peer_nick(&shared, peer);
+        let ctx = Ctx::new(&shared, None, peer.clone(), nick, Direction::Receive);
+        let id = ctx.id.clone();
+        let paths = paths.to_vec();
+        let join = shared.tracker.spawn(async move {
+            let result = match connect(&ctx.shared, &ctx.peer).await {
+                Ok(conn) => pull::get(&ctx, conn, paths, dest).await,
+                Err(e) => Err(e),
+            };
+            ctx.report(&result);
+            result
+        });
+        Ok(TransferTask { id, join })
+    }
+
+    /// Stop a running transfer; both ends remove its partial data. False if no such transfer.
+    pub fn cancel_transfer(&self, id: &str) -> bool {
+        match lock(&self.shared.transfers.active).get(id) {
+            Some(a) => {
+                a.cancel.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Answer an offer announced by `Event::Offer`; `always` also trusts the peer from now on.
+    pub fn answer_offer(&self, id: &str, accept: bool, always: bool) -> bool {
+        let Some((peer, tx)) = lock(&self.shared.transfers.offers).remove(id) else {
+            return false;
+        };
+        if accept && always {
+            if let Err(e) = self.shared.store.set_trusted(&peer, true) {
+                tracing::warn!("cannot record trust: {e}");
+            }
+            self.shared.peers().entry(&peer).trusted = true;
+        }
+        tx.send(accept).is_ok()
+    }
+
+    /// Declare that a face will answer offers for as long as the guard lives.
+    pub fn answer_offers(&self) -> Answerer {
+        self.shared.transfers.answerers.fetch_add(1, Ordering::SeqCst);
+        Answerer {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Test hook: the next file streamed by this node (either direction) breaks its
+    /// connection after `bytes` bytes, as a crash or a pulled cable would.
+    #[doc(hidden)]
+    pub fn inject_disconnect_after(&self, bytes: u64) {
+        *lock(&self.shared.transfers.fault) = Some(Fault::Disconnect(bytes.max(1)));
+    }
+
+    /// Test hook: the next file this node sends stops moving after `bytes` bytes (until the
+    /// transfer is cancelled from either side).
+    #[doc(hidden)]
+    pub fn inject_stall_after(&self, bytes: u64) {
+        *lock(&self.shared.transfers.fault) = Some(Fault::Stall(bytes.max(1)));
+    }
+}
+
+fn peer_nick(shared: &Shared, peer: &PeerId) -> String {
+    shared.peers().get(peer).map(|p| p.nick.clone()).unwrap_or_default()
+}
+
+/// Open a transfer connection of its own to `peer`.
+async fn connect(shared: &Arc<Shared>, peer: &PeerId) -> Result<SecureConn, TransferError> {
+    let addrs = shared.peers().get(peer).map(|p| p.dial_addrs.clone()).unwrap_or_default();
+    if addrs.is_empty() {
+        return Err(TransferError::failed(format!("no known address for peer {}", peer.short())));
+    }
+    let mut last = String::new();
+    for addr in addrs {
+        match crate::node::conn::dial(shared, addr, Some(peer), Purpose::Transfer).await {
+            Ok(conn) => return Ok(conn),
+            Err(e) => last = format!("cannot connect to {addr}: {e}"),
+        }
+    }
+    Err(TransferError::Failed(last))
+}
+
+/// A transfer connection from a peer: an offer to receive, or a list/get on our shares.
+pub(crate) async fn serve_incoming(shared: Arc<Shared>, mut conn: SecureConn) {
+    let Ok(_permit) = shared.conn_slots.clone().try_acquire_owned() else {
+        tracing::warn!("dropped transfer connection from {}: connection limit reached", conn.remote.addr);
+        return;
+    };
+    let first = tokio::select! {
+        _ = shared.cancel.cancelled() => return,
+        r = tokio::time::timeout(FIRST_FRAME_TIMEOUT, conn.reader.read_frame::<TransferMsg>(MAX_TRANSFER_FRAME)) => r,
+    };
+    let from = conn.remote.addr;
+    let msg = match first {
+        Ok(Ok(Some(msg))) => msg,
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => return tracing::info!("dropped transfer connection from {from}: {e}"),
+        Err(_) => return tracing::info!("dropped transfer connection from {from}: said nothing"),
+    };
+    let peer = conn.remote.id.clone();
+    let nick = conn.remote.hello.nick.clone();
+    match msg {
+        TransferMsg::Offer { transfer, items, bytes } => {
+            let ctx = Ctx::new(&shared, Some(&transfer), peer, nick, Direction::Receive);
+            let dest = shared.config.download_dir.clone();
+            let header = receive::Header { items, bytes };
+            let result = receive::run(&ctx, conn, header, &dest, receive::Decision::Ask).await;
+            log_end(&ctx, &result);
+            ctx.report(&result);
+        }
+        TransferMsg::List { path } => pull::serve_list(&shared, conn, &path).await,
+        TransferMsg::Get { transfer, paths } => {
+            let ctx = Ctx::new(&shared, Some(&transfer), peer, nick, Direction::Send);
+            let result = pull::serve_get(&ctx, conn, paths).await;
+            log_end(&ctx, &result);
+            ctx.report(&result);
+        }
+        other => {
+            tracing::info!(
+                "dropped transfer connection from {from}: unexpected first message {}",
+                msg_name(&other)
+            );
+        }
+    }
+}
+
+fn log_end(ctx: &Ctx, result: &Result<Outcome, TransferError>) {
+    match result {
+        Ok(o) if o.all_ok() => tracing::info!("transfer {} with {}: {} files verified", ctx.id, ctx.peer.short(), o.files),
+        Ok(o) => tracing::info!("transfer {} with {}: {} files failed", ctx.id, ctx.peer.short(), o.failed.len()),
+        Err(e) => tracing::info!("transfer {} with {}: {e}", ctx.id, ctx.peer.short()),
+    }
+}
+
+/// A message's kind, for logs and protocol errors (never its hostile contents).
+pub(crate) fn msg_name(m: &TransferMsg) -> &'static str {
+    match m {
+        TransferMsg::Offer { .. } => "offer",
+        TransferMsg::Items { .. } => "items",
+        TransferMsg::List { .. } => "list",
+        TransferMsg::Get { .. } => "get",
+        TransferMsg::Listing { .. } => "listing",
+        TransferMsg::Accept { .. } => "accept",
+        TransferMsg::Reject { .. } => "reject",
+        TransferMsg::FileStart { .. } => "file_start",
+        TransferMsg::Data { .. } => "data",
+        TransferMsg::FileEnd { .. } => "file_end",
+        TransferMsg::FileAbort { .. } => "file_abort",
+        TransferMsg::FileOk { .. } => "file_ok",
+        TransferMsg::FileFailed { .. } => "file_failed",
+        TransferMsg::Done => "done",
+        TransferMsg::Cancel { .. } => "cancel",
+        TransferMsg::Error { .. } => "error",
+    }
+}
+
+/// Ask the faces about an offer; false when nobody can answer, nobody does in time, or the
+/// transfer is cancelled meanwhile.
+async fn ask(ctx: &Ctx, items: u32, bytes: u64, names: Vec<String>) -> bool {
+    let reg = &ctx.shared.transfers;
+    if reg.answerers.load(Ordering::SeqCst) == 0 {
+        return false;
+    }
+    let (tx, rx) = oneshot::channel();
+    lock(&reg.offers).insert(ctx.id.clone(), (ctx.peer.clone(), tx));
+    ctx.emit(Event::Offer {
+        transfer: ctx.id.clone(),
+        peer: ctx.peer.clone(),
+        nick: ctx.nick.clone(),
+        files: items,
+        bytes,
+        names,
+    });
+    let answer = tokio::select! {
+        r = rx => r.unwrap_or(false),
+        _ = tokio::time::sleep(OFFER_ANSWER_TIMEOUT) => false,
+        _ = ctx.cancel.cancelled() => false,
+        _ = ctx.shared.cancel.cancelled() => false,
+    };
+    lock(&reg.offers).remove(&ctx.id);
+    answer
+}
+
+/// Drop an offer nobody will answer any more (the sender left while it waited).
+fn forget_offer(ctx: &Ctx) {
+    lock(&ctx.shared.transfers.offers).remove(&ctx.id);
+}
+
+/// Unix nanoseconds of a file's modification time (0 when the platform has none).
+pub(crate) fn mtime_ns(meta: &std::fs::Metadata) -> u64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// The top-level name of a manifest path.
+pub(crate) fn top_of(path: &str) -> &str {
+    path.split('/').next().unwrap_or(path)
+}

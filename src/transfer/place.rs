@@ -1,0 +1,489 @@
+//! Where received bytes live. Each file is written to a partial file in a hidden folder inside
+//! the destination (same file system, so placing it is a link, not a copy) and appears under
+//! its final name only once verified, under a name that did not exist before: nothing is ever
+//! overwritten, nothing half-written ever sits under a final name.
+//!
+//! Resume: a partial file is named after a key of (sender, destination, path, size, source
+//! mtime, and the rest of its folder), so offering the same thing again finds it. A folder
+//! keeps the top-level name it was given on the first attempt (recorded in the store), and
+//! files of it already placed then are verified again instead of sent again.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rusqlite::{OptionalExtension, params};
+
+use super::names::{check_relative, create_dirs_safely, free_name};
+use super::wire::Item;
+use super::{lock, new_id};
+use crate::identity::PeerId;
+use crate::node::Shared;
+use crate::store::unix_now;
+
+pub(crate) const PARTIAL_DIR: &str = ".lanyard-partial";
+/// Attempts at a free name before giving up (each loses a race to another writer).
+const PLACE_ATTEMPTS: usize = 100;
+
+/// Check every path of an offer: safe names, no duplicates, nothing that is both a file and a
+/// folder. Returns each path's components.
+pub(crate) fn validate(items: &[Item]) -> Result<Vec<Vec<String>>, String> {
+    let mut out = Vec::with_capacity(items.len());
+    let mut seen = HashSet::new();
+    for item in items {
+        let rel = check_relative(&item.path).map_err(|e| e.to_string())?;
+        let comps: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+        if comps.first().is_some_and(|t| t == PARTIAL_DIR) {
+            return Err(format!("refused name \"{PARTIAL_DIR}\": it is reserved for partial files"));
+        }
+        if !seen.insert(comps.join("/")) {
+            return Err(format!("\"{}\" is offered twice", crate::ui::text::printable(&item.path)));
+        }
+        out.push(comps);
+    }
+    let files: HashSet<String> = items.iter().zip(&out).filter(|(i, _)| !i.dir).map(|(_, c)| c.join("/")).collect();
+    for comps in &out {
+        for n in 1..comps.len() {
+            let prefix = comps[..n].join("/");
+            if files.contains(&prefix) {
+                return Err(format!(
+                    "\"{}\" is offered both as a file and as a folder",
+                    crate::ui::text::printable(&prefix)
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+struct Group {
+    key: String,
+    folder: bool,
+    /// The folder's name in the destination (folders only).
+    dir_name: String,
+    /// An earlier attempt at this folder chose `dir_name`. Only then can files of it be
+    /// partly or wholly here already: a new folder skips the look for every file.
+    earlier: bool,
+}
+
+pub(crate) struct Slot {
+    key: String,
+    pub partial: PathBuf,
+    /// Bytes already held (the whole file when `existing` is set).
+    pub offset: u64,
+    /// A file placed by an earlier attempt at this same folder, to be verified again.
+    pub existing: Option<PathBuf>,
+    group: usize,
+    comps: Vec<String>,
+    pub dir: bool,
+    reserved: bool,
+}
+
+pub(crate) struct Plan {
+    shared: Arc<Shared>,
+    dest: PathBuf,
+    groups: Vec<Group>,
+    pub slots: Vec<Slot>,
+    /// Placed files of folders, not yet recorded: written in batches, one transaction each,
+    /// because a commit per file would cost more than a small file's transfer. A crash loses
+    /// at most one batch, whose files a resume then sends again (under free names).
+    unrecorded: Vec<(String, String, String)>,
+    /// The folder the last file went to (relative, full), already checked and created.
+    last_dir: Option<(PathBuf, PathBuf)>,
+}
+
+/// Placed files recorded per transaction.
+const RECORD_BATCH: usize = 256;
+
+fn key_of(parts: &[&[u8]]) -> blake3::Hasher {
+    let mut h = blake3::Hasher::new();
+    for p in parts {
+        h.update(&(p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    h
+}
+
+/// The destination folder and its partial folder, created if missing. The destination is the
+/// user's choice and trusted; the partial folder must be a real folder, not a planted link.
+fn partial_dir(dest: &Path) -> io::Result<PathBuf> {
+    fs::create_dir_all(dest)?;
+    let dir = dest.join(PARTIAL_DIR);
+    match fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let meta = fs::symlink_metadata(&dir)?;
+    if !meta.is_dir() || meta.file_type().is_symlink() {
+        return Err(io::Error::other(format!("{} is not a folder", dir.display())));
+    }
+    Ok(dir)
+}
+
+impl Plan {
+    pub(crate) fn prepare(
+        shared: &Arc<Shared>,
+        sender: &PeerId,
+        dest: &Path,
+        items: &[Item],
+        comps: Vec<Vec<String>>,
+    ) -> Result<Plan, String> {
+        // The message goes to the peer too: it names no local path (the log does).
+        let partials = partial_dir(dest).map_err(|e| {
+            tracing::warn!("cannot use download folder {}: {e}", dest.display());
+            format!("cannot use the download folder: {e}")
+        })?;
+        let dest_bytes = dest.to_string_lossy().into_owned();
+        // Groups by top-level name, in order of appearance.
+        let mut tops: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, c) in comps.iter().enumerate() {
+            match tops.iter_mut().find(|(t, _)| *t == c[0]) {
+                Some((_, members)) => members.push(i),
+                None => tops.push((c[0].clone(), vec![i])),
+            }
+        }
+        let mut plan = Plan {
+            shared: shared.clone(),
+            dest: dest.to_path_buf(),
+            groups: Vec::new(),
+            slots: Vec::new(),
+            unrecorded: Vec::new(),
+            last_dir: None,
+        };
+        let mut group_of = vec![0usize; items.len()];
+        for (top, members) in &tops {
+            let mut h = key_of(&[
+                b"lanyard-group-v1",
+                sender.as_str().as_bytes(),
+                dest_bytes.as_bytes(),
+                top.as_bytes(),
+            ]);
+            for &i in members {
+                let it = &items[i];
+                h.update(it.path.as_bytes());
+                h.update(&[0]);
+                h.update(&it.size.to_le_bytes());
+                h.update(&it.mtime.to_le_bytes());
+                h.update(&[it.dir as u8]);
+                group_of[i] = plan.groups.len();
+            }
+            let key = h.finalize().to_hex().to_string();
+            let folder = members.iter().any(|&i| items[i].dir || comps[i].len() > 1);
+            let (dir_name, earlier) = if folder {
+                plan.folder_dir(&key, top)?
+            } else {
+                (String::new(), false)
+            };
+            plan.groups.push(Group {
+                key,
+                folder,
+                dir_name,
+                earlier,
+            });
+        }
+        for (i, (item, comps)) in items.iter().zip(comps).enumerate() {
+            let group = &plan.groups[group_of[i]];
+            let mut key = key_of(&[group.key.as_bytes(), item.path.as_bytes()]);
+            key.update(&item.size.to_le_bytes());
+            key.update(&item.mtime.to_le_bytes());
+            let mut key = key.finalize().to_hex().to_string();
+            let mut reserved = false;
+            let (mut offset, mut existing) = (0, None);
+            if !item.dir {
+                let mut in_use = lock(&shared.transfers.partials);
+                if !in_use.insert(key.clone()) {
+                    // The same file is arriving on another connection right now: no resume.
+                    key = format!("{key}-{}", new_id());
+                    in_use.insert(key.clone());
+                }
+                reserved = true;
+            }
+            let partial = partials.join(format!("{key}.part"));
+            if !item.dir && (!group.folder || group.earlier) {
+                if group.folder
+                    && let Some(done) = plan.done_path(&key)
+                    && fs::symlink_metadata(&done).is_ok_and(|m| m.is_file() && m.len() == item.size)
+                {
+                    offset = item.size;
+                    existing = Some(done);
+                } else if let Ok(meta) = fs::symlink_metadata(&partial)
+                    && meta.is_file()
+                    && meta.len() <= item.size
+                {
+                    offset = meta.len();
+                }
+            }
+            plan.slots.push(Slot {
+                key,
+                partial,
+                offset,
+                existing,
+                group: group_of[i],
+                comps,
+                dir: item.dir,
+                reserved,
+            });
+        }
+        Ok(plan)
+    }
+
+    /// The folder a top-level folder lands in: the one an earlier attempt chose, if it is
+    /// still there (true), else a new one under a free name (false).
+    fn folder_dir(&self, key: &str, top: &str) -> Result<(String, bool), String> {
+        let db = |e: rusqlite::Error| format!("database: {e}");
+        let known: Option<String> = self
+            .shared
+            .store
+            .lock()
+            .query_row("SELECT dir FROM transfer_groups WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(db)?;
+        if let Some(dir) = known
+            && fs::symlink_metadata(self.dest.join(&dir)).is_ok_and(|m| m.is_dir() && !m.file_type().is_symlink())
+        {
+            return Ok((dir, true));
+        }
+        for _ in 0..PLACE_ATTEMPTS {
+            let name = free_name(&self.dest, top, |_| false);
+            match fs::create_dir(self.dest.join(&name)) {
+                Ok(()) => {
+                    self.shared
+                        .store
+                        .lock()
+                        .execute(
+                            "INSERT OR REPLACE INTO transfer_groups (key, dir, updated) VALUES (?1, ?2, ?3)",
+                            params![key, name, unix_now() as i64],
+                        )
+                        .map_err(db)?;
+                    return Ok((name, false));
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(format!("cannot create folder \"{}\": {e}", crate::ui::text::printable(&name))),
+            }
+        }
+        Err(format!("no free name for folder \"{}\"", crate::ui::text::printable(top)))
+    }
+
+    fn done_path(&self, key: &str) -> Option<PathBuf> {
+        let rel: Option<String> = self
+            .shared
+            .store
+            .lock()
+            .query_row("SELECT path FROM transfer_files WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .ok()
+            .flatten();
+        rel.map(|r| self.dest.join(r))
+    }
+
+    /// The folder (relative to the destination) where item `i` lands, and its own name.
+    fn target(&self, i: usize) -> (PathBuf, String) {
+        let slot = &self.slots[i];
+        let group = &self.groups[slot.group];
+        let last = slot.comps.last().cloned().unwrap_or_default();
+        if !group.folder {
+            return (PathBuf::new(), last);
+        }
+        let mut dir = PathBuf::from(&group.dir_name);
+        if slot.comps.len() > 1 {
+            dir.extend(&slot.comps[1..slot.comps.len() - 1]);
+        }
+        (dir, last)
+    }
+
+    /// Recreate a folder item.
+    pub(crate) fn make_dir(&self, i: usize) -> io::Result<PathBuf> {
+        let (dir, last) = self.target(i);
+        let rel = if self.slots[i].comps.len() == 1 { dir } else { dir.join(last) };
+        create_dirs_safely(&self.dest, &rel)
+    }
+
+    /// Put a verified file under a free final name; returns where it went.
+    pub(crate) fn place(&mut self, i: usize) -> io::Result<PathBuf> {
+        if let Some(existing) = self.slots[i].existing.clone() {
+            return Ok(existing);
+        }
+        let (dir_rel, name) = self.target(i);
+        // Files of one folder arrive together: check and create their folder once.
+        let dir = match &self.last_dir {
+            Some((rel, full)) if *rel == dir_rel => full.clone(),
+            _ => {
+                let full = create_dirs_safely(&self.dest, &dir_rel)?;
+                self.last_dir = Some((dir_rel, full.clone()));
+                full
+            }
+        };
+        let partial = self.slots[i].partial.clone();
+        let mut placed = None;
+        for attempt in 0..PLACE_ATTEMPTS {
+            // The name as sent first (usually free: the rename itself says if not).
+            let candidate = match attempt {
+                0 => dir.join(&name),
+                _ => dir.join(free_name(&dir, &name, |_| false)),
+            };
+            // Both fail if the name exists: the no-overwrite step, atomic.
+            match rename_noreplace(&partial, &candidate) {
+                Ok(()) => {
+                    placed = Some(candidate);
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(_) => {}
+            }
+            match fs::hard_link(&partial, &candidate) {
+                Ok(()) => {
+                    let _ = fs::remove_file(&partial);
+                    placed = Some(candidate);
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(_) => {
+                    // File systems without hard links: rename, under the node's lock so no other
+                    // transfer of ours can take the name between the check and the rename.
+                    let _guard = lock(&self.shared.transfers.placing);
+                    if fs::symlink_metadata(&candidate).is_ok() {
+                        continue;
+                    }
+                    fs::rename(&partial, &candidate)?;
+                    placed = Some(candidate);
+                    break;
+                }
+            }
+        }
+        let placed = placed.ok_or_else(|| io::Error::other(format!("no free name for \"{}\"", crate::ui::text::printable(&name))))?;
+        let group = &self.groups[self.slots[i].group];
+        if group.folder
+            && let Ok(rel) = placed.strip_prefix(&self.dest)
+        {
+            self.unrecorded
+                .push((self.slots[i].key.clone(), group.key.clone(), rel.to_string_lossy().into_owned()));
+            if self.unrecorded.len() >= RECORD_BATCH {
+                self.record();
+            }
+        }
+        self.slots[i].existing = Some(placed.clone());
+        Ok(placed)
+    }
+
+    fn record(&mut self) {
+        if self.unrecorded.is_empty() {
+            return;
+        }
+        let mut db = self.shared.store.lock();
+        let result = (|| -> rusqlite::Result<()> {
+            let tx = db.transaction()?;
+            {
+                let mut stmt = tx.prepare("INSERT OR REPLACE INTO transfer_files (key, group_key, path) VALUES (?1, ?2, ?3)")?;
+                for (key, group, path) in &self.unrecorded {
+                    stmt.execute(params![key, group, path])?;
+                }
+            }
+            tx.commit()
+        })();
+        if let Err(e) = result {
+            tracing::warn!("cannot record received files for resume: {e}");
+        }
+        self.unrecorded.clear();
+    }
+
+    /// Drop the bytes of a file that can never be completed as offered (hash mismatch, changed
+    /// source).
+    pub(crate) fn discard(&self, i: usize) {
+        let _ = fs::remove_file(&self.slots[i].partial);
+    }
+
+    /// After the last file: folders whose every item arrived need no resume record any more.
+    pub(crate) fn finish(&mut self, ok: &[bool]) {
+        self.record();
+        for (g, group) in self.groups.iter().enumerate() {
+            let complete = self.slots.iter().zip(ok).filter(|(s, _)| s.group == g).all(|(_, ok)| *ok);
+            if complete && group.folder {
+                self.forget_group(&group.key);
+            }
+        }
+    }
+
+    /// Cancelled: remove every partial file and forget the folders' resume records.
+    pub(crate) fn cancel(&mut self) {
+        self.unrecorded.clear();
+        for slot in &self.slots {
+            if !slot.dir && slot.existing.is_none() {
+                let _ = fs::remove_file(&slot.partial);
+            }
+        }
+        for group in &self.groups {
+            self.forget_group(&group.key);
+        }
+    }
+
+    fn forget_group(&self, key: &str) {
+        let db = self.shared.store.lock();
+        let _ = db.execute("DELETE FROM transfer_files WHERE group_key = ?1", [key]);
+        let _ = db.execute("DELETE FROM transfer_groups WHERE key = ?1", [key]);
+    }
+}
+
+/// Rename that refuses to replace an existing name (Linux `renameat2(RENAME_NOREPLACE)`): one
+/// step instead of link + unlink. Errors other than `AlreadyExists` mean "not supported here".
+#[cfg(target_os = "linux")]
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let from = CString::new(from.as_os_str().as_bytes())?;
+    let to = CString::new(to.as_os_str().as_bytes())?;
+    // SAFETY: both are valid NUL-terminated strings that outlive the call.
+    let r = unsafe { libc::renameat2(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::RENAME_NOREPLACE) };
+    if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn rename_noreplace(_from: &Path, _to: &Path) -> io::Result<()> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
+impl Drop for Plan {
+    fn drop(&mut self) {
+        self.record();
+        let mut in_use = lock(&self.shared.transfers.partials);
+        for slot in self.slots.iter().filter(|s| s.reserved) {
+            in_use.remove(&slot.key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(path: &str, dir: bool) -> Item {
+        Item {
+            path: path.into(),
+            size: 1,
+            mtime: 0,
+            dir,
+        }
+    }
+
+    #[test]
+    fn hostile_or_inconsistent_offers_are_refused() {
+        for bad in [
+            vec![item("../x", false)],
+            vec![item("/etc/passwd", false)],
+            vec![item("a/../../x", false)],
+            vec![item("C:/x", false)],
+            vec![item("a\u{1b}[2J", false)],
+            vec![item("NUL", false)],
+            vec![item(".lanyard-partial/x", false)],
+            vec![item("a", false), item("a", false)],
+            vec![item("a", false), item("a/b", false)],
+            vec![item("", false)],
+        ] {
+            assert!(validate(&bad).is_err(), "{bad:?}");
+        }
+        let ok = validate(&[item("d/a.txt", false), item("d/e", true), item("é 日本.pdf", false)]).unwrap();
+        assert_eq!(ok[0], vec!["d", "a.txt"]);
+    }
+}

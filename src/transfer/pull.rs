@@ -1,0 +1,168 @@
+//! Pull, both ends: `List` answers with a listing of one folder of our shares; `Get` answers
+//! with an offer of exactly the requested files, streamed like a push. Only what lies inside a
+//! share can be listed or read (`crate::share` enforces it); errors name only what the peer
+//! asked for, never our local paths.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::receive::{self, Decision, Header};
+use super::send;
+use super::source;
+use super::wire::{LIST_FRAME_ENTRIES, MAX_GET_PATHS, MAX_LIST_ENTRIES, MAX_TRANSFER_FRAME, TransferMsg, bounded};
+use super::{Ctx, Outcome, TransferError, msg_name};
+use crate::net::secure::{SecureConn, SecureWriter};
+use crate::node::Shared;
+use crate::share::{ShareEntry, Shares};
+use crate::ui::text::printable;
+
+/// How long a peer may take to answer a list or get request.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+
+async fn refuse(writer: &mut SecureWriter, message: &str) {
+    let _ = writer.send(&TransferMsg::Error { message: bounded(message) }).await;
+    writer.shutdown().await;
+}
+
+fn shares_of(shared: &Shared) -> Result<Shares, String> {
+    if shared.config.shares.is_empty() {
+        return Err("nothing is shared here".into());
+    }
+    Shares::new(&shared.config.shares).map_err(|e| {
+        tracing::warn!("cannot serve shares: {e}");
+        "the shared folders are unavailable".to_string()
+    })
+}
+
+fn peer_error(message: &str) -> TransferError {
+    TransferError::Failed(printable(&bounded(message)).into_owned())
+}
+
+/// Client: the listing of `path` on the peer.
+pub(crate) async fn list(shared: &Arc<Shared>, mut conn: SecureConn, path: &str) -> Result<Vec<ShareEntry>, TransferError> {
+    conn.writer
+        .send(&TransferMsg::List { path: path.to_string() })
+        .await
+        .map_err(|e| TransferError::Failed(format!("connection lost: {e}")))?;
+    let mut out = Vec::new();
+    loop {
+        let frame = tokio::select! {
+            _ = shared.cancel.cancelled() => return Err(TransferError::Failed("this node is shutting down".into())),
+            r = tokio::time::timeout(ANSWER_TIMEOUT, conn.reader.read_frame::<TransferMsg>(MAX_TRANSFER_FRAME)) => r,
+        };
+        match frame {
+            Err(_) => return Err(TransferError::Failed("the peer did not answer".into())),
+            Ok(Err(e)) => return Err(TransferError::Failed(format!("connection lost: {e}"))),
+            Ok(Ok(None)) => return Err(TransferError::Failed("the peer closed the connection".into())),
+            Ok(Ok(Some(TransferMsg::Listing { entries, more }))) => {
+                if out.len() + entries.len() > MAX_LIST_ENTRIES {
+                    return Err(TransferError::Failed(format!("listing has more than {MAX_LIST_ENTRIES} entries")));
+                }
+                out.extend(entries);
+                if !more {
+                    break;
+                }
+            }
+            Ok(Ok(Some(TransferMsg::Error { message }))) => return Err(peer_error(&message)),
+            Ok(Ok(Some(other))) => return Err(TransferError::Failed(format!("protocol error: unexpected {}", msg_name(&other)))),
+        }
+    }
+    conn.writer.shutdown().await;
+    Ok(out)
+}
+
+/// Server: answer a `List`.
+pub(crate) async fn serve_list(shared: &Arc<Shared>, mut conn: SecureConn, path: &str) {
+    let shares = match shares_of(shared) {
+        Ok(s) => s,
+        Err(e) => return refuse(&mut conn.writer, &e).await,
+    };
+    let path = path.to_string();
+    let listed = tokio::task::spawn_blocking(move || shares.list(&path).map_err(|e| e.to_string())).await;
+    let entries = match listed {
+        Ok(Ok(entries)) => entries,
+        Ok(Err(e)) => return refuse(&mut conn.writer, &e).await,
+        Err(_) => return refuse(&mut conn.writer, "listing failed").await,
+    };
+    let mut chunks = entries.chunks(LIST_FRAME_ENTRIES).peekable();
+    if chunks.peek().is_none() {
+        let _ = conn
+            .writer
+            .send(&TransferMsg::Listing {
+                entries: Vec::new(),
+                more: false,
+            })
+            .await;
+    }
+    while let Some(chunk) = chunks.next() {
+        let more = chunks.peek().is_some();
+        if conn
+            .writer
+            .send(&TransferMsg::Listing {
+                entries: chunk.to_vec(),
+                more,
+            })
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+    conn.writer.shutdown().await;
+}
+
+/// Client: ask for `paths` and receive them into `dest`.
+pub(crate) async fn get(ctx: &Ctx, mut conn: SecureConn, paths: Vec<String>, dest: PathBuf) -> Result<Outcome, TransferError> {
+    conn.writer
+        .send(&TransferMsg::Get {
+            transfer: ctx.id.clone(),
+            paths,
+        })
+        .await
+        .map_err(|e| TransferError::Failed(format!("connection lost: {e}")))?;
+    let first = tokio::select! {
+        _ = ctx.cancel.cancelled() => return Err(TransferError::Cancelled("cancelled here".into())),
+        _ = ctx.shared.cancel.cancelled() => return Err(TransferError::Failed("this node is shutting down".into())),
+        r = tokio::time::timeout(ANSWER_TIMEOUT, conn.reader.read_frame::<TransferMsg>(MAX_TRANSFER_FRAME)) => r,
+    };
+    match first {
+        Err(_) => Err(TransferError::Failed("the peer did not answer".into())),
+        Ok(Err(e)) => Err(TransferError::Failed(format!("connection lost: {e}"))),
+        Ok(Ok(None)) => Err(TransferError::Failed("the peer closed the connection".into())),
+        Ok(Ok(Some(TransferMsg::Offer { items, bytes, .. }))) => {
+            receive::run(ctx, conn, Header { items, bytes }, &dest, Decision::Accept).await
+        }
+        Ok(Ok(Some(TransferMsg::Error { message }))) => Err(peer_error(&message)),
+        Ok(Ok(Some(other))) => Err(TransferError::Failed(format!("protocol error: unexpected {}", msg_name(&other)))),
+    }
+}
+
+/// Server: answer a `Get` with an offer of exactly those paths.
+pub(crate) async fn serve_get(ctx: &Ctx, mut conn: SecureConn, paths: Vec<String>) -> Result<Outcome, TransferError> {
+    if paths.is_empty() || paths.len() > MAX_GET_PATHS {
+        let msg = format!("ask for 1 to {MAX_GET_PATHS} paths");
+        refuse(&mut conn.writer, &msg).await;
+        return Err(TransferError::Failed(msg));
+    }
+    let shares = match shares_of(&ctx.shared) {
+        Ok(s) => s,
+        Err(e) => {
+            refuse(&mut conn.writer, &e).await;
+            return Err(TransferError::Failed(e));
+        }
+    };
+    let built = tokio::task::spawn_blocking(move || source::from_share(&shares, &paths)).await;
+    let manifest = match built {
+        Ok(Ok(m)) => m,
+        Ok(Err(e)) => {
+            refuse(&mut conn.writer, &e).await;
+            return Err(TransferError::Failed(e));
+        }
+        Err(_) => {
+            refuse(&mut conn.writer, "cannot read the shares").await;
+            return Err(TransferError::Failed("cannot read the shares".into()));
+        }
+    };
+    send::run(ctx, conn, manifest).await
+}

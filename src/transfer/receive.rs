@@ -1,0 +1,516 @@
+//! The receiving end of a stream of files (a push from a peer, or what we asked for with
+//! `Get`): read the manifest, decide, prepare the partial files, then take each file into its
+//! partial, verify it, and place it. Socket reads and disk writes overlap through a short
+//! channel to a blocking writer thread, so memory stays flat whatever the file size.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use tokio::sync::mpsc;
+
+use super::place::{self, Plan};
+use super::progress::Meter;
+use super::send::{CHUNK, PIPE_DEPTH, Stop, io_stop, next, say_stop};
+use super::wire::{Item, MAX_ITEMS, MAX_MANIFEST_BYTES, MAX_RESUME_ENTRIES, MAX_SEGMENT, TransferMsg, bounded};
+use super::{Ctx, Fault, Outcome, TransferError, ask, msg_name};
+use crate::net::secure::{SecureConn, SecureReader, SecureWriter};
+use crate::node::Event;
+use crate::ui::text::printable;
+
+/// What the offer's first frame announced.
+pub(crate) struct Header {
+    pub items: u32,
+    pub bytes: u64,
+}
+
+pub(crate) enum Decision {
+    /// Accept-all, a trusted peer, or a person's answer.
+    Ask,
+    /// We asked for these files ourselves.
+    Accept,
+}
+
+/// Names of the first few items, for an offer event.
+const OFFER_NAMES: usize = 10;
+
+pub(crate) async fn run(ctx: &Ctx, conn: SecureConn, header: Header, dest: &Path, decision: Decision) -> Result<Outcome, TransferError> {
+    let SecureConn {
+        mut reader, mut writer, ..
+    } = conn;
+    let mut plan = None;
+    let result = exchange(ctx, &mut reader, &mut writer, header, dest, decision, &mut plan).await;
+    match result {
+        Ok(outcome) => {
+            writer.shutdown().await;
+            Ok(outcome)
+        }
+        Err(stop) => {
+            if let (Some(plan), Stop::CancelledHere | Stop::CancelledByPeer(_)) = (&mut plan, &stop) {
+                plan.cancel();
+            }
+            say_stop(&mut writer, &stop).await;
+            writer.shutdown().await;
+            Err(stop.into_error(ctx))
+        }
+    }
+}
+
+fn protocol(what: &str) -> Stop {
+    Stop::Failed(format!("protocol error: {what}"))
+}
+
+async fn exchange(
+    ctx: &Ctx,
+    reader: &mut SecureReader,
+    writer: &mut SecureWriter,
+    header: Header,
+    dest: &Path,
+    decision: Decision,
+    plan_out: &mut Option<Plan>,
+) -> Result<Outcome, Stop> {
+    let n = header.items as usize;
+    if n > MAX_ITEMS {
+        return Err(protocol(&format!("offer of {n} items is over the limit of {MAX_ITEMS}")));
+    }
+    let mut items: Vec<Item> = Vec::with_capacity(n.min(4096));
+    let mut name_bytes = 0usize;
+    while items.len() < n {
+        match next(ctx, reader, None).await? {
+            TransferMsg::Items { items: more } => {
+                if more.is_empty() || more.len() > n - items.len() {
+                    return Err(protocol("manifest does not match the announced count"));
+                }
+                name_bytes += more.iter().map(|i| i.path.len()).sum::<usize>();
+                if name_bytes > MAX_MANIFEST_BYTES {
+                    return Err(protocol("manifest names over the size limit"));
+                }
+                items.extend(more);
+            }
+            other => return Err(protocol(&format!("unexpected {} in the manifest", msg_name(&other)))),
+        }
+    }
+    let total = items.iter().try_fold(0u64, |acc, i| acc.checked_add(i.size));
+    if total != Some(header.bytes) || items.iter().any(|i| i.dir && i.size != 0) {
+        return Err(protocol("manifest sizes do not add up"));
+    }
+    let comps = match place::validate(&items) {
+        Ok(c) => c,
+        Err(reason) => {
+            let _ = writer.send(&TransferMsg::Reject { reason: bounded(&reason) }).await;
+            return Err(Stop::Rejected(reason));
+        }
+    };
+    let accept = match decision {
+        Decision::Accept => true,
+        Decision::Ask => {
+            let trusted = ctx.shared.peers().get(&ctx.peer).is_some_and(|p| p.trusted);
+            if ctx.shared.config.accept_all || trusted {
+                true
+            } else {
+                let names = items.iter().take(OFFER_NAMES).map(|i| i.path.clone()).collect();
+                // While a person decides, the sender may give up: watch the connection too.
+                tokio::select! {
+                    answer = ask(ctx, n as u32, header.bytes, names) => answer,
+                    msg = next(ctx, reader, None) => {
+                        super::forget_offer(ctx);
+                        return Err(match msg {
+                            Err(stop) => stop,
+                            Ok(other) => protocol(&format!("unexpected {} before the answer", msg_name(&other))),
+                        });
+                    }
+                }
+            }
+        }
+    };
+    if !accept {
+        let _ = writer.send(&TransferMsg::Reject { reason: "rejected".into() }).await;
+        return Err(Stop::Rejected("rejected".into()));
+    }
+
+    let plan = plan_out.insert(Plan::prepare(&ctx.shared, &ctx.peer, dest, &items, comps).map_err(Stop::Failed)?);
+    let mut resume = Vec::new();
+    for (i, slot) in plan.slots.iter_mut().enumerate() {
+        if slot.offset > 0 {
+            if resume.len() < MAX_RESUME_ENTRIES {
+                resume.push((i as u32, slot.offset));
+            } else {
+                slot.offset = 0;
+                slot.existing = None;
+            }
+        }
+    }
+    writer.send(&TransferMsg::Accept { resume }).await.map_err(io_stop)?;
+
+    let expected: Vec<(bool, u64)> = plan.slots.iter().map(|s| (s.dir, s.offset)).collect();
+    let resumed = expected.iter().map(|e| e.1).sum();
+    let mut meter = Meter::new(ctx, n as u32, header.bytes);
+    let mut verdicts: Vec<Option<Result<PathBuf, String>>> = vec![None; n];
+    for (i, slot) in verdicts.iter_mut().enumerate() {
+        if expected[i].0 {
+            let verdict = plan.make_dir(i).map_err(|e| format!("cannot create folder: {e}"));
+            tell(writer, i, &verdict)?;
+            *slot = Some(verdict);
+            meter.end_file(ctx);
+        }
+    }
+
+    // The disk thread owns the plan while files arrive: it writes, hashes, verifies and
+    // places, so the next file is read from the socket while the last one is finished.
+    let Some(plan) = plan_out.take() else {
+        return Err(Stop::Failed("internal error: no plan".into()));
+    };
+    let (tx, rx) = mpsc::channel::<Vec<Cmd>>(PIPE_DEPTH);
+    let (vtx, mut vrx) = mpsc::unbounded_channel();
+    let (free_tx, free_rx) = std::sync::mpsc::channel();
+    let disk = tokio::task::spawn_blocking(move || disk_loop(plan, rx, vtx, free_tx));
+    let mut feed = Feed {
+        items: &items,
+        expected: &expected,
+        verdicts: &mut verdicts,
+        meter: &mut meter,
+        free_rx,
+        told: 0,
+        batch: Vec::new(),
+        batch_bytes: 0,
+    };
+    let streamed = feed.stream(ctx, reader, writer, tx, &mut vrx).await;
+    let (plan, failure) = disk.await.map_err(|e| Stop::Failed(format!("the disk writer failed: {e}")))?;
+    let plan = plan_out.insert(plan);
+    if let Some((i, e)) = failure {
+        return Err(Stop::Failed(format!("cannot write \"{}\": {e}", printable(&items[i].path))));
+    }
+    streamed?;
+    while let Ok((i, verdict)) = vrx.try_recv() {
+        feed.on_verdict(ctx, writer, i, verdict)?;
+    }
+    writer.flush().await.map_err(io_stop)?;
+
+    let mut outcome = Outcome {
+        transfer: ctx.id.clone(),
+        resumed,
+        ..Outcome::default()
+    };
+    let mut ok = Vec::with_capacity(n);
+    for (item, verdict) in items.iter().zip(verdicts) {
+        match verdict {
+            Some(Ok(path)) => {
+                ok.push(true);
+                if !item.dir {
+                    outcome.files += 1;
+                    outcome.bytes += item.size;
+                    outcome.saved.push(path);
+                }
+            }
+            Some(Err(reason)) => {
+                ok.push(false);
+                outcome.failed.push((item.path.clone(), reason));
+            }
+            None => {
+                ok.push(false);
+                outcome.failed.push((item.path.clone(), "it was not sent".into()));
+            }
+        }
+    }
+    plan.finish(&ok);
+    Ok(outcome)
+}
+
+/// Queue a verdict for the sender (flushed in batches: the sender only waits for them at the
+/// end).
+fn tell(writer: &mut SecureWriter, i: usize, verdict: &Result<PathBuf, String>) -> Result<(), Stop> {
+    let msg = match verdict {
+        Ok(_) => TransferMsg::FileOk { index: i as u32 },
+        Err(reason) => TransferMsg::FileFailed {
+            index: i as u32,
+            reason: bounded(reason),
+        },
+    };
+    writer.queue_frame(&msg).map_err(io_stop)
+}
+
+/// Verdicts queued between flushes.
+const TELL_BATCH: usize = 1024;
+
+/// The socket side of receiving: frames in, commands to the disk thread out.
+struct Feed<'a> {
+    items: &'a [Item],
+    expected: &'a [(bool, u64)],
+    verdicts: &'a mut [Option<Result<PathBuf, String>>],
+    meter: &'a mut Meter,
+    free_rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    told: usize,
+    /// Commands gathered for one hand-over to the disk thread: many small files per wake-up.
+    batch: Vec<Cmd>,
+    batch_bytes: usize,
+}
+
+/// Commands per hand-over at most.
+const CMD_BATCH: usize = 256;
+
+impl Feed<'_> {
+    fn on_verdict(&mut self, ctx: &Ctx, writer: &mut SecureWriter, i: usize, verdict: Result<PathBuf, String>) -> Result<(), Stop> {
+        if let Ok(path) = &verdict {
+            ctx.emit(Event::FileReceived {
+                transfer: ctx.id.clone(),
+                peer: ctx.peer.clone(),
+                path: path.to_string_lossy().into_owned(),
+                size: self.items[i].size,
+            });
+        }
+        tell(writer, i, &verdict)?;
+        self.verdicts[i] = Some(verdict);
+        self.told += 1;
+        Ok(())
+    }
+
+    /// Queue a command; hand the batch over when it is big, or when `now` (the socket has
+    /// nothing more buffered, so the disk thread should not wait for us).
+    async fn push(&mut self, tx: &mpsc::Sender<Vec<Cmd>>, cmd: Cmd, now: bool) -> Result<(), Stop> {
+        if let Cmd::Data(d) = &cmd {
+            self.batch_bytes += d.len();
+        }
+        self.batch.push(cmd);
+        if now || self.batch_bytes >= CHUNK || self.batch.len() >= CMD_BATCH {
+            return self.hand_over(tx).await;
+        }
+        Ok(())
+    }
+
+    async fn hand_over(&mut self, tx: &mpsc::Sender<Vec<Cmd>>) -> Result<(), Stop> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.batch_bytes = 0;
+        tx.send(std::mem::take(&mut self.batch)).await.map_err(|_| Stop::Quiet)
+    }
+
+    /// Until `Done`. `Stop::Quiet` means the disk thread went away (its own error says why).
+    /// Whatever else stops it, files already complete are still handed over to be placed.
+    async fn stream(
+        &mut self,
+        ctx: &Ctx,
+        reader: &mut SecureReader,
+        writer: &mut SecureWriter,
+        tx: mpsc::Sender<Vec<Cmd>>,
+        vrx: &mut mpsc::UnboundedReceiver<(usize, Result<PathBuf, String>)>,
+    ) -> Result<(), Stop> {
+        let result = self.stream_files(ctx, reader, writer, &tx, vrx).await;
+        if !matches!(result, Err(Stop::Quiet)) {
+            let _ = self.hand_over(&tx).await;
+        }
+        result
+    }
+
+    async fn stream_files(
+        &mut self,
+        ctx: &Ctx,
+        reader: &mut SecureReader,
+        writer: &mut SecureWriter,
+        tx: &mpsc::Sender<Vec<Cmd>>,
+        vrx: &mut mpsc::UnboundedReceiver<(usize, Result<PathBuf, String>)>,
+    ) -> Result<(), Stop> {
+        let mut fault = ctx.shared.transfers.take_fault();
+        let mut started = vec![false; self.items.len()];
+        loop {
+            while let Ok((i, verdict)) = vrx.try_recv() {
+                self.on_verdict(ctx, writer, i, verdict)?;
+            }
+            if self.told >= TELL_BATCH {
+                writer.flush().await.map_err(io_stop)?;
+                self.told = 0;
+            }
+            match next(ctx, reader, None).await? {
+                TransferMsg::FileStart { index, offset } => {
+                    let i = index as usize;
+                    if self.expected.get(i) != Some(&(false, offset)) || started[i] {
+                        return Err(protocol("bad file start"));
+                    }
+                    started[i] = true;
+                    let item = &self.items[i];
+                    self.meter.start_file(&item.path, item.size, offset);
+                    self.push(tx, Cmd::Open { index: i, offset }, false).await?;
+                    self.file(ctx, reader, tx, i, item.size - offset, &mut fault).await?;
+                    self.meter.end_file(ctx);
+                }
+                TransferMsg::Done => return Ok(()),
+                other => return Err(protocol(&format!("unexpected {}", msg_name(&other)))),
+            }
+        }
+    }
+
+    /// One file's segments, up to its `FileEnd` or `FileAbort`.
+    async fn file(
+        &mut self,
+        ctx: &Ctx,
+        reader: &mut SecureReader,
+        tx: &mpsc::Sender<Vec<Cmd>>,
+        i: usize,
+        mut remaining: u64,
+        fault: &mut Option<Fault>,
+    ) -> Result<(), Stop> {
+        let mut taken = 0u64;
+        loop {
+            match next(ctx, reader, None).await? {
+                TransferMsg::Data { len } => {
+                    if len == 0 || len > MAX_SEGMENT || len > remaining {
+                        return Err(protocol("bad data segment"));
+                    }
+                    let mut buf = match self.free_rx.try_recv() {
+                        Ok(b) if b.capacity() >= len as usize => b,
+                        _ => Vec::with_capacity(len as usize),
+                    };
+                    buf.clear();
+                    let mut left = len as usize;
+                    while left > 0 {
+                        let chunk = tokio::select! {
+                            c = reader.read_some(left) => c.map_err(io_stop)?,
+                            _ = ctx.cancel.cancelled() => return Err(Stop::CancelledHere),
+                            _ = ctx.shared.cancel.cancelled() => return Err(Stop::Failed("this node is shutting down".into())),
+                        };
+                        if chunk.is_empty() {
+                            return Err(Stop::Failed(format!("{} disconnected", printable(&ctx.nick))));
+                        }
+                        buf.extend_from_slice(chunk);
+                        left -= chunk.len();
+                    }
+                    remaining -= len;
+                    taken += len;
+                    self.meter.advance(ctx, len);
+                    self.push(tx, Cmd::Data(buf), false).await?;
+                    if let Some(Fault::Disconnect(limit)) = *fault
+                        && taken >= limit
+                    {
+                        *fault = None;
+                        return Err(Stop::Failed("connection cut by a test hook".into()));
+                    }
+                }
+                TransferMsg::FileEnd { blake3 } => {
+                    if remaining != 0 {
+                        return Err(protocol("file ended early"));
+                    }
+                    let now = reader.buffered() == 0;
+                    return self.push(tx, Cmd::End { theirs: blake3 }, now).await;
+                }
+                TransferMsg::FileAbort { index, reason } if index as usize == i => {
+                    self.meter.skip(remaining);
+                    let now = reader.buffered() == 0;
+                    return self.push(tx, Cmd::Abort { reason: bounded(&reason) }, now).await;
+                }
+                other => return Err(protocol(&format!("unexpected {} inside a file", msg_name(&other)))),
+            }
+        }
+    }
+}
+
+/// What the socket side tells the disk thread.
+enum Cmd {
+    Open { index: usize, offset: u64 },
+    Data(Vec<u8>),
+    End { theirs: serde_bytes::ByteBuf },
+    Abort { reason: String },
+}
+
+/// A file being written (or, when placed by an earlier attempt, only verified).
+struct Open {
+    index: usize,
+    file: File,
+    hasher: blake3::Hasher,
+    read_only: bool,
+}
+
+/// The disk thread: runs until the socket side is done, then hands the plan back. A write
+/// error (disk full, permission denied) ends it, with the file it happened to.
+fn disk_loop(
+    mut plan: Plan,
+    mut rx: mpsc::Receiver<Vec<Cmd>>,
+    verdicts: mpsc::UnboundedSender<(usize, Result<PathBuf, String>)>,
+    free: std::sync::mpsc::Sender<Vec<u8>>,
+) -> (Plan, Option<(usize, std::io::Error)>) {
+    let mut current: Option<Open> = None;
+    while let Some(batch) = rx.blocking_recv() {
+        for cmd in batch {
+            match cmd {
+                Cmd::Open { index, offset } => match open(&plan, index, offset) {
+                    Ok(o) => current = Some(o),
+                    Err(e) => return (plan, Some((index, e))),
+                },
+                Cmd::Data(buf) => {
+                    if let Some(o) = &mut current {
+                        if o.read_only {
+                            return (
+                                plan,
+                                Some((o.index, std::io::Error::other("data for a file that is already complete"))),
+                            );
+                        }
+                        if let Err(e) = o.file.write_all(&buf) {
+                            return (plan, Some((o.index, e)));
+                        }
+                        o.hasher.update(&buf);
+                    }
+                    let _ = free.send(buf);
+                }
+                Cmd::End { theirs } => {
+                    if let Some(o) = current.take() {
+                        drop(o.file);
+                        let verdict = if theirs.as_slice() == o.hasher.finalize().as_bytes() {
+                            plan.place(o.index).map_err(|e| format!("cannot place it: {e}"))
+                        } else {
+                            if !o.read_only {
+                                plan.discard(o.index);
+                            }
+                            Err("it failed verification (BLAKE3 mismatch); the received data was discarded".into())
+                        };
+                        let _ = verdicts.send((o.index, verdict));
+                    }
+                }
+                Cmd::Abort { reason } => {
+                    if let Some(o) = current.take() {
+                        drop(o.file);
+                        plan.discard(o.index);
+                        let _ = verdicts.send((o.index, Err(format!("the sender gave up on it: {reason}"))));
+                    }
+                }
+            }
+        }
+    }
+    (plan, None)
+}
+
+/// Open a file's partial (or its earlier placed copy) and hash the `offset` bytes already
+/// there, so the final hash covers the whole file.
+fn open(plan: &Plan, index: usize, offset: u64) -> std::io::Result<Open> {
+    let slot = &plan.slots[index];
+    let (mut file, read_only) = match &slot.existing {
+        Some(path) => (File::open(path)?, true),
+        // From zero: truncate on open (a stale partial is discarded in the same call).
+        None => (
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(offset == 0)
+                .open(&slot.partial)?,
+            false,
+        ),
+    };
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; CHUNK.min(offset as usize)];
+    let mut left = offset;
+    while left > 0 {
+        let n = left.min(CHUNK as u64) as usize;
+        file.read_exact(&mut buf[..n])?;
+        hasher.update(&buf[..n]);
+        left -= n as u64;
+    }
+    if !read_only && offset > 0 {
+        file.set_len(offset)?;
+        file.seek(SeekFrom::Start(offset))?;
+    }
+    Ok(Open {
+        index,
+        file,
+        hasher,
+        read_only,
+    })
+}

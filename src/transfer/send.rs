@@ -1,0 +1,450 @@
+//! The sending end of a stream of files (a push, or the answer to a `Get`): offer, wait for the
+//! answer, then stream each file from disk while a second task collects the receiver's
+//! verdicts. A blocking thread reads and hashes 1 MiB chunks ahead of the socket through a
+//! short channel, so memory stays flat whatever the file size.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::progress::Meter;
+use super::source::Manifest;
+use super::wire::{ITEMS_FRAME_BYTES, Item, MAX_TRANSFER_FRAME, TransferMsg, bounded};
+use super::{Ctx, Fault, Outcome, TransferError, msg_name, mtime_ns};
+use crate::net::secure::{SecureConn, SecureReader, SecureWriter};
+use crate::ui::text::printable;
+
+pub(crate) const CHUNK: usize = 1 << 20;
+/// Chunks read ahead of the socket (and written behind it on the other side).
+pub(crate) const PIPE_DEPTH: usize = 4;
+
+/// Why one of the two halves stopped.
+pub(crate) enum Stop {
+    /// We cancelled: tell the peer.
+    CancelledHere,
+    CancelledByPeer(String),
+    /// Stopped because the other half stopped; the other half has the reason.
+    Quiet,
+    Failed(String),
+    /// The peer reported an error: nothing to tell it.
+    PeerFailed(String),
+    Rejected(String),
+}
+
+impl Stop {
+    pub(crate) fn into_error(self, ctx: &Ctx) -> TransferError {
+        match self {
+            Stop::CancelledHere => TransferError::Cancelled("cancelled here".into()),
+            Stop::CancelledByPeer(r) => TransferError::Cancelled(format!("by {}: {}", printable(&ctx.nick), printable(&r))),
+            Stop::Quiet => TransferError::Failed("stopped".into()),
+            Stop::Failed(m) => TransferError::Failed(m),
+            Stop::PeerFailed(m) => TransferError::Failed(format!("{} reports: {}", printable(&ctx.nick), printable(&m))),
+            Stop::Rejected(r) => TransferError::Rejected(printable(&r).into_owned()),
+        }
+    }
+}
+
+pub(crate) fn io_stop(e: impl std::fmt::Display) -> Stop {
+    Stop::Failed(format!("connection lost: {e}"))
+}
+
+/// The next frame, unless we are cancelled or the node shuts down first.
+pub(crate) async fn next(ctx: &Ctx, reader: &mut SecureReader, also: Option<&CancellationToken>) -> Result<TransferMsg, Stop> {
+    let never = CancellationToken::new();
+    let also = also.unwrap_or(&never);
+    let r = tokio::select! {
+        r = reader.read_frame::<TransferMsg>(MAX_TRANSFER_FRAME) => r,
+        _ = ctx.cancel.cancelled() => return Err(Stop::CancelledHere),
+        _ = ctx.shared.cancel.cancelled() => return Err(Stop::Failed("this node is shutting down".into())),
+        _ = also.cancelled() => return Err(Stop::Quiet),
+    };
+    match r {
+        Ok(Some(TransferMsg::Cancel { reason })) => Err(Stop::CancelledByPeer(bounded(&reason))),
+        Ok(Some(TransferMsg::Error { message })) => Err(Stop::PeerFailed(bounded(&message))),
+        Ok(Some(msg)) => Ok(msg),
+        Ok(None) => Err(Stop::Failed(format!("{} disconnected", printable(&ctx.nick)))),
+        Err(e) => Err(io_stop(e)),
+    }
+}
+
+/// Tell the peer why we stop, where it needs telling.
+pub(crate) async fn say_stop(writer: &mut SecureWriter, stop: &Stop) {
+    let msg = match stop {
+        Stop::CancelledHere => TransferMsg::Cancel {
+            reason: "cancelled".into(),
+        },
+        Stop::Failed(m) => TransferMsg::Error { message: bounded(m) },
+        _ => return,
+    };
+    let _ = writer.send(&msg).await;
+}
+
+pub(crate) async fn run(ctx: &Ctx, conn: SecureConn, m: Manifest) -> Result<Outcome, TransferError> {
+    let SecureConn {
+        mut reader, mut writer, ..
+    } = conn;
+    let result = exchange(ctx, &mut reader, &mut writer, &m).await;
+    match result {
+        Ok(outcome) => {
+            writer.shutdown().await;
+            Ok(outcome)
+        }
+        Err(stop) => {
+            say_stop(&mut writer, &stop).await;
+            writer.shutdown().await;
+            Err(stop.into_error(ctx))
+        }
+    }
+}
+
+async fn exchange(ctx: &Ctx, reader: &mut SecureReader, writer: &mut SecureWriter, m: &Manifest) -> Result<Outcome, Stop> {
+    let n = m.items.len();
+    writer
+        .queue_frame(&TransferMsg::Offer {
+            transfer: ctx.id.clone(),
+            items: n as u32,
+            bytes: m.bytes,
+        })
+        .map_err(io_stop)?;
+    let mut batch = Vec::new();
+    let mut batch_bytes = 0;
+    for (i, item) in m.items.iter().enumerate() {
+        batch_bytes += item.path.len() + 32;
+        batch.push(item.clone());
+        if batch_bytes >= ITEMS_FRAME_BYTES || i + 1 == n {
+            writer
+                .send(&TransferMsg::Items {
+                    items: std::mem::take(&mut batch),
+                })
+                .await
+                .map_err(io_stop)?;
+            batch_bytes = 0;
+        }
+    }
+    writer.flush().await.map_err(io_stop)?;
+
+    let resume = match next(ctx, reader, None).await? {
+        TransferMsg::Accept { resume } => resume,
+        TransferMsg::Reject { reason } => return Err(Stop::Rejected(bounded(&reason))),
+        other => return Err(Stop::Failed(format!("protocol error: unexpected {}", msg_name(&other)))),
+    };
+    let mut offsets = vec![0u64; n];
+    for (i, off) in resume {
+        match m.items.get(i as usize) {
+            Some(item) if !item.dir && off <= item.size => offsets[i as usize] = off,
+            _ => return Err(Stop::Failed("protocol error: bad resume offset".into())),
+        }
+    }
+
+    let stop = CancellationToken::new();
+    let mut meter = Meter::new(ctx, n as u32, m.bytes);
+    let (streamed, verdicts) = tokio::join!(
+        async {
+            let r = stream(ctx, writer, m, &offsets, &stop, &mut meter).await;
+            if r.is_err() {
+                stop.cancel();
+            }
+            r
+        },
+        async {
+            let r = collect(ctx, reader, n, &stop).await;
+            if r.is_err() {
+                stop.cancel();
+            }
+            r
+        }
+    );
+    let verdicts = match (streamed, verdicts) {
+        (Ok(()), Ok(v)) => v,
+        // The half that stopped first has the reason; the other one only saw it stop.
+        (Err(Stop::Quiet), Err(e)) | (Err(e), _) | (Ok(()), Err(e)) => return Err(e),
+    };
+    let mut outcome = Outcome {
+        transfer: ctx.id.clone(),
+        resumed: offsets.iter().sum(),
+        ..Outcome::default()
+    };
+    for (item, verdict) in m.items.iter().zip(verdicts) {
+        match verdict {
+            Ok(()) if item.dir => {}
+            Ok(()) => {
+                outcome.files += 1;
+                outcome.bytes += item.size;
+            }
+            Err(reason) => outcome.failed.push((item.path.clone(), reason)),
+        }
+    }
+    Ok(outcome)
+}
+
+/// The receiver's verdict on every item.
+async fn collect(ctx: &Ctx, reader: &mut SecureReader, n: usize, stop: &CancellationToken) -> Result<Vec<Result<(), String>>, Stop> {
+    let mut verdicts: Vec<Option<Result<(), String>>> = vec![None; n];
+    let mut count = 0;
+    while count < n {
+        let (index, verdict) = match next(ctx, reader, Some(stop)).await? {
+            TransferMsg::FileOk { index } => (index, Ok(())),
+            TransferMsg::FileFailed { index, reason } => (index, Err(bounded(&reason))),
+            other => return Err(Stop::Failed(format!("protocol error: unexpected {}", msg_name(&other)))),
+        };
+        match verdicts.get_mut(index as usize) {
+            Some(slot @ None) => *slot = Some(verdict),
+            _ => return Err(Stop::Failed("protocol error: bad file verdict".into())),
+        }
+        count += 1;
+    }
+    Ok(verdicts.into_iter().map(|v| v.unwrap_or(Ok(()))).collect())
+}
+
+enum Chunk {
+    Start(usize),
+    Data(Vec<u8>),
+    Done(blake3::Hash),
+    Failed(usize, String),
+}
+
+/// The next chunk from the reader thread; flushes what is batched before waiting, so a slow
+/// disk never holds back bytes already encrypted.
+async fn next_chunk(
+    ctx: &Ctx,
+    writer: &mut SecureWriter,
+    rx: &mut mpsc::Receiver<Vec<Chunk>>,
+    stop: &CancellationToken,
+) -> Result<Option<Vec<Chunk>>, Stop> {
+    match rx.try_recv() {
+        Ok(c) => return Ok(Some(c)),
+        Err(mpsc::error::TryRecvError::Disconnected) => return Ok(None),
+        Err(mpsc::error::TryRecvError::Empty) => {}
+    }
+    writer.flush().await.map_err(io_stop)?;
+    tokio::select! {
+        c = rx.recv() => Ok(c),
+        _ = stop.cancelled() => Err(Stop::Quiet),
+        _ = ctx.cancel.cancelled() => Err(Stop::CancelledHere),
+        _ = ctx.shared.cancel.cancelled() => Err(Stop::Failed("this node is shutting down".into())),
+    }
+}
+
+async fn stream(
+    ctx: &Ctx,
+    writer: &mut SecureWriter,
+    m: &Manifest,
+    offsets: &[u64],
+    stop: &CancellationToken,
+    meter: &mut Meter,
+) -> Result<(), Stop> {
+    let fault = ctx.shared.transfers.take_fault();
+    let mut files = Vec::new();
+    for (i, item) in m.items.iter().enumerate() {
+        match &m.sources[i] {
+            Some(source) => files.push((i, source.clone(), item.clone(), offsets[i])),
+            None => meter.end_file(ctx),
+        }
+    }
+    // One reader thread for the whole transfer reads ahead across files: small files cost no
+    // thread start each, and the next file is read while this one is on the wire.
+    let (tx, mut rx) = mpsc::channel(PIPE_DEPTH);
+    let (free_tx, free_rx) = std::sync::mpsc::channel();
+    tokio::task::spawn_blocking(move || read_sources(files, tx, free_rx));
+    let mut current = (0usize, 0u64);
+    while let Some(batch) = next_chunk(ctx, writer, &mut rx, stop).await? {
+        if ctx.cancel.is_cancelled() {
+            return Err(Stop::CancelledHere);
+        }
+        if stop.is_cancelled() {
+            return Err(Stop::Quiet);
+        }
+        for chunk in batch {
+            match chunk {
+                Chunk::Start(i) => {
+                    let item = &m.items[i];
+                    current = (i, 0);
+                    writer
+                        .queue_frame(&TransferMsg::FileStart {
+                            index: i as u32,
+                            offset: offsets[i],
+                        })
+                        .map_err(io_stop)?;
+                    meter.start_file(&item.path, item.size, offsets[i]);
+                }
+                Chunk::Data(buf) => {
+                    writer.queue_frame(&TransferMsg::Data { len: buf.len() as u64 }).map_err(io_stop)?;
+                    let written = tokio::select! {
+                        w = writer.write_raw(&buf) => w,
+                        _ = stop.cancelled() => return Err(Stop::Quiet),
+                        _ = ctx.cancel.cancelled() => return Err(Stop::CancelledHere),
+                    };
+                    written.map_err(io_stop)?;
+                    meter.advance(ctx, buf.len() as u64);
+                    current.1 += buf.len() as u64;
+                    match fault {
+                        Some(Fault::Disconnect(limit)) if current.1 >= limit => {
+                            let _ = writer.flush().await;
+                            return Err(Stop::Quiet);
+                        }
+                        Some(Fault::Stall(limit)) if current.1 >= limit => {
+                            writer.flush().await.map_err(io_stop)?;
+                            tokio::select! {
+                                _ = stop.cancelled() => return Err(Stop::Quiet),
+                                _ = ctx.cancel.cancelled() => return Err(Stop::CancelledHere),
+                                _ = ctx.shared.cancel.cancelled() => return Err(Stop::Failed("this node is shutting down".into())),
+                            }
+                        }
+                        _ => {}
+                    }
+                    let _ = free_tx.send(buf);
+                }
+                Chunk::Done(hash) => {
+                    writer
+                        .queue_frame(&TransferMsg::FileEnd {
+                            blake3: serde_bytes::ByteBuf::from(hash.as_bytes().to_vec()),
+                        })
+                        .map_err(io_stop)?;
+                    meter.end_file(ctx);
+                }
+                Chunk::Failed(i, reason) => {
+                    let item = &m.items[i];
+                    meter.skip(item.size.saturating_sub(offsets[i] + current.1));
+                    writer
+                        .queue_frame(&TransferMsg::FileAbort {
+                            index: i as u32,
+                            reason: bounded(&reason),
+                        })
+                        .map_err(io_stop)?;
+                    meter.end_file(ctx);
+                }
+            }
+        }
+    }
+    writer.send(&TransferMsg::Done).await.map_err(io_stop)?;
+    Ok(())
+}
+
+/// Read (and hash) every source file in order, each from its offset after hashing the part
+/// the receiver already has, so that each final hash covers the whole file. Stops when the
+/// async side goes away.
+fn read_sources(files: Vec<(usize, PathBuf, Item, u64)>, tx: mpsc::Sender<Vec<Chunk>>, free: std::sync::mpsc::Receiver<Vec<u8>>) {
+    let mut batch = Batch {
+        tx,
+        chunks: Vec::new(),
+        bytes: 0,
+    };
+    for (i, path, item, offset) in files {
+        if batch.push(Chunk::Start(i)).is_err() {
+            return;
+        }
+        let end = match read_into(&path, &item, offset, &mut batch, &free) {
+            Ok(hash) => Chunk::Done(hash),
+            Err(reason) => Chunk::Failed(i, reason),
+        };
+        if batch.push(end).is_err() {
+            return;
+        }
+    }
+    let _ = batch.send();
+}
+
+/// Chunks gathered for one hand-over to the async side: many small files per wake-up, a big
+/// file's 1 MiB chunks one by one.
+struct Batch {
+    tx: mpsc::Sender<Vec<Chunk>>,
+    chunks: Vec<Chunk>,
+    bytes: usize,
+}
+
+impl Batch {
+    const MAX_CHUNKS: usize = 256;
+
+    fn push(&mut self, chunk: Chunk) -> Result<(), ()> {
+        if let Chunk::Data(d) = &chunk {
+            self.bytes += d.len();
+        }
+        self.chunks.push(chunk);
+        if self.bytes >= CHUNK || self.chunks.len() >= Self::MAX_CHUNKS {
+            return self.send();
+        }
+        Ok(())
+    }
+
+    fn send(&mut self) -> Result<(), ()> {
+        if self.chunks.is_empty() {
+            return Ok(());
+        }
+        self.bytes = 0;
+        self.tx.blocking_send(std::mem::take(&mut self.chunks)).map_err(|_| ())
+    }
+}
+
+fn read_into(
+    path: &Path,
+    item: &Item,
+    offset: u64,
+    batch: &mut Batch,
+    free: &std::sync::mpsc::Receiver<Vec<u8>>,
+) -> Result<blake3::Hash, String> {
+    let changed = || "it changed after it was offered".to_string();
+    let mut file = File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => "it vanished after it was offered".to_string(),
+        _ => format!("cannot read it: {e}"),
+    })?;
+    let meta = file.metadata().map_err(|e| format!("cannot read it: {e}"))?;
+    if meta.len() != item.size || mtime_ns(&meta) != item.mtime {
+        return Err(changed());
+    }
+    let mut hasher = blake3::Hasher::new();
+    if offset > 0 {
+        let mut buf = vec![0u8; CHUNK.min(offset as usize)];
+        let mut left = offset;
+        while left > 0 {
+            let n = left.min(CHUNK as u64) as usize;
+            read_full(&mut file, &mut buf[..n])?;
+            hasher.update(&buf[..n]);
+            left -= n as u64;
+        }
+    }
+    let mut remaining = item.size - offset;
+    while remaining > 0 {
+        let want = remaining.min(CHUNK as u64) as usize;
+        // A recycled buffer if it is big enough, else one just as big as needed: a 4 KiB file
+        // must not cost a 1 MiB allocation.
+        let mut b = match free.try_recv() {
+            Ok(b) if b.capacity() >= want => b,
+            _ => Vec::with_capacity(want),
+        };
+        b.clear();
+        // Reads into the spare capacity: no zeroing of bytes about to be overwritten.
+        let got = (&mut file)
+            .take(want as u64)
+            .read_to_end(&mut b)
+            .map_err(|e| format!("cannot read it: {e}"))?;
+        if got < want {
+            return Err("it shrank while being sent".into());
+        }
+        hasher.update(&b);
+        remaining -= want as u64;
+        if batch.push(Chunk::Data(b)).is_err() {
+            return Err("stopped".into());
+        }
+    }
+    // The open file's own metadata: no path walk per file; a link count of zero means it was
+    // deleted meanwhile.
+    match file.metadata() {
+        Err(_) => return Err("it vanished while being sent".into()),
+        Ok(after) if std::os::unix::fs::MetadataExt::nlink(&after) == 0 => return Err("it vanished while being sent".into()),
+        Ok(after) if after.len() != item.size || mtime_ns(&after) != item.mtime => {
+            return Err("it changed while being sent".into());
+        }
+        Ok(_) => {}
+    }
+    Ok(hasher.finalize())
+}
+
+fn read_full(file: &mut File, buf: &mut [u8]) -> Result<(), String> {
+    file.read_exact(buf).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => "it shrank while being sent".to_string(),
+        _ => format!("cannot read it: {e}"),
+    })
+}

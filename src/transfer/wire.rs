@@ -1,0 +1,191 @@
+//! The messages of a transfer connection and their limits.
+//!
+//! The initiator's first frame says what it wants: `Offer` (push), `List` or `Get` (pull). An
+//! offer's manifest follows in `Items` frames. The receiver answers `Accept` (with the bytes it
+//! already holds of each file, for resume) or `Reject`. Then, per file: `FileStart`, `Data`
+//! frames each followed by exactly `len` raw bytes, and `FileEnd` with the BLAKE3 of the whole
+//! file; the receiver answers `FileOk` or `FileFailed`. Data travels in segments rather than as
+//! one raw run per file so that the sender can stop mid-file (`Cancel`, `FileAbort`) without
+//! closing the connection, at the cost of one tiny frame per MiB.
+
+use serde::{Deserialize, Serialize};
+
+use crate::share::ShareEntry;
+
+/// Largest frame on a transfer connection; a bigger manifest or listing is split.
+pub const MAX_TRANSFER_FRAME: usize = 1 << 20;
+/// Files and folders in one offer.
+pub const MAX_ITEMS: usize = 100_000;
+/// Sum of the path lengths of one manifest: bounds what a receiver holds in memory for it.
+pub const MAX_MANIFEST_BYTES: usize = 64 << 20;
+/// Path bytes the sender packs into one `Items` frame (well under the frame limit).
+pub const ITEMS_FRAME_BYTES: usize = 256 << 10;
+/// Largest raw segment after a `Data` frame.
+pub const MAX_SEGMENT: u64 = 1 << 20;
+/// Paths in one `Get`.
+pub const MAX_GET_PATHS: usize = 1000;
+/// Entries of a listing the client will hold.
+pub const MAX_LIST_ENTRIES: usize = 100_000;
+/// Entries per `Listing` frame (a name is at most 255 bytes, so this stays under the limit).
+pub const LIST_FRAME_ENTRIES: usize = 2000;
+/// Resume offsets in one `Accept`; files beyond start from zero.
+pub const MAX_RESUME_ENTRIES: usize = 50_000;
+/// Longest reason or error text we pass along.
+pub const MAX_REASON_BYTES: usize = 512;
+
+/// One entry of a manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    /// '/'-separated, relative; the first component is the top-level name the user picked.
+    pub path: String,
+    /// Bytes (0 for a folder).
+    pub size: u64,
+    /// Source modification time, nanoseconds since the epoch: part of the resume key.
+    pub mtime: u64,
+    /// An (empty) folder to recreate rather than a file.
+    pub dir: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum TransferMsg {
+    /// Start of a push (or the answer to `Get`): `items` entries follow in `Items` frames.
+    Offer {
+        transfer: String,
+        items: u32,
+        bytes: u64,
+    },
+    Items {
+        items: Vec<Item>,
+    },
+    /// Pull: list one folder of the peer's shares.
+    List {
+        path: String,
+    },
+    /// Pull: send these paths as an offer.
+    Get {
+        transfer: String,
+        paths: Vec<String>,
+    },
+    /// A listing chunk; `more` says another follows.
+    Listing {
+        entries: Vec<ShareEntry>,
+        more: bool,
+    },
+    /// The receiver takes the offer; `resume` holds (index, bytes already held) for files it
+    /// has partly or wholly.
+    Accept {
+        resume: Vec<(u32, u64)>,
+    },
+    Reject {
+        reason: String,
+    },
+    FileStart {
+        index: u32,
+        offset: u64,
+    },
+    /// `len` raw bytes follow.
+    Data {
+        len: u64,
+    },
+    FileEnd {
+        blake3: serde_bytes::ByteBuf,
+    },
+    /// The sender gives up on this file (it changed or vanished); the transfer goes on.
+    FileAbort {
+        index: u32,
+        reason: String,
+    },
+    FileOk {
+        index: u32,
+    },
+    FileFailed {
+        index: u32,
+        reason: String,
+    },
+    /// Everything was sent.
+    Done,
+    /// Either side stops the whole transfer on purpose; partial data is removed.
+    Cancel {
+        reason: String,
+    },
+    /// Either side cannot go on (disk full, bad request); partial data is kept for a resume.
+    Error {
+        message: String,
+    },
+}
+
+/// A reason from a peer, cut to a sane length on a char boundary.
+pub fn bounded(reason: &str) -> String {
+    let mut end = reason.len().min(MAX_REASON_BYTES);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::frame;
+
+    #[test]
+    fn messages_round_trip() {
+        let msgs = vec![
+            TransferMsg::Offer {
+                transfer: "ab".into(),
+                items: 2,
+                bytes: 5,
+            },
+            TransferMsg::Items {
+                items: vec![Item {
+                    path: "a/b é".into(),
+                    size: 5,
+                    mtime: 9,
+                    dir: false,
+                }],
+            },
+            TransferMsg::Accept { resume: vec![(1, 4096)] },
+            TransferMsg::FileEnd {
+                blake3: serde_bytes::ByteBuf::from(vec![1u8; 32]),
+            },
+            TransferMsg::Data { len: MAX_SEGMENT },
+        ];
+        for m in msgs {
+            let mut buf = Vec::new();
+            frame::encode(&m, &mut buf).unwrap();
+            let back: TransferMsg = frame::decode(&buf[4..]).unwrap();
+            assert_eq!(back, m);
+        }
+    }
+
+    #[test]
+    fn a_full_items_frame_fits_the_limit() {
+        // The sender packs ITEMS_FRAME_BYTES of paths plus at most one path of 4 KiB.
+        let path = "x".repeat(crate::transfer::names::MAX_PATH_BYTES);
+        let n = ITEMS_FRAME_BYTES / path.len() + 1;
+        let items = vec![
+            Item {
+                path,
+                size: u64::MAX,
+                mtime: u64::MAX,
+                dir: false
+            };
+            n
+        ];
+        let mut buf = Vec::new();
+        frame::encode(&TransferMsg::Items { items }, &mut buf).unwrap();
+        assert!(buf.len() < MAX_TRANSFER_FRAME);
+        let resume: Vec<(u32, u64)> = (0..MAX_RESUME_ENTRIES as u32).map(|i| (u32::MAX - i, u64::MAX)).collect();
+        buf.clear();
+        frame::encode(&TransferMsg::Accept { resume }, &mut buf).unwrap();
+        assert!(buf.len() < MAX_TRANSFER_FRAME);
+    }
+
+    #[test]
+    fn reasons_are_bounded_on_char_boundaries() {
+        let long = "é".repeat(1000);
+        let b = bounded(&long);
+        assert!(b.len() <= MAX_REASON_BYTES && b.chars().all(|c| c == 'é'));
+    }
+}

@@ -1,0 +1,158 @@
+//! Pull end to end: list and get from a peer's shares, in-process on 127.0.0.1.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lanyard::node::{NodeConfig, NodeHandle};
+use lanyard::share::EntryKind;
+use lanyard::transfer::TransferError;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn write(path: &Path, data: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, data).unwrap();
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8)
+        .collect()
+}
+
+struct Pair {
+    sharer: NodeHandle,
+    client: NodeHandle,
+    share: PathBuf,
+    outside: PathBuf,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+/// A sharer sharing "pub" (with a file, a tree, and links pointing in and out), and a client.
+async fn pair() -> Pair {
+    let root = tempfile::tempdir().unwrap();
+    let share = root.path().join("pub");
+    let outside = root.path().join("secret.txt");
+    write(&outside, b"secret");
+    write(&share.join("hello.txt"), b"hello");
+    write(&share.join("tree/a/deep.bin"), &pattern(3 << 20, 1));
+    write(&share.join("tree/b.txt"), b"b");
+    std::fs::create_dir_all(share.join("tree/empty")).unwrap();
+    std::os::unix::fs::symlink(&outside, share.join("leak.txt")).unwrap();
+    std::os::unix::fs::symlink(share.join("hello.txt"), share.join("inside-link.txt")).unwrap();
+    let d1 = tempfile::tempdir().unwrap();
+    let mut c1 = NodeConfig::local("sharer", d1.path().join("data"));
+    c1.shares = vec![share.clone()];
+    let sharer = NodeHandle::start(c1).await.unwrap();
+    let d2 = tempfile::tempdir().unwrap();
+    let c2 = NodeConfig::local("client", d2.path().join("data"));
+    let client = NodeHandle::start(c2).await.unwrap();
+    Pair {
+        sharer,
+        client,
+        share,
+        outside,
+        _dirs: vec![root, d1, d2],
+    }
+}
+
+#[tokio::test]
+async fn list_shows_the_shares_and_nothing_outside() {
+    let p = pair().await;
+    let id = p.client.resolve(&p.sharer.listen_addr().unwrap().to_string(), WAIT).await.unwrap();
+    let root = p.client.list(&id, "").await.unwrap();
+    assert_eq!(root.len(), 1);
+    assert_eq!((root[0].name.as_str(), root[0].kind), ("pub", EntryKind::Dir));
+    let entries = p.client.list(&id, "pub").await.unwrap();
+    let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, vec!["tree", "hello.txt", "inside-link.txt"], "the link out is not listed");
+    let hello = entries.iter().find(|e| e.name == "hello.txt").unwrap();
+    assert_eq!((hello.kind, hello.size), (EntryKind::File, 5));
+    assert!(hello.modified.is_some());
+    for bad in ["pub/../", "../etc", "/etc", "pub/leak.txt", "nope", "pub/tree/../../x"] {
+        let err = p.client.list(&id, bad).await.unwrap_err();
+        assert!(matches!(err, TransferError::Failed(_)), "{bad}: {err:?}");
+        assert!(!err.to_string().contains(&*p.share.to_string_lossy()), "no local path leaks: {err}");
+    }
+    let _ = &p.outside;
+}
+
+#[tokio::test]
+async fn get_pulls_files_and_folders_verified() {
+    let p = pair().await;
+    let to = tempfile::tempdir().unwrap();
+    let id = p.client.resolve(&p.sharer.listen_addr().unwrap().to_string(), WAIT).await.unwrap();
+    let paths = vec!["pub/hello.txt".to_string(), "pub/tree".to_string()];
+    let outcome = p
+        .client
+        .get(&id, &paths, Some(to.path().to_path_buf()))
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert!(outcome.all_ok(), "{:?}", outcome.failed);
+    assert_eq!(outcome.files, 3);
+    assert_eq!(std::fs::read(to.path().join("hello.txt")).unwrap(), b"hello");
+    assert_eq!(std::fs::read(to.path().join("tree/a/deep.bin")).unwrap(), pattern(3 << 20, 1));
+    assert!(to.path().join("tree/empty").is_dir());
+}
+
+#[tokio::test]
+async fn get_refuses_anything_outside_a_share() {
+    let p = pair().await;
+    let to = tempfile::tempdir().unwrap();
+    let id = p.client.resolve(&p.sharer.listen_addr().unwrap().to_string(), WAIT).await.unwrap();
+    for bad in ["pub/leak.txt", "../secret.txt", "/etc/passwd", "pub/../secret.txt", "pub/nope"] {
+        let task = p.client.get(&id, &[bad.to_string()], Some(to.path().to_path_buf())).await.unwrap();
+        let err = task.wait().await.unwrap_err();
+        assert!(matches!(err, TransferError::Failed(_)), "{bad}: {err:?}");
+    }
+    assert_eq!(
+        std::fs::read_dir(to.path())
+            .unwrap()
+            .filter(|e| !e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.'))
+            .count(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn get_resumes_after_a_cut() {
+    let p = pair().await;
+    let to = tempfile::tempdir().unwrap();
+    let id = p.client.resolve(&p.sharer.listen_addr().unwrap().to_string(), WAIT).await.unwrap();
+    let paths = vec!["pub/tree/a/deep.bin".to_string()];
+    p.sharer.inject_disconnect_after(1 << 20);
+    let err = p
+        .client
+        .get(&id, &paths, Some(to.path().to_path_buf()))
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TransferError::Failed(_)), "{err:?}");
+    assert!(!to.path().join("deep.bin").exists());
+    let outcome = p
+        .client
+        .get(&id, &paths, Some(to.path().to_path_buf()))
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert!(outcome.all_ok());
+    assert!(outcome.resumed >= 1 << 20, "resumed {} bytes", outcome.resumed);
+    assert_eq!(std::fs::read(to.path().join("deep.bin")).unwrap(), pattern(3 << 20, 1));
+}
+
+#[tokio::test]
+async fn a_node_without_shares_says_so() {
+    let d1 = tempfile::tempdir().unwrap();
+    let a = NodeHandle::start(NodeConfig::local("a", d1.path().join("a"))).await.unwrap();
+    let b = NodeHandle::start(NodeConfig::local("b", d1.path().join("b"))).await.unwrap();
+    let id = a.resolve(&b.listen_addr().unwrap().to_string(), WAIT).await.unwrap();
+    let err = a.list(&id, "").await.unwrap_err();
+    assert!(err.to_string().contains("nothing is shared"), "{err}");
+}

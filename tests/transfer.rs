@@ -1,0 +1,583 @@
+//! Push and pull end to end between in-process nodes on 127.0.0.1 (no multicast).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lanyard::identity::PeerId;
+use lanyard::node::{Event, NodeConfig, NodeHandle};
+use lanyard::transfer::{Direction, TransferError};
+use tokio::sync::broadcast;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Node {
+    handle: NodeHandle,
+    _dir: tempfile::TempDir,
+    downloads: PathBuf,
+}
+
+async fn node(nick: &str, tweak: impl FnOnce(&mut NodeConfig)) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = NodeConfig::local(nick, dir.path().join("data"));
+    config.download_dir = dir.path().join("downloads");
+    tweak(&mut config);
+    let downloads = config.download_dir.clone();
+    let handle = NodeHandle::start(config).await.unwrap();
+    Node {
+        handle,
+        _dir: dir,
+        downloads,
+    }
+}
+
+async fn accepting(nick: &str) -> Node {
+    node(nick, |c| c.accept_all = true).await
+}
+
+/// `from` learns `to` by address; returns `to`'s id as `from` sees it.
+async fn link(from: &Node, to: &Node) -> PeerId {
+    let addr = to.handle.listen_addr().unwrap().to_string();
+    from.handle.resolve(&addr, WAIT).await.unwrap()
+}
+
+fn write(path: &Path, data: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, data).unwrap();
+}
+
+/// Deterministic, incompressible-looking bytes.
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn partials(downloads: &Path) -> Vec<PathBuf> {
+    match std::fs::read_dir(downloads.join(".lanyard-partial")) {
+        Ok(rd) => rd.map(|e| e.unwrap().path()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The first event matching `f`, within WAIT.
+async fn wait_for<T>(rx: &mut broadcast::Receiver<Event>, mut f: impl FnMut(&Event) -> Option<T>) -> T {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match rx.recv().await {
+                Ok(e) => {
+                    if let Some(t) = f(&e) {
+                        return t;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("event stream ended: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("event did not come")
+}
+
+#[tokio::test]
+async fn push_files_and_folder_trees_verified() {
+    let a = node("ada", |_| {}).await;
+    let b = accepting("bob").await;
+    let src = tempfile::tempdir().unwrap();
+    let tree = src.path().join("projet été");
+    write(&tree.join("notes/日本語 🎉.txt"), "héllo".as_bytes());
+    write(&tree.join("empty.bin"), b"");
+    write(&tree.join("big.bin"), &pattern(3 << 20, 1));
+    std::fs::create_dir_all(tree.join("nothing/inside")).unwrap();
+    let single = src.path().join("report.pdf");
+    write(&single, &pattern(1000, 2));
+    let empty = src.path().join("zero");
+    write(&empty, b"");
+
+    let bob = link(&a, &b).await;
+    let task = a.handle.send(&bob, &[tree.clone(), single.clone(), empty.clone()]).await.unwrap();
+    let outcome = task.wait().await.unwrap();
+    assert!(outcome.all_ok(), "{:?}", outcome.failed);
+    assert_eq!(outcome.files, 5);
+
+    let got = b.downloads.join("projet été");
+    assert_eq!(std::fs::read(got.join("notes/日本語 🎉.txt")).unwrap(), "héllo".as_bytes());
+    assert_eq!(std::fs::read(got.join("empty.bin")).unwrap(), b"");
+    assert_eq!(std::fs::read(got.join("big.bin")).unwrap(), pattern(3 << 20, 1));
+    assert!(got.join("nothing/inside").is_dir());
+    assert_eq!(std::fs::read(b.downloads.join("report.pdf")).unwrap(), pattern(1000, 2));
+    assert_eq!(std::fs::read(b.downloads.join("zero")).unwrap(), b"");
+    assert!(partials(&b.downloads).is_empty(), "no partial file is left behind");
+}
+
+#[tokio::test]
+async fn existing_files_are_never_overwritten() {
+    let a = node("ada", |_| {}).await;
+    let b = accepting("bob").await;
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("report.tar.gz");
+    write(&file, b"new");
+    let folder = src.path().join("proj");
+    write(&folder.join("a.txt"), b"a");
+    write(&b.downloads.join("report.tar.gz"), b"old");
+    write(&b.downloads.join("proj/a.txt"), b"old a");
+    let bob = link(&a, &b).await;
+    for _ in 0..2 {
+        let outcome = a
+            .handle
+            .send(&bob, &[file.clone(), folder.clone()])
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        assert!(outcome.all_ok());
+    }
+    assert_eq!(std::fs::read(b.downloads.join("report.tar.gz")).unwrap(), b"old");
+    assert_eq!(std::fs::read(b.downloads.join("report (1).tar.gz")).unwrap(), b"new");
+    assert_eq!(std::fs::read(b.downloads.join("report (2).tar.gz")).unwrap(), b"new");
+    assert_eq!(std::fs::read(b.downloads.join("proj/a.txt")).unwrap(), b"old a");
+    assert_eq!(std::fs::read(b.downloads.join("proj (1)/a.txt")).unwrap(), b"a");
+    assert_eq!(std::fs::read(b.downloads.join("proj (2)/a.txt")).unwrap(), b"a");
+}
+
+#[tokio::test]
+async fn offers_are_rejected_without_accept_all_or_an_answer() {
+    let a = node("ada", |_| {}).await;
+    let b = node("bob", |_| {}).await;
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("x.txt");
+    write(&file, b"x");
+    let bob = link(&a, &b).await;
+    let err = a
+        .handle
+        .send(&bob, std::slice::from_ref(&file))
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap_err();
+    assert_eq!(err, TransferError::Rejected("rejected".into()));
+    assert!(!b.downloads.join("x.txt").exists());
+
+    // With a face that answers: no, then yes-always (trust), then no question at all.
+    let _answerer = b.handle.answer_offers();
+    let mut events = b.handle.subscribe();
+    let task = a.handle.send(&bob, std::slice::from_ref(&file)).await.unwrap();
+    let id = wait_for(&mut events, |e| match e {
+        Event::Offer {
+            transfer, files: 1, names, ..
+        } if names == &["x.txt"] => Some(transfer.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(b.handle.answer_offer(&id, false, false));
+    assert!(matches!(task.wait().await, Err(TransferError::Rejected(_))));
+
+    let task = a.handle.send(&bob, std::slice::from_ref(&file)).await.unwrap();
+    let id = wait_for(&mut events, |e| match e {
+        Event::Offer { transfer, .. } => Some(transfer.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(b.handle.answer_offer(&id, true, true));
+    assert!(task.wait().await.unwrap().all_ok());
+    assert!(
+        a.handle
+            .send(&bob, std::slice::from_ref(&file))
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap()
+            .all_ok(),
+        "trusted now"
+    );
+    assert!(b.downloads.join("x (1).txt").exists());
+}
+
+#[tokio::test]
+async fn several_transfers_at_once_in_both_directions() {
+    let a = accepting("ada").await;
+    let b = accepting("bob").await;
+    let c = accepting("cy").await;
+    let src = tempfile::tempdir().unwrap();
+    let one = src.path().join("one.bin");
+    let two = src.path().join("two.bin");
+    write(&one, &pattern(2 << 20, 3));
+    write(&two, &pattern(1 << 20, 4));
+    let bob = link(&a, &b).await;
+    let cy = link(&a, &c).await;
+    let ada = link(&b, &a).await;
+    let t1 = a.handle.send(&bob, std::slice::from_ref(&one)).await.unwrap();
+    let t2 = a.handle.send(&bob, std::slice::from_ref(&two)).await.unwrap();
+    let t3 = b.handle.send(&ada, std::slice::from_ref(&two)).await.unwrap();
+    let t4 = a.handle.send(&cy, std::slice::from_ref(&one)).await.unwrap();
+    let (r1, r2, r3, r4) = tokio::join!(t1.wait(), t2.wait(), t3.wait(), t4.wait());
+    for r in [r1, r2, r3, r4] {
+        assert!(r.unwrap().all_ok());
+    }
+    assert_eq!(std::fs::read(b.downloads.join("one.bin")).unwrap(), pattern(2 << 20, 3));
+    assert_eq!(std::fs::read(b.downloads.join("two.bin")).unwrap(), pattern(1 << 20, 4));
+    assert_eq!(std::fs::read(a.downloads.join("two.bin")).unwrap(), pattern(1 << 20, 4));
+    assert_eq!(std::fs::read(c.downloads.join("one.bin")).unwrap(), pattern(2 << 20, 3));
+}
+
+/// A random cut point in [1, len), reported so a failure can be replayed.
+fn cut_point(len: u64) -> u64 {
+    let n = rand::random::<u64>() % (len - 1) + 1;
+    eprintln!("cutting after {n} bytes");
+    n
+}
+
+async fn resume_after_cut(cut_on_sender: bool) {
+    let a = node("ada", |_| {}).await;
+    let b = accepting("bob").await;
+    let src = tempfile::tempdir().unwrap();
+    let len = 5 << 20;
+    let file = src.path().join("movie.mp4");
+    write(&file, &pattern(len, 5));
+    let bob = link(&a, &b).await;
+    let n = cut_point(len as u64);
+    if cut_on_sender {
+        a.handle.inject_disconnect_after(n);
+    } else {
+        b.handle.inject_disconnect_after(n);
+    }
+    let mut b_events = b.handle.subscribe();
+    let task = a.handle.send(&bob, std::slice::from_ref(&file)).await.unwrap();
+    let id = task.id.clone();
+    let err = task.wait().await.unwrap_err();
+    assert!(matches!(err, TransferError::Failed(_)), "{err:?}");
+    let message = wait_for(&mut b_events, |e| match e {
+        Event::Error { transfer, message, .. } if *transfer == id => Some(message.clone()),
+        _ => None,
+    })
+    .await;
+    eprintln!("receiver: {message}");
+    assert!(!b.downloads.join("movie.mp4").exists(), "nothing under the final name");
+    let parts = partials(&b.downloads);
+    assert_eq!(parts.len(), 1, "the partial file is kept for a resume");
+    let held = std::fs::metadata(&parts[0]).unwrap().len();
+    // The receiver may have had the whole body (cut after the last segment, before the hash).
+    assert!(held > 0 && held <= len as u64);
+
+    let mut events = b.handle.subscribe();
+    let task = a.handle.send(&bob, std::slice::from_ref(&file)).await.unwrap();
+    let id = task.id.clone();
+    let first = wait_for(&mut events, |e| match e {
+        Event::Progress(p) if p.transfer == id && p.direction == Direction::Receive => Some(p.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(first.bytes >= held, "progress counts the {held} bytes held");
+    let outcome = task.wait().await.unwrap();
+    assert!(outcome.all_ok());
+    assert_eq!(outcome.resumed, held, "the second attempt starts from the bytes held");
+    assert_eq!(std::fs::read(b.downloads.join("movie.mp4")).unwrap(), pattern(len, 5));
+    assert!(partials(&b.downloads).is_empty());
+}
+
+#[tokio::test]
+async fn push_resumes_after_the_sender_drops_mid_file() {
+    resume_after_cut(true).await;
+}
+
+#[tokio::test]
+async fn push_resumes_after_the_receiver_drops_mid_file() {
+    resume_after_cut(false).await;
+}
+
+#[tokio::test]
+async fn a_folder_resumes_into_the_same_folder_after_a_sender_restart() {
+    let b = accepting("bob").await;
+    let src = tempfile::tempdir().unwrap();
+    let tree = src.path().join("proj");
+    write(&tree.join("1.bin"), &pattern(1 << 20, 6));
+    write(&tree.join("2.bin"), &pattern(3 << 20, 7));
+    write(&tree.join("3.bin"), &pattern(10, 8));
+    let data = tempfile::tempdir().unwrap();
+    let config = NodeConfig::local("ada", data.path().to_path_buf());
+    let a = NodeHandle::start(config.clone()).await.unwrap();
+    let bob = a.resolve(&b.handle.listen_addr().unwrap().to_string(), WAIT).await.unwrap();
+    // 1.bin arrives whole, 2.bin is cut: the sender "crashes" and comes back.
+    a.inject_disconnect_after(2 << 20);
+    let outcome = a.send(&bob, std::slice::from_ref(&tree)).await.unwrap().wait().await;
+    assert!(outcome.is_err());
+    a.shutdown().await;
+    drop(a);
+    let a = NodeHandle::start(config).await.unwrap();
+    let bob = a.resolve(&b.handle.listen_addr().unwrap().to_string(), WAIT).await.unwrap();
+    let outcome = a.send(&bob, std::slice::from_ref(&tree)).await.unwrap().wait().await.unwrap();
+    assert!(outcome.all_ok(), "{:?}", outcome.failed);
+    for (name, data) in [
+        ("1.bin", pattern(1 << 20, 6)),
+        ("2.bin", pattern(3 << 20, 7)),
+        ("3.bin", pattern(10, 8)),
+    ] {
+        assert_eq!(std::fs::read(b.downloads.join("proj").join(name)).unwrap(), data);
+    }
+    assert!(!b.downloads.join("proj (1)").exists(), "the resumed folder keeps its first name");
+    assert!(
+        !b.downloads.join("proj/1 (1).bin").exists(),
+        "1.bin was verified again, not copied again"
+    );
+    // Once complete, a new push of the same folder is a new copy.
+    let outcome = a.send(&bob, std::slice::from_ref(&tree)).await.unwrap().wait().await.unwrap();
+    assert!(outcome.all_ok());
+    assert!(b.downloads.join("proj (1)/2.bin").exists());
+}
+
+async fn cancel_mid_file(from_sender: bool) {
+    let a = node("ada", |_| {}).await;
+    let b = accepting("bob").await;
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("big.bin");
+    write(&file, &pattern(4 << 20, 9));
+    let bob = link(&a, &b).await;
+    a.handle.inject_stall_after(1 << 20);
+    let mut events = b.handle.subscribe();
+    let task = a.handle.send(&bob, std::slice::from_ref(&file)).await.unwrap();
+    let id = task.id.clone();
+    wait_for(&mut events, |e| match e {
+        Event::Progress(p) if p.transfer == id => Some(()),
+        _ => None,
+    })
+    .await;
+    if from_sender {
+        assert!(a.handle.cancel_transfer(&id));
+    } else {
+        assert!(b.handle.cancel_transfer(&id), "the receiver knows the transfer by the same id");
+    }
+    let err = task.wait().await.unwrap_err();
+    assert!(matches!(err, TransferError::Cancelled(_)), "{err:?}");
+    let reason = wait_for(&mut events, |e| match e {
+        Event::Cancelled { transfer, reason, .. } if *transfer == id => Some(reason.clone()),
+        Event::Error { transfer, message, .. } if *transfer == id => panic!("receiver saw an error: {message}"),
+        _ => None,
+    })
+    .await;
+    assert!(!reason.is_empty());
+    assert!(partials(&b.downloads).is_empty(), "cancel removes the partial data");
+    assert!(!b.downloads.join("big.bin").exists());
+}
+
+#[tokio::test]
+async fn the_sender_can_cancel_mid_file() {
+    cancel_mid_file(true).await;
+}
+
+#[tokio::test]
+async fn the_receiver_can_cancel_mid_file() {
+    cancel_mid_file(false).await;
+}
+
+#[tokio::test]
+async fn a_source_that_changes_or_vanishes_fails_alone() {
+    let a = node("ada", |_| {}).await;
+    let b = node("bob", |_| {}).await;
+    let _answerer = b.handle.answer_offers();
+    let src = tempfile::tempdir().unwrap();
+    let tree = src.path().join("d");
+    write(&tree.join("changes.txt"), b"before");
+    write(&tree.join("keeps.txt"), b"same");
+    write(&tree.join("vanishes.txt"), b"here");
+    let bob = link(&a, &b).await;
+    let mut events = b.handle.subscribe();
+    let task = a.handle.send(&bob, std::slice::from_ref(&tree)).await.unwrap();
+    let id = wait_for(&mut events, |e| match e {
+        Event::Offer { transfer, .. } => Some(transfer.clone()),
+        _ => None,
+    })
+    .await;
+    write(&tree.join("changes.txt"), b"after, and longer");
+    std::fs::remove_file(tree.join("vanishes.txt")).unwrap();
+    assert!(b.handle.answer_offer(&id, true, false));
+    let outcome = task.wait().await.unwrap();
+    assert_eq!(outcome.files, 1);
+    let mut failed = outcome.failed.clone();
+    failed.sort();
+    assert_eq!(failed.len(), 2);
+    assert!(
+        failed[0].0.ends_with("changes.txt") && failed[0].1.contains("changed"),
+        "{failed:?}"
+    );
+    assert!(
+        failed[1].0.ends_with("vanishes.txt") && failed[1].1.contains("vanished"),
+        "{failed:?}"
+    );
+    assert_eq!(std::fs::read(b.downloads.join("d/keeps.txt")).unwrap(), b"same");
+    assert!(!b.downloads.join("d/changes.txt").exists());
+    assert!(partials(&b.downloads).is_empty());
+}
+
+#[tokio::test]
+async fn a_vanished_peer_is_a_clear_error() {
+    let a = node("ada", |_| {}).await;
+    let b = accepting("bob").await;
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("f");
+    write(&file, b"f");
+    let bob = link(&a, &b).await;
+    b.handle.shutdown().await;
+    let err = a.handle.send(&bob, &[file]).await.unwrap().wait().await.unwrap_err();
+    assert!(
+        err.to_string().contains("cannot connect") || err.to_string().contains("disconnected"),
+        "{err}"
+    );
+}
+
+/// Root only: a tiny tmpfs as the download dir.
+#[tokio::test]
+async fn disk_full_fails_the_transfer_and_the_node_carries_on() {
+    if !is_root() {
+        eprintln!("SKIP disk_full test: needs root to mount a tmpfs");
+        return;
+    }
+    let mnt = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(mnt.path())
+        .status();
+    if !status.is_ok_and(|s| s.success()) {
+        eprintln!("SKIP disk_full test: cannot mount a tmpfs here");
+        return;
+    }
+    let _unmount = Unmount(mnt.path().to_path_buf());
+    let a = node("ada", |_| {}).await;
+    let downloads = mnt.path().join("in");
+    let b = node("bob", |c| {
+        c.accept_all = true;
+        c.download_dir = downloads.clone();
+    })
+    .await;
+    let src = tempfile::tempdir().unwrap();
+    let big = src.path().join("big.bin");
+    write(&big, &pattern(4 << 20, 10));
+    let bob = link(&a, &b).await;
+    let err = a.handle.send(&bob, &[big]).await.unwrap().wait().await.unwrap_err();
+    assert!(err.to_string().contains("No space left"), "{err}");
+    // Free the space the partial took; the node still takes the next transfer.
+    for p in partials(&downloads) {
+        std::fs::remove_file(p).unwrap();
+    }
+    let small = src.path().join("small.txt");
+    write(&small, b"fits");
+    assert!(a.handle.send(&bob, &[small]).await.unwrap().wait().await.unwrap().all_ok());
+    assert_eq!(std::fs::read(downloads.join("small.txt")).unwrap(), b"fits");
+}
+
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn control_traffic_flows_while_a_transfer_is_stalled() {
+    let a = node("ada", |_| {}).await;
+    let b = accepting("bob").await;
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("big.bin");
+    write(&file, &pattern(3 << 20, 11));
+    let bob = link(&a, &b).await;
+    a.handle.inject_stall_after(1 << 20);
+    let mut b_events = b.handle.subscribe();
+    let task = a.handle.send(&bob, std::slice::from_ref(&file)).await.unwrap();
+    let id = task.id.clone();
+    wait_for(&mut b_events, |e| match e {
+        Event::Progress(p) if p.transfer == id => Some(()),
+        _ => None,
+    })
+    .await;
+    // The file is stuck mid-way on its own connection; the control connection is not.
+    let mut a_events = a.handle.subscribe();
+    b.handle.set_nick("robert").await.unwrap();
+    let new = wait_for(&mut a_events, |e| match e {
+        Event::PeerRenamed { new, .. } => Some(new.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(new, "robert");
+    assert!(a.handle.cancel_transfer(&id));
+    assert!(matches!(task.wait().await, Err(TransferError::Cancelled(_))));
+}
+
+/// Root only: a download dir on a read-only file system.
+#[tokio::test]
+async fn an_unwritable_download_dir_is_a_clear_error() {
+    if !is_root() {
+        eprintln!("SKIP unwritable test: needs root to mount a read-only tmpfs");
+        return;
+    }
+    let mnt = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m,ro", "tmpfs"])
+        .arg(mnt.path())
+        .status();
+    if !status.is_ok_and(|s| s.success()) {
+        eprintln!("SKIP unwritable test: cannot mount a tmpfs here");
+        return;
+    }
+    let _unmount = Unmount(mnt.path().to_path_buf());
+    let a = node("ada", |_| {}).await;
+    let b = node("bob", |c| {
+        c.accept_all = true;
+        c.download_dir = mnt.path().to_path_buf();
+    })
+    .await;
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("x.txt");
+    write(&file, b"x");
+    let bob = link(&a, &b).await;
+    let err = a.handle.send(&bob, &[file]).await.unwrap().wait().await.unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("Read-only file system") && !msg.contains(&*mnt.path().to_string_lossy()),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn a_sender_can_cancel_an_offer_still_waiting_for_an_answer() {
+    let a = node("ada", |_| {}).await;
+    let b = node("bob", |_| {}).await;
+    let _answerer = b.handle.answer_offers();
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("x.txt");
+    write(&file, b"x");
+    let bob = link(&a, &b).await;
+    let mut events = b.handle.subscribe();
+    let task = a.handle.send(&bob, std::slice::from_ref(&file)).await.unwrap();
+    let id = wait_for(&mut events, |e| match e {
+        Event::Offer { transfer, .. } => Some(transfer.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(a.handle.cancel_transfer(&id));
+    assert!(matches!(task.wait().await, Err(TransferError::Cancelled(_))));
+    wait_for(&mut events, |e| match e {
+        Event::Cancelled { transfer, .. } if *transfer == id => Some(()),
+        _ => None,
+    })
+    .await;
+    assert!(!b.handle.answer_offer(&id, true, false), "the offer is gone");
+}

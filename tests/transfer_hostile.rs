@@ -1,0 +1,286 @@
+//! A hand-made malicious sender speaking the transfer protocol directly: hostile names,
+//! oversize counts and lengths, lies about offsets, sizes and hashes. Each must end that one
+//! transfer with nothing written outside the download folder, nothing unverified under a
+//! final name, and the node still serving.
+
+use std::path::Path;
+use std::time::Duration;
+
+use lanyard::identity::Identity;
+use lanyard::net::secure::{self, SecureConn};
+use lanyard::net::wire::{Hello, Purpose};
+use lanyard::node::{NodeConfig, NodeHandle};
+use lanyard::transfer::wire::{Item, MAX_TRANSFER_FRAME, TransferMsg};
+use serde_bytes::ByteBuf;
+use tokio::net::TcpStream;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn receiver(dir: &Path) -> NodeHandle {
+    let mut config = NodeConfig::local("victim", dir.join("data"));
+    config.download_dir = dir.join("downloads");
+    config.accept_all = true;
+    NodeHandle::start(config).await.unwrap()
+}
+
+async fn dial(node: &NodeHandle) -> SecureConn {
+    let me = Identity::generate().unwrap();
+    let hello = Hello {
+        nick: "mallory".into(),
+        host: "evil".into(),
+        listen_port: None,
+        software: "test".into(),
+    };
+    let sock = TcpStream::connect(node.listen_addr().unwrap()).await.unwrap();
+    secure::connect(sock, &me, &hello, Purpose::Transfer, Some(node.id()))
+        .await
+        .unwrap()
+}
+
+fn file(path: &str, size: u64) -> Item {
+    Item {
+        path: path.into(),
+        size,
+        mtime: 1,
+        dir: false,
+    }
+}
+
+async fn offer(conn: &mut SecureConn, items: Vec<Item>) {
+    let bytes = items.iter().map(|i| i.size).sum();
+    conn.writer
+        .send(&TransferMsg::Offer {
+            transfer: "0123456789abcdef".into(),
+            items: items.len() as u32,
+            bytes,
+        })
+        .await
+        .unwrap();
+    conn.writer.send(&TransferMsg::Items { items }).await.unwrap();
+}
+
+/// The next message, or None when the node closed the connection (or broke it off).
+async fn answer(conn: &mut SecureConn) -> Option<TransferMsg> {
+    tokio::time::timeout(WAIT, conn.reader.read_frame::<TransferMsg>(MAX_TRANSFER_FRAME))
+        .await
+        .expect("the node answers or closes")
+        .ok()
+        .flatten()
+}
+
+/// Every file under `dir`, relative, skipping the partial folder.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd {
+            let p = e.unwrap().path();
+            if p.file_name().unwrap() == ".lanyard-partial" {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn hostile_names_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = receiver(dir.path()).await;
+    let catalogue = [
+        "../x",
+        "../../etc/cron.d/x",
+        "a/../../x",
+        "/etc/x",
+        "//server/share/x",
+        "\\\\server\\x",
+        "C:/Windows/x",
+        "c:x",
+        "a/./b",
+        "a//b",
+        "x\u{1b}[2J",
+        "x\u{0}y",
+        "x\ny",
+        "evil\u{202e}fdp.exe",
+        "CON",
+        "nul.txt",
+        "com1",
+        "a/LPT9.log",
+        "trailing. ",
+        ".",
+        "..",
+        "",
+        ".lanyard-partial/x",
+    ];
+    let long_component = "x".repeat(256);
+    let long_path = vec!["d"; 3000].join("/");
+    let deep = vec!["d"; 100].join("/");
+    for name in catalogue.iter().map(|s| s.to_string()).chain([long_component, long_path, deep]) {
+        let mut conn = dial(&node).await;
+        offer(&mut conn, vec![file(&name, 1)]).await;
+        match answer(&mut conn).await {
+            Some(TransferMsg::Reject { reason }) => {
+                assert!(reason.starts_with("refused") || reason.contains("reserved"), "{name:?}: {reason}")
+            }
+            other => panic!("{name:?}: expected a rejection, got {other:?}"),
+        }
+    }
+    assert!(
+        files_under(dir.path()).iter().all(|f| f.starts_with("data/")),
+        "{:?}",
+        files_under(dir.path())
+    );
+}
+
+#[tokio::test]
+async fn oversize_and_inconsistent_offers_end_the_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = receiver(dir.path()).await;
+
+    // A count far over the limit: refused before any manifest is read.
+    let mut conn = dial(&node).await;
+    conn.writer
+        .send(&TransferMsg::Offer {
+            transfer: "x".into(),
+            items: u32::MAX,
+            bytes: 0,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(answer(&mut conn).await, Some(TransferMsg::Error { .. }) | None));
+
+    // More items than announced.
+    let mut conn = dial(&node).await;
+    conn.writer
+        .send(&TransferMsg::Offer {
+            transfer: "x".into(),
+            items: 1,
+            bytes: 2,
+        })
+        .await
+        .unwrap();
+    conn.writer
+        .send(&TransferMsg::Items {
+            items: vec![file("a", 1), file("b", 1)],
+        })
+        .await
+        .unwrap();
+    assert!(matches!(answer(&mut conn).await, Some(TransferMsg::Error { .. }) | None));
+
+    // Sizes that do not add up to the announced total.
+    let mut conn = dial(&node).await;
+    conn.writer
+        .send(&TransferMsg::Offer {
+            transfer: "x".into(),
+            items: 1,
+            bytes: 5,
+        })
+        .await
+        .unwrap();
+    conn.writer
+        .send(&TransferMsg::Items {
+            items: vec![file("a", u64::MAX)],
+        })
+        .await
+        .unwrap();
+    assert!(matches!(answer(&mut conn).await, Some(TransferMsg::Error { .. }) | None));
+
+    // A frame length over the limit.
+    let mut conn = dial(&node).await;
+    let big = "x".repeat(MAX_TRANSFER_FRAME + 1);
+    conn.writer.send(&TransferMsg::List { path: big }).await.unwrap();
+    assert_eq!(answer(&mut conn).await, None);
+
+    // Nonsense as the first message.
+    let mut conn = dial(&node).await;
+    conn.writer.send(&TransferMsg::Done).await.unwrap();
+    assert_eq!(answer(&mut conn).await, None);
+
+    // The node still takes a good transfer.
+    let mut conn = dial(&node).await;
+    offer(&mut conn, vec![file("ok.txt", 2)]).await;
+    assert_eq!(answer(&mut conn).await, Some(TransferMsg::Accept { resume: vec![] }));
+    conn.writer.send(&TransferMsg::FileStart { index: 0, offset: 0 }).await.unwrap();
+    conn.writer.send(&TransferMsg::Data { len: 2 }).await.unwrap();
+    conn.writer.write_raw(b"ok").await.unwrap();
+    let hash = blake3::hash(b"ok");
+    conn.writer
+        .send(&TransferMsg::FileEnd {
+            blake3: ByteBuf::from(hash.as_bytes().to_vec()),
+        })
+        .await
+        .unwrap();
+    conn.writer.send(&TransferMsg::Done).await.unwrap();
+    assert_eq!(answer(&mut conn).await, Some(TransferMsg::FileOk { index: 0 }));
+    assert_eq!(std::fs::read(dir.path().join("downloads/ok.txt")).unwrap(), b"ok");
+}
+
+#[tokio::test]
+async fn lies_during_the_stream_never_leave_a_file_under_its_final_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = receiver(dir.path()).await;
+    // A wrong hash: the file fails verification and is discarded; so does a hash of the
+    // wrong length. (Verdicts come in batches; all of them by the end.)
+    let mut conn = dial(&node).await;
+    offer(&mut conn, vec![file("forged.txt", 4), file("fine.txt", 1)]).await;
+    assert!(matches!(answer(&mut conn).await, Some(TransferMsg::Accept { .. })));
+    conn.writer.send(&TransferMsg::FileStart { index: 0, offset: 0 }).await.unwrap();
+    conn.writer.send(&TransferMsg::Data { len: 4 }).await.unwrap();
+    conn.writer.write_raw(b"evil").await.unwrap();
+    conn.writer
+        .send(&TransferMsg::FileEnd {
+            blake3: ByteBuf::from(blake3::hash(b"good").as_bytes().to_vec()),
+        })
+        .await
+        .unwrap();
+    conn.writer.send(&TransferMsg::FileStart { index: 1, offset: 0 }).await.unwrap();
+    conn.writer.send(&TransferMsg::Data { len: 1 }).await.unwrap();
+    conn.writer.write_raw(b"f").await.unwrap();
+    conn.writer
+        .send(&TransferMsg::FileEnd {
+            blake3: ByteBuf::from(vec![0u8; 3]),
+        })
+        .await
+        .unwrap();
+    conn.writer.send(&TransferMsg::Done).await.unwrap();
+    match answer(&mut conn).await {
+        Some(TransferMsg::FileFailed { index: 0, reason }) => assert!(reason.contains("verification"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(answer(&mut conn).await, Some(TransferMsg::FileFailed { index: 1, .. })));
+    drop(conn);
+
+    // More data than the file holds, a wrong resume offset, an index out of range, a segment
+    // over the limit: each ends the connection.
+    let lies: Vec<Vec<TransferMsg>> = vec![
+        vec![TransferMsg::FileStart { index: 0, offset: 0 }, TransferMsg::Data { len: 5 }],
+        vec![TransferMsg::FileStart { index: 0, offset: 2 }],
+        vec![TransferMsg::FileStart { index: 7, offset: 0 }],
+        vec![TransferMsg::FileStart { index: 0, offset: 0 }, TransferMsg::Data { len: u64::MAX }],
+        vec![
+            TransferMsg::FileStart { index: 0, offset: 0 },
+            TransferMsg::FileEnd { blake3: ByteBuf::new() },
+        ],
+    ];
+    for lie in lies {
+        let mut conn = dial(&node).await;
+        offer(&mut conn, vec![file("lie.txt", 4)]).await;
+        assert!(matches!(answer(&mut conn).await, Some(TransferMsg::Accept { .. })));
+        for m in &lie {
+            conn.writer.send(m).await.unwrap();
+        }
+        match answer(&mut conn).await {
+            Some(TransferMsg::Error { message }) => assert!(message.contains("protocol error"), "{lie:?}: {message}"),
+            None => {}
+            other => panic!("{lie:?}: {other:?}"),
+        }
+    }
+    assert_eq!(files_under(&dir.path().join("downloads")), Vec::<String>::new());
+}
