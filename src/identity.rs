@@ -130,7 +130,16 @@ impl Identity {
         })();
         let _ = fs::remove_file(&tmp);
         match written {
-            Ok(()) => Ok(identity),
+            Ok(()) => {
+                // The link is a directory entry: make it durable, or a power cut right after
+                // the first start could bring up a different identity next time.
+                if let Some(dir) = path.parent() {
+                    fs::File::open(dir)
+                        .and_then(|d| d.sync_all())
+                        .with_context(|| format!("cannot sync {}", dir.display()))?;
+                }
+                Ok(identity)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::load(path),
             Err(e) => Err(e).with_context(|| format!("cannot create identity key {}", path.display())),
         }
@@ -208,6 +217,12 @@ pub fn ensure_private_dir(dir: &Path) -> Result<PathBuf> {
     if !dir.is_dir() {
         bail!("data dir {} is not a directory", dir.display());
     }
+    // It holds the key, the history and the control socket: owner-only, also when it existed.
+    let mode = fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("data dir {} is open to other users and cannot be made private", dir.display()))?;
+    }
     Ok(dir.to_path_buf())
 }
 
@@ -267,6 +282,16 @@ mod tests {
         assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
         let leftovers = fs::read_dir(dir.path()).unwrap().count();
         assert_eq!(leftovers, 1, "no temporary files left behind");
+    }
+
+    #[test]
+    fn an_open_data_dir_is_made_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("d");
+        fs::create_dir(&data).unwrap();
+        fs::set_permissions(&data, fs::Permissions::from_mode(0o755)).unwrap();
+        ensure_private_dir(&data).unwrap();
+        assert_eq!(fs::metadata(&data).unwrap().permissions().mode() & 0o777, 0o700);
     }
 
     #[test]

@@ -156,3 +156,33 @@ async fn a_newer_protocol_version_is_told_why() {
     );
     closed_by_node(&mut sock, 5).await;
 }
+
+#[tokio::test]
+async fn a_peer_that_never_reads_its_acks_is_cut_off() {
+    use lanyard::net::wire::ControlMsg;
+    let mut a = TestNode::start("ada").await;
+    let me = Identity::generate().unwrap();
+    let sock = TcpStream::connect(a.addr()).await.unwrap();
+    let conn = secure::connect(sock, &me, &hello("mallory"), Purpose::Control, None).await.unwrap();
+    a.expect_up(me.id()).await;
+    // Valid chat lines as fast as the node takes them, while never reading a byte back: the
+    // node's acks pile up unread. Keep the reader half alive so the socket stays open.
+    let (_reader, mut writer) = (conn.reader, conn.writer);
+    let flood = tokio::spawn(async move {
+        for n in 0u64..200_000 {
+            let msg = ControlMsg::Chat {
+                id: format!("{n:032x}"),
+                room: false,
+                sent_ms: 0,
+                text: "x".repeat(1000),
+            };
+            if writer.send(&msg).await.is_err() {
+                break;
+            }
+        }
+    });
+    let down = a.expect_down(me.id(), 30).await;
+    println!("{down:?}");
+    flood.abort();
+    still_serves(&mut a).await;
+}

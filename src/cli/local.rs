@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
@@ -196,7 +197,15 @@ pub async fn serve_socket(node: NodeHandle) -> Result<()> {
                 _ = node.cancelled() => break,
                 a = listener.accept() => a,
             };
-            let Ok((stream, _)) = accepted else { continue };
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!("control socket accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
             let node = node.clone();
             node.shared.tracker.clone().spawn(async move {
                 let (mut rd, mut wr) = stream.into_split();
@@ -215,20 +224,26 @@ pub async fn serve_socket(node: NodeHandle) -> Result<()> {
                     }
                 };
                 let (tx, mut rx) = mpsc::channel(64);
-                let work = async {
-                    execute(&node, request, &tx).await;
-                    drop(tx);
+                let worker = node.clone();
+                let work = async move {
+                    execute(&worker, request, &tx).await;
                 };
-                let forward = async {
+                let forward = async move {
                     while let Some(reply) = rx.recv().await {
                         if frame::write(&mut wr, &reply).await.is_err() {
                             break;
                         }
                     }
                 };
-                // A client that hangs up cancels its request.
+                // The client keeps its end open until it exits: EOF means it is gone.
+                let hangup = async move {
+                    let mut byte = [0u8; 1];
+                    while let Ok(1..) = rd.read(&mut byte).await {}
+                };
+                // A client that hangs up stops its request: dropping `work` ends what it awaits.
                 tokio::select! {
                     _ = async { tokio::join!(work, forward) } => {}
+                    _ = hangup => {}
                     _ = node.cancelled() => {}
                 }
             });

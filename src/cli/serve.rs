@@ -24,9 +24,12 @@ pub async fn run(config: &Config, accept_all: bool, json: bool) -> Result<ExitCo
         addr: node.listen_addr().map(|a| a.to_string()).unwrap_or_default(),
     };
     print_event(&listening, json, &node);
+    // Made once: a signal arriving while an event is printed must still be seen.
+    let stop = super::interrupted();
+    tokio::pin!(stop);
     loop {
         tokio::select! {
-            _ = super::interrupted() => break,
+            _ = &mut stop => break,
             e = events.recv() => match e {
                 Ok(Event::Listening { .. }) => {}
                 Ok(event) => print_event(&event, json, &node),

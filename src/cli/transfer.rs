@@ -54,11 +54,37 @@ async fn with_progress<T>(
     }
 }
 
+/// Cancels the request's transfers if the request is dropped before they end (its client left):
+/// a running node must not go on with work nobody is waiting for.
+struct CancelOnDrop {
+    node: NodeHandle,
+    labels: Labels,
+}
+
+impl CancelOnDrop {
+    fn new(node: &NodeHandle, labels: &Labels) -> Self {
+        CancelOnDrop {
+            node: node.clone(),
+            labels: labels.clone(),
+        }
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        // Transfers that already ended are gone from the registry; cancelling them is a no-op.
+        for id in self.labels.lock().unwrap_or_else(|e| e.into_inner()).keys() {
+            self.node.cancel_transfer(id);
+        }
+    }
+}
+
 pub(super) async fn send(node: &NodeHandle, peers: Vec<String>, paths: Vec<PathBuf>, out: &mpsc::Sender<Reply>) -> Result<()> {
     if peers.is_empty() || paths.is_empty() {
         bail!("give at least one peer and one path: lanyard send PEER... -- PATH...");
     }
     let labels: Labels = Arc::default();
+    let _stop_if_abandoned = CancelOnDrop::new(node, &labels);
     let events = node.subscribe();
     let mut jobs = JoinSet::new();
     for spec in peers.clone() {
@@ -117,6 +143,7 @@ pub(super) async fn list(node: &NodeHandle, peer: &str, path: &str, out: &mpsc::
 pub(super) async fn get(node: &NodeHandle, peer: &str, paths: Vec<String>, to: Option<PathBuf>, out: &mpsc::Sender<Reply>) -> Result<()> {
     let id = node.resolve(peer, RESOLVE_WAIT).await?;
     let labels: Labels = Arc::default();
+    let _stop_if_abandoned = CancelOnDrop::new(node, &labels);
     let events = node.subscribe();
     let task = node.get(&id, &paths, to).await?;
     labels
@@ -207,7 +234,7 @@ async fn run_with_bars(session: Session, request: Request, mut show: impl FnMut(
     let result = loop {
         let reply = tokio::select! {
             r = rx.recv() => r,
-            _ = super::interrupted() => break Err(anyhow!("interrupted; run the same command again to resume")),
+            _ = super::interrupted() => break Err(anyhow!("interrupted: the transfer was stopped")),
         };
         match reply {
             None => break Err(anyhow!("the request ended without an answer")),

@@ -28,6 +28,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// After a duplicate's goodbye, how long the winning connection gets to show up before the peer
 /// counts as down.
 const DUPLICATE_GRACE: Duration = Duration::from_secs(3);
+/// How long a goodbye may take to write before the connection is simply dropped.
+const GOODBYE_LIMIT: Duration = Duration::from_millis(500);
 
 pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     loop {
@@ -158,6 +160,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
     let conn_id = shared.next_id();
     let (tx, mut rx) = mpsc::channel::<ControlMsg>(CONTROL_QUEUE);
     let cancel = shared.cancel.child_token();
+    let replaced = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let live = LiveConn {
         conn_id,
         tx: tx.clone(),
@@ -165,6 +168,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
         since: std::time::Instant::now(),
         addr: remote.addr,
         cancel: cancel.clone(),
+        replaced: replaced.clone(),
     };
     let (registered, old_nick) = {
         let mut table = shared.peers();
@@ -214,14 +218,9 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.tick().await;
         loop {
-            let result = tokio::select! {
+            let queued = tokio::select! {
                 biased;
-                _ = writer_cancel.cancelled() => {
-                    // Cancelled while the node runs means another connection replaced this one.
-                    let reason = if node_cancel.is_cancelled() { ByeReason::Leaving } else { ByeReason::Duplicate };
-                    let _ = writer.send(&ControlMsg::Bye { reason }).await;
-                    break;
-                }
+                _ = writer_cancel.cancelled() => break,
                 msg = rx.recv() => match msg {
                     None => break,
                     Some(msg) => {
@@ -230,19 +229,33 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
                         while r.is_ok() && let Ok(more) = rx.try_recv() {
                             r = writer.queue_frame(&more);
                         }
-                        match r {
-                            Ok(()) => writer.flush().await.map_err(Into::into),
-                            Err(e) => Err(e),
-                        }
+                        r
                     }
                 },
-                _ = ping.tick() => writer.send(&ControlMsg::Ping).await,
+                _ = ping.tick() => writer.queue_frame(&ControlMsg::Ping),
             };
-            if result.is_err() {
+            // A peer that stops reading must not hold this task (and its connection slot): the
+            // write gives way to cancellation and to the same silence limit as reads.
+            let written = queued.is_ok()
+                && tokio::select! {
+                    biased;
+                    _ = writer_cancel.cancelled() => false,
+                    r = timeout(IDLE_LIMIT, writer.flush()) => matches!(r, Ok(Ok(()))),
+                };
+            if !written {
                 break;
             }
         }
-        writer.shutdown().await;
+        let reason = if replaced.load(std::sync::atomic::Ordering::Relaxed) && !node_cancel.is_cancelled() {
+            ByeReason::Duplicate
+        } else {
+            ByeReason::Leaving
+        };
+        let _ = timeout(GOODBYE_LIMIT, async {
+            let _ = writer.send(&ControlMsg::Bye { reason }).await;
+            writer.shutdown().await;
+        })
+        .await;
     });
 
     let mut quiet = false;
@@ -265,7 +278,12 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
                 }
                 Ok(msg) => match msg {
                     ControlMsg::Ping => {}
-                    msg @ ControlMsg::Chat { .. } => chat::on_chat(&shared, &id, conn_id, &tx, msg).await,
+                    msg @ ControlMsg::Chat { .. } => {
+                        if let Err(e) = chat::on_chat(&shared, &id, conn_id, &tx, msg) {
+                            tracing::warn!("dropping connection to {} ({}): {e}", remote.addr, id.short());
+                            break e;
+                        }
+                    }
                     ControlMsg::ChatAck { id: msg_id } => chat::on_ack(&shared, &id, conn_id, &msg_id, &chat_window),
                     ControlMsg::Bye { reason } => {
                         quiet = reason == ByeReason::Duplicate;
@@ -293,16 +311,22 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
     };
     cancel.cancel();
     drop(tx);
-    let _ = writer_task.await;
+    // The table and subscribers learn at once; the goodbye is best effort and bounded.
     chat::connection_down(&shared, &id, conn_id);
     let nick = shared.peers().get(&id).map(|p| p.nick.clone()).unwrap_or_default();
-    if shared.peers().unregister(&id, conn_id, quiet) {
+    let down = shared.peers().unregister(&id, conn_id, quiet);
+    if down {
         shared.emit(Event::PeerDown {
             id: id.clone(),
-            nick,
+            nick: nick.clone(),
             reason,
         });
-    } else if quiet {
+    }
+    let abort = writer_task.abort_handle();
+    if timeout(GOODBYE_LIMIT * 2, writer_task).await.is_err() {
+        abort.abort();
+    }
+    if !down && quiet {
         let shared2 = shared.clone();
         shared.tracker.spawn(async move {
             tokio::select! {

@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -26,6 +28,9 @@ pub struct LiveConn {
     pub since: Instant,
     pub addr: SocketAddr,
     pub cancel: CancellationToken,
+    /// Set just before `cancel` when another connection takes over: its goodbye then says
+    /// "duplicate" rather than "leaving".
+    pub replaced: Arc<AtomicBool>,
 }
 
 #[derive(Debug, Default)]
@@ -135,6 +140,7 @@ impl PeerTable {
         };
         if new_wins {
             let old = peer.conn.replace(conn).map(|c| {
+                c.replaced.store(true, Ordering::Relaxed);
                 c.cancel.cancel();
                 c.conn_id
             });
@@ -252,6 +258,7 @@ mod tests {
             since,
             addr: "127.0.0.1:1".parse().unwrap(),
             cancel: CancellationToken::new(),
+            replaced: Arc::default(),
         }
     }
 

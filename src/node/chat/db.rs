@@ -136,16 +136,18 @@ pub fn insert_incoming(c: &Connection, m: &NewMessage) -> rusqlite::Result<bool>
 }
 
 /// Up to `limit` queued lines for `peer`, oldest first, now marked sent on connection `conn`.
-pub fn take_batch(c: &mut Connection, peer: &PeerId, conn: u64, limit: usize) -> rusqlite::Result<Vec<Outgoing>> {
+/// Only lines `me` wrote: after an identity change, older lines could never be acknowledged
+/// (acks match by sender) and would use up the window.
+pub fn take_batch(c: &mut Connection, me: &PeerId, peer: &PeerId, conn: u64, limit: usize) -> rusqlite::Result<Vec<Outgoing>> {
     let tx = c.transaction()?;
     let mut out = Vec::new();
     {
         let mut select = tx.prepare_cached(
             "SELECT d.seq, m.id, m.room, m.sent_ms, m.text FROM deliveries d JOIN messages m ON m.n = d.message
-             WHERE d.peer = ?1 AND d.state = 'queued' ORDER BY d.seq LIMIT ?2",
+             WHERE d.peer = ?1 AND d.state = 'queued' AND m.sender = ?3 ORDER BY d.seq LIMIT ?2",
         )?;
         let mut mark = tx.prepare_cached("UPDATE deliveries SET state = 'sent', conn = ?2 WHERE seq = ?1")?;
-        let rows = select.query_map(params![peer.as_str(), limit as i64], |r| {
+        let rows = select.query_map(params![peer.as_str(), limit as i64, me.as_str()], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 Outgoing {
@@ -322,7 +324,7 @@ mod tests {
             let mid = format!("{i:032x}");
             insert_outgoing(&mut c, &line(&mid, bob.as_str(), &me, text), std::slice::from_ref(&bob)).unwrap();
         }
-        let batch = take_batch(&mut c, &bob, 7, 2).unwrap();
+        let batch = take_batch(&mut c, &me, &bob, 7, 2).unwrap();
         assert_eq!(batch.iter().map(|o| o.text.as_str()).collect::<Vec<_>>(), ["one", "two"]);
         assert_eq!(overall(&recipients(&c, &me, &batch[0].id).unwrap().unwrap()), Some(Delivery::Sent));
         assert_eq!(mark_delivered(&c, &me, &bob, &batch[0].id, 5).unwrap(), Some(Some(7)));
@@ -339,7 +341,7 @@ mod tests {
         // The connection drops: "two" goes back, ahead of "three".
         assert_eq!(requeue(&c, &bob, Some(8)).unwrap(), 0, "another connection's lines stay");
         assert_eq!(requeue(&c, &bob, Some(7)).unwrap(), 1);
-        let again = take_batch(&mut c, &bob, 9, 10).unwrap();
+        let again = take_batch(&mut c, &me, &bob, 9, 10).unwrap();
         assert_eq!(again.iter().map(|o| o.text.as_str()).collect::<Vec<_>>(), ["two", "three"]);
         assert_eq!(requeue_all(&c).unwrap(), 2);
         let h = history(&c, bob.as_str(), 10).unwrap();

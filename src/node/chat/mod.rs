@@ -255,6 +255,10 @@ async fn pump(
     let wake = shared.chat.wake(&peer);
     {
         let _take = lock(&shared.chat.take);
+        // A newer connection may already have taken rows: requeueing them would strand them.
+        if cancel.is_cancelled() || !is_current(&shared, &peer, conn_id) {
+            return;
+        }
         // Anything an older connection sent without an ack is resent here, ahead of newer lines.
         if let Err(e) = db::requeue(&shared.store.lock(), &peer, None) {
             tracing::warn!("chat: cannot requeue lines for {}: {e}", peer.short());
@@ -268,7 +272,7 @@ async fn pump(
                 wake.notify_one();
                 return;
             }
-            db::take_batch(&mut shared.store.lock(), &peer, conn_id, BATCH)
+            db::take_batch(&mut shared.store.lock(), shared.identity.id(), &peer, conn_id, BATCH)
         };
         let batch = match batch {
             Ok(b) => b,
@@ -306,14 +310,16 @@ async fn pump(
 }
 
 /// A peer's line arrived on connection `conn_id` (already validated). Stored, then acked.
-pub(crate) async fn on_chat(shared: &Shared, from: &PeerId, conn_id: u64, tx: &mpsc::Sender<ControlMsg>, msg: ControlMsg) {
+/// An error ends the connection: the sender then requeues this line and everything after it, in
+/// order, for the next one.
+pub(crate) fn on_chat(shared: &Shared, from: &PeerId, conn_id: u64, tx: &mpsc::Sender<ControlMsg>, msg: ControlMsg) -> Result<(), String> {
     let ControlMsg::Chat { id, room, sent_ms, text } = msg else {
-        return;
+        return Ok(());
     };
     // A connection being replaced may still deliver a few frames; taking them could put them
     // out of order with what the new one resends. Unacked, they come again on the live one.
     if !is_current(shared, from, conn_id) {
-        return;
+        return Ok(());
     }
     let nick = shared.peers().get(from).map(|p| p.nick.clone()).unwrap_or_default();
     let conversation = if room { ROOM } else { from.as_str() };
@@ -338,13 +344,12 @@ pub(crate) async fn on_chat(shared: &Shared, from: &PeerId, conn_id: u64, tx: &m
             sent_ms,
         }),
         Ok(false) => {}
-        Err(e) => {
-            // Not acked: the sender keeps it and tries again on the next connection.
-            tracing::warn!("chat: cannot store a line from {}: {e}", from.short());
-            return;
-        }
+        Err(e) => return Err(format!("cannot store a chat line: {e}")),
     }
-    let _ = tx.send(ControlMsg::ChatAck { id }).await;
+    // A sender that keeps to its window can never fill this queue; one that doesn't (or that
+    // stopped reading) is cut off rather than allowed to block this reader.
+    tx.try_send(ControlMsg::ChatAck { id })
+        .map_err(|_| "protocol error: the peer does not read its acknowledgements".to_string())
 }
 
 /// `from` acknowledged our line `id` on connection `conn_id`.
