@@ -240,7 +240,8 @@ pub async fn serve_socket(node: NodeHandle) -> Result<()> {
                     let mut byte = [0u8; 1];
                     while let Ok(1..) = rd.read(&mut byte).await {}
                 };
-                // A client that hangs up stops its request: dropping `work` ends what it awaits.
+                // A client that hangs up stops its request: dropping `work` ends what it awaits
+                // (a transfer it started is the node's and carries on).
                 tokio::select! {
                     _ = async { tokio::join!(work, forward) } => {}
                     _ = hangup => {}

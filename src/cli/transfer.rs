@@ -54,37 +54,11 @@ async fn with_progress<T>(
     }
 }
 
-/// Cancels the request's transfers if the request is dropped before they end (its client left):
-/// a running node must not go on with work nobody is waiting for.
-struct CancelOnDrop {
-    node: NodeHandle,
-    labels: Labels,
-}
-
-impl CancelOnDrop {
-    fn new(node: &NodeHandle, labels: &Labels) -> Self {
-        CancelOnDrop {
-            node: node.clone(),
-            labels: labels.clone(),
-        }
-    }
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        // Transfers that already ended are gone from the registry; cancelling them is a no-op.
-        for id in self.labels.lock().unwrap_or_else(|e| e.into_inner()).keys() {
-            self.node.cancel_transfer(id);
-        }
-    }
-}
-
 pub(super) async fn send(node: &NodeHandle, peers: Vec<String>, paths: Vec<PathBuf>, out: &mpsc::Sender<Reply>) -> Result<()> {
     if peers.is_empty() || paths.is_empty() {
         bail!("give at least one peer and one path: lanyard send PEER... -- PATH...");
     }
     let labels: Labels = Arc::default();
-    let _stop_if_abandoned = CancelOnDrop::new(node, &labels);
     let events = node.subscribe();
     let mut jobs = JoinSet::new();
     for spec in peers.clone() {
@@ -143,7 +117,6 @@ pub(super) async fn list(node: &NodeHandle, peer: &str, path: &str, out: &mpsc::
 pub(super) async fn get(node: &NodeHandle, peer: &str, paths: Vec<String>, to: Option<PathBuf>, out: &mpsc::Sender<Reply>) -> Result<()> {
     let id = node.resolve(peer, RESOLVE_WAIT).await?;
     let labels: Labels = Arc::default();
-    let _stop_if_abandoned = CancelOnDrop::new(node, &labels);
     let events = node.subscribe();
     let task = node.get(&id, &paths, to).await?;
     labels
@@ -226,15 +199,21 @@ fn outcome_line(peer: &str, o: &Outcome) -> String {
     }
 }
 
-/// Run a transfer request, drawing its progress; Ctrl-C stops it (the partial data is kept,
-/// so the same command resumes).
+/// Run a transfer request, drawing its progress. Ctrl-C stops this command; the transfer itself
+/// belongs to whichever node runs it: this process's own (it stops too, and its partial data is
+/// kept, so the same command resumes) or the node already running on the data dir (it carries on).
 async fn run_with_bars(session: Session, request: Request, mut show: impl FnMut(&Reply)) -> Result<ExitCode> {
+    let interrupted = if session.is_remote() {
+        "interrupted: the lanyard node running on this data dir carries on with the transfer"
+    } else {
+        "interrupted; run the same command again to resume"
+    };
     let mut rx = session.request(request).await?;
     let mut bars = Bars::new();
     let result = loop {
         let reply = tokio::select! {
             r = rx.recv() => r,
-            _ = super::interrupted() => break Err(anyhow!("interrupted: the transfer was stopped")),
+            _ = super::interrupted() => break Err(anyhow!(interrupted)),
         };
         match reply {
             None => break Err(anyhow!("the request ended without an answer")),

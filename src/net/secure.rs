@@ -82,6 +82,23 @@ pub struct SecureConn {
     pub purpose: Purpose,
 }
 
+/// Kernel-level liveness for every connection: a peer whose machine vanished (power, cable)
+/// is detected by keepalive probes, and data it never acknowledges fails the socket, so no task
+/// waits on it forever — also in the middle of a transfer, whose protocol may legitimately sit
+/// idle while a person decides on an offer.
+fn set_liveness(sock: &TcpStream) -> std::io::Result<()> {
+    let sock = socket2::SockRef::from(sock);
+    sock.set_tcp_nodelay(true)?;
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(10))
+        .with_interval(Duration::from_secs(5))
+        .with_retries(3);
+    sock.set_tcp_keepalive(&keepalive)?;
+    #[cfg(target_os = "linux")]
+    sock.set_tcp_user_timeout(Some(Duration::from_secs(30)))?;
+    Ok(())
+}
+
 fn preamble(purpose: Purpose) -> [u8; PREAMBLE_LEN] {
     let mut p = [0u8; PREAMBLE_LEN];
     p[..4].copy_from_slice(MAGIC);
@@ -183,7 +200,7 @@ pub async fn connect(
     purpose: Purpose,
     expect: Option<&PeerId>,
 ) -> Result<SecureConn, HandshakeError> {
-    sock.set_nodelay(true)?;
+    set_liveness(&sock)?;
     let addr = sock.peer_addr()?;
     let ours = preamble(purpose);
     sock.write_all(&ours).await?;
@@ -219,7 +236,7 @@ pub async fn connect(
 
 /// Accept side: answers any lanyard peer; the caller decides what to do with who it is.
 pub async fn accept(mut sock: TcpStream, identity: &Identity, hello: &Hello) -> Result<SecureConn, HandshakeError> {
-    sock.set_nodelay(true)?;
+    set_liveness(&sock)?;
     let addr = sock.peer_addr()?;
     let mut theirs = [0u8; PREAMBLE_LEN];
     sock.read_exact(&mut theirs).await?;
