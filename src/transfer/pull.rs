@@ -46,7 +46,11 @@ pub(crate) async fn list(shared: &Arc<Shared>, mut conn: SecureConn, path: &str)
         .await
         .map_err(|e| TransferError::Failed(format!("connection lost: {e}")))?;
     let mut out = Vec::new();
-    loop {
+    // Even empty frames count: a peer that says "more" forever gets nowhere.
+    for frames in 0.. {
+        if frames > MAX_LIST_ENTRIES / LIST_FRAME_ENTRIES + 1 {
+            return Err(TransferError::Failed("protocol error: the listing does not end".into()));
+        }
         let frame = tokio::select! {
             _ = shared.cancel.cancelled() => return Err(TransferError::Failed("this node is shutting down".into())),
             r = tokio::time::timeout(ANSWER_TIMEOUT, conn.reader.read_frame::<TransferMsg>(MAX_TRANSFER_FRAME)) => r,
@@ -70,6 +74,19 @@ pub(crate) async fn list(shared: &Arc<Shared>, mut conn: SecureConn, path: &str)
     }
     conn.writer.shutdown().await;
     Ok(out)
+}
+
+/// What the answer to a `Get` of `paths` may contain at its top level: each path's last
+/// component (the share serves an entry under its own name); anything for the share list.
+fn top_level_names(paths: &[String]) -> Option<Vec<String>> {
+    let mut names = Vec::new();
+    for p in paths {
+        match p.trim_end_matches('/').rsplit('/').next() {
+            Some(last) if !last.is_empty() => names.push(last.to_string()),
+            _ => return None,
+        }
+    }
+    Some(names)
 }
 
 /// Server: answer a `List`.
@@ -114,6 +131,7 @@ pub(crate) async fn serve_list(shared: &Arc<Shared>, mut conn: SecureConn, path:
 
 /// Client: ask for `paths` and receive them into `dest`.
 pub(crate) async fn get(ctx: &Ctx, mut conn: SecureConn, paths: Vec<String>, dest: PathBuf) -> Result<Outcome, TransferError> {
+    let allowed = top_level_names(&paths);
     conn.writer
         .send(&TransferMsg::Get {
             transfer: ctx.id.clone(),
@@ -131,7 +149,7 @@ pub(crate) async fn get(ctx: &Ctx, mut conn: SecureConn, paths: Vec<String>, des
         Ok(Err(e)) => Err(TransferError::Failed(format!("connection lost: {e}"))),
         Ok(Ok(None)) => Err(TransferError::Failed("the peer closed the connection".into())),
         Ok(Ok(Some(TransferMsg::Offer { items, bytes, .. }))) => {
-            receive::run(ctx, conn, Header { items, bytes }, &dest, Decision::Accept).await
+            receive::run(ctx, conn, Header { items, bytes }, &dest, Decision::Requested(allowed)).await
         }
         Ok(Ok(Some(TransferMsg::Error { message }))) => Err(peer_error(&message)),
         Ok(Ok(Some(other))) => Err(TransferError::Failed(format!("protocol error: unexpected {}", msg_name(&other)))),
@@ -165,4 +183,20 @@ pub(crate) async fn serve_get(ctx: &Ctx, mut conn: SecureConn, paths: Vec<String
         }
     };
     send::run(ctx, conn, manifest).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::top_level_names;
+
+    #[test]
+    fn a_pull_accepts_only_what_it_asked_for() {
+        let asked = |p: &[&str]| top_level_names(&p.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            asked(&["docs/report.pdf", "docs/photos/"]),
+            Some(vec!["report.pdf".into(), "photos".into()])
+        );
+        assert_eq!(asked(&["docs"]), Some(vec!["docs".into()]));
+        assert_eq!(asked(&[""]), None, "the whole share list: anything under a share name");
+    }
 }

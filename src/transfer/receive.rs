@@ -27,8 +27,9 @@ pub(crate) struct Header {
 pub(crate) enum Decision {
     /// Accept-all, a trusted peer, or a person's answer.
     Ask,
-    /// We asked for these files ourselves.
-    Accept,
+    /// We asked for these ourselves: accepted, but only items under these top-level names
+    /// (`None`: anything, for a request of the whole share list).
+    Requested(Option<Vec<String>>),
 }
 
 /// Names of the first few items, for an offer event.
@@ -101,8 +102,19 @@ async fn exchange(
             return Err(Stop::Rejected(reason));
         }
     };
+    if let Decision::Requested(Some(allowed)) = &decision
+        && let Some(stray) = items
+            .iter()
+            .find(|i| !allowed.iter().any(|a| i.path.split('/').next() == Some(a.as_str())))
+    {
+        // A server may only answer a pull with what was asked for, not fill the download dir.
+        return Err(protocol(&format!(
+            "the peer offered {:?}, which was not asked for",
+            printable(&stray.path)
+        )));
+    }
     let accept = match decision {
-        Decision::Accept => true,
+        Decision::Requested(_) => true,
         Decision::Ask => {
             let trusted = ctx.shared.peers().get(&ctx.peer).is_some_and(|p| p.trusted);
             if ctx.shared.config.accept_all || trusted {
