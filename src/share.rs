@@ -367,7 +367,7 @@ impl Shares {
         self.walk_limited(path, MAX_WALK_ENTRIES)
     }
 
-    fn walk_limited(&self, path: &str, limit: usize) -> Result<Walk, ShareError> {
+    pub fn walk_limited(&self, path: &str, limit: usize) -> Result<Walk, ShareError> {
         let mut walker = Walker {
             walk: Walk::default(),
             count: 0,

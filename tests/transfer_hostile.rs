@@ -284,3 +284,47 @@ async fn lies_during_the_stream_never_leave_a_file_under_its_final_name() {
     }
     assert_eq!(files_under(&dir.path().join("downloads")), Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn one_peer_cannot_hold_more_than_eight_transfer_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = receiver(dir.path()).await;
+    let me = Identity::generate().unwrap();
+    let hello = Hello {
+        nick: "mallory".into(),
+        host: "evil".into(),
+        listen_port: None,
+        software: "test".into(),
+    };
+    let mut held = Vec::new();
+    for _ in 0..9 {
+        let sock = TcpStream::connect(node.listen_addr().unwrap()).await.unwrap();
+        held.push(
+            secure::connect(sock, &me, &hello, Purpose::Transfer, Some(node.id()))
+                .await
+                .unwrap(),
+        );
+    }
+    // They all said nothing yet. The ninth is closed at once; the first eight wait for their
+    // first message.
+    let mut ninth = held.pop().unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), ninth.reader.read_frame::<TransferMsg>(MAX_TRANSFER_FRAME)).await;
+    assert!(
+        matches!(closed, Ok(Ok(None)) | Ok(Err(_))),
+        "the ninth connection is dropped: {closed:?}"
+    );
+    let first = tokio::time::timeout(
+        Duration::from_millis(500),
+        held[0].reader.read_frame::<TransferMsg>(MAX_TRANSFER_FRAME),
+    )
+    .await;
+    assert!(first.is_err(), "the first is still open and waiting: {first:?}");
+    // Another peer is unaffected.
+    let mut other = dial(&node).await;
+    let open = tokio::time::timeout(
+        Duration::from_millis(500),
+        other.reader.read_frame::<TransferMsg>(MAX_TRANSFER_FRAME),
+    )
+    .await;
+    assert!(open.is_err(), "another peer's connection stays open: {open:?}");
+}

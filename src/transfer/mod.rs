@@ -128,6 +128,44 @@ pub(crate) struct Registry {
     placing: Mutex<()>,
     /// Test hook for the next data stream on this node (see `Fault`).
     fault: Mutex<Option<Fault>>,
+    /// Incoming transfer connections per peer, so one host can't take every connection slot.
+    incoming: Mutex<HashMap<PeerId, usize>>,
+}
+
+/// Incoming transfer connections one peer may have open at once.
+const MAX_INCOMING_PER_PEER: usize = 8;
+
+/// One of a peer's incoming transfer connections; freed when dropped.
+struct IncomingSlot {
+    shared: Arc<Shared>,
+    peer: PeerId,
+}
+
+impl IncomingSlot {
+    fn take(shared: &Arc<Shared>, peer: &PeerId) -> Option<IncomingSlot> {
+        let mut incoming = lock(&shared.transfers.incoming);
+        let n = incoming.entry(peer.clone()).or_default();
+        if *n >= MAX_INCOMING_PER_PEER {
+            return None;
+        }
+        *n += 1;
+        Some(IncomingSlot {
+            shared: shared.clone(),
+            peer: peer.clone(),
+        })
+    }
+}
+
+impl Drop for IncomingSlot {
+    fn drop(&mut self) {
+        let mut incoming = lock(&self.shared.transfers.incoming);
+        if let Some(n) = incoming.get_mut(&self.peer) {
+            *n -= 1;
+            if *n == 0 {
+                incoming.remove(&self.peer);
+            }
+        }
+    }
 }
 
 /// What a test makes the next data stream do once this many bytes of one file went by:
@@ -360,6 +398,13 @@ async fn connect(shared: &Arc<Shared>, peer: &PeerId) -> Result<SecureConn, Tran
 
 /// A transfer connection from a peer: an offer to receive, or a list/get on our shares.
 pub(crate) async fn serve_incoming(shared: Arc<Shared>, mut conn: SecureConn) {
+    let Some(_per_peer) = IncomingSlot::take(&shared, &conn.remote.id) else {
+        tracing::warn!(
+            "dropped transfer connection from {}: it already has {MAX_INCOMING_PER_PEER} open",
+            conn.remote.addr
+        );
+        return;
+    };
     let Ok(_permit) = shared.conn_slots.clone().try_acquire_owned() else {
         tracing::warn!("dropped transfer connection from {}: connection limit reached", conn.remote.addr);
         return;

@@ -130,7 +130,8 @@ pub(crate) fn from_share(shares: &Shares, paths: &[String]) -> Result<Manifest, 
     let mut m = Manifest::new();
     let mut tops = HashSet::new();
     for path in paths {
-        let walk = shares.walk(path).map_err(|e| e.to_string())?;
+        // No offer can carry more than MAX_ITEMS: don't walk (and hold) more than that.
+        let walk = shares.walk_limited(path, super::wire::MAX_ITEMS).map_err(|e| e.to_string())?;
         let these: HashSet<String> = walk
             .files
             .iter()
