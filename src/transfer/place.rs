@@ -8,7 +8,7 @@
 //! keeps the top-level name it was given on the first attempt (recorded in the store), and
 //! files of it already placed then are verified again instead of sent again.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -137,12 +137,17 @@ impl Plan {
             format!("cannot use the download folder: {e}")
         })?;
         let dest_bytes = dest.to_string_lossy().into_owned();
-        // Groups by top-level name, in order of appearance.
+        // Groups by top-level name, in order of appearance (an offer may have 100,000 of them:
+        // a map keeps this linear).
         let mut tops: Vec<(String, Vec<usize>)> = Vec::new();
+        let mut top_index: HashMap<&str, usize> = HashMap::new();
         for (i, c) in comps.iter().enumerate() {
-            match tops.iter_mut().find(|(t, _)| *t == c[0]) {
-                Some((_, members)) => members.push(i),
-                None => tops.push((c[0].clone(), vec![i])),
+            match top_index.get(c[0].as_str()) {
+                Some(&t) => tops[t].1.push(i),
+                None => {
+                    top_index.insert(&c[0], tops.len());
+                    tops.push((c[0].clone(), vec![i]));
+                }
             }
         }
         let mut plan = Plan {

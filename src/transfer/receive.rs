@@ -140,7 +140,14 @@ async fn exchange(
         return Err(Stop::Rejected("rejected".into()));
     }
 
-    let plan = plan_out.insert(Plan::prepare(&ctx.shared, &ctx.peer, dest, &items, comps).map_err(Stop::Failed)?);
+    // Database look-ups and a stat per item: off the async workers.
+    let prepared = {
+        let (shared, peer, dest, items) = (ctx.shared.clone(), ctx.peer.clone(), dest.to_path_buf(), items.clone());
+        tokio::task::spawn_blocking(move || Plan::prepare(&shared, &peer, &dest, &items, comps))
+            .await
+            .map_err(|_| Stop::Failed("preparing the transfer failed".into()))?
+    };
+    let plan = plan_out.insert(prepared.map_err(Stop::Failed)?);
     let mut resume = Vec::new();
     for (i, slot) in plan.slots.iter_mut().enumerate() {
         if slot.offset > 0 {
