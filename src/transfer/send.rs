@@ -248,7 +248,8 @@ async fn stream(
     // thread start each, and the next file is read while this one is on the wire.
     let (tx, mut rx) = mpsc::channel(PIPE_DEPTH);
     let (free_tx, free_rx) = std::sync::mpsc::channel();
-    tokio::task::spawn_blocking(move || read_sources(files, tx, free_rx));
+    let confine = m.confine.clone();
+    tokio::task::spawn_blocking(move || read_sources(files, confine, tx, free_rx));
     let mut current = (0usize, 0u64);
     while let Some(batch) = next_chunk(ctx, writer, &mut rx, stop).await? {
         if ctx.cancel.is_cancelled() {
@@ -326,7 +327,12 @@ async fn stream(
 /// Read (and hash) every source file in order, each from its offset after hashing the part
 /// the receiver already has, so that each final hash covers the whole file. Stops when the
 /// async side goes away.
-fn read_sources(files: Vec<(usize, PathBuf, Item, u64)>, tx: mpsc::Sender<Vec<Chunk>>, free: std::sync::mpsc::Receiver<Vec<u8>>) {
+fn read_sources(
+    files: Vec<(usize, PathBuf, Item, u64)>,
+    confine: Option<Vec<PathBuf>>,
+    tx: mpsc::Sender<Vec<Chunk>>,
+    free: std::sync::mpsc::Receiver<Vec<u8>>,
+) {
     let mut batch = Batch {
         tx,
         chunks: Vec::new(),
@@ -336,7 +342,7 @@ fn read_sources(files: Vec<(usize, PathBuf, Item, u64)>, tx: mpsc::Sender<Vec<Ch
         if batch.push(Chunk::Start(i)).is_err() {
             return;
         }
-        let end = match read_into(&path, &item, offset, &mut batch, &free) {
+        let end = match read_into(&path, confine.as_deref(), &item, offset, &mut batch, &free) {
             Ok(hash) => Chunk::Done(hash),
             Err(reason) => Chunk::Failed(i, reason),
         };
@@ -378,8 +384,22 @@ impl Batch {
     }
 }
 
+/// Where an open file really is. Asked of the open descriptor, so no link swapped in along the
+/// path afterwards can change the answer.
+#[cfg(target_os = "linux")]
+fn opened_path(file: &File, _path: &Path) -> std::io::Result<PathBuf> {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn opened_path(_file: &File, path: &Path) -> std::io::Result<PathBuf> {
+    path.canonicalize()
+}
+
 fn read_into(
     path: &Path,
+    confine: Option<&[PathBuf]>,
     item: &Item,
     offset: u64,
     batch: &mut Batch,
@@ -390,6 +410,12 @@ fn read_into(
         std::io::ErrorKind::NotFound => "it vanished after it was offered".to_string(),
         _ => format!("cannot read it: {e}"),
     })?;
+    if let Some(roots) = confine {
+        let real = opened_path(&file, path).map_err(|e| format!("cannot read it: {e}"))?;
+        if !roots.iter().any(|root| real.starts_with(root)) {
+            return Err("it is no longer inside the share".to_string());
+        }
+    }
     let meta = file.metadata().map_err(|e| format!("cannot read it: {e}"))?;
     if meta.len() != item.size || mtime_ns(&meta) != item.mtime {
         return Err(changed());
@@ -447,4 +473,49 @@ fn read_full(file: &mut File, buf: &mut [u8]) -> Result<(), String> {
         std::io::ErrorKind::UnexpectedEof => "it shrank while being sent".to_string(),
         _ => format!("cannot read it: {e}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(path: &Path, confine: Option<&[PathBuf]>) -> Result<blake3::Hash, String> {
+        let meta = std::fs::metadata(path).unwrap();
+        let item = Item {
+            path: "f".into(),
+            size: meta.len(),
+            mtime: super::super::mtime_ns(&meta),
+            dir: false,
+        };
+        let (tx, mut rx) = mpsc::channel(64);
+        let (_free_tx, free) = std::sync::mpsc::channel();
+        let mut batch = Batch {
+            tx,
+            chunks: Vec::new(),
+            bytes: 0,
+        };
+        let result = read_into(path, confine, &item, 0, &mut batch, &free);
+        rx.close();
+        result
+    }
+
+    #[test]
+    fn a_file_that_is_no_longer_inside_the_share_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let share = dir.path().join("share");
+        std::fs::create_dir_all(share.join("sub")).unwrap();
+        std::fs::write(share.join("sub/f"), b"inside").unwrap();
+        std::fs::write(dir.path().join("secret"), b"outside").unwrap();
+        let roots = vec![share.canonicalize().unwrap()];
+        assert!(read(&share.join("sub/f"), Some(&roots)).is_ok());
+        // After the walk, someone swaps the folder for a link to somewhere else.
+        std::fs::remove_dir_all(share.join("sub")).unwrap();
+        std::fs::create_dir(dir.path().join("elsewhere")).unwrap();
+        std::fs::write(dir.path().join("elsewhere/f"), b"inside").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), share.join("sub")).unwrap();
+        let err = read(&share.join("sub/f"), Some(&roots)).unwrap_err();
+        assert!(err.contains("no longer inside the share"), "{err}");
+        // A local send is not confined.
+        assert!(read(&share.join("sub/f"), None).is_ok());
+    }
 }

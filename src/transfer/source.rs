@@ -16,6 +16,9 @@ pub(crate) struct Manifest {
     /// Where to read each item (None for folders).
     pub sources: Vec<Option<PathBuf>>,
     pub bytes: u64,
+    /// For files served from shares: the shares' canonical roots. A file is checked, once open,
+    /// to still lie inside one (a link swapped in after the walk must not leak anything).
+    pub confine: Option<Vec<PathBuf>>,
 }
 
 impl Manifest {
@@ -24,6 +27,7 @@ impl Manifest {
             items: Vec::new(),
             sources: Vec::new(),
             bytes: 0,
+            confine: None,
         }
     }
 
@@ -128,6 +132,7 @@ fn walk_local(m: &mut Manifest, root: &Path, name: String) -> Result<()> {
 /// The requested paths of a share, each under its own name.
 pub(crate) fn from_share(shares: &Shares, paths: &[String]) -> Result<Manifest, String> {
     let mut m = Manifest::new();
+    m.confine = Some(shares.iter().map(|(_, root)| root.to_path_buf()).collect());
     let mut tops = HashSet::new();
     for path in paths {
         // No offer can carry more than MAX_ITEMS: don't walk (and hold) more than that.
