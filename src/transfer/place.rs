@@ -111,7 +111,8 @@ fn key_of(parts: &[&[u8]]) -> blake3::Hasher {
 fn partial_dir(dest: &Path) -> io::Result<PathBuf> {
     fs::create_dir_all(dest)?;
     let dir = dest.join(PARTIAL_DIR);
-    match fs::create_dir(&dir) {
+    // Owner-only: other users of the machine have no business in half-received files.
+    match std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700).create(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e),

@@ -5,6 +5,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use tokio::sync::mpsc;
@@ -509,6 +510,8 @@ fn open(plan: &Plan, index: usize, offset: u64) -> std::io::Result<Open> {
                 .write(true)
                 .create(true)
                 .truncate(offset == 0)
+                // A link planted where the partial file goes must not redirect the write.
+                .custom_flags(libc::O_NOFOLLOW)
                 .open(&slot.partial)?,
             false,
         ),
