@@ -419,7 +419,11 @@ impl NodeHandle {
             changed.borrow_and_update();
             if is_address {
                 let target = lock(&self.shared.manual).get(spec).cloned().unwrap_or_default();
-                if let Some(id) = target.id {
+                // The id is known once the handshake is done, a moment before the connection
+                // is registered with the peer's address: wait for that too.
+                if let Some(id) = target.id
+                    && self.is_online(&id)
+                {
                     return Ok(id);
                 }
                 if let (Some(err), true) = (&target.last_error, target.attempts > 0) {
