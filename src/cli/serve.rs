@@ -26,9 +26,13 @@ pub async fn run(config: &Config, accept_all: bool, json: bool) -> Result<ExitCo
     let mut lines = String::new();
     push_line(&mut lines, &listening, json, &node);
     write_lines(&mut lines);
+    // One listener for the whole run: a signal that arrives while events are being written
+    // is kept for the next look, not lost with a listener made afresh each time.
+    let interrupted = super::interrupted();
+    tokio::pin!(interrupted);
     loop {
         let first = tokio::select! {
-            _ = super::interrupted() => break,
+            _ = &mut interrupted => break,
             e = events.recv() => e,
         };
         // Every event already waiting goes out in one write (a burst of received files is
