@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use super::output::json_line;
 use crate::config::Config;
@@ -23,31 +23,76 @@ pub async fn run(config: &Config, accept_all: bool, json: bool) -> Result<ExitCo
         nick: node.nick(),
         addr: node.listen_addr().map(|a| a.to_string()).unwrap_or_default(),
     };
-    print_event(&listening, json, &node);
-    // Made once: a signal arriving while an event is printed must still be seen.
-    let stop = super::interrupted();
-    tokio::pin!(stop);
+    let mut lines = String::new();
+    push_line(&mut lines, &listening, json, &node);
+    write_lines(&mut lines);
+    // One listener for the whole run: a signal that arrives while events are being written
+    // is kept for the next look, not lost with a listener made afresh each time.
+    let interrupted = super::interrupted();
+    tokio::pin!(interrupted);
     loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            e = events.recv() => match e {
+        let first = tokio::select! {
+            _ = &mut interrupted => break,
+            e = events.recv() => e,
+        };
+        // Every event already waiting goes out in one write (a burst of received files is
+        // thousands of lines); the output is flushed whenever nothing more is waiting.
+        let mut next = Some(first);
+        let mut closed = false;
+        while let Some(e) = next.take() {
+            match e {
                 Ok(Event::Listening { .. }) => {}
-                Ok(event) => print_event(&event, json, &node),
-                Err(RecvError::Lagged(n)) => print_event(&Event::Warning { message: format!("{n} events were dropped (output too slow)") }, json, &node),
-                Err(RecvError::Closed) => break,
-            },
+                Ok(event) => push_line(&mut lines, &event, json, &node),
+                Err(RecvError::Lagged(n)) => push_line(
+                    &mut lines,
+                    &Event::Warning {
+                        message: format!("{n} events were dropped (output too slow)"),
+                    },
+                    json,
+                    &node,
+                ),
+                Err(RecvError::Closed) => {
+                    closed = true;
+                    break;
+                }
+            }
+            if lines.len() >= MAX_BATCH_BYTES {
+                write_lines(&mut lines);
+            }
+            next = match events.try_recv() {
+                Ok(e) => Some(Ok(e)),
+                Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
+                Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+                Err(TryRecvError::Empty) => None,
+            };
+        }
+        write_lines(&mut lines);
+        if closed {
+            break;
         }
     }
     node.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_event(event: &Event, json: bool, node: &NodeHandle) {
+/// Output gathered before a write, at most (roughly).
+const MAX_BATCH_BYTES: usize = 64 << 10;
+
+fn push_line(lines: &mut String, event: &Event, json: bool, node: &NodeHandle) {
     let line = if json { json_line(event) } else { human(event, node) };
+    lines.push_str(&line);
+    lines.push('\n');
+}
+
+fn write_lines(lines: &mut String) {
+    if lines.is_empty() {
+        return;
+    }
     let mut out = std::io::stdout().lock();
     // A closed stdout (a pipe whose reader left) must not kill the node.
-    let _ = writeln!(out, "{line}");
+    let _ = out.write_all(lines.as_bytes());
     let _ = out.flush();
+    lines.clear();
 }
 
 fn human(event: &Event, node: &NodeHandle) -> String {

@@ -184,6 +184,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
         }
         (table.register(&id, live), old_nick)
     };
+    shared.touch();
     match registered {
         Registered::Duplicate => {
             tracing::debug!("closing duplicate connection to {id:?}");
@@ -297,6 +298,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
                             break format!("protocol error: nick must be 1 to {MAX_NICK_BYTES} bytes");
                         }
                         let old = std::mem::replace(&mut shared.peers().entry(&id).nick, nick.clone());
+                        shared.touch();
                         if old != nick {
                             shared.emit(Event::PeerRenamed {
                                 id: id.clone(),
@@ -315,6 +317,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
     chat::connection_down(&shared, &id, conn_id);
     let nick = shared.peers().get(&id).map(|p| p.nick.clone()).unwrap_or_default();
     let down = shared.peers().unregister(&id, conn_id, quiet);
+    shared.touch();
     if down {
         shared.emit(Event::PeerDown {
             id: id.clone(),
@@ -414,6 +417,8 @@ fn note_manual(shared: &Shared, target: &str, id: Option<PeerId>, error: Option<
     }
     t.attempts += 1;
     t.last_error = error;
+    drop(manual);
+    shared.touch();
 }
 
 /// Fold mDNS events into the peer table and start a dialler for every new peer.
@@ -441,6 +446,7 @@ pub(crate) async fn on_discovery(shared: Arc<Shared>, mut rx: mpsc::UnboundedRec
                     peer.mdns_present = true;
                     !std::mem::replace(&mut peer.dialer_running, true)
                 };
+                shared.touch();
                 if start {
                     shared.tracker.spawn(maintain_discovered(shared.clone(), id));
                 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, broadcast, mpsc};
+use tokio::sync::{Semaphore, broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -37,6 +37,8 @@ const EVENT_BUFFER: usize = 16 * 1024;
 const MAX_PENDING_HANDSHAKES: usize = 64;
 /// Established connections (control and transfer) at once.
 const MAX_CONNECTIONS: usize = 512;
+/// How often a waiter for a peer looks again even without a change signalled.
+const RECHECK: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -206,6 +208,10 @@ pub(crate) struct Shared {
     discovery: tokio::sync::Mutex<Option<Discovery>>,
     pub(crate) chat: chat::Chat,
     pub transfers: Registry,
+    /// Bumped whenever the peer table or a manual target changes in a way a waiter
+    /// ([`NodeHandle::resolve`], [`NodeHandle::wait_online`]) may care about: they sleep on it
+    /// instead of polling.
+    changed: watch::Sender<u64>,
     _lock: File,
 }
 
@@ -214,6 +220,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
+    /// Wake whoever waits for a peer to appear, connect or answer ([`NodeHandle::resolve`]).
+    pub fn touch(&self) {
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     pub fn emit(&self, event: Event) {
         let _ = self.events.send(event);
     }
@@ -298,6 +309,7 @@ impl NodeHandle {
             discovery: tokio::sync::Mutex::new(None),
             chat: chat::Chat::default(),
             transfers: Registry::default(),
+            changed: watch::channel(0).0,
             _lock: lock_file,
         });
         chat::requeue_after_restart(&shared)?;
@@ -398,13 +410,20 @@ impl NodeHandle {
     pub async fn resolve(&self, spec: &str, wait: Duration) -> Result<PeerId> {
         let deadline = tokio::time::Instant::now() + wait;
         let is_address = looks_like_address(spec);
+        // Subscribed before the first look, so no change between a look and the wait is missed.
+        let mut changed = self.shared.changed.subscribe();
         if is_address {
             self.add_peer(spec);
         }
         loop {
+            changed.borrow_and_update();
             if is_address {
                 let target = lock(&self.shared.manual).get(spec).cloned().unwrap_or_default();
-                if let Some(id) = target.id {
+                // The id is known once the handshake is done, a moment before the connection
+                // is registered with the peer's address: wait for that too.
+                if let Some(id) = target.id
+                    && self.is_online(&id)
+                {
                     return Ok(id);
                 }
                 if let (Some(err), true) = (&target.last_error, target.attempts > 0) {
@@ -418,21 +437,40 @@ impl NodeHandle {
                     Err(_) => {}
                 }
             }
-            if tokio::time::Instant::now() >= deadline {
+            if !self.wait_change(&mut changed, deadline).await {
                 bail!("timed out waiting for {spec}");
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
     /// Wait until `id` has a live connection.
     pub async fn wait_online(&self, id: &PeerId, wait: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + wait;
-        while !self.is_online(id) {
-            if tokio::time::Instant::now() >= deadline {
+        let mut changed = self.shared.changed.subscribe();
+        loop {
+            changed.borrow_and_update();
+            if self.is_online(id) {
+                return true;
+            }
+            if !self.wait_change(&mut changed, deadline).await {
                 return false;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Until the peer table or a manual target changes (true), or `deadline` passes (false).
+    /// A slow re-check backs the signal up, so a change nobody signalled delays a waiter
+    /// rather than strands it.
+    async fn wait_change(&self, changed: &mut watch::Receiver<u64>, deadline: tokio::time::Instant) -> bool {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        let until = deadline.min(now + RECHECK);
+        tokio::select! {
+            _ = changed.changed() => {}
+            _ = tokio::time::sleep_until(until) => {}
+            _ = self.shared.cancel.cancelled() => return false,
         }
         true
     }

@@ -88,8 +88,12 @@ pub(crate) struct Plan {
     pub slots: Vec<Slot>,
     /// Placed files of folders, not yet recorded: written in batches, one transaction each,
     /// because a commit per file would cost more than a small file's transfer. A crash loses
-    /// at most one batch, whose files a resume then sends again (under free names).
-    unrecorded: Vec<(String, String, String)>,
+    /// at most the batches not yet written (this one, and any queued while the recorder
+    /// commits the last), whose files a resume then sends again (under free names).
+    unrecorded: Vec<Record>,
+    /// Writes the batches on its own thread, so the disk thread goes on placing files
+    /// meanwhile; batches that queue up while it commits go in one transaction.
+    recorder: Option<Recorder>,
     /// The folder the last file went to (relative, full), already checked and created.
     last_dir: Option<(PathBuf, PathBuf)>,
 }
@@ -157,6 +161,7 @@ impl Plan {
             groups: Vec::new(),
             slots: Vec::new(),
             unrecorded: Vec::new(),
+            recorder: None,
             last_dir: None,
         };
         let mut group_of = vec![0usize; items.len()];
@@ -374,25 +379,31 @@ impl Plan {
         Ok(placed)
     }
 
+    /// Hand the unrecorded batch to the recorder thread (started on first use).
     fn record(&mut self) {
         if self.unrecorded.is_empty() {
             return;
         }
-        let mut db = self.shared.store.lock();
-        let result = (|| -> rusqlite::Result<()> {
-            let tx = db.transaction()?;
-            {
-                let mut stmt = tx.prepare("INSERT OR REPLACE INTO transfer_files (key, group_key, path) VALUES (?1, ?2, ?3)")?;
-                for (key, group, path) in &self.unrecorded {
-                    stmt.execute(params![key, group, path])?;
-                }
-            }
-            tx.commit()
-        })();
-        if let Err(e) = result {
-            tracing::warn!("cannot record received files for resume: {e}");
+        let batch = std::mem::take(&mut self.unrecorded);
+        if self.recorder.is_none() {
+            self.recorder = Recorder::start(self.shared.clone());
         }
-        self.unrecorded.clear();
+        let unsent = match &self.recorder {
+            Some(recorder) => recorder.send(batch).err(),
+            None => Some(batch),
+        };
+        if let Some(unsent) = unsent {
+            // No thread (it could not start, or died): record here.
+            write_records(&self.shared, &unsent);
+        }
+    }
+
+    /// Every batch handed over is in the database (before anything that reads or deletes
+    /// those records).
+    fn settle(&mut self) {
+        if let Some(recorder) = self.recorder.take() {
+            recorder.finish();
+        }
     }
 
     /// Drop the bytes of a file that can never be completed as offered (hash mismatch, changed
@@ -404,6 +415,7 @@ impl Plan {
     /// After the last file: folders whose every item arrived need no resume record any more.
     pub(crate) fn finish(&mut self, ok: &[bool]) {
         self.record();
+        self.settle();
         for (g, group) in self.groups.iter().enumerate() {
             let complete = self.slots.iter().zip(ok).filter(|(s, _)| s.group == g).all(|(_, ok)| *ok);
             if complete && group.folder {
@@ -415,6 +427,7 @@ impl Plan {
     /// Cancelled: remove every partial file and forget the folders' resume records.
     pub(crate) fn cancel(&mut self) {
         self.unrecorded.clear();
+        self.settle();
         for slot in &self.slots {
             if !slot.dir && slot.existing.is_none() {
                 let _ = fs::remove_file(&slot.partial);
@@ -429,6 +442,67 @@ impl Plan {
         let db = self.shared.store.lock();
         let _ = db.execute("DELETE FROM transfer_files WHERE group_key = ?1", [key]);
         let _ = db.execute("DELETE FROM transfer_groups WHERE key = ?1", [key]);
+    }
+}
+
+type Record = (String, String, String);
+
+/// Record placed files (key, group, path), one transaction.
+fn write_records(shared: &Shared, records: &[Record]) {
+    if records.is_empty() {
+        return;
+    }
+    let mut db = shared.store.lock();
+    let result = (|| -> rusqlite::Result<()> {
+        let tx = db.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached("INSERT OR REPLACE INTO transfer_files (key, group_key, path) VALUES (?1, ?2, ?3)")?;
+            for (key, group, path) in records {
+                stmt.execute(params![key, group, path])?;
+            }
+        }
+        tx.commit()
+    })();
+    if let Err(e) = result {
+        tracing::warn!("cannot record received files for resume: {e}");
+    }
+}
+
+/// A thread that writes resume records as the disk thread hands them over.
+struct Recorder {
+    tx: std::sync::mpsc::Sender<Vec<Record>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Recorder {
+    fn start(shared: Arc<Shared>) -> Option<Recorder> {
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<Record>>();
+        let thread = std::thread::Builder::new()
+            .name("lanyard-record".into())
+            .spawn(move || {
+                while let Ok(mut records) = rx.recv() {
+                    // Whatever queued up meanwhile joins this transaction.
+                    while let Ok(more) = rx.try_recv() {
+                        records.extend(more);
+                    }
+                    write_records(&shared, &records);
+                }
+            })
+            .map_err(|e| tracing::warn!("cannot start the resume recorder: {e}"))
+            .ok()?;
+        Some(Recorder { tx, thread })
+    }
+
+    fn send(&self, batch: Vec<Record>) -> Result<(), Vec<Record>> {
+        self.tx.send(batch).map_err(|e| e.0)
+    }
+
+    /// Wait until every batch sent is written.
+    fn finish(self) {
+        drop(self.tx);
+        if self.thread.join().is_err() {
+            tracing::warn!("the resume recorder failed; some received files may be sent again on a resume");
+        }
     }
 }
 
@@ -453,6 +527,7 @@ fn rename_noreplace(_from: &Path, _to: &Path) -> io::Result<()> {
 impl Drop for Plan {
     fn drop(&mut self) {
         self.record();
+        self.settle();
         let mut in_use = lock(&self.shared.transfers.partials);
         for slot in self.slots.iter().filter(|s| s.reserved) {
             in_use.remove(&slot.key);

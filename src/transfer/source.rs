@@ -97,17 +97,21 @@ pub(crate) fn from_local(paths: &[PathBuf]) -> Result<Manifest> {
 fn walk_local(m: &mut Manifest, root: &Path, name: String) -> Result<()> {
     let mut stack = vec![(root.to_path_buf(), name)];
     while let Some((dir, rel)) = stack.pop() {
-        let mut entries: Vec<(String, PathBuf)> = Vec::new();
+        let mut entries: Vec<(String, PathBuf, bool)> = Vec::new();
         for entry in fs::read_dir(&dir).with_context(|| format!("cannot read folder {}", dir.display()))? {
             let entry = entry.with_context(|| format!("cannot read folder {}", dir.display()))?;
             let path = entry.path();
-            entries.push((utf8_name(&path)?, path));
+            // The type the folder listing already gives (a stat only where it gives none).
+            let link = entry
+                .file_type()
+                .with_context(|| format!("cannot read {}", path.display()))?
+                .is_symlink();
+            entries.push((utf8_name(&path)?, path, link));
         }
         entries.sort();
         let before = m.items.len();
         let mut subdirs = Vec::new();
-        for (child, path) in entries {
-            let link = fs::symlink_metadata(&path)?.file_type().is_symlink();
+        for (child, path, link) in entries {
             let meta = match fs::metadata(&path) {
                 Ok(meta) => meta,
                 Err(_) if link => continue, // a dangling link has nothing to send

@@ -182,11 +182,15 @@ impl NodeHandle {
     /// Until some peer is online (at most `wait`), then a little longer for the rest to join.
     pub async fn wait_room_settled(&self, wait: Duration) {
         let deadline = tokio::time::Instant::now() + wait;
-        while !self.peers().iter().any(|p| p.online) {
-            if tokio::time::Instant::now() >= deadline {
+        let mut changed = self.shared.changed.subscribe();
+        loop {
+            changed.borrow_and_update();
+            if self.peers().iter().any(|p| p.online) {
+                break;
+            }
+            if !self.wait_change(&mut changed, deadline).await {
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tokio::time::sleep(ROOM_SETTLE).await;
     }
