@@ -88,23 +88,33 @@ fn ms(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// Store our own line with a queued delivery row per recipient, in recipient order.
-pub fn insert_outgoing(c: &mut Connection, m: &NewMessage, recipients: &[PeerId]) -> rusqlite::Result<()> {
-    let tx = c.transaction()?;
-    tx.execute(
-        "INSERT INTO messages (id, conversation, sender, sender_nick, outgoing, room, sent_ms, received_ms, text)
-         VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?7, ?8)",
+/// One row in `messages`; false when this sender's id is already there.
+fn insert_message(c: &Connection, m: &NewMessage, outgoing: bool) -> rusqlite::Result<bool> {
+    let changed = c.execute(
+        "INSERT OR IGNORE INTO messages (id, conversation, sender, sender_nick, outgoing, room, sent_ms, received_ms, text)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             m.id,
             m.conversation,
             m.sender.as_str(),
             m.sender_nick,
+            outgoing,
             m.room,
             ms(m.sent_ms),
             ms(m.received_ms),
             m.text
         ],
     )?;
+    Ok(changed == 1)
+}
+
+/// Store our own line with a queued delivery row per recipient, in recipient order.
+pub fn insert_outgoing(c: &mut Connection, m: &NewMessage, recipients: &[PeerId]) -> rusqlite::Result<()> {
+    let tx = c.transaction()?;
+    // Our ids are 128 random bits: a clash would be a bug, never a resend.
+    if !insert_message(&tx, m, true)? {
+        return Err(rusqlite::Error::StatementChangedRows(0));
+    }
     let n = tx.last_insert_rowid();
     for peer in recipients {
         tx.execute(
@@ -118,21 +128,7 @@ pub fn insert_outgoing(c: &mut Connection, m: &NewMessage, recipients: &[PeerId]
 /// Store a peer's line. False when this sender's id is already stored: a resend, not to be
 /// shown again (but acknowledged again).
 pub fn insert_incoming(c: &Connection, m: &NewMessage) -> rusqlite::Result<bool> {
-    let changed = c.execute(
-        "INSERT OR IGNORE INTO messages (id, conversation, sender, sender_nick, outgoing, room, sent_ms, received_ms, text)
-         VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, ?8)",
-        params![
-            m.id,
-            m.conversation,
-            m.sender.as_str(),
-            m.sender_nick,
-            m.room,
-            ms(m.sent_ms),
-            ms(m.received_ms),
-            m.text
-        ],
-    )?;
-    Ok(changed == 1)
+    insert_message(c, m, false)
 }
 
 /// Up to `limit` queued lines for `peer`, oldest first, now marked sent on connection `conn`.
