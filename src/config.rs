@@ -107,7 +107,8 @@ pub enum Command {
     #[command(override_usage = "lanyard send PEER... -- PATH...")]
     Send {
         /// Recipients: nick, id prefix or HOST:PORT
-        #[arg(required = true, value_name = "PEER")]
+        // Its own id: "peers" is the global --peer option, which must still work after `send`.
+        #[arg(id = "recipients", required = true, value_name = "PEER")]
         peers: Vec<String>,
         /// Files and folders to send (after `--`)
         #[arg(last = true, required = true, value_name = "PATH")]
@@ -257,6 +258,56 @@ mod tests {
         let c = parse(&["lanyard", "peers", "--peer", "10.0.0.1:7717", "--peer", "h:1", "--no-mdns"]);
         assert_eq!(c.global.peers, vec!["10.0.0.1:7717", "h:1"]);
         assert!(c.global.no_mdns);
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+        // Every subcommand takes the global options after itself.
+        for sub in [
+            "serve",
+            "peers",
+            "id",
+            "say ada hi",
+            "history ada",
+            "ls ada",
+            "get ada x",
+            "send ada -- x",
+        ] {
+            let mut args = vec!["lanyard"];
+            args.extend(sub.split(' '));
+            let at = args.iter().position(|a| *a == "--").unwrap_or(args.len());
+            for (i, a) in ["--peer", "h:1", "--no-mdns", "--nick", "n"].into_iter().enumerate() {
+                args.insert(at + i, a);
+            }
+            let c = Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{sub}: {e}"));
+            assert_eq!(c.global.peers, vec!["h:1"], "{sub}");
+        }
+    }
+
+    #[test]
+    fn send_takes_global_options_after_its_recipients_too() {
+        let c = parse(&[
+            "lanyard",
+            "send",
+            "--peer",
+            "10.0.0.9:7717",
+            "bob",
+            "10.0.0.9:7717",
+            "--no-mdns",
+            "--",
+            "a.pdf",
+            "b",
+        ]);
+        assert_eq!(c.global.peers, vec!["10.0.0.9:7717"]);
+        assert!(c.global.no_mdns);
+        match c.command {
+            Some(Command::Send { peers, paths }) => {
+                assert_eq!(peers, vec!["bob", "10.0.0.9:7717"]);
+                assert_eq!(paths, vec![PathBuf::from("a.pdf"), PathBuf::from("b")]);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
