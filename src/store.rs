@@ -114,7 +114,7 @@ impl Store {
     /// The connection, for modules that keep their own tables here. A poisoned lock only means
     /// another thread panicked mid-call; SQLite itself stays consistent, so carry on.
     pub fn lock(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+        crate::node::lock(&self.conn)
     }
 
     /// The pinned key of a peer, if it was seen before.

@@ -80,25 +80,20 @@ pub fn peers_table(peers: &[PeerInfo]) -> String {
     table(&["NICK", "HOST", "ID", "STATE", "ADDRESS"], &rows)
 }
 
-/// `YYYY-MM-DD HH:MM` in UTC from Unix milliseconds (civil-from-days; no date crate needed).
-pub fn utc_minute(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", secs / 3600 % 24, secs / 60 % 60)
+/// RFC 3339 in UTC to the second (`2026-11-21T17:33:05Z`) from Unix milliseconds.
+fn rfc3339(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
-/// Howard Hinnant's days-to-civil algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+/// `YYYY-MM-DD HH:MM` in UTC from Unix milliseconds: history lines and listings.
+pub fn utc_minute(ms: u64) -> String {
+    rfc3339(ms)[..16].replacen('T', " ", 1)
+}
+
+/// `HH:MM:SS` in UTC, now: the time of a log line.
+pub fn utc_clock_now() -> String {
+    rfc3339(crate::store::unix_now_ms())[11..19].to_string()
 }
 
 /// One history line for people: `time  nick: text  mark`, where the mark of our own lines is
@@ -175,6 +170,8 @@ mod tests {
         assert_eq!(utc_minute(0), "1970-01-01 00:00");
         assert_eq!(utc_minute(951_782_400_000), "2000-02-29 00:00");
         assert_eq!(utc_minute(1_767_225_599_000), "2025-12-31 23:59");
+        assert_eq!(utc_minute(1_763_733_600_000), "2025-11-21 14:00");
+        assert_eq!(utc_clock_now().len(), 8);
     }
 
     #[test]

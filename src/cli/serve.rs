@@ -96,7 +96,7 @@ fn write_lines(lines: &mut String) {
 }
 
 fn human(event: &Event, node: &NodeHandle) -> String {
-    let time = chrono_free_clock();
+    let time = super::output::utc_clock_now();
     let text = match event {
         Event::Listening { id, nick, addr } => {
             format!(
@@ -159,10 +159,4 @@ fn human(event: &Event, node: &NodeHandle) -> String {
         Event::Cancelled { transfer, reason, .. } => format!("transfer {transfer} cancelled: {}", printable(reason)),
     };
     format!("{time} {text}")
-}
-
-/// HH:MM:SS in UTC: enough for a log line, not worth a date crate.
-fn chrono_free_clock() -> String {
-    let secs = crate::store::unix_now() % 86_400;
-    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
 }

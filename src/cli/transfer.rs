@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use super::local::{Reply, Request, Session};
 use super::output;
 use crate::config::Config;
-use crate::node::{Event, NodeHandle};
+use crate::node::{Event, NodeHandle, lock};
 use crate::share::{EntryKind, ShareEntry};
 use crate::transfer::Outcome;
 use crate::ui::text::{one_line, printable};
@@ -27,7 +27,7 @@ const RESOLVE_WAIT: Duration = Duration::from_secs(5);
 type Labels = Arc<Mutex<HashMap<String, String>>>;
 
 fn label_of(labels: &Labels, transfer: &str) -> Option<String> {
-    labels.lock().unwrap_or_else(|e| e.into_inner()).get(transfer).cloned()
+    lock(&labels).get(transfer).cloned()
 }
 
 /// Forward progress events of our transfers until `work` ends; then return its result.
@@ -67,10 +67,7 @@ pub(super) async fn send(node: &NodeHandle, peers: Vec<String>, paths: Vec<PathB
             let result = async {
                 let id = node.resolve(&spec, RESOLVE_WAIT).await.map_err(|e| format!("{e:#}"))?;
                 let task = node.send(&id, &paths).await.map_err(|e| format!("{e:#}"))?;
-                labels
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(task.id.clone(), spec.clone());
+                lock(&labels).insert(task.id.clone(), spec.clone());
                 task.wait().await.map_err(|e| e.to_string())
             }
             .await;
@@ -119,10 +116,7 @@ pub(super) async fn get(node: &NodeHandle, peer: &str, paths: Vec<String>, to: O
     let labels: Labels = Arc::default();
     let events = node.subscribe();
     let task = node.get(&id, &paths, to).await?;
-    labels
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(task.id.clone(), peer.to_string());
+    lock(&labels).insert(task.id.clone(), peer.to_string());
     let outcome = with_progress(events, labels, out, task.wait()).await?;
     let ok = outcome.all_ok();
     let failed = outcome.failed.len();
@@ -291,38 +285,21 @@ fn listing_table(entries: &[ShareEntry]) -> String {
                 EntryKind::Dir => (format!("{}/", e.name), String::new()),
                 EntryKind::File => (e.name.clone(), human_bytes(e.size)),
             };
-            vec![name, size, e.modified.map(date_time).unwrap_or_default()]
+            vec![
+                name,
+                size,
+                e.modified
+                    .map(|secs| output::utc_minute(secs.saturating_mul(1000)))
+                    .unwrap_or_default(),
+            ]
         })
         .collect();
     output::table(&["NAME", "SIZE", "MODIFIED (UTC)"], &rows)
 }
 
-/// YYYY-MM-DD HH:MM from Unix seconds (civil-from-days), not worth a date crate.
-fn date_time(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", rem / 3600, rem / 60 % 60)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates_are_civil() {
-        assert_eq!(date_time(0), "1970-01-01 00:00");
-        assert_eq!(date_time(951_782_400), "2000-02-29 00:00");
-        assert_eq!(date_time(1_763_733_600), "2025-11-21 14:00");
-    }
 
     #[test]
     fn listings_and_results_neutralise_names() {

@@ -215,7 +215,8 @@ pub(crate) struct Shared {
     _lock: File,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+/// A poisoned lock only means another task panicked mid-update of plain bookkeeping: go on.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 

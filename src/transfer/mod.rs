@@ -23,7 +23,7 @@ pub mod wire;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use crate::identity::PeerId;
 use crate::net::secure::SecureConn;
 use crate::net::wire::Purpose;
-use crate::node::{Event, NodeHandle, Shared};
+use crate::node::{Event, NodeHandle, Shared, lock};
 use crate::share::ShareEntry;
 pub use progress::Progress;
 use wire::{MAX_TRANSFER_FRAME, TransferMsg};
@@ -175,10 +175,6 @@ impl Drop for IncomingSlot {
 pub(crate) enum Fault {
     Disconnect(u64),
     Stall(u64),
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Registry {

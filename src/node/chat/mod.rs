@@ -80,7 +80,7 @@ impl Chat {
 pub fn new_message_id() -> String {
     let mut bytes = [0u8; 16];
     rand::rng().fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    data_encoding::HEXLOWER.encode(&bytes)
 }
 
 /// Refuse what we won't send, with a message a person can act on.
