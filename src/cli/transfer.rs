@@ -27,7 +27,7 @@ const RESOLVE_WAIT: Duration = Duration::from_secs(5);
 type Labels = Arc<Mutex<HashMap<String, String>>>;
 
 fn label_of(labels: &Labels, transfer: &str) -> Option<String> {
-    lock(&labels).get(transfer).cloned()
+    lock(labels).get(transfer).cloned()
 }
 
 /// Forward progress events of our transfers until `work` ends; then return its result.
