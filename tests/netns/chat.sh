@@ -39,25 +39,6 @@ netns_setup "$N"
 TMP=$NETNS_TMP
 log "lanyard binary: $LANYARD_BIN"
 
-# lny I TIMEOUT_S args... : a lanyard command in host I, on host I's data dir.
-lny() {
-    local i=$1 t=$2 HENV
-    shift 2
-    host_env "$i"
-    netns_exec "$i" timeout "$t" "${HENV[@]}" "$LANYARD_BIN" --data-dir "$TMP/h$i" "$@"
-}
-
-# serve_start I OUT : lanyard serve --json in host I, events to $TMP/OUT.jsonl.
-serve_start() {
-    local i=$1 out=$2 HENV
-    host_env "$i"
-    netns_spawn "$i" "$TMP/$out.jsonl" "$TMP/$out.err" \
-        "${HENV[@]}" "$LANYARD_BIN" serve --json --nick "host$i" --data-dir "$TMP/h$i" --port "$PORT"
-    SERVE_PID[i]=$NETNS_PID
-    LOGS+=("$out")
-    log "h$i: serve started (pid ${SERVE_PID[i]}), events in $out.jsonl"
-}
-
 netns_on_failure() {
     local f
     echo "---- chat: FAILED (exit $1); diagnostics ----" >&2
@@ -128,6 +109,11 @@ PY
 
 declare -a ID SERVE_PID
 LOGS=()
+# serve_start, with its log kept for the failure report.
+chat_serve() {
+    serve_start "$1" "$2"
+    LOGS+=("$2")
+}
 
 for ((i = 1; i <= N; i++)); do
     ID[i]=$(lny "$i" 10 id --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])') ||
@@ -135,8 +121,8 @@ for ((i = 1; i <= N; i++)); do
     log "h$i: id ${ID[i]}"
 done
 
-serve_start 1 h1
-serve_start 2 h2
+chat_serve 1 h1
+chat_serve 2 h2
 expect_event "$TMP/h1.jsonl" "$WAIT_S" event=peer_up id="${ID[2]}" >/dev/null || die "h1 never saw h2 up"
 expect_event "$TMP/h2.jsonl" "$WAIT_S" event=peer_up id="${ID[1]}" >/dev/null || die "h2 never saw h1 up"
 log "ok: the hosts found each other"
@@ -174,7 +160,7 @@ if lny 1 30 say nobody-here "x" 2>"$TMP/cmd-say5.err"; then
 fi
 grep -q 'no peer called "nobody-here"' "$TMP/cmd-say5.err" || die "h1: unclear unknown-peer error: $(cat "$TMP/cmd-say5.err")"
 : >"$TMP/cmd-say5.err"
-serve_start 2 h2b
+chat_serve 2 h2b
 expect_event "$TMP/h2b.jsonl" "$WAIT_S" event=chat_received from="${ID[1]}" text="second while away" >/dev/null ||
     die "h2: the queued lines never arrived after its restart"
 python3 - "$TMP/h2b.jsonl" <<'PY' || die "h2: queued lines out of order or repeated"

@@ -39,24 +39,6 @@ netns_setup "$N"
 TMP=$NETNS_TMP
 log "lanyard binary: $LANYARD_BIN"
 
-# lny I TIMEOUT_S args... : run a lanyard command in host I (foreground).
-lny() {
-    local i=$1 t=$2 HENV
-    shift 2
-    host_env "$i"
-    netns_exec "$i" timeout "$t" "${HENV[@]}" "$LANYARD_BIN" "$@"
-}
-
-# serve_start I : lanyard serve --json in host I, in the background.
-serve_start() {
-    local i=$1 HENV
-    host_env "$i"
-    netns_spawn "$i" "$TMP/h$i.jsonl" "$TMP/h$i.err" \
-        "${HENV[@]}" "$LANYARD_BIN" serve --json --nick "host$i" --data-dir "$TMP/h$i" --port "$PORT"
-    SERVE_PID[i]=$NETNS_PID
-    log "h$i: serve started (pid ${SERVE_PID[i]}), $(netns_addr "$i"):$PORT"
-}
-
 # On any failure (also unexpected ones under set -e): show what the nodes said.
 netns_on_failure() {
     local i

@@ -2,7 +2,13 @@
 #   lanyard_bin   resolve $LANYARD_BIN (default target/debug/lanyard in the repo; a relative
 #                 path is taken from the current dir, else the repo root) or die
 #   host_env I    HENV=(env ...): a private HOME/XDG per host, so nothing is read from or
-#                 written to the real user's files and hosts can't see each other's
+#                 written to the real user's files and hosts can't see each other's; the
+#                 host's data dir $NETNS_TMP/hI as LANYARD_DATA_DIR (an explicit flag wins)
+#   lny I TIMEOUT_S args...   a lanyard command in host I
+#   serve_start I [OUT]       `serve --json` (nick hostI, port ${PORT:-7717}) in host I in the
+#                             background; events in $NETNS_TMP/OUT.jsonl (OUT defaults to hI),
+#                             stderr in OUT.err, pid in SERVE_PID[I]
+#   id_in I                   host I's id
 # shellcheck shell=bash disable=SC2034
 
 lanyard_bin() {
@@ -23,5 +29,27 @@ host_env() {
     chmod 700 "$h/run"
     HENV=(env HOME="$h" XDG_CONFIG_HOME="$h/.config" XDG_DATA_HOME="$h/.local/share"
         XDG_STATE_HOME="$h/.local/state" XDG_CACHE_HOME="$h/.cache"
-        XDG_RUNTIME_DIR="$h/run" RUST_BACKTRACE=1)
+        XDG_RUNTIME_DIR="$h/run" LANYARD_DATA_DIR="$NETNS_TMP/h$1" RUST_BACKTRACE=1)
+}
+
+declare -a SERVE_PID=()
+
+lny() {
+    local i=$1 t=$2 HENV
+    shift 2
+    host_env "$i"
+    netns_exec "$i" timeout "$t" "${HENV[@]}" "$LANYARD_BIN" "$@"
+}
+
+serve_start() {
+    local i=$1 out=${2:-h$1} HENV
+    host_env "$i"
+    netns_spawn "$i" "$NETNS_TMP/$out.jsonl" "$NETNS_TMP/$out.err" \
+        "${HENV[@]}" "$LANYARD_BIN" serve --json --nick "host$i" --port "${PORT:-7717}"
+    SERVE_PID[i]=$NETNS_PID
+    log "h$i: serve started (pid $NETNS_PID), events in $out.jsonl"
+}
+
+id_in() {
+    lny "$1" 10 id --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'
 }

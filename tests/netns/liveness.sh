@@ -11,23 +11,7 @@ need_root
 lanyard_bin
 netns_setup 3
 T=$NETNS_TMP
-declare -a SERVE_PID=() ID=()
-
-lny() {
-    local i=$1 t=$2 HENV
-    shift 2
-    host_env "$i"
-    netns_exec "$i" timeout "$t" "${HENV[@]}" "$LANYARD_BIN" --data-dir "$T/h$i" "$@"
-}
-
-serve_start() {
-    local i=$1 HENV
-    host_env "$i"
-    netns_spawn "$i" "$T/h$i.jsonl" "$T/h$i.err" "${HENV[@]}" "$LANYARD_BIN" serve --json --nick "host$i" --data-dir "$T/h$i" --port 7717
-    SERVE_PID[i]=$NETNS_PID
-}
-
-id_in() { lny "$1" 10 id --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'; }
+declare -a ID=()
 
 netns_on_failure() {
     echo "---- liveness: FAILED (exit $1) ----" >&2

@@ -23,13 +23,9 @@ need_root
 command -v python3 >/dev/null || die "python3 not found"
 command -v sha256sum >/dev/null || die "sha256sum not found"
 
-REPO_ROOT=$(git -C "$HERE" rev-parse --show-toplevel 2>/dev/null) || REPO_ROOT=$(cd "$HERE/../.." && pwd)
-if [ -z "${LANYARD_BIN:-}" ]; then
-    LANYARD_BIN="$REPO_ROOT/target/debug/lanyard"
-elif [[ $LANYARD_BIN != /* ]]; then
-    LANYARD_BIN="$PWD/$LANYARD_BIN"
-fi
-[ -x "$LANYARD_BIN" ] || die "lanyard binary not found at $LANYARD_BIN (run 'cargo build' or set LANYARD_BIN)"
+# shellcheck source-path=SCRIPTDIR source=lanyard.sh
+. "$HERE/lanyard.sh"
+lanyard_bin
 
 BIG_MIB=${BIG_MIB:-200}
 PORT=7717
@@ -37,21 +33,6 @@ PORT=7717
 netns_setup 2
 TMP=$NETNS_TMP
 log "lanyard binary: $LANYARD_BIN"
-
-host_env() {
-    local h="$TMP/home$1"
-    mkdir -p "$h/.config" "$h/.local/share" "$h/run"
-    chmod 700 "$h/run"
-    HENV=(env HOME="$h" XDG_CONFIG_HOME="$h/.config" XDG_DATA_HOME="$h/.local/share"
-        XDG_RUNTIME_DIR="$h/run" RUST_BACKTRACE=1)
-}
-
-lny() { # lny I TIMEOUT_S args...
-    local i=$1 t=$2 HENV
-    shift 2
-    host_env "$i"
-    netns_exec "$i" timeout "$t" "${HENV[@]}" "$LANYARD_BIN" "$@"
-}
 
 netns_on_failure() {
     echo "---- transfer: FAILED (exit $1); diagnostics ----" >&2
