@@ -8,6 +8,7 @@ use lanyard::identity::{Identity, PeerId};
 use lanyard::net::secure::{self, SecureConn};
 use lanyard::net::wire::{ControlMsg, Hello, MAX_CHAT_TEXT, Purpose};
 use lanyard::node::{ChatTarget, Delivery, Event, NodeConfig, NodeHandle, ROOM};
+use tempfile::TempDir;
 use tokio::sync::broadcast;
 
 /// Generous bound on anything that should happen at once: a guard against hanging, never a
@@ -31,6 +32,26 @@ async fn connect(a: &NodeHandle, b: &NodeHandle) {
     a.add_peer(&b.listen_addr().unwrap().to_string());
     assert!(a.wait_online(b.id(), PATIENCE).await, "{} never saw {} online", a.nick(), b.nick());
     assert!(b.wait_online(a.id(), PATIENCE).await, "{} never saw {} online", b.nick(), a.nick());
+}
+
+/// ada and bob on data dirs of their own, connected; the dirs come back for restarts.
+async fn ada_and_bob() -> (NodeHandle, NodeHandle, TempDir, TempDir) {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ada = start("ada", da.path()).await;
+    let bob = start("bob", db.path()).await;
+    connect(&ada, &bob).await;
+    (ada, bob, da, db)
+}
+
+/// Shut `peer` down and wait until `watcher` sees it offline.
+async fn stop_and_wait_offline(watcher: &NodeHandle, peer: NodeHandle) {
+    let id = peer.id().clone();
+    stop(peer).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while watcher.is_online(&id) {
+        assert!(tokio::time::Instant::now() < deadline, "{} never went offline", id.short());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn stop(node: NodeHandle) {
@@ -64,10 +85,7 @@ fn texts(node: &NodeHandle, conversation: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_message_is_delivered_and_acknowledged() {
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let ada = start("ada", da.path()).await;
-    let bob = start("bob", db.path()).await;
-    connect(&ada, &bob).await;
+    let (ada, bob, _da, _db) = ada_and_bob().await;
     let mut at_bob = bob.subscribe();
     let mut at_ada = ada.subscribe();
 
@@ -146,17 +164,9 @@ async fn room_with_nobody_online_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_for_an_offline_peer_survives_its_restart() {
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let ada = start("ada", da.path()).await;
-    let bob = start("bob", db.path()).await;
-    connect(&ada, &bob).await;
+    let (ada, bob, _da, db) = ada_and_bob().await;
     let bob_id = bob.id().clone();
-    stop(bob).await;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while ada.is_online(&bob_id) {
-        assert!(tokio::time::Instant::now() < deadline, "bob never went offline");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    stop_and_wait_offline(&ada, bob).await;
 
     let ids: Vec<String> = (0..3)
         .map(|i| {
@@ -182,15 +192,9 @@ async fn queue_for_an_offline_peer_survives_its_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_survives_a_restart_of_the_sender() {
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let ada = start("ada", da.path()).await;
-    let bob = start("bob", db.path()).await;
-    connect(&ada, &bob).await;
+    let (ada, bob, da, db) = ada_and_bob().await;
     let bob_id = bob.id().clone();
-    stop(bob).await;
-    while ada.is_online(&bob_id) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    stop_and_wait_offline(&ada, bob).await;
     let id = ada.say(&ChatTarget::Peer(bob_id.clone()), "kept across restarts").unwrap();
     stop(ada).await;
 
@@ -237,10 +241,7 @@ async fn a_resent_message_is_acknowledged_but_not_shown_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_senders_order_is_kept_across_a_reconnect() {
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let ada = start("ada", da.path()).await;
-    let bob = start("bob", db.path()).await;
-    connect(&ada, &bob).await;
+    let (ada, bob, _da, db) = ada_and_bob().await;
     let bob_id = bob.id().clone();
     let to_bob = ChatTarget::Peer(bob_id.clone());
     let mut ids = Vec::new();
@@ -248,10 +249,7 @@ async fn each_senders_order_is_kept_across_a_reconnect() {
     for i in 0..300 {
         ids.push(ada.say(&to_bob, &format!("{i}")).unwrap());
     }
-    stop(bob).await;
-    while ada.is_online(&bob_id) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    stop_and_wait_offline(&ada, bob).await;
     for i in 300..600 {
         ids.push(ada.say(&to_bob, &format!("{i}")).unwrap());
     }
@@ -269,10 +267,7 @@ async fn each_senders_order_is_kept_across_a_reconnect() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_text_is_refused_and_the_limit_itself_is_fine() {
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let ada = start("ada", da.path()).await;
-    let bob = start("bob", db.path()).await;
-    connect(&ada, &bob).await;
+    let (ada, bob, _da, _db) = ada_and_bob().await;
     let to_bob = ChatTarget::Peer(bob.id().clone());
     let err = ada.say(&to_bob, &"x".repeat(MAX_CHAT_TEXT + 1)).unwrap_err().to_string();
     assert!(err.contains("too long") && err.contains("16 KiB"), "{err}");
@@ -316,10 +311,7 @@ async fn closed(conn: &mut SecureConn) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_chat_frame_drops_only_that_connection() {
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let ada = start("ada", da.path()).await;
-    let bob = start("bob", db.path()).await;
-    connect(&ada, &bob).await;
+    let (ada, bob, _da, _db) = ada_and_bob().await;
 
     let bad_frames = [
         ControlMsg::Chat {
