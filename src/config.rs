@@ -103,7 +103,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Push files and folders to one or more peers; exit 0 once every copy is verified
+    /// Push files and folders to one or more peers (note the `--` before the paths); exit 0 once
+    /// every copy is verified
     #[command(override_usage = "lanyard send PEER... -- PATH...")]
     Send {
         /// Recipients: nick, id prefix or HOST:PORT
@@ -116,15 +117,19 @@ pub enum Command {
     },
     /// List a peer's shared folders
     Ls {
+        /// Nick, id prefix or HOST:PORT
         peer: String,
         /// Folder to list ("share/sub"); the list of shares when absent
         path: Option<String>,
+        /// One JSON array of {name, kind, size, modified}
         #[arg(long)]
         json: bool,
     },
     /// Pull files or folders from a peer's shares, verified and resumable
     Get {
+        /// Nick, id prefix or HOST:PORT
         peer: String,
+        /// Files or folders as `lanyard ls` shows them ("share/sub/report.pdf")
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<String>,
         /// Where to put them (default: the download dir)

@@ -46,10 +46,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn init_logging(serving: bool) {
-    let default = if serving { "warn,lanyard=info" } else { "warn" };
+    // A one-shot command reports its failure as one line itself; its node's log stays quiet.
+    let default = if serving { "warn,lanyard=info" } else { "error" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("LANYARD_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(filter)
         .with_target(false)
         .try_init();
