@@ -156,3 +156,32 @@ async fn a_node_without_shares_says_so() {
     let err = a.list(&id, "").await.unwrap_err();
     assert!(err.to_string().contains("nothing is shared"), "{err}");
 }
+
+#[tokio::test]
+async fn a_peer_back_on_another_port_is_listed_at_its_new_address() {
+    let root = tempfile::tempdir().unwrap();
+    write(&root.path().join("pub/hello.txt"), b"hello");
+    let sharer_config = |port: u16| {
+        let mut c = NodeConfig::local("sharer", root.path().join("sharer"));
+        c.shares = vec![root.path().join("pub")];
+        c.listen = Some(([127, 0, 0, 1], port).into());
+        c
+    };
+    let sharer = NodeHandle::start(sharer_config(0)).await.unwrap();
+    let client = NodeHandle::start(NodeConfig::local("client", root.path().join("client"))).await.unwrap();
+    let old = sharer.listen_addr().unwrap().to_string();
+    let id = client.resolve(&old, Duration::from_secs(5)).await.unwrap();
+    client.shutdown().await;
+    sharer.shutdown().await;
+    drop((client, sharer));
+
+    // The sharer comes back on another port; the client (restarted) still remembers the old one
+    // and is told the new one by --peer. Asking by nick at once must not dial the stale address.
+    let sharer = NodeHandle::start(sharer_config(0)).await.unwrap();
+    let mut c = NodeConfig::local("client", root.path().join("client"));
+    c.manual_peers = vec![sharer.listen_addr().unwrap().to_string()];
+    let client = NodeHandle::start(c).await.unwrap();
+    assert_eq!(client.resolve("sharer", Duration::from_secs(5)).await.unwrap(), id);
+    let entries = client.list(&id, "pub").await.expect("listed at the new address");
+    assert!(entries.iter().any(|e| e.name == "hello.txt"), "{entries:?}");
+}

@@ -10,6 +10,7 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use super::output::json_line;
 use crate::config::Config;
 use crate::node::{Event, NodeHandle};
+use crate::transfer::Direction;
 use crate::ui::text::printable;
 
 pub async fn run(config: &Config, accept_all: bool, json: bool) -> Result<ExitCode> {
@@ -135,15 +136,21 @@ fn human(event: &Event, node: &NodeHandle) -> String {
             bytes,
             ..
         } => format!("{} offers {files} files ({bytes} bytes), transfer {transfer}", printable(nick)),
-        Event::Progress(p) => format!(
-            "{} {:?} {}: {} of {} bytes ({}%)",
-            p.transfer,
-            p.direction,
-            printable(&p.file),
-            p.bytes,
-            p.total,
-            p.percent
-        ),
+        Event::Progress(p) => {
+            let verb = match p.direction {
+                Direction::Send => "sending",
+                Direction::Receive => "receiving",
+            };
+            let file = if p.file.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", printable(&p.file))
+            };
+            format!(
+                "transfer {} {verb}{file}: {} of {} bytes ({}%)",
+                p.transfer, p.bytes, p.total, p.percent
+            )
+        }
         Event::FileReceived { path, size, .. } => format!("received {} ({size} bytes)", printable(path)),
         Event::Done {
             transfer,

@@ -42,6 +42,8 @@ use wire::{MAX_TRANSFER_FRAME, TransferMsg};
 /// How long an offer waits for a person to answer before it counts as rejected.
 const OFFER_ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
 /// A transfer connection must say what it wants this soon.
+/// How long a transfer waits for an offline peer to come online before dialling what it knows.
+const PEER_ONLINE_WAIT: Duration = Duration::from_secs(5);
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -378,6 +380,12 @@ fn peer_nick(shared: &Shared, peer: &PeerId) -> String {
 
 /// Open a transfer connection of its own to `peer`.
 async fn connect(shared: &Arc<Shared>, peer: &PeerId) -> Result<SecureConn, TransferError> {
+    // A peer known from an earlier run may be listening somewhere else now: give its control
+    // connection a moment to come up, which brings its current address.
+    let node = NodeHandle { shared: shared.clone() };
+    if !node.is_online(peer) {
+        node.wait_online(peer, PEER_ONLINE_WAIT).await;
+    }
     let addrs = shared.peers().get(peer).map(|p| p.dial_addrs.clone()).unwrap_or_default();
     if addrs.is_empty() {
         return Err(TransferError::failed(format!("no known address for peer {}", peer.short())));
