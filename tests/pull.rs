@@ -168,7 +168,9 @@ async fn a_peer_back_on_another_port_is_listed_at_its_new_address() {
         c
     };
     let sharer = NodeHandle::start(sharer_config(0)).await.unwrap();
-    let client = NodeHandle::start(NodeConfig::local("client", root.path().join("client"))).await.unwrap();
+    let client = NodeHandle::start(NodeConfig::local("client", root.path().join("client")))
+        .await
+        .unwrap();
     let old = sharer.listen_addr().unwrap().to_string();
     let id = client.resolve(&old, Duration::from_secs(5)).await.unwrap();
     client.shutdown().await;
