@@ -7,7 +7,7 @@ fn main() -> ExitCode {
     match lanyard::cli::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("lanyard: {}", lanyard::ui::text::one_line(&format!("{e:#}")));
+            eprintln!("lanyard: {}", lanyard::text::one_line(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

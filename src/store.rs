@@ -1,5 +1,5 @@
 //! The database in the data dir (SQLite): known peers here; chat history and the outbox in
-//! [`crate::node::chat`]; transfer records later. WAL mode: a commit survives the process being killed.
+//! the chat module of the node; transfer records later. WAL mode: a commit survives the process being killed.
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -114,7 +114,7 @@ impl Store {
     /// The connection, for modules that keep their own tables here. A poisoned lock only means
     /// another thread panicked mid-call; SQLite itself stays consistent, so carry on.
     pub fn lock(&self) -> MutexGuard<'_, Connection> {
-        crate::node::lock(&self.conn)
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The pinned key of a peer, if it was seen before.

@@ -3,9 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use lanyard::node::share::EntryKind;
+use lanyard::node::transfer::TransferError;
 use lanyard::node::{NodeConfig, NodeHandle};
-use lanyard::share::EntryKind;
-use lanyard::transfer::TransferError;
 
 const WAIT: Duration = Duration::from_secs(10);
 

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lanyard::identity::PeerId;
+use lanyard::node::transfer::{Direction, TransferError};
 use lanyard::node::{Event, NodeConfig, NodeHandle};
-use lanyard::transfer::{Direction, TransferError};
 use tokio::sync::broadcast;
 
 const WAIT: Duration = Duration::from_secs(10);

@@ -9,8 +9,8 @@ use std::time::Duration;
 use lanyard::identity::Identity;
 use lanyard::net::secure::{self, SecureConn};
 use lanyard::net::wire::{Hello, Purpose};
+use lanyard::node::transfer::wire::{Item, MAX_TRANSFER_FRAME, TransferMsg};
 use lanyard::node::{NodeConfig, NodeHandle};
-use lanyard::transfer::wire::{Item, MAX_TRANSFER_FRAME, TransferMsg};
 use serde_bytes::ByteBuf;
 use tokio::net::TcpStream;
 

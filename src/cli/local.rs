@@ -17,9 +17,9 @@ use tokio::sync::mpsc;
 use crate::config::Config;
 use crate::net::frame;
 use crate::node::chat::ChatTarget;
+use crate::node::share::ShareEntry;
+use crate::node::transfer::{Outcome, Progress};
 use crate::node::{ChatEntry, NodeHandle, PeerInfo};
-use crate::share::ShareEntry;
-use crate::transfer::{Outcome, Progress};
 
 pub const SOCKET_NAME: &str = "control.sock";
 /// Requests and replies are local but still bounded: a confused client can't make us allocate.

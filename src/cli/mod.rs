@@ -66,7 +66,7 @@ fn id(config: &Config, json: bool) -> Result<ExitCode> {
     } else {
         println!("id           {}", identity.id());
         println!("fingerprint  {}", identity.fingerprint());
-        println!("nick         {}", crate::ui::text::printable(&config.nick));
+        println!("nick         {}", crate::text::printable(&config.nick));
     }
     Ok(ExitCode::SUCCESS)
 }

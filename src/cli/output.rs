@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::node::{ChatEntry, Delivery, PeerInfo};
 use crate::store::unix_now_ms;
-use crate::ui::text::printable;
+use crate::text::printable;
 
 /// One JSON object per line, with a millisecond timestamp added.
 pub fn json_line<T: Serialize>(value: &T) -> String {

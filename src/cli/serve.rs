@@ -9,9 +9,9 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use super::output::json_line;
 use crate::config::Config;
+use crate::node::transfer::Direction;
 use crate::node::{Event, NodeHandle};
-use crate::transfer::Direction;
-use crate::ui::text::printable;
+use crate::text::printable;
 
 pub async fn run(config: &Config, accept_all: bool, json: bool) -> Result<ExitCode> {
     let node = NodeHandle::start(config.serving_node(accept_all)).await?;

@@ -16,10 +16,10 @@ use tokio::task::JoinSet;
 use super::local::{Reply, Request, Session};
 use super::output;
 use crate::config::Config;
+use crate::node::share::{EntryKind, ShareEntry};
+use crate::node::transfer::Outcome;
 use crate::node::{Event, NodeHandle, lock};
-use crate::share::{EntryKind, ShareEntry};
-use crate::transfer::Outcome;
-use crate::ui::text::{one_line, printable};
+use crate::text::{one_line, printable};
 
 /// How long a one-shot command waits to find a peer named by nick.
 const RESOLVE_WAIT: Duration = Duration::from_secs(5);
@@ -148,7 +148,7 @@ impl Bars {
         }
     }
 
-    fn update(&mut self, peer: &str, p: &crate::transfer::Progress) {
+    fn update(&mut self, peer: &str, p: &crate::node::transfer::Progress) {
         let multi = &self.multi;
         let bar = self.bars.entry(peer.to_string()).or_insert_with(|| {
             let bar = multi.add(ProgressBar::new(p.total));

@@ -10,8 +10,7 @@ pub const PROTOCOL_VERSION: u16 = 1;
 pub const MAGIC: &[u8; 4] = b"LNYD";
 pub const PREAMBLE_LEN: usize = 8;
 
-/// The Noise suite. AES-GCM because this CPU class has AES-NI/VAES (measured: see README).
-pub const NOISE_PARAMS: &str = "Noise_XX_25519_AESGCM_SHA256";
+pub use crate::identity::NOISE_PARAMS;
 /// Noise's own ceiling for one transport message, tag included.
 pub const NOISE_MAX_MESSAGE: usize = 65535;
 pub const NOISE_TAG: usize = 16;

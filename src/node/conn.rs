@@ -78,7 +78,7 @@ async fn handle_incoming(shared: Arc<Shared>, sock: TcpStream, addr: SocketAddr)
         Some(Ok(conn)) => match conn.purpose {
             Purpose::Control => run_control(shared, conn, false).await,
             Purpose::Transfer => match pin_and_record(&shared, &conn.remote) {
-                Ok(()) => crate::transfer::serve_incoming(shared, conn).await,
+                Ok(()) => crate::node::transfer::serve_incoming(shared, conn).await,
                 Err(reason) => tracing::warn!("refused transfer connection from {addr}: {reason}"),
             },
         },

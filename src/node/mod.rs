@@ -4,6 +4,8 @@
 pub mod chat;
 pub(crate) mod conn;
 pub mod peers;
+pub mod share;
+pub mod transfer;
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
@@ -24,10 +26,10 @@ use crate::identity::{Identity, PeerId, ensure_private_dir};
 use crate::net::discovery::{Advert, Discovery, DiscoveryEvent};
 use crate::net::wire::{Hello, MAX_NICK_BYTES};
 use crate::store::Store;
-use crate::transfer::{Direction, Progress, Registry};
 pub use chat::{ChatEntry, ChatTarget, Delivery, ROOM};
 pub use peers::PeerInfo;
 use peers::PeerTable;
+use transfer::{Direction, Progress, Registry};
 
 pub const DEFAULT_PORT: u16 = 7717;
 /// Enough for a 10,000-line chat burst to reach a `serve --json` reader without lagging.

@@ -15,7 +15,7 @@ use super::source::Manifest;
 use super::wire::{ITEMS_FRAME_BYTES, Item, MAX_TRANSFER_FRAME, TransferMsg, bounded};
 use super::{Ctx, Fault, Outcome, TransferError, msg_name, mtime_ns};
 use crate::net::secure::{SecureConn, SecureReader, SecureWriter};
-use crate::ui::text::printable;
+use crate::text::printable;
 
 pub(crate) const CHUNK: usize = 1 << 20;
 /// Chunks read ahead of the socket (and written behind it on the other side).

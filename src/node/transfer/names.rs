@@ -13,7 +13,7 @@ use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::ui::text::printable;
+use crate::text::printable;
 
 /// Longest single component we accept; the common limit of Linux, macOS and Windows file systems.
 pub const MAX_COMPONENT_BYTES: usize = 255;

@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::share::ShareEntry;
+use crate::node::share::ShareEntry;
 
 /// Largest frame on a transfer connection; a bigger manifest or listing is split.
 pub const MAX_TRANSFER_FRAME: usize = 1 << 20;
@@ -162,7 +162,7 @@ mod tests {
     #[test]
     fn a_full_items_frame_fits_the_limit() {
         // The sender packs ITEMS_FRAME_BYTES of paths plus at most one path of 4 KiB.
-        let path = "x".repeat(crate::transfer::names::MAX_PATH_BYTES);
+        let path = "x".repeat(crate::node::transfer::names::MAX_PATH_BYTES);
         let n = ITEMS_FRAME_BYTES / path.len() + 1;
         let items = vec![
             Item {

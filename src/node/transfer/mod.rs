@@ -34,8 +34,8 @@ use tokio_util::sync::CancellationToken;
 use crate::identity::PeerId;
 use crate::net::secure::SecureConn;
 use crate::net::wire::Purpose;
+use crate::node::share::ShareEntry;
 use crate::node::{Event, NodeHandle, Shared, lock};
-use crate::share::ShareEntry;
 pub use progress::Progress;
 use wire::{MAX_TRANSFER_FRAME, TransferMsg};
 

@@ -14,7 +14,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-use crate::ui::text::printable;
+use crate::text::printable;
 
 /// Most entries `walk` (and `list`) will produce; a bound on the work and memory one request
 /// can cost us.

@@ -17,7 +17,7 @@ use super::wire::{Item, MAX_ITEMS, MAX_MANIFEST_BYTES, MAX_RESUME_ENTRIES, MAX_S
 use super::{Ctx, Fault, Outcome, TransferError, ask, msg_name};
 use crate::net::secure::{SecureConn, SecureReader, SecureWriter};
 use crate::node::Event;
-use crate::ui::text::printable;
+use crate::text::printable;
 
 /// What the offer's first frame announced.
 pub(crate) struct Header {

@@ -39,7 +39,7 @@ pub(crate) fn validate(items: &[Item]) -> Result<Vec<Vec<String>>, String> {
             return Err(format!("refused name \"{PARTIAL_DIR}\": it is reserved for partial files"));
         }
         if !seen.insert(comps.join("/")) {
-            return Err(format!("\"{}\" is offered twice", crate::ui::text::printable(&item.path)));
+            return Err(format!("\"{}\" is offered twice", crate::text::printable(&item.path)));
         }
         out.push(comps);
     }
@@ -50,7 +50,7 @@ pub(crate) fn validate(items: &[Item]) -> Result<Vec<Vec<String>>, String> {
             if files.contains(&prefix) {
                 return Err(format!(
                     "\"{}\" is offered both as a file and as a folder",
-                    crate::ui::text::printable(&prefix)
+                    crate::text::printable(&prefix)
                 ));
             }
         }
@@ -272,10 +272,10 @@ impl Plan {
                     return Ok((name, false));
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(format!("cannot create folder \"{}\": {e}", crate::ui::text::printable(&name))),
+                Err(e) => return Err(format!("cannot create folder \"{}\": {e}", crate::text::printable(&name))),
             }
         }
-        Err(format!("no free name for folder \"{}\"", crate::ui::text::printable(top)))
+        Err(format!("no free name for folder \"{}\"", crate::text::printable(top)))
     }
 
     fn done_path(&self, key: &str) -> Option<PathBuf> {
@@ -364,7 +364,7 @@ impl Plan {
                 }
             }
         }
-        let placed = placed.ok_or_else(|| io::Error::other(format!("no free name for \"{}\"", crate::ui::text::printable(&name))))?;
+        let placed = placed.ok_or_else(|| io::Error::other(format!("no free name for \"{}\"", crate::text::printable(&name))))?;
         let group = &self.groups[self.slots[i].group];
         if group.folder
             && let Ok(rel) = placed.strip_prefix(&self.dest)

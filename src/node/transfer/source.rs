@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 
 use super::mtime_ns;
 use super::wire::{Item, MAX_ITEMS, MAX_MANIFEST_BYTES};
-use crate::share::Shares;
+use crate::node::share::Shares;
 
 pub(crate) struct Manifest {
     pub items: Vec<Item>,
@@ -149,11 +149,11 @@ pub(crate) fn from_share(shares: &Shares, paths: &[String]) -> Result<Manifest, 
             .map(|p| super::top_of(p).to_string())
             .collect();
         if let Some(twice) = these.iter().find(|t| tops.contains(*t)) {
-            return Err(format!("\"{}\" was asked for twice", crate::ui::text::printable(twice)));
+            return Err(format!("\"{}\" was asked for twice", crate::text::printable(twice)));
         }
         tops.extend(these);
         for f in walk.files {
-            let meta = fs::metadata(&f.full).map_err(|e| format!("cannot read \"{}\": {e}", crate::ui::text::printable(&f.rel)))?;
+            let meta = fs::metadata(&f.full).map_err(|e| format!("cannot read \"{}\": {e}", crate::text::printable(&f.rel)))?;
             m.push(f.rel, Some(f.full), meta.len(), mtime_ns(&meta))
                 .map_err(|e| e.to_string())?;
         }

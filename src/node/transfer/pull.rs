@@ -1,6 +1,6 @@
 //! Pull, both ends: `List` answers with a listing of one folder of our shares; `Get` answers
 //! with an offer of exactly the requested files, streamed like a push. Only what lies inside a
-//! share can be listed or read (`crate::share` enforces it); errors name only what the peer
+//! share can be listed or read (`crate::node::share` enforces it); errors name only what the peer
 //! asked for, never our local paths.
 
 use std::path::PathBuf;
@@ -14,8 +14,8 @@ use super::wire::{LIST_FRAME_ENTRIES, MAX_GET_PATHS, MAX_LIST_ENTRIES, MAX_TRANS
 use super::{Ctx, Outcome, TransferError, msg_name};
 use crate::net::secure::{SecureConn, SecureWriter};
 use crate::node::Shared;
-use crate::share::{ShareEntry, Shares};
-use crate::ui::text::printable;
+use crate::node::share::{ShareEntry, Shares};
+use crate::text::printable;
 
 /// How long a peer may take to answer a list or get request.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);

@@ -1,3 +1,0 @@
-//! Presentation. Everything that paints text from the network goes through [`text`].
-
-pub mod text;
