@@ -32,7 +32,7 @@ async fn run() -> anyhow::Result<()> {
 
     // Warm up the connection, the statement cache and the allocator.
     for i in 0..50 {
-        let id = ada.say(&to_bob, &format!("warm-up {i}"))?;
+        let id = ada.say(&to_bob, &format!("warm-up {i}")).await?;
         ada.wait_delivered(&id, patience).await?;
     }
 
@@ -40,7 +40,7 @@ async fn run() -> anyhow::Result<()> {
     let mut times = Vec::with_capacity(n);
     for i in 0..n {
         let t0 = Instant::now();
-        let id = ada.say(&to_bob, &format!("round trip {i}"))?;
+        let id = ada.say(&to_bob, &format!("round trip {i}")).await?;
         anyhow::ensure!(ada.wait_delivered(&id, patience).await?, "round trip {i} not delivered");
         times.push(t0.elapsed());
     }
@@ -53,11 +53,11 @@ async fn run() -> anyhow::Result<()> {
     );
 
     let n = count("BURST", 10_000);
-    let before = bob.history(ada.id().as_str(), usize::MAX)?.len();
+    let before = bob.history(ada.id().as_str(), usize::MAX).await?.len();
     let t0 = Instant::now();
     let mut ids = Vec::with_capacity(n);
     for i in 0..n {
-        ids.push(ada.say(&to_bob, &format!("burst {i}"))?);
+        ids.push(ada.say(&to_bob, &format!("burst {i}")).await?);
     }
     let stored = t0.elapsed();
     for id in &ids {
@@ -65,7 +65,8 @@ async fn run() -> anyhow::Result<()> {
     }
     let all = t0.elapsed();
     let got: Vec<String> = bob
-        .history(ada.id().as_str(), usize::MAX)?
+        .history(ada.id().as_str(), usize::MAX)
+        .await?
         .into_iter()
         .skip(before)
         .map(|e| e.text)

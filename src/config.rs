@@ -96,9 +96,15 @@ pub enum Command {
     History {
         /// Nick, id prefix, HOST:PORT, or '#all'
         peer: String,
-        /// Only the last N lines
+        /// Only N lines (the last N, or the N next to --before/--after)
         #[arg(long, value_name = "N")]
         limit: Option<usize>,
+        /// Only lines before this message id
+        #[arg(long, value_name = "ID", conflicts_with = "after")]
+        before: Option<String>,
+        /// Only lines after this message id
+        #[arg(long, value_name = "ID")]
+        after: Option<String>,
         /// One JSON object per line
         #[arg(long)]
         json: bool,
@@ -140,6 +146,57 @@ pub enum Command {
     Id {
         #[arg(long)]
         json: bool,
+    },
+    /// Set the nick kept in the data dir (told to connected peers when a node runs)
+    Nick {
+        /// The new nick (1 to 64 bytes, no control or invisible characters)
+        name: String,
+    },
+    /// List incoming offers waiting for an answer, with the command to answer each
+    Offers {
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
+    },
+    /// Accept a waiting offer (its id, or the first 4+ characters of it)
+    Accept {
+        #[arg(value_name = "OFFER")]
+        offer: String,
+        /// Also accept every later offer from this peer (trust it)
+        #[arg(long)]
+        always: bool,
+    },
+    /// Reject a waiting offer
+    Reject {
+        #[arg(value_name = "OFFER")]
+        offer: String,
+    },
+    /// Accept files from PEER without asking from now on
+    Trust {
+        /// Nick, id prefix or HOST:PORT
+        peer: String,
+    },
+    /// Ask again before accepting files from PEER
+    Untrust {
+        /// Nick, id prefix or HOST:PORT
+        peer: String,
+    },
+    /// List running and recent transfers
+    Transfers {
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a running transfer (both ends drop its partial data)
+    Cancel {
+        /// Its id, or the first 4+ characters of it (see `lanyard transfers`)
+        #[arg(value_name = "TRANSFER")]
+        transfer: String,
+    },
+    /// Drop a peer's record and pinned key
+    Forget {
+        /// Nick, id prefix or HOST:PORT
+        peer: String,
     },
 }
 
@@ -278,6 +335,15 @@ mod tests {
             "ls ada",
             "get ada x",
             "send ada -- x",
+            "nick ada",
+            "offers",
+            "accept 1a2b",
+            "reject 1a2b",
+            "trust ada",
+            "untrust ada",
+            "transfers",
+            "cancel 1a2b",
+            "forget ada",
         ] {
             let mut args = vec!["lanyard"];
             args.extend(sub.split(' '));

@@ -60,6 +60,13 @@ const MIGRATIONS: &[&str] = &[
         path TEXT NOT NULL
     );
     CREATE INDEX transfer_files_group ON transfer_files (group_key);",
+    // Chat read marks (the last message `n` read in each conversation) and message look-up by
+    // id for paging history.
+    "CREATE TABLE read_marks (
+        conversation TEXT PRIMARY KEY,
+        n INTEGER NOT NULL
+    );
+    CREATE INDEX messages_by_id ON messages (id);",
 ];
 
 pub struct Store {
@@ -147,6 +154,11 @@ impl Store {
         self.lock()
             .execute("UPDATE peers SET trusted = ?2 WHERE id = ?1", params![id.as_str(), trusted])?;
         Ok(())
+    }
+
+    /// Remove a peer's record and pinned key; true if there was one.
+    pub fn forget_peer(&self, id: &PeerId) -> Result<bool> {
+        Ok(self.lock().execute("DELETE FROM peers WHERE id = ?1", [id.as_str()])? > 0)
     }
 
     pub fn peers(&self) -> Result<Vec<StoredPeer>> {

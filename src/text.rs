@@ -30,6 +30,25 @@ pub fn one_line(s: &str) -> String {
     printable(&s.replace(['\n', '\r'], " ")).into_owned()
 }
 
+/// `1 file`, `2 files`: a count and its noun, for people.
+pub fn plural(n: u64, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
+/// An I/O error as a person reads it: `no such file or directory`, without the `(os error 2)`.
+pub fn io_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.find(" (os error") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => text,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,6 @@ use lanyard::net::secure::{self, SecureConn};
 use lanyard::net::wire::{ControlMsg, Hello, MAX_CHAT_TEXT, Purpose};
 use lanyard::node::{ChatTarget, Delivery, Event, NodeConfig, NodeHandle, ROOM};
 use tempfile::TempDir;
-use tokio::sync::broadcast;
 
 /// Generous bound on anything that should happen at once: a guard against hanging, never a
 /// measurement.
@@ -61,11 +60,11 @@ async fn stop(node: NodeHandle) {
 
 async fn delivered(node: &NodeHandle, id: &str) {
     assert!(node.wait_delivered(id, PATIENCE).await.unwrap(), "message {id} not delivered");
-    assert_eq!(node.delivery(id).unwrap(), Delivery::Delivered);
+    assert_eq!(node.delivery(id).await.unwrap(), Delivery::Delivered);
 }
 
 /// The next chat line `events` reports: (id, from, room, text).
-async fn next_line(events: &mut broadcast::Receiver<Event>) -> (String, PeerId, bool, String) {
+async fn next_line(events: &mut lanyard::node::Subscription) -> (String, PeerId, bool, String) {
     loop {
         match tokio::time::timeout(PATIENCE, events.recv()).await.expect("no chat line arrived") {
             Ok(Event::ChatReceived { id, from, room, text, .. }) => return (id, from, room, text),
@@ -75,8 +74,9 @@ async fn next_line(events: &mut broadcast::Receiver<Event>) -> (String, PeerId, 
     }
 }
 
-fn texts(node: &NodeHandle, conversation: &str) -> Vec<String> {
+async fn texts(node: &NodeHandle, conversation: &str) -> Vec<String> {
     node.history(conversation, usize::MAX)
+        .await
         .unwrap()
         .into_iter()
         .map(|e| e.text)
@@ -89,7 +89,7 @@ async fn direct_message_is_delivered_and_acknowledged() {
     let mut at_bob = bob.subscribe();
     let mut at_ada = ada.subscribe();
 
-    let id = ada.say(&ChatTarget::Peer(bob.id().clone()), "hello bob").unwrap();
+    let id = ada.say(&ChatTarget::Peer(bob.id().clone()), "hello bob").await.unwrap();
     delivered(&ada, &id).await;
     assert_eq!(
         next_line(&mut at_bob).await,
@@ -104,11 +104,11 @@ async fn direct_message_is_delivered_and_acknowledged() {
         }
     }
 
-    let mine = ada.history(bob.id().as_str(), 10).unwrap();
+    let mine = ada.history(bob.id().as_str(), 10).await.unwrap();
     assert_eq!(mine.len(), 1);
     assert!(mine[0].outgoing);
     assert_eq!(mine[0].state, Some(Delivery::Delivered));
-    let theirs = bob.history(ada.id().as_str(), 10).unwrap();
+    let theirs = bob.history(ada.id().as_str(), 10).await.unwrap();
     assert_eq!(theirs.len(), 1);
     assert_eq!(
         (theirs[0].id.as_str(), theirs[0].nick.as_str(), theirs[0].outgoing),
@@ -116,9 +116,9 @@ async fn direct_message_is_delivered_and_acknowledged() {
     );
 
     // And the other way, on the same connection.
-    let back = bob.say(&ChatTarget::Peer(ada.id().clone()), "hi ada").unwrap();
+    let back = bob.say(&ChatTarget::Peer(ada.id().clone()), "hi ada").await.unwrap();
     delivered(&bob, &back).await;
-    assert_eq!(texts(&ada, bob.id().as_str()), ["hello bob", "hi ada"]);
+    assert_eq!(texts(&ada, bob.id().as_str()).await, ["hello bob", "hi ada"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,7 +131,7 @@ async fn room_reaches_every_online_peer() {
     connect(&ada, &cy).await;
     let (mut at_bob, mut at_cy) = (bob.subscribe(), cy.subscribe());
 
-    let id = ada.say(&ChatTarget::Room, "hello all").unwrap();
+    let id = ada.say(&ChatTarget::Room, "hello all").await.unwrap();
     delivered(&ada, &id).await;
     for events in [&mut at_bob, &mut at_cy] {
         assert_eq!(
@@ -139,26 +139,26 @@ async fn room_reaches_every_online_peer() {
             (id.clone(), ada.id().clone(), true, "hello all".to_string())
         );
     }
-    let entry = &ada.history(ROOM, 10).unwrap()[0];
+    let entry = &ada.history(ROOM, 10).await.unwrap()[0];
     assert!(entry.room && entry.outgoing);
     let mut to: Vec<_> = entry.recipients.iter().map(|r| (r.peer.clone(), r.state)).collect();
     to.sort();
     let mut want = vec![(bob.id().clone(), Delivery::Delivered), (cy.id().clone(), Delivery::Delivered)];
     want.sort();
     assert_eq!(to, want);
-    assert_eq!(texts(&bob, ROOM), ["hello all"]);
-    assert_eq!(texts(&cy, ROOM), ["hello all"]);
-    assert!(texts(&bob, ada.id().as_str()).is_empty(), "a room line is not a direct one");
+    assert_eq!(texts(&bob, ROOM).await, ["hello all"]);
+    assert_eq!(texts(&cy, ROOM).await, ["hello all"]);
+    assert!(texts(&bob, ada.id().as_str()).await.is_empty(), "a room line is not a direct one");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn room_with_nobody_online_is_refused() {
     let d = tempfile::tempdir().unwrap();
     let ada = start("ada", d.path()).await;
-    let err = ada.say(&ChatTarget::Room, "anyone?").unwrap_err().to_string();
+    let err = ada.say(&ChatTarget::Room, "anyone?").await.unwrap_err().to_string();
     assert!(err.contains("nobody is online"), "{err}");
     let stranger = Identity::generate().unwrap().id().clone();
-    let err = ada.say(&ChatTarget::Peer(stranger), "hi").unwrap_err().to_string();
+    let err = ada.say(&ChatTarget::Peer(stranger), "hi").await.unwrap_err().to_string();
     assert!(err.contains("unknown peer"), "{err}");
 }
 
@@ -168,14 +168,16 @@ async fn queue_for_an_offline_peer_survives_its_restart() {
     let bob_id = bob.id().clone();
     stop_and_wait_offline(&ada, bob).await;
 
-    let ids: Vec<String> = (0..3)
-        .map(|i| {
+    let mut ids: Vec<String> = Vec::new();
+    for i in 0..3 {
+        ids.push(
             ada.say(&ChatTarget::Peer(bob_id.clone()), &format!("while you were out {i}"))
-                .unwrap()
-        })
-        .collect();
+                .await
+                .unwrap(),
+        );
+    }
     for id in &ids {
-        assert_eq!(ada.delivery(id).unwrap(), Delivery::Queued);
+        assert_eq!(ada.delivery(id).await.unwrap(), Delivery::Queued);
     }
 
     let bob = start("bob", db.path()).await;
@@ -195,18 +197,18 @@ async fn queue_survives_a_restart_of_the_sender() {
     let (ada, bob, da, db) = ada_and_bob().await;
     let bob_id = bob.id().clone();
     stop_and_wait_offline(&ada, bob).await;
-    let id = ada.say(&ChatTarget::Peer(bob_id.clone()), "kept across restarts").unwrap();
+    let id = ada.say(&ChatTarget::Peer(bob_id.clone()), "kept across restarts").await.unwrap();
     stop(ada).await;
 
     // Both come back (ada on a new port); bob dials her.
     let ada = start("ada", da.path()).await;
-    assert_eq!(ada.delivery(&id).unwrap(), Delivery::Queued);
+    assert_eq!(ada.delivery(&id).await.unwrap(), Delivery::Queued);
     let bob = start("bob", db.path()).await;
     let mut at_bob = bob.subscribe();
     connect(&bob, &ada).await;
     delivered(&ada, &id).await;
     assert_eq!(next_line(&mut at_bob).await.3, "kept across restarts");
-    assert_eq!(texts(&bob, ada.id().as_str()), ["kept across restarts"]);
+    assert_eq!(texts(&bob, ada.id().as_str()).await, ["kept across restarts"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,7 +219,7 @@ async fn a_resent_message_is_acknowledged_but_not_shown_twice() {
     let mut at_bob = bob.subscribe();
     connect(&ada, &bob).await;
     let bob_id = bob.id().clone();
-    let first = ada.say(&ChatTarget::Peer(bob_id.clone()), "once").unwrap();
+    let first = ada.say(&ChatTarget::Peer(bob_id.clone()), "once").await.unwrap();
     delivered(&ada, &first).await;
     assert_eq!(next_line(&mut at_bob).await.0, first);
     stop(ada).await;
@@ -228,15 +230,15 @@ async fn a_resent_message_is_acknowledged_but_not_shown_twice() {
         assert_eq!(db.execute("UPDATE deliveries SET state = 'queued'", []).unwrap(), 1);
     }
     let ada = start("ada", da.path()).await;
-    assert_eq!(ada.delivery(&first).unwrap(), Delivery::Queued);
+    assert_eq!(ada.delivery(&first).await.unwrap(), Delivery::Queued);
     connect(&ada, &bob).await;
     delivered(&ada, &first).await;
     // The resend went first, on the same ordered connection: the next line bob reports must be
     // the marker, not `once` again.
-    let marker = ada.say(&ChatTarget::Peer(bob_id), "marker").unwrap();
+    let marker = ada.say(&ChatTarget::Peer(bob_id), "marker").await.unwrap();
     delivered(&ada, &marker).await;
     assert_eq!(next_line(&mut at_bob).await.0, marker);
-    assert_eq!(texts(&bob, ada.id().as_str()), ["once", "marker"]);
+    assert_eq!(texts(&bob, ada.id().as_str()).await, ["once", "marker"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,32 +249,32 @@ async fn each_senders_order_is_kept_across_a_reconnect() {
     let mut ids = Vec::new();
     // Live, then queued while bob is away, then more while the queue is being flushed.
     for i in 0..300 {
-        ids.push(ada.say(&to_bob, &format!("{i}")).unwrap());
+        ids.push(ada.say(&to_bob, &format!("{i}")).await.unwrap());
     }
     stop_and_wait_offline(&ada, bob).await;
     for i in 300..600 {
-        ids.push(ada.say(&to_bob, &format!("{i}")).unwrap());
+        ids.push(ada.say(&to_bob, &format!("{i}")).await.unwrap());
     }
     let bob = start("bob", db.path()).await;
     bob.add_peer(&ada.listen_addr().unwrap().to_string());
     for i in 600..900 {
-        ids.push(ada.say(&to_bob, &format!("{i}")).unwrap());
+        ids.push(ada.say(&to_bob, &format!("{i}")).await.unwrap());
     }
     for id in &ids {
         delivered(&ada, id).await;
     }
     let want: Vec<String> = (0..900).map(|i| i.to_string()).collect();
-    assert_eq!(texts(&bob, ada.id().as_str()), want);
+    assert_eq!(texts(&bob, ada.id().as_str()).await, want);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_text_is_refused_and_the_limit_itself_is_fine() {
     let (ada, bob, _da, _db) = ada_and_bob().await;
     let to_bob = ChatTarget::Peer(bob.id().clone());
-    let err = ada.say(&to_bob, &"x".repeat(MAX_CHAT_TEXT + 1)).unwrap_err().to_string();
+    let err = ada.say(&to_bob, &"x".repeat(MAX_CHAT_TEXT + 1)).await.unwrap_err().to_string();
     assert!(err.contains("too long") && err.contains("16 KiB"), "{err}");
-    assert!(texts(&ada, bob.id().as_str()).is_empty(), "a refused line is not stored");
-    let id = ada.say(&to_bob, &"é".repeat(MAX_CHAT_TEXT / 2)).unwrap();
+    assert!(texts(&ada, bob.id().as_str()).await.is_empty(), "a refused line is not stored");
+    let id = ada.say(&to_bob, &"é".repeat(MAX_CHAT_TEXT / 2)).await.unwrap();
     delivered(&ada, &id).await;
 }
 
@@ -338,12 +340,12 @@ async fn a_malformed_chat_frame_drops_only_that_connection() {
         let (mut conn, rogue_id) = rogue(&bob, "mallory").await;
         conn.writer.send(&frame).await.unwrap();
         closed(&mut conn).await;
-        assert!(bob.history(rogue_id.as_str(), 10).unwrap().is_empty());
-        assert!(bob.history(ROOM, 10).unwrap().is_empty());
+        assert!(bob.history(rogue_id.as_str(), 10).await.unwrap().is_empty());
+        assert!(bob.history(ROOM, 10).await.unwrap().is_empty());
     }
     // bob carries on.
     assert!(bob.is_online(ada.id()));
-    let id = ada.say(&ChatTarget::Peer(bob.id().clone()), "still here?").unwrap();
+    let id = ada.say(&ChatTarget::Peer(bob.id().clone()), "still here?").await.unwrap();
     delivered(&ada, &id).await;
 }
 
@@ -381,7 +383,7 @@ async fn escapes_are_stored_as_received_and_neutralised_when_printed() {
         }
     }
     assert_eq!(next_line(&mut events).await.3, text);
-    let stored = bob.history(rogue_id.as_str(), 10).unwrap();
+    let stored = bob.history(rogue_id.as_str(), 10).await.unwrap();
     assert_eq!(
         (stored[0].nick.as_str(), stored[0].text.as_str()),
         (nick, text),

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use lanyard::cli::local::serve_socket;
+use lanyard::node::control::serve_socket;
 use lanyard::node::{ChatTarget, Delivery, Event, NodeConfig, NodeHandle};
 
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -48,7 +48,7 @@ async fn say_and_history_through_the_running_node() {
     let o = lanyard(&da, &["say", "bob", "from a script \u{1b}[31m"]).await;
     assert!(o.status.success(), "say failed: {}", stderr(&o));
     // The running node sent it: it is in its history, delivered, and it told its subscribers.
-    let h = ada.history(bob.id().as_str(), 10).unwrap();
+    let h = ada.history(bob.id().as_str(), 10).await.unwrap();
     assert_eq!(h.len(), 1);
     assert_eq!(h[0].state, Some(Delivery::Delivered));
     loop {
@@ -66,7 +66,7 @@ async fn say_and_history_through_the_running_node() {
 
     let o = lanyard(&da, &["say", "#all", "to the room"]).await;
     assert!(o.status.success(), "say #all failed: {}", stderr(&o));
-    let reply = bob.say(&ChatTarget::Peer(ada.id().clone()), "reply \u{9b}2J").unwrap();
+    let reply = bob.say(&ChatTarget::Peer(ada.id().clone()), "reply \u{9b}2J").await.unwrap();
     assert!(bob.wait_delivered(&reply, PATIENCE).await.unwrap());
 
     let o = lanyard(&da, &["history", "bob"]).await;
@@ -120,10 +120,16 @@ async fn say_and_history_through_the_running_node() {
         }
     };
     bob.add_peer(&ada.listen_addr().unwrap().to_string());
-    for e in ada.history(bob.id().as_str(), 10).unwrap().into_iter().filter(|e| e.outgoing) {
+    for e in ada.history(bob.id().as_str(), 10).await.unwrap().into_iter().filter(|e| e.outgoing) {
         assert!(ada.wait_delivered(&e.id, PATIENCE).await.unwrap(), "{:?} not delivered", e.text);
     }
-    let got: Vec<String> = bob.history(ada.id().as_str(), 10).unwrap().into_iter().map(|e| e.text).collect();
+    let got: Vec<String> = bob
+        .history(ada.id().as_str(), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.text)
+        .collect();
     assert_eq!(
         got,
         ["from a script \u{1b}[31m", "reply \u{9b}2J", "are you there?", "queued for later"]
@@ -178,7 +184,7 @@ async fn an_acknowledged_line_survives_kill_9_right_after_the_ack() {
     ada.add_peer(&format!("127.0.0.1:{port}"));
     assert!(ada.wait_online(&bob_id, PATIENCE).await);
     let text = "acknowledged, then the power cord";
-    let id = ada.say(&ChatTarget::Peer(bob_id), text).unwrap();
+    let id = ada.say(&ChatTarget::Peer(bob_id), text).await.unwrap();
     assert!(ada.wait_delivered(&id, PATIENCE).await.unwrap());
     bob.start_kill().unwrap();
     bob.wait().await.unwrap();

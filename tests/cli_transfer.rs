@@ -2,14 +2,31 @@
 //! `--no-mdns`, exit codes and output.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lanyard");
 
 struct Serve {
     child: Child,
     addr: String,
+    data: PathBuf,
+    events: BufReader<ChildStdout>,
+}
+
+impl Serve {
+    /// The next `serve --json` line with this `event` (the test's deadline is the harness's).
+    fn next_event(&mut self, event: &str) -> serde_json::Value {
+        loop {
+            let mut line = String::new();
+            assert!(self.events.read_line(&mut line).unwrap() > 0, "serve ended before {event}");
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(v["v"], 1, "{line}");
+            if v["event"] == event {
+                return v;
+            }
+        }
+    }
 }
 
 impl Drop for Serve {
@@ -31,14 +48,41 @@ fn serve(dir: &Path, name: &str, extra: &[&str]) -> Serve {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let mut events = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    events.read_line(&mut line).unwrap();
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["event"], "listening", "{line}");
     let port = v["addr"].as_str().unwrap().rsplit(':').next().unwrap().to_string();
     Serve {
         child,
         addr: format!("127.0.0.1:{port}"),
+        data: dir.join(name).join("data"),
+        events,
     }
+}
+
+/// A one-shot command against a running serve's data dir.
+fn at(serve: &Serve, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .arg("--no-mdns")
+        .arg("--data-dir")
+        .arg(&serve.data)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn lanyard_spawn(dir: &Path, args: &[&str]) -> Child {
+    Command::new(BIN)
+        .args(["--no-mdns", "--nick", "cli"])
+        .arg("--data-dir")
+        .arg(dir.join("cli-data"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 fn lanyard(dir: &Path, args: &[&str]) -> std::process::Output {
@@ -65,17 +109,26 @@ fn send_to_several_recipients_reports_each_and_exits_by_the_worst() {
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
-        stdout.lines().filter(|l| l.contains("1 files, 4 B verified")).count(),
+        stdout.lines().filter(|l| l.contains("1 file, 4 B verified")).count(),
         2,
         "{stdout}"
     );
 
-    let no = serve(dir.path(), "no", &[]);
-    let out = lanyard(dir.path(), &["send", &yes1.addr, &no.addr, "--", src.to_str().unwrap()]);
+    // A plain serve keeps the offer waiting; someone on that machine rejects it.
+    let mut no = serve(dir.path(), "no", &[]);
+    let send = lanyard_spawn(dir.path(), &["send", &yes1.addr, &no.addr, "--", src.to_str().unwrap()]);
+    let offer = no.next_event("offer");
+    assert_eq!(offer["files"], 1);
+    let id = offer["transfer"].as_str().unwrap().to_string();
+    assert_eq!(offer["accept"], format!("lanyard accept {id}"));
+    let out = at(&no, &["reject", &id[..6]]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("rejected offer"));
+    let out = send.wait_with_output().unwrap();
     assert!(!out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains(&format!("{}: not delivered: rejected", no.addr)), "{stdout}");
-    assert!(stdout.contains(&format!("{}: 1 files", yes1.addr)), "{stdout}");
+    assert!(stdout.contains(&format!("{}: 1 file,", yes1.addr)), "{stdout}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("1 of 2 recipients"), "{stderr}");
     assert!(!dir.path().join("no/downloads/report.pdf").exists());
@@ -106,4 +159,79 @@ fn ls_and_get_from_a_share() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("not allowed") && stderr.lines().count() == 1, "{stderr}");
+}
+
+#[test]
+fn offers_wait_for_an_answer_from_any_face() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("notes.txt");
+    std::fs::write(&src, b"hello").unwrap();
+    let mut ada = serve(dir.path(), "ada", &[]);
+
+    // Nothing waits yet; the commands that need the running node find it.
+    let out = at(&ada, &["offers"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no offers are waiting"));
+
+    let send = lanyard_spawn(dir.path(), &["send", &ada.addr, "--", src.to_str().unwrap()]);
+    let id = ada.next_event("offer")["transfer"].as_str().unwrap().to_string();
+    let out = at(&ada, &["offers", "--json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed["transfer"], id.as_str());
+    assert_eq!(listed["names"][0], "notes.txt");
+    let out = at(&ada, &["offers"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("lanyard accept {id}")) && text.contains("1 file, 5 B"), "{text}");
+
+    // Accept, trusting the sender: the next send needs no answer.
+    let out = at(&ada, &["accept", &id, "--always"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = send.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(dir.path().join("ada/downloads/notes.txt")).unwrap(), b"hello");
+    assert_eq!(ada.next_event("trust_changed")["trusted"], true);
+
+    let out = lanyard(dir.path(), &["send", &ada.addr, "--", src.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.path().join("ada/downloads/notes (1).txt").exists());
+
+    // Both transfers are in the running node's list, finished.
+    let out = at(&ada, &["transfers", "--json"]);
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r["state"] == "done" && r["direction"] == "receive"), "{rows:?}");
+
+    // A wrong id is a clear error; so are these commands without a running node.
+    let out = at(&ada, &["accept", "ffffffff"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no offer"));
+    let out = lanyard(dir.path(), &["offers"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no lanyard node is running"));
+}
+
+#[test]
+fn trust_untrust_and_forget_work_without_a_running_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("a.txt");
+    std::fs::write(&src, b"a").unwrap();
+    let ada = serve(dir.path(), "ada", &["--accept-all"]);
+    // The one-shot's data dir learns ada by sending to her.
+    let out = lanyard(dir.path(), &["send", &ada.addr, "--", src.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = lanyard(dir.path(), &["trust", "ada"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("accepted without asking"));
+    let out = lanyard(dir.path(), &["peers", "--json", "--wait", "0"]);
+    let peers: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(peers[0]["trusted"], true, "{peers}");
+    let out = lanyard(dir.path(), &["untrust", "ada"]);
+    assert!(out.status.success());
+    let out = lanyard(dir.path(), &["forget", "ada"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = lanyard(dir.path(), &["forget", "ada"]);
+    assert!(!out.status.success(), "forgotten means unknown");
 }

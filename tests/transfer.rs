@@ -6,7 +6,6 @@ use std::time::Duration;
 use lanyard::identity::PeerId;
 use lanyard::node::transfer::{Direction, TransferError};
 use lanyard::node::{Event, NodeConfig, NodeHandle};
-use tokio::sync::broadcast;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -66,7 +65,7 @@ fn partials(downloads: &Path) -> Vec<PathBuf> {
 }
 
 /// The first event matching `f`, within WAIT.
-async fn wait_for<T>(rx: &mut broadcast::Receiver<Event>, mut f: impl FnMut(&Event) -> Option<T>) -> T {
+async fn wait_for<T>(rx: &mut lanyard::node::Subscription, mut f: impl FnMut(&Event) -> Option<T>) -> T {
     tokio::time::timeout(WAIT, async {
         loop {
             match rx.recv().await {
@@ -75,7 +74,7 @@ async fn wait_for<T>(rx: &mut broadcast::Receiver<Event>, mut f: impl FnMut(&Eve
                         return t;
                     }
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(lanyard::node::RecvError::Lagged(_)) => {}
                 Err(e) => panic!("event stream ended: {e}"),
             }
         }
@@ -170,9 +169,7 @@ async fn offers_are_rejected_without_accept_all_or_an_answer() {
     let mut events = b.handle.subscribe();
     let task = a.handle.send(&bob, std::slice::from_ref(&file)).await.unwrap();
     let id = wait_for(&mut events, |e| match e {
-        Event::Offer {
-            transfer, files: 1, names, ..
-        } if names == &["x.txt"] => Some(transfer.clone()),
+        Event::Offer(o) if o.files == 1 && o.names == ["x.txt"] => Some(o.transfer.clone()),
         _ => None,
     })
     .await;
@@ -181,7 +178,7 @@ async fn offers_are_rejected_without_accept_all_or_an_answer() {
 
     let task = a.handle.send(&bob, std::slice::from_ref(&file)).await.unwrap();
     let id = wait_for(&mut events, |e| match e {
-        Event::Offer { transfer, .. } => Some(transfer.clone()),
+        Event::Offer(o) => Some(o.transfer.clone()),
         _ => None,
     })
     .await;
@@ -391,7 +388,7 @@ async fn a_source_that_changes_or_vanishes_fails_alone() {
     let mut events = b.handle.subscribe();
     let task = a.handle.send(&bob, std::slice::from_ref(&tree)).await.unwrap();
     let id = wait_for(&mut events, |e| match e {
-        Event::Offer { transfer, .. } => Some(transfer.clone()),
+        Event::Offer(o) => Some(o.transfer.clone()),
         _ => None,
     })
     .await;
@@ -568,7 +565,7 @@ async fn a_sender_can_cancel_an_offer_still_waiting_for_an_answer() {
     let mut events = b.handle.subscribe();
     let task = a.handle.send(&bob, std::slice::from_ref(&file)).await.unwrap();
     let id = wait_for(&mut events, |e| match e {
-        Event::Offer { transfer, .. } => Some(transfer.clone()),
+        Event::Offer(o) => Some(o.transfer.clone()),
         _ => None,
     })
     .await;

@@ -1,19 +1,21 @@
-//! The faces without a screen: one-shot commands and `serve`. Each is a thin layer over a
-//! [`NodeHandle`](crate::node::NodeHandle), reached through [`local::Session`].
+//! The faces without a screen: one-shot commands and `serve`. Each is a thin layer over the
+//! node's face API ([`crate::node::api`]), reached through a [`Client`]: the node already
+//! running on the data dir, or one this process runs for the command's duration.
 
-pub mod local;
 pub mod output;
 mod serve;
+mod serve_json;
 mod transfer;
 
-use anyhow::{Context, Result, bail};
 use std::io::Write;
 use std::process::ExitCode;
-use tokio::sync::mpsc;
+
+use anyhow::{Context, Result, bail};
 
 use crate::config::{Cli, Command, Config};
-use crate::identity::{Identity, ensure_private_dir};
-use local::{Reply, Request, Session};
+use crate::node::api::{Reply, Request};
+use crate::node::control::Client;
+use crate::text::{plural, printable};
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let command = cli.command.clone().unwrap_or(Command::Tui);
@@ -37,17 +39,69 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 queue,
                 timeout,
             } => say(&config, peer, text, queue, timeout).await,
-            Command::History { peer, limit, json } => history(&config, peer, limit, json).await,
+            Command::History {
+                peer,
+                limit,
+                before,
+                after,
+                json,
+            } => {
+                history(
+                    &config,
+                    Request::History {
+                        peer,
+                        limit,
+                        before,
+                        after,
+                    },
+                    json,
+                )
+                .await
+            }
             Command::Send { peers, paths } => transfer::send_command(&config, peers, paths).await,
             Command::Ls { peer, path, json } => transfer::ls_command(&config, peer, path, json).await,
             Command::Get { peer, paths, to } => transfer::get_command(&config, peer, paths, to).await,
+            Command::Nick { name } => call(&config, Request::SetNick { nick: name.clone() }, |_| {})
+                .await
+                .inspect(|_| println!("nick is now {}", printable(&name))),
+            Command::Offers { json } => offers(&config, json).await,
+            Command::Accept { offer, always } => {
+                call(
+                    &config,
+                    Request::Answer {
+                        offer,
+                        accept: true,
+                        always,
+                    },
+                    print_note,
+                )
+                .await
+            }
+            Command::Reject { offer } => {
+                call(
+                    &config,
+                    Request::Answer {
+                        offer,
+                        accept: false,
+                        always: false,
+                    },
+                    print_note,
+                )
+                .await
+            }
+            Command::Trust { peer } => call(&config, Request::Trust { peer, trusted: true }, print_note).await,
+            Command::Untrust { peer } => call(&config, Request::Trust { peer, trusted: false }, print_note).await,
+            Command::Transfers { json } => transfers(&config, json).await,
+            Command::Cancel { transfer } => call(&config, Request::Cancel { transfer }, print_note).await,
+            Command::Forget { peer } => call(&config, Request::Forget { peer }, print_note).await,
         }
     })
 }
 
 fn init_logging(serving: bool) {
-    // A one-shot command reports its failure as one line itself; its node's log stays quiet.
-    let default = if serving { "warn,lanyard=info" } else { "error" };
+    // A one-shot command reports its failure as one line itself, and `serve` writes its own
+    // log of events: the tracing log stays quiet unless LANYARD_LOG asks.
+    let default = if serving { "warn" } else { "error" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("LANYARD_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -57,44 +111,66 @@ fn init_logging(serving: bool) {
         .try_init();
 }
 
+/// The client for a request: the running node for what only it knows, else whichever runs.
+async fn client_for(config: &Config, request: &Request) -> Result<Client> {
+    if request.needs_running_node() {
+        Client::attach(&config.data_dir).await
+    } else {
+        Client::open(config.browsing_node()).await
+    }
+}
+
+/// Run one request to its end, showing its replies; exit 0 on Done.
+async fn call(config: &Config, request: Request, show: impl FnMut(Reply)) -> Result<ExitCode> {
+    let client = client_for(config, &request).await?;
+    let result = client.run(request, show).await;
+    client.close().await;
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+fn print_note(reply: Reply) {
+    if let Reply::Note { text } = reply {
+        println!("{}", printable(&text));
+    }
+}
+
 fn id(config: &Config, json: bool) -> Result<ExitCode> {
-    let dir = ensure_private_dir(&config.data_dir)?;
-    let identity = Identity::load_or_create(&dir)?;
+    let me = crate::node::identity_of(&config.data_dir)?;
     if json {
-        let v = serde_json::json!({ "id": identity.id(), "fingerprint": identity.fingerprint(), "nick": config.nick });
+        let v = serde_json::json!({ "id": me.0, "fingerprint": me.1, "nick": config.nick });
         println!("{v}");
     } else {
-        println!("id           {}", identity.id());
-        println!("fingerprint  {}", identity.fingerprint());
-        println!("nick         {}", crate::text::printable(&config.nick));
+        println!("id           {}", me.0);
+        println!("fingerprint  {}", me.1);
+        println!("nick         {}", printable(&config.nick));
     }
     Ok(ExitCode::SUCCESS)
 }
 
 async fn peers(config: &Config, wait: Option<f64>, json: bool) -> Result<ExitCode> {
-    let session = Session::open(config).await?;
-    let default_wait = if session.is_remote() { 0.0 } else { 2.0 };
+    let client = Client::open(config.browsing_node()).await?;
+    let default_wait = if client.is_remote() { 0.0 } else { 2.0 };
     let wait = wait.unwrap_or(default_wait);
     if !(0.0..=3600.0).contains(&wait) {
+        client.close().await;
         bail!("--wait must be between 0 and 3600 seconds");
     }
-    let rx = session
-        .request(Request::Peers {
-            wait_ms: (wait * 1000.0) as u64,
-        })
-        .await?;
-    let code = drain(rx, |reply| {
-        if let Reply::Peers { peers } = reply {
-            if json {
-                println!("{}", serde_json::to_string(peers).unwrap_or_default());
-            } else {
-                println!("{}", output::peers_table(peers));
+    let request = Request::Peers {
+        wait_ms: (wait * 1000.0) as u64,
+    };
+    let result = client
+        .run(request, |reply| {
+            if let Reply::Peers { peers } = reply {
+                if json {
+                    println!("{}", serde_json::to_string(&peers).unwrap_or_default());
+                } else {
+                    println!("{}", output::peers_table(&peers));
+                }
             }
-        }
-    })
-    .await;
-    session.close().await;
-    code
+        })
+        .await;
+    client.close().await;
+    result.map(|()| ExitCode::SUCCESS)
 }
 
 async fn say(config: &Config, peer: String, text: String, queue: bool, timeout: f64) -> Result<ExitCode> {
@@ -103,62 +179,76 @@ async fn say(config: &Config, peer: String, text: String, queue: bool, timeout: 
     }
     // Refused here too, so an oversized line never travels to the running node.
     crate::node::chat::check_text(&text)?;
-    let session = Session::open(config).await?;
     let request = Request::Say {
         peer,
         text,
         queue,
         timeout_ms: (timeout * 1000.0) as u64,
     };
-    let result = match session.request(request).await {
-        Ok(rx) => {
-            drain(rx, |reply| match reply {
-                Reply::Queued { id } if queue => eprintln!("queued (message {id})"),
-                Reply::Delivered { id } => eprintln!("delivered (message {id})"),
-                _ => {}
-            })
-            .await
-        }
-        Err(e) => Err(e),
-    };
-    session.close().await;
-    result
+    call(config, request, |reply| match reply {
+        Reply::Queued { id } if queue => eprintln!("queued (message {id})"),
+        Reply::Delivered { id } => eprintln!("delivered (message {id})"),
+        _ => {}
+    })
+    .await
 }
 
-async fn history(config: &Config, peer: String, limit: Option<usize>, json: bool) -> Result<ExitCode> {
-    let session = Session::open(config).await?;
-    let result = match session.request(Request::History { peer, limit }).await {
-        Ok(rx) => {
-            drain(rx, |reply| {
-                if let Reply::History { entries } = reply {
-                    let mut out = std::io::stdout().lock();
-                    for e in entries {
-                        let line = if json { output::json_line(e) } else { output::history_line(e) };
-                        // A closed pipe (`| head`) ends the listing, not with a panic.
-                        if writeln!(out, "{line}").is_err() {
-                            break;
-                        }
-                    }
+async fn history(config: &Config, request: Request, json: bool) -> Result<ExitCode> {
+    call(config, request, |reply| {
+        if let Reply::History { entries } = reply {
+            let mut out = std::io::stdout().lock();
+            for e in &entries {
+                let line = if json { output::json_line(e) } else { output::history_line(e) };
+                // A closed pipe (`| head`) ends the listing, not with a panic.
+                if writeln!(out, "{line}").is_err() {
+                    break;
                 }
-            })
-            .await
+            }
         }
-        Err(e) => Err(e),
-    };
-    session.close().await;
-    result
+    })
+    .await
 }
 
-/// Feed replies to `show` until Done (exit 0) or Failed (error).
-async fn drain(mut rx: mpsc::Receiver<Reply>, mut show: impl FnMut(&Reply)) -> Result<ExitCode> {
-    while let Some(reply) = rx.recv().await {
-        match reply {
-            Reply::Done => return Ok(ExitCode::SUCCESS),
-            Reply::Failed { message } => bail!(message),
-            other => show(&other),
+async fn offers(config: &Config, json: bool) -> Result<ExitCode> {
+    call(config, Request::Offers, |reply| {
+        let Reply::Offers { offers } = reply else { return };
+        if json {
+            for o in &offers {
+                println!("{}", output::json_line(o));
+            }
+            return;
         }
-    }
-    bail!("the request ended without an answer")
+        if offers.is_empty() {
+            println!("no offers are waiting");
+        }
+        for o in &offers {
+            println!("{}", output::offer_text(o));
+        }
+    })
+    .await
+}
+
+async fn transfers(config: &Config, json: bool) -> Result<ExitCode> {
+    call(config, Request::Transfers, |reply| {
+        let Reply::Transfers { transfers } = reply else { return };
+        if json {
+            for t in &transfers {
+                println!("{}", output::json_line(t));
+            }
+        } else if transfers.is_empty() {
+            println!("no transfers yet");
+        } else {
+            println!("{}", output::transfers_table(&transfers));
+            let running = transfers.iter().filter(|t| !t.state.is_finished()).count();
+            if running > 0 {
+                println!(
+                    "\n{} running; stop one with `lanyard cancel TRANSFER`",
+                    plural(running as u64, "transfer")
+                );
+            }
+        }
+    })
+    .await
 }
 
 /// Ctrl-C or SIGTERM.

@@ -3,13 +3,30 @@
 
 use serde::Serialize;
 
-use crate::node::{ChatEntry, Delivery, PeerInfo};
-use crate::store::unix_now_ms;
+use crate::node::{ChatEntry, Delivery, Direction, OfferView, PeerInfo, TransferState, TransferView};
+use crate::text::plural;
 use crate::text::printable;
+
+/// Unix milliseconds now.
+pub fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Bytes for people, in binary units (`1.50 MiB`).
+pub fn human_bytes(n: u64) -> String {
+    indicatif::BinaryBytes(n).to_string()
+}
 
 /// One JSON object per line, with a millisecond timestamp added.
 pub fn json_line<T: Serialize>(value: &T) -> String {
-    let mut v = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+    json_value_line(serde_json::to_value(value).unwrap_or(serde_json::Value::Null))
+}
+
+/// [`json_line`] for a value already built.
+pub fn json_value_line(mut v: serde_json::Value) -> String {
     if let serde_json::Value::Object(map) = &mut v {
         map.insert("ts_ms".into(), unix_now_ms().into());
     }
@@ -80,6 +97,66 @@ pub fn peers_table(peers: &[PeerInfo]) -> String {
     table(&["NICK", "HOST", "ID", "STATE", "ADDRESS"], &rows)
 }
 
+/// A waiting offer, and how to answer it.
+pub fn offer_text(o: &OfferView) -> String {
+    let mut names: Vec<String> = o.names.iter().map(|n| printable(n).into_owned()).collect();
+    if (o.names.len() as u32) < o.files {
+        names.push("…".into());
+    }
+    let left = o.expires_ms.saturating_sub(unix_now_ms()) / 1000;
+    format!(
+        "offer {} from {} ({}, {}): {}, {}\n  {}\n  accept: lanyard accept {}    reject: lanyard reject {}    (declined in {left} s)",
+        o.transfer,
+        printable(&o.nick),
+        printable(&o.host),
+        o.peer.short(),
+        plural(u64::from(o.files), "file"),
+        human_bytes(o.bytes),
+        names.join(", "),
+        o.transfer,
+        o.transfer,
+    )
+}
+
+/// Running and recent transfers, one row each.
+pub fn transfers_table(transfers: &[TransferView]) -> String {
+    let rows: Vec<Vec<String>> = transfers
+        .iter()
+        .map(|t| {
+            let way = match t.direction {
+                Direction::Send => "to",
+                Direction::Receive => "from",
+            };
+            let state = match t.state {
+                TransferState::Connecting => "connecting",
+                TransferState::Waiting => "waiting",
+                TransferState::Running => "running",
+                TransferState::Done if t.failed == 0 => "done",
+                TransferState::Done => "partly done",
+                TransferState::Failed => "failed",
+                TransferState::Rejected => "rejected",
+                TransferState::Cancelled => "cancelled",
+            };
+            let rate = if t.state == TransferState::Running {
+                format!("{}/s", human_bytes(t.rate))
+            } else {
+                String::new()
+            };
+            vec![
+                t.transfer.clone(),
+                format!("{way} {}", t.nick),
+                state.to_string(),
+                format!("{}/{}", t.files_done, t.files),
+                format!("{} of {}", human_bytes(t.bytes), human_bytes(t.total)),
+                format!("{}%", t.percent),
+                rate,
+                t.message.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(&["TRANSFER", "PEER", "STATE", "FILES", "BYTES", "", "RATE", "NOTE"], &rows)
+}
+
 /// RFC 3339 in UTC to the second (`2026-11-21T17:33:05Z`) from Unix milliseconds.
 fn rfc3339(ms: u64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
@@ -93,7 +170,7 @@ pub fn utc_minute(ms: u64) -> String {
 
 /// `HH:MM:SS` in UTC, now: the time of a log line.
 pub fn utc_clock_now() -> String {
-    rfc3339(crate::store::unix_now_ms())[11..19].to_string()
+    rfc3339(unix_now_ms())[11..19].to_string()
 }
 
 /// One history line for people: `time  nick: text  mark`, where the mark of our own lines is

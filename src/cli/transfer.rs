@@ -1,136 +1,20 @@
-//! `send`, `ls` and `get`: the node side (run by [`super::local::execute`], in a one-shot node
-//! or in the running node behind the control socket) and the terminal side (progress bars on
-//! stderr, results on stdout).
+//! `send`, `ls` and `get` on a terminal: progress bars on stderr, results on stdout. The work
+//! itself runs in the node ([`crate::node::api`]): this process's own, or the one already
+//! running on the data dir.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, anyhow};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use tokio::sync::{broadcast, mpsc};
-use tokio::task::JoinSet;
 
-use super::local::{Reply, Request, Session};
-use super::output;
+use super::output::{self, human_bytes};
 use crate::config::Config;
-use crate::node::share::{EntryKind, ShareEntry};
-use crate::node::transfer::Outcome;
-use crate::node::{Event, NodeHandle, lock};
-use crate::text::{one_line, printable};
-
-/// How long a one-shot command waits to find a peer named by nick.
-const RESOLVE_WAIT: Duration = Duration::from_secs(5);
-
-type Labels = Arc<Mutex<HashMap<String, String>>>;
-
-fn label_of(labels: &Labels, transfer: &str) -> Option<String> {
-    lock(labels).get(transfer).cloned()
-}
-
-/// Forward progress events of our transfers until `work` ends; then return its result.
-async fn with_progress<T>(
-    mut events: broadcast::Receiver<Event>,
-    labels: Labels,
-    out: &mpsc::Sender<Reply>,
-    work: impl std::future::Future<Output = T>,
-) -> T {
-    tokio::pin!(work);
-    loop {
-        tokio::select! {
-            r = &mut work => return r,
-            e = events.recv() => match e {
-                Ok(Event::Progress(p)) => {
-                    if let Some(peer) = label_of(&labels, &p.transfer) {
-                        let _ = out.try_send(Reply::Progress { peer, progress: p });
-                    }
-                }
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => return work.await,
-            },
-        }
-    }
-}
-
-pub(super) async fn send(node: &NodeHandle, peers: Vec<String>, paths: Vec<PathBuf>, out: &mpsc::Sender<Reply>) -> Result<()> {
-    if peers.is_empty() || paths.is_empty() {
-        bail!("give at least one peer and one path: lanyard send PEER... -- PATH...");
-    }
-    let labels: Labels = Arc::default();
-    let events = node.subscribe();
-    let mut jobs = JoinSet::new();
-    for spec in peers.clone() {
-        let (node, paths, labels) = (node.clone(), paths.clone(), labels.clone());
-        jobs.spawn(async move {
-            let result = async {
-                let id = node.resolve(&spec, RESOLVE_WAIT).await.map_err(|e| format!("{e:#}"))?;
-                let task = node.send(&id, &paths).await.map_err(|e| format!("{e:#}"))?;
-                lock(&labels).insert(task.id.clone(), spec.clone());
-                task.wait().await.map_err(|e| e.to_string())
-            }
-            .await;
-            (spec, result)
-        });
-    }
-    let results = with_progress(events, labels, out, async {
-        let mut results = Vec::new();
-        while let Some(joined) = jobs.join_next().await {
-            if let Ok(r) = joined {
-                results.push(r);
-            }
-        }
-        results
-    })
-    .await;
-    let mut failed = 0;
-    for (peer, result) in results {
-        let reply = match result {
-            Ok(outcome) => {
-                failed += usize::from(!outcome.all_ok());
-                Reply::Finished { peer, outcome }
-            }
-            Err(error) => {
-                failed += 1;
-                Reply::NotDelivered { peer, error }
-            }
-        };
-        let _ = out.send(reply).await;
-    }
-    match failed {
-        0 => Ok(()),
-        n => Err(anyhow!("{n} of {} recipients did not get every file", peers.len())),
-    }
-}
-
-pub(super) async fn list(node: &NodeHandle, peer: &str, path: &str, out: &mpsc::Sender<Reply>) -> Result<()> {
-    let id = node.resolve(peer, RESOLVE_WAIT).await?;
-    let entries = node.list(&id, path).await?;
-    let _ = out.send(Reply::Listing { entries }).await;
-    Ok(())
-}
-
-pub(super) async fn get(node: &NodeHandle, peer: &str, paths: Vec<String>, to: Option<PathBuf>, out: &mpsc::Sender<Reply>) -> Result<()> {
-    let id = node.resolve(peer, RESOLVE_WAIT).await?;
-    let labels: Labels = Arc::default();
-    let events = node.subscribe();
-    let task = node.get(&id, &paths, to).await?;
-    lock(&labels).insert(task.id.clone(), peer.to_string());
-    let outcome = with_progress(events, labels, out, task.wait()).await?;
-    let ok = outcome.all_ok();
-    let failed = outcome.failed.len();
-    let _ = out
-        .send(Reply::Finished {
-            peer: peer.to_string(),
-            outcome,
-        })
-        .await;
-    if !ok {
-        bail!("{failed} files did not arrive");
-    }
-    Ok(())
-}
+use crate::node::api::{Reply, Request};
+use crate::node::control::Client;
+use crate::node::{EntryKind, Outcome, ShareEntry, TransferState, TransferView};
+use crate::text::{one_line, plural, printable};
 
 // ---- the terminal side ----
 
@@ -148,7 +32,7 @@ impl Bars {
         }
     }
 
-    fn update(&mut self, peer: &str, p: &crate::node::transfer::Progress) {
+    fn update(&mut self, peer: &str, p: &TransferView) {
         let multi = &self.multi;
         let bar = self.bars.entry(peer.to_string()).or_insert_with(|| {
             let bar = multi.add(ProgressBar::new(p.total));
@@ -162,7 +46,11 @@ impl Bars {
         });
         bar.set_length(p.total);
         bar.set_position(p.bytes);
-        bar.set_message(format!("{} ({}/{})", printable(&p.file), p.files_done, p.files));
+        match p.state {
+            TransferState::Connecting => bar.set_message(format!("connecting to {}", printable(&p.nick))),
+            TransferState::Waiting => bar.set_message(format!("waiting for {} to accept", printable(&p.nick))),
+            _ => bar.set_message(format!("{} ({}/{})", printable(&p.file), p.files_done, p.files)),
+        }
     }
 
     fn finish(&mut self, peer: &str) {
@@ -172,10 +60,6 @@ impl Bars {
     }
 }
 
-fn human_bytes(n: u64) -> String {
-    indicatif::BinaryBytes(n).to_string()
-}
-
 fn outcome_line(peer: &str, o: &Outcome) -> String {
     let resumed = if o.resumed > 0 {
         format!(", {} resumed", human_bytes(o.resumed))
@@ -183,9 +67,19 @@ fn outcome_line(peer: &str, o: &Outcome) -> String {
         String::new()
     };
     if o.all_ok() {
-        format!("{}: {} files, {} verified{resumed}", printable(peer), o.files, human_bytes(o.bytes))
+        format!(
+            "{}: {}, {} verified{resumed}",
+            printable(peer),
+            plural(u64::from(o.files), "file"),
+            human_bytes(o.bytes)
+        )
     } else {
-        let mut s = format!("{}: {} files verified, {} failed:", printable(peer), o.files, o.failed.len());
+        let mut s = format!(
+            "{}: {} verified, {} failed:",
+            printable(peer),
+            plural(u64::from(o.files), "file"),
+            o.failed.len()
+        );
         for (path, reason) in o.failed.iter().take(20) {
             s.push_str(&format!("\n  {}: {}", printable(path), one_line(reason)));
         }
@@ -196,7 +90,7 @@ fn outcome_line(peer: &str, o: &Outcome) -> String {
 /// Run a transfer request, drawing its progress. Ctrl-C stops this command; the transfer itself
 /// belongs to whichever node runs it: this process's own (it stops too, and its partial data is
 /// kept, so the same command resumes) or the node already running on the data dir (it carries on).
-async fn run_with_bars(session: Session, request: Request, mut show: impl FnMut(&Reply)) -> Result<ExitCode> {
+async fn run_with_bars(session: Client, request: Request, mut show: impl FnMut(&Reply)) -> Result<ExitCode> {
     let interrupted = if session.is_remote() {
         "interrupted: the lanyard node running on this data dir carries on with the transfer"
     } else {
@@ -229,7 +123,17 @@ async fn run_with_bars(session: Session, request: Request, mut show: impl FnMut(
 
 pub(super) async fn send_command(config: &Config, peers: Vec<String>, paths: Vec<PathBuf>) -> Result<ExitCode> {
     let paths = paths.iter().map(std::path::absolute).collect::<std::io::Result<Vec<_>>>()?;
-    let session = Session::open(config).await?;
+    // A path that isn't there is a local mistake: say so before starting or asking a node.
+    for p in &paths {
+        if let Err(e) = std::fs::symlink_metadata(p) {
+            anyhow::bail!(
+                "cannot send {}: {}",
+                printable(&p.display().to_string()),
+                crate::text::io_reason(&e)
+            );
+        }
+    }
+    let session = Client::open(config.browsing_node()).await?;
     run_with_bars(session, Request::Send { peers, paths }, |reply| match reply {
         Reply::Finished { peer, outcome } => println!("{}", outcome_line(peer, outcome)),
         Reply::NotDelivered { peer, error } => println!("{}: not delivered: {}", printable(peer), one_line(error)),
@@ -240,7 +144,7 @@ pub(super) async fn send_command(config: &Config, peers: Vec<String>, paths: Vec
 
 pub(super) async fn get_command(config: &Config, peer: String, paths: Vec<String>, to: Option<PathBuf>) -> Result<ExitCode> {
     let to = to.map(|t| std::path::absolute(&t)).transpose()?;
-    let session = Session::open(config).await?;
+    let session = Client::open(config.browsing_node()).await?;
     run_with_bars(session, Request::Get { peer, paths, to }, |reply| {
         if let Reply::Finished { peer, outcome } = reply {
             println!("{}", outcome_line(peer, outcome));
@@ -253,25 +157,24 @@ pub(super) async fn get_command(config: &Config, peer: String, paths: Vec<String
 }
 
 pub(super) async fn ls_command(config: &Config, peer: String, path: Option<String>, json: bool) -> Result<ExitCode> {
-    let session = Session::open(config).await?;
-    let rx = session
-        .request(Request::List {
-            peer,
-            path: path.unwrap_or_default(),
-        })
-        .await?;
-    let code = super::drain(rx, |reply| {
-        if let Reply::Listing { entries } = reply {
-            if json {
-                println!("{}", serde_json::to_string(entries).unwrap_or_default());
-            } else {
-                println!("{}", listing_table(entries));
+    let session = Client::open(config.browsing_node()).await?;
+    let request = Request::List {
+        peer,
+        path: path.unwrap_or_default(),
+    };
+    let result = session
+        .run(request, |reply| {
+            if let Reply::Listing { entries } = reply {
+                if json {
+                    println!("{}", serde_json::to_string(&entries).unwrap_or_default());
+                } else {
+                    println!("{}", listing_table(&entries));
+                }
             }
-        }
-    })
-    .await;
+        })
+        .await;
     session.close().await;
-    code
+    result.map(|()| ExitCode::SUCCESS)
 }
 
 fn listing_table(entries: &[ShareEntry]) -> String {

@@ -280,12 +280,12 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
                 Ok(msg) => match msg {
                     ControlMsg::Ping => {}
                     msg @ ControlMsg::Chat { .. } => {
-                        if let Err(e) = chat::on_chat(&shared, &id, conn_id, &tx, msg) {
+                        if let Err(e) = chat::on_chat(&shared, &id, conn_id, &tx, msg).await {
                             tracing::warn!("dropping connection to {} ({}): {e}", remote.addr, id.short());
                             break e;
                         }
                     }
-                    ControlMsg::ChatAck { id: msg_id } => chat::on_ack(&shared, &id, conn_id, &msg_id, &chat_window),
+                    ControlMsg::ChatAck { id: msg_id } => chat::on_ack(&shared, &id, conn_id, &msg_id, &chat_window).await,
                     ControlMsg::Bye { reason } => {
                         quiet = reason == ByeReason::Duplicate;
                         break "left".to_string();
@@ -314,7 +314,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
     cancel.cancel();
     drop(tx);
     // The table and subscribers learn at once; the goodbye is best effort and bounded.
-    chat::connection_down(&shared, &id, conn_id);
+    chat::connection_down(&shared, &id, conn_id).await;
     let nick = shared.peers().get(&id).map(|p| p.nick.clone()).unwrap_or_default();
     let down = shared.peers().unregister(&id, conn_id, quiet);
     shared.touch();

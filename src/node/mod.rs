@@ -1,10 +1,14 @@
 //! The Node: everything that happens on the network. Faces (TUI, one-shot commands, `serve
 //! --json`, tests) hold a [`NodeHandle`], call its methods and subscribe to its [`Event`]s.
 
+pub mod api;
 pub mod chat;
 pub(crate) mod conn;
+pub mod control;
+pub mod events;
 pub mod peers;
 pub mod share;
+mod snapshot;
 pub mod transfer;
 
 use std::collections::{HashMap, VecDeque};
@@ -16,24 +20,27 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, broadcast, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::identity::{Identity, PeerId, ensure_private_dir};
+pub use crate::identity::PeerId;
+use crate::identity::{Identity, ensure_private_dir};
 use crate::net::discovery::{Advert, Discovery, DiscoveryEvent};
 use crate::net::wire::{Hello, MAX_NICK_BYTES};
 use crate::store::Store;
 pub use chat::{ChatEntry, ChatTarget, Delivery, ROOM};
+use events::Emitter;
+pub use events::{Envelope, Event, Lagged, ReceivedFile, RecvError, Subscription};
 pub use peers::PeerInfo;
 use peers::PeerTable;
-use transfer::{Direction, Progress, Registry};
+pub use share::{EntryKind, ShareEntry};
+pub use snapshot::{ConversationView, Me, Snapshot};
+use transfer::Registry;
+pub use transfer::{Direction, GroupTask, OfferItem, OfferView, Outcome, TransferError, TransferState, TransferTask, TransferView};
 
 pub const DEFAULT_PORT: u16 = 7717;
-/// Enough for a 10,000-line chat burst to reach a `serve --json` reader without lagging.
-const EVENT_BUFFER: usize = 16 * 1024;
 /// Handshakes in progress at once; a newcomer past this evicts the oldest, so idle connections
 /// can't lock real peers out.
 const MAX_PENDING_HANDSHAKES: usize = 64;
@@ -86,102 +93,6 @@ pub fn validate_nick(nick: &str) -> Result<()> {
     Ok(())
 }
 
-/// What a node reports. Serialized as-is for `serve --json` (one object per line).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event {
-    Listening {
-        id: PeerId,
-        nick: String,
-        addr: String,
-    },
-    PeerUp {
-        id: PeerId,
-        nick: String,
-        host: String,
-        addr: String,
-    },
-    PeerDown {
-        id: PeerId,
-        nick: String,
-        reason: String,
-    },
-    PeerRenamed {
-        id: PeerId,
-        old: String,
-        new: String,
-    },
-    /// Something a user should know that concerns no single operation (a refused spoofer, an
-    /// unreachable --peer).
-    Warning {
-        message: String,
-    },
-    /// A peer's chat line, shown once (a resend of the same id is not reported again).
-    ChatReceived {
-        id: String,
-        from: PeerId,
-        nick: String,
-        /// For `#all` rather than for us alone.
-        room: bool,
-        text: String,
-        /// The sender's clock, Unix milliseconds.
-        sent_ms: u64,
-    },
-    /// One of our lines is stored and on its way (so every face shows lines said elsewhere).
-    ChatQueued {
-        id: String,
-        /// A peer id, or `#all`.
-        to: String,
-        recipients: Vec<PeerId>,
-        text: String,
-        sent_ms: u64,
-    },
-    /// A recipient acknowledged one of our lines.
-    ChatDelivered {
-        id: String,
-        to: PeerId,
-    },
-    /// A peer offers files and a person must answer (`NodeHandle::answer_offer`).
-    Offer {
-        transfer: String,
-        peer: PeerId,
-        nick: String,
-        files: u32,
-        bytes: u64,
-        /// The first few paths offered, as received (neutralise before printing).
-        names: Vec<String>,
-    },
-    Progress(Progress),
-    /// A received file was verified and placed at `path`.
-    FileReceived {
-        transfer: String,
-        peer: PeerId,
-        path: String,
-        size: u64,
-    },
-    /// A transfer finished; `failed` files did not arrive (0: every file verified).
-    Done {
-        transfer: String,
-        peer: PeerId,
-        direction: Direction,
-        files: u32,
-        bytes: u64,
-        failed: u32,
-    },
-    Error {
-        transfer: String,
-        peer: PeerId,
-        direction: Direction,
-        message: String,
-    },
-    Cancelled {
-        transfer: String,
-        peer: PeerId,
-        direction: Direction,
-        reason: String,
-    },
-}
-
 /// State of a `--peer HOST:PORT` target.
 #[derive(Debug, Default, Clone)]
 struct ManualTarget {
@@ -196,7 +107,7 @@ pub(crate) struct Shared {
     pub host: String,
     nick: Mutex<String>,
     pub peers: Mutex<PeerTable>,
-    pub events: broadcast::Sender<Event>,
+    pub events: Emitter,
     pub store: Store,
     pub cancel: CancellationToken,
     pub tracker: TaskTracker,
@@ -217,6 +128,13 @@ pub(crate) struct Shared {
     _lock: File,
 }
 
+/// Run blocking work (the database, the disk) off the async workers.
+pub(crate) async fn off_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| anyhow::anyhow!("a background task failed: {e}"))
+}
+
 /// A poisoned lock only means another task panicked mid-update of plain bookkeeping: go on.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -229,7 +147,7 @@ impl Shared {
     }
 
     pub fn emit(&self, event: Event) {
-        let _ = self.events.send(event);
+        self.events.emit(event);
     }
 
     pub fn peers(&self) -> MutexGuard<'_, PeerTable> {
@@ -291,7 +209,6 @@ impl NodeHandle {
             e.dial_addrs = p.listen_addr.and_then(|a| a.parse().ok()).into_iter().collect();
         }
 
-        let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (discovered, discovered_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             host: hostname(),
@@ -299,7 +216,7 @@ impl NodeHandle {
             identity,
             config,
             peers: Mutex::new(table),
-            events,
+            events: Emitter::new(),
             store,
             cancel: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -315,7 +232,7 @@ impl NodeHandle {
             changed: watch::channel(0).0,
             _lock: lock_file,
         });
-        chat::requeue_after_restart(&shared)?;
+        chat::load(&shared)?;
         let handle = NodeHandle { shared: shared.clone() };
 
         if let Some(listener) = listener {
@@ -373,7 +290,9 @@ impl NodeHandle {
         &self.shared.config
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+    /// The event stream from now on. Subscribe, then take a [`snapshot`](Self::snapshot), then
+    /// apply every event after the snapshot's `seq`.
+    pub fn subscribe(&self) -> Subscription {
         self.shared.events.subscribe()
     }
 
@@ -435,9 +354,9 @@ impl NodeHandle {
             } else {
                 match self.shared.peers().find(spec) {
                     Ok(id) => return Ok(id),
-                    Err(e) if e.contains("ambiguous") => bail!(e),
-                    Err(e) if tokio::time::Instant::now() >= deadline => bail!(e),
-                    Err(_) => {}
+                    Err(e @ peers::FindError::Ambiguous(_)) => return Err(e.into()),
+                    Err(e) if tokio::time::Instant::now() >= deadline => return Err(e.into()),
+                    Err(peers::FindError::Unknown(_)) => {}
                 }
             }
             if !self.wait_change(&mut changed, deadline).await {
@@ -500,6 +419,29 @@ impl NodeHandle {
         Ok(())
     }
 
+    /// Auto-accept (or not) files from a peer; kept in the store.
+    pub fn set_trusted(&self, id: &PeerId, trusted: bool) -> Result<()> {
+        self.shared.store.set_trusted(id, trusted)?;
+        self.shared.peers().entry(id).trusted = trusted;
+        self.shared.emit(Event::TrustChanged { id: id.clone(), trusted });
+        Ok(())
+    }
+
+    /// Drop a peer's record and pinned key (its live connection too); false if unknown.
+    pub fn forget(&self, id: &PeerId) -> Result<bool> {
+        let stored = self.shared.store.forget_peer(id)?;
+        let known = self.shared.peers().remove(id);
+        if let Some(conn) = known.as_ref().and_then(|p| p.conn.as_ref()) {
+            conn.cancel.cancel();
+        }
+        let forgotten = stored || known.is_some();
+        if forgotten {
+            self.shared.touch();
+            self.shared.emit(Event::PeerForgotten { id: id.clone() });
+        }
+        Ok(forgotten)
+    }
+
     /// Resolves once shutdown has begun.
     pub async fn cancelled(&self) {
         self.shared.cancel.cancelled().await
@@ -521,6 +463,20 @@ fn looks_like_address(spec: &str) -> bool {
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
 }
 
+/// This data dir's node id and fingerprint (created on first use), without starting a node.
+pub fn identity_of(data_dir: &std::path::Path) -> Result<(PeerId, String)> {
+    let dir = ensure_private_dir(data_dir)?;
+    let identity = Identity::load_or_create(&dir)?;
+    Ok((identity.id().clone(), identity.fingerprint()))
+}
+
+/// Another node holds the data dir.
+#[derive(Debug, thiserror::Error)]
+#[error("another lanyard node is already running on data dir {}", data_dir.display())]
+pub struct AlreadyRunning {
+    pub data_dir: PathBuf,
+}
+
 /// One node per data dir: an exclusive lock held for the node's life (released by the OS even
 /// when the process is killed).
 fn take_lock(data_dir: &std::path::Path) -> Result<File> {
@@ -533,7 +489,10 @@ fn take_lock(data_dir: &std::path::Path) -> Result<File> {
         .with_context(|| format!("cannot open {}", path.display()))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => bail!("another lanyard node is already running on data dir {}", data_dir.display()),
+        Err(std::fs::TryLockError::WouldBlock) => Err(AlreadyRunning {
+            data_dir: data_dir.to_path_buf(),
+        }
+        .into()),
         Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
     }
 }

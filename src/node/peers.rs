@@ -66,6 +66,17 @@ pub struct PeerInfo {
     pub last_seen: Option<u64>,
 }
 
+/// Why a name found no single peer (the message is for a person).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FindError {
+    /// Nobody by that name (yet: it may still be discovered).
+    #[error("{0}")]
+    Unknown(String),
+    /// Several peers answer to it: waiting won't help.
+    #[error("{0}")]
+    Ambiguous(String),
+}
+
 /// What registering a new connection did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Registered {
@@ -102,6 +113,10 @@ impl PeerTable {
 
     pub fn entry(&mut self, id: &PeerId) -> &mut PeerState {
         self.peers.entry(id.clone()).or_default()
+    }
+
+    pub fn remove(&mut self, id: &PeerId) -> Option<PeerState> {
+        self.peers.remove(id)
     }
 
     pub fn ids(&self) -> impl Iterator<Item = &PeerId> {
@@ -214,7 +229,7 @@ impl PeerTable {
     }
 
     /// Resolve what a user typed: an exact id, a nick (case-insensitive), or an id prefix.
-    pub fn find(&self, spec: &str) -> Result<PeerId, String> {
+    pub fn find(&self, spec: &str) -> Result<PeerId, FindError> {
         if let Some(id) = PeerId::parse(spec)
             && self.peers.contains_key(&id)
         {
@@ -234,11 +249,16 @@ impl PeerTable {
         };
         match candidates.as_slice() {
             [one] => Ok((*one).clone()),
-            [] => Err(format!("no peer called {spec:?} (try `lanyard peers`, or give HOST:PORT)")),
+            [] => Err(FindError::Unknown(format!(
+                "no peer called {spec:?} (try `lanyard peers`, or give HOST:PORT)"
+            ))),
             many => {
                 let mut ids: Vec<String> = many.iter().map(|id| id.short().to_string()).collect();
                 ids.sort();
-                Err(format!("{spec:?} is ambiguous: it matches {}; use an id prefix", ids.join(", ")))
+                Err(FindError::Ambiguous(format!(
+                    "{spec:?} is ambiguous: it matches {}; use an id prefix",
+                    ids.join(", ")
+                )))
             }
         }
     }
@@ -314,7 +334,7 @@ mod tests {
         let mut t = PeerTable::new(Identity::generate().unwrap().id().clone());
         t.entry(&a).nick = "Ada".into();
         t.entry(&b).nick = "ada".into();
-        assert!(t.find("ada").unwrap_err().contains("ambiguous"));
+        assert!(matches!(t.find("ada"), Err(FindError::Ambiguous(_))));
         assert_eq!(t.find(&a.as_str()[..6]).unwrap(), a);
         assert_eq!(t.find(a.as_str()).unwrap(), a);
         assert!(t.find("nobody").is_err());

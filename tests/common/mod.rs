@@ -7,11 +7,10 @@ use std::time::Duration;
 use lanyard::identity::PeerId;
 use lanyard::node::{Event, NodeConfig, NodeHandle};
 use tempfile::TempDir;
-use tokio::sync::broadcast;
 
 pub struct TestNode {
     pub node: NodeHandle,
-    pub events: broadcast::Receiver<Event>,
+    pub events: lanyard::node::Subscription,
     pub dir: TempDir,
 }
 
@@ -42,8 +41,8 @@ impl TestNode {
             loop {
                 match self.events.recv().await {
                     Ok(e) if pred(&e) => return Some(e),
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => return None,
+                    Ok(_) | Err(lanyard::node::RecvError::Lagged(_)) => {}
+                    Err(lanyard::node::RecvError::Closed) => return None,
                 }
             }
         };

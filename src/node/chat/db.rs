@@ -166,17 +166,24 @@ pub fn take_batch(c: &mut Connection, me: &PeerId, peer: &PeerId, conn: u64, lim
 
 /// Lines sent to `peer` but not acknowledged go back to the queue: those sent on connection
 /// `conn`, or with `None` every one. The receiver de-duplicates, so a resend is safe.
-pub fn requeue(c: &Connection, peer: &PeerId, conn: Option<u64>) -> rusqlite::Result<usize> {
-    match conn {
-        Some(conn) => c.execute(
-            "UPDATE deliveries SET state = 'queued', conn = NULL WHERE peer = ?1 AND state = 'sent' AND conn = ?2",
-            params![peer.as_str(), ms(conn)],
-        ),
-        None => c.execute(
-            "UPDATE deliveries SET state = 'queued', conn = NULL WHERE peer = ?1 AND state = 'sent'",
-            params![peer.as_str()],
-        ),
+/// Returns the ids of the lines requeued, in queue order.
+pub fn requeue(c: &Connection, peer: &PeerId, conn: Option<u64>) -> rusqlite::Result<Vec<String>> {
+    // -1 never is a connection number: `None` means every connection.
+    let conn = conn.map_or(-1, ms);
+    let mut select = c.prepare_cached(
+        "SELECT m.id FROM deliveries d JOIN messages m ON m.n = d.message
+         WHERE d.peer = ?1 AND d.state = 'sent' AND (?2 = -1 OR d.conn = ?2) ORDER BY d.seq",
+    )?;
+    let ids = select
+        .query_map(params![peer.as_str(), conn], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    if !ids.is_empty() {
+        c.execute(
+            "UPDATE deliveries SET state = 'queued', conn = NULL WHERE peer = ?1 AND state = 'sent' AND (?2 = -1 OR conn = ?2)",
+            params![peer.as_str(), conn],
+        )?;
     }
+    Ok(ids)
 }
 
 /// At start: no connection survives a restart, so nothing is in flight.
@@ -243,49 +250,143 @@ pub fn overall(recipients: &[Recipient]) -> Option<Delivery> {
     recipients.iter().map(|r| r.state).min()
 }
 
+/// Which part of a conversation to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page<'a> {
+    /// The newest lines.
+    Last,
+    /// The lines just before this message id (scrolling back).
+    Before(&'a str),
+    /// The lines just after this message id (catching up).
+    After(&'a str),
+}
+
+const ENTRY_COLUMNS: &str = "n, id, conversation, sender, sender_nick, outgoing, room, sent_ms, received_ms, text";
+
 /// The last `limit` lines of a conversation, oldest first.
 pub fn history(c: &Connection, conversation: &str, limit: usize) -> rusqlite::Result<Vec<ChatEntry>> {
-    let mut stmt = c.prepare_cached(
-        "SELECT n, id, conversation, sender, sender_nick, outgoing, room, sent_ms, received_ms, text FROM messages
-         WHERE conversation = ?1 ORDER BY n DESC LIMIT ?2",
-    )?;
+    history_page(c, conversation, Page::Last, limit)
+}
+
+/// Up to `limit` lines of a conversation around a cursor, oldest first. A cursor that is not a
+/// line of this conversation gives nothing.
+pub fn history_page(c: &Connection, conversation: &str, page: Page, limit: usize) -> rusqlite::Result<Vec<ChatEntry>> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = stmt.query_map(params![conversation, limit], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, bool>(5)?,
-            r.get::<_, bool>(6)?,
-            r.get::<_, i64>(7)?,
-            r.get::<_, i64>(8)?,
-            r.get::<_, String>(9)?,
-        ))
-    })?;
+    let cursor = match page {
+        Page::Last => None,
+        Page::Before(id) | Page::After(id) => {
+            let n: Option<i64> = c
+                .query_row(
+                    "SELECT n FROM messages WHERE id = ?1 AND conversation = ?2 ORDER BY n LIMIT 1",
+                    params![id, conversation],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match n {
+                Some(n) => Some(n),
+                None => return Ok(Vec::new()),
+            }
+        }
+    };
+    let (sql, arg) = match page {
+        Page::Last => (
+            format!("SELECT {ENTRY_COLUMNS} FROM messages WHERE conversation = ?1 AND n < ?3 ORDER BY n DESC LIMIT ?2"),
+            i64::MAX,
+        ),
+        Page::Before(_) => (
+            format!("SELECT {ENTRY_COLUMNS} FROM messages WHERE conversation = ?1 AND n < ?3 ORDER BY n DESC LIMIT ?2"),
+            cursor.unwrap_or(0),
+        ),
+        Page::After(_) => (
+            format!("SELECT {ENTRY_COLUMNS} FROM messages WHERE conversation = ?1 AND n > ?3 ORDER BY n ASC LIMIT ?2"),
+            cursor.unwrap_or(0),
+        ),
+    };
+    let mut stmt = c.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![conversation, limit, arg], entry_row)?;
     let mut out = Vec::new();
     for row in rows {
-        let (n, id, conversation, sender, nick, outgoing, room, sent_ms, received_ms, text) = row?;
-        // A row we can't parse was not written by us; skip it rather than fail.
-        let Some(from) = PeerId::parse(&sender) else { continue };
-        let recipients = if outgoing { recipients_of(c, n)? } else { Vec::new() };
-        out.push(ChatEntry {
-            id,
-            conversation,
-            from,
-            nick,
-            outgoing,
-            room,
-            sent_ms: sent_ms.max(0) as u64,
-            received_ms: received_ms.max(0) as u64,
-            text,
-            state: if outgoing { overall(&recipients) } else { None },
-            recipients,
-        });
+        if let Some(e) = with_recipients(c, row?)? {
+            out.push(e);
+        }
     }
-    out.reverse();
+    if !matches!(page, Page::After(_)) {
+        out.reverse();
+    }
     Ok(out)
+}
+
+/// The newest line of every conversation.
+pub fn last_lines(c: &Connection) -> rusqlite::Result<Vec<ChatEntry>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {ENTRY_COLUMNS} FROM messages WHERE n IN (SELECT MAX(n) FROM messages GROUP BY conversation) ORDER BY n"
+    ))?;
+    let rows = stmt.query_map([], entry_row)?;
+    let mut out = Vec::new();
+    for row in rows {
+        if let Some(e) = with_recipients(c, row?)? {
+            out.push(e);
+        }
+    }
+    Ok(out)
+}
+
+/// Received lines after each conversation's read mark.
+pub fn unread_counts(c: &Connection) -> rusqlite::Result<Vec<(String, u32)>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT m.conversation, COUNT(*) FROM messages m LEFT JOIN read_marks r ON r.conversation = m.conversation
+         WHERE m.outgoing = 0 AND m.n > COALESCE(r.n, 0) GROUP BY m.conversation",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    rows.map(|r| r.map(|(conv, n)| (conv, u32::try_from(n).unwrap_or(u32::MAX))))
+        .collect()
+}
+
+/// Everything in `conversation` so far counts as read.
+pub fn mark_read(c: &Connection, conversation: &str) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO read_marks (conversation, n) SELECT ?1, COALESCE(MAX(n), 0) FROM messages WHERE conversation = ?1
+         ON CONFLICT(conversation) DO UPDATE SET n = excluded.n",
+        [conversation],
+    )?;
+    Ok(())
+}
+
+type EntryRow = (i64, String, String, String, String, bool, bool, i64, i64, String);
+
+fn entry_row(r: &rusqlite::Row) -> rusqlite::Result<EntryRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+        r.get(9)?,
+    ))
+}
+
+fn with_recipients(c: &Connection, row: EntryRow) -> rusqlite::Result<Option<ChatEntry>> {
+    let (n, id, conversation, sender, nick, outgoing, room, sent_ms, received_ms, text) = row;
+    // A row we can't parse was not written by us; skip it rather than fail.
+    let Some(from) = PeerId::parse(&sender) else { return Ok(None) };
+    let recipients = if outgoing { recipients_of(c, n)? } else { Vec::new() };
+    Ok(Some(ChatEntry {
+        id,
+        conversation,
+        from,
+        nick,
+        outgoing,
+        room,
+        sent_ms: sent_ms.max(0) as u64,
+        received_ms: received_ms.max(0) as u64,
+        text,
+        state: if outgoing { overall(&recipients) } else { None },
+        recipients,
+    }))
 }
 
 #[cfg(test)]
@@ -335,8 +436,8 @@ mod tests {
             "only the recipient acks"
         );
         // The connection drops: "two" goes back, ahead of "three".
-        assert_eq!(requeue(&c, &bob, Some(8)).unwrap(), 0, "another connection's lines stay");
-        assert_eq!(requeue(&c, &bob, Some(7)).unwrap(), 1);
+        assert!(requeue(&c, &bob, Some(8)).unwrap().is_empty(), "another connection's lines stay");
+        assert_eq!(requeue(&c, &bob, Some(7)).unwrap().len(), 1);
         let again = take_batch(&mut c, &me, &bob, 9, 10).unwrap();
         assert_eq!(again.iter().map(|o| o.text.as_str()).collect::<Vec<_>>(), ["two", "three"]);
         assert_eq!(requeue_all(&c).unwrap(), 2);

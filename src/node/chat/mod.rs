@@ -20,11 +20,11 @@ use rand::RngCore;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::{Event, NodeHandle, Shared, lock};
+use super::{Event, NodeHandle, Shared, lock, off_thread};
 use crate::identity::PeerId;
 use crate::net::wire::{ControlMsg, MAX_CHAT_TEXT};
 use crate::store::unix_now_ms;
-pub use db::{ChatEntry, Delivery, ROOM, Recipient};
+pub use db::{ChatEntry, Delivery, Page, ROOM, Recipient};
 
 /// Rows a pump takes from the queue at once.
 const BATCH: usize = 256;
@@ -65,6 +65,9 @@ pub(crate) struct Chat {
     /// and while a new pump requeues what older connections had in flight: so no row is ever
     /// left marked sent on a connection that was already replaced.
     take: Mutex<()>,
+    /// Received lines not read yet, per conversation (kept here so that a burst of lines does
+    /// not count rows again for each one).
+    unread: Mutex<HashMap<String, u32>>,
 }
 
 impl Chat {
@@ -100,7 +103,7 @@ pub fn check_text(text: &str) -> Result<()> {
 impl NodeHandle {
     /// Store a line for `to` and start delivering it. Returns its id once it is stored (queued);
     /// see [`NodeHandle::wait_delivered`].
-    pub fn say(&self, to: &ChatTarget, text: &str) -> Result<String> {
+    pub async fn say(&self, to: &ChatTarget, text: &str) -> Result<String> {
         check_text(text)?;
         let shared = &self.shared;
         let recipients: Vec<PeerId> = match to {
@@ -123,18 +126,32 @@ impl NodeHandle {
         }
         let id = new_message_id();
         let now = unix_now_ms();
-        let nick = self.nick();
-        let line = db::NewMessage {
-            id: &id,
-            conversation: to.conversation(),
-            sender: self.id(),
-            sender_nick: &nick,
-            room: *to == ChatTarget::Room,
-            sent_ms: now,
-            received_ms: now,
-            text,
-        };
-        db::insert_outgoing(&mut shared.store.lock(), &line, &recipients).context("cannot store the message")?;
+        {
+            let (shared, id, conversation, text, recipients) = (
+                shared.clone(),
+                id.clone(),
+                to.conversation().to_string(),
+                text.to_string(),
+                recipients.clone(),
+            );
+            let room = *to == ChatTarget::Room;
+            off_thread(move || {
+                let nick = shared.nick();
+                let line = db::NewMessage {
+                    id: &id,
+                    conversation: &conversation,
+                    sender: shared.identity.id(),
+                    sender_nick: &nick,
+                    room,
+                    sent_ms: now,
+                    received_ms: now,
+                    text: &text,
+                };
+                db::insert_outgoing(&mut shared.store.lock(), &line, &recipients)
+            })
+            .await?
+            .context("cannot store the message")?;
+        }
         shared.emit(Event::ChatQueued {
             id: id.clone(),
             to: to.conversation().to_string(),
@@ -157,7 +174,7 @@ impl NodeHandle {
             let notified = self.shared.chat.delivered.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.delivery(id)? == Delivery::Delivered {
+            if self.delivery(id).await? == Delivery::Delivered {
                 return Ok(true);
             }
             tokio::select! {
@@ -168,15 +185,68 @@ impl NodeHandle {
     }
 
     /// Where our line `id` stands (the least advanced recipient).
-    pub fn delivery(&self, id: &str) -> Result<Delivery> {
-        let recipients =
-            db::recipients(&self.shared.store.lock(), self.id(), id)?.with_context(|| format!("no message {id} was sent from here"))?;
+    pub async fn delivery(&self, id: &str) -> Result<Delivery> {
+        let (shared, line) = (self.shared.clone(), id.to_string());
+        let recipients = off_thread(move || db::recipients(&shared.store.lock(), shared.identity.id(), &line))
+            .await??
+            .with_context(|| format!("no message {id} was sent from here"))?;
         Ok(db::overall(&recipients).unwrap_or(Delivery::Queued))
     }
 
     /// The last `limit` lines of a conversation (a peer id, or `#all`), oldest first.
-    pub fn history(&self, conversation: &str, limit: usize) -> Result<Vec<ChatEntry>> {
-        Ok(db::history(&self.shared.store.lock(), conversation, limit)?)
+    pub async fn history(&self, conversation: &str, limit: usize) -> Result<Vec<ChatEntry>> {
+        self.history_page(conversation, Page::Last, limit).await
+    }
+
+    /// Up to `limit` lines of a conversation before or after a line (by id), oldest first.
+    pub async fn history_page(&self, conversation: &str, page: Page<'_>, limit: usize) -> Result<Vec<ChatEntry>> {
+        let (shared, conversation) = (self.shared.clone(), conversation.to_string());
+        let cursor = match page {
+            Page::Last => None,
+            Page::Before(id) => Some((false, id.to_string())),
+            Page::After(id) => Some((true, id.to_string())),
+        };
+        Ok(off_thread(move || {
+            let page = match &cursor {
+                None => Page::Last,
+                Some((false, id)) => Page::Before(id),
+                Some((true, id)) => Page::After(id),
+            };
+            db::history_page(&shared.store.lock(), &conversation, page, limit)
+        })
+        .await??)
+    }
+
+    /// Everything in a conversation so far counts as read (its unread count drops to 0).
+    pub async fn mark_read(&self, conversation: &str) -> Result<()> {
+        let (shared, conv) = (self.shared.clone(), conversation.to_string());
+        off_thread(move || db::mark_read(&shared.store.lock(), &conv)).await??;
+        let had = lock(&self.shared.chat.unread).remove(conversation).unwrap_or(0);
+        if had > 0 {
+            self.shared.emit(Event::ChatRead {
+                conversation: conversation.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Unread lines per conversation (only those with some).
+    pub fn unread(&self) -> HashMap<String, u32> {
+        lock(&self.shared.chat.unread).clone()
+    }
+
+    /// The newest line of every conversation, with its unread count.
+    pub async fn conversations(&self) -> Result<Vec<(ChatEntry, u32)>> {
+        let shared = self.shared.clone();
+        let lines = off_thread(move || db::last_lines(&shared.store.lock())).await??;
+        let unread = self.unread();
+        Ok(lines
+            .into_iter()
+            .map(|e| {
+                let n = unread.get(&e.conversation).copied().unwrap_or(0);
+                (e, n)
+            })
+            .collect())
     }
 
     /// Until some peer is online (at most `wait`), then a little longer for the rest to join.
@@ -238,10 +308,15 @@ pub(crate) fn connection_up(
 }
 
 /// A control connection ended: what it had in flight goes back to the queue, for the next one.
-pub(crate) fn connection_down(shared: &Shared, peer: &PeerId, conn_id: u64) {
-    match db::requeue(&shared.store.lock(), peer, Some(conn_id)) {
-        Ok(0) => {}
-        Ok(_) => shared.chat.kick(peer),
+pub(crate) async fn connection_down(shared: &Arc<Shared>, peer: &PeerId, conn_id: u64) {
+    let (s, p) = (shared.clone(), peer.clone());
+    match off_thread(move || db::requeue(&s.store.lock(), &p, Some(conn_id))).await {
+        Ok(Ok(ids)) if ids.is_empty() => {}
+        Ok(Ok(ids)) => {
+            shared.emit(Event::ChatRequeued { to: peer.clone(), ids });
+            shared.chat.kick(peer);
+        }
+        Ok(Err(e)) => tracing::warn!("chat: cannot requeue lines for {}: {e}", peer.short()),
         Err(e) => tracing::warn!("chat: cannot requeue lines for {}: {e}", peer.short()),
     }
 }
@@ -257,35 +332,57 @@ async fn pump(
     window: Arc<Semaphore>,
 ) {
     let wake = shared.chat.wake(&peer);
-    {
-        let _take = lock(&shared.chat.take);
-        // A newer connection may already have taken rows: requeueing them would strand them.
-        if cancel.is_cancelled() || !is_current(&shared, &peer, conn_id) {
-            return;
-        }
-        // Anything an older connection sent without an ack is resent here, ahead of newer lines.
-        if let Err(e) = db::requeue(&shared.store.lock(), &peer, None) {
-            tracing::warn!("chat: cannot requeue lines for {}: {e}", peer.short());
-        }
+    let requeued = {
+        let (s, p, c) = (shared.clone(), peer.clone(), cancel.clone());
+        off_thread(move || {
+            let _take = lock(&s.chat.take);
+            // A newer connection may already have taken rows: requeueing them would strand them.
+            if c.is_cancelled() || !is_current(&s, &p, conn_id) {
+                return None;
+            }
+            // Anything an older connection sent without an ack is resent here, ahead of newer
+            // lines.
+            Some(db::requeue(&s.store.lock(), &p, None))
+        })
+        .await
+    };
+    match requeued {
+        Ok(None) | Err(_) => return,
+        Ok(Some(Ok(ids))) if ids.is_empty() => {}
+        Ok(Some(Ok(ids))) => shared.emit(Event::ChatRequeued { to: peer.clone(), ids }),
+        Ok(Some(Err(e))) => tracing::warn!("chat: cannot requeue lines for {}: {e}", peer.short()),
     }
     loop {
         let batch = {
-            let _take = lock(&shared.chat.take);
-            if cancel.is_cancelled() || !is_current(&shared, &peer, conn_id) {
+            let (s, p, c) = (shared.clone(), peer.clone(), cancel.clone());
+            off_thread(move || {
+                let _take = lock(&s.chat.take);
+                if c.is_cancelled() || !is_current(&s, &p, conn_id) {
+                    return None;
+                }
+                Some(db::take_batch(&mut s.store.lock(), s.identity.id(), &p, conn_id, BATCH))
+            })
+            .await
+        };
+        let batch = match batch {
+            Ok(Some(Ok(b))) => b,
+            Ok(None) | Err(_) => {
                 // A wake-up this pump swallowed belongs to the connection that replaced it.
                 wake.notify_one();
                 return;
             }
-            db::take_batch(&mut shared.store.lock(), shared.identity.id(), &peer, conn_id, BATCH)
-        };
-        let batch = match batch {
-            Ok(b) => b,
-            Err(e) => {
+            Ok(Some(Err(e))) => {
                 // Rows stay queued; the next connection tries again.
                 tracing::warn!("chat: cannot read the queue for {}: {e}", peer.short());
                 return;
             }
         };
+        if !batch.is_empty() {
+            shared.emit(Event::ChatSent {
+                to: peer.clone(),
+                ids: batch.iter().map(|l| l.id.clone()).collect(),
+            });
+        }
         if batch.is_empty() {
             tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -316,7 +413,13 @@ async fn pump(
 /// A peer's line arrived on connection `conn_id` (already validated). Stored, then acked.
 /// An error ends the connection: the sender then requeues this line and everything after it, in
 /// order, for the next one.
-pub(crate) fn on_chat(shared: &Shared, from: &PeerId, conn_id: u64, tx: &mpsc::Sender<ControlMsg>, msg: ControlMsg) -> Result<(), String> {
+pub(crate) async fn on_chat(
+    shared: &Arc<Shared>,
+    from: &PeerId,
+    conn_id: u64,
+    tx: &mpsc::Sender<ControlMsg>,
+    msg: ControlMsg,
+) -> Result<(), String> {
     let ControlMsg::Chat { id, room, sent_ms, text } = msg else {
         return Ok(());
     };
@@ -326,28 +429,52 @@ pub(crate) fn on_chat(shared: &Shared, from: &PeerId, conn_id: u64, tx: &mpsc::S
         return Ok(());
     }
     let nick = shared.peers().get(from).map(|p| p.nick.clone()).unwrap_or_default();
-    let conversation = if room { ROOM } else { from.as_str() };
-    let line = db::NewMessage {
-        id: &id,
-        conversation,
-        sender: from,
-        sender_nick: &nick,
-        room,
-        sent_ms,
-        received_ms: unix_now_ms(),
-        text: &text,
-    };
+    let conversation = if room { ROOM } else { from.as_str() }.to_string();
     // Committed before the ack goes out: nothing acknowledged can be lost.
-    match db::insert_incoming(&shared.store.lock(), &line) {
-        Ok(true) => shared.emit(Event::ChatReceived {
-            id: id.clone(),
-            from: from.clone(),
-            nick,
-            room,
-            text,
-            sent_ms,
-        }),
-        Ok(false) => {}
+    let stored = {
+        let (s, from, id, nick, text, conversation) = (
+            shared.clone(),
+            from.clone(),
+            id.clone(),
+            nick.clone(),
+            text.clone(),
+            conversation.clone(),
+        );
+        off_thread(move || {
+            let line = db::NewMessage {
+                id: &id,
+                conversation: &conversation,
+                sender: &from,
+                sender_nick: &nick,
+                room,
+                sent_ms,
+                received_ms: unix_now_ms(),
+                text: &text,
+            };
+            db::insert_incoming(&s.store.lock(), &line)
+        })
+        .await
+    };
+    match stored {
+        Ok(Ok(true)) => {
+            let unread = {
+                let mut unread = lock(&shared.chat.unread);
+                let n = unread.entry(conversation).or_default();
+                *n = n.saturating_add(1);
+                *n
+            };
+            shared.emit(Event::ChatReceived {
+                id: id.clone(),
+                from: from.clone(),
+                nick,
+                room,
+                text,
+                sent_ms,
+                unread,
+            })
+        }
+        Ok(Ok(false)) => {}
+        Ok(Err(e)) => return Err(format!("cannot store a chat line: {e}")),
         Err(e) => return Err(format!("cannot store a chat line: {e}")),
     }
     // A sender that keeps to its window can never fill this queue; one that doesn't (or that
@@ -357,8 +484,16 @@ pub(crate) fn on_chat(shared: &Shared, from: &PeerId, conn_id: u64, tx: &mpsc::S
 }
 
 /// `from` acknowledged our line `id` on connection `conn_id`.
-pub(crate) fn on_ack(shared: &Shared, from: &PeerId, conn_id: u64, id: &str, window: &Semaphore) {
-    match db::mark_delivered(&shared.store.lock(), shared.identity.id(), from, id, unix_now_ms()) {
+pub(crate) async fn on_ack(shared: &Arc<Shared>, from: &PeerId, conn_id: u64, id: &str, window: &Semaphore) {
+    let marked = {
+        let (s, f, line) = (shared.clone(), from.clone(), id.to_string());
+        off_thread(move || db::mark_delivered(&s.store.lock(), s.identity.id(), &f, &line, unix_now_ms())).await
+    };
+    let marked = match marked {
+        Ok(m) => m,
+        Err(e) => return tracing::warn!("chat: cannot record an ack from {}: {e}", from.short()),
+    };
+    match marked {
         Ok(Some(sent_on)) => {
             if sent_on == Some(conn_id) {
                 window.add_permits(1);
@@ -375,9 +510,11 @@ pub(crate) fn on_ack(shared: &Shared, from: &PeerId, conn_id: u64, id: &str, win
     }
 }
 
-/// At start: no connection survived, so nothing is in flight.
-pub(crate) fn requeue_after_restart(shared: &Shared) -> Result<()> {
-    db::requeue_all(&shared.store.lock())?;
+/// At start: no connection survived, so nothing is in flight; and the unread counts.
+pub(crate) fn load(shared: &Shared) -> Result<()> {
+    let store = shared.store.lock();
+    db::requeue_all(&store)?;
+    *lock(&shared.chat.unread) = db::unread_counts(&store)?.into_iter().collect();
     Ok(())
 }
 

@@ -8,10 +8,12 @@
 //! - `place`: where received bytes live: partial files, resume keys, the final no-overwrite
 //!   placement.
 //! - `pull`: list and get, both ends.
-//! - `progress`: coalesced progress events.
+//! - `progress`: what a face sees of a transfer ([`TransferView`]), coalesced.
+//! - `offers`: offers waiting for a person's answer, with their whole manifest.
 //! - [`names`]: checks on names that arrive from the network.
 
 pub mod names;
+mod offers;
 mod place;
 mod progress;
 mod pull;
@@ -20,7 +22,7 @@ mod send;
 mod source;
 pub mod wire;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,7 +38,9 @@ use crate::net::secure::SecureConn;
 use crate::net::wire::Purpose;
 use crate::node::share::ShareEntry;
 use crate::node::{Event, NodeHandle, Shared, lock};
-pub use progress::Progress;
+use crate::store::unix_now_ms;
+pub use offers::{OfferItem, OfferView};
+pub use progress::{TransferState, TransferView};
 use wire::{MAX_TRANSFER_FRAME, TransferMsg};
 
 /// How long an offer waits for a person to answer before it counts as rejected.
@@ -56,10 +60,15 @@ pub enum Direction {
 /// How a transfer ended when it did not simply finish.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransferError {
+    /// The peer could not be reached at all: nothing was offered.
+    #[error("{0}")]
+    Unreachable(String),
     #[error("{}", rejected_text(.0))]
     Rejected(String),
     #[error("cancelled: {0}")]
     Cancelled(String),
+    /// Anything else: the connection broke, a disk or verification error, a protocol error.
+    /// Partial data is kept for a resume.
     #[error("{0}")]
     Failed(String),
 }
@@ -106,6 +115,30 @@ pub struct TransferTask {
     join: JoinHandle<Result<Outcome, TransferError>>,
 }
 
+/// A push to several peers ([`NodeHandle::send_group`]).
+pub struct GroupTask {
+    pub id: String,
+    /// One transfer per recipient.
+    pub tasks: Vec<(PeerId, TransferTask)>,
+}
+
+impl GroupTask {
+    /// Every recipient's result, in the order given.
+    pub async fn wait(self) -> Vec<(PeerId, Result<Outcome, TransferError>)> {
+        let mut out = Vec::with_capacity(self.tasks.len());
+        for (peer, task) in self.tasks {
+            out.push((peer, task.wait().await));
+        }
+        out
+    }
+}
+
+/// Read what is to be sent, off the async workers; a path that can't be read names itself.
+async fn read_sources(paths: &[PathBuf]) -> anyhow::Result<source::Manifest> {
+    let paths = paths.to_vec();
+    tokio::task::spawn_blocking(move || source::from_local(&paths)).await?
+}
+
 impl TransferTask {
     pub async fn wait(self) -> Result<Outcome, TransferError> {
         self.join
@@ -116,14 +149,19 @@ impl TransferTask {
 
 struct Active {
     cancel: CancellationToken,
+    view: TransferView,
 }
 
-/// The node's transfer bookkeeping: running transfers (for cancel), offers awaiting an answer,
-/// partial files in use.
+/// Finished transfers kept for faces to review.
+const RECENT: usize = 200;
+
+/// The node's transfer bookkeeping: running transfers (for cancel and snapshots), recently
+/// finished ones, offers awaiting an answer, partial files in use.
 #[derive(Default)]
 pub(crate) struct Registry {
     active: Mutex<HashMap<String, Active>>,
-    offers: Mutex<HashMap<String, (PeerId, oneshot::Sender<bool>)>>,
+    recent: Mutex<VecDeque<TransferView>>,
+    offers: offers::Offers,
     answerers: AtomicUsize,
     partials: Mutex<HashSet<String>>,
     /// Held while placing a file by rename (where hard links are unavailable).
@@ -192,39 +230,101 @@ pub(crate) struct Ctx {
     pub peer: PeerId,
     pub nick: String,
     pub direction: Direction,
+    pub group: Option<String>,
     pub cancel: CancellationToken,
 }
 
 impl Ctx {
-    fn new(shared: &Arc<Shared>, wanted_id: Option<&str>, peer: PeerId, nick: String, direction: Direction) -> Ctx {
+    fn new(shared: &Arc<Shared>, wanted_id: Option<&str>, peer: PeerId, nick: String, direction: Direction, group: Option<String>) -> Ctx {
         let cancel = CancellationToken::new();
-        let mut active = lock(&shared.transfers.active);
-        let usable = wanted_id.filter(|w| valid_id(w) && !active.contains_key(*w)).map(str::to_string);
-        let id = usable.unwrap_or_else(|| {
-            loop {
-                let candidate = new_id();
-                if !active.contains_key(&candidate) {
-                    break candidate;
+        let ctx = {
+            let mut active = lock(&shared.transfers.active);
+            let usable = wanted_id.filter(|w| valid_id(w) && !active.contains_key(*w)).map(str::to_string);
+            let id = usable.unwrap_or_else(|| {
+                loop {
+                    let candidate = new_id();
+                    if !active.contains_key(&candidate) {
+                        break candidate;
+                    }
                 }
+            });
+            let ctx = Ctx {
+                shared: shared.clone(),
+                id,
+                peer,
+                nick,
+                direction,
+                group,
+                cancel: cancel.clone(),
+            };
+            let mut view = TransferView::new(&ctx, TransferState::Connecting);
+            if direction == Direction::Receive {
+                view.state = TransferState::Running;
             }
-        });
-        active.insert(id.clone(), Active { cancel: cancel.clone() });
-        Ctx {
-            shared: shared.clone(),
-            id,
-            peer,
-            nick,
-            direction,
-            cancel,
-        }
+            active.insert(ctx.id.clone(), Active { cancel, view });
+            ctx
+        };
+        ctx.emit(Event::TransferStarted(ctx.view()));
+        ctx
     }
 
     fn emit(&self, event: Event) {
         self.shared.emit(event);
     }
 
-    /// Report the end of the transfer to subscribers, once.
+    /// The transfer's current view.
+    pub(crate) fn view(&self) -> TransferView {
+        lock(&self.shared.transfers.active)
+            .get(&self.id)
+            .map(|a| a.view.clone())
+            .unwrap_or_else(|| TransferView::new(self, TransferState::Running))
+    }
+
+    /// Change the view and tell the faces (the registry and the event agree: both change under
+    /// the registry's lock).
+    pub(crate) fn update(&self, change: impl FnOnce(&mut TransferView)) {
+        let mut active = lock(&self.shared.transfers.active);
+        if let Some(a) = active.get_mut(&self.id) {
+            change(&mut a.view);
+            self.shared.emit(Event::Progress(a.view.clone()));
+        }
+    }
+
+    pub(crate) fn set_state(&self, state: TransferState) {
+        self.update(|v| v.state = state);
+    }
+
+    /// Report the end of the transfer to subscribers, once; the view moves to the recent list.
     fn report(&self, result: &Result<Outcome, TransferError>) {
+        let (state, message) = match result {
+            Ok(o) if o.all_ok() => (TransferState::Done, None),
+            Ok(o) => (
+                TransferState::Done,
+                Some(format!(
+                    "{} of {} did not arrive",
+                    o.failed.len(),
+                    o.failed.len() + o.files as usize
+                )),
+            ),
+            Err(TransferError::Rejected(r)) => (TransferState::Rejected, Some(rejected_text(r))),
+            Err(TransferError::Cancelled(r)) => (TransferState::Cancelled, Some(r.clone())),
+            Err(e) => (TransferState::Failed, Some(e.to_string())),
+        };
+        self.update(|v| {
+            v.state = state;
+            v.message = message;
+            v.ended_ms = Some(unix_now_ms());
+            v.eta_secs = None;
+            if let Ok(o) = result {
+                v.failed = o.failed.len() as u32;
+                if v.files == 0 {
+                    v.files = o.files + v.failed;
+                }
+                v.files_done = v.files;
+                v.bytes = v.bytes.max(o.bytes);
+                v.percent = if v.failed == 0 { 100 } else { v.percent };
+            }
+        });
         let (transfer, peer, direction) = (self.id.clone(), self.peer.clone(), self.direction);
         self.emit(match result {
             Ok(o) => Event::Done {
@@ -253,7 +353,14 @@ impl Ctx {
 
 impl Drop for Ctx {
     fn drop(&mut self) {
-        lock(&self.shared.transfers.active).remove(&self.id);
+        let Some(done) = lock(&self.shared.transfers.active).remove(&self.id) else {
+            return;
+        };
+        let mut recent = lock(&self.shared.transfers.recent);
+        if recent.len() >= RECENT {
+            recent.pop_front();
+        }
+        recent.push_back(done.view);
     }
 }
 
@@ -281,11 +388,30 @@ impl NodeHandle {
     /// Push files and folders to a peer. Paths that cannot be read fail here, before anything
     /// is offered.
     pub async fn send(&self, peer: &PeerId, paths: &[PathBuf]) -> anyhow::Result<TransferTask> {
-        let paths = paths.to_vec();
-        let manifest = tokio::task::spawn_blocking(move || source::from_local(&paths)).await??;
+        let manifest = read_sources(paths).await?;
+        Ok(self.start_send(peer, manifest, None))
+    }
+
+    /// Push the same files and folders to several peers at once: one transfer per recipient,
+    /// all with the same `group` in their views, each accepted or rejected on its own. The
+    /// sources are read once, before anything is offered.
+    pub async fn send_group(&self, peers: &[PeerId], paths: &[PathBuf]) -> anyhow::Result<GroupTask> {
+        if peers.is_empty() {
+            anyhow::bail!("no recipients");
+        }
+        let manifest = read_sources(paths).await?;
+        let group = new_id();
+        let tasks = peers
+            .iter()
+            .map(|peer| (peer.clone(), self.start_send(peer, manifest.clone(), Some(group.clone()))))
+            .collect();
+        Ok(GroupTask { id: group, tasks })
+    }
+
+    fn start_send(&self, peer: &PeerId, manifest: source::Manifest, group: Option<String>) -> TransferTask {
         let shared = self.shared.clone();
         let nick = peer_nick(&shared, peer);
-        let ctx = Ctx::new(&shared, None, peer.clone(), nick, Direction::Send);
+        let ctx = Ctx::new(&shared, None, peer.clone(), nick, Direction::Send, group);
         let id = ctx.id.clone();
         let join = shared.tracker.spawn(async move {
             let result = match connect(&ctx.shared, &ctx.peer).await {
@@ -295,7 +421,49 @@ impl NodeHandle {
             ctx.report(&result);
             result
         });
-        Ok(TransferTask { id, join })
+        TransferTask { id, join }
+    }
+
+    /// Running transfers, then recently finished ones (newest last).
+    pub fn transfers(&self) -> Vec<TransferView> {
+        let mut running: Vec<TransferView> = lock(&self.shared.transfers.active).values().map(|a| a.view.clone()).collect();
+        running.sort_by(|a, b| a.started_ms.cmp(&b.started_ms).then_with(|| a.transfer.cmp(&b.transfer)));
+        let mut all: Vec<TransferView> = lock(&self.shared.transfers.recent).iter().cloned().collect();
+        all.extend(running);
+        all
+    }
+
+    /// The full id of the running transfer `spec` names (an id or a prefix of at least 4).
+    pub fn find_transfer(&self, spec: &str) -> Result<String, String> {
+        let active = lock(&self.shared.transfers.active);
+        if active.contains_key(spec) {
+            return Ok(spec.to_string());
+        }
+        let matches: Vec<&String> = if spec.len() >= 4 {
+            active.keys().filter(|k| k.starts_with(spec)).collect()
+        } else {
+            Vec::new()
+        };
+        match matches.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(format!("no transfer {spec:?} is running (see `lanyard transfers`)")),
+            _ => Err(format!("{spec:?} matches several transfers; give more of the id")),
+        }
+    }
+
+    /// Offers waiting for an answer, oldest first.
+    pub fn offers(&self) -> Vec<OfferView> {
+        self.shared.transfers.offers.views()
+    }
+
+    /// A page of a waiting offer's manifest (at most 1,000 entries); `None` if no such offer.
+    pub fn offer_items(&self, id: &str, offset: usize, limit: usize) -> Option<Vec<OfferItem>> {
+        self.shared.transfers.offers.items(id, offset, limit)
+    }
+
+    /// The full id of the waiting offer `spec` names (an id or a prefix of at least 4).
+    pub fn find_offer(&self, spec: &str) -> Result<String, String> {
+        self.shared.transfers.offers.find(spec)
     }
 
     /// List a folder of a peer's shares ("" for the list of shares).
@@ -312,7 +480,7 @@ impl NodeHandle {
         let shared = self.shared.clone();
         let dest = to.unwrap_or_else(|| shared.config.download_dir.clone());
         let nick = peer_nick(&shared, peer);
-        let ctx = Ctx::new(&shared, None, peer.clone(), nick, Direction::Receive);
+        let ctx = Ctx::new(&shared, None, peer.clone(), nick, Direction::Receive, None);
         let id = ctx.id.clone();
         let paths = paths.to_vec();
         let join = shared.tracker.spawn(async move {
@@ -339,15 +507,19 @@ impl NodeHandle {
 
     /// Answer an offer announced by `Event::Offer`; `always` also trusts the peer from now on.
     pub fn answer_offer(&self, id: &str, accept: bool, always: bool) -> bool {
-        let Some((peer, tx)) = lock(&self.shared.transfers.offers).remove(id) else {
+        let Some((peer, tx)) = self.shared.transfers.offers.take(id) else {
             return false;
         };
-        if accept && always {
-            if let Err(e) = self.shared.store.set_trusted(&peer, true) {
-                tracing::warn!("cannot record trust: {e}");
-            }
-            self.shared.peers().entry(&peer).trusted = true;
+        if accept
+            && always
+            && let Err(e) = self.set_trusted(&peer, true)
+        {
+            tracing::warn!("cannot record trust: {e:#}");
         }
+        self.shared.emit(Event::OfferClosed {
+            transfer: id.to_string(),
+            reason: if accept { "accepted" } else { "rejected" }.into(),
+        });
         tx.send(accept).is_ok()
     }
 
@@ -388,7 +560,7 @@ async fn connect(shared: &Arc<Shared>, peer: &PeerId) -> Result<SecureConn, Tran
     }
     let addrs = shared.peers().get(peer).map(|p| p.dial_addrs.clone()).unwrap_or_default();
     if addrs.is_empty() {
-        return Err(TransferError::failed(format!("no known address for peer {}", peer.short())));
+        return Err(TransferError::Unreachable(format!("no known address for peer {}", peer.short())));
     }
     let mut last = String::new();
     for addr in addrs {
@@ -397,7 +569,7 @@ async fn connect(shared: &Arc<Shared>, peer: &PeerId) -> Result<SecureConn, Tran
             Err(e) => last = format!("cannot connect to {addr}: {e}"),
         }
     }
-    Err(TransferError::Failed(last))
+    Err(TransferError::Unreachable(last))
 }
 
 /// A transfer connection from a peer: an offer to receive, or a list/get on our shares.
@@ -428,7 +600,7 @@ pub(crate) async fn serve_incoming(shared: Arc<Shared>, mut conn: SecureConn) {
     let nick = conn.remote.hello.nick.clone();
     match msg {
         TransferMsg::Offer { transfer, items, bytes } => {
-            let ctx = Ctx::new(&shared, Some(&transfer), peer, nick, Direction::Receive);
+            let ctx = Ctx::new(&shared, Some(&transfer), peer, nick, Direction::Receive, None);
             let dest = shared.config.download_dir.clone();
             let header = receive::Header { items, bytes };
             let result = receive::run(&ctx, conn, header, &dest, receive::Decision::Ask).await;
@@ -437,7 +609,7 @@ pub(crate) async fn serve_incoming(shared: Arc<Shared>, mut conn: SecureConn) {
         }
         TransferMsg::List { path } => pull::serve_list(&shared, conn, &path).await,
         TransferMsg::Get { transfer, paths } => {
-            let ctx = Ctx::new(&shared, Some(&transfer), peer, nick, Direction::Send);
+            let ctx = Ctx::new(&shared, Some(&transfer), peer, nick, Direction::Send, None);
             let result = pull::serve_get(&ctx, conn, paths).await;
             log_end(&ctx, &result);
             ctx.report(&result);
@@ -483,34 +655,54 @@ pub(crate) fn msg_name(m: &TransferMsg) -> &'static str {
 
 /// Ask the faces about an offer; false when nobody can answer, nobody does in time, or the
 /// transfer is cancelled meanwhile.
-async fn ask(ctx: &Ctx, items: u32, bytes: u64, names: Vec<String>) -> bool {
+async fn ask(ctx: &Ctx, bytes: u64, items: Arc<Vec<wire::Item>>) -> bool {
     let reg = &ctx.shared.transfers;
     if reg.answerers.load(Ordering::SeqCst) == 0 {
         return false;
     }
     let (tx, rx) = oneshot::channel();
-    lock(&reg.offers).insert(ctx.id.clone(), (ctx.peer.clone(), tx));
-    ctx.emit(Event::Offer {
+    let now = unix_now_ms();
+    let view = OfferView {
         transfer: ctx.id.clone(),
         peer: ctx.peer.clone(),
         nick: ctx.nick.clone(),
-        files: items,
+        host: ctx.shared.peers().get(&ctx.peer).map(|p| p.host.clone()).unwrap_or_default(),
+        files: items.len() as u32,
         bytes,
-        names,
-    });
+        names: items.iter().take(offers::OFFER_NAMES).map(|i| i.path.clone()).collect(),
+        received_ms: now,
+        expires_ms: now + OFFER_ANSWER_TIMEOUT.as_millis() as u64,
+    };
+    ctx.set_state(TransferState::Waiting);
+    reg.offers.insert(view.clone(), items, tx);
+    ctx.emit(Event::Offer(view));
     let answer = tokio::select! {
+        // Answered through `answer_offer`, which closed the offer.
         r = rx => r.unwrap_or(false),
-        _ = tokio::time::sleep(OFFER_ANSWER_TIMEOUT) => false,
-        _ = ctx.cancel.cancelled() => false,
+        _ = tokio::time::sleep(OFFER_ANSWER_TIMEOUT) => {
+            forget_offer(ctx, "expired");
+            false
+        }
+        _ = ctx.cancel.cancelled() => {
+            forget_offer(ctx, "cancelled");
+            false
+        }
         _ = ctx.shared.cancel.cancelled() => false,
     };
-    lock(&reg.offers).remove(&ctx.id);
+    if answer {
+        ctx.set_state(TransferState::Running);
+    }
     answer
 }
 
-/// Drop an offer nobody will answer any more (the sender left while it waited).
-fn forget_offer(ctx: &Ctx) {
-    lock(&ctx.shared.transfers.offers).remove(&ctx.id);
+/// Drop an offer nobody will answer any more, telling the faces why.
+fn forget_offer(ctx: &Ctx, reason: &str) {
+    if ctx.shared.transfers.offers.remove(&ctx.id) {
+        ctx.emit(Event::OfferClosed {
+            transfer: ctx.id.clone(),
+            reason: reason.to_string(),
+        });
+    }
 }
 
 /// Unix nanoseconds of a file's modification time (0 when the platform has none).

@@ -1,5 +1,6 @@
-//! Progress of one transfer, reported as events at most ten times a second however many
-//! chunks or files go by.
+//! What a face sees of a transfer: one [`TransferView`] per transfer, kept by the node (for
+//! snapshots) and sent whole with every change. While bytes move it is reported at most ten
+//! times a second however many chunks or files go by.
 
 use std::time::{Duration, Instant};
 
@@ -7,16 +8,44 @@ use serde::{Deserialize, Serialize};
 
 use super::{Ctx, Direction};
 use crate::identity::PeerId;
-use crate::node::Event;
+use crate::store::unix_now_ms;
 
 const EVERY: Duration = Duration::from_millis(100);
 
-/// One progress report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferState {
+    /// Reaching the peer.
+    Connecting,
+    /// Offered; the receiver has not answered yet.
+    Waiting,
+    Running,
+    /// Finished; `failed` says how many files did not arrive.
+    Done,
+    Failed,
+    Rejected,
+    Cancelled,
+}
+
+impl TransferState {
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            TransferState::Done | TransferState::Failed | TransferState::Rejected | TransferState::Cancelled
+        )
+    }
+}
+
+/// One transfer as a face draws it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Progress {
+pub struct TransferView {
     pub transfer: String,
     pub peer: PeerId,
+    pub nick: String,
     pub direction: Direction,
+    /// The send-to-many this transfer is one recipient of.
+    pub group: Option<String>,
+    pub state: TransferState,
     /// The file being moved, as offered.
     pub file: String,
     pub file_bytes: u64,
@@ -30,33 +59,60 @@ pub struct Progress {
     /// Bytes per second moved since the start.
     pub rate: u64,
     pub eta_secs: Option<u64>,
+    /// Files that did not arrive (once finished).
+    pub failed: u32,
+    /// Why it failed, was rejected or cancelled.
+    pub message: Option<String>,
+    /// Receive: the folder the files land in.
+    pub saved_to: Option<String>,
+    pub started_ms: u64,
+    pub ended_ms: Option<u64>,
+}
+
+impl TransferView {
+    pub(crate) fn new(ctx: &Ctx, state: TransferState) -> TransferView {
+        TransferView {
+            transfer: ctx.id.clone(),
+            peer: ctx.peer.clone(),
+            nick: ctx.nick.clone(),
+            direction: ctx.direction,
+            group: ctx.group.clone(),
+            state,
+            file: String::new(),
+            file_bytes: 0,
+            file_size: 0,
+            files_done: 0,
+            files: 0,
+            bytes: 0,
+            total: 0,
+            percent: 0,
+            rate: 0,
+            eta_secs: None,
+            failed: 0,
+            message: None,
+            saved_to: None,
+            started_ms: unix_now_ms(),
+            ended_ms: None,
+        }
+    }
 }
 
 pub(crate) struct Meter {
-    p: Progress,
     started: Instant,
     moved: u64,
     last: Option<Instant>,
+    /// What was last published, to keep what the meter does not own (state, saved_to).
+    p: TransferView,
 }
 
 impl Meter {
     pub fn new(ctx: &Ctx, files: u32, total: u64) -> Meter {
+        let mut p = ctx.view();
+        p.state = TransferState::Running;
+        p.files = files;
+        p.total = total;
         Meter {
-            p: Progress {
-                transfer: ctx.id.clone(),
-                peer: ctx.peer.clone(),
-                direction: ctx.direction,
-                file: String::new(),
-                file_bytes: 0,
-                file_size: 0,
-                files_done: 0,
-                files,
-                bytes: 0,
-                total,
-                percent: 0,
-                rate: 0,
-                eta_secs: None,
-            },
+            p,
             started: Instant::now(),
             moved: 0,
             last: None,
@@ -103,7 +159,20 @@ impl Meter {
             0 => None,
             r => Some(self.p.total.saturating_sub(self.p.bytes) / r),
         };
-        ctx.emit(Event::Progress(self.p.clone()));
+        let p = &self.p;
+        ctx.update(|v| {
+            v.state = TransferState::Running;
+            v.file.clone_from(&p.file);
+            v.file_bytes = p.file_bytes;
+            v.file_size = p.file_size;
+            v.files_done = p.files_done;
+            v.files = p.files;
+            v.bytes = p.bytes;
+            v.total = p.total;
+            v.percent = p.percent;
+            v.rate = p.rate;
+            v.eta_secs = p.eta_secs;
+        });
     }
 }
 

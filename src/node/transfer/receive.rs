@@ -16,7 +16,7 @@ use super::send::{CHUNK, PIPE_DEPTH, Stop, io_stop, next, say_stop};
 use super::wire::{Item, MAX_ITEMS, MAX_MANIFEST_BYTES, MAX_RESUME_ENTRIES, MAX_SEGMENT, TransferMsg, bounded};
 use super::{Ctx, Fault, Outcome, TransferError, ask, msg_name};
 use crate::net::secure::{SecureConn, SecureReader, SecureWriter};
-use crate::node::Event;
+use crate::node::{Event, ReceivedFile};
 use crate::text::printable;
 
 /// What the offer's first frame announced.
@@ -32,9 +32,6 @@ pub(crate) enum Decision {
     /// (`None`: anything, for a request of the whole share list).
     Requested(Option<Vec<String>>),
 }
-
-/// Names of the first few items, for an offer event.
-const OFFER_NAMES: usize = 10;
 
 pub(crate) async fn run(ctx: &Ctx, conn: SecureConn, header: Header, dest: &Path, decision: Decision) -> Result<Outcome, TransferError> {
     let SecureConn {
@@ -92,6 +89,8 @@ async fn exchange(
             other => return Err(protocol(&format!("unexpected {} in the manifest", msg_name(&other)))),
         }
     }
+    // Shared, not copied, with the offer list that faces page through.
+    let items = std::sync::Arc::new(items);
     let total = items.iter().try_fold(0u64, |acc, i| acc.checked_add(i.size));
     if total != Some(header.bytes) || items.iter().any(|i| i.dir && i.size != 0) {
         return Err(protocol("manifest sizes do not add up"));
@@ -121,12 +120,11 @@ async fn exchange(
             if ctx.shared.config.accept_all || trusted {
                 true
             } else {
-                let names = items.iter().take(OFFER_NAMES).map(|i| i.path.clone()).collect();
                 // While a person decides, the sender may give up: watch the connection too.
                 tokio::select! {
-                    answer = ask(ctx, n as u32, header.bytes, names) => answer,
+                    answer = ask(ctx, header.bytes, items.clone()) => answer,
                     msg = next(ctx, reader, None) => {
-                        super::forget_offer(ctx);
+                        super::forget_offer(ctx, "withdrawn");
                         return Err(match msg {
                             Err(stop) => stop,
                             Ok(other) => protocol(&format!("unexpected {} before the answer", msg_name(&other))),
@@ -193,6 +191,8 @@ async fn exchange(
         told: 0,
         batch: Vec::new(),
         batch_bytes: 0,
+        received: Vec::new(),
+        reported: std::time::Instant::now(),
     };
     let streamed = feed.stream(ctx, reader, writer, tx, &mut vrx).await;
     let (plan, failure) = disk.await.map_err(|e| Stop::Failed(format!("the disk writer failed: {e}")))?;
@@ -204,6 +204,7 @@ async fn exchange(
     while let Ok((i, verdict)) = vrx.try_recv() {
         feed.on_verdict(ctx, writer, i, verdict)?;
     }
+    feed.report_received(ctx);
     writer.flush().await.map_err(io_stop)?;
 
     let mut outcome = Outcome {
@@ -263,7 +264,14 @@ struct Feed<'a> {
     /// Commands gathered for one hand-over to the disk thread: many small files per wake-up.
     batch: Vec<Cmd>,
     batch_bytes: usize,
+    /// Files placed and not yet reported: one event per batch, not per file.
+    received: Vec<ReceivedFile>,
+    reported: std::time::Instant,
 }
+
+/// Placed files are reported at most this often, or when this many have gathered.
+const RECEIVED_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+const RECEIVED_BATCH: usize = 512;
 
 /// Commands per hand-over at most.
 const CMD_BATCH: usize = 256;
@@ -271,17 +279,30 @@ const CMD_BATCH: usize = 256;
 impl Feed<'_> {
     fn on_verdict(&mut self, ctx: &Ctx, writer: &mut SecureWriter, i: usize, verdict: Result<PathBuf, String>) -> Result<(), Stop> {
         if let Ok(path) = &verdict {
-            ctx.emit(Event::FileReceived {
-                transfer: ctx.id.clone(),
-                peer: ctx.peer.clone(),
+            self.received.push(ReceivedFile {
                 path: path.to_string_lossy().into_owned(),
                 size: self.items[i].size,
             });
+            if self.received.len() >= RECEIVED_BATCH || self.reported.elapsed() >= RECEIVED_EVERY {
+                self.report_received(ctx);
+            }
         }
         tell(writer, i, &verdict)?;
         self.verdicts[i] = Some(verdict);
         self.told += 1;
         Ok(())
+    }
+
+    fn report_received(&mut self, ctx: &Ctx) {
+        self.reported = std::time::Instant::now();
+        if self.received.is_empty() {
+            return;
+        }
+        ctx.emit(Event::FilesReceived {
+            transfer: ctx.id.clone(),
+            peer: ctx.peer.clone(),
+            files: std::mem::take(&mut self.received),
+        });
     }
 
     /// Queue a command; hand the batch over when it is big, or when `now` (the socket has

@@ -125,9 +125,13 @@ async fn exchange(ctx: &Ctx, reader: &mut SecureReader, writer: &mut SecureWrite
         }
     }
     writer.flush().await.map_err(io_stop)?;
+    ctx.set_state(super::TransferState::Waiting);
 
     let resume = match next(ctx, reader, None).await? {
-        TransferMsg::Accept { resume } => resume,
+        TransferMsg::Accept { resume } => {
+            ctx.set_state(super::TransferState::Running);
+            resume
+        }
         TransferMsg::Reject { reason } => return Err(Stop::Rejected(bounded(&reason))),
         other => return Err(Stop::Failed(format!("protocol error: unexpected {}", msg_name(&other)))),
     };

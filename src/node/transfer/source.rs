@@ -11,6 +11,7 @@ use super::mtime_ns;
 use super::wire::{Item, MAX_ITEMS, MAX_MANIFEST_BYTES};
 use crate::node::share::Shares;
 
+#[derive(Clone)]
 pub(crate) struct Manifest {
     pub items: Vec<Item>,
     /// Where to read each item (None for folders).

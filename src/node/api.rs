@@ -1,0 +1,532 @@
+//! The face API as data: every call a face can make ([`Request`]) and what comes back
+//! ([`Reply`]). The same [`execute`] runs a request whether it came over the control socket
+//! from another process or from a face holding the node itself, so a one-shot command, the TUI
+//! and `serve` can each do everything, also against a node that already runs.
+//!
+//! A request gets a stream of replies that ends with `Done` or `Failed` (a subscription never
+//! ends on its own: its client hangs up).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Result, anyhow, bail};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::chat::{ChatTarget, Page};
+use super::{
+    ChatEntry, Envelope, Event, NodeHandle, OfferItem, OfferView, Outcome, PeerId, PeerInfo, RecvError, ShareEntry, Snapshot, TransferView,
+};
+
+/// How long a PEER named by a face may take to be discovered or connected.
+const RESOLVE_WAIT: Duration = Duration::from_secs(5);
+/// History goes out in replies of about this many bytes, well under the frame bound.
+const HISTORY_CHUNK_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Everything a face draws ([`Reply::Snapshot`]).
+    Snapshot,
+    /// The event stream from now on ([`Reply::Event`], [`Reply::Lagged`]); until the client
+    /// hangs up.
+    Subscribe,
+    Peers {
+        wait_ms: u64,
+    },
+    /// Store a chat line, then (unless `queue`) wait up to `timeout_ms` for its delivery.
+    Say {
+        peer: String,
+        text: String,
+        queue: bool,
+        timeout_ms: u64,
+    },
+    /// A conversation's lines: the newest `limit`, or those before / after a line id.
+    History {
+        peer: String,
+        limit: Option<usize>,
+        #[serde(default)]
+        before: Option<String>,
+        #[serde(default)]
+        after: Option<String>,
+    },
+    /// Everything in a conversation (`#all` or a PEER) counts as read.
+    MarkRead {
+        peer: String,
+    },
+    /// Push absolute `paths` to every peer in `peers` (nick, id prefix or HOST:PORT).
+    Send {
+        peers: Vec<String>,
+        paths: Vec<PathBuf>,
+    },
+    List {
+        peer: String,
+        path: String,
+    },
+    Get {
+        peer: String,
+        paths: Vec<String>,
+        /// Absolute; the node's download dir when absent.
+        to: Option<PathBuf>,
+    },
+    /// Offers waiting for an answer.
+    Offers,
+    /// A page of a waiting offer's manifest.
+    OfferItems {
+        offer: String,
+        offset: usize,
+        limit: usize,
+    },
+    /// Accept or reject a waiting offer (an id or a prefix); `always` also trusts its sender.
+    Answer {
+        offer: String,
+        accept: bool,
+        always: bool,
+    },
+    Trust {
+        peer: String,
+        trusted: bool,
+    },
+    /// Drop a peer's record and pinned key.
+    Forget {
+        peer: String,
+    },
+    /// Running and recent transfers.
+    Transfers,
+    /// Stop a running transfer (an id or a prefix); both ends drop its partial data.
+    Cancel {
+        transfer: String,
+    },
+    SetNick {
+        nick: String,
+    },
+    /// Keep a connection to HOST:PORT.
+    AddPeer {
+        addr: String,
+    },
+}
+
+impl Request {
+    /// Requests about state only a running node has (its offers and transfers): a one-shot
+    /// command's own node could only say "none".
+    pub fn needs_running_node(&self) -> bool {
+        matches!(
+            self,
+            Request::Offers
+                | Request::OfferItems { .. }
+                | Request::Answer { .. }
+                | Request::Transfers
+                | Request::Cancel { .. }
+                | Request::Subscribe
+        )
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    Snapshot(Box<Snapshot>),
+    Event(Envelope),
+    /// The subscriber fell behind and missed events: take a new snapshot.
+    Lagged {
+        missed: u64,
+    },
+    Peers {
+        peers: Vec<PeerInfo>,
+    },
+    /// The line is stored and queued for delivery.
+    Queued {
+        id: String,
+    },
+    /// Every recipient acknowledged it.
+    Delivered {
+        id: String,
+    },
+    /// Part of a conversation's history, oldest first; several may follow each other.
+    History {
+        entries: Vec<ChatEntry>,
+    },
+    /// Progress of the transfer to or from `peer` (as the user named it).
+    Progress {
+        peer: String,
+        progress: TransferView,
+    },
+    /// One recipient's or one pull's result.
+    Finished {
+        peer: String,
+        outcome: Outcome,
+    },
+    /// One recipient could not be served at all.
+    NotDelivered {
+        peer: String,
+        error: String,
+    },
+    Listing {
+        entries: Vec<ShareEntry>,
+    },
+    Offers {
+        offers: Vec<OfferView>,
+    },
+    OfferItems {
+        items: Vec<OfferItem>,
+    },
+    Transfers {
+        transfers: Vec<TransferView>,
+    },
+    /// What a call did, for a person (`accepted offer 1a2b…`).
+    Note {
+        text: String,
+    },
+    /// The request finished; the command exits 0.
+    Done,
+    /// The request failed with this one-line message; the command exits non-zero.
+    Failed {
+        message: String,
+    },
+}
+
+/// Run one request against a node, streaming replies into `out`; always ends with Done or Failed
+/// (unless `out` closes first: its reader left).
+pub async fn execute(node: &NodeHandle, request: Request, out: &mpsc::Sender<Reply>) {
+    let result = match request {
+        Request::Snapshot => match node.snapshot().await {
+            Ok(s) => send(out, Reply::Snapshot(Box::new(s))).await,
+            Err(e) => Err(e),
+        },
+        Request::Subscribe => subscribe(node, out).await,
+        Request::Peers { wait_ms } => peers(node, wait_ms, out).await,
+        Request::Say {
+            peer,
+            text,
+            queue,
+            timeout_ms,
+        } => say(node, &peer, &text, queue, Duration::from_millis(timeout_ms), out).await,
+        Request::History {
+            peer,
+            limit,
+            before,
+            after,
+        } => history(node, &peer, limit, before, after, out).await,
+        Request::MarkRead { peer } => match node.resolve_chat(&peer, RESOLVE_WAIT).await {
+            Ok(target) => node.mark_read(target.conversation()).await,
+            Err(e) => Err(e),
+        },
+        Request::Send { peers, paths } => send_files(node, peers, paths, out).await,
+        Request::List { peer, path } => list(node, &peer, &path, out).await,
+        Request::Get { peer, paths, to } => get(node, &peer, paths, to, out).await,
+        Request::Offers => send(out, Reply::Offers { offers: node.offers() }).await,
+        Request::OfferItems { offer, offset, limit } => match node.find_offer(&offer) {
+            Ok(id) => {
+                let items = node.offer_items(&id, offset, limit).unwrap_or_default();
+                send(out, Reply::OfferItems { items }).await
+            }
+            Err(e) => Err(anyhow!(e)),
+        },
+        Request::Answer { offer, accept, always } => answer(node, &offer, accept, always, out).await,
+        Request::Trust { peer, trusted } => trust(node, &peer, trusted, out).await,
+        Request::Forget { peer } => forget(node, &peer, out).await,
+        Request::Transfers => {
+            send(
+                out,
+                Reply::Transfers {
+                    transfers: node.transfers(),
+                },
+            )
+            .await
+        }
+        Request::Cancel { transfer } => match node.find_transfer(&transfer) {
+            Ok(id) => {
+                node.cancel_transfer(&id);
+                send(
+                    out,
+                    Reply::Note {
+                        text: format!("cancelled transfer {id}"),
+                    },
+                )
+                .await
+            }
+            Err(e) => Err(anyhow!(e)),
+        },
+        Request::SetNick { nick } => node.set_nick(&nick).await,
+        Request::AddPeer { addr } => {
+            node.add_peer(&addr);
+            Ok(())
+        }
+    };
+    let last = match result {
+        Ok(()) => Reply::Done,
+        Err(e) => Reply::Failed { message: format!("{e:#}") },
+    };
+    let _ = out.send(last).await;
+}
+
+/// Send a reply; an error once the reader left, so that long work stops.
+async fn send(out: &mpsc::Sender<Reply>, reply: Reply) -> Result<()> {
+    out.send(reply).await.map_err(|_| anyhow!("the client left"))
+}
+
+async fn subscribe(node: &NodeHandle, out: &mpsc::Sender<Reply>) -> Result<()> {
+    let mut events = node.subscribe();
+    loop {
+        let reply = tokio::select! {
+            _ = node.cancelled() => return Ok(()),
+            e = events.next() => match e {
+                Ok(envelope) => Reply::Event(envelope),
+                Err(RecvError::Lagged(l)) => Reply::Lagged { missed: l.missed },
+                Err(RecvError::Closed) => return Ok(()),
+            },
+        };
+        send(out, reply).await?;
+    }
+}
+
+async fn peers(node: &NodeHandle, wait_ms: u64, out: &mpsc::Sender<Reply>) -> Result<()> {
+    tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+    send(out, Reply::Peers { peers: node.peers() }).await
+}
+
+async fn say(node: &NodeHandle, peer: &str, text: &str, queue: bool, timeout: Duration, out: &mpsc::Sender<Reply>) -> Result<()> {
+    super::chat::check_text(text)?;
+    let target = node.resolve_chat(peer, RESOLVE_WAIT).await?;
+    if target == ChatTarget::Room && node.listen_addr().is_none() {
+        // A one-shot's own node has only just started: #all means the peers online now, so give
+        // the ones it can reach a moment to connect.
+        node.wait_room_settled(RESOLVE_WAIT).await;
+    }
+    let id = node.say(&target, text).await?;
+    send(out, Reply::Queued { id: id.clone() }).await?;
+    if queue {
+        return Ok(());
+    }
+    if !node.wait_delivered(&id, timeout).await? {
+        bail!("not delivered within {} s; kept in the queue (message {id})", timeout.as_secs_f64());
+    }
+    send(out, Reply::Delivered { id }).await
+}
+
+async fn history(
+    node: &NodeHandle,
+    peer: &str,
+    limit: Option<usize>,
+    before: Option<String>,
+    after: Option<String>,
+    out: &mpsc::Sender<Reply>,
+) -> Result<()> {
+    // A known peer resolves at once, online or not.
+    let conversation = node.resolve_chat(peer, RESOLVE_WAIT).await?;
+    let page = match (&before, &after) {
+        (Some(_), Some(_)) => bail!("give --before or --after, not both"),
+        (Some(id), None) => Page::Before(id),
+        (None, Some(id)) => Page::After(id),
+        (None, None) => Page::Last,
+    };
+    let entries = node
+        .history_page(conversation.conversation(), page, limit.unwrap_or(usize::MAX))
+        .await?;
+    let mut chunk = Vec::new();
+    let mut bytes = 0;
+    for e in entries {
+        bytes += 512 + e.text.len() + e.nick.len() + 64 * e.recipients.len();
+        chunk.push(e);
+        if bytes >= HISTORY_CHUNK_BYTES {
+            send(
+                out,
+                Reply::History {
+                    entries: std::mem::take(&mut chunk),
+                },
+            )
+            .await?;
+            bytes = 0;
+        }
+    }
+    send(out, Reply::History { entries: chunk }).await
+}
+
+/// Forward the progress of the transfers `label` names (transfer or group id → what the user
+/// called the peer) until `work` ends; then return its result.
+async fn with_progress<T>(
+    node: &NodeHandle,
+    labels: HashMap<String, String>,
+    out: &mpsc::Sender<Reply>,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let mut events = node.subscribe();
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            r = &mut work => return r,
+            e = events.recv() => match e {
+                Ok(Event::Progress(p)) => {
+                    let label = p.group.as_ref().and_then(|g| labels.get(&format!("{g}/{}", p.peer))).or_else(|| labels.get(&p.transfer));
+                    if let Some(peer) = label {
+                        // Progress is a snapshot: a dropped one is replaced by the next.
+                        let _ = out.try_send(Reply::Progress { peer: peer.clone(), progress: p });
+                    }
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return work.await,
+            },
+        }
+    }
+}
+
+async fn send_files(node: &NodeHandle, specs: Vec<String>, paths: Vec<PathBuf>, out: &mpsc::Sender<Reply>) -> Result<()> {
+    if specs.is_empty() || paths.is_empty() {
+        bail!("give at least one peer and one path: lanyard send PEER... -- PATH...");
+    }
+    // A path that isn't there is a local mistake: say so before looking for anyone.
+    for p in &paths {
+        if let Err(e) = std::fs::symlink_metadata(p) {
+            bail!(
+                "cannot send {}: {}",
+                crate::text::printable(&p.display().to_string()),
+                crate::text::io_reason(&e)
+            );
+        }
+    }
+    let resolved = resolve_all(node, &specs).await;
+    let mut recipients: Vec<(String, PeerId)> = Vec::new();
+    let mut failed = 0;
+    for (spec, r) in specs.iter().zip(resolved) {
+        match r {
+            Ok(id) if recipients.iter().any(|(_, known)| *known == id) => {}
+            Ok(id) => recipients.push((spec.clone(), id)),
+            Err(e) => {
+                failed += 1;
+                send(
+                    out,
+                    Reply::NotDelivered {
+                        peer: spec.clone(),
+                        error: format!("{e:#}"),
+                    },
+                )
+                .await?;
+            }
+        }
+    }
+    if !recipients.is_empty() {
+        let ids: Vec<PeerId> = recipients.iter().map(|(_, id)| id.clone()).collect();
+        let group = node.send_group(&ids, &paths).await?;
+        let labels: HashMap<String, String> = recipients
+            .iter()
+            .map(|(spec, id)| (format!("{}/{id}", group.id), spec.clone()))
+            .collect();
+        let results = with_progress(node, labels, out, group.wait()).await;
+        for ((spec, _), (_, result)) in recipients.iter().zip(results) {
+            let reply = match result {
+                Ok(outcome) => {
+                    failed += usize::from(!outcome.all_ok());
+                    Reply::Finished {
+                        peer: spec.clone(),
+                        outcome,
+                    }
+                }
+                Err(e) => {
+                    failed += 1;
+                    Reply::NotDelivered {
+                        peer: spec.clone(),
+                        error: e.to_string(),
+                    }
+                }
+            };
+            send(out, reply).await?;
+        }
+    }
+    match failed {
+        0 => Ok(()),
+        n => Err(anyhow!(
+            "{n} of {} did not get every file",
+            crate::text::plural(specs.len() as u64, "recipient")
+        )),
+    }
+}
+
+/// Resolve every spec side by side (each may wait on discovery), results in the order given.
+async fn resolve_all(node: &NodeHandle, specs: &[String]) -> Vec<Result<PeerId>> {
+    let mut set = tokio::task::JoinSet::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let (node, spec) = (node.clone(), spec.clone());
+        set.spawn(async move { (i, node.resolve(&spec, RESOLVE_WAIT).await) });
+    }
+    let mut out: Vec<Result<PeerId>> = specs.iter().map(|s| Err(anyhow!("cannot resolve {s}"))).collect();
+    while let Some(joined) = set.join_next().await {
+        if let Ok((i, r)) = joined {
+            out[i] = r;
+        }
+    }
+    out
+}
+
+async fn list(node: &NodeHandle, peer: &str, path: &str, out: &mpsc::Sender<Reply>) -> Result<()> {
+    let id = node.resolve(peer, RESOLVE_WAIT).await?;
+    let entries = node.list(&id, path).await?;
+    send(out, Reply::Listing { entries }).await
+}
+
+async fn get(node: &NodeHandle, peer: &str, paths: Vec<String>, to: Option<PathBuf>, out: &mpsc::Sender<Reply>) -> Result<()> {
+    let id = node.resolve(peer, RESOLVE_WAIT).await?;
+    let task = node.get(&id, &paths, to).await?;
+    let labels = HashMap::from([(task.id.clone(), peer.to_string())]);
+    let outcome = with_progress(node, labels, out, task.wait()).await?;
+    let ok = outcome.all_ok();
+    let failed = outcome.failed.len();
+    send(
+        out,
+        Reply::Finished {
+            peer: peer.to_string(),
+            outcome,
+        },
+    )
+    .await?;
+    if !ok {
+        bail!("{} did not arrive", crate::text::plural(failed as u64, "file"));
+    }
+    Ok(())
+}
+
+async fn answer(node: &NodeHandle, spec: &str, accept: bool, always: bool, out: &mpsc::Sender<Reply>) -> Result<()> {
+    let id = node.find_offer(spec).map_err(|e| anyhow!(e))?;
+    let who = node
+        .offers()
+        .into_iter()
+        .find(|o| o.transfer == id)
+        .map(|o| crate::text::printable(&o.nick).into_owned())
+        .unwrap_or_default();
+    if !node.answer_offer(&id, accept, always) {
+        bail!("offer {id} is no longer waiting (its sender gave up, or it was answered)");
+    }
+    let text = match (accept, always) {
+        (true, true) => format!("accepted offer {id} from {who}; files from {who} are accepted from now on"),
+        (true, false) => format!("accepted offer {id} from {who}"),
+        (false, _) => format!("rejected offer {id} from {who}"),
+    };
+    send(out, Reply::Note { text }).await
+}
+
+async fn trust(node: &NodeHandle, spec: &str, trusted: bool, out: &mpsc::Sender<Reply>) -> Result<()> {
+    let id = node.resolve(spec, RESOLVE_WAIT).await?;
+    node.set_trusted(&id, trusted)?;
+    let label = node.peer_label(id.as_str());
+    let text = if trusted {
+        format!("files from {} are accepted without asking", crate::text::printable(&label))
+    } else {
+        format!("files from {} need an answer again", crate::text::printable(&label))
+    };
+    send(out, Reply::Note { text }).await
+}
+
+async fn forget(node: &NodeHandle, spec: &str, out: &mpsc::Sender<Reply>) -> Result<()> {
+    let id = node.resolve(spec, Duration::ZERO).await?;
+    let label = node.peer_label(id.as_str());
+    if !node.forget(&id)? {
+        bail!("no peer {spec:?} is known");
+    }
+    send(
+        out,
+        Reply::Note {
+            text: format!("forgot {} and its key", crate::text::printable(&label)),
+        },
+    )
+    .await
+}

@@ -1,0 +1,113 @@
+//! Offers waiting for a person: who offers what (the whole manifest, paged out to faces), and
+//! the one channel that carries the answer back to the receiving transfer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use super::wire::Item;
+use crate::identity::PeerId;
+use crate::node::lock;
+
+/// Names shown with an offer before a face asks for more.
+pub const OFFER_NAMES: usize = 10;
+/// Manifest entries one page may hold.
+pub const MAX_OFFER_PAGE: usize = 1000;
+
+/// An offer as a face draws it. Names are as received: neutralise before showing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferView {
+    pub transfer: String,
+    pub peer: PeerId,
+    pub nick: String,
+    pub host: String,
+    /// Files and folders offered.
+    pub files: u32,
+    pub bytes: u64,
+    /// The first few paths offered ([`OFFER_NAMES`]); the rest through `offer_items`.
+    pub names: Vec<String>,
+    pub received_ms: u64,
+    /// When it counts as rejected if nobody answers.
+    pub expires_ms: u64,
+}
+
+/// One entry of an offer's manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferItem {
+    pub path: String,
+    pub size: u64,
+    pub dir: bool,
+}
+
+struct Pending {
+    view: OfferView,
+    items: Arc<Vec<Item>>,
+    answer: oneshot::Sender<bool>,
+}
+
+/// The offers waiting for an answer.
+#[derive(Default)]
+pub(crate) struct Offers {
+    pending: Mutex<HashMap<String, Pending>>,
+}
+
+impl Offers {
+    pub fn insert(&self, view: OfferView, items: Arc<Vec<Item>>, answer: oneshot::Sender<bool>) {
+        lock(&self.pending).insert(view.transfer.clone(), Pending { view, items, answer });
+    }
+
+    /// Take the offer out to answer it: (who offered, where the answer goes).
+    pub fn take(&self, id: &str) -> Option<(PeerId, oneshot::Sender<bool>)> {
+        lock(&self.pending).remove(id).map(|p| (p.view.peer, p.answer))
+    }
+
+    /// Drop an offer that will not be answered; true if it was still waiting.
+    pub fn remove(&self, id: &str) -> bool {
+        lock(&self.pending).remove(id).is_some()
+    }
+
+    /// Oldest first.
+    pub fn views(&self) -> Vec<OfferView> {
+        let mut v: Vec<OfferView> = lock(&self.pending).values().map(|p| p.view.clone()).collect();
+        v.sort_by(|a, b| a.received_ms.cmp(&b.received_ms).then_with(|| a.transfer.cmp(&b.transfer)));
+        v
+    }
+
+    /// A page of an offer's manifest; `None` if no such offer waits.
+    pub fn items(&self, id: &str, offset: usize, limit: usize) -> Option<Vec<OfferItem>> {
+        let items = lock(&self.pending).get(id)?.items.clone();
+        let limit = limit.min(MAX_OFFER_PAGE);
+        Some(
+            items
+                .iter()
+                .skip(offset)
+                .take(limit)
+                .map(|i| OfferItem {
+                    path: i.path.clone(),
+                    size: i.size,
+                    dir: i.dir,
+                })
+                .collect(),
+        )
+    }
+
+    /// The full id of the waiting offer `spec` names (an id or a prefix of at least 4).
+    pub fn find(&self, spec: &str) -> Result<String, String> {
+        let pending = lock(&self.pending);
+        if pending.contains_key(spec) {
+            return Ok(spec.to_string());
+        }
+        let matches: Vec<&String> = if spec.len() >= 4 {
+            pending.keys().filter(|k| k.starts_with(spec)).collect()
+        } else {
+            Vec::new()
+        };
+        match matches.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(format!("no offer {spec:?} is waiting (see `lanyard offers`)")),
+            _ => Err(format!("{spec:?} matches several offers; give more of the id")),
+        }
+    }
+}
