@@ -108,11 +108,7 @@ fn send_to_several_recipients_reports_each_and_exits_by_the_worst() {
         assert_eq!(std::fs::read(dir.path().join(name).join("downloads/report.pdf")).unwrap(), b"%PDF");
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        stdout.lines().filter(|l| l.contains("1 file, 4 B verified")).count(),
-        2,
-        "{stdout}"
-    );
+    assert_eq!(stdout.lines().filter(|l| l.contains("1 file, 4 B verified")).count(), 2, "{stdout}");
 
     // A plain serve keeps the offer waiting; someone on that machine rejects it.
     let mut no = serve(dir.path(), "no", &[]);
@@ -181,7 +177,10 @@ fn offers_wait_for_an_answer_from_any_face() {
     assert_eq!(listed["names"][0], "notes.txt");
     let out = at(&ada, &["offers"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains(&format!("lanyard accept {id}")) && text.contains("1 file, 5 B"), "{text}");
+    assert!(
+        text.contains(&format!("lanyard accept {id}")) && text.contains("1 file, 5 B"),
+        "{text}"
+    );
 
     // Accept, trusting the sender: the next send needs no answer.
     let out = at(&ada, &["accept", &id, "--always"]);

@@ -127,6 +127,11 @@ impl Request {
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Reply {
     Snapshot(Box<Snapshot>),
+    /// The subscription is live: every event after `seq` follows. A face takes its snapshot
+    /// after this.
+    Subscribed {
+        seq: u64,
+    },
     Event(Envelope),
     /// The subscriber fell behind and missed events: take a new snapshot.
     Lagged {
@@ -268,6 +273,7 @@ async fn send(out: &mpsc::Sender<Reply>, reply: Reply) -> Result<()> {
 
 async fn subscribe(node: &NodeHandle, out: &mpsc::Sender<Reply>) -> Result<()> {
     let mut events = node.subscribe();
+    send(out, Reply::Subscribed { seq: node.last_seq() }).await?;
     loop {
         let reply = tokio::select! {
             _ = node.cancelled() => return Ok(()),

@@ -176,8 +176,12 @@ pub(crate) struct Emitter {
 
 impl Emitter {
     pub fn new() -> Emitter {
+        Emitter::with_capacity(EVENT_BUFFER)
+    }
+
+    fn with_capacity(events: usize) -> Emitter {
         Emitter {
-            tx: broadcast::channel(EVENT_BUFFER).0,
+            tx: broadcast::channel(events).0,
             seq: Mutex::new(0),
         }
     }
@@ -242,5 +246,28 @@ impl Subscription {
             Err(broadcast::error::TryRecvError::Lagged(missed)) => Err(RecvError::Lagged(Lagged { missed })),
             Err(broadcast::error::TryRecvError::Closed) => Err(RecvError::Closed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn warning(n: u64) -> Event {
+        Event::Warning { message: n.to_string() }
+    }
+
+    #[tokio::test]
+    async fn a_face_that_falls_behind_is_told_how_far_and_resumes_in_order() {
+        let emitter = Emitter::with_capacity(4);
+        let mut sub = emitter.subscribe();
+        for n in 1..=10 {
+            emitter.emit(warning(n));
+        }
+        assert_eq!(sub.next().await, Err(RecvError::Lagged(Lagged { missed: 6 })));
+        let seqs: Vec<u64> = std::iter::from_fn(|| sub.try_next().ok().flatten().map(|e| e.seq)).collect();
+        assert_eq!(seqs, [7, 8, 9, 10]);
+        assert_eq!(emitter.seq(), 10);
+        assert_eq!(sub.try_next(), Ok(None));
     }
 }

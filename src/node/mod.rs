@@ -296,9 +296,21 @@ impl NodeHandle {
         self.shared.events.subscribe()
     }
 
-    /// Every known peer, online first.
+    /// The number of the last event sent.
+    pub fn last_seq(&self) -> u64 {
+        self.shared.events.seq()
+    }
+
+    /// Every known peer, online first, with its unread lines and running transfers.
     pub fn peers(&self) -> Vec<PeerInfo> {
-        self.shared.peers().list()
+        let mut peers = self.shared.peers().list();
+        let unread = self.unread();
+        let busy = self.shared.transfers.running_per_peer();
+        for p in &mut peers {
+            p.unread = unread.get(p.id.as_str()).copied().unwrap_or(0);
+            p.transfers = busy.get(&p.id).copied().unwrap_or(0);
+        }
+        peers
     }
 
     pub fn peer(&self, id: &PeerId) -> Option<PeerInfo> {

@@ -64,6 +64,12 @@ pub struct PeerInfo {
     pub trusted: bool,
     /// Unix seconds of the last connection, for offline peers.
     pub last_seen: Option<u64>,
+    /// Its mDNS record is present (seen on the LAN, connected or not).
+    pub discovered: bool,
+    /// Unread lines in its conversation.
+    pub unread: u32,
+    /// Transfers with it running now.
+    pub transfers: u32,
 }
 
 /// Why a name found no single peer (the message is for a person).
@@ -208,6 +214,9 @@ impl PeerTable {
             },
             trusted: p.trusted,
             last_seen: p.last_seen,
+            discovered: p.mdns_present,
+            unread: 0,
+            transfers: 0,
         })
     }
 

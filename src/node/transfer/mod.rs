@@ -218,6 +218,15 @@ pub(crate) enum Fault {
 }
 
 impl Registry {
+    /// Running transfers per peer (for the peers list's busy mark).
+    pub fn running_per_peer(&self) -> HashMap<PeerId, u32> {
+        let mut out = HashMap::new();
+        for a in lock(&self.active).values() {
+            *out.entry(a.view.peer.clone()).or_default() += 1;
+        }
+        out
+    }
+
     fn take_fault(&self) -> Option<Fault> {
         lock(&self.fault).take()
     }
