@@ -682,7 +682,11 @@ async fn ask(ctx: &Ctx, bytes: u64, items: Arc<Vec<wire::Item>>) -> bool {
         received_ms: now,
         expires_ms: now + OFFER_ANSWER_TIMEOUT.as_millis() as u64,
     };
-    ctx.set_state(TransferState::Waiting);
+    ctx.update(|v| {
+        v.state = TransferState::Waiting;
+        v.files = view.files;
+        v.total = bytes;
+    });
     reg.offers.insert(view.clone(), items, tx);
     ctx.emit(Event::Offer(view));
     let answer = tokio::select! {

@@ -125,7 +125,11 @@ async fn exchange(ctx: &Ctx, reader: &mut SecureReader, writer: &mut SecureWrite
         }
     }
     writer.flush().await.map_err(io_stop)?;
-    ctx.set_state(super::TransferState::Waiting);
+    ctx.update(|v| {
+        v.state = super::TransferState::Waiting;
+        v.files = n as u32;
+        v.total = m.bytes;
+    });
 
     let resume = match next(ctx, reader, None).await? {
         TransferMsg::Accept { resume } => {

@@ -1,0 +1,90 @@
+//! The house keeps its layers (ARCHITECTURE.md): each top-level module imports only the ones
+//! below it, and the faces only the node's public API.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// What each module may import from the crate.
+const ALLOWED: &[(&str, &[&str])] = &[
+    ("text", &[]),
+    ("identity", &["text"]),
+    ("net", &["identity", "text"]),
+    ("store", &["identity", "text"]),
+    ("node", &["identity", "net", "store", "text"]),
+    ("config", &["node", "text"]),
+    ("cli", &["config", "node", "text"]),
+    ("main", &["config", "cli", "text"]),
+];
+
+fn module_of(path: &Path, src: &Path) -> String {
+    let rel = path.strip_prefix(src).unwrap();
+    let first = rel.components().next().unwrap().as_os_str().to_string_lossy().into_owned();
+    first.trim_end_matches(".rs").to_string()
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The crate modules `text` names as `crate::x` or `lanyard::x`, outside `#[cfg(test)]` parts.
+fn imports(text: &str) -> BTreeSet<String> {
+    let code = text.split("#[cfg(test)]").next().unwrap_or(text);
+    let mut out = BTreeSet::new();
+    for prefix in ["crate::", "lanyard::"] {
+        for (i, _) in code.match_indices(prefix) {
+            let rest = &code[i + prefix.len()..];
+            let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            // Doc links and comments count too: a comment that points upward is a smell.
+            if !name.is_empty() {
+                out.insert(name);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn modules_import_only_the_layers_below_them() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut bad = Vec::new();
+    for file in files {
+        let module = module_of(&file, &src);
+        if module == "lib" {
+            continue;
+        }
+        let allowed = ALLOWED
+            .iter()
+            .find(|(m, _)| *m == module)
+            .unwrap_or_else(|| panic!("{module} is not in the layer table of tests/layers.rs"))
+            .1;
+        let text = std::fs::read_to_string(&file).unwrap();
+        for import in imports(&text) {
+            if import != module && !allowed.contains(&import.as_str()) {
+                bad.push(format!("{} imports {import}", file.display()));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "layering broken:\n{}", bad.join("\n"));
+}
+
+#[test]
+fn faces_stay_off_the_node_internals() {
+    let cli = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/cli");
+    let mut files = Vec::new();
+    rust_files(&cli, &mut files);
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for internal in ["Shared", "node::conn", "node::peers::PeerTable", "shared."] {
+            assert!(!text.contains(internal), "{} uses {internal}", file.display());
+        }
+    }
+}
