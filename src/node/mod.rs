@@ -80,8 +80,11 @@ pub fn validate_nick(nick: &str) -> Result<()> {
     if nick.trim().is_empty() || nick.len() > MAX_NICK_BYTES {
         bail!("nick must be 1 to {MAX_NICK_BYTES} bytes");
     }
-    if nick.chars().any(char::is_control) {
-        bail!("nick must not contain control characters");
+    if !crate::text::is_clean(nick) {
+        bail!(
+            "nick must not contain control, bidirectional or invisible characters: {}",
+            crate::text::printable(nick)
+        );
     }
     Ok(())
 }
@@ -565,6 +568,11 @@ mod tests {
         assert!(validate_nick("ada").is_ok());
         assert!(validate_nick("").is_err());
         assert!(validate_nick("a\u{1b}[31m").is_err());
+        for hidden in ["carol\u{200b}", "\u{202e}ada", "bob\u{200f}", "x\u{feff}", "\u{3164}", "a\u{e0041}"] {
+            let err = validate_nick(hidden).unwrap_err().to_string();
+            assert!(crate::text::is_clean(&err), "{err}");
+        }
+        assert!(validate_nick("zoë 🎉").is_ok());
         assert!(validate_nick(&"x".repeat(65)).is_err());
     }
 }
