@@ -412,6 +412,17 @@ impl Plan {
         let _ = fs::remove_file(&self.slots[i].partial);
     }
 
+    /// Bytes waiting in partial files for a resume: what an interrupted transfer keeps.
+    pub(crate) fn partial_bytes(&self) -> u64 {
+        self.slots
+            .iter()
+            .filter(|s| !s.dir && s.existing.is_none())
+            .filter_map(|s| fs::symlink_metadata(&s.partial).ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .sum()
+    }
+
     /// After the last file: folders whose every item arrived need no resume record any more.
     pub(crate) fn finish(&mut self, ok: &[bool]) {
         self.record();

@@ -12,12 +12,12 @@ use tokio::sync::mpsc;
 
 use super::place::{self, Plan};
 use super::progress::Meter;
-use super::send::{CHUNK, PIPE_DEPTH, Stop, io_stop, next, say_stop};
+use super::send::{CHUNK, PIPE_DEPTH, Stop, io_stop, next, say_stop, who};
 use super::wire::{Item, MAX_ITEMS, MAX_MANIFEST_BYTES, MAX_RESUME_ENTRIES, MAX_SEGMENT, TransferMsg, bounded};
 use super::{Ctx, Fault, Outcome, TransferError, ask, msg_name};
 use crate::net::secure::{SecureConn, SecureReader, SecureWriter};
 use crate::node::Event;
-use crate::text::printable;
+use crate::text::{human_bytes, printable};
 
 /// What the offer's first frame announced.
 pub(crate) struct Header {
@@ -41,6 +41,7 @@ pub(crate) async fn run(ctx: &Ctx, conn: SecureConn, header: Header, dest: &Path
         mut reader, mut writer, ..
     } = conn;
     let mut plan = None;
+    let pull = matches!(decision, Decision::Requested(_));
     let result = exchange(ctx, &mut reader, &mut writer, header, dest, decision, &mut plan).await;
     match result {
         Ok(outcome) => {
@@ -53,9 +54,26 @@ pub(crate) async fn run(ctx: &Ctx, conn: SecureConn, header: Header, dest: &Path
             }
             say_stop(&mut writer, &stop).await;
             writer.shutdown().await;
+            if let Stop::Lost = stop {
+                let kept = plan.as_ref().map_or(0, Plan::partial_bytes);
+                return Err(TransferError::Failed(lost_sender(ctx, kept, pull)));
+            }
             Err(stop.into_error(ctx))
         }
     }
+}
+
+/// The sender went away: say so, and what a resume will start from.
+fn lost_sender(ctx: &Ctx, kept: u64, pull: bool) -> String {
+    let who = who(ctx);
+    if kept == 0 {
+        return format!("{who} stopped sending (connection lost)");
+    }
+    let again = if pull { "getting it again" } else { "sending again" };
+    format!(
+        "{who} stopped sending (connection lost); the {} received so far are kept — {again} resumes",
+        human_bytes(kept)
+    )
 }
 
 fn protocol(what: &str) -> Stop {
@@ -389,7 +407,7 @@ impl Feed<'_> {
                             _ = ctx.shared.cancel.cancelled() => return Err(Stop::Failed("this node is shutting down".into())),
                         };
                         if chunk.is_empty() {
-                            return Err(Stop::Failed(format!("{} disconnected", printable(&ctx.nick))));
+                            return Err(Stop::Lost);
                         }
                         buf.extend_from_slice(chunk);
                         left -= chunk.len();
@@ -402,7 +420,8 @@ impl Feed<'_> {
                         && taken >= limit
                     {
                         *fault = None;
-                        return Err(Stop::Failed("connection cut by a test hook".into()));
+                        // As a pulled cable would: nothing said, each end sees the other go.
+                        return Err(Stop::Lost);
                     }
                 }
                 TransferMsg::FileEnd { blake3 } => {

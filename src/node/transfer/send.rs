@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 use super::progress::Meter;
 use super::source::Manifest;
 use super::wire::{ITEMS_FRAME_BYTES, Item, MAX_TRANSFER_FRAME, TransferMsg, bounded};
-use super::{Ctx, Fault, Outcome, TransferError, msg_name, mtime_ns};
+use super::{Ctx, Direction, Fault, Outcome, TransferError, msg_name, mtime_ns};
+use crate::net::frame::FrameError;
 use crate::net::secure::{SecureConn, SecureReader, SecureWriter};
 use crate::text::printable;
 
@@ -29,6 +30,9 @@ pub(crate) enum Stop {
     /// Stopped because the other half stopped; the other half has the reason.
     Quiet,
     Failed(String),
+    /// The connection broke under us: the peer quit or crashed, or the network failed. Nothing
+    /// can be told to it; a person hears who stopped and that a resume is possible.
+    Lost,
     /// The peer reported an error: nothing to tell it.
     PeerFailed(String),
     Rejected(String),
@@ -41,14 +45,44 @@ impl Stop {
             Stop::CancelledByPeer(r) => TransferError::Cancelled(format!("by {}: {}", printable(&ctx.nick), printable(&r))),
             Stop::Quiet => TransferError::Failed("stopped".into()),
             Stop::Failed(m) => TransferError::Failed(m),
+            Stop::Lost => TransferError::Failed(match ctx.direction {
+                Direction::Send => format!("{} stopped receiving (connection lost); sending again resumes", who(ctx)),
+                // The receiving end says what it keeps itself (`receive::run`).
+                Direction::Receive => format!("{} stopped sending (connection lost)", who(ctx)),
+            }),
             Stop::PeerFailed(m) => TransferError::Failed(format!("{} reports: {}", printable(&ctx.nick), printable(&m))),
             Stop::Rejected(r) => TransferError::Rejected(printable(&r).into_owned()),
         }
     }
 }
 
-pub(crate) fn io_stop(e: impl std::fmt::Display) -> Stop {
-    Stop::Failed(format!("connection lost: {e}"))
+/// The peer as a person knows it: its nick, neutralised, or its short id when it has none.
+pub(crate) fn who(ctx: &Ctx) -> String {
+    if ctx.nick.is_empty() {
+        ctx.peer.short().to_string()
+    } else {
+        printable(&ctx.nick).into_owned()
+    }
+}
+
+/// A failed read or write on the transfer connection. The ways a vanished peer shows up (end of
+/// stream, reset, broken pipe, a frame cut short, the kernel's keepalive giving up) are one
+/// thing to a person: [`Stop::Lost`]. Anything else is reported as it is.
+pub(crate) fn io_stop(e: impl Into<FrameError>) -> Stop {
+    use std::io::ErrorKind::*;
+    match e.into() {
+        FrameError::Truncated => Stop::Lost,
+        FrameError::Io(e)
+            if matches!(
+                e.kind(),
+                UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe | TimedOut | NotConnected
+            ) =>
+        {
+            Stop::Lost
+        }
+        FrameError::Io(e) => Stop::Failed(format!("connection failed: {e}")),
+        e @ (FrameError::TooLarge { .. } | FrameError::Malformed(_)) => Stop::Failed(format!("protocol error: {e}")),
+    }
 }
 
 /// The next frame, unless we are cancelled or the node shuts down first.
@@ -65,7 +99,7 @@ pub(crate) async fn next(ctx: &Ctx, reader: &mut SecureReader, also: Option<&Can
         Ok(Some(TransferMsg::Cancel { reason })) => Err(Stop::CancelledByPeer(bounded(&reason))),
         Ok(Some(TransferMsg::Error { message })) => Err(Stop::PeerFailed(bounded(&message))),
         Ok(Some(msg)) => Ok(msg),
-        Ok(None) => Err(Stop::Failed(format!("{} disconnected", printable(&ctx.nick)))),
+        Ok(None) => Err(Stop::Lost),
         Err(e) => Err(io_stop(e)),
     }
 }
