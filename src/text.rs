@@ -79,6 +79,21 @@ pub fn plural<N: Copy + Display + TryInto<u64>>(n: N, noun: &str) -> String {
     format!("{n} {noun}{}", if one { "" } else { "s" })
 }
 
+/// Why an I/O operation failed, as a person reads it: `no such file or directory`, not
+/// `No such file or directory (os error 2)`.
+pub fn io_reason(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    let s = match s.rfind(" (os error ") {
+        Some(at) if s.ends_with(')') => &s[..at],
+        _ => &s,
+    };
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 /// A byte count for people, in binary units: `4 B`, `2.00 KiB`, `412.00 MiB`.
 pub fn human_bytes(n: u64) -> String {
     indicatif::BinaryBytes(n).to_string()
@@ -181,5 +196,8 @@ mod tests {
         assert_eq!(human_bytes(1), "1 B");
         assert_eq!(human_bytes(2048), "2.00 KiB");
         assert_eq!(human_bytes(412 << 20), "412.00 MiB");
+        let missing = std::fs::metadata("/nonexistent/lanyard-test").unwrap_err();
+        assert_eq!(io_reason(&missing), "no such file or directory");
+        assert_eq!(io_reason(&std::io::Error::other("Odd thing")), "odd thing");
     }
 }

@@ -107,3 +107,27 @@ fn ls_and_get_from_a_share() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("not allowed") && stderr.lines().count() == 1, "{stderr}");
 }
+
+#[test]
+fn a_missing_path_is_named_as_typed_before_any_peer_is_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let bob = serve(dir.path(), "bob", &["--accept-all"]);
+    std::fs::write(dir.path().join("here.txt"), b"x").unwrap();
+    let started = std::time::Instant::now();
+    // An unknown nick too: looking it up would wait seconds, so a quick answer shows it wasn't.
+    let out = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["--no-mdns", "--nick", "cli", "--data-dir"])
+        .arg(dir.path().join("cli-data"))
+        .args(["send", &bob.addr, "nobody-by-this-name", "--", "here.txt", "nope.pdf"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "lanyard: cannot send \"nope.pdf\": no such file or directory\n"
+    );
+    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(started.elapsed() < std::time::Duration::from_secs(4), "{:?}", started.elapsed());
+    assert!(!dir.path().join("bob/downloads/here.txt").exists(), "nothing was offered");
+}

@@ -593,3 +593,14 @@ async fn a_sender_can_cancel_an_offer_still_waiting_for_an_answer() {
     .await;
     assert!(!b.handle.answer_offer(&id, true, false), "the offer is gone");
 }
+
+#[tokio::test]
+async fn a_missing_local_path_is_named_before_anything_is_offered() {
+    let a = node("ada", |_| {}).await;
+    let b = accepting("bob").await;
+    let bob = link(&a, &b).await;
+    // An error from `send` itself: no transfer was started, so nothing reached bob.
+    let err = a.handle.send(&bob, &[PathBuf::from("no/such/nope.pdf")]).await.err().unwrap();
+    assert_eq!(format!("{err:#}"), "cannot send \"no/such/nope.pdf\": no such file or directory");
+    assert!(!b.downloads.exists() || std::fs::read_dir(&b.downloads).unwrap().next().is_none());
+}

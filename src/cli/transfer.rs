@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::node::share::{EntryKind, ShareEntry};
 use crate::node::transfer::Outcome;
 use crate::node::{Event, NodeHandle, lock};
-use crate::text::{one_line, printable};
+use crate::text::{io_reason, one_line, printable};
 
 /// How long a one-shot command waits to find a peer named by nick.
 const RESOLVE_WAIT: Duration = Duration::from_secs(5);
@@ -228,6 +228,13 @@ async fn run_with_bars(session: Session, request: Request, mut show: impl FnMut(
 }
 
 pub(super) async fn send_command(config: &Config, peers: Vec<String>, paths: Vec<PathBuf>) -> Result<ExitCode> {
+    // A typo in a path is ours to report at once, named as typed: before any peer is looked up
+    // or any node (this one or the running one) is asked. Following links, as sending does.
+    for path in &paths {
+        if let Err(e) = std::fs::metadata(path) {
+            bail!("cannot send \"{}\": {}", printable(&path.to_string_lossy()), io_reason(&e));
+        }
+    }
     let paths = paths.iter().map(std::path::absolute).collect::<std::io::Result<Vec<_>>>()?;
     let session = Session::open(config).await?;
     run_with_bars(session, Request::Send { peers, paths }, |reply| match reply {
