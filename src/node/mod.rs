@@ -82,7 +82,7 @@ pub fn validate_nick(nick: &str) -> Result<()> {
     }
     if !crate::text::is_clean(nick) {
         bail!(
-            "nick must not contain control, bidirectional or invisible characters: {}",
+            "nick must not contain control characters, bidi marks or invisible characters: {}",
             crate::text::printable(nick)
         );
     }
