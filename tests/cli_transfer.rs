@@ -64,18 +64,14 @@ fn send_to_several_recipients_reports_each_and_exits_by_the_worst() {
         assert_eq!(std::fs::read(dir.path().join(name).join("downloads/report.pdf")).unwrap(), b"%PDF");
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        stdout.lines().filter(|l| l.contains("1 files, 4 B verified")).count(),
-        2,
-        "{stdout}"
-    );
+    assert_eq!(stdout.lines().filter(|l| l.contains("1 file, 4 B verified")).count(), 2, "{stdout}");
 
     let no = serve(dir.path(), "no", &[]);
     let out = lanyard(dir.path(), &["send", &yes1.addr, &no.addr, "--", src.to_str().unwrap()]);
     assert!(!out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains(&format!("{}: not delivered: rejected", no.addr)), "{stdout}");
-    assert!(stdout.contains(&format!("{}: 1 files", yes1.addr)), "{stdout}");
+    assert!(stdout.contains(&format!("{}: 1 file", yes1.addr)), "{stdout}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("1 of 2 recipients"), "{stderr}");
     assert!(!dir.path().join("no/downloads/report.pdf").exists());

@@ -11,7 +11,7 @@ use super::output::json_line;
 use crate::config::Config;
 use crate::node::transfer::Direction;
 use crate::node::{Event, NodeHandle};
-use crate::text::printable;
+use crate::text::{human_bytes, plural, printable};
 
 pub async fn run(config: &Config, accept_all: bool, json: bool) -> Result<ExitCode> {
     let node = NodeHandle::start(config.serving_node(accept_all)).await?;
@@ -47,7 +47,7 @@ pub async fn run(config: &Config, accept_all: bool, json: bool) -> Result<ExitCo
                 Err(RecvError::Lagged(n)) => push_line(
                     &mut lines,
                     &Event::Warning {
-                        message: format!("{n} events were dropped (output too slow)"),
+                        message: format!("{} dropped (output too slow)", plural(n, "event")),
                     },
                     json,
                     &node,
@@ -135,7 +135,12 @@ fn human(event: &Event, node: &NodeHandle) -> String {
             files,
             bytes,
             ..
-        } => format!("{} offers {files} files ({bytes} bytes), transfer {transfer}", printable(nick)),
+        } => format!(
+            "{} offers {} ({}), transfer {transfer}",
+            printable(nick),
+            plural(*files, "file"),
+            human_bytes(*bytes)
+        ),
         Event::Progress(p) => {
             let verb = match p.direction {
                 Direction::Send => "sending",
@@ -147,11 +152,14 @@ fn human(event: &Event, node: &NodeHandle) -> String {
                 format!(" {}", printable(&p.file))
             };
             format!(
-                "transfer {} {verb}{file}: {} of {} bytes ({}%)",
-                p.transfer, p.bytes, p.total, p.percent
+                "transfer {} {verb}{file}: {} of {} ({}%)",
+                p.transfer,
+                human_bytes(p.bytes),
+                human_bytes(p.total),
+                p.percent
             )
         }
-        Event::FileReceived { path, size, .. } => format!("received {} ({size} bytes)", printable(path)),
+        Event::FileReceived { path, size, .. } => format!("received {} ({})", printable(path), human_bytes(*size)),
         Event::Done {
             transfer,
             files,
@@ -159,8 +167,12 @@ fn human(event: &Event, node: &NodeHandle) -> String {
             failed,
             ..
         } => match failed {
-            0 => format!("transfer {transfer} done: {files} files, {bytes} bytes, all verified"),
-            n => format!("transfer {transfer} done: {files} files verified, {n} failed"),
+            0 => format!(
+                "transfer {transfer} done: {}, {}, all verified",
+                plural(*files, "file"),
+                human_bytes(*bytes)
+            ),
+            n => format!("transfer {transfer} done: {} verified, {n} failed", plural(*files, "file")),
         },
         Event::Error { transfer, message, .. } => format!("transfer {transfer} failed: {}", printable(message)),
         Event::Cancelled { transfer, reason, .. } => format!("transfer {transfer} cancelled: {}", printable(reason)),

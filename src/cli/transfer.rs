@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::node::share::{EntryKind, ShareEntry};
 use crate::node::transfer::Outcome;
 use crate::node::{Event, NodeHandle, lock};
-use crate::text::{io_reason, one_line, printable};
+use crate::text::{human_bytes, io_reason, one_line, plural, printable};
 
 /// How long a one-shot command waits to find a peer named by nick.
 const RESOLVE_WAIT: Duration = Duration::from_secs(5);
@@ -100,7 +100,7 @@ pub(super) async fn send(node: &NodeHandle, peers: Vec<String>, paths: Vec<PathB
     }
     match failed {
         0 => Ok(()),
-        n => Err(anyhow!("{n} of {} recipients did not get every file", peers.len())),
+        n => Err(anyhow!("{n} of {} did not get every file", plural(peers.len(), "recipient"))),
     }
 }
 
@@ -127,7 +127,7 @@ pub(super) async fn get(node: &NodeHandle, peer: &str, paths: Vec<String>, to: O
         })
         .await;
     if !ok {
-        bail!("{failed} files did not arrive");
+        bail!("{} did not arrive", plural(failed, "file"));
     }
     Ok(())
 }
@@ -152,10 +152,11 @@ impl Bars {
         let multi = &self.multi;
         let bar = self.bars.entry(peer.to_string()).or_insert_with(|| {
             let bar = multi.add(ProgressBar::new(p.total));
-            let style =
-                ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {wide_msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> ");
+            let style = ProgressStyle::with_template(
+                "{prefix:.bold} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta} {wide_msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
             bar.set_style(style);
             bar.set_prefix(printable(peer).into_owned());
             bar
@@ -172,10 +173,6 @@ impl Bars {
     }
 }
 
-fn human_bytes(n: u64) -> String {
-    indicatif::BinaryBytes(n).to_string()
-}
-
 fn outcome_line(peer: &str, o: &Outcome) -> String {
     let resumed = if o.resumed > 0 {
         format!(", {} resumed", human_bytes(o.resumed))
@@ -183,9 +180,19 @@ fn outcome_line(peer: &str, o: &Outcome) -> String {
         String::new()
     };
     if o.all_ok() {
-        format!("{}: {} files, {} verified{resumed}", printable(peer), o.files, human_bytes(o.bytes))
+        format!(
+            "{}: {}, {} verified{resumed}",
+            printable(peer),
+            plural(o.files, "file"),
+            human_bytes(o.bytes)
+        )
     } else {
-        let mut s = format!("{}: {} files verified, {} failed:", printable(peer), o.files, o.failed.len());
+        let mut s = format!(
+            "{}: {} verified, {} failed:",
+            printable(peer),
+            plural(o.files, "file"),
+            o.failed.len()
+        );
         for (path, reason) in o.failed.iter().take(20) {
             s.push_str(&format!("\n  {}: {}", printable(path), one_line(reason)));
         }
@@ -322,6 +329,18 @@ mod tests {
             failed: vec![("x\u{7}".into(), "bad\nthing".into())],
             ..Outcome::default()
         };
+        let one = Outcome {
+            files: 1,
+            bytes: 1,
+            ..Outcome::default()
+        };
+        assert_eq!(outcome_line("bob", &one), "bob: 1 file, 1 B verified");
+        let two = Outcome {
+            files: 2,
+            bytes: 3 << 20,
+            ..Outcome::default()
+        };
+        assert_eq!(outcome_line("bob", &two), "bob: 2 files, 3.00 MiB verified");
         let line = outcome_line("bob\u{1b}", &o);
         assert!(
             !line.contains('\u{1b}') && !line.contains('\u{7}') && line.contains("bad thing"),

@@ -36,6 +36,7 @@ use crate::net::secure::SecureConn;
 use crate::net::wire::Purpose;
 use crate::node::share::ShareEntry;
 use crate::node::{Event, NodeHandle, Shared, lock};
+use crate::text::plural;
 pub use progress::Progress;
 use wire::{MAX_TRANSFER_FRAME, TransferMsg};
 
@@ -453,8 +454,18 @@ pub(crate) async fn serve_incoming(shared: Arc<Shared>, mut conn: SecureConn) {
 
 fn log_end(ctx: &Ctx, result: &Result<Outcome, TransferError>) {
     match result {
-        Ok(o) if o.all_ok() => tracing::info!("transfer {} with {}: {} files verified", ctx.id, ctx.peer.short(), o.files),
-        Ok(o) => tracing::info!("transfer {} with {}: {} files failed", ctx.id, ctx.peer.short(), o.failed.len()),
+        Ok(o) if o.all_ok() => tracing::info!(
+            "transfer {} with {}: {} verified",
+            ctx.id,
+            ctx.peer.short(),
+            plural(o.files, "file")
+        ),
+        Ok(o) => tracing::info!(
+            "transfer {} with {}: {} failed",
+            ctx.id,
+            ctx.peer.short(),
+            plural(o.failed.len(), "file")
+        ),
         Err(e) => tracing::info!("transfer {} with {}: {e}", ctx.id, ctx.peer.short()),
     }
 }
