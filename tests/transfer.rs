@@ -113,6 +113,7 @@ async fn push_files_and_folder_trees_verified() {
     assert_eq!(std::fs::read(b.downloads.join("report.pdf")).unwrap(), pattern(1000, 2));
     assert_eq!(std::fs::read(b.downloads.join("zero")).unwrap(), b"");
     assert!(partials(&b.downloads).is_empty(), "no partial file is left behind");
+    assert!(!b.downloads.join(".lanyard-partial").exists(), "nor an empty partial folder");
 }
 
 #[tokio::test]
@@ -293,6 +294,7 @@ async fn resume_after_cut(cut_on_sender: bool) {
     assert_eq!(outcome.resumed, held, "the second attempt starts from the bytes held");
     assert_eq!(std::fs::read(b.downloads.join("movie.mp4")).unwrap(), pattern(len, 5));
     assert!(partials(&b.downloads).is_empty());
+    assert!(!b.downloads.join(".lanyard-partial").exists());
 }
 
 #[tokio::test]
@@ -376,6 +378,7 @@ async fn cancel_mid_file(from_sender: bool) {
     .await;
     assert!(!reason.is_empty());
     assert!(partials(&b.downloads).is_empty(), "cancel removes the partial data");
+    assert!(!b.downloads.join(".lanyard-partial").exists(), "and the folder it was in");
     assert!(!b.downloads.join("big.bin").exists());
 }
 
@@ -603,4 +606,32 @@ async fn a_missing_local_path_is_named_before_anything_is_offered() {
     let err = a.handle.send(&bob, &[PathBuf::from("no/such/nope.pdf")]).await.err().unwrap();
     assert_eq!(format!("{err:#}"), "cannot send \"no/such/nope.pdf\": no such file or directory");
     assert!(!b.downloads.exists() || std::fs::read_dir(&b.downloads).unwrap().next().is_none());
+}
+
+#[tokio::test]
+async fn the_partial_folder_goes_once_empty_and_stays_while_not() {
+    let a = node("ada", |_| {}).await;
+    let b = accepting("bob").await;
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("f.txt");
+    write(&file, b"f");
+    let bob = link(&a, &b).await;
+    // Someone else's partial data (another node sharing this download dir, an older run).
+    let stray = b.downloads.join(".lanyard-partial/someone-else.part");
+    write(&stray, b"half");
+    let send = || async {
+        a.handle
+            .send(&bob, std::slice::from_ref(&file))
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap()
+    };
+    assert!(send().await.all_ok());
+    assert_eq!(std::fs::read(&stray).unwrap(), b"half", "never touched");
+    std::fs::remove_file(&stray).unwrap();
+    assert!(send().await.all_ok());
+    assert!(!b.downloads.join(".lanyard-partial").exists());
+    assert!(b.downloads.join("f (1).txt").exists());
 }

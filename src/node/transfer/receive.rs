@@ -523,17 +523,26 @@ fn open(plan: &Plan, index: usize, offset: u64) -> std::io::Result<Open> {
     let (mut file, read_only) = match &slot.existing {
         Some(path) => (File::open(path)?, true),
         // From zero: truncate on open (a stale partial is discarded in the same call).
-        None => (
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(offset == 0)
-                // A link planted where the partial file goes must not redirect the write.
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&slot.partial)?,
-            false,
-        ),
+        None => {
+            let partial = || {
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(offset == 0)
+                    // A link planted where the partial file goes must not redirect the write.
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&slot.partial)
+            };
+            let file = match partial() {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    plan.ensure_partial_dir()?;
+                    partial()?
+                }
+                other => other?,
+            };
+            (file, false)
+        }
     };
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; CHUNK.min(offset as usize)];
