@@ -71,7 +71,11 @@ fn send_to_several_recipients_reports_each_and_exits_by_the_worst() {
     assert!(!out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains(&format!("{}: not delivered: rejected", no.addr)), "{stdout}");
-    assert!(stdout.contains(&format!("{}: 1 file", yes1.addr)), "{stdout}");
+    // yes1 has a report.pdf from the first send: the sender is told the name it got instead.
+    assert!(
+        stdout.contains(&format!("{}: 1 file, 4 B verified → saved as \"report (1).pdf\"", yes1.addr)),
+        "{stdout}"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("1 of 2 recipients"), "{stderr}");
     assert!(!dir.path().join("no/downloads/report.pdf").exists());

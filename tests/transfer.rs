@@ -104,6 +104,7 @@ async fn push_files_and_folder_trees_verified() {
     let outcome = task.wait().await.unwrap();
     assert!(outcome.all_ok(), "{:?}", outcome.failed);
     assert_eq!(outcome.files, 5);
+    assert!(outcome.saved_as.is_empty(), "all saved as offered: {:?}", outcome.saved_as);
 
     let got = b.downloads.join("projet été");
     assert_eq!(std::fs::read(got.join("notes/日本語 🎉.txt")).unwrap(), "héllo".as_bytes());
@@ -128,7 +129,7 @@ async fn existing_files_are_never_overwritten() {
     write(&b.downloads.join("report.tar.gz"), b"old");
     write(&b.downloads.join("proj/a.txt"), b"old a");
     let bob = link(&a, &b).await;
-    for _ in 0..2 {
+    for n in 1..=2 {
         let outcome = a
             .handle
             .send(&bob, &[file.clone(), folder.clone()])
@@ -138,6 +139,14 @@ async fn existing_files_are_never_overwritten() {
             .await
             .unwrap();
         assert!(outcome.all_ok());
+        // The sender learns the names chosen, once per top-level item.
+        assert_eq!(
+            outcome.saved_as,
+            vec![
+                ("report.tar.gz".to_string(), format!("report ({n}).tar.gz")),
+                ("proj".to_string(), format!("proj ({n})"))
+            ]
+        );
     }
     assert_eq!(std::fs::read(b.downloads.join("report.tar.gz")).unwrap(), b"old");
     assert_eq!(std::fs::read(b.downloads.join("report (1).tar.gz")).unwrap(), b"new");

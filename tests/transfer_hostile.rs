@@ -222,7 +222,7 @@ async fn oversize_and_inconsistent_offers_end_the_connection() {
         .await
         .unwrap();
     conn.writer.send(&TransferMsg::Done).await.unwrap();
-    assert_eq!(answer(&mut conn).await, Some(TransferMsg::FileOk { index: 0 }));
+    assert_eq!(answer(&mut conn).await, Some(TransferMsg::FileOk { index: 0, saved_as: None }));
     assert_eq!(std::fs::read(dir.path().join("downloads/ok.txt")).unwrap(), b"ok");
 }
 

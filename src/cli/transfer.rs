@@ -179,16 +179,17 @@ fn outcome_line(peer: &str, o: &Outcome) -> String {
     } else {
         String::new()
     };
+    let renamed = saved_as_text(o);
     if o.all_ok() {
         format!(
-            "{}: {}, {} verified{resumed}",
+            "{}: {}, {} verified{resumed}{renamed}",
             printable(peer),
             plural(o.files, "file"),
             human_bytes(o.bytes)
         )
     } else {
         let mut s = format!(
-            "{}: {} verified, {} failed:",
+            "{}: {} verified{renamed}; {} failed:",
             printable(peer),
             plural(o.files, "file"),
             o.failed.len()
@@ -198,6 +199,25 @@ fn outcome_line(peer: &str, o: &Outcome) -> String {
         }
         s
     }
+}
+
+/// ` → saved as "report (1).pdf"` when the receiver chose other names; the first two of many.
+fn saved_as_text(o: &Outcome) -> String {
+    const SHOWN: usize = 2;
+    if o.saved_as.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = o
+        .saved_as
+        .iter()
+        .take(SHOWN)
+        .map(|(_, saved)| format!("\"{}\"", one_line(saved)))
+        .collect();
+    let more = match o.saved_as.len().saturating_sub(SHOWN) {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    format!(" → saved as {}{more}", names.join(", "))
 }
 
 /// Run a transfer request, drawing its progress. Ctrl-C stops this command; the transfer itself
@@ -341,6 +361,22 @@ mod tests {
             ..Outcome::default()
         };
         assert_eq!(outcome_line("bob", &two), "bob: 2 files, 3.00 MiB verified");
+        let renamed = Outcome {
+            saved_as: vec![("report.pdf".into(), "report (1).pdf".into())],
+            ..one.clone()
+        };
+        assert_eq!(
+            outcome_line("bob", &renamed),
+            "bob: 1 file, 1 B verified → saved as \"report (1).pdf\""
+        );
+        let many = Outcome {
+            saved_as: (1..=5).map(|i| (format!("f{i}"), format!("f{i} (1)"))).collect(),
+            ..two.clone()
+        };
+        assert_eq!(
+            outcome_line("bob", &many),
+            "bob: 2 files, 3.00 MiB verified → saved as \"f1 (1)\", \"f2 (1)\" and 3 more"
+        );
         let line = outcome_line("bob\u{1b}", &o);
         assert!(
             !line.contains('\u{1b}') && !line.contains('\u{7}') && line.contains("bad thing"),

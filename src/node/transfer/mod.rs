@@ -93,6 +93,10 @@ pub struct Outcome {
     pub failed: Vec<(String, String)>,
     /// Receiver only: where each verified file now is.
     pub saved: Vec<PathBuf>,
+    /// Sender only: top-level files and folders the receiver saved under another name (a free
+    /// name, as `report (1).pdf`), as (name offered, name saved); a bounded list.
+    #[serde(default)]
+    pub saved_as: Vec<(String, String)>,
 }
 
 impl Outcome {

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use tokio::sync::mpsc;
 
+use super::names::MAX_PATH_BYTES;
 use super::place::{self, Plan};
 use super::progress::Meter;
 use super::send::{CHUNK, PIPE_DEPTH, Stop, io_stop, next, say_stop, who};
@@ -187,7 +188,7 @@ async fn exchange(
     for (i, slot) in verdicts.iter_mut().enumerate() {
         if expected[i].0 {
             let verdict = plan.make_dir(i).map_err(|e| format!("cannot create folder: {e}"));
-            tell(writer, i, &verdict)?;
+            tell(writer, i, &verdict, &items[i], dest)?;
             *slot = Some(verdict);
             meter.end_file(ctx);
         }
@@ -204,6 +205,7 @@ async fn exchange(
     let disk = tokio::task::spawn_blocking(move || disk_loop(plan, rx, vtx, free_tx));
     let mut feed = Feed {
         items: &items,
+        dest,
         expected: &expected,
         verdicts: &mut verdicts,
         meter: &mut meter,
@@ -256,9 +258,12 @@ async fn exchange(
 
 /// Queue a verdict for the sender (flushed in batches: the sender only waits for them at the
 /// end).
-fn tell(writer: &mut SecureWriter, i: usize, verdict: &Result<PathBuf, String>) -> Result<(), Stop> {
+fn tell(writer: &mut SecureWriter, i: usize, verdict: &Result<PathBuf, String>, item: &Item, dest: &Path) -> Result<(), Stop> {
     let msg = match verdict {
-        Ok(_) => TransferMsg::FileOk { index: i as u32 },
+        Ok(path) => TransferMsg::FileOk {
+            index: i as u32,
+            saved_as: saved_as(path, dest, &item.path),
+        },
         Err(reason) => TransferMsg::FileFailed {
             index: i as u32,
             reason: bounded(reason),
@@ -267,12 +272,22 @@ fn tell(writer: &mut SecureWriter, i: usize, verdict: &Result<PathBuf, String>) 
     writer.queue_frame(&msg).map_err(io_stop)
 }
 
+/// Where a placed item is relative to `dest`, if not where it was offered: the sender's user
+/// wants to know that `report.pdf` became `report (1).pdf`. Nothing longer than a name the
+/// sender would accept.
+fn saved_as(path: &Path, dest: &Path, offered: &str) -> Option<String> {
+    let rel = path.strip_prefix(dest).ok()?.to_str()?;
+    (rel != offered && rel.len() <= MAX_PATH_BYTES).then(|| rel.to_string())
+}
+
 /// Verdicts queued between flushes.
 const TELL_BATCH: usize = 1024;
 
 /// The socket side of receiving: frames in, commands to the disk thread out.
 struct Feed<'a> {
     items: &'a [Item],
+    /// The download folder, which `FileOk` names are relative to.
+    dest: &'a Path,
     expected: &'a [(bool, u64)],
     verdicts: &'a mut [Option<Result<PathBuf, String>>],
     meter: &'a mut Meter,
@@ -296,7 +311,7 @@ impl Feed<'_> {
                 size: self.items[i].size,
             });
         }
-        tell(writer, i, &verdict)?;
+        tell(writer, i, &verdict, &self.items[i], self.dest)?;
         self.verdicts[i] = Some(verdict);
         self.told += 1;
         Ok(())

@@ -10,10 +10,11 @@ use std::path::{Path, PathBuf};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::names::check_relative;
 use super::progress::Meter;
 use super::source::Manifest;
 use super::wire::{ITEMS_FRAME_BYTES, Item, MAX_TRANSFER_FRAME, TransferMsg, bounded};
-use super::{Ctx, Direction, Fault, Outcome, TransferError, msg_name, mtime_ns};
+use super::{Ctx, Direction, Fault, Outcome, TransferError, msg_name, mtime_ns, top_of};
 use crate::net::frame::FrameError;
 use crate::net::secure::{SecureConn, SecureReader, SecureWriter};
 use crate::text::printable;
@@ -203,10 +204,14 @@ async fn exchange(ctx: &Ctx, reader: &mut SecureReader, writer: &mut SecureWrite
     };
     for (item, verdict) in m.items.iter().zip(verdicts) {
         match verdict {
-            Ok(()) if item.dir => {}
-            Ok(()) => {
-                outcome.files += 1;
-                outcome.bytes += item.size;
+            Ok(saved) => {
+                if !item.dir {
+                    outcome.files += 1;
+                    outcome.bytes += item.size;
+                }
+                if let Some(saved) = saved {
+                    note_saved_as(&mut outcome.saved_as, &item.path, &saved);
+                }
             }
             Err(reason) => outcome.failed.push((item.path.clone(), reason)),
         }
@@ -214,13 +219,34 @@ async fn exchange(ctx: &Ctx, reader: &mut SecureReader, writer: &mut SecureWrite
     Ok(outcome)
 }
 
+/// Renamed top-level items an outcome lists at most: enough to tell a person, bounded whatever
+/// the receiver sends.
+pub(crate) const MAX_SAVED_AS: usize = 100;
+
+/// Note that the receiver saved `offered` as `saved`, by top-level name (a folder that became
+/// `proj (1)` is one entry, not one per file). `saved` comes from the peer: it is only kept if
+/// it passes the checks a received name must pass.
+fn note_saved_as(list: &mut Vec<(String, String)>, offered: &str, saved: &str) {
+    if check_relative(saved).is_err() {
+        return;
+    }
+    let (offered, saved) = (top_of(offered), top_of(saved));
+    if offered == saved || list.len() >= MAX_SAVED_AS || list.iter().any(|(o, _)| o == offered) {
+        return;
+    }
+    list.push((offered.to_string(), saved.to_string()));
+}
+
+/// The receiver's verdict on one item: where it was saved if not as offered, or why not.
+type Verdict = Result<Option<String>, String>;
+
 /// The receiver's verdict on every item.
-async fn collect(ctx: &Ctx, reader: &mut SecureReader, n: usize, stop: &CancellationToken) -> Result<Vec<Result<(), String>>, Stop> {
-    let mut verdicts: Vec<Option<Result<(), String>>> = vec![None; n];
+async fn collect(ctx: &Ctx, reader: &mut SecureReader, n: usize, stop: &CancellationToken) -> Result<Vec<Verdict>, Stop> {
+    let mut verdicts: Vec<Option<Verdict>> = vec![None; n];
     let mut count = 0;
     while count < n {
         let (index, verdict) = match next(ctx, reader, Some(stop)).await? {
-            TransferMsg::FileOk { index } => (index, Ok(())),
+            TransferMsg::FileOk { index, saved_as } => (index, Ok(saved_as)),
             TransferMsg::FileFailed { index, reason } => (index, Err(bounded(&reason))),
             other => return Err(Stop::Failed(format!("protocol error: unexpected {}", msg_name(&other)))),
         };
@@ -230,7 +256,7 @@ async fn collect(ctx: &Ctx, reader: &mut SecureReader, n: usize, stop: &Cancella
         }
         count += 1;
     }
-    Ok(verdicts.into_iter().map(|v| v.unwrap_or(Ok(()))).collect())
+    Ok(verdicts.into_iter().map(|v| v.unwrap_or(Ok(None))).collect())
 }
 
 enum Chunk {
@@ -512,6 +538,30 @@ fn read_full(file: &mut File, buf: &mut [u8]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renamed_items_are_noted_once_by_top_level_name_and_bounded() {
+        let mut list = Vec::new();
+        note_saved_as(&mut list, "report.pdf", "report (1).pdf");
+        note_saved_as(&mut list, "proj/a.txt", "proj (1)/a.txt");
+        note_saved_as(&mut list, "proj/b/c.txt", "proj (1)/b/c.txt");
+        note_saved_as(&mut list, "same.txt", "same.txt");
+        // What a hostile receiver might claim is not shown.
+        for bad in ["../../etc/passwd", "/abs", "x\u{1b}[2J", "ok\u{202e}fdp.exe", ""] {
+            note_saved_as(&mut list, "evil.txt", bad);
+        }
+        assert_eq!(
+            list,
+            vec![
+                ("report.pdf".to_string(), "report (1).pdf".to_string()),
+                ("proj".to_string(), "proj (1)".to_string())
+            ]
+        );
+        for i in 0..2 * MAX_SAVED_AS {
+            note_saved_as(&mut list, &format!("f{i}"), &format!("f{i} (1)"));
+        }
+        assert_eq!(list.len(), MAX_SAVED_AS);
+    }
 
     fn read(path: &Path, confine: Option<&[PathBuf]>) -> Result<blake3::Hash, String> {
         let meta = std::fs::metadata(path).unwrap();
