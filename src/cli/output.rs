@@ -16,6 +16,11 @@ pub fn json_line<T: Serialize>(value: &T) -> String {
     escape_beyond_json(&v.to_string())
 }
 
+/// Any value as one line of JSON, safe to show raw (see [`escape_beyond_json`]).
+pub fn json<T: Serialize + ?Sized>(value: &T) -> String {
+    escape_beyond_json(&serde_json::to_string(value).unwrap_or_default())
+}
+
 /// serde_json escapes C0 controls only; the rest of [`is_hostile`] (C1 controls: U+009B is a
 /// CSI to many terminals; bidi overrides; invisible characters) would reach a terminal that
 /// shows the line raw. Outside strings JSON has no such characters, so escaping them everywhere
@@ -213,5 +218,8 @@ mod tests {
         assert!(line.contains("\\u200b") && line.contains("\\udb40\\udc41"), "{line}");
         let back: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(back["nick"], nick);
+        let array = json(&[E { nick: nick.clone() }]);
+        assert!(crate::text::is_clean(&array), "{array}");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&array).unwrap()[0]["nick"], nick);
     }
 }

@@ -297,7 +297,7 @@ pub(super) async fn ls_command(config: &Config, peer: String, path: Option<Strin
     let code = super::drain(rx, |reply| {
         if let Reply::Listing { entries } = reply {
             if json {
-                println!("{}", serde_json::to_string(entries).unwrap_or_default());
+                println!("{}", output::json(entries));
             } else {
                 println!("{}", listing_table(entries));
             }

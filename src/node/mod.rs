@@ -545,7 +545,13 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().chars().filter(|c| !c.is_control()).take(MAX_NICK_BYTES).collect())
+        .map(|h| {
+            h.trim()
+                .chars()
+                .filter(|c| !crate::text::is_hostile(*c))
+                .take(MAX_NICK_BYTES)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
