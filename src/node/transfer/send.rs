@@ -221,7 +221,7 @@ async fn exchange(ctx: &Ctx, reader: &mut SecureReader, writer: &mut SecureWrite
 
 /// Renamed top-level items an outcome lists at most: enough to tell a person, bounded whatever
 /// the receiver sends.
-pub(crate) const MAX_SAVED_AS: usize = 100;
+const MAX_SAVED_AS: usize = 100;
 
 /// Note that the receiver saved `offered` as `saved`, by top-level name (a folder that became
 /// `proj (1)` is one entry, not one per file). `saved` comes from the peer: it is only kept if
