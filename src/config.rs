@@ -23,6 +23,46 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+/// How `send` is written; said in its usage and when the `--` is forgotten.
+const SEND_USAGE: &str = "lanyard send PEER... -- PATH...";
+
+impl Cli {
+    /// The command line of this process; exits with clap's message (and code) if it is wrong.
+    pub fn from_env() -> Cli {
+        Cli::try_from_args(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// Like `try_parse_from`, with one mistake explained: `lanyard send ada file.pdf` takes
+    /// every word as a recipient (paths come after `--`), so clap can only say that paths are
+    /// missing, which leaves the user guessing.
+    pub fn try_from_args<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Cli::try_parse_from(args).map_err(|e| {
+            use clap::error::{ContextKind, ContextValue, ErrorKind};
+            let missing = match e.get(ContextKind::InvalidArg) {
+                Some(ContextValue::Strings(args)) => args.clone(),
+                _ => Vec::new(),
+            };
+            let in_send = e
+                .get(ContextKind::Usage)
+                .is_some_and(|usage| usage.to_string().contains(SEND_USAGE));
+            // Only paths missing: recipients were given, so the paths are among them or absent.
+            let only_paths = missing.len() == 1 && missing[0].contains("PATH");
+            if e.kind() == ErrorKind::MissingRequiredArgument && in_send && only_paths {
+                clap::Error::raw(
+                    ErrorKind::MissingRequiredArgument,
+                    format!("put -- before the paths: {SEND_USAGE}\n"),
+                )
+            } else {
+                e
+            }
+        })
+    }
+}
+
 /// Accepted before or after the subcommand.
 #[derive(Args, Debug, Clone, Default)]
 pub struct GlobalArgs {
@@ -111,7 +151,7 @@ pub enum Command {
     },
     /// Push files and folders to one or more peers (note the `--` before the paths); exit 0 once
     /// every copy is verified
-    #[command(override_usage = "lanyard send PEER... -- PATH...")]
+    #[command(override_usage = SEND_USAGE)]
     Send {
         /// Recipients: nick, id prefix or HOST:PORT
         // Its own id: "peers" is the global --peer option, which must still work after `send`.
@@ -415,6 +455,18 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(Cli::try_parse_from(["lanyard", "send", "ada"]).is_err(), "paths are required");
+        for forgot in [
+            &["lanyard", "send", "ada", "file.pdf"][..],
+            &["lanyard", "--no-mdns", "send", "ada"],
+        ] {
+            let err = Cli::try_from_args(forgot).unwrap_err().to_string();
+            assert_eq!(err, "error: put -- before the paths: lanyard send PEER... -- PATH...\n");
+        }
+        // Other mistakes keep clap's own message.
+        let err = Cli::try_from_args(["lanyard", "send", "--", "x"]).unwrap_err().to_string();
+        assert!(err.contains("<PEER>"), "{err}");
+        let err = Cli::try_from_args(["lanyard", "get", "ada"]).unwrap_err().to_string();
+        assert!(err.contains("<PATH>") && !err.contains("put --"), "{err}");
         let g = parse(&["lanyard", "get", "ada", "docs/a", "docs/b", "--to", "/tmp/x"]);
         assert!(matches!(g.command, Some(Command::Get { ref paths, to: Some(_), .. }) if paths.len() == 2));
     }

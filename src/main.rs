@@ -1,9 +1,7 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = lanyard::config::Cli::parse();
+    let cli = lanyard::config::Cli::from_env();
     match lanyard::cli::run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -185,3 +185,12 @@ fn usage_errors_are_clear() {
     let err = stderr(&o);
     assert!(err.contains(&format!("cannot listen on port {port}")), "{err}");
 }
+
+#[test]
+fn send_without_the_separator_says_how_to_write_it() {
+    let home = tempfile::tempdir().unwrap();
+    let o = run(lanyard(home.path()).args(["send", "ada", "file.pdf"]));
+    assert_eq!(o.status.code(), Some(2), "a usage error");
+    assert_eq!(stderr(&o), "error: put -- before the paths: lanyard send PEER... -- PATH...\n");
+    assert!(stdout(&o).is_empty());
+}

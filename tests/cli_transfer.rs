@@ -124,7 +124,11 @@ fn send_to_several_recipients_reports_each_and_exits_by_the_worst() {
     assert!(!out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains(&format!("{}: not delivered: rejected", no.addr)), "{stdout}");
-    assert!(stdout.contains(&format!("{}: 1 file,", yes1.addr)), "{stdout}");
+    // yes1 has a report.pdf from the first send: the sender is told the name it got instead.
+    assert!(
+        stdout.contains(&format!("{}: 1 file, 4 B verified → saved as \"report (1).pdf\"", yes1.addr)),
+        "{stdout}"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("1 of 2 recipients"), "{stderr}");
     assert!(!dir.path().join("no/downloads/report.pdf").exists());
@@ -233,4 +237,26 @@ fn trust_untrust_and_forget_work_without_a_running_node() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = lanyard(dir.path(), &["forget", "ada"]);
     assert!(!out.status.success(), "forgotten means unknown");
+}
+
+#[test]
+fn a_missing_path_is_named_as_typed_before_any_peer_is_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let bob = serve(dir.path(), "bob", &["--accept-all"]);
+    std::fs::write(dir.path().join("here.txt"), b"x").unwrap();
+    // An unknown nick too: the path is refused first, with nothing about the nick.
+    let out = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["--no-mdns", "--nick", "cli", "--data-dir"])
+        .arg(dir.path().join("cli-data"))
+        .args(["send", &bob.addr, "nobody-by-this-name", "--", "here.txt", "nope.pdf"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "lanyard: cannot send \"nope.pdf\": no such file or directory\n"
+    );
+    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(!dir.path().join("bob/downloads/here.txt").exists(), "nothing was offered");
 }

@@ -186,3 +186,39 @@ async fn a_peer_that_never_reads_its_acks_is_cut_off() {
     flood.abort();
     still_serves(&mut a).await;
 }
+
+#[tokio::test]
+async fn a_peer_with_an_invisible_character_in_its_nick_is_shown_apart() {
+    use lanyard::cli::output::peers_table;
+    use lanyard::net::wire::ControlMsg;
+    let mut a = TestNode::start("ada").await;
+    let mut carol = TestNode::start("carol").await;
+    connect(&mut a, &mut carol).await;
+    // An impostor whose nick looks like "carol": accepted (display neutralises), stored as sent.
+    let me = Identity::generate().unwrap();
+    let sock = TcpStream::connect(a.addr()).await.unwrap();
+    let mut conn = secure::connect(sock, &me, &hello("carol\u{200b}"), Purpose::Control, None)
+        .await
+        .unwrap();
+    a.expect_up(me.id()).await;
+    assert_eq!(a.node.peer(me.id()).unwrap().nick, "carol\u{200b}");
+    let table = peers_table(&a.node.peers());
+    let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("carol")).collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    assert!(rows.iter().any(|r| r.starts_with("carol\\u{200b} ")), "{table}");
+    assert!(rows.iter().any(|r| r.starts_with("carol ")), "{table}");
+    assert!(table.lines().all(lanyard::text::is_clean), "{table}");
+
+    // The same for a rename: kept as sent, shown escaped.
+    conn.writer
+        .send(&ControlMsg::Nick {
+            nick: "\u{202e}carol".into(),
+        })
+        .await
+        .unwrap();
+    a.expect_event(5, "peer_renamed", |e| matches!(e, lanyard::node::Event::PeerRenamed { .. }))
+        .await;
+    assert_eq!(a.node.peer(me.id()).unwrap().nick, "\u{202e}carol");
+    let table = peers_table(&a.node.peers());
+    assert!(table.contains("\\u{202e}carol"), "{table}");
+}

@@ -103,6 +103,7 @@ async fn push_files_and_folder_trees_verified() {
     let outcome = task.wait().await.unwrap();
     assert!(outcome.all_ok(), "{:?}", outcome.failed);
     assert_eq!(outcome.files, 5);
+    assert!(outcome.saved_as.is_empty(), "all saved as offered: {:?}", outcome.saved_as);
 
     let got = b.downloads.join("projet été");
     assert_eq!(std::fs::read(got.join("notes/日本語 🎉.txt")).unwrap(), "héllo".as_bytes());
@@ -112,6 +113,7 @@ async fn push_files_and_folder_trees_verified() {
     assert_eq!(std::fs::read(b.downloads.join("report.pdf")).unwrap(), pattern(1000, 2));
     assert_eq!(std::fs::read(b.downloads.join("zero")).unwrap(), b"");
     assert!(partials(&b.downloads).is_empty(), "no partial file is left behind");
+    assert!(!b.downloads.join(".lanyard-partial").exists(), "nor an empty partial folder");
 }
 
 #[tokio::test]
@@ -126,7 +128,7 @@ async fn existing_files_are_never_overwritten() {
     write(&b.downloads.join("report.tar.gz"), b"old");
     write(&b.downloads.join("proj/a.txt"), b"old a");
     let bob = link(&a, &b).await;
-    for _ in 0..2 {
+    for n in 1..=2 {
         let outcome = a
             .handle
             .send(&bob, &[file.clone(), folder.clone()])
@@ -136,6 +138,14 @@ async fn existing_files_are_never_overwritten() {
             .await
             .unwrap();
         assert!(outcome.all_ok());
+        // The sender learns the names chosen, once per top-level item.
+        assert_eq!(
+            outcome.saved_as,
+            vec![
+                ("report.tar.gz".to_string(), format!("report ({n}).tar.gz")),
+                ("proj".to_string(), format!("proj ({n})"))
+            ]
+        );
     }
     assert_eq!(std::fs::read(b.downloads.join("report.tar.gz")).unwrap(), b"old");
     assert_eq!(std::fs::read(b.downloads.join("report (1).tar.gz")).unwrap(), b"new");
@@ -263,6 +273,18 @@ async fn resume_after_cut(cut_on_sender: bool) {
     let held = std::fs::metadata(&parts[0]).unwrap().len();
     // The receiver may have had the whole body (cut after the last segment, before the hash).
     assert!(held > 0 && held <= len as u64);
+    // Each end says who went away and that sending again resumes, not a socket error.
+    if cut_on_sender {
+        assert_eq!(
+            message,
+            format!(
+                "ada stopped sending (connection lost); the {} received so far are kept — sending again resumes",
+                lanyard::text::human_bytes(held)
+            )
+        );
+    } else {
+        assert_eq!(err.to_string(), "bob stopped receiving (connection lost); sending again resumes");
+    }
 
     let mut events = b.handle.subscribe();
     let task = a.handle.send(&bob, std::slice::from_ref(&file)).await.unwrap();
@@ -278,6 +300,7 @@ async fn resume_after_cut(cut_on_sender: bool) {
     assert_eq!(outcome.resumed, held, "the second attempt starts from the bytes held");
     assert_eq!(std::fs::read(b.downloads.join("movie.mp4")).unwrap(), pattern(len, 5));
     assert!(partials(&b.downloads).is_empty());
+    assert!(!b.downloads.join(".lanyard-partial").exists());
 }
 
 #[tokio::test]
@@ -361,6 +384,7 @@ async fn cancel_mid_file(from_sender: bool) {
     .await;
     assert!(!reason.is_empty());
     assert!(partials(&b.downloads).is_empty(), "cancel removes the partial data");
+    assert!(!b.downloads.join(".lanyard-partial").exists(), "and the folder it was in");
     assert!(!b.downloads.join("big.bin").exists());
 }
 
@@ -424,7 +448,7 @@ async fn a_vanished_peer_is_a_clear_error() {
     b.handle.shutdown().await;
     let err = a.handle.send(&bob, &[file]).await.unwrap().wait().await.unwrap_err();
     assert!(
-        err.to_string().contains("cannot connect") || err.to_string().contains("disconnected"),
+        err.to_string().contains("cannot connect") || err.to_string().contains("bob stopped receiving (connection lost)"),
         "{err}"
     );
 }
@@ -577,4 +601,43 @@ async fn a_sender_can_cancel_an_offer_still_waiting_for_an_answer() {
     })
     .await;
     assert!(!b.handle.answer_offer(&id, true, false), "the offer is gone");
+}
+
+#[tokio::test]
+async fn a_missing_local_path_is_named_before_anything_is_offered() {
+    let a = node("ada", |_| {}).await;
+    let b = accepting("bob").await;
+    let bob = link(&a, &b).await;
+    // An error from `send` itself: no transfer was started, so nothing reached bob.
+    let err = a.handle.send(&bob, &[PathBuf::from("no/such/nope.pdf")]).await.err().unwrap();
+    assert_eq!(format!("{err:#}"), "cannot send \"no/such/nope.pdf\": no such file or directory");
+    assert!(!b.downloads.exists() || std::fs::read_dir(&b.downloads).unwrap().next().is_none());
+}
+
+#[tokio::test]
+async fn the_partial_folder_goes_once_empty_and_stays_while_not() {
+    let a = node("ada", |_| {}).await;
+    let b = accepting("bob").await;
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("f.txt");
+    write(&file, b"f");
+    let bob = link(&a, &b).await;
+    // Someone else's partial data (another node sharing this download dir, an older run).
+    let stray = b.downloads.join(".lanyard-partial/someone-else.part");
+    write(&stray, b"half");
+    let send = || async {
+        a.handle
+            .send(&bob, std::slice::from_ref(&file))
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap()
+    };
+    assert!(send().await.all_ok());
+    assert_eq!(std::fs::read(&stray).unwrap(), b"half", "never touched");
+    std::fs::remove_file(&stray).unwrap();
+    assert!(send().await.all_ok());
+    assert!(!b.downloads.join(".lanyard-partial").exists());
+    assert!(b.downloads.join("f (1).txt").exists());
 }

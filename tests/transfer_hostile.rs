@@ -109,6 +109,10 @@ async fn hostile_names_are_rejected() {
         "x\u{0}y",
         "x\ny",
         "evil\u{202e}fdp.exe",
+        "report\u{200f}.pdf",
+        "carol\u{200b}.txt",
+        "d/zero\u{feff}width",
+        "tag\u{e0041}",
         "CON",
         "nul.txt",
         "com1",
@@ -218,7 +222,7 @@ async fn oversize_and_inconsistent_offers_end_the_connection() {
         .await
         .unwrap();
     conn.writer.send(&TransferMsg::Done).await.unwrap();
-    assert_eq!(answer(&mut conn).await, Some(TransferMsg::FileOk { index: 0 }));
+    assert_eq!(answer(&mut conn).await, Some(TransferMsg::FileOk { index: 0, saved_as: None }));
     assert_eq!(std::fs::read(dir.path().join("downloads/ok.txt")).unwrap(), b"ok");
 }
 

@@ -162,7 +162,7 @@ async fn peers(config: &Config, wait: Option<f64>, json: bool) -> Result<ExitCod
         .run(request, |reply| {
             if let Reply::Peers { peers } = reply {
                 if json {
-                    println!("{}", serde_json::to_string(&peers).unwrap_or_default());
+                    println!("{}", output::json(&peers));
                 } else {
                     println!("{}", output::peers_table(&peers));
                 }

@@ -4,8 +4,7 @@
 use serde::Serialize;
 
 use crate::node::{ChatEntry, Delivery, Direction, OfferView, PeerInfo, TransferState, TransferView};
-use crate::text::plural;
-use crate::text::printable;
+use crate::text::{human_bytes, is_clean, is_hostile, plural, printable};
 
 /// Unix milliseconds now.
 pub fn unix_now_ms() -> u64 {
@@ -13,11 +12,6 @@ pub fn unix_now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// Bytes for people, in binary units (`1.50 MiB`).
-pub fn human_bytes(n: u64) -> String {
-    indicatif::BinaryBytes(n).to_string()
 }
 
 /// One JSON object per line, with a millisecond timestamp added.
@@ -33,18 +27,26 @@ pub fn json_value_line(mut v: serde_json::Value) -> String {
     escape_beyond_json(&v.to_string())
 }
 
-/// serde_json escapes C0 controls only; C1 controls (U+009B is a CSI to many terminals) and
-/// bidi overrides would reach a terminal that shows the line raw. Outside strings JSON has no
-/// such characters, so escaping them everywhere keeps the same JSON value.
+/// Any value as one line of JSON, safe to show raw (see [`escape_beyond_json`]).
+pub fn json<T: Serialize + ?Sized>(value: &T) -> String {
+    escape_beyond_json(&serde_json::to_string(value).unwrap_or_default())
+}
+
+/// serde_json escapes C0 controls only; the rest of [`is_hostile`] (C1 controls: U+009B is a
+/// CSI to many terminals; bidi overrides; invisible characters) would reach a terminal that
+/// shows the line raw. Outside strings JSON has no such characters, so escaping them everywhere
+/// keeps the same JSON value.
 fn escape_beyond_json(json: &str) -> String {
-    let risky = |c: char| matches!(c, '\u{7f}'..='\u{9f}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}');
-    if !json.chars().any(risky) {
+    if is_clean(json) {
         return json.to_string();
     }
     let mut out = String::with_capacity(json.len() + 16);
     for c in json.chars() {
-        if risky(c) {
-            out.push_str(&format!("\\u{:04x}", c as u32));
+        if is_hostile(c) {
+            // JSON escapes UTF-16 units: a tag character (U+E00xx) takes a surrogate pair.
+            for unit in c.encode_utf16(&mut [0; 2]) {
+                out.push_str(&format!("\\u{:04x}", unit));
+            }
         } else {
             out.push(c);
         }
@@ -273,5 +275,22 @@ mod tests {
         });
         assert!(!line.contains('\u{1b}') && !line.contains('\n'));
         assert!(line.contains("ts_ms"));
+    }
+
+    #[test]
+    fn json_lines_escape_the_whole_hostile_set_and_keep_the_value() {
+        #[derive(Serialize)]
+        struct E {
+            nick: String,
+        }
+        let nick = "carol\u{200b}\u{9b}\u{202e}\u{e0041}\u{ad}🎉".to_string();
+        let line = json_line(&E { nick: nick.clone() });
+        assert!(crate::text::is_clean(&line), "{line}");
+        assert!(line.contains("\\u200b") && line.contains("\\udb40\\udc41"), "{line}");
+        let back: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(back["nick"], nick);
+        let array = json(&[E { nick: nick.clone() }]);
+        assert!(crate::text::is_clean(&array), "{array}");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&array).unwrap()[0]["nick"], nick);
     }
 }

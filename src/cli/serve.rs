@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::output::{human_bytes, utc_clock_now};
+use super::output::utc_clock_now;
 use super::serve_json;
 use crate::config::Config;
 use crate::node::{Direction, Envelope, Event, NodeHandle, RecvError, TransferState, TransferView, control};
-use crate::text::{plural, printable};
+use crate::text::{human_bytes, plural, printable};
 
 /// A running transfer's progress is logged at most this often (its changes of state always).
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);

@@ -6,15 +6,15 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::output::{self, human_bytes};
+use super::output;
 use crate::config::Config;
 use crate::node::api::{Reply, Request};
 use crate::node::control::Client;
 use crate::node::{EntryKind, Outcome, ShareEntry, TransferState, TransferView};
-use crate::text::{one_line, plural, printable};
+use crate::text::{human_bytes, io_reason, one_line, plural, printable};
 
 // ---- the terminal side ----
 
@@ -36,10 +36,11 @@ impl Bars {
         let multi = &self.multi;
         let bar = self.bars.entry(peer.to_string()).or_insert_with(|| {
             let bar = multi.add(ProgressBar::new(p.total));
-            let style =
-                ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {wide_msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> ");
+            let style = ProgressStyle::with_template(
+                "{prefix:.bold} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta} {wide_msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
             bar.set_style(style);
             bar.set_prefix(printable(peer).into_owned());
             bar
@@ -66,18 +67,19 @@ fn outcome_line(peer: &str, o: &Outcome) -> String {
     } else {
         String::new()
     };
+    let renamed = saved_as_text(o);
     if o.all_ok() {
         format!(
-            "{}: {}, {} verified{resumed}",
+            "{}: {}, {} verified{resumed}{renamed}",
             printable(peer),
-            plural(u64::from(o.files), "file"),
+            plural(o.files, "file"),
             human_bytes(o.bytes)
         )
     } else {
         let mut s = format!(
-            "{}: {} verified, {} failed:",
+            "{}: {} verified{renamed}; {} failed:",
             printable(peer),
-            plural(u64::from(o.files), "file"),
+            plural(o.files, "file"),
             o.failed.len()
         );
         for (path, reason) in o.failed.iter().take(20) {
@@ -85,6 +87,25 @@ fn outcome_line(peer: &str, o: &Outcome) -> String {
         }
         s
     }
+}
+
+/// ` → saved as "report (1).pdf"` when the receiver chose other names; the first two of many.
+fn saved_as_text(o: &Outcome) -> String {
+    const SHOWN: usize = 2;
+    if o.saved_as.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = o
+        .saved_as
+        .iter()
+        .take(SHOWN)
+        .map(|(_, saved)| format!("\"{}\"", one_line(saved)))
+        .collect();
+    let more = match o.saved_as.len().saturating_sub(SHOWN) {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    format!(" → saved as {}{more}", names.join(", "))
 }
 
 /// Run a transfer request, drawing its progress. Ctrl-C stops this command; the transfer itself
@@ -122,17 +143,14 @@ async fn run_with_bars(session: Client, request: Request, mut show: impl FnMut(&
 }
 
 pub(super) async fn send_command(config: &Config, peers: Vec<String>, paths: Vec<PathBuf>) -> Result<ExitCode> {
-    let paths = paths.iter().map(std::path::absolute).collect::<std::io::Result<Vec<_>>>()?;
-    // A path that isn't there is a local mistake: say so before starting or asking a node.
-    for p in &paths {
-        if let Err(e) = std::fs::symlink_metadata(p) {
-            anyhow::bail!(
-                "cannot send {}: {}",
-                printable(&p.display().to_string()),
-                crate::text::io_reason(&e)
-            );
+    // A typo in a path is ours to report at once, named as typed: before any peer is looked up
+    // or any node (this one or the running one) is asked. Following links, as sending does.
+    for path in &paths {
+        if let Err(e) = std::fs::metadata(path) {
+            bail!("cannot send \"{}\": {}", printable(&path.to_string_lossy()), io_reason(&e));
         }
     }
+    let paths = paths.iter().map(std::path::absolute).collect::<std::io::Result<Vec<_>>>()?;
     let session = Client::open(config.browsing_node()).await?;
     run_with_bars(session, Request::Send { peers, paths }, |reply| match reply {
         Reply::Finished { peer, outcome } => println!("{}", outcome_line(peer, outcome)),
@@ -166,7 +184,7 @@ pub(super) async fn ls_command(config: &Config, peer: String, path: Option<Strin
         .run(request, |reply| {
             if let Reply::Listing { entries } = reply {
                 if json {
-                    println!("{}", serde_json::to_string(&entries).unwrap_or_default());
+                    println!("{}", output::json(&entries));
                 } else {
                     println!("{}", listing_table(&entries));
                 }
@@ -218,6 +236,34 @@ mod tests {
             failed: vec![("x\u{7}".into(), "bad\nthing".into())],
             ..Outcome::default()
         };
+        let one = Outcome {
+            files: 1,
+            bytes: 1,
+            ..Outcome::default()
+        };
+        assert_eq!(outcome_line("bob", &one), "bob: 1 file, 1 B verified");
+        let two = Outcome {
+            files: 2,
+            bytes: 3 << 20,
+            ..Outcome::default()
+        };
+        assert_eq!(outcome_line("bob", &two), "bob: 2 files, 3.00 MiB verified");
+        let renamed = Outcome {
+            saved_as: vec![("report.pdf".into(), "report (1).pdf".into())],
+            ..one.clone()
+        };
+        assert_eq!(
+            outcome_line("bob", &renamed),
+            "bob: 1 file, 1 B verified → saved as \"report (1).pdf\""
+        );
+        let many = Outcome {
+            saved_as: (1..=5).map(|i| (format!("f{i}"), format!("f{i} (1)"))).collect(),
+            ..two.clone()
+        };
+        assert_eq!(
+            outcome_line("bob", &many),
+            "bob: 2 files, 3.00 MiB verified → saved as \"f1 (1)\", \"f2 (1)\" and 3 more"
+        );
         let line = outcome_line("bob\u{1b}", &o);
         assert!(
             !line.contains('\u{1b}') && !line.contains('\u{7}') && line.contains("bad thing"),

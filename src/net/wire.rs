@@ -48,6 +48,12 @@ pub struct Hello {
 
 impl Hello {
     /// Bounds on what a peer may claim; anything beyond ends the handshake.
+    ///
+    /// Only lengths: a nick or host with hostile characters (`carol\u{200b}`) is kept as
+    /// received and neutralised wherever it is shown (`crate::text::printable` makes it visibly
+    /// differ from `carol`). Refusing it here would cut off a peer whose only fault is an odd
+    /// name, and the same nick arrives unchecked through mDNS and `Nick` messages anyway; our
+    /// own nick is refused instead (`node::validate_nick`), so we never send one.
     pub fn validate(&self) -> Result<(), String> {
         if self.nick.is_empty() || self.nick.len() > MAX_NICK_BYTES {
             return Err(format!("nick must be 1 to {MAX_NICK_BYTES} bytes"));

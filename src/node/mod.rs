@@ -87,8 +87,11 @@ pub fn validate_nick(nick: &str) -> Result<()> {
     if nick.trim().is_empty() || nick.len() > MAX_NICK_BYTES {
         bail!("nick must be 1 to {MAX_NICK_BYTES} bytes");
     }
-    if nick.chars().any(char::is_control) {
-        bail!("nick must not contain control characters");
+    if !crate::text::is_clean(nick) {
+        bail!(
+            "nick must not contain control characters, bidi marks or invisible characters: {}",
+            crate::text::printable(nick)
+        );
     }
     Ok(())
 }
@@ -513,7 +516,13 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().chars().filter(|c| !c.is_control()).take(MAX_NICK_BYTES).collect())
+        .map(|h| {
+            h.trim()
+                .chars()
+                .filter(|c| !crate::text::is_hostile(*c))
+                .take(MAX_NICK_BYTES)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -536,6 +545,11 @@ mod tests {
         assert!(validate_nick("ada").is_ok());
         assert!(validate_nick("").is_err());
         assert!(validate_nick("a\u{1b}[31m").is_err());
+        for hidden in ["carol\u{200b}", "\u{202e}ada", "bob\u{200f}", "x\u{feff}", "\u{3164}", "a\u{e0041}"] {
+            let err = validate_nick(hidden).unwrap_err().to_string();
+            assert!(crate::text::is_clean(&err), "{err}");
+        }
+        assert!(validate_nick("zoë 🎉").is_ok());
         assert!(validate_nick(&"x".repeat(65)).is_err());
     }
 }

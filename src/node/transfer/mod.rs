@@ -39,6 +39,7 @@ use crate::net::wire::Purpose;
 use crate::node::share::ShareEntry;
 use crate::node::{Event, NodeHandle, Shared, lock};
 use crate::store::unix_now_ms;
+use crate::text::plural;
 pub use offers::{OfferItem, OfferView};
 pub use progress::{TransferState, TransferView};
 use wire::{MAX_TRANSFER_FRAME, TransferMsg};
@@ -101,6 +102,10 @@ pub struct Outcome {
     pub failed: Vec<(String, String)>,
     /// Receiver only: where each verified file now is.
     pub saved: Vec<PathBuf>,
+    /// Sender only: top-level files and folders the receiver saved under another name (a free
+    /// name, as `report (1).pdf`), as (name offered, name saved); a bounded list.
+    #[serde(default)]
+    pub saved_as: Vec<(String, String)>,
 }
 
 impl Outcome {
@@ -634,8 +639,18 @@ pub(crate) async fn serve_incoming(shared: Arc<Shared>, mut conn: SecureConn) {
 
 fn log_end(ctx: &Ctx, result: &Result<Outcome, TransferError>) {
     match result {
-        Ok(o) if o.all_ok() => tracing::info!("transfer {} with {}: {} files verified", ctx.id, ctx.peer.short(), o.files),
-        Ok(o) => tracing::info!("transfer {} with {}: {} files failed", ctx.id, ctx.peer.short(), o.failed.len()),
+        Ok(o) if o.all_ok() => tracing::info!(
+            "transfer {} with {}: {} verified",
+            ctx.id,
+            ctx.peer.short(),
+            plural(o.files, "file")
+        ),
+        Ok(o) => tracing::info!(
+            "transfer {} with {}: {} failed",
+            ctx.id,
+            ctx.peer.short(),
+            plural(o.failed.len(), "file")
+        ),
         Err(e) => tracing::info!("transfer {} with {}: {e}", ctx.id, ctx.peer.short()),
     }
 }

@@ -13,7 +13,7 @@ use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::text::printable;
+use crate::text::{is_hostile, printable};
 
 /// Longest single component we accept; the common limit of Linux, macOS and Windows file systems.
 pub const MAX_COMPONENT_BYTES: usize = 255;
@@ -40,7 +40,7 @@ pub enum NameError {
     #[error("refused name \"{}\": parent-directory components are not allowed", shown(.0))]
     ParentDir(String),
     #[error(
-        "refused name \"{}\": control characters and bidirectional overrides are not allowed",
+        "refused name \"{}\": control, bidirectional and invisible characters are not allowed",
         shown(.0)
     )]
     ControlChar(String),
@@ -61,15 +61,6 @@ pub enum NameError {
     NotADirectory(String),
     #[error("refused name \"{}\": cannot check what already exists there: {error}", shown(.name))]
     Uncheckable { name: String, error: String },
-}
-
-/// True for characters that must never reach a terminal or a file name verbatim.
-///
-/// `char::is_control` is exactly C0, DEL and C1. The bidi embeddings, overrides and isolates
-/// are added because they reorder what is displayed ("Trojan Source"): `ok\u{202e}fdp.exe`
-/// shows as `okexe.pdf`.
-fn is_dangerous_char(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// A hostile name made safe and short enough for a one-line error message.
@@ -123,7 +114,7 @@ fn component_problem(c: &str) -> Option<Problem> {
         return Some(Problem::Invalid("\".\" components are not allowed"));
     }
     // Before the separator checks, so NUL and escapes are reported as what they are.
-    if c.chars().any(is_dangerous_char) {
+    if c.chars().any(is_hostile) {
         return Some(Problem::ControlChar);
     }
     if c.contains('/') {
@@ -623,7 +614,7 @@ mod tests {
         let hostile = ["x\u{1b}[2J", "ok\u{202e}fdp.exe", "a\0b", "new\nline/..", "../\u{9b}x", "CON\u{1b}"];
         for name in hostile {
             let msg = refused(name).to_string();
-            assert!(!msg.chars().any(is_dangerous_char), "{msg:?}");
+            assert!(crate::text::is_clean(&msg), "{msg:?}");
             assert!(msg.starts_with("refused name \""), "{msg}");
         }
         assert_eq!(
@@ -632,7 +623,7 @@ mod tests {
         );
         assert_eq!(
             refused("x\u{1b}[2J").to_string(),
-            "refused name \"x\\u{1b}[2J\": control characters and bidirectional overrides are not allowed"
+            "refused name \"x\\u{1b}[2J\": control, bidirectional and invisible characters are not allowed"
         );
         // A huge name is cut short in the message.
         let msg = refused(&"z".repeat(5000)).to_string();
@@ -641,19 +632,35 @@ mod tests {
     }
 
     #[test]
-    fn printable_escapes_only_what_is_dangerous() {
+    fn names_with_bidi_or_invisible_characters_are_refused() {
+        // Each would make a name look like another one, or hide what it is.
+        for name in [
+            "report\u{200f}.pdf",
+            "\u{200e}x",
+            "ab\u{61c}c",
+            "carol\u{200b}.txt",
+            "a\u{200d}b",
+            "\u{feff}bom",
+            "soft\u{ad}hyphen",
+            "x\u{2060}y",
+            "\u{3164}",
+            "fill\u{115f}er",
+            "tag\u{e0041}",
+            "sep\u{2028}arator",
+            "para\u{2029}graph",
+            "mongolian\u{180e}vs",
+            "cgj\u{34f}",
+            "d/inside\u{2066}folder/f",
+        ] {
+            let err = refused(name);
+            assert_eq!(err, NameError::ControlChar(name.into()), "{name:?}");
+            assert!(crate::text::is_clean(&err.to_string()), "{err}");
+        }
+        // Emoji with variation selectors and right-to-left letters are ordinary names.
+        for name in ["\u{2764}\u{fe0f}.png", "עברית.txt", "a\u{a0}b"] {
+            assert_eq!(check_component(name), Ok(name), "{name:?}");
+        }
         assert!(matches!(printable("hello, wörld 🎉"), Cow::Borrowed(_)));
-        assert_eq!(printable("a\u{1b}[31mred"), "a\\u{1b}[31mred");
-        assert_eq!(printable("\0\u{7f}\u{80}\u{9f}"), "\\u{0}\\u{7f}\\u{80}\\u{9f}");
-        assert_eq!(printable("ok\u{202e}fdp.exe"), "ok\\u{202e}fdp.exe");
-        assert_eq!(
-            printable("\u{202a}\u{202b}\u{202c}\u{202d}\u{2066}\u{2067}\u{2068}\u{2069}"),
-            "\\u{202a}\\u{202b}\\u{202c}\\u{202d}\\u{2066}\\u{2067}\\u{2068}\\u{2069}"
-        );
-        assert_eq!(printable("line\nbreak\ttab"), "line\\u{a}break\\u{9}tab");
-        // Neighbours of the escaped ranges are left alone.
-        assert_eq!(printable("\u{a0}\u{2029}\u{206a}"), "\u{a0}\u{2029}\u{206a}");
-        assert_eq!(printable(""), "");
     }
 
     #[test]

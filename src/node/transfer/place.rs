@@ -238,7 +238,16 @@ impl Plan {
                 reserved,
             });
         }
+        // Again, now that our partial files are reserved: a transfer that ended meanwhile may
+        // have removed the folder as empty (see `Drop`), and none will from now on.
+        partial_dir(dest).map_err(|e| format!("cannot use the download folder: {e}"))?;
         Ok(plan)
+    }
+
+    /// Create the partial folder again if it went away (another process sharing this download
+    /// folder may remove it when its own transfers end and it looks empty).
+    pub(crate) fn ensure_partial_dir(&self) -> io::Result<()> {
+        partial_dir(&self.dest).map(drop)
     }
 
     /// The folder a top-level folder lands in: the one an earlier attempt chose, if it is
@@ -412,6 +421,17 @@ impl Plan {
         let _ = fs::remove_file(&self.slots[i].partial);
     }
 
+    /// Bytes waiting in partial files for a resume: what an interrupted transfer keeps.
+    pub(crate) fn partial_bytes(&self) -> u64 {
+        self.slots
+            .iter()
+            .filter(|s| !s.dir && s.existing.is_none())
+            .filter_map(|s| fs::symlink_metadata(&s.partial).ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .sum()
+    }
+
     /// After the last file: folders whose every item arrived need no resume record any more.
     pub(crate) fn finish(&mut self, ok: &[bool]) {
         self.record();
@@ -531,6 +551,13 @@ impl Drop for Plan {
         let mut in_use = lock(&self.shared.transfers.partials);
         for slot in self.slots.iter().filter(|s| s.reserved) {
             in_use.remove(&slot.key);
+        }
+        // No empty hidden folder left behind once nothing partial is in it. Only while no
+        // transfer of this node holds a reservation (under the lock `prepare` reserves with, so
+        // a starting transfer either sees it gone and recreates it, or keeps it); `remove_dir`
+        // leaves it alone if any file is in it.
+        if in_use.is_empty() {
+            let _ = fs::remove_dir(self.dest.join(PARTIAL_DIR));
         }
     }
 }

@@ -10,14 +10,15 @@ use std::path::{Path, PathBuf};
 
 use tokio::sync::mpsc;
 
+use super::names::MAX_PATH_BYTES;
 use super::place::{self, Plan};
 use super::progress::Meter;
-use super::send::{CHUNK, PIPE_DEPTH, Stop, io_stop, next, say_stop};
+use super::send::{CHUNK, PIPE_DEPTH, Stop, io_stop, next, say_stop, who};
 use super::wire::{Item, MAX_ITEMS, MAX_MANIFEST_BYTES, MAX_RESUME_ENTRIES, MAX_SEGMENT, TransferMsg, bounded};
 use super::{Ctx, Fault, Outcome, TransferError, ask, msg_name};
 use crate::net::secure::{SecureConn, SecureReader, SecureWriter};
 use crate::node::{Event, ReceivedFile};
-use crate::text::printable;
+use crate::text::{human_bytes, printable};
 
 /// What the offer's first frame announced.
 pub(crate) struct Header {
@@ -38,6 +39,7 @@ pub(crate) async fn run(ctx: &Ctx, conn: SecureConn, header: Header, dest: &Path
         mut reader, mut writer, ..
     } = conn;
     let mut plan = None;
+    let pull = matches!(decision, Decision::Requested(_));
     let result = exchange(ctx, &mut reader, &mut writer, header, dest, decision, &mut plan).await;
     match result {
         Ok(outcome) => {
@@ -50,9 +52,26 @@ pub(crate) async fn run(ctx: &Ctx, conn: SecureConn, header: Header, dest: &Path
             }
             say_stop(&mut writer, &stop).await;
             writer.shutdown().await;
+            if let Stop::Lost = stop {
+                let kept = plan.as_ref().map_or(0, Plan::partial_bytes);
+                return Err(TransferError::Failed(lost_sender(ctx, kept, pull)));
+            }
             Err(stop.into_error(ctx))
         }
     }
+}
+
+/// The sender went away: say so, and what a resume will start from.
+fn lost_sender(ctx: &Ctx, kept: u64, pull: bool) -> String {
+    let who = who(ctx);
+    if kept == 0 {
+        return format!("{who} stopped sending (connection lost)");
+    }
+    let again = if pull { "getting it again" } else { "sending again" };
+    format!(
+        "{who} stopped sending (connection lost); the {} received so far are kept — {again} resumes",
+        human_bytes(kept)
+    )
 }
 
 fn protocol(what: &str) -> Stop {
@@ -167,7 +186,7 @@ async fn exchange(
     for (i, slot) in verdicts.iter_mut().enumerate() {
         if expected[i].0 {
             let verdict = plan.make_dir(i).map_err(|e| format!("cannot create folder: {e}"));
-            tell(writer, i, &verdict)?;
+            tell(writer, i, &verdict, &items[i], dest)?;
             *slot = Some(verdict);
             meter.end_file(ctx);
         }
@@ -184,6 +203,7 @@ async fn exchange(
     let disk = tokio::task::spawn_blocking(move || disk_loop(plan, rx, vtx, free_tx));
     let mut feed = Feed {
         items: &items,
+        dest,
         expected: &expected,
         verdicts: &mut verdicts,
         meter: &mut meter,
@@ -239,9 +259,12 @@ async fn exchange(
 
 /// Queue a verdict for the sender (flushed in batches: the sender only waits for them at the
 /// end).
-fn tell(writer: &mut SecureWriter, i: usize, verdict: &Result<PathBuf, String>) -> Result<(), Stop> {
+fn tell(writer: &mut SecureWriter, i: usize, verdict: &Result<PathBuf, String>, item: &Item, dest: &Path) -> Result<(), Stop> {
     let msg = match verdict {
-        Ok(_) => TransferMsg::FileOk { index: i as u32 },
+        Ok(path) => TransferMsg::FileOk {
+            index: i as u32,
+            saved_as: saved_as(path, dest, &item.path),
+        },
         Err(reason) => TransferMsg::FileFailed {
             index: i as u32,
             reason: bounded(reason),
@@ -250,12 +273,22 @@ fn tell(writer: &mut SecureWriter, i: usize, verdict: &Result<PathBuf, String>) 
     writer.queue_frame(&msg).map_err(io_stop)
 }
 
+/// Where a placed item is relative to `dest`, if not where it was offered: the sender's user
+/// wants to know that `report.pdf` became `report (1).pdf`. Nothing longer than a name the
+/// sender would accept.
+fn saved_as(path: &Path, dest: &Path, offered: &str) -> Option<String> {
+    let rel = path.strip_prefix(dest).ok()?.to_str()?;
+    (rel != offered && rel.len() <= MAX_PATH_BYTES).then(|| rel.to_string())
+}
+
 /// Verdicts queued between flushes.
 const TELL_BATCH: usize = 1024;
 
 /// The socket side of receiving: frames in, commands to the disk thread out.
 struct Feed<'a> {
     items: &'a [Item],
+    /// The download folder, which `FileOk` names are relative to.
+    dest: &'a Path,
     expected: &'a [(bool, u64)],
     verdicts: &'a mut [Option<Result<PathBuf, String>>],
     meter: &'a mut Meter,
@@ -287,7 +320,7 @@ impl Feed<'_> {
                 self.report_received(ctx);
             }
         }
-        tell(writer, i, &verdict)?;
+        tell(writer, i, &verdict, &self.items[i], self.dest)?;
         self.verdicts[i] = Some(verdict);
         self.told += 1;
         Ok(())
@@ -410,7 +443,7 @@ impl Feed<'_> {
                             _ = ctx.shared.cancel.cancelled() => return Err(Stop::Failed("this node is shutting down".into())),
                         };
                         if chunk.is_empty() {
-                            return Err(Stop::Failed(format!("{} disconnected", printable(&ctx.nick))));
+                            return Err(Stop::Lost);
                         }
                         buf.extend_from_slice(chunk);
                         left -= chunk.len();
@@ -423,7 +456,8 @@ impl Feed<'_> {
                         && taken >= limit
                     {
                         *fault = None;
-                        return Err(Stop::Failed("connection cut by a test hook".into()));
+                        // As a pulled cable would: nothing said, each end sees the other go.
+                        return Err(Stop::Lost);
                     }
                 }
                 TransferMsg::FileEnd { blake3 } => {
@@ -525,17 +559,26 @@ fn open(plan: &Plan, index: usize, offset: u64) -> std::io::Result<Open> {
     let (mut file, read_only) = match &slot.existing {
         Some(path) => (File::open(path)?, true),
         // From zero: truncate on open (a stale partial is discarded in the same call).
-        None => (
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(offset == 0)
-                // A link planted where the partial file goes must not redirect the write.
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&slot.partial)?,
-            false,
-        ),
+        None => {
+            let partial = || {
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(offset == 0)
+                    // A link planted where the partial file goes must not redirect the write.
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&slot.partial)
+            };
+            let file = match partial() {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    plan.ensure_partial_dir()?;
+                    partial()?
+                }
+                other => other?,
+            };
+            (file, false)
+        }
     };
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; CHUNK.min(offset as usize)];

@@ -10,10 +10,12 @@ use std::path::{Path, PathBuf};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::names::check_relative;
 use super::progress::Meter;
 use super::source::Manifest;
 use super::wire::{ITEMS_FRAME_BYTES, Item, MAX_TRANSFER_FRAME, TransferMsg, bounded};
-use super::{Ctx, Fault, Outcome, TransferError, msg_name, mtime_ns};
+use super::{Ctx, Direction, Fault, Outcome, TransferError, msg_name, mtime_ns, top_of};
+use crate::net::frame::FrameError;
 use crate::net::secure::{SecureConn, SecureReader, SecureWriter};
 use crate::text::printable;
 
@@ -29,6 +31,9 @@ pub(crate) enum Stop {
     /// Stopped because the other half stopped; the other half has the reason.
     Quiet,
     Failed(String),
+    /// The connection broke under us: the peer quit or crashed, or the network failed. Nothing
+    /// can be told to it; a person hears who stopped and that a resume is possible.
+    Lost,
     /// The peer reported an error: nothing to tell it.
     PeerFailed(String),
     Rejected(String),
@@ -41,14 +46,44 @@ impl Stop {
             Stop::CancelledByPeer(r) => TransferError::Cancelled(format!("by {}: {}", printable(&ctx.nick), printable(&r))),
             Stop::Quiet => TransferError::Failed("stopped".into()),
             Stop::Failed(m) => TransferError::Failed(m),
+            Stop::Lost => TransferError::Failed(match ctx.direction {
+                Direction::Send => format!("{} stopped receiving (connection lost); sending again resumes", who(ctx)),
+                // The receiving end says what it keeps itself (`receive::run`).
+                Direction::Receive => format!("{} stopped sending (connection lost)", who(ctx)),
+            }),
             Stop::PeerFailed(m) => TransferError::Failed(format!("{} reports: {}", printable(&ctx.nick), printable(&m))),
             Stop::Rejected(r) => TransferError::Rejected(printable(&r).into_owned()),
         }
     }
 }
 
-pub(crate) fn io_stop(e: impl std::fmt::Display) -> Stop {
-    Stop::Failed(format!("connection lost: {e}"))
+/// The peer as a person knows it: its nick, neutralised, or its short id when it has none.
+pub(crate) fn who(ctx: &Ctx) -> String {
+    if ctx.nick.is_empty() {
+        ctx.peer.short().to_string()
+    } else {
+        printable(&ctx.nick).into_owned()
+    }
+}
+
+/// A failed read or write on the transfer connection. The ways a vanished peer shows up (end of
+/// stream, reset, broken pipe, a frame cut short, the kernel's keepalive giving up) are one
+/// thing to a person: [`Stop::Lost`]. Anything else is reported as it is.
+pub(crate) fn io_stop(e: impl Into<FrameError>) -> Stop {
+    use std::io::ErrorKind::*;
+    match e.into() {
+        FrameError::Truncated => Stop::Lost,
+        FrameError::Io(e)
+            if matches!(
+                e.kind(),
+                UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe | TimedOut | NotConnected
+            ) =>
+        {
+            Stop::Lost
+        }
+        FrameError::Io(e) => Stop::Failed(format!("connection failed: {e}")),
+        e @ (FrameError::TooLarge { .. } | FrameError::Malformed(_)) => Stop::Failed(format!("protocol error: {e}")),
+    }
 }
 
 /// The next frame, unless we are cancelled or the node shuts down first.
@@ -65,7 +100,7 @@ pub(crate) async fn next(ctx: &Ctx, reader: &mut SecureReader, also: Option<&Can
         Ok(Some(TransferMsg::Cancel { reason })) => Err(Stop::CancelledByPeer(bounded(&reason))),
         Ok(Some(TransferMsg::Error { message })) => Err(Stop::PeerFailed(bounded(&message))),
         Ok(Some(msg)) => Ok(msg),
-        Ok(None) => Err(Stop::Failed(format!("{} disconnected", printable(&ctx.nick)))),
+        Ok(None) => Err(Stop::Lost),
         Err(e) => Err(io_stop(e)),
     }
 }
@@ -177,10 +212,14 @@ async fn exchange(ctx: &Ctx, reader: &mut SecureReader, writer: &mut SecureWrite
     };
     for (item, verdict) in m.items.iter().zip(verdicts) {
         match verdict {
-            Ok(()) if item.dir => {}
-            Ok(()) => {
-                outcome.files += 1;
-                outcome.bytes += item.size;
+            Ok(saved) => {
+                if !item.dir {
+                    outcome.files += 1;
+                    outcome.bytes += item.size;
+                }
+                if let Some(saved) = saved {
+                    note_saved_as(&mut outcome.saved_as, &item.path, &saved);
+                }
             }
             Err(reason) => outcome.failed.push((item.path.clone(), reason)),
         }
@@ -188,13 +227,34 @@ async fn exchange(ctx: &Ctx, reader: &mut SecureReader, writer: &mut SecureWrite
     Ok(outcome)
 }
 
+/// Renamed top-level items an outcome lists at most: enough to tell a person, bounded whatever
+/// the receiver sends.
+const MAX_SAVED_AS: usize = 100;
+
+/// Note that the receiver saved `offered` as `saved`, by top-level name (a folder that became
+/// `proj (1)` is one entry, not one per file). `saved` comes from the peer: it is only kept if
+/// it passes the checks a received name must pass.
+fn note_saved_as(list: &mut Vec<(String, String)>, offered: &str, saved: &str) {
+    if check_relative(saved).is_err() {
+        return;
+    }
+    let (offered, saved) = (top_of(offered), top_of(saved));
+    if offered == saved || list.len() >= MAX_SAVED_AS || list.iter().any(|(o, _)| o == offered) {
+        return;
+    }
+    list.push((offered.to_string(), saved.to_string()));
+}
+
+/// The receiver's verdict on one item: where it was saved if not as offered, or why not.
+type Verdict = Result<Option<String>, String>;
+
 /// The receiver's verdict on every item.
-async fn collect(ctx: &Ctx, reader: &mut SecureReader, n: usize, stop: &CancellationToken) -> Result<Vec<Result<(), String>>, Stop> {
-    let mut verdicts: Vec<Option<Result<(), String>>> = vec![None; n];
+async fn collect(ctx: &Ctx, reader: &mut SecureReader, n: usize, stop: &CancellationToken) -> Result<Vec<Verdict>, Stop> {
+    let mut verdicts: Vec<Option<Verdict>> = vec![None; n];
     let mut count = 0;
     while count < n {
         let (index, verdict) = match next(ctx, reader, Some(stop)).await? {
-            TransferMsg::FileOk { index } => (index, Ok(())),
+            TransferMsg::FileOk { index, saved_as } => (index, Ok(saved_as)),
             TransferMsg::FileFailed { index, reason } => (index, Err(bounded(&reason))),
             other => return Err(Stop::Failed(format!("protocol error: unexpected {}", msg_name(&other)))),
         };
@@ -204,7 +264,7 @@ async fn collect(ctx: &Ctx, reader: &mut SecureReader, n: usize, stop: &Cancella
         }
         count += 1;
     }
-    Ok(verdicts.into_iter().map(|v| v.unwrap_or(Ok(()))).collect())
+    Ok(verdicts.into_iter().map(|v| v.unwrap_or(Ok(None))).collect())
 }
 
 enum Chunk {
@@ -486,6 +546,30 @@ fn read_full(file: &mut File, buf: &mut [u8]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renamed_items_are_noted_once_by_top_level_name_and_bounded() {
+        let mut list = Vec::new();
+        note_saved_as(&mut list, "report.pdf", "report (1).pdf");
+        note_saved_as(&mut list, "proj/a.txt", "proj (1)/a.txt");
+        note_saved_as(&mut list, "proj/b/c.txt", "proj (1)/b/c.txt");
+        note_saved_as(&mut list, "same.txt", "same.txt");
+        // What a hostile receiver might claim is not shown.
+        for bad in ["../../etc/passwd", "/abs", "x\u{1b}[2J", "ok\u{202e}fdp.exe", ""] {
+            note_saved_as(&mut list, "evil.txt", bad);
+        }
+        assert_eq!(
+            list,
+            vec![
+                ("report.pdf".to_string(), "report (1).pdf".to_string()),
+                ("proj".to_string(), "proj (1)".to_string())
+            ]
+        );
+        for i in 0..2 * MAX_SAVED_AS {
+            note_saved_as(&mut list, &format!("f{i}"), &format!("f{i} (1)"));
+        }
+        assert_eq!(list.len(), MAX_SAVED_AS);
+    }
 
     fn read(path: &Path, confine: Option<&[PathBuf]>) -> Result<blake3::Hash, String> {
         let meta = std::fs::metadata(path).unwrap();

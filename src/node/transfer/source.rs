@@ -5,11 +5,17 @@ use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 
 use super::mtime_ns;
 use super::wire::{Item, MAX_ITEMS, MAX_MANIFEST_BYTES};
 use crate::node::share::Shares;
+use crate::text::{io_reason, printable};
+
+/// A path the user named that cannot be sent, named as they wrote it.
+fn cannot_send(path: &Path, e: &std::io::Error) -> anyhow::Error {
+    anyhow!("cannot send \"{}\": {}", printable(&path.to_string_lossy()), io_reason(e))
+}
 
 #[derive(Clone)]
 pub(crate) struct Manifest {
@@ -77,18 +83,21 @@ pub(crate) fn from_local(paths: &[PathBuf]) -> Result<Manifest> {
     let mut m = Manifest::new();
     let mut tops = HashSet::new();
     for path in paths {
-        let full = fs::canonicalize(path).with_context(|| format!("cannot send {}", path.display()))?;
+        let full = fs::canonicalize(path).map_err(|e| cannot_send(path, &e))?;
         let name = utf8_name(&full)?;
         if !tops.insert(name.clone()) {
             bail!("two of the paths are called {name:?}; the receiver could not keep both apart");
         }
-        let meta = fs::metadata(&full).with_context(|| format!("cannot send {}", path.display()))?;
+        let meta = fs::metadata(&full).map_err(|e| cannot_send(path, &e))?;
         if meta.is_file() {
             m.push(name, Some(full), meta.len(), mtime_ns(&meta))?;
         } else if meta.is_dir() {
             walk_local(&mut m, &full, name)?;
         } else {
-            bail!("{} is neither a file nor a folder", path.display());
+            bail!(
+                "cannot send \"{}\": it is neither a file nor a folder",
+                printable(&path.to_string_lossy())
+            );
         }
     }
     m.check_totals()?;
@@ -191,6 +200,7 @@ mod tests {
         );
         assert_eq!(m.bytes, 3);
         assert!(from_local(&[root.clone(), root]).is_err(), "same name twice");
-        assert!(from_local(&[dir.path().join("missing")]).is_err());
+        let err = from_local(&[PathBuf::from("no/such/missing.pdf")]).err().unwrap();
+        assert_eq!(err.to_string(), "cannot send \"no/such/missing.pdf\": no such file or directory");
     }
 }

@@ -98,6 +98,11 @@ pub enum TransferMsg {
     },
     FileOk {
         index: u32,
+        /// Where the receiver put it, relative to its download folder, when that is not the path
+        /// offered (a free name was chosen: `report (1).pdf`). Older peers neither send nor
+        /// expect it. The sender checks it like a received name before showing it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        saved_as: Option<String>,
     },
     FileFailed {
         index: u32,
@@ -150,6 +155,11 @@ mod tests {
                 blake3: serde_bytes::ByteBuf::from(vec![1u8; 32]),
             },
             TransferMsg::Data { len: MAX_SEGMENT },
+            TransferMsg::FileOk { index: 3, saved_as: None },
+            TransferMsg::FileOk {
+                index: 3,
+                saved_as: Some("report (1).pdf".into()),
+            },
         ];
         for m in msgs {
             let mut buf = Vec::new();
@@ -157,6 +167,19 @@ mod tests {
             let back: TransferMsg = frame::decode(&buf[4..]).unwrap();
             assert_eq!(back, m);
         }
+    }
+
+    #[test]
+    fn a_file_ok_from_an_older_peer_still_parses() {
+        #[derive(Serialize)]
+        #[serde(tag = "t", rename_all = "snake_case")]
+        enum Old {
+            FileOk { index: u32 },
+        }
+        let mut buf = Vec::new();
+        frame::encode(&Old::FileOk { index: 7 }, &mut buf).unwrap();
+        let back: TransferMsg = frame::decode(&buf[4..]).unwrap();
+        assert_eq!(back, TransferMsg::FileOk { index: 7, saved_as: None });
     }
 
     #[test]
