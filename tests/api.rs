@@ -256,3 +256,38 @@ async fn send_to_many_is_one_call_with_a_result_per_recipient() {
     assert_eq!(files, 1500);
     assert!(batches < 100, "{batches} events for 1500 files");
 }
+
+#[tokio::test]
+async fn discovered_and_lost_peers_are_reported_once_each() {
+    use lanyard::net::discovery::DiscoveryEvent;
+    let ada = TestNode::start("ada").await;
+    let bob = TestNode::start("bob").await;
+    let mut events = ada.node.subscribe();
+    let found = DiscoveryEvent::Found {
+        id: bob.id(),
+        nick: "bob".into(),
+        host: "lab-2".into(),
+        addrs: vec![bob.node.listen_addr().unwrap()],
+    };
+    // mDNS resolves a peer several times (IPv6, then IPv4): one report.
+    ada.node.discovered(found.clone());
+    ada.node.discovered(found);
+    let mut discovered = 0;
+    until(&mut events, "peer_up", |e| match e {
+        Event::PeerDiscovered { id, .. } if *id == bob.id() => {
+            discovered += 1;
+            None
+        }
+        Event::PeerUp { id, .. } if *id == bob.id() => Some(()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(discovered, 1);
+    assert!(ada.node.peers().iter().any(|p| p.id == bob.id() && p.discovered && p.online));
+    ada.node.discovered(DiscoveryEvent::Lost { id: bob.id() });
+    until(&mut events, "peer_lost", |e| {
+        matches!(e, Event::PeerLost { id } if *id == bob.id()).then_some(())
+    })
+    .await;
+    assert!(ada.node.peers().iter().any(|p| p.id == bob.id() && !p.discovered));
+}

@@ -430,9 +430,15 @@ pub(crate) async fn on_discovery(shared: Arc<Shared>, mut rx: mpsc::UnboundedRec
         };
         match event {
             DiscoveryEvent::Found { id, nick, host, addrs } => {
-                let start = {
+                let (start, news) = {
                     let mut table = shared.peers();
                     let peer = table.entry(&id);
+                    // Faces hear of a peer once per appearance, not per mDNS resolution.
+                    let news = (!peer.mdns_present && peer.conn.is_none()).then(|| Event::PeerDiscovered {
+                        id: id.clone(),
+                        nick: nick.clone(),
+                        host: host.clone(),
+                    });
                     // Unverified until a handshake proves the key: only fill blanks.
                     if peer.nick.is_empty() {
                         peer.nick = nick;
@@ -444,16 +450,23 @@ pub(crate) async fn on_discovery(shared: Arc<Shared>, mut rx: mpsc::UnboundedRec
                     }
                     peer.dial_addrs.truncate(8);
                     peer.mdns_present = true;
-                    !std::mem::replace(&mut peer.dialer_running, true)
+                    (!std::mem::replace(&mut peer.dialer_running, true), news)
                 };
                 shared.touch();
+                if let Some(event) = news {
+                    shared.emit(event);
+                }
                 if start {
                     shared.tracker.spawn(maintain_discovered(shared.clone(), id));
                 }
             }
             DiscoveryEvent::Lost { id } => {
-                if let Some(p) = shared.peers().get_mut_for_discovery(&id) {
-                    p.mdns_present = false;
+                let was_present = match shared.peers().get_mut_for_discovery(&id) {
+                    Some(p) => std::mem::replace(&mut p.mdns_present, false),
+                    None => false,
+                };
+                if was_present {
+                    shared.emit(Event::PeerLost { id });
                 }
             }
         }
