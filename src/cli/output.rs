@@ -199,9 +199,6 @@ pub fn history_line(e: &ChatEntry) -> String {
     format!("{time}  {}: {}{mark}", printable(&e.nick), printable(&e.text))
 }
 
-pub fn history_text(entries: &[ChatEntry]) -> String {
-    entries.iter().map(history_line).collect::<Vec<_>>().join("\n")
-}
 
 #[cfg(test)]
 mod tests {
