@@ -26,7 +26,7 @@ pub struct Cli {
 /// Accepted before or after the subcommand.
 #[derive(Args, Debug, Clone, Default)]
 pub struct GlobalArgs {
-    /// Name shown to others (default: your user name)
+    /// Name shown to others, kept in the data dir until changed (default: your user name)
     #[arg(long, global = true, env = "LANYARD_NICK", value_name = "NAME")]
     pub nick: Option<String>,
     /// TCP port to accept peers on (default 7717; 0 picks a free one)
@@ -161,7 +161,10 @@ struct FileConfig {
 /// Everything resolved.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub nick: String,
+    /// The nick given this time (flag, `LANYARD_NICK` or the config file). A node stores it in
+    /// the data dir; `None` leaves it to the stored one, else the default
+    /// ([`crate::node::nick`]).
+    pub nick_given: Option<String>,
     pub port: u16,
     pub data_dir: PathBuf,
     pub download_dir: PathBuf,
@@ -195,10 +198,12 @@ impl Config {
             .or(file.download_dir)
             .or_else(|| directories::UserDirs::new().and_then(|u| u.download_dir().map(|d| d.join("lanyard"))))
             .unwrap_or_else(|| data_dir.join("downloads"));
-        let nick = args.nick.clone().or(file.nick).unwrap_or_else(default_nick);
-        crate::node::validate_nick(&nick)?;
+        let nick_given = args.nick.clone().or(file.nick);
+        if let Some(nick) = &nick_given {
+            crate::node::validate_nick(nick)?;
+        }
         Ok(Config {
-            nick,
+            nick_given,
             port: args.port.or(file.port).unwrap_or(DEFAULT_PORT),
             data_dir,
             download_dir,
@@ -221,7 +226,7 @@ impl Config {
     /// A node for a one-shot command: dials and browses, neither listens nor advertises.
     pub fn browsing_node(&self) -> NodeConfig {
         NodeConfig {
-            nick: self.nick.clone(),
+            nick: self.nick_given.clone(),
             data_dir: self.data_dir.clone(),
             download_dir: self.download_dir.clone(),
             shares: self.shares.clone(),
@@ -237,12 +242,6 @@ impl Config {
 fn read_file_config(path: &Path) -> Result<FileConfig> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("bad config file {}", path.display()))
-}
-
-fn default_nick() -> String {
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_default();
-    let nick: String = user.chars().filter(|c| !c.is_control()).take(32).collect();
-    if nick.trim().is_empty() { "lanyard".to_string() } else { nick }
 }
 
 #[cfg(test)]
@@ -322,11 +321,11 @@ mod tests {
         std::fs::write(&file, "nick = \"from-file\"\nport = 9000\nmdns = false\npeer = [\"a:1\"]\n").unwrap();
         let cfg = file.to_str().unwrap();
         let c = Config::resolve(&parse(&["lanyard", "--config", cfg, "--data-dir", "/tmp/x"]).global).unwrap();
-        assert_eq!((c.nick.as_str(), c.port, c.mdns), ("from-file", 9000, false));
+        assert_eq!((c.nick_given.as_deref(), c.port, c.mdns), (Some("from-file"), 9000, false));
         assert_eq!(c.peers, vec!["a:1"]);
         let c =
             Config::resolve(&parse(&["lanyard", "--config", cfg, "--data-dir", "/tmp/x", "--nick", "flag", "--port", "1"]).global).unwrap();
-        assert_eq!((c.nick.as_str(), c.port), ("flag", 1));
+        assert_eq!((c.nick_given.as_deref(), c.port), (Some("flag"), 1));
     }
 
     #[test]

@@ -60,13 +60,14 @@ fn init_logging(serving: bool) {
 fn id(config: &Config, json: bool) -> Result<ExitCode> {
     let dir = ensure_private_dir(&config.data_dir)?;
     let identity = Identity::load_or_create(&dir)?;
+    let nick = crate::node::nick::nick_in(&dir, config.nick_given.as_deref())?;
     if json {
-        let v = serde_json::json!({ "id": identity.id(), "fingerprint": identity.fingerprint(), "nick": config.nick });
+        let v = serde_json::json!({ "id": identity.id(), "fingerprint": identity.fingerprint(), "nick": nick });
         println!("{v}");
     } else {
         println!("id           {}", identity.id());
         println!("fingerprint  {}", identity.fingerprint());
-        println!("nick         {}", crate::text::printable(&config.nick));
+        println!("nick         {}", crate::text::printable(&nick));
     }
     Ok(ExitCode::SUCCESS)
 }

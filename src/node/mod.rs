@@ -3,6 +3,7 @@
 
 pub mod chat;
 pub(crate) mod conn;
+pub mod nick;
 pub mod peers;
 pub mod share;
 pub mod transfer;
@@ -25,7 +26,7 @@ use tokio_util::task::TaskTracker;
 use crate::identity::{Identity, PeerId, ensure_private_dir};
 use crate::net::discovery::{Advert, Discovery, DiscoveryEvent};
 use crate::net::wire::{Hello, MAX_NICK_BYTES};
-use crate::store::Store;
+use crate::store::{DB_FILE, Store};
 pub use chat::{ChatEntry, ChatTarget, Delivery, ROOM};
 pub use peers::PeerInfo;
 use peers::PeerTable;
@@ -44,7 +45,9 @@ const RECHECK: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
-    pub nick: String,
+    /// A nick given for this run: stored in the data dir for the next ones. `None`: the stored
+    /// nick, else the default (see [`nick`]).
+    pub nick: Option<String>,
     pub data_dir: PathBuf,
     pub download_dir: PathBuf,
     pub shares: Vec<PathBuf>,
@@ -62,7 +65,7 @@ impl NodeConfig {
     /// A node on 127.0.0.1 with a free port, no multicast: what in-process tests run.
     pub fn local(nick: &str, data_dir: PathBuf) -> NodeConfig {
         NodeConfig {
-            nick: nick.to_string(),
+            nick: Some(nick.to_string()),
             download_dir: data_dir.join("downloads"),
             data_dir,
             shares: Vec::new(),
@@ -263,11 +266,14 @@ pub struct NodeHandle {
 impl NodeHandle {
     /// Start a node: take the data dir's lock, load the identity and database, listen, discover.
     pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
-        validate_nick(&config.nick)?;
+        if let Some(nick) = &config.nick {
+            validate_nick(nick)?;
+        }
         let data_dir = ensure_private_dir(&config.data_dir)?;
         let lock_file = take_lock(&data_dir)?;
         let identity = Identity::load_or_create(&data_dir)?;
-        let store = Store::open(&data_dir.join("lanyard.sqlite3"))?;
+        let store = Store::open(&data_dir.join(DB_FILE))?;
+        let nick = nick::settle(&store, config.nick.as_deref())?;
 
         let listener = match config.listen {
             Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| match addr.port() {
@@ -295,7 +301,7 @@ impl NodeHandle {
         let (discovered, discovered_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             host: hostname(),
-            nick: Mutex::new(config.nick.clone()),
+            nick: Mutex::new(nick),
             identity,
             config,
             peers: Mutex::new(table),
@@ -478,9 +484,10 @@ impl NodeHandle {
         true
     }
 
-    /// Change our nick: told to every connected peer and re-advertised.
+    /// Change our nick: kept in the data dir, told to every connected peer and re-advertised.
     pub async fn set_nick(&self, nick: &str) -> Result<()> {
         validate_nick(nick)?;
+        nick::keep(&self.shared.store, nick)?;
         *lock(&self.shared.nick) = nick.to_string();
         let senders: Vec<_> = {
             let t = self.shared.peers();
