@@ -196,8 +196,12 @@ impl Config {
             .download_dir
             .clone()
             .or(file.download_dir)
-            .or_else(|| directories::UserDirs::new().and_then(|u| u.download_dir().map(|d| d.join("lanyard"))))
-            .unwrap_or_else(|| data_dir.join("downloads"));
+            .or_else(|| {
+                let user = directories::UserDirs::new();
+                let platform = user.as_ref().and_then(|u| u.download_dir().map(Path::to_path_buf));
+                default_download_dir(platform, user.map(|u| u.home_dir().to_path_buf()))
+            })
+            .context("no download dir: give --download-dir (no home directory found)")?;
         let nick_given = args.nick.clone().or(file.nick);
         if let Some(nick) = &nick_given {
             crate::node::validate_nick(nick)?;
@@ -242,6 +246,12 @@ impl Config {
 fn read_file_config(path: &Path) -> Result<FileConfig> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("bad config file {}", path.display()))
+}
+
+/// The platform's download dir + `lanyard`, else `~/Downloads/lanyard` (Linux without XDG user
+/// dirs has none): received files are meant to be found, so never a hidden folder.
+fn default_download_dir(platform: Option<PathBuf>, home: Option<PathBuf>) -> Option<PathBuf> {
+    platform.or_else(|| home.map(|h| h.join("Downloads"))).map(|d| d.join("lanyard"))
 }
 
 #[cfg(test)]
@@ -326,6 +336,17 @@ mod tests {
         let c =
             Config::resolve(&parse(&["lanyard", "--config", cfg, "--data-dir", "/tmp/x", "--nick", "flag", "--port", "1"]).global).unwrap();
         assert_eq!((c.nick_given.as_deref(), c.port), (Some("flag"), 1));
+    }
+
+    #[test]
+    fn downloads_land_in_a_visible_folder() {
+        let home = Some(PathBuf::from("/home/ada"));
+        assert_eq!(
+            default_download_dir(Some("/home/ada/Téléchargements".into()), home.clone()),
+            Some(PathBuf::from("/home/ada/Téléchargements/lanyard"))
+        );
+        assert_eq!(default_download_dir(None, home), Some(PathBuf::from("/home/ada/Downloads/lanyard")));
+        assert_eq!(default_download_dir(None, None), None);
     }
 
     #[test]
