@@ -1,7 +1,14 @@
-//! What a node keeps between runs. In-process nodes on 127.0.0.1, mDNS off, and the binary for
-//! `lanyard id`.
+//! What a node keeps between runs: its nick, the peers it knows, who is trusted, and which peers
+//! it has let go. In-process nodes on 127.0.0.1, mDNS off.
 
-use lanyard::node::{NodeConfig, NodeHandle};
+mod common;
+
+use std::time::Duration;
+
+use common::{TestNode, connect};
+use lanyard::identity::Identity;
+use lanyard::node::{Event, NodeConfig, NodeHandle};
+use lanyard::store::{DB_FILE, Store, StoredPeer, unix_now};
 
 /// A one-shot command's node: no listener, no mDNS, no `--peer`, and no nick given.
 fn browsing(dir: &std::path::Path) -> NodeConfig {
@@ -34,6 +41,95 @@ async fn a_nick_given_once_is_kept_until_changed() {
     assert_eq!(node.nick(), "robert", "set_nick is kept too");
     node.shutdown().await;
     drop(node);
+}
+
+#[tokio::test]
+async fn a_forgotten_peer_is_gone_now_and_pinned_afresh_if_it_comes_back() {
+    let mut ada = TestNode::start("ada").await;
+    let mut bob = TestNode::start("bob").await;
+    // Bob keeps dialling ada (a --peer target), so he comes back after being dropped.
+    connect(&mut bob, &mut ada).await;
+    let bob_id = bob.id();
+    assert!(ada.node.forget(&bob_id).unwrap());
+    let down = ada.expect_down(&bob_id, 5).await;
+    assert!(matches!(&down, Event::PeerDown { reason, .. } if reason == "forgotten"), "{down:?}");
+    ada.expect_up(&bob_id).await;
+    assert!(ada.node.peers().iter().any(|p| p.id == bob_id && p.online));
+
+    let stranger = Identity::generate().unwrap().id().clone();
+    assert!(!ada.node.forget(&stranger).unwrap());
+    assert!(ada.node.forget(ada.node.id()).is_err());
+}
+
+#[tokio::test]
+async fn forgetting_an_offline_peer_survives_a_restart() {
+    let mut ada = TestNode::start("ada").await;
+    let mut cyd = TestNode::start("cyd").await;
+    connect(&mut cyd, &mut ada).await;
+    let cyd_id = cyd.id();
+    let _cyd_dir = cyd.stop().await;
+    ada.expect_down(&cyd_id, 5).await;
+    assert!(ada.node.forget(&cyd_id).unwrap());
+    assert!(ada.node.peer(&cyd_id).is_none());
+    let ada = TestNode::start_in("ada", ada.stop().await).await;
+    assert!(ada.node.peers().is_empty(), "{:?}", ada.node.peers());
+}
+
+#[tokio::test]
+async fn trust_is_kept() {
+    let mut ada = TestNode::start("ada").await;
+    let mut bob = TestNode::start("bob").await;
+    connect(&mut bob, &mut ada).await;
+    let bob_id = bob.id();
+    ada.node.set_trusted(&bob_id, true).unwrap();
+    assert!(ada.node.peer(&bob_id).unwrap().trusted);
+    let ada = TestNode::start_in("ada", ada.stop().await).await;
+    assert!(ada.node.peer(&bob_id).unwrap().trusted);
+    ada.node.set_trusted(&bob_id, false).unwrap();
+    assert!(!ada.node.peer(&bob_id).unwrap().trusted);
+    let stranger = Identity::generate().unwrap().id().clone();
+    assert!(ada.node.set_trusted(&stranger, true).is_err());
+}
+
+#[tokio::test]
+async fn peers_unseen_for_a_day_are_let_go_unless_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = |nick: &str, last_seen: u64| {
+        let ident = Identity::generate().unwrap();
+        StoredPeer {
+            id: ident.id().clone(),
+            public_key: ident.public_key().to_vec(),
+            nick: nick.into(),
+            host: "h".into(),
+            // Nobody listens there: the start-up dial finds no one and changes nothing.
+            listen_addr: Some("127.0.0.1:1".into()),
+            last_seen: Some(last_seen),
+            trusted: false,
+        }
+    };
+    let now = unix_now();
+    let (old, trusted, recent) = (
+        record("old", now - 2 * 86_400),
+        record("trusted", now - 2 * 86_400),
+        record("recent", now - 60),
+    );
+    {
+        std::fs::create_dir_all(dir.path()).unwrap();
+        let store = Store::open(&dir.path().join(DB_FILE)).unwrap();
+        for p in [&old, &trusted, &recent] {
+            store.upsert_peer(p, "127.0.0.1:1").unwrap();
+        }
+        store.set_trusted(&trusted.id, true).unwrap();
+    }
+    let node = NodeHandle::start(NodeConfig::local("me", dir.path().to_path_buf())).await.unwrap();
+    let mut listed: Vec<String> = node.peers().into_iter().map(|p| p.nick).collect();
+    listed.sort();
+    assert_eq!(listed, ["recent", "trusted"]);
+    let err = node.resolve("old", Duration::from_millis(100)).await.unwrap_err();
+    assert!(err.to_string().contains("no peer called"), "{err}");
+    let stored = Store::open(&dir.path().join(DB_FILE)).unwrap().pinned_key(&old.id).unwrap();
+    assert!(stored.is_none(), "pruned from the store, pinned key and all");
+    node.shutdown().await;
 }
 
 /// `lanyard id --json` in a private HOME, with `env` on top; its nick.

@@ -5,6 +5,7 @@ pub mod chat;
 pub(crate) mod conn;
 pub mod nick;
 pub mod peers;
+mod places;
 pub mod share;
 pub mod transfer;
 
@@ -286,16 +287,7 @@ impl NodeHandle {
         };
         let listen_addr = listener.as_ref().map(|l| l.local_addr()).transpose()?;
 
-        let mut table = PeerTable::new(identity.id().clone());
-        for p in store.peers()? {
-            let e = table.entry(&p.id);
-            e.public_key = p.public_key;
-            e.nick = p.nick;
-            e.host = p.host;
-            e.trusted = p.trusted;
-            e.last_seen = p.last_seen;
-            e.dial_addrs = p.listen_addr.and_then(|a| a.parse().ok()).into_iter().collect();
-        }
+        let table = places::load_table(&store, identity.id())?;
 
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (discovered, discovered_rx) = mpsc::unbounded_channel();

@@ -135,6 +135,12 @@ impl NodeHandle {
             text,
         };
         db::insert_outgoing(&mut shared.store.lock(), &line, &recipients).context("cannot store the message")?;
+        // A conversation keeps the peer listed however long it stays away (peers::FORGET_AFTER).
+        if let ChatTarget::Peer(id) = to
+            && let Some(p) = shared.peers().get_mut(id)
+        {
+            p.chatted = true;
+        }
         shared.emit(Event::ChatQueued {
             id: id.clone(),
             to: to.conversation().to_string(),
