@@ -1,5 +1,5 @@
-//! What a node keeps between runs: its nick, the peers it knows, who is trusted, and which peers
-//! it has let go. In-process nodes on 127.0.0.1, mDNS off.
+//! What a node keeps between runs: its nick, the peers it knows (and reaches again at once), who
+//! is trusted, and which peers it has let go. In-process nodes on 127.0.0.1, mDNS off.
 
 mod common;
 
@@ -41,6 +41,57 @@ async fn a_nick_given_once_is_kept_until_changed() {
     assert_eq!(node.nick(), "robert", "set_nick is kept too");
     node.shutdown().await;
     drop(node);
+}
+
+#[tokio::test]
+async fn a_browsing_node_reaches_a_remembered_peer_without_being_told_where() {
+    let mut ada = TestNode::start("ada").await;
+    let mut bob = TestNode::start("bob").await;
+    // Bob dials ada once by address, and so remembers where she listens.
+    connect(&mut bob, &mut ada).await;
+    let (ada_id, bob_id) = (ada.id(), bob.id());
+    let dir = bob.stop().await;
+    ada.expect_down(&bob_id, 5).await;
+
+    let bob = NodeHandle::start(browsing(dir.path())).await.unwrap();
+    ada.expect_up(&bob_id).await;
+    assert!(bob.wait_online(&ada_id, Duration::from_secs(10)).await);
+    assert_eq!(bob.resolve("ada", Duration::from_secs(1)).await.unwrap(), ada_id);
+    bob.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_remembered_address_answered_by_another_key_is_refused() {
+    let mut ada = TestNode::start("ada").await;
+    let mut bob = TestNode::start("bob").await;
+    connect(&mut bob, &mut ada).await;
+    let (ada_id, ada_addr) = (ada.id(), ada.node.listen_addr().unwrap());
+    let bob_dir = bob.stop().await;
+    let _ada_dir = ada.stop().await;
+
+    // Someone else now listens where ada did.
+    let eve_dir = tempfile::tempdir().unwrap();
+    let eve_config = NodeConfig {
+        listen: Some(ada_addr),
+        ..NodeConfig::local("eve", eve_dir.path().to_path_buf())
+    };
+    let eve = NodeHandle::start(eve_config).await.unwrap();
+    let mut eve_events = eve.subscribe();
+
+    let bob = NodeHandle::start(browsing(bob_dir.path())).await.unwrap();
+    assert!(!bob.wait_online(&ada_id, Duration::from_secs(3)).await);
+    assert!(
+        !bob.is_online(eve.id()) && bob.peer(eve.id()).is_none(),
+        "eve was not let in under any id"
+    );
+    while let Ok(e) = eve_events.try_recv() {
+        assert!(
+            !matches!(e, Event::PeerUp { .. }),
+            "the dialler stopped before saying who it is: {e:?}"
+        );
+    }
+    bob.shutdown().await;
+    eve.shutdown().await;
 }
 
 #[tokio::test]

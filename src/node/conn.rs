@@ -480,7 +480,7 @@ pub(crate) async fn on_discovery(shared: Arc<Shared>, mut rx: mpsc::UnboundedRec
 async fn maintain_discovered(shared: Arc<Shared>, id: PeerId) {
     let mut backoff = BACKOFF_MIN;
     loop {
-        let (online, addrs) = {
+        let (online, remembered_in_flight, addrs) = {
             let mut table = shared.peers();
             // Forgotten: a later mDNS record of it starts a new dialler.
             let Some(peer) = table.get_mut(&id) else { return };
@@ -489,10 +489,16 @@ async fn maintain_discovered(shared: Arc<Shared>, id: PeerId) {
                 peer.dialer_running = false;
                 return;
             }
-            (online, peer.dial_addrs.clone())
+            (online, peer.dialing_remembered, peer.dial_addrs.clone())
         };
-        if online {
-            if !pause(&shared, Duration::from_millis(250)).await {
+        if online || remembered_in_flight {
+            // A remembered dial settles within a handshake or a connect timeout: look again soon.
+            let wait = if online {
+                Duration::from_millis(250)
+            } else {
+                Duration::from_millis(50)
+            };
+            if !pause(&shared, wait).await {
                 return;
             }
             continue;

@@ -341,6 +341,7 @@ impl NodeHandle {
         for target in shared.config.manual_peers.clone() {
             handle.add_peer(&target);
         }
+        shared.tracker.spawn(places::dial_remembered(shared.clone()));
         if let Some(addr) = listen_addr {
             shared.emit(Event::Listening {
                 id: shared.identity.id().clone(),

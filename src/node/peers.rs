@@ -49,6 +49,10 @@ pub struct PeerState {
     pub dial_addrs: Vec<SocketAddr>,
     pub mdns_present: bool,
     pub dialer_running: bool,
+    /// Its remembered address is being dialled (once, at start): other dialers wait for the
+    /// outcome rather than open a second connection from this side, which the two ends may not
+    /// settle on the same way.
+    pub dialing_remembered: bool,
     pub conn: Option<LiveConn>,
     /// Whether subscribers were told it's up: the one source of truth for up/down events.
     pub announced: bool,
