@@ -42,14 +42,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-lny() {
-    env -i PATH="$PATH" HOME="$TMP/home" XDG_CONFIG_HOME="$TMP/home/config" XDG_DATA_HOME="$TMP/home/data" \
-        LANYARD_NO_MDNS=1 "$BIN" "$@"
-}
+# A private environment; env execs lanyard, so a background one's $! is lanyard itself.
+ENV=(env -i PATH="$PATH" HOME="$TMP/home" XDG_CONFIG_HOME="$TMP/home/config" XDG_DATA_HOME="$TMP/home/data" LANYARD_NO_MDNS=1)
+lny() { "${ENV[@]}" "$BIN" "$@"; }
 
 now_ns() { date +%s%N; }
 
-lny serve --json --no-mdns --port 0 --nick ada --data-dir "$TMP/ada" --download-dir "$TMP/downloads" \
+"${ENV[@]}" "$BIN" serve --json --no-mdns --port 0 --nick ada --data-dir "$TMP/ada" --download-dir "$TMP/downloads" \
     >"$TMP/ada.jsonl" 2>"$TMP/ada.err" &
 SERVE_PID=$!
 PORT=
