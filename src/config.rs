@@ -66,7 +66,7 @@ impl Cli {
 /// Accepted before or after the subcommand.
 #[derive(Args, Debug, Clone, Default)]
 pub struct GlobalArgs {
-    /// Name shown to others (default: your user name)
+    /// Name shown to others, kept in the data dir until changed (default: your user name)
     #[arg(long, global = true, env = "LANYARD_NICK", value_name = "NAME")]
     pub nick: Option<String>,
     /// TCP port to accept peers on (default 7717; 0 picks a free one)
@@ -258,7 +258,10 @@ struct FileConfig {
 /// Everything resolved.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub nick: String,
+    /// The nick given this time (flag, `LANYARD_NICK` or the config file). A node stores it in
+    /// the data dir; `None` leaves it to the stored one, else the default
+    /// ([`crate::node::nick`]).
+    pub nick_given: Option<String>,
     pub port: u16,
     pub data_dir: PathBuf,
     pub download_dir: PathBuf,
@@ -290,12 +293,18 @@ impl Config {
             .download_dir
             .clone()
             .or(file.download_dir)
-            .or_else(|| directories::UserDirs::new().and_then(|u| u.download_dir().map(|d| d.join("lanyard"))))
-            .unwrap_or_else(|| data_dir.join("downloads"));
-        let nick = args.nick.clone().or(file.nick).unwrap_or_else(default_nick);
-        crate::node::validate_nick(&nick)?;
+            .or_else(|| {
+                let user = directories::UserDirs::new();
+                let platform = user.as_ref().and_then(|u| u.download_dir().map(Path::to_path_buf));
+                default_download_dir(platform, user.map(|u| u.home_dir().to_path_buf()))
+            })
+            .context("no download dir: give --download-dir (no home directory found)")?;
+        let nick_given = args.nick.clone().or(file.nick);
+        if let Some(nick) = &nick_given {
+            crate::node::validate_nick(nick)?;
+        }
         Ok(Config {
-            nick,
+            nick_given,
             port: args.port.or(file.port).unwrap_or(DEFAULT_PORT),
             data_dir,
             download_dir,
@@ -318,7 +327,7 @@ impl Config {
     /// A node for a one-shot command: dials and browses, neither listens nor advertises.
     pub fn browsing_node(&self) -> NodeConfig {
         NodeConfig {
-            nick: self.nick.clone(),
+            nick: self.nick_given.clone(),
             data_dir: self.data_dir.clone(),
             download_dir: self.download_dir.clone(),
             shares: self.shares.clone(),
@@ -336,10 +345,10 @@ fn read_file_config(path: &Path) -> Result<FileConfig> {
     toml::from_str(&text).with_context(|| format!("bad config file {}", path.display()))
 }
 
-fn default_nick() -> String {
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_default();
-    let nick: String = user.chars().filter(|c| !c.is_control()).take(32).collect();
-    if nick.trim().is_empty() { "lanyard".to_string() } else { nick }
+/// The platform's download dir + `lanyard`, else `~/Downloads/lanyard` (Linux without XDG user
+/// dirs has none): received files are meant to be found, so never a hidden folder.
+fn default_download_dir(platform: Option<PathBuf>, home: Option<PathBuf>) -> Option<PathBuf> {
+    platform.or_else(|| home.map(|h| h.join("Downloads"))).map(|d| d.join("lanyard"))
 }
 
 #[cfg(test)]
@@ -428,11 +437,22 @@ mod tests {
         std::fs::write(&file, "nick = \"from-file\"\nport = 9000\nmdns = false\npeer = [\"a:1\"]\n").unwrap();
         let cfg = file.to_str().unwrap();
         let c = Config::resolve(&parse(&["lanyard", "--config", cfg, "--data-dir", "/tmp/x"]).global).unwrap();
-        assert_eq!((c.nick.as_str(), c.port, c.mdns), ("from-file", 9000, false));
+        assert_eq!((c.nick_given.as_deref(), c.port, c.mdns), (Some("from-file"), 9000, false));
         assert_eq!(c.peers, vec!["a:1"]);
         let c =
             Config::resolve(&parse(&["lanyard", "--config", cfg, "--data-dir", "/tmp/x", "--nick", "flag", "--port", "1"]).global).unwrap();
-        assert_eq!((c.nick.as_str(), c.port), ("flag", 1));
+        assert_eq!((c.nick_given.as_deref(), c.port), (Some("flag"), 1));
+    }
+
+    #[test]
+    fn downloads_land_in_a_visible_folder() {
+        let home = Some(PathBuf::from("/home/ada"));
+        assert_eq!(
+            default_download_dir(Some("/home/ada/Téléchargements".into()), home.clone()),
+            Some(PathBuf::from("/home/ada/Téléchargements/lanyard"))
+        );
+        assert_eq!(default_download_dir(None, home), Some(PathBuf::from("/home/ada/Downloads/lanyard")));
+        assert_eq!(default_download_dir(None, None), None);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The database in the data dir (SQLite): known peers here; chat history and the outbox in
-//! the chat module of the node; transfer records later. WAL mode: a commit survives the process being killed.
+//! The database in the data dir (SQLite): known peers and settings here; chat history and the
+//! outbox in the chat module of the node; transfer records later. WAL mode: a commit survives the process being killed.
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -67,7 +67,15 @@ const MIGRATIONS: &[&str] = &[
         n INTEGER NOT NULL
     );
     CREATE INDEX messages_by_id ON messages (id);",
+    // Small values the node keeps between runs (the nick): see `Store::setting`.
+    "CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );",
 ];
+
+/// The database's file name in the data dir.
+pub const DB_FILE: &str = "lanyard.sqlite3";
 
 pub struct Store {
     conn: Mutex<Connection>,
@@ -150,15 +158,61 @@ impl Store {
         Ok(())
     }
 
-    pub fn set_trusted(&self, id: &PeerId, trusted: bool) -> Result<()> {
-        self.lock()
+    /// False when no such peer is stored (it never completed a handshake with us).
+    pub fn set_trusted(&self, id: &PeerId, trusted: bool) -> Result<bool> {
+        let n = self
+            .lock()
             .execute("UPDATE peers SET trusted = ?2 WHERE id = ?1", params![id.as_str(), trusted])?;
+        Ok(n > 0)
+    }
+
+    /// A connection with the peer ended at `when` (Unix seconds).
+    pub fn seen(&self, id: &PeerId, when: u64) -> Result<()> {
+        self.lock()
+            .execute("UPDATE peers SET last_seen = ?2 WHERE id = ?1", params![id.as_str(), when as i64])?;
         Ok(())
     }
 
-    /// Remove a peer's record and pinned key; true if there was one.
+    /// Drop a peer's record and so its pinned key; its chat history stays. False if none was stored.
     pub fn forget_peer(&self, id: &PeerId) -> Result<bool> {
         Ok(self.lock().execute("DELETE FROM peers WHERE id = ?1", [id.as_str()])? > 0)
+    }
+
+    /// Drop the peers nobody would miss: untrusted, without a direct conversation, and not seen
+    /// since `seen_before` (Unix seconds). Returns how many went.
+    pub fn prune_peers(&self, seen_before: u64) -> Result<usize> {
+        Ok(self.lock().execute(
+            "DELETE FROM peers WHERE trusted = 0 AND last_seen < ?1
+                AND NOT EXISTS (SELECT 1 FROM messages WHERE messages.conversation = peers.id)",
+            [seen_before as i64],
+        )?)
+    }
+
+    /// The stored peers that have a direct conversation with us.
+    pub fn peers_with_history(&self) -> Result<Vec<PeerId>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare("SELECT id FROM peers WHERE EXISTS (SELECT 1 FROM messages WHERE messages.conversation = peers.id)")?;
+        let ids = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for id in ids {
+            out.extend(PeerId::parse(&id?));
+        }
+        Ok(out)
+    }
+
+    pub fn setting(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .lock()
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        self.lock().execute(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [key, value],
+        )?;
+        Ok(())
     }
 
     pub fn peers(&self) -> Result<Vec<StoredPeer>> {
@@ -238,5 +292,64 @@ mod tests {
         assert_eq!(got.len(), 1);
         assert!(got[0].trusted);
         assert_eq!(s.pinned_key(&p.id).unwrap().unwrap(), p.public_key);
+    }
+
+    fn peer(nick: &str, last_seen: u64) -> StoredPeer {
+        let ident = Identity::generate().unwrap();
+        StoredPeer {
+            id: ident.id().clone(),
+            public_key: ident.public_key().to_vec(),
+            nick: nick.into(),
+            host: "h".into(),
+            listen_addr: None,
+            last_seen: Some(last_seen),
+            trusted: false,
+        }
+    }
+
+    #[test]
+    fn only_forgettable_peers_are_pruned() {
+        let s = Store::open_in_memory().unwrap();
+        let [old, trusted, chatted, recent] = [peer("old", 10), peer("trusted", 10), peer("chatted", 10), peer("recent", 1000)];
+        for p in [&old, &trusted, &chatted, &recent] {
+            s.upsert_peer(p, "10.0.0.1:1").unwrap();
+        }
+        s.set_trusted(&trusted.id, true).unwrap();
+        s.lock()
+            .execute(
+                "INSERT INTO messages (id, conversation, sender, sender_nick, outgoing, room, sent_ms, received_ms, text)
+                 VALUES ('m', ?1, ?1, 'chatted', 0, 0, 0, 0, 'hi')",
+                [chatted.id.as_str()],
+            )
+            .unwrap();
+        assert_eq!(s.peers_with_history().unwrap(), vec![chatted.id.clone()]);
+        assert_eq!(s.prune_peers(500).unwrap(), 1);
+        let mut left: Vec<String> = s.peers().unwrap().into_iter().map(|p| p.nick).collect();
+        left.sort();
+        assert_eq!(left, ["chatted", "recent", "trusted"]);
+        assert!(s.pinned_key(&old.id).unwrap().is_none());
+    }
+
+    #[test]
+    fn forget_and_trust_report_whether_the_peer_was_stored() {
+        let s = Store::open_in_memory().unwrap();
+        let p = peer("ada", 5);
+        assert!(!s.set_trusted(&p.id, true).unwrap());
+        assert!(!s.forget_peer(&p.id).unwrap());
+        s.upsert_peer(&p, "10.0.0.1:1").unwrap();
+        assert!(s.set_trusted(&p.id, true).unwrap());
+        s.seen(&p.id, 99).unwrap();
+        assert_eq!(s.peers().unwrap()[0].last_seen, Some(99));
+        assert!(s.forget_peer(&p.id).unwrap());
+        assert!(s.peers().unwrap().is_empty());
+    }
+
+    #[test]
+    fn settings_round_trip() {
+        let s = Store::open_in_memory().unwrap();
+        assert_eq!(s.setting("nick").unwrap(), None);
+        s.set_setting("nick", "ada").unwrap();
+        s.set_setting("nick", "bob").unwrap();
+        assert_eq!(s.setting("nick").unwrap().as_deref(), Some("bob"));
     }
 }

@@ -19,7 +19,7 @@ async fn lanyard(data_dir: &Path, args: &[&str]) -> Output {
     let config = data_dir.parent().unwrap().join("empty-config.toml");
     std::fs::write(&config, "").unwrap();
     tokio::process::Command::new(env!("CARGO_BIN_EXE_lanyard"))
-        .args(["--no-mdns", "--nick", "script", "--data-dir"])
+        .args(["--no-mdns", "--data-dir"])
         .arg(data_dir)
         .args(args)
         .env("LANYARD_CONFIG", &config)
@@ -134,6 +134,18 @@ async fn say_and_history_through_the_running_node() {
         got,
         ["from a script \u{1b}[31m", "reply \u{9b}2J", "are you there?", "queued for later"]
     );
+
+    // A nick given to any command sticks: also to the node that runs, which tells its peers.
+    let mut at_bob = bob.subscribe();
+    let o = lanyard(&da, &["--nick", "ada-2", "peers", "--wait", "0"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(ada.nick(), "ada-2");
+    loop {
+        if let Event::PeerRenamed { new, .. } = tokio::time::timeout(PATIENCE, at_bob.recv()).await.unwrap().unwrap() {
+            assert_eq!(new, "ada-2");
+            break;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,7 +155,7 @@ async fn say_without_a_running_node_runs_its_own() {
     let bob = start("bob", &db).await;
     let mut at_bob = bob.subscribe();
     let addr = bob.listen_addr().unwrap().to_string();
-    let o = lanyard(&ds, &["say", &addr, "one-shot"]).await;
+    let o = lanyard(&ds, &["say", "--nick", "script", &addr, "one-shot"]).await;
     assert!(o.status.success(), "say failed: {}", stderr(&o));
     loop {
         if let Event::ChatReceived { text, nick, .. } = tokio::time::timeout(PATIENCE, at_bob.recv()).await.unwrap().unwrap() {

@@ -183,7 +183,7 @@ async fn offers_are_rejected_without_accept_all_or_an_answer() {
         _ => None,
     })
     .await;
-    assert!(b.handle.answer_offer(&id, false, false));
+    assert!(b.handle.answer_offer(&id, false, false).await);
     assert!(matches!(task.wait().await, Err(TransferError::Rejected(_))));
 
     let task = a.handle.send(&bob, std::slice::from_ref(&file)).await.unwrap();
@@ -192,7 +192,7 @@ async fn offers_are_rejected_without_accept_all_or_an_answer() {
         _ => None,
     })
     .await;
-    assert!(b.handle.answer_offer(&id, true, true));
+    assert!(b.handle.answer_offer(&id, true, true).await);
     assert!(task.wait().await.unwrap().all_ok());
     assert!(
         a.handle
@@ -418,7 +418,7 @@ async fn a_source_that_changes_or_vanishes_fails_alone() {
     .await;
     write(&tree.join("changes.txt"), b"after, and longer");
     std::fs::remove_file(tree.join("vanishes.txt")).unwrap();
-    assert!(b.handle.answer_offer(&id, true, false));
+    assert!(b.handle.answer_offer(&id, true, false).await);
     let outcome = task.wait().await.unwrap();
     assert_eq!(outcome.files, 1);
     let mut failed = outcome.failed.clone();
@@ -600,7 +600,7 @@ async fn a_sender_can_cancel_an_offer_still_waiting_for_an_answer() {
         _ => None,
     })
     .await;
-    assert!(!b.handle.answer_offer(&id, true, false), "the offer is gone");
+    assert!(!b.handle.answer_offer(&id, true, false).await, "the offer is gone");
 }
 
 #[tokio::test]

@@ -136,13 +136,14 @@ fn print_note(reply: Reply) {
 
 fn id(config: &Config, json: bool) -> Result<ExitCode> {
     let me = crate::node::identity_of(&config.data_dir)?;
+    let nick = crate::node::nick::nick_in(&config.data_dir, config.nick_given.as_deref())?;
     if json {
-        let v = serde_json::json!({ "id": me.0, "fingerprint": me.1, "nick": config.nick });
+        let v = serde_json::json!({ "id": me.0, "fingerprint": me.1, "nick": nick });
         println!("{v}");
     } else {
         println!("id           {}", me.0);
         println!("fingerprint  {}", me.1);
-        println!("nick         {}", printable(&config.nick));
+        println!("nick         {}", printable(&nick));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -199,7 +199,6 @@ pub fn history_line(e: &ChatEntry) -> String {
     format!("{time}  {}: {}{mark}", printable(&e.nick), printable(&e.text))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -499,7 +499,7 @@ async fn answer(node: &NodeHandle, spec: &str, accept: bool, always: bool, out: 
         .find(|o| o.transfer == id)
         .map(|o| crate::text::printable(&o.nick).into_owned())
         .unwrap_or_default();
-    if !node.answer_offer(&id, accept, always) {
+    if !node.answer_offer(&id, accept, always).await {
         bail!("offer {id} is no longer waiting (its sender gave up, or it was answered)");
     }
     let text = match (accept, always) {
@@ -512,7 +512,7 @@ async fn answer(node: &NodeHandle, spec: &str, accept: bool, always: bool, out: 
 
 async fn trust(node: &NodeHandle, spec: &str, trusted: bool, out: &mpsc::Sender<Reply>) -> Result<()> {
     let id = node.resolve(spec, RESOLVE_WAIT).await?;
-    node.set_trusted(&id, trusted)?;
+    node.set_trusted(&id, trusted).await?;
     let label = node.peer_label(id.as_str());
     let text = if trusted {
         format!("files from {} are accepted without asking", crate::text::printable(&label))
@@ -525,7 +525,7 @@ async fn trust(node: &NodeHandle, spec: &str, trusted: bool, out: &mpsc::Sender<
 async fn forget(node: &NodeHandle, spec: &str, out: &mpsc::Sender<Reply>) -> Result<()> {
     let id = node.resolve(spec, Duration::ZERO).await?;
     let label = node.peer_label(id.as_str());
-    if !node.forget(&id)? {
+    if !node.forget(&id).await? {
         bail!("no peer {spec:?} is known");
     }
     send(

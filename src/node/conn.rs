@@ -280,6 +280,11 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
                 Ok(msg) => match msg {
                     ControlMsg::Ping => {}
                     msg @ ControlMsg::Chat { .. } => {
+                        if let ControlMsg::Chat { room: false, .. } = msg
+                            && let Some(p) = shared.peers().get_mut(&id)
+                        {
+                            p.chatted = true;
+                        }
                         if let Err(e) = chat::on_chat(&shared, &id, conn_id, &tx, msg).await {
                             tracing::warn!("dropping connection to {} ({}): {e}", remote.addr, id.short());
                             break e;
@@ -297,7 +302,10 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
                             tracing::warn!("dropping connection to {}: nick of {} bytes", id.short(), nick.len());
                             break format!("protocol error: nick must be 1 to {MAX_NICK_BYTES} bytes");
                         }
-                        let old = std::mem::replace(&mut shared.peers().entry(&id).nick, nick.clone());
+                        // A peer forgotten meanwhile stays forgotten until it connects again.
+                        let Some(old) = shared.peers().get_mut(&id).map(|p| std::mem::replace(&mut p.nick, nick.clone())) else {
+                            continue;
+                        };
                         shared.touch();
                         if old != nick {
                             shared.emit(Event::PeerRenamed {
@@ -317,6 +325,13 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
     chat::connection_down(&shared, &id, conn_id).await;
     let nick = shared.peers().get(&id).map(|p| p.nick.clone()).unwrap_or_default();
     let down = shared.peers().unregister(&id, conn_id, quiet);
+    // Last seen is when it left, not when it came: how long it has been away decides when it is
+    // no longer listed.
+    let now = unix_now();
+    let known = shared.peers().get_mut(&id).map(|p| p.last_seen = Some(now)).is_some();
+    if known && let Err(e) = shared.store.seen(&id, now) {
+        tracing::warn!("cannot record when {} was last seen: {e}", id.short());
+    }
     shared.touch();
     if down {
         shared.emit(Event::PeerDown {
@@ -478,19 +493,25 @@ pub(crate) async fn on_discovery(shared: Arc<Shared>, mut rx: mpsc::UnboundedRec
 async fn maintain_discovered(shared: Arc<Shared>, id: PeerId) {
     let mut backoff = BACKOFF_MIN;
     loop {
-        let (present, online, addrs) = {
+        let (online, remembered_in_flight, addrs) = {
             let mut table = shared.peers();
-            let peer = table.entry(&id);
-            let snapshot = (peer.mdns_present, peer.conn.is_some(), peer.dial_addrs.clone());
-            if !snapshot.0 && !snapshot.1 || shared.cancel.is_cancelled() {
+            // Forgotten: a later mDNS record of it starts a new dialler.
+            let Some(peer) = table.get_mut(&id) else { return };
+            let online = peer.conn.is_some();
+            if !peer.mdns_present && !online || shared.cancel.is_cancelled() {
                 peer.dialer_running = false;
                 return;
             }
-            snapshot
+            (online, peer.dialing_remembered, peer.dial_addrs.clone())
         };
-        let _ = present;
-        if online {
-            if !pause(&shared, Duration::from_millis(250)).await {
+        if online || remembered_in_flight {
+            // A remembered dial settles within a handshake or a connect timeout: look again soon.
+            let wait = if online {
+                Duration::from_millis(250)
+            } else {
+                Duration::from_millis(50)
+            };
+            if !pause(&shared, wait).await {
                 return;
             }
             continue;

@@ -115,7 +115,12 @@ impl Client {
         let path = socket_path(&config.data_dir);
         for attempt in 0..20 {
             if UnixStream::connect(&path).await.is_ok() {
-                return Ok(Client::Remote(path));
+                let client = Client::Remote(path);
+                // A nick given to any command sticks, also when a node already runs.
+                if let Some(nick) = config.nick {
+                    client.run(Request::SetNick { nick }, |_| {}).await?;
+                }
+                return Ok(client);
             }
             match NodeHandle::start(config.clone()).await {
                 Ok(node) => return Ok(Client::Local(node)),

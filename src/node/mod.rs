@@ -6,7 +6,9 @@ pub mod chat;
 pub(crate) mod conn;
 pub mod control;
 pub mod events;
+pub mod nick;
 pub mod peers;
+mod places;
 pub mod share;
 mod snapshot;
 pub mod transfer;
@@ -29,7 +31,7 @@ pub use crate::identity::PeerId;
 use crate::identity::{Identity, ensure_private_dir};
 use crate::net::discovery::{Advert, Discovery, DiscoveryEvent};
 use crate::net::wire::{Hello, MAX_NICK_BYTES};
-use crate::store::Store;
+use crate::store::{DB_FILE, Store};
 pub use chat::{ChatEntry, ChatTarget, Delivery, ROOM};
 use events::Emitter;
 pub use events::{Envelope, Event, Lagged, ReceivedFile, RecvError, Subscription};
@@ -51,7 +53,9 @@ const RECHECK: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
-    pub nick: String,
+    /// A nick given for this run: stored in the data dir for the next ones. `None`: the stored
+    /// nick, else the default (see [`nick`]).
+    pub nick: Option<String>,
     pub data_dir: PathBuf,
     pub download_dir: PathBuf,
     pub shares: Vec<PathBuf>,
@@ -69,7 +73,7 @@ impl NodeConfig {
     /// A node on 127.0.0.1 with a free port, no multicast: what in-process tests run.
     pub fn local(nick: &str, data_dir: PathBuf) -> NodeConfig {
         NodeConfig {
-            nick: nick.to_string(),
+            nick: Some(nick.to_string()),
             download_dir: data_dir.join("downloads"),
             data_dir,
             shares: Vec::new(),
@@ -184,11 +188,14 @@ pub struct NodeHandle {
 impl NodeHandle {
     /// Start a node: take the data dir's lock, load the identity and database, listen, discover.
     pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
-        validate_nick(&config.nick)?;
+        if let Some(nick) = &config.nick {
+            validate_nick(nick)?;
+        }
         let data_dir = ensure_private_dir(&config.data_dir)?;
         let lock_file = take_lock(&data_dir)?;
         let identity = Identity::load_or_create(&data_dir)?;
-        let store = Store::open(&data_dir.join("lanyard.sqlite3"))?;
+        let store = Store::open(&data_dir.join(DB_FILE))?;
+        let nick = nick::settle(&store, config.nick.as_deref())?;
 
         let listener = match config.listen {
             Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| match addr.port() {
@@ -201,21 +208,12 @@ impl NodeHandle {
         };
         let listen_addr = listener.as_ref().map(|l| l.local_addr()).transpose()?;
 
-        let mut table = PeerTable::new(identity.id().clone());
-        for p in store.peers()? {
-            let e = table.entry(&p.id);
-            e.public_key = p.public_key;
-            e.nick = p.nick;
-            e.host = p.host;
-            e.trusted = p.trusted;
-            e.last_seen = p.last_seen;
-            e.dial_addrs = p.listen_addr.and_then(|a| a.parse().ok()).into_iter().collect();
-        }
+        let table = places::load_table(&store, identity.id())?;
 
         let (discovered, discovered_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             host: hostname(),
-            nick: Mutex::new(config.nick.clone()),
+            nick: Mutex::new(nick),
             identity,
             config,
             peers: Mutex::new(table),
@@ -263,6 +261,7 @@ impl NodeHandle {
         for target in shared.config.manual_peers.clone() {
             handle.add_peer(&target);
         }
+        shared.tracker.spawn(places::dial_remembered(shared.clone()));
         if let Some(addr) = listen_addr {
             shared.emit(Event::Listening {
                 id: shared.identity.id().clone(),
@@ -412,10 +411,17 @@ impl NodeHandle {
         true
     }
 
-    /// Change our nick: told to every connected peer and re-advertised.
+    /// Change our nick: kept in the data dir, told to every connected peer and re-advertised.
     pub async fn set_nick(&self, nick: &str) -> Result<()> {
         validate_nick(nick)?;
-        *lock(&self.shared.nick) = nick.to_string();
+        {
+            let (shared, nick) = (self.shared.clone(), nick.to_string());
+            off_thread(move || nick::keep(&shared.store, &nick)).await??;
+        }
+        // Kept either way; peers hear of it only when it changed.
+        if std::mem::replace(&mut *lock(&self.shared.nick), nick.to_string()) == nick {
+            return Ok(());
+        }
         let senders: Vec<_> = {
             let t = self.shared.peers();
             t.ids().filter_map(|id| t.sender(id)).collect()
@@ -432,29 +438,6 @@ impl NodeHandle {
             })?;
         }
         Ok(())
-    }
-
-    /// Auto-accept (or not) files from a peer; kept in the store.
-    pub fn set_trusted(&self, id: &PeerId, trusted: bool) -> Result<()> {
-        self.shared.store.set_trusted(id, trusted)?;
-        self.shared.peers().entry(id).trusted = trusted;
-        self.shared.emit(Event::TrustChanged { id: id.clone(), trusted });
-        Ok(())
-    }
-
-    /// Drop a peer's record and pinned key (its live connection too); false if unknown.
-    pub fn forget(&self, id: &PeerId) -> Result<bool> {
-        let stored = self.shared.store.forget_peer(id)?;
-        let known = self.shared.peers().remove(id);
-        if let Some(conn) = known.as_ref().and_then(|p| p.conn.as_ref()) {
-            conn.cancel.cancel();
-        }
-        let forgotten = stored || known.is_some();
-        if forgotten {
-            self.shared.touch();
-            self.shared.emit(Event::PeerForgotten { id: id.clone() });
-        }
-        Ok(forgotten)
     }
 
     /// Resolves once shutdown has begun.

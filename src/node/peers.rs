@@ -14,10 +14,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::identity::{PeerId, fingerprint};
 use crate::net::wire::ControlMsg;
+use crate::store::unix_now;
 
 /// Connections established this close together are a simultaneous dial, decided by id; a later
 /// one means the other side lost the old one, so the newcomer wins.
 const SIMULTANEOUS: Duration = Duration::from_secs(2);
+
+/// A peer offline this long (seconds), untrusted and without a conversation with us, is no longer
+/// listed, and is dropped from the store at the next start: a lab sees many one-off machines and
+/// re-created identities, and a list full of them hides the peers that matter.
+pub const FORGET_AFTER: u64 = 24 * 3600;
 
 /// A live control connection as the table sees it.
 #[derive(Debug, Clone)]
@@ -43,11 +49,24 @@ pub struct PeerState {
     pub dial_addrs: Vec<SocketAddr>,
     pub mdns_present: bool,
     pub dialer_running: bool,
+    /// Its remembered address is being dialled (once, at start): other dialers wait for the
+    /// outcome rather than open a second connection from this side, which the two ends may not
+    /// settle on the same way.
+    pub dialing_remembered: bool,
     pub conn: Option<LiveConn>,
     /// Whether subscribers were told it's up: the one source of truth for up/down events.
     pub announced: bool,
     pub trusted: bool,
     pub last_seen: Option<u64>,
+    /// We have a direct conversation with it: kept however long it stays away.
+    pub chatted: bool,
+}
+
+impl PeerState {
+    /// Offline for over [`FORGET_AFTER`], untrusted, and nothing said between us.
+    fn stale(&self, now: u64) -> bool {
+        self.conn.is_none() && !self.trusted && !self.chatted && self.last_seen.is_some_and(|seen| seen.saturating_add(FORGET_AFTER) < now)
+    }
 }
 
 /// A peer as faces see it.
@@ -117,12 +136,18 @@ impl PeerTable {
         self.peers.get_mut(id)
     }
 
-    pub fn entry(&mut self, id: &PeerId) -> &mut PeerState {
-        self.peers.entry(id.clone()).or_default()
+    /// The entry of a peer we know, without bringing back one that was forgotten meanwhile.
+    pub fn get_mut(&mut self, id: &PeerId) -> Option<&mut PeerState> {
+        self.peers.get_mut(id)
     }
 
+    /// Forget a peer; the caller closes its connection, if any.
     pub fn remove(&mut self, id: &PeerId) -> Option<PeerState> {
         self.peers.remove(id)
+    }
+
+    pub fn entry(&mut self, id: &PeerId) -> &mut PeerState {
+        self.peers.entry(id.clone()).or_default()
     }
 
     pub fn ids(&self) -> impl Iterator<Item = &PeerId> {
@@ -220,13 +245,17 @@ impl PeerTable {
         })
     }
 
-    /// Every peer with a name: online first, then by nick.
+    /// Every peer with a name that is not stale: online first, then by nick.
     pub fn list(&self) -> Vec<PeerInfo> {
+        self.list_at(unix_now())
+    }
+
+    fn list_at(&self, now: u64) -> Vec<PeerInfo> {
         let mut out: Vec<PeerInfo> = self
             .peers
-            .keys()
-            .filter_map(|id| self.info(id))
-            .filter(|p| !p.nick.is_empty())
+            .iter()
+            .filter(|(_, p)| !p.nick.is_empty() && !p.stale(now))
+            .filter_map(|(id, _)| self.info(id))
             .collect();
         out.sort_by(|a, b| {
             b.online
@@ -237,22 +266,26 @@ impl PeerTable {
         out
     }
 
-    /// Resolve what a user typed: an exact id, a nick (case-insensitive), or an id prefix.
+    /// Resolve what a user typed: an exact id, a nick (case-insensitive), or an id prefix. Only
+    /// an exact id reaches a stale peer: an old identity must not make a live nick ambiguous.
     pub fn find(&self, spec: &str) -> Result<PeerId, FindError> {
+        self.find_at(spec, unix_now())
+    }
+
+    fn find_at(&self, spec: &str, now: u64) -> Result<PeerId, FindError> {
         if let Some(id) = PeerId::parse(spec)
             && self.peers.contains_key(&id)
         {
             return Ok(id);
         }
-        let by_nick: Vec<&PeerId> = self
-            .peers
-            .iter()
+        let listed = || self.peers.iter().filter(|(_, p)| !p.stale(now));
+        let by_nick: Vec<&PeerId> = listed()
             .filter(|(_, p)| p.nick.eq_ignore_ascii_case(spec))
             .map(|(id, _)| id)
             .collect();
         let candidates = if by_nick.is_empty() && spec.len() >= 4 {
             let lower = spec.to_ascii_lowercase();
-            self.peers.keys().filter(|id| id.as_str().starts_with(&lower)).collect()
+            listed().map(|(id, _)| id).filter(|id| id.as_str().starts_with(&lower)).collect()
         } else {
             by_nick
         };
@@ -347,5 +380,30 @@ mod tests {
         assert_eq!(t.find(&a.as_str()[..6]).unwrap(), a);
         assert_eq!(t.find(a.as_str()).unwrap(), a);
         assert!(t.find("nobody").is_err());
+    }
+
+    #[test]
+    fn stale_peers_are_neither_listed_nor_found_by_nick() {
+        let (old, new) = two_ids();
+        let now = 10 * FORGET_AFTER;
+        let mut t = PeerTable::new(Identity::generate().unwrap().id().clone());
+        for (id, seen) in [(&old, now - FORGET_AFTER - 1), (&new, now - 60)] {
+            let e = t.entry(id);
+            e.nick = "ada".into();
+            e.last_seen = Some(seen);
+        }
+        let listed = |t: &PeerTable| t.list_at(now).into_iter().map(|p| p.id).collect::<Vec<_>>();
+        assert_eq!(listed(&t), vec![new.clone()]);
+        assert_eq!(t.find_at("ada", now).unwrap(), new, "the stale namesake does not make it ambiguous");
+        assert_eq!(t.find_at(old.as_str(), now).unwrap(), old, "an exact id still reaches it");
+        // Trust, a conversation, or a live connection keep it listed.
+        t.entry(&old).trusted = true;
+        assert_eq!(listed(&t).len(), 2);
+        t.entry(&old).trusted = false;
+        t.entry(&old).chatted = true;
+        assert_eq!(listed(&t).len(), 2);
+        t.entry(&old).chatted = false;
+        t.register(&old, conn(1, true, Instant::now()));
+        assert_eq!(listed(&t).len(), 2);
     }
 }

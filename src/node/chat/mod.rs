@@ -152,6 +152,12 @@ impl NodeHandle {
             .await?
             .context("cannot store the message")?;
         }
+        // A conversation keeps the peer listed however long it stays away (peers::FORGET_AFTER).
+        if let ChatTarget::Peer(id) = to
+            && let Some(p) = shared.peers().get_mut(id)
+        {
+            p.chatted = true;
+        }
         shared.emit(Event::ChatQueued {
             id: id.clone(),
             to: to.conversation().to_string(),

@@ -520,13 +520,13 @@ impl NodeHandle {
     }
 
     /// Answer an offer announced by `Event::Offer`; `always` also trusts the peer from now on.
-    pub fn answer_offer(&self, id: &str, accept: bool, always: bool) -> bool {
+    pub async fn answer_offer(&self, id: &str, accept: bool, always: bool) -> bool {
         let Some((peer, tx)) = self.shared.transfers.offers.take(id) else {
             return false;
         };
         if accept
             && always
-            && let Err(e) = self.set_trusted(&peer, true)
+            && let Err(e) = self.set_trusted(&peer, true).await
         {
             tracing::warn!("cannot record trust: {e:#}");
         }

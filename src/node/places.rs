@@ -1,0 +1,187 @@
+//! Places that stick: the peers a node remembers between runs. At start it drops the ones nobody
+//! would miss and dials the others at their remembered addresses at once, beside mDNS, so a
+//! one-shot command reaches a known peer in the time of a handshake rather than of a discovery.
+//! Faces forget and trust peers here.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::peers::{FORGET_AFTER, PeerTable};
+use super::{Event, NodeHandle, Shared, conn, lock, off_thread};
+use crate::identity::PeerId;
+use crate::net::secure::HandshakeError;
+use crate::net::wire::Purpose;
+use crate::store::{Store, unix_now};
+
+/// Remembered addresses dialled at once at start. Most answer or refuse within a round trip;
+/// a stale one on a LAN can hold its slot for the whole connect timeout, so a long list must not
+/// open hundreds of sockets together.
+const MAX_REMEMBERED_DIALS: usize = 16;
+
+/// The peer table as the store remembers it, after dropping the peers nobody would miss.
+pub(crate) fn load_table(store: &Store, me: &PeerId) -> Result<PeerTable> {
+    let pruned = store.prune_peers(unix_now().saturating_sub(FORGET_AFTER))?;
+    if pruned > 0 {
+        tracing::info!("forgot {pruned} peers unseen for a day (untrusted, never chatted with)");
+    }
+    let chatted: HashSet<PeerId> = store.peers_with_history()?.into_iter().collect();
+    let mut table = PeerTable::new(me.clone());
+    for p in store.peers()? {
+        // Only a copied data dir holds its own record; dialling it would reach ourselves.
+        if &p.id == me {
+            continue;
+        }
+        let e = table.entry(&p.id);
+        e.public_key = p.public_key;
+        e.nick = p.nick;
+        e.host = p.host;
+        e.trusted = p.trusted;
+        e.last_seen = p.last_seen;
+        e.dial_addrs = p.listen_addr.and_then(|a| a.parse().ok()).into_iter().collect();
+        e.chatted = chatted.contains(&p.id);
+    }
+    Ok(table)
+}
+
+/// Try each remembered peer once at its remembered address, the most recently seen first. Not a
+/// redial target: a peer that is away stays for mDNS, `--peer` or its own dial to bring back.
+pub(crate) async fn dial_remembered(shared: Arc<Shared>) {
+    let mut targets: Vec<(u64, PeerId, SocketAddr)> = {
+        let table = shared.peers();
+        table
+            .ids()
+            .filter_map(|id| {
+                let p = table.get(id)?;
+                let addr = *p.dial_addrs.first()?;
+                (!is_own_address(addr, shared.listen_addr)).then(|| (p.last_seen.unwrap_or(0), id.clone(), addr))
+            })
+            .collect()
+    };
+    targets.sort_by_key(|t| std::cmp::Reverse(t.0));
+    let slots = Arc::new(Semaphore::new(MAX_REMEMBERED_DIALS));
+    for (_, id, addr) in targets {
+        let permit = tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        shared.tracker.spawn(dial_one(shared.clone(), id, addr, permit));
+    }
+}
+
+async fn dial_one(shared: Arc<Shared>, id: PeerId, addr: SocketAddr, permit: OwnedSemaphorePermit) {
+    // A `--peer` dialler for the same address is on it already; two connections from this side
+    // at once may be settled differently by the two ends (see `dialing_remembered`).
+    if lock(&shared.manual).keys().any(|t| t.parse() == Ok(addr)) {
+        return;
+    }
+    {
+        let mut table = shared.peers();
+        // Connected by another path meanwhile, or forgotten: nothing to do.
+        match table.get_mut(&id) {
+            Some(p) if p.conn.is_none() => p.dialing_remembered = true,
+            _ => return,
+        }
+    }
+    // A one-shot command that is done must not wait out the connect timeout of a stale address.
+    let dialled = tokio::select! {
+        _ = shared.cancel.cancelled() => None,
+        r = conn::dial(&shared, addr, Some(&id), Purpose::Control) => Some(r),
+    };
+    drop(permit);
+    if let Some(p) = shared.peers().get_mut(&id) {
+        p.dialing_remembered = false;
+    }
+    let Some(dialled) = dialled else { return };
+    match dialled {
+        Ok(c) => conn::run_control(shared, c, true).await,
+        // Addresses get reused (DHCP, another node on that port): not a spoofing alarm, just not
+        // the peer we remember; the handshake stopped before we said who we are.
+        Err(e @ HandshakeError::IdMismatch { .. }) => tracing::info!("remembered address {addr} of {}: {e}", id.short()),
+        Err(e) => tracing::debug!("remembered address {addr} of {}: {e}", id.short()),
+    }
+}
+
+/// Whether dialling `addr` would reach our own listener (by any address we can tell is ours
+/// without asking the interfaces; the handshake refuses the rest, see `SelfConnection`).
+fn is_own_address(addr: SocketAddr, listen: Option<SocketAddr>) -> bool {
+    let Some(listen) = listen else { return false };
+    addr.port() == listen.port() && (addr.ip() == listen.ip() || (addr.ip().is_loopback() && listen.ip().is_unspecified()))
+}
+
+impl NodeHandle {
+    /// Drop a peer's record and pinned key from the store, and the peer from the table, now. A
+    /// live connection to it is closed, so a forgotten peer that is still around is pinned
+    /// afresh on its next connection. Its chat history stays. False if it was not known.
+    pub async fn forget(&self, id: &PeerId) -> Result<bool> {
+        if id == self.id() {
+            bail!("that is this node itself");
+        }
+        let stored = {
+            let (shared, id) = (self.shared.clone(), id.clone());
+            off_thread(move || shared.store.forget_peer(&id)).await??
+        };
+        let removed = self.shared.peers().remove(id);
+        let known = stored || removed.is_some();
+        if let Some(p) = removed {
+            if let Some(c) = &p.conn {
+                c.cancel.cancel();
+            }
+            // The connection's own end finds no entry and stays silent: say it here, once.
+            if p.announced {
+                self.shared.emit(Event::PeerDown {
+                    id: id.clone(),
+                    nick: p.nick,
+                    reason: "forgotten".into(),
+                });
+            }
+        }
+        if known {
+            self.shared.touch();
+            self.shared.emit(Event::PeerForgotten { id: id.clone() });
+        }
+        Ok(known)
+    }
+
+    /// Auto-accept files from a peer (or stop), kept in the store.
+    pub async fn set_trusted(&self, id: &PeerId, trusted: bool) -> Result<()> {
+        let stored = {
+            let (shared, peer) = (self.shared.clone(), id.clone());
+            off_thread(move || shared.store.set_trusted(&peer, trusted)).await??
+        };
+        if !stored {
+            bail!("unknown peer {id}: it has never connected");
+        }
+        if let Some(p) = self.shared.peers().get_mut(id) {
+            p.trusted = trusted;
+        }
+        self.shared.touch();
+        self.shared.emit(Event::TrustChanged { id: id.clone(), trusted });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_listener_is_not_dialled() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(is_own_address(a("127.0.0.1:7717"), Some(a("0.0.0.0:7717"))));
+        assert!(is_own_address(a("127.0.0.1:7717"), Some(a("127.0.0.1:7717"))));
+        assert!(is_own_address(a("10.0.0.5:7717"), Some(a("10.0.0.5:7717"))));
+        assert!(
+            !is_own_address(a("10.0.0.5:7717"), Some(a("0.0.0.0:7717"))),
+            "another lab machine on the default port"
+        );
+        assert!(!is_own_address(a("127.0.0.1:7718"), Some(a("0.0.0.0:7717"))));
+        assert!(!is_own_address(a("127.0.0.1:7717"), None));
+    }
+}
