@@ -143,7 +143,13 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
         ..
     } = conn;
     let id = remote.id.clone();
-    if let Err(reason) = pin_and_record(&shared, &remote) {
+    let recorded = {
+        let (s, r) = (shared.clone(), remote.clone());
+        super::off_thread(move || pin_and_record(&s, &r))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()))
+    };
+    if let Err(reason) = recorded {
         tracing::warn!("refused {}: {reason}", remote.addr);
         shared.emit(Event::Warning {
             message: format!("refused connection from {}: {reason}", remote.addr),
@@ -204,7 +210,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
         }),
         Registered::Replaced(_) => {}
     }
-    let chat_window = chat::connection_up(&shared, &id, conn_id, tx.clone(), cancel.clone());
+    let inbox = chat::connection_up(&shared, &id, conn_id, tx.clone(), cancel.clone());
     if !old_nick.is_empty() && old_nick != remote.hello.nick {
         shared.emit(Event::PeerRenamed {
             id: id.clone(),
@@ -262,7 +268,14 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
     let mut quiet = false;
     let reason = loop {
         let read = tokio::select! {
-            _ = cancel.cancelled() => break if shared.cancel.is_cancelled() { "shutting down".to_string() } else { "replaced".to_string() },
+            _ = cancel.cancelled() => break match inbox.failure() {
+                Some(reason) => {
+                    tracing::warn!("dropping connection to {} ({}): {reason}", remote.addr, id.short());
+                    reason
+                }
+                None if shared.cancel.is_cancelled() => "shutting down".to_string(),
+                None => "replaced".to_string(),
+            },
             r = timeout(IDLE_LIMIT, reader.read_frame::<ControlMsg>(MAX_CONTROL_FRAME)) => r,
         };
         match read {
@@ -279,18 +292,32 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
                 }
                 Ok(msg) => match msg {
                     ControlMsg::Ping => {}
-                    msg @ ControlMsg::Chat { .. } => {
-                        if let ControlMsg::Chat { room: false, .. } = msg
-                            && let Some(p) = shared.peers().get_mut(&id)
-                        {
+                    ControlMsg::Chat {
+                        id: line,
+                        room,
+                        sent_ms,
+                        text,
+                    } => {
+                        if !room && let Some(p) = shared.peers().get_mut(&id) {
                             p.chatted = true;
                         }
-                        if let Err(e) = chat::on_chat(&shared, &id, conn_id, &tx, msg).await {
+                        let line = chat::Line {
+                            id: line,
+                            room,
+                            sent_ms,
+                            text,
+                        };
+                        if let Err(e) = inbox.push(chat::Incoming::Line(line)) {
                             tracing::warn!("dropping connection to {} ({}): {e}", remote.addr, id.short());
                             break e;
                         }
                     }
-                    ControlMsg::ChatAck { id: msg_id } => chat::on_ack(&shared, &id, conn_id, &msg_id, &chat_window).await,
+                    ControlMsg::ChatAck { id: line } => {
+                        if let Err(e) = inbox.push(chat::Incoming::Ack(line)) {
+                            tracing::warn!("dropping connection to {} ({}): {e}", remote.addr, id.short());
+                            break e;
+                        }
+                    }
                     ControlMsg::Bye { reason } => {
                         quiet = reason == ByeReason::Duplicate;
                         break "left".to_string();
@@ -329,8 +356,11 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
     // no longer listed.
     let now = unix_now();
     let known = shared.peers().get_mut(&id).map(|p| p.last_seen = Some(now)).is_some();
-    if known && let Err(e) = shared.store.seen(&id, now) {
-        tracing::warn!("cannot record when {} was last seen: {e}", id.short());
+    if known {
+        let (s, peer) = (shared.clone(), id.clone());
+        if let Ok(Err(e)) = super::off_thread(move || s.store.seen(&peer, now)).await {
+            tracing::warn!("cannot record when {} was last seen: {e}", id.short());
+        }
     }
     shared.touch();
     if down {

@@ -131,6 +131,34 @@ pub fn insert_incoming(c: &Connection, m: &NewMessage) -> rusqlite::Result<bool>
     insert_message(c, m, false)
 }
 
+/// Store a burst of a peer's lines in one transaction; for each, whether it was new.
+pub fn insert_incoming_batch(c: &mut Connection, lines: &[NewMessage]) -> rusqlite::Result<Vec<bool>> {
+    let tx = c.transaction()?;
+    let fresh = lines
+        .iter()
+        .map(|m| insert_message(&tx, m, false))
+        .collect::<rusqlite::Result<Vec<bool>>>()?;
+    tx.commit()?;
+    Ok(fresh)
+}
+
+/// [`mark_delivered`] for a burst of acks, in one transaction.
+pub fn mark_delivered_batch(
+    c: &mut Connection,
+    me: &PeerId,
+    peer: &PeerId,
+    ids: &[String],
+    now_ms: u64,
+) -> rusqlite::Result<Vec<Option<Option<u64>>>> {
+    let tx = c.transaction()?;
+    let marked = ids
+        .iter()
+        .map(|id| mark_delivered(&tx, me, peer, id, now_ms))
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    tx.commit()?;
+    Ok(marked)
+}
+
 /// Up to `limit` queued lines for `peer`, oldest first, now marked sent on connection `conn`.
 /// Only lines `me` wrote: after an identity change, older lines could never be acknowledged
 /// (acks match by sender) and would use up the window.

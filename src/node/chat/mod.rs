@@ -297,22 +297,6 @@ fn is_current(shared: &Shared, peer: &PeerId, conn_id: u64) -> bool {
         .is_some_and(|c| c.conn_id == conn_id)
 }
 
-/// A control connection just became `peer`'s live one: start sending it the queue. Returns the
-/// window that acks on this connection reopen.
-pub(crate) fn connection_up(
-    shared: &Arc<Shared>,
-    peer: &PeerId,
-    conn_id: u64,
-    tx: mpsc::Sender<ControlMsg>,
-    cancel: CancellationToken,
-) -> Arc<Semaphore> {
-    let window = Arc::new(Semaphore::new(WINDOW));
-    shared
-        .tracker
-        .spawn(pump(shared.clone(), peer.clone(), conn_id, tx, cancel, window.clone()));
-    window
-}
-
 /// A control connection ended: what it had in flight goes back to the queue, for the next one.
 pub(crate) async fn connection_down(shared: &Arc<Shared>, peer: &PeerId, conn_id: u64) {
     let (s, p) = (shared.clone(), peer.clone());
@@ -416,103 +400,223 @@ async fn pump(
     }
 }
 
-/// A peer's line arrived on connection `conn_id` (already validated). Stored, then acked.
-/// An error ends the connection: the sender then requeues this line and everything after it, in
-/// order, for the next one.
-pub(crate) async fn on_chat(
-    shared: &Arc<Shared>,
-    from: &PeerId,
-    conn_id: u64,
-    tx: &mpsc::Sender<ControlMsg>,
-    msg: ControlMsg,
-) -> Result<(), String> {
-    let ControlMsg::Chat { id, room, sent_ms, text } = msg else {
-        return Ok(());
-    };
-    // A connection being replaced may still deliver a few frames; taking them could put them
-    // out of order with what the new one resends. Unacked, they come again on the live one.
-    if !is_current(shared, from, conn_id) {
-        return Ok(());
-    }
-    let nick = shared.peers().get(from).map(|p| p.nick.clone()).unwrap_or_default();
-    let conversation = if room { ROOM } else { from.as_str() }.to_string();
-    // Committed before the ack goes out: nothing acknowledged can be lost.
-    let stored = {
-        let (s, from, id, nick, text, conversation) = (
-            shared.clone(),
-            from.clone(),
-            id.clone(),
-            nick.clone(),
-            text.clone(),
-            conversation.clone(),
-        );
-        off_thread(move || {
-            let line = db::NewMessage {
-                id: &id,
-                conversation: &conversation,
-                sender: &from,
-                sender_nick: &nick,
-                room,
-                sent_ms,
-                received_ms: unix_now_ms(),
-                text: &text,
-            };
-            db::insert_incoming(&s.store.lock(), &line)
-        })
-        .await
-    };
-    match stored {
-        Ok(Ok(true)) => {
-            let unread = {
-                let mut unread = lock(&shared.chat.unread);
-                let n = unread.entry(conversation).or_default();
-                *n = n.saturating_add(1);
-                *n
-            };
-            shared.emit(Event::ChatReceived {
-                id: id.clone(),
-                from: from.clone(),
-                nick,
-                room,
-                text,
-                sent_ms,
-                unread,
-            })
-        }
-        Ok(Ok(false)) => {}
-        Ok(Err(e)) => return Err(format!("cannot store a chat line: {e}")),
-        Err(e) => return Err(format!("cannot store a chat line: {e}")),
-    }
-    // A sender that keeps to its window can never fill this queue; one that doesn't (or that
-    // stopped reading) is cut off rather than allowed to block this reader.
-    tx.try_send(ControlMsg::ChatAck { id })
-        .map_err(|_| "protocol error: the peer does not read its acknowledgements".to_string())
+/// What a control connection's reader hands to chat.
+pub(crate) enum Incoming {
+    /// A peer's line (already validated).
+    Line(Line),
+    /// The peer acknowledged our line.
+    Ack(String),
 }
 
-/// `from` acknowledged our line `id` on connection `conn_id`.
-pub(crate) async fn on_ack(shared: &Arc<Shared>, from: &PeerId, conn_id: u64, id: &str, window: &Semaphore) {
-    let marked = {
-        let (s, f, line) = (shared.clone(), from.clone(), id.to_string());
-        off_thread(move || db::mark_delivered(&s.store.lock(), s.identity.id(), &f, &line, unix_now_ms())).await
+/// A peer's chat line as it came.
+pub(crate) struct Line {
+    pub id: String,
+    pub room: bool,
+    pub sent_ms: u64,
+    pub text: String,
+}
+
+/// Lines and acks waiting to be stored, per connection. An honest peer never has more than
+/// WINDOW lines and WINDOW acks outstanding; one that sends more is cut off rather than queued.
+const INBOX: usize = 4 * WINDOW;
+
+/// A connection's way into chat: its reader pushes, a task of its own stores in batches (one
+/// transaction per burst, off the async workers) and acknowledges in order.
+pub(crate) struct Inbox {
+    tx: mpsc::Sender<Incoming>,
+    failed: Arc<Mutex<Option<String>>>,
+}
+
+impl Inbox {
+    /// Hand over without waiting; an error ends the connection.
+    pub fn push(&self, item: Incoming) -> Result<(), String> {
+        self.tx.try_send(item).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => "protocol error: the peer sends more than its window".to_string(),
+            mpsc::error::TrySendError::Closed(_) => self.failure().unwrap_or_else(|| "chat stopped".into()),
+        })
+    }
+
+    /// Why chat ended this connection, if it did.
+    pub fn failure(&self) -> Option<String> {
+        lock(&self.failed).clone()
+    }
+}
+
+/// A control connection just became `peer`'s live one: start sending it the queue, and storing
+/// what it sends. `cancel` ends the connection; chat cancels it (saying why through the inbox)
+/// when storing fails or the peer misbehaves.
+pub(crate) fn connection_up(
+    shared: &Arc<Shared>,
+    peer: &PeerId,
+    conn_id: u64,
+    tx: mpsc::Sender<ControlMsg>,
+    cancel: CancellationToken,
+) -> Inbox {
+    let window = Arc::new(Semaphore::new(WINDOW));
+    shared.tracker.spawn(pump(
+        shared.clone(),
+        peer.clone(),
+        conn_id,
+        tx.clone(),
+        cancel.clone(),
+        window.clone(),
+    ));
+    let (in_tx, in_rx) = mpsc::channel(INBOX);
+    let failed = Arc::new(Mutex::new(None));
+    let link = Link {
+        shared: shared.clone(),
+        peer: peer.clone(),
+        conn_id,
+        tx,
+        window,
     };
-    let marked = match marked {
-        Ok(m) => m,
-        Err(e) => return tracing::warn!("chat: cannot record an ack from {}: {e}", from.short()),
-    };
-    match marked {
-        Ok(Some(sent_on)) => {
-            if sent_on == Some(conn_id) {
-                window.add_permits(1);
-            }
-            shared.emit(Event::ChatDelivered {
-                id: id.to_string(),
-                to: from.clone(),
-            });
-            shared.chat.delivered.notify_waiters();
+    let fail = failed.clone();
+    shared.tracker.spawn(async move {
+        if let Err(reason) = link.receive(in_rx, &cancel).await {
+            *lock(&fail) = Some(reason);
+            cancel.cancel();
         }
-        // Repeated, or for a line we never sent it: nothing to do.
-        Ok(None) => {}
-        Err(e) => tracing::warn!("chat: cannot record an ack from {}: {e}", from.short()),
+    });
+    Inbox { tx: in_tx, failed }
+}
+
+/// One connection, as the storing side of chat sees it.
+struct Link {
+    shared: Arc<Shared>,
+    peer: PeerId,
+    conn_id: u64,
+    tx: mpsc::Sender<ControlMsg>,
+    window: Arc<Semaphore>,
+}
+
+impl Link {
+    async fn receive(&self, mut rx: mpsc::Receiver<Incoming>, cancel: &CancellationToken) -> Result<(), String> {
+        loop {
+            let first = tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                item = rx.recv() => match item {
+                    Some(item) => item,
+                    None => return Ok(()),
+                },
+            };
+            let mut lines = Vec::new();
+            let mut acks = Vec::new();
+            let mut next = Some(first);
+            while let Some(item) = next.take() {
+                match item {
+                    Incoming::Line(line) => lines.push(line),
+                    Incoming::Ack(id) => acks.push(id),
+                }
+                if lines.len() + acks.len() < BATCH {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !lines.is_empty() {
+                self.store_lines(lines).await?;
+            }
+            if !acks.is_empty() {
+                self.record_acks(acks).await;
+            }
+        }
+    }
+
+    /// Store a burst of the peer's lines in one transaction, then acknowledge each, in order.
+    /// A failure ends the connection: the sender then requeues these lines and everything after
+    /// them, in order, for the next one.
+    async fn store_lines(&self, lines: Vec<Line>) -> Result<(), String> {
+        let shared = &self.shared;
+        // A connection being replaced may still deliver a few frames; taking them could put them
+        // out of order with what the new one resends. Unacked, they come again on the live one.
+        if !is_current(shared, &self.peer, self.conn_id) {
+            return Ok(());
+        }
+        let nick = shared.peers().get(&self.peer).map(|p| p.nick.clone()).unwrap_or_default();
+        let stored = {
+            let (s, from, nick) = (shared.clone(), self.peer.clone(), nick.clone());
+            off_thread(move || {
+                let now = unix_now_ms();
+                let new: Vec<db::NewMessage> = lines
+                    .iter()
+                    .map(|l| db::NewMessage {
+                        id: &l.id,
+                        conversation: if l.room { ROOM } else { from.as_str() },
+                        sender: &from,
+                        sender_nick: &nick,
+                        room: l.room,
+                        sent_ms: l.sent_ms,
+                        received_ms: now,
+                        text: &l.text,
+                    })
+                    .collect();
+                let fresh = db::insert_incoming_batch(&mut s.store.lock(), &new);
+                drop(new);
+                fresh.map(|fresh| (lines, fresh))
+            })
+            .await
+        };
+        let (lines, fresh) = match stored {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Err(format!("cannot store a chat line: {e}")),
+            Err(e) => return Err(format!("cannot store a chat line: {e}")),
+        };
+        // Committed before the acks go out: nothing acknowledged can be lost.
+        for (Line { id, room, sent_ms, text }, fresh) in lines.into_iter().zip(fresh) {
+            if fresh {
+                let conversation = if room { ROOM } else { self.peer.as_str() };
+                let unread = {
+                    let mut unread = lock(&shared.chat.unread);
+                    let n = unread.entry(conversation.to_string()).or_default();
+                    *n = n.saturating_add(1);
+                    *n
+                };
+                shared.emit(Event::ChatReceived {
+                    id: id.clone(),
+                    from: self.peer.clone(),
+                    nick: nick.clone(),
+                    room,
+                    text,
+                    sent_ms,
+                    unread,
+                });
+            }
+            // A sender that keeps to its window can never fill this queue; one that doesn't (or
+            // that stopped reading) is cut off rather than allowed to block this connection.
+            self.tx
+                .try_send(ControlMsg::ChatAck { id })
+                .map_err(|_| "protocol error: the peer does not read its acknowledgements".to_string())?;
+        }
+        Ok(())
+    }
+
+    /// The peer acknowledged these lines of ours.
+    async fn record_acks(&self, ids: Vec<String>) {
+        let marked = {
+            let (s, peer) = (self.shared.clone(), self.peer.clone());
+            off_thread(move || {
+                let now = unix_now_ms();
+                let me = s.identity.id().clone();
+                db::mark_delivered_batch(&mut s.store.lock(), &me, &peer, &ids, now).map(|m| (ids, m))
+            })
+            .await
+        };
+        let (ids, marked) = match marked {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return tracing::warn!("chat: cannot record acks from {}: {e}", self.peer.short()),
+            Err(e) => return tracing::warn!("chat: cannot record acks from {}: {e}", self.peer.short()),
+        };
+        let mut any = false;
+        for (id, sent_on) in ids.into_iter().zip(marked) {
+            // Repeated, or for a line we never sent it: nothing to do.
+            let Some(sent_on) = sent_on else { continue };
+            if sent_on == Some(self.conn_id) {
+                self.window.add_permits(1);
+            }
+            self.shared.emit(Event::ChatDelivered { id, to: self.peer.clone() });
+            any = true;
+        }
+        if any {
+            self.shared.chat.delivered.notify_waiters();
+        }
     }
 }
 
