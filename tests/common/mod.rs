@@ -1,5 +1,9 @@
 //! Helpers for in-process tests: real nodes on 127.0.0.1, mDNS off (multicast never leaves the
 //! machine from a test outside a namespace).
+//!
+//! Timing rule for every test: wait for the event, never for a while. A deadline only stops a
+//! hang, so it is [`PATIENCE`] (generous: a loaded machine must never hit it); a passing test
+//! never waits for it. A check that something does *not* happen may use a short window.
 #![allow(dead_code)]
 
 use std::time::Duration;
@@ -8,6 +12,24 @@ use lanyard::identity::PeerId;
 use lanyard::node::{Event, NodeConfig, NodeHandle};
 use tempfile::TempDir;
 use tokio::sync::broadcast;
+
+/// The bound on anything a test waits for: only a guard against a hang, never a measurement.
+pub const PATIENCE: Duration = Duration::from_secs(120);
+
+/// Start a node, retrying while the data dir is still locked by a node that was just shut down
+/// (shutdown waits for its tasks only briefly; the lock goes with the last of them).
+pub async fn start_node(config: NodeConfig) -> NodeHandle {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match NodeHandle::start(config.clone()).await {
+            Ok(n) => return n,
+            Err(e) if e.to_string().contains("already running") && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("start {}: {e:#}", config.nick),
+        }
+    }
+}
 
 pub struct TestNode {
     pub node: NodeHandle,
@@ -22,8 +44,7 @@ impl TestNode {
 
     /// Start (or restart) a node on an existing data dir.
     pub async fn start_in(nick: &str, dir: TempDir) -> TestNode {
-        let config = NodeConfig::local(nick, dir.path().to_path_buf());
-        let node = NodeHandle::start(config).await.expect("node starts");
+        let node = start_node(NodeConfig::local(nick, dir.path().to_path_buf())).await;
         let events = node.subscribe();
         TestNode { node, events, dir }
     }
@@ -36,8 +57,9 @@ impl TestNode {
         self.node.id().clone()
     }
 
-    /// The first event matching `pred` within `secs`, if any.
-    pub async fn next_event(&mut self, secs: u64, pred: impl Fn(&Event) -> bool) -> Option<Event> {
+    /// The first event matching `pred` within `window`, if any: for checks that something does
+    /// *not* happen (a short window is fine there).
+    pub async fn next_event(&mut self, window: Duration, pred: impl Fn(&Event) -> bool) -> Option<Event> {
         let wait = async {
             loop {
                 match self.events.recv().await {
@@ -47,23 +69,23 @@ impl TestNode {
                 }
             }
         };
-        tokio::time::timeout(Duration::from_secs(secs), wait).await.ok().flatten()
+        tokio::time::timeout(window, wait).await.ok().flatten()
     }
 
-    /// Wait for the first event matching `pred`, failing the test after `secs`.
-    pub async fn expect_event(&mut self, secs: u64, what: &str, pred: impl Fn(&Event) -> bool) -> Event {
-        self.next_event(secs, pred)
+    /// Wait for the first event matching `pred`; fails the test only after [`PATIENCE`].
+    pub async fn expect_event(&mut self, what: &str, pred: impl Fn(&Event) -> bool) -> Event {
+        self.next_event(PATIENCE, pred)
             .await
-            .unwrap_or_else(|| panic!("no {what} within {secs} s"))
+            .unwrap_or_else(|| panic!("no {what} within {} s", PATIENCE.as_secs()))
     }
 
     pub async fn expect_up(&mut self, id: &PeerId) -> Event {
-        self.expect_event(10, "peer_up", |e| matches!(e, Event::PeerUp { id: i, .. } if i == id))
+        self.expect_event("peer_up", |e| matches!(e, Event::PeerUp { id: i, .. } if i == id))
             .await
     }
 
-    pub async fn expect_down(&mut self, id: &PeerId, secs: u64) -> Event {
-        self.expect_event(secs, "peer_down", |e| matches!(e, Event::PeerDown { id: i, .. } if i == id))
+    pub async fn expect_down(&mut self, id: &PeerId) -> Event {
+        self.expect_event("peer_down", |e| matches!(e, Event::PeerDown { id: i, .. } if i == id))
             .await
     }
 
