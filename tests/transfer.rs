@@ -1,14 +1,14 @@
 //! Push and pull end to end between in-process nodes on 127.0.0.1 (no multicast).
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::{PATIENCE as WAIT, start_node};
 use lanyard::identity::PeerId;
 use lanyard::node::transfer::{Direction, TransferError};
 use lanyard::node::{Event, NodeConfig, NodeHandle};
 use tokio::sync::broadcast;
-
-const WAIT: Duration = Duration::from_secs(10);
 
 struct Node {
     handle: NodeHandle,
@@ -303,7 +303,7 @@ async fn a_folder_resumes_into_the_same_folder_after_a_sender_restart() {
     write(&tree.join("3.bin"), &pattern(10, 8));
     let data = tempfile::tempdir().unwrap();
     let config = NodeConfig::local("ada", data.path().to_path_buf());
-    let a = NodeHandle::start(config.clone()).await.unwrap();
+    let a = start_node(config.clone()).await;
     let bob = a.resolve(&b.handle.listen_addr().unwrap().to_string(), WAIT).await.unwrap();
     // 1.bin arrives whole, 2.bin is cut: the sender "crashes" and comes back.
     a.inject_disconnect_after(2 << 20);
@@ -311,7 +311,7 @@ async fn a_folder_resumes_into_the_same_folder_after_a_sender_restart() {
     assert!(outcome.is_err());
     a.shutdown().await;
     drop(a);
-    let a = NodeHandle::start(config).await.unwrap();
+    let a = start_node(config).await;
     let bob = a.resolve(&b.handle.listen_addr().unwrap().to_string(), WAIT).await.unwrap();
     let outcome = a.send(&bob, std::slice::from_ref(&tree)).await.unwrap().wait().await.unwrap();
     assert!(outcome.all_ok(), "{:?}", outcome.failed);
