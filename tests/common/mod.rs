@@ -6,6 +6,7 @@
 //! never waits for it. A check that something does *not* happen may use a short window.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::time::Duration;
 
 use lanyard::identity::PeerId;
@@ -102,4 +103,70 @@ pub async fn connect(a: &mut TestNode, b: &mut TestNode) {
     let (ida, idb) = (a.id(), b.id());
     a.expect_up(&idb).await;
     b.expect_up(&ida).await;
+}
+
+/// Whether a test that needs root (to mount a tmpfs, say) must run rather than skip: in CI
+/// (`CI` set) or with `LANYARD_REQUIRE_ROOT=1`. `.ci/run` sets the latter.
+pub fn root_required() -> bool {
+    let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+    set("LANYARD_REQUIRE_ROOT") || set("CI")
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A test that cannot run here: fails it where it is required to run ([`root_required`]),
+/// otherwise says `SKIP <test>: <why>` where it can be seen — on the terminal, past the test
+/// harness's output capture — and the caller returns.
+pub fn skip(test: &str, why: &str) {
+    if root_required() {
+        panic!("{test} cannot run: {why} (required: LANYARD_REQUIRE_ROOT=1 or CI is set)");
+    }
+    let line = format!("SKIP {test}: {why} (not counted as a pass; run as root to include it)\n");
+    // Straight to the file descriptor: `eprintln!` would be captured and hidden on success.
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+/// A tmpfs mounted on a fresh temporary dir with `options` (e.g. "size=2m"), unmounted when
+/// dropped; `None` (after [`skip`]) when it cannot be mounted here.
+pub fn tmpfs(test: &str, options: &str) -> Option<Tmpfs> {
+    if !is_root() {
+        skip(test, "needs root to mount a tmpfs");
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+        .arg(dir.path())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => Some(Tmpfs { dir }),
+        Ok(o) => {
+            let why = format!("mount -t tmpfs failed: {}", String::from_utf8_lossy(&o.stderr).trim());
+            skip(test, &why);
+            None
+        }
+        Err(e) => {
+            skip(test, &format!("cannot run mount: {e}"));
+            None
+        }
+    }
+}
+
+pub struct Tmpfs {
+    dir: TempDir,
+}
+
+impl Tmpfs {
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("--lazy").arg(self.dir.path()).status();
+    }
 }
