@@ -75,8 +75,13 @@ impl Serve {
 
 impl Drop for Serve {
     fn drop(&mut self) {
-        // SIGTERM, as a service manager would: the node says goodbye and exits 0.
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        // SIGTERM, as a service manager would: the node says goodbye and exits 0. (Sent
+        // directly: were it not sent, the wait below would never end.)
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill has no memory-safety preconditions; the child is ours and not yet reaped.
+        if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
 }
