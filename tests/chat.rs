@@ -1,8 +1,10 @@
 //! Chat end to end: real nodes in one process on 127.0.0.1, no mDNS.
 
-use std::path::Path;
-use std::time::Duration;
+mod common;
 
+use std::path::Path;
+
+use common::{PATIENCE, start_node};
 use lanyard::cli::output::{history_line, json_line};
 use lanyard::identity::{Identity, PeerId};
 use lanyard::net::secure::{self, SecureConn};
@@ -10,20 +12,8 @@ use lanyard::net::wire::{ControlMsg, Hello, MAX_CHAT_TEXT, Purpose};
 use lanyard::node::{ChatTarget, Delivery, Event, NodeConfig, NodeHandle, ROOM};
 use tempfile::TempDir;
 
-/// Generous bound on anything that should happen at once: a guard against hanging, never a
-/// measurement.
-const PATIENCE: Duration = Duration::from_secs(20);
-
 async fn start(nick: &str, dir: &Path) -> NodeHandle {
-    // A node that was just shut down may still be releasing the data dir's lock.
-    for _ in 0..100 {
-        match NodeHandle::start(NodeConfig::local(nick, dir.to_path_buf())).await {
-            Ok(n) => return n,
-            Err(e) if e.to_string().contains("already running") => tokio::time::sleep(Duration::from_millis(50)).await,
-            Err(e) => panic!("start {nick}: {e:#}"),
-        }
-    }
-    panic!("{nick}: data dir still locked");
+    start_node(NodeConfig::local(nick, dir.to_path_buf())).await
 }
 
 /// `a` dials `b`; returns once each sees the other online.
@@ -42,15 +32,27 @@ async fn ada_and_bob() -> (NodeHandle, NodeHandle, TempDir, TempDir) {
     (ada, bob, da, db)
 }
 
-/// Shut `peer` down and wait until `watcher` sees it offline.
+/// Shut `peer` down and wait until `watcher` reports it offline.
 async fn stop_and_wait_offline(watcher: &NodeHandle, peer: NodeHandle) {
     let id = peer.id().clone();
+    let mut events = watcher.subscribe();
     stop(peer).await;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while watcher.is_online(&id) {
-        assert!(tokio::time::Instant::now() < deadline, "{} never went offline", id.short());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_down(watcher, &mut events, &id).await;
+}
+
+/// Until `watcher` (whose `events` were subscribed before the peer could go) has `id` offline.
+async fn wait_down(watcher: &NodeHandle, events: &mut lanyard::node::Subscription, id: &PeerId) {
+    let down = async {
+        while watcher.is_online(id) {
+            match events.recv().await {
+                Ok(_) | Err(lanyard::node::RecvError::Lagged(_)) => {}
+                Err(lanyard::node::RecvError::Closed) => panic!("event stream ended"),
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, down)
+        .await
+        .unwrap_or_else(|_| panic!("{} never went offline", id.short()));
 }
 
 async fn stop(node: NodeHandle) {
@@ -292,11 +294,7 @@ async fn rogue(target: &NodeHandle, nick: &str) -> (SecureConn, PeerId) {
         .await
         .unwrap();
     let id = identity.id().clone();
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !target.is_online(&id) {
-        assert!(tokio::time::Instant::now() < deadline, "the rogue never came up");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(target.wait_online(&id, PATIENCE).await, "the rogue never came up");
     (conn, id)
 }
 

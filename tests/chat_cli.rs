@@ -1,18 +1,22 @@
 //! `lanyard say` and `lanyard history` as a script runs them: the built binary, handing its work
 //! to a node that runs on the same data dir (over the control socket), or running its own.
 
+mod common;
+
 use std::path::Path;
 use std::process::Output;
-use std::time::Duration;
 
+use common::{PATIENCE, start_node};
 use lanyard::node::control::serve_socket;
 use lanyard::node::{ChatTarget, Delivery, Event, NodeConfig, NodeHandle};
 
-const PATIENCE: Duration = Duration::from_secs(20);
-
 async fn start(nick: &str, dir: &Path) -> NodeHandle {
-    NodeHandle::start(NodeConfig::local(nick, dir.to_path_buf())).await.unwrap()
+    start_node(NodeConfig::local(nick, dir.to_path_buf())).await
 }
+
+/// `say` waits for the acknowledgement this long (its default, 10 s, is for people; a test only
+/// needs a guard against a hang).
+const SAY_TIMEOUT: &str = "120";
 
 /// Run the binary with `data_dir`, no multicast and no config file but an empty one.
 async fn lanyard(data_dir: &Path, args: &[&str]) -> Output {
@@ -45,7 +49,7 @@ async fn say_and_history_through_the_running_node() {
     let mut at_ada = ada.subscribe();
     let mut at_bob = bob.subscribe();
 
-    let o = lanyard(&da, &["say", "bob", "from a script \u{1b}[31m"]).await;
+    let o = lanyard(&da, &["say", "--timeout", SAY_TIMEOUT, "bob", "from a script \u{1b}[31m"]).await;
     assert!(o.status.success(), "say failed: {}", stderr(&o));
     // The running node sent it: it is in its history, delivered, and it told its subscribers.
     let h = ada.history(bob.id().as_str(), 10).await.unwrap();
@@ -64,7 +68,7 @@ async fn say_and_history_through_the_running_node() {
         }
     }
 
-    let o = lanyard(&da, &["say", "#all", "to the room"]).await;
+    let o = lanyard(&da, &["say", "--timeout", SAY_TIMEOUT, "#all", "to the room"]).await;
     assert!(o.status.success(), "say #all failed: {}", stderr(&o));
     let reply = bob.say(&ChatTarget::Peer(ada.id().clone()), "reply \u{9b}2J").await.unwrap();
     assert!(bob.wait_delivered(&reply, PATIENCE).await.unwrap());
@@ -99,11 +103,18 @@ async fn say_and_history_through_the_running_node() {
     // bob goes away: a wait times out (kept), --queue returns at once, and both go out when
     // bob is back.
     let bob_dir = db.clone();
+    let bob_id = bob.id().clone();
+    let mut at_ada = ada.subscribe();
     bob.shutdown().await;
     drop(bob);
-    while ada.peers().iter().any(|p| p.online) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let gone = async {
+        while ada.is_online(&bob_id) {
+            if let Err(lanyard::node::RecvError::Closed) = at_ada.recv().await {
+                panic!("ada's event stream ended");
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, gone).await.expect("ada never saw bob go");
     let o = lanyard(&da, &["say", "--timeout", "0.5", "bob", "are you there?"]).await;
     assert!(!o.status.success());
     assert!(
@@ -113,12 +124,7 @@ async fn say_and_history_through_the_running_node() {
     );
     let o = lanyard(&da, &["say", "--queue", "bob", "queued for later"]).await;
     assert!(o.status.success(), "say --queue failed: {}", stderr(&o));
-    let bob = loop {
-        match NodeHandle::start(NodeConfig::local("bob", bob_dir.clone())).await {
-            Ok(n) => break n,
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    };
+    let bob = start("bob", &bob_dir).await;
     bob.add_peer(&ada.listen_addr().unwrap().to_string());
     for e in ada.history(bob.id().as_str(), 10).await.unwrap().into_iter().filter(|e| e.outgoing) {
         assert!(ada.wait_delivered(&e.id, PATIENCE).await.unwrap(), "{:?} not delivered", e.text);
@@ -155,7 +161,7 @@ async fn say_without_a_running_node_runs_its_own() {
     let bob = start("bob", &db).await;
     let mut at_bob = bob.subscribe();
     let addr = bob.listen_addr().unwrap().to_string();
-    let o = lanyard(&ds, &["say", "--nick", "script", &addr, "one-shot"]).await;
+    let o = lanyard(&ds, &["say", "--nick", "script", "--timeout", SAY_TIMEOUT, &addr, "one-shot"]).await;
     assert!(o.status.success(), "say failed: {}", stderr(&o));
     loop {
         if let Event::ChatReceived { text, nick, .. } = tokio::time::timeout(PATIENCE, at_bob.recv()).await.unwrap().unwrap() {

@@ -1,10 +1,14 @@
 //! The binary as a user runs it: `id`, `serve --json`, `peers` through a running node's control
 //! socket, and errors as one clear line with a non-zero exit. mDNS is always off here.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+use common::PATIENCE;
 
 fn lanyard(home: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_lanyard"));
@@ -58,7 +62,7 @@ impl Serve {
     }
 
     fn expect(&self, event: &str) -> serde_json::Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + PATIENCE;
         while let Ok(v) = self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             assert!(v["ts_ms"].is_u64(), "{v}");
             if v["event"] == event {
@@ -71,8 +75,13 @@ impl Serve {
 
 impl Drop for Serve {
     fn drop(&mut self) {
-        // SIGTERM, as a service manager would: the node says goodbye and exits 0.
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        // SIGTERM, as a service manager would: the node says goodbye and exits 0. (Sent
+        // directly: were it not sent, the wait below would never end.)
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill has no memory-safety preconditions; the child is ours and not yet reaped.
+        if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
 }
@@ -156,12 +165,23 @@ fn peers_without_a_running_node_uses_manual_peers() {
     let da = home.path().join("a");
     let a = Serve::start(home.path(), &["--data-dir", da.to_str().unwrap(), "--nick", "ada"]);
     let addr = a.expect("listening")["addr"].as_str().unwrap().replace("0.0.0.0", "127.0.0.1");
-    let o = run(lanyard(home.path())
-        .args(["--peer", &addr, "peers", "--wait", "1", "--json", "--nick", "probe", "--data-dir"])
-        .arg(home.path().join("p")));
-    assert!(o.status.success(), "{}", stderr(&o));
-    let peers: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(peers[0]["nick"], "ada", "{peers}");
+    // `peers --wait SECS` lists what it found in that time, so a loaded machine may need longer
+    // than the first try gives it: each try waits twice as long, until ada is there, online.
+    let mut wait = 1;
+    let started = Instant::now();
+    loop {
+        let o = run(lanyard(home.path())
+            .args(["--peer", &addr, "peers", "--json", "--nick", "probe", "--data-dir"])
+            .arg(home.path().join("p"))
+            .args(["--wait", &wait.to_string()]));
+        assert!(o.status.success(), "{}", stderr(&o));
+        let peers: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        if peers[0]["nick"] == "ada" && peers[0]["online"] == true {
+            break;
+        }
+        assert!(started.elapsed() < PATIENCE, "ada never listed online: {peers}");
+        wait *= 2;
+    }
 }
 
 #[test]

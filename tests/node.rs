@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestNode, connect};
+use common::{PATIENCE, TestNode, connect, start_node};
 use lanyard::node::{Event, NodeConfig, NodeHandle};
 
 #[tokio::test]
@@ -37,7 +37,8 @@ async fn clean_exit_is_down_at_once_and_reconnect_is_up_again() {
     let b_id = b.id();
     let started = Instant::now();
     let dir = b.stop().await;
-    let down = a.expect_down(&b_id, 3).await;
+    // "At once" is what the goodbye gives: the reason says it came, not a silence timeout.
+    let down = a.expect_down(&b_id).await;
     assert!(matches!(&down, Event::PeerDown { reason, .. } if reason == "left"), "{down:?}");
     println!("clean exit seen as down after {:?}", started.elapsed());
     assert!(!a.node.peers()[0].online);
@@ -45,7 +46,7 @@ async fn clean_exit_is_down_at_once_and_reconnect_is_up_again() {
     // The same data dir comes back on the same port: same id, and a's dialler finds it again.
     let mut config = NodeConfig::local("bob", dir.path().to_path_buf());
     config.listen = Some(([127, 0, 0, 1], port).into());
-    let b2 = NodeHandle::start(config).await.unwrap();
+    let b2 = start_node(config).await;
     assert_eq!(b2.id(), &b_id, "identity survives a restart");
     a.expect_up(&b_id).await;
     b2.shutdown().await;
@@ -64,14 +65,16 @@ async fn simultaneous_dials_leave_one_connection_and_no_flapping() {
     b.expect_up(&ida).await;
     // Over the next seconds neither side may report the other down.
     let flap = a
-        .next_event(4, |e| matches!(e, Event::PeerDown { .. } | Event::PeerUp { .. }))
+        .next_event(Duration::from_secs(4), |e| {
+            matches!(e, Event::PeerDown { .. } | Event::PeerUp { .. })
+        })
         .await;
     assert!(flap.is_none(), "no down/up after the duplicate was closed: {flap:?}");
     assert!(a.node.is_online(&idb) && b.node.is_online(&ida));
 }
 
 #[tokio::test]
-async fn a_silent_peer_is_down_within_15_seconds() {
+async fn a_silent_peer_is_declared_down() {
     use lanyard::identity::Identity;
     use lanyard::net::secure;
     use lanyard::net::wire::{Hello, Purpose};
@@ -89,8 +92,13 @@ async fn a_silent_peer_is_down_within_15_seconds() {
     let conn = secure::connect(sock, &ghost, &hello, Purpose::Control, None).await.unwrap();
     a.expect_up(ghost.id()).await;
     let started = Instant::now();
-    let down = a.expect_down(ghost.id(), 15).await;
+    let down = a.expect_down(ghost.id()).await;
     println!("silent peer down after {:?}: {down:?}", started.elapsed());
+    // Found by the keepalive (the reason names the silence), not by TCP giving up much later.
+    assert!(
+        matches!(&down, Event::PeerDown { reason, .. } if reason.starts_with("no sign of life")),
+        "{down:?}"
+    );
     drop(conn);
 }
 
@@ -100,7 +108,7 @@ async fn renames_reach_subscribers() {
     let mut b = TestNode::start("bob").await;
     connect(&mut a, &mut b).await;
     b.node.set_nick("robert").await.unwrap();
-    let e = a.expect_event(5, "peer_renamed", |e| matches!(e, Event::PeerRenamed { .. })).await;
+    let e = a.expect_event("peer_renamed", |e| matches!(e, Event::PeerRenamed { .. })).await;
     assert!(
         matches!(&e, Event::PeerRenamed { old, new, .. } if old == "bob" && new == "robert"),
         "{e:?}"
@@ -123,7 +131,7 @@ async fn peers_resolve_by_nick_prefix_and_address() {
     let mut a = TestNode::start("ada").await;
     let mut b = TestNode::start("bob").await;
     connect(&mut a, &mut b).await;
-    let wait = Duration::from_secs(2);
+    let wait = PATIENCE;
     assert_eq!(a.node.resolve("BOB", wait).await.unwrap(), b.id());
     assert_eq!(a.node.resolve(&b.id().as_str()[..5], wait).await.unwrap(), b.id());
     assert_eq!(a.node.resolve(&b.addr(), wait).await.unwrap(), b.id());
@@ -137,7 +145,7 @@ async fn peers_resolve_by_nick_prefix_and_address() {
 async fn a_peer_pointing_at_itself_is_ignored() {
     let mut a = TestNode::start("ada").await;
     a.node.add_peer(&a.addr());
-    let err = a.node.resolve(&a.addr(), Duration::from_secs(2)).await.unwrap_err();
+    let err = a.node.resolve(&a.addr(), PATIENCE).await.unwrap_err();
     assert!(err.to_string().contains("this node itself"), "{err}");
     assert!(a.node.peers().is_empty());
     let _ = a.events.try_next();
@@ -159,9 +167,7 @@ async fn an_advertised_id_that_the_answering_key_does_not_match_is_refused() {
         host: "h".into(),
         addrs: vec![addr],
     });
-    let warning = a
-        .expect_event(10, "a spoofing warning", |e| matches!(e, Event::Warning { .. }))
-        .await;
+    let warning = a.expect_event("a spoofing warning", |e| matches!(e, Event::Warning { .. })).await;
     assert!(format!("{warning:?}").contains("refused"), "{warning:?}");
     assert!(!a.node.is_online(&claimed));
     assert!(!a.node.is_online(&honest.id()), "nothing connected under either id");

@@ -51,7 +51,7 @@ async fn a_browsing_node_reaches_a_remembered_peer_without_being_told_where() {
     connect(&mut bob, &mut ada).await;
     let (ada_id, bob_id) = (ada.id(), bob.id());
     let dir = bob.stop().await;
-    ada.expect_down(&bob_id, 5).await;
+    ada.expect_down(&bob_id).await;
 
     let bob = NodeHandle::start(browsing(dir.path())).await.unwrap();
     ada.expect_up(&bob_id).await;
@@ -103,7 +103,7 @@ async fn a_forgotten_peer_is_gone_now_and_pinned_afresh_if_it_comes_back() {
     connect(&mut bob, &mut ada).await;
     let bob_id = bob.id();
     assert!(ada.node.forget(&bob_id).await.unwrap());
-    let down = ada.expect_down(&bob_id, 5).await;
+    let down = ada.expect_down(&bob_id).await;
     assert!(matches!(&down, Event::PeerDown { reason, .. } if reason == "forgotten"), "{down:?}");
     ada.expect_up(&bob_id).await;
     assert!(ada.node.peers().iter().any(|p| p.id == bob_id && p.online));
@@ -120,7 +120,7 @@ async fn forgetting_an_offline_peer_survives_a_restart() {
     connect(&mut cyd, &mut ada).await;
     let cyd_id = cyd.id();
     let _cyd_dir = cyd.stop().await;
-    ada.expect_down(&cyd_id, 5).await;
+    ada.expect_down(&cyd_id).await;
     assert!(ada.node.forget(&cyd_id).await.unwrap());
     assert!(ada.node.peer(&cyd_id).is_none());
     let ada = TestNode::start_in("ada", ada.stop().await).await;

@@ -1,13 +1,13 @@
 //! Pull end to end: list and get from a peer's shares, in-process on 127.0.0.1.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::{PATIENCE as WAIT, start_node};
 use lanyard::node::share::EntryKind;
 use lanyard::node::transfer::TransferError;
 use lanyard::node::{NodeConfig, NodeHandle};
-
-const WAIT: Duration = Duration::from_secs(10);
 
 fn write(path: &Path, data: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -172,18 +172,18 @@ async fn a_peer_back_on_another_port_is_listed_at_its_new_address() {
         .await
         .unwrap();
     let old = sharer.listen_addr().unwrap().to_string();
-    let id = client.resolve(&old, Duration::from_secs(5)).await.unwrap();
+    let id = client.resolve(&old, WAIT).await.unwrap();
     client.shutdown().await;
     sharer.shutdown().await;
     drop((client, sharer));
 
     // The sharer comes back on another port; the client (restarted) still remembers the old one
     // and is told the new one by --peer. Asking by nick at once must not dial the stale address.
-    let sharer = NodeHandle::start(sharer_config(0)).await.unwrap();
+    let sharer = start_node(sharer_config(0)).await;
     let mut c = NodeConfig::local("client", root.path().join("client"));
     c.manual_peers = vec![sharer.listen_addr().unwrap().to_string()];
-    let client = NodeHandle::start(c).await.unwrap();
-    assert_eq!(client.resolve("sharer", Duration::from_secs(5)).await.unwrap(), id);
+    let client = start_node(c).await;
+    assert_eq!(client.resolve("sharer", WAIT).await.unwrap(), id);
     let entries = client.list(&id, "pub").await.expect("listed at the new address");
     assert!(entries.iter().any(|e| e.name == "hello.txt"), "{entries:?}");
 }

@@ -1,13 +1,13 @@
 //! Push and pull end to end between in-process nodes on 127.0.0.1 (no multicast).
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::{PATIENCE as WAIT, start_node, tmpfs};
 use lanyard::identity::PeerId;
 use lanyard::node::transfer::{Direction, TransferError};
 use lanyard::node::{Event, NodeConfig, NodeHandle};
-
-const WAIT: Duration = Duration::from_secs(10);
 
 struct Node {
     handle: NodeHandle,
@@ -323,7 +323,7 @@ async fn a_folder_resumes_into_the_same_folder_after_a_sender_restart() {
     write(&tree.join("3.bin"), &pattern(10, 8));
     let data = tempfile::tempdir().unwrap();
     let config = NodeConfig::local("ada", data.path().to_path_buf());
-    let a = NodeHandle::start(config.clone()).await.unwrap();
+    let a = start_node(config.clone()).await;
     let bob = a.resolve(&b.handle.listen_addr().unwrap().to_string(), WAIT).await.unwrap();
     // 1.bin arrives whole, 2.bin is cut: the sender "crashes" and comes back.
     a.inject_disconnect_after(2 << 20);
@@ -331,7 +331,7 @@ async fn a_folder_resumes_into_the_same_folder_after_a_sender_restart() {
     assert!(outcome.is_err());
     a.shutdown().await;
     drop(a);
-    let a = NodeHandle::start(config).await.unwrap();
+    let a = start_node(config).await;
     let bob = a.resolve(&b.handle.listen_addr().unwrap().to_string(), WAIT).await.unwrap();
     let outcome = a.send(&bob, std::slice::from_ref(&tree)).await.unwrap().wait().await.unwrap();
     assert!(outcome.all_ok(), "{:?}", outcome.failed);
@@ -453,23 +453,12 @@ async fn a_vanished_peer_is_a_clear_error() {
     );
 }
 
-/// Root only: a tiny tmpfs as the download dir.
+/// Root only (a tiny tmpfs as the download dir): SKIP without, FAIL without in CI.
 #[tokio::test]
 async fn disk_full_fails_the_transfer_and_the_node_carries_on() {
-    if !is_root() {
-        eprintln!("SKIP disk_full test: needs root to mount a tmpfs");
+    let Some(mnt) = tmpfs("disk_full_fails_the_transfer_and_the_node_carries_on", "size=2m") else {
         return;
-    }
-    let mnt = tempfile::tempdir().unwrap();
-    let status = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
-        .arg(mnt.path())
-        .status();
-    if !status.is_ok_and(|s| s.success()) {
-        eprintln!("SKIP disk_full test: cannot mount a tmpfs here");
-        return;
-    }
-    let _unmount = Unmount(mnt.path().to_path_buf());
+    };
     let a = node("ada", |_| {}).await;
     let downloads = mnt.path().join("in");
     let b = node("bob", |c| {
@@ -491,25 +480,6 @@ async fn disk_full_fails_the_transfer_and_the_node_carries_on() {
     write(&small, b"fits");
     assert!(a.handle.send(&bob, &[small]).await.unwrap().wait().await.unwrap().all_ok());
     assert_eq!(std::fs::read(downloads.join("small.txt")).unwrap(), b"fits");
-}
-
-struct Unmount(PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
 }
 
 #[tokio::test]
@@ -542,23 +512,12 @@ async fn control_traffic_flows_while_a_transfer_is_stalled() {
     assert!(matches!(task.wait().await, Err(TransferError::Cancelled(_))));
 }
 
-/// Root only: a download dir on a read-only file system.
+/// Root only (a download dir on a read-only tmpfs): SKIP without, FAIL without in CI.
 #[tokio::test]
 async fn an_unwritable_download_dir_is_a_clear_error() {
-    if !is_root() {
-        eprintln!("SKIP unwritable test: needs root to mount a read-only tmpfs");
+    let Some(mnt) = tmpfs("an_unwritable_download_dir_is_a_clear_error", "size=1m,ro") else {
         return;
-    }
-    let mnt = tempfile::tempdir().unwrap();
-    let status = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m,ro", "tmpfs"])
-        .arg(mnt.path())
-        .status();
-    if !status.is_ok_and(|s| s.success()) {
-        eprintln!("SKIP unwritable test: cannot mount a tmpfs here");
-        return;
-    }
-    let _unmount = Unmount(mnt.path().to_path_buf());
+    };
     let a = node("ada", |_| {}).await;
     let b = node("bob", |c| {
         c.accept_all = true;

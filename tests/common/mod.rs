@@ -1,12 +1,35 @@
 //! Helpers for in-process tests: real nodes on 127.0.0.1, mDNS off (multicast never leaves the
 //! machine from a test outside a namespace).
+//!
+//! Timing rule for every test: wait for the event, never for a while. A deadline only stops a
+//! hang, so it is [`PATIENCE`] (generous: a loaded machine must never hit it); a passing test
+//! never waits for it. A check that something does *not* happen may use a short window.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::time::Duration;
 
 use lanyard::identity::PeerId;
 use lanyard::node::{Event, NodeConfig, NodeHandle};
 use tempfile::TempDir;
+
+/// The bound on anything a test waits for: only a guard against a hang, never a measurement.
+pub const PATIENCE: Duration = Duration::from_secs(120);
+
+/// Start a node, retrying while the data dir is still locked by a node that was just shut down
+/// (shutdown waits for its tasks only briefly; the lock goes with the last of them).
+pub async fn start_node(config: NodeConfig) -> NodeHandle {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match NodeHandle::start(config.clone()).await {
+            Ok(n) => return n,
+            Err(e) if e.to_string().contains("already running") && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("start {:?}: {e:#}", config.nick),
+        }
+    }
+}
 
 pub struct TestNode {
     pub node: NodeHandle,
@@ -21,8 +44,7 @@ impl TestNode {
 
     /// Start (or restart) a node on an existing data dir.
     pub async fn start_in(nick: &str, dir: TempDir) -> TestNode {
-        let config = NodeConfig::local(nick, dir.path().to_path_buf());
-        let node = NodeHandle::start(config).await.expect("node starts");
+        let node = start_node(NodeConfig::local(nick, dir.path().to_path_buf())).await;
         let events = node.subscribe();
         TestNode { node, events, dir }
     }
@@ -35,8 +57,9 @@ impl TestNode {
         self.node.id().clone()
     }
 
-    /// The first event matching `pred` within `secs`, if any.
-    pub async fn next_event(&mut self, secs: u64, pred: impl Fn(&Event) -> bool) -> Option<Event> {
+    /// The first event matching `pred` within `window`, if any: for checks that something does
+    /// *not* happen (a short window is fine there).
+    pub async fn next_event(&mut self, window: Duration, pred: impl Fn(&Event) -> bool) -> Option<Event> {
         let wait = async {
             loop {
                 match self.events.recv().await {
@@ -46,23 +69,23 @@ impl TestNode {
                 }
             }
         };
-        tokio::time::timeout(Duration::from_secs(secs), wait).await.ok().flatten()
+        tokio::time::timeout(window, wait).await.ok().flatten()
     }
 
-    /// Wait for the first event matching `pred`, failing the test after `secs`.
-    pub async fn expect_event(&mut self, secs: u64, what: &str, pred: impl Fn(&Event) -> bool) -> Event {
-        self.next_event(secs, pred)
+    /// Wait for the first event matching `pred`; fails the test only after [`PATIENCE`].
+    pub async fn expect_event(&mut self, what: &str, pred: impl Fn(&Event) -> bool) -> Event {
+        self.next_event(PATIENCE, pred)
             .await
-            .unwrap_or_else(|| panic!("no {what} within {secs} s"))
+            .unwrap_or_else(|| panic!("no {what} within {} s", PATIENCE.as_secs()))
     }
 
     pub async fn expect_up(&mut self, id: &PeerId) -> Event {
-        self.expect_event(10, "peer_up", |e| matches!(e, Event::PeerUp { id: i, .. } if i == id))
+        self.expect_event("peer_up", |e| matches!(e, Event::PeerUp { id: i, .. } if i == id))
             .await
     }
 
-    pub async fn expect_down(&mut self, id: &PeerId, secs: u64) -> Event {
-        self.expect_event(secs, "peer_down", |e| matches!(e, Event::PeerDown { id: i, .. } if i == id))
+    pub async fn expect_down(&mut self, id: &PeerId) -> Event {
+        self.expect_event("peer_down", |e| matches!(e, Event::PeerDown { id: i, .. } if i == id))
             .await
     }
 
@@ -79,4 +102,70 @@ pub async fn connect(a: &mut TestNode, b: &mut TestNode) {
     let (ida, idb) = (a.id(), b.id());
     a.expect_up(&idb).await;
     b.expect_up(&ida).await;
+}
+
+/// Whether a test that needs root (to mount a tmpfs, say) must run rather than skip: in CI
+/// (`CI` set) or with `LANYARD_REQUIRE_ROOT=1`. `.ci/run` sets the latter.
+pub fn root_required() -> bool {
+    let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+    set("LANYARD_REQUIRE_ROOT") || set("CI")
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A test that cannot run here: fails it where it is required to run ([`root_required`]),
+/// otherwise says `SKIP <test>: <why>` where it can be seen — on the terminal, past the test
+/// harness's output capture — and the caller returns.
+pub fn skip(test: &str, why: &str) {
+    if root_required() {
+        panic!("{test} cannot run: {why} (required: LANYARD_REQUIRE_ROOT=1 or CI is set)");
+    }
+    let line = format!("SKIP {test}: {why} (not counted as a pass; run as root to include it)\n");
+    // Straight to the file descriptor: `eprintln!` would be captured and hidden on success.
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+/// A tmpfs mounted on a fresh temporary dir with `options` (e.g. "size=2m"), unmounted when
+/// dropped; `None` (after [`skip`]) when it cannot be mounted here.
+pub fn tmpfs(test: &str, options: &str) -> Option<Tmpfs> {
+    if !is_root() {
+        skip(test, "needs root to mount a tmpfs");
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+        .arg(dir.path())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => Some(Tmpfs { dir }),
+        Ok(o) => {
+            let why = format!("mount -t tmpfs failed: {}", String::from_utf8_lossy(&o.stderr).trim());
+            skip(test, &why);
+            None
+        }
+        Err(e) => {
+            skip(test, &format!("cannot run mount: {e}"));
+            None
+        }
+    }
+}
+
+pub struct Tmpfs {
+    dir: TempDir,
+}
+
+impl Tmpfs {
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("--lazy").arg(self.dir.path()).status();
+    }
 }

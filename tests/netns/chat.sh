@@ -33,7 +33,8 @@ lanyard_bin
 
 N=2
 PORT=7717
-WAIT_S=15 # bound on anything that should happen at once (a guard, not a measurement)
+WAIT_S=$PATIENCE # bound on anything that should happen at once (a guard, not a measurement)
+CMD_S=$((PATIENCE + 30)) # kills a command that hangs; longer than any wait inside it
 
 netns_setup "$N"
 TMP=$NETNS_TMP
@@ -116,7 +117,7 @@ chat_serve() {
 }
 
 for ((i = 1; i <= N; i++)); do
-    ID[i]=$(lny "$i" 10 id --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])') ||
+    ID[i]=$(lny "$i" "$CMD_S" id --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])') ||
         die "h$i: 'lanyard id --json' failed"
     log "h$i: id ${ID[i]}"
 done
@@ -129,7 +130,7 @@ log "ok: the hosts found each other"
 
 # 1. A direct line, through h1's running node.
 TEXT1='hello from h1 '$'\e''[31mred'
-lny 1 30 say host2 "$TEXT1" 2>"$TMP/cmd-say1.err" || die "h1: 'lanyard say host2' failed: $(cat "$TMP/cmd-say1.err")"
+lny 1 "$CMD_S" say --timeout "$WAIT_S" host2 "$TEXT1" 2>"$TMP/cmd-say1.err" || die "h1: 'lanyard say host2' failed: $(cat "$TMP/cmd-say1.err")"
 got=$(expect_event "$TMP/h2.jsonl" "$WAIT_S" event=chat_received from="${ID[1]}" nick=host1 room=false text="$TEXT1") ||
     die "h2: no chat_received for the direct line"
 msg_id=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["id"])' "$got")
@@ -140,7 +141,7 @@ expect_event "$TMP/h1.jsonl" "$WAIT_S" event=chat_queued id="$msg_id" to="${ID[2
 log "ok: direct line delivered ($msg_id)"
 
 # 2. The room.
-lny 1 30 say '#all' "to everyone" 2>"$TMP/cmd-say2.err" || die "h1: 'lanyard say #all' failed: $(cat "$TMP/cmd-say2.err")"
+lny 1 "$CMD_S" say --timeout "$WAIT_S" '#all' "to everyone" 2>"$TMP/cmd-say2.err" || die "h1: 'lanyard say #all' failed: $(cat "$TMP/cmd-say2.err")"
 expect_event "$TMP/h2.jsonl" "$WAIT_S" event=chat_received from="${ID[1]}" room=true text="to everyone" >/dev/null ||
     die "h2: no chat_received for the room line"
 log "ok: room line delivered"
@@ -148,14 +149,14 @@ log "ok: room line delivered"
 # 3. Offline queue across a restart of the receiver.
 netns_stop "${SERVE_PID[2]}" 5 || true
 expect_event "$TMP/h1.jsonl" "$WAIT_S" event=peer_down id="${ID[2]}" >/dev/null || die "h1 never saw h2 down"
-if lny 1 30 say --timeout 1 host2 "first while away" 2>"$TMP/cmd-say3.err"; then
+if lny 1 "$CMD_S" say --timeout 1 host2 "first while away" 2>"$TMP/cmd-say3.err"; then
     die "h1: 'say' to an offline peer exited 0"
 fi
 grep -q "not delivered within 1 s; kept in the queue" "$TMP/cmd-say3.err" ||
     die "h1: unexpected error for an offline peer: $(cat "$TMP/cmd-say3.err")"
 : >"$TMP/cmd-say3.err" # expected failure: not a diagnostic
-lny 1 30 say --queue host2 "second while away" 2>"$TMP/cmd-say4.err" || die "h1: 'say --queue' failed: $(cat "$TMP/cmd-say4.err")"
-if lny 1 30 say nobody-here "x" 2>"$TMP/cmd-say5.err"; then
+lny 1 "$CMD_S" say --queue host2 "second while away" 2>"$TMP/cmd-say4.err" || die "h1: 'say --queue' failed: $(cat "$TMP/cmd-say4.err")"
+if lny 1 "$CMD_S" say nobody-here "x" 2>"$TMP/cmd-say5.err"; then
     die "h1: 'say' to an unknown peer exited 0"
 fi
 grep -q 'no peer called "nobody-here"' "$TMP/cmd-say5.err" || die "h1: unclear unknown-peer error: $(cat "$TMP/cmd-say5.err")"
@@ -172,7 +173,7 @@ PY
 log "ok: queued lines delivered after h2's restart, in order, once each"
 
 # 4. History on both sides.
-lny 1 30 history host2 --json >"$TMP/hist1.jsonl" 2>"$TMP/cmd-hist1.err" || die "h1: 'history host2 --json' failed"
+lny 1 "$CMD_S" history host2 --json >"$TMP/hist1.jsonl" 2>"$TMP/cmd-hist1.err" || die "h1: 'history host2 --json' failed"
 python3 - "$TMP/hist1.jsonl" "$TEXT1" <<'PY' || die "h1: history --json is wrong"
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
@@ -181,7 +182,7 @@ want = [(sys.argv[2], "delivered"), ("first while away", "delivered"), ("second 
 if texts != want:
     sys.exit("history %r, want %r" % (texts, want))
 PY
-lny 2 30 history host1 >"$TMP/hist2.txt" 2>"$TMP/cmd-hist2.err" || die "h2: 'history host1' failed"
+lny 2 "$CMD_S" history host1 >"$TMP/hist2.txt" 2>"$TMP/cmd-hist2.err" || die "h2: 'history host1' failed"
 grep -qF 'host1: hello from h1 \u{1b}[31mred' "$TMP/hist2.txt" || die "h2: history lacks the neutralised line: $(cat "$TMP/hist2.txt")"
 if grep -q $'\e' "$TMP/hist2.txt"; then die "h2: history printed a raw escape"; fi
 [ "$(count_events "$TMP/h2.jsonl" event=chat_received)" = 2 ] || die "h2: expected exactly 2 lines before its restart"

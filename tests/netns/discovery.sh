@@ -33,7 +33,7 @@ lanyard_bin
 
 N=3
 PORT=7717
-TOTAL_S=10 # budget for the peers check, retries included
+TOTAL_S=$PATIENCE # guard on the peers check, retries included (a passing run needs seconds)
 
 netns_setup "$N"
 TMP=$NETNS_TMP
@@ -70,7 +70,7 @@ netns_on_failure() {
 # id_of I : echo host I's id from `id --json`, checking the object's keys.
 id_of() {
     local i=$1 out
-    out=$(lny "$i" 10 id --json --data-dir "$TMP/h$i" 2>>"$TMP/id$i.err") || return 1
+    out=$(lny "$i" "$PATIENCE" id --json --data-dir "$TMP/h$i" 2>>"$TMP/id$i.err") || return 1
     python3 -c '
 import json, sys
 try:
@@ -102,7 +102,7 @@ check_peers() {
             expect+=("${ID[j]}" "host$j" "$(netns_addr "$j")")
         fi
     done
-    lny "$i" 15 peers --wait 3 --json --data-dir "$TMP/h$i" >"$TMP/peers$i.out" 2>"$TMP/peers$i.err" || {
+    lny "$i" "$PATIENCE" peers --wait 3 --json --data-dir "$TMP/h$i" >"$TMP/peers$i.out" 2>"$TMP/peers$i.err" || {
         echo "h$i: 'lanyard peers' exited with $?" >"$TMP/peers$i.why"
         return 1
     }
@@ -164,7 +164,7 @@ for n, line in enumerate(open(sys.argv[1]), 1):
 PY
     for ((j = 1; j <= N; j++)); do
         ((j != i)) || continue
-        ts=$(jsonl_wait "$TMP/h$i.jsonl" peer_up "${ID[j]}" 3) ||
+        ts=$(jsonl_wait "$TMP/h$i.jsonl" peer_up "${ID[j]}" "$PATIENCE") ||
             die "h$i: no peer_up event for host$j (${ID[j]}) in serve --json output"
         [[ $ts =~ ^[0-9]+$ ]] || die "h$i: peer_up for host$j has no integer ts_ms ('$ts')"
     done
@@ -187,7 +187,7 @@ serve_alive
 # An implementation may only create the identity in 'serve': retry 'id' now.
 for ((i = 1; i <= N; i++)); do
     if [ -z "${ID[i]}" ]; then
-        wait_for 10 id_of "$i" >/dev/null || die "h$i: 'lanyard id --json' failed: $(tail -n 5 "$TMP/id$i.err")"
+        wait_for "$PATIENCE" id_of "$i" >/dev/null || die "h$i: 'lanyard id --json' failed: $(tail -n 5 "$TMP/id$i.err")"
         ID[i]=$(id_of "$i")
     fi
     log "h$i: id ${ID[i]}"

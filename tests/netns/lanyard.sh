@@ -51,5 +51,5 @@ serve_start() {
 }
 
 id_in() {
-    lny "$1" 10 id --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'
+    lny "$1" "$PATIENCE" id --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'
 }

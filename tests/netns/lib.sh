@@ -24,8 +24,8 @@
 #     contained) IPv6 if a test ever needs it.
 #
 # Functions:
-#   need_root                 SKIP (exit 0) without root / ip netns, or FAIL
-#                             (exit 1) when LANYARD_REQUIRE_NETNS=1
+#   need_root                 "SKIP <script>: why" (exit 0) without root / ip
+#                             netns, or FAIL (exit 1) when LANYARD_REQUIRE_NETNS=1
 #   netns_setup N             build the topology, install the teardown trap,
 #                             set NETNS_P, NETNS_N, NETNS_TMP (scratch dir)
 #   netns_exec I cmd...       run cmd in host I
@@ -45,6 +45,8 @@
 #                             is called first (e.g. to dump logs).
 #   netns_list_ours           echo the names of our namespaces still present
 #   wait_for TIMEOUT cmd...   poll cmd every 0.1 s; 1 on timeout
+#   PATIENCE                  seconds (default 120): the bound scripts give anything they
+#                             wait for, only a guard against a hang
 #   jsonl_wait FILE EVENT ID TIMEOUT
 #                             wait until FILE (JSON lines) has an object with
 #                             "event"==EVENT and "id"==ID; echo its "ts_ms"
@@ -59,6 +61,9 @@ NETNS_PID=""
 NETNS_NAMES=()
 NETNS_TEARING=0
 NETNS_SUBNET="10.99.0"
+# Seconds: the bound on anything a script waits for. Only a guard against a hang, so generous
+# (a loaded machine must never reach it); a passing run never waits for it.
+PATIENCE=${PATIENCE:-120}
 
 log() {
     printf '%s [%s] %s\n' "$(date '+%H:%M:%S.%3N')" "${NETNS_LOG_TAG:-${0##*/}}" "$*" >&2
@@ -125,10 +130,10 @@ need_root() {
     fi
     if [ -n "$why" ]; then
         if [ "${LANYARD_REQUIRE_NETNS:-0}" = 1 ]; then
-            echo "FAIL: needs root and ip netns: $why (LANYARD_REQUIRE_NETNS=1)" >&2
+            echo "FAIL ${0##*/}: needs root and ip netns: $why (LANYARD_REQUIRE_NETNS=1)" >&2
             exit 1
         fi
-        echo "SKIP: needs root and ip netns: $why"
+        echo "SKIP ${0##*/}: needs root and ip netns: $why (not run, not passed)"
         exit 0
     fi
 }
@@ -269,8 +274,8 @@ netns_setup() {
     ip -n "$br" link set br0 type bridge mcast_snooping 0 || die "mcast_snooping 0 failed"
 
     for ((i = 1; i <= n; i++)); do
-        wait_for 5 netns__link_up "${NETNS_P}h$i" eth0 || die "eth0 in ${NETNS_P}h$i not up"
-        wait_for 5 netns__link_up "$br" "h$i" || die "port h$i on br0 not up"
+        wait_for "$PATIENCE" netns__link_up "${NETNS_P}h$i" eth0 || die "eth0 in ${NETNS_P}h$i not up"
+        wait_for "$PATIENCE" netns__link_up "$br" "h$i" || die "port h$i on br0 not up"
     done
     log "setup: done"
 }

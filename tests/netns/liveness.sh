@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# tests/netns/liveness.sh - a peer that leaves is reported down: within 3 s after a clean exit,
-# within 15 s when it vanishes (kill -9) or its link is cut. Three namespaces, mDNS on inside them.
+# tests/netns/liveness.sh - a peer that leaves is reported down, and by the right mechanism: a
+# clean exit by its goodbye ("left"), kill -9 by the connection closing, a cut link by the
+# keepalive ("no sign of life"). Three namespaces, mDNS on inside them. How long each took is
+# logged; the check is the reason, so a loaded machine cannot fail it (PATIENCE only stops a hang).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -22,54 +24,74 @@ netns_on_failure() {
     done
 }
 
-# down_within FILE ID SINCE_MS LIMIT_MS WHAT: a peer_down for ID in FILE, no later than the limit.
-down_within() {
-    local ts
-    ts=$(jsonl_wait "$1" peer_down "$2" $(($4 / 1000 + 5))) || die "$5: no peer_down at all"
-    local took=$((ts - $3))
-    log "$5: peer_down after ${took} ms (limit $4 ms)"
-    ((took <= $4)) || die "$5: too slow"
+# nth_event FILE EVENT ID N: wait (up to PATIENCE) until FILE has N lines with this event for
+# ID; print the Nth as "TS_MS<tab>REASON".
+nth_event() {
+    python3 - "$@" "$PATIENCE" <<'PY'
+import json, sys, time
+path, event, ident, n, patience = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+deadline = time.monotonic() + patience
+while True:
+    seen = []
+    try:
+        for line in open(path, "rb"):
+            try:
+                o = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(o, dict) and o.get("event") == event and o.get("id") == ident:
+                seen.append(o)
+    except FileNotFoundError:
+        pass
+    if len(seen) >= n:
+        print("%s\t%s" % (seen[n - 1].get("ts_ms"), seen[n - 1].get("reason", "")))
+        sys.exit(0)
+    if time.monotonic() >= deadline:
+        sys.exit(1)
+    time.sleep(0.05)
+PY
+}
+
+# down_reason ID N SINCE_MS WHAT: h1's Nth peer_down for ID; logs how long it took after SINCE_MS
+# and prints its reason.
+down_reason() {
+    local got ts reason
+    got=$(nth_event "$T/h1.jsonl" peer_down "$1" "$2") || die "$4: no peer_down within ${PATIENCE}s"
+    ts=${got%%$'\t'*} reason=${got#*$'\t'}
+    log "$4: peer_down after $((ts - $3)) ms: $reason"
+    printf '%s\n' "$reason"
 }
 
 for i in 1 2 3; do serve_start "$i"; done
 for i in 1 2 3; do ID[i]=$(id_in "$i"); done
 for i in 1 2 3; do
     for j in 1 2 3; do
-        ((i == j)) || jsonl_wait "$T/h$i.jsonl" peer_up "${ID[j]}" 10 >/dev/null || die "h$i never saw h$j"
+        ((i == j)) || jsonl_wait "$T/h$i.jsonl" peer_up "${ID[j]}" "$PATIENCE" >/dev/null || die "h$i never saw h$j"
     done
 done
 log "all three up"
 
 t0=$(netns_now_ms)
 netns_stop "${SERVE_PID[2]}" 5 || true
-down_within "$T/h1.jsonl" "${ID[2]}" "$t0" 3000 "clean exit"
+reason=$(down_reason "${ID[2]}" 1 "$t0" "clean exit")
+[ "$reason" = left ] || die "clean exit: reason '$reason', want 'left' (the goodbye)"
 
 t0=$(netns_now_ms)
 kill -KILL "${SERVE_PID[3]}"
-down_within "$T/h1.jsonl" "${ID[3]}" "$t0" 15000 "kill -9"
-
-# count EVENT ID FILE: how many such lines so far.
-count() { grep -c "\"event\":\"$1\".*\"id\":\"$2\"" "$3" || true; }
-# wait_more EVENT ID FILE BEFORE LIMIT_S: until there are more than BEFORE such lines.
-wait_more() {
-    local t0
-    t0=$(netns_now_ms)
-    until (($(count "$1" "$2" "$3") > $4)); do
-        (($(netns_now_ms) - t0 < $5 * 1000)) || return 1
-        sleep 0.05
-    done
-}
+reason=$(down_reason "${ID[3]}" 1 "$t0" "kill -9")
+case $reason in
+"no sign of life"*) die "kill -9: found only by the silence limit ('$reason'), not by the connection closing" ;;
+esac
 
 # Back up, then its cable is pulled.
-ups=$(count peer_up "${ID[2]}" "$T/h1.jsonl")
-downs=$(count peer_down "${ID[2]}" "$T/h1.jsonl")
 serve_start 2
-wait_more peer_up "${ID[2]}" "$T/h1.jsonl" "$ups" 10 || die "h2 did not come back"
+nth_event "$T/h1.jsonl" peer_up "${ID[2]}" 2 >/dev/null || die "h2 did not come back"
 log "h2 is back"
 t0=$(netns_now_ms)
 netns_exec 2 ip link set eth0 down
-wait_more peer_down "${ID[2]}" "$T/h1.jsonl" "$downs" 20 || die "link cut: no peer_down within 20 s"
-ts=$(grep "\"event\":\"peer_down\".*\"id\":\"${ID[2]}\"" "$T/h1.jsonl" | tail -n 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["ts_ms"])')
-log "link cut: peer_down after $((ts - t0)) ms (limit 15000 ms)"
-((ts - t0 <= 15000)) || die "link cut: too slow"
+reason=$(down_reason "${ID[2]}" 2 "$t0" "link cut")
+case $reason in
+"no sign of life"*) ;;
+*) die "link cut: reason '$reason', want the keepalive's 'no sign of life'" ;;
+esac
 echo "liveness: ok"

@@ -61,7 +61,7 @@ s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("", int(port)))
 s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
              socket.inet_aton(group) + socket.inet_aton(ifaddr))
-s.settimeout(5.0)
+s.settimeout(60.0)
 open(ready, "w").close()
 try:
     while True:
@@ -99,7 +99,7 @@ for ((i = 2; i <= N; i++)); do
     lpid[$i]=$NETNS_PID
 done
 for ((i = 2; i <= N; i++)); do
-    wait_for 5 test -e "$TMP/l$i.ready" || die "listener in h$i did not start: $(cat "$TMP/l$i.err")"
+    wait_for "$PATIENCE" test -e "$TMP/l$i.ready" || die "listener in h$i did not start: $(cat "$TMP/l$i.err")"
 done
 netns_exec 1 python3 -c "$SENDER" "$(netns_addr 1)" "$GROUP" "$PORT" "$token" ||
     die "multicast send from h1 failed"
