@@ -132,7 +132,7 @@ async fn get_resumes_after_a_cut() {
         .wait()
         .await
         .unwrap_err();
-    assert!(matches!(err, TransferError::Failed(_)), "{err:?}");
+    assert!(matches!(err, TransferError::PeerLost(_)), "{err:?}");
     assert!(!to.path().join("deep.bin").exists());
     let outcome = p
         .client

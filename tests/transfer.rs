@@ -260,7 +260,8 @@ async fn resume_after_cut(cut_on_sender: bool) {
     let task = a.handle.send(&bob, std::slice::from_ref(&file)).await.unwrap();
     let id = task.id.clone();
     let err = task.wait().await.unwrap_err();
-    assert!(matches!(err, TransferError::Failed(_)), "{err:?}");
+    // The side whose own hook cut the connection only knows it stopped; the other lost its peer.
+    assert!(matches!(err, TransferError::PeerLost(_) | TransferError::Failed(_)), "{err:?}");
     let message = wait_for(&mut b_events, |e| match e {
         Event::Error { transfer, message, .. } if *transfer == id => Some(message.clone()),
         _ => None,

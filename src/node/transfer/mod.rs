@@ -58,7 +58,8 @@ pub enum Direction {
     Receive,
 }
 
-/// How a transfer ended when it did not simply finish.
+/// How a transfer ended when it did not simply finish. (A file that failed verification does
+/// not end a transfer: it is listed in [`Outcome::failed`].)
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransferError {
     /// The peer could not be reached at all: nothing was offered.
@@ -68,8 +69,17 @@ pub enum TransferError {
     Rejected(String),
     #[error("cancelled: {0}")]
     Cancelled(String),
-    /// Anything else: the connection broke, a disk or verification error, a protocol error.
-    /// Partial data is kept for a resume.
+    /// The peer went away mid-way (quit, crashed, network gone): partial data is kept, and
+    /// the same transfer again resumes.
+    #[error("{0}")]
+    PeerLost(String),
+    /// Our disk refused (full, no permission): partial data is kept.
+    #[error("{0}")]
+    Disk(String),
+    /// The peer broke the protocol.
+    #[error("{0}")]
+    Protocol(String),
+    /// Anything else. Partial data is kept for a resume.
     #[error("{0}")]
     Failed(String),
 }

@@ -54,7 +54,7 @@ pub(crate) async fn run(ctx: &Ctx, conn: SecureConn, header: Header, dest: &Path
             writer.shutdown().await;
             if let Stop::Lost = stop {
                 let kept = plan.as_ref().map_or(0, Plan::partial_bytes);
-                return Err(TransferError::Failed(lost_sender(ctx, kept, pull)));
+                return Err(TransferError::PeerLost(lost_sender(ctx, kept, pull)));
             }
             Err(stop.into_error(ctx))
         }
@@ -75,7 +75,7 @@ fn lost_sender(ctx: &Ctx, kept: u64, pull: bool) -> String {
 }
 
 fn protocol(what: &str) -> Stop {
-    Stop::Failed(format!("protocol error: {what}"))
+    Stop::Protocol(format!("protocol error: {what}"))
 }
 
 async fn exchange(
@@ -215,10 +215,10 @@ async fn exchange(
         reported: std::time::Instant::now(),
     };
     let streamed = feed.stream(ctx, reader, writer, tx, &mut vrx).await;
-    let (plan, failure) = disk.await.map_err(|e| Stop::Failed(format!("the disk writer failed: {e}")))?;
+    let (plan, failure) = disk.await.map_err(|e| Stop::Disk(format!("the disk writer failed: {e}")))?;
     let plan = plan_out.insert(plan);
     if let Some((i, e)) = failure {
-        return Err(Stop::Failed(format!("cannot write \"{}\": {e}", printable(&items[i].path))));
+        return Err(Stop::Disk(format!("cannot write \"{}\": {e}", printable(&items[i].path))));
     }
     streamed?;
     while let Ok((i, verdict)) = vrx.try_recv() {

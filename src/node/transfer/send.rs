@@ -31,6 +31,10 @@ pub(crate) enum Stop {
     /// Stopped because the other half stopped; the other half has the reason.
     Quiet,
     Failed(String),
+    /// The peer broke the protocol (told, then the connection ends).
+    Protocol(String),
+    /// Our disk refused (full, permission, …): told to the peer; partial data is kept.
+    Disk(String),
     /// The connection broke under us: the peer quit or crashed, or the network failed. Nothing
     /// can be told to it; a person hears who stopped and that a resume is possible.
     Lost,
@@ -46,7 +50,9 @@ impl Stop {
             Stop::CancelledByPeer(r) => TransferError::Cancelled(format!("by {}: {}", printable(&ctx.nick), printable(&r))),
             Stop::Quiet => TransferError::Failed("stopped".into()),
             Stop::Failed(m) => TransferError::Failed(m),
-            Stop::Lost => TransferError::Failed(match ctx.direction {
+            Stop::Protocol(m) => TransferError::Protocol(m),
+            Stop::Disk(m) => TransferError::Disk(m),
+            Stop::Lost => TransferError::PeerLost(match ctx.direction {
                 Direction::Send => format!("{} stopped receiving (connection lost); sending again resumes", who(ctx)),
                 // The receiving end says what it keeps itself (`receive::run`).
                 Direction::Receive => format!("{} stopped sending (connection lost)", who(ctx)),
@@ -82,7 +88,7 @@ pub(crate) fn io_stop(e: impl Into<FrameError>) -> Stop {
             Stop::Lost
         }
         FrameError::Io(e) => Stop::Failed(format!("connection failed: {e}")),
-        e @ (FrameError::TooLarge { .. } | FrameError::Malformed(_)) => Stop::Failed(format!("protocol error: {e}")),
+        e @ (FrameError::TooLarge { .. } | FrameError::Malformed(_)) => Stop::Protocol(format!("protocol error: {e}")),
     }
 }
 
@@ -111,7 +117,7 @@ pub(crate) async fn say_stop(writer: &mut SecureWriter, stop: &Stop) {
         Stop::CancelledHere => TransferMsg::Cancel {
             reason: "cancelled".into(),
         },
-        Stop::Failed(m) => TransferMsg::Error { message: bounded(m) },
+        Stop::Failed(m) | Stop::Protocol(m) | Stop::Disk(m) => TransferMsg::Error { message: bounded(m) },
         _ => return,
     };
     let _ = writer.send(&msg).await;
@@ -172,13 +178,13 @@ async fn exchange(ctx: &Ctx, reader: &mut SecureReader, writer: &mut SecureWrite
             resume
         }
         TransferMsg::Reject { reason } => return Err(Stop::Rejected(bounded(&reason))),
-        other => return Err(Stop::Failed(format!("protocol error: unexpected {}", msg_name(&other)))),
+        other => return Err(Stop::Protocol(format!("protocol error: unexpected {}", msg_name(&other)))),
     };
     let mut offsets = vec![0u64; n];
     for (i, off) in resume {
         match m.items.get(i as usize) {
             Some(item) if !item.dir && off <= item.size => offsets[i as usize] = off,
-            _ => return Err(Stop::Failed("protocol error: bad resume offset".into())),
+            _ => return Err(Stop::Protocol("protocol error: bad resume offset".into())),
         }
     }
 
@@ -256,11 +262,11 @@ async fn collect(ctx: &Ctx, reader: &mut SecureReader, n: usize, stop: &Cancella
         let (index, verdict) = match next(ctx, reader, Some(stop)).await? {
             TransferMsg::FileOk { index, saved_as } => (index, Ok(saved_as)),
             TransferMsg::FileFailed { index, reason } => (index, Err(bounded(&reason))),
-            other => return Err(Stop::Failed(format!("protocol error: unexpected {}", msg_name(&other)))),
+            other => return Err(Stop::Protocol(format!("protocol error: unexpected {}", msg_name(&other)))),
         };
         match verdicts.get_mut(index as usize) {
             Some(slot @ None) => *slot = Some(verdict),
-            _ => return Err(Stop::Failed("protocol error: bad file verdict".into())),
+            _ => return Err(Stop::Protocol("protocol error: bad file verdict".into())),
         }
         count += 1;
     }
