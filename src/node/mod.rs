@@ -136,7 +136,15 @@ pub(crate) struct Shared {
 }
 
 /// Run blocking work (the database, the disk) off the async workers.
+///
+/// On a multi-threaded runtime the work runs right here after this thread hands its async duties
+/// to another (`block_in_place`): no hop to a pool thread and back, which on this machine class
+/// doubled chat's round trip. Elsewhere (single-threaded test runtimes) it goes to the blocking
+/// pool.
 pub(crate) async fn off_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+        return Ok(tokio::task::block_in_place(work));
+    }
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| anyhow::anyhow!("a background task failed: {e}"))
