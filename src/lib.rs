@@ -10,6 +10,7 @@
 //!   calls, the local control socket). Every face is a thin layer over it.
 //! - [`config`]: flags, `LANYARD_*` variables and the config file → one [`config::Config`].
 //! - [`cli`]: the faces without a screen: one-shot commands and `serve`.
+//! - [`ui`]: the terminal UI, the face people launch (`lanyard`).
 
 pub mod cli;
 pub mod config;
@@ -18,3 +19,4 @@ pub mod net;
 pub mod node;
 pub mod store;
 pub mod text;
+pub mod ui;

@@ -19,7 +19,7 @@ use crate::text::{plural, printable};
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let command = cli.command.clone().unwrap_or(Command::Tui);
-    init_logging(matches!(command, Command::Serve { .. }));
+    init_logging(&command);
     let config = Config::resolve(&cli.global)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -27,9 +27,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         match command {
-            Command::Tui => {
-                bail!("the terminal UI is not part of this build yet; run `lanyard serve` for a headless node, or see `lanyard --help`")
-            }
+            Command::Tui => crate::ui::run(&config).await,
             Command::Serve { accept_all, json } => serve::run(&config, accept_all, json).await,
             Command::Id { json } => id(&config, json),
             Command::Peers { wait, json } => peers(&config, wait, json).await,
@@ -98,11 +96,27 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     })
 }
 
-fn init_logging(serving: bool) {
+fn init_logging(command: &Command) {
     // A one-shot command reports its failure as one line itself, and `serve` writes its own
-    // log of events: the tracing log stays quiet unless LANYARD_LOG asks.
-    let default = if serving { "warn" } else { "error" };
+    // log of events: the tracing log stays quiet unless LANYARD_LOG asks. The TUI owns the
+    // screen: nothing may write to it, so it logs only when asked, to LANYARD_LOG_FILE.
+    let default = match command {
+        Command::Serve { .. } => "warn",
+        Command::Tui => "off",
+        _ => "error",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("LANYARD_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    if matches!(command, Command::Tui) {
+        let file = std::env::var_os("LANYARD_LOG_FILE").and_then(|p| std::fs::File::options().create(true).append(true).open(p).ok());
+        if let Some(file) = file {
+            let _ = tracing_subscriber::fmt()
+                .with_writer(std::sync::Mutex::new(file))
+                .with_ansi(false)
+                .with_env_filter(filter)
+                .try_init();
+        }
+        return;
+    }
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -24,7 +24,7 @@ const RESOLVE_WAIT: Duration = Duration::from_secs(5);
 /// History goes out in replies of about this many bytes, well under the frame bound.
 const HISTORY_CHUNK_BYTES: usize = 256 * 1024;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     /// Everything a face draws ([`Reply::Snapshot`]).

@@ -505,6 +505,7 @@ impl NodeHandle {
         let dest = to.unwrap_or_else(|| shared.config.download_dir.clone());
         let nick = peer_nick(&shared, peer);
         let ctx = Ctx::new(&shared, None, peer.clone(), nick, Direction::Receive, None);
+        ctx.update(|v| v.saved_to = Some(dest.display().to_string()));
         let id = ctx.id.clone();
         let paths = paths.to_vec();
         let join = shared.tracker.spawn(async move {
@@ -626,6 +627,7 @@ pub(crate) async fn serve_incoming(shared: Arc<Shared>, mut conn: SecureConn) {
         TransferMsg::Offer { transfer, items, bytes } => {
             let ctx = Ctx::new(&shared, Some(&transfer), peer, nick, Direction::Receive, None);
             let dest = shared.config.download_dir.clone();
+            ctx.update(|v| v.saved_to = Some(dest.display().to_string()));
             let header = receive::Header { items, bytes };
             let result = receive::run(&ctx, conn, header, &dest, receive::Decision::Ask).await;
             log_end(&ctx, &result);

@@ -1,0 +1,1260 @@
+//! The TUI's state and its one `update`: every key, node event and reply goes through
+//! [`App::update`], which changes the state and returns what to do as data ([`Cmd`]s the loop
+//! carries out). Nothing here touches the terminal, the disk or the network.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ratatui::crossterm::event::{KeyEvent, MouseButton, MouseEvent, MouseEventKind};
+use ratatui::layout::{Position, Rect};
+
+use super::files::{Entry, Local, Remote};
+use super::input::Line;
+use super::keys::{Action, Context, Pane, action};
+use super::layout::Areas;
+use crate::node::api::{Reply, Request};
+use crate::node::chat::Recipient;
+use crate::node::{ChatEntry, Delivery, Envelope, Event, Me, OfferView, PeerId, PeerInfo, ROOM, Snapshot, TransferView};
+
+/// History lines loaded when a conversation is first opened.
+pub const HISTORY_PAGE: usize = 500;
+/// Lines kept per conversation in memory (older ones are in the store).
+const KEEP_LINES: usize = 5_000;
+/// Finished transfers shown (the node keeps its own recent list).
+const KEEP_FINISHED: usize = 200;
+/// How long a status line stays.
+const STATUS_FOR: Duration = Duration::from_secs(6);
+
+/// Something that happened, for `update`.
+#[derive(Debug)]
+pub enum Msg {
+    Key(KeyEvent),
+    Mouse(MouseEvent),
+    Paste(String),
+    Resize(u16, u16),
+    /// Time passes (statuses expire, "fading" rows age).
+    Tick(Duration),
+    Focus(bool),
+    Snapshot(Box<Snapshot>),
+    Node(Envelope),
+    /// The event stream dropped events: take a new snapshot.
+    Lagged,
+    /// A reply to the call `tag` started.
+    Reply {
+        tag: u64,
+        reply: Reply,
+    },
+    /// A local folder was read.
+    Local {
+        dir: PathBuf,
+        result: Result<Vec<Entry>, String>,
+    },
+    /// The node went away (an attached UI whose `serve` stopped).
+    NodeGone(String),
+}
+
+/// What the loop must do for `update`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cmd {
+    /// Run a request against the node; its replies come back as `Msg::Reply { tag }`.
+    Call {
+        tag: u64,
+        request: Request,
+    },
+    ListLocal(PathBuf),
+    Bell,
+    Quit,
+}
+
+/// What a call was for, to know what its replies mean.
+#[derive(Debug, Clone, PartialEq)]
+enum Pending {
+    Snapshot,
+    History(String),
+    Listing {
+        peer: String,
+        path: String,
+    },
+    /// A send or get started here: remembered so that `r` can run it again.
+    Transfer(Request),
+    /// Anything else: its Note or error goes to the status line.
+    Plain(&'static str),
+}
+
+/// A conversation as the UI holds it.
+#[derive(Debug, Default, Clone)]
+pub struct Conversation {
+    pub lines: Vec<ChatEntry>,
+    pub loaded: bool,
+    pub draft: Line,
+    /// Lines scrolled up from the newest (0: following the end).
+    pub scroll: usize,
+    pub unread: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Overlay {
+    Help {
+        scroll: usize,
+    },
+    /// The oldest waiting offer, names scrolled.
+    Offer {
+        scroll: usize,
+    },
+    AddPeer,
+    /// Send pasted paths to these peers?
+    ConfirmSend {
+        paths: Vec<PathBuf>,
+    },
+}
+
+pub struct App {
+    pub me: Option<Me>,
+    pub seq: u64,
+    pub attached: bool,
+    pub peers: Vec<PeerInfo>,
+    /// 0 is `#all`; i is `peers[i - 1]`.
+    pub peer_cursor: usize,
+    pub peer_filter: String,
+    pub marked_peers: HashSet<PeerId>,
+    pub conversations: HashMap<String, Conversation>,
+    /// Running first, then finished (newest first among them).
+    pub transfers: Vec<TransferView>,
+    pub transfer_cursor: usize,
+    pub offers: VecDeque<OfferView>,
+    /// Offers the user put aside with Esc (they stay waiting, shown in Transfers).
+    pub deferred: HashSet<String>,
+    pub focus: Pane,
+    pub typing: bool,
+    /// Where Esc returns to after typing (Peers, when Enter there opened the conversation).
+    typing_from: Option<Pane>,
+    pub filtering: bool,
+    pub overlay: Option<Overlay>,
+    pub add_peer: Line,
+    pub local: Local,
+    pub remote: Remote,
+    pub status: Option<(String, Duration)>,
+    /// Time since start (from ticks), for statuses and fading.
+    pub clock: Duration,
+    pub size: (u16, u16),
+    pub terminal_focused: bool,
+    pub bell: bool,
+    pub quit: bool,
+    next_tag: u64,
+    pending: HashMap<u64, Pending>,
+    /// Transfer id → the request that started it here.
+    retryable: HashMap<String, Request>,
+}
+
+impl App {
+    pub fn new(cwd: PathBuf, attached: bool, bell: bool) -> App {
+        App {
+            me: None,
+            seq: 0,
+            attached,
+            peers: Vec::new(),
+            peer_cursor: 0,
+            peer_filter: String::new(),
+            marked_peers: HashSet::new(),
+            conversations: HashMap::new(),
+            transfers: Vec::new(),
+            transfer_cursor: 0,
+            offers: VecDeque::new(),
+            deferred: HashSet::new(),
+            focus: Pane::Peers,
+            typing: false,
+            typing_from: None,
+            filtering: false,
+            overlay: None,
+            add_peer: Line::default(),
+            local: Local::new(cwd),
+            remote: Remote::default(),
+            status: None,
+            clock: Duration::ZERO,
+            size: (80, 24),
+            terminal_focused: true,
+            bell,
+            quit: false,
+            next_tag: 1,
+            pending: HashMap::new(),
+            retryable: HashMap::new(),
+        }
+    }
+
+    /// What to do first: take the picture and list the working folder.
+    pub fn start(&mut self) -> Vec<Cmd> {
+        let mut cmds = vec![self.call(Request::Snapshot, Pending::Snapshot)];
+        cmds.push(Cmd::ListLocal(self.local.dir.clone()));
+        cmds
+    }
+
+    fn call(&mut self, request: Request, why: Pending) -> Cmd {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        self.pending.insert(tag, why);
+        Cmd::Call { tag, request }
+    }
+
+    fn say(&mut self, text: impl Into<String>) {
+        self.status = Some((text.into(), self.clock + STATUS_FOR));
+    }
+
+    /// Where keys go now.
+    pub fn context(&self) -> Context {
+        match &self.overlay {
+            Some(Overlay::Help { .. }) => Context::Help,
+            Some(Overlay::Offer { .. }) => Context::Offer,
+            Some(Overlay::AddPeer) => Context::AddPeer,
+            Some(Overlay::ConfirmSend { .. }) => Context::Confirm,
+            None if self.filtering => Context::Filter,
+            None if self.typing => Context::Typing,
+            None => Context::Pane(self.focus),
+        }
+    }
+
+    // ---- what the view reads ----
+
+    /// Peers shown, in order, with the filter applied (`#all` is not among them).
+    pub fn visible_peers(&self) -> Vec<&PeerInfo> {
+        let f = self.peer_filter.to_lowercase();
+        self.peers
+            .iter()
+            .filter(|p| f.is_empty() || p.nick.to_lowercase().contains(&f) || p.host.to_lowercase().contains(&f) || p.short_id.contains(&f))
+            .collect()
+    }
+
+    /// The selected conversation: `#all` or a peer id.
+    pub fn selected_conversation(&self) -> String {
+        match self.peer_cursor {
+            0 => ROOM.to_string(),
+            i => self
+                .visible_peers()
+                .get(i - 1)
+                .map(|p| p.id.to_string())
+                .unwrap_or_else(|| ROOM.to_string()),
+        }
+    }
+
+    pub fn selected_peer(&self) -> Option<&PeerInfo> {
+        match self.peer_cursor {
+            0 => None,
+            i => self.visible_peers().get(i - 1).copied(),
+        }
+    }
+
+    /// A peer's name as people should see it: the nick, plus the host or short id when another
+    /// peer has the same nick.
+    pub fn peer_name(&self, id: &PeerId) -> String {
+        let Some(p) = self.peers.iter().find(|p| &p.id == id) else {
+            return id.short().to_string();
+        };
+        let twins = self.peers.iter().filter(|q| q.nick.eq_ignore_ascii_case(&p.nick)).count();
+        if twins > 1 {
+            if p.host.is_empty() {
+                format!("{} ({})", p.nick, p.short_id)
+            } else {
+                format!("{}@{} ({})", p.nick, p.host, p.short_id)
+            }
+        } else {
+            p.nick.clone()
+        }
+    }
+
+    pub fn conversation(&self, id: &str) -> Option<&Conversation> {
+        self.conversations.get(id)
+    }
+
+    pub fn unread(&self, conversation: &str) -> u32 {
+        self.conversations.get(conversation).map_or(0, |c| c.unread)
+    }
+
+    /// Offers waiting that the dialog isn't showing.
+    pub fn waiting_offers(&self) -> impl Iterator<Item = &OfferView> {
+        self.offers.iter()
+    }
+
+    pub fn status_text(&self) -> Option<&str> {
+        self.status
+            .as_ref()
+            .filter(|(_, until)| *until > self.clock)
+            .map(|(s, _)| s.as_str())
+    }
+
+    // ---- update ----
+
+    pub fn update(&mut self, msg: Msg) -> Vec<Cmd> {
+        match msg {
+            Msg::Key(key) => self.on_key(key),
+            Msg::Mouse(m) => self.on_mouse(m),
+            Msg::Paste(text) => self.on_paste(&text),
+            Msg::Resize(w, h) => {
+                self.size = (w, h);
+                Vec::new()
+            }
+            Msg::Tick(now) => {
+                self.clock = now;
+                Vec::new()
+            }
+            Msg::Focus(focused) => {
+                self.terminal_focused = focused;
+                if focused { self.mark_selected_read() } else { Vec::new() }
+            }
+            Msg::Snapshot(s) => self.on_snapshot(*s),
+            Msg::Node(e) => self.on_event(e),
+            Msg::Lagged => vec![self.call(Request::Snapshot, Pending::Snapshot)],
+            Msg::Reply { tag, reply } => self.on_reply(tag, reply),
+            Msg::Local { dir, result } => {
+                self.local.listed(&dir, result);
+                Vec::new()
+            }
+            Msg::NodeGone(why) => {
+                self.say(format!("the node stopped: {why}"));
+                self.quit = true;
+                vec![Cmd::Quit]
+            }
+        }
+    }
+
+    fn on_snapshot(&mut self, s: Snapshot) -> Vec<Cmd> {
+        self.seq = s.seq;
+        let selected = self.selected_conversation();
+        self.me = Some(s.me);
+        self.peers = s.peers;
+        self.sort_peers();
+        for c in s.conversations {
+            let conv = self.conversations.entry(c.conversation.clone()).or_default();
+            conv.unread = c.unread;
+        }
+        for p in &self.peers {
+            self.conversations.entry(p.id.to_string()).or_default().unread = p.unread;
+        }
+        self.transfers = s.transfers;
+        self.sort_transfers();
+        self.offers = s.offers.into_iter().collect();
+        self.offers.retain(|o| !self.deferred.contains(&o.transfer));
+        self.reselect(&selected);
+        let mut cmds = self.open_offer_if_any();
+        cmds.extend(self.ensure_loaded());
+        cmds
+    }
+
+    fn on_event(&mut self, e: Envelope) -> Vec<Cmd> {
+        // Already in the snapshot (applying it again would be harmless, but this is cheaper).
+        if e.seq <= self.seq {
+            return Vec::new();
+        }
+        self.seq = e.seq;
+        let selected = self.selected_conversation();
+        let mut cmds = Vec::new();
+        match e.event {
+            Event::PeerUp { id, nick, host, addr } => {
+                let p = self.peer_mut(&id);
+                p.nick = nick;
+                p.host = host;
+                p.online = true;
+                p.addr = Some(addr);
+            }
+            Event::PeerDown { id, .. } => {
+                if let Some(p) = self.peers.iter_mut().find(|p| p.id == id) {
+                    p.online = false;
+                }
+            }
+            Event::PeerDiscovered { id, nick, host } => {
+                let p = self.peer_mut(&id);
+                if p.nick.is_empty() {
+                    p.nick = nick;
+                    p.host = host;
+                }
+                p.discovered = true;
+            }
+            Event::PeerLost { id } => {
+                if let Some(p) = self.peers.iter_mut().find(|p| p.id == id) {
+                    p.discovered = false;
+                }
+            }
+            Event::PeerRenamed { id, new, .. } => self.peer_mut(&id).nick = new,
+            Event::PeerForgotten { id } => {
+                self.peers.retain(|p| p.id != id);
+                self.marked_peers.remove(&id);
+            }
+            Event::TrustChanged { id, trusted } => self.peer_mut(&id).trusted = trusted,
+            Event::Warning { message } => self.say(message),
+            Event::Listening { .. } => {}
+            Event::ChatReceived {
+                id,
+                from,
+                nick,
+                room,
+                text,
+                sent_ms,
+                unread,
+            } => {
+                let conversation = if room { ROOM.to_string() } else { from.to_string() };
+                let entry = ChatEntry {
+                    id,
+                    conversation: conversation.clone(),
+                    from,
+                    nick,
+                    outgoing: false,
+                    room,
+                    sent_ms,
+                    received_ms: now_ms(),
+                    text,
+                    state: None,
+                    recipients: Vec::new(),
+                };
+                let conv = self.conversations.entry(conversation.clone()).or_default();
+                push_line(conv, entry);
+                conv.unread = unread;
+                if conversation == selected && self.terminal_focused {
+                    cmds.extend(self.mark_selected_read());
+                } else if self.bell && !self.terminal_focused {
+                    cmds.push(Cmd::Bell);
+                }
+            }
+            Event::ChatQueued {
+                id,
+                to,
+                recipients,
+                text,
+                sent_ms,
+            } => {
+                let (me, nick) = match &self.me {
+                    Some(m) => (m.id.clone(), m.nick.clone()),
+                    None => return cmds,
+                };
+                let conv = self.conversations.entry(to.clone()).or_default();
+                if conv.lines.iter().all(|l| l.id != id) {
+                    let recipients: Vec<Recipient> = recipients
+                        .into_iter()
+                        .map(|peer| Recipient {
+                            peer,
+                            state: Delivery::Queued,
+                        })
+                        .collect();
+                    push_line(
+                        conv,
+                        ChatEntry {
+                            id,
+                            room: to == ROOM,
+                            conversation: to,
+                            from: me,
+                            nick,
+                            outgoing: true,
+                            sent_ms,
+                            received_ms: sent_ms,
+                            text,
+                            state: Some(Delivery::Queued),
+                            recipients,
+                        },
+                    );
+                }
+            }
+            Event::ChatSent { to, ids } => self.set_delivery(&to, &ids, Delivery::Sent),
+            Event::ChatRequeued { to, ids } => self.set_delivery(&to, &ids, Delivery::Queued),
+            Event::ChatDelivered { id, to } => self.set_delivery(&to, std::slice::from_ref(&id), Delivery::Delivered),
+            Event::ChatRead { conversation } => {
+                if let Some(c) = self.conversations.get_mut(&conversation) {
+                    c.unread = 0;
+                }
+            }
+            Event::Offer(o) => {
+                if self.offers.iter().all(|x| x.transfer != o.transfer) {
+                    self.offers.push_back(o);
+                }
+                cmds.extend(self.open_offer_if_any());
+                if self.bell && !self.terminal_focused {
+                    cmds.push(Cmd::Bell);
+                }
+            }
+            Event::OfferClosed { transfer, .. } => {
+                self.offers.retain(|o| o.transfer != transfer);
+                self.deferred.remove(&transfer);
+                if matches!(self.overlay, Some(Overlay::Offer { .. })) {
+                    self.overlay = None;
+                    cmds.extend(self.open_offer_if_any());
+                }
+            }
+            Event::TransferStarted(t) | Event::Progress(t) => self.upsert_transfer(t),
+            Event::FilesReceived { .. } | Event::Done { .. } | Event::Error { .. } | Event::Cancelled { .. } => {}
+        }
+        self.sort_peers();
+        self.reselect(&selected);
+        cmds
+    }
+
+    fn on_reply(&mut self, tag: u64, reply: Reply) -> Vec<Cmd> {
+        let finished = matches!(reply, Reply::Done | Reply::Failed { .. });
+        let Some(why) = (if finished {
+            self.pending.remove(&tag)
+        } else {
+            self.pending.get(&tag).cloned()
+        }) else {
+            return Vec::new();
+        };
+        let mut cmds = Vec::new();
+        match (why, reply) {
+            (Pending::Snapshot, Reply::Snapshot(s)) => cmds.extend(self.on_snapshot(*s)),
+            (Pending::History(conv), Reply::History { entries }) => {
+                let c = self.conversations.entry(conv).or_default();
+                // Lines that arrived as events meanwhile are kept, after the stored ones.
+                let known: HashSet<String> = entries.iter().map(|e| e.id.clone()).collect();
+                let newer: Vec<ChatEntry> = c.lines.drain(..).filter(|l| !known.contains(&l.id)).collect();
+                c.lines = entries;
+                c.lines.extend(newer);
+                c.loaded = true;
+            }
+            (Pending::Listing { peer, path }, Reply::Listing { entries }) => self.remote.listed(&peer, &path, Ok(entries)),
+            (Pending::Listing { peer, path }, Reply::Failed { message }) => self.remote.listed(&peer, &path, Err(message)),
+            (Pending::Transfer(request), Reply::Progress { progress, .. }) => {
+                self.retryable.insert(progress.transfer.clone(), request);
+            }
+            (Pending::Transfer(_), Reply::NotDelivered { peer, error }) => self.say(format!("{peer}: {error}")),
+            (Pending::Transfer(_), Reply::Failed { message }) => self.say(message),
+            (_, Reply::Note { text }) => self.say(text),
+            (_, Reply::Failed { message }) => self.say(message),
+            _ => {}
+        }
+        cmds
+    }
+
+    fn on_key(&mut self, key: KeyEvent) -> Vec<Cmd> {
+        let act = action(self.context(), key);
+        self.act(act)
+    }
+
+    /// Carry out an action in the current context.
+    pub fn act(&mut self, act: Action) -> Vec<Cmd> {
+        let ctx = self.context();
+        match (ctx, act) {
+            (_, Action::Quit) => {
+                self.quit = true;
+                vec![Cmd::Quit]
+            }
+            (_, Action::Help) => {
+                self.overlay = Some(Overlay::Help { scroll: 0 });
+                Vec::new()
+            }
+            (Context::Help, Action::Escape) => {
+                self.overlay = None;
+                self.open_offer_if_any()
+            }
+            (Context::Help, Action::Up) | (Context::Help, Action::Down) => {
+                if let Some(Overlay::Help { scroll }) = &mut self.overlay {
+                    *scroll = if act == Action::Up { scroll.saturating_sub(1) } else { *scroll + 1 };
+                }
+                Vec::new()
+            }
+            (Context::Offer, _) => self.offer_key(act),
+            (Context::Confirm, Action::Accept) => {
+                let Some(Overlay::ConfirmSend { paths }) = self.overlay.take() else {
+                    return Vec::new();
+                };
+                self.send_paths(paths)
+            }
+            (Context::Confirm, Action::Escape) => {
+                self.overlay = None;
+                Vec::new()
+            }
+            (Context::AddPeer, act) => self.add_peer_key(act),
+            (Context::Filter, act) => {
+                self.filter_key(act);
+                Vec::new()
+            }
+            (Context::Typing, act) => self.typing_key(act),
+            (_, Action::NextPane) => self.focus_on(self.focus.next()),
+            (_, Action::PrevPane) => self.focus_on(self.focus.prev()),
+            (Context::Pane(pane), act) => self.pane_key(pane, act),
+            _ => Vec::new(),
+        }
+    }
+
+    fn focus_on(&mut self, pane: Pane) -> Vec<Cmd> {
+        self.focus = pane;
+        self.typing = false;
+        self.typing_from = None;
+        self.filtering = false;
+        if pane == Pane::Remote { self.show_remote() } else { Vec::new() }
+    }
+
+    fn pane_key(&mut self, pane: Pane, act: Action) -> Vec<Cmd> {
+        match (pane, act) {
+            (_, Action::Escape) => {
+                self.clear_filter(pane);
+                Vec::new()
+            }
+            (Pane::Peers, Action::Up | Action::Down | Action::PageUp | Action::PageDown | Action::Home | Action::End) => {
+                let n = self.visible_peers().len() + 1;
+                self.peer_cursor = moved(self.peer_cursor, n, act, self.page());
+                self.on_selection_changed()
+            }
+            (Pane::Peers, Action::Enter) => {
+                self.focus = Pane::Chat;
+                self.typing = true;
+                self.typing_from = Some(Pane::Peers);
+                self.on_selection_changed()
+            }
+            (Pane::Peers, Action::Mark) => {
+                if let Some(id) = self.selected_peer().map(|p| p.id.clone())
+                    && !self.marked_peers.remove(&id)
+                {
+                    self.marked_peers.insert(id);
+                }
+                let n = self.visible_peers().len() + 1;
+                self.peer_cursor = moved(self.peer_cursor, n, Action::Down, 1);
+                self.on_selection_changed()
+            }
+            (Pane::Peers, Action::Filter) | (Pane::Local, Action::Filter) | (Pane::Remote, Action::Filter) => {
+                self.filtering = true;
+                Vec::new()
+            }
+            (Pane::Peers, Action::AddPeer) => {
+                self.add_peer = Line::default();
+                self.overlay = Some(Overlay::AddPeer);
+                Vec::new()
+            }
+            (Pane::Peers, Action::Trust) => match self.selected_peer() {
+                Some(p) => {
+                    let request = Request::Trust {
+                        peer: p.id.to_string(),
+                        trusted: !p.trusted,
+                    };
+                    vec![self.call(request, Pending::Plain("trust"))]
+                }
+                None => {
+                    self.say("pick a peer to trust (not #all)");
+                    Vec::new()
+                }
+            },
+            (Pane::Chat, Action::Enter) => {
+                self.typing = true;
+                self.typing_from = None;
+                Vec::new()
+            }
+            (Pane::Chat, Action::Up | Action::Down | Action::PageUp | Action::PageDown | Action::Home | Action::End) => {
+                self.scroll_chat(act);
+                Vec::new()
+            }
+            (Pane::Local, _) => self.local_key(act),
+            (Pane::Remote, _) => self.remote_key(act),
+            (Pane::Transfers, _) => self.transfers_key(act),
+            _ => Vec::new(),
+        }
+    }
+
+    fn page(&self) -> usize {
+        (self.size.1 as usize / 3).max(1)
+    }
+
+    fn clear_filter(&mut self, pane: Pane) {
+        match pane {
+            Pane::Peers => self.peer_filter.clear(),
+            Pane::Local => self.local.list.filter.clear(),
+            Pane::Remote => self.remote.list.filter.clear(),
+            _ => {}
+        }
+    }
+
+    fn filter_key(&mut self, act: Action) {
+        let filter = match self.focus {
+            Pane::Peers => &mut self.peer_filter,
+            Pane::Local => &mut self.local.list.filter,
+            Pane::Remote => &mut self.remote.list.filter,
+            _ => {
+                self.filtering = false;
+                return;
+            }
+        };
+        match act {
+            Action::Edit(super::input::Edit::Insert(c)) => filter.push(c),
+            Action::Edit(super::input::Edit::Backspace) => {
+                filter.pop();
+            }
+            Action::Submit => self.filtering = false,
+            Action::Escape => {
+                filter.clear();
+                self.filtering = false;
+            }
+            _ => {}
+        }
+        match self.focus {
+            Pane::Peers => self.peer_cursor = 0,
+            Pane::Local => self.local.list.home(),
+            Pane::Remote => self.remote.list.home(),
+            _ => {}
+        }
+    }
+
+    fn typing_key(&mut self, act: Action) -> Vec<Cmd> {
+        let conversation = self.selected_conversation();
+        match act {
+            Action::Escape => {
+                self.typing = false;
+                if let Some(back) = self.typing_from.take() {
+                    self.focus = back;
+                }
+                Vec::new()
+            }
+            Action::NextPane => self.focus_on(self.focus.next()),
+            Action::PrevPane => self.focus_on(self.focus.prev()),
+            Action::PageUp | Action::PageDown => {
+                self.scroll_chat(act);
+                Vec::new()
+            }
+            Action::Edit(e) => {
+                self.conversations.entry(conversation).or_default().draft.edit(e);
+                Vec::new()
+            }
+            Action::Submit => {
+                let conv = self.conversations.entry(conversation.clone()).or_default();
+                if conv.draft.value().trim().is_empty() {
+                    return Vec::new();
+                }
+                let text = conv.draft.take();
+                conv.scroll = 0;
+                let request = Request::Say {
+                    peer: conversation,
+                    text,
+                    queue: true,
+                    timeout_ms: 0,
+                };
+                vec![self.call(request, Pending::Plain("say"))]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn scroll_chat(&mut self, act: Action) {
+        let page = self.page();
+        let conv = self.conversations.entry(self.selected_conversation()).or_default();
+        let max = conv.lines.len();
+        conv.scroll = match act {
+            Action::Up => (conv.scroll + 1).min(max),
+            Action::Down => conv.scroll.saturating_sub(1),
+            Action::PageUp => (conv.scroll + page).min(max),
+            Action::PageDown => conv.scroll.saturating_sub(page),
+            Action::Home => max,
+            Action::End => 0,
+            _ => conv.scroll,
+        };
+    }
+
+    fn add_peer_key(&mut self, act: Action) -> Vec<Cmd> {
+        match act {
+            Action::Escape => {
+                self.overlay = None;
+                Vec::new()
+            }
+            Action::Edit(e) => {
+                self.add_peer.edit(e);
+                Vec::new()
+            }
+            Action::Submit => {
+                let addr = self.add_peer.take().trim().to_string();
+                self.overlay = None;
+                if addr.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
+                    self.say(format!("{addr:?} is not HOST:PORT"));
+                    return Vec::new();
+                }
+                self.say(format!("connecting to {addr}…"));
+                vec![self.call(Request::AddPeer { addr }, Pending::Plain("add peer"))]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn local_key(&mut self, act: Action) -> Vec<Cmd> {
+        let page = self.page() as isize;
+        let list = &mut self.local.list;
+        match act {
+            Action::Up => list.move_by(-1),
+            Action::Down => list.move_by(1),
+            Action::PageUp => list.move_by(-page),
+            Action::PageDown => list.move_by(page),
+            Action::Home => list.home(),
+            Action::End => list.end(),
+            Action::Mark => list.toggle_mark(),
+            Action::ToggleHidden => self.local.toggle_hidden(),
+            Action::Enter => return self.local.open().map(Cmd::ListLocal).into_iter().collect(),
+            Action::Back => return self.local.parent().map(Cmd::ListLocal).into_iter().collect(),
+            Action::SendFiles => {
+                let paths = self.local.chosen_paths();
+                self.local.list.marked.clear();
+                return self.send_paths(paths);
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    /// The peers a send goes to: the marked ones, else the selected one.
+    fn recipients(&self) -> Vec<PeerId> {
+        if !self.marked_peers.is_empty() {
+            let mut v: Vec<PeerId> = self.marked_peers.iter().cloned().collect();
+            v.sort();
+            return v;
+        }
+        self.selected_peer().map(|p| vec![p.id.clone()]).unwrap_or_default()
+    }
+
+    fn send_paths(&mut self, paths: Vec<PathBuf>) -> Vec<Cmd> {
+        let peers = self.recipients();
+        if peers.is_empty() {
+            self.say("select a peer (or mark several with Space in Peers) to send to");
+            return Vec::new();
+        }
+        if paths.is_empty() {
+            self.say("nothing to send here");
+            return Vec::new();
+        }
+        let names: Vec<String> = peers.iter().map(|p| self.peer_name(p)).collect();
+        self.say(format!(
+            "sending {} to {}",
+            crate::text::plural(paths.len(), "item"),
+            names.join(", ")
+        ));
+        let request = Request::Send {
+            peers: peers.iter().map(|p| p.to_string()).collect(),
+            paths,
+        };
+        vec![self.call(request.clone(), Pending::Transfer(request))]
+    }
+
+    /// Show the selected peer's shares in the remote column (listed if not yet).
+    fn show_remote(&mut self) -> Vec<Cmd> {
+        let Some(peer) = self.selected_peer().map(|p| p.id.to_string()) else {
+            self.remote = Remote::default();
+            return Vec::new();
+        };
+        if self.remote.peer.as_deref() == Some(peer.as_str()) {
+            return Vec::new();
+        }
+        if self.remote.show(&peer, "") {
+            self.list_remote(peer, String::new())
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn list_remote(&mut self, peer: String, path: String) -> Vec<Cmd> {
+        let request = Request::List {
+            peer: peer.clone(),
+            path: path.clone(),
+        };
+        vec![self.call(request, Pending::Listing { peer, path })]
+    }
+
+    fn remote_key(&mut self, act: Action) -> Vec<Cmd> {
+        let page = self.page() as isize;
+        let list = &mut self.remote.list;
+        match act {
+            Action::Up => list.move_by(-1),
+            Action::Down => list.move_by(1),
+            Action::PageUp => list.move_by(-page),
+            Action::PageDown => list.move_by(page),
+            Action::Home => list.home(),
+            Action::End => list.end(),
+            Action::Mark => list.toggle_mark(),
+            Action::Enter => {
+                if let Some((peer, path)) = self.remote.open() {
+                    return self.list_remote(peer, path);
+                }
+            }
+            Action::Back => {
+                if let Some((peer, path)) = self.remote.parent() {
+                    return self.list_remote(peer, path);
+                }
+            }
+            Action::Refresh => {
+                if let Some((peer, path)) = self.remote.refresh() {
+                    return self.list_remote(peer, path);
+                }
+            }
+            Action::GetFiles => {
+                let Some(peer) = self.remote.peer.clone() else { return Vec::new() };
+                let paths = self.remote.chosen_paths();
+                if paths.is_empty() {
+                    return Vec::new();
+                }
+                self.remote.list.marked.clear();
+                self.say(format!("getting {}", crate::text::plural(paths.len(), "item")));
+                let request = Request::Get { peer, paths, to: None };
+                return vec![self.call(request.clone(), Pending::Transfer(request))];
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    /// Rows of the Transfers pane: waiting offers first, then transfers.
+    pub fn transfer_rows(&self) -> usize {
+        self.offers.len() + self.transfers.len()
+    }
+
+    fn transfers_key(&mut self, act: Action) -> Vec<Cmd> {
+        let n = self.transfer_rows();
+        match act {
+            Action::Up | Action::Down | Action::PageUp | Action::PageDown | Action::Home | Action::End => {
+                self.transfer_cursor = moved(self.transfer_cursor, n, act, self.page());
+                Vec::new()
+            }
+            Action::Enter if self.transfer_cursor < self.offers.len() => {
+                // Bring this offer to the front and answer it.
+                if let Some(o) = self.offers.remove(self.transfer_cursor) {
+                    self.deferred.remove(&o.transfer);
+                    self.offers.push_front(o);
+                }
+                self.overlay = Some(Overlay::Offer { scroll: 0 });
+                Vec::new()
+            }
+            Action::Cancel => match self.current_transfer() {
+                Some(t) if !t.state.is_finished() => {
+                    let request = Request::Cancel {
+                        transfer: t.transfer.clone(),
+                    };
+                    vec![self.call(request, Pending::Plain("cancel"))]
+                }
+                Some(_) => {
+                    self.say("that transfer has already ended");
+                    Vec::new()
+                }
+                None => Vec::new(),
+            },
+            Action::Retry => match self.current_transfer().cloned() {
+                Some(t) if !t.state.is_finished() => {
+                    self.say("that transfer is still running");
+                    Vec::new()
+                }
+                Some(t) => match self.retryable.get(&t.transfer).cloned() {
+                    Some(request) => {
+                        self.say("again: what arrived already is kept, the rest resumes");
+                        vec![self.call(request.clone(), Pending::Transfer(request))]
+                    }
+                    None => {
+                        self.say("only a send or get started in this window can be retried here");
+                        Vec::new()
+                    }
+                },
+                None => Vec::new(),
+            },
+            _ => Vec::new(),
+        }
+    }
+
+    pub fn current_transfer(&self) -> Option<&TransferView> {
+        self.transfer_cursor
+            .checked_sub(self.offers.len())
+            .and_then(|i| self.transfers.get(i))
+    }
+
+    fn offer_key(&mut self, act: Action) -> Vec<Cmd> {
+        let Some(offer) = self.offers.front().cloned() else {
+            self.overlay = None;
+            return Vec::new();
+        };
+        let answer = |accept, always| Request::Answer {
+            offer: offer.transfer.clone(),
+            accept,
+            always,
+        };
+        let cmd = match act {
+            Action::Accept => self.call(answer(true, false), Pending::Plain("accept")),
+            Action::Reject => self.call(answer(false, false), Pending::Plain("reject")),
+            Action::Always => self.call(answer(true, true), Pending::Plain("accept")),
+            Action::Escape => {
+                // Put aside: it stays waiting (and answerable from Transfers) until it expires.
+                self.deferred.insert(offer.transfer.clone());
+                if let Some(o) = self.offers.pop_front() {
+                    self.offers.push_back(o);
+                }
+                self.overlay = None;
+                return self.open_offer_if_any();
+            }
+            Action::Up | Action::Down | Action::PageUp | Action::PageDown => {
+                if let Some(Overlay::Offer { scroll }) = &mut self.overlay {
+                    *scroll = match act {
+                        Action::Up => scroll.saturating_sub(1),
+                        Action::Down => (*scroll + 1).min(offer.names.len().saturating_sub(1)),
+                        Action::PageUp => scroll.saturating_sub(5),
+                        _ => (*scroll + 5).min(offer.names.len().saturating_sub(1)),
+                    };
+                }
+                return Vec::new();
+            }
+            _ => return Vec::new(),
+        };
+        // The node's offer_closed removes it; until then the dialog moves on.
+        self.offers.pop_front();
+        self.overlay = None;
+        let mut cmds = vec![cmd];
+        cmds.extend(self.open_offer_if_any());
+        cmds
+    }
+
+    /// Show the next offer that was not put aside, unless something else is open.
+    fn open_offer_if_any(&mut self) -> Vec<Cmd> {
+        if self.overlay.is_none() && self.offers.iter().any(|o| !self.deferred.contains(&o.transfer)) {
+            while let Some(front) = self.offers.front() {
+                if !self.deferred.contains(&front.transfer) {
+                    break;
+                }
+                self.offers.rotate_left(1);
+            }
+            self.overlay = Some(Overlay::Offer { scroll: 0 });
+            self.typing = false;
+        }
+        Vec::new()
+    }
+
+    fn on_paste(&mut self, text: &str) -> Vec<Cmd> {
+        match self.context() {
+            Context::Typing => {
+                let conv = self.selected_conversation();
+                self.conversations.entry(conv).or_default().draft.paste(text);
+            }
+            Context::AddPeer => self.add_peer.paste(text.trim()),
+            Context::Pane(_) => {
+                // A file dropped on the terminal arrives as its path, pasted.
+                let paths: Vec<PathBuf> = text
+                    .lines()
+                    .map(|l| PathBuf::from(unquote(l.trim())))
+                    .filter(|p| !p.as_os_str().is_empty() && p.is_absolute() && p.exists())
+                    .collect();
+                if paths.is_empty() {
+                    self.say("pasted text is not a path to a file here");
+                } else if self.recipients().is_empty() {
+                    self.say("select a peer first, then drop files to send them");
+                } else {
+                    self.overlay = Some(Overlay::ConfirmSend { paths });
+                }
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    fn on_mouse(&mut self, m: MouseEvent) -> Vec<Cmd> {
+        if self.overlay.is_some() {
+            return Vec::new();
+        }
+        let areas = Areas::new(Rect::new(0, 0, self.size.0, self.size.1), self.focus);
+        let at = Position::new(m.column, m.row);
+        let Some(pane) = areas.pane_at(at) else { return Vec::new() };
+        match m.kind {
+            MouseEventKind::ScrollUp | MouseEventKind::ScrollDown => {
+                let act = if m.kind == MouseEventKind::ScrollUp {
+                    Action::Up
+                } else {
+                    Action::Down
+                };
+                let (focus, typing) = (self.focus, self.typing);
+                self.focus = pane;
+                self.typing = false;
+                let cmds = self.pane_key(pane, act);
+                self.focus = focus;
+                self.typing = typing;
+                cmds
+            }
+            MouseEventKind::Down(MouseButton::Left) => {
+                let mut cmds = self.focus_on(pane);
+                // The row clicked, inside the block's border (lists start one row down).
+                let row = m.row.saturating_sub(areas.rect(pane).y + 1) as usize;
+                match pane {
+                    Pane::Peers => {
+                        self.peer_cursor = row.min(self.visible_peers().len());
+                        cmds.extend(self.on_selection_changed());
+                    }
+                    Pane::Local => {
+                        let n = self.local.list.visible().len();
+                        self.local.list.cursor = (row.saturating_sub(1)).min(n.saturating_sub(1));
+                    }
+                    Pane::Remote => {
+                        let n = self.remote.list.visible().len();
+                        self.remote.list.cursor = (row.saturating_sub(1)).min(n.saturating_sub(1));
+                    }
+                    Pane::Transfers => self.transfer_cursor = row.min(self.transfer_rows().saturating_sub(1)),
+                    Pane::Chat => self.typing = true,
+                }
+                cmds
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The selection in Peers moved: load that conversation, mark it read, and follow it in the
+    /// remote column.
+    fn on_selection_changed(&mut self) -> Vec<Cmd> {
+        let mut cmds = self.ensure_loaded();
+        cmds.extend(self.mark_selected_read());
+        if self.remote.peer.is_some() || self.focus == Pane::Remote {
+            cmds.extend(self.show_remote());
+        }
+        cmds
+    }
+
+    fn ensure_loaded(&mut self) -> Vec<Cmd> {
+        let conv = self.selected_conversation();
+        let c = self.conversations.entry(conv.clone()).or_default();
+        if c.loaded {
+            return Vec::new();
+        }
+        c.loaded = true;
+        let request = Request::History {
+            peer: conv.clone(),
+            limit: Some(HISTORY_PAGE),
+            before: None,
+            after: None,
+        };
+        vec![self.call(request, Pending::History(conv))]
+    }
+
+    fn mark_selected_read(&mut self) -> Vec<Cmd> {
+        let conv = self.selected_conversation();
+        match self.conversations.get_mut(&conv) {
+            Some(c) if c.unread > 0 => {
+                c.unread = 0;
+                vec![self.call(Request::MarkRead { peer: conv }, Pending::Plain("mark read"))]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn peer_mut(&mut self, id: &PeerId) -> &mut PeerInfo {
+        if let Some(i) = self.peers.iter().position(|p| &p.id == id) {
+            return &mut self.peers[i];
+        }
+        self.peers.push(PeerInfo {
+            id: id.clone(),
+            short_id: id.short().to_string(),
+            nick: String::new(),
+            host: String::new(),
+            online: false,
+            addr: None,
+            fingerprint: String::new(),
+            trusted: false,
+            last_seen: None,
+            discovered: false,
+            unread: 0,
+            transfers: 0,
+        });
+        let last = self.peers.len() - 1;
+        &mut self.peers[last]
+    }
+
+    /// Online first, then by nick; the running transfers counted afresh.
+    fn sort_peers(&mut self) {
+        let mut busy: HashMap<PeerId, u32> = HashMap::new();
+        for t in self.transfers.iter().filter(|t| !t.state.is_finished()) {
+            *busy.entry(t.peer.clone()).or_default() += 1;
+        }
+        for p in &mut self.peers {
+            p.transfers = busy.get(&p.id).copied().unwrap_or(0);
+        }
+        self.peers.retain(|p| !p.nick.is_empty());
+        self.peers.sort_by(|a, b| {
+            b.online
+                .cmp(&a.online)
+                .then_with(|| a.nick.to_lowercase().cmp(&b.nick.to_lowercase()))
+                .then_with(|| a.id.cmp(&b.id))
+        });
+    }
+
+    /// Keep the cursor on the same conversation after the list changed order.
+    fn reselect(&mut self, conversation: &str) {
+        if conversation == ROOM {
+            self.peer_cursor = 0;
+            return;
+        }
+        if let Some(i) = self.visible_peers().iter().position(|p| p.id.as_str() == conversation) {
+            self.peer_cursor = i + 1;
+        } else {
+            self.peer_cursor = self.peer_cursor.min(self.visible_peers().len());
+        }
+    }
+
+    fn set_delivery(&mut self, to: &PeerId, ids: &[String], state: Delivery) {
+        let ids: HashSet<&String> = ids.iter().collect();
+        for conv in [to.to_string(), ROOM.to_string()] {
+            let Some(c) = self.conversations.get_mut(&conv) else { continue };
+            for line in c.lines.iter_mut().rev().filter(|l| l.outgoing && ids.contains(&l.id)) {
+                for r in line.recipients.iter_mut().filter(|r| &r.peer == to) {
+                    // Delivered is final; a late "sent" must not undo it.
+                    if r.state != Delivery::Delivered {
+                        r.state = state;
+                    }
+                }
+                line.state = line.recipients.iter().map(|r| r.state).min();
+            }
+        }
+    }
+
+    fn upsert_transfer(&mut self, t: TransferView) {
+        match self.transfers.iter_mut().find(|x| x.transfer == t.transfer) {
+            Some(x) => *x = t,
+            None => self.transfers.push(t),
+        }
+        self.sort_transfers();
+        let running = self.transfers.iter().filter(|t| !t.state.is_finished()).count();
+        self.transfers.truncate(running + KEEP_FINISHED);
+    }
+
+    /// Running first (oldest first), then finished (newest first).
+    fn sort_transfers(&mut self) {
+        self.transfers.sort_by(|a, b| {
+            let (fa, fb) = (a.state.is_finished(), b.state.is_finished());
+            fa.cmp(&fb).then_with(|| {
+                if fa {
+                    b.ended_ms.cmp(&a.ended_ms)
+                } else {
+                    a.started_ms.cmp(&b.started_ms)
+                }
+            })
+        });
+        let rows = self.transfer_rows();
+        self.transfer_cursor = self.transfer_cursor.min(rows.saturating_sub(1));
+    }
+}
+
+fn push_line(conv: &mut Conversation, entry: ChatEntry) {
+    conv.lines.push(entry);
+    if conv.lines.len() > KEEP_LINES {
+        let extra = conv.lines.len() - KEEP_LINES;
+        conv.lines.drain(..extra);
+    }
+    // Someone reading back keeps their place.
+    if conv.scroll > 0 {
+        conv.scroll += 1;
+    }
+}
+
+fn moved(cursor: usize, n: usize, act: Action, page: usize) -> usize {
+    if n == 0 {
+        return 0;
+    }
+    match act {
+        Action::Up => cursor.saturating_sub(1),
+        Action::Down => (cursor + 1).min(n - 1),
+        Action::PageUp => cursor.saturating_sub(page),
+        Action::PageDown => (cursor + page).min(n - 1),
+        Action::Home => 0,
+        Action::End => n - 1,
+        _ => cursor.min(n - 1),
+    }
+}
+
+/// A dropped file's path may come quoted (`'/a b/c.pdf'`) or with `file://`.
+fn unquote(s: &str) -> &str {
+    let s = s.strip_prefix("file://").unwrap_or(s);
+    s.strip_prefix('\'')
+        .and_then(|s| s.strip_suffix('\''))
+        .or_else(|| s.strip_prefix('"').and_then(|s| s.strip_suffix('"')))
+        .unwrap_or(s)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,219 @@
+//! The Chat pane: the selected conversation (its lines and the transfers with that peer, by
+//! time) above the input line. Only the rows that fit are laid out, however long the history.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Position, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+
+use super::{Theme, block, bytes, pane_focused, styled};
+use crate::node::{ChatEntry, Delivery, Direction, ROOM, TransferState, TransferView};
+use crate::text::printable;
+use crate::ui::app::App;
+use crate::ui::keys::Pane;
+
+/// One item of a conversation, in time order.
+enum Item<'a> {
+    Chat(&'a ChatEntry),
+    Transfer(&'a TransferView),
+}
+
+impl Item<'_> {
+    fn when(&self) -> u64 {
+        match self {
+            Item::Chat(e) if e.outgoing => e.sent_ms,
+            Item::Chat(e) => e.received_ms,
+            Item::Transfer(t) => t.ended_ms.unwrap_or(t.started_ms),
+        }
+    }
+}
+
+pub fn chat(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    let conversation = app.selected_conversation();
+    let focused = pane_focused(app, Pane::Chat);
+    let who = match app.selected_peer() {
+        Some(p) => {
+            let state = if p.online { "online" } else { "offline" };
+            vec![
+                styled(" Chat ".into(), theme.title),
+                styled(super::clean(&app.peer_name(&p.id), 24), theme.peer),
+                styled(format!(" {state} "), if p.online { theme.online } else { theme.offline }),
+            ]
+        }
+        None => vec![styled(" Chat ".into(), theme.title), styled("#all ".into(), theme.peer)],
+    };
+    let outer = block(Line::from(who), focused || app.typing, theme);
+    let inner = outer.inner(area);
+    frame.render_widget(outer, area);
+    let [history_area, input_area] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
+
+    let conv = app.conversation(&conversation);
+    let mut items: Vec<Item> = conv.map(|c| c.lines.iter().map(Item::Chat).collect()).unwrap_or_default();
+    if conversation != ROOM {
+        items.extend(app.transfers.iter().filter(|t| t.peer.as_str() == conversation).map(Item::Transfer));
+        items.sort_by_key(|i| i.when());
+    }
+    let scroll = conv.map_or(0, |c| c.scroll);
+    let width = history_area.width as usize;
+    let height = history_area.height as usize;
+    // From the newest item back, wrap until the pane is full (skipping `scroll` items).
+    let mut rows: Vec<Line> = Vec::new();
+    for item in items.iter().rev().skip(scroll) {
+        let mut wrapped = wrap(render(app, item, theme), width);
+        wrapped.append(&mut rows);
+        rows = wrapped;
+        if rows.len() >= height {
+            break;
+        }
+    }
+    if rows.len() > height {
+        rows.drain(..rows.len() - height);
+    }
+    if items.is_empty() {
+        let hint = if conversation == ROOM {
+            " say something to everyone online"
+        } else {
+            " no messages yet"
+        };
+        rows.push(Line::from(styled(hint.into(), theme.dim)));
+    }
+    if scroll > 0 {
+        rows.push(Line::from(styled(format!(" ↓ {scroll} newer (End to follow)"), theme.status)));
+        if rows.len() > height {
+            rows.remove(0);
+        }
+    }
+    frame.render_widget(Paragraph::new(rows), history_area);
+
+    // The input line: its draft, scrolled to keep the cursor in view.
+    let draft = conv.map(|c| &c.draft);
+    let prompt = "› ";
+    let room = (input_area.width as usize).saturating_sub(prompt.width() + 1);
+    let (text, cursor) = match draft {
+        Some(d) => {
+            let scroll = d.input.visual_scroll(room);
+            let shown: String = skip_columns(d.value(), scroll, room);
+            (shown, d.input.visual_cursor().saturating_sub(scroll))
+        }
+        None => (String::new(), 0),
+    };
+    let placeholder = draft.is_none_or(|d| d.is_empty()) && !app.typing;
+    let line = if placeholder {
+        Line::from(vec![styled(prompt.into(), theme.dim), styled("Enter to type".into(), theme.dim)])
+    } else {
+        Line::from(vec![styled(prompt.into(), theme.focus), Span::raw(printable(&text).into_owned())])
+    };
+    frame.render_widget(Paragraph::new(line), input_area);
+    if app.typing && app.overlay.is_none() {
+        frame.set_cursor_position(Position::new(input_area.x + (prompt.width() + cursor) as u16, input_area.y));
+    }
+}
+
+/// The text after the first `skip` columns, at most `width` columns of it.
+fn skip_columns(s: &str, skip: usize, width: usize) -> String {
+    let mut col = 0;
+    let mut out = String::new();
+    for c in s.chars() {
+        let w = c.width().unwrap_or(0);
+        if col >= skip && col + w <= skip + width {
+            out.push(c);
+        }
+        col += w;
+    }
+    out
+}
+
+fn render<'a>(app: &App, item: &Item, theme: &Theme) -> Vec<Span<'a>> {
+    match item {
+        Item::Chat(e) => {
+            let time = clock(if e.outgoing { e.sent_ms } else { e.received_ms });
+            let (name, style) = if e.outgoing {
+                ("you".to_string(), theme.me)
+            } else {
+                (printable(&app.peer_name(&e.from)).into_owned(), theme.peer)
+            };
+            let mut spans = vec![
+                styled(format!("{time} "), theme.dim),
+                styled(name, style),
+                Span::raw(": "),
+                Span::raw(printable(&e.text.replace(['\n', '\r'], " ")).into_owned()),
+            ];
+            if let Some(state) = e.state {
+                let done = e.recipients.iter().filter(|r| r.state == Delivery::Delivered).count();
+                let glyph = match state {
+                    Delivery::Queued => "…",
+                    Delivery::Sent => "✓",
+                    Delivery::Delivered => "✓✓",
+                };
+                let mark = if e.recipients.len() > 1 && state != Delivery::Delivered {
+                    format!(" {glyph} {done}/{}", e.recipients.len())
+                } else {
+                    format!(" {glyph}")
+                };
+                spans.push(styled(mark, if state == Delivery::Delivered { theme.ok } else { theme.dim }));
+            }
+            spans
+        }
+        Item::Transfer(t) => {
+            let time = clock(t.ended_ms.unwrap_or(t.started_ms));
+            let what = if t.files <= 1 && !t.file.is_empty() {
+                printable(&t.file).into_owned()
+            } else {
+                crate::text::plural(t.files, "file")
+            };
+            let (text, style): (String, Style) = match (t.direction, t.state) {
+                (Direction::Send, TransferState::Done) if t.failed == 0 => (format!("sent {what}, {} ✓", bytes(t.total)), theme.ok),
+                (Direction::Receive, TransferState::Done) if t.failed == 0 => {
+                    let to = t.saved_to.as_deref().map(|d| format!(" → {}", printable(d))).unwrap_or_default();
+                    (format!("received {what}, {}{to}", bytes(t.total)), theme.ok)
+                }
+                (_, s) if s.is_finished() => {
+                    let m = t.message.as_deref().map(|m| printable(m).into_owned()).unwrap_or_default();
+                    (format!("{what}: {m}"), theme.warn)
+                }
+                (Direction::Send, _) => (format!("sending {what}… {}%", t.percent), theme.dim),
+                (Direction::Receive, _) => (format!("receiving {what}… {}%", t.percent), theme.dim),
+            };
+            vec![styled(format!("{time} "), theme.dim), styled(format!("⇅ {text}"), style)]
+        }
+    }
+}
+
+/// Split styled text into rows of at most `width` columns (by character: chat text rarely
+/// has the long words that would make word wrapping matter, and a URL stays whole per row).
+fn wrap<'a>(spans: Vec<Span<'a>>, width: usize) -> Vec<Line<'a>> {
+    let width = width.max(1);
+    let mut rows = vec![Vec::new()];
+    let mut col = 0;
+    for span in spans {
+        let mut piece = String::new();
+        for c in span.content.chars() {
+            let w = c.width().unwrap_or(0);
+            if col + w > width {
+                if !piece.is_empty()
+                    && let Some(row) = rows.last_mut()
+                {
+                    row.push(Span::styled(std::mem::take(&mut piece), span.style));
+                }
+                rows.push(Vec::new());
+                col = 0;
+            }
+            piece.push(c);
+            col += w;
+        }
+        if !piece.is_empty()
+            && let Some(row) = rows.last_mut()
+        {
+            row.push(Span::styled(piece, span.style));
+        }
+    }
+    rows.into_iter().map(Line::from).collect()
+}
+
+/// `HH:MM`, local time is unknown here, so UTC like `history` prints.
+fn clock(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(t).to_string()[11..16].to_string()
+}

@@ -1,0 +1,288 @@
+//! The list panes: Peers, the two file columns, Transfers.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{List, ListItem, ListState, Paragraph};
+use unicode_width::UnicodeWidthStr;
+
+use super::{Theme, bar, block, bytes, clean, duration, fit, pane_focused, styled};
+use crate::node::{Direction, ROOM, TransferState, TransferView};
+use crate::ui::app::App;
+use crate::ui::files::Listing;
+use crate::ui::keys::Pane;
+use crate::ui::layout::Areas;
+
+pub fn peers(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    let focused = pane_focused(app, Pane::Peers);
+    let width = area.width.saturating_sub(2) as usize;
+    let online = app.peers.iter().filter(|p| p.online).count();
+    let mut title = vec![
+        styled(" Peers ".into(), theme.title),
+        styled(format!("{online} online "), theme.dim),
+    ];
+    if !app.peer_filter.is_empty() || (app.filtering && app.focus == Pane::Peers) {
+        title.push(styled(format!("/{} ", clean(&app.peer_filter, 12)), theme.status));
+    }
+    let mut items = Vec::new();
+    let room_unread = app.unread(ROOM);
+    items.push(ListItem::new(Line::from(row_with_badge(
+        vec![styled("#all".into(), theme.title), styled("  everyone online".into(), theme.dim)],
+        room_unread,
+        width,
+        theme,
+    ))));
+    for p in app.visible_peers() {
+        let marked = app.marked_peers.contains(&p.id);
+        let dot = if p.online {
+            styled("● ".into(), theme.online)
+        } else if p.discovered {
+            styled("◌ ".into(), theme.dim)
+        } else {
+            styled("○ ".into(), theme.offline)
+        };
+        let name_style = if p.online { theme.peer } else { theme.offline };
+        let mut spans = vec![
+            styled(if marked { "+".into() } else { " ".into() }, theme.marked),
+            dot,
+            styled(clean(&app.peer_name(&p.id), width.saturating_sub(12).max(4)), name_style),
+        ];
+        if p.trusted {
+            spans.push(styled(" ★".into(), theme.status));
+        }
+        if p.transfers > 0 {
+            spans.push(styled(" ⇅".into(), theme.focus));
+        }
+        // Host and short id when there is room: two "ada"s are told apart at a glance.
+        let used: usize = spans.iter().map(|s| s.content.width()).sum();
+        let detail = format!(" {} {}", clean(&p.host, 12), p.short_id);
+        if used + detail.width() + 4 <= width {
+            spans.push(styled(detail, theme.dim));
+        }
+        items.push(ListItem::new(Line::from(row_with_badge(
+            spans,
+            app.unread(p.id.as_str()),
+            width,
+            theme,
+        ))));
+    }
+    if app.peers.is_empty() {
+        items.push(ListItem::new(Line::from(styled(" looking… (+ adds HOST:PORT)".into(), theme.dim))));
+    }
+    let list = List::new(items)
+        .block(block(Line::from(title), focused, theme))
+        .highlight_style(if focused { theme.selected } else { theme.title });
+    let mut state = ListState::default().with_selected(Some(app.peer_cursor));
+    frame.render_stateful_widget(list, area, &mut state);
+}
+
+/// A row with an unread count at its right edge.
+fn row_with_badge<'a>(mut spans: Vec<Span<'a>>, unread: u32, width: usize, theme: &Theme) -> Vec<Span<'a>> {
+    if unread > 0 {
+        let badge = format!(" {unread} ");
+        let used: usize = spans.iter().map(|s| s.content.width()).sum();
+        let pad = width.saturating_sub(used + badge.width());
+        spans.push(Span::raw(" ".repeat(pad)));
+        spans.push(styled(badge, theme.unread));
+    }
+    spans
+}
+
+pub fn files(frame: &mut Frame, app: &App, theme: &Theme, areas: &Areas) {
+    let focused = app.overlay.is_none() && matches!(app.focus, Pane::Local | Pane::Remote);
+    frame.render_widget(block(styled(" Files ".into(), theme.title), focused, theme), areas.files);
+    let local_title = format!(" {} ", app.local.dir.display());
+    column(
+        frame,
+        app,
+        theme,
+        areas.local,
+        Pane::Local,
+        &local_title,
+        &app.local.list,
+        "an empty folder",
+    );
+    let (title, empty) = match app.remote.peer.as_deref().and_then(crate::node::PeerId::parse) {
+        Some(id) => {
+            let who = app.peer_name(&id);
+            let path = if app.remote.path.is_empty() {
+                "shares".to_string()
+            } else {
+                app.remote.path.clone()
+            };
+            (format!(" {who}: {path} "), format!("{who} shares nothing"))
+        }
+        None => (" remote ".to_string(), "select a peer to see what it shares".to_string()),
+    };
+    column(frame, app, theme, areas.remote, Pane::Remote, &title, &app.remote.list, &empty);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn column(frame: &mut Frame, app: &App, theme: &Theme, area: Rect, pane: Pane, title: &str, list: &Listing, empty: &str) {
+    let focused = pane_focused(app, pane);
+    let width = area.width as usize;
+    let [head, body] =
+        ratatui::layout::Layout::vertical([ratatui::layout::Constraint::Length(1), ratatui::layout::Constraint::Min(0)]).areas(area);
+    let mut head_spans = vec![styled(
+        clean(title, width.saturating_sub(14)),
+        if focused { theme.focus } else { theme.dim },
+    )];
+    if !list.filter.is_empty() || (app.filtering && app.focus == pane) {
+        head_spans.push(styled(format!(" /{}", clean(&list.filter, 10)), theme.status));
+    }
+    if pane == Pane::Local && app.local.show_hidden {
+        head_spans.push(styled(" +hidden".into(), theme.dim));
+    }
+    frame.render_widget(Paragraph::new(Line::from(head_spans)), head);
+    let message = if list.loading {
+        Some(("listing…".to_string(), theme.dim))
+    } else if let Some(e) = &list.error {
+        Some((clean(e, width), theme.warn))
+    } else if list.visible().is_empty() {
+        Some((
+            if list.filter.is_empty() {
+                empty.to_string()
+            } else {
+                "nothing matches".to_string()
+            },
+            theme.dim,
+        ))
+    } else {
+        None
+    };
+    if let Some((text, style)) = message {
+        frame.render_widget(Paragraph::new(styled(format!(" {text}"), style)), body);
+        return;
+    }
+    let items: Vec<ListItem> = list
+        .visible()
+        .iter()
+        .map(|e| {
+            let mark = if list.marked.contains(&e.name) { "+" } else { " " };
+            let size = if e.dir { "dir".to_string() } else { bytes(e.size) };
+            let name_width = width.saturating_sub(size.width() + 4);
+            let name = if e.dir {
+                format!("{}/", clean(&e.name, name_width.saturating_sub(1)))
+            } else {
+                clean(&e.name, name_width)
+            };
+            let pad = width.saturating_sub(name.width() + size.width() + 3);
+            let style = if e.dir { theme.title } else { ratatui::style::Style::new() };
+            ListItem::new(Line::from(vec![
+                styled(mark.into(), theme.marked),
+                styled(name, style),
+                Span::raw(" ".repeat(pad)),
+                styled(size, theme.dim),
+            ]))
+        })
+        .collect();
+    let widget = List::new(items).highlight_style(if focused { theme.selected } else { theme.title });
+    let mut state = ListState::default().with_selected(Some(list.cursor));
+    frame.render_stateful_widget(widget, body, &mut state);
+}
+
+pub fn transfers(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    let focused = pane_focused(app, Pane::Transfers);
+    let running = app.transfers.iter().filter(|t| !t.state.is_finished()).count();
+    let mut title = vec![styled(" Transfers ".into(), theme.title)];
+    if running > 0 {
+        title.push(styled(format!("{running} running "), theme.focus));
+    }
+    if !app.offers.is_empty() {
+        title.push(styled(format!("{} waiting for you ", app.offers.len()), theme.status));
+    }
+    let width = area.width.saturating_sub(2) as usize;
+    let mut items = Vec::new();
+    for o in &app.offers {
+        let text = format!(
+            "? {} offers {}, {} — Enter to answer",
+            app.peer_name(&o.peer),
+            crate::text::plural(o.files, "file"),
+            bytes(o.bytes)
+        );
+        items.push(ListItem::new(styled(clean(&text, width), theme.status)));
+    }
+    for t in &app.transfers {
+        items.push(ListItem::new(transfer_line(app, t, width, theme)));
+    }
+    if items.is_empty() {
+        items.push(ListItem::new(styled(
+            " nothing yet: s sends from the local column, g gets from a peer's".into(),
+            theme.dim,
+        )));
+    }
+    let list = List::new(items)
+        .block(block(Line::from(title), focused, theme))
+        .highlight_style(if focused { theme.selected } else { ratatui::style::Style::new() });
+    let selected = (app.transfer_rows() > 0).then_some(app.transfer_cursor);
+    let mut state = ListState::default().with_selected(selected);
+    frame.render_stateful_widget(list, area, &mut state);
+}
+
+fn transfer_line<'a>(app: &App, t: &TransferView, width: usize, theme: &Theme) -> Line<'a> {
+    let arrow = match t.direction {
+        Direction::Send => "→",
+        Direction::Receive => "←",
+    };
+    let who = app.peer_name(&t.peer);
+    let what = if t.files <= 1 && !t.file.is_empty() {
+        t.file.clone()
+    } else {
+        crate::text::plural(t.files, "file")
+    };
+    let tail = match t.state {
+        TransferState::Connecting => "connecting…".to_string(),
+        TransferState::Waiting if t.direction == Direction::Send => format!("waiting for {who} to accept"),
+        TransferState::Waiting => "waiting for your answer".to_string(),
+        TransferState::Running => {
+            let eta = t.eta_secs.map(|s| format!(" ETA {}", duration(s))).unwrap_or_default();
+            format!(
+                "{}/{} {} {:>3}% {}/s{eta}",
+                t.files_done,
+                t.files,
+                bar(t.percent, 10),
+                t.percent,
+                bytes(t.rate)
+            )
+        }
+        TransferState::Done if t.failed == 0 => match (&t.saved_to, t.direction) {
+            (Some(dir), Direction::Receive) => format!("✓ {} → {}", bytes(t.total), dir),
+            _ => format!("✓ {} verified", bytes(t.total)),
+        },
+        TransferState::Done => format!("{} of {} failed", t.failed, t.files),
+        TransferState::Failed | TransferState::Rejected | TransferState::Cancelled => {
+            let state = match t.state {
+                TransferState::Rejected => "rejected",
+                TransferState::Cancelled => "cancelled",
+                _ => "failed",
+            };
+            match &t.message {
+                Some(m) => format!("{state}: {m}"),
+                None => state.to_string(),
+            }
+        }
+    };
+    let head = format!("{arrow} {} ", clean(&who, 16));
+    let tail = clean(&tail, width.saturating_sub(head.width() + 12));
+    let name_room = width.saturating_sub(head.width() + tail.width() + 2);
+    let name = clean(&what, name_room.max(6));
+    let style = match t.state {
+        TransferState::Done if t.failed == 0 => theme.ok,
+        TransferState::Failed | TransferState::Rejected | TransferState::Done => theme.warn,
+        TransferState::Cancelled => theme.dim,
+        _ => ratatui::style::Style::new(),
+    };
+    // Finished rows step back so that running ones catch the eye.
+    let fade = if t.state.is_finished() {
+        theme.dim
+    } else {
+        ratatui::style::Style::new()
+    };
+    let pad = width.saturating_sub(head.width() + name.width() + tail.width() + 1);
+    Line::from(vec![
+        styled(head, fade),
+        styled(name, fade),
+        Span::raw(" ".repeat(pad.max(1))),
+        styled(fit(&tail, width), style),
+    ])
+}

@@ -1,0 +1,138 @@
+//! What opens over the panes: the offer dialog, help, adding a peer, confirming a dropped file.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Flex, Layout, Position, Rect};
+use ratatui::text::Line;
+use ratatui::widgets::{Clear, Paragraph, Wrap};
+use unicode_width::UnicodeWidthStr;
+
+use super::{Theme, block, bytes, clean, styled};
+use crate::ui::app::{App, Overlay};
+use crate::ui::keys::BINDINGS;
+
+pub fn overlay(frame: &mut Frame, app: &App, theme: &Theme) {
+    let screen = frame.area();
+    match &app.overlay {
+        None => {}
+        Some(Overlay::Help { scroll }) => help(frame, theme, screen, *scroll),
+        Some(Overlay::Offer { scroll }) => offer(frame, app, theme, screen, *scroll),
+        Some(Overlay::AddPeer) => {
+            let area = centered(screen, 50, 5);
+            frame.render_widget(Clear, area);
+            let b = block(styled(" Add a peer ".into(), theme.title), true, theme);
+            let inner = b.inner(area);
+            frame.render_widget(b, area);
+            let text = vec![
+                Line::from(styled("HOST:PORT of a lanyard (e.g. 10.0.0.12:7717):".into(), theme.dim)),
+                Line::from(format!("› {}", clean(app.add_peer.value(), inner.width.saturating_sub(3) as usize))),
+            ];
+            frame.render_widget(Paragraph::new(text), inner);
+            let x = inner.x + 2 + app.add_peer.input.visual_cursor().min(inner.width.saturating_sub(3) as usize) as u16;
+            frame.set_cursor_position(Position::new(x, inner.y + 1));
+        }
+        Some(Overlay::ConfirmSend { paths }) => {
+            let area = centered(screen, 60, (paths.len().min(6) + 4) as u16);
+            frame.render_widget(Clear, area);
+            let b = block(styled(" Send dropped files? ".into(), theme.title), true, theme);
+            let inner = b.inner(area);
+            frame.render_widget(b, area);
+            let width = inner.width as usize;
+            let mut lines: Vec<Line> = paths
+                .iter()
+                .take(5)
+                .map(|p| Line::from(clean(&p.display().to_string(), width)))
+                .collect();
+            if paths.len() > 5 {
+                lines.push(Line::from(format!("… and {} more", paths.len() - 5)));
+            }
+            lines.push(Line::from(styled("y send · n cancel".into(), theme.dim)));
+            frame.render_widget(Paragraph::new(lines), inner);
+        }
+    }
+}
+
+fn offer(frame: &mut Frame, app: &App, theme: &Theme, screen: Rect, scroll: usize) {
+    let Some(o) = app.offers.front() else { return };
+    let height = (o.names.len() as u16 + 7).clamp(8, screen.height.saturating_sub(2).max(8));
+    let area = centered(screen, 64, height);
+    frame.render_widget(Clear, area);
+    let b = block(styled(" Incoming files ".into(), theme.title), true, theme);
+    let inner = b.inner(area);
+    frame.render_widget(b, area);
+    let width = inner.width as usize;
+    let host = if o.host.is_empty() {
+        String::new()
+    } else {
+        format!(" on {}", o.host)
+    };
+    let mut lines = vec![
+        Line::from(vec![
+            styled(clean(&app.peer_name(&o.peer), 24), theme.peer),
+            styled(clean(&format!("{host} ({})", o.peer.short()), width / 2), theme.dim),
+        ]),
+        Line::from(format!(
+            "offers {}, {} in all",
+            crate::text::plural(o.files, "file"),
+            bytes(o.bytes)
+        )),
+        Line::from(""),
+    ];
+    let room = (inner.height as usize).saturating_sub(lines.len() + 2);
+    for name in o.names.iter().skip(scroll).take(room) {
+        lines.push(Line::from(format!("  {}", clean(name, width.saturating_sub(2)))));
+    }
+    let listed = o.names.len() as u32;
+    if listed < o.files {
+        lines.push(Line::from(styled(format!("  … and {} more", o.files - listed), theme.dim)));
+    }
+    let more = if app.offers.len() > 1 {
+        format!("   ({} more waiting)", app.offers.len() - 1)
+    } else {
+        String::new()
+    };
+    let keys = Line::from(vec![
+        styled(" y ".into(), theme.key),
+        styled(" accept  ".into(), theme.dim),
+        styled(" n ".into(), theme.key),
+        styled(" reject  ".into(), theme.dim),
+        styled(" a ".into(), theme.key),
+        styled(" always from this peer  ".into(), theme.dim),
+        styled(" Esc ".into(), theme.key),
+        styled(format!(" later{more}"), theme.dim),
+    ]);
+    let [body, foot] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
+    frame.render_widget(Paragraph::new(lines), body);
+    frame.render_widget(Paragraph::new(keys), foot);
+}
+
+fn help(frame: &mut Frame, theme: &Theme, screen: Rect, scroll: usize) {
+    let area = centered(screen, 90, screen.height.saturating_sub(2));
+    frame.render_widget(Clear, area);
+    let b = block(styled(" Keys — Esc closes ".into(), theme.title), true, theme);
+    let inner = b.inner(area);
+    frame.render_widget(b, area);
+    let keys_w = BINDINGS.iter().map(|b| b.0.width()).max().unwrap_or(10) + 2;
+    let where_w = BINDINGS.iter().map(|b| b.1.width()).max().unwrap_or(10) + 2;
+    let lines: Vec<Line> = BINDINGS
+        .iter()
+        .skip(scroll.min(BINDINGS.len().saturating_sub(1)))
+        .map(|(keys, place, what)| {
+            Line::from(vec![
+                styled(format!("{keys:keys_w$}"), theme.title),
+                styled(format!("{place:where_w$}"), theme.dim),
+                styled((*what).to_string(), ratatui::style::Style::new()),
+            ])
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
+}
+
+fn centered(screen: Rect, width: u16, height: u16) -> Rect {
+    let [row] = Layout::vertical([Constraint::Length(height.min(screen.height))])
+        .flex(Flex::Center)
+        .areas(screen);
+    let [area] = Layout::horizontal([Constraint::Length(width.min(screen.width))])
+        .flex(Flex::Center)
+        .areas(row);
+    area
+}
