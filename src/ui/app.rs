@@ -200,6 +200,15 @@ impl App {
         self.status = Some((text.into(), self.clock + STATUS_FOR));
     }
 
+    /// The conversation a pending call loads (tests answer it).
+    #[cfg(test)]
+    pub fn pending_history(&self, tag: u64) -> Option<String> {
+        match self.pending.get(&tag) {
+            Some(Pending::History(c)) => Some(c.clone()),
+            _ => None,
+        }
+    }
+
     /// Where keys go now.
     pub fn context(&self) -> Context {
         match &self.overlay {
@@ -243,21 +252,21 @@ impl App {
         }
     }
 
-    /// A peer's name as people should see it: the nick, plus the host or short id when another
-    /// peer has the same nick.
+    /// A peer's name as people should see it: the nick, plus what tells it apart when another
+    /// peer has the same nick (its host, else its short id).
     pub fn peer_name(&self, id: &PeerId) -> String {
         let Some(p) = self.peers.iter().find(|p| &p.id == id) else {
             return id.short().to_string();
         };
-        let twins = self.peers.iter().filter(|q| q.nick.eq_ignore_ascii_case(&p.nick)).count();
-        if twins > 1 {
-            if p.host.is_empty() {
-                format!("{} ({})", p.nick, p.short_id)
-            } else {
-                format!("{}@{} ({})", p.nick, p.host, p.short_id)
-            }
+        let twins: Vec<&PeerInfo> = self.peers.iter().filter(|q| q.nick.eq_ignore_ascii_case(&p.nick)).collect();
+        if twins.len() < 2 {
+            return p.nick.clone();
+        }
+        let host_tells = !p.host.is_empty() && twins.iter().filter(|q| q.host == p.host).count() == 1;
+        if host_tells {
+            format!("{}@{}", p.nick, p.host)
         } else {
-            p.nick.clone()
+            format!("{}#{}", p.nick, p.short_id)
         }
     }
 

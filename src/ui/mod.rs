@@ -13,6 +13,9 @@ pub mod keys;
 pub mod layout;
 pub mod view;
 
+#[cfg(test)]
+mod tests;
+
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -114,6 +114,7 @@ pub fn files(frame: &mut Frame, app: &App, theme: &Theme, areas: &Areas) {
         }
         None => (" remote ".to_string(), "select a peer to see what it shares".to_string()),
     };
+    let empty = fit(&empty, areas.remote.width.saturating_sub(1) as usize);
     column(frame, app, theme, areas.remote, Pane::Remote, &title, &app.remote.list, &empty);
 }
 
@@ -225,10 +226,10 @@ fn transfer_line<'a>(app: &App, t: &TransferView, width: usize, theme: &Theme) -
         Direction::Receive => "←",
     };
     let who = app.peer_name(&t.peer);
-    let what = if t.files <= 1 && !t.file.is_empty() {
-        t.file.clone()
-    } else {
-        crate::text::plural(t.files, "file")
+    let what = match (t.files, t.file.is_empty(), t.state.is_finished()) {
+        (0 | 1, false, _) => t.file.clone(),
+        (n, false, false) => format!("{} · {}", crate::text::plural(n, "file"), t.file),
+        (n, _, _) => crate::text::plural(n, "file"),
     };
     let tail = match t.state {
         TransferState::Connecting => "connecting…".to_string(),

@@ -1,0 +1,452 @@
+//! The TUI without a terminal: `update` driven by messages and keys, and `view` drawn into
+//! ratatui's `TestBackend` (snapshots in `src/ui/snapshots/`, reviewed by eye).
+
+use std::path::{Path, PathBuf};
+
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::app::{App, Cmd, Msg, Overlay};
+use super::files::Entry;
+use super::keys::Pane;
+use super::view::{Theme, draw};
+use crate::identity::Identity;
+use crate::node::api::{Reply, Request};
+use crate::node::chat::Recipient;
+use crate::node::{
+    ChatEntry, ConversationView, Delivery, Direction, Envelope, Event, Me, OfferView, PeerId, PeerInfo, ROOM, Snapshot, TransferState,
+    TransferView,
+};
+
+/// A fixed instant (2026-11-29 10:00 UTC), so that drawn times don't change.
+const T0: u64 = 1_795_946_400_000;
+
+fn id(seed: u8) -> PeerId {
+    // Deterministic ids: the snapshots must not change from run to run.
+    let mut s = String::new();
+    for i in 0..16 {
+        s.push((b'a' + (seed + i) % 26) as char);
+    }
+    PeerId::parse(&s).unwrap_or_else(|| Identity::generate().unwrap().id().clone())
+}
+
+fn peer(seed: u8, nick: &str, host: &str, online: bool) -> PeerInfo {
+    let id = id(seed);
+    PeerInfo {
+        short_id: id.short().to_string(),
+        id,
+        nick: nick.into(),
+        host: host.into(),
+        online,
+        addr: None,
+        fingerprint: String::new(),
+        trusted: false,
+        last_seen: None,
+        discovered: online,
+        unread: 0,
+        transfers: 0,
+    }
+}
+
+fn transfer(seed: u8, peer: &PeerId, nick: &str, direction: Direction, state: TransferState, percent: u8) -> TransferView {
+    TransferView {
+        transfer: format!("{:016x}", seed),
+        peer: peer.clone(),
+        nick: nick.into(),
+        direction,
+        group: None,
+        state,
+        file: "lecture-notes-week-7.pdf".into(),
+        file_bytes: 0,
+        file_size: 8 << 20,
+        files_done: 1,
+        files: 3,
+        bytes: (24u64 << 20) * percent as u64 / 100,
+        total: 24 << 20,
+        percent,
+        rate: 11 << 20,
+        eta_secs: Some(42),
+        failed: 0,
+        message: (state == TransferState::Failed).then(|| "bob stopped receiving (connection lost); sending again resumes".into()),
+        saved_to: (direction == Direction::Receive).then(|| "/home/ada/Downloads/lanyard".into()),
+        started_ms: T0 + seed as u64 * 1000,
+        ended_ms: state.is_finished().then_some(T0 + 60_000),
+    }
+}
+
+/// A lab: ada (us), two peers called bob (told apart), one offline with history, chat with
+/// delivery marks, transfers in every state.
+fn lab() -> App {
+    let mut app = App::new(PathBuf::from("/home/ada/lab"), false, false);
+    app.update(Msg::Resize(120, 40));
+    let bob = peer(1, "bob", "lab-02", true);
+    let bob2 = peer(2, "bob", "lab-17", true);
+    let mut cy = peer(3, "cy\u{202e}gnp.exe", "lab-05", false);
+    cy.unread = 2;
+    let mut dee = peer(4, "dee", "lab-09", true);
+    dee.trusted = true;
+    let me = Me {
+        id: id(0),
+        fingerprint: "e8e0 52e5".into(),
+        nick: "ada".into(),
+        host: "lab-01".into(),
+        listen: Some("0.0.0.0:7717".into()),
+        download_dir: "/home/ada/Downloads/lanyard".into(),
+        shares: vec![],
+        mdns: true,
+    };
+    let transfers = vec![
+        transfer(1, &bob.id, "bob", Direction::Send, TransferState::Running, 45),
+        transfer(2, &dee.id, "dee", Direction::Receive, TransferState::Running, 80),
+        transfer(3, &bob2.id, "bob", Direction::Send, TransferState::Waiting, 0),
+        transfer(4, &dee.id, "dee", Direction::Receive, TransferState::Done, 100),
+        transfer(5, &bob.id, "bob", Direction::Send, TransferState::Failed, 30),
+    ];
+    let snapshot = Snapshot {
+        seq: 10,
+        me,
+        peers: vec![bob.clone(), bob2, cy, dee],
+        conversations: vec![ConversationView {
+            conversation: ROOM.into(),
+            last: None,
+            unread: 1,
+        }],
+        transfers,
+        offers: vec![],
+    };
+    app.update(Msg::Snapshot(Box::new(snapshot)));
+    app.update(Msg::Local {
+        dir: PathBuf::from("/home/ada/lab"),
+        result: Ok(vec![
+            Entry {
+                name: "slides".into(),
+                dir: true,
+                size: 0,
+            },
+            Entry {
+                name: "a-really-long-file-name-that-will-not-fit-anywhere.mp4".into(),
+                dir: false,
+                size: 734 << 20,
+            },
+            Entry {
+                name: "report.pdf".into(),
+                dir: false,
+                size: 1_234_567,
+            },
+        ]),
+    });
+    // bob's conversation: our line delivered, his with an escape sequence, ours still queued.
+    key(&mut app, KeyCode::Down);
+    let conv = bob.id.to_string();
+    let lines = vec![
+        line(
+            &conv,
+            &id(0),
+            "ada",
+            true,
+            "did you get the slides?",
+            Some(Delivery::Delivered),
+            &bob.id,
+        ),
+        line(&conv, &bob.id, "bob", false, "yes \u{1b}[2J thanks! 日本語 🎉", None, &bob.id),
+        line(&conv, &id(0), "ada", true, "great, see you at 10", Some(Delivery::Queued), &bob.id),
+    ];
+    reply_history(&mut app, &conv, lines);
+    app
+}
+
+fn line(conv: &str, from: &PeerId, nick: &str, outgoing: bool, text: &str, state: Option<Delivery>, to: &PeerId) -> ChatEntry {
+    ChatEntry {
+        id: format!("{:032x}", text.len() + outgoing as usize),
+        conversation: conv.into(),
+        from: from.clone(),
+        nick: nick.into(),
+        outgoing,
+        room: false,
+        sent_ms: T0,
+        received_ms: T0,
+        text: text.into(),
+        state,
+        recipients: state.map(|state| Recipient { peer: to.clone(), state }).into_iter().collect(),
+    }
+}
+
+/// Answer the history call the selection made.
+fn reply_history(app: &mut App, conv: &str, entries: Vec<ChatEntry>) {
+    let tag = (1..100)
+        .find(|t| app.pending_history(*t) == Some(conv.to_string()))
+        .expect("a history call");
+    app.update(Msg::Reply {
+        tag,
+        reply: Reply::History { entries },
+    });
+}
+
+fn key(app: &mut App, code: KeyCode) -> Vec<Cmd> {
+    app.update(Msg::Key(KeyEvent::new(code, KeyModifiers::NONE)))
+}
+
+fn typed(app: &mut App, text: &str) {
+    for c in text.chars() {
+        key(app, KeyCode::Char(c));
+    }
+}
+
+fn screen(app: &App, w: u16, h: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("a test terminal");
+    terminal.draw(|f| draw(f, app, &Theme::mono())).expect("drawn");
+    let buffer = terminal.backend().buffer().clone();
+    let mut out = String::new();
+    for y in 0..h {
+        let mut row = String::new();
+        let mut skip = 0;
+        for x in 0..w {
+            // A wide character's second cell is part of it.
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            let symbol = buffer[(x, y)].symbol();
+            skip = unicode_width::UnicodeWidthStr::width(symbol).saturating_sub(1);
+            row.push_str(symbol);
+        }
+        out.push_str(row.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn offer(app: &mut App, from: &PeerId, names: &[&str]) {
+    let o = OfferView {
+        transfer: "00000000000000aa".into(),
+        peer: from.clone(),
+        nick: "dee".into(),
+        host: "lab-09".into(),
+        files: names.len() as u32 + 40,
+        bytes: 3 << 30,
+        names: names.iter().map(|s| s.to_string()).collect(),
+        received_ms: T0,
+        expires_ms: T0 + 300_000,
+    };
+    app.update(Msg::Node(Envelope {
+        seq: 100,
+        event: Event::Offer(o),
+    }));
+}
+
+#[test]
+fn panes_at_120_by_40() {
+    let app = lab();
+    insta::assert_snapshot!("lab_120x40", screen(&app, 120, 40));
+}
+
+#[test]
+fn panes_at_80_by_24_with_files_focused() {
+    let mut app = lab();
+    app.update(Msg::Resize(80, 24));
+    key(&mut app, KeyCode::Tab);
+    key(&mut app, KeyCode::Tab);
+    assert_eq!(app.focus, Pane::Local);
+    insta::assert_snapshot!("lab_80x24_files", screen(&app, 80, 24));
+}
+
+#[test]
+fn transfers_pane_at_80_by_24() {
+    let mut app = lab();
+    app.update(Msg::Resize(80, 24));
+    key(&mut app, KeyCode::BackTab);
+    assert_eq!(app.focus, Pane::Transfers);
+    insta::assert_snapshot!("lab_80x24_transfers", screen(&app, 80, 24));
+}
+
+#[test]
+fn offer_dialog_and_help() {
+    let mut app = lab();
+    let dee = app.peers.iter().find(|p| p.nick == "dee").unwrap().id.clone();
+    offer(&mut app, &dee, &["photos/2026-11-28 001.jpg", "photos/\u{200f}gpj.exe", "notes.md"]);
+    assert!(matches!(app.overlay, Some(Overlay::Offer { .. })));
+    insta::assert_snapshot!("offer_120x40", screen(&app, 120, 40));
+    app.update(Msg::Resize(80, 24));
+    insta::assert_snapshot!("offer_80x24", screen(&app, 80, 24));
+    // Esc puts it aside: it waits in Transfers; `?` opens help over everything.
+    key(&mut app, KeyCode::Esc);
+    assert!(app.overlay.is_none());
+    assert_eq!(app.offers.len(), 1);
+    key(&mut app, KeyCode::Char('?'));
+    insta::assert_snapshot!("help_80x24", screen(&app, 80, 24));
+    app.update(Msg::Resize(120, 40));
+    insta::assert_snapshot!("help_120x40", screen(&app, 120, 40));
+}
+
+#[test]
+fn nothing_from_the_network_reaches_the_screen_raw() {
+    let app = lab();
+    for (w, h) in [(120, 40), (80, 24)] {
+        let s = screen(&app, w, h);
+        assert!(!s.chars().any(|c| c.is_control() && c != '\n'), "{s}");
+        assert!(!s.contains('\u{202e}') && !s.contains('\u{1b}'), "{s}");
+    }
+    let s = screen(&app, 120, 40);
+    assert!(s.contains("cy\\u{202e}gnp.exe"), "the bidi override is shown, not obeyed:\n{s}");
+    assert!(s.contains("yes \\u{1b}[2J thanks!"), "{s}");
+}
+
+#[test]
+fn typing_sends_the_line_to_the_selected_conversation_and_keeps_drafts() {
+    let mut app = lab();
+    let bob = app.selected_conversation();
+    key(&mut app, KeyCode::Enter);
+    assert!(app.typing && app.focus == Pane::Chat);
+    typed(&mut app, "q? hello");
+    let cmds = key(&mut app, KeyCode::Enter);
+    assert!(
+        matches!(&cmds[..], [Cmd::Call { request: Request::Say { peer, text, queue: true, .. }, .. }] if *peer == bob && text == "q? hello"),
+        "{cmds:?}"
+    );
+    // A draft stays with its conversation.
+    typed(&mut app, "half a thou");
+    key(&mut app, KeyCode::Esc);
+    assert_eq!(app.focus, Pane::Peers, "Esc goes back to where Enter came from");
+    key(&mut app, KeyCode::Up);
+    assert_eq!(app.selected_conversation(), ROOM);
+    key(&mut app, KeyCode::Down);
+    assert_eq!(app.conversation(&bob).unwrap().draft.value(), "half a thou");
+    // `q` types while typing, and quits otherwise.
+    key(&mut app, KeyCode::Enter);
+    typed(&mut app, "q");
+    assert!(!app.quit);
+    key(&mut app, KeyCode::Esc);
+    let cmds = key(&mut app, KeyCode::Char('q'));
+    assert!(app.quit && cmds == [Cmd::Quit]);
+}
+
+#[test]
+fn delivery_marks_follow_the_events() {
+    let mut app = lab();
+    let bob = app.selected_peer().unwrap().id.clone();
+    let queued = app.conversation(bob.as_str()).unwrap().lines[2].id.clone();
+    app.update(Msg::Node(Envelope {
+        seq: 11,
+        event: Event::ChatSent {
+            to: bob.clone(),
+            ids: vec![queued.clone()],
+        },
+    }));
+    let state = |app: &App| app.conversation(bob.as_str()).unwrap().lines[2].state;
+    assert_eq!(state(&app), Some(Delivery::Sent));
+    app.update(Msg::Node(Envelope {
+        seq: 12,
+        event: Event::ChatDelivered {
+            id: queued.clone(),
+            to: bob.clone(),
+        },
+    }));
+    assert_eq!(state(&app), Some(Delivery::Delivered));
+    // A late "sent" after "delivered" (or an old event) changes nothing.
+    app.update(Msg::Node(Envelope {
+        seq: 13,
+        event: Event::ChatSent {
+            to: bob.clone(),
+            ids: vec![queued],
+        },
+    }));
+    assert_eq!(state(&app), Some(Delivery::Delivered));
+}
+
+#[test]
+fn lines_elsewhere_raise_that_rows_unread_and_ring_when_unfocused() {
+    let mut app = App::new(PathBuf::from("/"), false, true);
+    let cy = peer(3, "cy", "lab-05", true);
+    app.update(Msg::Node(Envelope {
+        seq: 1,
+        event: Event::PeerUp {
+            id: cy.id.clone(),
+            nick: "cy".into(),
+            host: "lab-05".into(),
+            addr: "10.0.0.5:7717".into(),
+        },
+    }));
+    app.update(Msg::Focus(false));
+    let cmds = app.update(Msg::Node(Envelope {
+        seq: 2,
+        event: Event::ChatReceived {
+            id: "1".into(),
+            from: cy.id.clone(),
+            nick: "cy".into(),
+            room: false,
+            text: "psst".into(),
+            sent_ms: T0,
+            unread: 1,
+        },
+    }));
+    assert_eq!(cmds, [Cmd::Bell]);
+    assert_eq!(app.unread(cy.id.as_str()), 1);
+    // Opening it marks it read.
+    app.update(Msg::Focus(true));
+    let cmds = key(&mut app, KeyCode::Down);
+    assert!(
+        cmds.iter().any(|c| matches!(
+            c,
+            Cmd::Call {
+                request: Request::MarkRead { .. },
+                ..
+            }
+        )),
+        "{cmds:?}"
+    );
+    assert_eq!(app.unread(cy.id.as_str()), 0);
+}
+
+#[test]
+fn s_sends_to_the_marked_peers_and_g_gets_from_the_remote_column() {
+    let mut app = lab();
+    // Mark both bobs (Space moves on), then send report.pdf from the local column.
+    key(&mut app, KeyCode::Char(' '));
+    key(&mut app, KeyCode::Char(' '));
+    assert_eq!(app.marked_peers.len(), 2);
+    key(&mut app, KeyCode::Tab);
+    key(&mut app, KeyCode::Tab);
+    key(&mut app, KeyCode::End);
+    let cmds = key(&mut app, KeyCode::Char('s'));
+    match &cmds[..] {
+        [
+            Cmd::Call {
+                request: Request::Send { peers, paths },
+                ..
+            },
+        ] => {
+            assert_eq!(peers.len(), 2);
+            assert_eq!(paths, &[Path::new("/home/ada/lab/report.pdf")]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The remote column lists the selected peer's shares once.
+    let cmds = key(&mut app, KeyCode::Tab);
+    assert!(
+        matches!(&cmds[..], [Cmd::Call { request: Request::List { path, .. }, .. }] if path.is_empty()),
+        "{cmds:?}"
+    );
+    assert!(key(&mut app, KeyCode::Char('g')).is_empty(), "nothing listed yet, nothing to get");
+}
+
+#[test]
+fn a_lagging_face_resyncs_and_old_events_are_ignored() {
+    let mut app = lab();
+    let cmds = app.update(Msg::Lagged);
+    assert!(matches!(
+        &cmds[..],
+        [Cmd::Call {
+            request: Request::Snapshot,
+            ..
+        }]
+    ));
+    let before = app.peers.len();
+    app.update(Msg::Node(Envelope {
+        seq: 5,
+        event: Event::PeerForgotten {
+            id: app.peers[0].id.clone(),
+        },
+    }));
+    assert_eq!(app.peers.len(), before, "an event the snapshot already holds is skipped");
+}
