@@ -192,6 +192,27 @@ pub fn transfers(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     if !app.offers.is_empty() {
         title.push(styled(format!("{} waiting for you ", app.offers.len()), theme.status));
     }
+    // A send to several peers also shows as one: how far the class has got.
+    let mut groups: Vec<(&str, Vec<&TransferView>)> = Vec::new();
+    for t in app.transfers.iter().filter(|t| t.group.is_some()) {
+        let g = t.group.as_deref().unwrap_or_default();
+        match groups.iter_mut().find(|(id, _)| *id == g) {
+            Some((_, members)) => members.push(t),
+            None => groups.push((g, vec![t])),
+        }
+    }
+    for (_, members) in groups
+        .iter()
+        .filter(|(_, m)| m.len() > 1 && m.iter().any(|t| !t.state.is_finished()))
+    {
+        let done = members.iter().filter(|t| t.state == TransferState::Done && t.failed == 0).count();
+        let (bytes_done, total) = members.iter().fold((0u64, 0u64), |(b, t), m| (b + m.bytes, t + m.total));
+        let percent = if total == 0 { 100 } else { bytes_done * 100 / total };
+        title.push(styled(
+            format!("· to {} peers: {done} done, {percent}% ", members.len()),
+            theme.focus,
+        ));
+    }
     let width = area.width.saturating_sub(2) as usize;
     let mut items = Vec::new();
     for o in &app.offers {
