@@ -11,7 +11,6 @@ use super::app::{App, Cmd, Msg, Overlay};
 use super::files::Entry;
 use super::keys::Pane;
 use super::view::{Theme, draw};
-use crate::identity::Identity;
 use crate::node::api::{Reply, Request};
 use crate::node::chat::Recipient;
 use crate::node::{
@@ -28,7 +27,7 @@ fn id(seed: u8) -> PeerId {
     for i in 0..16 {
         s.push((b'a' + (seed + i) % 26) as char);
     }
-    PeerId::parse(&s).unwrap_or_else(|| Identity::generate().unwrap().id().clone())
+    PeerId::parse(&s).expect("a valid id")
 }
 
 fn peer(seed: u8, nick: &str, host: &str, online: bool) -> PeerInfo {

@@ -314,6 +314,13 @@ impl Ctx {
         }
     }
 
+    /// Change the view without telling the faces now (the next update carries it).
+    pub(crate) fn note(&self, change: impl FnOnce(&mut TransferView)) {
+        if let Some(a) = lock(&self.shared.transfers.active).get_mut(&self.id) {
+            change(&mut a.view);
+        }
+    }
+
     pub(crate) fn set_state(&self, state: TransferState) {
         self.update(|v| v.state = state);
     }
@@ -505,7 +512,7 @@ impl NodeHandle {
         let dest = to.unwrap_or_else(|| shared.config.download_dir.clone());
         let nick = peer_nick(&shared, peer);
         let ctx = Ctx::new(&shared, None, peer.clone(), nick, Direction::Receive, None);
-        ctx.update(|v| v.saved_to = Some(dest.display().to_string()));
+        ctx.note(|v| v.saved_to = Some(dest.display().to_string()));
         let id = ctx.id.clone();
         let paths = paths.to_vec();
         let join = shared.tracker.spawn(async move {
@@ -627,7 +634,7 @@ pub(crate) async fn serve_incoming(shared: Arc<Shared>, mut conn: SecureConn) {
         TransferMsg::Offer { transfer, items, bytes } => {
             let ctx = Ctx::new(&shared, Some(&transfer), peer, nick, Direction::Receive, None);
             let dest = shared.config.download_dir.clone();
-            ctx.update(|v| v.saved_to = Some(dest.display().to_string()));
+            ctx.note(|v| v.saved_to = Some(dest.display().to_string()));
             let header = receive::Header { items, bytes };
             let result = receive::run(&ctx, conn, header, &dest, receive::Decision::Ask).await;
             log_end(&ctx, &result);

@@ -207,7 +207,7 @@ pub fn transfers(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     {
         let done = members.iter().filter(|t| t.state == TransferState::Done && t.failed == 0).count();
         let (bytes_done, total) = members.iter().fold((0u64, 0u64), |(b, t), m| (b + m.bytes, t + m.total));
-        let percent = if total == 0 { 100 } else { bytes_done * 100 / total };
+        let percent = (bytes_done * 100).checked_div(total).unwrap_or(100);
         title.push(styled(
             format!("· to {} peers: {done} done, {percent}% ", members.len()),
             theme.focus,
