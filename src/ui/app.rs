@@ -1067,20 +1067,21 @@ impl App {
             }
             MouseEventKind::Down(MouseButton::Left) => {
                 let mut cmds = self.focus_on(pane);
-                // The row clicked, inside the block's border (lists start one row down).
+                // The row clicked: below the border (panes) or the title row (file columns).
                 let row = m.row.saturating_sub(areas.rect(pane).y + 1) as usize;
                 match pane {
                     Pane::Peers => {
                         self.peer_cursor = row.min(self.visible_peers().len());
                         cmds.extend(self.on_selection_changed());
                     }
+                    // A column has no border: its title row, then the entries.
                     Pane::Local => {
                         let n = self.local.list.visible().len();
-                        self.local.list.cursor = (row.saturating_sub(1)).min(n.saturating_sub(1));
+                        self.local.list.cursor = row.min(n.saturating_sub(1));
                     }
                     Pane::Remote => {
                         let n = self.remote.list.visible().len();
-                        self.remote.list.cursor = (row.saturating_sub(1)).min(n.saturating_sub(1));
+                        self.remote.list.cursor = row.min(n.saturating_sub(1));
                     }
                     Pane::Transfers => self.transfer_cursor = row.min(self.transfer_rows().saturating_sub(1)),
                     Pane::Chat => self.typing = true,

@@ -449,3 +449,31 @@ fn a_lagging_face_resyncs_and_old_events_are_ignored() {
     }));
     assert_eq!(app.peers.len(), before, "an event the snapshot already holds is skipped");
 }
+
+#[test]
+fn a_click_focuses_and_selects_and_the_wheel_scrolls() {
+    use ratatui::crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
+    let mut app = lab();
+    let areas = super::layout::Areas::new(ratatui::layout::Rect::new(0, 0, 120, 40), app.focus);
+    let click = |x: u16, y: u16| MouseEvent {
+        kind: MouseEventKind::Down(MouseButton::Left),
+        column: x,
+        row: y,
+        modifiers: KeyModifiers::NONE,
+    };
+    // The third entry of the local column (its title row, then slides/, the .mp4, report.pdf).
+    app.update(Msg::Mouse(click(areas.local.x + 2, areas.local.y + 3)));
+    assert_eq!(app.focus, Pane::Local);
+    assert_eq!(app.local.list.current().unwrap().name, "report.pdf");
+    // The #all row of Peers.
+    app.update(Msg::Mouse(click(areas.peers.x + 2, areas.peers.y + 1)));
+    assert_eq!((app.focus, app.selected_conversation()), (Pane::Peers, ROOM.to_string()));
+    let wheel = MouseEvent {
+        kind: MouseEventKind::ScrollDown,
+        column: areas.peers.x + 2,
+        row: areas.peers.y + 2,
+        modifiers: KeyModifiers::NONE,
+    };
+    app.update(Msg::Mouse(wheel));
+    assert_eq!(app.peer_cursor, 1);
+}
