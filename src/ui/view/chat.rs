@@ -50,14 +50,27 @@ pub fn chat(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     let [history_area, input_area] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
 
     let conv = app.conversation(&conversation);
-    let mut items: Vec<Item> = conv.map(|c| c.lines.iter().map(Item::Chat).collect()).unwrap_or_default();
-    if conversation != ROOM {
-        items.extend(app.transfers.iter().filter(|t| t.peer.as_str() == conversation).map(Item::Transfer));
-        items.sort_by_key(|i| i.when());
-    }
     let scroll = conv.map_or(0, |c| c.scroll);
     let width = history_area.width as usize;
     let height = history_area.height as usize;
+    // Only the tail that can show: every item takes at least a row (a 10,000-line history costs
+    // what the screen holds, not its length).
+    let lines: &[ChatEntry] = conv.map_or(&[], |c| &c.lines[c.lines.len().saturating_sub(scroll + height)..]);
+    let mut items: Vec<Item> = lines.iter().map(Item::Chat).collect();
+    if conversation != ROOM {
+        let since = match (items.first(), lines.len() < conv.map_or(0, |c| c.lines.len())) {
+            (Some(first), true) => first.when(),
+            _ => 0,
+        };
+        items.extend(
+            app.transfers
+                .iter()
+                .filter(|t| t.peer.as_str() == conversation)
+                .map(Item::Transfer)
+                .filter(|t| t.when() >= since),
+        );
+        items.sort_by_key(|i| i.when());
+    }
     // From the newest item back, wrap until the pane is full (skipping `scroll` items).
     let mut rows: Vec<Line> = Vec::new();
     for item in items.iter().rev().skip(scroll) {
