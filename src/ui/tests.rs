@@ -477,3 +477,15 @@ fn a_click_focuses_and_selects_and_the_wheel_scrolls() {
     app.update(Msg::Mouse(wheel));
     assert_eq!(app.peer_cursor, 1);
 }
+
+#[test]
+fn tiny_and_huge_terminals_draw_without_panicking() {
+    let mut app = lab();
+    for (w, h) in [(1, 1), (20, 6), (40, 10), (300, 100)] {
+        app.update(Msg::Resize(w, h));
+        for overlay in [None, Some(Overlay::Help { scroll: 0 }), Some(Overlay::AddPeer)] {
+            app.overlay = overlay;
+            let _ = screen(&app, w, h);
+        }
+    }
+}
