@@ -67,6 +67,9 @@ pub async fn run(config: &Config) -> Result<ExitCode> {
     carry_out(first, &client, &tx);
 
     let mut ticks = tokio::time::interval(TICK);
+    // A terminal closed (SIGHUP) or a `kill` (SIGTERM) still restores it and stops the node.
+    let mut hangup = signal(tokio::signal::unix::SignalKind::hangup());
+    let mut terminate = signal(tokio::signal::unix::SignalKind::terminate());
     let mut last_frame: Option<Instant> = None;
     let mut dirty = true;
     let result = loop {
@@ -85,6 +88,8 @@ pub async fn run(config: &Config) -> Result<ExitCode> {
         let first = tokio::select! {
             m = rx.recv() => m,
             _ = ticks.tick() => Some(Msg::Tick(started.elapsed())),
+            _ = hangup.recv() => break Ok(()),
+            _ = terminate.recv() => break Ok(()),
         };
         let Some(first) = first else { break Ok(()) };
         // Everything already waiting, then one frame.
@@ -115,6 +120,24 @@ pub async fn run(config: &Config) -> Result<ExitCode> {
         }
     }
     result.map(|()| ExitCode::SUCCESS)
+}
+
+/// A signal stream, or one that never fires where signals can't be had.
+fn signal(kind: tokio::signal::unix::SignalKind) -> Signal {
+    Signal(tokio::signal::unix::signal(kind).ok())
+}
+
+struct Signal(Option<tokio::signal::unix::Signal>);
+
+impl Signal {
+    async fn recv(&mut self) {
+        match &mut self.0 {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
 }
 
 /// Subscribe before the first snapshot, so no event falls between them.
