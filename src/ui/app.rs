@@ -71,7 +71,10 @@ pub enum Cmd {
 #[derive(Debug, Clone, PartialEq)]
 enum Pending {
     Snapshot,
+    /// The newest page of a conversation (replies come in chunks, oldest first).
     History(String),
+    /// An older page, before what is loaded.
+    Older(String),
     Listing {
         peer: String,
         path: String,
@@ -91,6 +94,10 @@ pub struct Conversation {
     /// Lines scrolled up from the newest (0: following the end).
     pub scroll: usize,
     pub unread: u32,
+    /// The store holds nothing older than what is loaded.
+    pub complete: bool,
+    /// An older page is on its way.
+    pub fetching: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,6 +152,8 @@ pub struct App {
     pending: HashMap<u64, Pending>,
     /// Transfer id → the request that started it here.
     retryable: HashMap<String, Request>,
+    /// History chunks of a call, gathered until it is done.
+    history_chunks: HashMap<u64, Vec<ChatEntry>>,
 }
 
 impl App {
@@ -179,6 +188,7 @@ impl App {
             next_tag: 1,
             pending: HashMap::new(),
             retryable: HashMap::new(),
+            history_chunks: HashMap::new(),
         }
     }
 
@@ -345,6 +355,9 @@ impl App {
         self.reselect(&selected);
         let mut cmds = self.open_offer_if_any();
         cmds.extend(self.ensure_loaded());
+        if self.terminal_focused {
+            cmds.extend(self.mark_selected_read());
+        }
         cmds
     }
 
@@ -505,8 +518,13 @@ impl App {
         let mut cmds = Vec::new();
         match (why, reply) {
             (Pending::Snapshot, Reply::Snapshot(s)) => cmds.extend(self.on_snapshot(*s)),
-            (Pending::History(conv), Reply::History { entries }) => {
+            (Pending::History(_) | Pending::Older(_), Reply::History { entries }) => {
+                self.history_chunks.entry(tag).or_default().extend(entries);
+            }
+            (Pending::History(conv), Reply::Done) => {
+                let entries = self.history_chunks.remove(&tag).unwrap_or_default();
                 let c = self.conversations.entry(conv).or_default();
+                c.complete = entries.len() < HISTORY_PAGE;
                 // Lines that arrived as events meanwhile are kept, after the stored ones.
                 let known: HashSet<String> = entries.iter().map(|e| e.id.clone()).collect();
                 let newer: Vec<ChatEntry> = c.lines.drain(..).filter(|l| !known.contains(&l.id)).collect();
@@ -514,8 +532,20 @@ impl App {
                 c.lines.extend(newer);
                 c.loaded = true;
             }
+            (Pending::Older(conv), Reply::Done) => {
+                let mut older = self.history_chunks.remove(&tag).unwrap_or_default();
+                let c = self.conversations.entry(conv).or_default();
+                c.fetching = false;
+                c.complete = older.len() < HISTORY_PAGE;
+                older.append(&mut c.lines);
+                c.lines = older;
+            }
             (Pending::Listing { peer, path }, Reply::Listing { entries }) => self.remote.listed(&peer, &path, Ok(entries)),
             (Pending::Listing { peer, path }, Reply::Failed { message }) => self.remote.listed(&peer, &path, Err(message)),
+            (Pending::History(_) | Pending::Older(_), Reply::Failed { message }) => {
+                self.history_chunks.remove(&tag);
+                self.say(message);
+            }
             (Pending::Transfer(request), Reply::Progress { progress, .. }) => {
                 self.retryable.insert(progress.transfer.clone(), request);
             }
@@ -569,7 +599,7 @@ impl App {
             (Context::AddPeer, act) => self.add_peer_key(act),
             (Context::Filter, act) => {
                 self.filter_key(act);
-                Vec::new()
+                self.open_offer_if_any()
             }
             (Context::Typing, act) => self.typing_key(act),
             (_, Action::NextPane) => self.focus_on(self.focus.next()),
@@ -584,7 +614,9 @@ impl App {
         self.typing = false;
         self.typing_from = None;
         self.filtering = false;
-        if pane == Pane::Remote { self.show_remote() } else { Vec::new() }
+        let mut cmds = if pane == Pane::Remote { self.show_remote() } else { Vec::new() };
+        cmds.extend(self.open_offer_if_any());
+        cmds
     }
 
     fn pane_key(&mut self, pane: Pane, act: Action) -> Vec<Cmd> {
@@ -642,8 +674,7 @@ impl App {
                 Vec::new()
             }
             (Pane::Chat, Action::Up | Action::Down | Action::PageUp | Action::PageDown | Action::Home | Action::End) => {
-                self.scroll_chat(act);
-                Vec::new()
+                self.scroll_chat(act)
             }
             (Pane::Local, _) => self.local_key(act),
             (Pane::Remote, _) => self.remote_key(act),
@@ -703,14 +734,11 @@ impl App {
                 if let Some(back) = self.typing_from.take() {
                     self.focus = back;
                 }
-                Vec::new()
+                self.open_offer_if_any()
             }
             Action::NextPane => self.focus_on(self.focus.next()),
             Action::PrevPane => self.focus_on(self.focus.prev()),
-            Action::PageUp | Action::PageDown => {
-                self.scroll_chat(act);
-                Vec::new()
-            }
+            Action::PageUp | Action::PageDown => self.scroll_chat(act),
             Action::Edit(e) => {
                 self.conversations.entry(conversation).or_default().draft.edit(e);
                 Vec::new()
@@ -734,10 +762,13 @@ impl App {
         }
     }
 
-    fn scroll_chat(&mut self, act: Action) {
+    /// Scroll the open conversation; near its oldest loaded line, the page before it is asked for.
+    fn scroll_chat(&mut self, act: Action) -> Vec<Cmd> {
         let page = self.page();
-        let conv = self.conversations.entry(self.selected_conversation()).or_default();
-        let max = conv.lines.len();
+        let id = self.selected_conversation();
+        let conv = self.conversations.entry(id.clone()).or_default();
+        // The oldest line stays on screen: scrolling further shows nothing.
+        let max = conv.lines.len().saturating_sub(1);
         conv.scroll = match act {
             Action::Up => (conv.scroll + 1).min(max),
             Action::Down => conv.scroll.saturating_sub(1),
@@ -747,6 +778,21 @@ impl App {
             Action::End => 0,
             _ => conv.scroll,
         };
+        let near_top = conv.scroll + 2 * page >= conv.lines.len();
+        if !near_top || conv.complete || conv.fetching || !conv.loaded {
+            return Vec::new();
+        }
+        let Some(first) = conv.lines.first().map(|l| l.id.clone()) else {
+            return Vec::new();
+        };
+        conv.fetching = true;
+        let request = Request::History {
+            peer: id.clone(),
+            limit: Some(HISTORY_PAGE),
+            before: Some(first),
+            after: None,
+        };
+        vec![self.call(request, Pending::Older(id))]
     }
 
     fn add_peer_key(&mut self, act: Action) -> Vec<Cmd> {
@@ -1003,6 +1049,18 @@ impl App {
 
     /// Show the next offer that was not put aside, unless something else is open.
     fn open_offer_if_any(&mut self) -> Vec<Cmd> {
+        // Someone typing keeps the keyboard: the offer waits (and says so) until they stop.
+        if self.typing || self.filtering {
+            if let Some(o) = self.offers.iter().find(|o| !self.deferred.contains(&o.transfer)) {
+                let text = format!(
+                    "{} offers {} — Esc to stop typing and answer",
+                    self.peer_name(&o.peer),
+                    crate::text::plural(o.files, "file")
+                );
+                self.say(text);
+            }
+            return Vec::new();
+        }
         if self.overlay.is_none() && self.offers.iter().any(|o| !self.deferred.contains(&o.transfer)) {
             while let Some(front) = self.offers.front() {
                 if !self.deferred.contains(&front.transfer) {

@@ -230,6 +230,7 @@ pub fn footer(ctx: Context) -> &'static [(&'static str, &'static str)] {
             ("/", "filter"),
             ("Tab", "next"),
             ("?", "help"),
+            ("q", "quit"),
         ],
         Context::Pane(Pane::Remote) => &[
             ("Enter", "open"),
@@ -240,6 +241,7 @@ pub fn footer(ctx: Context) -> &'static [(&'static str, &'static str)] {
             ("/", "filter"),
             ("Tab", "next"),
             ("?", "help"),
+            ("q", "quit"),
         ],
         Context::Pane(Pane::Transfers) => &[
             ("x", "cancel"),

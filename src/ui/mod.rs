@@ -78,6 +78,14 @@ pub async fn run(config: &Config) -> Result<ExitCode> {
                 && at.elapsed() < FRAME
             {
                 tokio::time::sleep(FRAME - at.elapsed()).await;
+                // Keys typed during the wait go into this frame, not the next one.
+                while let Ok(msg) = rx.try_recv() {
+                    let cmds = app.update(msg);
+                    carry_out(cmds, &client, &tx);
+                }
+                if app.quit {
+                    break Ok(());
+                }
             }
             if let Err(e) = terminal.draw(|f| view::draw(f, &app, &theme)) {
                 break Err(anyhow::Error::new(e).context("cannot draw"));

@@ -180,6 +180,7 @@ fn reply_history(app: &mut App, conv: &str, entries: Vec<ChatEntry>) {
         tag,
         reply: Reply::History { entries },
     });
+    app.update(Msg::Reply { tag, reply: Reply::Done });
 }
 
 fn key(app: &mut App, code: KeyCode) -> Vec<Cmd> {
@@ -488,4 +489,71 @@ fn tiny_and_huge_terminals_draw_without_panicking() {
             let _ = screen(&app, w, h);
         }
     }
+}
+
+#[test]
+fn history_in_chunks_keeps_its_order_and_older_pages_come_on_scrolling_up() {
+    let mut app = lab();
+    let bob = app.selected_peer().unwrap().id.clone();
+    let conv = bob.to_string();
+    // A fresh conversation whose newest page arrives in two chunks, oldest first.
+    app.conversations.remove(&conv);
+    key(&mut app, KeyCode::Up);
+    key(&mut app, KeyCode::Down);
+    let tag = (1..200)
+        .find(|t| app.pending_history(*t) == Some(conv.clone()))
+        .expect("a history call");
+    let page = |from: usize, to: usize| -> Vec<ChatEntry> {
+        (from..to)
+            .map(|i| {
+                let mut e = line(&conv, &bob, "bob", false, &format!("line {i}"), None, &bob);
+                e.id = format!("{i:032x}");
+                e
+            })
+            .collect()
+    };
+    for chunk in [page(100, 350), page(350, 600)] {
+        app.update(Msg::Reply {
+            tag,
+            reply: Reply::History { entries: chunk },
+        });
+    }
+    app.update(Msg::Reply { tag, reply: Reply::Done });
+    let texts: Vec<String> = app.conversation(&conv).unwrap().lines.iter().map(|l| l.text.clone()).collect();
+    assert_eq!(texts.first().map(String::as_str), Some("line 100"));
+    assert_eq!(texts.last().map(String::as_str), Some("line 599"));
+    assert!(texts.windows(2).all(|w| w[0] < w[1] || w[0].len() < w[1].len()));
+    // Scrolling to the top asks for the page before the oldest line, once.
+    key(&mut app, KeyCode::Tab);
+    assert_eq!(app.focus, Pane::Chat);
+    let cmds = key(&mut app, KeyCode::Home);
+    match &cmds[..] {
+        [
+            Cmd::Call {
+                request: Request::History { before: Some(id), .. },
+                ..
+            },
+        ] => assert_eq!(id, &format!("{:032x}", 100)),
+        other => panic!("{other:?}"),
+    }
+    assert!(key(&mut app, KeyCode::Up).is_empty(), "one request at a time");
+    assert_eq!(app.conversation(&conv).unwrap().scroll, 499, "the oldest line stays on screen");
+}
+
+#[test]
+fn an_offer_waits_while_someone_types() {
+    let mut app = lab();
+    key(&mut app, KeyCode::Enter);
+    typed(&mut app, "hello wor");
+    let dee = app.peers.iter().find(|p| p.nick == "dee").unwrap().id.clone();
+    offer(&mut app, &dee, &["f.txt"]);
+    assert!(app.overlay.is_none(), "the dialog must not take the keyboard mid-sentence");
+    typed(&mut app, "ld again");
+    assert_eq!(
+        app.conversation(&app.selected_conversation()).unwrap().draft.value(),
+        "hello world again"
+    );
+    assert!(app.status_text().is_some_and(|s| s.contains("offers")));
+    key(&mut app, KeyCode::Esc);
+    assert!(matches!(app.overlay, Some(Overlay::Offer { .. })));
 }

@@ -177,7 +177,7 @@ fn render<'a>(app: &App, item: &Item, theme: &Theme) -> Vec<Span<'a>> {
                 crate::text::plural(t.files, "file")
             };
             let (text, style): (String, Style) = match (t.direction, t.state) {
-                (Direction::Send, TransferState::Done) if t.failed == 0 => (format!("sent {what}, {} ✓", bytes(t.total)), theme.ok),
+                (Direction::Send, TransferState::Done) if t.failed == 0 => (format!("sent {what}, {} ✓✓", bytes(t.total)), theme.ok),
                 (Direction::Receive, TransferState::Done) if t.failed == 0 => {
                     let to = t.saved_to.as_deref().map(|d| format!(" → {}", printable(d))).unwrap_or_default();
                     (format!("received {what}, {}{to}", bytes(t.total)), theme.ok)
@@ -186,6 +186,9 @@ fn render<'a>(app: &App, item: &Item, theme: &Theme) -> Vec<Span<'a>> {
                     let m = t.message.as_deref().map(|m| printable(m).into_owned()).unwrap_or_default();
                     (format!("{what}: {m}"), theme.warn)
                 }
+                (_, TransferState::Connecting) => (format!("{what}: connecting…"), theme.dim),
+                (Direction::Send, TransferState::Waiting) => (format!("offered {what}, waiting for an answer"), theme.dim),
+                (Direction::Receive, TransferState::Waiting) => (format!("offers {what}, waiting for your answer"), theme.status),
                 (Direction::Send, _) => (format!("sending {what}… {}%", t.percent), theme.dim),
                 (Direction::Receive, _) => (format!("receiving {what}… {}%", t.percent), theme.dim),
             };

@@ -102,8 +102,10 @@ pub fn files(frame: &mut Frame, app: &App, theme: &Theme, areas: &Areas) {
         &app.local.list,
         "an empty folder",
     );
-    let (title, empty) = match app.remote.peer.as_deref().and_then(crate::node::PeerId::parse) {
-        Some(id) => {
+    let selected = app.selected_peer().map(|p| p.id.clone());
+    let shown = app.remote.peer.as_deref().and_then(crate::node::PeerId::parse);
+    let (title, empty) = match (shown, selected) {
+        (Some(id), Some(sel)) if id == sel => {
             let who = app.peer_name(&id);
             let path = if app.remote.path.is_empty() {
                 "shares".to_string()
@@ -112,7 +114,12 @@ pub fn files(frame: &mut Frame, app: &App, theme: &Theme, areas: &Areas) {
             };
             (format!(" {who}: {path} "), format!("{who} shares nothing"))
         }
-        None => (" remote ".to_string(), "select a peer to see what it shares".to_string()),
+        // Listed lazily: a peer's shares are asked for when this column is entered.
+        (_, Some(sel)) => (
+            format!(" {} ", app.peer_name(&sel)),
+            format!("Tab here to browse what {} shares", app.peer_name(&sel)),
+        ),
+        (_, None) => (" remote ".to_string(), "select a peer to see what it shares".to_string()),
     };
     let empty = fit(&empty, areas.remote.width.saturating_sub(1) as usize);
     column(frame, app, theme, areas.remote, Pane::Remote, &title, &app.remote.list, &empty);

@@ -42,9 +42,16 @@ fn block<'a>(title: impl Into<Line<'a>>, focused: bool, theme: &Theme) -> Block<
 
 fn footer_line(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     let mut spans = Vec::new();
+    let mut used = 0;
     for (key, what) in footer(app.context()) {
-        spans.push(Span::styled(format!(" {key} "), theme.key));
-        spans.push(Span::styled(format!("{what} "), theme.dim));
+        // Whole keys only: a narrow terminal shows fewer, `?` lists them all.
+        let (k, w) = (format!(" {key} "), format!("{what} "));
+        if used + k.width() + w.width() > area.width as usize {
+            break;
+        }
+        used += k.width() + w.width();
+        spans.push(Span::styled(k, theme.key));
+        spans.push(Span::styled(w, theme.dim));
     }
     let keys_width: usize = spans.iter().map(|s| s.content.width()).sum();
     if let Some(status) = app.status_text() {
