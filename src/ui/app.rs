@@ -1125,23 +1125,29 @@ impl App {
             }
             MouseEventKind::Down(MouseButton::Left) => {
                 let mut cmds = self.focus_on(pane);
-                // The row clicked: below the border (panes) or the title row (file columns).
-                let row = m.row.saturating_sub(areas.rect(pane).y + 1) as usize;
+                // The row clicked: below the border (panes) or the title row (file columns),
+                // plus how far the list was scrolled to keep its cursor in view (as drawn).
+                let rect = areas.rect(pane);
+                let row = m.row.saturating_sub(rect.y + 1) as usize;
+                let rows = match pane {
+                    Pane::Local | Pane::Remote => rect.height.saturating_sub(1),
+                    _ => rect.height.saturating_sub(2),
+                } as usize;
+                let at = |cursor: usize| cursor.saturating_sub(rows.saturating_sub(1)) + row;
                 match pane {
                     Pane::Peers => {
-                        self.peer_cursor = row.min(self.visible_peers().len());
+                        self.peer_cursor = at(self.peer_cursor).min(self.visible_peers().len());
                         cmds.extend(self.on_selection_changed());
                     }
-                    // A column has no border: its title row, then the entries.
                     Pane::Local => {
                         let n = self.local.list.visible().len();
-                        self.local.list.cursor = row.min(n.saturating_sub(1));
+                        self.local.list.cursor = at(self.local.list.cursor).min(n.saturating_sub(1));
                     }
                     Pane::Remote => {
                         let n = self.remote.list.visible().len();
-                        self.remote.list.cursor = row.min(n.saturating_sub(1));
+                        self.remote.list.cursor = at(self.remote.list.cursor).min(n.saturating_sub(1));
                     }
-                    Pane::Transfers => self.transfer_cursor = row.min(self.transfer_rows().saturating_sub(1)),
+                    Pane::Transfers => self.transfer_cursor = at(self.transfer_cursor).min(self.transfer_rows().saturating_sub(1)),
                     Pane::Chat => self.typing = true,
                 }
                 cmds

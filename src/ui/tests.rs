@@ -557,3 +557,33 @@ fn an_offer_waits_while_someone_types() {
     key(&mut app, KeyCode::Esc);
     assert!(matches!(app.overlay, Some(Overlay::Offer { .. })));
 }
+
+#[test]
+fn a_click_in_a_scrolled_list_picks_the_row_under_it() {
+    use ratatui::crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
+    let mut app = lab();
+    let many: Vec<Entry> = (0..100)
+        .map(|i| Entry {
+            name: format!("f{i:03}"),
+            dir: false,
+            size: 1,
+        })
+        .collect();
+    app.update(Msg::Local {
+        dir: PathBuf::from("/home/ada/lab"),
+        result: Ok(many),
+    });
+    key(&mut app, KeyCode::Tab);
+    key(&mut app, KeyCode::Tab);
+    key(&mut app, KeyCode::End);
+    let areas = super::layout::Areas::new(ratatui::layout::Rect::new(0, 0, 120, 40), app.focus);
+    // The list shows its last rows: the bottom row is f099, the one above it f098.
+    let bottom = areas.local.y + areas.local.height - 1;
+    app.update(Msg::Mouse(MouseEvent {
+        kind: MouseEventKind::Down(MouseButton::Left),
+        column: areas.local.x + 2,
+        row: bottom - 1,
+        modifiers: KeyModifiers::NONE,
+    }));
+    assert_eq!(app.local.list.current().unwrap().name, "f098");
+}
