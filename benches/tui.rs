@@ -995,11 +995,14 @@ fn key_run(dir: &Path, big: &Path, keys: usize, tmux: Option<Tmux>, attached: bo
         // serve --accept-all answers.
         wait_until("the first receive to start", || receiving(&received))?;
     } else {
-        // The first offer asks; `a` accepts it and trusts the sender, so the next sends just run.
+        // The first offer asks, once we stop typing (an offer never takes the keyboard from
+        // someone typing); `a` accepts it and trusts the sender, so the next sends just run.
+        face.seen(mark, "offers").context("no word of the offer")?;
+        face.press(b"\x1b", "Esc")?;
         face.seen(mark, "Incoming files").context("no offer dialog")?;
         face.press(b"a", "a")?;
         wait_until("the first receive to start", || receiving(&received))?;
-        // The dialog stopped the typing; Enter (focus is on Chat) types again, the draft kept.
+        // Esc went back to Peers, on #all: Enter opens it and types again, the draft kept.
         face.press(b"\r", "Enter")?;
         std::thread::sleep(Duration::from_millis(300));
     }
