@@ -998,7 +998,7 @@ fn key_run(dir: &Path, big: &Path, keys: usize, tmux: Option<Tmux>, attached: bo
         // The first offer asks, once we stop typing (an offer never takes the keyboard from
         // someone typing); `a` accepts it and trusts the sender, so the next sends just run.
         face.seen(mark, "offers").context("no word of the offer")?;
-        face.press(b"\x1b", "Esc")?;
+        face.press(b"\x1b", "Escape")?;
         face.seen(mark, "Incoming files").context("no offer dialog")?;
         face.press(b"a", "a")?;
         wait_until("the first receive to start", || receiving(&received))?;
