@@ -820,16 +820,11 @@ impl App {
     }
 
     fn local_key(&mut self, act: Action) -> Vec<Cmd> {
-        let page = self.page() as isize;
-        let list = &mut self.local.list;
+        let page = self.page();
+        if navigate(&mut self.local.list, act, page) {
+            return Vec::new();
+        }
         match act {
-            Action::Up => list.move_by(-1),
-            Action::Down => list.move_by(1),
-            Action::PageUp => list.move_by(-page),
-            Action::PageDown => list.move_by(page),
-            Action::Home => list.home(),
-            Action::End => list.end(),
-            Action::Mark => list.toggle_mark(),
             Action::ToggleHidden => self.local.toggle_hidden(),
             Action::Enter => return self.local.open().map(Cmd::ListLocal).into_iter().collect(),
             Action::Back => return self.local.parent().map(Cmd::ListLocal).into_iter().collect(),
@@ -901,16 +896,11 @@ impl App {
     }
 
     fn remote_key(&mut self, act: Action) -> Vec<Cmd> {
-        let page = self.page() as isize;
-        let list = &mut self.remote.list;
+        let page = self.page();
+        if navigate(&mut self.remote.list, act, page) {
+            return Vec::new();
+        }
         match act {
-            Action::Up => list.move_by(-1),
-            Action::Down => list.move_by(1),
-            Action::PageUp => list.move_by(-page),
-            Action::PageDown => list.move_by(page),
-            Action::Home => list.home(),
-            Action::End => list.end(),
-            Action::Mark => list.toggle_mark(),
             Action::Enter => {
                 if let Some((peer, path)) = self.remote.open() {
                     return self.list_remote(peer, path);
@@ -1300,6 +1290,22 @@ fn push_line(conv: &mut Conversation, entry: ChatEntry) {
     if conv.scroll > 0 {
         conv.scroll += 1;
     }
+}
+
+/// Moving and marking in a file column; false for any other action.
+fn navigate(list: &mut super::files::Listing, act: Action, page: usize) -> bool {
+    let page = page as isize;
+    match act {
+        Action::Up => list.move_by(-1),
+        Action::Down => list.move_by(1),
+        Action::PageUp => list.move_by(-page),
+        Action::PageDown => list.move_by(page),
+        Action::Home => list.home(),
+        Action::End => list.end(),
+        Action::Mark => list.toggle_mark(),
+        _ => return false,
+    }
+    true
 }
 
 fn moved(cursor: usize, n: usize, act: Action, page: usize) -> usize {

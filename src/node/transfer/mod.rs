@@ -148,6 +148,25 @@ impl GroupTask {
     }
 }
 
+/// The one id among `ids` that `spec` is, or starts with (at least 4 characters): what a person
+/// types for an offer or a transfer.
+pub(crate) fn find_id<'a>(ids: impl Iterator<Item = &'a String>, spec: &str, what: &str, missing: &str) -> Result<String, String> {
+    let mut matches = Vec::new();
+    for id in ids {
+        if id == spec {
+            return Ok(id.clone());
+        }
+        if spec.len() >= 4 && id.starts_with(spec) {
+            matches.push(id);
+        }
+    }
+    match matches.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(format!("no {what} {spec:?} {missing}")),
+        _ => Err(format!("{spec:?} matches several {what}s; give more of the id")),
+    }
+}
+
 /// Read what is to be sent, off the async workers; a path that can't be read names itself.
 async fn read_sources(paths: &[PathBuf]) -> anyhow::Result<source::Manifest> {
     let paths = paths.to_vec();
@@ -467,19 +486,7 @@ impl NodeHandle {
     /// The full id of the running transfer `spec` names (an id or a prefix of at least 4).
     pub fn find_transfer(&self, spec: &str) -> Result<String, String> {
         let active = lock(&self.shared.transfers.active);
-        if active.contains_key(spec) {
-            return Ok(spec.to_string());
-        }
-        let matches: Vec<&String> = if spec.len() >= 4 {
-            active.keys().filter(|k| k.starts_with(spec)).collect()
-        } else {
-            Vec::new()
-        };
-        match matches.as_slice() {
-            [one] => Ok((*one).clone()),
-            [] => Err(format!("no transfer {spec:?} is running (see `lanyard transfers`)")),
-            _ => Err(format!("{spec:?} matches several transfers; give more of the id")),
-        }
+        find_id(active.keys(), spec, "transfer", "is running (see `lanyard transfers`)")
     }
 
     /// Offers waiting for an answer, oldest first.

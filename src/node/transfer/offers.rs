@@ -95,19 +95,6 @@ impl Offers {
 
     /// The full id of the waiting offer `spec` names (an id or a prefix of at least 4).
     pub fn find(&self, spec: &str) -> Result<String, String> {
-        let pending = lock(&self.pending);
-        if pending.contains_key(spec) {
-            return Ok(spec.to_string());
-        }
-        let matches: Vec<&String> = if spec.len() >= 4 {
-            pending.keys().filter(|k| k.starts_with(spec)).collect()
-        } else {
-            Vec::new()
-        };
-        match matches.as_slice() {
-            [one] => Ok((*one).clone()),
-            [] => Err(format!("no offer {spec:?} is waiting (see `lanyard offers`)")),
-            _ => Err(format!("{spec:?} matches several offers; give more of the id")),
-        }
+        super::find_id(lock(&self.pending).keys(), spec, "offer", "is waiting (see `lanyard offers`)")
     }
 }
