@@ -389,6 +389,20 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
     }
 }
 
+/// A dialler whose peer is connected looks again at most this often without being told of a
+/// change (a safety net: every change of the peer table wakes it at once).
+const IDLE_RECHECK: Duration = Duration::from_secs(30);
+
+/// Until the peer table changes (true), `at_most` passes (true), or the node shuts down (false).
+/// An idle lab costs nothing: diallers of connected peers sleep here, not in a poll.
+async fn until_change(shared: &Shared, changed: &mut tokio::sync::watch::Receiver<u64>, at_most: Duration) -> bool {
+    tokio::select! {
+        _ = shared.cancel.cancelled() => false,
+        _ = changed.changed() => true,
+        _ = tokio::time::sleep(at_most) => true,
+    }
+}
+
 /// Sleep, unless the node shuts down first (then false).
 async fn pause(shared: &Shared, d: Duration) -> bool {
     tokio::select! {
@@ -400,13 +414,16 @@ async fn pause(shared: &Shared, d: Duration) -> bool {
 /// Keep a connection to a `--peer HOST:PORT` target for the node's life.
 pub(crate) async fn maintain_manual(shared: Arc<Shared>, target: String) {
     let mut backoff = BACKOFF_MIN;
+    // Subscribed before each look, so a change between the look and the wait is not missed.
+    let mut changed = shared.changed.subscribe();
     loop {
         if shared.cancel.is_cancelled() {
             return;
         }
+        changed.borrow_and_update();
         let known = lock(&shared.manual).get(&target).and_then(|t| t.id.clone());
         if known.as_ref().is_some_and(|id| shared.peers().is_online(id)) {
-            if !pause(&shared, Duration::from_millis(250)).await {
+            if !until_change(&shared, &mut changed, IDLE_RECHECK).await {
                 return;
             }
             continue;
@@ -522,7 +539,9 @@ pub(crate) async fn on_discovery(shared: Arc<Shared>, mut rx: mpsc::UnboundedRec
 /// mDNS record is present. The advertised id must be the key that answers.
 async fn maintain_discovered(shared: Arc<Shared>, id: PeerId) {
     let mut backoff = BACKOFF_MIN;
+    let mut changed = shared.changed.subscribe();
     loop {
+        changed.borrow_and_update();
         let (online, remembered_in_flight, addrs) = {
             let mut table = shared.peers();
             // Forgotten: a later mDNS record of it starts a new dialler.
@@ -535,13 +554,8 @@ async fn maintain_discovered(shared: Arc<Shared>, id: PeerId) {
             (online, peer.dialing_remembered, peer.dial_addrs.clone())
         };
         if online || remembered_in_flight {
-            // A remembered dial settles within a handshake or a connect timeout: look again soon.
-            let wait = if online {
-                Duration::from_millis(250)
-            } else {
-                Duration::from_millis(50)
-            };
-            if !pause(&shared, wait).await {
+            // Connected (by us or to us), or a remembered dial is on it: wait for that to change.
+            if !until_change(&shared, &mut changed, IDLE_RECHECK).await {
                 return;
             }
             continue;

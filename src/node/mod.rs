@@ -131,7 +131,7 @@ pub(crate) struct Shared {
     /// Bumped whenever the peer table or a manual target changes in a way a waiter
     /// ([`NodeHandle::resolve`], [`NodeHandle::wait_online`]) may care about: they sleep on it
     /// instead of polling.
-    changed: watch::Sender<u64>,
+    pub(crate) changed: watch::Sender<u64>,
     _lock: File,
 }
 

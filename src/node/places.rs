@@ -98,6 +98,8 @@ async fn dial_one(shared: Arc<Shared>, id: PeerId, addr: SocketAddr, permit: Own
     if let Some(p) = shared.peers().get_mut(&id) {
         p.dialing_remembered = false;
     }
+    // The mDNS dialler of this peer waits for this.
+    shared.touch();
     let Some(dialled) = dialled else { return };
     match dialled {
         Ok(c) => conn::run_control(shared, c, true).await,
