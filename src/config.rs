@@ -100,7 +100,7 @@ pub struct GlobalArgs {
 
 #[derive(Subcommand, Debug, Clone)]
 pub enum Command {
-    /// Start the terminal UI (the default; not part of this build yet: use serve and the one-shot commands)
+    /// Start the terminal UI (the default): peers, chat, files and transfers by keyboard
     Tui,
     /// Run a headless node: advertise, answer, receive
     Serve {
