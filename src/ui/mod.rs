@@ -39,6 +39,10 @@ const FRAME: Duration = Duration::from_millis(33);
 const TICK: Duration = Duration::from_millis(250);
 
 pub async fn run(config: &Config) -> Result<ExitCode> {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        anyhow::bail!("the lanyard UI needs a terminal; for a node without one run `lanyard serve`");
+    }
     let client = Arc::new(Client::open(config.serving_node(false)).await?);
     // Our own node is the lab machine's node: it answers one-shot commands and asks us about
     // offers. An attached UI leaves both to the node that runs.
