@@ -277,7 +277,32 @@ netns_setup() {
         wait_for "$PATIENCE" netns__link_up "${NETNS_P}h$i" eth0 || die "eth0 in ${NETNS_P}h$i not up"
         wait_for "$PATIENCE" netns__link_up "$br" "h$i" || die "port h$i on br0 not up"
     done
+    netns__static_neighbours "$n"
     log "setup: done"
+}
+
+# All our namespaces share the kernel's one IPv4 neighbour (ARP) table, capped by the root
+# namespace's net.ipv4.neigh.default.gc_thresh3 (1024 here). A lab of N hosts needs about N*N
+# entries (each host one per peer, plus the mDNS group), so from ~32 hosts on, new entries fail:
+# sends are dropped silently (UDP reports success) and discovery stops converging — a limit of
+# this one-machine lab, not of a real LAN, where every machine has its own table. Permanent
+# entries don't count against the cap, so each host gets one for every other host up front.
+netns__static_neighbours() {
+    local n=$1 i j ns batch
+    local -a mac
+    for ((i = 1; i <= n; i++)); do
+        mac[i]=$(ip -n "${NETNS_P}h$i" -o link show eth0 | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2)
+        [ -n "${mac[i]}" ] || die "no MAC address on eth0 in ${NETNS_P}h$i"
+    done
+    for ((i = 1; i <= n; i++)); do
+        ns="${NETNS_P}h$i"
+        batch=""
+        for ((j = 1; j <= n; j++)); do
+            ((i == j)) && continue
+            batch+="neigh replace $(netns_addr "$j") lladdr ${mac[j]} nud permanent dev eth0"$'\n'
+        done
+        [ -z "$batch" ] || printf '%s' "$batch" | ip -n "$ns" -batch - || die "static neighbours in $ns failed"
+    done
 }
 
 netns__link_up() {
