@@ -288,9 +288,9 @@ impl App {
         self.conversations.get(conversation).map_or(0, |c| c.unread)
     }
 
-    /// Offers waiting that the dialog isn't showing.
-    pub fn waiting_offers(&self) -> impl Iterator<Item = &OfferView> {
-        self.offers.iter()
+    /// Peers with a transfer running now (derived from the transfers, for the ⇅ mark).
+    pub fn busy_peers(&self) -> HashSet<&PeerId> {
+        self.transfers.iter().filter(|t| !t.state.is_finished()).map(|t| &t.peer).collect()
     }
 
     pub fn status_text(&self) -> Option<&str> {
@@ -368,6 +368,15 @@ impl App {
         }
         self.seq = e.seq;
         let selected = self.selected_conversation();
+        // Only these reorder the Peers list (a progress event, hundreds a second, does not).
+        let peers_changed = matches!(
+            e.event,
+            Event::PeerUp { .. }
+                | Event::PeerDown { .. }
+                | Event::PeerDiscovered { .. }
+                | Event::PeerRenamed { .. }
+                | Event::PeerForgotten { .. }
+        );
         let mut cmds = Vec::new();
         match e.event {
             Event::PeerUp { id, nick, host, addr } => {
@@ -501,8 +510,10 @@ impl App {
             Event::TransferStarted(t) | Event::Progress(t) => self.upsert_transfer(t),
             Event::FilesReceived { .. } | Event::Done { .. } | Event::Error { .. } | Event::Cancelled { .. } => {}
         }
-        self.sort_peers();
-        self.reselect(&selected);
+        if peers_changed {
+            self.sort_peers();
+            self.reselect(&selected);
+        }
         cmds
     }
 
@@ -1206,15 +1217,8 @@ impl App {
         &mut self.peers[last]
     }
 
-    /// Online first, then by nick; the running transfers counted afresh.
+    /// Online first, then by nick.
     fn sort_peers(&mut self) {
-        let mut busy: HashMap<PeerId, u32> = HashMap::new();
-        for t in self.transfers.iter().filter(|t| !t.state.is_finished()) {
-            *busy.entry(t.peer.clone()).or_default() += 1;
-        }
-        for p in &mut self.peers {
-            p.transfers = busy.get(&p.id).copied().unwrap_or(0);
-        }
         self.peers.retain(|p| !p.nick.is_empty());
         self.peers.sort_by(|a, b| {
             b.online
@@ -1254,9 +1258,20 @@ impl App {
     }
 
     fn upsert_transfer(&mut self, t: TransferView) {
-        match self.transfers.iter_mut().find(|x| x.transfer == t.transfer) {
-            Some(x) => *x = t,
-            None => self.transfers.push(t),
+        // Progress keeps a row's place; only a new row or one that just finished moves.
+        let moved = match self.transfers.iter_mut().find(|x| x.transfer == t.transfer) {
+            Some(x) => {
+                let finished = !x.state.is_finished() && t.state.is_finished();
+                *x = t;
+                finished
+            }
+            None => {
+                self.transfers.push(t);
+                true
+            }
+        };
+        if !moved {
+            return;
         }
         self.sort_transfers();
         let running = self.transfers.iter().filter(|t| !t.state.is_finished()).count();

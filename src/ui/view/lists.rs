@@ -32,6 +32,7 @@ pub fn peers(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         width,
         theme,
     ))));
+    let busy = app.busy_peers();
     for p in app.visible_peers() {
         let marked = app.marked_peers.contains(&p.id);
         let dot = if p.online {
@@ -50,7 +51,7 @@ pub fn peers(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         if p.trusted {
             spans.push(styled(" ★".into(), theme.status));
         }
-        if p.transfers > 0 {
+        if busy.contains(&p.id) {
             spans.push(styled(" ⇅".into(), theme.focus));
         }
         // Host and short id when there is room: two "ada"s are told apart at a glance.
