@@ -73,6 +73,14 @@ pub fn one_line(s: &str) -> String {
     printable(&s.replace(['\n', '\r'], " ")).into_owned()
 }
 
+/// A hostile string made safe and cut to `max_chars` for a one-line message (`…` marks a cut).
+pub fn shown(s: &str, max_chars: usize) -> String {
+    match s.char_indices().nth(max_chars) {
+        Some((cut, _)) => format!("{}…", printable(&s[..cut])),
+        None => printable(s).into_owned(),
+    }
+}
+
 /// `1 file`, `2 files`, `0 files`: a count with its noun, for nouns whose plural adds an "s".
 pub fn plural<N: Copy + Display + TryInto<u64>>(n: N, noun: &str) -> String {
     let one = n.try_into().is_ok_and(|n: u64| n == 1);

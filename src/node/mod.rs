@@ -507,13 +507,8 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| {
-            h.trim()
-                .chars()
-                .filter(|c| !crate::text::is_hostile(*c))
-                .take(MAX_NICK_BYTES)
-                .collect()
-        })
+        // Cut by bytes, as the handshake bounds it, without hostile characters.
+        .map(|h| nick::usable(&h))
         .unwrap_or_default()
 }
 

@@ -66,9 +66,9 @@ fn default_from(user: Option<&str>, host: &str) -> String {
 }
 
 /// Without control characters, cut to the wire's bound on a character boundary.
-fn usable(name: &str) -> String {
+pub(crate) fn usable(name: &str) -> String {
     let mut out = String::new();
-    for c in name.trim().chars().filter(|c| !c.is_control()) {
+    for c in name.trim().chars().filter(|c| !crate::text::is_hostile(*c)) {
         if out.len() + c.len_utf8() > MAX_NICK_BYTES {
             break;
         }

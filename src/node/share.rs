@@ -14,8 +14,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-use crate::text::printable;
-
 /// Most entries `walk` (and `list`) will produce; a bound on the work and memory one request
 /// can cost us.
 pub const MAX_WALK_ENTRIES: usize = 1_000_000;
@@ -92,18 +90,13 @@ pub enum ShareError {
     Io { path: String, error: io::Error },
 }
 
-/// Characters that must not reach a terminal verbatim: C0, DEL, C1 and the bidi overrides
-/// and isolates that reorder displayed text.
-fn is_dangerous_char(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
+/// Characters a name must not have to be listed or served: the one hostile set, so that what
+/// a peer lists, its receiver's name checks accept.
+use crate::text::is_hostile as is_dangerous_char;
 
 /// A peer-supplied path made safe and short for a one-line message.
 fn shown(s: &str) -> String {
-    match s.char_indices().nth(SHOWN_CHARS) {
-        Some((cut, _)) => format!("{}…", printable(&s[..cut])),
-        None => printable(s).into_owned(),
-    }
+    crate::text::shown(s, SHOWN_CHARS)
 }
 
 /// Names we are willing to show and serve. A name a peer could not ask for (see

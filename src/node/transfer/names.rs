@@ -65,10 +65,7 @@ pub enum NameError {
 
 /// A hostile name made safe and short enough for a one-line error message.
 fn shown(name: &str) -> String {
-    match name.char_indices().nth(SHOWN_CHARS) {
-        Some((cut, _)) => format!("{}…", printable(&name[..cut])),
-        None => printable(name).into_owned(),
-    }
+    crate::text::shown(name, SHOWN_CHARS)
 }
 
 /// What is wrong with one component, before we know which name to blame in the message
