@@ -298,9 +298,6 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
                         sent_ms,
                         text,
                     } => {
-                        if !room && let Some(p) = shared.peers().get_mut(&id) {
-                            p.chatted = true;
-                        }
                         let line = chat::Line {
                             id: line,
                             room,

@@ -226,8 +226,14 @@ impl NodeHandle {
     /// Everything in a conversation so far counts as read (its unread count drops to 0).
     pub async fn mark_read(&self, conversation: &str) -> Result<()> {
         let (shared, conv) = (self.shared.clone(), conversation.to_string());
-        off_thread(move || db::mark_read(&shared.store.lock(), &conv)).await??;
-        let had = lock(&self.shared.chat.unread).remove(conversation).unwrap_or(0);
+        // The mark and the count change together (a line stored meanwhile is either before
+        // both or after both): the same lock orders them against `Link::store_lines`.
+        let had = off_thread(move || {
+            let mut unread = lock(&shared.chat.unread);
+            db::mark_read(&shared.store.lock(), &conv)?;
+            Ok::<_, rusqlite::Error>(unread.remove(&conv).unwrap_or(0))
+        })
+        .await??;
         if had > 0 {
             self.shared.emit(Event::ChatRead {
                 conversation: conversation.to_string(),
@@ -548,27 +554,43 @@ impl Link {
                         text: &l.text,
                     })
                     .collect();
-                let fresh = db::insert_incoming_batch(&mut s.store.lock(), &new);
+                // Stored and counted as unread together (see `mark_read`).
+                let mut unread = lock(&s.chat.unread);
+                let fresh = db::insert_incoming_batch(&mut s.store.lock(), &new)?;
+                let counts: Vec<u32> = lines
+                    .iter()
+                    .zip(&fresh)
+                    .map(|(l, f)| {
+                        if !*f {
+                            return 0;
+                        }
+                        let conversation = if l.room { ROOM } else { from.as_str() };
+                        let n = unread.entry(conversation.to_string()).or_default();
+                        *n = n.saturating_add(1);
+                        *n
+                    })
+                    .collect();
+                drop(unread);
                 drop(new);
-                fresh.map(|fresh| (lines, fresh))
+                Ok::<_, rusqlite::Error>((lines, fresh, counts))
             })
             .await
         };
-        let (lines, fresh) = match stored {
+        let (lines, fresh, counts) = match stored {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => return Err(format!("cannot store a chat line: {e}")),
             Err(e) => return Err(format!("cannot store a chat line: {e}")),
         };
+        // A direct conversation keeps the peer listed however long it stays away: marked once
+        // per burst, not per line.
+        if lines.iter().zip(&fresh).any(|(l, f)| *f && !l.room)
+            && let Some(p) = shared.peers().get_mut(&self.peer)
+        {
+            p.chatted = true;
+        }
         // Committed before the acks go out: nothing acknowledged can be lost.
-        for (Line { id, room, sent_ms, text }, fresh) in lines.into_iter().zip(fresh) {
+        for ((Line { id, room, sent_ms, text }, fresh), unread) in lines.into_iter().zip(fresh).zip(counts) {
             if fresh {
-                let conversation = if room { ROOM } else { self.peer.as_str() };
-                let unread = {
-                    let mut unread = lock(&shared.chat.unread);
-                    let n = unread.entry(conversation.to_string()).or_default();
-                    *n = n.saturating_add(1);
-                    *n
-                };
                 shared.emit(Event::ChatReceived {
                     id: id.clone(),
                     from: self.peer.clone(),
