@@ -78,10 +78,12 @@ pub struct GlobalArgs {
     /// Where received files land (default: ~/Downloads/lanyard)
     #[arg(long, global = true, env = "LANYARD_DOWNLOAD_DIR", value_name = "DIR")]
     pub download_dir: Option<PathBuf>,
-    /// Share DIR read-only with peers (repeatable; nothing is shared unless asked)
+    /// Share DIR read-only with peers (repeatable; nothing is shared unless asked; in
+    /// LANYARD_SHARE, colon-separated)
     #[arg(long = "share", global = true, env = "LANYARD_SHARE", value_name = "DIR", value_delimiter = ':')]
     pub shares: Vec<PathBuf>,
-    /// Connect to HOST:PORT directly, for networks that block multicast (repeatable)
+    /// Connect to HOST:PORT directly, for networks that block multicast (repeatable; in
+    /// LANYARD_PEER, comma-separated)
     #[arg(
         long = "peer",
         global = true,
@@ -93,7 +95,8 @@ pub struct GlobalArgs {
     /// Don't use multicast DNS (no discovery, no advertising)
     #[arg(long, global = true, env = "LANYARD_NO_MDNS", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     pub no_mdns: bool,
-    /// Config file (default: config.toml in the platform config dir)
+    /// Config file (default: config.toml in the platform config dir, if there; a file named here
+    /// must exist)
     #[arg(long, global = true, env = "LANYARD_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
@@ -116,6 +119,7 @@ pub enum Command {
         /// Seconds to discover before listing (default 2 on its own; 0 through a running node)
         #[arg(long, value_name = "SECS")]
         wait: Option<f64>,
+        /// One JSON array of peers
         #[arg(long)]
         json: bool,
     },
@@ -184,6 +188,7 @@ pub enum Command {
     },
     /// Print this node's id, fingerprint and nick
     Id {
+        /// One JSON object
         #[arg(long)]
         json: bool,
     },
@@ -200,6 +205,7 @@ pub enum Command {
     },
     /// Accept a waiting offer (its id, or the first 4+ characters of it)
     Accept {
+        /// Its id, or the first 4+ characters of it (see `lanyard offers`)
         #[arg(value_name = "OFFER")]
         offer: String,
         /// Also accept every later offer from this peer (trust it)
@@ -208,6 +214,7 @@ pub enum Command {
     },
     /// Reject a waiting offer
     Reject {
+        /// Its id, or the first 4+ characters of it (see `lanyard offers`)
         #[arg(value_name = "OFFER")]
         offer: String,
     },

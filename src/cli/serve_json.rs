@@ -2,7 +2,7 @@
 //! `docs/serve-json.md`, and mapped here from the node's events (which may change freely).
 //!
 //! Every line is one JSON object with `v` (this format's version), `event`, `seq` (the node's
-//! event number; a gap means events were dropped and a `lagged` line says how many) and
+//! event number; it only grows, and only a `lagged` line says events were lost) and
 //! `ts_ms` (Unix milliseconds when it was written). Fields are only ever added within a version.
 
 use serde_json::{Value, json};
