@@ -188,6 +188,8 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
             peer.dial_addrs.retain(|a| a != &addr);
             peer.dial_addrs.insert(0, addr);
         }
+        // A remembered dial that made this connection is over (see `places::dial_one`).
+        peer.dialing_remembered = false;
         (table.register(&id, live), old_nick)
     };
     shared.touch();

@@ -95,14 +95,24 @@ async fn dial_one(shared: Arc<Shared>, id: PeerId, addr: SocketAddr, permit: Own
         r = conn::dial(&shared, addr, Some(&id), Purpose::Control) => Some(r),
     };
     drop(permit);
-    if let Some(p) = shared.peers().get_mut(&id) {
-        p.dialing_remembered = false;
+    // Until the connection is registered (run_control clears the flag then), the mDNS dialler
+    // of this peer keeps waiting: a second dial from this side would race this one.
+    let settled = |shared: &Shared| {
+        if let Some(p) = shared.peers().get_mut(&id) {
+            p.dialing_remembered = false;
+        }
+        shared.touch();
+    };
+    let Some(dialled) = dialled else { return settled(&shared) };
+    if dialled.is_err() {
+        settled(&shared);
     }
-    // The mDNS dialler of this peer waits for this.
-    shared.touch();
-    let Some(dialled) = dialled else { return };
     match dialled {
-        Ok(c) => conn::run_control(shared, c, true).await,
+        Ok(c) => {
+            conn::run_control(shared.clone(), c, true).await;
+            // Refused before registering, or over: either way nothing is in flight any more.
+            settled(&shared);
+        }
         // Addresses get reused (DHCP, another node on that port): not a spoofing alarm, just not
         // the peer we remember; the handshake stopped before we said who we are.
         Err(e @ HandshakeError::IdMismatch { .. }) => tracing::info!("remembered address {addr} of {}: {e}", id.short()),
