@@ -53,15 +53,15 @@ fn footer_line(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         spans.push(Span::styled(k, theme.key));
         spans.push(Span::styled(w, theme.dim));
     }
-    let keys_width: usize = spans.iter().map(|s| s.content.width()).sum();
     if let Some(status) = app.status_text() {
-        let room = (area.width as usize).saturating_sub(keys_width + 2);
+        let room = (area.width as usize).saturating_sub(used + 2);
         if room > 8 {
             spans.push(Span::raw(" "));
             spans.push(Span::styled(fit(&printable(status), room), theme.status));
         }
     } else if app.attached {
-        spans.push(Span::styled(" attached to the running node", theme.dim));
+        let room = (area.width as usize).saturating_sub(used + 1);
+        spans.push(Span::styled(format!(" {}", fit("attached to the running node", room)), theme.dim));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
