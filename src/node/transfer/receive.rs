@@ -52,6 +52,19 @@ pub(crate) async fn run(ctx: &Ctx, conn: SecureConn, header: Header, dest: &Path
             }
             say_stop(&mut writer, &stop).await;
             writer.shutdown().await;
+            if let Stop::CancelledHere = stop {
+                // The sender may be mid-write: closing on it now would reset the connection
+                // before it reads why, and it would report a lost connection instead of the
+                // cancel. Read what it still sends until it closes (briefly, bounded).
+                let drain = async {
+                    while let Ok(chunk) = reader.read_some(usize::MAX).await {
+                        if chunk.is_empty() {
+                            break;
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(CANCEL_DRAIN, drain).await;
+            }
             if let Stop::Lost = stop {
                 let kept = plan.as_ref().map_or(0, Plan::partial_bytes);
                 return Err(TransferError::PeerLost(lost_sender(ctx, kept, pull)));
@@ -60,6 +73,9 @@ pub(crate) async fn run(ctx: &Ctx, conn: SecureConn, header: Header, dest: &Path
         }
     }
 }
+
+/// How long a receiver that cancelled waits for the sender to hear it and close.
+const CANCEL_DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The sender went away: say so, and what a resume will start from.
 fn lost_sender(ctx: &Ctx, kept: u64, pull: bool) -> String {

@@ -47,6 +47,8 @@ impl Stop {
     pub(crate) fn into_error(self, ctx: &Ctx) -> TransferError {
         match self {
             Stop::CancelledHere => TransferError::Cancelled("cancelled here".into()),
+            // "cancelled: by ada", or with the reason ada gave when it says more than that.
+            Stop::CancelledByPeer(r) if r == "cancelled" => TransferError::Cancelled(format!("by {}", printable(&ctx.nick))),
             Stop::CancelledByPeer(r) => TransferError::Cancelled(format!("by {}: {}", printable(&ctx.nick), printable(&r))),
             Stop::Quiet => TransferError::Failed("stopped".into()),
             Stop::Failed(m) => TransferError::Failed(m),
