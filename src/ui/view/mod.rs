@@ -61,7 +61,8 @@ fn footer_line(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         }
     } else if app.attached {
         let room = (area.width as usize).saturating_sub(used + 1);
-        spans.push(Span::styled(format!(" {}", fit("attached to the running node", room)), theme.dim));
+        let note = if room >= 28 { "attached to the running node" } else { "attached" };
+        spans.push(Span::styled(format!(" {}", fit(note, room)), theme.dim));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
