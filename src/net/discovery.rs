@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use mdns_sd::{ScopedIp, ServiceDaemon, ServiceEvent, ServiceInfo};
@@ -15,6 +17,14 @@ use crate::identity::PeerId;
 use crate::net::wire::{MAX_NICK_BYTES, PROTOCOL_VERSION};
 
 pub const SERVICE_TYPE: &str = "_lanyard._tcp.local.";
+
+/// After registering, our record is announced again this long after the previous time, then
+/// every [`REANNOUNCE_EVERY`]: a node that missed the first announcements (a packet lost, a busy
+/// machine, a cable plugged in late) hears of us within seconds, and for good within a minute.
+/// mdns-sd's own schedule stops after the two announcements of RFC 6762 §8.3, and its queries
+/// back off to an hour; peer exchange heals the rest.
+const REANNOUNCE_AFTER: [Duration; 3] = [Duration::from_secs(3), Duration::from_secs(9), Duration::from_secs(27)];
+const REANNOUNCE_EVERY: Duration = Duration::from_secs(60);
 
 /// What we announce about ourselves.
 #[derive(Debug, Clone)]
@@ -41,6 +51,8 @@ pub enum DiscoveryEvent {
 pub struct Discovery {
     daemon: ServiceDaemon,
     registered: Option<String>,
+    /// What the re-announcer announces: the record as last registered.
+    current: Arc<Mutex<Option<ServiceInfo>>>,
 }
 
 impl Discovery {
@@ -52,9 +64,14 @@ impl Discovery {
         cancel: CancellationToken,
     ) -> Result<Discovery> {
         let daemon = ServiceDaemon::new().context("cannot start mDNS")?;
-        let mut discovery = Discovery { daemon, registered: None };
+        let mut discovery = Discovery {
+            daemon,
+            registered: None,
+            current: Arc::new(Mutex::new(None)),
+        };
         if let Some(advert) = advert {
             discovery.advertise(advert)?;
+            tokio::spawn(reannounce(discovery.daemon.clone(), discovery.current.clone(), cancel.clone()));
         }
         let events = discovery.daemon.browse(SERVICE_TYPE).context("cannot browse mDNS")?;
         let me = me.clone();
@@ -94,11 +111,9 @@ impl Discovery {
         Ok(discovery)
     }
 
-    /// (Re-)register our record; used at start and when the nick changes.
+    /// (Re-)register our record; used at start and when the nick changes. The record's name is
+    /// our id, so a change is announced over the old one: no goodbye, peers just update.
     pub fn advertise(&mut self, advert: &Advert) -> Result<()> {
-        if let Some(old) = self.registered.take() {
-            let _ = self.daemon.unregister(&old);
-        }
         let props = [
             ("v", PROTOCOL_VERSION.to_string()),
             ("id", advert.id.to_string()),
@@ -111,12 +126,15 @@ impl Discovery {
             .context("bad mDNS record")?
             .enable_addr_auto();
         self.registered = Some(info.get_fullname().to_string());
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(info.clone());
         self.daemon.register(info).context("cannot register mDNS service")?;
         Ok(())
     }
 
     /// Withdraw our record (peers get a goodbye) and stop the daemon.
     pub async fn shutdown(self) {
+        // The re-announcer must not bring the record back after its goodbye.
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
         if let Some(name) = &self.registered
             && let Ok(rx) = self.daemon.unregister(name)
         {
@@ -124,6 +142,26 @@ impl Discovery {
         }
         if let Ok(rx) = self.daemon.shutdown() {
             let _ = tokio::time::timeout(std::time::Duration::from_millis(500), rx.recv_async()).await;
+        }
+    }
+}
+
+/// Announce our record again on a slow schedule (see [`REANNOUNCE_AFTER`]), with a little jitter
+/// so that a lab started at one instant doesn't announce in step. Registering the same record
+/// again is mdns-sd's way to announce it: no goodbye, no probing.
+async fn reannounce(daemon: ServiceDaemon, current: Arc<Mutex<Option<ServiceInfo>>>, cancel: CancellationToken) {
+    let schedule = REANNOUNCE_AFTER.into_iter().chain(std::iter::repeat(REANNOUNCE_EVERY));
+    for delay in schedule {
+        let jitter = delay.mul_f64(rand::random_range(0.0..0.2));
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(delay + jitter) => {}
+        }
+        let info = current.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(info) = info
+            && let Err(e) = daemon.register(info)
+        {
+            tracing::debug!("cannot announce our mDNS record again: {e}");
         }
     }
 }

@@ -133,6 +133,25 @@ mod tests {
     }
 
     #[test]
+    fn a_message_of_a_later_version_is_ignored_not_fatal() {
+        #[derive(serde::Serialize)]
+        struct Later {
+            t: &'static str,
+            payload: Vec<u32>,
+        }
+        let mut buf = Vec::new();
+        encode(
+            &Later {
+                t: "file_hint",
+                payload: vec![1, 2, 3],
+            },
+            &mut buf,
+        )
+        .unwrap();
+        assert_eq!(decode::<ControlMsg>(&buf[4..]).unwrap(), ControlMsg::Unknown);
+    }
+
+    #[test]
     fn random_bytes_never_panic() {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);

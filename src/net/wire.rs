@@ -24,6 +24,12 @@ pub const MAX_SOFTWARE_BYTES: usize = 64;
 pub const MAX_CHAT_TEXT: usize = 16 * 1024;
 /// A chat message id: 128 random bits as lowercase hex.
 pub const CHAT_ID_LEN: usize = 32;
+/// Peers named in one `Peers` message; a node with more sends several.
+pub const MAX_PEER_HINTS: usize = 128;
+/// Addresses given for one peer in a `Peers` message.
+pub const MAX_HINT_ADDRS: usize = 4;
+/// Longest text form of one such address (`[IPv6%scope]:port` fits with room to spare).
+pub const MAX_HINT_ADDR_BYTES: usize = 64;
 
 /// What a connection is for; chosen by the initiator in its hello.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +96,22 @@ pub enum ControlMsg {
     },
     /// The chat message with this id is stored on the receiver.
     ChatAck { id: String },
+    /// Peer exchange: peers the sender is connected to now, and where it reaches them. Sent when
+    /// a connection comes up, so one mDNS hit or one `--peer` leads to the whole lab. Claims, not
+    /// facts: the receiver dials them expecting these ids, and only a handshake with the matching
+    /// key makes one a peer.
+    Peers { peers: Vec<PeerHint> },
+    /// A message a later version added: ignored, so adding one needs no new protocol version.
+    #[serde(other)]
+    Unknown,
+}
+
+/// One peer in a `Peers` message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerHint {
+    pub id: String,
+    /// `IP:PORT` where the sender reaches it, in the order it would try them.
+    pub addrs: Vec<String>,
 }
 
 /// A well-formed chat id: exactly [`CHAT_ID_LEN`] lowercase hex digits.
@@ -111,6 +133,20 @@ impl ControlMsg {
                 Ok(())
             }
             ControlMsg::ChatAck { id } if !valid_chat_id(id) => Err("malformed chat ack id".into()),
+            ControlMsg::Peers { peers } => {
+                if peers.len() > MAX_PEER_HINTS {
+                    return Err(format!("over {MAX_PEER_HINTS} peers in one list"));
+                }
+                for hint in peers {
+                    if hint.addrs.len() > MAX_HINT_ADDRS {
+                        return Err(format!("a listed peer with over {MAX_HINT_ADDRS} addresses"));
+                    }
+                    if hint.addrs.iter().any(|a| a.len() > MAX_HINT_ADDR_BYTES) {
+                        return Err(format!("a listed address over {MAX_HINT_ADDR_BYTES} bytes"));
+                    }
+                }
+                Ok(())
+            }
             _ => Ok(()),
         }
     }

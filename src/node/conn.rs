@@ -11,7 +11,7 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
 use super::peers::{LiveConn, Registered};
-use super::{Event, Shared, chat, lock};
+use super::{Event, Shared, chat, exchange, lock};
 use crate::identity::PeerId;
 use crate::net::discovery::DiscoveryEvent;
 use crate::net::secure::{self, HANDSHAKE_TIMEOUT, HandshakeError, Remote, SecureConn};
@@ -175,6 +175,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
         addr: remote.addr,
         cancel: cancel.clone(),
         replaced: replaced.clone(),
+        listens: remote.hello.listen_port.is_some(),
     };
     let (registered, old_nick) = {
         let mut table = shared.peers();
@@ -211,6 +212,12 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
             addr: remote.addr.to_string(),
         }),
         Registered::Replaced(_) => {}
+    }
+    if remote.hello.listen_port.is_some() {
+        for list in exchange::lists_for(&shared, &id, remote.addr) {
+            // A full queue means the peer doesn't read; the silence limit deals with that.
+            let _ = tx.try_send(list);
+        }
     }
     let inbox = chat::connection_up(&shared, &id, conn_id, tx.clone(), cancel.clone());
     if !old_nick.is_empty() && old_nick != remote.hello.nick {
@@ -268,6 +275,8 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
     });
 
     let mut quiet = false;
+    // Gone without a goodbye (crash, cable, sleep): worth dialling again for a while.
+    let mut lost = false;
     let reason = loop {
         let read = tokio::select! {
             _ = cancel.cancelled() => break match inbox.failure() {
@@ -281,8 +290,14 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
             r = timeout(IDLE_LIMIT, reader.read_frame::<ControlMsg>(MAX_CONTROL_FRAME)) => r,
         };
         match read {
-            Err(_) => break format!("no sign of life for {} s", IDLE_LIMIT.as_secs()),
-            Ok(Ok(None)) => break "connection closed".to_string(),
+            Err(_) => {
+                lost = true;
+                break format!("no sign of life for {} s", IDLE_LIMIT.as_secs());
+            }
+            Ok(Ok(None)) => {
+                lost = true;
+                break "connection closed".to_string();
+            }
             Ok(Err(e)) => {
                 tracing::warn!("dropping connection to {} ({}): {e}", remote.addr, id.short());
                 break format!("protocol error: {e}");
@@ -293,7 +308,8 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
                     break format!("protocol error: {e}");
                 }
                 Ok(msg) => match msg {
-                    ControlMsg::Ping => {}
+                    ControlMsg::Ping | ControlMsg::Unknown => {}
+                    ControlMsg::Peers { peers } => exchange::receive(&shared, &id, remote.addr, peers),
                     ControlMsg::Chat {
                         id: line,
                         room,
@@ -354,7 +370,23 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
     // Last seen is when it left, not when it came: how long it has been away decides when it is
     // no longer listed.
     let now = unix_now();
-    let known = shared.peers().get_mut(&id).map(|p| p.last_seen = Some(now)).is_some();
+    let (known, redial) = {
+        let mut table = shared.peers();
+        match table.get_mut(&id) {
+            None => (false, false),
+            Some(p) => {
+                p.last_seen = Some(now);
+                let redial = lost && remote.hello.listen_port.is_some() && !p.dial_addrs.is_empty() && !shared.cancel.is_cancelled();
+                if redial {
+                    p.hinted_until = Some(std::time::Instant::now() + exchange::HINT_TTL);
+                }
+                (true, redial && !std::mem::replace(&mut p.dialer_running, true))
+            }
+        }
+    };
+    if redial {
+        spawn_dialler(&shared, id.clone());
+    }
     if known {
         let (s, peer) = (shared.clone(), id.clone());
         if let Ok(Err(e)) = super::off_thread(move || s.store.seen(&peer, now)).await {
@@ -491,7 +523,7 @@ pub(crate) async fn on_discovery(shared: Arc<Shared>, mut rx: mpsc::UnboundedRec
         };
         match event {
             DiscoveryEvent::Found { id, nick, host, addrs } => {
-                let (start, news) = {
+                let (start, news, changed) = {
                     let mut table = shared.peers();
                     let peer = table.entry(&id);
                     // Faces hear of a peer once per appearance, not per mDNS resolution.
@@ -505,20 +537,24 @@ pub(crate) async fn on_discovery(shared: Arc<Shared>, mut rx: mpsc::UnboundedRec
                         peer.nick = nick;
                         peer.host = host;
                     }
+                    let before = peer.dial_addrs.clone();
                     for a in addrs.into_iter().rev() {
                         peer.dial_addrs.retain(|x| x != &a);
                         peer.dial_addrs.insert(0, a);
                     }
                     peer.dial_addrs.truncate(8);
-                    peer.mdns_present = true;
-                    (!std::mem::replace(&mut peer.dialer_running, true), news)
+                    let changed = !std::mem::replace(&mut peer.mdns_present, true) || before != peer.dial_addrs;
+                    (!std::mem::replace(&mut peer.dialer_running, true), news, changed)
                 };
-                shared.touch();
+                // A record announced again unchanged (every minute, by every peer) wakes nobody.
+                if changed || start {
+                    shared.touch();
+                }
                 if let Some(event) = news {
                     shared.emit(event);
                 }
                 if start {
-                    shared.tracker.spawn(maintain_discovered(shared.clone(), id));
+                    spawn_dialler(&shared, id);
                 }
             }
             DiscoveryEvent::Lost { id } => {
@@ -534,46 +570,82 @@ pub(crate) async fn on_discovery(shared: Arc<Shared>, mut rx: mpsc::UnboundedRec
     }
 }
 
-/// Dial a discovered peer until connected, and again whenever the connection drops, while its
-/// mDNS record is present. The advertised id must be the key that answers.
-async fn maintain_discovered(shared: Arc<Shared>, id: PeerId) {
+/// Start [`maintain_peer`] for a peer whose `dialer_running` the caller just set. A plain function:
+/// the dialler runs control sessions, which start diallers, and a future can't contain itself.
+pub(crate) fn spawn_dialler(shared: &Arc<Shared>, id: PeerId) {
+    let dialler: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = Box::pin(maintain_peer(shared.clone(), id));
+    shared.tracker.spawn(dialler);
+}
+
+/// Dial a peer until connected, and again whenever the connection drops, for as long as it is
+/// wanted: its mDNS record is present, or another peer named it (or its connection broke)
+/// recently. The id it was found under must be the key that answers.
+async fn maintain_peer(shared: Arc<Shared>, id: PeerId) {
     let mut backoff = BACKOFF_MIN;
     let mut changed = shared.changed.subscribe();
     loop {
         changed.borrow_and_update();
-        let (online, remembered_in_flight, addrs) = {
+        // A `--peer` dialler owns this peer: a second dial from this side would race it.
+        let manual = lock(&shared.manual).values().any(|t| t.id.as_ref() == Some(&id));
+        let (busy, from_mdns, addrs) = {
             let mut table = shared.peers();
-            // Forgotten: a later mDNS record of it starts a new dialler.
+            // Forgotten: a later record or list naming it starts a new dialler.
             let Some(peer) = table.get_mut(&id) else { return };
             let online = peer.conn.is_some();
-            if !peer.mdns_present && !online || shared.cancel.is_cancelled() {
+            if !online && !peer.wanted(std::time::Instant::now()) || shared.cancel.is_cancelled() {
                 peer.dialer_running = false;
+                peer.hinted_until = None;
+                // Only ever named by others and never answered: not worth a row.
+                if peer.is_candidate() {
+                    table.remove(&id);
+                }
                 return;
             }
-            (online, peer.dialing_remembered, peer.dial_addrs.clone())
+            (
+                online || peer.dialing_remembered || manual,
+                peer.mdns_present,
+                peer.dial_addrs.clone(),
+            )
         };
-        if online || remembered_in_flight {
-            // Connected (by us or to us), or a remembered dial is on it: wait for that to change.
+        if busy {
+            // Connected (by us or to us), or another dial is on it: wait for that to change.
             if !until_change(&shared, &mut changed, IDLE_RECHECK).await {
                 return;
             }
             continue;
         }
+        // Names from lists are dialled a few at a time, so a long (or hostile) list can't open
+        // hundreds of sockets at once; mDNS records name peers on our own link.
+        let permit = if from_mdns {
+            None
+        } else {
+            tokio::select! {
+                _ = shared.cancel.cancelled() => return,
+                p = shared.hinted_dials.clone().acquire_owned() => p.ok(),
+            }
+        };
+        let mut connected = None;
         for addr in addrs {
             match dial(&shared, addr, Some(&id), Purpose::Control).await {
                 Ok(conn) => {
-                    backoff = BACKOFF_MIN;
-                    run_control(shared.clone(), conn, true).await;
+                    connected = Some(conn);
                     break;
                 }
-                Err(e @ HandshakeError::IdMismatch { .. }) => {
+                Err(e @ HandshakeError::IdMismatch { .. }) if from_mdns => {
                     tracing::warn!("{addr}: {e}");
                     shared.emit(Event::Warning {
                         message: format!("{addr}: {e}"),
                     });
                 }
+                // A list can be stale (or made up): its wrong addresses are no alarm.
                 Err(e) => tracing::debug!("dial {addr} for {}: {e}", id.short()),
             }
+        }
+        drop(permit);
+        if let Some(conn) = connected {
+            backoff = BACKOFF_MIN;
+            run_control(shared.clone(), conn, true).await;
+            continue;
         }
         if !pause(&shared, backoff).await {
             return;

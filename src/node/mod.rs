@@ -6,6 +6,7 @@ pub mod chat;
 pub(crate) mod conn;
 pub mod control;
 pub mod events;
+mod exchange;
 pub mod nick;
 pub mod peers;
 mod places;
@@ -121,6 +122,8 @@ pub(crate) struct Shared {
     pub listen_addr: Option<SocketAddr>,
     pending: Mutex<VecDeque<(u64, CancellationToken)>>,
     pub conn_slots: Arc<Semaphore>,
+    /// Dials of peers known only from other peers' lists (see `exchange`).
+    pub hinted_dials: Arc<Semaphore>,
     next_id: AtomicU64,
     manual: Mutex<HashMap<String, ManualTarget>>,
     /// Where discovery results go: mDNS feeds it, and so can [`NodeHandle::discovered`].
@@ -232,6 +235,7 @@ impl NodeHandle {
             listen_addr,
             pending: Mutex::new(VecDeque::new()),
             conn_slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            hinted_dials: Arc::new(Semaphore::new(exchange::MAX_HINTED_DIALS)),
             next_id: AtomicU64::new(1),
             manual: Mutex::new(HashMap::new()),
             discovered,
@@ -329,6 +333,12 @@ impl NodeHandle {
 
     pub fn is_online(&self, id: &PeerId) -> bool {
         self.shared.peers().is_online(id)
+    }
+
+    /// Peers that other peers named (peer exchange) and that have not answered yet: not listed,
+    /// not stored, at most `exchange::MAX_CANDIDATES`. For diagnostics and tests.
+    pub fn unconfirmed_peers(&self) -> usize {
+        self.shared.peers().candidates()
     }
 
     /// Keep a connection to HOST:PORT (redialled when it drops), for networks without multicast.

@@ -37,6 +37,8 @@ pub struct LiveConn {
     /// Set just before `cancel` when another connection takes over: its goodbye then says
     /// "duplicate" rather than "leaving".
     pub replaced: Arc<AtomicBool>,
+    /// The peer accepts connections (a one-shot command doesn't): worth naming to others.
+    pub listens: bool,
 }
 
 #[derive(Debug, Default)]
@@ -48,6 +50,9 @@ pub struct PeerState {
     /// incoming connection.
     pub dial_addrs: Vec<SocketAddr>,
     pub mdns_present: bool,
+    /// Dial it until then although mDNS doesn't list it: another peer named it (peer exchange),
+    /// or its connection broke without a goodbye.
+    pub hinted_until: Option<Instant>,
     pub dialer_running: bool,
     /// Its remembered address is being dialled (once, at start): other dialers wait for the
     /// outcome rather than open a second connection from this side, which the two ends may not
@@ -63,6 +68,16 @@ pub struct PeerState {
 }
 
 impl PeerState {
+    /// Known only from another peer's list: no name of its own, no key proven yet.
+    pub fn is_candidate(&self) -> bool {
+        self.nick.is_empty() && self.public_key.is_empty() && self.conn.is_none()
+    }
+
+    /// Worth a dialler: mDNS lists it, or a hint (or a broken connection) is recent.
+    pub fn wanted(&self, now: Instant) -> bool {
+        self.mdns_present || self.hinted_until.is_some_and(|t| t > now)
+    }
+
     /// Offline for over [`FORGET_AFTER`], untrusted, and nothing said between us.
     fn stale(&self, now: u64) -> bool {
         self.conn.is_none() && !self.trusted && !self.chatted && self.last_seen.is_some_and(|seen| seen.saturating_add(FORGET_AFTER) < now)
@@ -152,6 +167,11 @@ impl PeerTable {
 
     pub fn ids(&self) -> impl Iterator<Item = &PeerId> {
         self.peers.keys()
+    }
+
+    /// Peers known only from other peers' lists: never connected, never seen over mDNS.
+    pub fn candidates(&self) -> usize {
+        self.peers.values().filter(|p| p.is_candidate()).count()
     }
 
     pub fn is_online(&self, id: &PeerId) -> bool {
@@ -321,6 +341,7 @@ mod tests {
             addr: "127.0.0.1:1".parse().unwrap(),
             cancel: CancellationToken::new(),
             replaced: Arc::default(),
+            listens: true,
         }
     }
 
