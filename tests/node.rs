@@ -80,7 +80,9 @@ async fn a_silent_peer_is_declared_down() {
     use lanyard::net::wire::{Hello, Purpose};
 
     let mut a = TestNode::start("ada").await;
-    // A peer that completes the handshake and then says nothing, as if its link was cut.
+    // A peer that completes the handshake and then says nothing while its socket stays up, as a
+    // stuck process would (a cut link is the kernel's keepalive to find: tests/netns/liveness.sh).
+    // Takes the whole silence limit (a minute): rare pings are what keep an idle lab idle.
     let ghost = Identity::generate().unwrap();
     let sock = tokio::net::TcpStream::connect(a.addr()).await.unwrap();
     let hello = Hello {
@@ -94,7 +96,7 @@ async fn a_silent_peer_is_declared_down() {
     let started = Instant::now();
     let down = a.expect_down(ghost.id()).await;
     println!("silent peer down after {:?}: {down:?}", started.elapsed());
-    // Found by the keepalive (the reason names the silence), not by TCP giving up much later.
+    // Found by the silence limit (the reason names it), not by TCP giving up much later.
     assert!(
         matches!(&down, Event::PeerDown { reason, .. } if reason.starts_with("no sign of life")),
         "{down:?}"

@@ -131,6 +131,15 @@ impl Discovery {
         Ok(())
     }
 
+    /// Ask whether a peer's record still holds, after its connection broke without a goodbye:
+    /// unanswered for ten seconds (RFC 6762 §10.4), the record goes and the peer is
+    /// reported lost, instead of lingering for the rest of its lifetime (two minutes).
+    pub fn verify(&self, id: &PeerId) {
+        if let Err(e) = self.daemon.verify(format!("{id}.{SERVICE_TYPE}"), mdns_sd::VERIFY_TIMEOUT_DEFAULT) {
+            tracing::debug!("cannot verify the mDNS record of {}: {e}", id.short());
+        }
+    }
+
     /// Withdraw our record (peers get a goodbye) and stop the daemon.
     pub async fn shutdown(self) {
         // The re-announcer must not bring the record back after its goodbye.

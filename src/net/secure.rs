@@ -99,6 +99,17 @@ fn set_liveness(sock: &TcpStream) -> std::io::Result<()> {
     Ok(())
 }
 
+/// How soon a control connection notices that its peer's machine is gone (power, cable, sleep):
+/// the kernel probes a connection quiet for [`CONTROL_PROBE_AFTER`], every [`CONTROL_PROBE_EVERY`],
+/// and gives up after [`CONTROL_PROBES`] unanswered probes. The kernel does it, so a quiet
+/// connection costs the process nothing: no timer, no wake-up, no encryption per probe.
+pub const CONTROL_PROBE_AFTER: Duration = Duration::from_secs(5);
+pub const CONTROL_PROBE_EVERY: Duration = Duration::from_secs(2);
+pub const CONTROL_PROBES: u32 = 3;
+/// The longest a vanished peer goes unnoticed on a control connection.
+pub const CONTROL_GONE_AFTER: Duration =
+    Duration::from_secs(CONTROL_PROBE_AFTER.as_secs() + CONTROL_PROBE_EVERY.as_secs() * CONTROL_PROBES as u64);
+
 fn preamble(purpose: Purpose) -> [u8; PREAMBLE_LEN] {
     let mut p = [0u8; PREAMBLE_LEN];
     p[..4].copy_from_slice(MAGIC);
@@ -430,6 +441,20 @@ impl SecureWriter {
     }
 
     /// Queue a frame without writing: several frames can share one record.
+    /// Watch this connection as a control connection: faster than [`set_liveness`]'s default, and
+    /// data the peer never acknowledges fails it as soon. Errors only if the socket is gone.
+    pub fn watch_as_control(&self) -> std::io::Result<()> {
+        let sock = socket2::SockRef::from(self.sock.as_ref());
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(CONTROL_PROBE_AFTER)
+            .with_interval(CONTROL_PROBE_EVERY)
+            .with_retries(CONTROL_PROBES);
+        sock.set_tcp_keepalive(&keepalive)?;
+        #[cfg(target_os = "linux")]
+        sock.set_tcp_user_timeout(Some(CONTROL_GONE_AFTER))?;
+        Ok(())
+    }
+
     pub fn queue_frame<T: Serialize>(&mut self, msg: &T) -> Result<(), FrameError> {
         let mut buf = Vec::new();
         frame::encode(msg, &mut buf)?;

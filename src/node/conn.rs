@@ -14,14 +14,17 @@ use super::peers::{LiveConn, Registered};
 use super::{Event, Shared, chat, exchange, lock};
 use crate::identity::PeerId;
 use crate::net::discovery::DiscoveryEvent;
-use crate::net::secure::{self, HANDSHAKE_TIMEOUT, HandshakeError, Remote, SecureConn};
+use crate::net::frame::FrameError;
+use crate::net::secure::{self, CONTROL_GONE_AFTER, HANDSHAKE_TIMEOUT, HandshakeError, Remote, SecureConn};
 use crate::net::wire::{ByeReason, ControlMsg, MAX_CONTROL_FRAME, MAX_NICK_BYTES, Purpose};
 use crate::store::{StoredPeer, unix_now};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-const PING_EVERY: Duration = Duration::from_secs(2);
-/// Silence longer than this (several missed pings) means the peer is gone.
-const IDLE_LIMIT: Duration = Duration::from_secs(8);
+/// A vanished machine is the kernel's to notice (`SecureWriter::watch_as_control`); our own ping
+/// only proves the peer's process still runs, so it is rare, and sent only when nothing else was.
+const PING_EVERY: Duration = Duration::from_secs(20);
+/// Silence longer than this (several missed pings) means the peer's process is stuck.
+const IDLE_LIMIT: Duration = Duration::from_secs(60);
 const CONTROL_QUEUE: usize = 1024;
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
@@ -163,6 +166,9 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
         return;
     };
 
+    if let Err(e) = writer.watch_as_control() {
+        tracing::debug!("keepalive for {}: {e}", remote.addr);
+    }
     let conn_id = shared.next_id();
     let (tx, mut rx) = mpsc::channel::<ControlMsg>(CONTROL_QUEUE);
     let cancel = shared.cancel.child_token();
@@ -231,8 +237,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
     let writer_cancel = cancel.clone();
     let node_cancel = shared.cancel.clone();
     let writer_task = shared.tracker.spawn(async move {
-        let mut ping = tokio::time::interval(PING_EVERY);
-        ping.tick().await;
+        let mut ping_at = tokio::time::Instant::now() + PING_EVERY;
         loop {
             let queued = tokio::select! {
                 biased;
@@ -248,7 +253,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
                         r
                     }
                 },
-                _ = ping.tick() => writer.queue_frame(&ControlMsg::Ping),
+                _ = tokio::time::sleep_until(ping_at) => writer.queue_frame(&ControlMsg::Ping),
             };
             // A peer that stops reading must not hold this task (and its connection slot): the
             // write gives way to cancellation and to the same silence limit as reads.
@@ -261,6 +266,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
             if !written {
                 break;
             }
+            ping_at = tokio::time::Instant::now() + PING_EVERY;
         }
         let reason = if replaced.load(std::sync::atomic::Ordering::Relaxed) && !node_cancel.is_cancelled() {
             ByeReason::Duplicate
@@ -295,6 +301,20 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
                 break format!("no sign of life for {} s", IDLE_LIMIT.as_secs());
             }
             Ok(Ok(None)) => {
+                lost = true;
+                break "connection closed".to_string();
+            }
+            // The kernel's probes went unanswered: the machine is gone, not the program stuck.
+            Ok(Err(FrameError::Io(e))) if e.kind() == std::io::ErrorKind::TimedOut => {
+                lost = true;
+                break format!("no sign of life for {} s", CONTROL_GONE_AFTER.as_secs());
+            }
+            Ok(Err(FrameError::Io(e)))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::BrokenPipe
+                ) =>
+            {
                 lost = true;
                 break "connection closed".to_string();
             }
@@ -386,6 +406,14 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
     };
     if redial {
         spawn_dialler(&shared, id.clone());
+    }
+    if lost && shared.peers().get(&id).is_some_and(|p| p.mdns_present) {
+        let (shared, id) = (shared.clone(), id.clone());
+        shared.tracker.clone().spawn(async move {
+            if let Some(d) = shared.discovery.lock().await.as_ref() {
+                d.verify(&id);
+            }
+        });
     }
     if known {
         let (s, peer) = (shared.clone(), id.clone());

@@ -128,7 +128,7 @@ pub(crate) struct Shared {
     manual: Mutex<HashMap<String, ManualTarget>>,
     /// Where discovery results go: mDNS feeds it, and so can [`NodeHandle::discovered`].
     discovered: mpsc::UnboundedSender<DiscoveryEvent>,
-    discovery: tokio::sync::Mutex<Option<Discovery>>,
+    pub(crate) discovery: tokio::sync::Mutex<Option<Discovery>>,
     pub(crate) chat: chat::Chat,
     pub transfers: Registry,
     /// Bumped whenever the peer table or a manual target changes in a way a waiter
