@@ -289,6 +289,7 @@ async fn rogue(target: &NodeHandle, nick: &str) -> (SecureConn, PeerId) {
         host: "rogue".into(),
         listen_port: None,
         software: "test".into(),
+        session: 1,
     };
     let conn = secure::connect(sock, &identity, &hello, Purpose::Control, Some(target.id()))
         .await

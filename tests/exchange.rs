@@ -94,6 +94,7 @@ async fn made_up_peers_cost_bounded_work() {
         host: "h".into(),
         listen_port: Some(1),
         software: "test".into(),
+        session: 1,
     };
     let sock = TcpStream::connect(a.addr()).await.unwrap();
     let mut conn = secure::connect(sock, &me, &hello, Purpose::Control, Some(&a.id())).await.unwrap();

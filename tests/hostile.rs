@@ -16,6 +16,7 @@ fn hello(nick: &str) -> Hello {
         host: "h".into(),
         listen_port: None,
         software: "test".into(),
+        session: 1,
     }
 }
 

@@ -90,6 +90,7 @@ async fn a_silent_peer_is_declared_down() {
         host: "h".into(),
         listen_port: None,
         software: "test".into(),
+        session: 1,
     };
     let conn = secure::connect(sock, &ghost, &hello, Purpose::Control, None).await.unwrap();
     a.expect_up(ghost.id()).await;

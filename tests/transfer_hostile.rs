@@ -31,6 +31,7 @@ async fn dial(node: &NodeHandle) -> SecureConn {
         host: "evil".into(),
         listen_port: None,
         software: "test".into(),
+        session: 1,
     };
     let sock = TcpStream::connect(node.listen_addr().unwrap()).await.unwrap();
     secure::connect(sock, &me, &hello, Purpose::Transfer, Some(node.id()))
@@ -300,6 +301,7 @@ async fn one_peer_cannot_hold_more_than_eight_transfer_connections() {
         host: "evil".into(),
         listen_port: None,
         software: "test".into(),
+        session: 1,
     };
     // Nine connections that say nothing yet; each one's reader reports when it ends.
     let mut writers = Vec::new();

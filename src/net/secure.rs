@@ -73,6 +73,9 @@ pub struct Remote {
     pub public_key: Vec<u8>,
     pub hello: Hello,
     pub addr: SocketAddr,
+    /// Names this connection the same way at both ends (from the Noise handshake hash), so two
+    /// nodes with two connections between them can agree on which to keep without talking.
+    pub channel: u64,
 }
 
 pub struct SecureConn {
@@ -183,6 +186,7 @@ fn remote_of(state: &snow::HandshakeState, hello: Hello, addr: SocketAddr, me: &
         public_key: key,
         hello,
         addr,
+        channel: 0,
     })
 }
 
@@ -275,7 +279,10 @@ pub async fn accept(mut sock: TcpStream, identity: &Identity, hello: &Hello) -> 
     finish(sock, hs, remote, purpose)
 }
 
-fn finish(sock: TcpStream, hs: snow::HandshakeState, remote: Remote, purpose: Purpose) -> Result<SecureConn, HandshakeError> {
+fn finish(sock: TcpStream, hs: snow::HandshakeState, mut remote: Remote, purpose: Purpose) -> Result<SecureConn, HandshakeError> {
+    let mut channel = [0u8; 8];
+    channel.copy_from_slice(&hs.get_handshake_hash()[..8]);
+    remote.channel = u64::from_be_bytes(channel);
     let transport = Arc::new(hs.into_stateless_transport_mode()?);
     let (rd, wr) = sock.into_split();
     Ok(SecureConn {
@@ -505,6 +512,7 @@ mod tests {
             host: "h".into(),
             listen_port: None,
             software: "test".into(),
+            session: 1,
         }
     }
 

@@ -50,6 +50,10 @@ pub struct Hello {
     /// The port this node accepts connections on, if it listens at all (one-shot commands don't).
     pub listen_port: Option<u16>,
     pub software: String,
+    /// Random per run of the sender's process: a connection from a new session means the peer
+    /// restarted, so any older connection of it is stale. 0 from a node that doesn't say.
+    #[serde(default)]
+    pub session: u64,
 }
 
 impl Hello {

@@ -79,7 +79,7 @@ async fn handle_incoming(shared: Arc<Shared>, sock: TcpStream, addr: SocketAddr)
         None => {}
         Some(Err(reason)) => tracing::info!("dropped connection from {addr}: {reason}"),
         Some(Ok(conn)) => match conn.purpose {
-            Purpose::Control => run_control(shared, conn, false).await,
+            Purpose::Control => run_control(shared, conn).await,
             Purpose::Transfer => match pin_and_record(&shared, &conn.remote) {
                 Ok(()) => crate::node::transfer::serve_incoming(shared, conn).await,
                 Err(reason) => tracing::warn!("refused transfer connection from {addr}: {reason}"),
@@ -138,7 +138,7 @@ fn pin_and_record(shared: &Shared, remote: &Remote) -> Result<(), String> {
 
 /// The control session with one peer: registers the connection, then reads until the peer
 /// leaves, goes silent, misbehaves, or the node shuts down.
-pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated_by_me: bool) {
+pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) {
     let SecureConn {
         mut reader,
         mut writer,
@@ -176,8 +176,8 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
     let live = LiveConn {
         conn_id,
         tx: tx.clone(),
-        initiated_by_me,
-        since: std::time::Instant::now(),
+        session: remote.hello.session,
+        channel: remote.channel,
         addr: remote.addr,
         cancel: cancel.clone(),
         replaced: replaced.clone(),
@@ -203,6 +203,11 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn, initiated
     match registered {
         Registered::Duplicate => {
             tracing::debug!("closing duplicate connection to {id:?}");
+            // The one kept may be dead on the far side without our knowing (a blip cut it there):
+            // a ping on it brings the far kernel's reset now rather than at the next keepalive.
+            if let Some(kept) = shared.peers().sender(&id) {
+                let _ = kept.try_send(ControlMsg::Ping);
+            }
             let _ = writer
                 .send(&ControlMsg::Bye {
                     reason: ByeReason::Duplicate,
@@ -505,7 +510,7 @@ pub(crate) async fn maintain_manual(shared: Arc<Shared>, target: String) {
                     note_manual(&shared, &target, Some(conn.remote.id.clone()), None);
                     last_err = None;
                     backoff = BACKOFF_MIN;
-                    run_control(shared.clone(), conn, true).await;
+                    run_control(shared.clone(), conn).await;
                     break;
                 }
                 Err(HandshakeError::SelfConnection) => {
@@ -672,7 +677,7 @@ async fn maintain_peer(shared: Arc<Shared>, id: PeerId) {
         drop(permit);
         if let Some(conn) = connected {
             backoff = BACKOFF_MIN;
-            run_control(shared.clone(), conn, true).await;
+            run_control(shared.clone(), conn).await;
             continue;
         }
         if !pause(&shared, backoff).await {

@@ -113,6 +113,8 @@ pub(crate) struct Shared {
     pub identity: Identity,
     pub config: NodeConfig,
     pub host: String,
+    /// This run of the node (see `Hello::session`).
+    session: u64,
     nick: Mutex<String>,
     pub peers: Mutex<PeerTable>,
     pub events: Emitter,
@@ -186,6 +188,7 @@ impl Shared {
             host: self.host.clone(),
             listen_port: self.listen_addr.map(|a| a.port()),
             software: concat!("lanyard ", env!("CARGO_PKG_VERSION")).to_string(),
+            session: self.session,
         }
     }
 }
@@ -224,6 +227,7 @@ impl NodeHandle {
         let (discovered, discovered_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             host: hostname(),
+            session: rand::random_range(1..u64::MAX),
             nick: Mutex::new(nick),
             identity,
             config,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -15,10 +15,6 @@ use tokio_util::sync::CancellationToken;
 use crate::identity::{PeerId, fingerprint};
 use crate::net::wire::ControlMsg;
 use crate::store::unix_now;
-
-/// Connections established this close together are a simultaneous dial, decided by id; a later
-/// one means the other side lost the old one, so the newcomer wins.
-const SIMULTANEOUS: Duration = Duration::from_secs(2);
 
 /// A peer offline this long (seconds), untrusted and without a conversation with us, is no longer
 /// listed, and is dropped from the store at the next start: a lab sees many one-off machines and
@@ -30,8 +26,9 @@ pub const FORGET_AFTER: u64 = 24 * 3600;
 pub struct LiveConn {
     pub conn_id: u64,
     pub tx: mpsc::Sender<ControlMsg>,
-    pub initiated_by_me: bool,
-    pub since: Instant,
+    /// The peer's session (see `Hello::session`) and this connection's name at both ends.
+    pub session: u64,
+    pub channel: u64,
     pub addr: SocketAddr,
     pub cancel: CancellationToken,
     /// Set just before `cancel` when another connection takes over: its goodbye then says
@@ -182,11 +179,13 @@ impl PeerTable {
         self.peers.get(id)?.conn.as_ref().map(|c| c.tx.clone())
     }
 
-    /// Decide whether `conn` becomes the peer's live connection. Both ends apply the same rule to
-    /// the same pair of connections, so they keep the same one: the connection initiated by the
-    /// smaller id wins a simultaneous dial.
+    /// Decide whether `conn` becomes the peer's live connection. A connection from a new session
+    /// of the peer replaces the old one (it restarted: the old one is stale). Two connections
+    /// between the same two runs (both dialled at once, or a second dial from one side) are
+    /// settled by their channel names, which both ends share: the smaller is kept. The rule
+    /// needs no clock and no order, so both ends keep the same one however late either learns
+    /// of either connection.
     pub fn register(&mut self, id: &PeerId, conn: LiveConn) -> Registered {
-        let me = self.me.clone();
         let peer = self.entry(id);
         let Some(existing) = &peer.conn else {
             peer.conn = Some(conn);
@@ -196,14 +195,7 @@ impl PeerTable {
                 Registered::Up
             };
         };
-        let simultaneous = conn.since.saturating_duration_since(existing.since) < SIMULTANEOUS;
-        let new_wins = if simultaneous && existing.initiated_by_me != conn.initiated_by_me {
-            let me = me.as_ref();
-            let initiator_of = |c: &LiveConn| if c.initiated_by_me { me } else { Some(id) };
-            initiator_of(&conn) < initiator_of(existing)
-        } else {
-            true
-        };
+        let new_wins = conn.session != existing.session || conn.channel < existing.channel;
         if new_wins {
             let old = peer.conn.replace(conn).map(|c| {
                 c.replaced.store(true, Ordering::Relaxed);
@@ -331,13 +323,14 @@ mod tests {
     use super::*;
     use crate::identity::Identity;
 
-    fn conn(conn_id: u64, initiated_by_me: bool, since: Instant) -> LiveConn {
+    /// Connection `conn_id` of the peer's run `session`, named `channel` at both ends.
+    fn conn(conn_id: u64, session: u64, channel: u64) -> LiveConn {
         let (tx, _rx) = mpsc::channel(1);
         LiveConn {
             conn_id,
             tx,
-            initiated_by_me,
-            since,
+            session,
+            channel,
             addr: "127.0.0.1:1".parse().unwrap(),
             cancel: CancellationToken::new(),
             replaced: Arc::default(),
@@ -352,40 +345,43 @@ mod tests {
     }
 
     #[test]
-    fn simultaneous_dial_keeps_the_same_connection_on_both_sides() {
-        let (small, big) = two_ids();
-        let now = Instant::now();
-        // Connection 1 is dialled by `small`, connection 2 by `big`; each side sees them in a
-        // different order.
-        let mut at_small = PeerTable::new(small.clone());
-        assert_eq!(at_small.register(&big, conn(2, false, now)), Registered::Up);
-        assert_eq!(at_small.register(&big, conn(1, true, now)), Registered::Replaced(2));
-        let mut at_big = PeerTable::new(big.clone());
-        assert_eq!(at_big.register(&small, conn(1, false, now)), Registered::Up);
-        assert_eq!(at_big.register(&small, conn(2, true, now)), Registered::Duplicate);
-        assert_eq!(at_small.get(&big).unwrap().conn.as_ref().unwrap().conn_id, 1);
-        assert_eq!(at_big.get(&small).unwrap().conn.as_ref().unwrap().conn_id, 1);
+    fn two_connections_between_the_same_runs_settle_on_the_same_one_at_both_ends() {
+        let (a, b) = two_ids();
+        // Connections 1 and 2 (channels 70 and 30) between run 5 of `a` and run 9 of `b`; each
+        // side sees them in a different order, and however late: no clock is involved.
+        for (first, second) in [((1, 70), (2, 30)), ((2, 30), (1, 70))] {
+            let mut at_a = PeerTable::new(a.clone());
+            at_a.register(&b, conn(first.0, 9, first.1));
+            at_a.register(&b, conn(second.0, 9, second.1));
+            let mut at_b = PeerTable::new(b.clone());
+            at_b.register(&a, conn(second.0, 5, second.1));
+            at_b.register(&a, conn(first.0, 5, first.1));
+            assert_eq!(at_a.get(&b).unwrap().conn.as_ref().unwrap().conn_id, 2);
+            assert_eq!(at_b.get(&a).unwrap().conn.as_ref().unwrap().conn_id, 2);
+        }
+        let mut t = PeerTable::new(a.clone());
+        assert_eq!(t.register(&b, conn(1, 9, 70)), Registered::Up);
+        assert_eq!(t.register(&b, conn(2, 9, 30)), Registered::Replaced(1));
+        assert_eq!(t.register(&b, conn(3, 9, 50)), Registered::Duplicate);
     }
 
     #[test]
-    fn a_later_connection_replaces_a_stale_one() {
-        let (small, big) = two_ids();
-        let mut t = PeerTable::new(small.clone());
-        let then = Instant::now();
-        t.register(&big, conn(1, true, then));
-        let later = then + Duration::from_secs(30);
-        assert_eq!(t.register(&big, conn(2, false, later)), Registered::Replaced(1));
+    fn a_connection_from_a_new_run_replaces_the_old_one() {
+        let (a, b) = two_ids();
+        let mut t = PeerTable::new(a);
+        t.register(&b, conn(1, 9, 10));
+        assert_eq!(t.register(&b, conn(2, 10, 99)), Registered::Replaced(1), "the peer restarted");
     }
 
     #[test]
     fn up_and_down_are_announced_once() {
         let (me, other) = two_ids();
         let mut t = PeerTable::new(me);
-        assert_eq!(t.register(&other, conn(1, true, Instant::now())), Registered::Up);
+        assert_eq!(t.register(&other, conn(1, 1, 1)), Registered::Up);
         assert!(!t.unregister(&other, 99, false), "a stale connection id changes nothing");
         assert!(t.unregister(&other, 1, false));
         assert!(!t.unregister(&other, 1, false));
-        t.register(&other, conn(2, true, Instant::now()));
+        t.register(&other, conn(2, 1, 1));
         assert!(!t.unregister(&other, 2, true), "quiet: deferred");
         assert!(t.settle(&other));
         assert!(!t.settle(&other));
@@ -424,7 +420,7 @@ mod tests {
         t.entry(&old).chatted = true;
         assert_eq!(listed(&t).len(), 2);
         t.entry(&old).chatted = false;
-        t.register(&old, conn(1, true, Instant::now()));
+        t.register(&old, conn(1, 1, 1));
         assert_eq!(listed(&t).len(), 2);
     }
 }

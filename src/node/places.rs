@@ -109,7 +109,7 @@ async fn dial_one(shared: Arc<Shared>, id: PeerId, addr: SocketAddr, permit: Own
     }
     match dialled {
         Ok(c) => {
-            conn::run_control(shared.clone(), c, true).await;
+            conn::run_control(shared.clone(), c).await;
             // Refused before registering, or over: either way nothing is in flight any more.
             settled(&shared);
         }
