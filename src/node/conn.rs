@@ -161,7 +161,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) {
         return;
     }
     let Ok(_permit) = shared.conn_slots.clone().try_acquire_owned() else {
-        tracing::warn!("dropped {}: connection limit reached", remote.addr);
+        shared.warn_full(&remote);
         writer.shutdown().await;
         return;
     };

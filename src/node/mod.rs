@@ -124,6 +124,7 @@ pub(crate) struct Shared {
     pub listen_addr: Option<SocketAddr>,
     pending: Mutex<VecDeque<(u64, CancellationToken)>>,
     pub conn_slots: Arc<Semaphore>,
+    full_warned: Mutex<Option<std::time::Instant>>,
     /// Dials of peers known only from other peers' lists (see `exchange`).
     pub hinted_dials: Arc<Semaphore>,
     next_id: AtomicU64,
@@ -164,6 +165,23 @@ impl Shared {
     /// Wake whoever waits for a peer to appear, connect or answer ([`NodeHandle::resolve`]).
     pub fn touch(&self) {
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A connection refused because every slot is taken: said to faces at most once a minute
+    /// (a lab past the limit would otherwise say it hundreds of times).
+    pub(crate) fn warn_full(&self, remote: &crate::net::secure::Remote) {
+        tracing::warn!("dropped {} ({}): connection limit reached", remote.addr, remote.id.short());
+        let now = std::time::Instant::now();
+        let mut last = lock(&self.full_warned);
+        if last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60)) {
+            *last = Some(now);
+            self.emit(Event::Warning {
+                message: format!(
+                    "refused a connection from {}: all {MAX_CONNECTIONS} connection slots are in use (more refusals are not reported for a minute)",
+                    remote.addr
+                ),
+            });
+        }
     }
 
     pub fn emit(&self, event: Event) {
@@ -239,6 +257,7 @@ impl NodeHandle {
             listen_addr,
             pending: Mutex::new(VecDeque::new()),
             conn_slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            full_warned: Mutex::new(None),
             hinted_dials: Arc::new(Semaphore::new(exchange::MAX_HINTED_DIALS)),
             next_id: AtomicU64::new(1),
             manual: Mutex::new(HashMap::new()),

@@ -621,8 +621,7 @@ pub(crate) async fn serve_incoming(shared: Arc<Shared>, mut conn: SecureConn) {
         return;
     };
     let Ok(_permit) = shared.conn_slots.clone().try_acquire_owned() else {
-        tracing::warn!("dropped transfer connection from {}: connection limit reached", conn.remote.addr);
-        return;
+        return shared.warn_full(&conn.remote);
     };
     let first = tokio::select! {
         _ = shared.cancel.cancelled() => return,
