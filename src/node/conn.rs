@@ -197,7 +197,18 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) {
         }
         // A remembered dial that made this connection is over (see `places::dial_one`).
         peer.dialing_remembered = false;
-        (table.register(&id, live), old_nick)
+        let registered = table.register(&id, live);
+        // Told under the table's lock, as every up and down is: a connection that registers in
+        // between must not get its "up" out before this one's, or faces end on the wrong state.
+        if registered == Registered::Up {
+            shared.emit(Event::PeerUp {
+                id: id.clone(),
+                nick: remote.hello.nick.clone(),
+                host: remote.hello.host.clone(),
+                addr: remote.addr.to_string(),
+            });
+        }
+        (registered, old_nick)
     };
     shared.touch();
     match registered {
@@ -216,13 +227,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) {
             writer.shutdown().await;
             return;
         }
-        Registered::Up => shared.emit(Event::PeerUp {
-            id: id.clone(),
-            nick: remote.hello.nick.clone(),
-            host: remote.hello.host.clone(),
-            addr: remote.addr.to_string(),
-        }),
-        Registered::Replaced(_) => {}
+        Registered::Up | Registered::Replaced(_) => {}
     }
     if remote.hello.listen_port.is_some() {
         for list in exchange::lists_for(&shared, &id, remote.addr) {
@@ -390,29 +395,40 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) {
     drop(tx);
     // The table and subscribers learn at once; the goodbye is best effort and bounded.
     chat::connection_down(&shared, &id, conn_id).await;
-    let nick = shared.peers().get(&id).map(|p| p.nick.clone()).unwrap_or_default();
-    let down = shared.peers().unregister(&id, conn_id, quiet);
     // Last seen is when it left, not when it came: how long it has been away decides when it is
     // no longer listed.
     let now = unix_now();
-    let (known, redial) = {
+    let (nick, down, known, redial, verify) = {
         let mut table = shared.peers();
+        let nick = table.get(&id).map(|p| p.nick.clone()).unwrap_or_default();
+        let down = table.unregister(&id, conn_id, quiet);
+        if down {
+            shared.emit(Event::PeerDown {
+                id: id.clone(),
+                nick: nick.clone(),
+                reason: reason.clone(),
+            });
+        }
         match table.get_mut(&id) {
-            None => (false, false),
+            None => (nick, down, false, false, false),
             Some(p) => {
                 p.last_seen = Some(now);
-                let redial = lost && remote.hello.listen_port.is_some() && !p.dial_addrs.is_empty() && !shared.cancel.is_cancelled();
+                // Gone without a goodbye and not back by another connection: dial it for a while
+                // even if nothing else names it, and ask mDNS whether its record still holds.
+                let gone = lost && p.conn.is_none() && !shared.cancel.is_cancelled();
+                let redial = gone && remote.hello.listen_port.is_some() && !p.dial_addrs.is_empty();
                 if redial {
                     p.hinted_until = Some(std::time::Instant::now() + exchange::HINT_TTL);
                 }
-                (true, redial && !std::mem::replace(&mut p.dialer_running, true))
+                let start = redial && !std::mem::replace(&mut p.dialer_running, true);
+                (nick, down, true, start, gone && p.mdns_present)
             }
         }
     };
     if redial {
         spawn_dialler(&shared, id.clone());
     }
-    if lost && shared.peers().get(&id).is_some_and(|p| p.mdns_present) {
+    if verify {
         let (shared, id) = (shared.clone(), id.clone());
         shared.tracker.clone().spawn(async move {
             if let Some(d) = shared.discovery.lock().await.as_ref() {
@@ -427,13 +443,6 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) {
         }
     }
     shared.touch();
-    if down {
-        shared.emit(Event::PeerDown {
-            id: id.clone(),
-            nick: nick.clone(),
-            reason,
-        });
-    }
     let abort = writer_task.abort_handle();
     if timeout(GOODBYE_LIMIT * 2, writer_task).await.is_err() {
         abort.abort();
@@ -444,7 +453,8 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) {
             tokio::select! {
                 _ = shared2.cancel.cancelled() => {}
                 _ = tokio::time::sleep(DUPLICATE_GRACE) => {
-                    if shared2.peers().settle(&id) {
+                    let mut table = shared2.peers();
+                    if table.settle(&id) {
                         shared2.emit(Event::PeerDown { id, nick, reason: "left".into() });
                     }
                 }

@@ -139,21 +139,26 @@ impl NodeHandle {
             let (shared, id) = (self.shared.clone(), id.clone());
             off_thread(move || shared.store.forget_peer(&id)).await??
         };
-        let removed = self.shared.peers().remove(id);
+        let removed = {
+            let mut table = self.shared.peers();
+            let removed = table.remove(id);
+            // The connection's own end finds no entry and stays silent: say it here, once, under
+            // the lock, so a connection that comes right back is told after this.
+            if let Some(p) = &removed {
+                if let Some(c) = &p.conn {
+                    c.cancel.cancel();
+                }
+                if p.announced {
+                    self.shared.emit(Event::PeerDown {
+                        id: id.clone(),
+                        nick: p.nick.clone(),
+                        reason: "forgotten".into(),
+                    });
+                }
+            }
+            removed
+        };
         let known = stored || removed.is_some();
-        if let Some(p) = removed {
-            if let Some(c) = &p.conn {
-                c.cancel.cancel();
-            }
-            // The connection's own end finds no entry and stays silent: say it here, once.
-            if p.announced {
-                self.shared.emit(Event::PeerDown {
-                    id: id.clone(),
-                    nick: p.nick,
-                    reason: "forgotten".into(),
-                });
-            }
-        }
         if known {
             self.shared.touch();
             self.shared.emit(Event::PeerForgotten { id: id.clone() });
