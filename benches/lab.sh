@@ -44,11 +44,7 @@ command -v ss >/dev/null || die "ss not found (apt-get install iproute2)"
 
 # shellcheck source-path=SCRIPTDIR source=../tests/netns/lanyard.sh
 . "$REPO/tests/netns/lanyard.sh"
-if [ -z "${LANYARD_BIN:-}" ]; then
-    LANYARD_BIN=$REPO/target/release/lanyard
-    [ -x "$LANYARD_BIN" ] || die "no release build at $LANYARD_BIN: run 'cargo build --release' (or set LANYARD_BIN)"
-fi
-lanyard_bin
+lanyard_release_bin
 LABPY="$REPO/tests/netns/lab.py"
 
 SIZES=${SIZES:-"20 50 100"}
