@@ -105,10 +105,40 @@ ports = [l for l in json.load(sys.stdin) if l["ifname"].startswith("h")]
 print(sum(l["stats64"]["rx"]["packets"] for l in ports), sum(l["stats64"]["rx"]["bytes"] for l in ports))'
 }
 
+# snmp_out N: UDP datagrams and TCP segments all N hosts have sent so far ("UDP TCP"), from
+# each namespace's /proc/net/snmp.
+snmp_out() {
+    local i udp=0 tcp=0 u t
+    for ((i = 1; i <= $1; i++)); do
+        # shellcheck disable=SC2016  # awk, not shell, fields
+        read -r u t < <(netns_exec "$i" awk '
+            $1 == "Udp:" && !uh { for (k = 2; k <= NF; k++) uc[$k] = k; uh = 1; next }
+            $1 == "Udp:" && uh && !ud { u = $uc["OutDatagrams"]; ud = 1 }
+            $1 == "Tcp:" && !th { for (k = 2; k <= NF; k++) tc[$k] = k; th = 1; next }
+            $1 == "Tcp:" && th && !td { t = $tc["OutSegs"]; td = 1 }
+            END { print u + 0, t + 0 }' /proc/net/snmp)
+        udp=$((udp + u)) tcp=$((tcp + t))
+    done
+    echo "$udp $tcp"
+}
+
+# probe N: for the 3 hosts that list the fewest others: how many its events list, how many its
+# node's table says are online (`peers --json` through the control socket), how many TCP
+# connections its namespace has established.  One line each.
+probe() {
+    local n=$1 k c online
+    python3 "$LABPY" lonely "$NETNS_TMP" "$n" 3 | while read -r k c; do
+        online=$(lny "$k" 30 peers --json 2>/dev/null |
+            python3 -c 'import json,sys; print(sum(1 for p in json.load(sys.stdin) if p.get("online") is True))' 2>/dev/null) ||
+            online="?"
+        echo "h$k: events list $c, its table has $online online, $(sed -n "${k}p" "$NETNS_TMP/tcp") TCP established"
+    done
+}
+
 # run_case N MODE: one lab, start to teardown; appends one JSON line to $RESULTS/rows.jsonl.
 # Runs in a subshell (its own netns_setup and teardown trap).
 run_case() {
-    local n=$1 mode=$2 i t_first now left tcp pids=() frames0 frames1 wait_rc=0 drops_ok=1
+    local n=$1 mode=$2 i t_first now left tcp pids=() frames0 frames1 snmp0 snmp1 wait_rc=0 drops_ok=1
     NETNS_LOG_TAG="bench/lab N=$n $mode"
     netns_setup "$n"
     local tmp=$NETNS_TMP
@@ -142,9 +172,11 @@ run_case() {
     log "settling ${SETTLE_S}s, then measuring idle CPU for ${IDLE_S}s"
     sleep "$SETTLE_S"
     frames0=$(bridge_frames "${NETNS_P}br")
+    snmp0=$(snmp_out "$n")
     snap "$tmp/idle0.json" "${pids[@]}"
     sleep "$IDLE_S"
     snap "$tmp/idle1.json" "${pids[@]}"
+    snmp1=$(snmp_out "$n")
     frames1=$(bridge_frames "${NETNS_P}br")
 
     : >"$tmp/tcp"
@@ -153,17 +185,22 @@ run_case() {
         echo "$tcp" >>"$tmp/tcp"
     done
     python3 "$LABPY" report "$tmp" "$n" "$tmp/starts" >"$tmp/report.json"
+    : >"$tmp/probe"
+    if ((wait_rc != 0)); then
+        probe "$n" >"$tmp/probe"
+        log "not converged; the loneliest hosts: $(paste -sd ';' "$tmp/probe")"
+    fi
     if ! netns_drops; then
         drops_ok=0
         log "INVALID: the lab dropped packets: $NETNS_DROPS_WHY"
     fi
     log "drops: $NETNS_DROPS"
 
-    python3 - "$tmp" "$n" "$mode" "$frames0" "$frames1" "$drops_ok" "$NETNS_DROPS" "$t_first" "${pids[@]}" \
+    python3 - "$tmp" "$n" "$mode" "$frames0" "$frames1" "$snmp0" "$snmp1" "$drops_ok" "$NETNS_DROPS" "${pids[@]}" \
         >>"$RESULTS/rows.jsonl" <<'PY'
 import json, os, statistics, sys
-tmp, n, mode, f0, f1, drops_ok, drops, t_first = sys.argv[1:9]
-pids = sys.argv[9:]
+tmp, n, mode, f0, f1, s0, s1, drops_ok, drops = sys.argv[1:10]
+pids = sys.argv[10:]
 hz = os.sysconf("SC_CLK_TCK")
 load = lambda name: json.load(open(os.path.join(tmp, name)))
 rep, conv, i0, i1 = load("report.json"), load("conv.json"), load("idle0.json"), load("idle1.json")
@@ -196,6 +233,8 @@ def stats(vals, scale=1.0):
 tcp = [int(l) for l in open(os.path.join(tmp, "tcp")) if l.strip()]
 p0, b0 = map(int, f0.split())
 p1, b1 = map(int, f1.split())
+u0, t0 = map(int, s0.split())
+u1, t1 = map(int, s1.split())
 row = {
     "n": int(n), "mode": mode, "report": rep,
     "conv_cpu_s": sum(v or 0 for v in conv["ticks"].values()) / hz,
@@ -210,6 +249,8 @@ row = {
     "tcp": stats(tcp),
     "exited": len(pids) - len(alive),
     "frames_per_s": (p1 - p0) / window, "kbytes_per_s": (b1 - b0) / window / 1000,
+    "udp_per_s": (u1 - u0) / window, "tcp_per_s": (t1 - t0) / window,
+    "probe": [l.strip() for l in open(os.path.join(tmp, "probe")) if l.strip()],
     "drops_ok": drops_ok == "1", "drops": drops,
 }
 print(json.dumps(row))
@@ -250,7 +291,7 @@ def s(ms):
 def mm(st, fmt="%.0f"):
     return "-" if not st else (fmt % st["median"]) + "/" + (fmt % st["max"])
 head = ("N", "mode", "all see all", "node s", "conv CPU s", "idle %core", "node %core",
-        "RSS MiB", "HWM MiB", "TCP/node", "fds", "thr", "frames/s", "kB/s", "drops")
+        "RSS MiB", "HWM MiB", "TCP/node", "fds", "thr", "frames/s", "kB/s", "UDP/s", "TCPseg/s", "drops")
 out = [head]
 for r in rows:
     rep = r["report"]
@@ -268,6 +309,7 @@ for r in rows:
                 "-" if not tcp else "%d/%d/%d" % (tcp["min"], tcp["median"], tcp["max"]),
                 mm(r["fds"]), mm(r["threads"]),
                 "%.0f" % r["frames_per_s"], "%.1f" % r["kbytes_per_s"],
+                "%.0f" % r["udp_per_s"], "%.0f" % r["tcp_per_s"],
                 "ok" if r["drops_ok"] else "INVALID"))
 w = [max(len(row[k]) for row in out) for k in range(len(head))]
 for row in out:
@@ -283,6 +325,8 @@ for r in rows:
         extra.append("no listening line from hosts %s" % rep["unknown_ids"])
     if r["exited"]:
         extra.append("%d node(s) EXITED" % r["exited"])
+    if r["probe"]:
+        extra.append("loneliest: " + "; ".join(r["probe"]))
     print("N=%d %s: starts spread over %s s; peer_up %d, peer_down %d, warning %d, lagged %d lines; "
           "discovered(distinct) histogram %s; machine busy %.0f%% of one core in the idle window "
           "(top others: %s); %s%s"
@@ -296,7 +340,8 @@ the bound); node s = each node's own start -> it lists all others, median/max; c
 seconds of all nodes from start to convergence (or the bound); idle %core = all nodes together
 in the idle window, % of one core; node %core, RSS, HWM (peak RSS), fds, thr(eads) = median/max
 per node; TCP/node = established TCP connections per node, min/median/max (N-1 = one per peer);
-frames/s, kB/s = what all hosts sent onto the bridge in the idle window.""")
+frames/s, kB/s = what all hosts sent onto the bridge in the idle window, UDP/s (mDNS) and
+TCPseg/s (control connections: a ping every 2 s each way, and ACKs) of it by protocol.""")
 PY
 if [ -e "$RESULTS/kept" ]; then
     echo "logs kept (LANYARD_KEEP_TMP=1):"
