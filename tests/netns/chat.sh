@@ -191,6 +191,7 @@ log "ok: history on both hosts"
 for ((i = 1; i <= N; i++)); do
     netns_stop "${SERVE_PID[i]}" 5 || true
 done
+netns_check_drops
 netns_teardown
 
 echo "chat: ok"

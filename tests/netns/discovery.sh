@@ -227,6 +227,7 @@ for ((i = 1; i <= N; i++)); do
     check_events "$i"
 done
 log "ok: ids stable, serve --json events well-formed with peer_up for every peer"
+netns_check_drops
 
 # 5. Graceful stop (teardown would SIGKILL stragglers anyway).
 for ((i = 1; i <= N; i++)); do

@@ -1,6 +1,7 @@
 # tests/netns/lanyard.sh - what every lanyard namespace script needs; source after lib.sh.
 #   lanyard_bin   resolve $LANYARD_BIN (default target/debug/lanyard in the repo; a relative
 #                 path is taken from the current dir, else the repo root) or die
+#   lanyard_release_bin   the same with the default target/release/lanyard
 #   host_env I    HENV=(env ...): a private HOME/XDG per host, so nothing is read from or
 #                 written to the real user's files and hosts can't see each other's; the
 #                 host's data dir $NETNS_TMP/hI as LANYARD_DATA_DIR (an explicit flag wins)
@@ -12,15 +13,24 @@
 # shellcheck shell=bash disable=SC2034
 
 lanyard_bin() {
-    local here repo
+    lanyard__bin debug
+}
+
+lanyard_release_bin() {
+    lanyard__bin release
+}
+
+lanyard__bin() {
+    local here repo profile=$1 build="cargo build"
     here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
     repo=$(git -C "$here" rev-parse --show-toplevel 2>/dev/null) || repo=$(cd "$here/../.." && pwd)
+    [ "$profile" = debug ] || build="cargo build --$profile"
     if [ -z "${LANYARD_BIN:-}" ]; then
-        LANYARD_BIN="$repo/target/debug/lanyard"
+        LANYARD_BIN="$repo/target/$profile/lanyard"
     elif [[ $LANYARD_BIN != /* ]]; then
         if [ -e "$PWD/$LANYARD_BIN" ]; then LANYARD_BIN="$PWD/$LANYARD_BIN"; else LANYARD_BIN="$repo/$LANYARD_BIN"; fi
     fi
-    [ -x "$LANYARD_BIN" ] || die "lanyard binary not found at $LANYARD_BIN (run 'cargo build' or set LANYARD_BIN)"
+    [ -x "$LANYARD_BIN" ] || die "lanyard binary not found at $LANYARD_BIN (run '$build' or set LANYARD_BIN)"
 }
 
 host_env() {

@@ -94,4 +94,5 @@ case $reason in
 "no sign of life"*) ;;
 *) die "link cut: reason '$reason', want the keepalive's 'no sign of life'" ;;
 esac
+netns_check_drops
 echo "liveness: ok"

@@ -2,7 +2,7 @@
 # tests/netns/selftest.sh - proves the namespace plumbing works, no lanyard
 # needed: 3 hosts, full-mesh ping, an mDNS-style multicast datagram
 # (224.0.0.251:5353, TTL 1) from h1 received in h2 and h3, the address plan,
-# and a clean teardown.
+# the drop check (netns_check_drops), and a clean teardown.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -112,7 +112,27 @@ for ((i = 2; i <= N; i++)); do
 done
 log "ok: multicast $GROUP:$PORT from h1 reached h2..h$N"
 
-# 5. Teardown leaves nothing behind.
+# 5. The lab dropped nothing, and the drop check does notice a send the kernel refused (a socket
+#    with a tiny send buffer, written to without waiting).
+netns_check_drops
+netns_exec 1 python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
+s.setblocking(False)
+for _ in range(50):
+    try:
+        s.sendto(b"x" * 60000, (sys.argv[1], 9))
+    except OSError:  # EAGAIN / ENOBUFS: exactly what the kernel counts
+        pass
+' "$(netns_addr 2)"
+if netns_drops; then
+    die "netns_drops missed the send buffer errors provoked in h1 ($NETNS_DROPS)"
+fi
+[[ $NETNS_DROPS_WHY == *"h1:"* ]] || die "netns_drops blamed the wrong host: $NETNS_DROPS_WHY"
+log "ok: netns_drops caught the provoked drops: $NETNS_DROPS_WHY"
+
+# 6. Teardown leaves nothing behind.
 netns_teardown
 left=$(ip netns list | awk '{print $1}' | grep -E "^${P}(br|h[0-9]+)\$" || true)
 [ -z "$left" ] || die "namespaces left after teardown: $left"

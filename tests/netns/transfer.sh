@@ -95,4 +95,5 @@ if lny 1 "$PATIENCE" get host2 pub/../../etc/passwd --to "$TMP/pulled" --data-di
 fi
 [ "$(wc -l <"$TMP/bad.stderr")" -eq 1 ] || die "error is not one line: $(cat "$TMP/bad.stderr")"
 
+netns_check_drops
 echo "transfer: ok"

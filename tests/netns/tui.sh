@@ -241,6 +241,7 @@ log "ok: q exited 0; alternate screen, mouse, cursor and tty modes restored"
 
 tui_kill
 netns_stop "$H2_PID" 5 || true
+netns_check_drops
 netns_teardown
 
 echo "tui: ok"
