@@ -89,4 +89,5 @@ peers = json.load(open(sys.argv[1]))
 p = [p for p in peers if p["id"] == sys.argv[2]]
 assert p and p[0]["online"] and p[0]["nick"] == "host1" and p[0]["addr"].startswith(sys.argv[3] + ":"), p
 PY
+netns_check_drops
 echo "exchange: ok"
