@@ -82,7 +82,7 @@ async fn a_silent_peer_is_declared_down() {
     let mut a = TestNode::start("ada").await;
     // A peer that completes the handshake and then says nothing while its socket stays up, as a
     // stuck process would (a cut link is the kernel's keepalive to find: tests/netns/liveness.sh).
-    // Takes the whole silence limit (a minute): rare pings are what keep an idle lab idle.
+    // Takes the whole silence limit (90 s): rare pings are what keep an idle lab idle.
     let ghost = Identity::generate().unwrap();
     let sock = tokio::net::TcpStream::connect(a.addr()).await.unwrap();
     let hello = Hello {

@@ -22,9 +22,9 @@ use crate::store::{StoredPeer, unix_now};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// A vanished machine is the kernel's to notice (`SecureWriter::watch_as_control`); our own ping
 /// only proves the peer's process still runs, so it is rare, and sent only when nothing else was.
-const PING_EVERY: Duration = Duration::from_secs(20);
+const PING_EVERY: Duration = Duration::from_secs(30);
 /// Silence longer than this (several missed pings) means the peer's process is stuck.
-const IDLE_LIMIT: Duration = Duration::from_secs(60);
+const IDLE_LIMIT: Duration = Duration::from_secs(90);
 const CONTROL_QUEUE: usize = 1024;
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
@@ -465,7 +465,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) {
 
 /// A dialler whose peer is connected looks again at most this often without being told of a
 /// change (a safety net: every change of the peer table wakes it at once).
-const IDLE_RECHECK: Duration = Duration::from_secs(30);
+const IDLE_RECHECK: Duration = Duration::from_secs(120);
 
 /// Until the peer table changes (true), `at_most` passes (true), or the node shuts down (false).
 /// An idle lab costs nothing: diallers of connected peers sleep here, not in a poll.

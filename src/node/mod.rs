@@ -2,6 +2,7 @@
 //! --json`, tests) hold a [`NodeHandle`], call its methods and subscribe to its [`Event`]s.
 
 pub mod api;
+mod browse;
 pub mod chat;
 pub(crate) mod conn;
 pub mod control;
@@ -292,6 +293,7 @@ impl NodeHandle {
                 shared.cancel.child_token(),
             )?;
             *shared.discovery.lock().await = Some(discovery);
+            shared.tracker.spawn(browse::schedule(shared.clone()));
         }
         for target in shared.config.manual_peers.clone() {
             handle.add_peer(&target);
