@@ -27,9 +27,12 @@
 #
 # Env: LANYARD_BIN (default target/release/lanyard: build it with `cargo build --release`),
 #      SIZES (default "20 50 100"; 2..120), MODES (default "together staggered"),
-#      CONVERGE_S (default 90), SETTLE_S (default 10), IDLE_S (default 30), STAGGER_S (0.3),
+#      CONVERGE_S (default 90), SETTLE_S (default 180: a node's start-up schedule - a minute of
+#      mDNS browsing, announcements until ~100 s, its peers' records timing out two minutes after
+#      their last announcement - is over by then, so the window sees a quiet lab; 10 measures
+#      the tail of the start), IDLE_S (default 30), STAGGER_S (0.3),
 #      LANYARD_KEEP_TMP=1 to keep every run's logs (then their dirs are printed).
-# A default run takes about 6 min when every lab converges, at most ~16 min when none does.
+# A default run takes about 25 min (six labs, each settling 3 min before the idle window).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -50,7 +53,7 @@ LABPY="$REPO/tests/netns/lab.py"
 SIZES=${SIZES:-"20 50 100"}
 MODES=${MODES:-"together staggered"}
 CONVERGE_S=${CONVERGE_S:-90}
-SETTLE_S=${SETTLE_S:-10}
+SETTLE_S=${SETTLE_S:-180}
 IDLE_S=${IDLE_S:-30}
 STAGGER_S=${STAGGER_S:-0.3}
 PORT=7717

@@ -447,7 +447,6 @@ impl SecureWriter {
         Ok(())
     }
 
-    /// Queue a frame without writing: several frames can share one record.
     /// Watch this connection as a control connection: faster than [`set_liveness`]'s default, and
     /// data the peer never acknowledges fails it as soon. Errors only if the socket is gone.
     pub fn watch_as_control(&self) -> std::io::Result<()> {
@@ -462,6 +461,7 @@ impl SecureWriter {
         Ok(())
     }
 
+    /// Queue a frame without writing: several frames can share one record.
     pub fn queue_frame<T: Serialize>(&mut self, msg: &T) -> Result<(), FrameError> {
         let mut buf = Vec::new();
         frame::encode(msg, &mut buf)?;
