@@ -82,8 +82,8 @@ pub struct GlobalArgs {
     /// LANYARD_SHARE, colon-separated)
     #[arg(long = "share", global = true, env = "LANYARD_SHARE", value_name = "DIR", value_delimiter = ':')]
     pub shares: Vec<PathBuf>,
-    /// Connect to HOST:PORT directly, for networks that block multicast (repeatable; in
-    /// LANYARD_PEER, comma-separated)
+    /// Connect to HOST:PORT directly, for networks that block multicast; the peers it knows are
+    /// found through it, so one per subnet is enough (repeatable; in LANYARD_PEER, comma-separated)
     #[arg(
         long = "peer",
         global = true,

@@ -22,7 +22,6 @@ N=6
 PORT=7717
 netns_setup "$N"
 T=$NETNS_TMP
-declare -a ID=()
 
 netns_on_failure() {
     local i
@@ -35,59 +34,25 @@ netns_on_failure() {
     done
 }
 
-# start I ARGS...: `serve --json` in host I with extra flags.
-start() {
-    local i=$1 HENV
-    shift
-    host_env "$i"
-    netns_spawn "$i" "$T/h$i.jsonl" "$T/h$i.err" \
-        "${HENV[@]}" "$LANYARD_BIN" serve --json --nick "host$i" --port "$PORT" "$@"
-    SERVE_PID[i]=$NETNS_PID
-}
-
-for ((i = 1; i <= N; i++)); do ID[i]=$(id_in "$i"); done
-for i in 1 2 3; do start "$i"; done
-start 4 --no-mdns --peer "$(netns_addr 3):$PORT"
-start 5 --no-mdns --peer "$(netns_addr 3):$PORT"
-start 6 --no-mdns --peer "$(netns_addr 4):$PORT"
+for ((i = 1; i <= N; i++)); do id_in "$i" >/dev/null; done # identities made before the clock starts
+for i in 1 2 3; do serve_start "$i"; done
+serve_start 4 h4 --no-mdns --peer "$(netns_addr 3):$PORT"
+serve_start 5 h5 --no-mdns --peer "$(netns_addr 3):$PORT"
+serve_start 6 h6 --no-mdns --peer "$(netns_addr 4):$PORT"
 log "h1-h3 with mDNS; h4, h5 know only h3; h6 knows only h4"
 
-# online_all I: host I's event log says every other host is up now (last up/down per id).
-online_all() {
-    python3 - "$T/h$1.jsonl" "$@" <<'PY'
-import json, sys
-path, me, ids = sys.argv[1], sys.argv[2], sys.argv[3:]
-up = {}
-try:
-    for line in open(path):
-        try:
-            o = json.loads(line)
-        except ValueError:
-            continue
-        if o.get("event") in ("peer_up", "peer_down"):
-            up[o.get("id")] = o["event"] == "peer_up"
-except FileNotFoundError:
-    pass
-sys.exit(0 if all(up.get(i) for i in ids) else 1)
-PY
-}
-
+# The lab's state from every node's events (lab.py: a node lists a peer while its last
+# peer_up/peer_down for it is an up).
 t0=$(netns_now_ms)
-for ((i = 1; i <= N; i++)); do
-    others=()
-    for ((j = 1; j <= N; j++)); do ((i == j)) || others+=("${ID[j]}"); done
-    wait_for "$PATIENCE" online_all "$i" "${others[@]}" || die "h$i does not list all $((N - 1)) others online"
-done
+python3 "$HERE/lab.py" wait "$T" "$N" "$PATIENCE" || {
+    python3 "$HERE/lab.py" lonely "$T" "$N" >&2 || true
+    die "not every host lists all $((N - 1)) others online"
+}
 log "every host lists the $((N - 1)) others after $(($(netns_now_ms) - t0)) ms"
 
-# What a person sees: h6 (told of h4 alone) lists h1 through the control socket, with the
-# address h1 really has - learnt second hand, then proven by h1's own key.
+# What a person sees: h6 (told of h4 alone) lists every other host through the control socket,
+# each online with its nick and its real address - learnt second hand, then proven by its key.
 lny 6 "$PATIENCE" peers --json >"$T/peers6.json"
-python3 - "$T/peers6.json" "${ID[1]}" "$(netns_addr 1)" <<'PY' || die "h6's peer list is wrong: $(cat "$T/peers6.json")"
-import json, sys
-peers = json.load(open(sys.argv[1]))
-p = [p for p in peers if p["id"] == sys.argv[2]]
-assert p and p[0]["online"] and p[0]["nick"] == "host1" and p[0]["addr"].startswith(sys.argv[3] + ":"), p
-PY
+why=$(python3 "$HERE/lab.py" peers "$T" "$N" 6 "$T/peers6.json") || die "h6's peer list is wrong: $why"
 netns_check_drops
 echo "exchange: ok"

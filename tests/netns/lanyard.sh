@@ -6,10 +6,13 @@
 #                 written to the real user's files and hosts can't see each other's; the
 #                 host's data dir $NETNS_TMP/hI as LANYARD_DATA_DIR (an explicit flag wins)
 #   lny I TIMEOUT_S args...   a lanyard command in host I
-#   serve_start I [OUT]       `serve --json` (nick hostI, port ${PORT:-7717}) in host I in the
-#                             background; events in $NETNS_TMP/OUT.jsonl (OUT defaults to hI),
+#   serve_start I [OUT [FLAGS...]]
+#                             `serve --json` (nick hostI, port ${PORT:-7717}, then FLAGS) in host I
+#                             in the background; events in $NETNS_TMP/OUT.jsonl (OUT defaults to hI),
 #                             stderr in OUT.err, pid in SERVE_PID[I]
 #   id_in I                   host I's id
+#   expect_event FILE TIMEOUT_S KEY=VALUE...
+#                             wait for a JSON line of FILE with every KEY equal to VALUE; print it
 # shellcheck shell=bash disable=SC2034
 
 lanyard_bin() {
@@ -53,13 +56,47 @@ lny() {
 
 serve_start() {
     local i=$1 out=${2:-h$1} HENV
+    shift $(($# < 2 ? $# : 2))
     host_env "$i"
     netns_spawn "$i" "$NETNS_TMP/$out.jsonl" "$NETNS_TMP/$out.err" \
-        "${HENV[@]}" "$LANYARD_BIN" serve --json --nick "host$i" --port "${PORT:-7717}"
+        "${HENV[@]}" "$LANYARD_BIN" serve --json --nick "host$i" --port "${PORT:-7717}" "$@"
     SERVE_PID[i]=$NETNS_PID
     log "h$i: serve started (pid $NETNS_PID), events in $out.jsonl"
 }
 
 id_in() {
     lny "$1" "$PATIENCE" id --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'
+}
+
+# expect_event FILE TIMEOUT_S KEY=VALUE... : wait for a JSON line with every KEY equal to VALUE
+# (VALUE is compared as JSON if it parses as JSON, else as a string).  Prints the object.
+expect_event() {
+    python3 - "$@" <<'PY'
+import json, sys, time
+path, timeout, pairs = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+want = {}
+for p in pairs:
+    k, v = p.split("=", 1)
+    try:
+        want[k] = json.loads(v)
+    except ValueError:
+        want[k] = v
+deadline = time.monotonic() + timeout
+while True:
+    try:
+        lines = open(path, "rb").read().split(b"\n")
+    except FileNotFoundError:
+        lines = []
+    for line in lines:
+        try:
+            o = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(o, dict) and all(o.get(k) == v for k, v in want.items()):
+            print(json.dumps(o))
+            sys.exit(0)
+    if time.monotonic() >= deadline:
+        sys.exit("no event with %r in %s" % (want, path))
+    time.sleep(0.05)
+PY
 }

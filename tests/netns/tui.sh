@@ -96,38 +96,6 @@ netns_on_failure() {
     echo "---- end of diagnostics ----" >&2
 }
 
-# expect_event FILE TIMEOUT_S KEY=VALUE... : wait for a JSON line with every KEY equal to VALUE
-# (VALUE is compared as JSON if it parses as JSON, else as a string).  Prints the object.
-expect_event() {
-    python3 - "$@" <<'PY'
-import json, sys, time
-path, timeout, pairs = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
-want = {}
-for p in pairs:
-    k, v = p.split("=", 1)
-    try:
-        want[k] = json.loads(v)
-    except ValueError:
-        want[k] = v
-deadline = time.monotonic() + timeout
-while True:
-    try:
-        lines = open(path, "rb").read().split(b"\n")
-    except FileNotFoundError:
-        lines = []
-    for line in lines:
-        try:
-            o = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(o, dict) and all(o.get(k) == v for k, v in want.items()):
-            print(json.dumps(o))
-            sys.exit(0)
-    if time.monotonic() >= deadline:
-        sys.exit("no event with %r in %s" % (want, path))
-    time.sleep(0.05)
-PY
-}
 field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 
 # The files: one in the TUI's working dir (pushed with s), one that h2 offers.
