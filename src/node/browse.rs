@@ -25,7 +25,7 @@ pub(crate) async fn schedule(shared: Arc<Shared>) {
             _ = shared.cancel.cancelled() => return,
             _ = tokio::time::sleep(look_for) => {}
         }
-        if online(&shared) == 0 {
+        if shared.peers().online_count() == 0 {
             look_for = SETTLE;
             continue;
         }
@@ -33,7 +33,7 @@ pub(crate) async fn schedule(shared: Arc<Shared>) {
         let sweep_at = tokio::time::Instant::now() + SWEEP_EVERY;
         let lonely = loop {
             changed.borrow_and_update();
-            if online(&shared) == 0 {
+            if shared.peers().online_count() == 0 {
                 break true;
             }
             tokio::select! {
@@ -50,11 +50,6 @@ pub(crate) async fn schedule(shared: Arc<Shared>) {
     }
 }
 
-fn online(shared: &Shared) -> usize {
-    let table = shared.peers();
-    table.ids().filter(|id| table.is_online(id)).count()
-}
-
 async fn set_browsing(shared: &Shared, on: bool) {
     let mut discovery = shared.discovery.lock().await;
     let Some(d) = discovery.as_mut() else { return };
@@ -66,13 +61,6 @@ async fn set_browsing(shared: &Shared, on: bool) {
     }
     d.stop_browsing();
     drop(discovery);
-    // Without a browse no record is reported gone, so none may keep a peer "present": a peer
-    // that leaves now must not be dialled for the rest of the session.
-    let mut table = shared.peers();
-    let ids: Vec<_> = table.ids().cloned().collect();
-    for id in ids {
-        if let Some(p) = table.get_mut(&id) {
-            p.mdns_present = false;
-        }
-    }
+    // A peer that leaves from now on must not be dialled for the rest of the session.
+    shared.peers().forget_mdns_presence();
 }

@@ -171,6 +171,17 @@ impl PeerTable {
         self.peers.values().filter(|p| p.is_candidate()).count()
     }
 
+    pub fn online_count(&self) -> usize {
+        self.peers.values().filter(|p| p.conn.is_some()).count()
+    }
+
+    /// mDNS stopped browsing: no record will be reported gone, so none may keep a peer present.
+    pub fn forget_mdns_presence(&mut self) {
+        for p in self.peers.values_mut() {
+            p.mdns_present = false;
+        }
+    }
+
     pub fn is_online(&self, id: &PeerId) -> bool {
         self.peers.get(id).is_some_and(|p| p.conn.is_some())
     }
