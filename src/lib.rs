@@ -3,6 +3,7 @@
 //!
 //! Layout, from the bottom up (a module imports only from the ones above it in this list):
 //! - [`text`]: neutralising hostile text (control characters, escapes, bidi and invisible marks).
+//! - [`limits`]: every budget a peer can run into (connections, deadlines, memory, disk, rows).
 //! - [`identity`]: the node's static keypair, its [`identity::PeerId`] and fingerprint.
 //! - [`net`]: bytes and crypto: wire messages and limits, frames, the Noise channel, mDNS.
 //! - [`store`]: the SQLite database in the data dir.
@@ -15,6 +16,7 @@
 pub mod cli;
 pub mod config;
 pub mod identity;
+pub mod limits;
 pub mod net;
 pub mod node;
 pub mod store;
