@@ -255,6 +255,7 @@ fn draw_frames() -> Result<()> {
                     vec![Recipient {
                         peer: selected.id.clone(),
                         state: Delivery::Delivered,
+                        reason: None,
                     }]
                 } else {
                     Vec::new()

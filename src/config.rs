@@ -343,6 +343,7 @@ impl Config {
             mdns: self.mdns,
             advertise: false,
             accept_all: false,
+            db_budget: Default::default(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The database in the data dir (SQLite): known peers and settings here; chat history and the
-//! outbox in the chat module of the node; transfer records later. WAL mode: a commit survives the process being killed.
+//! outbox in the chat module of the node; transfer records later. WAL mode with synchronous=FULL:
+//! a commit survives the process being killed and the power being cut.
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -72,6 +73,46 @@ const MIGRATIONS: &[&str] = &[
         key TEXT PRIMARY KEY,
         value TEXT NOT NULL
     );",
+    // Growth budgets (issue 10). Peers: when a key was first seen and how many control
+    // connections it made, so a key seen once expires sooner (rows from before count as seen
+    // twice: they are not throwaways). Deliveries gain a refused state and its reason (SQLite
+    // can't alter a CHECK, so the table is copied). chat_usage: bytes and lines stored per
+    // conversation and sender, kept by triggers, so a budget check is one key look-up.
+    "ALTER TABLE peers ADD COLUMN first_seen INTEGER;
+    ALTER TABLE peers ADD COLUMN connections INTEGER NOT NULL DEFAULT 2;
+    CREATE TABLE deliveries_v2 (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        message INTEGER NOT NULL REFERENCES messages (n),
+        peer TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('queued', 'sent', 'delivered', 'refused')),
+        conn INTEGER,
+        delivered_ms INTEGER,
+        reason TEXT,
+        UNIQUE (message, peer)
+    );
+    INSERT INTO deliveries_v2 (seq, message, peer, state, conn, delivered_ms)
+        SELECT seq, message, peer, state, conn, delivered_ms FROM deliveries;
+    DROP TABLE deliveries;
+    ALTER TABLE deliveries_v2 RENAME TO deliveries;
+    CREATE INDEX deliveries_by_peer ON deliveries (peer, state, seq);
+    CREATE TABLE chat_usage (
+        conversation TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        bytes INTEGER NOT NULL,
+        lines INTEGER NOT NULL,
+        PRIMARY KEY (conversation, sender)
+    ) WITHOUT ROWID;
+    INSERT INTO chat_usage SELECT conversation, sender, SUM(length(CAST(text AS BLOB))), COUNT(*)
+        FROM messages GROUP BY conversation, sender;
+    CREATE TRIGGER chat_usage_insert AFTER INSERT ON messages BEGIN
+        INSERT OR IGNORE INTO chat_usage (conversation, sender, bytes, lines) VALUES (new.conversation, new.sender, 0, 0);
+        UPDATE chat_usage SET bytes = bytes + length(CAST(new.text AS BLOB)), lines = lines + 1
+            WHERE conversation = new.conversation AND sender = new.sender;
+    END;
+    CREATE TRIGGER chat_usage_delete AFTER DELETE ON messages BEGIN
+        UPDATE chat_usage SET bytes = bytes - length(CAST(old.text AS BLOB)), lines = lines - 1
+            WHERE conversation = old.conversation AND sender = old.sender;
+    END;",
 ];
 
 /// The database's file name in the data dir.
@@ -97,8 +138,10 @@ impl Store {
         let conn = Connection::open(path).with_context(|| format!("cannot open database {}", path.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        // NORMAL in WAL: a commit is in the OS once it returns, so a killed process loses nothing.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // FULL: a commit is on the disk once it returns (the WAL is fsynced at every commit), so
+        // a line we acknowledged survives a power cut, not only a killed process. Chat commits
+        // one transaction per burst of lines, so this costs one fsync per burst, not per line.
+        conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         let store = Store { conn: Mutex::new(conn) };
         store.migrate()?;
@@ -140,11 +183,15 @@ impl Store {
             .optional()?)
     }
 
+    /// Record a control connection with the peer (one more in its count; the first is its
+    /// first sighting).
     pub fn upsert_peer(&self, p: &StoredPeer, last_addr: &str) -> Result<()> {
         self.lock().execute(
-            "INSERT INTO peers (id, public_key, nick, host, last_addr, listen_addr, last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+            "INSERT INTO peers (id, public_key, nick, host, last_addr, listen_addr, last_seen, first_seen, connections)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, 1)
              ON CONFLICT(id) DO UPDATE SET nick = excluded.nick, host = excluded.host, last_addr = excluded.last_addr,
-                listen_addr = COALESCE(excluded.listen_addr, peers.listen_addr), last_seen = excluded.last_seen",
+                listen_addr = COALESCE(excluded.listen_addr, peers.listen_addr), last_seen = excluded.last_seen,
+                connections = peers.connections + 1",
             params![
                 p.id.as_str(),
                 p.public_key,
@@ -179,13 +226,31 @@ impl Store {
     }
 
     /// Drop the peers nobody would miss: untrusted, without a direct conversation, and not seen
-    /// since `seen_before` (Unix seconds). Returns how many went.
-    pub fn prune_peers(&self, seen_before: u64) -> Result<usize> {
-        Ok(self.lock().execute(
-            "DELETE FROM peers WHERE trusted = 0 AND last_seen < ?1
-                AND NOT EXISTS (SELECT 1 FROM messages WHERE messages.conversation = peers.id)",
-            [seen_before as i64],
-        )?)
+    /// since `seen_before` — or, for a key that made one connection only, since `once_before`
+    /// (Unix seconds). `keep` (those online now) stay whatever their age. Returns who went.
+    pub fn prune_peers(&self, seen_before: u64, once_before: u64, keep: &dyn Fn(&PeerId) -> bool) -> Result<Vec<PeerId>> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let mut gone = Vec::new();
+        {
+            let mut select = tx.prepare(
+                "SELECT id FROM peers WHERE trusted = 0 AND (last_seen < ?1 OR (connections <= 1 AND last_seen < ?2))
+                    AND NOT EXISTS (SELECT 1 FROM messages WHERE messages.conversation = peers.id)",
+            )?;
+            let mut delete = tx.prepare("DELETE FROM peers WHERE id = ?1")?;
+            let ids = select.query_map([seen_before as i64, once_before as i64], |r| r.get::<_, String>(0))?;
+            for id in ids {
+                let id = id?;
+                let parsed = PeerId::parse(&id);
+                if parsed.as_ref().is_some_and(keep) {
+                    continue;
+                }
+                delete.execute([&id])?;
+                gone.extend(parsed);
+            }
+        }
+        tx.commit()?;
+        Ok(gone)
     }
 
     /// The stored peers that have a direct conversation with us.
@@ -323,7 +388,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(s.peers_with_history().unwrap(), vec![chatted.id.clone()]);
-        assert_eq!(s.prune_peers(500).unwrap(), 1);
+        assert_eq!(s.prune_peers(500, 0, &|_| false).unwrap(), vec![old.id.clone()]);
         let mut left: Vec<String> = s.peers().unwrap().into_iter().map(|p| p.nick).collect();
         left.sort();
         assert_eq!(left, ["chatted", "recent", "trusted"]);

@@ -2,12 +2,12 @@
 //! node's face API ([`crate::node::api`]), reached through a [`Client`]: the node already
 //! running on the data dir, or one this process runs for the command's duration.
 
+mod history;
 pub mod output;
 mod serve;
 mod serve_json;
 mod transfer;
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -43,19 +43,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 before,
                 after,
                 json,
-            } => {
-                history(
-                    &config,
-                    Request::History {
-                        peer,
-                        limit,
-                        before,
-                        after,
-                    },
-                    json,
-                )
-                .await
-            }
+            } => history::run(&config, peer, limit, before, after, json).await,
             Command::Send { peers, paths } => transfer::send_command(&config, peers, paths).await,
             Command::Ls { peer, path, json } => transfer::ls_command(&config, peer, path, json).await,
             Command::Get { peer, paths, to } => transfer::get_command(&config, peer, paths, to).await,
@@ -204,22 +192,6 @@ async fn say(config: &Config, peer: String, text: String, queue: bool, timeout: 
         Reply::Queued { id } if queue => eprintln!("queued (message {id})"),
         Reply::Delivered { id } => eprintln!("delivered (message {id})"),
         _ => {}
-    })
-    .await
-}
-
-async fn history(config: &Config, request: Request, json: bool) -> Result<ExitCode> {
-    call(config, request, |reply| {
-        if let Reply::History { entries } = reply {
-            let mut out = std::io::stdout().lock();
-            for e in &entries {
-                let line = if json { output::json_line(e) } else { output::history_line(e) };
-                // A closed pipe (`| head`) ends the listing, not with a panic.
-                if writeln!(out, "{line}").is_err() {
-                    break;
-                }
-            }
-        }
     })
     .await
 }

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::node::{ChatEntry, Delivery, Direction, OfferView, PeerInfo, TransferState, TransferView};
+use crate::node::{ChatEntry, Direction, OfferView, PeerInfo, TransferState, TransferView};
 use crate::text::{human_bytes, is_clean, is_hostile, plural, printable};
 
 /// Unix milliseconds now.
@@ -179,22 +179,7 @@ pub fn utc_clock_now() -> String {
 /// `…` queued, `✓` sent, `✓✓` delivered (a room line: delivered to everyone; else a count).
 /// Everything from a peer is neutralised; a multi-line text stays on one line.
 pub fn history_line(e: &ChatEntry) -> String {
-    let mark = match e.state {
-        None => String::new(),
-        Some(state) => {
-            let glyph = match state {
-                Delivery::Queued => "…",
-                Delivery::Sent => "✓",
-                Delivery::Delivered => "✓✓",
-            };
-            let done = e.recipients.iter().filter(|r| r.state == Delivery::Delivered).count();
-            if e.recipients.len() > 1 && state != Delivery::Delivered {
-                format!("  {glyph} {done}/{}", e.recipients.len())
-            } else {
-                format!("  {glyph}")
-            }
-        }
-    };
+    let mark = e.delivery_mark().map(|m| format!("  {m}")).unwrap_or_default();
     let time = utc_minute(if e.outgoing { e.sent_ms } else { e.received_ms });
     format!("{time}  {}: {}{mark}", printable(&e.nick), printable(&e.text))
 }
@@ -203,6 +188,7 @@ pub fn history_line(e: &ChatEntry) -> String {
 mod tests {
     use super::*;
     use crate::identity::Identity;
+    use crate::node::Delivery;
     use crate::node::chat::Recipient;
 
     fn entry(nick: &str, text: &str, state: Option<Delivery>) -> ChatEntry {
@@ -218,7 +204,14 @@ mod tests {
             received_ms: 86_400_000 + 3_600_000 + 60_000,
             text: text.into(),
             state,
-            recipients: state.map(|state| Recipient { peer, state }).into_iter().collect(),
+            recipients: state
+                .map(|state| Recipient {
+                    peer,
+                    state,
+                    reason: Some("too many messages".into()),
+                })
+                .into_iter()
+                .collect(),
         }
     }
 
@@ -234,6 +227,7 @@ mod tests {
         assert!(history_line(&entry("me", "x", Some(Delivery::Delivered))).ends_with("x  ✓✓"));
         assert!(history_line(&entry("me", "x", Some(Delivery::Sent))).ends_with("x  ✓"));
         assert!(history_line(&entry("me", "x", Some(Delivery::Queued))).ends_with("x  …"));
+        assert!(history_line(&entry("me", "x", Some(Delivery::Refused))).ends_with("x  ✗ refused: too many messages"));
         let json = json_line(&evil);
         assert!(!json.chars().any(|c| c.is_control() || c == '\u{202e}'), "{json}");
         let back: serde_json::Value = serde_json::from_str(&json).unwrap();

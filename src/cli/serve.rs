@@ -248,6 +248,12 @@ impl Log {
                 &id[..id.len().min(8)],
                 printable(&node.peer_label(to.as_str()))
             ),
+            Event::ChatRefused { id, to, reason } => format!(
+                "message {} refused by {}: {}",
+                &id[..id.len().min(8)],
+                printable(&node.peer_label(to.as_str())),
+                printable(reason)
+            ),
             Event::Offer(o) => {
                 let names = o.names.iter().map(|n| printable(n).into_owned()).collect::<Vec<_>>().join(", ");
                 let more = if (o.names.len() as u32) < o.files { ", …" } else { "" };

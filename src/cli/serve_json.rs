@@ -70,6 +70,7 @@ fn objects(event: &Event) -> Vec<(&'static str, Value)> {
         Event::ChatSent { to, ids } => one("chat_sent", json!({ "to": to, "ids": ids })),
         Event::ChatRequeued { to, ids } => one("chat_requeued", json!({ "to": to, "ids": ids })),
         Event::ChatDelivered { id, to } => one("chat_delivered", json!({ "id": id, "to": to })),
+        Event::ChatRefused { id, to, reason } => one("chat_refused", json!({ "id": id, "to": to, "reason": reason })),
         Event::ChatRead { conversation } => one("chat_read", json!({ "conversation": conversation })),
         Event::Offer(o) => one(
             "offer",

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::limits::CHAT_REFUSAL_BYTES;
+
 /// Bumped on any incompatible change; checked in the preamble and advertised over mDNS.
 pub const PROTOCOL_VERSION: u16 = 1;
 /// Sent first on every connection, before Noise: magic + version, so that a version mismatch is
@@ -100,6 +102,9 @@ pub enum ControlMsg {
     },
     /// The chat message with this id is stored on the receiver.
     ChatAck { id: String },
+    /// The receiver did not store the chat message with this id, for `reason` (a budget, for a
+    /// person: "too many messages, try later"). Final: the sender shows it failed, never resends.
+    ChatRefused { id: String, reason: String },
     /// Peer exchange: peers the sender is connected to now, and where it reaches them. Sent when
     /// a connection comes up, so one mDNS hit or one `--peer` leads to the whole lab. Claims, not
     /// facts: the receiver dials them expecting these ids, and only a handshake with the matching
@@ -137,6 +142,10 @@ impl ControlMsg {
                 Ok(())
             }
             ControlMsg::ChatAck { id } if !valid_chat_id(id) => Err("malformed chat ack id".into()),
+            ControlMsg::ChatRefused { id, .. } if !valid_chat_id(id) => Err("malformed chat refusal id".into()),
+            ControlMsg::ChatRefused { reason, .. } if reason.len() > CHAT_REFUSAL_BYTES => {
+                Err(format!("chat refusal reason over {CHAT_REFUSAL_BYTES} bytes"))
+            }
             ControlMsg::Peers { peers } => {
                 if peers.len() > MAX_PEER_HINTS {
                     return Err(format!("over {MAX_PEER_HINTS} peers in one list"));

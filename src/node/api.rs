@@ -18,6 +18,7 @@ use super::chat::{ChatTarget, Page};
 use super::{
     ChatEntry, Envelope, Event, NodeHandle, OfferItem, OfferView, Outcome, PeerId, PeerInfo, RecvError, ShareEntry, Snapshot, TransferView,
 };
+use crate::limits::HISTORY_PAGE;
 
 /// How long a PEER named by a face may take to be discovered or connected.
 const RESOLVE_WAIT: Duration = Duration::from_secs(5);
@@ -42,7 +43,9 @@ pub enum Request {
         queue: bool,
         timeout_ms: u64,
     },
-    /// A conversation's lines: the newest `limit`, or those before / after a line id.
+    /// A page of a conversation's lines (at most `limits::HISTORY_PAGE`, fewer with `limit`):
+    /// the newest, the oldest (`first`), or those before / after a line id. A face pages on
+    /// with the first (or last) id it got.
     History {
         peer: String,
         limit: Option<usize>,
@@ -50,6 +53,8 @@ pub enum Request {
         before: Option<String>,
         #[serde(default)]
         after: Option<String>,
+        #[serde(default)]
+        first: bool,
     },
     /// Everything in a conversation (`#all` or a PEER) counts as read.
     MarkRead {
@@ -212,7 +217,8 @@ pub async fn execute(node: &NodeHandle, request: Request, out: &mpsc::Sender<Rep
             limit,
             before,
             after,
-        } => history(node, &peer, limit, before, after, out).await,
+            first,
+        } => history(node, &peer, limit, before, after, first, out).await,
         Request::MarkRead { peer } => match node.resolve_chat(&peer, RESOLVE_WAIT).await {
             Ok(target) => node.mark_read(target.conversation()).await,
             Err(e) => Err(e),
@@ -317,19 +323,22 @@ async fn history(
     limit: Option<usize>,
     before: Option<String>,
     after: Option<String>,
+    first: bool,
     out: &mpsc::Sender<Reply>,
 ) -> Result<()> {
     // A known peer resolves at once, online or not.
     let conversation = node.resolve_chat(peer, RESOLVE_WAIT).await?;
-    let page = match (&before, &after) {
-        (Some(_), Some(_)) => bail!("give --before or --after, not both"),
-        (Some(id), None) => Page::Before(id),
-        (None, Some(id)) => Page::After(id),
-        (None, None) => Page::Last,
+    let page = match (&before, &after, first) {
+        (Some(_), Some(_), _) => bail!("give --before or --after, not both"),
+        (Some(_), None, true) | (None, Some(_), true) => bail!("reading from the first line takes no cursor"),
+        (Some(id), None, false) => Page::Before(id),
+        (None, Some(id), false) => Page::After(id),
+        (None, None, true) => Page::First,
+        (None, None, false) => Page::Last,
     };
-    let entries = node
-        .history_page(conversation.conversation(), page, limit.unwrap_or(usize::MAX))
-        .await?;
+    // Never a whole conversation at once: the face pages on.
+    let limit = limit.unwrap_or(HISTORY_PAGE).min(HISTORY_PAGE);
+    let entries = node.history_page(conversation.conversation(), page, limit).await?;
     let mut chunk = Vec::new();
     let mut bytes = 0;
     for e in entries {

@@ -363,6 +363,12 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) {
                             break e;
                         }
                     }
+                    ControlMsg::ChatRefused { id: line, reason } => {
+                        if let Err(e) = inbox.push(chat::Incoming::Refused(line, reason)) {
+                            tracing::warn!("dropping connection to {} ({}): {e}", remote.addr, id.short());
+                            break e;
+                        }
+                    }
                     ControlMsg::Bye { reason } => {
                         quiet = reason == ByeReason::Duplicate;
                         break "left".to_string();

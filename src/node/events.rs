@@ -111,6 +111,13 @@ pub enum Event {
         id: String,
         to: PeerId,
     },
+    /// A recipient would not store one of our lines (over one of its budgets): final, it is not
+    /// resent. `reason` is the recipient's words ("too many messages, try later").
+    ChatRefused {
+        id: String,
+        to: PeerId,
+        reason: String,
+    },
     /// A conversation was read up to its last line (its unread count is 0).
     ChatRead {
         conversation: String,

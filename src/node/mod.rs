@@ -69,6 +69,8 @@ pub struct NodeConfig {
     /// Also announce ourselves over mDNS (only meaningful with `mdns` and `listen`).
     pub advertise: bool,
     pub accept_all: bool,
+    /// What peers' chat may cost this node, and when one-time keys are forgotten.
+    pub db_budget: chat::DbBudget,
 }
 
 impl NodeConfig {
@@ -84,6 +86,7 @@ impl NodeConfig {
             mdns: false,
             advertise: false,
             accept_all: false,
+            db_budget: chat::DbBudget::default(),
         }
     }
 }
@@ -241,7 +244,7 @@ impl NodeHandle {
         };
         let listen_addr = listener.as_ref().map(|l| l.local_addr()).transpose()?;
 
-        let table = places::load_table(&store, identity.id())?;
+        let table = places::load_table(&store, identity.id(), config.db_budget.one_time_peer_age)?;
 
         let (discovered, discovered_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
@@ -299,6 +302,7 @@ impl NodeHandle {
             handle.add_peer(&target);
         }
         shared.tracker.spawn(places::dial_remembered(shared.clone()));
+        shared.tracker.spawn(places::prune_periodically(shared.clone()));
         if let Some(addr) = listen_addr {
             shared.emit(Event::Listening {
                 id: shared.identity.id().clone(),

@@ -22,12 +22,66 @@ use crate::store::{Store, unix_now};
 /// open hundreds of sockets together.
 const MAX_REMEMBERED_DIALS: usize = 16;
 
-/// The peer table as the store remembers it, after dropping the peers nobody would miss.
-pub(crate) fn load_table(store: &Store, me: &PeerId) -> Result<PeerTable> {
-    let pruned = store.prune_peers(unix_now().saturating_sub(FORGET_AFTER))?;
-    if pruned > 0 {
-        tracing::info!("forgot {pruned} peers unseen for a day (untrusted, never chatted with)");
+/// Drop the stored peers nobody would miss (see `Store::prune_peers`), except those `keep`
+/// names; returns who went.
+fn prune(store: &Store, one_time_age: u64, keep: &dyn Fn(&PeerId) -> bool) -> Result<Vec<PeerId>> {
+    let now = unix_now();
+    let gone = store.prune_peers(now.saturating_sub(FORGET_AFTER), now.saturating_sub(one_time_age), keep)?;
+    if !gone.is_empty() {
+        tracing::info!(
+            "forgot {} peers unseen for a while (untrusted, never chatted with; a key seen once goes after {one_time_age} s)",
+            gone.len()
+        );
     }
+    Ok(gone)
+}
+
+/// Every `budget.prune_every`, forget the peers nobody would miss, in the store and the table:
+/// throwaway keys must not pile up in a node that runs for weeks. One timer an hour.
+pub(crate) async fn prune_periodically(shared: Arc<Shared>) {
+    let budget = &shared.config.db_budget;
+    loop {
+        tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            _ = tokio::time::sleep(budget.prune_every) => {}
+        }
+        let online: HashSet<PeerId> = {
+            let table = shared.peers();
+            table.ids().filter(|id| table.is_online(id)).cloned().collect()
+        };
+        let s = shared.clone();
+        let gone = off_thread(move || prune(&s.store, s.config.db_budget.one_time_peer_age, &|id| online.contains(id))).await;
+        let gone = match gone {
+            Ok(Ok(gone)) => gone,
+            Ok(Err(e)) => {
+                tracing::warn!("cannot forget old peers: {e}");
+                continue;
+            }
+            Err(_) => return,
+        };
+        let mut table = shared.peers();
+        let mut changed = false;
+        for id in &gone {
+            // One that came back meanwhile, or that mDNS lists, stays in the table (and is stored
+            // again at its next connection).
+            if table
+                .get(id)
+                .is_some_and(|p| p.conn.is_none() && !p.mdns_present && !p.dialer_running)
+            {
+                table.remove(id);
+                changed = true;
+            }
+        }
+        drop(table);
+        if changed {
+            shared.touch();
+        }
+    }
+}
+
+/// The peer table as the store remembers it, after dropping the peers nobody would miss.
+pub(crate) fn load_table(store: &Store, me: &PeerId, one_time_age: u64) -> Result<PeerTable> {
+    prune(store, one_time_age, &|_| false)?;
     let chatted: HashSet<PeerId> = store.peers_with_history()?.into_iter().collect();
     let mut table = PeerTable::new(me.clone());
     for p in store.peers()? {

@@ -462,6 +462,7 @@ impl App {
                         .map(|peer| Recipient {
                             peer,
                             state: Delivery::Queued,
+                            reason: None,
                         })
                         .collect();
                     push_line(
@@ -482,9 +483,13 @@ impl App {
                     );
                 }
             }
-            Event::ChatSent { to, ids } => self.set_delivery(&to, &ids, Delivery::Sent),
-            Event::ChatRequeued { to, ids } => self.set_delivery(&to, &ids, Delivery::Queued),
-            Event::ChatDelivered { id, to } => self.set_delivery(&to, std::slice::from_ref(&id), Delivery::Delivered),
+            Event::ChatSent { to, ids } => self.set_delivery(&to, &ids, Delivery::Sent, None),
+            Event::ChatRequeued { to, ids } => self.set_delivery(&to, &ids, Delivery::Queued, None),
+            Event::ChatDelivered { id, to } => self.set_delivery(&to, std::slice::from_ref(&id), Delivery::Delivered, None),
+            Event::ChatRefused { id, to, reason } => {
+                self.say(format!("{} refused: {reason}", self.peer_name(&to)));
+                self.set_delivery(&to, std::slice::from_ref(&id), Delivery::Refused, Some(reason));
+            }
             Event::ChatRead { conversation } => {
                 if let Some(c) = self.conversations.get_mut(&conversation) {
                     c.unread = 0;
@@ -802,6 +807,7 @@ impl App {
             limit: Some(HISTORY_PAGE),
             before: Some(first),
             after: None,
+            first: false,
         };
         vec![self.call(request, Pending::Older(id))]
     }
@@ -1180,6 +1186,7 @@ impl App {
             limit: Some(HISTORY_PAGE),
             before: None,
             after: None,
+            first: false,
         };
         vec![self.call(request, Pending::History(conv))]
     }
@@ -1241,15 +1248,16 @@ impl App {
         }
     }
 
-    fn set_delivery(&mut self, to: &PeerId, ids: &[String], state: Delivery) {
+    fn set_delivery(&mut self, to: &PeerId, ids: &[String], state: Delivery, reason: Option<String>) {
         let ids: HashSet<&String> = ids.iter().collect();
         for conv in [to.to_string(), ROOM.to_string()] {
             let Some(c) = self.conversations.get_mut(&conv) else { continue };
             for line in c.lines.iter_mut().rev().filter(|l| l.outgoing && ids.contains(&l.id)) {
                 for r in line.recipients.iter_mut().filter(|r| &r.peer == to) {
-                    // Delivered is final; a late "sent" must not undo it.
-                    if r.state != Delivery::Delivered {
+                    // Delivered and refused are final; a late "sent" must not undo them.
+                    if !matches!(r.state, Delivery::Delivered | Delivery::Refused) {
                         r.state = state;
+                        r.reason = reason.clone();
                     }
                 }
                 line.state = line.recipients.iter().map(|r| r.state).min();

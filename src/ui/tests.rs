@@ -167,7 +167,14 @@ fn line(conv: &str, from: &PeerId, nick: &str, outgoing: bool, text: &str, state
         received_ms: T0,
         text: text.into(),
         state,
-        recipients: state.map(|state| Recipient { peer: to.clone(), state }).into_iter().collect(),
+        recipients: state
+            .map(|state| Recipient {
+                peer: to.clone(),
+                state,
+                reason: None,
+            })
+            .into_iter()
+            .collect(),
     }
 }
 

@@ -6,6 +6,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+use super::budget;
 use crate::identity::PeerId;
 
 /// The room every online peer receives.
@@ -20,6 +21,9 @@ pub enum Delivery {
     Queued,
     /// Written to the recipient's connection, not yet acknowledged.
     Sent,
+    /// The recipient would not store it (over one of its budgets; the reason is kept). Final:
+    /// never resent. A room line with one refusal and the rest delivered shows this.
+    Refused,
     /// The recipient stored it and said so.
     Delivered,
 }
@@ -29,6 +33,7 @@ impl Delivery {
         match s {
             "delivered" => Delivery::Delivered,
             "sent" => Delivery::Sent,
+            "refused" => Delivery::Refused,
             _ => Delivery::Queued,
         }
     }
@@ -56,10 +61,41 @@ pub struct ChatEntry {
     pub recipients: Vec<Recipient>,
 }
 
+impl ChatEntry {
+    /// How our line stands, for a person: `…` queued, `✓` sent, `✓✓` delivered (a room line:
+    /// to everyone; else a count), `✗ refused: why` (the reason neutralised). `None` for a
+    /// peer's line.
+    pub fn delivery_mark(&self) -> Option<String> {
+        let state = self.state?;
+        let glyph = match state {
+            Delivery::Queued => "…",
+            Delivery::Sent => "✓",
+            Delivery::Delivered => "✓✓",
+            Delivery::Refused => {
+                let why = self
+                    .recipients
+                    .iter()
+                    .find_map(|r| r.reason.as_deref())
+                    .unwrap_or("no reason given");
+                return Some(format!("✗ refused: {}", crate::text::printable(why)));
+            }
+        };
+        let done = self.recipients.iter().filter(|r| r.state == Delivery::Delivered).count();
+        Some(if self.recipients.len() > 1 && state != Delivery::Delivered {
+            format!("{glyph} {done}/{}", self.recipients.len())
+        } else {
+            glyph.to_string()
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recipient {
     pub peer: PeerId,
     pub state: Delivery,
+    /// Why it refused the line (its words: hostile text), when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A line to write, as it goes on the wire.
@@ -131,29 +167,171 @@ pub fn insert_incoming(c: &Connection, m: &NewMessage) -> rusqlite::Result<bool>
     insert_message(c, m, false)
 }
 
-/// Store a burst of a peer's lines in one transaction; for each, whether it was new.
-pub fn insert_incoming_batch(c: &mut Connection, lines: &[NewMessage]) -> rusqlite::Result<Vec<bool>> {
-    let tx = c.transaction()?;
-    let fresh = lines
-        .iter()
-        .map(|m| insert_message(&tx, m, false))
-        .collect::<rusqlite::Result<Vec<bool>>>()?;
-    tx.commit()?;
-    Ok(fresh)
+/// What became of one of a peer's lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Stored now.
+    Stored,
+    /// Stored before (a resend): acknowledged again, not shown again.
+    Repeat,
+    /// Not stored, for this reason (told to the sender).
+    Refused(&'static str),
 }
 
-/// [`mark_delivered`] for a burst of acks, in one transaction.
-pub fn mark_delivered_batch(
+/// Who sends a burst, and what it may store (see [`budget::DbBudget`]).
+pub struct Quota<'a> {
+    pub me: &'a PeerId,
+    pub from: &'a PeerId,
+    /// When this node started (Unix seconds): a key first seen since is new.
+    pub session_start: u64,
+    pub budget: &'a budget::DbBudget,
+}
+
+/// Store a burst of `from`'s lines in one transaction, each within its budgets: `rate` spends
+/// the sender's allowance for one fresh line of that many bytes (false: too fast). Room lines
+/// past the room's budgets push out the oldest received room lines; a direct line past its
+/// conversation's budget is refused.
+pub fn insert_incoming_within(
+    c: &mut Connection,
+    lines: &[NewMessage],
+    q: &Quota,
+    mut rate: impl FnMut(usize) -> bool,
+) -> rusqlite::Result<Vec<Verdict>> {
+    let tx = c.transaction()?;
+    let stranger = is_stranger(&tx, q.me, q.from, q.session_start)?;
+    let cap = if stranger { q.budget.stranger_bytes } else { q.budget.direct_bytes };
+    let mut direct = usage(&tx, q.from.as_str(), q.from)?;
+    let mut strangers = if stranger {
+        strangers_usage(&tx, q.me, q.session_start)?
+    } else {
+        0
+    };
+    let mut room = false;
+    let mut out = Vec::with_capacity(lines.len());
+    {
+        let mut exists = tx.prepare_cached("SELECT 1 FROM messages WHERE sender = ?1 AND id = ?2")?;
+        for m in lines {
+            if exists.exists(params![m.sender.as_str(), m.id])? {
+                out.push(Verdict::Repeat);
+                continue;
+            }
+            let len = m.text.len() as u64;
+            if !m.room && (direct + len > cap || (stranger && strangers + len > q.budget.strangers_bytes)) {
+                out.push(Verdict::Refused(budget::NO_ROOM));
+                continue;
+            }
+            if !rate(m.text.len()) {
+                out.push(Verdict::Refused(budget::TOO_FAST));
+                continue;
+            }
+            if m.room {
+                room = true;
+            } else {
+                direct += len;
+                strangers += len;
+            }
+            insert_message(&tx, m, false)?;
+            out.push(Verdict::Stored);
+        }
+    }
+    if room {
+        trim_room(&tx, q)?;
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+/// Bytes of text `sender` has stored in `conversation`.
+fn usage(c: &Connection, conversation: &str, sender: &PeerId) -> rusqlite::Result<u64> {
+    let bytes: Option<i64> = c
+        .prepare_cached("SELECT bytes FROM chat_usage WHERE conversation = ?1 AND sender = ?2")?
+        .query_row([conversation, sender.as_str()], |r| r.get(0))
+        .optional()?;
+    Ok(bytes.unwrap_or(0).max(0) as u64)
+}
+
+/// A key first seen in this run, untrusted, that we never wrote to (or one we have no row for).
+fn is_stranger(c: &Connection, me: &PeerId, peer: &PeerId, session_start: u64) -> rusqlite::Result<bool> {
+    let row: Option<(bool, Option<i64>)> = c
+        .prepare_cached("SELECT trusted, first_seen FROM peers WHERE id = ?1")?
+        .query_row([peer.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(match row {
+        None => true,
+        Some((true, _)) | Some((_, None)) => false,
+        Some((false, Some(first))) => first >= ms(session_start) && usage(c, peer.as_str(), me)? == 0,
+    })
+}
+
+/// Bytes every stranger together has stored in direct conversations with us.
+fn strangers_usage(c: &Connection, me: &PeerId, session_start: u64) -> rusqlite::Result<u64> {
+    let bytes: i64 = c
+        .prepare_cached(
+            "SELECT COALESCE(SUM(u.bytes), 0) FROM chat_usage u JOIN peers p ON p.id = u.sender
+         WHERE u.conversation = u.sender AND p.trusted = 0 AND p.first_seen >= ?1
+            AND NOT EXISTS (SELECT 1 FROM chat_usage o WHERE o.conversation = p.id AND o.sender = ?2 AND o.lines > 0)",
+        )?
+        .query_row(params![ms(session_start), me.as_str()], |r| r.get(0))?;
+    Ok(bytes.max(0) as u64)
+}
+
+/// Keep the room within its budgets: `q.from`'s share first, then everyone's. Trims to 7/8 of
+/// a budget, so a steady stream trims in batches rather than line by line.
+fn trim_room(c: &Connection, q: &Quota) -> rusqlite::Result<usize> {
+    let mut trimmed = 0;
+    let mine = usage(c, ROOM, q.from)?;
+    if mine > q.budget.room_bytes_per_peer {
+        trimmed += trim_oldest(c, Some(q.from), mine - q.budget.room_bytes_per_peer / 8 * 7)?;
+    }
+    let all: i64 = c
+        .prepare_cached("SELECT COALESCE(SUM(bytes), 0) FROM chat_usage WHERE conversation = ?1 AND sender != ?2")?
+        .query_row([ROOM, q.me.as_str()], |r| r.get(0))?;
+    let all = all.max(0) as u64;
+    if all > q.budget.room_bytes {
+        trimmed += trim_oldest(c, None, all - q.budget.room_bytes / 8 * 7)?;
+    }
+    if trimmed > 0 {
+        tracing::debug!("chat: trimmed {trimmed} old lines of {ROOM}");
+    }
+    Ok(trimmed)
+}
+
+/// Delete the oldest received room lines (of `sender`, or anyone's) worth at least `bytes`.
+fn trim_oldest(c: &Connection, sender: Option<&PeerId>, bytes: u64) -> rusqlite::Result<usize> {
+    let sender = sender.map(|s| s.as_str());
+    let last = {
+        let mut select = c.prepare_cached(
+            "SELECT n, length(CAST(text AS BLOB)) FROM messages
+             WHERE conversation = ?1 AND outgoing = 0 AND (?2 IS NULL OR sender = ?2) ORDER BY n",
+        )?;
+        let mut rows = select.query(params![ROOM, sender])?;
+        let (mut freed, mut last) = (0u64, None);
+        while freed < bytes
+            && let Some(row) = rows.next()?
+        {
+            last = Some(row.get::<_, i64>(0)?);
+            freed += row.get::<_, i64>(1)?.max(0) as u64;
+        }
+        last
+    };
+    let Some(last) = last else { return Ok(0) };
+    c.prepare_cached("DELETE FROM messages WHERE conversation = ?1 AND outgoing = 0 AND (?2 IS NULL OR sender = ?2) AND n <= ?3")?
+        .execute(params![ROOM, sender, last])
+}
+
+/// [`mark_delivered`] (reason `None`) or [`mark_refused`] for a burst of answers, in one
+/// transaction.
+pub fn mark_answered_batch(
     c: &mut Connection,
     me: &PeerId,
     peer: &PeerId,
-    ids: &[String],
+    answers: &[(String, Option<String>)],
     now_ms: u64,
 ) -> rusqlite::Result<Vec<Option<Option<u64>>>> {
     let tx = c.transaction()?;
-    let marked = ids
+    let marked = answers
         .iter()
-        .map(|id| mark_delivered(&tx, me, peer, id, now_ms))
+        .map(|(id, refused)| answered(&tx, me, peer, id, now_ms, refused.as_deref()))
         .collect::<rusqlite::Result<Vec<_>>>()?;
     tx.commit()?;
     Ok(marked)
@@ -222,6 +400,30 @@ pub fn requeue_all(c: &Connection) -> rusqlite::Result<usize> {
 /// `peer` acknowledged our (`me`'s) line `id`. When that is news, returns the connection it was
 /// last sent on (`Some(None)` if it was still queued); `None` for a repeated or unknown ack.
 pub fn mark_delivered(c: &Connection, me: &PeerId, peer: &PeerId, id: &str, now_ms: u64) -> rusqlite::Result<Option<Option<u64>>> {
+    answered(c, me, peer, id, now_ms, None)
+}
+
+/// `peer` refused our line `id` for `reason`; returns as [`mark_delivered`] does.
+pub fn mark_refused(
+    c: &Connection,
+    me: &PeerId,
+    peer: &PeerId,
+    id: &str,
+    reason: &str,
+    now_ms: u64,
+) -> rusqlite::Result<Option<Option<u64>>> {
+    answered(c, me, peer, id, now_ms, Some(reason))
+}
+
+/// The recipient's answer (an ack, or a refusal with its reason) settles the line for it.
+fn answered(
+    c: &Connection,
+    me: &PeerId,
+    peer: &PeerId,
+    id: &str,
+    now_ms: u64,
+    refused: Option<&str>,
+) -> rusqlite::Result<Option<Option<u64>>> {
     let row: Option<(i64, String, Option<i64>)> = c
         .query_row(
             "SELECT d.seq, d.state, d.conn FROM deliveries d JOIN messages m ON m.n = d.message
@@ -231,12 +433,12 @@ pub fn mark_delivered(c: &Connection, me: &PeerId, peer: &PeerId, id: &str, now_
         )
         .optional()?;
     let Some((seq, state, conn)) = row else { return Ok(None) };
-    if Delivery::from_sql(&state) == Delivery::Delivered {
+    if matches!(Delivery::from_sql(&state), Delivery::Delivered | Delivery::Refused) {
         return Ok(None);
     }
     c.execute(
-        "UPDATE deliveries SET state = 'delivered', conn = NULL, delivered_ms = ?2 WHERE seq = ?1",
-        params![seq, ms(now_ms)],
+        "UPDATE deliveries SET state = ?3, conn = NULL, delivered_ms = ?2, reason = ?4 WHERE seq = ?1",
+        params![seq, ms(now_ms), if refused.is_some() { "refused" } else { "delivered" }, refused],
     )?;
     Ok(Some(conn.map(|c| c as u64)))
 }
@@ -258,15 +460,16 @@ pub fn recipients(c: &Connection, me: &PeerId, id: &str) -> rusqlite::Result<Opt
 }
 
 fn recipients_of(c: &Connection, n: i64) -> rusqlite::Result<Vec<Recipient>> {
-    let mut stmt = c.prepare_cached("SELECT peer, state FROM deliveries WHERE message = ?1 ORDER BY seq")?;
-    let rows = stmt.query_map([n], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut stmt = c.prepare_cached("SELECT peer, state, reason FROM deliveries WHERE message = ?1 ORDER BY seq")?;
+    let rows = stmt.query_map([n], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?)))?;
     let mut out = Vec::new();
     for row in rows {
-        let (peer, state) = row?;
+        let (peer, state, reason) = row?;
         if let Some(peer) = PeerId::parse(&peer) {
             out.push(Recipient {
                 peer,
                 state: Delivery::from_sql(&state),
+                reason,
             });
         }
     }
@@ -283,6 +486,8 @@ pub fn overall(recipients: &[Recipient]) -> Option<Delivery> {
 pub enum Page<'a> {
     /// The newest lines.
     Last,
+    /// The oldest lines (reading from the start).
+    First,
     /// The lines just before this message id (scrolling back).
     Before(&'a str),
     /// The lines just after this message id (catching up).
@@ -293,15 +498,15 @@ const ENTRY_COLUMNS: &str = "n, id, conversation, sender, sender_nick, outgoing,
 
 /// The last `limit` lines of a conversation, oldest first.
 pub fn history(c: &Connection, conversation: &str, limit: usize) -> rusqlite::Result<Vec<ChatEntry>> {
-    history_page(c, conversation, Page::Last, limit)
+    Ok(history_page(c, conversation, Page::Last, limit)?.unwrap_or_default())
 }
 
-/// Up to `limit` lines of a conversation around a cursor, oldest first. A cursor that is not a
-/// line of this conversation gives nothing.
-pub fn history_page(c: &Connection, conversation: &str, page: Page, limit: usize) -> rusqlite::Result<Vec<ChatEntry>> {
+/// Up to `limit` lines of a conversation around a cursor, oldest first. `None` when the cursor
+/// is not a line of this conversation.
+pub fn history_page(c: &Connection, conversation: &str, page: Page, limit: usize) -> rusqlite::Result<Option<Vec<ChatEntry>>> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let cursor = match page {
-        Page::Last => None,
+        Page::Last | Page::First => None,
         Page::Before(id) | Page::After(id) => {
             let n: Option<i64> = c
                 .query_row(
@@ -312,7 +517,7 @@ pub fn history_page(c: &Connection, conversation: &str, page: Page, limit: usize
                 .optional()?;
             match n {
                 Some(n) => Some(n),
-                None => return Ok(Vec::new()),
+                None => return Ok(None),
             }
         }
     };
@@ -325,7 +530,7 @@ pub fn history_page(c: &Connection, conversation: &str, page: Page, limit: usize
             format!("SELECT {ENTRY_COLUMNS} FROM messages WHERE conversation = ?1 AND n < ?3 ORDER BY n DESC LIMIT ?2"),
             cursor.unwrap_or(0),
         ),
-        Page::After(_) => (
+        Page::After(_) | Page::First => (
             format!("SELECT {ENTRY_COLUMNS} FROM messages WHERE conversation = ?1 AND n > ?3 ORDER BY n ASC LIMIT ?2"),
             cursor.unwrap_or(0),
         ),
@@ -338,10 +543,10 @@ pub fn history_page(c: &Connection, conversation: &str, page: Page, limit: usize
             out.push(e);
         }
     }
-    if !matches!(page, Page::After(_)) {
+    if !matches!(page, Page::After(_) | Page::First) {
         out.reverse();
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
 /// The newest line of every conversation.

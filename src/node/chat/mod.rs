@@ -9,11 +9,13 @@
 //! ack; and since one pump per peer sends in queue order over one ordered stream, each sender's
 //! order holds.
 
+pub mod budget;
 pub mod db;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use rand::RngCore;
@@ -23,7 +25,8 @@ use tokio_util::sync::CancellationToken;
 use super::{Event, NodeHandle, Shared, lock, off_thread};
 use crate::identity::PeerId;
 use crate::net::wire::{ControlMsg, MAX_CHAT_TEXT};
-use crate::store::unix_now_ms;
+use crate::store::{unix_now, unix_now_ms};
+pub use budget::DbBudget;
 pub use db::{ChatEntry, Delivery, Page, ROOM, Recipient};
 
 /// Rows a pump takes from the queue at once.
@@ -68,6 +71,10 @@ pub(crate) struct Chat {
     /// Received lines not read yet, per conversation (kept here so that a burst of lines does
     /// not count rows again for each one).
     unread: Mutex<HashMap<String, u32>>,
+    /// Every peer's chat rate (see `budget`).
+    rates: Mutex<budget::Rates>,
+    /// When this node started (Unix seconds): keys first seen since are strangers.
+    started: AtomicU64,
 }
 
 impl Chat {
@@ -180,8 +187,11 @@ impl NodeHandle {
             let notified = self.shared.chat.delivered.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.delivery(id).await? == Delivery::Delivered {
-                return Ok(true);
+            let recipients = self.recipients(id).await?;
+            match db::overall(&recipients) {
+                Some(Delivery::Delivered) => return Ok(true),
+                Some(Delivery::Refused) => bail!("{}", refusals(self, &recipients)),
+                _ => {}
             }
             tokio::select! {
                 _ = self.shared.cancel.cancelled() => return Ok(false),
@@ -192,11 +202,15 @@ impl NodeHandle {
 
     /// Where our line `id` stands (the least advanced recipient).
     pub async fn delivery(&self, id: &str) -> Result<Delivery> {
+        Ok(db::overall(&self.recipients(id).await?).unwrap_or(Delivery::Queued))
+    }
+
+    /// Every recipient of our line `id` and where it stands for each.
+    async fn recipients(&self, id: &str) -> Result<Vec<Recipient>> {
         let (shared, line) = (self.shared.clone(), id.to_string());
-        let recipients = off_thread(move || db::recipients(&shared.store.lock(), shared.identity.id(), &line))
+        off_thread(move || db::recipients(&shared.store.lock(), shared.identity.id(), &line))
             .await??
-            .with_context(|| format!("no message {id} was sent from here"))?;
-        Ok(db::overall(&recipients).unwrap_or(Delivery::Queued))
+            .with_context(|| format!("no message {id} was sent from here"))
     }
 
     /// The last `limit` lines of a conversation (a peer id, or `#all`), oldest first.
@@ -204,23 +218,38 @@ impl NodeHandle {
         self.history_page(conversation, Page::Last, limit).await
     }
 
-    /// Up to `limit` lines of a conversation before or after a line (by id), oldest first.
+    /// Up to `limit` lines of a conversation before or after a line (by id), oldest first. An
+    /// error when that line is not in this conversation.
     pub async fn history_page(&self, conversation: &str, page: Page<'_>, limit: usize) -> Result<Vec<ChatEntry>> {
-        let (shared, conversation) = (self.shared.clone(), conversation.to_string());
-        let cursor = match page {
-            Page::Last => None,
-            Page::Before(id) => Some((false, id.to_string())),
-            Page::After(id) => Some((true, id.to_string())),
+        let (shared, conv) = (self.shared.clone(), conversation.to_string());
+        let (kind, cursor) = match page {
+            Page::Last => (0, None),
+            Page::First => (1, None),
+            Page::Before(id) => (2, Some(id.to_string())),
+            Page::After(id) => (3, Some(id.to_string())),
         };
-        Ok(off_thread(move || {
-            let page = match &cursor {
-                None => Page::Last,
-                Some((false, id)) => Page::Before(id),
-                Some((true, id)) => Page::After(id),
+        let found = off_thread(move || {
+            let id = cursor.as_deref().unwrap_or_default();
+            let page = match kind {
+                0 => Page::Last,
+                1 => Page::First,
+                2 => Page::Before(id),
+                _ => Page::After(id),
             };
-            db::history_page(&shared.store.lock(), &conversation, page, limit)
+            db::history_page(&shared.store.lock(), &conv, page, limit)
         })
-        .await??)
+        .await??;
+        match (found, page) {
+            (Some(lines), _) => Ok(lines),
+            (None, Page::Before(id) | Page::After(id)) => {
+                bail!(
+                    "no message {} in the conversation with {}",
+                    crate::text::printable(id),
+                    self.peer_label(conversation)
+                )
+            }
+            (None, _) => Ok(Vec::new()),
+        }
     }
 
     /// Everything in a conversation so far counts as read (its unread count drops to 0).
@@ -292,6 +321,19 @@ impl NodeHandle {
         }
         self.resolve(spec, wait).await.map(ChatTarget::Peer)
     }
+}
+
+/// "bob refused: too many messages, try later", for each recipient that refused.
+fn refusals(node: &NodeHandle, recipients: &[Recipient]) -> String {
+    let said: Vec<String> = recipients
+        .iter()
+        .filter(|r| r.state == Delivery::Refused)
+        .map(|r| {
+            let reason = crate::text::printable(r.reason.as_deref().unwrap_or("no reason given")).into_owned();
+            format!("{} refused: {reason}", node.peer_label(r.peer.as_str()))
+        })
+        .collect();
+    said.join("; ")
 }
 
 /// Whether `conn_id` is `peer`'s live control connection.
@@ -412,6 +454,8 @@ pub(crate) enum Incoming {
     Line(Line),
     /// The peer acknowledged our line.
     Ack(String),
+    /// The peer refused our line (id, its reason).
+    Refused(String, String),
 }
 
 /// A peer's chat line as it came.
@@ -511,7 +555,8 @@ impl Link {
             while let Some(item) = next.take() {
                 match item {
                     Incoming::Line(line) => lines.push(line),
-                    Incoming::Ack(id) => acks.push(id),
+                    Incoming::Ack(id) => acks.push((id, None)),
+                    Incoming::Refused(id, reason) => acks.push((id, Some(reason))),
                 }
                 if lines.len() + acks.len() < BATCH {
                     next = rx.try_recv().ok();
@@ -554,14 +599,22 @@ impl Link {
                         text: &l.text,
                     })
                     .collect();
+                let quota = db::Quota {
+                    me: s.identity.id(),
+                    from: &from,
+                    session_start: s.chat.started.load(Ordering::Relaxed),
+                    budget: &s.config.db_budget,
+                };
+                let at = Instant::now();
+                let rate = |bytes| lock(&s.chat.rates).take(&s.config.db_budget, &from, bytes, at);
                 // Stored and counted as unread together (see `mark_read`).
                 let mut unread = lock(&s.chat.unread);
-                let fresh = db::insert_incoming_batch(&mut s.store.lock(), &new)?;
+                let fresh = db::insert_incoming_within(&mut s.store.lock(), &new, &quota, rate)?;
                 let counts: Vec<u32> = lines
                     .iter()
                     .zip(&fresh)
                     .map(|(l, f)| {
-                        if !*f {
+                        if *f != db::Verdict::Stored {
                             return 0;
                         }
                         let conversation = if l.room { ROOM } else { from.as_str() };
@@ -583,41 +636,53 @@ impl Link {
         };
         // A direct conversation keeps the peer listed however long it stays away: marked once
         // per burst, not per line.
-        if lines.iter().zip(&fresh).any(|(l, f)| *f && !l.room)
+        if lines.iter().zip(&fresh).any(|(l, f)| *f == db::Verdict::Stored && !l.room)
             && let Some(p) = shared.peers().get_mut(&self.peer)
         {
             p.chatted = true;
         }
+        let refused = fresh.iter().filter(|f| matches!(f, db::Verdict::Refused(_))).count();
+        if refused > 0 {
+            tracing::info!("chat: refused {refused} lines from {} (over its budget)", self.peer.short());
+        }
         // Committed before the acks go out: nothing acknowledged can be lost.
         for ((Line { id, room, sent_ms, text }, fresh), unread) in lines.into_iter().zip(fresh).zip(counts) {
-            if fresh {
-                shared.emit(Event::ChatReceived {
-                    id: id.clone(),
-                    from: self.peer.clone(),
-                    nick: nick.clone(),
-                    room,
-                    text,
-                    sent_ms,
-                    unread,
-                });
-            }
+            let answer = match fresh {
+                db::Verdict::Refused(reason) => ControlMsg::ChatRefused {
+                    id,
+                    reason: reason.to_string(),
+                },
+                db::Verdict::Repeat => ControlMsg::ChatAck { id },
+                db::Verdict::Stored => {
+                    shared.emit(Event::ChatReceived {
+                        id: id.clone(),
+                        from: self.peer.clone(),
+                        nick: nick.clone(),
+                        room,
+                        text,
+                        sent_ms,
+                        unread,
+                    });
+                    ControlMsg::ChatAck { id }
+                }
+            };
             // A sender that keeps to its window can never fill this queue; one that doesn't (or
             // that stopped reading) is cut off rather than allowed to block this connection.
             self.tx
-                .try_send(ControlMsg::ChatAck { id })
+                .try_send(answer)
                 .map_err(|_| "protocol error: the peer does not read its acknowledgements".to_string())?;
         }
         Ok(())
     }
 
-    /// The peer acknowledged these lines of ours.
-    async fn record_acks(&self, ids: Vec<String>) {
+    /// The peer acknowledged (reason `None`) or refused these lines of ours.
+    async fn record_acks(&self, ids: Vec<(String, Option<String>)>) {
         let marked = {
             let (s, peer) = (self.shared.clone(), self.peer.clone());
             off_thread(move || {
                 let now = unix_now_ms();
                 let me = s.identity.id().clone();
-                db::mark_delivered_batch(&mut s.store.lock(), &me, &peer, &ids, now).map(|m| (ids, m))
+                db::mark_answered_batch(&mut s.store.lock(), &me, &peer, &ids, now).map(|m| (ids, m))
             })
             .await
         };
@@ -627,13 +692,17 @@ impl Link {
             Err(e) => return tracing::warn!("chat: cannot record acks from {}: {e}", self.peer.short()),
         };
         let mut any = false;
-        for (id, sent_on) in ids.into_iter().zip(marked) {
+        for ((id, refused), sent_on) in ids.into_iter().zip(marked) {
             // Repeated, or for a line we never sent it: nothing to do.
             let Some(sent_on) = sent_on else { continue };
             if sent_on == Some(self.conn_id) {
                 self.window.add_permits(1);
             }
-            self.shared.emit(Event::ChatDelivered { id, to: self.peer.clone() });
+            let to = self.peer.clone();
+            self.shared.emit(match refused {
+                None => Event::ChatDelivered { id, to },
+                Some(reason) => Event::ChatRefused { id, to, reason },
+            });
             any = true;
         }
         if any {
@@ -644,6 +713,7 @@ impl Link {
 
 /// At start: no connection survived, so nothing is in flight; and the unread counts.
 pub(crate) fn load(shared: &Shared) -> Result<()> {
+    shared.chat.started.store(unix_now(), Ordering::Relaxed);
     let store = shared.store.lock();
     db::requeue_all(&store)?;
     *lock(&shared.chat.unread) = db::unread_counts(&store)?.into_iter().collect();

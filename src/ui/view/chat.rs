@@ -153,19 +153,13 @@ fn render<'a>(app: &App, item: &Item, theme: &Theme) -> Vec<Span<'a>> {
                 Span::raw(": "),
                 Span::raw(printable(&e.text.replace(['\n', '\r'], " ")).into_owned()),
             ];
-            if let Some(state) = e.state {
-                let done = e.recipients.iter().filter(|r| r.state == Delivery::Delivered).count();
-                let glyph = match state {
-                    Delivery::Queued => "…",
-                    Delivery::Sent => "✓",
-                    Delivery::Delivered => "✓✓",
+            if let (Some(state), Some(mark)) = (e.state, e.delivery_mark()) {
+                let style = match state {
+                    Delivery::Delivered => theme.ok,
+                    Delivery::Refused => theme.warn,
+                    _ => theme.dim,
                 };
-                let mark = if e.recipients.len() > 1 && state != Delivery::Delivered {
-                    format!(" {glyph} {done}/{}", e.recipients.len())
-                } else {
-                    format!(" {glyph}")
-                };
-                spans.push(styled(mark, if state == Delivery::Delivered { theme.ok } else { theme.dim }));
+                spans.push(styled(format!(" {mark}"), style));
             }
             spans
         }
