@@ -61,14 +61,15 @@ pub(crate) async fn prune_periodically(shared: Arc<Shared>) {
         };
         let mut table = shared.peers();
         let mut changed = false;
-        for id in &gone {
+        for id in gone {
             // One that came back meanwhile, or that mDNS lists, stays in the table (and is stored
             // again at its next connection).
             if table
-                .get(id)
+                .get(&id)
                 .is_some_and(|p| p.conn.is_none() && !p.mdns_present && !p.dialer_running)
             {
-                table.remove(id);
+                table.remove(&id);
+                shared.emit(Event::PeerForgotten { id });
                 changed = true;
             }
         }
