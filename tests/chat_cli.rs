@@ -217,3 +217,68 @@ async fn an_acknowledged_line_survives_kill_9_right_after_the_ack() {
         .unwrap();
     assert_eq!(stored, text);
 }
+
+/// A conversation longer than a page (the node answers at most `limits::HISTORY_PAGE` lines a
+/// call) comes out whole and in order through `lanyard history`, which pages; the windows of
+/// --limit / --before / --after too; an unknown cursor is an error, not an empty listing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_pages_through_a_long_conversation() {
+    let root = tempfile::tempdir().unwrap();
+    let (da, db) = (root.path().join("ada"), root.path().join("bob"));
+    let lifted = |nick: &str, dir: &Path| {
+        let mut c = NodeConfig::local(nick, dir.to_path_buf());
+        c.db_budget.rate_lines = u32::MAX;
+        c.db_budget.stranger_bytes = u64::MAX;
+        c.db_budget.strangers_bytes = u64::MAX;
+        c
+    };
+    let ada = start_node(lifted("ada", &da)).await;
+    let bob = start_node(lifted("bob", &db)).await;
+    ada.add_peer(&bob.listen_addr().unwrap().to_string());
+    assert!(ada.wait_online(bob.id(), PATIENCE).await);
+    let n = lanyard::limits::HISTORY_PAGE * 2 + 234;
+    let to_bob = ChatTarget::Peer(bob.id().clone());
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(ada.say(&to_bob, &format!("line {i}")).await.unwrap());
+    }
+    assert!(ada.wait_delivered(ids.last().unwrap(), PATIENCE).await.unwrap());
+    let bob_id = bob.id().to_string();
+    ada.shutdown().await;
+    bob.shutdown().await;
+    drop((ada, bob));
+
+    let texts = |o: &Output| -> Vec<String> {
+        assert!(o.status.success(), "history failed: {}", stderr(o));
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(|l| l.split_once(": ").map(|(_, t)| t.trim_end_matches('✓').trim_end().to_string()).unwrap_or_default())
+            .collect()
+    };
+    let want = |r: std::ops::Range<usize>| -> Vec<String> { r.map(|i| format!("line {i}")).collect() };
+
+    assert_eq!(texts(&lanyard(&da, &["history", &bob_id]).await), want(0..n));
+    let o = lanyard(&da, &["history", &bob_id, "--json"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(json, want(0..n));
+    assert_eq!(texts(&lanyard(&da, &["history", &bob_id, "--limit", "700"]).await), want(n - 700..n));
+    assert_eq!(
+        texts(&lanyard(&da, &["history", &bob_id, "--before", &ids[1000], "--limit", "600"]).await),
+        want(400..1000)
+    );
+    assert_eq!(texts(&lanyard(&da, &["history", &bob_id, "--before", &ids[3]]).await), want(0..3));
+    assert_eq!(texts(&lanyard(&da, &["history", &bob_id, "--after", &ids[100]]).await), want(101..n));
+    assert_eq!(
+        texts(&lanyard(&da, &["history", &bob_id, "--after", &ids[100], "--limit", "550"]).await),
+        want(101..651)
+    );
+
+    let unknown = "0".repeat(32);
+    let o = lanyard(&da, &["history", &bob_id, "--before", &unknown]).await;
+    assert!(!o.status.success(), "an unknown cursor must fail");
+    assert!(stderr(&o).contains(&format!("no message {unknown}")), "{}", stderr(&o));
+}
