@@ -410,6 +410,68 @@ mod tests {
     }
 
     #[test]
+    fn the_growth_migration_keeps_deliveries_and_counts_usage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        {
+            let c = Connection::open(&path).unwrap();
+            for step in &MIGRATIONS[..5] {
+                c.execute_batch(step).unwrap();
+            }
+            c.execute_batch(
+                "PRAGMA user_version = 5;
+                 INSERT INTO peers (id, public_key, nick) VALUES ('p', x'00', 'old');
+                 INSERT INTO messages (id, conversation, sender, sender_nick, outgoing, room, sent_ms, received_ms, text)
+                    VALUES ('m', 'p', 'me', 'me', 1, 0, 0, 0, 'héllo');
+                 INSERT INTO deliveries (message, peer, state) VALUES (1, 'p', 'sent');",
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let c = s.lock();
+        let state: String = c
+            .query_row("SELECT state FROM deliveries WHERE peer = 'p'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(state, "sent");
+        c.execute("UPDATE deliveries SET state = 'refused', reason = 'full' WHERE peer = 'p'", [])
+            .unwrap();
+        let usage: (i64, i64) = c
+            .query_row(
+                "SELECT bytes, lines FROM chat_usage WHERE conversation = 'p' AND sender = 'me'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(usage, (6, 1), "bytes, not characters");
+        let (first, n): (Option<i64>, i64) = c
+            .query_row("SELECT first_seen, connections FROM peers WHERE id = 'p'", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((first, n), (None, 2), "a peer from before counts as seen twice");
+        c.execute("DELETE FROM messages", []).unwrap_err();
+        c.execute("DELETE FROM deliveries", []).unwrap();
+        c.execute("DELETE FROM messages", []).unwrap();
+        let bytes: i64 = c.query_row("SELECT bytes FROM chat_usage", [], |r| r.get(0)).unwrap();
+        assert_eq!(bytes, 0, "the triggers follow deletes");
+    }
+
+    #[test]
+    fn keys_seen_once_go_sooner_and_online_ones_stay() {
+        let s = Store::open_in_memory().unwrap();
+        let [once, twice, online] = [peer("once", 0), peer("twice", 0), peer("online", 0)];
+        for p in [&once, &twice, &twice, &online] {
+            s.upsert_peer(p, "10.0.0.1:1").unwrap();
+        }
+        for p in [&once, &twice, &online] {
+            s.seen(&p.id, 100).unwrap();
+        }
+        // Nobody is a day old; all three are over the one-time age.
+        assert_eq!(s.prune_peers(50, 200, &|id| id == &online.id).unwrap(), vec![once.id.clone()]);
+        assert_eq!(s.peers().unwrap().len(), 2);
+    }
+
+    #[test]
     fn settings_round_trip() {
         let s = Store::open_in_memory().unwrap();
         assert_eq!(s.setting("nick").unwrap(), None);

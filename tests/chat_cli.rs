@@ -252,7 +252,11 @@ async fn history_pages_through_a_long_conversation() {
         assert!(o.status.success(), "history failed: {}", stderr(o));
         String::from_utf8_lossy(&o.stdout)
             .lines()
-            .map(|l| l.split_once(": ").map(|(_, t)| t.trim_end_matches('✓').trim_end().to_string()).unwrap_or_default())
+            .map(|l| {
+                l.split_once(": ")
+                    .map(|(_, t)| t.trim_end_matches('✓').trim_end().to_string())
+                    .unwrap_or_default()
+            })
             .collect()
     };
     let want = |r: std::ops::Range<usize>| -> Vec<String> { r.map(|i| format!("line {i}")).collect() };
@@ -262,16 +266,27 @@ async fn history_pages_through_a_long_conversation() {
     assert!(o.status.success(), "{}", stderr(&o));
     let json: Vec<String> = String::from_utf8_lossy(&o.stdout)
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["text"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     assert_eq!(json, want(0..n));
-    assert_eq!(texts(&lanyard(&da, &["history", &bob_id, "--limit", "700"]).await), want(n - 700..n));
+    assert_eq!(
+        texts(&lanyard(&da, &["history", &bob_id, "--limit", "700"]).await),
+        want(n - 700..n)
+    );
     assert_eq!(
         texts(&lanyard(&da, &["history", &bob_id, "--before", &ids[1000], "--limit", "600"]).await),
         want(400..1000)
     );
     assert_eq!(texts(&lanyard(&da, &["history", &bob_id, "--before", &ids[3]]).await), want(0..3));
-    assert_eq!(texts(&lanyard(&da, &["history", &bob_id, "--after", &ids[100]]).await), want(101..n));
+    assert_eq!(
+        texts(&lanyard(&da, &["history", &bob_id, "--after", &ids[100]]).await),
+        want(101..n)
+    );
     assert_eq!(
         texts(&lanyard(&da, &["history", &bob_id, "--after", &ids[100], "--limit", "550"]).await),
         want(101..651)

@@ -558,7 +558,15 @@ impl App {
             }
             (Pending::Listing { peer, path }, Reply::Listing { entries }) => self.remote.listed(&peer, &path, Ok(entries)),
             (Pending::Listing { peer, path }, Reply::Failed { message }) => self.remote.listed(&peer, &path, Err(message)),
-            (Pending::History(_) | Pending::Older(_), Reply::Failed { message }) => {
+            (Pending::Older(conv), Reply::Failed { .. }) => {
+                // The line it paged from is gone (the room trims its oldest lines): so is
+                // everything before it.
+                self.history_chunks.remove(&tag);
+                let c = self.conversations.entry(conv).or_default();
+                c.fetching = false;
+                c.complete = true;
+            }
+            (Pending::History(_), Reply::Failed { message }) => {
                 self.history_chunks.remove(&tag);
                 self.say(message);
             }

@@ -702,6 +702,77 @@ mod tests {
     }
 
     #[test]
+    fn budgets_refuse_direct_lines_and_trim_the_room_oldest_first() {
+        let store = Store::open_in_memory().unwrap();
+        let (me, eve, carol) = (id(), id(), id());
+        let mut c = store.lock();
+        for (p, first) in [(&eve, 1000), (&carol, 1000)] {
+            c.execute(
+                "INSERT INTO peers (id, public_key, nick, first_seen, connections) VALUES (?1, x'00', 'n', ?2, 1)",
+                params![p.as_str(), first],
+            )
+            .unwrap();
+        }
+        let budget = budget::DbBudget {
+            stranger_bytes: 10,
+            strangers_bytes: 12,
+            room_bytes: 150,
+            room_bytes_per_peer: 80,
+            ..budget::DbBudget::default()
+        };
+        let quota = |from| Quota {
+            me: &me,
+            from,
+            session_start: 500,
+            budget: &budget,
+        };
+        let ids: Vec<String> = (0..20).map(|i| format!("{i:032x}")).collect();
+        let direct = [
+            line(&ids[0], eve.as_str(), &eve, "12345"),
+            line(&ids[1], eve.as_str(), &eve, "123456"),
+        ];
+        let v = insert_incoming_within(&mut c, &direct, &quota(&eve), |_| true).unwrap();
+        assert_eq!(v, [Verdict::Stored, Verdict::Refused(budget::NO_ROOM)], "a stranger's budget");
+        let again = insert_incoming_within(&mut c, &direct[..1], &quota(&eve), |_| false).unwrap();
+        assert_eq!(again, [Verdict::Repeat], "a resend is acknowledged whatever the rate");
+        let carols = [line(&ids[2], carol.as_str(), &carol, "1234567890")];
+        let v = insert_incoming_within(&mut c, &carols, &quota(&carol), |_| true).unwrap();
+        assert_eq!(v, [Verdict::Refused(budget::NO_ROOM)], "all strangers together");
+        let v = insert_incoming_within(&mut c, &carols, &quota(&carol), |_| false).unwrap();
+        assert_eq!(v, [Verdict::Refused(budget::NO_ROOM)]);
+
+        let text = "r".repeat(20);
+        let mut room: Vec<NewMessage> = (3..13).map(|i| line(&ids[i], ROOM, &eve, &text)).collect();
+        room.iter_mut().for_each(|m| m.room = true);
+        let v = insert_incoming_within(&mut c, &room, &quota(&eve), |_| true).unwrap();
+        assert!(v.iter().all(|v| *v == Verdict::Stored));
+        let kept: Vec<String> = history(&c, ROOM, 100).unwrap().into_iter().map(|e| e.id).collect();
+        assert_eq!(kept, ids[10..13], "eve's share of the room, newest kept, trimmed to 7/8");
+        let mut fast = line(&ids[13], ROOM, &eve, "x");
+        fast.room = true;
+        let v = insert_incoming_within(&mut c, &[fast], &quota(&eve), |_| false).unwrap();
+        assert_eq!(v, [Verdict::Refused(budget::TOO_FAST)]);
+    }
+
+    #[test]
+    fn unknown_cursor_is_none_and_refusal_is_final() {
+        let store = Store::open_in_memory().unwrap();
+        let (me, bob) = (id(), id());
+        let mut c = store.lock();
+        assert_eq!(history_page(&c, bob.as_str(), Page::Before("nope"), 10).unwrap(), None);
+        let mid = "ef".repeat(16);
+        insert_outgoing(&mut c, &line(&mid, bob.as_str(), &me, "hi"), std::slice::from_ref(&bob)).unwrap();
+        take_batch(&mut c, &me, &bob, 1, 10).unwrap();
+        assert_eq!(mark_refused(&c, &me, &bob, &mid, "full", 1).unwrap(), Some(Some(1)));
+        assert_eq!(mark_delivered(&c, &me, &bob, &mid, 1).unwrap(), None, "a refusal is final");
+        assert!(requeue(&c, &bob, None).unwrap().is_empty(), "and never resent");
+        let e = &history(&c, bob.as_str(), 1).unwrap()[0];
+        assert_eq!(e.state, Some(Delivery::Refused));
+        assert_eq!(e.delivery_mark().unwrap(), "✗ refused: full");
+        assert_eq!(history_page(&c, bob.as_str(), Page::First, 10).unwrap().unwrap().len(), 1);
+    }
+
+    #[test]
     fn room_line_is_delivered_when_everyone_has_it() {
         let store = Store::open_in_memory().unwrap();
         let (me, a, b) = (id(), id(), id());
