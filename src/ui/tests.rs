@@ -362,6 +362,34 @@ fn delivery_marks_follow_the_events() {
 }
 
 #[test]
+fn a_refused_line_shows_failed_with_the_reason_and_stays_failed() {
+    let mut app = lab();
+    let bob = app.selected_peer().unwrap().id.clone();
+    let queued = app.conversation(bob.as_str()).unwrap().lines[2].id.clone();
+    app.update(Msg::Node(Envelope {
+        seq: 11,
+        event: Event::ChatRefused {
+            id: queued.clone(),
+            to: bob.clone(),
+            reason: "too many messages, try later".into(),
+        },
+    }));
+    let state = |app: &App| app.conversation(bob.as_str()).unwrap().lines[2].state;
+    assert_eq!(state(&app), Some(Delivery::Refused));
+    let status = app.status_text().unwrap_or_default().to_string();
+    assert!(status.contains("refused: too many messages, try later"), "{status}");
+    assert!(screen(&app, 120, 30).contains("✗ refused: too many messages, try later"));
+    app.update(Msg::Node(Envelope {
+        seq: 12,
+        event: Event::ChatSent {
+            to: bob.clone(),
+            ids: vec![queued],
+        },
+    }));
+    assert_eq!(state(&app), Some(Delivery::Refused), "final");
+}
+
+#[test]
 fn lines_elsewhere_raise_that_rows_unread_and_ring_when_unfocused() {
     let mut app = App::new(PathBuf::from("/"), false, true);
     let cy = peer(3, "cy", "lab-05", true);
