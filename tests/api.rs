@@ -134,7 +134,9 @@ async fn history_pages_before_and_after_a_line() {
         ["line 3", "line 4"]
     );
     assert!(ada.node.history_page(&conv, Page::Before(&ids[0]), 5).await.unwrap().is_empty());
-    assert!(ada.node.history_page(&conv, Page::After("nope"), 5).await.unwrap().is_empty());
+    // An id that is not a line of this conversation is an error, not an empty page.
+    let err = ada.node.history_page(&conv, Page::After("nope"), 5).await.unwrap_err().to_string();
+    assert!(err.contains("no message nope in the conversation with bob"), "{err}");
 }
 
 #[tokio::test]
