@@ -84,11 +84,13 @@ pub fn peers_table(peers: &[PeerInfo]) -> String {
     if peers.is_empty() {
         return "no peers found (on a network that blocks multicast, add one with --peer HOST:PORT)".into();
     }
+    let labels = crate::node::names::labels(peers);
     let rows: Vec<Vec<String>> = peers
         .iter()
-        .map(|p| {
+        .zip(labels)
+        .map(|(p, label)| {
             vec![
-                p.nick.clone(),
+                label,
                 p.host.clone(),
                 p.short_id.clone(),
                 if p.online { "online".into() } else { "offline".into() },

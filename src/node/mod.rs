@@ -8,6 +8,7 @@ pub(crate) mod conn;
 pub mod control;
 pub mod events;
 mod exchange;
+pub mod names;
 pub mod nick;
 pub mod peers;
 mod places;

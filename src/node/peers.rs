@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::names::Named;
 use crate::identity::{PeerId, fingerprint};
 use crate::net::wire::ControlMsg;
 use crate::store::unix_now;
@@ -289,8 +290,8 @@ impl PeerTable {
         out
     }
 
-    /// Resolve what a user typed: an exact id, a nick (case-insensitive), or an id prefix. Only
-    /// an exact id reaches a stale peer: an old identity must not make a live nick ambiguous.
+    /// Resolve what a user typed (see [`super::names`]). Only an exact id reaches a stale peer:
+    /// an old identity must not make a live nick ambiguous.
     pub fn find(&self, spec: &str) -> Result<PeerId, FindError> {
         self.find_at(spec, unix_now())
     }
@@ -301,31 +302,17 @@ impl PeerTable {
         {
             return Ok(id);
         }
-        let listed = || self.peers.iter().filter(|(_, p)| !p.stale(now));
-        let by_nick: Vec<&PeerId> = listed()
-            .filter(|(_, p)| p.nick.eq_ignore_ascii_case(spec))
-            .map(|(id, _)| id)
+        let listed: Vec<Named> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| !p.stale(now))
+            .map(|(id, p)| Named {
+                id,
+                nick: &p.nick,
+                host: &p.host,
+            })
             .collect();
-        let candidates = if by_nick.is_empty() && spec.len() >= 4 {
-            let lower = spec.to_ascii_lowercase();
-            listed().map(|(id, _)| id).filter(|id| id.as_str().starts_with(&lower)).collect()
-        } else {
-            by_nick
-        };
-        match candidates.as_slice() {
-            [one] => Ok((*one).clone()),
-            [] => Err(FindError::Unknown(format!(
-                "no peer called {spec:?} (try `lanyard peers`, or give HOST:PORT)"
-            ))),
-            many => {
-                let mut ids: Vec<String> = many.iter().map(|id| id.short().to_string()).collect();
-                ids.sort();
-                Err(FindError::Ambiguous(format!(
-                    "{spec:?} is ambiguous: it matches {}; use an id prefix",
-                    ids.join(", ")
-                )))
-            }
-        }
+        super::names::resolve(spec, &listed)
     }
 }
 
