@@ -409,7 +409,10 @@ mod tests {
             s.check_address_pin(at, &second.id, &second.public_key).unwrap(),
             Err((first.id.clone(), first.public_key.clone()))
         );
-        assert_eq!(s.check_address_pin("10.0.0.8:7717", &second.id, &second.public_key).unwrap(), Ok(true));
+        assert_eq!(
+            s.check_address_pin("10.0.0.8:7717", &second.id, &second.public_key).unwrap(),
+            Ok(true)
+        );
         assert!(s.forget_peer(&first.id).unwrap(), "a pin alone is something to forget");
         assert_eq!(s.address_pin(at).unwrap(), None);
         assert_eq!(s.check_address_pin(at, &second.id, &second.public_key).unwrap(), Ok(true));

@@ -539,7 +539,10 @@ pub(crate) async fn maintain_manual(shared: Arc<Shared>, target: String) {
                     match checked {
                         Ok(Ok(Ok(first))) => {
                             if first {
-                                tracing::info!("--peer {target}: pinned key {}", crate::identity::fingerprint(&conn.remote.public_key));
+                                tracing::info!(
+                                    "--peer {target}: pinned key {}",
+                                    crate::identity::fingerprint(&conn.remote.public_key)
+                                );
                             }
                             note_manual(&shared, &target, Some(conn.remote.id.clone()), None);
                             last_err = None;
@@ -586,7 +589,14 @@ pub(crate) async fn maintain_manual(shared: Arc<Shared>, target: String) {
 
 /// A key other than the pinned one answered at `target`: the refusal, told to faces once per key
 /// (as ssh does, with both fingerprints and the way out).
-fn key_changed(shared: &Shared, target: &str, old: &(PeerId, Vec<u8>), new_id: &PeerId, new_key: &[u8], warned: &mut Option<Vec<u8>>) -> String {
+fn key_changed(
+    shared: &Shared,
+    target: &str,
+    old: &(PeerId, Vec<u8>),
+    new_id: &PeerId,
+    new_key: &[u8],
+    warned: &mut Option<Vec<u8>>,
+) -> String {
     use crate::identity::fingerprint;
     let message = format!(
         "the key at {target} changed: was {} (id {}), now {} (id {}); refused. If this is expected, run `lanyard forget {}`",

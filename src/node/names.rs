@@ -67,7 +67,9 @@ pub fn resolve(spec: &str, peers: &[Named]) -> Result<PeerId, FindError> {
     let mut found: Vec<&Named> = if spec.len() >= MIN_ID_PREFIX && !by_id.is_empty() {
         by_id
     } else {
-        let by_nick = peers.iter().filter(|p| p.nick.eq_ignore_ascii_case(spec) || names_one_of_namesakes(spec, p));
+        let by_nick = peers
+            .iter()
+            .filter(|p| p.nick.eq_ignore_ascii_case(spec) || names_one_of_namesakes(spec, p));
         by_id.into_iter().chain(by_nick).collect()
     };
     found.sort_by(|a, b| a.id.cmp(b.id));
@@ -184,7 +186,11 @@ mod tests {
     #[test]
     fn namesakes_are_ambiguous_and_listed_and_the_disambiguated_forms_work() {
         let v = ids(3);
-        let peers = [named(&v[0], "bob", "lab-07"), named(&v[1], "Bob", "lab-12"), named(&v[2], "ada", "lab-07")];
+        let peers = [
+            named(&v[0], "bob", "lab-07"),
+            named(&v[1], "Bob", "lab-12"),
+            named(&v[2], "ada", "lab-07"),
+        ];
         let FindError::Ambiguous(msg) = resolve("bob", &peers).unwrap_err() else {
             panic!("not ambiguous")
         };
