@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use common::{PATIENCE, TestNode, connect};
 use lanyard::node::api::{Reply, Request, execute};
-use lanyard::node::names::labels;
 use lanyard::node::{Event, NodeConfig, NodeHandle};
 
 /// Run one face call; its replies, or its one-line failure.
@@ -55,11 +54,9 @@ async fn lines_typed_to_an_id_reach_that_peer_not_a_peer_nicknamed_like_it() {
         "the impostor got a line typed to another peer's id"
     );
     // The impostor is still reachable under a form that names it alone, and shown with it.
-    let peers = me.node.peers();
-    let shown: Vec<String> = labels(&peers);
-    let at = peers.iter().position(|p| p.id == impostor.id()).unwrap();
-    assert_ne!(shown[at], short, "an id-shaped nick is shown with a disambiguator");
-    call(&me.node, say(&shown[at], "for you")).await.unwrap();
+    let shown = me.node.peers().into_iter().find(|p| p.id == impostor.id()).unwrap().label;
+    assert_ne!(shown, short, "an id-shaped nick is shown with a disambiguator");
+    call(&me.node, say(&shown, "for you")).await.unwrap();
     impostor.expect_event("the line typed to its label", chat_with("for you")).await;
 }
 
@@ -96,8 +93,7 @@ async fn two_peers_with_one_nick_are_ambiguous_and_each_can_be_named() {
     call(&me.node, say(first.id().short(), "to the first")).await.unwrap();
     first.expect_event("the line to the first's id", chat_with("to the first")).await;
 
-    let peers = me.node.peers();
-    let mut shown = labels(&peers);
+    let mut shown: Vec<String> = me.node.peers().into_iter().map(|p| p.label).collect();
     shown.sort();
     let mut expected = vec![format!("bob#{}", first.id().short()), by_id];
     expected.sort();

@@ -84,13 +84,12 @@ pub fn peers_table(peers: &[PeerInfo]) -> String {
     if peers.is_empty() {
         return "no peers found (on a network that blocks multicast, add one with --peer HOST:PORT)".into();
     }
-    let labels = crate::node::names::labels(peers);
     let rows: Vec<Vec<String>> = peers
         .iter()
-        .zip(labels)
-        .map(|(p, label)| {
+        .map(|p| {
             vec![
-                label,
+                // A node before labels sends none.
+                if p.label.is_empty() { p.nick.clone() } else { p.label.clone() },
                 p.host.clone(),
                 p.short_id.clone(),
                 if p.online { "online".into() } else { "offline".into() },

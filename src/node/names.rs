@@ -53,10 +53,13 @@ pub fn looks_like_id(nick: &str) -> bool {
 /// Find the one peer `spec` names among `peers` (the listed ones; an exact id of any peer is
 /// the caller's to check first).
 pub fn resolve(spec: &str, peers: &[Named]) -> Result<PeerId, FindError> {
-    if let Some(id) = PeerId::parse(spec)
-        && peers.iter().any(|p| p.id == &id)
-    {
-        return Ok(id);
+    // A whole id means that key and nothing else: a peer named like it does not stand in for
+    // it while the real one is unknown (yet).
+    if let Some(id) = PeerId::parse(spec) {
+        return match peers.iter().any(|p| p.id == &id) {
+            true => Ok(id),
+            false => Err(FindError::Unknown(format!("no peer with id {id} is known (yet)"))),
+        };
     }
     let lower = spec.to_ascii_lowercase();
     let by_id: Vec<&Named> = if id_prefix_shaped(spec) {
@@ -117,7 +120,11 @@ pub fn label(p: Named, all: &[Named]) -> String {
     let namesakes: Vec<&Named> = all.iter().filter(|q| q.nick.eq_ignore_ascii_case(p.nick)).collect();
     let lower = p.nick.to_ascii_lowercase();
     let is_someones_id = id_prefix_shaped(p.nick) && all.iter().any(|q| q.id != p.id && q.id.as_str().starts_with(&lower));
-    let clear = namesakes.iter().all(|q| q.id == p.id) && !looks_like_id(p.nick) && !is_someones_id && !p.nick.contains(['@', '#']);
+    let clear = namesakes.iter().all(|q| q.id == p.id)
+        && !looks_like_id(p.nick)
+        && PeerId::parse(p.nick).is_none()
+        && !is_someones_id
+        && !p.nick.contains(['@', '#']);
     if clear {
         return p.nick.to_string();
     }
@@ -127,12 +134,6 @@ pub fn label(p: Named, all: &[Named]) -> String {
     } else {
         format!("{}#{}", p.nick, p.id.short())
     }
-}
-
-/// [`label`] for every peer of a list.
-pub fn labels(peers: &[PeerInfo]) -> Vec<String> {
-    let all: Vec<Named> = peers.iter().map(Named::of).collect();
-    all.iter().map(|p| label(*p, &all)).collect()
 }
 
 #[cfg(test)]
@@ -163,6 +164,11 @@ mod tests {
         assert_eq!(resolve(impostor.short(), &peers).unwrap(), *impostor);
         assert_eq!(resolve(&format!("{short}@lab-2"), &peers).unwrap(), *impostor);
         assert_eq!(resolve(&format!("{short}#{}", &impostor.as_str()[..4]), &peers).unwrap(), *impostor);
+        // A whole id is that key or nothing, even before its peer is known.
+        let whole = victim.as_str().to_string();
+        let peers_without_victim = [named(impostor, &whole, "lab-2")];
+        assert!(matches!(resolve(&whole, &peers_without_victim), Err(FindError::Unknown(_))));
+        assert_eq!(label(peers_without_victim[0], &peers_without_victim), format!("{whole}@lab-2"));
         // Nor does a longer id-shaped nick.
         let longer = victim.as_str()[..12].to_string();
         let peers = [named(victim, "ada", "lab-1"), named(impostor, &longer, "lab-2")];

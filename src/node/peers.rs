@@ -88,6 +88,11 @@ pub struct PeerInfo {
     pub id: PeerId,
     pub short_id: String,
     pub nick: String,
+    /// The nick as lists show it: with `@host` or `#shortid` when the nick alone could mislead
+    /// (another listed peer's nick, shaped like an id; see `names`). Typed back as PEER, it names
+    /// this peer.
+    #[serde(default)]
+    pub label: String,
     pub host: String,
     pub online: bool,
     /// Where it accepts connections (usable as HOST:PORT), else where its connection comes from.
@@ -243,11 +248,46 @@ impl PeerTable {
     }
 
     pub fn info(&self, id: &PeerId) -> Option<PeerInfo> {
+        let mut info = self.info_without_label(id)?;
+        info.label = self.label_among(id, &self.named_at(unix_now()));
+        Some(info)
+    }
+
+    /// How `id` is shown among `named` (see [`super::names::label`]).
+    fn label_among(&self, id: &PeerId, named: &[Named]) -> String {
+        match self.peers.get(id) {
+            Some(p) => super::names::label(
+                Named {
+                    id,
+                    nick: &p.nick,
+                    host: &p.host,
+                },
+                named,
+            ),
+            None => String::new(),
+        }
+    }
+
+    /// The peers that names are looked up and told apart among: those not stale.
+    fn named_at(&self, now: u64) -> Vec<Named<'_>> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| !p.stale(now))
+            .map(|(id, p)| Named {
+                id,
+                nick: &p.nick,
+                host: &p.host,
+            })
+            .collect()
+    }
+
+    fn info_without_label(&self, id: &PeerId) -> Option<PeerInfo> {
         let p = self.peers.get(id)?;
         Some(PeerInfo {
             id: id.clone(),
             short_id: id.short().to_string(),
             nick: p.nick.clone(),
+            label: String::new(),
             host: p.host.clone(),
             online: p.conn.is_some(),
             addr: p
@@ -275,11 +315,16 @@ impl PeerTable {
     }
 
     fn list_at(&self, now: u64) -> Vec<PeerInfo> {
+        let named = self.named_at(now);
         let mut out: Vec<PeerInfo> = self
             .peers
             .iter()
             .filter(|(_, p)| !p.nick.is_empty() && !p.stale(now))
-            .filter_map(|(id, _)| self.info(id))
+            .filter_map(|(id, _)| {
+                let mut info = self.info_without_label(id)?;
+                info.label = self.label_among(id, &named);
+                Some(info)
+            })
             .collect();
         out.sort_by(|a, b| {
             b.online
@@ -302,17 +347,7 @@ impl PeerTable {
         {
             return Ok(id);
         }
-        let listed: Vec<Named> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| !p.stale(now))
-            .map(|(id, p)| Named {
-                id,
-                nick: &p.nick,
-                host: &p.host,
-            })
-            .collect();
-        super::names::resolve(spec, &listed)
+        super::names::resolve(spec, &self.named_at(now))
     }
 }
 

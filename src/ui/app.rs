@@ -1196,6 +1196,8 @@ impl App {
             id: id.clone(),
             short_id: id.short().to_string(),
             nick: String::new(),
+            // Drawn through `peer_name`, which follows renames; this field is for one-shot lists.
+            label: String::new(),
             host: String::new(),
             online: false,
             addr: None,

@@ -36,6 +36,7 @@ fn peer(seed: u8, nick: &str, host: &str, online: bool) -> PeerInfo {
         short_id: id.short().to_string(),
         id,
         nick: nick.into(),
+        label: nick.into(),
         host: host.into(),
         online,
         addr: None,
