@@ -93,11 +93,45 @@ async fn two_peers_with_one_nick_are_ambiguous_and_each_can_be_named() {
     call(&me.node, say(first.id().short(), "to the first")).await.unwrap();
     first.expect_event("the line to the first's id", chat_with("to the first")).await;
 
+    // The same form works wherever PEER is taken.
+    let trusted = Request::Trust {
+        peer: by_id.clone(),
+        trusted: true,
+    };
+    call(&me.node, trusted).await.unwrap();
+    let peers = me.node.peers();
+    let trusted_ids: Vec<_> = peers.iter().filter(|p| p.trusted).map(|p| p.id.clone()).collect();
+    assert_eq!(trusted_ids, vec![second.id()]);
+    let history = Request::History {
+        peer: by_id.clone(),
+        limit: None,
+        before: None,
+        after: None,
+    };
+    let got = call(&me.node, history).await.unwrap();
+    assert!(
+        got.iter()
+            .any(|r| matches!(r, Reply::History { entries } if entries.iter().any(|e| e.text == "to the second"))),
+        "{got:?}"
+    );
+    let listing = Request::List {
+        peer: by_id.clone(),
+        path: String::new(),
+    };
+    if let Err(e) = call(&me.node, listing).await {
+        assert!(!e.contains("matches 2 peers") && !e.contains("no peer called"), "{e}");
+    }
+
     let mut shown: Vec<String> = me.node.peers().into_iter().map(|p| p.label).collect();
     shown.sort();
-    let mut expected = vec![format!("bob#{}", first.id().short()), by_id];
+    let mut expected = vec![format!("bob#{}", first.id().short()), by_id.clone()];
     expected.sort();
     assert_eq!(shown, expected);
+
+    let forget = Request::Forget { peer: by_id.clone() };
+    call(&me.node, forget).await.unwrap();
+    assert!(me.node.peer(&second.id()).is_none());
+    assert!(me.node.peer(&first.id()).is_some());
 }
 
 /// A node whose listener is at `addr` (a port another node just left).
