@@ -610,7 +610,7 @@ fn key_changed(
         *warned = Some(new_key.to_vec());
         tracing::warn!("{message}");
         shared.emit(Event::Warning {
-            message: format!("WARNING: {message}"),
+            message: message.clone(),
         });
     }
     message
