@@ -552,7 +552,7 @@ pub(crate) async fn maintain_manual(shared: Arc<Shared>, target: String) {
                         }
                         Ok(Ok(Err(old))) => {
                             let message = key_changed(&shared, &target, &old, &conn.remote.id, &conn.remote.public_key, &mut warned);
-                            note_manual(&shared, &target, None, Some(message));
+                            note_refused(&shared, &target, &old.0, message);
                             last_err = None;
                         }
                         Ok(Err(e)) | Err(e) => last_err = Some(format!("database: {e}")),
@@ -561,7 +561,7 @@ pub(crate) async fn maintain_manual(shared: Arc<Shared>, target: String) {
                 }
                 Err(HandshakeError::IdMismatch { got, got_key, .. }) if let Some(old) = &pinned => {
                     let message = key_changed(&shared, &target, old, &got, &got_key, &mut warned);
-                    note_manual(&shared, &target, None, Some(message));
+                    note_refused(&shared, &target, &old.0, message);
                     last_err = None;
                     break;
                 }
@@ -580,11 +580,35 @@ pub(crate) async fn maintain_manual(shared: Arc<Shared>, target: String) {
             }
             note_manual(&shared, &target, None, Some(err));
         }
-        if !pause(&shared, backoff).await {
-            return;
+        let wake = lock(&shared.manual).get(&target).map(|t| t.wake.clone()).unwrap_or_default();
+        tokio::select! {
+            alive = pause(&shared, backoff) => if !alive { return },
+            _ = wake.notified() => backoff = BACKOFF_MIN,
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
+}
+
+/// Another key answered at `target`, where `pinned` is pinned.
+fn note_refused(shared: &Shared, target: &str, pinned: &PeerId, message: String) {
+    if let Some(t) = lock(&shared.manual).get_mut(target) {
+        t.refused_for = Some(pinned.clone());
+    }
+    note_manual(shared, target, None, Some(message));
+}
+
+/// `id` was forgotten: the addresses that refused another key for its sake dial again now, and
+/// a command waiting on one waits for that dial rather than failing on the refusal.
+pub(crate) fn pin_forgotten(shared: &Shared, id: &PeerId) {
+    let mut manual = lock(&shared.manual);
+    for t in manual.values_mut().filter(|t| t.refused_for.as_ref() == Some(id)) {
+        t.refused_for = None;
+        t.last_error = None;
+        t.attempts = 0;
+        t.wake.notify_one();
+    }
+    drop(manual);
+    shared.touch();
 }
 
 /// A key other than the pinned one answered at `target`: the refusal, told to faces once per key
@@ -609,9 +633,7 @@ fn key_changed(
     if warned.as_deref() != Some(new_key) {
         *warned = Some(new_key.to_vec());
         tracing::warn!("{message}");
-        shared.emit(Event::Warning {
-            message: message.clone(),
-        });
+        shared.emit(Event::Warning { message: message.clone() });
     }
     message
 }
@@ -621,6 +643,7 @@ fn note_manual(shared: &Shared, target: &str, id: Option<PeerId>, error: Option<
     let t = manual.entry(target.to_string()).or_default();
     if id.is_some() {
         t.id = id;
+        t.refused_for = None;
     }
     t.attempts += 1;
     t.last_error = error;

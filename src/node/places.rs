@@ -158,6 +158,7 @@ impl NodeHandle {
             }
             removed
         };
+        conn::pin_forgotten(&self.shared, id);
         let known = stored || removed.is_some();
         if known {
             self.shared.touch();
