@@ -24,6 +24,9 @@ pub struct Named<'a> {
     pub id: &'a PeerId,
     pub nick: &'a str,
     pub host: &'a str,
+    /// A key that hashes to `id` answered: the id is the peer's own. An id only claimed (an mDNS
+    /// record, another peer's list) costs nothing to make up, so it never wins over a nick.
+    pub proven: bool,
 }
 
 impl<'a> Named<'a> {
@@ -32,6 +35,7 @@ impl<'a> Named<'a> {
             id: &p.id,
             nick: &p.nick,
             host: &p.host,
+            proven: !p.fingerprint.is_empty(),
         }
     }
 }
@@ -46,9 +50,7 @@ fn id_prefix_shaped(s: &str) -> bool {
 /// names, and `student42` is no id's length; those are flagged only when they really match a
 /// listed id (see [`label`]).
 pub fn looks_like_id(nick: &str) -> bool {
-    [MIN_ID_PREFIX, 16].contains(&nick.len())
-        && nick.bytes().all(|b| b.is_ascii_alphanumeric())
-        && nick.bytes().any(|b| b.is_ascii_digit())
+    [MIN_ID_PREFIX, 16].contains(&nick.len()) && nick.bytes().all(|b| b.is_ascii_alphanumeric()) && nick.bytes().any(|b| b.is_ascii_digit())
 }
 
 /// Find the one peer `spec` names among `peers` (the listed ones; an exact id of any peer is
@@ -68,12 +70,13 @@ pub fn resolve(spec: &str, peers: &[Named]) -> Result<PeerId, FindError> {
     } else {
         Vec::new()
     };
-    let mut found: Vec<&Named> = if spec.len() >= MIN_ID_PREFIX && !by_id.is_empty() {
-        by_id
+    let proven: Vec<&Named> = by_id.iter().copied().filter(|p| p.proven).collect();
+    let mut found: Vec<&Named> = if spec.len() >= MIN_ID_PREFIX && !proven.is_empty() {
+        proven
     } else {
         let by_nick = peers
             .iter()
-            .filter(|p| p.nick.eq_ignore_ascii_case(spec) || names_one_of_namesakes(spec, p));
+            .filter(|p| !p.nick.is_empty() && (p.nick.eq_ignore_ascii_case(spec) || names_one_of_namesakes(spec, p)));
         by_id.into_iter().chain(by_nick).collect()
     };
     found.sort_by(|a, b| a.id.cmp(b.id));
@@ -149,7 +152,31 @@ mod tests {
     }
 
     fn named<'a>(id: &'a PeerId, nick: &'a str, host: &'a str) -> Named<'a> {
-        Named { id, nick, host }
+        Named {
+            id,
+            nick,
+            host,
+            proven: true,
+        }
+    }
+
+    #[test]
+    fn an_id_only_claimed_never_wins_over_a_nick() {
+        let v = ids(2);
+        let nick = v[1].as_str()[..8].to_string();
+        // `v[1]` is only named by an mDNS record or a list, with an id that prefixes a nick.
+        let unproven = Named {
+            id: &v[1],
+            nick: "",
+            host: "",
+            proven: false,
+        };
+        let peers = [named(&v[0], &nick, "lab-1"), unproven];
+        assert!(matches!(resolve(&nick, &peers), Err(FindError::Ambiguous(_))));
+        // Alone, it is reachable by its id until a key proves or disproves it.
+        assert_eq!(resolve(&nick, &peers[1..]).unwrap(), v[1]);
+        // An empty PEER names nobody, however many peers have no nick yet.
+        assert!(matches!(resolve("", &peers[1..]), Err(FindError::Unknown(_))));
     }
 
     #[test]

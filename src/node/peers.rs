@@ -76,6 +76,15 @@ impl PeerState {
         self.mdns_present || self.hinted_until.is_some_and(|t| t > now)
     }
 
+    fn named<'a>(&'a self, id: &'a PeerId) -> Named<'a> {
+        Named {
+            id,
+            nick: &self.nick,
+            host: &self.host,
+            proven: !self.public_key.is_empty(),
+        }
+    }
+
     /// Offline for over [`FORGET_AFTER`], untrusted, and nothing said between us.
     fn stale(&self, now: u64) -> bool {
         self.conn.is_none() && !self.trusted && !self.chatted && self.last_seen.is_some_and(|seen| seen.saturating_add(FORGET_AFTER) < now)
@@ -256,14 +265,7 @@ impl PeerTable {
     /// How `id` is shown among `named` (see [`super::names::label`]).
     fn label_among(&self, id: &PeerId, named: &[Named]) -> String {
         match self.peers.get(id) {
-            Some(p) => super::names::label(
-                Named {
-                    id,
-                    nick: &p.nick,
-                    host: &p.host,
-                },
-                named,
-            ),
+            Some(p) => super::names::label(p.named(id), named),
             None => String::new(),
         }
     }
@@ -273,11 +275,7 @@ impl PeerTable {
         self.peers
             .iter()
             .filter(|(_, p)| !p.stale(now))
-            .map(|(id, p)| Named {
-                id,
-                nick: &p.nick,
-                host: &p.host,
-            })
+            .map(|(id, p)| p.named(id))
             .collect()
     }
 
