@@ -5,7 +5,9 @@
 //! - resolving a PEER: an id prefix of [`MIN_ID_PREFIX`] characters or more is looked up among
 //!   ids only and wins over any nick; a shorter one that also matches a nick, or a nick several
 //!   peers share, is refused as ambiguous, listing each with what tells it apart;
-//!   `NICK@HOST` and `NICK#IDPREFIX` name one of several namesakes;
+//!   `NICK@HOST` and `NICK#IDPREFIX` name one of several namesakes. A nick shaped like an id
+//!   ([`looks_like_id`]) is reached only that way, never bare: typed bare it stays an id, and
+//!   waits for that id's peer to be found rather than reaching whoever chose the name first;
 //! - showing a peer: a nick that could be taken for an id, a disambiguated form, or another
 //!   listed peer's nick is shown with its host (`nick@host`) or, when the host doesn't tell it
 //!   apart, its short id (`nick#3fa2c1d0`) — the same forms resolving accepts.
@@ -48,7 +50,9 @@ fn id_prefix_shaped(s: &str) -> bool {
 /// Looks like an id to a reader: the length of a short id or a whole one, letters and digits
 /// with at least one digit (`ab3k7xq2`, `3fa2c1d0`). Nicks of letters only are common words and
 /// names, and `student42` is no id's length; those are flagged only when they really match a
-/// listed id (see [`label`]).
+/// listed id (see [`label`]). So about one short id in five (letters only) is not id-like here:
+/// a peer calling itself that is reached bare until the id's owner is known to this node — from
+/// then on the id wins.
 pub fn looks_like_id(nick: &str) -> bool {
     [MIN_ID_PREFIX, 16].contains(&nick.len()) && nick.bytes().all(|b| b.is_ascii_alphanumeric()) && nick.bytes().any(|b| b.is_ascii_digit())
 }
@@ -74,19 +78,25 @@ pub fn resolve(spec: &str, peers: &[Named]) -> Result<PeerId, FindError> {
     let mut found: Vec<&Named> = if spec.len() >= MIN_ID_PREFIX && !proven.is_empty() {
         proven
     } else {
-        let by_nick = peers
-            .iter()
-            .filter(|p| !p.nick.is_empty() && (p.nick.eq_ignore_ascii_case(spec) || names_one_of_namesakes(spec, p)));
+        let by_nick = peers.iter().filter(|p| {
+            let bare = p.nick.eq_ignore_ascii_case(spec) && !looks_like_id(p.nick);
+            !p.nick.is_empty() && (bare || names_one_of_namesakes(spec, p))
+        });
         by_id.into_iter().chain(by_nick).collect()
     };
     found.sort_by(|a, b| a.id.cmp(b.id));
     found.dedup_by(|a, b| a.id == b.id);
     match found.as_slice() {
         [one] => Ok(one.id.clone()),
-        [] => Err(FindError::Unknown(format!(
-            "no peer called {:?} (try `lanyard peers`, or give HOST:PORT)",
-            printable(spec)
-        ))),
+        [] => Err(FindError::Unknown(match peers.iter().find(|p| p.nick.eq_ignore_ascii_case(spec)) {
+            // An id-like nick: the peer whose id it is may just not be known yet.
+            Some(p) => format!(
+                "no peer has an id starting with {:?}; a peer calls itself that: type {:?} if you mean it",
+                printable(spec),
+                printable(&label(*p, &[])),
+            ),
+            None => format!("no peer called {:?} (try `lanyard peers`, or give HOST:PORT)", printable(spec)),
+        })),
         many => Err(FindError::Ambiguous(ambiguous(spec, many))),
     }
 }
@@ -192,6 +202,12 @@ mod tests {
         assert_eq!(resolve(impostor.short(), &peers).unwrap(), *impostor);
         assert_eq!(resolve(&format!("{short}@lab-2"), &peers).unwrap(), *impostor);
         assert_eq!(resolve(&format!("{short}#{}", &impostor.as_str()[..4]), &peers).unwrap(), *impostor);
+        // Before its peer is known, neither a short id (with a digit: see `looks_like_id`) nor
+        // a whole one reaches the impostor.
+        let unknown = PeerId::parse("ab3k7xq2mnopqrst").unwrap();
+        let err = resolve(unknown.short(), &[named(impostor, unknown.short(), "lab-2")]).unwrap_err();
+        assert!(matches!(err, FindError::Unknown(_)), "{err}");
+        assert!(err.to_string().contains("ab3k7xq2@lab-2"), "{err}");
         // A whole id is that key or nothing, even before its peer is known.
         let whole = victim.as_str().to_string();
         let peers_without_victim = [named(impostor, &whole, "lab-2")];
