@@ -106,8 +106,8 @@ lny 1 "$CMD_S" say --timeout "$WAIT_S" "$SHORT2" "for h2" 2>"$TMP/cmd-say1.err" 
 expect_event "$TMP/h2.jsonl" "$WAIT_S" event=chat_received from="${ID[1]}" text="for h2" >/dev/null || die "h2 never got the line typed to its id"
 [ "$(count_events "$TMP/h3.jsonl" event=chat_received)" = 0 ] || die "h3 got a line typed to h2's id"
 lny 1 "$CMD_S" peers >"$TMP/peers1.txt" 2>"$TMP/cmd-peers1.err" || die "h1: 'peers' failed"
-grep -E "^$SHORT2[@#]" "$TMP/peers1.txt" >/dev/null || die "h1: h3's id-shaped nick is listed bare: $(cat "$TMP/peers1.txt")"
-log "ok: the line typed to h2's short id reached h2 only; h3 is listed as $(grep -oE "^$SHORT2[@#][^ ]+" "$TMP/peers1.txt")"
+grep -E "^${SHORT2}[@#]" "$TMP/peers1.txt" >/dev/null || die "h1: h3's id-shaped nick is listed bare: $(cat "$TMP/peers1.txt")"
+log "ok: the line typed to h2's short id reached h2 only; h3 is listed as $(grep -oE "^${SHORT2}[@#][^ ]+" "$TMP/peers1.txt")"
 
 # 2. h2's machine comes back with a new identity on the same port.
 netns_stop "${SERVE_PID[2]}" 5 || true
