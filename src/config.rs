@@ -240,9 +240,10 @@ pub enum Command {
         #[arg(value_name = "TRANSFER")]
         transfer: String,
     },
-    /// Drop a peer's record and pinned key
+    /// Drop a peer's record and pinned key, and the addresses pinned to it
     Forget {
-        /// Nick (NICK@HOST or NICK#ID when several share it), id prefix or HOST:PORT
+        /// Nick (NICK@HOST or NICK#ID when several share it), id prefix, or HOST:PORT (the peer
+        /// pinned there, answering or not)
         peer: String,
     },
 }

@@ -175,7 +175,7 @@ async fn a_new_key_behind_a_peer_address_is_refused_until_the_old_one_is_forgott
         )
         .await;
     let Event::Warning { message } = warning else { unreachable!() };
-    for what in [&target, &bob_fp, &mallory_fp, &format!("lanyard forget {}", bob_id.short())] {
+    for what in [&target, &bob_fp, &mallory_fp, &format!("lanyard forget {target}")] {
         assert!(message.contains(what.as_str()), "{message} does not name {what}");
     }
     // Refused before we said who we are: the new key never saw us.

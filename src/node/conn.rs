@@ -622,13 +622,13 @@ fn key_changed(
     warned: &mut Option<Vec<u8>>,
 ) -> String {
     use crate::identity::fingerprint;
+    // The way out names the address: it works even once the old peer's row has expired.
     let message = format!(
-        "the key at {target} changed: was {} (id {}), now {} (id {}); refused. If this is expected, run `lanyard forget {}`",
+        "the key at {target} changed: was {} (id {}), now {} (id {}); refused. If this is expected, run `lanyard forget {target}`",
         fingerprint(&old.1),
         old.0.short(),
         fingerprint(new_key),
         new_id.short(),
-        old.0.short(),
     );
     if warned.as_deref() != Some(new_key) {
         *warned = Some(new_key.to_vec());

@@ -118,7 +118,7 @@ NEW_FP=$(json_field fingerprint <<<"$out")
 serve_start 2 h2new --data-dir "$TMP/h2new"
 LOGS+=(h2new)
 warning=$(expect_event "$TMP/h1.jsonl" "$WAIT_S" event=warning) || die "h1: no warning about the changed key at $H2"
-for want in "$H2" "${FP[2]}" "$NEW_FP" "lanyard forget $SHORT2"; do
+for want in "$H2" "${FP[2]}" "$NEW_FP" "lanyard forget $H2"; do
     grep -qF -- "$want" <<<"$warning" || die "h1: the warning does not name '$want': $warning"
 done
 if lny 1 "$CMD_S" say --timeout 5 "$H2" "are you h2?" 2>"$TMP/cmd-say2.err"; then
