@@ -172,19 +172,19 @@ mod tests {
 
     #[test]
     fn an_id_only_claimed_never_wins_over_a_nick() {
-        let v = ids(2);
-        let nick = v[1].as_str()[..8].to_string();
-        // `v[1]` is only named by an mDNS record or a list, with an id that prefixes a nick.
+        let v = ids(1);
+        // An mDNS record or another peer's list names an id made up to start with a nick.
+        let made_up = PeerId::parse("margaretabcdefgh").unwrap();
         let unproven = Named {
-            id: &v[1],
+            id: &made_up,
             nick: "",
             host: "",
             proven: false,
         };
-        let peers = [named(&v[0], &nick, "lab-1"), unproven];
-        assert!(matches!(resolve(&nick, &peers), Err(FindError::Ambiguous(_))));
+        let peers = [named(&v[0], "margaret", "lab-1"), unproven];
+        assert!(matches!(resolve("margaret", &peers), Err(FindError::Ambiguous(_))));
         // Alone, it is reachable by its id until a key proves or disproves it.
-        assert_eq!(resolve(&nick, &peers[1..]).unwrap(), v[1]);
+        assert_eq!(resolve("margaret", &peers[1..]).unwrap(), made_up);
         // An empty PEER names nobody, however many peers have no nick yet.
         assert!(matches!(resolve("", &peers[1..]), Err(FindError::Unknown(_))));
     }
