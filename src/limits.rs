@@ -17,11 +17,12 @@ use std::time::Duration;
 
 /// Lines one peer may have stored with us per [`CHAT_RATE_WINDOW`] (a token bucket: a burst of
 /// this many, refilled evenly over the window). A line beyond is not stored: the sender is told
-/// "too many messages, try later" (`ChatRefused`) and shows it as failed.
-pub const CHAT_RATE_LINES: u32 = 600;
+/// "too many messages, try later" (`ChatRefused`) and shows it as failed. Generous: a script's
+/// burst or an offline queue flushed at reconnect must pass; the size budgets bound the disk.
+pub const CHAT_RATE_LINES: u32 = 3000;
 /// Bytes of chat text one peer may have stored with us per [`CHAT_RATE_WINDOW`]; same bucket
 /// and same refusal as [`CHAT_RATE_LINES`].
-pub const CHAT_RATE_BYTES: u64 = 1024 * 1024;
+pub const CHAT_RATE_BYTES: u64 = 8 * 1024 * 1024;
 /// The window both chat rates refill over.
 pub const CHAT_RATE_WINDOW: Duration = Duration::from_secs(60);
 /// Bytes of text the `#all` room keeps from all senders together: past it the oldest received
@@ -51,6 +52,15 @@ pub const ONE_TIME_PEER_AGE: u64 = 24 * 3600;
 pub const PEER_PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 // == Names and keys ==
+
+/// An id prefix at least this long (the short id shown in every list) is looked up among ids
+/// only and wins over any nick: a peer can't take another's id by choosing a nick, and taking a
+/// nick by grinding a key whose id starts with it costs 2^40 keys. A shorter prefix still
+/// works, but when it also matches a nick the PEER is refused as ambiguous.
+pub const MIN_ID_PREFIX: usize = 8;
+
+/// Id prefixes shorter than this are not looked up at all (too many peers would share them).
+pub const MIN_SHORT_ID_PREFIX: usize = 4;
 
 /// Keeps `Duration` in use while sections are empty.
 #[allow(dead_code)]

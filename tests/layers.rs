@@ -7,10 +7,12 @@ use std::path::Path;
 /// What each module may import from the crate.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("text", &[]),
-    ("identity", &["text"]),
-    ("net", &["identity", "text"]),
-    ("store", &["identity", "text"]),
-    ("node", &["identity", "net", "store", "text"]),
+    // Budgets: imports nothing, and every layer may read them.
+    ("limits", &[]),
+    ("identity", &["limits", "text"]),
+    ("net", &["identity", "limits", "text"]),
+    ("store", &["identity", "limits", "text"]),
+    ("node", &["identity", "limits", "net", "store", "text"]),
     ("config", &["node", "text"]),
     ("cli", &["config", "node", "text", "ui"]),
     ("ui", &["config", "node", "text"]),

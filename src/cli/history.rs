@@ -8,9 +8,8 @@ use anyhow::{Result, bail};
 
 use super::output;
 use crate::config::Config;
-use crate::limits::HISTORY_PAGE;
 use crate::node::ChatEntry;
-use crate::node::api::{Reply, Request};
+use crate::node::api::{HISTORY_PAGE, Reply, Request};
 use crate::node::control::Client;
 
 /// Where a page starts.

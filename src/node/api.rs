@@ -18,7 +18,8 @@ use super::chat::{ChatTarget, Page};
 use super::{
     ChatEntry, Envelope, Event, NodeHandle, OfferItem, OfferView, Outcome, PeerId, PeerInfo, RecvError, ShareEntry, Snapshot, TransferView,
 };
-use crate::limits::HISTORY_PAGE;
+/// Lines a `History` call answers at most: the faces page with it.
+pub use crate::limits::HISTORY_PAGE;
 
 /// How long a PEER named by a face may take to be discovered or connected.
 const RESOLVE_WAIT: Duration = Duration::from_secs(5);
@@ -532,7 +533,11 @@ async fn trust(node: &NodeHandle, spec: &str, trusted: bool, out: &mpsc::Sender<
 }
 
 async fn forget(node: &NodeHandle, spec: &str, out: &mpsc::Sender<Reply>) -> Result<()> {
-    let id = node.resolve(spec, Duration::ZERO).await?;
+    // HOST:PORT names the peer pinned there, which may not answer there any more.
+    let id = match node.pinned_at(spec).await? {
+        Some(id) => id,
+        None => node.resolve(spec, Duration::ZERO).await?,
+    };
     let label = node.peer_label(id.as_str());
     if !node.forget(&id).await? {
         bail!("no peer {spec:?} is known");
