@@ -516,16 +516,19 @@ mod tests {
     #[test]
     fn keys_seen_once_go_sooner_and_online_ones_stay() {
         let s = Store::open_in_memory().unwrap();
-        let [once, twice, online] = [peer("once", 0), peer("twice", 0), peer("online", 0)];
-        for p in [&once, &twice, &twice, &online] {
+        let [once, twice, online, pinned] = [peer("once", 0), peer("twice", 0), peer("online", 0), peer("pinned", 0)];
+        for p in [&once, &twice, &twice, &online, &pinned] {
             s.upsert_peer(p, "10.0.0.1:1").unwrap();
         }
-        for p in [&once, &twice, &online] {
+        for p in [&once, &twice, &online, &pinned] {
             s.seen(&p.id, 100).unwrap();
         }
-        // Nobody is a day old; all three are over the one-time age.
+        s.check_address_pin("10.0.0.9:7717", &pinned.id, &pinned.public_key)
+            .unwrap()
+            .unwrap();
+        // Nobody is a day old; all four are over the one-time age.
         assert_eq!(s.prune_peers(50, 200, &|id| id == &online.id).unwrap(), vec![once.id.clone()]);
-        assert_eq!(s.peers().unwrap().len(), 2);
+        assert_eq!(s.peers().unwrap().len(), 3);
     }
 
     #[test]

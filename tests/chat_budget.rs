@@ -2,8 +2,8 @@
 //! database stays within its budget while honest peers still get through; keys seen once are
 //! forgotten; history comes out whole through the CLI, page by page.
 //!
-//! Figures (`cargo test --test chat_budget -- --nocapture`): each flood test prints the
-//! receiver's database growth and the lines stored vs sent.
+//! Figures (`cargo test --test chat_budget -- --nocapture`, FLOOD_ROOM_LINES=N for a bigger
+//! flood): each flood test prints the receiver's database growth and the lines stored vs sent.
 
 mod common;
 
@@ -73,7 +73,9 @@ async fn a_flood_stays_within_the_budget_and_honest_lines_get_through() {
 
     let before = db_bytes(&root.path().join("bob"));
     let line = "x".repeat(16 * 1024 - 8);
-    let (room_lines, direct_lines) = (2000usize, 200usize);
+    // FLOOD_ROOM_LINES / FLOOD_DIRECT_LINES make it bigger, for the figures.
+    let count = |var: &str, default: usize| std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let (room_lines, direct_lines) = (count("FLOOD_ROOM_LINES", 2000), count("FLOOD_DIRECT_LINES", 200));
     let mut last_room = String::new();
     for i in 0..room_lines {
         last_room = eve.say(&ChatTarget::Room, &format!("{i} {line}")).await.unwrap();
