@@ -508,13 +508,15 @@ pub fn history_page(c: &Connection, conversation: &str, page: Page, limit: usize
     let cursor = match page {
         Page::Last | Page::First => None,
         Page::Before(id) | Page::After(id) => {
-            let n: Option<i64> = c
-                .query_row(
-                    "SELECT n FROM messages WHERE id = ?1 AND conversation = ?2 ORDER BY n LIMIT 1",
-                    params![id, conversation],
-                    |r| r.get(0),
-                )
-                .optional()?;
+            // Ids are unique per sender only: in the room a peer can reuse another's. Before
+            // takes its first line and After its last, so paging on always moves on (it may skip
+            // what lies between the two, never go round).
+            let sql = if matches!(page, Page::After(_)) {
+                "SELECT MAX(n) FROM messages WHERE id = ?1 AND conversation = ?2"
+            } else {
+                "SELECT MIN(n) FROM messages WHERE id = ?1 AND conversation = ?2"
+            };
+            let n: Option<i64> = c.query_row(sql, params![id, conversation], |r| r.get(0))?;
             match n {
                 Some(n) => Some(n),
                 None => return Ok(None),
@@ -752,6 +754,24 @@ mod tests {
         fast.room = true;
         let v = insert_incoming_within(&mut c, &[fast], &quota(&eve), |_| false).unwrap();
         assert_eq!(v, [Verdict::Refused(budget::TOO_FAST)]);
+    }
+
+    #[test]
+    fn a_reused_id_in_the_room_never_sends_paging_round() {
+        let store = Store::open_in_memory().unwrap();
+        let (ada, eve) = (id(), id());
+        let c = store.lock();
+        let dup = "ab".repeat(16);
+        let ids: Vec<String> = (0..4).map(|i| format!("{i:032x}")).collect();
+        for (mid, from) in [(&ids[0], &ada), (&dup, &ada), (&ids[1], &ada), (&dup, &eve), (&ids[2], &ada)] {
+            let mut m = line(mid, ROOM, from, mid);
+            m.room = true;
+            assert!(insert_incoming(&c, &m).unwrap());
+        }
+        let after = history_page(&c, ROOM, Page::After(&dup), 10).unwrap().unwrap();
+        assert_eq!(after.iter().map(|e| &e.id).collect::<Vec<_>>(), [&ids[2]]);
+        let before = history_page(&c, ROOM, Page::Before(&dup), 10).unwrap().unwrap();
+        assert_eq!(before.iter().map(|e| &e.id).collect::<Vec<_>>(), [&ids[0]]);
     }
 
     #[test]
