@@ -343,6 +343,7 @@ impl Config {
             mdns: self.mdns,
             advertise: false,
             accept_all: false,
+            stall_timeout: crate::limits::TRANSFER_STALL,
         }
     }
 }
