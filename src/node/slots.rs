@@ -162,7 +162,8 @@ impl Drop for PendingSlot {
 pub struct SlotCounts {
     pub control: usize,
     pub transfer: usize,
-    pub newcomers: usize,
+    /// Transfer slots held by newcomers.
+    pub newcomer_transfers: usize,
     pub pending: usize,
 }
 
@@ -263,7 +264,7 @@ impl Slots {
         SlotCounts {
             control: live().filter(|h| h.pool == Pool::Control).count(),
             transfer: live().filter(|h| h.pool == Pool::Transfer).count(),
-            newcomers: live().filter(|h| h.newcomer).count(),
+            newcomer_transfers: live().filter(|h| h.newcomer && h.pool == Pool::Transfer).count(),
             pending: lock(&self.pending).len(),
         }
     }
