@@ -76,7 +76,9 @@ async fn attack(victim: NodeHandle, sources: Vec<IpAddr>, offer: bool, stop: Arc
         let permit = open.clone().acquire_owned().await.unwrap();
         let src = sources[n % sources.len()];
         n += 1;
-        let Ok(Some(mut conn)) = throwaway(target, src).await else { continue };
+        let Ok(Some(mut conn)) = throwaway(target, src).await else {
+            continue;
+        };
         tally.opened.fetch_add(1, Ordering::Relaxed);
         if offer {
             let header = TransferMsg::Offer {
@@ -118,11 +120,16 @@ async fn attack(victim: NodeHandle, sources: Vec<IpAddr>, offer: bool, stop: Arc
 /// `stall`: the victim's stall limit, long enough that the attacker (a few dozen handshakes a
 /// second in a debug build) can fill what it may hold.
 async fn lockout(test: &str, sources: usize, offer: bool, stall: Duration) {
-    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_env("LANYARD_LOG")).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("LANYARD_LOG"))
+        .try_init();
     let dir = tempfile::tempdir().unwrap();
     let src: Vec<IpAddr> = (0..sources).map(|i| IpAddr::from([127, 0, 0, 2 + i as u8])).collect();
     // Is 127.0.0.x usable as a source here?
-    if throwaway("127.0.0.1:9".parse().unwrap(), src[0]).await.is_err_and(|e| e.kind() == std::io::ErrorKind::AddrNotAvailable) {
+    if throwaway("127.0.0.1:9".parse().unwrap(), src[0])
+        .await
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::AddrNotAvailable)
+    {
         return common::skip(test, "cannot bind 127.0.0.x as a source address");
     }
     let victim = node("victim", dir.path(), |c| {
@@ -151,7 +158,10 @@ async fn lockout(test: &str, sources: usize, offer: bool, stall: Duration) {
             Ok(o) if o.all_ok() => sent += 1,
             other => failures.push(format!("send {i}: {other:?}")),
         }
-        let id = honest.say(&ChatTarget::Peer(victim.id().clone()), &format!("line {i}")).await.unwrap();
+        let id = honest
+            .say(&ChatTarget::Peer(victim.id().clone()), &format!("line {i}"))
+            .await
+            .unwrap();
         if honest.wait_delivered(&id, WAIT).await.unwrap() {
             said += 1;
         } else {
@@ -168,7 +178,11 @@ async fn lockout(test: &str, sources: usize, offer: bool, stall: Duration) {
     println!(
         "lockout: {test}: attacker {} connections ({ATTACKERS} at once from {sources} address(es), {}), at most {held_max} slots held at once (of {MAX_INCOMING_TRANSFERS}); {} refused with a reason, {} ended by the stall deadline, {} closed; honest: sends {sent}/{HONEST}, chat {said}/{HONEST}, newcomer got in: {newcomer_in}",
         t.opened.load(Ordering::Relaxed),
-        if offer { "each an offer header, then nothing" } else { "each silent after the handshake" },
+        if offer {
+            "each an offer header, then nothing"
+        } else {
+            "each silent after the handshake"
+        },
         t.refused.load(Ordering::Relaxed),
         t.stalled.load(Ordering::Relaxed),
         t.closed.load(Ordering::Relaxed),
@@ -185,17 +199,35 @@ async fn lockout(test: &str, sources: usize, offer: bool, stall: Duration) {
 
 #[tokio::test]
 async fn stalled_offers_from_one_machine_do_not_lock_out_an_honest_peer() {
-    lockout("stalled_offers_from_one_machine_do_not_lock_out_an_honest_peer", 1, true, Duration::from_secs(5)).await;
+    lockout(
+        "stalled_offers_from_one_machine_do_not_lock_out_an_honest_peer",
+        1,
+        true,
+        Duration::from_secs(5),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn stalled_offers_from_many_addresses_do_not_lock_out_an_honest_peer() {
-    lockout("stalled_offers_from_many_addresses_do_not_lock_out_an_honest_peer", 50, true, Duration::from_secs(20)).await;
+    lockout(
+        "stalled_offers_from_many_addresses_do_not_lock_out_an_honest_peer",
+        50,
+        true,
+        Duration::from_secs(20),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn silent_transfer_connections_do_not_lock_out_an_honest_peer() {
-    lockout("silent_transfer_connections_do_not_lock_out_an_honest_peer", 1, false, Duration::from_secs(5)).await;
+    lockout(
+        "silent_transfer_connections_do_not_lock_out_an_honest_peer",
+        1,
+        false,
+        Duration::from_secs(5),
+    )
+    .await;
 }
 
 fn partials(downloads: &Path) -> Vec<PathBuf> {
@@ -250,7 +282,10 @@ async fn stall_mid_file(sender_stalls: bool) {
     let sender_err = task.wait().await.unwrap_err();
     let receiver_err = error_of(&mut events, &id).await;
     println!("sender: {sender_err}\nreceiver: {receiver_err}");
-    assert!(matches!(sender_err, TransferError::PeerLost(_) | TransferError::Failed(_)), "{sender_err:?}");
+    assert!(
+        matches!(sender_err, TransferError::PeerLost(_) | TransferError::Failed(_)),
+        "{sender_err:?}"
+    );
     assert!(sender_err.to_string().contains("nothing moved for 2 s"), "{sender_err}");
     assert!(receiver_err.contains("nothing moved for 2 s"), "{receiver_err}");
     assert_eq!(partials(&downloads).len(), 1, "the partial data is kept");

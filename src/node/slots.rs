@@ -13,11 +13,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::lock;
 use crate::identity::PeerId;
-use crate::net::wire::ByeReason;
 use crate::limits::{
     MAX_CONTROL_CONNECTIONS, MAX_CONTROL_PER_ADDRESS, MAX_INCOMING_TRANSFERS, MAX_PENDING_PER_ADDRESS, MAX_TRANSFERS_PER_ADDRESS,
     NEWCOMER_SHARE,
 };
+use crate::net::wire::ByeReason;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Pool {
@@ -297,7 +297,11 @@ mod tests {
         );
         // Known peers fill the rest.
         for n in 0..(MAX_INCOMING_TRANSFERS - MAX_INCOMING_TRANSFERS / NEWCOMER_SHARE) {
-            held.push(slots.take(Pool::Transfer, ip(100 + (n / 8) as u8), &peer(100 + n as u8), false).unwrap());
+            held.push(
+                slots
+                    .take(Pool::Transfer, ip(100 + (n / 8) as u8), &peer(100 + n as u8), false)
+                    .unwrap(),
+            );
         }
         assert_eq!(slots.counts().transfer, MAX_INCOMING_TRANSFERS);
         // One more known peer: the idlest newcomer makes room.

@@ -35,9 +35,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::identity::PeerId;
+use crate::limits::{ANSWER_GRACE, REFUSAL_DRAIN};
 use crate::net::secure::SecureConn;
 use crate::net::wire::Purpose;
-use crate::limits::{ANSWER_GRACE, REFUSAL_DRAIN};
 use crate::node::share::ShareEntry;
 use crate::node::slots::{Activity, Pool, Refusal, Slot};
 use crate::node::{Event, NodeHandle, Shared, lock};

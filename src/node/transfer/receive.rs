@@ -174,7 +174,13 @@ async fn exchange(
         }
     };
     if let Err(reason) = accept {
-        let _ = moving(ctx, async { writer.send(&TransferMsg::Reject { reason: bounded(&reason) }).await.map_err(io_stop) }).await;
+        let _ = moving(ctx, async {
+            writer
+                .send(&TransferMsg::Reject { reason: bounded(&reason) })
+                .await
+                .map_err(io_stop)
+        })
+        .await;
         return Err(Stop::Rejected(reason));
     }
 

@@ -17,8 +17,8 @@ use super::wire::{ITEMS_FRAME_BYTES, Item, MAX_TRANSFER_FRAME, TransferMsg, boun
 use super::{Ctx, Direction, Fault, Outcome, TransferError, msg_name, mtime_ns, top_of};
 use crate::limits::ANSWER_GRACE;
 use crate::net::frame::FrameError;
-use crate::node::slots::{Pool, Refusal};
 use crate::net::secure::{SecureConn, SecureReader, SecureWriter};
+use crate::node::slots::{Pool, Refusal};
 use crate::text::printable;
 
 pub(crate) const CHUNK: usize = 1 << 20;
@@ -72,7 +72,10 @@ impl Stop {
                 // The receiving end says what it keeps itself (`receive::run`).
                 Direction::Receive => format!("{}; {} stopped sending", stalled_text(ctx), who(ctx)),
             }),
-            Stop::Evicted => TransferError::Failed(format!("ended to make room for a known peer ({})", Refusal::Full(Pool::Transfer).reason())),
+            Stop::Evicted => TransferError::Failed(format!(
+                "ended to make room for a known peer ({})",
+                Refusal::Full(Pool::Transfer).reason()
+            )),
         }
     }
 }
