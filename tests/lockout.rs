@@ -58,6 +58,8 @@ async fn throwaway(target: SocketAddr, src: IpAddr) -> std::io::Result<Option<Se
 struct Tally {
     opened: AtomicUsize,
     refused: AtomicUsize,
+    /// Of those refused: ended to make room for a known peer.
+    evicted: AtomicUsize,
     stalled: AtomicUsize,
     closed: AtomicUsize,
     other: std::sync::Mutex<Vec<String>>,
@@ -97,6 +99,10 @@ async fn attack(victim: NodeHandle, sources: Vec<IpAddr>, offer: bool, stop: Arc
             let answer = tokio::time::timeout(WAIT, reader.read_frame::<TransferMsg>(MAX_TRANSFER_FRAME)).await;
             match answer {
                 Ok(Ok(Some(TransferMsg::Error { message }))) if message.starts_with("busy") || message.starts_with("too many") => {
+                    // Only a connection that was let in can be made to give way.
+                    if message == "busy: all transfer slots are in use" {
+                        tally.evicted.fetch_add(1, Ordering::Relaxed);
+                    }
                     tally.refused.fetch_add(1, Ordering::Relaxed)
                 }
                 Ok(Ok(Some(TransferMsg::Error { message }))) if message.contains("nothing moved") => {
@@ -119,12 +125,10 @@ async fn attack(victim: NodeHandle, sources: Vec<IpAddr>, offer: bool, stop: Arc
 
 /// `stall`: the victim's stall limit, long enough that the attacker (a few dozen handshakes a
 /// second in a debug build) can fill what it may hold.
-async fn lockout(test: &str, sources: usize, offer: bool, stall: Duration) {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("LANYARD_LOG"))
-        .try_init();
+async fn lockout(test: &str, src: Vec<IpAddr>, offer: bool, stall: Duration) {
     let dir = tempfile::tempdir().unwrap();
-    let src: Vec<IpAddr> = (0..sources).map(|i| IpAddr::from([127, 0, 0, 2 + i as u8])).collect();
+    let sources = src.len();
+    let shares_honest_address = src.contains(&IpAddr::from([127, 0, 0, 1]));
     // Is 127.0.0.x usable as a source here?
     if throwaway("127.0.0.1:9".parse().unwrap(), src[0])
         .await
@@ -176,7 +180,7 @@ async fn lockout(test: &str, sources: usize, offer: bool, stall: Duration) {
     let held_max = attacker.await.unwrap();
     let t = &tally;
     println!(
-        "lockout: {test}: attacker {} connections ({ATTACKERS} at once from {sources} address(es), {}), at most {held_max} slots held at once (of {MAX_INCOMING_TRANSFERS}); {} refused with a reason, {} ended by the stall deadline, {} closed; honest: sends {sent}/{HONEST}, chat {said}/{HONEST}, newcomer got in: {newcomer_in}",
+        "lockout: {test}: attacker {} connections ({ATTACKERS} at once from {sources} address(es), {}), at most {held_max} slots held at once (of {MAX_INCOMING_TRANSFERS}); {} refused with a reason ({} of them evicted for a known peer), {} ended by the stall deadline, {} closed; honest: sends {sent}/{HONEST}, chat {said}/{HONEST}, newcomer got in: {newcomer_in}",
         t.opened.load(Ordering::Relaxed),
         if offer {
             "each an offer header, then nothing"
@@ -184,6 +188,7 @@ async fn lockout(test: &str, sources: usize, offer: bool, stall: Duration) {
             "each silent after the handshake"
         },
         t.refused.load(Ordering::Relaxed),
+        t.evicted.load(Ordering::Relaxed),
         t.stalled.load(Ordering::Relaxed),
         t.closed.load(Ordering::Relaxed),
     );
@@ -195,13 +200,19 @@ async fn lockout(test: &str, sources: usize, offer: bool, stall: Duration) {
     let bound = (MAX_TRANSFERS_PER_ADDRESS * sources).min(MAX_INCOMING_TRANSFERS / NEWCOMER_SHARE);
     assert!(held_max <= bound, "held {held_max}, bound {bound}");
     assert_eq!(victim.slot_counts().transfer, 0, "every slot is free again");
+    if shares_honest_address {
+        assert!(
+            t.evicted.load(Ordering::Relaxed) > 0,
+            "the honest peer's sends took the attacker's slots"
+        );
+    }
 }
 
 #[tokio::test]
 async fn stalled_offers_from_one_machine_do_not_lock_out_an_honest_peer() {
     lockout(
         "stalled_offers_from_one_machine_do_not_lock_out_an_honest_peer",
-        1,
+        others(1),
         true,
         Duration::from_secs(5),
     )
@@ -212,7 +223,7 @@ async fn stalled_offers_from_one_machine_do_not_lock_out_an_honest_peer() {
 async fn stalled_offers_from_many_addresses_do_not_lock_out_an_honest_peer() {
     lockout(
         "stalled_offers_from_many_addresses_do_not_lock_out_an_honest_peer",
-        50,
+        others(50),
         true,
         Duration::from_secs(20),
     )
@@ -223,11 +234,24 @@ async fn stalled_offers_from_many_addresses_do_not_lock_out_an_honest_peer() {
 async fn silent_transfer_connections_do_not_lock_out_an_honest_peer() {
     lockout(
         "silent_transfer_connections_do_not_lock_out_an_honest_peer",
-        1,
+        others(1),
         false,
         Duration::from_secs(5),
     )
     .await;
+}
+
+/// The attacker shares the honest peer's address (a shared machine): the honest peer's
+/// connections evict the attacker's idle ones, which are told "busy".
+#[tokio::test]
+async fn stalled_offers_from_the_honest_peers_own_address_give_way_to_it() {
+    let test = "stalled_offers_from_the_honest_peers_own_address_give_way_to_it";
+    lockout(test, vec![IpAddr::from([127, 0, 0, 1])], true, Duration::from_secs(5)).await;
+}
+
+/// Loopback addresses other than the honest peers' 127.0.0.1.
+fn others(n: usize) -> Vec<IpAddr> {
+    (0..n).map(|i| IpAddr::from([127, 0, 0, 2 + i as u8])).collect()
 }
 
 fn partials(downloads: &Path) -> Vec<PathBuf> {
@@ -305,4 +329,95 @@ async fn a_sender_that_stops_mid_file_ends_by_deadline_and_the_partial_is_kept()
 #[tokio::test]
 async fn a_receiver_that_stops_reading_ends_by_deadline_and_the_partial_is_kept() {
     stall_mid_file(false).await;
+}
+
+/// A sender past its own budget hears why, in one line, not "disconnected".
+#[tokio::test]
+async fn a_refused_send_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = node("victim", dir.path(), |_| {}).await;
+    // Someone answers offers, but not yet: each waits for a person, holding its slot.
+    let _answerer = victim.answer_offers();
+    let honest = node("honest", dir.path(), |_| {}).await;
+    let to = honest.resolve(&victim.listen_addr().unwrap().to_string(), WAIT).await.unwrap();
+    let file = dir.path().join("f.txt");
+    std::fs::write(&file, b"hello").unwrap();
+    let mut events = victim.subscribe();
+    let mut waiting = Vec::new();
+    for _ in 0..8 {
+        waiting.push(honest.send(&to, std::slice::from_ref(&file)).await.unwrap());
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if let Ok(Event::Offer(_)) = events.recv().await {
+                    return;
+                }
+            }
+        })
+        .await
+        .expect("the offer waits for an answer");
+    }
+    let err = honest
+        .send(&to, std::slice::from_ref(&file))
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "victim reports: too many transfers from you");
+    for offer in victim.offers() {
+        victim.answer_offer(&offer.transfer, false, false).await;
+    }
+    for task in waiting {
+        assert!(matches!(task.wait().await, Err(TransferError::Rejected(_))));
+    }
+}
+
+/// Control connections past the budget of their address are told why in a goodbye.
+#[tokio::test]
+async fn control_connections_past_the_address_budget_are_told_why() {
+    use lanyard::limits::MAX_CONTROL_PER_ADDRESS;
+    use lanyard::net::wire::{ByeReason, ControlMsg, MAX_CONTROL_FRAME};
+    let dir = tempfile::tempdir().unwrap();
+    let src = others(1)[0];
+    if throwaway("127.0.0.1:9".parse().unwrap(), src)
+        .await
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::AddrNotAvailable)
+    {
+        return common::skip("control_connections_past_the_address_budget_are_told_why", "cannot bind 127.0.0.x");
+    }
+    let victim = node("victim", dir.path(), |_| {}).await;
+    let target = victim.listen_addr().unwrap();
+    let dial = || async {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(src, 0)).unwrap();
+        let sock = socket.connect(target).await.unwrap();
+        let me = Identity::generate().unwrap();
+        secure::connect(sock, &me, &hello(), Purpose::Control, None).await.unwrap()
+    };
+    let mut kept = Vec::new();
+    let until = tokio::time::Instant::now() + WAIT;
+    while victim.slot_counts().control < MAX_CONTROL_PER_ADDRESS {
+        if kept.len() < MAX_CONTROL_PER_ADDRESS {
+            kept.push(dial().await);
+        } else {
+            assert!(tokio::time::Instant::now() < until, "the victim registers them all");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let mut extra = dial().await;
+    let bye = tokio::time::timeout(WAIT, extra.reader.read_frame::<ControlMsg>(MAX_CONTROL_FRAME))
+        .await
+        .expect("the node answers");
+    assert!(
+        matches!(
+            bye,
+            Ok(Some(ControlMsg::Bye {
+                reason: ByeReason::TooManyFromAddress
+            }))
+        ),
+        "{bye:?}"
+    );
+    // Another address is not affected.
+    let honest = node("honest", dir.path(), |_| {}).await;
+    honest.resolve(&target.to_string(), WAIT).await.unwrap();
 }

@@ -209,32 +209,37 @@ impl Slots {
         }
     }
 
-    /// A slot in `pool` for `peer` at `ip`, or why not.
+    /// A slot in `pool` for `peer` at `ip`, or why not. Where a known peer meets a full
+    /// address or a full pool, the newcomer that moved nothing for the longest there gives way
+    /// (transfers only: a newcomer's control connection would just dial again, and the newcomer
+    /// share already keeps half of that pool for known peers).
     pub(crate) fn take(self: &Arc<Self>, pool: Pool, ip: IpAddr, peer: &PeerId, newcomer: bool) -> Result<Slot, Refusal> {
         let mut held = lock(&self.held);
-        let live = || held.iter().filter(|h| h.pool == pool && !h.evicted);
-        if live().filter(|h| &h.peer == peer).count() >= pool.per_peer() {
+        let count = |held: &[Held], f: &dyn Fn(&Held) -> bool| held.iter().filter(|h| h.pool == pool && !h.evicted && f(h)).count();
+        if count(&held, &|h| &h.peer == peer) >= pool.per_peer() {
             return Err(Refusal::FromPeer);
         }
-        if live().filter(|h| h.ip == ip).count() >= pool.per_address() {
-            return Err(Refusal::FromAddress);
-        }
-        if newcomer && live().filter(|h| h.newcomer).count() >= pool.capacity() / NEWCOMER_SHARE {
+        if newcomer && count(&held, &|h| h.newcomer) >= pool.capacity() / NEWCOMER_SHARE {
             return Err(Refusal::NewcomersFull(pool));
         }
-        if live().count() >= pool.capacity() {
-            // Only a transfer slot is worth taking back: a newcomer's idle control connection
-            // would just dial again, and the newcomer share already keeps room for known peers.
+        let full: [(&dyn Fn(&Held) -> bool, usize, Refusal); 2] = [
+            (&|h| h.ip == ip, pool.per_address(), Refusal::FromAddress),
+            (&|_| true, pool.capacity(), Refusal::Full(pool)),
+        ];
+        for (within, cap, refusal) in full {
+            if count(&held, within) < cap {
+                continue;
+            }
             let idlest = held
                 .iter_mut()
-                .filter(|h| pool == Pool::Transfer && h.pool == pool && !h.evicted && h.newcomer)
+                .filter(|h| pool == Pool::Transfer && !newcomer && h.pool == pool && !h.evicted && h.newcomer && within(h))
                 .min_by_key(|h| h.activity.last_ms());
             match idlest {
-                Some(h) if !newcomer => {
+                Some(h) => {
                     h.evicted = true;
                     h.evict.cancel();
                 }
-                _ => return Err(Refusal::Full(pool)),
+                None => return Err(refusal),
             }
         }
         let key = self.key();
@@ -321,6 +326,14 @@ mod tests {
             Some(Refusal::FromAddress)
         );
         assert!(slots.take(Pool::Transfer, ip(2), &peer(99), false).is_ok());
+        // A full address of newcomers: another newcomer is refused, a known peer gets in.
+        let slots = Arc::new(Slots::default());
+        let newcomers: Vec<_> = (0..MAX_TRANSFERS_PER_ADDRESS)
+            .map(|n| slots.take(Pool::Transfer, ip(1), &peer(n as u8), true).unwrap())
+            .collect();
+        assert_eq!(slots.take(Pool::Transfer, ip(1), &peer(98), true).err(), Some(Refusal::FromAddress));
+        let _known = slots.take(Pool::Transfer, ip(1), &peer(99), false).unwrap();
+        assert_eq!(newcomers.iter().filter(|s| s.evict.is_cancelled()).count(), 1);
     }
 
     #[test]
