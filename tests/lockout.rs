@@ -68,8 +68,15 @@ struct Tally {
 /// Keep `ATTACKERS` throwaway connections open from `sources` addresses until `stop`; each
 /// sends an offer header and then nothing (or, without `offer`, nothing at all). Returns the
 /// most slots the victim gave newcomers at once.
-async fn attack(victim: NodeHandle, sources: Vec<IpAddr>, offer: bool, stop: Arc<AtomicBool>, tally: Arc<Tally>) -> usize {
-    let target = victim.listen_addr().unwrap();
+/// `victim`: the node in this process, whose slots are sampled (none when it runs elsewhere).
+async fn attack(
+    target: SocketAddr,
+    victim: Option<NodeHandle>,
+    sources: Vec<IpAddr>,
+    offer: bool,
+    stop: Arc<AtomicBool>,
+    tally: Arc<Tally>,
+) -> usize {
     let open = Arc::new(tokio::sync::Semaphore::new(ATTACKERS));
     let mut readers = tokio::task::JoinSet::new();
     let mut held_max = 0;
@@ -90,7 +97,9 @@ async fn attack(victim: NodeHandle, sources: Vec<IpAddr>, offer: bool, stop: Arc
             };
             let _ = conn.writer.send(&header).await;
         }
-        held_max = held_max.max(victim.slot_counts().newcomer_transfers);
+        if let Some(victim) = &victim {
+            held_max = held_max.max(victim.slot_counts().newcomer_transfers);
+        }
         let tally = tally.clone();
         let (mut reader, writer) = (conn.reader, conn.writer);
         readers.spawn(async move {
@@ -148,7 +157,8 @@ async fn lockout(test: &str, src: Vec<IpAddr>, offer: bool, stall: Duration) {
 
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Tally::default());
-    let attacker = tokio::spawn(attack(victim.clone(), src, offer, stop.clone(), tally.clone()));
+    let target = victim.listen_addr().unwrap();
+    let attacker = tokio::spawn(attack(target, Some(victim.clone()), src, offer, stop.clone(), tally.clone()));
     // Let the attack take what it can before the honest peer starts.
     let until = tokio::time::Instant::now() + WAIT;
     while tally.opened.load(Ordering::Relaxed) < ATTACKERS && tokio::time::Instant::now() < until {
@@ -420,4 +430,36 @@ async fn control_connections_past_the_address_budget_are_told_why() {
     // Another address is not affected.
     let honest = node("honest", dir.path(), |_| {}).await;
     honest.resolve(&target.to_string(), WAIT).await.unwrap();
+}
+
+/// The attacker machine of `tests/netns/lockout.sh`: throwaway keys, each an offer header and
+/// then nothing, `ATTACKERS` at once, at `LOCKOUT_TARGET` until `LOCKOUT_STOP_FILE` exists;
+/// then waits for the target to end every connection it still holds, and prints a tally.
+#[tokio::test]
+#[ignore = "run by tests/netns/lockout.sh in a namespace"]
+async fn remote_attack() {
+    let (Ok(target), Ok(stop_file)) = (std::env::var("LOCKOUT_TARGET"), std::env::var("LOCKOUT_STOP_FILE")) else {
+        return common::skip("remote_attack", "LOCKOUT_TARGET and LOCKOUT_STOP_FILE are not set");
+    };
+    let target: SocketAddr = target.parse().expect("LOCKOUT_TARGET is IP:PORT");
+    let stop = Arc::new(AtomicBool::new(false));
+    let watch = stop.clone();
+    tokio::spawn(async move {
+        while !Path::new(&stop_file).exists() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        watch.store(true, Ordering::Relaxed);
+    });
+    let tally = Arc::new(Tally::default());
+    let any = IpAddr::from([0, 0, 0, 0]);
+    attack(target, None, vec![any], true, stop, tally.clone()).await;
+    println!(
+        "attack: opened={} refused={} evicted={} stalled={} closed={} other={}",
+        tally.opened.load(Ordering::Relaxed),
+        tally.refused.load(Ordering::Relaxed),
+        tally.evicted.load(Ordering::Relaxed),
+        tally.stalled.load(Ordering::Relaxed),
+        tally.closed.load(Ordering::Relaxed),
+        tally.other.lock().unwrap().len()
+    );
 }
