@@ -60,6 +60,10 @@ pub const MAX_REFUSALS_DRAINING: usize = 64;
 pub const TRANSFER_STALL: Duration = Duration::from_secs(30);
 /// How much longer than the receiver's own answer deadline a sender waits for the answer.
 pub const ANSWER_GRACE: Duration = Duration::from_secs(30);
+/// After its last byte, how long a sender waits for the verdicts on the last files: the
+/// receiver verifies, syncs and places them first, which for a big file on a slow disk can take
+/// longer than the stall limit.
+pub const LAST_VERDICTS_WAIT: Duration = Duration::from_secs(300);
 
 // == Offers and manifests ==
 

@@ -6,12 +6,13 @@ use std::path::Path;
 
 /// What each module may import from the crate.
 const ALLOWED: &[(&str, &[&str])] = &[
+    ("limits", &[]),
     ("text", &[]),
     ("identity", &["text"]),
-    ("net", &["identity", "text"]),
-    ("store", &["identity", "text"]),
-    ("node", &["identity", "net", "store", "text"]),
-    ("config", &["node", "text"]),
+    ("net", &["identity", "limits", "text"]),
+    ("store", &["identity", "limits", "text"]),
+    ("node", &["identity", "limits", "net", "store", "text"]),
+    ("config", &["limits", "node", "text"]),
     ("cli", &["config", "node", "text", "ui"]),
     ("ui", &["config", "node", "text"]),
     ("main", &["config", "cli", "text"]),

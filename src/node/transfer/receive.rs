@@ -38,6 +38,7 @@ pub(crate) async fn run(ctx: &Ctx, conn: SecureConn, header: Header, dest: &Path
     let SecureConn {
         mut reader, mut writer, ..
     } = conn;
+    ctx.deadline.moved();
     let mut plan = None;
     let pull = matches!(decision, Decision::Requested(_));
     let result = exchange(ctx, &mut reader, &mut writer, header, dest, decision, &mut plan).await;

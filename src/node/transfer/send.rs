@@ -15,7 +15,7 @@ use super::progress::Meter;
 use super::source::Manifest;
 use super::wire::{ITEMS_FRAME_BYTES, Item, MAX_TRANSFER_FRAME, TransferMsg, bounded};
 use super::{Ctx, Direction, Fault, Outcome, TransferError, msg_name, mtime_ns, top_of};
-use crate::limits::ANSWER_GRACE;
+use crate::limits::{ANSWER_GRACE, LAST_VERDICTS_WAIT};
 use crate::net::frame::FrameError;
 use crate::net::secure::{SecureConn, SecureReader, SecureWriter};
 use crate::node::slots::{Pool, Refusal};
@@ -180,6 +180,8 @@ pub(crate) async fn run(ctx: &Ctx, conn: SecureConn, m: Manifest) -> Result<Outc
     let SecureConn {
         mut reader, mut writer, ..
     } = conn;
+    // The stall clock starts with the connection, not with the wait for the peer to come up.
+    ctx.deadline.moved();
     let result = exchange(ctx, &mut reader, &mut writer, &m).await;
     match result {
         Ok(outcome) => {
@@ -447,6 +449,8 @@ async fn stream(
         }
     }
     moving(ctx, async { writer.send(&TransferMsg::Done).await.map_err(io_stop) }).await?;
+    // The receiver verifies and places (and syncs) the last files before their verdicts come.
+    ctx.deadline.hold(LAST_VERDICTS_WAIT);
     Ok(())
 }
 
