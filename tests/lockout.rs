@@ -88,7 +88,10 @@ async fn attack(
         let Ok(Some(mut conn)) = throwaway(target, src).await else {
             continue;
         };
-        tally.opened.fetch_add(1, Ordering::Relaxed);
+        if tally.opened.fetch_add(1, Ordering::Relaxed) + 1 == ATTACKERS {
+            // For a script watching from outside (tests/netns/lockout.sh).
+            println!("attacker: {ATTACKERS} opened");
+        }
         if offer {
             let header = TransferMsg::Offer {
                 transfer: format!("{n:016x}"),

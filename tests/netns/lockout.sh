@@ -65,7 +65,8 @@ netns_spawn 3 "$TMP/attack.out" "$TMP/attack.err" env LOCKOUT_TARGET="$(netns_ad
     "$LOCKOUT_TEST_BIN" --ignored --exact remote_attack --nocapture
 ATTACK_PID=$NETNS_PID
 # Let the attack take what it can before the honest peer starts.
-wait_for "$PATIENCE" grep -q '"warning"' "$TMP/h1.jsonl" || die "the attack never met a refusal on h1"
+wait_for "$PATIENCE" grep -q 'attacker: 100 opened' "$TMP/attack.out" || die "the attacker did not get going"
+grep -q '"warning"' "$TMP/h1.jsonl" || die "h1 did not report refusing the attacker"
 
 FILE=$TMP/report.bin
 head -c 200000 /dev/urandom >"$FILE"
