@@ -147,8 +147,9 @@ fn pin_and_record(shared: &Shared, remote: &Remote) -> Result<(), String> {
 }
 
 /// The control session with one peer: registers the connection, then reads until the peer
-/// leaves, goes silent, misbehaves, or the node shuts down. Returns why the peer refused it, if
-/// it did ("busy: …"), so a dialler can wait longer before trying again.
+/// leaves, goes silent, misbehaves, or the node shuts down. Returns why it was refused, if it
+/// was ("busy: …", by the peer or by our own budget), so a dialler waits longer before trying
+/// again.
 pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option<String> {
     let SecureConn {
         mut reader,
@@ -165,7 +166,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
                 writer.shutdown().await;
             })
             .await;
-            return None;
+            return Some(format!("not connected here: {}", refusal.reason()));
         }
     };
     let recorded = {
