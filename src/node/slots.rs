@@ -144,6 +144,9 @@ impl Drop for Slot {
     }
 }
 
+/// Which held slots a cap counts.
+type Within<'a> = &'a dyn Fn(&Held) -> bool;
+
 /// A handshake in progress; `evict` is raised when newer ones need its place.
 pub(crate) struct PendingSlot {
     slots: Arc<Slots>,
@@ -222,7 +225,7 @@ impl Slots {
         if newcomer && count(&held, &|h| h.newcomer) >= pool.capacity() / NEWCOMER_SHARE {
             return Err(Refusal::NewcomersFull(pool));
         }
-        let full: [(&dyn Fn(&Held) -> bool, usize, Refusal); 2] = [
+        let full: [(Within, usize, Refusal); 2] = [
             (&|h| h.ip == ip, pool.per_address(), Refusal::FromAddress),
             (&|_| true, pool.capacity(), Refusal::Full(pool)),
         ];
