@@ -179,6 +179,7 @@ fn draw_frames() -> Result<()> {
             short_id: id.short().to_string(),
             id,
             nick: format!("student{i:02}"),
+            label: format!("student{i:02}"),
             host: format!("lab-{i:02}"),
             online: i % 4 != 3,
             addr: Some(format!("127.0.0.1:{}", 7000 + i)),

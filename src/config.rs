@@ -125,7 +125,7 @@ pub enum Command {
     },
     /// Send a chat line to PEER (nick, id prefix or HOST:PORT) or '#all'; exit 0 once delivered
     Say {
-        /// Nick, id prefix, HOST:PORT, or '#all' for every online peer
+        /// Nick (NICK@HOST or NICK#ID when several share it), id prefix, HOST:PORT, or '#all' for every online peer
         peer: String,
         /// The message (at most 16 KiB)
         text: String,
@@ -138,7 +138,7 @@ pub enum Command {
     },
     /// Print stored chat history with PEER or '#all'
     History {
-        /// Nick, id prefix, HOST:PORT, or '#all'
+        /// Nick (NICK@HOST or NICK#ID when several share it), id prefix, HOST:PORT, or '#all'
         peer: String,
         /// Only N lines (the last N, or the N next to --before/--after)
         #[arg(long, value_name = "N")]
@@ -157,7 +157,7 @@ pub enum Command {
     /// every copy is verified
     #[command(override_usage = SEND_USAGE)]
     Send {
-        /// Recipients: nick, id prefix or HOST:PORT
+        /// Recipients: nick (NICK@HOST or NICK#ID when several share it), id prefix or HOST:PORT
         // Its own id: "peers" is the global --peer option, which must still work after `send`.
         #[arg(id = "recipients", required = true, value_name = "PEER")]
         peers: Vec<String>,
@@ -167,7 +167,7 @@ pub enum Command {
     },
     /// List a peer's shared folders
     Ls {
-        /// Nick, id prefix or HOST:PORT
+        /// Nick (NICK@HOST or NICK#ID when several share it), id prefix or HOST:PORT
         peer: String,
         /// Folder to list ("share/sub"); the list of shares when absent
         path: Option<String>,
@@ -177,7 +177,7 @@ pub enum Command {
     },
     /// Pull files or folders from a peer's shares, verified and resumable
     Get {
-        /// Nick, id prefix or HOST:PORT
+        /// Nick (NICK@HOST or NICK#ID when several share it), id prefix or HOST:PORT
         peer: String,
         /// Files or folders as `lanyard ls` shows them ("share/sub/report.pdf")
         #[arg(required = true, value_name = "PATH")]
@@ -220,12 +220,12 @@ pub enum Command {
     },
     /// Accept files from PEER without asking from now on
     Trust {
-        /// Nick, id prefix or HOST:PORT
+        /// Nick (NICK@HOST or NICK#ID when several share it), id prefix or HOST:PORT
         peer: String,
     },
     /// Ask again before accepting files from PEER
     Untrust {
-        /// Nick, id prefix or HOST:PORT
+        /// Nick (NICK@HOST or NICK#ID when several share it), id prefix or HOST:PORT
         peer: String,
     },
     /// List running and recent transfers
@@ -240,9 +240,10 @@ pub enum Command {
         #[arg(value_name = "TRANSFER")]
         transfer: String,
     },
-    /// Drop a peer's record and pinned key
+    /// Drop a peer's record and pinned key, and the addresses pinned to it
     Forget {
-        /// Nick, id prefix or HOST:PORT
+        /// Nick (NICK@HOST or NICK#ID when several share it), id prefix, or HOST:PORT (the peer
+        /// pinned there, answering or not)
         peer: String,
     },
 }

@@ -72,3 +72,12 @@ pub const LAST_VERDICTS_WAIT: Duration = Duration::from_secs(300);
 // == Chat and the database ==
 
 // == Names and keys ==
+
+/// An id prefix at least this long (the short id shown in every list) is looked up among ids
+/// only and wins over any nick: a peer can't take another's id by choosing a nick, and taking a
+/// nick by grinding a key whose id starts with it costs 2^40 keys. A shorter prefix still
+/// works, but when it also matches a nick the PEER is refused as ambiguous.
+pub const MIN_ID_PREFIX: usize = 8;
+
+/// Id prefixes shorter than this are not looked up at all (too many peers would share them).
+pub const MIN_SHORT_ID_PREFIX: usize = 4;

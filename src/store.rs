@@ -72,6 +72,14 @@ const MIGRATIONS: &[&str] = &[
         key TEXT PRIMARY KEY,
         value TEXT NOT NULL
     );",
+    // The key that answered first at each address given as HOST:PORT (`--peer`, `+`, a PEER):
+    // see `Store::check_address_pin`.
+    "CREATE TABLE address_pins (
+        target TEXT PRIMARY KEY,
+        peer TEXT NOT NULL,
+        public_key BLOB NOT NULL
+    );
+    CREATE INDEX address_pins_by_peer ON address_pins (peer);",
 ];
 
 /// The database's file name in the data dir.
@@ -173,9 +181,54 @@ impl Store {
         Ok(())
     }
 
-    /// Drop a peer's record and so its pinned key; its chat history stays. False if none was stored.
+    /// Drop a peer's record and so its pinned key, and the addresses pinned to it; its chat
+    /// history stays. False if none of these was stored.
     pub fn forget_peer(&self, id: &PeerId) -> Result<bool> {
-        Ok(self.lock().execute("DELETE FROM peers WHERE id = ?1", [id.as_str()])? > 0)
+        let conn = self.lock();
+        let pins = conn.execute("DELETE FROM address_pins WHERE peer = ?1", [id.as_str()])?;
+        Ok(conn.execute("DELETE FROM peers WHERE id = ?1", [id.as_str()])? + pins > 0)
+    }
+
+    /// The peer pinned to an address given as HOST:PORT, if any.
+    pub fn address_pin(&self, target: &str) -> Result<Option<(PeerId, Vec<u8>)>> {
+        let row: Option<(String, Vec<u8>)> = self
+            .lock()
+            .query_row("SELECT peer, public_key FROM address_pins WHERE target = ?1", [target], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        Ok(row.and_then(|(id, key)| Some((PeerId::parse(&id)?, key))))
+    }
+
+    /// The key that answered at `target`: pinned there on first use (true); after that, false
+    /// when it is the pinned one, and the pinned peer when it is not.
+    pub fn check_address_pin(&self, target: &str, id: &PeerId, key: &[u8]) -> Result<Result<bool, (PeerId, Vec<u8>)>> {
+        let conn = self.lock();
+        let pinned: Option<(String, Vec<u8>)> = conn
+            .query_row("SELECT peer, public_key FROM address_pins WHERE target = ?1", [target], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        match pinned {
+            Some((_, old)) if old == key => Ok(Ok(false)),
+            Some((old_id, old)) => match PeerId::parse(&old_id) {
+                Some(old_id) => Ok(Err((old_id, old))),
+                // Not written by us: as good as no pin.
+                None => {
+                    conn.execute("DELETE FROM address_pins WHERE target = ?1", [target])?;
+                    Self::pin(&conn, target, id, key).map(Ok)
+                }
+            },
+            None => Self::pin(&conn, target, id, key).map(Ok),
+        }
+    }
+
+    fn pin(conn: &Connection, target: &str, id: &PeerId, key: &[u8]) -> Result<bool> {
+        conn.execute(
+            "INSERT INTO address_pins (target, peer, public_key) VALUES (?1, ?2, ?3)",
+            params![target, id.as_str(), key],
+        )?;
+        Ok(true)
     }
 
     /// Drop the peers nobody would miss: untrusted, without a direct conversation, and not seen
@@ -342,6 +395,28 @@ mod tests {
         assert_eq!(s.peers().unwrap()[0].last_seen, Some(99));
         assert!(s.forget_peer(&p.id).unwrap());
         assert!(s.peers().unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_address_keeps_its_first_key_until_its_peer_is_forgotten() {
+        let s = Store::open_in_memory().unwrap();
+        let (first, second) = (peer("ada", 1), peer("mallory", 1));
+        let at = "10.0.0.7:7717";
+        assert_eq!(s.address_pin(at).unwrap(), None);
+        assert_eq!(s.check_address_pin(at, &first.id, &first.public_key).unwrap(), Ok(true));
+        assert_eq!(s.check_address_pin(at, &first.id, &first.public_key).unwrap(), Ok(false));
+        assert_eq!(
+            s.check_address_pin(at, &second.id, &second.public_key).unwrap(),
+            Err((first.id.clone(), first.public_key.clone()))
+        );
+        assert_eq!(
+            s.check_address_pin("10.0.0.8:7717", &second.id, &second.public_key).unwrap(),
+            Ok(true)
+        );
+        assert!(s.forget_peer(&first.id).unwrap(), "a pin alone is something to forget");
+        assert_eq!(s.address_pin(at).unwrap(), None);
+        assert_eq!(s.check_address_pin(at, &second.id, &second.public_key).unwrap(), Ok(true));
+        assert_eq!(s.address_pin(at).unwrap(), Some((second.id.clone(), second.public_key.clone())));
     }
 
     #[test]

@@ -214,3 +214,58 @@ fn send_without_the_separator_says_how_to_write_it() {
     assert_eq!(stderr(&o), "error: put -- before the paths: lanyard send PEER... -- PATH...\n");
     assert!(stdout(&o).is_empty());
 }
+
+#[test]
+fn two_peers_with_one_nick_are_one_clear_error_and_each_has_a_name_to_type() {
+    let home = tempfile::tempdir().unwrap();
+    let da = home.path().join("a");
+    let a = Serve::start(home.path(), &["--data-dir", da.to_str().unwrap(), "--nick", "ada"]);
+    let port = a.expect("listening")["addr"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let ada = format!("127.0.0.1:{port}");
+    let bobs: Vec<Serve> = ["b1", "b2"]
+        .iter()
+        .map(|d| {
+            Serve::start(
+                home.path(),
+                &["--data-dir", home.path().join(d).to_str().unwrap(), "--nick", "bob", "--peer", &ada],
+            )
+        })
+        .collect();
+    let ids: Vec<String> = bobs
+        .iter()
+        .map(|b| b.expect("listening")["id"].as_str().unwrap().to_string())
+        .collect();
+    for _ in &bobs {
+        a.expect("peer_up");
+    }
+    let at_a = |args: &[&str]| run(lanyard(home.path()).args(args).args(["--data-dir", da.to_str().unwrap()]));
+
+    let o = at_a(&["say", "bob", "hello?"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("matches 2 peers"), "{err}");
+    for id in &ids {
+        assert!(err.contains(&id[..8]), "{err}");
+    }
+
+    // `peers` shows each with the form that names it (both run on this host: the id tells).
+    let table = stdout(&at_a(&["peers"]));
+    let o = at_a(&["peers", "--json"]);
+    let peers: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    for id in &ids {
+        let label = format!("bob#{}", &id[..8]);
+        assert!(table.contains(&label), "{table}");
+        assert!(peers.as_array().unwrap().iter().any(|p| p["label"] == label.as_str()), "{peers}");
+    }
+    let o = at_a(&["say", &format!("bob#{}", &ids[1][..8]), "hello, second bob"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let line = bobs[1].expect("chat_received");
+    assert_eq!(line["text"], "hello, second bob");
+}

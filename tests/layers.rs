@@ -6,9 +6,10 @@ use std::path::Path;
 
 /// What each module may import from the crate.
 const ALLOWED: &[(&str, &[&str])] = &[
-    ("limits", &[]),
     ("text", &[]),
-    ("identity", &["text"]),
+    // Budgets: imports nothing, and every layer may read them.
+    ("limits", &[]),
+    ("identity", &["limits", "text"]),
     ("net", &["identity", "limits", "text"]),
     ("store", &["identity", "limits", "text"]),
     ("node", &["identity", "limits", "net", "store", "text"]),

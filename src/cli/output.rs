@@ -88,7 +88,8 @@ pub fn peers_table(peers: &[PeerInfo]) -> String {
         .iter()
         .map(|p| {
             vec![
-                p.nick.clone(),
+                // A node before labels sends none.
+                if p.label.is_empty() { p.nick.clone() } else { p.label.clone() },
                 p.host.clone(),
                 p.short_id.clone(),
                 if p.online { "online".into() } else { "offline".into() },

@@ -181,7 +181,7 @@ impl Log {
             return None;
         }
         self.progress.insert(p.transfer.clone(), (now, p.state));
-        let who = printable(&p.nick);
+        let who = format!("{} ({})", printable(&p.nick), p.peer.short());
         Some(match (p.state, p.direction) {
             (TransferState::Connecting, _) => return None,
             (TransferState::Waiting, Direction::Send) => format!("transfer {}: waiting for {who} to accept", p.transfer),

@@ -38,7 +38,12 @@ pub enum HandshakeError {
     #[error("handshake timed out")]
     Timeout,
     #[error("peer answered with id {got}, but {expected} was expected: refused (spoofing or a changed machine)")]
-    IdMismatch { expected: PeerId, got: PeerId },
+    IdMismatch {
+        expected: PeerId,
+        got: PeerId,
+        /// The key that answered, for the fingerprint a warning shows.
+        got_key: Vec<u8>,
+    },
     #[error("connected to ourselves")]
     SelfConnection,
     #[error("handshake failed: {0}")]
@@ -241,6 +246,7 @@ pub async fn connect(
         return Err(HandshakeError::IdMismatch {
             expected: expected.clone(),
             got: remote.id,
+            got_key: remote.public_key,
         });
     }
     // -> s, se  (+ our hello)

@@ -523,7 +523,11 @@ async fn trust(node: &NodeHandle, spec: &str, trusted: bool, out: &mpsc::Sender<
 }
 
 async fn forget(node: &NodeHandle, spec: &str, out: &mpsc::Sender<Reply>) -> Result<()> {
-    let id = node.resolve(spec, Duration::ZERO).await?;
+    // HOST:PORT names the peer pinned there, which may not answer there any more.
+    let id = match node.pinned_at(spec).await? {
+        Some(id) => id,
+        None => node.resolve(spec, Duration::ZERO).await?,
+    };
     let label = node.peer_label(id.as_str());
     if !node.forget(&id).await? {
         bail!("no peer {spec:?} is known");

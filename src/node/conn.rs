@@ -510,9 +510,13 @@ async fn pause(shared: &Shared, d: Duration) -> bool {
     }
 }
 
-/// Keep a connection to a `--peer HOST:PORT` target for the node's life.
+/// Keep a connection to a `--peer HOST:PORT` target for the node's life. The key that answers
+/// there first is pinned to the address; a different one later is refused (before we say who we
+/// are) with a warning naming both, until the user forgets the pinned peer.
 pub(crate) async fn maintain_manual(shared: Arc<Shared>, target: String) {
     let mut backoff = BACKOFF_MIN;
+    // The changed key already warned about: a dialler retrying every few seconds says it once.
+    let mut warned: Option<Vec<u8>> = None;
     // Subscribed before each look, so a change between the look and the wait is not missed.
     let mut changed = shared.changed.subscribe();
     loop {
@@ -527,6 +531,16 @@ pub(crate) async fn maintain_manual(shared: Arc<Shared>, target: String) {
             }
             continue;
         }
+        let pinned = {
+            let (s, t) = (shared.clone(), target.clone());
+            match super::off_thread(move || s.store.address_pin(&t)).await {
+                Ok(Ok(pin)) => pin,
+                Ok(Err(e)) | Err(e) => {
+                    note_manual(&shared, &target, None, Some(format!("database: {e}")));
+                    None
+                }
+            }
+        };
         let addrs: Vec<SocketAddr> = match timeout(CONNECT_TIMEOUT, tokio::net::lookup_host(target.as_str())).await {
             Ok(Ok(a)) => a.collect(),
             Ok(Err(e)) => {
@@ -540,15 +554,43 @@ pub(crate) async fn maintain_manual(shared: Arc<Shared>, target: String) {
         };
         let mut last_err = None;
         for addr in addrs {
-            match dial(&shared, addr, None, Purpose::Control).await {
+            let expect = pinned.as_ref().map(|(id, _)| id);
+            match dial(&shared, addr, expect, Purpose::Control).await {
                 Ok(conn) => {
-                    note_manual(&shared, &target, Some(conn.remote.id.clone()), None);
-                    last_err = None;
-                    backoff = BACKOFF_MIN;
-                    if let Some(why) = run_control(shared.clone(), conn).await {
-                        note_manual(&shared, &target, None, Some(why));
-                        backoff = BACKOFF_MAX;
+                    let checked = {
+                        let (s, t, r) = (shared.clone(), target.clone(), conn.remote.clone());
+                        super::off_thread(move || s.store.check_address_pin(&t, &r.id, &r.public_key)).await
+                    };
+                    match checked {
+                        Ok(Ok(Ok(first))) => {
+                            if first {
+                                tracing::info!(
+                                    "--peer {target}: pinned key {}",
+                                    crate::identity::fingerprint(&conn.remote.public_key)
+                                );
+                            }
+                            note_manual(&shared, &target, Some(conn.remote.id.clone()), None);
+                            last_err = None;
+                            backoff = BACKOFF_MIN;
+                            warned = None;
+                            if let Some(why) = run_control(shared.clone(), conn).await {
+                                note_manual(&shared, &target, None, Some(why));
+                                backoff = BACKOFF_MAX;
+                            }
+                        }
+                        Ok(Ok(Err(old))) => {
+                            let message = key_changed(&shared, &target, &old, &conn.remote.id, &conn.remote.public_key, &mut warned);
+                            note_refused(&shared, &target, &old.0, message);
+                            last_err = None;
+                        }
+                        Ok(Err(e)) | Err(e) => last_err = Some(format!("database: {e}")),
                     }
+                    break;
+                }
+                Err(HandshakeError::IdMismatch { got, got_key, .. }) if let Some(old) = &pinned => {
+                    let message = key_changed(&shared, &target, old, &got, &got_key, &mut warned);
+                    note_refused(&shared, &target, &old.0, message);
+                    last_err = None;
                     break;
                 }
                 Err(HandshakeError::SelfConnection) => {
@@ -566,11 +608,62 @@ pub(crate) async fn maintain_manual(shared: Arc<Shared>, target: String) {
             }
             note_manual(&shared, &target, None, Some(err));
         }
-        if !pause(&shared, backoff).await {
-            return;
+        let wake = lock(&shared.manual).get(&target).map(|t| t.wake.clone()).unwrap_or_default();
+        tokio::select! {
+            alive = pause(&shared, backoff) => if !alive { return },
+            _ = wake.notified() => backoff = BACKOFF_MIN,
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
+}
+
+/// Another key answered at `target`, where `pinned` is pinned.
+fn note_refused(shared: &Shared, target: &str, pinned: &PeerId, message: String) {
+    if let Some(t) = lock(&shared.manual).get_mut(target) {
+        t.refused_for = Some(pinned.clone());
+    }
+    note_manual(shared, target, None, Some(message));
+}
+
+/// `id` was forgotten: the addresses that refused another key for its sake dial again now, and
+/// a command waiting on one waits for that dial rather than failing on the refusal.
+pub(crate) fn pin_forgotten(shared: &Shared, id: &PeerId) {
+    let mut manual = lock(&shared.manual);
+    for t in manual.values_mut().filter(|t| t.refused_for.as_ref() == Some(id)) {
+        t.refused_for = None;
+        t.last_error = None;
+        t.attempts = 0;
+        t.wake.notify_one();
+    }
+    drop(manual);
+    shared.touch();
+}
+
+/// A key other than the pinned one answered at `target`: the refusal, told to faces once per key
+/// (as ssh does, with both fingerprints and the way out).
+fn key_changed(
+    shared: &Shared,
+    target: &str,
+    old: &(PeerId, Vec<u8>),
+    new_id: &PeerId,
+    new_key: &[u8],
+    warned: &mut Option<Vec<u8>>,
+) -> String {
+    use crate::identity::fingerprint;
+    // The way out names the address: it works even once the old peer's row has expired.
+    let message = format!(
+        "the key at {target} changed: was {} (id {}), now {} (id {}); refused. If this is expected, run `lanyard forget {target}`",
+        fingerprint(&old.1),
+        old.0.short(),
+        fingerprint(new_key),
+        new_id.short(),
+    );
+    if warned.as_deref() != Some(new_key) {
+        *warned = Some(new_key.to_vec());
+        tracing::warn!("{message}");
+        shared.emit(Event::Warning { message: message.clone() });
+    }
+    message
 }
 
 fn note_manual(shared: &Shared, target: &str, id: Option<PeerId>, error: Option<String>) {
@@ -578,6 +671,7 @@ fn note_manual(shared: &Shared, target: &str, id: Option<PeerId>, error: Option<
     let t = manual.entry(target.to_string()).or_default();
     if id.is_some() {
         t.id = id;
+        t.refused_for = None;
     }
     t.attempts += 1;
     t.last_error = error;

@@ -8,6 +8,7 @@ pub(crate) mod conn;
 pub mod control;
 pub mod events;
 mod exchange;
+pub mod names;
 pub mod nick;
 pub mod peers;
 mod places;
@@ -111,6 +112,10 @@ struct ManualTarget {
     id: Option<PeerId>,
     last_error: Option<String>,
     attempts: u64,
+    /// The peer pinned to this address while another key answers there: forgetting it wakes
+    /// the dialler at once (see `conn::pin_forgotten`).
+    refused_for: Option<PeerId>,
+    wake: Arc<tokio::sync::Notify>,
 }
 
 pub(crate) struct Shared {

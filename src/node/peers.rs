@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::names::Named;
 use crate::identity::{PeerId, fingerprint};
 use crate::net::wire::ControlMsg;
 use crate::store::unix_now;
@@ -75,6 +76,15 @@ impl PeerState {
         self.mdns_present || self.hinted_until.is_some_and(|t| t > now)
     }
 
+    fn named<'a>(&'a self, id: &'a PeerId) -> Named<'a> {
+        Named {
+            id,
+            nick: &self.nick,
+            host: &self.host,
+            proven: !self.public_key.is_empty(),
+        }
+    }
+
     /// Offline for over [`FORGET_AFTER`], untrusted, and nothing said between us.
     fn stale(&self, now: u64) -> bool {
         self.conn.is_none() && !self.trusted && !self.chatted && self.last_seen.is_some_and(|seen| seen.saturating_add(FORGET_AFTER) < now)
@@ -87,6 +97,11 @@ pub struct PeerInfo {
     pub id: PeerId,
     pub short_id: String,
     pub nick: String,
+    /// The nick as lists show it: with `@host` or `#shortid` when the nick alone could mislead
+    /// (another listed peer's nick, shaped like an id; see `names`). Typed back as PEER, it names
+    /// this peer.
+    #[serde(default)]
+    pub label: String,
     pub host: String,
     pub online: bool,
     /// Where it accepts connections (usable as HOST:PORT), else where its connection comes from.
@@ -242,11 +257,35 @@ impl PeerTable {
     }
 
     pub fn info(&self, id: &PeerId) -> Option<PeerInfo> {
+        let mut info = self.info_without_label(id)?;
+        info.label = self.label_among(id, &self.named_at(unix_now()));
+        Some(info)
+    }
+
+    /// How `id` is shown among `named` (see [`super::names::label`]).
+    fn label_among(&self, id: &PeerId, named: &[Named]) -> String {
+        match self.peers.get(id) {
+            Some(p) => super::names::label(p.named(id), named),
+            None => String::new(),
+        }
+    }
+
+    /// The peers that names are looked up and told apart among: those not stale.
+    fn named_at(&self, now: u64) -> Vec<Named<'_>> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| !p.stale(now))
+            .map(|(id, p)| p.named(id))
+            .collect()
+    }
+
+    fn info_without_label(&self, id: &PeerId) -> Option<PeerInfo> {
         let p = self.peers.get(id)?;
         Some(PeerInfo {
             id: id.clone(),
             short_id: id.short().to_string(),
             nick: p.nick.clone(),
+            label: String::new(),
             host: p.host.clone(),
             online: p.conn.is_some(),
             addr: p
@@ -274,11 +313,16 @@ impl PeerTable {
     }
 
     fn list_at(&self, now: u64) -> Vec<PeerInfo> {
+        let named = self.named_at(now);
         let mut out: Vec<PeerInfo> = self
             .peers
             .iter()
             .filter(|(_, p)| !p.nick.is_empty() && !p.stale(now))
-            .filter_map(|(id, _)| self.info(id))
+            .filter_map(|(id, _)| {
+                let mut info = self.info_without_label(id)?;
+                info.label = self.label_among(id, &named);
+                Some(info)
+            })
             .collect();
         out.sort_by(|a, b| {
             b.online
@@ -289,8 +333,8 @@ impl PeerTable {
         out
     }
 
-    /// Resolve what a user typed: an exact id, a nick (case-insensitive), or an id prefix. Only
-    /// an exact id reaches a stale peer: an old identity must not make a live nick ambiguous.
+    /// Resolve what a user typed (see [`super::names`]). Only an exact id reaches a stale peer:
+    /// an old identity must not make a live nick ambiguous.
     pub fn find(&self, spec: &str) -> Result<PeerId, FindError> {
         self.find_at(spec, unix_now())
     }
@@ -301,31 +345,7 @@ impl PeerTable {
         {
             return Ok(id);
         }
-        let listed = || self.peers.iter().filter(|(_, p)| !p.stale(now));
-        let by_nick: Vec<&PeerId> = listed()
-            .filter(|(_, p)| p.nick.eq_ignore_ascii_case(spec))
-            .map(|(id, _)| id)
-            .collect();
-        let candidates = if by_nick.is_empty() && spec.len() >= 4 {
-            let lower = spec.to_ascii_lowercase();
-            listed().map(|(id, _)| id).filter(|id| id.as_str().starts_with(&lower)).collect()
-        } else {
-            by_nick
-        };
-        match candidates.as_slice() {
-            [one] => Ok((*one).clone()),
-            [] => Err(FindError::Unknown(format!(
-                "no peer called {spec:?} (try `lanyard peers`, or give HOST:PORT)"
-            ))),
-            many => {
-                let mut ids: Vec<String> = many.iter().map(|id| id.short().to_string()).collect();
-                ids.sort();
-                Err(FindError::Ambiguous(format!(
-                    "{spec:?} is ambiguous: it matches {}; use an id prefix",
-                    ids.join(", ")
-                )))
-            }
-        }
+        super::names::resolve(spec, &self.named_at(now))
     }
 }
 

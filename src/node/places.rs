@@ -158,6 +158,7 @@ impl NodeHandle {
             }
             removed
         };
+        conn::pin_forgotten(&self.shared, id);
         let known = stored || removed.is_some();
         if known {
             self.shared.touch();
@@ -167,6 +168,15 @@ impl NodeHandle {
     }
 
     /// Auto-accept files from a peer (or stop), kept in the store.
+    /// The peer whose key is pinned to `spec` when it is a HOST:PORT given before.
+    pub async fn pinned_at(&self, spec: &str) -> Result<Option<PeerId>> {
+        if !super::looks_like_address(spec) {
+            return Ok(None);
+        }
+        let (shared, target) = (self.shared.clone(), spec.to_string());
+        Ok(off_thread(move || shared.store.address_pin(&target)).await??.map(|(id, _)| id))
+    }
+
     pub async fn set_trusted(&self, id: &PeerId, trusted: bool) -> Result<()> {
         let stored = {
             let (shared, peer) = (self.shared.clone(), id.clone());

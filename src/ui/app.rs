@@ -15,6 +15,7 @@ use super::keys::{Action, Context, Pane, action};
 use super::layout::Areas;
 use crate::node::api::{Reply, Request};
 use crate::node::chat::Recipient;
+use crate::node::names::{self, Named};
 use crate::node::{ChatEntry, Delivery, Envelope, Event, Me, OfferView, PeerId, PeerInfo, ROOM, Snapshot, TransferView};
 
 /// History lines loaded when a conversation is first opened.
@@ -262,22 +263,14 @@ impl App {
         }
     }
 
-    /// A peer's name as people should see it: the nick, plus what tells it apart when another
-    /// peer has the same nick (its host, else its short id).
+    /// A peer's name as people should see it: the nick, plus what tells it apart when it could
+    /// mislead (another peer's nick, shaped like an id): see `node::names`.
     pub fn peer_name(&self, id: &PeerId) -> String {
         let Some(p) = self.peers.iter().find(|p| &p.id == id) else {
             return id.short().to_string();
         };
-        let twins: Vec<&PeerInfo> = self.peers.iter().filter(|q| q.nick.eq_ignore_ascii_case(&p.nick)).collect();
-        if twins.len() < 2 {
-            return p.nick.clone();
-        }
-        let host_tells = !p.host.is_empty() && twins.iter().filter(|q| q.host == p.host).count() == 1;
-        if host_tells {
-            format!("{}@{}", p.nick, p.host)
-        } else {
-            format!("{}#{}", p.nick, p.short_id)
-        }
+        let all: Vec<Named> = self.peers.iter().map(Named::of).collect();
+        names::label(Named::of(p), &all)
     }
 
     pub fn conversation(&self, id: &str) -> Option<&Conversation> {
@@ -1203,6 +1196,8 @@ impl App {
             id: id.clone(),
             short_id: id.short().to_string(),
             nick: String::new(),
+            // Drawn through `peer_name`, which follows renames; this field is for one-shot lists.
+            label: String::new(),
             host: String::new(),
             online: false,
             addr: None,

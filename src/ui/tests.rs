@@ -36,6 +36,7 @@ fn peer(seed: u8, nick: &str, host: &str, online: bool) -> PeerInfo {
         short_id: id.short().to_string(),
         id,
         nick: nick.into(),
+        label: nick.into(),
         host: host.into(),
         online,
         addr: None,
@@ -586,4 +587,43 @@ fn a_click_in_a_scrolled_list_picks_the_row_under_it() {
         modifiers: KeyModifiers::NONE,
     }));
     assert_eq!(app.local.list.current().unwrap().name, "f098");
+}
+
+#[test]
+fn a_nick_shaped_like_another_peers_id_is_shown_with_its_host() {
+    let mut app = App::new(PathBuf::from("/home/ada/lab"), false, false);
+    app.update(Msg::Resize(80, 24));
+    let bob = peer(1, "bob", "lab-02", true);
+    let impostor = peer(7, bob.id.short(), "lab-66", true);
+    let snapshot = Snapshot {
+        seq: 1,
+        me: Me {
+            id: id(0),
+            fingerprint: "e8e0 52e5".into(),
+            nick: "ada".into(),
+            host: "lab-01".into(),
+            listen: None,
+            download_dir: "/home/ada/Downloads/lanyard".into(),
+            shares: vec![],
+            mdns: false,
+        },
+        peers: vec![bob.clone(), impostor.clone()],
+        conversations: vec![],
+        transfers: vec![],
+        offers: vec![],
+    };
+    app.update(Msg::Snapshot(Box::new(snapshot)));
+    let shown = format!("{}@lab-66", bob.id.short());
+    assert_eq!(app.peer_name(&impostor.id), shown);
+    assert_eq!(app.peer_name(&bob.id), "bob");
+    // Its conversation: the peer list, the chat title and its lines all carry the host.
+    while app.selected_peer().map(|p| &p.id) != Some(&impostor.id) {
+        key(&mut app, KeyCode::Down);
+    }
+    let conv = impostor.id.to_string();
+    let lines = vec![line(&conv, &impostor.id, bob.id.short(), false, "it's me, bob", None, &impostor.id)];
+    reply_history(&mut app, &conv, lines);
+    let s = screen(&app, 80, 24);
+    assert!(s.matches(&shown).count() >= 2, "{s}");
+    insta::assert_snapshot!("id_shaped_nick_80x24", s);
 }
