@@ -12,7 +12,7 @@
 #
 # Prints "lockout: honest sends N/10, chat N/10; attack: ..." (the figures of issue 10).
 # Env: LANYARD_BIN (default: target/debug/lanyard under the repo root), LOCKOUT_TEST_BIN (the
-#      lockout test binary; default: the newest target/debug/deps/lockout-*),
+#      lockout test binary; default: the newest lockout-* in $CARGO_TARGET_DIR or target/, debug),
 #      LANYARD_REQUIRE_NETNS=1, LANYARD_KEEP_TMP=1.
 set -euo pipefail
 
@@ -27,8 +27,10 @@ command -v python3 >/dev/null || die "python3 not found"
 . "$HERE/lanyard.sh"
 lanyard_bin
 REPO=$(cd "$HERE/../.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
+case $TARGET_DIR in /*) ;; *) TARGET_DIR="$REPO/$TARGET_DIR" ;; esac
 if [ -z "${LOCKOUT_TEST_BIN:-}" ]; then
-    LOCKOUT_TEST_BIN=$(find "$REPO/target/debug/deps" -maxdepth 1 -type f -executable -name 'lockout-*' -printf '%T@ %p\n' 2>/dev/null |
+    LOCKOUT_TEST_BIN=$(find "$TARGET_DIR/debug/deps" -maxdepth 1 -type f -executable -name 'lockout-*' -printf '%T@ %p\n' 2>/dev/null |
         sort -n | tail -n 1 | cut -d' ' -f2-)
 fi
 if [ -z "$LOCKOUT_TEST_BIN" ] || [ ! -x "$LOCKOUT_TEST_BIN" ]; then
