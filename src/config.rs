@@ -345,6 +345,7 @@ impl Config {
             advertise: false,
             accept_all: false,
             db_budget: Default::default(),
+            stall_timeout: crate::limits::TRANSFER_STALL,
         }
     }
 }

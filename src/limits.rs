@@ -8,6 +8,62 @@
 use std::time::Duration;
 
 // == Connections and deadlines ==
+//
+// Slots. Every connection that completed its handshake holds a slot in one of two pools until
+// it ends: control (one per peer, either direction) or incoming transfer (one per push, list or
+// get a peer started). A connection is refused — the peer is told why, in a `Bye` or a transfer
+// `Error`, before the close — when its pool, its source address or (for transfers) its key
+// already holds its share. Ahead of newcomers come established, trusted and known peers: a key
+// that is connected now, trusted, or whose key this node has seen in a control session (stored).
+// A newcomer may hold at most a share of each pool; when a pool is full, a known peer's
+// transfer connection evicts the newcomer's that moved nothing for the longest (told "busy"),
+// so throwaway keys can delay honest peers but never lock them out. Control connections are
+// not evicted: the newcomer share alone keeps half of that pool for known peers.
+
+/// Control connections at once (incoming and dialled). Past it: "busy: all connection slots are
+/// in use".
+pub const MAX_CONTROL_CONNECTIONS: usize = 512;
+/// Incoming transfer connections at once (pushes to us, lists and gets of our shares). Past
+/// it, a known peer evicts an idle newcomer; a newcomer is told "busy: all transfer slots are
+/// in use".
+pub const MAX_INCOMING_TRANSFERS: usize = 64;
+/// A newcomer (not connected, not trusted, key never seen in a control session) may hold at
+/// most 1/`NEWCOMER_SHARE` of each pool; past it: "busy: … for new peers".
+pub const NEWCOMER_SHARE: usize = 2;
+/// Control connections from one IP address. Generous: several nodes may share an address (a
+/// shared server, in-process tests on 127.0.0.1). Past it: "too many connections from your
+/// address".
+pub const MAX_CONTROL_PER_ADDRESS: usize = 64;
+/// Incoming transfer connections from one IP address (whatever keys it uses). Past it: "too
+/// many connections from your address".
+pub const MAX_TRANSFERS_PER_ADDRESS: usize = 16;
+/// Handshakes in progress from one IP address; one more evicts that address's oldest, so one
+/// machine can't take the handshake slots (`node::MAX_PENDING_HANDSHAKES`) from others. When
+/// all are taken, a new one evicts the oldest of the address with the most in progress.
+pub const MAX_PENDING_PER_ADDRESS: usize = 16;
+/// After telling a refused transfer connection why, how long its unread offer is read and
+/// dropped (so the close does not reset the connection before the reason arrives).
+pub const REFUSAL_DRAIN: Duration = Duration::from_secs(2);
+/// Refused connections being drained at once; past it, closed at once.
+pub const MAX_REFUSALS_DRAINING: usize = 64;
+
+// Deadlines. Every wait on a peer has one: the handshake (`net::secure::HANDSHAKE_TIMEOUT`), a
+// transfer connection's first message (`transfer::FIRST_FRAME_TIMEOUT`), a person's answer to
+// an offer (`transfer::OFFER_ANSWER_TIMEOUT`, then the sender is told "expired"), a control
+// connection's silence (`conn::IDLE_LIMIT`), and everything else on a transfer connection —
+// manifest, verdicts, file data, listings — by progress:
+
+/// A transfer (push or pull, either end) in which no byte moves for this long ends, on both
+/// sides, with "nothing moved for N s"; partial data is kept and the same transfer resumes.
+/// Only the waits for a person's answer are exempt (they have their own deadline).
+/// `NodeConfig::stall_timeout` overrides it (tests).
+pub const TRANSFER_STALL: Duration = Duration::from_secs(30);
+/// How much longer than the receiver's own answer deadline a sender waits for the answer.
+pub const ANSWER_GRACE: Duration = Duration::from_secs(30);
+/// After its last byte, how long a sender waits for the verdicts on the last files: the
+/// receiver verifies, syncs and places them first, which for a big file on a slow disk can take
+/// longer than the stall limit.
+pub const LAST_VERDICTS_WAIT: Duration = Duration::from_secs(300);
 
 // == Offers and manifests ==
 
@@ -61,7 +117,3 @@ pub const MIN_ID_PREFIX: usize = 8;
 
 /// Id prefixes shorter than this are not looked up at all (too many peers would share them).
 pub const MIN_SHORT_ID_PREFIX: usize = 4;
-
-/// Keeps `Duration` in use while sections are empty.
-#[allow(dead_code)]
-const _UNUSED: Duration = Duration::ZERO;

@@ -13,7 +13,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("net", &["identity", "limits", "text"]),
     ("store", &["identity", "limits", "text"]),
     ("node", &["identity", "limits", "net", "store", "text"]),
-    ("config", &["node", "text"]),
+    ("config", &["limits", "node", "text"]),
     ("cli", &["config", "node", "text", "ui"]),
     ("ui", &["config", "node", "text"]),
     ("main", &["config", "cli", "text"]),

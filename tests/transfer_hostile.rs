@@ -314,16 +314,17 @@ async fn one_peer_cannot_hold_more_than_eight_transfer_connections() {
         ended.spawn(async move { (n, conn.reader.read_frame::<TransferMsg>(MAX_TRANSFER_FRAME).await) });
         writers.push(conn.writer);
     }
-    // One of them is closed at once (normally the ninth; the node counts them as their
-    // handshakes complete on its side). The other eight stay open, waiting for a first message.
+    // One of them is refused at once, told why (normally the ninth; the node counts them as
+    // their handshakes complete on its side). The other eight stay open, waiting for a first
+    // message.
     let (n, first) = tokio::time::timeout(WAIT, ended.join_next())
         .await
         .expect("one of nine connections is dropped")
         .unwrap()
         .unwrap();
     assert!(
-        matches!(first, Ok(None) | Err(_)),
-        "connection {n} is closed, not answered: {first:?}"
+        matches!(&first, Ok(Some(TransferMsg::Error { message })) if message == "too many transfers from you"),
+        "connection {n} is refused with a reason: {first:?}"
     );
     let next = tokio::time::timeout(Duration::from_millis(500), ended.join_next()).await;
     assert!(next.is_err(), "the other eight are still open and waiting: {next:?}");

@@ -172,4 +172,19 @@ pub enum ByeReason {
     Leaving,
     /// Both sides dialled at once; this connection lost, the other one carries on.
     Duplicate,
+    /// Refused: all connection slots (or all those for new peers) are in use.
+    Busy,
+    /// Refused: the dialling address already holds its share of the connections.
+    TooManyFromAddress,
+}
+
+impl ByeReason {
+    /// What to tell a person when a peer refused the connection with this goodbye.
+    pub fn refusal(self) -> Option<&'static str> {
+        match self {
+            ByeReason::Busy => Some("busy: all connection slots are in use"),
+            ByeReason::TooManyFromAddress => Some("too many connections from your address"),
+            ByeReason::Leaving | ByeReason::Duplicate => None,
+        }
+    }
 }

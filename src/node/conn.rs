@@ -8,9 +8,9 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
-use tokio_util::sync::CancellationToken;
 
 use super::peers::{LiveConn, Registered};
+use super::slots::{Pool, Refusal, Slot};
 use super::{Event, Shared, chat, exchange, lock};
 use crate::identity::PeerId;
 use crate::net::discovery::DiscoveryEvent;
@@ -54,38 +54,48 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
 }
 
 async fn handle_incoming(shared: Arc<Shared>, sock: TcpStream, addr: SocketAddr) {
-    let slot = shared.next_id();
-    let evict = CancellationToken::new();
-    {
-        let mut pending = lock(&shared.pending);
-        pending.push_back((slot, evict.clone()));
-        if pending.len() > super::MAX_PENDING_HANDSHAKES
-            && let Some((_, oldest)) = pending.pop_front()
-        {
-            oldest.cancel();
-        }
-    }
+    let pending = shared.slots.begin_handshake(addr.ip(), super::MAX_PENDING_HANDSHAKES);
     let hello = shared.hello();
     let result = tokio::select! {
         _ = shared.cancel.cancelled() => None,
-        _ = evict.cancelled() => Some(Err("evicted: too many handshakes in progress".to_string())),
+        _ = pending.evict.cancelled() => Some(Err("evicted: too many handshakes in progress".to_string())),
         r = timeout(HANDSHAKE_TIMEOUT, secure::accept(sock, &shared.identity, &hello)) => Some(match r {
             Err(_) => Err(HandshakeError::Timeout.to_string()),
             Ok(r) => r.map_err(|e| e.to_string()),
         }),
     };
-    lock(&shared.pending).retain(|(s, _)| *s != slot);
+    drop(pending);
     match result {
         None => {}
         Some(Err(reason)) => tracing::info!("dropped connection from {addr}: {reason}"),
         Some(Ok(conn)) => match conn.purpose {
-            Purpose::Control => run_control(shared, conn).await,
-            Purpose::Transfer => match pin_and_record(&shared, &conn.remote) {
-                Ok(()) => crate::node::transfer::serve_incoming(shared, conn).await,
-                Err(reason) => tracing::warn!("refused transfer connection from {addr}: {reason}"),
+            Purpose::Control => {
+                run_control(shared, conn).await;
+            }
+            // A slot before anything is recorded: a refused throwaway key leaves no trace.
+            Purpose::Transfer => match take_slot(&shared, Pool::Transfer, &conn.remote) {
+                Err(refusal) => crate::node::transfer::refuse(&shared, conn, refusal).await,
+                Ok(slot) => match pin_and_record(&shared, &conn.remote) {
+                    Ok(()) => crate::node::transfer::serve_incoming(shared, conn, slot).await,
+                    Err(reason) => tracing::warn!("refused transfer connection from {addr}: {reason}"),
+                },
             },
         },
     }
+}
+
+/// A slot in `pool` for this peer, ranked by its standing (see `limits`); a refusal is also
+/// told to the faces (at most once a minute).
+pub(crate) fn take_slot(shared: &Shared, pool: Pool, remote: &Remote) -> Result<Slot, Refusal> {
+    let newcomer = shared
+        .peers()
+        .get(&remote.id)
+        .is_none_or(|p| !p.trusted && p.conn.is_none() && p.public_key.is_empty());
+    let taken = shared.slots.take(pool, remote.addr.ip(), &remote.id, newcomer);
+    if let Err(refusal) = taken {
+        shared.warn_full(remote, refusal.reason());
+    }
+    taken
 }
 
 /// Dial one address and complete the handshake.
@@ -137,8 +147,10 @@ fn pin_and_record(shared: &Shared, remote: &Remote) -> Result<(), String> {
 }
 
 /// The control session with one peer: registers the connection, then reads until the peer
-/// leaves, goes silent, misbehaves, or the node shuts down.
-pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) {
+/// leaves, goes silent, misbehaves, or the node shuts down. Returns why it was refused, if it
+/// was ("busy: …", by the peer or by our own budget), so a dialler waits longer before trying
+/// again.
+pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option<String> {
     let SecureConn {
         mut reader,
         mut writer,
@@ -146,6 +158,17 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) {
         ..
     } = conn;
     let id = remote.id.clone();
+    let _slot = match take_slot(&shared, Pool::Control, &remote) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            let _ = timeout(GOODBYE_LIMIT, async {
+                let _ = writer.send(&ControlMsg::Bye { reason: refusal.bye() }).await;
+                writer.shutdown().await;
+            })
+            .await;
+            return Some(format!("not connected here: {}", refusal.reason()));
+        }
+    };
     let recorded = {
         let (s, r) = (shared.clone(), remote.clone());
         super::off_thread(move || pin_and_record(&s, &r))
@@ -158,13 +181,8 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) {
             message: format!("refused connection from {}: {reason}", remote.addr),
         });
         writer.shutdown().await;
-        return;
+        return None;
     }
-    let Ok(_permit) = shared.conn_slots.clone().try_acquire_owned() else {
-        shared.warn_full(&remote);
-        writer.shutdown().await;
-        return;
-    };
 
     if let Err(e) = writer.watch_as_control() {
         tracing::debug!("keepalive for {}: {e}", remote.addr);
@@ -225,7 +243,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) {
                 })
                 .await;
             writer.shutdown().await;
-            return;
+            return None;
         }
         Registered::Up | Registered::Replaced(_) => {}
     }
@@ -293,6 +311,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) {
     let mut quiet = false;
     // Gone without a goodbye (crash, cable, sleep): worth dialling again for a while.
     let mut lost = false;
+    let mut refused = None;
     let reason = loop {
         let read = tokio::select! {
             _ = cancel.cancelled() => break match inbox.failure() {
@@ -371,6 +390,11 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) {
                     }
                     ControlMsg::Bye { reason } => {
                         quiet = reason == ByeReason::Duplicate;
+                        if let Some(why) = reason.refusal() {
+                            tracing::warn!("{} ({}) refused the connection: {why}", remote.addr, id.short());
+                            refused = Some(why.to_string());
+                            break format!("refused: {why}");
+                        }
                         break "left".to_string();
                     }
                     ControlMsg::Nick { nick } => {
@@ -467,6 +491,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) {
             }
         });
     }
+    refused
 }
 
 /// A dialler whose peer is connected looks again at most this often without being told of a
@@ -554,7 +579,10 @@ pub(crate) async fn maintain_manual(shared: Arc<Shared>, target: String) {
                             last_err = None;
                             backoff = BACKOFF_MIN;
                             warned = None;
-                            run_control(shared.clone(), conn).await;
+                            if let Some(why) = run_control(shared.clone(), conn).await {
+                                note_manual(&shared, &target, None, Some(why));
+                                backoff = BACKOFF_MAX;
+                            }
                         }
                         Ok(Ok(Err(old))) => {
                             let message = key_changed(&shared, &target, &old, &conn.remote.id, &conn.remote.public_key, &mut warned);
@@ -787,7 +815,10 @@ async fn maintain_peer(shared: Arc<Shared>, id: PeerId) {
         drop(permit);
         if let Some(conn) = connected {
             backoff = BACKOFF_MIN;
-            run_control(shared.clone(), conn).await;
+            // Refused as busy: no sooner than the longest backoff.
+            if run_control(shared.clone(), conn).await.is_some() && !pause(&shared, BACKOFF_MAX).await {
+                return;
+            }
             continue;
         }
         if !pause(&shared, backoff).await {

@@ -13,10 +13,11 @@ pub mod nick;
 pub mod peers;
 mod places;
 pub mod share;
+mod slots;
 mod snapshot;
 pub mod transfer;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -41,6 +42,7 @@ pub use events::{Envelope, Event, Lagged, ReceivedFile, RecvError, Subscription}
 pub use peers::PeerInfo;
 use peers::PeerTable;
 pub use share::{EntryKind, ShareEntry};
+pub use slots::SlotCounts;
 pub use snapshot::{ConversationView, Me, Snapshot};
 use transfer::Registry;
 pub use transfer::{Direction, GroupTask, OfferItem, OfferView, Outcome, TransferError, TransferState, TransferTask, TransferView};
@@ -49,8 +51,6 @@ pub const DEFAULT_PORT: u16 = 7717;
 /// Handshakes in progress at once; a newcomer past this evicts the oldest, so idle connections
 /// can't lock real peers out.
 const MAX_PENDING_HANDSHAKES: usize = 64;
-/// Established connections (control and transfer) at once.
-const MAX_CONNECTIONS: usize = 512;
 /// How often a waiter for a peer looks again even without a change signalled.
 const RECHECK: Duration = Duration::from_millis(500);
 
@@ -72,6 +72,8 @@ pub struct NodeConfig {
     pub accept_all: bool,
     /// What peers' chat may cost this node, and when one-time keys are forgotten.
     pub db_budget: chat::DbBudget,
+    /// A transfer that moves no byte for this long ends (`limits::TRANSFER_STALL`).
+    pub stall_timeout: Duration,
 }
 
 impl NodeConfig {
@@ -88,6 +90,7 @@ impl NodeConfig {
             advertise: false,
             accept_all: false,
             db_budget: chat::DbBudget::default(),
+            stall_timeout: crate::limits::TRANSFER_STALL,
         }
     }
 }
@@ -131,8 +134,9 @@ pub(crate) struct Shared {
     pub cancel: CancellationToken,
     pub tracker: TaskTracker,
     pub listen_addr: Option<SocketAddr>,
-    pending: Mutex<VecDeque<(u64, CancellationToken)>>,
-    pub conn_slots: Arc<Semaphore>,
+    pub(crate) slots: Arc<slots::Slots>,
+    /// Refused connections being told why (see `limits::REFUSAL_DRAIN`).
+    pub(crate) draining: Arc<Semaphore>,
     full_warned: Mutex<Option<std::time::Instant>>,
     /// Dials of peers known only from other peers' lists (see `exchange`).
     pub hinted_dials: Arc<Semaphore>,
@@ -176,17 +180,17 @@ impl Shared {
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// A connection refused because every slot is taken: said to faces at most once a minute
-    /// (a lab past the limit would otherwise say it hundreds of times).
-    pub(crate) fn warn_full(&self, remote: &crate::net::secure::Remote) {
-        tracing::warn!("dropped {} ({}): connection limit reached", remote.addr, remote.id.short());
+    /// A connection refused for want of a slot: said to faces at most once a minute (a lab past
+    /// the limit would otherwise say it hundreds of times).
+    pub(crate) fn warn_full(&self, remote: &crate::net::secure::Remote, reason: &str) {
+        tracing::warn!("refused {} ({}): {reason}", remote.addr, remote.id.short());
         let now = std::time::Instant::now();
         let mut last = lock(&self.full_warned);
         if last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60)) {
             *last = Some(now);
             self.emit(Event::Warning {
                 message: format!(
-                    "refused a connection from {}: all {MAX_CONNECTIONS} connection slots are in use (more refusals are not reported for a minute)",
+                    "refused a connection from {} ({reason}); more refusals are not reported for a minute",
                     remote.addr
                 ),
             });
@@ -264,8 +268,8 @@ impl NodeHandle {
             cancel: CancellationToken::new(),
             tracker: TaskTracker::new(),
             listen_addr,
-            pending: Mutex::new(VecDeque::new()),
-            conn_slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            slots: Arc::default(),
+            draining: Arc::new(Semaphore::new(crate::limits::MAX_REFUSALS_DRAINING)),
             full_warned: Mutex::new(None),
             hinted_dials: Arc::new(Semaphore::new(exchange::MAX_HINTED_DIALS)),
             next_id: AtomicU64::new(1),
@@ -332,6 +336,12 @@ impl NodeHandle {
 
     pub fn listen_addr(&self) -> Option<SocketAddr> {
         self.shared.listen_addr
+    }
+
+    /// Connection slots in use now (tests and figures; see `limits`).
+    #[doc(hidden)]
+    pub fn slot_counts(&self) -> SlotCounts {
+        self.shared.slots.counts()
     }
 
     pub fn config(&self) -> &NodeConfig {

@@ -12,6 +12,7 @@
 //! - `offers`: offers waiting for a person's answer, with their whole manifest.
 //! - [`names`]: checks on names that arrive from the network.
 
+mod deadline;
 pub mod names;
 mod offers;
 mod place;
@@ -34,9 +35,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::identity::PeerId;
+use crate::limits::{ANSWER_GRACE, REFUSAL_DRAIN};
 use crate::net::secure::SecureConn;
 use crate::net::wire::Purpose;
 use crate::node::share::ShareEntry;
+use crate::node::slots::{Activity, Pool, Refusal, Slot};
 use crate::node::{Event, NodeHandle, Shared, lock};
 use crate::store::unix_now_ms;
 use crate::text::plural;
@@ -202,49 +205,15 @@ pub(crate) struct Registry {
     placing: Mutex<()>,
     /// Test hook for the next data stream on this node (see `Fault`).
     fault: Mutex<Option<Fault>>,
-    /// Incoming transfer connections per peer, so one host can't take every connection slot.
-    incoming: Mutex<HashMap<PeerId, usize>>,
 }
 
-/// Incoming transfer connections one peer may have open at once.
-const MAX_INCOMING_PER_PEER: usize = 8;
-
-/// One of a peer's incoming transfer connections; freed when dropped.
-struct IncomingSlot {
-    shared: Arc<Shared>,
-    peer: PeerId,
-}
-
-impl IncomingSlot {
-    fn take(shared: &Arc<Shared>, peer: &PeerId) -> Option<IncomingSlot> {
-        let mut incoming = lock(&shared.transfers.incoming);
-        let n = incoming.entry(peer.clone()).or_default();
-        if *n >= MAX_INCOMING_PER_PEER {
-            return None;
-        }
-        *n += 1;
-        Some(IncomingSlot {
-            shared: shared.clone(),
-            peer: peer.clone(),
-        })
-    }
-}
-
-impl Drop for IncomingSlot {
-    fn drop(&mut self) {
-        let mut incoming = lock(&self.shared.transfers.incoming);
-        if let Some(n) = incoming.get_mut(&self.peer) {
-            *n -= 1;
-            if *n == 0 {
-                incoming.remove(&self.peer);
-            }
-        }
-    }
-}
+/// Incoming transfer connections one peer may have open at once (a slot each, see `slots`).
+pub(crate) const MAX_INCOMING_PER_PEER: usize = 8;
 
 /// What a test makes the next data stream do once this many bytes of one file went by:
-/// stand in, deterministically, for a crash or pulled cable (`Disconnect`) or a slow link that
-/// leaves time to cancel (`Stall`, sender only).
+/// stand in, deterministically, for a crash or pulled cable (`Disconnect`) or a peer that stops
+/// moving data (`Stall`: a sender stops sending, a receiver stops reading, until the transfer
+/// ends).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fault {
     Disconnect(u64),
@@ -275,6 +244,10 @@ pub(crate) struct Ctx {
     pub direction: Direction,
     pub group: Option<String>,
     pub cancel: CancellationToken,
+    /// When the transfer counts as stalled.
+    pub deadline: Arc<deadline::Deadline>,
+    /// Raised when a known peer needs this (newcomer's) connection slot.
+    pub evict: CancellationToken,
 }
 
 impl Ctx {
@@ -299,6 +272,8 @@ impl Ctx {
                 direction,
                 group,
                 cancel: cancel.clone(),
+                deadline: Arc::new(deadline::Deadline::new(shared.config.stall_timeout, Activity::new())),
+                evict: CancellationToken::new(),
             };
             let mut view = TransferView::new(&ctx, TransferState::Connecting);
             if direction == Direction::Receive {
@@ -577,8 +552,8 @@ impl NodeHandle {
         *lock(&self.shared.transfers.fault) = Some(Fault::Disconnect(bytes.max(1)));
     }
 
-    /// Test hook: the next file this node sends stops moving after `bytes` bytes (until the
-    /// transfer is cancelled from either side).
+    /// Test hook: the next file this node sends or receives stops moving after `bytes` bytes
+    /// (until the transfer is cancelled or stalls).
     #[doc(hidden)]
     pub fn inject_stall_after(&self, bytes: u64) {
         *lock(&self.shared.transfers.fault) = Some(Fault::Stall(bytes.max(1)));
@@ -611,20 +586,39 @@ async fn connect(shared: &Arc<Shared>, peer: &PeerId) -> Result<SecureConn, Tran
     Err(TransferError::Unreachable(last))
 }
 
-/// A transfer connection from a peer: an offer to receive, or a list/get on our shares.
-pub(crate) async fn serve_incoming(shared: Arc<Shared>, mut conn: SecureConn) {
-    let Some(_per_peer) = IncomingSlot::take(&shared, &conn.remote.id) else {
-        tracing::warn!(
-            "dropped transfer connection from {}: it already has {MAX_INCOMING_PER_PEER} open",
-            conn.remote.addr
-        );
+/// Tell a transfer connection we won't serve why, then close it. Its unread offer is read and
+/// dropped for a moment first: closing on unread data resets the connection, and the reset can
+/// overtake the reason (bounded in time and in how many at once).
+pub(crate) async fn refuse(shared: &Shared, mut conn: SecureConn, refusal: Refusal) {
+    let _ = tokio::time::timeout(
+        REFUSAL_DRAIN,
+        conn.writer.send(&TransferMsg::Error {
+            message: refusal.reason().into(),
+        }),
+    )
+    .await;
+    let Ok(_draining) = shared.draining.clone().try_acquire_owned() else {
         return;
     };
-    let Ok(_permit) = shared.conn_slots.clone().try_acquire_owned() else {
-        return shared.warn_full(&conn.remote);
+    let _ = tokio::time::timeout(REFUSAL_DRAIN, conn.writer.shutdown()).await;
+    let drain = async {
+        while let Ok(chunk) = conn.reader.read_some(usize::MAX).await {
+            if chunk.is_empty() {
+                break;
+            }
+        }
     };
+    tokio::select! {
+        _ = shared.cancel.cancelled() => {}
+        _ = tokio::time::timeout(REFUSAL_DRAIN, drain) => {}
+    }
+}
+
+/// A transfer connection from a peer: an offer to receive, or a list/get on our shares.
+pub(crate) async fn serve_incoming(shared: Arc<Shared>, mut conn: SecureConn, slot: Slot) {
     let first = tokio::select! {
         _ = shared.cancel.cancelled() => return,
+        _ = slot.evict.cancelled() => return refuse(&shared, conn, Refusal::Full(Pool::Transfer)).await,
         r = tokio::time::timeout(FIRST_FRAME_TIMEOUT, conn.reader.read_frame::<TransferMsg>(MAX_TRANSFER_FRAME)) => r,
     };
     let from = conn.remote.addr;
@@ -636,9 +630,15 @@ pub(crate) async fn serve_incoming(shared: Arc<Shared>, mut conn: SecureConn) {
     };
     let peer = conn.remote.id.clone();
     let nick = conn.remote.hello.nick.clone();
+    // The connection's slot knows when it last moved and whether it must make room.
+    let watched = |mut ctx: Ctx| {
+        ctx.deadline = Arc::new(deadline::Deadline::new(shared.config.stall_timeout, slot.activity.clone()));
+        ctx.evict = slot.evict.clone();
+        ctx
+    };
     match msg {
         TransferMsg::Offer { transfer, items, bytes } => {
-            let ctx = Ctx::new(&shared, Some(&transfer), peer, nick, Direction::Receive, None);
+            let ctx = watched(Ctx::new(&shared, Some(&transfer), peer, nick, Direction::Receive, None));
             let dest = shared.config.download_dir.clone();
             ctx.note(|v| v.saved_to = Some(dest.display().to_string()));
             let header = receive::Header { items, bytes };
@@ -648,7 +648,7 @@ pub(crate) async fn serve_incoming(shared: Arc<Shared>, mut conn: SecureConn) {
         }
         TransferMsg::List { path } => pull::serve_list(&shared, conn, &path).await,
         TransferMsg::Get { transfer, paths } => {
-            let ctx = Ctx::new(&shared, Some(&transfer), peer, nick, Direction::Send, None);
+            let ctx = watched(Ctx::new(&shared, Some(&transfer), peer, nick, Direction::Send, None));
             let result = pull::serve_get(&ctx, conn, paths).await;
             log_end(&ctx, &result);
             ctx.report(&result);
@@ -702,12 +702,12 @@ pub(crate) fn msg_name(m: &TransferMsg) -> &'static str {
     }
 }
 
-/// Ask the faces about an offer; false when nobody can answer, nobody does in time, or the
-/// transfer is cancelled meanwhile.
-async fn ask(ctx: &Ctx, bytes: u64, items: Arc<Vec<wire::Item>>) -> bool {
+/// Ask the faces about an offer: `Ok` when accepted, else the reason the sender is told
+/// (nobody can answer, nobody does in time, or the transfer is cancelled meanwhile).
+async fn ask(ctx: &Ctx, bytes: u64, items: Arc<Vec<wire::Item>>) -> Result<(), String> {
     let reg = &ctx.shared.transfers;
     if reg.answerers.load(Ordering::SeqCst) == 0 {
-        return false;
+        return Err("rejected".into());
     }
     let (tx, rx) = oneshot::channel();
     let now = unix_now_ms();
@@ -729,20 +729,24 @@ async fn ask(ctx: &Ctx, bytes: u64, items: Arc<Vec<wire::Item>>) -> bool {
     });
     reg.offers.insert(view.clone(), items, tx);
     ctx.emit(Event::Offer(view));
+    // A person decides: the offer's own deadline, not the stall limit, bounds this wait.
+    ctx.deadline.hold(OFFER_ANSWER_TIMEOUT + ANSWER_GRACE);
+    let rejected = || "rejected".to_string();
     let answer = tokio::select! {
         // Answered through `answer_offer`, which closed the offer.
-        r = rx => r.unwrap_or(false),
+        r = rx => if r.unwrap_or(false) { Ok(()) } else { Err(rejected()) },
         _ = tokio::time::sleep(OFFER_ANSWER_TIMEOUT) => {
             forget_offer(ctx, "expired");
-            false
+            Err(format!("expired: nobody answered within {} minutes", OFFER_ANSWER_TIMEOUT.as_secs() / 60))
         }
         _ = ctx.cancel.cancelled() => {
             forget_offer(ctx, "cancelled");
-            false
+            Err(rejected())
         }
-        _ = ctx.shared.cancel.cancelled() => false,
+        _ = ctx.shared.cancel.cancelled() => Err(rejected()),
     };
-    if answer {
+    ctx.deadline.release();
+    if answer.is_ok() {
         ctx.set_state(TransferState::Running);
     }
     answer

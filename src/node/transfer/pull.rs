@@ -21,9 +21,15 @@ use crate::text::printable;
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 
 async fn refuse(writer: &mut SecureWriter, message: &str) {
-    let _ = writer.send(&TransferMsg::Error { message: bounded(message) }).await;
-    writer.shutdown().await;
+    let _ = tokio::time::timeout(REFUSE_LIMIT, async {
+        let _ = writer.send(&TransferMsg::Error { message: bounded(message) }).await;
+        writer.shutdown().await;
+    })
+    .await;
 }
+
+/// How long telling a peer why its request fails may take.
+const REFUSE_LIMIT: Duration = Duration::from_secs(5);
 
 fn shares_of(shared: &Shared) -> Result<Shares, String> {
     if shared.config.shares.is_empty() {
@@ -102,31 +108,27 @@ pub(crate) async fn serve_list(shared: &Arc<Shared>, mut conn: SecureConn, path:
         Ok(Err(e)) => return refuse(&mut conn.writer, &e).await,
         Err(_) => return refuse(&mut conn.writer, "listing failed").await,
     };
+    // A reader that stops reading ends the listing after the stall limit per frame.
+    let stall = shared.config.stall_timeout;
     let mut chunks = entries.chunks(LIST_FRAME_ENTRIES).peekable();
     if chunks.peek().is_none() {
-        let _ = conn
-            .writer
-            .send(&TransferMsg::Listing {
-                entries: Vec::new(),
-                more: false,
-            })
-            .await;
+        let empty = TransferMsg::Listing {
+            entries: Vec::new(),
+            more: false,
+        };
+        let _ = tokio::time::timeout(stall, conn.writer.send(&empty)).await;
     }
     while let Some(chunk) = chunks.next() {
         let more = chunks.peek().is_some();
-        if conn
-            .writer
-            .send(&TransferMsg::Listing {
-                entries: chunk.to_vec(),
-                more,
-            })
-            .await
-            .is_err()
-        {
+        let frame = TransferMsg::Listing {
+            entries: chunk.to_vec(),
+            more,
+        };
+        if !matches!(tokio::time::timeout(stall, conn.writer.send(&frame)).await, Ok(Ok(()))) {
             return;
         }
     }
-    conn.writer.shutdown().await;
+    let _ = tokio::time::timeout(stall, conn.writer.shutdown()).await;
 }
 
 /// Client: ask for `paths` and receive them into `dest`.

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use super::names::MAX_PATH_BYTES;
 use super::place::{self, Plan};
 use super::progress::Meter;
-use super::send::{CHUNK, PIPE_DEPTH, Stop, io_stop, next, say_stop, who};
+use super::send::{CHUNK, PIPE_DEPTH, Stop, interrupted, io_stop, moving, next, say_stop, stalled_text, who};
 use super::wire::{Item, MAX_ITEMS, MAX_MANIFEST_BYTES, MAX_RESUME_ENTRIES, MAX_SEGMENT, TransferMsg, bounded};
 use super::{Ctx, Fault, Outcome, TransferError, ask, msg_name};
 use crate::net::secure::{SecureConn, SecureReader, SecureWriter};
@@ -38,6 +38,7 @@ pub(crate) async fn run(ctx: &Ctx, conn: SecureConn, header: Header, dest: &Path
     let SecureConn {
         mut reader, mut writer, ..
     } = conn;
+    ctx.deadline.moved();
     let mut plan = None;
     let pull = matches!(decision, Decision::Requested(_));
     let result = exchange(ctx, &mut reader, &mut writer, header, dest, decision, &mut plan).await;
@@ -50,8 +51,8 @@ pub(crate) async fn run(ctx: &Ctx, conn: SecureConn, header: Header, dest: &Path
             if let (Some(plan), Stop::CancelledHere | Stop::CancelledByPeer(_)) = (&mut plan, &stop) {
                 plan.cancel();
             }
-            say_stop(&mut writer, &stop).await;
-            writer.shutdown().await;
+            say_stop(ctx, &mut writer, &stop).await;
+            let _ = tokio::time::timeout(CANCEL_DRAIN, writer.shutdown()).await;
             if let Stop::CancelledHere = stop {
                 // The sender may be mid-write: closing on it now would reset the connection
                 // before it reads why, and it would report a lost connection instead of the
@@ -65,9 +66,13 @@ pub(crate) async fn run(ctx: &Ctx, conn: SecureConn, header: Header, dest: &Path
                 };
                 let _ = tokio::time::timeout(CANCEL_DRAIN, drain).await;
             }
-            if let Stop::Lost = stop {
+            if let Stop::Lost | Stop::Stalled = stop {
                 let kept = plan.as_ref().map_or(0, Plan::partial_bytes);
-                return Err(TransferError::PeerLost(lost_sender(ctx, kept, pull)));
+                let mut why = lost_sender(ctx, kept, pull);
+                if let Stop::Stalled = stop {
+                    why = why.replacen("(connection lost)", &format!("({})", stalled_text(ctx)), 1);
+                }
+                return Err(TransferError::PeerLost(why));
             }
             Err(stop.into_error(ctx))
         }
@@ -149,11 +154,11 @@ async fn exchange(
         )));
     }
     let accept = match decision {
-        Decision::Requested(_) => true,
+        Decision::Requested(_) => Ok(()),
         Decision::Ask => {
             let trusted = ctx.shared.peers().get(&ctx.peer).is_some_and(|p| p.trusted);
             if ctx.shared.config.accept_all || trusted {
-                true
+                Ok(())
             } else {
                 // While a person decides, the sender may give up: watch the connection too.
                 tokio::select! {
@@ -169,9 +174,15 @@ async fn exchange(
             }
         }
     };
-    if !accept {
-        let _ = writer.send(&TransferMsg::Reject { reason: "rejected".into() }).await;
-        return Err(Stop::Rejected("rejected".into()));
+    if let Err(reason) = accept {
+        let _ = moving(ctx, async {
+            writer
+                .send(&TransferMsg::Reject { reason: bounded(&reason) })
+                .await
+                .map_err(io_stop)
+        })
+        .await;
+        return Err(Stop::Rejected(reason));
     }
 
     // Database look-ups and a stat per item: off the async workers.
@@ -193,7 +204,7 @@ async fn exchange(
             }
         }
     }
-    writer.send(&TransferMsg::Accept { resume }).await.map_err(io_stop)?;
+    moving(ctx, async { writer.send(&TransferMsg::Accept { resume }).await.map_err(io_stop) }).await?;
 
     let expected: Vec<(bool, u64)> = plan.slots.iter().map(|s| (s.dir, s.offset)).collect();
     let resumed = expected.iter().map(|e| e.1).sum();
@@ -241,7 +252,7 @@ async fn exchange(
         feed.on_verdict(ctx, writer, i, verdict)?;
     }
     feed.report_received(ctx);
-    writer.flush().await.map_err(io_stop)?;
+    moving(ctx, async { writer.flush().await.map_err(io_stop) }).await?;
 
     let mut outcome = Outcome {
         transfer: ctx.id.clone(),
@@ -407,7 +418,7 @@ impl Feed<'_> {
                 self.on_verdict(ctx, writer, i, verdict)?;
             }
             if self.told >= TELL_BATCH {
-                writer.flush().await.map_err(io_stop)?;
+                moving(ctx, async { writer.flush().await.map_err(io_stop) }).await?;
                 self.told = 0;
             }
             match next(ctx, reader, None).await? {
@@ -455,9 +466,9 @@ impl Feed<'_> {
                     while left > 0 {
                         let chunk = tokio::select! {
                             c = reader.read_some(left) => c.map_err(io_stop)?,
-                            _ = ctx.cancel.cancelled() => return Err(Stop::CancelledHere),
-                            _ = ctx.shared.cancel.cancelled() => return Err(Stop::Failed("this node is shutting down".into())),
+                            stop = interrupted(ctx) => return Err(stop),
                         };
+                        ctx.deadline.moved();
                         if chunk.is_empty() {
                             return Err(Stop::Lost);
                         }
@@ -468,12 +479,19 @@ impl Feed<'_> {
                     taken += len;
                     self.meter.advance(ctx, len);
                     self.push(tx, Cmd::Data(buf), false).await?;
-                    if let Some(Fault::Disconnect(limit)) = *fault
-                        && taken >= limit
-                    {
-                        *fault = None;
-                        // As a pulled cable would: nothing said, each end sees the other go.
-                        return Err(Stop::Lost);
+                    match *fault {
+                        Some(Fault::Disconnect(limit)) if taken >= limit => {
+                            *fault = None;
+                            // As a pulled cable would: nothing said, each end sees the other go.
+                            return Err(Stop::Lost);
+                        }
+                        // A receiver that stops reading (hung, or hostile) until the transfer ends.
+                        Some(Fault::Stall(limit)) if taken >= limit => {
+                            *fault = None;
+                            let _ = self.hand_over(tx).await;
+                            return Err(interrupted(ctx).await);
+                        }
+                        _ => {}
                     }
                 }
                 TransferMsg::FileEnd { blake3 } => {

@@ -15,8 +15,10 @@ use super::progress::Meter;
 use super::source::Manifest;
 use super::wire::{ITEMS_FRAME_BYTES, Item, MAX_TRANSFER_FRAME, TransferMsg, bounded};
 use super::{Ctx, Direction, Fault, Outcome, TransferError, msg_name, mtime_ns, top_of};
+use crate::limits::{ANSWER_GRACE, LAST_VERDICTS_WAIT};
 use crate::net::frame::FrameError;
 use crate::net::secure::{SecureConn, SecureReader, SecureWriter};
+use crate::node::slots::{Pool, Refusal};
 use crate::text::printable;
 
 pub(crate) const CHUNK: usize = 1 << 20;
@@ -41,6 +43,10 @@ pub(crate) enum Stop {
     /// The peer reported an error: nothing to tell it.
     PeerFailed(String),
     Rejected(String),
+    /// Nothing moved for the stall limit: told to the peer; partial data is kept.
+    Stalled,
+    /// Our slot was given to a known peer (we are a newcomer's connection): told to the peer.
+    Evicted,
 }
 
 impl Stop {
@@ -61,8 +67,22 @@ impl Stop {
             }),
             Stop::PeerFailed(m) => TransferError::Failed(format!("{} reports: {}", printable(&ctx.nick), printable(&m))),
             Stop::Rejected(r) => TransferError::Rejected(printable(&r).into_owned()),
+            Stop::Stalled => TransferError::PeerLost(match ctx.direction {
+                Direction::Send => format!("{}; {} stopped receiving; sending again resumes", stalled_text(ctx), who(ctx)),
+                // The receiving end says what it keeps itself (`receive::run`).
+                Direction::Receive => format!("{}; {} stopped sending", stalled_text(ctx), who(ctx)),
+            }),
+            Stop::Evicted => TransferError::Failed(format!(
+                "ended to make room for a known peer ({})",
+                Refusal::Full(Pool::Transfer).reason()
+            )),
         }
     }
+}
+
+/// What both ends say of a stalled transfer.
+pub(crate) fn stalled_text(ctx: &Ctx) -> String {
+    format!("nothing moved for {} s", ctx.deadline.limit().as_secs())
 }
 
 /// The peer as a person knows it: its nick, neutralised, or its short id when it has none.
@@ -94,16 +114,16 @@ pub(crate) fn io_stop(e: impl Into<FrameError>) -> Stop {
     }
 }
 
-/// The next frame, unless we are cancelled or the node shuts down first.
+/// The next frame, unless we are cancelled, the transfer stalls, or the node shuts down first.
 pub(crate) async fn next(ctx: &Ctx, reader: &mut SecureReader, also: Option<&CancellationToken>) -> Result<TransferMsg, Stop> {
     let never = CancellationToken::new();
     let also = also.unwrap_or(&never);
     let r = tokio::select! {
         r = reader.read_frame::<TransferMsg>(MAX_TRANSFER_FRAME) => r,
-        _ = ctx.cancel.cancelled() => return Err(Stop::CancelledHere),
-        _ = ctx.shared.cancel.cancelled() => return Err(Stop::Failed("this node is shutting down".into())),
         _ = also.cancelled() => return Err(Stop::Quiet),
+        stop = interrupted(ctx) => return Err(stop),
     };
+    ctx.deadline.moved();
     match r {
         Ok(Some(TransferMsg::Cancel { reason })) => Err(Stop::CancelledByPeer(bounded(&reason))),
         Ok(Some(TransferMsg::Error { message })) => Err(Stop::PeerFailed(bounded(&message))),
@@ -113,22 +133,55 @@ pub(crate) async fn next(ctx: &Ctx, reader: &mut SecureReader, also: Option<&Can
     }
 }
 
-/// Tell the peer why we stop, where it needs telling.
-pub(crate) async fn say_stop(writer: &mut SecureWriter, stop: &Stop) {
+/// What ends any wait of a transfer besides the thing waited for: a cancel here, the node
+/// shutting down, our slot given to a known peer, or nothing moving for the stall limit.
+pub(crate) async fn interrupted(ctx: &Ctx) -> Stop {
+    tokio::select! {
+        _ = ctx.cancel.cancelled() => Stop::CancelledHere,
+        _ = ctx.shared.cancel.cancelled() => Stop::Failed("this node is shutting down".into()),
+        _ = ctx.evict.cancelled() => Stop::Evicted,
+        _ = ctx.deadline.passed() => Stop::Stalled,
+    }
+}
+
+/// A write (or other step that moves bytes), unless the transfer is interrupted first.
+pub(crate) async fn moving<T>(ctx: &Ctx, step: impl Future<Output = Result<T, Stop>>) -> Result<T, Stop> {
+    let r = tokio::select! {
+        r = step => r,
+        stop = interrupted(ctx) => Err(stop),
+    };
+    ctx.deadline.moved();
+    r
+}
+
+/// Tell the peer why we stop, where it needs telling (bounded: a peer that stopped reading
+/// must not hold us here).
+pub(crate) async fn say_stop(ctx: &Ctx, writer: &mut SecureWriter, stop: &Stop) {
     let msg = match stop {
         Stop::CancelledHere => TransferMsg::Cancel {
             reason: "cancelled".into(),
         },
         Stop::Failed(m) | Stop::Protocol(m) | Stop::Disk(m) => TransferMsg::Error { message: bounded(m) },
+        Stop::Stalled => TransferMsg::Error {
+            message: stalled_text(ctx),
+        },
+        Stop::Evicted => TransferMsg::Error {
+            message: Refusal::Full(Pool::Transfer).reason().into(),
+        },
         _ => return,
     };
-    let _ = writer.send(&msg).await;
+    let _ = tokio::time::timeout(SAY_STOP_LIMIT, writer.send(&msg)).await;
 }
+
+/// How long telling the peer why we stop may take.
+const SAY_STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub(crate) async fn run(ctx: &Ctx, conn: SecureConn, m: Manifest) -> Result<Outcome, TransferError> {
     let SecureConn {
         mut reader, mut writer, ..
     } = conn;
+    // The stall clock starts with the connection, not with the wait for the peer to come up.
+    ctx.deadline.moved();
     let result = exchange(ctx, &mut reader, &mut writer, &m).await;
     match result {
         Ok(outcome) => {
@@ -136,8 +189,8 @@ pub(crate) async fn run(ctx: &Ctx, conn: SecureConn, m: Manifest) -> Result<Outc
             Ok(outcome)
         }
         Err(stop) => {
-            say_stop(&mut writer, &stop).await;
-            writer.shutdown().await;
+            say_stop(ctx, &mut writer, &stop).await;
+            let _ = tokio::time::timeout(SAY_STOP_LIMIT, writer.shutdown()).await;
             Err(stop.into_error(ctx))
         }
     }
@@ -158,23 +211,25 @@ async fn exchange(ctx: &Ctx, reader: &mut SecureReader, writer: &mut SecureWrite
         batch_bytes += item.path.len() + 32;
         batch.push(item.clone());
         if batch_bytes >= ITEMS_FRAME_BYTES || i + 1 == n {
-            writer
-                .send(&TransferMsg::Items {
-                    items: std::mem::take(&mut batch),
-                })
-                .await
-                .map_err(io_stop)?;
+            let items = TransferMsg::Items {
+                items: std::mem::take(&mut batch),
+            };
+            moving(ctx, async { writer.send(&items).await.map_err(io_stop) }).await?;
             batch_bytes = 0;
         }
     }
-    writer.flush().await.map_err(io_stop)?;
+    moving(ctx, async { writer.flush().await.map_err(io_stop) }).await?;
     ctx.update(|v| {
         v.state = super::TransferState::Waiting;
         v.files = n as u32;
         v.total = m.bytes;
     });
 
-    let resume = match next(ctx, reader, None).await? {
+    // The receiver may ask a person, who has the offer's deadline to answer.
+    ctx.deadline.hold(super::OFFER_ANSWER_TIMEOUT + ANSWER_GRACE);
+    let answer = next(ctx, reader, None).await;
+    ctx.deadline.release();
+    let resume = match answer? {
         TransferMsg::Accept { resume } => {
             ctx.set_state(super::TransferState::Running);
             resume
@@ -295,12 +350,11 @@ async fn next_chunk(
         Err(mpsc::error::TryRecvError::Disconnected) => return Ok(None),
         Err(mpsc::error::TryRecvError::Empty) => {}
     }
-    writer.flush().await.map_err(io_stop)?;
+    moving(ctx, async { writer.flush().await.map_err(io_stop) }).await?;
     tokio::select! {
         c = rx.recv() => Ok(c),
         _ = stop.cancelled() => Err(Stop::Quiet),
-        _ = ctx.cancel.cancelled() => Err(Stop::CancelledHere),
-        _ = ctx.shared.cancel.cancelled() => Err(Stop::Failed("this node is shutting down".into())),
+        stop = interrupted(ctx) => Err(stop),
     }
 }
 
@@ -350,11 +404,10 @@ async fn stream(
                 Chunk::Data(buf) => {
                     writer.queue_frame(&TransferMsg::Data { len: buf.len() as u64 }).map_err(io_stop)?;
                     let written = tokio::select! {
-                        w = writer.write_raw(&buf) => w,
+                        w = moving(ctx, async { writer.write_raw(&buf).await.map_err(io_stop) }) => w,
                         _ = stop.cancelled() => return Err(Stop::Quiet),
-                        _ = ctx.cancel.cancelled() => return Err(Stop::CancelledHere),
                     };
-                    written.map_err(io_stop)?;
+                    written?;
                     meter.advance(ctx, buf.len() as u64);
                     current.1 += buf.len() as u64;
                     match fault {
@@ -366,8 +419,7 @@ async fn stream(
                             writer.flush().await.map_err(io_stop)?;
                             tokio::select! {
                                 _ = stop.cancelled() => return Err(Stop::Quiet),
-                                _ = ctx.cancel.cancelled() => return Err(Stop::CancelledHere),
-                                _ = ctx.shared.cancel.cancelled() => return Err(Stop::Failed("this node is shutting down".into())),
+                                stop = interrupted(ctx) => return Err(stop),
                             }
                         }
                         _ => {}
@@ -396,7 +448,9 @@ async fn stream(
             }
         }
     }
-    writer.send(&TransferMsg::Done).await.map_err(io_stop)?;
+    moving(ctx, async { writer.send(&TransferMsg::Done).await.map_err(io_stop) }).await?;
+    // The receiver verifies and places (and syncs) the last files before their verdicts come.
+    ctx.deadline.hold(LAST_VERDICTS_WAIT);
     Ok(())
 }
 
