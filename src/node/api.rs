@@ -223,7 +223,7 @@ pub async fn execute(node: &NodeHandle, request: Request, out: &mpsc::Sender<Rep
         Request::Offers => send(out, Reply::Offers { offers: node.offers() }).await,
         Request::OfferItems { offer, offset, limit } => match node.find_offer(&offer) {
             Ok(id) => {
-                let items = node.offer_items(&id, offset, limit).unwrap_or_default();
+                let items = node.offer_items(&id, offset, limit).await.unwrap_or_default();
                 send(out, Reply::OfferItems { items }).await
             }
             Err(e) => Err(anyhow!(e)),
@@ -476,7 +476,7 @@ async fn get(node: &NodeHandle, peer: &str, paths: Vec<String>, to: Option<PathB
     let labels = HashMap::from([(task.id.clone(), peer.to_string())]);
     let outcome = with_progress(node, labels, out, task.wait()).await?;
     let ok = outcome.all_ok();
-    let failed = outcome.failed.len();
+    let failed = outcome.failed_count();
     send(
         out,
         Reply::Finished {

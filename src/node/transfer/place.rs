@@ -8,7 +8,7 @@
 //! keeps the top-level name it was given on the first attempt (recorded in the store), and
 //! files of it already placed then are verified again instead of sent again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use rusqlite::{OptionalExtension, params};
 
-use super::names::{check_relative, create_dirs_safely, free_name};
+use super::names::{create_dirs_safely, free_name};
 use super::wire::Item;
 use super::{lock, new_id};
 use crate::identity::PeerId;
@@ -26,37 +26,6 @@ use crate::store::unix_now;
 pub(crate) const PARTIAL_DIR: &str = ".lanyard-partial";
 /// Attempts at a free name before giving up (each loses a race to another writer).
 const PLACE_ATTEMPTS: usize = 100;
-
-/// Check every path of an offer: safe names, no duplicates, nothing that is both a file and a
-/// folder. Returns each path's components.
-pub(crate) fn validate(items: &[Item]) -> Result<Vec<Vec<String>>, String> {
-    let mut out = Vec::with_capacity(items.len());
-    let mut seen = HashSet::new();
-    for item in items {
-        let rel = check_relative(&item.path).map_err(|e| e.to_string())?;
-        let comps: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
-        if comps.first().is_some_and(|t| t == PARTIAL_DIR) {
-            return Err(format!("refused name \"{PARTIAL_DIR}\": it is reserved for partial files"));
-        }
-        if !seen.insert(comps.join("/")) {
-            return Err(format!("\"{}\" is offered twice", crate::text::printable(&item.path)));
-        }
-        out.push(comps);
-    }
-    let files: HashSet<String> = items.iter().zip(&out).filter(|(i, _)| !i.dir).map(|(_, c)| c.join("/")).collect();
-    for comps in &out {
-        for n in 1..comps.len() {
-            let prefix = comps[..n].join("/");
-            if files.contains(&prefix) {
-                return Err(format!(
-                    "\"{}\" is offered both as a file and as a folder",
-                    crate::text::printable(&prefix)
-                ));
-            }
-        }
-    }
-    Ok(out)
-}
 
 struct Group {
     key: String,
@@ -314,6 +283,11 @@ impl Plan {
         (dir, last)
     }
 
+    /// Item `i`'s path as offered (and checked): what the sender knows it by.
+    pub(crate) fn offered(&self, i: usize) -> String {
+        self.slots[i].comps.join("/")
+    }
+
     /// Recreate a folder item.
     pub(crate) fn make_dir(&self, i: usize) -> io::Result<PathBuf> {
         let (dir, last) = self.target(i);
@@ -559,39 +533,5 @@ impl Drop for Plan {
         if in_use.is_empty() {
             let _ = fs::remove_dir(self.dest.join(PARTIAL_DIR));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn item(path: &str, dir: bool) -> Item {
-        Item {
-            path: path.into(),
-            size: 1,
-            mtime: 0,
-            dir,
-        }
-    }
-
-    #[test]
-    fn hostile_or_inconsistent_offers_are_refused() {
-        for bad in [
-            vec![item("../x", false)],
-            vec![item("/etc/passwd", false)],
-            vec![item("a/../../x", false)],
-            vec![item("C:/x", false)],
-            vec![item("a\u{1b}[2J", false)],
-            vec![item("NUL", false)],
-            vec![item(".lanyard-partial/x", false)],
-            vec![item("a", false), item("a", false)],
-            vec![item("a", false), item("a/b", false)],
-            vec![item("", false)],
-        ] {
-            assert!(validate(&bad).is_err(), "{bad:?}");
-        }
-        let ok = validate(&[item("d/a.txt", false), item("d/e", true), item("é 日本.pdf", false)]).unwrap();
-        assert_eq!(ok[0], vec!["d", "a.txt"]);
     }
 }
