@@ -34,7 +34,28 @@ impl Budget {
     }
 
     fn add(&self, peer: &PeerId, bytes: usize) -> Result<(), &'static str> {
+        self.grow(peer, 0, bytes)
+    }
+
+    /// Charge `more` to a charge holding `held`; if that goes over, give up `held` as well, in
+    /// the same step: the offer is refused, and what it held is free for the others at once
+    /// (two offers racing for the last bytes must not both be refused).
+    fn grow(&self, peer: &PeerId, held: usize, bytes: usize) -> Result<(), &'static str> {
         let mut used = lock(&self.used);
+        let over = Self::over(&used, peer, bytes);
+        if over.is_err() {
+            drop(used);
+            self.release(peer, held);
+            return over;
+        }
+        let mine = used.peers.get(peer).copied().unwrap_or(0);
+        used.total += bytes;
+        used.peak = used.peak.max(used.total);
+        *used.peers.entry(peer.clone()).or_default() = mine + bytes;
+        Ok(())
+    }
+
+    fn over(used: &Used, peer: &PeerId, bytes: usize) -> Result<(), &'static str> {
         let mine = used.peers.get(peer).copied().unwrap_or(0);
         if mine.saturating_add(bytes) > MANIFEST_PEER_SHARE {
             return Err(TOO_MANY_FROM_YOU);
@@ -42,9 +63,6 @@ impl Budget {
         if used.total.saturating_add(bytes) > MANIFEST_BUDGET {
             return Err(BUSY);
         }
-        used.total += bytes;
-        used.peak = used.peak.max(used.total);
-        *used.peers.entry(peer.clone()).or_default() += bytes;
         Ok(())
     }
 
@@ -78,10 +96,12 @@ impl Charge {
         })
     }
 
-    /// Charge `more`, or say why not (what was charged before stays charged).
+    /// Charge `more`, or say why not. A charge that cannot grow is given up whole (its offer
+    /// is refused).
     pub fn grow(&mut self, more: usize) -> Result<(), &'static str> {
-        self.shared.transfers.budget.add(&self.peer, more)?;
-        self.bytes += more;
+        let held = std::mem::take(&mut self.bytes);
+        self.shared.transfers.budget.grow(&self.peer, held, more)?;
+        self.bytes = held + more;
         Ok(())
     }
 }
@@ -99,7 +119,11 @@ mod tests {
     #[test]
     fn the_budget_holds_per_peer_and_in_all() {
         let budget = Budget::default();
-        let (a, b, c) = (PeerId::from_public_key(&[1; 32]), PeerId::from_public_key(&[2; 32]), PeerId::from_public_key(&[3; 32]));
+        let (a, b, c) = (
+            PeerId::from_public_key(&[1; 32]),
+            PeerId::from_public_key(&[2; 32]),
+            PeerId::from_public_key(&[3; 32]),
+        );
         assert_eq!(budget.add(&a, MANIFEST_PEER_SHARE), Ok(()));
         assert_eq!(budget.add(&a, 1), Err(TOO_MANY_FROM_YOU));
         let rest = MANIFEST_BUDGET - MANIFEST_PEER_SHARE;
@@ -108,7 +132,8 @@ mod tests {
         budget.release(&a, MANIFEST_PEER_SHARE);
         assert_eq!(budget.add(&c, 1), Ok(()));
         assert_eq!(budget.usage(), (rest + 1, MANIFEST_BUDGET));
-        budget.release(&b, rest);
+        assert_eq!(budget.grow(&b, rest, 1 << 30), Err(TOO_MANY_FROM_YOU));
+        assert_eq!(budget.usage().0, 1, "a charge that cannot grow is given up whole");
         budget.release(&c, 1);
         assert_eq!(budget.usage().0, 0);
         assert!(lock(&budget.used).peers.is_empty(), "no peer rows left behind");

@@ -252,7 +252,9 @@ mod tests {
 
     async fn with_manifest(items: Vec<Item>, check: impl FnOnce(Result<&Manifest, Refusal>)) {
         let dir = tempfile::tempdir().unwrap();
-        let node = crate::node::NodeHandle::start(NodeConfig::local("m", dir.path().join("data"))).await.unwrap();
+        let node = crate::node::NodeHandle::start(NodeConfig::local("m", dir.path().join("data")))
+            .await
+            .unwrap();
         let charge = Charge::take(&node.shared, node.id(), item_charge(items.len())).unwrap_or_else(|e| panic!("{e}"));
         let mut m = Manifest::new(dir.path(), items.len(), charge).unwrap();
         // In two frames, so names cross a frame boundary.

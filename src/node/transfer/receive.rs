@@ -19,8 +19,8 @@ use super::progress::Meter;
 use super::send::{CHUNK, PIPE_DEPTH, Stop, io_stop, next, say_stop, who};
 use super::wire::{Item, MAX_ITEMS, MAX_MANIFEST_BYTES, MAX_RESUME_ENTRIES, MAX_SEGMENT, TransferMsg, bounded};
 use super::{Ctx, Fault, Outcome, TransferError, ask, msg_name};
-use crate::net::secure::{SecureConn, SecureReader, SecureWriter};
 use crate::limits::{OUTCOME_LISTED, REFUSAL_DRAIN};
+use crate::net::secure::{SecureConn, SecureReader, SecureWriter};
 use crate::node::{Event, ReceivedFile};
 use crate::text::{human_bytes, printable};
 
@@ -243,9 +243,10 @@ async fn exchange(
         feed.on_verdict(ctx, writer, verdict)?;
     }
     feed.report_received(ctx);
-    writer.flush().await.map_err(io_stop)?;
-
+    // Before the last verdicts go out: the sender's user may look at the download folder as
+    // soon as they arrive, and the plan's clean-up below must not wait on anything.
     let ok = tally.finish(&manifest).await?;
+    writer.flush().await.map_err(io_stop)?;
     plan.finish(&ok);
     Ok(tally.outcome)
 }
@@ -413,7 +414,9 @@ const NAMES_PAGE: usize = 256;
 impl Names {
     async fn get(&mut self, i: usize) -> Result<String, Stop> {
         if i < self.first || i >= self.first + self.page.len() {
-            self.page = blocking(&self.manifest, move |m| m.page(i, NAMES_PAGE)).await?.map_err(spool_failed)?;
+            self.page = blocking(&self.manifest, move |m| m.page(i, NAMES_PAGE))
+                .await?
+                .map_err(spool_failed)?;
             self.first = i;
         }
         Ok(self.page.get(i - self.first).map(|item| item.path.clone()).unwrap_or_default())
@@ -451,7 +454,11 @@ const CMD_BATCH: usize = 256;
 
 impl Feed<'_> {
     fn on_verdict(&mut self, ctx: &Ctx, writer: &mut SecureWriter, verdict: Verdict) -> Result<(), Stop> {
-        let entry = self.entries.get(verdict.index).copied().ok_or_else(|| Stop::Failed("internal error: bad verdict".into()))?;
+        let entry = self
+            .entries
+            .get(verdict.index)
+            .copied()
+            .ok_or_else(|| Stop::Failed("internal error: bad verdict".into()))?;
         if let Ok(path) = &verdict.result {
             self.received.push(ReceivedFile {
                 path: path.to_string_lossy().into_owned(),
