@@ -169,6 +169,9 @@ pub enum Reply {
     },
     Listing {
         entries: Vec<ShareEntry>,
+        /// Entries of the folder beyond those listed (the node keeps a bounded number).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        omitted: u64,
     },
     Offers {
         offers: Vec<OfferView>,
@@ -466,8 +469,15 @@ async fn resolve_all(node: &NodeHandle, specs: &[String]) -> Vec<Result<PeerId>>
 
 async fn list(node: &NodeHandle, peer: &str, path: &str, out: &mpsc::Sender<Reply>) -> Result<()> {
     let id = node.resolve(peer, RESOLVE_WAIT).await?;
-    let entries = node.list(&id, path).await?;
-    send(out, Reply::Listing { entries }).await
+    let listing = node.list_counted(&id, path).await?;
+    send(
+        out,
+        Reply::Listing {
+            entries: listing.entries,
+            omitted: listing.omitted,
+        },
+    )
+    .await
 }
 
 async fn get(node: &NodeHandle, peer: &str, paths: Vec<String>, to: Option<PathBuf>, out: &mpsc::Sender<Reply>) -> Result<()> {
@@ -535,4 +545,8 @@ async fn forget(node: &NodeHandle, spec: &str, out: &mpsc::Sender<Reply>) -> Res
         },
     )
     .await
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

@@ -551,7 +551,7 @@ impl App {
                 older.append(&mut c.lines);
                 c.lines = older;
             }
-            (Pending::Listing { peer, path }, Reply::Listing { entries }) => self.remote.listed(&peer, &path, Ok(entries)),
+            (Pending::Listing { peer, path }, Reply::Listing { entries, .. }) => self.remote.listed(&peer, &path, Ok(entries)),
             (Pending::Listing { peer, path }, Reply::Failed { message }) => self.remote.listed(&peer, &path, Err(message)),
             (Pending::History(_) | Pending::Older(_), Reply::Failed { message }) => {
                 self.history_chunks.remove(&tag);

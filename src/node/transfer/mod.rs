@@ -46,6 +46,7 @@ use crate::store::unix_now_ms;
 use crate::text::plural;
 pub use offers::{OfferItem, OfferView};
 pub use progress::{TransferState, TransferView};
+pub use pull::PeerListing;
 use wire::{MAX_TRANSFER_FRAME, TransferMsg};
 
 /// How long an offer waits for a person to answer before it counts as rejected.
@@ -544,8 +545,14 @@ impl NodeHandle {
         self.shared.transfers.offers.find(spec)
     }
 
-    /// List a folder of a peer's shares ("" for the list of shares).
+    /// List a folder of a peer's shares ("" for the list of shares): its first
+    /// `limits::LISTING_KEPT` entries.
     pub async fn list(&self, peer: &PeerId, path: &str) -> Result<Vec<ShareEntry>, TransferError> {
+        Ok(self.list_counted(peer, path).await?.entries)
+    }
+
+    /// As [`NodeHandle::list`], also counting the entries beyond those kept.
+    pub async fn list_counted(&self, peer: &PeerId, path: &str) -> Result<PeerListing, TransferError> {
         let conn = connect(&self.shared, peer).await?;
         pull::list(&self.shared, conn, path).await
     }
