@@ -190,19 +190,6 @@ impl Manifest {
         })
     }
 
-    /// The whole manifest with each path's components, as `Plan::prepare` takes it (held only
-    /// while the plan is made).
-    pub fn load(&self) -> Result<(Vec<Item>, Vec<Vec<String>>), Refusal> {
-        let mut items = Vec::with_capacity(self.entries.len());
-        let mut comps = Vec::with_capacity(self.entries.len());
-        self.each(|_, item| {
-            comps.push(components(&item.path)?);
-            items.push(item);
-            Ok(())
-        })?;
-        Ok((items, comps))
-    }
-
     /// The paths of items `which` (in that order).
     pub fn names(&self, which: &[usize]) -> io::Result<Vec<String>> {
         which
@@ -299,9 +286,6 @@ mod tests {
             assert_eq!(m.page(1, 1).unwrap(), items[1..2]);
             assert!(m.page(3, 10).unwrap().is_empty());
             assert_eq!(m.names(&[2, 0]).unwrap(), ["é 日本.pdf", "d/a.txt"]);
-            let (loaded, comps) = m.load().ok().expect("loads");
-            assert_eq!(loaded, items);
-            assert_eq!(comps[0], ["d", "a.txt"]);
         })
         .await;
     }

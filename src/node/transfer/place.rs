@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use rusqlite::{OptionalExtension, params};
 
+use super::manifest::Manifest;
 use super::names::{create_dirs_safely, free_name};
-use super::wire::Item;
 use super::{lock, new_id};
 use crate::identity::PeerId;
 use crate::node::Shared;
@@ -45,13 +45,14 @@ pub(crate) struct Slot {
     /// A file placed by an earlier attempt at this same folder, to be verified again.
     pub existing: Option<PathBuf>,
     group: usize,
-    comps: Vec<String>,
     pub dir: bool,
     reserved: bool,
 }
 
 pub(crate) struct Plan {
     shared: Arc<Shared>,
+    /// Where the names are: a slot holds none.
+    manifest: Arc<Manifest>,
     dest: PathBuf,
     groups: Vec<Group>,
     pub slots: Vec<Slot>,
@@ -98,13 +99,12 @@ fn partial_dir(dest: &Path) -> io::Result<PathBuf> {
 }
 
 impl Plan {
-    pub(crate) fn prepare(
-        shared: &Arc<Shared>,
-        sender: &PeerId,
-        dest: &Path,
-        items: &[Item],
-        comps: Vec<Vec<String>>,
-    ) -> Result<Plan, String> {
+    pub(crate) fn prepare(shared: &Arc<Shared>, sender: &PeerId, dest: &Path, manifest: &Arc<Manifest>) -> Result<Plan, String> {
+        // The names, held only while the plan is made: afterwards they are read back from the
+        // manifest's spool when a file is placed.
+        let items = manifest
+            .page(0, manifest.len())
+            .map_err(|e| format!("cannot read the offer back: {e}"))?;
         // The message goes to the peer too: it names no local path (the log does).
         let partials = partial_dir(dest).map_err(|e| {
             tracing::warn!("cannot use download folder {}: {e}", dest.display());
@@ -115,17 +115,19 @@ impl Plan {
         // a map keeps this linear).
         let mut tops: Vec<(String, Vec<usize>)> = Vec::new();
         let mut top_index: HashMap<&str, usize> = HashMap::new();
-        for (i, c) in comps.iter().enumerate() {
-            match top_index.get(c[0].as_str()) {
+        for (i, item) in items.iter().enumerate() {
+            let top = super::top_of(&item.path);
+            match top_index.get(top) {
                 Some(&t) => tops[t].1.push(i),
                 None => {
-                    top_index.insert(&c[0], tops.len());
-                    tops.push((c[0].clone(), vec![i]));
+                    top_index.insert(top, tops.len());
+                    tops.push((top.to_string(), vec![i]));
                 }
             }
         }
         let mut plan = Plan {
             shared: shared.clone(),
+            manifest: manifest.clone(),
             dest: dest.to_path_buf(),
             groups: Vec::new(),
             slots: Vec::new(),
@@ -151,7 +153,7 @@ impl Plan {
                 group_of[i] = plan.groups.len();
             }
             let key = h.finalize().to_hex().to_string();
-            let folder = members.iter().any(|&i| items[i].dir || comps[i].len() > 1);
+            let folder = members.iter().any(|&i| items[i].dir || items[i].path.contains('/'));
             let (dir_name, earlier) = if folder {
                 plan.folder_dir(&key, top)?
             } else {
@@ -164,7 +166,7 @@ impl Plan {
                 earlier,
             });
         }
-        for (i, (item, comps)) in items.iter().zip(comps).enumerate() {
+        for (i, item) in items.iter().enumerate() {
             let group = &plan.groups[group_of[i]];
             let mut key = key_of(&[group.key.as_bytes(), item.path.as_bytes()]);
             key.update(&item.size.to_le_bytes());
@@ -202,7 +204,6 @@ impl Plan {
                 offset,
                 existing,
                 group: group_of[i],
-                comps,
                 dir: item.dir,
                 reserved,
             });
@@ -268,30 +269,38 @@ impl Plan {
         rel.map(|r| self.dest.join(r))
     }
 
-    /// The folder (relative to the destination) where item `i` lands, and its own name.
-    fn target(&self, i: usize) -> (PathBuf, String) {
-        let slot = &self.slots[i];
-        let group = &self.groups[slot.group];
-        let last = slot.comps.last().cloned().unwrap_or_default();
-        if !group.folder {
-            return (PathBuf::new(), last);
-        }
-        let mut dir = PathBuf::from(&group.dir_name);
-        if slot.comps.len() > 1 {
-            dir.extend(&slot.comps[1..slot.comps.len() - 1]);
-        }
-        (dir, last)
+    /// Item `i`'s path as offered: what the sender knows it by. (Read back from the spool;
+    /// empty if that fails, which `target` reports.)
+    pub(crate) fn offered(&self, i: usize) -> String {
+        self.manifest.names(&[i]).ok().and_then(|mut n| n.pop()).unwrap_or_default()
     }
 
-    /// Item `i`'s path as offered (and checked): what the sender knows it by.
-    pub(crate) fn offered(&self, i: usize) -> String {
-        self.slots[i].comps.join("/")
+    /// Item `i`'s path components (checked when the manifest was validated, so a split on '/'
+    /// gives them).
+    fn comps(&self, i: usize) -> io::Result<Vec<String>> {
+        let name = self.manifest.names(&[i])?.pop().unwrap_or_default();
+        Ok(name.split('/').map(str::to_string).collect())
+    }
+
+    /// The folder (relative to the destination) where item `i` lands, and its own name.
+    fn target(&self, i: usize) -> io::Result<(PathBuf, String, usize)> {
+        let comps = self.comps(i)?;
+        let group = &self.groups[self.slots[i].group];
+        let last = comps.last().cloned().unwrap_or_default();
+        if !group.folder {
+            return Ok((PathBuf::new(), last, comps.len()));
+        }
+        let mut dir = PathBuf::from(&group.dir_name);
+        if comps.len() > 1 {
+            dir.extend(&comps[1..comps.len() - 1]);
+        }
+        Ok((dir, last, comps.len()))
     }
 
     /// Recreate a folder item.
     pub(crate) fn make_dir(&self, i: usize) -> io::Result<PathBuf> {
-        let (dir, last) = self.target(i);
-        let rel = if self.slots[i].comps.len() == 1 { dir } else { dir.join(last) };
+        let (dir, last, depth) = self.target(i)?;
+        let rel = if depth == 1 { dir } else { dir.join(last) };
         create_dirs_safely(&self.dest, &rel)
     }
 
@@ -300,7 +309,7 @@ impl Plan {
         if let Some(existing) = self.slots[i].existing.clone() {
             return Ok(existing);
         }
-        let (dir_rel, name) = self.target(i);
+        let (dir_rel, name, _) = self.target(i)?;
         // Files of one folder arrive together: check and create their folder once.
         let dir = match &self.last_dir {
             Some((rel, full)) if *rel == dir_rel => full.clone(),

@@ -161,18 +161,12 @@ async fn exchange(
         return Err(Stop::Rejected("rejected".into()));
     }
 
-    // Database look-ups and a stat per item: off the async workers. The names are read back
-    // for the plan and dropped with this closure; the plan keeps its own per-item state.
+    // Database look-ups and a stat per item: off the async workers.
     let prepared = {
-        let (shared, peer, dest) = (ctx.shared.clone(), ctx.peer.clone(), dest.to_path_buf());
-        blocking(&manifest, move |m| {
-            let (items, comps) = m.load().map_err(|e| match e {
-                Refusal::Refused(r) | Refusal::NotAsked(r) => r,
-                Refusal::Io(e) => format!("cannot read the offer back: {e}"),
-            })?;
-            Plan::prepare(&shared, &peer, &dest, &items, comps)
-        })
-        .await?
+        let (shared, peer, dest, m) = (ctx.shared.clone(), ctx.peer.clone(), dest.to_path_buf(), manifest.clone());
+        tokio::task::spawn_blocking(move || Plan::prepare(&shared, &peer, &dest, &m))
+            .await
+            .map_err(|_| Stop::Failed("preparing the transfer failed".into()))?
     };
     let plan = plan_out.insert(prepared.map_err(Stop::Failed)?);
     let mut resume = Vec::new();
