@@ -9,7 +9,7 @@
 //!   placement.
 //! - `pull`: list and get, both ends.
 //! - `progress`: what a face sees of a transfer ([`TransferView`]), coalesced.
-//! - `offers`: offers waiting for a person's answer, with their whole manifest.
+//! - `offers`: offers waiting for a person's answer, with their (spooled) manifest.
 //! - `manifest`: a received manifest, names spooled to disk, one small record per item kept.
 //! - `budget`: what received manifests may cost the node in memory, in all and per peer.
 //! - [`names`]: checks on names that arrive from the network.
