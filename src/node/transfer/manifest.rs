@@ -190,6 +190,18 @@ impl Manifest {
         })
     }
 
+    /// Every item with its name, read a page at a time (never the whole spool in one buffer
+    /// beside the names it becomes).
+    pub fn items(&self) -> io::Result<Vec<Item>> {
+        let mut items = Vec::with_capacity(self.entries.len());
+        let mut offset = 0;
+        while offset < self.entries.len() {
+            items.extend(self.page(offset, PAGE)?);
+            offset += PAGE;
+        }
+        Ok(items)
+    }
+
     /// The paths of items `which` (in that order).
     pub fn names(&self, which: &[usize]) -> io::Result<Vec<String>> {
         which
@@ -286,6 +298,7 @@ mod tests {
             assert_eq!(m.page(1, 1).unwrap(), items[1..2]);
             assert!(m.page(3, 10).unwrap().is_empty());
             assert_eq!(m.names(&[2, 0]).unwrap(), ["é 日本.pdf", "d/a.txt"]);
+            assert_eq!(m.items().unwrap(), items);
         })
         .await;
     }

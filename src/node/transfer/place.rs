@@ -102,9 +102,7 @@ impl Plan {
     pub(crate) fn prepare(shared: &Arc<Shared>, sender: &PeerId, dest: &Path, manifest: &Arc<Manifest>) -> Result<Plan, String> {
         // The names, held only while the plan is made: afterwards they are read back from the
         // manifest's spool when a file is placed.
-        let items = manifest
-            .page(0, manifest.len())
-            .map_err(|e| format!("cannot read the offer back: {e}"))?;
+        let items = manifest.items().map_err(|e| format!("cannot read the offer back: {e}"))?;
         // The message goes to the peer too: it names no local path (the log does).
         let partials = partial_dir(dest).map_err(|e| {
             tracing::warn!("cannot use download folder {}: {e}", dest.display());
