@@ -55,19 +55,24 @@ async fn dial_as(node: &NodeHandle, me: &Identity) -> SecureConn {
 /// Send an offer of `ITEMS` long names (1 byte each), built frame by frame so the client holds
 /// one frame at a time. Stops early (false) if the node stops reading.
 async fn offer(conn: &mut SecureConn, transfer: &str) -> bool {
+    offer_of(conn, transfer, ITEMS).await
+}
+
+/// As [`offer`], of `count` items.
+async fn offer_of(conn: &mut SecureConn, transfer: &str, count: u32) -> bool {
     let header = TransferMsg::Offer {
         transfer: transfer.into(),
-        items: ITEMS,
-        bytes: ITEMS as u64,
+        items: count,
+        bytes: count as u64,
     };
     if conn.writer.send(&header).await.is_err() {
         return false;
     }
     let mut i = 0;
-    while i < ITEMS {
+    while i < count {
         let mut items = Vec::new();
         let mut bytes = 0;
-        while i < ITEMS && bytes < ITEMS_FRAME_BYTES {
+        while i < count && bytes < ITEMS_FRAME_BYTES {
             let path = name(i);
             bytes += path.len();
             items.push(Item {
@@ -265,6 +270,25 @@ async fn offers_over_the_budget_are_refused_with_a_reason_and_the_node_still_ser
     println!("budget: {now} bytes charged, {peak} at most (of {MANIFEST_BUDGET})");
     assert!(peak <= MANIFEST_BUDGET && now > 0, "{now} / {peak}");
 
+    // Another key takes all but a little of what is left; an honest send that needs more than
+    // that little is refused, and its sender is told why in one line.
+    let mut honest = TestNode::start("honest").await;
+    honest.node.add_peer(&victim.listen_addr().unwrap().to_string());
+    honest.expect_up(victim.id()).await;
+    let per_item = lanyard::limits::MANIFEST_ITEM_COST + name(0).len();
+    let count = ((MANIFEST_BUDGET - now) / per_item) as u32;
+    let mut filler = dial(&victim).await;
+    assert!(offer_of(&mut filler, &transfer_id(5), count).await);
+    offered(&mut events).await;
+    let src = tempfile::tempdir().unwrap();
+    for i in 0..10 {
+        std::fs::write(src.path().join(format!("f{i}.txt")), b"hi").unwrap();
+    }
+    let task = honest.node.send(victim.id(), &[src.path().to_path_buf()]).await.unwrap();
+    let err = tokio::time::timeout(PATIENCE, task.wait()).await.unwrap().unwrap_err();
+    assert_eq!(err.to_string(), "rejected: busy: too many offers waiting");
+    drop(filler);
+
     // The same key again while its offer waits: over its share.
     drop(conns);
     budget_released(&victim).await;
@@ -288,11 +312,7 @@ async fn offers_over_the_budget_are_refused_with_a_reason_and_the_node_still_ser
     // An honest peer still gets a file across, and a withdrawn offer gives its budget back.
     drop((one, two));
     budget_released(&victim).await;
-    let src = tempfile::tempdir().unwrap();
     std::fs::write(src.path().join("hello.txt"), b"hi").unwrap();
-    let mut honest = TestNode::start("honest").await;
-    honest.node.add_peer(&victim.listen_addr().unwrap().to_string());
-    honest.expect_up(victim.id()).await;
     let task = honest.node.send(victim.id(), &[src.path().join("hello.txt")]).await.unwrap();
     let id = offered(&mut events).await;
     assert!(victim.answer_offer(&id, true, false).await);
