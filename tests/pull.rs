@@ -187,3 +187,19 @@ async fn a_peer_back_on_another_port_is_listed_at_its_new_address() {
     let entries = client.list(&id, "pub").await.expect("listed at the new address");
     assert!(entries.iter().any(|e| e.name == "hello.txt"), "{entries:?}");
 }
+
+#[tokio::test]
+async fn a_huge_folder_is_listed_in_part_and_the_rest_counted() {
+    use lanyard::limits::LISTING_KEPT;
+    let p = pair().await;
+    let big = p.share.join("big");
+    std::fs::create_dir_all(&big).unwrap();
+    for i in 0..LISTING_KEPT + 7 {
+        std::fs::File::create(big.join(format!("{i:06}.txt"))).unwrap();
+    }
+    let id = p.client.resolve(&p.sharer.listen_addr().unwrap().to_string(), WAIT).await.unwrap();
+    let listing = p.client.list_counted(&id, "pub/big").await.unwrap();
+    assert_eq!(listing.entries.len(), LISTING_KEPT, "the node keeps a bounded number");
+    assert_eq!(listing.omitted, 7, "and counts the rest");
+    assert_eq!(listing.entries[0].name, "000000.txt", "the first ones, in the peer's order");
+}

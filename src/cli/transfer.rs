@@ -182,11 +182,15 @@ pub(super) async fn ls_command(config: &Config, peer: String, path: Option<Strin
     };
     let result = session
         .run(request, |reply| {
-            if let Reply::Listing { entries } = reply {
+            if let Reply::Listing { entries, omitted } = reply {
                 if json {
                     println!("{}", output::json(&entries));
                 } else {
                     println!("{}", listing_table(&entries));
+                }
+                // On stderr: the JSON on stdout stays the same array of entries.
+                if omitted > 0 {
+                    eprintln!("{omitted} more not shown");
                 }
             }
         })

@@ -175,6 +175,9 @@ pub enum Reply {
     },
     Listing {
         entries: Vec<ShareEntry>,
+        /// Entries of the folder beyond those listed (the node keeps a bounded number).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        omitted: u64,
     },
     Offers {
         offers: Vec<OfferView>,
@@ -230,7 +233,7 @@ pub async fn execute(node: &NodeHandle, request: Request, out: &mpsc::Sender<Rep
         Request::Offers => send(out, Reply::Offers { offers: node.offers() }).await,
         Request::OfferItems { offer, offset, limit } => match node.find_offer(&offer) {
             Ok(id) => {
-                let items = node.offer_items(&id, offset, limit).unwrap_or_default();
+                let items = node.offer_items(&id, offset, limit).await.unwrap_or_default();
                 send(out, Reply::OfferItems { items }).await
             }
             Err(e) => Err(anyhow!(e)),
@@ -476,8 +479,15 @@ async fn resolve_all(node: &NodeHandle, specs: &[String]) -> Vec<Result<PeerId>>
 
 async fn list(node: &NodeHandle, peer: &str, path: &str, out: &mpsc::Sender<Reply>) -> Result<()> {
     let id = node.resolve(peer, RESOLVE_WAIT).await?;
-    let entries = node.list(&id, path).await?;
-    send(out, Reply::Listing { entries }).await
+    let listing = node.list_counted(&id, path).await?;
+    send(
+        out,
+        Reply::Listing {
+            entries: listing.entries,
+            omitted: listing.omitted,
+        },
+    )
+    .await
 }
 
 async fn get(node: &NodeHandle, peer: &str, paths: Vec<String>, to: Option<PathBuf>, out: &mpsc::Sender<Reply>) -> Result<()> {
@@ -486,7 +496,7 @@ async fn get(node: &NodeHandle, peer: &str, paths: Vec<String>, to: Option<PathB
     let labels = HashMap::from([(task.id.clone(), peer.to_string())]);
     let outcome = with_progress(node, labels, out, task.wait()).await?;
     let ok = outcome.all_ok();
-    let failed = outcome.failed.len();
+    let failed = outcome.failed_count();
     send(
         out,
         Reply::Finished {
@@ -549,4 +559,8 @@ async fn forget(node: &NodeHandle, spec: &str, out: &mpsc::Sender<Reply>) -> Res
         },
     )
     .await
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

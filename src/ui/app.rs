@@ -549,7 +549,7 @@ impl App {
                 older.append(&mut c.lines);
                 c.lines = older;
             }
-            (Pending::Listing { peer, path }, Reply::Listing { entries }) => self.remote.listed(&peer, &path, Ok(entries)),
+            (Pending::Listing { peer, path }, Reply::Listing { entries, .. }) => self.remote.listed(&peer, &path, Ok(entries)),
             (Pending::Listing { peer, path }, Reply::Failed { message }) => self.remote.listed(&peer, &path, Err(message)),
             (Pending::Older(conv), Reply::Failed { .. }) => {
                 // The line it paged from is gone (the room trims its oldest lines): so is

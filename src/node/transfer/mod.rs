@@ -9,10 +9,14 @@
 //!   placement.
 //! - `pull`: list and get, both ends.
 //! - `progress`: what a face sees of a transfer ([`TransferView`]), coalesced.
-//! - `offers`: offers waiting for a person's answer, with their whole manifest.
+//! - `offers`: offers waiting for a person's answer, with their (spooled) manifest.
+//! - `manifest`: a received manifest, names spooled to disk, one small record per item kept.
+//! - `budget`: what received manifests may cost the node in memory, in all and per peer.
 //! - [`names`]: checks on names that arrive from the network.
 
+mod budget;
 mod deadline;
+mod manifest;
 pub mod names;
 mod offers;
 mod place;
@@ -45,6 +49,7 @@ use crate::store::unix_now_ms;
 use crate::text::plural;
 pub use offers::{OfferItem, OfferView};
 pub use progress::{TransferState, TransferView};
+pub use pull::PeerListing;
 use wire::{MAX_TRANSFER_FRAME, TransferMsg};
 
 /// How long an offer waits for a person to answer before it counts as rejected.
@@ -111,9 +116,13 @@ pub struct Outcome {
     pub bytes: u64,
     /// Bytes that did not have to move because the receiver already held them (resume).
     pub resumed: u64,
-    /// (path as offered, reason) for every file or folder that did not arrive.
+    /// (path as offered, reason) for files and folders that did not arrive: a bounded list
+    /// (receiver: the first `limits::OUTCOME_LISTED`); `failed_omitted` counts the rest.
     pub failed: Vec<(String, String)>,
-    /// Receiver only: where each verified file now is.
+    /// Failures beyond those listed in `failed`.
+    #[serde(default)]
+    pub failed_omitted: u32,
+    /// Receiver only: where verified files now are (the first `limits::OUTCOME_LISTED`).
     pub saved: Vec<PathBuf>,
     /// Sender only: top-level files and folders the receiver saved under another name (a free
     /// name, as `report (1).pdf`), as (name offered, name saved); a bounded list.
@@ -123,7 +132,21 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn all_ok(&self) -> bool {
-        self.failed.is_empty()
+        self.failed.is_empty() && self.failed_omitted == 0
+    }
+
+    /// Files and folders that did not arrive, listed or not.
+    pub fn failed_count(&self) -> usize {
+        self.failed.len() + self.failed_omitted as usize
+    }
+
+    /// Note a failure: listed while the list has room, counted beyond.
+    pub(crate) fn fail(&mut self, path: String, reason: String) {
+        if self.failed.len() < crate::limits::OUTCOME_LISTED {
+            self.failed.push((path, reason));
+        } else {
+            self.failed_omitted += 1;
+        }
     }
 }
 
@@ -199,6 +222,8 @@ pub(crate) struct Registry {
     active: Mutex<HashMap<String, Active>>,
     recent: Mutex<VecDeque<TransferView>>,
     offers: offers::Offers,
+    /// What received manifests cost, against the node's budget for them.
+    budget: budget::Budget,
     answerers: AtomicUsize,
     partials: Mutex<HashSet<String>>,
     /// Held while placing a file by rename (where hard links are unavailable).
@@ -327,8 +352,8 @@ impl Ctx {
                 TransferState::Done,
                 Some(format!(
                     "{} of {} did not arrive",
-                    o.failed.len(),
-                    o.failed.len() + o.files as usize
+                    o.failed_count(),
+                    o.failed_count() + o.files as usize
                 )),
             ),
             Err(TransferError::Rejected(r)) => (TransferState::Rejected, Some(rejected_text(r))),
@@ -341,7 +366,7 @@ impl Ctx {
             v.ended_ms = Some(unix_now_ms());
             v.eta_secs = None;
             if let Ok(o) = result {
-                v.failed = o.failed.len() as u32;
+                v.failed = o.failed_count() as u32;
                 if v.files == 0 {
                     v.files = o.files + v.failed;
                 }
@@ -358,7 +383,7 @@ impl Ctx {
                 direction,
                 files: o.files,
                 bytes: o.bytes,
-                failed: o.failed.len() as u32,
+                failed: o.failed_count() as u32,
             },
             Err(TransferError::Cancelled(reason)) => Event::Cancelled {
                 transfer,
@@ -470,8 +495,24 @@ impl NodeHandle {
     }
 
     /// A page of a waiting offer's manifest (at most 1,000 entries); `None` if no such offer.
-    pub fn offer_items(&self, id: &str, offset: usize, limit: usize) -> Option<Vec<OfferItem>> {
-        self.shared.transfers.offers.items(id, offset, limit)
+    pub async fn offer_items(&self, id: &str, offset: usize, limit: usize) -> Option<Vec<OfferItem>> {
+        let manifest = self.shared.transfers.offers.manifest(id)?;
+        let limit = limit.min(offers::MAX_OFFER_PAGE);
+        // The names are in the spool file: read them off the async workers.
+        let page = tokio::task::spawn_blocking(move || manifest.page(offset, limit)).await.ok()?;
+        match page {
+            Ok(items) => Some(items.into_iter().map(OfferItem::from).collect()),
+            Err(e) => {
+                tracing::warn!("cannot read an offer's names back: {e}");
+                None
+            }
+        }
+    }
+
+    /// Bytes charged to the node's manifest budget now, and the most ever charged at once.
+    #[doc(hidden)]
+    pub fn manifest_budget_use(&self) -> (usize, usize) {
+        self.shared.transfers.budget.usage()
     }
 
     /// The full id of the waiting offer `spec` names (an id or a prefix of at least 4).
@@ -479,8 +520,14 @@ impl NodeHandle {
         self.shared.transfers.offers.find(spec)
     }
 
-    /// List a folder of a peer's shares ("" for the list of shares).
+    /// List a folder of a peer's shares ("" for the list of shares): its first
+    /// `limits::LISTING_KEPT` entries.
     pub async fn list(&self, peer: &PeerId, path: &str) -> Result<Vec<ShareEntry>, TransferError> {
+        Ok(self.list_counted(peer, path).await?.entries)
+    }
+
+    /// As [`NodeHandle::list`], also counting the entries beyond those kept.
+    pub async fn list_counted(&self, peer: &PeerId, path: &str) -> Result<PeerListing, TransferError> {
         let conn = connect(&self.shared, peer).await?;
         pull::list(&self.shared, conn, path).await
     }
@@ -674,7 +721,7 @@ fn log_end(ctx: &Ctx, result: &Result<Outcome, TransferError>) {
             "transfer {} with {}: {} failed",
             ctx.id,
             ctx.peer.short(),
-            plural(o.failed.len(), "file")
+            plural(o.failed_count(), "file")
         ),
         Err(e) => tracing::info!("transfer {} with {}: {e}", ctx.id, ctx.peer.short()),
     }
@@ -704,11 +751,19 @@ pub(crate) fn msg_name(m: &TransferMsg) -> &'static str {
 
 /// Ask the faces about an offer: `Ok` when accepted, else the reason the sender is told
 /// (nobody can answer, nobody does in time, or the transfer is cancelled meanwhile).
-async fn ask(ctx: &Ctx, bytes: u64, items: Arc<Vec<wire::Item>>) -> Result<(), String> {
+async fn ask(ctx: &Ctx, bytes: u64, manifest: Arc<manifest::Manifest>) -> Result<(), String> {
     let reg = &ctx.shared.transfers;
     if reg.answerers.load(Ordering::SeqCst) == 0 {
         return Err("rejected".into());
     }
+    let first = {
+        let m = manifest.clone();
+        tokio::task::spawn_blocking(move || m.page(0, offers::OFFER_NAMES)).await
+    };
+    let names = match first {
+        Ok(Ok(items)) => items.into_iter().map(|i| i.path).collect(),
+        _ => return Err("rejected".into()),
+    };
     let (tx, rx) = oneshot::channel();
     let now = unix_now_ms();
     let view = OfferView {
@@ -716,9 +771,9 @@ async fn ask(ctx: &Ctx, bytes: u64, items: Arc<Vec<wire::Item>>) -> Result<(), S
         peer: ctx.peer.clone(),
         nick: ctx.nick.clone(),
         host: ctx.shared.peers().get(&ctx.peer).map(|p| p.host.clone()).unwrap_or_default(),
-        files: items.len() as u32,
+        files: manifest.len() as u32,
         bytes,
-        names: items.iter().take(offers::OFFER_NAMES).map(|i| i.path.clone()).collect(),
+        names,
         received_ms: now,
         expires_ms: now + OFFER_ANSWER_TIMEOUT.as_millis() as u64,
     };
@@ -727,7 +782,7 @@ async fn ask(ctx: &Ctx, bytes: u64, items: Arc<Vec<wire::Item>>) -> Result<(), S
         v.files = view.files;
         v.total = bytes;
     });
-    reg.offers.insert(view.clone(), items, tx);
+    reg.offers.insert(view.clone(), manifest, tx);
     ctx.emit(Event::Offer(view));
     // A person decides: the offer's own deadline, not the stall limit, bounds this wait.
     ctx.deadline.hold(OFFER_ANSWER_TIMEOUT + ANSWER_GRACE);

@@ -1,4 +1,4 @@
-//! Offers waiting for a person: who offers what (the whole manifest, paged out to faces), and
+//! Offers waiting for a person: who offers what (the manifest, spooled, paged out to faces), and
 //! the one channel that carries the answer back to the receiving transfer.
 
 use std::collections::HashMap;
@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+use super::manifest::Manifest;
 use super::wire::Item;
 use crate::identity::PeerId;
 use crate::node::lock;
@@ -41,9 +42,19 @@ pub struct OfferItem {
     pub dir: bool,
 }
 
+impl From<Item> for OfferItem {
+    fn from(i: Item) -> OfferItem {
+        OfferItem {
+            path: i.path,
+            size: i.size,
+            dir: i.dir,
+        }
+    }
+}
+
 struct Pending {
     view: OfferView,
-    items: Arc<Vec<Item>>,
+    manifest: Arc<Manifest>,
     answer: oneshot::Sender<bool>,
 }
 
@@ -54,8 +65,8 @@ pub(crate) struct Offers {
 }
 
 impl Offers {
-    pub fn insert(&self, view: OfferView, items: Arc<Vec<Item>>, answer: oneshot::Sender<bool>) {
-        lock(&self.pending).insert(view.transfer.clone(), Pending { view, items, answer });
+    pub fn insert(&self, view: OfferView, manifest: Arc<Manifest>, answer: oneshot::Sender<bool>) {
+        lock(&self.pending).insert(view.transfer.clone(), Pending { view, manifest, answer });
     }
 
     /// Take the offer out to answer it: (who offered, where the answer goes).
@@ -75,22 +86,9 @@ impl Offers {
         v
     }
 
-    /// A page of an offer's manifest; `None` if no such offer waits.
-    pub fn items(&self, id: &str, offset: usize, limit: usize) -> Option<Vec<OfferItem>> {
-        let items = lock(&self.pending).get(id)?.items.clone();
-        let limit = limit.min(MAX_OFFER_PAGE);
-        Some(
-            items
-                .iter()
-                .skip(offset)
-                .take(limit)
-                .map(|i| OfferItem {
-                    path: i.path.clone(),
-                    size: i.size,
-                    dir: i.dir,
-                })
-                .collect(),
-        )
+    /// A waiting offer's manifest, to page through; `None` if no such offer waits.
+    pub fn manifest(&self, id: &str) -> Option<Arc<Manifest>> {
+        lock(&self.pending).get(id).map(|p| p.manifest.clone())
     }
 
     /// The full id of the waiting offer `spec` names (an id or a prefix of at least 4).

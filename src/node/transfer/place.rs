@@ -8,7 +8,7 @@
 //! keeps the top-level name it was given on the first attempt (recorded in the store), and
 //! files of it already placed then are verified again instead of sent again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use rusqlite::{OptionalExtension, params};
 
-use super::names::{check_relative, create_dirs_safely, free_name};
-use super::wire::Item;
+use super::manifest::Manifest;
+use super::names::{create_dirs_safely, free_name};
 use super::{lock, new_id};
 use crate::identity::PeerId;
 use crate::node::Shared;
@@ -26,37 +26,6 @@ use crate::store::unix_now;
 pub(crate) const PARTIAL_DIR: &str = ".lanyard-partial";
 /// Attempts at a free name before giving up (each loses a race to another writer).
 const PLACE_ATTEMPTS: usize = 100;
-
-/// Check every path of an offer: safe names, no duplicates, nothing that is both a file and a
-/// folder. Returns each path's components.
-pub(crate) fn validate(items: &[Item]) -> Result<Vec<Vec<String>>, String> {
-    let mut out = Vec::with_capacity(items.len());
-    let mut seen = HashSet::new();
-    for item in items {
-        let rel = check_relative(&item.path).map_err(|e| e.to_string())?;
-        let comps: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
-        if comps.first().is_some_and(|t| t == PARTIAL_DIR) {
-            return Err(format!("refused name \"{PARTIAL_DIR}\": it is reserved for partial files"));
-        }
-        if !seen.insert(comps.join("/")) {
-            return Err(format!("\"{}\" is offered twice", crate::text::printable(&item.path)));
-        }
-        out.push(comps);
-    }
-    let files: HashSet<String> = items.iter().zip(&out).filter(|(i, _)| !i.dir).map(|(_, c)| c.join("/")).collect();
-    for comps in &out {
-        for n in 1..comps.len() {
-            let prefix = comps[..n].join("/");
-            if files.contains(&prefix) {
-                return Err(format!(
-                    "\"{}\" is offered both as a file and as a folder",
-                    crate::text::printable(&prefix)
-                ));
-            }
-        }
-    }
-    Ok(out)
-}
 
 struct Group {
     key: String,
@@ -76,13 +45,14 @@ pub(crate) struct Slot {
     /// A file placed by an earlier attempt at this same folder, to be verified again.
     pub existing: Option<PathBuf>,
     group: usize,
-    comps: Vec<String>,
     pub dir: bool,
     reserved: bool,
 }
 
 pub(crate) struct Plan {
     shared: Arc<Shared>,
+    /// Where the names are: a slot holds none.
+    manifest: Arc<Manifest>,
     dest: PathBuf,
     groups: Vec<Group>,
     pub slots: Vec<Slot>,
@@ -129,13 +99,10 @@ fn partial_dir(dest: &Path) -> io::Result<PathBuf> {
 }
 
 impl Plan {
-    pub(crate) fn prepare(
-        shared: &Arc<Shared>,
-        sender: &PeerId,
-        dest: &Path,
-        items: &[Item],
-        comps: Vec<Vec<String>>,
-    ) -> Result<Plan, String> {
+    pub(crate) fn prepare(shared: &Arc<Shared>, sender: &PeerId, dest: &Path, manifest: &Arc<Manifest>) -> Result<Plan, String> {
+        // The names, held only while the plan is made: afterwards they are read back from the
+        // manifest's spool when a file is placed.
+        let items = manifest.items().map_err(|e| format!("cannot read the offer back: {e}"))?;
         // The message goes to the peer too: it names no local path (the log does).
         let partials = partial_dir(dest).map_err(|e| {
             tracing::warn!("cannot use download folder {}: {e}", dest.display());
@@ -146,17 +113,19 @@ impl Plan {
         // a map keeps this linear).
         let mut tops: Vec<(String, Vec<usize>)> = Vec::new();
         let mut top_index: HashMap<&str, usize> = HashMap::new();
-        for (i, c) in comps.iter().enumerate() {
-            match top_index.get(c[0].as_str()) {
+        for (i, item) in items.iter().enumerate() {
+            let top = super::top_of(&item.path);
+            match top_index.get(top) {
                 Some(&t) => tops[t].1.push(i),
                 None => {
-                    top_index.insert(&c[0], tops.len());
-                    tops.push((c[0].clone(), vec![i]));
+                    top_index.insert(top, tops.len());
+                    tops.push((top.to_string(), vec![i]));
                 }
             }
         }
         let mut plan = Plan {
             shared: shared.clone(),
+            manifest: manifest.clone(),
             dest: dest.to_path_buf(),
             groups: Vec::new(),
             slots: Vec::new(),
@@ -182,7 +151,7 @@ impl Plan {
                 group_of[i] = plan.groups.len();
             }
             let key = h.finalize().to_hex().to_string();
-            let folder = members.iter().any(|&i| items[i].dir || comps[i].len() > 1);
+            let folder = members.iter().any(|&i| items[i].dir || items[i].path.contains('/'));
             let (dir_name, earlier) = if folder {
                 plan.folder_dir(&key, top)?
             } else {
@@ -195,7 +164,7 @@ impl Plan {
                 earlier,
             });
         }
-        for (i, (item, comps)) in items.iter().zip(comps).enumerate() {
+        for (i, item) in items.iter().enumerate() {
             let group = &plan.groups[group_of[i]];
             let mut key = key_of(&[group.key.as_bytes(), item.path.as_bytes()]);
             key.update(&item.size.to_le_bytes());
@@ -233,7 +202,6 @@ impl Plan {
                 offset,
                 existing,
                 group: group_of[i],
-                comps,
                 dir: item.dir,
                 reserved,
             });
@@ -299,25 +267,38 @@ impl Plan {
         rel.map(|r| self.dest.join(r))
     }
 
+    /// Item `i`'s path as offered: what the sender knows it by. (Read back from the spool;
+    /// empty if that fails, which `target` reports.)
+    pub(crate) fn offered(&self, i: usize) -> String {
+        self.manifest.names(&[i]).ok().and_then(|mut n| n.pop()).unwrap_or_default()
+    }
+
+    /// Item `i`'s path components (checked when the manifest was validated, so a split on '/'
+    /// gives them).
+    fn comps(&self, i: usize) -> io::Result<Vec<String>> {
+        let name = self.manifest.names(&[i])?.pop().unwrap_or_default();
+        Ok(name.split('/').map(str::to_string).collect())
+    }
+
     /// The folder (relative to the destination) where item `i` lands, and its own name.
-    fn target(&self, i: usize) -> (PathBuf, String) {
-        let slot = &self.slots[i];
-        let group = &self.groups[slot.group];
-        let last = slot.comps.last().cloned().unwrap_or_default();
+    fn target(&self, i: usize) -> io::Result<(PathBuf, String, usize)> {
+        let comps = self.comps(i)?;
+        let group = &self.groups[self.slots[i].group];
+        let last = comps.last().cloned().unwrap_or_default();
         if !group.folder {
-            return (PathBuf::new(), last);
+            return Ok((PathBuf::new(), last, comps.len()));
         }
         let mut dir = PathBuf::from(&group.dir_name);
-        if slot.comps.len() > 1 {
-            dir.extend(&slot.comps[1..slot.comps.len() - 1]);
+        if comps.len() > 1 {
+            dir.extend(&comps[1..comps.len() - 1]);
         }
-        (dir, last)
+        Ok((dir, last, comps.len()))
     }
 
     /// Recreate a folder item.
     pub(crate) fn make_dir(&self, i: usize) -> io::Result<PathBuf> {
-        let (dir, last) = self.target(i);
-        let rel = if self.slots[i].comps.len() == 1 { dir } else { dir.join(last) };
+        let (dir, last, depth) = self.target(i)?;
+        let rel = if depth == 1 { dir } else { dir.join(last) };
         create_dirs_safely(&self.dest, &rel)
     }
 
@@ -326,7 +307,7 @@ impl Plan {
         if let Some(existing) = self.slots[i].existing.clone() {
             return Ok(existing);
         }
-        let (dir_rel, name) = self.target(i);
+        let (dir_rel, name, _) = self.target(i)?;
         // Files of one folder arrive together: check and create their folder once.
         let dir = match &self.last_dir {
             Some((rel, full)) if *rel == dir_rel => full.clone(),
@@ -559,39 +540,5 @@ impl Drop for Plan {
         if in_use.is_empty() {
             let _ = fs::remove_dir(self.dest.join(PARTIAL_DIR));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn item(path: &str, dir: bool) -> Item {
-        Item {
-            path: path.into(),
-            size: 1,
-            mtime: 0,
-            dir,
-        }
-    }
-
-    #[test]
-    fn hostile_or_inconsistent_offers_are_refused() {
-        for bad in [
-            vec![item("../x", false)],
-            vec![item("/etc/passwd", false)],
-            vec![item("a/../../x", false)],
-            vec![item("C:/x", false)],
-            vec![item("a\u{1b}[2J", false)],
-            vec![item("NUL", false)],
-            vec![item(".lanyard-partial/x", false)],
-            vec![item("a", false), item("a", false)],
-            vec![item("a", false), item("a/b", false)],
-            vec![item("", false)],
-        ] {
-            assert!(validate(&bad).is_err(), "{bad:?}");
-        }
-        let ok = validate(&[item("d/a.txt", false), item("d/e", true), item("é 日本.pdf", false)]).unwrap();
-        assert_eq!(ok[0], vec!["d", "a.txt"]);
     }
 }

@@ -12,6 +12,7 @@ use super::send;
 use super::source;
 use super::wire::{LIST_FRAME_ENTRIES, MAX_GET_PATHS, MAX_LIST_ENTRIES, MAX_TRANSFER_FRAME, TransferMsg, bounded};
 use super::{Ctx, Outcome, TransferError, msg_name};
+use crate::limits::LISTING_KEPT;
 use crate::net::secure::{SecureConn, SecureWriter};
 use crate::node::Shared;
 use crate::node::share::{ShareEntry, Shares};
@@ -45,13 +46,24 @@ fn peer_error(message: &str) -> TransferError {
     TransferError::Failed(printable(&bounded(message)).into_owned())
 }
 
+/// A folder of a peer's shares as the node keeps it for a face: the first
+/// [`LISTING_KEPT`] entries (in the peer's order: folders first, then by name), and how many
+/// more there were.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerListing {
+    pub entries: Vec<ShareEntry>,
+    /// Entries the peer listed beyond those kept: counted, not held.
+    pub omitted: u64,
+}
+
 /// Client: the listing of `path` on the peer.
-pub(crate) async fn list(shared: &Arc<Shared>, mut conn: SecureConn, path: &str) -> Result<Vec<ShareEntry>, TransferError> {
+pub(crate) async fn list(shared: &Arc<Shared>, mut conn: SecureConn, path: &str) -> Result<PeerListing, TransferError> {
     conn.writer
         .send(&TransferMsg::List { path: path.to_string() })
         .await
         .map_err(|e| TransferError::Failed(format!("connection lost: {e}")))?;
-    let mut out = Vec::new();
+    let mut out = PeerListing::default();
+    let mut seen = 0usize;
     // Even empty frames count: a peer that says "more" forever gets nowhere.
     for frames in 0.. {
         if frames > MAX_LIST_ENTRIES / LIST_FRAME_ENTRIES + 1 {
@@ -66,10 +78,13 @@ pub(crate) async fn list(shared: &Arc<Shared>, mut conn: SecureConn, path: &str)
             Ok(Err(e)) => return Err(TransferError::Failed(format!("connection lost: {e}"))),
             Ok(Ok(None)) => return Err(TransferError::Failed("the peer closed the connection".into())),
             Ok(Ok(Some(TransferMsg::Listing { entries, more }))) => {
-                if out.len() + entries.len() > MAX_LIST_ENTRIES {
+                seen += entries.len();
+                if seen > MAX_LIST_ENTRIES {
                     return Err(TransferError::Failed(format!("listing has more than {MAX_LIST_ENTRIES} entries")));
                 }
-                out.extend(entries);
+                let room = LISTING_KEPT.saturating_sub(out.entries.len());
+                out.omitted += entries.len().saturating_sub(room) as u64;
+                out.entries.extend(entries.into_iter().take(room));
                 if !more {
                     break;
                 }

@@ -7,15 +7,19 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use super::budget::Charge;
+use super::manifest::{Entry, Manifest, Refusal, item_charge};
 use super::names::MAX_PATH_BYTES;
-use super::place::{self, Plan};
+use super::place::Plan;
 use super::progress::Meter;
 use super::send::{CHUNK, PIPE_DEPTH, Stop, interrupted, io_stop, moving, next, say_stop, stalled_text, who};
 use super::wire::{Item, MAX_ITEMS, MAX_MANIFEST_BYTES, MAX_RESUME_ENTRIES, MAX_SEGMENT, TransferMsg, bounded};
 use super::{Ctx, Fault, Outcome, TransferError, ask, msg_name};
+use crate::limits::{MANIFEST_REFUSAL_DRAIN, OUTCOME_LISTED};
 use crate::net::secure::{SecureConn, SecureReader, SecureWriter};
 use crate::node::{Event, ReceivedFile};
 use crate::text::{human_bytes, printable};
@@ -53,10 +57,16 @@ pub(crate) async fn run(ctx: &Ctx, conn: SecureConn, header: Header, dest: &Path
             }
             say_stop(ctx, &mut writer, &stop).await;
             let _ = tokio::time::timeout(CANCEL_DRAIN, writer.shutdown()).await;
-            if let Stop::CancelledHere = stop {
+            let drain = match stop {
+                Stop::CancelledHere => Some(CANCEL_DRAIN),
+                // Refused mid-manifest: the sender reads our answer only once its names are out.
+                Stop::Rejected(_) => Some(MANIFEST_REFUSAL_DRAIN),
+                _ => None,
+            };
+            if let Some(limit) = drain {
                 // The sender may be mid-write: closing on it now would reset the connection
                 // before it reads why, and it would report a lost connection instead of the
-                // cancel. Read what it still sends until it closes (briefly, bounded).
+                // cancel or refusal. Read what it still sends until it closes (bounded).
                 let drain = async {
                     while let Ok(chunk) = reader.read_some(usize::MAX).await {
                         if chunk.is_empty() {
@@ -64,7 +74,7 @@ pub(crate) async fn run(ctx: &Ctx, conn: SecureConn, header: Header, dest: &Path
                         }
                     }
                 };
-                let _ = tokio::time::timeout(CANCEL_DRAIN, drain).await;
+                let _ = tokio::time::timeout(limit, drain).await;
             }
             if let Stop::Lost | Stop::Stalled = stop {
                 let kept = plan.as_ref().map_or(0, Plan::partial_bytes);
@@ -112,46 +122,23 @@ async fn exchange(
     if n > MAX_ITEMS {
         return Err(protocol(&format!("offer of {n} items is over the limit of {MAX_ITEMS}")));
     }
-    let mut items: Vec<Item> = Vec::with_capacity(n.min(4096));
-    let mut name_bytes = 0usize;
-    while items.len() < n {
-        match next(ctx, reader, None).await? {
-            TransferMsg::Items { items: more } => {
-                if more.is_empty() || more.len() > n - items.len() {
-                    return Err(protocol("manifest does not match the announced count"));
-                }
-                name_bytes += more.iter().map(|i| i.path.len()).sum::<usize>();
-                if name_bytes > MAX_MANIFEST_BYTES {
-                    return Err(protocol("manifest names over the size limit"));
-                }
-                items.extend(more);
-            }
-            other => return Err(protocol(&format!("unexpected {} in the manifest", msg_name(&other)))),
-        }
-    }
     // Shared, not copied, with the offer list that faces page through.
-    let items = std::sync::Arc::new(items);
-    let total = items.iter().try_fold(0u64, |acc, i| acc.checked_add(i.size));
-    if total != Some(header.bytes) || items.iter().any(|i| i.dir && i.size != 0) {
+    let manifest = Arc::new(take_manifest(ctx, reader, writer, n).await?);
+    let entries = manifest.entries();
+    let total = entries.iter().try_fold(0u64, |acc, e| acc.checked_add(e.size));
+    if total != Some(header.bytes) || entries.iter().any(|e| e.dir && e.size != 0) {
         return Err(protocol("manifest sizes do not add up"));
     }
-    let comps = match place::validate(&items) {
-        Ok(c) => c,
-        Err(reason) => {
-            let _ = writer.send(&TransferMsg::Reject { reason: bounded(&reason) }).await;
-            return Err(Stop::Rejected(reason));
-        }
+    let allowed = match &decision {
+        Decision::Requested(Some(allowed)) => Some(allowed.clone()),
+        _ => None,
     };
-    if let Decision::Requested(Some(allowed)) = &decision
-        && let Some(stray) = items
-            .iter()
-            .find(|i| !allowed.iter().any(|a| i.path.split('/').next() == Some(a.as_str())))
-    {
+    match blocking(&manifest, move |m| m.validate(allowed.as_deref())).await? {
+        Ok(()) => {}
+        Err(Refusal::Refused(reason)) => return Err(refuse(writer, &reason).await),
         // A server may only answer a pull with what was asked for, not fill the download dir.
-        return Err(protocol(&format!(
-            "the peer offered {:?}, which was not asked for",
-            printable(&stray.path)
-        )));
+        Err(Refusal::NotAsked(what)) => return Err(protocol(&what)),
+        Err(Refusal::Io(e)) => return Err(spool_failed(e)),
     }
     let accept = match decision {
         Decision::Requested(_) => Ok(()),
@@ -162,7 +149,7 @@ async fn exchange(
             } else {
                 // While a person decides, the sender may give up: watch the connection too.
                 tokio::select! {
-                    answer = ask(ctx, header.bytes, items.clone()) => answer,
+                    answer = ask(ctx, header.bytes, manifest.clone()) => answer,
                     msg = next(ctx, reader, None) => {
                         super::forget_offer(ctx, "withdrawn");
                         return Err(match msg {
@@ -187,8 +174,8 @@ async fn exchange(
 
     // Database look-ups and a stat per item: off the async workers.
     let prepared = {
-        let (shared, peer, dest, items) = (ctx.shared.clone(), ctx.peer.clone(), dest.to_path_buf(), items.clone());
-        tokio::task::spawn_blocking(move || Plan::prepare(&shared, &peer, &dest, &items, comps))
+        let (shared, peer, dest, m) = (ctx.shared.clone(), ctx.peer.clone(), dest.to_path_buf(), manifest.clone());
+        tokio::task::spawn_blocking(move || Plan::prepare(&shared, &peer, &dest, &m))
             .await
             .map_err(|_| Stop::Failed("preparing the transfer failed".into()))?
     };
@@ -209,12 +196,16 @@ async fn exchange(
     let expected: Vec<(bool, u64)> = plan.slots.iter().map(|s| (s.dir, s.offset)).collect();
     let resumed = expected.iter().map(|e| e.1).sum();
     let mut meter = Meter::new(ctx, n as u32, header.bytes);
-    let mut verdicts: Vec<Option<Result<PathBuf, String>>> = vec![None; n];
-    for (i, slot) in verdicts.iter_mut().enumerate() {
-        if expected[i].0 {
-            let verdict = plan.make_dir(i).map_err(|e| format!("cannot create folder: {e}"));
-            tell(writer, i, &verdict, &items[i], dest)?;
-            *slot = Some(verdict);
+    let mut tally = Tally::new(ctx, n, resumed);
+    for (i, e) in entries.iter().enumerate() {
+        if e.dir {
+            let verdict = Verdict {
+                index: i,
+                offered: plan.offered(i),
+                result: plan.make_dir(i).map_err(|e| format!("cannot create folder: {e}")),
+            };
+            tell(writer, &verdict, dest)?;
+            tally.note(verdict, e);
             meter.end_file(ctx);
         }
     }
@@ -229,10 +220,15 @@ async fn exchange(
     let (free_tx, free_rx) = std::sync::mpsc::channel();
     let disk = tokio::task::spawn_blocking(move || disk_loop(plan, rx, vtx, free_tx));
     let mut feed = Feed {
-        items: &items,
+        entries,
+        names: Names {
+            manifest: manifest.clone(),
+            first: 0,
+            page: Vec::new(),
+        },
         dest,
         expected: &expected,
-        verdicts: &mut verdicts,
+        tally: &mut tally,
         meter: &mut meter,
         free_rx,
         told: 0,
@@ -245,55 +241,156 @@ async fn exchange(
     let (plan, failure) = disk.await.map_err(|e| Stop::Disk(format!("the disk writer failed: {e}")))?;
     let plan = plan_out.insert(plan);
     if let Some((i, e)) = failure {
-        return Err(Stop::Disk(format!("cannot write \"{}\": {e}", printable(&items[i].path))));
+        return Err(Stop::Disk(format!("cannot write \"{}\": {e}", printable(&plan.offered(i)))));
     }
     streamed?;
-    while let Ok((i, verdict)) = vrx.try_recv() {
-        feed.on_verdict(ctx, writer, i, verdict)?;
+    while let Ok(verdict) = vrx.try_recv() {
+        feed.on_verdict(ctx, writer, verdict)?;
     }
     feed.report_received(ctx);
+    // Before the last verdicts go out: the sender's user may look at the download folder as
+    // soon as they arrive, and the plan's clean-up below must not wait on anything.
+    let ok = tally.finish(&manifest).await?;
     moving(ctx, async { writer.flush().await.map_err(io_stop) }).await?;
+    plan.finish(&ok);
+    Ok(tally.outcome)
+}
 
-    let mut outcome = Outcome {
-        transfer: ctx.id.clone(),
-        resumed,
-        ..Outcome::default()
+/// Take the manifest that follows an offer's header: charged to the node's budget (for every
+/// announced item at once, then for each frame's names before they are kept) and spooled. An
+/// offer the budget cannot hold is refused with the reason, not dropped.
+async fn take_manifest(ctx: &Ctx, reader: &mut SecureReader, writer: &mut SecureWriter, n: usize) -> Result<Manifest, Stop> {
+    let charge = match Charge::take(&ctx.shared, &ctx.peer, item_charge(n)) {
+        Ok(charge) => charge,
+        Err(why) => return Err(refuse(writer, why).await),
     };
-    let mut ok = Vec::with_capacity(n);
-    for (item, verdict) in items.iter().zip(verdicts) {
-        match verdict {
-            Some(Ok(path)) => {
-                ok.push(true);
-                if !item.dir {
-                    outcome.files += 1;
-                    outcome.bytes += item.size;
-                    outcome.saved.push(path);
+    let data_dir = ctx.shared.config.data_dir.clone();
+    let mut manifest = tokio::task::spawn_blocking(move || Manifest::new(&data_dir, n, charge))
+        .await
+        .map_err(|_| Stop::Failed("cannot hold the offer".into()))?
+        .map_err(spool_failed)?;
+    let mut name_bytes = 0usize;
+    while manifest.len() < n {
+        match next(ctx, reader, None).await? {
+            TransferMsg::Items { items: more } => {
+                if more.is_empty() || more.len() > n - manifest.len() {
+                    return Err(protocol("manifest does not match the announced count"));
+                }
+                name_bytes += more.iter().map(|i| i.path.len()).sum::<usize>();
+                if name_bytes > MAX_MANIFEST_BYTES {
+                    return Err(protocol("manifest names over the size limit"));
+                }
+                let (back, appended) = tokio::task::spawn_blocking(move || {
+                    let r = manifest.append(more);
+                    (manifest, r)
+                })
+                .await
+                .map_err(|_| Stop::Failed("cannot hold the offer".into()))?;
+                manifest = back;
+                match appended {
+                    Ok(()) => {}
+                    Err(Refusal::Refused(why) | Refusal::NotAsked(why)) => return Err(refuse(writer, &why).await),
+                    Err(Refusal::Io(e)) => return Err(spool_failed(e)),
                 }
             }
-            Some(Err(reason)) => {
-                ok.push(false);
-                outcome.failed.push((item.path.clone(), reason));
+            other => return Err(protocol(&format!("unexpected {} in the manifest", msg_name(&other)))),
+        }
+    }
+    Ok(manifest)
+}
+
+/// Refuse the offer, telling the sender why.
+async fn refuse(writer: &mut SecureWriter, why: &str) -> Stop {
+    let _ = writer.send(&TransferMsg::Reject { reason: bounded(why) }).await;
+    Stop::Rejected(why.to_string())
+}
+
+fn spool_failed(e: std::io::Error) -> Stop {
+    tracing::warn!("cannot spool an offer's names to the data dir: {e}");
+    Stop::Failed("cannot hold the offer (disk error)".into())
+}
+
+/// Run `f` on the manifest off the async workers.
+async fn blocking<T: Send + 'static>(manifest: &Arc<Manifest>, f: impl FnOnce(&Manifest) -> T + Send + 'static) -> Result<T, Stop> {
+    let m = manifest.clone();
+    tokio::task::spawn_blocking(move || f(&m))
+        .await
+        .map_err(|_| Stop::Failed("preparing the transfer failed".into()))
+}
+
+/// One item's fate, as the disk thread (or the folder step) reports it.
+struct Verdict {
+    index: usize,
+    /// The path as offered, which the sender and the outcome know it by.
+    offered: String,
+    result: Result<PathBuf, String>,
+}
+
+/// The outcome as verdicts come in: counts for every item, names for at most
+/// [`OUTCOME_LISTED`] of each kind, and one byte per item for what is still to come.
+struct Tally {
+    outcome: Outcome,
+    /// 0: no verdict yet, 1: arrived, 2: failed.
+    fate: Vec<u8>,
+}
+
+impl Tally {
+    fn new(ctx: &Ctx, n: usize, resumed: u64) -> Tally {
+        Tally {
+            outcome: Outcome {
+                transfer: ctx.id.clone(),
+                resumed,
+                ..Outcome::default()
+            },
+            fate: vec![0; n],
+        }
+    }
+
+    fn note(&mut self, verdict: Verdict, entry: &Entry) {
+        let o = &mut self.outcome;
+        match verdict.result {
+            Ok(path) => {
+                self.fate[verdict.index] = 1;
+                if !entry.dir {
+                    o.files += 1;
+                    o.bytes += entry.size;
+                    if o.saved.len() < OUTCOME_LISTED {
+                        o.saved.push(path);
+                    }
+                }
             }
-            None => {
-                ok.push(false);
-                outcome.failed.push((item.path.clone(), "it was not sent".into()));
+            Err(reason) => {
+                self.fate[verdict.index] = 2;
+                o.fail(verdict.offered, reason);
             }
         }
     }
-    plan.finish(&ok);
-    Ok(outcome)
+
+    /// Count what never came as failed (named up to the list's bound); which items arrived.
+    async fn finish(&mut self, manifest: &Arc<Manifest>) -> Result<Vec<bool>, Stop> {
+        let unsent: Vec<usize> = (0..self.fate.len()).filter(|&i| self.fate[i] == 0).collect();
+        let named = OUTCOME_LISTED.saturating_sub(self.outcome.failed.len()).min(unsent.len());
+        let which = unsent[..named].to_vec();
+        let names = blocking(manifest, move |m| m.names(&which)).await?.map_err(spool_failed)?;
+        for name in names {
+            self.outcome.fail(name, "it was not sent".into());
+        }
+        self.outcome.failed_omitted += (unsent.len() - named) as u32;
+        Ok(self.fate.iter().map(|&f| f == 1).collect())
+    }
 }
 
 /// Queue a verdict for the sender (flushed in batches: the sender only waits for them at the
 /// end).
-fn tell(writer: &mut SecureWriter, i: usize, verdict: &Result<PathBuf, String>, item: &Item, dest: &Path) -> Result<(), Stop> {
-    let msg = match verdict {
+fn tell(writer: &mut SecureWriter, verdict: &Verdict, dest: &Path) -> Result<(), Stop> {
+    let index = verdict.index as u32;
+    let msg = match &verdict.result {
         Ok(path) => TransferMsg::FileOk {
-            index: i as u32,
-            saved_as: saved_as(path, dest, &item.path),
+            index,
+            saved_as: saved_as(path, dest, &verdict.offered),
         },
         Err(reason) => TransferMsg::FileFailed {
-            index: i as u32,
+            index,
             reason: bounded(reason),
         },
     };
@@ -308,16 +405,40 @@ fn saved_as(path: &Path, dest: &Path, offered: &str) -> Option<String> {
     (rel != offered && rel.len() <= MAX_PATH_BYTES).then(|| rel.to_string())
 }
 
+/// The names of the files being received, read from the spool a page at a time (files are
+/// usually sent in order).
+struct Names {
+    manifest: Arc<Manifest>,
+    first: usize,
+    page: Vec<Item>,
+}
+
+/// Names read ahead for the progress view.
+const NAMES_PAGE: usize = 256;
+
+impl Names {
+    async fn get(&mut self, i: usize) -> Result<String, Stop> {
+        if i < self.first || i >= self.first + self.page.len() {
+            self.page = blocking(&self.manifest, move |m| m.page(i, NAMES_PAGE))
+                .await?
+                .map_err(spool_failed)?;
+            self.first = i;
+        }
+        Ok(self.page.get(i - self.first).map(|item| item.path.clone()).unwrap_or_default())
+    }
+}
+
 /// Verdicts queued between flushes.
 const TELL_BATCH: usize = 1024;
 
 /// The socket side of receiving: frames in, commands to the disk thread out.
 struct Feed<'a> {
-    items: &'a [Item],
+    entries: &'a [Entry],
+    names: Names,
     /// The download folder, which `FileOk` names are relative to.
     dest: &'a Path,
     expected: &'a [(bool, u64)],
-    verdicts: &'a mut [Option<Result<PathBuf, String>>],
+    tally: &'a mut Tally,
     meter: &'a mut Meter,
     free_rx: std::sync::mpsc::Receiver<Vec<u8>>,
     told: usize,
@@ -337,18 +458,23 @@ const RECEIVED_BATCH: usize = 512;
 const CMD_BATCH: usize = 256;
 
 impl Feed<'_> {
-    fn on_verdict(&mut self, ctx: &Ctx, writer: &mut SecureWriter, i: usize, verdict: Result<PathBuf, String>) -> Result<(), Stop> {
-        if let Ok(path) = &verdict {
+    fn on_verdict(&mut self, ctx: &Ctx, writer: &mut SecureWriter, verdict: Verdict) -> Result<(), Stop> {
+        let entry = self
+            .entries
+            .get(verdict.index)
+            .copied()
+            .ok_or_else(|| Stop::Failed("internal error: bad verdict".into()))?;
+        if let Ok(path) = &verdict.result {
             self.received.push(ReceivedFile {
                 path: path.to_string_lossy().into_owned(),
-                size: self.items[i].size,
+                size: entry.size,
             });
             if self.received.len() >= RECEIVED_BATCH || self.reported.elapsed() >= RECEIVED_EVERY {
                 self.report_received(ctx);
             }
         }
-        tell(writer, i, &verdict, &self.items[i], self.dest)?;
-        self.verdicts[i] = Some(verdict);
+        tell(writer, &verdict, self.dest)?;
+        self.tally.note(verdict, &entry);
         self.told += 1;
         Ok(())
     }
@@ -394,7 +520,7 @@ impl Feed<'_> {
         reader: &mut SecureReader,
         writer: &mut SecureWriter,
         tx: mpsc::Sender<Vec<Cmd>>,
-        vrx: &mut mpsc::UnboundedReceiver<(usize, Result<PathBuf, String>)>,
+        vrx: &mut mpsc::UnboundedReceiver<Verdict>,
     ) -> Result<(), Stop> {
         let result = self.stream_files(ctx, reader, writer, &tx, vrx).await;
         if !matches!(result, Err(Stop::Quiet)) {
@@ -409,13 +535,13 @@ impl Feed<'_> {
         reader: &mut SecureReader,
         writer: &mut SecureWriter,
         tx: &mpsc::Sender<Vec<Cmd>>,
-        vrx: &mut mpsc::UnboundedReceiver<(usize, Result<PathBuf, String>)>,
+        vrx: &mut mpsc::UnboundedReceiver<Verdict>,
     ) -> Result<(), Stop> {
         let mut fault = ctx.shared.transfers.take_fault();
-        let mut started = vec![false; self.items.len()];
+        let mut started = vec![false; self.entries.len()];
         loop {
-            while let Ok((i, verdict)) = vrx.try_recv() {
-                self.on_verdict(ctx, writer, i, verdict)?;
+            while let Ok(verdict) = vrx.try_recv() {
+                self.on_verdict(ctx, writer, verdict)?;
             }
             if self.told >= TELL_BATCH {
                 moving(ctx, async { writer.flush().await.map_err(io_stop) }).await?;
@@ -428,10 +554,11 @@ impl Feed<'_> {
                         return Err(protocol("bad file start"));
                     }
                     started[i] = true;
-                    let item = &self.items[i];
-                    self.meter.start_file(&item.path, item.size, offset);
+                    let size = self.entries[i].size;
+                    let name = self.names.get(i).await?;
+                    self.meter.start_file(&name, size, offset);
                     self.push(tx, Cmd::Open { index: i, offset }, false).await?;
-                    self.file(ctx, reader, tx, i, item.size - offset, &mut fault).await?;
+                    self.file(ctx, reader, tx, i, size - offset, &mut fault).await?;
                     self.meter.end_file(ctx);
                 }
                 TransferMsg::Done => return Ok(()),
@@ -533,7 +660,7 @@ struct Open {
 fn disk_loop(
     mut plan: Plan,
     mut rx: mpsc::Receiver<Vec<Cmd>>,
-    verdicts: mpsc::UnboundedSender<(usize, Result<PathBuf, String>)>,
+    verdicts: mpsc::UnboundedSender<Verdict>,
     free: std::sync::mpsc::Sender<Vec<u8>>,
 ) -> (Plan, Option<(usize, std::io::Error)>) {
     let mut current: Option<Open> = None;
@@ -562,7 +689,7 @@ fn disk_loop(
                 Cmd::End { theirs } => {
                     if let Some(o) = current.take() {
                         drop(o.file);
-                        let verdict = if theirs.as_slice() == o.hasher.finalize().as_bytes() {
+                        let result = if theirs.as_slice() == o.hasher.finalize().as_bytes() {
                             plan.place(o.index).map_err(|e| format!("cannot place it: {e}"))
                         } else {
                             if !o.read_only {
@@ -570,14 +697,23 @@ fn disk_loop(
                             }
                             Err("it failed verification (BLAKE3 mismatch); the received data was discarded".into())
                         };
-                        let _ = verdicts.send((o.index, verdict));
+                        let offered = plan.offered(o.index);
+                        let _ = verdicts.send(Verdict {
+                            index: o.index,
+                            offered,
+                            result,
+                        });
                     }
                 }
                 Cmd::Abort { reason } => {
                     if let Some(o) = current.take() {
                         drop(o.file);
                         plan.discard(o.index);
-                        let _ = verdicts.send((o.index, Err(format!("the sender gave up on it: {reason}"))));
+                        let _ = verdicts.send(Verdict {
+                            index: o.index,
+                            offered: plan.offered(o.index),
+                            result: Err(format!("the sender gave up on it: {reason}")),
+                        });
                     }
                 }
             }

@@ -1,0 +1,305 @@
+//! A received manifest, held compactly. Names go to a spool file in the data dir as they
+//! arrive — unlinked from the start, so it goes away with its last handle, also after a crash —
+//! and memory keeps one small record per item ([`Entry`], 24 bytes). The whole is charged to
+//! the node's manifest budget until dropped. Faces page through the names; the receiving
+//! transfer reads them in pages when it needs them. Every read and write here is blocking: call
+//! it off the async workers.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use super::budget::Charge;
+use super::names::{MAX_PATH_BYTES, check_relative};
+use super::place::PARTIAL_DIR;
+use super::wire::Item;
+use crate::limits::MANIFEST_ITEM_COST;
+use crate::text::printable;
+
+/// One item, without its name (which is `len` bytes at `at` in the spool).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Entry {
+    pub size: u64,
+    pub mtime: u64,
+    /// A manifest's names are at most `MAX_MANIFEST_BYTES` in all, so 32 bits address them.
+    at: u32,
+    len: u16,
+    pub dir: bool,
+}
+
+/// Names read per page when the whole manifest is walked.
+const PAGE: usize = 4096;
+
+/// Why a manifest cannot be taken.
+pub(crate) enum Refusal {
+    /// The budget is spent, or a name is refused: the text goes to the sender.
+    Refused(String),
+    /// A pull answered with something not asked for: the peer breaks the protocol.
+    NotAsked(String),
+    /// Our own disk failed.
+    Io(io::Error),
+}
+
+impl From<io::Error> for Refusal {
+    fn from(e: io::Error) -> Self {
+        Refusal::Io(e)
+    }
+}
+
+pub(crate) struct Manifest {
+    spool: File,
+    entries: Vec<Entry>,
+    /// Bytes of names written so far.
+    end: u64,
+    charge: Charge,
+}
+
+impl Manifest {
+    /// An empty manifest for `items` items, charged for each of them already.
+    pub fn new(data_dir: &Path, items: usize, charge: Charge) -> io::Result<Manifest> {
+        Ok(Manifest {
+            spool: tempfile::tempfile_in(data_dir)?,
+            entries: Vec::with_capacity(items.min(PAGE)),
+            end: 0,
+            charge,
+        })
+    }
+
+    /// Charge for one `Items` frame's names, then spool them. A name longer than any path we
+    /// take is refused here, before it is kept.
+    pub fn append(&mut self, items: Vec<Item>) -> Result<(), Refusal> {
+        let mut names = Vec::with_capacity(items.iter().map(|i| i.path.len()).sum());
+        for item in &items {
+            if item.path.len() > MAX_PATH_BYTES {
+                return Err(Refusal::Refused(refusal(&item.path)));
+            }
+        }
+        let bytes: usize = items.iter().map(|i| i.path.len()).sum();
+        self.charge.grow(bytes).map_err(|why| Refusal::Refused(why.into()))?;
+        self.entries.reserve(items.len());
+        for item in items {
+            self.entries.push(Entry {
+                size: item.size,
+                mtime: item.mtime,
+                at: u32::try_from(self.end + names.len() as u64).map_err(|_| io::Error::other("manifest too large"))?,
+                len: item.path.len() as u16,
+                dir: item.dir,
+            });
+            names.extend_from_slice(item.path.as_bytes());
+        }
+        self.spool.write_all_at(&names, self.end)?;
+        self.end += names.len() as u64;
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// Items `offset..offset + limit` (fewer at the end), names read back from the spool.
+    pub fn page(&self, offset: usize, limit: usize) -> io::Result<Vec<Item>> {
+        let end = offset.saturating_add(limit).min(self.entries.len());
+        let Some(slice) = self.entries.get(offset..end).filter(|s| !s.is_empty()) else {
+            return Ok(Vec::new());
+        };
+        let from = slice[0].at as u64;
+        let last = slice[slice.len() - 1];
+        let mut buf = vec![0u8; (last.at as u64 + last.len as u64 - from) as usize];
+        self.spool.read_exact_at(&mut buf, from)?;
+        slice
+            .iter()
+            .map(|e| {
+                let at = (e.at as u64 - from) as usize;
+                let path = String::from_utf8(buf[at..at + e.len as usize].to_vec()).map_err(io::Error::other)?;
+                Ok(Item {
+                    path,
+                    size: e.size,
+                    mtime: e.mtime,
+                    dir: e.dir,
+                })
+            })
+            .collect()
+    }
+
+    /// Every item, a page at a time.
+    fn each(&self, mut f: impl FnMut(usize, Item) -> Result<(), Refusal>) -> Result<(), Refusal> {
+        let mut offset = 0;
+        while offset < self.entries.len() {
+            for (k, item) in self.page(offset, PAGE)?.into_iter().enumerate() {
+                f(offset + k, item)?;
+            }
+            offset += PAGE;
+        }
+        Ok(())
+    }
+
+    /// Check every path: safe names, no duplicates, nothing that is both a file and a folder,
+    /// and (for a pull) only under the top-level names asked for. Holds a 16-byte hash per
+    /// path, not the paths.
+    pub fn validate(&self, allowed: Option<&[String]>) -> Result<(), Refusal> {
+        let mut seen = HashSet::with_capacity(self.entries.len());
+        let mut files = HashSet::new();
+        self.each(|_, item| {
+            let comps = components(&item.path)?;
+            if comps.first().is_some_and(|t| t == PARTIAL_DIR) {
+                return Err(Refusal::Refused(format!(
+                    "refused name \"{PARTIAL_DIR}\": it is reserved for partial files"
+                )));
+            }
+            if let Some(allowed) = allowed
+                && !allowed.iter().any(|a| item.path.split('/').next() == Some(a.as_str()))
+            {
+                // A server may only answer a pull with what was asked for.
+                return Err(Refusal::NotAsked(format!(
+                    "the peer offered {:?}, which was not asked for",
+                    printable(&item.path)
+                )));
+            }
+            let key = hash(&comps.join("/"));
+            if !seen.insert(key) {
+                return Err(Refusal::Refused(format!("\"{}\" is offered twice", printable(&item.path))));
+            }
+            if !item.dir {
+                files.insert(key);
+            }
+            Ok(())
+        })?;
+        drop(seen);
+        self.each(|_, item| {
+            let comps = components(&item.path)?;
+            let mut prefix = String::new();
+            for c in &comps[..comps.len().saturating_sub(1)] {
+                if !prefix.is_empty() {
+                    prefix.push('/');
+                }
+                prefix.push_str(c);
+                if files.contains(&hash(&prefix)) {
+                    return Err(Refusal::Refused(format!(
+                        "\"{}\" is offered both as a file and as a folder",
+                        printable(&prefix)
+                    )));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Every item with its name, read a page at a time (never the whole spool in one buffer
+    /// beside the names it becomes).
+    pub fn items(&self) -> io::Result<Vec<Item>> {
+        let mut items = Vec::with_capacity(self.entries.len());
+        let mut offset = 0;
+        while offset < self.entries.len() {
+            items.extend(self.page(offset, PAGE)?);
+            offset += PAGE;
+        }
+        Ok(items)
+    }
+
+    /// The paths of items `which` (in that order).
+    pub fn names(&self, which: &[usize]) -> io::Result<Vec<String>> {
+        which
+            .iter()
+            .map(|&i| Ok(self.page(i, 1)?.pop().map(|item| item.path).unwrap_or_default()))
+            .collect()
+    }
+}
+
+/// What the budget is charged for each item an offer announces, before any name arrives.
+pub(crate) fn item_charge(items: usize) -> usize {
+    items.saturating_mul(MANIFEST_ITEM_COST)
+}
+
+fn refusal(path: &str) -> String {
+    match check_relative(path) {
+        Err(e) => e.to_string(),
+        Ok(_) => format!("refused name \"{}\"", printable(path)),
+    }
+}
+
+fn components(path: &str) -> Result<Vec<String>, Refusal> {
+    let rel = check_relative(path).map_err(|e| Refusal::Refused(e.to_string()))?;
+    Ok(rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect())
+}
+
+fn hash(path: &str) -> [u8; 16] {
+    let h = blake3::hash(path.as_bytes());
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&h.as_bytes()[..16]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::NodeConfig;
+
+    fn item(path: &str, dir: bool) -> Item {
+        Item {
+            path: path.into(),
+            size: 1,
+            mtime: 0,
+            dir,
+        }
+    }
+
+    async fn with_manifest(items: Vec<Item>, check: impl FnOnce(Result<&Manifest, Refusal>)) {
+        let dir = tempfile::tempdir().unwrap();
+        let node = crate::node::NodeHandle::start(NodeConfig::local("m", dir.path().join("data")))
+            .await
+            .unwrap();
+        let charge = Charge::take(&node.shared, node.id(), item_charge(items.len())).unwrap_or_else(|e| panic!("{e}"));
+        let mut m = Manifest::new(dir.path(), items.len(), charge).unwrap();
+        // In two frames, so names cross a frame boundary.
+        let mut items = items;
+        let rest = items.split_off(items.len() / 2);
+        let result = m.append(items).and_then(|()| m.append(rest)).map(|()| &m);
+        check(result);
+        node.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn hostile_or_inconsistent_offers_are_refused() {
+        for bad in [
+            vec![item("../x", false)],
+            vec![item("/etc/passwd", false)],
+            vec![item("a/../../x", false)],
+            vec![item("C:/x", false)],
+            vec![item("a\u{1b}[2J", false)],
+            vec![item("NUL", false)],
+            vec![item(".lanyard-partial/x", false)],
+            vec![item("a", false), item("a", false)],
+            vec![item("a", false), item("a/b", false)],
+            vec![item("a/b/c", false), item("a/b", false)],
+            vec![item("", false)],
+            vec![item(&"x/".repeat(3000), false)],
+        ] {
+            with_manifest(bad.clone(), |m| {
+                assert!(m.is_err() || m.ok().is_some_and(|m| m.validate(None).is_err()), "{bad:?}")
+            })
+            .await;
+        }
+    }
+
+    #[tokio::test]
+    async fn names_come_back_as_offered() {
+        let items = vec![item("d/a.txt", false), item("d/e", true), item("é 日本.pdf", false)];
+        with_manifest(items.clone(), |m| {
+            let m = m.ok().expect("taken");
+            assert!(m.validate(None).is_ok());
+            assert!(m.validate(Some(&["d".into()])).is_err(), "not asked for");
+            assert_eq!(m.page(0, 10).unwrap(), items);
+            assert_eq!(m.page(1, 1).unwrap(), items[1..2]);
+            assert!(m.page(3, 10).unwrap().is_empty());
+            assert_eq!(m.names(&[2, 0]).unwrap(), ["é 日本.pdf", "d/a.txt"]);
+            assert_eq!(m.items().unwrap(), items);
+        })
+        .await;
+    }
+}
