@@ -7,6 +7,32 @@
 
 use std::time::Duration;
 
+// == What one message may carry ==
+//
+// Checked before memory is taken for the thing limited; past any of them the message is a
+// protocol error that ends its connection (never the node), with the reason logged.
+/// Largest frame on a transfer connection; a bigger manifest or listing is split.
+pub const MAX_TRANSFER_FRAME: usize = 1 << 20;
+/// Files and folders in one offer.
+pub const MAX_ITEMS: usize = 100_000;
+/// Sum of the path lengths of one manifest: bounds what a receiver holds in memory for it.
+pub const MAX_MANIFEST_BYTES: usize = 64 << 20;
+/// Largest raw segment after a `Data` frame.
+pub const MAX_SEGMENT: u64 = 1 << 20;
+/// Paths in one `Get`.
+pub const MAX_GET_PATHS: usize = 1000;
+/// Entries of a listing the client will hold.
+pub const MAX_LIST_ENTRIES: usize = 100_000;
+/// Resume offsets in one `Accept`; files beyond start from zero.
+pub const MAX_RESUME_ENTRIES: usize = 50_000;
+/// Longest reason or error text we pass along.
+pub const MAX_REASON_BYTES: usize = 512;
+/// Longest request path we look at, matching Linux's PATH_MAX.
+pub const MAX_SHARE_REQUEST_BYTES: usize = 4096;
+/// Most entries `walk` (and `list`) will produce; a bound on the work and memory one request
+/// can cost us.
+pub const MAX_WALK_ENTRIES: usize = 1_000_000;
+
 // == Connections and deadlines ==
 //
 // Slots. Every connection that completed its handshake holds a slot in one of two pools until
@@ -38,7 +64,7 @@ pub const MAX_CONTROL_PER_ADDRESS: usize = 64;
 /// many connections from your address".
 pub const MAX_TRANSFERS_PER_ADDRESS: usize = 16;
 /// Handshakes in progress from one IP address; one more evicts that address's oldest, so one
-/// machine can't take the handshake slots (`node::MAX_PENDING_HANDSHAKES`) from others. When
+/// machine can't take the handshake slots ([`MAX_PENDING_HANDSHAKES`]) from others. When
 /// all are taken, a new one evicts the oldest of the address with the most in progress.
 pub const MAX_PENDING_PER_ADDRESS: usize = 16;
 /// After telling a refused transfer connection why, how long its unread offer is read and
@@ -50,7 +76,7 @@ pub const MAX_REFUSALS_DRAINING: usize = 64;
 // Deadlines. Every wait on a peer has one: the handshake (`net::secure::HANDSHAKE_TIMEOUT`), a
 // transfer connection's first message (`transfer::FIRST_FRAME_TIMEOUT`), a person's answer to
 // an offer (`transfer::OFFER_ANSWER_TIMEOUT`, then the sender is told "expired"), a control
-// connection's silence (`conn::IDLE_LIMIT`), and everything else on a transfer connection —
+// connection's silence ([`CONTROL_IDLE_LIMIT`]), and everything else on a transfer connection —
 // manifest, verdicts, file data, listings — by progress:
 
 /// A transfer (push or pull, either end) in which no byte moves for this long ends, on both
@@ -64,6 +90,14 @@ pub const ANSWER_GRACE: Duration = Duration::from_secs(30);
 /// receiver verifies, syncs and places them first, which for a big file on a slow disk can take
 /// longer than the stall limit.
 pub const LAST_VERDICTS_WAIT: Duration = Duration::from_secs(300);
+/// Handshakes in progress at once; a newcomer past this evicts the oldest, so idle connections
+/// can't lock real peers out.
+pub const MAX_PENDING_HANDSHAKES: usize = 64;
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Silence longer than this (several missed pings) means the peer's process is stuck.
+pub const CONTROL_IDLE_LIMIT: Duration = Duration::from_secs(90);
+/// How long a peer may take to answer a list or get request.
+pub const PULL_ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 
 // == Offers and manifests ==
 
@@ -89,6 +123,15 @@ pub const LISTING_KEPT: usize = 10_000;
 pub const OUTCOME_LISTED: usize = 1000;
 
 // == Disk ==
+
+// == Peer exchange ==
+/// How long a peer named in a list (or one whose connection broke) is dialled without news.
+pub const HINT_TTL: Duration = Duration::from_secs(60);
+/// Peers known only from lists (never connected, never seen over mDNS) held at once; names past
+/// this are ignored until some of them are confirmed or expire.
+pub const MAX_CANDIDATES: usize = 256;
+/// Dials of peers known only from lists in flight at once.
+pub const MAX_HINTED_DIALS: usize = 8;
 
 // == Chat and the database ==
 

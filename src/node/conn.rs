@@ -13,18 +13,16 @@ use super::peers::{LiveConn, Registered};
 use super::slots::{Pool, Refusal, Slot};
 use super::{Event, Shared, chat, exchange, lock};
 use crate::identity::PeerId;
+use crate::limits::{CONNECT_TIMEOUT, CONTROL_IDLE_LIMIT, HINT_TTL, MAX_PENDING_HANDSHAKES};
 use crate::net::discovery::DiscoveryEvent;
 use crate::net::frame::FrameError;
 use crate::net::secure::{self, CONTROL_GONE_AFTER, HANDSHAKE_TIMEOUT, HandshakeError, Remote, SecureConn};
 use crate::net::wire::{ByeReason, ControlMsg, MAX_CONTROL_FRAME, MAX_NICK_BYTES, Purpose};
 use crate::store::{StoredPeer, unix_now};
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// A vanished machine is the kernel's to notice (`SecureWriter::watch_as_control`); our own ping
 /// only proves the peer's process still runs, so it is rare, and sent only when nothing else was.
 const PING_EVERY: Duration = Duration::from_secs(30);
-/// Silence longer than this (several missed pings) means the peer's process is stuck.
-const IDLE_LIMIT: Duration = Duration::from_secs(90);
 const CONTROL_QUEUE: usize = 1024;
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
@@ -54,7 +52,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
 }
 
 async fn handle_incoming(shared: Arc<Shared>, sock: TcpStream, addr: SocketAddr) {
-    let pending = shared.slots.begin_handshake(addr.ip(), super::MAX_PENDING_HANDSHAKES);
+    let pending = shared.slots.begin_handshake(addr.ip(), MAX_PENDING_HANDSHAKES);
     let hello = shared.hello();
     let result = tokio::select! {
         _ = shared.cancel.cancelled() => None,
@@ -289,7 +287,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
                 && tokio::select! {
                     biased;
                     _ = writer_cancel.cancelled() => false,
-                    r = timeout(IDLE_LIMIT, writer.flush()) => matches!(r, Ok(Ok(()))),
+                    r = timeout(CONTROL_IDLE_LIMIT, writer.flush()) => matches!(r, Ok(Ok(()))),
                 };
             if !written {
                 break;
@@ -322,12 +320,12 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
                 None if shared.cancel.is_cancelled() => "shutting down".to_string(),
                 None => "replaced".to_string(),
             },
-            r = timeout(IDLE_LIMIT, reader.read_frame::<ControlMsg>(MAX_CONTROL_FRAME)) => r,
+            r = timeout(CONTROL_IDLE_LIMIT, reader.read_frame::<ControlMsg>(MAX_CONTROL_FRAME)) => r,
         };
         match read {
             Err(_) => {
                 lost = true;
-                break format!("no sign of life for {} s", IDLE_LIMIT.as_secs());
+                break format!("no sign of life for {} s", CONTROL_IDLE_LIMIT.as_secs());
             }
             Ok(Ok(None)) => {
                 lost = true;
@@ -448,7 +446,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
                 let gone = lost && p.conn.is_none() && !shared.cancel.is_cancelled();
                 let redial = gone && remote.hello.listen_port.is_some() && !p.dial_addrs.is_empty();
                 if redial {
-                    p.hinted_until = Some(std::time::Instant::now() + exchange::HINT_TTL);
+                    p.hinted_until = Some(std::time::Instant::now() + HINT_TTL);
                 }
                 let start = redial && !std::mem::replace(&mut p.dialer_running, true);
                 (nick, down, true, start, gone && p.mdns_present)

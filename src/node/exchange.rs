@@ -14,19 +14,12 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::{Shared, conn};
 use crate::identity::PeerId;
+use crate::limits::{HINT_TTL, MAX_CANDIDATES};
 use crate::net::wire::{ControlMsg, MAX_HINT_ADDRS, MAX_PEER_HINTS, PeerHint};
-
-/// How long a peer named in a list (or one whose connection broke) is dialled without news.
-pub(crate) const HINT_TTL: Duration = Duration::from_secs(60);
-/// Peers known only from lists (never connected, never seen over mDNS) held at once; names past
-/// this are ignored until some of them are confirmed or expire.
-pub(crate) const MAX_CANDIDATES: usize = 256;
-/// Dials of peers known only from lists in flight at once.
-pub(crate) const MAX_HINTED_DIALS: usize = 8;
 
 /// The lists to send to a peer that just connected from `to_addr`: every other peer we are
 /// connected to that accepts connections, with where we reach it.

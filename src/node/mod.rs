@@ -48,9 +48,6 @@ use transfer::Registry;
 pub use transfer::{Direction, GroupTask, OfferItem, OfferView, Outcome, TransferError, TransferState, TransferTask, TransferView};
 
 pub const DEFAULT_PORT: u16 = 7717;
-/// Handshakes in progress at once; a newcomer past this evicts the oldest, so idle connections
-/// can't lock real peers out.
-const MAX_PENDING_HANDSHAKES: usize = 64;
 /// How often a waiter for a peer looks again even without a change signalled.
 const RECHECK: Duration = Duration::from_millis(500);
 
@@ -271,7 +268,7 @@ impl NodeHandle {
             slots: Arc::default(),
             draining: Arc::new(Semaphore::new(crate::limits::MAX_REFUSALS_DRAINING)),
             full_warned: Mutex::new(None),
-            hinted_dials: Arc::new(Semaphore::new(exchange::MAX_HINTED_DIALS)),
+            hinted_dials: Arc::new(Semaphore::new(crate::limits::MAX_HINTED_DIALS)),
             next_id: AtomicU64::new(1),
             manual: Mutex::new(HashMap::new()),
             discovered,
@@ -380,7 +377,7 @@ impl NodeHandle {
     }
 
     /// Peers that other peers named (peer exchange) and that have not answered yet: not listed,
-    /// not stored, at most `exchange::MAX_CANDIDATES`. For diagnostics and tests.
+    /// not stored, at most `limits::MAX_CANDIDATES`. For diagnostics and tests.
     pub fn unconfirmed_peers(&self) -> usize {
         self.shared.peers().candidates()
     }

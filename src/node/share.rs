@@ -8,18 +8,12 @@
 //! Error messages only ever mention the path the peer asked for, never our local paths:
 //! they may be sent back to the peer.
 
+use crate::limits::{MAX_SHARE_REQUEST_BYTES, MAX_WALK_ENTRIES};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
-
-/// Most entries `walk` (and `list`) will produce; a bound on the work and memory one request
-/// can cost us.
-pub const MAX_WALK_ENTRIES: usize = 1_000_000;
-
-/// Longest request path we look at, matching Linux's PATH_MAX.
-const MAX_REQUEST_BYTES: usize = 4096;
 
 /// How much of a peer-supplied path is repeated in an error message.
 const SHOWN_CHARS: usize = 120;
@@ -115,7 +109,7 @@ fn split_request(path: &str) -> Result<Vec<&str>, ShareError> {
     if path.is_empty() || path == "/" {
         return Ok(Vec::new());
     }
-    if path.len() > MAX_REQUEST_BYTES {
+    if path.len() > MAX_SHARE_REQUEST_BYTES {
         return Err(invalid("too long"));
     }
     if path.starts_with(['/', '\\']) {

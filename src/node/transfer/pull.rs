@@ -12,14 +12,11 @@ use super::send;
 use super::source;
 use super::wire::{LIST_FRAME_ENTRIES, MAX_GET_PATHS, MAX_LIST_ENTRIES, MAX_TRANSFER_FRAME, TransferMsg, bounded};
 use super::{Ctx, Outcome, TransferError, msg_name};
-use crate::limits::LISTING_KEPT;
+use crate::limits::{LISTING_KEPT, PULL_ANSWER_TIMEOUT};
 use crate::net::secure::{SecureConn, SecureWriter};
 use crate::node::Shared;
 use crate::node::share::{ShareEntry, Shares};
 use crate::text::printable;
-
-/// How long a peer may take to answer a list or get request.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 
 async fn refuse(writer: &mut SecureWriter, message: &str) {
     let _ = tokio::time::timeout(REFUSE_LIMIT, async {
@@ -71,7 +68,7 @@ pub(crate) async fn list(shared: &Arc<Shared>, mut conn: SecureConn, path: &str)
         }
         let frame = tokio::select! {
             _ = shared.cancel.cancelled() => return Err(TransferError::Failed("this node is shutting down".into())),
-            r = tokio::time::timeout(ANSWER_TIMEOUT, conn.reader.read_frame::<TransferMsg>(MAX_TRANSFER_FRAME)) => r,
+            r = tokio::time::timeout(PULL_ANSWER_TIMEOUT, conn.reader.read_frame::<TransferMsg>(MAX_TRANSFER_FRAME)) => r,
         };
         match frame {
             Err(_) => return Err(TransferError::Failed("the peer did not answer".into())),
@@ -159,7 +156,7 @@ pub(crate) async fn get(ctx: &Ctx, mut conn: SecureConn, paths: Vec<String>, des
     let first = tokio::select! {
         _ = ctx.cancel.cancelled() => return Err(TransferError::Cancelled("cancelled here".into())),
         _ = ctx.shared.cancel.cancelled() => return Err(TransferError::Failed("this node is shutting down".into())),
-        r = tokio::time::timeout(ANSWER_TIMEOUT, conn.reader.read_frame::<TransferMsg>(MAX_TRANSFER_FRAME)) => r,
+        r = tokio::time::timeout(PULL_ANSWER_TIMEOUT, conn.reader.read_frame::<TransferMsg>(MAX_TRANSFER_FRAME)) => r,
     };
     match first {
         Err(_) => Err(TransferError::Failed("the peer did not answer".into())),

@@ -10,28 +10,15 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::limits::{
+    MAX_GET_PATHS, MAX_ITEMS, MAX_LIST_ENTRIES, MAX_MANIFEST_BYTES, MAX_REASON_BYTES, MAX_RESUME_ENTRIES, MAX_SEGMENT, MAX_TRANSFER_FRAME,
+};
 use crate::node::share::ShareEntry;
 
-/// Largest frame on a transfer connection; a bigger manifest or listing is split.
-pub const MAX_TRANSFER_FRAME: usize = 1 << 20;
-/// Files and folders in one offer.
-pub const MAX_ITEMS: usize = 100_000;
-/// Sum of the path lengths of one manifest: bounds what a receiver holds in memory for it.
-pub const MAX_MANIFEST_BYTES: usize = 64 << 20;
 /// Path bytes the sender packs into one `Items` frame (well under the frame limit).
 pub const ITEMS_FRAME_BYTES: usize = 256 << 10;
-/// Largest raw segment after a `Data` frame.
-pub const MAX_SEGMENT: u64 = 1 << 20;
-/// Paths in one `Get`.
-pub const MAX_GET_PATHS: usize = 1000;
-/// Entries of a listing the client will hold.
-pub const MAX_LIST_ENTRIES: usize = 100_000;
 /// Entries per `Listing` frame (a name is at most 255 bytes, so this stays under the limit).
 pub const LIST_FRAME_ENTRIES: usize = 2000;
-/// Resume offsets in one `Accept`; files beyond start from zero.
-pub const MAX_RESUME_ENTRIES: usize = 50_000;
-/// Longest reason or error text we pass along.
-pub const MAX_REASON_BYTES: usize = 512;
 
 /// One entry of a manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
