@@ -299,6 +299,7 @@ impl NodeHandle {
             handle.add_peer(&target);
         }
         shared.tracker.spawn(places::dial_remembered(shared.clone()));
+        shared.tracker.spawn(transfer::expire_partials(shared.clone()));
         if let Some(addr) = listen_addr {
             shared.emit(Event::Listening {
                 id: shared.identity.id().clone(),

@@ -12,6 +12,8 @@
 //! - `offers`: offers waiting for a person's answer, with their whole manifest.
 //! - [`names`]: checks on names that arrive from the network.
 
+mod dirs;
+mod expire;
 pub mod names;
 mod offers;
 mod place;
@@ -20,6 +22,7 @@ mod pull;
 mod receive;
 mod send;
 mod source;
+mod space;
 pub mod wire;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -202,6 +205,8 @@ pub(crate) struct Registry {
     placing: Mutex<()>,
     /// Test hook for the next data stream on this node (see `Fault`).
     fault: Mutex<Option<Fault>>,
+    /// Disk space promised to running receives.
+    space: space::Space,
     /// Incoming transfer connections per peer, so one host can't take every connection slot.
     incoming: Mutex<HashMap<PeerId, usize>>,
 }
@@ -577,6 +582,12 @@ impl NodeHandle {
         *lock(&self.shared.transfers.fault) = Some(Fault::Disconnect(bytes.max(1)));
     }
 
+    /// Test hook: assume the download folder's file system has `bytes` free (`None`: ask it).
+    #[doc(hidden)]
+    pub fn pretend_free_space(&self, bytes: Option<u64>) {
+        self.shared.transfers.space.pretend_free(bytes);
+    }
+
     /// Test hook: the next file this node sends stops moving after `bytes` bytes (until the
     /// transfer is cancelled from either side).
     #[doc(hidden)]
@@ -757,6 +768,8 @@ fn forget_offer(ctx: &Ctx, reason: &str) {
         });
     }
 }
+
+pub(crate) use expire::at_start as expire_partials;
 
 /// Unix nanoseconds of a file's modification time (0 when the platform has none).
 pub(crate) fn mtime_ns(meta: &std::fs::Metadata) -> u64 {

@@ -9,14 +9,19 @@
 //! files of it already placed then are verified again instead of sent again.
 
 use std::collections::{HashMap, HashSet};
-use std::fs;
+use std::fs::{self, File};
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rusqlite::{OptionalExtension, params};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, fsync, linkat, mkdirat, openat, renameat, unlinkat};
+use rustix::io::Errno;
 
-use super::names::{check_relative, create_dirs_safely, free_name};
+use super::dirs::{NEW_DIR, kind_at, open_dir, open_root, walk};
+use super::names::{check_relative, free_name_at};
+use super::space::{Reservation, Space};
 use super::wire::Item;
 use super::{lock, new_id};
 use crate::identity::PeerId;
@@ -61,8 +66,11 @@ pub(crate) fn validate(items: &[Item]) -> Result<Vec<Vec<String>>, String> {
 struct Group {
     key: String,
     folder: bool,
-    /// The folder's name in the destination (folders only).
-    dir_name: String,
+    /// The top-level name as offered.
+    top: String,
+    /// The folder's name in the destination (folders only), once it exists: it is created
+    /// when its first item arrives, not when the offer is accepted.
+    dir_name: Option<String>,
     /// An earlier attempt at this folder chose `dir_name`. Only then can files of it be
     /// partly or wholly here already: a new folder skips the look for every file.
     earlier: bool,
@@ -70,7 +78,10 @@ struct Group {
 
 pub(crate) struct Slot {
     key: String,
-    pub partial: PathBuf,
+    /// The partial file's name in the partial folder.
+    partial: String,
+    /// The size offered.
+    pub size: u64,
     /// Bytes already held (the whole file when `existing` is set).
     pub offset: u64,
     /// A file placed by an earlier attempt at this same folder, to be verified again.
@@ -84,6 +95,10 @@ pub(crate) struct Slot {
 pub(crate) struct Plan {
     shared: Arc<Shared>,
     dest: PathBuf,
+    /// The destination, opened once: everything below it is reached through this handle.
+    root: OwnedFd,
+    /// The partial folder inside it.
+    partials: OwnedFd,
     groups: Vec<Group>,
     pub slots: Vec<Slot>,
     /// Placed files of folders, not yet recorded: written in batches, one transaction each,
@@ -94,8 +109,12 @@ pub(crate) struct Plan {
     /// Writes the batches on its own thread, so the disk thread goes on placing files
     /// meanwhile; batches that queue up while it commits go in one transaction.
     recorder: Option<Recorder>,
-    /// The folder the last file went to (relative, full), already checked and created.
-    last_dir: Option<(PathBuf, PathBuf)>,
+    /// The folder the last file went to (relative), already checked, created and open.
+    last_dir: Option<(PathBuf, OwnedFd)>,
+    /// Folder items made so far (they come in manifest order, as the sender reaches them).
+    dirs_made: usize,
+    /// The space promised to this transfer (see `reserve`).
+    space: Option<Reservation>,
 }
 
 /// Placed files recorded per transaction.
@@ -110,22 +129,15 @@ fn key_of(parts: &[&[u8]]) -> blake3::Hasher {
     h
 }
 
-/// The destination folder and its partial folder, created if missing. The destination is the
-/// user's choice and trusted; the partial folder must be a real folder, not a planted link.
-fn partial_dir(dest: &Path) -> io::Result<PathBuf> {
-    fs::create_dir_all(dest)?;
-    let dir = dest.join(PARTIAL_DIR);
-    // Owner-only: other users of the machine have no business in half-received files.
-    match std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700).create(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
-    }
-    let meta = fs::symlink_metadata(&dir)?;
-    if !meta.is_dir() || meta.file_type().is_symlink() {
-        return Err(io::Error::other(format!("{} is not a folder", dir.display())));
-    }
-    Ok(dir)
+/// The partial folder inside the destination, created if missing: a real folder, owner-only
+/// (other users of the machine have no business in half-received files), never a planted link.
+fn partial_dir(root: &OwnedFd) -> io::Result<OwnedFd> {
+    open_dir(root.as_fd(), PARTIAL_DIR, Some(Mode::from_raw_mode(0o700)))
+}
+
+/// A database error, as an I/O error of the step that needed it.
+fn db_err(e: rusqlite::Error) -> io::Error {
+    io::Error::other(format!("database: {e}"))
 }
 
 impl Plan {
@@ -137,10 +149,15 @@ impl Plan {
         comps: Vec<Vec<String>>,
     ) -> Result<Plan, String> {
         // The message goes to the peer too: it names no local path (the log does).
-        let partials = partial_dir(dest).map_err(|e| {
+        let cannot = |e: io::Error| {
             tracing::warn!("cannot use download folder {}: {e}", dest.display());
             format!("cannot use the download folder: {e}")
-        })?;
+        };
+        // The destination is the user's choice and trusted; from here on, only handles.
+        fs::create_dir_all(dest).map_err(cannot)?;
+        let root = open_root(dest).map_err(cannot)?;
+        let partials = partial_dir(&root).map_err(cannot)?;
+        super::expire::maybe_expire(shared, dest, &root);
         let dest_bytes = dest.to_string_lossy().into_owned();
         // Groups by top-level name, in order of appearance (an offer may have 100,000 of them:
         // a map keeps this linear).
@@ -158,11 +175,15 @@ impl Plan {
         let mut plan = Plan {
             shared: shared.clone(),
             dest: dest.to_path_buf(),
+            root,
+            partials,
             groups: Vec::new(),
             slots: Vec::new(),
             unrecorded: Vec::new(),
             recorder: None,
             last_dir: None,
+            dirs_made: 0,
+            space: None,
         };
         let mut group_of = vec![0usize; items.len()];
         for (top, members) in &tops {
@@ -183,16 +204,17 @@ impl Plan {
             }
             let key = h.finalize().to_hex().to_string();
             let folder = members.iter().any(|&i| items[i].dir || comps[i].len() > 1);
-            let (dir_name, earlier) = if folder {
-                plan.folder_dir(&key, top)?
+            let earlier = if folder {
+                plan.earlier_dir(&key).map_err(|e| e.to_string())?
             } else {
-                (String::new(), false)
+                None
             };
             plan.groups.push(Group {
                 key,
                 folder,
-                dir_name,
-                earlier,
+                top: top.clone(),
+                earlier: earlier.is_some(),
+                dir_name: earlier,
             });
         }
         for (i, (item, comps)) in items.iter().zip(comps).enumerate() {
@@ -212,24 +234,25 @@ impl Plan {
                 }
                 reserved = true;
             }
-            let partial = partials.join(format!("{key}.part"));
+            let partial = format!("{key}.part");
             if !item.dir && (!group.folder || group.earlier) {
+                // Looks only: what is found is opened later by handle, never following a link.
                 if group.folder
                     && let Some(done) = plan.done_path(&key)
-                    && fs::symlink_metadata(&done).is_ok_and(|m| m.is_file() && m.len() == item.size)
+                    && kind_at(plan.root.as_fd(), &done).is_some_and(|(t, len)| t == FileType::RegularFile && len == item.size)
                 {
                     offset = item.size;
-                    existing = Some(done);
-                } else if let Ok(meta) = fs::symlink_metadata(&partial)
-                    && meta.is_file()
-                    && meta.len() <= item.size
+                    existing = Some(plan.dest.join(done));
+                } else if let Some((FileType::RegularFile, len)) = kind_at(plan.partials.as_fd(), &partial)
+                    && len <= item.size
                 {
-                    offset = meta.len();
+                    offset = len;
                 }
             }
             plan.slots.push(Slot {
                 key,
                 partial,
+                size: item.size,
                 offset,
                 existing,
                 group: group_of[i],
@@ -240,152 +263,208 @@ impl Plan {
         }
         // Again, now that our partial files are reserved: a transfer that ended meanwhile may
         // have removed the folder as empty (see `Drop`), and none will from now on.
-        partial_dir(dest).map_err(|e| format!("cannot use the download folder: {e}"))?;
+        plan.partials = partial_dir(&plan.root).map_err(cannot)?;
         Ok(plan)
     }
 
-    /// Create the partial folder again if it went away (another process sharing this download
-    /// folder may remove it when its own transfers end and it looks empty).
-    pub(crate) fn ensure_partial_dir(&self) -> io::Result<()> {
-        partial_dir(&self.dest).map(drop)
+    /// Promise the bytes still to come on the destination's file system, or say why not.
+    pub(crate) fn reserve(&mut self, me: &str) -> Result<(), String> {
+        let needed = self
+            .slots
+            .iter()
+            .filter(|s| !s.dir && s.existing.is_none())
+            .map(|s| s.size - s.offset)
+            .fold(0, u64::saturating_add);
+        self.space = Some(Space::reserve(&self.shared, self.root.as_fd(), needed, me)?);
+        Ok(())
     }
 
-    /// The folder a top-level folder lands in: the one an earlier attempt chose, if it is
-    /// still there (true), else a new one under a free name (false).
-    fn folder_dir(&self, key: &str, top: &str) -> Result<(String, bool), String> {
-        let db = |e: rusqlite::Error| format!("database: {e}");
-        let known: Option<String> = self
-            .shared
-            .store
-            .lock()
+    /// `n` more bytes are on disk.
+    pub(crate) fn written(&self, n: u64) {
+        if let Some(space) = &self.space {
+            space.written(n);
+        }
+    }
+
+    /// The folder an earlier attempt at this group chose, if it is still there.
+    fn earlier_dir(&self, key: &str) -> io::Result<Option<String>> {
+        let db = self.shared.store.lock();
+        let known: Option<String> = db
             .query_row("SELECT dir FROM transfer_groups WHERE key = ?1", [key], |r| r.get(0))
             .optional()
-            .map_err(db)?;
-        if let Some(dir) = known
-            && fs::symlink_metadata(self.dest.join(&dir)).is_ok_and(|m| m.is_dir() && !m.file_type().is_symlink())
-        {
-            return Ok((dir, true));
+            .map_err(db_err)?;
+        let Some(dir) = known else { return Ok(None) };
+        if !kind_at(self.root.as_fd(), &dir).is_some_and(|(t, _)| t == FileType::Directory) {
+            return Ok(None);
         }
+        // In use again: its records expire a day from now, not from the first attempt.
+        db.execute(
+            "UPDATE transfer_groups SET updated = ?2 WHERE key = ?1",
+            params![key, unix_now() as i64],
+        )
+        .map_err(db_err)?;
+        Ok(Some(dir))
+    }
+
+    /// The folder a top-level folder lands in: the one an earlier attempt chose, or, when its
+    /// first item arrives, a new one under a free name (recorded for a resume).
+    fn group_dir(&mut self, g: usize) -> io::Result<String> {
+        if let Some(dir) = &self.groups[g].dir_name {
+            return Ok(dir.clone());
+        }
+        let top = self.groups[g].top.clone();
         for _ in 0..PLACE_ATTEMPTS {
-            let name = free_name(&self.dest, top, |_| false);
-            match fs::create_dir(self.dest.join(&name)) {
+            let name = free_name_at(self.root.as_fd(), &top);
+            match mkdirat(self.root.as_fd(), name.as_str(), NEW_DIR) {
                 Ok(()) => {
+                    fsync(self.root.as_fd())?;
                     self.shared
                         .store
                         .lock()
                         .execute(
                             "INSERT OR REPLACE INTO transfer_groups (key, dir, updated) VALUES (?1, ?2, ?3)",
-                            params![key, name, unix_now() as i64],
+                            params![self.groups[g].key, name, unix_now() as i64],
                         )
-                        .map_err(db)?;
-                    return Ok((name, false));
+                        .map_err(db_err)?;
+                    self.groups[g].dir_name = Some(name.clone());
+                    return Ok(name);
                 }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(format!("cannot create folder \"{}\": {e}", crate::text::printable(&name))),
+                Err(Errno::EXIST) => continue,
+                Err(e) => {
+                    return Err(io::Error::new(
+                        io::Error::from(e).kind(),
+                        format!("cannot create folder \"{}\": {e}", crate::text::printable(&name)),
+                    ));
+                }
             }
         }
-        Err(format!("no free name for folder \"{}\"", crate::text::printable(top)))
+        Err(io::Error::other(format!("no free name for folder \"{}\"", crate::text::printable(&top))))
     }
 
-    fn done_path(&self, key: &str) -> Option<PathBuf> {
-        let rel: Option<String> = self
-            .shared
+    /// Where an earlier attempt placed a file (relative to the destination).
+    fn done_path(&self, key: &str) -> Option<String> {
+        self.shared
             .store
             .lock()
             .query_row("SELECT path FROM transfer_files WHERE key = ?1", [key], |r| r.get(0))
             .optional()
             .ok()
-            .flatten();
-        rel.map(|r| self.dest.join(r))
+            .flatten()
     }
 
-    /// The folder (relative to the destination) where item `i` lands, and its own name.
-    fn target(&self, i: usize) -> (PathBuf, String) {
-        let slot = &self.slots[i];
-        let group = &self.groups[slot.group];
-        let last = slot.comps.last().cloned().unwrap_or_default();
-        if !group.folder {
-            return (PathBuf::new(), last);
+    /// The folder (relative to the destination) where item `i` lands, and its own name;
+    /// the group's folder is created here if it is not yet.
+    fn target(&mut self, i: usize) -> io::Result<(PathBuf, String)> {
+        let (g, n) = (self.slots[i].group, self.slots[i].comps.len());
+        let last = self.slots[i].comps.last().cloned().unwrap_or_default();
+        if !self.groups[g].folder {
+            return Ok((PathBuf::new(), last));
         }
-        let mut dir = PathBuf::from(&group.dir_name);
-        if slot.comps.len() > 1 {
-            dir.extend(&slot.comps[1..slot.comps.len() - 1]);
+        let mut dir = PathBuf::from(self.group_dir(g)?);
+        if n > 1 {
+            dir.extend(&self.slots[i].comps[1..n - 1]);
         }
-        (dir, last)
+        Ok((dir, last))
+    }
+
+    /// The folder where item `i` lands, created and open (the last one is kept: files of one
+    /// folder arrive together).
+    fn open_target(&mut self, i: usize) -> io::Result<(PathBuf, String)> {
+        let (rel, name) = self.target(i)?;
+        if !self.last_dir.as_ref().is_some_and(|(r, _)| *r == rel) {
+            let comps: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
+            let fd = walk(self.root.as_fd(), comps, true)?;
+            self.last_dir = Some((rel.clone(), fd));
+        }
+        Ok((rel, name))
+    }
+
+    /// Create the folder items the sender has gone past (all before item `below`), each
+    /// with its verdict.
+    pub(crate) fn make_dirs(&mut self, below: usize) -> Vec<(usize, Result<PathBuf, String>)> {
+        let mut out = Vec::new();
+        while self.dirs_made < below.min(self.slots.len()) {
+            let i = self.dirs_made;
+            self.dirs_made += 1;
+            if self.slots[i].dir {
+                out.push((i, self.make_dir(i).map_err(|e| format!("cannot create folder: {e}"))));
+            }
+        }
+        out
     }
 
     /// Recreate a folder item.
-    pub(crate) fn make_dir(&self, i: usize) -> io::Result<PathBuf> {
-        let (dir, last) = self.target(i);
+    fn make_dir(&mut self, i: usize) -> io::Result<PathBuf> {
+        let (dir, last) = self.target(i)?;
         let rel = if self.slots[i].comps.len() == 1 { dir } else { dir.join(last) };
-        create_dirs_safely(&self.dest, &rel)
+        let comps: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
+        walk(self.root.as_fd(), comps, true)?;
+        Ok(self.dest.join(rel))
     }
 
-    /// Put a verified file under a free final name; returns where it went.
-    pub(crate) fn place(&mut self, i: usize) -> io::Result<PathBuf> {
+    /// The folder of item `i` exists (created now if not): called when its first byte comes.
+    pub(crate) fn ready_folder(&mut self, i: usize) -> io::Result<()> {
+        self.open_target(i).map(drop)
+    }
+
+    /// Open item `i`'s partial file for writing, from zero (`truncate`) or to go on.
+    pub(crate) fn open_partial(&mut self, i: usize, truncate: bool) -> io::Result<File> {
+        let mut flags = OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        if truncate {
+            flags |= OFlags::TRUNC;
+        }
+        let mode = Mode::from_raw_mode(0o600);
+        let name = self.slots[i].partial.as_str();
+        let fd = match openat(self.partials.as_fd(), name, flags, mode) {
+            // The partial folder went away (another process sharing this download folder
+            // removes it when its own transfers end and it looks empty): create it again.
+            Err(Errno::NOENT) => {
+                self.partials = partial_dir(&self.root)?;
+                openat(self.partials.as_fd(), self.slots[i].partial.as_str(), flags, mode)?
+            }
+            other => other?,
+        };
+        Ok(File::from(fd))
+    }
+
+    /// Open the copy of item `i` an earlier attempt placed, to verify it.
+    pub(crate) fn open_existing(&self, i: usize) -> io::Result<File> {
+        let missing = || io::Error::from(io::ErrorKind::NotFound);
+        let path = self.slots[i].existing.as_ref().ok_or_else(missing)?;
+        let rel = path.strip_prefix(&self.dest).map_err(|_| missing())?;
+        let comps: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
+        let (name, dirs) = comps.split_last().ok_or_else(missing)?;
+        let dir = walk(self.root.as_fd(), dirs.iter().copied(), false)?;
+        let fd = openat(dir.as_fd(), *name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+        Ok(File::from(fd))
+    }
+
+    /// Put a verified file under a free final name; returns where it went. Its bytes are made
+    /// durable before it gets that name, and the name is durable before this returns: a file
+    /// reported placed survives a power cut, and nothing half-written ever has a final name.
+    pub(crate) fn place(&mut self, i: usize, file: &File) -> io::Result<PathBuf> {
         if let Some(existing) = self.slots[i].existing.clone() {
             return Ok(existing);
         }
-        let (dir_rel, name) = self.target(i);
-        // Files of one folder arrive together: check and create their folder once.
-        let dir = match &self.last_dir {
-            Some((rel, full)) if *rel == dir_rel => full.clone(),
-            _ => {
-                let full = create_dirs_safely(&self.dest, &dir_rel)?;
-                self.last_dir = Some((dir_rel, full.clone()));
-                full
-            }
+        file.sync_all()?;
+        let (dir_rel, name) = self.open_target(i)?;
+        let Some((_, dir)) = &self.last_dir else {
+            return Err(io::Error::other("internal error: no open folder"));
         };
-        let partial = self.slots[i].partial.clone();
-        let mut placed = None;
-        for attempt in 0..PLACE_ATTEMPTS {
-            // The name as sent first (usually free: the rename itself says if not).
-            let candidate = match attempt {
-                0 => dir.join(&name),
-                _ => dir.join(free_name(&dir, &name, |_| false)),
-            };
-            // Both fail if the name exists: the no-overwrite step, atomic.
-            match rename_noreplace(&partial, &candidate) {
-                Ok(()) => {
-                    placed = Some(candidate);
-                    break;
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(_) => {}
-            }
-            match fs::hard_link(&partial, &candidate) {
-                Ok(()) => {
-                    let _ = fs::remove_file(&partial);
-                    placed = Some(candidate);
-                    break;
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(_) => {
-                    // File systems without hard links: rename, under the node's lock so no other
-                    // transfer of ours can take the name between the check and the rename.
-                    let _guard = lock(&self.shared.transfers.placing);
-                    if fs::symlink_metadata(&candidate).is_ok() {
-                        continue;
-                    }
-                    fs::rename(&partial, &candidate)?;
-                    placed = Some(candidate);
-                    break;
-                }
-            }
-        }
-        let placed = placed.ok_or_else(|| io::Error::other(format!("no free name for \"{}\"", crate::text::printable(&name))))?;
+        let placed = place_at(&self.shared, &self.partials, &self.slots[i].partial, dir, &name)?;
+        fsync(dir)?;
+        let rel = dir_rel.join(&placed);
         let group = &self.groups[self.slots[i].group];
-        if group.folder
-            && let Ok(rel) = placed.strip_prefix(&self.dest)
-        {
+        if group.folder {
             self.unrecorded
                 .push((self.slots[i].key.clone(), group.key.clone(), rel.to_string_lossy().into_owned()));
             if self.unrecorded.len() >= RECORD_BATCH {
                 self.record();
             }
         }
-        self.slots[i].existing = Some(placed.clone());
-        Ok(placed)
+        let full = self.dest.join(rel);
+        self.slots[i].existing = Some(full.clone());
+        Ok(full)
     }
 
     /// Hand the unrecorded batch to the recorder thread (started on first use).
@@ -418,7 +497,7 @@ impl Plan {
     /// Drop the bytes of a file that can never be completed as offered (hash mismatch, changed
     /// source).
     pub(crate) fn discard(&self, i: usize) {
-        let _ = fs::remove_file(&self.slots[i].partial);
+        let _ = unlinkat(self.partials.as_fd(), self.slots[i].partial.as_str(), AtFlags::empty());
     }
 
     /// Bytes waiting in partial files for a resume: what an interrupted transfer keeps.
@@ -426,9 +505,9 @@ impl Plan {
         self.slots
             .iter()
             .filter(|s| !s.dir && s.existing.is_none())
-            .filter_map(|s| fs::symlink_metadata(&s.partial).ok())
-            .filter(|m| m.is_file())
-            .map(|m| m.len())
+            .filter_map(|s| kind_at(self.partials.as_fd(), &s.partial))
+            .filter(|(t, _)| *t == FileType::RegularFile)
+            .map(|(_, len)| len)
             .sum()
     }
 
@@ -448,9 +527,9 @@ impl Plan {
     pub(crate) fn cancel(&mut self) {
         self.unrecorded.clear();
         self.settle();
-        for slot in &self.slots {
-            if !slot.dir && slot.existing.is_none() {
-                let _ = fs::remove_file(&slot.partial);
+        for i in 0..self.slots.len() {
+            if !self.slots[i].dir && self.slots[i].existing.is_none() {
+                self.discard(i);
             }
         }
         for group in &self.groups {
@@ -463,6 +542,42 @@ impl Plan {
         let _ = db.execute("DELETE FROM transfer_files WHERE group_key = ?1", [key]);
         let _ = db.execute("DELETE FROM transfer_groups WHERE key = ?1", [key]);
     }
+}
+
+/// Move the partial file `partial` (in `partials`) into `dir` under `name`, or under a free
+/// name like it if that is taken; never over an existing file. Returns the name it got.
+fn place_at(shared: &Shared, partials: &OwnedFd, partial: &str, dir: &OwnedFd, name: &str) -> io::Result<String> {
+    for attempt in 0..PLACE_ATTEMPTS {
+        // The name as sent first (usually free: the rename itself says if not).
+        let candidate = match attempt {
+            0 => name.to_string(),
+            _ => free_name_at(dir.as_fd(), name),
+        };
+        // Both fail if the name exists: the no-overwrite step, atomic.
+        match rename_noreplace(partials, partial, dir, &candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(Errno::EXIST) => continue,
+            Err(_) => {}
+        }
+        match linkat(partials, partial, dir, candidate.as_str(), AtFlags::empty()) {
+            Ok(()) => {
+                let _ = unlinkat(partials, partial, AtFlags::empty());
+                return Ok(candidate);
+            }
+            Err(Errno::EXIST) => continue,
+            Err(_) => {
+                // File systems without hard links: rename, under the node's lock so no other
+                // transfer of ours can take the name between the check and the rename.
+                let _guard = lock(&shared.transfers.placing);
+                if kind_at(dir.as_fd(), &candidate).is_some() {
+                    continue;
+                }
+                renameat(partials, partial, dir, candidate.as_str())?;
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(io::Error::other(format!("no free name for \"{}\"", crate::text::printable(name))))
 }
 
 type Record = (String, String, String);
@@ -527,21 +642,15 @@ impl Recorder {
 }
 
 /// Rename that refuses to replace an existing name (Linux `renameat2(RENAME_NOREPLACE)`): one
-/// step instead of link + unlink. Errors other than `AlreadyExists` mean "not supported here".
+/// step instead of link + unlink. Errors other than `EXIST` mean "not supported here".
 #[cfg(target_os = "linux")]
-fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let from = CString::new(from.as_os_str().as_bytes())?;
-    let to = CString::new(to.as_os_str().as_bytes())?;
-    // SAFETY: both are valid NUL-terminated strings that outlive the call.
-    let r = unsafe { libc::renameat2(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::RENAME_NOREPLACE) };
-    if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+fn rename_noreplace(from_dir: &OwnedFd, from: &str, to_dir: &OwnedFd, to: &str) -> rustix::io::Result<()> {
+    rustix::fs::renameat_with(from_dir, from, to_dir, to, rustix::fs::RenameFlags::NOREPLACE)
 }
 
 #[cfg(not(target_os = "linux"))]
-fn rename_noreplace(_from: &Path, _to: &Path) -> io::Result<()> {
-    Err(io::Error::from(io::ErrorKind::Unsupported))
+fn rename_noreplace(_: &OwnedFd, _: &str, _: &OwnedFd, _: &str) -> rustix::io::Result<()> {
+    Err(Errno::NOSYS)
 }
 
 impl Drop for Plan {
@@ -557,7 +666,7 @@ impl Drop for Plan {
         // a starting transfer either sees it gone and recreates it, or keeps it); `remove_dir`
         // leaves it alone if any file is in it.
         if in_use.is_empty() {
-            let _ = fs::remove_dir(self.dest.join(PARTIAL_DIR));
+            let _ = unlinkat(self.root.as_fd(), PARTIAL_DIR, AtFlags::REMOVEDIR);
         }
     }
 }

@@ -3,9 +3,8 @@
 //! partial, verify it, and place it. Socket reads and disk writes overlap through a short
 //! channel to a blocking writer thread, so memory stays flat whatever the file size.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use tokio::sync::mpsc;
@@ -182,6 +181,10 @@ async fn exchange(
             .map_err(|_| Stop::Failed("preparing the transfer failed".into()))?
     };
     let plan = plan_out.insert(prepared.map_err(Stop::Failed)?);
+    if let Err(reason) = plan.reserve(&ctx.shared.nick()) {
+        let _ = writer.send(&TransferMsg::Reject { reason: bounded(&reason) }).await;
+        return Err(Stop::Rejected(reason));
+    }
     let mut resume = Vec::new();
     for (i, slot) in plan.slots.iter_mut().enumerate() {
         if slot.offset > 0 {
@@ -198,15 +201,9 @@ async fn exchange(
     let expected: Vec<(bool, u64)> = plan.slots.iter().map(|s| (s.dir, s.offset)).collect();
     let resumed = expected.iter().map(|e| e.1).sum();
     let mut meter = Meter::new(ctx, n as u32, header.bytes);
+    // Folders are made as the sender reaches them, on the disk thread: nothing is created
+    // for an offer whose data never comes.
     let mut verdicts: Vec<Option<Result<PathBuf, String>>> = vec![None; n];
-    for (i, slot) in verdicts.iter_mut().enumerate() {
-        if expected[i].0 {
-            let verdict = plan.make_dir(i).map_err(|e| format!("cannot create folder: {e}"));
-            tell(writer, i, &verdict, &items[i], dest)?;
-            *slot = Some(verdict);
-            meter.end_file(ctx);
-        }
-    }
 
     // The disk thread owns the plan while files arrive: it writes, hashes, verifies and
     // places, so the next file is read from the socket while the last one is finished.
@@ -234,7 +231,7 @@ async fn exchange(
     let (plan, failure) = disk.await.map_err(|e| Stop::Disk(format!("the disk writer failed: {e}")))?;
     let plan = plan_out.insert(plan);
     if let Some((i, e)) = failure {
-        return Err(Stop::Disk(format!("cannot write \"{}\": {e}", printable(&items[i].path))));
+        return Err(Stop::Disk(disk_failure(ctx, &items[i].path, &e, plan.partial_bytes())));
     }
     streamed?;
     while let Ok((i, verdict)) = vrx.try_recv() {
@@ -271,6 +268,22 @@ async fn exchange(
     }
     plan.finish(&ok);
     Ok(outcome)
+}
+
+/// Why the disk thread stopped, for both ends: a full disk says whose, and what is kept.
+fn disk_failure(ctx: &Ctx, path: &str, e: &std::io::Error, kept: u64) -> String {
+    if e.kind() == std::io::ErrorKind::StorageFull {
+        let kept = match kept {
+            0 => String::new(),
+            n => format!("; the {} received are kept for a resume", human_bytes(n)),
+        };
+        return format!(
+            "disk full on {}: cannot write \"{}\"{kept}",
+            printable(&ctx.shared.nick()),
+            printable(path)
+        );
+    }
+    format!("cannot write \"{}\": {e}", printable(path))
 }
 
 /// Queue a verdict for the sender (flushed in batches: the sender only waits for them at the
@@ -327,7 +340,9 @@ const CMD_BATCH: usize = 256;
 
 impl Feed<'_> {
     fn on_verdict(&mut self, ctx: &Ctx, writer: &mut SecureWriter, i: usize, verdict: Result<PathBuf, String>) -> Result<(), Stop> {
-        if let Ok(path) = &verdict {
+        if self.items[i].dir {
+            self.meter.end_file(ctx);
+        } else if let Ok(path) = &verdict {
             self.received.push(ReceivedFile {
                 path: path.to_string_lossy().into_owned(),
                 size: self.items[i].size,
@@ -417,13 +432,15 @@ impl Feed<'_> {
                         return Err(protocol("bad file start"));
                     }
                     started[i] = true;
+                    // The sender went past every folder before this file.
+                    self.push(tx, Cmd::Dirs { below: i }, false).await?;
                     let item = &self.items[i];
                     self.meter.start_file(&item.path, item.size, offset);
                     self.push(tx, Cmd::Open { index: i, offset }, false).await?;
                     self.file(ctx, reader, tx, i, item.size - offset, &mut fault).await?;
                     self.meter.end_file(ctx);
                 }
-                TransferMsg::Done => return Ok(()),
+                TransferMsg::Done => return self.push(tx, Cmd::Dirs { below: self.items.len() }, true).await,
                 other => return Err(protocol(&format!("unexpected {}", msg_name(&other)))),
             }
         }
@@ -496,6 +513,8 @@ impl Feed<'_> {
 
 /// What the socket side tells the disk thread.
 enum Cmd {
+    /// Make the folder items before this index.
+    Dirs { below: usize },
     Open { index: usize, offset: u64 },
     Data(Vec<u8>),
     End { theirs: serde_bytes::ByteBuf },
@@ -505,7 +524,9 @@ enum Cmd {
 /// A file being written (or, when placed by an earlier attempt, only verified).
 struct Open {
     index: usize,
-    file: File,
+    /// `Err`: its folder cannot be made (a file or a link in the way); its bytes are dropped
+    /// and it fails alone.
+    file: Result<File, String>,
     hasher: blake3::Hasher,
     read_only: bool,
 }
@@ -522,7 +543,12 @@ fn disk_loop(
     while let Some(batch) = rx.blocking_recv() {
         for cmd in batch {
             match cmd {
-                Cmd::Open { index, offset } => match open(&plan, index, offset) {
+                Cmd::Dirs { below } => {
+                    for verdict in plan.make_dirs(below) {
+                        let _ = verdicts.send(verdict);
+                    }
+                }
+                Cmd::Open { index, offset } => match open(&mut plan, index, offset) {
                     Ok(o) => current = Some(o),
                     Err(e) => return (plan, Some((index, e))),
                 },
@@ -534,8 +560,11 @@ fn disk_loop(
                                 Some((o.index, std::io::Error::other("data for a file that is already complete"))),
                             );
                         }
-                        if let Err(e) = o.file.write_all(&buf) {
-                            return (plan, Some((o.index, e)));
+                        if let Ok(file) = &mut o.file {
+                            if let Err(e) = file.write_all(&buf) {
+                                return (plan, Some((o.index, e)));
+                            }
+                            plan.written(buf.len() as u64);
                         }
                         o.hasher.update(&buf);
                     }
@@ -543,14 +572,20 @@ fn disk_loop(
                 }
                 Cmd::End { theirs } => {
                     if let Some(o) = current.take() {
-                        drop(o.file);
-                        let verdict = if theirs.as_slice() == o.hasher.finalize().as_bytes() {
-                            plan.place(o.index).map_err(|e| format!("cannot place it: {e}"))
-                        } else {
-                            if !o.read_only {
-                                plan.discard(o.index);
+                        let verdict = match &o.file {
+                            Err(reason) => Err(reason.clone()),
+                            Ok(_) if theirs.as_slice() != o.hasher.finalize().as_bytes() => {
+                                if !o.read_only {
+                                    plan.discard(o.index);
+                                }
+                                Err("it failed verification (BLAKE3 mismatch); the received data was discarded".into())
                             }
-                            Err("it failed verification (BLAKE3 mismatch); the received data was discarded".into())
+                            Ok(file) => match plan.place(o.index, file) {
+                                Ok(path) => Ok(path),
+                                // Full here means full for every file after it too.
+                                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => return (plan, Some((o.index, e))),
+                                Err(e) => Err(format!("cannot place it: {e}")),
+                            },
                         };
                         let _ = verdicts.send((o.index, verdict));
                     }
@@ -569,34 +604,30 @@ fn disk_loop(
 }
 
 /// Open a file's partial (or its earlier placed copy) and hash the `offset` bytes already
-/// there, so the final hash covers the whole file.
-fn open(plan: &Plan, index: usize, offset: u64) -> std::io::Result<Open> {
-    let slot = &plan.slots[index];
-    let (mut file, read_only) = match &slot.existing {
-        Some(path) => (File::open(path)?, true),
-        // From zero: truncate on open (a stale partial is discarded in the same call).
-        None => {
-            let partial = || {
-                OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(offset == 0)
-                    // A link planted where the partial file goes must not redirect the write.
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(&slot.partial)
-            };
-            let file = match partial() {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    plan.ensure_partial_dir()?;
-                    partial()?
-                }
-                other => other?,
-            };
-            (file, false)
+/// there, so the final hash covers the whole file. Its folder is made now, as its first byte
+/// comes.
+fn open(plan: &mut Plan, index: usize, offset: u64) -> std::io::Result<Open> {
+    let hasher = blake3::Hasher::new();
+    if plan.slots[index].existing.is_none()
+        && let Err(e) = plan.ready_folder(index)
+    {
+        if e.kind() == std::io::ErrorKind::StorageFull {
+            return Err(e);
         }
+        let file = Err(format!("cannot place it: {e}"));
+        return Ok(Open {
+            index,
+            file,
+            hasher,
+            read_only: false,
+        });
+    }
+    let (mut file, read_only) = match plan.slots[index].existing {
+        Some(_) => (plan.open_existing(index)?, true),
+        // From zero: truncate on open (a stale partial is discarded in the same call).
+        None => (plan.open_partial(index, offset == 0)?, false),
     };
-    let mut hasher = blake3::Hasher::new();
+    let mut hasher = hasher;
     let mut buf = vec![0u8; CHUNK.min(offset as usize)];
     let mut left = offset;
     while left > 0 {
@@ -611,7 +642,7 @@ fn open(plan: &Plan, index: usize, offset: u64) -> std::io::Result<Open> {
     }
     Ok(Open {
         index,
-        file,
+        file: Ok(file),
         hasher,
         read_only,
     })
