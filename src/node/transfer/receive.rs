@@ -484,7 +484,8 @@ impl Feed<'_> {
                     remaining -= len;
                     taken += len;
                     self.meter.advance(ctx, len);
-                    self.push(tx, Cmd::Data(buf), false).await?;
+                    let now = reader.buffered() == 0;
+                    self.push(tx, Cmd::Data(buf), now).await?;
                     if let Some(Fault::Disconnect(limit)) = *fault
                         && taken >= limit
                     {
