@@ -4,7 +4,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{PATIENCE as WAIT, start_node, tmpfs};
+use common::{PATIENCE as WAIT, start_node, tmpfs, until};
 use lanyard::identity::PeerId;
 use lanyard::node::transfer::{Direction, TransferError};
 use lanyard::node::{Event, NodeConfig, NodeHandle};
@@ -593,7 +593,14 @@ async fn an_offer_that_does_not_fit_is_refused_with_the_reason_on_both_sides() {
     // 1 MiB and the 64 MiB kept free do not fit in 32 MiB.
     b.handle.pretend_free_space(Some(32 << 20));
     let mut b_events = b.handle.subscribe();
-    let err = a.handle.send(&bob, std::slice::from_ref(&file)).await.unwrap().wait().await.unwrap_err();
+    let err = a
+        .handle
+        .send(&bob, std::slice::from_ref(&file))
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap_err();
     assert!(matches!(err, TransferError::Rejected(_)), "{err:?}");
     let expected = "not enough disk space on bob: needs 1.00 MiB (and 64.00 MiB kept free), 32.00 MiB free";
     assert_eq!(err.to_string(), format!("rejected: {expected}"));
@@ -657,4 +664,72 @@ async fn disk_full_fails_the_transfer_on_both_sides_and_the_node_carries_on() {
     write(&small, b"fits");
     assert!(a.handle.send(&bob, &[small]).await.unwrap().wait().await.unwrap().all_ok());
     assert_eq!(std::fs::read(downloads.join("small.txt")).unwrap(), b"fits");
+}
+
+#[tokio::test]
+async fn partials_nobody_resumed_expire_at_start_up() {
+    let a = node("ada", |_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let downloads = dir.path().join("downloads");
+    let config = || {
+        let mut c = NodeConfig::local("bob", dir.path().join("data"));
+        c.download_dir = downloads.clone();
+        c.accept_all = true;
+        c
+    };
+    let b = start_node(config()).await;
+    let bob = a.handle.resolve(&b.listen_addr().unwrap().to_string(), WAIT).await.unwrap();
+    // A folder cut mid-file: its partial file and its folder's resume record stay.
+    let src = tempfile::tempdir().unwrap();
+    write(&src.path().join("tree/a.bin"), &pattern(3 << 20, 5));
+    a.handle.inject_disconnect_after(1 << 20);
+    let tree = src.path().join("tree");
+    let mut b_events = b.subscribe();
+    assert!(
+        a.handle
+            .send(&bob, std::slice::from_ref(&tree))
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .is_err()
+    );
+    error_of(&mut b_events).await;
+    b.shutdown().await;
+    drop(b);
+    let old = partials(&downloads);
+    assert_eq!(old.len(), 1);
+
+    // A day and more later (the clock moved back on them instead), and someone's fresh one.
+    let two_days = std::time::Duration::from_secs(2 * 24 * 3600);
+    let then = std::time::SystemTime::now() - two_days;
+    std::fs::File::options()
+        .write(true)
+        .open(&old[0])
+        .unwrap()
+        .set_modified(then)
+        .unwrap();
+    let fresh = downloads.join(".lanyard-partial/fresh.part");
+    write(&fresh, b"half");
+    let db = dir.path().join("data").join(lanyard::store::DB_FILE);
+    let groups = || -> i64 {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.query_row("SELECT count(*) FROM transfer_groups", [], |r| r.get(0)).unwrap()
+    };
+    assert_eq!(groups(), 1);
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("UPDATE transfer_groups SET updated = updated - ?1", [two_days.as_secs() as i64])
+        .unwrap();
+
+    let b = start_node(config()).await;
+    until("the old partial removed", || !old[0].exists()).await;
+    until("the old resume record removed", || groups() == 0).await;
+    assert_eq!(std::fs::read(&fresh).unwrap(), b"half", "a fresh partial stays");
+    // Nothing to resume from: the folder comes again, whole, beside the old one.
+    let bob = a.handle.resolve(&b.listen_addr().unwrap().to_string(), WAIT).await.unwrap();
+    let outcome = a.handle.send(&bob, &[tree]).await.unwrap().wait().await.unwrap();
+    assert!(outcome.all_ok());
+    assert_eq!(outcome.resumed, 0);
+    assert_eq!(outcome.saved_as, vec![("tree".to_string(), "tree (1)".to_string())]);
 }

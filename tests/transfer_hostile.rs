@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::PATIENCE as WAIT;
+use common::{PATIENCE as WAIT, until};
 use lanyard::identity::Identity;
 use lanyard::net::secure::{self, SecureConn};
 use lanyard::net::wire::{Hello, Purpose};
@@ -348,17 +348,6 @@ async fn send_file(conn: &mut SecureConn, index: u32, data: &[u8]) {
         })
         .await
         .unwrap();
-}
-
-/// Until `cond` holds (checked on the file system, which has no events to wait on).
-async fn until(what: &str, cond: impl Fn() -> bool) {
-    tokio::time::timeout(WAIT, async {
-        while !cond() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{what}: not within {} s", WAIT.as_secs()));
 }
 
 fn dir_item(path: &str) -> Item {

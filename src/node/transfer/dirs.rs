@@ -22,7 +22,11 @@ pub(crate) const NEW_DIR: Mode = Mode::from_raw_mode(0o777);
 
 /// Open a folder the user chose (the download folder: trusted, and it may well be a link).
 pub(crate) fn open_root(path: &Path) -> io::Result<OwnedFd> {
-    Ok(rustix::fs::open(path, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?)
+    Ok(rustix::fs::open(
+        path,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
 }
 
 /// What sits at `name` in `dir`, without following a link.

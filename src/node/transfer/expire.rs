@@ -57,7 +57,10 @@ fn expire_partials(shared: &Shared, root: &OwnedFd, max_age: Duration) -> usize 
         return 0;
     };
     let cutoff = SystemTime::now().checked_sub(max_age).unwrap_or(SystemTime::UNIX_EPOCH);
-    let cutoff = cutoff.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let cutoff = cutoff
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
     let mut old = Vec::new();
     while let Some(Ok(entry)) = dir.read() {
         let Ok(name) = entry.file_name().to_str() else { continue };
@@ -86,7 +89,12 @@ fn expire_records(shared: &Shared, max_age: Duration) {
     let db = shared.store.lock();
     let result = db
         .execute("DELETE FROM transfer_groups WHERE updated < ?1", params![cutoff])
-        .and_then(|_| db.execute("DELETE FROM transfer_files WHERE group_key NOT IN (SELECT key FROM transfer_groups)", []));
+        .and_then(|_| {
+            db.execute(
+                "DELETE FROM transfer_files WHERE group_key NOT IN (SELECT key FROM transfer_groups)",
+                [],
+            )
+        });
     if let Err(e) = result {
         tracing::warn!("cannot expire old resume records: {e}");
     }

@@ -418,7 +418,9 @@ fn fit(stem: &str, ext: &str, suffix: &str) -> String {
 /// that reports `AlreadyExists`. A candidate whose existence cannot be checked (permission
 /// denied, say) is offered as free, so that the creation reports the real error.
 pub fn free_name(dir: &Path, name: &str, taken: impl Fn(&str) -> bool) -> String {
-    free_name_by(name, |candidate| !taken(candidate) && fs::symlink_metadata(dir.join(candidate)).is_err())
+    free_name_by(name, |candidate| {
+        !taken(candidate) && fs::symlink_metadata(dir.join(candidate)).is_err()
+    })
 }
 
 /// [`free_name`] in the folder open as `dir`: asked of the handle, so the answer is about

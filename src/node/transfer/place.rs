@@ -338,7 +338,10 @@ impl Plan {
                 }
             }
         }
-        Err(io::Error::other(format!("no free name for folder \"{}\"", crate::text::printable(&top))))
+        Err(io::Error::other(format!(
+            "no free name for folder \"{}\"",
+            crate::text::printable(&top)
+        )))
     }
 
     /// Where an earlier attempt placed a file (relative to the destination).
@@ -435,7 +438,12 @@ impl Plan {
         let comps: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
         let (name, dirs) = comps.split_last().ok_or_else(missing)?;
         let dir = walk(self.root.as_fd(), dirs.iter().copied(), false)?;
-        let fd = openat(dir.as_fd(), *name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+        let fd = openat(
+            dir.as_fd(),
+            *name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         Ok(File::from(fd))
     }
 

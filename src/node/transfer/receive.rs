@@ -515,11 +515,20 @@ impl Feed<'_> {
 /// What the socket side tells the disk thread.
 enum Cmd {
     /// Make the folder items before this index.
-    Dirs { below: usize },
-    Open { index: usize, offset: u64 },
+    Dirs {
+        below: usize,
+    },
+    Open {
+        index: usize,
+        offset: u64,
+    },
     Data(Vec<u8>),
-    End { theirs: serde_bytes::ByteBuf },
-    Abort { reason: String },
+    End {
+        theirs: serde_bytes::ByteBuf,
+    },
+    Abort {
+        reason: String,
+    },
 }
 
 /// A file being written (or, when placed by an earlier attempt, only verified).

@@ -29,7 +29,9 @@ pub(crate) struct Reservation {
 impl Reservation {
     /// `n` bytes were written.
     pub(crate) fn written(&self, n: u64) {
-        let _ = self.left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| Some(l.saturating_sub(n)));
+        let _ = self
+            .left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| Some(l.saturating_sub(n)));
     }
 }
 
