@@ -68,7 +68,7 @@ fn expire_partials(shared: &Shared, root: &OwnedFd, max_age: Duration) -> usize 
         let Ok(st) = rustix::fs::statat(partials.as_fd(), name, AtFlags::SYMLINK_NOFOLLOW) else {
             continue;
         };
-        if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile && (st.st_mtime as i64) < cutoff {
+        if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile && st.st_mtime < cutoff {
             old.push((key.to_string(), name.to_string()));
         }
     }

@@ -374,7 +374,7 @@ impl Plan {
     /// folder arrive together).
     fn open_target(&mut self, i: usize) -> io::Result<(PathBuf, String)> {
         let (rel, name) = self.target(i)?;
-        if !self.last_dir.as_ref().is_some_and(|(r, _)| *r == rel) {
+        if self.last_dir.as_ref().is_none_or(|(r, _)| *r != rel) {
             let comps: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
             let fd = walk(self.root.as_fd(), comps, true)?;
             self.last_dir = Some((rel.clone(), fd));

@@ -56,7 +56,7 @@ impl Space {
     /// sender and for our own faces, naming `me`).
     pub(crate) fn reserve(shared: &Arc<crate::node::Shared>, dir: BorrowedFd<'_>, needed: u64, me: &str) -> Result<Reservation, String> {
         let space = &shared.transfers.space;
-        let dev = rustix::fs::fstat(dir).map(|s| s.st_dev as u64).unwrap_or(0);
+        let dev = rustix::fs::fstat(dir).map(|s| s.st_dev).unwrap_or(0);
         let free = match *lock(&space.pretend_free) {
             Some(free) => free,
             None => match rustix::fs::fstatvfs(dir) {
