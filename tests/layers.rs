@@ -7,10 +7,11 @@ use std::path::Path;
 /// What each module may import from the crate.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("text", &[]),
+    ("limits", &[]),
     ("identity", &["text"]),
     ("net", &["identity", "text"]),
     ("store", &["identity", "text"]),
-    ("node", &["identity", "net", "store", "text"]),
+    ("node", &["identity", "limits", "net", "store", "text"]),
     ("config", &["node", "text"]),
     ("cli", &["config", "node", "text", "ui"]),
     ("ui", &["config", "node", "text"]),
