@@ -459,7 +459,7 @@ impl Plan {
         let Some((_, dir)) = &self.last_dir else {
             return Err(io::Error::other("internal error: no open folder"));
         };
-        let placed = place_at(&self.shared, &self.partials, &self.slots[i].partial, dir, &name)?;
+        let placed = place_at(&self.shared.transfers.placing, &self.partials, &self.slots[i].partial, dir, &name)?;
         fsync(dir)?;
         let rel = dir_rel.join(&placed);
         let group = &self.groups[self.slots[i].group];
@@ -554,7 +554,7 @@ impl Plan {
 
 /// Move the partial file `partial` (in `partials`) into `dir` under `name`, or under a free
 /// name like it if that is taken; never over an existing file. Returns the name it got.
-fn place_at(shared: &Shared, partials: &OwnedFd, partial: &str, dir: &OwnedFd, name: &str) -> io::Result<String> {
+fn place_at(placing: &std::sync::Mutex<()>, partials: &OwnedFd, partial: &str, dir: &OwnedFd, name: &str) -> io::Result<String> {
     for attempt in 0..PLACE_ATTEMPTS {
         // The name as sent first (usually free: the rename itself says if not).
         let candidate = match attempt {
@@ -576,7 +576,7 @@ fn place_at(shared: &Shared, partials: &OwnedFd, partial: &str, dir: &OwnedFd, n
             Err(_) => {
                 // File systems without hard links: rename, under the node's lock so no other
                 // transfer of ours can take the name between the check and the rename.
-                let _guard = lock(&shared.transfers.placing);
+                let _guard = lock(placing);
                 if kind_at(dir.as_fd(), &candidate).is_some() {
                     continue;
                 }
@@ -710,5 +710,27 @@ mod tests {
         }
         let ok = validate(&[item("d/a.txt", false), item("d/e", true), item("é 日本.pdf", false)]).unwrap();
         assert_eq!(ok[0], vec!["d", "a.txt"]);
+    }
+
+    #[test]
+    fn placing_moves_the_partial_under_a_free_name_and_never_overwrites() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = open_root(tmp.path()).unwrap();
+        let partials = partial_dir(&root).unwrap();
+        let dir = walk(root.as_fd(), ["d"], true).unwrap();
+        let placing = std::sync::Mutex::new(());
+        fs::write(tmp.path().join("d/a.txt"), b"old").unwrap();
+        for (part, data) in [("k1.part", "new"), ("k2.part", "newer")] {
+            fs::write(tmp.path().join(PARTIAL_DIR).join(part), data).unwrap();
+        }
+        assert_eq!(place_at(&placing, &partials, "k1.part", &dir, "a.txt").unwrap(), "a (1).txt");
+        assert_eq!(place_at(&placing, &partials, "k2.part", &dir, "a.txt").unwrap(), "a (2).txt");
+        assert_eq!(fs::read(tmp.path().join("d/a.txt")).unwrap(), b"old");
+        assert_eq!(fs::read(tmp.path().join("d/a (1).txt")).unwrap(), b"new");
+        assert_eq!(fs::read(tmp.path().join("d/a (2).txt")).unwrap(), b"newer");
+        assert_eq!(fs::read_dir(tmp.path().join(PARTIAL_DIR)).unwrap().count(), 0, "moved, not copied");
+        // A partial that is not there is an error, not an empty file.
+        assert!(place_at(&placing, &partials, "gone.part", &dir, "b.txt").is_err());
+        assert!(!tmp.path().join("d/b.txt").exists());
     }
 }
