@@ -111,6 +111,8 @@ pub(crate) struct Plan {
     recorder: Option<Recorder>,
     /// The folder the last file went to (relative), already checked, created and open.
     last_dir: Option<(PathBuf, OwnedFd)>,
+    /// A file was placed in `last_dir` since it was last fsynced.
+    unsynced: bool,
     /// Folder items made so far (they come in manifest order, as the sender reaches them).
     dirs_made: usize,
     /// The space promised to this transfer (see `reserve`).
@@ -182,6 +184,7 @@ impl Plan {
             unrecorded: Vec::new(),
             recorder: None,
             last_dir: None,
+            unsynced: false,
             dirs_made: 0,
             space: None,
         };
@@ -375,6 +378,7 @@ impl Plan {
     fn open_target(&mut self, i: usize) -> io::Result<(PathBuf, String)> {
         let (rel, name) = self.target(i)?;
         if self.last_dir.as_ref().is_none_or(|(r, _)| *r != rel) {
+            self.sync_placed()?;
             let comps: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
             let fd = walk(self.root.as_fd(), comps, true)?;
             self.last_dir = Some((rel.clone(), fd));
@@ -448,8 +452,9 @@ impl Plan {
     }
 
     /// Put a verified file under a free final name; returns where it went. Its bytes are made
-    /// durable before it gets that name, and the name is durable before this returns: a file
-    /// reported placed survives a power cut, and nothing half-written ever has a final name.
+    /// durable before it gets that name, so nothing half-written ever has a final name; the
+    /// name itself is durable after [`Plan::sync_placed`], which must come before the sender
+    /// hears of it (one folder fsync for a batch of small files, not one each).
     pub(crate) fn place(&mut self, i: usize, file: &File) -> io::Result<PathBuf> {
         if let Some(existing) = self.slots[i].existing.clone() {
             return Ok(existing);
@@ -460,7 +465,7 @@ impl Plan {
             return Err(io::Error::other("internal error: no open folder"));
         };
         let placed = place_at(&self.shared.transfers.placing, &self.partials, &self.slots[i].partial, dir, &name)?;
-        fsync(dir)?;
+        self.unsynced = true;
         let rel = dir_rel.join(&placed);
         let group = &self.groups[self.slots[i].group];
         if group.folder {
@@ -473,6 +478,17 @@ impl Plan {
         let full = self.dest.join(rel);
         self.slots[i].existing = Some(full.clone());
         Ok(full)
+    }
+
+    /// Make the names of the files placed so far durable (fsync their folder).
+    pub(crate) fn sync_placed(&mut self) -> io::Result<()> {
+        if let Some((_, dir)) = &self.last_dir
+            && self.unsynced
+        {
+            fsync(dir)?;
+        }
+        self.unsynced = false;
+        Ok(())
     }
 
     /// Hand the unrecorded batch to the recorder thread (started on first use).

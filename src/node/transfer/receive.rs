@@ -550,67 +550,103 @@ fn disk_loop(
     free: std::sync::mpsc::Sender<Vec<u8>>,
 ) -> (Plan, Option<(usize, std::io::Error)>) {
     let mut current: Option<Open> = None;
+    // Verdicts of placed files wait for their folder's fsync: once per batch of commands,
+    // not once per small file.
+    let mut placed = Vec::new();
     while let Some(batch) = rx.blocking_recv() {
-        for cmd in batch {
-            match cmd {
-                Cmd::Dirs { below } => {
-                    for verdict in plan.make_dirs(below) {
-                        let _ = verdicts.send(verdict);
-                    }
+        let done = run_batch(&mut plan, batch, &mut current, &mut placed, &verdicts, &free);
+        let synced = settle(&mut plan, &mut placed, &verdicts);
+        if let Err(e) = done.and(synced) {
+            return (plan, Some(e));
+        }
+    }
+    (plan, None)
+}
+
+/// One hand-over of commands from the socket side.
+fn run_batch(
+    plan: &mut Plan,
+    batch: Vec<Cmd>,
+    current: &mut Option<Open>,
+    placed: &mut Vec<(usize, PathBuf)>,
+    verdicts: &mpsc::UnboundedSender<(usize, Result<PathBuf, String>)>,
+    free: &std::sync::mpsc::Sender<Vec<u8>>,
+) -> Result<(), (usize, std::io::Error)> {
+    for cmd in batch {
+        match cmd {
+            Cmd::Dirs { below } => {
+                for verdict in plan.make_dirs(below) {
+                    let _ = verdicts.send(verdict);
                 }
-                Cmd::Open { index, offset } => match open(&mut plan, index, offset) {
-                    Ok(o) => current = Some(o),
-                    Err(e) => return (plan, Some((index, e))),
-                },
-                Cmd::Data(buf) => {
-                    if let Some(o) = &mut current {
-                        if o.read_only {
-                            return (
-                                plan,
-                                Some((o.index, std::io::Error::other("data for a file that is already complete"))),
-                            );
+            }
+            Cmd::Open { index, offset } => match open(plan, index, offset) {
+                Ok(o) => *current = Some(o),
+                Err(e) => return Err((index, e)),
+            },
+            Cmd::Data(buf) => {
+                if let Some(o) = current {
+                    if o.read_only {
+                        return Err((o.index, std::io::Error::other("data for a file that is already complete")));
+                    }
+                    if let Ok(file) = &mut o.file {
+                        if let Err(e) = file.write_all(&buf) {
+                            return Err((o.index, e));
                         }
-                        if let Ok(file) = &mut o.file {
-                            if let Err(e) = file.write_all(&buf) {
-                                return (plan, Some((o.index, e)));
+                        plan.written(buf.len() as u64);
+                    }
+                    o.hasher.update(&buf);
+                }
+                let _ = free.send(buf);
+            }
+            Cmd::End { theirs } => {
+                if let Some(o) = current.take() {
+                    let verdict = match &o.file {
+                        Err(reason) => Err(reason.clone()),
+                        Ok(_) if theirs.as_slice() != o.hasher.finalize().as_bytes() => {
+                            if !o.read_only {
+                                plan.discard(o.index);
                             }
-                            plan.written(buf.len() as u64);
+                            Err("it failed verification (BLAKE3 mismatch); the received data was discarded".into())
                         }
-                        o.hasher.update(&buf);
-                    }
-                    let _ = free.send(buf);
-                }
-                Cmd::End { theirs } => {
-                    if let Some(o) = current.take() {
-                        let verdict = match &o.file {
-                            Err(reason) => Err(reason.clone()),
-                            Ok(_) if theirs.as_slice() != o.hasher.finalize().as_bytes() => {
-                                if !o.read_only {
-                                    plan.discard(o.index);
-                                }
-                                Err("it failed verification (BLAKE3 mismatch); the received data was discarded".into())
-                            }
-                            Ok(file) => match plan.place(o.index, file) {
-                                Ok(path) => Ok(path),
-                                // Full here means full for every file after it too.
-                                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => return (plan, Some((o.index, e))),
-                                Err(e) => Err(format!("cannot place it: {e}")),
-                            },
-                        };
-                        let _ = verdicts.send((o.index, verdict));
+                        Ok(file) => match plan.place(o.index, file) {
+                            Ok(path) => Ok(path),
+                            // Full here means full for every file after it too.
+                            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => return Err((o.index, e)),
+                            Err(e) => Err(format!("cannot place it: {e}")),
+                        },
+                    };
+                    match verdict {
+                        Ok(path) => placed.push((o.index, path)),
+                        Err(e) => drop(verdicts.send((o.index, Err(e)))),
                     }
                 }
-                Cmd::Abort { reason } => {
-                    if let Some(o) = current.take() {
-                        drop(o.file);
-                        plan.discard(o.index);
-                        let _ = verdicts.send((o.index, Err(format!("the sender gave up on it: {reason}"))));
-                    }
+            }
+            Cmd::Abort { reason } => {
+                if let Some(o) = current.take() {
+                    drop(o.file);
+                    plan.discard(o.index);
+                    let _ = verdicts.send((o.index, Err(format!("the sender gave up on it: {reason}"))));
                 }
             }
         }
     }
-    (plan, None)
+    Ok(())
+}
+
+/// Make the names of placed files durable, then tell the socket side they arrived.
+fn settle(
+    plan: &mut Plan,
+    placed: &mut Vec<(usize, PathBuf)>,
+    verdicts: &mpsc::UnboundedSender<(usize, Result<PathBuf, String>)>,
+) -> Result<(), (usize, std::io::Error)> {
+    let Some(&(first, _)) = placed.first() else {
+        return Ok(());
+    };
+    plan.sync_placed().map_err(|e| (first, e))?;
+    for (i, path) in placed.drain(..) {
+        let _ = verdicts.send((i, Ok(path)));
+    }
+    Ok(())
 }
 
 /// Open a file's partial (or its earlier placed copy) and hash the `offset` bytes already
