@@ -7,11 +7,10 @@ use std::path::Path;
 /// What each module may import from the crate.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("text", &[]),
-    ("limits", &[]),
     ("identity", &["text"]),
     ("net", &["identity", "text"]),
     ("store", &["identity", "text"]),
-    ("node", &["identity", "limits", "net", "store", "text"]),
+    ("node", &["identity", "net", "store", "text"]),
     ("config", &["node", "text"]),
     ("cli", &["config", "node", "text", "ui"]),
     ("ui", &["config", "node", "text"]),
