@@ -451,15 +451,23 @@ impl Plan {
         Ok(File::from(fd))
     }
 
-    /// Put a verified file under a free final name; returns where it went. Its bytes are made
-    /// durable before it gets that name, so nothing half-written ever has a final name; the
-    /// name itself is durable after [`Plan::sync_placed`], which must come before the sender
-    /// hears of it (one folder fsync for a batch of small files, not one each).
-    pub(crate) fn place(&mut self, i: usize, file: &File) -> io::Result<PathBuf> {
+    /// Make the bytes of these verified files durable: the file's own fsync for one, the file
+    /// system's (`syncfs`) for a batch, which costs about as much as one fsync.
+    pub(crate) fn sync_files(&self, files: &[(usize, File)]) -> io::Result<()> {
+        match files {
+            [] => Ok(()),
+            [(_, one)] => one.sync_all(),
+            _ => Ok(rustix::fs::syncfs(&self.partials)?),
+        }
+    }
+
+    /// Put a verified file, its bytes made durable by [`Plan::sync_files`], under a free final
+    /// name; returns where it went. Nothing half-written ever has a final name; the name itself
+    /// is durable after [`Plan::sync_placed`], which must come before the sender hears of it.
+    pub(crate) fn place(&mut self, i: usize) -> io::Result<PathBuf> {
         if let Some(existing) = self.slots[i].existing.clone() {
             return Ok(existing);
         }
-        file.sync_all()?;
         let (dir_rel, name) = self.open_target(i)?;
         let Some((_, dir)) = &self.last_dir else {
             return Err(io::Error::other("internal error: no open folder"));

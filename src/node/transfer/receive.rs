@@ -550,12 +550,12 @@ fn disk_loop(
     free: std::sync::mpsc::Sender<Vec<u8>>,
 ) -> (Plan, Option<(usize, std::io::Error)>) {
     let mut current: Option<Open> = None;
-    // Verdicts of placed files wait for their folder's fsync: once per batch of commands,
-    // not once per small file.
-    let mut placed = Vec::new();
+    // Verified files are synced and placed once per batch of commands, not one by one: a
+    // thousand small files cost a few syncs, not two thousand.
+    let mut pending = Pending::default();
     while let Some(batch) = rx.blocking_recv() {
-        let done = run_batch(&mut plan, batch, &mut current, &mut placed, &verdicts, &free);
-        let synced = settle(&mut plan, &mut placed, &verdicts);
+        let done = run_batch(&mut plan, batch, &mut current, &mut pending, &verdicts, &free);
+        let synced = settle(&mut plan, &mut pending, &verdicts);
         if let Err(e) = done.and(synced) {
             return (plan, Some(e));
         }
@@ -568,7 +568,7 @@ fn run_batch(
     plan: &mut Plan,
     batch: Vec<Cmd>,
     current: &mut Option<Open>,
-    placed: &mut Vec<(usize, PathBuf)>,
+    pending: &mut Pending,
     verdicts: &mpsc::UnboundedSender<(usize, Result<PathBuf, String>)>,
     free: &std::sync::mpsc::Sender<Vec<u8>>,
 ) -> Result<(), (usize, std::io::Error)> {
@@ -600,24 +600,17 @@ fn run_batch(
             }
             Cmd::End { theirs } => {
                 if let Some(o) = current.take() {
-                    let verdict = match &o.file {
-                        Err(reason) => Err(reason.clone()),
-                        Ok(_) if theirs.as_slice() != o.hasher.finalize().as_bytes() => {
+                    let matches = theirs.as_slice() == o.hasher.finalize().as_bytes();
+                    match o.file {
+                        Err(reason) => drop(verdicts.send((o.index, Err(reason)))),
+                        Ok(_) if !matches => {
                             if !o.read_only {
                                 plan.discard(o.index);
                             }
-                            Err("it failed verification (BLAKE3 mismatch); the received data was discarded".into())
+                            let reason = "it failed verification (BLAKE3 mismatch); the received data was discarded";
+                            drop(verdicts.send((o.index, Err(reason.into()))));
                         }
-                        Ok(file) => match plan.place(o.index, file) {
-                            Ok(path) => Ok(path),
-                            // Full here means full for every file after it too.
-                            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => return Err((o.index, e)),
-                            Err(e) => Err(format!("cannot place it: {e}")),
-                        },
-                    };
-                    match verdict {
-                        Ok(path) => placed.push((o.index, path)),
-                        Err(e) => drop(verdicts.send((o.index, Err(e)))),
+                        Ok(file) => pending.verified.push((o.index, file)),
                     }
                 }
             }
@@ -633,17 +626,38 @@ fn run_batch(
     Ok(())
 }
 
-/// Make the names of placed files durable, then tell the socket side they arrived.
+/// Verified files on their way to their final names, a batch at a time: one sync for the
+/// batch's bytes, renames, one sync for the batch's names, then the sender hears of them.
+#[derive(Default)]
+struct Pending {
+    verified: Vec<(usize, File)>,
+    placed: Vec<(usize, PathBuf)>,
+}
+
+/// Make the bytes of verified files durable, give them their names, make those durable,
+/// then tell the socket side they arrived.
 fn settle(
     plan: &mut Plan,
-    placed: &mut Vec<(usize, PathBuf)>,
+    pending: &mut Pending,
     verdicts: &mpsc::UnboundedSender<(usize, Result<PathBuf, String>)>,
 ) -> Result<(), (usize, std::io::Error)> {
-    let Some(&(first, _)) = placed.first() else {
+    if let Some(&(first, _)) = pending.verified.first() {
+        plan.sync_files(&pending.verified).map_err(|e| (first, e))?;
+        for (i, file) in pending.verified.drain(..) {
+            drop(file);
+            match plan.place(i) {
+                Ok(path) => pending.placed.push((i, path)),
+                // Full here means full for every file after it too.
+                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => return Err((i, e)),
+                Err(e) => drop(verdicts.send((i, Err(format!("cannot place it: {e}"))))),
+            }
+        }
+    }
+    let Some(&(first, _)) = pending.placed.first() else {
         return Ok(());
     };
     plan.sync_placed().map_err(|e| (first, e))?;
-    for (i, path) in placed.drain(..) {
+    for (i, path) in pending.placed.drain(..) {
         let _ = verdicts.send((i, Ok(path)));
     }
     Ok(())
