@@ -124,6 +124,18 @@ pub const OUTCOME_LISTED: usize = 1000;
 
 // == Disk ==
 
+/// Free space an accepted offer must leave on the download folder's file system, at least
+/// (see [`DISK_MARGIN_PERCENT`]). An offer that would eat into it is refused before anything
+/// is written, and the sender is told: "not enough disk space on <nick>: needs X, Y free".
+pub const DISK_MARGIN_MIN: u64 = 64 << 20;
+/// …or this share of the offer's bytes (in percent) when that is more: file system overhead
+/// grows with what is written.
+pub const DISK_MARGIN_PERCENT: u64 = 1;
+/// Partial files (and the resume records of their folders) untouched this long belong to
+/// transfers nobody resumed: removed when the node starts and before each transfer into the
+/// same folder. A resume after that starts again from zero.
+pub const PARTIAL_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
 // == Peer exchange ==
 /// How long a peer named in a list (or one whose connection broke) is dialled without news.
 pub const HINT_TTL: Duration = Duration::from_secs(60);

@@ -4,7 +4,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{PATIENCE as WAIT, start_node, tmpfs};
+use common::{PATIENCE as WAIT, start_node, tmpfs, until};
 use lanyard::identity::PeerId;
 use lanyard::node::transfer::{Direction, TransferError};
 use lanyard::node::{Event, NodeConfig, NodeHandle};
@@ -454,35 +454,6 @@ async fn a_vanished_peer_is_a_clear_error() {
     );
 }
 
-/// Root only (a tiny tmpfs as the download dir): SKIP without, FAIL without in CI.
-#[tokio::test]
-async fn disk_full_fails_the_transfer_and_the_node_carries_on() {
-    let Some(mnt) = tmpfs("disk_full_fails_the_transfer_and_the_node_carries_on", "size=2m") else {
-        return;
-    };
-    let a = node("ada", |_| {}).await;
-    let downloads = mnt.path().join("in");
-    let b = node("bob", |c| {
-        c.accept_all = true;
-        c.download_dir = downloads.clone();
-    })
-    .await;
-    let src = tempfile::tempdir().unwrap();
-    let big = src.path().join("big.bin");
-    write(&big, &pattern(4 << 20, 10));
-    let bob = link(&a, &b).await;
-    let err = a.handle.send(&bob, &[big]).await.unwrap().wait().await.unwrap_err();
-    assert!(err.to_string().contains("No space left"), "{err}");
-    // Free the space the partial took; the node still takes the next transfer.
-    for p in partials(&downloads) {
-        std::fs::remove_file(p).unwrap();
-    }
-    let small = src.path().join("small.txt");
-    write(&small, b"fits");
-    assert!(a.handle.send(&bob, &[small]).await.unwrap().wait().await.unwrap().all_ok());
-    assert_eq!(std::fs::read(downloads.join("small.txt")).unwrap(), b"fits");
-}
-
 #[tokio::test]
 async fn control_traffic_flows_while_a_transfer_is_stalled() {
     let a = node("ada", |_| {}).await;
@@ -600,4 +571,165 @@ async fn the_partial_folder_goes_once_empty_and_stays_while_not() {
     assert!(send().await.all_ok());
     assert!(!b.downloads.join(".lanyard-partial").exists());
     assert!(b.downloads.join("f (1).txt").exists());
+}
+
+/// What `Event::Error` says of a transfer on this node.
+async fn error_of(rx: &mut lanyard::node::Subscription) -> String {
+    wait_for(rx, |e| match e {
+        Event::Error { message, .. } => Some(message.clone()),
+        _ => None,
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_offer_that_does_not_fit_is_refused_with_the_reason_on_both_sides() {
+    let a = node("ada", |_| {}).await;
+    let b = accepting("bob").await;
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("big.bin");
+    write(&file, &pattern(1 << 20, 3));
+    let bob = link(&a, &b).await;
+    // 1 MiB and the 64 MiB kept free do not fit in 32 MiB.
+    b.handle.pretend_free_space(Some(32 << 20));
+    let mut b_events = b.handle.subscribe();
+    let err = a
+        .handle
+        .send(&bob, std::slice::from_ref(&file))
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TransferError::Rejected(_)), "{err:?}");
+    let expected = "not enough disk space on bob: needs 1.00 MiB (and 64.00 MiB kept free), 32.00 MiB free";
+    assert_eq!(err.to_string(), format!("rejected: {expected}"));
+    assert!(error_of(&mut b_events).await.contains(expected));
+    assert!(!b.downloads.exists() || std::fs::read_dir(&b.downloads).unwrap().next().is_none());
+
+    b.handle.pretend_free_space(Some(66 << 20));
+    assert!(a.handle.send(&bob, &[file]).await.unwrap().wait().await.unwrap().all_ok());
+}
+
+/// Root only (a real tmpfs smaller than the offer): SKIP without, FAIL without in CI.
+#[tokio::test]
+async fn the_real_free_space_is_what_is_checked() {
+    let Some(mnt) = tmpfs("the_real_free_space_is_what_is_checked", "size=8m") else {
+        return;
+    };
+    let a = node("ada", |_| {}).await;
+    let b = node("bob", |c| {
+        c.accept_all = true;
+        c.download_dir = mnt.path().join("in");
+    })
+    .await;
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("f.bin");
+    write(&file, &pattern(4 << 20, 4));
+    let bob = link(&a, &b).await;
+    let err = a.handle.send(&bob, &[file]).await.unwrap().wait().await.unwrap_err();
+    assert!(err.to_string().contains("not enough disk space on bob: needs 4.00 MiB"), "{err}");
+}
+
+/// Root only (a tiny tmpfs as the download dir): SKIP without, FAIL without in CI.
+#[tokio::test]
+async fn disk_full_fails_the_transfer_on_both_sides_and_the_node_carries_on() {
+    let Some(mnt) = tmpfs("disk_full_fails_the_transfer_on_both_sides_and_the_node_carries_on", "size=2m") else {
+        return;
+    };
+    let a = node("ada", |_| {}).await;
+    let downloads = mnt.path().join("in");
+    let b = node("bob", |c| {
+        c.accept_all = true;
+        c.download_dir = downloads.clone();
+    })
+    .await;
+    // As if the space were there when the offer came, and gone by the time the bytes are.
+    b.handle.pretend_free_space(Some(u64::MAX));
+    let src = tempfile::tempdir().unwrap();
+    let big = src.path().join("big.bin");
+    write(&big, &pattern(4 << 20, 10));
+    let bob = link(&a, &b).await;
+    let mut b_events = b.handle.subscribe();
+    let err = a.handle.send(&bob, &[big]).await.unwrap().wait().await.unwrap_err();
+    assert!(err.to_string().starts_with("disk full on bob: cannot write \"big.bin\""), "{err}");
+    let here = error_of(&mut b_events).await;
+    assert!(here.starts_with("disk full on bob: cannot write \"big.bin\"; the "), "{here}");
+    assert!(here.ends_with(" received are kept for a resume"), "{here}");
+    // Kept for a resume; freeing its space lets the node take the next transfer.
+    let kept = partials(&downloads);
+    assert_eq!(kept.len(), 1);
+    std::fs::remove_file(&kept[0]).unwrap();
+    let small = src.path().join("small.txt");
+    write(&small, b"fits");
+    assert!(a.handle.send(&bob, &[small]).await.unwrap().wait().await.unwrap().all_ok());
+    assert_eq!(std::fs::read(downloads.join("small.txt")).unwrap(), b"fits");
+}
+
+#[tokio::test]
+async fn partials_nobody_resumed_expire_at_start_up() {
+    let a = node("ada", |_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let downloads = dir.path().join("downloads");
+    let config = || {
+        let mut c = NodeConfig::local("bob", dir.path().join("data"));
+        c.download_dir = downloads.clone();
+        c.accept_all = true;
+        c
+    };
+    let b = start_node(config()).await;
+    let bob = a.handle.resolve(&b.listen_addr().unwrap().to_string(), WAIT).await.unwrap();
+    // A folder cut mid-file: its partial file and its folder's resume record stay.
+    let src = tempfile::tempdir().unwrap();
+    write(&src.path().join("tree/a.bin"), &pattern(3 << 20, 5));
+    a.handle.inject_disconnect_after(1 << 20);
+    let tree = src.path().join("tree");
+    let mut b_events = b.subscribe();
+    assert!(
+        a.handle
+            .send(&bob, std::slice::from_ref(&tree))
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .is_err()
+    );
+    error_of(&mut b_events).await;
+    b.shutdown().await;
+    drop(b);
+    let old = partials(&downloads);
+    assert_eq!(old.len(), 1);
+
+    // A day and more later (the clock moved back on them instead), and someone's fresh one.
+    let two_days = std::time::Duration::from_secs(2 * 24 * 3600);
+    let then = std::time::SystemTime::now() - two_days;
+    std::fs::File::options()
+        .write(true)
+        .open(&old[0])
+        .unwrap()
+        .set_modified(then)
+        .unwrap();
+    let fresh = downloads.join(".lanyard-partial/fresh.part");
+    write(&fresh, b"half");
+    let db = dir.path().join("data").join(lanyard::store::DB_FILE);
+    let groups = || -> i64 {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.query_row("SELECT count(*) FROM transfer_groups", [], |r| r.get(0)).unwrap()
+    };
+    assert_eq!(groups(), 1);
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("UPDATE transfer_groups SET updated = updated - ?1", [two_days.as_secs() as i64])
+        .unwrap();
+
+    let b = start_node(config()).await;
+    until("the old partial removed", || !old[0].exists()).await;
+    until("the old resume record removed", || groups() == 0).await;
+    assert_eq!(std::fs::read(&fresh).unwrap(), b"half", "a fresh partial stays");
+    // Nothing to resume from: the folder comes again, whole, beside the old one.
+    let bob = a.handle.resolve(&b.listen_addr().unwrap().to_string(), WAIT).await.unwrap();
+    let outcome = a.handle.send(&bob, &[tree]).await.unwrap().wait().await.unwrap();
+    assert!(outcome.all_ok());
+    assert_eq!(outcome.resumed, 0);
+    assert_eq!(outcome.saved_as, vec![("tree".to_string(), "tree (1)".to_string())]);
 }

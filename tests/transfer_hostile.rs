@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::PATIENCE as WAIT;
+use common::{PATIENCE as WAIT, until};
 use lanyard::identity::Identity;
 use lanyard::net::secure::{self, SecureConn};
 use lanyard::net::wire::{Hello, Purpose};
@@ -336,4 +336,116 @@ async fn one_peer_cannot_hold_more_than_eight_transfer_connections() {
     )
     .await;
     assert!(open.is_err(), "another peer's connection stays open: {open:?}");
+}
+
+/// One whole file: start, its bytes, its hash.
+async fn send_file(conn: &mut SecureConn, index: u32, data: &[u8]) {
+    conn.writer.send(&TransferMsg::FileStart { index, offset: 0 }).await.unwrap();
+    conn.writer.send(&TransferMsg::Data { len: data.len() as u64 }).await.unwrap();
+    conn.writer.write_raw(data).await.unwrap();
+    conn.writer
+        .send(&TransferMsg::FileEnd {
+            blake3: ByteBuf::from(blake3::hash(data).as_bytes().to_vec()),
+        })
+        .await
+        .unwrap();
+}
+
+fn dir_item(path: &str) -> Item {
+    Item {
+        path: path.into(),
+        size: 0,
+        mtime: 1,
+        dir: true,
+    }
+}
+
+#[tokio::test]
+async fn an_offer_of_many_folders_creates_none_before_the_sender_reaches_them() {
+    const FOLDERS: usize = 3000;
+    let dir = tempfile::tempdir().unwrap();
+    let node = receiver(dir.path()).await;
+    let downloads = dir.path().join("downloads");
+    let mut conn = dial(&node).await;
+    let mut items = vec![file("tree/first.txt", 5)];
+    items.extend((0..FOLDERS).map(|i| dir_item(&format!("tree/d{i:04}"))));
+    items.push(file("tree/last.txt", 4));
+    offer(&mut conn, items).await;
+    assert!(matches!(answer(&mut conn).await, Some(TransferMsg::Accept { .. })));
+    // Accepted, and nothing came yet: nothing made.
+    assert!(!downloads.join("tree").exists());
+
+    send_file(&mut conn, 0, b"first").await;
+    until("the first file placed", || downloads.join("tree/first.txt").exists()).await;
+    // Its folder came with it; the folders the sender has not reached did not.
+    let made = std::fs::read_dir(downloads.join("tree")).unwrap().count();
+    assert_eq!(made, 1, "only first.txt in tree/");
+
+    send_file(&mut conn, (FOLDERS + 1) as u32, b"last").await;
+    conn.writer.send(&TransferMsg::Done).await.unwrap();
+    let mut ok = 0;
+    while ok < FOLDERS + 2 {
+        match answer(&mut conn).await {
+            Some(TransferMsg::FileOk { .. }) => ok += 1,
+            other => panic!("after {ok} verdicts: {other:?}"),
+        }
+    }
+    assert!(downloads.join("tree/d0000").is_dir() && downloads.join(format!("tree/d{:04}", FOLDERS - 1)).is_dir());
+    assert_eq!(std::fs::read(downloads.join("tree/last.txt")).unwrap(), b"last");
+}
+
+#[tokio::test]
+async fn a_link_swapped_in_for_a_folder_mid_transfer_leads_nowhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = receiver(dir.path()).await;
+    let downloads = dir.path().join("downloads");
+    let outside = tempfile::tempdir().unwrap();
+    let mut conn = dial(&node).await;
+    offer(&mut conn, vec![file("tree/sub/a.txt", 8), file("tree/sub/b.txt", 2)]).await;
+    assert!(matches!(answer(&mut conn).await, Some(TransferMsg::Accept { .. })));
+    conn.writer.send(&TransferMsg::FileStart { index: 0, offset: 0 }).await.unwrap();
+    conn.writer.send(&TransferMsg::Data { len: 4 }).await.unwrap();
+    conn.writer.write_raw(b"half").await.unwrap();
+    conn.writer.flush().await.unwrap();
+    // The first byte made the folder; now someone replaces it with a link to elsewhere,
+    // between that check and the writes that follow.
+    let sub = downloads.join("tree/sub");
+    until("the folder made", || sub.is_dir()).await;
+    std::fs::remove_dir(&sub).unwrap();
+    std::os::unix::fs::symlink(outside.path(), &sub).unwrap();
+
+    conn.writer.send(&TransferMsg::Data { len: 4 }).await.unwrap();
+    conn.writer.write_raw(b"more").await.unwrap();
+    conn.writer
+        .send(&TransferMsg::FileEnd {
+            blake3: ByteBuf::from(blake3::hash(b"halfmore").as_bytes().to_vec()),
+        })
+        .await
+        .unwrap();
+    send_file(&mut conn, 1, b"b!").await;
+    conn.writer.send(&TransferMsg::Done).await.unwrap();
+    for _ in 0..2 {
+        match answer(&mut conn).await {
+            Some(TransferMsg::FileFailed { reason, .. }) => assert!(reason.contains("cannot place it"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "nothing lands outside");
+
+    // Planted before the offer: the folder goes elsewhere (a free name), never through it.
+    std::fs::remove_file(&sub).unwrap();
+    std::os::unix::fs::symlink(outside.path(), downloads.join("linked")).unwrap();
+    let mut conn = dial(&node).await;
+    offer(&mut conn, vec![file("linked/x.txt", 1)]).await;
+    assert!(matches!(answer(&mut conn).await, Some(TransferMsg::Accept { .. })));
+    send_file(&mut conn, 0, b"x").await;
+    conn.writer.send(&TransferMsg::Done).await.unwrap();
+    assert_eq!(
+        answer(&mut conn).await,
+        Some(TransferMsg::FileOk {
+            index: 0,
+            saved_as: Some("linked (1)/x.txt".into())
+        })
+    );
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "nothing lands outside");
 }

@@ -309,6 +309,7 @@ impl NodeHandle {
         }
         shared.tracker.spawn(places::dial_remembered(shared.clone()));
         shared.tracker.spawn(places::prune_periodically(shared.clone()));
+        shared.tracker.spawn(transfer::expire_partials(shared.clone()));
         if let Some(addr) = listen_addr {
             shared.emit(Event::Listening {
                 id: shared.identity.id().clone(),

@@ -169,3 +169,15 @@ impl Drop for Tmpfs {
         let _ = std::process::Command::new("umount").arg("--lazy").arg(self.dir.path()).status();
     }
 }
+
+/// Wait until `cond` holds, for state that has no event to wait on (the file system, the
+/// database of a running node); fails the test only after [`PATIENCE`].
+pub async fn until(what: &str, cond: impl Fn() -> bool) {
+    tokio::time::timeout(PATIENCE, async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}: not within {} s", PATIENCE.as_secs()));
+}

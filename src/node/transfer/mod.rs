@@ -16,6 +16,8 @@
 
 mod budget;
 mod deadline;
+mod dirs;
+mod expire;
 mod manifest;
 pub mod names;
 mod offers;
@@ -25,6 +27,7 @@ mod pull;
 mod receive;
 mod send;
 mod source;
+mod space;
 pub mod wire;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -230,6 +233,8 @@ pub(crate) struct Registry {
     placing: Mutex<()>,
     /// Test hook for the next data stream on this node (see `Fault`).
     fault: Mutex<Option<Fault>>,
+    /// Disk space promised to running receives.
+    space: space::Space,
 }
 
 /// Incoming transfer connections one peer may have open at once (a slot each, see `slots`).
@@ -599,6 +604,12 @@ impl NodeHandle {
         *lock(&self.shared.transfers.fault) = Some(Fault::Disconnect(bytes.max(1)));
     }
 
+    /// Test hook: assume the download folder's file system has `bytes` free (`None`: ask it).
+    #[doc(hidden)]
+    pub fn pretend_free_space(&self, bytes: Option<u64>) {
+        self.shared.transfers.space.pretend_free(bytes);
+    }
+
     /// Test hook: the next file this node sends or receives stops moving after `bytes` bytes
     /// (until the transfer is cancelled or stalls).
     #[doc(hidden)]
@@ -816,6 +827,8 @@ fn forget_offer(ctx: &Ctx, reason: &str) {
         });
     }
 }
+
+pub(crate) use expire::at_start as expire_partials;
 
 /// Unix nanoseconds of a file's modification time (0 when the platform has none).
 pub(crate) fn mtime_ns(meta: &std::fs::Metadata) -> u64 {

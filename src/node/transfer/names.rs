@@ -418,7 +418,21 @@ fn fit(stem: &str, ext: &str, suffix: &str) -> String {
 /// that reports `AlreadyExists`. A candidate whose existence cannot be checked (permission
 /// denied, say) is offered as free, so that the creation reports the real error.
 pub fn free_name(dir: &Path, name: &str, taken: impl Fn(&str) -> bool) -> String {
-    let is_free = |candidate: &str| !taken(candidate) && fs::symlink_metadata(dir.join(candidate)).is_err();
+    free_name_by(name, |candidate| {
+        !taken(candidate) && fs::symlink_metadata(dir.join(candidate)).is_err()
+    })
+}
+
+/// [`free_name`] in the folder open as `dir`: asked of the handle, so the answer is about
+/// the folder a file is then placed in by the same handle, whatever happens to its path.
+#[cfg(unix)]
+pub(crate) fn free_name_at(dir: std::os::fd::BorrowedFd<'_>, name: &str) -> String {
+    use rustix::fs::{AtFlags, statat};
+    free_name_by(name, |candidate| statat(dir, candidate, AtFlags::SYMLINK_NOFOLLOW).is_err())
+}
+
+/// The first candidate for `name` that `is_free` accepts.
+fn free_name_by(name: &str, is_free: impl Fn(&str) -> bool) -> String {
     let (stem, ext) = split_extension(name);
     let first = fit(stem, ext, "");
     if is_free(&first) {

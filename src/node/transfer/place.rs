@@ -9,15 +9,20 @@
 //! files of it already placed then are verified again instead of sent again.
 
 use std::collections::HashMap;
-use std::fs;
+use std::fs::{self, File};
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rusqlite::{OptionalExtension, params};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, fsync, linkat, mkdirat, openat, renameat, unlinkat};
+use rustix::io::Errno;
 
+use super::dirs::{NEW_DIR, kind_at, open_dir, open_root, walk};
 use super::manifest::Manifest;
-use super::names::{create_dirs_safely, free_name};
+use super::names::free_name_at;
+use super::space::{Reservation, Space};
 use super::{lock, new_id};
 use crate::identity::PeerId;
 use crate::node::Shared;
@@ -30,8 +35,11 @@ const PLACE_ATTEMPTS: usize = 100;
 struct Group {
     key: String,
     folder: bool,
-    /// The folder's name in the destination (folders only).
-    dir_name: String,
+    /// The top-level name as offered.
+    top: String,
+    /// The folder's name in the destination (folders only), once it exists: it is created
+    /// when its first item arrives, not when the offer is accepted.
+    dir_name: Option<String>,
     /// An earlier attempt at this folder chose `dir_name`. Only then can files of it be
     /// partly or wholly here already: a new folder skips the look for every file.
     earlier: bool,
@@ -39,7 +47,10 @@ struct Group {
 
 pub(crate) struct Slot {
     key: String,
-    pub partial: PathBuf,
+    /// The partial file's name in the partial folder.
+    partial: String,
+    /// The size offered.
+    pub size: u64,
     /// Bytes already held (the whole file when `existing` is set).
     pub offset: u64,
     /// A file placed by an earlier attempt at this same folder, to be verified again.
@@ -54,6 +65,10 @@ pub(crate) struct Plan {
     /// Where the names are: a slot holds none.
     manifest: Arc<Manifest>,
     dest: PathBuf,
+    /// The destination, opened once: everything below it is reached through this handle.
+    root: OwnedFd,
+    /// The partial folder inside it.
+    partials: OwnedFd,
     groups: Vec<Group>,
     pub slots: Vec<Slot>,
     /// Placed files of folders, not yet recorded: written in batches, one transaction each,
@@ -64,8 +79,14 @@ pub(crate) struct Plan {
     /// Writes the batches on its own thread, so the disk thread goes on placing files
     /// meanwhile; batches that queue up while it commits go in one transaction.
     recorder: Option<Recorder>,
-    /// The folder the last file went to (relative, full), already checked and created.
-    last_dir: Option<(PathBuf, PathBuf)>,
+    /// The folder the last file went to (relative), already checked, created and open.
+    last_dir: Option<(PathBuf, OwnedFd)>,
+    /// A file was placed in `last_dir` since it was last fsynced.
+    unsynced: bool,
+    /// Folder items made so far (they come in manifest order, as the sender reaches them).
+    dirs_made: usize,
+    /// The space promised to this transfer (see `reserve`).
+    space: Option<Reservation>,
 }
 
 /// Placed files recorded per transaction.
@@ -80,22 +101,15 @@ fn key_of(parts: &[&[u8]]) -> blake3::Hasher {
     h
 }
 
-/// The destination folder and its partial folder, created if missing. The destination is the
-/// user's choice and trusted; the partial folder must be a real folder, not a planted link.
-fn partial_dir(dest: &Path) -> io::Result<PathBuf> {
-    fs::create_dir_all(dest)?;
-    let dir = dest.join(PARTIAL_DIR);
-    // Owner-only: other users of the machine have no business in half-received files.
-    match std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700).create(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
-    }
-    let meta = fs::symlink_metadata(&dir)?;
-    if !meta.is_dir() || meta.file_type().is_symlink() {
-        return Err(io::Error::other(format!("{} is not a folder", dir.display())));
-    }
-    Ok(dir)
+/// The partial folder inside the destination, created if missing: a real folder, owner-only
+/// (other users of the machine have no business in half-received files), never a planted link.
+fn partial_dir(root: &OwnedFd) -> io::Result<OwnedFd> {
+    open_dir(root.as_fd(), PARTIAL_DIR, Some(Mode::from_raw_mode(0o700)))
+}
+
+/// A database error, as an I/O error of the step that needed it.
+fn db_err(e: rusqlite::Error) -> io::Error {
+    io::Error::other(format!("database: {e}"))
 }
 
 impl Plan {
@@ -104,10 +118,15 @@ impl Plan {
         // manifest's spool when a file is placed.
         let items = manifest.items().map_err(|e| format!("cannot read the offer back: {e}"))?;
         // The message goes to the peer too: it names no local path (the log does).
-        let partials = partial_dir(dest).map_err(|e| {
+        let cannot = |e: io::Error| {
             tracing::warn!("cannot use download folder {}: {e}", dest.display());
             format!("cannot use the download folder: {e}")
-        })?;
+        };
+        // The destination is the user's choice and trusted; from here on, only handles.
+        fs::create_dir_all(dest).map_err(cannot)?;
+        let root = open_root(dest).map_err(cannot)?;
+        let partials = partial_dir(&root).map_err(cannot)?;
+        super::expire::maybe_expire(shared, dest, &root);
         let dest_bytes = dest.to_string_lossy().into_owned();
         // Groups by top-level name, in order of appearance (an offer may have 100,000 of them:
         // a map keeps this linear).
@@ -127,11 +146,16 @@ impl Plan {
             shared: shared.clone(),
             manifest: manifest.clone(),
             dest: dest.to_path_buf(),
+            root,
+            partials,
             groups: Vec::new(),
             slots: Vec::new(),
             unrecorded: Vec::new(),
             recorder: None,
             last_dir: None,
+            unsynced: false,
+            dirs_made: 0,
+            space: None,
         };
         let mut group_of = vec![0usize; items.len()];
         for (top, members) in &tops {
@@ -152,16 +176,17 @@ impl Plan {
             }
             let key = h.finalize().to_hex().to_string();
             let folder = members.iter().any(|&i| items[i].dir || items[i].path.contains('/'));
-            let (dir_name, earlier) = if folder {
-                plan.folder_dir(&key, top)?
+            let earlier = if folder {
+                plan.earlier_dir(&key).map_err(|e| e.to_string())?
             } else {
-                (String::new(), false)
+                None
             };
             plan.groups.push(Group {
                 key,
                 folder,
-                dir_name,
-                earlier,
+                top: top.clone(),
+                earlier: earlier.is_some(),
+                dir_name: earlier,
             });
         }
         for (i, item) in items.iter().enumerate() {
@@ -181,24 +206,25 @@ impl Plan {
                 }
                 reserved = true;
             }
-            let partial = partials.join(format!("{key}.part"));
+            let partial = format!("{key}.part");
             if !item.dir && (!group.folder || group.earlier) {
+                // Looks only: what is found is opened later by handle, never following a link.
                 if group.folder
                     && let Some(done) = plan.done_path(&key)
-                    && fs::symlink_metadata(&done).is_ok_and(|m| m.is_file() && m.len() == item.size)
+                    && kind_at(plan.root.as_fd(), &done).is_some_and(|(t, len)| t == FileType::RegularFile && len == item.size)
                 {
                     offset = item.size;
-                    existing = Some(done);
-                } else if let Ok(meta) = fs::symlink_metadata(&partial)
-                    && meta.is_file()
-                    && meta.len() <= item.size
+                    existing = Some(plan.dest.join(done));
+                } else if let Some((FileType::RegularFile, len)) = kind_at(plan.partials.as_fd(), &partial)
+                    && len <= item.size
                 {
-                    offset = meta.len();
+                    offset = len;
                 }
             }
             plan.slots.push(Slot {
                 key,
                 partial,
+                size: item.size,
                 offset,
                 existing,
                 group: group_of[i],
@@ -208,63 +234,96 @@ impl Plan {
         }
         // Again, now that our partial files are reserved: a transfer that ended meanwhile may
         // have removed the folder as empty (see `Drop`), and none will from now on.
-        partial_dir(dest).map_err(|e| format!("cannot use the download folder: {e}"))?;
+        plan.partials = partial_dir(&plan.root).map_err(cannot)?;
         Ok(plan)
     }
 
-    /// Create the partial folder again if it went away (another process sharing this download
-    /// folder may remove it when its own transfers end and it looks empty).
-    pub(crate) fn ensure_partial_dir(&self) -> io::Result<()> {
-        partial_dir(&self.dest).map(drop)
+    /// Promise the bytes still to come on the destination's file system, or say why not.
+    pub(crate) fn reserve(&mut self, me: &str) -> Result<(), String> {
+        let needed = self
+            .slots
+            .iter()
+            .filter(|s| !s.dir && s.existing.is_none())
+            .map(|s| s.size - s.offset)
+            .fold(0, u64::saturating_add);
+        self.space = Some(Space::reserve(&self.shared, self.root.as_fd(), needed, me)?);
+        Ok(())
     }
 
-    /// The folder a top-level folder lands in: the one an earlier attempt chose, if it is
-    /// still there (true), else a new one under a free name (false).
-    fn folder_dir(&self, key: &str, top: &str) -> Result<(String, bool), String> {
-        let db = |e: rusqlite::Error| format!("database: {e}");
-        let known: Option<String> = self
-            .shared
-            .store
-            .lock()
+    /// `n` more bytes are on disk.
+    pub(crate) fn written(&self, n: u64) {
+        if let Some(space) = &self.space {
+            space.written(n);
+        }
+    }
+
+    /// The folder an earlier attempt at this group chose, if it is still there.
+    fn earlier_dir(&self, key: &str) -> io::Result<Option<String>> {
+        let db = self.shared.store.lock();
+        let known: Option<String> = db
             .query_row("SELECT dir FROM transfer_groups WHERE key = ?1", [key], |r| r.get(0))
             .optional()
-            .map_err(db)?;
-        if let Some(dir) = known
-            && fs::symlink_metadata(self.dest.join(&dir)).is_ok_and(|m| m.is_dir() && !m.file_type().is_symlink())
-        {
-            return Ok((dir, true));
+            .map_err(db_err)?;
+        let Some(dir) = known else { return Ok(None) };
+        if !kind_at(self.root.as_fd(), &dir).is_some_and(|(t, _)| t == FileType::Directory) {
+            return Ok(None);
         }
+        // In use again: its records expire a day from now, not from the first attempt.
+        db.execute(
+            "UPDATE transfer_groups SET updated = ?2 WHERE key = ?1",
+            params![key, unix_now() as i64],
+        )
+        .map_err(db_err)?;
+        Ok(Some(dir))
+    }
+
+    /// The folder a top-level folder lands in: the one an earlier attempt chose, or, when its
+    /// first item arrives, a new one under a free name (recorded for a resume).
+    fn group_dir(&mut self, g: usize) -> io::Result<String> {
+        if let Some(dir) = &self.groups[g].dir_name {
+            return Ok(dir.clone());
+        }
+        let top = self.groups[g].top.clone();
         for _ in 0..PLACE_ATTEMPTS {
-            let name = free_name(&self.dest, top, |_| false);
-            match fs::create_dir(self.dest.join(&name)) {
+            let name = free_name_at(self.root.as_fd(), &top);
+            match mkdirat(self.root.as_fd(), name.as_str(), NEW_DIR) {
                 Ok(()) => {
+                    fsync(self.root.as_fd())?;
                     self.shared
                         .store
                         .lock()
                         .execute(
                             "INSERT OR REPLACE INTO transfer_groups (key, dir, updated) VALUES (?1, ?2, ?3)",
-                            params![key, name, unix_now() as i64],
+                            params![self.groups[g].key, name, unix_now() as i64],
                         )
-                        .map_err(db)?;
-                    return Ok((name, false));
+                        .map_err(db_err)?;
+                    self.groups[g].dir_name = Some(name.clone());
+                    return Ok(name);
                 }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(format!("cannot create folder \"{}\": {e}", crate::text::printable(&name))),
+                Err(Errno::EXIST) => continue,
+                Err(e) => {
+                    return Err(io::Error::new(
+                        io::Error::from(e).kind(),
+                        format!("cannot create folder \"{}\": {e}", crate::text::printable(&name)),
+                    ));
+                }
             }
         }
-        Err(format!("no free name for folder \"{}\"", crate::text::printable(top)))
+        Err(io::Error::other(format!(
+            "no free name for folder \"{}\"",
+            crate::text::printable(&top)
+        )))
     }
 
-    fn done_path(&self, key: &str) -> Option<PathBuf> {
-        let rel: Option<String> = self
-            .shared
+    /// Where an earlier attempt placed a file (relative to the destination).
+    fn done_path(&self, key: &str) -> Option<String> {
+        self.shared
             .store
             .lock()
             .query_row("SELECT path FROM transfer_files WHERE key = ?1", [key], |r| r.get(0))
             .optional()
             .ok()
-            .flatten();
-        rel.map(|r| self.dest.join(r))
+            .flatten()
     }
 
     /// Item `i`'s path as offered: what the sender knows it by. (Read back from the spool;
@@ -280,93 +339,146 @@ impl Plan {
         Ok(name.split('/').map(str::to_string).collect())
     }
 
-    /// The folder (relative to the destination) where item `i` lands, and its own name.
-    fn target(&self, i: usize) -> io::Result<(PathBuf, String, usize)> {
+    /// The folder (relative to the destination) where item `i` lands, its own name, and its
+    /// depth in the offer; the group's folder is created here if it is not yet.
+    fn target(&mut self, i: usize) -> io::Result<(PathBuf, String, usize)> {
         let comps = self.comps(i)?;
-        let group = &self.groups[self.slots[i].group];
+        let (g, n) = (self.slots[i].group, comps.len());
         let last = comps.last().cloned().unwrap_or_default();
-        if !group.folder {
-            return Ok((PathBuf::new(), last, comps.len()));
+        if !self.groups[g].folder {
+            return Ok((PathBuf::new(), last, n));
         }
-        let mut dir = PathBuf::from(&group.dir_name);
-        if comps.len() > 1 {
-            dir.extend(&comps[1..comps.len() - 1]);
+        let mut dir = PathBuf::from(self.group_dir(g)?);
+        if n > 1 {
+            dir.extend(&comps[1..n - 1]);
         }
-        Ok((dir, last, comps.len()))
+        Ok((dir, last, n))
+    }
+
+    /// The folder where item `i` lands, created and open (the last one is kept: files of one
+    /// folder arrive together).
+    fn open_target(&mut self, i: usize) -> io::Result<(PathBuf, String)> {
+        let (rel, name, _) = self.target(i)?;
+        if self.last_dir.as_ref().is_none_or(|(r, _)| *r != rel) {
+            self.sync_placed()?;
+            let comps: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
+            let fd = walk(self.root.as_fd(), comps, true)?;
+            self.last_dir = Some((rel.clone(), fd));
+        }
+        Ok((rel, name))
+    }
+
+    /// Create the folder items the sender has gone past (all before item `below`), each
+    /// with its verdict.
+    pub(crate) fn make_dirs(&mut self, below: usize) -> Vec<(usize, Result<PathBuf, String>)> {
+        let mut out = Vec::new();
+        while self.dirs_made < below.min(self.slots.len()) {
+            let i = self.dirs_made;
+            self.dirs_made += 1;
+            if self.slots[i].dir {
+                out.push((i, self.make_dir(i).map_err(|e| format!("cannot create folder: {e}"))));
+            }
+        }
+        out
     }
 
     /// Recreate a folder item.
-    pub(crate) fn make_dir(&self, i: usize) -> io::Result<PathBuf> {
+    fn make_dir(&mut self, i: usize) -> io::Result<PathBuf> {
         let (dir, last, depth) = self.target(i)?;
         let rel = if depth == 1 { dir } else { dir.join(last) };
-        create_dirs_safely(&self.dest, &rel)
+        let comps: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
+        walk(self.root.as_fd(), comps, true)?;
+        Ok(self.dest.join(rel))
     }
 
-    /// Put a verified file under a free final name; returns where it went.
+    /// The folder of item `i` exists (created now if not): called when its first byte comes.
+    pub(crate) fn ready_folder(&mut self, i: usize) -> io::Result<()> {
+        self.open_target(i).map(drop)
+    }
+
+    /// Open item `i`'s partial file for writing, from zero (`truncate`) or to go on.
+    pub(crate) fn open_partial(&mut self, i: usize, truncate: bool) -> io::Result<File> {
+        let mut flags = OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        if truncate {
+            flags |= OFlags::TRUNC;
+        }
+        let mode = Mode::from_raw_mode(0o600);
+        let name = self.slots[i].partial.as_str();
+        let fd = match openat(self.partials.as_fd(), name, flags, mode) {
+            // The partial folder went away (another process sharing this download folder
+            // removes it when its own transfers end and it looks empty): create it again.
+            Err(Errno::NOENT) => {
+                self.partials = partial_dir(&self.root)?;
+                openat(self.partials.as_fd(), self.slots[i].partial.as_str(), flags, mode)?
+            }
+            other => other?,
+        };
+        Ok(File::from(fd))
+    }
+
+    /// Open the copy of item `i` an earlier attempt placed, to verify it.
+    pub(crate) fn open_existing(&self, i: usize) -> io::Result<File> {
+        let missing = || io::Error::from(io::ErrorKind::NotFound);
+        let path = self.slots[i].existing.as_ref().ok_or_else(missing)?;
+        let rel = path.strip_prefix(&self.dest).map_err(|_| missing())?;
+        let comps: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
+        let (name, dirs) = comps.split_last().ok_or_else(missing)?;
+        let dir = walk(self.root.as_fd(), dirs.iter().copied(), false)?;
+        let fd = openat(
+            dir.as_fd(),
+            *name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(File::from(fd))
+    }
+
+    /// Make the bytes of these verified files durable: the file's own fsync for one, the file
+    /// system's (`syncfs`) for a batch, which costs about as much as one fsync.
+    pub(crate) fn sync_files(&self, files: &[(usize, File)]) -> io::Result<()> {
+        match files {
+            [] => Ok(()),
+            [(_, one)] => one.sync_all(),
+            _ => Ok(rustix::fs::syncfs(&self.partials)?),
+        }
+    }
+
+    /// Put a verified file, its bytes made durable by [`Plan::sync_files`], under a free final
+    /// name; returns where it went. Nothing half-written ever has a final name; the name itself
+    /// is durable after [`Plan::sync_placed`], which must come before the sender hears of it.
     pub(crate) fn place(&mut self, i: usize) -> io::Result<PathBuf> {
         if let Some(existing) = self.slots[i].existing.clone() {
             return Ok(existing);
         }
-        let (dir_rel, name, _) = self.target(i)?;
-        // Files of one folder arrive together: check and create their folder once.
-        let dir = match &self.last_dir {
-            Some((rel, full)) if *rel == dir_rel => full.clone(),
-            _ => {
-                let full = create_dirs_safely(&self.dest, &dir_rel)?;
-                self.last_dir = Some((dir_rel, full.clone()));
-                full
-            }
+        let (dir_rel, name) = self.open_target(i)?;
+        let Some((_, dir)) = &self.last_dir else {
+            return Err(io::Error::other("internal error: no open folder"));
         };
-        let partial = self.slots[i].partial.clone();
-        let mut placed = None;
-        for attempt in 0..PLACE_ATTEMPTS {
-            // The name as sent first (usually free: the rename itself says if not).
-            let candidate = match attempt {
-                0 => dir.join(&name),
-                _ => dir.join(free_name(&dir, &name, |_| false)),
-            };
-            // Both fail if the name exists: the no-overwrite step, atomic.
-            match rename_noreplace(&partial, &candidate) {
-                Ok(()) => {
-                    placed = Some(candidate);
-                    break;
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(_) => {}
-            }
-            match fs::hard_link(&partial, &candidate) {
-                Ok(()) => {
-                    let _ = fs::remove_file(&partial);
-                    placed = Some(candidate);
-                    break;
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(_) => {
-                    // File systems without hard links: rename, under the node's lock so no other
-                    // transfer of ours can take the name between the check and the rename.
-                    let _guard = lock(&self.shared.transfers.placing);
-                    if fs::symlink_metadata(&candidate).is_ok() {
-                        continue;
-                    }
-                    fs::rename(&partial, &candidate)?;
-                    placed = Some(candidate);
-                    break;
-                }
-            }
-        }
-        let placed = placed.ok_or_else(|| io::Error::other(format!("no free name for \"{}\"", crate::text::printable(&name))))?;
+        let placed = place_at(&self.shared.transfers.placing, &self.partials, &self.slots[i].partial, dir, &name)?;
+        self.unsynced = true;
+        let rel = dir_rel.join(&placed);
         let group = &self.groups[self.slots[i].group];
-        if group.folder
-            && let Ok(rel) = placed.strip_prefix(&self.dest)
-        {
+        if group.folder {
             self.unrecorded
                 .push((self.slots[i].key.clone(), group.key.clone(), rel.to_string_lossy().into_owned()));
             if self.unrecorded.len() >= RECORD_BATCH {
                 self.record();
             }
         }
-        self.slots[i].existing = Some(placed.clone());
-        Ok(placed)
+        let full = self.dest.join(rel);
+        self.slots[i].existing = Some(full.clone());
+        Ok(full)
+    }
+
+    /// Make the names of the files placed so far durable (fsync their folder).
+    pub(crate) fn sync_placed(&mut self) -> io::Result<()> {
+        if let Some((_, dir)) = &self.last_dir
+            && self.unsynced
+        {
+            fsync(dir)?;
+        }
+        self.unsynced = false;
+        Ok(())
     }
 
     /// Hand the unrecorded batch to the recorder thread (started on first use).
@@ -399,7 +511,7 @@ impl Plan {
     /// Drop the bytes of a file that can never be completed as offered (hash mismatch, changed
     /// source).
     pub(crate) fn discard(&self, i: usize) {
-        let _ = fs::remove_file(&self.slots[i].partial);
+        let _ = unlinkat(self.partials.as_fd(), self.slots[i].partial.as_str(), AtFlags::empty());
     }
 
     /// Bytes waiting in partial files for a resume: what an interrupted transfer keeps.
@@ -407,9 +519,9 @@ impl Plan {
         self.slots
             .iter()
             .filter(|s| !s.dir && s.existing.is_none())
-            .filter_map(|s| fs::symlink_metadata(&s.partial).ok())
-            .filter(|m| m.is_file())
-            .map(|m| m.len())
+            .filter_map(|s| kind_at(self.partials.as_fd(), &s.partial))
+            .filter(|(t, _)| *t == FileType::RegularFile)
+            .map(|(_, len)| len)
             .sum()
     }
 
@@ -429,9 +541,9 @@ impl Plan {
     pub(crate) fn cancel(&mut self) {
         self.unrecorded.clear();
         self.settle();
-        for slot in &self.slots {
-            if !slot.dir && slot.existing.is_none() {
-                let _ = fs::remove_file(&slot.partial);
+        for i in 0..self.slots.len() {
+            if !self.slots[i].dir && self.slots[i].existing.is_none() {
+                self.discard(i);
             }
         }
         for group in &self.groups {
@@ -444,6 +556,42 @@ impl Plan {
         let _ = db.execute("DELETE FROM transfer_files WHERE group_key = ?1", [key]);
         let _ = db.execute("DELETE FROM transfer_groups WHERE key = ?1", [key]);
     }
+}
+
+/// Move the partial file `partial` (in `partials`) into `dir` under `name`, or under a free
+/// name like it if that is taken; never over an existing file. Returns the name it got.
+fn place_at(placing: &std::sync::Mutex<()>, partials: &OwnedFd, partial: &str, dir: &OwnedFd, name: &str) -> io::Result<String> {
+    for attempt in 0..PLACE_ATTEMPTS {
+        // The name as sent first (usually free: the rename itself says if not).
+        let candidate = match attempt {
+            0 => name.to_string(),
+            _ => free_name_at(dir.as_fd(), name),
+        };
+        // Both fail if the name exists: the no-overwrite step, atomic.
+        match rename_noreplace(partials, partial, dir, &candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(Errno::EXIST) => continue,
+            Err(_) => {}
+        }
+        match linkat(partials, partial, dir, candidate.as_str(), AtFlags::empty()) {
+            Ok(()) => {
+                let _ = unlinkat(partials, partial, AtFlags::empty());
+                return Ok(candidate);
+            }
+            Err(Errno::EXIST) => continue,
+            Err(_) => {
+                // File systems without hard links: rename, under the node's lock so no other
+                // transfer of ours can take the name between the check and the rename.
+                let _guard = lock(placing);
+                if kind_at(dir.as_fd(), &candidate).is_some() {
+                    continue;
+                }
+                renameat(partials, partial, dir, candidate.as_str())?;
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(io::Error::other(format!("no free name for \"{}\"", crate::text::printable(name))))
 }
 
 type Record = (String, String, String);
@@ -508,21 +656,15 @@ impl Recorder {
 }
 
 /// Rename that refuses to replace an existing name (Linux `renameat2(RENAME_NOREPLACE)`): one
-/// step instead of link + unlink. Errors other than `AlreadyExists` mean "not supported here".
+/// step instead of link + unlink. Errors other than `EXIST` mean "not supported here".
 #[cfg(target_os = "linux")]
-fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let from = CString::new(from.as_os_str().as_bytes())?;
-    let to = CString::new(to.as_os_str().as_bytes())?;
-    // SAFETY: both are valid NUL-terminated strings that outlive the call.
-    let r = unsafe { libc::renameat2(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::RENAME_NOREPLACE) };
-    if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+fn rename_noreplace(from_dir: &OwnedFd, from: &str, to_dir: &OwnedFd, to: &str) -> rustix::io::Result<()> {
+    rustix::fs::renameat_with(from_dir, from, to_dir, to, rustix::fs::RenameFlags::NOREPLACE)
 }
 
 #[cfg(not(target_os = "linux"))]
-fn rename_noreplace(_from: &Path, _to: &Path) -> io::Result<()> {
-    Err(io::Error::from(io::ErrorKind::Unsupported))
+fn rename_noreplace(_: &OwnedFd, _: &str, _: &OwnedFd, _: &str) -> rustix::io::Result<()> {
+    Err(Errno::NOSYS)
 }
 
 impl Drop for Plan {
@@ -538,7 +680,34 @@ impl Drop for Plan {
         // a starting transfer either sees it gone and recreates it, or keeps it); `remove_dir`
         // leaves it alone if any file is in it.
         if in_use.is_empty() {
-            let _ = fs::remove_dir(self.dest.join(PARTIAL_DIR));
+            let _ = unlinkat(self.root.as_fd(), PARTIAL_DIR, AtFlags::REMOVEDIR);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placing_moves_the_partial_under_a_free_name_and_never_overwrites() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = open_root(tmp.path()).unwrap();
+        let partials = partial_dir(&root).unwrap();
+        let dir = walk(root.as_fd(), ["d"], true).unwrap();
+        let placing = std::sync::Mutex::new(());
+        fs::write(tmp.path().join("d/a.txt"), b"old").unwrap();
+        for (part, data) in [("k1.part", "new"), ("k2.part", "newer")] {
+            fs::write(tmp.path().join(PARTIAL_DIR).join(part), data).unwrap();
+        }
+        assert_eq!(place_at(&placing, &partials, "k1.part", &dir, "a.txt").unwrap(), "a (1).txt");
+        assert_eq!(place_at(&placing, &partials, "k2.part", &dir, "a.txt").unwrap(), "a (2).txt");
+        assert_eq!(fs::read(tmp.path().join("d/a.txt")).unwrap(), b"old");
+        assert_eq!(fs::read(tmp.path().join("d/a (1).txt")).unwrap(), b"new");
+        assert_eq!(fs::read(tmp.path().join("d/a (2).txt")).unwrap(), b"newer");
+        assert_eq!(fs::read_dir(tmp.path().join(PARTIAL_DIR)).unwrap().count(), 0, "moved, not copied");
+        // A partial that is not there is an error, not an empty file.
+        assert!(place_at(&placing, &partials, "gone.part", &dir, "b.txt").is_err());
+        assert!(!tmp.path().join("d/b.txt").exists());
     }
 }

@@ -3,9 +3,8 @@
 //! partial, verify it, and place it. Socket reads and disk writes overlap through a short
 //! channel to a blocking writer thread, so memory stays flat whatever the file size.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -180,6 +179,16 @@ async fn exchange(
             .map_err(|_| Stop::Failed("preparing the transfer failed".into()))?
     };
     let plan = plan_out.insert(prepared.map_err(Stop::Failed)?);
+    if let Err(reason) = plan.reserve(&ctx.shared.nick()) {
+        let _ = moving(ctx, async {
+            writer
+                .send(&TransferMsg::Reject { reason: bounded(&reason) })
+                .await
+                .map_err(io_stop)
+        })
+        .await;
+        return Err(Stop::Rejected(reason));
+    }
     let mut resume = Vec::new();
     for (i, slot) in plan.slots.iter_mut().enumerate() {
         if slot.offset > 0 {
@@ -197,18 +206,8 @@ async fn exchange(
     let resumed = expected.iter().map(|e| e.1).sum();
     let mut meter = Meter::new(ctx, n as u32, header.bytes);
     let mut tally = Tally::new(ctx, n, resumed);
-    for (i, e) in entries.iter().enumerate() {
-        if e.dir {
-            let verdict = Verdict {
-                index: i,
-                offered: plan.offered(i),
-                result: plan.make_dir(i).map_err(|e| format!("cannot create folder: {e}")),
-            };
-            tell(writer, &verdict, dest)?;
-            tally.note(verdict, e);
-            meter.end_file(ctx);
-        }
-    }
+    // Folders are made as the sender reaches them, on the disk thread: nothing is created
+    // for an offer whose data never comes.
 
     // The disk thread owns the plan while files arrive: it writes, hashes, verifies and
     // places, so the next file is read from the socket while the last one is finished.
@@ -241,7 +240,7 @@ async fn exchange(
     let (plan, failure) = disk.await.map_err(|e| Stop::Disk(format!("the disk writer failed: {e}")))?;
     let plan = plan_out.insert(plan);
     if let Some((i, e)) = failure {
-        return Err(Stop::Disk(format!("cannot write \"{}\": {e}", printable(&plan.offered(i)))));
+        return Err(Stop::Disk(disk_failure(ctx, &plan.offered(i), &e, plan.partial_bytes())));
     }
     streamed?;
     while let Ok(verdict) = vrx.try_recv() {
@@ -380,6 +379,22 @@ impl Tally {
     }
 }
 
+/// Why the disk thread stopped, for both ends: a full disk says whose, and what is kept.
+fn disk_failure(ctx: &Ctx, path: &str, e: &std::io::Error, kept: u64) -> String {
+    if e.kind() == std::io::ErrorKind::StorageFull {
+        let kept = match kept {
+            0 => String::new(),
+            n => format!("; the {} received are kept for a resume", human_bytes(n)),
+        };
+        return format!(
+            "disk full on {}: cannot write \"{}\"{kept}",
+            printable(&ctx.shared.nick()),
+            printable(path)
+        );
+    }
+    format!("cannot write \"{}\": {e}", printable(path))
+}
+
 /// Queue a verdict for the sender (flushed in batches: the sender only waits for them at the
 /// end).
 fn tell(writer: &mut SecureWriter, verdict: &Verdict, dest: &Path) -> Result<(), Stop> {
@@ -464,7 +479,9 @@ impl Feed<'_> {
             .get(verdict.index)
             .copied()
             .ok_or_else(|| Stop::Failed("internal error: bad verdict".into()))?;
-        if let Ok(path) = &verdict.result {
+        if entry.dir {
+            self.meter.end_file(ctx);
+        } else if let Ok(path) = &verdict.result {
             self.received.push(ReceivedFile {
                 path: path.to_string_lossy().into_owned(),
                 size: entry.size,
@@ -554,6 +571,8 @@ impl Feed<'_> {
                         return Err(protocol("bad file start"));
                     }
                     started[i] = true;
+                    // The sender went past every folder before this file.
+                    self.push(tx, Cmd::Dirs { below: i }, false).await?;
                     let size = self.entries[i].size;
                     let name = self.names.get(i).await?;
                     self.meter.start_file(&name, size, offset);
@@ -561,7 +580,7 @@ impl Feed<'_> {
                     self.file(ctx, reader, tx, i, size - offset, &mut fault).await?;
                     self.meter.end_file(ctx);
                 }
-                TransferMsg::Done => return Ok(()),
+                TransferMsg::Done => return self.push(tx, Cmd::Dirs { below: self.entries.len() }, true).await,
                 other => return Err(protocol(&format!("unexpected {}", msg_name(&other)))),
             }
         }
@@ -605,7 +624,8 @@ impl Feed<'_> {
                     remaining -= len;
                     taken += len;
                     self.meter.advance(ctx, len);
-                    self.push(tx, Cmd::Data(buf), false).await?;
+                    let now = reader.buffered() == 0;
+                    self.push(tx, Cmd::Data(buf), now).await?;
                     match *fault {
                         Some(Fault::Disconnect(limit)) if taken >= limit => {
                             *fault = None;
@@ -641,16 +661,29 @@ impl Feed<'_> {
 
 /// What the socket side tells the disk thread.
 enum Cmd {
-    Open { index: usize, offset: u64 },
+    /// Make the folder items before this index.
+    Dirs {
+        below: usize,
+    },
+    Open {
+        index: usize,
+        offset: u64,
+    },
     Data(Vec<u8>),
-    End { theirs: serde_bytes::ByteBuf },
-    Abort { reason: String },
+    End {
+        theirs: serde_bytes::ByteBuf,
+    },
+    Abort {
+        reason: String,
+    },
 }
 
 /// A file being written (or, when placed by an earlier attempt, only verified).
 struct Open {
     index: usize,
-    file: File,
+    /// `Err`: its folder cannot be made (a file or a link in the way); its bytes are dropped
+    /// and it fails alone.
+    file: Result<File, String>,
     hasher: blake3::Hasher,
     read_only: bool,
 }
@@ -664,93 +697,146 @@ fn disk_loop(
     free: std::sync::mpsc::Sender<Vec<u8>>,
 ) -> (Plan, Option<(usize, std::io::Error)>) {
     let mut current: Option<Open> = None;
+    // Verified files are synced and placed once per batch of commands, not one by one: a
+    // thousand small files cost a few syncs, not two thousand.
+    let mut pending = Pending::default();
     while let Some(batch) = rx.blocking_recv() {
-        for cmd in batch {
-            match cmd {
-                Cmd::Open { index, offset } => match open(&plan, index, offset) {
-                    Ok(o) => current = Some(o),
-                    Err(e) => return (plan, Some((index, e))),
-                },
-                Cmd::Data(buf) => {
-                    if let Some(o) = &mut current {
-                        if o.read_only {
-                            return (
-                                plan,
-                                Some((o.index, std::io::Error::other("data for a file that is already complete"))),
-                            );
-                        }
-                        if let Err(e) = o.file.write_all(&buf) {
-                            return (plan, Some((o.index, e)));
-                        }
-                        o.hasher.update(&buf);
-                    }
-                    let _ = free.send(buf);
-                }
-                Cmd::End { theirs } => {
-                    if let Some(o) = current.take() {
-                        drop(o.file);
-                        let result = if theirs.as_slice() == o.hasher.finalize().as_bytes() {
-                            plan.place(o.index).map_err(|e| format!("cannot place it: {e}"))
-                        } else {
-                            if !o.read_only {
-                                plan.discard(o.index);
-                            }
-                            Err("it failed verification (BLAKE3 mismatch); the received data was discarded".into())
-                        };
-                        let offered = plan.offered(o.index);
-                        let _ = verdicts.send(Verdict {
-                            index: o.index,
-                            offered,
-                            result,
-                        });
-                    }
-                }
-                Cmd::Abort { reason } => {
-                    if let Some(o) = current.take() {
-                        drop(o.file);
-                        plan.discard(o.index);
-                        let _ = verdicts.send(Verdict {
-                            index: o.index,
-                            offered: plan.offered(o.index),
-                            result: Err(format!("the sender gave up on it: {reason}")),
-                        });
-                    }
-                }
-            }
+        let done = run_batch(&mut plan, batch, &mut current, &mut pending, &verdicts, &free);
+        let synced = settle(&mut plan, &mut pending, &verdicts);
+        if let Err(e) = done.and(synced) {
+            return (plan, Some(e));
         }
     }
     (plan, None)
 }
 
-/// Open a file's partial (or its earlier placed copy) and hash the `offset` bytes already
-/// there, so the final hash covers the whole file.
-fn open(plan: &Plan, index: usize, offset: u64) -> std::io::Result<Open> {
-    let slot = &plan.slots[index];
-    let (mut file, read_only) = match &slot.existing {
-        Some(path) => (File::open(path)?, true),
-        // From zero: truncate on open (a stale partial is discarded in the same call).
-        None => {
-            let partial = || {
-                OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(offset == 0)
-                    // A link planted where the partial file goes must not redirect the write.
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(&slot.partial)
-            };
-            let file = match partial() {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    plan.ensure_partial_dir()?;
-                    partial()?
+/// One hand-over of commands from the socket side.
+fn run_batch(
+    plan: &mut Plan,
+    batch: Vec<Cmd>,
+    current: &mut Option<Open>,
+    pending: &mut Pending,
+    verdicts: &mpsc::UnboundedSender<Verdict>,
+    free: &std::sync::mpsc::Sender<Vec<u8>>,
+) -> Result<(), (usize, std::io::Error)> {
+    for cmd in batch {
+        match cmd {
+            Cmd::Dirs { below } => {
+                for (index, result) in plan.make_dirs(below) {
+                    verdict(verdicts, plan, index, result);
                 }
-                other => other?,
-            };
-            (file, false)
+            }
+            Cmd::Open { index, offset } => match open(plan, index, offset) {
+                Ok(o) => *current = Some(o),
+                Err(e) => return Err((index, e)),
+            },
+            Cmd::Data(buf) => {
+                if let Some(o) = current {
+                    if o.read_only {
+                        return Err((o.index, std::io::Error::other("data for a file that is already complete")));
+                    }
+                    if let Ok(file) = &mut o.file {
+                        if let Err(e) = file.write_all(&buf) {
+                            return Err((o.index, e));
+                        }
+                        plan.written(buf.len() as u64);
+                    }
+                    o.hasher.update(&buf);
+                }
+                let _ = free.send(buf);
+            }
+            Cmd::End { theirs } => {
+                if let Some(o) = current.take() {
+                    let matches = theirs.as_slice() == o.hasher.finalize().as_bytes();
+                    match o.file {
+                        Err(reason) => verdict(verdicts, plan, o.index, Err(reason)),
+                        Ok(_) if !matches => {
+                            if !o.read_only {
+                                plan.discard(o.index);
+                            }
+                            let reason = "it failed verification (BLAKE3 mismatch); the received data was discarded";
+                            verdict(verdicts, plan, o.index, Err(reason.into()));
+                        }
+                        Ok(file) => pending.verified.push((o.index, file)),
+                    }
+                }
+            }
+            Cmd::Abort { reason } => {
+                if let Some(o) = current.take() {
+                    drop(o.file);
+                    plan.discard(o.index);
+                    verdict(verdicts, plan, o.index, Err(format!("the sender gave up on it: {reason}")));
+                }
+            }
         }
+    }
+    Ok(())
+}
+
+/// Verified files on their way to their final names, a batch at a time: one sync for the
+/// batch's bytes, renames, one sync for the batch's names, then the sender hears of them.
+#[derive(Default)]
+struct Pending {
+    verified: Vec<(usize, File)>,
+    placed: Vec<(usize, PathBuf)>,
+}
+
+/// Make the bytes of verified files durable, give them their names, make those durable,
+/// then tell the socket side they arrived.
+fn settle(plan: &mut Plan, pending: &mut Pending, verdicts: &mpsc::UnboundedSender<Verdict>) -> Result<(), (usize, std::io::Error)> {
+    if let Some(&(first, _)) = pending.verified.first() {
+        plan.sync_files(&pending.verified).map_err(|e| (first, e))?;
+        for (i, file) in pending.verified.drain(..) {
+            drop(file);
+            match plan.place(i) {
+                Ok(path) => pending.placed.push((i, path)),
+                // Full here means full for every file after it too.
+                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => return Err((i, e)),
+                Err(e) => verdict(verdicts, plan, i, Err(format!("cannot place it: {e}"))),
+            }
+        }
+    }
+    let Some(&(first, _)) = pending.placed.first() else {
+        return Ok(());
     };
-    let mut hasher = blake3::Hasher::new();
+    plan.sync_placed().map_err(|e| (first, e))?;
+    for (i, path) in pending.placed.drain(..) {
+        verdict(verdicts, plan, i, Ok(path));
+    }
+    Ok(())
+}
+
+/// Tell the socket side how item `index` ended (with its name as offered, for the sender).
+fn verdict(verdicts: &mpsc::UnboundedSender<Verdict>, plan: &Plan, index: usize, result: Result<PathBuf, String>) {
+    let offered = plan.offered(index);
+    let _ = verdicts.send(Verdict { index, offered, result });
+}
+
+/// Open a file's partial (or its earlier placed copy) and hash the `offset` bytes already
+/// there, so the final hash covers the whole file. Its folder is made now, as its first byte
+/// comes.
+fn open(plan: &mut Plan, index: usize, offset: u64) -> std::io::Result<Open> {
+    let hasher = blake3::Hasher::new();
+    if plan.slots[index].existing.is_none()
+        && let Err(e) = plan.ready_folder(index)
+    {
+        if e.kind() == std::io::ErrorKind::StorageFull {
+            return Err(e);
+        }
+        let file = Err(format!("cannot place it: {e}"));
+        return Ok(Open {
+            index,
+            file,
+            hasher,
+            read_only: false,
+        });
+    }
+    let (mut file, read_only) = match plan.slots[index].existing {
+        Some(_) => (plan.open_existing(index)?, true),
+        // From zero: truncate on open (a stale partial is discarded in the same call).
+        None => (plan.open_partial(index, offset == 0)?, false),
+    };
+    let mut hasher = hasher;
     let mut buf = vec![0u8; CHUNK.min(offset as usize)];
     let mut left = offset;
     while left > 0 {
@@ -765,7 +851,7 @@ fn open(plan: &Plan, index: usize, offset: u64) -> std::io::Result<Open> {
     }
     Ok(Open {
         index,
-        file,
+        file: Ok(file),
         hasher,
         read_only,
     })

@@ -65,6 +65,8 @@ impl Stop {
                 // The receiving end says what it keeps itself (`receive::run`).
                 Direction::Receive => format!("{} stopped sending (connection lost)", who(ctx)),
             }),
+            // A full disk names itself ("disk full on bob: …").
+            Stop::PeerFailed(m) if m.starts_with("disk full on ") => TransferError::Failed(printable(&m).into_owned()),
             Stop::PeerFailed(m) => TransferError::Failed(format!("{} reports: {}", printable(&ctx.nick), printable(&m))),
             Stop::Rejected(r) => TransferError::Rejected(printable(&r).into_owned()),
             Stop::Stalled => TransferError::PeerLost(match ctx.direction {
