@@ -15,6 +15,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("cli", &["config", "node", "text", "ui"]),
     ("ui", &["config", "node", "text"]),
     ("main", &["config", "cli", "text"]),
+    ("fuzzing", &["identity", "net", "node"]),
 ];
 
 fn module_of(path: &Path, src: &Path) -> String {

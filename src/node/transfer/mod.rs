@@ -14,7 +14,7 @@
 
 pub mod names;
 mod offers;
-mod place;
+pub(crate) mod place;
 mod progress;
 mod pull;
 mod receive;
