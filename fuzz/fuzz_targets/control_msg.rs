@@ -2,16 +2,7 @@
 //! within the limits of `net/wire.rs`.
 #![no_main]
 
-use lanyard::net::wire::ControlMsg;
-use lanyard_fuzz::{control_msg, invariants, raw_or};
+use lanyard_fuzz::{invariants, message_target};
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    let msg = match raw_or(data) {
-        (Some(bytes), _) => invariants::body::<ControlMsg>(bytes),
-        (None, mut u) => control_msg(&mut u).ok(),
-    };
-    if let Some(msg) = msg {
-        invariants::control_msg(&msg);
-    }
-});
+fuzz_target!(|data: &[u8]| message_target(data, lanyard_fuzz::control_msg, invariants::control_msg));

@@ -2,16 +2,7 @@
 //! are checked as the receiver checks them.
 #![no_main]
 
-use lanyard::node::transfer::wire::TransferMsg;
-use lanyard_fuzz::{invariants, raw_or, transfer_msg};
+use lanyard_fuzz::{invariants, message_target};
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    let msg = match raw_or(data) {
-        (Some(bytes), _) => invariants::body::<TransferMsg>(bytes),
-        (None, mut u) => transfer_msg(&mut u).ok(),
-    };
-    if let Some(msg) = msg {
-        invariants::transfer_msg(&msg);
-    }
-});
+fuzz_target!(|data: &[u8]| message_target(data, lanyard_fuzz::transfer_msg, invariants::transfer_msg));

@@ -6,6 +6,7 @@
 
 pub mod invariants;
 
+use std::fmt::Debug;
 use std::future::Future;
 use std::sync::OnceLock;
 
@@ -16,6 +17,8 @@ use lanyard::net::wire::{
 use lanyard::node::share::{EntryKind, ShareEntry};
 use lanyard::node::transfer::names::{MAX_COMPONENT_BYTES, MAX_PATH_BYTES};
 use lanyard::node::transfer::wire::{Item, MAX_REASON_BYTES, TransferMsg};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 /// Run a future to completion on one shared single-threaded runtime.
 pub fn block_on<F: Future>(f: F) -> F::Output {
@@ -36,6 +39,22 @@ pub fn raw_or<'a>(data: &'a [u8]) -> (Option<&'a [u8]>, Unstructured<'a>) {
         Some((mode, rest)) if mode % 2 == 0 => (Some(rest), Unstructured::new(&[])),
         Some((_, rest)) => (None, Unstructured::new(rest)),
         None => (Some(data), Unstructured::new(&[])),
+    }
+}
+
+/// The body of a message target: the message decoded from raw bytes (round-tripped on the way)
+/// or built by `build`, then checked by `check`.
+pub fn message_target<T: Serialize + DeserializeOwned + PartialEq + Debug>(
+    data: &[u8],
+    build: impl FnOnce(&mut Unstructured) -> Result<T>,
+    check: impl FnOnce(&T),
+) {
+    let msg = match raw_or(data) {
+        (Some(bytes), _) => invariants::body::<T>(bytes),
+        (None, mut u) => build(&mut u).ok(),
+    };
+    if let Some(msg) = msg {
+        check(&msg);
     }
 }
 
