@@ -7,6 +7,7 @@ use std::path::Path;
 /// What each module may import from the crate.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("text", &[]),
+    ("limits", &[]),
     ("identity", &["text"]),
     ("net", &["identity", "text"]),
     ("store", &["identity", "text"]),
