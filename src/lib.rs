@@ -12,9 +12,13 @@
 //! - [`config`]: flags, `LANYARD_*` variables and the config file → one [`config::Config`].
 //! - [`cli`]: the faces without a screen: one-shot commands and `serve`.
 //! - [`ui`]: the terminal UI, the face people launch (`lanyard`).
+//!
+//! `fuzzing` (hidden) only opens private checks to the fuzz targets and property tests.
 
 pub mod cli;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 pub mod limits;
 pub mod net;

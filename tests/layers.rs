@@ -17,6 +17,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("cli", &["config", "node", "text", "ui"]),
     ("ui", &["config", "node", "text"]),
     ("main", &["config", "cli", "text"]),
+    ("fuzzing", &["identity", "net", "node"]),
 ];
 
 fn module_of(path: &Path, src: &Path) -> String {

@@ -49,21 +49,24 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
 }
 
 /// Read one frame from a plain stream (the local control socket). `Ok(None)` on a clean end
-/// between frames.
+/// between frames; an end inside a header, like one inside a body, is a cut frame.
 pub async fn read<T: DeserializeOwned, R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<Option<T>, FrameError> {
     let mut header = [0u8; LEN_BYTES];
-    match r.read_exact(&mut header).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
+    if r.read(&mut header[..1]).await? == 0 {
+        return Ok(None);
     }
+    r.read_exact(&mut header[1..]).await.map_err(truncated)?;
     let len = body_len(header, max)?;
     let mut body = vec![0u8; len];
-    r.read_exact(&mut body).await.map_err(|e| match e.kind() {
+    r.read_exact(&mut body).await.map_err(truncated)?;
+    decode(&body).map(Some)
+}
+
+fn truncated(e: std::io::Error) -> FrameError {
+    match e.kind() {
         std::io::ErrorKind::UnexpectedEof => FrameError::Truncated,
         _ => e.into(),
-    })?;
-    decode(&body).map(Some)
+    }
 }
 
 pub async fn write<T: Serialize, W: AsyncWrite + Unpin>(w: &mut W, msg: &T) -> Result<(), FrameError> {
@@ -130,6 +133,24 @@ mod tests {
             })
         );
         assert!(read::<ControlMsg, _>(&mut b, 1024).await.unwrap().is_none());
+    }
+
+    /// Found by the `frame` fuzz target: 1 to 3 bytes of a header at the end of the stream were
+    /// taken for a clean end.
+    #[tokio::test]
+    async fn a_stream_cut_inside_a_header_is_truncated() {
+        let mut buf = Vec::new();
+        encode(&ControlMsg::Ping, &mut buf).unwrap();
+        let whole = buf.len();
+        buf.extend_from_slice(&[0, 0, 0, 8]);
+        for cut in whole + 1..whole + LEN_BYTES {
+            let mut r = &buf[..cut];
+            assert_eq!(read::<ControlMsg, _>(&mut r, 1024).await.unwrap(), Some(ControlMsg::Ping));
+            assert!(
+                matches!(read::<ControlMsg, _>(&mut r, 1024).await, Err(FrameError::Truncated)),
+                "cut at {cut}"
+            );
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use snow::StatelessTransportState;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
@@ -130,7 +130,7 @@ fn preamble(purpose: Purpose) -> [u8; PREAMBLE_LEN] {
 }
 
 /// Check a received preamble; returns the purpose it names.
-fn check_preamble(p: &[u8; PREAMBLE_LEN]) -> Result<Purpose, HandshakeError> {
+pub(crate) fn check_preamble(p: &[u8; PREAMBLE_LEN]) -> Result<Purpose, HandshakeError> {
     if &p[..4] != MAGIC {
         return Err(HandshakeError::NotLanyard);
     }
@@ -148,13 +148,13 @@ fn check_preamble(p: &[u8; PREAMBLE_LEN]) -> Result<Purpose, HandshakeError> {
     }
 }
 
-async fn read_hs(sock: &mut TcpStream, buf: &mut [u8]) -> Result<usize, HandshakeError> {
+async fn read_hs<S: AsyncRead + Unpin>(sock: &mut S, buf: &mut [u8]) -> Result<usize, HandshakeError> {
     let len = sock.read_u16().await? as usize;
     sock.read_exact(&mut buf[..len]).await?;
     Ok(len)
 }
 
-async fn write_hs(sock: &mut TcpStream, msg: &[u8]) -> Result<(), HandshakeError> {
+async fn write_hs<S: AsyncWrite + Unpin>(sock: &mut S, msg: &[u8]) -> Result<(), HandshakeError> {
     let mut out = Vec::with_capacity(2 + msg.len());
     out.extend_from_slice(&(msg.len() as u16).to_be_bytes());
     out.extend_from_slice(msg);
@@ -259,6 +259,18 @@ pub async fn connect(
 pub async fn accept(mut sock: TcpStream, identity: &Identity, hello: &Hello) -> Result<SecureConn, HandshakeError> {
     set_liveness(&sock)?;
     let addr = sock.peer_addr()?;
+    let (hs, remote, purpose) = respond(&mut sock, identity, hello, addr).await?;
+    finish(sock, hs, remote, purpose)
+}
+
+/// The responder's side of preamble and handshake, over any byte stream (the fuzz targets
+/// drive it through an in-memory pipe).
+pub(crate) async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
+    sock: &mut S,
+    identity: &Identity,
+    hello: &Hello,
+    addr: SocketAddr,
+) -> Result<(snow::HandshakeState, Remote, Purpose), HandshakeError> {
     let mut theirs = [0u8; PREAMBLE_LEN];
     sock.read_exact(&mut theirs).await?;
     // Answer with our version even when theirs differs, so both sides can say what's wrong.
@@ -274,15 +286,15 @@ pub async fn accept(mut sock: TcpStream, identity: &Identity, hello: &Hello) -> 
     let mut hs = responder(identity, &prologue)?;
     let mut msg = vec![0u8; NOISE_MAX_MESSAGE];
     let mut payload = vec![0u8; NOISE_MAX_MESSAGE];
-    let n = read_hs(&mut sock, &mut msg).await?;
+    let n = read_hs(sock, &mut msg).await?;
     hs.read_message(&msg[..n], &mut payload)?;
     let n = hs.write_message(&hello_bytes(hello)?, &mut msg)?;
-    write_hs(&mut sock, &msg[..n]).await?;
-    let n = read_hs(&mut sock, &mut msg).await?;
+    write_hs(sock, &msg[..n]).await?;
+    let n = read_hs(sock, &mut msg).await?;
     let p = hs.read_message(&msg[..n], &mut payload)?;
     let their_hello = parse_hello(&payload[..p])?;
     let remote = remote_of(&hs, their_hello, addr, identity)?;
-    finish(sock, hs, remote, purpose)
+    Ok((hs, remote, purpose))
 }
 
 fn finish(sock: TcpStream, hs: snow::HandshakeState, mut remote: Remote, purpose: Purpose) -> Result<SecureConn, HandshakeError> {

@@ -143,51 +143,7 @@ impl Manifest {
     /// and (for a pull) only under the top-level names asked for. Holds a 16-byte hash per
     /// path, not the paths.
     pub fn validate(&self, allowed: Option<&[String]>) -> Result<(), Refusal> {
-        let mut seen = HashSet::with_capacity(self.entries.len());
-        let mut files = HashSet::new();
-        self.each(|_, item| {
-            let comps = components(&item.path)?;
-            if comps.first().is_some_and(|t| t == PARTIAL_DIR) {
-                return Err(Refusal::Refused(format!(
-                    "refused name \"{PARTIAL_DIR}\": it is reserved for partial files"
-                )));
-            }
-            if let Some(allowed) = allowed
-                && !allowed.iter().any(|a| item.path.split('/').next() == Some(a.as_str()))
-            {
-                // A server may only answer a pull with what was asked for.
-                return Err(Refusal::NotAsked(format!(
-                    "the peer offered {:?}, which was not asked for",
-                    printable(&item.path)
-                )));
-            }
-            let key = hash(&comps.join("/"));
-            if !seen.insert(key) {
-                return Err(Refusal::Refused(format!("\"{}\" is offered twice", printable(&item.path))));
-            }
-            if !item.dir {
-                files.insert(key);
-            }
-            Ok(())
-        })?;
-        drop(seen);
-        self.each(|_, item| {
-            let comps = components(&item.path)?;
-            let mut prefix = String::new();
-            for c in &comps[..comps.len().saturating_sub(1)] {
-                if !prefix.is_empty() {
-                    prefix.push('/');
-                }
-                prefix.push_str(c);
-                if files.contains(&hash(&prefix)) {
-                    return Err(Refusal::Refused(format!(
-                        "\"{}\" is offered both as a file and as a folder",
-                        printable(&prefix)
-                    )));
-                }
-            }
-            Ok(())
-        })
+        validate_with(|f| self.each(|_, item| f(item)), self.entries.len(), allowed)
     }
 
     /// Every item with its name, read a page at a time (never the whole spool in one buffer
@@ -212,6 +168,71 @@ impl Manifest {
 }
 
 /// What the budget is charged for each item an offer announces, before any name arrives.
+/// The checks of [`Manifest::validate`] over items walked by `walk` (twice), wherever they are
+/// held: the spool, or a slice (the fuzz targets and property tests).
+fn validate_with(
+    mut walk: impl FnMut(&mut dyn FnMut(Item) -> Result<(), Refusal>) -> Result<(), Refusal>,
+    count: usize,
+    allowed: Option<&[String]>,
+) -> Result<(), Refusal> {
+    let mut seen = HashSet::with_capacity(count);
+    let mut files = HashSet::new();
+    walk(&mut |item| {
+        let comps = components(&item.path)?;
+        if comps.first().is_some_and(|t| t == PARTIAL_DIR) {
+            return Err(Refusal::Refused(format!(
+                "refused name \"{PARTIAL_DIR}\": it is reserved for partial files"
+            )));
+        }
+        if let Some(allowed) = allowed
+            && !allowed.iter().any(|a| item.path.split('/').next() == Some(a.as_str()))
+        {
+            // A server may only answer a pull with what was asked for.
+            return Err(Refusal::NotAsked(format!(
+                "the peer offered {:?}, which was not asked for",
+                printable(&item.path)
+            )));
+        }
+        let key = hash(&comps.join("/"));
+        if !seen.insert(key) {
+            return Err(Refusal::Refused(format!("\"{}\" is offered twice", printable(&item.path))));
+        }
+        if !item.dir {
+            files.insert(key);
+        }
+        Ok(())
+    })?;
+    drop(seen);
+    walk(&mut |item| {
+        let comps = components(&item.path)?;
+        let mut prefix = String::new();
+        for c in &comps[..comps.len().saturating_sub(1)] {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(c);
+            if files.contains(&hash(&prefix)) {
+                return Err(Refusal::Refused(format!(
+                    "\"{}\" is offered both as a file and as a folder",
+                    printable(&prefix)
+                )));
+            }
+        }
+        Ok(())
+    })
+}
+
+/// [`Manifest::validate`] of items held in memory: each path's components, or why the offer is
+/// refused. For the fuzz targets and property tests, which have no spool.
+pub(crate) fn validate_items(items: &[Item]) -> Result<Vec<Vec<String>>, String> {
+    let mut walk = |f: &mut dyn FnMut(Item) -> Result<(), Refusal>| items.iter().cloned().try_for_each(f);
+    match validate_with(&mut walk, items.len(), None) {
+        Ok(()) => Ok(items.iter().map(|i| i.path.split('/').map(str::to_string).collect()).collect()),
+        Err(Refusal::Refused(why) | Refusal::NotAsked(why)) => Err(why),
+        Err(Refusal::Io(e)) => Err(e.to_string()),
+    }
+}
+
 pub(crate) fn item_charge(items: usize) -> usize {
     items.saturating_mul(MANIFEST_ITEM_COST)
 }
