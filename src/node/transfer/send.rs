@@ -252,7 +252,10 @@ async fn exchange(ctx: &Ctx, reader: &mut SecureReader, writer: &mut SecureWrite
     let (streamed, verdicts) = tokio::join!(
         async {
             let r = stream(ctx, writer, m, &offsets, &stop, &mut meter).await;
-            if r.is_err() {
+            // A write that finds the connection gone does not stop the reading half: a peer
+            // that gave up says why before it closes, and that reason sits ahead of the
+            // reset. The reading half ends on its own once it has read it (or by deadline).
+            if r.is_err() && !matches!(r, Err(Stop::Lost)) {
                 stop.cancel();
             }
             r
@@ -267,8 +270,8 @@ async fn exchange(ctx: &Ctx, reader: &mut SecureReader, writer: &mut SecureWrite
     );
     let verdicts = match (streamed, verdicts) {
         (Ok(()), Ok(v)) => v,
-        // The half that stopped first has the reason; the other one only saw it stop.
-        (Err(Stop::Quiet), Err(e)) | (Err(e), _) | (Ok(()), Err(e)) => return Err(e),
+        (Err(e), Ok(_)) | (Ok(()), Err(e)) => return Err(e),
+        (Err(a), Err(b)) => return Err(if says(&b) > says(&a) { b } else { a }),
     };
     let mut outcome = Outcome {
         transfer: ctx.id.clone(),
@@ -290,6 +293,17 @@ async fn exchange(ctx: &Ctx, reader: &mut SecureReader, writer: &mut SecureWrite
         }
     }
     Ok(outcome)
+}
+
+/// How much a half's ending tells a person: one that only saw the other half stop nothing, a
+/// lost connection little (the peer's own reason may come in on the other half), anything
+/// else is the reason.
+fn says(stop: &Stop) -> u8 {
+    match stop {
+        Stop::Quiet => 0,
+        Stop::Lost => 1,
+        _ => 2,
+    }
 }
 
 /// Renamed top-level items an outcome lists at most: enough to tell a person, bounded whatever
