@@ -32,6 +32,26 @@ pub const MAX_SHARE_REQUEST_BYTES: usize = 4096;
 /// Most entries `walk` (and `list`) will produce; a bound on the work and memory one request
 /// can cost us.
 pub const MAX_WALK_ENTRIES: usize = 1_000_000;
+/// Largest CBOR frame on a control connection (chat lines are far below this).
+pub const MAX_CONTROL_FRAME: usize = 64 * 1024;
+pub const MAX_NICK_BYTES: usize = 64;
+pub const MAX_SOFTWARE_BYTES: usize = 64;
+/// Largest chat text, in bytes of UTF-8. Refused when saying, and a protocol error on receipt.
+pub const MAX_CHAT_TEXT: usize = 16 * 1024;
+/// Peers named in one `Peers` message; a node with more sends several.
+pub const MAX_PEER_HINTS: usize = 128;
+/// Addresses given for one peer in a `Peers` message.
+pub const MAX_HINT_ADDRS: usize = 4;
+/// Longest text form of one such address (`[IPv6%scope]:port` fits with room to spare).
+pub const MAX_HINT_ADDR_BYTES: usize = 64;
+/// Largest handshake payload (the hello inside Noise); a bigger one ends the handshake.
+pub const MAX_HELLO: usize = 1024;
+/// Longest single component we accept; the common limit of Linux, macOS and Windows file systems.
+pub const MAX_COMPONENT_BYTES: usize = 255;
+/// Longest relative path we accept, matching Linux's PATH_MAX.
+pub const MAX_PATH_BYTES: usize = 4096;
+/// Deepest relative path we accept; far beyond real trees, low enough to bound the work per name.
+pub const MAX_DEPTH: usize = 64;
 
 // == Connections and deadlines ==
 //
@@ -73,9 +93,9 @@ pub const REFUSAL_DRAIN: Duration = Duration::from_secs(2);
 /// Refused connections being drained at once; past it, closed at once.
 pub const MAX_REFUSALS_DRAINING: usize = 64;
 
-// Deadlines. Every wait on a peer has one: the handshake (`net::secure::HANDSHAKE_TIMEOUT`), a
-// transfer connection's first message (`transfer::FIRST_FRAME_TIMEOUT`), a person's answer to
-// an offer (`transfer::OFFER_ANSWER_TIMEOUT`, then the sender is told "expired"), a control
+// Deadlines. Every wait on a peer has one: the handshake ([`HANDSHAKE_TIMEOUT`]), a
+// transfer connection's first message ([`FIRST_FRAME_TIMEOUT`]), a person's answer to
+// an offer ([`OFFER_ANSWER_TIMEOUT`], then the sender is told "expired"), a control
 // connection's silence ([`CONTROL_IDLE_LIMIT`]), and everything else on a transfer connection —
 // manifest, verdicts, file data, listings — by progress:
 
@@ -98,6 +118,15 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub const CONTROL_IDLE_LIMIT: Duration = Duration::from_secs(90);
 /// How long a peer may take to answer a list or get request.
 pub const PULL_ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+/// A peer that doesn't finish the handshake in this time is dropped.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A transfer connection must say what it wants this soon; then it is closed (unanswered).
+pub const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an offer waits for a person to answer; then it expires and the sender is told
+/// "expired: nobody answered within 5 minutes".
+pub const OFFER_ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
+/// Incoming transfer connections one peer may have open at once (a slot each, see `slots`).
+pub const MAX_TRANSFERS_PER_KEY: usize = 8;
 
 // == Offers and manifests ==
 

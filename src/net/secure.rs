@@ -18,14 +18,13 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::identity::{Identity, PeerId};
+pub use crate::limits::HANDSHAKE_TIMEOUT;
+use crate::limits::MAX_HELLO;
 use crate::net::frame::{self, FrameError, LEN_BYTES};
 use crate::net::wire::{
     Hello, MAGIC, NOISE_MAX_MESSAGE, NOISE_MAX_PLAINTEXT, NOISE_PARAMS, NOISE_TAG, PREAMBLE_LEN, PROTOCOL_VERSION, Purpose,
 };
 
-/// A peer that doesn't finish the handshake in this time is dropped.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-const MAX_HELLO: usize = 1024;
 /// Sealed bytes gathered before a socket write: fewer syscalls for bulk data.
 const WRITE_BATCH: usize = 256 * 1024;
 

@@ -4,6 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::limits::CHAT_REFUSAL_BYTES;
+pub use crate::limits::{
+    MAX_CHAT_TEXT, MAX_CONTROL_FRAME, MAX_HINT_ADDR_BYTES, MAX_HINT_ADDRS, MAX_NICK_BYTES, MAX_PEER_HINTS, MAX_SOFTWARE_BYTES,
+};
 
 /// Bumped on any incompatible change; checked in the preamble and advertised over mDNS.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -18,20 +21,8 @@ pub const NOISE_MAX_MESSAGE: usize = 65535;
 pub const NOISE_TAG: usize = 16;
 pub const NOISE_MAX_PLAINTEXT: usize = NOISE_MAX_MESSAGE - NOISE_TAG;
 
-/// Largest CBOR frame on a control connection (chat lines are far below this).
-pub const MAX_CONTROL_FRAME: usize = 64 * 1024;
-pub const MAX_NICK_BYTES: usize = 64;
-pub const MAX_SOFTWARE_BYTES: usize = 64;
-/// Largest chat text, in bytes of UTF-8. Refused when saying, and a protocol error on receipt.
-pub const MAX_CHAT_TEXT: usize = 16 * 1024;
 /// A chat message id: 128 random bits as lowercase hex.
 pub const CHAT_ID_LEN: usize = 32;
-/// Peers named in one `Peers` message; a node with more sends several.
-pub const MAX_PEER_HINTS: usize = 128;
-/// Addresses given for one peer in a `Peers` message.
-pub const MAX_HINT_ADDRS: usize = 4;
-/// Longest text form of one such address (`[IPv6%scope]:port` fits with room to spare).
-pub const MAX_HINT_ADDR_BYTES: usize = 64;
 
 /// What a connection is for; chosen by the initiator in its hello.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

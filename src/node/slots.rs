@@ -44,7 +44,7 @@ impl Pool {
         match self {
             // One per peer is the peer table's business (duplicates are settled there).
             Pool::Control => usize::MAX,
-            Pool::Transfer => super::transfer::MAX_INCOMING_PER_PEER,
+            Pool::Transfer => crate::limits::MAX_TRANSFERS_PER_KEY,
         }
     }
 }

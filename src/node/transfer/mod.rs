@@ -42,7 +42,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::identity::PeerId;
-use crate::limits::{ANSWER_GRACE, REFUSAL_DRAIN};
+use crate::limits::{ANSWER_GRACE, FIRST_FRAME_TIMEOUT, OFFER_ANSWER_TIMEOUT, REFUSAL_DRAIN};
 use crate::net::secure::SecureConn;
 use crate::net::wire::Purpose;
 use crate::node::share::ShareEntry;
@@ -55,12 +55,8 @@ pub use progress::{TransferState, TransferView};
 pub use pull::PeerListing;
 use wire::{MAX_TRANSFER_FRAME, TransferMsg};
 
-/// How long an offer waits for a person to answer before it counts as rejected.
-const OFFER_ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
-/// A transfer connection must say what it wants this soon.
 /// How long a transfer waits for an offline peer to come online before dialling what it knows.
 const PEER_ONLINE_WAIT: Duration = Duration::from_secs(5);
-const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -236,9 +232,6 @@ pub(crate) struct Registry {
     /// Disk space promised to running receives.
     space: space::Space,
 }
-
-/// Incoming transfer connections one peer may have open at once (a slot each, see `slots`).
-pub(crate) const MAX_INCOMING_PER_PEER: usize = 8;
 
 /// What a test makes the next data stream do once this many bytes of one file went by:
 /// stand in, deterministically, for a crash or pulled cable (`Disconnect`) or a peer that stops

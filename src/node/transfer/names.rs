@@ -13,14 +13,8 @@ use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use crate::limits::{MAX_COMPONENT_BYTES, MAX_DEPTH, MAX_PATH_BYTES};
 use crate::text::{is_hostile, printable};
-
-/// Longest single component we accept; the common limit of Linux, macOS and Windows file systems.
-pub const MAX_COMPONENT_BYTES: usize = 255;
-/// Longest relative path we accept, matching Linux's PATH_MAX.
-pub const MAX_PATH_BYTES: usize = 4096;
-/// Deepest relative path we accept; far beyond real trees, low enough to bound the work per name.
-pub const MAX_DEPTH: usize = 64;
 
 /// How many numbered candidates `free_name` tries before falling back to a time-based suffix.
 const MAX_NUMBERED_CANDIDATES: u32 = 100_000;
