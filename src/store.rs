@@ -145,7 +145,19 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store> {
         let conn = Connection::open(path).with_context(|| format!("cannot open database {}", path.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Switching a new database to WAL can report "locked" at once, without waiting, while
+        // another process opens it too: try again for as long as the busy timeout.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while let Err(e) = conn.pragma_update(None, "journal_mode", "WAL") {
+            let busy = matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            );
+            if !busy || std::time::Instant::now() >= deadline {
+                return Err(e.into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         // FULL: a commit is on the disk once it returns (the WAL is fsynced at every commit), so
         // a line we acknowledged survives a power cut, not only a killed process. Chat commits
         // one transaction per burst of lines, so this costs one fsync per burst, not per line.
@@ -164,17 +176,38 @@ impl Store {
         Ok(store)
     }
 
+    /// Apply the steps not yet applied, one write transaction each, reading the version inside
+    /// it: two processes opening one data dir at once (`serve` starting while `lanyard id`
+    /// runs) then take turns, and neither applies a step the other already did.
     fn migrate(&self) -> Result<()> {
         let conn = self.lock();
-        let done: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if done > MIGRATIONS.len() {
-            anyhow::bail!("the database was written by a newer lanyard (schema {done}); update lanyard");
+        loop {
+            conn.execute_batch("BEGIN IMMEDIATE").context("database migration")?;
+            let applied = (|| -> Result<bool> {
+                let done: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+                if done > MIGRATIONS.len() {
+                    anyhow::bail!("the database was written by a newer lanyard (schema {done}); update lanyard");
+                }
+                let Some(step) = MIGRATIONS.get(done) else {
+                    return Ok(false);
+                };
+                conn.execute_batch(&format!("{step} PRAGMA user_version = {};", done + 1))
+                    .context("database migration")?;
+                Ok(true)
+            })();
+            match applied {
+                Ok(more) => {
+                    conn.execute_batch("COMMIT").context("database migration")?;
+                    if !more {
+                        return Ok(());
+                    }
+                }
+                Err(e) => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    return Err(e);
+                }
+            }
         }
-        for (i, step) in MIGRATIONS.iter().enumerate().skip(done) {
-            conn.execute_batch(&format!("BEGIN; {step} PRAGMA user_version = {}; COMMIT;", i + 1))
-                .context("database migration")?;
-        }
-        Ok(())
     }
 
     /// The connection, for modules that keep their own tables here. A poisoned lock only means
@@ -386,6 +419,28 @@ pub fn unix_now_ms() -> u64 {
 mod tests {
     use super::*;
     use crate::identity::Identity;
+
+    #[test]
+    fn processes_opening_one_new_database_at_once_each_get_it_whole() {
+        // `serve` starting while another command opens the same data dir: every opener must see
+        // the whole schema, and no step may run twice ("table already exists").
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(DB_FILE);
+            let openers: Vec<_> = (0..6)
+                .map(|_| {
+                    let path = path.clone();
+                    std::thread::spawn(move || Store::open(&path).map(|_| ()).map_err(|e| format!("{e:#}")))
+                })
+                .collect();
+            for opener in openers {
+                opener.join().unwrap().unwrap();
+            }
+            let store = Store::open(&path).unwrap();
+            let version: usize = store.lock().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+            assert_eq!(version, MIGRATIONS.len());
+        }
+    }
 
     #[test]
     fn peers_round_trip_and_survive_reopen() {

@@ -246,14 +246,16 @@ async fn offers_over_the_budget_are_refused_with_a_reason_and_the_node_still_ser
         let mut conn = dial(&victim).await;
         tasks.spawn(async move {
             let sent = offer(&mut conn, &transfer_id(n)).await;
-            (conn, sent)
+            (n, conn, sent)
         });
     }
-    let mut conns: Vec<(SecureConn, bool)> = Vec::new();
+    // By offer number: the two finish sending in either order.
+    let mut conns: Vec<Option<(SecureConn, bool)>> = vec![None, None];
     // Exactly one of them waits; the other was refused, and its sender reads why.
     let fates = fates(&mut events, 2).await;
     while let Some(done) = tasks.join_next().await {
-        conns.push(done.unwrap());
+        let (n, conn, sent) = done.unwrap();
+        conns[n] = Some((conn, sent));
     }
     let waiting: Vec<usize> = (0..2).filter(|&n| fates[&transfer_id(n)] == "waiting").collect();
     assert_eq!(waiting.len(), 1, "{fates:?}");
@@ -261,7 +263,7 @@ async fn offers_over_the_budget_are_refused_with_a_reason_and_the_node_still_ser
     let refused = 1 - waiting;
     assert_eq!(fates[&transfer_id(refused)], "rejected: busy: too many offers waiting");
     assert_eq!(
-        answer(&mut conns[refused].0).await,
+        answer(&mut conns[refused].as_mut().expect("both offers were made").0).await,
         Some(TransferMsg::Reject {
             reason: "busy: too many offers waiting".into()
         })
