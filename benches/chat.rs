@@ -30,14 +30,7 @@ async fn run() -> anyhow::Result<()> {
     // pipeline (the database commits, the window, the acks) rather than the refusals.
     let open = |nick: &str, dir: &std::path::Path| {
         let mut config = NodeConfig::local(nick, dir.to_path_buf());
-        config.db_budget = DbBudget {
-            rate_lines: u32::MAX,
-            rate_bytes: u64::MAX,
-            direct_bytes: u64::MAX,
-            stranger_bytes: u64::MAX,
-            strangers_bytes: u64::MAX,
-            ..DbBudget::default()
-        };
+        config.db_budget = DbBudget::lifted();
         config
     };
     let ada = NodeHandle::start(open("ada", da.path())).await?;

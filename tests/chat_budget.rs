@@ -20,18 +20,6 @@ fn config(nick: &str, dir: &Path, budget: DbBudget) -> NodeConfig {
     c
 }
 
-/// No rate or size budget worth the name: for the honest side of a test.
-fn lifted() -> DbBudget {
-    DbBudget {
-        rate_lines: u32::MAX,
-        rate_bytes: u64::MAX,
-        direct_bytes: u64::MAX,
-        stranger_bytes: u64::MAX,
-        strangers_bytes: u64::MAX,
-        ..DbBudget::default()
-    }
-}
-
 /// The database's files (main file and its write-ahead log) in a data dir, in bytes.
 fn db_bytes(dir: &Path) -> u64 {
     ["lanyard.sqlite3", "lanyard.sqlite3-wal"]
@@ -61,8 +49,8 @@ async fn a_flood_stays_within_the_budget_and_honest_lines_get_through() {
         ..DbBudget::default()
     };
     let bob = start_node(config("bob", &root.path().join("bob"), bob_budget)).await;
-    let eve = start_node(config("eve", &root.path().join("eve"), lifted())).await;
-    let carol = start_node(config("carol", &root.path().join("carol"), lifted())).await;
+    let eve = start_node(config("eve", &root.path().join("eve"), DbBudget::lifted())).await;
+    let carol = start_node(config("carol", &root.path().join("carol"), DbBudget::lifted())).await;
     connect(&eve, &bob).await;
     connect(&carol, &bob).await;
     // Bob talks to carol first: she is no stranger to him.
@@ -144,8 +132,8 @@ async fn a_fast_sender_is_refused_and_told_why_while_others_get_through() {
         ..DbBudget::default()
     };
     let bob = start_node(config("bob", &root.path().join("bob"), budget)).await;
-    let eve = start_node(config("eve", &root.path().join("eve"), lifted())).await;
-    let carol = start_node(config("carol", &root.path().join("carol"), lifted())).await;
+    let eve = start_node(config("eve", &root.path().join("eve"), DbBudget::lifted())).await;
+    let carol = start_node(config("carol", &root.path().join("carol"), DbBudget::lifted())).await;
     connect(&eve, &bob).await;
     connect(&carol, &bob).await;
     let mut at_eve = eve.subscribe();

@@ -46,6 +46,22 @@ impl Default for DbBudget {
     }
 }
 
+impl DbBudget {
+    /// No rate and no direct-line limit: for measuring the delivery pipeline (benches) and for
+    /// the honest side of tests, never for a node people run. The room is still trimmed.
+    #[doc(hidden)]
+    pub fn lifted() -> DbBudget {
+        DbBudget {
+            rate_lines: u32::MAX,
+            rate_bytes: u64::MAX,
+            direct_bytes: u64::MAX,
+            stranger_bytes: u64::MAX,
+            strangers_bytes: u64::MAX,
+            ..DbBudget::default()
+        }
+    }
+}
+
 /// A peer's allowance: full at first, spent by each stored line, refilled evenly.
 #[derive(Debug, Clone, Copy)]
 struct Bucket {

@@ -134,7 +134,7 @@ async fn exchange(
     };
     match blocking(&manifest, move |m| m.validate(allowed.as_deref())).await? {
         Ok(()) => {}
-        Err(Refusal::Refused(reason)) => return Err(refuse(writer, &reason).await),
+        Err(Refusal::Refused(reason)) => return Err(refuse(ctx, writer, &reason).await),
         // A server may only answer a pull with what was asked for, not fill the download dir.
         Err(Refusal::NotAsked(what)) => return Err(protocol(&what)),
         Err(Refusal::Io(e)) => return Err(spool_failed(e)),
@@ -161,14 +161,7 @@ async fn exchange(
         }
     };
     if let Err(reason) = accept {
-        let _ = moving(ctx, async {
-            writer
-                .send(&TransferMsg::Reject { reason: bounded(&reason) })
-                .await
-                .map_err(io_stop)
-        })
-        .await;
-        return Err(Stop::Rejected(reason));
+        return Err(refuse(ctx, writer, &reason).await);
     }
 
     // Database look-ups and a stat per item: off the async workers.
@@ -180,14 +173,7 @@ async fn exchange(
     };
     let plan = plan_out.insert(prepared.map_err(Stop::Failed)?);
     if let Err(reason) = plan.reserve(&ctx.shared.nick()) {
-        let _ = moving(ctx, async {
-            writer
-                .send(&TransferMsg::Reject { reason: bounded(&reason) })
-                .await
-                .map_err(io_stop)
-        })
-        .await;
-        return Err(Stop::Rejected(reason));
+        return Err(refuse(ctx, writer, &reason).await);
     }
     let mut resume = Vec::new();
     for (i, slot) in plan.slots.iter_mut().enumerate() {
@@ -261,7 +247,7 @@ async fn exchange(
 async fn take_manifest(ctx: &Ctx, reader: &mut SecureReader, writer: &mut SecureWriter, n: usize) -> Result<Manifest, Stop> {
     let charge = match Charge::take(&ctx.shared, &ctx.peer, item_charge(n)) {
         Ok(charge) => charge,
-        Err(why) => return Err(refuse(writer, why).await),
+        Err(why) => return Err(refuse(ctx, writer, why).await),
     };
     let data_dir = ctx.shared.config.data_dir.clone();
     let mut manifest = tokio::task::spawn_blocking(move || Manifest::new(&data_dir, n, charge))
@@ -288,7 +274,7 @@ async fn take_manifest(ctx: &Ctx, reader: &mut SecureReader, writer: &mut Secure
                 manifest = back;
                 match appended {
                     Ok(()) => {}
-                    Err(Refusal::Refused(why) | Refusal::NotAsked(why)) => return Err(refuse(writer, &why).await),
+                    Err(Refusal::Refused(why) | Refusal::NotAsked(why)) => return Err(refuse(ctx, writer, &why).await),
                     Err(Refusal::Io(e)) => return Err(spool_failed(e)),
                 }
             }
@@ -299,8 +285,11 @@ async fn take_manifest(ctx: &Ctx, reader: &mut SecureReader, writer: &mut Secure
 }
 
 /// Refuse the offer, telling the sender why.
-async fn refuse(writer: &mut SecureWriter, why: &str) -> Stop {
-    let _ = writer.send(&TransferMsg::Reject { reason: bounded(why) }).await;
+/// Tell the sender why the offer is not taken (bounded by the stall limit: a sender that
+/// doesn't read must not hold us), and stop.
+async fn refuse(ctx: &Ctx, writer: &mut SecureWriter, why: &str) -> Stop {
+    let reject = TransferMsg::Reject { reason: bounded(why) };
+    let _ = moving(ctx, async { writer.send(&reject).await.map_err(io_stop) }).await;
     Stop::Rejected(why.to_string())
 }
 
