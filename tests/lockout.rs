@@ -35,13 +35,7 @@ async fn node(nick: &str, dir: &Path, tweak: impl FnOnce(&mut NodeConfig)) -> No
 }
 
 fn hello() -> Hello {
-    Hello {
-        nick: "mallory".into(),
-        host: "evil".into(),
-        listen_port: None,
-        software: "test".into(),
-        session: 1,
-    }
+    common::mallory_hello()
 }
 
 /// A transfer connection from `src` with a key made for it.

@@ -15,11 +15,9 @@ use std::time::Duration;
 use common::{PATIENCE, TestNode};
 use lanyard::identity::Identity;
 use lanyard::limits::{MANIFEST_BUDGET, MANIFEST_PEER_SHARE};
-use lanyard::net::secure::{self, SecureConn};
-use lanyard::net::wire::{Hello, Purpose};
+use lanyard::net::secure::SecureConn;
 use lanyard::node::transfer::wire::{ITEMS_FRAME_BYTES, Item, MAX_TRANSFER_FRAME, TransferMsg};
 use lanyard::node::{Event, NodeConfig, NodeHandle};
-use tokio::net::TcpStream;
 
 /// Items in one hostile offer, and the length of each name (~660 bytes: 64 MiB in all).
 const ITEMS: u32 = 100_000;
@@ -41,15 +39,7 @@ async fn dial(node: &NodeHandle) -> SecureConn {
 }
 
 async fn dial_as(node: &NodeHandle, me: &Identity) -> SecureConn {
-    let hello = Hello {
-        nick: "mallory".into(),
-        host: "evil".into(),
-        listen_port: None,
-        software: "test".into(),
-        session: 1,
-    };
-    let sock = TcpStream::connect(node.listen_addr().unwrap()).await.unwrap();
-    secure::connect(sock, me, &hello, Purpose::Transfer, Some(node.id())).await.unwrap()
+    common::dial_transfer_as(node, me).await
 }
 
 /// Send an offer of `ITEMS` long names (1 byte each), built frame by frame so the client holds

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{PATIENCE as WAIT, until};
 use lanyard::identity::Identity;
 use lanyard::net::secure::{self, SecureConn};
-use lanyard::net::wire::{Hello, Purpose};
+use lanyard::net::wire::Purpose;
 use lanyard::node::transfer::wire::{Item, MAX_TRANSFER_FRAME, TransferMsg};
 use lanyard::node::{NodeConfig, NodeHandle};
 use serde_bytes::ByteBuf;
@@ -25,18 +25,7 @@ async fn receiver(dir: &Path) -> NodeHandle {
 }
 
 async fn dial(node: &NodeHandle) -> SecureConn {
-    let me = Identity::generate().unwrap();
-    let hello = Hello {
-        nick: "mallory".into(),
-        host: "evil".into(),
-        listen_port: None,
-        software: "test".into(),
-        session: 1,
-    };
-    let sock = TcpStream::connect(node.listen_addr().unwrap()).await.unwrap();
-    secure::connect(sock, &me, &hello, Purpose::Transfer, Some(node.id()))
-        .await
-        .unwrap()
+    common::dial_transfer_as(node, &Identity::generate().unwrap()).await
 }
 
 fn file(path: &str, size: u64) -> Item {
@@ -296,13 +285,7 @@ async fn one_peer_cannot_hold_more_than_eight_transfer_connections() {
     let dir = tempfile::tempdir().unwrap();
     let node = receiver(dir.path()).await;
     let me = Identity::generate().unwrap();
-    let hello = Hello {
-        nick: "mallory".into(),
-        host: "evil".into(),
-        listen_port: None,
-        software: "test".into(),
-        session: 1,
-    };
+    let hello = common::mallory_hello();
     // Nine connections that say nothing yet; each one's reader reports when it ends.
     let mut writers = Vec::new();
     let mut ended = tokio::task::JoinSet::new();

@@ -181,3 +181,24 @@ pub async fn until(what: &str, cond: impl Fn() -> bool) {
     .await
     .unwrap_or_else(|_| panic!("{what}: not within {} s", PATIENCE.as_secs()));
 }
+
+/// What a hand-made client (a hostile peer in a test) says in its handshake.
+pub fn mallory_hello() -> lanyard::net::wire::Hello {
+    lanyard::net::wire::Hello {
+        nick: "mallory".into(),
+        host: "evil".into(),
+        listen_port: None,
+        software: "test".into(),
+        session: 1,
+    }
+}
+
+/// A transfer connection to `node` as `me`, speaking the real preamble and handshake.
+pub async fn dial_transfer_as(node: &NodeHandle, me: &lanyard::identity::Identity) -> lanyard::net::secure::SecureConn {
+    let sock = tokio::net::TcpStream::connect(node.listen_addr().expect("listening"))
+        .await
+        .expect("connect");
+    lanyard::net::secure::connect(sock, me, &mallory_hello(), lanyard::net::wire::Purpose::Transfer, Some(node.id()))
+        .await
+        .expect("handshake")
+}
