@@ -38,40 +38,7 @@ TMP=$NETNS_TMP
 log "lanyard binary: $LANYARD_BIN"
 
 LOGS=()
-netns_on_failure() {
-    local f
-    echo "---- names: FAILED (exit $1); diagnostics ----" >&2
-    for f in "${LOGS[@]}"; do
-        echo "== tail $f.jsonl" >&2
-        tail -n 30 "$TMP/$f.jsonl" >&2 2>/dev/null || echo "(none)" >&2
-        echo "== tail $f.err" >&2
-        tail -n 30 "$TMP/$f.err" >&2 2>/dev/null || echo "(none)" >&2
-    done
-    for f in "$TMP"/cmd-*.err; do
-        [ -s "$f" ] || continue
-        echo "== $(basename "$f")" >&2
-        cat "$f" >&2
-    done
-    echo "---- end of diagnostics ----" >&2
-}
-
-# count_events FILE KEY=VALUE... : how many JSON lines match.
-count_events() {
-    python3 - "$@" <<'PY'
-import json, sys
-path, pairs = sys.argv[1], sys.argv[2:]
-want = dict(p.split("=", 1) for p in pairs)
-n = 0
-for line in open(path, "rb"):
-    try:
-        o = json.loads(line)
-    except ValueError:
-        continue
-    if isinstance(o, dict) and all(str(o.get(k)) == v for k, v in want.items()):
-        n += 1
-print(n)
-PY
-}
+netns_on_failure() { dump_logs names "$1"; }
 
 json_field() {
     python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
