@@ -1,0 +1,112 @@
+"""tests/netns/relay.py - reads a receiver's `serve --json` lines for tests/netns/relay.sh.
+
+    relay.py reached FILE SINCE_MS MIN_BYTES TIMEOUT_S
+        wait until FILE has a receive `progress` line written at or after SINCE_MS with
+        bytes >= MIN_BYTES; print "TS_MS BYTES" (exit 1 on timeout)
+    relay.py drops FILE SINCE_MS [CUT_MS]
+        did a receiver's progress ever go back (a transfer started again from less than it had)?
+        Over the running receive `progress` lines written at or after SINCE_MS, in order: one
+        JSON object with `peak` (the most bytes shown), `drop` (the largest fall below the
+        highest value seen so far, 0 if it never fell), `drop_from` / `drop_to` (that fall),
+        `lines`, and `restarts`: the receive transfer_started / error lines written after CUT_MS
+        (default SINCE_MS), evidence that the incoming stream was cut and attached again
+    relay.py wait FILE SINCE_MS TIMEOUT_S KEY=VALUE...
+        wait for a line written at or after SINCE_MS with every KEY equal to VALUE; print it
+    relay.py grep FILE SINCE_MS EVENT...
+        print the lines of those events written at or after SINCE_MS
+"""
+
+import json
+import sys
+import time
+
+
+def lines(path):
+    try:
+        raw = open(path, "rb").read().split(b"\n")
+    except FileNotFoundError:
+        return
+    for line in raw:
+        try:
+            o = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(o, dict):
+            yield o
+
+
+def receiving(o, since):
+    return (o.get("event") == "progress" and o.get("direction") == "receive"
+            and o.get("ts_ms", 0) >= since)
+
+
+def reached(path, since, min_bytes, timeout):
+    deadline = time.monotonic() + timeout
+    while True:
+        for o in lines(path):
+            if receiving(o, since) and o.get("bytes", 0) >= min_bytes:
+                print(o["ts_ms"], o["bytes"])
+                return 0
+        if time.monotonic() >= deadline:
+            return 1
+        time.sleep(0.05)
+
+
+def drops(path, since, cut):
+    peak, drop, drop_from, drop_to, n, restarts = 0, 0, None, None, 0, []
+    for o in lines(path):
+        if receiving(o, since) and o.get("state") == "running":
+            n += 1
+            b = o.get("bytes", 0)
+            if peak - b > drop:
+                drop, drop_from, drop_to = peak - b, peak, b
+            peak = max(peak, b)
+        elif (o.get("event") in ("transfer_started", "error") and o.get("ts_ms", 0) > cut
+              and o.get("direction") == "receive"):
+            restarts.append(o)
+    print(json.dumps({"peak": peak, "drop": drop, "drop_from": drop_from, "drop_to": drop_to,
+                      "lines": n, "restarts": restarts}))
+    return 0
+
+
+def wait(path, since, timeout, pairs):
+    want = {}
+    for p in pairs:
+        k, v = p.split("=", 1)
+        try:
+            want[k] = json.loads(v)
+        except ValueError:
+            want[k] = v
+    deadline = time.monotonic() + timeout
+    while True:
+        for o in lines(path):
+            if o.get("ts_ms", 0) >= since and all(o.get(k) == v for k, v in want.items()):
+                print(json.dumps(o))
+                return 0
+        if time.monotonic() >= deadline:
+            return 1
+        time.sleep(0.05)
+
+
+def grep(path, since, events):
+    for o in lines(path):
+        if o.get("event") in events and o.get("ts_ms", 0) >= since:
+            print(json.dumps(o))
+    return 0
+
+
+def main(argv):
+    cmd, path = argv[1], argv[2]
+    if cmd == "reached":
+        return reached(path, int(argv[3]), int(argv[4]), float(argv[5]))
+    if cmd == "drops":
+        return drops(path, int(argv[3]), int(argv[4] if len(argv) > 4 else argv[3]))
+    if cmd == "wait":
+        return wait(path, int(argv[3]), float(argv[4]), argv[5:])
+    if cmd == "grep":
+        return grep(path, int(argv[3]), set(argv[4:]))
+    sys.exit("relay.py: unknown command %r" % cmd)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
