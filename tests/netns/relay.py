@@ -10,8 +10,6 @@
         highest value seen so far, 0 if it never fell), `drop_from` / `drop_to` (that fall),
         `lines`, and `restarts`: the receive transfer_started / error lines written after CUT_MS
         (default SINCE_MS), evidence that the incoming stream was cut and attached again
-    relay.py wait FILE SINCE_MS TIMEOUT_S KEY=VALUE...
-        wait for a line written at or after SINCE_MS with every KEY equal to VALUE; print it
     relay.py grep FILE SINCE_MS EVENT...
         print the lines of those events written at or after SINCE_MS
 """
@@ -69,25 +67,6 @@ def drops(path, since, cut):
     return 0
 
 
-def wait(path, since, timeout, pairs):
-    want = {}
-    for p in pairs:
-        k, v = p.split("=", 1)
-        try:
-            want[k] = json.loads(v)
-        except ValueError:
-            want[k] = v
-    deadline = time.monotonic() + timeout
-    while True:
-        for o in lines(path):
-            if o.get("ts_ms", 0) >= since and all(o.get(k) == v for k, v in want.items()):
-                print(json.dumps(o))
-                return 0
-        if time.monotonic() >= deadline:
-            return 1
-        time.sleep(0.05)
-
-
 def grep(path, since, events):
     for o in lines(path):
         if o.get("event") in events and o.get("ts_ms", 0) >= since:
@@ -101,8 +80,6 @@ def main(argv):
         return reached(path, int(argv[3]), int(argv[4]), float(argv[5]))
     if cmd == "drops":
         return drops(path, int(argv[3]), int(argv[4] if len(argv) > 4 else argv[3]))
-    if cmd == "wait":
-        return wait(path, int(argv[3]), float(argv[4]), argv[5:])
     if cmd == "grep":
         return grep(path, int(argv[3]), set(argv[4:]))
     sys.exit("relay.py: unknown command %r" % cmd)

@@ -9,7 +9,8 @@
 #   h1:     lanyard send 10.99.0.12:7717 ... 10.99.0.16:7717 -- PATH...   (h1 -> h2 -> ... -> h6)
 #
 #   (a) a folder + a BIG_MIB file: exit 0, every recipient has the sender's sha256 of every file
-#       and a "verified" line; each of h2..h5 forwarded (a `send` transfer in its events)
+#       and a "verified" line; each of h2..h5 forwarded (a `send` transfer or progress line in its
+#       events)
 #   (b) every uplink limited by tc (tbf, SLOW_MBIT); once h4 (behind h3) has received 30% of a
 #       BIG_MIB file, h3 is killed with SIGKILL: the send exits non-zero naming h3 and why, h2
 #       and h4..h6 end verified with the sender's sha256, h4 was attached again, and no
@@ -163,7 +164,7 @@ for i in "${RECIPIENTS[@]}"; do
 done
 if [ "$RELAY" = 1 ]; then
     for i in 2 3 4 5; do
-        python3 "$RELAYPY" grep "$TMP/h$i.jsonl" "$since" transfer_started | grep -q '"direction": "send"' ||
+        python3 "$RELAYPY" grep "$TMP/h$i.jsonl" "$since" transfer_started progress | grep -q '"direction": "send"' ||
             die "(a) h$i forwarded nothing (no send transfer in its events): not relayed"
     done
 fi
@@ -173,8 +174,11 @@ fi
 # lands mid-way whatever the machine's speed. burst >= 64 KiB: a GSO packet bigger than the
 # bucket would be split or dropped by tbf.
 for ((i = 1; i <= 6; i++)); do
-    netns_exec "$i" tc qdisc replace dev eth0 root tbf rate "${SLOW_MBIT}mbit" burst 64kb latency 50ms ||
-        die "tc on h$i failed"
+    if ! netns_exec "$i" tc qdisc replace dev eth0 root tbf rate "${SLOW_MBIT}mbit" burst 64kb latency 50ms; then
+        [ "${LANYARD_REQUIRE_NETNS:-0}" = 1 ] && die "tc tbf on h$i failed (sch_tbf module?)"
+        echo "SKIP relay.sh (b) and (c): tc tbf failed (sch_tbf module?); (a) passed"
+        exit 0
+    fi
 done
 log "(b) uplinks limited to $SLOW_MBIT Mbit/s (tbf, burst 64kb, latency 50ms); ${BIG_MIB} MiB; h3 dies at 30%"
 since=$(netns_now_ms)
@@ -200,12 +204,12 @@ done
 
 # ---- (c) a relay corrupts a chunk ----
 log "(c) h3 again, corrupting forwarded chunk $CORRUPT_CHUNK; ${BIG_MIB} MiB, links still limited"
-restart_ms=$(netns_now_ms)
+ups_before=$(count_events "$TMP/h2.jsonl" event=peer_up id="$ID3")
 LANYARD_TEST_CORRUPT_FORWARD=$CORRUPT_CHUNK serve_start 3 h3c --accept-all --download-dir "$TMP/in3"
 wait_for "$PATIENCE" grep -q '"listening"' "$TMP/h3c.jsonl" || die "h3 did not start again"
 # h2 forwards to h3: wait until it has h3 back.
-python3 "$RELAYPY" wait "$TMP/h2.jsonl" "$restart_ms" "$PATIENCE" event=peer_up id="$ID3" >/dev/null ||
-    die "(c) h2 never saw h3 again"
+h3_back() { (($(count_events "$TMP/h2.jsonl" event=peer_up id="$ID3") > ups_before)); }
+wait_for "$PATIENCE" h3_back || die "(c) h2 never saw h3 again"
 since=$(netns_now_ms)
 send_start c "$SRC/big-c.bin"
 send_wait c
