@@ -91,6 +91,7 @@ async fn attack(
                 transfer: format!("{n:016x}"),
                 items: 1,
                 bytes: 10,
+                relay: vec![],
             };
             let _ = conn.writer.send(&header).await;
         }

@@ -99,21 +99,34 @@ fn path() -> impl Strategy<Value = String> {
 }
 
 fn item() -> impl Strategy<Value = Item> {
-    (path(), any::<u64>(), any::<bool>()).prop_map(|(path, size, dir)| Item { path, size, mtime: 0, dir })
+    (path(), any::<u64>(), any::<bool>(), prop::collection::vec(any::<u8>(), 0..40)).prop_map(|(path, size, dir, root)| Item {
+        path,
+        size,
+        mtime: 0,
+        dir,
+        root: serde_bytes::ByteBuf::from(root),
+    })
 }
 
 fn transfer_msg() -> impl Strategy<Value = TransferMsg> {
     prop_oneof![
-        (".{0,8}", any::<u32>(), any::<u64>()).prop_map(|(transfer, items, bytes)| TransferMsg::Offer { transfer, items, bytes }),
+        (".{0,8}", any::<u32>(), any::<u64>()).prop_map(|(transfer, items, bytes)| TransferMsg::Offer {
+            transfer,
+            items,
+            bytes,
+            relay: vec![]
+        }),
         prop::collection::vec(item(), 0..6).prop_map(|items| TransferMsg::Items { items }),
         path().prop_map(|path| TransferMsg::List { path }),
         prop::collection::vec((any::<u32>(), any::<u64>()), 0..4).prop_map(|resume| TransferMsg::Accept { resume }),
         text(MAX_REASON_BYTES).prop_map(|reason| TransferMsg::Reject { reason }),
         text(MAX_REASON_BYTES).prop_map(|message| TransferMsg::Error { message }),
         any::<u64>().prop_map(|len| TransferMsg::Data { len }),
-        prop::collection::vec(any::<u8>(), 0..40).prop_map(|b| TransferMsg::FileEnd {
-            blake3: serde_bytes::ByteBuf::from(b)
+        prop::collection::vec(any::<u8>(), 0..40).prop_map(|b| TransferMsg::Hashes {
+            cvs: serde_bytes::ByteBuf::from(b)
         }),
+        Just(TransferMsg::FileEnd),
+        Just(TransferMsg::RelayDone),
         (any::<u32>(), prop::option::of(path())).prop_map(|(index, saved_as)| TransferMsg::FileOk { index, saved_as }),
         Just(TransferMsg::Done),
     ]

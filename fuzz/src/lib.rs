@@ -16,7 +16,7 @@ use lanyard::net::wire::{
 };
 use lanyard::node::share::{EntryKind, ShareEntry};
 use lanyard::node::transfer::names::{MAX_COMPONENT_BYTES, MAX_PATH_BYTES};
-use lanyard::node::transfer::wire::{Item, MAX_REASON_BYTES, TransferMsg};
+use lanyard::node::transfer::wire::{Hop, Item, MAX_REASON_BYTES, TransferMsg};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -170,6 +170,7 @@ pub fn items(u: &mut Unstructured) -> Result<Vec<Item>> {
                 size: u.arbitrary()?,
                 mtime: u.arbitrary()?,
                 dir: u.arbitrary()?,
+                root: serde_bytes::ByteBuf::from(u.arbitrary::<Vec<u8>>()?),
             })
         })
         .collect()
@@ -182,6 +183,14 @@ pub fn transfer_msg(u: &mut Unstructured) -> Result<TransferMsg> {
             transfer: u.arbitrary()?,
             items: u.arbitrary()?,
             bytes: u.arbitrary()?,
+            relay: (0..u.int_in_range(0..=3usize)?)
+                .map(|_| {
+                    Ok(Hop {
+                        id: u.arbitrary()?,
+                        addrs: u.arbitrary()?,
+                    })
+                })
+                .collect::<Result<_>>()?,
         },
         1 => TransferMsg::Items { items: items(u)? },
         2 => TransferMsg::List { path: path(u)? },
@@ -209,8 +218,9 @@ pub fn transfer_msg(u: &mut Unstructured) -> Result<TransferMsg> {
             offset: u.arbitrary()?,
         },
         8 => TransferMsg::Data { len: u.arbitrary()? },
-        9 => TransferMsg::FileEnd {
-            blake3: serde_bytes::ByteBuf::from(u.arbitrary::<Vec<u8>>()?),
+        9 if u.arbitrary()? => TransferMsg::FileEnd,
+        9 => TransferMsg::Hashes {
+            cvs: serde_bytes::ByteBuf::from(u.arbitrary::<Vec<u8>>()?),
         },
         10 => TransferMsg::FileAbort {
             index: u.arbitrary()?,
@@ -224,7 +234,8 @@ pub fn transfer_msg(u: &mut Unstructured) -> Result<TransferMsg> {
             index: u.arbitrary()?,
             reason: reason(u)?,
         },
-        13 => TransferMsg::Done,
+        13 if u.arbitrary()? => TransferMsg::Done,
+        13 => TransferMsg::RelayDone,
         14 => TransferMsg::Cancel { reason: reason(u)? },
         _ => TransferMsg::Error { message: reason(u)? },
     })

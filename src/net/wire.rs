@@ -8,8 +8,13 @@ pub use crate::limits::{
     MAX_CHAT_TEXT, MAX_CONTROL_FRAME, MAX_HINT_ADDR_BYTES, MAX_HINT_ADDRS, MAX_NICK_BYTES, MAX_PEER_HINTS, MAX_SOFTWARE_BYTES,
 };
 
-/// Bumped on any incompatible change; checked in the preamble and advertised over mDNS.
+/// Bumped on any incompatible change of the control protocol; checked in the preamble of control
+/// connections and advertised over mDNS.
 pub const PROTOCOL_VERSION: u16 = 1;
+/// The same for transfer connections, whose preamble carries it instead: v2 verifies chunks on
+/// arrival and relays. A node of another transfer version can still chat; a transfer between
+/// them stops at the preamble with "update lanyard".
+pub const TRANSFER_PROTOCOL_VERSION: u16 = 2;
 /// Sent first on every connection, before Noise: magic + version, so that a version mismatch is
 /// reported as such instead of as a failed decryption.
 pub const MAGIC: &[u8; 4] = b"LNYD";
