@@ -2,7 +2,7 @@
 
     relay.py reached FILE SINCE_MS MIN_BYTES TIMEOUT_S
         wait until FILE has a receive `progress` line written at or after SINCE_MS with
-        bytes >= MIN_BYTES; print "TS_MS BYTES" (exit 1 on timeout)
+        bytes >= MIN_BYTES; print "TS_MS BYTES PEER" (exit 1 on timeout)
     relay.py drops FILE SINCE_MS [CUT_MS]
         did a receiver's progress ever go back (a transfer started again from less than it had)?
         Over the running receive `progress` lines written at or after SINCE_MS, in order: one
@@ -43,7 +43,7 @@ def reached(path, since, min_bytes, timeout):
     while True:
         for o in lines(path):
             if receiving(o, since) and o.get("bytes", 0) >= min_bytes:
-                print(o["ts_ms"], o["bytes"])
+                print(o["ts_ms"], o["bytes"], o.get("peer", "-"))
                 return 0
         if time.monotonic() >= deadline:
             return 1

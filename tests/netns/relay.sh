@@ -183,8 +183,10 @@ done
 log "(b) uplinks limited to $SLOW_MBIT Mbit/s (tbf, burst 64kb, latency 50ms); ${BIG_MIB} MiB; h3 dies at 30%"
 since=$(netns_now_ms)
 send_start b "$SRC/big-b.bin"
-read -r at bytes < <(python3 "$RELAYPY" reached "$TMP/h4.jsonl" "$since" $(((BIG_MIB << 20) * 3 / 10)) "$PATIENCE") ||
+read -r at bytes from < <(python3 "$RELAYPY" reached "$TMP/h4.jsonl" "$since" $(((BIG_MIB << 20) * 3 / 10)) "$PATIENCE") ||
     die "(b) h4 never reached 30% of the file"
+# Relayed, h4's data comes from h3 at that point: h3 dies while it relays.
+[ "$RELAY" != 1 ] || [ "$from" = "$ID3" ] || die "(b) h4 was receiving from $from, not from h3 ($ID3)"
 kill -KILL "${SERVE_PID[3]}"
 kill_ms=$(netns_now_ms)
 log "(b) h4 had $bytes bytes $((kill_ms - at)) ms ago: killed h3 (pid ${SERVE_PID[3]})"
