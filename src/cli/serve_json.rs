@@ -75,7 +75,7 @@ fn objects(event: &Event) -> Vec<(&'static str, Value)> {
         Event::Offer(o) => one(
             "offer",
             json!({
-                "transfer": o.transfer, "peer": o.peer, "nick": o.nick, "host": o.host,
+                "transfer": o.transfer, "peer": o.peer, "nick": o.nick, "host": o.host, "via": o.via,
                 "files": o.files, "bytes": o.bytes, "names": o.names, "expires_ms": o.expires_ms,
                 "accept": format!("lanyard accept {}", o.transfer),
                 "reject": format!("lanyard reject {}", o.transfer),
