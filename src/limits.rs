@@ -241,6 +241,12 @@ pub const RELAY_ROUNDS: usize = 3;
 /// How long an offer that re-attaches a peer waits for that peer's earlier receive of the same
 /// transfer to end (it is told to stop at once; this bounds a stuck disk).
 pub const REATTACH_WAIT: Duration = Duration::from_secs(30);
+/// How long the recipient of an offer a relay passes on waits for the sender's vouch for it (it
+/// is sent over the control connection as the send starts, so normally it is already there).
+/// Without it the offer is refused: "cannot confirm this offer with <sender>".
+pub const VOUCH_WAIT: Duration = Duration::from_secs(10);
+/// Vouches a node keeps (the newest; each is an id and a hash).
+pub const VOUCHES_KEPT: usize = 256;
 
 // == Names and keys ==
 

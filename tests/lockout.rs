@@ -92,6 +92,7 @@ async fn attack(
                 items: 1,
                 bytes: 10,
                 relay: vec![],
+                origin: None,
             };
             let _ = conn.writer.send(&header).await;
         }

@@ -55,6 +55,7 @@ async fn offer_of(conn: &mut SecureConn, transfer: &str, count: u32) -> bool {
         items: count,
         bytes: count as u64,
         relay: vec![],
+        origin: None,
     };
     if conn.writer.send(&header).await.is_err() {
         return false;

@@ -53,6 +53,10 @@ fn control_msg() -> impl Strategy<Value = ControlMsg> {
             text
         }),
         chat_id().prop_map(|id| ControlMsg::ChatAck { id }),
+        (".{0,70}", prop::collection::vec(any::<u8>(), 30..34)).prop_map(|(transfer, digest)| ControlMsg::Vouch {
+            transfer,
+            digest: serde_bytes::ByteBuf::from(digest)
+        }),
         prop::collection::vec(hint, 0..4).prop_map(|peers| ControlMsg::Peers { peers }),
         // Around the count limit, with small hints so the case stays cheap.
         (MAX_PEER_HINTS - 1..=MAX_PEER_HINTS + 1).prop_map(|n| ControlMsg::Peers {
@@ -114,7 +118,8 @@ fn transfer_msg() -> impl Strategy<Value = TransferMsg> {
             transfer,
             items,
             bytes,
-            relay: vec![]
+            relay: vec![],
+            origin: None
         }),
         prop::collection::vec(item(), 0..6).prop_map(|items| TransferMsg::Items { items }),
         path().prop_map(|path| TransferMsg::List { path }),

@@ -216,3 +216,54 @@ async fn when_a_middle_relay_stalls_the_peers_behind_it_still_get_everything() {
         Ok(o) => assert!(o.all_ok(), "carol recovered, all of it: {o:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_relay_cannot_offer_anything_but_what_the_sender_vouched_for() {
+    use lanyard::node::transfer::wire::{Item, MAX_TRANSFER_FRAME, TransferMsg};
+    let (ada, bob, dave) = (node("ada", |_| {}).await, node("bob", |_| {}).await, node("dave", |_| {}).await);
+    let src = tempfile::tempdir().unwrap();
+    let real = src.path().join("exam.pdf");
+    std::fs::write(&real, b"the real exam").unwrap();
+    let ids = vec![link(&ada, &bob).await, link(&ada, &dave).await];
+    let group = ada.handle.send_group(&ids, std::slice::from_ref(&real)).await.unwrap();
+    let transfer = group.id.clone();
+    for (peer, r) in group.wait().await {
+        assert!(r.is_ok_and(|o| o.all_ok()), "{peer}");
+    }
+    // Mallory, a relay of no standing, offers dave other content under the same transfer in
+    // ada's name; then something ada never vouched for at all.
+    let forged = b"a forged exam";
+    let offers = [
+        (transfer.clone(), "differs from what ada sent"),
+        ("00000000000000ff".to_string(), "cannot confirm this offer with ada"),
+    ];
+    for (id, why) in offers {
+        let mut conn = common::dial_transfer_as(&dave.handle, &lanyard::identity::Identity::generate().unwrap()).await;
+        let offer = TransferMsg::Offer {
+            transfer: id,
+            items: 1,
+            bytes: forged.len() as u64,
+            relay: vec![],
+            origin: Some(ada.handle.id().as_str().to_string()),
+        };
+        conn.writer.send(&offer).await.unwrap();
+        let items = vec![Item {
+            path: "exam.pdf".into(),
+            size: forged.len() as u64,
+            mtime: 1,
+            dir: false,
+            root: serde_bytes::ByteBuf::from(blake3::hash(forged).as_bytes().to_vec()),
+        }];
+        conn.writer.send(&TransferMsg::Items { items }).await.unwrap();
+        let answer = tokio::time::timeout(WAIT, conn.reader.read_frame::<TransferMsg>(MAX_TRANSFER_FRAME))
+            .await
+            .expect("dave answers")
+            .unwrap();
+        match answer {
+            Some(TransferMsg::Reject { reason }) => assert!(reason.contains(why), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(std::fs::read(dave.downloads.join("exam.pdf")).unwrap(), b"the real exam");
+    assert!(!dave.downloads.join("exam (1).pdf").exists());
+}

@@ -55,6 +55,7 @@ async fn offer(conn: &mut SecureConn, items: Vec<Item>) {
             items: items.len() as u32,
             bytes,
             relay: vec![],
+            origin: None,
         })
         .await
         .unwrap();
@@ -158,6 +159,7 @@ async fn oversize_and_inconsistent_offers_end_the_connection() {
             items: u32::MAX,
             bytes: 0,
             relay: vec![],
+            origin: None,
         })
         .await
         .unwrap();
@@ -171,6 +173,7 @@ async fn oversize_and_inconsistent_offers_end_the_connection() {
             items: 1,
             bytes: 2,
             relay: vec![],
+            origin: None,
         })
         .await
         .unwrap();
@@ -190,6 +193,7 @@ async fn oversize_and_inconsistent_offers_end_the_connection() {
             items: 1,
             bytes: 5,
             relay: vec![],
+            origin: None,
         })
         .await
         .unwrap();

@@ -82,7 +82,7 @@ fn chat_id(u: &mut Unstructured) -> Result<String> {
 }
 
 pub fn control_msg(u: &mut Unstructured) -> Result<ControlMsg> {
-    Ok(match u.int_in_range(0..=6u8)? {
+    Ok(match u.int_in_range(0..=7u8)? {
         0 => ControlMsg::Ping,
         1 => ControlMsg::Nick {
             nick: text(u, MAX_NICK_BYTES)?,
@@ -107,6 +107,10 @@ pub fn control_msg(u: &mut Unstructured) -> Result<ControlMsg> {
             }
             ControlMsg::Peers { peers }
         }
+        6 => ControlMsg::Vouch {
+            transfer: text(u, 70)?,
+            digest: serde_bytes::ByteBuf::from(u.arbitrary::<Vec<u8>>()?),
+        },
         _ => ControlMsg::Unknown,
     })
 }
@@ -191,6 +195,7 @@ pub fn transfer_msg(u: &mut Unstructured) -> Result<TransferMsg> {
                     })
                 })
                 .collect::<Result<_>>()?,
+            origin: u.arbitrary()?,
         },
         1 => TransferMsg::Items { items: items(u)? },
         2 => TransferMsg::List { path: path(u)? },

@@ -106,6 +106,10 @@ pub enum ControlMsg {
     /// facts: the receiver dials them expecting these ids, and only a handshake with the matching
     /// key makes one a peer.
     Peers { peers: Vec<PeerHint> },
+    /// The sender starts a relayed send with this id, whose offer hashes to `digest`: the
+    /// recipient takes the offer when a relay passes it on only if it matches, so no relay can
+    /// change what the sender offered (and the offer is shown as the sender's).
+    Vouch { transfer: String, digest: serde_bytes::ByteBuf },
     /// A message a later version added: ignored, so adding one needs no new protocol version.
     #[serde(other)]
     Unknown,
@@ -145,6 +149,7 @@ impl ControlMsg {
             ControlMsg::Nick { nick } if nick.is_empty() || nick.len() > MAX_NICK_BYTES => {
                 Err(format!("nick must be 1 to {MAX_NICK_BYTES} bytes"))
             }
+            ControlMsg::Vouch { transfer, digest } if transfer.len() > 64 || digest.len() != 32 => Err("malformed vouch".into()),
             ControlMsg::Peers { peers } => {
                 if peers.len() > MAX_PEER_HINTS {
                     return Err(format!("over {MAX_PEER_HINTS} peers in one list"));

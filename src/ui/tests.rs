@@ -232,6 +232,7 @@ fn offer(app: &mut App, from: &PeerId, names: &[&str]) {
         peer: from.clone(),
         nick: "dee".into(),
         host: "lab-09".into(),
+        via: None,
         files: names.len() as u32 + 40,
         bytes: 3 << 30,
         names: names.iter().map(|s| s.to_string()).collect(),

@@ -14,7 +14,7 @@ use std::path::Path;
 use super::budget::Charge;
 use super::names::{MAX_PATH_BYTES, check_relative};
 use super::place::PARTIAL_DIR;
-use super::wire::{Item, MAX_FILE_BYTES};
+use super::wire::{Item, MAX_FILE_BYTES, OfferDigest};
 use crate::limits::MANIFEST_ITEM_COST;
 use crate::text::printable;
 
@@ -183,19 +183,15 @@ impl Manifest {
     /// A hash of the whole offer (names, sizes, roots): recognises the same offer of the same
     /// transfer when it comes again from another peer of a relay chain.
     pub fn digest(&self) -> io::Result<[u8; 32]> {
-        let mut h = blake3::Hasher::new();
+        let mut h = OfferDigest::default();
         let mut offset = 0;
         while offset < self.entries.len() {
             for item in self.page(offset, PAGE)? {
-                h.update(&(item.path.len() as u64).to_le_bytes());
-                h.update(item.path.as_bytes());
-                h.update(&item.size.to_le_bytes());
-                h.update(&[item.dir as u8]);
-                h.update(&item.root);
+                h.add(&item);
             }
             offset += PAGE;
         }
-        Ok(*h.finalize().as_bytes())
+        Ok(h.finish())
     }
 
     /// The paths of items `which` (in that order).

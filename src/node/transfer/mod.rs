@@ -243,6 +243,9 @@ pub(crate) struct Registry {
     /// Offers of relayed transfers taken lately, as (transfer id, digest of the offer): the
     /// same offer again (re-attached by another peer of the chain) is taken without asking.
     accepted: Mutex<VecDeque<(String, [u8; 32])>>,
+    /// Vouches from senders of relayed transfers, as (sender, transfer id, digest of its offer).
+    vouches: Mutex<VecDeque<(PeerId, String, [u8; 32])>>,
+    vouched: tokio::sync::Notify,
 }
 
 /// Relayed offers remembered for a re-attach.
@@ -281,6 +284,42 @@ impl Registry {
             a.pop_front();
         }
         a.push_back((id.to_string(), digest));
+    }
+
+    /// A peer vouches for the offer of a relayed transfer it started.
+    pub(crate) fn vouch(&self, from: &PeerId, transfer: String, digest: &[u8]) {
+        let Ok(digest) = <[u8; 32]>::try_from(digest) else {
+            return;
+        };
+        {
+            let mut v = lock(&self.vouches);
+            if v.len() >= crate::limits::VOUCHES_KEPT {
+                v.pop_front();
+            }
+            v.push_back((from.clone(), transfer, digest));
+        }
+        self.vouched.notify_waiters();
+    }
+
+    /// What `from` vouched for as transfer `transfer`, waiting for it a little.
+    async fn vouch_of(&self, from: &PeerId, transfer: &str) -> Option<[u8; 32]> {
+        let find = || {
+            lock(&self.vouches)
+                .iter()
+                .rev()
+                .find(|(f, t, _)| f == from && t == transfer)
+                .map(|(_, _, d)| *d)
+        };
+        let wait = async {
+            loop {
+                let notified = self.vouched.notified();
+                if let Some(d) = find() {
+                    return d;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(crate::limits::VOUCH_WAIT, wait).await.ok()
     }
 
     fn was_accepted(&self, id: &str, digest: &[u8; 32]) -> bool {
@@ -792,6 +831,7 @@ pub(crate) async fn serve_incoming(shared: Arc<Shared>, mut conn: SecureConn, sl
             items,
             bytes,
             relay,
+            origin,
         } => {
             // Another peer of a relay chain re-attaches us: the receive it replaces (stuck
             // behind a relay that died or stalled) stops first and lets go of its partial files.
@@ -806,7 +846,12 @@ pub(crate) async fn serve_incoming(shared: Arc<Shared>, mut conn: SecureConn, sl
             let ctx = watched(Ctx::new(&shared, Some(&transfer), peer, nick, Direction::Receive, None));
             let dest = shared.config.download_dir.clone();
             ctx.note(|v| v.saved_to = Some(dest.display().to_string()));
-            let header = receive::Header { items, bytes, relay };
+            let header = receive::Header {
+                items,
+                bytes,
+                relay,
+                origin,
+            };
             let result = receive::run(&ctx, conn, header, &dest, receive::Decision::Ask).await;
             log_end(&ctx, &result);
             ctx.report(&result);
@@ -872,7 +917,9 @@ pub(crate) fn msg_name(m: &TransferMsg) -> &'static str {
 
 /// Ask the faces about an offer: `Ok` when accepted, else the reason the sender is told
 /// (nobody can answer, nobody does in time, or the transfer is cancelled meanwhile).
-async fn ask(ctx: &Ctx, bytes: u64, manifest: Arc<manifest::Manifest>) -> Result<(), String> {
+/// `origin`: the peer that started a relayed send, shown as the offer's sender (the relay that
+/// passed it on as `via`).
+async fn ask(ctx: &Ctx, bytes: u64, manifest: Arc<manifest::Manifest>, origin: Option<&PeerId>) -> Result<(), String> {
     let reg = &ctx.shared.transfers;
     if reg.answerers.load(Ordering::SeqCst) == 0 {
         return Err("rejected".into());
@@ -887,11 +934,17 @@ async fn ask(ctx: &Ctx, bytes: u64, manifest: Arc<manifest::Manifest>) -> Result
     };
     let (tx, rx) = oneshot::channel();
     let now = unix_now_ms();
+    let sender = origin.unwrap_or(&ctx.peer);
     let view = OfferView {
         transfer: ctx.id.clone(),
-        peer: ctx.peer.clone(),
-        nick: ctx.nick.clone(),
-        host: ctx.shared.peers().get(&ctx.peer).map(|p| p.host.clone()).unwrap_or_default(),
+        peer: sender.clone(),
+        nick: if origin.is_some() {
+            peer_nick(&ctx.shared, sender)
+        } else {
+            ctx.nick.clone()
+        },
+        host: ctx.shared.peers().get(sender).map(|p| p.host.clone()).unwrap_or_default(),
+        via: origin.map(|_| ctx.nick.clone()),
         files: manifest.len() as u32,
         bytes,
         names,

@@ -170,6 +170,7 @@ pub(crate) async fn get(ctx: &Ctx, mut conn: SecureConn, paths: Vec<String>, des
                     items,
                     bytes,
                     relay: Vec::new(),
+                    origin: None,
                 },
                 &dest,
                 Decision::Requested(allowed),

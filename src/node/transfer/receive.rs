@@ -22,6 +22,7 @@ use super::send::{CHUNK, PIPE_DEPTH, Stop, interrupted, io_stop, moving, next, s
 use super::tap::Tap;
 use super::wire::{Hop, Item, MAX_ITEMS, MAX_MANIFEST_BYTES, MAX_RESUME_ENTRIES, MAX_SEGMENT, Report, TransferMsg, bounded};
 use super::{Ctx, Fault, Outcome, TransferError, ask, msg_name, relay};
+use crate::identity::PeerId;
 use crate::limits::{MANIFEST_REFUSAL_DRAIN, OUTCOME_LISTED};
 use crate::net::secure::{SecureConn, SecureReader, SecureWriter};
 use crate::node::{Event, ReceivedFile};
@@ -33,6 +34,8 @@ pub(crate) struct Header {
     pub bytes: u64,
     /// The peers to forward to (a relayed send).
     pub relay: Vec<Hop>,
+    /// Who started the send, on an offer a relay passes on.
+    pub origin: Option<String>,
 }
 
 pub(crate) enum Decision {
@@ -149,10 +152,42 @@ async fn exchange(
         return Err(protocol(&e));
     }
     let digest = blocking(&manifest, |m| m.digest()).await?.map_err(spool_failed)?;
+    // An offer a relay passes on is taken as the sender's only if the sender vouched for it:
+    // a relay can forward what it was given, not offer something else in its name.
+    let origin = match header.origin.as_deref() {
+        Some(o) if o != ctx.peer.as_str() => {
+            let Some(id) = PeerId::parse(o) else {
+                return Err(protocol("malformed origin"));
+            };
+            let who = super::peer_nick(&ctx.shared, &id);
+            let who = if who.is_empty() {
+                id.short().to_string()
+            } else {
+                printable(&who).into_owned()
+            };
+            match ctx.shared.transfers.vouch_of(&id, &ctx.id).await {
+                Some(d) if d == digest => Some(id),
+                Some(_) => {
+                    let why = format!(
+                        "the offer {} passed on differs from what {who} sent: refused",
+                        super::send::who(ctx)
+                    );
+                    return Err(refuse(ctx, writer, &why).await);
+                }
+                None => {
+                    let why = format!("cannot confirm this offer with {who}, who started it: refused");
+                    return Err(refuse(ctx, writer, &why).await);
+                }
+            }
+        }
+        _ => None,
+    };
     let accept = match decision {
         Decision::Requested(_) => Ok(()),
         Decision::Ask => {
-            let trusted = ctx.shared.peers().get(&ctx.peer).is_some_and(|p| p.trusted);
+            // Trust follows the peer that started the send, not the relay that passes it on.
+            let sender = origin.as_ref().unwrap_or(&ctx.peer);
+            let trusted = ctx.shared.peers().get(sender).is_some_and(|p| p.trusted);
             // The same offer of a transfer taken before, now from another peer of its chain
             // (its relay went away): taken again without asking.
             let reattached = ctx.shared.transfers.was_accepted(&ctx.id, &digest);
@@ -161,7 +196,7 @@ async fn exchange(
             } else {
                 // While a person decides, the sender may give up: watch the connection too.
                 tokio::select! {
-                    answer = ask(ctx, header.bytes, manifest.clone()) => answer,
+                    answer = ask(ctx, header.bytes, manifest.clone(), origin.as_ref()) => answer,
                     msg = next(ctx, reader, None) => {
                         super::forget_offer(ctx, "withdrawn");
                         return Err(match msg {
@@ -227,7 +262,8 @@ async fn exchange(
         (None, None)
     } else {
         let tap = Arc::new(Tap::new(ctx.shared.config.corrupt_forward));
-        let reports = relay::start_forward(ctx, header.relay.clone(), manifest.clone(), tap.clone(), forwarding.clone());
+        let origin = header.origin.clone().unwrap_or_else(|| ctx.peer.as_str().to_string());
+        let reports = relay::start_forward(ctx, origin, header.relay.clone(), manifest.clone(), tap.clone(), forwarding.clone());
         (Some(tap), Some(reports))
     };
     let disk_tap = tap.clone();

@@ -85,6 +85,8 @@ pub(crate) fn check_hops(hops: &[Hop], me: &PeerId, from: &PeerId) -> Result<(),
 pub(crate) struct Chain<'a> {
     pub shared: &'a Arc<Shared>,
     pub hops: Vec<Hop>,
+    /// Who started the send, when that is not us.
+    pub origin: Option<String>,
 }
 
 /// Run the chain below us until every peer in it has a fate or `stop` is raised. `ctx_for(k)`
@@ -155,6 +157,7 @@ async fn run_hop(
     let (tx, mut rx) = mpsc::unbounded_channel();
     let out = Outgoing {
         relay: rest,
+        origin: chain.origin.clone(),
         reports: Some(tx),
         producer,
     };
@@ -248,6 +251,23 @@ pub(crate) async fn send(
     let n = ctxs.len();
     let hops: Vec<Hop> = ctxs.iter().map(|c| hop_of(&shared, &c.peer)).collect();
     let mut last: Vec<Option<Report>> = vec![None; n];
+    // Each recipient hears from us what we offer, so that no relay can offer it anything else.
+    let digest = serde_bytes::ByteBuf::from(m.digest().to_vec());
+    for c in &ctxs {
+        let control = shared.peers().sender(&c.peer);
+        match control {
+            Some(tx) => {
+                let vouch = crate::net::wire::ControlMsg::Vouch {
+                    transfer: group.clone(),
+                    digest: digest.clone(),
+                };
+                if tx.send(vouch).await.is_err() {
+                    tracing::info!("transfer {group}: cannot vouch to {} (disconnected)", c.peer.short());
+                }
+            }
+            None => tracing::info!("transfer {group}: cannot vouch to {} (not connected)", c.peer.short()),
+        }
+    }
     let stop = CancellationToken::new();
     // Cancelling any recipient's transfer stops the one stream they all hang on.
     let cancel_all = {
@@ -276,6 +296,7 @@ pub(crate) async fn send(
         let chain = Chain {
             shared: &shared,
             hops: todo.iter().map(|&k| hops[k].clone()).collect(),
+            origin: None,
         };
         let mut ctx_for = |j: usize| ctxs[todo[j]].clone();
         let produce = || Producer::Files;
@@ -381,6 +402,7 @@ fn show(ctx: &Ctx, report: &Report, total: u64, files: u32) {
 /// our sender's side re-attaches them).
 pub(crate) fn start_forward(
     ctx: &Ctx,
+    origin: String,
     hops: Vec<Hop>,
     manifest: Arc<Received>,
     tap: Arc<Tap>,
@@ -409,7 +431,11 @@ pub(crate) fn start_forward(
             }
         };
         let m = Manifest::relayed(items);
-        let chain = Chain { shared: &shared, hops };
+        let chain = Chain {
+            shared: &shared,
+            hops,
+            origin: Some(origin),
+        };
         let mut ctx_for = |k: usize| {
             let peer = PeerId::parse(&chain.hops[k].id).unwrap_or_else(|| PeerId::from_public_key(&[]));
             let nick = super::peer_nick(&shared, &peer);

@@ -197,6 +197,8 @@ const SAY_STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// the receiver's reports on it go, and where the data comes from.
 pub(crate) struct Outgoing {
     pub relay: Vec<Hop>,
+    /// On an offer a relay passes on: who started the send (and vouched for it).
+    pub origin: Option<String>,
     /// Reports on the peers of `relay`, as (peer id, report).
     pub reports: Option<mpsc::UnboundedSender<(String, Report)>>,
     pub producer: Producer,
@@ -207,6 +209,7 @@ impl Outgoing {
     pub fn plain() -> Outgoing {
         Outgoing {
             relay: Vec::new(),
+            origin: None,
             reports: None,
             producer: Producer::Files,
         }
@@ -256,7 +259,12 @@ pub(crate) async fn run(ctx: &Ctx, conn: SecureConn, m: &Manifest, out: Outgoing
 
 async fn exchange(ctx: &Ctx, reader: &mut SecureReader, writer: &mut SecureWriter, m: &Manifest, out: Outgoing) -> Result<Outcome, Stop> {
     let n = m.items.len();
-    let Outgoing { relay, reports, producer } = out;
+    let Outgoing {
+        relay,
+        origin,
+        reports,
+        producer,
+    } = out;
     let relay_ids: Vec<String> = relay.iter().map(|h| h.id.clone()).collect();
     writer
         .queue_frame(&TransferMsg::Offer {
@@ -264,6 +272,7 @@ async fn exchange(ctx: &Ctx, reader: &mut SecureReader, writer: &mut SecureWrite
             items: n as u32,
             bytes: m.bytes,
             relay,
+            origin,
         })
         .map_err(io_stop)?;
     let mut batch = Vec::new();

@@ -14,7 +14,7 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use super::chunks::{ChunkHasher, Layout, root_of};
 use super::mtime_ns;
-use super::wire::{Item, MAX_FILE_BYTES, MAX_ITEMS, MAX_MANIFEST_BYTES};
+use super::wire::{Item, MAX_FILE_BYTES, MAX_ITEMS, MAX_MANIFEST_BYTES, OfferDigest};
 use crate::node::share::Shares;
 use crate::text::{io_reason, printable};
 
@@ -59,6 +59,15 @@ impl Manifest {
             confine: None,
             hashes: Vec::new(),
         }
+    }
+
+    /// What the offer of this manifest hashes to (see `OfferDigest`).
+    pub fn digest(&self) -> [u8; 32] {
+        let mut h = OfferDigest::default();
+        for item in &self.items {
+            h.add(item);
+        }
+        h.finish()
     }
 
     fn push(&mut self, path: String, source: Option<PathBuf>, size: u64, mtime: u64) -> Result<()> {

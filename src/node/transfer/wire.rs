@@ -90,6 +90,10 @@ pub enum TransferMsg {
         /// Recipients to forward to, in order (a relayed send); empty for a plain one.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         relay: Vec<Hop>,
+        /// On an offer a relay passes on: the id of the peer that started the send, which
+        /// vouched for it over its control connection (`ControlMsg::Vouch`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        origin: Option<String>,
     },
     Items {
         items: Vec<Item>,
@@ -167,6 +171,26 @@ pub enum TransferMsg {
     },
 }
 
+/// A hash of a whole offer as it goes on the wire (names, sizes, kinds, roots), built item by
+/// item: what the sender vouches for and the recipient of a relayed offer checks.
+#[derive(Default)]
+pub(crate) struct OfferDigest(blake3::Hasher);
+
+impl OfferDigest {
+    pub fn add(&mut self, item: &Item) {
+        self.0.update(&(item.path.len() as u64).to_le_bytes());
+        self.0.update(item.path.as_bytes());
+        self.0.update(&item.size.to_le_bytes());
+        self.0.update(&[item.dir as u8]);
+        self.0.update(&(item.root.len() as u64).to_le_bytes());
+        self.0.update(&item.root);
+    }
+
+    pub fn finish(&self) -> [u8; 32] {
+        *self.0.finalize().as_bytes()
+    }
+}
+
 /// A reason from a peer, cut to a sane length on a char boundary.
 pub fn bounded(reason: &str) -> String {
     let mut end = reason.len().min(MAX_REASON_BYTES);
@@ -192,6 +216,7 @@ mod tests {
                     id: "abcdefgh".into(),
                     addrs: vec!["10.0.0.7:7717".into()],
                 }],
+                origin: Some("abcdefgh".into()),
             },
             TransferMsg::Items {
                 items: vec![Item {
@@ -278,6 +303,7 @@ mod tests {
             items: u32::MAX,
             bytes: u64::MAX,
             relay: vec![hop; MAX_RELAY_HOPS],
+            origin: Some("x".repeat(64)),
         };
         frame::encode(&offer, &mut buf).unwrap();
         assert!(buf.len() < MAX_TRANSFER_FRAME);
