@@ -8,8 +8,9 @@
         Over the running receive `progress` lines written at or after SINCE_MS, in order: one
         JSON object with `peak` (the most bytes shown), `drop` (the largest fall below the
         highest value seen so far, 0 if it never fell), `drop_from` / `drop_to` (that fall),
-        `lines`, and `restarts`: the receive transfer_started / error lines written after CUT_MS
-        (default SINCE_MS), evidence that the incoming stream was cut and attached again
+        `lines`, `restarts`: the receive transfer_started / error lines written after CUT_MS
+        (default SINCE_MS), evidence that the incoming stream was cut and attached again, and
+        `resumed`: the most bytes a progress line after CUT_MS counted as not moved (resumed)
     relay.py grep FILE SINCE_MS EVENT...
         print the lines of those events written at or after SINCE_MS
 """
@@ -51,11 +52,13 @@ def reached(path, since, min_bytes, timeout):
 
 
 def drops(path, since, cut):
-    peak, drop, drop_from, drop_to, n, restarts = 0, 0, None, None, 0, []
+    peak, drop, drop_from, drop_to, n, restarts, resumed = 0, 0, None, None, 0, [], 0
     for o in lines(path):
         if receiving(o, since) and o.get("state") == "running":
             n += 1
             b = o.get("bytes", 0)
+            if o.get("ts_ms", 0) > cut:
+                resumed = max(resumed, o.get("resumed") or 0)
             if peak - b > drop:
                 drop, drop_from, drop_to = peak - b, peak, b
             peak = max(peak, b)
@@ -63,7 +66,7 @@ def drops(path, since, cut):
               and o.get("direction") == "receive"):
             restarts.append(o)
     print(json.dumps({"peak": peak, "drop": drop, "drop_from": drop_from, "drop_to": drop_to,
-                      "lines": n, "restarts": restarts}))
+                      "lines": n, "restarts": restarts, "resumed": resumed}))
     return 0
 
 

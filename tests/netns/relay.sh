@@ -13,13 +13,14 @@
 #       events)
 #   (b) every uplink limited by tc (tbf, SLOW_MBIT); once h4 (behind h3) has received 30% of a
 #       BIG_MIB file, h3 is killed with SIGKILL: the send exits non-zero naming h3 and why, h2
-#       and h4..h6 end verified with the sender's sha256, h4 was attached again, and no
-#       survivor's received bytes ever went back by more than SLACK_MIB (resumed, not restarted)
+#       and h4..h6 end verified with the sender's sha256, h4 was attached again and its progress
+#       counts what it had as resumed, and no survivor's received bytes ever went back by more
+#       than SLACK_MIB (resumed, not restarted)
 #   (c) h3 restarted with LANYARD_TEST_CORRUPT_FORWARD=CORRUPT_CHUNK (it flips a byte in that
 #       1 MiB chunk of what it forwards), links still limited: h4 names that chunk in its error
 #       line (serve --json) or log, h5 and h6 report no bad chunk (h4 forwarded only verified
-#       data), h4's bytes never went back by more than SLACK_MIB, exit 0, every recipient has the
-#       sender's sha256
+#       data), h4 resumed at least the CORRUPT_CHUNK MiB before the bad chunk and its bytes never
+#       went back by more than SLACK_MIB, exit 0, every recipient has the sender's sha256
 #
 # Every wait is on events (progress lines of the receivers' `serve --json`), bounded by PATIENCE.
 #
@@ -138,15 +139,16 @@ verified() {
 
 # no_step_back NAME I SINCE_MS [CUT_MS]: recipient I's received bytes never went back by more
 # than SLACK_MIB since SINCE_MS (it resumed rather than restarted); sets RESTARTS (its receive
-# transfer_started / error lines after CUT_MS).
+# transfer_started / error lines after CUT_MS) and RESUMED (the most bytes its progress after
+# CUT_MS counted as resumed).
 no_step_back() {
     local name=$1 i=$2 r
     r=$(python3 "$RELAYPY" drops "$TMP/h$i.jsonl" "$3" "${4:-$3}") || die "($name) cannot read h$i's events"
-    read -r peak drop from to lines RESTARTS < <(python3 -c '
+    read -r peak drop from to lines RESTARTS RESUMED < <(python3 -c '
 import json, sys
 r = json.loads(sys.argv[1])
-print(r["peak"], r["drop"], r["drop_from"], r["drop_to"], r["lines"], len(r["restarts"]))' "$r")
-    log "($name) h$i: received up to $peak bytes in $lines progress lines; largest step back $drop ($from -> $to); $RESTARTS restart line(s)"
+print(r["peak"], r["drop"], r["drop_from"], r["drop_to"], r["lines"], len(r["restarts"]), r["resumed"])' "$r")
+    log "($name) h$i: received up to $peak bytes in $lines progress lines; largest step back $drop ($from -> $to); $RESTARTS restart line(s); $RESUMED bytes resumed"
     ((lines > 0)) || die "($name) h$i wrote no receive progress"
     ((drop <= SLACK_MIB << 20)) || die "($name) h$i started again from $to bytes after having $from: restarted, not resumed"
 }
@@ -199,8 +201,10 @@ log "(b) h3: $line"
 for i in 2 4 5 6; do verified b "$i" big-b.bin; done
 for i in 4 5 6; do
     no_step_back b "$i" "$since" "$kill_ms"
-    if [ "$RELAY" = 1 ] && ((i == 4 && RESTARTS == 0)); then
-        die "(b) h4 was not attached again after h3 died (no receive transfer_started / error line)"
+    if [ "$RELAY" = 1 ] && ((i == 4)); then
+        ((RESTARTS > 0)) || die "(b) h4 was not attached again after h3 died (no receive transfer_started / error line)"
+        ((RESUMED + (SLACK_MIB << 20) >= bytes)) ||
+            die "(b) h4 had $bytes bytes when h3 died but resumed only $RESUMED: it moved again what it had"
     fi
 done
 
@@ -236,6 +240,8 @@ for i in 5 6; do
     [ -z "$bad" ] || die "(c) h$i saw a bad chunk too (h4 forwarded data it had not verified): $bad"
 done
 no_step_back c 4 "$since"
+((RESUMED >= CORRUPT_CHUNK << 20)) ||
+    die "(c) h4 resumed $RESUMED bytes: not the $CORRUPT_CHUNK MiB verified before the bad chunk"
 
 netns_check_drops
 echo "relay: ok"
