@@ -85,7 +85,9 @@ pub(crate) fn check_hops(hops: &[Hop], me: &PeerId, from: &PeerId) -> Result<(),
 pub(crate) struct Chain<'a> {
     pub shared: &'a Arc<Shared>,
     pub hops: Vec<Hop>,
-    /// Who started the send, when that is not us.
+    /// Who started the send, when that is not us (we are a relay). A relay's connections to
+    /// the peers behind it are transfers of their own here, each ended as it ends; the sender
+    /// ends its recipients' transfers once, after the last round.
     pub origin: Option<String>,
 }
 
@@ -118,6 +120,9 @@ pub(crate) async fn drive(
             Ok(conn) => run_hop(chain, &ctx, conn, m, rest, produce(), k, &mut fate, sink).await,
             Err(e) => Err(e),
         };
+        if chain.origin.is_some() {
+            ctx.report(&result);
+        }
         let report = match result {
             Ok(o) => Report::Finished {
                 files: o.files,
