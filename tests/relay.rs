@@ -261,3 +261,20 @@ async fn a_relay_cannot_offer_anything_but_what_the_sender_vouched_for() {
     assert_eq!(std::fs::read(dave.downloads.join("exam.pdf")).unwrap(), b"the real exam");
     assert!(!dave.downloads.join("exam (1).pdf").exists());
 }
+
+#[tokio::test]
+async fn the_group_id_cancels_a_relayed_send_for_every_recipient() {
+    let (ada, bob, carol) = (node("ada", |_| {}).await, node("bob", |_| {}).await, node("carol", |_| {}).await);
+    // Bob stops taking data early, so the send is surely running when it is cancelled.
+    bob.handle.inject_stall_after(1 << 20);
+    let src = tempfile::tempdir().unwrap();
+    let top = tree(src.path(), 8 << 20);
+    let ids = vec![link(&ada, &bob).await, link(&ada, &carol).await];
+    let group = ada.handle.send_group(&ids, std::slice::from_ref(&top)).await.unwrap();
+    let id = ada.handle.find_transfer(&group.id[..6]).unwrap();
+    assert_eq!(id, group.id);
+    assert!(ada.handle.cancel_transfer(&id));
+    for (peer, r) in group.wait().await {
+        assert!(matches!(r, Err(TransferError::Cancelled(_))), "{peer}: {r:?}");
+    }
+}
