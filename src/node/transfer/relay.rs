@@ -29,6 +29,9 @@ use crate::net::wire::Purpose;
 use crate::node::Shared;
 use crate::text::printable;
 
+/// How long the sender waits to queue a vouch on a recipient's control connection.
+const VOUCH_SEND_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A report from downstream, cut to what we pass on.
 pub(crate) fn bounded_report(r: Report) -> Report {
     match r {
@@ -266,7 +269,9 @@ pub(crate) async fn send(
                     transfer: group.clone(),
                     digest: digest.clone(),
                 };
-                if tx.send(vouch).await.is_err() {
+                // Bounded: a peer that does not read its control connection gets no vouch
+                // (and will not take the offer from a relay).
+                if !matches!(tokio::time::timeout(VOUCH_SEND_LIMIT, tx.send(vouch)).await, Ok(Ok(()))) {
                     tracing::info!("transfer {group}: cannot vouch to {} (disconnected)", c.peer.short());
                 }
             }
