@@ -92,6 +92,10 @@ pub struct GlobalArgs {
         value_delimiter = ','
     )]
     pub peers: Vec<String>,
+    /// Send to several peers as parallel uploads instead of relaying through them (by default
+    /// each recipient forwards what it verified to the next, in the order given)
+    #[arg(long, global = true, env = "LANYARD_NO_RELAY", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_relay: bool,
     /// Don't use multicast DNS (no discovery, no advertising)
     #[arg(long, global = true, env = "LANYARD_NO_MDNS", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     pub no_mdns: bool,
@@ -164,10 +168,6 @@ pub enum Command {
         /// Files and folders to send (after `--`)
         #[arg(last = true, required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
-        /// To several peers, upload to each in parallel instead of relaying through them (by
-        /// default each recipient forwards what it verified to the next, in the order given)
-        #[arg(long)]
-        no_relay: bool,
     },
     /// List a peer's shared folders
     Ls {
@@ -265,6 +265,7 @@ struct FileConfig {
     #[serde(default)]
     peer: Vec<String>,
     mdns: Option<bool>,
+    relay: Option<bool>,
 }
 
 /// Everything resolved.
@@ -280,6 +281,8 @@ pub struct Config {
     pub shares: Vec<PathBuf>,
     pub peers: Vec<String>,
     pub mdns: bool,
+    /// A send to several peers is relayed through them (else parallel uploads).
+    pub relay: bool,
 }
 
 fn project_dirs() -> Option<directories::ProjectDirs> {
@@ -323,6 +326,7 @@ impl Config {
             shares: if args.shares.is_empty() { file.share } else { args.shares.clone() },
             peers: if args.peers.is_empty() { file.peer } else { args.peers.clone() },
             mdns: !args.no_mdns && file.mdns.unwrap_or(true),
+            relay: !args.no_relay && file.relay.unwrap_or(true),
         })
     }
 
@@ -445,12 +449,34 @@ mod tests {
         assert_eq!(c.global.peers, vec!["10.0.0.9:7717"]);
         assert!(c.global.no_mdns);
         match c.command {
-            Some(Command::Send { peers, paths, .. }) => {
+            Some(Command::Send { peers, paths }) => {
                 assert_eq!(peers, vec!["bob", "10.0.0.9:7717"]);
                 assert_eq!(paths, vec![PathBuf::from("a.pdf"), PathBuf::from("b")]);
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn relaying_is_on_unless_a_flag_the_environment_or_the_file_turns_it_off() {
+        let global = |args: &[&str]| Config::resolve(&parse(args).global).unwrap().relay;
+        assert!(global(&["lanyard", "--data-dir", "/tmp/x", "send", "a", "b", "--", "f"]));
+        assert!(!global(&[
+            "lanyard",
+            "--data-dir",
+            "/tmp/x",
+            "send",
+            "a",
+            "b",
+            "--no-relay",
+            "--",
+            "f"
+        ]));
+        assert!(!global(&["lanyard", "--no-relay", "--data-dir", "/tmp/x"]));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, "relay = false\n").unwrap();
+        assert!(!global(&["lanyard", "--config", file.to_str().unwrap(), "--data-dir", "/tmp/x"]));
     }
 
     #[test]
@@ -491,7 +517,7 @@ mod tests {
             "--weird name",
         ]);
         match c.command {
-            Some(Command::Send { peers, paths, .. }) => {
+            Some(Command::Send { peers, paths }) => {
                 assert_eq!(peers, vec!["ada", "10.0.0.2:7717"]);
                 assert_eq!(paths, vec![PathBuf::from("a.pdf"), PathBuf::from("--weird name")]);
             }

@@ -132,21 +132,15 @@ async fn when_a_middle_relay_dies_the_peers_behind_it_are_reattached_and_resume(
     let src = tempfile::tempdir().unwrap();
     let top = tree(src.path(), 24 << 20);
     let ids = vec![link(&ada, &bob).await, link(&ada, &carol).await, link(&ada, &dave).await];
-    let mut dave_events = dave.handle.subscribe();
     let group = ada.handle.send_group(&ids, std::slice::from_ref(&top)).await.unwrap();
-    // Dave has some of the big file (from carol) ...
-    tokio::time::timeout(WAIT, async {
-        loop {
-            if let Ok(Event::Progress(v)) = dave_events.recv().await
-                && v.file.ends_with("image.bin")
-                && v.file_bytes >= 2 << 20
-            {
-                break;
-            }
-        }
+    // Dave has some of the big file (from carol) on disk ...
+    let partials = dave.downloads.join(".lanyard-partial");
+    common::until("dave holds 2 MiB from carol", || {
+        std::fs::read_dir(&partials)
+            .map(|rd| rd.flatten().any(|e| e.metadata().is_ok_and(|m| m.len() >= 2 << 20)))
+            .unwrap_or(false)
     })
-    .await
-    .expect("dave receives part of the big file");
+    .await;
     // ... when carol dies.
     carol.handle.shutdown().await;
     let results = group.wait().await;
@@ -266,4 +260,21 @@ async fn a_relay_cannot_offer_anything_but_what_the_sender_vouched_for() {
     }
     assert_eq!(std::fs::read(dave.downloads.join("exam.pdf")).unwrap(), b"the real exam");
     assert!(!dave.downloads.join("exam (1).pdf").exists());
+}
+
+#[tokio::test]
+async fn the_group_id_cancels_a_relayed_send_for_every_recipient() {
+    let (ada, bob, carol) = (node("ada", |_| {}).await, node("bob", |_| {}).await, node("carol", |_| {}).await);
+    // Bob stops taking data early, so the send is surely running when it is cancelled.
+    bob.handle.inject_stall_after(1 << 20);
+    let src = tempfile::tempdir().unwrap();
+    let top = tree(src.path(), 8 << 20);
+    let ids = vec![link(&ada, &bob).await, link(&ada, &carol).await];
+    let group = ada.handle.send_group(&ids, std::slice::from_ref(&top)).await.unwrap();
+    let id = ada.handle.find_transfer(&group.id[..6]).unwrap();
+    assert_eq!(id, group.id);
+    assert!(ada.handle.cancel_transfer(&id));
+    for (peer, r) in group.wait().await {
+        assert!(matches!(r, Err(TransferError::Cancelled(_))), "{peer}: {r:?}");
+    }
 }

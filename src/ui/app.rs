@@ -131,6 +131,8 @@ pub struct App {
     pub transfers: Vec<TransferView>,
     pub transfer_cursor: usize,
     pub offers: VecDeque<OfferView>,
+    /// A send to several marked peers is relayed through them (`--no-relay`: parallel).
+    pub relay: bool,
     /// Offers the user put aside with Esc (they stay waiting, shown in Transfers).
     pub deferred: HashSet<String>,
     pub focus: Pane,
@@ -160,6 +162,7 @@ pub struct App {
 impl App {
     pub fn new(cwd: PathBuf, attached: bool, bell: bool) -> App {
         App {
+            relay: true,
             me: None,
             seq: 0,
             attached,
@@ -882,11 +885,12 @@ impl App {
             crate::text::plural(paths.len(), "item"),
             names.join(", ")
         ));
-        // Several marked peers: relayed through them, one upload from here.
+        // Several marked peers: relayed through them, one upload from here (unless
+        // --no-relay).
         let request = Request::Send {
             peers: peers.iter().map(|p| p.to_string()).collect(),
             paths,
-            relay: true,
+            relay: self.relay,
         };
         vec![self.call(request.clone(), Pending::Transfer(request))]
     }

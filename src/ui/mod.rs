@@ -59,6 +59,7 @@ pub async fn run(config: &Config) -> Result<ExitCode> {
     let cwd = std::env::current_dir().context("cannot read the working directory")?;
     let bell = !matches!(std::env::var("LANYARD_BELL").as_deref(), Ok("off" | "0" | "no"));
     let mut app = App::new(cwd, client.is_remote(), bell);
+    app.relay = config.relay;
     let theme = view::Theme::from_env();
 
     let mut terminal = enter()?;

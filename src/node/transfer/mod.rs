@@ -619,10 +619,19 @@ impl NodeHandle {
         all
     }
 
-    /// The full id of the running transfer `spec` names (an id or a prefix of at least 4).
+    /// The full id of the running transfer `spec` names (an id or a prefix of at least 4): one
+    /// transfer, or a send to several peers by its group id (the id every hop knows it by).
     pub fn find_transfer(&self, spec: &str) -> Result<String, String> {
         let active = lock(&self.shared.transfers.active);
-        find_id(active.keys(), spec, "transfer", "is running (see `lanyard transfers`)")
+        let mut ids: Vec<&String> = active.keys().collect();
+        for a in active.values() {
+            if let Some(g) = &a.view.group
+                && !ids.contains(&g)
+            {
+                ids.push(g);
+            }
+        }
+        find_id(ids.into_iter(), spec, "transfer", "is running (see `lanyard transfers`)")
     }
 
     /// Offers waiting for an answer, oldest first.
@@ -693,13 +702,18 @@ impl NodeHandle {
 
     /// Stop a running transfer; both ends remove its partial data. False if no such transfer.
     pub fn cancel_transfer(&self, id: &str) -> bool {
-        match lock(&self.shared.transfers.active).get(id) {
-            Some(a) => {
-                a.cancel.cancel();
-                true
-            }
-            None => false,
+        let active = lock(&self.shared.transfers.active);
+        if let Some(a) = active.get(id) {
+            a.cancel.cancel();
+            return true;
         }
+        // A group id: every transfer of that send to several peers.
+        let mut any = false;
+        for a in active.values().filter(|a| a.view.group.as_deref() == Some(id)) {
+            a.cancel.cancel();
+            any = true;
+        }
+        any
     }
 
     /// Answer an offer announced by `Event::Offer`; `always` also trusts the peer from now on.

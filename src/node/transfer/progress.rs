@@ -115,6 +115,9 @@ impl Meter {
         p.state = TransferState::Running;
         p.files = files;
         p.total = total;
+        // From zero: the same view may run a second time (a recipient re-attached in a later
+        // round of a relayed send).
+        (p.bytes, p.resumed, p.files_done, p.file_bytes) = (0, 0, 0, 0);
         Meter {
             p,
             started: Instant::now(),

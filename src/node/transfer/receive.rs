@@ -319,7 +319,10 @@ async fn exchange(
     moving(ctx, async { writer.flush().await.map_err(io_stop) }).await?;
     plan.finish(&ok);
     if let Some(mut reports) = reports {
-        // Our own files are in; the sender waits for the peers behind us.
+        // Our own files are in; the sender waits for the peers behind us. Their progress keeps
+        // this alive; a quiet spell (a big file synced far down the chain) may last as long as
+        // a sender waits for its last verdicts.
+        ctx.deadline.hold(crate::limits::LAST_VERDICTS_WAIT);
         while let Some((peer, report)) = moving(ctx, async { Ok(reports.recv().await) }).await? {
             let msg = TransferMsg::Relayed { peer, report };
             moving(ctx, async { writer.send(&msg).await.map_err(io_stop) }).await?;

@@ -29,6 +29,9 @@ use crate::net::wire::Purpose;
 use crate::node::Shared;
 use crate::text::printable;
 
+/// How long the sender waits to queue a vouch on a recipient's control connection.
+const VOUCH_SEND_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A report from downstream, cut to what we pass on.
 pub(crate) fn bounded_report(r: Report) -> Report {
     match r {
@@ -85,7 +88,9 @@ pub(crate) fn check_hops(hops: &[Hop], me: &PeerId, from: &PeerId) -> Result<(),
 pub(crate) struct Chain<'a> {
     pub shared: &'a Arc<Shared>,
     pub hops: Vec<Hop>,
-    /// Who started the send, when that is not us.
+    /// Who started the send, when that is not us (we are a relay). A relay's connections to
+    /// the peers behind it are transfers of their own here, each ended as it ends; the sender
+    /// ends its recipients' transfers once, after the last round.
     pub origin: Option<String>,
 }
 
@@ -118,6 +123,9 @@ pub(crate) async fn drive(
             Ok(conn) => run_hop(chain, &ctx, conn, m, rest, produce(), k, &mut fate, sink).await,
             Err(e) => Err(e),
         };
+        if chain.origin.is_some() {
+            ctx.report(&result);
+        }
         let report = match result {
             Ok(o) => Report::Finished {
                 files: o.files,
@@ -261,7 +269,9 @@ pub(crate) async fn send(
                     transfer: group.clone(),
                     digest: digest.clone(),
                 };
-                if tx.send(vouch).await.is_err() {
+                // Bounded: a peer that does not read its control connection gets no vouch
+                // (and will not take the offer from a relay).
+                if !matches!(tokio::time::timeout(VOUCH_SEND_LIMIT, tx.send(vouch)).await, Ok(Ok(()))) {
                     tracing::info!("transfer {group}: cannot vouch to {} (disconnected)", c.peer.short());
                 }
             }
