@@ -259,6 +259,7 @@ pub(crate) async fn send(
     let n = ctxs.len();
     let hops: Vec<Hop> = ctxs.iter().map(|c| hop_of(&shared, &c.peer)).collect();
     let mut last: Vec<Option<Report>> = vec![None; n];
+    let mut first_failure: Vec<Option<String>> = vec![None; n];
     // Each recipient hears from us what we offer, so that no relay can offer it anything else.
     let digest = serde_bytes::ByteBuf::from(m.digest().to_vec());
     for c in &ctxs {
@@ -313,6 +314,11 @@ pub(crate) async fn send(
         let mut sink = |j: usize, report: Report| {
             let k = todo[j];
             show(&ctxs[k], &report, m.bytes, m.items.len() as u32);
+            if let Report::Failed { reason, rejected: false } = &report
+                && first_failure[k].is_none()
+            {
+                first_failure[k] = Some(reason.clone());
+            }
             if matches!(report, Report::Finished { .. } | Report::Failed { .. }) {
                 last[k] = Some(report);
             }
@@ -344,7 +350,12 @@ pub(crate) async fn send(
                 Ok(o)
             }
             Some(Report::Failed { reason, rejected: true }) => Err(TransferError::Rejected(reason)),
-            Some(Report::Failed { reason, .. }) => Err(TransferError::Failed(reason)),
+            // What went wrong first says most (a relay died mid-way); a later round that could
+            // not reach the peer again adds to it.
+            Some(Report::Failed { reason, .. }) => Err(TransferError::Failed(match first_failure[k].take() {
+                Some(first) if first != reason => format!("{first} (sending again: {reason})"),
+                _ => reason,
+            })),
             _ if ctxs[k].cancel.is_cancelled() => Err(TransferError::Cancelled("cancelled here".into())),
             _ => Err(TransferError::Failed("no report came".into())),
         };
