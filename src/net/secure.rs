@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytes::BufMut;
 use ring::aead;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -26,9 +27,11 @@ use crate::net::wire::{
 
 /// Sealed bytes gathered before a socket write: fewer syscalls for bulk data.
 const WRITE_BATCH: usize = 256 * 1024;
-/// The most a socket read takes at once (plus what decrypting it needs); bulk data arrives in
-/// reads of up to this much, a control connection's few bytes touch only its first pages.
+/// The reader's buffer: the most a socket read takes at once. Bulk data read with
+/// `read_exact_into` bypasses it; a control connection's few bytes touch only its first pages.
 const READ_BUFFER: usize = 1024 * 1024;
+/// From this many bytes on, `read_exact_into` reads the socket straight into the caller's buffer.
+const DIRECT_READ_MIN: usize = 2 * NOISE_MAX_PLAINTEXT;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HandshakeError {
@@ -402,41 +405,11 @@ impl SecureReader {
         }
     }
 
-    /// Decrypt every complete record received, in place.
-    fn open_records(&mut self) {
-        while !self.forged && self.buf.len() - self.raw >= 2 {
-            let len = u16::from_be_bytes([self.buf[self.raw], self.buf[self.raw + 1]]) as usize;
-            let body = self.raw + 2;
-            if self.buf.len() - body < len {
-                return;
-            }
-            let opened = match self.key.next() {
-                Ok(nonce) if len >= NOISE_TAG => self
-                    .key
-                    .key
-                    .open_within(
-                        nonce,
-                        aead::Aad::empty(),
-                        &mut self.buf[self.plain..body + len],
-                        body - self.plain..,
-                    )
-                    .map(|p| p.len())
-                    .ok(),
-                _ => None,
-            };
-            match opened {
-                Some(n) => {
-                    self.plain += n;
-                    self.raw = body + len;
-                }
-                None => self.forged = true,
-            }
-        }
-    }
-
     /// Read until some plaintext is ready. `Ok(false)` on a clean close at a record boundary.
+    /// A read takes what the socket has, up to the next record or `want` more plaintext bytes
+    /// if that is more: small reads for frames leave bulk data to [`Self::read_exact_into`].
     /// Cancel-safe: what one socket read brought is accounted before the next await.
-    async fn fill(&mut self) -> std::io::Result<bool> {
+    async fn fill(&mut self, want: usize) -> std::io::Result<bool> {
         loop {
             if self.plain > self.start {
                 return Ok(true);
@@ -457,18 +430,13 @@ impl SecureReader {
             }
             self.start = self.raw;
             self.plain = self.raw;
-            let n = self.sock.read_buf(&mut self.buf).await?;
+            let room = self.buf.capacity() - self.buf.len();
+            let limit = wire_len(want).max(2 + NOISE_MAX_MESSAGE).min(room);
+            let n = self.sock.read_buf(&mut (&mut self.buf).limit(limit)).await?;
             if n == 0 {
-                return if self.buf.len() == self.raw {
-                    Ok(false)
-                } else {
-                    Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "connection closed inside a record",
-                    ))
-                };
+                return if self.buf.len() == self.raw { Ok(false) } else { Err(cut_record()) };
             }
-            self.open_records();
+            self.forged = open_records(&mut self.key, &mut self.buf, &mut self.plain, &mut self.raw, usize::MAX).is_err();
         }
     }
 
@@ -480,7 +448,7 @@ impl SecureReader {
     /// Buffered plaintext, refilled from the socket when empty; empty only at a clean close.
     /// Cancel-safe: dropped before it returns, it has consumed nothing.
     pub async fn read_some(&mut self, max: usize) -> std::io::Result<&[u8]> {
-        if !self.fill().await? {
+        if !self.fill(max).await? {
             return Ok(&[]);
         }
         let n = max.min(self.plain - self.start);
@@ -502,14 +470,24 @@ impl SecureReader {
         Ok(())
     }
 
-    /// Append exactly `len` bytes of plaintext to `out` (file data after a `Data` frame), with one
-    /// copy from the decrypted records and no zeroing of `out`; reserves the room itself. An end
-    /// of the stream before `len` bytes is `UnexpectedEof`. Not cancel-safe: dropped part-way,
-    /// an unknown part of the bytes has been appended and consumed, so drop it only together
-    /// with the connection.
+    /// Append exactly `len` bytes of plaintext to `out` (file data after a `Data` frame). What is
+    /// already decrypted is copied; the rest is read from the socket straight into `out`'s spare
+    /// room and decrypted there, so bulk data is never copied in user space (only the bytes of
+    /// the last record that belong to what follows come back to the reader's buffer). `out`
+    /// needs no zeroing; this reserves the room itself (about `len` + 1% + 128 KiB, given back
+    /// by the truncation at the end only as length, not capacity, so a reused `out` stops
+    /// growing). An end of the stream before `len` bytes is `UnexpectedEof`. Not cancel-safe:
+    /// dropped part-way, an unknown part of the bytes has been consumed, so drop it only
+    /// together with the connection.
     pub async fn read_exact_into(&mut self, out: &mut Vec<u8>, len: usize) -> std::io::Result<()> {
+        let have = len.min(self.buffered());
         out.reserve(len);
-        let mut left = len;
+        out.extend_from_slice(&self.buf[self.start..self.start + have]);
+        self.start += have;
+        let mut left = len - have;
+        if left >= DIRECT_READ_MIN && !self.forged {
+            return self.read_direct(out, left).await;
+        }
         while left > 0 {
             let chunk = self.read_some(left).await?;
             if chunk.is_empty() {
@@ -518,6 +496,40 @@ impl SecureReader {
             out.extend_from_slice(chunk);
             left -= chunk.len();
         }
+        Ok(())
+    }
+
+    /// [`Self::read_exact_into`]'s bulk: the reader's plaintext is used up. Reads are sized to
+    /// end no later than the last record holding wanted bytes, so at most that record's tail
+    /// overshoots.
+    async fn read_direct(&mut self, out: &mut Vec<u8>, left: usize) -> std::io::Result<()> {
+        let base = out.len();
+        let end = base + left;
+        out.reserve(wire_len(left) + 2 + NOISE_MAX_MESSAGE);
+        // A record begun in the buffer continues here.
+        out.extend_from_slice(&self.buf[self.raw..]);
+        self.buf.clear();
+        (self.start, self.plain, self.raw) = (0, 0, 0);
+        let (mut plain, mut raw) = (base, base);
+        loop {
+            if open_records(&mut self.key, out, &mut plain, &mut raw, end).is_err() {
+                return Err(invalid("record failed authentication"));
+            }
+            if plain >= end {
+                break;
+            }
+            let want = wire_len(end - plain).saturating_sub(out.len() - raw).max(1);
+            out.reserve(want);
+            if self.sock.read_buf(&mut out.limit(want)).await? == 0 {
+                return Err(cut_record());
+            }
+        }
+        // What the last record held beyond `len`, and any record begun after it, go back.
+        self.buf.extend_from_slice(&out[end..plain]);
+        self.plain = self.buf.len();
+        self.raw = self.plain;
+        self.buf.extend_from_slice(&out[raw..]);
+        out.truncate(end);
         Ok(())
     }
 
@@ -554,6 +566,31 @@ fn truncated(e: std::io::Error) -> FrameError {
 
 fn invalid(msg: &str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, msg)
+}
+
+fn cut_record() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed inside a record")
+}
+
+/// The fewest bytes on the wire that carry `plain` bytes of plaintext (full records).
+fn wire_len(plain: usize) -> usize {
+    plain.saturating_add((2 + NOISE_TAG) * plain.div_ceil(NOISE_MAX_PLAINTEXT))
+}
+
+/// Open every complete record in `buf[*raw..]`, each one's plaintext moved down to `*plain` so
+/// the plaintext stays one run; stops at an incomplete record or once `*plain >= stop`. `Err` if
+/// a record fails authentication (or is shorter than its tag); the plaintext before it stands.
+fn open_records(key: &mut RecordKey, buf: &mut [u8], plain: &mut usize, raw: &mut usize, stop: usize) -> Result<(), ()> {
+    while *plain < stop && buf.len() - *raw >= 2 {
+        let len = u16::from_be_bytes([buf[*raw], buf[*raw + 1]]) as usize;
+        let body = *raw + 2;
+        if buf.len() - body < len {
+            break;
+        }
+        *plain += key.open_within(&mut buf[*plain..body + len], body - *plain).ok_or(())?;
+        *raw = body + len;
+    }
+    Ok(())
 }
 
 /// The sending half: gathers plaintext into records, seals them, and writes them in batches.
@@ -1003,5 +1040,34 @@ mod tests {
         sock.shutdown().await.unwrap();
         let err = cb.reader.read_some(10).await.unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "{err}");
+    }
+
+    /// Bulk reads straight into the caller's buffer authenticate every record too, and a stream
+    /// cut inside them is an error, not a short read.
+    #[tokio::test]
+    async fn direct_reads_catch_forgery_and_cuts() {
+        for forge in [true, false] {
+            let (ca, cb, _, _) = pair().await;
+            let (mut ca, mut cb) = (ca.unwrap(), cb.unwrap());
+            let data = vec![5u8; 1_000_000];
+            ca.writer.queue_bytes(&data).unwrap();
+            ca.writer.seal_open().unwrap();
+            let mut wire = std::mem::take(&mut ca.writer.out);
+            if forge {
+                wire[700_000] ^= 0x40;
+            } else {
+                wire.truncate(900_000);
+            }
+            ca.writer.sock.write_all(&wire).await.unwrap();
+            ca.writer.sock.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            let err = cb.reader.read_exact_into(&mut got, data.len()).await.unwrap_err();
+            let want = if forge {
+                std::io::ErrorKind::InvalidData
+            } else {
+                std::io::ErrorKind::UnexpectedEof
+            };
+            assert_eq!(err.kind(), want, "{err}");
+        }
     }
 }
