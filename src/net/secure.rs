@@ -520,7 +520,15 @@ impl SecureReader {
             if plain >= end {
                 break;
             }
-            let want = wire_len(end - plain).saturating_sub(out.len() - raw).max(1);
+            // The rest of the record begun (its length says how much), then the least that
+            // carries the plaintext still missing after it.
+            let begun = out.len() - raw;
+            let want = if begun >= 2 {
+                let len = u16::from_be_bytes([out[raw], out[raw + 1]]) as usize;
+                2 + len - begun + wire_len((end - plain).saturating_sub(len.saturating_sub(NOISE_TAG)))
+            } else {
+                wire_len(end - plain) - begun
+            };
             out.reserve(want);
             if self.sock.read_buf(&mut out.limit(want)).await? == 0 {
                 return Err(cut_record());
