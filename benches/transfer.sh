@@ -133,12 +133,15 @@ nc_round() {
 
 for ((r = 1; r <= ROUNDS; r++)); do
     log "round $r/$ROUNDS"
-    lanyard_round ly_big 1 2 "$H2:$PORT" "$SRC/big.bin"
-    cmp -s "$SRC/big.bin" "$RECV/in/big.bin" || die "lanyard copy differs"
-    if [ -n "$LANYARD_BIN_B" ]; then
-        lanyard_round lyb_big 1 2 "$H2:$PORT" "$SRC/big.bin" "$LANYARD_BIN_B"
-        cmp -s "$SRC/big.bin" "$RECV/in/big.bin" || die "lanyard (B) copy differs"
-    fi
+    # With two binaries, every other round runs B first, so neither always goes first.
+    order="ly_big ${LANYARD_BIN_B:+lyb_big}"
+    [ -n "$LANYARD_BIN_B" ] && ((r % 2 == 0)) && order="lyb_big ly_big"
+    for which in $order; do
+        bin=$LANYARD_BIN
+        [ "$which" = lyb_big ] && bin=$LANYARD_BIN_B
+        lanyard_round "$which" 1 2 "$H2:$PORT" "$SRC/big.bin" "$bin"
+        cmp -s "$SRC/big.bin" "$RECV/in/big.bin" || die "lanyard copy differs ($bin)"
+    done
     nc_round nc_big "nc -N $H2 $NC_PORT < '$SRC/big.bin'" "nc -l $NC_PORT > '$RECV/in/big.bin'"
     cmp -s "$SRC/big.bin" "$RECV/in/big.bin" || die "nc copy differs"
     if [ -n "$SOCAT" ]; then
