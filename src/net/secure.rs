@@ -483,7 +483,12 @@ impl SecureReader {
     /// together with the connection.
     pub async fn read_exact_into(&mut self, out: &mut Vec<u8>, len: usize) -> std::io::Result<()> {
         let have = len.min(self.buffered());
-        out.reserve(len);
+        // Room for the direct read up front, so it never moves what was copied here.
+        out.reserve(if len - have >= DIRECT_READ_MIN {
+            wire_len(len) + 2 + NOISE_MAX_MESSAGE
+        } else {
+            len
+        });
         out.extend_from_slice(&self.buf[self.start..self.start + have]);
         self.start += have;
         let mut left = len - have;
