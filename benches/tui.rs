@@ -137,6 +137,7 @@ fn transfer(i: usize, peer: &PeerInfo, now: u64) -> TransferView {
         state: TransferState::Running,
         file: format!("lecture-{i:02} network programming.mp4"),
         file_bytes: bytes,
+        resumed: 0,
         file_size: total,
         files_done: 0,
         files: 1,

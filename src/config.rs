@@ -164,6 +164,10 @@ pub enum Command {
         /// Files and folders to send (after `--`)
         #[arg(last = true, required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
+        /// To several peers, upload to each in parallel instead of relaying through them (by
+        /// default each recipient forwards what it verified to the next, in the order given)
+        #[arg(long)]
+        no_relay: bool,
     },
     /// List a peer's shared folders
     Ls {
@@ -345,9 +349,18 @@ impl Config {
             advertise: false,
             accept_all: false,
             db_budget: Default::default(),
-            stall_timeout: crate::limits::TRANSFER_STALL,
+            stall_timeout: test_hook("LANYARD_TEST_STALL_SECS")
+                .map(std::time::Duration::from_secs)
+                .unwrap_or(crate::limits::TRANSFER_STALL),
+            corrupt_forward: test_hook("LANYARD_TEST_CORRUPT_FORWARD"),
         }
     }
+}
+
+/// A number from an undocumented environment variable that multi-host tests set to make a
+/// node misbehave on purpose (a shorter stall limit, a relay that corrupts what it forwards).
+fn test_hook(name: &str) -> Option<u64> {
+    std::env::var(name).ok()?.trim().parse().ok()
 }
 
 fn read_file_config(path: &Path) -> Result<FileConfig> {
@@ -432,7 +445,7 @@ mod tests {
         assert_eq!(c.global.peers, vec!["10.0.0.9:7717"]);
         assert!(c.global.no_mdns);
         match c.command {
-            Some(Command::Send { peers, paths }) => {
+            Some(Command::Send { peers, paths, .. }) => {
                 assert_eq!(peers, vec!["bob", "10.0.0.9:7717"]);
                 assert_eq!(paths, vec![PathBuf::from("a.pdf"), PathBuf::from("b")]);
             }
@@ -478,7 +491,7 @@ mod tests {
             "--weird name",
         ]);
         match c.command {
-            Some(Command::Send { peers, paths }) => {
+            Some(Command::Send { peers, paths, .. }) => {
                 assert_eq!(peers, vec!["ada", "10.0.0.2:7717"]);
                 assert_eq!(paths, vec![PathBuf::from("a.pdf"), PathBuf::from("--weird name")]);
             }

@@ -212,6 +212,42 @@ pub const ONE_TIME_PEER_AGE: u64 = 24 * 3600;
 /// How often a running node deletes expired peer rows (besides at start). One cheap DELETE.
 pub const PEER_PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
+// == Verified chunks and relays ==
+//
+// A file travels in chunks each checked on arrival against a hash list that is itself checked
+// against the file's BLAKE3 root from the offer (`node/transfer/chunks.rs`). A chunk that fails
+// ends the connection it came on, at that chunk; what was verified before it is kept.
+
+/// Chunks are `2^MIN_CHUNK_LOG` bytes (1 MiB) unless a file would then have more than
+/// [`TARGET_CHUNKS`]; then they double, up to `2^MAX_CHUNK_LOG` (16 MiB). A receiver holds one
+/// chunk of the file being received in memory until it is verified.
+pub const MIN_CHUNK_LOG: u32 = 20;
+pub const MAX_CHUNK_LOG: u32 = 24;
+/// Chunks per file before chunks grow: bounds a file's hash list to 2 MiB (32 bytes a chunk).
+pub const TARGET_CHUNKS: u64 = 65_536;
+/// Largest file in an offer (1 TiB, where the hash list reaches 2 MiB): a bigger one is refused
+/// with the offer ("a file over 1 TiB").
+pub const MAX_FILE_BYTES: u64 = 1 << 40;
+/// Hashes in one `Hashes` frame (512 KiB, under the frame limit); a longer list is split.
+pub const HASHES_PER_FRAME: usize = 16_384;
+/// Recipients of one relayed send: the chain an offer carries. More is a protocol error.
+pub const MAX_RELAY_HOPS: usize = 255;
+/// How often a relay reports the progress of the peers behind it upstream (their progress in
+/// the sender's view is this stale at most).
+pub const RELAY_REPORT_EVERY: Duration = Duration::from_millis(500);
+/// Times the sender starts the chain again for recipients that ended without every file (their
+/// relay died, stalled or corrupted data): each time they resume from what they verified.
+pub const RELAY_ROUNDS: usize = 3;
+/// How long an offer that re-attaches a peer waits for that peer's earlier receive of the same
+/// transfer to end (it is told to stop at once; this bounds a stuck disk).
+pub const REATTACH_WAIT: Duration = Duration::from_secs(30);
+/// How long the recipient of an offer a relay passes on waits for the sender's vouch for it (it
+/// is sent over the control connection as the send starts, so normally it is already there).
+/// Without it the offer is refused: "cannot confirm this offer with <sender>".
+pub const VOUCH_WAIT: Duration = Duration::from_secs(10);
+/// Vouches a node keeps (the newest; each is an id and a hash).
+pub const VOUCHES_KEPT: usize = 256;
+
 // == Names and keys ==
 
 /// An id prefix at least this long (the short id shown in every list) is looked up among ids

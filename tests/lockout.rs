@@ -91,6 +91,8 @@ async fn attack(
                 transfer: format!("{n:016x}"),
                 items: 1,
                 bytes: 10,
+                relay: vec![],
+                origin: None,
             };
             let _ = conn.writer.send(&header).await;
         }

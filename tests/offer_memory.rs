@@ -54,6 +54,8 @@ async fn offer_of(conn: &mut SecureConn, transfer: &str, count: u32) -> bool {
         transfer: transfer.into(),
         items: count,
         bytes: count as u64,
+        relay: vec![],
+        origin: None,
     };
     if conn.writer.send(&header).await.is_err() {
         return false;
@@ -70,6 +72,7 @@ async fn offer_of(conn: &mut SecureConn, transfer: &str, count: u32) -> bool {
                 size: 1,
                 mtime: 1,
                 dir: false,
+                root: serde_bytes::ByteBuf::from(vec![0u8; 32]),
             });
             i += 1;
         }

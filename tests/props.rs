@@ -53,6 +53,10 @@ fn control_msg() -> impl Strategy<Value = ControlMsg> {
             text
         }),
         chat_id().prop_map(|id| ControlMsg::ChatAck { id }),
+        (".{0,70}", prop::collection::vec(any::<u8>(), 30..34)).prop_map(|(transfer, digest)| ControlMsg::Vouch {
+            transfer,
+            digest: serde_bytes::ByteBuf::from(digest)
+        }),
         prop::collection::vec(hint, 0..4).prop_map(|peers| ControlMsg::Peers { peers }),
         // Around the count limit, with small hints so the case stays cheap.
         (MAX_PEER_HINTS - 1..=MAX_PEER_HINTS + 1).prop_map(|n| ControlMsg::Peers {
@@ -99,21 +103,35 @@ fn path() -> impl Strategy<Value = String> {
 }
 
 fn item() -> impl Strategy<Value = Item> {
-    (path(), any::<u64>(), any::<bool>()).prop_map(|(path, size, dir)| Item { path, size, mtime: 0, dir })
+    (path(), any::<u64>(), any::<bool>(), prop::collection::vec(any::<u8>(), 0..40)).prop_map(|(path, size, dir, root)| Item {
+        path,
+        size,
+        mtime: 0,
+        dir,
+        root: serde_bytes::ByteBuf::from(root),
+    })
 }
 
 fn transfer_msg() -> impl Strategy<Value = TransferMsg> {
     prop_oneof![
-        (".{0,8}", any::<u32>(), any::<u64>()).prop_map(|(transfer, items, bytes)| TransferMsg::Offer { transfer, items, bytes }),
+        (".{0,8}", any::<u32>(), any::<u64>()).prop_map(|(transfer, items, bytes)| TransferMsg::Offer {
+            transfer,
+            items,
+            bytes,
+            relay: vec![],
+            origin: None
+        }),
         prop::collection::vec(item(), 0..6).prop_map(|items| TransferMsg::Items { items }),
         path().prop_map(|path| TransferMsg::List { path }),
         prop::collection::vec((any::<u32>(), any::<u64>()), 0..4).prop_map(|resume| TransferMsg::Accept { resume }),
         text(MAX_REASON_BYTES).prop_map(|reason| TransferMsg::Reject { reason }),
         text(MAX_REASON_BYTES).prop_map(|message| TransferMsg::Error { message }),
         any::<u64>().prop_map(|len| TransferMsg::Data { len }),
-        prop::collection::vec(any::<u8>(), 0..40).prop_map(|b| TransferMsg::FileEnd {
-            blake3: serde_bytes::ByteBuf::from(b)
+        prop::collection::vec(any::<u8>(), 0..40).prop_map(|b| TransferMsg::Hashes {
+            cvs: serde_bytes::ByteBuf::from(b)
         }),
+        Just(TransferMsg::FileEnd),
+        Just(TransferMsg::RelayDone),
         (any::<u32>(), prop::option::of(path())).prop_map(|(index, saved_as)| TransferMsg::FileOk { index, saved_as }),
         Just(TransferMsg::Done),
     ]

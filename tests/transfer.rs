@@ -4,57 +4,17 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{PATIENCE as WAIT, start_node, tmpfs, until};
-use lanyard::identity::PeerId;
+use common::{FileNode as Node, PATIENCE as WAIT, file_node as node, link, pattern, start_node, tmpfs, until};
 use lanyard::node::transfer::{Direction, TransferError};
-use lanyard::node::{Event, NodeConfig, NodeHandle};
-
-struct Node {
-    handle: NodeHandle,
-    _dir: tempfile::TempDir,
-    downloads: PathBuf,
-}
-
-async fn node(nick: &str, tweak: impl FnOnce(&mut NodeConfig)) -> Node {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = NodeConfig::local(nick, dir.path().join("data"));
-    config.download_dir = dir.path().join("downloads");
-    tweak(&mut config);
-    let downloads = config.download_dir.clone();
-    let handle = NodeHandle::start(config).await.unwrap();
-    Node {
-        handle,
-        _dir: dir,
-        downloads,
-    }
-}
+use lanyard::node::{Event, NodeConfig};
 
 async fn accepting(nick: &str) -> Node {
     node(nick, |c| c.accept_all = true).await
 }
 
-/// `from` learns `to` by address; returns `to`'s id as `from` sees it.
-async fn link(from: &Node, to: &Node) -> PeerId {
-    let addr = to.handle.listen_addr().unwrap().to_string();
-    from.handle.resolve(&addr, WAIT).await.unwrap()
-}
-
 fn write(path: &Path, data: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, data).unwrap();
-}
-
-/// Deterministic, incompressible-looking bytes.
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 fn partials(downloads: &Path) -> Vec<PathBuf> {

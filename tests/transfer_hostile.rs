@@ -28,12 +28,22 @@ async fn dial(node: &NodeHandle) -> SecureConn {
     common::dial_transfer_as(node, &Identity::generate().unwrap()).await
 }
 
+/// A file whose content never matters (the offer or the stream is refused first).
 fn file(path: &str, size: u64) -> Item {
     Item {
         path: path.into(),
         size,
         mtime: 1,
         dir: false,
+        root: ByteBuf::from(vec![0u8; 32]),
+    }
+}
+
+/// A file of `data`, with its true root.
+fn file_of(path: &str, data: &[u8]) -> Item {
+    Item {
+        root: ByteBuf::from(blake3::hash(data).as_bytes().to_vec()),
+        ..file(path, data.len() as u64)
     }
 }
 
@@ -44,6 +54,8 @@ async fn offer(conn: &mut SecureConn, items: Vec<Item>) {
             transfer: "0123456789abcdef".into(),
             items: items.len() as u32,
             bytes,
+            relay: vec![],
+            origin: None,
         })
         .await
         .unwrap();
@@ -146,6 +158,8 @@ async fn oversize_and_inconsistent_offers_end_the_connection() {
             transfer: "x".into(),
             items: u32::MAX,
             bytes: 0,
+            relay: vec![],
+            origin: None,
         })
         .await
         .unwrap();
@@ -158,6 +172,8 @@ async fn oversize_and_inconsistent_offers_end_the_connection() {
             transfer: "x".into(),
             items: 1,
             bytes: 2,
+            relay: vec![],
+            origin: None,
         })
         .await
         .unwrap();
@@ -176,6 +192,8 @@ async fn oversize_and_inconsistent_offers_end_the_connection() {
             transfer: "x".into(),
             items: 1,
             bytes: 5,
+            relay: vec![],
+            origin: None,
         })
         .await
         .unwrap();
@@ -185,7 +203,10 @@ async fn oversize_and_inconsistent_offers_end_the_connection() {
         })
         .await
         .unwrap();
-    assert!(matches!(answer(&mut conn).await, Some(TransferMsg::Error { .. }) | None));
+    assert!(matches!(
+        answer(&mut conn).await,
+        Some(TransferMsg::Error { .. } | TransferMsg::Reject { .. }) | None
+    ));
 
     // A frame length over the limit.
     let mut conn = dial(&node).await;
@@ -200,18 +221,9 @@ async fn oversize_and_inconsistent_offers_end_the_connection() {
 
     // The node still takes a good transfer.
     let mut conn = dial(&node).await;
-    offer(&mut conn, vec![file("ok.txt", 2)]).await;
+    offer(&mut conn, vec![file_of("ok.txt", b"ok")]).await;
     assert_eq!(answer(&mut conn).await, Some(TransferMsg::Accept { resume: vec![] }));
-    conn.writer.send(&TransferMsg::FileStart { index: 0, offset: 0 }).await.unwrap();
-    conn.writer.send(&TransferMsg::Data { len: 2 }).await.unwrap();
-    conn.writer.write_raw(b"ok").await.unwrap();
-    let hash = blake3::hash(b"ok");
-    conn.writer
-        .send(&TransferMsg::FileEnd {
-            blake3: ByteBuf::from(hash.as_bytes().to_vec()),
-        })
-        .await
-        .unwrap();
+    send_file(&mut conn, 0, b"ok").await;
     conn.writer.send(&TransferMsg::Done).await.unwrap();
     assert_eq!(answer(&mut conn).await, Some(TransferMsg::FileOk { index: 0, saved_as: None }));
     assert_eq!(std::fs::read(dir.path().join("downloads/ok.txt")).unwrap(), b"ok");
@@ -221,36 +233,29 @@ async fn oversize_and_inconsistent_offers_end_the_connection() {
 async fn lies_during_the_stream_never_leave_a_file_under_its_final_name() {
     let dir = tempfile::tempdir().unwrap();
     let node = receiver(dir.path()).await;
-    // A wrong hash: the file fails verification and is discarded; so does a hash of the
-    // wrong length. (Verdicts come in batches; all of them by the end.)
+    // Data that does not match the root the offer gave: caught at its chunk, the connection
+    // ends with the reason, nothing is placed.
     let mut conn = dial(&node).await;
-    offer(&mut conn, vec![file("forged.txt", 4), file("fine.txt", 1)]).await;
+    offer(&mut conn, vec![file_of("forged.txt", b"good"), file_of("fine.txt", b"f")]).await;
     assert!(matches!(answer(&mut conn).await, Some(TransferMsg::Accept { .. })));
     conn.writer.send(&TransferMsg::FileStart { index: 0, offset: 0 }).await.unwrap();
     conn.writer.send(&TransferMsg::Data { len: 4 }).await.unwrap();
     conn.writer.write_raw(b"evil").await.unwrap();
-    conn.writer
-        .send(&TransferMsg::FileEnd {
-            blake3: ByteBuf::from(blake3::hash(b"good").as_bytes().to_vec()),
-        })
-        .await
-        .unwrap();
-    conn.writer.send(&TransferMsg::FileStart { index: 1, offset: 0 }).await.unwrap();
-    conn.writer.send(&TransferMsg::Data { len: 1 }).await.unwrap();
-    conn.writer.write_raw(b"f").await.unwrap();
-    conn.writer
-        .send(&TransferMsg::FileEnd {
-            blake3: ByteBuf::from(vec![0u8; 3]),
-        })
-        .await
-        .unwrap();
-    conn.writer.send(&TransferMsg::Done).await.unwrap();
+    conn.writer.send(&TransferMsg::FileEnd).await.unwrap();
     match answer(&mut conn).await {
-        Some(TransferMsg::FileFailed { index: 0, reason }) => assert!(reason.contains("verification"), "{reason}"),
+        Some(TransferMsg::Error { message }) => {
+            assert!(message.contains("chunk 0 of \"forged.txt\" failed verification"), "{message}")
+        }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(answer(&mut conn).await, Some(TransferMsg::FileFailed { index: 1, .. })));
     drop(conn);
+
+    // A root of the wrong length: the offer is refused.
+    let mut conn = dial(&node).await;
+    let mut short = file_of("short.txt", b"s");
+    short.root = ByteBuf::from(vec![0u8; 3]);
+    offer(&mut conn, vec![short]).await;
+    assert!(matches!(answer(&mut conn).await, Some(TransferMsg::Reject { reason }) if reason.contains("BLAKE3 root")));
 
     // More data than the file holds, a wrong resume offset, an index out of range, a segment
     // over the limit: each ends the connection.
@@ -259,10 +264,7 @@ async fn lies_during_the_stream_never_leave_a_file_under_its_final_name() {
         vec![TransferMsg::FileStart { index: 0, offset: 2 }],
         vec![TransferMsg::FileStart { index: 7, offset: 0 }],
         vec![TransferMsg::FileStart { index: 0, offset: 0 }, TransferMsg::Data { len: u64::MAX }],
-        vec![
-            TransferMsg::FileStart { index: 0, offset: 0 },
-            TransferMsg::FileEnd { blake3: ByteBuf::new() },
-        ],
+        vec![TransferMsg::FileStart { index: 0, offset: 0 }, TransferMsg::FileEnd],
     ];
     for lie in lies {
         let mut conn = dial(&node).await;
@@ -321,17 +323,12 @@ async fn one_peer_cannot_hold_more_than_eight_transfer_connections() {
     assert!(open.is_err(), "another peer's connection stays open: {open:?}");
 }
 
-/// One whole file: start, its bytes, its hash.
+/// One whole file of one chunk: start, its bytes, its end.
 async fn send_file(conn: &mut SecureConn, index: u32, data: &[u8]) {
     conn.writer.send(&TransferMsg::FileStart { index, offset: 0 }).await.unwrap();
     conn.writer.send(&TransferMsg::Data { len: data.len() as u64 }).await.unwrap();
     conn.writer.write_raw(data).await.unwrap();
-    conn.writer
-        .send(&TransferMsg::FileEnd {
-            blake3: ByteBuf::from(blake3::hash(data).as_bytes().to_vec()),
-        })
-        .await
-        .unwrap();
+    conn.writer.send(&TransferMsg::FileEnd).await.unwrap();
 }
 
 fn dir_item(path: &str) -> Item {
@@ -340,6 +337,7 @@ fn dir_item(path: &str) -> Item {
         size: 0,
         mtime: 1,
         dir: true,
+        root: ByteBuf::new(),
     }
 }
 
@@ -350,9 +348,9 @@ async fn an_offer_of_many_folders_creates_none_before_the_sender_reaches_them() 
     let node = receiver(dir.path()).await;
     let downloads = dir.path().join("downloads");
     let mut conn = dial(&node).await;
-    let mut items = vec![file("tree/first.txt", 5)];
+    let mut items = vec![file_of("tree/first.txt", b"first")];
     items.extend((0..FOLDERS).map(|i| dir_item(&format!("tree/d{i:04}"))));
-    items.push(file("tree/last.txt", 4));
+    items.push(file_of("tree/last.txt", b"last"));
     offer(&mut conn, items).await;
     assert!(matches!(answer(&mut conn).await, Some(TransferMsg::Accept { .. })));
     // Accepted, and nothing came yet: nothing made.
@@ -384,7 +382,11 @@ async fn a_link_swapped_in_for_a_folder_mid_transfer_leads_nowhere() {
     let downloads = dir.path().join("downloads");
     let outside = tempfile::tempdir().unwrap();
     let mut conn = dial(&node).await;
-    offer(&mut conn, vec![file("tree/sub/a.txt", 8), file("tree/sub/b.txt", 2)]).await;
+    offer(
+        &mut conn,
+        vec![file_of("tree/sub/a.txt", b"halfmore"), file_of("tree/sub/b.txt", b"b!")],
+    )
+    .await;
     assert!(matches!(answer(&mut conn).await, Some(TransferMsg::Accept { .. })));
     conn.writer.send(&TransferMsg::FileStart { index: 0, offset: 0 }).await.unwrap();
     conn.writer.send(&TransferMsg::Data { len: 4 }).await.unwrap();
@@ -399,12 +401,7 @@ async fn a_link_swapped_in_for_a_folder_mid_transfer_leads_nowhere() {
 
     conn.writer.send(&TransferMsg::Data { len: 4 }).await.unwrap();
     conn.writer.write_raw(b"more").await.unwrap();
-    conn.writer
-        .send(&TransferMsg::FileEnd {
-            blake3: ByteBuf::from(blake3::hash(b"halfmore").as_bytes().to_vec()),
-        })
-        .await
-        .unwrap();
+    conn.writer.send(&TransferMsg::FileEnd).await.unwrap();
     send_file(&mut conn, 1, b"b!").await;
     conn.writer.send(&TransferMsg::Done).await.unwrap();
     for _ in 0..2 {
@@ -419,7 +416,7 @@ async fn a_link_swapped_in_for_a_folder_mid_transfer_leads_nowhere() {
     std::fs::remove_file(&sub).unwrap();
     std::os::unix::fs::symlink(outside.path(), downloads.join("linked")).unwrap();
     let mut conn = dial(&node).await;
-    offer(&mut conn, vec![file("linked/x.txt", 1)]).await;
+    offer(&mut conn, vec![file_of("linked/x.txt", b"x")]).await;
     assert!(matches!(answer(&mut conn).await, Some(TransferMsg::Accept { .. })));
     send_file(&mut conn, 0, b"x").await;
     conn.writer.send(&TransferMsg::Done).await.unwrap();

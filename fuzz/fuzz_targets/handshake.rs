@@ -15,7 +15,9 @@ use lanyard::fuzzing;
 use lanyard::identity::{Identity, PeerId};
 use lanyard::net::frame;
 use lanyard::net::secure::HandshakeError;
-use lanyard::net::wire::{Hello, MAGIC, NOISE_MAX_MESSAGE, NOISE_PARAMS, PREAMBLE_LEN, PROTOCOL_VERSION, Purpose};
+use lanyard::net::wire::{
+    Hello, MAGIC, NOISE_MAX_MESSAGE, NOISE_PARAMS, PREAMBLE_LEN, PROTOCOL_VERSION, Purpose, TRANSFER_PROTOCOL_VERSION,
+};
 use lanyard_fuzz::block_on;
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, duplex};
@@ -49,10 +51,12 @@ fn initiator_key() -> &'static snow::Keypair {
     })
 }
 
+/// Our preamble for a purpose byte: control and transfer connections have versions of their own.
 fn preamble(purpose: u8) -> [u8; PREAMBLE_LEN] {
+    let version = if purpose == 2 { TRANSFER_PROTOCOL_VERSION } else { PROTOCOL_VERSION };
     let mut p = [0u8; PREAMBLE_LEN];
     p[..4].copy_from_slice(MAGIC);
-    p[4..6].copy_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+    p[4..6].copy_from_slice(&version.to_be_bytes());
     p[6] = purpose;
     p
 }
@@ -77,9 +81,11 @@ async fn raw(input: &[u8]) {
             assert!(answer.is_empty(), "answered a stranger");
             assert!(matches!(result, Err(HandshakeError::NotLanyard)));
         }
-        Err(HandshakeError::VersionMismatch { ours, theirs: v }) => {
-            assert_eq!((ours, v), (PROTOCOL_VERSION, u16::from_be_bytes([theirs[4], theirs[5]])));
-            assert_eq!(answer, preamble(1), "our version, in answer to another one");
+        Err(HandshakeError::VersionMismatch { ours, theirs: v, purpose }) => {
+            let byte = if purpose == Purpose::Control { 1 } else { 2 };
+            assert_eq!(theirs[6], byte);
+            assert_eq!((ours, v), (u16::from_be_bytes([preamble(byte)[4], preamble(byte)[5]]), u16::from_be_bytes([theirs[4], theirs[5]])));
+            assert_eq!(answer, preamble(byte), "our version, in answer to another one");
             assert!(matches!(result, Err(HandshakeError::VersionMismatch { .. })));
         }
         Err(e) => panic!("a preamble is lanyard or not, of a version or another, not {e}"),

@@ -16,7 +16,7 @@ use lanyard::net::wire::{
 };
 use lanyard::node::share::{EntryKind, ShareEntry};
 use lanyard::node::transfer::names::{MAX_COMPONENT_BYTES, MAX_PATH_BYTES};
-use lanyard::node::transfer::wire::{Item, MAX_REASON_BYTES, TransferMsg};
+use lanyard::node::transfer::wire::{Hop, Item, MAX_REASON_BYTES, TransferMsg};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -82,7 +82,7 @@ fn chat_id(u: &mut Unstructured) -> Result<String> {
 }
 
 pub fn control_msg(u: &mut Unstructured) -> Result<ControlMsg> {
-    Ok(match u.int_in_range(0..=6u8)? {
+    Ok(match u.int_in_range(0..=7u8)? {
         0 => ControlMsg::Ping,
         1 => ControlMsg::Nick {
             nick: text(u, MAX_NICK_BYTES)?,
@@ -107,6 +107,10 @@ pub fn control_msg(u: &mut Unstructured) -> Result<ControlMsg> {
             }
             ControlMsg::Peers { peers }
         }
+        6 => ControlMsg::Vouch {
+            transfer: text(u, 70)?,
+            digest: serde_bytes::ByteBuf::from(u.arbitrary::<Vec<u8>>()?),
+        },
         _ => ControlMsg::Unknown,
     })
 }
@@ -170,6 +174,7 @@ pub fn items(u: &mut Unstructured) -> Result<Vec<Item>> {
                 size: u.arbitrary()?,
                 mtime: u.arbitrary()?,
                 dir: u.arbitrary()?,
+                root: serde_bytes::ByteBuf::from(u.arbitrary::<Vec<u8>>()?),
             })
         })
         .collect()
@@ -182,6 +187,15 @@ pub fn transfer_msg(u: &mut Unstructured) -> Result<TransferMsg> {
             transfer: u.arbitrary()?,
             items: u.arbitrary()?,
             bytes: u.arbitrary()?,
+            relay: (0..u.int_in_range(0..=3usize)?)
+                .map(|_| {
+                    Ok(Hop {
+                        id: u.arbitrary()?,
+                        addrs: u.arbitrary()?,
+                    })
+                })
+                .collect::<Result<_>>()?,
+            origin: u.arbitrary()?,
         },
         1 => TransferMsg::Items { items: items(u)? },
         2 => TransferMsg::List { path: path(u)? },
@@ -209,8 +223,9 @@ pub fn transfer_msg(u: &mut Unstructured) -> Result<TransferMsg> {
             offset: u.arbitrary()?,
         },
         8 => TransferMsg::Data { len: u.arbitrary()? },
-        9 => TransferMsg::FileEnd {
-            blake3: serde_bytes::ByteBuf::from(u.arbitrary::<Vec<u8>>()?),
+        9 if u.arbitrary()? => TransferMsg::FileEnd,
+        9 => TransferMsg::Hashes {
+            cvs: serde_bytes::ByteBuf::from(u.arbitrary::<Vec<u8>>()?),
         },
         10 => TransferMsg::FileAbort {
             index: u.arbitrary()?,
@@ -224,7 +239,8 @@ pub fn transfer_msg(u: &mut Unstructured) -> Result<TransferMsg> {
             index: u.arbitrary()?,
             reason: reason(u)?,
         },
-        13 => TransferMsg::Done,
+        13 if u.arbitrary()? => TransferMsg::Done,
+        13 => TransferMsg::RelayDone,
         14 => TransferMsg::Cancel { reason: reason(u)? },
         _ => TransferMsg::Error { message: reason(u)? },
     })

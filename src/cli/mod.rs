@@ -44,7 +44,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 after,
                 json,
             } => history::run(&config, peer, limit, before, after, json).await,
-            Command::Send { peers, paths } => transfer::send_command(&config, peers, paths).await,
+            Command::Send { peers, paths, no_relay } => transfer::send_command(&config, peers, paths, !no_relay).await,
             Command::Ls { peer, path, json } => transfer::ls_command(&config, peer, path, json).await,
             Command::Get { peer, paths, to } => transfer::get_command(&config, peer, paths, to).await,
             Command::Nick { name } => call(&config, Request::SetNick { nick: name.clone() }, |_| {})

@@ -100,6 +100,11 @@ pub fn peers_table(peers: &[PeerInfo]) -> String {
     table(&["NICK", "HOST", "ID", "STATE", "ADDRESS"], &rows)
 }
 
+/// " via bob" for an offer a relay passed on.
+pub fn via(o: &OfferView) -> String {
+    o.via.as_deref().map(|v| format!(" via {}", printable(v))).unwrap_or_default()
+}
+
 /// A waiting offer, and how to answer it.
 pub fn offer_text(o: &OfferView) -> String {
     let mut names: Vec<String> = o.names.iter().map(|n| printable(n).into_owned()).collect();
@@ -108,11 +113,12 @@ pub fn offer_text(o: &OfferView) -> String {
     }
     let left = o.expires_ms.saturating_sub(unix_now_ms()) / 1000;
     format!(
-        "offer {} from {} ({}, {}): {}, {}\n  {}\n  accept: lanyard accept {}    reject: lanyard reject {}    (declined in {left} s)",
+        "offer {} from {} ({}, {}){}: {}, {}\n  {}\n  accept: lanyard accept {}    reject: lanyard reject {}    (declined in {left} s)",
         o.transfer,
         printable(&o.nick),
         printable(&o.host),
         o.peer.short(),
+        via(o),
         plural(u64::from(o.files), "file"),
         human_bytes(o.bytes),
         names.join(", "),

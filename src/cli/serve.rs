@@ -258,9 +258,10 @@ impl Log {
                 let names = o.names.iter().map(|n| printable(n).into_owned()).collect::<Vec<_>>().join(", ");
                 let more = if (o.names.len() as u32) < o.files { ", …" } else { "" };
                 format!(
-                    "{} ({}) offers {}, {}: {names}{more}\n    accept: lanyard accept {}    reject: lanyard reject {}    (declined in 5 minutes without an answer)",
+                    "{} ({}){} offers {}, {}: {names}{more}\n    accept: lanyard accept {}    reject: lanyard reject {}    (declined in 5 minutes without an answer)",
                     printable(&o.nick),
                     o.peer.short(),
+                    super::output::via(o),
                     plural(u64::from(o.files), "file"),
                     human_bytes(o.bytes),
                     o.transfer,

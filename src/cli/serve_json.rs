@@ -75,7 +75,7 @@ fn objects(event: &Event) -> Vec<(&'static str, Value)> {
         Event::Offer(o) => one(
             "offer",
             json!({
-                "transfer": o.transfer, "peer": o.peer, "nick": o.nick, "host": o.host,
+                "transfer": o.transfer, "peer": o.peer, "nick": o.nick, "host": o.host, "via": o.via,
                 "files": o.files, "bytes": o.bytes, "names": o.names, "expires_ms": o.expires_ms,
                 "accept": format!("lanyard accept {}", o.transfer),
                 "reject": format!("lanyard reject {}", o.transfer),
@@ -97,7 +97,8 @@ fn objects(event: &Event) -> Vec<(&'static str, Value)> {
                 "transfer": p.transfer, "peer": p.peer, "direction": p.direction, "state": p.state,
                 "file": p.file, "file_bytes": p.file_bytes, "file_size": p.file_size,
                 "files_done": p.files_done, "files": p.files, "bytes": p.bytes, "total": p.total,
-                "percent": p.percent, "rate": p.rate, "eta_secs": p.eta_secs,
+                "percent": p.percent, "rate": p.rate, "eta_secs": p.eta_secs, "resumed": p.resumed,
+                "group": p.group,
             }),
         ),
         Event::FilesReceived { transfer, peer, files } => files

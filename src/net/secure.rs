@@ -23,6 +23,7 @@ use crate::limits::MAX_HELLO;
 use crate::net::frame::{self, FrameError, LEN_BYTES};
 use crate::net::wire::{
     Hello, MAGIC, NOISE_MAX_MESSAGE, NOISE_MAX_PLAINTEXT, NOISE_PARAMS, NOISE_TAG, PREAMBLE_LEN, PROTOCOL_VERSION, Purpose,
+    TRANSFER_PROTOCOL_VERSION,
 };
 
 /// Sealed bytes gathered before a socket write: fewer syscalls for bulk data.
@@ -37,8 +38,8 @@ const DIRECT_READ_MIN: usize = 2 * NOISE_MAX_PLAINTEXT;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HandshakeError {
-    #[error("protocol version mismatch: the peer speaks v{theirs}, this lanyard speaks v{ours}; update the older one")]
-    VersionMismatch { ours: u16, theirs: u16 },
+    #[error("{}", version_text(*.ours, *.theirs, *.purpose))]
+    VersionMismatch { ours: u16, theirs: u16, purpose: Purpose },
     #[error("not a lanyard peer (bad preamble)")]
     NotLanyard,
     #[error("handshake timed out")]
@@ -60,6 +61,18 @@ pub enum HandshakeError {
     Closed,
     #[error(transparent)]
     Io(std::io::Error),
+}
+
+fn version_text(ours: u16, theirs: u16, purpose: Purpose) -> String {
+    let what = match purpose {
+        Purpose::Control => "protocol",
+        Purpose::Transfer => "transfer protocol",
+    };
+    if theirs < ours {
+        format!("the peer runs an older lanyard ({what} v{theirs}, this one speaks v{ours}): update lanyard there")
+    } else {
+        format!("the peer runs a newer lanyard ({what} v{theirs}, this one speaks v{ours}): update this lanyard")
+    }
 }
 
 impl From<std::io::Error> for HandshakeError {
@@ -124,10 +137,18 @@ pub const CONTROL_PROBES: u32 = 3;
 pub const CONTROL_GONE_AFTER: Duration =
     Duration::from_secs(CONTROL_PROBE_AFTER.as_secs() + CONTROL_PROBE_EVERY.as_secs() * CONTROL_PROBES as u64);
 
+/// The version a connection of this purpose speaks.
+fn version_of(purpose: Purpose) -> u16 {
+    match purpose {
+        Purpose::Control => PROTOCOL_VERSION,
+        Purpose::Transfer => TRANSFER_PROTOCOL_VERSION,
+    }
+}
+
 fn preamble(purpose: Purpose) -> [u8; PREAMBLE_LEN] {
     let mut p = [0u8; PREAMBLE_LEN];
     p[..4].copy_from_slice(MAGIC);
-    p[4..6].copy_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+    p[4..6].copy_from_slice(&version_of(purpose).to_be_bytes());
     p[6] = match purpose {
         Purpose::Control => 1,
         Purpose::Transfer => 2,
@@ -137,20 +158,23 @@ fn preamble(purpose: Purpose) -> [u8; PREAMBLE_LEN] {
 
 /// Check a received preamble; returns the purpose it names.
 pub(crate) fn check_preamble(p: &[u8; PREAMBLE_LEN]) -> Result<Purpose, HandshakeError> {
-    if &p[..4] != MAGIC {
-        return Err(HandshakeError::NotLanyard);
+    let purpose = purpose_of(p).ok_or(HandshakeError::NotLanyard)?;
+    let (ours, theirs) = (version_of(purpose), u16::from_be_bytes([p[4], p[5]]));
+    if theirs != ours {
+        return Err(HandshakeError::VersionMismatch { ours, theirs, purpose });
     }
-    let theirs = u16::from_be_bytes([p[4], p[5]]);
-    if theirs != PROTOCOL_VERSION {
-        return Err(HandshakeError::VersionMismatch {
-            ours: PROTOCOL_VERSION,
-            theirs,
-        });
+    Ok(purpose)
+}
+
+/// The purpose a preamble names, whatever its version: a mismatch is answered in kind.
+fn purpose_of(p: &[u8; PREAMBLE_LEN]) -> Option<Purpose> {
+    if &p[..4] != MAGIC {
+        return None;
     }
     match p[6] {
-        1 => Ok(Purpose::Control),
-        2 => Ok(Purpose::Transfer),
-        _ => Err(HandshakeError::NotLanyard),
+        1 => Some(Purpose::Control),
+        2 => Some(Purpose::Transfer),
+        _ => None,
     }
 }
 
@@ -232,7 +256,10 @@ pub async fn connect(
     sock.write_all(&ours).await?;
     let mut theirs = [0u8; PREAMBLE_LEN];
     sock.read_exact(&mut theirs).await?;
-    check_preamble(&theirs)?;
+    match check_preamble(&theirs)? {
+        p if p == purpose => {}
+        _ => return Err(HandshakeError::NotLanyard),
+    }
     let prologue = [ours, theirs].concat();
 
     let mut hs = builder(identity, &prologue)?;
@@ -280,13 +307,9 @@ pub(crate) async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
     let mut theirs = [0u8; PREAMBLE_LEN];
     sock.read_exact(&mut theirs).await?;
     // Answer with our version even when theirs differs, so both sides can say what's wrong.
-    let purpose_or_err = check_preamble(&theirs);
-    let purpose = purpose_or_err.as_ref().copied().unwrap_or(Purpose::Control);
-    let ours = preamble(purpose);
-    if !matches!(purpose_or_err, Err(HandshakeError::NotLanyard)) {
-        sock.write_all(&ours).await?;
-    }
-    let purpose = purpose_or_err?;
+    let ours = preamble(purpose_of(&theirs).ok_or(HandshakeError::NotLanyard)?);
+    sock.write_all(&ours).await?;
+    let purpose = check_preamble(&theirs)?;
     let prologue = [theirs, ours].concat();
 
     let mut hs = responder(identity, &prologue)?;
@@ -894,15 +917,21 @@ mod tests {
         assert!(matches!(ca, Err(HandshakeError::IdMismatch { .. })));
     }
 
-    #[tokio::test]
-    async fn version_mismatch_is_reported_on_both_sides() {
-        let a = Identity::generate().unwrap();
+    /// A node answering one connection on a free port.
+    async fn answering() -> (std::net::SocketAddr, tokio::task::JoinHandle<Result<SecureConn, HandshakeError>>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
             let b = Identity::generate().unwrap();
             accept(listener.accept().await.unwrap().0, &b, &hello("b")).await
         });
+        (addr, server)
+    }
+
+    #[tokio::test]
+    async fn version_mismatch_is_reported_on_both_sides() {
+        let a = Identity::generate().unwrap();
+        let (addr, server) = answering().await;
         let mut sock = TcpStream::connect(addr).await.unwrap();
         let mut p = preamble(Purpose::Control);
         p[4..6].copy_from_slice(&99u16.to_be_bytes());
@@ -913,6 +942,45 @@ mod tests {
         let err = server.await.unwrap().err().unwrap();
         assert!(err.to_string().contains("v99"), "{err}");
         drop(a);
+    }
+
+    /// A v1 node (before verified chunks) dialling a transfer, and us dialling one: both ends
+    /// hear what to update, and the control protocol is not affected.
+    #[tokio::test]
+    async fn an_old_transfer_peer_is_told_to_update() {
+        let (addr, server) = answering().await;
+        let mut sock = TcpStream::connect(addr).await.unwrap();
+        let mut old = preamble(Purpose::Transfer);
+        old[4..6].copy_from_slice(&1u16.to_be_bytes());
+        sock.write_all(&old).await.unwrap();
+        let mut theirs = [0u8; PREAMBLE_LEN];
+        sock.read_exact(&mut theirs).await.unwrap();
+        assert_eq!(u16::from_be_bytes([theirs[4], theirs[5]]), TRANSFER_PROTOCOL_VERSION);
+        let err = server.await.unwrap().err().unwrap().to_string();
+        assert!(
+            err.contains("older lanyard (transfer protocol v1") && err.contains("update lanyard"),
+            "{err}"
+        );
+
+        // Our dial to an old node: it answers with its v1 preamble.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let old_node = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut theirs = [0u8; PREAMBLE_LEN];
+            sock.read_exact(&mut theirs).await.unwrap();
+            sock.write_all(&old).await.unwrap();
+        });
+        let a = Identity::generate().unwrap();
+        let sock = TcpStream::connect(addr).await.unwrap();
+        let err = connect(sock, &a, &hello("a"), Purpose::Transfer, None)
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("older lanyard") && err.contains("update lanyard there"), "{err}");
+        old_node.await.unwrap();
+        assert_eq!(version_of(Purpose::Control), 1);
     }
 
     #[tokio::test]

@@ -8,8 +8,13 @@ pub use crate::limits::{
     MAX_CHAT_TEXT, MAX_CONTROL_FRAME, MAX_HINT_ADDR_BYTES, MAX_HINT_ADDRS, MAX_NICK_BYTES, MAX_PEER_HINTS, MAX_SOFTWARE_BYTES,
 };
 
-/// Bumped on any incompatible change; checked in the preamble and advertised over mDNS.
+/// Bumped on any incompatible change of the control protocol; checked in the preamble of control
+/// connections and advertised over mDNS.
 pub const PROTOCOL_VERSION: u16 = 1;
+/// The same for transfer connections, whose preamble carries it instead: v2 verifies chunks on
+/// arrival and relays. A node of another transfer version can still chat; a transfer between
+/// them stops at the preamble with "update lanyard".
+pub const TRANSFER_PROTOCOL_VERSION: u16 = 2;
 /// Sent first on every connection, before Noise: magic + version, so that a version mismatch is
 /// reported as such instead of as a failed decryption.
 pub const MAGIC: &[u8; 4] = b"LNYD";
@@ -101,6 +106,10 @@ pub enum ControlMsg {
     /// facts: the receiver dials them expecting these ids, and only a handshake with the matching
     /// key makes one a peer.
     Peers { peers: Vec<PeerHint> },
+    /// The sender starts a relayed send with this id, whose offer hashes to `digest`: the
+    /// recipient takes the offer when a relay passes it on only if it matches, so no relay can
+    /// change what the sender offered (and the offer is shown as the sender's).
+    Vouch { transfer: String, digest: serde_bytes::ByteBuf },
     /// A message a later version added: ignored, so adding one needs no new protocol version.
     #[serde(other)]
     Unknown,
@@ -140,6 +149,7 @@ impl ControlMsg {
             ControlMsg::Nick { nick } if nick.is_empty() || nick.len() > MAX_NICK_BYTES => {
                 Err(format!("nick must be 1 to {MAX_NICK_BYTES} bytes"))
             }
+            ControlMsg::Vouch { transfer, digest } if transfer.len() > 64 || digest.len() != 32 => Err("malformed vouch".into()),
             ControlMsg::Peers { peers } => {
                 if peers.len() > MAX_PEER_HINTS {
                     return Err(format!("over {MAX_PEER_HINTS} peers in one list"));

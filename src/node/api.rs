@@ -65,6 +65,9 @@ pub enum Request {
     Send {
         peers: Vec<String>,
         paths: Vec<PathBuf>,
+        /// To several peers: relayed through them (false: parallel uploads).
+        #[serde(default = "relayed")]
+        relay: bool,
     },
     List {
         peer: String,
@@ -227,7 +230,7 @@ pub async fn execute(node: &NodeHandle, request: Request, out: &mpsc::Sender<Rep
             Ok(target) => node.mark_read(target.conversation()).await,
             Err(e) => Err(e),
         },
-        Request::Send { peers, paths } => send_files(node, peers, paths, out).await,
+        Request::Send { peers, paths, relay } => send_files(node, peers, paths, relay, out).await,
         Request::List { peer, path } => list(node, &peer, &path, out).await,
         Request::Get { peer, paths, to } => get(node, &peer, paths, to, out).await,
         Request::Offers => send(out, Reply::Offers { offers: node.offers() }).await,
@@ -390,7 +393,11 @@ async fn with_progress<T>(
     }
 }
 
-async fn send_files(node: &NodeHandle, specs: Vec<String>, paths: Vec<PathBuf>, out: &mpsc::Sender<Reply>) -> Result<()> {
+fn relayed() -> bool {
+    true
+}
+
+async fn send_files(node: &NodeHandle, specs: Vec<String>, paths: Vec<PathBuf>, relay: bool, out: &mpsc::Sender<Reply>) -> Result<()> {
     if specs.is_empty() || paths.is_empty() {
         bail!("give at least one peer and one path: lanyard send PEER... -- PATH...");
     }
@@ -426,7 +433,7 @@ async fn send_files(node: &NodeHandle, specs: Vec<String>, paths: Vec<PathBuf>, 
     }
     if !recipients.is_empty() {
         let ids: Vec<PeerId> = recipients.iter().map(|(_, id)| id.clone()).collect();
-        let group = node.send_group(&ids, &paths).await?;
+        let group = node.send_to(&ids, &paths, relay).await?;
         let labels: HashMap<String, String> = recipients
             .iter()
             .map(|(spec, id)| (format!("{}/{id}", group.id), spec.clone()))

@@ -357,6 +357,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
                 Ok(msg) => match msg {
                     ControlMsg::Ping | ControlMsg::Unknown => {}
                     ControlMsg::Peers { peers } => exchange::receive(&shared, &id, remote.addr, peers),
+                    ControlMsg::Vouch { transfer, digest } => shared.transfers.vouch(&id, transfer, &digest),
                     ControlMsg::Chat {
                         id: line,
                         room,

@@ -71,6 +71,9 @@ pub struct NodeConfig {
     pub db_budget: chat::DbBudget,
     /// A transfer that moves no byte for this long ends (`limits::TRANSFER_STALL`).
     pub stall_timeout: Duration,
+    /// Test hook: as a relay, flip a byte of the forwarded segment with this number.
+    #[doc(hidden)]
+    pub corrupt_forward: Option<u64>,
 }
 
 impl NodeConfig {
@@ -88,6 +91,7 @@ impl NodeConfig {
             accept_all: false,
             db_budget: chat::DbBudget::default(),
             stall_timeout: crate::limits::TRANSFER_STALL,
+            corrupt_forward: None,
         }
     }
 }

@@ -882,9 +882,11 @@ impl App {
             crate::text::plural(paths.len(), "item"),
             names.join(", ")
         ));
+        // Several marked peers: relayed through them, one upload from here.
         let request = Request::Send {
             peers: peers.iter().map(|p| p.to_string()).collect(),
             paths,
+            relay: true,
         };
         vec![self.call(request.clone(), Pending::Transfer(request))]
     }

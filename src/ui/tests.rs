@@ -59,6 +59,7 @@ fn transfer(seed: u8, peer: &PeerId, nick: &str, direction: Direction, state: Tr
         state,
         file: "lecture-notes-week-7.pdf".into(),
         file_bytes: 0,
+        resumed: 0,
         file_size: 8 << 20,
         files_done: 1,
         files: 3,
@@ -231,6 +232,7 @@ fn offer(app: &mut App, from: &PeerId, names: &[&str]) {
         peer: from.clone(),
         nick: "dee".into(),
         host: "lab-09".into(),
+        via: None,
         files: names.len() as u32 + 40,
         bytes: 3 << 30,
         names: names.iter().map(|s| s.to_string()).collect(),
@@ -448,7 +450,7 @@ fn s_sends_to_the_marked_peers_and_g_gets_from_the_remote_column() {
     match &cmds[..] {
         [
             Cmd::Call {
-                request: Request::Send { peers, paths },
+                request: Request::Send { peers, paths, .. },
                 ..
             },
         ] => {

@@ -202,3 +202,43 @@ pub async fn dial_transfer_as(node: &NodeHandle, me: &lanyard::identity::Identit
         .await
         .expect("handshake")
 }
+
+/// A node with a download folder of its own, for pushes and pulls.
+pub struct FileNode {
+    pub handle: NodeHandle,
+    _dir: TempDir,
+    pub downloads: std::path::PathBuf,
+}
+
+/// A node on 127.0.0.1 whose download folder is `downloads` in its own temp dir.
+pub async fn file_node(nick: &str, tweak: impl FnOnce(&mut NodeConfig)) -> FileNode {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = NodeConfig::local(nick, dir.path().join("data"));
+    config.download_dir = dir.path().join("downloads");
+    tweak(&mut config);
+    let downloads = config.download_dir.clone();
+    FileNode {
+        handle: start_node(config).await,
+        _dir: dir,
+        downloads,
+    }
+}
+
+/// `from` learns `to` by address; returns `to`'s id as `from` sees it.
+pub async fn link(from: &FileNode, to: &FileNode) -> PeerId {
+    let addr = to.handle.listen_addr().unwrap().to_string();
+    from.handle.resolve(&addr, PATIENCE).await.unwrap()
+}
+
+/// Deterministic, incompressible-looking bytes.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

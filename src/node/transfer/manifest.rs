@@ -1,4 +1,4 @@
-//! A received manifest, held compactly. Names go to a spool file in the data dir as they
+//! A received manifest, held compactly. Names (and files' roots) go to a spool file in the data dir as they
 //! arrive — unlinked from the start, so it goes away with its last handle, also after a crash —
 //! and memory keeps one small record per item ([`Entry`], 24 bytes). The whole is charged to
 //! the node's manifest budget until dropped. Faces page through the names; the receiving
@@ -14,11 +14,12 @@ use std::path::Path;
 use super::budget::Charge;
 use super::names::{MAX_PATH_BYTES, check_relative};
 use super::place::PARTIAL_DIR;
-use super::wire::Item;
+use super::wire::{Item, MAX_FILE_BYTES, OfferDigest};
 use crate::limits::MANIFEST_ITEM_COST;
 use crate::text::printable;
 
-/// One item, without its name (which is `len` bytes at `at` in the spool).
+/// One item, without its name (which is `len` bytes at `at` in the spool, followed for a file
+/// by its 32-byte root).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Entry {
     pub size: u64,
@@ -27,6 +28,11 @@ pub(crate) struct Entry {
     at: u32,
     len: u16,
     pub dir: bool,
+}
+
+/// Bytes of root after an entry's name in the spool.
+fn root_len(e: &Entry) -> u64 {
+    if e.dir { 0 } else { 32 }
 }
 
 /// Names read per page when the whole manifest is walked.
@@ -76,6 +82,18 @@ impl Manifest {
                 return Err(Refusal::Refused(refusal(&item.path)));
             }
         }
+        for item in &items {
+            if item.size > MAX_FILE_BYTES {
+                return Err(Refusal::Refused(format!(
+                    "\"{}\" is over {} TiB, more than one transfer carries",
+                    printable(&item.path),
+                    MAX_FILE_BYTES >> 40
+                )));
+            }
+            if item.root.len() != if item.dir { 0 } else { 32 } {
+                return Err(Refusal::Refused("an item without a proper BLAKE3 root".into()));
+            }
+        }
         let bytes: usize = items.iter().map(|i| i.path.len()).sum();
         self.charge.grow(bytes).map_err(|why| Refusal::Refused(why.into()))?;
         self.entries.reserve(items.len());
@@ -88,6 +106,7 @@ impl Manifest {
                 dir: item.dir,
             });
             names.extend_from_slice(item.path.as_bytes());
+            names.extend_from_slice(&item.root);
         }
         self.spool.write_all_at(&names, self.end)?;
         self.end += names.len() as u64;
@@ -110,18 +129,21 @@ impl Manifest {
         };
         let from = slice[0].at as u64;
         let last = slice[slice.len() - 1];
-        let mut buf = vec![0u8; (last.at as u64 + last.len as u64 - from) as usize];
+        let mut buf = vec![0u8; (last.at as u64 + last.len as u64 + root_len(&last) - from) as usize];
         self.spool.read_exact_at(&mut buf, from)?;
         slice
             .iter()
             .map(|e| {
                 let at = (e.at as u64 - from) as usize;
-                let path = String::from_utf8(buf[at..at + e.len as usize].to_vec()).map_err(io::Error::other)?;
+                let end = at + e.len as usize;
+                let path = String::from_utf8(buf[at..end].to_vec()).map_err(io::Error::other)?;
+                let root = buf[end..end + root_len(e) as usize].to_vec();
                 Ok(Item {
                     path,
                     size: e.size,
                     mtime: e.mtime,
                     dir: e.dir,
+                    root: serde_bytes::ByteBuf::from(root),
                 })
             })
             .collect()
@@ -156,6 +178,20 @@ impl Manifest {
             offset += PAGE;
         }
         Ok(items)
+    }
+
+    /// A hash of the whole offer (names, sizes, roots): recognises the same offer of the same
+    /// transfer when it comes again from another peer of a relay chain.
+    pub fn digest(&self) -> io::Result<[u8; 32]> {
+        let mut h = OfferDigest::default();
+        let mut offset = 0;
+        while offset < self.entries.len() {
+            for item in self.page(offset, PAGE)? {
+                h.add(&item);
+            }
+            offset += PAGE;
+        }
+        Ok(h.finish())
     }
 
     /// The paths of items `which` (in that order).
@@ -264,9 +300,10 @@ mod tests {
     fn item(path: &str, dir: bool) -> Item {
         Item {
             path: path.into(),
-            size: 1,
+            size: if dir { 0 } else { 1 },
             mtime: 0,
             dir,
+            root: serde_bytes::ByteBuf::from(if dir { vec![] } else { vec![9u8; 32] }),
         }
     }
 

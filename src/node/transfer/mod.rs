@@ -8,6 +8,8 @@
 //! - `place`: where received bytes live: partial files, resume keys, the final no-overwrite
 //!   placement.
 //! - `pull`: list and get, both ends.
+//! - `chunks`: files cut into chunks checked on arrival against hashes under the file's root.
+//! - `relay` / `tap`: relayed sends — a chain of recipients, each forwarding what it verified.
 //! - `progress`: what a face sees of a transfer ([`TransferView`]), coalesced.
 //! - `offers`: offers waiting for a person's answer, with their (spooled) manifest.
 //! - `manifest`: a received manifest, names spooled to disk, one small record per item kept.
@@ -15,6 +17,7 @@
 //! - [`names`]: checks on names that arrive from the network.
 
 mod budget;
+mod chunks;
 mod deadline;
 mod dirs;
 mod expire;
@@ -25,9 +28,11 @@ pub(crate) mod place;
 mod progress;
 mod pull;
 mod receive;
+mod relay;
 mod send;
 mod source;
 mod space;
+mod tap;
 pub mod wire;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -208,6 +213,10 @@ impl TransferTask {
 
 struct Active {
     cancel: CancellationToken,
+    /// Raised when another peer of a relay chain re-attaches us to this transfer.
+    supersede: CancellationToken,
+    /// Raised when the transfer's context is gone (its partial files released).
+    gone: CancellationToken,
     view: TransferView,
 }
 
@@ -231,7 +240,16 @@ pub(crate) struct Registry {
     fault: Mutex<Option<Fault>>,
     /// Disk space promised to running receives.
     space: space::Space,
+    /// Offers of relayed transfers taken lately, as (transfer id, digest of the offer): the
+    /// same offer again (re-attached by another peer of the chain) is taken without asking.
+    accepted: Mutex<VecDeque<(String, [u8; 32])>>,
+    /// Vouches from senders of relayed transfers, as (sender, transfer id, digest of its offer).
+    vouches: Mutex<VecDeque<(PeerId, String, [u8; 32])>>,
+    vouched: tokio::sync::Notify,
 }
+
+/// Relayed offers remembered for a re-attach.
+const ACCEPTED_KEPT: usize = 256;
 
 /// What a test makes the next data stream do once this many bytes of one file went by:
 /// stand in, deterministically, for a crash or pulled cable (`Disconnect`) or a peer that stops
@@ -256,6 +274,66 @@ impl Registry {
     fn take_fault(&self) -> Option<Fault> {
         lock(&self.fault).take()
     }
+
+    fn remember_accepted(&self, id: &str, digest: [u8; 32]) {
+        let mut a = lock(&self.accepted);
+        if a.iter().any(|(i, d)| i == id && *d == digest) {
+            return;
+        }
+        if a.len() >= ACCEPTED_KEPT {
+            a.pop_front();
+        }
+        a.push_back((id.to_string(), digest));
+    }
+
+    /// A peer vouches for the offer of a relayed transfer it started.
+    pub(crate) fn vouch(&self, from: &PeerId, transfer: String, digest: &[u8]) {
+        let Ok(digest) = <[u8; 32]>::try_from(digest) else {
+            return;
+        };
+        {
+            let mut v = lock(&self.vouches);
+            if v.len() >= crate::limits::VOUCHES_KEPT {
+                v.pop_front();
+            }
+            v.push_back((from.clone(), transfer, digest));
+        }
+        self.vouched.notify_waiters();
+    }
+
+    /// What `from` vouched for as transfer `transfer`, waiting for it a little.
+    async fn vouch_of(&self, from: &PeerId, transfer: &str) -> Option<[u8; 32]> {
+        let find = || {
+            lock(&self.vouches)
+                .iter()
+                .rev()
+                .find(|(f, t, _)| f == from && t == transfer)
+                .map(|(_, _, d)| *d)
+        };
+        let wait = async {
+            loop {
+                let notified = self.vouched.notified();
+                if let Some(d) = find() {
+                    return d;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(crate::limits::VOUCH_WAIT, wait).await.ok()
+    }
+
+    fn was_accepted(&self, id: &str, digest: &[u8; 32]) -> bool {
+        lock(&self.accepted).iter().any(|(i, d)| i == id && d == digest)
+    }
+
+    /// A receive of `id` already running is told to stop (a re-attach takes its place); the
+    /// token is raised once it is gone.
+    fn supersede(&self, id: &str) -> Option<CancellationToken> {
+        let active = lock(&self.active);
+        let a = active.get(id).filter(|a| a.view.direction == Direction::Receive)?;
+        a.supersede.cancel();
+        Some(a.gone.clone())
+    }
 }
 
 /// One running transfer as both ends see it: who, which way, and how to stop it.
@@ -271,11 +349,16 @@ pub(crate) struct Ctx {
     pub deadline: Arc<deadline::Deadline>,
     /// Raised when a known peer needs this (newcomer's) connection slot.
     pub evict: CancellationToken,
+    /// Raised when another peer of a relay chain takes this receive over.
+    pub supersede: CancellationToken,
+    /// Raised when this context is dropped.
+    gone: CancellationToken,
 }
 
 impl Ctx {
     fn new(shared: &Arc<Shared>, wanted_id: Option<&str>, peer: PeerId, nick: String, direction: Direction, group: Option<String>) -> Ctx {
         let cancel = CancellationToken::new();
+        let (supersede, gone) = (CancellationToken::new(), CancellationToken::new());
         let ctx = {
             let mut active = lock(&shared.transfers.active);
             let usable = wanted_id.filter(|w| valid_id(w) && !active.contains_key(*w)).map(str::to_string);
@@ -297,12 +380,22 @@ impl Ctx {
                 cancel: cancel.clone(),
                 deadline: Arc::new(deadline::Deadline::new(shared.config.stall_timeout, Activity::new())),
                 evict: CancellationToken::new(),
+                supersede: supersede.clone(),
+                gone: gone.clone(),
             };
             let mut view = TransferView::new(&ctx, TransferState::Connecting);
             if direction == Direction::Receive {
                 view.state = TransferState::Running;
             }
-            active.insert(ctx.id.clone(), Active { cancel, view });
+            active.insert(
+                ctx.id.clone(),
+                Active {
+                    cancel,
+                    supersede,
+                    gone,
+                    view,
+                },
+            );
             ctx
         };
         ctx.emit(Event::TransferStarted(ctx.view()));
@@ -311,6 +404,12 @@ impl Ctx {
 
     fn emit(&self, event: Event) {
         self.shared.emit(event);
+    }
+
+    /// The transfer's id on the wire: its group's for a send to several peers, so that every
+    /// hop of a relayed send (and every recipient of a parallel one) knows it by one id.
+    pub(crate) fn wire_id(&self) -> String {
+        self.group.clone().unwrap_or_else(|| self.id.clone())
     }
 
     /// The transfer's current view.
@@ -401,6 +500,7 @@ impl Ctx {
 
 impl Drop for Ctx {
     fn drop(&mut self) {
+        self.gone.cancel();
         let Some(done) = lock(&self.shared.transfers.active).remove(&self.id) else {
             return;
         };
@@ -440,19 +540,57 @@ impl NodeHandle {
         Ok(self.start_send(peer, manifest, None))
     }
 
-    /// Push the same files and folders to several peers at once: one transfer per recipient,
-    /// all with the same `group` in their views, each accepted or rejected on its own. The
-    /// sources are read once, before anything is offered.
+    /// Push the same files and folders to several peers: relayed (each recipient forwards
+    /// what it verified to the next, so the sender uploads once; see `relay`). Each is
+    /// accepted or rejected on its own and has a transfer view of its own here, all with the
+    /// same `group`. The sources are read and hashed once, before anything is offered.
     pub async fn send_group(&self, peers: &[PeerId], paths: &[PathBuf]) -> anyhow::Result<GroupTask> {
+        self.send_to(peers, paths, true).await
+    }
+
+    /// As [`NodeHandle::send_group`]; with `relayed` false (or one recipient) as parallel
+    /// uploads instead, one connection per recipient.
+    pub async fn send_to(&self, peers: &[PeerId], paths: &[PathBuf], relayed: bool) -> anyhow::Result<GroupTask> {
         if peers.is_empty() {
             anyhow::bail!("no recipients");
         }
         let manifest = read_sources(paths).await?;
         let group = new_id();
-        let tasks = peers
+        if !relayed || peers.len() < 2 {
+            let tasks = peers
+                .iter()
+                .map(|peer| (peer.clone(), self.start_send(peer, manifest.clone(), Some(group.clone()))))
+                .collect();
+            return Ok(GroupTask { id: group, tasks });
+        }
+        let shared = &self.shared;
+        let ctxs: Vec<Arc<Ctx>> = peers
             .iter()
-            .map(|peer| (peer.clone(), self.start_send(peer, manifest.clone(), Some(group.clone()))))
+            .map(|peer| {
+                Arc::new(Ctx::new(
+                    shared,
+                    None,
+                    peer.clone(),
+                    peer_nick(shared, peer),
+                    Direction::Send,
+                    Some(group.clone()),
+                ))
+            })
             .collect();
+        let mut results = Vec::new();
+        let mut tasks = Vec::new();
+        for ctx in &ctxs {
+            let (tx, rx) = oneshot::channel();
+            results.push(tx);
+            let join = shared.tracker.spawn(async move {
+                rx.await
+                    .unwrap_or_else(|_| Err(TransferError::failed("the relayed send ended abnormally")))
+            });
+            tasks.push((ctx.peer.clone(), TransferTask { id: ctx.id.clone(), join }));
+        }
+        shared
+            .tracker
+            .spawn(relay::send(shared.clone(), group.clone(), manifest, ctxs, results));
         Ok(GroupTask { id: group, tasks })
     }
 
@@ -463,7 +601,7 @@ impl NodeHandle {
         let id = ctx.id.clone();
         let join = shared.tracker.spawn(async move {
             let result = match connect(&ctx.shared, &ctx.peer).await {
-                Ok(conn) => send::run(&ctx, conn, manifest).await,
+                Ok(conn) => send::run(&ctx, conn, &manifest, send::Outgoing::plain()).await,
                 Err(e) => Err(e),
             };
             ctx.report(&result);
@@ -688,11 +826,32 @@ pub(crate) async fn serve_incoming(shared: Arc<Shared>, mut conn: SecureConn, sl
         ctx
     };
     match msg {
-        TransferMsg::Offer { transfer, items, bytes } => {
+        TransferMsg::Offer {
+            transfer,
+            items,
+            bytes,
+            relay,
+            origin,
+        } => {
+            // Another peer of a relay chain re-attaches us: the receive it replaces (stuck
+            // behind a relay that died or stalled) stops first and lets go of its partial files.
+            if let Some(gone) = shared.transfers.supersede(&transfer) {
+                tracing::info!("transfer {transfer}: re-attached by {}", peer.short());
+                tokio::select! {
+                    _ = gone.cancelled() => {}
+                    _ = tokio::time::sleep(crate::limits::REATTACH_WAIT) => {}
+                    _ = shared.cancel.cancelled() => return,
+                }
+            }
             let ctx = watched(Ctx::new(&shared, Some(&transfer), peer, nick, Direction::Receive, None));
             let dest = shared.config.download_dir.clone();
             ctx.note(|v| v.saved_to = Some(dest.display().to_string()));
-            let header = receive::Header { items, bytes };
+            let header = receive::Header {
+                items,
+                bytes,
+                relay,
+                origin,
+            };
             let result = receive::run(&ctx, conn, header, &dest, receive::Decision::Ask).await;
             log_end(&ctx, &result);
             ctx.report(&result);
@@ -743,7 +902,10 @@ pub(crate) fn msg_name(m: &TransferMsg) -> &'static str {
         TransferMsg::Reject { .. } => "reject",
         TransferMsg::FileStart { .. } => "file_start",
         TransferMsg::Data { .. } => "data",
-        TransferMsg::FileEnd { .. } => "file_end",
+        TransferMsg::Hashes { .. } => "hashes",
+        TransferMsg::FileEnd => "file_end",
+        TransferMsg::Relayed { .. } => "relayed",
+        TransferMsg::RelayDone => "relay_done",
         TransferMsg::FileAbort { .. } => "file_abort",
         TransferMsg::FileOk { .. } => "file_ok",
         TransferMsg::FileFailed { .. } => "file_failed",
@@ -755,7 +917,9 @@ pub(crate) fn msg_name(m: &TransferMsg) -> &'static str {
 
 /// Ask the faces about an offer: `Ok` when accepted, else the reason the sender is told
 /// (nobody can answer, nobody does in time, or the transfer is cancelled meanwhile).
-async fn ask(ctx: &Ctx, bytes: u64, manifest: Arc<manifest::Manifest>) -> Result<(), String> {
+/// `origin`: the peer that started a relayed send, shown as the offer's sender (the relay that
+/// passed it on as `via`).
+async fn ask(ctx: &Ctx, bytes: u64, manifest: Arc<manifest::Manifest>, origin: Option<&PeerId>) -> Result<(), String> {
     let reg = &ctx.shared.transfers;
     if reg.answerers.load(Ordering::SeqCst) == 0 {
         return Err("rejected".into());
@@ -770,11 +934,17 @@ async fn ask(ctx: &Ctx, bytes: u64, manifest: Arc<manifest::Manifest>) -> Result
     };
     let (tx, rx) = oneshot::channel();
     let now = unix_now_ms();
+    let sender = origin.unwrap_or(&ctx.peer);
     let view = OfferView {
         transfer: ctx.id.clone(),
-        peer: ctx.peer.clone(),
-        nick: ctx.nick.clone(),
-        host: ctx.shared.peers().get(&ctx.peer).map(|p| p.host.clone()).unwrap_or_default(),
+        peer: sender.clone(),
+        nick: if origin.is_some() {
+            peer_nick(&ctx.shared, sender)
+        } else {
+            ctx.nick.clone()
+        },
+        host: ctx.shared.peers().get(sender).map(|p| p.host.clone()).unwrap_or_default(),
+        via: origin.map(|_| ctx.nick.clone()),
         files: manifest.len() as u32,
         bytes,
         names,

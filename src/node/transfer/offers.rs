@@ -24,6 +24,10 @@ pub struct OfferView {
     pub peer: PeerId,
     pub nick: String,
     pub host: String,
+    /// For a relayed send: the nick of the recipient that passed the offer on (the sender
+    /// vouched for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
     /// Files and folders offered.
     pub files: u32,
     pub bytes: u64,

@@ -3,8 +3,10 @@
 //! its final name only once verified, under a name that did not exist before: nothing is ever
 //! overwritten, nothing half-written ever sits under a final name.
 //!
-//! Resume: a partial file is named after a key of (sender, destination, path, size, source
-//! mtime, and the rest of its folder), so offering the same thing again finds it. A folder
+//! Resume: a partial file is named after a key of (destination, path, size, BLAKE3 root, and the
+//! rest of its folder), so offering the same thing again finds it — from any sender: a peer
+//! re-attached to another relay of a chain resumes what the first one passed on, and the
+//! chunks it holds were verified against the same root. A folder
 //! keeps the top-level name it was given on the first attempt (recorded in the store), and
 //! files of it already placed then are verified again instead of sent again.
 
@@ -24,7 +26,6 @@ use super::manifest::Manifest;
 use super::names::free_name_at;
 use super::space::{Reservation, Space};
 use super::{lock, new_id};
-use crate::identity::PeerId;
 use crate::node::Shared;
 use crate::store::unix_now;
 
@@ -113,7 +114,7 @@ fn db_err(e: rusqlite::Error) -> io::Error {
 }
 
 impl Plan {
-    pub(crate) fn prepare(shared: &Arc<Shared>, sender: &PeerId, dest: &Path, manifest: &Arc<Manifest>) -> Result<Plan, String> {
+    pub(crate) fn prepare(shared: &Arc<Shared>, dest: &Path, manifest: &Arc<Manifest>) -> Result<Plan, String> {
         // The names, held only while the plan is made: afterwards they are read back from the
         // manifest's spool when a file is placed.
         let items = manifest.items().map_err(|e| format!("cannot read the offer back: {e}"))?;
@@ -159,18 +160,13 @@ impl Plan {
         };
         let mut group_of = vec![0usize; items.len()];
         for (top, members) in &tops {
-            let mut h = key_of(&[
-                b"lanyard-group-v1",
-                sender.as_str().as_bytes(),
-                dest_bytes.as_bytes(),
-                top.as_bytes(),
-            ]);
+            let mut h = key_of(&[b"lanyard-group-v2", dest_bytes.as_bytes(), top.as_bytes()]);
             for &i in members {
                 let it = &items[i];
                 h.update(it.path.as_bytes());
                 h.update(&[0]);
                 h.update(&it.size.to_le_bytes());
-                h.update(&it.mtime.to_le_bytes());
+                h.update(&it.root);
                 h.update(&[it.dir as u8]);
                 group_of[i] = plan.groups.len();
             }
@@ -193,7 +189,7 @@ impl Plan {
             let group = &plan.groups[group_of[i]];
             let mut key = key_of(&[group.key.as_bytes(), item.path.as_bytes()]);
             key.update(&item.size.to_le_bytes());
-            key.update(&item.mtime.to_le_bytes());
+            key.update(&item.root);
             let mut key = key.finalize().to_hex().to_string();
             let mut reserved = false;
             let (mut offset, mut existing) = (0, None);

@@ -54,6 +54,9 @@ pub struct TransferView {
     pub files: u32,
     /// Bytes done overall, counting what a resume did not need to move.
     pub bytes: u64,
+    /// Of `bytes`, those a resume did not need to move (already at the receiver).
+    #[serde(default)]
+    pub resumed: u64,
     pub total: u64,
     pub percent: u8,
     /// Bytes per second moved since the start.
@@ -84,6 +87,7 @@ impl TransferView {
             files_done: 0,
             files: 0,
             bytes: 0,
+            resumed: 0,
             total: 0,
             percent: 0,
             rate: 0,
@@ -124,6 +128,7 @@ impl Meter {
         self.p.file_size = size;
         self.p.file_bytes = offset;
         self.p.bytes = self.p.bytes.saturating_add(offset);
+        self.p.resumed = self.p.resumed.saturating_add(offset);
     }
 
     /// Bytes moved; reports when the last report is old enough.
@@ -168,6 +173,7 @@ impl Meter {
             v.files_done = p.files_done;
             v.files = p.files;
             v.bytes = p.bytes;
+            v.resumed = p.resumed;
             v.total = p.total;
             v.percent = p.percent;
             v.rate = p.rate;

@@ -163,7 +163,19 @@ pub(crate) async fn get(ctx: &Ctx, mut conn: SecureConn, paths: Vec<String>, des
         Ok(Err(e)) => Err(TransferError::Failed(format!("connection lost: {e}"))),
         Ok(Ok(None)) => Err(TransferError::Failed("the peer closed the connection".into())),
         Ok(Ok(Some(TransferMsg::Offer { items, bytes, .. }))) => {
-            receive::run(ctx, conn, Header { items, bytes }, &dest, Decision::Requested(allowed)).await
+            receive::run(
+                ctx,
+                conn,
+                Header {
+                    items,
+                    bytes,
+                    relay: Vec::new(),
+                    origin: None,
+                },
+                &dest,
+                Decision::Requested(allowed),
+            )
+            .await
         }
         Ok(Ok(Some(TransferMsg::Error { message }))) => Err(peer_error(&message)),
         Ok(Ok(Some(other))) => Err(TransferError::Failed(format!("protocol error: unexpected {}", msg_name(&other)))),
@@ -196,7 +208,7 @@ pub(crate) async fn serve_get(ctx: &Ctx, mut conn: SecureConn, paths: Vec<String
             return Err(TransferError::Failed("cannot read the shares".into()));
         }
     };
-    send::run(ctx, conn, manifest).await
+    send::run(ctx, conn, &manifest, send::Outgoing::plain()).await
 }
 
 #[cfg(test)]

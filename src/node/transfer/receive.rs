@@ -4,20 +4,25 @@
 //! channel to a blocking writer thread, so memory stays flat whatever the file size.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use blake3::hazmat::ChainingValue;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::budget::Charge;
+use super::chunks::{ChunkHasher, Layout, cvs_from_bytes, root_of};
 use super::manifest::{Entry, Manifest, Refusal, item_charge};
 use super::names::MAX_PATH_BYTES;
 use super::place::Plan;
 use super::progress::Meter;
 use super::send::{CHUNK, PIPE_DEPTH, Stop, interrupted, io_stop, moving, next, say_stop, stalled_text, who};
-use super::wire::{Item, MAX_ITEMS, MAX_MANIFEST_BYTES, MAX_RESUME_ENTRIES, MAX_SEGMENT, TransferMsg, bounded};
-use super::{Ctx, Fault, Outcome, TransferError, ask, msg_name};
+use super::tap::Tap;
+use super::wire::{Hop, Item, MAX_ITEMS, MAX_MANIFEST_BYTES, MAX_RESUME_ENTRIES, MAX_SEGMENT, Report, TransferMsg, bounded};
+use super::{Ctx, Fault, Outcome, TransferError, ask, msg_name, relay};
+use crate::identity::PeerId;
 use crate::limits::{MANIFEST_REFUSAL_DRAIN, OUTCOME_LISTED};
 use crate::net::secure::{SecureConn, SecureReader, SecureWriter};
 use crate::node::{Event, ReceivedFile};
@@ -27,6 +32,10 @@ use crate::text::{human_bytes, printable};
 pub(crate) struct Header {
     pub items: u32,
     pub bytes: u64,
+    /// The peers to forward to (a relayed send).
+    pub relay: Vec<Hop>,
+    /// Who started the send, on an offer a relay passes on.
+    pub origin: Option<String>,
 }
 
 pub(crate) enum Decision {
@@ -139,16 +148,55 @@ async fn exchange(
         Err(Refusal::NotAsked(what)) => return Err(protocol(&what)),
         Err(Refusal::Io(e)) => return Err(spool_failed(e)),
     }
+    if let Err(e) = relay::check_hops(&header.relay, ctx.shared.identity.id(), &ctx.peer) {
+        return Err(protocol(&e));
+    }
+    let digest = blocking(&manifest, |m| m.digest()).await?.map_err(spool_failed)?;
+    // An offer a relay passes on is taken as the sender's only if the sender vouched for it:
+    // a relay can forward what it was given, not offer something else in its name.
+    let origin = match header.origin.as_deref() {
+        Some(o) if o != ctx.peer.as_str() => {
+            let Some(id) = PeerId::parse(o) else {
+                return Err(protocol("malformed origin"));
+            };
+            let who = super::peer_nick(&ctx.shared, &id);
+            let who = if who.is_empty() {
+                id.short().to_string()
+            } else {
+                printable(&who).into_owned()
+            };
+            match ctx.shared.transfers.vouch_of(&id, &ctx.id).await {
+                Some(d) if d == digest => Some(id),
+                Some(_) => {
+                    let why = format!(
+                        "the offer {} passed on differs from what {who} sent: refused",
+                        super::send::who(ctx)
+                    );
+                    return Err(refuse(ctx, writer, &why).await);
+                }
+                None => {
+                    let why = format!("cannot confirm this offer with {who}, who started it: refused");
+                    return Err(refuse(ctx, writer, &why).await);
+                }
+            }
+        }
+        _ => None,
+    };
     let accept = match decision {
         Decision::Requested(_) => Ok(()),
         Decision::Ask => {
-            let trusted = ctx.shared.peers().get(&ctx.peer).is_some_and(|p| p.trusted);
-            if ctx.shared.config.accept_all || trusted {
+            // Trust follows the peer that started the send, not the relay that passes it on.
+            let sender = origin.as_ref().unwrap_or(&ctx.peer);
+            let trusted = ctx.shared.peers().get(sender).is_some_and(|p| p.trusted);
+            // The same offer of a transfer taken before, now from another peer of its chain
+            // (its relay went away): taken again without asking.
+            let reattached = ctx.shared.transfers.was_accepted(&ctx.id, &digest);
+            if ctx.shared.config.accept_all || trusted || reattached {
                 Ok(())
             } else {
                 // While a person decides, the sender may give up: watch the connection too.
                 tokio::select! {
-                    answer = ask(ctx, header.bytes, manifest.clone()) => answer,
+                    answer = ask(ctx, header.bytes, manifest.clone(), origin.as_ref()) => answer,
                     msg = next(ctx, reader, None) => {
                         super::forget_offer(ctx, "withdrawn");
                         return Err(match msg {
@@ -163,11 +211,12 @@ async fn exchange(
     if let Err(reason) = accept {
         return Err(refuse(ctx, writer, &reason).await);
     }
+    ctx.shared.transfers.remember_accepted(&ctx.id, digest);
 
     // Database look-ups and a stat per item: off the async workers.
     let prepared = {
-        let (shared, peer, dest, m) = (ctx.shared.clone(), ctx.peer.clone(), dest.to_path_buf(), manifest.clone());
-        tokio::task::spawn_blocking(move || Plan::prepare(&shared, &peer, &dest, &m))
+        let (shared, dest, m) = (ctx.shared.clone(), dest.to_path_buf(), manifest.clone());
+        tokio::task::spawn_blocking(move || Plan::prepare(&shared, &dest, &m))
             .await
             .map_err(|_| Stop::Failed("preparing the transfer failed".into()))?
     };
@@ -177,6 +226,10 @@ async fn exchange(
     }
     let mut resume = Vec::new();
     for (i, slot) in plan.slots.iter_mut().enumerate() {
+        // A partial file holds verified chunks only; a torn last write is cut back to a chunk.
+        if slot.existing.is_none() {
+            slot.offset = Layout::of(slot.size).floor(slot.offset);
+        }
         if slot.offset > 0 {
             if resume.len() < MAX_RESUME_ENTRIES {
                 resume.push((i as u32, slot.offset));
@@ -203,7 +256,18 @@ async fn exchange(
     let (tx, rx) = mpsc::channel::<Vec<Cmd>>(PIPE_DEPTH);
     let (vtx, mut vrx) = mpsc::unbounded_channel();
     let (free_tx, free_rx) = std::sync::mpsc::channel();
-    let disk = tokio::task::spawn_blocking(move || disk_loop(plan, rx, vtx, free_tx));
+    // A relay: what it verifies goes on to the chain behind it while it comes in.
+    let forwarding = CancellationToken::new();
+    let (tap, reports) = if header.relay.is_empty() {
+        (None, None)
+    } else {
+        let tap = Arc::new(Tap::new(ctx.shared.config.corrupt_forward));
+        let origin = header.origin.clone().unwrap_or_else(|| ctx.peer.as_str().to_string());
+        let reports = relay::start_forward(ctx, origin, header.relay.clone(), manifest.clone(), tap.clone(), forwarding.clone());
+        (Some(tap), Some(reports))
+    };
+    let disk_tap = tap.clone();
+    let disk = tokio::task::spawn_blocking(move || disk_loop(plan, rx, vtx, free_tx, disk_tap));
     let mut feed = Feed {
         entries,
         names: Names {
@@ -221,24 +285,62 @@ async fn exchange(
         batch_bytes: 0,
         received: Vec::new(),
         reported: std::time::Instant::now(),
+        reports,
     };
     let streamed = feed.stream(ctx, reader, writer, tx, &mut vrx).await;
     let (plan, failure) = disk.await.map_err(|e| Stop::Disk(format!("the disk writer failed: {e}")))?;
     let plan = plan_out.insert(plan);
-    if let Some((i, e)) = failure {
-        return Err(Stop::Disk(disk_failure(ctx, &plan.offered(i), &e, plan.partial_bytes())));
+    let stopped = match failure {
+        Some(DiskStop::Io(i, e)) => Err(Stop::Disk(disk_failure(ctx, &plan.offered(i), &e, plan.partial_bytes()))),
+        Some(DiskStop::Corrupt { index, chunk, kept }) => Err(Stop::Protocol(corrupt_text(ctx, &plan.offered(index), chunk, kept))),
+        None => streamed,
+    };
+    if let Some(tap) = &tap {
+        // The chain behind us ends with us if we end early; our sender re-attaches it.
+        tap.end(
+            stopped
+                .as_ref()
+                .err()
+                .map(|_| format!("the relay {} lost its own sender", printable(&ctx.shared.nick()))),
+        );
+        if stopped.is_err() {
+            forwarding.cancel();
+        }
     }
-    streamed?;
+    stopped?;
     while let Ok(verdict) = vrx.try_recv() {
         feed.on_verdict(ctx, writer, verdict)?;
     }
     feed.report_received(ctx);
+    let reports = feed.reports.take();
     // Before the last verdicts go out: the sender's user may look at the download folder as
     // soon as they arrive, and the plan's clean-up below must not wait on anything.
     let ok = tally.finish(&manifest).await?;
     moving(ctx, async { writer.flush().await.map_err(io_stop) }).await?;
     plan.finish(&ok);
+    if let Some(mut reports) = reports {
+        // Our own files are in; the sender waits for the peers behind us. Their progress keeps
+        // this alive; a quiet spell (a big file synced far down the chain) may last as long as
+        // a sender waits for its last verdicts.
+        ctx.deadline.hold(crate::limits::LAST_VERDICTS_WAIT);
+        while let Some((peer, report)) = moving(ctx, async { Ok(reports.recv().await) }).await? {
+            let msg = TransferMsg::Relayed { peer, report };
+            moving(ctx, async { writer.send(&msg).await.map_err(io_stop) }).await?;
+        }
+        moving(ctx, async { writer.send(&TransferMsg::RelayDone).await.map_err(io_stop) }).await?;
+    }
     Ok(tally.outcome)
+}
+
+/// What both ends say of a chunk that failed verification: which, where it came from, what is
+/// kept.
+fn corrupt_text(ctx: &Ctx, path: &str, chunk: u64, kept: u64) -> String {
+    format!(
+        "chunk {chunk} of \"{}\" failed verification: the data from {} was corrupted; the {} verified before it are kept",
+        printable(path),
+        who(ctx),
+        human_bytes(kept)
+    )
 }
 
 /// Take the manifest that follows an offer's header: charged to the node's budget (for every
@@ -421,14 +523,18 @@ struct Names {
 const NAMES_PAGE: usize = 256;
 
 impl Names {
-    async fn get(&mut self, i: usize) -> Result<String, Stop> {
+    /// Item `i` with its name and root.
+    async fn get(&mut self, i: usize) -> Result<Item, Stop> {
         if i < self.first || i >= self.first + self.page.len() {
             self.page = blocking(&self.manifest, move |m| m.page(i, NAMES_PAGE))
                 .await?
                 .map_err(spool_failed)?;
             self.first = i;
         }
-        Ok(self.page.get(i - self.first).map(|item| item.path.clone()).unwrap_or_default())
+        self.page
+            .get(i - self.first)
+            .cloned()
+            .ok_or_else(|| Stop::Failed("cannot read the offer back".into()))
     }
 }
 
@@ -452,6 +558,8 @@ struct Feed<'a> {
     /// Files placed and not yet reported: one event per batch, not per file.
     received: Vec<ReceivedFile>,
     reported: std::time::Instant,
+    /// A relay's reports on the peers behind it, to pass upstream.
+    reports: Option<mpsc::UnboundedReceiver<(String, Report)>>,
 }
 
 /// Placed files are reported at most this often, or when this many have gathered.
@@ -549,6 +657,10 @@ impl Feed<'_> {
             while let Ok(verdict) = vrx.try_recv() {
                 self.on_verdict(ctx, writer, verdict)?;
             }
+            while let Some(Ok((peer, report))) = self.reports.as_mut().map(|r| r.try_recv()) {
+                writer.queue_frame(&TransferMsg::Relayed { peer, report }).map_err(io_stop)?;
+                self.told += 1;
+            }
             if self.told >= TELL_BATCH {
                 moving(ctx, async { writer.flush().await.map_err(io_stop) }).await?;
                 self.told = 0;
@@ -563,10 +675,34 @@ impl Feed<'_> {
                     // The sender went past every folder before this file.
                     self.push(tx, Cmd::Dirs { below: i }, false).await?;
                     let size = self.entries[i].size;
-                    let name = self.names.get(i).await?;
-                    self.meter.start_file(&name, size, offset);
-                    self.push(tx, Cmd::Open { index: i, offset }, false).await?;
-                    self.file(ctx, reader, tx, i, size - offset, &mut fault).await?;
+                    let item = self.names.get(i).await?;
+                    let layout = Layout::of(size);
+                    let cvs = match layout.count() {
+                        0 => Vec::new(),
+                        // One chunk: checked against the root itself.
+                        1 => cvs_from_bytes(&item.root).unwrap_or_default(),
+                        _ => take_hashes(ctx, reader, &layout).await?,
+                    };
+                    if root_of(&layout, &cvs).as_ref().map(|r| r.as_slice()) != Some(item.root.as_slice()) {
+                        return Err(protocol(&format!(
+                            "the hashes of \"{}\" do not match its root",
+                            printable(&item.path)
+                        )));
+                    }
+                    self.meter.start_file(&item.path, size, offset);
+                    let cvs = Arc::new(cvs);
+                    self.push(
+                        tx,
+                        Cmd::Open {
+                            index: i,
+                            offset,
+                            size,
+                            cvs,
+                        },
+                        false,
+                    )
+                    .await?;
+                    self.file(ctx, reader, tx, i, offset, size, &mut fault).await?;
                     self.meter.end_file(ctx);
                 }
                 TransferMsg::Done => return self.push(tx, Cmd::Dirs { below: self.entries.len() }, true).await,
@@ -576,20 +712,25 @@ impl Feed<'_> {
     }
 
     /// One file's segments, up to its `FileEnd` or `FileAbort`.
+    #[allow(clippy::too_many_arguments)]
     async fn file(
         &mut self,
         ctx: &Ctx,
         reader: &mut SecureReader,
         tx: &mpsc::Sender<Vec<Cmd>>,
         i: usize,
-        mut remaining: u64,
+        offset: u64,
+        size: u64,
         fault: &mut Option<Fault>,
     ) -> Result<(), Stop> {
         let mut taken = 0u64;
+        let mut remaining = size - offset;
+        let chunk_len = Layout::of(size).chunk_len();
         loop {
             match next(ctx, reader, None).await? {
                 TransferMsg::Data { len } => {
-                    if len == 0 || len > MAX_SEGMENT || len > remaining {
+                    let in_chunk = (offset + taken) % chunk_len;
+                    if len == 0 || len > MAX_SEGMENT || len > remaining || in_chunk + len > chunk_len {
                         return Err(protocol("bad data segment"));
                     }
                     let mut buf = match self.free_rx.try_recv() {
@@ -630,12 +771,12 @@ impl Feed<'_> {
                         _ => {}
                     }
                 }
-                TransferMsg::FileEnd { blake3 } => {
+                TransferMsg::FileEnd => {
                     if remaining != 0 {
                         return Err(protocol("file ended early"));
                     }
                     let now = reader.buffered() == 0;
-                    return self.push(tx, Cmd::End { theirs: blake3 }, now).await;
+                    return self.push(tx, Cmd::End, now).await;
                 }
                 TransferMsg::FileAbort { index, reason } if index as usize == i => {
                     self.meter.skip(remaining);
@@ -648,6 +789,23 @@ impl Feed<'_> {
     }
 }
 
+/// A file's chunk hashes, from the `Hashes` frames that follow its `FileStart`: exactly as many
+/// as it has chunks (which its size, bounded by the offer's checks, fixes).
+async fn take_hashes(ctx: &Ctx, reader: &mut SecureReader, layout: &Layout) -> Result<Vec<ChainingValue>, Stop> {
+    let count = layout.count() as usize;
+    let mut cvs = Vec::with_capacity(count);
+    while cvs.len() < count {
+        match next(ctx, reader, None).await? {
+            TransferMsg::Hashes { cvs: bytes } => match cvs_from_bytes(&bytes) {
+                Some(more) if !more.is_empty() && more.len() <= count - cvs.len() => cvs.extend(more),
+                _ => return Err(protocol("bad hash list")),
+            },
+            other => return Err(protocol(&format!("unexpected {} before a file's hashes", msg_name(&other)))),
+        }
+    }
+    Ok(cvs)
+}
+
 /// What the socket side tells the disk thread.
 enum Cmd {
     /// Make the folder items before this index.
@@ -657,14 +815,24 @@ enum Cmd {
     Open {
         index: usize,
         offset: u64,
+        size: u64,
+        /// The file's chunk hashes, already checked against its root.
+        cvs: Arc<Vec<ChainingValue>>,
     },
     Data(Vec<u8>),
-    End {
-        theirs: serde_bytes::ByteBuf,
-    },
+    End,
     Abort {
         reason: String,
     },
+}
+
+/// Why the disk thread stopped the transfer.
+enum DiskStop {
+    /// Our disk refused (full, permission): for the file with this index.
+    Io(usize, std::io::Error),
+    /// A chunk did not match its hash: the data is bad, wherever it came from. `kept` bytes of
+    /// the file before it are verified and kept.
+    Corrupt { index: usize, chunk: u64, kept: u64 },
 }
 
 /// A file being written (or, when placed by an earlier attempt, only verified).
@@ -673,25 +841,39 @@ struct Open {
     /// `Err`: its folder cannot be made (a file or a link in the way); its bytes are dropped
     /// and it fails alone.
     file: Result<File, String>,
-    hasher: blake3::Hasher,
-    read_only: bool,
+    /// Placed by an earlier attempt: checked against the hashes on open, nothing to write.
+    existing: Option<Result<(), String>>,
+    layout: Layout,
+    cvs: Arc<Vec<ChainingValue>>,
+    /// Bytes from the start that are verified (and written).
+    pos: u64,
+    /// The segments of the chunk being received, held until the whole chunk is verified.
+    pending: Vec<Vec<u8>>,
+    pending_len: u64,
+    hasher: Option<ChunkHasher>,
 }
 
 /// The disk thread: runs until the socket side is done, then hands the plan back. A write
-/// error (disk full, permission denied) ends it, with the file it happened to.
+/// error (disk full, permission denied) or a chunk that fails verification ends it.
 fn disk_loop(
     mut plan: Plan,
     mut rx: mpsc::Receiver<Vec<Cmd>>,
     verdicts: mpsc::UnboundedSender<Verdict>,
     free: std::sync::mpsc::Sender<Vec<u8>>,
-) -> (Plan, Option<(usize, std::io::Error)>) {
+    tap: Option<Arc<Tap>>,
+) -> (Plan, Option<DiskStop>) {
     let mut current: Option<Open> = None;
     // Verified files are synced and placed once per batch of commands, not one by one: a
     // thousand small files cost a few syncs, not two thousand.
     let mut pending = Pending::default();
+    let out = Out {
+        verdicts: &verdicts,
+        free: &free,
+        tap: tap.as_deref(),
+    };
     while let Some(batch) = rx.blocking_recv() {
-        let done = run_batch(&mut plan, batch, &mut current, &mut pending, &verdicts, &free);
-        let synced = settle(&mut plan, &mut pending, &verdicts);
+        let done = run_batch(&mut plan, batch, &mut current, &mut pending, &out);
+        let synced = settle(&mut plan, &mut pending, &out).map_err(|(i, e)| DiskStop::Io(i, e));
         if let Err(e) = done.and(synced) {
             return (plan, Some(e));
         }
@@ -699,54 +881,53 @@ fn disk_loop(
     (plan, None)
 }
 
+/// Where the disk thread's results go.
+struct Out<'a> {
+    verdicts: &'a mpsc::UnboundedSender<Verdict>,
+    free: &'a std::sync::mpsc::Sender<Vec<u8>>,
+    /// A relay's record of what it verified, for the peer it forwards to.
+    tap: Option<&'a Tap>,
+}
+
 /// One hand-over of commands from the socket side.
-fn run_batch(
-    plan: &mut Plan,
-    batch: Vec<Cmd>,
-    current: &mut Option<Open>,
-    pending: &mut Pending,
-    verdicts: &mpsc::UnboundedSender<Verdict>,
-    free: &std::sync::mpsc::Sender<Vec<u8>>,
-) -> Result<(), (usize, std::io::Error)> {
+fn run_batch(plan: &mut Plan, batch: Vec<Cmd>, current: &mut Option<Open>, pending: &mut Pending, out: &Out) -> Result<(), DiskStop> {
     for cmd in batch {
         match cmd {
             Cmd::Dirs { below } => {
                 for (index, result) in plan.make_dirs(below) {
-                    verdict(verdicts, plan, index, result);
+                    verdict(out, plan, index, result);
                 }
             }
-            Cmd::Open { index, offset } => match open(plan, index, offset) {
-                Ok(o) => *current = Some(o),
-                Err(e) => return Err((index, e)),
+            Cmd::Open { index, offset, size, cvs } => match open(plan, index, offset, size, cvs) {
+                Ok(o) => {
+                    if let (Some(tap), Ok(file), None | Some(Ok(()))) = (out.tap, &o.file, &o.existing) {
+                        match file.try_clone() {
+                            Ok(copy) => tap.open(index, o.cvs.clone(), o.pos, copy),
+                            Err(e) => return Err(DiskStop::Io(index, e)),
+                        }
+                    }
+                    *current = Some(o)
+                }
+                Err(e) => return Err(DiskStop::Io(index, e)),
             },
             Cmd::Data(buf) => {
-                if let Some(o) = current {
-                    if o.read_only {
-                        return Err((o.index, std::io::Error::other("data for a file that is already complete")));
-                    }
-                    if let Ok(file) = &mut o.file {
-                        if let Err(e) = file.write_all(&buf) {
-                            return Err((o.index, e));
-                        }
-                        plan.written(buf.len() as u64);
-                    }
-                    o.hasher.update(&buf);
+                let Some(o) = current else {
+                    let _ = out.free.send(buf);
+                    continue;
+                };
+                if o.existing.is_some() {
+                    return Err(DiskStop::Io(
+                        o.index,
+                        std::io::Error::other("data for a file that is already complete"),
+                    ));
                 }
-                let _ = free.send(buf);
+                take_segment(plan, o, buf, out)?;
             }
-            Cmd::End { theirs } => {
+            Cmd::End => {
                 if let Some(o) = current.take() {
-                    let matches = theirs.as_slice() == o.hasher.finalize().as_bytes();
-                    match o.file {
-                        Err(reason) => verdict(verdicts, plan, o.index, Err(reason)),
-                        Ok(_) if !matches => {
-                            if !o.read_only {
-                                plan.discard(o.index);
-                            }
-                            let reason = "it failed verification (BLAKE3 mismatch); the received data was discarded";
-                            verdict(verdicts, plan, o.index, Err(reason.into()));
-                        }
-                        Ok(file) => pending.verified.push((o.index, file)),
+                    match (o.file, o.existing) {
+                        (Err(reason), _) | (Ok(_), Some(Err(reason))) => verdict(out, plan, o.index, Err(reason)),
+                        (Ok(file), _) => pending.verified.push((o.index, file)),
                     }
                 }
             }
@@ -754,10 +935,45 @@ fn run_batch(
                 if let Some(o) = current.take() {
                     drop(o.file);
                     plan.discard(o.index);
-                    verdict(verdicts, plan, o.index, Err(format!("the sender gave up on it: {reason}")));
+                    verdict(out, plan, o.index, Err(format!("the sender gave up on it: {reason}")));
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// One segment of the current file: held until its chunk is whole, then the chunk is checked
+/// against its hash and only then written (and offered to the next peer, on a relay).
+fn take_segment(plan: &mut Plan, o: &mut Open, buf: Vec<u8>, out: &Out) -> Result<(), DiskStop> {
+    let chunk = o.layout.chunk_at(o.pos);
+    o.hasher.get_or_insert_with(|| ChunkHasher::new(&o.layout, chunk)).update(&buf);
+    o.pending_len += buf.len() as u64;
+    o.pending.push(buf);
+    if o.pending_len < o.layout.len_of(chunk) {
+        return Ok(());
+    }
+    let cv = o.hasher.take().map(|h| h.finish());
+    if cv.as_ref() != o.cvs.get(chunk as usize) {
+        return Err(DiskStop::Corrupt {
+            index: o.index,
+            chunk,
+            kept: o.pos,
+        });
+    }
+    for seg in o.pending.drain(..) {
+        if let Ok(file) = &mut o.file {
+            if let Err(e) = file.write_all(&seg) {
+                return Err(DiskStop::Io(o.index, e));
+            }
+            plan.written(seg.len() as u64);
+        }
+        let _ = out.free.send(seg);
+    }
+    o.pos += o.pending_len;
+    o.pending_len = 0;
+    if let (Some(tap), Ok(_)) = (out.tap, &o.file) {
+        tap.verified(o.index, o.pos);
     }
     Ok(())
 }
@@ -772,7 +988,7 @@ struct Pending {
 
 /// Make the bytes of verified files durable, give them their names, make those durable,
 /// then tell the socket side they arrived.
-fn settle(plan: &mut Plan, pending: &mut Pending, verdicts: &mpsc::UnboundedSender<Verdict>) -> Result<(), (usize, std::io::Error)> {
+fn settle(plan: &mut Plan, pending: &mut Pending, out: &Out) -> Result<(), (usize, std::io::Error)> {
     if let Some(&(first, _)) = pending.verified.first() {
         plan.sync_files(&pending.verified).map_err(|e| (first, e))?;
         for (i, file) in pending.verified.drain(..) {
@@ -781,7 +997,7 @@ fn settle(plan: &mut Plan, pending: &mut Pending, verdicts: &mpsc::UnboundedSend
                 Ok(path) => pending.placed.push((i, path)),
                 // Full here means full for every file after it too.
                 Err(e) if e.kind() == std::io::ErrorKind::StorageFull => return Err((i, e)),
-                Err(e) => verdict(verdicts, plan, i, Err(format!("cannot place it: {e}"))),
+                Err(e) => verdict(out, plan, i, Err(format!("cannot place it: {e}"))),
             }
         }
     }
@@ -790,58 +1006,75 @@ fn settle(plan: &mut Plan, pending: &mut Pending, verdicts: &mpsc::UnboundedSend
     };
     plan.sync_placed().map_err(|e| (first, e))?;
     for (i, path) in pending.placed.drain(..) {
-        verdict(verdicts, plan, i, Ok(path));
+        if let Some(tap) = out.tap {
+            tap.placed(i, path.clone());
+        }
+        verdict(out, plan, i, Ok(path));
     }
     Ok(())
 }
 
 /// Tell the socket side how item `index` ended (with its name as offered, for the sender).
-fn verdict(verdicts: &mpsc::UnboundedSender<Verdict>, plan: &Plan, index: usize, result: Result<PathBuf, String>) {
+fn verdict(out: &Out, plan: &Plan, index: usize, result: Result<PathBuf, String>) {
+    if let (Some(tap), Err(reason)) = (out.tap, &result) {
+        tap.failed(index, reason);
+    }
     let offered = plan.offered(index);
-    let _ = verdicts.send(Verdict { index, offered, result });
+    let _ = out.verdicts.send(Verdict { index, offered, result });
 }
 
-/// Open a file's partial (or its earlier placed copy) and hash the `offset` bytes already
-/// there, so the final hash covers the whole file. Its folder is made now, as its first byte
-/// comes.
-fn open(plan: &mut Plan, index: usize, offset: u64) -> std::io::Result<Open> {
-    let hasher = blake3::Hasher::new();
+/// Open a file's partial (or its earlier placed copy, which is checked against the hashes
+/// now). Its folder is made now, as its first byte comes. The `offset` bytes already in a
+/// partial were verified when they were written.
+fn open(plan: &mut Plan, index: usize, offset: u64, size: u64, cvs: Arc<Vec<ChainingValue>>) -> std::io::Result<Open> {
+    let mut o = Open {
+        index,
+        file: Err(String::new()),
+        existing: None,
+        layout: Layout::of(size),
+        cvs,
+        pos: offset,
+        pending: Vec::new(),
+        pending_len: 0,
+        hasher: None,
+    };
     if plan.slots[index].existing.is_none()
         && let Err(e) = plan.ready_folder(index)
     {
         if e.kind() == std::io::ErrorKind::StorageFull {
             return Err(e);
         }
-        let file = Err(format!("cannot place it: {e}"));
-        return Ok(Open {
-            index,
-            file,
-            hasher,
-            read_only: false,
-        });
+        o.file = Err(format!("cannot place it: {e}"));
+        return Ok(o);
     }
-    let (mut file, read_only) = match plan.slots[index].existing {
-        Some(_) => (plan.open_existing(index)?, true),
-        // From zero: truncate on open (a stale partial is discarded in the same call).
-        None => (plan.open_partial(index, offset == 0)?, false),
-    };
-    let mut hasher = hasher;
-    let mut buf = vec![0u8; CHUNK.min(offset as usize)];
-    let mut left = offset;
-    while left > 0 {
-        let n = left.min(CHUNK as u64) as usize;
-        file.read_exact(&mut buf[..n])?;
-        hasher.update(&buf[..n]);
-        left -= n as u64;
+    if plan.slots[index].existing.is_some() {
+        let file = plan.open_existing(index)?;
+        o.existing = Some(check_copy(&file, &o.layout, &o.cvs)?);
+        o.file = Ok(file);
+        return Ok(o);
     }
-    if !read_only && offset > 0 {
+    // From zero: truncate on open (a stale partial is discarded in the same call).
+    let mut file = plan.open_partial(index, offset == 0)?;
+    if offset > 0 {
         file.set_len(offset)?;
         file.seek(SeekFrom::Start(offset))?;
     }
-    Ok(Open {
-        index,
-        file: Ok(file),
-        hasher,
-        read_only,
-    })
+    o.file = Ok(file);
+    Ok(o)
+}
+
+/// Check a whole copy on disk against the chunk hashes.
+fn check_copy(file: &File, layout: &Layout, cvs: &[ChainingValue]) -> std::io::Result<Result<(), String>> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = Vec::new();
+    for c in 0..layout.count() {
+        buf.resize(layout.len_of(c) as usize, 0);
+        file.read_exact_at(&mut buf, c * layout.chunk_len())?;
+        let mut h = ChunkHasher::new(layout, c);
+        h.update(&buf);
+        if cvs.get(c as usize) != Some(&h.finish()) {
+            return Ok(Err("the copy here from an earlier attempt differs from the one offered".into()));
+        }
+    }
+    Ok(Ok(()))
 }

@@ -2,13 +2,19 @@
 //! file is read from. Built from local paths for a push, from a share for a pull.
 
 use std::collections::HashSet;
-use std::fs;
+use std::fs::{self, File};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use blake3::hazmat::ChainingValue;
 
 use anyhow::{Context, Result, anyhow, bail};
 
+use super::chunks::{ChunkHasher, Layout, root_of};
 use super::mtime_ns;
-use super::wire::{Item, MAX_ITEMS, MAX_MANIFEST_BYTES};
+use super::wire::{Item, MAX_FILE_BYTES, MAX_ITEMS, MAX_MANIFEST_BYTES, OfferDigest};
 use crate::node::share::Shares;
 use crate::text::{io_reason, printable};
 
@@ -26,6 +32,9 @@ pub(crate) struct Manifest {
     /// For files served from shares: the shares' canonical roots. A file is checked, once open,
     /// to still lie inside one (a link swapped in after the walk must not leak anything).
     pub confine: Option<Vec<PathBuf>>,
+    /// Each file's chunk hashes (its root alone for a file of one chunk; none for a folder),
+    /// filled by [`Manifest::hash`].
+    pub hashes: Vec<Arc<Vec<ChainingValue>>>,
 }
 
 impl Manifest {
@@ -35,12 +44,42 @@ impl Manifest {
             sources: Vec::new(),
             bytes: 0,
             confine: None,
+            hashes: Vec::new(),
         }
+    }
+
+    /// What a relay forwards: the items it was offered, read from its own copies as they are
+    /// verified (no sources, no hashes: those come with each file).
+    pub fn relayed(items: Vec<Item>) -> Manifest {
+        let bytes = items.iter().map(|i| i.size).sum();
+        Manifest {
+            sources: vec![None; items.len()],
+            items,
+            bytes,
+            confine: None,
+            hashes: Vec::new(),
+        }
+    }
+
+    /// What the offer of this manifest hashes to (see `OfferDigest`).
+    pub fn digest(&self) -> [u8; 32] {
+        let mut h = OfferDigest::default();
+        for item in &self.items {
+            h.add(item);
+        }
+        h.finish()
     }
 
     fn push(&mut self, path: String, source: Option<PathBuf>, size: u64, mtime: u64) -> Result<()> {
         if self.items.len() >= MAX_ITEMS {
             bail!("more than {MAX_ITEMS} files and folders in one transfer; send them in parts");
+        }
+        if size > MAX_FILE_BYTES {
+            bail!(
+                "\"{}\" is over {} TiB, more than one transfer carries",
+                printable(&path),
+                MAX_FILE_BYTES >> 40
+            );
         }
         self.bytes = self.bytes.saturating_add(size);
         self.items.push(Item {
@@ -48,8 +87,100 @@ impl Manifest {
             path,
             size,
             mtime,
+            root: serde_bytes::ByteBuf::new(),
         });
         self.sources.push(source);
+        Ok(())
+    }
+
+    /// Hash every file, chunk by chunk, on a few threads at once (chunks hash independently):
+    /// the roots go into the offer, the chunk hashes before each file's data. A file is
+    /// described as it is when hashed (size and time from the open file); one that changes
+    /// afterwards fails alone when it is sent. A file that cannot be read fails the whole send
+    /// here, before anything is offered.
+    pub fn hash(&mut self) -> std::result::Result<(), String> {
+        // Work units of up to 16 chunks of one file: big files spread over the threads, small
+        // ones cost one unit each.
+        let mut opened = Vec::with_capacity(self.items.len());
+        let mut units = Vec::new();
+        for (i, source) in self.sources.iter().enumerate() {
+            let Some(path) = source else {
+                opened.push(None);
+                continue;
+            };
+            let file = open_source(path, self.confine.as_deref())
+                .map_err(|e| format!("cannot send \"{}\": {e}", printable(&self.items[i].path)))?;
+            let meta = file
+                .metadata()
+                .map_err(|e| format!("cannot send \"{}\": {}", printable(&self.items[i].path), io_reason(&e)))?;
+            let layout = Layout::of(meta.len());
+            self.bytes = self.bytes - self.items[i].size + meta.len();
+            self.items[i].size = meta.len();
+            self.items[i].mtime = mtime_ns(&meta);
+            let mut first = 0;
+            while first < layout.count() {
+                let n = (layout.count() - first).min(HASH_UNIT_CHUNKS);
+                units.push((i, first, n));
+                first += n;
+            }
+            opened.push(Some((file, layout)));
+        }
+        let next = AtomicUsize::new(0);
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
+        let results: Vec<std::result::Result<Vec<Hashed>, String>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut out = Vec::new();
+                        let mut buf = Vec::new();
+                        loop {
+                            let u = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(&(i, first, n)) = units.get(u) else {
+                                return Ok(out);
+                            };
+                            let Some((file, layout)) = &opened[i] else { continue };
+                            let mut cvs = Vec::with_capacity(n as usize);
+                            for c in first..first + n {
+                                let len = layout.len_of(c) as usize;
+                                buf.resize(len, 0);
+                                file.read_exact_at(&mut buf, c * layout.chunk_len()).map_err(|e| {
+                                    let why = match e.kind() {
+                                        std::io::ErrorKind::UnexpectedEof => "it shrank while being read".to_string(),
+                                        _ => io_reason(&e),
+                                    };
+                                    format!("cannot send \"{}\": {why}", printable(&self.items[i].path))
+                                })?;
+                                let mut h = ChunkHasher::new(layout, c);
+                                h.update(&buf);
+                                cvs.push(h.finish());
+                            }
+                            out.push((i, first, cvs));
+                        }
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().unwrap_or_else(|_| Err("hashing failed".to_string())))
+                .collect()
+        });
+        let mut lists: Vec<Vec<ChainingValue>> = opened
+            .iter()
+            .map(|o| o.as_ref().map_or(Vec::new(), |(_, l)| vec![[0; 32]; l.count() as usize]))
+            .collect();
+        for r in results {
+            for (i, first, cvs) in r? {
+                lists[i][first as usize..first as usize + cvs.len()].copy_from_slice(&cvs);
+            }
+        }
+        self.hashes = Vec::with_capacity(lists.len());
+        for (i, cvs) in lists.into_iter().enumerate() {
+            if let Some((_, layout)) = &opened[i] {
+                let root = root_of(layout, &cvs).ok_or("hashing failed")?;
+                self.items[i].root = serde_bytes::ByteBuf::from(root.to_vec());
+            }
+            self.hashes.push(Arc::new(cvs));
+        }
         Ok(())
     }
 
@@ -63,6 +194,39 @@ impl Manifest {
         }
         Ok(())
     }
+}
+
+/// A hashing work unit's result: item, first chunk, the chunks' hashes.
+type Hashed = (usize, u64, Vec<ChainingValue>);
+
+/// Chunks one hashing work unit covers.
+const HASH_UNIT_CHUNKS: u64 = 16;
+
+/// Open a file to be sent. For a share, the open file must still lie inside one of its roots:
+/// asked of the open descriptor, so no link swapped in along the path can change the answer.
+pub(crate) fn open_source(path: &Path, confine: Option<&[PathBuf]>) -> std::result::Result<File, String> {
+    let file = File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => "it vanished after it was offered".to_string(),
+        _ => format!("cannot read it: {}", io_reason(&e)),
+    })?;
+    if let Some(roots) = confine {
+        let real = opened_path(&file, path).map_err(|e| format!("cannot read it: {e}"))?;
+        if !roots.iter().any(|root| real.starts_with(root)) {
+            return Err("it is no longer inside the share".to_string());
+        }
+    }
+    Ok(file)
+}
+
+#[cfg(target_os = "linux")]
+fn opened_path(file: &File, _path: &Path) -> std::io::Result<PathBuf> {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn opened_path(_file: &File, path: &Path) -> std::io::Result<PathBuf> {
+    path.canonicalize()
 }
 
 fn utf8_name(path: &Path) -> Result<String> {
@@ -101,6 +265,7 @@ pub(crate) fn from_local(paths: &[PathBuf]) -> Result<Manifest> {
         }
     }
     m.check_totals()?;
+    m.hash().map_err(|e| anyhow!(e))?;
     Ok(m)
 }
 
@@ -172,6 +337,7 @@ pub(crate) fn from_share(shares: &Shares, paths: &[String]) -> Result<Manifest, 
         }
     }
     m.check_totals().map_err(|e| e.to_string())?;
+    m.hash()?;
     Ok(m)
 }
 
@@ -199,8 +365,28 @@ mod tests {
             ]
         );
         assert_eq!(m.bytes, 3);
+        assert_eq!(m.items[0].root.as_slice(), blake3::hash(b"b").as_bytes());
+        assert_eq!(m.items[3].root.as_slice(), blake3::hash(b"").as_bytes());
+        assert!(m.items[2].root.is_empty() && m.hashes[2].is_empty());
         assert!(from_local(&[root.clone(), root]).is_err(), "same name twice");
         let err = from_local(&[PathBuf::from("no/such/missing.pdf")]).err().unwrap();
         assert_eq!(err.to_string(), "cannot send \"no/such/missing.pdf\": no such file or directory");
+    }
+}
+
+#[cfg(test)]
+mod hash_tests {
+    use super::*;
+
+    #[test]
+    fn files_of_many_chunks_get_their_roots_and_chunk_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..(37u32 << 20) + 5).map(|i| (i % 251) as u8).collect();
+        fs::write(dir.path().join("big"), &data).unwrap();
+        fs::write(dir.path().join("small"), b"small").unwrap();
+        let m = from_local(&[dir.path().join("big"), dir.path().join("small")]).unwrap();
+        assert_eq!(m.items[0].root.as_slice(), blake3::hash(&data).as_bytes());
+        assert_eq!(m.hashes[0].as_slice(), super::super::chunks::cvs_of(&data).as_slice());
+        assert_eq!(m.hashes[1].as_slice(), &[*blake3::hash(b"small").as_bytes()]);
     }
 }

@@ -1,22 +1,33 @@
 //! The messages of a transfer connection and their limits.
 //!
+//! Transfer protocol v2 (the version is in the connection's preamble: a v1 peer is told to
+//! update before anything else is said).
+//!
 //! The initiator's first frame says what it wants: `Offer` (push), `List` or `Get` (pull). An
-//! offer's manifest follows in `Items` frames. The receiver answers `Accept` (with the bytes it
-//! already holds of each file, for resume) or `Reject`. Then, per file: `FileStart`, `Data`
-//! frames each followed by exactly `len` raw bytes, and `FileEnd` with the BLAKE3 of the whole
-//! file; the receiver answers `FileOk` or `FileFailed`. Data travels in segments rather than as
-//! one raw run per file so that the sender can stop mid-file (`Cancel`, `FileAbort`) without
-//! closing the connection, at the cost of one tiny frame per MiB.
+//! offer's manifest follows in `Items` frames; each file carries its BLAKE3 root. An offer may
+//! name a chain of further recipients (`relay`): the receiver forwards what it verified to the
+//! first of them that accepts, passing on the rest, and reports how each fared (`Relayed`,
+//! then `RelayDone`). The receiver answers `Accept` (with the bytes it already holds of each
+//! file, whole chunks, for resume) or `Reject`. Then, per file: `FileStart` (from which
+//! offset), the chunk hashes in `Hashes` frames when the file has more than one chunk, `Data`
+//! frames each followed by exactly `len` raw bytes (never across a chunk boundary), and
+//! `FileEnd`; the receiver answers `FileOk` or `FileFailed`. Data travels in segments rather
+//! than as one raw run per file so that the sender can stop mid-file (`Cancel`, `FileAbort`)
+//! without closing the connection, at the cost of one tiny frame per MiB.
 
 use serde::{Deserialize, Serialize};
 
 pub use crate::limits::{
-    MAX_GET_PATHS, MAX_ITEMS, MAX_LIST_ENTRIES, MAX_MANIFEST_BYTES, MAX_REASON_BYTES, MAX_RESUME_ENTRIES, MAX_SEGMENT, MAX_TRANSFER_FRAME,
+    HASHES_PER_FRAME, MAX_FILE_BYTES, MAX_GET_PATHS, MAX_ITEMS, MAX_LIST_ENTRIES, MAX_MANIFEST_BYTES, MAX_REASON_BYTES, MAX_RELAY_HOPS,
+    MAX_RESUME_ENTRIES, MAX_SEGMENT, MAX_TRANSFER_FRAME,
 };
 use crate::node::share::ShareEntry;
 
-/// Path bytes the sender packs into one `Items` frame (well under the frame limit).
+/// Path bytes (with [`ITEM_OVERHEAD`] per item) the sender packs into one `Items` frame, well
+/// under the frame limit.
 pub const ITEMS_FRAME_BYTES: usize = 256 << 10;
+/// What an item costs in an `Items` frame besides its path, at most (CBOR keys, numbers, root).
+pub const ITEM_OVERHEAD: usize = 96;
 /// Entries per `Listing` frame (a name is at most 255 bytes, so this stays under the limit).
 pub const LIST_FRAME_ENTRIES: usize = 2000;
 
@@ -31,6 +42,41 @@ pub struct Item {
     pub mtime: u64,
     /// An (empty) folder to recreate rather than a file.
     pub dir: bool,
+    /// The file's BLAKE3 hash (32 bytes; empty for a folder).
+    pub root: serde_bytes::ByteBuf,
+}
+
+/// A recipient further down a relayed send's chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hop {
+    /// Its peer id: the key that answers must hash to it.
+    pub id: String,
+    /// Where it was last seen ("10.0.0.7:7717"), at most `limits::MAX_HINT_ADDRS`.
+    pub addrs: Vec<String>,
+}
+
+/// How a recipient further down the chain is doing, as its relay reports it upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "r", rename_all = "snake_case")]
+pub enum Report {
+    /// It took the offer; `resumed` bytes it already held.
+    Accepted { resumed: u64 },
+    /// Bytes it has verified so far (resumed ones included), and files finished.
+    Progress { bytes: u64, files: u32 },
+    /// It has every file it will get: `failed` of them did not arrive (`reason` says why, of
+    /// the first).
+    Finished {
+        files: u32,
+        bytes: u64,
+        failed: u32,
+        reason: Option<String>,
+        /// Top-level items it saved under another name (a free name), as (offered, saved).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        saved_as: Vec<(String, String)>,
+    },
+    /// It rejected the offer, could not be reached, or its connection ended before it had
+    /// everything (it may be re-attached).
+    Failed { reason: String, rejected: bool },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +87,13 @@ pub enum TransferMsg {
         transfer: String,
         items: u32,
         bytes: u64,
+        /// Recipients to forward to, in order (a relayed send); empty for a plain one.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        relay: Vec<Hop>,
+        /// On an offer a relay passes on: the id of the peer that started the send, which
+        /// vouched for it over its control connection (`ControlMsg::Vouch`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        origin: Option<String>,
     },
     Items {
         items: Vec<Item>,
@@ -71,13 +124,17 @@ pub enum TransferMsg {
         index: u32,
         offset: u64,
     },
+    /// The next hashes of the current file's chunks, 32 bytes each, in order: all of them
+    /// (over one or more frames) before its first `Data`.
+    Hashes {
+        cvs: serde_bytes::ByteBuf,
+    },
     /// `len` raw bytes follow.
     Data {
         len: u64,
     },
-    FileEnd {
-        blake3: serde_bytes::ByteBuf,
-    },
+    /// The file's last chunk was sent.
+    FileEnd,
     /// The sender gives up on this file (it changed or vanished); the transfer goes on.
     FileAbort {
         index: u32,
@@ -97,6 +154,13 @@ pub enum TransferMsg {
     },
     /// Everything was sent.
     Done,
+    /// From a relay: how `peer` (an id from the chain it was given) is doing.
+    Relayed {
+        peer: String,
+        report: Report,
+    },
+    /// From a relay: every recipient behind it has a final report.
+    RelayDone,
     /// Either side stops the whole transfer on purpose; partial data is removed.
     Cancel {
         reason: String,
@@ -105,6 +169,26 @@ pub enum TransferMsg {
     Error {
         message: String,
     },
+}
+
+/// A hash of a whole offer as it goes on the wire (names, sizes, kinds, roots), built item by
+/// item: what the sender vouches for and the recipient of a relayed offer checks.
+#[derive(Default)]
+pub(crate) struct OfferDigest(blake3::Hasher);
+
+impl OfferDigest {
+    pub fn add(&mut self, item: &Item) {
+        self.0.update(&(item.path.len() as u64).to_le_bytes());
+        self.0.update(item.path.as_bytes());
+        self.0.update(&item.size.to_le_bytes());
+        self.0.update(&[item.dir as u8]);
+        self.0.update(&(item.root.len() as u64).to_le_bytes());
+        self.0.update(&item.root);
+    }
+
+    pub fn finish(&self) -> [u8; 32] {
+        *self.0.finalize().as_bytes()
+    }
 }
 
 /// A reason from a peer, cut to a sane length on a char boundary.
@@ -128,6 +212,11 @@ mod tests {
                 transfer: "ab".into(),
                 items: 2,
                 bytes: 5,
+                relay: vec![Hop {
+                    id: "abcdefgh".into(),
+                    addrs: vec!["10.0.0.7:7717".into()],
+                }],
+                origin: Some("abcdefgh".into()),
             },
             TransferMsg::Items {
                 items: vec![Item {
@@ -135,12 +224,25 @@ mod tests {
                     size: 5,
                     mtime: 9,
                     dir: false,
+                    root: serde_bytes::ByteBuf::from(vec![7u8; 32]),
                 }],
             },
             TransferMsg::Accept { resume: vec![(1, 4096)] },
-            TransferMsg::FileEnd {
-                blake3: serde_bytes::ByteBuf::from(vec![1u8; 32]),
+            TransferMsg::Hashes {
+                cvs: serde_bytes::ByteBuf::from(vec![1u8; 64]),
             },
+            TransferMsg::FileEnd,
+            TransferMsg::Relayed {
+                peer: "abcdefgh".into(),
+                report: Report::Finished {
+                    files: 1,
+                    bytes: 2,
+                    failed: 0,
+                    reason: None,
+                    saved_as: vec![("a".into(), "a (1)".into())],
+                },
+            },
+            TransferMsg::RelayDone,
             TransferMsg::Data { len: MAX_SEGMENT },
             TransferMsg::FileOk { index: 3, saved_as: None },
             TransferMsg::FileOk {
@@ -171,7 +273,7 @@ mod tests {
 
     #[test]
     fn a_full_items_frame_fits_the_limit() {
-        // The sender packs ITEMS_FRAME_BYTES of paths plus at most one path of 4 KiB.
+        // The sender packs ITEMS_FRAME_BYTES of paths (and their roots) plus at most one more.
         let path = "x".repeat(crate::node::transfer::names::MAX_PATH_BYTES);
         let n = ITEMS_FRAME_BYTES / path.len() + 1;
         let items = vec![
@@ -179,12 +281,31 @@ mod tests {
                 path,
                 size: u64::MAX,
                 mtime: u64::MAX,
-                dir: false
+                dir: false,
+                root: serde_bytes::ByteBuf::from(vec![0xffu8; 32]),
             };
             n
         ];
         let mut buf = Vec::new();
         frame::encode(&TransferMsg::Items { items }, &mut buf).unwrap();
+        assert!(buf.len() < MAX_TRANSFER_FRAME);
+        buf.clear();
+        let cvs = serde_bytes::ByteBuf::from(vec![0xffu8; 32 * HASHES_PER_FRAME]);
+        frame::encode(&TransferMsg::Hashes { cvs }, &mut buf).unwrap();
+        assert!(buf.len() < MAX_TRANSFER_FRAME);
+        buf.clear();
+        let hop = Hop {
+            id: "x".repeat(64),
+            addrs: vec!["[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535".into(); crate::limits::MAX_HINT_ADDRS],
+        };
+        let offer = TransferMsg::Offer {
+            transfer: "f".repeat(16),
+            items: u32::MAX,
+            bytes: u64::MAX,
+            relay: vec![hop; MAX_RELAY_HOPS],
+            origin: Some("x".repeat(64)),
+        };
+        frame::encode(&offer, &mut buf).unwrap();
         assert!(buf.len() < MAX_TRANSFER_FRAME);
         let resume: Vec<(u32, u64)> = (0..MAX_RESUME_ENTRIES as u32).map(|i| (u32::MAX - i, u64::MAX)).collect();
         buf.clear();

@@ -60,11 +60,14 @@ fn offer(frame: &mut Frame, app: &App, theme: &Theme, screen: Rect, scroll: usiz
     let inner = b.inner(area);
     frame.render_widget(b, area);
     let width = inner.width as usize;
-    let host = if o.host.is_empty() {
+    let mut host = if o.host.is_empty() {
         String::new()
     } else {
         format!(" on {}", o.host)
     };
+    if let Some(via) = &o.via {
+        host = format!("{host} via {via}");
+    }
     let mut lines = vec![
         Line::from(vec![
             styled(clean(&app.peer_name(&o.peer), 24), theme.peer),

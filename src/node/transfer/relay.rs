@@ -1,0 +1,470 @@
+//! Relayed sends: one upload, however many recipients.
+//!
+//! The sender connects to the first recipient of a chain and hands it the rest; each recipient
+//! forwards what it has verified (read back from its own copy, see `tap`) to the first peer of
+//! its rest that accepts, and so on. Every node runs the same [`drive`] over the peers behind
+//! it: try them in order; a peer that rejects or cannot be reached is reported and skipped;
+//! when the connection to a peer ends before the peers behind it finished, they are re-attached
+//! here and resume from what they verified. Reports travel upstream (`Relayed`), so the sender
+//! sees every recipient's progress and end. The sender then runs the chain again (up to
+//! `RELAY_ROUNDS` in all) for recipients that ended without everything — behind a relay that
+//! corrupted data, say — and they resume too.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::manifest::Manifest as Received;
+use super::send::{self, Outgoing, Producer};
+use super::source::Manifest;
+use super::tap::Tap;
+use super::wire::{Hop, MAX_REASON_BYTES, Report, bounded};
+use super::{Ctx, Direction, Outcome, TransferError, TransferState};
+use crate::identity::PeerId;
+use crate::limits::{MAX_HINT_ADDRS, MAX_RELAY_HOPS, RELAY_REPORT_EVERY, RELAY_ROUNDS};
+use crate::net::secure::SecureConn;
+use crate::net::wire::Purpose;
+use crate::node::Shared;
+use crate::text::printable;
+
+/// A report from downstream, cut to what we pass on.
+pub(crate) fn bounded_report(r: Report) -> Report {
+    match r {
+        Report::Finished {
+            files,
+            bytes,
+            failed,
+            reason,
+            saved_as,
+        } => {
+            // Names from the network: only those a received name may be, and a few.
+            let mut kept = Vec::new();
+            for (offered, saved) in saved_as {
+                send::note_saved_as(&mut kept, &offered, &saved);
+            }
+            Report::Finished {
+                files,
+                bytes,
+                failed,
+                reason: reason.map(|r| bounded(&r)),
+                saved_as: kept,
+            }
+        }
+        Report::Failed { reason, rejected } => Report::Failed {
+            reason: bounded(&reason),
+            rejected,
+        },
+        other => other,
+    }
+}
+
+/// Whether a chain from the wire is one we can use: a bounded number of hops, each a proper
+/// id with a few parseable addresses, none of them us or the peer that sent it.
+pub(crate) fn check_hops(hops: &[Hop], me: &PeerId, from: &PeerId) -> Result<(), String> {
+    if hops.len() > MAX_RELAY_HOPS {
+        return Err(format!(
+            "a relay chain of {} peers is over the limit of {MAX_RELAY_HOPS}",
+            hops.len()
+        ));
+    }
+    for (k, hop) in hops.iter().enumerate() {
+        let id = PeerId::parse(&hop.id).ok_or("a relay chain names a malformed peer id")?;
+        if &id == me || &id == from || hops[..k].iter().any(|h| h.id == hop.id) {
+            return Err("a relay chain names a peer twice".into());
+        }
+        if hop.addrs.len() > MAX_HINT_ADDRS || hop.addrs.iter().any(|a| a.len() > 64 || a.parse::<SocketAddr>().is_err()) {
+            return Err("a relay chain names a malformed address".into());
+        }
+    }
+    Ok(())
+}
+
+/// Who a chain's peers are, and how to talk to each directly.
+pub(crate) struct Chain<'a> {
+    pub shared: &'a Arc<Shared>,
+    pub hops: Vec<Hop>,
+    /// Who started the send, when that is not us (we are a relay). A relay's connections to
+    /// the peers behind it are transfers of their own here, each ended as it ends; the sender
+    /// ends its recipients' transfers once, after the last round.
+    pub origin: Option<String>,
+}
+
+/// Run the chain below us until every peer in it has a fate or `stop` is raised. `ctx_for(k)`
+/// gives the transfer context for a direct connection to peer `k`; `produce()` a fresh source
+/// of data for each connection; `sink(k, report)` hears every report (ours on our direct peer,
+/// and those the peers behind it send up).
+pub(crate) async fn drive(
+    chain: &Chain<'_>,
+    m: &Manifest,
+    ctx_for: &mut (dyn FnMut(usize) -> Arc<Ctx> + Send),
+    produce: &(dyn Fn() -> Producer + Sync),
+    sink: &mut (dyn FnMut(usize, Report) + Send),
+    stop: &CancellationToken,
+) {
+    let n = chain.hops.len();
+    // Whether each peer has its final report.
+    let mut fate = vec![false; n];
+    while !stop.is_cancelled() {
+        let Some(k) = (0..n).find(|&k| !fate[k]) else {
+            break;
+        };
+        let rest: Vec<Hop> = (k + 1..n).filter(|&j| !fate[j]).map(|j| chain.hops[j].clone()).collect();
+        let ctx = ctx_for(k);
+        let conn = tokio::select! {
+            c = connect_hop(chain.shared, &chain.hops[k]) => c,
+            _ = stop.cancelled() => break,
+        };
+        let result = match conn {
+            Ok(conn) => run_hop(chain, &ctx, conn, m, rest, produce(), k, &mut fate, sink).await,
+            Err(e) => Err(e),
+        };
+        if chain.origin.is_some() {
+            ctx.report(&result);
+        }
+        let report = match result {
+            Ok(o) => Report::Finished {
+                files: o.files,
+                bytes: o.bytes,
+                failed: o.failed_count() as u32,
+                reason: o
+                    .failed
+                    .first()
+                    .map(|(p, r)| bounded(&format!("\"{}\": {}", printable(p), printable(r)))),
+                saved_as: o.saved_as,
+            },
+            Err(TransferError::Rejected(r)) => Report::Failed { reason: r, rejected: true },
+            Err(e) => Report::Failed {
+                reason: bounded(&e.to_string()),
+                rejected: false,
+            },
+        };
+        fate[k] = true;
+        sink(k, report);
+    }
+}
+
+/// One direct connection of the chain: stream to peer `k`, passing on the peers behind it,
+/// and take in their reports while it runs.
+#[allow(clippy::too_many_arguments)]
+async fn run_hop(
+    chain: &Chain<'_>,
+    ctx: &Ctx,
+    conn: SecureConn,
+    m: &Manifest,
+    rest: Vec<Hop>,
+    producer: Producer,
+    k: usize,
+    fate: &mut [bool],
+    sink: &mut (dyn FnMut(usize, Report) + Send),
+) -> Result<Outcome, TransferError> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let out = Outgoing {
+        relay: rest,
+        origin: chain.origin.clone(),
+        reports: Some(tx),
+        producer,
+    };
+    let run = send::run(ctx, conn, m, out);
+    tokio::pin!(run);
+    let mut tick = tokio::time::interval(RELAY_REPORT_EVERY);
+    let mut accepted = false;
+    let mut last = (u64::MAX, u32::MAX);
+    // A report on a peer behind ours that has no fate yet (a relay may not report twice).
+    let take = |peer: String, report: Report, fate: &mut [bool], sink: &mut (dyn FnMut(usize, Report) + Send)| {
+        let Some(j) = chain.hops.iter().position(|h| h.id == peer).filter(|&j| j > k && !fate[j]) else {
+            return;
+        };
+        if matches!(report, Report::Finished { .. } | Report::Failed { .. }) {
+            fate[j] = true;
+        }
+        sink(j, report);
+    };
+    let result = loop {
+        tokio::select! {
+            r = &mut run => break r,
+            Some((peer, report)) = rx.recv() => take(peer, report, fate, sink),
+            _ = tick.tick() => {
+                // Our direct peer's progress, as the peers behind us report theirs.
+                let v = ctx.view();
+                if v.state != TransferState::Running {
+                    continue;
+                }
+                if !accepted {
+                    accepted = true;
+                    sink(k, Report::Accepted { resumed: v.bytes });
+                }
+                if (v.bytes, v.files_done) != last {
+                    last = (v.bytes, v.files_done);
+                    sink(k, Report::Progress { bytes: v.bytes, files: v.files_done });
+                }
+            }
+        }
+    };
+    while let Ok((peer, report)) = rx.try_recv() {
+        take(peer, report, fate, sink);
+    }
+    result
+}
+
+/// A transfer connection to a peer of a chain: at the addresses the chain gives, then at any
+/// we know ourselves; the key that answers must be the one the chain names.
+async fn connect_hop(shared: &Arc<Shared>, hop: &Hop) -> Result<SecureConn, TransferError> {
+    let Some(id) = PeerId::parse(&hop.id) else {
+        return Err(TransferError::Unreachable("malformed peer id".into()));
+    };
+    let mut addrs: Vec<SocketAddr> = hop.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+    for a in shared.peers().get(&id).map(|p| p.dial_addrs.clone()).unwrap_or_default() {
+        if !addrs.contains(&a) {
+            addrs.push(a);
+        }
+    }
+    let mut last = format!("no known address for peer {}", id.short());
+    for addr in addrs {
+        match crate::node::conn::dial(shared, addr, Some(&id), Purpose::Transfer).await {
+            Ok(conn) => return Ok(conn),
+            Err(e) => last = format!("cannot connect to {addr}: {e}"),
+        }
+    }
+    Err(TransferError::Unreachable(last))
+}
+
+/// The chain entry for a peer we know: its id and where we reach it.
+pub(crate) fn hop_of(shared: &Shared, peer: &PeerId) -> Hop {
+    let addrs = shared
+        .peers()
+        .get(peer)
+        .map(|p| p.dial_addrs.iter().take(MAX_HINT_ADDRS).map(|a| a.to_string()).collect())
+        .unwrap_or_default();
+    Hop {
+        id: peer.as_str().to_string(),
+        addrs,
+    }
+}
+
+/// The sender's side of a relayed send: the chain over `ctxs` (one per recipient, in order),
+/// run again for recipients that ended without everything; each recipient's result goes to
+/// its channel as soon as it is final.
+pub(crate) async fn send(
+    shared: Arc<Shared>,
+    group: String,
+    m: Manifest,
+    ctxs: Vec<Arc<Ctx>>,
+    results: Vec<oneshot::Sender<Result<Outcome, TransferError>>>,
+) {
+    let n = ctxs.len();
+    let hops: Vec<Hop> = ctxs.iter().map(|c| hop_of(&shared, &c.peer)).collect();
+    let mut last: Vec<Option<Report>> = vec![None; n];
+    // Each recipient hears from us what we offer, so that no relay can offer it anything else.
+    let digest = serde_bytes::ByteBuf::from(m.digest().to_vec());
+    for c in &ctxs {
+        let control = shared.peers().sender(&c.peer);
+        match control {
+            Some(tx) => {
+                let vouch = crate::net::wire::ControlMsg::Vouch {
+                    transfer: group.clone(),
+                    digest: digest.clone(),
+                };
+                if tx.send(vouch).await.is_err() {
+                    tracing::info!("transfer {group}: cannot vouch to {} (disconnected)", c.peer.short());
+                }
+            }
+            None => tracing::info!("transfer {group}: cannot vouch to {} (not connected)", c.peer.short()),
+        }
+    }
+    let stop = CancellationToken::new();
+    // Cancelling any recipient's transfer stops the one stream they all hang on.
+    let cancel_all = {
+        let tokens: Vec<CancellationToken> = ctxs.iter().map(|c| c.cancel.clone()).collect();
+        let stop = stop.clone();
+        let ctxs = ctxs.clone();
+        tokio::spawn(async move {
+            let any = futures_any(tokens.clone());
+            tokio::select! {
+                _ = any => {
+                    for c in &ctxs { c.cancel.cancel(); }
+                    stop.cancel();
+                }
+                _ = stop.cancelled() => {}
+            }
+        })
+    };
+    for round in 0..RELAY_ROUNDS {
+        let todo: Vec<usize> = (0..n).filter(|&k| round == 0 || retry(&last[k])).collect();
+        if todo.is_empty() || stop.is_cancelled() {
+            break;
+        }
+        if round > 0 {
+            tracing::info!("transfer {group}: round {} for {} recipients", round + 1, todo.len());
+        }
+        let chain = Chain {
+            shared: &shared,
+            hops: todo.iter().map(|&k| hops[k].clone()).collect(),
+            origin: None,
+        };
+        let mut ctx_for = |j: usize| ctxs[todo[j]].clone();
+        let produce = || Producer::Files;
+        let mut sink = |j: usize, report: Report| {
+            let k = todo[j];
+            show(&ctxs[k], &report, m.bytes, m.items.len() as u32);
+            if matches!(report, Report::Finished { .. } | Report::Failed { .. }) {
+                last[k] = Some(report);
+            }
+        };
+        drive(&chain, &m, &mut ctx_for, &produce, &mut sink, &stop).await;
+    }
+    stop.cancel();
+    let _ = cancel_all.await;
+    for (k, tx) in results.into_iter().enumerate() {
+        let result = match last[k].take() {
+            Some(Report::Finished {
+                files,
+                bytes,
+                failed,
+                reason,
+                saved_as,
+            }) => {
+                let mut o = Outcome {
+                    transfer: group.clone(),
+                    files,
+                    bytes,
+                    saved_as,
+                    ..Outcome::default()
+                };
+                if failed > 0 {
+                    o.failed.push((String::new(), reason.unwrap_or_else(|| "did not arrive".into())));
+                    o.failed_omitted = failed - 1;
+                }
+                Ok(o)
+            }
+            Some(Report::Failed { reason, rejected: true }) => Err(TransferError::Rejected(reason)),
+            Some(Report::Failed { reason, .. }) => Err(TransferError::Failed(reason)),
+            _ if ctxs[k].cancel.is_cancelled() => Err(TransferError::Cancelled("cancelled here".into())),
+            _ => Err(TransferError::Failed("no report came".into())),
+        };
+        ctxs[k].report(&result);
+        let _ = tx.send(result);
+    }
+}
+
+/// Whether a recipient is worth another round: it neither finished nor said no.
+fn retry(last: &Option<Report>) -> bool {
+    match last {
+        Some(Report::Finished { .. }) => false,
+        Some(Report::Failed { rejected, .. }) => !rejected,
+        _ => true,
+    }
+}
+
+/// Resolves when any of the tokens is cancelled.
+async fn futures_any(tokens: Vec<CancellationToken>) {
+    let (tx, mut rx) = mpsc::channel::<()>(1);
+    let _guards: Vec<_> = tokens
+        .into_iter()
+        .map(|t| {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                t.cancelled().await;
+                let _ = tx.send(()).await;
+            })
+        })
+        .collect();
+    drop(tx);
+    let _ = rx.recv().await;
+}
+
+/// Show a report on the recipient's view at the sender.
+fn show(ctx: &Ctx, report: &Report, total: u64, files: u32) {
+    let percent = |bytes: u64| (bytes.min(total) as u128 * 100).checked_div(total as u128).map_or(100, |p| p as u8);
+    match *report {
+        Report::Accepted { resumed } => ctx.update(|v| {
+            v.state = TransferState::Running;
+            v.files = files;
+            v.total = total;
+            v.bytes = v.bytes.max(resumed);
+            v.percent = percent(v.bytes);
+        }),
+        Report::Progress { bytes, files: done } => ctx.update(|v| {
+            v.state = TransferState::Running;
+            v.files = files;
+            v.total = total;
+            v.bytes = bytes;
+            v.files_done = done;
+            v.percent = percent(bytes);
+        }),
+        Report::Finished { .. } => {}
+        Report::Failed { ref reason, .. } => {
+            let reason = printable(reason).chars().take(MAX_REASON_BYTES).collect::<String>();
+            ctx.note(|v| v.message = Some(reason));
+        }
+    }
+}
+
+/// A relay's side: forward what this node verifies (`tap`) to the chain it was handed,
+/// reporting on every peer of it upstream through `reports`. Ends when every peer has a fate,
+/// or when `stop` is raised (our own sender went away: the peers behind us are then told, and
+/// our sender's side re-attaches them).
+pub(crate) fn start_forward(
+    ctx: &Ctx,
+    origin: String,
+    hops: Vec<Hop>,
+    manifest: Arc<Received>,
+    tap: Arc<Tap>,
+    stop: CancellationToken,
+) -> mpsc::UnboundedReceiver<(String, Report)> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let shared = ctx.shared.clone();
+    let group = ctx.wire_id();
+    shared.clone().tracker.spawn(async move {
+        let items = {
+            let m = manifest.clone();
+            match tokio::task::spawn_blocking(move || m.items()).await {
+                Ok(Ok(items)) => items,
+                _ => {
+                    for h in &hops {
+                        let _ = tx.send((
+                            h.id.clone(),
+                            Report::Failed {
+                                reason: "the relay cannot read the offer back".into(),
+                                rejected: false,
+                            },
+                        ));
+                    }
+                    return;
+                }
+            }
+        };
+        let m = Manifest::relayed(items);
+        let chain = Chain {
+            shared: &shared,
+            hops,
+            origin: Some(origin),
+        };
+        let mut ctx_for = |k: usize| {
+            let peer = PeerId::parse(&chain.hops[k].id).unwrap_or_else(|| PeerId::from_public_key(&[]));
+            let nick = super::peer_nick(&shared, &peer);
+            Arc::new(Ctx::new(&shared, None, peer, nick, Direction::Send, Some(group.clone())))
+        };
+        let sizes: Vec<(usize, u64)> = m
+            .items
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| !i.dir)
+            .map(|(k, i)| (k, i.size))
+            .collect();
+        let produce = || {
+            let (tap, sizes) = (tap.clone(), sizes.clone());
+            Producer::Custom(Box::new(move |offsets: Vec<u64>, tx| {
+                let files = sizes.iter().map(|&(k, size)| (k, size, offsets[k])).collect();
+                tap.produce(files, tx);
+            }))
+        };
+        let mut sink = |k: usize, report: Report| {
+            let _ = tx.send((chain.hops[k].id.clone(), report));
+        };
+        drive(&chain, &m, &mut ctx_for, &produce, &mut sink, &stop).await;
+        tap.close();
+    });
+    rx
+}

@@ -1,0 +1,242 @@
+//! What a relay has verified, for the peer it forwards to.
+//!
+//! The relay's disk thread notes each file as it opens it (its chunk hashes, the bytes already
+//! held), each chunk once it is verified and written, and where the file went once placed. The
+//! forwarding side reads from the relay's own copy, never from the socket: only verified bytes
+//! can go on, memory stays flat, and a peer re-attached to this relay after another one failed
+//! gets what it lacks from the start, not only what is still to come.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
+
+use blake3::hazmat::ChainingValue;
+use tokio::sync::mpsc;
+
+use super::chunks::Layout;
+use super::send::{Batch, CHUNK, Chunk};
+use crate::node::lock;
+
+#[derive(Default)]
+pub(crate) struct Tap {
+    state: Mutex<State>,
+    changed: Condvar,
+    /// Test hook: flip a byte of the forwarded segment with this number (counted from 0 over
+    /// the whole transfer, every peer forwarded to), as a relay with bad memory would.
+    corrupt: Option<u64>,
+    forwarded: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Default)]
+struct State {
+    files: HashMap<usize, TapFile>,
+    /// The relay's own receive is over: `Some(reason)` if it ended before everything came.
+    ended: Option<Option<String>>,
+    /// The forwarding side is gone: stop producing.
+    closed: bool,
+}
+
+struct TapFile {
+    cvs: Arc<Vec<ChainingValue>>,
+    /// Bytes from the start that are verified and on disk.
+    verified: u64,
+    copy: Copy,
+    failed: Option<String>,
+}
+
+enum Copy {
+    /// The partial (or earlier placed) file, open.
+    Open(Arc<File>),
+    /// Placed under its final name (the handle is let go: a transfer of many small files must
+    /// not hold a descriptor for each).
+    Placed(PathBuf),
+}
+
+impl Tap {
+    pub fn new(corrupt: Option<u64>) -> Tap {
+        Tap { corrupt, ..Tap::default() }
+    }
+
+    fn with(&self, f: impl FnOnce(&mut State)) {
+        f(&mut lock(&self.state));
+        self.changed.notify_all();
+    }
+
+    /// The relay starts receiving file `index`, holding its first `held` bytes already.
+    pub fn open(&self, index: usize, cvs: Arc<Vec<ChainingValue>>, held: u64, file: File) {
+        self.with(|s| {
+            s.files.insert(
+                index,
+                TapFile {
+                    cvs,
+                    verified: held,
+                    copy: Copy::Open(Arc::new(file)),
+                    failed: None,
+                },
+            );
+        });
+    }
+
+    /// Bytes of `index` up to `upto` are verified and written.
+    pub fn verified(&self, index: usize, upto: u64) {
+        self.with(|s| {
+            if let Some(f) = s.files.get_mut(&index) {
+                f.verified = f.verified.max(upto);
+            }
+        });
+    }
+
+    pub fn placed(&self, index: usize, path: PathBuf) {
+        self.with(|s| {
+            if let Some(f) = s.files.get_mut(&index) {
+                f.copy = Copy::Placed(path);
+            }
+        });
+    }
+
+    pub fn failed(&self, index: usize, reason: &str) {
+        self.with(|s| {
+            if let Some(f) = s.files.get_mut(&index) {
+                f.failed = Some(reason.to_string());
+            }
+        });
+    }
+
+    /// The relay's receive is over; `lost` says why if it ended early.
+    pub fn end(&self, lost: Option<String>) {
+        self.with(|s| s.ended = Some(lost));
+    }
+
+    /// The forwarding side stopped.
+    pub fn close(&self) {
+        self.with(|s| s.closed = true);
+    }
+
+    /// Produce the segments of `files` (index, size, offset the next peer asked for) in order,
+    /// each as soon as it is verified here. Runs on a blocking thread until done or closed.
+    pub fn produce(&self, files: Vec<(usize, u64, u64)>, tx: mpsc::Sender<Vec<Chunk>>) {
+        let mut batch = Batch::new(tx);
+        for (index, size, offset) in files {
+            let layout = Layout::of(size);
+            // Wait for the file to start here.
+            let started = self.wait(|s| match s.files.get(&index) {
+                Some(f) => Some(Ok(f.cvs.clone())),
+                None => ended_early(s, "it was not sent to this relay"),
+            });
+            let cvs = match started {
+                Some(Ok(cvs)) => cvs,
+                // Never started here: the next peer hears nothing of it ("it was not sent").
+                Some(Err(Step::Fail(_))) => continue,
+                Some(Err(Step::Abandon(reason))) => {
+                    let _ = batch.push(Chunk::Abandon(reason));
+                    let _ = batch.send();
+                    return;
+                }
+                None => return,
+            };
+            if batch.push(Chunk::Start(index, cvs)).is_err() {
+                return;
+            }
+            let mut pos = offset;
+            let end = loop {
+                if pos >= size {
+                    break Chunk::Done;
+                }
+                let ready = self.wait(|s| {
+                    let f = s.files.get(&index)?;
+                    if f.verified > pos {
+                        return Some(Ok((f.verified, f.copy.reader())));
+                    }
+                    if let Some(reason) = &f.failed {
+                        return Some(Err(Step::Fail(reason.clone())));
+                    }
+                    ended_early(s, "it was not sent to this relay")
+                });
+                let (verified, reader) = match ready {
+                    Some(Ok(r)) => r,
+                    Some(Err(Step::Fail(reason))) => break Chunk::Failed(index, reason),
+                    Some(Err(Step::Abandon(reason))) => {
+                        let _ = batch.push(Chunk::Abandon(reason));
+                        let _ = batch.send();
+                        return;
+                    }
+                    None => return,
+                };
+                // One segment at a time, never across a chunk boundary.
+                let chunk_end = (layout.chunk_at(pos) + 1) * layout.chunk_len();
+                let want = (verified.min(chunk_end) - pos).min(CHUNK as u64) as usize;
+                let mut buf = vec![0u8; want];
+                if let Err(e) = reader.read_exact_at(&mut buf, pos) {
+                    break Chunk::Failed(index, format!("the relay cannot read its copy: {e}"));
+                }
+                if self.corrupt == Some(self.forwarded.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
+                    buf[0] ^= 0xff;
+                }
+                pos += want as u64;
+                if batch.push(Chunk::Data(buf)).is_err() {
+                    return;
+                }
+            };
+            if batch.push(end).is_err() {
+                return;
+            }
+        }
+        let _ = batch.send();
+    }
+
+    /// Wait until `ready` says something (or the forwarding side closed: `None`).
+    fn wait<T>(&self, mut ready: impl FnMut(&State) -> Option<Result<T, Step>>) -> Option<Result<T, Step>> {
+        let mut s = lock(&self.state);
+        loop {
+            if s.closed {
+                return None;
+            }
+            if let Some(r) = ready(&s) {
+                return Some(r);
+            }
+            s = self.changed.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// Why a wait ended without data.
+enum Step {
+    /// This file will not come (failed here, or never sent): the next peer is told so.
+    Fail(String),
+    /// The relay's own sender went away: the stream downstream ends too, keeping what it has.
+    Abandon(String),
+}
+
+fn ended_early<T>(s: &State, not_sent: &str) -> Option<Result<T, Step>> {
+    match &s.ended {
+        None => None,
+        Some(None) => Some(Err(Step::Fail(not_sent.to_string()))),
+        Some(Some(lost)) => Some(Err(Step::Abandon(lost.clone()))),
+    }
+}
+
+/// Something to read a file's verified bytes from.
+enum Reader {
+    Open(Arc<File>),
+    Placed(PathBuf),
+}
+
+impl Reader {
+    fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> std::io::Result<()> {
+        match self {
+            Reader::Open(file) => file.read_exact_at(buf, pos),
+            Reader::Placed(path) => File::open(path)?.read_exact_at(buf, pos),
+        }
+    }
+}
+
+impl Copy {
+    fn reader(&self) -> Reader {
+        match self {
+            Copy::Open(f) => Reader::Open(f.clone()),
+            Copy::Placed(p) => Reader::Placed(p.clone()),
+        }
+    }
+}

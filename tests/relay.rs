@@ -1,0 +1,263 @@
+//! Relayed sends between in-process nodes on 127.0.0.1 (no multicast): a chain of recipients,
+//! each forwarding what it verified; a relay that dies, one that corrupts data.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{FileNode as Node, PATIENCE as WAIT, file_node, link, pattern};
+use lanyard::node::transfer::{Direction, TransferError, TransferView};
+use lanyard::node::{Event, NodeConfig};
+
+/// Every node here takes offers without asking, unless a test says otherwise.
+async fn node(nick: &str, tweak: impl FnOnce(&mut NodeConfig)) -> Node {
+    file_node(nick, |c| {
+        c.accept_all = true;
+        tweak(c)
+    })
+    .await
+}
+
+/// A folder of a few small files, an empty folder and one big file of `big` bytes.
+fn tree(root: &Path, big: usize) -> PathBuf {
+    let top = root.join("course");
+    std::fs::create_dir_all(top.join("notes/empty")).unwrap();
+    for i in 0..5 {
+        std::fs::write(top.join(format!("notes/n{i}.txt")), pattern(100 + i * 1000, i as u64)).unwrap();
+    }
+    std::fs::write(top.join("image.bin"), pattern(big, 99)).unwrap();
+    top
+}
+
+fn same_tree(a: &Path, b: &Path) {
+    for entry in walk(a) {
+        let rel = entry.strip_prefix(a).unwrap();
+        let other = b.join(rel);
+        if entry.is_dir() {
+            assert!(other.is_dir(), "{} is missing", other.display());
+        } else {
+            assert!(
+                std::fs::read(&entry).unwrap() == std::fs::read(&other).unwrap_or_default(),
+                "{} differs",
+                rel.display()
+            );
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
+}
+
+/// The receives a node ran, newest last.
+fn receives(n: &Node) -> Vec<TransferView> {
+    n.handle
+        .transfers()
+        .into_iter()
+        .filter(|t| t.direction == Direction::Receive)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_relayed_send_goes_down_the_chain_and_every_recipient_verifies_it() {
+    let (ada, bob, carol, dave) = (
+        node("ada", |_| {}).await,
+        node("bob", |_| {}).await,
+        node("carol", |_| {}).await,
+        node("dave", |_| {}).await,
+    );
+    let src = tempfile::tempdir().unwrap();
+    let top = tree(src.path(), (5 << 20) + 123);
+    let ids = vec![link(&ada, &bob).await, link(&ada, &carol).await, link(&ada, &dave).await];
+    let group = ada.handle.send_group(&ids, std::slice::from_ref(&top)).await.unwrap();
+    let group_id = group.id.clone();
+    for (peer, result) in group.wait().await {
+        let outcome = result.unwrap_or_else(|e| panic!("{peer}: {e}"));
+        assert!(outcome.all_ok(), "{peer}: {:?}", outcome.failed);
+        assert_eq!(outcome.files, 6);
+    }
+    for n in [&bob, &carol, &dave] {
+        same_tree(&top, &n.downloads.join("course"));
+    }
+    // One upload from the sender: bob got it from ada, carol from bob, dave from carol, all
+    // under the one transfer id.
+    let from = |n: &Node| receives(n).into_iter().map(|t| (t.peer, t.transfer)).collect::<Vec<_>>();
+    assert_eq!(from(&bob), vec![(ada.handle.id().clone(), group_id.clone())]);
+    assert_eq!(from(&carol), vec![(bob.handle.id().clone(), group_id.clone())]);
+    assert_eq!(from(&dave), vec![(carol.handle.id().clone(), group_id.clone())]);
+    // The sender shows each recipient, all of one group, finished.
+    let views: Vec<TransferView> = ada
+        .handle
+        .transfers()
+        .into_iter()
+        .filter(|t| t.group.as_deref() == Some(&group_id))
+        .collect();
+    assert_eq!(views.len(), 3);
+    assert!(views.iter().all(|v| v.percent == 100 && v.failed == 0), "{views:?}");
+}
+
+#[tokio::test]
+async fn a_peer_that_rejects_is_skipped_and_those_behind_it_still_get_everything() {
+    let (ada, bob, dave) = (node("ada", |_| {}).await, node("bob", |_| {}).await, node("dave", |_| {}).await);
+    // No face answers carol's offers: she rejects.
+    let carol = node("carol", |c| c.accept_all = false).await;
+    let src = tempfile::tempdir().unwrap();
+    let top = tree(src.path(), 3 << 20);
+    let ids = vec![link(&ada, &bob).await, link(&ada, &carol).await, link(&ada, &dave).await];
+    let results = ada.handle.send_group(&ids, std::slice::from_ref(&top)).await.unwrap().wait().await;
+    assert!(results[0].1.as_ref().is_ok_and(|o| o.all_ok()), "{:?}", results[0].1);
+    assert!(matches!(&results[1].1, Err(TransferError::Rejected(_))), "{:?}", results[1].1);
+    assert!(results[2].1.as_ref().is_ok_and(|o| o.all_ok()), "{:?}", results[2].1);
+    same_tree(&top, &dave.downloads.join("course"));
+    assert!(!carol.downloads.join("course").exists());
+    // Dave was served by bob, carol's place in the chain skipped.
+    assert_eq!(receives(&dave)[0].peer, *bob.handle.id());
+}
+
+#[tokio::test]
+async fn when_a_middle_relay_dies_the_peers_behind_it_are_reattached_and_resume() {
+    let (ada, bob, dave) = (node("ada", |_| {}).await, node("bob", |_| {}).await, node("dave", |_| {}).await);
+    let carol = node("carol", |_| {}).await;
+    // Carol stops taking data after 6 MiB (and forwards what she verified), so the transfer is
+    // surely mid-way when she dies.
+    carol.handle.inject_stall_after(6 << 20);
+    let src = tempfile::tempdir().unwrap();
+    let top = tree(src.path(), 24 << 20);
+    let ids = vec![link(&ada, &bob).await, link(&ada, &carol).await, link(&ada, &dave).await];
+    let group = ada.handle.send_group(&ids, std::slice::from_ref(&top)).await.unwrap();
+    // Dave has some of the big file (from carol) on disk ...
+    let partials = dave.downloads.join(".lanyard-partial");
+    common::until("dave holds 2 MiB from carol", || {
+        std::fs::read_dir(&partials)
+            .map(|rd| rd.flatten().any(|e| e.metadata().is_ok_and(|m| m.len() >= 2 << 20)))
+            .unwrap_or(false)
+    })
+    .await;
+    // ... when carol dies.
+    carol.handle.shutdown().await;
+    let results = group.wait().await;
+    assert!(results[0].1.as_ref().is_ok_and(|o| o.all_ok()), "bob: {:?}", results[0].1);
+    let carol_err = results[1].1.as_ref().expect_err("carol failed");
+    assert!(!carol_err.to_string().is_empty());
+    assert!(results[2].1.as_ref().is_ok_and(|o| o.all_ok()), "dave: {:?}", results[2].1);
+    same_tree(&top, &dave.downloads.join("course"));
+    // Dave's last receive came from bob (re-attached) and resumed what carol had passed on.
+    let last = receives(&dave).pop().unwrap();
+    assert_eq!(last.peer, *bob.handle.id());
+    assert!(last.resumed >= 1 << 20, "resumed {} bytes", last.resumed);
+}
+
+#[tokio::test]
+async fn a_relay_that_corrupts_a_chunk_is_caught_at_that_chunk() {
+    let ada = node("ada", |_| {}).await;
+    // Bob flips a byte of the third segment he forwards.
+    let bob = node("bob", |c| c.corrupt_forward = Some(2)).await;
+    let (carol, dave) = (node("carol", |_| {}).await, node("dave", |_| {}).await);
+    let src = tempfile::tempdir().unwrap();
+    let big = src.path().join("image.bin");
+    std::fs::write(&big, pattern(12 << 20, 7)).unwrap();
+    let ids = vec![link(&ada, &bob).await, link(&ada, &carol).await, link(&ada, &dave).await];
+    let mut carol_events = carol.handle.subscribe();
+    let results = ada.handle.send_group(&ids, std::slice::from_ref(&big)).await.unwrap().wait().await;
+    for (peer, r) in &results {
+        assert!(r.as_ref().is_ok_and(|o| o.all_ok()), "{peer}: {r:?}");
+    }
+    let want = std::fs::read(&big).unwrap();
+    for n in [&bob, &carol, &dave] {
+        assert!(std::fs::read(n.downloads.join("image.bin")).unwrap() == want);
+    }
+    // Carol caught it at chunk 2, kept the two chunks before it, and resumed from them.
+    let caught = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(Event::Error { message, .. }) = carol_events.recv().await {
+                break message;
+            }
+        }
+    })
+    .await
+    .expect("carol reports the bad chunk");
+    assert!(caught.contains("chunk 2 of \"image.bin\" failed verification"), "{caught}");
+    assert!(caught.contains("from bob"), "{caught}");
+    let last = receives(&carol).pop().unwrap();
+    assert_eq!(last.resumed, 2 << 20, "{last:?}");
+}
+
+#[tokio::test]
+async fn when_a_middle_relay_stalls_the_peers_behind_it_still_get_everything() {
+    let short = |c: &mut NodeConfig| c.stall_timeout = std::time::Duration::from_secs(3);
+    let (ada, bob, dave) = (node("ada", short).await, node("bob", short).await, node("dave", short).await);
+    let carol = node("carol", short).await;
+    // Carol stops moving data after 4 MiB and never recovers (hung, not gone).
+    carol.handle.inject_stall_after(4 << 20);
+    let src = tempfile::tempdir().unwrap();
+    let top = tree(src.path(), 16 << 20);
+    let ids = vec![link(&ada, &bob).await, link(&ada, &carol).await, link(&ada, &dave).await];
+    let results = ada.handle.send_group(&ids, std::slice::from_ref(&top)).await.unwrap().wait().await;
+    assert!(results[0].1.as_ref().is_ok_and(|o| o.all_ok()), "bob: {:?}", results[0].1);
+    assert!(results[2].1.as_ref().is_ok_and(|o| o.all_ok()), "dave: {:?}", results[2].1);
+    same_tree(&top, &dave.downloads.join("course"));
+    // Carol's end names the stall, whichever of her two streams it hit.
+    match &results[1].1 {
+        Err(e) => assert!(e.to_string().contains("nothing moved"), "{e}"),
+        Ok(o) => assert!(o.all_ok(), "carol recovered, all of it: {o:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_relay_cannot_offer_anything_but_what_the_sender_vouched_for() {
+    use lanyard::node::transfer::wire::{Item, MAX_TRANSFER_FRAME, TransferMsg};
+    let (ada, bob, dave) = (node("ada", |_| {}).await, node("bob", |_| {}).await, node("dave", |_| {}).await);
+    let src = tempfile::tempdir().unwrap();
+    let real = src.path().join("exam.pdf");
+    std::fs::write(&real, b"the real exam").unwrap();
+    let ids = vec![link(&ada, &bob).await, link(&ada, &dave).await];
+    let group = ada.handle.send_group(&ids, std::slice::from_ref(&real)).await.unwrap();
+    let transfer = group.id.clone();
+    for (peer, r) in group.wait().await {
+        assert!(r.is_ok_and(|o| o.all_ok()), "{peer}");
+    }
+    // Mallory, a relay of no standing, offers dave other content under the same transfer in
+    // ada's name; then something ada never vouched for at all.
+    let forged = b"a forged exam";
+    let offers = [
+        (transfer.clone(), "differs from what ada sent"),
+        ("00000000000000ff".to_string(), "cannot confirm this offer with ada"),
+    ];
+    for (id, why) in offers {
+        let mut conn = common::dial_transfer_as(&dave.handle, &lanyard::identity::Identity::generate().unwrap()).await;
+        let offer = TransferMsg::Offer {
+            transfer: id,
+            items: 1,
+            bytes: forged.len() as u64,
+            relay: vec![],
+            origin: Some(ada.handle.id().as_str().to_string()),
+        };
+        conn.writer.send(&offer).await.unwrap();
+        let items = vec![Item {
+            path: "exam.pdf".into(),
+            size: forged.len() as u64,
+            mtime: 1,
+            dir: false,
+            root: serde_bytes::ByteBuf::from(blake3::hash(forged).as_bytes().to_vec()),
+        }];
+        conn.writer.send(&TransferMsg::Items { items }).await.unwrap();
+        let answer = tokio::time::timeout(WAIT, conn.reader.read_frame::<TransferMsg>(MAX_TRANSFER_FRAME))
+            .await
+            .expect("dave answers")
+            .unwrap();
+        match answer {
+            Some(TransferMsg::Reject { reason }) => assert!(reason.contains(why), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(std::fs::read(dave.downloads.join("exam.pdf")).unwrap(), b"the real exam");
+    assert!(!dave.downloads.join("exam (1).pdf").exists());
+}
