@@ -752,8 +752,12 @@ impl SecureWriter {
             None => 0,
         }
         .min(data.len());
-        self.queue_bytes(&data[..head])?;
         let full = (data.len() - head) / NOISE_MAX_PLAINTEXT * NOISE_MAX_PLAINTEXT;
+        if full == 0 {
+            // Not one whole record to seal in place: batched like any small write.
+            return self.write_raw(data).await;
+        }
+        self.queue_bytes(&data[..head])?;
         let (body, tail) = data[head..].split_at_mut(full);
         for group in body.chunks_mut(VECTORED_RECORDS * NOISE_MAX_PLAINTEXT) {
             // Each record: its length, its sealed bytes (in `group`), its tag.
@@ -1213,10 +1217,11 @@ mod tests {
                 peer.read_to_end(&mut all).await.unwrap();
                 all
             });
-            for (k, len) in [1usize, 65519, 65520, 1 << 20, 131_038, 5, 4_500_000, 0, 65518]
+            let small = std::iter::repeat_n(4096, 300);
+            let sizes = [1usize, 65519, 65520, 1 << 20, 131_038, 5, 4_500_000, 0, 65518]
                 .into_iter()
-                .enumerate()
-            {
+                .chain(small);
+            for (k, len) in sizes.enumerate() {
                 w.queue_frame(&ControlMsg::Nick { nick: "n".repeat(k) }).unwrap();
                 let mut data: Vec<u8> = (0..len).map(|i| (i * 31 + k) as u8).collect();
                 if in_place {
@@ -1224,6 +1229,8 @@ mod tests {
                 } else {
                     w.write_raw(&data).await.unwrap();
                 }
+                // Small pieces are batched, not gathered until the end.
+                assert!(w.out.len() <= WRITE_BATCH + 2 + NOISE_MAX_MESSAGE, "{} queued", w.out.len());
             }
             w.shutdown().await;
             read.await.unwrap()
