@@ -7,20 +7,35 @@
 # (peers by address).  Alternating rounds of:
 #   big:   one SIZE_MIB file, `lanyard send` (h1) to `lanyard serve --accept-all` (h2)
 #          vs `nc -N` (h1) into `nc -l > file` (h2)
+#          vs `socat -b 1048576` both ends (if socat is installed)
 #   small: SMALL_FILES files of 4 KiB in one folder, `lanyard send` of the folder
 #          vs `tar c | nc -N` into `nc -l | tar x`
 # Each time runs from just before the sender starts until the receiver has
 # everything (lanyard: `send` exits once every file is verified; nc: the
-# receiving nc/tar exited).  Peak RSS of both lanyard ends from
-# /usr/bin/time -v.  Reference: scp -c aes128-gcm@openssh.com over the
+# receiving nc/tar exited).  Peak RSS and CPU time (user+sys) of both ends
+# from /usr/bin/time.  Reference: scp -c aes128-gcm@openssh.com over the
 # loopback of one namespace (a throwaway sshd on 127.0.0.1 inside it), and
 # lanyard over that same loopback.
+#
+# Which baseline: the ratio against nc depends on which nc.  OpenBSD nc (Debian's
+# netcat-openbsd) moves 16 KiB per read and write, so on this link it is bound
+# by its own syscalls and the sender's CPU (about 1.9 CPU-s of sys time per
+# GiB here), not by the link; socat -b 1048576 moves 1 MiB per call and is
+# about 2x faster.  Both are printed; the nc line says which nc it was.  On a
+# box with few cores the ratio also depends on what else runs: lanyard spreads
+# about 2.5 CPU-s per GiB over four threads (two each end), nc about one and a
+# half cores' worth, so other load takes more from lanyard; the CPU-s per GiB
+# lines show that independently of load.
+#
+# A/B: set LANYARD_BIN_B to a second binary (e.g. one built from an older
+# commit) and each round runs it right after LANYARD_BIN, so both see the
+# same load; its figures and its ratio to A are printed too.
 #
 # Receivers write to a tmpfs mounted for the run (both lanyard and the plain
 # tools), because this machine's shared disk makes file-to-disk figures swing
 # by 2x between runs; RECV_ON_DISK=1 writes to disk instead.
 #
-# Env: LANYARD_BIN (default target/release/lanyard), ROUNDS (default 3),
+# Env: LANYARD_BIN (default target/release/lanyard), LANYARD_BIN_B, ROUNDS (default 3),
 #      SIZE_MIB (default 1024), SMALL_FILES (default 10000), RECV_ON_DISK=1,
 #      LANYARD_KEEP_TMP=1.
 set -euo pipefail
@@ -38,6 +53,11 @@ done
 REPO_ROOT=$(git -C "$HERE" rev-parse --show-toplevel 2>/dev/null) || REPO_ROOT=$(cd "$HERE/.." && pwd)
 LANYARD_BIN=${LANYARD_BIN:-$REPO_ROOT/target/release/lanyard}
 [ -x "$LANYARD_BIN" ] || die "no release binary at $LANYARD_BIN (run 'cargo build --release')"
+LANYARD_BIN_B=${LANYARD_BIN_B:-}
+[ -z "$LANYARD_BIN_B" ] || [ -x "$LANYARD_BIN_B" ] || die "LANYARD_BIN_B=$LANYARD_BIN_B is not executable"
+NC_NOTE=$(nc -h 2>&1 | head -n 1 || true)
+case $NC_NOTE in OpenBSD*) NC_NOTE="$NC_NOTE; 16 KiB per read/write" ;; esac
+SOCAT=$(command -v socat || true)
 
 ROUNDS=${ROUNDS:-3}
 SIZE_MIB=${SIZE_MIB:-1024}
@@ -48,7 +68,7 @@ NC_PORT=7718
 netns_setup 2
 TMP=$NETNS_TMP
 H2=$(netns_addr 2)
-log "binary $LANYARD_BIN; $ROUNDS rounds; ${SIZE_MIB} MiB; $SMALL_FILES small files"
+log "binary $LANYARD_BIN${LANYARD_BIN_B:+ and (B) $LANYARD_BIN_B}; $ROUNDS rounds; ${SIZE_MIB} MiB; $SMALL_FILES small files; nc: $NC_NOTE"
 
 SRC=$TMP/src
 mkdir -p "$SRC"
@@ -73,49 +93,68 @@ BIG_BYTES=$((SIZE_MIB << 20))
 SMALL_BYTES=$((SMALL_FILES * 4096))
 
 rss_kib() { awk -F': ' '/Maximum resident set size/ {print $2}' "$1"; }
+# cpu_ms TIMEFILE: user + system time of a /usr/bin/time -v report, in ms.
+cpu_ms() { awk -F': ' '/User time|System time/ {s += $2} END {printf "%d", s * 1000}' "$1"; }
 
-# lanyard_round NAME HOST_SEND HOST_RECV ADDR PATH: one push; appends "ms send_rss recv_rss".
+# lanyard_round NAME HOST_SEND HOST_RECV ADDR PATH [BIN]: one push; appends
+# "ms send_rss recv_rss send_cpu_ms recv_cpu_ms".
 lanyard_round() {
-    local name=$1 hs=$2 hr=$3 addr=$4 path=$5 t0 t1 serve_pid child
+    local name=$1 hs=$2 hr=$3 addr=$4 path=$5 bin=${6:-$LANYARD_BIN} t0 t1 serve_pid child
     rm -rf "$RECV/in" "$TMP/d_recv" "$TMP/d_send"
-    netns_spawn "$hr" "$TMP/serve.jsonl" "$TMP/serve.time" /usr/bin/time -v "$LANYARD_BIN" serve --json --accept-all \
+    netns_spawn "$hr" "$TMP/serve.jsonl" "$TMP/serve.time" /usr/bin/time -v "$bin" serve --json --accept-all \
         --no-mdns --port "$PORT" --nick recv --data-dir "$TMP/d_recv" --download-dir "$RECV/in"
     serve_pid=$NETNS_PID
     wait_for 10 grep -q '"listening"' "$TMP/serve.jsonl" || die "receiver did not start"
-    "$LANYARD_BIN" id --data-dir "$TMP/d_send" >/dev/null
+    "$bin" id --data-dir "$TMP/d_send" >/dev/null
     t0=$(netns_now_ms)
-    netns_exec "$hs" /usr/bin/time -v -o "$TMP/send.time" "$LANYARD_BIN" send "$addr" --no-mdns \
+    netns_exec "$hs" /usr/bin/time -v -o "$TMP/send.time" "$bin" send "$addr" --no-mdns \
         --data-dir "$TMP/d_send" -- "$path" >"$TMP/send.out" 2>"$TMP/send.err" || die "lanyard send failed: $(tail -n 2 "$TMP/send.err")"
     t1=$(netns_now_ms)
     child=$(pgrep -P "$serve_pid" || true)
     [ -n "$child" ] && kill -TERM "$child"
     wait "$serve_pid" || true
-    echo "$((t1 - t0)) $(rss_kib "$TMP/send.time") $(rss_kib "$TMP/serve.time")" >>"$TMP/$name"
+    echo "$((t1 - t0)) $(rss_kib "$TMP/send.time") $(rss_kib "$TMP/serve.time") $(cpu_ms "$TMP/send.time") $(cpu_ms "$TMP/serve.time")" >>"$TMP/$name"
 }
 
-# nc_round NAME SENDER_CMD RECEIVER_CMD: one plain-tools run; appends ms.
+# nc_round NAME SENDER_CMD RECEIVER_CMD: one plain-tools run; appends "ms 0 0 send_cpu_ms recv_cpu_ms".
 nc_round() {
     local name=$1 send=$2 recv=$3 t0 t1 rpid
     rm -rf "$RECV/in" && mkdir -p "$RECV/in"
-    netns_spawn 2 /dev/null "$TMP/nc_recv.err" bash -c "$recv"
+    netns_spawn 2 /dev/null "$TMP/nc_recv.err" /usr/bin/time -v -o "$TMP/nc_recv.time" bash -c "$recv"
     rpid=$NETNS_PID
     # Wait until the listener is up (nc -z would count as the one connection).
     wait_for 5 bash -c "ip netns exec $(netns_name 2) ss -ltn | grep -q ':$NC_PORT '" || die "nc listener did not start"
     t0=$(netns_now_ms)
-    netns_exec 1 bash -c "$send" || die "sender failed: $send"
+    netns_exec 1 /usr/bin/time -v -o "$TMP/nc_send.time" bash -c "$send" || die "sender failed: $send"
     wait "$rpid" || die "receiver failed: $(cat "$TMP/nc_recv.err")"
     t1=$(netns_now_ms)
-    echo "$((t1 - t0))" >>"$TMP/$name"
+    echo "$((t1 - t0)) 0 0 $(cpu_ms "$TMP/nc_send.time") $(cpu_ms "$TMP/nc_recv.time")" >>"$TMP/$name"
 }
 
 for ((r = 1; r <= ROUNDS; r++)); do
     log "round $r/$ROUNDS"
-    lanyard_round ly_big 1 2 "$H2:$PORT" "$SRC/big.bin"
-    cmp -s "$SRC/big.bin" "$RECV/in/big.bin" || die "lanyard copy differs"
+    # With two binaries, every other round runs B first, so neither always goes first.
+    order="ly_big ${LANYARD_BIN_B:+lyb_big}"
+    [ -n "$LANYARD_BIN_B" ] && ((r % 2 == 0)) && order="lyb_big ly_big"
+    for which in $order; do
+        bin=$LANYARD_BIN
+        [ "$which" = lyb_big ] && bin=$LANYARD_BIN_B
+        lanyard_round "$which" 1 2 "$H2:$PORT" "$SRC/big.bin" "$bin"
+        cmp -s "$SRC/big.bin" "$RECV/in/big.bin" || die "lanyard copy differs ($bin)"
+    done
     nc_round nc_big "nc -N $H2 $NC_PORT < '$SRC/big.bin'" "nc -l $NC_PORT > '$RECV/in/big.bin'"
     cmp -s "$SRC/big.bin" "$RECV/in/big.bin" || die "nc copy differs"
+    if [ -n "$SOCAT" ]; then
+        nc_round socat_big "socat -b 1048576 -u 'OPEN:$SRC/big.bin' TCP:$H2:$NC_PORT" \
+            "socat -b 1048576 -u TCP-LISTEN:$NC_PORT,reuseaddr 'CREATE:$RECV/in/big.bin'"
+        cmp -s "$SRC/big.bin" "$RECV/in/big.bin" || die "socat copy differs"
+    fi
     lanyard_round ly_small 1 2 "$H2:$PORT" "$SRC/small"
     [ "$(find "$RECV/in/small" -type f | wc -l)" -eq "$SMALL_FILES" ] || die "lanyard small files missing"
+    if [ -n "$LANYARD_BIN_B" ]; then
+        lanyard_round lyb_small 1 2 "$H2:$PORT" "$SRC/small" "$LANYARD_BIN_B"
+        [ "$(find "$RECV/in/small" -type f | wc -l)" -eq "$SMALL_FILES" ] || die "lanyard (B) small files missing"
+    fi
     nc_round nc_small "tar c -C '$SRC' small | nc -N $H2 $NC_PORT" "nc -l $NC_PORT | tar x -C '$RECV/in'"
     [ "$(find "$RECV/in/small" -type f | wc -l)" -eq "$SMALL_FILES" ] || die "tar small files missing"
 done
@@ -159,9 +198,9 @@ fi
 
 [ -z "${RECV_ON_DISK:-}" ] && umount "$RECV"
 
-python3 - "$TMP" "$BIG_BYTES" "$SMALL_BYTES" "$SMALL_FILES" "$SCP_NOTE" "$RECV_NOTE" <<'PY'
+python3 - "$TMP" "$BIG_BYTES" "$SMALL_BYTES" "$SMALL_FILES" "$SCP_NOTE" "$RECV_NOTE" "$NC_NOTE" "$LANYARD_BIN_B" <<'PY'
 import os, statistics, sys
-tmp, big, small, nfiles, scp_note, recv_note = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
+tmp, big, small, nfiles, scp_note, recv_note, nc_note, bin_b = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6], sys.argv[7], sys.argv[8]
 def col(name, i=0):
     p = os.path.join(tmp, name)
     if not os.path.exists(p):
@@ -171,22 +210,45 @@ def mbs(nbytes, ms):
     return nbytes / 1e6 / (ms / 1000)
 def line(label, nbytes, name):
     ms = col(name)
+    if not ms:
+        return None
     med = statistics.median(ms)
     print(f"{label:34s} median {med:7.0f} ms  {mbs(nbytes, med):8.1f} MB/s   runs(ms) {ms}")
     return med
+def ratio(label, base, ours, target=""):
+    if base and ours:
+        print(f"{label:34s} {base / ours:.2f}x   {target}".rstrip())
+def cpu(label, name, nbytes):
+    send, recv = col(name, 3), col(name, 4)
+    if send:
+        per = (1 << 30) / nbytes / 1000
+        print(f"CPU-s per GiB, {label:19s} sender {statistics.median(send) * per:5.2f}  receiver {statistics.median(recv) * per:5.2f}   (medians, user+sys)")
 print()
 print(f"=== lanyard transfer benchmark (between two namespaces unless noted; {recv_note}) ===")
+print(f"nc is {nc_note}")
 a = line(f"lanyard send {big >> 20} MiB", big, "ly_big")
+ab = line(f"lanyard (B) send {big >> 20} MiB", big, "lyb_big")
 b = line(f"nc {big >> 20} MiB", big, "nc_big")
-print(f"{'ratio lanyard/nc (throughput)':34s} {b / a:.2f}x   (target >= 0.8x)")
+so = line(f"socat -b 1048576 {big >> 20} MiB", big, "socat_big")
+ratio("ratio lanyard/nc (throughput)", b, a, "(target >= 0.8x)")
+ratio("ratio lanyard (B)/nc", b, ab)
+ratio("ratio lanyard/socat 1 MiB", so, a)
+ratio("ratio lanyard (B)/socat 1 MiB", so, ab)
+ratio("ratio lanyard/lanyard (B)", ab, a)
 c = line(f"lanyard send {nfiles} x 4 KiB", small, "ly_small")
+cb = line(f"lanyard (B) send {nfiles} x 4 KiB", small, "lyb_small")
 d = line(f"tar | nc {nfiles} x 4 KiB", small, "nc_small")
-print(f"{'ratio lanyard/tar|nc (throughput)':34s} {d / c:.2f}x   (target >= 0.5x)")
+ratio("ratio lanyard/tar|nc (throughput)", d, c, "(target >= 0.5x)")
+ratio("ratio lanyard (B)/tar|nc", d, cb)
 print(f"{'files per second (lanyard)':34s} {nfiles / (c / 1000):.0f}")
+for name, label in (("ly_big", "lanyard"), ("lyb_big", "lanyard (B)"), ("nc_big", "nc"), ("socat_big", "socat")):
+    cpu(label, name, big)
 for name, label in (("ly_big", "big file"), ("ly_small", "small files")):
     send = max(col(name, 1)) / 1024
     recv = max(col(name, 2)) / 1024
     print(f"peak RSS, {label:12s} sender {send:6.1f} MiB  receiver {recv:6.1f} MiB   (target <= 64 MiB)")
+if bin_b:
+    print(f"(B) is {bin_b}")
 if scp_note:
     print(f"scp reference: {scp_note}")
 else:
