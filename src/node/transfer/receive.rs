@@ -738,19 +738,11 @@ impl Feed<'_> {
                         _ => Vec::with_capacity(len as usize),
                     };
                     buf.clear();
-                    let mut left = len as usize;
-                    while left > 0 {
-                        let chunk = tokio::select! {
-                            c = reader.read_some(left) => c.map_err(io_stop)?,
-                            stop = interrupted(ctx) => return Err(stop),
-                        };
-                        ctx.deadline.moved();
-                        if chunk.is_empty() {
-                            return Err(Stop::Lost);
-                        }
-                        buf.extend_from_slice(chunk);
-                        left -= chunk.len();
-                    }
+                    tokio::select! {
+                        c = reader.read_exact_into(&mut buf, len as usize) => c.map_err(io_stop)?,
+                        stop = interrupted(ctx) => return Err(stop),
+                    };
+                    ctx.deadline.moved();
                     remaining -= len;
                     taken += len;
                     self.meter.advance(ctx, len);

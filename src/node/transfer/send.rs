@@ -541,10 +541,10 @@ async fn stream(
                     }
                     meter.start_file(&item.path, item.size, offsets[i]);
                 }
-                Chunk::Data(buf) => {
+                Chunk::Data(mut buf) => {
                     writer.queue_frame(&TransferMsg::Data { len: buf.len() as u64 }).map_err(io_stop)?;
                     let written = tokio::select! {
-                        w = moving(ctx, async { writer.write_raw(&buf).await.map_err(io_stop) }) => w,
+                        w = moving(ctx, async { writer.write_raw_in_place(&mut buf).await.map_err(io_stop) }) => w,
                         _ = stop.cancelled() => return Err(Stop::Quiet),
                     };
                     written?;

@@ -93,69 +93,77 @@ impl Manifest {
         Ok(())
     }
 
-    /// Hash every file, chunk by chunk, on a few threads at once (chunks hash independently):
-    /// the roots go into the offer, the chunk hashes before each file's data. A file is
-    /// described as it is when hashed (size and time from the open file); one that changes
-    /// afterwards fails alone when it is sent. A file that cannot be read fails the whole send
-    /// here, before anything is offered.
+    /// Hash every file, chunk by chunk, on a few threads at once (files and a big file's
+    /// chunks hash independently): the roots go into the offer, the chunk hashes before each
+    /// file's data. A file is described as it is when hashed (size and time from the open
+    /// file); one that changes afterwards fails alone when it is sent. A file that cannot be
+    /// read fails the whole send here, before anything is offered. No file stays open beyond
+    /// its piece of work: a tree of 100,000 files needs a few descriptors, not 100,000.
     pub fn hash(&mut self) -> std::result::Result<(), String> {
-        // Work units of up to 16 chunks of one file: big files spread over the threads, small
-        // ones cost one unit each.
-        let mut opened = Vec::with_capacity(self.items.len());
+        let cannot = |path: &str, why: String| format!("cannot send \"{}\": {why}", printable(path));
+        // A big file is measured here, so that the threads sharing its chunks agree on its
+        // size; a small one is measured by the thread that hashes it.
         let mut units = Vec::new();
+        let mut big: Vec<Option<(Layout, u64)>> = vec![None; self.items.len()];
         for (i, source) in self.sources.iter().enumerate() {
-            let Some(path) = source else {
-                opened.push(None);
+            let Some(path) = source else { continue };
+            if self.items[i].size <= WHOLE_UNIT_BYTES {
+                units.push(Unit::Whole(i));
                 continue;
-            };
-            let file = open_source(path, self.confine.as_deref())
-                .map_err(|e| format!("cannot send \"{}\": {e}", printable(&self.items[i].path)))?;
-            let meta = file
-                .metadata()
-                .map_err(|e| format!("cannot send \"{}\": {}", printable(&self.items[i].path), io_reason(&e)))?;
+            }
+            let file = open_source(path, self.confine.as_deref()).map_err(|e| cannot(&self.items[i].path, e))?;
+            let meta = file.metadata().map_err(|e| cannot(&self.items[i].path, io_reason(&e)))?;
             let layout = Layout::of(meta.len());
-            self.bytes = self.bytes - self.items[i].size + meta.len();
-            self.items[i].size = meta.len();
-            self.items[i].mtime = mtime_ns(&meta);
+            big[i] = Some((layout, mtime_ns(&meta)));
             let mut first = 0;
             while first < layout.count() {
                 let n = (layout.count() - first).min(HASH_UNIT_CHUNKS);
-                units.push((i, first, n));
+                units.push(Unit::Part { i, first, n });
                 first += n;
             }
-            opened.push(Some((file, layout)));
         }
         let next = AtomicUsize::new(0);
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
+        let (items, sources, confine) = (&self.items, &self.sources, self.confine.as_deref());
         let results: Vec<std::result::Result<Vec<Hashed>, String>> = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads)
                 .map(|_| {
                     scope.spawn(|| {
                         let mut out = Vec::new();
                         let mut buf = Vec::new();
-                        loop {
-                            let u = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(&(i, first, n)) = units.get(u) else {
-                                return Ok(out);
+                        while let Some(unit) = units.get(next.fetch_add(1, Ordering::Relaxed)) {
+                            let (i, first, n, measured) = match *unit {
+                                Unit::Whole(i) => (i, 0, None, None),
+                                Unit::Part { i, first, n } => (i, first, Some(n), big[i]),
                             };
-                            let Some((file, layout)) = &opened[i] else { continue };
+                            let Some(path) = &sources[i] else { continue };
+                            let name = &items[i].path;
+                            let file = open_source(path, confine).map_err(|e| cannot(name, e))?;
+                            let (layout, stamp) = match measured {
+                                Some((layout, _)) => (layout, None),
+                                None => {
+                                    let meta = file.metadata().map_err(|e| cannot(name, io_reason(&e)))?;
+                                    (Layout::of(meta.len()), Some((meta.len(), mtime_ns(&meta))))
+                                }
+                            };
+                            let n = n.unwrap_or(layout.count());
                             let mut cvs = Vec::with_capacity(n as usize);
                             for c in first..first + n {
-                                let len = layout.len_of(c) as usize;
-                                buf.resize(len, 0);
+                                buf.resize(layout.len_of(c) as usize, 0);
                                 file.read_exact_at(&mut buf, c * layout.chunk_len()).map_err(|e| {
                                     let why = match e.kind() {
                                         std::io::ErrorKind::UnexpectedEof => "it shrank while being read".to_string(),
                                         _ => io_reason(&e),
                                     };
-                                    format!("cannot send \"{}\": {why}", printable(&self.items[i].path))
+                                    cannot(name, why)
                                 })?;
-                                let mut h = ChunkHasher::new(layout, c);
+                                let mut h = ChunkHasher::new(&layout, c);
                                 h.update(&buf);
                                 cvs.push(h.finish());
                             }
-                            out.push((i, first, cvs));
+                            out.push(Hashed { i, first, cvs, stamp });
                         }
+                        Ok(out)
                     })
                 })
                 .collect();
@@ -164,23 +172,38 @@ impl Manifest {
                 .map(|w| w.join().unwrap_or_else(|_| Err("hashing failed".to_string())))
                 .collect()
         });
-        let mut lists: Vec<Vec<ChainingValue>> = opened
+        let mut lists: Vec<Vec<ChainingValue>> = big
             .iter()
-            .map(|o| o.as_ref().map_or(Vec::new(), |(_, l)| vec![[0; 32]; l.count() as usize]))
+            .map(|b| b.map_or(Vec::new(), |(l, _)| vec![[0; 32]; l.count() as usize]))
             .collect();
         for r in results {
-            for (i, first, cvs) in r? {
-                lists[i][first as usize..first as usize + cvs.len()].copy_from_slice(&cvs);
+            for h in r? {
+                match h.stamp {
+                    // A whole file, as it was when hashed.
+                    Some((size, mtime)) => {
+                        self.items[h.i].size = size;
+                        self.items[h.i].mtime = mtime;
+                        lists[h.i] = h.cvs;
+                    }
+                    None => lists[h.i][h.first as usize..h.first as usize + h.cvs.len()].copy_from_slice(&h.cvs),
+                }
+            }
+        }
+        for (i, b) in big.iter().enumerate() {
+            if let Some((layout, mtime)) = b {
+                self.items[i].size = layout.size;
+                self.items[i].mtime = *mtime;
             }
         }
         self.hashes = Vec::with_capacity(lists.len());
         for (i, cvs) in lists.into_iter().enumerate() {
-            if let Some((_, layout)) = &opened[i] {
-                let root = root_of(layout, &cvs).ok_or("hashing failed")?;
+            if self.sources[i].is_some() {
+                let root = root_of(&Layout::of(self.items[i].size), &cvs).ok_or("hashing failed")?;
                 self.items[i].root = serde_bytes::ByteBuf::from(root.to_vec());
             }
             self.hashes.push(Arc::new(cvs));
         }
+        self.bytes = self.items.iter().map(|i| i.size).sum();
         Ok(())
     }
 
@@ -196,10 +219,25 @@ impl Manifest {
     }
 }
 
-/// A hashing work unit's result: item, first chunk, the chunks' hashes.
-type Hashed = (usize, u64, Vec<ChainingValue>);
+/// A piece of hashing work: a whole (small) file, or some chunks of a big one.
+enum Unit {
+    Whole(usize),
+    Part { i: usize, first: u64, n: u64 },
+}
 
-/// Chunks one hashing work unit covers.
+/// What a piece of hashing work found: the hashes of item `i`'s chunks from `first`, and for a
+/// whole file its size and time as hashed.
+struct Hashed {
+    i: usize,
+    first: u64,
+    cvs: Vec<ChainingValue>,
+    stamp: Option<(u64, u64)>,
+}
+
+/// Files up to this size are hashed whole by one thread.
+const WHOLE_UNIT_BYTES: u64 = 16 << 20;
+
+/// Chunks one hashing work unit of a big file covers.
 const HASH_UNIT_CHUNKS: u64 = 16;
 
 /// Open a file to be sent. For a share, the open file must still lie inside one of its roots:
