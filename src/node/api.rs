@@ -411,6 +411,11 @@ async fn send_files(node: &NodeHandle, specs: Vec<String>, paths: Vec<PathBuf>, 
             );
         }
     }
+    // Reading and hashing the files and finding the peers wait on different things: side by side.
+    let prepared = {
+        let (node, paths) = (node.clone(), paths.clone());
+        tokio::spawn(async move { node.prepare_send(&paths).await })
+    };
     let resolved = resolve_all(node, &specs).await;
     let mut recipients: Vec<(String, PeerId)> = Vec::new();
     let mut failed = 0;
@@ -433,7 +438,8 @@ async fn send_files(node: &NodeHandle, specs: Vec<String>, paths: Vec<PathBuf>, 
     }
     if !recipients.is_empty() {
         let ids: Vec<PeerId> = recipients.iter().map(|(_, id)| id.clone()).collect();
-        let group = node.send_to(&ids, &paths, relay).await?;
+        let prepared = prepared.await.map_err(|e| anyhow!("reading the files failed: {e}"))??;
+        let group = node.send_prepared(&ids, prepared, relay)?;
         let labels: HashMap<String, String> = recipients
             .iter()
             .map(|(spec, id)| (format!("{}/{id}", group.id), spec.clone()))

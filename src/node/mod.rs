@@ -45,7 +45,9 @@ pub use share::{EntryKind, ShareEntry};
 pub use slots::SlotCounts;
 pub use snapshot::{ConversationView, Me, Snapshot};
 use transfer::Registry;
-pub use transfer::{Direction, GroupTask, OfferItem, OfferView, Outcome, TransferError, TransferState, TransferTask, TransferView};
+pub use transfer::{
+    Direction, GroupTask, OfferItem, OfferView, Outcome, Prepared, TransferError, TransferState, TransferTask, TransferView,
+};
 
 pub const DEFAULT_PORT: u16 = 7717;
 /// How often a waiter for a peer looks again even without a change signalled.

@@ -160,6 +160,9 @@ pub struct TransferTask {
     join: JoinHandle<Result<Outcome, TransferError>>,
 }
 
+/// Files and folders read and hashed, ready to offer ([`NodeHandle::prepare_send`]).
+pub struct Prepared(source::Manifest);
+
 /// A push to several peers ([`NodeHandle::send_group`]).
 pub struct GroupTask {
     pub id: String,
@@ -551,10 +554,22 @@ impl NodeHandle {
     /// As [`NodeHandle::send_group`]; with `relayed` false (or one recipient) as parallel
     /// uploads instead, one connection per recipient.
     pub async fn send_to(&self, peers: &[PeerId], paths: &[PathBuf], relayed: bool) -> anyhow::Result<GroupTask> {
+        let prepared = self.prepare_send(paths).await?;
+        self.send_prepared(peers, prepared, relayed)
+    }
+
+    /// Read and hash what is to be sent, before (or while) the recipients are looked up: for a
+    /// tree of many small files this is time the send would otherwise wait.
+    pub async fn prepare_send(&self, paths: &[PathBuf]) -> anyhow::Result<Prepared> {
+        Ok(Prepared(read_sources(paths).await?))
+    }
+
+    /// As [`NodeHandle::send_to`], with what [`NodeHandle::prepare_send`] read.
+    pub fn send_prepared(&self, peers: &[PeerId], prepared: Prepared, relayed: bool) -> anyhow::Result<GroupTask> {
         if peers.is_empty() {
             anyhow::bail!("no recipients");
         }
-        let manifest = read_sources(paths).await?;
+        let manifest = prepared.0;
         let group = new_id();
         if !relayed || peers.len() < 2 {
             let tasks = peers

@@ -132,6 +132,7 @@ async fn exchange(
     }
     // Shared, not copied, with the offer list that faces page through.
     let manifest = Arc::new(take_manifest(ctx, reader, writer, n).await?);
+    tracing::debug!("transfer {}: manifest of {n} items in", ctx.id);
     let entries = manifest.entries();
     let total = entries.iter().try_fold(0u64, |acc, e| acc.checked_add(e.size));
     if total != Some(header.bytes) || entries.iter().any(|e| e.dir && e.size != 0) {
@@ -240,6 +241,7 @@ async fn exchange(
         }
     }
     moving(ctx, async { writer.send(&TransferMsg::Accept { resume }).await.map_err(io_stop) }).await?;
+    tracing::debug!("transfer {}: accepted", ctx.id);
 
     let expected: Vec<(bool, u64)> = plan.slots.iter().map(|s| (s.dir, s.offset)).collect();
     let resumed = expected.iter().map(|e| e.1).sum();
@@ -267,7 +269,8 @@ async fn exchange(
         (Some(tap), Some(reports))
     };
     let disk_tap = tap.clone();
-    let disk = tokio::task::spawn_blocking(move || disk_loop(plan, rx, vtx, free_tx, disk_tap));
+    let relayed = header.origin.as_deref().is_some_and(|o| o != ctx.peer.as_str());
+    let disk = tokio::task::spawn_blocking(move || disk_loop(plan, rx, vtx, free_tx, disk_tap, relayed));
     let mut feed = Feed {
         entries,
         names: Names {
@@ -289,6 +292,7 @@ async fn exchange(
     };
     let streamed = feed.stream(ctx, reader, writer, tx, &mut vrx).await;
     let (plan, failure) = disk.await.map_err(|e| Stop::Disk(format!("the disk writer failed: {e}")))?;
+    tracing::debug!("transfer {}: stream and disk done", ctx.id);
     let plan = plan_out.insert(plan);
     let stopped = match failure {
         Some(DiskStop::Io(i, e)) => Err(Stop::Disk(disk_failure(ctx, &plan.offered(i), &e, plan.partial_bytes()))),
@@ -853,6 +857,7 @@ fn disk_loop(
     verdicts: mpsc::UnboundedSender<Verdict>,
     free: std::sync::mpsc::Sender<Vec<u8>>,
     tap: Option<Arc<Tap>>,
+    strict: bool,
 ) -> (Plan, Option<DiskStop>) {
     let mut current: Option<Open> = None;
     // Verified files are synced and placed once per batch of commands, not one by one: a
@@ -862,6 +867,7 @@ fn disk_loop(
         verdicts: &verdicts,
         free: &free,
         tap: tap.as_deref(),
+        strict,
     };
     while let Some(batch) = rx.blocking_recv() {
         let done = run_batch(&mut plan, batch, &mut current, &mut pending, &out);
@@ -879,6 +885,9 @@ struct Out<'a> {
     free: &'a std::sync::mpsc::Sender<Vec<u8>>,
     /// A relay's record of what it verified, for the peer it forwards to.
     tap: Option<&'a Tap>,
+    /// The data comes from a relay: a chunk that does not match ends the transfer (the relay
+    /// is at fault), where from the sender itself only that file fails (it changed).
+    strict: bool,
 }
 
 /// One hand-over of commands from the socket side.
@@ -938,6 +947,11 @@ fn run_batch(plan: &mut Plan, batch: Vec<Cmd>, current: &mut Option<Open>, pendi
 /// One segment of the current file: held until its chunk is whole, then the chunk is checked
 /// against its hash and only then written (and offered to the next peer, on a relay).
 fn take_segment(plan: &mut Plan, o: &mut Open, buf: Vec<u8>, out: &Out) -> Result<(), DiskStop> {
+    if o.file.is_err() {
+        // Failed already: the rest of its bytes go nowhere.
+        let _ = out.free.send(buf);
+        return Ok(());
+    }
     let chunk = o.layout.chunk_at(o.pos);
     o.hasher.get_or_insert_with(|| ChunkHasher::new(&o.layout, chunk)).update(&buf);
     o.pending_len += buf.len() as u64;
@@ -947,11 +961,22 @@ fn take_segment(plan: &mut Plan, o: &mut Open, buf: Vec<u8>, out: &Out) -> Resul
     }
     let cv = o.hasher.take().map(|h| h.finish());
     if cv.as_ref() != o.cvs.get(chunk as usize) {
-        return Err(DiskStop::Corrupt {
-            index: o.index,
-            chunk,
-            kept: o.pos,
-        });
+        if out.strict {
+            return Err(DiskStop::Corrupt {
+                index: o.index,
+                chunk,
+                kept: o.pos,
+            });
+        }
+        // From the sender itself (the channel is authenticated, so nothing was damaged on the
+        // way): the file changed while it was read. It fails alone; the transfer goes on.
+        o.file = Err(format!(
+            "it changed while being sent (chunk {chunk} did not match its hash); the received data was discarded"
+        ));
+        plan.discard(o.index);
+        o.pending.clear();
+        o.pending_len = 0;
+        return Ok(());
     }
     for seg in o.pending.drain(..) {
         if let Ok(file) = &mut o.file {

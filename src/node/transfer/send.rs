@@ -289,6 +289,7 @@ async fn exchange(ctx: &Ctx, reader: &mut SecureReader, writer: &mut SecureWrite
         }
     }
     moving(ctx, async { writer.flush().await.map_err(io_stop) }).await?;
+    tracing::debug!("transfer {}: offer of {n} items sent", ctx.id);
     ctx.update(|v| {
         v.state = super::TransferState::Waiting;
         v.files = n as u32;
@@ -301,6 +302,7 @@ async fn exchange(ctx: &Ctx, reader: &mut SecureReader, writer: &mut SecureWrite
     ctx.deadline.release();
     let resume = match answer? {
         TransferMsg::Accept { resume } => {
+            tracing::debug!("transfer {}: accepted", ctx.id);
             ctx.set_state(super::TransferState::Running);
             resume
         }
@@ -564,7 +566,11 @@ async fn stream(
                         }
                         _ => {}
                     }
-                    let _ = free_tx.send(buf);
+                    // Only buffers worth reusing go back to the reader (a small file's would
+                    // pile up unused: the reader takes one only when it reads).
+                    if buf.capacity() >= CHUNK / 2 {
+                        let _ = free_tx.send(buf);
+                    }
                 }
                 Chunk::Done => {
                     writer.queue_frame(&TransferMsg::FileEnd).map_err(io_stop)?;
@@ -586,6 +592,7 @@ async fn stream(
         }
     }
     moving(ctx, async { writer.send(&TransferMsg::Done).await.map_err(io_stop) }).await?;
+    tracing::debug!("transfer {}: all data sent", ctx.id);
     // The receiver verifies and places (and syncs) the last files before their verdicts come.
     ctx.deadline.hold(LAST_VERDICTS_WAIT);
     Ok(())
@@ -664,11 +671,12 @@ fn read_into(
     batch: &mut Batch,
     free: &std::sync::mpsc::Receiver<Vec<u8>>,
 ) -> Result<(), String> {
-    let changed = || "it changed after it was offered".to_string();
+    // A file that changed since it was hashed fails alone here, before any of its bytes go: its
+    // chunks would no longer match the hashes the receiver checks them against.
     let mut file = open_source(path, confine)?;
     let meta = file.metadata().map_err(|e| format!("cannot read it: {e}"))?;
     if meta.len() != item.size || mtime_ns(&meta) != item.mtime {
-        return Err(changed());
+        return Err("it changed after it was offered".to_string());
     }
     if offset > 0 {
         file.seek(SeekFrom::Start(offset)).map_err(|e| format!("cannot read it: {e}"))?;

@@ -95,8 +95,9 @@ impl Manifest {
 
     /// Hash every file, chunk by chunk, on a few threads at once (files and a big file's
     /// chunks hash independently): the roots go into the offer, the chunk hashes before each
-    /// file's data. A file is described as it is when hashed (size and time from the open
-    /// file); one that changes afterwards fails alone when it is sent. A file that cannot be
+    /// file's data. A big file is described as it is when hashed (size and time from the open
+    /// file), a small one as the walk found it; one that changes afterwards fails alone when it
+    /// is sent. A file that cannot be
     /// read fails the whole send here, before anything is offered. No file stays open beyond
     /// its piece of work: a tree of 100,000 files needs a few descriptors, not 100,000.
     pub fn hash(&mut self) -> std::result::Result<(), String> {
@@ -139,12 +140,12 @@ impl Manifest {
                             let Some(path) = &sources[i] else { continue };
                             let name = &items[i].path;
                             let file = open_source(path, confine).map_err(|e| cannot(name, e))?;
-                            let (layout, stamp) = match measured {
-                                Some((layout, _)) => (layout, None),
-                                None => {
-                                    let meta = file.metadata().map_err(|e| cannot(name, io_reason(&e)))?;
-                                    (Layout::of(meta.len()), Some((meta.len(), mtime_ns(&meta))))
-                                }
+                            // A small file is hashed as the walk measured it: one that changed
+                            // since fails alone when it is sent (its time no longer matches), so
+                            // no second stat here.
+                            let (layout, whole) = match measured {
+                                Some((layout, _)) => (layout, false),
+                                None => (Layout::of(items[i].size), true),
                             };
                             let n = n.unwrap_or(layout.count());
                             let mut cvs = Vec::with_capacity(n as usize);
@@ -161,7 +162,7 @@ impl Manifest {
                                 h.update(&buf);
                                 cvs.push(h.finish());
                             }
-                            out.push(Hashed { i, first, cvs, stamp });
+                            out.push(Hashed { i, first, cvs, whole });
                         }
                         Ok(out)
                     })
@@ -178,14 +179,10 @@ impl Manifest {
             .collect();
         for r in results {
             for h in r? {
-                match h.stamp {
-                    // A whole file, as it was when hashed.
-                    Some((size, mtime)) => {
-                        self.items[h.i].size = size;
-                        self.items[h.i].mtime = mtime;
-                        lists[h.i] = h.cvs;
-                    }
-                    None => lists[h.i][h.first as usize..h.first as usize + h.cvs.len()].copy_from_slice(&h.cvs),
+                if h.whole {
+                    lists[h.i] = h.cvs;
+                } else {
+                    lists[h.i][h.first as usize..h.first as usize + h.cvs.len()].copy_from_slice(&h.cvs);
                 }
             }
         }
@@ -225,13 +222,13 @@ enum Unit {
     Part { i: usize, first: u64, n: u64 },
 }
 
-/// What a piece of hashing work found: the hashes of item `i`'s chunks from `first`, and for a
-/// whole file its size and time as hashed.
+/// What a piece of hashing work found: the hashes of item `i`'s chunks from `first` (all of
+/// them for a `whole` small file).
 struct Hashed {
     i: usize,
     first: u64,
     cvs: Vec<ChainingValue>,
-    stamp: Option<(u64, u64)>,
+    whole: bool,
 }
 
 /// Files up to this size are hashed whole by one thread.
@@ -303,14 +300,21 @@ pub(crate) fn from_local(paths: &[PathBuf]) -> Result<Manifest> {
         }
     }
     m.check_totals()?;
+    let walked = std::time::Instant::now();
     m.hash().map_err(|e| anyhow!(e))?;
+    tracing::debug!(
+        "hashed {} items, {} bytes in {} ms",
+        m.items.len(),
+        m.bytes,
+        walked.elapsed().as_millis()
+    );
     Ok(m)
 }
 
 fn walk_local(m: &mut Manifest, root: &Path, name: String) -> Result<()> {
     let mut stack = vec![(root.to_path_buf(), name)];
     while let Some((dir, rel)) = stack.pop() {
-        let mut entries: Vec<(String, PathBuf, bool)> = Vec::new();
+        let mut entries: Vec<(String, PathBuf, bool, fs::DirEntry)> = Vec::new();
         for entry in fs::read_dir(&dir).with_context(|| format!("cannot read folder {}", dir.display()))? {
             let entry = entry.with_context(|| format!("cannot read folder {}", dir.display()))?;
             let path = entry.path();
@@ -319,13 +323,15 @@ fn walk_local(m: &mut Manifest, root: &Path, name: String) -> Result<()> {
                 .file_type()
                 .with_context(|| format!("cannot read {}", path.display()))?
                 .is_symlink();
-            entries.push((utf8_name(&path)?, path, link));
+            entries.push((utf8_name(&path)?, path, link, entry));
         }
-        entries.sort();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
         let before = m.items.len();
         let mut subdirs = Vec::new();
-        for (child, path, link) in entries {
-            let meta = match fs::metadata(&path) {
+        for (child, path, link, entry) in entries {
+            // A link is followed (to a file); anything else is measured relative to its open
+            // folder, without resolving the whole path again.
+            let meta = match if link { fs::metadata(&path) } else { entry.metadata() } {
                 Ok(meta) => meta,
                 Err(_) if link => continue, // a dangling link has nothing to send
                 Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
