@@ -245,7 +245,7 @@ async fn lies_during_the_stream_never_leave_a_file_under_its_final_name() {
     conn.writer.send(&TransferMsg::FileEnd).await.unwrap();
     send_file(&mut conn, 1, b"f").await;
     conn.writer.send(&TransferMsg::Done).await.unwrap();
-    let mut verdicts = vec![answer(&mut conn).await, answer(&mut conn).await];
+    let mut verdicts = [answer(&mut conn).await, answer(&mut conn).await];
     verdicts.sort_by_key(|v| format!("{v:?}"));
     match &verdicts[0] {
         Some(TransferMsg::FileFailed { index: 0, reason }) => assert!(reason.contains("chunk 0 did not match its hash"), "{reason}"),
