@@ -21,6 +21,7 @@ mod chunks;
 mod deadline;
 mod dirs;
 mod expire;
+mod hashing;
 pub(crate) mod manifest;
 pub mod names;
 mod offers;

@@ -3,16 +3,15 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use blake3::hazmat::ChainingValue;
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use super::chunks::{ChunkHasher, Layout, root_of};
+use super::chunks::{Layout, root_of};
+use super::hashing::{Hashed, Hashing};
 use super::mtime_ns;
 use super::wire::{Item, MAX_FILE_BYTES, MAX_ITEMS, MAX_MANIFEST_BYTES, OfferDigest};
 use crate::node::share::Shares;
@@ -70,7 +69,28 @@ impl Manifest {
         h.finish()
     }
 
-    fn push(&mut self, path: String, source: Option<PathBuf>, size: u64, mtime: u64) -> Result<()> {
+    /// A file, handed to `hashing` as it is listed.
+    fn push(&mut self, path: String, source: Option<PathBuf>, size: u64, mtime: u64, hashing: &Hashing) -> Result<()> {
+        let file = source.clone();
+        self.push_file_or_dir(path, source, size, mtime)?;
+        if let Some(file) = file {
+            let i = self.items.len() - 1;
+            hashing.add(i, file, &self.items[i].path, size);
+        }
+        Ok(())
+    }
+
+    /// A file to be hashed later ([`Manifest::hash`]).
+    fn push_file(&mut self, path: String, source: PathBuf, size: u64, mtime: u64) -> Result<()> {
+        self.push_file_or_dir(path, Some(source), size, mtime)
+    }
+
+    /// An empty folder.
+    fn push_dir(&mut self, path: String) -> Result<()> {
+        self.push_file_or_dir(path, None, 0, 0)
+    }
+
+    fn push_file_or_dir(&mut self, path: String, source: Option<PathBuf>, size: u64, mtime: u64) -> Result<()> {
         if self.items.len() >= MAX_ITEMS {
             bail!("more than {MAX_ITEMS} files and folders in one transfer; send them in parts");
         }
@@ -93,104 +113,39 @@ impl Manifest {
         Ok(())
     }
 
-    /// Hash every file, chunk by chunk, on a few threads at once (files and a big file's
-    /// chunks hash independently): the roots go into the offer, the chunk hashes before each
-    /// file's data. A big file is described as it is when hashed (size and time from the open
-    /// file), a small one as the walk found it; one that changes afterwards fails alone when it
-    /// is sent. A file that cannot be
-    /// read fails the whole send here, before anything is offered. No file stays open beyond
-    /// its piece of work: a tree of 100,000 files needs a few descriptors, not 100,000.
+    /// Hash every file (see `hashing`): the roots go into the offer, the chunk hashes before
+    /// each file's data. A file that cannot be read fails the whole send here, before anything
+    /// is offered.
     pub fn hash(&mut self) -> std::result::Result<(), String> {
-        let cannot = |path: &str, why: String| format!("cannot send \"{}\": {why}", printable(path));
-        // A big file is measured here, so that the threads sharing its chunks agree on its
-        // size; a small one is measured by the thread that hashes it.
-        let mut units = Vec::new();
-        let mut big: Vec<Option<(Layout, u64)>> = vec![None; self.items.len()];
+        let hashing = Hashing::start(self.confine.clone());
         for (i, source) in self.sources.iter().enumerate() {
-            let Some(path) = source else { continue };
-            if self.items[i].size <= WHOLE_UNIT_BYTES {
-                units.push(Unit::Whole(i));
-                continue;
-            }
-            let file = open_source(path, self.confine.as_deref()).map_err(|e| cannot(&self.items[i].path, e))?;
-            let meta = file.metadata().map_err(|e| cannot(&self.items[i].path, io_reason(&e)))?;
-            let layout = Layout::of(meta.len());
-            big[i] = Some((layout, mtime_ns(&meta)));
-            let mut first = 0;
-            while first < layout.count() {
-                let n = (layout.count() - first).min(HASH_UNIT_CHUNKS);
-                units.push(Unit::Part { i, first, n });
-                first += n;
+            if let Some(path) = source {
+                hashing.add(i, path.clone(), &self.items[i].path, self.items[i].size);
             }
         }
-        let next = AtomicUsize::new(0);
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
-        let (items, sources, confine) = (&self.items, &self.sources, self.confine.as_deref());
-        let results: Vec<std::result::Result<Vec<Hashed>, String>> = std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads)
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut out = Vec::new();
-                        let mut buf = Vec::new();
-                        while let Some(unit) = units.get(next.fetch_add(1, Ordering::Relaxed)) {
-                            let (i, first, n, measured) = match *unit {
-                                Unit::Whole(i) => (i, 0, None, None),
-                                Unit::Part { i, first, n } => (i, first, Some(n), big[i]),
-                            };
-                            let Some(path) = &sources[i] else { continue };
-                            let name = &items[i].path;
-                            let file = open_source(path, confine).map_err(|e| cannot(name, e))?;
-                            // A small file is hashed as the walk measured it: one that changed
-                            // since fails alone when it is sent (its time no longer matches), so
-                            // no second stat here.
-                            let (layout, whole) = match measured {
-                                Some((layout, _)) => (layout, false),
-                                None => (Layout::of(items[i].size), true),
-                            };
-                            let n = n.unwrap_or(layout.count());
-                            let mut cvs = Vec::with_capacity(n as usize);
-                            for c in first..first + n {
-                                buf.resize(layout.len_of(c) as usize, 0);
-                                file.read_exact_at(&mut buf, c * layout.chunk_len()).map_err(|e| {
-                                    let why = match e.kind() {
-                                        std::io::ErrorKind::UnexpectedEof => "it shrank while being read".to_string(),
-                                        _ => io_reason(&e),
-                                    };
-                                    cannot(name, why)
-                                })?;
-                                let mut h = ChunkHasher::new(&layout, c);
-                                h.update(&buf);
-                                cvs.push(h.finish());
-                            }
-                            out.push(Hashed { i, first, cvs, whole });
-                        }
-                        Ok(out)
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| w.join().unwrap_or_else(|_| Err("hashing failed".to_string())))
-                .collect()
-        });
-        let mut lists: Vec<Vec<ChainingValue>> = big
-            .iter()
-            .map(|b| b.map_or(Vec::new(), |(l, _)| vec![[0; 32]; l.count() as usize]))
-            .collect();
-        for r in results {
-            for h in r? {
-                if h.whole {
-                    lists[h.i] = h.cvs;
-                } else {
-                    lists[h.i][h.first as usize..h.first as usize + h.cvs.len()].copy_from_slice(&h.cvs);
-                }
+        self.take_hashes(hashing.finish()?)
+    }
+
+    /// Put the hashes found into the items: a big file as it was when hashed (its size and
+    /// time then), a small one as the walk found it.
+    fn take_hashes(&mut self, found: Vec<Hashed>) -> std::result::Result<(), String> {
+        let mut lists: Vec<Vec<ChainingValue>> = vec![Vec::new(); self.items.len()];
+        let mut parts: Vec<(usize, u64, Vec<ChainingValue>)> = Vec::new();
+        for h in found {
+            if let Some((layout, mtime)) = h.measured {
+                self.items[h.i].size = layout.size;
+                self.items[h.i].mtime = mtime;
             }
+            parts.push((h.i, h.first, h.cvs));
         }
-        for (i, b) in big.iter().enumerate() {
-            if let Some((layout, mtime)) = b {
-                self.items[i].size = layout.size;
-                self.items[i].mtime = *mtime;
+        for (i, first, cvs) in parts {
+            let count = Layout::of(self.items[i].size).count() as usize;
+            let list = &mut lists[i];
+            if list.len() < count {
+                list.resize(count, [0; 32]);
             }
+            let end = first as usize + cvs.len();
+            list.get_mut(first as usize..end).ok_or("hashing failed")?.copy_from_slice(&cvs);
         }
         self.hashes = Vec::with_capacity(lists.len());
         for (i, cvs) in lists.into_iter().enumerate() {
@@ -215,27 +170,6 @@ impl Manifest {
         Ok(())
     }
 }
-
-/// A piece of hashing work: a whole (small) file, or some chunks of a big one.
-enum Unit {
-    Whole(usize),
-    Part { i: usize, first: u64, n: u64 },
-}
-
-/// What a piece of hashing work found: the hashes of item `i`'s chunks from `first` (all of
-/// them for a `whole` small file).
-struct Hashed {
-    i: usize,
-    first: u64,
-    cvs: Vec<ChainingValue>,
-    whole: bool,
-}
-
-/// Files up to this size are hashed whole by one thread.
-const WHOLE_UNIT_BYTES: u64 = 16 << 20;
-
-/// Chunks one hashing work unit of a big file covers.
-const HASH_UNIT_CHUNKS: u64 = 16;
 
 /// Open a file to be sent. For a share, the open file must still lie inside one of its roots:
 /// asked of the open descriptor, so no link swapped in along the path can change the answer.
@@ -281,6 +215,8 @@ pub(crate) fn from_local(paths: &[PathBuf]) -> Result<Manifest> {
     }
     let mut m = Manifest::new();
     let mut tops = HashSet::new();
+    // Files are hashed as the walk finds them.
+    let hashing = Hashing::start(None);
     for path in paths {
         let full = fs::canonicalize(path).map_err(|e| cannot_send(path, &e))?;
         let name = utf8_name(&full)?;
@@ -289,9 +225,9 @@ pub(crate) fn from_local(paths: &[PathBuf]) -> Result<Manifest> {
         }
         let meta = fs::metadata(&full).map_err(|e| cannot_send(path, &e))?;
         if meta.is_file() {
-            m.push(name, Some(full), meta.len(), mtime_ns(&meta))?;
+            m.push(name, Some(full), meta.len(), mtime_ns(&meta), &hashing)?;
         } else if meta.is_dir() {
-            walk_local(&mut m, &full, name)?;
+            walk_local(&mut m, &full, name, &hashing)?;
         } else {
             bail!(
                 "cannot send \"{}\": it is neither a file nor a folder",
@@ -301,9 +237,9 @@ pub(crate) fn from_local(paths: &[PathBuf]) -> Result<Manifest> {
     }
     m.check_totals()?;
     let walked = std::time::Instant::now();
-    m.hash().map_err(|e| anyhow!(e))?;
+    m.take_hashes(hashing.finish().map_err(|e| anyhow!(e))?).map_err(|e| anyhow!(e))?;
     tracing::debug!(
-        "hashed {} items, {} bytes in {} ms",
+        "{} items, {} bytes hashed {} ms after the walk",
         m.items.len(),
         m.bytes,
         walked.elapsed().as_millis()
@@ -311,7 +247,7 @@ pub(crate) fn from_local(paths: &[PathBuf]) -> Result<Manifest> {
     Ok(m)
 }
 
-fn walk_local(m: &mut Manifest, root: &Path, name: String) -> Result<()> {
+fn walk_local(m: &mut Manifest, root: &Path, name: String, hashing: &Hashing) -> Result<()> {
     let mut stack = vec![(root.to_path_buf(), name)];
     while let Some((dir, rel)) = stack.pop() {
         let mut entries: Vec<(String, PathBuf, bool, fs::DirEntry)> = Vec::new();
@@ -338,13 +274,13 @@ fn walk_local(m: &mut Manifest, root: &Path, name: String) -> Result<()> {
             };
             let child_rel = format!("{rel}/{child}");
             if meta.is_file() {
-                m.push(child_rel, Some(path), meta.len(), mtime_ns(&meta))?;
+                m.push(child_rel, Some(path), meta.len(), mtime_ns(&meta), hashing)?;
             } else if meta.is_dir() && !link {
                 subdirs.push((path, child_rel));
             }
         }
         if m.items.len() == before && subdirs.is_empty() {
-            m.push(rel, None, 0, 0)?;
+            m.push_dir(rel)?;
         }
         // Reversed so the stack pops them in name order.
         stack.extend(subdirs.into_iter().rev());
@@ -373,11 +309,10 @@ pub(crate) fn from_share(shares: &Shares, paths: &[String]) -> Result<Manifest, 
         tops.extend(these);
         for f in walk.files {
             let meta = fs::metadata(&f.full).map_err(|e| format!("cannot read \"{}\": {e}", crate::text::printable(&f.rel)))?;
-            m.push(f.rel, Some(f.full), meta.len(), mtime_ns(&meta))
-                .map_err(|e| e.to_string())?;
+            m.push_file(f.rel, f.full, meta.len(), mtime_ns(&meta)).map_err(|e| e.to_string())?;
         }
         for d in walk.empty_dirs {
-            m.push(d, None, 0, 0).map_err(|e| e.to_string())?;
+            m.push_dir(d).map_err(|e| e.to_string())?;
         }
     }
     m.check_totals().map_err(|e| e.to_string())?;

@@ -1,0 +1,239 @@
+//! Hashing what is to be sent, on a few threads, while the walk is still finding it: the roots
+//! go into the offer, so a send waits for the last file to be hashed — for a tree of many small
+//! files the walk and the hashing then overlap instead of adding up.
+//!
+//! A small file is one piece of work (opened, read and hashed by one thread, as the walk
+//! measured it); a big one is measured by the thread that takes it and split into pieces of
+//! [`PART_CHUNKS`] chunks that any thread may take (chunks hash independently). No file stays
+//! open beyond its piece: a tree of 100,000 files needs a few descriptors, not 100,000.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
+
+use blake3::hazmat::ChainingValue;
+
+use super::chunks::{ChunkHasher, Layout};
+use super::mtime_ns;
+use super::source::open_source;
+use crate::node::lock;
+use crate::text::{io_reason, printable};
+
+/// Files up to this size are one piece of work.
+const WHOLE_BYTES: u64 = 16 << 20;
+/// Chunks one piece of a big file covers.
+const PART_CHUNKS: u64 = 16;
+
+/// What a piece of work found: the hashes of item `i`'s chunks from `first` on, and for a big
+/// file (once, by the thread that measured it) its layout and time.
+pub(crate) struct Hashed {
+    pub i: usize,
+    pub first: u64,
+    pub cvs: Vec<ChainingValue>,
+    pub measured: Option<(Layout, u64)>,
+}
+
+struct Job {
+    i: usize,
+    path: Arc<PathBuf>,
+    /// The path as offered, for messages.
+    name: Arc<str>,
+    piece: Piece,
+}
+
+enum Piece {
+    /// A file as the walk found it (`size`): small ones are hashed whole, big ones split.
+    File {
+        size: u64,
+    },
+    Part {
+        layout: Layout,
+        first: u64,
+        n: u64,
+    },
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    /// No more files will be added.
+    closed: bool,
+    /// Pieces taken and not finished: a big file's splitting adds more.
+    busy: usize,
+    done: Vec<Hashed>,
+    failed: Option<String>,
+}
+
+struct Pipe {
+    queue: Mutex<Queue>,
+    changed: Condvar,
+    confine: Option<Vec<PathBuf>>,
+}
+
+pub(crate) struct Hashing {
+    pipe: Arc<Pipe>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Hashing {
+    pub fn start(confine: Option<Vec<PathBuf>>) -> Hashing {
+        let pipe = Arc::new(Pipe {
+            queue: Mutex::default(),
+            changed: Condvar::new(),
+            confine,
+        });
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
+        let workers = (0..threads)
+            .filter_map(|_| {
+                let pipe = pipe.clone();
+                std::thread::Builder::new()
+                    .name("lanyard-hash".into())
+                    .spawn(move || pipe.work())
+                    .ok()
+            })
+            .collect();
+        Hashing { pipe, workers }
+    }
+
+    /// Hash item `i`, read from `path`, `size` bytes as the walk found it.
+    pub fn add(&self, i: usize, path: PathBuf, name: &str, size: u64) {
+        let job = Job {
+            i,
+            path: Arc::new(path),
+            name: Arc::from(name),
+            piece: Piece::File { size },
+        };
+        lock(&self.pipe.queue).jobs.push_back(job);
+        self.pipe.changed.notify_one();
+    }
+
+    /// Wait for every piece; the first failure fails the whole.
+    pub fn finish(mut self) -> Result<Vec<Hashed>, String> {
+        self.close();
+        let workers = std::mem::take(&mut self.workers);
+        if workers.is_empty() {
+            // No thread could be started: do the work here.
+            self.pipe.work();
+        }
+        for w in workers {
+            let _ = w.join();
+        }
+        let mut q = lock(&self.pipe.queue);
+        match q.failed.take() {
+            Some(e) => Err(e),
+            None => Ok(std::mem::take(&mut q.done)),
+        }
+    }
+}
+
+impl Hashing {
+    fn close(&self) {
+        lock(&self.pipe.queue).closed = true;
+        self.pipe.changed.notify_all();
+    }
+}
+
+/// A walk that failed drops its hashing unfinished: the threads finish what was added and end.
+impl Drop for Hashing {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Pipe {
+    fn work(&self) {
+        let mut buf = Vec::new();
+        loop {
+            let job = {
+                let mut q = lock(&self.queue);
+                loop {
+                    if q.failed.is_some() {
+                        return;
+                    }
+                    if let Some(job) = q.jobs.pop_front() {
+                        q.busy += 1;
+                        break job;
+                    }
+                    if q.closed && q.busy == 0 {
+                        self.changed.notify_all();
+                        return;
+                    }
+                    q = self.changed.wait(q).unwrap_or_else(|e| e.into_inner());
+                }
+            };
+            let result = self.run(job, &mut buf);
+            let mut q = lock(&self.queue);
+            q.busy -= 1;
+            match result {
+                Ok(h) => q.done.push(h),
+                Err(e) => {
+                    q.failed.get_or_insert(e);
+                }
+            }
+            drop(q);
+            self.changed.notify_all();
+        }
+    }
+
+    fn run(&self, job: Job, buf: &mut Vec<u8>) -> Result<Hashed, String> {
+        let cannot = |why: String| format!("cannot send \"{}\": {why}", printable(&job.name));
+        let file = open_source(&job.path, self.confine.as_deref()).map_err(cannot)?;
+        let (layout, first, n, measured) = match job.piece {
+            // Hashed as the walk measured it: one that changed since fails alone when it is
+            // sent (its time no longer matches), so no second stat here.
+            Piece::File { size } if size <= WHOLE_BYTES => {
+                let layout = Layout::of(size);
+                (layout, 0, layout.count(), None)
+            }
+            Piece::File { .. } => {
+                // Big: measured now, so that every piece agrees on its size; the pieces after
+                // the first go back to the queue for any thread.
+                let meta = file.metadata().map_err(|e| cannot(io_reason(&e)))?;
+                let layout = Layout::of(meta.len());
+                let n = layout.count().min(PART_CHUNKS);
+                let mut first = n;
+                let mut q = lock(&self.queue);
+                while first < layout.count() {
+                    let part = (layout.count() - first).min(PART_CHUNKS);
+                    q.jobs.push_back(Job {
+                        i: job.i,
+                        path: job.path.clone(),
+                        name: job.name.clone(),
+                        piece: Piece::Part { layout, first, n: part },
+                    });
+                    first += part;
+                }
+                drop(q);
+                self.changed.notify_all();
+                (layout, 0, n, Some((layout, mtime_ns(&meta))))
+            }
+            Piece::Part { layout, first, n } => (layout, first, n, None),
+        };
+        let cvs = hash_chunks(&file, &layout, first, n, buf).map_err(|e| {
+            cannot(match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => "it shrank while being read".to_string(),
+                _ => io_reason(&e),
+            })
+        })?;
+        Ok(Hashed {
+            i: job.i,
+            first,
+            cvs,
+            measured,
+        })
+    }
+}
+
+fn hash_chunks(file: &File, layout: &Layout, first: u64, n: u64, buf: &mut Vec<u8>) -> std::io::Result<Vec<ChainingValue>> {
+    let mut cvs = Vec::with_capacity(n as usize);
+    for c in first..first + n {
+        buf.resize(layout.len_of(c) as usize, 0);
+        file.read_exact_at(buf, c * layout.chunk_len())?;
+        let mut h = ChunkHasher::new(layout, c);
+        h.update(buf);
+        cvs.push(h.finish());
+    }
+    Ok(cvs)
+}
