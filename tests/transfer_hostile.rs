@@ -435,3 +435,25 @@ async fn a_link_swapped_in_for_a_folder_mid_transfer_leads_nowhere() {
     );
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "nothing lands outside");
 }
+
+#[tokio::test]
+async fn a_plain_offer_with_a_running_transfers_id_does_not_take_it_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = receiver(dir.path()).await;
+    let mut first = dial(&node).await;
+    offer(&mut first, vec![file_of("mine.txt", b"mine, all of it")]).await;
+    assert!(matches!(answer(&mut first).await, Some(TransferMsg::Accept { .. })));
+    first.writer.send(&TransferMsg::FileStart { index: 0, offset: 0 }).await.unwrap();
+    // Another key offers under the same transfer id, as a plain send (no relay chain, no
+    // origin): it is a transfer of its own, the running one goes on.
+    let mut other = dial(&node).await;
+    offer(&mut other, vec![file_of("theirs.txt", b"theirs")]).await;
+    assert!(matches!(answer(&mut other).await, Some(TransferMsg::Accept { .. })));
+    let data = b"mine, all of it";
+    first.writer.send(&TransferMsg::Data { len: data.len() as u64 }).await.unwrap();
+    first.writer.write_raw(data).await.unwrap();
+    first.writer.send(&TransferMsg::FileEnd).await.unwrap();
+    first.writer.send(&TransferMsg::Done).await.unwrap();
+    assert_eq!(answer(&mut first).await, Some(TransferMsg::FileOk { index: 0, saved_as: None }));
+    assert_eq!(std::fs::read(dir.path().join("downloads/mine.txt")).unwrap(), data);
+}

@@ -865,7 +865,9 @@ pub(crate) async fn serve_incoming(shared: Arc<Shared>, mut conn: SecureConn, sl
         } => {
             // Another peer of a relay chain re-attaches us: the receive it replaces (stuck
             // behind a relay that died or stalled) stops first and lets go of its partial files.
-            if let Some(gone) = shared.transfers.supersede(&transfer) {
+            // Only a relayed offer can do that (a plain send never takes over a transfer).
+            let relayed = origin.is_some() || !relay.is_empty();
+            if let Some(gone) = relayed.then(|| shared.transfers.supersede(&transfer)).flatten() {
                 tracing::info!("transfer {transfer}: re-attached by {}", peer.short());
                 tokio::select! {
                     _ = gone.cancelled() => {}

@@ -88,10 +88,13 @@ pub(crate) fn check_hops(hops: &[Hop], me: &PeerId, from: &PeerId) -> Result<(),
 pub(crate) struct Chain<'a> {
     pub shared: &'a Arc<Shared>,
     pub hops: Vec<Hop>,
-    /// Who started the send, when that is not us (we are a relay). A relay's connections to
-    /// the peers behind it are transfers of their own here, each ended as it ends; the sender
-    /// ends its recipients' transfers once, after the last round.
-    pub origin: Option<String>,
+    /// Who started the send (named in every offer, so that a recipient can tell a relayed
+    /// offer — which may take over one it already receives — from a plain one).
+    pub origin: String,
+    /// We are a relay: our connections to the peers behind us are transfers of their own here,
+    /// each ended as it ends (the sender ends its recipients' transfers once, after the last
+    /// round).
+    pub relaying: bool,
 }
 
 /// Run the chain below us until every peer in it has a fate or `stop` is raised. `ctx_for(k)`
@@ -123,7 +126,7 @@ pub(crate) async fn drive(
             Ok(conn) => run_hop(chain, &ctx, conn, m, rest, produce(), k, &mut fate, sink).await,
             Err(e) => Err(e),
         };
-        if chain.origin.is_some() {
+        if chain.relaying {
             ctx.report(&result);
         }
         let report = match result {
@@ -165,7 +168,7 @@ async fn run_hop(
     let (tx, mut rx) = mpsc::unbounded_channel();
     let out = Outgoing {
         relay: rest,
-        origin: chain.origin.clone(),
+        origin: Some(chain.origin.clone()),
         reports: Some(tx),
         producer,
     };
@@ -307,7 +310,8 @@ pub(crate) async fn send(
         let chain = Chain {
             shared: &shared,
             hops: todo.iter().map(|&k| hops[k].clone()).collect(),
-            origin: None,
+            origin: shared.identity.id().as_str().to_string(),
+            relaying: false,
         };
         let mut ctx_for = |j: usize| ctxs[todo[j]].clone();
         let produce = || Producer::Files;
@@ -455,7 +459,8 @@ pub(crate) fn start_forward(
         let chain = Chain {
             shared: &shared,
             hops,
-            origin: Some(origin),
+            origin,
+            relaying: true,
         };
         let mut ctx_for = |k: usize| {
             let peer = PeerId::parse(&chain.hops[k].id).unwrap_or_else(|| PeerId::from_public_key(&[]));
