@@ -176,7 +176,7 @@ async fn exchange(
                     return Err(refuse(ctx, writer, &why).await);
                 }
                 None => {
-                    let why = format!("cannot confirm this offer with {who}, who started it: refused");
+                    let why = format!("{} {who}, who started it: refused", relay::UNCONFIRMED);
                     return Err(refuse(ctx, writer, &why).await);
                 }
             }

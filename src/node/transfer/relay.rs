@@ -29,6 +29,9 @@ use crate::net::wire::Purpose;
 use crate::node::Shared;
 use crate::text::printable;
 
+/// What a recipient says when no vouch for a relayed offer came (see `receive.rs`).
+pub(crate) const UNCONFIRMED: &str = "cannot confirm this offer with";
+
 /// How long the sender waits to queue a vouch on a recipient's control connection.
 const VOUCH_SEND_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -140,7 +143,12 @@ pub(crate) async fn drive(
                     .map(|(p, r)| bounded(&format!("\"{}\": {}", printable(p), printable(r)))),
                 saved_as: o.saved_as,
             },
-            Err(TransferError::Rejected(r)) => Report::Failed { reason: r, rejected: true },
+            // A peer that could not confirm the offer with its sender (its vouch got lost) said
+            // no to the relay, not to the files: the sender's next round offers it directly.
+            Err(TransferError::Rejected(r)) => Report::Failed {
+                rejected: !r.contains(UNCONFIRMED),
+                reason: r,
+            },
             Err(e) => Report::Failed {
                 reason: bounded(&e.to_string()),
                 rejected: false,
@@ -265,7 +273,13 @@ pub(crate) async fn send(
     let mut first_failure: Vec<Option<String>> = vec![None; n];
     // Each recipient hears from us what we offer, so that no relay can offer it anything else.
     let digest = serde_bytes::ByteBuf::from(m.digest().to_vec());
+    let node = crate::node::NodeHandle { shared: shared.clone() };
     for c in &ctxs {
+        // A recipient just looked up may still be finishing its control connection's setup:
+        // give it a moment, or it gets no vouch and refuses the offer a relay passes on.
+        if shared.peers().sender(&c.peer).is_none() {
+            node.wait_online(&c.peer, VOUCH_SEND_LIMIT).await;
+        }
         let control = shared.peers().sender(&c.peer);
         match control {
             Some(tx) => {
