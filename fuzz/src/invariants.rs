@@ -72,6 +72,7 @@ pub fn control_msg(msg: &ControlMsg) {
                     .all(|p| p.addrs.len() <= MAX_HINT_ADDRS && p.addrs.iter().all(|a| a.len() <= MAX_HINT_ADDR_BYTES))
         }
         ControlMsg::Vouch { transfer, digest } => transfer.len() <= 64 && digest.len() == 32,
+        ControlMsg::VouchRequest { transfer } => transfer.len() <= 64,
         ControlMsg::Ping | ControlMsg::Bye { .. } | ControlMsg::Unknown => true,
     };
     match msg.validate() {

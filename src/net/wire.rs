@@ -110,6 +110,9 @@ pub enum ControlMsg {
     /// recipient takes the offer when a relay passes it on only if it matches, so no relay can
     /// change what the sender offered (and the offer is shown as the sender's).
     Vouch { transfer: String, digest: serde_bytes::ByteBuf },
+    /// A recipient asks the sender for its vouch again (the first one may have been lost with a
+    /// connection that was replaced); the sender answers with `Vouch` while the send runs.
+    VouchRequest { transfer: String },
     /// A message a later version added: ignored, so adding one needs no new protocol version.
     #[serde(other)]
     Unknown,
@@ -150,6 +153,7 @@ impl ControlMsg {
                 Err(format!("nick must be 1 to {MAX_NICK_BYTES} bytes"))
             }
             ControlMsg::Vouch { transfer, digest } if transfer.len() > 64 || digest.len() != 32 => Err("malformed vouch".into()),
+            ControlMsg::VouchRequest { transfer } if transfer.len() > 64 => Err("malformed vouch request".into()),
             ControlMsg::Peers { peers } => {
                 if peers.len() > MAX_PEER_HINTS {
                     return Err(format!("over {MAX_PEER_HINTS} peers in one list"));

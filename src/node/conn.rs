@@ -358,6 +358,14 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
                     ControlMsg::Ping | ControlMsg::Unknown => {}
                     ControlMsg::Peers { peers } => exchange::receive(&shared, &id, remote.addr, peers),
                     ControlMsg::Vouch { transfer, digest } => shared.transfers.vouch(&id, transfer, &digest),
+                    ControlMsg::VouchRequest { transfer } => {
+                        let digest = shared.transfers.sending_digest(&transfer);
+                        let tx = shared.peers().sender(&id);
+                        if let (Some(digest), Some(tx)) = (digest, tx) {
+                            let digest = serde_bytes::ByteBuf::from(digest.to_vec());
+                            let _ = tx.try_send(ControlMsg::Vouch { transfer, digest });
+                        }
+                    }
                     ControlMsg::Chat {
                         id: line,
                         room,

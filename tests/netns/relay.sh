@@ -229,10 +229,12 @@ for i in "${RECIPIENTS[@]}"; do verified c "$i" big-c.bin; done
 # "chunk 20", "chunk #20", "chunk: 20", but not "chunk 200".
 bad_chunk="chunk[^0-9]{0,12}$CORRUPT_CHUNK([^0-9]|\$)"
 # (No grep -q / head on a pipe here: under pipefail, the writer's SIGPIPE would decide.)
+# grep reads everything (no -m): stopping early would SIGPIPE the writer, which pipefail counts.
 named=$({
     python3 "$RELAYPY" grep "$TMP/h4.jsonl" "$since" error warning
     cat "$TMP/h4.err"
-} | grep -m 1 -iE "$bad_chunk") || die "(c) h4 did not name chunk $CORRUPT_CHUNK in an error line or its log"
+} | grep -iE "$bad_chunk") || die "(c) h4 did not name chunk $CORRUPT_CHUNK in an error line or its log"
+named=${named%%$'\n'*}
 log "(c) h4: $named"
 for i in 5 6; do
     bad=$(grep -ihE 'chunk[^a-z]{0,12}[0-9]' "$TMP/h$i.err" <(python3 "$RELAYPY" grep "$TMP/h$i.jsonl" "$since" error warning) |

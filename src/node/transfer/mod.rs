@@ -250,6 +250,9 @@ pub(crate) struct Registry {
     /// Vouches from senders of relayed transfers, as (sender, transfer id, digest of its offer).
     vouches: Mutex<VecDeque<(PeerId, String, [u8; 32])>>,
     vouched: tokio::sync::Notify,
+    /// Relayed sends this node is making now, by transfer id, with their offer's digest (a
+    /// recipient that lost our vouch asks again).
+    pub(crate) sending: Mutex<HashMap<String, [u8; 32]>>,
 }
 
 /// Relayed offers remembered for a re-attach.
@@ -305,8 +308,19 @@ impl Registry {
         self.vouched.notify_waiters();
     }
 
-    /// What `from` vouched for as transfer `transfer`, waiting for it a little.
-    async fn vouch_of(&self, from: &PeerId, transfer: &str) -> Option<[u8; 32]> {
+    /// The digest of a relayed send this node is making now.
+    pub(crate) fn sending_digest(&self, transfer: &str) -> Option<[u8; 32]> {
+        lock(&self.sending).get(transfer).copied()
+    }
+
+    /// What `from` vouched for as transfer `transfer`, waiting for it a little (and asking
+    /// `from` again when it is not here yet: a vouch can be lost with a replaced connection).
+    async fn vouch_of(
+        &self,
+        from: &PeerId,
+        transfer: &str,
+        ask: Option<tokio::sync::mpsc::Sender<crate::net::wire::ControlMsg>>,
+    ) -> Option<[u8; 32]> {
         let find = || {
             lock(&self.vouches)
                 .iter()
@@ -314,6 +328,13 @@ impl Registry {
                 .find(|(f, t, _)| f == from && t == transfer)
                 .map(|(_, _, d)| *d)
         };
+        if find().is_none()
+            && let Some(tx) = ask
+        {
+            let _ = tx.try_send(crate::net::wire::ControlMsg::VouchRequest {
+                transfer: transfer.to_string(),
+            });
+        }
         let wait = async {
             loop {
                 let notified = self.vouched.notified();

@@ -166,7 +166,8 @@ async fn exchange(
             } else {
                 printable(&who).into_owned()
             };
-            match ctx.shared.transfers.vouch_of(&id, &ctx.id).await {
+            let control = ctx.shared.peers().sender(&id);
+            match ctx.shared.transfers.vouch_of(&id, &ctx.id, control).await {
                 Some(d) if d == digest => Some(id),
                 Some(_) => {
                     let why = format!(

@@ -26,7 +26,7 @@ use crate::identity::PeerId;
 use crate::limits::{MAX_HINT_ADDRS, MAX_RELAY_HOPS, RELAY_REPORT_EVERY, RELAY_ROUNDS};
 use crate::net::secure::SecureConn;
 use crate::net::wire::Purpose;
-use crate::node::Shared;
+use crate::node::{Shared, lock};
 use crate::text::printable;
 
 /// What a recipient says when no vouch for a relayed offer came (see `receive.rs`).
@@ -271,8 +271,11 @@ pub(crate) async fn send(
     let hops: Vec<Hop> = ctxs.iter().map(|c| hop_of(&shared, &c.peer)).collect();
     let mut last: Vec<Option<Report>> = vec![None; n];
     let mut first_failure: Vec<Option<String>> = vec![None; n];
-    // Each recipient hears from us what we offer, so that no relay can offer it anything else.
-    let digest = serde_bytes::ByteBuf::from(m.digest().to_vec());
+    // Each recipient hears from us what we offer, so that no relay can offer it anything else
+    // (and can ask again while the send runs).
+    let raw_digest = m.digest();
+    lock(&shared.transfers.sending).insert(group.clone(), raw_digest);
+    let digest = serde_bytes::ByteBuf::from(raw_digest.to_vec());
     let node = crate::node::NodeHandle { shared: shared.clone() };
     for c in &ctxs {
         // A recipient just looked up may still be finishing its control connection's setup:
@@ -345,6 +348,7 @@ pub(crate) async fn send(
     }
     stop.cancel();
     let _ = cancel_all.await;
+    lock(&shared.transfers.sending).remove(&group);
     for (k, tx) in results.into_iter().enumerate() {
         let result = match last[k].take() {
             Some(Report::Finished {
