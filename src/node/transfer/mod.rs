@@ -812,11 +812,22 @@ async fn connect(shared: &Arc<Shared>, peer: &PeerId) -> Result<SecureConn, Tran
     if !node.is_online(peer) {
         node.wait_online(peer, PEER_ONLINE_WAIT).await;
     }
-    let addrs = shared.peers().get(peer).map(|p| p.dial_addrs.clone()).unwrap_or_default();
-    if addrs.is_empty() {
-        return Err(TransferError::Unreachable(format!("no known address for peer {}", peer.short())));
+    dial_any(shared, peer, Vec::new()).await
+}
+
+/// A transfer connection to `peer` at the first of `addrs`, then of the addresses we know for
+/// it, that answers with its key.
+pub(crate) async fn dial_any(
+    shared: &Arc<Shared>,
+    peer: &PeerId,
+    mut addrs: Vec<std::net::SocketAddr>,
+) -> Result<SecureConn, TransferError> {
+    for a in shared.peers().get(peer).map(|p| p.dial_addrs.clone()).unwrap_or_default() {
+        if !addrs.contains(&a) {
+            addrs.push(a);
+        }
     }
-    let mut last = String::new();
+    let mut last = format!("no known address for peer {}", peer.short());
     for addr in addrs {
         match crate::node::conn::dial(shared, addr, Some(peer), Purpose::Transfer).await {
             Ok(conn) => return Ok(conn),

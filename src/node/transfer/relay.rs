@@ -25,7 +25,6 @@ use super::{Ctx, Direction, Outcome, TransferError, TransferState};
 use crate::identity::PeerId;
 use crate::limits::{MAX_HINT_ADDRS, MAX_RELAY_HOPS, RELAY_REPORT_EVERY, RELAY_ROUNDS};
 use crate::net::secure::SecureConn;
-use crate::net::wire::Purpose;
 use crate::node::{Shared, lock};
 use crate::text::printable;
 
@@ -228,20 +227,8 @@ async fn connect_hop(shared: &Arc<Shared>, hop: &Hop) -> Result<SecureConn, Tran
     let Some(id) = PeerId::parse(&hop.id) else {
         return Err(TransferError::Unreachable("malformed peer id".into()));
     };
-    let mut addrs: Vec<SocketAddr> = hop.addrs.iter().filter_map(|a| a.parse().ok()).collect();
-    for a in shared.peers().get(&id).map(|p| p.dial_addrs.clone()).unwrap_or_default() {
-        if !addrs.contains(&a) {
-            addrs.push(a);
-        }
-    }
-    let mut last = format!("no known address for peer {}", id.short());
-    for addr in addrs {
-        match crate::node::conn::dial(shared, addr, Some(&id), Purpose::Transfer).await {
-            Ok(conn) => return Ok(conn),
-            Err(e) => last = format!("cannot connect to {addr}: {e}"),
-        }
-    }
-    Err(TransferError::Unreachable(last))
+    let addrs: Vec<SocketAddr> = hop.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+    super::dial_any(shared, &id, addrs).await
 }
 
 /// The chain entry for a peer we know: its id and where we reach it.
@@ -277,11 +264,14 @@ pub(crate) async fn send(
     lock(&shared.transfers.sending).insert(group.clone(), raw_digest);
     let digest = serde_bytes::ByteBuf::from(raw_digest.to_vec());
     let node = crate::node::NodeHandle { shared: shared.clone() };
+    // One moment for all of them, not one each: thirty offline recipients must not cost minutes.
+    let settle = tokio::time::Instant::now() + VOUCH_SEND_LIMIT;
     for c in &ctxs {
         // A recipient just looked up may still be finishing its control connection's setup:
-        // give it a moment, or it gets no vouch and refuses the offer a relay passes on.
+        // give it a moment, or it gets no vouch (and asks again, or is served directly later).
         if shared.peers().sender(&c.peer).is_none() {
-            node.wait_online(&c.peer, VOUCH_SEND_LIMIT).await;
+            node.wait_online(&c.peer, settle.saturating_duration_since(tokio::time::Instant::now()))
+                .await;
         }
         let control = shared.peers().sender(&c.peer);
         match control {
