@@ -118,6 +118,7 @@ impl Tap {
     /// each as soon as it is verified here. Runs on a blocking thread until done or closed.
     pub fn produce(&self, files: Vec<(usize, u64, u64)>, tx: mpsc::Sender<Vec<Chunk>>) {
         let mut batch = Batch::new(tx);
+        let mut placed = None;
         for (index, size, offset) in files {
             let layout = Layout::of(size);
             // Wait for the file to start here.
@@ -168,7 +169,7 @@ impl Tap {
                 let chunk_end = (layout.chunk_at(pos) + 1) * layout.chunk_len();
                 let want = (verified.min(chunk_end) - pos).min(CHUNK as u64) as usize;
                 let mut buf = vec![0u8; want];
-                if let Err(e) = reader.read_exact_at(&mut buf, pos) {
+                if let Err(e) = reader.read_exact_at(&mut buf, pos, &mut placed) {
                     break Chunk::Failed(index, format!("the relay cannot read its copy: {e}"));
                 }
                 if self.corrupt == Some(self.forwarded.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
@@ -224,10 +225,19 @@ enum Reader {
 }
 
 impl Reader {
-    fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> std::io::Result<()> {
+    /// Read at `pos`; a placed copy is opened once for all its segments (`placed` keeps it).
+    fn read_exact_at(&self, buf: &mut [u8], pos: u64, placed: &mut Option<(PathBuf, File)>) -> std::io::Result<()> {
         match self {
             Reader::Open(file) => file.read_exact_at(buf, pos),
-            Reader::Placed(path) => File::open(path)?.read_exact_at(buf, pos),
+            Reader::Placed(path) => {
+                if placed.as_ref().is_none_or(|(p, _)| p != path) {
+                    *placed = Some((path.clone(), File::open(path)?));
+                }
+                match placed {
+                    Some((_, file)) => file.read_exact_at(buf, pos),
+                    None => Err(std::io::ErrorKind::NotFound.into()),
+                }
+            }
         }
     }
 }
