@@ -8,8 +8,11 @@
 //! re-attached to another relay of a chain resumes what the first one passed on, and the
 //! chunks it holds were verified against the same root. A folder
 //! keeps the top-level name it was given on the first attempt (recorded in the store), and
-//! files of it already placed then are verified again instead of sent again.
+//! files of it already placed then — found under their own names in that folder — are
+//! verified again instead of sent again. Nothing is recorded per file: a record per file
+//! cost more than a small file's whole transfer.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
@@ -72,14 +75,10 @@ pub(crate) struct Plan {
     partials: OwnedFd,
     groups: Vec<Group>,
     pub slots: Vec<Slot>,
-    /// Placed files of folders, not yet recorded: written in batches, one transaction each,
-    /// because a commit per file would cost more than a small file's transfer. A crash loses
-    /// at most the batches not yet written (this one, and any queued while the recorder
-    /// commits the last), whose files a resume then sends again (under free names).
-    unrecorded: Vec<Record>,
-    /// Writes the batches on its own thread, so the disk thread goes on placing files
-    /// meanwhile; batches that queue up while it commits go in one transaction.
-    recorder: Option<Recorder>,
+    /// The names of a run of items, read from the spool together: the disk thread names
+    /// every file two or three times, in order, and one read per file would cost more than
+    /// a small file's own write.
+    names: RefCell<NamePage>,
     /// The folder the last file went to (relative), already checked, created and open.
     last_dir: Option<(PathBuf, OwnedFd)>,
     /// A file was placed in `last_dir` since it was last fsynced.
@@ -90,8 +89,14 @@ pub(crate) struct Plan {
     space: Option<Reservation>,
 }
 
-/// Placed files recorded per transaction.
-const RECORD_BATCH: usize = 256;
+/// Names read from the spool at once (see `Plan::names`).
+const NAME_PAGE: usize = 256;
+
+#[derive(Default)]
+struct NamePage {
+    first: usize,
+    names: Vec<String>,
+}
 
 fn key_of(parts: &[&[u8]]) -> blake3::Hasher {
     let mut h = blake3::Hasher::new();
@@ -106,6 +111,15 @@ fn key_of(parts: &[&[u8]]) -> blake3::Hasher {
 /// (other users of the machine have no business in half-received files), never a planted link.
 fn partial_dir(root: &OwnedFd) -> io::Result<OwnedFd> {
     open_dir(root.as_fd(), PARTIAL_DIR, Some(Mode::from_raw_mode(0o700)))
+}
+
+/// Where an earlier attempt at a folder put item `path` (relative to the destination): under
+/// the folder it chose, by its own name. A file there of the offered size is then verified
+/// chunk by chunk before it counts as received, so whatever else put a file there, only the
+/// offered bytes pass.
+fn placed_path(group: &Group, path: &str) -> Option<String> {
+    let (_, rest) = path.split_once('/')?;
+    Some(format!("{}/{rest}", group.dir_name.as_deref()?))
 }
 
 /// A database error, as an I/O error of the step that needed it.
@@ -151,8 +165,7 @@ impl Plan {
             partials,
             groups: Vec::new(),
             slots: Vec::new(),
-            unrecorded: Vec::new(),
-            recorder: None,
+            names: RefCell::default(),
             last_dir: None,
             unsynced: false,
             dirs_made: 0,
@@ -206,7 +219,7 @@ impl Plan {
             if !item.dir && (!group.folder || group.earlier) {
                 // Looks only: what is found is opened later by handle, never following a link.
                 if group.folder
-                    && let Some(done) = plan.done_path(&key)
+                    && let Some(done) = placed_path(group, &item.path)
                     && kind_at(plan.root.as_fd(), &done).is_some_and(|(t, len)| t == FileType::RegularFile && len == item.size)
                 {
                     offset = item.size;
@@ -311,28 +324,32 @@ impl Plan {
         )))
     }
 
-    /// Where an earlier attempt placed a file (relative to the destination).
-    fn done_path(&self, key: &str) -> Option<String> {
-        self.shared
-            .store
-            .lock()
-            .query_row("SELECT path FROM transfer_files WHERE key = ?1", [key], |r| r.get(0))
-            .optional()
-            .ok()
-            .flatten()
+    /// Item `i`'s path as offered, read back from the spool a page at a time.
+    fn name(&self, i: usize) -> io::Result<String> {
+        let mut page = self.names.borrow_mut();
+        if i < page.first || i >= page.first + page.names.len() {
+            let items = self.manifest.page(i, NAME_PAGE)?;
+            *page = NamePage {
+                first: i,
+                names: items.into_iter().map(|item| item.path).collect(),
+            };
+        }
+        page.names
+            .get(i - page.first)
+            .cloned()
+            .ok_or_else(|| io::Error::other("cannot read the offer back"))
     }
 
-    /// Item `i`'s path as offered: what the sender knows it by. (Read back from the spool;
-    /// empty if that fails, which `target` reports.)
+    /// Item `i`'s path as offered: what the sender knows it by. (Empty if the spool cannot be
+    /// read, which `target` reports.)
     pub(crate) fn offered(&self, i: usize) -> String {
-        self.manifest.names(&[i]).ok().and_then(|mut n| n.pop()).unwrap_or_default()
+        self.name(i).unwrap_or_default()
     }
 
     /// Item `i`'s path components (checked when the manifest was validated, so a split on '/'
     /// gives them).
     fn comps(&self, i: usize) -> io::Result<Vec<String>> {
-        let name = self.manifest.names(&[i])?.pop().unwrap_or_default();
-        Ok(name.split('/').map(str::to_string).collect())
+        Ok(self.name(i)?.split('/').map(str::to_string).collect())
     }
 
     /// The folder (relative to the destination) where item `i` lands, its own name, and its
@@ -452,16 +469,7 @@ impl Plan {
         };
         let placed = place_at(&self.shared.transfers.placing, &self.partials, &self.slots[i].partial, dir, &name)?;
         self.unsynced = true;
-        let rel = dir_rel.join(&placed);
-        let group = &self.groups[self.slots[i].group];
-        if group.folder {
-            self.unrecorded
-                .push((self.slots[i].key.clone(), group.key.clone(), rel.to_string_lossy().into_owned()));
-            if self.unrecorded.len() >= RECORD_BATCH {
-                self.record();
-            }
-        }
-        let full = self.dest.join(rel);
+        let full = self.dest.join(dir_rel.join(&placed));
         self.slots[i].existing = Some(full.clone());
         Ok(full)
     }
@@ -475,33 +483,6 @@ impl Plan {
         }
         self.unsynced = false;
         Ok(())
-    }
-
-    /// Hand the unrecorded batch to the recorder thread (started on first use).
-    fn record(&mut self) {
-        if self.unrecorded.is_empty() {
-            return;
-        }
-        let batch = std::mem::take(&mut self.unrecorded);
-        if self.recorder.is_none() {
-            self.recorder = Recorder::start(self.shared.clone());
-        }
-        let unsent = match &self.recorder {
-            Some(recorder) => recorder.send(batch).err(),
-            None => Some(batch),
-        };
-        if let Some(unsent) = unsent {
-            // No thread (it could not start, or died): record here.
-            write_records(&self.shared, &unsent);
-        }
-    }
-
-    /// Every batch handed over is in the database (before anything that reads or deletes
-    /// those records).
-    fn settle(&mut self) {
-        if let Some(recorder) = self.recorder.take() {
-            recorder.finish();
-        }
     }
 
     /// Drop the bytes of a file that can never be completed as offered (hash mismatch, changed
@@ -523,8 +504,6 @@ impl Plan {
 
     /// After the last file: folders whose every item arrived need no resume record any more.
     pub(crate) fn finish(&mut self, ok: &[bool]) {
-        self.record();
-        self.settle();
         for (g, group) in self.groups.iter().enumerate() {
             let complete = self.slots.iter().zip(ok).filter(|(s, _)| s.group == g).all(|(_, ok)| *ok);
             if complete && group.folder {
@@ -535,8 +514,6 @@ impl Plan {
 
     /// Cancelled: remove every partial file and forget the folders' resume records.
     pub(crate) fn cancel(&mut self) {
-        self.unrecorded.clear();
-        self.settle();
         for i in 0..self.slots.len() {
             if !self.slots[i].dir && self.slots[i].existing.is_none() {
                 self.discard(i);
@@ -548,9 +525,11 @@ impl Plan {
     }
 
     fn forget_group(&self, key: &str) {
-        let db = self.shared.store.lock();
-        let _ = db.execute("DELETE FROM transfer_files WHERE group_key = ?1", [key]);
-        let _ = db.execute("DELETE FROM transfer_groups WHERE key = ?1", [key]);
+        let _ = self
+            .shared
+            .store
+            .lock()
+            .execute("DELETE FROM transfer_groups WHERE key = ?1", [key]);
     }
 }
 
@@ -590,67 +569,6 @@ fn place_at(placing: &std::sync::Mutex<()>, partials: &OwnedFd, partial: &str, d
     Err(io::Error::other(format!("no free name for \"{}\"", crate::text::printable(name))))
 }
 
-type Record = (String, String, String);
-
-/// Record placed files (key, group, path), one transaction.
-fn write_records(shared: &Shared, records: &[Record]) {
-    if records.is_empty() {
-        return;
-    }
-    let mut db = shared.store.lock();
-    let result = (|| -> rusqlite::Result<()> {
-        let tx = db.transaction()?;
-        {
-            let mut stmt = tx.prepare_cached("INSERT OR REPLACE INTO transfer_files (key, group_key, path) VALUES (?1, ?2, ?3)")?;
-            for (key, group, path) in records {
-                stmt.execute(params![key, group, path])?;
-            }
-        }
-        tx.commit()
-    })();
-    if let Err(e) = result {
-        tracing::warn!("cannot record received files for resume: {e}");
-    }
-}
-
-/// A thread that writes resume records as the disk thread hands them over.
-struct Recorder {
-    tx: std::sync::mpsc::Sender<Vec<Record>>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl Recorder {
-    fn start(shared: Arc<Shared>) -> Option<Recorder> {
-        let (tx, rx) = std::sync::mpsc::channel::<Vec<Record>>();
-        let thread = std::thread::Builder::new()
-            .name("lanyard-record".into())
-            .spawn(move || {
-                while let Ok(mut records) = rx.recv() {
-                    // Whatever queued up meanwhile joins this transaction.
-                    while let Ok(more) = rx.try_recv() {
-                        records.extend(more);
-                    }
-                    write_records(&shared, &records);
-                }
-            })
-            .map_err(|e| tracing::warn!("cannot start the resume recorder: {e}"))
-            .ok()?;
-        Some(Recorder { tx, thread })
-    }
-
-    fn send(&self, batch: Vec<Record>) -> Result<(), Vec<Record>> {
-        self.tx.send(batch).map_err(|e| e.0)
-    }
-
-    /// Wait until every batch sent is written.
-    fn finish(self) {
-        drop(self.tx);
-        if self.thread.join().is_err() {
-            tracing::warn!("the resume recorder failed; some received files may be sent again on a resume");
-        }
-    }
-}
-
 /// Rename that refuses to replace an existing name (Linux `renameat2(RENAME_NOREPLACE)`): one
 /// step instead of link + unlink. Errors other than `EXIST` mean "not supported here".
 #[cfg(target_os = "linux")]
@@ -665,8 +583,6 @@ fn rename_noreplace(_: &OwnedFd, _: &str, _: &OwnedFd, _: &str) -> rustix::io::R
 
 impl Drop for Plan {
     fn drop(&mut self) {
-        self.record();
-        self.settle();
         let mut in_use = lock(&self.shared.transfers.partials);
         for slot in self.slots.iter().filter(|s| s.reserved) {
             in_use.remove(&slot.key);
