@@ -131,6 +131,7 @@ fn transfer_msg() -> impl Strategy<Value = TransferMsg> {
             cvs: serde_bytes::ByteBuf::from(b)
         }),
         Just(TransferMsg::FileEnd),
+        (any::<u32>(), any::<u64>(), any::<u64>()).prop_map(|(index, offset, len)| TransferMsg::File { index, offset, len }),
         Just(TransferMsg::RelayDone),
         (any::<u32>(), prop::option::of(path())).prop_map(|(index, saved_as)| TransferMsg::FileOk { index, saved_as }),
         Just(TransferMsg::Done),

@@ -270,6 +270,22 @@ async fn lies_during_the_stream_never_leave_a_file_under_its_final_name() {
         vec![TransferMsg::FileStart { index: 7, offset: 0 }],
         vec![TransferMsg::FileStart { index: 0, offset: 0 }, TransferMsg::Data { len: u64::MAX }],
         vec![TransferMsg::FileStart { index: 0, offset: 0 }, TransferMsg::FileEnd],
+        // A whole-file frame that does not carry the whole file, or carries more.
+        vec![TransferMsg::File {
+            index: 0,
+            offset: 0,
+            len: 3,
+        }],
+        vec![TransferMsg::File {
+            index: 0,
+            offset: 0,
+            len: 5,
+        }],
+        vec![TransferMsg::File {
+            index: 0,
+            offset: 2,
+            len: 2,
+        }],
     ];
     for lie in lies {
         let mut conn = dial(&node).await;
@@ -284,8 +300,39 @@ async fn lies_during_the_stream_never_leave_a_file_under_its_final_name() {
             other => panic!("{lie:?}: {other:?}"),
         }
     }
+    // A whole-file frame for a file of several chunks, which must come with its hashes.
+    let mut conn = dial(&node).await;
+    offer(&mut conn, vec![file("two-chunks.bin", (1 << 20) + 1)]).await;
+    assert!(matches!(answer(&mut conn).await, Some(TransferMsg::Accept { .. })));
+    let whole = TransferMsg::File {
+        index: 0,
+        offset: 0,
+        len: (1 << 20) + 1,
+    };
+    conn.writer.send(&whole).await.unwrap();
+    match answer(&mut conn).await {
+        Some(TransferMsg::Error { message }) => assert!(message.contains("several chunks"), "{message}"),
+        other => panic!("{other:?}"),
+    }
     // Only the honest file of the first connection.
     assert_eq!(files_under(&dir.path().join("downloads")), vec!["fine.txt".to_string()]);
+
+    // An honest whole-file frame (what a sender uses for a small file) and its bytes.
+    let mut conn = dial(&node).await;
+    offer(&mut conn, vec![file_of("whole.txt", b"in one frame")]).await;
+    assert!(matches!(answer(&mut conn).await, Some(TransferMsg::Accept { .. })));
+    conn.writer
+        .send(&TransferMsg::File {
+            index: 0,
+            offset: 0,
+            len: 12,
+        })
+        .await
+        .unwrap();
+    conn.writer.write_raw(b"in one frame").await.unwrap();
+    conn.writer.send(&TransferMsg::Done).await.unwrap();
+    assert_eq!(answer(&mut conn).await, Some(TransferMsg::FileOk { index: 0, saved_as: None }));
+    assert_eq!(std::fs::read(dir.path().join("downloads/whole.txt")).unwrap(), b"in one frame");
 }
 
 #[tokio::test]

@@ -192,6 +192,8 @@ fn item(path: &str, dir: bool) -> Item {
         size: if dir { 0 } else { 3 },
         mtime: 1,
         dir,
+        // Any 32 bytes: the seeds exercise decoding and validation, not verification.
+        root: serde_bytes::ByteBuf::from(if dir { vec![] } else { vec![7u8; 32] }),
     }
 }
 
@@ -220,6 +222,8 @@ fn transfer_msgs() -> Vec<TransferMsg> {
             transfer: "0123456789abcdef".into(),
             items: 2,
             bytes: 5,
+            relay: Vec::new(),
+            origin: None,
         },
         TransferMsg::List { path: "docs/sub".into() },
         TransferMsg::Get {
@@ -238,8 +242,11 @@ fn transfer_msgs() -> Vec<TransferMsg> {
         },
         TransferMsg::FileStart { index: 0, offset: 0 },
         TransferMsg::Data { len: MAX_SEGMENT + 1 },
-        TransferMsg::FileEnd {
-            blake3: serde_bytes::ByteBuf::from(vec![7u8; 32]),
+        TransferMsg::FileEnd,
+        TransferMsg::File {
+            index: 0,
+            offset: 0,
+            len: 4096,
         },
         TransferMsg::FileAbort {
             index: 1,

@@ -53,7 +53,11 @@ fn initiator_key() -> &'static snow::Keypair {
 
 /// Our preamble for a purpose byte: control and transfer connections have versions of their own.
 fn preamble(purpose: u8) -> [u8; PREAMBLE_LEN] {
-    let version = if purpose == 2 { TRANSFER_PROTOCOL_VERSION } else { PROTOCOL_VERSION };
+    let version = if purpose == 2 {
+        TRANSFER_PROTOCOL_VERSION
+    } else {
+        PROTOCOL_VERSION
+    };
     let mut p = [0u8; PREAMBLE_LEN];
     p[..4].copy_from_slice(MAGIC);
     p[4..6].copy_from_slice(&version.to_be_bytes());
@@ -84,7 +88,13 @@ async fn raw(input: &[u8]) {
         Err(HandshakeError::VersionMismatch { ours, theirs: v, purpose }) => {
             let byte = if purpose == Purpose::Control { 1 } else { 2 };
             assert_eq!(theirs[6], byte);
-            assert_eq!((ours, v), (u16::from_be_bytes([preamble(byte)[4], preamble(byte)[5]]), u16::from_be_bytes([theirs[4], theirs[5]])));
+            assert_eq!(
+                (ours, v),
+                (
+                    u16::from_be_bytes([preamble(byte)[4], preamble(byte)[5]]),
+                    u16::from_be_bytes([theirs[4], theirs[5]])
+                )
+            );
             assert_eq!(answer, preamble(byte), "our version, in answer to another one");
             assert!(matches!(result, Err(HandshakeError::VersionMismatch { .. })));
         }

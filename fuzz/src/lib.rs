@@ -222,7 +222,12 @@ pub fn transfer_msg(u: &mut Unstructured) -> Result<TransferMsg> {
             index: u.arbitrary()?,
             offset: u.arbitrary()?,
         },
-        8 => TransferMsg::Data { len: u.arbitrary()? },
+        8 if u.arbitrary()? => TransferMsg::Data { len: u.arbitrary()? },
+        8 => TransferMsg::File {
+            index: u.arbitrary()?,
+            offset: u.arbitrary()?,
+            len: u.arbitrary()?,
+        },
         9 if u.arbitrary()? => TransferMsg::FileEnd,
         9 => TransferMsg::Hashes {
             cvs: serde_bytes::ByteBuf::from(u.arbitrary::<Vec<u8>>()?),

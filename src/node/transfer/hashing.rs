@@ -2,10 +2,12 @@
 //! go into the offer, so a send waits for the last file to be hashed — for a tree of many small
 //! files the walk and the hashing then overlap instead of adding up.
 //!
-//! A small file is one piece of work (opened, read and hashed by one thread, as the walk
-//! measured it); a big one is measured by the thread that takes it and split into pieces of
+//! Each file is measured by the thread that takes it, from the open descriptor it hashes (the
+//! walk only lists names: a stat per file on the walking thread was what a tree of small files
+//! waited for). A small file is then one piece of work; a big one is split into pieces of
 //! [`PART_CHUNKS`] chunks that any thread may take (chunks hash independently). No file stays
-//! open beyond its piece: a tree of 100,000 files needs a few descriptors, not 100,000.
+//! open beyond its piece: a tree of 100,000 files needs a few descriptors, not 100,000. Files
+//! are handed over [`HAND_OVER`] at a time, so the threads are not woken once per file.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -17,7 +19,8 @@ use blake3::hazmat::ChainingValue;
 
 use super::chunks::{ChunkHasher, Layout};
 use super::mtime_ns;
-use super::source::open_source;
+use super::source::Opener;
+use super::wire::MAX_FILE_BYTES;
 use crate::node::lock;
 use crate::text::{io_reason, printable};
 
@@ -25,9 +28,11 @@ use crate::text::{io_reason, printable};
 const WHOLE_BYTES: u64 = 16 << 20;
 /// Chunks one piece of a big file covers.
 const PART_CHUNKS: u64 = 16;
+/// Files gathered before the threads are given them.
+const HAND_OVER: usize = 64;
 
-/// What a piece of work found: the hashes of item `i`'s chunks from `first` on, and for a big
-/// file (once, by the thread that measured it) its layout and time.
+/// What a piece of work found: the hashes of item `i`'s chunks from `first` on, and (once per
+/// file, from the thread that measured it) its layout and time.
 pub(crate) struct Hashed {
     pub i: usize,
     pub first: u64,
@@ -44,10 +49,8 @@ struct Job {
 }
 
 enum Piece {
-    /// A file as the walk found it (`size`): small ones are hashed whole, big ones split.
-    File {
-        size: u64,
-    },
+    /// A whole file, not yet measured: small ones are hashed whole, big ones split.
+    File,
     Part {
         layout: Layout,
         first: u64,
@@ -75,6 +78,8 @@ struct Pipe {
 pub(crate) struct Hashing {
     pipe: Arc<Pipe>,
     workers: Vec<std::thread::JoinHandle<()>>,
+    /// Files not yet handed over.
+    gathered: Vec<Job>,
 }
 
 impl Hashing {
@@ -94,23 +99,37 @@ impl Hashing {
                     .ok()
             })
             .collect();
-        Hashing { pipe, workers }
+        Hashing {
+            pipe,
+            workers,
+            gathered: Vec::with_capacity(HAND_OVER),
+        }
     }
 
-    /// Hash item `i`, read from `path`, `size` bytes as the walk found it.
-    pub fn add(&self, i: usize, path: PathBuf, name: &str, size: u64) {
-        let job = Job {
+    /// Measure and hash item `i`, read from `path`.
+    pub fn add(&mut self, i: usize, path: PathBuf, name: &str) {
+        self.gathered.push(Job {
             i,
             path: Arc::new(path),
             name: Arc::from(name),
-            piece: Piece::File { size },
-        };
-        lock(&self.pipe.queue).jobs.push_back(job);
-        self.pipe.changed.notify_one();
+            piece: Piece::File,
+        });
+        if self.gathered.len() >= HAND_OVER {
+            self.hand_over();
+        }
+    }
+
+    fn hand_over(&mut self) {
+        if self.gathered.is_empty() {
+            return;
+        }
+        lock(&self.pipe.queue).jobs.extend(self.gathered.drain(..));
+        self.pipe.changed.notify_all();
     }
 
     /// Wait for every piece; the first failure fails the whole.
     pub fn finish(mut self) -> Result<Vec<Hashed>, String> {
+        self.hand_over();
         self.close();
         let workers = std::mem::take(&mut self.workers);
         if workers.is_empty() {
@@ -145,6 +164,7 @@ impl Drop for Hashing {
 impl Pipe {
     fn work(&self) {
         let mut buf = Vec::new();
+        let mut opener = Opener::default();
         loop {
             let job = {
                 let mut q = lock(&self.queue);
@@ -163,51 +183,61 @@ impl Pipe {
                     q = self.changed.wait(q).unwrap_or_else(|e| e.into_inner());
                 }
             };
-            let result = self.run(job, &mut buf);
+            let result = self.run(job, &mut buf, &mut opener);
             let mut q = lock(&self.queue);
             q.busy -= 1;
+            let failed = result.is_err();
             match result {
                 Ok(h) => q.done.push(h),
                 Err(e) => {
                     q.failed.get_or_insert(e);
                 }
             }
+            // Only an end wakes the others (waiting for work, they would find none): a wake-up
+            // per file cost more than hashing 4 KiB.
+            let end = failed || (q.closed && q.busy == 0 && q.jobs.is_empty());
             drop(q);
-            self.changed.notify_all();
+            if end {
+                self.changed.notify_all();
+            }
         }
     }
 
-    fn run(&self, job: Job, buf: &mut Vec<u8>) -> Result<Hashed, String> {
+    fn run(&self, job: Job, buf: &mut Vec<u8>, opener: &mut Opener) -> Result<Hashed, String> {
         let cannot = |why: String| format!("cannot send \"{}\": {why}", printable(&job.name));
-        let file = open_source(&job.path, self.confine.as_deref()).map_err(cannot)?;
+        let file = opener.open(&job.path, self.confine.as_deref()).map_err(cannot)?;
         let (layout, first, n, measured) = match job.piece {
-            // Hashed as the walk measured it: one that changed since fails alone when it is
-            // sent (its time no longer matches), so no second stat here.
-            Piece::File { size } if size <= WHOLE_BYTES => {
-                let layout = Layout::of(size);
-                (layout, 0, layout.count(), None)
-            }
-            Piece::File { .. } => {
-                // Big: measured now, so that every piece agrees on its size; the pieces after
-                // the first go back to the queue for any thread.
+            Piece::File => {
                 let meta = file.metadata().map_err(|e| cannot(io_reason(&e)))?;
+                if meta.len() > MAX_FILE_BYTES {
+                    return Err(format!(
+                        "\"{}\" is over {} TiB, more than one transfer carries",
+                        printable(&job.name),
+                        MAX_FILE_BYTES >> 40
+                    ));
+                }
                 let layout = Layout::of(meta.len());
                 let n = layout.count().min(PART_CHUNKS);
-                let mut first = n;
-                let mut q = lock(&self.queue);
-                while first < layout.count() {
-                    let part = (layout.count() - first).min(PART_CHUNKS);
-                    q.jobs.push_back(Job {
-                        i: job.i,
-                        path: job.path.clone(),
-                        name: job.name.clone(),
-                        piece: Piece::Part { layout, first, n: part },
-                    });
-                    first += part;
+                if meta.len() > WHOLE_BYTES {
+                    // Big: the pieces after the first go back to the queue for any thread.
+                    let mut first = n;
+                    let mut q = lock(&self.queue);
+                    while first < layout.count() {
+                        let part = (layout.count() - first).min(PART_CHUNKS);
+                        q.jobs.push_back(Job {
+                            i: job.i,
+                            path: job.path.clone(),
+                            name: job.name.clone(),
+                            piece: Piece::Part { layout, first, n: part },
+                        });
+                        first += part;
+                    }
+                    drop(q);
+                    self.changed.notify_all();
+                    (layout, 0, n, Some((layout, mtime_ns(&meta))))
+                } else {
+                    (layout, 0, layout.count(), Some((layout, mtime_ns(&meta))))
                 }
-                drop(q);
-                self.changed.notify_all();
-                (layout, 0, n, Some((layout, mtime_ns(&meta))))
             }
             Piece::Part { layout, first, n } => (layout, first, n, None),
         };

@@ -12,7 +12,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::budget::Charge;
-use super::names::{MAX_PATH_BYTES, check_relative};
+use super::names::{MAX_PATH_BYTES, check_relative_str};
 use super::place::PARTIAL_DIR;
 use super::wire::{Item, MAX_FILE_BYTES, OfferDigest};
 use crate::limits::MANIFEST_ITEM_COST;
@@ -149,14 +149,21 @@ impl Manifest {
             .collect()
     }
 
-    /// Every item, a page at a time.
-    fn each(&self, mut f: impl FnMut(usize, Item) -> Result<(), Refusal>) -> Result<(), Refusal> {
-        let mut offset = 0;
-        while offset < self.entries.len() {
-            for (k, item) in self.page(offset, PAGE)?.into_iter().enumerate() {
-                f(offset + k, item)?;
+    /// Every item's entry, name and root, read a page at a time into one buffer and lent out
+    /// (no allocation per item: validation and the digest walk 100,000 of them).
+    fn each_raw(&self, mut f: impl FnMut(&Entry, &str, &[u8]) -> Result<(), Refusal>) -> Result<(), Refusal> {
+        let mut buf = Vec::new();
+        for page in self.entries.chunks(PAGE) {
+            let from = page[0].at as u64;
+            let last = page[page.len() - 1];
+            buf.resize((last.at as u64 + last.len as u64 + root_len(&last) - from) as usize, 0);
+            self.spool.read_exact_at(&mut buf, from)?;
+            for e in page {
+                let at = (e.at as u64 - from) as usize;
+                let end = at + e.len as usize;
+                let path = std::str::from_utf8(&buf[at..end]).map_err(io::Error::other)?;
+                f(e, path, &buf[end..end + root_len(e) as usize])?;
             }
-            offset += PAGE;
         }
         Ok(())
     }
@@ -165,7 +172,7 @@ impl Manifest {
     /// and (for a pull) only under the top-level names asked for. Holds a 16-byte hash per
     /// path, not the paths.
     pub fn validate(&self, allowed: Option<&[String]>) -> Result<(), Refusal> {
-        validate_with(|f| self.each(|_, item| f(item)), self.entries.len(), allowed)
+        validate_with(|f| self.each_raw(|e, path, _| f(path, e.dir)), self.entries.len(), allowed)
     }
 
     /// Every item with its name, read a page at a time (never the whole spool in one buffer
@@ -184,14 +191,15 @@ impl Manifest {
     /// transfer when it comes again from another peer of a relay chain.
     pub fn digest(&self) -> io::Result<[u8; 32]> {
         let mut h = OfferDigest::default();
-        let mut offset = 0;
-        while offset < self.entries.len() {
-            for item in self.page(offset, PAGE)? {
-                h.add(&item);
-            }
-            offset += PAGE;
+        let walked = self.each_raw(|e, path, root| {
+            h.add_parts(path, e.size, e.dir, root);
+            Ok(())
+        });
+        match walked {
+            Ok(()) => Ok(h.finish()),
+            Err(Refusal::Io(e)) => Err(e),
+            Err(Refusal::Refused(why) | Refusal::NotAsked(why)) => Err(io::Error::other(why)),
         }
-        Ok(h.finish())
     }
 
     /// The paths of items `which` (in that order).
@@ -207,50 +215,48 @@ impl Manifest {
 /// The checks of [`Manifest::validate`] over items walked by `walk` (twice), wherever they are
 /// held: the spool, or a slice (the fuzz targets and property tests).
 fn validate_with(
-    mut walk: impl FnMut(&mut dyn FnMut(Item) -> Result<(), Refusal>) -> Result<(), Refusal>,
+    mut walk: impl FnMut(&mut dyn FnMut(&str, bool) -> Result<(), Refusal>) -> Result<(), Refusal>,
     count: usize,
     allowed: Option<&[String]>,
 ) -> Result<(), Refusal> {
     let mut seen = HashSet::with_capacity(count);
     let mut files = HashSet::new();
-    walk(&mut |item| {
-        let comps = components(&item.path)?;
-        if comps.first().is_some_and(|t| t == PARTIAL_DIR) {
+    walk(&mut |path, dir| {
+        // Once checked, a path's '/'-separated parts are its components: no empty, "." or ".."
+        // part, so the path itself is the key.
+        check_relative_str(path).map_err(|e| Refusal::Refused(e.to_string()))?;
+        let top = path.split('/').next();
+        if top == Some(PARTIAL_DIR) {
             return Err(Refusal::Refused(format!(
                 "refused name \"{PARTIAL_DIR}\": it is reserved for partial files"
             )));
         }
         if let Some(allowed) = allowed
-            && !allowed.iter().any(|a| item.path.split('/').next() == Some(a.as_str()))
+            && !allowed.iter().any(|a| top == Some(a.as_str()))
         {
             // A server may only answer a pull with what was asked for.
             return Err(Refusal::NotAsked(format!(
                 "the peer offered {:?}, which was not asked for",
-                printable(&item.path)
+                printable(path)
             )));
         }
-        let key = hash(&comps.join("/"));
+        let key = hash(path);
         if !seen.insert(key) {
-            return Err(Refusal::Refused(format!("\"{}\" is offered twice", printable(&item.path))));
+            return Err(Refusal::Refused(format!("\"{}\" is offered twice", printable(path))));
         }
-        if !item.dir {
+        if !dir {
             files.insert(key);
         }
         Ok(())
     })?;
     drop(seen);
-    walk(&mut |item| {
-        let comps = components(&item.path)?;
-        let mut prefix = String::new();
-        for c in &comps[..comps.len().saturating_sub(1)] {
-            if !prefix.is_empty() {
-                prefix.push('/');
-            }
-            prefix.push_str(c);
-            if files.contains(&hash(&prefix)) {
+    walk(&mut |path, _| {
+        for (at, _) in path.match_indices('/') {
+            let prefix = &path[..at];
+            if files.contains(&hash(prefix)) {
                 return Err(Refusal::Refused(format!(
                     "\"{}\" is offered both as a file and as a folder",
-                    printable(&prefix)
+                    printable(prefix)
                 )));
             }
         }
@@ -261,7 +267,7 @@ fn validate_with(
 /// [`Manifest::validate`] of items held in memory: each path's components, or why the offer is
 /// refused. For the fuzz targets and property tests, which have no spool.
 pub(crate) fn validate_items(items: &[Item]) -> Result<Vec<Vec<String>>, String> {
-    let mut walk = |f: &mut dyn FnMut(Item) -> Result<(), Refusal>| items.iter().cloned().try_for_each(f);
+    let mut walk = |f: &mut dyn FnMut(&str, bool) -> Result<(), Refusal>| items.iter().try_for_each(|i| f(&i.path, i.dir));
     match validate_with(&mut walk, items.len(), None) {
         Ok(()) => Ok(items.iter().map(|i| i.path.split('/').map(str::to_string).collect()).collect()),
         Err(Refusal::Refused(why) | Refusal::NotAsked(why)) => Err(why),
@@ -274,15 +280,10 @@ pub(crate) fn item_charge(items: usize) -> usize {
 }
 
 fn refusal(path: &str) -> String {
-    match check_relative(path) {
+    match check_relative_str(path) {
         Err(e) => e.to_string(),
-        Ok(_) => format!("refused name \"{}\"", printable(path)),
+        Ok(()) => format!("refused name \"{}\"", printable(path)),
     }
-}
-
-fn components(path: &str) -> Result<Vec<String>, Refusal> {
-    let rel = check_relative(path).map_err(|e| Refusal::Refused(e.to_string()))?;
-    Ok(rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect())
 }
 
 fn hash(path: &str) -> [u8; 16] {

@@ -968,6 +968,7 @@ pub(crate) fn msg_name(m: &TransferMsg) -> &'static str {
         TransferMsg::Data { .. } => "data",
         TransferMsg::Hashes { .. } => "hashes",
         TransferMsg::FileEnd => "file_end",
+        TransferMsg::File { .. } => "file",
         TransferMsg::Relayed { .. } => "relayed",
         TransferMsg::RelayDone => "relay_done",
         TransferMsg::FileAbort { .. } => "file_abort",

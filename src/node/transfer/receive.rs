@@ -672,48 +672,79 @@ impl Feed<'_> {
             }
             match next(ctx, reader, None).await? {
                 TransferMsg::FileStart { index, offset } => {
-                    let i = index as usize;
-                    if self.expected.get(i) != Some(&(false, offset)) || started[i] {
-                        return Err(protocol("bad file start"));
-                    }
-                    started[i] = true;
-                    // The sender went past every folder before this file.
-                    self.push(tx, Cmd::Dirs { below: i }, false).await?;
-                    let size = self.entries[i].size;
-                    let item = self.names.get(i).await?;
-                    let layout = Layout::of(size);
-                    let cvs = match layout.count() {
-                        0 => Vec::new(),
-                        // One chunk: checked against the root itself.
-                        1 => cvs_from_bytes(&item.root).unwrap_or_default(),
-                        _ => take_hashes(ctx, reader, &layout).await?,
-                    };
-                    if root_of(&layout, &cvs).as_ref().map(|r| r.as_slice()) != Some(item.root.as_slice()) {
-                        return Err(protocol(&format!(
-                            "the hashes of \"{}\" do not match its root",
-                            printable(&item.path)
-                        )));
-                    }
-                    self.meter.start_file(&item.path, size, offset);
-                    let cvs = Arc::new(cvs);
-                    self.push(
-                        tx,
-                        Cmd::Open {
-                            index: i,
-                            offset,
-                            size,
-                            cvs,
-                        },
-                        false,
-                    )
-                    .await?;
+                    let (i, size) = self.start(ctx, reader, tx, &mut started, index, offset, true).await?;
                     self.file(ctx, reader, tx, i, offset, size, &mut fault).await?;
+                    self.meter.end_file(ctx);
+                }
+                TransferMsg::File { index, offset, len } => {
+                    let (_, size) = self.start(ctx, reader, tx, &mut started, index, offset, false).await?;
+                    if len != size - offset || len > MAX_SEGMENT {
+                        return Err(protocol("bad whole file"));
+                    }
+                    if len > 0 {
+                        self.segment(ctx, reader, tx, len, 0, &mut fault).await?;
+                    }
+                    let now = reader.buffered() == 0;
+                    self.push(tx, Cmd::End, now).await?;
                     self.meter.end_file(ctx);
                 }
                 TransferMsg::Done => return self.push(tx, Cmd::Dirs { below: self.entries.len() }, true).await,
                 other => return Err(protocol(&format!("unexpected {}", msg_name(&other)))),
             }
         }
+    }
+
+    /// A file begins (`FileStart`, or `File` when `list` is false, which no file with a hash
+    /// list may use): check it, take its hashes, and open it on the disk thread. Returns its
+    /// index and size.
+    #[allow(clippy::too_many_arguments)]
+    async fn start(
+        &mut self,
+        ctx: &Ctx,
+        reader: &mut SecureReader,
+        tx: &mpsc::Sender<Vec<Cmd>>,
+        started: &mut [bool],
+        index: u32,
+        offset: u64,
+        list: bool,
+    ) -> Result<(usize, u64), Stop> {
+        let i = index as usize;
+        if self.expected.get(i) != Some(&(false, offset)) || started[i] {
+            return Err(protocol("bad file start"));
+        }
+        started[i] = true;
+        // The sender went past every folder before this file.
+        self.push(tx, Cmd::Dirs { below: i }, false).await?;
+        let size = self.entries[i].size;
+        let item = self.names.get(i).await?;
+        let layout = Layout::of(size);
+        let cvs = match layout.count() {
+            0 => Vec::new(),
+            // One chunk: checked against the root itself.
+            1 => cvs_from_bytes(&item.root).unwrap_or_default(),
+            _ if !list => return Err(protocol("a whole-file frame for a file of several chunks")),
+            _ => take_hashes(ctx, reader, &layout).await?,
+        };
+        if root_of(&layout, &cvs).as_ref().map(|r| r.as_slice()) != Some(item.root.as_slice()) {
+            return Err(protocol(&format!(
+                "the hashes of \"{}\" do not match its root",
+                printable(&item.path)
+            )));
+        }
+        self.meter.start_file(&item.path, size, offset);
+        let cvs = Arc::new(cvs);
+        self.push(
+            tx,
+            Cmd::Open {
+                index: i,
+                offset,
+                size,
+                cvs,
+            },
+            false,
+        )
+        .await?;
+        Ok((i, size))
     }
 
     /// One file's segments, up to its `FileEnd` or `FileAbort`.
@@ -738,35 +769,9 @@ impl Feed<'_> {
                     if len == 0 || len > MAX_SEGMENT || len > remaining || in_chunk + len > chunk_len {
                         return Err(protocol("bad data segment"));
                     }
-                    let mut buf = match self.free_rx.try_recv() {
-                        Ok(b) if b.capacity() >= len as usize => b,
-                        _ => Vec::with_capacity(len as usize),
-                    };
-                    buf.clear();
-                    tokio::select! {
-                        c = reader.read_exact_into(&mut buf, len as usize) => c.map_err(io_stop)?,
-                        stop = interrupted(ctx) => return Err(stop),
-                    };
-                    ctx.deadline.moved();
+                    self.segment(ctx, reader, tx, len, taken, fault).await?;
                     remaining -= len;
                     taken += len;
-                    self.meter.advance(ctx, len);
-                    let now = reader.buffered() == 0;
-                    self.push(tx, Cmd::Data(buf), now).await?;
-                    match *fault {
-                        Some(Fault::Disconnect(limit)) if taken >= limit => {
-                            *fault = None;
-                            // As a pulled cable would: nothing said, each end sees the other go.
-                            return Err(Stop::Lost);
-                        }
-                        // A receiver that stops reading (hung, or hostile) until the transfer ends.
-                        Some(Fault::Stall(limit)) if taken >= limit => {
-                            *fault = None;
-                            let _ = self.hand_over(tx).await;
-                            return Err(interrupted(ctx).await);
-                        }
-                        _ => {}
-                    }
                 }
                 TransferMsg::FileEnd => {
                     if remaining != 0 {
@@ -782,6 +787,47 @@ impl Feed<'_> {
                 }
                 other => return Err(protocol(&format!("unexpected {} inside a file", msg_name(&other)))),
             }
+        }
+    }
+
+    /// The `len` raw bytes of one segment (checked by the caller), to the disk thread;
+    /// `taken` bytes of this file came before it.
+    async fn segment(
+        &mut self,
+        ctx: &Ctx,
+        reader: &mut SecureReader,
+        tx: &mpsc::Sender<Vec<Cmd>>,
+        len: u64,
+        taken: u64,
+        fault: &mut Option<Fault>,
+    ) -> Result<(), Stop> {
+        let mut buf = match self.free_rx.try_recv() {
+            Ok(b) if b.capacity() >= len as usize => b,
+            _ => Vec::with_capacity(len as usize),
+        };
+        buf.clear();
+        tokio::select! {
+            c = reader.read_exact_into(&mut buf, len as usize) => c.map_err(io_stop)?,
+            stop = interrupted(ctx) => return Err(stop),
+        };
+        ctx.deadline.moved();
+        let taken = taken + len;
+        self.meter.advance(ctx, len);
+        let now = reader.buffered() == 0;
+        self.push(tx, Cmd::Data(buf), now).await?;
+        match *fault {
+            Some(Fault::Disconnect(limit)) if taken >= limit => {
+                *fault = None;
+                // As a pulled cable would: nothing said, each end sees the other go.
+                Err(Stop::Lost)
+            }
+            // A receiver that stops reading (hung, or hostile) until the transfer ends.
+            Some(Fault::Stall(limit)) if taken >= limit => {
+                *fault = None;
+                let _ = self.hand_over(tx).await;
+                Err(interrupted(ctx).await)
+            }
+            _ => Ok(()),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! from disk, or for a relay taken from what it verified — so memory stays flat whatever the
 //! file size.
 
+use std::collections::VecDeque;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::chunks::Layout;
 use super::names::check_relative;
 use super::progress::Meter;
-use super::source::{Manifest, open_source};
+use super::source::{Manifest, Opener};
 use super::wire::{HASHES_PER_FRAME, Hop, ITEM_OVERHEAD, ITEMS_FRAME_BYTES, Item, MAX_TRANSFER_FRAME, Report, TransferMsg, bounded};
 use super::{Ctx, Direction, Fault, Outcome, TransferError, msg_name, mtime_ns, top_of};
 use crate::limits::{ANSWER_GRACE, LAST_VERDICTS_WAIT};
@@ -522,18 +523,43 @@ async fn stream(
         if stop.is_cancelled() {
             return Err(Stop::Quiet);
         }
-        for chunk in batch {
+        let mut batch = VecDeque::from(batch);
+        while let Some(chunk) = batch.pop_front() {
             match chunk {
                 Chunk::Start(i, cvs) => {
                     let Some(item) = m.items.get(i).filter(|item| !item.dir) else {
                         return Err(Stop::Failed("internal error: a segment for no file".into()));
                     };
                     current = (i, 0);
+                    let offset = offsets[i];
+                    meter.start_file(&item.path, item.size, offset);
+                    // A small file whose bytes are all here: one frame, not three.
+                    let whole = match (batch.front(), batch.get(1)) {
+                        (Some(Chunk::Done), _) => item.size == offset,
+                        (Some(Chunk::Data(buf)), Some(Chunk::Done)) => buf.len() as u64 == item.size - offset,
+                        _ => false,
+                    };
+                    if whole && !Layout::of(item.size).has_list() {
+                        let len = item.size - offset;
+                        writer
+                            .queue_frame(&TransferMsg::File {
+                                index: i as u32,
+                                offset,
+                                len,
+                            })
+                            .map_err(io_stop)?;
+                        if matches!(batch.front(), Some(Chunk::Data(_)))
+                            && let Some(Chunk::Data(buf)) = batch.pop_front()
+                        {
+                            put_data(ctx, writer, stop, meter, fault, &mut current, &free_tx, buf).await?;
+                        }
+                        // Its `Done`.
+                        batch.pop_front();
+                        meter.end_file(ctx);
+                        continue;
+                    }
                     writer
-                        .queue_frame(&TransferMsg::FileStart {
-                            index: i as u32,
-                            offset: offsets[i],
-                        })
+                        .queue_frame(&TransferMsg::FileStart { index: i as u32, offset })
                         .map_err(io_stop)?;
                     if Layout::of(item.size).has_list() {
                         for part in cvs.chunks(HASHES_PER_FRAME) {
@@ -541,36 +567,10 @@ async fn stream(
                             writer.queue_frame(&TransferMsg::Hashes { cvs }).map_err(io_stop)?;
                         }
                     }
-                    meter.start_file(&item.path, item.size, offsets[i]);
                 }
-                Chunk::Data(mut buf) => {
+                Chunk::Data(buf) => {
                     writer.queue_frame(&TransferMsg::Data { len: buf.len() as u64 }).map_err(io_stop)?;
-                    let written = tokio::select! {
-                        w = moving(ctx, async { writer.write_raw_in_place(&mut buf).await.map_err(io_stop) }) => w,
-                        _ = stop.cancelled() => return Err(Stop::Quiet),
-                    };
-                    written?;
-                    meter.advance(ctx, buf.len() as u64);
-                    current.1 += buf.len() as u64;
-                    match fault {
-                        Some(Fault::Disconnect(limit)) if current.1 >= limit => {
-                            let _ = writer.flush().await;
-                            return Err(Stop::Quiet);
-                        }
-                        Some(Fault::Stall(limit)) if current.1 >= limit => {
-                            writer.flush().await.map_err(io_stop)?;
-                            tokio::select! {
-                                _ = stop.cancelled() => return Err(Stop::Quiet),
-                                stop = interrupted(ctx) => return Err(stop),
-                            }
-                        }
-                        _ => {}
-                    }
-                    // Only buffers worth reusing go back to the reader (a small file's would
-                    // pile up unused: the reader takes one only when it reads).
-                    if buf.capacity() >= CHUNK / 2 {
-                        let _ = free_tx.send(buf);
-                    }
+                    put_data(ctx, writer, stop, meter, fault, &mut current, &free_tx, buf).await?;
                 }
                 Chunk::Done => {
                     writer.queue_frame(&TransferMsg::FileEnd).map_err(io_stop)?;
@@ -598,6 +598,48 @@ async fn stream(
     Ok(())
 }
 
+/// A segment's raw bytes, after the frame that announces them; `current` counts the file's
+/// bytes sent (for the test faults, which cut or stall at a byte count).
+#[allow(clippy::too_many_arguments)]
+async fn put_data(
+    ctx: &Ctx,
+    writer: &mut SecureWriter,
+    stop: &CancellationToken,
+    meter: &mut Meter,
+    fault: Option<Fault>,
+    current: &mut (usize, u64),
+    free_tx: &std::sync::mpsc::Sender<Vec<u8>>,
+    mut buf: Vec<u8>,
+) -> Result<(), Stop> {
+    let written = tokio::select! {
+        w = moving(ctx, async { writer.write_raw_in_place(&mut buf).await.map_err(io_stop) }) => w,
+        _ = stop.cancelled() => return Err(Stop::Quiet),
+    };
+    written?;
+    meter.advance(ctx, buf.len() as u64);
+    current.1 += buf.len() as u64;
+    match fault {
+        Some(Fault::Disconnect(limit)) if current.1 >= limit => {
+            let _ = writer.flush().await;
+            return Err(Stop::Quiet);
+        }
+        Some(Fault::Stall(limit)) if current.1 >= limit => {
+            writer.flush().await.map_err(io_stop)?;
+            tokio::select! {
+                _ = stop.cancelled() => return Err(Stop::Quiet),
+                stop = interrupted(ctx) => return Err(stop),
+            }
+        }
+        _ => {}
+    }
+    // Only buffers worth reusing go back to the reader (a small file's would pile up unused:
+    // the reader takes one only when it reads).
+    if buf.capacity() >= CHUNK / 2 {
+        let _ = free_tx.send(buf);
+    }
+    Ok(())
+}
+
 /// Read every source file in order, each from the offset the receiver asked for (the hashes
 /// were made before the offer). Stops when the async side goes away.
 fn read_sources(
@@ -607,11 +649,12 @@ fn read_sources(
     free: std::sync::mpsc::Receiver<Vec<u8>>,
 ) {
     let mut batch = Batch::new(tx);
+    let mut opener = Opener::default();
     for f in files {
         if batch.push(Chunk::Start(f.index, f.cvs)).is_err() {
             return;
         }
-        let end = match read_into(&f.path, confine.as_deref(), &f.item, f.offset, &mut batch, &free) {
+        let end = match read_into(&mut opener, &f.path, confine.as_deref(), &f.item, f.offset, &mut batch, &free) {
             Ok(()) => Chunk::Done,
             Err(reason) => Chunk::Failed(f.index, reason),
         };
@@ -664,6 +707,7 @@ impl Batch {
 /// Read one file from `offset` into segments. The hashes were made when it was offered: a file
 /// that changed since (size, time, or gone) fails alone here instead of failing verification.
 fn read_into(
+    opener: &mut Opener,
     path: &Path,
     confine: Option<&[PathBuf]>,
     item: &Item,
@@ -673,7 +717,7 @@ fn read_into(
 ) -> Result<(), String> {
     // A file that changed since it was hashed fails alone here, before any of its bytes go: its
     // chunks would no longer match the hashes the receiver checks them against.
-    let mut file = open_source(path, confine)?;
+    let mut file = opener.open(path, confine)?;
     let meta = file.metadata().map_err(|e| format!("cannot read it: {e}"))?;
     if meta.len() != item.size || mtime_ns(&meta) != item.mtime {
         return Err("it changed after it was offered".to_string());
@@ -757,7 +801,7 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(64);
         let (_free_tx, free) = std::sync::mpsc::channel();
         let mut batch = Batch::new(tx);
-        let result = read_into(path, confine, &item, 0, &mut batch, &free);
+        let result = read_into(&mut Opener::default(), path, confine, &item, 0, &mut batch, &free);
         rx.close();
         result
     }
