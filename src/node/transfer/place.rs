@@ -33,6 +33,8 @@ use crate::node::Shared;
 use crate::store::unix_now;
 
 pub(crate) const PARTIAL_DIR: &str = ".lanyard-partial";
+/// After a partial file's key, in its name.
+const PARTIAL_SUFFIX: &str = ".part";
 /// Attempts at a free name before giving up (each loses a race to another writer).
 const PLACE_ATTEMPTS: usize = 100;
 
@@ -50,8 +52,8 @@ struct Group {
 }
 
 pub(crate) struct Slot {
-    key: String,
-    /// The partial file's name in the partial folder.
+    /// The partial file's name in the partial folder: its key and [`PARTIAL_SUFFIX`] (empty for
+    /// a folder).
     partial: String,
     /// The size offered.
     pub size: u64,
@@ -198,25 +200,37 @@ impl Plan {
                 dir_name: earlier,
             });
         }
-        for (i, item) in items.iter().enumerate() {
-            let group = &plan.groups[group_of[i]];
-            let mut key = key_of(&[group.key.as_bytes(), item.path.as_bytes()]);
-            key.update(&item.size.to_le_bytes());
-            key.update(&item.root);
-            let mut key = key.finalize().to_hex().to_string();
-            let mut reserved = false;
-            let (mut offset, mut existing) = (0, None);
-            if !item.dir {
-                let mut in_use = lock(&shared.transfers.partials);
+        // Each file's partial name, reserved for this transfer under one hold of the lock.
+        let mut partials: Vec<Option<String>> = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                (!item.dir).then(|| {
+                    let mut key = key_of(&[plan.groups[group_of[i]].key.as_bytes(), item.path.as_bytes()]);
+                    key.update(&item.size.to_le_bytes());
+                    key.update(&item.root);
+                    key.finalize().to_hex().to_string()
+                })
+            })
+            .collect();
+        {
+            let mut in_use = lock(&shared.transfers.partials);
+            for key in partials.iter_mut().flatten() {
                 if !in_use.insert(key.clone()) {
                     // The same file is arriving on another connection right now: no resume.
-                    key = format!("{key}-{}", new_id());
+                    *key = format!("{key}-{}", new_id());
                     in_use.insert(key.clone());
                 }
-                reserved = true;
+                key.push_str(PARTIAL_SUFFIX);
             }
-            let partial = format!("{key}.part");
-            if !item.dir && (!group.folder || group.earlier) {
+        }
+        plan.slots.reserve_exact(items.len());
+        for (i, (item, partial)) in items.iter().zip(partials).enumerate() {
+            let group = &plan.groups[group_of[i]];
+            let (mut offset, mut existing) = (0, None);
+            if let Some(partial) = &partial
+                && (!group.folder || group.earlier)
+            {
                 // Looks only: what is found is opened later by handle, never following a link.
                 if group.folder
                     && let Some(done) = placed_path(group, &item.path)
@@ -224,21 +238,20 @@ impl Plan {
                 {
                     offset = item.size;
                     existing = Some(plan.dest.join(done));
-                } else if let Some((FileType::RegularFile, len)) = kind_at(plan.partials.as_fd(), &partial)
+                } else if let Some((FileType::RegularFile, len)) = kind_at(plan.partials.as_fd(), partial)
                     && len <= item.size
                 {
                     offset = len;
                 }
             }
             plan.slots.push(Slot {
-                key,
-                partial,
+                reserved: partial.is_some(),
+                partial: partial.unwrap_or_default(),
                 size: item.size,
                 offset,
                 existing,
                 group: group_of[i],
                 dir: item.dir,
-                reserved,
             });
         }
         // Again, now that our partial files are reserved: a transfer that ended meanwhile may
@@ -585,7 +598,7 @@ impl Drop for Plan {
     fn drop(&mut self) {
         let mut in_use = lock(&self.shared.transfers.partials);
         for slot in self.slots.iter().filter(|s| s.reserved) {
-            in_use.remove(&slot.key);
+            in_use.remove(slot.partial.strip_suffix(PARTIAL_SUFFIX).unwrap_or(&slot.partial));
         }
         // No empty hidden folder left behind once nothing partial is in it. Only while no
         // transfer of this node holds a reservation (under the lock `prepare` reserves with, so
