@@ -149,11 +149,36 @@ impl Manifest {
             .collect()
     }
 
+    /// The paths of items `offset..offset + limit` (fewer at the end).
+    pub fn paths(&self, offset: usize, limit: usize) -> io::Result<Vec<String>> {
+        let end = offset.saturating_add(limit).min(self.entries.len());
+        let mut paths = Vec::with_capacity(end.saturating_sub(offset));
+        let walked = self.each_raw_in(offset..end, |_, path, _| {
+            paths.push(path.to_string());
+            Ok(())
+        });
+        match walked {
+            Ok(()) => Ok(paths),
+            Err(Refusal::Io(e)) => Err(e),
+            Err(Refusal::Refused(why) | Refusal::NotAsked(why)) => Err(io::Error::other(why)),
+        }
+    }
+
     /// Every item's entry, name and root, read a page at a time into one buffer and lent out
     /// (no allocation per item: validation and the digest walk 100,000 of them).
-    fn each_raw(&self, mut f: impl FnMut(&Entry, &str, &[u8]) -> Result<(), Refusal>) -> Result<(), Refusal> {
+    fn each_raw(&self, f: impl FnMut(&Entry, &str, &[u8]) -> Result<(), Refusal>) -> Result<(), Refusal> {
+        self.each_raw_in(0..self.entries.len(), f)
+    }
+
+    /// [`Manifest::each_raw`] of the items in `range` (which must be within the manifest).
+    fn each_raw_in(
+        &self,
+        range: std::ops::Range<usize>,
+        mut f: impl FnMut(&Entry, &str, &[u8]) -> Result<(), Refusal>,
+    ) -> Result<(), Refusal> {
         let mut buf = Vec::new();
-        for page in self.entries.chunks(PAGE) {
+        let entries = self.entries.get(range).unwrap_or_default();
+        for page in entries.chunks(PAGE) {
             let from = page[0].at as u64;
             let last = page[page.len() - 1];
             buf.resize((last.at as u64 + last.len as u64 + root_len(&last) - from) as usize, 0);
@@ -357,7 +382,15 @@ mod tests {
             assert_eq!(m.page(1, 1).unwrap(), items[1..2]);
             assert!(m.page(3, 10).unwrap().is_empty());
             assert_eq!(m.names(&[2, 0]).unwrap(), ["é 日本.pdf", "d/a.txt"]);
+            assert_eq!(m.paths(1, 10).unwrap(), ["d/e", "é 日本.pdf"]);
+            assert!(m.paths(3, 10).unwrap().is_empty());
             assert_eq!(m.items().unwrap(), items);
+            let digest = {
+                let mut h = OfferDigest::default();
+                items.iter().for_each(|i| h.add(i));
+                h.finish()
+            };
+            assert_eq!(m.digest().unwrap(), digest, "the same digest from the spool as from the items");
         })
         .await;
     }

@@ -91,7 +91,7 @@ pub(crate) struct Plan {
     space: Option<Reservation>,
 }
 
-/// Names read from the spool at once (see `Plan::names`).
+/// Names read from the spool at once (see `Plan::with_name`).
 const NAME_PAGE: usize = 256;
 
 #[derive(Default)]
@@ -337,46 +337,51 @@ impl Plan {
         )))
     }
 
-    /// Item `i`'s path as offered, read back from the spool a page at a time.
-    fn name(&self, i: usize) -> io::Result<String> {
+    /// `f` of item `i`'s path as offered, read back from the spool a page at a time.
+    fn with_name<R>(&self, i: usize, f: impl FnOnce(&str) -> R) -> io::Result<R> {
         let mut page = self.names.borrow_mut();
         if i < page.first || i >= page.first + page.names.len() {
-            let items = self.manifest.page(i, NAME_PAGE)?;
             *page = NamePage {
                 first: i,
-                names: items.into_iter().map(|item| item.path).collect(),
+                names: self.manifest.paths(i, NAME_PAGE)?,
             };
         }
-        page.names
+        let name = page
+            .names
             .get(i - page.first)
-            .cloned()
-            .ok_or_else(|| io::Error::other("cannot read the offer back"))
+            .ok_or_else(|| io::Error::other("cannot read the offer back"))?;
+        Ok(f(name))
     }
 
     /// Item `i`'s path as offered: what the sender knows it by. (Empty if the spool cannot be
     /// read, which `target` reports.)
     pub(crate) fn offered(&self, i: usize) -> String {
-        self.name(i).unwrap_or_default()
+        self.with_name(i, str::to_owned).unwrap_or_default()
     }
 
-    /// Item `i`'s path components (checked when the manifest was validated, so a split on '/'
-    /// gives them).
-    fn comps(&self, i: usize) -> io::Result<Vec<String>> {
-        Ok(self.name(i)?.split('/').map(str::to_string).collect())
+    /// Where item `i` lands: the folders between its top-level name and its own name (its
+    /// path's components, checked when the manifest was validated, so a split on '/' gives
+    /// them), its own name, and its depth in the offer.
+    fn parts(&self, i: usize) -> io::Result<(PathBuf, String, usize)> {
+        self.with_name(i, |path| {
+            let comps: Vec<&str> = path.split('/').collect();
+            let n = comps.len();
+            let middle: PathBuf = comps.get(1..n.saturating_sub(1)).unwrap_or_default().iter().collect();
+            (middle, comps.last().copied().unwrap_or_default().to_string(), n)
+        })
     }
 
     /// The folder (relative to the destination) where item `i` lands, its own name, and its
     /// depth in the offer; the group's folder is created here if it is not yet.
     fn target(&mut self, i: usize) -> io::Result<(PathBuf, String, usize)> {
-        let comps = self.comps(i)?;
-        let (g, n) = (self.slots[i].group, comps.len());
-        let last = comps.last().cloned().unwrap_or_default();
+        let (middle, last, n) = self.parts(i)?;
+        let g = self.slots[i].group;
         if !self.groups[g].folder {
             return Ok((PathBuf::new(), last, n));
         }
         let mut dir = PathBuf::from(self.group_dir(g)?);
-        if n > 1 {
-            dir.extend(&comps[1..n - 1]);
+        if !middle.as_os_str().is_empty() {
+            dir.push(middle);
         }
         Ok((dir, last, n))
     }
