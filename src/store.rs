@@ -122,8 +122,16 @@ const MIGRATIONS: &[&str] = &[
             WHERE conversation = old.conversation AND sender = old.sender;
     END;",
     // Placed files are no longer recorded one by one (a resume finds them under their names in
-    // the folder recorded in transfer_groups, and verifies them).
+    // the folder recorded in transfer_groups, and verifies them)...
     "DROP TABLE transfer_files;",
+    // ...except those placed under another name than their own (a free name, because theirs was
+    // taken: by a file put there meanwhile, or on a file system that folds case).
+    "CREATE TABLE transfer_renamed (
+        key TEXT PRIMARY KEY,
+        group_key TEXT NOT NULL,
+        path TEXT NOT NULL
+    );
+    CREATE INDEX transfer_renamed_group ON transfer_renamed (group_key);",
 ];
 
 /// The step of the growth budgets (issue 10), which the migration test starts from.

@@ -314,6 +314,51 @@ async fn a_folder_resumes_into_the_same_folder_after_a_sender_restart() {
     assert!(b.downloads.join("proj (1)/2.bin").exists());
 }
 
+#[tokio::test]
+async fn a_resumed_folder_finds_a_file_placed_under_a_free_name() {
+    let b = accepting("bob").await;
+    let a = node("ada", |_| {}).await;
+    let src = tempfile::tempdir().unwrap();
+    let tree = src.path().join("tree");
+    let files = [
+        ("a.bin", pattern(10, 21)),
+        ("m.bin", pattern(4 << 20, 22)),
+        ("z.bin", b"0123456789".to_vec()),
+        ("zz.bin", pattern(6 << 20, 23)),
+    ];
+    for (name, data) in &files {
+        write(&tree.join(name), data);
+    }
+    let bob = link(&a, &b).await;
+    let send = |cut: Option<u64>| {
+        if let Some(bytes) = cut {
+            a.handle.inject_disconnect_after(bytes);
+        }
+        let (a, bob, tree) = (a.handle.clone(), bob.clone(), tree.clone());
+        async move { a.send(&bob, &[tree]).await.unwrap().wait().await }
+    };
+    // a.bin arrives (the folder is made), m.bin is cut.
+    assert!(send(Some(1 << 20)).await.is_err());
+    until("a.bin placed", || b.downloads.join("tree/a.bin").exists()).await;
+    // Meanwhile someone puts their own z.bin, of the same size, into the folder.
+    let theirs = b.downloads.join("tree/z.bin");
+    write(&theirs, b"not theirs");
+    // m.bin is completed, z.bin goes in under a free name, zz.bin is cut.
+    assert!(send(Some(9 << 19)).await.is_err());
+    until("z.bin placed", || b.downloads.join("tree/z (1).bin").exists()).await;
+    assert_eq!(std::fs::read(b.downloads.join("tree/z (1).bin")).unwrap(), b"0123456789");
+    // The last attempt finds z.bin where it went: verified, not sent again, and the file under
+    // its name is not taken for it.
+    let outcome = send(None).await.unwrap();
+    assert!(outcome.all_ok(), "{:?}", outcome.failed);
+    assert!(!b.downloads.join("tree/z (2).bin").exists(), "z.bin was not sent again");
+    assert_eq!(std::fs::read(&theirs).unwrap(), b"not theirs");
+    for (name, data) in files.iter().filter(|(n, _)| *n != "z.bin") {
+        assert_eq!(&std::fs::read(b.downloads.join("tree").join(name)).unwrap(), data, "{name}");
+    }
+    assert!(!b.downloads.join("tree (1)").exists(), "the resumed folder keeps its first name");
+}
+
 async fn cancel_mid_file(from_sender: bool) {
     let a = node("ada", |_| {}).await;
     let b = accepting("bob").await;

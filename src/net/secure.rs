@@ -948,23 +948,27 @@ mod tests {
         drop(a);
     }
 
-    /// A v1 node (before verified chunks) dialling a transfer, and us dialling one: both ends
-    /// hear what to update, and the control protocol is not affected.
+    /// A v1 node (before verified chunks) or a v2 one (before v3's frames) dialling a
+    /// transfer, and us dialling a v1 one: both ends hear what to update, and the control
+    /// protocol is not affected.
     #[tokio::test]
     async fn an_old_transfer_peer_is_told_to_update() {
-        let (addr, server) = answering().await;
-        let mut sock = TcpStream::connect(addr).await.unwrap();
         let mut old = preamble(Purpose::Transfer);
+        for version in [1u16, 2] {
+            let (addr, server) = answering().await;
+            let mut sock = TcpStream::connect(addr).await.unwrap();
+            old[4..6].copy_from_slice(&version.to_be_bytes());
+            sock.write_all(&old).await.unwrap();
+            let mut theirs = [0u8; PREAMBLE_LEN];
+            sock.read_exact(&mut theirs).await.unwrap();
+            assert_eq!(u16::from_be_bytes([theirs[4], theirs[5]]), TRANSFER_PROTOCOL_VERSION);
+            let err = server.await.unwrap().err().unwrap().to_string();
+            assert!(
+                err.contains(&format!("older lanyard (transfer protocol v{version}")) && err.contains("update lanyard"),
+                "{err}"
+            );
+        }
         old[4..6].copy_from_slice(&1u16.to_be_bytes());
-        sock.write_all(&old).await.unwrap();
-        let mut theirs = [0u8; PREAMBLE_LEN];
-        sock.read_exact(&mut theirs).await.unwrap();
-        assert_eq!(u16::from_be_bytes([theirs[4], theirs[5]]), TRANSFER_PROTOCOL_VERSION);
-        let err = server.await.unwrap().err().unwrap().to_string();
-        assert!(
-            err.contains("older lanyard (transfer protocol v1") && err.contains("update lanyard"),
-            "{err}"
-        );
 
         // Our dial to an old node: it answers with its v1 preamble.
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

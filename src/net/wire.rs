@@ -11,10 +11,11 @@ pub use crate::limits::{
 /// Bumped on any incompatible change of the control protocol; checked in the preamble of control
 /// connections and advertised over mDNS.
 pub const PROTOCOL_VERSION: u16 = 1;
-/// The same for transfer connections, whose preamble carries it instead: v2 verifies chunks on
-/// arrival and relays. A node of another transfer version can still chat; a transfer between
-/// them stops at the preamble with "update lanyard".
-pub const TRANSFER_PROTOCOL_VERSION: u16 = 2;
+/// The same for transfer connections, whose preamble carries it instead: v2 verified chunks on
+/// arrival and relayed; v3 is v2 with adjacently tagged frames and a small file in one frame. A
+/// node of another transfer version can still chat; a transfer between them stops at the
+/// preamble with "update lanyard".
+pub const TRANSFER_PROTOCOL_VERSION: u16 = 3;
 /// Sent first on every connection, before Noise: magic + version, so that a version mismatch is
 /// reported as such instead of as a failed decryption.
 pub const MAGIC: &[u8; 4] = b"LNYD";

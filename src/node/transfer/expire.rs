@@ -82,11 +82,19 @@ fn expire_partials(shared: &Shared, root: &OwnedFd, max_age: Duration) -> usize 
     removed
 }
 
-/// Resume records of folders not used for `max_age`.
+/// Resume records of folders not used for `max_age`, and of their renamed files.
 fn expire_records(shared: &Shared, max_age: Duration) {
     let cutoff = unix_now().saturating_sub(max_age.as_secs()) as i64;
     let db = shared.store.lock();
-    if let Err(e) = db.execute("DELETE FROM transfer_groups WHERE updated < ?1", params![cutoff]) {
+    let result = db
+        .execute("DELETE FROM transfer_groups WHERE updated < ?1", params![cutoff])
+        .and_then(|_| {
+            db.execute(
+                "DELETE FROM transfer_renamed WHERE group_key NOT IN (SELECT key FROM transfer_groups)",
+                [],
+            )
+        });
+    if let Err(e) = result {
         tracing::warn!("cannot expire old resume records: {e}");
     }
 }

@@ -9,8 +9,8 @@
 //! chunks it holds were verified against the same root. A folder
 //! keeps the top-level name it was given on the first attempt (recorded in the store), and
 //! files of it already placed then — found under their own names in that folder — are
-//! verified again instead of sent again. Nothing is recorded per file: a record per file
-//! cost more than a small file's whole transfer.
+//! verified again instead of sent again. Only a file placed under another name than its own is
+//! recorded (a record per file cost more than a small file's whole transfer).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -115,13 +115,35 @@ fn partial_dir(root: &OwnedFd) -> io::Result<OwnedFd> {
     open_dir(root.as_fd(), PARTIAL_DIR, Some(Mode::from_raw_mode(0o700)))
 }
 
-/// Where an earlier attempt at a folder put item `path` (relative to the destination): under
-/// the folder it chose, by its own name. A file there of the offered size is then verified
-/// chunk by chunk before it counts as received, so whatever else put a file there, only the
-/// offered bytes pass.
+/// Where an earlier attempt at a folder put item `path` (relative to the destination), unless it
+/// was renamed: under the folder it chose, by its own name. A file found there counts as
+/// received only if it [`holds`] the offered bytes: someone may have put another file there.
 fn placed_path(group: &Group, path: &str) -> Option<String> {
     let (_, rest) = path.split_once('/')?;
     Some(format!("{}/{rest}", group.dir_name.as_deref()?))
+}
+
+/// Whether the file at `rel` (below `root`, reached through handles, never a link) holds exactly
+/// the bytes whose BLAKE3 hash is `hash`.
+fn holds(root: &OwnedFd, rel: &str, hash: &[u8]) -> bool {
+    let comps: Vec<&str> = rel.split('/').collect();
+    let Some((name, dirs)) = comps.split_last() else {
+        return false;
+    };
+    let Ok(dir) = walk(root.as_fd(), dirs.iter().copied(), false) else {
+        return false;
+    };
+    let Ok(fd) = openat(&dir, *name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) else {
+        return false;
+    };
+    let mut h = blake3::Hasher::new();
+    h.update_reader(File::from(fd)).is_ok() && h.finalize().as_bytes().as_slice() == hash
+}
+
+/// The content key a partial file's name starts with (before a "-id" that keeps two arrivals of
+/// the same file apart, and before [`PARTIAL_SUFFIX`]).
+fn content_key(partial: &str) -> &str {
+    partial.split(['-', '.']).next().unwrap_or(partial)
 }
 
 /// A database error, as an I/O error of the step that needed it.
@@ -224,6 +246,11 @@ impl Plan {
                 key.push_str(PARTIAL_SUFFIX);
             }
         }
+        // Files of a resumed folder that an earlier attempt placed under another name.
+        let mut renamed: HashMap<String, String> = HashMap::new();
+        for group in plan.groups.iter().filter(|g| g.earlier) {
+            renamed.extend(plan.renamed_in(&group.key).map_err(|e| e.to_string())?);
+        }
         plan.slots.reserve_exact(items.len());
         for (i, (item, partial)) in items.iter().zip(partials).enumerate() {
             let group = &plan.groups[group_of[i]];
@@ -233,8 +260,12 @@ impl Plan {
             {
                 // Looks only: what is found is opened later by handle, never following a link.
                 if group.folder
-                    && let Some(done) = placed_path(group, &item.path)
+                    && let Some((done, recorded)) = renamed
+                        .get(content_key(partial))
+                        .map(|p| (p.clone(), true))
+                        .or_else(|| placed_path(group, &item.path).map(|p| (p, false)))
                     && kind_at(plan.root.as_fd(), &done).is_some_and(|(t, len)| t == FileType::RegularFile && len == item.size)
+                    && (recorded || holds(&plan.root, &done, &item.root))
                 {
                     offset = item.size;
                     existing = Some(plan.dest.join(done));
@@ -297,6 +328,17 @@ impl Plan {
         )
         .map_err(db_err)?;
         Ok(Some(dir))
+    }
+
+    /// The files of group `key` an earlier attempt placed under another name: content key →
+    /// path (relative to the destination).
+    fn renamed_in(&self, key: &str) -> io::Result<Vec<(String, String)>> {
+        let db = self.shared.store.lock();
+        let mut stmt = db
+            .prepare_cached("SELECT key, path FROM transfer_renamed WHERE group_key = ?1")
+            .map_err(db_err)?;
+        let rows = stmt.query_map([key], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db_err)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db_err)
     }
 
     /// The folder a top-level folder lands in: the one an earlier attempt chose, or, when its
@@ -487,7 +529,20 @@ impl Plan {
         };
         let placed = place_at(&self.shared.transfers.placing, &self.partials, &self.slots[i].partial, dir, &name)?;
         self.unsynced = true;
-        let full = self.dest.join(dir_rel.join(&placed));
+        let rel = dir_rel.join(&placed);
+        let group = &self.groups[self.slots[i].group];
+        if placed != name && group.folder {
+            // Rare (its own name was taken), so written here and now: a resume of this folder
+            // must find it where it went, not take what sits under its name for it.
+            let recorded = self.shared.store.lock().execute(
+                "INSERT OR REPLACE INTO transfer_renamed (key, group_key, path) VALUES (?1, ?2, ?3)",
+                params![content_key(&self.slots[i].partial), group.key, rel.to_string_lossy()],
+            );
+            if let Err(e) = recorded {
+                tracing::warn!("cannot record a renamed file for resume: {e}");
+            }
+        }
+        let full = self.dest.join(rel);
         self.slots[i].existing = Some(full.clone());
         Ok(full)
     }
@@ -543,11 +598,9 @@ impl Plan {
     }
 
     fn forget_group(&self, key: &str) {
-        let _ = self
-            .shared
-            .store
-            .lock()
-            .execute("DELETE FROM transfer_groups WHERE key = ?1", [key]);
+        let db = self.shared.store.lock();
+        let _ = db.execute("DELETE FROM transfer_renamed WHERE group_key = ?1", [key]);
+        let _ = db.execute("DELETE FROM transfer_groups WHERE key = ?1", [key]);
     }
 }
 

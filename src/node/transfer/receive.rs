@@ -215,13 +215,17 @@ async fn exchange(
     }
     ctx.shared.transfers.remember_accepted(&ctx.id, digest);
 
-    // Database look-ups and a stat per item: off the async workers.
+    // Database look-ups, a stat per item, and in a resumed folder a hash of each file found
+    // under its name: off the async workers, and (reading what an earlier attempt placed may
+    // take a while) not a stall while the sender waits for the answer.
+    ctx.deadline.hold(crate::limits::OFFER_ANSWER_TIMEOUT);
     let prepared = {
         let (shared, dest, m) = (ctx.shared.clone(), dest.to_path_buf(), manifest.clone());
         tokio::task::spawn_blocking(move || Plan::prepare(&shared, &dest, &m))
             .await
             .map_err(|_| Stop::Failed("preparing the transfer failed".into()))?
     };
+    ctx.deadline.release();
     let plan = plan_out.insert(prepared.map_err(Stop::Failed)?);
     if let Err(reason) = plan.reserve(&ctx.shared.nick()) {
         return Err(refuse(ctx, writer, &reason).await);

@@ -312,9 +312,10 @@ async fn exchange(ctx: &Ctx, reader: &mut SecureReader, writer: &mut SecureWrite
     };
     let mut offsets = vec![0u64; n];
     for (i, off) in resume {
-        // Whole chunks only: a resume starts at a chunk the receiver can verify.
+        // Whole chunks only: a resume starts at a chunk the receiver can verify, or at the end
+        // (a file it already has whole, whatever its size).
         match m.items.get(i as usize) {
-            Some(item) if !item.dir && Layout::of(item.size).floor(off) == off.min(item.size) && off <= item.size => {
+            Some(item) if !item.dir && off <= item.size && (off == item.size || Layout::of(item.size).floor(off) == off) => {
                 offsets[i as usize] = off
             }
             _ => return Err(Stop::Protocol("protocol error: bad resume offset".into())),

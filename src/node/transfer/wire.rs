@@ -1,7 +1,7 @@
 //! The messages of a transfer connection and their limits.
 //!
-//! Transfer protocol v2 (the version is in the connection's preamble: a v1 peer is told to
-//! update before anything else is said).
+//! Transfer protocol v3 (the version is in the connection's preamble: an older peer is told
+//! to update before anything else is said).
 //!
 //! The initiator's first frame says what it wants: `Offer` (push), `List` or `Get` (pull). An
 //! offer's manifest follows in `Items` frames; each file carries its BLAKE3 root. An offer may
@@ -281,7 +281,7 @@ mod tests {
     }
 
     #[test]
-    fn a_file_ok_from_an_older_peer_still_parses() {
+    fn a_file_ok_without_saved_as_parses() {
         #[derive(Serialize)]
         #[serde(tag = "t", content = "c", rename_all = "snake_case")]
         enum Old {
