@@ -9,8 +9,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::output::{json, json_value_line, unix_now_ms};
-use crate::identity::PeerId;
-use crate::node::{Envelope, Event};
+use crate::node::{Envelope, Event, PeerId};
 
 /// The version of this format.
 pub const VERSION: u64 = 1;
