@@ -35,6 +35,7 @@ mod source;
 mod space;
 mod tap;
 pub mod wire;
+mod writeback;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;

@@ -21,6 +21,7 @@ use super::progress::Meter;
 use super::send::{CHUNK, PIPE_DEPTH, Stop, interrupted, io_stop, moving, next, say_stop, stalled_text, who};
 use super::tap::Tap;
 use super::wire::{Hop, Item, MAX_ITEMS, MAX_MANIFEST_BYTES, MAX_RESUME_ENTRIES, MAX_SEGMENT, Report, TransferMsg, bounded};
+use super::writeback::{self, Writeback};
 use super::{Ctx, Fault, Outcome, TransferError, ask, msg_name, relay};
 use crate::identity::PeerId;
 use crate::limits::{MANIFEST_REFUSAL_DRAIN, OUTCOME_LISTED};
@@ -898,6 +899,8 @@ struct Open {
     pending: Vec<Vec<u8>>,
     pending_len: u64,
     hasher: Option<ChunkHasher>,
+    /// Up to where its bytes were handed to the writeback.
+    written_back: u64,
 }
 
 /// The disk thread: runs until the socket side is done, then hands the plan back. A write
@@ -914,11 +917,13 @@ fn disk_loop(
     // Verified files are synced and placed once per batch of commands, not one by one: a
     // thousand small files cost a few syncs, not two thousand.
     let mut pending = Pending::default();
+    let writeback = Writeback::default();
     let out = Out {
         verdicts: &verdicts,
         free: &free,
         tap: tap.as_deref(),
         strict,
+        writeback: &writeback,
     };
     while let Some(batch) = rx.blocking_recv() {
         let done = run_batch(&mut plan, batch, &mut current, &mut pending, &out);
@@ -939,6 +944,7 @@ struct Out<'a> {
     /// The data comes from a relay: a chunk that does not match ends the transfer (the relay
     /// is at fault), where from the sender itself only that file fails (it changed).
     strict: bool,
+    writeback: &'a Writeback,
 }
 
 /// One hand-over of commands from the socket side.
@@ -1040,6 +1046,12 @@ fn take_segment(plan: &mut Plan, o: &mut Open, buf: Vec<u8>, out: &Out) -> Resul
     }
     o.pos += o.pending_len;
     o.pending_len = 0;
+    if o.pos - o.written_back >= writeback::EVERY
+        && let Ok(file) = &o.file
+    {
+        out.writeback.request(file);
+        o.written_back = o.pos;
+    }
     if let (Some(tap), Ok(_)) = (out.tap, &o.file) {
         tap.verified(o.index, o.pos);
     }
@@ -1105,6 +1117,7 @@ fn open(plan: &mut Plan, index: usize, offset: u64, size: u64, cvs: Arc<Vec<Chai
         pending: Vec::new(),
         pending_len: 0,
         hasher: None,
+        written_back: offset,
     };
     if plan.slots[index].existing.is_none()
         && let Err(e) = plan.ready_folder(index)
