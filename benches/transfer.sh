@@ -35,9 +35,9 @@
 # tools), because this machine's shared disk makes file-to-disk figures swing
 # by 2x between runs; RECV_ON_DISK=1 writes to disk instead, and adds "nc + fsync" (nc, then
 # `sync FILE`): lanyard makes a file durable before it reports it, plain nc does not, and on
-# this VM's disk 1 GiB takes 0.8 s to reach the disk when the disk has rested but 3.7 s right
-# after other gigabytes were written (as in these rounds), so only that baseline compares like
-# with like. With LANYARD_BIN_B on disk, use an even ROUNDS: the binary that runs first in a
+# this VM's disk 1 GiB takes 0.7-2.2 s to reach the disk after a rest but 3.7 s right after
+# other gigabytes were written (as in these rounds), so only that baseline compares like with
+# like. With LANYARD_BIN_B on disk, use an even ROUNDS: the binary that runs first in a
 # round follows nc's and socat's gigabytes and pays for them.
 #
 # Env: LANYARD_BIN (default target/release/lanyard), LANYARD_BIN_B, ROUNDS (default 3),
