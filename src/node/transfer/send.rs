@@ -5,7 +5,6 @@
 //! from disk, or for a relay taken from what it verified — so memory stays flat whatever the
 //! file size.
 
-use std::collections::VecDeque;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -447,6 +446,9 @@ pub(crate) enum Chunk {
     /// The next segment of the current file, never across a chunk boundary.
     Data(Vec<u8>),
     Done,
+    /// File `index`, of one chunk, whole (all its bytes from its offset): one frame where
+    /// `Start`, `Data` and `Done` would take three.
+    Whole(usize, Vec<u8>),
     Failed(usize, String),
     /// The data stops here for good (a relay lost its own sender): the stream ends with the
     /// reason, the receiver keeps what it has.
@@ -516,7 +518,8 @@ async fn stream(
             tokio::task::spawn_blocking(move || produce(offsets, tx));
         }
     }
-    let mut current = (0usize, 0u64);
+    // Bytes of the current file sent (what is left of it when it fails; where a test fault cuts).
+    let mut sent = 0u64;
     while let Some(batch) = next_chunk(ctx, writer, &mut rx, stop).await? {
         if ctx.cancel.is_cancelled() {
             return Err(Stop::CancelledHere);
@@ -524,41 +527,13 @@ async fn stream(
         if stop.is_cancelled() {
             return Err(Stop::Quiet);
         }
-        let mut batch = VecDeque::from(batch);
-        while let Some(chunk) = batch.pop_front() {
+        for chunk in batch {
             match chunk {
                 Chunk::Start(i, cvs) => {
-                    let Some(item) = m.items.get(i).filter(|item| !item.dir) else {
-                        return Err(Stop::Failed("internal error: a segment for no file".into()));
-                    };
-                    current = (i, 0);
+                    let item = sent_item(m, i)?;
+                    sent = 0;
                     let offset = offsets[i];
                     meter.start_file(&item.path, item.size, offset);
-                    // A small file whose bytes are all here: one frame, not three.
-                    let whole = match (batch.front(), batch.get(1)) {
-                        (Some(Chunk::Done), _) => item.size == offset,
-                        (Some(Chunk::Data(buf)), Some(Chunk::Done)) => buf.len() as u64 == item.size - offset,
-                        _ => false,
-                    };
-                    if whole && !Layout::of(item.size).has_list() {
-                        let len = item.size - offset;
-                        writer
-                            .queue_frame(&TransferMsg::File {
-                                index: i as u32,
-                                offset,
-                                len,
-                            })
-                            .map_err(io_stop)?;
-                        if matches!(batch.front(), Some(Chunk::Data(_)))
-                            && let Some(Chunk::Data(buf)) = batch.pop_front()
-                        {
-                            put_data(ctx, writer, stop, meter, fault, &mut current, &free_tx, buf).await?;
-                        }
-                        // Its `Done`.
-                        batch.pop_front();
-                        meter.end_file(ctx);
-                        continue;
-                    }
                     writer
                         .queue_frame(&TransferMsg::FileStart { index: i as u32, offset })
                         .map_err(io_stop)?;
@@ -569,9 +544,27 @@ async fn stream(
                         }
                     }
                 }
+                Chunk::Whole(i, buf) => {
+                    let item = sent_item(m, i)?;
+                    sent = 0;
+                    let offset = offsets[i];
+                    meter.start_file(&item.path, item.size, offset);
+                    let len = buf.len() as u64;
+                    writer
+                        .queue_frame(&TransferMsg::File {
+                            index: i as u32,
+                            offset,
+                            len,
+                        })
+                        .map_err(io_stop)?;
+                    if len > 0 {
+                        put_data(ctx, writer, stop, meter, fault, &mut sent, &free_tx, buf).await?;
+                    }
+                    meter.end_file(ctx);
+                }
                 Chunk::Data(buf) => {
                     writer.queue_frame(&TransferMsg::Data { len: buf.len() as u64 }).map_err(io_stop)?;
-                    put_data(ctx, writer, stop, meter, fault, &mut current, &free_tx, buf).await?;
+                    put_data(ctx, writer, stop, meter, fault, &mut sent, &free_tx, buf).await?;
                 }
                 Chunk::Done => {
                     writer.queue_frame(&TransferMsg::FileEnd).map_err(io_stop)?;
@@ -579,7 +572,7 @@ async fn stream(
                 }
                 Chunk::Failed(i, reason) => {
                     let item = &m.items[i];
-                    meter.skip(item.size.saturating_sub(offsets[i] + current.1));
+                    meter.skip(item.size.saturating_sub(offsets[i] + sent));
                     writer
                         .queue_frame(&TransferMsg::FileAbort {
                             index: i as u32,
@@ -599,8 +592,16 @@ async fn stream(
     Ok(())
 }
 
-/// A segment's raw bytes, after the frame that announces them; `current` counts the file's
-/// bytes sent (for the test faults, which cut or stall at a byte count).
+/// The file item `i` of the manifest, which the producer just started.
+fn sent_item(m: &Manifest, i: usize) -> Result<&Item, Stop> {
+    m.items
+        .get(i)
+        .filter(|item| !item.dir)
+        .ok_or_else(|| Stop::Failed("internal error: a segment for no file".into()))
+}
+
+/// A segment's raw bytes, after the frame that announces them; `sent` counts the file's bytes
+/// sent (for the test faults, which cut or stall at a byte count).
 #[allow(clippy::too_many_arguments)]
 async fn put_data(
     ctx: &Ctx,
@@ -608,7 +609,7 @@ async fn put_data(
     stop: &CancellationToken,
     meter: &mut Meter,
     fault: Option<Fault>,
-    current: &mut (usize, u64),
+    sent: &mut u64,
     free_tx: &std::sync::mpsc::Sender<Vec<u8>>,
     mut buf: Vec<u8>,
 ) -> Result<(), Stop> {
@@ -618,13 +619,13 @@ async fn put_data(
     };
     written?;
     meter.advance(ctx, buf.len() as u64);
-    current.1 += buf.len() as u64;
+    *sent += buf.len() as u64;
     match fault {
-        Some(Fault::Disconnect(limit)) if current.1 >= limit => {
+        Some(Fault::Disconnect(limit)) if *sent >= limit => {
             let _ = writer.flush().await;
             return Err(Stop::Quiet);
         }
-        Some(Fault::Stall(limit)) if current.1 >= limit => {
+        Some(Fault::Stall(limit)) if *sent >= limit => {
             writer.flush().await.map_err(io_stop)?;
             tokio::select! {
                 _ = stop.cancelled() => return Err(Stop::Quiet),
@@ -652,12 +653,20 @@ fn read_sources(
     let mut batch = Batch::new(tx);
     let mut opener = Opener::default();
     for f in files {
-        if batch.push(Chunk::Start(f.index, f.cvs)).is_err() {
+        // A file of one chunk goes whole; a bigger one as it is read, after its hashes.
+        let one = !Layout::of(f.item.size).has_list();
+        if !one && batch.push(Chunk::Start(f.index, f.cvs.clone())).is_err() {
             return;
         }
         let end = match read_into(&mut opener, &f.path, confine.as_deref(), &f.item, f.offset, &mut batch, &free) {
-            Ok(()) => Chunk::Done,
-            Err(reason) => Chunk::Failed(f.index, reason),
+            Ok(Some(whole)) => Chunk::Whole(f.index, whole),
+            Ok(None) => Chunk::Done,
+            Err(reason) => {
+                if one && batch.push(Chunk::Start(f.index, f.cvs)).is_err() {
+                    return;
+                }
+                Chunk::Failed(f.index, reason)
+            }
         };
         if batch.push(end).is_err() {
             return;
@@ -715,13 +724,14 @@ fn read_into(
     offset: u64,
     batch: &mut Batch,
     free: &std::sync::mpsc::Receiver<Vec<u8>>,
-) -> Result<(), String> {
+) -> Result<Option<Vec<u8>>, String> {
     // A file that changed since it was hashed fails alone here, before any of its bytes go: its
     // chunks would no longer match the hashes the receiver checks them against.
     let mut file = opener.open(path, confine)?;
-    // A file of one chunk needs neither look at its size and time: the receiver checks its one
-    // chunk against the root, so any change fails it there ("it changed while being sent"),
-    // and two stats per file were a tenth of a small-file send's CPU.
+    // A file of one chunk comes back whole instead (its one segment), and needs neither look
+    // at its size and time: the receiver checks its one chunk against the root, so any change
+    // fails it there ("it changed while being sent"), and two stats per file were a tenth of a
+    // small-file send's CPU.
     let checked = Layout::of(item.size).has_list();
     if checked {
         let meta = file.metadata().map_err(|e| format!("cannot read it: {e}"))?;
@@ -733,6 +743,9 @@ fn read_into(
         file.seek(SeekFrom::Start(offset)).map_err(|e| format!("cannot read it: {e}"))?;
     }
     let mut remaining = item.size - offset;
+    if !checked && remaining == 0 {
+        return Ok(Some(Vec::new()));
+    }
     while remaining > 0 {
         let want = remaining.min(CHUNK as u64) as usize;
         // A recycled buffer if it is big enough, else one just as big as needed: a 4 KiB file
@@ -751,12 +764,13 @@ fn read_into(
             return Err("it shrank while being sent".into());
         }
         remaining -= want as u64;
+        if !checked {
+            // All of it: one chunk is at most one segment.
+            return Ok(Some(b));
+        }
         if batch.push(Chunk::Data(b)).is_err() {
             return Err("stopped".into());
         }
-    }
-    if !checked {
-        return Ok(());
     }
     // The open file's own metadata: no path walk per file; a link count of zero means it was
     // deleted meanwhile.
@@ -768,7 +782,7 @@ fn read_into(
         }
         Ok(_) => {}
     }
-    Ok(())
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -813,7 +827,7 @@ mod tests {
         let mut batch = Batch::new(tx);
         let result = read_into(&mut Opener::default(), path, confine, &item, 0, &mut batch, &free);
         rx.close();
-        result
+        result.map(drop)
     }
 
     #[test]
