@@ -397,6 +397,15 @@ fn relayed() -> bool {
     true
 }
 
+/// A task that ends with its owner.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 async fn send_files(node: &NodeHandle, specs: Vec<String>, paths: Vec<PathBuf>, relay: bool, out: &mpsc::Sender<Reply>) -> Result<()> {
     if specs.is_empty() || paths.is_empty() {
         bail!("give at least one peer and one path: lanyard send PEER... -- PATH...");
@@ -411,10 +420,11 @@ async fn send_files(node: &NodeHandle, specs: Vec<String>, paths: Vec<PathBuf>, 
             );
         }
     }
-    // Reading and hashing the files and finding the peers wait on different things: side by side.
-    let prepared = {
+    // Reading and hashing the files and finding the peers wait on different things: side by
+    // side. If nobody is found (or this is dropped), the reading stops with it.
+    let mut prepared = {
         let (node, paths) = (node.clone(), paths.clone());
-        tokio::spawn(async move { node.prepare_send(&paths).await })
+        AbortOnDrop(tokio::spawn(async move { node.prepare_send(&paths).await }))
     };
     let resolved = resolve_all(node, &specs).await;
     let mut recipients: Vec<(String, PeerId)> = Vec::new();
@@ -438,7 +448,7 @@ async fn send_files(node: &NodeHandle, specs: Vec<String>, paths: Vec<PathBuf>, 
     }
     if !recipients.is_empty() {
         let ids: Vec<PeerId> = recipients.iter().map(|(_, id)| id.clone()).collect();
-        let prepared = prepared.await.map_err(|e| anyhow!("reading the files failed: {e}"))??;
+        let prepared = (&mut prepared.0).await.map_err(|e| anyhow!("reading the files failed: {e}"))??;
         let group = node.send_prepared(&ids, prepared, relay)?;
         let labels: HashMap<String, String> = recipients
             .iter()

@@ -13,6 +13,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use blake3::hazmat::ChainingValue;
@@ -22,7 +23,7 @@ use super::mtime_ns;
 use super::source::Opener;
 use super::wire::MAX_FILE_BYTES;
 use crate::node::lock;
-use crate::text::{io_reason, printable};
+use crate::text::io_reason;
 
 /// Files up to this size are one piece of work.
 const WHOLE_BYTES: u64 = 16 << 20;
@@ -43,9 +44,14 @@ pub(crate) struct Hashed {
 struct Job {
     i: usize,
     path: Arc<PathBuf>,
-    /// The path as offered, for messages.
-    name: Arc<str>,
     piece: Piece,
+}
+
+/// Why item `i` could not be hashed (the caller names it: it holds the names).
+pub(crate) enum HashFailure {
+    Unreadable(usize, String),
+    TooBig(usize),
+    Abandoned,
 }
 
 enum Piece {
@@ -66,13 +72,15 @@ struct Queue {
     /// Pieces taken and not finished: a big file's splitting adds more.
     busy: usize,
     done: Vec<Hashed>,
-    failed: Option<String>,
+    failed: Option<HashFailure>,
 }
 
 struct Pipe {
     queue: Mutex<Queue>,
     changed: Condvar,
     confine: Option<Vec<PathBuf>>,
+    /// Nobody waits for the result any more: take no more work.
+    abandoned: Arc<AtomicBool>,
 }
 
 pub(crate) struct Hashing {
@@ -83,11 +91,12 @@ pub(crate) struct Hashing {
 }
 
 impl Hashing {
-    pub fn start(confine: Option<Vec<PathBuf>>) -> Hashing {
+    pub fn start(confine: Option<Vec<PathBuf>>, abandoned: Arc<AtomicBool>) -> Hashing {
         let pipe = Arc::new(Pipe {
             queue: Mutex::default(),
             changed: Condvar::new(),
             confine,
+            abandoned,
         });
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
         let workers = (0..threads)
@@ -107,11 +116,10 @@ impl Hashing {
     }
 
     /// Measure and hash item `i`, read from `path`.
-    pub fn add(&mut self, i: usize, path: PathBuf, name: &str) {
+    pub fn add(&mut self, i: usize, path: PathBuf) {
         self.gathered.push(Job {
             i,
             path: Arc::new(path),
-            name: Arc::from(name),
             piece: Piece::File,
         });
         if self.gathered.len() >= HAND_OVER {
@@ -128,7 +136,7 @@ impl Hashing {
     }
 
     /// Wait for every piece; the first failure fails the whole.
-    pub fn finish(mut self) -> Result<Vec<Hashed>, String> {
+    pub fn finish(mut self) -> Result<Vec<Hashed>, HashFailure> {
         self.hand_over();
         self.close();
         let workers = std::mem::take(&mut self.workers);
@@ -172,6 +180,11 @@ impl Pipe {
                     if q.failed.is_some() {
                         return;
                     }
+                    if self.abandoned.load(Ordering::Relaxed) {
+                        q.failed.get_or_insert(HashFailure::Abandoned);
+                        self.changed.notify_all();
+                        return;
+                    }
                     if let Some(job) = q.jobs.pop_front() {
                         q.busy += 1;
                         break job;
@@ -203,18 +216,14 @@ impl Pipe {
         }
     }
 
-    fn run(&self, job: Job, buf: &mut Vec<u8>, opener: &mut Opener) -> Result<Hashed, String> {
-        let cannot = |why: String| format!("cannot send \"{}\": {why}", printable(&job.name));
+    fn run(&self, job: Job, buf: &mut Vec<u8>, opener: &mut Opener) -> Result<Hashed, HashFailure> {
+        let cannot = |why: String| HashFailure::Unreadable(job.i, why);
         let file = opener.open(&job.path, self.confine.as_deref()).map_err(cannot)?;
         let (layout, first, n, measured) = match job.piece {
             Piece::File => {
                 let meta = file.metadata().map_err(|e| cannot(io_reason(&e)))?;
                 if meta.len() > MAX_FILE_BYTES {
-                    return Err(format!(
-                        "\"{}\" is over {} TiB, more than one transfer carries",
-                        printable(&job.name),
-                        MAX_FILE_BYTES >> 40
-                    ));
+                    return Err(HashFailure::TooBig(job.i));
                 }
                 let layout = Layout::of(meta.len());
                 let n = layout.count().min(PART_CHUNKS);
@@ -227,7 +236,6 @@ impl Pipe {
                         q.jobs.push_back(Job {
                             i: job.i,
                             path: job.path.clone(),
-                            name: job.name.clone(),
                             piece: Piece::Part { layout, first, n: part },
                         });
                         first += part;

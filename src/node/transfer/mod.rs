@@ -203,9 +203,19 @@ pub(crate) fn find_id<'a>(ids: impl Iterator<Item = &'a String>, spec: &str, wha
 }
 
 /// Read what is to be sent, off the async workers; a path that can't be read names itself.
+/// Dropped before it is done (nobody to send to after all), it stops the walk and the hashing
+/// instead of reading a whole tree for nothing.
 async fn read_sources(paths: &[PathBuf]) -> anyhow::Result<source::Manifest> {
+    struct StopOnDrop(Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
     let paths = paths.to_vec();
-    tokio::task::spawn_blocking(move || source::from_local(&paths)).await?
+    let stop = StopOnDrop(Arc::default());
+    let abandoned = stop.0.clone();
+    tokio::task::spawn_blocking(move || source::from_local(&paths, &abandoned)).await?
 }
 
 impl TransferTask {

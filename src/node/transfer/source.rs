@@ -6,6 +6,7 @@ use std::fs::{self, File};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use blake3::hazmat::ChainingValue;
 
@@ -13,8 +14,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use rustix::fs::{Mode, OFlags};
 
 use super::chunks::{Layout, root_of};
-use super::hashing::{Hashed, Hashing};
-use super::mtime_ns;
+use super::hashing::{HashFailure, Hashed, Hashing};
 use super::wire::{Item, MAX_FILE_BYTES, MAX_ITEMS, MAX_MANIFEST_BYTES, OfferDigest};
 use crate::node::share::Shares;
 use crate::text::{io_reason, printable};
@@ -73,39 +73,27 @@ impl Manifest {
 
     /// A file, handed to `hashing` (which measures it) as it is listed.
     fn push(&mut self, path: String, source: PathBuf, hashing: &mut Hashing) -> Result<()> {
-        self.push_file_or_dir(path, Some(source.clone()), 0, 0)?;
-        let i = self.items.len() - 1;
-        hashing.add(i, source, &self.items[i].path);
+        self.push_item(path, Some(source.clone()))?;
+        hashing.add(self.items.len() - 1, source);
         Ok(())
-    }
-
-    /// A file to be hashed later ([`Manifest::hash`]).
-    fn push_file(&mut self, path: String, source: PathBuf, size: u64, mtime: u64) -> Result<()> {
-        self.push_file_or_dir(path, Some(source), size, mtime)
     }
 
     /// An empty folder.
     fn push_dir(&mut self, path: String) -> Result<()> {
-        self.push_file_or_dir(path, None, 0, 0)
+        self.push_item(path, None)
     }
 
-    fn push_file_or_dir(&mut self, path: String, source: Option<PathBuf>, size: u64, mtime: u64) -> Result<()> {
+    /// An item, its size and time (a file's) to be filled in by the hashing, which measures
+    /// each file from the descriptor it reads.
+    fn push_item(&mut self, path: String, source: Option<PathBuf>) -> Result<()> {
         if self.items.len() >= MAX_ITEMS {
             bail!("more than {MAX_ITEMS} files and folders in one transfer; send them in parts");
         }
-        if size > MAX_FILE_BYTES {
-            bail!(
-                "\"{}\" is over {} TiB, more than one transfer carries",
-                printable(&path),
-                MAX_FILE_BYTES >> 40
-            );
-        }
-        self.bytes = self.bytes.saturating_add(size);
         self.items.push(Item {
             dir: source.is_none(),
             path,
-            size,
-            mtime,
+            size: 0,
+            mtime: 0,
             root: serde_bytes::ByteBuf::new(),
         });
         self.sources.push(source);
@@ -116,35 +104,43 @@ impl Manifest {
     /// each file's data. A file that cannot be read fails the whole send here, before anything
     /// is offered.
     pub fn hash(&mut self) -> std::result::Result<(), String> {
-        let mut hashing = Hashing::start(self.confine.clone());
+        let mut hashing = Hashing::start(self.confine.clone(), Arc::default());
         for (i, source) in self.sources.iter().enumerate() {
             if let Some(path) = source {
-                hashing.add(i, path.clone(), &self.items[i].path);
+                hashing.add(i, path.clone());
             }
         }
-        self.take_hashes(hashing.finish()?)
+        self.take_hashes(hashing.finish())
     }
 
     /// Put the hashes found into the items, and each file's size and time as it was when
-    /// hashed.
-    fn take_hashes(&mut self, found: Vec<Hashed>) -> std::result::Result<(), String> {
-        let mut lists: Vec<Vec<ChainingValue>> = vec![Vec::new(); self.items.len()];
-        let mut parts: Vec<(usize, u64, Vec<ChainingValue>)> = Vec::new();
-        for h in found {
+    /// hashed; or say which file could not be hashed, and why.
+    fn take_hashes(&mut self, found: Result<Vec<Hashed>, HashFailure>) -> std::result::Result<(), String> {
+        let found = found.map_err(|f| match f {
+            HashFailure::Unreadable(i, why) => format!("cannot send \"{}\": {why}", printable(&self.items[i].path)),
+            HashFailure::Abandoned => "the send was abandoned".to_string(),
+            HashFailure::TooBig(i) => format!(
+                "\"{}\" is over {} TiB, more than one transfer carries",
+                printable(&self.items[i].path),
+                MAX_FILE_BYTES >> 40
+            ),
+        })?;
+        // Sizes first: a big file's pieces may come before the piece that measured it.
+        for h in &found {
             if let Some((layout, mtime)) = h.measured {
                 self.items[h.i].size = layout.size;
                 self.items[h.i].mtime = mtime;
             }
-            parts.push((h.i, h.first, h.cvs));
         }
-        for (i, first, cvs) in parts {
-            let count = Layout::of(self.items[i].size).count() as usize;
-            let list = &mut lists[i];
+        let mut lists: Vec<Vec<ChainingValue>> = vec![Vec::new(); self.items.len()];
+        for h in found {
+            let count = Layout::of(self.items[h.i].size).count() as usize;
+            let list = &mut lists[h.i];
             if list.len() < count {
                 list.resize(count, [0; 32]);
             }
-            let end = first as usize + cvs.len();
-            list.get_mut(first as usize..end).ok_or("hashing failed")?.copy_from_slice(&cvs);
+            let end = h.first as usize + h.cvs.len();
+            list.get_mut(h.first as usize..end).ok_or("hashing failed")?.copy_from_slice(&h.cvs);
         }
         self.hashes = Vec::with_capacity(lists.len());
         for (i, cvs) in lists.into_iter().enumerate() {
@@ -243,14 +239,14 @@ fn utf8_name(path: &Path) -> Result<String> {
 
 /// Files and folders the user named. Folders are walked in name order; symbolic links inside
 /// them are followed to files but not to folders (no cycles, no surprise trees).
-pub(crate) fn from_local(paths: &[PathBuf]) -> Result<Manifest> {
+pub(crate) fn from_local(paths: &[PathBuf], abandoned: &Arc<AtomicBool>) -> Result<Manifest> {
     if paths.is_empty() {
         bail!("nothing to send");
     }
     let mut m = Manifest::new();
     let mut tops = HashSet::new();
     // Files are hashed as the walk finds them.
-    let mut hashing = Hashing::start(None);
+    let mut hashing = Hashing::start(None, abandoned.clone());
     for path in paths {
         let full = fs::canonicalize(path).map_err(|e| cannot_send(path, &e))?;
         let name = utf8_name(&full)?;
@@ -261,7 +257,7 @@ pub(crate) fn from_local(paths: &[PathBuf]) -> Result<Manifest> {
         if meta.is_file() {
             m.push(name, full, &mut hashing)?;
         } else if meta.is_dir() {
-            walk_local(&mut m, &full, name, &mut hashing)?;
+            walk_local(&mut m, &full, name, &mut hashing, abandoned)?;
         } else {
             bail!(
                 "cannot send \"{}\": it is neither a file nor a folder",
@@ -271,7 +267,7 @@ pub(crate) fn from_local(paths: &[PathBuf]) -> Result<Manifest> {
     }
     m.check_totals()?;
     let walked = std::time::Instant::now();
-    m.take_hashes(hashing.finish().map_err(|e| anyhow!(e))?).map_err(|e| anyhow!(e))?;
+    m.take_hashes(hashing.finish()).map_err(|e| anyhow!(e))?;
     tracing::debug!(
         "{} items, {} bytes hashed {} ms after the walk",
         m.items.len(),
@@ -281,9 +277,12 @@ pub(crate) fn from_local(paths: &[PathBuf]) -> Result<Manifest> {
     Ok(m)
 }
 
-fn walk_local(m: &mut Manifest, root: &Path, name: String, hashing: &mut Hashing) -> Result<()> {
+fn walk_local(m: &mut Manifest, root: &Path, name: String, hashing: &mut Hashing, abandoned: &AtomicBool) -> Result<()> {
     let mut stack = vec![(root.to_path_buf(), name)];
     while let Some((dir, rel)) = stack.pop() {
+        if abandoned.load(Ordering::Relaxed) {
+            bail!("the send was abandoned");
+        }
         let mut entries: Vec<(String, PathBuf, fs::FileType)> = Vec::new();
         for entry in fs::read_dir(&dir).with_context(|| format!("cannot read folder {}", dir.display()))? {
             let entry = entry.with_context(|| format!("cannot read folder {}", dir.display()))?;
@@ -342,8 +341,8 @@ pub(crate) fn from_share(shares: &Shares, paths: &[String]) -> Result<Manifest, 
         }
         tops.extend(these);
         for f in walk.files {
-            let meta = fs::metadata(&f.full).map_err(|e| format!("cannot read \"{}\": {e}", crate::text::printable(&f.rel)))?;
-            m.push_file(f.rel, f.full, meta.len(), mtime_ns(&meta)).map_err(|e| e.to_string())?;
+            // Measured when hashed (below), from the descriptor that is read.
+            m.push_item(f.rel, Some(f.full)).map_err(|e| e.to_string())?;
         }
         for d in walk.empty_dirs {
             m.push_dir(d).map_err(|e| e.to_string())?;
@@ -366,7 +365,7 @@ mod tests {
         fs::write(root.join("a/x.txt"), b"xx").unwrap();
         fs::write(root.join("b.txt"), b"b").unwrap();
         fs::write(dir.path().join("single"), b"").unwrap();
-        let m = from_local(&[root.clone(), dir.path().join("single")]).unwrap();
+        let m = from_local(&[root.clone(), dir.path().join("single")], &Arc::default()).unwrap();
         let paths: Vec<(&str, bool)> = m.items.iter().map(|i| (i.path.as_str(), i.dir)).collect();
         assert_eq!(
             paths,
@@ -381,8 +380,8 @@ mod tests {
         assert_eq!(m.items[0].root.as_slice(), blake3::hash(b"b").as_bytes());
         assert_eq!(m.items[3].root.as_slice(), blake3::hash(b"").as_bytes());
         assert!(m.items[2].root.is_empty() && m.hashes[2].is_empty());
-        assert!(from_local(&[root.clone(), root]).is_err(), "same name twice");
-        let err = from_local(&[PathBuf::from("no/such/missing.pdf")]).err().unwrap();
+        assert!(from_local(&[root.clone(), root], &Arc::default()).is_err(), "same name twice");
+        let err = from_local(&[PathBuf::from("no/such/missing.pdf")], &Arc::default()).err().unwrap();
         assert_eq!(err.to_string(), "cannot send \"no/such/missing.pdf\": no such file or directory");
     }
 }
@@ -397,7 +396,7 @@ mod hash_tests {
         let data: Vec<u8> = (0..(37u32 << 20) + 5).map(|i| (i % 251) as u8).collect();
         fs::write(dir.path().join("big"), &data).unwrap();
         fs::write(dir.path().join("small"), b"small").unwrap();
-        let m = from_local(&[dir.path().join("big"), dir.path().join("small")]).unwrap();
+        let m = from_local(&[dir.path().join("big"), dir.path().join("small")], &Arc::default()).unwrap();
         assert_eq!(m.items[0].root.as_slice(), blake3::hash(&data).as_bytes());
         assert_eq!(m.hashes[0].as_slice(), super::super::chunks::cvs_of(&data).as_slice());
         assert_eq!(m.hashes[1].as_slice(), &[*blake3::hash(b"small").as_bytes()]);
