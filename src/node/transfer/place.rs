@@ -117,7 +117,8 @@ fn partial_dir(root: &OwnedFd) -> io::Result<OwnedFd> {
 
 /// Where an earlier attempt at a folder put item `path` (relative to the destination), unless it
 /// was renamed: under the folder it chose, by its own name. A file found there counts as
-/// received only if it [`holds`] the offered bytes: someone may have put another file there.
+/// received only if it [`holds`] the offered bytes: someone may have put another file there, or
+/// changed ours.
 fn placed_path(group: &Group, path: &str) -> Option<String> {
     let (_, rest) = path.split_once('/')?;
     Some(format!("{}/{rest}", group.dir_name.as_deref()?))
@@ -259,13 +260,15 @@ impl Plan {
                 && (!group.folder || group.earlier)
             {
                 // Looks only: what is found is opened later by handle, never following a link.
+                // Found where it was placed (recorded if renamed), it counts as received only if it
+                // still holds the offered bytes: hashed here, once, before the offer is taken.
                 if group.folder
-                    && let Some((done, recorded)) = renamed
+                    && let Some(done) = renamed
                         .get(content_key(partial))
-                        .map(|p| (p.clone(), true))
-                        .or_else(|| placed_path(group, &item.path).map(|p| (p, false)))
+                        .cloned()
+                        .or_else(|| placed_path(group, &item.path))
                     && kind_at(plan.root.as_fd(), &done).is_some_and(|(t, len)| t == FileType::RegularFile && len == item.size)
-                    && (recorded || holds(&plan.root, &done, &item.root))
+                    && holds(&plan.root, &done, &item.root)
                 {
                     offset = item.size;
                     existing = Some(plan.dest.join(done));

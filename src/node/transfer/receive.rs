@@ -889,8 +889,9 @@ struct Open {
     /// `Err`: its folder cannot be made (a file or a link in the way); its bytes are dropped
     /// and it fails alone.
     file: Result<File, String>,
-    /// Placed by an earlier attempt: checked against the hashes on open, nothing to write.
-    existing: Option<Result<(), String>>,
+    /// Placed by an earlier attempt (and found to hash to its root when the offer was taken):
+    /// nothing to write.
+    existing: bool,
     layout: Layout,
     cvs: Arc<Vec<ChainingValue>>,
     /// Bytes from the start that are verified (and written).
@@ -958,7 +959,7 @@ fn run_batch(plan: &mut Plan, batch: Vec<Cmd>, current: &mut Option<Open>, pendi
             }
             Cmd::Open { index, offset, size, cvs } => match open(plan, index, offset, size, cvs) {
                 Ok(o) => {
-                    if let (Some(tap), Ok(file), None | Some(Ok(()))) = (out.tap, &o.file, &o.existing) {
+                    if let (Some(tap), Ok(file)) = (out.tap, &o.file) {
                         match file.try_clone() {
                             Ok(copy) => tap.open(index, o.cvs.clone(), o.pos, copy),
                             Err(e) => return Err(DiskStop::Io(index, e)),
@@ -973,7 +974,7 @@ fn run_batch(plan: &mut Plan, batch: Vec<Cmd>, current: &mut Option<Open>, pendi
                     let _ = out.free.send(buf);
                     continue;
                 };
-                if o.existing.is_some() {
+                if o.existing {
                     return Err(DiskStop::Io(
                         o.index,
                         std::io::Error::other("data for a file that is already complete"),
@@ -983,9 +984,9 @@ fn run_batch(plan: &mut Plan, batch: Vec<Cmd>, current: &mut Option<Open>, pendi
             }
             Cmd::End => {
                 if let Some(o) = current.take() {
-                    match (o.file, o.existing) {
-                        (Err(reason), _) | (Ok(_), Some(Err(reason))) => verdict(out, plan, o.index, Err(reason)),
-                        (Ok(file), _) => pending.verified.push((o.index, file)),
+                    match o.file {
+                        Err(reason) => verdict(out, plan, o.index, Err(reason)),
+                        Ok(file) => pending.verified.push((o.index, file)),
                     }
                 }
             }
@@ -1031,7 +1032,9 @@ fn take_segment(plan: &mut Plan, o: &mut Open, buf: Vec<u8>, out: &Out) -> Resul
             "it changed while being sent (chunk {chunk} did not match its hash); the received data was discarded"
         ));
         plan.discard(o.index);
-        o.pending.clear();
+        for seg in o.pending.drain(..) {
+            let _ = out.free.send(seg);
+        }
         o.pending_len = 0;
         return Ok(());
     }
@@ -1103,14 +1106,14 @@ fn verdict(out: &Out, plan: &Plan, index: usize, result: Result<PathBuf, String>
     let _ = out.verdicts.send(Verdict { index, offered, result });
 }
 
-/// Open a file's partial (or its earlier placed copy, which is checked against the hashes
-/// now). Its folder is made now, as its first byte comes. The `offset` bytes already in a
-/// partial were verified when they were written.
+/// Open a file's partial (or its earlier placed copy, which was hashed when the offer was
+/// taken; a relay forwards from it). Its folder is made now, as its first byte comes. The
+/// `offset` bytes already in a partial were verified when they were written.
 fn open(plan: &mut Plan, index: usize, offset: u64, size: u64, cvs: Arc<Vec<ChainingValue>>) -> std::io::Result<Open> {
     let mut o = Open {
         index,
         file: Err(String::new()),
-        existing: None,
+        existing: false,
         layout: Layout::of(size),
         cvs,
         pos: offset,
@@ -1130,7 +1133,7 @@ fn open(plan: &mut Plan, index: usize, offset: u64, size: u64, cvs: Arc<Vec<Chai
     }
     if plan.slots[index].existing.is_some() {
         let file = plan.open_existing(index)?;
-        o.existing = Some(check_copy(&file, &o.layout, &o.cvs)?);
+        o.existing = true;
         o.file = Ok(file);
         return Ok(o);
     }
@@ -1142,20 +1145,4 @@ fn open(plan: &mut Plan, index: usize, offset: u64, size: u64, cvs: Arc<Vec<Chai
     }
     o.file = Ok(file);
     Ok(o)
-}
-
-/// Check a whole copy on disk against the chunk hashes.
-fn check_copy(file: &File, layout: &Layout, cvs: &[ChainingValue]) -> std::io::Result<Result<(), String>> {
-    use std::os::unix::fs::FileExt;
-    let mut buf = Vec::new();
-    for c in 0..layout.count() {
-        buf.resize(layout.len_of(c) as usize, 0);
-        file.read_exact_at(&mut buf, c * layout.chunk_len())?;
-        let mut h = ChunkHasher::new(layout, c);
-        h.update(&buf);
-        if cvs.get(c as usize) != Some(&h.finish()) {
-            return Ok(Err("the copy here from an earlier attempt differs from the one offered".into()));
-        }
-    }
-    Ok(Ok(()))
 }
