@@ -133,6 +133,14 @@ pub fn valid_chat_id(id: &str) -> bool {
 }
 
 impl ControlMsg {
+    /// The sender's word that relayed send `transfer` offers what hashes to `digest`.
+    pub fn vouch(transfer: String, digest: &[u8; 32]) -> ControlMsg {
+        ControlMsg::Vouch {
+            transfer,
+            digest: serde_bytes::ByteBuf::from(digest.to_vec()),
+        }
+    }
+
     /// Bounds a peer's control message must respect; a violation ends the connection.
     pub fn validate(&self) -> Result<(), String> {
         match self {

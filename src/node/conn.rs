@@ -362,8 +362,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
                         let digest = shared.transfers.sending_digest(&transfer);
                         let tx = shared.peers().sender(&id);
                         if let (Some(digest), Some(tx)) = (digest, tx) {
-                            let digest = serde_bytes::ByteBuf::from(digest.to_vec());
-                            let _ = tx.try_send(ControlMsg::Vouch { transfer, digest });
+                            let _ = tx.try_send(ControlMsg::vouch(transfer, &digest));
                         }
                     }
                     ControlMsg::Chat {

@@ -118,6 +118,9 @@ impl Meter {
         // From zero: the same view may run a second time (a recipient re-attached in a later
         // round of a relayed send).
         (p.bytes, p.resumed, p.files_done, p.file_bytes) = (0, 0, 0, 0);
+        // Nor what an earlier round said of it (why it failed then).
+        p.message = None;
+        (p.rate, p.eta_secs) = (0, None);
         Meter {
             p,
             started: Instant::now(),

@@ -31,6 +31,11 @@ use crate::text::printable;
 /// What a recipient says when no vouch for a relayed offer came (see `receive.rs`).
 pub(crate) const UNCONFIRMED: &str = "cannot confirm this offer with";
 
+/// A refusal that says the recipient could not confirm a relayed offer with its sender.
+fn unconfirmed(reason: &str) -> bool {
+    reason.contains(UNCONFIRMED)
+}
+
 /// How long the sender waits to queue a vouch on a recipient's control connection.
 const VOUCH_SEND_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -145,7 +150,7 @@ pub(crate) async fn drive(
             // A peer that could not confirm the offer with its sender (its vouch got lost) said
             // no to the relay, not to the files: the sender's next round offers it directly.
             Err(TransferError::Rejected(r)) => Report::Failed {
-                rejected: !r.contains(UNCONFIRMED),
+                rejected: !unconfirmed(&r),
                 reason: r,
             },
             Err(e) => Report::Failed {
@@ -260,9 +265,8 @@ pub(crate) async fn send(
     let mut first_failure: Vec<Option<String>> = vec![None; n];
     // Each recipient hears from us what we offer, so that no relay can offer it anything else
     // (and can ask again while the send runs).
-    let raw_digest = m.digest();
-    lock(&shared.transfers.sending).insert(group.clone(), raw_digest);
-    let digest = serde_bytes::ByteBuf::from(raw_digest.to_vec());
+    let digest = m.digest();
+    lock(&shared.transfers.sending).insert(group.clone(), digest);
     let node = crate::node::NodeHandle { shared: shared.clone() };
     // One moment for all of them, not one each: thirty offline recipients must not cost minutes.
     let settle = tokio::time::Instant::now() + VOUCH_SEND_LIMIT;
@@ -276,13 +280,10 @@ pub(crate) async fn send(
         let control = shared.peers().sender(&c.peer);
         match control {
             Some(tx) => {
-                let vouch = crate::net::wire::ControlMsg::Vouch {
-                    transfer: group.clone(),
-                    digest: digest.clone(),
-                };
-                // Bounded: a peer that does not read its control connection gets no vouch
-                // (and will not take the offer from a relay).
-                if !matches!(tokio::time::timeout(VOUCH_SEND_LIMIT, tx.send(vouch)).await, Ok(Ok(()))) {
+                let vouch = crate::net::wire::ControlMsg::vouch(group.clone(), &digest);
+                // Bounded, by the same moment as the wait above: a peer that does not read its
+                // control connection gets no vouch (and will not take the offer from a relay).
+                if !matches!(tokio::time::timeout_at(settle, tx.send(vouch)).await, Ok(Ok(()))) {
                     tracing::info!("transfer {group}: cannot vouch to {} (disconnected)", c.peer.short());
                 }
             }
@@ -325,8 +326,10 @@ pub(crate) async fn send(
         let mut sink = |j: usize, report: Report| {
             let k = todo[j];
             show(&ctxs[k], &report, m.bytes, m.items.len() as u32);
+            // A lost vouch is no failure of the recipient's: it is served directly next round.
             if let Report::Failed { reason, rejected: false } = &report
                 && first_failure[k].is_none()
+                && !unconfirmed(reason)
             {
                 first_failure[k] = Some(reason.clone());
             }
