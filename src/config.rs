@@ -92,10 +92,20 @@ pub struct GlobalArgs {
         value_delimiter = ','
     )]
     pub peers: Vec<String>,
-    /// Send to several peers as parallel uploads instead of relaying through them (by default
-    /// each recipient forwards what it verified to the next, in the order given)
-    #[arg(long, global = true, env = "LANYARD_NO_RELAY", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
-    pub no_relay: bool,
+    /// For `send` and the TUI's push to several peers: upload to each in parallel instead of
+    /// relaying through them (by default each recipient forwards what it verified to the next,
+    /// in the order given); `--no-relay=false` relays even where the config file says not to
+    #[arg(
+        long,
+        global = true,
+        env = "LANYARD_NO_RELAY",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub no_relay: Option<bool>,
     /// Don't use multicast DNS (no discovery, no advertising)
     #[arg(long, global = true, env = "LANYARD_NO_MDNS", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     pub no_mdns: bool,
@@ -326,7 +336,8 @@ impl Config {
             shares: if args.shares.is_empty() { file.share } else { args.shares.clone() },
             peers: if args.peers.is_empty() { file.peer } else { args.peers.clone() },
             mdns: !args.no_mdns && file.mdns.unwrap_or(true),
-            relay: !args.no_relay && file.relay.unwrap_or(true),
+            // The flag (or its variable) wins over the file, either way.
+            relay: args.no_relay.map_or(file.relay.unwrap_or(true), |no| !no),
         })
     }
 
@@ -460,7 +471,23 @@ mod tests {
     #[test]
     fn relaying_is_on_unless_a_flag_the_environment_or_the_file_turns_it_off() {
         let global = |args: &[&str]| Config::resolve(&parse(args).global).unwrap().relay;
-        assert!(global(&["lanyard", "--data-dir", "/tmp/x", "send", "a", "b", "--", "f"]));
+        // Not the developer's own config file.
+        let empty = tempfile::tempdir().unwrap();
+        let none = empty.path().join("config.toml");
+        std::fs::write(&none, "").unwrap();
+        let none = none.to_str().unwrap();
+        assert!(global(&[
+            "lanyard",
+            "--config",
+            none,
+            "--data-dir",
+            "/tmp/x",
+            "send",
+            "a",
+            "b",
+            "--",
+            "f"
+        ]));
         assert!(!global(&[
             "lanyard",
             "--data-dir",
@@ -477,6 +504,16 @@ mod tests {
         let file = dir.path().join("config.toml");
         std::fs::write(&file, "relay = false\n").unwrap();
         assert!(!global(&["lanyard", "--config", file.to_str().unwrap(), "--data-dir", "/tmp/x"]));
+        // The flag wins over the file both ways.
+        assert!(global(&[
+            "lanyard",
+            "--config",
+            file.to_str().unwrap(),
+            "--no-relay=false",
+            "--data-dir",
+            "/tmp/x"
+        ]));
+        assert!(!global(&["lanyard", "--config", none, "--no-relay=true", "--data-dir", "/tmp/x"]));
     }
 
     #[test]

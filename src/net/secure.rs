@@ -3,7 +3,8 @@
 //! prefixed by its u16 length. Frames (see `frame`) and raw file bytes ride on top as one
 //! plaintext byte stream per direction.
 //!
-//! The two directions use snow's stateless transport with their own nonce counters, so a
+//! The two directions have their own keys and nonce counters (taken from snow's handshake,
+//! then sealed and opened in place with ring: the bytes are those of snow's transport), so a
 //! connection splits into a reader and a writer that different tasks own.
 
 use std::net::SocketAddr;
@@ -499,7 +500,7 @@ impl SecureReader {
     /// already decrypted is copied; the rest is read from the socket straight into `out`'s spare
     /// room and decrypted there, so bulk data is never copied in user space (only the bytes of
     /// the last record that belong to what follows come back to the reader's buffer). `out`
-    /// needs no zeroing; this reserves the room itself (about `len` + 1% + 128 KiB, given back
+    /// needs no zeroing; this reserves the room itself (about `len` + 0.03% + 64 KiB, given back
     /// by the truncation at the end only as length, not capacity, so a reused `out` stops
     /// growing). An end of the stream before `len` bytes is `UnexpectedEof`. Not cancel-safe:
     /// dropped part-way, an unknown part of the bytes has been consumed, so drop it only
