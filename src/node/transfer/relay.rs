@@ -267,6 +267,14 @@ pub(crate) async fn send(
     // (and can ask again while the send runs).
     let digest = m.digest();
     lock(&shared.transfers.sending).insert(group.clone(), digest);
+    // Forgotten however this ends, also if the task is dropped part-way.
+    struct Sending<'a>(&'a Shared, &'a str);
+    impl Drop for Sending<'_> {
+        fn drop(&mut self) {
+            lock(&self.0.transfers.sending).remove(self.1);
+        }
+    }
+    let _sending = Sending(&shared, &group);
     let node = crate::node::NodeHandle { shared: shared.clone() };
     // One moment for all of them, not one each: thirty offline recipients must not cost minutes.
     let settle = tokio::time::Instant::now() + VOUCH_SEND_LIMIT;
@@ -341,7 +349,6 @@ pub(crate) async fn send(
     }
     stop.cancel();
     let _ = cancel_all.await;
-    lock(&shared.transfers.sending).remove(&group);
     for (k, tx) in results.into_iter().enumerate() {
         let result = match last[k].take() {
             Some(Report::Finished {
