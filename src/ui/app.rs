@@ -115,6 +115,10 @@ pub enum Overlay {
     ConfirmSend {
         paths: Vec<PathBuf>,
     },
+    /// Quit with this many transfers running (they pause, and resume when lanyard runs again)?
+    ConfirmQuit {
+        running: usize,
+    },
 }
 
 pub struct App {
@@ -229,7 +233,7 @@ impl App {
             Some(Overlay::Help { .. }) => Context::Help,
             Some(Overlay::Offer { .. }) => Context::Offer,
             Some(Overlay::AddPeer) => Context::AddPeer,
-            Some(Overlay::ConfirmSend { .. }) => Context::Confirm,
+            Some(Overlay::ConfirmSend { .. } | Overlay::ConfirmQuit { .. }) => Context::Confirm,
             None if self.filtering => Context::Filter,
             None if self.typing => Context::Typing,
             None => Context::Pane(self.focus),
@@ -588,6 +592,14 @@ impl App {
         let ctx = self.context();
         match (ctx, act) {
             (_, Action::Quit) => {
+                // Our own node stops with the TUI: running transfers pause, so ask first (a second
+                // quit, Ctrl-C again, goes). Attached to a `serve`, they carry on there.
+                let running = self.transfers.iter().filter(|t| !t.state.is_finished()).count();
+                let asked = matches!(self.overlay, Some(Overlay::ConfirmQuit { .. }));
+                if running > 0 && !self.attached && !asked {
+                    self.overlay = Some(Overlay::ConfirmQuit { running });
+                    return Vec::new();
+                }
                 self.quit = true;
                 vec![Cmd::Quit]
             }
@@ -606,12 +618,14 @@ impl App {
                 Vec::new()
             }
             (Context::Offer, _) => self.offer_key(act),
-            (Context::Confirm, Action::Accept) => {
-                let Some(Overlay::ConfirmSend { paths }) = self.overlay.take() else {
-                    return Vec::new();
-                };
-                self.send_paths(paths)
-            }
+            (Context::Confirm, Action::Accept) => match self.overlay.take() {
+                Some(Overlay::ConfirmSend { paths }) => self.send_paths(paths),
+                Some(Overlay::ConfirmQuit { .. }) => {
+                    self.quit = true;
+                    vec![Cmd::Quit]
+                }
+                _ => Vec::new(),
+            },
             (Context::Confirm, Action::Escape) => {
                 self.overlay = None;
                 Vec::new()
@@ -978,7 +992,8 @@ impl App {
                 Vec::new()
             }
             Action::Cancel => match self.current_transfer() {
-                Some(t) if !t.state.is_finished() => {
+                // A paused one is cancelled for good (its partial data goes).
+                Some(t) if !t.state.is_finished() || t.state == crate::node::TransferState::Paused => {
                     let request = Request::Cancel {
                         transfer: t.transfer.clone(),
                     };
@@ -994,6 +1009,12 @@ impl App {
                 Some(t) if !t.state.is_finished() => {
                     self.say("that transfer is still running");
                     Vec::new()
+                }
+                Some(t) if t.state == crate::node::TransferState::Paused => {
+                    let request = Request::Resume {
+                        transfer: t.transfer.clone(),
+                    };
+                    vec![self.call(request, Pending::Plain("resume"))]
                 }
                 Some(t) => match self.retryable.get(&t.transfer).cloned() {
                     Some(request) => {
