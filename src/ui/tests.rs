@@ -70,6 +70,7 @@ fn transfer(seed: u8, peer: &PeerId, nick: &str, direction: Direction, state: Tr
         eta_secs: Some(42),
         failed: 0,
         message: (state == TransferState::Failed).then(|| "bob stopped receiving (connection lost); sending again resumes".into()),
+        reason: (state == TransferState::Failed).then_some(crate::node::Reason::ConnectionLost),
         saved_to: (direction == Direction::Receive).then(|| "/home/ada/Downloads/lanyard".into()),
         started_ms: T0 + seed as u64 * 1000,
         ended_ms: state.is_finished().then_some(T0 + 60_000),

@@ -81,6 +81,8 @@ class Config:
         # received file before the checks), keep-partial (leave a fake partial of a cancelled
         # send), lose-chat (delete an acknowledged line from a receiver's report).
         self.inject = e.get("SOAK_INJECT", "")
+        # Only these kinds of action (comma-separated names of ACTIONS), to look at one closely.
+        self.only = [x.strip() for x in e.get("SOAK_ACTIONS", "").split(",") if x.strip()]
 
 
 C = Config()
@@ -264,6 +266,18 @@ def keys(*names):
     for k in names:
         tmux("send-keys", "-t", "tui", k)
         time.sleep(0.3)
+
+
+def focus_transfers():
+    """Shift-Tab until the footer shows the Transfers pane's keys (the focused pane names its
+    keys there); Escape first leaves typing or a dialog."""
+    keys("Escape")
+    for _ in range(7):
+        rows = [r for r in screen().splitlines() if r.strip()]
+        if rows and "x cancel" in rows[-1]:
+            return True
+        keys("BTab")
+    return False
 
 
 def screen():
@@ -613,7 +627,9 @@ def cancel_run(side, sid):
         n.busy = True
         try:
             before = {x["transfer"]: x for x in transfers(TUI) if x.get("state") not in FINAL}
-            keys("Escape", "4", "Home", "x")
+            if not focus_transfers():
+                raise RuntimeError("the TUI's footer never showed the Transfers pane's keys (x cancel)")
+            keys("Home", "x")
             got = wait(lambda: [x for x in transfers(TUI) if x["transfer"] in before and x.get("state") == "cancelled"], 15, 0.5)
             with open(os.path.join(C.tmp, "tui-x.%d.screen" % len(CANCELS)), "w") as f:
                 f.write(screen())
@@ -885,6 +901,8 @@ def warm_up():
 
 def chaos():
     names = sorted(ACTIONS)
+    if C.only:
+        names = [x for x in names if x in C.only]
     deck = []
     end = T0 + C.t_chaos0 + C.seconds
     last_note = now()

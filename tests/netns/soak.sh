@@ -24,7 +24,8 @@
 #
 # Env: LANYARD_BIN (default target/debug/lanyard), SOAK_S (120), SOAK_SEED (default: random),
 #      BIG_MIB (64), SOAK_SETTLE_S (60: how long transfers may take to end after the chaos),
-#      SAMPLE_S (2), SOAK_INJECT (corrupt-received | keep-partial | lose-chat | down-node: break the run on
+#      SAMPLE_S (2), SOAK_ACTIONS (only these kinds, comma-separated names from soak.py ACTIONS),
+#      SOAK_INJECT (corrupt-received | keep-partial | lose-chat | down-node: break the run on
 #      purpose to see a check catch it), PATIENCE, LANYARD_REQUIRE_NETNS=1, LANYARD_KEEP_TMP=1.
 set -euo pipefail
 
