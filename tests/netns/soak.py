@@ -934,7 +934,7 @@ def work(seconds, names, what):
         names = [x for x in names if x in C.only]
     deck = []
     end = now() + seconds
-    last_note = now()
+    last_note = last_reclaim = now()
     while now() < end:
         if not deck:
             deck = [name for name in names for _ in range(ACTIONS[name][1])]
@@ -955,6 +955,9 @@ def work(seconds, names, what):
             # Cannot apply now (no running transfer, too many nodes down...): later in this round.
             deck.insert(RNG.randint(0, len(deck)), name)
         time.sleep(RNG.uniform(0.2, 0.8))
+        if now() - last_reclaim >= 10:
+            last_reclaim = now()
+            guarded(reclaim)
         if now() - last_note >= 15:
             last_note = now()
             log("%s: %.0f s left; %d commands running; %d sends, %d gets, %d says, %d cancels so far"
@@ -1088,6 +1091,11 @@ def attribute(path):
 
 def have(d, rel):
     """Is a verified copy of source rel under download dir d (its top-level name maybe ' (N)')?"""
+    return copy_of(d, rel) is not None
+
+
+def copy_of(d, rel):
+    """The path of an identical copy of source rel under d, or None."""
     s = SOURCES[rel]
     parts = rel.split("/")
     stem, ext = os.path.splitext(parts[0])
@@ -1097,8 +1105,46 @@ def have(d, rel):
     for c in cands:
         p = os.path.join(d, c)
         if os.path.isfile(p) and os.path.getsize(p) == s["size"] and sha256_file(p) == s["sha"]:
-            return True
-    return False
+            return p
+    return None
+
+
+RECLAIMED = {}  # sid -> the copies checked and then deleted, with when
+EARLY_BAD = []  # what those early checks found
+
+
+def reclaim():
+    """Bounds the disk a long soak takes: a big send that exited 0 is checked at once (every
+    recipient holds an identical copy, as check_received would find at the end), then its
+    copies (not h5's: the tmpfs is meant to fill) and its source are deleted. The end's checks
+    count it as checked."""
+    for sid in sorted(cancelled_sends()):
+        s = SENDS[sid]
+        if "rc" in s and s["kind"] in ("big", "half") and not s.get("source_gone"):
+            # A cancelled send is never taken up again: its source is needed no more (its hash
+            # and first bytes, which the checks use, are kept in memory).
+            s["source_gone"] = True
+            for rel in s["files"]:
+                os.unlink(os.path.join(src_dir(s["host"]), sid, rel))
+    for sid in sorted(SENDS):
+        s = SENDS[sid]
+        if sid in RECLAIMED or s.get("rc") != 0 or s["kind"] not in ("big", "half"):
+            continue
+        paths = []
+        for j in s["to"]:
+            for rel in s["files"]:
+                p = copy_of(download_dir(j), rel)
+                if p is None:
+                    EARLY_BAD.append("%s reported verified, but h%d has no identical %s (seen at %.0f s)"
+                                     % (sid, j, rel, now() - T0))
+                elif j != TMPFS_HOST:
+                    paths.append(p)
+        RECLAIMED[sid] = {"paths": set(paths), "t": now() - T0}
+        for p in paths + ([] if s.get("source_gone") else [os.path.join(src_dir(s["host"]), sid, rel) for rel in s["files"]]):
+            try:
+                os.unlink(p)
+            except OSError as e:
+                FINDINGS.append(("harness", "cannot delete %s: %s" % (p, e)))
 
 
 def inject():
@@ -1190,12 +1236,16 @@ def check_received(evs):
     0 (at each recipient), a get that exited 0, every file_received line of a serve node."""
     bad = []
     n = 0
+    bad += EARLY_BAD
+    gone = set().union(*(r["paths"] for r in RECLAIMED.values()))
     for sid, s in sorted(SENDS.items()):
         if s.get("rc") != 0:
             continue
         for j in s["to"]:
             for rel in s["files"]:
                 n += 1
+                if sid in RECLAIMED:
+                    continue  # checked when it ended (reclaim)
                 if not have(download_dir(j), rel):
                     bad.append("%s reported verified, but h%d has no identical %s" % (sid, j, rel))
     for gid, g in sorted(GETS.items()):
@@ -1213,6 +1263,8 @@ def check_received(evs):
             for d in [download_dir(i)] + [g["to"] for g in GETS.values() if g["host"] == i]:
                 if p.startswith(d + "/"):
                     rel = source_rel(os.path.relpath(p, d))
+            if p in gone:
+                continue
             if rel is None:
                 bad.append("h%d: file_received %s, not a file any host sent" % (i, p))
             elif not os.path.isfile(p) or os.path.getsize(p) != SOURCES[rel]["size"] or sha256_file(p) != SOURCES[rel]["sha"]:
@@ -1270,6 +1322,7 @@ def cancelled_sends():
 
 
 SPACE = re.compile(r"disk space|disk full", re.I)
+SPACE_CODES = ("no_space", "disk_full")  # the typed reasons (serve --json `code`) of the same
 
 
 def check_cancels_and_paused(evs):
@@ -1302,12 +1355,13 @@ def check_cancels_and_paused(evs):
         if sid in cancelled:
             continue
         for j in s["to"]:
-            got = all(have(download_dir(j), rel) for rel in s["files"])
+            got = sid in RECLAIMED or all(have(download_dir(j), rel) for rel in s["files"])
             if got:
                 continue
             said = notes.get((sid, j), [])
             mine = [l for l in (s.get("out") or "").splitlines() if "host%d" % j in l]
-            if j == TMPFS_HOST and any(SPACE.search(x) for x in [o.get("message") or o.get("reason") or "" for o in said] + mine):
+            if j == TMPFS_HOST and (any(o.get("code") in SPACE_CODES for o in said) or any(
+                    SPACE.search(x) for x in [o.get("message") or o.get("reason") or "" for o in said] + mine)):
                 continue  # no room on the small tmpfs: refused or ended "disk full", as it should
             started = said or (sid, j) in left or any(
                 os.path.exists(os.path.join(download_dir(j), rel.split("/")[0])) for rel in s["files"])
@@ -1323,7 +1377,8 @@ def check_cancels_and_paused(evs):
             bad_paused.append("%s: h%d's get %s from h%d failed and failed again after the lab came back (%s)"
                               % (gid, g["host"], g["path"], g["from"], g.get("again")))
     bad_paused += STUCK
-    full_at_tmpfs = any(SPACE.search(o.get("message") or "") for o in evs.get(TMPFS_HOST, []))
+    full_at_tmpfs = any(SPACE.search(o.get("message") or "") or o.get("code") in SPACE_CODES
+                        for o in evs.get(TMPFS_HOST, []))
     for i, p in unknown:
         size = os.path.getsize(p)
         if i == TMPFS_HOST and size == 0 and full_at_tmpfs:
@@ -1350,7 +1405,8 @@ def transfer_owners(evs):
 
 
 def check_auth(evs):
-    """No "failed authentication" anywhere: this soak injects no corruption."""
+    """No "failed authentication" (or the typed code `tampered`) anywhere: this soak injects no
+    corruption."""
     owners = transfer_owners(evs)
     cancelled = cancelled_sends()
     bad, seen = [], set()
@@ -1358,7 +1414,8 @@ def check_auth(evs):
     for f in files:
         with open(os.path.join(C.tmp, f), "rb") as fh:
             for k, line in enumerate(fh, 1):
-                if b"failed authentication" in line.lower():
+                low = line.lower()
+                if b"failed authentication" in low or b'"code":"tampered"' in low.replace(b" ", b""):
                     text = line.decode(errors="replace").strip()
                     m = re.search(r'"transfer":"([0-9a-f]+)"', text) or re.search(r"\b([0-9a-f]{16})\b", text)
                     key = (f.split(".")[0], m.group(1) if m else text)
@@ -1452,10 +1509,11 @@ def figures(evs):
              len(GETS), len(SAYS), len(CANCELS), moved / MIB))
     for k in sorted(COUNTS):
         print("  %-40s %d" % (k, COUNTS[k]))
-    msgs = [o.get("message") or "" for o in evs.get(TMPFS_HOST, []) if o.get("event") == "error"]
+    errs = [o for o in evs.get(TMPFS_HOST, []) if o.get("event") == "error"]
+    refused = sum(1 for o in errs if o.get("code") == "no_space" or "disk space" in (o.get("message") or ""))
+    full = sum(1 for o in errs if o.get("code") == "disk_full" or "disk full" in (o.get("message") or ""))
     print("  h%d (tmpfs): %d offers refused for space, %d transfers ended by a full disk, %d other errors"
-          % (TMPFS_HOST, sum(1 for m in msgs if "disk space" in m), sum(1 for m in msgs if "disk full" in m),
-             sum(1 for m in msgs if not SPACE.search(m))))
+          % (TMPFS_HOST, refused, full, len(errs) - refused - full))
     for line in getattr(C, "flat_figures", []):
         print("  " + line)
     # The whole curve: median RSS (MiB) / fds of each node in each sixth of the chaos.
