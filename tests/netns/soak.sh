@@ -45,7 +45,7 @@ if [ "${SOAK_RELEASE:-0}" = 1 ]; then lanyard_release_bin; else lanyard_bin; fi
 
 SOAK_SEED=${SOAK_SEED:-$(((RANDOM << 15) | RANDOM))}
 SOAK_S=${SOAK_S:-120}
-TMPFS_MIB=${TMPFS_MIB:-100} # an offer must leave 64 MiB free: ~36 MiB of room for what arrives
+TMPFS_MIB=${TMPFS_MIB:-160} # an offer must leave 64 MiB free: ~96 MiB of room for what arrives
 export SOAK_SEED SOAK_S LANYARD_BIN
 
 netns_setup 6
