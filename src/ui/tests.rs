@@ -684,3 +684,33 @@ fn a_nick_shaped_like_another_peers_id_is_shown_with_its_host() {
     assert!(s.matches(&shown).count() >= 2, "{s}");
     insta::assert_snapshot!("id_shaped_nick_80x24", s);
 }
+
+#[test]
+fn a_warning_while_alone_stays_in_the_empty_room_until_a_peer_is_online() {
+    let mut app = App::new(PathBuf::from("/home/ada/lab"), false, false);
+    app.update(Msg::Resize(80, 24));
+    let hint = "no peer found in 10 s: check that the firewall lets multicast DNS (UDP port 5353) and TCP port 7717 \
+                through; `lanyard doctor` checks what it can";
+    app.update(Msg::Node(Envelope {
+        seq: 1,
+        event: Event::Warning { message: hint.into() },
+    }));
+    // Longer than any status line: the whole of it is in #all, wrapped.
+    app.update(Msg::Tick(std::time::Duration::from_secs(60)));
+    let shown = screen(&app, 80, 24);
+    for part in ["no peer found", "5353", "doctor"] {
+        assert!(shown.contains(part), "{part}:\n{shown}");
+    }
+    let bob = peer(1, "bob", "lab-02", true);
+    app.update(Msg::Node(Envelope {
+        seq: 2,
+        event: Event::PeerUp {
+            id: bob.id.clone(),
+            nick: "bob".into(),
+            host: "lab-02".into(),
+            addr: "10.0.0.2:7717".into(),
+        },
+    }));
+    let shown = screen(&app, 80, 24);
+    assert!(!shown.contains("5353"), "a peer is online:\n{shown}");
+}
