@@ -1071,6 +1071,8 @@ pub(crate) async fn serve_incoming(shared: Arc<Shared>, mut conn: SecureConn, sl
                 origin,
             };
             let result = receive::run(&ctx, conn, header, &dest, receive::Decision::Ask).await;
+            // The connection is closed: its slot is free before the end is reported and stored.
+            drop(slot);
             log_end(&ctx, &result);
             ctx.report(&result).await;
         }
@@ -1078,6 +1080,7 @@ pub(crate) async fn serve_incoming(shared: Arc<Shared>, mut conn: SecureConn, sl
         TransferMsg::Get { transfer, paths } => {
             let ctx = watched(Ctx::new(&shared, Some(&transfer), peer, nick, Direction::Send, None));
             let result = pull::serve_get(&ctx, conn, paths).await;
+            drop(slot);
             log_end(&ctx, &result);
             ctx.report(&result).await;
         }
