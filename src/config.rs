@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
+use crate::limits::MAX_NICK_BYTES;
 use crate::node::{DEFAULT_PORT, NodeConfig};
 
 #[derive(Parser, Debug)]
@@ -285,6 +286,9 @@ pub struct Config {
     /// the data dir; `None` leaves it to the stored one, else the default
     /// ([`crate::node::nick`]).
     pub nick_given: Option<String>,
+    /// Said once at start when the nick given was longer than a nick may be and was cut to
+    /// fit (a name is not worth refusing to start over).
+    pub nick_cut: Option<String>,
     pub port: u16,
     pub data_dir: PathBuf,
     pub download_dir: PathBuf,
@@ -324,12 +328,25 @@ impl Config {
                 default_download_dir(platform, user.map(|u| u.home_dir().to_path_buf()))
             })
             .context("no download dir: give --download-dir (no home directory found)")?;
-        let nick_given = args.nick.clone().or(file.nick);
-        if let Some(nick) = &nick_given {
+        let mut nick_given = args.nick.clone().or(file.nick);
+        let mut nick_cut = None;
+        if let Some(nick) = &mut nick_given {
+            if nick.len() > MAX_NICK_BYTES {
+                let mut end = MAX_NICK_BYTES;
+                while !nick.is_char_boundary(end) {
+                    end -= 1;
+                }
+                nick.truncate(end);
+                nick_cut = Some(format!(
+                    "the nick was cut to {MAX_NICK_BYTES} bytes, the most a nick may have: {}",
+                    crate::text::printable(nick)
+                ));
+            }
             crate::node::validate_nick(nick)?;
         }
         Ok(Config {
             nick_given,
+            nick_cut,
             port: args.port.or(file.port).unwrap_or(DEFAULT_PORT),
             data_dir,
             download_dir,
