@@ -34,7 +34,6 @@ pub const LEGEND: &[(&str, &str)] = &[
     ("✓", "sent"),
     ("✓✓", "delivered"),
     ("✓ 3/5", "a room line delivered to 3 of 5"),
-    ("late", "a room line caught up after its peer was away"),
     ("✗", "refused, with the reason"),
     ("→ ←", "sending / receiving"),
     ("?", "an offer waits for your answer"),
