@@ -34,6 +34,7 @@ pub const LEGEND: &[(&str, &str)] = &[
     ("✓", "sent"),
     ("✓✓", "delivered"),
     ("✓ 3/5", "a room line delivered to 3 of 5"),
+    ("late", "a room line that reached you after you were away"),
     ("✗", "refused, with the reason"),
     ("→ ←", "sending / receiving"),
     ("?", "an offer waits for your answer"),

@@ -691,7 +691,7 @@ fn help_at_80_by_24_scrolls_to_its_end_with_the_quit_key_and_the_legend() {
     let end = screen(&app, 80, 24);
     assert!(!end.contains("more below"), "{end}");
     assert!(end.contains(" q ") && end.contains("quit"), "{end}");
-    for symbol in ["●", "○", "◌", "★", "⇅", "✓✓", "✓ 3/5", "▸"] {
+    for symbol in ["●", "○", "◌", "★", "⇅", "✓✓", "✓ 3/5", "▸", "late"] {
         assert!(end.contains(symbol), "{symbol} missing from the legend:\n{end}");
     }
     insta::assert_snapshot!("help_80x24_end", end);
@@ -985,4 +985,22 @@ fn long_nicks_keep_the_sender_column_narrow_and_marks_stay_with_their_words() {
         let inside = row.trim_matches(|c| c == '│' || c == ' ');
         assert!(inside != "✓✓" && inside != "✓", "a mark alone on a row:\n{s}");
     }
+}
+
+#[test]
+fn a_room_line_that_caught_up_says_it_is_late() {
+    let mut app = lab();
+    key(&mut app, KeyCode::Home);
+    let dee = app.peers.iter().find(|p| p.nick == "dee").unwrap().id.clone();
+    let mut late = line(ROOM, &dee, "dee", false, "said while you were away", None, &dee);
+    late.room = true;
+    late.sent_ms = T0;
+    late.received_ms = T0 + 3_600_000;
+    let mut fresh = line(ROOM, &dee, "dee", false, "said just now", None, &dee);
+    fresh.room = true;
+    fresh.id = "fresh".into();
+    reply_history(&mut app, ROOM, vec![late, fresh]);
+    let s = screen(&app, 120, 40);
+    assert!(s.contains("said while you were away late, said 10:00"), "{s}");
+    assert!(!s.contains("said just now late"), "{s}");
 }

@@ -149,6 +149,9 @@ fn skip_columns(s: &str, skip: usize, width: usize) -> String {
     out
 }
 
+/// A room line received this long after it was said is marked late.
+const LATE_AFTER_MS: u64 = 60_000;
+
 /// The widest a sender's name is drawn: a longer one is shortened in the middle.
 const NAME_COLUMN: usize = 14;
 
@@ -215,6 +218,13 @@ fn render<'a>(app: &App, item: &Item, theme: &Theme, name_width: usize) -> (Vec<
                     });
                 }
                 None => pieces.push(Piece::split(vec![Span::raw(text)])),
+            }
+            // A room line that caught up with us after we were away says when it was said.
+            if e.room && !e.outgoing && e.received_ms > e.sent_ms + LATE_AFTER_MS {
+                pieces.push(Piece {
+                    spans: vec![styled(format!(" late, said {}", clock(e.sent_ms)), theme.dim)],
+                    whole: true,
+                });
             }
             (pieces, indent)
         }
