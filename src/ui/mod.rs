@@ -62,8 +62,13 @@ pub async fn run(config: &Config) -> Result<ExitCode> {
     let bell = !matches!(std::env::var("LANYARD_BELL").as_deref(), Ok("off" | "0" | "no"));
     let mut app = App::new(cwd, client.is_remote(), bell);
     app.relay = config.relay;
+    if let Client::Local(node) = client.as_ref()
+        && let Some(moved) = node.port_moved()
+    {
+        app.note(moved);
+    }
     if let Some(note) = &config.nick_cut {
-        app.notice(note.clone());
+        app.note(note.clone());
     }
     let watch = Arc::new(std::sync::Mutex::new(watch::FolderWatch::new(tx.clone())));
     let theme = view::Theme::from_env();
