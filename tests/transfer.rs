@@ -45,7 +45,7 @@ async fn push_files_and_folder_trees_verified() {
     assert!(!b.downloads.join(".lanyard-partial").exists(), "nor an empty partial folder");
     // Modes as a browser download gets them: 0666 / 0777 less the umask.
     let umask = umask();
-    let mode = |p: &Path| std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions()) & 0o777;
+    let mode = |p: &std::path::Path| std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions()) & 0o777;
     for file in [got.join("big.bin"), got.join("empty.bin"), b.downloads.join("report.pdf")] {
         assert_eq!(mode(&file), 0o666 & !umask, "{}", file.display());
     }
