@@ -992,7 +992,7 @@ def calm():
         for i in range(1, N + 1):
             for x in transfers(i):
                 if x.get("state") not in FINAL:
-                    STUCK.append("h%d: transfer %s (%s %s host%s, %s) still %s at %s%% %d s after the lab came back"
+                    STUCK.append("h%d: transfer %s (%s %s %s, %s) still %s at %s%% %d s after the lab came back"
                                  % (i, x["transfer"], x.get("direction"), "to" if x.get("direction") == "send" else "from",
                                     x.get("nick"), owner_of(x.get("file") or "") or "?", x.get("state"),
                                     x.get("percent"), C.settle))
