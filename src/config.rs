@@ -490,6 +490,7 @@ impl Config {
             listen_fallback: if self.port_fixed { 0 } else { PORTS_TRIED_AFTER },
             advertise: true,
             accept_all,
+            resume: true,
             ..self.browsing_node()
         }
     }
@@ -511,6 +512,7 @@ impl Config {
             stall_timeout: test_hook("LANYARD_TEST_STALL_SECS")
                 .map(std::time::Duration::from_secs)
                 .unwrap_or(crate::limits::TRANSFER_STALL),
+            resume: false,
             corrupt_forward: test_hook("LANYARD_TEST_CORRUPT_FORWARD"),
         }
     }

@@ -103,8 +103,13 @@ pub enum Request {
     },
     /// Running and recent transfers.
     Transfers,
-    /// Stop a running transfer (an id or a prefix); both ends drop its partial data.
+    /// Stop a running transfer, or a paused one for good (an id or a prefix); both ends drop
+    /// its partial data.
     Cancel {
+        transfer: String,
+    },
+    /// Resume a paused send now (an id or a prefix).
+    Resume {
         transfer: String,
     },
     SetNick {
@@ -131,6 +136,7 @@ impl Request {
                 | Request::Answer { .. }
                 | Request::Transfers
                 | Request::Cancel { .. }
+                | Request::Resume { .. }
                 | Request::Subscribe
         )
     }
@@ -268,6 +274,10 @@ pub async fn execute(node: &NodeHandle, request: Request, out: &mpsc::Sender<Rep
                 )
                 .await
             }
+            Err(e) => Err(anyhow!(e)),
+        },
+        Request::Resume { transfer } => match node.find_transfer(&transfer).and_then(|id| node.resume_transfer(&id)) {
+            Ok(text) => send(out, Reply::Note { text }).await,
             Err(e) => Err(anyhow!(e)),
         },
         Request::SetNick { nick } => node.set_nick(&nick).await,

@@ -132,6 +132,10 @@ pub enum Overlay {
         peers: Vec<PeerId>,
         dropped: bool,
     },
+    /// Quit with this many transfers running (they pause, and resume when lanyard runs again)?
+    ConfirmQuit {
+        running: usize,
+    },
 }
 
 pub struct App {
@@ -255,7 +259,7 @@ impl App {
             Some(Overlay::Help { .. }) => Context::Help,
             Some(Overlay::Offer { .. }) => Context::Offer,
             Some(Overlay::AddPeer { .. }) => Context::AddPeer,
-            Some(Overlay::ConfirmSend { .. }) => Context::Confirm,
+            Some(Overlay::ConfirmSend { .. } | Overlay::ConfirmQuit { .. }) => Context::Confirm,
             None if self.filtering => Context::Filter,
             None if self.typing => Context::Typing,
             None => Context::Pane(self.focus),
@@ -643,6 +647,14 @@ impl App {
         let ctx = self.context();
         match (ctx, act) {
             (_, Action::Quit) => {
+                // Our own node stops with the TUI: running transfers pause, so ask first (a second
+                // quit, Ctrl-C again, goes). Attached to a `serve`, they carry on there.
+                let running = self.transfers.iter().filter(|t| !t.state.is_finished()).count();
+                let asked = matches!(self.overlay, Some(Overlay::ConfirmQuit { .. }));
+                if running > 0 && !self.attached && !asked {
+                    self.overlay = Some(Overlay::ConfirmQuit { running });
+                    return Vec::new();
+                }
                 self.quit = true;
                 vec![Cmd::Quit]
             }
@@ -672,15 +684,18 @@ impl App {
                 Vec::new()
             }
             (Context::Offer, _) => self.offer_key(act),
-            (Context::Confirm, Action::Accept) => {
-                let Some(Overlay::ConfirmSend { paths, peers, .. }) = self.overlay.take() else {
-                    return Vec::new();
-                };
-                self.start_send(paths, peers)
-            }
+            (Context::Confirm, Action::Accept) => match self.overlay.take() {
+                Some(Overlay::ConfirmSend { paths, peers, .. }) => self.start_send(paths, peers),
+                Some(Overlay::ConfirmQuit { .. }) => {
+                    self.quit = true;
+                    vec![Cmd::Quit]
+                }
+                _ => Vec::new(),
+            },
             (Context::Confirm, Action::Escape) => {
-                self.overlay = None;
-                self.say("nothing sent");
+                if let Some(Overlay::ConfirmSend { .. }) = self.overlay.take() {
+                    self.say("nothing sent");
+                }
                 Vec::new()
             }
             (Context::AddPeer, act) => self.add_peer_key(act),
@@ -1146,7 +1161,8 @@ impl App {
                 Vec::new()
             }
             Action::Cancel => match self.current_transfer() {
-                Some(t) if !t.state.is_finished() => {
+                // A paused one is cancelled for good (its partial data goes).
+                Some(t) if !t.state.is_finished() || t.state == crate::node::TransferState::Paused => {
                     let request = Request::Cancel {
                         transfer: t.transfer.clone(),
                     };
@@ -1162,6 +1178,12 @@ impl App {
                 Some(t) if !t.state.is_finished() => {
                     self.say("that transfer is still running");
                     Vec::new()
+                }
+                Some(t) if t.state == crate::node::TransferState::Paused => {
+                    let request = Request::Resume {
+                        transfer: t.transfer.clone(),
+                    };
+                    vec![self.call(request, Pending::Plain("resume"))]
                 }
                 Some(t) => match self.retryable.get(&t.transfer).cloned() {
                     Some(request) => {

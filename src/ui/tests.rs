@@ -328,8 +328,27 @@ fn typing_sends_the_line_to_the_selected_conversation_and_keeps_drafts() {
     typed(&mut app, "q");
     assert!(!app.quit);
     key(&mut app, KeyCode::Esc);
-    let cmds = key(&mut app, KeyCode::Char('q'));
+    // With transfers running (the fixture's), quitting asks first: n stays, y quits.
+    let running = app.transfers.iter().filter(|t| !t.state.is_finished()).count();
+    assert!(running > 0);
+    assert!(key(&mut app, KeyCode::Char('q')).is_empty() && !app.quit);
+    assert!(matches!(app.overlay, Some(Overlay::ConfirmQuit { running: n }) if n == running));
+    assert!(key(&mut app, KeyCode::Char('n')).is_empty() && !app.quit && app.overlay.is_none());
+    key(&mut app, KeyCode::Char('q'));
+    let cmds = key(&mut app, KeyCode::Char('y'));
     assert!(app.quit && cmds == [Cmd::Quit]);
+}
+
+#[test]
+fn quitting_with_no_transfer_running_does_not_ask_and_ctrl_c_twice_always_quits() {
+    let mut app = App::new(PathBuf::from("/"), false, false);
+    assert!(key(&mut app, KeyCode::Char('q')) == [Cmd::Quit] && app.quit);
+    let mut app = App::new(PathBuf::from("/"), false, false);
+    app.transfers
+        .push(transfer(1, &id(1), "bob", Direction::Send, TransferState::Running, 40));
+    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert!(app.update(Msg::Key(ctrl_c)).is_empty() && !app.quit);
+    assert!(app.update(Msg::Key(ctrl_c)) == [Cmd::Quit] && app.quit);
 }
 
 #[test]

@@ -581,6 +581,18 @@ impl Plan {
             .sum()
     }
 
+    /// Where this transfer's partial files are, and their names (kept by a stopped receive,
+    /// for a cancel after a restart).
+    pub(crate) fn partial_files(&self) -> (PathBuf, Vec<String>) {
+        let names = self
+            .slots
+            .iter()
+            .filter(|s| !s.dir && s.existing.is_none() && !s.partial.is_empty())
+            .map(|s| s.partial.clone())
+            .collect();
+        (self.dest.join(PARTIAL_DIR), names)
+    }
+
     /// After the last file: folders whose every item arrived need no resume record any more.
     pub(crate) fn finish(&mut self, ok: &[bool]) {
         for (g, group) in self.groups.iter().enumerate() {

@@ -62,6 +62,21 @@ pub fn overlay(frame: &mut Frame, app: &App, theme: &Theme) {
             lines.push(Line::from(styled("y send · n cancel".into(), theme.dim)));
             frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
         }
+        Some(Overlay::ConfirmQuit { running }) => {
+            let area = centered(screen, 60, 5);
+            frame.render_widget(Clear, area);
+            let b = block(styled(" Quit? ".into(), theme.title), true, theme);
+            let inner = b.inner(area);
+            frame.render_widget(b, area);
+            let lines = vec![
+                Line::from(format!(
+                    "{} running — pause them and quit?",
+                    crate::text::plural(*running as u64, "transfer")
+                )),
+                Line::from(styled("they resume when lanyard runs again · y quit · n stay".into(), theme.dim)),
+            ];
+            frame.render_widget(Paragraph::new(lines), inner);
+        }
     }
 }
 
