@@ -115,9 +115,13 @@ pub enum Request {
     SetNick {
         nick: String,
     },
-    /// Keep a connection to HOST:PORT.
+    /// Keep a connection to HOST:PORT. With `wait`, answer once it is connected (`Peers`
+    /// with that one peer) or failed (`no answer from HOST:PORT: why`); the node keeps trying
+    /// either way.
     AddPeer {
         addr: String,
+        #[serde(default)]
+        wait: bool,
     },
 }
 
@@ -277,10 +281,24 @@ pub async fn execute(node: &NodeHandle, request: Request, out: &mpsc::Sender<Rep
             Err(e) => Err(anyhow!(e)),
         },
         Request::SetNick { nick } => node.set_nick(&nick).await,
-        Request::AddPeer { addr } => {
+        Request::AddPeer { addr, wait: false } => {
             node.add_peer(&addr);
             Ok(())
         }
+        Request::AddPeer { addr, wait: true } => match node.resolve(&addr, RESOLVE_WAIT).await {
+            Ok(id) => {
+                let peers = node.peers().into_iter().filter(|p| p.id == id).collect();
+                send(out, Reply::Peers { peers }).await
+            }
+            Err(e) => {
+                let e = e.to_string();
+                let why = match e.strip_prefix(&format!("cannot reach {addr}: ")) {
+                    Some(why) => why.to_string(),
+                    None => format!("nothing answered within {} s", RESOLVE_WAIT.as_secs()),
+                };
+                Err(anyhow!("no answer from {addr}: {why}"))
+            }
+        },
     };
     let last = match result {
         Ok(()) => Reply::Done,

@@ -478,7 +478,10 @@ impl Plan {
         if truncate {
             flags |= OFlags::TRUNC;
         }
-        let mode = Mode::from_raw_mode(0o600);
+        // What a browser download gets (0666 less the umask, applied by the kernel): the
+        // partial keeps its mode when it is linked into place, and until then it sits in the
+        // owner-only partial folder.
+        let mode = Mode::from_raw_mode(0o666);
         let name = self.slots[i].partial.as_str();
         let fd = match openat(self.partials.as_fd(), name, flags, mode) {
             // The partial folder went away (another process sharing this download folder
