@@ -148,6 +148,7 @@ fn transfer(i: usize, peer: &PeerInfo, now: u64) -> TransferView {
         eta_secs: Some(5 + i as u64),
         failed: 0,
         message: None,
+        reason: None,
         saved_to: None,
         // Interleaved with the conversation's lines (which span the last 10,000 s).
         started_ms: now - 10_000_000 + i as u64 * 150_000,

@@ -145,6 +145,7 @@ pub fn transfers_table(transfers: &[TransferView]) -> String {
                 TransferState::Failed => "failed",
                 TransferState::Rejected => "rejected",
                 TransferState::Cancelled => "cancelled",
+                TransferState::Paused => "paused",
             };
             let rate = if t.state == TransferState::Running {
                 format!("{}/s", human_bytes(t.rate))

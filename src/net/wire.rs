@@ -12,10 +12,11 @@ pub use crate::limits::{
 /// connections and advertised over mDNS.
 pub const PROTOCOL_VERSION: u16 = 1;
 /// The same for transfer connections, whose preamble carries it instead: v2 verified chunks on
-/// arrival and relayed; v3 is v2 with adjacently tagged frames and a small file in one frame. A
+/// arrival and relayed; v3 is v2 with adjacently tagged frames and a small file in one frame; v4
+/// gives every stop, refusal and failure a reason code (`crate::reason`). A
 /// node of another transfer version can still chat; a transfer between them stops at the
 /// preamble with "update lanyard".
-pub const TRANSFER_PROTOCOL_VERSION: u16 = 3;
+pub const TRANSFER_PROTOCOL_VERSION: u16 = 4;
 /// Sent first on every connection, before Noise: magic + version, so that a version mismatch is
 /// reported as such instead of as a failed decryption.
 pub const MAGIC: &[u8; 4] = b"LNYD";

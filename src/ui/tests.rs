@@ -70,6 +70,7 @@ fn transfer(seed: u8, peer: &PeerId, nick: &str, direction: Direction, state: Tr
         eta_secs: Some(42),
         failed: 0,
         message: (state == TransferState::Failed).then(|| "bob stopped receiving (connection lost); sending again resumes".into()),
+        reason: (state == TransferState::Failed).then_some(crate::node::Reason::ConnectionLost),
         saved_to: (direction == Direction::Receive).then(|| "/home/ada/Downloads/lanyard".into()),
         started_ms: T0 + seed as u64 * 1000,
         ended_ms: state.is_finished().then_some(T0 + 60_000),
@@ -663,4 +664,34 @@ fn a_nick_shaped_like_another_peers_id_is_shown_with_its_host() {
     let s = screen(&app, 80, 24);
     assert!(s.matches(&shown).count() >= 2, "{s}");
     insta::assert_snapshot!("id_shaped_nick_80x24", s);
+}
+
+#[test]
+fn a_warning_while_alone_stays_in_the_empty_room_until_a_peer_is_online() {
+    let mut app = App::new(PathBuf::from("/home/ada/lab"), false, false);
+    app.update(Msg::Resize(80, 24));
+    let hint = "no peer found in 10 s: check that the firewall lets multicast DNS (UDP port 5353) and TCP port 7717 \
+                through; `lanyard doctor` checks what it can";
+    app.update(Msg::Node(Envelope {
+        seq: 1,
+        event: Event::Warning { message: hint.into() },
+    }));
+    // Longer than any status line: the whole of it is in #all, wrapped.
+    app.update(Msg::Tick(std::time::Duration::from_secs(60)));
+    let shown = screen(&app, 80, 24);
+    for part in ["no peer found", "5353", "doctor"] {
+        assert!(shown.contains(part), "{part}:\n{shown}");
+    }
+    let bob = peer(1, "bob", "lab-02", true);
+    app.update(Msg::Node(Envelope {
+        seq: 2,
+        event: Event::PeerUp {
+            id: bob.id.clone(),
+            nick: "bob".into(),
+            host: "lab-02".into(),
+            addr: "10.0.0.2:7717".into(),
+        },
+    }));
+    let shown = screen(&app, 80, 24);
+    assert!(!shown.contains("5353"), "a peer is online:\n{shown}");
 }

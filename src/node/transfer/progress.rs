@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Ctx, Direction};
 use crate::identity::PeerId;
+use crate::reason::Reason;
 use crate::store::unix_now_ms;
 
 const EVERY: Duration = Duration::from_millis(100);
@@ -25,13 +26,15 @@ pub enum TransferState {
     Failed,
     Rejected,
     Cancelled,
+    /// Stopped with its partial data kept (a program quit at either end): it resumes.
+    Paused,
 }
 
 impl TransferState {
     pub fn is_finished(self) -> bool {
         matches!(
             self,
-            TransferState::Done | TransferState::Failed | TransferState::Rejected | TransferState::Cancelled
+            TransferState::Done | TransferState::Failed | TransferState::Rejected | TransferState::Cancelled | TransferState::Paused
         )
     }
 }
@@ -66,6 +69,9 @@ pub struct TransferView {
     pub failed: u32,
     /// Why it failed, was rejected or cancelled.
     pub message: Option<String>,
+    /// The same, as a code (once it ended early).
+    #[serde(default)]
+    pub reason: Option<Reason>,
     /// Receive: the folder the files land in.
     pub saved_to: Option<String>,
     pub started_ms: u64,
@@ -94,6 +100,7 @@ impl TransferView {
             eta_secs: None,
             failed: 0,
             message: None,
+            reason: None,
             saved_to: None,
             started_ms: unix_now_ms(),
             ended_ms: None,

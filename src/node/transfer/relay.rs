@@ -20,7 +20,7 @@ use super::manifest::Manifest as Received;
 use super::send::{self, Outgoing, Producer};
 use super::source::Manifest;
 use super::tap::Tap;
-use super::wire::{Hop, MAX_REASON_BYTES, Report, bounded};
+use super::wire::{Hop, MAX_REASON_BYTES, Reason, Report, bounded};
 use super::{Ctx, Direction, Outcome, TransferError, TransferState};
 use crate::identity::PeerId;
 use crate::limits::{MAX_HINT_ADDRS, MAX_RELAY_HOPS, RELAY_REPORT_EVERY, RELAY_ROUNDS};
@@ -31,9 +31,10 @@ use crate::text::printable;
 /// What a recipient says when no vouch for a relayed offer came (see `receive.rs`).
 pub(crate) const UNCONFIRMED: &str = "cannot confirm this offer with";
 
-/// A refusal that says the recipient could not confirm a relayed offer with its sender.
-fn unconfirmed(reason: &str) -> bool {
-    reason.contains(UNCONFIRMED)
+/// A recipient's final no to the files: not offered again in a later round. (A peer that could
+/// not confirm a relayed offer with its sender said no to the relay, not to the files.)
+fn said_no(code: Reason) -> bool {
+    matches!(code, Reason::Rejected | Reason::Expired | Reason::NoSpace)
 }
 
 /// How long the sender waits to queue a vouch on a recipient's control connection.
@@ -62,9 +63,9 @@ pub(crate) fn bounded_report(r: Report) -> Report {
                 saved_as: kept,
             }
         }
-        Report::Failed { reason, rejected } => Report::Failed {
+        Report::Failed { code, reason } => Report::Failed {
+            code,
             reason: bounded(&reason),
-            rejected,
         },
         other => other,
     }
@@ -149,13 +150,9 @@ pub(crate) async fn drive(
             },
             // A peer that could not confirm the offer with its sender (its vouch got lost) said
             // no to the relay, not to the files: the sender's next round offers it directly.
-            Err(TransferError::Rejected(r)) => Report::Failed {
-                rejected: !unconfirmed(&r),
-                reason: r,
-            },
             Err(e) => Report::Failed {
+                code: e.reason(),
                 reason: bounded(&e.to_string()),
-                rejected: false,
             },
         };
         fate[k] = true;
@@ -335,9 +332,10 @@ pub(crate) async fn send(
             let k = todo[j];
             show(&ctxs[k], &report, m.bytes, m.items.len() as u32);
             // A lost vouch is no failure of the recipient's: it is served directly next round.
-            if let Report::Failed { reason, rejected: false } = &report
+            if let Report::Failed { code, reason } = &report
                 && first_failure[k].is_none()
-                && !unconfirmed(reason)
+                && !said_no(*code)
+                && *code != Reason::Unconfirmed
             {
                 first_failure[k] = Some(reason.clone());
             }
@@ -371,15 +369,18 @@ pub(crate) async fn send(
                 }
                 Ok(o)
             }
-            Some(Report::Failed { reason, rejected: true }) => Err(TransferError::Rejected(reason)),
+            Some(Report::Failed { code, reason }) if said_no(code) => Err(TransferError::Rejected(code, reason)),
             // What went wrong first says most (a relay died mid-way); a later round that could
             // not reach the peer again adds to it.
-            Some(Report::Failed { reason, .. }) => Err(TransferError::Failed(match first_failure[k].take() {
-                Some(first) if first != reason => format!("{first} (sending again: {reason})"),
-                _ => reason,
-            })),
-            _ if ctxs[k].cancel.is_cancelled() => Err(TransferError::Cancelled("cancelled here".into())),
-            _ => Err(TransferError::Failed("no report came".into())),
+            Some(Report::Failed { code, reason }) => Err(TransferError::Failed(
+                code,
+                match first_failure[k].take() {
+                    Some(first) if first != reason => format!("{first} (sending again: {reason})"),
+                    _ => reason,
+                },
+            )),
+            _ if ctxs[k].cancel.is_cancelled() => Err(TransferError::Cancelled(Reason::CancelledBySender, "cancelled".into())),
+            _ => Err(TransferError::failed("no report came")),
         };
         ctxs[k].report(&result);
         let _ = tx.send(result);
@@ -390,7 +391,7 @@ pub(crate) async fn send(
 fn retry(last: &Option<Report>) -> bool {
     match last {
         Some(Report::Finished { .. }) => false,
-        Some(Report::Failed { rejected, .. }) => !rejected,
+        Some(Report::Failed { code, .. }) => !said_no(*code),
         _ => true,
     }
 }
@@ -464,8 +465,8 @@ pub(crate) fn start_forward(
                         let _ = tx.send((
                             h.id.clone(),
                             Report::Failed {
+                                code: Reason::DiskError,
                                 reason: "the relay cannot read the offer back".into(),
-                                rejected: false,
                             },
                         ));
                     }

@@ -280,6 +280,7 @@ fn transfer_line<'a>(app: &App, t: &TransferView, width: usize, theme: &Theme) -
             _ => format!("✓ {} verified", bytes(t.total)),
         },
         TransferState::Done => format!("{} of {} failed", t.failed, t.files),
+        TransferState::Paused => format!("paused, {} of {}", bytes(t.bytes), bytes(t.total)),
         TransferState::Failed | TransferState::Rejected | TransferState::Cancelled => {
             let state = match t.state {
                 TransferState::Rejected => "rejected",
