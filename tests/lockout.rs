@@ -382,7 +382,7 @@ async fn a_refused_send_says_why() {
         .await
         .unwrap_err();
     assert_eq!(err.reason(), lanyard::node::Reason::Busy);
-    assert_eq!(err.to_string(), "victim is busy (victim: \"too many of your offers are waiting\")");
+    assert_eq!(err.to_string(), "rejected: busy (victim: \"too many of your offers are waiting\")");
     for offer in victim.offers() {
         victim.answer_offer(&offer.transfer, false, false).await;
     }
