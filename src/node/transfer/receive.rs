@@ -86,6 +86,12 @@ pub(crate) async fn run(ctx: &Ctx, conn: SecureConn, header: Header, dest: &Path
                 let _ = tokio::time::timeout(limit, drain).await;
             }
             let kept = plan.as_ref().map_or(0, Plan::partial_bytes);
+            if kept > 0
+                && let Some(plan) = &plan
+            {
+                let (dir, names) = plan.partial_files();
+                ctx.keep_partials(dir, names);
+            }
             match stop {
                 Stop::Lost => Err(TransferError::PeerLost(
                     Reason::ConnectionLost,

@@ -135,7 +135,7 @@ pub(crate) async fn drive(
             Err(e) => Err(e),
         };
         if chain.relaying {
-            ctx.report(&result);
+            ctx.report(&result).await;
         }
         let report = match result {
             Ok(o) => Report::Finished {
@@ -382,7 +382,7 @@ pub(crate) async fn send(
             _ if ctxs[k].cancel.is_cancelled() => Err(TransferError::Cancelled(Reason::CancelledBySender, "cancelled".into())),
             _ => Err(TransferError::failed("no report came")),
         };
-        ctxs[k].report(&result);
+        ctxs[k].report(&result).await;
         let _ = tx.send(result);
     }
 }
