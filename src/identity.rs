@@ -228,6 +228,21 @@ pub fn ensure_private_dir(dir: &Path) -> Result<PathBuf> {
     Ok(dir.to_path_buf())
 }
 
+/// Every regular file directly in `dir` owner-only (the database and its journals, the lock):
+/// a data dir loosened by hand, or files an older version left readable, are closed again. Run
+/// once the key is loaded: a key found readable by others is an error to see, not to mend.
+pub fn make_files_private(dir: &Path) -> Result<()> {
+    for entry in fs::read_dir(dir).with_context(|| format!("cannot read data dir {}", dir.display()))? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+            fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("{} is open to other users and cannot be made private", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +256,19 @@ mod tests {
         assert_eq!(a.public_key(), b.public_key());
         let mode = fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn loosened_files_in_the_data_dir_are_closed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("lanyard.sqlite3");
+        fs::write(&db, b"").unwrap();
+        fs::set_permissions(&db, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        ensure_private_dir(dir.path()).unwrap();
+        make_files_private(dir.path()).unwrap();
+        assert_eq!(fs::metadata(&db).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::metadata(dir.path()).unwrap().permissions().mode() & 0o777, 0o700);
     }
 
     #[test]

@@ -59,12 +59,15 @@ pub const MAX_DEPTH: usize = 64;
 // it ends: control (one per peer, either direction) or incoming transfer (one per push, list or
 // get a peer started). A connection is refused — the peer is told why, in a `Bye` or a transfer
 // `Error`, before the close — when its pool, its source address or (for transfers) its key
-// already holds its share. Ahead of newcomers come established, trusted and known peers: a key
-// that is connected now, trusted, or whose key this node has seen in a control session (stored).
-// A newcomer may hold at most a share of each pool; when a pool is full, a known peer's
-// transfer connection evicts the newcomer's that moved nothing for the longest (told "busy"),
-// so throwaway keys can delay honest peers but never lock them out. Control connections are
-// not evicted: the newcomer share alone keeps half of that pool for known peers.
+// already holds its share. Ahead of newcomers come peers with standing: trusted, or a conversation
+// a person here took part in (we wrote to it, or accepted an offer from it), or a key first seen
+// over [`STANDING_AFTER`] ago. Being connected, or one control session, earns nothing: keys are
+// free. Newcomers together may hold at most a share of each pool, and from one address a share
+// of that address's cap; when a pool is full, a known peer's transfer connection evicts the
+// newcomer's that moved nothing for the longest (told "busy"), so throwaway keys can delay honest
+// peers but never lock them out. Control connections are not evicted: the newcomer shares alone
+// keep half of that pool for known peers. An offer waiting for a person's answer holds no slot
+// (its connection is set aside until the answer; see [`MAX_WAITING_OFFERS`]).
 
 /// Control connections at once (incoming and dialled). Past it: "busy: all connection slots are
 /// in use".
@@ -73,9 +76,22 @@ pub const MAX_CONTROL_CONNECTIONS: usize = 512;
 /// it, a known peer evicts an idle newcomer; a newcomer is told "busy: all transfer slots are
 /// in use".
 pub const MAX_INCOMING_TRANSFERS: usize = 64;
-/// A newcomer (not connected, not trusted, key never seen in a control session) may hold at
-/// most 1/`NEWCOMER_SHARE` of each pool; past it: "busy: … for new peers".
+/// Newcomers (see above) together may hold at most 1/`NEWCOMER_SHARE` of each pool (past it:
+/// "busy: … for new peers"), and from one address 1/`NEWCOMER_SHARE` of the per-address cap
+/// (past it: "too many connections from your address").
 pub const NEWCOMER_SHARE: usize = 2;
+/// A key first seen this long ago has standing (see above), whatever else it did.
+pub const STANDING_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Offers waiting for a person's answer, in all; past it: "busy: too many offers waiting for an
+/// answer". Each holds its connection open but no slot, and costs its manifest's charge.
+pub const MAX_WAITING_OFFERS: usize = 128;
+/// The share of [`MAX_WAITING_OFFERS`] newcomers together may use (same refusal).
+pub const MAX_NEWCOMER_WAITING_OFFERS: usize = 32;
+/// Offers waiting from one key; past it: "too many of your offers are waiting".
+pub const MAX_WAITING_OFFERS_PER_KEY: usize = 4;
+/// Offers waiting from one address, whatever its keys; past it: "too many offers from your
+/// address are waiting".
+pub const MAX_WAITING_OFFERS_PER_ADDRESS: usize = 8;
 /// Control connections from one IP address. Generous: several nodes may share an address (a
 /// shared server, in-process tests on 127.0.0.1). Past it: "too many connections from your
 /// address".
@@ -142,6 +158,13 @@ pub const MANIFEST_BUDGET: usize = 192 << 20;
 /// One peer's share of [`MANIFEST_BUDGET`]: room for one offer of the largest size (64 MiB of
 /// names in 100,000 items), not two. Beyond, the sender is told "too many offers from you".
 pub const MANIFEST_PEER_SHARE: usize = 128 << 20;
+/// One address's share of [`MANIFEST_BUDGET`], whatever keys it uses: again one offer of the
+/// largest size. Beyond: "too many offers from your address".
+pub const MANIFEST_ADDRESS_SHARE: usize = 128 << 20;
+/// What newcomers (see "Connections") together may hold of [`MANIFEST_BUDGET`]: one offer of
+/// the largest size, so the rest (64 MiB) stays for peers with standing however many throwaway
+/// keys and addresses offer. Beyond: "busy: too many offers waiting".
+pub const MANIFEST_NEWCOMER_SHARE: usize = 128 << 20;
 /// What a received item costs in memory besides its name while its offer waits or runs (its
 /// record, resume slot and partial-file reservation): charged to the budget for every item the
 /// offer announces, before any name arrives.
@@ -188,14 +211,29 @@ pub const CHAT_RATE_LINES: u32 = 3000;
 /// Bytes of chat text one peer may have stored with us per [`CHAT_RATE_WINDOW`]; same bucket
 /// and same refusal as [`CHAT_RATE_LINES`].
 pub const CHAT_RATE_BYTES: u64 = 8 * 1024 * 1024;
+/// Lines and bytes one address may have stored with us per [`CHAT_RATE_WINDOW`], whatever keys
+/// it uses (twice a key's: a shared machine may run two nodes). Same refusal.
+pub const CHAT_ADDRESS_RATE_LINES: u32 = 2 * CHAT_RATE_LINES;
+pub const CHAT_ADDRESS_RATE_BYTES: u64 = 2 * CHAT_RATE_BYTES;
+/// Lines and bytes all strangers together (peers without standing, see "Connections") may have
+/// stored with us per [`CHAT_RATE_WINDOW`]: identities and addresses are cheap, so this is what
+/// bounds a flood from many keys on many machines (what it acknowledges and writes to disk).
+/// Same refusal; peers with standing never draw on it.
+pub const CHAT_STRANGERS_RATE_LINES: u32 = CHAT_RATE_LINES;
+pub const CHAT_STRANGERS_RATE_BYTES: u64 = CHAT_RATE_BYTES;
 /// The window both chat rates refill over.
 pub const CHAT_RATE_WINDOW: Duration = Duration::from_secs(60);
 /// Bytes of text the `#all` room keeps from all senders together: past it the oldest received
-/// room lines are deleted (trimmed to 7/8 of this, so not on every line). Ours are never trimmed.
+/// room lines are deleted (trimmed to 7/8 of this, so not on every line), strangers' first.
+/// Ours are never trimmed.
 pub const CHAT_ROOM_BYTES: u64 = 16 * 1024 * 1024;
 /// Bytes of text the room keeps from one sender: past it that sender's oldest room lines go
 /// first, so one flooder pushes out its own lines before anyone else's.
 pub const CHAT_ROOM_BYTES_PER_PEER: u64 = 2 * 1024 * 1024;
+/// Bytes of room text all strangers together keep (see [`CHAT_STRANGER_BYTES`]): past it their
+/// oldest room lines go, and the room's own budget trims strangers' lines before anyone
+/// else's. A line from a peer with standing is never trimmed to make room for a stranger's.
+pub const CHAT_STRANGERS_ROOM_BYTES: u64 = 4 * 1024 * 1024;
 /// Bytes of received text kept in one direct conversation with a known peer (trusted, seen in an
 /// earlier run, or spoken to by us). A direct line is never trimmed: past this it is refused
 /// ("no room left for your messages").

@@ -170,6 +170,17 @@ pub struct StoredPeer {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store> {
+        // Owner-only from the start: SQLite gives its journal files the database file's mode.
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .open(path)
+                .with_context(|| format!("cannot open database {}", path.display()))?;
+        }
         let conn = Connection::open(path).with_context(|| format!("cannot open database {}", path.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // Switching a new database to WAL can report "locked" at once, without waiting, while
@@ -372,6 +383,22 @@ impl Store {
         let conn = self.lock();
         let mut stmt = conn.prepare("SELECT id FROM peers WHERE EXISTS (SELECT 1 FROM messages WHERE messages.conversation = peers.id)")?;
         let ids = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for id in ids {
+            out.extend(PeerId::parse(&id?));
+        }
+        Ok(out)
+    }
+
+    /// Peers with standing besides trust: we (`me`) wrote in their direct conversation, or their
+    /// key was first seen before `seen_before` (Unix seconds).
+    pub fn peers_with_standing(&self, me: &PeerId, seen_before: u64) -> Result<Vec<PeerId>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT id FROM peers WHERE first_seen < ?2
+                OR EXISTS (SELECT 1 FROM chat_usage u WHERE u.conversation = peers.id AND u.sender = ?1 AND u.lines > 0)",
+        )?;
+        let ids = stmt.query_map(params![me.as_str(), seen_before as i64], |r| r.get::<_, String>(0))?;
         let mut out = Vec::new();
         for id in ids {
             out.extend(PeerId::parse(&id?));

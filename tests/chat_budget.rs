@@ -39,9 +39,14 @@ async fn connect(a: &NodeHandle, b: &NodeHandle) {
 async fn a_flood_stays_within_the_budget_and_honest_lines_get_through() {
     let root = tempfile::tempdir().unwrap();
     let room_bytes = 512 * 1024;
+    // The size budgets under test, not the rates.
     let bob_budget = DbBudget {
         rate_lines: u32::MAX,
         rate_bytes: u64::MAX,
+        address_rate_lines: u32::MAX,
+        address_rate_bytes: u64::MAX,
+        strangers_rate_lines: u32::MAX,
+        strangers_rate_bytes: u64::MAX,
         room_bytes,
         room_bytes_per_peer: 128 * 1024,
         stranger_bytes: 64 * 1024,

@@ -270,3 +270,25 @@ fn two_peers_with_one_nick_are_one_clear_error_and_each_has_a_name_to_type() {
     let line = bobs[1].expect("chat_received");
     assert_eq!(line["text"], "hello, second bob");
 }
+
+/// `lanyard peers | head`: a reader that leaves early ends the command quietly, never with a
+/// panic and a backtrace.
+#[test]
+fn a_closed_pipe_ends_a_command_quietly() {
+    let home = tempfile::tempdir().unwrap();
+    let d = home.path().join("d");
+    let d = d.to_str().unwrap();
+    for args in [vec!["id", "--data-dir", d], vec!["peers", "--wait", "0", "--data-dir", d]] {
+        let mut child = lanyard(home.path())
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("lanyard runs");
+        // The reader is gone before anything is written.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{args:?}: {:?} {}", out.status, stderr(&out));
+        assert_eq!(stderr(&out), "", "{args:?}");
+    }
+}

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::{PATIENCE, TestNode};
 use lanyard::identity::Identity;
-use lanyard::limits::{MANIFEST_BUDGET, MANIFEST_PEER_SHARE};
+use lanyard::limits::{MANIFEST_BUDGET, MANIFEST_NEWCOMER_SHARE, MANIFEST_PEER_SHARE};
 use lanyard::net::secure::SecureConn;
 use lanyard::node::transfer::wire::{ITEMS_FRAME_BYTES, Item, MAX_TRANSFER_FRAME, TransferMsg};
 use lanyard::node::{Event, NodeConfig, NodeHandle};
@@ -227,16 +227,53 @@ async fn budget_released(node: &NodeHandle) {
     tokio::time::timeout(PATIENCE, wait).await.expect("the budget is given back");
 }
 
+/// A transfer connection as `me` from `src` (a 127.0.0.x address: one lab machine each).
+async fn dial_from(node: &NodeHandle, me: &Identity, src: std::net::IpAddr) -> SecureConn {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::new(src, 0)).expect("bind a 127.0.0.x source");
+    let sock = socket.connect(node.listen_addr().unwrap()).await.expect("connect");
+    lanyard::net::secure::connect(
+        sock,
+        me,
+        &common::mallory_hello(),
+        lanyard::net::wire::Purpose::Transfer,
+        Some(node.id()),
+    )
+    .await
+    .expect("handshake")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offers_over_the_budget_are_refused_with_a_reason_and_the_node_still_serves() {
+    const TEST: &str = "offers_over_the_budget_are_refused_with_a_reason_and_the_node_still_serves";
+    let src = |n: u8| std::net::IpAddr::from([127, 0, 0, n]);
+    if tokio::net::TcpSocket::new_v4()
+        .unwrap()
+        .bind(std::net::SocketAddr::new(src(2), 0))
+        .is_err()
+    {
+        return common::skip(TEST, "cannot bind 127.0.0.x as a source address");
+    }
     let dir = tempfile::tempdir().unwrap();
     let victim = node(dir.path(), false).await;
     let _answerer = victim.answer_offers();
     let mut events = victim.subscribe();
-    // Two offers of 100,000 long names from two throwaway keys: each alone fits, both do not.
+    // A trusted peer and a known one (a person at the victim wrote to it), on 127.0.0.1.
+    let mut trusted = TestNode::start("trusted").await;
+    let mut known = TestNode::start("known").await;
+    for peer in [&mut trusted, &mut known] {
+        peer.node.add_peer(&victim.listen_addr().unwrap().to_string());
+        peer.expect_up(victim.id()).await;
+    }
+    victim.set_trusted(&trusted.id(), true).await.unwrap();
+    let hi = victim.say(&lanyard::node::ChatTarget::Peer(known.id()), "hi").await.unwrap();
+    assert!(victim.wait_delivered(&hi, PATIENCE).await.unwrap());
+
+    // Two offers of 100,000 long names from two throwaway keys on one address: each alone fits,
+    // both do not.
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..2 {
-        let mut conn = dial(&victim).await;
+        let mut conn = dial_from(&victim, &Identity::generate().unwrap(), src(2)).await;
         tasks.spawn(async move {
             let sent = offer(&mut conn, &transfer_id(n)).await;
             (n, conn, sent)
@@ -254,37 +291,50 @@ async fn offers_over_the_budget_are_refused_with_a_reason_and_the_node_still_ser
     assert_eq!(waiting.len(), 1, "{fates:?}");
     let waiting = waiting[0];
     let refused = 1 - waiting;
-    assert_eq!(fates[&transfer_id(refused)], "rejected: busy: too many offers waiting");
+    assert_eq!(fates[&transfer_id(refused)], "rejected: too many offers from your address");
     assert_eq!(
         answer(&mut conns[refused].as_mut().expect("both offers were made").0).await,
+        Some(TransferMsg::Reject {
+            code: lanyard::reason::Reason::Rejected,
+            text: Some("too many offers from your address".into())
+        })
+    );
+    // Another address is refused too: newcomers together have had their share.
+    let mut other = dial_from(&victim, &Identity::generate().unwrap(), src(3)).await;
+    offer(&mut other, &transfer_id(3)).await;
+    assert_eq!(
+        answer(&mut other).await,
         Some(TransferMsg::Reject {
             code: lanyard::reason::Reason::Rejected,
             text: Some("busy: too many offers waiting".into())
         })
     );
     let (now, peak) = victim.manifest_budget_use();
-    println!("budget: {now} bytes charged, {peak} at most (of {MANIFEST_BUDGET})");
-    assert!(peak <= MANIFEST_BUDGET && now > 0, "{now} / {peak}");
+    println!("budget: {now} bytes charged, {peak} at most (of {MANIFEST_BUDGET}; newcomers {MANIFEST_NEWCOMER_SHARE})");
+    assert!(peak <= MANIFEST_NEWCOMER_SHARE && now > 0, "{now} / {peak}");
 
-    // Another key takes all but a little of what is left; an honest send that needs more than
-    // that little is refused, and its sender is told why in one line.
-    let mut honest = TestNode::start("honest").await;
-    honest.node.add_peer(&victim.listen_addr().unwrap().to_string());
-    honest.expect_up(victim.id()).await;
-    let per_item = lanyard::limits::MANIFEST_ITEM_COST + name(0).len();
-    let count = ((MANIFEST_BUDGET - now) / per_item) as u32;
-    let mut filler = dial(&victim).await;
-    assert!(offer_of(&mut filler, &transfer_id(5), count).await);
-    offered(&mut events).await;
-    let src = tempfile::tempdir().unwrap();
+    // Peers with standing still get their files across: the trusted one without a question,
+    // the known one once a person accepts.
+    let src_dir = tempfile::tempdir().unwrap();
     for i in 0..10 {
-        std::fs::write(src.path().join(format!("f{i}.txt")), b"hi").unwrap();
+        std::fs::write(src_dir.path().join(format!("f{i}.txt")), b"hi").unwrap();
     }
-    let task = honest.node.send(victim.id(), &[src.path().to_path_buf()]).await.unwrap();
-    let err = tokio::time::timeout(PATIENCE, task.wait()).await.unwrap().unwrap_err();
-    assert_eq!(err.reason(), lanyard::node::Reason::Rejected);
-    assert_eq!(err.to_string(), "rejected (victim: \"busy: too many offers waiting\")");
-    drop(filler);
+    let t = std::time::Instant::now();
+    let task = trusted.node.send(victim.id(), &[src_dir.path().to_path_buf()]).await.unwrap();
+    let outcome = tokio::time::timeout(PATIENCE, task.wait()).await.unwrap().unwrap();
+    assert!(outcome.all_ok(), "{outcome:?}");
+    let trusted_took = t.elapsed();
+    let t = std::time::Instant::now();
+    let task = known.node.send(victim.id(), &[src_dir.path().join("f0.txt")]).await.unwrap();
+    let id = offered(&mut events).await;
+    assert!(victim.answer_offer(&id, true, false).await);
+    let outcome = tokio::time::timeout(PATIENCE, task.wait()).await.unwrap().unwrap();
+    assert!(outcome.all_ok(), "{outcome:?}");
+    println!(
+        "offer budget: 2 offers of {ITEMS} long names from one address, 1 from another: 1 waits, 2 refused; trusted peer's 10-file send {trusted_took:?}, known peer's send {:?} (answered at once)",
+        t.elapsed()
+    );
+    drop(other);
 
     // The same key again while its offer waits: over its share.
     drop(conns);
@@ -307,16 +357,8 @@ async fn offers_over_the_budget_are_refused_with_a_reason_and_the_node_still_ser
     assert!(victim.manifest_budget_use().1 <= MANIFEST_BUDGET);
     assert!(item_cost_fits_one_offer());
 
-    // An honest peer still gets a file across, and a withdrawn offer gives its budget back.
+    // A withdrawn offer gives its budget back.
     drop((one, two));
-    budget_released(&victim).await;
-    std::fs::write(src.path().join("hello.txt"), b"hi").unwrap();
-    let task = honest.node.send(victim.id(), &[src.path().join("hello.txt")]).await.unwrap();
-    let id = offered(&mut events).await;
-    assert!(victim.answer_offer(&id, true, false).await);
-    let outcome = tokio::time::timeout(PATIENCE, task.wait()).await.unwrap().unwrap();
-    assert!(outcome.all_ok(), "{outcome:?}");
-    assert_eq!(std::fs::read(dir.path().join("downloads/hello.txt")).unwrap(), b"hi");
     budget_released(&victim).await;
     victim.shutdown().await;
 }
@@ -325,5 +367,5 @@ async fn offers_over_the_budget_are_refused_with_a_reason_and_the_node_still_ser
 fn item_cost_fits_one_offer() -> bool {
     let largest =
         lanyard::node::transfer::wire::MAX_MANIFEST_BYTES + lanyard::node::transfer::wire::MAX_ITEMS * lanyard::limits::MANIFEST_ITEM_COST;
-    largest <= MANIFEST_PEER_SHARE && MANIFEST_PEER_SHARE < MANIFEST_BUDGET
+    largest <= MANIFEST_PEER_SHARE && largest <= MANIFEST_NEWCOMER_SHARE && MANIFEST_NEWCOMER_SHARE < MANIFEST_BUDGET
 }

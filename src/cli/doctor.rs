@@ -35,16 +35,16 @@ pub async fn run(config: &Config, wait: f64) -> Result<ExitCode> {
             Verdict::Fail => "FAIL",
             Verdict::Skipped => "skip",
         };
-        println!("{verdict:<4}  {:<width$}  {}", c.name, printable(&c.detail));
+        outln!("{verdict:<4}  {:<width$}  {}", c.name, printable(&c.detail));
     }
     let failed: Vec<&str> = checks.iter().filter(|c| c.verdict == Verdict::Fail).map(|c| c.name).collect();
     if failed.is_empty() {
-        println!(
+        outln!(
             "\nnothing wrong found from here; if peers still do not show up, check the firewalls between the machines, or give --peer HOST:PORT"
         );
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("\nfailed: {}", failed.join(", "));
+        outln!("\nfailed: {}", failed.join(", "));
         Ok(ExitCode::FAILURE)
     }
 }

@@ -2,6 +2,11 @@
 //! node's face API ([`crate::node::api`]), reached through a [`Client`]: the node already
 //! running on the data dir, or one this process runs for the command's duration.
 
+/// `println!` for command output: a reader that went away ends the command quietly.
+macro_rules! outln {
+    ($($t:tt)*) => { $crate::cli::output::line(format_args!($($t)*)) };
+}
+
 mod doctor;
 mod history;
 pub mod output;
@@ -60,7 +65,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Command::Get { peer, paths, to } => transfer::get_command(&config, peer, paths, to).await,
             Command::Nick { name } => call(&config, Request::SetNick { nick: name.clone() }, |_| {})
                 .await
-                .inspect(|_| println!("nick is now {}", printable(&name))),
+                .inspect(|_| outln!("nick is now {}", printable(&name))),
             Command::Offers { json } => offers(&config, json).await,
             Command::Accept { offer, always } => {
                 call(
@@ -146,7 +151,7 @@ async fn call(config: &Config, request: Request, show: impl FnMut(Reply)) -> Res
 
 fn print_note(reply: Reply) {
     if let Reply::Note { text } = reply {
-        println!("{}", printable(&text));
+        outln!("{}", printable(&text));
     }
 }
 
@@ -156,20 +161,20 @@ async fn id(config: &Config, json: bool) -> Result<ExitCode> {
     let listen = running_listen_addr(config).await;
     if json {
         let v = serde_json::json!({ "id": me.0, "fingerprint": me.1, "nick": nick, "listen": listen });
-        println!("{v}");
+        outln!("{v}");
     } else {
-        println!("id           {}", me.0);
-        println!("fingerprint  {}", me.1);
-        println!("nick         {}", printable(&nick));
+        outln!("id           {}", me.0);
+        outln!("fingerprint  {}", me.1);
+        outln!("nick         {}", printable(&nick));
         match listen {
-            Some(addr) => println!("listening    {addr}"),
+            Some(addr) => outln!("listening    {addr}"),
             None => {
                 let or_next = if config.port_fixed || config.port == 0 {
                     ""
                 } else {
                     ", or the next free one"
                 };
-                println!(
+                outln!(
                     "listening    no node runs on this data dir (one would take port {}{or_next})",
                     config.port
                 );
@@ -210,9 +215,9 @@ async fn peers(config: &Config, wait: Option<f64>, json: bool) -> Result<ExitCod
         .run(request, |reply| {
             if let Reply::Peers { peers } = reply {
                 if json {
-                    println!("{}", output::json(&peers));
+                    outln!("{}", output::json(&peers));
                 } else {
-                    println!("{}", output::peers_table(&peers));
+                    outln!("{}", output::peers_table(&peers));
                 }
             }
         })
@@ -246,15 +251,15 @@ async fn offers(config: &Config, json: bool) -> Result<ExitCode> {
         let Reply::Offers { offers } = reply else { return };
         if json {
             for o in &offers {
-                println!("{}", output::json_line(o));
+                outln!("{}", output::json_line(o));
             }
             return;
         }
         if offers.is_empty() {
-            println!("no offers are waiting");
+            outln!("no offers are waiting");
         }
         for o in &offers {
-            println!("{}", output::offer_text(o));
+            outln!("{}", output::offer_text(o));
         }
     })
     .await
@@ -265,15 +270,15 @@ async fn transfers(config: &Config, json: bool) -> Result<ExitCode> {
         let Reply::Transfers { transfers } = reply else { return };
         if json {
             for t in &transfers {
-                println!("{}", output::json_line(t));
+                outln!("{}", output::json_line(t));
             }
         } else if transfers.is_empty() {
-            println!("no transfers yet");
+            outln!("no transfers yet");
         } else {
-            println!("{}", output::transfers_table(&transfers));
+            outln!("{}", output::transfers_table(&transfers));
             let running = transfers.iter().filter(|t| !t.state.is_finished()).count();
             if running > 0 {
-                println!(
+                outln!(
                     "\n{} running; stop one with `lanyard cancel TRANSFER`",
                     plural(running as u64, "transfer")
                 );

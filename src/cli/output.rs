@@ -192,6 +192,26 @@ pub fn history_line(e: &ChatEntry) -> String {
     format!("{time}  {}: {}{mark}", printable(&e.nick), printable(&e.text))
 }
 
+/// Write one line of a command's output. A reader that went away (`lanyard offers | head`)
+/// ends the command quietly and successfully, as a closed pipe ends other Unix tools; any
+/// other failure to write is one line on stderr.
+pub fn line(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        if is_closed_pipe(&e) {
+            std::process::exit(0);
+        }
+        eprintln!("lanyard: cannot write the output: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// The reader of our output went away.
+pub fn is_closed_pipe(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::BrokenPipe
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -154,8 +154,8 @@ pub(super) async fn send_command(config: &Config, peers: Vec<String>, paths: Vec
     let session = Client::open(config.browsing_node()).await?;
     let relay = config.relay;
     run_with_bars(session, Request::Send { peers, paths, relay }, |reply| match reply {
-        Reply::Finished { peer, outcome } => println!("{}", outcome_line(peer, outcome)),
-        Reply::NotDelivered { peer, error } => println!("{}: not delivered: {}", printable(peer), one_line(error)),
+        Reply::Finished { peer, outcome } => outln!("{}", outcome_line(peer, outcome)),
+        Reply::NotDelivered { peer, error } => outln!("{}: not delivered: {}", printable(peer), one_line(error)),
         _ => {}
     })
     .await
@@ -166,9 +166,9 @@ pub(super) async fn get_command(config: &Config, peer: String, paths: Vec<String
     let session = Client::open(config.browsing_node()).await?;
     run_with_bars(session, Request::Get { peer, paths, to }, |reply| {
         if let Reply::Finished { peer, outcome } = reply {
-            println!("{}", outcome_line(peer, outcome));
+            outln!("{}", outcome_line(peer, outcome));
             for path in outcome.saved.iter().take(20) {
-                println!("  {}", printable(&path.to_string_lossy()));
+                outln!("  {}", printable(&path.to_string_lossy()));
             }
         }
     })
@@ -185,9 +185,9 @@ pub(super) async fn ls_command(config: &Config, peer: String, path: Option<Strin
         .run(request, |reply| {
             if let Reply::Listing { entries, omitted } = reply {
                 if json {
-                    println!("{}", output::json(&entries));
+                    outln!("{}", output::json(&entries));
                 } else {
-                    println!("{}", listing_table(&entries));
+                    outln!("{}", listing_table(&entries));
                 }
                 // On stderr: the JSON on stdout stays the same array of entries.
                 if omitted > 0 {

@@ -85,10 +85,7 @@ async fn handle_incoming(shared: Arc<Shared>, sock: TcpStream, addr: SocketAddr)
 /// A slot in `pool` for this peer, ranked by its standing (see `limits`); a refusal is also
 /// told to the faces (at most once a minute).
 pub(crate) fn take_slot(shared: &Shared, pool: Pool, remote: &Remote) -> Result<Slot, Refusal> {
-    let newcomer = shared
-        .peers()
-        .get(&remote.id)
-        .is_none_or(|p| !p.trusted && p.conn.is_none() && p.public_key.is_empty());
+    let newcomer = shared.peers().get(&remote.id).is_none_or(|p| !p.has_standing());
     let taken = shared.slots.take(pool, remote.addr.ip(), &remote.id, newcomer);
     if let Err(refusal) = taken {
         shared.warn_full(remote, refusal.reason());
@@ -251,7 +248,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
             let _ = tx.try_send(list);
         }
     }
-    let inbox = chat::connection_up(&shared, &id, conn_id, tx.clone(), cancel.clone());
+    let inbox = chat::connection_up(&shared, &id, remote.addr.ip(), conn_id, tx.clone(), cancel.clone());
     if !old_nick.is_empty() && old_nick != remote.hello.nick {
         shared.emit(Event::PeerRenamed {
             id: id.clone(),

@@ -253,6 +253,8 @@ impl NodeHandle {
         let lock_file = take_lock(&data_dir)?;
         let identity = Identity::load_or_create(&data_dir)?;
         let store = Store::open(&data_dir.join(DB_FILE))?;
+        // Journals an older version made readable by others are closed now they exist.
+        crate::identity::make_files_private(&data_dir)?;
         let nick = nick::settle(&store, config.nick.as_deref())?;
 
         let listener = match config.listen {

@@ -63,12 +63,20 @@ pub struct PeerState {
     pub last_seen: Option<u64>,
     /// We have a direct conversation with it: kept however long it stays away.
     pub chatted: bool,
+    /// Standing earned (besides trust): a person here wrote to it or accepted its offer, or its
+    /// key was first seen long ago (`limits::STANDING_AFTER`). Ahead of newcomers for slots.
+    pub earned: bool,
 }
 
 impl PeerState {
     /// Known only from another peer's list: no name of its own, no key proven yet.
     pub fn is_candidate(&self) -> bool {
         self.nick.is_empty() && self.public_key.is_empty() && self.conn.is_none()
+    }
+
+    /// Ahead of newcomers for slots and waiting offers (see `crate::limits`, "Connections").
+    pub fn has_standing(&self) -> bool {
+        self.trusted || self.earned
     }
 
     /// Worth a dialler: mDNS lists it, or a hint (or a broken connection) is recent.

@@ -84,6 +84,8 @@ pub(crate) async fn prune_periodically(shared: Arc<Shared>) {
 pub(crate) fn load_table(store: &Store, me: &PeerId, one_time_age: u64) -> Result<PeerTable> {
     prune(store, one_time_age, &|_| false)?;
     let chatted: HashSet<PeerId> = store.peers_with_history()?.into_iter().collect();
+    let seen_before = crate::store::unix_now().saturating_sub(crate::limits::STANDING_AFTER.as_secs());
+    let earned: HashSet<PeerId> = store.peers_with_standing(me, seen_before)?.into_iter().collect();
     let mut table = PeerTable::new(me.clone());
     for p in store.peers()? {
         // Only a copied data dir holds its own record; dialling it would reach ourselves.
@@ -98,6 +100,7 @@ pub(crate) fn load_table(store: &Store, me: &PeerId, one_time_age: u64) -> Resul
         e.last_seen = p.last_seen;
         e.dial_addrs = p.listen_addr.and_then(|a| a.parse().ok()).into_iter().collect();
         e.chatted = chatted.contains(&p.id);
+        e.earned = earned.contains(&p.id);
     }
     Ok(table)
 }

@@ -114,6 +114,16 @@ struct Held {
     evicted: bool,
     evict: CancellationToken,
     activity: Activity,
+    /// Waiting for a person's answer to its offer: not counted in any pool (the wait is
+    /// bounded by the caps of waiting offers instead, see `transfer::offers`).
+    parked: bool,
+}
+
+impl Held {
+    /// Still takes room in its pool.
+    fn counts(&self) -> bool {
+        !self.evicted && !self.parked
+    }
 }
 
 struct Pending {
@@ -144,6 +154,53 @@ impl Drop for Slot {
     }
 }
 
+impl Slot {
+    /// A handle that can set this slot aside while its connection waits for a person.
+    pub(crate) fn parking(&self) -> Parking {
+        let held = lock(&self.slots.held);
+        let me = held.iter().find(|h| h.key == self.key);
+        Parking {
+            slots: self.slots.clone(),
+            key: self.key,
+            ip: me.map(|h| h.ip),
+            newcomer: me.is_some_and(|h| h.newcomer),
+        }
+    }
+}
+
+/// Where a slot's connection comes from, and the way to set the slot aside while it waits.
+#[derive(Clone)]
+pub(crate) struct Parking {
+    slots: Arc<Slots>,
+    key: u64,
+    pub ip: Option<IpAddr>,
+    pub newcomer: bool,
+}
+
+impl Parking {
+    /// Free the slot for others until the guard is dropped; then it counts again, whatever
+    /// the pool holds by then (a person answered: that connection goes on).
+    pub(crate) fn park(&self) -> Parked {
+        self.set(true);
+        Parked(self.clone())
+    }
+
+    fn set(&self, parked: bool) {
+        if let Some(h) = lock(&self.slots.held).iter_mut().find(|h| h.key == self.key) {
+            h.parked = parked;
+        }
+    }
+}
+
+/// A slot set aside; counted again when dropped.
+pub(crate) struct Parked(Parking);
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
+}
+
 /// Which held slots a cap counts.
 type Within<'a> = &'a dyn Fn(&Held) -> bool;
 
@@ -164,6 +221,8 @@ impl Drop for PendingSlot {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SlotCounts {
     pub control: usize,
+    /// Control slots held by newcomers.
+    pub newcomer_control: usize,
     pub transfer: usize,
     /// Transfer slots held by newcomers.
     pub newcomer_transfers: usize,
@@ -218,12 +277,15 @@ impl Slots {
     /// share already keeps half of that pool for known peers).
     pub(crate) fn take(self: &Arc<Self>, pool: Pool, ip: IpAddr, peer: &PeerId, newcomer: bool) -> Result<Slot, Refusal> {
         let mut held = lock(&self.held);
-        let count = |held: &[Held], f: &dyn Fn(&Held) -> bool| held.iter().filter(|h| h.pool == pool && !h.evicted && f(h)).count();
+        let count = |held: &[Held], f: &dyn Fn(&Held) -> bool| held.iter().filter(|h| h.pool == pool && h.counts() && f(h)).count();
         if count(&held, &|h| &h.peer == peer) >= pool.per_peer() {
             return Err(Refusal::FromPeer);
         }
         if newcomer && count(&held, &|h| h.newcomer) >= pool.capacity() / NEWCOMER_SHARE {
             return Err(Refusal::NewcomersFull(pool));
+        }
+        if newcomer && count(&held, &|h| h.newcomer && h.ip == ip) >= pool.per_address() / NEWCOMER_SHARE {
+            return Err(Refusal::FromAddress);
         }
         let full: [(Within, usize, Refusal); 2] = [
             (&|h| h.ip == ip, pool.per_address(), Refusal::FromAddress),
@@ -235,7 +297,7 @@ impl Slots {
             }
             let idlest = held
                 .iter_mut()
-                .filter(|h| pool == Pool::Transfer && !newcomer && h.pool == pool && !h.evicted && h.newcomer && within(h))
+                .filter(|h| pool == Pool::Transfer && !newcomer && h.pool == pool && h.counts() && h.newcomer && within(h))
                 .min_by_key(|h| h.activity.last_ms());
             match idlest {
                 Some(h) => {
@@ -257,6 +319,7 @@ impl Slots {
             evicted: false,
             evict: evict.clone(),
             activity: activity.clone(),
+            parked: false,
         });
         Ok(Slot {
             slots: self.clone(),
@@ -268,9 +331,10 @@ impl Slots {
 
     pub(crate) fn counts(&self) -> SlotCounts {
         let held = lock(&self.held);
-        let live = || held.iter().filter(|h| !h.evicted);
+        let live = || held.iter().filter(|h| h.counts());
         SlotCounts {
             control: live().filter(|h| h.pool == Pool::Control).count(),
+            newcomer_control: live().filter(|h| h.newcomer && h.pool == Pool::Control).count(),
             transfer: live().filter(|h| h.pool == Pool::Transfer).count(),
             newcomer_transfers: live().filter(|h| h.newcomer && h.pool == Pool::Transfer).count(),
             pending: lock(&self.pending).len(),
@@ -281,6 +345,7 @@ impl Slots {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::MAX_TRANSFERS_PER_KEY;
 
     fn peer(n: u8) -> PeerId {
         PeerId::from_public_key(&[n; 32])
@@ -329,14 +394,44 @@ mod tests {
             Some(Refusal::FromAddress)
         );
         assert!(slots.take(Pool::Transfer, ip(2), &peer(99), false).is_ok());
-        // A full address of newcomers: another newcomer is refused, a known peer gets in.
+        // Newcomers from one address get their share of its cap; known peers the rest, and
+        // at a full address a known peer makes an idle newcomer give way.
         let slots = Arc::new(Slots::default());
-        let newcomers: Vec<_> = (0..MAX_TRANSFERS_PER_ADDRESS)
+        let share = MAX_TRANSFERS_PER_ADDRESS / NEWCOMER_SHARE;
+        let newcomers: Vec<_> = (0..share)
             .map(|n| slots.take(Pool::Transfer, ip(1), &peer(n as u8), true).unwrap())
             .collect();
         assert_eq!(slots.take(Pool::Transfer, ip(1), &peer(98), true).err(), Some(Refusal::FromAddress));
-        let _known = slots.take(Pool::Transfer, ip(1), &peer(99), false).unwrap();
+        let known: Vec<_> = (share..MAX_TRANSFERS_PER_ADDRESS)
+            .map(|n| slots.take(Pool::Transfer, ip(1), &peer(n as u8), false).unwrap())
+            .collect();
+        assert!(newcomers.iter().all(|s| !s.evict.is_cancelled()));
+        let _more = slots.take(Pool::Transfer, ip(1), &peer(99), false).unwrap();
         assert_eq!(newcomers.iter().filter(|s| s.evict.is_cancelled()).count(), 1);
+        drop(known);
+        // The same share of control slots, per address and in all.
+        let slots = Arc::new(Slots::default());
+        let share = MAX_CONTROL_PER_ADDRESS / NEWCOMER_SHARE;
+        let _held: Vec<_> = (0..share)
+            .map(|n| slots.take(Pool::Control, ip(1), &peer(n as u8), true).unwrap())
+            .collect();
+        assert_eq!(slots.take(Pool::Control, ip(1), &peer(200), true).err(), Some(Refusal::FromAddress));
+        assert!(slots.take(Pool::Control, ip(1), &peer(201), false).is_ok());
+    }
+
+    #[test]
+    fn a_parked_slot_counts_in_no_pool_until_it_is_taken_back() {
+        let slots = Arc::new(Slots::default());
+        let held: Vec<_> = (0..MAX_TRANSFERS_PER_KEY)
+            .map(|n| slots.take(Pool::Transfer, ip(n as u8), &peer(1), true).unwrap())
+            .collect();
+        assert_eq!(slots.take(Pool::Transfer, ip(50), &peer(1), true).err(), Some(Refusal::FromPeer));
+        let parked = held[0].parking().park();
+        assert_eq!(slots.counts().transfer, MAX_TRANSFERS_PER_KEY - 1);
+        let more = slots.take(Pool::Transfer, ip(50), &peer(1), true).unwrap();
+        drop(parked);
+        assert_eq!(slots.counts().transfer, MAX_TRANSFERS_PER_KEY + 1, "an answered offer goes on");
+        drop(more);
     }
 
     #[test]

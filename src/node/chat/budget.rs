@@ -3,6 +3,7 @@
 //! stored and then dropped: its sender is told why and shows it as failed.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::identity::PeerId;
@@ -18,9 +19,17 @@ pub const NO_ROOM: &str = "no room left for your messages";
 pub struct DbBudget {
     pub rate_lines: u32,
     pub rate_bytes: u64,
+    /// The same rates for one address, whatever keys it uses.
+    pub address_rate_lines: u32,
+    pub address_rate_bytes: u64,
+    /// The same rates for all strangers together.
+    pub strangers_rate_lines: u32,
+    pub strangers_rate_bytes: u64,
     pub rate_window: Duration,
     pub room_bytes: u64,
     pub room_bytes_per_peer: u64,
+    /// What strangers' room lines together may keep; trimmed first.
+    pub strangers_room_bytes: u64,
     pub direct_bytes: u64,
     pub stranger_bytes: u64,
     pub strangers_bytes: u64,
@@ -34,9 +43,14 @@ impl Default for DbBudget {
         DbBudget {
             rate_lines: limits::CHAT_RATE_LINES,
             rate_bytes: limits::CHAT_RATE_BYTES,
+            address_rate_lines: limits::CHAT_ADDRESS_RATE_LINES,
+            address_rate_bytes: limits::CHAT_ADDRESS_RATE_BYTES,
+            strangers_rate_lines: limits::CHAT_STRANGERS_RATE_LINES,
+            strangers_rate_bytes: limits::CHAT_STRANGERS_RATE_BYTES,
             rate_window: limits::CHAT_RATE_WINDOW,
             room_bytes: limits::CHAT_ROOM_BYTES,
             room_bytes_per_peer: limits::CHAT_ROOM_BYTES_PER_PEER,
+            strangers_room_bytes: limits::CHAT_STRANGERS_ROOM_BYTES,
             direct_bytes: limits::CHAT_DIRECT_BYTES,
             stranger_bytes: limits::CHAT_STRANGER_BYTES,
             strangers_bytes: limits::CHAT_STRANGERS_BYTES,
@@ -54,6 +68,10 @@ impl DbBudget {
         DbBudget {
             rate_lines: u32::MAX,
             rate_bytes: u64::MAX,
+            address_rate_lines: u32::MAX,
+            address_rate_bytes: u64::MAX,
+            strangers_rate_lines: u32::MAX,
+            strangers_rate_bytes: u64::MAX,
             direct_bytes: u64::MAX,
             stranger_bytes: u64::MAX,
             strangers_bytes: u64::MAX,
@@ -62,7 +80,7 @@ impl DbBudget {
     }
 }
 
-/// A peer's allowance: full at first, spent by each stored line, refilled evenly.
+/// An allowance: full at first, spent by each stored line, refilled evenly.
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     lines: f64,
@@ -70,44 +88,115 @@ struct Bucket {
     at: Instant,
 }
 
+impl Bucket {
+    fn full(max: (f64, f64), now: Instant) -> Bucket {
+        Bucket {
+            lines: max.0,
+            bytes: max.1,
+            at: now,
+        }
+    }
+
+    fn refill(&mut self, max: (f64, f64), window: Duration, now: Instant) {
+        // Connections store on several threads, each with the time it started: an earlier time
+        // arriving later must not move the clock back (the span would be refilled twice).
+        if now <= self.at {
+            return;
+        }
+        let share = now.saturating_duration_since(self.at).as_secs_f64() / window.as_secs_f64().max(1e-3);
+        self.lines = (self.lines + share * max.0).min(max.0);
+        self.bytes = (self.bytes + share * max.1).min(max.1);
+        self.at = now;
+    }
+
+    fn has(&self, bytes: f64) -> bool {
+        self.lines >= 1.0 && self.bytes >= bytes
+    }
+
+    fn spend(&mut self, bytes: f64) {
+        self.lines -= 1.0;
+        self.bytes -= bytes;
+    }
+
+    fn is_full(&self, max: (f64, f64)) -> bool {
+        self.lines >= max.0 && self.bytes >= max.1
+    }
+}
+
 /// Buckets kept before full (idle) ones are dropped: a full bucket is what a new one would be.
 const KEEP_BUCKETS: usize = 1024;
 
-/// Every peer's chat rate.
+/// Who sends a line, for the rates it spends.
+#[derive(Debug, Clone)]
+pub(crate) struct Sender {
+    pub peer: PeerId,
+    pub ip: Option<IpAddr>,
+    /// No standing here (see `crate::limits`, "Connections"): spends the strangers' rate too.
+    pub stranger: bool,
+}
+
+/// Every chat rate: per peer, per address, and all strangers together.
 #[derive(Debug, Default)]
 pub(crate) struct Rates {
     buckets: HashMap<PeerId, Bucket>,
+    addresses: HashMap<IpAddr, Bucket>,
+    strangers: Option<Bucket>,
+}
+
+/// Refill `key`'s bucket in `map` (made full if new), first dropping full ones when the map
+/// is at its size.
+fn bucket<'a, K: std::hash::Hash + Eq + Clone>(
+    map: &'a mut HashMap<K, Bucket>,
+    key: &K,
+    max: (f64, f64),
+    window: Duration,
+    now: Instant,
+) -> &'a mut Bucket {
+    if map.len() >= KEEP_BUCKETS && !map.contains_key(key) {
+        map.retain(|_, b| {
+            b.refill(max, window, now);
+            !b.is_full(max)
+        });
+    }
+    let b = map.entry(key.clone()).or_insert(Bucket::full(max, now));
+    b.refill(max, window, now);
+    b
 }
 
 impl Rates {
-    /// Spend one line of `bytes` from `peer`'s allowance; false (nothing spent) when too little
-    /// is left.
-    pub fn take(&mut self, budget: &DbBudget, peer: &PeerId, bytes: usize, now: Instant) -> bool {
-        let (max_lines, max_bytes) = (f64::from(budget.rate_lines), budget.rate_bytes as f64);
-        let refill = |b: &mut Bucket| {
-            let share = now.saturating_duration_since(b.at).as_secs_f64() / budget.rate_window.as_secs_f64().max(1e-3);
-            b.lines = (b.lines + share * max_lines).min(max_lines);
-            b.bytes = (b.bytes + share * max_bytes).min(max_bytes);
-            b.at = now;
-        };
-        if self.buckets.len() >= KEEP_BUCKETS && !self.buckets.contains_key(peer) {
-            self.buckets.retain(|_, b| {
-                refill(b);
-                b.lines < max_lines || b.bytes < max_bytes
-            });
-        }
-        let b = self.buckets.entry(peer.clone()).or_insert(Bucket {
-            lines: max_lines,
-            bytes: max_bytes,
-            at: now,
-        });
-        refill(b);
+    /// Spend one line of `bytes` from every allowance `who` draws on; false (nothing spent)
+    /// when one of them has too little left.
+    pub fn take(&mut self, budget: &DbBudget, who: &Sender, bytes: usize, now: Instant) -> bool {
+        let window = budget.rate_window;
+        let max = |lines: u32, bytes: u64| (f64::from(lines), bytes as f64);
         let bytes = bytes as f64;
-        if b.lines < 1.0 || b.bytes < bytes {
+        let peer_max = max(budget.rate_lines, budget.rate_bytes);
+        if !bucket(&mut self.buckets, &who.peer, peer_max, window, now).has(bytes) {
             return false;
         }
-        b.lines -= 1.0;
-        b.bytes -= bytes;
+        let address_max = max(budget.address_rate_lines, budget.address_rate_bytes);
+        if let Some(ip) = who.ip
+            && !bucket(&mut self.addresses, &ip, address_max, window, now).has(bytes)
+        {
+            return false;
+        }
+        let strangers_max = max(budget.strangers_rate_lines, budget.strangers_rate_bytes);
+        let strangers = self.strangers.get_or_insert(Bucket::full(strangers_max, now));
+        strangers.refill(strangers_max, window, now);
+        if who.stranger && !strangers.has(bytes) {
+            return false;
+        }
+        if who.stranger {
+            strangers.spend(bytes);
+        }
+        if let Some(ip) = who.ip
+            && let Some(b) = self.addresses.get_mut(&ip)
+        {
+            b.spend(bytes);
+        }
+        if let Some(b) = self.buckets.get_mut(&who.peer) {
+            b.spend(bytes);
+        }
         true
     }
 }
@@ -116,6 +205,50 @@ impl Rates {
 mod tests {
     use super::*;
     use crate::identity::Identity;
+
+    fn sender(peer: PeerId, ip: u8, stranger: bool) -> Sender {
+        Sender {
+            peer,
+            ip: Some(IpAddr::from([10, 0, 0, ip])),
+            stranger,
+        }
+    }
+
+    fn key() -> PeerId {
+        Identity::generate().unwrap().id().clone()
+    }
+
+    #[test]
+    fn one_address_and_all_strangers_share_a_rate() {
+        let budget = DbBudget {
+            rate_lines: 10,
+            rate_bytes: 1000,
+            address_rate_lines: 15,
+            address_rate_bytes: 10_000,
+            strangers_rate_lines: 25,
+            strangers_rate_bytes: 10_000,
+            rate_window: Duration::from_secs(10),
+            ..DbBudget::default()
+        };
+        let mut rates = Rates::default();
+        let t0 = Instant::now();
+        // Two keys on one address: 15 lines between them, not 20.
+        let (a, b) = (sender(key(), 1, true), sender(key(), 1, true));
+        assert!((0..10).all(|_| rates.take(&budget, &a, 1, t0)));
+        assert!((0..5).all(|_| rates.take(&budget, &b, 1, t0)));
+        assert!(!rates.take(&budget, &b, 1, t0), "the address's rate is spent");
+        // Strangers from other addresses: 25 lines in all.
+        let c = sender(key(), 2, true);
+        assert!((0..10).all(|_| rates.take(&budget, &c, 1, t0)));
+        assert!(!rates.take(&budget, &sender(key(), 3, true), 1, t0), "all strangers' rate is spent");
+        // A peer with standing does not draw on the strangers' rate.
+        assert!(rates.take(&budget, &sender(key(), 3, false), 1, t0));
+        // A store that started earlier but takes its turn later refills nothing twice.
+        let t1 = t0 + Duration::from_secs(1);
+        assert!(rates.take(&budget, &sender(key(), 4, true), 1, t1), "a second refills 2.5 lines");
+        assert!(rates.take(&budget, &sender(key(), 5, true), 1, t0));
+        assert!(!rates.take(&budget, &sender(key(), 6, true), 1, t1), "not 5 lines");
+    }
 
     #[test]
     fn a_burst_passes_then_the_rate_holds_and_refills() {
@@ -130,6 +263,7 @@ mod tests {
             Identity::generate().unwrap().id().clone(),
         );
         let mut rates = Rates::default();
+        let (ada, bob) = (sender(ada, 1, false), sender(bob, 2, false));
         let t0 = Instant::now();
         assert!((0..10).all(|_| rates.take(&budget, &ada, 10, t0)));
         assert!(!rates.take(&budget, &ada, 10, t0), "the 11th line in the window");

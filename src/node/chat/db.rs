@@ -235,7 +235,7 @@ pub fn insert_incoming_within(
         }
     }
     if room {
-        trim_room(&tx, q)?;
+        trim_room(&tx, q, stranger)?;
     }
     tx.commit()?;
     Ok(out)
@@ -275,20 +275,36 @@ fn strangers_usage(c: &Connection, me: &PeerId, session_start: u64) -> rusqlite:
     Ok(bytes.max(0) as u64)
 }
 
-/// Keep the room within its budgets: `q.from`'s share first, then everyone's. Trims to 7/8 of
-/// a budget, so a steady stream trims in batches rather than line by line.
-fn trim_room(c: &Connection, q: &Quota) -> rusqlite::Result<usize> {
+/// Strangers as SQL sees them (see [`is_stranger`]): `?3` is the session start, `?4` our id.
+const STRANGERS: &str = "SELECT p.id FROM peers p WHERE p.trusted = 0 AND p.first_seen >= ?3
+    AND NOT EXISTS (SELECT 1 FROM chat_usage o WHERE o.conversation = p.id AND o.sender = ?4 AND o.lines > 0)";
+
+/// Keep the room within its budgets: `q.from`'s share first, then strangers' together (a
+/// stranger's line only), then everyone's — strangers' lines first, and another sender's only
+/// for a line from a peer with standing: an honest line is never trimmed to make room for a
+/// stranger's. Trims to 7/8 of a budget, so a steady stream trims in batches rather than line by
+/// line.
+fn trim_room(c: &Connection, q: &Quota, stranger: bool) -> rusqlite::Result<usize> {
     let mut trimmed = 0;
     let mine = usage(c, ROOM, q.from)?;
     if mine > q.budget.room_bytes_per_peer {
-        trimmed += trim_oldest(c, Some(q.from), mine - q.budget.room_bytes_per_peer / 8 * 7)?;
+        trimmed += trim_oldest(c, q, Some(q.from), false, mine - q.budget.room_bytes_per_peer / 8 * 7)?;
     }
-    let all: i64 = c
-        .prepare_cached("SELECT COALESCE(SUM(bytes), 0) FROM chat_usage WHERE conversation = ?1 AND sender != ?2")?
-        .query_row([ROOM, q.me.as_str()], |r| r.get(0))?;
-    let all = all.max(0) as u64;
+    let strangers = room_usage(c, q, true)?;
+    if stranger && strangers > q.budget.strangers_room_bytes {
+        trimmed += trim_oldest(c, q, None, true, strangers - q.budget.strangers_room_bytes / 8 * 7)?;
+    }
+    let all = room_usage(c, q, false)?;
     if all > q.budget.room_bytes {
-        trimmed += trim_oldest(c, None, all - q.budget.room_bytes / 8 * 7)?;
+        let over = all - q.budget.room_bytes / 8 * 7;
+        let freed = trim_oldest(c, q, None, true, over)?;
+        trimmed += freed;
+        if !stranger {
+            let all = room_usage(c, q, false)?;
+            if all > q.budget.room_bytes / 8 * 7 {
+                trimmed += trim_oldest(c, q, None, false, all - q.budget.room_bytes / 8 * 7)?;
+            }
+        }
     }
     if trimmed > 0 {
         tracing::debug!("chat: trimmed {trimmed} old lines of {ROOM}");
@@ -296,15 +312,30 @@ fn trim_room(c: &Connection, q: &Quota) -> rusqlite::Result<usize> {
     Ok(trimmed)
 }
 
-/// Delete the oldest received room lines (of `sender`, or anyone's) worth at least `bytes`.
-fn trim_oldest(c: &Connection, sender: Option<&PeerId>, bytes: u64) -> rusqlite::Result<usize> {
+/// Bytes of received room lines (of strangers only, or everyone's).
+fn room_usage(c: &Connection, q: &Quota, strangers: bool) -> rusqlite::Result<u64> {
+    let all: i64 = c
+        .prepare_cached(&format!(
+            "SELECT COALESCE(SUM(bytes), 0) FROM chat_usage WHERE conversation = ?1 AND sender != ?2
+                AND (?5 = 0 OR sender IN ({STRANGERS}))"
+        ))?
+        .query_row(params![ROOM, q.me.as_str(), ms(q.session_start), q.me.as_str(), strangers], |r| {
+            r.get(0)
+        })?;
+    Ok(all.max(0) as u64)
+}
+
+/// Delete the oldest received room lines (of `sender`, of strangers, or anyone's) worth at
+/// least `bytes`.
+fn trim_oldest(c: &Connection, q: &Quota, sender: Option<&PeerId>, strangers: bool, bytes: u64) -> rusqlite::Result<usize> {
     let sender = sender.map(|s| s.as_str());
+    let only = format!("conversation = ?1 AND outgoing = 0 AND (?2 IS NULL OR sender = ?2) AND (?5 = 0 OR sender IN ({STRANGERS}))");
+    let args = params![ROOM, sender, ms(q.session_start), q.me.as_str(), strangers];
     let last = {
-        let mut select = c.prepare_cached(
-            "SELECT n, length(CAST(text AS BLOB)) FROM messages
-             WHERE conversation = ?1 AND outgoing = 0 AND (?2 IS NULL OR sender = ?2) ORDER BY n",
-        )?;
-        let mut rows = select.query(params![ROOM, sender])?;
+        let mut select = c.prepare_cached(&format!(
+            "SELECT n, length(CAST(text AS BLOB)) FROM messages WHERE {only} ORDER BY n"
+        ))?;
+        let mut rows = select.query(args)?;
         let (mut freed, mut last) = (0u64, None);
         while freed < bytes
             && let Some(row) = rows.next()?
@@ -315,8 +346,8 @@ fn trim_oldest(c: &Connection, sender: Option<&PeerId>, bytes: u64) -> rusqlite:
         last
     };
     let Some(last) = last else { return Ok(0) };
-    c.prepare_cached("DELETE FROM messages WHERE conversation = ?1 AND outgoing = 0 AND (?2 IS NULL OR sender = ?2) AND n <= ?3")?
-        .execute(params![ROOM, sender, last])
+    c.prepare_cached(&format!("DELETE FROM messages WHERE {only} AND n <= ?6"))?
+        .execute(params![ROOM, sender, ms(q.session_start), q.me.as_str(), strangers, last])
 }
 
 /// [`mark_delivered`] (reason `None`) or [`mark_refused`] for a burst of answers, in one

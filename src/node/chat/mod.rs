@@ -166,11 +166,13 @@ impl NodeHandle {
             .await?
             .context("cannot store the message")?;
         }
-        // A conversation keeps the peer listed however long it stays away (peers::FORGET_AFTER).
+        // A conversation keeps the peer listed however long it stays away (peers::FORGET_AFTER),
+        // and one a person here took part in gives it standing (see `limits`).
         if let ChatTarget::Peer(id) = to
             && let Some(p) = shared.peers().get_mut(id)
         {
             p.chatted = true;
+            p.earned = true;
         }
         shared.emit(Event::ChatQueued {
             id: id.clone(),
@@ -512,6 +514,7 @@ impl Inbox {
 pub(crate) fn connection_up(
     shared: &Arc<Shared>,
     peer: &PeerId,
+    ip: std::net::IpAddr,
     conn_id: u64,
     tx: mpsc::Sender<ControlMsg>,
     cancel: CancellationToken,
@@ -530,6 +533,7 @@ pub(crate) fn connection_up(
     let link = Link {
         shared: shared.clone(),
         peer: peer.clone(),
+        ip,
         conn_id,
         tx,
         window,
@@ -548,6 +552,8 @@ pub(crate) fn connection_up(
 struct Link {
     shared: Arc<Shared>,
     peer: PeerId,
+    /// Where the connection comes from: the chat rates per address draw on it.
+    ip: std::net::IpAddr,
     conn_id: u64,
     tx: mpsc::Sender<ControlMsg>,
     window: Arc<Semaphore>,
@@ -595,7 +601,16 @@ impl Link {
         if !is_current(shared, &self.peer, self.conn_id) {
             return Ok(());
         }
-        let nick = shared.peers().get(&self.peer).map(|p| p.nick.clone()).unwrap_or_default();
+        let (nick, stranger) = shared
+            .peers()
+            .get(&self.peer)
+            .map(|p| (p.nick.clone(), !p.has_standing()))
+            .unwrap_or((String::new(), true));
+        let sender = budget::Sender {
+            peer: self.peer.clone(),
+            ip: Some(self.ip),
+            stranger,
+        };
         let stored = {
             let (s, from, nick) = (shared.clone(), self.peer.clone(), nick.clone());
             off_thread(move || {
@@ -620,7 +635,7 @@ impl Link {
                     budget: &s.config.db_budget,
                 };
                 let at = Instant::now();
-                let rate = |bytes| lock(&s.chat.rates).take(&s.config.db_budget, &from, bytes, at);
+                let rate = |bytes| lock(&s.chat.rates).take(&s.config.db_budget, &sender, bytes, at);
                 // Stored and counted as unread together (see `mark_read`).
                 let mut unread = lock(&s.chat.unread);
                 let fresh = db::insert_incoming_within(&mut s.store.lock(), &new, &quota, rate)?;

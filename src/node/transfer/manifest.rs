@@ -338,7 +338,12 @@ mod tests {
         let node = crate::node::NodeHandle::start(NodeConfig::local("m", dir.path().join("data")))
             .await
             .unwrap();
-        let charge = Charge::take(&node.shared, node.id(), item_charge(items.len())).unwrap_or_else(|e| panic!("{e}"));
+        let charge = Charge::take(
+            &node.shared,
+            crate::node::transfer::budget::Payer::of(node.id(), None),
+            item_charge(items.len()),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let mut m = Manifest::new(dir.path(), items.len(), charge).unwrap();
         // In two frames, so names cross a frame boundary.
         let mut items = items;

@@ -423,6 +423,8 @@ pub(crate) struct Ctx {
     pub deadline: Arc<deadline::Deadline>,
     /// Raised when a known peer needs this (newcomer's) connection slot.
     pub evict: CancellationToken,
+    /// The incoming connection's slot, set aside while its offer waits for a person.
+    pub parking: Option<crate::node::slots::Parking>,
     /// Raised when another peer of a relay chain takes this receive over.
     pub supersede: CancellationToken,
     /// Raised when this context is dropped.
@@ -458,6 +460,7 @@ impl Ctx {
                 cancel: cancel.clone(),
                 deadline: Arc::new(deadline::Deadline::new(shared.config.stall_timeout, Activity::new())),
                 evict: CancellationToken::new(),
+                parking: None,
                 supersede: supersede.clone(),
                 gone: gone.clone(),
                 sources: Mutex::new(None),
@@ -907,6 +910,10 @@ impl NodeHandle {
         {
             tracing::warn!("cannot record trust: {e:#}");
         }
+        // A person took this peer's offer: it has standing from now on (see `limits`).
+        if accept && let Some(p) = self.shared.peers().get_mut(&peer) {
+            p.earned = true;
+        }
         self.shared.emit(Event::OfferClosed {
             transfer: id.to_string(),
             reason: if accept { "accepted" } else { "rejected" }.into(),
@@ -1039,6 +1046,7 @@ pub(crate) async fn serve_incoming(shared: Arc<Shared>, mut conn: SecureConn, sl
     let watched = |mut ctx: Ctx| {
         ctx.deadline = Arc::new(deadline::Deadline::new(shared.config.stall_timeout, slot.activity.clone()));
         ctx.evict = slot.evict.clone();
+        ctx.parking = Some(slot.parking());
         ctx
     };
     match msg {
@@ -1174,12 +1182,15 @@ async fn ask(ctx: &Ctx, bytes: u64, manifest: Arc<manifest::Manifest>, origin: O
         received_ms: now,
         expires_ms: now + OFFER_ANSWER_TIMEOUT.as_millis() as u64,
     };
+    // Past a cap of waiting offers: no room to wait, as no slot would be.
+    reg.offers
+        .insert(view.clone(), manifest, tx, ctx.parking.clone())
+        .map_err(|why| (Reason::Busy, why.to_string()))?;
     ctx.update(|v| {
         v.state = TransferState::Waiting;
         v.files = view.files;
         v.total = bytes;
     });
-    reg.offers.insert(view.clone(), manifest, tx);
     ctx.emit(Event::Offer(view));
     // A person decides: the offer's own deadline, not the stall limit, bounds this wait.
     ctx.deadline.hold(OFFER_ANSWER_TIMEOUT + ANSWER_GRACE);

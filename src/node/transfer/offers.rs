@@ -10,7 +10,14 @@ use tokio::sync::oneshot;
 use super::manifest::Manifest;
 use super::wire::Item;
 use crate::identity::PeerId;
+use crate::limits::{MAX_NEWCOMER_WAITING_OFFERS, MAX_WAITING_OFFERS, MAX_WAITING_OFFERS_PER_ADDRESS, MAX_WAITING_OFFERS_PER_KEY};
 use crate::node::lock;
+use crate::node::slots::{Parked, Parking};
+
+/// Why an offer may not wait; the text goes to the sender.
+pub(crate) const TOO_MANY_WAITING: &str = "busy: too many offers waiting for an answer";
+pub(crate) const TOO_MANY_OF_YOURS: &str = "too many of your offers are waiting";
+pub(crate) const TOO_MANY_FROM_ADDRESS: &str = "too many offers from your address are waiting";
 
 /// Names shown with an offer before a face asks for more.
 pub const OFFER_NAMES: usize = 10;
@@ -60,6 +67,10 @@ struct Pending {
     view: OfferView,
     manifest: Arc<Manifest>,
     answer: oneshot::Sender<bool>,
+    /// Where it came from and whether from a newcomer, for the caps.
+    from: Option<Parking>,
+    /// Its connection's slot, set aside while it waits; counted again once it is taken out.
+    _parked: Option<Parked>,
 }
 
 /// The offers waiting for an answer.
@@ -69,8 +80,42 @@ pub(crate) struct Offers {
 }
 
 impl Offers {
-    pub fn insert(&self, view: OfferView, manifest: Arc<Manifest>, answer: oneshot::Sender<bool>) {
-        lock(&self.pending).insert(view.transfer.clone(), Pending { view, manifest, answer });
+    /// Let the offer wait for a person, within the caps of waiting offers (in all, for
+    /// newcomers, per key, per address); its connection's slot (`from`) is set aside meanwhile.
+    pub fn insert(
+        &self,
+        view: OfferView,
+        manifest: Arc<Manifest>,
+        answer: oneshot::Sender<bool>,
+        from: Option<Parking>,
+    ) -> Result<(), &'static str> {
+        let mut pending = lock(&self.pending);
+        let count = |f: &dyn Fn(&Pending) -> bool| pending.values().filter(|p| f(p)).count();
+        let newcomer = from.as_ref().is_some_and(|f| f.newcomer);
+        let ip = from.as_ref().and_then(|f| f.ip);
+        if count(&|p| p.view.peer == view.peer) >= MAX_WAITING_OFFERS_PER_KEY {
+            return Err(TOO_MANY_OF_YOURS);
+        }
+        if ip.is_some() && count(&|p| p.from.as_ref().and_then(|f| f.ip) == ip) >= MAX_WAITING_OFFERS_PER_ADDRESS {
+            return Err(TOO_MANY_FROM_ADDRESS);
+        }
+        if pending.len() >= MAX_WAITING_OFFERS
+            || newcomer && count(&|p| p.from.as_ref().is_some_and(|f| f.newcomer)) >= MAX_NEWCOMER_WAITING_OFFERS
+        {
+            return Err(TOO_MANY_WAITING);
+        }
+        let parked = from.as_ref().map(Parking::park);
+        pending.insert(
+            view.transfer.clone(),
+            Pending {
+                view,
+                manifest,
+                answer,
+                from,
+                _parked: parked,
+            },
+        );
+        Ok(())
     }
 
     /// Take the offer out to answer it: (who offered, where the answer goes).

@@ -12,7 +12,7 @@ use blake3::hazmat::ChainingValue;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::budget::Charge;
+use super::budget::{Charge, Payer};
 use super::chunks::{ChunkHasher, Layout, cvs_from_bytes, root_of};
 use super::manifest::{Entry, Manifest, Refusal, item_charge};
 use super::names::MAX_PATH_BYTES;
@@ -383,7 +383,7 @@ fn corrupt_text(ctx: &Ctx, path: &str, chunk: u64, kept: u64) -> String {
 /// announced item at once, then for each frame's names before they are kept) and spooled. An
 /// offer the budget cannot hold is refused with the reason, not dropped.
 async fn take_manifest(ctx: &Ctx, reader: &mut SecureReader, writer: &mut SecureWriter, n: usize) -> Result<Manifest, Stop> {
-    let charge = match Charge::take(&ctx.shared, &ctx.peer, item_charge(n)) {
+    let charge = match Charge::take(&ctx.shared, Payer::of(&ctx.peer, ctx.parking.as_ref()), item_charge(n)) {
         Ok(charge) => charge,
         // Over the manifest budget: a no to this offer, as when its names push it over.
         Err(why) => return Err(refuse(ctx, writer, Reason::Rejected, why).await),
