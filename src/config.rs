@@ -368,6 +368,7 @@ impl Config {
                 .map(std::time::Duration::from_secs)
                 .unwrap_or(crate::limits::TRANSFER_STALL),
             corrupt_forward: test_hook("LANYARD_TEST_CORRUPT_FORWARD"),
+            relay_tamper: None,
         }
     }
 }

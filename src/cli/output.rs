@@ -151,19 +151,52 @@ pub fn transfers_table(transfers: &[TransferView]) -> String {
             } else {
                 String::new()
             };
+            let via = t.via.as_ref().map(|v| format!(" via {v}")).unwrap_or_default();
             vec![
                 t.transfer.clone(),
-                format!("{way} {}", t.nick),
+                format!("{way} {}{via}", t.nick),
+                t.name.clone(),
                 state.to_string(),
                 format!("{}/{}", t.files_done, t.files),
                 format!("{} of {}", human_bytes(t.bytes), human_bytes(t.total)),
                 format!("{}%", t.percent),
                 rate,
-                t.message.clone().unwrap_or_default(),
+                transfer_note(t),
             ]
         })
         .collect();
-    table(&["TRANSFER", "PEER", "STATE", "FILES", "BYTES", "", "RATE", "NOTE"], &rows)
+    table(&["TRANSFER", "PEER", "WHAT", "STATE", "FILES", "BYTES", "", "RATE", "NOTE"], &rows)
+}
+
+/// What a transfer's row adds to its state, without saying the state twice: where a receive
+/// was saved, who said no or cancelled, why it failed.
+fn transfer_note(t: &TransferView) -> String {
+    // Neutralised with the rest of the table.
+    let message = t.message.clone();
+    let rest = |word: &str| {
+        message
+            .as_deref()
+            .map(|m| m.strip_prefix(word).unwrap_or(m).trim_start_matches(':').trim().to_string())
+            .unwrap_or_default()
+    };
+    match t.state {
+        TransferState::Done if t.failed == 0 && t.direction == Direction::Receive => t
+            .saved_as
+            .as_ref()
+            .or(t.saved_to.as_ref())
+            .map(|p| format!("→ {p}"))
+            .unwrap_or_default(),
+        TransferState::Rejected => match (rest("rejected"), t.direction) {
+            (why, Direction::Send) if why.is_empty() => format!("{} said no", t.nick),
+            (why, Direction::Send) => format!("{} said no: {why}", t.nick),
+            (why, Direction::Receive) => why,
+        },
+        TransferState::Cancelled => match rest("cancelled").as_str() {
+            "" | "here" => "by you".into(),
+            why => why.to_string(),
+        },
+        _ => message.unwrap_or_default(),
+    }
 }
 
 /// RFC 3339 in UTC to the second (`2026-11-21T17:33:05Z`) from Unix milliseconds.

@@ -76,6 +76,22 @@ pub struct NodeConfig {
     /// Test hook: as a relay, flip a byte of the forwarded segment with this number.
     #[doc(hidden)]
     pub corrupt_forward: Option<u64>,
+    /// Test hook: as a relay, lie instead of forwarding (see [`RelayTamper`]).
+    #[doc(hidden)]
+    pub relay_tamper: Option<RelayTamper>,
+}
+
+/// Test hook: what a hostile relay does with the chain it is handed, for the tests that show a
+/// sender believes none of it.
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub enum RelayTamper {
+    /// Forward nothing; report every peer behind it verified.
+    ClaimVerified,
+    /// Forward nothing; report every peer behind it failed with these words.
+    ClaimFailed(String),
+    /// Forward the offer to this peer instead of the chain it was given.
+    Redirect(PeerId),
 }
 
 impl NodeConfig {
@@ -94,6 +110,7 @@ impl NodeConfig {
             db_budget: chat::DbBudget::default(),
             stall_timeout: crate::limits::TRANSFER_STALL,
             corrupt_forward: None,
+            relay_tamper: None,
         }
     }
 }

@@ -115,6 +115,11 @@ pub enum Overlay {
     ConfirmSend {
         paths: Vec<PathBuf>,
     },
+    /// One transfer in full: every recipient, the files, the whole of a failure (scrolls).
+    Transfer {
+        id: String,
+        scroll: usize,
+    },
 }
 
 pub struct App {
@@ -150,6 +155,8 @@ pub struct App {
     pub size: (u16, u16),
     pub terminal_focused: bool,
     pub bell: bool,
+    /// The home folder, shown as `~` in paths (read once: the view reads no environment).
+    pub home: Option<String>,
     pub quit: bool,
     next_tag: u64,
     pending: HashMap<u64, Pending>,
@@ -162,6 +169,7 @@ pub struct App {
 impl App {
     pub fn new(cwd: PathBuf, attached: bool, bell: bool) -> App {
         App {
+            home: std::env::var("HOME").ok().filter(|h| !h.is_empty() && h != "/"),
             relay: true,
             me: None,
             seq: 0,
@@ -226,7 +234,8 @@ impl App {
     /// Where keys go now.
     pub fn context(&self) -> Context {
         match &self.overlay {
-            Some(Overlay::Help { .. }) => Context::Help,
+            // Read, scrolled and closed as help is.
+            Some(Overlay::Help { .. } | Overlay::Transfer { .. }) => Context::Help,
             Some(Overlay::Offer { .. }) => Context::Offer,
             Some(Overlay::AddPeer) => Context::AddPeer,
             Some(Overlay::ConfirmSend { .. }) => Context::Confirm,
@@ -600,7 +609,7 @@ impl App {
                 self.open_offer_if_any()
             }
             (Context::Help, Action::Up) | (Context::Help, Action::Down) => {
-                if let Some(Overlay::Help { scroll }) = &mut self.overlay {
+                if let Some(Overlay::Help { scroll } | Overlay::Transfer { scroll, .. }) = &mut self.overlay {
                     *scroll = if act == Action::Up { scroll.saturating_sub(1) } else { *scroll + 1 };
                 }
                 Vec::new()
@@ -975,6 +984,15 @@ impl App {
                     self.offers.push_front(o);
                 }
                 self.overlay = Some(Overlay::Offer { scroll: 0 });
+                Vec::new()
+            }
+            Action::Enter => {
+                if let Some(t) = self.current_transfer() {
+                    self.overlay = Some(Overlay::Transfer {
+                        id: t.transfer.clone(),
+                        scroll: 0,
+                    });
+                }
                 Vec::new()
             }
             Action::Cancel => match self.current_transfer() {

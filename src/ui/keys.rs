@@ -198,7 +198,7 @@ pub const BINDINGS: &[(&str, &str, &str)] = &[
     ("r", "remote column", "list this folder again"),
     ("y / n / a", "offer", "accept / reject / always accept from this peer"),
     ("x / r", "Transfers", "cancel / retry or resume"),
-    ("Enter", "Transfers", "answer a waiting offer"),
+    ("Enter", "Transfers", "offer: answer it · transfer: details"),
     ("/", "lists", "type to filter; Esc clears"),
     (".", "local column", "show or hide hidden files"),
     ("+ / t", "Peers", "add a peer by HOST:PORT / trust or untrust"),

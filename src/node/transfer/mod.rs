@@ -261,9 +261,18 @@ pub(crate) struct Registry {
     /// Vouches from senders of relayed transfers, as (sender, transfer id, digest of its offer).
     vouches: Mutex<VecDeque<(PeerId, String, [u8; 32])>>,
     vouched: tokio::sync::Notify,
-    /// Relayed sends this node is making now, by transfer id, with their offer's digest (a
-    /// recipient that lost our vouch asks again).
-    pub(crate) sending: Mutex<HashMap<String, [u8; 32]>>,
+    /// Relayed sends this node is making now, by transfer id: what they offer, to whom, and
+    /// where their recipients' own verdicts go.
+    pub(crate) sending: Mutex<HashMap<String, RelayedSend>>,
+}
+
+/// A relayed send this node started, as the control connections see it: a recipient that lost
+/// our vouch asks again (and only its recipients get one), and each recipient's verdict comes
+/// back over its own connection.
+pub(crate) struct RelayedSend {
+    pub digest: [u8; 32],
+    pub recipients: Vec<PeerId>,
+    pub verdicts: tokio::sync::mpsc::Sender<(PeerId, wire::Report)>,
 }
 
 /// Relayed offers remembered for a re-attach.
@@ -319,9 +328,30 @@ impl Registry {
         self.vouched.notify_waiters();
     }
 
-    /// The digest of a relayed send this node is making now.
-    pub(crate) fn sending_digest(&self, transfer: &str) -> Option<[u8; 32]> {
-        lock(&self.sending).get(transfer).copied()
+    /// The digest to vouch for to `asker`: only to a recipient of a relayed send this node is
+    /// making now (anyone else asking is a relay trying to bring in a peer of its own).
+    pub(crate) fn vouch_for(&self, transfer: &str, asker: &PeerId) -> Option<[u8; 32]> {
+        lock(&self.sending)
+            .get(transfer)
+            .filter(|s| s.recipients.contains(asker))
+            .map(|s| s.digest)
+    }
+
+    /// A recipient's own word on how our relayed send `transfer` ended with it. Counted only
+    /// from a recipient of that send, for the offer we made; one that floods is not heard.
+    pub(crate) fn verdict(&self, from: &PeerId, transfer: &str, digest: &[u8], report: wire::Report) {
+        let sending = lock(&self.sending);
+        let Some(s) = sending.get(transfer) else {
+            return;
+        };
+        if !s.recipients.contains(from) || s.digest.as_slice() != digest {
+            tracing::info!(
+                "transfer {transfer}: ignored a verdict from {}, not a recipient of this offer",
+                from.short()
+            );
+            return;
+        }
+        let _ = s.verdicts.try_send((from.clone(), relay::bounded_report(report)));
     }
 
     /// What `from` vouched for as transfer `transfer`, waiting for it a little (and asking
@@ -389,6 +419,9 @@ pub(crate) struct Ctx {
     pub supersede: CancellationToken,
     /// Raised when this context is dropped.
     gone: CancellationToken,
+    /// Receive of an offer a relay passed on: who started the send and vouched for the offer
+    /// with this digest (it hears our verdict directly).
+    pub vouched: std::sync::OnceLock<(PeerId, [u8; 32])>,
 }
 
 impl Ctx {
@@ -418,6 +451,7 @@ impl Ctx {
                 evict: CancellationToken::new(),
                 supersede: supersede.clone(),
                 gone: gone.clone(),
+                vouched: std::sync::OnceLock::new(),
             };
             let mut view = TransferView::new(&ctx, TransferState::Connecting);
             if direction == Direction::Receive {
@@ -479,35 +513,7 @@ impl Ctx {
 
     /// Report the end of the transfer to subscribers, once; the view moves to the recent list.
     fn report(&self, result: &Result<Outcome, TransferError>) {
-        let (state, message) = match result {
-            Ok(o) if o.all_ok() => (TransferState::Done, None),
-            Ok(o) => (
-                TransferState::Done,
-                Some(format!(
-                    "{} of {} did not arrive",
-                    o.failed_count(),
-                    o.failed_count() + o.files as usize
-                )),
-            ),
-            Err(TransferError::Rejected(r)) => (TransferState::Rejected, Some(rejected_text(r))),
-            Err(TransferError::Cancelled(r)) => (TransferState::Cancelled, Some(r.clone())),
-            Err(e) => (TransferState::Failed, Some(e.to_string())),
-        };
-        self.update(|v| {
-            v.state = state;
-            v.message = message;
-            v.ended_ms = Some(unix_now_ms());
-            v.eta_secs = None;
-            if let Ok(o) = result {
-                v.failed = o.failed_count() as u32;
-                if v.files == 0 {
-                    v.files = o.files + v.failed;
-                }
-                v.files_done = v.files;
-                v.bytes = v.bytes.max(o.bytes);
-                v.percent = if v.failed == 0 { 100 } else { v.percent };
-            }
-        });
+        self.update(|v| end_view(v, result));
         let (transfer, peer, direction) = (self.id.clone(), self.peer.clone(), self.direction);
         self.emit(match result {
             Ok(o) => Event::Done {
@@ -532,6 +538,54 @@ impl Ctx {
             },
         });
     }
+}
+
+/// A view as its transfer ended: state, why, and what arrived where.
+pub(crate) fn end_view(v: &mut TransferView, result: &Result<Outcome, TransferError>) {
+    {
+        let (state, message) = match result {
+            Ok(o) if o.all_ok() => (TransferState::Done, None),
+            Ok(o) => (
+                TransferState::Done,
+                Some(format!(
+                    "{} of {} did not arrive",
+                    o.failed_count(),
+                    o.failed_count() + o.files as usize
+                )),
+            ),
+            Err(TransferError::Rejected(r)) => (TransferState::Rejected, Some(rejected_text(r))),
+            Err(TransferError::Cancelled(r)) => (TransferState::Cancelled, Some(r.clone())),
+            Err(e) => (TransferState::Failed, Some(e.to_string())),
+        };
+        v.state = state;
+        v.message = message;
+        v.ended_ms = Some(unix_now_ms());
+        v.eta_secs = None;
+        v.rate = if state == TransferState::Done { v.rate } else { 0 };
+        if let Ok(o) = result {
+            v.failed = o.failed_count() as u32;
+            if v.files == 0 {
+                v.files = o.files + v.failed;
+            }
+            v.files_done = v.files;
+            v.bytes = v.bytes.max(o.bytes);
+            v.percent = if v.failed == 0 { 100 } else { v.percent };
+            v.failures = o.failed.iter().take(progress::FAILURES_SHOWN).cloned().collect();
+            v.saved_as = saved_top(v.saved_to.as_deref(), &o.saved);
+        }
+    }
+}
+
+/// Where the one top-level file or folder of a receive was saved, when all of `saved` lies
+/// under one name in `dir`.
+fn saved_top(dir: Option<&str>, saved: &[PathBuf]) -> Option<String> {
+    let dir = std::path::Path::new(dir?);
+    let top = |p: &PathBuf| p.strip_prefix(dir).ok()?.components().next().map(|c| c.as_os_str().to_owned());
+    let first = top(saved.first()?)?;
+    saved
+        .iter()
+        .all(|p| top(p).as_ref() == Some(&first))
+        .then(|| dir.join(first).display().to_string())
 }
 
 impl Drop for Ctx {
@@ -928,6 +982,7 @@ pub(crate) async fn serve_incoming(shared: Arc<Shared>, mut conn: SecureConn, sl
                 origin,
             };
             let result = receive::run(&ctx, conn, header, &dest, receive::Decision::Ask).await;
+            relay::tell_origin(&ctx, &result);
             log_end(&ctx, &result);
             ctx.report(&result);
         }
