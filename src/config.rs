@@ -1,12 +1,17 @@
 //! Configuration: command-line flags win over `LANYARD_*` environment variables (both handled by
-//! clap), which win over the config file, which wins over the platform defaults.
+//! clap), which win over the user's config file, which wins over the machine's
+//! (`/etc/lanyard/config.toml`, see [`files`]), which wins over the platform defaults.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use serde::Deserialize;
+
+mod files;
+
+pub use files::{ConfigFile, SYSTEM_CONFIG, SYSTEM_CONFIG_VAR, Source};
+use files::{FileConfig, Wanted};
 
 use crate::node::{DEFAULT_PORT, NodeConfig};
 
@@ -22,6 +27,10 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 }
+
+/// A node whose port (not asked for by flag or variable) is taken tries this many after it: a
+/// few users on one machine, not a port scan.
+const PORTS_TRIED_AFTER: u16 = 32;
 
 /// How `send` is written; said in its usage and when the `--` is forgotten.
 const SEND_USAGE: &str = "lanyard send PEER... -- PATH...";
@@ -40,7 +49,7 @@ impl Cli {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        Cli::try_parse_from(args).map_err(|e| {
+        Cli::parse_noting_env(args).map_err(|e| {
             use clap::error::{ContextKind, ContextValue, ErrorKind};
             let missing = match e.get(ContextKind::InvalidArg) {
                 Some(ContextValue::Strings(args)) => args.clone(),
@@ -60,6 +69,24 @@ impl Cli {
                 e
             }
         })
+    }
+
+    /// Parsed, with the global options that came from `LANYARD_*` noted (`lanyard config` says
+    /// where each setting came from).
+    fn parse_noting_env<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Cli::command().try_get_matches_from(args)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        cli.global.from_env = matches
+            .ids()
+            .filter(|id| matches.value_source(id.as_str()) == Some(clap::parser::ValueSource::EnvVariable))
+            .map(|id| id.to_string())
+            .collect();
+        Ok(cli)
     }
 }
 
@@ -109,10 +136,13 @@ pub struct GlobalArgs {
     /// Don't use multicast DNS (no discovery, no advertising)
     #[arg(long, global = true, env = "LANYARD_NO_MDNS", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     pub no_mdns: bool,
-    /// Config file (default: config.toml in the platform config dir, if there; a file named here
-    /// must exist)
+    /// Your config file (default: config.toml in the platform config dir, if there; a file named
+    /// here must exist); read over the machine's, /etc/lanyard/config.toml
     #[arg(long, global = true, env = "LANYARD_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// The ids of the options above whose value came from a `LANYARD_*` variable.
+    #[arg(skip)]
+    pub from_env: Vec<String>,
 }
 
 #[derive(Subcommand, Debug, Clone)]
@@ -260,22 +290,27 @@ pub enum Command {
         /// pinned there, answering or not)
         peer: String,
     },
-}
-
-/// The config file's keys: the long flag names.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct FileConfig {
-    nick: Option<String>,
-    port: Option<u16>,
-    data_dir: Option<PathBuf>,
-    download_dir: Option<PathBuf>,
-    #[serde(default)]
-    share: Vec<PathBuf>,
-    #[serde(default)]
-    peer: Vec<String>,
-    mdns: Option<bool>,
-    relay: Option<bool>,
+    /// Print the settings in force and where each came from (default, system file, user file,
+    /// environment, flag)
+    Config,
+    /// Check what can be checked from this machine when no peer shows up: interfaces, the
+    /// multicast route, the port, mDNS answered by this machine itself; a verdict per check
+    Doctor {
+        /// Seconds to wait for this machine's own mDNS answer
+        #[arg(long, value_name = "SECS", default_value_t = 3.0)]
+        wait: f64,
+    },
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell)
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (lanyard.1 and one per command) into DIR (for packaging)
+    #[command(hide = true)]
+    ManPages {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 /// Everything resolved.
@@ -286,6 +321,10 @@ pub struct Config {
     /// ([`crate::node::nick`]).
     pub nick_given: Option<String>,
     pub port: u16,
+    /// The port was asked for (`--port`, `LANYARD_PORT`): taken, it is an error. Otherwise (the
+    /// default, or a config file's) a node moves to the next free one, so two users can run
+    /// lanyard on one machine.
+    pub port_fixed: bool,
     pub data_dir: PathBuf,
     pub download_dir: PathBuf,
     pub shares: Vec<PathBuf>,
@@ -293,51 +332,132 @@ pub struct Config {
     pub mdns: bool,
     /// A send to several peers is relayed through them (else parallel uploads).
     pub relay: bool,
+    /// Each setting as in force, and where it came from (`lanyard config`).
+    pub settings: Vec<Setting>,
+    /// The config files looked at, machine's first.
+    pub files: Vec<ConfigFile>,
+}
+
+/// One setting in force, shown by `lanyard config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    /// The config file's key (the long flag's name).
+    pub key: &'static str,
+    pub value: String,
+    pub from: Source,
 }
 
 fn project_dirs() -> Option<directories::ProjectDirs> {
     directories::ProjectDirs::from("", "", "lanyard")
 }
 
+/// A value from the command line or the environment, else the user's file, else the machine's.
+fn layered<T>(given: Option<(T, Source)>, user: Option<T>, system: Option<T>) -> Option<(T, Source)> {
+    given
+        .or(user.map(|v| (v, Source::UserFile)))
+        .or(system.map(|v| (v, Source::SystemFile)))
+}
+
+fn show_paths(paths: &[PathBuf]) -> String {
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
 impl Config {
+    /// The settings in force: flags, then `LANYARD_*`, then the user's config file, then the
+    /// machine's, then the defaults.
     pub fn resolve(args: &GlobalArgs) -> Result<Config> {
-        let file = match &args.config {
-            Some(path) => read_file_config(path)?,
-            None => match project_dirs().map(|d| d.config_dir().join("config.toml")) {
-                Some(path) if path.exists() => read_file_config(&path)?,
-                _ => FileConfig::default(),
-            },
+        let user = match &args.config {
+            Some(path) => Some(Wanted {
+                path: path.clone(),
+                must_exist: true,
+            }),
+            None => project_dirs().map(|d| Wanted {
+                path: d.config_dir().join("config.toml"),
+                must_exist: false,
+            }),
         };
-        let data_dir = args
-            .data_dir
-            .clone()
-            .or(file.data_dir)
-            .or_else(|| project_dirs().map(|d| d.data_dir().to_path_buf()));
-        let data_dir = data_dir.context("no data dir: give --data-dir (no home directory found)")?;
-        let download_dir = args
-            .download_dir
-            .clone()
-            .or(file.download_dir)
-            .or_else(|| {
-                let user = directories::UserDirs::new();
-                let platform = user.as_ref().and_then(|u| u.download_dir().map(Path::to_path_buf));
-                default_download_dir(platform, user.map(|u| u.home_dir().to_path_buf()))
-            })
-            .context("no download dir: give --download-dir (no home directory found)")?;
-        let nick_given = args.nick.clone().or(file.nick);
-        if let Some(nick) = &nick_given {
+        Config::resolve_from(args, Wanted::system(), user)
+    }
+
+    fn resolve_from(args: &GlobalArgs, system: Wanted, user: Option<Wanted>) -> Result<Config> {
+        let base = directories::BaseDirs::new();
+        let home = base.as_ref().map(|b| b.home_dir());
+        let (sys, sys_file) = system.load(Source::SystemFile, home)?;
+        let (usr, usr_file) = match user {
+            Some(wanted) => {
+                let (config, file) = wanted.load(Source::UserFile, home)?;
+                (config, Some(file))
+            }
+            None => (FileConfig::default(), None),
+        };
+        let given = |id: &str| {
+            if args.from_env.iter().any(|e| e == id) {
+                Source::Env
+            } else {
+                Source::Flag
+            }
+        };
+        let mut settings = Vec::new();
+        let mut show = |key: &'static str, value: String, from: Source| settings.push(Setting { key, value, from });
+
+        let nick = layered(args.nick.clone().map(|n| (n, given("nick"))), usr.nick, sys.nick);
+        if let Some((nick, _)) = &nick {
             crate::node::validate_nick(nick)?;
         }
+        match &nick {
+            Some((n, from)) => show("nick", n.clone(), *from),
+            None => show("nick", "the one kept in the data dir, else your user name".into(), Source::Default),
+        }
+        let (port, port_from) =
+            layered(args.port.map(|p| (p, given("port"))), usr.port, sys.port).unwrap_or((DEFAULT_PORT, Source::Default));
+        let port_fixed = port_from >= Source::Env;
+        let moves = if port_fixed || port == 0 {
+            ""
+        } else {
+            " (the next free one if taken)"
+        };
+        show("port", format!("{port}{moves}"), port_from);
+        let default_data_dir = project_dirs().map(|d| (d.data_dir().to_path_buf(), Source::Default));
+        let (data_dir, from) = layered(args.data_dir.clone().map(|d| (d, given("data_dir"))), usr.data_dir, sys.data_dir)
+            .or(default_data_dir)
+            .context("no data dir: give --data-dir (no home directory found)")?;
+        show("data-dir", data_dir.display().to_string(), from);
+        let default_download_dir = || {
+            let user = directories::UserDirs::new();
+            let platform = user.as_ref().and_then(|u| u.download_dir().map(Path::to_path_buf));
+            default_download_dir(platform, home.map(Path::to_path_buf)).map(|d| (d, Source::Default))
+        };
+        let given_download = args.download_dir.clone().map(|d| (d, given("download_dir")));
+        let (download_dir, from) = layered(given_download, usr.download_dir, sys.download_dir)
+            .or_else(default_download_dir)
+            .context("no download dir: give --download-dir (no home directory found)")?;
+        show("download-dir", download_dir.display().to_string(), from);
+        let given_shares = Some(args.shares.clone()).filter(|s| !s.is_empty()).map(|s| (s, given("shares")));
+        let (shares, from) = layered(given_shares, usr.share, sys.share).unwrap_or_default();
+        show("share", show_paths(&shares), from);
+        let given_peers = Some(args.peers.clone()).filter(|p| !p.is_empty()).map(|p| (p, given("peers")));
+        let (peers, from) = layered(given_peers, usr.peer, sys.peer).unwrap_or_default();
+        show("peer", peers.join(", "), from);
+        // Only turning it off is a flag.
+        let given_mdns = args.no_mdns.then(|| (false, given("no_mdns")));
+        let (mdns, from) = layered(given_mdns, usr.mdns, sys.mdns).unwrap_or((true, Source::Default));
+        show("mdns", mdns.to_string(), from);
+        // The flag (or its variable) wins over the files, either way.
+        let given_relay = args.no_relay.map(|no| (!no, given("no_relay")));
+        let (relay, from) = layered(given_relay, usr.relay, sys.relay).unwrap_or((true, Source::Default));
+        show("relay", relay.to_string(), from);
         Ok(Config {
-            nick_given,
-            port: args.port.or(file.port).unwrap_or(DEFAULT_PORT),
+            nick_given: nick.map(|(n, _)| n),
+            port,
+            port_fixed,
             data_dir,
             download_dir,
-            shares: if args.shares.is_empty() { file.share } else { args.shares.clone() },
-            peers: if args.peers.is_empty() { file.peer } else { args.peers.clone() },
-            mdns: !args.no_mdns && file.mdns.unwrap_or(true),
-            // The flag (or its variable) wins over the file, either way.
-            relay: args.no_relay.map_or(file.relay.unwrap_or(true), |no| !no),
+            shares,
+            peers,
+            mdns,
+            relay,
+            settings,
+            files: [Some(sys_file), usr_file].into_iter().flatten().collect(),
         })
     }
 
@@ -345,6 +465,7 @@ impl Config {
     pub fn serving_node(&self, accept_all: bool) -> NodeConfig {
         NodeConfig {
             listen: Some(SocketAddr::from(([0, 0, 0, 0], self.port))),
+            listen_fallback: if self.port_fixed { 0 } else { PORTS_TRIED_AFTER },
             advertise: true,
             accept_all,
             ..self.browsing_node()
@@ -359,6 +480,7 @@ impl Config {
             download_dir: self.download_dir.clone(),
             shares: self.shares.clone(),
             listen: None,
+            listen_fallback: 0,
             manual_peers: self.peers.clone(),
             mdns: self.mdns,
             advertise: false,
@@ -377,11 +499,6 @@ impl Config {
 /// node misbehave on purpose (a shorter stall limit, a relay that corrupts what it forwards).
 fn test_hook(name: &str) -> Option<u64> {
     std::env::var(name).ok()?.trim().parse().ok()
-}
-
-fn read_file_config(path: &Path) -> Result<FileConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("bad config file {}", path.display()))
 }
 
 /// The platform's download dir + `lanyard`, else `~/Downloads/lanyard` (Linux without XDG user
@@ -432,6 +549,9 @@ mod tests {
             "transfers",
             "cancel 1a2b",
             "forget ada",
+            "config",
+            "doctor",
+            "completions bash",
         ] {
             let mut args = vec!["lanyard"];
             args.extend(sub.split(' '));
@@ -529,6 +649,77 @@ mod tests {
         let c =
             Config::resolve(&parse(&["lanyard", "--config", cfg, "--data-dir", "/tmp/x", "--nick", "flag", "--port", "1"]).global).unwrap();
         assert_eq!((c.nick_given.as_deref(), c.port), (Some("flag"), 1));
+    }
+
+    /// Resolved with these machine and user files (never the real ones).
+    fn layered_config(args: &[&str], system: &str, user: &str) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let (sys, usr) = (dir.path().join("system.toml"), dir.path().join("user.toml"));
+        std::fs::write(&sys, system).unwrap();
+        std::fs::write(&usr, user).unwrap();
+        let wanted = |path: &Path| Wanted {
+            path: path.to_path_buf(),
+            must_exist: true,
+        };
+        Config::resolve_from(&parse(args).global, wanted(&sys), Some(wanted(&usr))).unwrap()
+    }
+
+    fn from(config: &Config, key: &str) -> (String, Source) {
+        let s = config.settings.iter().find(|s| s.key == key).unwrap();
+        (s.value.clone(), s.from)
+    }
+
+    #[test]
+    fn the_machine_file_is_read_under_the_users_and_both_under_flags() {
+        let system = "port = 7800\npeer = [\"10.0.1.5:7717\", \"10.0.2.5:7717\"]\nshare = [\"/srv/course\"]\nmdns = false\n";
+        let c = layered_config(&["lanyard", "--data-dir", "/tmp/x"], system, "");
+        assert_eq!((c.port, c.port_fixed, c.mdns), (7800, false, false));
+        assert_eq!(c.peers, vec!["10.0.1.5:7717", "10.0.2.5:7717"]);
+        assert_eq!(c.shares, vec![PathBuf::from("/srv/course")]);
+        assert_eq!(from(&c, "port").1, Source::SystemFile);
+        assert_eq!(from(&c, "relay"), ("true".into(), Source::Default));
+        assert_eq!(from(&c, "data-dir"), ("/tmp/x".into(), Source::Flag));
+        assert!(c.files.iter().all(|f| f.read));
+
+        // The user's file replaces what it sets, a whole list included; the rest stays.
+        let c = layered_config(
+            &["lanyard", "--data-dir", "/tmp/x"],
+            system,
+            "port = 9000\npeer = []\nmdns = true\n",
+        );
+        assert_eq!((c.port, c.mdns), (9000, true));
+        assert!(c.peers.is_empty());
+        assert_eq!(c.shares, vec![PathBuf::from("/srv/course")]);
+        assert_eq!(from(&c, "port").1, Source::UserFile);
+        assert_eq!(from(&c, "peer").1, Source::UserFile);
+        assert_eq!(from(&c, "share").1, Source::SystemFile);
+
+        // Flags win over both files; a port asked for is not moved when taken.
+        let c = layered_config(
+            &["lanyard", "--data-dir", "/tmp/x", "--port", "7717", "--peer", "h:1", "--no-mdns"],
+            system,
+            "port = 9000\nmdns = true\n",
+        );
+        assert_eq!((c.port, c.port_fixed, c.mdns), (7717, true, false));
+        assert_eq!(c.peers, vec!["h:1"]);
+        assert_eq!(from(&c, "port").1, Source::Flag);
+        assert_eq!(from(&c, "mdns").1, Source::Flag);
+    }
+
+    #[test]
+    fn a_setting_from_the_environment_says_so() {
+        let mut cli = parse(&["lanyard", "--port", "7720", "--data-dir", "/tmp/x"]);
+        // What parsing notes when LANYARD_PORT gave the value.
+        cli.global.from_env = vec!["port".into()];
+        let dir = tempfile::tempdir().unwrap();
+        let absent = |name: &str| Wanted {
+            path: dir.path().join(name),
+            must_exist: false,
+        };
+        let c = Config::resolve_from(&cli.global, absent("system.toml"), Some(absent("user.toml"))).unwrap();
+        assert_eq!(from(&c, "port"), ("7720".into(), Source::Env));
+        assert!(c.port_fixed, "a port from LANYARD_PORT is asked for: taken, it is an error");
+        assert!(c.files.iter().all(|f| !f.read));
     }
 
     #[test]

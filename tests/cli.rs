@@ -18,6 +18,7 @@ fn lanyard(home: &Path) -> Command {
         .env("HOME", home)
         .env("XDG_CONFIG_HOME", home.join("config"))
         .env("XDG_DATA_HOME", home.join("data"))
+        .env("LANYARD_SYSTEM_CONFIG", "/dev/null")
         .env("LANYARD_NO_MDNS", "1");
     cmd
 }

@@ -2,10 +2,12 @@
 //! node's face API ([`crate::node::api`]), reached through a [`Client`]: the node already
 //! running on the data dir, or one this process runs for the command's duration.
 
+mod doctor;
 mod history;
 pub mod output;
 mod serve;
 mod serve_json;
+mod setup;
 mod transfer;
 
 use std::process::ExitCode;
@@ -20,6 +22,12 @@ use crate::text::{plural, printable};
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let command = cli.command.clone().unwrap_or(Command::Tui);
     init_logging(&command);
+    // Made from the command line alone: a broken config file must not stop the packaging.
+    match &command {
+        Command::Completions { shell } => return setup::completions(*shell),
+        Command::ManPages { dir } => return setup::man_pages(dir),
+        _ => {}
+    }
     let config = Config::resolve(&cli.global)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -29,7 +37,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         match command {
             Command::Tui => crate::ui::run(&config).await,
             Command::Serve { accept_all, json } => serve::run(&config, accept_all, json).await,
-            Command::Id { json } => id(&config, json),
+            Command::Id { json } => id(&config, json).await,
             Command::Peers { wait, json } => peers(&config, wait, json).await,
             Command::Say {
                 peer,
@@ -80,6 +88,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Command::Transfers { json } => transfers(&config, json).await,
             Command::Cancel { transfer } => call(&config, Request::Cancel { transfer }, print_note).await,
             Command::Forget { peer } => call(&config, Request::Forget { peer }, print_note).await,
+            Command::Config => setup::show_config(&config),
+            Command::Doctor { wait } => doctor::run(&config, wait).await,
+            Command::Completions { .. } | Command::ManPages { .. } => unreachable!("handled before the config is read"),
         }
     })
 }
@@ -136,18 +147,49 @@ fn print_note(reply: Reply) {
     }
 }
 
-fn id(config: &Config, json: bool) -> Result<ExitCode> {
+async fn id(config: &Config, json: bool) -> Result<ExitCode> {
     let me = crate::node::identity_of(&config.data_dir)?;
     let nick = crate::node::nick::nick_in(&config.data_dir, config.nick_given.as_deref())?;
+    let listen = running_listen_addr(config).await;
     if json {
-        let v = serde_json::json!({ "id": me.0, "fingerprint": me.1, "nick": nick });
+        let v = serde_json::json!({ "id": me.0, "fingerprint": me.1, "nick": nick, "listen": listen });
         println!("{v}");
     } else {
         println!("id           {}", me.0);
         println!("fingerprint  {}", me.1);
         println!("nick         {}", printable(&nick));
+        match listen {
+            Some(addr) => println!("listening    {addr}"),
+            None => {
+                let or_next = if config.port_fixed || config.port == 0 {
+                    ""
+                } else {
+                    ", or the next free one"
+                };
+                println!(
+                    "listening    no node runs on this data dir (one would take port {}{or_next})",
+                    config.port
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the node running on the data dir accepts peers (its port may not be the one asked
+/// for, when that was taken), or `None` when none runs there.
+async fn running_listen_addr(config: &Config) -> Option<String> {
+    let client = Client::attach(&config.data_dir).await.ok()?;
+    let mut listen = None;
+    let _ = client
+        .run(Request::Snapshot, |reply| {
+            if let Reply::Snapshot(snapshot) = reply {
+                listen = snapshot.me.listen;
+            }
+        })
+        .await;
+    client.close().await;
+    listen
 }
 
 async fn peers(config: &Config, wait: Option<f64>, json: bool) -> Result<ExitCode> {

@@ -115,6 +115,15 @@ impl Log {
             for line in serve_json::lines(&envelope) {
                 self.push(&line);
             }
+            if let Some(message) = node.port_moved() {
+                let warning = Envelope {
+                    seq: 0,
+                    event: Event::Warning { message },
+                };
+                for line in serve_json::lines(&warning) {
+                    self.push(&line);
+                }
+            }
             return;
         }
         let config = node.config();
@@ -134,6 +143,9 @@ impl Log {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        if let Some(moved) = node.port_moved() {
+            self.human(&format!("note: {moved}"));
+        }
         self.human(&format!("sharing {shares}"));
         let answer = if accept_all {
             "every offer is accepted (--accept-all)"

@@ -3,5 +3,6 @@
 
 pub mod discovery;
 pub mod frame;
+pub mod probe;
 pub mod secure;
 pub mod wire;

@@ -1,11 +1,13 @@
 //! The Node: everything that happens on the network. Faces (TUI, one-shot commands, `serve
 //! --json`, tests) hold a [`NodeHandle`], call its methods and subscribe to its [`Event`]s.
 
+mod alone;
 pub mod api;
 mod browse;
 pub mod chat;
 pub(crate) mod conn;
 pub mod control;
+pub mod doctor;
 pub mod events;
 mod exchange;
 pub mod names;
@@ -63,6 +65,9 @@ pub struct NodeConfig {
     pub shares: Vec<PathBuf>,
     /// Where to accept connections; `None` for a node that only dials (one-shot commands).
     pub listen: Option<SocketAddr>,
+    /// When `listen`'s port is taken, try up to this many ports after it (a second user's node
+    /// on the same machine); 0 makes a taken port an error.
+    pub listen_fallback: u16,
     pub manual_peers: Vec<String>,
     /// Browse with mDNS. Off in tests outside network namespaces: see DEVELOPERS.md.
     pub mdns: bool,
@@ -103,6 +108,7 @@ impl NodeConfig {
             data_dir,
             shares: Vec::new(),
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            listen_fallback: 0,
             manual_peers: Vec::new(),
             mdns: false,
             advertise: false,
@@ -263,12 +269,7 @@ impl NodeHandle {
         let nick = nick::settle(&store, config.nick.as_deref())?;
 
         let listener = match config.listen {
-            Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| match addr.port() {
-                0 => format!("cannot listen on {addr}"),
-                port => {
-                    format!("cannot listen on port {port} (another program uses it? pick one with --port, or --port 0 for any free port)")
-                }
-            })?),
+            Some(addr) => Some(listen(addr, config.listen_fallback).await?),
             None => None,
         };
         let listen_addr = listener.as_ref().map(|l| l.local_addr()).transpose()?;
@@ -333,6 +334,9 @@ impl NodeHandle {
         shared.tracker.spawn(places::dial_remembered(shared.clone()));
         shared.tracker.spawn(places::prune_periodically(shared.clone()));
         shared.tracker.spawn(transfer::expire_partials(shared.clone()));
+        if shared.config.advertise && listen_addr.is_some() {
+            shared.tracker.spawn(alone::hint_if_alone(shared.clone()));
+        }
         if let Some(addr) = listen_addr {
             shared.emit(Event::Listening {
                 id: shared.identity.id().clone(),
@@ -357,6 +361,18 @@ impl NodeHandle {
 
     pub fn listen_addr(&self) -> Option<SocketAddr> {
         self.shared.listen_addr
+    }
+
+    /// What to tell the user when the port asked for was taken and the node listens on another.
+    pub fn port_moved(&self) -> Option<String> {
+        let wanted = self.shared.config.listen?.port();
+        let actual = self.listen_addr()?.port();
+        (wanted != 0 && wanted != actual).then(|| {
+            format!(
+                "port {wanted} is taken (another lanyard on this machine?): listening on {actual} instead; \
+                 mDNS tells peers, and a --peer needs HOST:{actual}"
+            )
+        })
     }
 
     /// Connection slots in use now (tests and figures; see `limits`).
@@ -537,6 +553,31 @@ impl NodeHandle {
         self.shared.tracker.close();
         let _ = tokio::time::timeout(Duration::from_secs(3), self.shared.tracker.wait()).await;
     }
+}
+
+/// Bind `addr`; when its port is taken, the first free one of the `fallback` ports after it.
+async fn listen(addr: SocketAddr, fallback: u16) -> Result<TcpListener> {
+    let mut error = match TcpListener::bind(addr).await {
+        Ok(listener) => return Ok(listener),
+        Err(e) => e,
+    };
+    let mut last = addr.port();
+    for port in (1..=fallback).map_while(|i| addr.port().checked_add(i)) {
+        if addr.port() == 0 || error.kind() != std::io::ErrorKind::AddrInUse {
+            break;
+        }
+        match TcpListener::bind(SocketAddr::new(addr.ip(), port)).await {
+            Ok(listener) => return Ok(listener),
+            Err(e) => (error, last) = (e, port),
+        }
+    }
+    Err(error).with_context(|| match (addr.port(), last) {
+        (0, _) => format!("cannot listen on {addr}"),
+        (port, last) if last > port => format!("cannot listen on port {port} nor on any up to {last} (all taken?)"),
+        (port, _) => {
+            format!("cannot listen on port {port} (another program uses it? pick one with --port, or --port 0 for any free port)")
+        }
+    })
 }
 
 fn looks_like_address(spec: &str) -> bool {
