@@ -514,7 +514,8 @@ impl Ctx {
     /// Report the end of the transfer to subscribers, once; the view moves to the recent list.
     fn report(&self, result: &Result<Outcome, TransferError>) {
         self.update(|v| end_view(v, result));
-        let (transfer, peer, direction) = (self.id.clone(), self.peer.clone(), self.direction);
+        // The view's peer: on an offer a relay passed on, who started the send, as in its rows.
+        let (transfer, peer, direction) = (self.id.clone(), self.view().peer, self.direction);
         self.emit(match result {
             Ok(o) => Event::Done {
                 transfer,

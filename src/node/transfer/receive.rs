@@ -175,7 +175,9 @@ async fn exchange(
                     let relay = super::send::who(ctx);
                     let nick = super::peer_nick(&ctx.shared, &id);
                     let _ = ctx.vouched.set((id.clone(), digest));
-                    ctx.update(|v| {
+                    // Carried by the next update (the question, or the first bytes): a progress
+                    // line now would show a re-attached receive at 0 bytes before its resume.
+                    ctx.note(|v| {
                         v.peer = id.clone();
                         v.nick = nick;
                         v.via = Some(relay);

@@ -6,7 +6,9 @@
 //! it: try them in order; a peer that rejects or cannot be reached is reported and skipped;
 //! when the connection to a peer ends before the peers behind it finished, they are re-attached
 //! here and resume from what they verified. Reports travel upstream (`Relayed`), so the sender
-//! sees every recipient's progress and end. The sender then runs the chain again (up to
+//! sees every recipient's progress — and what each relay claims of its end: a recipient's end
+//! counts only from the recipient itself (its `Verdict` over its own control connection, or our
+//! direct connection to it). The sender then runs the chain again (up to
 //! `RELAY_ROUNDS` in all) for recipients that ended without everything — behind a relay that
 //! corrupted data, say — and they resume too.
 
