@@ -256,6 +256,50 @@ mod tests {
     }
 
     #[test]
+    fn transfer_rows_say_each_thing_once_and_name_who_and_what() {
+        let peer = Identity::generate().unwrap().id().clone();
+        let view = |direction, state, message: Option<&str>| TransferView {
+            transfer: "00000000000000aa".into(),
+            peer: peer.clone(),
+            nick: "carol".into(),
+            direction,
+            group: None,
+            state,
+            file: "big.bin".into(),
+            file_bytes: 0,
+            file_size: 45,
+            files_done: 1,
+            files: 1,
+            bytes: 45,
+            resumed: 0,
+            total: 45,
+            percent: 100,
+            rate: 0,
+            eta_secs: None,
+            failed: 0,
+            message: message.map(str::to_string),
+            saved_to: Some("/dl".into()),
+            name: "big.bin".into(),
+            via: Some("bob".into()),
+            saved_as: Some("/dl/big (1).bin".into()),
+            failures: Vec::new(),
+            started_ms: 0,
+            ended_ms: None,
+        };
+        use {Direction::*, TransferState::*};
+        assert_eq!(transfer_note(&view(Send, Rejected, Some("rejected"))), "carol said no");
+        assert_eq!(
+            transfer_note(&view(Send, Rejected, Some("rejected: expired: nobody answered"))),
+            "carol said no: expired: nobody answered"
+        );
+        assert_eq!(transfer_note(&view(Send, Cancelled, Some("cancelled here"))), "by you");
+        assert_eq!(transfer_note(&view(Receive, Cancelled, Some("by ada"))), "by ada");
+        assert_eq!(transfer_note(&view(Receive, Done, None)), "→ /dl/big (1).bin");
+        let table = transfers_table(&[view(Receive, Done, None)]);
+        assert!(table.contains("from carol via bob") && table.contains("big.bin"), "{table}");
+    }
+
+    #[test]
     fn history_lines_neutralise_and_mark() {
         let evil = entry("ev\u{1b}]0;pwned\u{7}il", "hi\u{1b}[2J\nthere\u{202e}", None);
         let line = history_line(&evil);

@@ -1138,3 +1138,41 @@ pub(crate) fn mtime_ns(meta: &std::fs::Metadata) -> u64 {
 pub(crate) fn top_of(path: &str) -> &str {
     path.split('/').next().unwrap_or(path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+
+    #[test]
+    fn vouches_and_verdicts_are_for_the_recipients_of_that_offer_only() {
+        let reg = Registry::default();
+        let id = || Identity::generate().unwrap().id().clone();
+        let (carol, mallory) = (id(), id());
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        lock(&reg.sending).insert(
+            "00000000000000aa".into(),
+            RelayedSend {
+                digest: [7; 32],
+                recipients: vec![carol.clone()],
+                verdicts: tx,
+            },
+        );
+        assert_eq!(reg.vouch_for("00000000000000aa", &carol), Some([7; 32]));
+        assert_eq!(reg.vouch_for("00000000000000aa", &mallory), None);
+        assert_eq!(reg.vouch_for("00000000000000bb", &carol), None);
+        let verified = || wire::Report::Finished {
+            files: 1,
+            bytes: 45,
+            failed: 0,
+            reason: None,
+            saved_as: Vec::new(),
+        };
+        // A non-recipient's word, and a recipient's on another offer, are not heard.
+        reg.verdict(&mallory, "00000000000000aa", &[7; 32], verified());
+        reg.verdict(&carol, "00000000000000aa", &[8; 32], verified());
+        assert!(rx.try_recv().is_err());
+        reg.verdict(&carol, "00000000000000aa", &[7; 32], verified());
+        assert_eq!(rx.try_recv().ok(), Some((carol, verified())));
+    }
+}
