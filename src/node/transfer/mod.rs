@@ -701,6 +701,9 @@ impl NodeHandle {
         let shared = self.shared.clone();
         let nick = peer_nick(&shared, peer);
         let ctx = Ctx::new(&shared, None, peer.clone(), nick, Direction::Send, group);
+        // Named while it connects, not only once offered.
+        let name = manifest.label();
+        ctx.update(|v| v.name = name);
         let id = ctx.id.clone();
         let join = shared.tracker.spawn(async move {
             let result = match connect(&ctx.shared, &ctx.peer).await {
