@@ -148,6 +148,7 @@ fn transfer(i: usize, peer: &PeerInfo, now: u64) -> TransferView {
         eta_secs: Some(5 + i as u64),
         failed: 0,
         message: None,
+        reason: None,
         saved_to: None,
         name: format!("lecture-{i:02} network programming.mp4"),
         via: None,

@@ -366,6 +366,11 @@ impl Config {
     /// The settings in force: flags, then `LANYARD_*`, then the user's config file, then the
     /// machine's, then the defaults.
     pub fn resolve(args: &GlobalArgs) -> Result<Config> {
+        Config::resolve_under(args, Wanted::system())
+    }
+
+    /// [`resolve`](Self::resolve) under this machine-wide file.
+    fn resolve_under(args: &GlobalArgs, system: Wanted) -> Result<Config> {
         let user = match &args.config {
             Some(path) => Some(Wanted {
                 path: path.clone(),
@@ -376,7 +381,7 @@ impl Config {
                 must_exist: false,
             }),
         };
-        Config::resolve_from(args, Wanted::system(), user)
+        Config::resolve_from(args, system, user)
     }
 
     fn resolve_from(args: &GlobalArgs, system: Wanted, user: Option<Wanted>) -> Result<Config> {
@@ -515,6 +520,18 @@ mod tests {
         Cli::try_parse_from(args).unwrap()
     }
 
+    /// Resolved as `lanyard` would, but never under this machine's /etc/lanyard/config.toml.
+    fn resolve(args: &GlobalArgs) -> Result<Config> {
+        let absent = tempfile::tempdir().unwrap().path().join("system.toml");
+        Config::resolve_under(
+            args,
+            Wanted {
+                path: absent,
+                must_exist: false,
+            },
+        )
+    }
+
     #[test]
     fn global_options_go_before_or_after_the_subcommand() {
         let a = parse(&["lanyard", "--nick", "ada", "--port", "0", "serve", "--json"]);
@@ -591,7 +608,7 @@ mod tests {
 
     #[test]
     fn relaying_is_on_unless_a_flag_the_environment_or_the_file_turns_it_off() {
-        let global = |args: &[&str]| Config::resolve(&parse(args).global).unwrap().relay;
+        let global = |args: &[&str]| resolve(&parse(args).global).unwrap().relay;
         // Not the developer's own config file.
         let empty = tempfile::tempdir().unwrap();
         let none = empty.path().join("config.toml");
@@ -643,11 +660,10 @@ mod tests {
         let file = dir.path().join("config.toml");
         std::fs::write(&file, "nick = \"from-file\"\nport = 9000\nmdns = false\npeer = [\"a:1\"]\n").unwrap();
         let cfg = file.to_str().unwrap();
-        let c = Config::resolve(&parse(&["lanyard", "--config", cfg, "--data-dir", "/tmp/x"]).global).unwrap();
+        let c = resolve(&parse(&["lanyard", "--config", cfg, "--data-dir", "/tmp/x"]).global).unwrap();
         assert_eq!((c.nick_given.as_deref(), c.port, c.mdns), (Some("from-file"), 9000, false));
         assert_eq!(c.peers, vec!["a:1"]);
-        let c =
-            Config::resolve(&parse(&["lanyard", "--config", cfg, "--data-dir", "/tmp/x", "--nick", "flag", "--port", "1"]).global).unwrap();
+        let c = resolve(&parse(&["lanyard", "--config", cfg, "--data-dir", "/tmp/x", "--nick", "flag", "--port", "1"]).global).unwrap();
         assert_eq!((c.nick_given.as_deref(), c.port), (Some("flag"), 1));
     }
 
@@ -774,7 +790,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("config.toml");
         std::fs::write(&file, "nikc = 1\n").unwrap();
-        let err = Config::resolve(&parse(&["lanyard", "--config", file.to_str().unwrap()]).global).unwrap_err();
+        let err = resolve(&parse(&["lanyard", "--config", file.to_str().unwrap()]).global).unwrap_err();
         assert!(format!("{err:#}").contains("bad config file"));
     }
 }

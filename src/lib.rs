@@ -4,6 +4,7 @@
 //! Layout, from the bottom up (a module imports only from the ones above it in this list):
 //! - [`text`]: neutralising hostile text (control characters, escapes, bidi and invisible marks).
 //! - [`limits`]: every budget a peer can run into (connections, deadlines, memory, disk, rows).
+//! - [`reason`]: why a transfer or connection ended, as a code on the wire and in every face.
 //! - [`identity`]: the node's static keypair, its [`identity::PeerId`] and fingerprint.
 //! - [`net`]: bytes and crypto: wire messages and limits, frames, the Noise channel, mDNS.
 //! - [`store`]: the SQLite database in the data dir.
@@ -23,6 +24,7 @@ pub mod identity;
 pub mod limits;
 pub mod net;
 pub mod node;
+pub mod reason;
 pub mod store;
 pub mod text;
 pub mod ui;

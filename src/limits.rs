@@ -104,6 +104,10 @@ pub const MAX_REFUSALS_DRAINING: usize = 64;
 /// Only the waits for a person's answer are exempt (they have their own deadline).
 /// `NodeConfig::stall_timeout` overrides it (tests).
 pub const TRANSFER_STALL: Duration = Duration::from_secs(30);
+/// A transfer that is cancelled or stopped while a write is under way lets that write finish
+/// for at most this long, so the reason can follow it between frames; a write that cannot
+/// finish in time is given up and the connection just closes (the peer sees it lost).
+pub const FINISH_WRITE: Duration = Duration::from_secs(2);
 /// How much longer than the receiver's own answer deadline a sender waits for the answer.
 pub const ANSWER_GRACE: Duration = Duration::from_secs(30);
 /// After its last byte, how long a sender waits for the verdicts on the last files: the

@@ -106,16 +106,20 @@ async fn attack(
             let _held = (permit, writer);
             let answer = tokio::time::timeout(WAIT, reader.read_frame::<TransferMsg>(MAX_TRANSFER_FRAME)).await;
             match answer {
-                Ok(Ok(Some(TransferMsg::Error { message }))) if message.starts_with("busy") || message.starts_with("too many") => {
+                Ok(Ok(Some(TransferMsg::Error {
+                    code: lanyard::reason::Reason::Busy,
+                    text: Some(message),
+                }))) => {
                     // Only a connection that was let in can be made to give way.
                     if message == "busy: all transfer slots are in use" {
                         tally.evicted.fetch_add(1, Ordering::Relaxed);
                     }
                     tally.refused.fetch_add(1, Ordering::Relaxed)
                 }
-                Ok(Ok(Some(TransferMsg::Error { message }))) if message.contains("nothing moved") => {
-                    tally.stalled.fetch_add(1, Ordering::Relaxed)
-                }
+                Ok(Ok(Some(TransferMsg::Error {
+                    code: lanyard::reason::Reason::Stalled,
+                    ..
+                }))) => tally.stalled.fetch_add(1, Ordering::Relaxed),
                 Ok(Ok(None)) | Ok(Err(_)) if !offer => tally.closed.fetch_add(1, Ordering::Relaxed),
                 other => {
                     tally.other.lock().unwrap().push(format!("{other:?}"));
@@ -316,7 +320,7 @@ async fn stall_mid_file(sender_stalls: bool) {
     let receiver_err = error_of(&mut events, &id).await;
     println!("sender: {sender_err}\nreceiver: {receiver_err}");
     assert!(
-        matches!(sender_err, TransferError::PeerLost(_) | TransferError::Failed(_)),
+        matches!(sender_err, TransferError::PeerLost(..) | TransferError::Failed(..)),
         "{sender_err:?}"
     );
     assert!(sender_err.to_string().contains("nothing moved for 2 s"), "{sender_err}");
@@ -372,12 +376,13 @@ async fn a_refused_send_says_why() {
         .wait()
         .await
         .unwrap_err();
-    assert_eq!(err.to_string(), "victim reports: too many transfers from you");
+    assert_eq!(err.reason(), lanyard::node::Reason::Busy);
+    assert_eq!(err.to_string(), "victim is busy (victim: \"too many transfers from you\")");
     for offer in victim.offers() {
         victim.answer_offer(&offer.transfer, false, false).await;
     }
     for task in waiting {
-        assert!(matches!(task.wait().await, Err(TransferError::Rejected(_))));
+        assert!(matches!(task.wait().await, Err(TransferError::Rejected(..))));
     }
 }
 

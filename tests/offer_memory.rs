@@ -162,8 +162,8 @@ async fn scenario(offers: usize, accept_all: bool) -> (u64, Vec<String>) {
         let (conn, sent, got) = done.unwrap();
         outcomes.push(match got {
             Some(TransferMsg::Accept { .. }) => "accepted".to_string(),
-            Some(TransferMsg::Reject { reason }) => format!("rejected: {reason}"),
-            Some(TransferMsg::Error { message }) => format!("error: {message}"),
+            Some(TransferMsg::Reject { text, .. }) => format!("rejected: {}", text.unwrap_or_default()),
+            Some(TransferMsg::Error { text, .. }) => format!("error: {}", text.unwrap_or_default()),
             Some(other) => format!("{other:?}"),
             None if sent => "sent".to_string(),
             None => "closed".to_string(),
@@ -258,7 +258,8 @@ async fn offers_over_the_budget_are_refused_with_a_reason_and_the_node_still_ser
     assert_eq!(
         answer(&mut conns[refused].as_mut().expect("both offers were made").0).await,
         Some(TransferMsg::Reject {
-            reason: "busy: too many offers waiting".into()
+            code: lanyard::reason::Reason::Rejected,
+            text: Some("busy: too many offers waiting".into())
         })
     );
     let (now, peak) = victim.manifest_budget_use();
@@ -281,7 +282,8 @@ async fn offers_over_the_budget_are_refused_with_a_reason_and_the_node_still_ser
     }
     let task = honest.node.send(victim.id(), &[src.path().to_path_buf()]).await.unwrap();
     let err = tokio::time::timeout(PATIENCE, task.wait()).await.unwrap().unwrap_err();
-    assert_eq!(err.to_string(), "rejected: busy: too many offers waiting");
+    assert_eq!(err.reason(), lanyard::node::Reason::Rejected);
+    assert_eq!(err.to_string(), "rejected (victim: \"busy: too many offers waiting\")");
     drop(filler);
 
     // The same key again while its offer waits: over its share.
@@ -297,7 +299,8 @@ async fn offers_over_the_budget_are_refused_with_a_reason_and_the_node_still_ser
     assert_eq!(
         refused,
         Some(TransferMsg::Reject {
-            reason: "too many offers from you".into()
+            code: lanyard::reason::Reason::Rejected,
+            text: Some("too many offers from you".into())
         }),
         "after offer {waiting} waited"
     );

@@ -70,7 +70,7 @@ fn control_msg() -> impl Strategy<Value = ControlMsg> {
                 files: 1,
                 bytes: 2,
                 failed: 0,
-                refused: !finished,
+                code: (!finished).then_some(lanyard::node::Reason::Rejected),
                 reason,
             }),
         prop::collection::vec(hint, 0..4).prop_map(|peers| ControlMsg::Peers { peers }),
@@ -128,6 +128,11 @@ fn item() -> impl Strategy<Value = Item> {
     })
 }
 
+/// Any reason code this build knows (`Other` stands for every code it does not).
+fn reason() -> impl Strategy<Value = lanyard::reason::Reason> {
+    proptest::sample::select(lanyard::reason::Reason::ALL)
+}
+
 fn transfer_msg() -> impl Strategy<Value = TransferMsg> {
     prop_oneof![
         (".{0,8}", any::<u32>(), any::<u64>()).prop_map(|(transfer, items, bytes)| TransferMsg::Offer {
@@ -140,8 +145,9 @@ fn transfer_msg() -> impl Strategy<Value = TransferMsg> {
         prop::collection::vec(item(), 0..6).prop_map(|items| TransferMsg::Items { items }),
         path().prop_map(|path| TransferMsg::List { path }),
         prop::collection::vec((any::<u32>(), any::<u64>()), 0..4).prop_map(|resume| TransferMsg::Accept { resume }),
-        text(MAX_REASON_BYTES).prop_map(|reason| TransferMsg::Reject { reason }),
-        text(MAX_REASON_BYTES).prop_map(|message| TransferMsg::Error { message }),
+        (reason(), proptest::option::of(text(MAX_REASON_BYTES))).prop_map(|(code, text)| TransferMsg::Reject { code, text }),
+        (reason(), proptest::option::of(text(MAX_REASON_BYTES))).prop_map(|(code, text)| TransferMsg::Error { code, text }),
+        (reason(), proptest::option::of(text(MAX_REASON_BYTES))).prop_map(|(code, text)| TransferMsg::Cancel { code, text }),
         any::<u64>().prop_map(|len| TransferMsg::Data { len }),
         prop::collection::vec(any::<u8>(), 0..40).prop_map(|b| TransferMsg::Hashes {
             cvs: serde_bytes::ByteBuf::from(b)

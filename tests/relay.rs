@@ -178,7 +178,7 @@ async fn a_relay_that_says_a_recipient_verified_is_not_believed() {
     let results = group.wait().await;
     assert!(results[0].1.as_ref().is_ok_and(|o| o.all_ok()), "{:?}", results[0].1);
     // Mallory said dave verified it; dave, asked directly, said no.
-    assert!(matches!(&results[1].1, Err(TransferError::Rejected(_))), "{:?}", results[1].1);
+    assert!(matches!(&results[1].1, Err(TransferError::Rejected(..))), "{:?}", results[1].1);
     assert!(!dave.downloads.join("exam.pdf").exists());
     let dave_row = rows(&ada, &id, &ids).pop().unwrap();
     assert_ne!(dave_row.state, lanyard::node::transfer::TransferState::Done, "{dave_row:?}");
@@ -189,7 +189,10 @@ async fn a_relays_report_of_a_recipients_failure_is_shown_as_the_relays_and_the_
     use lanyard::node::RelayTamper;
     let ada = node("ada", |_| {}).await;
     let forged = "disk full on dave: no space left".to_string();
-    let mallory = node("mallory", |c| c.relay_tamper = Some(RelayTamper::ClaimFailed(forged))).await;
+    let mallory = node("mallory", |c| {
+        c.relay_tamper = Some(RelayTamper::ClaimFailed(lanyard::node::Reason::DiskFull, forged))
+    })
+    .await;
     let dave = node("dave", |_| {}).await;
     let src = tempfile::tempdir().unwrap();
     let file = src.path().join("exam.pdf");
@@ -256,7 +259,7 @@ async fn a_peer_that_rejects_is_skipped_and_those_behind_it_still_get_everything
     let ids = vec![link(&ada, &bob).await, link(&ada, &carol).await, link(&ada, &dave).await];
     let results = ada.handle.send_group(&ids, std::slice::from_ref(&top)).await.unwrap().wait().await;
     assert!(results[0].1.as_ref().is_ok_and(|o| o.all_ok()), "{:?}", results[0].1);
-    assert!(matches!(&results[1].1, Err(TransferError::Rejected(_))), "{:?}", results[1].1);
+    assert!(matches!(&results[1].1, Err(TransferError::Rejected(..))), "{:?}", results[1].1);
     assert!(results[2].1.as_ref().is_ok_and(|o| o.all_ok()), "{:?}", results[2].1);
     same_tree(&top, &dave.downloads.join("course"));
     assert!(!carol.downloads.join("course").exists());
@@ -291,7 +294,7 @@ async fn when_a_middle_relay_dies_the_peers_behind_it_are_reattached_and_resume(
     // Carol's line says what happened mid-way, and that she could not be reached again.
     let carol_err = results[1].1.as_ref().expect_err("carol failed").to_string();
     assert!(
-        carol_err.contains("bob says: carol reports: this node is shutting down (sending again: cannot connect"),
+        carol_err.contains("bob says: carol's lanyard stopped; sending again resumes (sending again: cannot connect"),
         "{carol_err}"
     );
     assert!(results[2].1.as_ref().is_ok_and(|o| o.all_ok()), "dave: {:?}", results[2].1);
@@ -401,7 +404,7 @@ async fn a_relay_cannot_offer_anything_but_what_the_sender_vouched_for() {
             .expect("dave answers")
             .unwrap();
         match answer {
-            Some(TransferMsg::Reject { reason }) => assert!(reason.contains(why), "{reason}"),
+            Some(TransferMsg::Reject { text: Some(reason), .. }) => assert!(reason.contains(why), "{reason}"),
             other => panic!("{other:?}"),
         }
     }
@@ -422,6 +425,6 @@ async fn the_group_id_cancels_a_relayed_send_for_every_recipient() {
     assert_eq!(id, group.id);
     assert!(ada.handle.cancel_transfer(&id));
     for (peer, r) in group.wait().await {
-        assert!(matches!(r, Err(TransferError::Cancelled(_))), "{peer}: {r:?}");
+        assert!(matches!(r, Err(TransferError::Cancelled(..))), "{peer}: {r:?}");
     }
 }

@@ -2,45 +2,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use common::{FileNode as Node, PATIENCE as WAIT, file_node as node, link, pattern, start_node, tmpfs, until};
+use common::{FileNode as Node, PATIENCE as WAIT, file_node as node, link, partials, pattern, start_node, tmpfs, until, wait_for, write};
 use lanyard::node::transfer::{Direction, TransferError, TransferState};
 use lanyard::node::{Event, NodeConfig};
 
 async fn accepting(nick: &str) -> Node {
     node(nick, |c| c.accept_all = true).await
-}
-
-fn write(path: &Path, data: &[u8]) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, data).unwrap();
-}
-
-fn partials(downloads: &Path) -> Vec<PathBuf> {
-    match std::fs::read_dir(downloads.join(".lanyard-partial")) {
-        Ok(rd) => rd.map(|e| e.unwrap().path()).collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
-/// The first event matching `f`, within WAIT.
-async fn wait_for<T>(rx: &mut lanyard::node::Subscription, mut f: impl FnMut(&Event) -> Option<T>) -> T {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            match rx.recv().await {
-                Ok(e) => {
-                    if let Some(t) = f(&e) {
-                        return t;
-                    }
-                }
-                Err(lanyard::node::RecvError::Lagged(_)) => {}
-                Err(e) => panic!("event stream ended: {e}"),
-            }
-        }
-    })
-    .await
-    .expect("event did not come")
 }
 
 #[tokio::test]
@@ -131,7 +100,7 @@ async fn offers_are_rejected_without_accept_all_or_an_answer() {
         .wait()
         .await
         .unwrap_err();
-    assert_eq!(err, TransferError::Rejected("rejected".into()));
+    assert_eq!(err, TransferError::Rejected(lanyard::node::Reason::Rejected, "rejected".into()));
     assert!(!b.downloads.join("x.txt").exists());
 
     // With a face that answers: no, then yes-always (trust), then no question at all.
@@ -144,7 +113,7 @@ async fn offers_are_rejected_without_accept_all_or_an_answer() {
     })
     .await;
     assert!(b.handle.answer_offer(&id, false, false).await);
-    assert!(matches!(task.wait().await, Err(TransferError::Rejected(_))));
+    assert!(matches!(task.wait().await, Err(TransferError::Rejected(..))));
 
     let task = a.handle.send(&bob, std::slice::from_ref(&file)).await.unwrap();
     let id = wait_for(&mut events, |e| match e {
@@ -221,7 +190,7 @@ async fn resume_after_cut(cut_on_sender: bool) {
     let id = task.id.clone();
     let err = task.wait().await.unwrap_err();
     // The side whose own hook cut the connection only knows it stopped; the other lost its peer.
-    assert!(matches!(err, TransferError::PeerLost(_) | TransferError::Failed(_)), "{err:?}");
+    assert!(matches!(err, TransferError::PeerLost(..) | TransferError::Failed(..)), "{err:?}");
     let message = wait_for(&mut b_events, |e| match e {
         Event::Error { transfer, message, .. } if *transfer == id => Some(message.clone()),
         _ => None,
@@ -381,7 +350,7 @@ async fn cancel_mid_file(from_sender: bool) {
         assert!(b.handle.cancel_transfer(&id), "the receiver knows the transfer by the same id");
     }
     let err = task.wait().await.unwrap_err();
-    assert!(matches!(err, TransferError::Cancelled(_)), "{err:?}");
+    assert!(matches!(err, TransferError::Cancelled(..)), "{err:?}");
     let reason = wait_for(&mut events, |e| match e {
         Event::Cancelled { transfer, reason, .. } if *transfer == id => Some(reason.clone()),
         Event::Error { transfer, message, .. } if *transfer == id => panic!("receiver saw an error: {message}"),
@@ -486,7 +455,7 @@ async fn control_traffic_flows_while_a_transfer_is_stalled() {
     .await;
     assert_eq!(new, "robert");
     assert!(a.handle.cancel_transfer(&id));
-    assert!(matches!(task.wait().await, Err(TransferError::Cancelled(_))));
+    assert!(matches!(task.wait().await, Err(TransferError::Cancelled(..))));
 }
 
 /// Root only (a download dir on a read-only tmpfs): SKIP without, FAIL without in CI.
@@ -530,7 +499,7 @@ async fn a_sender_can_cancel_an_offer_still_waiting_for_an_answer() {
     })
     .await;
     assert!(a.handle.cancel_transfer(&id));
-    assert!(matches!(task.wait().await, Err(TransferError::Cancelled(_))));
+    assert!(matches!(task.wait().await, Err(TransferError::Cancelled(..))));
     wait_for(&mut events, |e| match e {
         Event::Cancelled { transfer, .. } if *transfer == id => Some(()),
         _ => None,
@@ -606,9 +575,10 @@ async fn an_offer_that_does_not_fit_is_refused_with_the_reason_on_both_sides() {
         .wait()
         .await
         .unwrap_err();
-    assert!(matches!(err, TransferError::Rejected(_)), "{err:?}");
+    assert!(matches!(err, TransferError::Rejected(..)), "{err:?}");
     let expected = "not enough disk space on bob: needs 1.00 MiB (and 64.00 MiB kept free), 32.00 MiB free";
-    assert_eq!(err.to_string(), format!("rejected: {expected}"));
+    assert_eq!(err.reason(), lanyard::node::Reason::NoSpace);
+    assert_eq!(err.to_string(), format!("rejected: not enough free space (bob: \"{expected}\")"));
     assert!(error_of(&mut b_events).await.contains(expected));
     assert!(!b.downloads.exists() || std::fs::read_dir(&b.downloads).unwrap().next().is_none());
 
@@ -657,7 +627,12 @@ async fn disk_full_fails_the_transfer_on_both_sides_and_the_node_carries_on() {
     let bob = link(&a, &b).await;
     let mut b_events = b.handle.subscribe();
     let err = a.handle.send(&bob, &[big]).await.unwrap().wait().await.unwrap_err();
-    assert!(err.to_string().starts_with("disk full on bob: cannot write \"big.bin\""), "{err}");
+    assert_eq!(err.reason(), lanyard::node::Reason::DiskFull, "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("bob's disk is full (bob: \"disk full on bob: cannot write \"big.bin\""),
+        "{err}"
+    );
     let here = error_of(&mut b_events).await;
     assert!(here.starts_with("disk full on bob: cannot write \"big.bin\"; the "), "{here}");
     assert!(here.ends_with(" received are kept for a resume"), "{here}");

@@ -133,7 +133,7 @@ async fn hostile_names_are_rejected() {
         let mut conn = dial(&node).await;
         offer(&mut conn, vec![file(&name, 1)]).await;
         match answer(&mut conn).await {
-            Some(TransferMsg::Reject { reason }) => {
+            Some(TransferMsg::Reject { text: Some(reason), .. }) => {
                 assert!(reason.starts_with("refused") || reason.contains("reserved"), "{name:?}: {reason}")
             }
             other => panic!("{name:?}: expected a rejection, got {other:?}"),
@@ -248,7 +248,11 @@ async fn lies_during_the_stream_never_leave_a_file_under_its_final_name() {
     let mut verdicts = [answer(&mut conn).await, answer(&mut conn).await];
     verdicts.sort_by_key(|v| format!("{v:?}"));
     match &verdicts[0] {
-        Some(TransferMsg::FileFailed { index: 0, reason }) => assert!(reason.contains("chunk 0 did not match its hash"), "{reason}"),
+        Some(TransferMsg::FileFailed {
+            index: 0,
+            text: Some(reason),
+            ..
+        }) => assert!(reason.contains("chunk 0 did not match its hash"), "{reason}"),
         other => panic!("{other:?}"),
     }
     assert_eq!(verdicts[1], Some(TransferMsg::FileOk { index: 1, saved_as: None }));
@@ -260,7 +264,7 @@ async fn lies_during_the_stream_never_leave_a_file_under_its_final_name() {
     let mut short = file_of("short.txt", b"s");
     short.root = ByteBuf::from(vec![0u8; 3]);
     offer(&mut conn, vec![short]).await;
-    assert!(matches!(answer(&mut conn).await, Some(TransferMsg::Reject { reason }) if reason.contains("BLAKE3 root")));
+    assert!(matches!(answer(&mut conn).await, Some(TransferMsg::Reject { text: Some(reason), .. }) if reason.contains("BLAKE3 root")));
 
     // More data than the file holds, a wrong resume offset, an index out of range, a segment
     // over the limit: each ends the connection.
@@ -295,7 +299,10 @@ async fn lies_during_the_stream_never_leave_a_file_under_its_final_name() {
             conn.writer.send(m).await.unwrap();
         }
         match answer(&mut conn).await {
-            Some(TransferMsg::Error { message }) => assert!(message.contains("protocol error"), "{lie:?}: {message}"),
+            Some(TransferMsg::Error {
+                code: lanyard::reason::Reason::Protocol,
+                text: Some(message),
+            }) => assert!(message.contains("protocol error"), "{lie:?}: {message}"),
             None => {}
             other => panic!("{lie:?}: {other:?}"),
         }
@@ -311,7 +318,10 @@ async fn lies_during_the_stream_never_leave_a_file_under_its_final_name() {
     };
     conn.writer.send(&whole).await.unwrap();
     match answer(&mut conn).await {
-        Some(TransferMsg::Error { message }) => assert!(message.contains("several chunks"), "{message}"),
+        Some(TransferMsg::Error {
+            code: lanyard::reason::Reason::Protocol,
+            text: Some(message),
+        }) => assert!(message.contains("several chunks"), "{message}"),
         other => panic!("{other:?}"),
     }
     // Only the honest file of the first connection.
@@ -361,7 +371,7 @@ async fn one_peer_cannot_hold_more_than_eight_transfer_connections() {
         .unwrap()
         .unwrap();
     assert!(
-        matches!(&first, Ok(Some(TransferMsg::Error { message })) if message == "too many transfers from you"),
+        matches!(&first, Ok(Some(TransferMsg::Error { code: lanyard::reason::Reason::Busy, text: Some(message) })) if message == "too many transfers from you"),
         "connection {n} is refused with a reason: {first:?}"
     );
     let next = tokio::time::timeout(Duration::from_millis(500), ended.join_next()).await;
@@ -459,7 +469,7 @@ async fn a_link_swapped_in_for_a_folder_mid_transfer_leads_nowhere() {
     conn.writer.send(&TransferMsg::Done).await.unwrap();
     for _ in 0..2 {
         match answer(&mut conn).await {
-            Some(TransferMsg::FileFailed { reason, .. }) => assert!(reason.contains("cannot place it"), "{reason}"),
+            Some(TransferMsg::FileFailed { text: Some(reason), .. }) => assert!(reason.contains("cannot place it"), "{reason}"),
             other => panic!("{other:?}"),
         }
     }

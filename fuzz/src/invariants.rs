@@ -109,11 +109,11 @@ pub fn transfer_msg(msg: &TransferMsg) {
     match msg {
         TransferMsg::Items { items } => offer(items),
         TransferMsg::FileOk { saved_as: Some(name), .. } => relative_name(name),
-        TransferMsg::Reject { reason }
-        | TransferMsg::Cancel { reason }
-        | TransferMsg::FileAbort { reason, .. }
-        | TransferMsg::FileFailed { reason, .. }
-        | TransferMsg::Error { message: reason } => {
+        TransferMsg::Reject { text: Some(reason), .. }
+        | TransferMsg::Cancel { text: Some(reason), .. }
+        | TransferMsg::FileAbort { text: Some(reason), .. }
+        | TransferMsg::FileFailed { text: Some(reason), .. }
+        | TransferMsg::Error { text: Some(reason), .. } => {
             let b = bounded(reason);
             assert!(b.len() <= MAX_REASON_BYTES && reason.starts_with(&b));
             assert!(reason.len() > MAX_REASON_BYTES || b == *reason);

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::node::{ChatEntry, Direction, OfferView, PeerInfo, TransferState, TransferView};
+use crate::node::{ChatEntry, Direction, OfferView, PeerInfo, Reason, TransferState, TransferView};
 use crate::text::{human_bytes, is_clean, is_hostile, plural, printable};
 
 /// Unix milliseconds now.
@@ -145,6 +145,7 @@ pub fn transfers_table(transfers: &[TransferView]) -> String {
                 TransferState::Failed => "failed",
                 TransferState::Rejected => "rejected",
                 TransferState::Cancelled => "cancelled",
+                TransferState::Paused => "paused",
             };
             let rate = if t.state == TransferState::Running {
                 format!("{}/s", human_bytes(t.rate))
@@ -172,13 +173,7 @@ pub fn transfers_table(transfers: &[TransferView]) -> String {
 /// was saved, who said no or cancelled, why it failed.
 fn transfer_note(t: &TransferView) -> String {
     // Neutralised with the rest of the table.
-    let message = t.message.clone();
-    let rest = |word: &str| {
-        message
-            .as_deref()
-            .map(|m| m.strip_prefix(word).unwrap_or(m).trim_start_matches(':').trim().to_string())
-            .unwrap_or_default()
-    };
+    let message = t.message.clone().unwrap_or_default();
     match t.state {
         TransferState::Done if t.failed == 0 && t.direction == Direction::Receive => t
             .saved_as
@@ -186,16 +181,26 @@ fn transfer_note(t: &TransferView) -> String {
             .or(t.saved_to.as_ref())
             .map(|p| format!("→ {p}"))
             .unwrap_or_default(),
-        TransferState::Rejected => match (rest("rejected"), t.direction) {
-            (why, Direction::Send) if why.is_empty() => format!("{} said no", t.nick),
-            (why, Direction::Send) => format!("{} said no: {why}", t.nick),
-            (why, Direction::Receive) => why,
+        // A plain no says who said it; any other refusal is said by the node's own text.
+        TransferState::Rejected if matches!(t.reason, Some(Reason::Rejected) | None) => {
+            let more = message
+                .strip_prefix("rejected")
+                .unwrap_or(&message)
+                .trim_start_matches([':', ';', ' ']);
+            let said = match t.direction {
+                Direction::Send => format!("{} said no", t.nick),
+                Direction::Receive => "you said no".into(),
+            };
+            if more.is_empty() { said } else { format!("{said}: {more}") }
+        }
+        // A cancel at this end is ours; one from the peer names it ("ada cancelled big.bin").
+        TransferState::Cancelled => match (t.direction, t.reason) {
+            (Direction::Send, Some(Reason::CancelledBySender)) | (Direction::Receive, Some(Reason::CancelledByReceiver)) | (_, None) => {
+                "by you".into()
+            }
+            _ => message,
         },
-        TransferState::Cancelled => match rest("cancelled").as_str() {
-            "" | "here" => "by you".into(),
-            why => why.to_string(),
-        },
-        _ => message.unwrap_or_default(),
+        _ => message,
     }
 }
 
@@ -283,17 +288,32 @@ mod tests {
             via: Some("bob".into()),
             saved_as: Some("/dl/big (1).bin".into()),
             failures: Vec::new(),
+            reason: None,
             started_ms: 0,
             ended_ms: None,
         };
         use {Direction::*, TransferState::*};
-        assert_eq!(transfer_note(&view(Send, Rejected, Some("rejected"))), "carol said no");
+        let coded = |direction, state, message: &str, code| TransferView {
+            reason: Some(code),
+            ..view(direction, state, Some(message))
+        };
+        assert_eq!(transfer_note(&coded(Send, Rejected, "rejected", Reason::Rejected)), "carol said no");
         assert_eq!(
-            transfer_note(&view(Send, Rejected, Some("rejected: expired: nobody answered"))),
-            "carol said no: expired: nobody answered"
+            transfer_note(&coded(Send, Rejected, "rejected; carol says: not now", Reason::Rejected)),
+            "carol said no: carol says: not now"
         );
-        assert_eq!(transfer_note(&view(Send, Cancelled, Some("cancelled here"))), "by you");
-        assert_eq!(transfer_note(&view(Receive, Cancelled, Some("by ada"))), "by ada");
+        assert_eq!(
+            transfer_note(&coded(Send, Rejected, "expired: nobody answered in time", Reason::Expired)),
+            "expired: nobody answered in time"
+        );
+        assert_eq!(
+            transfer_note(&coded(Send, Cancelled, "cancelled", Reason::CancelledBySender)),
+            "by you"
+        );
+        assert_eq!(
+            transfer_note(&coded(Receive, Cancelled, "ada cancelled big.bin", Reason::CancelledBySender)),
+            "ada cancelled big.bin"
+        );
         assert_eq!(transfer_note(&view(Receive, Done, None)), "→ /dl/big (1).bin");
         let table = transfers_table(&[view(Receive, Done, None)]);
         assert!(table.contains("from carol via bob") && table.contains("big.bin"), "{table}");

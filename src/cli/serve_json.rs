@@ -156,18 +156,20 @@ fn objects(event: &Event) -> Vec<(&'static str, Value)> {
             peer,
             direction,
             message,
+            code,
         } => one(
             "error",
-            json!({ "transfer": transfer, "peer": peer, "direction": direction, "message": message }),
+            json!({ "transfer": transfer, "peer": peer, "direction": direction, "message": message, "code": code }),
         ),
         Event::Cancelled {
             transfer,
             peer,
             direction,
             reason,
+            code,
         } => one(
             "cancelled",
-            json!({ "transfer": transfer, "peer": peer, "direction": direction, "reason": reason }),
+            json!({ "transfer": transfer, "peer": peer, "direction": direction, "reason": reason, "code": code }),
         ),
     }
 }

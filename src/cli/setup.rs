@@ -13,22 +13,33 @@ use crate::text::printable;
 
 /// `lanyard config`: each setting, its value, and where it came from.
 pub fn show_config(config: &Config) -> Result<ExitCode> {
-    println!("config files, each read over the one before:");
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(out, "config files, each read over the one before:");
     for file in &config.files {
         let state = if file.read { "read" } else { "not there" };
         let which = match file.source {
             Source::SystemFile => "machine",
             _ => "yours",
         };
-        println!("  {which:<8} {}  ({state})", printable(&file.path.display().to_string()));
+        let _ = writeln!(out, "  {which:<8} {}  ({state})", printable(&file.path.display().to_string()));
     }
-    println!();
+    out.push('\n');
     let width = config.settings.iter().map(|s| s.key.len()).max().unwrap_or(0);
     for setting in &config.settings {
         let value = if setting.value.is_empty() { "(none)" } else { &setting.value };
-        println!("{:<width$}  {}  [{}]", setting.key, printable(value), origin(setting));
+        let _ = writeln!(out, "{:<width$}  {}  [{}]", setting.key, printable(value), origin(setting));
     }
-    Ok(ExitCode::SUCCESS)
+    print_all(out.as_bytes(), "the settings")
+}
+
+/// All of `text` on stdout; a reader that left early (`| head`) is no error.
+fn print_all(text: &[u8], what: &str) -> Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).with_context(|| format!("cannot write {what}")),
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }
 
 /// "flag --no-mdns", "environment LANYARD_PORT", "user file": the flag and variable names come
@@ -57,11 +68,7 @@ pub fn completions(shell: clap_complete::Shell) -> Result<ExitCode> {
     // is no reason to.
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut command, "lanyard", &mut script);
-    let mut out = std::io::stdout().lock();
-    match out.write_all(&script).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("cannot write the completion script"),
-        _ => Ok(ExitCode::SUCCESS),
-    }
+    print_all(&script, "the completion script")
 }
 
 /// `lanyard man-pages DIR`: lanyard.1 and lanyard-COMMAND.1 for each command.

@@ -636,6 +636,12 @@ fn open_records(key: &mut RecordKey, buf: &mut [u8], plain: &mut usize, raw: &mu
 ///
 /// Plaintext is copied once, into the open record at the end of `out`, and sealed there; a full
 /// batch of sealed records goes to the socket in one write.
+///
+/// A write dropped part-way (its task cancelled) may leave a record half on the wire, or
+/// records sealed and never sent: anything written after that would fail authentication at
+/// the peer, which must mean tampering and nothing else. So such a writer is torn: it writes
+/// nothing more, and the peer sees the connection close inside a record (a lost connection).
+/// A caller that wants to say something after a write it gave up on must let that write finish.
 pub struct SecureWriter {
     sock: OwnedWriteHalf,
     key: RecordKey,
@@ -643,6 +649,8 @@ pub struct SecureWriter {
     /// plaintext so far, to be sealed when full or flushed.
     out: Vec<u8>,
     open: Option<usize>,
+    /// A socket write is under way, or was dropped before it finished.
+    torn: bool,
 }
 
 impl SecureWriter {
@@ -653,7 +661,24 @@ impl SecureWriter {
             // Capacity only, as the reader's: a quiet connection touches a few pages of it.
             out: Vec::with_capacity(WRITE_BATCH + 2 + NOISE_MAX_MESSAGE),
             open: None,
+            torn: false,
         }
+    }
+
+    /// An earlier write was dropped part-way: nothing more may follow it.
+    fn check_whole(&self) -> std::io::Result<()> {
+        if self.torn {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "an earlier write on this connection was cut short",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether a write was dropped part-way (nothing more can be said on this connection).
+    pub fn is_torn(&self) -> bool {
+        self.torn
     }
 
     fn seal_open(&mut self) -> std::io::Result<()> {
@@ -692,8 +717,11 @@ impl SecureWriter {
     /// Write every queued record; the caller has sealed them all.
     async fn write_out(&mut self) -> std::io::Result<()> {
         debug_assert!(self.open.is_none());
+        self.check_whole()?;
         if !self.out.is_empty() {
+            self.torn = true;
             self.sock.write_all(&self.out).await?;
+            self.torn = false;
             self.out.clear();
         }
         Ok(())
@@ -748,6 +776,7 @@ impl SecureWriter {
     /// and the tail waits there as the open record: the bytes on the wire are exactly those of
     /// `write_raw`.
     pub async fn write_raw_in_place(&mut self, data: &mut [u8]) -> std::io::Result<()> {
+        self.check_whole()?;
         let head = match self.open {
             Some(at) => NOISE_MAX_PLAINTEXT - (self.out.len() - at - 2),
             None => 0,
@@ -760,6 +789,8 @@ impl SecureWriter {
         }
         self.queue_bytes(&data[..head])?;
         let (body, tail) = data[head..].split_at_mut(full);
+        // From the first record sealed here until the last is written, a drop tears the stream.
+        self.torn = true;
         for group in body.chunks_mut(VECTORED_RECORDS * NOISE_MAX_PLAINTEXT) {
             // Each record: its length, its sealed bytes (in `group`), its tag.
             let mut meta = Vec::with_capacity(group.len() / NOISE_MAX_PLAINTEXT * (2 + NOISE_TAG));
@@ -783,6 +814,7 @@ impl SecureWriter {
             }
             self.out.clear();
         }
+        self.torn = false;
         self.write_raw(tail).await
     }
 
@@ -798,7 +830,9 @@ impl SecureWriter {
     }
 
     pub async fn shutdown(&mut self) {
-        let _ = self.flush().await;
+        if !self.torn {
+            let _ = self.flush().await;
+        }
         let _ = self.sock.shutdown().await;
     }
 }
@@ -949,13 +983,13 @@ mod tests {
         drop(a);
     }
 
-    /// A v1 node (before verified chunks) or a v2 one (before v3's frames) dialling a
-    /// transfer, and us dialling a v1 one: both ends hear what to update, and the control
-    /// protocol is not affected.
+    /// A v1 node (before verified chunks), a v2 one (before v3's frames) or a v3 one (before
+    /// v4's reason codes) dialling a transfer, and us dialling a v1 one: both ends hear what to
+    /// update, and the control protocol is not affected.
     #[tokio::test]
     async fn an_old_transfer_peer_is_told_to_update() {
         let mut old = preamble(Purpose::Transfer);
-        for version in [1u16, 2] {
+        for version in [1u16, 2, 3] {
             let (addr, server) = answering().await;
             let mut sock = TcpStream::connect(addr).await.unwrap();
             old[4..6].copy_from_slice(&version.to_be_bytes());
@@ -1159,6 +1193,44 @@ mod tests {
         );
         let err = cb.reader.read_some(10).await.unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
+    }
+
+    /// A write dropped part-way (a cancelled task) is never followed by more records: the peer
+    /// sees the connection end inside a record, not a record that fails authentication.
+    #[tokio::test]
+    async fn a_write_dropped_part_way_tears_the_writer_and_nothing_follows_it() {
+        for in_place in [true, false] {
+            let (ca, cb, _, _) = pair().await;
+            let (mut ca, mut cb) = (ca.unwrap(), cb.unwrap());
+            // The peer reads nothing yet: far more than the socket buffers hold cannot go.
+            let mut data = vec![7u8; 64 << 20];
+            let write = async {
+                if in_place {
+                    ca.writer.write_raw_in_place(&mut data).await
+                } else {
+                    ca.writer.write_raw(&data).await
+                }
+            };
+            assert!(tokio::time::timeout(Duration::from_millis(200), write).await.is_err());
+            assert!(ca.writer.is_torn());
+            let err = ca.writer.send(&ControlMsg::Ping).await.unwrap_err();
+            assert!(err.to_string().contains("cut short"), "{err}");
+            ca.writer.shutdown().await;
+            drop(ca);
+            // Cut inside a record (or, by chance, between two): either way an end, not forgery.
+            let mut got = 0usize;
+            let end = loop {
+                match cb.reader.read_some(usize::MAX).await {
+                    Ok([]) => break None,
+                    Ok(chunk) => got += chunk.len(),
+                    Err(e) => break Some(e),
+                }
+            };
+            if let Some(err) = end {
+                assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "{err} after {got} bytes");
+            }
+            assert!(got < data.len());
+        }
     }
 
     #[tokio::test]

@@ -7,15 +7,17 @@ use crate::limits::{CHAT_REFUSAL_BYTES, MAX_REASON_BYTES};
 pub use crate::limits::{
     MAX_CHAT_TEXT, MAX_CONTROL_FRAME, MAX_HINT_ADDR_BYTES, MAX_HINT_ADDRS, MAX_NICK_BYTES, MAX_PEER_HINTS, MAX_SOFTWARE_BYTES,
 };
+use crate::reason::Reason;
 
 /// Bumped on any incompatible change of the control protocol; checked in the preamble of control
 /// connections and advertised over mDNS.
 pub const PROTOCOL_VERSION: u16 = 1;
 /// The same for transfer connections, whose preamble carries it instead: v2 verified chunks on
-/// arrival and relayed; v3 is v2 with adjacently tagged frames and a small file in one frame. A
+/// arrival and relayed; v3 is v2 with adjacently tagged frames and a small file in one frame; v4
+/// gives every stop, refusal and failure a reason code (`crate::reason`). A
 /// node of another transfer version can still chat; a transfer between them stops at the
 /// preamble with "update lanyard".
-pub const TRANSFER_PROTOCOL_VERSION: u16 = 3;
+pub const TRANSFER_PROTOCOL_VERSION: u16 = 4;
 /// Sent first on every connection, before Noise: magic + version, so that a version mismatch is
 /// reported as such instead of as a failed decryption.
 pub const MAGIC: &[u8; 4] = b"LNYD";
@@ -117,8 +119,8 @@ pub enum ControlMsg {
     /// A recipient of a relayed send tells its sender, over its own authenticated connection,
     /// how the offer that hashes to `digest` ended here: the only word on a recipient's fate a
     /// sender counts (a relay's report on the peers behind it is a claim). `finished`: it has
-    /// every file it will get, `failed` of them did not arrive; else it ended early, `refused`
-    /// if it said no (or cancelled) and is not to be offered again. `reason`: why, in its words.
+    /// every file it will get, `failed` of them did not arrive; else it ended early, `code`
+    /// says why (a no or a cancel is not offered again). `reason`: why, in its words.
     Verdict {
         transfer: String,
         digest: serde_bytes::ByteBuf,
@@ -126,7 +128,7 @@ pub enum ControlMsg {
         files: u32,
         bytes: u64,
         failed: u32,
-        refused: bool,
+        code: Option<Reason>,
         reason: Option<String>,
     },
     /// A message a later version added: ignored, so adding one needs no new protocol version.

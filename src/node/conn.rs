@@ -373,7 +373,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
                         files,
                         bytes,
                         failed,
-                        refused,
+                        code,
                         reason,
                     } => {
                         let report = if finished {
@@ -386,8 +386,8 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
                             }
                         } else {
                             Report::Failed {
+                                code: code.unwrap_or(crate::reason::Reason::Other),
                                 reason: reason.unwrap_or_else(|| "it ended early".into()),
-                                rejected: refused,
                             }
                         };
                         shared.transfers.verdict(&id, &transfer, &digest, report);

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use super::lock;
-use super::transfer::{Direction, OfferView, TransferView};
+use super::transfer::{Direction, OfferView, Reason, TransferView};
 use crate::identity::PeerId;
 
 /// Enough for a 10,000-line chat burst to reach a `serve --json` reader without lagging.
@@ -152,17 +152,23 @@ pub enum Event {
         bytes: u64,
         failed: u32,
     },
+    /// A transfer ended early: refused, failed, or stopped (`code` says which; a stopped one
+    /// keeps its partial data and resumes).
     Error {
         transfer: String,
         peer: PeerId,
         direction: Direction,
         message: String,
+        code: Reason,
     },
+    /// Cancelled by either end (`code`): partial data is gone on both.
     Cancelled {
         transfer: String,
         peer: PeerId,
         direction: Direction,
+        /// What happened, in words for a person.
         reason: String,
+        code: Reason,
     },
 }
 

@@ -48,7 +48,7 @@ pub use slots::SlotCounts;
 pub use snapshot::{ConversationView, Me, Snapshot};
 use transfer::Registry;
 pub use transfer::{
-    Direction, GroupTask, OfferItem, OfferView, Outcome, Prepared, TransferError, TransferState, TransferTask, TransferView,
+    Direction, GroupTask, OfferItem, OfferView, Outcome, Prepared, Reason, TransferError, TransferState, TransferTask, TransferView,
 };
 
 pub const DEFAULT_PORT: u16 = 7717;
@@ -93,8 +93,8 @@ pub struct NodeConfig {
 pub enum RelayTamper {
     /// Forward nothing; report every peer behind it verified.
     ClaimVerified,
-    /// Forward nothing; report every peer behind it failed with these words.
-    ClaimFailed(String),
+    /// Forward nothing; report every peer behind it failed, with this code and these words.
+    ClaimFailed(crate::reason::Reason, String),
     /// Forward the offer to this peer instead of the chain it was given.
     Redirect(PeerId),
 }
@@ -551,7 +551,9 @@ impl NodeHandle {
             d.shutdown().await;
         }
         self.shared.tracker.close();
-        let _ = tokio::time::timeout(Duration::from_secs(3), self.shared.tracker.wait()).await;
+        // Running transfers finish the write under way and tell their peers they stop
+        // (`limits::FINISH_WRITE`, then up to 2 s to say it).
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.shared.tracker.wait()).await;
     }
 }
 

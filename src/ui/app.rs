@@ -150,6 +150,9 @@ pub struct App {
     pub local: Local,
     pub remote: Remote,
     pub status: Option<(String, Duration)>,
+    /// The last warning that came while no peer was online (what to check when nobody shows
+    /// up is longer than a status line): shown in the empty `#all` until a peer is online.
+    pub alone_note: Option<String>,
     /// Time since start (from ticks), for statuses and fading.
     pub clock: Duration,
     pub size: (u16, u16),
@@ -192,6 +195,7 @@ impl App {
             local: Local::new(cwd),
             remote: Remote::default(),
             status: None,
+            alone_note: None,
             clock: Duration::ZERO,
             size: (80, 24),
             terminal_focused: true,
@@ -216,6 +220,11 @@ impl App {
         self.next_tag += 1;
         self.pending.insert(tag, why);
         Cmd::Call { tag, request }
+    }
+
+    /// Something the face that started the node has to tell (the port it listens on moved).
+    pub fn note(&mut self, text: impl Into<String>) {
+        self.say(text);
     }
 
     fn say(&mut self, text: impl Into<String>) {
@@ -415,7 +424,12 @@ impl App {
                 self.marked_peers.remove(&id);
             }
             Event::TrustChanged { id, trusted } => self.peer_mut(&id).trusted = trusted,
-            Event::Warning { message } => self.say(message),
+            Event::Warning { message } => {
+                if !self.peers.iter().any(|p| p.online) {
+                    self.alone_note = Some(message.clone());
+                }
+                self.say(message)
+            }
             Event::Listening { .. } => {}
             Event::ChatReceived {
                 id,

@@ -60,6 +60,11 @@ pub async fn run(config: &Config) -> Result<ExitCode> {
     let bell = !matches!(std::env::var("LANYARD_BELL").as_deref(), Ok("off" | "0" | "no"));
     let mut app = App::new(cwd, client.is_remote(), bell);
     app.relay = config.relay;
+    if let Client::Local(node) = client.as_ref()
+        && let Some(moved) = node.port_moved()
+    {
+        app.note(moved);
+    }
     let theme = view::Theme::from_env();
 
     let mut terminal = enter()?;

@@ -70,6 +70,7 @@ fn transfer(seed: u8, peer: &PeerId, nick: &str, direction: Direction, state: Tr
         eta_secs: Some(42),
         failed: 0,
         message: (state == TransferState::Failed).then(|| "bob stopped receiving (connection lost); sending again resumes".into()),
+        reason: (state == TransferState::Failed).then_some(crate::node::Reason::ConnectionLost),
         saved_to: (direction == Direction::Receive).then(|| "/home/ada/Downloads/lanyard".into()),
         name: String::new(),
         via: None,
@@ -689,13 +690,14 @@ fn relayed_lab() -> App {
     let mut to_carol = group(transfer(12, &carol, "carol", Direction::Send, TransferState::Running, 26));
     to_carol.via = Some("bob".into());
     let mut to_dee = group(transfer(13, &dee, "dee", Direction::Send, TransferState::Rejected, 0));
-    (to_dee.bytes, to_dee.message) = (0, Some("rejected".into()));
+    (to_dee.bytes, to_dee.message, to_dee.reason) = (0, Some("rejected".into()), Some(crate::node::Reason::Rejected));
     let mut from_dee = transfer(14, &dee, "dee", Direction::Receive, TransferState::Done, 100);
     from_dee.name = "project/ (214 files)".into();
     from_dee.via = Some("bob".into());
     from_dee.saved_as = Some("/home/ada/Downloads/lanyard/project (1)".into());
     let mut cancelled = transfer(15, &bob, "bob", Direction::Send, TransferState::Cancelled, 30);
-    (cancelled.name, cancelled.message) = ("report.pdf".into(), Some("cancelled here".into()));
+    (cancelled.name, cancelled.message) = ("report.pdf".into(), Some("cancelled".into()));
+    cancelled.reason = Some(crate::node::Reason::CancelledBySender);
     let mut failed = transfer(16, &bob, "bob", Direction::Receive, TransferState::Failed, 30);
     failed.name = "a.txt and 2 more (3 files)".into();
     failed.failed = 2;
@@ -768,4 +770,34 @@ fn enter_on_a_transfer_row_opens_its_details_whole_and_esc_closes_them() {
     assert!(matches!(app.overlay, Some(Overlay::Transfer { scroll: 1, .. })));
     key(&mut app, KeyCode::Esc);
     assert!(app.overlay.is_none());
+}
+
+#[test]
+fn a_warning_while_alone_stays_in_the_empty_room_until_a_peer_is_online() {
+    let mut app = App::new(PathBuf::from("/home/ada/lab"), false, false);
+    app.update(Msg::Resize(80, 24));
+    let hint = "no peer found in 10 s: check that the firewall lets multicast DNS (UDP port 5353) and TCP port 7717 \
+                through; `lanyard doctor` checks what it can";
+    app.update(Msg::Node(Envelope {
+        seq: 1,
+        event: Event::Warning { message: hint.into() },
+    }));
+    // Longer than any status line: the whole of it is in #all, wrapped.
+    app.update(Msg::Tick(std::time::Duration::from_secs(60)));
+    let shown = screen(&app, 80, 24);
+    for part in ["no peer found", "5353", "doctor"] {
+        assert!(shown.contains(part), "{part}:\n{shown}");
+    }
+    let bob = peer(1, "bob", "lab-02", true);
+    app.update(Msg::Node(Envelope {
+        seq: 2,
+        event: Event::PeerUp {
+            id: bob.id.clone(),
+            nick: "bob".into(),
+            host: "lab-02".into(),
+            addr: "10.0.0.2:7717".into(),
+        },
+    }));
+    let shown = screen(&app, 80, 24);
+    assert!(!shown.contains("5353"), "a peer is online:\n{shown}");
 }

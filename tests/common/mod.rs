@@ -242,3 +242,36 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Write `data` to `path`, making its folders.
+pub fn write(path: &std::path::Path, data: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, data).unwrap();
+}
+
+/// The partial files a receive left in `downloads`.
+pub fn partials(downloads: &std::path::Path) -> Vec<std::path::PathBuf> {
+    match std::fs::read_dir(downloads.join(".lanyard-partial")) {
+        Ok(rd) => rd.map(|e| e.unwrap().path()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The first event matching `f`, within [`PATIENCE`].
+pub async fn wait_for<T>(rx: &mut lanyard::node::Subscription, mut f: impl FnMut(&Event) -> Option<T>) -> T {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            match rx.recv().await {
+                Ok(e) => {
+                    if let Some(t) = f(&e) {
+                        return t;
+                    }
+                }
+                Err(lanyard::node::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("event stream ended: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("event did not come")
+}

@@ -2,7 +2,8 @@
 #   lanyard_bin   resolve $LANYARD_BIN (default target/debug/lanyard in the repo; a relative
 #                 path is taken from the current dir, else the repo root) or die
 #   lanyard_release_bin   the same with the default target/release/lanyard
-#   host_env I    HENV=(env ...): a private HOME/XDG per host, so nothing is read from or
+#   host_env I    HENV=(env ...): a private HOME/XDG per host (and an empty machine-wide
+#                 config), so nothing is read from or
 #                 written to the real user's files and hosts can't see each other's; the
 #                 host's data dir $NETNS_TMP/hI as LANYARD_DATA_DIR (an explicit flag wins)
 #   lny I TIMEOUT_S args...   a lanyard command in host I
@@ -42,7 +43,7 @@ host_env() {
     chmod 700 "$h/run"
     HENV=(env HOME="$h" XDG_CONFIG_HOME="$h/.config" XDG_DATA_HOME="$h/.local/share"
         XDG_STATE_HOME="$h/.local/state" XDG_CACHE_HOME="$h/.cache"
-        XDG_RUNTIME_DIR="$h/run" LANYARD_DATA_DIR="$NETNS_TMP/h$1" RUST_BACKTRACE=1)
+        XDG_RUNTIME_DIR="$h/run" LANYARD_DATA_DIR="$NETNS_TMP/h$1" LANYARD_SYSTEM_CONFIG=/dev/null RUST_BACKTRACE=1)
 }
 
 declare -a SERVE_PID=()

@@ -68,6 +68,7 @@ class Config:
         self.patience = float(e.get("PATIENCE", "120"))
         self.big_mib = int(e.get("BIG_MIB", "64"))
         self.big_at_once = int(e.get("SOAK_BIG_AT_ONCE", "1"))
+        self.warm_s = float(e.get("SOAK_WARM_S", "30"))
         self.settle = float(e.get("SOAK_SETTLE_S", "60"))
         self.sample_s = float(e.get("SAMPLE_S", "2"))
         self.rss_max_mib = float(e.get("SOAK_RSS_MAX_MIB", "64"))
@@ -81,6 +82,8 @@ class Config:
         # received file before the checks), keep-partial (leave a fake partial of a cancelled
         # send), lose-chat (delete an acknowledged line from a receiver's report).
         self.inject = e.get("SOAK_INJECT", "")
+        # Only these kinds of action (comma-separated names of ACTIONS), to look at one closely.
+        self.only = [x.strip() for x in e.get("SOAK_ACTIONS", "").split(",") if x.strip()]
 
 
 C = Config()
@@ -264,6 +267,18 @@ def keys(*names):
     for k in names:
         tmux("send-keys", "-t", "tui", k)
         time.sleep(0.3)
+
+
+def focus_transfers():
+    """Shift-Tab until the footer shows the Transfers pane's keys (the focused pane names its
+    keys there); Escape first leaves typing or a dialog."""
+    keys("Escape")
+    for _ in range(7):
+        rows = [r for r in screen().splitlines() if r.strip()]
+        if rows and "x cancel" in rows[-1]:
+            return True
+        keys("BTab")
+    return False
 
 
 def screen():
@@ -499,12 +514,12 @@ def running_sends(kind=None):
     return [sid for sid, s in sorted(SENDS.items()) if "rc" not in s and kind in (None, s["kind"])]
 
 
-def new_send(kind, max_to, host=None, to=None, warm=False):
+def new_send(kind, max_to, host=None, to=None):
     """Start a send (in the background); its id, or None when it cannot start now."""
     ups = up_hosts()
     if len(ups) < 2:
         return None
-    if kind == "big" and not warm and len(running_sends("big")) >= C.big_at_once:
+    if kind == "big" and len(running_sends("big")) >= C.big_at_once:
         return None
     a = host or RNG.choice(ups)
     if to is None:
@@ -528,7 +543,7 @@ def new_send(kind, max_to, host=None, to=None, warm=False):
                 files.append(rel)
         paths.append(os.path.join(base, top))
     else:
-        mib = C.big_mib // 4 if warm else C.big_mib
+        mib = C.big_mib // 2 if kind == "half" else C.big_mib
         rel = "%s-big.bin" % sid
         make_file(os.path.join(base, rel), unique_size(mib * MIB, mib * MIB + MIB - 1), rel, sid)
         paths.append(os.path.join(base, rel))
@@ -560,11 +575,11 @@ def transfers(i):
     return json_lines(out) if rc == 0 else []
 
 
-def row_of(i, sid, direction):
-    """Host i's running transfer of send sid in that direction, once it has moved 5 %."""
+def row_of(i, sid, direction, least=5):
+    """Host i's running transfer of send sid in that direction, once it has moved least %."""
     for t in transfers(i):
         if (owner_of(t.get("file") or "") == sid and t.get("direction") == direction
-                and t.get("state") == "running" and 5 <= (t.get("percent") or 0) < 90):
+                and t.get("state") == "running" and least <= (t.get("percent") or 0) < 90):
             return t
     return None
 
@@ -613,7 +628,9 @@ def cancel_run(side, sid):
         n.busy = True
         try:
             before = {x["transfer"]: x for x in transfers(TUI) if x.get("state") not in FINAL}
-            keys("Escape", "4", "Home", "x")
+            if not focus_transfers():
+                raise RuntimeError("the TUI's footer never showed the Transfers pane's keys (x cancel)")
+            keys("Home", "x")
             got = wait(lambda: [x for x in transfers(TUI) if x["transfer"] in before and x.get("state") == "cancelled"], 15, 0.5)
             with open(os.path.join(C.tmp, "tui-x.%d.screen" % len(CANCELS)), "w") as f:
                 f.write(screen())
@@ -751,15 +768,44 @@ def fault(kind):
 FILLER = os.path.join(C.tmpfs, "filler")
 
 
-def a_fill():
-    """Somebody else's big file takes the tmpfs's last free bytes for a few seconds (best while
-    h5 receives): disk full mid-transfer."""
-    if os.path.exists(FILLER):
-        return False
+def tmpfs_free():
     st = os.statvfs(C.tmpfs)
-    free = st.f_bavail * st.f_frsize
-    if free < 2 * MIB:
+    return st.f_bavail * st.f_frsize
+
+
+def a_fill():
+    """Somebody else's file takes the tmpfs's last free bytes for a few seconds, while h5
+    receives a file of BIG_MIB/2 when there is still room for its offer (its download dir's
+    free space less the 64 MiB margin): disk full mid-transfer."""
+    if FILLING.is_set():
         return False
+    FILLING.set()
+    sid = None
+    if NODES[TMPFS_HOST].up and not NODES[TMPFS_HOST].busy and tmpfs_free() > (64 + C.big_mib // 2 + 8) * MIB:
+        ups = up_hosts(exclude=(TMPFS_HOST,))
+        if ups:
+            sid = new_send("half", 1, RNG.choice(ups), [TMPFS_HOST])
+    background(fill_run, sid, RNG.uniform(3, 8))
+    return True
+
+
+FILLING = threading.Event()
+
+
+def fill_run(sid, hold):
+    try:
+        fill_hold(sid, hold)
+    finally:
+        FILLING.clear()
+
+
+def fill_hold(sid, hold):
+    if sid:
+        t = wait(lambda: "rc" in SENDS[sid] or row_of(TMPFS_HOST, sid, "receive", 1), 30, 0.2)
+        log("tmpfs: filling %s" % ("while h%d receives %s" % (TMPFS_HOST, sid) if isinstance(t, dict) else "(%s ended first)" % sid))
+    free = tmpfs_free()
+    if free < 2 * MIB:
+        return
     with open(FILLER, "wb") as f:
         left = free - 256 * 1024
         z = bytes(MIB)
@@ -771,13 +817,9 @@ def a_fill():
             pass
     count("fault tmpfs filled")
     log("tmpfs: a filler took %d MiB" % (free // MIB))
-
-    def later():
-        time.sleep(RNG.uniform(3, 8))
-        os.unlink(FILLER)
-        log("tmpfs: filler removed")
-    background(later)
-    return True
+    time.sleep(hold)
+    os.unlink(FILLER)
+    log("tmpfs: filler removed")
 
 
 ACTIONS = {
@@ -870,24 +912,29 @@ def converge(what):
     log("%s: every host lists every other online (%.1f s)" % (what, now() - t), loud=True)
 
 
+# The kinds of action that stop, kill or cut nodes off; the warm-up does all the others.
+FAULTS = ("stop", "kill -9", "loss", "rate limit", "link down", "fill tmpfs")
+
+
 def warm_up():
-    """Before the chaos, each node sends a file of BIG_MIB/4 and a folder to the next one and
-    receives the same, so each process has reached its working set when the first window is sampled
-    (memory kept by the allocator after a first big transfer is not a leak)."""
+    """Before the chaos, SOAK_WARM_S seconds of the same work without a fault (chat, sends,
+    gets, cancels), then a wait for quiet: each process reaches its working set (the allocator
+    keeps what the busiest moment took), so the first window of the chaos measures a node at
+    work, not one growing into it."""
     t = now()
-    for i in range(1, N + 1):
-        new_send("big", 1, i, [i % N + 1], warm=True)
-        new_send("folder", 1, i, [(i + 1) % N + 1], warm=True)
-    wait(lambda: not running_sends(), C.patience, 0.5)
-    log("warm-up: %d sends in %.1f s (%d exited 0)" % (len(SENDS), now() - t,
-        sum(1 for x in SENDS.values() if x.get("rc") == 0)), loud=True)
+    work(C.warm_s, [x for x in ACTIONS if x not in FAULTS], "warm-up")
+    wait(lambda: not running_cmds(), C.patience, 0.5)
+    log("warm-up: %d sends, %d says, %d gets in %.1f s" % (len(SENDS), len(SAYS), len(GETS), now() - t), loud=True)
 
 
-def chaos():
-    names = sorted(ACTIONS)
+def work(seconds, names, what):
+    """Actions of the kinds named, drawn from a shuffled deck, for that many seconds."""
+    names = sorted(names)
+    if C.only:
+        names = [x for x in names if x in C.only]
     deck = []
-    end = T0 + C.t_chaos0 + C.seconds
-    last_note = now()
+    end = now() + seconds
+    last_note = last_reclaim = now()
     while now() < end:
         if not deck:
             deck = [name for name in names for _ in range(ACTIONS[name][1])]
@@ -908,10 +955,13 @@ def chaos():
             # Cannot apply now (no running transfer, too many nodes down...): later in this round.
             deck.insert(RNG.randint(0, len(deck)), name)
         time.sleep(RNG.uniform(0.2, 0.8))
+        if now() - last_reclaim >= 10:
+            last_reclaim = now()
+            guarded(reclaim)
         if now() - last_note >= 15:
             last_note = now()
-            log("chaos: %.0f s left; %d commands running; %d sends, %d gets, %d says, %d cancels so far"
-                % (end - now(), running_cmds(), len(SENDS), len(GETS), len(SAYS), len(CANCELS)), loud=True)
+            log("%s: %.0f s left; %d commands running; %d sends, %d gets, %d says, %d cancels so far"
+                % (what, end - now(), running_cmds(), len(SENDS), len(GETS), len(SAYS), len(CANCELS)), loud=True)
 
 
 STUCK = []  # transfers that never ended
@@ -920,7 +970,7 @@ STUCK = []  # transfers that never ended
 def calm():
     """Undo every fault, start every node, wait for the lab and then for the transfers."""
     deadline = now() + C.patience
-    while now() < deadline and (FAULTED or any(n.busy for n in NODES.values()) or os.path.exists(FILLER)):
+    while now() < deadline and (FAULTED or any(n.busy for n in NODES.values()) or FILLING.is_set()):
         time.sleep(0.5)
     for i, kind in list(FAULTED):
         clear_fault(i, kind)
@@ -1041,6 +1091,11 @@ def attribute(path):
 
 def have(d, rel):
     """Is a verified copy of source rel under download dir d (its top-level name maybe ' (N)')?"""
+    return copy_of(d, rel) is not None
+
+
+def copy_of(d, rel):
+    """The path of an identical copy of source rel under d, or None."""
     s = SOURCES[rel]
     parts = rel.split("/")
     stem, ext = os.path.splitext(parts[0])
@@ -1050,8 +1105,46 @@ def have(d, rel):
     for c in cands:
         p = os.path.join(d, c)
         if os.path.isfile(p) and os.path.getsize(p) == s["size"] and sha256_file(p) == s["sha"]:
-            return True
-    return False
+            return p
+    return None
+
+
+RECLAIMED = {}  # sid -> the copies checked and then deleted, with when
+EARLY_BAD = []  # what those early checks found
+
+
+def reclaim():
+    """Bounds the disk a long soak takes: a big send that exited 0 is checked at once (every
+    recipient holds an identical copy, as check_received would find at the end), then its
+    copies (not h5's: the tmpfs is meant to fill) and its source are deleted. The end's checks
+    count it as checked."""
+    for sid in sorted(cancelled_sends()):
+        s = SENDS[sid]
+        if "rc" in s and s["kind"] in ("big", "half") and not s.get("source_gone"):
+            # A cancelled send is never taken up again: its source is needed no more (its hash
+            # and first bytes, which the checks use, are kept in memory).
+            s["source_gone"] = True
+            for rel in s["files"]:
+                os.unlink(os.path.join(src_dir(s["host"]), sid, rel))
+    for sid in sorted(SENDS):
+        s = SENDS[sid]
+        if sid in RECLAIMED or s.get("rc") != 0 or s["kind"] not in ("big", "half"):
+            continue
+        paths = []
+        for j in s["to"]:
+            for rel in s["files"]:
+                p = copy_of(download_dir(j), rel)
+                if p is None:
+                    EARLY_BAD.append("%s reported verified, but h%d has no identical %s (seen at %.0f s)"
+                                     % (sid, j, rel, now() - T0))
+                elif j != TMPFS_HOST:
+                    paths.append(p)
+        RECLAIMED[sid] = {"paths": set(paths), "t": now() - T0}
+        for p in paths + ([] if s.get("source_gone") else [os.path.join(src_dir(s["host"]), sid, rel) for rel in s["files"]]):
+            try:
+                os.unlink(p)
+            except OSError as e:
+                FINDINGS.append(("harness", "cannot delete %s: %s" % (p, e)))
 
 
 def inject():
@@ -1143,12 +1236,16 @@ def check_received(evs):
     0 (at each recipient), a get that exited 0, every file_received line of a serve node."""
     bad = []
     n = 0
+    bad += EARLY_BAD
+    gone = set().union(*(r["paths"] for r in RECLAIMED.values()))
     for sid, s in sorted(SENDS.items()):
         if s.get("rc") != 0:
             continue
         for j in s["to"]:
             for rel in s["files"]:
                 n += 1
+                if sid in RECLAIMED:
+                    continue  # checked when it ended (reclaim)
                 if not have(download_dir(j), rel):
                     bad.append("%s reported verified, but h%d has no identical %s" % (sid, j, rel))
     for gid, g in sorted(GETS.items()):
@@ -1166,6 +1263,8 @@ def check_received(evs):
             for d in [download_dir(i)] + [g["to"] for g in GETS.values() if g["host"] == i]:
                 if p.startswith(d + "/"):
                     rel = source_rel(os.path.relpath(p, d))
+            if p in gone:
+                continue
             if rel is None:
                 bad.append("h%d: file_received %s, not a file any host sent" % (i, p))
             elif not os.path.isfile(p) or os.path.getsize(p) != SOURCES[rel]["size"] or sha256_file(p) != SOURCES[rel]["sha"]:
@@ -1223,6 +1322,7 @@ def cancelled_sends():
 
 
 SPACE = re.compile(r"disk space|disk full", re.I)
+SPACE_CODES = ("no_space", "disk_full")  # the typed reasons (serve --json `code`) of the same
 
 
 def check_cancels_and_paused(evs):
@@ -1255,12 +1355,13 @@ def check_cancels_and_paused(evs):
         if sid in cancelled:
             continue
         for j in s["to"]:
-            got = all(have(download_dir(j), rel) for rel in s["files"])
+            got = sid in RECLAIMED or all(have(download_dir(j), rel) for rel in s["files"])
             if got:
                 continue
             said = notes.get((sid, j), [])
             mine = [l for l in (s.get("out") or "").splitlines() if "host%d" % j in l]
-            if j == TMPFS_HOST and any(SPACE.search(x) for x in [o.get("message") or o.get("reason") or "" for o in said] + mine):
+            if j == TMPFS_HOST and (any(o.get("code") in SPACE_CODES for o in said) or any(
+                    SPACE.search(x) for x in [o.get("message") or o.get("reason") or "" for o in said] + mine)):
                 continue  # no room on the small tmpfs: refused or ended "disk full", as it should
             started = said or (sid, j) in left or any(
                 os.path.exists(os.path.join(download_dir(j), rel.split("/")[0])) for rel in s["files"])
@@ -1276,7 +1377,8 @@ def check_cancels_and_paused(evs):
             bad_paused.append("%s: h%d's get %s from h%d failed and failed again after the lab came back (%s)"
                               % (gid, g["host"], g["path"], g["from"], g.get("again")))
     bad_paused += STUCK
-    full_at_tmpfs = any(SPACE.search(o.get("message") or "") for o in evs.get(TMPFS_HOST, []))
+    full_at_tmpfs = any(SPACE.search(o.get("message") or "") or o.get("code") in SPACE_CODES
+                        for o in evs.get(TMPFS_HOST, []))
     for i, p in unknown:
         size = os.path.getsize(p)
         if i == TMPFS_HOST and size == 0 and full_at_tmpfs:
@@ -1303,7 +1405,8 @@ def transfer_owners(evs):
 
 
 def check_auth(evs):
-    """No "failed authentication" anywhere: this soak injects no corruption."""
+    """No "failed authentication" (or the typed code `tampered`) anywhere: this soak injects no
+    corruption."""
     owners = transfer_owners(evs)
     cancelled = cancelled_sends()
     bad, seen = [], set()
@@ -1311,7 +1414,8 @@ def check_auth(evs):
     for f in files:
         with open(os.path.join(C.tmp, f), "rb") as fh:
             for k, line in enumerate(fh, 1):
-                if b"failed authentication" in line.lower():
+                low = line.lower()
+                if b"failed authentication" in low or b'"code":"tampered"' in low.replace(b" ", b""):
                     text = line.decode(errors="replace").strip()
                     m = re.search(r'"transfer":"([0-9a-f]+)"', text) or re.search(r"\b([0-9a-f]{16})\b", text)
                     key = (f.split(".")[0], m.group(1) if m else text)
@@ -1401,14 +1505,15 @@ def figures(evs):
     print("\n== soak figures ==")
     print("seed %d; chaos %.0f s; whole run %.0f s; %d sends (%s), %d gets, %d says, %d cancels; %.1f MiB received as verified files by serve nodes"
           % (C.seed, C.seconds, now() - T0, len(SENDS),
-             ", ".join("%d %s" % (sum(1 for s in SENDS.values() if s["kind"] == k), k) for k in ("small", "folder", "big")),
+             ", ".join("%d %s" % (sum(1 for s in SENDS.values() if s["kind"] == k), k) for k in ("small", "folder", "big", "half")),
              len(GETS), len(SAYS), len(CANCELS), moved / MIB))
     for k in sorted(COUNTS):
         print("  %-40s %d" % (k, COUNTS[k]))
-    msgs = [o.get("message") or "" for o in evs.get(TMPFS_HOST, []) if o.get("event") == "error"]
+    errs = [o for o in evs.get(TMPFS_HOST, []) if o.get("event") == "error"]
+    refused = sum(1 for o in errs if o.get("code") == "no_space" or "disk space" in (o.get("message") or ""))
+    full = sum(1 for o in errs if o.get("code") == "disk_full" or "disk full" in (o.get("message") or ""))
     print("  h%d (tmpfs): %d offers refused for space, %d transfers ended by a full disk, %d other errors"
-          % (TMPFS_HOST, sum(1 for m in msgs if "disk space" in m), sum(1 for m in msgs if "disk full" in m),
-             sum(1 for m in msgs if not SPACE.search(m))))
+          % (TMPFS_HOST, refused, full, len(errs) - refused - full))
     for line in getattr(C, "flat_figures", []):
         print("  " + line)
     # The whole curve: median RSS (MiB) / fds of each node in each sixth of the chaos.
@@ -1430,11 +1535,11 @@ def main():
     ok_run = True
     try:
         setup()
-        warm_up()
         threading.Thread(target=sampler, daemon=True).start()
+        warm_up()
         C.t_chaos0 = now() - T0
         C.warm_pids = {i: n.pid for i, n in NODES.items()}
-        chaos()
+        work(C.seconds, ACTIONS, "chaos")
         log("chaos over after %.0f s; calming down" % (now() - T0 - C.t_chaos0), loud=True)
         calm()
         SAMPLING.set()

@@ -24,7 +24,8 @@
 #
 # Env: LANYARD_BIN (default target/debug/lanyard), SOAK_S (120), SOAK_SEED (default: random),
 #      BIG_MIB (64), SOAK_SETTLE_S (60: how long transfers may take to end after the chaos),
-#      SAMPLE_S (2), SOAK_INJECT (corrupt-received | keep-partial | lose-chat | down-node: break the run on
+#      SAMPLE_S (2), SOAK_ACTIONS (only these kinds, comma-separated names from soak.py ACTIONS),
+#      SOAK_INJECT (corrupt-received | keep-partial | lose-chat | down-node: break the run on
 #      purpose to see a check catch it), PATIENCE, LANYARD_REQUIRE_NETNS=1, LANYARD_KEEP_TMP=1.
 set -euo pipefail
 
@@ -44,7 +45,7 @@ if [ "${SOAK_RELEASE:-0}" = 1 ]; then lanyard_release_bin; else lanyard_bin; fi
 
 SOAK_SEED=${SOAK_SEED:-$(((RANDOM << 15) | RANDOM))}
 SOAK_S=${SOAK_S:-120}
-TMPFS_MIB=${TMPFS_MIB:-100} # an offer must leave 64 MiB free: ~36 MiB of room for what arrives
+TMPFS_MIB=${TMPFS_MIB:-160} # an offer must leave 64 MiB free: ~96 MiB of room for what arrives
 export SOAK_SEED SOAK_S LANYARD_BIN
 
 netns_setup 6

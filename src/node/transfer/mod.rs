@@ -55,6 +55,7 @@ use crate::net::wire::Purpose;
 use crate::node::share::ShareEntry;
 use crate::node::slots::{Activity, Pool, Refusal, Slot};
 use crate::node::{Event, NodeHandle, Shared, lock};
+pub use crate::reason::Reason;
 use crate::store::unix_now_ms;
 use crate::text::plural;
 pub use offers::{OfferItem, OfferView};
@@ -72,43 +73,66 @@ pub enum Direction {
     Receive,
 }
 
+impl Direction {
+    /// The peer's end of a transfer this end sees as `self`.
+    pub fn other(self) -> Direction {
+        match self {
+            Direction::Send => Direction::Receive,
+            Direction::Receive => Direction::Send,
+        }
+    }
+}
+
 /// How a transfer ended when it did not simply finish. (A file that failed verification does
-/// not end a transfer: it is listed in [`Outcome::failed`].)
+/// not end a transfer: it is listed in [`Outcome::failed`].) Each carries a [`Reason`] code
+/// besides the sentence for a person; faces act on the code, never on the words.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransferError {
     /// The peer could not be reached at all: nothing was offered.
     #[error("{0}")]
     Unreachable(String),
-    #[error("{}", rejected_text(.0))]
-    Rejected(String),
-    #[error("cancelled: {0}")]
-    Cancelled(String),
-    /// The peer went away mid-way (quit, crashed, network gone): partial data is kept, and
+    /// The offer was not taken: said no, nobody answered, no room, busy.
+    #[error("{1}")]
+    Rejected(Reason, String),
+    /// Either end cancelled (the code says which): partial data is gone on both.
+    #[error("{1}")]
+    Cancelled(Reason, String),
+    /// Either end's program stopped (quit, Ctrl-C, SIGTERM): partial data is kept, and the
+    /// transfer resumes.
+    #[error("{0}")]
+    Stopped(String),
+    /// The peer went away mid-way (crashed, network gone, stalled): partial data is kept, and
     /// the same transfer again resumes.
-    #[error("{0}")]
-    PeerLost(String),
+    #[error("{1}")]
+    PeerLost(Reason, String),
     /// Our disk refused (full, no permission): partial data is kept.
-    #[error("{0}")]
-    Disk(String),
-    /// The peer broke the protocol.
-    #[error("{0}")]
-    Protocol(String),
+    #[error("{1}")]
+    Disk(Reason, String),
+    /// The peer broke the protocol, or data failed verification or authentication.
+    #[error("{1}")]
+    Protocol(Reason, String),
     /// Anything else. Partial data is kept for a resume.
-    #[error("{0}")]
-    Failed(String),
-}
-
-fn rejected_text(reason: &str) -> String {
-    if reason == "rejected" {
-        "rejected".into()
-    } else {
-        format!("rejected: {reason}")
-    }
+    #[error("{1}")]
+    Failed(Reason, String),
 }
 
 impl TransferError {
     fn failed(msg: impl std::fmt::Display) -> Self {
-        TransferError::Failed(msg.to_string())
+        TransferError::Failed(Reason::Other, msg.to_string())
+    }
+
+    /// Why, as a code.
+    pub fn reason(&self) -> Reason {
+        match self {
+            TransferError::Unreachable(_) => Reason::Unreachable,
+            TransferError::Stopped(_) => Reason::Stopped,
+            TransferError::Rejected(r, _)
+            | TransferError::Cancelled(r, _)
+            | TransferError::PeerLost(r, _)
+            | TransferError::Disk(r, _)
+            | TransferError::Protocol(r, _)
+            | TransferError::Failed(r, _) => *r,
+        }
     }
 }
 
@@ -253,6 +277,8 @@ pub(crate) struct Registry {
     placing: Mutex<()>,
     /// Test hook for the next data stream on this node (see `Fault`).
     fault: Mutex<Option<Fault>>,
+    /// Raised by the test to end a `Fault::Hold`.
+    hold_release: Mutex<Option<CancellationToken>>,
     /// Disk space promised to running receives.
     space: space::Space,
     /// Offers of relayed transfers taken lately, as (transfer id, digest of the offer): the
@@ -279,13 +305,15 @@ pub(crate) struct RelayedSend {
 const ACCEPTED_KEPT: usize = 256;
 
 /// What a test makes the next data stream do once this many bytes of one file went by:
-/// stand in, deterministically, for a crash or pulled cable (`Disconnect`) or a peer that stops
+/// stand in, deterministically, for a crash or pulled cable (`Disconnect`), a peer that stops
 /// moving data (`Stall`: a sender stops sending, a receiver stops reading, until the transfer
-/// ends).
+/// ends), or a receiver that falls behind for a while (`Hold`: it stops reading until the
+/// test lets it go on, so the sender's writes block mid-way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fault {
     Disconnect(u64),
     Stall(u64),
+    Hold(u64),
 }
 
 impl Registry {
@@ -300,6 +328,11 @@ impl Registry {
 
     fn take_fault(&self) -> Option<Fault> {
         lock(&self.fault).take()
+    }
+
+    /// What ends a `Fault::Hold`.
+    fn hold_release(&self) -> CancellationToken {
+        lock(&self.hold_release).clone().unwrap_or_default()
     }
 
     fn remember_accepted(&self, id: &str, digest: [u8; 32]) {
@@ -525,17 +558,19 @@ impl Ctx {
                 bytes: o.bytes,
                 failed: o.failed_count() as u32,
             },
-            Err(TransferError::Cancelled(reason)) => Event::Cancelled {
+            Err(e @ TransferError::Cancelled(..)) => Event::Cancelled {
                 transfer,
                 peer,
                 direction,
-                reason: reason.clone(),
+                reason: e.to_string(),
+                code: e.reason(),
             },
             Err(e) => Event::Error {
                 transfer,
                 peer,
                 direction,
                 message: e.to_string(),
+                code: e.reason(),
             },
         });
     }
@@ -554,12 +589,14 @@ pub(crate) fn end_view(v: &mut TransferView, result: &Result<Outcome, TransferEr
                     o.failed_count() + o.files as usize
                 )),
             ),
-            Err(TransferError::Rejected(r)) => (TransferState::Rejected, Some(rejected_text(r))),
-            Err(TransferError::Cancelled(r)) => (TransferState::Cancelled, Some(r.clone())),
+            Err(e @ TransferError::Rejected(..)) => (TransferState::Rejected, Some(e.to_string())),
+            Err(e @ TransferError::Cancelled(..)) => (TransferState::Cancelled, Some(e.to_string())),
+            Err(e @ TransferError::Stopped(_)) => (TransferState::Paused, Some(e.to_string())),
             Err(e) => (TransferState::Failed, Some(e.to_string())),
         };
         v.state = state;
         v.message = message;
+        v.reason = result.as_ref().err().map(TransferError::reason);
         v.ended_ms = Some(unix_now_ms());
         v.eta_secs = None;
         v.rate = if state == TransferState::Done { v.rate } else { 0 };
@@ -855,6 +892,16 @@ impl NodeHandle {
         *lock(&self.shared.transfers.fault) = Some(Fault::Disconnect(bytes.max(1)));
     }
 
+    /// Test hook: the next file this node receives stops being read after `bytes` bytes until
+    /// the returned token is cancelled (a receiver that falls behind; the sender's writes block).
+    #[doc(hidden)]
+    pub fn inject_hold_after(&self, bytes: u64) -> CancellationToken {
+        let release = CancellationToken::new();
+        *lock(&self.shared.transfers.hold_release) = Some(release.clone());
+        *lock(&self.shared.transfers.fault) = Some(Fault::Hold(bytes.max(1)));
+        release
+    }
+
     /// Test hook: assume the download folder's file system has `bytes` free (`None`: ask it).
     #[doc(hidden)]
     pub fn pretend_free_space(&self, bytes: Option<u64>) {
@@ -913,7 +960,8 @@ pub(crate) async fn refuse(shared: &Shared, mut conn: SecureConn, refusal: Refus
     let _ = tokio::time::timeout(
         REFUSAL_DRAIN,
         conn.writer.send(&TransferMsg::Error {
-            message: refusal.reason().into(),
+            code: Reason::Busy,
+            text: Some(refusal.reason().into()),
         }),
     )
     .await;
@@ -1050,14 +1098,15 @@ pub(crate) fn msg_name(m: &TransferMsg) -> &'static str {
     }
 }
 
-/// Ask the faces about an offer: `Ok` when accepted, else the reason the sender is told
-/// (nobody can answer, nobody does in time, or the transfer is cancelled meanwhile).
+/// Ask the faces about an offer: `Ok` when accepted, else the code and words the sender is
+/// told (nobody can answer, nobody does in time, or the transfer is cancelled meanwhile).
 /// `origin`: the peer that started a relayed send, shown as the offer's sender (the relay that
 /// passed it on as `via`).
-async fn ask(ctx: &Ctx, bytes: u64, manifest: Arc<manifest::Manifest>, origin: Option<&PeerId>) -> Result<(), String> {
+async fn ask(ctx: &Ctx, bytes: u64, manifest: Arc<manifest::Manifest>, origin: Option<&PeerId>) -> Result<(), (Reason, String)> {
     let reg = &ctx.shared.transfers;
+    let rejected = || (Reason::Rejected, String::new());
     if reg.answerers.load(Ordering::SeqCst) == 0 {
-        return Err("rejected".into());
+        return Err(rejected());
     }
     let first = {
         let m = manifest.clone();
@@ -1065,7 +1114,7 @@ async fn ask(ctx: &Ctx, bytes: u64, manifest: Arc<manifest::Manifest>, origin: O
     };
     let names = match first {
         Ok(Ok(items)) => items.into_iter().map(|i| i.path).collect(),
-        _ => return Err("rejected".into()),
+        _ => return Err(rejected()),
     };
     let (tx, rx) = oneshot::channel();
     let now = unix_now_ms();
@@ -1095,13 +1144,15 @@ async fn ask(ctx: &Ctx, bytes: u64, manifest: Arc<manifest::Manifest>, origin: O
     ctx.emit(Event::Offer(view));
     // A person decides: the offer's own deadline, not the stall limit, bounds this wait.
     ctx.deadline.hold(OFFER_ANSWER_TIMEOUT + ANSWER_GRACE);
-    let rejected = || "rejected".to_string();
     let answer = tokio::select! {
         // Answered through `answer_offer`, which closed the offer.
         r = rx => if r.unwrap_or(false) { Ok(()) } else { Err(rejected()) },
         _ = tokio::time::sleep(OFFER_ANSWER_TIMEOUT) => {
             forget_offer(ctx, "expired");
-            Err(format!("expired: nobody answered within {} minutes", OFFER_ANSWER_TIMEOUT.as_secs() / 60))
+            Err((
+                Reason::Expired,
+                format!("nobody answered within {} minutes", OFFER_ANSWER_TIMEOUT.as_secs() / 60),
+            ))
         }
         _ = ctx.cancel.cancelled() => {
             forget_offer(ctx, "cancelled");

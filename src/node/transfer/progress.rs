@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Ctx, Direction};
 use crate::identity::PeerId;
+use crate::reason::Reason;
 use crate::store::unix_now_ms;
 
 const EVERY: Duration = Duration::from_millis(100);
@@ -68,13 +69,15 @@ pub enum TransferState {
     Failed,
     Rejected,
     Cancelled,
+    /// Stopped with its partial data kept (a program quit at either end): it resumes.
+    Paused,
 }
 
 impl TransferState {
     pub fn is_finished(self) -> bool {
         matches!(
             self,
-            TransferState::Done | TransferState::Failed | TransferState::Rejected | TransferState::Cancelled
+            TransferState::Done | TransferState::Failed | TransferState::Rejected | TransferState::Cancelled | TransferState::Paused
         )
     }
 }
@@ -109,6 +112,9 @@ pub struct TransferView {
     pub failed: u32,
     /// Why it failed, was rejected or cancelled.
     pub message: Option<String>,
+    /// The same, as a code (once it ended early).
+    #[serde(default)]
+    pub reason: Option<Reason>,
     /// Receive: the folder the files land in.
     pub saved_to: Option<String>,
     /// What is moved, as a person names it: "big.bin", "project/ (214 files)".
@@ -153,6 +159,7 @@ impl TransferView {
             eta_secs: None,
             failed: 0,
             message: None,
+            reason: None,
             saved_to: None,
             name: String::new(),
             via: None,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::receive::{self, Decision, Header};
 use super::send;
 use super::source;
-use super::wire::{LIST_FRAME_ENTRIES, MAX_GET_PATHS, MAX_LIST_ENTRIES, MAX_TRANSFER_FRAME, TransferMsg, bounded};
+use super::wire::{LIST_FRAME_ENTRIES, MAX_GET_PATHS, MAX_LIST_ENTRIES, MAX_TRANSFER_FRAME, Reason, TransferMsg, bounded};
 use super::{Ctx, Outcome, TransferError, msg_name};
 use crate::limits::{LISTING_KEPT, PULL_ANSWER_TIMEOUT};
 use crate::net::secure::{SecureConn, SecureWriter};
@@ -20,7 +20,11 @@ use crate::text::printable;
 
 async fn refuse(writer: &mut SecureWriter, message: &str) {
     let _ = tokio::time::timeout(REFUSE_LIMIT, async {
-        let _ = writer.send(&TransferMsg::Error { message: bounded(message) }).await;
+        let msg = TransferMsg::Error {
+            code: Reason::Refused,
+            text: Some(bounded(message)),
+        };
+        let _ = writer.send(&msg).await;
         writer.shutdown().await;
     })
     .await;
@@ -39,8 +43,22 @@ fn shares_of(shared: &Shared) -> Result<Shares, String> {
     })
 }
 
-fn peer_error(message: &str) -> TransferError {
-    TransferError::Failed(printable(&bounded(message)).into_owned())
+/// The peer's answer to a request it would not serve: its code, and its words as its own.
+fn peer_error(conn: &SecureConn, code: Reason, text: Option<String>) -> TransferError {
+    let nick = &conn.remote.hello.nick;
+    let who = if nick.is_empty() {
+        conn.remote.id.short().to_string()
+    } else {
+        printable(nick).into_owned()
+    };
+    match text {
+        Some(t) => TransferError::Failed(code, format!("{who}: {}", printable(&bounded(&t)))),
+        None => TransferError::Failed(code, format!("{who} refused ({code})")),
+    }
+}
+
+fn failed(msg: impl Into<String>) -> TransferError {
+    TransferError::Failed(Reason::Other, msg.into())
 }
 
 /// A folder of a peer's shares as the node keeps it for a face: the first
@@ -58,26 +76,32 @@ pub(crate) async fn list(shared: &Arc<Shared>, mut conn: SecureConn, path: &str)
     conn.writer
         .send(&TransferMsg::List { path: path.to_string() })
         .await
-        .map_err(|e| TransferError::Failed(format!("connection lost: {e}")))?;
+        .map_err(|e| failed(format!("connection lost: {e}")))?;
     let mut out = PeerListing::default();
     let mut seen = 0usize;
     // Even empty frames count: a peer that says "more" forever gets nowhere.
     for frames in 0.. {
         if frames > MAX_LIST_ENTRIES / LIST_FRAME_ENTRIES + 1 {
-            return Err(TransferError::Failed("protocol error: the listing does not end".into()));
+            return Err(TransferError::Protocol(
+                Reason::Protocol,
+                "protocol error: the listing does not end".into(),
+            ));
         }
         let frame = tokio::select! {
-            _ = shared.cancel.cancelled() => return Err(TransferError::Failed("this node is shutting down".into())),
+            _ = shared.cancel.cancelled() => return Err(TransferError::Stopped("stopped: this lanyard is quitting".into())),
             r = tokio::time::timeout(PULL_ANSWER_TIMEOUT, conn.reader.read_frame::<TransferMsg>(MAX_TRANSFER_FRAME)) => r,
         };
         match frame {
-            Err(_) => return Err(TransferError::Failed("the peer did not answer".into())),
-            Ok(Err(e)) => return Err(TransferError::Failed(format!("connection lost: {e}"))),
-            Ok(Ok(None)) => return Err(TransferError::Failed("the peer closed the connection".into())),
+            Err(_) => return Err(failed("the peer did not answer")),
+            Ok(Err(e)) => return Err(failed(format!("connection lost: {e}"))),
+            Ok(Ok(None)) => return Err(failed("the peer closed the connection")),
             Ok(Ok(Some(TransferMsg::Listing { entries, more }))) => {
                 seen += entries.len();
                 if seen > MAX_LIST_ENTRIES {
-                    return Err(TransferError::Failed(format!("listing has more than {MAX_LIST_ENTRIES} entries")));
+                    return Err(TransferError::Protocol(
+                        Reason::Protocol,
+                        format!("listing has more than {MAX_LIST_ENTRIES} entries"),
+                    ));
                 }
                 let room = LISTING_KEPT.saturating_sub(out.entries.len());
                 out.omitted += entries.len().saturating_sub(room) as u64;
@@ -86,8 +110,8 @@ pub(crate) async fn list(shared: &Arc<Shared>, mut conn: SecureConn, path: &str)
                     break;
                 }
             }
-            Ok(Ok(Some(TransferMsg::Error { message }))) => return Err(peer_error(&message)),
-            Ok(Ok(Some(other))) => return Err(TransferError::Failed(format!("protocol error: unexpected {}", msg_name(&other)))),
+            Ok(Ok(Some(TransferMsg::Error { code, text }))) => return Err(peer_error(&conn, code, text)),
+            Ok(Ok(Some(other))) => return Err(unexpected(&other)),
         }
     }
     conn.writer.shutdown().await;
@@ -152,16 +176,16 @@ pub(crate) async fn get(ctx: &Ctx, mut conn: SecureConn, paths: Vec<String>, des
             paths,
         })
         .await
-        .map_err(|e| TransferError::Failed(format!("connection lost: {e}")))?;
+        .map_err(|e| failed(format!("connection lost: {e}")))?;
     let first = tokio::select! {
-        _ = ctx.cancel.cancelled() => return Err(TransferError::Cancelled("cancelled here".into())),
-        _ = ctx.shared.cancel.cancelled() => return Err(TransferError::Failed("this node is shutting down".into())),
+        _ = ctx.cancel.cancelled() => return Err(TransferError::Cancelled(Reason::CancelledByReceiver, "cancelled".into())),
+        _ = ctx.shared.cancel.cancelled() => return Err(TransferError::Stopped("stopped: this lanyard is quitting".into())),
         r = tokio::time::timeout(PULL_ANSWER_TIMEOUT, conn.reader.read_frame::<TransferMsg>(MAX_TRANSFER_FRAME)) => r,
     };
     match first {
-        Err(_) => Err(TransferError::Failed("the peer did not answer".into())),
-        Ok(Err(e)) => Err(TransferError::Failed(format!("connection lost: {e}"))),
-        Ok(Ok(None)) => Err(TransferError::Failed("the peer closed the connection".into())),
+        Err(_) => Err(failed("the peer did not answer")),
+        Ok(Err(e)) => Err(failed(format!("connection lost: {e}"))),
+        Ok(Ok(None)) => Err(failed("the peer closed the connection")),
         Ok(Ok(Some(TransferMsg::Offer { items, bytes, .. }))) => {
             receive::run(
                 ctx,
@@ -177,9 +201,13 @@ pub(crate) async fn get(ctx: &Ctx, mut conn: SecureConn, paths: Vec<String>, des
             )
             .await
         }
-        Ok(Ok(Some(TransferMsg::Error { message }))) => Err(peer_error(&message)),
-        Ok(Ok(Some(other))) => Err(TransferError::Failed(format!("protocol error: unexpected {}", msg_name(&other)))),
+        Ok(Ok(Some(TransferMsg::Error { code, text }))) => Err(peer_error(&conn, code, text)),
+        Ok(Ok(Some(other))) => Err(unexpected(&other)),
     }
+}
+
+fn unexpected(msg: &TransferMsg) -> TransferError {
+    TransferError::Protocol(Reason::Protocol, format!("protocol error: unexpected {}", msg_name(msg)))
 }
 
 /// Server: answer a `Get` with an offer of exactly those paths.
@@ -187,13 +215,13 @@ pub(crate) async fn serve_get(ctx: &Ctx, mut conn: SecureConn, paths: Vec<String
     if paths.is_empty() || paths.len() > MAX_GET_PATHS {
         let msg = format!("ask for 1 to {MAX_GET_PATHS} paths");
         refuse(&mut conn.writer, &msg).await;
-        return Err(TransferError::Failed(msg));
+        return Err(TransferError::Failed(Reason::Refused, msg));
     }
     let shares = match shares_of(&ctx.shared) {
         Ok(s) => s,
         Err(e) => {
             refuse(&mut conn.writer, &e).await;
-            return Err(TransferError::Failed(e));
+            return Err(TransferError::Failed(Reason::Refused, e));
         }
     };
     let built = tokio::task::spawn_blocking(move || source::from_share(&shares, &paths)).await;
@@ -201,11 +229,11 @@ pub(crate) async fn serve_get(ctx: &Ctx, mut conn: SecureConn, paths: Vec<String
         Ok(Ok(m)) => m,
         Ok(Err(e)) => {
             refuse(&mut conn.writer, &e).await;
-            return Err(TransferError::Failed(e));
+            return Err(TransferError::Failed(Reason::Refused, e));
         }
         Err(_) => {
             refuse(&mut conn.writer, "cannot read the shares").await;
-            return Err(TransferError::Failed("cannot read the shares".into()));
+            return Err(failed("cannot read the shares"));
         }
     };
     send::run(ctx, conn, &manifest, send::Outgoing::plain()).await

@@ -18,9 +18,9 @@ use super::manifest::{Entry, Manifest, Refusal, item_charge};
 use super::names::MAX_PATH_BYTES;
 use super::place::Plan;
 use super::progress::Meter;
-use super::send::{CHUNK, PIPE_DEPTH, Stop, interrupted, io_stop, moving, next, say_stop, stalled_text, who};
+use super::send::{CHUNK, PIPE_DEPTH, Stop, interrupted, io_stop, moving, next, say_stop, stalled_text, waiting, who};
 use super::tap::Tap;
-use super::wire::{Hop, Item, MAX_ITEMS, MAX_MANIFEST_BYTES, MAX_RESUME_ENTRIES, MAX_SEGMENT, Report, TransferMsg, bounded};
+use super::wire::{Hop, Item, MAX_ITEMS, MAX_MANIFEST_BYTES, MAX_RESUME_ENTRIES, MAX_SEGMENT, Reason, Report, TransferMsg, bounded};
 use super::writeback::{self, Writeback};
 use super::{Ctx, Fault, Outcome, TransferError, ask, msg_name, relay};
 use crate::identity::PeerId;
@@ -69,7 +69,7 @@ pub(crate) async fn run(ctx: &Ctx, conn: SecureConn, header: Header, dest: &Path
             let drain = match stop {
                 Stop::CancelledHere => Some(CANCEL_DRAIN),
                 // Refused mid-manifest: the sender reads our answer only once its names are out.
-                Stop::Rejected(_) => Some(MANIFEST_REFUSAL_DRAIN),
+                Stop::Refused(..) => Some(MANIFEST_REFUSAL_DRAIN),
                 _ => None,
             };
             if let Some(limit) = drain {
@@ -85,15 +85,25 @@ pub(crate) async fn run(ctx: &Ctx, conn: SecureConn, header: Header, dest: &Path
                 };
                 let _ = tokio::time::timeout(limit, drain).await;
             }
-            if let Stop::Lost | Stop::Stalled = stop {
-                let kept = plan.as_ref().map_or(0, Plan::partial_bytes);
-                let mut why = lost_sender(ctx, kept, pull);
-                if let Stop::Stalled = stop {
-                    why = why.replacen("(connection lost)", &format!("({})", stalled_text(ctx)), 1);
+            let kept = plan.as_ref().map_or(0, Plan::partial_bytes);
+            match stop {
+                Stop::Lost => Err(TransferError::PeerLost(
+                    Reason::ConnectionLost,
+                    lost_sender(ctx, "(connection lost)", kept, pull),
+                )),
+                Stop::Stalled => Err(TransferError::PeerLost(
+                    Reason::Stalled,
+                    lost_sender(ctx, &format!("({})", stalled_text(ctx)), kept, pull),
+                )),
+                Stop::StoppedHere => Err(TransferError::Stopped(format!(
+                    "stopped: this lanyard is quitting{}",
+                    kept_text(kept)
+                ))),
+                Stop::PeerFailed(Reason::Stopped, _) => {
+                    Err(TransferError::Stopped(format!("{}'s lanyard stopped{}", who(ctx), kept_text(kept))))
                 }
-                return Err(TransferError::PeerLost(why));
+                stop => Err(stop.into_error(ctx)),
             }
-            Err(stop.into_error(ctx))
         }
     }
 }
@@ -101,17 +111,25 @@ pub(crate) async fn run(ctx: &Ctx, conn: SecureConn, header: Header, dest: &Path
 /// How long a receiver that cancelled waits for the sender to hear it and close.
 const CANCEL_DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// The sender went away: say so, and what a resume will start from.
-fn lost_sender(ctx: &Ctx, kept: u64, pull: bool) -> String {
+/// The sender went away (`how`): say so, and what a resume will start from.
+fn lost_sender(ctx: &Ctx, how: &str, kept: u64, pull: bool) -> String {
     let who = who(ctx);
     if kept == 0 {
-        return format!("{who} stopped sending (connection lost)");
+        return format!("{who} stopped sending {how}");
     }
     let again = if pull { "getting it again" } else { "sending again" };
     format!(
-        "{who} stopped sending (connection lost); the {} received so far are kept — {again} resumes",
+        "{who} stopped sending {how}; the {} received so far are kept — {again} resumes",
         human_bytes(kept)
     )
+}
+
+/// What a stopped receive keeps for its resume, as the end of a sentence.
+fn kept_text(kept: u64) -> String {
+    match kept {
+        0 => String::new(),
+        n => format!("; {} kept for a resume", human_bytes(n)),
+    }
 }
 
 fn protocol(what: &str) -> Stop {
@@ -145,7 +163,7 @@ async fn exchange(
     };
     match blocking(&manifest, move |m| m.validate(allowed.as_deref())).await? {
         Ok(()) => {}
-        Err(Refusal::Refused(reason)) => return Err(refuse(ctx, writer, &reason).await),
+        Err(Refusal::Refused(reason)) => return Err(refuse(ctx, writer, Reason::Rejected, &reason).await),
         // A server may only answer a pull with what was asked for, not fill the download dir.
         Err(Refusal::NotAsked(what)) => return Err(protocol(&what)),
         Err(Refusal::Io(e)) => return Err(spool_failed(e)),
@@ -189,11 +207,11 @@ async fn exchange(
                         "the offer {} passed on differs from what {who} sent: refused",
                         super::send::who(ctx)
                     );
-                    return Err(refuse(ctx, writer, &why).await);
+                    return Err(refuse(ctx, writer, Reason::Rejected, &why).await);
                 }
                 None => {
                     let why = format!("{} {who}, who started it: refused", relay::UNCONFIRMED);
-                    return Err(refuse(ctx, writer, &why).await);
+                    return Err(refuse(ctx, writer, Reason::Unconfirmed, &why).await);
                 }
             }
         }
@@ -225,8 +243,8 @@ async fn exchange(
             }
         }
     };
-    if let Err(reason) = accept {
-        return Err(refuse(ctx, writer, &reason).await);
+    if let Err((code, reason)) = accept {
+        return Err(refuse(ctx, writer, code, &reason).await);
     }
     ctx.shared.transfers.remember_accepted(&ctx.id, digest);
 
@@ -243,7 +261,7 @@ async fn exchange(
     ctx.deadline.release();
     let plan = plan_out.insert(prepared.map_err(Stop::Failed)?);
     if let Err(reason) = plan.reserve(&ctx.shared.nick()) {
-        return Err(refuse(ctx, writer, &reason).await);
+        return Err(refuse(ctx, writer, Reason::NoSpace, &reason).await);
     }
     let mut resume = Vec::new();
     for (i, slot) in plan.slots.iter_mut().enumerate() {
@@ -311,12 +329,14 @@ async fn exchange(
         reports,
     };
     let streamed = feed.stream(ctx, reader, writer, tx, &mut vrx).await;
-    let (plan, failure) = disk.await.map_err(|e| Stop::Disk(format!("the disk writer failed: {e}")))?;
+    let (plan, failure) = disk
+        .await
+        .map_err(|e| Stop::Disk(Reason::DiskError, format!("the disk writer failed: {e}")))?;
     tracing::debug!("transfer {}: stream and disk done", ctx.id);
     let plan = plan_out.insert(plan);
     let stopped = match failure {
-        Some(DiskStop::Io(i, e)) => Err(Stop::Disk(disk_failure(ctx, &plan.offered(i), &e, plan.partial_bytes()))),
-        Some(DiskStop::Corrupt { index, chunk, kept }) => Err(Stop::Protocol(corrupt_text(ctx, &plan.offered(index), chunk, kept))),
+        Some(DiskStop::Io(i, e)) => Err(disk_failure(ctx, &plan.offered(i), &e, plan.partial_bytes())),
+        Some(DiskStop::Corrupt { index, chunk, kept }) => Err(Stop::Corrupt(corrupt_text(ctx, &plan.offered(index), chunk, kept))),
         None => streamed,
     };
     if let Some(tap) = &tap {
@@ -350,7 +370,7 @@ async fn exchange(
         // this alive; a quiet spell (a big file synced far down the chain) may last as long as
         // a sender waits for its last verdicts.
         ctx.deadline.hold(crate::limits::LAST_VERDICTS_WAIT);
-        while let Some((peer, report)) = moving(ctx, async { Ok(reports.recv().await) }).await? {
+        while let Some((peer, report)) = waiting(ctx, reports.recv()).await? {
             let msg = TransferMsg::Relayed { peer, report };
             moving(ctx, async { writer.send(&msg).await.map_err(io_stop) }).await?;
         }
@@ -376,7 +396,8 @@ fn corrupt_text(ctx: &Ctx, path: &str, chunk: u64, kept: u64) -> String {
 async fn take_manifest(ctx: &Ctx, reader: &mut SecureReader, writer: &mut SecureWriter, n: usize) -> Result<Manifest, Stop> {
     let charge = match Charge::take(&ctx.shared, &ctx.peer, item_charge(n)) {
         Ok(charge) => charge,
-        Err(why) => return Err(refuse(ctx, writer, why).await),
+        // Over the manifest budget: a no to this offer, as when its names push it over.
+        Err(why) => return Err(refuse(ctx, writer, Reason::Rejected, why).await),
     };
     let data_dir = ctx.shared.config.data_dir.clone();
     let mut manifest = tokio::task::spawn_blocking(move || Manifest::new(&data_dir, n, charge))
@@ -403,7 +424,9 @@ async fn take_manifest(ctx: &Ctx, reader: &mut SecureReader, writer: &mut Secure
                 manifest = back;
                 match appended {
                     Ok(()) => {}
-                    Err(Refusal::Refused(why) | Refusal::NotAsked(why)) => return Err(refuse(ctx, writer, &why).await),
+                    Err(Refusal::Refused(why) | Refusal::NotAsked(why)) => {
+                        return Err(refuse(ctx, writer, Reason::Rejected, &why).await);
+                    }
                     Err(Refusal::Io(e)) => return Err(spool_failed(e)),
                 }
             }
@@ -416,10 +439,12 @@ async fn take_manifest(ctx: &Ctx, reader: &mut SecureReader, writer: &mut Secure
 /// Refuse the offer, telling the sender why.
 /// Tell the sender why the offer is not taken (bounded by the stall limit: a sender that
 /// doesn't read must not hold us), and stop.
-async fn refuse(ctx: &Ctx, writer: &mut SecureWriter, why: &str) -> Stop {
-    let reject = TransferMsg::Reject { reason: bounded(why) };
+async fn refuse(ctx: &Ctx, writer: &mut SecureWriter, code: Reason, why: &str) -> Stop {
+    // A plain no needs no words; any other refusal says why, as our own words.
+    let text = (!why.is_empty()).then(|| bounded(why));
+    let reject = TransferMsg::Reject { code, text };
     let _ = moving(ctx, async { writer.send(&reject).await.map_err(io_stop) }).await;
-    Stop::Rejected(why.to_string())
+    Stop::Refused(code, why.to_string())
 }
 
 fn spool_failed(e: std::io::Error) -> Stop {
@@ -498,19 +523,22 @@ impl Tally {
 }
 
 /// Why the disk thread stopped, for both ends: a full disk says whose, and what is kept.
-fn disk_failure(ctx: &Ctx, path: &str, e: &std::io::Error, kept: u64) -> String {
+fn disk_failure(ctx: &Ctx, path: &str, e: &std::io::Error, kept: u64) -> Stop {
     if e.kind() == std::io::ErrorKind::StorageFull {
         let kept = match kept {
             0 => String::new(),
             n => format!("; the {} received are kept for a resume", human_bytes(n)),
         };
-        return format!(
-            "disk full on {}: cannot write \"{}\"{kept}",
-            printable(&ctx.shared.nick()),
-            printable(path)
+        return Stop::Disk(
+            Reason::DiskFull,
+            format!(
+                "disk full on {}: cannot write \"{}\"{kept}",
+                printable(&ctx.shared.nick()),
+                printable(path)
+            ),
         );
     }
-    format!("cannot write \"{}\": {e}", printable(path))
+    Stop::Disk(Reason::DiskError, format!("cannot write \"{}\": {e}", printable(path)))
 }
 
 /// Queue a verdict for the sender (flushed in batches: the sender only waits for them at the
@@ -524,7 +552,8 @@ fn tell(writer: &mut SecureWriter, verdict: &Verdict, dest: &Path) -> Result<(),
         },
         Err(reason) => TransferMsg::FileFailed {
             index,
-            reason: bounded(reason),
+            code: Reason::Other,
+            text: Some(bounded(reason)),
         },
     };
     writer.queue_frame(&msg).map_err(io_stop)
@@ -802,10 +831,14 @@ impl Feed<'_> {
                     let now = reader.buffered() == 0;
                     return self.push(tx, Cmd::End, now).await;
                 }
-                TransferMsg::FileAbort { index, reason } if index as usize == i => {
+                TransferMsg::FileAbort { index, code, text } if index as usize == i => {
                     self.meter.skip(remaining);
                     let now = reader.buffered() == 0;
-                    return self.push(tx, Cmd::Abort { reason: bounded(&reason) }, now).await;
+                    let reason = match text {
+                        Some(t) => format!("{}: {}", who(ctx), bounded(&t)),
+                        None => format!("{} could not send it ({code})", who(ctx)),
+                    };
+                    return self.push(tx, Cmd::Abort { reason }, now).await;
                 }
                 other => return Err(protocol(&format!("unexpected {} inside a file", msg_name(&other)))),
             }
@@ -848,6 +881,15 @@ impl Feed<'_> {
                 *fault = None;
                 let _ = self.hand_over(tx).await;
                 Err(interrupted(ctx).await)
+            }
+            // One that falls behind until the test lets it go on.
+            Some(Fault::Hold(limit)) if taken >= limit => {
+                *fault = None;
+                let release = ctx.shared.transfers.hold_release();
+                ctx.deadline.hold(crate::limits::OFFER_ANSWER_TIMEOUT);
+                let held = waiting(ctx, release.cancelled()).await;
+                ctx.deadline.release();
+                held
             }
             _ => Ok(()),
         }

@@ -22,7 +22,7 @@ use super::manifest::Manifest as Received;
 use super::send::{self, Outgoing, Producer};
 use super::source::Manifest;
 use super::tap::Tap;
-use super::wire::{Hop, MAX_REASON_BYTES, Report, bounded};
+use super::wire::{Hop, MAX_REASON_BYTES, Reason, Report, bounded};
 use super::{Ctx, Direction, Outcome, RelayedSend, TransferError, TransferState};
 use crate::identity::PeerId;
 use crate::limits::{MAX_HINT_ADDRS, MAX_RELAY_HOPS, RELAY_REPORT_EVERY, RELAY_ROUNDS};
@@ -33,9 +33,15 @@ use crate::text::{plural, printable};
 /// What a recipient says when no vouch for a relayed offer came (see `receive.rs`).
 pub(crate) const UNCONFIRMED: &str = "cannot confirm this offer with";
 
-/// A refusal that says the recipient could not confirm a relayed offer with its sender.
-fn unconfirmed(reason: &str) -> bool {
-    reason.contains(UNCONFIRMED)
+/// A recipient's final no to the files: not offered again in a later round. (A peer that could
+/// not confirm a relayed offer with its sender said no to the relay, not to the files.)
+fn said_no(code: Reason) -> bool {
+    matches!(code, Reason::Rejected | Reason::Expired | Reason::NoSpace)
+}
+
+/// A recipient's own end that is final: it said no, or cancelled (not offered again).
+fn final_no(code: Reason) -> bool {
+    said_no(code) || code.is_cancel()
 }
 
 /// How long the sender waits, after a relay spoke for a recipient, for the recipient's own word.
@@ -67,9 +73,9 @@ pub(crate) fn bounded_report(r: Report) -> Report {
                 saved_as: kept,
             }
         }
-        Report::Failed { reason, rejected } => Report::Failed {
+        Report::Failed { code, reason } => Report::Failed {
+            code,
             reason: bounded(&reason),
-            rejected,
         },
         other => other,
     }
@@ -154,13 +160,9 @@ pub(crate) async fn drive(
             },
             // A peer that could not confirm the offer with its sender (its vouch got lost) said
             // no to the relay, not to the files: the sender's next round offers it directly.
-            Err(TransferError::Rejected(r)) => Report::Failed {
-                rejected: !unconfirmed(&r),
-                reason: r,
-            },
             Err(e) => Report::Failed {
+                code: e.reason(),
                 reason: bounded(&e.to_string()),
-                rejected: false,
             },
         };
         fate[k] = true;
@@ -394,25 +396,18 @@ pub(crate) fn tell_origin(ctx: &Ctx, result: &Result<Outcome, TransferError>) {
     let Some(tx) = ctx.shared.peers().sender(origin) else {
         return tracing::info!("transfer {}: cannot tell {} how it ended (not connected)", ctx.id, origin.short());
     };
-    let (finished, files, bytes, failed, refused, reason) = match result {
+    let (finished, files, bytes, failed, code, reason) = match result {
         Ok(o) => (
             true,
             o.files,
             o.bytes,
             o.failed_count() as u32,
-            false,
+            None,
             o.failed
                 .first()
                 .map(|(p, r)| bounded(&format!("\"{}\": {}", printable(p), printable(r)))),
         ),
-        Err(e) => (
-            false,
-            0,
-            0,
-            0,
-            matches!(e, TransferError::Rejected(_)) || ctx.cancel.is_cancelled(),
-            Some(bounded(&e.to_string())),
-        ),
+        Err(e) => (false, 0, 0, 0, Some(e.reason()), Some(bounded(&e.to_string()))),
     };
     let verdict = crate::net::wire::ControlMsg::Verdict {
         transfer: ctx.id.clone(),
@@ -421,7 +416,7 @@ pub(crate) fn tell_origin(ctx: &Ctx, result: &Result<Outcome, TransferError>) {
         files,
         bytes,
         failed,
-        refused,
+        code,
         reason,
     };
     if tx.try_send(verdict).is_err() {
@@ -486,7 +481,7 @@ impl Fates {
     fn retry(&self, k: usize) -> bool {
         match &self.word[k] {
             Some(Report::Finished { .. }) => false,
-            Some(Report::Failed { rejected, .. }) => !rejected,
+            Some(Report::Failed { code, .. }) => !final_no(*code),
             _ => true,
         }
     }
@@ -498,24 +493,21 @@ impl Fates {
 
     /// Recipient `k` speaks for itself.
     fn word(&mut self, ctx: &Ctx, k: usize, report: Report, total: (u64, u32)) {
-        if matches!(
-            self.word[k],
-            Some(Report::Finished { .. }) | Some(Report::Failed { rejected: true, .. })
-        ) {
+        if self.word[k].is_some() && !self.retry(k) {
             return;
         }
         show(ctx, &report, total, None);
         // What a relay said of it went first: it is part of the story, as the relay's words.
         if let Some((relay, Report::Failed { reason, .. })) = &self.claim[k]
             && self.first_failure[k].is_none()
-            && matches!(report, Report::Failed { rejected: false, .. })
+            && matches!(report, Report::Failed { code, .. } if !final_no(code))
         {
             self.first_failure[k] = Some(format!("{relay} says: {}", printable(reason)));
         }
         match &report {
             Report::Accepted { .. } | Report::Progress { .. } => return,
             // A lost vouch is no failure of the recipient's: it is served directly next round.
-            Report::Failed { reason, rejected: false } if self.first_failure[k].is_none() && !unconfirmed(reason) => {
+            Report::Failed { code, reason } if self.first_failure[k].is_none() && !final_no(*code) && *code != Reason::Unconfirmed => {
                 self.first_failure[k] = Some(reason.clone());
             }
             _ => {}
@@ -567,22 +559,26 @@ impl Fates {
                 }
                 Ok(o)
             }
-            Some(Report::Failed { reason, rejected: true }) => Err(TransferError::Rejected(reason)),
+            Some(Report::Failed { code, reason }) if said_no(code) => Err(TransferError::Rejected(code, reason)),
+            Some(Report::Failed { code, reason }) if code.is_cancel() => Err(TransferError::Cancelled(code, reason)),
             // What went wrong first says most (a relay died mid-way); a later round that could
             // not reach the peer again adds to it.
-            Some(Report::Failed { reason, .. }) => Err(TransferError::Failed(match self.first_failure[k].clone() {
-                Some(first) if first != reason => format!("{first} (sending again: {reason})"),
-                _ => reason,
-            })),
-            _ if ctx.cancel.is_cancelled() => Err(TransferError::Cancelled("cancelled here".into())),
+            Some(Report::Failed { code, reason }) => Err(TransferError::Failed(
+                code,
+                match self.first_failure[k].clone() {
+                    Some(first) if first != reason => format!("{first} (sending again: {reason})"),
+                    _ => reason,
+                },
+            )),
+            _ if ctx.cancel.is_cancelled() => Err(TransferError::Cancelled(Reason::CancelledBySender, "cancelled".into())),
             // Only a relay spoke for it: its words, as its own.
             _ => match self.claim[k].take() {
-                Some((relay, claim)) => Err(TransferError::Failed(format!(
+                Some((relay, claim)) => Err(TransferError::failed(format!(
                     "{relay} says: {}; {} did not confirm it",
                     claim_text(&claim, &super::send::who(ctx)),
                     super::send::who(ctx)
                 ))),
-                None => Err(TransferError::Failed("no report came".into())),
+                None => Err(TransferError::failed("no report came")),
             },
         }
     }
@@ -681,8 +677,8 @@ pub(crate) fn start_forward(
                         let _ = tx.send((
                             h.id.clone(),
                             Report::Failed {
+                                code: Reason::DiskError,
                                 reason: "the relay cannot read the offer back".into(),
-                                rejected: false,
                             },
                         ));
                     }
@@ -697,9 +693,9 @@ pub(crate) fn start_forward(
             Some(lie) => {
                 for h in &hops {
                     let report = match &lie {
-                        crate::node::RelayTamper::ClaimFailed(words) => Report::Failed {
+                        crate::node::RelayTamper::ClaimFailed(code, words) => Report::Failed {
+                            code: *code,
                             reason: words.clone(),
-                            rejected: false,
                         },
                         _ => Report::Finished {
                             files: m.items.iter().filter(|i| !i.dir).count() as u32,

@@ -18,9 +18,11 @@ use super::chunks::Layout;
 use super::names::check_relative;
 use super::progress::Meter;
 use super::source::{Manifest, Opener};
-use super::wire::{HASHES_PER_FRAME, Hop, ITEM_OVERHEAD, ITEMS_FRAME_BYTES, Item, MAX_TRANSFER_FRAME, Report, TransferMsg, bounded};
+use super::wire::{
+    HASHES_PER_FRAME, Hop, ITEM_OVERHEAD, ITEMS_FRAME_BYTES, Item, MAX_TRANSFER_FRAME, Reason, Report, TransferMsg, bounded,
+};
 use super::{Ctx, Direction, Fault, Outcome, TransferError, msg_name, mtime_ns, top_of};
-use crate::limits::{ANSWER_GRACE, LAST_VERDICTS_WAIT};
+use crate::limits::{ANSWER_GRACE, FINISH_WRITE, LAST_VERDICTS_WAIT};
 use crate::net::frame::FrameError;
 use crate::net::secure::{SecureConn, SecureReader, SecureWriter};
 use crate::node::slots::{Pool, Refusal};
@@ -32,22 +34,33 @@ pub(crate) const PIPE_DEPTH: usize = 4;
 
 /// Why one of the two halves stopped.
 pub(crate) enum Stop {
-    /// We cancelled: tell the peer.
+    /// We cancelled: tell the peer; partial data goes.
     CancelledHere,
-    CancelledByPeer(String),
+    /// The peer cancelled (its words, if any); partial data goes. Whatever code it gave, a
+    /// cancel from the peer is its own end's: it cannot pass one off as ours.
+    CancelledByPeer(Option<String>),
+    /// This node stops (quit, Ctrl-C, SIGTERM): told to the peer; partial data is kept.
+    StoppedHere,
     /// Stopped because the other half stopped; the other half has the reason.
     Quiet,
     Failed(String),
     /// The peer broke the protocol (told, then the connection ends).
     Protocol(String),
+    /// Data failed its hash (told to the peer; what was verified before it is kept).
+    Corrupt(String),
+    /// A record failed authentication: the stream was altered on the way.
+    Tampered,
     /// Our disk refused (full, permission, …): told to the peer; partial data is kept.
-    Disk(String),
+    Disk(Reason, String),
     /// The connection broke under us: the peer quit or crashed, or the network failed. Nothing
     /// can be told to it; a person hears who stopped and that a resume is possible.
     Lost,
-    /// The peer reported an error: nothing to tell it.
-    PeerFailed(String),
-    Rejected(String),
+    /// The peer reported why it cannot go on (its code, its words if any): nothing to tell it.
+    PeerFailed(Reason, Option<String>),
+    /// The peer did not take our offer (its code, its words if any).
+    Rejected(Reason, Option<String>),
+    /// We did not take the peer's offer (told to it already), and why, in our words.
+    Refused(Reason, String),
     /// Nothing moved for the stall limit: told to the peer; partial data is kept.
     Stalled,
     /// Our slot was given to a known peer (we are a newcomer's connection): told to the peer.
@@ -58,38 +71,126 @@ pub(crate) enum Stop {
 
 impl Stop {
     pub(crate) fn into_error(self, ctx: &Ctx) -> TransferError {
+        let who = who(ctx);
         match self {
-            Stop::CancelledHere => TransferError::Cancelled("cancelled here".into()),
-            // "cancelled: by ada", or with the reason ada gave when it says more than that.
-            Stop::CancelledByPeer(r) if r == "cancelled" => TransferError::Cancelled(format!("by {}", printable(&ctx.nick))),
-            Stop::CancelledByPeer(r) => TransferError::Cancelled(format!("by {}: {}", printable(&ctx.nick), printable(&r))),
-            Stop::Quiet => TransferError::Failed("stopped".into()),
-            Stop::Failed(m) => TransferError::Failed(m),
-            Stop::Protocol(m) => TransferError::Protocol(m),
-            Stop::Disk(m) => TransferError::Disk(m),
-            Stop::Lost => TransferError::PeerLost(match ctx.direction {
-                Direction::Send => format!("{} stopped receiving (connection lost); sending again resumes", who(ctx)),
-                // The receiving end says what it keeps itself (`receive::run`).
-                Direction::Receive => format!("{} stopped sending (connection lost)", who(ctx)),
-            }),
-            // A full disk names itself ("disk full on bob: …").
-            Stop::PeerFailed(m) if m.starts_with("disk full on ") => TransferError::Failed(printable(&m).into_owned()),
-            Stop::PeerFailed(m) => TransferError::Failed(format!("{} reports: {}", printable(&ctx.nick), printable(&m))),
-            Stop::Rejected(r) => TransferError::Rejected(printable(&r).into_owned()),
-            Stop::Stalled => TransferError::PeerLost(match ctx.direction {
-                Direction::Send => format!("{}; {} stopped receiving; sending again resumes", stalled_text(ctx), who(ctx)),
-                // The receiving end says what it keeps itself (`receive::run`).
-                Direction::Receive => format!("{}; {} stopped sending", stalled_text(ctx), who(ctx)),
-            }),
-            Stop::Superseded => TransferError::PeerLost(format!(
-                "{} stopped sending; another peer of the relay chain continues this transfer",
-                who(ctx)
-            )),
-            Stop::Evicted => TransferError::Failed(format!(
-                "ended to make room for a known peer ({})",
-                Refusal::Full(Pool::Transfer).reason()
-            )),
+            Stop::CancelledHere => TransferError::Cancelled(cancel_code(ctx.direction), "cancelled".into()),
+            Stop::CancelledByPeer(text) => TransferError::Cancelled(
+                cancel_code(ctx.direction.other()),
+                format!("{who} cancelled {}{}", what(ctx), words(ctx, &text)),
+            ),
+            Stop::StoppedHere => TransferError::Stopped("stopped: this lanyard is quitting".into()),
+            Stop::Quiet => TransferError::Failed(Reason::Other, "stopped".into()),
+            Stop::Failed(m) => TransferError::Failed(Reason::Other, m),
+            Stop::Protocol(m) => TransferError::Protocol(Reason::Protocol, m),
+            Stop::Corrupt(m) => TransferError::Protocol(Reason::BadData, m),
+            Stop::Tampered => TransferError::Protocol(
+                Reason::Tampered,
+                format!("data from {who} failed authentication: it was altered on the way (possible tampering)"),
+            ),
+            Stop::Disk(code, m) => TransferError::Disk(code, m),
+            Stop::Lost => TransferError::PeerLost(
+                Reason::ConnectionLost,
+                match ctx.direction {
+                    Direction::Send => format!("{who} stopped receiving (connection lost); sending again resumes"),
+                    // The receiving end says what it keeps itself (`receive::run`).
+                    Direction::Receive => format!("{who} stopped sending (connection lost)"),
+                },
+            ),
+            Stop::PeerFailed(code, text) => peer_failed(ctx, code, &text),
+            Stop::Rejected(code, text) => TransferError::Rejected(code, format!("{}{}", refused_text(code), words(ctx, &text))),
+            Stop::Refused(code, why) if why.is_empty() => TransferError::Rejected(code, refused_text(code).into()),
+            Stop::Refused(code, why) => {
+                let said = if code == Reason::Expired { "expired" } else { "rejected" };
+                TransferError::Rejected(code, format!("{said}: {why}"))
+            }
+            Stop::Stalled => TransferError::PeerLost(
+                Reason::Stalled,
+                match ctx.direction {
+                    Direction::Send => format!("{}; {who} stopped receiving; sending again resumes", stalled_text(ctx)),
+                    // The receiving end says what it keeps itself (`receive::run`).
+                    Direction::Receive => format!("{}; {who} stopped sending", stalled_text(ctx)),
+                },
+            ),
+            Stop::Superseded => TransferError::PeerLost(
+                Reason::Superseded,
+                format!("{who} stopped sending; another peer of the relay chain continues this transfer"),
+            ),
+            Stop::Evicted => TransferError::Failed(
+                Reason::Busy,
+                format!("ended to make room for a known peer ({})", Refusal::Full(Pool::Transfer).reason()),
+            ),
         }
+    }
+
+    /// Our own end interrupted the transfer (not the peer, not the other half).
+    fn is_ours(&self) -> bool {
+        matches!(
+            self,
+            Stop::CancelledHere | Stop::StoppedHere | Stop::Evicted | Stop::Superseded | Stop::Stalled
+        )
+    }
+}
+
+/// The code of a cancel made at this end.
+pub(crate) fn cancel_code(direction: Direction) -> Reason {
+    match direction {
+        Direction::Send => Reason::CancelledBySender,
+        Direction::Receive => Reason::CancelledByReceiver,
+    }
+}
+
+/// What an offer that was not taken says, by its code.
+pub(crate) fn refused_text(code: Reason) -> &'static str {
+    match code {
+        Reason::Expired => "expired: nobody answered in time",
+        Reason::NoSpace => "rejected: not enough free space",
+        Reason::Busy => "rejected: busy",
+        Reason::Unconfirmed => "not confirmed with the sender",
+        _ => "rejected",
+    }
+}
+
+/// The peer's own words, attributed to it: ` (bob: "…")`, or nothing.
+pub(crate) fn words(ctx: &Ctx, text: &Option<String>) -> String {
+    match text {
+        Some(t) if !t.trim().is_empty() => format!(" ({}: \"{}\")", who(ctx), printable(&bounded(t))),
+        _ => String::new(),
+    }
+}
+
+/// What the transfer is moving, for a sentence: the file (or top-level folder) at hand.
+fn what(ctx: &Ctx) -> String {
+    let file = ctx.view().file;
+    if file.is_empty() {
+        "the transfer".into()
+    } else {
+        printable(top_of(&file)).into_owned()
+    }
+}
+
+/// The peer said why it cannot go on: in plain words by its code, its own words beside them.
+fn peer_failed(ctx: &Ctx, code: Reason, text: &Option<String>) -> TransferError {
+    let who = who(ctx);
+    let said = words(ctx, text);
+    match code {
+        Reason::Stopped => TransferError::Stopped(match ctx.direction {
+            Direction::Send => format!("{who}'s lanyard stopped; sending again resumes"),
+            // The receiving end says what it keeps itself (`receive::run`).
+            Direction::Receive => format!("{who}'s lanyard stopped"),
+        }),
+        Reason::Stalled => TransferError::PeerLost(code, format!("{who} saw nothing move for too long{said}")),
+        Reason::Superseded => TransferError::PeerLost(code, format!("{who} went on with another peer of the relay chain{said}")),
+        Reason::DiskFull => TransferError::Failed(code, format!("{who}'s disk is full{said}")),
+        Reason::DiskError => TransferError::Failed(code, format!("{who} cannot write the files{said}")),
+        Reason::Busy => TransferError::Failed(code, format!("{who} is busy{said}")),
+        Reason::BadData => TransferError::Protocol(code, format!("data failed verification at {who}{said}")),
+        Reason::Tampered => TransferError::Protocol(
+            code,
+            format!("data failed authentication at {who}: it was altered on the way (possible tampering)"),
+        ),
+        Reason::Protocol => TransferError::Protocol(code, format!("{who} reports a protocol error{said}")),
+        _ if said.is_empty() => TransferError::Failed(code, format!("{who} could not go on ({code})")),
+        _ => TransferError::Failed(code, format!("{who} could not go on{said}")),
     }
 }
 
@@ -109,7 +210,8 @@ pub(crate) fn who(ctx: &Ctx) -> String {
 
 /// A failed read or write on the transfer connection. The ways a vanished peer shows up (end of
 /// stream, reset, broken pipe, a frame cut short, the kernel's keepalive giving up) are one
-/// thing to a person: [`Stop::Lost`]. Anything else is reported as it is.
+/// thing to a person: [`Stop::Lost`]. A record that fails authentication is [`Stop::Tampered`]
+/// (our own writes never tear a stream: see `SecureWriter`). Anything else is reported as it is.
 pub(crate) fn io_stop(e: impl Into<FrameError>) -> Stop {
     use std::io::ErrorKind::*;
     match e.into() {
@@ -122,6 +224,7 @@ pub(crate) fn io_stop(e: impl Into<FrameError>) -> Stop {
         {
             Stop::Lost
         }
+        FrameError::Io(e) if e.kind() == InvalidData => Stop::Tampered,
         FrameError::Io(e) => Stop::Failed(format!("connection failed: {e}")),
         e @ (FrameError::TooLarge { .. } | FrameError::Malformed(_)) => Stop::Protocol(format!("protocol error: {e}")),
     }
@@ -138,8 +241,8 @@ pub(crate) async fn next(ctx: &Ctx, reader: &mut SecureReader, also: Option<&Can
     };
     ctx.deadline.moved();
     match r {
-        Ok(Some(TransferMsg::Cancel { reason })) => Err(Stop::CancelledByPeer(bounded(&reason))),
-        Ok(Some(TransferMsg::Error { message })) => Err(Stop::PeerFailed(bounded(&message))),
+        Ok(Some(TransferMsg::Cancel { text, .. })) => Err(Stop::CancelledByPeer(text.map(|t| bounded(&t)))),
+        Ok(Some(TransferMsg::Error { code, text })) => Err(Stop::PeerFailed(code, text.map(|t| bounded(&t)))),
         Ok(Some(msg)) => Ok(msg),
         Ok(None) => Err(Stop::Lost),
         Err(e) => Err(io_stop(e)),
@@ -151,43 +254,65 @@ pub(crate) async fn next(ctx: &Ctx, reader: &mut SecureReader, also: Option<&Can
 pub(crate) async fn interrupted(ctx: &Ctx) -> Stop {
     tokio::select! {
         _ = ctx.cancel.cancelled() => Stop::CancelledHere,
-        _ = ctx.shared.cancel.cancelled() => Stop::Failed("this node is shutting down".into()),
+        _ = ctx.shared.cancel.cancelled() => Stop::StoppedHere,
         _ = ctx.evict.cancelled() => Stop::Evicted,
         _ = ctx.supersede.cancelled() => Stop::Superseded,
         _ = ctx.deadline.passed() => Stop::Stalled,
     }
 }
 
-/// A write (or other step that moves bytes), unless the transfer is interrupted first.
+/// A write (or other step that moves bytes), unless the transfer is interrupted first. A write
+/// under way is not dropped for a cancel or a stop: it finishes (for at most
+/// [`FINISH_WRITE`]) so that the reason can still be said between frames, where the peer reads
+/// it, instead of tearing a record (see `SecureWriter`). A stalled peer reads nothing: its
+/// write is given up at once.
 pub(crate) async fn moving<T>(ctx: &Ctx, step: impl Future<Output = Result<T, Stop>>) -> Result<T, Stop> {
+    let mut step = std::pin::pin!(step);
     let r = tokio::select! {
-        r = step => r,
-        stop = interrupted(ctx) => Err(stop),
+        r = &mut step => r,
+        stop = interrupted(ctx) => {
+            if !matches!(stop, Stop::Stalled) {
+                let _ = tokio::time::timeout(FINISH_WRITE, step).await;
+            }
+            Err(stop)
+        }
     };
     ctx.deadline.moved();
     r
 }
 
+/// A wait that moves nothing itself (no write to finish), unless the transfer is interrupted.
+pub(crate) async fn waiting<T>(ctx: &Ctx, step: impl Future<Output = T>) -> Result<T, Stop> {
+    tokio::select! {
+        r = step => Ok(r),
+        stop = interrupted(ctx) => Err(stop),
+    }
+}
+
 /// Tell the peer why we stop, where it needs telling (bounded: a peer that stopped reading
-/// must not hold us here).
+/// must not hold us here). Nothing is said on a torn connection: the peer sees it end.
 pub(crate) async fn say_stop(ctx: &Ctx, writer: &mut SecureWriter, stop: &Stop) {
-    let msg = match stop {
-        Stop::CancelledHere => TransferMsg::Cancel {
-            reason: "cancelled".into(),
-        },
-        Stop::Failed(m) | Stop::Protocol(m) | Stop::Disk(m) => TransferMsg::Error { message: bounded(m) },
-        Stop::Stalled => TransferMsg::Error {
-            message: stalled_text(ctx),
-        },
-        Stop::Evicted => TransferMsg::Error {
-            message: Refusal::Full(Pool::Transfer).reason().into(),
-        },
-        Stop::Superseded => TransferMsg::Error {
-            message: "re-attached to another peer of the relay chain".into(),
-        },
+    let (code, text) = match stop {
+        Stop::CancelledHere => {
+            let msg = TransferMsg::Cancel {
+                code: cancel_code(ctx.direction),
+                text: None,
+            };
+            let _ = tokio::time::timeout(SAY_STOP_LIMIT, writer.send(&msg)).await;
+            return;
+        }
+        Stop::StoppedHere => (Reason::Stopped, None),
+        Stop::Failed(m) => (Reason::Other, Some(bounded(m))),
+        Stop::Protocol(m) => (Reason::Protocol, Some(bounded(m))),
+        Stop::Corrupt(m) => (Reason::BadData, Some(bounded(m))),
+        Stop::Tampered => (Reason::Tampered, None),
+        Stop::Disk(code, m) => (*code, Some(bounded(m))),
+        Stop::Stalled => (Reason::Stalled, Some(stalled_text(ctx))),
+        Stop::Evicted => (Reason::Busy, Some(Refusal::Full(Pool::Transfer).reason().into())),
+        Stop::Superseded => (Reason::Superseded, None),
         _ => return,
     };
-    let _ = tokio::time::timeout(SAY_STOP_LIMIT, writer.send(&msg)).await;
+    let _ = tokio::time::timeout(SAY_STOP_LIMIT, writer.send(&TransferMsg::Error { code, text })).await;
 }
 
 /// How long telling the peer why we stop may take.
@@ -308,7 +433,7 @@ async fn exchange(ctx: &Ctx, reader: &mut SecureReader, writer: &mut SecureWrite
             ctx.set_state(super::TransferState::Running);
             resume
         }
-        TransferMsg::Reject { reason } => return Err(Stop::Rejected(bounded(&reason))),
+        TransferMsg::Reject { code, text } => return Err(Stop::Rejected(code, text.map(|t| bounded(&t)))),
         other => return Err(Stop::Protocol(format!("protocol error: unexpected {}", msg_name(&other)))),
     };
     let mut offsets = vec![0u64; n];
@@ -338,7 +463,9 @@ async fn exchange(ctx: &Ctx, reader: &mut SecureReader, writer: &mut SecureWrite
         },
         async {
             let r = collect(ctx, reader, n, &relay_ids, reports.as_ref(), &stop).await;
-            if r.is_err() {
+            // An interruption of our own reaches the writing half by itself, which finishes the
+            // write under way first; stopping it from here would tear that write.
+            if r.as_ref().is_err_and(|e| !e.is_ours()) {
                 stop.cancel();
             }
             r
@@ -403,6 +530,15 @@ pub(crate) fn note_saved_as(list: &mut Vec<(String, String)>, offered: &str, sav
 /// The receiver's verdict on one item: where it was saved if not as offered, or why not.
 type Verdict = Result<Option<String>, String>;
 
+/// Why the receiver says a file did not arrive: its words when it gave some (about that one
+/// file, which a person reads in the list of failures), else the code.
+fn file_failure(code: Reason, text: Option<String>) -> String {
+    match text {
+        Some(t) if !t.trim().is_empty() => bounded(&t),
+        _ => code.code().replace('_', " "),
+    }
+}
+
 /// The receiver's verdict on every item, and from a relay its reports on the peers behind it
 /// until it says they are all done.
 async fn collect(
@@ -419,7 +555,7 @@ async fn collect(
     while count < n || !relay_done {
         let (index, verdict) = match next(ctx, reader, Some(stop)).await? {
             TransferMsg::FileOk { index, saved_as } => (index, Ok(saved_as)),
-            TransferMsg::FileFailed { index, reason } => (index, Err(bounded(&reason))),
+            TransferMsg::FileFailed { index, code, text } => (index, Err(file_failure(code, text))),
             TransferMsg::Relayed { peer, report } if relay.contains(&peer) => {
                 if let Some(reports) = reports {
                     let _ = reports.send((peer, super::relay::bounded_report(report)));
@@ -451,7 +587,8 @@ pub(crate) enum Chunk {
     /// File `index`, of one chunk, whole (all its bytes from its offset): one frame where
     /// `Start`, `Data` and `Done` would take three.
     Whole(usize, Vec<u8>),
-    Failed(usize, String),
+    /// File `index` fails alone (its source changed or vanished, a relay's copy is unreadable).
+    Failed(usize, Reason, String),
     /// The data stops here for good (a relay lost its own sender): the stream ends with the
     /// reason, the receiver keeps what it has.
     Abandon(String),
@@ -572,13 +709,14 @@ async fn stream(
                     writer.queue_frame(&TransferMsg::FileEnd).map_err(io_stop)?;
                     meter.end_file(ctx);
                 }
-                Chunk::Failed(i, reason) => {
+                Chunk::Failed(i, code, reason) => {
                     let item = &m.items[i];
                     meter.skip(item.size.saturating_sub(offsets[i] + sent));
                     writer
                         .queue_frame(&TransferMsg::FileAbort {
                             index: i as u32,
-                            reason: bounded(&reason),
+                            code,
+                            text: Some(bounded(&reason)),
                         })
                         .map_err(io_stop)?;
                     meter.end_file(ctx);
@@ -667,7 +805,7 @@ fn read_sources(
                 if one && batch.push(Chunk::Start(f.index, f.cvs)).is_err() {
                     return;
                 }
-                Chunk::Failed(f.index, reason)
+                Chunk::Failed(f.index, Reason::SourceChanged, reason)
             }
         };
         if batch.push(end).is_err() {

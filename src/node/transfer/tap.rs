@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 
 use super::chunks::Layout;
 use super::send::{Batch, CHUNK, Chunk};
+use super::wire::Reason;
 use crate::node::lock;
 
 #[derive(Default)]
@@ -157,7 +158,7 @@ impl Tap {
                 });
                 let (verified, reader) = match ready {
                     Some(Ok(r)) => r,
-                    Some(Err(Step::Fail(reason))) => break Chunk::Failed(index, reason),
+                    Some(Err(Step::Fail(reason))) => break Chunk::Failed(index, Reason::Other, reason),
                     Some(Err(Step::Abandon(reason))) => {
                         let _ = batch.push(Chunk::Abandon(reason));
                         let _ = batch.send();
@@ -170,7 +171,7 @@ impl Tap {
                 let want = (verified.min(chunk_end) - pos).min(CHUNK as u64) as usize;
                 let mut buf = vec![0u8; want];
                 if let Err(e) = reader.read_exact_at(&mut buf, pos, &mut placed) {
-                    break Chunk::Failed(index, format!("the relay cannot read its copy: {e}"));
+                    break Chunk::Failed(index, Reason::DiskError, format!("the relay cannot read its copy: {e}"));
                 }
                 if self.corrupt == Some(self.forwarded.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
                     buf[0] ^= 0xff;

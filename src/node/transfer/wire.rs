@@ -1,7 +1,8 @@
 //! The messages of a transfer connection and their limits.
 //!
-//! Transfer protocol v3 (the version is in the connection's preamble: an older peer is told
-//! to update before anything else is said).
+//! Transfer protocol v4 (the version is in the connection's preamble: an older peer is told
+//! to update before anything else is said). v4: every refusal, failure and stop carries a
+//! [`Reason`] code, and the peer's words only as optional text beside it.
 //!
 //! The initiator's first frame says what it wants: `Offer` (push), `List` or `Get` (pull). An
 //! offer's manifest follows in `Items` frames; each file carries its BLAKE3 root. An offer may
@@ -24,6 +25,7 @@ pub use crate::limits::{
     MAX_RESUME_ENTRIES, MAX_SEGMENT, MAX_TRANSFER_FRAME,
 };
 use crate::node::share::ShareEntry;
+pub use crate::reason::Reason;
 
 /// Path bytes (with [`ITEM_OVERHEAD`] per item) the sender packs into one `Items` frame, well
 /// under the frame limit.
@@ -77,8 +79,8 @@ pub enum Report {
         saved_as: Vec<(String, String)>,
     },
     /// It rejected the offer, could not be reached, or its connection ended before it had
-    /// everything (it may be re-attached).
-    Failed { reason: String, rejected: bool },
+    /// everything (it may be re-attached). `reason` is the relay's account of it.
+    Failed { code: Reason, reason: String },
 }
 
 /// Adjacently tagged (`{"t": name, "c": fields}`), not internally: with the tag first, a
@@ -123,7 +125,9 @@ pub enum TransferMsg {
         resume: Vec<(u32, u64)>,
     },
     Reject {
-        reason: String,
+        code: Reason,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
     },
     FileStart {
         index: u32,
@@ -151,7 +155,9 @@ pub enum TransferMsg {
     /// The sender gives up on this file (it changed or vanished); the transfer goes on.
     FileAbort {
         index: u32,
-        reason: String,
+        code: Reason,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
     },
     FileOk {
         index: u32,
@@ -163,7 +169,9 @@ pub enum TransferMsg {
     },
     FileFailed {
         index: u32,
-        reason: String,
+        code: Reason,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
     },
     /// Everything was sent.
     Done,
@@ -174,13 +182,19 @@ pub enum TransferMsg {
     },
     /// From a relay: every recipient behind it has a final report.
     RelayDone,
-    /// Either side stops the whole transfer on purpose; partial data is removed.
+    /// Either side stops the whole transfer on purpose (`code` says which side); partial data
+    /// is removed. Sent only between frames: never inside a file's raw bytes.
     Cancel {
-        reason: String,
+        code: Reason,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
     },
-    /// Either side cannot go on (disk full, bad request); partial data is kept for a resume.
+    /// Either side cannot go on (its program stops, disk full, bad request); partial data is
+    /// kept for a resume.
     Error {
-        message: String,
+        code: Reason,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
     },
 }
 
@@ -265,6 +279,35 @@ mod tests {
                 },
             },
             TransferMsg::RelayDone,
+            TransferMsg::Relayed {
+                peer: "abcdefgh".into(),
+                report: Report::Failed {
+                    code: Reason::Unconfirmed,
+                    reason: "x".into(),
+                },
+            },
+            TransferMsg::Cancel {
+                code: Reason::CancelledBySender,
+                text: None,
+            },
+            TransferMsg::Error {
+                code: Reason::DiskFull,
+                text: Some("disk full on bob".into()),
+            },
+            TransferMsg::Reject {
+                code: Reason::NoSpace,
+                text: Some("needs 3 GiB".into()),
+            },
+            TransferMsg::FileFailed {
+                index: 2,
+                code: Reason::BadData,
+                text: None,
+            },
+            TransferMsg::FileAbort {
+                index: 2,
+                code: Reason::SourceChanged,
+                text: Some("it changed".into()),
+            },
             TransferMsg::Data { len: MAX_SEGMENT },
             TransferMsg::FileOk { index: 3, saved_as: None },
             TransferMsg::FileOk {
@@ -291,6 +334,43 @@ mod tests {
         frame::encode(&Old::FileOk { index: 7 }, &mut buf).unwrap();
         let back: TransferMsg = frame::decode(&buf[4..]).unwrap();
         assert_eq!(back, TransferMsg::FileOk { index: 7, saved_as: None });
+    }
+
+    #[test]
+    fn a_stop_with_a_code_from_a_later_version_still_parses() {
+        #[derive(Serialize)]
+        #[serde(tag = "t", content = "c", rename_all = "snake_case")]
+        enum Later {
+            Cancel { code: &'static str, text: Option<&'static str> },
+            Error { code: &'static str },
+        }
+        let mut buf = Vec::new();
+        frame::encode(
+            &Later::Cancel {
+                code: "cancelled_by_a_teacher",
+                text: Some("class is over"),
+            },
+            &mut buf,
+        )
+        .unwrap();
+        let back: TransferMsg = frame::decode(&buf[4..]).unwrap();
+        assert_eq!(
+            back,
+            TransferMsg::Cancel {
+                code: Reason::Other,
+                text: Some("class is over".into())
+            }
+        );
+        buf.clear();
+        frame::encode(&Later::Error { code: "solar_flare" }, &mut buf).unwrap();
+        let back: TransferMsg = frame::decode(&buf[4..]).unwrap();
+        assert_eq!(
+            back,
+            TransferMsg::Error {
+                code: Reason::Other,
+                text: None
+            }
+        );
     }
 
     #[test]

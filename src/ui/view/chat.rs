@@ -84,7 +84,11 @@ pub fn chat(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     if rows.len() > height {
         rows.drain(..rows.len() - height);
     }
-    if items.is_empty() {
+    let alone = app.alone_note.as_ref().filter(|_| !app.peers.iter().any(|p| p.online));
+    if let (true, true, Some(note)) = (items.is_empty(), conversation == ROOM, alone) {
+        rows = wrap(vec![styled(format!(" {}", printable(note)), theme.status)], width);
+        rows.truncate(height);
+    } else if items.is_empty() {
         let hint = if conversation == ROOM {
             " say something to everyone online"
         } else {

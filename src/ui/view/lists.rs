@@ -7,7 +7,7 @@ use ratatui::widgets::{List, ListItem, ListState, Paragraph};
 use unicode_width::UnicodeWidthStr;
 
 use super::{Theme, bar, block, bytes, clean, duration, fit, pane_focused, styled};
-use crate::node::{Direction, ROOM, TransferState, TransferView};
+use crate::node::{Direction, ROOM, Reason, TransferState, TransferView};
 use crate::ui::app::App;
 use crate::ui::files::Listing;
 use crate::ui::keys::Pane;
@@ -341,22 +341,30 @@ pub(super) fn state_text(app: &App, t: &TransferView) -> String {
             Direction::Send => format!("✓ {} verified", bytes(t.total)),
         },
         TransferState::Done => format!("{} of {} failed", t.failed, t.files),
-        TransferState::Rejected => {
-            // The node's text starts with what happened ("rejected: why"): say who did it.
-            let why = message.map(|m| m.strip_prefix("rejected").unwrap_or(m).trim_start_matches(':').trim());
+        TransferState::Paused => format!("paused, {} of {}", bytes(t.bytes), bytes(t.total)),
+        // A plain no says who said it; any other refusal (expired, no space, busy, not
+        // confirmed) is said by the node's own text.
+        TransferState::Rejected if matches!(t.reason, Some(Reason::Rejected) | None) => {
+            let more = message
+                .and_then(|m| m.strip_prefix("rejected"))
+                .map(|m| m.trim_start_matches([':', ';', ' ']))
+                .filter(|m| !m.is_empty());
             let said = match t.direction {
                 Direction::Send => format!("{who} said no"),
-                Direction::Receive => "refused".to_string(),
+                Direction::Receive => "you said no".to_string(),
             };
-            match why {
-                Some(w) if !w.is_empty() => format!("{said}: {w}"),
-                _ => said,
+            match more {
+                Some(m) => format!("{said}: {m}"),
+                None => said,
             }
         }
-        TransferState::Cancelled => match message.map(|m| m.strip_prefix("cancelled").unwrap_or(m).trim_start_matches(':').trim()) {
-            Some("here") | Some("") | None => "cancelled by you".to_string(),
-            Some(m) if m.starts_with("by ") => format!("cancelled {m}"),
-            Some(m) => format!("cancelled: {m}"),
+        TransferState::Rejected => message.unwrap_or("not taken").to_string(),
+        // A cancel at this end is ours; one from the peer names it ("ada cancelled big.bin").
+        TransferState::Cancelled => match (t.direction, t.reason) {
+            (Direction::Send, Some(Reason::CancelledBySender)) | (Direction::Receive, Some(Reason::CancelledByReceiver)) | (_, None) => {
+                "cancelled by you".to_string()
+            }
+            _ => message.unwrap_or("cancelled").to_string(),
         },
         TransferState::Failed => match message {
             Some(m) => format!("failed: {m}"),

@@ -1,0 +1,194 @@
+//! How transfers end and come back, between in-process nodes on 127.0.0.1: a cancel from
+//! either end and a stop are told to the peer with a reason code (never a torn record), a cancel
+//! drops the partial data on both ends and a stop keeps it.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{FileNode, PATIENCE as WAIT, file_node as node, link, partials, pattern, wait_for, write};
+use lanyard::node::transfer::{TransferError, TransferTask};
+use lanyard::node::{Event, NodeHandle, Reason, Subscription, TransferState};
+use tokio_util::sync::CancellationToken;
+
+/// How a transfer ended at one end: (code, words).
+async fn end_of(rx: &mut lanyard::node::Subscription, id: &str) -> (Reason, String) {
+    wait_for(rx, |e| match e {
+        Event::Cancelled {
+            transfer, reason, code, ..
+        } if transfer == id => Some((*code, reason.clone())),
+        Event::Error {
+            transfer, message, code, ..
+        } if transfer == id => Some((*code, message.clone())),
+        Event::Done { transfer, .. } if transfer == id => panic!("{id} finished instead"),
+        _ => None,
+    })
+    .await
+}
+
+/// Bytes of the running transfer `id` that `node` has moved.
+fn moved(node: &NodeHandle, id: &str) -> u64 {
+    node.transfers().iter().find(|t| t.transfer == id).map_or(0, |t| t.bytes)
+}
+
+/// Until the sender's count stops growing: its socket is full, a write blocked mid-way.
+async fn until_blocked(node: &NodeHandle, id: &str) {
+    let mut last = u64::MAX;
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let now = moved(node, id);
+            if now == last && now > 0 {
+                return;
+            }
+            last = now;
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+    })
+    .await
+    .expect("the sender never blocked");
+}
+
+/// A sender (ada), an accepting receiver (bob), and a send of a big file under way whose
+/// receiver fell behind after `held` bytes: the sender's socket is full, a write blocked
+/// half-way. Bob lets the data flow again when `release` is cancelled.
+struct Blocked {
+    a: FileNode,
+    b: FileNode,
+    file: PathBuf,
+    _src: tempfile::TempDir,
+    task: TransferTask,
+    id: String,
+    release: CancellationToken,
+    b_events: Subscription,
+}
+
+const BIG: usize = 48 << 20;
+
+async fn blocked_send(held: u64) -> Blocked {
+    let a = node("ada", |_| {}).await;
+    let b = node("bob", |c| c.accept_all = true).await;
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("big.bin");
+    write(&file, &pattern(BIG, 31));
+    let bob = link(&a, &b).await;
+    let release = b.handle.inject_hold_after(held);
+    let b_events = b.handle.subscribe();
+    let task = a.handle.send(&bob, std::slice::from_ref(&file)).await.unwrap();
+    let id = task.id.clone();
+    until_blocked(&a.handle, &id).await;
+    Blocked {
+        a,
+        b,
+        file,
+        _src: src,
+        task,
+        id,
+        release,
+        b_events,
+    }
+}
+
+/// The sender cancels while a write of file data is blocked half-way (the receiver fell
+/// behind). The write finishes, the cancel follows it between frames: the receiver hears a
+/// cancel by ada, not a record that failed authentication, and drops its partial data.
+#[tokio::test]
+async fn a_sender_cancel_mid_write_is_a_cancel_at_the_receiver() {
+    let Blocked {
+        a,
+        b,
+        task,
+        id,
+        release,
+        mut b_events,
+        ..
+    } = blocked_send(2 << 20).await;
+    assert!(a.handle.cancel_transfer(&id));
+    // The receiver catches up: what the sender was writing arrives whole, then the cancel.
+    release.cancel();
+    let err = task.wait().await.unwrap_err();
+    assert_eq!(err.reason(), Reason::CancelledBySender, "{err:?}");
+    let (code, words) = end_of(&mut b_events, &id).await;
+    assert_eq!(code, Reason::CancelledBySender, "{words}");
+    assert_eq!(words, "ada cancelled big.bin");
+    common::until("the receiver drops its partial data", || partials(&b.downloads).is_empty()).await;
+    assert!(!b.downloads.join("big.bin").exists());
+    let view = b.handle.transfers().into_iter().find(|t| t.transfer == id).unwrap();
+    assert_eq!(
+        (view.state, view.reason),
+        (TransferState::Cancelled, Some(Reason::CancelledBySender))
+    );
+}
+
+/// The receiver cancels mid-file: the sender hears it by code and in bob's name, and the
+/// receiver's partial data goes.
+#[tokio::test]
+async fn a_receiver_cancel_is_a_cancel_at_the_sender() {
+    let Blocked {
+        b,
+        task,
+        id,
+        release,
+        mut b_events,
+        ..
+    } = blocked_send(2 << 20).await;
+    assert!(b.handle.cancel_transfer(&id), "the receiver knows the transfer by the same id");
+    let (code, _) = end_of(&mut b_events, &id).await;
+    assert_eq!(code, Reason::CancelledByReceiver);
+    drop(release);
+    let err = task.wait().await.unwrap_err();
+    assert!(matches!(err, TransferError::Cancelled(Reason::CancelledByReceiver, _)), "{err:?}");
+    assert_eq!(err.to_string(), "bob cancelled big.bin");
+    common::until("the receiver drops its partial data", || partials(&b.downloads).is_empty()).await;
+}
+
+/// The sender's program stops (its node shuts down) mid-file: the receiver hears that ada's
+/// lanyard stopped, keeps what it has for a resume, and a later send moves only the rest.
+#[tokio::test]
+async fn a_stopped_sender_leaves_the_partial_for_a_resume() {
+    let Blocked {
+        a,
+        b,
+        file,
+        _src: _keep,
+        task,
+        id,
+        release,
+        mut b_events,
+        ..
+    } = blocked_send(4 << 20).await;
+    let stopping = {
+        let a = a.handle.clone();
+        tokio::spawn(async move { a.shutdown().await })
+    };
+    release.cancel();
+    let err = task.wait().await.unwrap_err();
+    assert_eq!(err.reason(), Reason::Stopped, "{err:?}");
+    stopping.await.unwrap();
+    let (code, words) = end_of(&mut b_events, &id).await;
+    assert_eq!(code, Reason::Stopped, "{words}");
+    assert!(
+        words.starts_with("ada's lanyard stopped; ") && words.ends_with(" kept for a resume"),
+        "{words}"
+    );
+    let view = b.handle.transfers().into_iter().find(|t| t.transfer == id).unwrap();
+    assert_eq!(view.state, TransferState::Paused);
+    let parts = partials(&b.downloads);
+    assert_eq!(parts.len(), 1, "the partial file is kept");
+    let held = std::fs::metadata(&parts[0]).unwrap().len();
+    assert!(held >= 4 << 20, "what was verified is kept: {held}");
+
+    // ada comes back (same file, a new node): only what bob lacks moves.
+    let a2 = node("ada", |_| {}).await;
+    let bob = link(&a2, &b).await;
+    let outcome = a2
+        .handle
+        .send(&bob, std::slice::from_ref(&file))
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert!(outcome.all_ok());
+    assert!(outcome.resumed >= 4 << 20, "resumed {} of the {held} held", outcome.resumed);
+    assert_eq!(std::fs::read(b.downloads.join("big.bin")).unwrap(), pattern(BIG, 31));
+}
