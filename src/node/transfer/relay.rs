@@ -25,7 +25,7 @@ use super::tap::Tap;
 use super::wire::{Hop, MAX_REASON_BYTES, Reason, Report, bounded};
 use super::{Ctx, Direction, Outcome, RelayedSend, TransferError, TransferState};
 use crate::identity::PeerId;
-use crate::limits::{MAX_HINT_ADDRS, MAX_RELAY_HOPS, RELAY_REPORT_EVERY, RELAY_ROUNDS};
+use crate::limits::{MAX_HINT_ADDRS, MAX_RELAY_HOPS, RELAY_REPORT_EVERY, RELAY_ROUNDS, VERDICT_WAIT};
 use crate::net::secure::SecureConn;
 use crate::node::{Shared, lock};
 use crate::text::{plural, printable};
@@ -43,9 +43,6 @@ fn said_no(code: Reason) -> bool {
 fn final_no(code: Reason) -> bool {
     said_no(code) || code.is_cancel()
 }
-
-/// How long the sender waits, after a relay spoke for a recipient, for the recipient's own word.
-const VERDICT_WAIT: std::time::Duration = crate::limits::VERDICT_WAIT;
 
 /// How long the sender waits to queue a vouch on a recipient's control connection.
 const VOUCH_SEND_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
