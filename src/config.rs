@@ -13,6 +13,7 @@ mod files;
 pub use files::{ConfigFile, SYSTEM_CONFIG, SYSTEM_CONFIG_VAR, Source};
 use files::{FileConfig, Wanted};
 
+use crate::limits::MAX_NICK_BYTES;
 use crate::node::{DEFAULT_PORT, NodeConfig};
 
 #[derive(Parser, Debug)]
@@ -320,6 +321,9 @@ pub struct Config {
     /// the data dir; `None` leaves it to the stored one, else the default
     /// ([`crate::node::nick`]).
     pub nick_given: Option<String>,
+    /// Said once at start when the nick given was longer than a nick may be and was cut to
+    /// fit (a name is not worth refusing to start over).
+    pub nick_cut: Option<String>,
     pub port: u16,
     /// The port was asked for (`--port`, `LANYARD_PORT`): taken, it is an error. Otherwise (the
     /// default, or a config file's) a node moves to the next free one, so two users can run
@@ -405,8 +409,20 @@ impl Config {
         let mut settings = Vec::new();
         let mut show = |key: &'static str, value: String, from: Source| settings.push(Setting { key, value, from });
 
-        let nick = layered(args.nick.clone().map(|n| (n, given("nick"))), usr.nick, sys.nick);
-        if let Some((nick, _)) = &nick {
+        let mut nick = layered(args.nick.clone().map(|n| (n, given("nick"))), usr.nick, sys.nick);
+        let mut nick_cut = None;
+        if let Some((nick, _)) = &mut nick {
+            if nick.len() > MAX_NICK_BYTES {
+                let mut end = MAX_NICK_BYTES;
+                while !nick.is_char_boundary(end) {
+                    end -= 1;
+                }
+                nick.truncate(end);
+                nick_cut = Some(format!(
+                    "the nick was cut to {MAX_NICK_BYTES} bytes, the most a nick may have: {}",
+                    crate::text::printable(nick)
+                ));
+            }
             crate::node::validate_nick(nick)?;
         }
         match &nick {
@@ -453,6 +469,7 @@ impl Config {
         show("relay", relay.to_string(), from);
         Ok(Config {
             nick_given: nick.map(|(n, _)| n),
+            nick_cut,
             port,
             port_fixed,
             data_dir,
@@ -473,6 +490,7 @@ impl Config {
             listen_fallback: if self.port_fixed { 0 } else { PORTS_TRIED_AFTER },
             advertise: true,
             accept_all,
+            resume: true,
             ..self.browsing_node()
         }
     }
@@ -494,6 +512,7 @@ impl Config {
             stall_timeout: test_hook("LANYARD_TEST_STALL_SECS")
                 .map(std::time::Duration::from_secs)
                 .unwrap_or(crate::limits::TRANSFER_STALL),
+            resume: false,
             corrupt_forward: test_hook("LANYARD_TEST_CORRUPT_FORWARD"),
             relay_tamper: None,
         }
@@ -665,6 +684,19 @@ mod tests {
         assert_eq!(c.peers, vec!["a:1"]);
         let c = resolve(&parse(&["lanyard", "--config", cfg, "--data-dir", "/tmp/x", "--nick", "flag", "--port", "1"]).global).unwrap();
         assert_eq!((c.nick_given.as_deref(), c.port), (Some("flag"), 1));
+    }
+
+    #[test]
+    fn a_nick_too_long_is_cut_to_fit_at_start_and_said() {
+        let long = "é".repeat(40);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, "").unwrap();
+        let cfg = file.to_str().unwrap();
+        let c = Config::resolve(&parse(&["lanyard", "--config", cfg, "--data-dir", "/tmp/x", "--nick", &long]).global).unwrap();
+        let nick = c.nick_given.unwrap();
+        assert_eq!(nick, "é".repeat(32));
+        assert!(c.nick_cut.is_some_and(|n| n.contains("64 bytes")));
     }
 
     /// Resolved with these machine and user files (never the real ones).

@@ -132,6 +132,18 @@ const MIGRATIONS: &[&str] = &[
         path TEXT NOT NULL
     );
     CREATE INDEX transfer_renamed_group ON transfer_renamed (group_key);",
+    // Every transfer's last view, so that a restart lists them and resumes the paused ones
+    // (src/node/transfer/records.rs); `seq` orders them by their last change.
+    "CREATE TABLE transfer_records (
+        id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        sources TEXT,
+        partials TEXT,
+        view TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        seq INTEGER NOT NULL
+    );
+    CREATE INDEX transfer_records_seq ON transfer_records (seq);",
 ];
 
 /// The step of the growth budgets (issue 10), which the migration test starts from.

@@ -293,3 +293,41 @@ async fn discovered_and_lost_peers_are_reported_once_each() {
     .await;
     assert!(ada.node.peers().iter().any(|p| p.id == bob.id() && !p.discovered));
 }
+
+#[tokio::test]
+async fn add_peer_waiting_answers_with_the_peer_or_why_not() {
+    let ada = TestNode::start("ada").await;
+    let bob = TestNode::start("bob").await;
+    let client = Client::Local(ada.node.clone());
+    let mut found = Vec::new();
+    client
+        .run(
+            Request::AddPeer {
+                addr: bob.addr(),
+                wait: true,
+            },
+            |r| {
+                if let Reply::Peers { peers } = r {
+                    found = peers;
+                }
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(found.iter().map(|p| p.id.clone()).collect::<Vec<_>>(), [bob.id()]);
+    // A port nothing listens on: refused, and said so with the address.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let err = client
+        .run(
+            Request::AddPeer {
+                addr: closed.to_string(),
+                wait: true,
+            },
+            |_| {},
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with(&format!("no answer from {closed}: ")), "{err}");
+    assert!(err.to_lowercase().contains("refused"), "{err}");
+}

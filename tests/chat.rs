@@ -397,3 +397,43 @@ async fn escapes_are_stored_as_received_and_neutralised_when_printed() {
     let back: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!((back["nick"].as_str(), back["text"].as_str()), (Some(nick), Some(text)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_room_catches_up_a_peer_that_was_away_oldest_first() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let ada = start("ada", dirs[0].path()).await;
+    let bob = start("bob", dirs[1].path()).await;
+    let cy = start("cy", dirs[2].path()).await;
+    connect(&ada, &bob).await;
+    connect(&ada, &cy).await;
+    let cy_id = cy.id().clone();
+    stop_and_wait_offline(&ada, cy).await;
+
+    // Said while cy is away: delivered to bob at once (that is what `say` waits for), queued for cy.
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let id = ada.say(&ChatTarget::Room, &format!("while cy was out {i}")).await.unwrap();
+        assert!(ada.wait_delivered(&id, PATIENCE).await.unwrap(), "bob has {id}");
+        assert_eq!(ada.delivery(&id).await.unwrap(), Delivery::Queued, "cy has not");
+        ids.push(id);
+    }
+    let entry = ada.history(ROOM, 10).await.unwrap().pop().unwrap();
+    assert_eq!(entry.recipients.len(), 2, "cy counts among the recipients");
+    assert_eq!(entry.delivery_mark().as_deref(), Some("… 1/2"));
+
+    // cy comes back: the lines arrive, oldest first, and count as delivered to cy too.
+    let cy = start("cy", dirs[2].path()).await;
+    let mut at_cy = cy.subscribe();
+    connect(&cy, &ada).await;
+    for (i, id) in ids.iter().enumerate() {
+        let (got, from, room, text) = next_line(&mut at_cy).await;
+        assert_eq!((&got, &from, room, text), (id, ada.id(), true, format!("while cy was out {i}")));
+    }
+    // With cy online again, delivered means to cy as well.
+    for id in &ids {
+        delivered(&ada, id).await;
+    }
+    let entry = ada.history(ROOM, 10).await.unwrap().pop().unwrap();
+    assert!(entry.recipients.iter().any(|r| r.peer == cy_id && r.state == Delivery::Delivered));
+    assert_eq!(entry.delivery_mark().as_deref(), Some("✓✓"));
+}

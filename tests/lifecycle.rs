@@ -192,3 +192,84 @@ async fn a_stopped_sender_leaves_the_partial_for_a_resume() {
     assert!(outcome.resumed >= 4 << 20, "resumed {} of the {held} held", outcome.resumed);
     assert_eq!(std::fs::read(b.downloads.join("big.bin")).unwrap(), pattern(BIG, 31));
 }
+
+/// A node restarted on the same data dir lists its paused send and offers it again by itself
+/// once the receiver is online: the file arrives verified, only the missing part moved.
+#[tokio::test]
+async fn a_restarted_node_resumes_its_paused_send_by_itself() {
+    let data = tempfile::tempdir().unwrap();
+    let mut config = lanyard::node::NodeConfig::local("ada", data.path().to_path_buf());
+    config.resume = true;
+    let a = common::start_node(config.clone()).await;
+    let b = node("bob", |c| c.accept_all = true).await;
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("big.bin");
+    write(&file, &pattern(BIG, 32));
+    let bob = a.resolve(&b.handle.listen_addr().unwrap().to_string(), WAIT).await.unwrap();
+    let release = b.handle.inject_hold_after(4 << 20);
+    let mut b_events = b.handle.subscribe();
+    let task = a.send(&bob, std::slice::from_ref(&file)).await.unwrap();
+    let id = task.id.clone();
+    until_blocked(&a, &id).await;
+    let stopping = {
+        let a = a.clone();
+        tokio::spawn(async move { a.shutdown().await })
+    };
+    release.cancel();
+    assert_eq!(task.wait().await.unwrap_err().reason(), Reason::Stopped);
+    stopping.await.unwrap();
+    drop(a);
+    assert_eq!(end_of(&mut b_events, &id).await.0, Reason::Stopped);
+
+    // The same data dir again: the send is listed as paused, and goes on by itself.
+    config.manual_peers = vec![b.handle.listen_addr().unwrap().to_string()];
+    let a = common::start_node(config).await;
+    let resumed = wait_for(&mut b_events, |e| match e {
+        Event::Done {
+            transfer, bytes, failed, ..
+        } if *transfer == id => Some((*bytes, *failed)),
+        Event::Error { transfer, message, .. } if *transfer == id => panic!("the resume failed: {message}"),
+        _ => None,
+    })
+    .await;
+    assert_eq!(resumed, (BIG as u64, 0));
+    assert_eq!(std::fs::read(b.downloads.join("big.bin")).unwrap(), pattern(BIG, 32));
+    let view = b.handle.transfers().into_iter().find(|t| t.transfer == id).unwrap();
+    assert!(view.resumed >= 4 << 20, "only the missing part moved: {} resumed", view.resumed);
+    common::until("the sender lists it done", || {
+        a.transfers().iter().any(|t| t.transfer == id && t.state == TransferState::Done)
+    })
+    .await;
+}
+
+/// A paused receive cancelled for good (`lanyard cancel` after the sender stopped) drops the
+/// partial data it kept.
+#[tokio::test]
+async fn cancelling_a_paused_receive_drops_its_partial() {
+    let Blocked {
+        a,
+        b,
+        task,
+        id,
+        release,
+        mut b_events,
+        ..
+    } = blocked_send(2 << 20).await;
+    let stopping = {
+        let a = a.handle.clone();
+        tokio::spawn(async move { a.shutdown().await })
+    };
+    release.cancel();
+    let _ = task.wait().await;
+    stopping.await.unwrap();
+    assert_eq!(end_of(&mut b_events, &id).await.0, Reason::Stopped);
+    assert_eq!(partials(&b.downloads).len(), 1);
+    assert_eq!(b.handle.find_transfer(&id[..6]), Ok(id.clone()), "a paused one is found by prefix");
+    assert!(b.handle.cancel_transfer(&id));
+    let (code, _) = end_of(&mut b_events, &id).await;
+    assert_eq!(code, Reason::CancelledByReceiver);
+    common::until("the partial goes", || partials(&b.downloads).is_empty()).await;
+    let view = b.handle.transfers().into_iter().find(|t| t.transfer == id).unwrap();
+    assert_eq!(view.state, TransferState::Cancelled);
+    assert!(!b.handle.cancel_transfer(&id), "once");
+}

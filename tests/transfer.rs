@@ -43,6 +43,20 @@ async fn push_files_and_folder_trees_verified() {
     assert_eq!(std::fs::read(b.downloads.join("zero")).unwrap(), b"");
     assert!(partials(&b.downloads).is_empty(), "no partial file is left behind");
     assert!(!b.downloads.join(".lanyard-partial").exists(), "nor an empty partial folder");
+    // Modes as a browser download gets them: 0666 / 0777 less the umask.
+    let umask = umask();
+    let mode = |p: &std::path::Path| std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions()) & 0o777;
+    for file in [got.join("big.bin"), got.join("empty.bin"), b.downloads.join("report.pdf")] {
+        assert_eq!(mode(&file), 0o666 & !umask, "{}", file.display());
+    }
+    assert_eq!(mode(&got.join("notes")), 0o777 & !umask);
+}
+
+/// This process's umask, as the kernel reports it.
+fn umask() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find_map(|l| l.strip_prefix("Umask:")).expect("a Umask line");
+    u32::from_str_radix(line.trim(), 8).unwrap()
 }
 
 #[tokio::test]

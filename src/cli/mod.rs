@@ -29,6 +29,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         _ => {}
     }
     let config = Config::resolve(&cli.global)?;
+    if let (Some(note), false) = (&config.nick_cut, matches!(command, Command::Tui)) {
+        eprintln!("lanyard: {note}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

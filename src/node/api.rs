@@ -103,16 +103,25 @@ pub enum Request {
     },
     /// Running and recent transfers.
     Transfers,
-    /// Stop a running transfer (an id or a prefix); both ends drop its partial data.
+    /// Stop a running transfer, or a paused one for good (an id or a prefix); both ends drop
+    /// its partial data.
     Cancel {
+        transfer: String,
+    },
+    /// Resume a paused send now (an id or a prefix).
+    Resume {
         transfer: String,
     },
     SetNick {
         nick: String,
     },
-    /// Keep a connection to HOST:PORT.
+    /// Keep a connection to HOST:PORT. With `wait`, answer once it is connected (`Peers`
+    /// with that one peer) or failed (`no answer from HOST:PORT: why`); the node keeps trying
+    /// either way.
     AddPeer {
         addr: String,
+        #[serde(default)]
+        wait: bool,
     },
 }
 
@@ -127,6 +136,7 @@ impl Request {
                 | Request::Answer { .. }
                 | Request::Transfers
                 | Request::Cancel { .. }
+                | Request::Resume { .. }
                 | Request::Subscribe
         )
     }
@@ -266,11 +276,29 @@ pub async fn execute(node: &NodeHandle, request: Request, out: &mpsc::Sender<Rep
             }
             Err(e) => Err(anyhow!(e)),
         },
+        Request::Resume { transfer } => match node.find_transfer(&transfer).and_then(|id| node.resume_transfer(&id)) {
+            Ok(text) => send(out, Reply::Note { text }).await,
+            Err(e) => Err(anyhow!(e)),
+        },
         Request::SetNick { nick } => node.set_nick(&nick).await,
-        Request::AddPeer { addr } => {
+        Request::AddPeer { addr, wait: false } => {
             node.add_peer(&addr);
             Ok(())
         }
+        Request::AddPeer { addr, wait: true } => match node.resolve(&addr, RESOLVE_WAIT).await {
+            Ok(id) => {
+                let peers = node.peers().into_iter().filter(|p| p.id == id).collect();
+                send(out, Reply::Peers { peers }).await
+            }
+            Err(e) => {
+                let e = e.to_string();
+                let why = match e.strip_prefix(&format!("cannot reach {addr}: ")) {
+                    Some(why) => why.to_string(),
+                    None => format!("nothing answered within {} s", RESOLVE_WAIT.as_secs()),
+                };
+                Err(anyhow!("no answer from {addr}: {why}"))
+            }
+        },
     };
     let last = match result {
         Ok(()) => Reply::Done,

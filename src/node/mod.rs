@@ -78,6 +78,9 @@ pub struct NodeConfig {
     pub db_budget: chat::DbBudget,
     /// A transfer that moves no byte for this long ends (`limits::TRANSFER_STALL`).
     pub stall_timeout: Duration,
+    /// Offer paused sends again by itself once their peers are online (a node that keeps
+    /// running: `serve`, the TUI); a one-shot command leaves them to the next such node.
+    pub resume: bool,
     /// Test hook: as a relay, flip a byte of the forwarded segment with this number.
     #[doc(hidden)]
     pub corrupt_forward: Option<u64>,
@@ -115,6 +118,7 @@ impl NodeConfig {
             accept_all: false,
             db_budget: chat::DbBudget::default(),
             stall_timeout: crate::limits::TRANSFER_STALL,
+            resume: false,
             corrupt_forward: None,
             relay_tamper: None,
         }
@@ -303,6 +307,7 @@ impl NodeHandle {
             _lock: lock_file,
         });
         chat::load(&shared)?;
+        transfer::load_records(&shared)?;
         let handle = NodeHandle { shared: shared.clone() };
 
         if let Some(listener) = listener {

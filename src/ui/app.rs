@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use ratatui::crossterm::event::{KeyEvent, MouseButton, MouseEvent, MouseEventKind};
 use ratatui::layout::{Position, Rect};
+use unicode_width::UnicodeWidthStr;
 
 use super::files::{Entry, Local, Remote};
 use super::input::Line;
@@ -17,6 +18,7 @@ use crate::node::api::{Reply, Request};
 use crate::node::chat::Recipient;
 use crate::node::names::{self, Named};
 use crate::node::{ChatEntry, Delivery, Envelope, Event, Me, OfferView, PeerId, PeerInfo, ROOM, Snapshot, TransferView};
+use crate::text::printable;
 
 /// History lines loaded when a conversation is first opened.
 pub const HISTORY_PAGE: usize = 500;
@@ -24,6 +26,8 @@ pub const HISTORY_PAGE: usize = 500;
 const KEEP_LINES: usize = 5_000;
 /// Finished transfers shown (the node keeps its own recent list).
 const KEEP_FINISHED: usize = 200;
+/// The widest a peer's name is in a list of recipients.
+const NAME_IN_LIST: usize = 20;
 /// How long a status line stays.
 const STATUS_FOR: Duration = Duration::from_secs(6);
 
@@ -51,6 +55,8 @@ pub enum Msg {
         dir: PathBuf,
         result: Result<Vec<Entry>, String>,
     },
+    /// Something changed in this local folder (the watcher's word, debounced).
+    LocalChanged(PathBuf),
     /// The node went away (an attached UI whose `serve` stopped).
     NodeGone(String),
 }
@@ -80,6 +86,10 @@ enum Pending {
         peer: String,
         path: String,
     },
+    /// Our new nick.
+    Nick(String),
+    /// A peer added with `+`, at this address.
+    AddPeer(String),
     /// A send or get started here: remembered so that `r` can run it again.
     Transfer(Request),
     /// Anything else: its Note or error goes to the status line.
@@ -110,10 +120,21 @@ pub enum Overlay {
     Offer {
         scroll: usize,
     },
-    AddPeer,
-    /// Send pasted paths to these peers?
+    /// Typing HOST[:PORT]; while a connection is tried, the address; after a failure, why.
+    AddPeer {
+        trying: Option<String>,
+        error: Option<String>,
+    },
+    /// Send these paths to these peers? (a send to several peers, or files dropped on the
+    /// terminal; what is asked is exactly what is sent).
     ConfirmSend {
         paths: Vec<PathBuf>,
+        peers: Vec<PeerId>,
+        dropped: bool,
+    },
+    /// Quit with this many transfers running (they pause, and resume when lanyard runs again)?
+    ConfirmQuit {
+        running: usize,
     },
     /// One transfer in full: every recipient, the files, the whole of a failure (scrolls).
     Transfer {
@@ -246,8 +267,8 @@ impl App {
             // Read, scrolled and closed as help is.
             Some(Overlay::Help { .. } | Overlay::Transfer { .. }) => Context::Help,
             Some(Overlay::Offer { .. }) => Context::Offer,
-            Some(Overlay::AddPeer) => Context::AddPeer,
-            Some(Overlay::ConfirmSend { .. }) => Context::Confirm,
+            Some(Overlay::AddPeer { .. }) => Context::AddPeer,
+            Some(Overlay::ConfirmSend { .. } | Overlay::ConfirmQuit { .. }) => Context::Confirm,
             None if self.filtering => Context::Filter,
             None if self.typing => Context::Typing,
             None => Context::Pane(self.focus),
@@ -341,6 +362,8 @@ impl App {
                 self.local.listed(&dir, result);
                 Vec::new()
             }
+            Msg::LocalChanged(dir) if dir == self.local.dir => vec![Cmd::ListLocal(dir)],
+            Msg::LocalChanged(_) => Vec::new(),
             Msg::NodeGone(why) => {
                 self.say(format!("the node stopped: {why}"));
                 self.quit = true;
@@ -532,7 +555,21 @@ impl App {
                 }
             }
             Event::TransferStarted(t) | Event::Progress(t) => self.upsert_transfer(t),
-            Event::FilesReceived { .. } | Event::Done { .. } | Event::Error { .. } | Event::Cancelled { .. } => {}
+            Event::FilesReceived { files, .. } => {
+                let downloads = self.me.as_ref().map(|m| PathBuf::from(&m.download_dir));
+                for f in files {
+                    let path = PathBuf::from(&f.path);
+                    // A received folder stands out in the download dir under its own name.
+                    let top = downloads
+                        .as_ref()
+                        .and_then(|d| Some(d.join(path.strip_prefix(d).ok()?.components().next()?)));
+                    if let Some(top) = top.filter(|t| *t != path) {
+                        self.local.received(top);
+                    }
+                    self.local.received(path);
+                }
+            }
+            Event::Done { .. } | Event::Error { .. } | Event::Cancelled { .. } => {}
         }
         if peers_changed {
             self.sort_peers();
@@ -594,6 +631,14 @@ impl App {
             }
             (Pending::Transfer(_), Reply::NotDelivered { peer, error }) => self.say(format!("{peer}: {error}")),
             (Pending::Transfer(_), Reply::Failed { message }) => self.say(message),
+            (Pending::Nick(nick), Reply::Done) => {
+                self.say(format!("you are {} now", printable(&nick)));
+                if let Some(me) = &mut self.me {
+                    me.nick = nick;
+                }
+            }
+            (Pending::AddPeer(addr), Reply::Peers { peers }) => self.added_peer(&addr, Ok(peers)),
+            (Pending::AddPeer(addr), Reply::Failed { message }) => self.added_peer(&addr, Err(message)),
             (_, Reply::Note { text }) => self.say(text),
             (_, Reply::Failed { message }) => self.say(message),
             _ => {}
@@ -611,6 +656,14 @@ impl App {
         let ctx = self.context();
         match (ctx, act) {
             (_, Action::Quit) => {
+                // Our own node stops with the TUI: running transfers pause, so ask first (a second
+                // quit, Ctrl-C again, goes). Attached to a `serve`, they carry on there.
+                let running = self.transfers.iter().filter(|t| !t.state.is_finished()).count();
+                let asked = matches!(self.overlay, Some(Overlay::ConfirmQuit { .. }));
+                if running > 0 && !self.attached && !asked {
+                    self.overlay = Some(Overlay::ConfirmQuit { running });
+                    return Vec::new();
+                }
                 self.quit = true;
                 vec![Cmd::Quit]
             }
@@ -622,21 +675,40 @@ impl App {
                 self.overlay = None;
                 self.open_offer_if_any()
             }
-            (Context::Help, Action::Up) | (Context::Help, Action::Down) => {
-                if let Some(Overlay::Help { scroll } | Overlay::Transfer { scroll, .. }) = &mut self.overlay {
-                    *scroll = if act == Action::Up { scroll.saturating_sub(1) } else { *scroll + 1 };
+            (Context::Help, act) => {
+                let max = super::help::max_scroll(self.size.0, self.size.1);
+                let page = super::help::inner(self.size.0, self.size.1).1.saturating_sub(1).max(1);
+                let (scroll, max) = match &mut self.overlay {
+                    Some(Overlay::Help { scroll }) => (scroll, Some(max)),
+                    // Its length is the view's to know: scrolled past the end it shows blank.
+                    Some(Overlay::Transfer { scroll, .. }) => (scroll, None),
+                    _ => return Vec::new(),
+                };
+                *scroll = match act {
+                    Action::Up => scroll.saturating_sub(1),
+                    Action::Down => *scroll + 1,
+                    Action::PageUp => scroll.saturating_sub(page),
+                    Action::PageDown => *scroll + page,
+                    Action::Home => 0,
+                    Action::End => max.unwrap_or(*scroll),
+                    _ => *scroll,
                 }
+                .min(max.unwrap_or(usize::MAX));
                 Vec::new()
             }
             (Context::Offer, _) => self.offer_key(act),
-            (Context::Confirm, Action::Accept) => {
-                let Some(Overlay::ConfirmSend { paths }) = self.overlay.take() else {
-                    return Vec::new();
-                };
-                self.send_paths(paths)
-            }
+            (Context::Confirm, Action::Accept) => match self.overlay.take() {
+                Some(Overlay::ConfirmSend { paths, peers, .. }) => self.start_send(paths, peers),
+                Some(Overlay::ConfirmQuit { .. }) => {
+                    self.quit = true;
+                    vec![Cmd::Quit]
+                }
+                _ => Vec::new(),
+            },
             (Context::Confirm, Action::Escape) => {
-                self.overlay = None;
+                if let Some(Overlay::ConfirmSend { .. }) = self.overlay.take() {
+                    self.say("nothing sent");
+                }
                 Vec::new()
             }
             (Context::AddPeer, act) => self.add_peer_key(act),
@@ -647,6 +719,8 @@ impl App {
             (Context::Typing, act) => self.typing_key(act),
             (_, Action::NextPane) => self.focus_on(self.focus.next()),
             (_, Action::PrevPane) => self.focus_on(self.focus.prev()),
+            (_, Action::Focus(pane)) => self.focus_on(pane),
+            (_, Action::Offers) => self.show_offers(),
             (Context::Pane(pane), act) => self.pane_key(pane, act),
             _ => Vec::new(),
         }
@@ -695,7 +769,7 @@ impl App {
             }
             (Pane::Peers, Action::AddPeer) => {
                 self.add_peer = Line::default();
-                self.overlay = Some(Overlay::AddPeer);
+                self.overlay = Some(Overlay::AddPeer { trying: None, error: None });
                 Vec::new()
             }
             (Pane::Peers, Action::Trust) => match self.selected_peer() {
@@ -791,6 +865,10 @@ impl App {
                 if conv.draft.value().trim().is_empty() {
                     return Vec::new();
                 }
+                if let Some(cmds) = self.nick_command(&conversation) {
+                    return cmds;
+                }
+                let conv = self.conversations.entry(conversation.clone()).or_default();
                 let text = conv.draft.take();
                 conv.scroll = 0;
                 let request = Request::Say {
@@ -803,6 +881,28 @@ impl App {
             }
             _ => Vec::new(),
         }
+    }
+
+    /// `/nick NAME` typed as a chat line: a new nick (kept in the data dir, told to peers). A
+    /// nick that cannot be stays in the input with the reason. None: not a command.
+    fn nick_command(&mut self, conversation: &str) -> Option<Vec<Cmd>> {
+        let conv = self.conversations.entry(conversation.to_string()).or_default();
+        let typed = conv.draft.value().trim_start();
+        let rest = typed.strip_prefix("/nick")?;
+        if !(rest.is_empty() || rest.starts_with(' ')) {
+            return None;
+        }
+        let nick = rest.trim().to_string();
+        if nick.is_empty() {
+            self.say("/nick NAME changes your nick");
+            return Some(Vec::new());
+        }
+        if let Err(e) = crate::node::validate_nick(&nick) {
+            self.say(format!("{e} (this one has {} bytes)", nick.len()));
+            return Some(Vec::new());
+        }
+        conv.draft.take();
+        Some(vec![self.call(Request::SetNick { nick: nick.clone() }, Pending::Nick(nick))])
     }
 
     /// Scroll the open conversation; near its oldest loaded line, the page before it is asked for.
@@ -847,19 +947,62 @@ impl App {
             }
             Action::Edit(e) => {
                 self.add_peer.edit(e);
+                if let Some(Overlay::AddPeer { error, .. }) = &mut self.overlay {
+                    *error = None;
+                }
                 Vec::new()
             }
             Action::Submit => {
-                let addr = self.add_peer.take().trim().to_string();
-                self.overlay = None;
-                if addr.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
-                    self.say(format!("{addr:?} is not HOST:PORT"));
-                    return Vec::new();
+                let typed = self.add_peer.value().trim().to_string();
+                let (trying, error) = match with_port(&typed) {
+                    Ok(addr) => (Some(addr), None),
+                    Err(why) => (None, Some(why)),
+                };
+                self.overlay = Some(Overlay::AddPeer {
+                    trying: trying.clone(),
+                    error,
+                });
+                match trying {
+                    Some(addr) => {
+                        let request = Request::AddPeer {
+                            addr: addr.clone(),
+                            wait: true,
+                        };
+                        vec![self.call(request, Pending::AddPeer(addr))]
+                    }
+                    None => Vec::new(),
                 }
-                self.say(format!("connecting to {addr}…"));
-                vec![self.call(Request::AddPeer { addr }, Pending::Plain("add peer"))]
             }
             _ => Vec::new(),
+        }
+    }
+
+    /// A peer added with `+` answered: select it; or it did not: say why where it was typed.
+    fn added_peer(&mut self, addr: &str, result: Result<Vec<PeerInfo>, String>) {
+        let waiting = matches!(&self.overlay, Some(Overlay::AddPeer { trying: Some(a), .. }) if a == addr);
+        match result {
+            Ok(found) => {
+                let Some(p) = found.into_iter().next() else { return };
+                if !self.peers.iter().any(|x| x.id == p.id) {
+                    self.peers.push(p.clone());
+                    self.sort_peers();
+                }
+                if waiting {
+                    self.overlay = None;
+                    self.add_peer = Line::default();
+                }
+                self.focus = Pane::Peers;
+                self.peer_filter.clear();
+                self.reselect(p.id.as_str());
+                self.say(format!("{} is connected ({addr})", self.peer_name(&p.id)));
+            }
+            Err(message) if waiting => {
+                self.overlay = Some(Overlay::AddPeer {
+                    trying: None,
+                    error: Some(message),
+                });
+            }
+            Err(message) => self.say(message),
         }
     }
 
@@ -872,10 +1015,16 @@ impl App {
             Action::ToggleHidden => self.local.toggle_hidden(),
             Action::Enter => return self.local.open().map(Cmd::ListLocal).into_iter().collect(),
             Action::Back => return self.local.parent().map(Cmd::ListLocal).into_iter().collect(),
+            Action::Refresh => return vec![Cmd::ListLocal(self.local.dir.clone())],
+            Action::DownloadDir => {
+                let Some(downloads) = self.me.as_ref().map(|m| PathBuf::from(&m.download_dir)) else {
+                    return Vec::new();
+                };
+                return self.local.toggle_place(downloads).map(Cmd::ListLocal).into_iter().collect();
+            }
             Action::SendFiles => {
                 let paths = self.local.chosen_paths();
-                self.local.list.marked.clear();
-                return self.send_paths(paths);
+                return self.send_paths(paths, false);
             }
             _ => {}
         }
@@ -883,16 +1032,29 @@ impl App {
     }
 
     /// The peers a send goes to: the marked ones, else the selected one.
-    fn recipients(&self) -> Vec<PeerId> {
+    pub fn recipients(&self) -> Vec<PeerId> {
         if !self.marked_peers.is_empty() {
             let mut v: Vec<PeerId> = self.marked_peers.iter().cloned().collect();
-            v.sort();
+            v.sort_by_key(|p| self.peer_name(p).to_lowercase());
             return v;
         }
         self.selected_peer().map(|p| vec![p.id.clone()]).unwrap_or_default()
     }
 
-    fn send_paths(&mut self, paths: Vec<PathBuf>) -> Vec<Cmd> {
+    /// Who a send would reach, for a person: `bob, carol` (at most `width` columns; the rest
+    /// counted), or None when nobody is chosen.
+    pub fn recipients_text(&self, width: usize) -> Option<String> {
+        let names: Vec<String> = self
+            .recipients()
+            .iter()
+            .map(|p| super::view::middle(&printable(&self.peer_name(p)), width.min(NAME_IN_LIST)))
+            .collect();
+        names_within(&names, width)
+    }
+
+    /// A send from the local column or a drop: to one selected peer at once; to several, or
+    /// dropped paths, after a question that names them.
+    fn send_paths(&mut self, paths: Vec<PathBuf>, dropped: bool) -> Vec<Cmd> {
         let peers = self.recipients();
         if peers.is_empty() {
             self.say("select a peer (or mark several with Space in Peers) to send to");
@@ -902,12 +1064,23 @@ impl App {
             self.say("nothing to send here");
             return Vec::new();
         }
+        if peers.len() > 1 || dropped {
+            self.overlay = Some(Overlay::ConfirmSend { paths, peers, dropped });
+            return Vec::new();
+        }
+        self.start_send(paths, peers)
+    }
+
+    fn start_send(&mut self, paths: Vec<PathBuf>, peers: Vec<PeerId>) -> Vec<Cmd> {
         let names: Vec<String> = peers.iter().map(|p| self.peer_name(p)).collect();
         self.say(format!(
             "sending {} to {}",
             crate::text::plural(paths.len(), "item"),
             names.join(", ")
         ));
+        // Started: the marks are used up, so the next `s` goes where the screen then says.
+        self.local.list.marked.clear();
+        self.marked_peers.clear();
         // Several marked peers: relayed through them, one upload from here (unless
         // --no-relay).
         let request = Request::Send {
@@ -1010,7 +1183,8 @@ impl App {
                 Vec::new()
             }
             Action::Cancel => match self.current_transfer() {
-                Some(t) if !t.state.is_finished() => {
+                // A paused one is cancelled for good (its partial data goes).
+                Some(t) if !t.state.is_finished() || t.state == crate::node::TransferState::Paused => {
                     let request = Request::Cancel {
                         transfer: t.transfer.clone(),
                     };
@@ -1026,6 +1200,12 @@ impl App {
                 Some(t) if !t.state.is_finished() => {
                     self.say("that transfer is still running");
                     Vec::new()
+                }
+                Some(t) if t.state == crate::node::TransferState::Paused => {
+                    let request = Request::Resume {
+                        transfer: t.transfer.clone(),
+                    };
+                    vec![self.call(request, Pending::Plain("resume"))]
                 }
                 Some(t) => match self.retryable.get(&t.transfer).cloned() {
                     Some(request) => {
@@ -1093,6 +1273,17 @@ impl App {
         cmds
     }
 
+    /// `o`: the oldest waiting offer, also one put aside.
+    fn show_offers(&mut self) -> Vec<Cmd> {
+        let Some(front) = self.offers.front().map(|o| o.transfer.clone()) else {
+            self.say("no offers are waiting");
+            return Vec::new();
+        };
+        self.deferred.remove(&front);
+        self.overlay = Some(Overlay::Offer { scroll: 0 });
+        Vec::new()
+    }
+
     /// Show the next offer that was not put aside, unless something else is open.
     fn open_offer_if_any(&mut self) -> Vec<Cmd> {
         // Someone typing keeps the keyboard: the offer waits (and says so) until they stop.
@@ -1139,7 +1330,7 @@ impl App {
                 } else if self.recipients().is_empty() {
                     self.say("select a peer first, then drop files to send them");
                 } else {
-                    self.overlay = Some(Overlay::ConfirmSend { paths });
+                    return self.send_paths(paths, true);
                 }
             }
             _ => {}
@@ -1394,6 +1585,48 @@ fn unquote(s: &str) -> &str {
         .and_then(|s| s.strip_suffix('\''))
         .or_else(|| s.strip_prefix('"').and_then(|s| s.strip_suffix('"')))
         .unwrap_or(s)
+}
+
+/// HOST[:PORT] as the node dials it: the default port added when none is given (an IPv6
+/// address without a port is bracketed first).
+fn with_port(typed: &str) -> Result<String, String> {
+    use std::net::{Ipv6Addr, SocketAddr};
+    let port = crate::node::DEFAULT_PORT;
+    if typed.is_empty() {
+        return Err("type the address of a machine running lanyard".into());
+    }
+    if typed.parse::<SocketAddr>().is_ok() {
+        return Ok(typed.to_string());
+    }
+    if typed.parse::<Ipv6Addr>().is_ok() {
+        return Ok(format!("[{typed}]:{port}"));
+    }
+    if typed.starts_with('[') && typed.ends_with(']') {
+        return Ok(format!("{typed}:{port}"));
+    }
+    match typed.rsplit_once(':') {
+        None => Ok(format!("{typed}:{port}")),
+        Some((host, p)) if !host.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0) => Ok(typed.to_string()),
+        Some(_) => Err(format!("{} is not HOST or HOST:PORT", printable(typed))),
+    }
+}
+
+/// Names joined with ", " within `width` columns, the ones that do not fit counted (`bob,
+/// carol +3`); None for no names.
+fn names_within(names: &[String], width: usize) -> Option<String> {
+    let mut out = String::new();
+    for (i, name) in names.iter().enumerate() {
+        let rest = names.len() - i - 1;
+        let sep = if i == 0 { "" } else { ", " };
+        let tail = if rest > 0 { format!(" +{rest}") } else { String::new() };
+        if i > 0 && out.width() + sep.width() + name.width() + tail.width() > width {
+            out.push_str(&format!(" +{}", names.len() - i));
+            return Some(out);
+        }
+        out.push_str(sep);
+        out.push_str(name);
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 fn now_ms() -> u64 {

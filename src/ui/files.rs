@@ -1,7 +1,7 @@
 //! The two file columns' state: the local folder (listed off the UI thread) and the selected
 //! peer's shares (listed lazily through the node, each folder once, kept until refreshed).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
 use crate::node::{EntryKind, ShareEntry};
@@ -110,7 +110,14 @@ pub struct Local {
     pub list: Listing,
     /// Everything read, hidden files too; `list` shows what `show_hidden` allows.
     all: Vec<Entry>,
+    /// Where `D` returns to from the download dir.
+    back: Option<PathBuf>,
+    /// What arrived lately (newest last), highlighted where the column shows it.
+    fresh: VecDeque<PathBuf>,
 }
+
+/// Received paths remembered for highlighting.
+const FRESH: usize = 64;
 
 impl Local {
     pub fn new(dir: PathBuf) -> Local {
@@ -122,7 +129,47 @@ impl Local {
                 ..Listing::default()
             },
             all: Vec::new(),
+            back: None,
+            fresh: VecDeque::new(),
         }
+    }
+
+    /// Go to `place` (the download dir), or back from it to where the column was; returns the
+    /// folder to list.
+    pub fn toggle_place(&mut self, place: PathBuf) -> Option<PathBuf> {
+        let to = match self.back.take() {
+            Some(back) if self.dir == place => back,
+            _ => {
+                self.back = Some(self.dir.clone());
+                place
+            }
+        };
+        if to == self.dir {
+            return None;
+        }
+        self.dir = to;
+        self.list.reset();
+        Some(self.dir.clone())
+    }
+
+    /// Something was just received into `dir` under `name`: it stands out when shown.
+    pub fn received(&mut self, path: PathBuf) {
+        if self.fresh.contains(&path) {
+            return;
+        }
+        if self.fresh.len() == FRESH {
+            self.fresh.pop_front();
+        }
+        self.fresh.push_back(path);
+    }
+
+    /// Whether the entry `name` of the folder shown was just received.
+    pub fn is_fresh(&self, name: &str) -> bool {
+        !self.fresh.is_empty()
+            && self
+                .fresh
+                .iter()
+                .any(|p| p.parent() == Some(&self.dir) && p.file_name().is_some_and(|n| n == name))
     }
 
     /// A listing of `dir` arrived (stale ones, for a folder left meanwhile, are dropped).
@@ -335,6 +382,21 @@ mod tests {
         local.listed(Path::new("/elsewhere"), Ok(vec![]));
         assert_eq!(local.list.visible().len(), 2, "a stale listing is dropped");
         assert_eq!(local.parent(), Some(PathBuf::from("/")));
+    }
+
+    #[test]
+    fn d_goes_to_the_download_dir_and_back_and_fresh_names_stand_out() {
+        let mut local = Local::new(PathBuf::from("/home/ada/lab"));
+        let downloads = PathBuf::from("/home/ada/Downloads/lanyard");
+        assert_eq!(local.toggle_place(downloads.clone()), Some(downloads.clone()));
+        local.received(downloads.join("report.pdf"));
+        assert!(local.is_fresh("report.pdf") && !local.is_fresh("other.pdf"));
+        assert_eq!(local.toggle_place(downloads.clone()), Some(PathBuf::from("/home/ada/lab")));
+        assert!(!local.is_fresh("report.pdf"), "only in the folder it arrived in");
+        for i in 0..100 {
+            local.received(downloads.join(format!("f{i}")));
+        }
+        assert_eq!(local.fresh.len(), FRESH, "bounded");
     }
 
     #[test]

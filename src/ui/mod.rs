@@ -8,10 +8,12 @@
 
 pub mod app;
 pub mod files;
+pub mod help;
 pub mod input;
 pub mod keys;
 pub mod layout;
 pub mod view;
+mod watch;
 
 #[cfg(test)]
 mod tests;
@@ -65,6 +67,10 @@ pub async fn run(config: &Config) -> Result<ExitCode> {
     {
         app.note(moved);
     }
+    if let Some(note) = &config.nick_cut {
+        app.note(note.clone());
+    }
+    let watch = Arc::new(std::sync::Mutex::new(watch::FolderWatch::new(tx.clone())));
     let theme = view::Theme::from_env();
 
     let mut terminal = enter()?;
@@ -74,7 +80,7 @@ pub async fn run(config: &Config) -> Result<ExitCode> {
     }
     let started = Instant::now();
     let first = app.start();
-    carry_out(first, &client, &tx);
+    carry_out(first, &client, &tx, &watch);
 
     let mut ticks = tokio::time::interval(TICK);
     // A terminal closed (SIGHUP) or a `kill` (SIGTERM) still restores it and stops the node.
@@ -91,7 +97,7 @@ pub async fn run(config: &Config) -> Result<ExitCode> {
                 // Keys typed during the wait go into this frame, not the next one.
                 while let Ok(msg) = rx.try_recv() {
                     let cmds = app.update(msg);
-                    carry_out(cmds, &client, &tx);
+                    carry_out(cmds, &client, &tx, &watch);
                 }
                 if app.quit {
                     break Ok(());
@@ -117,7 +123,7 @@ pub async fn run(config: &Config) -> Result<ExitCode> {
             let quiet_tick = matches!(msg, Msg::Tick(_)) && app.status_text().is_none();
             let cmds = app.update(msg);
             dirty |= !quiet_tick;
-            carry_out(cmds, &client, &tx);
+            carry_out(cmds, &client, &tx, &watch);
             handled += 1;
             if handled < 1024 {
                 next = rx.try_recv().ok();
@@ -184,7 +190,7 @@ async fn subscribe(client: &Client, tx: mpsc::Sender<Msg>) -> Result<()> {
     Ok(())
 }
 
-fn carry_out(cmds: Vec<Cmd>, client: &Arc<Client>, tx: &mpsc::Sender<Msg>) {
+fn carry_out(cmds: Vec<Cmd>, client: &Arc<Client>, tx: &mpsc::Sender<Msg>, watch: &Arc<std::sync::Mutex<watch::FolderWatch>>) {
     for cmd in cmds {
         match cmd {
             Cmd::Call { tag, request } => {
@@ -206,8 +212,12 @@ fn carry_out(cmds: Vec<Cmd>, client: &Arc<Client>, tx: &mpsc::Sender<Msg>) {
                 });
             }
             Cmd::ListLocal(dir) => {
-                let tx = tx.clone();
+                let (tx, watch) = (tx.clone(), watch.clone());
                 tokio::task::spawn_blocking(move || {
+                    // Watched before it is read: a change in between is listed again, not lost.
+                    if let Ok(mut w) = watch.lock() {
+                        w.follow(&dir);
+                    }
                     let result = files::read_local(&dir);
                     let _ = tx.blocking_send(Msg::Local { dir, result });
                 });

@@ -333,8 +333,27 @@ fn typing_sends_the_line_to_the_selected_conversation_and_keeps_drafts() {
     typed(&mut app, "q");
     assert!(!app.quit);
     key(&mut app, KeyCode::Esc);
-    let cmds = key(&mut app, KeyCode::Char('q'));
+    // With transfers running (the fixture's), quitting asks first: n stays, y quits.
+    let running = app.transfers.iter().filter(|t| !t.state.is_finished()).count();
+    assert!(running > 0);
+    assert!(key(&mut app, KeyCode::Char('q')).is_empty() && !app.quit);
+    assert!(matches!(app.overlay, Some(Overlay::ConfirmQuit { running: n }) if n == running));
+    assert!(key(&mut app, KeyCode::Char('n')).is_empty() && !app.quit && app.overlay.is_none());
+    key(&mut app, KeyCode::Char('q'));
+    let cmds = key(&mut app, KeyCode::Char('y'));
     assert!(app.quit && cmds == [Cmd::Quit]);
+}
+
+#[test]
+fn quitting_with_no_transfer_running_does_not_ask_and_ctrl_c_twice_always_quits() {
+    let mut app = App::new(PathBuf::from("/"), false, false);
+    assert!(key(&mut app, KeyCode::Char('q')) == [Cmd::Quit] && app.quit);
+    let mut app = App::new(PathBuf::from("/"), false, false);
+    app.transfers
+        .push(transfer(1, &id(1), "bob", Direction::Send, TransferState::Running, 40));
+    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert!(app.update(Msg::Key(ctrl_c)).is_empty() && !app.quit);
+    assert!(app.update(Msg::Key(ctrl_c)) == [Cmd::Quit] && app.quit);
 }
 
 #[test]
@@ -452,7 +471,16 @@ fn s_sends_to_the_marked_peers_and_g_gets_from_the_remote_column() {
     key(&mut app, KeyCode::Tab);
     key(&mut app, KeyCode::Tab);
     key(&mut app, KeyCode::End);
-    let cmds = key(&mut app, KeyCode::Char('s'));
+    // To several peers: asked once, naming them; the footer said so before.
+    let s = screen(&app, 120, 40);
+    assert!(s.contains("s send to bob@lab-02, bob@lab-17"), "{s}");
+    assert!(s.contains("2 marked"), "{s}");
+    assert!(key(&mut app, KeyCode::Char('s')).is_empty());
+    assert!(matches!(&app.overlay, Some(Overlay::ConfirmSend { peers, .. }) if peers.len() == 2));
+    let s = screen(&app, 120, 40);
+    assert!(s.contains("send 1 item to bob@lab-02, bob@lab-17? y/n"), "{s}");
+    let cmds = key(&mut app, KeyCode::Char('y'));
+    assert!(app.marked_peers.is_empty(), "marks are used up once the send starts");
     match &cmds[..] {
         [
             Cmd::Call {
@@ -528,7 +556,14 @@ fn tiny_and_huge_terminals_draw_without_panicking() {
     let mut app = lab();
     for (w, h) in [(1, 1), (20, 6), (40, 10), (300, 100)] {
         app.update(Msg::Resize(w, h));
-        for overlay in [None, Some(Overlay::Help { scroll: 0 }), Some(Overlay::AddPeer)] {
+        for overlay in [
+            None,
+            Some(Overlay::Help { scroll: 0 }),
+            Some(Overlay::AddPeer {
+                trying: None,
+                error: Some("no answer from 10.0.0.5:7717: connection refused".into()),
+            }),
+        ] {
             app.overlay = overlay;
             let _ = screen(&app, w, h);
         }
@@ -770,6 +805,330 @@ fn enter_on_a_transfer_row_opens_its_details_whole_and_esc_closes_them() {
     assert!(matches!(app.overlay, Some(Overlay::Transfer { scroll: 1, .. })));
     key(&mut app, KeyCode::Esc);
     assert!(app.overlay.is_none());
+}
+
+#[test]
+fn help_at_80_by_24_scrolls_to_its_end_with_the_quit_key_and_the_legend() {
+    let mut app = lab();
+    app.update(Msg::Resize(80, 24));
+    key(&mut app, KeyCode::Char('?'));
+    assert!(screen(&app, 80, 24).contains("more below ↓"));
+    key(&mut app, KeyCode::End);
+    let end = screen(&app, 80, 24);
+    assert!(!end.contains("more below"), "{end}");
+    assert!(end.contains(" q ") && end.contains("quit"), "{end}");
+    for symbol in ["●", "○", "◌", "★", "⇅", "✓✓", "✓ 3/5", "▸", "late"] {
+        assert!(end.contains(symbol), "{symbol} missing from the legend:\n{end}");
+    }
+    insta::assert_snapshot!("help_80x24_end", end);
+    // Down past the end stays at the end (no blank overshoot); Home is the top again.
+    let at_end = app.overlay.clone();
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Char('j'));
+    assert_eq!(app.overlay, at_end);
+    key(&mut app, KeyCode::Home);
+    assert_eq!(app.overlay, Some(Overlay::Help { scroll: 0 }));
+    key(&mut app, KeyCode::PageDown);
+    assert!(matches!(app.overlay, Some(Overlay::Help { scroll }) if scroll > 5));
+    // Every binding of the table appears somewhere in the help, at 80x24.
+    let mut seen = String::new();
+    key(&mut app, KeyCode::Home);
+    loop {
+        let s = screen(&app, 80, 24);
+        seen.push_str(&s);
+        if !s.contains("more below") {
+            break;
+        }
+        key(&mut app, KeyCode::PageDown);
+    }
+    for b in super::keys::BINDINGS {
+        let first_word = b.help.split(' ').next().unwrap_or_default();
+        assert!(seen.contains(first_word), "{:?} not in help", b.help);
+    }
+}
+
+#[test]
+fn the_footer_names_who_s_sends_to() {
+    let mut app = lab();
+    app.update(Msg::Resize(80, 24));
+    key(&mut app, KeyCode::Char('3'));
+    assert_eq!(app.focus, Pane::Local);
+    let s = screen(&app, 80, 24);
+    assert!(s.contains("s send to bob@lab-02"), "{s}");
+    // Marks: the footer and the Files title follow them, and the Peers title counts them.
+    key(&mut app, KeyCode::Char('1'));
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Char(' '));
+    key(&mut app, KeyCode::Char(' '));
+    key(&mut app, KeyCode::Char('3'));
+    let s = screen(&app, 80, 24);
+    assert!(s.contains("2 marked"), "{s}");
+    assert!(s.contains("s sends to bob@lab-17, dee"), "{s}");
+    insta::assert_snapshot!("recipients_80x24", s);
+    // #all selected, nothing marked: nobody, and the footer says so.
+    app.marked_peers.clear();
+    key(&mut app, KeyCode::Char('1'));
+    key(&mut app, KeyCode::Home);
+    key(&mut app, KeyCode::Char('3'));
+    assert!(screen(&app, 80, 24).contains("s send (pick a peer)"));
+    assert!(key(&mut app, KeyCode::Char('s')).is_empty());
+}
+
+#[test]
+fn a_send_to_the_one_selected_peer_is_not_asked() {
+    let mut app = lab();
+    key(&mut app, KeyCode::Char('3'));
+    key(&mut app, KeyCode::End);
+    let cmds = key(&mut app, KeyCode::Char('s'));
+    assert!(
+        matches!(&cmds[..], [Cmd::Call { request: Request::Send { peers, .. }, .. }] if peers.len() == 1),
+        "{cmds:?}"
+    );
+    assert!(app.overlay.is_none());
+    // A dropped file is asked about, naming the recipient.
+    let dropped = std::env::temp_dir();
+    app.update(Msg::Paste(dropped.display().to_string()));
+    assert!(matches!(&app.overlay, Some(Overlay::ConfirmSend { dropped: true, .. })));
+    let s = screen(&app, 120, 40);
+    assert!(s.contains("send 1 file to bob@lab-02? y/n"), "{s}");
+    key(&mut app, KeyCode::Char('n'));
+    assert!(app.overlay.is_none());
+}
+
+#[test]
+fn numbers_focus_panes_and_o_brings_back_a_waiting_offer() {
+    let mut app = lab();
+    for (k, pane) in [('2', Pane::Chat), ('3', Pane::Local), ('4', Pane::Transfers), ('1', Pane::Peers)] {
+        key(&mut app, KeyCode::Char(k));
+        assert_eq!(app.focus, pane);
+    }
+    let s = screen(&app, 120, 40);
+    for title in ["[1] Peers", "[2] Chat", "[3] Files", "[4] Transfers"] {
+        assert!(s.contains(title), "{title}:\n{s}");
+    }
+    assert!(key(&mut app, KeyCode::Char('o')).is_empty());
+    assert!(app.status_text().is_some_and(|s| s.contains("no offers")));
+    let dee = app.peers.iter().find(|p| p.nick == "dee").unwrap().id.clone();
+    offer(&mut app, &dee, &["a.txt"]);
+    key(&mut app, KeyCode::Esc);
+    assert!(app.overlay.is_none());
+    assert!(screen(&app, 120, 40).contains("1 offers waiting: o"));
+    key(&mut app, KeyCode::Char('o'));
+    assert!(matches!(app.overlay, Some(Overlay::Offer { .. })));
+}
+
+#[test]
+fn two_offers_say_one_of_two_and_where_files_go() {
+    let mut app = lab();
+    app.update(Msg::Resize(80, 24));
+    let dee = app.peers.iter().find(|p| p.nick == "dee").unwrap().id.clone();
+    offer(&mut app, &dee, &["a.txt"]);
+    let mut second = app.offers[0].clone();
+    second.transfer = "00000000000000bb".into();
+    app.update(Msg::Node(Envelope {
+        seq: 101,
+        event: Event::Offer(second),
+    }));
+    let s = screen(&app, 80, 24);
+    assert!(s.contains("offer 1 of 2"), "{s}");
+    assert!(s.contains("go to /home/ada/Downloads/lanyard"), "{s}");
+    insta::assert_snapshot!("offer_1_of_2_80x24", s);
+}
+
+#[test]
+fn the_local_column_follows_its_folder_and_d_goes_to_the_downloads() {
+    let mut app = lab();
+    key(&mut app, KeyCode::Char('3'));
+    // The watcher's word for another folder is stale; for this one it lists again.
+    assert!(app.update(Msg::LocalChanged(PathBuf::from("/elsewhere"))).is_empty());
+    assert_eq!(
+        app.update(Msg::LocalChanged(PathBuf::from("/home/ada/lab"))),
+        [Cmd::ListLocal(PathBuf::from("/home/ada/lab"))]
+    );
+    assert_eq!(key(&mut app, KeyCode::Char('r')), [Cmd::ListLocal(PathBuf::from("/home/ada/lab"))]);
+    // Something arrives; D shows the download dir with it standing out, D again goes back.
+    let dee = app.peers.iter().find(|p| p.nick == "dee").unwrap().id.clone();
+    app.update(Msg::Node(Envelope {
+        seq: 50,
+        event: Event::FilesReceived {
+            transfer: "t".into(),
+            peer: dee,
+            files: vec![crate::node::ReceivedFile {
+                path: "/home/ada/Downloads/lanyard/photos/001.jpg".into(),
+                size: 1,
+            }],
+        },
+    }));
+    let downloads = PathBuf::from("/home/ada/Downloads/lanyard");
+    let shift_d = KeyEvent::new(KeyCode::Char('D'), KeyModifiers::SHIFT);
+    assert_eq!(app.update(Msg::Key(shift_d)), [Cmd::ListLocal(downloads.clone())]);
+    app.update(Msg::Local {
+        dir: downloads,
+        result: Ok(vec![
+            Entry {
+                name: "photos".into(),
+                dir: true,
+                size: 0,
+            },
+            Entry {
+                name: "old.pdf".into(),
+                dir: false,
+                size: 10,
+            },
+        ]),
+    });
+    let s = screen(&app, 120, 40);
+    assert!(s.contains("▸photos/"), "{s}");
+    assert!(s.contains(" old.pdf"), "{s}");
+    assert!(s.contains("downloads: /home/ada/Downloads/lanyard"), "{s}");
+    assert_eq!(app.update(Msg::Key(shift_d)), [Cmd::ListLocal(PathBuf::from("/home/ada/lab"))]);
+}
+
+#[test]
+fn add_peer_takes_a_host_without_port_and_shows_a_failure_in_place() {
+    let mut app = lab();
+    key(&mut app, KeyCode::Char('+'));
+    typed(&mut app, "10.0.0.5");
+    let cmds = key(&mut app, KeyCode::Enter);
+    let tag = match &cmds[..] {
+        [
+            Cmd::Call {
+                tag,
+                request: Request::AddPeer { addr, wait: true },
+            },
+        ] => {
+            assert_eq!(addr, "10.0.0.5:7717");
+            *tag
+        }
+        other => panic!("{other:?}"),
+    };
+    assert!(screen(&app, 80, 24).contains("connecting to 10.0.0.5:7717…"));
+    let why = "no answer from 10.0.0.5:7717: connection refused";
+    app.update(Msg::Reply {
+        tag,
+        reply: Reply::Failed { message: why.into() },
+    });
+    assert!(
+        matches!(app.overlay, Some(Overlay::AddPeer { .. })),
+        "stays open to fix the address"
+    );
+    assert!(screen(&app, 80, 24).contains(why));
+    // Fixed and answered: the dialog closes and the new peer is selected.
+    key(&mut app, KeyCode::Backspace);
+    typed(&mut app, "6:9000");
+    let cmds = key(&mut app, KeyCode::Enter);
+    let Some(Cmd::Call { tag, .. }) = cmds.first() else {
+        panic!("{cmds:?}")
+    };
+    let eve = peer(9, "eve", "lab-30", true);
+    app.update(Msg::Reply {
+        tag: *tag,
+        reply: Reply::Peers { peers: vec![eve.clone()] },
+    });
+    assert!(app.overlay.is_none());
+    assert_eq!(app.selected_peer().map(|p| p.id.clone()), Some(eve.id));
+    // Nonsense is refused before anything is dialled.
+    key(&mut app, KeyCode::Char('+'));
+    typed(&mut app, "host:notaport");
+    assert!(key(&mut app, KeyCode::Enter).is_empty());
+    assert!(screen(&app, 80, 24).contains("is not HOST or HOST:PORT"));
+}
+
+#[test]
+fn slash_nick_renames_and_a_long_nick_is_refused_with_the_limit() {
+    let mut app = lab();
+    key(&mut app, KeyCode::Enter);
+    let long = "n".repeat(70);
+    typed(&mut app, &format!("/nick {long}"));
+    assert!(key(&mut app, KeyCode::Enter).is_empty());
+    let status = app.status_text().unwrap_or_default().to_string();
+    assert!(status.contains("1 to 64 bytes") && status.contains("70 bytes"), "{status}");
+    let conv = app.selected_conversation();
+    assert!(
+        app.conversation(&conv).unwrap().draft.value().starts_with("/nick"),
+        "kept to be fixed"
+    );
+    key(&mut app, KeyCode::Esc);
+    key(&mut app, KeyCode::Enter);
+    for _ in 0..80 {
+        key(&mut app, KeyCode::Backspace);
+    }
+    typed(&mut app, "/nick ada lovelace");
+    let cmds = key(&mut app, KeyCode::Enter);
+    let tag = match &cmds[..] {
+        [
+            Cmd::Call {
+                tag,
+                request: Request::SetNick { nick },
+            },
+        ] if nick == "ada lovelace" => *tag,
+        other => panic!("{other:?}"),
+    };
+    app.update(Msg::Reply { tag, reply: Reply::Done });
+    assert_eq!(app.me.as_ref().map(|m| m.nick.as_str()), Some("ada lovelace"));
+    // "/nickname" is a chat line like any other.
+    typed(&mut app, "/nickname is a word");
+    let cmds = key(&mut app, KeyCode::Enter);
+    assert!(
+        matches!(
+            &cmds[..],
+            [Cmd::Call {
+                request: Request::Say { .. },
+                ..
+            }]
+        ),
+        "{cmds:?}"
+    );
+}
+
+#[test]
+fn long_nicks_keep_the_sender_column_narrow_and_marks_stay_with_their_words() {
+    let mut app = lab();
+    app.update(Msg::Resize(80, 24));
+    let bob = app.selected_peer().unwrap().id.clone();
+    let conv = bob.to_string();
+    let long_nick = "bob-with-a-nick-of-forty-eight-bytes-long-indeed";
+    let bob_index = app.peers.iter().position(|p| p.id == bob).unwrap();
+    app.peers[bob_index].nick = long_nick.into();
+    let c = app.conversations.get_mut(&conv).unwrap();
+    c.lines.push(line(
+        &conv,
+        &bob,
+        long_nick,
+        false,
+        "a line from someone with a long name",
+        None,
+        &bob,
+    ));
+    // A line whose mark would land exactly at the start of a row on its own.
+    let mut mine = line(&conv, &id(0), "ada", true, &"x".repeat(40), Some(Delivery::Delivered), &bob);
+    mine.id = "mine".into();
+    c.lines.push(mine);
+    let s = screen(&app, 80, 24);
+    assert!(!s.contains(long_nick), "{s}");
+    assert!(s.contains("bob-wit…-indeed") || s.contains("…"), "{s}");
+    for row in s.lines() {
+        let inside = row.trim_matches(|c| c == '│' || c == ' ');
+        assert!(inside != "✓✓" && inside != "✓", "a mark alone on a row:\n{s}");
+    }
+}
+
+#[test]
+fn a_room_line_that_caught_up_says_it_is_late() {
+    let mut app = lab();
+    key(&mut app, KeyCode::Home);
+    let dee = app.peers.iter().find(|p| p.nick == "dee").unwrap().id.clone();
+    let mut late = line(ROOM, &dee, "dee", false, "said while you were away", None, &dee);
+    late.room = true;
+    late.sent_ms = T0;
+    late.received_ms = T0 + 3_600_000;
+    let mut fresh = line(ROOM, &dee, "dee", false, "said just now", None, &dee);
+    fresh.room = true;
+    fresh.id = "fresh".into();
+    reply_history(&mut app, ROOM, vec![late, fresh]);
+    let s = screen(&app, 120, 40);
+    assert!(s.contains("said while you were away late, said 10:00"), "{s}");
+    assert!(!s.contains("said just now late"), "{s}");
 }
 
 #[test]

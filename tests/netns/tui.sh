@@ -15,7 +15,10 @@
 #      s: h2 prints file_received and the file in its download dir has the same bytes;
 #   4. `lanyard send host1 -- FILE` in h2 (through h2's running serve): the TUI shows the
 #      "Incoming files" dialog, y accepts, the file lands in h1's download dir, same bytes;
-#   5. q: the TUI exits 0, the pane left the alternate screen, mouse reporting is off, the
+#   6.-10. 3 focuses Files; a file created in the working folder shows without a key (time
+#      printed); + with an address nothing answers at shows why; /nick renames us at h2 (its
+#      peer_renamed); at 80x24, ? then End shows the quit binding;
+#   5. (last) q: the TUI exits 0, the pane left the alternate screen, mouse reporting is off, the
 #      cursor is visible and `stty -a` in that pane is what it was before the TUI started.
 #
 # Env: LANYARD_BIN (default: target/debug/lanyard under the repo root),
@@ -63,6 +66,7 @@ screen_has() {
 screen_lacks() { ! screen | grep -qF -- "$1"; }
 pane_flag() { tm display-message -p -t tui "#{$1}" 2>/dev/null; }
 pane_flag_is() { [ "$(pane_flag "$1")" = "$2" ]; }
+pane_is_80x24() { [ "$(pane_flag pane_width)x$(pane_flag pane_height)" = 80x24 ]; }
 # wait_screen WHAT TEXT...: wait until one row shows every TEXT, or fail naming WHAT.
 wait_screen() {
     local what=$1
@@ -187,6 +191,60 @@ cmp "$TMP/offer-to-tui.bin" "$TMP/in1/offer-to-tui.bin" || die "the accepted fil
 wait_for "$WAIT_S" screen_lacks "Incoming files" || die "the offer dialog stayed after y"
 wait_screen "the received file in Transfers" "host2 offer-to-tui.bin" "$TMP/in1"
 log "ok: the offer from h2 showed the dialog; y accepted it (same bytes in h1's download dir)"
+
+# 6. 3 focuses Files (the local column's own keys in the footer).
+keys 1
+wait_screen "the Peers keys after 1" "Enter chat"
+keys 3
+wait_screen "the local column's keys after 3" "D downloads"
+log "ok: 3 focuses Files"
+
+# 7. A file created in the working folder appears in the local column without a key.
+NEW_NAME="appeared-$$.txt"
+t0=$(netns_now_ms)
+echo hi >"$WORK/$NEW_NAME"
+wait_screen "a file created meanwhile in the local column" "$NEW_NAME"
+t1=$(netns_now_ms)
+log "ok: a new file in the working folder showed in the local column after $((t1 - t0)) ms, no key pressed (promised: within 2000 ms)"
+
+# 8. + with an address where nothing listens: the reason, where the address was typed.
+H2_ADDR=$(netns_addr 2)
+keys 1
+keys +
+wait_screen "the add-peer dialog" "Add a peer"
+keys -l "$H2_ADDR:9"
+keys Enter
+wait_screen "why the address did not answer" "no answer from $H2_ADDR:9"
+keys Escape
+wait_for "$WAIT_S" screen_lacks "Add a peer" || die "Esc did not close the add-peer dialog"
+log "ok: + with an address nothing answers at shows the error on screen"
+
+# 9. /nick renames this node at its peer.
+keys Down
+wait_screen "host2's conversation selected" "Chat host2 online"
+keys Enter
+wait_for "$WAIT_S" screen_lacks "Enter to type" || die "Enter on host2 did not start typing"
+keys -l "/nick renamed1"
+keys Enter
+expect_event "$TMP/h2.jsonl" "$WAIT_S" event=peer_renamed id="$ID1" new=renamed1 >/dev/null ||
+    die "h2: no peer_renamed to renamed1 after /nick"
+wait_screen "the new nick confirmed" "you are renamed1 now"
+keys Escape
+log "ok: /nick renamed the node at h2"
+
+# 10. At 80x24, help reaches its end: ? then End shows the quit binding.
+tm resize-window -t tui -x 80 -y 24 || die "cannot resize the tmux window"
+wait_for "$WAIT_S" pane_is_80x24 || die "the pane is not 80x24"
+keys '?'
+wait_screen "help" "Keys"
+wait_screen "the more-below mark at the top of help" "more below"
+keys End
+wait_screen "the quit binding at the end of help" "┃ q " "quit"
+keys Escape
+wait_for "$WAIT_S" screen_lacks "more above" || die "Esc did not close help"
+log "ok: at 80x24, ? then End shows the quit binding"
+# Back to the size the pane started with, so that stty -a compares like with like below.
+tm resize-window -t tui -x 100 -y 30 || die "cannot resize the tmux window back"
 
 # 5. q: exit 0, the terminal as it was.
 pane_flag_is mouse_any_flag 1 || die "mouse reporting is not on while the TUI runs"

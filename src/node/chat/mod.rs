@@ -43,7 +43,8 @@ const ROOM_SETTLE: Duration = Duration::from_millis(500);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChatTarget {
     Peer(PeerId),
-    /// Every peer online at the moment it is said.
+    /// Every peer online at the moment it is said, and every other known peer when it comes
+    /// back.
     Room,
 }
 
@@ -121,11 +122,17 @@ impl NodeHandle {
                 }
                 vec![id.clone()]
             }
+            // Everyone online hears it now; every other peer this node has met (it holds their
+            // key) hears it when it comes back, in queue order, as the direct outbox does.
             ChatTarget::Room => {
                 let t = shared.peers();
-                let mut online: Vec<PeerId> = t.ids().filter(|id| t.is_online(id)).cloned().collect();
-                online.sort();
-                online
+                let mut known: Vec<PeerId> = t
+                    .ids()
+                    .filter(|id| t.is_online(id) || t.get(id).is_some_and(|p| !p.public_key.is_empty()))
+                    .cloned()
+                    .collect();
+                known.sort();
+                known
             }
         };
         if recipients.is_empty() {
@@ -188,9 +195,16 @@ impl NodeHandle {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let recipients = self.recipients(id).await?;
-            match db::overall(&recipients) {
+            // A room line also waits for peers that are away (they get it when they come
+            // back): settled here means answered by everyone reachable now.
+            let reachable: Vec<Recipient> = recipients
+                .iter()
+                .filter(|r| matches!(r.state, Delivery::Delivered | Delivery::Refused) || self.is_online(&r.peer))
+                .cloned()
+                .collect();
+            match db::overall(&reachable) {
                 Some(Delivery::Delivered) => return Ok(true),
-                Some(Delivery::Refused) => bail!("{}", refusals(self, &recipients)),
+                Some(Delivery::Refused) => bail!("{}", refusals(self, &reachable)),
                 _ => {}
             }
             tokio::select! {

@@ -29,7 +29,9 @@ pub(crate) mod place;
 mod progress;
 mod pull;
 mod receive;
+mod records;
 mod relay;
+mod resume;
 mod send;
 mod source;
 mod space;
@@ -186,8 +188,9 @@ pub struct TransferTask {
     join: JoinHandle<Result<Outcome, TransferError>>,
 }
 
-/// Files and folders read and hashed, ready to offer ([`NodeHandle::prepare_send`]).
-pub struct Prepared(source::Manifest);
+/// Files and folders read and hashed, ready to offer ([`NodeHandle::prepare_send`]), with the
+/// paths they were read from (kept with the transfer, to offer them again after a restart).
+pub struct Prepared(source::Manifest, Vec<PathBuf>);
 
 /// A push to several peers ([`NodeHandle::send_group`]).
 pub struct GroupTask {
@@ -290,6 +293,8 @@ pub(crate) struct Registry {
     /// Relayed sends this node is making now, by transfer id: what they offer, to whom, and
     /// where their recipients' own verdicts go.
     pub(crate) sending: Mutex<HashMap<String, RelayedSend>>,
+    /// Paused sends waiting for their peer, by transfer id.
+    paused: Mutex<HashMap<String, resume::Paused>>,
 }
 
 /// A relayed send this node started, as the control connections see it: a recipient that lost
@@ -455,6 +460,10 @@ pub(crate) struct Ctx {
     /// Receive of an offer a relay passed on: who started the send and vouched for the offer
     /// with this digest (it hears our verdict directly).
     pub vouched: std::sync::OnceLock<(PeerId, [u8; 32])>,
+    /// An outgoing send of local paths: those paths, stored with it for a resume.
+    sources: Mutex<Option<Vec<PathBuf>>>,
+    /// A stopped receive: where the partial files it keeps are.
+    partials: Mutex<Option<records::Partials>>,
 }
 
 impl Ctx {
@@ -485,6 +494,8 @@ impl Ctx {
                 supersede: supersede.clone(),
                 gone: gone.clone(),
                 vouched: std::sync::OnceLock::new(),
+                sources: Mutex::new(None),
+                partials: Mutex::new(None),
             };
             let mut view = TransferView::new(&ctx, TransferState::Connecting);
             if direction == Direction::Receive {
@@ -501,6 +512,8 @@ impl Ctx {
             );
             ctx
         };
+        // A paused transfer that comes back (offered again) is listed once, as running.
+        lock(&shared.transfers.recent).retain(|v| v.transfer != ctx.id);
         ctx.emit(Event::TransferStarted(ctx.view()));
         ctx
     }
@@ -544,11 +557,31 @@ impl Ctx {
         self.update(|v| v.state = state);
     }
 
-    /// Report the end of the transfer to subscribers, once; the view moves to the recent list.
-    fn report(&self, result: &Result<Outcome, TransferError>) {
-        self.update(|v| end_view(v, result));
+    /// A stopped receive keeps these partial files (dropped if it is cancelled for good).
+    pub(crate) fn keep_partials(&self, dir: PathBuf, names: Vec<String>) {
+        *lock(&self.partials) = Some(records::Partials::new(dir, names));
+    }
+
+    /// Whether this transfer, ended this way, waits to be resumed: stopped at either end, or
+    /// its peer gone (when this node resumes by itself).
+    fn pauses(&self, e: &TransferError) -> bool {
+        match e {
+            TransferError::Stopped(_) => true,
+            TransferError::PeerLost(Reason::ConnectionLost | Reason::Stalled, _) => self.shared.config.resume,
+            _ => false,
+        }
+    }
+
+    /// Report the end of the transfer to subscribers, once, and store it; the view moves to
+    /// the recent list. A send that pauses is offered again once its peer is back.
+    async fn report(&self, result: &Result<Outcome, TransferError>) {
+        self.end_view(result);
+        // Ended: listed among the recent ones from now on, before anyone hears of the end (a
+        // cancel that follows it at once finds a paused transfer there, not a running one).
+        let view = self.view();
+        self.retire();
         // The view's peer: on an offer a relay passed on, who started the send, as in its rows.
-        let (transfer, peer, direction) = (self.id.clone(), self.view().peer, self.direction);
+        let (transfer, peer, direction) = (self.id.clone(), view.peer.clone(), self.direction);
         self.emit(match result {
             Ok(o) => Event::Done {
                 transfer,
@@ -573,44 +606,67 @@ impl Ctx {
                 code: e.reason(),
             },
         });
+        self.store(view).await;
+    }
+
+    /// Keep the transfer's view (and what a resume needs) in the database; a paused send is
+    /// offered again once its peer is back, and a finished one ends paused sends of the same.
+    async fn store(&self, view: TransferView) {
+        let sources = lock(&self.sources).clone();
+        let partials = lock(&self.partials).clone();
+        let (shared, saved, paths) = (self.shared.clone(), view.clone(), sources.clone());
+        let stored = crate::node::off_thread(move || records::save(&shared.store, &saved, paths.as_deref(), partials.as_ref())).await;
+        if let Err(e) | Ok(Err(e)) = stored {
+            tracing::warn!("cannot store transfer {}: {e:#}", view.transfer);
+        }
+        let Some(sources) = sources else { return };
+        match view.state {
+            TransferState::Paused if self.shared.config.resume && !self.shared.cancel.is_cancelled() => {
+                resume::schedule(&self.shared, view, sources);
+            }
+            TransferState::Done => resume::sent_again(&self.shared, &self.peer, &sources),
+            _ => {}
+        }
     }
 }
 
-/// A view as its transfer ended: state, why, and what arrived where.
-pub(crate) fn end_view(v: &mut TransferView, result: &Result<Outcome, TransferError>) {
-    {
-        let (state, message) = match result {
-            Ok(o) if o.all_ok() => (TransferState::Done, None),
-            Ok(o) => (
-                TransferState::Done,
-                Some(format!(
-                    "{} of {} did not arrive",
-                    o.failed_count(),
-                    o.failed_count() + o.files as usize
-                )),
-            ),
-            Err(e @ TransferError::Rejected(..)) => (TransferState::Rejected, Some(e.to_string())),
-            Err(e @ TransferError::Cancelled(..)) => (TransferState::Cancelled, Some(e.to_string())),
-            Err(e @ TransferError::Stopped(_)) => (TransferState::Paused, Some(e.to_string())),
-            Err(e) => (TransferState::Failed, Some(e.to_string())),
-        };
-        v.state = state;
-        v.message = message;
-        v.reason = result.as_ref().err().map(TransferError::reason);
-        v.ended_ms = Some(unix_now_ms());
-        v.eta_secs = None;
-        v.rate = if state == TransferState::Done { v.rate } else { 0 };
-        if let Ok(o) = result {
-            v.failed = o.failed_count() as u32;
-            if v.files == 0 {
-                v.files = o.files + v.failed;
+impl Ctx {
+    /// Show the transfer as it ended: state, why, and what arrived where.
+    pub(crate) fn end_view(&self, result: &Result<Outcome, TransferError>) {
+        self.update(|v| {
+            let (state, message) = match result {
+                Ok(o) if o.all_ok() => (TransferState::Done, None),
+                Ok(o) => (
+                    TransferState::Done,
+                    Some(format!(
+                        "{} of {} did not arrive",
+                        o.failed_count(),
+                        o.failed_count() + o.files as usize
+                    )),
+                ),
+                Err(e @ TransferError::Rejected(..)) => (TransferState::Rejected, Some(e.to_string())),
+                Err(e @ TransferError::Cancelled(..)) => (TransferState::Cancelled, Some(e.to_string())),
+                Err(e) if self.pauses(e) => (TransferState::Paused, Some(e.to_string())),
+                Err(e) => (TransferState::Failed, Some(e.to_string())),
+            };
+            v.state = state;
+            v.message = message;
+            v.reason = result.as_ref().err().map(TransferError::reason);
+            v.ended_ms = Some(unix_now_ms());
+            v.eta_secs = None;
+            v.rate = if state == TransferState::Done { v.rate } else { 0 };
+            if let Ok(o) = result {
+                v.failed = o.failed_count() as u32;
+                if v.files == 0 {
+                    v.files = o.files + v.failed;
+                }
+                v.files_done = v.files;
+                v.bytes = v.bytes.max(o.bytes);
+                v.percent = if v.failed == 0 { 100 } else { v.percent };
+                v.failures = o.failed.iter().take(progress::FAILURES_SHOWN).cloned().collect();
+                v.saved_as = saved_top(v.saved_to.as_deref(), &o.saved);
             }
-            v.files_done = v.files;
-            v.bytes = v.bytes.max(o.bytes);
-            v.percent = if v.failed == 0 { 100 } else { v.percent };
-            v.failures = o.failed.iter().take(progress::FAILURES_SHOWN).cloned().collect();
-            v.saved_as = saved_top(v.saved_to.as_deref(), &o.saved);
-        }
+        });
     }
 }
 
@@ -626,9 +682,9 @@ fn saved_top(dir: Option<&str>, saved: &[PathBuf]) -> Option<String> {
         .then(|| dir.join(first).display().to_string())
 }
 
-impl Drop for Ctx {
-    fn drop(&mut self) {
-        self.gone.cancel();
+impl Ctx {
+    /// Move the transfer from the running ones to the recent ones (once).
+    fn retire(&self) {
         let Some(done) = lock(&self.shared.transfers.active).remove(&self.id) else {
             return;
         };
@@ -637,6 +693,13 @@ impl Drop for Ctx {
             recent.pop_front();
         }
         recent.push_back(done.view);
+    }
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        self.gone.cancel();
+        self.retire();
     }
 }
 
@@ -665,7 +728,7 @@ impl NodeHandle {
     /// is offered.
     pub async fn send(&self, peer: &PeerId, paths: &[PathBuf]) -> anyhow::Result<TransferTask> {
         let manifest = read_sources(paths).await?;
-        Ok(self.start_send(peer, manifest, None))
+        Ok(self.start_send_as(peer, manifest, None, None, Some(paths.to_vec())))
     }
 
     /// Push the same files and folders to several peers: relayed (each recipient forwards
@@ -686,7 +749,7 @@ impl NodeHandle {
     /// Read and hash what is to be sent, before (or while) the recipients are looked up: for a
     /// tree of many small files this is time the send would otherwise wait.
     pub async fn prepare_send(&self, paths: &[PathBuf]) -> anyhow::Result<Prepared> {
-        Ok(Prepared(read_sources(paths).await?))
+        Ok(Prepared(read_sources(paths).await?, paths.to_vec()))
     }
 
     /// As [`NodeHandle::send_to`], with what [`NodeHandle::prepare_send`] read.
@@ -694,12 +757,15 @@ impl NodeHandle {
         if peers.is_empty() {
             anyhow::bail!("no recipients");
         }
-        let manifest = prepared.0;
+        let Prepared(manifest, paths) = prepared;
         let group = new_id();
         if !relayed || peers.len() < 2 {
             let tasks = peers
                 .iter()
-                .map(|peer| (peer.clone(), self.start_send(peer, manifest.clone(), Some(group.clone()))))
+                .map(|peer| {
+                    let task = self.start_send_as(peer, manifest.clone(), Some(group.clone()), None, Some(paths.clone()));
+                    (peer.clone(), task)
+                })
                 .collect();
             return Ok(GroupTask { id: group, tasks });
         }
@@ -720,6 +786,7 @@ impl NodeHandle {
         let mut results = Vec::new();
         let mut tasks = Vec::new();
         for ctx in &ctxs {
+            *lock(&ctx.sources) = Some(paths.clone());
             let (tx, rx) = oneshot::channel();
             results.push(tx);
             let join = shared.tracker.spawn(async move {
@@ -734,10 +801,20 @@ impl NodeHandle {
         Ok(GroupTask { id: group, tasks })
     }
 
-    fn start_send(&self, peer: &PeerId, manifest: source::Manifest, group: Option<String>) -> TransferTask {
+    /// Start a plain send; `id`: the transfer it resumes, `sources`: the local paths it was
+    /// read from (stored for a resume).
+    fn start_send_as(
+        &self,
+        peer: &PeerId,
+        manifest: source::Manifest,
+        group: Option<String>,
+        id: Option<&str>,
+        sources: Option<Vec<PathBuf>>,
+    ) -> TransferTask {
         let shared = self.shared.clone();
         let nick = peer_nick(&shared, peer);
-        let ctx = Ctx::new(&shared, None, peer.clone(), nick, Direction::Send, group);
+        let ctx = Ctx::new(&shared, id, peer.clone(), nick, Direction::Send, group);
+        *lock(&ctx.sources) = sources;
         // Named while it connects, not only once offered.
         let name = manifest.label();
         ctx.update(|v| v.name = name);
@@ -747,7 +824,7 @@ impl NodeHandle {
                 Ok(conn) => send::run(&ctx, conn, &manifest, send::Outgoing::plain()).await,
                 Err(e) => Err(e),
             };
-            ctx.report(&result);
+            ctx.report(&result).await;
             result
         });
         TransferTask { id, join }
@@ -762,11 +839,17 @@ impl NodeHandle {
         all
     }
 
-    /// The full id of the running transfer `spec` names (an id or a prefix of at least 4): one
-    /// transfer, or a send to several peers by its group id (the id every hop knows it by).
+    /// The full id of the running (or paused) transfer `spec` names (an id or a prefix of at
+    /// least 4): one transfer, or a send to several peers by its group id (the id every hop
+    /// knows it by).
     pub fn find_transfer(&self, spec: &str) -> Result<String, String> {
         let active = lock(&self.shared.transfers.active);
-        let mut ids: Vec<&String> = active.keys().collect();
+        let paused: Vec<String> = lock(&self.shared.transfers.recent)
+            .iter()
+            .filter(|v| v.state == TransferState::Paused)
+            .map(|v| v.transfer.clone())
+            .collect();
+        let mut ids: Vec<&String> = active.keys().chain(paused.iter()).collect();
         for a in active.values() {
             if let Some(g) = &a.view.group
                 && !ids.contains(&g)
@@ -774,7 +857,7 @@ impl NodeHandle {
                 ids.push(g);
             }
         }
-        find_id(ids.into_iter(), spec, "transfer", "is running (see `lanyard transfers`)")
+        find_id(ids.into_iter(), spec, "transfer", "is running or paused (see `lanyard transfers`)")
     }
 
     /// Offers waiting for an answer, oldest first.
@@ -837,14 +920,27 @@ impl NodeHandle {
                 Ok(conn) => pull::get(&ctx, conn, paths, dest).await,
                 Err(e) => Err(e),
             };
-            ctx.report(&result);
+            ctx.report(&result).await;
             result
         });
         Ok(TransferTask { id, join })
     }
 
-    /// Stop a running transfer; both ends remove its partial data. False if no such transfer.
+    /// Stop a running transfer, or a paused one for good; both ends remove its partial data.
+    /// False if no such transfer.
     pub fn cancel_transfer(&self, id: &str) -> bool {
+        if self.cancel_running(id) {
+            return true;
+        }
+        resume::cancel(&self.shared, id)
+    }
+
+    /// Resume a paused send now, without waiting to see its peer online. `Err` says why not.
+    pub fn resume_transfer(&self, id: &str) -> Result<String, String> {
+        resume::now(&self.shared, id)
+    }
+
+    fn cancel_running(&self, id: &str) -> bool {
         let active = lock(&self.shared.transfers.active);
         if let Some(a) = active.get(id) {
             a.cancel.cancel();
@@ -1036,14 +1132,14 @@ pub(crate) async fn serve_incoming(shared: Arc<Shared>, mut conn: SecureConn, sl
             let result = receive::run(&ctx, conn, header, &dest, receive::Decision::Ask).await;
             relay::tell_origin(&ctx, &result);
             log_end(&ctx, &result);
-            ctx.report(&result);
+            ctx.report(&result).await;
         }
         TransferMsg::List { path } => pull::serve_list(&shared, conn, &path).await,
         TransferMsg::Get { transfer, paths } => {
             let ctx = watched(Ctx::new(&shared, Some(&transfer), peer, nick, Direction::Send, None));
             let result = pull::serve_get(&ctx, conn, paths).await;
             log_end(&ctx, &result);
-            ctx.report(&result);
+            ctx.report(&result).await;
         }
         other => {
             tracing::info!(
@@ -1178,6 +1274,7 @@ fn forget_offer(ctx: &Ctx, reason: &str) {
 }
 
 pub(crate) use expire::at_start as expire_partials;
+pub(crate) use resume::load as load_records;
 
 /// Unix nanoseconds of a file's modification time (0 when the platform has none).
 pub(crate) fn mtime_ns(meta: &std::fs::Metadata) -> u64 {

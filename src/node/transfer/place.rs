@@ -478,7 +478,10 @@ impl Plan {
         if truncate {
             flags |= OFlags::TRUNC;
         }
-        let mode = Mode::from_raw_mode(0o600);
+        // What a browser download gets (0666 less the umask, applied by the kernel): the
+        // partial keeps its mode when it is linked into place, and until then it sits in the
+        // owner-only partial folder.
+        let mode = Mode::from_raw_mode(0o666);
         let name = self.slots[i].partial.as_str();
         let fd = match openat(self.partials.as_fd(), name, flags, mode) {
             // The partial folder went away (another process sharing this download folder
@@ -576,6 +579,18 @@ impl Plan {
             .filter(|(t, _)| *t == FileType::RegularFile)
             .map(|(_, len)| len)
             .sum()
+    }
+
+    /// Where this transfer's partial files are, and their names (kept by a stopped receive,
+    /// for a cancel after a restart).
+    pub(crate) fn partial_files(&self) -> (PathBuf, Vec<String>) {
+        let names = self
+            .slots
+            .iter()
+            .filter(|s| !s.dir && s.existing.is_none() && !s.partial.is_empty())
+            .map(|s| s.partial.clone())
+            .collect();
+        (self.dest.join(PARTIAL_DIR), names)
     }
 
     /// After the last file: folders whose every item arrived need no resume record any more.

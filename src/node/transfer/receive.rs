@@ -86,6 +86,12 @@ pub(crate) async fn run(ctx: &Ctx, conn: SecureConn, header: Header, dest: &Path
                 let _ = tokio::time::timeout(limit, drain).await;
             }
             let kept = plan.as_ref().map_or(0, Plan::partial_bytes);
+            if kept > 0
+                && let Some(plan) = &plan
+            {
+                let (dir, names) = plan.partial_files();
+                ctx.keep_partials(dir, names);
+            }
             match stop {
                 Stop::Lost => Err(TransferError::PeerLost(
                     Reason::ConnectionLost,
@@ -365,7 +371,7 @@ async fn exchange(
     if let Some(mut reports) = reports {
         // Our own files are in: our row says so now, not once the last peer behind us answers.
         let ours = Ok(tally.outcome.clone());
-        ctx.update(|v| super::end_view(v, &ours));
+        ctx.end_view(&ours);
         // Our own files are in; the sender waits for the peers behind us. Their progress keeps
         // this alive; a quiet spell (a big file synced far down the chain) may last as long as
         // a sender waits for its last verdicts.

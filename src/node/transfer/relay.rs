@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::manifest::Manifest as Received;
 use super::send::{self, Outgoing, Producer};
@@ -142,7 +143,7 @@ pub(crate) async fn drive(
             Err(e) => Err(e),
         };
         if chain.relaying {
-            ctx.report(&result);
+            ctx.report(&result).await;
         }
         let report = match result {
             Ok(o) => Report::Finished {
@@ -317,9 +318,19 @@ pub(crate) async fn send(
     };
     let fates = Mutex::new(Fates::new(n));
     let total = (m.bytes, m.items.len() as u32);
+    // A recipient's end reported as soon as it is final, outside the lock on the fates (a
+    // report stores the transfer); all of them done before the results go out.
+    let early = TaskTracker::new();
+    let report_now = |k: usize, ended: Option<Result<Outcome, TransferError>>| {
+        if let Some(result) = ended {
+            let ctx = ctxs[k].clone();
+            early.spawn(async move { ctx.report(&result).await });
+        }
+    };
     let hear = |peer: PeerId, report: Report| {
         if let Some(k) = ctxs.iter().position(|c| c.peer == peer) {
-            lock(&fates).word(&ctxs[k], k, report, total);
+            let ended = lock(&fates).word(&ctxs[k], k, report, total);
+            report_now(k, ended);
         }
     };
     for round in 0..RELAY_ROUNDS {
@@ -349,7 +360,11 @@ pub(crate) async fn send(
                 let k = members[j];
                 let mut f = lock(&fates);
                 match via {
-                    None => f.word(&ctxs[k], k, report, total),
+                    None => {
+                        let ended = f.word(&ctxs[k], k, report, total);
+                        drop(f);
+                        report_now(k, ended);
+                    }
                     Some(v) => f.claim(&ctxs[k], k, &ctxs[members[v]], report, total),
                 }
             };
@@ -370,11 +385,13 @@ pub(crate) async fn send(
     }
     stop.cancel();
     let _ = cancel_all.await;
+    early.close();
+    early.wait().await;
     let mut f = fates.into_inner().unwrap_or_else(|e| e.into_inner());
     for (k, tx) in results.into_iter().enumerate() {
         let result = f.result(&ctxs[k], k, &group);
         if !f.reported[k] {
-            ctxs[k].report(&result);
+            ctxs[k].report(&result).await;
         }
         let _ = tx.send(result);
     }
@@ -488,10 +505,10 @@ impl Fates {
         self.claim.iter().zip(&self.word).any(|(c, w)| c.is_some() && w.is_none())
     }
 
-    /// Recipient `k` speaks for itself.
-    fn word(&mut self, ctx: &Ctx, k: usize, report: Report, total: (u64, u32)) {
+    /// Recipient `k` speaks for itself; its end to report now, when this word is final.
+    fn word(&mut self, ctx: &Ctx, k: usize, report: Report, total: (u64, u32)) -> Option<Result<Outcome, TransferError>> {
         if self.word[k].is_some() && !self.retry(k) {
-            return;
+            return None;
         }
         show(ctx, &report, total, None);
         // What a relay said of it went first: it is part of the story, as the relay's words.
@@ -502,7 +519,7 @@ impl Fates {
             self.first_failure[k] = Some(format!("{relay} says: {}", printable(reason)));
         }
         match &report {
-            Report::Accepted { .. } | Report::Progress { .. } => return,
+            Report::Accepted { .. } | Report::Progress { .. } => return None,
             // A lost vouch is no failure of the recipient's: it is served directly next round.
             Report::Failed { code, reason } if self.first_failure[k].is_none() && !final_no(*code) && *code != Reason::Unconfirmed => {
                 self.first_failure[k] = Some(reason.clone());
@@ -512,11 +529,11 @@ impl Fates {
         self.claim[k] = None;
         self.word[k] = Some(report);
         // Verified, or said no: its row says so at once, whatever the others still do.
-        if !self.retry(k) {
-            let result = self.result(ctx, k, "");
-            ctx.report(&result);
-            self.reported[k] = true;
+        if self.retry(k) {
+            return None;
         }
+        self.reported[k] = true;
+        Some(self.result(ctx, k, ""))
     }
 
     /// Relay `via` says something of recipient `k`.

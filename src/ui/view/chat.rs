@@ -37,12 +37,12 @@ pub fn chat(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         Some(p) => {
             let state = if p.online { "online" } else { "offline" };
             vec![
-                styled(" Chat ".into(), theme.title),
+                styled(" [2] Chat ".into(), theme.title),
                 styled(super::clean(&app.peer_name(&p.id), 24), theme.peer),
                 styled(format!(" {state} "), if p.online { theme.online } else { theme.offline }),
             ]
         }
-        None => vec![styled(" Chat ".into(), theme.title), styled("#all ".into(), theme.peer)],
+        None => vec![styled(" [2] Chat ".into(), theme.title), styled("#all ".into(), theme.peer)],
     };
     let outer = block(Line::from(who), focused || app.typing, theme);
     let inner = outer.inner(area);
@@ -71,10 +71,21 @@ pub fn chat(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         );
         items.sort_by_key(|i| i.when());
     }
+    // The sender column: as wide as the widest name shown, at most NAME_COLUMN.
+    let name_width = items
+        .iter()
+        .map(|i| match i {
+            Item::Chat(e) => sender(app, e).width(),
+            Item::Transfer(_) => 0,
+        })
+        .max()
+        .unwrap_or(0)
+        .min(NAME_COLUMN);
     // From the newest item back, wrap until the pane is full (skipping `scroll` items).
     let mut rows: Vec<Line> = Vec::new();
     for item in items.iter().rev().skip(scroll) {
-        let mut wrapped = wrap(render(app, item, theme), width);
+        let (pieces, indent) = render(app, item, theme, name_width);
+        let mut wrapped = wrap(pieces, width, indent);
         wrapped.append(&mut rows);
         rows = wrapped;
         if rows.len() >= height {
@@ -86,7 +97,11 @@ pub fn chat(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     }
     let alone = app.alone_note.as_ref().filter(|_| !app.peers.iter().any(|p| p.online));
     if let (true, true, Some(note)) = (items.is_empty(), conversation == ROOM, alone) {
-        rows = wrap(vec![styled(format!(" {}", printable(note)), theme.status)], width);
+        rows = wrap(
+            vec![Piece::split(vec![styled(format!(" {}", printable(note)), theme.status)])],
+            width,
+            1,
+        );
         rows.truncate(height);
     } else if items.is_empty() {
         let hint = if conversation == ROOM {
@@ -142,30 +157,84 @@ fn skip_columns(s: &str, skip: usize, width: usize) -> String {
     out
 }
 
-fn render<'a>(app: &App, item: &Item, theme: &Theme) -> Vec<Span<'a>> {
+/// A room line received this long after it was said is marked late.
+const LATE_AFTER_MS: u64 = 60_000;
+
+/// The widest a sender's name is drawn: a longer one is shortened in the middle.
+const NAME_COLUMN: usize = 14;
+
+/// Who said a line, as the sender column shows it.
+fn sender(app: &App, e: &ChatEntry) -> String {
+    if e.outgoing {
+        "you".to_string()
+    } else {
+        super::middle(&printable(&app.peer_name(&e.from)), NAME_COLUMN)
+    }
+}
+
+/// A run of styled text for `wrap`; a `whole` one moves to the next row rather than split
+/// (a delivery mark with the word before it).
+struct Piece<'a> {
+    spans: Vec<Span<'a>>,
+    whole: bool,
+}
+
+impl<'a> Piece<'a> {
+    fn split(spans: Vec<Span<'a>>) -> Piece<'a> {
+        Piece { spans, whole: false }
+    }
+}
+
+/// An item's pieces, and the column its wrapped rows start at (under its text).
+fn render<'a>(app: &App, item: &Item, theme: &Theme, name_width: usize) -> (Vec<Piece<'a>>, usize) {
     match item {
         Item::Chat(e) => {
             let time = clock(if e.outgoing { e.sent_ms } else { e.received_ms });
-            let (name, style) = if e.outgoing {
-                ("you".to_string(), theme.me)
-            } else {
-                (printable(&app.peer_name(&e.from)).into_owned(), theme.peer)
-            };
-            let mut spans = vec![
+            let style = if e.outgoing { theme.me } else { theme.peer };
+            let name = sender(app, e);
+            let pad = " ".repeat(name_width.saturating_sub(name.width()));
+            let head = vec![
                 styled(format!("{time} "), theme.dim),
-                styled(name, style),
+                styled(format!("{pad}{name}"), style),
                 Span::raw(": "),
-                Span::raw(printable(&e.text.replace(['\n', '\r'], " ")).into_owned()),
             ];
-            if let (Some(state), Some(mark)) = (e.state, e.delivery_mark()) {
-                let style = match state {
-                    Delivery::Delivered => theme.ok,
-                    Delivery::Refused => theme.warn,
-                    _ => theme.dim,
-                };
-                spans.push(styled(format!(" {mark}"), style));
+            let indent = 6 + name_width.max(name.width()) + 2;
+            let text = printable(&e.text.replace(['\n', '\r'], " ")).into_owned();
+            let mark = match (e.state, e.delivery_mark()) {
+                (Some(state), Some(mark)) => {
+                    let style = match state {
+                        Delivery::Delivered => theme.ok,
+                        Delivery::Refused => theme.warn,
+                        _ => theme.dim,
+                    };
+                    Some(styled(format!(" {mark}"), style))
+                }
+                _ => None,
+            };
+            let mut pieces = vec![Piece::split(head)];
+            match mark {
+                // The mark keeps the last word with it, so it never sits on a row alone.
+                Some(mark) => {
+                    let (body, last) = match text.rsplit_once(' ') {
+                        Some((body, last)) => (format!("{body} "), last.to_string()),
+                        None => (String::new(), text),
+                    };
+                    pieces.push(Piece::split(vec![Span::raw(body)]));
+                    pieces.push(Piece {
+                        spans: vec![Span::raw(last), mark],
+                        whole: true,
+                    });
+                }
+                None => pieces.push(Piece::split(vec![Span::raw(text)])),
             }
-            spans
+            // A room line that caught up with us after we were away says when it was said.
+            if e.room && !e.outgoing && e.received_ms > e.sent_ms + LATE_AFTER_MS {
+                pieces.push(Piece {
+                    spans: vec![styled(format!(" late, said {}", clock(e.sent_ms)), theme.dim)],
+                    whole: true,
+                });
+            }
+            (pieces, indent)
         }
         Item::Transfer(t) => {
             let time = clock(t.ended_ms.unwrap_or(t.started_ms));
@@ -190,37 +259,57 @@ fn render<'a>(app: &App, item: &Item, theme: &Theme) -> Vec<Span<'a>> {
                 (Direction::Send, _) => (format!("sending {what}… {}%", t.percent), theme.dim),
                 (Direction::Receive, _) => (format!("receiving {what}… {}%", t.percent), theme.dim),
             };
-            vec![styled(format!("{time} "), theme.dim), styled(format!("⇅ {text}"), style)]
+            let spans = vec![styled(format!("{time} "), theme.dim), styled(format!("⇅ {text}"), style)];
+            (vec![Piece::split(spans)], 8)
         }
     }
 }
 
-/// Split styled text into rows of at most `width` columns (by character: chat text rarely
-/// has the long words that would make word wrapping matter, and a URL stays whole per row).
-fn wrap<'a>(spans: Vec<Span<'a>>, width: usize) -> Vec<Line<'a>> {
+/// Lay pieces out in rows of at most `width` columns, rows after the first starting at
+/// `indent` (by character: chat text rarely has the long words that would make word wrapping
+/// matter, and a URL stays whole per row).
+fn wrap<'a>(pieces: Vec<Piece<'a>>, width: usize, indent: usize) -> Vec<Line<'a>> {
     let width = width.max(1);
-    let mut rows = vec![Vec::new()];
+    // A pane too narrow for the indent wraps from the edge.
+    let indent = if indent * 2 > width { 0 } else { indent };
+    let mut rows: Vec<Vec<Span<'a>>> = vec![Vec::new()];
     let mut col = 0;
-    for span in spans {
-        let mut piece = String::new();
-        for c in span.content.chars() {
-            let w = c.width().unwrap_or(0);
-            if col + w > width {
-                if !piece.is_empty()
-                    && let Some(row) = rows.last_mut()
-                {
-                    row.push(Span::styled(std::mem::take(&mut piece), span.style));
-                }
-                rows.push(Vec::new());
-                col = 0;
-            }
-            piece.push(c);
-            col += w;
+    let new_row = |rows: &mut Vec<Vec<Span<'a>>>, col: &mut usize| {
+        rows.push(if indent > 0 {
+            vec![Span::raw(" ".repeat(indent))]
+        } else {
+            Vec::new()
+        });
+        *col = indent;
+    };
+    for piece in pieces {
+        let piece_width: usize = piece.spans.iter().map(|s| s.content.width()).sum();
+        if piece.whole && col > indent && col + piece_width > width && indent + piece_width <= width {
+            new_row(&mut rows, &mut col);
         }
-        if !piece.is_empty()
-            && let Some(row) = rows.last_mut()
-        {
-            row.push(Span::styled(piece, span.style));
+        for span in piece.spans {
+            let mut part = String::new();
+            for c in span.content.chars() {
+                let w = c.width().unwrap_or(0);
+                if col + w > width {
+                    if !part.is_empty()
+                        && let Some(row) = rows.last_mut()
+                    {
+                        row.push(Span::styled(std::mem::take(&mut part), span.style));
+                    }
+                    new_row(&mut rows, &mut col);
+                    if c == ' ' {
+                        continue;
+                    }
+                }
+                part.push(c);
+                col += w;
+            }
+            if !part.is_empty()
+                && let Some(row) = rows.last_mut()
+            {
+                row.push(Span::styled(part, span.style));
+            }
         }
     }
     rows.into_iter().map(Line::from).collect()
@@ -230,4 +319,45 @@ fn wrap<'a>(spans: Vec<Span<'a>>, width: usize) -> Vec<Line<'a>> {
 fn clock(ms: u64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
     humantime::format_rfc3339_seconds(t).to_string()[11..16].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(lines: &[Line]) -> Vec<String> {
+        lines.iter().map(|l| l.spans.iter().map(|s| s.content.as_ref()).collect()).collect()
+    }
+
+    #[test]
+    fn a_delivery_mark_takes_its_last_word_to_the_next_row() {
+        let pieces = vec![
+            Piece::split(vec![Span::raw("10:00 bob: ")]),
+            Piece::split(vec![Span::raw("see you at ")]),
+            Piece {
+                spans: vec![Span::raw("ten"), Span::raw(" ✓✓")],
+                whole: true,
+            },
+        ];
+        let rows = text(&wrap(pieces, 24, 11));
+        assert_eq!(
+            rows.iter().map(|r| r.trim_end()).collect::<Vec<_>>(),
+            ["10:00 bob: see you at", "           ten ✓✓"]
+        );
+        for row in &rows {
+            assert!(row.width() <= 24);
+        }
+    }
+
+    #[test]
+    fn long_names_lose_their_middle() {
+        assert_eq!(super::super::middle("ada", 14), "ada");
+        let long = "a-really-long-nickname-of-48-bytes-for-testing!!";
+        let short = super::super::middle(long, 14);
+        assert_eq!(short.width(), 14);
+        assert!(
+            short.starts_with("a-real") && short.ends_with("ng!!") && short.contains('…'),
+            "{short}"
+        );
+    }
 }

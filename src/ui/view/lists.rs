@@ -17,10 +17,13 @@ pub fn peers(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     let focused = pane_focused(app, Pane::Peers);
     let width = area.width.saturating_sub(2) as usize;
     let online = app.peers.iter().filter(|p| p.online).count();
-    let mut title = vec![
-        styled(" Peers ".into(), theme.title),
-        styled(format!("{online} online "), theme.dim),
-    ];
+    let mut title = vec![styled(" [1] Peers ".into(), theme.title)];
+    // Marks matter more than the count while they are set: they say who the next send reaches.
+    if app.marked_peers.is_empty() {
+        title.push(styled(format!("{online} online "), theme.dim));
+    } else {
+        title.push(styled(format!("{} marked ", app.marked_peers.len()), theme.marked));
+    }
     if !app.peer_filter.is_empty() || (app.filtering && app.focus == Pane::Peers) {
         title.push(styled(format!("/{} ", clean(&app.peer_filter, 12)), theme.status));
     }
@@ -91,8 +94,23 @@ fn row_with_badge<'a>(mut spans: Vec<Span<'a>>, unread: u32, width: usize, theme
 
 pub fn files(frame: &mut Frame, app: &App, theme: &Theme, areas: &Areas) {
     let focused = app.overlay.is_none() && matches!(app.focus, Pane::Local | Pane::Remote);
-    frame.render_widget(block(styled(" Files ".into(), theme.title), focused, theme), areas.files);
-    let local_title = format!(" {} ", app.local.dir.display());
+    // Who `s` sends to, always in sight: the marked peers, else the selected one.
+    let mut title = vec![styled(" [3] Files ".into(), theme.title)];
+    let room = (areas.files.width as usize).saturating_sub(30);
+    match app.recipients_text(room) {
+        Some(names) => title.push(styled(format!("· s sends to {names} "), theme.marked)),
+        None => title.push(styled("· s: pick a peer first ".into(), theme.dim)),
+    }
+    frame.render_widget(block(Line::from(title), focused, theme), areas.files);
+    let in_downloads = app
+        .me
+        .as_ref()
+        .is_some_and(|m| app.local.dir.as_os_str() == m.download_dir.as_str());
+    let local_title = if in_downloads {
+        format!(" downloads: {} ", app.local.dir.display())
+    } else {
+        format!(" {} ", app.local.dir.display())
+    };
     column(
         frame,
         app,
@@ -120,7 +138,7 @@ pub fn files(frame: &mut Frame, app: &App, theme: &Theme, areas: &Areas) {
             format!(" {} ", app.peer_name(&sel)),
             format!("Tab here to browse what {} shares", app.peer_name(&sel)),
         ),
-        (_, None) => (" remote ".to_string(), "select a peer to see what it shares".to_string()),
+        (_, None) => (" no peer selected ".to_string(), "select a peer to see what it shares".to_string()),
     };
     let empty = fit(&empty, areas.remote.width.saturating_sub(1) as usize);
     column(frame, app, theme, areas.remote, Pane::Remote, &title, &app.remote.list, &empty);
@@ -167,7 +185,12 @@ fn column(frame: &mut Frame, app: &App, theme: &Theme, area: Rect, pane: Pane, t
         .visible()
         .iter()
         .map(|e| {
-            let mark = if list.marked.contains(&e.name) { "+" } else { " " };
+            let fresh = pane == Pane::Local && app.local.is_fresh(&e.name);
+            let mark = match (list.marked.contains(&e.name), fresh) {
+                (true, _) => "+",
+                (false, true) => "▸",
+                _ => " ",
+            };
             let size = if e.dir { "dir".to_string() } else { bytes(e.size) };
             let name_width = width.saturating_sub(size.width() + 4);
             let name = if e.dir {
@@ -176,7 +199,11 @@ fn column(frame: &mut Frame, app: &App, theme: &Theme, area: Rect, pane: Pane, t
                 clean(&e.name, name_width)
             };
             let pad = width.saturating_sub(name.width() + size.width() + 3);
-            let style = if e.dir { theme.title } else { ratatui::style::Style::new() };
+            let style = match (fresh, e.dir) {
+                (true, _) => theme.ok,
+                (false, true) => theme.title,
+                _ => ratatui::style::Style::new(),
+            };
             ListItem::new(Line::from(vec![
                 styled(mark.into(), theme.marked),
                 styled(name, style),
@@ -193,12 +220,12 @@ fn column(frame: &mut Frame, app: &App, theme: &Theme, area: Rect, pane: Pane, t
 pub fn transfers(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     let focused = pane_focused(app, Pane::Transfers);
     let running = app.transfers.iter().filter(|t| !t.state.is_finished()).count();
-    let mut title = vec![styled(" Transfers ".into(), theme.title)];
+    let mut title = vec![styled(" [4] Transfers ".into(), theme.title)];
     if running > 0 {
         title.push(styled(format!("{running} running "), theme.focus));
     }
     if !app.offers.is_empty() {
-        title.push(styled(format!("{} waiting for you ", app.offers.len()), theme.status));
+        title.push(styled(format!("{} offers waiting: o ", app.offers.len()), theme.status));
     }
     // A send to several peers also shows as one: how far the class has got.
     let mut groups: Vec<(&str, Vec<&TransferView>)> = Vec::new();

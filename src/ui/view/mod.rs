@@ -17,7 +17,7 @@ use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 pub use theme::Theme;
 
 use super::app::App;
-use super::keys::{Pane, footer};
+use super::keys::{Action, Pane, footer};
 use super::layout::Areas;
 use crate::text::printable;
 
@@ -43,7 +43,15 @@ fn block<'a>(title: impl Into<Line<'a>>, focused: bool, theme: &Theme) -> Block<
 fn footer_line(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     let mut spans = Vec::new();
     let mut used = 0;
-    for (key, what) in footer(app.context()) {
+    for (key, binding) in footer(app.context()) {
+        // Before a send, the footer says who gets it.
+        let what = match binding.action {
+            Action::SendFiles => match app.recipients_text((area.width as usize / 2).max(12)) {
+                Some(names) => format!("send to {names}"),
+                None => "send (pick a peer)".to_string(),
+            },
+            _ => binding.short.to_string(),
+        };
         // Whole keys only: a narrow terminal shows fewer, `?` lists them all.
         let (k, w) = (format!(" {key} "), format!("{what} "));
         if used + k.width() + w.width() > area.width as usize {
@@ -94,6 +102,37 @@ pub fn fit(s: &str, width: usize) -> String {
         head.push(c);
     }
     format!("{head}…{keep_end}")
+}
+
+/// At most `width` columns, the middle given up: `verylon…nick`.
+pub fn middle(s: &str, width: usize) -> String {
+    if s.width() <= width {
+        return s.to_string();
+    }
+    let room = width.saturating_sub(1);
+    let (head_w, tail_w) = (room - room / 2, room / 2);
+    let mut head = String::new();
+    let mut used = 0;
+    for c in s.chars() {
+        let w = c.width().unwrap_or(0);
+        if used + w > head_w {
+            break;
+        }
+        used += w;
+        head.push(c);
+    }
+    let mut tail: Vec<char> = Vec::new();
+    let mut used = 0;
+    for c in s.chars().rev() {
+        let w = c.width().unwrap_or(0);
+        if used + w > tail_w {
+            break;
+        }
+        used += w;
+        tail.push(c);
+    }
+    tail.reverse();
+    format!("{head}…{}", tail.into_iter().collect::<String>())
 }
 
 /// A plain bar of `width` cells for `percent`.

@@ -4,14 +4,13 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Flex, Layout, Position, Rect};
 use ratatui::text::Line;
 use ratatui::widgets::{Clear, Paragraph, Wrap};
-use unicode_width::UnicodeWidthStr;
 
 use super::lists::{group_progress, home_short, state_text, what_text};
 use super::{Theme, block, bytes, clean, styled};
 use crate::node::{Direction, TransferState, TransferView};
 use crate::text::{plural, printable};
 use crate::ui::app::{App, Overlay};
-use crate::ui::keys::BINDINGS;
+use crate::ui::help::{self, Part};
 
 pub fn overlay(frame: &mut Frame, app: &App, theme: &Theme) {
     let screen = frame.area();
@@ -19,37 +18,67 @@ pub fn overlay(frame: &mut Frame, app: &App, theme: &Theme) {
         None => {}
         Some(Overlay::Help { scroll }) => help(frame, theme, screen, *scroll),
         Some(Overlay::Offer { scroll }) => offer(frame, app, theme, screen, *scroll),
-        Some(Overlay::AddPeer) => {
-            let area = centered(screen, 50, 5);
+        Some(Overlay::AddPeer { trying, error }) => {
+            let area = centered(screen, 60, 6);
             frame.render_widget(Clear, area);
             let b = block(styled(" Add a peer ".into(), theme.title), true, theme);
             let inner = b.inner(area);
             frame.render_widget(b, area);
+            let width = inner.width as usize;
+            let below = match (trying, error) {
+                (_, Some(e)) => Line::from(styled(clean(e, width), theme.warn)),
+                (Some(addr), None) => Line::from(styled(clean(&format!("connecting to {addr}…"), width), theme.dim)),
+                (None, None) => Line::from(styled("Enter connects · Esc closes".into(), theme.dim)),
+            };
             let text = vec![
-                Line::from(styled("HOST:PORT of a lanyard (e.g. 10.0.0.12:7717):".into(), theme.dim)),
-                Line::from(format!("› {}", clean(app.add_peer.value(), inner.width.saturating_sub(3) as usize))),
+                Line::from(styled("HOST or HOST:PORT of a lanyard (port 7717 if not given):".into(), theme.dim)),
+                Line::from(format!("› {}", clean(app.add_peer.value(), width.saturating_sub(3)))),
+                below,
             ];
-            frame.render_widget(Paragraph::new(text), inner);
-            let x = inner.x + 2 + app.add_peer.input.visual_cursor().min(inner.width.saturating_sub(3) as usize) as u16;
+            frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: false }), inner);
+            let x = inner.x + 2 + app.add_peer.input.visual_cursor().min(width.saturating_sub(3)) as u16;
             frame.set_cursor_position(Position::new(x, inner.y + 1));
         }
         Some(Overlay::Transfer { id, scroll }) => transfer(frame, app, theme, screen, id, *scroll),
-        Some(Overlay::ConfirmSend { paths }) => {
-            let area = centered(screen, 60, (paths.len().min(6) + 4) as u16);
+        Some(Overlay::ConfirmSend { paths, peers, dropped }) => {
+            let area = centered(screen, 64, (paths.len().min(6) + 5) as u16);
             frame.render_widget(Clear, area);
-            let b = block(styled(" Send dropped files? ".into(), theme.title), true, theme);
+            let title = if *dropped {
+                " Send dropped files? "
+            } else {
+                " Send to several peers? "
+            };
+            let b = block(styled(title.into(), theme.title), true, theme);
             let inner = b.inner(area);
             frame.render_widget(b, area);
             let width = inner.width as usize;
-            let mut lines: Vec<Line> = paths
-                .iter()
-                .take(5)
-                .map(|p| Line::from(clean(&p.display().to_string(), width)))
-                .collect();
+            let names: Vec<String> = peers.iter().map(|p| app.peer_name(p)).collect();
+            let question = format!(
+                "send {} to {}? y/n",
+                crate::text::plural(paths.len(), if *dropped { "file" } else { "item" }),
+                names.join(", ")
+            );
+            let mut lines = vec![Line::from(styled(clean(&question, width * 2), theme.marked))];
+            lines.extend(paths.iter().take(5).map(|p| Line::from(clean(&p.display().to_string(), width))));
             if paths.len() > 5 {
                 lines.push(Line::from(format!("… and {} more", paths.len() - 5)));
             }
             lines.push(Line::from(styled("y send · n cancel".into(), theme.dim)));
+            frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
+        }
+        Some(Overlay::ConfirmQuit { running }) => {
+            let area = centered(screen, 60, 5);
+            frame.render_widget(Clear, area);
+            let b = block(styled(" Quit? ".into(), theme.title), true, theme);
+            let inner = b.inner(area);
+            frame.render_widget(b, area);
+            let lines = vec![
+                Line::from(format!(
+                    "{} running — pause them and quit?",
+                    crate::text::plural(*running as u64, "transfer")
+                )),
+                Line::from(styled("they resume when lanyard runs again · y quit · n stay".into(), theme.dim)),
+            ];
             frame.render_widget(Paragraph::new(lines), inner);
         }
     }
@@ -57,10 +86,12 @@ pub fn overlay(frame: &mut Frame, app: &App, theme: &Theme) {
 
 fn offer(frame: &mut Frame, app: &App, theme: &Theme, screen: Rect, scroll: usize) {
     let Some(o) = app.offers.front() else { return };
-    let height = (o.names.len() as u16 + 7).clamp(8, screen.height.saturating_sub(2).max(8));
+    let height = (o.names.len() as u16 + 8).clamp(9, screen.height.saturating_sub(2).max(9));
     let area = centered(screen, 64, height);
     frame.render_widget(Clear, area);
-    let b = block(styled(" Incoming files ".into(), theme.title), true, theme);
+    let title = format!(" Incoming files: offer 1 of {} ", app.offers.len());
+    let b = block(styled(title, theme.title), true, theme);
+    let saved = app.me.as_ref().map_or("the download dir", |m| m.download_dir.as_str());
     let inner = b.inner(area);
     frame.render_widget(b, area);
     let width = inner.width as usize;
@@ -82,6 +113,7 @@ fn offer(frame: &mut Frame, app: &App, theme: &Theme, screen: Rect, scroll: usiz
             crate::text::plural(o.files, "file"),
             bytes(o.bytes)
         )),
+        Line::from(styled(clean(&format!("accepted files go to {saved}"), width), theme.dim)),
         Line::from(""),
     ];
     let room = (inner.height as usize).saturating_sub(lines.len() + 2);
@@ -113,25 +145,45 @@ fn offer(frame: &mut Frame, app: &App, theme: &Theme, screen: Rect, scroll: usiz
 }
 
 fn help(frame: &mut Frame, theme: &Theme, screen: Rect, scroll: usize) {
-    let area = centered(screen, 90, screen.height.saturating_sub(2));
+    let area = help::area(screen.width, screen.height);
     frame.render_widget(Clear, area);
-    let b = block(styled(" Keys — Esc closes ".into(), theme.title), true, theme);
+    let (width, height) = help::inner(screen.width, screen.height);
+    let rows = help::rows(width);
+    let scroll = scroll.min(rows.len().saturating_sub(height));
+    let mut b = block(
+        styled(" Keys — ↑↓ PgUp PgDn Home End scroll, Esc closes ".into(), theme.title),
+        true,
+        theme,
+    );
+    if scroll + height < rows.len() {
+        b = b.title_bottom(Line::from(styled(" more below ↓ ".into(), theme.status)).right_aligned());
+    }
+    if scroll > 0 {
+        b = b.title_bottom(Line::from(styled(" ↑ more above ".into(), theme.dim)).left_aligned());
+    }
     let inner = b.inner(area);
     frame.render_widget(b, area);
-    let keys_w = BINDINGS.iter().map(|b| b.0.width()).max().unwrap_or(10) + 2;
-    let where_w = BINDINGS.iter().map(|b| b.1.width()).max().unwrap_or(10) + 2;
-    let lines: Vec<Line> = BINDINGS
-        .iter()
-        .skip(scroll.min(BINDINGS.len().saturating_sub(1)))
-        .map(|(keys, place, what)| {
-            Line::from(vec![
-                styled(format!("{keys:keys_w$}"), theme.title),
-                styled(format!("{place:where_w$}"), theme.dim),
-                styled((*what).to_string(), ratatui::style::Style::new()),
-            ])
+    let lines: Vec<Line> = rows
+        .into_iter()
+        .skip(scroll)
+        .take(height)
+        .map(|row| {
+            Line::from(
+                row.into_iter()
+                    .map(|(part, text)| {
+                        let style = match part {
+                            Part::Heading => theme.focus,
+                            Part::Keys => theme.title,
+                            Part::Symbol => theme.status,
+                            Part::Text => ratatui::style::Style::new(),
+                        };
+                        styled(text, style)
+                    })
+                    .collect::<Vec<_>>(),
+            )
         })
         .collect();
-    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
+    frame.render_widget(Paragraph::new(lines), inner);
 }
 
 fn centered(screen: Rect, width: u16, height: u16) -> Rect {
@@ -222,7 +274,7 @@ fn transfer(frame: &mut Frame, app: &App, theme: &Theme, screen: Rect, id: &str,
         lines.push(Line::from(styled(text(m), theme.warn)));
     }
     lines.push(Line::from(""));
-    lines.push(Line::from(styled("↑↓ scroll · Esc close".into(), theme.dim)));
+    lines.push(Line::from(styled("↑↓ PgUp PgDn Home scroll · Esc close".into(), theme.dim)));
     let para = Paragraph::new(lines)
         .wrap(Wrap { trim: false })
         .scroll((scroll.min(u16::MAX as usize) as u16, 0));

@@ -1,0 +1,234 @@
+//! Paused transfers: listed across restarts, and an outgoing send offered again by itself once
+//! its peer is online (the receiver finds its partial data, only the missing chunks move), or
+//! at once when a person asks (`r`). A paused transfer cancelled for good drops its partial data.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::progress::{TransferState, TransferView};
+use super::records::{self, Partials};
+use super::{Direction, NodeHandle, RECENT, Shared, lock, read_sources};
+use crate::node::Event;
+use crate::reason::Reason;
+use crate::store::unix_now_ms;
+use crate::text::printable;
+
+/// How long a paused send waits for its peer before it looks again (it also wakes when any
+/// peer changes, through `wait_online`).
+const LOOK_AGAIN: Duration = Duration::from_secs(60);
+
+/// A paused outgoing send waiting for its peer.
+pub(crate) struct Paused {
+    sources: Vec<PathBuf>,
+    peer: crate::identity::PeerId,
+    now: Arc<Notify>,
+    stop: CancellationToken,
+}
+
+/// At start: list what earlier runs did, a transfer cut off by a crash as paused; offer the
+/// paused sends again when their peers come (if this node resumes by itself).
+pub(crate) fn load(shared: &Arc<Shared>) -> anyhow::Result<()> {
+    let stored = records::load(&shared.store)?;
+    let mut recent = Vec::new();
+    for mut r in stored {
+        if !r.view.state.is_finished() {
+            // The node went away without a word (killed, power cut): what it had is kept.
+            r.view.state = TransferState::Paused;
+            r.view.reason = Some(Reason::Stopped);
+            r.view.message = Some("interrupted: lanyard stopped".into());
+            r.view.rate = 0;
+            r.view.eta_secs = None;
+        }
+        if r.view.state == TransferState::Paused
+            && r.view.direction == Direction::Send
+            && let Some(sources) = r.sources.clone()
+            && shared.config.resume
+        {
+            schedule(shared, r.view.clone(), sources);
+        }
+        recent.push(r.view);
+    }
+    let mut kept = lock(&shared.transfers.recent);
+    for view in recent.into_iter().rev().take(RECENT).rev() {
+        kept.push_back(view);
+    }
+    Ok(())
+}
+
+/// Offer `view`'s send of `sources` again once its peer is online (or a person says so).
+pub(crate) fn schedule(shared: &Arc<Shared>, view: TransferView, sources: Vec<PathBuf>) {
+    let now = Arc::new(Notify::new());
+    let stop = CancellationToken::new();
+    lock(&shared.transfers.paused).insert(
+        view.transfer.clone(),
+        Paused {
+            sources: sources.clone(),
+            peer: view.peer.clone(),
+            now: now.clone(),
+            stop: stop.clone(),
+        },
+    );
+    let shared = shared.clone();
+    shared.clone().tracker.spawn(async move {
+        let node = NodeHandle { shared: shared.clone() };
+        loop {
+            tokio::select! {
+                _ = shared.cancel.cancelled() => return,
+                _ = stop.cancelled() => return,
+                _ = now.notified() => break,
+                online = node.wait_online(&view.peer, LOOK_AGAIN) => if online { break },
+            }
+        }
+        if lock(&shared.transfers.paused).remove(&view.transfer).is_none() {
+            return;
+        }
+        tracing::info!("transfer {}: resuming the send to {}", view.transfer, view.peer.short());
+        match read_sources(&sources).await {
+            Ok(manifest) => {
+                node.start_send_as(&view.peer, manifest, view.group.clone(), Some(&view.transfer), Some(sources));
+            }
+            // The files are gone or unreadable: the send ends here, saying which.
+            Err(e) => {
+                let mut ended = view;
+                ended.state = TransferState::Failed;
+                ended.reason = Some(Reason::SourceChanged);
+                ended.message = Some(format!("cannot resume: {}", printable(&format!("{e:#}"))));
+                ended.ended_ms = Some(unix_now_ms());
+                end(&shared, ended, None).await;
+            }
+        }
+    });
+}
+
+/// Replace a paused transfer's listed view with its end, store it and tell the faces.
+async fn end(shared: &Arc<Shared>, view: TransferView, partials: Option<Partials>) {
+    {
+        let mut recent = lock(&shared.transfers.recent);
+        recent.retain(|v| v.transfer != view.transfer);
+        recent.push_back(view.clone());
+    }
+    let (store_shared, saved) = (shared.clone(), view.clone());
+    let _ = crate::node::off_thread(move || {
+        if let Some(p) = partials {
+            p.remove();
+        }
+        records::save(&store_shared.store, &saved, None, None)
+    })
+    .await;
+    shared.emit(Event::Progress(view.clone()));
+    let (transfer, peer, direction) = (view.transfer.clone(), view.peer.clone(), view.direction);
+    let message = view.message.clone().unwrap_or_default();
+    shared.emit(match view.state {
+        TransferState::Cancelled => Event::Cancelled {
+            transfer,
+            peer,
+            direction,
+            reason: message,
+            code: view.reason.unwrap_or(Reason::Other),
+        },
+        _ => Event::Error {
+            transfer,
+            peer,
+            direction,
+            message,
+            code: view.reason.unwrap_or(Reason::Other),
+        },
+    });
+}
+
+/// The listed view of a paused transfer.
+fn paused_view(shared: &Shared, id: &str) -> Option<TransferView> {
+    lock(&shared.transfers.recent)
+        .iter()
+        .rev()
+        .find(|v| v.transfer == id || v.group.as_deref() == Some(id))
+        .filter(|v| v.state == TransferState::Paused)
+        .cloned()
+}
+
+/// Cancel a paused transfer for good: it is not offered again, and a receive's partial data
+/// goes. False if `id` names no paused transfer.
+pub(crate) fn cancel(shared: &Arc<Shared>, id: &str) -> bool {
+    let Some(mut view) = paused_view(shared, id) else {
+        return false;
+    };
+    if let Some(p) = lock(&shared.transfers.paused).remove(&view.transfer) {
+        p.stop.cancel();
+    }
+    view.state = TransferState::Cancelled;
+    view.reason = Some(match view.direction {
+        Direction::Send => Reason::CancelledBySender,
+        Direction::Receive => Reason::CancelledByReceiver,
+    });
+    view.message = Some("cancelled".into());
+    view.ended_ms = Some(unix_now_ms());
+    let shared = shared.clone();
+    shared.clone().tracker.spawn(async move {
+        let partials = match records::get(&shared.store, &view.transfer) {
+            Ok(Some(r)) => r.partials,
+            _ => None,
+        };
+        end(&shared, view, partials).await;
+    });
+    true
+}
+
+/// Resume a paused send now. `Err` says why it cannot be (a receive waits for its sender).
+pub(crate) fn now(shared: &Shared, id: &str) -> Result<String, String> {
+    let Some(view) = paused_view(shared, id) else {
+        return Err(format!("no paused transfer {id:?} (see `lanyard transfers`)"));
+    };
+    if let Some(p) = lock(&shared.transfers.paused).get(&view.transfer) {
+        p.now.notify_one();
+        return Ok(format!("resuming {}", view.transfer));
+    }
+    Err(match view.direction {
+        Direction::Receive => format!(
+            "{} resumes when {} sends it again",
+            view.transfer,
+            if view.nick.is_empty() {
+                view.peer.short().to_string()
+            } else {
+                printable(&view.nick).into_owned()
+            }
+        ),
+        Direction::Send => format!("{} cannot be resumed from here: what it sent is not known", view.transfer),
+    })
+}
+
+/// A send of `sources` to `peer` finished: paused sends of the same (listed now, or stored by
+/// an earlier run) are done with, not offered again: the person sent it again by hand.
+pub(crate) fn sent_again(shared: &Arc<Shared>, peer: &crate::identity::PeerId, sources: &[PathBuf]) {
+    {
+        let mut paused = lock(&shared.transfers.paused);
+        paused.retain(|_, p| {
+            let same = p.peer == *peer && p.sources == sources;
+            if same {
+                p.stop.cancel();
+            }
+            !same
+        });
+    }
+    let (shared, peer, sources) = (shared.clone(), peer.clone(), sources.to_vec());
+    shared.clone().tracker.spawn(async move {
+        let store = shared.clone();
+        let stored = crate::node::off_thread(move || records::load(&store.store)).await;
+        let Ok(Ok(stored)) = stored else { return };
+        for r in stored {
+            let same = r.view.direction == Direction::Send && r.view.peer == peer && r.sources.as_deref() == Some(&sources);
+            if !same || r.view.state.is_finished() && r.view.state != TransferState::Paused {
+                continue;
+            }
+            let mut view = r.view;
+            view.state = TransferState::Failed;
+            view.reason = Some(Reason::Other);
+            view.message = Some("sent again in another transfer".into());
+            view.ended_ms = Some(unix_now_ms());
+            end(&shared, view, None).await;
+        }
+    });
+}
