@@ -150,6 +150,10 @@ fn transfer(i: usize, peer: &PeerInfo, now: u64) -> TransferView {
         message: None,
         reason: None,
         saved_to: None,
+        name: format!("lecture-{i:02} network programming.mp4"),
+        via: None,
+        saved_as: None,
+        failures: Vec::new(),
         // Interleaved with the conversation's lines (which span the last 10,000 s).
         started_ms: now - 10_000_000 + i as u64 * 150_000,
         ended_ms: None,

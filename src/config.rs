@@ -514,6 +514,7 @@ impl Config {
                 .unwrap_or(crate::limits::TRANSFER_STALL),
             resume: false,
             corrupt_forward: test_hook("LANYARD_TEST_CORRUPT_FORWARD"),
+            relay_tamper: None,
         }
     }
 }

@@ -287,6 +287,11 @@ pub const REATTACH_WAIT: Duration = Duration::from_secs(30);
 /// is sent over the control connection as the send starts, so normally it is already there).
 /// Without it the offer is refused: "cannot confirm this offer with <sender>".
 pub const VOUCH_WAIT: Duration = Duration::from_secs(10);
+/// How long the sender of a relayed send waits, once a relay reported on a recipient, for that
+/// recipient's own verdict over its control connection (it sends it as its receive ends, so an
+/// honest chain needs a moment); without it, the relay's words are a claim and the recipient is
+/// served directly.
+pub const VERDICT_WAIT: Duration = Duration::from_secs(10);
 /// Vouches a node keeps (the newest; each is an id and a hash).
 pub const VOUCHES_KEPT: usize = 256;
 

@@ -57,6 +57,22 @@ fn control_msg() -> impl Strategy<Value = ControlMsg> {
             transfer,
             digest: serde_bytes::ByteBuf::from(digest)
         }),
+        (
+            ".{0,70}",
+            prop::collection::vec(any::<u8>(), 30..34),
+            any::<bool>(),
+            prop::option::of(text(MAX_REASON_BYTES))
+        )
+            .prop_map(|(transfer, digest, finished, reason)| ControlMsg::Verdict {
+                transfer,
+                digest: serde_bytes::ByteBuf::from(digest),
+                finished,
+                files: 1,
+                bytes: 2,
+                failed: 0,
+                code: (!finished).then_some(lanyard::node::Reason::Rejected),
+                reason,
+            }),
         prop::collection::vec(hint, 0..4).prop_map(|peers| ControlMsg::Peers { peers }),
         // Around the count limit, with small hints so the case stays cheap.
         (MAX_PEER_HINTS - 1..=MAX_PEER_HINTS + 1).prop_map(|n| ControlMsg::Peers {

@@ -89,10 +89,17 @@ async fn a_relayed_send_goes_down_the_chain_and_every_recipient_verifies_it() {
     }
     // One upload from the sender: bob got it from ada, carol from bob, dave from carol, all
     // under the one transfer id.
-    let from = |n: &Node| receives(n).into_iter().map(|t| (t.peer, t.transfer)).collect::<Vec<_>>();
-    assert_eq!(from(&bob), vec![(ada.handle.id().clone(), group_id.clone())]);
-    assert_eq!(from(&carol), vec![(bob.handle.id().clone(), group_id.clone())]);
-    assert_eq!(from(&dave), vec![(carol.handle.id().clone(), group_id.clone())]);
+    // Each row names the sender and the relay it came through, as its offer did.
+    let from = |n: &Node| receives(n).into_iter().map(|t| (t.peer, t.via, t.transfer)).collect::<Vec<_>>();
+    let ada_id = ada.handle.id().clone();
+    assert_eq!(from(&bob), vec![(ada_id.clone(), None, group_id.clone())]);
+    assert_eq!(from(&carol), vec![(ada_id.clone(), Some("bob".into()), group_id.clone())]);
+    assert_eq!(from(&dave), vec![(ada_id.clone(), Some("carol".into()), group_id.clone())]);
+    for n in [&bob, &carol, &dave] {
+        let row = receives(n).pop().unwrap();
+        assert_eq!(row.name, "course/ (6 files)");
+        assert_eq!(row.saved_as, Some(n.downloads.join("course").display().to_string()));
+    }
     // The sender shows each recipient, all of one group, finished.
     let views: Vec<TransferView> = ada
         .handle
@@ -102,6 +109,144 @@ async fn a_relayed_send_goes_down_the_chain_and_every_recipient_verifies_it() {
         .collect();
     assert_eq!(views.len(), 3);
     assert!(views.iter().all(|v| v.percent == 100 && v.failed == 0), "{views:?}");
+    assert!(views.iter().all(|v| v.name == "course/ (6 files)"), "{views:?}");
+    // Bob is ada's direct peer; she hears of carol and dave through him (the chain behind bob).
+    let via: Vec<Option<String>> = ids
+        .iter()
+        .map(|id| views.iter().find(|v| &v.peer == id).unwrap().via.clone())
+        .collect();
+    assert_eq!(via, vec![None, Some("bob".into()), Some("bob".into())]);
+}
+
+/// The views of a send `group` at the sender, in the order of `ids`.
+fn rows(n: &Node, group: &str, ids: &[lanyard::node::PeerId]) -> Vec<TransferView> {
+    let views: Vec<TransferView> = n
+        .handle
+        .transfers()
+        .into_iter()
+        .filter(|t| t.group.as_deref() == Some(group))
+        .collect();
+    ids.iter().filter_map(|id| views.iter().find(|v| &v.peer == id).cloned()).collect()
+}
+
+#[tokio::test]
+async fn a_recipient_that_verified_shows_done_at_once_while_the_one_behind_it_still_receives() {
+    use lanyard::node::transfer::TransferState;
+    let (ada, bob) = (node("ada", |_| {}).await, node("bob", |_| {}).await);
+    // Carol stops taking data after 1 MiB: the chain behind bob is still running.
+    let carol = node("carol", |_| {}).await;
+    carol.handle.inject_stall_after(1 << 20);
+    let src = tempfile::tempdir().unwrap();
+    let top = tree(src.path(), 6 << 20);
+    let ids = vec![link(&ada, &bob).await, link(&ada, &carol).await];
+    let group = ada.handle.send_group(&ids, std::slice::from_ref(&top)).await.unwrap();
+    let id = group.id.clone();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let at_ada = rows(&ada, &id, &ids);
+        let bobs_own = receives(&bob).pop();
+        let bob_done = at_ada.first().is_some_and(|v| v.state == TransferState::Done);
+        let carol_running = at_ada
+            .get(1)
+            .is_some_and(|v| v.state == TransferState::Running && v.via.as_deref() == Some("bob"));
+        let bob_row_done = bobs_own.is_some_and(|v| v.state == TransferState::Done && v.percent == 100);
+        if bob_done && carol_running && bob_row_done {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "ada: {at_ada:?}\nbob: {:?}", receives(&bob));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ada.handle.cancel_transfer(&id));
+    let results = group.wait().await;
+    assert!(results[0].1.as_ref().is_ok_and(|o| o.all_ok()), "{:?}", results[0].1);
+    assert!(results[1].1.is_err(), "{:?}", results[1].1);
+}
+
+#[tokio::test]
+async fn a_relay_that_says_a_recipient_verified_is_not_believed() {
+    use lanyard::node::RelayTamper;
+    let ada = node("ada", |_| {}).await;
+    let mallory = node("mallory", |c| c.relay_tamper = Some(RelayTamper::ClaimVerified)).await;
+    // Dave takes nothing without a person, and nobody is there: whatever reaches him, he refuses.
+    let dave = node("dave", |c| c.accept_all = false).await;
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("exam.pdf");
+    std::fs::write(&file, b"forty-five bytes of an exam nobody should see").unwrap();
+    let ids = vec![link(&ada, &mallory).await, link(&ada, &dave).await];
+    let group = ada.handle.send_group(&ids, std::slice::from_ref(&file)).await.unwrap();
+    let id = group.id.clone();
+    let results = group.wait().await;
+    assert!(results[0].1.as_ref().is_ok_and(|o| o.all_ok()), "{:?}", results[0].1);
+    // Mallory said dave verified it; dave, asked directly, said no.
+    assert!(matches!(&results[1].1, Err(TransferError::Rejected(..))), "{:?}", results[1].1);
+    assert!(!dave.downloads.join("exam.pdf").exists());
+    let dave_row = rows(&ada, &id, &ids).pop().unwrap();
+    assert_ne!(dave_row.state, lanyard::node::transfer::TransferState::Done, "{dave_row:?}");
+}
+
+#[tokio::test]
+async fn a_relays_report_of_a_recipients_failure_is_shown_as_the_relays_and_the_recipient_is_served_directly() {
+    use lanyard::node::RelayTamper;
+    let ada = node("ada", |_| {}).await;
+    let forged = "disk full on dave: no space left".to_string();
+    let mallory = node("mallory", |c| {
+        c.relay_tamper = Some(RelayTamper::ClaimFailed(lanyard::node::Reason::DiskFull, forged))
+    })
+    .await;
+    let dave = node("dave", |_| {}).await;
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("exam.pdf");
+    std::fs::write(&file, b"the exam").unwrap();
+    let ids = vec![link(&ada, &mallory).await, link(&ada, &dave).await];
+    let mut events = ada.handle.subscribe();
+    let group = ada.handle.send_group(&ids, std::slice::from_ref(&file)).await.unwrap();
+    let results = group.wait().await;
+    for (peer, r) in &results {
+        assert!(r.as_ref().is_ok_and(|o| o.all_ok()), "{peer}: {r:?}");
+    }
+    assert_eq!(std::fs::read(dave.downloads.join("exam.pdf")).unwrap(), b"the exam");
+    // Dave got it from ada herself, not through mallory.
+    assert_eq!(receives(&dave).pop().unwrap().via, None);
+    let mut attributed = false;
+    while let Ok(Ok(event)) = tokio::time::timeout(std::time::Duration::from_millis(10), events.recv()).await {
+        if let Event::Progress(v) = event {
+            attributed |= v.peer == ids[1] && v.message.as_deref() == Some("mallory says: disk full on dave: no space left");
+        }
+    }
+    assert!(attributed, "dave's row never showed mallory's words as mallory's");
+}
+
+#[tokio::test]
+async fn a_relay_cannot_bring_in_a_peer_the_sender_did_not_send_to() {
+    use lanyard::node::RelayTamper;
+    let (ada, dave) = (node("ada", |_| {}).await, node("dave", |_| {}).await);
+    // Bob trusts ada and would take anything she sends; ada sends him nothing.
+    let bob = node("bob", |c| c.accept_all = false).await;
+    let bob_id = link(&ada, &bob).await;
+    let ada_at_bob = link(&bob, &ada).await;
+    bob.handle.set_trusted(&ada_at_bob, true).await.unwrap();
+    let mallory = node("mallory", |c| c.relay_tamper = Some(RelayTamper::Redirect(bob_id))).await;
+    link(&mallory, &bob).await;
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("exam.pdf");
+    std::fs::write(&file, b"the exam").unwrap();
+    let ids = vec![link(&ada, &mallory).await, link(&ada, &dave).await];
+    let results = ada.handle.send_group(&ids, std::slice::from_ref(&file)).await.unwrap().wait().await;
+    for (peer, r) in &results {
+        assert!(r.as_ref().is_ok_and(|o| o.all_ok()), "{peer}: {r:?}");
+    }
+    assert_eq!(std::fs::read(dave.downloads.join("exam.pdf")).unwrap(), b"the exam");
+    // Mallory passed ada's offer to bob; ada would not vouch for it to him, so he refused it.
+    assert!(!bob.downloads.join("exam.pdf").exists());
+    let bobs = receives(&bob);
+    assert!(
+        bobs.iter().all(|t| t
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("cannot confirm this offer with ada"))),
+        "{bobs:?}"
+    );
+    assert!(!bobs.is_empty(), "mallory never reached bob: the test shows nothing");
 }
 
 #[tokio::test]
@@ -118,8 +263,9 @@ async fn a_peer_that_rejects_is_skipped_and_those_behind_it_still_get_everything
     assert!(results[2].1.as_ref().is_ok_and(|o| o.all_ok()), "{:?}", results[2].1);
     same_tree(&top, &dave.downloads.join("course"));
     assert!(!carol.downloads.join("course").exists());
-    // Dave was served by bob, carol's place in the chain skipped.
-    assert_eq!(receives(&dave)[0].peer, *bob.handle.id());
+    // Dave was served by bob, carol's place in the chain skipped (the offer is ada's).
+    assert_eq!(receives(&dave)[0].peer, *ada.handle.id());
+    assert_eq!(receives(&dave)[0].via.as_deref(), Some("bob"));
 }
 
 #[tokio::test]
@@ -148,14 +294,14 @@ async fn when_a_middle_relay_dies_the_peers_behind_it_are_reattached_and_resume(
     // Carol's line says what happened mid-way, and that she could not be reached again.
     let carol_err = results[1].1.as_ref().expect_err("carol failed").to_string();
     assert!(
-        carol_err.contains("carol's lanyard stopped; sending again resumes (sending again: cannot connect"),
+        carol_err.contains("bob says: carol's lanyard stopped; sending again resumes (sending again: cannot connect"),
         "{carol_err}"
     );
     assert!(results[2].1.as_ref().is_ok_and(|o| o.all_ok()), "dave: {:?}", results[2].1);
     same_tree(&top, &dave.downloads.join("course"));
     // Dave's last receive came from bob (re-attached) and resumed what carol had passed on.
     let last = receives(&dave).pop().unwrap();
-    assert_eq!(last.peer, *bob.handle.id());
+    assert_eq!((&last.peer, last.via.as_deref()), (ada.handle.id(), Some("bob")));
     assert!(last.resumed >= 1 << 20, "resumed {} bytes", last.resumed);
 }
 

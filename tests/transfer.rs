@@ -5,7 +5,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::{FileNode as Node, PATIENCE as WAIT, file_node as node, link, partials, pattern, start_node, tmpfs, until, wait_for, write};
-use lanyard::node::transfer::{Direction, TransferError};
+use lanyard::node::transfer::{Direction, TransferError, TransferState};
 use lanyard::node::{Event, NodeConfig};
 
 async fn accepting(nick: &str) -> Node {
@@ -726,4 +726,36 @@ async fn partials_nobody_resumed_expire_at_start_up() {
     assert!(outcome.all_ok());
     assert_eq!(outcome.resumed, 0);
     assert_eq!(outcome.saved_as, vec![("tree".to_string(), "tree (1)".to_string())]);
+}
+
+#[tokio::test]
+async fn both_rows_name_the_file_and_the_receive_says_where_it_was_saved() {
+    let a = node("ada", |_| {}).await;
+    let b = accepting("bob").await;
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("big.bin");
+    write(&file, b"the file");
+    write(&b.downloads.join("big.bin"), b"someone else's");
+    let bob = link(&a, &b).await;
+    let task = a.handle.send(&bob, std::slice::from_ref(&file)).await.unwrap();
+    let id = task.id.clone();
+    assert!(task.wait().await.unwrap().all_ok());
+    let sent = a.handle.transfers().into_iter().find(|t| t.transfer == id).unwrap();
+    assert_eq!((sent.name.as_str(), sent.via.as_deref()), ("big.bin", None));
+    // The receiver's row ends done; its last state reaches the registry as the task ends.
+    until("bob's row is done", || {
+        b.handle
+            .transfers()
+            .iter()
+            .any(|t| t.direction == Direction::Receive && t.state == TransferState::Done)
+    })
+    .await;
+    let got = b
+        .handle
+        .transfers()
+        .into_iter()
+        .find(|t| t.direction == Direction::Receive)
+        .unwrap();
+    assert_eq!(got.name, "big.bin");
+    assert_eq!(got.saved_as, Some(b.downloads.join("big (1).bin").display().to_string()));
 }

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::node::{ChatEntry, Direction, OfferView, PeerInfo, TransferState, TransferView};
+use crate::node::{ChatEntry, Direction, OfferView, PeerInfo, Reason, TransferState, TransferView};
 use crate::text::{human_bytes, is_clean, is_hostile, plural, printable};
 
 /// Unix milliseconds now.
@@ -152,19 +152,56 @@ pub fn transfers_table(transfers: &[TransferView]) -> String {
             } else {
                 String::new()
             };
+            let via = t.via.as_ref().map(|v| format!(" via {v}")).unwrap_or_default();
             vec![
                 t.transfer.clone(),
-                format!("{way} {}", t.nick),
+                format!("{way} {}{via}", t.nick),
+                t.name.clone(),
                 state.to_string(),
                 format!("{}/{}", t.files_done, t.files),
                 format!("{} of {}", human_bytes(t.bytes), human_bytes(t.total)),
                 format!("{}%", t.percent),
                 rate,
-                t.message.clone().unwrap_or_default(),
+                transfer_note(t),
             ]
         })
         .collect();
-    table(&["TRANSFER", "PEER", "STATE", "FILES", "BYTES", "", "RATE", "NOTE"], &rows)
+    table(&["TRANSFER", "PEER", "WHAT", "STATE", "FILES", "BYTES", "", "RATE", "NOTE"], &rows)
+}
+
+/// What a transfer's row adds to its state, without saying the state twice: where a receive
+/// was saved, who said no or cancelled, why it failed.
+fn transfer_note(t: &TransferView) -> String {
+    // Neutralised with the rest of the table.
+    let message = t.message.clone().unwrap_or_default();
+    match t.state {
+        TransferState::Done if t.failed == 0 && t.direction == Direction::Receive => t
+            .saved_as
+            .as_ref()
+            .or(t.saved_to.as_ref())
+            .map(|p| format!("→ {p}"))
+            .unwrap_or_default(),
+        // A plain no says who said it; any other refusal is said by the node's own text.
+        TransferState::Rejected if matches!(t.reason, Some(Reason::Rejected) | None) => {
+            let more = message
+                .strip_prefix("rejected")
+                .unwrap_or(&message)
+                .trim_start_matches([':', ';', ' ']);
+            let said = match t.direction {
+                Direction::Send => format!("{} said no", t.nick),
+                Direction::Receive => "you said no".into(),
+            };
+            if more.is_empty() { said } else { format!("{said}: {more}") }
+        }
+        // A cancel at this end is ours; one from the peer names it ("ada cancelled big.bin").
+        TransferState::Cancelled => match (t.direction, t.reason) {
+            (Direction::Send, Some(Reason::CancelledBySender)) | (Direction::Receive, Some(Reason::CancelledByReceiver)) | (_, None) => {
+                "by you".into()
+            }
+            _ => message,
+        },
+        _ => message,
+    }
 }
 
 /// RFC 3339 in UTC to the second (`2026-11-21T17:33:05Z`) from Unix milliseconds.
@@ -241,6 +278,65 @@ mod tests {
                 .into_iter()
                 .collect(),
         }
+    }
+
+    #[test]
+    fn transfer_rows_say_each_thing_once_and_name_who_and_what() {
+        let peer = Identity::generate().unwrap().id().clone();
+        let view = |direction, state, message: Option<&str>| TransferView {
+            transfer: "00000000000000aa".into(),
+            peer: peer.clone(),
+            nick: "carol".into(),
+            direction,
+            group: None,
+            state,
+            file: "big.bin".into(),
+            file_bytes: 0,
+            file_size: 45,
+            files_done: 1,
+            files: 1,
+            bytes: 45,
+            resumed: 0,
+            total: 45,
+            percent: 100,
+            rate: 0,
+            eta_secs: None,
+            failed: 0,
+            message: message.map(str::to_string),
+            saved_to: Some("/dl".into()),
+            name: "big.bin".into(),
+            via: Some("bob".into()),
+            saved_as: Some("/dl/big (1).bin".into()),
+            failures: Vec::new(),
+            reason: None,
+            started_ms: 0,
+            ended_ms: None,
+        };
+        use {Direction::*, TransferState::*};
+        let coded = |direction, state, message: &str, code| TransferView {
+            reason: Some(code),
+            ..view(direction, state, Some(message))
+        };
+        assert_eq!(transfer_note(&coded(Send, Rejected, "rejected", Reason::Rejected)), "carol said no");
+        assert_eq!(
+            transfer_note(&coded(Send, Rejected, "rejected; carol says: not now", Reason::Rejected)),
+            "carol said no: carol says: not now"
+        );
+        assert_eq!(
+            transfer_note(&coded(Send, Rejected, "expired: nobody answered in time", Reason::Expired)),
+            "expired: nobody answered in time"
+        );
+        assert_eq!(
+            transfer_note(&coded(Send, Cancelled, "cancelled", Reason::CancelledBySender)),
+            "by you"
+        );
+        assert_eq!(
+            transfer_note(&coded(Receive, Cancelled, "ada cancelled big.bin", Reason::CancelledBySender)),
+            "ada cancelled big.bin"
+        );
+        assert_eq!(transfer_note(&view(Receive, Done, None)), "→ /dl/big (1).bin");
+        let table = transfers_table(&[view(Receive, Done, None)]);
+        assert!(table.contains("from carol via bob") && table.contains("big.bin"), "{table}");
     }
 
     #[test]

@@ -132,7 +132,7 @@ fn objects(event: &Event) -> Vec<(&'static str, Value)> {
                 "file": p.file, "file_bytes": p.file_bytes, "file_size": p.file_size,
                 "files_done": p.files_done, "files": p.files, "bytes": p.bytes, "total": p.total,
                 "percent": p.percent, "rate": p.rate, "eta_secs": p.eta_secs, "resumed": p.resumed,
-                "group": p.group,
+                "group": p.group, "name": p.name, "via": p.via,
             }),
         ),
         // Written by `lines` directly.

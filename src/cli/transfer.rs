@@ -50,7 +50,10 @@ impl Bars {
         match p.state {
             TransferState::Connecting => bar.set_message(format!("connecting to {}", printable(&p.nick))),
             TransferState::Waiting => bar.set_message(format!("waiting for {} to accept", printable(&p.nick))),
-            _ => bar.set_message(format!("{} ({}/{})", printable(&p.file), p.files_done, p.files)),
+            _ => {
+                let via = p.via.as_ref().map(|v| format!("via {}: ", printable(v))).unwrap_or_default();
+                bar.set_message(format!("{via}{} ({}/{})", printable(&p.file), p.files_done, p.files))
+            }
         }
     }
 

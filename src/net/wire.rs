@@ -3,10 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::limits::CHAT_REFUSAL_BYTES;
+use crate::limits::{CHAT_REFUSAL_BYTES, MAX_REASON_BYTES};
 pub use crate::limits::{
     MAX_CHAT_TEXT, MAX_CONTROL_FRAME, MAX_HINT_ADDR_BYTES, MAX_HINT_ADDRS, MAX_NICK_BYTES, MAX_PEER_HINTS, MAX_SOFTWARE_BYTES,
 };
+use crate::reason::Reason;
 
 /// Bumped on any incompatible change of the control protocol; checked in the preamble of control
 /// connections and advertised over mDNS.
@@ -115,6 +116,21 @@ pub enum ControlMsg {
     /// A recipient asks the sender for its vouch again (the first one may have been lost with a
     /// connection that was replaced); the sender answers with `Vouch` while the send runs.
     VouchRequest { transfer: String },
+    /// A recipient of a relayed send tells its sender, over its own authenticated connection,
+    /// how the offer that hashes to `digest` ended here: the only word on a recipient's fate a
+    /// sender counts (a relay's report on the peers behind it is a claim). `finished`: it has
+    /// every file it will get, `failed` of them did not arrive; else it ended early, `code`
+    /// says why (a no or a cancel is not offered again). `reason`: why, in its words.
+    Verdict {
+        transfer: String,
+        digest: serde_bytes::ByteBuf,
+        finished: bool,
+        files: u32,
+        bytes: u64,
+        failed: u32,
+        code: Option<Reason>,
+        reason: Option<String>,
+    },
     /// A message a later version added: ignored, so adding one needs no new protocol version.
     #[serde(other)]
     Unknown,
@@ -164,6 +180,11 @@ impl ControlMsg {
             }
             ControlMsg::Vouch { transfer, digest } if transfer.len() > 64 || digest.len() != 32 => Err("malformed vouch".into()),
             ControlMsg::VouchRequest { transfer } if transfer.len() > 64 => Err("malformed vouch request".into()),
+            ControlMsg::Verdict {
+                transfer, digest, reason, ..
+            } if transfer.len() > 64 || digest.len() != 32 || reason.as_ref().is_some_and(|e| e.len() > MAX_REASON_BYTES) => {
+                Err("malformed verdict".into())
+            }
             ControlMsg::Peers { peers } => {
                 if peers.len() > MAX_PEER_HINTS {
                     return Err(format!("over {MAX_PEER_HINTS} peers in one list"));

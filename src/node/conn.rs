@@ -11,6 +11,7 @@ use tokio::time::timeout;
 
 use super::peers::{LiveConn, Registered};
 use super::slots::{Pool, Refusal, Slot};
+use super::transfer::wire::Report;
 use super::{Event, Shared, chat, exchange, lock};
 use crate::identity::PeerId;
 use crate::limits::{CONNECT_TIMEOUT, CONTROL_IDLE_LIMIT, HINT_TTL, MAX_PENDING_HANDSHAKES};
@@ -356,11 +357,37 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
                     ControlMsg::Peers { peers } => exchange::receive(&shared, &id, remote.addr, peers),
                     ControlMsg::Vouch { transfer, digest } => shared.transfers.vouch(&id, transfer, &digest),
                     ControlMsg::VouchRequest { transfer } => {
-                        let digest = shared.transfers.sending_digest(&transfer);
+                        let digest = shared.transfers.vouch_for(&transfer, &id);
                         let tx = shared.peers().sender(&id);
                         if let (Some(digest), Some(tx)) = (digest, tx) {
                             let _ = tx.try_send(ControlMsg::vouch(transfer, &digest));
                         }
+                    }
+                    ControlMsg::Verdict {
+                        transfer,
+                        digest,
+                        finished,
+                        files,
+                        bytes,
+                        failed,
+                        code,
+                        reason,
+                    } => {
+                        let report = if finished {
+                            Report::Finished {
+                                files,
+                                bytes,
+                                failed,
+                                reason,
+                                saved_as: Vec::new(),
+                            }
+                        } else {
+                            Report::Failed {
+                                code: code.unwrap_or(crate::reason::Reason::Other),
+                                reason: reason.unwrap_or_else(|| "it ended early".into()),
+                            }
+                        };
+                        shared.transfers.verdict(&id, &transfer, &digest, report);
                     }
                     ControlMsg::Chat {
                         id: line,

@@ -84,6 +84,22 @@ pub struct NodeConfig {
     /// Test hook: as a relay, flip a byte of the forwarded segment with this number.
     #[doc(hidden)]
     pub corrupt_forward: Option<u64>,
+    /// Test hook: as a relay, lie instead of forwarding (see [`RelayTamper`]).
+    #[doc(hidden)]
+    pub relay_tamper: Option<RelayTamper>,
+}
+
+/// Test hook: what a hostile relay does with the chain it is handed, for the tests that show a
+/// sender believes none of it.
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub enum RelayTamper {
+    /// Forward nothing; report every peer behind it verified.
+    ClaimVerified,
+    /// Forward nothing; report every peer behind it failed, with this code and these words.
+    ClaimFailed(crate::reason::Reason, String),
+    /// Forward the offer to this peer instead of the chain it was given.
+    Redirect(PeerId),
 }
 
 impl NodeConfig {
@@ -104,6 +120,7 @@ impl NodeConfig {
             stall_timeout: crate::limits::TRANSFER_STALL,
             resume: false,
             corrupt_forward: None,
+            relay_tamper: None,
         }
     }
 }

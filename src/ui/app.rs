@@ -136,6 +136,11 @@ pub enum Overlay {
     ConfirmQuit {
         running: usize,
     },
+    /// One transfer in full: every recipient, the files, the whole of a failure (scrolls).
+    Transfer {
+        id: String,
+        scroll: usize,
+    },
 }
 
 pub struct App {
@@ -174,6 +179,8 @@ pub struct App {
     pub size: (u16, u16),
     pub terminal_focused: bool,
     pub bell: bool,
+    /// The home folder, shown as `~` in paths (read once: the view reads no environment).
+    pub home: Option<String>,
     pub quit: bool,
     next_tag: u64,
     pending: HashMap<u64, Pending>,
@@ -186,6 +193,7 @@ pub struct App {
 impl App {
     pub fn new(cwd: PathBuf, attached: bool, bell: bool) -> App {
         App {
+            home: std::env::var("HOME").ok().filter(|h| !h.is_empty() && h != "/"),
             relay: true,
             me: None,
             seq: 0,
@@ -256,7 +264,8 @@ impl App {
     /// Where keys go now.
     pub fn context(&self) -> Context {
         match &self.overlay {
-            Some(Overlay::Help { .. }) => Context::Help,
+            // Read, scrolled and closed as help is.
+            Some(Overlay::Help { .. } | Overlay::Transfer { .. }) => Context::Help,
             Some(Overlay::Offer { .. }) => Context::Offer,
             Some(Overlay::AddPeer { .. }) => Context::AddPeer,
             Some(Overlay::ConfirmSend { .. } | Overlay::ConfirmQuit { .. }) => Context::Confirm,
@@ -669,18 +678,22 @@ impl App {
             (Context::Help, act) => {
                 let max = super::help::max_scroll(self.size.0, self.size.1);
                 let page = super::help::inner(self.size.0, self.size.1).1.saturating_sub(1).max(1);
-                if let Some(Overlay::Help { scroll }) = &mut self.overlay {
-                    *scroll = match act {
-                        Action::Up => scroll.saturating_sub(1),
-                        Action::Down => *scroll + 1,
-                        Action::PageUp => scroll.saturating_sub(page),
-                        Action::PageDown => *scroll + page,
-                        Action::Home => 0,
-                        Action::End => max,
-                        _ => *scroll,
-                    }
-                    .min(max);
+                let (scroll, max) = match &mut self.overlay {
+                    Some(Overlay::Help { scroll }) => (scroll, Some(max)),
+                    // Its length is the view's to know: scrolled past the end it shows blank.
+                    Some(Overlay::Transfer { scroll, .. }) => (scroll, None),
+                    _ => return Vec::new(),
+                };
+                *scroll = match act {
+                    Action::Up => scroll.saturating_sub(1),
+                    Action::Down => *scroll + 1,
+                    Action::PageUp => scroll.saturating_sub(page),
+                    Action::PageDown => *scroll + page,
+                    Action::Home => 0,
+                    Action::End => max.unwrap_or(*scroll),
+                    _ => *scroll,
                 }
+                .min(max.unwrap_or(usize::MAX));
                 Vec::new()
             }
             (Context::Offer, _) => self.offer_key(act),
@@ -1158,6 +1171,15 @@ impl App {
                     self.offers.push_front(o);
                 }
                 self.overlay = Some(Overlay::Offer { scroll: 0 });
+                Vec::new()
+            }
+            Action::Enter => {
+                if let Some(t) = self.current_transfer() {
+                    self.overlay = Some(Overlay::Transfer {
+                        id: t.transfer.clone(),
+                        scroll: 0,
+                    });
+                }
                 Vec::new()
             }
             Action::Cancel => match self.current_transfer() {

@@ -50,6 +50,7 @@ pub enum Context {
     /// Typing HOST[:PORT] for a new peer.
     AddPeer,
     Offer,
+    /// Reading help, or a transfer's details (scrolled and closed alike).
     Help,
     /// A question with yes / no (a send to several peers, sending dropped paths).
     Confirm,
@@ -87,7 +88,7 @@ pub enum Action {
     Home,
     End,
     /// Peers: open the conversation and type; files: open the folder; chat: start typing;
-    /// Transfers: answer the offer under the cursor.
+    /// Transfers: answer the offer under the cursor, or show the transfer's details.
     Enter,
     Back,
     Mark,
@@ -236,7 +237,7 @@ impl Scope {
             Scope::AddPeer => "Adding a peer",
             Scope::Offer => "Offer dialog",
             Scope::Confirm => "A question (y/n)",
-            Scope::Help => "This help",
+            Scope::Help => "This help, and a transfer's details",
             Scope::Always => "Always",
         }
     }
@@ -397,8 +398,8 @@ pub const BINDINGS: &[Binding] = &[
         &[k(KeyCode::Enter)],
         S::Pane(Pane::Transfers),
         Action::Enter,
-        "answer the offer under the cursor",
-        "answer",
+        "answer the offer under the cursor; on a transfer, its details: every recipient, the files that failed, the whole message",
+        "open",
     ),
     // Moving
     b(&[k(KeyCode::Up), c('k')], S::Moving, Action::Up, "up (the chat: older lines)", ""),

@@ -72,6 +72,10 @@ fn transfer(seed: u8, peer: &PeerId, nick: &str, direction: Direction, state: Tr
         message: (state == TransferState::Failed).then(|| "bob stopped receiving (connection lost); sending again resumes".into()),
         reason: (state == TransferState::Failed).then_some(crate::node::Reason::ConnectionLost),
         saved_to: (direction == Direction::Receive).then(|| "/home/ada/Downloads/lanyard".into()),
+        name: String::new(),
+        via: None,
+        saved_as: None,
+        failures: Vec::new(),
         started_ms: T0 + seed as u64 * 1000,
         ended_ms: state.is_finished().then_some(T0 + 60_000),
     }
@@ -81,6 +85,7 @@ fn transfer(seed: u8, peer: &PeerId, nick: &str, direction: Direction, state: Tr
 /// delivery marks, transfers in every state.
 fn lab() -> App {
     let mut app = App::new(PathBuf::from("/home/ada/lab"), false, false);
+    app.home = Some("/home/ada".into());
     app.update(Msg::Resize(120, 40));
     let bob = peer(1, "bob", "lab-02", true);
     let bob2 = peer(2, "bob", "lab-17", true);
@@ -699,6 +704,107 @@ fn a_nick_shaped_like_another_peers_id_is_shown_with_its_host() {
     let s = screen(&app, 80, 24);
     assert!(s.matches(&shown).count() >= 2, "{s}");
     insta::assert_snapshot!("id_shaped_nick_80x24", s);
+}
+
+/// A relayed send of big.bin from ada to bob, carol and dee (bob verified, carol receiving
+/// through bob, dee said no), a receive from dee through bob saved under a free name, a
+/// cancelled one and a failed one with a long message.
+fn relayed_lab() -> App {
+    let mut app = lab();
+    let (bob, dee) = (id(1), id(4));
+    let carol = id(5);
+    app.peers.push(peer(5, "carol", "lab-03", true));
+    let group = |mut t: TransferView| {
+        t.group = Some("00000000000000ee".into());
+        t.name = "big.bin".into();
+        (t.files, t.files_done) = (1, 0);
+        t
+    };
+    let mut to_bob = group(transfer(11, &bob, "bob", Direction::Send, TransferState::Done, 100));
+    to_bob.files_done = 1;
+    let mut to_carol = group(transfer(12, &carol, "carol", Direction::Send, TransferState::Running, 26));
+    to_carol.via = Some("bob".into());
+    let mut to_dee = group(transfer(13, &dee, "dee", Direction::Send, TransferState::Rejected, 0));
+    (to_dee.bytes, to_dee.message, to_dee.reason) = (0, Some("rejected".into()), Some(crate::node::Reason::Rejected));
+    let mut from_dee = transfer(14, &dee, "dee", Direction::Receive, TransferState::Done, 100);
+    from_dee.name = "project/ (214 files)".into();
+    from_dee.via = Some("bob".into());
+    from_dee.saved_as = Some("/home/ada/Downloads/lanyard/project (1)".into());
+    let mut cancelled = transfer(15, &bob, "bob", Direction::Send, TransferState::Cancelled, 30);
+    (cancelled.name, cancelled.message) = ("report.pdf".into(), Some("cancelled".into()));
+    cancelled.reason = Some(crate::node::Reason::CancelledBySender);
+    let mut failed = transfer(16, &bob, "bob", Direction::Receive, TransferState::Failed, 30);
+    failed.name = "a.txt and 2 more (3 files)".into();
+    failed.failed = 2;
+    failed.failures = vec![
+        ("notes/n1.txt".into(), "chunk 0 of \"notes/n1.txt\" failed verification".into()),
+        ("notes/n2.txt".into(), "it changed while being sent".into()),
+    ];
+    failed.message = Some(format!(
+        "chunk 3 of \"image.bin\" failed verification: the data from bob was corrupted; {} the 3 MiB verified before it are kept",
+        "and a long explanation that goes on well past the width of any row, ".repeat(3)
+    ));
+    app.transfers = vec![to_bob, to_carol, to_dee, from_dee, cancelled, failed];
+    app.update(Msg::Resize(100, 30));
+    key(&mut app, KeyCode::BackTab);
+    assert_eq!(app.focus, Pane::Transfers);
+    app
+}
+
+#[test]
+fn every_transfer_row_tells_the_truth_for_each_recipient() {
+    let app = relayed_lab();
+    let s = screen(&app, 100, 30);
+    insta::assert_snapshot!("relayed_rows_100x30", s);
+    // The group counts what is true: bob verified, carol a quarter, dee nothing: 41% of the three.
+    assert!(s.contains("to 3 peers: 1 done, 41%"), "{s}");
+    let row = |who: &str| s.lines().find(|l| l.contains(who)).unwrap_or_default().to_string();
+    assert!(row("→ bob").contains("big.bin") && row("→ bob").contains("✓"), "{s}");
+    assert!(row("→ carol").contains("via bob") && row("→ carol").contains("26%"), "{s}");
+    assert!(row("→ dee").contains("dee said no"), "{s}");
+    assert!(row("← dee via bob").contains("project/ (214 files)"), "{s}");
+    assert!(row("← dee via bob").contains("→ ~/Downloads/lanyard/project (1)"), "{s}");
+    assert!(row("→ bob@lab-02 report.pdf").contains("cancelled by you"), "{s}");
+    for doubled in ["rejected: rejected", "cancelled: cancelled", "1 file "] {
+        assert!(!s.contains(doubled), "{doubled:?} in\n{s}");
+    }
+}
+
+#[test]
+fn enter_on_a_transfer_row_opens_its_details_whole_and_esc_closes_them() {
+    let mut app = relayed_lab();
+    // The send to carol: every recipient of its group.
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Enter);
+    assert!(matches!(&app.overlay, Some(Overlay::Transfer { id, .. }) if id == "000000000000000c"));
+    let s = screen(&app, 100, 30);
+    insta::assert_snapshot!("relayed_details_100x30", s);
+    assert!(
+        s.contains("to 3 peers: 1 done, 41%") && s.contains("carol: via bob") && s.contains("dee: dee said no"),
+        "{s}"
+    );
+    key(&mut app, KeyCode::Esc);
+    assert!(app.overlay.is_none());
+    // The failed receive: each file that failed and the whole message, wrapped, not cut.
+    for _ in 0..4 {
+        key(&mut app, KeyCode::Down);
+    }
+    key(&mut app, KeyCode::Enter);
+    let s = screen(&app, 100, 30);
+    insta::assert_snapshot!("failed_details_100x30", s);
+    // The overlay's own text, between its borders, line after line.
+    let inside = |l: &str| {
+        let (a, b) = (l.find('┃')?, l.rfind('┃')?);
+        (b > a).then(|| l[a + '┃'.len_utf8()..b].trim().to_string())
+    };
+    let text: String = s.lines().filter_map(inside).collect::<Vec<_>>().join(" ");
+    assert!(text.contains("the 3 MiB verified before it are kept"), "{s}");
+    assert!(text.contains("✗ notes/n2.txt: it changed while being sent"), "{s}");
+    // It scrolls, and Esc closes it.
+    key(&mut app, KeyCode::Down);
+    assert!(matches!(app.overlay, Some(Overlay::Transfer { scroll: 1, .. })));
+    key(&mut app, KeyCode::Esc);
+    assert!(app.overlay.is_none());
 }
 
 #[test]

@@ -13,6 +13,10 @@
         `resumed`: the most bytes a progress line after CUT_MS counted as not moved (resumed)
     relay.py grep FILE SINCE_MS EVENT...
         print the lines of those events written at or after SINCE_MS
+    relay.py row FILE PEER VIA NAME
+        FILE holds `lanyard transfers --json` lines: its last receive is done with nothing
+        failed, from PEER, through the relay VIA ("" for none), named NAME; print it (exit 1
+        and say what differs if not)
 """
 
 import json
@@ -44,7 +48,8 @@ def reached(path, since, min_bytes, timeout):
     while True:
         for o in lines(path):
             if receiving(o, since) and o.get("bytes", 0) >= min_bytes:
-                print(o["ts_ms"], o["bytes"], o.get("peer", "-"))
+                # Relayed: the relay's nick ("via"); the sender's id is "peer".
+                print(o["ts_ms"], o["bytes"], o.get("via") or o.get("peer", "-"))
                 return 0
         if time.monotonic() >= deadline:
             return 1
@@ -77,6 +82,21 @@ def grep(path, since, events):
     return 0
 
 
+def row(path, peer, via, name):
+    rows = [o for o in lines(path) if o.get("direction") == "receive"]
+    if not rows:
+        print("no receive row", file=sys.stderr)
+        return 1
+    r = rows[-1]
+    want = {"state": "done", "failed": 0, "peer": peer, "via": via or None, "name": name}
+    wrong = {k: r.get(k) for k, v in want.items() if r.get(k) != v}
+    if wrong:
+        print("receive row differs: %r (wanted %r)" % (wrong, want), file=sys.stderr)
+        return 1
+    print("%s from %s via %s: %s" % (r["state"], r["nick"], r.get("via"), r["name"]))
+    return 0
+
+
 def main(argv):
     cmd, path = argv[1], argv[2]
     if cmd == "reached":
@@ -85,6 +105,8 @@ def main(argv):
         return drops(path, int(argv[3]), int(argv[4] if len(argv) > 4 else argv[3]))
     if cmd == "grep":
         return grep(path, int(argv[3]), set(argv[4:]))
+    if cmd == "row":
+        return row(path, argv[3], argv[4], argv[5])
     sys.exit("relay.py: unknown command %r" % cmd)
 
 

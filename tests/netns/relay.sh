@@ -10,7 +10,8 @@
 #
 #   (a) a folder + a BIG_MIB file: exit 0, every recipient has the sender's sha256 of every file
 #       and a "verified" line; each of h2..h5 forwarded (a `send` transfer or progress line in its
-#       events)
+#       events); each recipient's receive row in `transfers --json` is done, from h1 via the host
+#       before it in the chain (none for h2), named "cours réseau/ and 1 more (6 files)"
 #   (b) every uplink limited by tc (tbf, SLOW_MBIT); once h4 (behind h3) has received 30% of a
 #       BIG_MIB file, h3 is killed with SIGKILL: the send exits non-zero naming h3 and why, h2
 #       and h4..h6 end verified with the sender's sha256, h4 was attached again and its progress
@@ -169,6 +170,16 @@ if [ "$RELAY" = 1 ]; then
         [[ $(python3 "$RELAYPY" grep "$TMP/h$i.jsonl" "$since" transfer_started progress) == *'"direction": "send"'* ]] ||
             die "(a) h$i forwarded nothing (no send transfer in its events): not relayed"
     done
+    # Each recipient's row (`transfers --json`, asked of its running serve) tells the truth: done,
+    # from h1 through the relay that passed the offer on (none for h2), named as a person would.
+    ID1=$(id_in 1)
+    for i in "${RECIPIENTS[@]}"; do
+        via=$( ((i == 2)) || echo "host$((i - 1))")
+        lny "$i" "$PATIENCE" transfers --json >"$TMP/rows$i.jsonl" || die "(a) h$i: transfers --json failed"
+        row=$(python3 "$RELAYPY" row "$TMP/rows$i.jsonl" "$ID1" "$via" "cours réseau/ and 1 more (6 files)") ||
+            die "(a) h$i: its receive row does not tell the truth (see $TMP/rows$i.jsonl)"
+        log "(a) h$i: $row"
+    done
 fi
 
 # ---- (b) the middle relay dies ----
@@ -187,8 +198,8 @@ since=$(netns_now_ms)
 send_start b "$SRC/big-b.bin"
 read -r at bytes from < <(python3 "$RELAYPY" reached "$TMP/h4.jsonl" "$since" $(((BIG_MIB << 20) * 3 / 10)) "$PATIENCE") ||
     die "(b) h4 never reached 30% of the file"
-# Relayed, h4's data comes from h3 at that point: h3 dies while it relays.
-[ "$RELAY" != 1 ] || [ "$from" = "$ID3" ] || die "(b) h4 was receiving from $from, not from h3 ($ID3)"
+# Relayed, h4's data comes from h3 at that point (h1's offer via host3): h3 dies while it relays.
+[ "$RELAY" != 1 ] || [ "$from" = host3 ] || die "(b) h4 was receiving via $from, not via h3 (host3)"
 kill -KILL "${SERVE_PID[3]}"
 kill_ms=$(netns_now_ms)
 log "(b) h4 had $bytes bytes $((kill_ms - at)) ms ago: killed h3 (pid ${SERVE_PID[3]})"

@@ -214,14 +214,17 @@ impl Manifest {
 
     /// A hash of the whole offer (names, sizes, roots): recognises the same offer of the same
     /// transfer when it comes again from another peer of a relay chain.
-    pub fn digest(&self) -> io::Result<[u8; 32]> {
+    /// With it, what the offer is as a person names it (`progress::Label`), in the same walk.
+    pub fn digest_and_label(&self) -> io::Result<([u8; 32], String)> {
         let mut h = OfferDigest::default();
+        let mut label = super::progress::Label::default();
         let walked = self.each_raw(|e, path, root| {
             h.add_parts(path, e.size, e.dir, root);
+            label.add(path, e.dir);
             Ok(())
         });
         match walked {
-            Ok(()) => Ok(h.finish()),
+            Ok(()) => Ok((h.finish(), label.finish())),
             Err(Refusal::Io(e)) => Err(e),
             Err(Refusal::Refused(why) | Refusal::NotAsked(why)) => Err(io::Error::other(why)),
         }
@@ -395,7 +398,11 @@ mod tests {
                 items.iter().for_each(|i| h.add(i));
                 h.finish()
             };
-            assert_eq!(m.digest().unwrap(), digest, "the same digest from the spool as from the items");
+            assert_eq!(
+                m.digest_and_label().unwrap().0,
+                digest,
+                "the same digest from the spool as from the items"
+            );
         })
         .await;
     }

@@ -290,11 +290,20 @@ pub(crate) struct Registry {
     /// Vouches from senders of relayed transfers, as (sender, transfer id, digest of its offer).
     vouches: Mutex<VecDeque<(PeerId, String, [u8; 32])>>,
     vouched: tokio::sync::Notify,
-    /// Relayed sends this node is making now, by transfer id, with their offer's digest (a
-    /// recipient that lost our vouch asks again).
-    pub(crate) sending: Mutex<HashMap<String, [u8; 32]>>,
+    /// Relayed sends this node is making now, by transfer id: what they offer, to whom, and
+    /// where their recipients' own verdicts go.
+    pub(crate) sending: Mutex<HashMap<String, RelayedSend>>,
     /// Paused sends waiting for their peer, by transfer id.
     paused: Mutex<HashMap<String, resume::Paused>>,
+}
+
+/// A relayed send this node started, as the control connections see it: a recipient that lost
+/// our vouch asks again (and only its recipients get one), and each recipient's verdict comes
+/// back over its own connection.
+pub(crate) struct RelayedSend {
+    pub digest: [u8; 32],
+    pub recipients: Vec<PeerId>,
+    pub verdicts: tokio::sync::mpsc::Sender<(PeerId, wire::Report)>,
 }
 
 /// Relayed offers remembered for a re-attach.
@@ -357,9 +366,30 @@ impl Registry {
         self.vouched.notify_waiters();
     }
 
-    /// The digest of a relayed send this node is making now.
-    pub(crate) fn sending_digest(&self, transfer: &str) -> Option<[u8; 32]> {
-        lock(&self.sending).get(transfer).copied()
+    /// The digest to vouch for to `asker`: only to a recipient of a relayed send this node is
+    /// making now (anyone else asking is a relay trying to bring in a peer of its own).
+    pub(crate) fn vouch_for(&self, transfer: &str, asker: &PeerId) -> Option<[u8; 32]> {
+        lock(&self.sending)
+            .get(transfer)
+            .filter(|s| s.recipients.contains(asker))
+            .map(|s| s.digest)
+    }
+
+    /// A recipient's own word on how our relayed send `transfer` ended with it. Counted only
+    /// from a recipient of that send, for the offer we made; one that floods is not heard.
+    pub(crate) fn verdict(&self, from: &PeerId, transfer: &str, digest: &[u8], report: wire::Report) {
+        let sending = lock(&self.sending);
+        let Some(s) = sending.get(transfer) else {
+            return;
+        };
+        if !s.recipients.contains(from) || s.digest.as_slice() != digest {
+            tracing::info!(
+                "transfer {transfer}: ignored a verdict from {}, not a recipient of this offer",
+                from.short()
+            );
+            return;
+        }
+        let _ = s.verdicts.try_send((from.clone(), relay::bounded_report(report)));
     }
 
     /// What `from` vouched for as transfer `transfer`, waiting for it a little (and asking
@@ -429,6 +459,9 @@ pub(crate) struct Ctx {
     pub supersede: CancellationToken,
     /// Raised when this context is dropped.
     gone: CancellationToken,
+    /// Receive of an offer a relay passed on: who started the send and vouched for the offer
+    /// with this digest (it hears our verdict directly).
+    pub vouched: std::sync::OnceLock<(PeerId, [u8; 32])>,
     /// An outgoing send of local paths: those paths, stored with it for a resume.
     sources: Mutex<Option<Vec<PathBuf>>>,
     /// A stopped receive: where the partial files it keeps are.
@@ -463,6 +496,7 @@ impl Ctx {
                 parking: None,
                 supersede: supersede.clone(),
                 gone: gone.clone(),
+                vouched: std::sync::OnceLock::new(),
                 sources: Mutex::new(None),
                 partials: Mutex::new(None),
             };
@@ -544,43 +578,13 @@ impl Ctx {
     /// Report the end of the transfer to subscribers, once, and store it; the view moves to
     /// the recent list. A send that pauses is offered again once its peer is back.
     async fn report(&self, result: &Result<Outcome, TransferError>) {
-        let (state, message) = match result {
-            Ok(o) if o.all_ok() => (TransferState::Done, None),
-            Ok(o) => (
-                TransferState::Done,
-                Some(format!(
-                    "{} of {} did not arrive",
-                    o.failed_count(),
-                    o.failed_count() + o.files as usize
-                )),
-            ),
-            Err(e @ TransferError::Rejected(..)) => (TransferState::Rejected, Some(e.to_string())),
-            Err(e @ TransferError::Cancelled(..)) => (TransferState::Cancelled, Some(e.to_string())),
-            Err(e) if self.pauses(e) => (TransferState::Paused, Some(e.to_string())),
-            Err(e) => (TransferState::Failed, Some(e.to_string())),
-        };
-        let reason = result.as_ref().err().map(TransferError::reason);
-        self.update(|v| {
-            v.state = state;
-            v.message = message;
-            v.reason = reason;
-            v.ended_ms = Some(unix_now_ms());
-            v.eta_secs = None;
-            if let Ok(o) = result {
-                v.failed = o.failed_count() as u32;
-                if v.files == 0 {
-                    v.files = o.files + v.failed;
-                }
-                v.files_done = v.files;
-                v.bytes = v.bytes.max(o.bytes);
-                v.percent = if v.failed == 0 { 100 } else { v.percent };
-            }
-        });
+        self.end_view(result);
         // Ended: listed among the recent ones from now on, before anyone hears of the end (a
         // cancel that follows it at once finds a paused transfer there, not a running one).
         let view = self.view();
         self.retire();
-        let (transfer, peer, direction) = (self.id.clone(), self.peer.clone(), self.direction);
+        // The view's peer: on an offer a relay passed on, who started the send, as in its rows.
+        let (transfer, peer, direction) = (self.id.clone(), view.peer.clone(), self.direction);
         self.emit(match result {
             Ok(o) => Event::Done {
                 transfer,
@@ -627,6 +631,58 @@ impl Ctx {
             _ => {}
         }
     }
+}
+
+impl Ctx {
+    /// Show the transfer as it ended: state, why, and what arrived where.
+    pub(crate) fn end_view(&self, result: &Result<Outcome, TransferError>) {
+        self.update(|v| {
+            let (state, message) = match result {
+                Ok(o) if o.all_ok() => (TransferState::Done, None),
+                Ok(o) => (
+                    TransferState::Done,
+                    Some(format!(
+                        "{} of {} did not arrive",
+                        o.failed_count(),
+                        o.failed_count() + o.files as usize
+                    )),
+                ),
+                Err(e @ TransferError::Rejected(..)) => (TransferState::Rejected, Some(e.to_string())),
+                Err(e @ TransferError::Cancelled(..)) => (TransferState::Cancelled, Some(e.to_string())),
+                Err(e) if self.pauses(e) => (TransferState::Paused, Some(e.to_string())),
+                Err(e) => (TransferState::Failed, Some(e.to_string())),
+            };
+            v.state = state;
+            v.message = message;
+            v.reason = result.as_ref().err().map(TransferError::reason);
+            v.ended_ms = Some(unix_now_ms());
+            v.eta_secs = None;
+            v.rate = if state == TransferState::Done { v.rate } else { 0 };
+            if let Ok(o) = result {
+                v.failed = o.failed_count() as u32;
+                if v.files == 0 {
+                    v.files = o.files + v.failed;
+                }
+                v.files_done = v.files;
+                v.bytes = v.bytes.max(o.bytes);
+                v.percent = if v.failed == 0 { 100 } else { v.percent };
+                v.failures = o.failed.iter().take(progress::FAILURES_SHOWN).cloned().collect();
+                v.saved_as = saved_top(v.saved_to.as_deref(), &o.saved);
+            }
+        });
+    }
+}
+
+/// Where the one top-level file or folder of a receive was saved, when all of `saved` lies
+/// under one name in `dir`.
+fn saved_top(dir: Option<&str>, saved: &[PathBuf]) -> Option<String> {
+    let dir = std::path::Path::new(dir?);
+    let top = |p: &PathBuf| p.strip_prefix(dir).ok()?.components().next().map(|c| c.as_os_str().to_owned());
+    let first = top(saved.first()?)?;
+    saved
+        .iter()
+        .all(|p| top(p).as_ref() == Some(&first))
+        .then(|| dir.join(first).display().to_string())
 }
 
 impl Ctx {
@@ -762,6 +818,9 @@ impl NodeHandle {
         let nick = peer_nick(&shared, peer);
         let ctx = Ctx::new(&shared, id, peer.clone(), nick, Direction::Send, group);
         *lock(&ctx.sources) = sources;
+        // Named while it connects, not only once offered.
+        let name = manifest.label();
+        ctx.update(|v| v.name = name);
         let id = ctx.id.clone();
         let join = shared.tracker.spawn(async move {
             let result = match connect(&ctx.shared, &ctx.peer).await {
@@ -1081,6 +1140,7 @@ pub(crate) async fn serve_incoming(shared: Arc<Shared>, mut conn: SecureConn, sl
             let result = receive::run(&ctx, conn, header, &dest, receive::Decision::Ask).await;
             // The connection is closed: its slot is free before the end is reported and stored.
             drop(slot);
+            relay::tell_origin(&ctx, &result);
             log_end(&ctx, &result);
             ctx.report(&result).await;
         }
@@ -1242,4 +1302,42 @@ pub(crate) fn mtime_ns(meta: &std::fs::Metadata) -> u64 {
 /// The top-level name of a manifest path.
 pub(crate) fn top_of(path: &str) -> &str {
     path.split('/').next().unwrap_or(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+
+    #[test]
+    fn vouches_and_verdicts_are_for_the_recipients_of_that_offer_only() {
+        let reg = Registry::default();
+        let id = || Identity::generate().unwrap().id().clone();
+        let (carol, mallory) = (id(), id());
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        lock(&reg.sending).insert(
+            "00000000000000aa".into(),
+            RelayedSend {
+                digest: [7; 32],
+                recipients: vec![carol.clone()],
+                verdicts: tx,
+            },
+        );
+        assert_eq!(reg.vouch_for("00000000000000aa", &carol), Some([7; 32]));
+        assert_eq!(reg.vouch_for("00000000000000aa", &mallory), None);
+        assert_eq!(reg.vouch_for("00000000000000bb", &carol), None);
+        let verified = || wire::Report::Finished {
+            files: 1,
+            bytes: 45,
+            failed: 0,
+            reason: None,
+            saved_as: Vec::new(),
+        };
+        // A non-recipient's word, and a recipient's on another offer, are not heard.
+        reg.verdict(&mallory, "00000000000000aa", &[7; 32], verified());
+        reg.verdict(&carol, "00000000000000aa", &[8; 32], verified());
+        assert!(rx.try_recv().is_err());
+        reg.verdict(&carol, "00000000000000aa", &[7; 32], verified());
+        assert_eq!(rx.try_recv().ok(), Some((carol, verified())));
+    }
 }

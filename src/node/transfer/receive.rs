@@ -177,7 +177,8 @@ async fn exchange(
     if let Err(e) = relay::check_hops(&header.relay, ctx.shared.identity.id(), &ctx.peer) {
         return Err(protocol(&e));
     }
-    let digest = blocking(&manifest, |m| m.digest()).await?.map_err(spool_failed)?;
+    let (digest, name) = blocking(&manifest, |m| m.digest_and_label()).await?.map_err(spool_failed)?;
+    ctx.note(|v| v.name = name);
     // An offer a relay passes on is taken as the sender's only if the sender vouched for it:
     // a relay can forward what it was given, not offer something else in its name.
     let origin = match header.origin.as_deref() {
@@ -193,7 +194,20 @@ async fn exchange(
             };
             let control = ctx.shared.peers().sender(&id);
             match ctx.shared.transfers.vouch_of(&id, &ctx.id, control).await {
-                Some(d) if d == digest => Some(id),
+                Some(d) if d == digest => {
+                    // Shown as the sender's (as its offer is), through the relay.
+                    let relay = super::send::who(ctx);
+                    let nick = super::peer_nick(&ctx.shared, &id);
+                    let _ = ctx.vouched.set((id.clone(), digest));
+                    // Carried by the next update (the question, or the first bytes): a progress
+                    // line now would show a re-attached receive at 0 bytes before its resume.
+                    ctx.note(|v| {
+                        v.peer = id.clone();
+                        v.nick = nick;
+                        v.via = Some(relay);
+                    });
+                    Some(id)
+                }
                 Some(_) => {
                     let why = format!(
                         "the offer {} passed on differs from what {who} sent: refused",
@@ -355,6 +369,9 @@ async fn exchange(
     moving(ctx, async { writer.flush().await.map_err(io_stop) }).await?;
     plan.finish(&ok);
     if let Some(mut reports) = reports {
+        // Our own files are in: our row says so now, not once the last peer behind us answers.
+        let ours = Ok(tally.outcome.clone());
+        ctx.end_view(&ours);
         // Our own files are in; the sender waits for the peers behind us. Their progress keeps
         // this alive; a quiet spell (a big file synced far down the chain) may last as long as
         // a sender waits for its last verdicts.

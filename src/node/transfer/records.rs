@@ -171,6 +171,10 @@ mod tests {
             message: None,
             reason: (state == TransferState::Paused).then_some(Reason::Stopped),
             saved_to: None,
+            name: "big.bin".into(),
+            via: None,
+            saved_as: None,
+            failures: Vec::new(),
             started_ms: 1,
             ended_ms: None,
         }

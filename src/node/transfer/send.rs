@@ -415,10 +415,12 @@ async fn exchange(ctx: &Ctx, reader: &mut SecureReader, writer: &mut SecureWrite
     }
     moving(ctx, async { writer.flush().await.map_err(io_stop) }).await?;
     tracing::debug!("transfer {}: offer of {n} items sent", ctx.id);
+    let name = m.label();
     ctx.update(|v| {
         v.state = super::TransferState::Waiting;
         v.files = n as u32;
         v.total = m.bytes;
+        v.name = name;
     });
 
     // The receiver may ask a person, who has the offer's deadline to answer.

@@ -62,6 +62,15 @@ impl Manifest {
         }
     }
 
+    /// What is offered, as a person names it (`progress::Label`).
+    pub fn label(&self) -> String {
+        let mut label = super::progress::Label::default();
+        for i in &self.items {
+            label.add(&i.path, i.dir);
+        }
+        label.finish()
+    }
+
     /// What the offer of this manifest hashes to (see `OfferDigest`).
     pub fn digest(&self) -> [u8; 32] {
         let mut h = OfferDigest::default();

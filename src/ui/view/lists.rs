@@ -7,7 +7,7 @@ use ratatui::widgets::{List, ListItem, ListState, Paragraph};
 use unicode_width::UnicodeWidthStr;
 
 use super::{Theme, bar, block, bytes, clean, duration, fit, pane_focused, styled};
-use crate::node::{Direction, ROOM, TransferState, TransferView};
+use crate::node::{Direction, ROOM, Reason, TransferState, TransferView};
 use crate::ui::app::App;
 use crate::ui::files::Listing;
 use crate::ui::keys::Pane;
@@ -240,9 +240,7 @@ pub fn transfers(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         .iter()
         .filter(|(_, m)| m.len() > 1 && m.iter().any(|t| !t.state.is_finished()))
     {
-        let done = members.iter().filter(|t| t.state == TransferState::Done && t.failed == 0).count();
-        let (bytes_done, total) = members.iter().fold((0u64, 0u64), |(b, t), m| (b + m.bytes, t + m.total));
-        let percent = (bytes_done * 100).checked_div(total).unwrap_or(100);
+        let (done, percent) = group_progress(members);
         title.push(styled(
             format!("· to {} peers: {done} done, {percent}% ", members.len()),
             theme.focus,
@@ -281,46 +279,14 @@ fn transfer_line<'a>(app: &App, t: &TransferView, width: usize, theme: &Theme) -
         Direction::Send => "→",
         Direction::Receive => "←",
     };
-    let who = app.peer_name(&t.peer);
-    let what = match (t.files, t.file.is_empty(), t.state.is_finished()) {
-        (0 | 1, false, _) => t.file.clone(),
-        (n, false, false) => format!("{} · {}", crate::text::plural(n, "file"), t.file),
-        (n, _, _) => crate::text::plural(n, "file"),
+    // The sender's name, and on a receive the relay that passed its offer on, as the offer said.
+    let who = match (&t.via, t.direction) {
+        (Some(via), Direction::Receive) => format!("{} via {via}", app.peer_name(&t.peer)),
+        _ => app.peer_name(&t.peer),
     };
-    let tail = match t.state {
-        TransferState::Connecting => "connecting…".to_string(),
-        TransferState::Waiting if t.direction == Direction::Send => format!("waiting for {who} to accept"),
-        TransferState::Waiting => "waiting for your answer".to_string(),
-        TransferState::Running => {
-            let eta = t.eta_secs.map(|s| format!(" ETA {}", duration(s))).unwrap_or_default();
-            format!(
-                "{}/{} {} {:>3}% {}/s{eta}",
-                t.files_done,
-                t.files,
-                bar(t.percent, 10),
-                t.percent,
-                bytes(t.rate)
-            )
-        }
-        TransferState::Done if t.failed == 0 => match (&t.saved_to, t.direction) {
-            (Some(dir), Direction::Receive) => format!("✓ {} → {}", bytes(t.total), dir),
-            _ => format!("✓ {} verified", bytes(t.total)),
-        },
-        TransferState::Done => format!("{} of {} failed", t.failed, t.files),
-        TransferState::Paused => format!("paused, {} of {}", bytes(t.bytes), bytes(t.total)),
-        TransferState::Failed | TransferState::Rejected | TransferState::Cancelled => {
-            let state = match t.state {
-                TransferState::Rejected => "rejected",
-                TransferState::Cancelled => "cancelled",
-                _ => "failed",
-            };
-            match &t.message {
-                Some(m) => format!("{state}: {m}"),
-                None => state.to_string(),
-            }
-        }
-    };
-    let head = format!("{arrow} {} ", clean(&who, 16));
+    let what = what_text(t);
+    let tail = state_text(app, t);
+    let head = format!("{arrow} {} ", clean(&who, 24));
     let tail = clean(&tail, width.saturating_sub(head.width() + 12));
     let name_room = width.saturating_sub(head.width() + tail.width() + 2);
     let name = clean(&what, name_room.max(6));
@@ -343,4 +309,101 @@ fn transfer_line<'a>(app: &App, t: &TransferView, width: usize, theme: &Theme) -
         Span::raw(" ".repeat(pad.max(1))),
         styled(fit(&tail, width), style),
     ])
+}
+
+/// How far a send to several peers has got: recipients verified, and bytes verified of what all
+/// of them are to get (one that has not heard the offer yet counts as nothing done).
+pub(super) fn group_progress(members: &[&TransferView]) -> (usize, u64) {
+    let done = members.iter().filter(|t| t.state == TransferState::Done && t.failed == 0).count();
+    let each = members.iter().map(|m| m.total).max().unwrap_or(0);
+    let bytes: u128 = members.iter().map(|m| m.bytes.min(each) as u128).sum();
+    let all = each as u128 * members.len() as u128;
+    let percent = (bytes * 100).checked_div(all).map_or(100, |p| p as u64);
+    (done, percent)
+}
+
+/// What a transfer moves, as a person names it.
+pub(super) fn what_text(t: &TransferView) -> String {
+    if !t.name.is_empty() {
+        return t.name.clone();
+    }
+    match (t.files, t.file.is_empty(), t.state.is_finished()) {
+        (0 | 1, false, _) => t.file.clone(),
+        (n, false, false) => format!("{} · {}", crate::text::plural(n, "file"), t.file),
+        (n, _, _) => crate::text::plural(n, "file"),
+    }
+}
+
+/// Where a transfer stands, in words: the same in the row and in its details.
+pub(super) fn state_text(app: &App, t: &TransferView) -> String {
+    let who = app.peer_name(&t.peer);
+    let message = t.message.as_deref();
+    match t.state {
+        TransferState::Connecting => "connecting…".to_string(),
+        TransferState::Waiting if t.direction == Direction::Send => format!("waiting for {who} to accept"),
+        TransferState::Waiting => "waiting for your answer".to_string(),
+        TransferState::Running => {
+            let eta = t.eta_secs.map(|s| format!(" ETA {}", duration(s))).unwrap_or_default();
+            let files = if t.files > 1 {
+                format!("{}/{} ", t.files_done, t.files)
+            } else {
+                String::new()
+            };
+            let via = match (&t.via, t.direction) {
+                (Some(via), Direction::Send) => format!("via {via} "),
+                _ => String::new(),
+            };
+            let rate = if t.rate > 0 {
+                format!(" {}/s", bytes(t.rate))
+            } else {
+                String::new()
+            };
+            format!("{via}{files}{} {:>3}%{rate}{eta}", bar(t.percent, 10), t.percent)
+        }
+        TransferState::Done if t.failed == 0 => match t.direction {
+            Direction::Receive => match t.saved_as.as_ref().or(t.saved_to.as_ref()) {
+                Some(place) => format!("✓ {} → {}", bytes(t.total), home_short(app, place)),
+                None => format!("✓ {}", bytes(t.total)),
+            },
+            Direction::Send => format!("✓ {} verified", bytes(t.total)),
+        },
+        TransferState::Done => format!("{} of {} failed", t.failed, t.files),
+        TransferState::Paused => format!("paused, {} of {}", bytes(t.bytes), bytes(t.total)),
+        // A plain no says who said it; any other refusal (expired, no space, busy, not
+        // confirmed) is said by the node's own text.
+        TransferState::Rejected if matches!(t.reason, Some(Reason::Rejected) | None) => {
+            let more = message
+                .and_then(|m| m.strip_prefix("rejected"))
+                .map(|m| m.trim_start_matches([':', ';', ' ']))
+                .filter(|m| !m.is_empty());
+            let said = match t.direction {
+                Direction::Send => format!("{who} said no"),
+                Direction::Receive => "you said no".to_string(),
+            };
+            match more {
+                Some(m) => format!("{said}: {m}"),
+                None => said,
+            }
+        }
+        TransferState::Rejected => message.unwrap_or("not taken").to_string(),
+        // A cancel at this end is ours; one from the peer names it ("ada cancelled big.bin").
+        TransferState::Cancelled => match (t.direction, t.reason) {
+            (Direction::Send, Some(Reason::CancelledBySender)) | (Direction::Receive, Some(Reason::CancelledByReceiver)) | (_, None) => {
+                "cancelled by you".to_string()
+            }
+            _ => message.unwrap_or("cancelled").to_string(),
+        },
+        TransferState::Failed => match message {
+            Some(m) => format!("failed: {m}"),
+            None => "failed".to_string(),
+        },
+    }
+}
+
+/// A path under the home folder as `~/…`.
+pub(super) fn home_short(app: &App, path: &str) -> String {
+    match app.home.as_deref().and_then(|home| path.strip_prefix(home)) {
+        Some(rest) if rest.starts_with('/') => format!("~{rest}"),
+        _ => path.to_string(),
+    }
 }

@@ -5,7 +5,10 @@ use ratatui::layout::{Constraint, Flex, Layout, Position, Rect};
 use ratatui::text::Line;
 use ratatui::widgets::{Clear, Paragraph, Wrap};
 
+use super::lists::{group_progress, home_short, state_text, what_text};
 use super::{Theme, block, bytes, clean, styled};
+use crate::node::{Direction, TransferState, TransferView};
+use crate::text::{plural, printable};
 use crate::ui::app::{App, Overlay};
 use crate::ui::help::{self, Part};
 
@@ -36,6 +39,7 @@ pub fn overlay(frame: &mut Frame, app: &App, theme: &Theme) {
             let x = inner.x + 2 + app.add_peer.input.visual_cursor().min(width.saturating_sub(3)) as u16;
             frame.set_cursor_position(Position::new(x, inner.y + 1));
         }
+        Some(Overlay::Transfer { id, scroll }) => transfer(frame, app, theme, screen, id, *scroll),
         Some(Overlay::ConfirmSend { paths, peers, dropped }) => {
             let area = centered(screen, 64, (paths.len().min(6) + 5) as u16);
             frame.render_widget(Clear, area);
@@ -190,4 +194,89 @@ fn centered(screen: Rect, width: u16, height: u16) -> Rect {
         .flex(Flex::Center)
         .areas(row);
     area
+}
+
+/// One transfer in full: what, with whom, where it stands; for a send to several peers every
+/// recipient; the files that failed and why; the whole message (wrapped, never cut).
+fn transfer(frame: &mut Frame, app: &App, theme: &Theme, screen: Rect, id: &str, scroll: usize) {
+    let Some(t) = app.transfers.iter().find(|t| t.transfer == id) else {
+        return;
+    };
+    let area = centered(screen, 76, screen.height.saturating_sub(4).max(8));
+    frame.render_widget(Clear, area);
+    let title = format!(" {} ", clean(&what_text(t), 60));
+    let b = block(styled(title, theme.title), true, theme);
+    let inner = b.inner(area);
+    frame.render_widget(b, area);
+    let text = |s: &str| printable(s).into_owned();
+    let mut lines = Vec::new();
+    let (arrow, way) = match t.direction {
+        Direction::Send => ("→", "to"),
+        Direction::Receive => ("←", "from"),
+    };
+    let mut who = format!("{arrow} {way} {}", app.peer_name(&t.peer));
+    if let (Some(via), Direction::Receive) = (&t.via, t.direction) {
+        who.push_str(&format!(" via {}", text(via)));
+    }
+    lines.push(Line::from(styled(who, theme.peer)));
+    lines.push(Line::from(styled(
+        format!("{} in {} · {}", bytes(t.total), plural(t.files, "file"), t.transfer),
+        theme.dim,
+    )));
+    let members: Vec<&TransferView> = match &t.group {
+        Some(g) => app.transfers.iter().filter(|m| m.group.as_deref() == Some(g)).collect(),
+        None => vec![t],
+    };
+    if members.len() > 1 {
+        let (done, percent) = group_progress(&members);
+        lines.push(Line::from(""));
+        lines.push(Line::from(styled(
+            format!("to {} peers: {done} done, {percent}%", members.len()),
+            theme.title,
+        )));
+        for m in &members {
+            lines.push(Line::from(format!("  {}: {}", app.peer_name(&m.peer), state_text(app, m))));
+        }
+    } else {
+        lines.push(Line::from(""));
+        // A failure's whole message follows below.
+        let state = match t.state {
+            TransferState::Failed => "failed".to_string(),
+            _ => state_text(app, t),
+        };
+        lines.push(Line::from(state));
+    }
+    lines.push(Line::from(""));
+    if !t.file.is_empty() && !t.state.is_finished() {
+        lines.push(Line::from(format!("now: {}", text(&t.file))));
+    }
+    lines.push(Line::from(format!(
+        "{} of {} verified{}",
+        t.files_done.saturating_sub(t.failed),
+        plural(t.files, "file"),
+        if t.failed > 0 {
+            format!(", {} failed", t.failed)
+        } else {
+            String::new()
+        }
+    )));
+    for (path, why) in &t.failures {
+        lines.push(Line::from(styled(format!("  ✗ {}: {}", text(path), text(why)), theme.warn)));
+    }
+    if (t.failures.len() as u32) < t.failed {
+        lines.push(Line::from(format!("  … and {} more", t.failed - t.failures.len() as u32)));
+    }
+    if let Some(place) = t.saved_as.as_ref().or(t.saved_to.as_ref()) {
+        lines.push(Line::from(format!("saved as {}", text(&home_short(app, place)))));
+    }
+    if let Some(m) = &t.message {
+        lines.push(Line::from(""));
+        lines.push(Line::from(styled(text(m), theme.warn)));
+    }
+    lines.push(Line::from(""));
+    lines.push(Line::from(styled("↑↓ PgUp PgDn Home scroll · Esc close".into(), theme.dim)));
+    let para = Paragraph::new(lines)
+        .wrap(Wrap { trim: false })
+        .scroll((scroll.min(u16::MAX as usize) as u16, 0));
+    frame.render_widget(para, inner);
 }
