@@ -585,6 +585,9 @@ impl Ctx {
         self.retire();
         // The view's peer: on an offer a relay passed on, who started the send, as in its rows.
         let (transfer, peer, direction) = (self.id.clone(), view.peer.clone(), self.direction);
+        // Stored before anyone hears of the end: a cancel of the paused transfer, sent on seeing
+        // the event, reads its partial files from this record (and must not be overwritten by it).
+        self.store(view).await;
         self.emit(match result {
             Ok(o) => Event::Done {
                 transfer,
@@ -609,7 +612,6 @@ impl Ctx {
                 code: e.reason(),
             },
         });
-        self.store(view).await;
     }
 
     /// Keep the transfer's view (and what a resume needs) in the database; a paused send is
