@@ -549,6 +549,24 @@ impl Ctx {
         }
     }
 
+    /// Change the view even after it ended (then the one among the recent ones): what a relay
+    /// says of a recipient may arrive after the recipient's own word ended its row.
+    pub(crate) fn amend(&self, change: impl FnOnce(&mut TransferView)) {
+        {
+            let mut active = lock(&self.shared.transfers.active);
+            if let Some(a) = active.get_mut(&self.id) {
+                change(&mut a.view);
+                self.shared.emit(Event::Progress(a.view.clone()));
+                return;
+            }
+        }
+        let mut recent = lock(&self.shared.transfers.recent);
+        if let Some(v) = recent.iter_mut().rev().find(|v| v.transfer == self.id) {
+            change(v);
+            self.shared.emit(Event::Progress(v.clone()));
+        }
+    }
+
     /// Change the view without telling the faces now (the next update carries it).
     pub(crate) fn note(&self, change: impl FnOnce(&mut TransferView)) {
         if let Some(a) = lock(&self.shared.transfers.active).get_mut(&self.id) {

@@ -540,8 +540,9 @@ impl Fates {
     fn claim(&mut self, ctx: &Ctx, k: usize, via: &Ctx, report: Report, total: (u64, u32)) {
         let relay = super::send::who(via);
         if self.word[k].is_some() {
-            // It spoke for itself already; the relay only tells which way the files went.
-            ctx.update(|v| v.via = Some(relay));
+            // It spoke for itself already (its row may have ended); the relay only tells which
+            // way the files went.
+            ctx.amend(|v| v.via = Some(relay));
             return;
         }
         show(ctx, &report, total, Some(&relay));
