@@ -97,7 +97,16 @@ impl Stop {
                 },
             ),
             Stop::PeerFailed(code, text) => peer_failed(ctx, code, &text),
-            Stop::Rejected(code, text) => TransferError::Rejected(code, format!("{}{}", refused_text(code), words(ctx, &text))),
+            Stop::Rejected(code, text) => {
+                // An expiry in the peer's own words already says how long it waited.
+                let said = words(ctx, &text);
+                let plain = if code == Reason::Expired && !said.is_empty() {
+                    "expired"
+                } else {
+                    refused_text(code)
+                };
+                TransferError::Rejected(code, format!("{plain}{said}"))
+            }
             Stop::Refused(code, why) if why.is_empty() => TransferError::Rejected(code, refused_text(code).into()),
             Stop::Refused(code, why) => {
                 let said = if code == Reason::Expired { "expired" } else { "rejected" };
