@@ -10,10 +10,10 @@ use crate::identity::Identity;
 use crate::net::secure::{self, HandshakeError, Remote};
 use crate::net::wire::{Hello, PREAMBLE_LEN, Purpose};
 use crate::node::transfer::wire::Item;
-use crate::node::transfer::{manifest, place};
+use crate::node::transfer::{file_names, manifest};
 
 /// The hidden folder of partial files, which no offered path may start with.
-pub const PARTIAL_DIR: &str = place::PARTIAL_DIR;
+pub const PARTIAL_DIR: &str = file_names::PARTIAL_DIR;
 
 /// The check every received manifest passes before anything touches the disk: each path's
 /// components, or why the offer is refused.

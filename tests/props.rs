@@ -14,7 +14,7 @@ use lanyard::net::frame::{self, FrameError};
 use lanyard::net::wire::{
     ByeReason, ControlMsg, Hello, MAX_CHAT_TEXT, MAX_CONTROL_FRAME, MAX_HINT_ADDR_BYTES, MAX_NICK_BYTES, MAX_PEER_HINTS, PeerHint,
 };
-use lanyard::node::transfer::names::{check_relative, create_dirs_safely};
+use lanyard::node::transfer::file_names::{check_relative, create_dirs_safely};
 use lanyard::node::transfer::wire::{Item, MAX_REASON_BYTES, MAX_TRANSFER_FRAME, TransferMsg};
 use proptest::prelude::*;
 

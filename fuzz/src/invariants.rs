@@ -2,7 +2,7 @@
 //! property tests (`tests/props.rs`, which includes this file) both call these, so each
 //! invariant is written once and checked by both means. A broken invariant panics.
 //!
-//! The name rules are restated here independently of `names.rs` (`safe_component`), so the
+//! The name rules are restated here independently of `file_names.rs` (`safe_component`), so the
 //! checks compare two statements of the rule instead of trusting the one under test.
 
 use std::fmt::Debug;
@@ -17,7 +17,9 @@ use lanyard::net::wire::{
     valid_chat_id,
 };
 use lanyard::node::share::{Resolved, ShareError, Shares};
-use lanyard::node::transfer::names::{self, MAX_COMPONENT_BYTES, MAX_DEPTH, MAX_PATH_BYTES, NameError, check_component, check_relative};
+use lanyard::node::transfer::file_names::{
+    self, MAX_COMPONENT_BYTES, MAX_DEPTH, MAX_PATH_BYTES, NameError, check_component, check_relative,
+};
 use lanyard::node::transfer::wire::{Item, MAX_REASON_BYTES, TransferMsg, bounded};
 use lanyard::text::{is_clean, is_hostile};
 use serde::Serialize;
@@ -210,7 +212,7 @@ pub fn free_name(dir: &Path, name: &str, taken_first: u32) {
         return;
     }
     let asked = std::cell::RefCell::new(Vec::new());
-    let picked = names::free_name(dir, name, |c| {
+    let picked = file_names::free_name(dir, name, |c| {
         let mut asked = asked.borrow_mut();
         asked.push(c.to_owned());
         asked.len() <= taken_first as usize
@@ -234,7 +236,7 @@ pub fn safe_join(root: &Path, path: &str) {
     let Ok(rel) = check_relative(path) else {
         return;
     };
-    match names::safe_join(root, &rel) {
+    match file_names::safe_join(root, &rel) {
         Ok(full) => {
             let below = full.strip_prefix(root).expect("under the root");
             assert_eq!(below, rel);

@@ -15,7 +15,7 @@ use lanyard::net::wire::{
     ByeReason, CHAT_ID_LEN, ControlMsg, Hello, MAX_CHAT_TEXT, MAX_HINT_ADDR_BYTES, MAX_NICK_BYTES, MAX_PEER_HINTS, PeerHint,
 };
 use lanyard::node::share::{EntryKind, ShareEntry};
-use lanyard::node::transfer::names::{MAX_COMPONENT_BYTES, MAX_PATH_BYTES};
+use lanyard::node::transfer::file_names::{MAX_COMPONENT_BYTES, MAX_PATH_BYTES};
 use lanyard::node::transfer::wire::{Hop, Item, MAX_REASON_BYTES, TransferMsg};
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -209,7 +209,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
             peer.dial_addrs.retain(|a| a != &addr);
             peer.dial_addrs.insert(0, addr);
         }
-        // A remembered dial that made this connection is over (see `places::dial_one`).
+        // A remembered dial that made this connection is over (see `known::dial_one`).
         peer.dialing_remembered = false;
         let registered = table.register(&id, live);
         // Told under the table's lock, as every up and down is: a connection that registers in

@@ -10,10 +10,10 @@ pub mod control;
 pub mod doctor;
 pub mod events;
 mod exchange;
+mod known;
 pub mod names;
 pub mod nick;
 pub mod peers;
-mod places;
 pub mod share;
 mod slots;
 mod snapshot;
@@ -280,7 +280,7 @@ impl NodeHandle {
         };
         let listen_addr = listener.as_ref().map(|l| l.local_addr()).transpose()?;
 
-        let table = places::load_table(&store, identity.id(), config.db_budget.one_time_peer_age)?;
+        let table = known::load_table(&store, identity.id(), config.db_budget.one_time_peer_age)?;
 
         let (discovered, discovered_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
@@ -338,8 +338,8 @@ impl NodeHandle {
         for target in shared.config.manual_peers.clone() {
             handle.add_peer(&target);
         }
-        shared.tracker.spawn(places::dial_remembered(shared.clone()));
-        shared.tracker.spawn(places::prune_periodically(shared.clone()));
+        shared.tracker.spawn(known::dial_remembered(shared.clone()));
+        shared.tracker.spawn(known::prune_periodically(shared.clone()));
         shared.tracker.spawn(transfer::expire_partials(shared.clone()));
         if shared.config.advertise && listen_addr.is_some() {
             shared.tracker.spawn(alone::hint_if_alone(shared.clone()));

@@ -12,7 +12,7 @@ use rusqlite::params;
 use rustix::fs::{AtFlags, FileType, unlinkat};
 
 use super::dirs::{kind_at, open_dir, open_root};
-use super::place::PARTIAL_DIR;
+use super::file_names::PARTIAL_DIR;
 use crate::limits::PARTIAL_MAX_AGE;
 use crate::node::{Shared, lock};
 use crate::store::unix_now;

@@ -19,8 +19,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use blake3::hazmat::ChainingValue;
 
 use super::chunks::{ChunkHasher, Layout};
-use super::mtime_ns;
-use super::source::Opener;
+use super::opener::Opener;
 use super::wire::MAX_FILE_BYTES;
 use crate::node::lock;
 use crate::text::io_reason;
@@ -274,4 +273,13 @@ fn hash_chunks(file: &File, layout: &Layout, first: u64, n: u64, buf: &mut Vec<u
         cvs.push(h.finish());
     }
     Ok(cvs)
+}
+
+/// Unix nanoseconds of a file's modification time (0 when the platform has none).
+pub(crate) fn mtime_ns(meta: &std::fs::Metadata) -> u64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }

@@ -12,8 +12,8 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::budget::Charge;
-use super::names::{MAX_PATH_BYTES, check_relative_str};
-use super::place::PARTIAL_DIR;
+use super::file_names::PARTIAL_DIR;
+use super::file_names::{MAX_PATH_BYTES, check_relative_str};
 use super::wire::{Item, MAX_FILE_BYTES, OfferDigest};
 use crate::limits::MANIFEST_ITEM_COST;
 use crate::text::printable;
@@ -39,7 +39,7 @@ fn root_len(e: &Entry) -> u64 {
 const PAGE: usize = 4096;
 
 /// Why a manifest cannot be taken.
-pub(crate) enum Refusal {
+pub(crate) enum ManifestRefusal {
     /// The budget is spent, or a name is refused: the text goes to the sender.
     Refused(String),
     /// A pull answered with something not asked for: the peer breaks the protocol.
@@ -48,13 +48,13 @@ pub(crate) enum Refusal {
     Io(io::Error),
 }
 
-impl From<io::Error> for Refusal {
+impl From<io::Error> for ManifestRefusal {
     fn from(e: io::Error) -> Self {
-        Refusal::Io(e)
+        ManifestRefusal::Io(e)
     }
 }
 
-pub(crate) struct Manifest {
+pub(crate) struct ReceivedManifest {
     spool: File,
     entries: Vec<Entry>,
     /// Bytes of names written so far.
@@ -62,10 +62,10 @@ pub(crate) struct Manifest {
     charge: Charge,
 }
 
-impl Manifest {
+impl ReceivedManifest {
     /// An empty manifest for `items` items, charged for each of them already.
-    pub fn new(data_dir: &Path, items: usize, charge: Charge) -> io::Result<Manifest> {
-        Ok(Manifest {
+    pub fn new(data_dir: &Path, items: usize, charge: Charge) -> io::Result<ReceivedManifest> {
+        Ok(ReceivedManifest {
             spool: tempfile::tempfile_in(data_dir)?,
             entries: Vec::with_capacity(items.min(PAGE)),
             end: 0,
@@ -75,27 +75,27 @@ impl Manifest {
 
     /// Charge for one `Items` frame's names, then spool them. A name longer than any path we
     /// take is refused here, before it is kept.
-    pub fn append(&mut self, items: Vec<Item>) -> Result<(), Refusal> {
+    pub fn append(&mut self, items: Vec<Item>) -> Result<(), ManifestRefusal> {
         let mut names = Vec::with_capacity(items.iter().map(|i| i.path.len()).sum());
         for item in &items {
             if item.path.len() > MAX_PATH_BYTES {
-                return Err(Refusal::Refused(refusal(&item.path)));
+                return Err(ManifestRefusal::Refused(refusal(&item.path)));
             }
         }
         for item in &items {
             if item.size > MAX_FILE_BYTES {
-                return Err(Refusal::Refused(format!(
+                return Err(ManifestRefusal::Refused(format!(
                     "\"{}\" is over {} TiB, more than one transfer carries",
                     printable(&item.path),
                     MAX_FILE_BYTES >> 40
                 )));
             }
             if item.root.len() != if item.dir { 0 } else { 32 } {
-                return Err(Refusal::Refused("an item without a proper BLAKE3 root".into()));
+                return Err(ManifestRefusal::Refused("an item without a proper BLAKE3 root".into()));
             }
         }
         let bytes: usize = items.iter().map(|i| i.path.len()).sum();
-        self.charge.grow(bytes).map_err(|why| Refusal::Refused(why.into()))?;
+        self.charge.grow(bytes).map_err(|why| ManifestRefusal::Refused(why.into()))?;
         self.entries.reserve(items.len());
         for item in items {
             self.entries.push(Entry {
@@ -159,23 +159,23 @@ impl Manifest {
         });
         match walked {
             Ok(()) => Ok(paths),
-            Err(Refusal::Io(e)) => Err(e),
-            Err(Refusal::Refused(why) | Refusal::NotAsked(why)) => Err(io::Error::other(why)),
+            Err(ManifestRefusal::Io(e)) => Err(e),
+            Err(ManifestRefusal::Refused(why) | ManifestRefusal::NotAsked(why)) => Err(io::Error::other(why)),
         }
     }
 
     /// Every item's entry, name and root, read a page at a time into one buffer and lent out
     /// (no allocation per item: validation and the digest walk 100,000 of them).
-    fn each_raw(&self, f: impl FnMut(&Entry, &str, &[u8]) -> Result<(), Refusal>) -> Result<(), Refusal> {
+    fn each_raw(&self, f: impl FnMut(&Entry, &str, &[u8]) -> Result<(), ManifestRefusal>) -> Result<(), ManifestRefusal> {
         self.each_raw_in(0..self.entries.len(), f)
     }
 
-    /// [`Manifest::each_raw`] of the items in `range` (which must be within the manifest).
+    /// [`ReceivedManifest::each_raw`] of the items in `range` (which must be within the manifest).
     fn each_raw_in(
         &self,
         range: std::ops::Range<usize>,
-        mut f: impl FnMut(&Entry, &str, &[u8]) -> Result<(), Refusal>,
-    ) -> Result<(), Refusal> {
+        mut f: impl FnMut(&Entry, &str, &[u8]) -> Result<(), ManifestRefusal>,
+    ) -> Result<(), ManifestRefusal> {
         let mut buf = Vec::new();
         let entries = self.entries.get(range).unwrap_or_default();
         for page in entries.chunks(PAGE) {
@@ -196,7 +196,7 @@ impl Manifest {
     /// Check every path: safe names, no duplicates, nothing that is both a file and a folder,
     /// and (for a pull) only under the top-level names asked for. Holds a 16-byte hash per
     /// path, not the paths.
-    pub fn validate(&self, allowed: Option<&[String]>) -> Result<(), Refusal> {
+    pub fn validate(&self, allowed: Option<&[String]>) -> Result<(), ManifestRefusal> {
         validate_with(|f| self.each_raw(|e, path, _| f(path, e.dir)), self.entries.len(), allowed)
     }
 
@@ -225,8 +225,8 @@ impl Manifest {
         });
         match walked {
             Ok(()) => Ok((h.finish(), label.finish())),
-            Err(Refusal::Io(e)) => Err(e),
-            Err(Refusal::Refused(why) | Refusal::NotAsked(why)) => Err(io::Error::other(why)),
+            Err(ManifestRefusal::Io(e)) => Err(e),
+            Err(ManifestRefusal::Refused(why) | ManifestRefusal::NotAsked(why)) => Err(io::Error::other(why)),
         }
     }
 
@@ -240,22 +240,22 @@ impl Manifest {
 }
 
 /// What the budget is charged for each item an offer announces, before any name arrives.
-/// The checks of [`Manifest::validate`] over items walked by `walk` (twice), wherever they are
+/// The checks of [`ReceivedManifest::validate`] over items walked by `walk` (twice), wherever they are
 /// held: the spool, or a slice (the fuzz targets and property tests).
 fn validate_with(
-    mut walk: impl FnMut(&mut dyn FnMut(&str, bool) -> Result<(), Refusal>) -> Result<(), Refusal>,
+    mut walk: impl FnMut(&mut dyn FnMut(&str, bool) -> Result<(), ManifestRefusal>) -> Result<(), ManifestRefusal>,
     count: usize,
     allowed: Option<&[String]>,
-) -> Result<(), Refusal> {
+) -> Result<(), ManifestRefusal> {
     let mut seen = HashSet::with_capacity(count);
     let mut files = HashSet::new();
     walk(&mut |path, dir| {
         // Once checked, a path's '/'-separated parts are its components: no empty, "." or ".."
         // part, so the path itself is the key.
-        check_relative_str(path).map_err(|e| Refusal::Refused(e.to_string()))?;
+        check_relative_str(path).map_err(|e| ManifestRefusal::Refused(e.to_string()))?;
         let top = path.split('/').next();
         if top == Some(PARTIAL_DIR) {
-            return Err(Refusal::Refused(format!(
+            return Err(ManifestRefusal::Refused(format!(
                 "refused name \"{PARTIAL_DIR}\": it is reserved for partial files"
             )));
         }
@@ -263,14 +263,14 @@ fn validate_with(
             && !allowed.iter().any(|a| top == Some(a.as_str()))
         {
             // A server may only answer a pull with what was asked for.
-            return Err(Refusal::NotAsked(format!(
+            return Err(ManifestRefusal::NotAsked(format!(
                 "the peer offered {:?}, which was not asked for",
                 printable(path)
             )));
         }
         let key = hash(path);
         if !seen.insert(key) {
-            return Err(Refusal::Refused(format!("\"{}\" is offered twice", printable(path))));
+            return Err(ManifestRefusal::Refused(format!("\"{}\" is offered twice", printable(path))));
         }
         if !dir {
             files.insert(key);
@@ -282,7 +282,7 @@ fn validate_with(
         for (at, _) in path.match_indices('/') {
             let prefix = &path[..at];
             if files.contains(&hash(prefix)) {
-                return Err(Refusal::Refused(format!(
+                return Err(ManifestRefusal::Refused(format!(
                     "\"{}\" is offered both as a file and as a folder",
                     printable(prefix)
                 )));
@@ -292,14 +292,14 @@ fn validate_with(
     })
 }
 
-/// [`Manifest::validate`] of items held in memory: each path's components, or why the offer is
+/// [`ReceivedManifest::validate`] of items held in memory: each path's components, or why the offer is
 /// refused. For the fuzz targets and property tests, which have no spool.
 pub(crate) fn validate_items(items: &[Item]) -> Result<Vec<Vec<String>>, String> {
-    let mut walk = |f: &mut dyn FnMut(&str, bool) -> Result<(), Refusal>| items.iter().try_for_each(|i| f(&i.path, i.dir));
+    let mut walk = |f: &mut dyn FnMut(&str, bool) -> Result<(), ManifestRefusal>| items.iter().try_for_each(|i| f(&i.path, i.dir));
     match validate_with(&mut walk, items.len(), None) {
         Ok(()) => Ok(items.iter().map(|i| i.path.split('/').map(str::to_string).collect()).collect()),
-        Err(Refusal::Refused(why) | Refusal::NotAsked(why)) => Err(why),
-        Err(Refusal::Io(e)) => Err(e.to_string()),
+        Err(ManifestRefusal::Refused(why) | ManifestRefusal::NotAsked(why)) => Err(why),
+        Err(ManifestRefusal::Io(e)) => Err(e.to_string()),
     }
 }
 
@@ -336,7 +336,7 @@ mod tests {
         }
     }
 
-    async fn with_manifest(items: Vec<Item>, check: impl FnOnce(Result<&Manifest, Refusal>)) {
+    async fn with_manifest(items: Vec<Item>, check: impl FnOnce(Result<&ReceivedManifest, ManifestRefusal>)) {
         let dir = tempfile::tempdir().unwrap();
         let node = crate::node::NodeHandle::start(NodeConfig::local("m", dir.path().join("data")))
             .await
@@ -347,7 +347,7 @@ mod tests {
             item_charge(items.len()),
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        let mut m = Manifest::new(dir.path(), items.len(), charge).unwrap();
+        let mut m = ReceivedManifest::new(dir.path(), items.len(), charge).unwrap();
         // In two frames, so names cross a frame boundary.
         let mut items = items;
         let rest = items.split_off(items.len() / 2);

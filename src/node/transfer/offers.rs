@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use super::manifest::Manifest;
+use super::manifest::ReceivedManifest;
 use super::wire::Item;
 use crate::identity::PeerId;
 use crate::limits::{MAX_NEWCOMER_WAITING_OFFERS, MAX_WAITING_OFFERS, MAX_WAITING_OFFERS_PER_ADDRESS, MAX_WAITING_OFFERS_PER_KEY};
@@ -65,7 +65,7 @@ impl From<Item> for OfferItem {
 
 struct Pending {
     view: OfferView,
-    manifest: Arc<Manifest>,
+    manifest: Arc<ReceivedManifest>,
     answer: oneshot::Sender<bool>,
     /// Where it came from and whether from a newcomer, for the caps.
     from: Option<Parking>,
@@ -85,7 +85,7 @@ impl Offers {
     pub fn insert(
         &self,
         view: OfferView,
-        manifest: Arc<Manifest>,
+        manifest: Arc<ReceivedManifest>,
         answer: oneshot::Sender<bool>,
         from: Option<Parking>,
     ) -> Result<(), &'static str> {
@@ -136,12 +136,12 @@ impl Offers {
     }
 
     /// A waiting offer's manifest, to page through; `None` if no such offer waits.
-    pub fn manifest(&self, id: &str) -> Option<Arc<Manifest>> {
+    pub fn manifest(&self, id: &str) -> Option<Arc<ReceivedManifest>> {
         lock(&self.pending).get(id).map(|p| p.manifest.clone())
     }
 
     /// The full id of the waiting offer `spec` names (an id or a prefix of at least 4).
     pub fn find(&self, spec: &str) -> Result<String, String> {
-        super::find_id(lock(&self.pending).keys(), spec, "offer", "is waiting (see `lanyard offers`)")
+        super::ids::find_id(lock(&self.pending).keys(), spec, "offer", "is waiting (see `lanyard offers`)")
     }
 }

@@ -7,11 +7,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::ctx::Ctx;
+use super::error::{Outcome, TransferError};
 use super::receive::{self, Decision, Header};
 use super::send;
 use super::source;
+use super::wire::msg_name;
 use super::wire::{LIST_FRAME_ENTRIES, MAX_GET_PATHS, MAX_LIST_ENTRIES, MAX_TRANSFER_FRAME, Reason, TransferMsg, bounded};
-use super::{Ctx, Outcome, TransferError, msg_name};
 use crate::limits::{LISTING_KEPT, PULL_ANSWER_TIMEOUT};
 use crate::net::secure::{SecureConn, SecureWriter};
 use crate::node::Shared;

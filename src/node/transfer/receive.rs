@@ -3,26 +3,29 @@
 //! partial, verify it, and place it. Socket reads and disk writes overlap through a short
 //! channel to a blocking writer thread, so memory stays flat whatever the file size.
 
-use std::fs::File;
-use std::io::{Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use blake3::hazmat::ChainingValue;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::ask::ask;
 use super::budget::{Charge, Payer};
-use super::chunks::{ChunkHasher, Layout, cvs_from_bytes, root_of};
-use super::manifest::{Entry, Manifest, Refusal, item_charge};
-use super::names::MAX_PATH_BYTES;
-use super::place::Plan;
-use super::progress::Meter;
-use super::send::{CHUNK, PIPE_DEPTH, Stop, interrupted, io_stop, moving, next, say_stop, stalled_text, waiting, who};
+use super::chunks::{Layout, cvs_from_bytes, root_of};
+use super::ctx::Ctx;
+use super::disk::{Cmd, DiskStop, Verdict, disk_loop};
+use super::error::{Outcome, TransferError};
+use super::file_names::MAX_PATH_BYTES;
+use super::hooks::Fault;
+use super::manifest::{Entry, ManifestRefusal, ReceivedManifest, item_charge};
+use super::meter::Meter;
+use super::placing::Plan;
+use super::relay;
+use super::stream::{CHUNK, PIPE_DEPTH, Stop, interrupted, io_stop, moving, next, say_stop, stalled_text, waiting, who};
 use super::tap::Tap;
+use super::wire::msg_name;
 use super::wire::{Hop, Item, MAX_ITEMS, MAX_MANIFEST_BYTES, MAX_RESUME_ENTRIES, MAX_SEGMENT, Reason, Report, TransferMsg, bounded};
-use super::writeback::{self, Writeback};
-use super::{Ctx, Fault, Outcome, TransferError, ask, msg_name, relay};
 use crate::identity::PeerId;
 use crate::limits::{MANIFEST_REFUSAL_DRAIN, OUTCOME_LISTED};
 use crate::net::secure::{SecureConn, SecureReader, SecureWriter};
@@ -169,10 +172,10 @@ async fn exchange(
     };
     match blocking(&manifest, move |m| m.validate(allowed.as_deref())).await? {
         Ok(()) => {}
-        Err(Refusal::Refused(reason)) => return Err(refuse(ctx, writer, Reason::Rejected, &reason).await),
+        Err(ManifestRefusal::Refused(reason)) => return Err(refuse(ctx, writer, Reason::Rejected, &reason).await),
         // A server may only answer a pull with what was asked for, not fill the download dir.
-        Err(Refusal::NotAsked(what)) => return Err(protocol(&what)),
-        Err(Refusal::Io(e)) => return Err(spool_failed(e)),
+        Err(ManifestRefusal::NotAsked(what)) => return Err(protocol(&what)),
+        Err(ManifestRefusal::Io(e)) => return Err(spool_failed(e)),
     }
     if let Err(e) = relay::check_hops(&header.relay, ctx.shared.identity.id(), &ctx.peer) {
         return Err(protocol(&e));
@@ -186,7 +189,7 @@ async fn exchange(
             let Some(id) = PeerId::parse(o) else {
                 return Err(protocol("malformed origin"));
             };
-            let who = super::peer_nick(&ctx.shared, &id);
+            let who = super::dial::peer_nick(&ctx.shared, &id);
             let who = if who.is_empty() {
                 id.short().to_string()
             } else {
@@ -196,8 +199,8 @@ async fn exchange(
             match ctx.shared.transfers.vouch_of(&id, &ctx.id, control).await {
                 Some(d) if d == digest => {
                     // Shown as the sender's (as its offer is), through the relay.
-                    let relay = super::send::who(ctx);
-                    let nick = super::peer_nick(&ctx.shared, &id);
+                    let relay = super::stream::who(ctx);
+                    let nick = super::dial::peer_nick(&ctx.shared, &id);
                     let _ = ctx.vouched.set((id.clone(), digest));
                     // Carried by the next update (the question, or the first bytes): a progress
                     // line now would show a re-attached receive at 0 bytes before its resume.
@@ -211,7 +214,7 @@ async fn exchange(
                 Some(_) => {
                     let why = format!(
                         "the offer {} passed on differs from what {who} sent: refused",
-                        super::send::who(ctx)
+                        super::stream::who(ctx)
                     );
                     return Err(refuse(ctx, writer, Reason::Rejected, &why).await);
                 }
@@ -239,7 +242,7 @@ async fn exchange(
                 tokio::select! {
                     answer = ask(ctx, header.bytes, manifest.clone(), origin.as_ref()) => answer,
                     msg = next(ctx, reader, None) => {
-                        super::forget_offer(ctx, "withdrawn");
+                        super::ask::forget_offer(ctx, "withdrawn");
                         return Err(match msg {
                             Err(stop) => stop,
                             Ok(other) => protocol(&format!("unexpected {} before the answer", msg_name(&other))),
@@ -399,14 +402,14 @@ fn corrupt_text(ctx: &Ctx, path: &str, chunk: u64, kept: u64) -> String {
 /// Take the manifest that follows an offer's header: charged to the node's budget (for every
 /// announced item at once, then for each frame's names before they are kept) and spooled. An
 /// offer the budget cannot hold is refused with the reason, not dropped.
-async fn take_manifest(ctx: &Ctx, reader: &mut SecureReader, writer: &mut SecureWriter, n: usize) -> Result<Manifest, Stop> {
+async fn take_manifest(ctx: &Ctx, reader: &mut SecureReader, writer: &mut SecureWriter, n: usize) -> Result<ReceivedManifest, Stop> {
     let charge = match Charge::take(&ctx.shared, Payer::of(&ctx.peer, ctx.parking.as_ref()), item_charge(n)) {
         Ok(charge) => charge,
         // Over the manifest budget: a no to this offer, as when its names push it over.
         Err(why) => return Err(refuse(ctx, writer, Reason::Rejected, why).await),
     };
     let data_dir = ctx.shared.config.data_dir.clone();
-    let mut manifest = tokio::task::spawn_blocking(move || Manifest::new(&data_dir, n, charge))
+    let mut manifest = tokio::task::spawn_blocking(move || ReceivedManifest::new(&data_dir, n, charge))
         .await
         .map_err(|_| Stop::Failed("cannot hold the offer".into()))?
         .map_err(spool_failed)?;
@@ -430,10 +433,10 @@ async fn take_manifest(ctx: &Ctx, reader: &mut SecureReader, writer: &mut Secure
                 manifest = back;
                 match appended {
                     Ok(()) => {}
-                    Err(Refusal::Refused(why) | Refusal::NotAsked(why)) => {
+                    Err(ManifestRefusal::Refused(why) | ManifestRefusal::NotAsked(why)) => {
                         return Err(refuse(ctx, writer, Reason::Rejected, &why).await);
                     }
-                    Err(Refusal::Io(e)) => return Err(spool_failed(e)),
+                    Err(ManifestRefusal::Io(e)) => return Err(spool_failed(e)),
                 }
             }
             other => return Err(protocol(&format!("unexpected {} in the manifest", msg_name(&other)))),
@@ -459,19 +462,14 @@ fn spool_failed(e: std::io::Error) -> Stop {
 }
 
 /// Run `f` on the manifest off the async workers.
-async fn blocking<T: Send + 'static>(manifest: &Arc<Manifest>, f: impl FnOnce(&Manifest) -> T + Send + 'static) -> Result<T, Stop> {
+async fn blocking<T: Send + 'static>(
+    manifest: &Arc<ReceivedManifest>,
+    f: impl FnOnce(&ReceivedManifest) -> T + Send + 'static,
+) -> Result<T, Stop> {
     let m = manifest.clone();
     tokio::task::spawn_blocking(move || f(&m))
         .await
         .map_err(|_| Stop::Failed("preparing the transfer failed".into()))
-}
-
-/// One item's fate, as the disk thread (or the folder step) reports it.
-struct Verdict {
-    index: usize,
-    /// The path as offered, which the sender and the outcome know it by.
-    offered: String,
-    result: Result<PathBuf, String>,
 }
 
 /// The outcome as verdicts come in: counts for every item, names for at most
@@ -515,7 +513,7 @@ impl Tally {
     }
 
     /// Count what never came as failed (named up to the list's bound); which items arrived.
-    async fn finish(&mut self, manifest: &Arc<Manifest>) -> Result<Vec<bool>, Stop> {
+    async fn finish(&mut self, manifest: &Arc<ReceivedManifest>) -> Result<Vec<bool>, Stop> {
         let unsent: Vec<usize> = (0..self.fate.len()).filter(|&i| self.fate[i] == 0).collect();
         let named = OUTCOME_LISTED.saturating_sub(self.outcome.failed.len()).min(unsent.len());
         let which = unsent[..named].to_vec();
@@ -576,7 +574,7 @@ fn saved_as(path: &Path, dest: &Path, offered: &str) -> Option<String> {
 /// The names of the files being received, read from the spool a page at a time (files are
 /// usually sent in order).
 struct Names {
-    manifest: Arc<Manifest>,
+    manifest: Arc<ReceivedManifest>,
     first: usize,
     page: Vec<Item>,
 }
@@ -713,7 +711,7 @@ impl Feed<'_> {
         tx: &mpsc::Sender<Vec<Cmd>>,
         vrx: &mut mpsc::UnboundedReceiver<Verdict>,
     ) -> Result<(), Stop> {
-        let mut fault = ctx.shared.transfers.take_fault();
+        let mut fault = ctx.shared.transfers.faults.take();
         let mut started = vec![false; self.entries.len()];
         loop {
             while let Ok(verdict) = vrx.try_recv() {
@@ -891,7 +889,7 @@ impl Feed<'_> {
             // One that falls behind until the test lets it go on.
             Some(Fault::Hold(limit)) if taken >= limit => {
                 *fault = None;
-                let release = ctx.shared.transfers.hold_release();
+                let release = ctx.shared.transfers.faults.hold_release();
                 ctx.deadline.hold(crate::limits::OFFER_ANSWER_TIMEOUT);
                 let held = waiting(ctx, release.cancelled()).await;
                 ctx.deadline.release();
@@ -917,297 +915,4 @@ async fn take_hashes(ctx: &Ctx, reader: &mut SecureReader, layout: &Layout) -> R
         }
     }
     Ok(cvs)
-}
-
-/// What the socket side tells the disk thread.
-enum Cmd {
-    /// Make the folder items before this index.
-    Dirs {
-        below: usize,
-    },
-    Open {
-        index: usize,
-        offset: u64,
-        size: u64,
-        /// The file's chunk hashes, already checked against its root.
-        cvs: Arc<Vec<ChainingValue>>,
-    },
-    Data(Vec<u8>),
-    End,
-    Abort {
-        reason: String,
-    },
-}
-
-/// Why the disk thread stopped the transfer.
-enum DiskStop {
-    /// Our disk refused (full, permission): for the file with this index.
-    Io(usize, std::io::Error),
-    /// A chunk did not match its hash: the data is bad, wherever it came from. `kept` bytes of
-    /// the file before it are verified and kept.
-    Corrupt { index: usize, chunk: u64, kept: u64 },
-}
-
-/// A file being written (or, when placed by an earlier attempt, only verified).
-struct Open {
-    index: usize,
-    /// `Err`: its folder cannot be made (a file or a link in the way); its bytes are dropped
-    /// and it fails alone.
-    file: Result<File, String>,
-    /// Placed by an earlier attempt (and found to hash to its root when the offer was taken):
-    /// nothing to write.
-    existing: bool,
-    layout: Layout,
-    cvs: Arc<Vec<ChainingValue>>,
-    /// Bytes from the start that are verified (and written).
-    pos: u64,
-    /// The segments of the chunk being received, held until the whole chunk is verified.
-    pending: Vec<Vec<u8>>,
-    pending_len: u64,
-    hasher: Option<ChunkHasher>,
-    /// Up to where its bytes were handed to the writeback.
-    written_back: u64,
-}
-
-/// The disk thread: runs until the socket side is done, then hands the plan back. A write
-/// error (disk full, permission denied) or a chunk that fails verification ends it.
-fn disk_loop(
-    mut plan: Plan,
-    mut rx: mpsc::Receiver<Vec<Cmd>>,
-    verdicts: mpsc::UnboundedSender<Verdict>,
-    free: std::sync::mpsc::Sender<Vec<u8>>,
-    tap: Option<Arc<Tap>>,
-    strict: bool,
-) -> (Plan, Option<DiskStop>) {
-    let mut current: Option<Open> = None;
-    // Verified files are synced and placed once per batch of commands, not one by one: a
-    // thousand small files cost a few syncs, not two thousand.
-    let mut pending = Pending::default();
-    let writeback = Writeback::default();
-    let out = Out {
-        verdicts: &verdicts,
-        free: &free,
-        tap: tap.as_deref(),
-        strict,
-        writeback: &writeback,
-    };
-    while let Some(batch) = rx.blocking_recv() {
-        let done = run_batch(&mut plan, batch, &mut current, &mut pending, &out);
-        let synced = settle(&mut plan, &mut pending, &out).map_err(|(i, e)| DiskStop::Io(i, e));
-        if let Err(e) = done.and(synced) {
-            return (plan, Some(e));
-        }
-    }
-    (plan, None)
-}
-
-/// Where the disk thread's results go.
-struct Out<'a> {
-    verdicts: &'a mpsc::UnboundedSender<Verdict>,
-    free: &'a std::sync::mpsc::Sender<Vec<u8>>,
-    /// A relay's record of what it verified, for the peer it forwards to.
-    tap: Option<&'a Tap>,
-    /// The data comes from a relay: a chunk that does not match ends the transfer (the relay
-    /// is at fault), where from the sender itself only that file fails (it changed).
-    strict: bool,
-    writeback: &'a Writeback,
-}
-
-/// One hand-over of commands from the socket side.
-fn run_batch(plan: &mut Plan, batch: Vec<Cmd>, current: &mut Option<Open>, pending: &mut Pending, out: &Out) -> Result<(), DiskStop> {
-    for cmd in batch {
-        match cmd {
-            Cmd::Dirs { below } => {
-                for (index, result) in plan.make_dirs(below) {
-                    verdict(out, plan, index, result);
-                }
-            }
-            Cmd::Open { index, offset, size, cvs } => match open(plan, index, offset, size, cvs) {
-                Ok(o) => {
-                    if let (Some(tap), Ok(file)) = (out.tap, &o.file) {
-                        match file.try_clone() {
-                            Ok(copy) => tap.open(index, o.cvs.clone(), o.pos, copy),
-                            Err(e) => return Err(DiskStop::Io(index, e)),
-                        }
-                    }
-                    *current = Some(o)
-                }
-                Err(e) => return Err(DiskStop::Io(index, e)),
-            },
-            Cmd::Data(buf) => {
-                let Some(o) = current else {
-                    let _ = out.free.send(buf);
-                    continue;
-                };
-                if o.existing {
-                    return Err(DiskStop::Io(
-                        o.index,
-                        std::io::Error::other("data for a file that is already complete"),
-                    ));
-                }
-                take_segment(plan, o, buf, out)?;
-            }
-            Cmd::End => {
-                if let Some(o) = current.take() {
-                    match o.file {
-                        Err(reason) => verdict(out, plan, o.index, Err(reason)),
-                        Ok(file) => pending.verified.push((o.index, file)),
-                    }
-                }
-            }
-            Cmd::Abort { reason } => {
-                if let Some(o) = current.take() {
-                    drop(o.file);
-                    plan.discard(o.index);
-                    verdict(out, plan, o.index, Err(format!("the sender gave up on it: {reason}")));
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// One segment of the current file: held until its chunk is whole, then the chunk is checked
-/// against its hash and only then written (and offered to the next peer, on a relay).
-fn take_segment(plan: &mut Plan, o: &mut Open, buf: Vec<u8>, out: &Out) -> Result<(), DiskStop> {
-    if o.file.is_err() {
-        // Failed already: the rest of its bytes go nowhere.
-        let _ = out.free.send(buf);
-        return Ok(());
-    }
-    let chunk = o.layout.chunk_at(o.pos);
-    o.hasher.get_or_insert_with(|| ChunkHasher::new(&o.layout, chunk)).update(&buf);
-    o.pending_len += buf.len() as u64;
-    o.pending.push(buf);
-    if o.pending_len < o.layout.len_of(chunk) {
-        return Ok(());
-    }
-    let cv = o.hasher.take().map(|h| h.finish());
-    if cv.as_ref() != o.cvs.get(chunk as usize) {
-        if out.strict {
-            return Err(DiskStop::Corrupt {
-                index: o.index,
-                chunk,
-                kept: o.pos,
-            });
-        }
-        // From the sender itself (the channel is authenticated, so nothing was damaged on the
-        // way): the file changed while it was read. It fails alone; the transfer goes on.
-        o.file = Err(format!(
-            "it changed while being sent (chunk {chunk} did not match its hash); the received data was discarded"
-        ));
-        plan.discard(o.index);
-        for seg in o.pending.drain(..) {
-            let _ = out.free.send(seg);
-        }
-        o.pending_len = 0;
-        return Ok(());
-    }
-    for seg in o.pending.drain(..) {
-        if let Ok(file) = &mut o.file {
-            if let Err(e) = file.write_all(&seg) {
-                return Err(DiskStop::Io(o.index, e));
-            }
-            plan.written(seg.len() as u64);
-        }
-        let _ = out.free.send(seg);
-    }
-    o.pos += o.pending_len;
-    o.pending_len = 0;
-    if o.pos - o.written_back >= writeback::EVERY
-        && let Ok(file) = &o.file
-    {
-        out.writeback.request(file);
-        o.written_back = o.pos;
-    }
-    if let (Some(tap), Ok(_)) = (out.tap, &o.file) {
-        tap.verified(o.index, o.pos);
-    }
-    Ok(())
-}
-
-/// Verified files on their way to their final names, a batch at a time: one sync for the
-/// batch's bytes, renames, one sync for the batch's names, then the sender hears of them.
-#[derive(Default)]
-struct Pending {
-    verified: Vec<(usize, File)>,
-    placed: Vec<(usize, PathBuf)>,
-}
-
-/// Make the bytes of verified files durable, give them their names, make those durable,
-/// then tell the socket side they arrived.
-fn settle(plan: &mut Plan, pending: &mut Pending, out: &Out) -> Result<(), (usize, std::io::Error)> {
-    if let Some(&(first, _)) = pending.verified.first() {
-        plan.sync_files(&pending.verified).map_err(|e| (first, e))?;
-        for (i, file) in pending.verified.drain(..) {
-            drop(file);
-            match plan.place(i) {
-                Ok(path) => pending.placed.push((i, path)),
-                // Full here means full for every file after it too.
-                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => return Err((i, e)),
-                Err(e) => verdict(out, plan, i, Err(format!("cannot place it: {e}"))),
-            }
-        }
-    }
-    let Some(&(first, _)) = pending.placed.first() else {
-        return Ok(());
-    };
-    plan.sync_placed().map_err(|e| (first, e))?;
-    for (i, path) in pending.placed.drain(..) {
-        if let Some(tap) = out.tap {
-            tap.placed(i, path.clone());
-        }
-        verdict(out, plan, i, Ok(path));
-    }
-    Ok(())
-}
-
-/// Tell the socket side how item `index` ended (with its name as offered, for the sender).
-fn verdict(out: &Out, plan: &Plan, index: usize, result: Result<PathBuf, String>) {
-    if let (Some(tap), Err(reason)) = (out.tap, &result) {
-        tap.failed(index, reason);
-    }
-    let offered = plan.offered(index);
-    let _ = out.verdicts.send(Verdict { index, offered, result });
-}
-
-/// Open a file's partial (or its earlier placed copy, which was hashed when the offer was
-/// taken; a relay forwards from it). Its folder is made now, as its first byte comes. The
-/// `offset` bytes already in a partial were verified when they were written.
-fn open(plan: &mut Plan, index: usize, offset: u64, size: u64, cvs: Arc<Vec<ChainingValue>>) -> std::io::Result<Open> {
-    let mut o = Open {
-        index,
-        file: Err(String::new()),
-        existing: false,
-        layout: Layout::of(size),
-        cvs,
-        pos: offset,
-        pending: Vec::new(),
-        pending_len: 0,
-        hasher: None,
-        written_back: offset,
-    };
-    if plan.slots[index].existing.is_none()
-        && let Err(e) = plan.ready_folder(index)
-    {
-        if e.kind() == std::io::ErrorKind::StorageFull {
-            return Err(e);
-        }
-        o.file = Err(format!("cannot place it: {e}"));
-        return Ok(o);
-    }
-    if plan.slots[index].existing.is_some() {
-        let file = plan.open_existing(index)?;
-        o.existing = true;
-        o.file = Ok(file);
-        return Ok(o);
-    }
-    // From zero: truncate on open (a stale partial is discarded in the same call).
-    let mut file = plan.open_partial(index, offset == 0)?;
-    if offset > 0 {
-        file.set_len(offset)?;
-        file.seek(SeekFrom::Start(offset))?;
-    }
-    o.file = Ok(file);
-    Ok(o)
 }

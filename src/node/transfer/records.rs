@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 use super::progress::{TransferState, TransferView};
 use crate::store::{Store, unix_now_ms};
 
+/// Finished transfers kept for faces to review.
+pub(super) const RECENT: usize = 200;
+
 /// Finished transfers kept (and listed) across restarts.
 pub(crate) const KEPT: usize = 200;
 /// Partial file names a stopped receive records for a later cancel; beyond, they expire.

@@ -19,12 +19,15 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::manifest::Manifest as Received;
+use super::ctx::Ctx;
+use super::error::{Direction, Outcome, TransferError};
+use super::manifest::ReceivedManifest;
+use super::progress::TransferState;
+use super::registry::RelayedSend;
 use super::send::{self, Outgoing, Producer};
-use super::source::Manifest;
+use super::source::SendManifest;
 use super::tap::Tap;
 use super::wire::{Hop, MAX_REASON_BYTES, Reason, Report, bounded};
-use super::{Ctx, Direction, Outcome, RelayedSend, TransferError, TransferState};
 use crate::identity::PeerId;
 use crate::limits::{MAX_HINT_ADDRS, MAX_RELAY_HOPS, RELAY_REPORT_EVERY, RELAY_ROUNDS, VERDICT_WAIT};
 use crate::net::secure::SecureConn;
@@ -47,37 +50,6 @@ fn final_no(code: Reason) -> bool {
 
 /// How long the sender waits to queue a vouch on a recipient's control connection.
 const VOUCH_SEND_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// A report from downstream, cut to what we pass on.
-pub(crate) fn bounded_report(r: Report) -> Report {
-    match r {
-        Report::Finished {
-            files,
-            bytes,
-            failed,
-            reason,
-            saved_as,
-        } => {
-            // Names from the network: only those a received name may be, and a few.
-            let mut kept = Vec::new();
-            for (offered, saved) in saved_as {
-                send::note_saved_as(&mut kept, &offered, &saved);
-            }
-            Report::Finished {
-                files,
-                bytes,
-                failed,
-                reason: reason.map(|r| bounded(&r)),
-                saved_as: kept,
-            }
-        }
-        Report::Failed { code, reason } => Report::Failed {
-            code,
-            reason: bounded(&reason),
-        },
-        other => other,
-    }
-}
 
 /// Whether a chain from the wire is one we can use: a bounded number of hops, each a proper
 /// id with a few parseable addresses, none of them us or the peer that sent it.
@@ -119,7 +91,7 @@ pub(crate) struct Chain<'a> {
 /// peer (`via` None), and what the direct peer `via` says of the peers behind it.
 pub(crate) async fn drive(
     chain: &Chain<'_>,
-    m: &Manifest,
+    m: &SendManifest,
     ctx_for: &mut (dyn FnMut(usize) -> Arc<Ctx> + Send),
     produce: &(dyn Fn() -> Producer + Sync),
     sink: &mut Sink<'_>,
@@ -178,7 +150,7 @@ async fn run_hop(
     chain: &Chain<'_>,
     ctx: &Ctx,
     conn: SecureConn,
-    m: &Manifest,
+    m: &SendManifest,
     rest: Vec<Hop>,
     producer: Producer,
     k: usize,
@@ -241,7 +213,7 @@ async fn connect_hop(shared: &Arc<Shared>, hop: &Hop) -> Result<SecureConn, Tran
         return Err(TransferError::Unreachable("malformed peer id".into()));
     };
     let addrs: Vec<SocketAddr> = hop.addrs.iter().filter_map(|a| a.parse().ok()).collect();
-    super::dial_any(shared, &id, addrs).await
+    super::dial::dial_any(shared, &id, addrs).await
 }
 
 /// The chain entry for a peer we know: its id and where we reach it.
@@ -268,7 +240,7 @@ pub(crate) fn hop_of(shared: &Shared, peer: &PeerId) -> Hop {
 pub(crate) async fn send(
     shared: Arc<Shared>,
     group: String,
-    m: Manifest,
+    m: SendManifest,
     ctxs: Vec<Arc<Ctx>>,
     results: Vec<oneshot::Sender<Result<Outcome, TransferError>>>,
 ) {
@@ -538,7 +510,7 @@ impl Fates {
 
     /// Relay `via` says something of recipient `k`.
     fn claim(&mut self, ctx: &Ctx, k: usize, via: &Ctx, report: Report, total: (u64, u32)) {
-        let relay = super::send::who(via);
+        let relay = super::stream::who(via);
         if self.word[k].is_some() {
             // It spoke for itself already (its row may have ended); the relay only tells which
             // way the files went.
@@ -590,8 +562,8 @@ impl Fates {
             _ => match self.claim[k].take() {
                 Some((relay, claim)) => Err(TransferError::failed(format!(
                     "{relay} says: {}; {} did not confirm it",
-                    claim_text(&claim, &super::send::who(ctx)),
-                    super::send::who(ctx)
+                    claim_text(&claim, &super::stream::who(ctx)),
+                    super::stream::who(ctx)
                 ))),
                 None => Err(TransferError::failed("no report came")),
             },
@@ -675,7 +647,7 @@ pub(crate) fn start_forward(
     ctx: &Ctx,
     origin: String,
     hops: Vec<Hop>,
-    manifest: Arc<Received>,
+    manifest: Arc<ReceivedManifest>,
     tap: Arc<Tap>,
     stop: CancellationToken,
 ) -> mpsc::UnboundedReceiver<(String, Report)> {
@@ -701,7 +673,7 @@ pub(crate) fn start_forward(
                 }
             }
         };
-        let m = Manifest::relayed(items);
+        let m = SendManifest::relayed(items);
         let hops = match shared.config.relay_tamper.clone() {
             None => hops,
             Some(crate::node::RelayTamper::Redirect(peer)) => vec![hop_of(&shared, &peer)],
@@ -734,7 +706,7 @@ pub(crate) fn start_forward(
         };
         let mut ctx_for = |k: usize| {
             let peer = PeerId::parse(&chain.hops[k].id).unwrap_or_else(|| PeerId::from_public_key(&[]));
-            let nick = super::peer_nick(&shared, &peer);
+            let nick = super::dial::peer_nick(&shared, &peer);
             Arc::new(Ctx::new(&shared, None, peer, nick, Direction::Send, Some(group.clone())))
         };
         let sizes: Vec<(usize, u64)> = m

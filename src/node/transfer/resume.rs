@@ -9,10 +9,13 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::error::Direction;
 use super::progress::{TransferState, TransferView};
+use super::records::RECENT;
 use super::records::{self, Partials};
-use super::{Direction, NodeHandle, RECENT, Shared, lock, read_sources};
+use super::source::read_sources;
 use crate::node::Event;
+use crate::node::{NodeHandle, Shared, lock};
 use crate::reason::Reason;
 use crate::store::unix_now_ms;
 use crate::text::printable;

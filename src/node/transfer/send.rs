@@ -15,317 +15,18 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::chunks::Layout;
-use super::names::check_relative;
-use super::progress::Meter;
-use super::source::{Manifest, Opener};
-use super::wire::{
-    HASHES_PER_FRAME, Hop, ITEM_OVERHEAD, ITEMS_FRAME_BYTES, Item, MAX_TRANSFER_FRAME, Reason, Report, TransferMsg, bounded,
-};
-use super::{Ctx, Direction, Fault, Outcome, TransferError, msg_name, mtime_ns, top_of};
-use crate::limits::{ANSWER_GRACE, FINISH_WRITE, LAST_VERDICTS_WAIT};
-use crate::net::frame::FrameError;
+use super::ctx::Ctx;
+use super::error::{Outcome, TransferError};
+use super::hashing::mtime_ns;
+use super::hooks::Fault;
+use super::meter::Meter;
+use super::opener::Opener;
+use super::source::SendManifest;
+use super::stream::{CHUNK, PIPE_DEPTH, SAY_STOP_LIMIT, Stop, interrupted, io_stop, moving, next, say_stop};
+use super::wire::{HASHES_PER_FRAME, Hop, ITEM_OVERHEAD, ITEMS_FRAME_BYTES, Item, Reason, Report, TransferMsg, bounded};
+use super::wire::{msg_name, note_saved_as};
+use crate::limits::{ANSWER_GRACE, LAST_VERDICTS_WAIT};
 use crate::net::secure::{SecureConn, SecureReader, SecureWriter};
-use crate::node::slots::{Pool, Refusal};
-use crate::text::printable;
-
-pub(crate) const CHUNK: usize = 1 << 20;
-/// Chunks read ahead of the socket (and written behind it on the other side).
-pub(crate) const PIPE_DEPTH: usize = 4;
-
-/// Why one of the two halves stopped.
-pub(crate) enum Stop {
-    /// We cancelled: tell the peer; partial data goes.
-    CancelledHere,
-    /// The peer cancelled (its words, if any); partial data goes. Whatever code it gave, a
-    /// cancel from the peer is its own end's: it cannot pass one off as ours.
-    CancelledByPeer(Option<String>),
-    /// This node stops (quit, Ctrl-C, SIGTERM): told to the peer; partial data is kept.
-    StoppedHere,
-    /// Stopped because the other half stopped; the other half has the reason.
-    Quiet,
-    Failed(String),
-    /// The peer broke the protocol (told, then the connection ends).
-    Protocol(String),
-    /// Data failed its hash (told to the peer; what was verified before it is kept).
-    Corrupt(String),
-    /// A record failed authentication: the stream was altered on the way.
-    Tampered,
-    /// Our disk refused (full, permission, …): told to the peer; partial data is kept.
-    Disk(Reason, String),
-    /// The connection broke under us: the peer quit or crashed, or the network failed. Nothing
-    /// can be told to it; a person hears who stopped and that a resume is possible.
-    Lost,
-    /// The peer reported why it cannot go on (its code, its words if any): nothing to tell it.
-    PeerFailed(Reason, Option<String>),
-    /// The peer did not take our offer (its code, its words if any).
-    Rejected(Reason, Option<String>),
-    /// We did not take the peer's offer (told to it already), and why, in our words.
-    Refused(Reason, String),
-    /// Nothing moved for the stall limit: told to the peer; partial data is kept.
-    Stalled,
-    /// Our slot was given to a known peer (we are a newcomer's connection): told to the peer.
-    Evicted,
-    /// Another peer of a relay chain took this receive over: partial data is kept for it.
-    Superseded,
-}
-
-impl Stop {
-    pub(crate) fn into_error(self, ctx: &Ctx) -> TransferError {
-        let who = who(ctx);
-        match self {
-            Stop::CancelledHere => TransferError::Cancelled(cancel_code(ctx.direction), "cancelled".into()),
-            Stop::CancelledByPeer(text) => TransferError::Cancelled(
-                cancel_code(ctx.direction.other()),
-                format!("{who} cancelled {}{}", what(ctx), words(ctx, &text)),
-            ),
-            Stop::StoppedHere => TransferError::Stopped("stopped: this lanyard is quitting".into()),
-            Stop::Quiet => TransferError::Failed(Reason::Other, "stopped".into()),
-            Stop::Failed(m) => TransferError::Failed(Reason::Other, m),
-            Stop::Protocol(m) => TransferError::Protocol(Reason::Protocol, m),
-            Stop::Corrupt(m) => TransferError::Protocol(Reason::BadData, m),
-            Stop::Tampered => TransferError::Protocol(
-                Reason::Tampered,
-                format!("data from {who} failed authentication: it was altered on the way (possible tampering)"),
-            ),
-            Stop::Disk(code, m) => TransferError::Disk(code, m),
-            Stop::Lost => TransferError::PeerLost(
-                Reason::ConnectionLost,
-                match ctx.direction {
-                    Direction::Send => format!("{who} stopped receiving (connection lost); sending again resumes"),
-                    // The receiving end says what it keeps itself (`receive::run`).
-                    Direction::Receive => format!("{who} stopped sending (connection lost)"),
-                },
-            ),
-            Stop::PeerFailed(code, text) => peer_failed(ctx, code, &text),
-            Stop::Rejected(code, text) => {
-                // An expiry in the peer's own words already says how long it waited.
-                let said = words(ctx, &text);
-                let plain = if code == Reason::Expired && !said.is_empty() {
-                    "expired"
-                } else {
-                    refused_text(code)
-                };
-                TransferError::Rejected(code, format!("{plain}{said}"))
-            }
-            Stop::Refused(code, why) if why.is_empty() => TransferError::Rejected(code, refused_text(code).into()),
-            Stop::Refused(code, why) => {
-                let said = if code == Reason::Expired { "expired" } else { "rejected" };
-                TransferError::Rejected(code, format!("{said}: {why}"))
-            }
-            Stop::Stalled => TransferError::PeerLost(
-                Reason::Stalled,
-                match ctx.direction {
-                    Direction::Send => format!("{}; {who} stopped receiving; sending again resumes", stalled_text(ctx)),
-                    // The receiving end says what it keeps itself (`receive::run`).
-                    Direction::Receive => format!("{}; {who} stopped sending", stalled_text(ctx)),
-                },
-            ),
-            Stop::Superseded => TransferError::PeerLost(
-                Reason::Superseded,
-                format!("{who} stopped sending; another peer of the relay chain continues this transfer"),
-            ),
-            Stop::Evicted => TransferError::Failed(
-                Reason::Busy,
-                format!("ended to make room for a known peer ({})", Refusal::Full(Pool::Transfer).reason()),
-            ),
-        }
-    }
-
-    /// Our own end interrupted the transfer (not the peer, not the other half).
-    fn is_ours(&self) -> bool {
-        matches!(
-            self,
-            Stop::CancelledHere | Stop::StoppedHere | Stop::Evicted | Stop::Superseded | Stop::Stalled
-        )
-    }
-}
-
-/// The code of a cancel made at this end.
-pub(crate) fn cancel_code(direction: Direction) -> Reason {
-    match direction {
-        Direction::Send => Reason::CancelledBySender,
-        Direction::Receive => Reason::CancelledByReceiver,
-    }
-}
-
-/// What an offer that was not taken says, by its code.
-pub(crate) fn refused_text(code: Reason) -> &'static str {
-    match code {
-        Reason::Expired => "expired: nobody answered in time",
-        Reason::NoSpace => "rejected: not enough free space",
-        Reason::Busy => "rejected: busy",
-        Reason::Unconfirmed => "not confirmed with the sender",
-        _ => "rejected",
-    }
-}
-
-/// The peer's own words, attributed to it: ` (bob: "…")`, or nothing.
-pub(crate) fn words(ctx: &Ctx, text: &Option<String>) -> String {
-    match text {
-        Some(t) if !t.trim().is_empty() => format!(" ({}: \"{}\")", who(ctx), printable(&bounded(t))),
-        _ => String::new(),
-    }
-}
-
-/// What the transfer is moving, for a sentence: the file (or top-level folder) at hand.
-fn what(ctx: &Ctx) -> String {
-    let file = ctx.view().file;
-    if file.is_empty() {
-        "the transfer".into()
-    } else {
-        printable(top_of(&file)).into_owned()
-    }
-}
-
-/// The peer said why it cannot go on: in plain words by its code, its own words beside them.
-fn peer_failed(ctx: &Ctx, code: Reason, text: &Option<String>) -> TransferError {
-    let who = who(ctx);
-    let said = words(ctx, text);
-    match code {
-        Reason::Stopped => TransferError::Stopped(match ctx.direction {
-            Direction::Send => format!("{who}'s lanyard stopped; sending again resumes"),
-            // The receiving end says what it keeps itself (`receive::run`).
-            Direction::Receive => format!("{who}'s lanyard stopped"),
-        }),
-        Reason::Stalled => TransferError::PeerLost(code, format!("{who} saw nothing move for too long{said}")),
-        Reason::Superseded => TransferError::PeerLost(code, format!("{who} went on with another peer of the relay chain{said}")),
-        Reason::DiskFull => TransferError::Failed(code, format!("{who}'s disk is full{said}")),
-        Reason::DiskError => TransferError::Failed(code, format!("{who} cannot write the files{said}")),
-        Reason::Busy => TransferError::Failed(code, format!("{who} is busy{said}")),
-        Reason::BadData => TransferError::Protocol(code, format!("data failed verification at {who}{said}")),
-        Reason::Tampered => TransferError::Protocol(
-            code,
-            format!("data failed authentication at {who}: it was altered on the way (possible tampering)"),
-        ),
-        Reason::Protocol => TransferError::Protocol(code, format!("{who} reports a protocol error{said}")),
-        _ if said.is_empty() => TransferError::Failed(code, format!("{who} could not go on ({code})")),
-        _ => TransferError::Failed(code, format!("{who} could not go on{said}")),
-    }
-}
-
-/// What both ends say of a stalled transfer.
-pub(crate) fn stalled_text(ctx: &Ctx) -> String {
-    format!("nothing moved for {} s", ctx.deadline.limit().as_secs())
-}
-
-/// The peer as a person knows it: its nick, neutralised, or its short id when it has none.
-pub(crate) fn who(ctx: &Ctx) -> String {
-    if ctx.nick.is_empty() {
-        ctx.peer.short().to_string()
-    } else {
-        printable(&ctx.nick).into_owned()
-    }
-}
-
-/// A failed read or write on the transfer connection. The ways a vanished peer shows up (end of
-/// stream, reset, broken pipe, a frame cut short, the kernel's keepalive giving up) are one
-/// thing to a person: [`Stop::Lost`]. A record that fails authentication is [`Stop::Tampered`]
-/// (our own writes never tear a stream: see `SecureWriter`). Anything else is reported as it is.
-pub(crate) fn io_stop(e: impl Into<FrameError>) -> Stop {
-    use std::io::ErrorKind::*;
-    match e.into() {
-        FrameError::Truncated => Stop::Lost,
-        FrameError::Io(e)
-            if matches!(
-                e.kind(),
-                UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe | TimedOut | NotConnected
-            ) =>
-        {
-            Stop::Lost
-        }
-        FrameError::Io(e) if e.kind() == InvalidData => Stop::Tampered,
-        FrameError::Io(e) => Stop::Failed(format!("connection failed: {e}")),
-        e @ (FrameError::TooLarge { .. } | FrameError::Malformed(_)) => Stop::Protocol(format!("protocol error: {e}")),
-    }
-}
-
-/// The next frame, unless we are cancelled, the transfer stalls, or the node shuts down first.
-pub(crate) async fn next(ctx: &Ctx, reader: &mut SecureReader, also: Option<&CancellationToken>) -> Result<TransferMsg, Stop> {
-    let never = CancellationToken::new();
-    let also = also.unwrap_or(&never);
-    let r = tokio::select! {
-        r = reader.read_frame::<TransferMsg>(MAX_TRANSFER_FRAME) => r,
-        _ = also.cancelled() => return Err(Stop::Quiet),
-        stop = interrupted(ctx) => return Err(stop),
-    };
-    ctx.deadline.moved();
-    match r {
-        Ok(Some(TransferMsg::Cancel { text, .. })) => Err(Stop::CancelledByPeer(text.map(|t| bounded(&t)))),
-        Ok(Some(TransferMsg::Error { code, text })) => Err(Stop::PeerFailed(code, text.map(|t| bounded(&t)))),
-        Ok(Some(msg)) => Ok(msg),
-        Ok(None) => Err(Stop::Lost),
-        Err(e) => Err(io_stop(e)),
-    }
-}
-
-/// What ends any wait of a transfer besides the thing waited for: a cancel here, the node
-/// shutting down, our slot given to a known peer, or nothing moving for the stall limit.
-pub(crate) async fn interrupted(ctx: &Ctx) -> Stop {
-    tokio::select! {
-        _ = ctx.cancel.cancelled() => Stop::CancelledHere,
-        _ = ctx.shared.cancel.cancelled() => Stop::StoppedHere,
-        _ = ctx.evict.cancelled() => Stop::Evicted,
-        _ = ctx.supersede.cancelled() => Stop::Superseded,
-        _ = ctx.deadline.passed() => Stop::Stalled,
-    }
-}
-
-/// A write (or other step that moves bytes), unless the transfer is interrupted first. A write
-/// under way is not dropped for a cancel or a stop: it finishes (for at most
-/// [`FINISH_WRITE`]) so that the reason can still be said between frames, where the peer reads
-/// it, instead of tearing a record (see `SecureWriter`). A stalled peer reads nothing: its
-/// write is given up at once.
-pub(crate) async fn moving<T>(ctx: &Ctx, step: impl Future<Output = Result<T, Stop>>) -> Result<T, Stop> {
-    let mut step = std::pin::pin!(step);
-    let r = tokio::select! {
-        r = &mut step => r,
-        stop = interrupted(ctx) => {
-            if !matches!(stop, Stop::Stalled) {
-                let _ = tokio::time::timeout(FINISH_WRITE, step).await;
-            }
-            Err(stop)
-        }
-    };
-    ctx.deadline.moved();
-    r
-}
-
-/// A wait that moves nothing itself (no write to finish), unless the transfer is interrupted.
-pub(crate) async fn waiting<T>(ctx: &Ctx, step: impl Future<Output = T>) -> Result<T, Stop> {
-    tokio::select! {
-        r = step => Ok(r),
-        stop = interrupted(ctx) => Err(stop),
-    }
-}
-
-/// Tell the peer why we stop, where it needs telling (bounded: a peer that stopped reading
-/// must not hold us here). Nothing is said on a torn connection: the peer sees it end.
-pub(crate) async fn say_stop(ctx: &Ctx, writer: &mut SecureWriter, stop: &Stop) {
-    let (code, text) = match stop {
-        Stop::CancelledHere => {
-            let msg = TransferMsg::Cancel {
-                code: cancel_code(ctx.direction),
-                text: None,
-            };
-            let _ = tokio::time::timeout(SAY_STOP_LIMIT, writer.send(&msg)).await;
-            return;
-        }
-        Stop::StoppedHere => (Reason::Stopped, None),
-        Stop::Failed(m) => (Reason::Other, Some(bounded(m))),
-        Stop::Protocol(m) => (Reason::Protocol, Some(bounded(m))),
-        Stop::Corrupt(m) => (Reason::BadData, Some(bounded(m))),
-        Stop::Tampered => (Reason::Tampered, None),
-        Stop::Disk(code, m) => (*code, Some(bounded(m))),
-        Stop::Stalled => (Reason::Stalled, Some(stalled_text(ctx))),
-        Stop::Evicted => (Reason::Busy, Some(Refusal::Full(Pool::Transfer).reason().into())),
-        Stop::Superseded => (Reason::Superseded, None),
-        _ => return,
-    };
-    let _ = tokio::time::timeout(SAY_STOP_LIMIT, writer.send(&TransferMsg::Error { code, text })).await;
-}
-
-/// How long telling the peer why we stop may take.
-const SAY_STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What one outgoing stream carries besides the files: the rest of a relayed send's chain, where
 /// the receiver's reports on it go, and where the data comes from.
@@ -371,7 +72,7 @@ struct SourceFile {
     cvs: Arc<Vec<ChainingValue>>,
 }
 
-pub(crate) async fn run(ctx: &Ctx, conn: SecureConn, m: &Manifest, out: Outgoing) -> Result<Outcome, TransferError> {
+pub(crate) async fn run(ctx: &Ctx, conn: SecureConn, m: &SendManifest, out: Outgoing) -> Result<Outcome, TransferError> {
     let SecureConn {
         mut reader, mut writer, ..
     } = conn;
@@ -391,7 +92,13 @@ pub(crate) async fn run(ctx: &Ctx, conn: SecureConn, m: &Manifest, out: Outgoing
     }
 }
 
-async fn exchange(ctx: &Ctx, reader: &mut SecureReader, writer: &mut SecureWriter, m: &Manifest, out: Outgoing) -> Result<Outcome, Stop> {
+async fn exchange(
+    ctx: &Ctx,
+    reader: &mut SecureReader,
+    writer: &mut SecureWriter,
+    m: &SendManifest,
+    out: Outgoing,
+) -> Result<Outcome, Stop> {
     let n = m.items.len();
     let Outgoing {
         relay,
@@ -433,7 +140,7 @@ async fn exchange(ctx: &Ctx, reader: &mut SecureReader, writer: &mut SecureWrite
     });
 
     // The receiver may ask a person, who has the offer's deadline to answer.
-    ctx.deadline.hold(super::OFFER_ANSWER_TIMEOUT + ANSWER_GRACE);
+    ctx.deadline.hold(crate::limits::OFFER_ANSWER_TIMEOUT + ANSWER_GRACE);
     let answer = next(ctx, reader, None).await;
     ctx.deadline.release();
     let resume = match answer? {
@@ -518,24 +225,6 @@ fn says(stop: &Stop) -> u8 {
     }
 }
 
-/// Renamed top-level items an outcome lists at most: enough to tell a person, bounded whatever
-/// the receiver sends.
-const MAX_SAVED_AS: usize = 100;
-
-/// Note that the receiver saved `offered` as `saved`, by top-level name (a folder that became
-/// `proj (1)` is one entry, not one per file). `saved` comes from the peer: it is only kept if
-/// it passes the checks a received name must pass.
-pub(crate) fn note_saved_as(list: &mut Vec<(String, String)>, offered: &str, saved: &str) {
-    if check_relative(saved).is_err() {
-        return;
-    }
-    let (offered, saved) = (top_of(offered), top_of(saved));
-    if offered == saved || list.len() >= MAX_SAVED_AS || list.iter().any(|(o, _)| o == offered) {
-        return;
-    }
-    list.push((offered.to_string(), saved.to_string()));
-}
-
 /// The receiver's verdict on one item: where it was saved if not as offered, or why not.
 type Verdict = Result<Option<String>, String>;
 
@@ -567,7 +256,7 @@ async fn collect(
             TransferMsg::FileFailed { index, code, text } => (index, Err(file_failure(code, text))),
             TransferMsg::Relayed { peer, report } if relay.contains(&peer) => {
                 if let Some(reports) = reports {
-                    let _ = reports.send((peer, super::relay::bounded_report(report)));
+                    let _ = reports.send((peer, super::wire::bounded_report(report)));
                 }
                 continue;
             }
@@ -627,13 +316,13 @@ async fn next_chunk(
 async fn stream(
     ctx: &Ctx,
     writer: &mut SecureWriter,
-    m: &Manifest,
+    m: &SendManifest,
     offsets: &[u64],
     producer: Producer,
     stop: &CancellationToken,
     meter: &mut Meter,
 ) -> Result<(), Stop> {
-    let fault = ctx.shared.transfers.take_fault();
+    let fault = ctx.shared.transfers.faults.take();
     // One producing thread for the whole transfer works ahead across files: small files cost
     // no thread start each, and the next file is read while this one is on the wire.
     let (tx, mut rx) = mpsc::channel(PIPE_DEPTH);
@@ -742,7 +431,7 @@ async fn stream(
 }
 
 /// The file item `i` of the manifest, which the producer just started.
-fn sent_item(m: &Manifest, i: usize) -> Result<&Item, Stop> {
+fn sent_item(m: &SendManifest, i: usize) -> Result<&Item, Stop> {
     m.items
         .get(i)
         .filter(|item| !item.dir)
@@ -938,36 +627,12 @@ fn read_into(
 mod tests {
     use super::*;
 
-    #[test]
-    fn renamed_items_are_noted_once_by_top_level_name_and_bounded() {
-        let mut list = Vec::new();
-        note_saved_as(&mut list, "report.pdf", "report (1).pdf");
-        note_saved_as(&mut list, "proj/a.txt", "proj (1)/a.txt");
-        note_saved_as(&mut list, "proj/b/c.txt", "proj (1)/b/c.txt");
-        note_saved_as(&mut list, "same.txt", "same.txt");
-        // What a hostile receiver might claim is not shown.
-        for bad in ["../../etc/passwd", "/abs", "x\u{1b}[2J", "ok\u{202e}fdp.exe", ""] {
-            note_saved_as(&mut list, "evil.txt", bad);
-        }
-        assert_eq!(
-            list,
-            vec![
-                ("report.pdf".to_string(), "report (1).pdf".to_string()),
-                ("proj".to_string(), "proj (1)".to_string())
-            ]
-        );
-        for i in 0..2 * MAX_SAVED_AS {
-            note_saved_as(&mut list, &format!("f{i}"), &format!("f{i} (1)"));
-        }
-        assert_eq!(list.len(), MAX_SAVED_AS);
-    }
-
     fn read(path: &Path, confine: Option<&[PathBuf]>) -> Result<(), String> {
         let meta = std::fs::metadata(path).unwrap();
         let item = Item {
             path: "f".into(),
             size: meta.len(),
-            mtime: super::super::mtime_ns(&meta),
+            mtime: super::super::hashing::mtime_ns(&meta),
             dir: false,
             root: serde_bytes::ByteBuf::new(),
         };

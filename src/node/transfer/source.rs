@@ -2,8 +2,7 @@
 //! file is read from. Built from local paths for a push, from a share for a pull.
 
 use std::collections::HashSet;
-use std::fs::{self, File};
-use std::os::fd::OwnedFd;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use blake3::hazmat::ChainingValue;
 
 use anyhow::{Context, Result, anyhow, bail};
-use rustix::fs::{Mode, OFlags};
 
 use super::chunks::{Layout, root_of};
 use super::hashing::{HashFailure, Hashed, Hashing};
@@ -25,7 +23,7 @@ fn cannot_send(path: &Path, e: &std::io::Error) -> anyhow::Error {
 }
 
 #[derive(Clone)]
-pub(crate) struct Manifest {
+pub(crate) struct SendManifest {
     pub items: Vec<Item>,
     /// Where to read each item (None for folders).
     pub sources: Vec<Option<PathBuf>>,
@@ -34,13 +32,13 @@ pub(crate) struct Manifest {
     /// to still lie inside one (a link swapped in after the walk must not leak anything).
     pub confine: Option<Vec<PathBuf>>,
     /// Each file's chunk hashes (its root alone for a file of one chunk; none for a folder),
-    /// filled by [`Manifest::hash`].
+    /// filled by [`SendManifest::hash`].
     pub hashes: Vec<Arc<Vec<ChainingValue>>>,
 }
 
-impl Manifest {
-    fn new() -> Manifest {
-        Manifest {
+impl SendManifest {
+    fn new() -> SendManifest {
+        SendManifest {
             items: Vec::new(),
             sources: Vec::new(),
             bytes: 0,
@@ -51,9 +49,9 @@ impl Manifest {
 
     /// What a relay forwards: the items it was offered, read from its own copies as they are
     /// verified (no sources, no hashes: those come with each file).
-    pub fn relayed(items: Vec<Item>) -> Manifest {
+    pub fn relayed(items: Vec<Item>) -> SendManifest {
         let bytes = items.iter().map(|i| i.size).sum();
-        Manifest {
+        SendManifest {
             sources: vec![None; items.len()],
             items,
             bytes,
@@ -175,68 +173,6 @@ impl Manifest {
     }
 }
 
-/// Opens files to be sent relative to their folder, kept open while the files that follow are
-/// in it too: a tree's files come folder by folder, and resolving every whole path again cost
-/// a tenth of a small-file send's CPU. One per thread that reads sources.
-#[derive(Default)]
-pub(crate) struct Opener {
-    dir: Option<(PathBuf, OwnedFd)>,
-}
-
-impl Opener {
-    /// Open a file to be sent. For a share, the open file must still lie inside one of its
-    /// roots: asked of the open descriptor, so no link swapped in along the path can change the
-    /// answer.
-    pub fn open(&mut self, path: &Path, confine: Option<&[PathBuf]>) -> std::result::Result<File, String> {
-        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-            return confined(File::open(path).map_err(open_failed)?, path, confine);
-        };
-        if self.dir.as_ref().is_none_or(|(p, _)| p != parent) {
-            // The folder as the path names it now (following links, as opening the whole path
-            // would); a folder that cannot be opened is reported by the file's own open.
-            self.dir = rustix::fs::open(parent, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-                .ok()
-                .map(|fd| (parent.to_path_buf(), fd));
-        }
-        let file = match &self.dir {
-            Some((_, dir)) => rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-                .map(File::from)
-                .map_err(|e| open_failed(e.into()))?,
-            None => File::open(path).map_err(open_failed)?,
-        };
-        confined(file, path, confine)
-    }
-}
-
-fn open_failed(e: std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "it vanished after it was offered".to_string(),
-        _ => format!("cannot read it: {}", io_reason(&e)),
-    }
-}
-
-/// `file`, opened from `path`, if it lies inside one of `confine`'s roots (when given).
-fn confined(file: File, path: &Path, confine: Option<&[PathBuf]>) -> std::result::Result<File, String> {
-    if let Some(roots) = confine {
-        let real = opened_path(&file, path).map_err(|e| format!("cannot read it: {e}"))?;
-        if !roots.iter().any(|root| real.starts_with(root)) {
-            return Err("it is no longer inside the share".to_string());
-        }
-    }
-    Ok(file)
-}
-
-#[cfg(target_os = "linux")]
-fn opened_path(file: &File, _path: &Path) -> std::io::Result<PathBuf> {
-    use std::os::fd::AsRawFd;
-    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
-}
-
-#[cfg(not(target_os = "linux"))]
-fn opened_path(_file: &File, path: &Path) -> std::io::Result<PathBuf> {
-    path.canonicalize()
-}
-
 fn utf8_name(path: &Path) -> Result<String> {
     let name = path
         .file_name()
@@ -248,11 +184,11 @@ fn utf8_name(path: &Path) -> Result<String> {
 
 /// Files and folders the user named. Folders are walked in name order; symbolic links inside
 /// them are followed to files but not to folders (no cycles, no surprise trees).
-pub(crate) fn from_local(paths: &[PathBuf], abandoned: &Arc<AtomicBool>) -> Result<Manifest> {
+pub(crate) fn from_local(paths: &[PathBuf], abandoned: &Arc<AtomicBool>) -> Result<SendManifest> {
     if paths.is_empty() {
         bail!("nothing to send");
     }
-    let mut m = Manifest::new();
+    let mut m = SendManifest::new();
     let mut tops = HashSet::new();
     // Files are hashed as the walk finds them.
     let mut hashing = Hashing::start(None, abandoned.clone());
@@ -286,7 +222,7 @@ pub(crate) fn from_local(paths: &[PathBuf], abandoned: &Arc<AtomicBool>) -> Resu
     Ok(m)
 }
 
-fn walk_local(m: &mut Manifest, root: &Path, name: String, hashing: &mut Hashing, abandoned: &AtomicBool) -> Result<()> {
+fn walk_local(m: &mut SendManifest, root: &Path, name: String, hashing: &mut Hashing, abandoned: &AtomicBool) -> Result<()> {
     let mut stack = vec![(root.to_path_buf(), name)];
     while let Some((dir, rel)) = stack.pop() {
         if abandoned.load(Ordering::Relaxed) {
@@ -331,8 +267,8 @@ fn walk_local(m: &mut Manifest, root: &Path, name: String, hashing: &mut Hashing
 }
 
 /// The requested paths of a share, each under its own name.
-pub(crate) fn from_share(shares: &Shares, paths: &[String]) -> Result<Manifest, String> {
-    let mut m = Manifest::new();
+pub(crate) fn from_share(shares: &Shares, paths: &[String]) -> Result<SendManifest, String> {
+    let mut m = SendManifest::new();
     m.confine = Some(shares.iter().map(|(_, root)| root.to_path_buf()).collect());
     let mut tops = HashSet::new();
     for path in paths {
@@ -343,7 +279,7 @@ pub(crate) fn from_share(shares: &Shares, paths: &[String]) -> Result<Manifest, 
             .iter()
             .map(|f| f.rel.as_str())
             .chain(walk.empty_dirs.iter().map(String::as_str))
-            .map(|p| super::top_of(p).to_string())
+            .map(|p| super::file_names::top_of(p).to_string())
             .collect();
         if let Some(twice) = these.iter().find(|t| tops.contains(*t)) {
             return Err(format!("\"{}\" was asked for twice", crate::text::printable(twice)));
@@ -360,6 +296,22 @@ pub(crate) fn from_share(shares: &Shares, paths: &[String]) -> Result<Manifest, 
     m.check_totals().map_err(|e| e.to_string())?;
     m.hash()?;
     Ok(m)
+}
+
+/// Read what is to be sent, off the async workers; a path that can't be read names itself.
+/// Dropped before it is done (nobody to send to after all), it stops the walk and the hashing
+/// instead of reading a whole tree for nothing.
+pub(super) async fn read_sources(paths: &[PathBuf]) -> anyhow::Result<SendManifest> {
+    struct StopOnDrop(Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let paths = paths.to_vec();
+    let stop = StopOnDrop(Arc::default());
+    let abandoned = stop.0.clone();
+    tokio::task::spawn_blocking(move || from_local(&paths, &abandoned)).await?
 }
 
 #[cfg(test)]

@@ -16,7 +16,8 @@ use blake3::hazmat::ChainingValue;
 use tokio::sync::mpsc;
 
 use super::chunks::Layout;
-use super::send::{Batch, CHUNK, Chunk};
+use super::send::{Batch, Chunk};
+use super::stream::CHUNK;
 use super::wire::Reason;
 use crate::node::lock;
 

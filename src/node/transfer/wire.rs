@@ -20,6 +20,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::file_names::{check_relative, top_of};
 pub use crate::limits::{
     HASHES_PER_FRAME, MAX_FILE_BYTES, MAX_GET_PATHS, MAX_ITEMS, MAX_LIST_ENTRIES, MAX_MANIFEST_BYTES, MAX_REASON_BYTES, MAX_RELAY_HOPS,
     MAX_RESUME_ENTRIES, MAX_SEGMENT, MAX_TRANSFER_FRAME,
@@ -231,10 +232,109 @@ pub fn bounded(reason: &str) -> String {
     reason[..end].to_string()
 }
 
+/// A message's kind, for logs and protocol errors (never its hostile contents).
+pub(crate) fn msg_name(m: &TransferMsg) -> &'static str {
+    match m {
+        TransferMsg::Offer { .. } => "offer",
+        TransferMsg::Items { .. } => "items",
+        TransferMsg::List { .. } => "list",
+        TransferMsg::Get { .. } => "get",
+        TransferMsg::Listing { .. } => "listing",
+        TransferMsg::Accept { .. } => "accept",
+        TransferMsg::Reject { .. } => "reject",
+        TransferMsg::FileStart { .. } => "file_start",
+        TransferMsg::Data { .. } => "data",
+        TransferMsg::Hashes { .. } => "hashes",
+        TransferMsg::FileEnd => "file_end",
+        TransferMsg::File { .. } => "file",
+        TransferMsg::Relayed { .. } => "relayed",
+        TransferMsg::RelayDone => "relay_done",
+        TransferMsg::FileAbort { .. } => "file_abort",
+        TransferMsg::FileOk { .. } => "file_ok",
+        TransferMsg::FileFailed { .. } => "file_failed",
+        TransferMsg::Done => "done",
+        TransferMsg::Cancel { .. } => "cancel",
+        TransferMsg::Error { .. } => "error",
+    }
+}
+
+/// A report from downstream, cut to what we pass on.
+pub(crate) fn bounded_report(r: Report) -> Report {
+    match r {
+        Report::Finished {
+            files,
+            bytes,
+            failed,
+            reason,
+            saved_as,
+        } => {
+            // Names from the network: only those a received name may be, and a few.
+            let mut kept = Vec::new();
+            for (offered, saved) in saved_as {
+                note_saved_as(&mut kept, &offered, &saved);
+            }
+            Report::Finished {
+                files,
+                bytes,
+                failed,
+                reason: reason.map(|r| bounded(&r)),
+                saved_as: kept,
+            }
+        }
+        Report::Failed { code, reason } => Report::Failed {
+            code,
+            reason: bounded(&reason),
+        },
+        other => other,
+    }
+}
+
+/// Renamed top-level items an outcome lists at most: enough to tell a person, bounded whatever
+/// the receiver sends.
+const MAX_SAVED_AS: usize = 100;
+
+/// Note that the receiver saved `offered` as `saved`, by top-level name (a folder that became
+/// `proj (1)` is one entry, not one per file). `saved` comes from the peer: it is only kept if
+/// it passes the checks a received name must pass.
+pub(crate) fn note_saved_as(list: &mut Vec<(String, String)>, offered: &str, saved: &str) {
+    if check_relative(saved).is_err() {
+        return;
+    }
+    let (offered, saved) = (top_of(offered), top_of(saved));
+    if offered == saved || list.len() >= MAX_SAVED_AS || list.iter().any(|(o, _)| o == offered) {
+        return;
+    }
+    list.push((offered.to_string(), saved.to_string()));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::net::frame;
+
+    #[test]
+    fn renamed_items_are_noted_once_by_top_level_name_and_bounded() {
+        let mut list = Vec::new();
+        note_saved_as(&mut list, "report.pdf", "report (1).pdf");
+        note_saved_as(&mut list, "proj/a.txt", "proj (1)/a.txt");
+        note_saved_as(&mut list, "proj/b/c.txt", "proj (1)/b/c.txt");
+        note_saved_as(&mut list, "same.txt", "same.txt");
+        // What a hostile receiver might claim is not shown.
+        for bad in ["../../etc/passwd", "/abs", "x\u{1b}[2J", "ok\u{202e}fdp.exe", ""] {
+            note_saved_as(&mut list, "evil.txt", bad);
+        }
+        assert_eq!(
+            list,
+            vec![
+                ("report.pdf".to_string(), "report (1).pdf".to_string()),
+                ("proj".to_string(), "proj (1)".to_string())
+            ]
+        );
+        for i in 0..2 * MAX_SAVED_AS {
+            note_saved_as(&mut list, &format!("f{i}"), &format!("f{i} (1)"));
+        }
+        assert_eq!(list.len(), MAX_SAVED_AS);
+    }
 
     #[test]
     fn messages_round_trip() {
@@ -376,7 +476,7 @@ mod tests {
     #[test]
     fn a_full_items_frame_fits_the_limit() {
         // The sender packs ITEMS_FRAME_BYTES of paths (and their roots) plus at most one more.
-        let path = "x".repeat(crate::node::transfer::names::MAX_PATH_BYTES);
+        let path = "x".repeat(crate::node::transfer::file_names::MAX_PATH_BYTES);
         let n = ITEMS_FRAME_BYTES / path.len() + 1;
         let items = vec![
             Item {

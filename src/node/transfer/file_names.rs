@@ -450,6 +450,14 @@ fn free_name_by(name: &str, is_free: impl Fn(&str) -> bool) -> String {
     fit(stem, ext, &format!(" ({nanos:x}-{})", std::process::id()))
 }
 
+/// The top-level name of a manifest path.
+pub(crate) fn top_of(path: &str) -> &str {
+    path.split('/').next().unwrap_or(path)
+}
+
+/// The hidden folder of partial files in a download folder: no received name may start with it.
+pub(crate) const PARTIAL_DIR: &str = ".lanyard-partial";
+
 #[cfg(test)]
 mod tests {
     use super::*;

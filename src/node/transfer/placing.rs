@@ -25,14 +25,14 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, fsync, linkat, mkdirat, openat
 use rustix::io::Errno;
 
 use super::dirs::{NEW_DIR, kind_at, open_dir, open_root, walk};
-use super::manifest::Manifest;
-use super::names::free_name_at;
+use super::file_names::{PARTIAL_DIR, free_name_at};
+use super::ids::new_id;
+use super::manifest::ReceivedManifest;
 use super::space::{Reservation, Space};
-use super::{lock, new_id};
 use crate::node::Shared;
+use crate::node::lock;
 use crate::store::unix_now;
 
-pub(crate) const PARTIAL_DIR: &str = ".lanyard-partial";
 /// After a partial file's key, in its name.
 const PARTIAL_SUFFIX: &str = ".part";
 /// Attempts at a free name before giving up (each loses a race to another writer).
@@ -69,7 +69,7 @@ pub(crate) struct Slot {
 pub(crate) struct Plan {
     shared: Arc<Shared>,
     /// Where the names are: a slot holds none.
-    manifest: Arc<Manifest>,
+    manifest: Arc<ReceivedManifest>,
     dest: PathBuf,
     /// The destination, opened once: everything below it is reached through this handle.
     root: OwnedFd,
@@ -153,7 +153,7 @@ fn db_err(e: rusqlite::Error) -> io::Error {
 }
 
 impl Plan {
-    pub(crate) fn prepare(shared: &Arc<Shared>, dest: &Path, manifest: &Arc<Manifest>) -> Result<Plan, String> {
+    pub(crate) fn prepare(shared: &Arc<Shared>, dest: &Path, manifest: &Arc<ReceivedManifest>) -> Result<Plan, String> {
         // The names, held only while the plan is made: afterwards they are read back from the
         // manifest's spool when a file is placed.
         let items = manifest.items().map_err(|e| format!("cannot read the offer back: {e}"))?;
@@ -173,7 +173,7 @@ impl Plan {
         let mut tops: Vec<(String, Vec<usize>)> = Vec::new();
         let mut top_index: HashMap<&str, usize> = HashMap::new();
         for (i, item) in items.iter().enumerate() {
-            let top = super::top_of(&item.path);
+            let top = super::file_names::top_of(&item.path);
             match top_index.get(top) {
                 Some(&t) => tops[t].1.push(i),
                 None => {

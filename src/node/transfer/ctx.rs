@@ -1,0 +1,346 @@
+//! One running transfer as both ends see it ([`Ctx`]): its row in the registry, how it is
+//! stopped, and how its end is reported and stored.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+
+use super::error::{Direction, Outcome, TransferError};
+use super::ids::{new_id, valid_id};
+use super::progress::{self, TransferState, TransferView};
+use super::records::RECENT;
+use super::registry::Active;
+use super::{deadline, records, resume};
+use crate::identity::PeerId;
+use crate::node::slots::Activity;
+use crate::node::{Event, Shared, lock};
+use crate::reason::Reason;
+use crate::store::unix_now_ms;
+
+/// One running transfer as both ends see it: who, which way, and how to stop it.
+pub(crate) struct Ctx {
+    pub shared: Arc<Shared>,
+    pub id: String,
+    pub peer: PeerId,
+    pub nick: String,
+    pub direction: Direction,
+    pub group: Option<String>,
+    pub cancel: CancellationToken,
+    /// When the transfer counts as stalled.
+    pub deadline: Arc<deadline::Deadline>,
+    /// Raised when a known peer needs this (newcomer's) connection slot.
+    pub evict: CancellationToken,
+    /// The incoming connection's slot, set aside while its offer waits for a person.
+    pub parking: Option<crate::node::slots::Parking>,
+    /// Raised when another peer of a relay chain takes this receive over.
+    pub supersede: CancellationToken,
+    /// Raised when this context is dropped.
+    pub(super) gone: CancellationToken,
+    /// Receive of an offer a relay passed on: who started the send and vouched for the offer
+    /// with this digest (it hears our verdict directly).
+    pub vouched: std::sync::OnceLock<(PeerId, [u8; 32])>,
+    /// An outgoing send of local paths: those paths, stored with it for a resume.
+    pub(super) sources: Mutex<Option<Vec<PathBuf>>>,
+    /// A stopped receive: where the partial files it keeps are.
+    pub(super) partials: Mutex<Option<records::Partials>>,
+}
+
+impl Ctx {
+    pub(super) fn new(
+        shared: &Arc<Shared>,
+        wanted_id: Option<&str>,
+        peer: PeerId,
+        nick: String,
+        direction: Direction,
+        group: Option<String>,
+    ) -> Ctx {
+        let cancel = CancellationToken::new();
+        let (supersede, gone) = (CancellationToken::new(), CancellationToken::new());
+        let ctx = {
+            let mut active = lock(&shared.transfers.active);
+            let usable = wanted_id.filter(|w| valid_id(w) && !active.contains_key(*w)).map(str::to_string);
+            let id = usable.unwrap_or_else(|| {
+                loop {
+                    let candidate = new_id();
+                    if !active.contains_key(&candidate) {
+                        break candidate;
+                    }
+                }
+            });
+            let ctx = Ctx {
+                shared: shared.clone(),
+                id,
+                peer,
+                nick,
+                direction,
+                group,
+                cancel: cancel.clone(),
+                deadline: Arc::new(deadline::Deadline::new(shared.config.stall_timeout, Activity::new())),
+                evict: CancellationToken::new(),
+                parking: None,
+                supersede: supersede.clone(),
+                gone: gone.clone(),
+                vouched: std::sync::OnceLock::new(),
+                sources: Mutex::new(None),
+                partials: Mutex::new(None),
+            };
+            let mut view = TransferView::new(&ctx, TransferState::Connecting);
+            if direction == Direction::Receive {
+                view.state = TransferState::Running;
+            }
+            active.insert(
+                ctx.id.clone(),
+                Active {
+                    cancel,
+                    supersede,
+                    gone,
+                    view,
+                },
+            );
+            ctx
+        };
+        // A paused transfer that comes back (offered again) is listed once, as running.
+        lock(&shared.transfers.recent).retain(|v| v.transfer != ctx.id);
+        ctx.emit(Event::TransferStarted(ctx.view()));
+        ctx
+    }
+
+    pub(super) fn emit(&self, event: Event) {
+        self.shared.emit(event);
+    }
+
+    /// The transfer's id on the wire: its group's for a send to several peers, so that every
+    /// hop of a relayed send (and every recipient of a parallel one) knows it by one id.
+    pub(crate) fn wire_id(&self) -> String {
+        self.group.clone().unwrap_or_else(|| self.id.clone())
+    }
+
+    /// The transfer's current view.
+    pub(crate) fn view(&self) -> TransferView {
+        lock(&self.shared.transfers.active)
+            .get(&self.id)
+            .map(|a| a.view.clone())
+            .unwrap_or_else(|| TransferView::new(self, TransferState::Running))
+    }
+
+    /// Change the view and tell the faces (the registry and the event agree: both change under
+    /// the registry's lock).
+    pub(crate) fn update(&self, change: impl FnOnce(&mut TransferView)) {
+        let mut active = lock(&self.shared.transfers.active);
+        if let Some(a) = active.get_mut(&self.id) {
+            change(&mut a.view);
+            self.shared.emit(Event::Progress(a.view.clone()));
+        }
+    }
+
+    /// Change the view even after it ended (then the one among the recent ones): what a relay
+    /// says of a recipient may arrive after the recipient's own word ended its row.
+    pub(crate) fn amend(&self, change: impl FnOnce(&mut TransferView)) {
+        {
+            let mut active = lock(&self.shared.transfers.active);
+            if let Some(a) = active.get_mut(&self.id) {
+                change(&mut a.view);
+                self.shared.emit(Event::Progress(a.view.clone()));
+                return;
+            }
+        }
+        let mut recent = lock(&self.shared.transfers.recent);
+        if let Some(v) = recent.iter_mut().rev().find(|v| v.transfer == self.id) {
+            change(v);
+            self.shared.emit(Event::Progress(v.clone()));
+        }
+    }
+
+    /// Change the view without telling the faces now (the next update carries it).
+    pub(crate) fn note(&self, change: impl FnOnce(&mut TransferView)) {
+        if let Some(a) = lock(&self.shared.transfers.active).get_mut(&self.id) {
+            change(&mut a.view);
+        }
+    }
+
+    pub(crate) fn set_state(&self, state: TransferState) {
+        self.update(|v| v.state = state);
+    }
+
+    /// A stopped receive keeps these partial files (dropped if it is cancelled for good).
+    pub(crate) fn keep_partials(&self, dir: PathBuf, names: Vec<String>) {
+        *lock(&self.partials) = Some(records::Partials::new(dir, names));
+    }
+
+    /// Whether this transfer, ended this way, waits to be resumed: stopped at either end, or
+    /// its peer gone (when this node resumes by itself).
+    pub(super) fn pauses(&self, e: &TransferError) -> bool {
+        match e {
+            TransferError::Stopped(_) => true,
+            TransferError::PeerLost(Reason::ConnectionLost | Reason::Stalled, _) => self.shared.config.resume,
+            _ => false,
+        }
+    }
+
+    /// Report the end of the transfer to subscribers, once, and store it; the view moves to
+    /// the recent list. A send that pauses is offered again once its peer is back.
+    pub(super) async fn report(&self, result: &Result<Outcome, TransferError>) {
+        self.end_view(result);
+        // Ended: listed among the recent ones from now on, before anyone hears of the end (a
+        // cancel that follows it at once finds a paused transfer there, not a running one).
+        let view = self.view();
+        self.retire();
+        // The view's peer: on an offer a relay passed on, who started the send, as in its rows.
+        let (transfer, peer, direction) = (self.id.clone(), view.peer.clone(), self.direction);
+        // Stored before anyone hears of the end: a cancel of the paused transfer, sent on seeing
+        // the event, reads its partial files from this record (and must not be overwritten by it).
+        self.store(view).await;
+        self.emit(match result {
+            Ok(o) => Event::Done {
+                transfer,
+                peer,
+                direction,
+                files: o.files,
+                bytes: o.bytes,
+                failed: o.failed_count() as u32,
+            },
+            Err(e @ TransferError::Cancelled(..)) => Event::Cancelled {
+                transfer,
+                peer,
+                direction,
+                reason: e.to_string(),
+                code: e.reason(),
+            },
+            Err(e) => Event::Error {
+                transfer,
+                peer,
+                direction,
+                message: e.to_string(),
+                code: e.reason(),
+            },
+        });
+    }
+
+    /// Keep the transfer's view (and what a resume needs) in the database; a paused send is
+    /// offered again once its peer is back, and a finished one ends paused sends of the same.
+    pub(super) async fn store(&self, view: TransferView) {
+        let sources = lock(&self.sources).clone();
+        let partials = lock(&self.partials).clone();
+        let (shared, saved, paths) = (self.shared.clone(), view.clone(), sources.clone());
+        let stored = crate::node::off_thread(move || records::save(&shared.store, &saved, paths.as_deref(), partials.as_ref())).await;
+        if let Err(e) | Ok(Err(e)) = stored {
+            tracing::warn!("cannot store transfer {}: {e:#}", view.transfer);
+        }
+        let Some(sources) = sources else { return };
+        match view.state {
+            TransferState::Paused if self.shared.config.resume && !self.shared.cancel.is_cancelled() => {
+                resume::schedule(&self.shared, view, sources);
+            }
+            TransferState::Done => resume::sent_again(&self.shared, &self.peer, &sources),
+            _ => {}
+        }
+    }
+}
+
+impl Ctx {
+    /// Show the transfer as it ended: state, why, and what arrived where.
+    pub(crate) fn end_view(&self, result: &Result<Outcome, TransferError>) {
+        self.update(|v| {
+            let (state, message) = match result {
+                Ok(o) if o.all_ok() => (TransferState::Done, None),
+                Ok(o) => (
+                    TransferState::Done,
+                    Some(format!(
+                        "{} of {} did not arrive",
+                        o.failed_count(),
+                        o.failed_count() + o.files as usize
+                    )),
+                ),
+                Err(e @ TransferError::Rejected(..)) => (TransferState::Rejected, Some(e.to_string())),
+                Err(e @ TransferError::Cancelled(..)) => (TransferState::Cancelled, Some(e.to_string())),
+                Err(e) if self.pauses(e) => (TransferState::Paused, Some(e.to_string())),
+                Err(e) => (TransferState::Failed, Some(e.to_string())),
+            };
+            v.state = state;
+            v.message = message;
+            v.reason = result.as_ref().err().map(TransferError::reason);
+            v.ended_ms = Some(unix_now_ms());
+            v.eta_secs = None;
+            v.rate = if state == TransferState::Done { v.rate } else { 0 };
+            if let Ok(o) = result {
+                v.failed = o.failed_count() as u32;
+                if v.files == 0 {
+                    v.files = o.files + v.failed;
+                }
+                v.files_done = v.files;
+                v.bytes = v.bytes.max(o.bytes);
+                v.percent = if v.failed == 0 { 100 } else { v.percent };
+                v.failures = o.failed.iter().take(progress::FAILURES_SHOWN).cloned().collect();
+                v.saved_as = saved_top(v.saved_to.as_deref(), &o.saved);
+            }
+        });
+    }
+}
+
+/// Where the one top-level file or folder of a receive was saved, when all of `saved` lies
+/// under one name in `dir`.
+pub(super) fn saved_top(dir: Option<&str>, saved: &[PathBuf]) -> Option<String> {
+    let dir = std::path::Path::new(dir?);
+    let top = |p: &PathBuf| p.strip_prefix(dir).ok()?.components().next().map(|c| c.as_os_str().to_owned());
+    let first = top(saved.first()?)?;
+    saved
+        .iter()
+        .all(|p| top(p).as_ref() == Some(&first))
+        .then(|| dir.join(first).display().to_string())
+}
+
+impl Ctx {
+    /// Move the transfer from the running ones to the recent ones (once).
+    pub(super) fn retire(&self) {
+        let Some(done) = lock(&self.shared.transfers.active).remove(&self.id) else {
+            return;
+        };
+        let mut recent = lock(&self.shared.transfers.recent);
+        if recent.len() >= RECENT {
+            recent.pop_front();
+        }
+        recent.push_back(done.view);
+    }
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        self.gone.cancel();
+        self.retire();
+    }
+}
+
+impl TransferView {
+    pub(super) fn new(ctx: &Ctx, state: TransferState) -> TransferView {
+        TransferView {
+            transfer: ctx.id.clone(),
+            peer: ctx.peer.clone(),
+            nick: ctx.nick.clone(),
+            direction: ctx.direction,
+            group: ctx.group.clone(),
+            state,
+            file: String::new(),
+            file_bytes: 0,
+            file_size: 0,
+            files_done: 0,
+            files: 0,
+            bytes: 0,
+            resumed: 0,
+            total: 0,
+            percent: 0,
+            rate: 0,
+            eta_secs: None,
+            failed: 0,
+            message: None,
+            reason: None,
+            saved_to: None,
+            name: String::new(),
+            via: None,
+            saved_as: None,
+            failures: Vec::new(),
+            started_ms: unix_now_ms(),
+            ended_ms: None,
+        }
+    }
+}
