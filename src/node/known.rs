@@ -1,17 +1,17 @@
 //! Places that stick: the peers a node remembers between runs. At start it drops the ones nobody
 //! would miss and dials the others at their remembered addresses at once, beside mDNS, so a
 //! one-shot command reaches a known peer in the time of a handshake rather than of a discovery.
-//! Faces forget and trust peers here.
+//! Faces forget and trust peers through `NodeHandle` (`handle.rs`).
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::peers::{FORGET_AFTER, PeerTable};
-use super::{Event, NodeHandle, Shared, conn, lock, off_thread};
+use super::{Event, Shared, conn, lock, off_thread};
 use crate::identity::PeerId;
 use crate::net::secure::HandshakeError;
 use crate::net::wire::Purpose;
@@ -183,73 +183,6 @@ async fn dial_one(shared: Arc<Shared>, id: PeerId, addr: SocketAddr, permit: Own
 fn is_own_address(addr: SocketAddr, listen: Option<SocketAddr>) -> bool {
     let Some(listen) = listen else { return false };
     addr.port() == listen.port() && (addr.ip() == listen.ip() || (addr.ip().is_loopback() && listen.ip().is_unspecified()))
-}
-
-impl NodeHandle {
-    /// Drop a peer's record and pinned key from the store, and the peer from the table, now. A
-    /// live connection to it is closed, so a forgotten peer that is still around is pinned
-    /// afresh on its next connection. Its chat history stays. False if it was not known.
-    pub async fn forget(&self, id: &PeerId) -> Result<bool> {
-        if id == self.id() {
-            bail!("that is this node itself");
-        }
-        let stored = {
-            let (shared, id) = (self.shared.clone(), id.clone());
-            off_thread(move || shared.store.forget_peer(&id)).await??
-        };
-        let removed = {
-            let mut table = self.shared.peers();
-            let removed = table.remove(id);
-            // The connection's own end finds no entry and stays silent: say it here, once, under
-            // the lock, so a connection that comes right back is told after this.
-            if let Some(p) = &removed {
-                if let Some(c) = &p.conn {
-                    c.cancel.cancel();
-                }
-                if p.announced {
-                    self.shared.emit(Event::PeerDown {
-                        id: id.clone(),
-                        nick: p.nick.clone(),
-                        reason: "forgotten".into(),
-                    });
-                }
-            }
-            removed
-        };
-        conn::pin_forgotten(&self.shared, id);
-        let known = stored || removed.is_some();
-        if known {
-            self.shared.touch();
-            self.shared.emit(Event::PeerForgotten { id: id.clone() });
-        }
-        Ok(known)
-    }
-
-    /// Auto-accept files from a peer (or stop), kept in the store.
-    /// The peer whose key is pinned to `spec` when it is a HOST:PORT given before.
-    pub async fn pinned_at(&self, spec: &str) -> Result<Option<PeerId>> {
-        if !super::looks_like_address(spec) {
-            return Ok(None);
-        }
-        let (shared, target) = (self.shared.clone(), spec.to_string());
-        Ok(off_thread(move || shared.store.address_pin(&target)).await??.map(|(id, _)| id))
-    }
-
-    pub async fn set_trusted(&self, id: &PeerId, trusted: bool) -> Result<()> {
-        let stored = {
-            let (shared, peer) = (self.shared.clone(), id.clone());
-            off_thread(move || shared.store.set_trusted(&peer, trusted)).await??
-        };
-        if !stored {
-            bail!("unknown peer {id}: it has never connected");
-        }
-        if let Some(p) = self.shared.peers().get_mut(id) {
-            p.trusted = trusted;
-        }
-        self.shared.touch();
-        self.shared.emit(Event::TrustChanged { id: id.clone(), trusted });
-        Ok(())
-    }
 }
 
 #[cfg(test)]
