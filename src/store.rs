@@ -81,7 +81,7 @@ const MIGRATIONS: &[&str] = &[
         public_key BLOB NOT NULL
     );
     CREATE INDEX address_pins_by_peer ON address_pins (peer);",
-    // Growth budgets (issue 10). Peers: when a key was first seen and how many control
+    // Growth budgets (what a peer may cost in rows; see `limits`). Peers: when a key was first seen and how many control
     // connections it made, so a key seen once expires sooner (rows from before count as seen
     // twice: they are not throwaways). Deliveries gain a refused state and its reason (SQLite
     // can't alter a CHECK, so the table is copied). chat_usage: bytes and lines stored per
@@ -146,7 +146,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX transfer_records_seq ON transfer_records (seq);",
 ];
 
-/// The step of the growth budgets (issue 10), which the migration test starts from.
+/// The step of the growth budgets, which the migration test starts from.
 #[cfg(test)]
 const GROWTH_STEP: usize = 6;
 

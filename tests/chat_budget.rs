@@ -1,4 +1,4 @@
-//! What one peer's chat may cost another (issue 10): a flood is refused or trimmed and the
+//! What one peer's chat may cost another: a flood is refused or trimmed and the
 //! database stays within its budget while honest peers still get through; keys seen once are
 //! forgotten; history comes out whole through the CLI, page by page.
 //!

@@ -10,7 +10,7 @@
 #       -> every send and every line succeeds; the attacker was refused with a reason and its
 #          held connections ended by h1's stall deadline (30 s); h1 still serves
 #
-# Prints "lockout: honest sends N/10, chat N/10; attack: ..." (the figures of issue 10).
+# Prints "lockout: honest sends N/10, chat N/10; attack: ..." (the figures the README quotes).
 # Env: LANYARD_BIN (default: target/debug/lanyard under the repo root), LOCKOUT_TEST_BIN (the
 #      lockout test binary; default: the newest lockout-* in $CARGO_TARGET_DIR or target/, debug),
 #      LANYARD_REQUIRE_NETNS=1, LANYARD_KEEP_TMP=1.
