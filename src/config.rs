@@ -16,6 +16,20 @@ use files::{FileConfig, Wanted};
 use crate::limits::MAX_NICK_BYTES;
 use crate::node::{DEFAULT_PORT, NodeConfig};
 
+/// A number from an undocumented environment variable that multi-host tests set to make a
+/// node misbehave on purpose (a shorter stall limit, a relay that corrupts what it forwards).
+/// Only with the `test-hooks` feature: without it the variable's name is not even in the
+/// binary, and the hook is never set.
+macro_rules! test_hook {
+    ($name:literal) => {{
+        #[cfg(feature = "test-hooks")]
+        let value: Option<u64> = std::env::var($name).ok().and_then(|v| v.trim().parse().ok());
+        #[cfg(not(feature = "test-hooks"))]
+        let value: Option<u64> = None;
+        value
+    }};
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "lanyard",
@@ -509,20 +523,16 @@ impl Config {
             advertise: false,
             accept_all: false,
             db_budget: Default::default(),
-            stall_timeout: test_hook("LANYARD_TEST_STALL_SECS")
+            stall_timeout: test_hook!("LANYARD_TEST_STALL_SECS")
                 .map(std::time::Duration::from_secs)
                 .unwrap_or(crate::limits::TRANSFER_STALL),
             resume: false,
-            corrupt_forward: test_hook("LANYARD_TEST_CORRUPT_FORWARD"),
+            #[cfg(feature = "test-hooks")]
+            corrupt_forward: test_hook!("LANYARD_TEST_CORRUPT_FORWARD"),
+            #[cfg(feature = "test-hooks")]
             relay_tamper: None,
         }
     }
-}
-
-/// A number from an undocumented environment variable that multi-host tests set to make a
-/// node misbehave on purpose (a shorter stall limit, a relay that corrupts what it forwards).
-fn test_hook(name: &str) -> Option<u64> {
-    std::env::var(name).ok()?.trim().parse().ok()
 }
 
 /// The platform's download dir + `lanyard`, else `~/Downloads/lanyard` (Linux without XDG user

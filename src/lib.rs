@@ -14,10 +14,14 @@
 //! - [`cli`]: the faces without a screen: one-shot commands and `serve`.
 //! - [`ui`]: the terminal UI, the face people launch (`lanyard`).
 //!
-//! `fuzzing` (hidden) only opens private checks to the fuzz targets and property tests.
+//! `fuzzing` (hidden, only with the `test-hooks` feature) opens private checks to the fuzz targets
+//! and property tests.
+
+#![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod config;
+#[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod identity;

@@ -39,13 +39,13 @@ fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     }
 }
 
-/// The crate modules `text` names as `crate::x` or `lanyard::x`, outside `#[cfg(test)]` parts.
+/// The crate modules `text` names as `crate::x` or `lanyard::x`, anywhere in the file: a test
+/// module that reaches upward is as much a smell as code that does.
 fn imports(text: &str) -> BTreeSet<String> {
-    let code = text.split("#[cfg(test)]").next().unwrap_or(text);
     let mut out = BTreeSet::new();
     for prefix in ["crate::", "lanyard::"] {
-        for (i, _) in code.match_indices(prefix) {
-            let rest = &code[i + prefix.len()..];
+        for (i, _) in text.match_indices(prefix) {
+            let rest = &text[i + prefix.len()..];
             let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
             // Doc links and comments count too: a comment that points upward is a smell.
             if !name.is_empty() {
@@ -82,16 +82,63 @@ fn modules_import_only_the_layers_below_them() {
     assert!(bad.is_empty(), "layering broken:\n{}", bad.join("\n"));
 }
 
-#[test]
-fn faces_stay_off_the_node_internals() {
-    let mut files = Vec::new();
-    for face in ["src/cli", "src/ui"] {
-        rust_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join(face), &mut files);
-    }
-    for file in files {
-        let text = std::fs::read_to_string(&file).unwrap();
-        for internal in ["Shared", "node::conn", "node::peers::PeerTable", "shared."] {
-            assert!(!text.contains(internal), "{} uses {internal}", file.display());
+/// The parts of `node` a face may name: the face API and what it re-exports, the control
+/// socket, the event stream and the snapshot.
+const FACE_API: &[&str] = &["api", "control", "events", "snapshot"];
+
+/// Every `node::NAME` in `text` whose NAME is not one of `FACE_API`, with its line.
+fn node_internals(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        for (i, _) in line.match_indices("node::") {
+            // `node::` inside another name (`inode::`) is not the module.
+            let before = line[..i].chars().next_back();
+            if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+                continue;
+            }
+            let rest = &line[i + "node::".len()..];
+            // `node::{…}` names items of `node` itself: never the face API.
+            let name: String = if rest.starts_with('{') {
+                "{".into()
+            } else {
+                rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect()
+            };
+            if !FACE_API.contains(&name.as_str()) {
+                out.push(format!("line {}: node::{name}", n + 1));
+            }
         }
     }
+    out
+}
+
+#[test]
+fn faces_stay_off_the_node_internals() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("src/main.rs")];
+    for face in ["src/cli", "src/ui"] {
+        rust_files(&root.join(face), &mut files);
+    }
+    let mut bad = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for internal in node_internals(&text) {
+            bad.push(format!("{} {internal}", file.display()));
+        }
+        for internal in ["Shared", "shared."] {
+            if text.contains(internal) {
+                bad.push(format!("{} uses {internal}", file.display()));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "faces reach into the node:\n{}", bad.join("\n"));
+}
+
+#[test]
+fn the_internals_check_sees_what_it_forbids() {
+    assert_eq!(node_internals("use crate::node::api::{Reply, Request};"), Vec::<String>::new());
+    assert_eq!(node_internals("crate::node::control::Client"), Vec::<String>::new());
+    assert_eq!(node_internals("use crate::node::transfer::wire::Item;"), ["line 1: node::transfer"]);
+    assert_eq!(node_internals("x\nuse crate::node::{PeerId, Event};"), ["line 2: node::{"]);
+    assert_eq!(node_internals("let n = crate::node::conn::dial;"), ["line 1: node::conn"]);
+    assert_eq!(node_internals("inode::x"), Vec::<String>::new());
 }

@@ -1,4 +1,4 @@
-//! `lanyard doctor`: the checks of [`crate::node::doctor`], a verdict per line, exit 1 when one
+//! `lanyard doctor`: the checks of [`crate::node::api::examine`], a verdict per line, exit 1 when one
 //! fails.
 
 use std::process::ExitCode;
@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 
 use crate::config::Config;
-use crate::node::doctor::{Exam, Verdict, examine};
+use crate::node::api::{Exam, Verdict, examine};
 use crate::text::printable;
 
 pub async fn run(config: &Config, wait: f64) -> Result<ExitCode> {

@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 
 use super::output;
 use crate::config::Config;
-use crate::node::ChatEntry;
+use crate::node::api::ChatEntry;
 use crate::node::api::{HISTORY_PAGE, Reply, Request};
 use crate::node::control::Client;
 

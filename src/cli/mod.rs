@@ -156,8 +156,8 @@ fn print_note(reply: Reply) {
 }
 
 async fn id(config: &Config, json: bool) -> Result<ExitCode> {
-    let me = crate::node::identity_of(&config.data_dir)?;
-    let nick = crate::node::nick::nick_in(&config.data_dir, config.nick_given.as_deref())?;
+    let me = crate::node::api::identity_of(&config.data_dir)?;
+    let nick = crate::node::api::nick_in(&config.data_dir, config.nick_given.as_deref())?;
     let listen = running_listen_addr(config).await;
     if json {
         let v = serde_json::json!({ "id": me.0, "fingerprint": me.1, "nick": nick, "listen": listen });
@@ -231,7 +231,7 @@ async fn say(config: &Config, peer: String, text: String, queue: bool, timeout: 
         bail!("--timeout must be between 0 and 86400 seconds");
     }
     // Refused here too, so an oversized line never travels to the running node.
-    crate::node::chat::check_text(&text)?;
+    crate::node::api::check_text(&text)?;
     let request = Request::Say {
         peer,
         text,

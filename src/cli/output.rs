@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::node::{ChatEntry, Direction, OfferView, PeerInfo, Reason, TransferState, TransferView};
+use crate::node::api::{ChatEntry, Direction, OfferView, PeerInfo, Reason, TransferState, TransferView};
 use crate::text::{human_bytes, is_clean, is_hostile, plural, printable};
 
 /// Unix milliseconds now.
@@ -252,12 +252,10 @@ pub fn is_closed_pipe(e: &std::io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::Identity;
-    use crate::node::Delivery;
-    use crate::node::chat::Recipient;
+    use crate::node::api::{Delivery, PeerId, Recipient};
 
     fn entry(nick: &str, text: &str, state: Option<Delivery>) -> ChatEntry {
-        let peer = Identity::generate().unwrap().id().clone();
+        let peer = PeerId::parse("abcdefghijklmnop").unwrap();
         ChatEntry {
             id: "0".repeat(32),
             conversation: peer.to_string(),
@@ -282,7 +280,7 @@ mod tests {
 
     #[test]
     fn transfer_rows_say_each_thing_once_and_name_who_and_what() {
-        let peer = Identity::generate().unwrap().id().clone();
+        let peer = PeerId::parse("abcdefghijklmnop").unwrap();
         let view = |direction, state, message: Option<&str>| TransferView {
             transfer: "00000000000000aa".into(),
             peer: peer.clone(),

@@ -12,7 +12,9 @@ use anyhow::Result;
 use super::output::utc_clock_now;
 use super::serve_json;
 use crate::config::Config;
-use crate::node::{Direction, Envelope, Event, NodeHandle, RecvError, TransferState, TransferView, control};
+use crate::node::api::{Direction, NodeHandle, TransferState, TransferView};
+use crate::node::control;
+use crate::node::events::{Envelope, Event, RecvError};
 use crate::text::{human_bytes, plural, printable};
 
 /// A running transfer's progress is logged at most this often (its changes of state always).

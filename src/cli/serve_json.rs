@@ -9,7 +9,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::output::{json, json_value_line, unix_now_ms};
-use crate::node::{Envelope, Event, PeerId};
+use crate::node::api::PeerId;
+use crate::node::events::{Envelope, Event};
 
 /// The version of this format.
 pub const VERSION: u64 = 1;
@@ -177,14 +178,15 @@ fn objects(event: &Event) -> Vec<(&'static str, Value)> {
 /// Whether a transfer state is one scripts see as `progress` (kept for the docs' sake: every
 /// state but the finished ones).
 #[cfg(test)]
-fn shown_as_progress(state: crate::node::TransferState) -> bool {
+fn shown_as_progress(state: crate::node::api::TransferState) -> bool {
     !state.is_finished()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::{Direction, PeerId, ReceivedFile, TransferState};
+    use crate::node::api::{Direction, PeerId, TransferState};
+    use crate::node::events::ReceivedFile;
 
     fn peer() -> PeerId {
         PeerId::parse("aaaaaaaaaaaaaaaa").expect("a valid id")

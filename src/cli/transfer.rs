@@ -11,9 +11,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::output;
 use crate::config::Config;
+use crate::node::api::{EntryKind, Outcome, ShareEntry, TransferState, TransferView};
 use crate::node::api::{Reply, Request};
 use crate::node::control::Client;
-use crate::node::{EntryKind, Outcome, ShareEntry, TransferState, TransferView};
 use crate::text::{human_bytes, io_reason, one_line, plural, printable};
 
 // ---- the terminal side ----

@@ -16,6 +16,8 @@ use crate::identity::PeerId;
 pub use crate::limits::HANDSHAKE_TIMEOUT;
 use crate::net::wire::{Hello, Purpose};
 pub use handshake::{HandshakeError, accept, connect};
+// The fuzz targets reach the handshake through `fuzzing`.
+#[cfg(feature = "test-hooks")]
 pub(crate) use handshake::{check_preamble, respond};
 pub use liveness::{CONTROL_GONE_AFTER, CONTROL_PROBE_AFTER, CONTROL_PROBE_EVERY, CONTROL_PROBES};
 pub use records::{SecureReader, SecureWriter};

@@ -14,12 +14,23 @@ use anyhow::{Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::chat::{ChatTarget, Page};
-use super::{
-    ChatEntry, Envelope, Event, NodeHandle, OfferItem, OfferView, Outcome, PeerId, PeerInfo, RecvError, ShareEntry, Snapshot, TransferView,
-};
+use super::chat::Page;
+use super::{Envelope, Event, OfferItem, RecvError, Snapshot};
 /// Lines a `History` call answers at most: the faces page with it.
 pub use crate::limits::HISTORY_PAGE;
+
+// What a face may name besides requests and replies: the types they carry, the handle a face in
+// the same process holds, and the few checks a face makes before it asks. Faces reach the node
+// only through `api`, `control`, `events` and `snapshot`.
+pub use super::chat::{ChatTarget, Delivery, ROOM, Recipient, check_text};
+pub use super::doctor::{Exam, Verdict, examine};
+pub use super::names::{Named, label};
+pub use super::nick::nick_in;
+pub use super::share::EntryKind;
+pub use super::transfer::{Direction, Reason, TransferState};
+pub use super::{
+    ChatEntry, DEFAULT_PORT, NodeHandle, OfferView, Outcome, PeerId, PeerInfo, ShareEntry, TransferView, identity_of, validate_nick,
+};
 
 /// How long a PEER named by a face may take to be discovered or connected.
 const RESOLVE_WAIT: Duration = Duration::from_secs(5);

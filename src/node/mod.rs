@@ -17,7 +17,7 @@ pub mod nick;
 pub mod peers;
 pub mod share;
 mod slots;
-mod snapshot;
+pub mod snapshot;
 pub mod transfer;
 
 use std::collections::HashMap;
@@ -70,7 +70,8 @@ pub struct NodeConfig {
     /// on the same machine); 0 makes a taken port an error.
     pub listen_fallback: u16,
     pub manual_peers: Vec<String>,
-    /// Browse with mDNS. Off in tests outside network namespaces: see DEVELOPERS.md.
+    /// Browse with mDNS. Off in tests outside network namespaces, whose nodes would otherwise
+    /// find (and be found by) every lanyard on the real LAN.
     pub mdns: bool,
     /// Also announce ourselves over mDNS (only meaningful with `mdns` and `listen`).
     pub advertise: bool,
@@ -83,15 +84,18 @@ pub struct NodeConfig {
     /// running: `serve`, the TUI); a one-shot command leaves them to the next such node.
     pub resume: bool,
     /// Test hook: as a relay, flip a byte of the forwarded segment with this number.
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub corrupt_forward: Option<u64>,
     /// Test hook: as a relay, lie instead of forwarding (see [`RelayTamper`]).
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub relay_tamper: Option<RelayTamper>,
 }
 
 /// Test hook: what a hostile relay does with the chain it is handed, for the tests that show a
 /// sender believes none of it.
+#[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 #[derive(Debug, Clone)]
 pub enum RelayTamper {
@@ -120,7 +124,9 @@ impl NodeConfig {
             db_budget: chat::DbBudget::default(),
             stall_timeout: crate::limits::TRANSFER_STALL,
             resume: false,
+            #[cfg(feature = "test-hooks")]
             corrupt_forward: None,
+            #[cfg(feature = "test-hooks")]
             relay_tamper: None,
         }
     }

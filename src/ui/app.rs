@@ -19,14 +19,13 @@ use super::files::{Entry, Local, Remote};
 use super::input::Line;
 use super::keys::{Action, Context, Pane, action};
 use super::layout::Areas;
-use crate::node::api::{Reply, Request};
-use crate::node::chat::Recipient;
-use crate::node::names::{self, Named};
-use crate::node::{ChatEntry, Delivery, Envelope, Event, Me, OfferView, PeerId, PeerInfo, ROOM, Snapshot, TransferView};
+use crate::node::api::{
+    ChatEntry, Delivery, HISTORY_PAGE, Named, OfferView, PeerId, PeerInfo, ROOM, Recipient, Reply, Request, TransferView, label,
+};
+use crate::node::events::{Envelope, Event};
+use crate::node::snapshot::{Me, Snapshot};
 use crate::text::printable;
 
-/// History lines loaded when a conversation is first opened.
-pub const HISTORY_PAGE: usize = 500;
 /// Lines kept per conversation in memory (older ones are in the store).
 const KEEP_LINES: usize = 5_000;
 /// Finished transfers shown (the node keeps its own recent list).
@@ -311,13 +310,13 @@ impl App {
     }
 
     /// A peer's name as people should see it: the nick, plus what tells it apart when it could
-    /// mislead (another peer's nick, shaped like an id): see `node::names`.
+    /// mislead (another peer's nick, shaped like an id): see `api::label`.
     pub fn peer_name(&self, id: &PeerId) -> String {
         let Some(p) = self.peers.iter().find(|p| &p.id == id) else {
             return id.short().to_string();
         };
         let all: Vec<Named> = self.peers.iter().map(Named::of).collect();
-        names::label(Named::of(p), &all)
+        label(Named::of(p), &all)
     }
 
     pub fn conversation(&self, id: &str) -> Option<&Conversation> {

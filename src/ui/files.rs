@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
-use crate::node::{EntryKind, ShareEntry};
+use crate::node::api::{EntryKind, ShareEntry};
 
 /// One row of a column.
 #[derive(Debug, Clone, PartialEq, Eq)]

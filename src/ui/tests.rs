@@ -11,12 +11,10 @@ use super::app::{App, Cmd, Msg, Overlay};
 use super::files::Entry;
 use super::keys::Pane;
 use super::view::{Theme, draw};
-use crate::node::api::{Reply, Request};
-use crate::node::chat::Recipient;
-use crate::node::{
-    ChatEntry, ConversationView, Delivery, Direction, Envelope, Event, Me, OfferView, PeerId, PeerInfo, ROOM, Snapshot, TransferState,
-    TransferView,
-};
+use crate::node::api::{ChatEntry, Delivery, Direction, OfferView, PeerId, PeerInfo, ROOM, TransferState, TransferView};
+use crate::node::api::{Recipient, Reply, Request};
+use crate::node::events::{Envelope, Event};
+use crate::node::snapshot::{ConversationView, Me, Snapshot};
 
 /// A fixed instant (2026-11-29 10:00 UTC), so that drawn times don't change.
 const T0: u64 = 1_795_946_400_000;
@@ -70,7 +68,7 @@ fn transfer(seed: u8, peer: &PeerId, nick: &str, direction: Direction, state: Tr
         eta_secs: Some(42),
         failed: 0,
         message: (state == TransferState::Failed).then(|| "bob stopped receiving (connection lost); sending again resumes".into()),
-        reason: (state == TransferState::Failed).then_some(crate::node::Reason::ConnectionLost),
+        reason: (state == TransferState::Failed).then_some(crate::node::api::Reason::ConnectionLost),
         saved_to: (direction == Direction::Receive).then(|| "/home/ada/Downloads/lanyard".into()),
         name: String::new(),
         via: None,
@@ -725,14 +723,14 @@ fn relayed_lab() -> App {
     let mut to_carol = group(transfer(12, &carol, "carol", Direction::Send, TransferState::Running, 26));
     to_carol.via = Some("bob".into());
     let mut to_dee = group(transfer(13, &dee, "dee", Direction::Send, TransferState::Rejected, 0));
-    (to_dee.bytes, to_dee.message, to_dee.reason) = (0, Some("rejected".into()), Some(crate::node::Reason::Rejected));
+    (to_dee.bytes, to_dee.message, to_dee.reason) = (0, Some("rejected".into()), Some(crate::node::api::Reason::Rejected));
     let mut from_dee = transfer(14, &dee, "dee", Direction::Receive, TransferState::Done, 100);
     from_dee.name = "project/ (214 files)".into();
     from_dee.via = Some("bob".into());
     from_dee.saved_as = Some("/home/ada/Downloads/lanyard/project (1)".into());
     let mut cancelled = transfer(15, &bob, "bob", Direction::Send, TransferState::Cancelled, 30);
     (cancelled.name, cancelled.message) = ("report.pdf".into(), Some("cancelled".into()));
-    cancelled.reason = Some(crate::node::Reason::CancelledBySender);
+    cancelled.reason = Some(crate::node::api::Reason::CancelledBySender);
     let mut failed = transfer(16, &bob, "bob", Direction::Receive, TransferState::Failed, 30);
     failed.name = "a.txt and 2 more (3 files)".into();
     failed.failed = 2;
@@ -953,7 +951,7 @@ fn the_local_column_follows_its_folder_and_d_goes_to_the_downloads() {
         event: Event::FilesReceived {
             transfer: "t".into(),
             peer: dee,
-            files: vec![crate::node::ReceivedFile {
+            files: vec![crate::node::events::ReceivedFile {
                 path: "/home/ada/Downloads/lanyard/photos/001.jpg".into(),
                 size: 1,
             }],

@@ -1,10 +1,13 @@
 //! Test hooks: what a test makes the next data stream do, and what it pretends the disk has.
+//! The calls that set them exist only with the `test-hooks` feature.
 
 use tokio_util::sync::CancellationToken;
 
 use std::sync::Mutex;
 
-use crate::node::{NodeHandle, lock};
+#[cfg(feature = "test-hooks")]
+use crate::node::NodeHandle;
+use crate::node::lock;
 
 /// What a test makes the next data stream do once this many bytes of one file went by:
 /// stand in, deterministically, for a crash or pulled cable (`Disconnect`), a peer that stops
@@ -12,6 +15,8 @@ use crate::node::{NodeHandle, lock};
 /// ends), or a receiver that falls behind for a while (`Hold`: it stops reading until the
 /// test lets it go on, so the sender's writes block mid-way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// Without the hooks nothing sets a fault: the streams still look (and find none).
+#[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
 pub(crate) enum Fault {
     Disconnect(u64),
     Stall(u64),
@@ -37,6 +42,7 @@ impl Faults {
     }
 }
 
+#[cfg(feature = "test-hooks")]
 impl NodeHandle {
     /// Test hook: the next file streamed by this node (either direction) breaks its
     /// connection after `bytes` bytes, as a crash or a pulled cable would.

@@ -294,6 +294,7 @@ fn validate_with(
 
 /// [`ReceivedManifest::validate`] of items held in memory: each path's components, or why the offer is
 /// refused. For the fuzz targets and property tests, which have no spool.
+#[cfg(feature = "test-hooks")]
 pub(crate) fn validate_items(items: &[Item]) -> Result<Vec<Vec<String>>, String> {
     let mut walk = |f: &mut dyn FnMut(&str, bool) -> Result<(), ManifestRefusal>| items.iter().try_for_each(|i| f(&i.path, i.dir));
     match validate_with(&mut walk, items.len(), None) {

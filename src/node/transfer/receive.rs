@@ -310,7 +310,11 @@ async fn exchange(
     let (tap, reports) = if header.relay.is_empty() {
         (None, None)
     } else {
-        let tap = Arc::new(Tap::new(ctx.shared.config.corrupt_forward));
+        #[cfg(feature = "test-hooks")]
+        let corrupt = ctx.shared.config.corrupt_forward;
+        #[cfg(not(feature = "test-hooks"))]
+        let corrupt = None;
+        let tap = Arc::new(Tap::new(corrupt));
         let origin = header.origin.clone().unwrap_or_else(|| ctx.peer.as_str().to_string());
         let reports = relay::start_forward(ctx, origin, header.relay.clone(), manifest.clone(), tap.clone(), forwarding.clone());
         (Some(tap), Some(reports))

@@ -674,6 +674,7 @@ pub(crate) fn start_forward(
             }
         };
         let m = SendManifest::relayed(items);
+        #[cfg(feature = "test-hooks")]
         let hops = match shared.config.relay_tamper.clone() {
             None => hops,
             Some(crate::node::RelayTamper::Redirect(peer)) => vec![hop_of(&shared, &peer)],

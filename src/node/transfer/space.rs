@@ -48,6 +48,7 @@ pub(crate) fn margin(needed: u64) -> u64 {
 }
 
 impl Space {
+    #[cfg(feature = "test-hooks")]
     pub(crate) fn pretend_free(&self, bytes: Option<u64>) {
         *lock(&self.pretend_free) = bytes;
     }

@@ -70,7 +70,7 @@ impl App {
             self.say("/nick NAME changes your nick");
             return Some(Vec::new());
         }
-        if let Err(e) = crate::node::validate_nick(&nick) {
+        if let Err(e) = crate::node::api::validate_nick(&nick) {
             self.say(format!("{e} (this one has {} bytes)", nick.len()));
             return Some(Vec::new());
         }

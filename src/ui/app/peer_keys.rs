@@ -121,7 +121,7 @@ impl App {
 /// address without a port is bracketed first).
 pub(super) fn with_port(typed: &str) -> Result<String, String> {
     use std::net::{Ipv6Addr, SocketAddr};
-    let port = crate::node::DEFAULT_PORT;
+    let port = crate::node::api::DEFAULT_PORT;
     if typed.is_empty() {
         return Err("type the address of a machine running lanyard".into());
     }

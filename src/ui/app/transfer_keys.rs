@@ -35,7 +35,7 @@ impl App {
             }
             Action::Cancel => match self.current_transfer() {
                 // A paused one is cancelled for good (its partial data goes).
-                Some(t) if !t.state.is_finished() || t.state == crate::node::TransferState::Paused => {
+                Some(t) if !t.state.is_finished() || t.state == crate::node::api::TransferState::Paused => {
                     let request = Request::Cancel {
                         transfer: t.transfer.clone(),
                     };
@@ -52,7 +52,7 @@ impl App {
                     self.say("that transfer is still running");
                     Vec::new()
                 }
-                Some(t) if t.state == crate::node::TransferState::Paused => {
+                Some(t) if t.state == crate::node::api::TransferState::Paused => {
                     let request = Request::Resume {
                         transfer: t.transfer.clone(),
                     };

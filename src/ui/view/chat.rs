@@ -9,7 +9,7 @@ use ratatui::widgets::Paragraph;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use super::{Theme, block, bytes, pane_focused, styled};
-use crate::node::{ChatEntry, Delivery, Direction, ROOM, TransferState, TransferView};
+use crate::node::api::{ChatEntry, Delivery, Direction, ROOM, TransferState, TransferView};
 use crate::text::printable;
 use crate::ui::app::App;
 use crate::ui::keys::Pane;

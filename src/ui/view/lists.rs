@@ -7,7 +7,7 @@ use ratatui::widgets::{List, ListItem, ListState, Paragraph};
 use unicode_width::UnicodeWidthStr;
 
 use super::{Theme, bar, block, bytes, clean, duration, fit, pane_focused, styled};
-use crate::node::{Direction, ROOM, Reason, TransferState, TransferView};
+use crate::node::api::{Direction, ROOM, Reason, TransferState, TransferView};
 use crate::ui::app::App;
 use crate::ui::files::Listing;
 use crate::ui::keys::Pane;
@@ -122,7 +122,7 @@ pub fn files(frame: &mut Frame, app: &App, theme: &Theme, areas: &Areas) {
         "an empty folder",
     );
     let selected = app.selected_peer().map(|p| p.id.clone());
-    let shown = app.remote.peer.as_deref().and_then(crate::node::PeerId::parse);
+    let shown = app.remote.peer.as_deref().and_then(crate::node::api::PeerId::parse);
     let (title, empty) = match (shown, selected) {
         (Some(id), Some(sel)) if id == sel => {
             let who = app.peer_name(&id);

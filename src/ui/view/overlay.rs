@@ -7,7 +7,7 @@ use ratatui::widgets::{Clear, Paragraph, Wrap};
 
 use super::lists::{group_progress, home_short, state_text, what_text};
 use super::{Theme, block, bytes, clean, styled};
-use crate::node::{Direction, TransferState, TransferView};
+use crate::node::api::{Direction, TransferState, TransferView};
 use crate::text::{plural, printable};
 use crate::ui::app::{App, Overlay};
 use crate::ui::help::{self, Part};
