@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestNode, connect};
+use common::{PATIENCE, TestNode, connect};
 use lanyard::identity::Identity;
 use lanyard::node::{Event, NodeConfig, NodeHandle};
 use lanyard::store::{DB_FILE, Store, StoredPeer, unix_now};
@@ -55,7 +55,7 @@ async fn a_browsing_node_reaches_a_remembered_peer_without_being_told_where() {
 
     let bob = NodeHandle::start(browsing(dir.path())).await.unwrap();
     ada.expect_up(&bob_id).await;
-    assert!(bob.wait_online(&ada_id, Duration::from_secs(10)).await);
+    assert!(bob.wait_online(&ada_id, PATIENCE).await);
     assert_eq!(bob.resolve("ada", Duration::from_secs(1)).await.unwrap(), ada_id);
     bob.shutdown().await;
 }

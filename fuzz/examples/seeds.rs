@@ -10,7 +10,7 @@ use lanyard::net::frame;
 use lanyard::net::wire::{
     ByeReason, ControlMsg, Hello, MAGIC, MAX_CHAT_TEXT, MAX_HINT_ADDR_BYTES, MAX_NICK_BYTES, MAX_PEER_HINTS, PROTOCOL_VERSION, PeerHint,
 };
-use lanyard::node::transfer::names::{MAX_COMPONENT_BYTES, MAX_DEPTH, MAX_PATH_BYTES};
+use lanyard::node::transfer::file_names::{MAX_COMPONENT_BYTES, MAX_DEPTH, MAX_PATH_BYTES};
 use lanyard::node::transfer::wire::{Item, MAX_REASON_BYTES, MAX_SEGMENT, TransferMsg};
 
 /// Raw-bytes mode of a target's first byte (see `lanyard_fuzz::raw_or`).
@@ -238,7 +238,8 @@ fn transfer_msgs() -> Vec<TransferMsg> {
             resume: vec![(0, 4096), (u32::MAX, u64::MAX)],
         },
         TransferMsg::Reject {
-            reason: "é".repeat(MAX_REASON_BYTES),
+            code: lanyard::reason::Reason::Rejected,
+            text: Some("é".repeat(MAX_REASON_BYTES)),
         },
         TransferMsg::FileStart { index: 0, offset: 0 },
         TransferMsg::Data { len: MAX_SEGMENT + 1 },
@@ -250,7 +251,8 @@ fn transfer_msgs() -> Vec<TransferMsg> {
         },
         TransferMsg::FileAbort {
             index: 1,
-            reason: "changed".into(),
+            code: lanyard::reason::Reason::Other,
+            text: Some("changed".into()),
         },
         TransferMsg::FileOk {
             index: 3,
@@ -263,12 +265,17 @@ fn transfer_msgs() -> Vec<TransferMsg> {
         TransferMsg::FileOk { index: 3, saved_as: None },
         TransferMsg::FileFailed {
             index: 2,
-            reason: "x\u{1b}[2J".into(),
+            code: lanyard::reason::Reason::BadData,
+            text: Some("x\u{1b}[2J".into()),
         },
         TransferMsg::Done,
-        TransferMsg::Cancel { reason: "no".into() },
+        TransferMsg::Cancel {
+            code: lanyard::reason::Reason::CancelledBySender,
+            text: Some("no".into()),
+        },
         TransferMsg::Error {
-            message: "disk full".into(),
+            code: lanyard::reason::Reason::DiskFull,
+            text: None,
         },
     ];
     msgs.extend(offers().into_iter().map(|items| TransferMsg::Items { items }));

@@ -182,6 +182,10 @@ pub fn items(u: &mut Unstructured) -> Result<Vec<Item>> {
 
 pub fn transfer_msg(u: &mut Unstructured) -> Result<TransferMsg> {
     let reason = |u: &mut Unstructured| text(u, MAX_REASON_BYTES);
+    // A code as the wire carries it (its name, which an unknown one reads as `other`), and the
+    // optional words beside it.
+    let code = |u: &mut Unstructured| -> Result<lanyard::reason::Reason> { Ok(lanyard::reason::Reason::from_code(&reason(u)?)) };
+    let words = |u: &mut Unstructured| -> Result<Option<String>> { if u.arbitrary()? { Ok(Some(reason(u)?)) } else { Ok(None) } };
     Ok(match u.int_in_range(0..=16u8)? {
         0 => TransferMsg::Offer {
             transfer: u.arbitrary()?,
@@ -217,7 +221,10 @@ pub fn transfer_msg(u: &mut Unstructured) -> Result<TransferMsg> {
             more: u.arbitrary()?,
         },
         5 => TransferMsg::Accept { resume: u.arbitrary()? },
-        6 => TransferMsg::Reject { reason: reason(u)? },
+        6 => TransferMsg::Reject {
+            code: code(u)?,
+            text: words(u)?,
+        },
         7 => TransferMsg::FileStart {
             index: u.arbitrary()?,
             offset: u.arbitrary()?,
@@ -234,7 +241,8 @@ pub fn transfer_msg(u: &mut Unstructured) -> Result<TransferMsg> {
         },
         10 => TransferMsg::FileAbort {
             index: u.arbitrary()?,
-            reason: reason(u)?,
+            code: code(u)?,
+            text: words(u)?,
         },
         11 => TransferMsg::FileOk {
             index: u.arbitrary()?,
@@ -242,11 +250,18 @@ pub fn transfer_msg(u: &mut Unstructured) -> Result<TransferMsg> {
         },
         12 => TransferMsg::FileFailed {
             index: u.arbitrary()?,
-            reason: reason(u)?,
+            code: code(u)?,
+            text: words(u)?,
         },
         13 if u.arbitrary()? => TransferMsg::Done,
         13 => TransferMsg::RelayDone,
-        14 => TransferMsg::Cancel { reason: reason(u)? },
-        _ => TransferMsg::Error { message: reason(u)? },
+        14 => TransferMsg::Cancel {
+            code: code(u)?,
+            text: words(u)?,
+        },
+        _ => TransferMsg::Error {
+            code: code(u)?,
+            text: words(u)?,
+        },
     })
 }

@@ -25,7 +25,7 @@ lanyard_release_bin() {
 }
 
 lanyard__bin() {
-    local here repo profile=$1 build="cargo build"
+    local here repo profile=$1 build="cargo build --features test-hooks"
     here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
     repo=$(git -C "$here" rev-parse --show-toplevel 2>/dev/null) || repo=$(cd "$here/../.." && pwd)
     [ "$profile" = debug ] || build="cargo build --$profile"
