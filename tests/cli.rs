@@ -292,3 +292,61 @@ fn a_closed_pipe_ends_a_command_quietly() {
         assert_eq!(stderr(&out), "", "{args:?}");
     }
 }
+
+/// `lanyard offers | head`, `history | head`, `peers --json | head -c 10`: every command that
+/// lists something, through a running node, ends quietly when its reader is gone.
+#[test]
+fn every_listing_command_ends_quietly_on_a_closed_pipe() {
+    let home = tempfile::tempdir().unwrap();
+    let (da, db) = (home.path().join("a"), home.path().join("b"));
+    let da = da.to_str().unwrap();
+    let a = Serve::start(home.path(), &["--data-dir", da, "--nick", "ada"]);
+    let listening = a.expect("listening");
+    let port = listening["addr"].as_str().unwrap().rsplit(':').next().unwrap().to_string();
+    let _b = Serve::start(
+        home.path(),
+        &[
+            "--data-dir",
+            db.to_str().unwrap(),
+            "--nick",
+            "bob",
+            "--peer",
+            &format!("127.0.0.1:{port}"),
+        ],
+    );
+    a.expect("peer_up");
+    // Something to list in every listing.
+    for to in ["#all", "bob"] {
+        let o = run(lanyard(home.path()).args(["say", to, "hello", "--data-dir", da]));
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    for args in [
+        vec!["offers"],
+        vec!["history", "#all"],
+        vec!["history", "#all", "--json"],
+        vec!["history", "bob"],
+        vec!["peers", "--json"],
+        vec!["peers"],
+        vec!["transfers"],
+        vec!["id", "--json"],
+    ] {
+        // The listing is there to be written when the pipe is open.
+        let listed = run(lanyard(home.path()).args(&args).args(["--data-dir", da]));
+        assert!(
+            listed.status.success() && !listed.stdout.is_empty(),
+            "{args:?}: {}",
+            stderr(&listed)
+        );
+        let mut child = lanyard(home.path())
+            .args(&args)
+            .args(["--data-dir", da])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("lanyard runs");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{args:?}: {:?} {}", out.status, stderr(&out));
+        assert_eq!(stderr(&out), "", "{args:?}");
+    }
+}

@@ -6,6 +6,7 @@
 //!
 //! - at most one dial per [`DIAL_SPACING_PER_ADDRESS`] to one IP address, whatever port or id;
 //! - at most [`DIAL_RATE`] dials a second in all (a bucket of as many);
+//! - one dial at a time to one port: the next waits for the outcome of the last;
 //! - a port that did not answer as lanyard (refused, silent, another protocol) is dialled again
 //!   only after an exponential back-off, [`DIAL_BACKOFF_MIN`] doubling up to [`DIAL_BACKOFF_MAX`];
 //! - where a lanyard key answered, dials expecting another id wait [`DIAL_ANSWERED_HOLD`]: the
@@ -18,7 +19,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::identity::PeerId;
-use crate::limits::{DIAL_ADDRS_KEPT, DIAL_ANSWERED_HOLD, DIAL_BACKOFF_MAX, DIAL_BACKOFF_MIN, DIAL_RATE, DIAL_SPACING_PER_ADDRESS};
+use crate::limits::{
+    CONNECT_TIMEOUT, DIAL_ADDRS_KEPT, DIAL_ANSWERED_HOLD, DIAL_BACKOFF_MAX, DIAL_BACKOFF_MIN, DIAL_RATE, DIAL_SPACING_PER_ADDRESS,
+    HANDSHAKE_TIMEOUT,
+};
 use crate::net::secure::HandshakeError;
 
 /// Whether a dial may go now.
@@ -57,9 +61,26 @@ struct Port {
     /// Not dialled again before then (back-off after failures).
     next: Instant,
     failures: u32,
+    /// A dial to it is under way (until then at the latest): the next waits for its outcome.
+    busy_until: Option<Instant>,
     /// The key that last answered here, and when.
     answered: Option<(PeerId, Instant)>,
 }
+
+impl Port {
+    fn new(now: Instant) -> Port {
+        Port {
+            next: now,
+            failures: 0,
+            busy_until: None,
+            answered: None,
+        }
+    }
+}
+
+/// The longest a dial takes (connect, then handshake): a port whose outcome never came (the
+/// dialler ended) is free again after it.
+const DIAL_TAKES_AT_MOST: Duration = CONNECT_TIMEOUT.saturating_add(HANDSHAKE_TIMEOUT);
 
 #[derive(Debug)]
 pub(crate) struct DialGate {
@@ -93,6 +114,11 @@ impl DialGate {
             if now < port.next {
                 later = later.max(Some(port.next));
             }
+            if let Some(busy) = port.busy_until
+                && now < busy
+            {
+                later = later.max(Some(busy));
+            }
         }
         if let Some(next) = self.ips.get(&addr.ip())
             && now < *next
@@ -114,21 +140,14 @@ impl DialGate {
         }
         self.tokens -= 1.0;
         self.ips.insert(addr.ip(), now + DIAL_SPACING_PER_ADDRESS);
-        self.ports.entry(addr).or_insert(Port {
-            next: now,
-            failures: 0,
-            answered: None,
-        });
+        self.ports.entry(addr).or_insert_with(|| Port::new(now)).busy_until = Some(now + DIAL_TAKES_AT_MOST);
         Verdict::Go
     }
 
     /// Record what a dial allowed by [`ask`](Self::ask) found.
     pub(crate) fn outcome(&mut self, addr: SocketAddr, outcome: Outcome, now: Instant) {
-        let port = self.ports.entry(addr).or_insert(Port {
-            next: now,
-            failures: 0,
-            answered: None,
-        });
+        let port = self.ports.entry(addr).or_insert_with(|| Port::new(now));
+        port.busy_until = None;
         match outcome {
             Outcome::Answered(id) => {
                 port.failures = 0;
@@ -149,8 +168,11 @@ impl DialGate {
         if self.ports.len() < DIAL_ADDRS_KEPT {
             return true;
         }
-        self.ports
-            .retain(|_, p| p.next > now || p.answered.as_ref().is_some_and(|(_, at)| now < *at + DIAL_ANSWERED_HOLD));
+        self.ports.retain(|_, p| {
+            p.next > now
+                || p.busy_until.is_some_and(|b| b > now)
+                || p.answered.as_ref().is_some_and(|(_, at)| now < *at + DIAL_ANSWERED_HOLD)
+        });
         self.ips.retain(|_, next| *next > now);
         self.ports.len() < DIAL_ADDRS_KEPT
     }
@@ -243,6 +265,28 @@ mod tests {
         assert_eq!(g.ask(ssh, &who, back), Verdict::Go);
         g.outcome(ssh, Outcome::Answered(who.clone()), back);
         assert_eq!(g.ask(ssh, &who, back + DIAL_SPACING_PER_ADDRESS), Verdict::Go);
+    }
+
+    #[test]
+    fn one_dial_at_a_time_to_one_port() {
+        let t0 = Instant::now();
+        let mut g = DialGate::new(t0);
+        let at = a("10.0.0.2:7717");
+        let (x, y) = (id(), id());
+        assert_eq!(g.ask(at, &x, t0), Verdict::Go);
+        let later = t0 + Duration::from_secs(2);
+        assert_eq!(
+            g.ask(at, &y, later),
+            Verdict::Later(t0 + DIAL_TAKES_AT_MOST),
+            "the first is under way"
+        );
+        assert_eq!(
+            g.ask(a("10.0.0.2:7718"), &y, later),
+            Verdict::Go,
+            "another port of that host is not"
+        );
+        g.outcome(at, Outcome::Answered(y.clone()), later);
+        assert_eq!(g.ask(at, &y, later + DIAL_SPACING_PER_ADDRESS), Verdict::Go);
     }
 
     #[test]
