@@ -350,3 +350,48 @@ fn every_listing_command_ends_quietly_on_a_closed_pipe() {
         assert_eq!(stderr(&out), "", "{args:?}");
     }
 }
+
+/// Everything in the data dir is the owner's alone: files 0600, the dir 0700, from the first
+/// run (whatever the umask) and again after someone loosened them.
+#[test]
+fn the_data_dir_and_every_file_in_it_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = tempfile::tempdir().unwrap();
+    let d = home.path().join("d");
+    let modes = || -> Vec<(String, u32)> {
+        let mut out = vec![("(dir)".to_string(), std::fs::metadata(&d).unwrap().permissions().mode() & 0o777)];
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            out.push((
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().unwrap().permissions().mode() & 0o777,
+            ));
+        }
+        out
+    };
+    let private = |m: &[(String, u32)]| m.iter().all(|(name, mode)| *mode == if name == "(dir)" { 0o700 } else { 0o600 });
+    // A node runs (the lock, the database and its journal made) and says something (written).
+    let serve = Serve::start(home.path(), &["--data-dir", d.to_str().unwrap()]);
+    serve.expect("listening");
+    let o = run(lanyard(home.path()).args(["peers", "--data-dir", d.to_str().unwrap()]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let running = modes();
+    drop(serve);
+    let first = modes();
+    assert!(
+        first.iter().any(|(n, _)| n == "lanyard.sqlite3") && first.iter().any(|(n, _)| n == "lock"),
+        "{first:?}"
+    );
+    assert!(private(&running) && private(&first), "running {running:?}, after {first:?}");
+    // Loosened by hand (all but the key, which is refused rather than mended).
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for (name, _) in &first[1..] {
+        if name != "identity.key" {
+            std::fs::set_permissions(d.join(name), std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+    let o = run(lanyard(home.path()).args(["peers", "--wait", "0", "--data-dir", d.to_str().unwrap()]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let again = modes();
+    assert!(private(&again), "{again:?}");
+}

@@ -615,11 +615,15 @@ pub struct AlreadyRunning {
 /// One node per data dir: an exclusive lock held for the node's life (released by the OS even
 /// when the process is killed).
 fn take_lock(data_dir: &std::path::Path) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
     let path = data_dir.join("lock");
+    // Owner-only from the start, as everything in the data dir (`make_files_private` comes
+    // after the lock is taken).
     let file = File::options()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
     match file.try_lock() {
