@@ -279,18 +279,23 @@ fn a_closed_pipe_ends_a_command_quietly() {
     let d = home.path().join("d");
     let d = d.to_str().unwrap();
     for args in [vec!["id", "--data-dir", d], vec!["peers", "--wait", "0", "--data-dir", d]] {
-        let mut child = lanyard(home.path())
-            .args(&args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("lanyard runs");
-        // The reader is gone before anything is written.
-        drop(child.stdout.take());
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{args:?}: {:?} {}", out.status, stderr(&out));
-        assert_eq!(stderr(&out), "", "{args:?}");
+        ends_quietly_with_its_reader_gone(home.path(), &args);
     }
+}
+
+/// Run `lanyard ARGS` with its stdout closed before anything is written: it must exit 0 and say
+/// nothing.
+fn ends_quietly_with_its_reader_gone(home: &Path, args: &[&str]) {
+    let mut child = lanyard(home)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("lanyard runs");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{args:?}: {:?} {}", out.status, stderr(&out));
+    assert_eq!(stderr(&out), "", "{args:?}");
 }
 
 /// `lanyard offers | head`, `history | head`, `peers --json | head -c 10`: every command that
@@ -331,23 +336,14 @@ fn every_listing_command_ends_quietly_on_a_closed_pipe() {
         vec!["id", "--json"],
     ] {
         // The listing is there to be written when the pipe is open.
-        let listed = run(lanyard(home.path()).args(&args).args(["--data-dir", da]));
+        let args = [args.as_slice(), &["--data-dir", da]].concat();
+        let listed = run(lanyard(home.path()).args(&args));
         assert!(
             listed.status.success() && !listed.stdout.is_empty(),
             "{args:?}: {}",
             stderr(&listed)
         );
-        let mut child = lanyard(home.path())
-            .args(&args)
-            .args(["--data-dir", da])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("lanyard runs");
-        drop(child.stdout.take());
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{args:?}: {:?} {}", out.status, stderr(&out));
-        assert_eq!(stderr(&out), "", "{args:?}");
+        ends_quietly_with_its_reader_gone(home.path(), &args);
     }
 }
 
