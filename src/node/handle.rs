@@ -20,7 +20,7 @@ use super::slots::SlotCounts;
 use super::snapshot::{ConversationView, Me, Snapshot};
 use super::transfer::Registry;
 use super::{
-    ManualTarget, NodeConfig, RECHECK, ROOM, Shared, alone, browse, chat, conn, hostname, known, lock, looks_like_address, nick,
+    ManualTarget, NodeConfig, RECHECK, ROOM, Shared, alone, browse, chat, conn, dials, hostname, known, lock, looks_like_address, nick,
     off_thread, peers, take_lock, transfer, validate_nick,
 };
 use crate::identity::{Identity, PeerId, ensure_private_dir};
@@ -72,6 +72,7 @@ impl NodeHandle {
             draining: Arc::new(Semaphore::new(crate::limits::MAX_REFUSALS_DRAINING)),
             full_warned: Mutex::new(None),
             hinted_dials: Arc::new(Semaphore::new(crate::limits::MAX_HINTED_DIALS)),
+            dial_gate: Mutex::new(dials::DialGate::new(std::time::Instant::now())),
             next_id: AtomicU64::new(1),
             manual: Mutex::new(HashMap::new()),
             discovered,

@@ -321,7 +321,8 @@ async fn exchange(
     };
     let disk_tap = tap.clone();
     let relayed = header.origin.as_deref().is_some_and(|o| o != ctx.peer.as_str());
-    let disk = tokio::task::spawn_blocking(move || disk_loop(plan, rx, vtx, free_tx, disk_tap, relayed));
+    let from = who(ctx);
+    let disk = tokio::task::spawn_blocking(move || disk_loop(plan, rx, vtx, free_tx, disk_tap, relayed, from));
     let mut feed = Feed {
         entries,
         names: Names {
