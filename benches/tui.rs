@@ -12,18 +12,22 @@
 //!   by this process (exact), and in tmux (capture-pane polled every 2 ms; each poll is a tmux
 //!   client process, so the figure carries a few ms of polling on top).
 //! - (c) key to screen: KEYS (50) characters typed into `#all`'s input line, 15–45 ms apart
-//!   (random, so keys do not lock to the frame clock; note that a gap under 33 ms meets the
-//!   TUI's frame cap), the time from writing a key to the terminal until it is drawn: first with
+//!   (random, so keys do not lock to the frame clock of the progress bars), the time from
+//!   writing a key to the terminal until it is drawn: first with
 //!   nothing running, then while 1 GiB files stream into the TUI's node. The TUI is the receiver
 //!   (its offer dialog answered with `a`, so the sender is trusted and the next sends need no
 //!   answer); a one-shot `lanyard send` pushes a 1 GiB sparse file from another data dir, again
 //!   and again (the received copy deleted after each). Three ways: the TUI with its own node in a
 //!   pseudo-terminal; the TUI attached to a `serve --accept-all` on its data dir (the node's work
-//!   in another process) in a pseudo-terminal; the TUI with its own node in tmux.
+//!   in another process) in a pseudo-terminal; the TUI with its own node in tmux. With
+//!   BASE_BIN set, instead: that binary against this build, the TUI with its own node in a
+//!   pseudo-terminal, ROUNDS (3) rounds of one run each, alternating, then both pooled and the
+//!   ratio this / base (the same machine and load for both).
 //!
 //! Run: `cargo bench --bench tui` (release build). FRAMES, STARTS, KEYS and BIG_MIB override
 //! the counts; PARTS picks the parts (default `abc`); LANYARD_BIN runs another binary in (b)
-//! and (c). Without tmux the tmux figures are skipped with a note.
+//! and (c). Without tmux the tmux figures are skipped with a note. To compare with another
+//! build: `BASE_BIN=/path/to/old/lanyard PARTS=c cargo bench --bench tui`.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -57,6 +61,8 @@ const COLS: u16 = 120;
 const ROWS: u16 = 40;
 /// What the key-latency runs type: a character nothing else on the screen contains.
 const KEY: &str = "ж";
+/// What Ctrl-C asks while a transfer runs (the run stops its sender just before it quits).
+const QUIT_ASKS: &str = "pause them and quit?";
 
 fn count(var: &str, default: usize) -> usize {
     std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -377,8 +383,8 @@ fn ensure_home(home: &Path) -> Result<()> {
 }
 
 impl Pty {
-    /// Start `BIN args` on a new pseudo-terminal of COLS×ROWS.
-    fn spawn(args: &[String], home: &Path, cwd: &Path) -> Result<(Pty, Instant)> {
+    /// Start `bin args` on a new pseudo-terminal of COLS×ROWS.
+    fn spawn(bin: &str, args: &[String], home: &Path, cwd: &Path) -> Result<(Pty, Instant)> {
         // SAFETY: plain libc calls on fds this function owns; the pre_exec closure only calls
         // async-signal-safe functions (setsid, ioctl).
         unsafe {
@@ -402,7 +408,7 @@ impl Pty {
             let s = libc::open(name.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
             ensure!(s >= 0, "open the pty's slave: {}", std::io::Error::last_os_error());
             let slave = File::from_raw_fd(s);
-            let mut cmd = Command::new(&*BIN);
+            let mut cmd = Command::new(bin);
             cmd.args(args)
                 .current_dir(cwd)
                 .env("TERM", "xterm-256color")
@@ -461,9 +467,28 @@ impl Pty {
         }
     }
 
-    /// Ctrl-C (always quits), then the exit status.
+    /// `needle` is in the output after byte `from`, now.
+    fn has(&self, from: usize, needle: &str) -> bool {
+        let out = self.out.0.lock().unwrap();
+        out.len() >= from && out[from..].windows(needle.len()).any(|w| w == needle.as_bytes())
+    }
+
+    /// Ctrl-C, and `y` if it asks first (a receive the stopped sender left is not over yet);
+    /// then the exit status.
     fn quit(mut self) -> Result<std::process::ExitStatus> {
+        let from = self.len();
         let _ = self.send(b"\x03");
+        let deadline = Instant::now() + *PATIENCE;
+        while Instant::now() < deadline {
+            if self.child.try_wait()?.is_some() {
+                break;
+            }
+            if self.has(from, QUIT_ASKS) {
+                let _ = self.send(b"y");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         wait_exit(&mut self.child)
     }
 }
@@ -590,12 +615,17 @@ impl Tmux {
             .is_ok_and(|s| s.trim() == "1")
     }
 
-    /// Ctrl-C, and wait for the pane's process to end.
+    /// Ctrl-C (and `y` if it asks first), and wait for the pane's process to end.
     fn quit(&self) -> Result<()> {
         self.keys(&["C-c"])?;
         let deadline = Instant::now() + *PATIENCE;
+        let mut asked = false;
         while !self.dead() {
             ensure!(Instant::now() < deadline, "lanyard in tmux did not exit");
+            if !asked && self.screen().contains(QUIT_ASKS) {
+                self.keys(&["y"])?;
+                asked = true;
+            }
             std::thread::sleep(Duration::from_millis(10));
         }
         Ok(())
@@ -631,7 +661,7 @@ fn start_to_first_frame(tmux: bool) -> Result<()> {
     let mut warm = Vec::new();
     for i in 0..=starts {
         // Run 0 is the first start on an empty data dir (creates the key and the database).
-        let (pty, t0) = Pty::spawn(&args("pty"), &home, dir.path())?;
+        let (pty, t0) = Pty::spawn(&BIN, &args("pty"), &home, dir.path())?;
         let seen = pty.wait(0, "Peers").context("no first frame in the pty")?;
         let st = pty.quit()?;
         ensure!(st.success(), "lanyard exited {st}");
@@ -809,11 +839,26 @@ fn wait_until(what: &str, ok: impl Fn() -> bool) -> Result<()> {
     Ok(())
 }
 
+#[derive(Default)]
 struct KeyRun {
     idle: Vec<Duration>,
     during: Vec<Duration>,
     between: Vec<Duration>,
     sends: (u64, u64, Duration),
+}
+
+impl KeyRun {
+    /// Pool another run's figures into these.
+    fn add(&mut self, other: KeyRun) {
+        self.idle.extend(other.idle);
+        self.during.extend(other.during);
+        self.between.extend(other.between);
+        self.sends = (
+            self.sends.0 + other.sends.0,
+            self.sends.1 + other.sends.1,
+            self.sends.2 + other.sends.2,
+        );
+    }
 }
 
 fn key_to_screen(tmux: bool) -> Result<()> {
@@ -827,20 +872,81 @@ fn key_to_screen(tmux: bool) -> Result<()> {
          files stream into the TUI's own node (one-shot `lanyard send` from another data dir on 127.0.0.1, again and again; each received \
          copy deleted):"
     );
-    let run = key_run(dir.path(), &big, keys, None, false)?;
+    if let Ok(base) = std::env::var("BASE_BIN") {
+        return compare(&base, dir.path(), &big, keys);
+    }
+    let run = key_run(&BIN, dir.path(), &big, keys, None, false)?;
     print_keys("the TUI runs its own node; pseudo-terminal read by the bench", &run);
-    let run = key_run(dir.path(), &big, keys, None, true)?;
+    let run = key_run(&BIN, dir.path(), &big, keys, None, true)?;
     print_keys(
         "the TUI attached to a `serve --accept-all` on its data dir (the node's work in another process); pseudo-terminal",
         &run,
     );
     if tmux {
-        let run = key_run(dir.path(), &big, keys, Some(Tmux::start(dir.path())?), false)?;
+        let run = key_run(&BIN, dir.path(), &big, keys, Some(Tmux::start(dir.path())?), false)?;
         print_keys("the TUI runs its own node; tmux (send-keys -l, then capture-pane every 2 ms)", &run);
     } else {
         println!("    tmux: skipped (not installed)");
     }
     Ok(())
+}
+
+/// BASE_BIN against this build, the TUI with its own node in a pseudo-terminal: ROUNDS (3)
+/// rounds, each running the base and then this build (the sender is this build's both times),
+/// so load that comes and goes on the machine falls on both. Prints each side pooled over the
+/// rounds and the ratio this / base.
+fn compare(base: &str, dir: &Path, big: &Path, keys: usize) -> Result<()> {
+    let rounds = count("ROUNDS", 3);
+    println!(
+        "    this build ({}) against BASE_BIN ({base}), {rounds} rounds of one run each, own node, pseudo-terminal",
+        *BIN
+    );
+    let (mut b, mut t) = (KeyRun::default(), KeyRun::default());
+    for round in 0..rounds {
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let load = load.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+        let rb = key_run(base, dir, big, keys, None, false)?;
+        let rt = key_run(&BIN, dir, big, keys, None, false)?;
+        println!(
+            "    round {}: load average {load}; while a file streamed in: base {}, this {}",
+            round + 1,
+            brief(&rb.during),
+            brief(&rt.during)
+        );
+        b.add(rb);
+        t.add(rt);
+    }
+    print_keys("base (BASE_BIN), all rounds", &b);
+    print_keys("this build, all rounds", &t);
+    let ratio = |f: fn(&[Duration]) -> Duration, a: &[Duration], z: &[Duration]| ms(f(z)) / ms(f(a)).max(1e-9);
+    println!(
+        "    ratio this / base: while a file streamed in, median {:.2}, p99 {:.2}; idle median {:.2}",
+        ratio(median, &b.during, &t.during),
+        ratio(p99, &b.during, &t.during),
+        ratio(median, &b.idle, &t.idle)
+    );
+    Ok(())
+}
+
+fn at(times: &[Duration], p: f64) -> Duration {
+    let mut t = times.to_vec();
+    t.sort();
+    t.get(((t.len().max(1) - 1) as f64 * p).round() as usize)
+        .copied()
+        .unwrap_or_default()
+}
+
+fn median(times: &[Duration]) -> Duration {
+    at(times, 0.5)
+}
+
+fn p99(times: &[Duration]) -> Duration {
+    at(times, 0.99)
+}
+
+/// "median X / p99 Y ms (n)".
+fn brief(times: &[Duration]) -> String {
+    format!("median {:.1} / p99 {:.1} ms (n={})", ms(median(times)), ms(p99(times)), times.len())
 }
 
 fn print_keys(how: &str, run: &KeyRun) {
@@ -932,12 +1038,16 @@ fn pause() {
 }
 
 /// `attached`: a `serve --accept-all` runs on the TUI's data dir and the TUI attaches to it.
-fn key_run(dir: &Path, big: &Path, keys: usize, tmux: Option<Tmux>, attached: bool) -> Result<KeyRun> {
-    let tag = match (&tmux, attached) {
+/// `bin` is the TUI (and serve) that runs; the sender is always this build's BIN.
+fn key_run(bin: &str, dir: &Path, big: &Path, keys: usize, tmux: Option<Tmux>, attached: bool) -> Result<KeyRun> {
+    let kind = match (&tmux, attached) {
         (Some(_), _) => "tmux",
         (None, true) => "attached",
         (None, false) => "pty",
     };
+    // Fresh dirs for every run: a data dir that trusts the sender already would not ask.
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    let tag = format!("{kind}-{}", RUNS.fetch_add(1, Ordering::SeqCst));
     let home = dir.join(format!("home-{tag}"));
     ensure_home(&home)?;
     let tui_data = dir.join(format!("tui-{tag}"));
@@ -956,7 +1066,7 @@ fn key_run(dir: &Path, big: &Path, keys: usize, tmux: Option<Tmux>, attached: bo
         received.display().to_string(),
     ];
     let serve = if attached {
-        let mut cmd = Command::new(&*BIN);
+        let mut cmd = Command::new(bin);
         cmd.arg("serve")
             .arg("--accept-all")
             .args(&args)
@@ -971,7 +1081,7 @@ fn key_run(dir: &Path, big: &Path, keys: usize, tmux: Option<Tmux>, attached: bo
         None
     };
     let mut face = match tmux {
-        None => Face::Pty(Pty::spawn(&args, &home, dir)?.0),
+        None => Face::Pty(Pty::spawn(bin, &args, &home, dir)?.0),
         Some(t) => {
             t.respawn(&args, &home, dir)?;
             Face::Tmux(t)

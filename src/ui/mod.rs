@@ -1,7 +1,9 @@
 //! The terminal UI: what a person in the lab launches. Elm-shaped: [`app::App`] is the state,
 //! [`app::App::update`] the only place it changes (keys, node events and replies in; commands
 //! out as data), [`view::draw`] paints it and nothing else. This module is the loop around them:
-//! it drains a burst of messages, updates, then draws once, at most ~30 times a second.
+//! it drains a burst of messages, updates, then draws once: at once after a key, at most ~30
+//! times a second for everything else. It runs on a thread of its own, so a receive busy on the
+//! node's runtime never holds a frame.
 //!
 //! The UI talks to the node only through the face API ([`crate::node::control::Client`]): its
 //! own node, or — when `serve` already runs on the data dir — that one, over the control socket.
@@ -28,7 +30,7 @@ use ratatui::crossterm::event::{
     self, DisableBracketedPaste, DisableFocusChange, DisableMouseCapture, EnableBracketedPaste, EnableFocusChange, EnableMouseCapture,
 };
 use ratatui::crossterm::execute;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
 use crate::node::api::{Reply, Request};
@@ -55,7 +57,7 @@ pub async fn run(config: &Config) -> Result<ExitCode> {
         }
         Client::Remote(_) => None,
     };
-    let (tx, mut rx) = mpsc::channel::<Msg>(4096);
+    let (tx, rx) = mpsc::channel::<Msg>(4096);
     subscribe(&client, tx.clone()).await?;
 
     let cwd = std::env::current_dir().context("cannot read the working directory")?;
@@ -72,68 +74,59 @@ pub async fn run(config: &Config) -> Result<ExitCode> {
     }
     let watch = Arc::new(std::sync::Mutex::new(watch::FolderWatch::new(tx.clone())));
     let theme = view::Theme::from_env();
+    let jobs = Jobs {
+        node: tokio::runtime::Handle::current(),
+        client: client.clone(),
+        tx: tx.clone(),
+        watch,
+    };
 
     let mut terminal = enter()?;
     read_terminal_events(tx.clone());
+    drop(tx);
     if let Ok(size) = terminal.size() {
         app.update(Msg::Resize(size.width, size.height));
     }
     let started = Instant::now();
     let first = app.start();
-    carry_out(first, &client, &tx, &watch);
+    jobs.carry_out(first);
 
-    let mut ticks = tokio::time::interval(TICK);
+    // The loop runs on a thread and runtime of its own: a key is drawn without waiting for a
+    // worker of the node's runtime (busy decrypting a receive) or for its timers.
+    let (stop, stopped) = oneshot::channel::<()>();
+    let (done, finished) = oneshot::channel::<Result<()>>();
+    let ui = std::thread::Builder::new().name("lanyard-ui".into()).spawn(move || {
+        let result = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .context("cannot start the UI's runtime")
+            .and_then(|rt| rt.block_on(frames(app, &mut terminal, rx, jobs, theme, started, stopped)));
+        // Its cursor restore done before the main thread leaves the screen.
+        drop(terminal);
+        let _ = done.send(result);
+    });
+    if let Err(e) = ui {
+        leave();
+        return Err(anyhow::Error::new(e).context("cannot start the UI's thread"));
+    }
     // A terminal closed (SIGHUP) or a `kill` (SIGTERM) still restores it and stops the node.
     let mut hangup = signal(tokio::signal::unix::SignalKind::hangup());
     let mut terminate = signal(tokio::signal::unix::SignalKind::terminate());
-    let mut last_frame: Option<Instant> = None;
-    let mut dirty = true;
-    let result = loop {
-        if dirty {
-            if let Some(at) = last_frame
-                && at.elapsed() < FRAME
-            {
-                tokio::time::sleep(FRAME - at.elapsed()).await;
-                // Keys typed during the wait go into this frame, not the next one.
-                while let Ok(msg) = rx.try_recv() {
-                    let cmds = app.update(msg);
-                    carry_out(cmds, &client, &tx, &watch);
-                }
-                if app.quit {
-                    break Ok(());
-                }
-            }
-            if let Err(e) = terminal.draw(|f| view::draw(f, &app, &theme)) {
-                break Err(anyhow::Error::new(e).context("cannot draw"));
-            }
-            last_frame = Some(Instant::now());
-            dirty = false;
+    let mut finished = std::pin::pin!(finished);
+    let mut stop = Some(stop);
+    let ended = loop {
+        tokio::select! {
+            ended = &mut finished => break ended,
+            _ = hangup.recv() => {}
+            _ = terminate.recv() => {}
         }
-        let first = tokio::select! {
-            m = rx.recv() => m,
-            _ = ticks.tick() => Some(Msg::Tick(started.elapsed())),
-            _ = hangup.recv() => break Ok(()),
-            _ = terminate.recv() => break Ok(()),
-        };
-        let Some(first) = first else { break Ok(()) };
-        // Everything already waiting, then one frame.
-        let mut next = Some(first);
-        let mut handled = 0;
-        while let Some(msg) = next.take() {
-            let quiet_tick = matches!(msg, Msg::Tick(_)) && app.status_text().is_none();
-            let cmds = app.update(msg);
-            dirty |= !quiet_tick;
-            carry_out(cmds, &client, &tx, &watch);
-            handled += 1;
-            if handled < 1024 {
-                next = rx.try_recv().ok();
-            }
-        }
-        if app.quit {
-            break Ok(());
+        if let Some(stop) = stop.take() {
+            let _ = stop.send(());
         }
     };
-    leave(&mut terminal);
+    leave();
+    // An error: the loop's thread panicked (ratatui's hook put the screen back already).
+    let result = ended.unwrap_or_else(|_| Err(anyhow::anyhow!("the UI stopped unexpectedly")));
     match Arc::try_unwrap(client) {
         Ok(client) => client.close().await,
         // A request still holds it: stop our own node all the same.
@@ -144,6 +137,67 @@ pub async fn run(config: &Config) -> Result<ExitCode> {
         }
     }
     result.map(|()| ExitCode::SUCCESS)
+}
+
+/// Input that a person made: drawn at once. Everything else (progress, a peer's line) waits
+/// for the frame cap, so a burst of events is one frame.
+fn by_hand(msg: &Msg) -> bool {
+    match msg {
+        Msg::Key(_) | Msg::Paste(_) | Msg::Resize(..) => true,
+        Msg::Mouse(m) => !matches!(m.kind, event::MouseEventKind::Moved),
+        _ => false,
+    }
+}
+
+/// The loop: drain a burst of messages, update, then draw once — at once after a key, at most
+/// every FRAME otherwise. Until `q`, the node going away or `stop`.
+async fn frames(
+    mut app: App,
+    terminal: &mut Term,
+    mut rx: mpsc::Receiver<Msg>,
+    jobs: Jobs,
+    theme: view::Theme,
+    started: Instant,
+    mut stop: oneshot::Receiver<()>,
+) -> Result<()> {
+    let mut ticks = tokio::time::interval(TICK);
+    let mut last_frame: Option<Instant> = None;
+    let mut dirty = true;
+    let mut urgent = false;
+    loop {
+        let due = last_frame.map_or_else(Instant::now, |at| at + FRAME);
+        if dirty && (urgent || Instant::now() >= due) {
+            terminal.draw(|f| view::draw(f, &app, &theme)).context("cannot draw")?;
+            last_frame = Some(Instant::now());
+            dirty = false;
+            urgent = false;
+        }
+        let first = tokio::select! {
+            m = rx.recv() => m,
+            _ = ticks.tick() => Some(Msg::Tick(started.elapsed())),
+            // The frame cap is over: draw what changed meanwhile.
+            _ = tokio::time::sleep_until(due.into()), if dirty => continue,
+            _ = &mut stop => return Ok(()),
+        };
+        let Some(first) = first else { return Ok(()) };
+        // Everything already waiting, then one frame.
+        let mut next = Some(first);
+        let mut handled = 0;
+        while let Some(msg) = next.take() {
+            let quiet_tick = matches!(msg, Msg::Tick(_)) && app.status_text().is_none();
+            urgent |= by_hand(&msg);
+            let cmds = app.update(msg);
+            dirty |= !quiet_tick;
+            jobs.carry_out(cmds);
+            handled += 1;
+            if handled < 1024 {
+                next = rx.try_recv().ok();
+            }
+        }
+        if app.quit {
+            return Ok(());
+        }
+    }
 }
 
 /// A signal stream, or one that never fires where signals can't be had.
@@ -190,44 +244,55 @@ async fn subscribe(client: &Client, tx: mpsc::Sender<Msg>) -> Result<()> {
     Ok(())
 }
 
-fn carry_out(cmds: Vec<Cmd>, client: &Arc<Client>, tx: &mpsc::Sender<Msg>, watch: &Arc<std::sync::Mutex<watch::FolderWatch>>) {
-    for cmd in cmds {
-        match cmd {
-            Cmd::Call { tag, request } => {
-                let (client, tx) = (client.clone(), tx.clone());
-                tokio::spawn(async move {
-                    match client.request(request).await {
-                        Ok(mut replies) => {
-                            while let Some(reply) = replies.recv().await {
-                                if tx.send(Msg::Reply { tag, reply }).await.is_err() {
-                                    return;
+/// Where the loop's commands run: requests on the node's runtime, folder reads on its
+/// blocking pool; never on the UI's thread.
+struct Jobs {
+    node: tokio::runtime::Handle,
+    client: Arc<Client>,
+    tx: mpsc::Sender<Msg>,
+    watch: Arc<std::sync::Mutex<watch::FolderWatch>>,
+}
+
+impl Jobs {
+    fn carry_out(&self, cmds: Vec<Cmd>) {
+        for cmd in cmds {
+            match cmd {
+                Cmd::Call { tag, request } => {
+                    let (client, tx) = (self.client.clone(), self.tx.clone());
+                    self.node.spawn(async move {
+                        match client.request(request).await {
+                            Ok(mut replies) => {
+                                while let Some(reply) = replies.recv().await {
+                                    if tx.send(Msg::Reply { tag, reply }).await.is_err() {
+                                        return;
+                                    }
                                 }
                             }
+                            Err(e) => {
+                                let reply = Reply::Failed { message: format!("{e:#}") };
+                                let _ = tx.send(Msg::Reply { tag, reply }).await;
+                            }
                         }
-                        Err(e) => {
-                            let reply = Reply::Failed { message: format!("{e:#}") };
-                            let _ = tx.send(Msg::Reply { tag, reply }).await;
+                    });
+                }
+                Cmd::ListLocal(dir) => {
+                    let (tx, watch) = (self.tx.clone(), self.watch.clone());
+                    self.node.spawn_blocking(move || {
+                        // Watched before it is read: a change in between is listed again, not lost.
+                        if let Ok(mut w) = watch.lock() {
+                            w.follow(&dir);
                         }
-                    }
-                });
+                        let result = files::read_local(&dir);
+                        let _ = tx.blocking_send(Msg::Local { dir, result });
+                    });
+                }
+                Cmd::Bell => {
+                    let mut out = std::io::stdout();
+                    let _ = out.write_all(b"\x07");
+                    let _ = out.flush();
+                }
+                Cmd::Quit => {}
             }
-            Cmd::ListLocal(dir) => {
-                let (tx, watch) = (tx.clone(), watch.clone());
-                tokio::task::spawn_blocking(move || {
-                    // Watched before it is read: a change in between is listed again, not lost.
-                    if let Ok(mut w) = watch.lock() {
-                        w.follow(&dir);
-                    }
-                    let result = files::read_local(&dir);
-                    let _ = tx.blocking_send(Msg::Local { dir, result });
-                });
-            }
-            Cmd::Bell => {
-                let mut out = std::io::stdout();
-                let _ = out.write_all(b"\x07");
-                let _ = out.flush();
-            }
-            Cmd::Quit => {}
         }
     }
 }
@@ -269,8 +334,13 @@ fn enter() -> Result<Term> {
     Ok(terminal)
 }
 
-fn leave(terminal: &mut Term) {
-    let _ = terminal.show_cursor();
-    let _ = execute!(std::io::stdout(), DisableMouseCapture, DisableBracketedPaste, DisableFocusChange);
+fn leave() {
+    let _ = execute!(
+        std::io::stdout(),
+        ratatui::crossterm::cursor::Show,
+        DisableMouseCapture,
+        DisableBracketedPaste,
+        DisableFocusChange
+    );
     ratatui::restore();
 }
