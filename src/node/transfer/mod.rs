@@ -17,6 +17,7 @@
 //! - [`names`]: checks on names that arrive from the network.
 
 mod budget;
+mod cancels;
 mod chunks;
 mod deadline;
 mod dirs;
@@ -259,6 +260,9 @@ struct Active {
     supersede: CancellationToken,
     /// Raised when the transfer's context is gone (its partial files released).
     gone: CancellationToken,
+    /// Raised when the peer says, over its control connection, that it cancelled this
+    /// transfer (a cancel it could not tell over the transfer's own connection).
+    peer_cancel: CancellationToken,
     view: TransferView,
 }
 
@@ -295,6 +299,8 @@ pub(crate) struct Registry {
     pub(crate) sending: Mutex<HashMap<String, RelayedSend>>,
     /// Paused sends waiting for their peer, by transfer id.
     paused: Mutex<HashMap<String, resume::Paused>>,
+    /// Cancels made here that a peer may not have heard yet, told again when it is back.
+    pub(crate) cancels: cancels::Untold,
 }
 
 /// A relayed send this node started, as the control connections see it: a recipient that lost
@@ -459,6 +465,8 @@ pub(crate) struct Ctx {
     pub supersede: CancellationToken,
     /// Raised when this context is dropped.
     gone: CancellationToken,
+    /// Raised when the peer tells over its control connection that it cancelled this one.
+    pub peer_cancel: CancellationToken,
     /// Receive of an offer a relay passed on: who started the send and vouched for the offer
     /// with this digest (it hears our verdict directly).
     pub vouched: std::sync::OnceLock<(PeerId, [u8; 32])>,
@@ -466,12 +474,16 @@ pub(crate) struct Ctx {
     sources: Mutex<Option<Vec<PathBuf>>>,
     /// A stopped receive: where the partial files it keeps are.
     partials: Mutex<Option<records::Partials>>,
+    /// Resumed only by the person doing it again (a pull): never listed as paused.
+    no_resume: std::sync::atomic::AtomicBool,
+    /// A paused send offered again.
+    started_as_resume: std::sync::atomic::AtomicBool,
 }
 
 impl Ctx {
     fn new(shared: &Arc<Shared>, wanted_id: Option<&str>, peer: PeerId, nick: String, direction: Direction, group: Option<String>) -> Ctx {
         let cancel = CancellationToken::new();
-        let (supersede, gone) = (CancellationToken::new(), CancellationToken::new());
+        let (supersede, gone, peer_cancel) = (CancellationToken::new(), CancellationToken::new(), CancellationToken::new());
         let ctx = {
             let mut active = lock(&shared.transfers.active);
             let usable = wanted_id.filter(|w| valid_id(w) && !active.contains_key(*w)).map(str::to_string);
@@ -496,9 +508,12 @@ impl Ctx {
                 parking: None,
                 supersede: supersede.clone(),
                 gone: gone.clone(),
+                peer_cancel: peer_cancel.clone(),
                 vouched: std::sync::OnceLock::new(),
                 sources: Mutex::new(None),
                 partials: Mutex::new(None),
+                no_resume: std::sync::atomic::AtomicBool::new(false),
+                started_as_resume: std::sync::atomic::AtomicBool::new(false),
             };
             let mut view = TransferView::new(&ctx, TransferState::Connecting);
             if direction == Direction::Receive {
@@ -510,6 +525,7 @@ impl Ctx {
                     cancel,
                     supersede,
                     gone,
+                    peer_cancel,
                     view,
                 },
             );
@@ -584,12 +600,45 @@ impl Ctx {
     }
 
     /// Whether this transfer, ended this way, waits to be resumed: stopped at either end, or
-    /// its peer gone (when this node resumes by itself).
+    /// its peer gone (when this node resumes by itself). Only a side that a resume starts from
+    /// or comes to pauses: a send of local paths (offered again) and a receive of an offer (the
+    /// sender offers it again). A relay's leg to the peer behind it, the serving side of a pull
+    /// and the pulling side (a person runs `get` again) end instead, saying what they keep.
     fn pauses(&self, e: &TransferError) -> bool {
-        match e {
-            TransferError::Stopped(_) => true,
-            TransferError::PeerLost(Reason::ConnectionLost | Reason::Stalled, _) => self.shared.config.resume,
-            _ => false,
+        let resumable = match self.direction {
+            Direction::Send => lock(&self.sources).is_some(),
+            Direction::Receive => !self.no_resume.load(Ordering::Relaxed),
+        };
+        resumable
+            && match e {
+                TransferError::Stopped(_) => true,
+                TransferError::PeerLost(Reason::ConnectionLost | Reason::Stalled, _) => self.shared.config.resume,
+                // A paused send offered again whose peer could not be reached (gone again, or
+                // not listening yet): still paused, it is offered again when the peer is back.
+                TransferError::Unreachable(_) => self.resuming() && self.shared.config.resume,
+                _ => false,
+            }
+    }
+
+    /// Whether this is a paused send offered again (it came back under its stored id).
+    fn resuming(&self) -> bool {
+        self.direction == Direction::Send && self.started_as_resume.load(Ordering::Relaxed)
+    }
+
+    /// Store the transfer as it starts, with what a resume needs: a node killed mid-way (no
+    /// word, no end stored) lists it after a restart and offers it again.
+    async fn store_start(&self) {
+        self.store_view(self.view()).await;
+    }
+
+    /// Keep the transfer's view and what a resume needs in the database.
+    async fn store_view(&self, view: TransferView) {
+        let sources = lock(&self.sources).clone();
+        let partials = lock(&self.partials).clone();
+        let (shared, saved) = (self.shared.clone(), view.clone());
+        let stored = crate::node::off_thread(move || records::save(&shared.store, &saved, sources.as_deref(), partials.as_ref())).await;
+        if let Err(e) | Ok(Err(e)) = stored {
+            tracing::warn!("cannot store transfer {}: {e:#}", view.transfer);
         }
     }
 
@@ -606,6 +655,14 @@ impl Ctx {
         // Stored before anyone hears of the end: a cancel of the paused transfer, sent on seeing
         // the event, reads its partial files from this record (and must not be overwritten by it).
         self.store(view).await;
+        // Cancelled here: the peer may not have heard it (the link was cut, its node down), and
+        // would keep its partial data for a resume that never comes. It is told again, over its
+        // control connection, now and once it is back.
+        if let Err(TransferError::Cancelled(code, _)) = result
+            && *code == send::cancel_code(self.direction)
+        {
+            cancels::tell(&self.shared, &self.peer, &self.wire_id());
+        }
         self.emit(match result {
             Ok(o) => Event::Done {
                 transfer,
@@ -635,13 +692,8 @@ impl Ctx {
     /// Keep the transfer's view (and what a resume needs) in the database; a paused send is
     /// offered again once its peer is back, and a finished one ends paused sends of the same.
     async fn store(&self, view: TransferView) {
+        self.store_view(view.clone()).await;
         let sources = lock(&self.sources).clone();
-        let partials = lock(&self.partials).clone();
-        let (shared, saved, paths) = (self.shared.clone(), view.clone(), sources.clone());
-        let stored = crate::node::off_thread(move || records::save(&shared.store, &saved, paths.as_deref(), partials.as_ref())).await;
-        if let Err(e) | Ok(Err(e)) = stored {
-            tracing::warn!("cannot store transfer {}: {e:#}", view.transfer);
-        }
         let Some(sources) = sources else { return };
         match view.state {
             TransferState::Paused if self.shared.config.resume && !self.shared.cancel.is_cancelled() => {
@@ -724,6 +776,16 @@ impl Drop for Ctx {
         self.gone.cancel();
         self.retire();
     }
+}
+
+/// A peer's control connection says it cancelled a transfer with us (see `cancels`).
+pub(crate) fn cancel_heard(shared: &Arc<Shared>, from: &PeerId, transfer: &str) {
+    cancels::heard(shared, from, transfer);
+}
+
+/// A peer's control connection came up: it hears the cancels it may have missed.
+pub(crate) fn cancels_connection_up(shared: &Shared, peer: &PeerId, tx: &tokio::sync::mpsc::Sender<crate::net::wire::ControlMsg>) {
+    cancels::connection_up(shared, peer, tx);
 }
 
 fn valid_id(s: &str) -> bool {
@@ -837,12 +899,14 @@ impl NodeHandle {
         let shared = self.shared.clone();
         let nick = peer_nick(&shared, peer);
         let ctx = Ctx::new(&shared, id, peer.clone(), nick, Direction::Send, group);
+        ctx.started_as_resume.store(id.is_some_and(|i| i == ctx.id), Ordering::Relaxed);
         *lock(&ctx.sources) = sources;
         // Named while it connects, not only once offered.
         let name = manifest.label();
         ctx.update(|v| v.name = name);
         let id = ctx.id.clone();
         let join = shared.tracker.spawn(async move {
+            ctx.store_start().await;
             let result = match connect(&ctx.shared, &ctx.peer).await {
                 Ok(conn) => send::run(&ctx, conn, &manifest, send::Outgoing::plain()).await,
                 Err(e) => Err(e),
@@ -935,6 +999,7 @@ impl NodeHandle {
         let dest = to.unwrap_or_else(|| shared.config.download_dir.clone());
         let nick = peer_nick(&shared, peer);
         let ctx = Ctx::new(&shared, None, peer.clone(), nick, Direction::Receive, None);
+        ctx.no_resume.store(true, Ordering::Relaxed);
         ctx.note(|v| v.saved_to = Some(dest.display().to_string()));
         let id = ctx.id.clone();
         let paths = paths.to_vec();

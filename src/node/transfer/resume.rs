@@ -151,20 +151,42 @@ fn paused_view(shared: &Shared, id: &str) -> Option<TransferView> {
 }
 
 /// Cancel a paused transfer for good: it is not offered again, and a receive's partial data
-/// goes. False if `id` names no paused transfer.
+/// goes; the peer is told (now or when it is back), so that its side ends too. False if `id`
+/// names no paused transfer.
 pub(crate) fn cancel(shared: &Arc<Shared>, id: &str) -> bool {
-    let Some(mut view) = paused_view(shared, id) else {
+    let Some(view) = paused_view(shared, id) else {
         return false;
     };
+    super::cancels::tell(shared, &view.peer, view.group.as_deref().unwrap_or(&view.transfer));
+    let code = super::send::cancel_code(view.direction);
+    end_paused(shared, view, code, "cancelled".into());
+    true
+}
+
+/// The peer cancelled paused transfer `id` (told over its control connection): it ends here
+/// too, and a receive's partial data goes.
+pub(crate) fn cancel_by_peer(shared: &Arc<Shared>, id: &str) {
+    let Some(view) = paused_view(shared, id) else {
+        return;
+    };
+    let who = if view.nick.is_empty() {
+        view.peer.short().to_string()
+    } else {
+        printable(&view.nick).into_owned()
+    };
+    let text = format!("{who} cancelled {}", printable(&view.name));
+    let code = super::cancels::peer_code(view.direction);
+    end_paused(shared, view, code, text);
+}
+
+/// End paused transfer `view` as cancelled (`code`, `message`), dropping a receive's partial data.
+fn end_paused(shared: &Arc<Shared>, mut view: TransferView, code: Reason, message: String) {
     if let Some(p) = lock(&shared.transfers.paused).remove(&view.transfer) {
         p.stop.cancel();
     }
     view.state = TransferState::Cancelled;
-    view.reason = Some(match view.direction {
-        Direction::Send => Reason::CancelledBySender,
-        Direction::Receive => Reason::CancelledByReceiver,
-    });
-    view.message = Some("cancelled".into());
+    view.reason = Some(code);
+    view.message = Some(message);
     view.ended_ms = Some(unix_now_ms());
     let shared = shared.clone();
     shared.clone().tracker.spawn(async move {
@@ -174,7 +196,6 @@ pub(crate) fn cancel(shared: &Arc<Shared>, id: &str) -> bool {
         };
         end(&shared, view, partials).await;
     });
-    true
 }
 
 /// Resume a paused send now. `Err` says why it cannot be (a receive waits for its sender).
