@@ -129,6 +129,9 @@ def home_env(i):
            "XDG_RUNTIME_DIR=%s/run" % h, "RUST_BACKTRACE=1", "PATH=" + os.environ.get("PATH", "")]
     if i != TUI:
         env.append("LANYARD_DATA_DIR=" + data_dir(i))
+    # More for every lanyard process (space-separated NAME=VALUE), e.g. to compare allocator
+    # tunings: SOAK_NODE_ENV=GLIBC_TUNABLES=glibc.malloc.arena_max=2
+    env.extend(x for x in os.environ.get("SOAK_NODE_ENV", "").split() if "=" in x)
     return env
 
 

@@ -588,11 +588,14 @@ impl Fates {
             // decides: a peer that went away (or stopped) pauses the send, to be offered again
             // when it is back, even if the next round could not reach it.
             Some(Report::Failed { code, reason }) => {
+                let last = code;
                 let (code, text) = match self.first_failure[k].clone() {
                     Some((first, words)) if words != reason => (first, format!("{words} (sending again: {reason})")),
                     Some((first, _)) => (first, reason),
                     None => (code, reason),
                 };
+                // This node stopping in a later round pauses it too, whatever went first.
+                let code = if last == Reason::Stopped { last } else { code };
                 Err(match code {
                     Reason::Stopped => TransferError::Stopped(text),
                     Reason::ConnectionLost | Reason::Stalled => TransferError::PeerLost(code, text),
