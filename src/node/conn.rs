@@ -357,7 +357,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
                     ControlMsg::Ping | ControlMsg::Unknown => {}
                     ControlMsg::Peers { peers } => exchange::receive(&shared, &id, remote.addr, peers),
                     ControlMsg::Vouch { transfer, digest } => shared.transfers.vouch(&id, transfer, &digest),
-                    ControlMsg::Cancelled { transfer } => crate::node::transfer::cancel_heard(&shared, &id, &transfer),
+                    ControlMsg::Cancelled { transfer, code } => crate::node::transfer::cancel_heard(&shared, &id, &transfer, code),
                     ControlMsg::VouchRequest { transfer } => {
                         let digest = shared.transfers.vouch_for(&transfer, &id);
                         let tx = shared.peers().sender(&id);

@@ -14,39 +14,40 @@ use super::{Direction, TransferState, lock, resume};
 use crate::identity::PeerId;
 use crate::net::wire::ControlMsg;
 use crate::node::Shared;
+use crate::reason::Reason;
 
 /// Cancels kept for peers that may not have heard them (the oldest go first).
 const KEPT: usize = 256;
 /// How long a cancel waits for its peer to come back.
 const KEPT_FOR: Duration = Duration::from_secs(15 * 60);
 
-/// Cancels made here, as (peer, transfer id on the wire, when).
+/// Ends made here, as (peer, transfer id on the wire, why if not a cancel, when).
 #[derive(Default)]
 pub(crate) struct Untold {
-    list: Mutex<VecDeque<(PeerId, String, Instant)>>,
+    list: Mutex<VecDeque<(PeerId, String, Option<Reason>, Instant)>>,
 }
 
 impl Untold {
-    fn add(&self, peer: &PeerId, transfer: &str) {
+    fn add(&self, peer: &PeerId, transfer: &str, code: Option<Reason>) {
         let mut list = lock(&self.list);
-        list.retain(|(p, t, at)| !(p == peer && t == transfer) && at.elapsed() < KEPT_FOR);
+        list.retain(|(p, t, _, at)| !(p == peer && t == transfer) && at.elapsed() < KEPT_FOR);
         if list.len() >= KEPT {
             list.pop_front();
         }
-        list.push_back((peer.clone(), transfer.to_string(), Instant::now()));
+        list.push_back((peer.clone(), transfer.to_string(), code, Instant::now()));
     }
 
-    /// The cancels `peer` is still to hear (taken: each is told once more, on the connection
+    /// The ends `peer` is still to hear (taken: each is told once more, on the connection
     /// that just came up).
-    fn take(&self, peer: &PeerId) -> Vec<String> {
+    fn take(&self, peer: &PeerId) -> Vec<(String, Option<Reason>)> {
         let mut list = lock(&self.list);
         let mut out = Vec::new();
-        list.retain(|(p, t, at)| {
+        list.retain(|(p, t, code, at)| {
             if at.elapsed() >= KEPT_FOR {
                 return false;
             }
             if p == peer {
-                out.push(t.clone());
+                out.push((t.clone(), *code));
                 return false;
             }
             true
@@ -60,28 +61,29 @@ impl Untold {
     }
 }
 
-/// We cancelled `transfer` with `peer`: tell it now over its control connection (if any), and
-/// again when it next connects.
-pub(crate) fn tell(shared: &Shared, peer: &PeerId, transfer: &str) {
-    shared.transfers.cancels.add(peer, transfer);
+/// We cancelled `transfer` with `peer` (`code` None), or ended it for good for `code`: tell it
+/// now over its control connection (if any), and again when it next connects.
+pub(crate) fn tell(shared: &Shared, peer: &PeerId, transfer: &str, code: Option<Reason>) {
+    shared.transfers.cancels.add(peer, transfer, code);
     if let Some(tx) = shared.peers().sender(peer) {
         let _ = tx.try_send(ControlMsg::Cancelled {
             transfer: transfer.to_string(),
+            code,
         });
     }
 }
 
-/// `peer`'s control connection is up: tell it the cancels it may have missed.
+/// `peer`'s control connection is up: tell it the ends it may have missed.
 pub(crate) fn connection_up(shared: &Shared, peer: &PeerId, tx: &tokio::sync::mpsc::Sender<ControlMsg>) {
-    for transfer in shared.transfers.cancels.take(peer) {
-        let _ = tx.try_send(ControlMsg::Cancelled { transfer });
+    for (transfer, code) in shared.transfers.cancels.take(peer) {
+        let _ = tx.try_send(ControlMsg::Cancelled { transfer, code });
     }
 }
 
-/// `from` says it cancelled `transfer`: a transfer with it under that id ends as cancelled by
-/// it, here too, and its partial data goes (running: through its own end; paused: at once).
-/// Only the peer a transfer is with can cancel it this way.
-pub(crate) fn heard(shared: &Arc<Shared>, from: &PeerId, transfer: &str) {
+/// `from` says it cancelled `transfer` (or ended it for good for `code`): a transfer with it
+/// under that id ends here too, and its partial data goes (running: through its own end, as a
+/// cancel by the peer; paused: at once). Only the peer a transfer is with can end it this way.
+pub(crate) fn heard(shared: &Arc<Shared>, from: &PeerId, transfer: &str, code: Option<Reason>) {
     let named = |id: &str, group: Option<&str>| id == transfer || group == Some(transfer);
     let running = {
         let active = lock(&shared.transfers.active);
@@ -106,7 +108,7 @@ pub(crate) fn heard(shared: &Arc<Shared>, from: &PeerId, transfer: &str) {
         .collect();
     for id in paused {
         tracing::info!("transfer {id}: {} cancelled it while it was paused", from.short());
-        resume::cancel_by_peer(shared, &id);
+        resume::cancel_by_peer(shared, &id, code);
     }
 }
 
@@ -126,16 +128,16 @@ mod tests {
             PeerId::parse("aaaaaaaaaaaaaaaa").unwrap(),
             PeerId::parse("bbbbbbbbbbbbbbbb").unwrap(),
         );
-        untold.add(&ada, "t1");
-        untold.add(&ada, "t1");
-        untold.add(&bob, "t2");
-        assert_eq!(untold.take(&ada), vec!["t1".to_string()]);
+        untold.add(&ada, "t1", None);
+        untold.add(&ada, "t1", None);
+        untold.add(&bob, "t2", Some(Reason::SourceChanged));
+        assert_eq!(untold.take(&ada), vec![("t1".to_string(), None)]);
         assert!(untold.take(&ada).is_empty());
         assert_eq!(untold.len(), 1);
         for k in 0..KEPT + 10 {
-            untold.add(&ada, &format!("{k:016x}"));
+            untold.add(&ada, &format!("{k:016x}"), None);
         }
         assert_eq!(untold.len(), KEPT);
-        assert_eq!(untold.take(&bob), Vec::<String>::new(), "the oldest went first");
+        assert!(untold.take(&bob).is_empty(), "the oldest went first");
     }
 }

@@ -263,6 +263,8 @@ struct Active {
     /// Raised when the peer says, over its control connection, that it cancelled this
     /// transfer (a cancel it could not tell over the transfer's own connection).
     peer_cancel: CancellationToken,
+    /// The context this entry belongs to (see `Ctx::serial`).
+    serial: u64,
     view: TransferView,
 }
 
@@ -467,6 +469,9 @@ pub(crate) struct Ctx {
     gone: CancellationToken,
     /// Raised when the peer tells over its control connection that it cancelled this one.
     pub peer_cancel: CancellationToken,
+    /// Which context this is: a receive re-attached under the same id is another one, whose
+    /// entry the one it replaced must not retire.
+    serial: u64,
     /// Receive of an offer a relay passed on: who started the send and vouched for the offer
     /// with this digest (it hears our verdict directly).
     pub vouched: std::sync::OnceLock<(PeerId, [u8; 32])>,
@@ -509,6 +514,10 @@ impl Ctx {
                 supersede: supersede.clone(),
                 gone: gone.clone(),
                 peer_cancel: peer_cancel.clone(),
+                serial: {
+                    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                    NEXT.fetch_add(1, Ordering::Relaxed)
+                },
                 vouched: std::sync::OnceLock::new(),
                 sources: Mutex::new(None),
                 partials: Mutex::new(None),
@@ -526,6 +535,7 @@ impl Ctx {
                     supersede,
                     gone,
                     peer_cancel,
+                    serial: ctx.serial,
                     view,
                 },
             );
@@ -547,11 +557,21 @@ impl Ctx {
         self.group.clone().unwrap_or_else(|| self.id.clone())
     }
 
-    /// The transfer's current view.
+    /// Our entry among the running transfers (not another context's under the same id).
+    fn mine<'a>(&self, active: &'a mut HashMap<String, Active>) -> Option<&'a mut Active> {
+        active.get_mut(&self.id).filter(|a| a.serial == self.serial)
+    }
+
+    /// The transfer's current view; once it ended, the one it ended with.
     pub(crate) fn view(&self) -> TransferView {
-        lock(&self.shared.transfers.active)
-            .get(&self.id)
-            .map(|a| a.view.clone())
+        if let Some(a) = self.mine(&mut lock(&self.shared.transfers.active)) {
+            return a.view.clone();
+        }
+        lock(&self.shared.transfers.recent)
+            .iter()
+            .rev()
+            .find(|v| v.transfer == self.id && v.direction == self.direction)
+            .cloned()
             .unwrap_or_else(|| TransferView::new(self, TransferState::Running))
     }
 
@@ -559,7 +579,7 @@ impl Ctx {
     /// the registry's lock).
     pub(crate) fn update(&self, change: impl FnOnce(&mut TransferView)) {
         let mut active = lock(&self.shared.transfers.active);
-        if let Some(a) = active.get_mut(&self.id) {
+        if let Some(a) = self.mine(&mut active) {
             change(&mut a.view);
             self.shared.emit(Event::Progress(a.view.clone()));
         }
@@ -570,7 +590,7 @@ impl Ctx {
     pub(crate) fn amend(&self, change: impl FnOnce(&mut TransferView)) {
         {
             let mut active = lock(&self.shared.transfers.active);
-            if let Some(a) = active.get_mut(&self.id) {
+            if let Some(a) = self.mine(&mut active) {
                 change(&mut a.view);
                 self.shared.emit(Event::Progress(a.view.clone()));
                 return;
@@ -585,7 +605,7 @@ impl Ctx {
 
     /// Change the view without telling the faces now (the next update carries it).
     pub(crate) fn note(&self, change: impl FnOnce(&mut TransferView)) {
-        if let Some(a) = lock(&self.shared.transfers.active).get_mut(&self.id) {
+        if let Some(a) = self.mine(&mut lock(&self.shared.transfers.active)) {
             change(&mut a.view);
         }
     }
@@ -661,7 +681,7 @@ impl Ctx {
         if let Err(TransferError::Cancelled(code, _)) = result
             && *code == send::cancel_code(self.direction)
         {
-            cancels::tell(&self.shared, &self.peer, &self.wire_id());
+            cancels::tell(&self.shared, &self.peer, &self.wire_id(), None);
         }
         self.emit(match result {
             Ok(o) => Event::Done {
@@ -760,7 +780,15 @@ fn saved_top(dir: Option<&str>, saved: &[PathBuf]) -> Option<String> {
 impl Ctx {
     /// Move the transfer from the running ones to the recent ones (once).
     fn retire(&self) {
-        let Some(done) = lock(&self.shared.transfers.active).remove(&self.id) else {
+        let done = {
+            let mut active = lock(&self.shared.transfers.active);
+            // Only our own entry: after a re-attach the id may be another context's now.
+            if active.get(&self.id).is_none_or(|a| a.serial != self.serial) {
+                return;
+            }
+            active.remove(&self.id)
+        };
+        let Some(done) = done else {
             return;
         };
         let mut recent = lock(&self.shared.transfers.recent);
@@ -773,14 +801,14 @@ impl Ctx {
 
 impl Drop for Ctx {
     fn drop(&mut self) {
-        self.gone.cancel();
         self.retire();
+        self.gone.cancel();
     }
 }
 
 /// A peer's control connection says it cancelled a transfer with us (see `cancels`).
-pub(crate) fn cancel_heard(shared: &Arc<Shared>, from: &PeerId, transfer: &str) {
-    cancels::heard(shared, from, transfer);
+pub(crate) fn cancel_heard(shared: &Arc<Shared>, from: &PeerId, transfer: &str, code: Option<Reason>) {
+    cancels::heard(shared, from, transfer, code);
 }
 
 /// A peer's control connection came up: it hears the cancels it may have missed.
