@@ -21,10 +21,13 @@ const KEPT: usize = 256;
 /// How long a cancel waits for its peer to come back.
 const KEPT_FOR: Duration = Duration::from_secs(15 * 60);
 
-/// Ends made here, as (peer, transfer id on the wire, why if not a cancel, when).
+/// An end made here: (peer, transfer id on the wire, why if not a cancel, when).
+type End = (PeerId, String, Option<Reason>, Instant);
+
+/// Ends made here that a peer may not have heard yet.
 #[derive(Default)]
 pub(crate) struct Untold {
-    list: Mutex<VecDeque<(PeerId, String, Option<Reason>, Instant)>>,
+    list: Mutex<VecDeque<End>>,
 }
 
 impl Untold {
