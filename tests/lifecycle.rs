@@ -273,3 +273,57 @@ async fn cancelling_a_paused_receive_drops_its_partial() {
     assert_eq!(view.state, TransferState::Cancelled);
     assert!(!b.handle.cancel_transfer(&id), "once");
 }
+
+/// The sender cancels while the receiver is cut off (its node is down): the cancel cannot go
+/// over the transfer's connection, so it is told over the control connection once the receiver
+/// is back, and the receiver drops the partial data it kept for a resume.
+#[tokio::test]
+async fn a_cancel_while_cut_off_reaches_the_receiver_later() {
+    let a = node("ada", |c| c.resume = true).await;
+    let b_dir = tempfile::tempdir().unwrap();
+    let mut b_config = lanyard::node::NodeConfig::local("bob", b_dir.path().join("data"));
+    b_config.download_dir = b_dir.path().join("downloads");
+    b_config.accept_all = true;
+    b_config.resume = true;
+    let downloads = b_config.download_dir.clone();
+    let b = common::start_node(b_config.clone()).await;
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("big.bin");
+    write(&file, &pattern(BIG, 33));
+    let bob = a.handle.resolve(&b.listen_addr().unwrap().to_string(), WAIT).await.unwrap();
+    let release = b.inject_hold_after(2 << 20);
+    let task = a.handle.send(&bob, std::slice::from_ref(&file)).await.unwrap();
+    let id = task.id.clone();
+    until_blocked(&a.handle, &id).await;
+    // Bob's node goes away mid-file: both ends pause, bob keeps its partial data.
+    let stopping = {
+        let b = b.clone();
+        tokio::spawn(async move { b.shutdown().await })
+    };
+    release.cancel();
+    assert_eq!(task.wait().await.unwrap_err().reason(), Reason::Stopped);
+    stopping.await.unwrap();
+    drop(b);
+    assert_eq!(partials(&downloads).len(), 1, "bob keeps the partial for a resume");
+    common::until("ada lists the send paused", || {
+        a.handle
+            .transfers()
+            .iter()
+            .any(|t| t.transfer == id && t.state == TransferState::Paused)
+    })
+    .await;
+    // Ada cancels it while bob is away; nothing can tell bob now.
+    assert!(a.handle.cancel_transfer(&id));
+
+    // Bob comes back on the same data dir: he lists the receive paused, then hears the cancel.
+    b_config.manual_peers = vec![a.handle.listen_addr().unwrap().to_string()];
+    let b = common::start_node(b_config).await;
+    common::until("bob drops the partial data", || partials(&downloads).is_empty()).await;
+    common::until("bob lists it cancelled by ada", || {
+        b.transfers()
+            .iter()
+            .any(|t| t.transfer == id && t.state == TransferState::Cancelled && t.reason == Some(Reason::CancelledBySender))
+    })
+    .await;
+    assert!(!downloads.join("big.bin").exists());
+}

@@ -75,6 +75,7 @@ pub fn control_msg(msg: &ControlMsg) {
         }
         ControlMsg::Vouch { transfer, digest } => transfer.len() <= 64 && digest.len() == 32,
         ControlMsg::VouchRequest { transfer } => transfer.len() <= 64,
+        ControlMsg::Cancelled { transfer, .. } => transfer.len() <= 64,
         ControlMsg::Verdict {
             transfer, digest, reason, ..
         } => transfer.len() <= 64 && digest.len() == 32 && reason.as_ref().is_none_or(|r| r.len() <= MAX_REASON_BYTES),

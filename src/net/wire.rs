@@ -131,6 +131,15 @@ pub enum ControlMsg {
         code: Option<Reason>,
         reason: Option<String>,
     },
+    /// The sender of this message ended the transfer with this id for good (told again over
+    /// the control connection when the transfer's own connection could not carry it): the
+    /// receiver of this message ends it too and drops its partial data. `code`: why, when it is
+    /// not a cancel (a paused send whose sources changed or vanished cannot be resumed).
+    Cancelled {
+        transfer: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<Reason>,
+    },
     /// A message a later version added: ignored, so adding one needs no new protocol version.
     #[serde(other)]
     Unknown,
@@ -180,6 +189,7 @@ impl ControlMsg {
             }
             ControlMsg::Vouch { transfer, digest } if transfer.len() > 64 || digest.len() != 32 => Err("malformed vouch".into()),
             ControlMsg::VouchRequest { transfer } if transfer.len() > 64 => Err("malformed vouch request".into()),
+            ControlMsg::Cancelled { transfer, .. } if transfer.len() > 64 => Err("malformed cancel".into()),
             ControlMsg::Verdict {
                 transfer, digest, reason, ..
             } if transfer.len() > 64 || digest.len() != 32 || reason.as_ref().is_some_and(|e| e.len() > MAX_REASON_BYTES) => {

@@ -260,6 +260,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
         }
     }
     let inbox = chat::connection_up(&shared, &id, remote.addr.ip(), conn_id, tx.clone(), cancel.clone());
+    crate::node::transfer::cancels_connection_up(&shared, &id, &tx);
     if !old_nick.is_empty() && old_nick != remote.hello.nick {
         shared.emit(Event::PeerRenamed {
             id: id.clone(),
@@ -366,6 +367,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
                     ControlMsg::Ping | ControlMsg::Unknown => {}
                     ControlMsg::Peers { peers } => exchange::receive(&shared, &id, remote.addr, peers),
                     ControlMsg::Vouch { transfer, digest } => shared.transfers.vouch(&id, transfer, &digest),
+                    ControlMsg::Cancelled { transfer, code } => crate::node::transfer::cancel_heard(&shared, &id, &transfer, code),
                     ControlMsg::VouchRequest { transfer } => {
                         let digest = shared.transfers.vouch_for(&transfer, &id);
                         let tx = shared.peers().sender(&id);

@@ -8,6 +8,8 @@
 #   (b) SIGTERM of the sending serve mid-send: h2 says stopped and keeps the partial; the serve
 #       restarted on the same data dir resumes by itself and the file arrives verified
 #   (c) kill -9 of the receiving serve mid-send, then a restart: the sender resumes by itself
+#   (e) kill -9 of the sending serve mid-send, then a restart: it resumes by itself (the send was
+#       stored as it started)
 #   (d) Ctrl-C (SIGINT) of a one-shot `lanyard send`: exits non-zero with one line, h2 keeps the
 #       partial, and the same send again resumes (resumed > 0)
 #
@@ -119,6 +121,19 @@ mv "$TMP/h2.jsonl" "$TMP/h2-c.jsonl"
 start_h2
 expect_event "$TMP/h2.jsonl" "$PATIENCE" event=done transfer="$WIRE" failed=0 >/dev/null || die "(c) not resumed"
 [ "$(sha256sum <"$IN2/big.bin")" = "$SUM" ] || die "(c) the resumed file differs"
+rm "$IN2/big.bin"
+
+log "(e) kill -9 of the sending serve, then a restart on the same data dir"
+read -r ID WIRE < <(send_bg e)
+kill -KILL "${SERVE_PID[1]}"
+wait "${SERVE_PID[1]}" 2>/dev/null || true
+E=$(expect_event "$TMP/h2.jsonl" "$PATIENCE" event=error transfer="$WIRE") || die "(e) h2 saw no end"
+log "(e) h2: $(field message <<<"$E")"
+[ "$(partials_on_h2)" = 1 ] || die "(e) h2 did not keep the partial"
+mv "$TMP/h1.jsonl" "$TMP/h1-e.jsonl"
+start_h1
+expect_event "$TMP/h2.jsonl" "$PATIENCE" event=done transfer="$WIRE" failed=0 >/dev/null || die "(e) not resumed: the send was not stored as it started"
+[ "$(sha256sum <"$IN2/big.bin")" = "$SUM" ] || die "(e) the resumed file differs"
 rm "$IN2/big.bin"
 
 log "(d) Ctrl-C of a one-shot send"

@@ -129,6 +129,9 @@ def home_env(i):
            "XDG_RUNTIME_DIR=%s/run" % h, "RUST_BACKTRACE=1", "PATH=" + os.environ.get("PATH", "")]
     if i != TUI:
         env.append("LANYARD_DATA_DIR=" + data_dir(i))
+    # More for every lanyard process (space-separated NAME=VALUE), e.g. to compare allocator
+    # tunings: SOAK_NODE_ENV=GLIBC_TUNABLES=glibc.malloc.arena_max=2
+    env.extend(x for x in os.environ.get("SOAK_NODE_ENV", "").split() if "=" in x)
     return env
 
 
@@ -370,15 +373,22 @@ def stop_node(i, how):
     n.up = False
     pid = n.pid
     t = now()
+    answered = [False]
+
+    def gone():
+        # Quitting with transfers running asks first ("... pause them and quit? y/n"), as soon
+        # as the TUI draws it (a loaded machine may take seconds): answered once, yes.
+        if how == "quit" and not answered[0] and pid_alive(pid) and "y/n" in screen():
+            answered[0] = True
+            tmux("send-keys", "-t", "tui", "y")
+        return not pid_alive(pid)
+
     if how == "quit":
         keys("Escape", "q")
-        # Quitting with transfers running may ask first ("... pause them and quit? y/n").
-        if wait(lambda: "y/n" in screen() or not pid_alive(pid), 3) and pid_alive(pid):
-            tmux("send-keys", "-t", "tui", "y")
     else:
         os.kill(pid, {"term": signal.SIGTERM, "int": signal.SIGINT, "kill": signal.SIGKILL}[how])
     limit = C.patience / 4
-    if not wait(lambda: not pid_alive(pid), limit):
+    if not wait(gone, limit):
         FINDINGS.append(("serving", "h%d did not stop within %d s of %s; killed" % (i, limit, how)))
         os.kill(pid, signal.SIGKILL)
         wait(lambda: not pid_alive(pid), 10)

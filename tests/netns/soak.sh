@@ -25,6 +25,7 @@
 # Env: LANYARD_BIN (default target/debug/lanyard), SOAK_S (120), SOAK_SEED (default: random),
 #      BIG_MIB (64), SOAK_SETTLE_S (60: how long transfers may take to end after the chaos),
 #      SAMPLE_S (2), SOAK_ACTIONS (only these kinds, comma-separated names from soak.py ACTIONS),
+#      SOAK_NODE_ENV (NAME=VALUE ... for every lanyard process, e.g. an allocator tuning to compare),
 #      SOAK_INJECT (corrupt-received | keep-partial | lose-chat | down-node: break the run on
 #      purpose to see a check catch it), PATIENCE, LANYARD_REQUIRE_NETNS=1, LANYARD_KEEP_TMP=1.
 set -euo pipefail

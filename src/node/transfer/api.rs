@@ -160,12 +160,15 @@ impl NodeHandle {
         let shared = self.shared.clone();
         let nick = peer_nick(&shared, peer);
         let ctx = Ctx::new(&shared, id, peer.clone(), nick, Direction::Send, group);
+        ctx.started_as_resume
+            .store(id.is_some_and(|i| i == ctx.id), std::sync::atomic::Ordering::Relaxed);
         *lock(&ctx.sources) = sources;
         // Named while it connects, not only once offered.
         let name = manifest.label();
         ctx.update(|v| v.name = name);
         let id = ctx.id.clone();
         let join = shared.tracker.spawn(async move {
+            ctx.store_start().await;
             let result = match connect(&ctx.shared, &ctx.peer).await {
                 Ok(conn) => send::run(&ctx, conn, &manifest, send::Outgoing::plain()).await,
                 Err(e) => Err(e),
@@ -258,6 +261,7 @@ impl NodeHandle {
         let dest = to.unwrap_or_else(|| shared.config.download_dir.clone());
         let nick = peer_nick(&shared, peer);
         let ctx = Ctx::new(&shared, None, peer.clone(), nick, Direction::Receive, None);
+        ctx.no_resume.store(true, std::sync::atomic::Ordering::Relaxed);
         ctx.note(|v| v.saved_to = Some(dest.display().to_string()));
         let id = ctx.id.clone();
         let paths = paths.to_vec();

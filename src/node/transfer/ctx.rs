@@ -1,7 +1,9 @@
 //! One running transfer as both ends see it ([`Ctx`]): its row in the registry, how it is
 //! stopped, and how its end is reported and stored.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
@@ -11,7 +13,8 @@ use super::ids::{new_id, valid_id};
 use super::progress::{self, TransferState, TransferView};
 use super::records::RECENT;
 use super::registry::Active;
-use super::{deadline, records, resume};
+use super::stream::cancel_code;
+use super::{cancels, deadline, records, resume};
 use crate::identity::PeerId;
 use crate::node::slots::Activity;
 use crate::node::{Event, Shared, lock};
@@ -37,6 +40,11 @@ pub(crate) struct Ctx {
     pub supersede: CancellationToken,
     /// Raised when this context is dropped.
     pub(super) gone: CancellationToken,
+    /// Raised when the peer tells over its control connection that it cancelled this one.
+    pub peer_cancel: CancellationToken,
+    /// Which context this is: a receive re-attached under the same id is another one, whose
+    /// entry the one it replaced must not retire.
+    pub(super) serial: u64,
     /// Receive of an offer a relay passed on: who started the send and vouched for the offer
     /// with this digest (it hears our verdict directly).
     pub vouched: std::sync::OnceLock<(PeerId, [u8; 32])>,
@@ -44,6 +52,10 @@ pub(crate) struct Ctx {
     pub(super) sources: Mutex<Option<Vec<PathBuf>>>,
     /// A stopped receive: where the partial files it keeps are.
     pub(super) partials: Mutex<Option<records::Partials>>,
+    /// Resumed only by the person doing it again (a pull): never listed as paused.
+    pub(super) no_resume: AtomicBool,
+    /// A paused send offered again.
+    pub(super) started_as_resume: AtomicBool,
 }
 
 impl Ctx {
@@ -56,7 +68,7 @@ impl Ctx {
         group: Option<String>,
     ) -> Ctx {
         let cancel = CancellationToken::new();
-        let (supersede, gone) = (CancellationToken::new(), CancellationToken::new());
+        let (supersede, gone, peer_cancel) = (CancellationToken::new(), CancellationToken::new(), CancellationToken::new());
         let ctx = {
             let mut active = lock(&shared.transfers.active);
             let usable = wanted_id.filter(|w| valid_id(w) && !active.contains_key(*w)).map(str::to_string);
@@ -81,9 +93,16 @@ impl Ctx {
                 parking: None,
                 supersede: supersede.clone(),
                 gone: gone.clone(),
+                peer_cancel: peer_cancel.clone(),
+                serial: {
+                    static NEXT: AtomicU64 = AtomicU64::new(0);
+                    NEXT.fetch_add(1, Ordering::Relaxed)
+                },
                 vouched: std::sync::OnceLock::new(),
                 sources: Mutex::new(None),
                 partials: Mutex::new(None),
+                no_resume: AtomicBool::new(false),
+                started_as_resume: AtomicBool::new(false),
             };
             let mut view = TransferView::new(&ctx, TransferState::Connecting);
             if direction == Direction::Receive {
@@ -95,6 +114,8 @@ impl Ctx {
                     cancel,
                     supersede,
                     gone,
+                    peer_cancel,
+                    serial: ctx.serial,
                     view,
                 },
             );
@@ -116,11 +137,21 @@ impl Ctx {
         self.group.clone().unwrap_or_else(|| self.id.clone())
     }
 
-    /// The transfer's current view.
+    /// Our entry among the running transfers (not another context's under the same id).
+    fn mine<'a>(&self, active: &'a mut HashMap<String, Active>) -> Option<&'a mut Active> {
+        active.get_mut(&self.id).filter(|a| a.serial == self.serial)
+    }
+
+    /// The transfer's current view; once it ended, the one it ended with.
     pub(crate) fn view(&self) -> TransferView {
-        lock(&self.shared.transfers.active)
-            .get(&self.id)
-            .map(|a| a.view.clone())
+        if let Some(a) = self.mine(&mut lock(&self.shared.transfers.active)) {
+            return a.view.clone();
+        }
+        lock(&self.shared.transfers.recent)
+            .iter()
+            .rev()
+            .find(|v| v.transfer == self.id && v.direction == self.direction)
+            .cloned()
             .unwrap_or_else(|| TransferView::new(self, TransferState::Running))
     }
 
@@ -128,7 +159,7 @@ impl Ctx {
     /// the registry's lock).
     pub(crate) fn update(&self, change: impl FnOnce(&mut TransferView)) {
         let mut active = lock(&self.shared.transfers.active);
-        if let Some(a) = active.get_mut(&self.id) {
+        if let Some(a) = self.mine(&mut active) {
             change(&mut a.view);
             self.shared.emit(Event::Progress(a.view.clone()));
         }
@@ -139,7 +170,7 @@ impl Ctx {
     pub(crate) fn amend(&self, change: impl FnOnce(&mut TransferView)) {
         {
             let mut active = lock(&self.shared.transfers.active);
-            if let Some(a) = active.get_mut(&self.id) {
+            if let Some(a) = self.mine(&mut active) {
                 change(&mut a.view);
                 self.shared.emit(Event::Progress(a.view.clone()));
                 return;
@@ -154,7 +185,7 @@ impl Ctx {
 
     /// Change the view without telling the faces now (the next update carries it).
     pub(crate) fn note(&self, change: impl FnOnce(&mut TransferView)) {
-        if let Some(a) = lock(&self.shared.transfers.active).get_mut(&self.id) {
+        if let Some(a) = self.mine(&mut lock(&self.shared.transfers.active)) {
             change(&mut a.view);
         }
     }
@@ -169,12 +200,45 @@ impl Ctx {
     }
 
     /// Whether this transfer, ended this way, waits to be resumed: stopped at either end, or
-    /// its peer gone (when this node resumes by itself).
+    /// its peer gone (when this node resumes by itself). Only a side that a resume starts from
+    /// or comes to pauses: a send of local paths (offered again) and a receive of an offer (the
+    /// sender offers it again). A relay's leg to the peer behind it, the serving side of a pull
+    /// and the pulling side (a person runs `get` again) end instead, saying what they keep.
     pub(super) fn pauses(&self, e: &TransferError) -> bool {
-        match e {
-            TransferError::Stopped(_) => true,
-            TransferError::PeerLost(Reason::ConnectionLost | Reason::Stalled, _) => self.shared.config.resume,
-            _ => false,
+        let resumable = match self.direction {
+            Direction::Send => lock(&self.sources).is_some(),
+            Direction::Receive => !self.no_resume.load(Ordering::Relaxed),
+        };
+        resumable
+            && match e {
+                TransferError::Stopped(_) => true,
+                TransferError::PeerLost(Reason::ConnectionLost | Reason::Stalled, _) => self.shared.config.resume,
+                // A paused send offered again whose peer could not be reached (gone again, or
+                // not listening yet): still paused, it is offered again when the peer is back.
+                TransferError::Unreachable(_) => self.resuming() && self.shared.config.resume,
+                _ => false,
+            }
+    }
+
+    /// Whether this is a paused send offered again (it came back under its stored id).
+    fn resuming(&self) -> bool {
+        self.direction == Direction::Send && self.started_as_resume.load(Ordering::Relaxed)
+    }
+
+    /// Store the transfer as it starts, with what a resume needs: a node killed mid-way (no
+    /// word, no end stored) lists it after a restart and offers it again.
+    pub(super) async fn store_start(&self) {
+        self.store_view(self.view()).await;
+    }
+
+    /// Keep the transfer's view and what a resume needs in the database.
+    async fn store_view(&self, view: TransferView) {
+        let sources = lock(&self.sources).clone();
+        let partials = lock(&self.partials).clone();
+        let (shared, saved) = (self.shared.clone(), view.clone());
+        let stored = crate::node::off_thread(move || records::save(&shared.store, &saved, sources.as_deref(), partials.as_ref())).await;
+        if let Err(e) | Ok(Err(e)) = stored {
+            tracing::warn!("cannot store transfer {}: {e:#}", view.transfer);
         }
     }
 
@@ -191,6 +255,14 @@ impl Ctx {
         // Stored before anyone hears of the end: a cancel of the paused transfer, sent on seeing
         // the event, reads its partial files from this record (and must not be overwritten by it).
         self.store(view).await;
+        // Cancelled here: the peer may not have heard it (the link was cut, its node down), and
+        // would keep its partial data for a resume that never comes. It is told again, over its
+        // control connection, now and once it is back.
+        if let Err(TransferError::Cancelled(code, _)) = result
+            && *code == cancel_code(self.direction)
+        {
+            cancels::tell(&self.shared, &self.peer, &self.wire_id(), None);
+        }
         self.emit(match result {
             Ok(o) => Event::Done {
                 transfer,
@@ -220,13 +292,8 @@ impl Ctx {
     /// Keep the transfer's view (and what a resume needs) in the database; a paused send is
     /// offered again once its peer is back, and a finished one ends paused sends of the same.
     pub(super) async fn store(&self, view: TransferView) {
+        self.store_view(view.clone()).await;
         let sources = lock(&self.sources).clone();
-        let partials = lock(&self.partials).clone();
-        let (shared, saved, paths) = (self.shared.clone(), view.clone(), sources.clone());
-        let stored = crate::node::off_thread(move || records::save(&shared.store, &saved, paths.as_deref(), partials.as_ref())).await;
-        if let Err(e) | Ok(Err(e)) = stored {
-            tracing::warn!("cannot store transfer {}: {e:#}", view.transfer);
-        }
         let Some(sources) = sources else { return };
         match view.state {
             TransferState::Paused if self.shared.config.resume && !self.shared.cancel.is_cancelled() => {
@@ -293,7 +360,15 @@ pub(super) fn saved_top(dir: Option<&str>, saved: &[PathBuf]) -> Option<String> 
 impl Ctx {
     /// Move the transfer from the running ones to the recent ones (once).
     pub(super) fn retire(&self) {
-        let Some(done) = lock(&self.shared.transfers.active).remove(&self.id) else {
+        let done = {
+            let mut active = lock(&self.shared.transfers.active);
+            // Only our own entry: after a re-attach the id may be another context's now.
+            if active.get(&self.id).is_none_or(|a| a.serial != self.serial) {
+                return;
+            }
+            active.remove(&self.id)
+        };
+        let Some(done) = done else {
             return;
         };
         let mut recent = lock(&self.shared.transfers.recent);
@@ -306,8 +381,8 @@ impl Ctx {
 
 impl Drop for Ctx {
     fn drop(&mut self) {
-        self.gone.cancel();
         self.retire();
+        self.gone.cancel();
     }
 }
 

@@ -32,12 +32,15 @@
 //! - `deadline`: when a transfer counts as stalled.
 //! - `records` / `resume` / `expire`: transfers stored across restarts, paused sends offered
 //!   again, old partial files removed.
+//! - `cancels`: cancels a peer could not hear on the transfer's own connection, told over its
+//!   control connection now and again once it is back.
 //! - [`wire`]: the messages and limits of a transfer connection.
 //! - [`file_names`]: checks on names that arrive from the network.
 
 mod api;
 mod ask;
 mod budget;
+mod cancels;
 mod chunks;
 mod ctx;
 mod deadline;
@@ -81,3 +84,22 @@ pub use progress::{TransferState, TransferView};
 pub use pull::PeerListing;
 pub(crate) use registry::Registry;
 pub(crate) use resume::load as load_records;
+
+/// A peer's control connection says it cancelled a transfer with us (see `cancels`).
+pub(crate) fn cancel_heard(
+    shared: &std::sync::Arc<crate::node::Shared>,
+    from: &crate::identity::PeerId,
+    transfer: &str,
+    code: Option<Reason>,
+) {
+    cancels::heard(shared, from, transfer, code);
+}
+
+/// A peer's control connection came up: it hears the cancels it may have missed.
+pub(crate) fn cancels_connection_up(
+    shared: &crate::node::Shared,
+    peer: &crate::identity::PeerId,
+    tx: &tokio::sync::mpsc::Sender<crate::net::wire::ControlMsg>,
+) {
+    cancels::connection_up(shared, peer, tx);
+}

@@ -384,11 +384,19 @@ async fn exchange(
         // this alive; a quiet spell (a big file synced far down the chain) may last as long as
         // a sender waits for its last verdicts.
         ctx.deadline.hold(crate::limits::LAST_VERDICTS_WAIT);
-        while let Some((peer, report)) = waiting(ctx, reports.recv()).await? {
-            let msg = TransferMsg::Relayed { peer, report };
-            moving(ctx, async { writer.send(&msg).await.map_err(io_stop) }).await?;
+        let passed_on = async {
+            while let Some((peer, report)) = waiting(ctx, reports.recv()).await? {
+                let msg = TransferMsg::Relayed { peer, report };
+                moving(ctx, async { writer.send(&msg).await.map_err(io_stop) }).await?;
+            }
+            moving(ctx, async { writer.send(&TransferMsg::RelayDone).await.map_err(io_stop) }).await
+        };
+        // Whatever ends this wait (a stop here, the sender gone), our copy is verified: this
+        // receive is done, and its row stays so (the legs behind us are rows of their own).
+        if let Err(stop) = passed_on.await {
+            say_stop(ctx, writer, &stop).await;
+            tracing::info!("transfer {}: verified here; the chain behind us was not seen to its end", ctx.id);
         }
-        moving(ctx, async { writer.send(&TransferMsg::RelayDone).await.map_err(io_stop) }).await?;
     }
     Ok(tally.outcome)
 }

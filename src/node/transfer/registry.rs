@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::error::Direction;
 use super::hooks::Faults;
 use super::progress::TransferView;
-use super::{budget, offers, resume, space, wire};
+use super::{budget, cancels, offers, resume, space, wire};
 use crate::identity::PeerId;
 use crate::node::lock;
 
@@ -21,6 +21,11 @@ pub(super) struct Active {
     pub(super) supersede: CancellationToken,
     /// Raised when the transfer's context is gone (its partial files released).
     pub(super) gone: CancellationToken,
+    /// Raised when the peer says, over its control connection, that it cancelled this
+    /// transfer (a cancel it could not tell over the transfer's own connection).
+    pub(super) peer_cancel: CancellationToken,
+    /// The context this entry belongs to (see `Ctx::serial`).
+    pub(super) serial: u64,
     pub(super) view: TransferView,
 }
 
@@ -52,6 +57,8 @@ pub(crate) struct Registry {
     pub(crate) sending: Mutex<HashMap<String, RelayedSend>>,
     /// Paused sends waiting for their peer, by transfer id.
     pub(super) paused: Mutex<HashMap<String, resume::Paused>>,
+    /// Cancels made here that a peer may not have heard yet, told again when it is back.
+    pub(crate) cancels: cancels::Untold,
 }
 
 /// A relayed send this node started, as the control connections see it: a recipient that lost

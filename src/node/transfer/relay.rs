@@ -169,8 +169,12 @@ async fn run_hop(
     let mut tick = tokio::time::interval(RELAY_REPORT_EVERY);
     let mut accepted = false;
     let mut last = (u64::MAX, u32::MAX);
-    // A report on a peer behind ours that has no fate yet (a relay may not report twice).
+    // A report on a peer behind ours that has no fate yet (a relay may not report twice); our
+    // direct peer's own end (all its verdicts in, over our own connection) as its word.
     let take = |peer: String, report: Report, fate: &mut [bool], sink: &mut Sink<'_>| {
+        if peer == chain.hops[k].id {
+            return sink(k, report, None);
+        }
         let Some(j) = chain.hops.iter().position(|h| h.id == peer).filter(|&j| j > k && !fate[j]) else {
             return;
         };
@@ -249,6 +253,8 @@ pub(crate) async fn send(
     let name = m.label();
     for c in &ctxs {
         c.update(|v| v.name.clone_from(&name));
+        // Kept from the start: a node killed mid-way offers it again after a restart.
+        c.store_start().await;
     }
     // Each recipient hears from us what we offer, so that no relay can offer it anything else
     // (and can ask again while the send runs); each tells us how it ended.
@@ -447,8 +453,9 @@ struct Fates {
     word: Vec<Option<Report>>,
     /// What a relay (named) said of its end, with no word of its own yet.
     claim: Vec<Option<(String, Report)>>,
-    /// Why it failed first, in its own words (a later round that fails again adds to it).
-    first_failure: Vec<Option<String>>,
+    /// Why it failed first, its code and in its own words (a later round that fails again
+    /// adds to the words; the first code says whether the send pauses).
+    first_failure: Vec<Option<(Reason, String)>>,
     /// Its view shows the end already (it came while the others went on).
     reported: Vec<bool>,
 }
@@ -484,17 +491,17 @@ impl Fates {
         }
         show(ctx, &report, total, None);
         // What a relay said of it went first: it is part of the story, as the relay's words.
-        if let Some((relay, Report::Failed { reason, .. })) = &self.claim[k]
+        if let Some((relay, Report::Failed { code, reason })) = &self.claim[k]
             && self.first_failure[k].is_none()
             && matches!(report, Report::Failed { code, .. } if !final_no(code))
         {
-            self.first_failure[k] = Some(format!("{relay} says: {}", printable(reason)));
+            self.first_failure[k] = Some((*code, format!("{relay} says: {}", printable(reason))));
         }
         match &report {
             Report::Accepted { .. } | Report::Progress { .. } => return None,
             // A lost vouch is no failure of the recipient's: it is served directly next round.
             Report::Failed { code, reason } if self.first_failure[k].is_none() && !final_no(*code) && *code != Reason::Unconfirmed => {
-                self.first_failure[k] = Some(reason.clone());
+                self.first_failure[k] = Some((*code, reason.clone()));
             }
             _ => {}
         }
@@ -548,15 +555,26 @@ impl Fates {
             }
             Some(Report::Failed { code, reason }) if said_no(code) => Err(TransferError::Rejected(code, reason)),
             Some(Report::Failed { code, reason }) if code.is_cancel() => Err(TransferError::Cancelled(code, reason)),
-            // What went wrong first says most (a relay died mid-way); a later round that could
-            // not reach the peer again adds to it.
-            Some(Report::Failed { code, reason }) => Err(TransferError::Failed(
-                code,
-                match self.first_failure[k].clone() {
-                    Some(first) if first != reason => format!("{first} (sending again: {reason})"),
-                    _ => reason,
-                },
-            )),
+            // What went wrong first says most (a relay died mid-way, the peer went away); a
+            // later round that could not reach the peer again adds to its words, and its code
+            // decides: a peer that went away (or stopped) pauses the send, to be offered again
+            // when it is back, even if the next round could not reach it.
+            Some(Report::Failed { code, reason }) => {
+                let last = code;
+                let (code, text) = match self.first_failure[k].clone() {
+                    Some((first, words)) if words != reason => (first, format!("{words} (sending again: {reason})")),
+                    Some((first, _)) => (first, reason),
+                    None => (code, reason),
+                };
+                // This node stopping in a later round pauses it too, whatever went first.
+                let code = if last == Reason::Stopped { last } else { code };
+                Err(match code {
+                    Reason::Stopped => TransferError::Stopped(text),
+                    Reason::ConnectionLost | Reason::Stalled => TransferError::PeerLost(code, text),
+                    Reason::Unreachable => TransferError::Unreachable(text),
+                    _ => TransferError::Failed(code, text),
+                })
+            }
             _ if ctx.cancel.is_cancelled() => Err(TransferError::Cancelled(Reason::CancelledBySender, "cancelled".into())),
             // Only a relay spoke for it: its words, as its own.
             _ => match self.claim[k].take() {
@@ -581,19 +599,30 @@ fn claim_text(claim: &Report, who: &str) -> String {
     }
 }
 
-/// Resolves when any of the tokens is cancelled.
+/// Resolves when any of the tokens is cancelled. Its watchers end with it: a send that ends
+/// without a cancel must not leave one task per recipient waiting for ever.
 async fn futures_any(tokens: Vec<CancellationToken>) {
+    struct Watchers(Vec<tokio::task::JoinHandle<()>>);
+    impl Drop for Watchers {
+        fn drop(&mut self) {
+            for w in &self.0 {
+                w.abort();
+            }
+        }
+    }
     let (tx, mut rx) = mpsc::channel::<()>(1);
-    let _guards: Vec<_> = tokens
-        .into_iter()
-        .map(|t| {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                t.cancelled().await;
-                let _ = tx.send(()).await;
+    let _watchers = Watchers(
+        tokens
+            .into_iter()
+            .map(|t| {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    t.cancelled().await;
+                    let _ = tx.send(()).await;
+                })
             })
-        })
-        .collect();
+            .collect(),
+    );
     drop(tx);
     let _ = rx.recv().await;
 }

@@ -94,8 +94,15 @@ pub(crate) fn schedule(shared: &Arc<Shared>, view: TransferView, sources: Vec<Pa
             Ok(manifest) => {
                 node.start_send_as(&view.peer, manifest, view.group.clone(), Some(&view.transfer), Some(sources));
             }
-            // The files are gone or unreadable: the send ends here, saying which.
+            // The files are gone or unreadable: the send ends here, saying which, and the
+            // receiver hears it (its partial data is of no use now).
             Err(e) => {
+                super::cancels::tell(
+                    &shared,
+                    &view.peer,
+                    view.group.as_deref().unwrap_or(&view.transfer),
+                    Some(Reason::SourceChanged),
+                );
                 let mut ended = view;
                 ended.state = TransferState::Failed;
                 ended.reason = Some(Reason::SourceChanged);
@@ -154,20 +161,55 @@ fn paused_view(shared: &Shared, id: &str) -> Option<TransferView> {
 }
 
 /// Cancel a paused transfer for good: it is not offered again, and a receive's partial data
-/// goes. False if `id` names no paused transfer.
+/// goes; the peer is told (now or when it is back), so that its side ends too. False if `id`
+/// names no paused transfer.
 pub(crate) fn cancel(shared: &Arc<Shared>, id: &str) -> bool {
-    let Some(mut view) = paused_view(shared, id) else {
+    let Some(view) = paused_view(shared, id) else {
         return false;
     };
+    super::cancels::tell(shared, &view.peer, view.group.as_deref().unwrap_or(&view.transfer), None);
+    let code = super::stream::cancel_code(view.direction);
+    end_paused(shared, view, TransferState::Cancelled, code, "cancelled".into());
+    true
+}
+
+/// The peer cancelled paused transfer `id` (`code` None), or ended it for good for `code`
+/// (told over its control connection): it ends here too, and a receive's partial data goes.
+pub(crate) fn cancel_by_peer(shared: &Arc<Shared>, id: &str, code: Option<Reason>) {
+    let Some(view) = paused_view(shared, id) else {
+        return;
+    };
+    let who = if view.nick.is_empty() {
+        view.peer.short().to_string()
+    } else {
+        printable(&view.nick).into_owned()
+    };
+    let name = printable(&view.name).into_owned();
+    let (state, code, text) = match code {
+        None => (
+            TransferState::Cancelled,
+            super::cancels::peer_code(view.direction),
+            format!("{who} cancelled {name}"),
+        ),
+        Some(Reason::SourceChanged) => (
+            TransferState::Failed,
+            Reason::SourceChanged,
+            format!("{who} cannot resume {name}: what it sent changed or vanished"),
+        ),
+        Some(code) => (TransferState::Failed, code, format!("{who} cannot resume {name}")),
+    };
+    end_paused(shared, view, state, code, text);
+}
+
+/// End paused transfer `view` for good (`state`, `code`, `message`), dropping a receive's
+/// partial data.
+fn end_paused(shared: &Arc<Shared>, mut view: TransferView, state: TransferState, code: Reason, message: String) {
     if let Some(p) = lock(&shared.transfers.paused).remove(&view.transfer) {
         p.stop.cancel();
     }
-    view.state = TransferState::Cancelled;
-    view.reason = Some(match view.direction {
-        Direction::Send => Reason::CancelledBySender,
-        Direction::Receive => Reason::CancelledByReceiver,
-    });
-    view.message = Some("cancelled".into());
+    view.state = state;
+    view.reason = Some(code);
+    view.message = Some(message);
     view.ended_ms = Some(unix_now_ms());
     let shared = shared.clone();
     shared.clone().tracker.spawn(async move {
@@ -177,7 +219,6 @@ pub(crate) fn cancel(shared: &Arc<Shared>, id: &str) -> bool {
         };
         end(&shared, view, partials).await;
     });
-    true
 }
 
 /// Resume a paused send now. `Err` says why it cannot be (a receive waits for its sender).

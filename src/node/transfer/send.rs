@@ -27,6 +27,7 @@ use super::wire::{HASHES_PER_FRAME, Hop, ITEM_OVERHEAD, ITEMS_FRAME_BYTES, Item,
 use super::wire::{msg_name, note_saved_as};
 use crate::limits::{ANSWER_GRACE, LAST_VERDICTS_WAIT};
 use crate::net::secure::{SecureConn, SecureReader, SecureWriter};
+use crate::text::printable;
 
 /// What one outgoing stream carries besides the files: the rest of a relayed send's chain, where
 /// the receiver's reports on it go, and where the data comes from.
@@ -178,7 +179,7 @@ async fn exchange(
             r
         },
         async {
-            let r = collect(ctx, reader, n, &relay_ids, reports.as_ref(), &stop).await;
+            let r = collect(ctx, reader, m, &relay_ids, reports.as_ref(), &stop).await;
             // An interruption of our own reaches the writing half by itself, which finishes the
             // write under way first; stopping it from here would tear that write.
             if r.as_ref().is_err_and(|e| !e.is_ours()) {
@@ -238,15 +239,17 @@ fn file_failure(code: Reason, text: Option<String>) -> String {
 }
 
 /// The receiver's verdict on every item, and from a relay its reports on the peers behind it
-/// until it says they are all done.
+/// until it says they are all done. A relay's own end goes to `reports` (under its own id) as
+/// soon as its last verdict is in: it verified its copy, whatever the peers behind it still do.
 async fn collect(
     ctx: &Ctx,
     reader: &mut SecureReader,
-    n: usize,
+    m: &SendManifest,
     relay: &[String],
     reports: Option<&mpsc::UnboundedSender<(String, Report)>>,
     stop: &CancellationToken,
 ) -> Result<Vec<Verdict>, Stop> {
+    let n = m.items.len();
     let mut verdicts: Vec<Option<Verdict>> = vec![None; n];
     let mut count = 0;
     let mut relay_done = relay.is_empty();
@@ -271,8 +274,44 @@ async fn collect(
             _ => return Err(Stop::Protocol("protocol error: bad file verdict".into())),
         }
         count += 1;
+        if count == n
+            && !relay_done
+            && let Some(reports) = reports
+        {
+            let _ = reports.send((ctx.peer.as_str().to_string(), own_end(m, &verdicts)));
+        }
     }
     Ok(verdicts.into_iter().map(|v| v.unwrap_or(Ok(None))).collect())
+}
+
+/// A receiver's end, from its verdicts on every item of `m`.
+fn own_end(m: &SendManifest, verdicts: &[Option<Verdict>]) -> Report {
+    let (mut files, mut bytes, mut failed, mut reason, mut saved_as) = (0, 0, 0, None, Vec::new());
+    for (item, verdict) in m.items.iter().zip(verdicts) {
+        match verdict {
+            Some(Ok(saved)) => {
+                if !item.dir {
+                    files += 1;
+                    bytes += item.size;
+                }
+                if let Some(saved) = saved {
+                    note_saved_as(&mut saved_as, &item.path, saved);
+                }
+            }
+            Some(Err(why)) => {
+                failed += 1;
+                reason.get_or_insert_with(|| bounded(&format!("\"{}\": {}", printable(&item.path), printable(why))));
+            }
+            None => {}
+        }
+    }
+    Report::Finished {
+        files,
+        bytes,
+        failed,
+        reason,
+        saved_as,
+    }
 }
 
 /// What the producing thread hands the socket side.

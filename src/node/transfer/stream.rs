@@ -249,6 +249,7 @@ pub(crate) async fn next(ctx: &Ctx, reader: &mut SecureReader, also: Option<&Can
 pub(crate) async fn interrupted(ctx: &Ctx) -> Stop {
     tokio::select! {
         _ = ctx.cancel.cancelled() => Stop::CancelledHere,
+        _ = ctx.peer_cancel.cancelled() => Stop::CancelledByPeer(None),
         _ = ctx.shared.cancel.cancelled() => Stop::StoppedHere,
         _ = ctx.evict.cancelled() => Stop::Evicted,
         _ = ctx.supersede.cancelled() => Stop::Superseded,
