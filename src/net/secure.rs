@@ -29,9 +29,13 @@ use crate::net::wire::{
 
 /// Sealed bytes gathered before a socket write: fewer syscalls for bulk data.
 const WRITE_BATCH: usize = 256 * 1024;
-/// The reader's buffer: the most a socket read takes at once. Bulk data read with
-/// `read_exact_into` bypasses it; a control connection's few bytes touch only its first pages.
+/// A transfer connection reader's buffer: the most a socket read takes at once. Bulk data read
+/// with `read_exact_into` bypasses it.
 const READ_BUFFER: usize = 1024 * 1024;
+/// A control connection reader's buffer: two of the largest records. A peer that keeps sending
+/// walks a reader's whole buffer (a partial record moves to the front only at its end), so with
+/// the transfer size a chat flood over hundreds of control connections held a MiB on each.
+const CONTROL_READ_BUFFER: usize = 2 * (2 + NOISE_MAX_MESSAGE);
 /// Records per vectored write of `write_raw_in_place`: three slices each, well inside IOV_MAX.
 const VECTORED_RECORDS: usize = 64;
 /// From this many bytes on, `read_exact_into` reads the socket straight into the caller's buffer.
@@ -337,7 +341,15 @@ fn finish(sock: TcpStream, mut hs: snow::HandshakeState, mut remote: Remote, pur
     let (send, recv) = record_keys(&mut hs)?;
     let (rd, wr) = sock.into_split();
     Ok(SecureConn {
-        reader: SecureReader::new(rd, recv),
+        reader: SecureReader::new(
+            rd,
+            recv,
+            if purpose == Purpose::Control {
+                CONTROL_READ_BUFFER
+            } else {
+                READ_BUFFER
+            },
+        ),
         writer: SecureWriter::new(wr, send),
         remote,
         purpose,
@@ -418,12 +430,12 @@ pub struct SecureReader {
 }
 
 impl SecureReader {
-    fn new(rd: OwnedReadHalf, key: RecordKey) -> Self {
+    fn new(rd: OwnedReadHalf, key: RecordKey, capacity: usize) -> Self {
         SecureReader {
             sock: rd,
             key,
             // Capacity only: pages never written (an idle control connection's) cost no memory.
-            buf: Vec::with_capacity(READ_BUFFER),
+            buf: Vec::with_capacity(capacity),
             start: 0,
             plain: 0,
             raw: 0,
@@ -1144,7 +1156,7 @@ mod tests {
         let mut out = TcpStream::connect(addr).await.unwrap();
         let (sock, _) = listener.accept().await.unwrap();
         let (rd, _wr) = sock.into_split();
-        let mut reader = SecureReader::new(rd, recv);
+        let mut reader = SecureReader::new(rd, recv, READ_BUFFER);
         let mut wire = Vec::new();
         let mut plain = Vec::new();
         for k in 0..200usize {
