@@ -33,8 +33,9 @@ const WRITE_BATCH: usize = 256 * 1024;
 /// with `read_exact_into` bypasses it.
 const READ_BUFFER: usize = 1024 * 1024;
 /// A control connection reader's buffer: two of the largest records. A peer that keeps sending
-/// walks a reader's whole buffer (a partial record moves to the front only at its end), so with
-/// the transfer size a chat flood over hundreds of control connections held a MiB on each.
+/// walks a reader's whole buffer (a partial record moves to the front only at its end), and an
+/// allocator that hands out recycled pages makes even unread capacity resident: with the
+/// transfer size a chat flood over hundreds of control connections held a MiB on each.
 const CONTROL_READ_BUFFER: usize = 2 * (2 + NOISE_MAX_MESSAGE);
 /// Records per vectored write of `write_raw_in_place`: three slices each, well inside IOV_MAX.
 const VECTORED_RECORDS: usize = 64;
@@ -350,7 +351,15 @@ fn finish(sock: TcpStream, mut hs: snow::HandshakeState, mut remote: Remote, pur
                 READ_BUFFER
             },
         ),
-        writer: SecureWriter::new(wr, send),
+        writer: SecureWriter::new(
+            wr,
+            send,
+            if purpose == Purpose::Control {
+                2 + NOISE_MAX_MESSAGE
+            } else {
+                WRITE_BATCH + 2 + NOISE_MAX_MESSAGE
+            },
+        ),
         remote,
         purpose,
     })
@@ -666,12 +675,15 @@ pub struct SecureWriter {
 }
 
 impl SecureWriter {
-    fn new(wr: OwnedWriteHalf, key: RecordKey) -> Self {
+    /// `capacity`: what the batch buffer starts with (it grows to a batch if needed). A control
+    /// connection writes small frames: an allocator that hands out recycled pages makes even an
+    /// unwritten capacity resident, so it is kept to one record there.
+    fn new(wr: OwnedWriteHalf, key: RecordKey, capacity: usize) -> Self {
         SecureWriter {
             sock: wr,
             key,
             // Capacity only, as the reader's: a quiet connection touches a few pages of it.
-            out: Vec::with_capacity(WRITE_BATCH + 2 + NOISE_MAX_MESSAGE),
+            out: Vec::with_capacity(capacity),
             open: None,
             torn: false,
         }
@@ -1300,7 +1312,7 @@ mod tests {
                 key: aead::LessSafeKey::new(aead::UnboundKey::new(&aead::AES_256_GCM, &[7; 32]).unwrap()),
                 nonce: 0,
             };
-            let mut w = SecureWriter::new(out.into_split().1, key);
+            let mut w = SecureWriter::new(out.into_split().1, key, WRITE_BATCH + 2 + NOISE_MAX_MESSAGE);
             let read = tokio::spawn(async move {
                 let mut all = Vec::new();
                 peer.read_to_end(&mut all).await.unwrap();
