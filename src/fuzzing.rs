@@ -37,3 +37,12 @@ pub async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
     let (_, remote, purpose) = secure::respond(sock, identity, hello, addr).await?;
     Ok((remote, purpose))
 }
+
+/// What an mDNS record from the LAN turns into (`None`: nothing to dial): a record with the
+/// given port, addresses and TXT values.
+pub fn mdns_record(port: u16, addrs: &[std::net::IpAddr], txt: &[(&str, &str)]) -> Option<crate::net::discovery::DiscoveryEvent> {
+    let addrs = addrs.iter().map(|ip| mdns_sd::ScopedIp::from(*ip)).collect();
+    crate::net::discovery::parse_resolved("forged._lanyard._tcp.local.", port, &addrs, |k| {
+        txt.iter().find(|(key, _)| *key == k).map(|(_, v)| *v)
+    })
+}

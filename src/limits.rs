@@ -195,11 +195,37 @@ pub const PARTIAL_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 // == Peer exchange ==
 /// How long a peer named in a list (or one whose connection broke) is dialled without news.
 pub const HINT_TTL: Duration = Duration::from_secs(60);
-/// Peers known only from lists (never connected, never seen over mDNS) held at once; names past
-/// this are ignored until some of them are confirmed or expire.
+/// Peers known only from claims (lists and mDNS records: no key has answered for them yet) held
+/// at once; names past this are ignored until some of them are confirmed or expire.
 pub const MAX_CANDIDATES: usize = 256;
 /// Dials of peers known only from lists in flight at once.
 pub const MAX_HINTED_DIALS: usize = 8;
+
+// == Dials of discovered peers ==
+//
+// An mDNS record and a peer's list are claims: anyone can send one, naming any id, nick and
+// address. A peer so named is neither listed nor given its nick (nor counted as a namesake) before
+// its key answered a handshake, and it counts against [`MAX_CANDIDATES`] until then. Every dial
+// of such a peer (and of a peer whose connection broke) passes one gate (`node/dials.rs`):
+
+/// At most one dial per this to one IP address, whatever the port or the id claimed (2 a second).
+pub const DIAL_SPACING_PER_ADDRESS: Duration = Duration::from_millis(500);
+/// Dials a second in all (a bucket of as many, so a lab found at once is dialled at once).
+pub const DIAL_RATE: u32 = 20;
+/// A port that did not answer as lanyard (refused, silent, another protocol) is dialled again
+/// after this, doubling with every failure in a row up to [`DIAL_BACKOFF_MAX`].
+pub const DIAL_BACKOFF_MIN: Duration = Duration::from_secs(1);
+pub const DIAL_BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// Where a lanyard key answered, dials expecting another id wait this long: that claim was
+/// shown false already.
+pub const DIAL_ANSWERED_HOLD: Duration = Duration::from_secs(60);
+/// Addresses the gate remembers; past it, the ones no longer holding anything back are
+/// forgotten, and a new address waits if none is.
+pub const DIAL_ADDRS_KEPT: usize = 4096;
+/// Ports below this (ssh, http, …) are never dialled for a discovered peer: lanyard listens
+/// above it (7717 unless told otherwise), and a list naming port 22 is a way to make us knock on
+/// someone's ssh. `--peer HOST:PORT` may name any port.
+pub const MIN_DISCOVERED_PORT: u16 = 1024;
 
 // == Chat and the database ==
 

@@ -279,16 +279,115 @@ fn a_closed_pipe_ends_a_command_quietly() {
     let d = home.path().join("d");
     let d = d.to_str().unwrap();
     for args in [vec!["id", "--data-dir", d], vec!["peers", "--wait", "0", "--data-dir", d]] {
-        let mut child = lanyard(home.path())
-            .args(&args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("lanyard runs");
-        // The reader is gone before anything is written.
-        drop(child.stdout.take());
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{args:?}: {:?} {}", out.status, stderr(&out));
-        assert_eq!(stderr(&out), "", "{args:?}");
+        ends_quietly_with_its_reader_gone(home.path(), &args);
     }
+}
+
+/// Run `lanyard ARGS` with its stdout closed before anything is written: it must exit 0 and say
+/// nothing.
+fn ends_quietly_with_its_reader_gone(home: &Path, args: &[&str]) {
+    let mut child = lanyard(home)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("lanyard runs");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{args:?}: {:?} {}", out.status, stderr(&out));
+    assert_eq!(stderr(&out), "", "{args:?}");
+}
+
+/// `lanyard offers | head`, `history | head`, `peers --json | head -c 10`: every command that
+/// lists something, through a running node, ends quietly when its reader is gone.
+#[test]
+fn every_listing_command_ends_quietly_on_a_closed_pipe() {
+    let home = tempfile::tempdir().unwrap();
+    let (da, db) = (home.path().join("a"), home.path().join("b"));
+    let da = da.to_str().unwrap();
+    let a = Serve::start(home.path(), &["--data-dir", da, "--nick", "ada"]);
+    let listening = a.expect("listening");
+    let port = listening["addr"].as_str().unwrap().rsplit(':').next().unwrap().to_string();
+    let _b = Serve::start(
+        home.path(),
+        &[
+            "--data-dir",
+            db.to_str().unwrap(),
+            "--nick",
+            "bob",
+            "--peer",
+            &format!("127.0.0.1:{port}"),
+        ],
+    );
+    a.expect("peer_up");
+    // Something to list in every listing.
+    for to in ["#all", "bob"] {
+        let o = run(lanyard(home.path()).args(["say", to, "hello", "--data-dir", da]));
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    for args in [
+        vec!["offers"],
+        vec!["history", "#all"],
+        vec!["history", "#all", "--json"],
+        vec!["history", "bob"],
+        vec!["peers", "--json"],
+        vec!["peers"],
+        vec!["transfers"],
+        vec!["id", "--json"],
+    ] {
+        // The listing is there to be written when the pipe is open.
+        let args = [args.as_slice(), &["--data-dir", da]].concat();
+        let listed = run(lanyard(home.path()).args(&args));
+        assert!(
+            listed.status.success() && !listed.stdout.is_empty(),
+            "{args:?}: {}",
+            stderr(&listed)
+        );
+        ends_quietly_with_its_reader_gone(home.path(), &args);
+    }
+}
+
+/// Everything in the data dir is the owner's alone: files 0600, the dir 0700, from the first
+/// run (whatever the umask) and again after someone loosened them.
+#[test]
+fn the_data_dir_and_every_file_in_it_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = tempfile::tempdir().unwrap();
+    let d = home.path().join("d");
+    let modes = || -> Vec<(String, u32)> {
+        let mut out = vec![("(dir)".to_string(), std::fs::metadata(&d).unwrap().permissions().mode() & 0o777)];
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            out.push((
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().unwrap().permissions().mode() & 0o777,
+            ));
+        }
+        out
+    };
+    let private = |m: &[(String, u32)]| m.iter().all(|(name, mode)| *mode == if name == "(dir)" { 0o700 } else { 0o600 });
+    // A node runs (the lock, the database and its journal made) and says something (written).
+    let serve = Serve::start(home.path(), &["--data-dir", d.to_str().unwrap()]);
+    serve.expect("listening");
+    let o = run(lanyard(home.path()).args(["peers", "--data-dir", d.to_str().unwrap()]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let running = modes();
+    drop(serve);
+    let first = modes();
+    assert!(
+        first.iter().any(|(n, _)| n == "lanyard.sqlite3") && first.iter().any(|(n, _)| n == "lock"),
+        "{first:?}"
+    );
+    assert!(private(&running) && private(&first), "running {running:?}, after {first:?}");
+    // Loosened by hand (all but the key, which is refused rather than mended).
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for (name, _) in &first[1..] {
+        if name != "identity.key" {
+            std::fs::set_permissions(d.join(name), std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+    let o = run(lanyard(home.path()).args(["peers", "--wait", "0", "--data-dir", d.to_str().unwrap()]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let again = modes();
+    assert!(private(&again), "{again:?}");
 }

@@ -62,16 +62,18 @@ fn random_id() -> String {
 #[tokio::test]
 async fn made_up_peers_cost_bounded_work() {
     let mut a = TestNode::start("ada").await;
-    // Where every made-up peer "is": a listener that takes connections and never answers, so
-    // each dial holds a socket until its handshake times out. We count them.
-    let trap = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let trap_addr = trap.local_addr().unwrap().to_string();
+    // Where the made-up peers "are": listeners on 16 addresses (one dial at a time goes to one
+    // port, and two a second to one address) that take connections and never answer, so each
+    // dial holds a socket until its handshake times out. We count them.
     let (open, peak, total) = (
         Arc::new(AtomicUsize::new(0)),
         Arc::new(AtomicUsize::new(0)),
         Arc::new(AtomicUsize::new(0)),
     );
-    {
+    let mut trap_addrs = Vec::new();
+    for host in 2..18 {
+        let trap = TcpListener::bind(format!("127.0.0.{host}:0")).await.unwrap();
+        trap_addrs.push(trap.local_addr().unwrap().to_string());
         let (open, peak, total) = (open.clone(), peak.clone(), total.clone());
         tokio::spawn(async move {
             while let Ok((mut sock, _)) = trap.accept().await {
@@ -102,9 +104,9 @@ async fn made_up_peers_cost_bounded_work() {
     // 40 full lists of made-up peers: 5,120 names, twenty times what a node holds.
     for _ in 0..40 {
         let peers = (0..MAX_PEER_HINTS)
-            .map(|_| PeerHint {
+            .map(|i| PeerHint {
                 id: random_id(),
-                addrs: vec![trap_addr.clone()],
+                addrs: vec![trap_addrs[i % trap_addrs.len()].clone()],
             })
             .collect();
         conn.writer.send(&ControlMsg::Peers { peers }).await.unwrap();

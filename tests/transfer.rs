@@ -759,3 +759,42 @@ async fn both_rows_name_the_file_and_the_receive_says_where_it_was_saved() {
     assert_eq!(got.name, "big.bin");
     assert_eq!(got.saved_as, Some(b.downloads.join("big (1).bin").display().to_string()));
 }
+
+/// A sender whose data goes bad before it is sealed (its disk, its memory, or on purpose): the
+/// connection is authenticated, so the receiver's chunk check pins it on the sender. That file
+/// ends at once, "bad data from carol" on both sides, never as a stall; the transfer goes on.
+#[tokio::test]
+async fn a_corrupted_chunk_from_a_direct_sender_is_bad_data_from_that_sender() {
+    let ada = accepting("ada").await;
+    let carol = accepting("carol").await;
+    let src = tempfile::tempdir().unwrap();
+    let big = src.path().join("image.bin");
+    std::fs::write(&big, pattern(6 << 20, 3)).unwrap();
+    let to_ada = link(&carol, &ada).await;
+    let mut ada_events = ada.handle.subscribe();
+    // One byte in the fourth chunk (chunk 3).
+    carol.handle.inject_corrupt_at((3 << 20) + 5);
+    let started = std::time::Instant::now();
+    let sent = carol.handle.send(&to_ada, std::slice::from_ref(&big)).await.unwrap().wait().await;
+    let outcome = sent.expect("the transfer itself ends");
+    let failed = wait_for(&mut ada_events, |e| match e {
+        Event::Done {
+            direction: Direction::Receive,
+            failed,
+            ..
+        } => Some(*failed),
+        _ => None,
+    })
+    .await;
+    let took = started.elapsed();
+    println!("carol: {:?} ({} ms)", outcome.failed, took.as_millis());
+    assert_eq!(failed, 1, "ada's receive counts the file as failed");
+    assert_eq!(outcome.files, 0);
+    let [(path, why)] = outcome.failed.as_slice() else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(path, "image.bin");
+    assert!(why.starts_with("bad data from carol: chunk 3 did not match its hash"), "{why}");
+    assert!(!ada.downloads.join("image.bin").exists(), "nothing unverified is placed");
+    assert!(took < lanyard::limits::TRANSFER_STALL, "ended by the check, not the stall deadline");
+}

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::identity::PeerId;
+use crate::limits::MIN_DISCOVERED_PORT;
 use crate::net::wire::{MAX_NICK_BYTES, PROTOCOL_VERSION};
 
 pub const SERVICE_TYPE: &str = "_lanyard._tcp.local.";
@@ -230,9 +231,16 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// An address a record from the LAN may name: not loopback (ours, whoever names it), not
+/// unspecified, multicast or broadcast.
+fn routable(ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    !(ip.is_loopback() || ip.is_unspecified() || ip.is_multicast() || ip == IpAddr::V4(std::net::Ipv4Addr::BROADCAST))
+}
+
 /// Turn a resolved record into a `Found`, or nothing if it isn't a usable lanyard peer of our
 /// protocol version. TXT values are hostile input like anything else from the network.
-fn parse_resolved<'a>(
+pub(crate) fn parse_resolved<'a>(
     fullname: &str,
     port: u16,
     addrs: &std::collections::HashSet<ScopedIp>,
@@ -246,12 +254,18 @@ fn parse_resolved<'a>(
     let id = PeerId::parse(txt("id")?)?;
     let nick = txt("nick").filter(|n| !n.is_empty() && n.len() <= MAX_NICK_BYTES)?.to_string();
     let host = txt("host").filter(|h| h.len() <= MAX_NICK_BYTES).unwrap_or("").to_string();
-    if port == 0 {
+    // Lanyard listens above the well-known ports: a record naming port 22 is a way to make every
+    // node of the lab knock on someone's ssh.
+    if port < MIN_DISCOVERED_PORT {
         return None;
     }
     let mut sockets: Vec<SocketAddr> = addrs
         .iter()
         .filter_map(|a| match a {
+            // A record on the LAN naming a loopback (or no real) address points each node at
+            // itself: a node on this machine is reached at its LAN address like any other.
+            ScopedIp::V4(v4) if !routable(IpAddr::V4(*v4.addr())) => None,
+            ScopedIp::V6(v6) if !routable(IpAddr::V6(*v6.addr())) => None,
             ScopedIp::V4(v4) => Some(SocketAddr::new(IpAddr::V4(*v4.addr()), port)),
             ScopedIp::V6(v6) => {
                 let scope = if v6.addr().is_unicast_link_local() {
@@ -280,4 +294,41 @@ fn parse_resolved<'a>(
         host,
         addrs: sockets,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    fn record(port: u16, ips: &[IpAddr]) -> Option<Vec<SocketAddr>> {
+        let id = crate::identity::Identity::generate().unwrap().id().to_string();
+        let v = PROTOCOL_VERSION.to_string();
+        let addrs: HashSet<ScopedIp> = ips.iter().map(|ip| ScopedIp::from(*ip)).collect();
+        let txt = |k: &str| match k {
+            "v" => Some(v.as_str()),
+            "id" => Some(id.as_str()),
+            "nick" => Some("carol"),
+            _ => None,
+        };
+        match parse_resolved("x._lanyard._tcp.local.", port, &addrs, txt)? {
+            DiscoveryEvent::Found { addrs, .. } => Some(addrs),
+            DiscoveryEvent::Lost { .. } => None,
+        }
+    }
+
+    #[test]
+    fn a_record_naming_loopback_or_a_well_known_port_is_not_dialled() {
+        let lan = IpAddr::V4(Ipv4Addr::new(10, 99, 0, 7));
+        assert_eq!(record(7717, &[lan]), Some(vec![SocketAddr::new(lan, 7717)]));
+        assert_eq!(record(2222, &[IpAddr::V4(Ipv4Addr::LOCALHOST)]), None);
+        assert_eq!(record(2222, &[IpAddr::V6(Ipv6Addr::LOCALHOST)]), None);
+        assert_eq!(
+            record(7717, &[lan, IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V4(Ipv4Addr::UNSPECIFIED)]),
+            Some(vec![SocketAddr::new(lan, 7717)])
+        );
+        assert_eq!(record(22, &[lan]), None, "someone's ssh");
+        assert_eq!(record(0, &[lan]), None);
+    }
 }

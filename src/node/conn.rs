@@ -9,12 +9,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
+use super::dials::{Outcome, Verdict};
 use super::peers::{LiveConn, Registered};
 use super::slots::{Pool, Refusal, Slot};
 use super::transfer::wire::Report;
 use super::{Event, Shared, chat, exchange, lock};
 use crate::identity::PeerId;
-use crate::limits::{CONNECT_TIMEOUT, CONTROL_IDLE_LIMIT, HINT_TTL, MAX_PENDING_HANDSHAKES};
+use crate::limits::{CONNECT_TIMEOUT, CONTROL_IDLE_LIMIT, HINT_TTL, MAX_CANDIDATES, MAX_PENDING_HANDSHAKES, MIN_DISCOVERED_PORT};
 use crate::net::discovery::DiscoveryEvent;
 use crate::net::frame::FrameError;
 use crate::net::secure::{self, CONTROL_GONE_AFTER, HANDSHAKE_TIMEOUT, HandshakeError, Remote, SecureConn};
@@ -201,6 +202,12 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
         let mut table = shared.peers();
         let peer = table.entry(&id);
         let old_nick = std::mem::replace(&mut peer.nick, remote.hello.nick.clone());
+        // Seen over mDNS before its key answered: faces hear of it now, by the name it proved.
+        let discovered = (!peer.is_proven() && peer.mdns_present).then(|| Event::PeerDiscovered {
+            id: id.clone(),
+            nick: remote.hello.nick.clone(),
+            host: remote.hello.host.clone(),
+        });
         peer.public_key = remote.public_key.clone();
         peer.host = remote.hello.host.clone();
         peer.last_seen = Some(unix_now());
@@ -212,6 +219,9 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
         // A remembered dial that made this connection is over (see `places::dial_one`).
         peer.dialing_remembered = false;
         let registered = table.register(&id, live);
+        if let Some(event) = discovered {
+            shared.emit(event);
+        }
         // Told under the table's lock, as every up and down is: a connection that registers in
         // between must not get its "up" out before this one's, or faces end on the wrong state.
         if registered == Registered::Up {
@@ -721,21 +731,28 @@ pub(crate) async fn on_discovery(shared: Arc<Shared>, mut rx: mpsc::UnboundedRec
             e = rx.recv() => match e { Some(e) => e, None => return },
         };
         match event {
-            DiscoveryEvent::Found { id, nick, host, addrs } => {
+            DiscoveryEvent::Found { id, nick, addrs, .. } => {
+                let addrs: Vec<SocketAddr> = addrs.into_iter().filter(|a| a.port() >= MIN_DISCOVERED_PORT).collect();
+                if addrs.is_empty() {
+                    continue;
+                }
                 let (start, news, changed) = {
                     let mut table = shared.peers();
-                    let peer = table.entry(&id);
-                    // Faces hear of a peer once per appearance, not per mDNS resolution.
-                    let news = (!peer.mdns_present && peer.conn.is_none()).then(|| Event::PeerDiscovered {
-                        id: id.clone(),
-                        nick: nick.clone(),
-                        host: host.clone(),
-                    });
-                    // Unverified until a handshake proves the key: only fill blanks.
-                    if peer.nick.is_empty() {
-                        peer.nick = nick;
-                        peer.host = host;
+                    // A record is a claim: a peer no key answered for yet is held as a candidate
+                    // (bounded, like the names in lists), and its nick is not taken until its key
+                    // says it in a handshake.
+                    if table.get(&id).is_none() && table.candidates() >= MAX_CANDIDATES {
+                        tracing::debug!("ignoring the mDNS record of {} ({nick:?}): too many unconfirmed peers", id.short());
+                        continue;
                     }
+                    let peer = table.entry(&id);
+                    // Faces hear of a known peer once per appearance, not per mDNS resolution;
+                    // of a new one when its key answers (see `run_control`).
+                    let news = (peer.is_proven() && !peer.mdns_present && peer.conn.is_none()).then(|| Event::PeerDiscovered {
+                        id: id.clone(),
+                        nick: peer.nick.clone(),
+                        host: peer.host.clone(),
+                    });
                     let before = peer.dial_addrs.clone();
                     for a in addrs.into_iter().rev() {
                         peer.dial_addrs.retain(|x| x != &a);
@@ -824,8 +841,20 @@ async fn maintain_peer(shared: Arc<Shared>, id: PeerId) {
             }
         };
         let mut connected = None;
+        // Every address asked of the gate (see `dials`); the earliest a held one may go.
+        let (mut dialled, mut held_until) = (false, None);
         for addr in addrs {
-            match dial(&shared, addr, Some(&id), Purpose::Control).await {
+            match lock(&shared.dial_gate).ask(addr, &id, std::time::Instant::now()) {
+                Verdict::Go => dialled = true,
+                Verdict::Later(t) => {
+                    held_until = Some(held_until.map_or(t, |h: std::time::Instant| h.min(t)));
+                    continue;
+                }
+            }
+            let result = dial(&shared, addr, Some(&id), Purpose::Control).await;
+            let outcome = Outcome::of(&result, &id, shared.identity.id());
+            lock(&shared.dial_gate).outcome(addr, outcome, std::time::Instant::now());
+            match result {
                 Ok(conn) => {
                     connected = Some(conn);
                     break;
@@ -841,6 +870,14 @@ async fn maintain_peer(shared: Arc<Shared>, id: PeerId) {
             }
         }
         drop(permit);
+        if !dialled && let Some(until) = held_until {
+            // Held back by the gate, not failed: try when it lets us, with no back-off added.
+            let wait = until.saturating_duration_since(std::time::Instant::now());
+            if !pause(&shared, wait.max(Duration::from_millis(10))).await {
+                return;
+            }
+            continue;
+        }
         if let Some(conn) = connected {
             backoff = BACKOFF_MIN;
             // Refused as busy: no sooner than the longest backoff.

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use super::{Shared, conn};
 use crate::identity::PeerId;
-use crate::limits::{HINT_TTL, MAX_CANDIDATES};
+use crate::limits::{HINT_TTL, MAX_CANDIDATES, MIN_DISCOVERED_PORT};
 use crate::net::wire::{ControlMsg, MAX_HINT_ADDRS, MAX_PEER_HINTS, PeerHint};
 
 /// The lists to send to a peer that just connected from `to_addr`: every other peer we are
@@ -117,8 +117,9 @@ pub(crate) fn receive(shared: &Arc<Shared>, from: &PeerId, from_addr: SocketAddr
 /// Whether an address a peer gave us (it reached us from `from`) is worth dialling, and as what:
 /// an IPv6 link-local address is only meaningful on the link the list came over, so it takes that
 /// link's scope. Loopback only among nodes of one machine.
+/// Nor is a port below [`MIN_DISCOVERED_PORT`]: lanyard does not listen there, someone's ssh does.
 fn usable(addr: SocketAddr, from: SocketAddr) -> Option<SocketAddr> {
-    if addr.port() == 0 {
+    if addr.port() < MIN_DISCOVERED_PORT {
         return None;
     }
     match (addr, from) {
@@ -169,6 +170,8 @@ mod tests {
         assert_eq!(usable(a("224.0.0.251:5353"), lan), None);
         assert_eq!(usable(a("255.255.255.255:7717"), lan), None);
         assert_eq!(usable(a("10.99.0.13:0"), lan), None);
+        assert_eq!(usable(a("10.99.0.13:22"), lan), None, "not lanyard's: someone's ssh");
+        assert_eq!(usable(a("10.99.0.13:1024"), lan), Some(a("10.99.0.13:1024")));
         assert_eq!(usable(a("[::ffff:127.0.0.1]:7717"), lan), None, "loopback in disguise");
         assert_eq!(usable(a("[fd00::5]:7717"), lan), Some(a("[fd00::5]:7717")));
     }

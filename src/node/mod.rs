@@ -7,6 +7,7 @@ mod browse;
 pub mod chat;
 pub(crate) mod conn;
 pub mod control;
+mod dials;
 pub mod doctor;
 pub mod events;
 mod exchange;
@@ -170,6 +171,8 @@ pub(crate) struct Shared {
     full_warned: Mutex<Option<std::time::Instant>>,
     /// Dials of peers known only from other peers' lists (see `exchange`).
     pub hinted_dials: Arc<Semaphore>,
+    /// The gate every dial of a discovered peer passes (see `dials`).
+    pub(crate) dial_gate: Mutex<dials::DialGate>,
     next_id: AtomicU64,
     manual: Mutex<HashMap<String, ManualTarget>>,
     /// Where discovery results go: mDNS feeds it, and so can [`NodeHandle::discovered`].
@@ -299,6 +302,7 @@ impl NodeHandle {
             draining: Arc::new(Semaphore::new(crate::limits::MAX_REFUSALS_DRAINING)),
             full_warned: Mutex::new(None),
             hinted_dials: Arc::new(Semaphore::new(crate::limits::MAX_HINTED_DIALS)),
+            dial_gate: Mutex::new(dials::DialGate::new(std::time::Instant::now())),
             next_id: AtomicU64::new(1),
             manual: Mutex::new(HashMap::new()),
             discovered,
@@ -611,11 +615,15 @@ pub struct AlreadyRunning {
 /// One node per data dir: an exclusive lock held for the node's life (released by the OS even
 /// when the process is killed).
 fn take_lock(data_dir: &std::path::Path) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
     let path = data_dir.join("lock");
+    // Owner-only from the start, as everything in the data dir (`make_files_private` comes
+    // after the lock is taken).
     let file = File::options()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
     match file.try_lock() {

@@ -10,7 +10,11 @@
 //!   waits for that id's peer to be found rather than reaching whoever chose the name first;
 //! - showing a peer: a nick that could be taken for an id, a disambiguated form, or another
 //!   listed peer's nick is shown with its host (`nick@host`) or, when the host doesn't tell it
-//!   apart, its short id (`nick#3fa2c1d0`) — the same forms resolving accepts.
+//!   apart, its short id (`nick#3fa2c1d0`) — the same forms resolving accepts;
+//! - a nick that mixes scripts (`аda`, Cyrillic а) or is written in one that passes for Latin
+//!   (`сое`, all Cyrillic) is shown with them marked ([`script_mark`]): `аda [Cyrillic+Latin]`,
+//!   so a look-alike of another peer's nick is told apart at a glance. Typed back with the
+//!   mark, it still names that peer.
 //!
 //! Pure functions over lists, so the rules are unit-tested without a node.
 
@@ -57,9 +61,64 @@ pub fn looks_like_id(nick: &str) -> bool {
     [MIN_ID_PREFIX, 16].contains(&nick.len()) && nick.bytes().all(|b| b.is_ascii_alphanumeric()) && nick.bytes().any(|b| b.is_ascii_digit())
 }
 
+/// The scripts a nick mixes (`Cyrillic+Latin`), or the one script it is written in when that
+/// could pass for Latin (its confusable skeleton is plain ASCII: `Cyrillic` for `сое`); `None`
+/// for a nick that looks like what it is (ASCII, `zoë`, `小明`, `さくら`, `Ελένη`). Mixing is
+/// judged as Unicode's security mechanisms do (UTS #39: Han with kana is one writing system),
+/// the names are the scripts', alphabetical.
+pub fn script_mark(nick: &str) -> Option<String> {
+    use unicode_script::{Script, UnicodeScript};
+    use unicode_security::MixedScript;
+    if nick.is_ascii() {
+        return None;
+    }
+    let mut scripts: Vec<&'static str> = Vec::new();
+    for c in nick.chars() {
+        let script = c.script();
+        if matches!(script, Script::Common | Script::Inherited | Script::Unknown) {
+            continue;
+        }
+        if !scripts.contains(&script.full_name()) {
+            scripts.push(script.full_name());
+        }
+    }
+    scripts.sort_unstable();
+    let mixed = !nick.is_single_script();
+    let passes_for_latin = || {
+        scripts != ["Latin"] && {
+            let skeleton: String = unicode_security::skeleton(nick).collect();
+            skeleton.is_ascii()
+        }
+    };
+    (mixed || (scripts.len() == 1 && passes_for_latin())).then(|| scripts.join("+"))
+}
+
+/// A nick as shown: with its scripts marked when [`script_mark`] has something to say.
+pub fn shown(nick: &str) -> String {
+    match script_mark(nick) {
+        Some(mark) => format!("{nick} [{mark}]"),
+        None => nick.to_string(),
+    }
+}
+
+/// What was typed, without the script mark a label shows (`аda [Cyrillic+Latin]` → `аda`), when
+/// the mark is the one its nick gets.
+fn without_mark(spec: &str) -> &str {
+    let Some((head, mark)) = spec.strip_suffix(']').and_then(|s| s.rsplit_once(" [")) else {
+        return spec;
+    };
+    let nick = head.rfind(['@', '#']).map_or(head, |i| &head[..i]);
+    if [nick, head].iter().any(|n| script_mark(n).as_deref() == Some(mark)) {
+        head
+    } else {
+        spec
+    }
+}
+
 /// Find the one peer `spec` names among `peers` (the listed ones; an exact id of any peer is
 /// the caller's to check first).
 pub fn resolve(spec: &str, peers: &[Named]) -> Result<PeerId, FindError> {
+    let spec = without_mark(spec);
     // A whole id means that key and nothing else: a peer named like it does not stand in for
     // it while the real one is unknown (yet).
     if let Some(id) = PeerId::parse(spec) {
@@ -116,8 +175,8 @@ fn ambiguous(spec: &str, many: &[&Named]) -> String {
     let each: Vec<String> = many
         .iter()
         .map(|p| match p.host {
-            "" => format!("{} ({})", printable(p.nick), p.id.short()),
-            host => format!("{} ({}, {})", printable(p.nick), printable(host), p.id.short()),
+            "" => format!("{} ({})", printable(&shown(p.nick)), p.id.short()),
+            host => format!("{} ({}, {})", printable(&shown(p.nick)), printable(host), p.id.short()),
         })
         .collect();
     format!(
@@ -129,8 +188,17 @@ fn ambiguous(spec: &str, many: &[&Named]) -> String {
 }
 
 /// How to show `p` among `all` (the peers listed with it): its nick, or with a disambiguator
-/// when the nick alone could mislead.
+/// when the nick alone could mislead, and its scripts marked when they could (see
+/// [`script_mark`]).
 pub fn label(p: Named, all: &[Named]) -> String {
+    let base = bare_label(p, all);
+    match script_mark(p.nick) {
+        Some(mark) => format!("{base} [{mark}]"),
+        None => base,
+    }
+}
+
+fn bare_label(p: Named, all: &[Named]) -> String {
     let namesakes: Vec<&Named> = all.iter().filter(|q| q.nick.eq_ignore_ascii_case(p.nick)).collect();
     let lower = p.nick.to_ascii_lowercase();
     let is_someones_id = id_prefix_shaped(p.nick) && all.iter().any(|q| q.id != p.id && q.id.as_str().starts_with(&lower));
@@ -305,5 +373,39 @@ mod tests {
         for nick in ["bob", "r2d2", "margaret", "zoë 🎉", "lab-07", "student42", "abcdefghijklmnopq"] {
             assert_eq!(label(named(&v[0], nick, "h"), &[]), nick);
         }
+    }
+
+    #[test]
+    fn look_alike_nicks_are_shown_with_their_scripts() {
+        // "аda": a Cyrillic а, then Latin.
+        let fake = "\u{430}da";
+        assert_eq!(script_mark(fake).as_deref(), Some("Cyrillic+Latin"));
+        // All Cyrillic, and looks like "coe".
+        assert_eq!(script_mark("\u{441}\u{43e}\u{435}").as_deref(), Some("Cyrillic"));
+        for plain in ["ada", "zoë 🎉", "小明", "さくら", "山田さくら", "Ελένη", "Дмитрий", "r2d2"] {
+            assert_eq!(script_mark(plain), None, "{plain}");
+        }
+        let v = ids(2);
+        let peers = [named(&v[0], "ada", "lab-1"), named(&v[1], fake, "lab-2")];
+        assert_eq!(label(peers[0], &peers), "ada");
+        let shown = label(peers[1], &peers);
+        assert_eq!(shown, format!("{fake} [Cyrillic+Latin]"));
+        // What is shown is what is typed.
+        assert_eq!(resolve(&shown, &peers).unwrap(), v[1]);
+        assert_eq!(resolve(fake, &peers).unwrap(), v[1]);
+        assert_eq!(resolve("ada", &peers).unwrap(), v[0]);
+        // Among namesakes too.
+        let peers = [named(&v[0], fake, "lab-1"), named(&v[1], fake, "lab-2")];
+        let each: Vec<String> = peers.iter().map(|p| label(*p, &peers)).collect();
+        assert_eq!(each[0], format!("{fake}@lab-1 [Cyrillic+Latin]"));
+        for (p, l) in peers.iter().zip(&each) {
+            assert_eq!(&resolve(l, &peers).unwrap(), p.id, "{l}");
+        }
+        let FindError::Ambiguous(msg) = resolve(fake, &peers).unwrap_err() else {
+            panic!()
+        };
+        assert!(msg.contains("[Cyrillic+Latin]"), "{msg}");
+        // A mark that is not the nick's is part of what was typed.
+        assert!(resolve("ada [Cyrillic+Latin]", &[named(&v[0], "ada", "h")]).is_err());
     }
 }

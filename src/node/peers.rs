@@ -69,9 +69,22 @@ pub struct PeerState {
 }
 
 impl PeerState {
-    /// Known only from another peer's list: no name of its own, no key proven yet.
+    /// Known only from a claim (an mDNS record, another peer's list): no key has answered for it
+    /// yet, so it has no name here and is not listed.
     pub fn is_candidate(&self) -> bool {
-        self.nick.is_empty() && self.public_key.is_empty() && self.conn.is_none()
+        self.public_key.is_empty() && self.conn.is_none()
+    }
+
+    /// Its key answered a handshake (now or in an earlier run).
+    pub fn is_proven(&self) -> bool {
+        !self.public_key.is_empty()
+    }
+
+    /// Gone and never more than a passing key: offline, untrusted, no conversation, no standing.
+    /// Its nick no longer makes a live peer's ambiguous (an impostor that left ends the
+    /// ambiguity it made); it is still listed, told apart from its namesakes, until it is stale.
+    fn faded(&self) -> bool {
+        self.conn.is_none() && !self.trusted && !self.chatted && !self.earned
     }
 
     /// Ahead of newcomers for slots and waiting offers (see `crate::limits`, "Connections").
@@ -266,7 +279,7 @@ impl PeerTable {
 
     pub fn info(&self, id: &PeerId) -> Option<PeerInfo> {
         let mut info = self.info_without_label(id)?;
-        info.label = self.label_among(id, &self.named_at(unix_now()));
+        info.label = self.label_among(id, &self.named_at(unix_now(), false));
         Some(info)
     }
 
@@ -278,11 +291,12 @@ impl PeerTable {
         }
     }
 
-    /// The peers that names are looked up and told apart among: those not stale.
-    fn named_at(&self, now: u64) -> Vec<Named<'_>> {
+    /// The peers that names are looked up and told apart among: those whose key answered, not
+    /// stale, and (unless `faded` too) not faded. A claim alone names nobody.
+    fn named_at(&self, now: u64, faded: bool) -> Vec<Named<'_>> {
         self.peers
             .iter()
-            .filter(|(_, p)| !p.stale(now))
+            .filter(|(_, p)| p.is_proven() && !p.stale(now) && (faded || !p.faded()))
             .map(|(id, p)| p.named(id))
             .collect()
     }
@@ -321,11 +335,11 @@ impl PeerTable {
     }
 
     fn list_at(&self, now: u64) -> Vec<PeerInfo> {
-        let named = self.named_at(now);
+        let named = self.named_at(now, false);
         let mut out: Vec<PeerInfo> = self
             .peers
             .iter()
-            .filter(|(_, p)| !p.nick.is_empty() && !p.stale(now))
+            .filter(|(_, p)| !p.nick.is_empty() && p.is_proven() && !p.stale(now))
             .filter_map(|(id, _)| {
                 let mut info = self.info_without_label(id)?;
                 info.label = self.label_among(id, &named);
@@ -341,8 +355,9 @@ impl PeerTable {
         out
     }
 
-    /// Resolve what a user typed (see [`super::names`]). Only an exact id reaches a stale peer:
-    /// an old identity must not make a live nick ambiguous.
+    /// Resolve what a user typed (see [`super::names`]). Only an exact id reaches a stale peer or
+    /// one known only from a claim: an old identity, or a made-up record, must not make a live
+    /// nick ambiguous. A faded peer (see [`PeerState::faded`]) is found only when no other is.
     pub fn find(&self, spec: &str) -> Result<PeerId, FindError> {
         self.find_at(spec, unix_now())
     }
@@ -353,7 +368,10 @@ impl PeerTable {
         {
             return Ok(id);
         }
-        super::names::resolve(spec, &self.named_at(now))
+        match super::names::resolve(spec, &self.named_at(now, false)) {
+            Err(FindError::Unknown(_)) => super::names::resolve(spec, &self.named_at(now, true)),
+            found => found,
+        }
     }
 }
 
@@ -430,8 +448,11 @@ mod tests {
     fn find_by_nick_prefix_and_ambiguity() {
         let (a, b) = two_ids();
         let mut t = PeerTable::new(Identity::generate().unwrap().id().clone());
-        t.entry(&a).nick = "Ada".into();
-        t.entry(&b).nick = "ada".into();
+        for (id, nick) in [(&a, "Ada"), (&b, "ada")] {
+            let e = t.entry(id);
+            e.nick = nick.into();
+            e.public_key = vec![1];
+        }
         assert!(matches!(t.find("ada"), Err(FindError::Ambiguous(_))));
         assert_eq!(t.find(&a.as_str()[..6]).unwrap(), a);
         assert_eq!(t.find(a.as_str()).unwrap(), a);
@@ -446,6 +467,7 @@ mod tests {
         for (id, seen) in [(&old, now - FORGET_AFTER - 1), (&new, now - 60)] {
             let e = t.entry(id);
             e.nick = "ada".into();
+            e.public_key = vec![1];
             e.last_seen = Some(seen);
         }
         let listed = |t: &PeerTable| t.list_at(now).into_iter().map(|p| p.id).collect::<Vec<_>>();
@@ -461,5 +483,59 @@ mod tests {
         t.entry(&old).chatted = false;
         t.register(&old, conn(1, 1, 1));
         assert_eq!(listed(&t).len(), 2);
+    }
+
+    #[test]
+    fn a_claim_alone_is_neither_listed_nor_a_namesake() {
+        let (carol, forged) = two_ids();
+        let mut t = PeerTable::new(Identity::generate().unwrap().id().clone());
+        let e = t.entry(&carol);
+        e.nick = "carol".into();
+        e.public_key = vec![1];
+        t.register(&carol, conn(1, 1, 1));
+        // An mDNS record or a list named `forged`: no key answered for it.
+        t.entry(&forged).nick = "carol".into();
+        assert_eq!(t.find("carol").unwrap(), carol);
+        assert_eq!(t.list().into_iter().map(|p| p.id).collect::<Vec<_>>(), vec![carol.clone()]);
+        assert_eq!(t.info(&carol).unwrap().label, "carol");
+        assert_eq!(t.candidates(), 1);
+        assert_eq!(t.find(forged.as_str()).unwrap(), forged, "its exact id still names it");
+    }
+
+    #[test]
+    fn an_ambiguity_ends_when_the_impostor_is_gone() {
+        let (carol, impostor) = two_ids();
+        let mut t = PeerTable::new(Identity::generate().unwrap().id().clone());
+        for (id, host, n) in [(&carol, "lab-1", 1), (&impostor, "lab-2", 2)] {
+            let e = t.entry(id);
+            e.nick = "carol".into();
+            e.host = host.into();
+            e.public_key = vec![n];
+            e.last_seen = Some(unix_now());
+            t.register(id, conn(n.into(), 1, 1));
+        }
+        assert!(matches!(t.find("carol"), Err(FindError::Ambiguous(_))));
+        // The impostor leaves: offline, never trusted, nothing said between us.
+        t.unregister(&impostor, 2, false);
+        assert_eq!(t.find("carol").unwrap(), carol);
+        let labels: Vec<(PeerId, String)> = t.list().into_iter().map(|p| (p.id, p.label)).collect();
+        assert!(labels.contains(&(carol.clone(), "carol".into())), "{labels:?}");
+        assert!(
+            labels.contains(&(impostor.clone(), "carol@lab-2".into())),
+            "still told apart: {labels:?}"
+        );
+        assert_eq!(t.find("carol@lab-2").unwrap(), impostor, "and still reachable by its label");
+        // Alone, a faded peer is still found by its nick.
+        t.unregister(&carol, 1, false);
+        t.entry(&carol).trusted = true;
+        assert_eq!(t.find("carol").unwrap(), carol, "a trusted namesake keeps it");
+        t.entry(&carol).trusted = false;
+        t.entry(&carol).nick = "carol2".into();
+        assert_eq!(t.find("carol").unwrap(), impostor);
+        // Namesakes with trust or a conversation stay ambiguous, offline or not.
+        t.entry(&carol).nick = "carol".into();
+        t.entry(&carol).trusted = true;
+        t.entry(&impostor).chatted = true;
+        assert!(matches!(t.find("carol"), Err(FindError::Ambiguous(_))));
     }
 }

@@ -114,6 +114,11 @@ pub(crate) async fn dial_remembered(shared: Arc<Shared>) {
             .ids()
             .filter_map(|id| {
                 let p = table.get(id)?;
+                // Remembered: its key answered once. A claim that came in since the start (an
+                // mDNS record, a list) is for the dial gate (`dials`), not dialled from here.
+                if !p.is_proven() {
+                    return None;
+                }
                 let addr = *p.dial_addrs.first()?;
                 (!is_own_address(addr, shared.listen_addr)).then(|| (p.last_seen.unwrap_or(0), id.clone(), addr))
             })

@@ -319,6 +319,8 @@ pub(crate) enum Fault {
     Disconnect(u64),
     Stall(u64),
     Hold(u64),
+    /// The sender flips the file's byte at this offset (counted from where it starts sending).
+    Corrupt(u64),
 }
 
 impl Registry {
@@ -1023,6 +1025,14 @@ impl NodeHandle {
         *lock(&self.shared.transfers.hold_release) = Some(release.clone());
         *lock(&self.shared.transfers.fault) = Some(Fault::Hold(bytes.max(1)));
         release
+    }
+
+    /// Test hook: the next file this node sends has its byte at `offset` (from where the send
+    /// starts) flipped on the way out, as a bad disk or bad memory would: after encryption the
+    /// record is authentic, so only the receiver's chunk check can catch it.
+    #[doc(hidden)]
+    pub fn inject_corrupt_at(&self, offset: u64) {
+        *lock(&self.shared.transfers.fault) = Some(Fault::Corrupt(offset));
     }
 
     /// Test hook: assume the download folder's file system has `bytes` free (`None`: ask it).

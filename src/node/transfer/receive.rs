@@ -314,7 +314,8 @@ async fn exchange(
     };
     let disk_tap = tap.clone();
     let relayed = header.origin.as_deref().is_some_and(|o| o != ctx.peer.as_str());
-    let disk = tokio::task::spawn_blocking(move || disk_loop(plan, rx, vtx, free_tx, disk_tap, relayed));
+    let from = who(ctx);
+    let disk = tokio::task::spawn_blocking(move || disk_loop(plan, rx, vtx, free_tx, disk_tap, relayed, from));
     let mut feed = Feed {
         entries,
         names: Names {
@@ -978,6 +979,7 @@ fn disk_loop(
     free: std::sync::mpsc::Sender<Vec<u8>>,
     tap: Option<Arc<Tap>>,
     strict: bool,
+    from: String,
 ) -> (Plan, Option<DiskStop>) {
     let mut current: Option<Open> = None;
     // Verified files are synced and placed once per batch of commands, not one by one: a
@@ -989,6 +991,7 @@ fn disk_loop(
         free: &free,
         tap: tap.as_deref(),
         strict,
+        from: &from,
         writeback: &writeback,
     };
     while let Some(batch) = rx.blocking_recv() {
@@ -1010,6 +1013,8 @@ struct Out<'a> {
     /// The data comes from a relay: a chunk that does not match ends the transfer (the relay
     /// is at fault), where from the sender itself only that file fails (it changed).
     strict: bool,
+    /// Who the data comes from, as a person knows it.
+    from: &'a str,
     writeback: &'a Writeback,
 }
 
@@ -1092,9 +1097,11 @@ fn take_segment(plan: &mut Plan, o: &mut Open, buf: Vec<u8>, out: &Out) -> Resul
             });
         }
         // From the sender itself (the channel is authenticated, so nothing was damaged on the
-        // way): the file changed while it was read. It fails alone; the transfer goes on.
+        // way): the file changed while it was read, or the sender's disk or memory (or the
+        // sender itself) spoiled it. It fails alone; the transfer goes on.
+        let from = out.from;
         o.file = Err(format!(
-            "it changed while being sent (chunk {chunk} did not match its hash); the received data was discarded"
+            "bad data from {from}: chunk {chunk} did not match its hash (the file changed as it was read, or {from}'s disk or memory corrupted it); the received data was discarded"
         ));
         plan.discard(o.index);
         for seg in o.pending.drain(..) {

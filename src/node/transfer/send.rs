@@ -762,6 +762,11 @@ async fn put_data(
     free_tx: &std::sync::mpsc::Sender<Vec<u8>>,
     mut buf: Vec<u8>,
 ) -> Result<(), Stop> {
+    if let Some(Fault::Corrupt(at)) = fault
+        && let Some(byte) = at.checked_sub(*sent).and_then(|i| buf.get_mut(usize::try_from(i).ok()?))
+    {
+        *byte ^= 0x5a;
+    }
     let written = tokio::select! {
         w = moving(ctx, async { writer.write_raw_in_place(&mut buf).await.map_err(io_stop) }) => w,
         _ = stop.cancelled() => return Err(Stop::Quiet),
