@@ -247,6 +247,20 @@ pub const CHAT_ADDRESS_RATE_BYTES: u64 = 2 * CHAT_RATE_BYTES;
 /// Same refusal; peers with standing never draw on it.
 pub const CHAT_STRANGERS_RATE_LINES: u32 = CHAT_RATE_LINES;
 pub const CHAT_STRANGERS_RATE_BYTES: u64 = CHAT_RATE_BYTES;
+/// Bytes of chat lines in flight — read from peers' connections and not yet stored and answered —
+/// node-wide. Each line counts its text plus [`CHAT_LINE_COST`]. At the bound the connection
+/// whose line does not fit is not read any further until lines ahead of it are answered: its
+/// sender's own TCP window then holds the rest (nothing is refused or lost, it only waits).
+/// Without it, each connection could queue its whole window of 16 KiB lines, all at once.
+pub const CHAT_IN_FLIGHT_BYTES: usize = 16 << 20;
+/// The same for one address, whatever keys it uses.
+pub const CHAT_ADDRESS_IN_FLIGHT_BYTES: usize = 4 << 20;
+/// The same for all strangers together (see [`CHAT_STRANGERS_RATE_LINES`]), so their flood keeps
+/// the rest of [`CHAT_IN_FLIGHT_BYTES`] for peers with standing; strangers from one address
+/// may use 1/[`NEWCOMER_SHARE`] of that address's share.
+pub const CHAT_STRANGERS_IN_FLIGHT_BYTES: usize = 4 << 20;
+/// What a line in flight costs besides its text (its id, record and queue slot).
+pub const CHAT_LINE_COST: usize = 256;
 /// The window both chat rates refill over.
 pub const CHAT_RATE_WINDOW: Duration = Duration::from_secs(60);
 /// Bytes of text the `#all` room keeps from all senders together: past it the oldest received

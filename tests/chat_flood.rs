@@ -1,10 +1,12 @@
 //! A chat flood from many throwaway keys on several addresses: what all strangers together may
-//! have stored is bounded node-wide (not per key), an honest `#all` line stored before is never
-//! trimmed to make room for them, and a trusted peer's line is delivered during the flood.
-//! Attackers speak the real handshake and frames, from their own 127.0.0.x addresses, and keep
-//! within the protocol's window (so what stops them is the budget, not a protocol error).
+//! have in flight and stored is bounded node-wide (not per key), and so is what the node writes
+//! to disk; an honest `#all` line stored before is never trimmed to make room for them, and a
+//! trusted peer's line is delivered during the flood. Attackers speak the real handshake and
+//! frames, from their own 127.0.0.x addresses, and send all their lines without waiting for
+//! answers (what stops them is the budgets and backpressure, not a protocol error).
 //!
-//! Figures: `cargo test --test chat_flood -- --nocapture` prints a `chat flood:` line.
+//! Figures: `cargo test --test chat_flood -- --nocapture` prints a `chat flood:` line; the
+//! node's memory under the same flood is measured by `benches/memory.sh`.
 
 mod common;
 
@@ -15,19 +17,24 @@ use std::time::Instant;
 
 use common::PATIENCE;
 use lanyard::identity::Identity;
-use lanyard::limits::{CHAT_RATE_WINDOW, CHAT_STRANGERS_RATE_BYTES, MAX_CHAT_TEXT};
+use lanyard::limits::{
+    CHAT_ADDRESS_IN_FLIGHT_BYTES, CHAT_IN_FLIGHT_BYTES, CHAT_RATE_WINDOW, CHAT_STRANGERS_IN_FLIGHT_BYTES, CHAT_STRANGERS_RATE_BYTES,
+    MAX_CHAT_TEXT,
+};
 use lanyard::net::secure;
 use lanyard::net::wire::{ControlMsg, MAX_CONTROL_FRAME, Purpose};
 use lanyard::node::chat::{ROOM, new_message_id};
 use lanyard::node::{ChatTarget, NodeConfig};
 use tokio::net::TcpSocket;
+use tokio::sync::Semaphore;
 
 const KEYS: usize = 128;
 const ADDRESSES: u8 = 8;
-/// Lines each key tries, each of the largest size: 1 MiB a key, 128 MiB in all.
-const LINES: usize = 64;
-/// Lines a key keeps unacknowledged (well inside the protocol's window).
-const IN_FLIGHT: usize = 32;
+/// Lines each key sends at once without waiting for an answer, each of the largest size: 2 MiB
+/// a key, 256 MiB in all.
+const LINES: usize = 128;
+/// What the node may write to disk for the whole flood.
+const DISK_BOUND: u64 = 64 << 20;
 
 #[derive(Default)]
 struct Tally {
@@ -36,44 +43,62 @@ struct Tally {
     refused: AtomicU64,
 }
 
-/// One throwaway key from `src`: room lines of the largest size, as fast as the answers come.
-async fn flooder(target: SocketAddr, src: IpAddr, tally: Arc<Tally>) -> Option<()> {
-    let socket = TcpSocket::new_v4().ok()?;
-    socket.bind(SocketAddr::new(src, 0)).ok()?;
-    let sock = socket.connect(target).await.ok()?;
-    let me = Identity::generate().ok()?;
+/// One throwaway key from `src`: all its room lines of the largest size at once, answers read as
+/// they come.
+async fn flooder(target: SocketAddr, src: IpAddr, tally: Arc<Tally>, gate: Arc<Semaphore>) -> Result<(), String> {
+    // A few handshakes at a time: the node keeps 64 in progress and evicts the oldest past that.
+    let turn = gate.acquire_owned().await.map_err(|e| e.to_string())?;
+    let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    socket.bind(SocketAddr::new(src, 0)).map_err(|e| format!("bind: {e}"))?;
+    let sock = socket.connect(target).await.map_err(|e| format!("connect: {e}"))?;
+    let me = Identity::generate().map_err(|e| e.to_string())?;
     let conn = secure::connect(sock, &me, &common::mallory_hello(), Purpose::Control, None)
         .await
-        .ok()?;
+        .map_err(|e| format!("handshake: {e}"))?;
+    drop(turn);
     let (mut reader, mut writer) = (conn.reader, conn.writer);
     let text = "x".repeat(MAX_CHAT_TEXT);
-    let (mut sent, mut answered) = (0, 0);
-    while answered < LINES {
-        while sent < LINES && sent - answered < IN_FLIGHT {
+    let sending = tokio::spawn(async move {
+        for _ in 0..LINES {
             let line = ControlMsg::Chat {
                 id: new_message_id(),
                 room: true,
                 sent_ms: 1,
                 text: text.clone(),
             };
-            writer.send(&line).await.ok()?;
-            sent += 1;
+            writer.send(&line).await.map_err(|e| format!("send: {e}"))?;
         }
-        match reader.read_frame::<ControlMsg>(MAX_CONTROL_FRAME).await.ok()?? {
-            ControlMsg::ChatAck { .. } => {
+        Ok::<_, String>(writer)
+    });
+    let mut answered = 0;
+    while answered < LINES {
+        let frame = reader.read_frame::<ControlMsg>(MAX_CONTROL_FRAME).await;
+        match frame.map_err(|e| format!("read after {answered} answers: {e}"))? {
+            None => return Err(format!("closed after {answered} answers")),
+            Some(ControlMsg::ChatAck { .. }) => {
                 answered += 1;
                 tally.acked.fetch_add(1, Ordering::Relaxed);
-                tally.acked_bytes.fetch_add(text.len() as u64, Ordering::Relaxed);
+                tally.acked_bytes.fetch_add(MAX_CHAT_TEXT as u64, Ordering::Relaxed);
             }
-            ControlMsg::ChatRefused { .. } => {
+            Some(ControlMsg::ChatRefused { .. }) => {
                 answered += 1;
                 tally.refused.fetch_add(1, Ordering::Relaxed);
             }
-            ControlMsg::Bye { .. } => return None,
-            _ => {}
+            Some(ControlMsg::Bye { reason }) => return Err(format!("bye after {answered} answers: {reason:?}")),
+            Some(_) => {}
         }
     }
-    Some(())
+    // Sent in full: the writer is kept until every answer came, so the connection stays open.
+    sending.await.map_err(|e| e.to_string())??;
+    Ok(())
+}
+
+/// Bytes this process has caused to be written to storage (Linux), if it can tell.
+fn disk_writes() -> Option<u64> {
+    let io = std::fs::read_to_string("/proc/self/io").ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,16 +119,13 @@ async fn a_flood_from_many_keys_is_bounded_for_all_strangers_together() {
     assert!(trusted.wait_delivered(&before, PATIENCE).await.unwrap());
 
     let tally = Arc::new(Tally::default());
+    let written_before = disk_writes();
     let started = Instant::now();
     let mut flood = tokio::task::JoinSet::new();
-    let gate = Arc::new(tokio::sync::Semaphore::new(32));
+    let gate = Arc::new(Semaphore::new(16));
     for k in 0..KEYS {
         let src = IpAddr::from([127, 0, 0, 40 + (k as u8 % ADDRESSES)]);
-        let (tally, gate) = (tally.clone(), gate.clone());
-        flood.spawn(async move {
-            let _turn = gate.acquire_owned().await.unwrap();
-            flooder(at, src, tally).await
-        });
+        flood.spawn(flooder(at, src, tally.clone(), gate.clone()));
     }
     // A trusted peer's line gets through while the flood runs.
     let during = trusted
@@ -116,9 +138,23 @@ async fn a_flood_from_many_keys_is_bounded_for_all_strangers_together() {
         "delivered during the flood"
     );
     let delivered_in = t.elapsed();
-    let finished = tokio::time::timeout(PATIENCE * 2, async { while flood.join_next().await.is_some() {} }).await;
-    assert!(finished.is_ok(), "every flooder got its answers");
+    let finished = tokio::time::timeout(PATIENCE * 2, async {
+        let mut complete = 0;
+        while let Some(done) = flood.join_next().await {
+            match done {
+                Ok(Ok(())) => complete += 1,
+                Ok(Err(e)) => println!("a flooder ended early: {e}"),
+                Err(e) => println!("a flooder panicked: {e}"),
+            }
+        }
+        complete
+    })
+    .await;
+    // Every flooder is answered for every line: held back while the node is busy, never cut off.
+    assert_eq!(finished, Ok(KEYS), "flooders answered in full");
     let took = started.elapsed();
+    let written = disk_writes().zip(written_before).map(|(after, before)| after - before);
+    let peaks = victim.chat_in_flight_peaks();
 
     let acked = tally.acked_bytes.load(Ordering::Relaxed);
     // All strangers together: a full allowance, plus what it refilled while the flood ran, plus
@@ -128,13 +164,26 @@ async fn a_flood_from_many_keys_is_bounded_for_all_strangers_together() {
     let refilled = CHAT_STRANGERS_RATE_BYTES as f64 * took.as_secs_f64() / CHAT_RATE_WINDOW.as_secs_f64();
     let bound = 2 * CHAT_STRANGERS_RATE_BYTES + refilled as u64 + MAX_CHAT_TEXT as u64;
     println!(
-        "chat flood: {KEYS} keys from {ADDRESSES} addresses, {LINES} room lines of {MAX_CHAT_TEXT} B each ({} MiB offered) in {took:?}: {} lines ({} MiB) acknowledged, {} refused; bound {} MiB; trusted line delivered in {delivered_in:?}",
+        "chat flood: {KEYS} keys from {ADDRESSES} addresses, {LINES} room lines of {MAX_CHAT_TEXT} B each ({} MiB offered) in {took:?}: {} lines ({} MiB) acknowledged, {} refused; bound {} MiB; in flight at most {} KiB (strangers {} KiB, one address {} KiB); written to disk {}; trusted line delivered in {delivered_in:?}",
         (KEYS * LINES * MAX_CHAT_TEXT) >> 20,
         tally.acked.load(Ordering::Relaxed),
         acked >> 20,
         tally.refused.load(Ordering::Relaxed),
         bound >> 20,
+        peaks.all >> 10,
+        peaks.strangers >> 10,
+        peaks.address >> 10,
+        written.map_or("not known (no /proc/self/io)".into(), |w| format!("{} MiB", w >> 20)),
     );
+    // The flood was held in flight (so the counters are live), within every share.
+    assert!(peaks.strangers >= MAX_CHAT_TEXT, "{peaks:?}");
+    assert!(peaks.strangers <= CHAT_STRANGERS_IN_FLIGHT_BYTES, "{peaks:?}");
+    assert!(peaks.all <= CHAT_IN_FLIGHT_BYTES, "{peaks:?}");
+    assert!(peaks.address <= CHAT_ADDRESS_IN_FLIGHT_BYTES, "{peaks:?}");
+    match written {
+        Some(w) => assert!(w <= DISK_BOUND, "{w} bytes written to disk, bound {DISK_BOUND}"),
+        None => println!("SKIP part of {TEST}: no /proc/self/io to count disk writes"),
+    }
     assert!(acked <= bound, "{acked} bytes acknowledged, bound {bound}");
     assert!(tally.refused.load(Ordering::Relaxed) > 0, "the flood is refused with a reason");
     let room = victim.history(ROOM, usize::MAX).await.unwrap();

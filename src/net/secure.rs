@@ -50,7 +50,7 @@ mod tests {
     use tokio::net::{TcpListener, TcpStream};
 
     use super::handshake::{builder, preamble, responder, version_of};
-    use super::records::{RecordKey, WRITE_BATCH, record_keys};
+    use super::records::{READ_BUFFER, RecordKey, WRITE_BATCH, record_keys};
     use super::*;
     use crate::identity::Identity;
     use crate::net::frame::{self, FrameError};
@@ -360,7 +360,7 @@ mod tests {
         let mut out = TcpStream::connect(addr).await.unwrap();
         let (sock, _) = listener.accept().await.unwrap();
         let (rd, _wr) = sock.into_split();
-        let mut reader = SecureReader::new(rd, recv);
+        let mut reader = SecureReader::new(rd, recv, READ_BUFFER);
         let mut wire = Vec::new();
         let mut plain = Vec::new();
         for k in 0..200usize {
@@ -504,7 +504,7 @@ mod tests {
                 key: aead::LessSafeKey::new(aead::UnboundKey::new(&aead::AES_256_GCM, &[7; 32]).unwrap()),
                 nonce: 0,
             };
-            let mut w = SecureWriter::new(out.into_split().1, key);
+            let mut w = SecureWriter::new(out.into_split().1, key, WRITE_BATCH + 2 + NOISE_MAX_MESSAGE);
             let read = tokio::spawn(async move {
                 let mut all = Vec::new();
                 peer.read_to_end(&mut all).await.unwrap();

@@ -407,13 +407,11 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
                         sent_ms,
                         text,
                     } => {
-                        let line = chat::Line {
-                            id: line,
-                            room,
-                            sent_ms,
-                            text,
+                        let pushed = tokio::select! {
+                            _ = cancel.cancelled() => continue,
+                            pushed = inbox.push_line(line, room, sent_ms, text) => pushed,
                         };
-                        if let Err(e) = inbox.push(chat::Incoming::Line(line)) {
+                        if let Err(e) = pushed {
                             tracing::warn!("dropping connection to {} ({}): {e}", remote.addr, id.short());
                             break e;
                         }

@@ -8,7 +8,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::liveness::set_liveness;
-use super::records::{SecureReader, SecureWriter, record_keys};
+use super::records::{CONTROL_READ_BUFFER, READ_BUFFER, SecureReader, SecureWriter, WRITE_BATCH, record_keys};
 use super::{Remote, SecureConn};
 use crate::identity::{Identity, PeerId};
 use crate::limits::MAX_HELLO;
@@ -273,8 +273,24 @@ pub(super) fn finish(
     let (send, recv) = record_keys(&mut hs).ok_or_else(|| HandshakeError::Noise("bad transport key".into()))?;
     let (rd, wr) = sock.into_split();
     Ok(SecureConn {
-        reader: SecureReader::new(rd, recv),
-        writer: SecureWriter::new(wr, send),
+        reader: SecureReader::new(
+            rd,
+            recv,
+            if purpose == Purpose::Control {
+                CONTROL_READ_BUFFER
+            } else {
+                READ_BUFFER
+            },
+        ),
+        writer: SecureWriter::new(
+            wr,
+            send,
+            if purpose == Purpose::Control {
+                2 + NOISE_MAX_MESSAGE
+            } else {
+                WRITE_BATCH + 2 + NOISE_MAX_MESSAGE
+            },
+        ),
         remote,
         purpose,
     })

@@ -17,9 +17,14 @@ use crate::net::wire::{NOISE_MAX_MESSAGE, NOISE_MAX_PLAINTEXT, NOISE_TAG};
 
 /// Sealed bytes gathered before a socket write: fewer syscalls for bulk data.
 pub(super) const WRITE_BATCH: usize = 256 * 1024;
-/// The reader's buffer: the most a socket read takes at once. Bulk data read with
-/// `read_exact_into` bypasses it; a control connection's few bytes touch only its first pages.
+/// A transfer connection reader's buffer: the most a socket read takes at once. Bulk data read
+/// with `read_exact_into` bypasses it.
 pub(super) const READ_BUFFER: usize = 1024 * 1024;
+/// A control connection reader's buffer: two of the largest records. A peer that keeps sending
+/// walks a reader's whole buffer (a partial record moves to the front only at its end), and an
+/// allocator that hands out recycled pages makes even unread capacity resident: with the
+/// transfer size a chat flood over hundreds of control connections held a MiB on each.
+pub(super) const CONTROL_READ_BUFFER: usize = 2 * (2 + NOISE_MAX_MESSAGE);
 /// Records per vectored write of `write_raw_in_place`: three slices each, well inside IOV_MAX.
 pub(super) const VECTORED_RECORDS: usize = 64;
 /// From this many bytes on, `read_exact_into` reads the socket straight into the caller's buffer.
@@ -99,12 +104,12 @@ pub struct SecureReader {
 }
 
 impl SecureReader {
-    pub(super) fn new(rd: OwnedReadHalf, key: RecordKey) -> Self {
+    pub(super) fn new(rd: OwnedReadHalf, key: RecordKey, capacity: usize) -> Self {
         SecureReader {
             sock: rd,
             key,
             // Capacity only: pages never written (an idle control connection's) cost no memory.
-            buf: Vec::with_capacity(READ_BUFFER),
+            buf: Vec::with_capacity(capacity),
             start: 0,
             plain: 0,
             raw: 0,
@@ -335,12 +340,15 @@ pub struct SecureWriter {
 }
 
 impl SecureWriter {
-    pub(super) fn new(wr: OwnedWriteHalf, key: RecordKey) -> Self {
+    /// `capacity`: what the batch buffer starts with (it grows to a batch if needed). A control
+    /// connection writes small frames: an allocator that hands out recycled pages makes even an
+    /// unwritten capacity resident, so it is kept to one record there.
+    pub(super) fn new(wr: OwnedWriteHalf, key: RecordKey, capacity: usize) -> Self {
         SecureWriter {
             sock: wr,
             key,
             // Capacity only, as the reader's: a quiet connection touches a few pages of it.
-            out: Vec::with_capacity(WRITE_BATCH + 2 + NOISE_MAX_MESSAGE),
+            out: Vec::with_capacity(capacity),
             open: None,
             torn: false,
         }

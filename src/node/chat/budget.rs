@@ -4,7 +4,10 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
 
 use crate::identity::PeerId;
 use crate::limits;
@@ -33,6 +36,11 @@ pub struct DbBudget {
     pub direct_bytes: u64,
     pub stranger_bytes: u64,
     pub strangers_bytes: u64,
+    /// Bytes of lines in flight (read, not yet answered): node-wide, per address, and for all
+    /// strangers together.
+    pub in_flight_bytes: usize,
+    pub address_in_flight_bytes: usize,
+    pub strangers_in_flight_bytes: usize,
     /// Seconds after which a key seen in one connection only is forgotten.
     pub one_time_peer_age: u64,
     pub prune_every: Duration,
@@ -54,6 +62,9 @@ impl Default for DbBudget {
             direct_bytes: limits::CHAT_DIRECT_BYTES,
             stranger_bytes: limits::CHAT_STRANGER_BYTES,
             strangers_bytes: limits::CHAT_STRANGERS_BYTES,
+            in_flight_bytes: limits::CHAT_IN_FLIGHT_BYTES,
+            address_in_flight_bytes: limits::CHAT_ADDRESS_IN_FLIGHT_BYTES,
+            strangers_in_flight_bytes: limits::CHAT_STRANGERS_IN_FLIGHT_BYTES,
             one_time_peer_age: limits::ONE_TIME_PEER_AGE,
             prune_every: limits::PEER_PRUNE_EVERY,
         }
@@ -62,7 +73,8 @@ impl Default for DbBudget {
 
 impl DbBudget {
     /// No rate and no direct-line limit: for measuring the delivery pipeline (benches) and for
-    /// the honest side of tests, never for a node people run. The room is still trimmed.
+    /// the honest side of tests, never for a node people run. The room is still trimmed, and
+    /// what is in flight still bounded (that is memory, and only slows a burst).
     #[doc(hidden)]
     pub fn lifted() -> DbBudget {
         DbBudget {
@@ -201,6 +213,126 @@ impl Rates {
     }
 }
 
+/// Chat lines in flight: read from a connection, not yet stored and answered (see
+/// `crate::limits::CHAT_IN_FLIGHT_BYTES`). A connection's reader takes a [`Charge`] for each line
+/// before handing it on, waiting while the line does not fit; the charge is given back when the
+/// line has been answered, and waiting readers look again.
+#[derive(Debug, Default)]
+pub(crate) struct InFlight {
+    held: Mutex<Held>,
+    freed: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    all: usize,
+    strangers: usize,
+    /// Per address: everyone's, and strangers'.
+    addresses: HashMap<IpAddr, (usize, usize)>,
+    peaks: InFlightPeaks,
+}
+
+/// The most each share of the lines in flight has held since the node started.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct InFlightPeaks {
+    /// Bytes node-wide.
+    pub all: usize,
+    /// Bytes from all strangers together.
+    pub strangers: usize,
+    /// Bytes from the one address that held the most.
+    pub address: usize,
+}
+
+/// One line's share of the bytes in flight, given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Charge {
+    pool: Arc<InFlight>,
+    ip: IpAddr,
+    stranger: bool,
+    bytes: usize,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.pool.give_back(self.ip, self.stranger, self.bytes);
+    }
+}
+
+impl InFlight {
+    /// Take `bytes` for a line from `ip`, waiting until it fits in every share it draws on.
+    pub async fn take(self: &Arc<Self>, budget: &DbBudget, ip: IpAddr, stranger: bool, bytes: usize) -> Charge {
+        loop {
+            // Registered before looking, so a charge given back in between still wakes us.
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if self.try_take(budget, ip, stranger, bytes) {
+                return Charge {
+                    pool: self.clone(),
+                    ip,
+                    stranger,
+                    bytes,
+                };
+            }
+            freed.await;
+        }
+    }
+
+    fn try_take(&self, budget: &DbBudget, ip: IpAddr, stranger: bool, bytes: usize) -> bool {
+        let mut held = crate::node::lock(&self.held);
+        let held = &mut *held;
+        let (address, address_strangers) = held.addresses.get(&ip).copied().unwrap_or_default();
+        // A share that holds nothing takes any one line, so a budget smaller than a line (tests
+        // shrink them) slows its senders but never stops them.
+        let fits = |used: usize, max: usize| used == 0 || used + bytes <= max;
+        let strangers_address_share = budget.address_in_flight_bytes / limits::NEWCOMER_SHARE;
+        if !fits(held.all, budget.in_flight_bytes)
+            || !fits(address, budget.address_in_flight_bytes)
+            || (stranger && (!fits(held.strangers, budget.strangers_in_flight_bytes) || !fits(address_strangers, strangers_address_share)))
+        {
+            return false;
+        }
+        held.all += bytes;
+        let entry = held.addresses.entry(ip).or_default();
+        entry.0 += bytes;
+        if stranger {
+            held.strangers += bytes;
+            entry.1 += bytes;
+        }
+        let address = entry.0;
+        let peaks = &mut held.peaks;
+        peaks.all = peaks.all.max(held.all);
+        peaks.strangers = peaks.strangers.max(held.strangers);
+        peaks.address = peaks.address.max(address);
+        true
+    }
+
+    fn give_back(&self, ip: IpAddr, stranger: bool, bytes: usize) {
+        {
+            let mut held = crate::node::lock(&self.held);
+            held.all -= bytes;
+            if stranger {
+                held.strangers -= bytes;
+            }
+            if let Some(entry) = held.addresses.get_mut(&ip) {
+                entry.0 -= bytes;
+                if stranger {
+                    entry.1 -= bytes;
+                }
+                if entry.0 == 0 {
+                    held.addresses.remove(&ip);
+                }
+            }
+        }
+        self.freed.notify_waiters();
+    }
+
+    /// The most each share has held.
+    pub fn peaks(&self) -> InFlightPeaks {
+        crate::node::lock(&self.held).peaks
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,5 +405,54 @@ mod tests {
             "a second refills one line"
         );
         assert!(!rates.take(&budget, &bob, 995, t0), "bytes count too");
+    }
+
+    #[tokio::test]
+    async fn lines_in_flight_wait_for_room_in_every_share() {
+        let budget = DbBudget {
+            in_flight_bytes: 100,
+            address_in_flight_bytes: 60,
+            strangers_in_flight_bytes: 50,
+            ..DbBudget::default()
+        };
+        let pool = Arc::new(InFlight::default());
+        let (a, b, c) = (
+            IpAddr::from([10, 0, 0, 1]),
+            IpAddr::from([10, 0, 0, 2]),
+            IpAddr::from([10, 0, 0, 3]),
+        );
+        // A stranger from one address: half of that address's share.
+        let first = pool.take(&budget, a, true, 30).await;
+        assert!(!pool.try_take(&budget, a, true, 1), "strangers' share of the address");
+        // A known peer on the same address still has the rest of the address's share.
+        let known = pool.take(&budget, a, false, 30).await;
+        assert!(!pool.try_take(&budget, a, false, 1), "the address's share");
+        // Strangers from another address: all strangers together hold at most 50.
+        let second = pool.take(&budget, b, true, 20).await;
+        assert!(!pool.try_take(&budget, c, true, 1), "all strangers' share");
+        // Node-wide: 80 held, 20 left for known peers elsewhere.
+        let third = pool.take(&budget, c, false, 20).await;
+        assert!(!pool.try_take(&budget, c, false, 1), "node-wide");
+        // A waiting reader goes on when a line is answered.
+        let waiting = {
+            let pool = pool.clone();
+            let budget = budget.clone();
+            tokio::spawn(async move { pool.take(&budget, c, false, 15).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        drop(known);
+        let fourth = tokio::time::timeout(Duration::from_secs(60), waiting).await.unwrap().unwrap();
+        assert_eq!(
+            pool.peaks(),
+            InFlightPeaks {
+                all: 100,
+                strangers: 50,
+                address: 60
+            }
+        );
+        drop((first, second, third, fourth));
+        let held = crate::node::lock(&pool.held);
+        assert_eq!((held.all, held.strangers, held.addresses.len()), (0, 0, 0), "all given back");
     }
 }

@@ -26,7 +26,7 @@ use super::{Event, NodeHandle, Shared, lock, off_thread};
 use crate::identity::PeerId;
 use crate::net::wire::{ControlMsg, MAX_CHAT_TEXT};
 use crate::store::{unix_now, unix_now_ms};
-pub use budget::DbBudget;
+pub use budget::{DbBudget, InFlightPeaks};
 pub use db::{ChatEntry, Delivery, Page, ROOM, Recipient};
 
 /// Rows a pump takes from the queue at once.
@@ -74,6 +74,8 @@ pub(crate) struct Chat {
     unread: Mutex<HashMap<String, u32>>,
     /// Every peer's chat rate (see `budget`).
     rates: Mutex<budget::Rates>,
+    /// Lines read from connections and not yet answered (see `budget::InFlight`).
+    in_flight: Arc<budget::InFlight>,
     /// When this node started (Unix seconds): keys first seen since are strangers.
     started: AtomicU64,
 }
@@ -109,6 +111,12 @@ pub fn check_text(text: &str) -> Result<()> {
 }
 
 impl NodeHandle {
+    /// The most each share of the chat lines in flight has held since the node started (see
+    /// `crate::limits::CHAT_IN_FLIGHT_BYTES`): what a flood cost in memory, for tests and figures.
+    pub fn chat_in_flight_peaks(&self) -> InFlightPeaks {
+        self.shared.chat.in_flight.peaks()
+    }
+
     /// Store a line for `to` and start delivering it. Returns its id once it is stored (queued);
     /// see [`NodeHandle::wait_delivered`].
     pub async fn say(&self, to: &ChatTarget, text: &str) -> Result<String> {
@@ -480,6 +488,8 @@ pub(crate) struct Line {
     pub room: bool,
     pub sent_ms: u64,
     pub text: String,
+    /// Its share of the lines in flight, held until it is answered.
+    charge: budget::Charge,
 }
 
 /// Lines and acks waiting to be stored, per connection. An honest peer never has more than
@@ -491,9 +501,28 @@ const INBOX: usize = 4 * WINDOW;
 pub(crate) struct Inbox {
     tx: mpsc::Sender<Incoming>,
     failed: Arc<Mutex<Option<String>>>,
+    shared: Arc<Shared>,
+    peer: PeerId,
+    ip: std::net::IpAddr,
 }
 
 impl Inbox {
+    /// Hand over a line once it fits in the lines in flight (see `budget::InFlight`): until
+    /// then the connection is not read further, so its sender waits on its own TCP window.
+    pub async fn push_line(&self, id: String, room: bool, sent_ms: u64, text: String) -> Result<(), String> {
+        let stranger = self.shared.peers().get(&self.peer).is_none_or(|p| !p.has_standing());
+        let bytes = text.len() + id.len() + crate::limits::CHAT_LINE_COST;
+        let chat = &self.shared.chat;
+        let charge = chat.in_flight.take(&self.shared.config.db_budget, self.ip, stranger, bytes).await;
+        self.push(Incoming::Line(Line {
+            id,
+            room,
+            sent_ms,
+            text,
+            charge,
+        }))
+    }
+
     /// Hand over without waiting; an error ends the connection.
     pub fn push(&self, item: Incoming) -> Result<(), String> {
         self.tx.try_send(item).map_err(|e| match e {
@@ -545,7 +574,13 @@ pub(crate) fn connection_up(
             cancel.cancel();
         }
     });
-    Inbox { tx: in_tx, failed }
+    Inbox {
+        tx: in_tx,
+        failed,
+        shared: shared.clone(),
+        peer: peer.clone(),
+        ip,
+    }
 }
 
 /// One connection, as the storing side of chat sees it.
@@ -675,7 +710,21 @@ impl Link {
             tracing::info!("chat: refused {refused} lines from {} (over its budget)", self.peer.short());
         }
         // Committed before the acks go out: nothing acknowledged can be lost.
-        for ((Line { id, room, sent_ms, text }, fresh), unread) in lines.into_iter().zip(fresh).zip(counts) {
+        // Each line's charge is given back as its answer is queued (the end of this loop's turn).
+        for (
+            (
+                Line {
+                    id,
+                    room,
+                    sent_ms,
+                    text,
+                    charge,
+                },
+                fresh,
+            ),
+            unread,
+        ) in lines.into_iter().zip(fresh).zip(counts)
+        {
             let answer = match fresh {
                 db::Verdict::Refused(reason) => ControlMsg::ChatRefused {
                     id,
@@ -700,6 +749,7 @@ impl Link {
             self.tx
                 .try_send(answer)
                 .map_err(|_| "protocol error: the peer does not read its acknowledgements".to_string())?;
+            drop(charge);
         }
         Ok(())
     }
