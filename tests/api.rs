@@ -199,7 +199,12 @@ async fn the_control_socket_serves_snapshots_events_and_calls() {
         .unwrap();
     assert!(ada.node.peer(&bob.id()).unwrap().trusted);
     let err = client.run(Request::Cancel { transfer: "abcdef".into() }, |_| {}).await.unwrap_err();
-    assert!(err.to_string().contains("no transfer"), "{err}");
+    let kind = err.downcast_ref::<lanyard::node::api::Failure>().map(|f| f.kind);
+    assert_eq!(kind, Some(lanyard::node::api::FailKind::NotFound), "{err:#}");
+    assert!(
+        err.to_string().starts_with("no transfer \"abcdef\""),
+        "the words a person reads stay: {err}"
+    );
 }
 
 #[tokio::test]

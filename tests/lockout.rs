@@ -172,6 +172,19 @@ async fn lockout(test: &str, src: Vec<IpAddr>, offer: bool, stall: Duration) {
     while tally.opened.load(Ordering::Relaxed) < ATTACKERS && tokio::time::Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Newcomers get a share of each address, and of the pool.
+    let bound = (MAX_TRANSFERS_PER_ADDRESS / NEWCOMER_SHARE * sources).min(MAX_INCOMING_TRANSFERS / NEWCOMER_SHARE);
+    // The attack really holds all a newcomer may before the honest peer starts; else the honest
+    // peer's success below would prove nothing.
+    let until = tokio::time::Instant::now() + WAIT;
+    while victim.slot_counts().newcomer_transfers < bound && tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        victim.slot_counts().newcomer_transfers,
+        bound,
+        "the attack holds the newcomers' share of slots"
+    );
 
     let (mut sent, mut said) = (0, 0);
     let mut failures = Vec::new();
@@ -215,8 +228,6 @@ async fn lockout(test: &str, src: Vec<IpAddr>, offer: bool, stall: Duration) {
     let other = t.other.lock().unwrap();
     assert!(other.is_empty(), "attacker connections that ended without a reason: {other:?}");
     assert!(t.refused.load(Ordering::Relaxed) > 0, "the attacker is told it is refused");
-    // Newcomers get a share of each address, and of the pool.
-    let bound = (MAX_TRANSFERS_PER_ADDRESS / NEWCOMER_SHARE * sources).min(MAX_INCOMING_TRANSFERS / NEWCOMER_SHARE);
     assert!(held_max <= bound, "held {held_max}, bound {bound}");
     assert_eq!(victim.slot_counts().transfer, 0, "every slot is free again");
     if shares_honest_address {

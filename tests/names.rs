@@ -6,23 +6,23 @@ mod common;
 use std::time::Duration;
 
 use common::{PATIENCE, TestNode, connect};
-use lanyard::node::api::{Reply, Request, execute};
+use lanyard::node::api::{FailKind, Failure, Reply, Request, execute};
 use lanyard::node::{Event, NodeConfig, NodeHandle};
 
-/// Run one face call; its replies, or its one-line failure.
-async fn call(node: &NodeHandle, request: Request) -> Result<Vec<Reply>, String> {
+/// Run one face call; its replies, or its failure (kind and one line).
+async fn call(node: &NodeHandle, request: Request) -> Result<Vec<Reply>, Failure> {
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     execute(node, request, &tx).await;
     drop(tx);
     let mut replies = Vec::new();
     while let Some(r) = rx.recv().await {
         match r {
-            Reply::Failed { message } => return Err(message),
+            Reply::Failed { kind, message } => return Err(Failure { kind, message }),
             Reply::Done => return Ok(replies),
             other => replies.push(other),
         }
     }
-    Err("no Done".into())
+    panic!("the call ended without Done or Failed")
 }
 
 fn say(peer: &str, text: &str) -> Request {
@@ -69,9 +69,9 @@ async fn two_peers_with_one_nick_are_ambiguous_and_each_can_be_named() {
     connect(&mut me, &mut second).await;
 
     let err = call(&me.node, say("bob", "hello?")).await.unwrap_err();
-    assert!(err.contains("matches 2 peers"), "{err}");
+    assert_eq!(err.kind, FailKind::Ambiguous, "{err}");
     for p in [&first, &second] {
-        assert!(err.contains(p.id().short()), "{err} does not list {}", p.id().short());
+        assert!(err.message.contains(p.id().short()), "{err} does not list {}", p.id().short());
     }
     // Every command taking PEER says the same; none picks one.
     let trust = call(
@@ -83,7 +83,7 @@ async fn two_peers_with_one_nick_are_ambiguous_and_each_can_be_named() {
     )
     .await
     .unwrap_err();
-    assert!(trust.contains("matches 2 peers"), "{trust}");
+    assert_eq!(trust.kind, FailKind::Ambiguous, "{trust}");
 
     // Both run on this machine: the host doesn't tell them apart, the id does.
     let by_id = format!("bob#{}", second.id().short());
@@ -120,7 +120,7 @@ async fn two_peers_with_one_nick_are_ambiguous_and_each_can_be_named() {
         path: String::new(),
     };
     if let Err(e) = call(&me.node, listing).await {
-        assert!(!e.contains("matches 2 peers") && !e.contains("no peer called"), "{e}");
+        assert!(!matches!(e.kind, FailKind::Ambiguous | FailKind::NotFound), "{e}");
     }
 
     let mut shown: Vec<String> = me.node.peers().into_iter().map(|p| p.label).collect();
@@ -182,7 +182,7 @@ async fn a_new_key_behind_a_peer_address_is_refused_until_the_old_one_is_forgott
     // Refused before we said who we are: the new key never saw us.
     assert!(mallory.node.peers().is_empty(), "{:?}", mallory.node.peers());
     let err = call(&me.node, say(&target, "are you bob?")).await.unwrap_err();
-    assert!(err.contains("changed"), "{err}");
+    assert!(err.message.contains("changed"), "{err}");
     assert!(
         mallory
             .next_event(Duration::from_secs(1), chat_with("are you bob?"))

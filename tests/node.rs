@@ -126,7 +126,19 @@ async fn one_node_per_data_dir() {
         .await
         .err()
         .expect("refused");
-    assert!(err.to_string().contains("already running"), "{err}");
+    assert!(err.downcast_ref::<lanyard::node::AlreadyRunning>().is_some(), "{err:#}");
+}
+
+/// Shutdown returns once every task of the node has ended and the data dir is free: a node
+/// started next takes it at once, even while a face still holds the old handle.
+#[tokio::test]
+async fn shutdown_frees_the_data_dir() {
+    let a = TestNode::start("ada").await;
+    a.node.shutdown().await;
+    let again = NodeHandle::start(NodeConfig::local("again", a.dir.path().to_path_buf()))
+        .await
+        .expect("the data dir is free after shutdown");
+    again.shutdown().await;
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::output;
 use crate::config::Config;
 use crate::node::api::{EntryKind, Outcome, ShareEntry, TransferState, TransferView};
-use crate::node::api::{Reply, Request};
+use crate::node::api::{Failure, Reply, Request};
 use crate::node::control::Client;
 use crate::text::{human_bytes, io_reason, one_line, plural, printable};
 
@@ -131,7 +131,7 @@ async fn run_with_bars(session: Client, request: Request, mut show: impl FnMut(&
             None => break Err(anyhow!("the request ended without an answer")),
             Some(Reply::Progress { peer, progress }) => bars.update(&peer, &progress),
             Some(Reply::Done) => break Ok(ExitCode::SUCCESS),
-            Some(Reply::Failed { message }) => break Err(anyhow!(message)),
+            Some(Reply::Failed { kind, message }) => break Err(Failure { kind, message }.into()),
             Some(other) => {
                 if let Reply::Finished { peer, .. } | Reply::NotDelivered { peer, .. } = &other {
                     bars.finish(peer);

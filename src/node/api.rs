@@ -218,10 +218,75 @@ pub enum Reply {
     },
     /// The request finished; the command exits 0.
     Done,
-    /// The request failed with this one-line message; the command exits non-zero.
+    /// The request failed with this one-line message; the command exits non-zero. Faces
+    /// branch on `kind`, never on the words.
     Failed {
+        #[serde(default)]
+        kind: FailKind,
         message: String,
     },
+}
+
+/// What kind of failure ended a request: what the node's errors tell apart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailKind {
+    /// No peer, offer or transfer by that name (a peer may still turn up).
+    NotFound,
+    /// The name fits several: waiting won't help, more of the name will.
+    Ambiguous,
+    /// The peer could not be reached, or did not answer in time.
+    Unreachable,
+    /// The peer said no (rejected, refused, or stopped it).
+    Refused,
+    /// The peer (or this node) has no room for it now; later may work.
+    Busy,
+    /// Another node already runs on the data dir.
+    AlreadyRunning,
+    /// The request itself could not be read.
+    Invalid,
+    /// Anything else.
+    #[default]
+    Other,
+}
+
+/// A failure a face is told as it is: its kind and its one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Failure {
+    pub kind: FailKind,
+    pub message: String,
+}
+
+impl FailKind {
+    /// The kind of `e`, from the first typed error in its chain.
+    pub fn of(e: &anyhow::Error) -> FailKind {
+        use super::peers::FindError;
+        use super::transfer::TransferError;
+        for cause in e.chain() {
+            if let Some(f) = cause.downcast_ref::<Failure>() {
+                return f.kind;
+            }
+            if let Some(f) = cause.downcast_ref::<FindError>() {
+                return match f {
+                    FindError::Unknown(_) => FailKind::NotFound,
+                    FindError::Ambiguous(_) => FailKind::Ambiguous,
+                };
+            }
+            if cause.downcast_ref::<super::AlreadyRunning>().is_some() {
+                return FailKind::AlreadyRunning;
+            }
+            if let Some(t) = cause.downcast_ref::<TransferError>() {
+                return match t {
+                    TransferError::Unreachable(_) => FailKind::Unreachable,
+                    TransferError::Rejected(..) => FailKind::Refused,
+                    _ if t.reason() == Reason::Busy => FailKind::Busy,
+                    _ => FailKind::Other,
+                };
+            }
+        }
+        FailKind::Other
+    }
 }
 
 /// Run one request against a node, streaming replies into `out`; always ends with Done or Failed
@@ -260,7 +325,7 @@ pub async fn execute(node: &NodeHandle, request: Request, out: &mpsc::Sender<Rep
                 let items = node.offer_items(&id, offset, limit).await.unwrap_or_default();
                 send(out, Reply::OfferItems { items }).await
             }
-            Err(e) => Err(anyhow!(e)),
+            Err(e) => Err(e.into()),
         },
         Request::Answer { offer, accept, always } => answer(node, &offer, accept, always, out).await,
         Request::Trust { peer, trusted } => trust(node, &peer, trusted, out).await,
@@ -285,11 +350,15 @@ pub async fn execute(node: &NodeHandle, request: Request, out: &mpsc::Sender<Rep
                 )
                 .await
             }
-            Err(e) => Err(anyhow!(e)),
+            Err(e) => Err(e.into()),
         },
-        Request::Resume { transfer } => match node.find_transfer(&transfer).and_then(|id| node.resume_transfer(&id)) {
+        Request::Resume { transfer } => match node
+            .find_transfer(&transfer)
+            .map_err(anyhow::Error::from)
+            .and_then(|id| node.resume_transfer(&id).map_err(|e| anyhow!(e)))
+        {
             Ok(text) => send(out, Reply::Note { text }).await,
-            Err(e) => Err(anyhow!(e)),
+            Err(e) => Err(e),
         },
         Request::SetNick { nick } => node.set_nick(&nick).await,
         Request::AddPeer { addr, wait: false } => {
@@ -307,13 +376,20 @@ pub async fn execute(node: &NodeHandle, request: Request, out: &mpsc::Sender<Rep
                     Some(why) => why.to_string(),
                     None => format!("nothing answered within {} s", RESOLVE_WAIT.as_secs()),
                 };
-                Err(anyhow!("no answer from {addr}: {why}"))
+                Err(Failure {
+                    kind: FailKind::Unreachable,
+                    message: format!("no answer from {addr}: {why}"),
+                }
+                .into())
             }
         },
     };
     let last = match result {
         Ok(()) => Reply::Done,
-        Err(e) => Reply::Failed { message: format!("{e:#}") },
+        Err(e) => Reply::Failed {
+            kind: FailKind::of(&e),
+            message: format!("{e:#}"),
+        },
     };
     let _ = out.send(last).await;
 }
@@ -574,7 +650,7 @@ async fn get(node: &NodeHandle, peer: &str, paths: Vec<String>, to: Option<PathB
 }
 
 async fn answer(node: &NodeHandle, spec: &str, accept: bool, always: bool, out: &mpsc::Sender<Reply>) -> Result<()> {
-    let id = node.find_offer(spec).map_err(|e| anyhow!(e))?;
+    let id = node.find_offer(spec)?;
     let who = node
         .offers()
         .into_iter()

@@ -15,7 +15,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
-use super::api::{Reply, Request, execute};
+use super::api::{FailKind, Failure, Reply, Request, execute};
 use super::{AlreadyRunning, NodeConfig, NodeHandle};
 use crate::net::frame;
 
@@ -62,6 +62,7 @@ pub async fn serve_socket(node: NodeHandle) -> Result<()> {
                         let _ = frame::write(
                             &mut wr,
                             &Reply::Failed {
+                                kind: FailKind::Invalid,
                                 message: format!("bad request: {e}"),
                             },
                         )
@@ -177,6 +178,7 @@ impl Client {
                             Ok(None) => {
                                 let _ = tx
                                     .send(Reply::Failed {
+                                        kind: FailKind::Other,
                                         message: "the running node closed the control socket".into(),
                                     })
                                     .await;
@@ -185,6 +187,7 @@ impl Client {
                             Err(e) => {
                                 let _ = tx
                                     .send(Reply::Failed {
+                                        kind: FailKind::Other,
                                         message: format!("control socket: {e}"),
                                     })
                                     .await;
@@ -198,14 +201,14 @@ impl Client {
         Ok(rx)
     }
 
-    /// Run a request to its end, feeding each reply to `show`: Ok on Done, the message of
-    /// Failed as the error.
+    /// Run a request to its end, feeding each reply to `show`: Ok on Done, Failed as a
+    /// [`Failure`] (its message is the error's text).
     pub async fn run(&self, request: Request, mut show: impl FnMut(Reply)) -> Result<()> {
         let mut rx = self.request(request).await?;
         while let Some(reply) = rx.recv().await {
             match reply {
                 Reply::Done => return Ok(()),
-                Reply::Failed { message } => bail!(message),
+                Reply::Failed { kind, message } => return Err(Failure { kind, message }.into()),
                 other => show(other),
             }
         }

@@ -80,7 +80,7 @@ impl NodeHandle {
             chat: chat::Chat::default(),
             transfers: Registry::default(),
             changed: watch::channel(0).0,
-            _lock: lock_file,
+            lock: Mutex::new(Some(lock_file)),
         });
         chat::load(&shared)?;
         transfer::load_records(&shared)?;
@@ -325,7 +325,8 @@ impl NodeHandle {
         self.shared.cancel.cancelled().await
     }
 
-    /// Say goodbye to every peer, withdraw the mDNS record, and wait (briefly) for tasks to end.
+    /// Say goodbye to every peer, withdraw the mDNS record, wait for every task to end, then
+    /// release the data dir's lock (so a node started on it next finds it free).
     pub async fn shutdown(&self) {
         self.shared.cancel.cancel();
         if let Some(d) = self.shared.discovery.lock().await.take() {
@@ -333,10 +334,24 @@ impl NodeHandle {
         }
         self.shared.tracker.close();
         // Running transfers finish the write under way and tell their peers they stop
-        // (`limits::FINISH_WRITE`, then up to 2 s to say it).
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.shared.tracker.wait()).await;
+        // (`limits::FINISH_WRITE`, then up to 2 s to say it): all should be over within
+        // `SHUTDOWN_WARN`. The lock stays held while any task runs, so no second node writes
+        // beside it; one that takes longer is said, and waited for.
+        let mut waited = Duration::ZERO;
+        while tokio::time::timeout(SHUTDOWN_WARN, self.shared.tracker.wait()).await.is_err() {
+            waited += SHUTDOWN_WARN;
+            tracing::warn!(
+                "shutting down: {} of the node's tasks still run after {} s; the data dir stays locked until they end",
+                self.shared.tracker.len(),
+                waited.as_secs()
+            );
+        }
+        drop(lock(&self.shared.lock).take());
     }
 }
+
+/// How long shutdown waits for the node's tasks before it says which are late.
+const SHUTDOWN_WARN: Duration = Duration::from_secs(5);
 
 /// Bind `addr`; when its port is taken, the first free one of the `fallback` ports after it.
 async fn listen(addr: SocketAddr, fallback: u16) -> Result<TcpListener> {

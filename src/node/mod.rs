@@ -191,7 +191,9 @@ pub(crate) struct Shared {
     /// ([`NodeHandle::resolve`], [`NodeHandle::wait_online`]) may care about: they sleep on it
     /// instead of polling.
     pub(crate) changed: watch::Sender<u64>,
-    _lock: File,
+    /// The data dir's lock: taken at start, dropped by [`NodeHandle::shutdown`] once every task
+    /// has ended (not when the last handle goes, which a face may keep for a while).
+    lock: Mutex<Option<File>>,
 }
 
 /// Run blocking work (the database, the disk) off the async workers.

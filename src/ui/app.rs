@@ -617,7 +617,7 @@ impl App {
                 c.lines = older;
             }
             (Pending::Listing { peer, path }, Reply::Listing { entries, .. }) => self.remote.listed(&peer, &path, Ok(entries)),
-            (Pending::Listing { peer, path }, Reply::Failed { message }) => self.remote.listed(&peer, &path, Err(message)),
+            (Pending::Listing { peer, path }, Reply::Failed { message, .. }) => self.remote.listed(&peer, &path, Err(message)),
             (Pending::Older(conv), Reply::Failed { .. }) => {
                 // The line it paged from is gone (the room trims its oldest lines): so is
                 // everything before it.
@@ -626,7 +626,7 @@ impl App {
                 c.fetching = false;
                 c.complete = true;
             }
-            (Pending::History(_), Reply::Failed { message }) => {
+            (Pending::History(_), Reply::Failed { message, .. }) => {
                 self.history_chunks.remove(&tag);
                 self.say(message);
             }
@@ -634,7 +634,7 @@ impl App {
                 self.retryable.insert(progress.transfer.clone(), request);
             }
             (Pending::Transfer(_), Reply::NotDelivered { peer, error }) => self.say(format!("{peer}: {error}")),
-            (Pending::Transfer(_), Reply::Failed { message }) => self.say(message),
+            (Pending::Transfer(_), Reply::Failed { message, .. }) => self.say(message),
             (Pending::Nick(nick), Reply::Done) => {
                 self.say(format!("you are {} now", printable(&nick)));
                 if let Some(me) = &mut self.me {
@@ -642,9 +642,9 @@ impl App {
                 }
             }
             (Pending::AddPeer(addr), Reply::Peers { peers }) => self.added_peer(&addr, Ok(peers)),
-            (Pending::AddPeer(addr), Reply::Failed { message }) => self.added_peer(&addr, Err(message)),
+            (Pending::AddPeer(addr), Reply::Failed { message, .. }) => self.added_peer(&addr, Err(message)),
             (_, Reply::Note { text }) => self.say(text),
-            (_, Reply::Failed { message }) => self.say(message),
+            (_, Reply::Failed { message, .. }) => self.say(message),
             _ => {}
         }
         cmds

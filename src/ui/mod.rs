@@ -223,7 +223,7 @@ async fn subscribe(client: &Client, tx: mpsc::Sender<Msg>) -> Result<()> {
     let mut replies = client.request(Request::Subscribe).await?;
     match replies.recv().await {
         Some(Reply::Subscribed { .. }) => {}
-        Some(Reply::Failed { message }) => anyhow::bail!(message),
+        Some(Reply::Failed { kind, message }) => return Err(crate::node::api::Failure { kind, message }.into()),
         _ => anyhow::bail!("the node did not start its event stream"),
     }
     tokio::spawn(async move {
@@ -231,7 +231,7 @@ async fn subscribe(client: &Client, tx: mpsc::Sender<Msg>) -> Result<()> {
             let msg = match reply {
                 Reply::Event(e) => Msg::Node(e),
                 Reply::Lagged { .. } => Msg::Lagged,
-                Reply::Failed { message } => Msg::NodeGone(message),
+                Reply::Failed { message, .. } => Msg::NodeGone(message),
                 Reply::Done => Msg::NodeGone("it shut down".into()),
                 _ => continue,
             };
@@ -269,7 +269,10 @@ impl Jobs {
                                 }
                             }
                             Err(e) => {
-                                let reply = Reply::Failed { message: format!("{e:#}") };
+                                let reply = Reply::Failed {
+                                    kind: crate::node::api::FailKind::of(&e),
+                                    message: format!("{e:#}"),
+                                };
                                 let _ = tx.send(Msg::Reply { tag, reply }).await;
                             }
                         }

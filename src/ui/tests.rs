@@ -1004,7 +1004,10 @@ fn add_peer_takes_a_host_without_port_and_shows_a_failure_in_place() {
     let why = "no answer from 10.0.0.5:7717: connection refused";
     app.update(Msg::Reply {
         tag,
-        reply: Reply::Failed { message: why.into() },
+        reply: Reply::Failed {
+            kind: crate::node::api::FailKind::Unreachable,
+            message: why.into(),
+        },
     });
     assert!(
         matches!(app.overlay, Some(Overlay::AddPeer { .. })),

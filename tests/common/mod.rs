@@ -16,18 +16,12 @@ use tempfile::TempDir;
 /// The bound on anything a test waits for: only a guard against a hang, never a measurement.
 pub const PATIENCE: Duration = Duration::from_secs(120);
 
-/// Start a node, retrying while the data dir is still locked by a node that was just shut down
-/// (shutdown waits for its tasks only briefly; the lock goes with the last of them).
+/// Start a node. A node shut down before has released the data dir (shutdown waits for all its
+/// tasks first), so a restart needs no retry.
 pub async fn start_node(config: NodeConfig) -> NodeHandle {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        match NodeHandle::start(config.clone()).await {
-            Ok(n) => return n,
-            Err(e) if e.to_string().contains("already running") && tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await
-            }
-            Err(e) => panic!("start {:?}: {e:#}", config.nick),
-        }
+    match NodeHandle::start(config.clone()).await {
+        Ok(n) => n,
+        Err(e) => panic!("start {:?}: {e:#}", config.nick),
     }
 }
 

@@ -18,6 +18,7 @@ use super::pull::{self, PeerListing};
 use super::source::{self, read_sources};
 use super::{relay, resume, send, wire};
 use crate::identity::PeerId;
+use crate::node::peers::FindError;
 use crate::node::share::ShareEntry;
 use crate::node::{Event, NodeHandle, Shared, lock};
 
@@ -191,7 +192,7 @@ impl NodeHandle {
     /// The full id of the running (or paused) transfer `spec` names (an id or a prefix of at
     /// least 4): one transfer, or a send to several peers by its group id (the id every hop
     /// knows it by).
-    pub fn find_transfer(&self, spec: &str) -> Result<String, String> {
+    pub fn find_transfer(&self, spec: &str) -> Result<String, FindError> {
         let active = lock(&self.shared.transfers.active);
         let paused: Vec<String> = lock(&self.shared.transfers.recent)
             .iter()
@@ -236,7 +237,7 @@ impl NodeHandle {
     }
 
     /// The full id of the waiting offer `spec` names (an id or a prefix of at least 4).
-    pub fn find_offer(&self, spec: &str) -> Result<String, String> {
+    pub fn find_offer(&self, spec: &str) -> Result<String, FindError> {
         self.shared.transfers.offers.find(spec)
     }
 

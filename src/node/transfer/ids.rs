@@ -1,8 +1,10 @@
 //! Transfer ids: made here, checked when a peer names one, and found from what a person types.
 
+use crate::node::peers::FindError;
+
 /// The one id among `ids` that `spec` is, or starts with (at least 4 characters): what a person
 /// types for an offer or a transfer.
-pub(crate) fn find_id<'a>(ids: impl Iterator<Item = &'a String>, spec: &str, what: &str, missing: &str) -> Result<String, String> {
+pub(crate) fn find_id<'a>(ids: impl Iterator<Item = &'a String>, spec: &str, what: &str, missing: &str) -> Result<String, FindError> {
     let mut matches = Vec::new();
     for id in ids {
         if id == spec {
@@ -14,8 +16,10 @@ pub(crate) fn find_id<'a>(ids: impl Iterator<Item = &'a String>, spec: &str, wha
     }
     match matches.as_slice() {
         [one] => Ok((*one).clone()),
-        [] => Err(format!("no {what} {spec:?} {missing}")),
-        _ => Err(format!("{spec:?} matches several {what}s; give more of the id")),
+        [] => Err(FindError::Unknown(format!("no {what} {spec:?} {missing}"))),
+        _ => Err(FindError::Ambiguous(format!(
+            "{spec:?} matches several {what}s; give more of the id"
+        ))),
     }
 }
 

@@ -141,7 +141,7 @@ impl Offers {
     }
 
     /// The full id of the waiting offer `spec` names (an id or a prefix of at least 4).
-    pub fn find(&self, spec: &str) -> Result<String, String> {
+    pub fn find(&self, spec: &str) -> Result<String, crate::node::peers::FindError> {
         super::ids::find_id(lock(&self.pending).keys(), spec, "offer", "is waiting (see `lanyard offers`)")
     }
 }
