@@ -336,13 +336,22 @@ impl NodeHandle {
         // Running transfers finish the write under way and tell their peers they stop
         // (`limits::FINISH_WRITE`, then up to 2 s to say it): all should be over within
         // `SHUTDOWN_WARN`. The lock stays held while any task runs, so no second node writes
-        // beside it; one that takes longer is said, and waited for.
+        // beside it; one that takes longer is said, and waited for up to `SHUTDOWN_LIMIT`: a
+        // person who quits gets the terminal back even if a task hangs (it is said, and the
+        // process's exit ends it).
         let mut waited = Duration::ZERO;
         while tokio::time::timeout(SHUTDOWN_WARN, self.shared.tracker.wait()).await.is_err() {
             waited += SHUTDOWN_WARN;
+            let left = self.shared.tracker.len();
+            if waited >= SHUTDOWN_LIMIT {
+                tracing::warn!(
+                    "shutting down: {left} of the node's tasks did not end within {} s; leaving them",
+                    waited.as_secs()
+                );
+                break;
+            }
             tracing::warn!(
-                "shutting down: {} of the node's tasks still run after {} s; the data dir stays locked until they end",
-                self.shared.tracker.len(),
+                "shutting down: {left} of the node's tasks still run after {} s; the data dir stays locked until they end",
                 waited.as_secs()
             );
         }
@@ -352,6 +361,8 @@ impl NodeHandle {
 
 /// How long shutdown waits for the node's tasks before it says which are late.
 const SHUTDOWN_WARN: Duration = Duration::from_secs(5);
+/// How long shutdown waits for them in all.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(30);
 
 /// Bind `addr`; when its port is taken, the first free one of the `fallback` ports after it.
 async fn listen(addr: SocketAddr, fallback: u16) -> Result<TcpListener> {
