@@ -27,7 +27,7 @@ use super::registry::RelayedSend;
 use super::send::{self, Outgoing, Producer};
 use super::source::SendManifest;
 use super::tap::Tap;
-use super::wire::{Hop, MAX_REASON_BYTES, Reason, Report, bounded};
+use super::wire::{Hop, MAX_REASON_BYTES, Reason, Report, bounded, file_failure_line};
 use crate::identity::PeerId;
 use crate::limits::{MAX_HINT_ADDRS, MAX_RELAY_HOPS, RELAY_REPORT_EVERY, RELAY_ROUNDS, VERDICT_WAIT};
 use crate::net::secure::SecureConn;
@@ -122,10 +122,7 @@ pub(crate) async fn drive(
                 files: o.files,
                 bytes: o.bytes,
                 failed: o.failed_count() as u32,
-                reason: o
-                    .failed
-                    .first()
-                    .map(|(p, r)| bounded(&format!("\"{}\": {}", printable(p), printable(r)))),
+                reason: o.failed.first().map(|(p, r)| file_failure_line(p, r)),
                 saved_as: o.saved_as,
             },
             // A peer that could not confirm the offer with its sender (its vouch got lost) said
@@ -395,9 +392,7 @@ pub(crate) fn tell_origin(ctx: &Ctx, result: &Result<Outcome, TransferError>) {
             o.bytes,
             o.failed_count() as u32,
             None,
-            o.failed
-                .first()
-                .map(|(p, r)| bounded(&format!("\"{}\": {}", printable(p), printable(r)))),
+            o.failed.first().map(|(p, r)| file_failure_line(p, r)),
         ),
         Err(e) => (false, 0, 0, 0, Some(e.reason()), Some(bounded(&e.to_string()))),
     };

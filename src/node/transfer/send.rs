@@ -24,10 +24,9 @@ use super::opener::Opener;
 use super::source::SendManifest;
 use super::stream::{CHUNK, PIPE_DEPTH, SAY_STOP_LIMIT, Stop, interrupted, io_stop, moving, next, say_stop};
 use super::wire::{HASHES_PER_FRAME, Hop, ITEM_OVERHEAD, ITEMS_FRAME_BYTES, Item, Reason, Report, TransferMsg, bounded};
-use super::wire::{msg_name, note_saved_as};
+use super::wire::{file_failure_line, msg_name, note_saved_as};
 use crate::limits::{ANSWER_GRACE, LAST_VERDICTS_WAIT};
 use crate::net::secure::{SecureConn, SecureReader, SecureWriter};
-use crate::text::printable;
 
 /// What one outgoing stream carries besides the files: the rest of a relayed send's chain, where
 /// the receiver's reports on it go, and where the data comes from.
@@ -300,7 +299,7 @@ fn own_end(m: &SendManifest, verdicts: &[Option<Verdict>]) -> Report {
             }
             Some(Err(why)) => {
                 failed += 1;
-                reason.get_or_insert_with(|| bounded(&format!("\"{}\": {}", printable(&item.path), printable(why))));
+                reason.get_or_insert_with(|| file_failure_line(&item.path, why));
             }
             None => {}
         }

@@ -232,6 +232,12 @@ pub fn bounded(reason: &str) -> String {
     reason[..end].to_string()
 }
 
+/// The one line a report gives for a file that did not arrive: its name and why, both made
+/// printable, cut to what a reason may be.
+pub(crate) fn file_failure_line(path: &str, why: &str) -> String {
+    bounded(&format!("\"{}\": {}", crate::text::printable(path), crate::text::printable(why)))
+}
+
 /// A message's kind, for logs and protocol errors (never its hostile contents).
 pub(crate) fn msg_name(m: &TransferMsg) -> &'static str {
     match m {
