@@ -9,9 +9,9 @@
 //!   ~650 bytes (64 MiB of names), accepted (the node runs with `--accept-all`), then hang up;
 //! - transfer: the trusted peer sends a 1 GiB file (`TRANSFER_MIB`).
 //!
-//! For each: RSS before, its peak (sampled every 50 ms), at the end, 30 s later (`SETTLE_S`),
-//! and what the node wrote to disk (`/proc/PID/io` write_bytes). Linux only (it reads /proc and
-//! binds 127.0.0.x source addresses). `benches/memory.sh` runs it for each allocator candidate.
+//! For each: RSS before, its peak (sampled every 50 ms, with the most threads the node ran), at
+//! the end, 30 s later (`SETTLE_S`), and what the node wrote to disk (`/proc/PID/io`
+//! write_bytes). Linux only (it reads /proc and binds 127.0.0.x source addresses). `benches/memory.sh` runs it for each allocator candidate.
 //!
 //! Run: `cargo bench --bench memory` (the environment, e.g. `MALLOC_ARENA_MAX`, is passed on to
 //! the node).
@@ -43,7 +43,7 @@ fn mib(kib: u64) -> String {
     format!("{:.1}", kib as f64 / 1024.0)
 }
 
-/// A field of /proc/PID/status, in KiB.
+/// A number in /proc/PID/status (sizes there are in KiB).
 fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -137,12 +137,14 @@ async fn phase(name: &str, victim: &Victim, burst: impl std::future::Future<Outp
     let before = rss(pid);
     let written_before = written(pid);
     let peak = Arc::new(AtomicU64::new(before));
+    let threads = Arc::new(AtomicU64::new(status_kib(pid, "Threads:")));
     let running = Arc::new(AtomicBool::new(true));
     let sampler = {
-        let (peak, running) = (peak.clone(), running.clone());
+        let (peak, threads, running) = (peak.clone(), threads.clone(), running.clone());
         tokio::spawn(async move {
             while running.load(Ordering::Relaxed) {
                 peak.fetch_max(rss(pid), Ordering::Relaxed);
+                threads.fetch_max(status_kib(pid, "Threads:"), Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         })
@@ -156,13 +158,14 @@ async fn phase(name: &str, victim: &Victim, burst: impl std::future::Future<Outp
     tokio::time::sleep(settle).await;
     let after = rss(pid);
     println!(
-        "{name}: RSS before {} MiB, peak {} MiB, at the end {} MiB, {} s later {} MiB; written to disk {} MiB; {what} in {:.1} s",
+        "{name}: RSS before {} MiB, peak {} MiB, at the end {} MiB, {} s later {} MiB; written to disk {} MiB; threads at most {}; {what} in {:.1} s",
         mib(before),
         mib(peak.load(Ordering::Relaxed).max(end)),
         mib(end),
         settle.as_secs(),
         mib(after),
         (written(pid) - written_before) >> 20,
+        threads.load(Ordering::Relaxed),
         took.as_secs_f64(),
     );
 }

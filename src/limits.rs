@@ -261,6 +261,11 @@ pub const CHAT_ADDRESS_IN_FLIGHT_BYTES: usize = 4 << 20;
 pub const CHAT_STRANGERS_IN_FLIGHT_BYTES: usize = 4 << 20;
 /// What a line in flight costs besides its text (its id, record and queue slot).
 pub const CHAT_LINE_COST: usize = 256;
+/// Blocking calls (the database, off the async workers) running at once in the process; more
+/// wait their turn as tasks. They all take the database's one lock, so more at once would only
+/// park threads on it (each with its stack and allocator cache: a flood over a hundred
+/// connections held a hundred threads).
+pub const BLOCKING_CALLS: usize = 2;
 /// The window both chat rates refill over.
 pub const CHAT_RATE_WINDOW: Duration = Duration::from_secs(60);
 /// Bytes of text the `#all` room keeps from all senders together: past it the oldest received

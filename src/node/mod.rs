@@ -202,7 +202,15 @@ pub(crate) struct Shared {
 /// to another (`block_in_place`): no hop to a pool thread and back, which on this machine class
 /// doubled chat's round trip. Elsewhere (single-threaded test runtimes) it goes to the blocking
 /// pool.
+///
+/// At most [`crate::limits::BLOCKING_CALLS`] run at once in the process; the rest wait here, as
+/// tasks. All of this work takes the database's one lock, so more at once would only park more
+/// threads on it: each call in `block_in_place` holds a thread, the runtime starts another to
+/// carry on, and a chat flood over a hundred connections then ran on as many threads, each with
+/// its stack and its allocator cache.
 pub(crate) async fn off_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    static TURNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(crate::limits::BLOCKING_CALLS);
+    let _turn = TURNS.acquire().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
         return Ok(tokio::task::block_in_place(work));
     }
