@@ -196,7 +196,10 @@ pub const PARTIAL_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// How long a peer named in a list (or one whose connection broke) is dialled without news.
 pub const HINT_TTL: Duration = Duration::from_secs(60);
 /// Peers known only from claims (lists and mDNS records: no key has answered for them yet) held
-/// at once; names past this are ignored until some of them are confirmed or expire.
+/// at once. Past this, a claim from a source (the address a record names first, the peer that
+/// sent a list) holding fewer takes the place of the oldest claim of the source holding the
+/// most; any other is ignored until some are confirmed or expire. So one forger's flood pushes
+/// out its own claims, never keeps an honest record out.
 pub const MAX_CANDIDATES: usize = 256;
 /// Dials of peers known only from lists in flight at once.
 pub const MAX_HINTED_DIALS: usize = 8;

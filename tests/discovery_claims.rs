@@ -171,3 +171,37 @@ async fn a_host_that_does_not_speak_lanyard_is_dialled_less_and_less_often() {
     assert!(gaps[1] >= 1.8 && gaps[2] >= 3.6, "{gaps:?}");
     assert!(at.len() <= 5, "{} dials", at.len());
 }
+
+#[tokio::test]
+async fn a_flood_of_forged_records_does_not_keep_an_honest_peer_out() {
+    let ada = TestNode::start("ada").await;
+    let carol = TestNode::start("carol").await;
+    let mut traps = Vec::new();
+    for ip in ["127.0.0.2", "127.0.0.3"] {
+        traps.push(Trap::on(ip).await);
+    }
+    let addrs: Vec<SocketAddr> = traps.iter().map(|t| t.addr).collect();
+    // The unconfirmed places (256) all taken by one forger's records before carol's comes.
+    for i in 0..300 {
+        ada.node.discovered(forged(&made_up_id(), &format!("fake{i}"), addrs.clone()));
+    }
+    traps[0].wait_for(1).await;
+    // carol is heard only by her mDNS record, amid the flood that goes on.
+    let at: SocketAddr = carol.addr().parse().unwrap();
+    ada.node.discovered(forged(&carol.id(), "carol", vec![at]));
+    for i in 300..500 {
+        ada.node.discovered(forged(&made_up_id(), &format!("fake{i}"), addrs.clone()));
+    }
+    let t = Instant::now();
+    assert!(
+        ada.node.wait_online(&carol.id(), PATIENCE).await,
+        "carol, heard only over mDNS, connected despite the flood"
+    );
+    println!(
+        "500 forged records from one source, then carol's amid them: carol connected in {:.2} s, {} held unconfirmed",
+        t.elapsed().as_secs_f64(),
+        ada.node.unconfirmed_peers()
+    );
+    assert!(ada.node.unconfirmed_peers() <= 256);
+    assert_eq!(ada.node.resolve("carol", Duration::ZERO).await.unwrap(), carol.id());
+}

@@ -743,7 +743,8 @@ pub(crate) async fn on_discovery(shared: Arc<Shared>, mut rx: mpsc::UnboundedRec
                     // A record is a claim: a peer no key answered for yet is held as a candidate
                     // (bounded, like the names in lists), and its nick is not taken until its key
                     // says it in a handshake.
-                    if table.get(&id).is_none() && table.candidates() >= MAX_CANDIDATES {
+                    // Its share is that of the address it names first: the one dialled first.
+                    if !table.admit_claim(&id, addrs[0].ip(), MAX_CANDIDATES, std::time::Instant::now()) {
                         tracing::debug!("ignoring the mDNS record of {} ({nick:?}): too many unconfirmed peers", id.short());
                         continue;
                     }

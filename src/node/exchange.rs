@@ -63,7 +63,7 @@ pub(crate) fn receive(shared: &Arc<Shared>, from: &PeerId, from_addr: SocketAddr
     let mut ignored = 0usize;
     {
         let mut table = shared.peers();
-        let mut candidates = table.candidates();
+        let now = Instant::now();
         for hint in hints {
             let Some(id) = PeerId::parse(&hint.id) else {
                 ignored += 1;
@@ -82,12 +82,10 @@ pub(crate) fn receive(shared: &Arc<Shared>, from: &PeerId, from_addr: SocketAddr
                 ignored += 1;
                 continue;
             }
-            if table.get(&id).is_none() {
-                if candidates >= MAX_CANDIDATES {
-                    ignored += 1;
-                    continue;
-                }
-                candidates += 1;
+            // The peer that sent the list is the source of all its names.
+            if !table.admit_claim(&id, from_addr.ip(), MAX_CANDIDATES, now) {
+                ignored += 1;
+                continue;
             }
             let peer = table.entry(&id);
             if peer.conn.is_some() {

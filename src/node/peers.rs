@@ -3,7 +3,7 @@
 //! survives, when a peer counts as up or down — are unit-tested.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -66,6 +66,9 @@ pub struct PeerState {
     /// Standing earned (besides trust): a person here wrote to it or accepted its offer, or its
     /// key was first seen long ago (`limits::STANDING_AFTER`). Ahead of newcomers for slots.
     pub earned: bool,
+    /// Who first claimed it (the address its mDNS record named first, or the peer whose list
+    /// named it) and when: while it is a candidate, its share of the unconfirmed places.
+    pub claim: Option<(IpAddr, Instant)>,
 }
 
 impl PeerState {
@@ -209,6 +212,53 @@ impl PeerTable {
 
     pub fn online_count(&self) -> usize {
         self.peers.values().filter(|p| p.conn.is_some()).count()
+    }
+
+    /// Make room for a claim (an mDNS record or a list naming `id`, from `source`) among at most
+    /// `max` unconfirmed peers. A peer already in the table needs none. When the places are all
+    /// taken, one source's claims may not keep another's out: the newcomer takes the place of
+    /// the oldest claim of the source holding the most, if its own source holds fewer; else it
+    /// is ignored. So a flood of forged records from one machine (or naming one) pushes out
+    /// its own claims, and a peer heard only over mDNS still gets its place and its dial.
+    /// False: ignored. The evicted peer's dialler ends when it finds it gone.
+    pub fn admit_claim(&mut self, id: &PeerId, source: IpAddr, max: usize, now: Instant) -> bool {
+        if self.peers.contains_key(id) {
+            return true;
+        }
+        let mut held: HashMap<IpAddr, (usize, Option<(Instant, &PeerId)>)> = HashMap::new();
+        let mut total = 0;
+        for (pid, p) in &self.peers {
+            if !p.is_candidate() {
+                continue;
+            }
+            total += 1;
+            // A candidate made without a claim (a broken connection's hint) counts as its own.
+            let Some((from, at)) = p.claim else { continue };
+            let e = held.entry(from).or_default();
+            e.0 += 1;
+            if e.1.is_none_or(|(oldest, _)| at < oldest) {
+                e.1 = Some((at, pid));
+            }
+        }
+        if total < max {
+            self.entry(id).claim = Some((source, now));
+            return true;
+        }
+        let mine = held.get(&source).map_or(0, |h| h.0);
+        // The source holding the most; of equals, the one with the oldest claim.
+        let biggest = held
+            .values()
+            .filter_map(|(n, oldest)| oldest.map(|(at, pid)| (*n, at, pid)))
+            .max_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
+        // A first claim from a source may take the place of a lone one (the oldest goes first);
+        // otherwise only a source holding at least two more gives a place up.
+        let evicted = match biggest {
+            Some((n, _, pid)) if mine == 0 || n > mine + 1 => pid.clone(),
+            _ => return false,
+        };
+        self.peers.remove(&evicted);
+        self.entry(id).claim = Some((source, now));
+        true
     }
 
     /// mDNS stopped browsing: no record will be reported gone, so none may keep a peer present.
@@ -500,6 +550,44 @@ mod tests {
         assert_eq!(t.info(&carol).unwrap().label, "carol");
         assert_eq!(t.candidates(), 1);
         assert_eq!(t.find(forged.as_str()).unwrap(), forged, "its exact id still names it");
+    }
+
+    #[test]
+    fn a_flood_of_claims_from_one_source_does_not_keep_another_out() {
+        let mut t = PeerTable::new(Identity::generate().unwrap().id().clone());
+        let (attacker, honest, third): (IpAddr, IpAddr, IpAddr) = (
+            "10.99.0.66".parse().unwrap(),
+            "10.99.0.12".parse().unwrap(),
+            "10.99.0.13".parse().unwrap(),
+        );
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + std::time::Duration::from_secs(s);
+        let ids: Vec<PeerId> = (0..6).map(|_| Identity::generate().unwrap().id().clone()).collect();
+        // Four places, all taken by one source: its fifth claim is ignored.
+        for (k, id) in ids[..4].iter().enumerate() {
+            assert!(t.admit_claim(id, attacker, 4, at(k as u64)));
+        }
+        assert!(!t.admit_claim(&ids[4], attacker, 4, at(10)));
+        assert_eq!(t.candidates(), 4);
+        // Another source's claim takes the place of that source's oldest.
+        let carol = Identity::generate().unwrap().id().clone();
+        assert!(t.admit_claim(&carol, honest, 4, at(11)));
+        assert!(t.get(&ids[0]).is_none(), "the oldest of the biggest source went");
+        assert!(t.get(&carol).is_some());
+        assert_eq!(t.candidates(), 4);
+        // The flood goes on: it cannot take that place back (its source holds the most).
+        assert!(!t.admit_claim(&ids[5], attacker, 4, at(12)));
+        assert!(t.get(&carol).is_some());
+        // A claim already held is no new claim; a third source still finds a place.
+        assert!(t.admit_claim(&carol, attacker, 4, at(13)));
+        assert!(t.admit_claim(&ids[4], third, 4, at(14)));
+        assert!(t.get(&ids[1]).is_none() && t.get(&carol).is_some());
+        // Two each (honest 1, attacker 2, third 1): the third's second claim may not take a place.
+        let more = Identity::generate().unwrap().id().clone();
+        assert!(!t.admit_claim(&more, third, 4, at(15)));
+        // A confirmed peer is no candidate and holds no place.
+        t.entry(&carol).public_key = vec![1];
+        assert!(t.admit_claim(&more, third, 4, at(16)));
     }
 
     #[test]
