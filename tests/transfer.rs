@@ -410,7 +410,7 @@ async fn a_source_that_changes_or_vanishes_fails_alone() {
     assert!(b.handle.answer_offer(&id, true, false).await);
     let outcome = task.wait().await.unwrap();
     assert_eq!(outcome.files, 1);
-    let mut failed = outcome.failed.clone();
+    let mut failed: Vec<(String, String)> = outcome.failed.iter().map(|f| (f.path.clone(), f.reason.clone())).collect();
     failed.sort();
     assert_eq!(failed.len(), 2);
     assert!(
@@ -790,10 +790,24 @@ async fn a_corrupted_chunk_from_a_direct_sender_is_bad_data_from_that_sender() {
     println!("carol: {:?} ({} ms)", outcome.failed, took.as_millis());
     assert_eq!(failed, 1, "ada's receive counts the file as failed");
     assert_eq!(outcome.files, 0);
-    let [(path, why)] = outcome.failed.as_slice() else {
+    let [lanyard::node::FileFailure { path, reason: why, code }] = outcome.failed.as_slice() else {
         panic!("{outcome:?}")
     };
     assert_eq!(path, "image.bin");
+    assert_eq!(*code, lanyard::node::Reason::BadData, "the failure carries its code");
+    // The receiver's record of it (what `transfers --json` prints) carries the code too.
+    let got = ada
+        .handle
+        .transfers()
+        .into_iter()
+        .find(|t| t.direction == Direction::Receive)
+        .unwrap();
+    let json = serde_json::to_value(&got).unwrap();
+    assert_eq!(json["failures"][0]["code"], "bad_data", "{json}");
+    assert!(
+        json["failures"][0]["reason"].as_str().unwrap().starts_with("bad data from carol"),
+        "{json}"
+    );
     assert!(why.starts_with("bad data from carol: chunk 3 did not match its hash"), "{why}");
     assert!(!ada.downloads.join("image.bin").exists(), "nothing unverified is placed");
     assert!(took < lanyard::limits::TRANSFER_STALL, "ended by the check, not the stall deadline");

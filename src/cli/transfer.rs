@@ -11,7 +11,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::output;
 use crate::config::Config;
-use crate::node::api::{EntryKind, Outcome, ShareEntry, TransferState, TransferView};
+use crate::node::api::{EntryKind, FileFailure, Outcome, ShareEntry, TransferState, TransferView};
 use crate::node::api::{Failure, Reply, Request};
 use crate::node::control::Client;
 use crate::text::{human_bytes, io_reason, one_line, plural, printable};
@@ -85,7 +85,7 @@ fn outcome_line(peer: &str, o: &Outcome) -> String {
             plural(o.files, "file"),
             o.failed.len()
         );
-        for (path, reason) in o.failed.iter().take(20) {
+        for FileFailure { path, reason, .. } in o.failed.iter().take(20) {
             s.push_str(&format!("\n  {}: {}", printable(path), one_line(reason)));
         }
         s
@@ -241,7 +241,11 @@ mod tests {
         let t = listing_table(&entries);
         assert!(!t.contains('\u{1b}') && t.contains("2.00 KiB"), "{t}");
         let o = Outcome {
-            failed: vec![("x\u{7}".into(), "bad\nthing".into())],
+            failed: vec![FileFailure {
+                path: "x\u{7}".into(),
+                reason: "bad\nthing".into(),
+                code: crate::node::api::Reason::Other,
+            }],
             ..Outcome::default()
         };
         let one = Outcome {

@@ -27,7 +27,7 @@ pub use super::doctor::{Exam, Verdict, examine};
 pub use super::names::{Named, label};
 pub use super::nick::nick_in;
 pub use super::share::EntryKind;
-pub use super::transfer::{Direction, Reason, TransferState};
+pub use super::transfer::{Direction, FileFailure, Reason, TransferState};
 pub use super::{
     ChatEntry, DEFAULT_PORT, NodeHandle, OfferView, Outcome, PeerId, PeerInfo, ShareEntry, TransferView, identity_of, validate_nick,
 };

@@ -50,7 +50,8 @@ pub use slots::SlotCounts;
 pub use snapshot::{ConversationView, Me, Snapshot};
 use transfer::Registry;
 pub use transfer::{
-    Direction, GroupTask, OfferItem, OfferView, Outcome, Prepared, Reason, TransferError, TransferState, TransferTask, TransferView,
+    Direction, FileFailure, GroupTask, OfferItem, OfferView, Outcome, Prepared, Reason, TransferError, TransferState, TransferTask,
+    TransferView,
 };
 
 pub const DEFAULT_PORT: u16 = 7717;

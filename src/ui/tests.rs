@@ -12,7 +12,7 @@ use super::files::Entry;
 use super::keys::Pane;
 use super::view::{Theme, draw};
 use crate::node::api::{ChatEntry, Delivery, Direction, OfferView, PeerId, PeerInfo, ROOM, TransferState, TransferView};
-use crate::node::api::{Recipient, Reply, Request};
+use crate::node::api::{FileFailure, Reason, Recipient, Reply, Request};
 use crate::node::events::{Envelope, Event};
 use crate::node::snapshot::{ConversationView, Me, Snapshot};
 
@@ -735,8 +735,16 @@ fn relayed_lab() -> App {
     failed.name = "a.txt and 2 more (3 files)".into();
     failed.failed = 2;
     failed.failures = vec![
-        ("notes/n1.txt".into(), "chunk 0 of \"notes/n1.txt\" failed verification".into()),
-        ("notes/n2.txt".into(), "it changed while being sent".into()),
+        FileFailure {
+            path: "notes/n1.txt".into(),
+            reason: "chunk 0 of \"notes/n1.txt\" failed verification".into(),
+            code: Reason::BadData,
+        },
+        FileFailure {
+            path: "notes/n2.txt".into(),
+            reason: "it changed while being sent".into(),
+            code: Reason::SourceChanged,
+        },
     ];
     failed.message = Some(format!(
         "chunk 3 of \"image.bin\" failed verification: the data from bob was corrupted; {} the 3 MiB verified before it are kept",

@@ -14,13 +14,15 @@ use super::chunks::{ChunkHasher, Layout};
 use super::placing::Plan;
 use super::tap::Tap;
 use super::writeback::{self, Writeback};
+use crate::reason::Reason;
 
 /// One item's fate, as the disk thread (or the folder step) reports it.
 pub(super) struct Verdict {
     pub(super) index: usize,
     /// The path as offered, which the sender and the outcome know it by.
     pub(super) offered: String,
-    pub(super) result: Result<PathBuf, String>,
+    /// Placed there, or why not (as a code, and in words).
+    pub(super) result: Result<PathBuf, (Reason, String)>,
 }
 /// What the socket side tells the disk thread.
 pub(super) enum Cmd {
@@ -56,7 +58,7 @@ pub(super) struct Open {
     index: usize,
     /// `Err`: its folder cannot be made (a file or a link in the way); its bytes are dropped
     /// and it fails alone.
-    file: Result<File, String>,
+    file: Result<File, (Reason, String)>,
     /// Placed by an earlier attempt (and found to hash to its root when the offer was taken):
     /// nothing to write.
     existing: bool,
@@ -132,7 +134,7 @@ pub(super) fn run_batch(
         match cmd {
             Cmd::Dirs { below } => {
                 for (index, result) in plan.make_dirs(below) {
-                    verdict(out, plan, index, result);
+                    verdict(out, plan, index, result.map_err(|e| (Reason::DiskError, e)));
                 }
             }
             Cmd::Open { index, offset, size, cvs } => match open(plan, index, offset, size, cvs) {
@@ -172,7 +174,12 @@ pub(super) fn run_batch(
                 if let Some(o) = current.take() {
                     drop(o.file);
                     plan.discard(o.index);
-                    verdict(out, plan, o.index, Err(format!("the sender gave up on it: {reason}")));
+                    verdict(
+                        out,
+                        plan,
+                        o.index,
+                        Err((Reason::SourceChanged, format!("the sender gave up on it: {reason}"))),
+                    );
                 }
             }
         }
@@ -208,8 +215,11 @@ pub(super) fn take_segment(plan: &mut Plan, o: &mut Open, buf: Vec<u8>, out: &Ou
         // way): the file changed while it was read, or the sender's disk or memory (or the
         // sender itself) spoiled it. It fails alone; the transfer goes on.
         let from = out.from;
-        o.file = Err(format!(
-            "bad data from {from}: chunk {chunk} did not match its hash (the file changed as it was read, or {from}'s disk or memory corrupted it); the received data was discarded"
+        o.file = Err((
+            Reason::BadData,
+            format!(
+                "bad data from {from}: chunk {chunk} did not match its hash (the file changed as it was read, or {from}'s disk or memory corrupted it); the received data was discarded"
+            ),
         ));
         plan.discard(o.index);
         for seg in o.pending.drain(..) {
@@ -260,7 +270,7 @@ pub(super) fn settle(plan: &mut Plan, pending: &mut Pending, out: &Out) -> Resul
                 Ok(path) => pending.placed.push((i, path)),
                 // Full here means full for every file after it too.
                 Err(e) if e.kind() == std::io::ErrorKind::StorageFull => return Err((i, e)),
-                Err(e) => verdict(out, plan, i, Err(format!("cannot place it: {e}"))),
+                Err(e) => verdict(out, plan, i, Err((Reason::DiskError, format!("cannot place it: {e}")))),
             }
         }
     }
@@ -278,8 +288,8 @@ pub(super) fn settle(plan: &mut Plan, pending: &mut Pending, out: &Out) -> Resul
 }
 
 /// Tell the socket side how item `index` ended (with its name as offered, for the sender).
-pub(super) fn verdict(out: &Out, plan: &Plan, index: usize, result: Result<PathBuf, String>) {
-    if let (Some(tap), Err(reason)) = (out.tap, &result) {
+pub(super) fn verdict(out: &Out, plan: &Plan, index: usize, result: Result<PathBuf, (Reason, String)>) {
+    if let (Some(tap), Err((_, reason))) = (out.tap, &result) {
         tap.failed(index, reason);
     }
     let offered = plan.offered(index);
@@ -292,7 +302,7 @@ pub(super) fn verdict(out: &Out, plan: &Plan, index: usize, result: Result<PathB
 pub(super) fn open(plan: &mut Plan, index: usize, offset: u64, size: u64, cvs: Arc<Vec<ChainingValue>>) -> std::io::Result<Open> {
     let mut o = Open {
         index,
-        file: Err(String::new()),
+        file: Err((Reason::Other, String::new())),
         existing: false,
         layout: Layout::of(size),
         cvs,
@@ -308,7 +318,7 @@ pub(super) fn open(plan: &mut Plan, index: usize, offset: u64, size: u64, cvs: A
         if e.kind() == std::io::ErrorKind::StorageFull {
             return Err(e);
         }
-        o.file = Err(format!("cannot place it: {e}"));
+        o.file = Err((Reason::DiskError, format!("cannot place it: {e}")));
         return Ok(o);
     }
     if plan.slots[index].existing.is_some() {

@@ -77,6 +77,16 @@ impl TransferError {
     }
 }
 
+/// A file or folder that did not arrive, and why: in a person's words (the receiver's, about that
+/// file) and as a code (`bad_data` for a chunk that failed its hash, `disk_error`, …).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileFailure {
+    /// The path as offered.
+    pub path: String,
+    pub reason: String,
+    pub code: Reason,
+}
+
 /// What a finished transfer did. A transfer "finishes" even if some files failed; `failed`
 /// lists them, and only an empty list means every file was verified.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,9 +97,9 @@ pub struct Outcome {
     pub bytes: u64,
     /// Bytes that did not have to move because the receiver already held them (resume).
     pub resumed: u64,
-    /// (path as offered, reason) for files and folders that did not arrive: a bounded list
-    /// (receiver: the first `limits::OUTCOME_LISTED`); `failed_omitted` counts the rest.
-    pub failed: Vec<(String, String)>,
+    /// Files and folders that did not arrive: a bounded list (receiver: the first
+    /// `limits::OUTCOME_LISTED`); `failed_omitted` counts the rest.
+    pub failed: Vec<FileFailure>,
     /// Failures beyond those listed in `failed`.
     #[serde(default)]
     pub failed_omitted: u32,
@@ -112,9 +122,9 @@ impl Outcome {
     }
 
     /// Note a failure: listed while the list has room, counted beyond.
-    pub(crate) fn fail(&mut self, path: String, reason: String) {
+    pub(crate) fn fail(&mut self, path: String, code: Reason, reason: String) {
         if self.failed.len() < crate::limits::OUTCOME_LISTED {
-            self.failed.push((path, reason));
+            self.failed.push(FileFailure { path, reason, code });
         } else {
             self.failed_omitted += 1;
         }

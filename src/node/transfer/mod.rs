@@ -76,7 +76,7 @@ mod writeback;
 
 pub use crate::reason::Reason;
 pub use api::{Answerer, GroupTask, Prepared, TransferTask};
-pub use error::{Direction, Outcome, TransferError};
+pub use error::{Direction, FileFailure, Outcome, TransferError};
 pub(crate) use expire::at_start as expire_partials;
 pub(crate) use incoming::{refuse, serve_incoming};
 pub use offers::{OfferItem, OfferView};

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::error::Direction;
+use super::error::{Direction, FileFailure};
 use crate::identity::PeerId;
 use crate::reason::Reason;
 
@@ -126,7 +126,7 @@ pub struct TransferView {
     /// Files that did not arrive and why, the first [`FAILURES_SHOWN`] of them (`failed` counts
     /// them all).
     #[serde(default)]
-    pub failures: Vec<(String, String)>,
+    pub failures: Vec<FileFailure>,
     pub started_ms: u64,
     pub ended_ms: Option<u64>,
 }

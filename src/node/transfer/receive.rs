@@ -518,9 +518,9 @@ impl Tally {
                     }
                 }
             }
-            Err(reason) => {
+            Err((code, reason)) => {
                 self.fate[verdict.index] = 2;
-                o.fail(verdict.offered, reason);
+                o.fail(verdict.offered, code, reason);
             }
         }
     }
@@ -532,7 +532,7 @@ impl Tally {
         let which = unsent[..named].to_vec();
         let names = blocking(manifest, move |m| m.names(&which)).await?.map_err(spool_failed)?;
         for name in names {
-            self.outcome.fail(name, "it was not sent".into());
+            self.outcome.fail(name, Reason::Other, "it was not sent".into());
         }
         self.outcome.failed_omitted += (unsent.len() - named) as u32;
         Ok(self.fate.iter().map(|&f| f == 1).collect())
@@ -567,9 +567,9 @@ fn tell(writer: &mut SecureWriter, verdict: &Verdict, dest: &Path) -> Result<(),
             index,
             saved_as: saved_as(path, dest, &verdict.offered),
         },
-        Err(reason) => TransferMsg::FileFailed {
+        Err((code, reason)) => TransferMsg::FileFailed {
             index,
-            code: Reason::Other,
+            code: *code,
             text: Some(bounded(reason)),
         },
     };

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::ctx::Ctx;
-use super::error::{Direction, Outcome, TransferError};
+use super::error::{Direction, FileFailure, Outcome, TransferError};
 use super::manifest::ReceivedManifest;
 use super::progress::TransferState;
 use super::registry::RelayedSend;
@@ -122,7 +122,7 @@ pub(crate) async fn drive(
                 files: o.files,
                 bytes: o.bytes,
                 failed: o.failed_count() as u32,
-                reason: o.failed.first().map(|(p, r)| file_failure_line(p, r)),
+                reason: o.failed.first().map(|f| file_failure_line(&f.path, &f.reason)),
                 saved_as: o.saved_as,
             },
             // A peer that could not confirm the offer with its sender (its vouch got lost) said
@@ -392,7 +392,7 @@ pub(crate) fn tell_origin(ctx: &Ctx, result: &Result<Outcome, TransferError>) {
             o.bytes,
             o.failed_count() as u32,
             None,
-            o.failed.first().map(|(p, r)| file_failure_line(p, r)),
+            o.failed.first().map(|f| file_failure_line(&f.path, &f.reason)),
         ),
         Err(e) => (false, 0, 0, 0, Some(e.reason()), Some(bounded(&e.to_string()))),
     };
@@ -543,7 +543,12 @@ impl Fates {
                     ..Outcome::default()
                 };
                 if failed > 0 {
-                    o.failed.push((String::new(), reason.unwrap_or_else(|| "did not arrive".into())));
+                    // A relay's or a recipient's count and first line: no code comes with them.
+                    o.failed.push(FileFailure {
+                        path: String::new(),
+                        reason: reason.unwrap_or_else(|| "did not arrive".into()),
+                        code: Reason::Other,
+                    });
                     o.failed_omitted = failed - 1;
                 }
                 Ok(o)

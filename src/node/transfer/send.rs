@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::chunks::Layout;
 use super::ctx::Ctx;
-use super::error::{Outcome, TransferError};
+use super::error::{FileFailure, Outcome, TransferError};
 use super::hashing::mtime_ns;
 use super::hooks::Fault;
 use super::meter::Meter;
@@ -208,7 +208,11 @@ async fn exchange(
                     note_saved_as(&mut outcome.saved_as, &item.path, &saved);
                 }
             }
-            Err(reason) => outcome.failed.push((item.path.clone(), reason)),
+            Err((code, reason)) => outcome.failed.push(FileFailure {
+                path: item.path.clone(),
+                reason,
+                code,
+            }),
         }
     }
     Ok(outcome)
@@ -225,8 +229,9 @@ fn says(stop: &Stop) -> u8 {
     }
 }
 
-/// The receiver's verdict on one item: where it was saved if not as offered, or why not.
-type Verdict = Result<Option<String>, String>;
+/// The receiver's verdict on one item: where it was saved if not as offered, or why not (its
+/// code, and its words or the code's).
+type Verdict = Result<Option<String>, (Reason, String)>;
 
 /// Why the receiver says a file did not arrive: its words when it gave some (about that one
 /// file, which a person reads in the list of failures), else the code.
@@ -255,7 +260,7 @@ async fn collect(
     while count < n || !relay_done {
         let (index, verdict) = match next(ctx, reader, Some(stop)).await? {
             TransferMsg::FileOk { index, saved_as } => (index, Ok(saved_as)),
-            TransferMsg::FileFailed { index, code, text } => (index, Err(file_failure(code, text))),
+            TransferMsg::FileFailed { index, code, text } => (index, Err((code, file_failure(code, text)))),
             TransferMsg::Relayed { peer, report } if relay.contains(&peer) => {
                 if let Some(reports) = reports {
                     let _ = reports.send((peer, super::wire::bounded_report(report)));
@@ -297,7 +302,7 @@ fn own_end(m: &SendManifest, verdicts: &[Option<Verdict>]) -> Report {
                     note_saved_as(&mut saved_as, &item.path, saved);
                 }
             }
-            Some(Err(why)) => {
+            Some(Err((_, why))) => {
                 failed += 1;
                 reason.get_or_insert_with(|| file_failure_line(&item.path, why));
             }

@@ -260,7 +260,7 @@ fn transfer(frame: &mut Frame, app: &App, theme: &Theme, screen: Rect, id: &str,
             String::new()
         }
     )));
-    for (path, why) in &t.failures {
+    for crate::node::api::FileFailure { path, reason: why, .. } in &t.failures {
         lines.push(Line::from(styled(format!("  ✗ {}: {}", text(path), text(why)), theme.warn)));
     }
     if (t.failures.len() as u32) < t.failed {
