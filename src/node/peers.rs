@@ -232,35 +232,43 @@ impl PeerTable {
         if self.peers.contains_key(id) {
             return true;
         }
-        let mut held: HashMap<IpAddr, (usize, Option<(Instant, &PeerId)>)> = HashMap::new();
+        /// One source's claims: how many, and its oldest.
+        struct Share<'a> {
+            held: usize,
+            oldest: Instant,
+            id: &'a PeerId,
+        }
+        let mut shares: HashMap<IpAddr, Share> = HashMap::new();
         let mut total = 0;
         for (pid, p) in &self.peers {
             if !p.is_candidate() {
                 continue;
             }
             total += 1;
-            // A candidate made without a claim (a broken connection's hint) counts as its own.
             let Some((from, at)) = p.claim else { continue };
-            let e = held.entry(from).or_default();
-            e.0 += 1;
-            if e.1.is_none_or(|(oldest, _)| at < oldest) {
-                e.1 = Some((at, pid));
+            let share = shares.entry(from).or_insert(Share {
+                held: 0,
+                oldest: at,
+                id: pid,
+            });
+            share.held += 1;
+            if at < share.oldest {
+                (share.oldest, share.id) = (at, pid);
             }
         }
         if total < max {
             self.entry(id).claim = Some((source, now));
             return true;
         }
-        let mine = held.get(&source).map_or(0, |h| h.0);
+        let mine = shares.get(&source).map_or(0, |s| s.held);
         // The source holding the most; of equals, the one with the oldest claim.
-        let biggest = held
+        let biggest = shares
             .values()
-            .filter_map(|(n, oldest)| oldest.map(|(at, pid)| (*n, at, pid)))
-            .max_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
+            .max_by(|a, b| a.held.cmp(&b.held).then_with(|| b.oldest.cmp(&a.oldest)));
         // A first claim from a source may take the place of a lone one (the oldest goes first);
         // otherwise only a source holding at least two more gives a place up.
         let evicted = match biggest {
-            Some((n, _, pid)) if mine == 0 || n > mine + 1 => pid.clone(),
+            Some(s) if mine == 0 || s.held > mine + 1 => s.id.clone(),
             _ => return false,
         };
         self.peers.remove(&evicted);
