@@ -16,15 +16,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use common::PATIENCE;
+use lanyard::fuzzing::net::secure;
+use lanyard::fuzzing::net::wire::{ControlMsg, MAX_CONTROL_FRAME, Purpose};
+use lanyard::fuzzing::new_message_id;
 use lanyard::identity::Identity;
 use lanyard::limits::{
     CHAT_ADDRESS_IN_FLIGHT_BYTES, CHAT_IN_FLIGHT_BYTES, CHAT_RATE_WINDOW, CHAT_STRANGERS_IN_FLIGHT_BYTES, CHAT_STRANGERS_RATE_BYTES,
     MAX_CHAT_TEXT,
 };
-use lanyard::net::secure;
-use lanyard::net::wire::{ControlMsg, MAX_CONTROL_FRAME, Purpose};
-use lanyard::node::chat::{ROOM, new_message_id};
-use lanyard::node::{ChatTarget, NodeConfig};
+use lanyard::node::api::ROOM;
+use lanyard::node::api::{ChatTarget, NodeConfig};
 use tokio::net::TcpSocket;
 use tokio::sync::Semaphore;
 
