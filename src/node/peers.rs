@@ -173,18 +173,10 @@ pub enum Registered {
 
 #[derive(Debug, Default)]
 pub struct PeerTable {
-    pub me: Option<PeerId>,
     peers: HashMap<PeerId, PeerState>,
 }
 
 impl PeerTable {
-    pub fn new(me: PeerId) -> Self {
-        PeerTable {
-            me: Some(me),
-            peers: HashMap::new(),
-        }
-    }
-
     pub fn get(&self, id: &PeerId) -> Option<&PeerState> {
         self.peers.get(id)
     }
@@ -472,16 +464,16 @@ mod tests {
         // Connections 1 and 2 (channels 70 and 30) between run 5 of `a` and run 9 of `b`; each
         // side sees them in a different order, and however late: no clock is involved.
         for (first, second) in [((1, 70), (2, 30)), ((2, 30), (1, 70))] {
-            let mut at_a = PeerTable::new(a.clone());
+            let mut at_a = PeerTable::default();
             at_a.register(&b, conn(first.0, 9, first.1));
             at_a.register(&b, conn(second.0, 9, second.1));
-            let mut at_b = PeerTable::new(b.clone());
+            let mut at_b = PeerTable::default();
             at_b.register(&a, conn(second.0, 5, second.1));
             at_b.register(&a, conn(first.0, 5, first.1));
             assert_eq!(at_a.get(&b).unwrap().conn.as_ref().unwrap().conn_id, 2);
             assert_eq!(at_b.get(&a).unwrap().conn.as_ref().unwrap().conn_id, 2);
         }
-        let mut t = PeerTable::new(a.clone());
+        let mut t = PeerTable::default();
         assert_eq!(t.register(&b, conn(1, 9, 70)), Registered::Up);
         assert_eq!(t.register(&b, conn(2, 9, 30)), Registered::Replaced(1));
         assert_eq!(t.register(&b, conn(3, 9, 50)), Registered::Duplicate);
@@ -489,16 +481,16 @@ mod tests {
 
     #[test]
     fn a_connection_from_a_new_run_replaces_the_old_one() {
-        let (a, b) = two_ids();
-        let mut t = PeerTable::new(a);
+        let (_, b) = two_ids();
+        let mut t = PeerTable::default();
         t.register(&b, conn(1, 9, 10));
         assert_eq!(t.register(&b, conn(2, 10, 99)), Registered::Replaced(1), "the peer restarted");
     }
 
     #[test]
     fn a_peer_stays_listed_online_while_its_duplicate_connection_gives_way() {
-        let (me, other) = two_ids();
-        let mut t = PeerTable::new(me);
+        let (_, other) = two_ids();
+        let mut t = PeerTable::default();
         t.register(&other, conn(1, 1, 1));
         assert!(!t.unregister(&other, 1, true), "a duplicate's goodbye defers the verdict");
         assert!(t.info(&other).unwrap().online, "no down was announced: still listed online");
@@ -511,8 +503,8 @@ mod tests {
 
     #[test]
     fn up_and_down_are_announced_once() {
-        let (me, other) = two_ids();
-        let mut t = PeerTable::new(me);
+        let (_, other) = two_ids();
+        let mut t = PeerTable::default();
         assert_eq!(t.register(&other, conn(1, 1, 1)), Registered::Up);
         assert!(!t.unregister(&other, 99, false), "a stale connection id changes nothing");
         assert!(t.unregister(&other, 1, false));
@@ -526,7 +518,7 @@ mod tests {
     #[test]
     fn find_by_nick_prefix_and_ambiguity() {
         let (a, b) = two_ids();
-        let mut t = PeerTable::new(Identity::generate().unwrap().id().clone());
+        let mut t = PeerTable::default();
         for (id, nick) in [(&a, "Ada"), (&b, "ada")] {
             let e = t.entry(id);
             e.nick = nick.into();
@@ -542,7 +534,7 @@ mod tests {
     fn stale_peers_are_neither_listed_nor_found_by_nick() {
         let (old, new) = two_ids();
         let now = 10 * FORGET_AFTER;
-        let mut t = PeerTable::new(Identity::generate().unwrap().id().clone());
+        let mut t = PeerTable::default();
         for (id, seen) in [(&old, now - FORGET_AFTER - 1), (&new, now - 60)] {
             let e = t.entry(id);
             e.nick = "ada".into();
@@ -567,7 +559,7 @@ mod tests {
     #[test]
     fn a_claim_alone_is_neither_listed_nor_a_namesake() {
         let (carol, forged) = two_ids();
-        let mut t = PeerTable::new(Identity::generate().unwrap().id().clone());
+        let mut t = PeerTable::default();
         let e = t.entry(&carol);
         e.nick = "carol".into();
         e.public_key = vec![1];
@@ -622,7 +614,7 @@ mod tests {
     #[test]
     fn an_ambiguity_ends_when_the_impostor_is_gone() {
         let (carol, impostor) = two_ids();
-        let mut t = PeerTable::new(Identity::generate().unwrap().id().clone());
+        let mut t = PeerTable::default();
         for (id, host, n) in [(&carol, "lab-1", 1), (&impostor, "lab-2", 2)] {
             let e = t.entry(id);
             e.nick = "carol".into();
