@@ -575,7 +575,7 @@ mod tests {
 
     #[test]
     fn a_flood_of_claims_from_one_source_does_not_keep_another_out() {
-        let mut t = PeerTable::new(Identity::generate().unwrap().id().clone());
+        let mut t = PeerTable::default();
         let (attacker, honest, third): (IpAddr, IpAddr, IpAddr) = (
             "10.99.0.66".parse().unwrap(),
             "10.99.0.12".parse().unwrap(),
