@@ -431,8 +431,8 @@ mod tests {
 
     #[test]
     fn a_peer_stays_listed_online_while_its_duplicate_connection_gives_way() {
-        let (me, other) = two_ids();
-        let mut t = PeerTable::new(me);
+        let (_, other) = two_ids();
+        let mut t = PeerTable::default();
         t.register(&other, conn(1, 1, 1));
         assert!(!t.unregister(&other, 1, true), "a duplicate's goodbye defers the verdict");
         assert!(t.info(&other).unwrap().online, "no down was announced: still listed online");
