@@ -374,8 +374,10 @@ async fn one_peer_cannot_hold_more_than_eight_transfer_connections() {
         matches!(&first, Ok(Some(TransferMsg::Error { code: lanyard::reason::Reason::Busy, text: Some(message) })) if message == "too many transfers from you"),
         "connection {n} is refused with a reason: {first:?}"
     );
-    let next = tokio::time::timeout(Duration::from_millis(500), ended.join_next()).await;
-    assert!(next.is_err(), "the other eight are still open and waiting: {next:?}");
+    // The node holds the other eight, waiting for a first message: none of them ended.
+    until("the node holds eight transfer slots", || node.slot_counts().transfer == 8).await;
+    let next = ended.try_join_next();
+    assert!(next.is_none(), "the other eight are still open and waiting: {next:?}");
     // Another peer (on a machine of its own: newcomers from one address share half of its
     // slots, which this one key holds now) is unaffected.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
@@ -386,11 +388,9 @@ async fn one_peer_cannot_hold_more_than_eight_transfer_connections() {
     let mut other = secure::connect(sock, &Identity::generate().unwrap(), &hello, Purpose::Transfer, Some(node.id()))
         .await
         .unwrap();
-    let open = tokio::time::timeout(
-        Duration::from_millis(500),
-        other.reader.read_frame::<TransferMsg>(MAX_TRANSFER_FRAME),
-    )
-    .await;
+    // Taken in: a ninth slot held, for the other peer (a refusal would have released it).
+    until("the other peer's connection holds a slot", || node.slot_counts().transfer == 9).await;
+    let open = tokio::time::timeout(Duration::ZERO, other.reader.read_frame::<TransferMsg>(MAX_TRANSFER_FRAME)).await;
     assert!(open.is_err(), "another peer's connection stays open: {open:?}");
 }
 

@@ -219,6 +219,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
         // A remembered dial that made this connection is over (see `known::dial_one`).
         peer.dialing_remembered = false;
         let registered = table.register(&id, live);
+        shared.tally.control_registered();
         if let Some(event) = discovered {
             shared.emit(event);
         }
@@ -468,10 +469,16 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
     // Last seen is when it left, not when it came: how long it has been away decides when it is
     // no longer listed.
     let now = unix_now();
-    let (nick, down, known, redial, verify) = {
+    let mut unsettled = None;
+    let (nick, known, redial, verify) = {
         let mut table = shared.peers();
         let nick = table.get(&id).map(|p| p.nick.clone()).unwrap_or_default();
         let down = table.unregister(&id, conn_id, quiet);
+        // Counted from here, before this connection's slot goes: a test that sees the slots
+        // settled and nothing unsettled knows no late "down" can come.
+        if !down && quiet {
+            unsettled = Some(shared.tally.duplicate_unsettled());
+        }
         if down {
             shared.emit(Event::PeerDown {
                 id: id.clone(),
@@ -480,7 +487,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
             });
         }
         match table.get_mut(&id) {
-            None => (nick, down, false, false, false),
+            None => (nick, false, false, false),
             Some(p) => {
                 p.last_seen = Some(now);
                 // Gone without a goodbye and not back by another connection: dial it for a while
@@ -491,7 +498,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
                     p.hinted_until = Some(std::time::Instant::now() + HINT_TTL);
                 }
                 let start = redial && !std::mem::replace(&mut p.dialer_running, true);
-                (nick, down, true, start, gone && p.mdns_present)
+                (nick, true, start, gone && p.mdns_present)
             }
         }
     };
@@ -517,9 +524,10 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
     if timeout(GOODBYE_LIMIT * 2, writer_task).await.is_err() {
         abort.abort();
     }
-    if !down && quiet {
+    if let Some(unsettled) = unsettled {
         let shared2 = shared.clone();
         shared.tracker.spawn(async move {
+            let _unsettled = unsettled;
             tokio::select! {
                 _ = shared2.cancel.cancelled() => {}
                 _ = tokio::time::sleep(DUPLICATE_GRACE) => {

@@ -81,6 +81,7 @@ impl NodeHandle {
             transfers: Registry::default(),
             changed: watch::channel(0).0,
             lock: Mutex::new(Some(lock_file)),
+            tally: Default::default(),
         });
         chat::load(&shared)?;
         transfer::load_records(&shared)?;

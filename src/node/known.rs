@@ -77,6 +77,7 @@ pub(crate) async fn prune_periodically(shared: Arc<Shared>) {
         if changed {
             shared.touch();
         }
+        shared.tally.pruned();
     }
 }
 
@@ -167,6 +168,10 @@ async fn dial_one(shared: Arc<Shared>, id: PeerId, addr: SocketAddr, permit: Own
         shared.touch();
     };
     let Some(dialled) = dialled else { return settled(&shared) };
+    if let Err(HandshakeError::IdMismatch { .. }) = dialled {
+        shared.tally.remembered_other_key();
+    }
+    shared.tally.remembered_dialled();
     if dialled.is_err() {
         settled(&shared);
     }

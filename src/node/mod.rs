@@ -19,6 +19,7 @@ pub(crate) mod peers;
 pub(crate) mod share;
 mod slots;
 pub mod snapshot;
+mod tally;
 pub(crate) mod transfer;
 
 use std::collections::HashMap;
@@ -190,6 +191,8 @@ pub(crate) struct Shared {
     /// The data dir's lock: taken at start, dropped by [`NodeHandle::shutdown`] once every task
     /// has ended (not when the last handle goes, which a face may keep for a while).
     lock: Mutex<Option<File>>,
+    /// What tests wait on to know something did not happen (see `tally`).
+    pub(crate) tally: tally::Tally,
 }
 
 /// Run blocking work (the database, the disk) off the async workers.

@@ -67,6 +67,16 @@ impl TestNode {
         tokio::time::timeout(window, wait).await.ok().flatten()
     }
 
+    /// Every event already queued, without waiting; panics if the stream lagged (a check of
+    /// what did not happen must see everything that did).
+    pub fn queued(&mut self) -> Vec<Event> {
+        let mut out = Vec::new();
+        while let Some(e) = self.events.try_next().expect("the event stream lagged or closed") {
+            out.push(e.event);
+        }
+        out
+    }
+
     /// Wait for the first event matching `pred`; fails the test only after [`PATIENCE`].
     pub async fn expect_event(&mut self, what: &str, pred: impl Fn(&Event) -> bool) -> Event {
         self.next_event(PATIENCE, pred)
