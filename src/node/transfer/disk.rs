@@ -78,7 +78,7 @@ pub(super) fn disk_loop(
     mut plan: Plan,
     mut rx: mpsc::Receiver<Vec<Cmd>>,
     verdicts: mpsc::UnboundedSender<Verdict>,
-    free: std::sync::mpsc::Sender<Vec<u8>>,
+    free: super::stream::SpareTx,
     tap: Option<Arc<Tap>>,
     strict: bool,
     from: String,
@@ -109,7 +109,7 @@ pub(super) fn disk_loop(
 /// Where the disk thread's results go.
 pub(super) struct Out<'a> {
     verdicts: &'a mpsc::UnboundedSender<Verdict>,
-    free: &'a std::sync::mpsc::Sender<Vec<u8>>,
+    free: &'a super::stream::SpareTx,
     /// A relay's record of what it verified, for the peer it forwards to.
     tap: Option<&'a Tap>,
     /// The data comes from a relay: a chunk that does not match ends the transfer (the relay
@@ -149,7 +149,7 @@ pub(super) fn run_batch(
             },
             Cmd::Data(buf) => {
                 let Some(o) = current else {
-                    let _ = out.free.send(buf);
+                    let _ = out.free.try_send(buf);
                     continue;
                 };
                 if o.existing {
@@ -185,7 +185,7 @@ pub(super) fn run_batch(
 pub(super) fn take_segment(plan: &mut Plan, o: &mut Open, buf: Vec<u8>, out: &Out) -> Result<(), DiskStop> {
     if o.file.is_err() {
         // Failed already: the rest of its bytes go nowhere.
-        let _ = out.free.send(buf);
+        let _ = out.free.try_send(buf);
         return Ok(());
     }
     let chunk = o.layout.chunk_at(o.pos);
@@ -213,7 +213,7 @@ pub(super) fn take_segment(plan: &mut Plan, o: &mut Open, buf: Vec<u8>, out: &Ou
         ));
         plan.discard(o.index);
         for seg in o.pending.drain(..) {
-            let _ = out.free.send(seg);
+            let _ = out.free.try_send(seg);
         }
         o.pending_len = 0;
         return Ok(());
@@ -225,7 +225,7 @@ pub(super) fn take_segment(plan: &mut Plan, o: &mut Open, buf: Vec<u8>, out: &Ou
             }
             plan.written(seg.len() as u64);
         }
-        let _ = out.free.send(seg);
+        let _ = out.free.try_send(seg);
     }
     o.pos += o.pending_len;
     o.pending_len = 0;

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use super::chunks::Layout;
 use super::send::{Batch, Chunk};
-use super::stream::CHUNK;
+use super::stream::{CHUNK, SpareRx};
 use super::wire::Reason;
 use crate::node::lock;
 
@@ -117,8 +117,9 @@ impl Tap {
     }
 
     /// Produce the segments of `files` (index, size, offset the next peer asked for) in order,
-    /// each as soon as it is verified here. Runs on a blocking thread until done or closed.
-    pub fn produce(&self, files: Vec<(usize, u64, u64)>, tx: mpsc::Sender<Vec<Chunk>>) {
+    /// each as soon as it is verified here, in buffers taken from `spares` when it has any.
+    /// Runs on a blocking thread until done or closed.
+    pub fn produce(&self, files: Vec<(usize, u64, u64)>, tx: mpsc::Sender<Vec<Chunk>>, spares: SpareRx) {
         let mut batch = Batch::new(tx);
         let mut placed = None;
         for (index, size, offset) in files {
@@ -170,7 +171,13 @@ impl Tap {
                 // One segment at a time, never across a chunk boundary.
                 let chunk_end = (layout.chunk_at(pos) + 1) * layout.chunk_len();
                 let want = (verified.min(chunk_end) - pos).min(CHUNK as u64) as usize;
-                let mut buf = vec![0u8; want];
+                let mut buf = match spares.try_recv() {
+                    Ok(mut b) if b.capacity() >= want => {
+                        b.resize(want, 0);
+                        b
+                    }
+                    _ => vec![0u8; want],
+                };
                 if let Err(e) = reader.read_exact_at(&mut buf, pos, &mut placed) {
                     break Chunk::Failed(index, Reason::DiskError, format!("the relay cannot read its copy: {e}"));
                 }
