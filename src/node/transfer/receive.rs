@@ -354,13 +354,17 @@ async fn exchange(
         None => streamed,
     };
     if let Some(tap) = &tap {
-        // The chain behind us ends with us if we end early; our sender re-attaches it.
-        tap.end(
-            stopped
-                .as_ref()
-                .err()
-                .map(|_| format!("the relay {} lost its own sender", printable(&ctx.shared.nick()))),
-        );
+        match &stopped {
+            // Our sender cancelled the send: for the chain behind us too.
+            Err(Stop::CancelledByPeer(_)) => tap.cancelled(),
+            // The chain behind us ends with us if we end early; our sender re-attaches it.
+            _ => tap.end(
+                stopped
+                    .as_ref()
+                    .err()
+                    .map(|_| format!("the relay {} lost its own sender", printable(&ctx.shared.nick()))),
+            ),
+        }
         if stopped.is_err() {
             forwarding.cancel();
         }

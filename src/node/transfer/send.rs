@@ -328,6 +328,9 @@ pub(crate) enum Chunk {
     /// The data stops here for good (a relay lost its own sender): the stream ends with the
     /// reason, the receiver keeps what it has.
     Abandon(String),
+    /// The send was cancelled upstream (a relay's sender cancelled it): the stream ends with a
+    /// cancel, and the receiver drops what it has.
+    Cancelled,
 }
 
 /// The next chunk from the reader thread; flushes what is batched before waiting, so a slow
@@ -458,6 +461,7 @@ async fn stream(
                     meter.end_file(ctx);
                 }
                 Chunk::Abandon(reason) => return Err(Stop::Failed(reason)),
+                Chunk::Cancelled => return Err(Stop::CancelledHere),
             }
         }
     }

@@ -34,10 +34,22 @@ pub(crate) struct Tap {
 #[derive(Default)]
 struct State {
     files: HashMap<usize, TapFile>,
-    /// The relay's own receive is over: `Some(reason)` if it ended before everything came.
-    ended: Option<Option<String>>,
+    /// The relay's own receive is over.
+    ended: Option<Ended>,
     /// The forwarding side is gone: stop producing.
     closed: bool,
+}
+
+/// How the relay's own receive ended.
+enum Ended {
+    /// Everything came that was sent.
+    Whole,
+    /// It ended before everything came (why): the peers behind keep what they have, for the
+    /// sender to re-attach them.
+    Lost(String),
+    /// The sender cancelled the send: so is the stream to the peers behind, and their partial
+    /// data goes as ours did.
+    Cancelled,
 }
 
 struct TapFile {
@@ -108,7 +120,12 @@ impl Tap {
 
     /// The relay's receive is over; `lost` says why if it ended early.
     pub fn end(&self, lost: Option<String>) {
-        self.with(|s| s.ended = Some(lost));
+        self.with(|s| s.ended = Some(lost.map_or(Ended::Whole, Ended::Lost)));
+    }
+
+    /// The relay's receive ended because its sender cancelled the send.
+    pub fn cancelled(&self) {
+        self.with(|s| s.ended = Some(Ended::Cancelled));
     }
 
     /// The forwarding side stopped.
@@ -133,8 +150,8 @@ impl Tap {
                 Some(Ok(cvs)) => cvs,
                 // Never started here: the next peer hears nothing of it ("it was not sent").
                 Some(Err(Step::Fail(_))) => continue,
-                Some(Err(Step::Abandon(reason))) => {
-                    let _ = batch.push(Chunk::Abandon(reason));
+                Some(Err(Step::Abandon(end))) => {
+                    let _ = batch.push(end);
                     let _ = batch.send();
                     return;
                 }
@@ -161,8 +178,8 @@ impl Tap {
                 let (verified, reader) = match ready {
                     Some(Ok(r)) => r,
                     Some(Err(Step::Fail(reason))) => break Chunk::Failed(index, Reason::Other, reason),
-                    Some(Err(Step::Abandon(reason))) => {
-                        let _ = batch.push(Chunk::Abandon(reason));
+                    Some(Err(Step::Abandon(end))) => {
+                        let _ = batch.push(end);
                         let _ = batch.send();
                         return;
                     }
@@ -215,15 +232,17 @@ impl Tap {
 enum Step {
     /// This file will not come (failed here, or never sent): the next peer is told so.
     Fail(String),
-    /// The relay's own sender went away: the stream downstream ends too, keeping what it has.
-    Abandon(String),
+    /// The relay's own receive ended early: the stream downstream ends too, with this last
+    /// chunk (`Chunk::Abandon` keeping what it has, `Chunk::Cancelled` dropping it).
+    Abandon(Chunk),
 }
 
 fn ended_early<T>(s: &State, not_sent: &str) -> Option<Result<T, Step>> {
     match &s.ended {
         None => None,
-        Some(None) => Some(Err(Step::Fail(not_sent.to_string()))),
-        Some(Some(lost)) => Some(Err(Step::Abandon(lost.clone()))),
+        Some(Ended::Whole) => Some(Err(Step::Fail(not_sent.to_string()))),
+        Some(Ended::Lost(lost)) => Some(Err(Step::Abandon(Chunk::Abandon(lost.clone())))),
+        Some(Ended::Cancelled) => Some(Err(Step::Abandon(Chunk::Cancelled))),
     }
 }
 
