@@ -327,3 +327,57 @@ async fn a_cancel_while_cut_off_reaches_the_receiver_later() {
     .await;
     assert!(!downloads.join("big.bin").exists());
 }
+
+/// A receive cut off by a crash (its node's tasks dropped with no end stored, as `kill -9`
+/// would) is listed paused after the restart where it was — its progress was stored while it
+/// ran, with its partial files — and a cancel then drops the partial data the crash left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receive_cut_off_by_a_crash_is_listed_paused_near_where_it_was() {
+    let a = node("ada", |_| {}).await;
+    let b_dir = tempfile::tempdir().unwrap();
+    let mut b_config = lanyard::node::NodeConfig::local("bob", b_dir.path().join("data"));
+    b_config.download_dir = b_dir.path().join("downloads");
+    b_config.accept_all = true;
+    // Every progress report stored (the meter's 100 ms), not one in 5 s: this test's data moves
+    // in well under that.
+    b_config.progress_save_every = std::time::Duration::ZERO;
+    let downloads = b_config.download_dir.clone();
+    // Bob's node runs on a runtime of its own, shut down at once below as a crash would.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let b = rt.spawn(NodeHandle::start(b_config.clone())).await.unwrap().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("big.bin");
+    write(&file, &pattern(BIG, 34));
+    let bob = a.handle.resolve(&b.listen_addr().unwrap().to_string(), WAIT).await.unwrap();
+    let _held = b.inject_hold_after(8 << 20);
+    let task = a.handle.send(&bob, std::slice::from_ref(&file)).await.unwrap();
+    let id = task.id.clone();
+    until_blocked(&a.handle, &id).await;
+    let shown = b.transfers().into_iter().find(|t| t.transfer == id).map(|t| t.bytes).unwrap();
+    assert!(shown > 0);
+    rt.shutdown_background();
+    drop(b);
+    assert!(task.wait().await.is_err());
+    assert_eq!(partials(&downloads).len(), 1, "the crash left a partial file");
+
+    // The data dir is free once the crashed node's last task is gone.
+    let b = tokio::time::timeout(WAIT, async {
+        loop {
+            match NodeHandle::start(b_config.clone()).await {
+                Ok(b) => break b,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+    })
+    .await
+    .expect("bob starts again on his data dir");
+    let view = b.transfers().into_iter().find(|t| t.transfer == id).expect("the receive is listed");
+    assert_eq!(view.state, TransferState::Paused, "{view:?}");
+    assert_eq!(view.bytes, shown, "listed where it was when it was cut off");
+    assert!(b.cancel_transfer(&id));
+    common::until("the partial goes", || partials(&downloads).is_empty()).await;
+}
