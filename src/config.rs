@@ -526,7 +526,6 @@ impl Config {
             stall_timeout: test_hook!("LANYARD_TEST_STALL_SECS")
                 .map(std::time::Duration::from_secs)
                 .unwrap_or(crate::limits::TRANSFER_STALL),
-            progress_save_every: crate::limits::PROGRESS_SAVE_EVERY,
             resume: false,
             #[cfg(feature = "test-hooks")]
             corrupt_forward: test_hook!("LANYARD_TEST_CORRUPT_FORWARD"),

@@ -187,11 +187,6 @@ pub const DISK_MARGIN_MIN: u64 = 64 << 20;
 /// …or this share of the offer's bytes (in percent) when that is more: file system overhead
 /// grows with what is written.
 pub const DISK_MARGIN_PERCENT: u64 = 1;
-/// A running transfer that a restart would resume (a send of local paths, a receive of an
-/// offer) stores its progress at most this often while bytes move — one small database write
-/// per transfer — so that after a crash (`kill -9`, a power cut) it is listed paused near where
-/// it was, with its partial files known (a later cancel drops them).
-pub const PROGRESS_SAVE_EVERY: Duration = Duration::from_secs(5);
 /// Partial files (and the resume records of their folders) untouched this long belong to
 /// transfers nobody resumed: removed when the node starts and before each transfer into the
 /// same folder. A resume after that starts again from zero.

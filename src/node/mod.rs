@@ -81,9 +81,6 @@ pub struct NodeConfig {
     pub db_budget: chat::DbBudget,
     /// A transfer that moves no byte for this long ends (`limits::TRANSFER_STALL`).
     pub stall_timeout: Duration,
-    /// A running transfer stores its progress at most this often
-    /// (`limits::PROGRESS_SAVE_EVERY`).
-    pub progress_save_every: Duration,
     /// Offer paused sends again by itself once their peers are online (a node that keeps
     /// running: `serve`, the TUI); a one-shot command leaves them to the next such node.
     pub resume: bool,
@@ -127,7 +124,6 @@ impl NodeConfig {
             accept_all: false,
             db_budget: chat::DbBudget::default(),
             stall_timeout: crate::limits::TRANSFER_STALL,
-            progress_save_every: crate::limits::PROGRESS_SAVE_EVERY,
             resume: false,
             #[cfg(feature = "test-hooks")]
             corrupt_forward: None,

@@ -56,11 +56,6 @@ pub(crate) struct Ctx {
     pub(super) no_resume: AtomicBool,
     /// A paused send offered again.
     pub(super) started_as_resume: AtomicBool,
-    /// Its end is being stored: no progress save may follow it.
-    ended: Arc<AtomicBool>,
-    /// When its progress was last stored while it ran, and the partial files a receive will
-    /// write (stored with the first progress save after they are known).
-    progress: Mutex<(Option<std::time::Instant>, Option<records::Partials>)>,
 }
 
 impl Ctx {
@@ -108,8 +103,6 @@ impl Ctx {
                 partials: Mutex::new(None),
                 no_resume: AtomicBool::new(false),
                 started_as_resume: AtomicBool::new(false),
-                ended: Arc::new(AtomicBool::new(false)),
-                progress: Mutex::new((None, None)),
             };
             let mut view = TransferView::new(&ctx, TransferState::Connecting);
             if direction == Direction::Receive {
@@ -212,7 +205,11 @@ impl Ctx {
     /// sender offers it again). A relay's leg to the peer behind it, the serving side of a pull
     /// and the pulling side (a person runs `get` again) end instead, saying what they keep.
     pub(super) fn pauses(&self, e: &TransferError) -> bool {
-        self.resumable()
+        let resumable = match self.direction {
+            Direction::Send => lock(&self.sources).is_some(),
+            Direction::Receive => !self.no_resume.load(Ordering::Relaxed),
+        };
+        resumable
             && match e {
                 TransferError::Stopped(_) => true,
                 TransferError::PeerLost(Reason::ConnectionLost | Reason::Stalled, _) => self.shared.config.resume,
@@ -221,40 +218,6 @@ impl Ctx {
                 TransferError::Unreachable(_) => self.resuming() && self.shared.config.resume,
                 _ => false,
             }
-    }
-
-    /// Whether a resume can start from (or come to) this side: see [`Ctx::pauses`].
-    fn resumable(&self) -> bool {
-        match self.direction {
-            Direction::Send => lock(&self.sources).is_some(),
-            Direction::Receive => !self.no_resume.load(Ordering::Relaxed),
-        }
-    }
-
-    /// A receive will write these partial files: stored with its next progress save, so that a
-    /// cancel after a crash finds them.
-    pub(crate) fn will_write(&self, dir: PathBuf, names: Vec<String>) {
-        lock(&self.progress).1 = Some(records::Partials::new(dir, names));
-    }
-
-    /// Store the running transfer's progress, when it is one a restart resumes and the last
-    /// save is `limits::PROGRESS_SAVE_EVERY` old (off the async workers, not waited for).
-    pub(crate) fn save_progress(&self) {
-        let partials = {
-            let mut progress = lock(&self.progress);
-            let every = self.shared.config.progress_save_every;
-            if progress.0.is_some_and(|at| at.elapsed() < every) || !self.resumable() {
-                return;
-            }
-            progress.0 = Some(std::time::Instant::now());
-            progress.1.take()
-        };
-        let (shared, view, ended) = (self.shared.clone(), self.view(), self.ended.clone());
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = records::save_progress(&shared.store, &view, partials.as_ref(), &ended) {
-                tracing::warn!("cannot store the progress of transfer {}: {e:#}", view.transfer);
-            }
-        });
     }
 
     /// Whether this is a paused send offered again (it came back under its stored id).
@@ -291,7 +254,6 @@ impl Ctx {
         let (transfer, peer, direction) = (self.id.clone(), view.peer.clone(), self.direction);
         // Stored before anyone hears of the end: a cancel of the paused transfer, sent on seeing
         // the event, reads its partial files from this record (and must not be overwritten by it).
-        self.ended.store(true, Ordering::SeqCst);
         self.store(view).await;
         // Cancelled here: the peer may not have heard it (the link was cut, its node down), and
         // would keep its partial data for a resume that never comes. It is told again, over its

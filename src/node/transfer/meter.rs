@@ -92,7 +92,6 @@ impl Meter {
             v.rate = p.rate;
             v.eta_secs = p.eta_secs;
         });
-        ctx.save_progress();
     }
 }
 

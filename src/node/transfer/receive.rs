@@ -289,9 +289,6 @@ async fn exchange(
     }
     moving(ctx, async { writer.send(&TransferMsg::Accept { resume }).await.map_err(io_stop) }).await?;
     tracing::debug!("transfer {}: accepted", ctx.id);
-    // A crash from here on leaves partial files: the first progress save names them.
-    let (dir, names) = plan.partial_files();
-    ctx.will_write(dir, names);
 
     let expected: Vec<(bool, u64)> = plan.slots.iter().map(|s| (s.dir, s.offset)).collect();
     let resumed = expected.iter().map(|e| e.1).sum();

@@ -5,7 +5,6 @@
 //! paused one is kept however old until it ends.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -59,24 +58,10 @@ impl Partials {
 
 /// Save a transfer's view; `sources` and `partials` only replace what is stored when given.
 pub(crate) fn save(store: &Store, view: &TransferView, sources: Option<&[PathBuf]>, partials: Option<&Partials>) -> anyhow::Result<()> {
-    save_in(&store.lock(), view, sources, partials)
-}
-
-/// Save a running transfer's progress (and `partials`, when given), unless `ended` is raised by
-/// then: its end is stored, and a progress save that came late must not undo it. (`ended` is
-/// read under the database's lock, which the end's own save also takes.)
-pub(crate) fn save_progress(store: &Store, view: &TransferView, partials: Option<&Partials>, ended: &AtomicBool) -> anyhow::Result<()> {
-    let db = store.lock();
-    if ended.load(Ordering::SeqCst) {
-        return Ok(());
-    }
-    save_in(&db, view, None, partials)
-}
-
-fn save_in(db: &rusqlite::Connection, view: &TransferView, sources: Option<&[PathBuf]>, partials: Option<&Partials>) -> anyhow::Result<()> {
     let json = serde_json::to_string(view)?;
     let sources = sources.map(serde_json::to_string).transpose()?;
     let partials = partials.map(serde_json::to_string).transpose()?;
+    let db = store.lock();
     db.execute(
         "INSERT INTO transfer_records (id, state, sources, partials, view, updated_ms, seq)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, (SELECT COALESCE(MAX(seq), 0) + 1 FROM transfer_records))
@@ -212,20 +197,6 @@ mod tests {
         assert_eq!(r.partials, Some(parts));
         assert_eq!(load(&store).unwrap().len(), 1);
         assert!(get(&store, "nope").unwrap().is_none());
-    }
-
-    #[test]
-    fn a_progress_save_that_comes_after_the_end_changes_nothing() {
-        let store = Store::open_in_memory().unwrap();
-        let ended = AtomicBool::new(false);
-        let parts = Partials::new(PathBuf::from("/dl/.lanyard-partial"), vec!["k.part".into()]);
-        save_progress(&store, &view("t1", TransferState::Running), Some(&parts), &ended).unwrap();
-        let r = get(&store, "t1").unwrap().unwrap();
-        assert_eq!((r.view.state, r.partials), (TransferState::Running, Some(parts)));
-        ended.store(true, Ordering::SeqCst);
-        save(&store, &view("t1", TransferState::Done), None, None).unwrap();
-        save_progress(&store, &view("t1", TransferState::Running), None, &ended).unwrap();
-        assert_eq!(get(&store, "t1").unwrap().unwrap().view.state, TransferState::Done);
     }
 
     #[test]
