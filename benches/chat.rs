@@ -12,8 +12,8 @@
 
 use std::time::{Duration, Instant};
 
-use lanyard::node::chat::DbBudget;
-use lanyard::node::{ChatTarget, NodeConfig, NodeHandle};
+use lanyard::node::api::DbBudget;
+use lanyard::node::api::{ChatTarget, NodeConfig, NodeHandle};
 
 fn count(var: &str, default: usize) -> usize {
     std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)

@@ -23,13 +23,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use lanyard::fuzzing::net::secure;
+use lanyard::fuzzing::net::wire::{ControlMsg, Hello, MAX_CONTROL_FRAME, Purpose};
+use lanyard::fuzzing::new_message_id;
+use lanyard::fuzzing::transfer::wire::{ITEMS_FRAME_BYTES, Item, MAX_TRANSFER_FRAME, TransferMsg};
 use lanyard::identity::Identity;
 use lanyard::limits::MAX_CHAT_TEXT;
-use lanyard::net::secure;
-use lanyard::net::wire::{ControlMsg, Hello, MAX_CONTROL_FRAME, Purpose};
-use lanyard::node::chat::new_message_id;
-use lanyard::node::transfer::wire::{ITEMS_FRAME_BYTES, Item, MAX_TRANSFER_FRAME, TransferMsg};
-use lanyard::node::{ChatTarget, NodeConfig, NodeHandle};
+use lanyard::node::api::{ChatTarget, NodeConfig, NodeHandle};
 use tokio::net::TcpSocket;
 use tokio::sync::Semaphore;
 

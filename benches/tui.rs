@@ -41,11 +41,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, bail, ensure};
 use lanyard::identity::Identity;
-use lanyard::node::api::{Reply, Request};
-use lanyard::node::chat::Recipient;
-use lanyard::node::{
-    ChatEntry, ConversationView, Delivery, Direction, Envelope, Event, Me, PeerId, PeerInfo, ROOM, Snapshot, TransferState, TransferView,
-};
+use lanyard::node::api::{ChatEntry, Delivery, Direction, PeerId, PeerInfo, ROOM, Recipient, Reply, Request, TransferState, TransferView};
+use lanyard::node::events::{Envelope, Event};
+use lanyard::node::snapshot::{ConversationView, Me, Snapshot};
 use lanyard::ui::app::{App, Cmd, Msg};
 use lanyard::ui::view::{self, Theme};
 use ratatui::Terminal;

@@ -1,6 +1,8 @@
-//! Doors for the fuzz targets (`fuzz/`) and the property tests (`tests/props.rs`) into checks
-//! that are otherwise private to the crate. Thin wrappers with no logic of their own, so what is
-//! fuzzed is exactly what runs. Not an API: hidden from the docs, free to change.
+//! Doors for the fuzz targets (`fuzz/`), the property tests and the tests and benches that play a
+//! hostile peer, into what is otherwise private to the crate: the wire, the checks a peer's input
+//! meets, the test hooks. Re-exports and thin wrappers with no logic of their own, so what is
+//! fuzzed is exactly what runs. Not an API: only with the `test-hooks` feature, hidden from the
+//! docs, free to change.
 
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -11,6 +13,28 @@ use crate::net::secure::{self, HandshakeError, Remote};
 use crate::net::wire::{Hello, PREAMBLE_LEN, Purpose};
 use crate::node::transfer::wire::Item;
 use crate::node::transfer::{file_names, manifest};
+
+/// The protocol as a peer speaks it: control messages, frames, the Noise channel, mDNS records.
+/// For the fuzz targets, and for the tests and benches that play a hostile peer byte by byte.
+pub mod net {
+    pub use crate::net::{discovery, frame, secure, wire};
+}
+
+/// A transfer connection's messages and the checks on the names a peer offers.
+pub mod transfer {
+    pub use crate::node::transfer::{file_names, wire};
+}
+
+/// What a peer may ask of the shared folders, checked as the node checks it.
+pub mod share {
+    pub use crate::node::share::{Resolved, ShareError, Shares};
+}
+
+/// A chat line's id as the node makes one, for a hostile peer's forged lines.
+pub use crate::node::chat::new_message_id;
+
+/// A relay that lies (`NodeConfig::relay_tamper`).
+pub use crate::node::RelayTamper;
 
 /// The hidden folder of partial files, which no offered path may start with.
 pub const PARTIAL_DIR: &str = file_names::PARTIAL_DIR;

@@ -6,7 +6,7 @@
 //! - [`limits`]: every budget a peer can run into (connections, deadlines, memory, disk, rows).
 //! - [`reason`]: why a transfer or connection ended, as a code on the wire and in every face.
 //! - [`identity`]: the node's static keypair, its [`identity::PeerId`] and fingerprint.
-//! - [`net`]: bytes and crypto: wire messages and limits, frames, the Noise channel, mDNS.
+//! - `net`: bytes and crypto: wire messages and limits, frames, the Noise channel, mDNS.
 //! - [`store`]: the SQLite database in the data dir.
 //! - [`node`]: meaning: peers, chat, transfers, shares, and the face API (snapshot, events,
 //!   calls, the local control socket). Every face is a thin layer over it.
@@ -14,8 +14,9 @@
 //! - [`cli`]: the faces without a screen: one-shot commands and `serve`.
 //! - [`ui`]: the terminal UI, the face people launch (`lanyard`).
 //!
-//! `fuzzing` (hidden, only with the `test-hooks` feature) opens private checks to the fuzz targets
-//! and property tests.
+//! `net` and everything in `node` but its face API (`api`, `control`, `events`, `snapshot`) are
+//! private to the crate. `fuzzing` (hidden, only with the `test-hooks` feature) opens the wire and
+//! the private checks to the fuzz targets and the tests that play a hostile peer.
 
 #![forbid(unsafe_code)]
 
@@ -26,7 +27,7 @@ pub mod config;
 pub mod fuzzing;
 pub mod identity;
 pub mod limits;
-pub mod net;
+pub(crate) mod net;
 pub mod node;
 pub mod reason;
 pub mod store;

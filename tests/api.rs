@@ -7,10 +7,11 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::{TestNode, connect};
+use lanyard::node::api::{ChatTarget, Page};
+use lanyard::node::api::{NodeConfig, NodeHandle, ROOM, TransferState};
 use lanyard::node::api::{Reply, Request};
-use lanyard::node::chat::{ChatTarget, Page};
 use lanyard::node::control::{Client, serve_socket};
-use lanyard::node::{Event, NodeConfig, NodeHandle, ROOM, RecvError, Subscription, TransferState};
+use lanyard::node::events::{Event, RecvError, Subscription};
 
 /// Only stops a hang; every wait below is for an event.
 const PATIENCE: Duration = Duration::from_secs(120);
@@ -120,7 +121,7 @@ async fn history_pages_before_and_after_a_line() {
         ids.push(ada.node.say(&to_bob, &format!("line {i}")).await.unwrap());
     }
     let conv = bob.id().to_string();
-    let texts = |v: Vec<lanyard::node::ChatEntry>| v.into_iter().map(|e| e.text).collect::<Vec<_>>();
+    let texts = |v: Vec<lanyard::node::api::ChatEntry>| v.into_iter().map(|e| e.text).collect::<Vec<_>>();
     assert_eq!(
         texts(ada.node.history_page(&conv, Page::Last, 3).await.unwrap()),
         ["line 7", "line 8", "line 9"]
@@ -266,7 +267,7 @@ async fn send_to_many_is_one_call_with_a_result_per_recipient() {
 
 #[tokio::test]
 async fn discovered_and_lost_peers_are_reported_once_each() {
-    use lanyard::net::discovery::DiscoveryEvent;
+    use lanyard::fuzzing::net::discovery::DiscoveryEvent;
     let ada = TestNode::start("ada").await;
     let bob = TestNode::start("bob").await;
     let mut events = ada.node.subscribe();

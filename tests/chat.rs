@@ -6,10 +6,11 @@ use std::path::Path;
 
 use common::{PATIENCE, start_node};
 use lanyard::cli::output::{history_line, json_line};
+use lanyard::fuzzing::net::secure::{self, SecureConn};
+use lanyard::fuzzing::net::wire::{ControlMsg, Hello, MAX_CHAT_TEXT, Purpose};
 use lanyard::identity::{Identity, PeerId};
-use lanyard::net::secure::{self, SecureConn};
-use lanyard::net::wire::{ControlMsg, Hello, MAX_CHAT_TEXT, Purpose};
-use lanyard::node::{ChatTarget, Delivery, Event, NodeConfig, NodeHandle, ROOM};
+use lanyard::node::api::{ChatTarget, Delivery, NodeConfig, NodeHandle, ROOM};
+use lanyard::node::events::Event;
 use tempfile::TempDir;
 
 async fn start(nick: &str, dir: &Path) -> NodeHandle {
@@ -41,12 +42,12 @@ async fn stop_and_wait_offline(watcher: &NodeHandle, peer: NodeHandle) {
 }
 
 /// Until `watcher` (whose `events` were subscribed before the peer could go) has `id` offline.
-async fn wait_down(watcher: &NodeHandle, events: &mut lanyard::node::Subscription, id: &PeerId) {
+async fn wait_down(watcher: &NodeHandle, events: &mut lanyard::node::events::Subscription, id: &PeerId) {
     let down = async {
         while watcher.is_online(id) {
             match events.recv().await {
-                Ok(_) | Err(lanyard::node::RecvError::Lagged(_)) => {}
-                Err(lanyard::node::RecvError::Closed) => panic!("event stream ended"),
+                Ok(_) | Err(lanyard::node::events::RecvError::Lagged(_)) => {}
+                Err(lanyard::node::events::RecvError::Closed) => panic!("event stream ended"),
             }
         }
     };
@@ -66,7 +67,7 @@ async fn delivered(node: &NodeHandle, id: &str) {
 }
 
 /// The next chat line `events` reports: (id, from, room, text).
-async fn next_line(events: &mut lanyard::node::Subscription) -> (String, PeerId, bool, String) {
+async fn next_line(events: &mut lanyard::node::events::Subscription) -> (String, PeerId, bool, String) {
     loop {
         match tokio::time::timeout(PATIENCE, events.recv()).await.expect("no chat line arrived") {
             Ok(Event::ChatReceived { id, from, room, text, .. }) => return (id, from, room, text),

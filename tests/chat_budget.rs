@@ -11,8 +11,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{PATIENCE, start_node};
-use lanyard::node::chat::DbBudget;
-use lanyard::node::{ChatTarget, Event, NodeConfig, NodeHandle, ROOM};
+use lanyard::node::api::DbBudget;
+use lanyard::node::api::{ChatTarget, NodeConfig, NodeHandle, ROOM};
+use lanyard::node::events::Event;
 
 fn config(nick: &str, dir: &Path, budget: DbBudget) -> NodeConfig {
     let mut c = NodeConfig::local(nick, dir.to_path_buf());
@@ -180,7 +181,7 @@ async fn a_fast_sender_is_refused_and_told_why_while_others_get_through() {
     assert_eq!(stored.len(), 50, "the burst allowance, no more");
     let mut delivered = Vec::new();
     for (i, id) in ids.iter().enumerate() {
-        if eve.delivery(id).await.unwrap() == lanyard::node::Delivery::Delivered {
+        if eve.delivery(id).await.unwrap() == lanyard::node::api::Delivery::Delivered {
             delivered.push(format!("line {i}"));
         }
     }
@@ -218,7 +219,7 @@ async fn keys_seen_once_are_forgotten_and_others_kept() {
         connect(&carol, &bob).await;
         carol.shutdown().await;
     }
-    let carol_id = lanyard::node::identity_of(&carol_dir).unwrap().0;
+    let carol_id = lanyard::node::api::identity_of(&carol_dir).unwrap().0;
     let dave = start_node(NodeConfig::local("dave", root.path().join("dave"))).await;
     connect(&dave, &bob).await;
     bob.set_trusted(dave.id(), true).await.unwrap();

@@ -7,8 +7,9 @@ use std::path::Path;
 use std::process::Output;
 
 use common::{PATIENCE, start_node};
+use lanyard::node::api::{ChatTarget, Delivery, NodeConfig, NodeHandle};
 use lanyard::node::control::serve_socket;
-use lanyard::node::{ChatTarget, Delivery, Event, NodeConfig, NodeHandle};
+use lanyard::node::events::Event;
 
 async fn start(nick: &str, dir: &Path) -> NodeHandle {
     start_node(NodeConfig::local(nick, dir.to_path_buf())).await
@@ -109,7 +110,7 @@ async fn say_and_history_through_the_running_node() {
     drop(bob);
     let gone = async {
         while ada.is_online(&bob_id) {
-            if let Err(lanyard::node::RecvError::Closed) = at_ada.recv().await {
+            if let Err(lanyard::node::events::RecvError::Closed) = at_ada.recv().await {
                 panic!("ada's event stream ended");
             }
         }

@@ -16,15 +16,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use common::PATIENCE;
+use lanyard::fuzzing::net::secure;
+use lanyard::fuzzing::net::wire::{ControlMsg, MAX_CONTROL_FRAME, Purpose};
+use lanyard::fuzzing::new_message_id;
 use lanyard::identity::Identity;
 use lanyard::limits::{
     CHAT_ADDRESS_IN_FLIGHT_BYTES, CHAT_IN_FLIGHT_BYTES, CHAT_RATE_WINDOW, CHAT_STRANGERS_IN_FLIGHT_BYTES, CHAT_STRANGERS_RATE_BYTES,
     MAX_CHAT_TEXT,
 };
-use lanyard::net::secure;
-use lanyard::net::wire::{ControlMsg, MAX_CONTROL_FRAME, Purpose};
-use lanyard::node::chat::{ROOM, new_message_id};
-use lanyard::node::{ChatTarget, NodeConfig};
+use lanyard::node::api::ROOM;
+use lanyard::node::api::{ChatTarget, NodeConfig};
 use tokio::net::TcpSocket;
 use tokio::sync::Semaphore;
 
@@ -46,8 +47,11 @@ struct Tally {
 /// One throwaway key from `src`: all its room lines of the largest size at once, answers read as
 /// they come.
 async fn flooder(target: SocketAddr, src: IpAddr, tally: Arc<Tally>, gate: Arc<Semaphore>) -> Result<(), String> {
-    // A few handshakes at a time: the node keeps 64 in progress and evicts the oldest past that.
-    let turn = gate.acquire_owned().await.map_err(|e| e.to_string())?;
+    // A few handshakes at a time: the node keeps 16 in progress per address and evicts the
+    // oldest past that. The turn is held until the node's first answer, not only until our side
+    // of the handshake ends: on a loaded machine the node may not have read our last handshake
+    // message yet, and more flooders would make it evict the oldest (closed, 0 answers).
+    let mut turn = Some(gate.acquire_owned().await.map_err(|e| e.to_string())?);
     let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
     socket.bind(SocketAddr::new(src, 0)).map_err(|e| format!("bind: {e}"))?;
     let sock = socket.connect(target).await.map_err(|e| format!("connect: {e}"))?;
@@ -55,7 +59,6 @@ async fn flooder(target: SocketAddr, src: IpAddr, tally: Arc<Tally>, gate: Arc<S
     let conn = secure::connect(sock, &me, &common::mallory_hello(), Purpose::Control, None)
         .await
         .map_err(|e| format!("handshake: {e}"))?;
-    drop(turn);
     let (mut reader, mut writer) = (conn.reader, conn.writer);
     let text = "x".repeat(MAX_CHAT_TEXT);
     let sending = tokio::spawn(async move {
@@ -73,6 +76,7 @@ async fn flooder(target: SocketAddr, src: IpAddr, tally: Arc<Tally>, gate: Arc<S
     let mut answered = 0;
     while answered < LINES {
         let frame = reader.read_frame::<ControlMsg>(MAX_CONTROL_FRAME).await;
+        turn.take();
         match frame.map_err(|e| format!("read after {answered} answers: {e}"))? {
             None => return Err(format!("closed after {answered} answers")),
             Some(ControlMsg::ChatAck { .. }) => {

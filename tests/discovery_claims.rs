@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{PATIENCE, TestNode, connect};
+use lanyard::fuzzing::net::discovery::DiscoveryEvent;
 use lanyard::identity::PeerId;
-use lanyard::net::discovery::DiscoveryEvent;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
@@ -136,7 +136,7 @@ async fn a_record_naming_loopback_is_not_dialled() {
     let ada = TestNode::start("ada").await;
     let trap = Trap::on("127.0.0.1").await;
     let id = made_up_id();
-    let v = lanyard::net::wire::PROTOCOL_VERSION.to_string();
+    let v = lanyard::fuzzing::net::wire::PROTOCOL_VERSION.to_string();
     let txt = [("v", v.as_str()), ("id", id.as_str()), ("nick", "carol")];
     let loopback: IpAddr = "127.0.0.1".parse().unwrap();
     let lan: IpAddr = "10.99.0.7".parse().unwrap();

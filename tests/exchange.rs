@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{PATIENCE, TestNode, start_node};
+use lanyard::fuzzing::net::secure;
+use lanyard::fuzzing::net::wire::{ControlMsg, Hello, MAX_PEER_HINTS, PeerHint, Purpose};
 use lanyard::identity::Identity;
-use lanyard::net::secure;
-use lanyard::net::wire::{ControlMsg, Hello, MAX_PEER_HINTS, PeerHint, Purpose};
-use lanyard::node::{Event, NodeConfig};
+use lanyard::node::api::NodeConfig;
+use lanyard::node::events::Event;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 

@@ -4,9 +4,9 @@
 mod common;
 
 use common::{PATIENCE, TestNode, connect};
+use lanyard::fuzzing::net::secure;
+use lanyard::fuzzing::net::wire::{Hello, MAGIC, PROTOCOL_VERSION, Purpose};
 use lanyard::identity::Identity;
-use lanyard::net::secure;
-use lanyard::net::wire::{Hello, MAGIC, PROTOCOL_VERSION, Purpose};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -158,7 +158,7 @@ async fn a_newer_protocol_version_is_told_why() {
 
 #[tokio::test]
 async fn a_peer_that_never_reads_its_acks_is_cut_off() {
-    use lanyard::net::wire::ControlMsg;
+    use lanyard::fuzzing::net::wire::ControlMsg;
     let mut a = TestNode::start("ada").await;
     let me = Identity::generate().unwrap();
     // A small receive buffer, so that fewer unread acks fill the path back to us: what the node
@@ -205,7 +205,7 @@ async fn a_peer_that_never_reads_its_acks_is_cut_off() {
 #[tokio::test]
 async fn a_peer_with_an_invisible_character_in_its_nick_is_shown_apart() {
     use lanyard::cli::output::peers_table;
-    use lanyard::net::wire::ControlMsg;
+    use lanyard::fuzzing::net::wire::ControlMsg;
     let mut a = TestNode::start("ada").await;
     let mut carol = TestNode::start("carol").await;
     connect(&mut a, &mut carol).await;
@@ -231,7 +231,7 @@ async fn a_peer_with_an_invisible_character_in_its_nick_is_shown_apart() {
         })
         .await
         .unwrap();
-    a.expect_event("peer_renamed", |e| matches!(e, lanyard::node::Event::PeerRenamed { .. }))
+    a.expect_event("peer_renamed", |e| matches!(e, lanyard::node::events::Event::PeerRenamed { .. }))
         .await;
     assert_eq!(a.node.peer(me.id()).unwrap().nick, "\u{202e}carol");
     let table = peers_table(&a.node.peers());

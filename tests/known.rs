@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use common::{PATIENCE, TestNode, connect};
 use lanyard::identity::Identity;
-use lanyard::node::{Event, NodeConfig, NodeHandle};
+use lanyard::node::api::{NodeConfig, NodeHandle};
+use lanyard::node::events::Event;
 use lanyard::store::{DB_FILE, Store, StoredPeer, unix_now};
 
 /// A one-shot command's node: no listener, no mDNS, no `--peer`, and no nick given.
@@ -30,7 +31,7 @@ async fn a_nick_given_once_is_kept_until_changed() {
     assert_eq!(node.nick(), "ada", "no nick given: the stored one");
     node.set_nick("robert").await.unwrap();
     assert_eq!(
-        lanyard::node::nick::nick_in(dir.path(), None).unwrap(),
+        lanyard::node::api::nick_in(dir.path(), None).unwrap(),
         "robert",
         "readable while the node runs"
     );

@@ -7,12 +7,13 @@ mod common;
 use std::path::PathBuf;
 
 use common::{FileNode, PATIENCE as WAIT, file_node as node, link, partials, pattern, wait_for, write};
-use lanyard::node::transfer::{TransferError, TransferTask};
-use lanyard::node::{Event, NodeHandle, Reason, Subscription, TransferState};
+use lanyard::node::api::{NodeHandle, Reason, TransferState};
+use lanyard::node::api::{TransferError, TransferTask};
+use lanyard::node::events::{Event, Subscription};
 use tokio_util::sync::CancellationToken;
 
 /// How a transfer ended at one end: (code, words).
-async fn end_of(rx: &mut lanyard::node::Subscription, id: &str) -> (Reason, String) {
+async fn end_of(rx: &mut lanyard::node::events::Subscription, id: &str) -> (Reason, String) {
     wait_for(rx, |e| match e {
         Event::Cancelled {
             transfer, reason, code, ..
@@ -198,7 +199,7 @@ async fn a_stopped_sender_leaves_the_partial_for_a_resume() {
 #[tokio::test]
 async fn a_restarted_node_resumes_its_paused_send_by_itself() {
     let data = tempfile::tempdir().unwrap();
-    let mut config = lanyard::node::NodeConfig::local("ada", data.path().to_path_buf());
+    let mut config = lanyard::node::api::NodeConfig::local("ada", data.path().to_path_buf());
     config.resume = true;
     let a = common::start_node(config.clone()).await;
     let b = node("bob", |c| c.accept_all = true).await;
@@ -281,7 +282,7 @@ async fn cancelling_a_paused_receive_drops_its_partial() {
 async fn a_cancel_while_cut_off_reaches_the_receiver_later() {
     let a = node("ada", |c| c.resume = true).await;
     let b_dir = tempfile::tempdir().unwrap();
-    let mut b_config = lanyard::node::NodeConfig::local("bob", b_dir.path().join("data"));
+    let mut b_config = lanyard::node::api::NodeConfig::local("bob", b_dir.path().join("data"));
     b_config.download_dir = b_dir.path().join("downloads");
     b_config.accept_all = true;
     b_config.resume = true;

@@ -14,13 +14,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::PATIENCE as WAIT;
+use lanyard::fuzzing::net::secure::{self, SecureConn};
+use lanyard::fuzzing::net::wire::{Hello, Purpose};
+use lanyard::fuzzing::transfer::wire::{MAX_TRANSFER_FRAME, TransferMsg};
 use lanyard::identity::Identity;
 use lanyard::limits::{MAX_INCOMING_TRANSFERS, MAX_TRANSFERS_PER_ADDRESS, NEWCOMER_SHARE};
-use lanyard::net::secure::{self, SecureConn};
-use lanyard::net::wire::{Hello, Purpose};
-use lanyard::node::transfer::TransferError;
-use lanyard::node::transfer::wire::{MAX_TRANSFER_FRAME, TransferMsg};
-use lanyard::node::{ChatTarget, Event, NodeConfig, NodeHandle};
+use lanyard::node::api::TransferError;
+use lanyard::node::api::{ChatTarget, NodeConfig, NodeHandle};
+use lanyard::node::events::Event;
 use tokio::net::TcpSocket;
 
 /// Connections the attacker keeps open (or trying) at once.
@@ -291,7 +292,7 @@ fn partials(downloads: &Path) -> Vec<PathBuf> {
 }
 
 /// The end of transfer `id` as `events` reports it: the error message.
-async fn error_of(events: &mut lanyard::node::Subscription, id: &str) -> String {
+async fn error_of(events: &mut lanyard::node::events::Subscription, id: &str) -> String {
     tokio::time::timeout(WAIT, async {
         loop {
             match events.recv().await {
@@ -299,7 +300,7 @@ async fn error_of(events: &mut lanyard::node::Subscription, id: &str) -> String 
                 Ok(Event::Done { transfer, .. } | Event::Cancelled { transfer, .. }) if transfer == id => {
                     panic!("transfer {id} did not fail")
                 }
-                Ok(_) | Err(lanyard::node::RecvError::Lagged(_)) => {}
+                Ok(_) | Err(lanyard::node::events::RecvError::Lagged(_)) => {}
                 Err(e) => panic!("event stream ended: {e}"),
             }
         }
@@ -392,7 +393,7 @@ async fn a_refused_send_says_why() {
         .wait()
         .await
         .unwrap_err();
-    assert_eq!(err.reason(), lanyard::node::Reason::Busy);
+    assert_eq!(err.reason(), lanyard::node::api::Reason::Busy);
     assert_eq!(err.to_string(), "rejected: busy (victim: \"too many of your offers are waiting\")");
     for offer in victim.offers() {
         victim.answer_offer(&offer.transfer, false, false).await;
@@ -405,8 +406,8 @@ async fn a_refused_send_says_why() {
 /// Control connections past the budget of their address are told why in a goodbye.
 #[tokio::test]
 async fn control_connections_past_the_address_budget_are_told_why() {
+    use lanyard::fuzzing::net::wire::{ByeReason, ControlMsg, MAX_CONTROL_FRAME};
     use lanyard::limits::MAX_CONTROL_PER_ADDRESS;
-    use lanyard::net::wire::{ByeReason, ControlMsg, MAX_CONTROL_FRAME};
     let dir = tempfile::tempdir().unwrap();
     let src = others(1)[0];
     if throwaway("127.0.0.1:9".parse().unwrap(), src)

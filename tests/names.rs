@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use common::{PATIENCE, TestNode, connect};
 use lanyard::node::api::{FailKind, Failure, Reply, Request, execute};
-use lanyard::node::{Event, NodeConfig, NodeHandle};
+use lanyard::node::api::{NodeConfig, NodeHandle};
+use lanyard::node::events::Event;
 
 /// Run one face call; its replies, or its failure (kind and one line).
 async fn call(node: &NodeHandle, request: Request) -> Result<Vec<Reply>, Failure> {

@@ -6,7 +6,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{PATIENCE, TestNode, connect, start_node};
-use lanyard::node::{Event, NodeConfig, NodeHandle};
+use lanyard::node::api::{NodeConfig, NodeHandle};
+use lanyard::node::events::Event;
 
 #[tokio::test]
 async fn three_nodes_see_each_other_by_nick_and_id() {
@@ -75,9 +76,9 @@ async fn simultaneous_dials_leave_one_connection_and_no_flapping() {
 
 #[tokio::test]
 async fn a_silent_peer_is_declared_down() {
+    use lanyard::fuzzing::net::secure;
+    use lanyard::fuzzing::net::wire::{Hello, Purpose};
     use lanyard::identity::Identity;
-    use lanyard::net::secure;
-    use lanyard::net::wire::{Hello, Purpose};
 
     let mut a = TestNode::start("ada").await;
     // A peer that completes the handshake and then says nothing while its socket stays up, as a
@@ -126,7 +127,7 @@ async fn one_node_per_data_dir() {
         .await
         .err()
         .expect("refused");
-    assert!(err.downcast_ref::<lanyard::node::AlreadyRunning>().is_some(), "{err:#}");
+    assert!(err.downcast_ref::<lanyard::node::api::AlreadyRunning>().is_some(), "{err:#}");
 }
 
 /// Shutdown returns once every task of the node has ended and the data dir is free: a node
@@ -176,8 +177,8 @@ async fn a_peer_pointing_at_itself_is_ignored() {
 
 #[tokio::test]
 async fn an_advertised_id_that_the_answering_key_does_not_match_is_refused() {
+    use lanyard::fuzzing::net::discovery::DiscoveryEvent;
     use lanyard::identity::Identity;
-    use lanyard::net::discovery::DiscoveryEvent;
 
     let mut a = TestNode::start("ada").await;
     let honest = TestNode::start("bob").await;

@@ -13,11 +13,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{PATIENCE, TestNode};
+use lanyard::fuzzing::net::secure::SecureConn;
+use lanyard::fuzzing::transfer::wire::{ITEMS_FRAME_BYTES, Item, MAX_TRANSFER_FRAME, TransferMsg};
 use lanyard::identity::Identity;
 use lanyard::limits::{MANIFEST_BUDGET, MANIFEST_NEWCOMER_SHARE, MANIFEST_PEER_SHARE};
-use lanyard::net::secure::SecureConn;
-use lanyard::node::transfer::wire::{ITEMS_FRAME_BYTES, Item, MAX_TRANSFER_FRAME, TransferMsg};
-use lanyard::node::{Event, NodeConfig, NodeHandle};
+use lanyard::node::api::{NodeConfig, NodeHandle};
+use lanyard::node::events::Event;
 
 /// Items in one hostile offer, and the length of each name (~660 bytes: 64 MiB in all).
 const ITEMS: u32 = 100_000;
@@ -116,7 +117,7 @@ fn transfer_id(n: usize) -> String {
 
 /// What became of the next `offers` offers, by transfer id: "waiting" once announced, or the
 /// error the transfer ended with.
-async fn fates(events: &mut lanyard::node::Subscription, offers: usize) -> std::collections::HashMap<String, String> {
+async fn fates(events: &mut lanyard::node::events::Subscription, offers: usize) -> std::collections::HashMap<String, String> {
     let mut ended = std::collections::HashMap::new();
     let wait = async {
         while ended.len() < offers {
@@ -206,7 +207,7 @@ async fn figures() {
 }
 
 /// The next offer the node announces.
-async fn offered(events: &mut lanyard::node::Subscription) -> String {
+async fn offered(events: &mut lanyard::node::events::Subscription) -> String {
     let wait = async {
         loop {
             if let Ok(Event::Offer(o)) = events.recv().await {
@@ -232,11 +233,11 @@ async fn dial_from(node: &NodeHandle, me: &Identity, src: std::net::IpAddr) -> S
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(std::net::SocketAddr::new(src, 0)).expect("bind a 127.0.0.x source");
     let sock = socket.connect(node.listen_addr().unwrap()).await.expect("connect");
-    lanyard::net::secure::connect(
+    lanyard::fuzzing::net::secure::connect(
         sock,
         me,
         &common::mallory_hello(),
-        lanyard::net::wire::Purpose::Transfer,
+        lanyard::fuzzing::net::wire::Purpose::Transfer,
         Some(node.id()),
     )
     .await
@@ -266,7 +267,7 @@ async fn offers_over_the_budget_are_refused_with_a_reason_and_the_node_still_ser
         peer.expect_up(victim.id()).await;
     }
     victim.set_trusted(&trusted.id(), true).await.unwrap();
-    let hi = victim.say(&lanyard::node::ChatTarget::Peer(known.id()), "hi").await.unwrap();
+    let hi = victim.say(&lanyard::node::api::ChatTarget::Peer(known.id()), "hi").await.unwrap();
     assert!(victim.wait_delivered(&hi, PATIENCE).await.unwrap());
 
     // Two offers of 100,000 long names from two throwaway keys on one address: each alone fits,
@@ -365,7 +366,7 @@ async fn offers_over_the_budget_are_refused_with_a_reason_and_the_node_still_ser
 
 /// One offer of the largest size fits a peer's share, and the share is under the node's budget.
 fn item_cost_fits_one_offer() -> bool {
-    let largest =
-        lanyard::node::transfer::wire::MAX_MANIFEST_BYTES + lanyard::node::transfer::wire::MAX_ITEMS * lanyard::limits::MANIFEST_ITEM_COST;
+    let largest = lanyard::fuzzing::transfer::wire::MAX_MANIFEST_BYTES
+        + lanyard::fuzzing::transfer::wire::MAX_ITEMS * lanyard::limits::MANIFEST_ITEM_COST;
     largest <= MANIFEST_PEER_SHARE && largest <= MANIFEST_NEWCOMER_SHARE && MANIFEST_NEWCOMER_SHARE < MANIFEST_BUDGET
 }

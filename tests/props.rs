@@ -10,12 +10,12 @@ mod invariants;
 use std::fs;
 use std::path::Path;
 
-use lanyard::net::frame::{self, FrameError};
-use lanyard::net::wire::{
+use lanyard::fuzzing::net::frame::{self, FrameError};
+use lanyard::fuzzing::net::wire::{
     ByeReason, ControlMsg, Hello, MAX_CHAT_TEXT, MAX_CONTROL_FRAME, MAX_HINT_ADDR_BYTES, MAX_NICK_BYTES, MAX_PEER_HINTS, PeerHint,
 };
-use lanyard::node::transfer::file_names::{check_relative, create_dirs_safely};
-use lanyard::node::transfer::wire::{Item, MAX_REASON_BYTES, MAX_TRANSFER_FRAME, TransferMsg};
+use lanyard::fuzzing::transfer::file_names::{check_relative, create_dirs_safely};
+use lanyard::fuzzing::transfer::wire::{Item, MAX_REASON_BYTES, MAX_TRANSFER_FRAME, TransferMsg};
 use proptest::prelude::*;
 
 /// Strings of 0 to `max` characters that make names and requests interesting: separators, dots,
@@ -70,7 +70,7 @@ fn control_msg() -> impl Strategy<Value = ControlMsg> {
                 files: 1,
                 bytes: 2,
                 failed: 0,
-                code: (!finished).then_some(lanyard::node::Reason::Rejected),
+                code: (!finished).then_some(lanyard::node::api::Reason::Rejected),
                 reason,
             }),
         prop::collection::vec(hint, 0..4).prop_map(|peers| ControlMsg::Peers { peers }),

@@ -5,9 +5,9 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{PATIENCE as WAIT, start_node};
-use lanyard::node::share::EntryKind;
-use lanyard::node::transfer::TransferError;
-use lanyard::node::{NodeConfig, NodeHandle};
+use lanyard::node::api::EntryKind;
+use lanyard::node::api::TransferError;
+use lanyard::node::api::{NodeConfig, NodeHandle};
 
 fn write(path: &Path, data: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();

@@ -6,8 +6,9 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{FileNode as Node, PATIENCE as WAIT, file_node, link, pattern};
-use lanyard::node::transfer::{Direction, TransferError, TransferView};
-use lanyard::node::{Event, NodeConfig};
+use lanyard::node::api::NodeConfig;
+use lanyard::node::api::{Direction, TransferError, TransferView};
+use lanyard::node::events::Event;
 
 /// Every node here takes offers without asking, unless a test says otherwise.
 async fn node(nick: &str, tweak: impl FnOnce(&mut NodeConfig)) -> Node {
@@ -119,7 +120,7 @@ async fn a_relayed_send_goes_down_the_chain_and_every_recipient_verifies_it() {
 }
 
 /// The views of a send `group` at the sender, in the order of `ids`.
-fn rows(n: &Node, group: &str, ids: &[lanyard::node::PeerId]) -> Vec<TransferView> {
+fn rows(n: &Node, group: &str, ids: &[lanyard::node::api::PeerId]) -> Vec<TransferView> {
     let views: Vec<TransferView> = n
         .handle
         .transfers()
@@ -131,7 +132,7 @@ fn rows(n: &Node, group: &str, ids: &[lanyard::node::PeerId]) -> Vec<TransferVie
 
 #[tokio::test]
 async fn a_recipient_that_verified_shows_done_at_once_while_the_one_behind_it_still_receives() {
-    use lanyard::node::transfer::TransferState;
+    use lanyard::node::api::TransferState;
     let (ada, bob) = (node("ada", |_| {}).await, node("bob", |_| {}).await);
     // Carol stops taking data after 1 MiB: the chain behind bob is still running.
     let carol = node("carol", |_| {}).await;
@@ -164,7 +165,7 @@ async fn a_recipient_that_verified_shows_done_at_once_while_the_one_behind_it_st
 
 #[tokio::test]
 async fn a_relay_that_says_a_recipient_verified_is_not_believed() {
-    use lanyard::node::RelayTamper;
+    use lanyard::fuzzing::RelayTamper;
     let ada = node("ada", |_| {}).await;
     let mallory = node("mallory", |c| c.relay_tamper = Some(RelayTamper::ClaimVerified)).await;
     // Dave takes nothing without a person, and nobody is there: whatever reaches him, he refuses.
@@ -181,16 +182,16 @@ async fn a_relay_that_says_a_recipient_verified_is_not_believed() {
     assert!(matches!(&results[1].1, Err(TransferError::Rejected(..))), "{:?}", results[1].1);
     assert!(!dave.downloads.join("exam.pdf").exists());
     let dave_row = rows(&ada, &id, &ids).pop().unwrap();
-    assert_ne!(dave_row.state, lanyard::node::transfer::TransferState::Done, "{dave_row:?}");
+    assert_ne!(dave_row.state, lanyard::node::api::TransferState::Done, "{dave_row:?}");
 }
 
 #[tokio::test]
 async fn a_relays_report_of_a_recipients_failure_is_shown_as_the_relays_and_the_recipient_is_served_directly() {
-    use lanyard::node::RelayTamper;
+    use lanyard::fuzzing::RelayTamper;
     let ada = node("ada", |_| {}).await;
     let forged = "disk full on dave: no space left".to_string();
     let mallory = node("mallory", |c| {
-        c.relay_tamper = Some(RelayTamper::ClaimFailed(lanyard::node::Reason::DiskFull, forged))
+        c.relay_tamper = Some(RelayTamper::ClaimFailed(lanyard::node::api::Reason::DiskFull, forged))
     })
     .await;
     let dave = node("dave", |_| {}).await;
@@ -218,7 +219,7 @@ async fn a_relays_report_of_a_recipients_failure_is_shown_as_the_relays_and_the_
 
 #[tokio::test]
 async fn a_relay_cannot_bring_in_a_peer_the_sender_did_not_send_to() {
-    use lanyard::node::RelayTamper;
+    use lanyard::fuzzing::RelayTamper;
     let (ada, dave) = (node("ada", |_| {}).await, node("dave", |_| {}).await);
     // Bob trusts ada and would take anything she sends; ada sends him nothing.
     let bob = node("bob", |c| c.accept_all = false).await;
@@ -357,7 +358,7 @@ async fn when_a_middle_relay_stalls_the_peers_behind_it_still_get_everything() {
 
 #[tokio::test]
 async fn a_relay_cannot_offer_anything_but_what_the_sender_vouched_for() {
-    use lanyard::node::transfer::wire::{Item, MAX_TRANSFER_FRAME, TransferMsg};
+    use lanyard::fuzzing::transfer::wire::{Item, MAX_TRANSFER_FRAME, TransferMsg};
     let (ada, bob, dave) = (node("ada", |_| {}).await, node("bob", |_| {}).await, node("dave", |_| {}).await);
     let src = tempfile::tempdir().unwrap();
     let real = src.path().join("exam.pdf");

@@ -12,15 +12,15 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use common::{FileNode, PATIENCE};
+use lanyard::fuzzing::net::secure::{self, SecureConn};
+use lanyard::fuzzing::net::wire::Purpose;
+use lanyard::fuzzing::transfer::wire::{Item, MAX_TRANSFER_FRAME, TransferMsg};
 use lanyard::identity::{Identity, PeerId};
 use lanyard::limits::{
     MAX_CONTROL_CONNECTIONS, MAX_CONTROL_PER_ADDRESS, MAX_NEWCOMER_WAITING_OFFERS, MAX_WAITING_OFFERS_PER_ADDRESS,
     MAX_WAITING_OFFERS_PER_KEY, NEWCOMER_SHARE,
 };
-use lanyard::net::secure::{self, SecureConn};
-use lanyard::net::wire::Purpose;
-use lanyard::node::transfer::wire::{Item, MAX_TRANSFER_FRAME, TransferMsg};
-use lanyard::node::{ChatTarget, NodeConfig, NodeHandle};
+use lanyard::node::api::{ChatTarget, NodeConfig, NodeHandle};
 use tokio::net::TcpSocket;
 
 fn sources(first: u8, n: u8) -> Vec<IpAddr> {

@@ -5,8 +5,9 @@ mod common;
 use std::path::PathBuf;
 
 use common::{FileNode as Node, PATIENCE as WAIT, file_node as node, link, partials, pattern, start_node, tmpfs, until, wait_for, write};
-use lanyard::node::transfer::{Direction, TransferError, TransferState};
-use lanyard::node::{Event, NodeConfig};
+use lanyard::node::api::NodeConfig;
+use lanyard::node::api::{Direction, TransferError, TransferState};
+use lanyard::node::events::Event;
 
 async fn accepting(nick: &str) -> Node {
     node(nick, |c| c.accept_all = true).await
@@ -114,7 +115,10 @@ async fn offers_are_rejected_without_accept_all_or_an_answer() {
         .wait()
         .await
         .unwrap_err();
-    assert_eq!(err, TransferError::Rejected(lanyard::node::Reason::Rejected, "rejected".into()));
+    assert_eq!(
+        err,
+        TransferError::Rejected(lanyard::node::api::Reason::Rejected, "rejected".into())
+    );
     assert!(!b.downloads.join("x.txt").exists());
 
     // With a face that answers: no, then yes-always (trust), then no question at all.
@@ -562,7 +566,7 @@ async fn the_partial_folder_goes_once_empty_and_stays_while_not() {
 }
 
 /// What `Event::Error` says of a transfer on this node.
-async fn error_of(rx: &mut lanyard::node::Subscription) -> String {
+async fn error_of(rx: &mut lanyard::node::events::Subscription) -> String {
     wait_for(rx, |e| match e {
         Event::Error { message, .. } => Some(message.clone()),
         _ => None,
@@ -591,7 +595,7 @@ async fn an_offer_that_does_not_fit_is_refused_with_the_reason_on_both_sides() {
         .unwrap_err();
     assert!(matches!(err, TransferError::Rejected(..)), "{err:?}");
     let expected = "not enough disk space on bob: needs 1.00 MiB (and 64.00 MiB kept free), 32.00 MiB free";
-    assert_eq!(err.reason(), lanyard::node::Reason::NoSpace);
+    assert_eq!(err.reason(), lanyard::node::api::Reason::NoSpace);
     assert_eq!(err.to_string(), format!("rejected: not enough free space (bob: \"{expected}\")"));
     assert!(error_of(&mut b_events).await.contains(expected));
     assert!(!b.downloads.exists() || std::fs::read_dir(&b.downloads).unwrap().next().is_none());
@@ -641,7 +645,7 @@ async fn disk_full_fails_the_transfer_on_both_sides_and_the_node_carries_on() {
     let bob = link(&a, &b).await;
     let mut b_events = b.handle.subscribe();
     let err = a.handle.send(&bob, &[big]).await.unwrap().wait().await.unwrap_err();
-    assert_eq!(err.reason(), lanyard::node::Reason::DiskFull, "{err}");
+    assert_eq!(err.reason(), lanyard::node::api::Reason::DiskFull, "{err}");
     assert!(
         err.to_string()
             .starts_with("bob's disk is full (bob: \"disk full on bob: cannot write \"big.bin\""),

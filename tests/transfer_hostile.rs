@@ -9,11 +9,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{PATIENCE as WAIT, until};
+use lanyard::fuzzing::net::secure::{self, SecureConn};
+use lanyard::fuzzing::net::wire::Purpose;
+use lanyard::fuzzing::transfer::wire::{Item, MAX_TRANSFER_FRAME, TransferMsg};
 use lanyard::identity::Identity;
-use lanyard::net::secure::{self, SecureConn};
-use lanyard::net::wire::Purpose;
-use lanyard::node::transfer::wire::{Item, MAX_TRANSFER_FRAME, TransferMsg};
-use lanyard::node::{NodeConfig, NodeHandle};
+use lanyard::node::api::{NodeConfig, NodeHandle};
 use serde_bytes::ByteBuf;
 use tokio::net::TcpStream;
 

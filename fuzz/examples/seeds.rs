@@ -6,12 +6,12 @@
 use std::fs;
 use std::path::Path;
 
-use lanyard::net::frame;
-use lanyard::net::wire::{
+use lanyard::fuzzing::net::frame;
+use lanyard::fuzzing::net::wire::{
     ByeReason, ControlMsg, Hello, MAGIC, MAX_CHAT_TEXT, MAX_HINT_ADDR_BYTES, MAX_NICK_BYTES, MAX_PEER_HINTS, PROTOCOL_VERSION, PeerHint,
 };
-use lanyard::node::transfer::file_names::{MAX_COMPONENT_BYTES, MAX_DEPTH, MAX_PATH_BYTES};
-use lanyard::node::transfer::wire::{Item, MAX_REASON_BYTES, MAX_SEGMENT, TransferMsg};
+use lanyard::fuzzing::transfer::file_names::{MAX_COMPONENT_BYTES, MAX_DEPTH, MAX_PATH_BYTES};
+use lanyard::fuzzing::transfer::wire::{Item, MAX_REASON_BYTES, MAX_SEGMENT, TransferMsg};
 
 /// Raw-bytes mode of a target's first byte (see `lanyard_fuzz::raw_or`).
 const RAW: u8 = 0;

@@ -2,9 +2,9 @@
 //! fails, and every body that decodes round-trips.
 #![no_main]
 
-use lanyard::net::frame::{self, FrameError, LEN_BYTES};
-use lanyard::net::wire::{ControlMsg, MAX_CONTROL_FRAME};
-use lanyard::node::transfer::wire::{MAX_TRANSFER_FRAME, TransferMsg};
+use lanyard::fuzzing::net::frame::{self, FrameError, LEN_BYTES};
+use lanyard::fuzzing::net::wire::{ControlMsg, MAX_CONTROL_FRAME};
+use lanyard::fuzzing::transfer::wire::{MAX_TRANSFER_FRAME, TransferMsg};
 use lanyard_fuzz::{block_on, invariants};
 use libfuzzer_sys::fuzz_target;
 

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use lanyard::fuzzing;
 use lanyard::identity::{Identity, PeerId};
-use lanyard::net::frame;
-use lanyard::net::secure::HandshakeError;
-use lanyard::net::wire::{
+use lanyard::fuzzing::net::frame;
+use lanyard::fuzzing::net::secure::HandshakeError;
+use lanyard::fuzzing::net::wire::{
     Hello, MAGIC, NOISE_MAX_MESSAGE, NOISE_PARAMS, PREAMBLE_LEN, PROTOCOL_VERSION, Purpose, TRANSFER_PROTOCOL_VERSION,
 };
 use lanyard_fuzz::block_on;

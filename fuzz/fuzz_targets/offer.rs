@@ -1,7 +1,7 @@
 //! Offer validation: a manifest is accepted exactly when its names are safe and consistent.
 #![no_main]
 
-use lanyard::node::transfer::wire::Item;
+use lanyard::fuzzing::transfer::wire::Item;
 use lanyard_fuzz::{invariants, message_target};
 use libfuzzer_sys::fuzz_target;
 

@@ -10,17 +10,17 @@ use std::fs;
 use std::path::{Component, Path, PathBuf};
 
 use lanyard::fuzzing;
-use lanyard::limits::CHAT_REFUSAL_BYTES;
-use lanyard::net::frame::{self, FrameError, LEN_BYTES};
-use lanyard::net::wire::{
+use lanyard::fuzzing::net::frame::{self, FrameError, LEN_BYTES};
+use lanyard::fuzzing::net::wire::{
     CHAT_ID_LEN, ControlMsg, Hello, MAX_CHAT_TEXT, MAX_HINT_ADDR_BYTES, MAX_HINT_ADDRS, MAX_NICK_BYTES, MAX_PEER_HINTS, MAX_SOFTWARE_BYTES,
     valid_chat_id,
 };
-use lanyard::node::share::{Resolved, ShareError, Shares};
-use lanyard::node::transfer::file_names::{
+use lanyard::fuzzing::share::{Resolved, ShareError, Shares};
+use lanyard::fuzzing::transfer::file_names::{
     self, MAX_COMPONENT_BYTES, MAX_DEPTH, MAX_PATH_BYTES, NameError, check_component, check_relative,
 };
-use lanyard::node::transfer::wire::{Item, MAX_REASON_BYTES, TransferMsg, bounded};
+use lanyard::fuzzing::transfer::wire::{Item, MAX_REASON_BYTES, TransferMsg, bounded};
+use lanyard::limits::CHAT_REFUSAL_BYTES;
 use lanyard::text::{is_clean, is_hostile};
 use serde::Serialize;
 use serde::de::DeserializeOwned;

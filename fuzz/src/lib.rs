@@ -11,12 +11,12 @@ use std::future::Future;
 use std::sync::OnceLock;
 
 use arbitrary::{Result, Unstructured};
-use lanyard::net::wire::{
+use lanyard::fuzzing::net::wire::{
     ByeReason, CHAT_ID_LEN, ControlMsg, Hello, MAX_CHAT_TEXT, MAX_HINT_ADDR_BYTES, MAX_NICK_BYTES, MAX_PEER_HINTS, PeerHint,
 };
-use lanyard::node::share::{EntryKind, ShareEntry};
-use lanyard::node::transfer::file_names::{MAX_COMPONENT_BYTES, MAX_PATH_BYTES};
-use lanyard::node::transfer::wire::{Hop, Item, MAX_REASON_BYTES, TransferMsg};
+use lanyard::node::api::{EntryKind, ShareEntry};
+use lanyard::fuzzing::transfer::file_names::{MAX_COMPONENT_BYTES, MAX_PATH_BYTES};
+use lanyard::fuzzing::transfer::wire::{Hop, Item, MAX_REASON_BYTES, TransferMsg};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

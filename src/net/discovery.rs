@@ -94,10 +94,6 @@ impl Discovery {
         Ok(discovery)
     }
 
-    pub fn is_browsing(&self) -> bool {
-        self.browsing.is_some()
-    }
-
     /// Look for the others: query the LAN (mdns-sd's schedule: after 1, 2, 4 ... s) and report
     /// every record, also the ones already in the cache. Answering others' queries about us
     /// doesn't depend on this.

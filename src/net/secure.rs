@@ -19,7 +19,7 @@ pub use handshake::{HandshakeError, accept, connect};
 // The fuzz targets reach the handshake through `fuzzing`.
 #[cfg(feature = "test-hooks")]
 pub(crate) use handshake::{check_preamble, respond};
-pub use liveness::{CONTROL_GONE_AFTER, CONTROL_PROBE_AFTER, CONTROL_PROBE_EVERY, CONTROL_PROBES};
+pub use liveness::CONTROL_GONE_AFTER;
 pub use records::{SecureReader, SecureWriter};
 
 /// Who is on the other end, as proven by the handshake.

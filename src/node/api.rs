@@ -14,23 +14,27 @@ use anyhow::{Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::chat::Page;
-use super::{Envelope, Event, OfferItem, RecvError, Snapshot};
+use super::{Envelope, Event, RecvError, Snapshot};
 /// Lines a `History` call answers at most: the faces page with it.
 pub use crate::limits::HISTORY_PAGE;
 
 // What a face may name besides requests and replies: the types they carry, the handle a face in
 // the same process holds, and the few checks a face makes before it asks. Faces reach the node
 // only through `api`, `control`, `events` and `snapshot`.
-pub use super::chat::{ChatTarget, Delivery, ROOM, Recipient, check_text};
+pub use super::chat::{ChatEntry, ChatTarget, DbBudget, Delivery, InFlightPeaks, Page, ROOM, Recipient, check_text};
 pub use super::doctor::{Exam, Verdict, examine};
+pub use super::handle::NodeHandle;
 pub use super::names::{Named, label};
 pub use super::nick::nick_in;
-pub use super::share::EntryKind;
-pub use super::transfer::{Direction, Reason, TransferState};
-pub use super::{
-    ChatEntry, DEFAULT_PORT, NodeHandle, OfferView, Outcome, PeerId, PeerInfo, ShareEntry, TransferView, identity_of, validate_nick,
+pub use super::peers::{FindError, PeerInfo};
+pub use super::share::{EntryKind, ShareEntry};
+pub use super::slots::SlotCounts;
+pub use super::transfer::{
+    Answerer, Direction, GroupTask, OfferItem, OfferView, Outcome, PeerListing, Prepared, Reason, TransferError, TransferState,
+    TransferTask, TransferView,
 };
+pub use super::{AlreadyRunning, DEFAULT_PORT, NodeConfig, identity_of, validate_nick};
+pub use crate::identity::PeerId;
 
 /// How long a PEER named by a face may take to be discovered or connected.
 const RESOLVE_WAIT: Duration = Duration::from_secs(5);

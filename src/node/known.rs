@@ -86,7 +86,7 @@ pub(crate) fn load_table(store: &Store, me: &PeerId, one_time_age: u64) -> Resul
     let chatted: HashSet<PeerId> = store.peers_with_history()?.into_iter().collect();
     let seen_before = crate::store::unix_now().saturating_sub(crate::limits::STANDING_AFTER.as_secs());
     let earned: HashSet<PeerId> = store.peers_with_standing(me, seen_before)?.into_iter().collect();
-    let mut table = PeerTable::new(me.clone());
+    let mut table = PeerTable::default();
     for p in store.peers()? {
         // Only a copied data dir holds its own record; dialling it would reach ourselves.
         if &p.id == me {

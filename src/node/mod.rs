@@ -4,22 +4,22 @@
 mod alone;
 pub mod api;
 mod browse;
-pub mod chat;
+pub(crate) mod chat;
 pub(crate) mod conn;
 pub mod control;
 mod dials;
-pub mod doctor;
+pub(crate) mod doctor;
 pub mod events;
 mod exchange;
 mod handle;
 mod known;
-pub mod names;
-pub mod nick;
-pub mod peers;
-pub mod share;
+pub(crate) mod names;
+pub(crate) mod nick;
+pub(crate) mod peers;
+pub(crate) mod share;
 mod slots;
 pub mod snapshot;
-pub mod transfer;
+pub(crate) mod transfer;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -34,24 +34,20 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use crate::identity::PeerId;
+pub(crate) use crate::identity::PeerId;
 use crate::identity::{Identity, ensure_private_dir};
 use crate::net::discovery::{Discovery, DiscoveryEvent};
 use crate::net::wire::{Hello, MAX_NICK_BYTES};
 use crate::store::Store;
-pub use chat::{ChatEntry, ChatTarget, Delivery, ROOM};
+pub(crate) use chat::{ChatEntry, ROOM};
 use events::Emitter;
-pub use events::{Envelope, Event, Lagged, ReceivedFile, RecvError, Subscription};
-pub use handle::NodeHandle;
-pub use peers::PeerInfo;
+pub(crate) use events::{Envelope, Event, ReceivedFile, RecvError};
+pub(crate) use handle::NodeHandle;
+pub(crate) use peers::PeerInfo;
 use peers::PeerTable;
-pub use share::{EntryKind, ShareEntry};
-pub use slots::SlotCounts;
-pub use snapshot::{ConversationView, Me, Snapshot};
+pub(crate) use snapshot::Snapshot;
 use transfer::Registry;
-pub use transfer::{
-    Direction, GroupTask, OfferItem, OfferView, Outcome, Prepared, Reason, TransferError, TransferState, TransferTask, TransferView,
-};
+pub(crate) use transfer::{OfferView, TransferView};
 
 pub const DEFAULT_PORT: u16 = 7717;
 /// How often a waiter for a peer looks again even without a change signalled.

@@ -75,6 +75,13 @@ impl PeerState {
         self.public_key.is_empty() && self.conn.is_none()
     }
 
+    /// Listed as online: connected, or between a duplicate connection's goodbye and the winning
+    /// connection's arrival (subscribers were told it is up and not that it went down; a list
+    /// that said otherwise would flicker a peer offline that never left).
+    fn shown_online(&self) -> bool {
+        self.conn.is_some() || self.announced
+    }
+
     /// Its key answered a handshake (now or in an earlier run).
     pub fn is_proven(&self) -> bool {
         !self.public_key.is_empty()
@@ -163,18 +170,10 @@ pub enum Registered {
 
 #[derive(Debug, Default)]
 pub struct PeerTable {
-    pub me: Option<PeerId>,
     peers: HashMap<PeerId, PeerState>,
 }
 
 impl PeerTable {
-    pub fn new(me: PeerId) -> Self {
-        PeerTable {
-            me: Some(me),
-            peers: HashMap::new(),
-        }
-    }
-
     pub fn get(&self, id: &PeerId) -> Option<&PeerState> {
         self.peers.get(id)
     }
@@ -208,7 +207,7 @@ impl PeerTable {
     }
 
     pub fn online_count(&self) -> usize {
-        self.peers.values().filter(|p| p.conn.is_some()).count()
+        self.peers.values().filter(|p| p.shown_online()).count()
     }
 
     /// mDNS stopped browsing: no record will be reported gone, so none may keep a peer present.
@@ -309,7 +308,7 @@ impl PeerTable {
             nick: p.nick.clone(),
             label: String::new(),
             host: p.host.clone(),
-            online: p.conn.is_some(),
+            online: p.shown_online(),
             addr: p
                 .dial_addrs
                 .first()
@@ -407,16 +406,16 @@ mod tests {
         // Connections 1 and 2 (channels 70 and 30) between run 5 of `a` and run 9 of `b`; each
         // side sees them in a different order, and however late: no clock is involved.
         for (first, second) in [((1, 70), (2, 30)), ((2, 30), (1, 70))] {
-            let mut at_a = PeerTable::new(a.clone());
+            let mut at_a = PeerTable::default();
             at_a.register(&b, conn(first.0, 9, first.1));
             at_a.register(&b, conn(second.0, 9, second.1));
-            let mut at_b = PeerTable::new(b.clone());
+            let mut at_b = PeerTable::default();
             at_b.register(&a, conn(second.0, 5, second.1));
             at_b.register(&a, conn(first.0, 5, first.1));
             assert_eq!(at_a.get(&b).unwrap().conn.as_ref().unwrap().conn_id, 2);
             assert_eq!(at_b.get(&a).unwrap().conn.as_ref().unwrap().conn_id, 2);
         }
-        let mut t = PeerTable::new(a.clone());
+        let mut t = PeerTable::default();
         assert_eq!(t.register(&b, conn(1, 9, 70)), Registered::Up);
         assert_eq!(t.register(&b, conn(2, 9, 30)), Registered::Replaced(1));
         assert_eq!(t.register(&b, conn(3, 9, 50)), Registered::Duplicate);
@@ -424,16 +423,30 @@ mod tests {
 
     #[test]
     fn a_connection_from_a_new_run_replaces_the_old_one() {
-        let (a, b) = two_ids();
-        let mut t = PeerTable::new(a);
+        let (_, b) = two_ids();
+        let mut t = PeerTable::default();
         t.register(&b, conn(1, 9, 10));
         assert_eq!(t.register(&b, conn(2, 10, 99)), Registered::Replaced(1), "the peer restarted");
     }
 
     #[test]
-    fn up_and_down_are_announced_once() {
+    fn a_peer_stays_listed_online_while_its_duplicate_connection_gives_way() {
         let (me, other) = two_ids();
         let mut t = PeerTable::new(me);
+        t.register(&other, conn(1, 1, 1));
+        assert!(!t.unregister(&other, 1, true), "a duplicate's goodbye defers the verdict");
+        assert!(t.info(&other).unwrap().online, "no down was announced: still listed online");
+        assert_eq!(t.online_count(), 1);
+        assert!(!t.is_online(&other), "but nothing can be sent over a connection that is gone");
+        assert!(t.settle(&other), "no winning connection came: now it is down");
+        assert!(!t.info(&other).unwrap().online);
+        assert_eq!(t.online_count(), 0);
+    }
+
+    #[test]
+    fn up_and_down_are_announced_once() {
+        let (_, other) = two_ids();
+        let mut t = PeerTable::default();
         assert_eq!(t.register(&other, conn(1, 1, 1)), Registered::Up);
         assert!(!t.unregister(&other, 99, false), "a stale connection id changes nothing");
         assert!(t.unregister(&other, 1, false));
@@ -447,7 +460,7 @@ mod tests {
     #[test]
     fn find_by_nick_prefix_and_ambiguity() {
         let (a, b) = two_ids();
-        let mut t = PeerTable::new(Identity::generate().unwrap().id().clone());
+        let mut t = PeerTable::default();
         for (id, nick) in [(&a, "Ada"), (&b, "ada")] {
             let e = t.entry(id);
             e.nick = nick.into();
@@ -463,7 +476,7 @@ mod tests {
     fn stale_peers_are_neither_listed_nor_found_by_nick() {
         let (old, new) = two_ids();
         let now = 10 * FORGET_AFTER;
-        let mut t = PeerTable::new(Identity::generate().unwrap().id().clone());
+        let mut t = PeerTable::default();
         for (id, seen) in [(&old, now - FORGET_AFTER - 1), (&new, now - 60)] {
             let e = t.entry(id);
             e.nick = "ada".into();
@@ -488,7 +501,7 @@ mod tests {
     #[test]
     fn a_claim_alone_is_neither_listed_nor_a_namesake() {
         let (carol, forged) = two_ids();
-        let mut t = PeerTable::new(Identity::generate().unwrap().id().clone());
+        let mut t = PeerTable::default();
         let e = t.entry(&carol);
         e.nick = "carol".into();
         e.public_key = vec![1];
@@ -505,7 +518,7 @@ mod tests {
     #[test]
     fn an_ambiguity_ends_when_the_impostor_is_gone() {
         let (carol, impostor) = two_ids();
-        let mut t = PeerTable::new(Identity::generate().unwrap().id().clone());
+        let mut t = PeerTable::default();
         for (id, host, n) in [(&carol, "lab-1", 1), (&impostor, "lab-2", 2)] {
             let e = t.entry(id);
             e.nick = "carol".into();

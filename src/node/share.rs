@@ -260,6 +260,7 @@ impl Shares {
         Ok(Shares { roots })
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.roots.is_empty()
     }
@@ -350,6 +351,7 @@ impl Shares {
     /// the virtual root walks every share, each under its share name. The same rules as
     /// `list` decide what is included; a link back to a directory being walked is skipped, so
     /// link cycles end. At most MAX_WALK_ENTRIES files and directories, an error beyond.
+    #[cfg(test)]
     pub fn walk(&self, path: &str) -> Result<Walk, ShareError> {
         self.walk_limited(path, MAX_WALK_ENTRIES)
     }

@@ -10,7 +10,8 @@ use std::io::Write;
 use std::time::Duration;
 
 use lanyard::identity::PeerId;
-use lanyard::node::{Event, NodeConfig, NodeHandle};
+use lanyard::node::api::{NodeConfig, NodeHandle};
+use lanyard::node::events::Event;
 use tempfile::TempDir;
 
 /// The bound on anything a test waits for: only a guard against a hang, never a measurement.
@@ -27,7 +28,7 @@ pub async fn start_node(config: NodeConfig) -> NodeHandle {
 
 pub struct TestNode {
     pub node: NodeHandle,
-    pub events: lanyard::node::Subscription,
+    pub events: lanyard::node::events::Subscription,
     pub dir: TempDir,
 }
 
@@ -58,8 +59,8 @@ impl TestNode {
             loop {
                 match self.events.recv().await {
                     Ok(e) if pred(&e) => return Some(e),
-                    Ok(_) | Err(lanyard::node::RecvError::Lagged(_)) => {}
-                    Err(lanyard::node::RecvError::Closed) => return None,
+                    Ok(_) | Err(lanyard::node::events::RecvError::Lagged(_)) => {}
+                    Err(lanyard::node::events::RecvError::Closed) => return None,
                 }
             }
         };
@@ -177,8 +178,8 @@ pub async fn until(what: &str, cond: impl Fn() -> bool) {
 }
 
 /// What a hand-made client (a hostile peer in a test) says in its handshake.
-pub fn mallory_hello() -> lanyard::net::wire::Hello {
-    lanyard::net::wire::Hello {
+pub fn mallory_hello() -> lanyard::fuzzing::net::wire::Hello {
+    lanyard::fuzzing::net::wire::Hello {
         nick: "mallory".into(),
         host: "evil".into(),
         listen_port: None,
@@ -188,13 +189,19 @@ pub fn mallory_hello() -> lanyard::net::wire::Hello {
 }
 
 /// A transfer connection to `node` as `me`, speaking the real preamble and handshake.
-pub async fn dial_transfer_as(node: &NodeHandle, me: &lanyard::identity::Identity) -> lanyard::net::secure::SecureConn {
+pub async fn dial_transfer_as(node: &NodeHandle, me: &lanyard::identity::Identity) -> lanyard::fuzzing::net::secure::SecureConn {
     let sock = tokio::net::TcpStream::connect(node.listen_addr().expect("listening"))
         .await
         .expect("connect");
-    lanyard::net::secure::connect(sock, me, &mallory_hello(), lanyard::net::wire::Purpose::Transfer, Some(node.id()))
-        .await
-        .expect("handshake")
+    lanyard::fuzzing::net::secure::connect(
+        sock,
+        me,
+        &mallory_hello(),
+        lanyard::fuzzing::net::wire::Purpose::Transfer,
+        Some(node.id()),
+    )
+    .await
+    .expect("handshake")
 }
 
 /// A node with a download folder of its own, for pushes and pulls.
@@ -252,7 +259,7 @@ pub fn partials(downloads: &std::path::Path) -> Vec<std::path::PathBuf> {
 }
 
 /// The first event matching `f`, within [`PATIENCE`].
-pub async fn wait_for<T>(rx: &mut lanyard::node::Subscription, mut f: impl FnMut(&Event) -> Option<T>) -> T {
+pub async fn wait_for<T>(rx: &mut lanyard::node::events::Subscription, mut f: impl FnMut(&Event) -> Option<T>) -> T {
     tokio::time::timeout(PATIENCE, async {
         loop {
             match rx.recv().await {
@@ -261,7 +268,7 @@ pub async fn wait_for<T>(rx: &mut lanyard::node::Subscription, mut f: impl FnMut
                         return t;
                     }
                 }
-                Err(lanyard::node::RecvError::Lagged(_)) => {}
+                Err(lanyard::node::events::RecvError::Lagged(_)) => {}
                 Err(e) => panic!("event stream ended: {e}"),
             }
         }

@@ -366,6 +366,7 @@ impl SecureWriter {
     }
 
     /// Whether a write was dropped part-way (nothing more can be said on this connection).
+    #[cfg(test)]
     pub fn is_torn(&self) -> bool {
         self.torn
     }

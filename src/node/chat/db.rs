@@ -163,6 +163,7 @@ pub fn insert_outgoing(c: &mut Connection, m: &NewMessage, recipients: &[PeerId]
 
 /// Store a peer's line. False when this sender's id is already stored: a resend, not to be
 /// shown again (but acknowledged again).
+#[cfg(test)]
 pub fn insert_incoming(c: &Connection, m: &NewMessage) -> rusqlite::Result<bool> {
     insert_message(c, m, false)
 }
@@ -350,7 +351,7 @@ fn trim_oldest(c: &Connection, q: &Quota, sender: Option<&PeerId>, strangers: bo
         .execute(params![ROOM, sender, ms(q.session_start), q.me.as_str(), strangers, last])
 }
 
-/// [`mark_delivered`] (reason `None`) or [`mark_refused`] for a burst of answers, in one
+/// `mark_delivered` (reason `None`) or `mark_refused` for a burst of answers, in one
 /// transaction.
 pub fn mark_answered_batch(
     c: &mut Connection,
@@ -430,11 +431,13 @@ pub fn requeue_all(c: &Connection) -> rusqlite::Result<usize> {
 
 /// `peer` acknowledged our (`me`'s) line `id`. When that is news, returns the connection it was
 /// last sent on (`Some(None)` if it was still queued); `None` for a repeated or unknown ack.
+#[cfg(test)]
 pub fn mark_delivered(c: &Connection, me: &PeerId, peer: &PeerId, id: &str, now_ms: u64) -> rusqlite::Result<Option<Option<u64>>> {
     answered(c, me, peer, id, now_ms, None)
 }
 
-/// `peer` refused our line `id` for `reason`; returns as [`mark_delivered`] does.
+/// `peer` refused our line `id` for `reason`; returns as `mark_delivered` does.
+#[cfg(test)]
 pub fn mark_refused(
     c: &Connection,
     me: &PeerId,
@@ -528,6 +531,7 @@ pub enum Page<'a> {
 const ENTRY_COLUMNS: &str = "n, id, conversation, sender, sender_nick, outgoing, room, sent_ms, received_ms, text";
 
 /// The last `limit` lines of a conversation, oldest first.
+#[cfg(test)]
 pub fn history(c: &Connection, conversation: &str, limit: usize) -> rusqlite::Result<Vec<ChatEntry>> {
     Ok(history_page(c, conversation, Page::Last, limit)?.unwrap_or_default())
 }

@@ -6,15 +6,23 @@
 //! output, disguise an extension with a bidi override, or name a Windows
 //! device. The rules are the same on every platform so that a name accepted on
 //! Linux is also safe when the same code runs on Windows, and vice versa.
+//!
+//! The node places files by folder handle (`dirs`, `free_name_at`). The path-based `safe_join`,
+//! `create_dirs_safely` and `free_name` (and the refusals only they give) are built only for the
+//! tests and fuzz targets, which check the same rules through them.
 
 use std::borrow::Cow;
-use std::fs;
-use std::io;
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
+#[cfg(any(test, feature = "test-hooks"))]
+use std::path::{Component, Path};
 use std::time::{SystemTime, UNIX_EPOCH};
+#[cfg(any(test, feature = "test-hooks"))]
+use std::{fs, io};
 
 pub use crate::limits::{MAX_COMPONENT_BYTES, MAX_DEPTH, MAX_PATH_BYTES};
-use crate::text::{is_hostile, printable};
+use crate::text::is_hostile;
+#[cfg(any(test, feature = "test-hooks"))]
+use crate::text::printable;
 
 /// How many numbered candidates `free_name` tries before falling back to a time-based suffix.
 const MAX_NUMBERED_CANDIDATES: u32 = 100_000;
@@ -46,13 +54,16 @@ pub enum NameError {
     TooDeep { name: String, depth: usize, max: usize },
     #[error("refused name \"{}\": {reason}", shown(.name))]
     InvalidComponent { name: String, reason: &'static str },
+    #[cfg(any(test, feature = "test-hooks"))]
     #[error(
         "refused name \"{}\": an existing symbolic link is in the way and could lead outside the download folder",
         shown(.0)
     )]
     EscapesRoot(String),
+    #[cfg(any(test, feature = "test-hooks"))]
     #[error("refused name \"{}\": an existing file is in the way of a folder", shown(.0))]
     NotADirectory(String),
+    #[cfg(any(test, feature = "test-hooks"))]
     #[error("refused name \"{}\": cannot check what already exists there: {error}", shown(.name))]
     Uncheckable { name: String, error: String },
 }
@@ -154,6 +165,7 @@ fn is_windows_device_name(c: &str) -> bool {
 }
 
 /// Validate one path component from a peer and return it unchanged if safe.
+#[cfg(any(test, feature = "test-hooks"))]
 pub fn check_component(name: &str) -> Result<&str, NameError> {
     match component_problem(name) {
         Some(problem) => Err(problem.into_error(name)),
@@ -217,6 +229,7 @@ pub fn check_relative_str(path: &str) -> Result<(), NameError> {
 ///
 /// `safe_join` and `create_dirs_safely` take a `&Path`, so nothing in the type system proves
 /// the check happened; checking again is cheap and keeps them safe on their own.
+#[cfg(any(test, feature = "test-hooks"))]
 fn checked_components(rel: &Path) -> Result<Vec<&str>, NameError> {
     let whole = || rel.to_string_lossy().into_owned();
     let mut out = Vec::new();
@@ -273,6 +286,7 @@ fn checked_components(rel: &Path) -> Result<Vec<&str>, NameError> {
 /// component may be an existing regular file or directory; deciding whether to overwrite is the
 /// caller's business, and it should create the file with `OpenOptions::create_new(true)`, which
 /// also refuses a symlink planted there after this check.
+#[cfg(any(test, feature = "test-hooks"))]
 pub fn safe_join(root: &Path, rel: &Path) -> Result<PathBuf, NameError> {
     let comps = checked_components(rel)?;
     if comps.is_empty() {
@@ -309,6 +323,7 @@ pub fn safe_join(root: &Path, rel: &Path) -> Result<PathBuf, NameError> {
 }
 
 /// Refuse anything but a real directory, so we never walk through a planted link.
+#[cfg(any(test, feature = "test-hooks"))]
 fn ensure_real_dir(meta: &fs::Metadata, path: &Path) -> io::Result<()> {
     if meta.file_type().is_symlink() {
         return Err(io::Error::new(
@@ -335,6 +350,7 @@ fn ensure_real_dir(meta: &fs::Metadata, path: &Path) -> io::Result<()> {
 /// walk through a symlink or a non-directory, and return the full directory path.
 ///
 /// `root` must already exist; an empty `rel` returns `root` unchanged.
+#[cfg(any(test, feature = "test-hooks"))]
 pub fn create_dirs_safely(root: &Path, rel: &Path) -> io::Result<PathBuf> {
     let comps = checked_components(rel).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let mut full = root.to_path_buf();
@@ -417,6 +433,7 @@ fn fit(stem: &str, ext: &str, suffix: &str) -> String {
 /// This is a hint, not a reservation: create the file with `create_new(true)` and pick again if
 /// that reports `AlreadyExists`. A candidate whose existence cannot be checked (permission
 /// denied, say) is offered as free, so that the creation reports the real error.
+#[cfg(any(test, feature = "test-hooks"))]
 pub fn free_name(dir: &Path, name: &str, taken: impl Fn(&str) -> bool) -> String {
     free_name_by(name, |candidate| {
         !taken(candidate) && fs::symlink_metadata(dir.join(candidate)).is_err()

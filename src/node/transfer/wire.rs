@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use super::file_names::{check_relative, top_of};
 pub use crate::limits::{
-    HASHES_PER_FRAME, MAX_FILE_BYTES, MAX_GET_PATHS, MAX_ITEMS, MAX_LIST_ENTRIES, MAX_MANIFEST_BYTES, MAX_REASON_BYTES, MAX_RELAY_HOPS,
-    MAX_RESUME_ENTRIES, MAX_SEGMENT, MAX_TRANSFER_FRAME,
+    HASHES_PER_FRAME, MAX_FILE_BYTES, MAX_GET_PATHS, MAX_ITEMS, MAX_LIST_ENTRIES, MAX_MANIFEST_BYTES, MAX_REASON_BYTES, MAX_RESUME_ENTRIES,
+    MAX_SEGMENT, MAX_TRANSFER_FRAME,
 };
 use crate::node::share::ShareEntry;
 pub use crate::reason::Reason;
@@ -510,7 +510,7 @@ mod tests {
             transfer: "f".repeat(16),
             items: u32::MAX,
             bytes: u64::MAX,
-            relay: vec![hop; MAX_RELAY_HOPS],
+            relay: vec![hop; crate::limits::MAX_RELAY_HOPS],
             origin: Some("x".repeat(64)),
         };
         frame::encode(&offer, &mut buf).unwrap();
