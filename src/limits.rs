@@ -315,6 +315,12 @@ pub const MIN_CHUNK_LOG: u32 = 20;
 pub const MAX_CHUNK_LOG: u32 = 24;
 /// Chunks per file before chunks grow: bounds a file's hash list to 2 MiB (32 bytes a chunk).
 pub const TARGET_CHUNKS: u64 = 65_536;
+/// Segment buffers (1 MiB each) a transfer keeps for reuse once they were written to disk or
+/// sent; more are freed at once. With the short pipes between the socket and the disk (or the
+/// reading thread, or a relay's copy) this bounds the file data one transfer holds in memory,
+/// whatever the file's size: without it, a relay kept every segment it forwarded until the
+/// transfer ended (a 64 MiB file cost 64 MiB).
+pub const SPARE_SEGMENTS: usize = 8;
 /// Largest file in an offer (1 TiB, where the hash list reaches 2 MiB): a bigger one is refused
 /// with the offer ("a file over 1 TiB").
 pub const MAX_FILE_BYTES: u64 = 1 << 40;

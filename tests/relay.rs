@@ -281,13 +281,7 @@ async fn when_a_middle_relay_dies_the_peers_behind_it_are_reattached_and_resume(
     let ids = vec![link(&ada, &bob).await, link(&ada, &carol).await, link(&ada, &dave).await];
     let group = ada.handle.send_group(&ids, std::slice::from_ref(&top)).await.unwrap();
     // Dave has some of the big file (from carol) on disk ...
-    let partials = dave.downloads.join(".lanyard-partial");
-    common::until("dave holds 2 MiB from carol", || {
-        std::fs::read_dir(&partials)
-            .map(|rd| rd.flatten().any(|e| e.metadata().is_ok_and(|m| m.len() >= 2 << 20)))
-            .unwrap_or(false)
-    })
-    .await;
+    until_holding(&dave, "dave holds 2 MiB from carol").await;
     // ... when carol dies.
     carol.handle.shutdown().await;
     let results = group.wait().await;
@@ -427,5 +421,92 @@ async fn the_group_id_cancels_a_relayed_send_for_every_recipient() {
     assert!(ada.handle.cancel_transfer(&id));
     for (peer, r) in group.wait().await {
         assert!(matches!(r, Err(TransferError::Cancelled(..))), "{peer}: {r:?}");
+    }
+}
+
+/// Until one partial file of `n` holds 2 MiB.
+async fn until_holding(n: &Node, what: &str) {
+    let partials = n.downloads.join(".lanyard-partial");
+    common::until(what, || {
+        std::fs::read_dir(&partials)
+            .map(|rd| rd.flatten().any(|e| e.metadata().is_ok_and(|m| m.len() >= 2 << 20)))
+            .unwrap_or(false)
+    })
+    .await;
+}
+
+/// Bytes of partial data a node holds for receives not finished.
+fn partial_bytes(n: &Node) -> u64 {
+    std::fs::read_dir(n.downloads.join(".lanyard-partial"))
+        .map(|rd| rd.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+        .unwrap_or(0)
+}
+
+/// Ada sends a file of `mib` MiB to bob and carol, relayed (bob passes it on to carol); back
+/// once carol holds 2 MiB of it from bob. The source's folder, its path, and the send.
+async fn relayed_to_carol(
+    ada: &Node,
+    bob: &Node,
+    carol: &Node,
+    mib: usize,
+) -> (tempfile::TempDir, PathBuf, lanyard::node::transfer::GroupTask) {
+    let src = tempfile::tempdir().unwrap();
+    let big = src.path().join("image.bin");
+    std::fs::write(&big, pattern(mib << 20, mib as u64)).unwrap();
+    let ids = vec![link(ada, bob).await, link(ada, carol).await];
+    let group = ada.handle.send_group(&ids, std::slice::from_ref(&big)).await.unwrap();
+    until_holding(carol, "carol holds 2 MiB from bob").await;
+    (src, big, group)
+}
+
+#[tokio::test]
+async fn a_relay_that_cancels_its_own_receive_leaves_the_peers_behind_it_to_the_sender() {
+    use lanyard::node::transfer::TransferState;
+    use lanyard::reason::Reason;
+    let (ada, bob, carol) = (node("ada", |_| {}).await, node("bob", |_| {}).await, node("carol", |_| {}).await);
+    // Bob stops reading after 4 MiB (forwarding what he verified) until he cancels.
+    let _held = bob.handle.inject_hold_after(4 << 20);
+    let (_src, big, group) = relayed_to_carol(&ada, &bob, &carol, 16).await;
+    assert!(bob.handle.cancel_transfer(&group.id));
+    let results = group.wait().await;
+    assert!(
+        matches!(&results[0].1, Err(TransferError::Cancelled(Reason::CancelledByReceiver, _))),
+        "bob: {:?}",
+        results[0].1
+    );
+    // Carol, behind him, is served by ada directly and resumes what bob had passed on.
+    assert!(results[1].1.as_ref().is_ok_and(|o| o.all_ok()), "carol: {:?}", results[1].1);
+    assert!(std::fs::read(carol.downloads.join("image.bin")).unwrap() == std::fs::read(&big).unwrap());
+    let last = receives(&carol).pop().unwrap();
+    assert!(last.resumed >= 2 << 20, "{last:?}");
+    // Bob's cancel dropped his partial data; carol has none left either.
+    assert_eq!(receives(&bob).pop().unwrap().state, TransferState::Cancelled);
+    assert_eq!((partial_bytes(&bob), partial_bytes(&carol)), (0, 0));
+}
+
+#[tokio::test]
+async fn a_senders_cancel_reaches_the_chain_behind_the_relay_and_no_partial_data_stays() {
+    use lanyard::node::transfer::TransferState;
+    use lanyard::reason::Reason;
+    let (ada, bob, carol) = (node("ada", |_| {}).await, node("bob", |_| {}).await, node("carol", |_| {}).await);
+    let (_src, _big, group) = relayed_to_carol(&ada, &bob, &carol, 64).await;
+    assert!(ada.handle.cancel_transfer(&group.id));
+    for (peer, r) in group.wait().await {
+        assert!(matches!(r, Err(TransferError::Cancelled(..))), "{peer}: {r:?}");
+    }
+    // Both receives end as the sender's cancel, and drop what they held (a receive that
+    // ended another way first, its relay gone, hears the cancel over its control connection).
+    for n in [&bob, &carol] {
+        common::until("the receive is cancelled", || {
+            receives(n).last().is_some_and(|r| r.state == TransferState::Cancelled)
+        })
+        .await;
+        let r = receives(n).pop().unwrap();
+        assert_eq!(
+            (r.state, r.reason),
+            (TransferState::Cancelled, Some(Reason::CancelledBySender)),
+            "{r:?}"
+        );
+        common::until("no partial data", || partial_bytes(n) == 0).await;
     }
 }

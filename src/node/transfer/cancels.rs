@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Direction, TransferState, resume};
+use super::{Direction, resume};
 use crate::identity::PeerId;
 use crate::net::wire::ControlMsg;
 use crate::node::Shared;
@@ -86,7 +86,8 @@ pub(crate) fn connection_up(shared: &Shared, peer: &PeerId, tx: &tokio::sync::mp
 
 /// `from` says it cancelled `transfer` (or ended it for good for `code`): a transfer with it
 /// under that id ends here too, and its partial data goes (running: through its own end, as a
-/// cancel by the peer; paused: at once). Only the peer a transfer is with can end it this way.
+/// cancel by the peer; paused, or a receive that failed keeping its partial data: at once).
+/// Only the peer a transfer is with can end it this way.
 pub(crate) fn heard(shared: &Arc<Shared>, from: &PeerId, transfer: &str, code: Option<Reason>) {
     let named = |id: &str, group: Option<&str>| id == transfer || group == Some(transfer);
     let running = {
@@ -107,11 +108,11 @@ pub(crate) fn heard(shared: &Arc<Shared>, from: &PeerId, transfer: &str, code: O
     }
     let paused: Vec<String> = lock(&shared.transfers.recent)
         .iter()
-        .filter(|v| v.state == TransferState::Paused && v.peer == *from && named(&v.transfer, v.group.as_deref()))
+        .filter(|v| resume::kept(v) && v.peer == *from && named(&v.transfer, v.group.as_deref()))
         .map(|v| v.transfer.clone())
         .collect();
     for id in paused {
-        tracing::info!("transfer {id}: {} cancelled it while it was paused", from.short());
+        tracing::info!("transfer {id}: {} cancelled it after it stopped here", from.short());
         resume::cancel_by_peer(shared, &id, code);
     }
 }

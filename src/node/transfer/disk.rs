@@ -80,7 +80,7 @@ pub(super) fn disk_loop(
     mut plan: Plan,
     mut rx: mpsc::Receiver<Vec<Cmd>>,
     verdicts: mpsc::UnboundedSender<Verdict>,
-    free: std::sync::mpsc::Sender<Vec<u8>>,
+    free: super::stream::SpareTx,
     tap: Option<Arc<Tap>>,
     strict: bool,
     from: String,
@@ -111,7 +111,7 @@ pub(super) fn disk_loop(
 /// Where the disk thread's results go.
 pub(super) struct Out<'a> {
     verdicts: &'a mpsc::UnboundedSender<Verdict>,
-    free: &'a std::sync::mpsc::Sender<Vec<u8>>,
+    free: &'a super::stream::SpareTx,
     /// A relay's record of what it verified, for the peer it forwards to.
     tap: Option<&'a Tap>,
     /// The data comes from a relay: a chunk that does not match ends the transfer (the relay
@@ -151,7 +151,7 @@ pub(super) fn run_batch(
             },
             Cmd::Data(buf) => {
                 let Some(o) = current else {
-                    let _ = out.free.send(buf);
+                    let _ = out.free.try_send(buf);
                     continue;
                 };
                 if o.existing {
@@ -192,7 +192,7 @@ pub(super) fn run_batch(
 pub(super) fn take_segment(plan: &mut Plan, o: &mut Open, buf: Vec<u8>, out: &Out) -> Result<(), DiskStop> {
     if o.file.is_err() {
         // Failed already: the rest of its bytes go nowhere.
-        let _ = out.free.send(buf);
+        let _ = out.free.try_send(buf);
         return Ok(());
     }
     let chunk = o.layout.chunk_at(o.pos);
@@ -223,7 +223,7 @@ pub(super) fn take_segment(plan: &mut Plan, o: &mut Open, buf: Vec<u8>, out: &Ou
         ));
         plan.discard(o.index);
         for seg in o.pending.drain(..) {
-            let _ = out.free.send(seg);
+            let _ = out.free.try_send(seg);
         }
         o.pending_len = 0;
         return Ok(());
@@ -235,7 +235,7 @@ pub(super) fn take_segment(plan: &mut Plan, o: &mut Open, buf: Vec<u8>, out: &Ou
             }
             plan.written(seg.len() as u64);
         }
-        let _ = out.free.send(seg);
+        let _ = out.free.try_send(seg);
     }
     o.pos += o.pending_len;
     o.pending_len = 0;

@@ -304,7 +304,7 @@ async fn exchange(
     };
     let (tx, rx) = mpsc::channel::<Vec<Cmd>>(PIPE_DEPTH);
     let (vtx, mut vrx) = mpsc::unbounded_channel();
-    let (free_tx, free_rx) = std::sync::mpsc::channel();
+    let (free_tx, free_rx) = super::stream::spares();
     // A relay: what it verifies goes on to the chain behind it while it comes in.
     let forwarding = CancellationToken::new();
     let (tap, reports) = if header.relay.is_empty() {
@@ -354,13 +354,17 @@ async fn exchange(
         None => streamed,
     };
     if let Some(tap) = &tap {
-        // The chain behind us ends with us if we end early; our sender re-attaches it.
-        tap.end(
-            stopped
-                .as_ref()
-                .err()
-                .map(|_| format!("the relay {} lost its own sender", printable(&ctx.shared.nick()))),
-        );
+        match &stopped {
+            // Our sender cancelled the send: for the chain behind us too.
+            Err(Stop::CancelledByPeer(_)) => tap.cancelled(),
+            // The chain behind us ends with us if we end early; our sender re-attaches it.
+            _ => tap.end(
+                stopped
+                    .as_ref()
+                    .err()
+                    .map(|_| format!("the relay {} lost its own sender", printable(&ctx.shared.nick()))),
+            ),
+        }
         if stopped.is_err() {
             forwarding.cancel();
         }
@@ -623,7 +627,7 @@ struct Feed<'a> {
     expected: &'a [(bool, u64)],
     tally: &'a mut Tally,
     meter: &'a mut Meter,
-    free_rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    free_rx: super::stream::SpareRx,
     told: usize,
     /// Commands gathered for one hand-over to the disk thread: many small files per wake-up.
     batch: Vec<Cmd>,

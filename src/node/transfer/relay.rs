@@ -748,9 +748,9 @@ pub(crate) fn start_forward(
             .collect();
         let produce = || {
             let (tap, sizes) = (tap.clone(), sizes.clone());
-            Producer::Custom(Box::new(move |offsets: Vec<u64>, tx| {
+            Producer::Custom(Box::new(move |offsets: Vec<u64>, tx, spares| {
                 let files = sizes.iter().map(|&(k, size)| (k, size, offsets[k])).collect();
-                tap.produce(files, tx);
+                tap.produce(files, tx, spares);
             }))
         };
         let mut sink = |k: usize, report: Report, _via: Option<usize>| {

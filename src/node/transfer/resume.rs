@@ -150,6 +150,13 @@ async fn end(shared: &Arc<Shared>, view: TransferView, partials: Option<Partials
     });
 }
 
+/// Whether a listed transfer that ended here may still hold data for a resume: paused, or a
+/// receive that failed (its sender went away mid-way: a relay lost its own sender, say) and
+/// kept its partial data for the sender to offer it again. Its peer can still end it for good.
+pub(crate) fn kept(v: &TransferView) -> bool {
+    v.state == TransferState::Paused || (v.state == TransferState::Failed && v.direction == Direction::Receive)
+}
+
 /// The listed view of a paused transfer.
 fn paused_view(shared: &Shared, id: &str) -> Option<TransferView> {
     lock(&shared.transfers.recent)
@@ -173,10 +180,17 @@ pub(crate) fn cancel(shared: &Arc<Shared>, id: &str) -> bool {
     true
 }
 
-/// The peer cancelled paused transfer `id` (`code` None), or ended it for good for `code`
-/// (told over its control connection): it ends here too, and a receive's partial data goes.
+/// The peer cancelled transfer `id`, paused or kept here (see [`kept`]) (`code` None), or ended
+/// it for good for `code` (told over its control connection): it ends here too, and a
+/// receive's partial data goes.
 pub(crate) fn cancel_by_peer(shared: &Arc<Shared>, id: &str, code: Option<Reason>) {
-    let Some(view) = paused_view(shared, id) else {
+    let view = lock(&shared.transfers.recent)
+        .iter()
+        .rev()
+        .find(|v| v.transfer == id || v.group.as_deref() == Some(id))
+        .filter(|v| kept(v))
+        .cloned();
+    let Some(view) = view else {
         return;
     };
     let who = if view.nick.is_empty() {

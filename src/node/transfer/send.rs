@@ -22,7 +22,7 @@ use super::hooks::Fault;
 use super::meter::Meter;
 use super::opener::Opener;
 use super::source::SendManifest;
-use super::stream::{CHUNK, PIPE_DEPTH, SAY_STOP_LIMIT, Stop, interrupted, io_stop, moving, next, say_stop};
+use super::stream::{CHUNK, PIPE_DEPTH, SAY_STOP_LIMIT, SpareRx, SpareTx, Stop, interrupted, io_stop, moving, next, say_stop, spares};
 use super::wire::{HASHES_PER_FRAME, Hop, ITEM_OVERHEAD, ITEMS_FRAME_BYTES, Item, Reason, Report, TransferMsg, bounded};
 use super::wire::{file_failure_line, msg_name, note_saved_as};
 use crate::limits::{ANSWER_GRACE, LAST_VERDICTS_WAIT};
@@ -60,8 +60,8 @@ pub(crate) enum Producer {
 }
 
 /// Given each item's offset the receiver asked for, produce the segments in order on the
-/// channel (runs on a blocking thread).
-pub(crate) type Produce = Box<dyn FnOnce(Vec<u64>, mpsc::Sender<Vec<Chunk>>) + Send>;
+/// channel, in buffers taken from the spares when there are any (runs on a blocking thread).
+pub(crate) type Produce = Box<dyn FnOnce(Vec<u64>, mpsc::Sender<Vec<Chunk>>, SpareRx) + Send>;
 
 /// A file to read and send.
 struct SourceFile {
@@ -333,6 +333,9 @@ pub(crate) enum Chunk {
     /// The data stops here for good (a relay lost its own sender): the stream ends with the
     /// reason, the receiver keeps what it has.
     Abandon(String),
+    /// The send was cancelled upstream (a relay's sender cancelled it): the stream ends with a
+    /// cancel, and the receiver drops what it has.
+    Cancelled,
 }
 
 /// The next chunk from the reader thread; flushes what is batched before waiting, so a slow
@@ -369,7 +372,7 @@ async fn stream(
     // One producing thread for the whole transfer works ahead across files: small files cost
     // no thread start each, and the next file is read while this one is on the wire.
     let (tx, mut rx) = mpsc::channel(PIPE_DEPTH);
-    let (free_tx, free_rx) = std::sync::mpsc::channel();
+    let (free_tx, free_rx) = spares();
     match producer {
         Producer::Files => {
             let mut files = Vec::new();
@@ -395,7 +398,7 @@ async fn stream(
                 }
             }
             let offsets = offsets.to_vec();
-            tokio::task::spawn_blocking(move || produce(offsets, tx));
+            tokio::task::spawn_blocking(move || produce(offsets, tx, free_rx));
         }
     }
     // Bytes of the current file sent (what is left of it when it fails; where a test fault cuts).
@@ -463,6 +466,7 @@ async fn stream(
                     meter.end_file(ctx);
                 }
                 Chunk::Abandon(reason) => return Err(Stop::Failed(reason)),
+                Chunk::Cancelled => return Err(Stop::CancelledHere),
             }
         }
     }
@@ -491,7 +495,7 @@ async fn put_data(
     meter: &mut Meter,
     fault: Option<Fault>,
     sent: &mut u64,
-    free_tx: &std::sync::mpsc::Sender<Vec<u8>>,
+    free_tx: &SpareTx,
     mut buf: Vec<u8>,
 ) -> Result<(), Stop> {
     if let Some(Fault::Corrupt(at)) = fault
@@ -523,19 +527,14 @@ async fn put_data(
     // Only buffers worth reusing go back to the reader (a small file's would pile up unused:
     // the reader takes one only when it reads).
     if buf.capacity() >= CHUNK / 2 {
-        let _ = free_tx.send(buf);
+        let _ = free_tx.try_send(buf);
     }
     Ok(())
 }
 
 /// Read every source file in order, each from the offset the receiver asked for (the hashes
 /// were made before the offer). Stops when the async side goes away.
-fn read_sources(
-    files: Vec<SourceFile>,
-    confine: Option<Vec<PathBuf>>,
-    tx: mpsc::Sender<Vec<Chunk>>,
-    free: std::sync::mpsc::Receiver<Vec<u8>>,
-) {
+fn read_sources(files: Vec<SourceFile>, confine: Option<Vec<PathBuf>>, tx: mpsc::Sender<Vec<Chunk>>, free: SpareRx) {
     let mut batch = Batch::new(tx);
     let mut opener = Opener::default();
     for f in files {
@@ -609,7 +608,7 @@ fn read_into(
     item: &Item,
     offset: u64,
     batch: &mut Batch,
-    free: &std::sync::mpsc::Receiver<Vec<u8>>,
+    free: &SpareRx,
 ) -> Result<Option<Vec<u8>>, String> {
     // A file that changed since it was hashed fails alone here, before any of its bytes go: its
     // chunks would no longer match the hashes the receiver checks them against.
@@ -685,7 +684,7 @@ mod tests {
             root: serde_bytes::ByteBuf::new(),
         };
         let (tx, mut rx) = mpsc::channel(64);
-        let (_free_tx, free) = std::sync::mpsc::channel();
+        let (_free_tx, free) = spares();
         let mut batch = Batch::new(tx);
         let result = read_into(&mut Opener::default(), path, confine, &item, 0, &mut batch, &free);
         rx.close();

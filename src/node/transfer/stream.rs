@@ -8,7 +8,7 @@ use super::ctx::Ctx;
 use super::error::{Direction, TransferError};
 use super::file_names::top_of;
 use super::wire::{MAX_TRANSFER_FRAME, Reason, TransferMsg, bounded};
-use crate::limits::FINISH_WRITE;
+use crate::limits::{FINISH_WRITE, SPARE_SEGMENTS};
 use crate::net::frame::FrameError;
 use crate::net::secure::{SecureReader, SecureWriter};
 use crate::node::slots::{Pool, Refusal};
@@ -17,6 +17,17 @@ use crate::text::printable;
 pub(crate) const CHUNK: usize = 1 << 20;
 /// Chunks read ahead of the socket (and written behind it on the other side).
 pub(crate) const PIPE_DEPTH: usize = 4;
+
+/// Where written or sent segment buffers go back for reuse, and where they are taken from.
+pub(crate) type SpareTx = std::sync::mpsc::SyncSender<Vec<u8>>;
+pub(crate) type SpareRx = std::sync::mpsc::Receiver<Vec<u8>>;
+
+/// A list of spare segment buffers that holds [`SPARE_SEGMENTS`] at most: a buffer handed
+/// back when it is full (`try_send`) is freed instead, so memory stays bounded however
+/// the two ends' pace differs (and whether or not the other end takes buffers at all).
+pub(crate) fn spares() -> (SpareTx, SpareRx) {
+    std::sync::mpsc::sync_channel(SPARE_SEGMENTS)
+}
 
 /// Why one of the two halves stopped.
 pub(crate) enum Stop {

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use super::chunks::Layout;
 use super::send::{Batch, Chunk};
-use super::stream::CHUNK;
+use super::stream::{CHUNK, SpareRx};
 use super::wire::Reason;
 use crate::node::lock;
 
@@ -34,10 +34,22 @@ pub(crate) struct Tap {
 #[derive(Default)]
 struct State {
     files: HashMap<usize, TapFile>,
-    /// The relay's own receive is over: `Some(reason)` if it ended before everything came.
-    ended: Option<Option<String>>,
+    /// The relay's own receive is over.
+    ended: Option<Ended>,
     /// The forwarding side is gone: stop producing.
     closed: bool,
+}
+
+/// How the relay's own receive ended.
+enum Ended {
+    /// Everything came that was sent.
+    Whole,
+    /// It ended before everything came (why): the peers behind keep what they have, for the
+    /// sender to re-attach them.
+    Lost(String),
+    /// The sender cancelled the send: so is the stream to the peers behind, and their partial
+    /// data goes as ours did.
+    Cancelled,
 }
 
 struct TapFile {
@@ -108,7 +120,12 @@ impl Tap {
 
     /// The relay's receive is over; `lost` says why if it ended early.
     pub fn end(&self, lost: Option<String>) {
-        self.with(|s| s.ended = Some(lost));
+        self.with(|s| s.ended = Some(lost.map_or(Ended::Whole, Ended::Lost)));
+    }
+
+    /// The relay's receive ended because its sender cancelled the send.
+    pub fn cancelled(&self) {
+        self.with(|s| s.ended = Some(Ended::Cancelled));
     }
 
     /// The forwarding side stopped.
@@ -117,8 +134,9 @@ impl Tap {
     }
 
     /// Produce the segments of `files` (index, size, offset the next peer asked for) in order,
-    /// each as soon as it is verified here. Runs on a blocking thread until done or closed.
-    pub fn produce(&self, files: Vec<(usize, u64, u64)>, tx: mpsc::Sender<Vec<Chunk>>) {
+    /// each as soon as it is verified here, in buffers taken from `spares` when it has any.
+    /// Runs on a blocking thread until done or closed.
+    pub fn produce(&self, files: Vec<(usize, u64, u64)>, tx: mpsc::Sender<Vec<Chunk>>, spares: SpareRx) {
         let mut batch = Batch::new(tx);
         let mut placed = None;
         for (index, size, offset) in files {
@@ -132,8 +150,8 @@ impl Tap {
                 Some(Ok(cvs)) => cvs,
                 // Never started here: the next peer hears nothing of it ("it was not sent").
                 Some(Err(Step::Fail(_))) => continue,
-                Some(Err(Step::Abandon(reason))) => {
-                    let _ = batch.push(Chunk::Abandon(reason));
+                Some(Err(Step::Abandon(end))) => {
+                    let _ = batch.push(end);
                     let _ = batch.send();
                     return;
                 }
@@ -160,8 +178,8 @@ impl Tap {
                 let (verified, reader) = match ready {
                     Some(Ok(r)) => r,
                     Some(Err(Step::Fail(reason))) => break Chunk::Failed(index, Reason::Other, reason),
-                    Some(Err(Step::Abandon(reason))) => {
-                        let _ = batch.push(Chunk::Abandon(reason));
+                    Some(Err(Step::Abandon(end))) => {
+                        let _ = batch.push(end);
                         let _ = batch.send();
                         return;
                     }
@@ -170,7 +188,13 @@ impl Tap {
                 // One segment at a time, never across a chunk boundary.
                 let chunk_end = (layout.chunk_at(pos) + 1) * layout.chunk_len();
                 let want = (verified.min(chunk_end) - pos).min(CHUNK as u64) as usize;
-                let mut buf = vec![0u8; want];
+                let mut buf = match spares.try_recv() {
+                    Ok(mut b) if b.capacity() >= want => {
+                        b.resize(want, 0);
+                        b
+                    }
+                    _ => vec![0u8; want],
+                };
                 if let Err(e) = reader.read_exact_at(&mut buf, pos, &mut placed) {
                     break Chunk::Failed(index, Reason::DiskError, format!("the relay cannot read its copy: {e}"));
                 }
@@ -208,15 +232,17 @@ impl Tap {
 enum Step {
     /// This file will not come (failed here, or never sent): the next peer is told so.
     Fail(String),
-    /// The relay's own sender went away: the stream downstream ends too, keeping what it has.
-    Abandon(String),
+    /// The relay's own receive ended early: the stream downstream ends too, with this last
+    /// chunk (`Chunk::Abandon` keeping what it has, `Chunk::Cancelled` dropping it).
+    Abandon(Chunk),
 }
 
 fn ended_early<T>(s: &State, not_sent: &str) -> Option<Result<T, Step>> {
     match &s.ended {
         None => None,
-        Some(None) => Some(Err(Step::Fail(not_sent.to_string()))),
-        Some(Some(lost)) => Some(Err(Step::Abandon(lost.clone()))),
+        Some(Ended::Whole) => Some(Err(Step::Fail(not_sent.to_string()))),
+        Some(Ended::Lost(lost)) => Some(Err(Step::Abandon(Chunk::Abandon(lost.clone())))),
+        Some(Ended::Cancelled) => Some(Err(Step::Abandon(Chunk::Cancelled))),
     }
 }
 
