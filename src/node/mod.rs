@@ -13,6 +13,7 @@ pub mod events;
 mod exchange;
 mod handle;
 mod known;
+pub mod locker;
 pub mod names;
 pub mod nick;
 pub mod peers;
@@ -84,6 +85,8 @@ pub struct NodeConfig {
     /// Offer paused sends again by itself once their peers are online (a node that keeps
     /// running: `serve`, the TUI); a one-shot command leaves them to the next such node.
     pub resume: bool,
+    /// What this node holds for others, and when its own deposits are repaired.
+    pub locker: locker::LockerConfig,
     /// Test hook: as a relay, flip a byte of the forwarded segment with this number.
     #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
@@ -125,6 +128,7 @@ impl NodeConfig {
             db_budget: chat::DbBudget::default(),
             stall_timeout: crate::limits::TRANSFER_STALL,
             resume: false,
+            locker: locker::LockerConfig::default(),
             #[cfg(feature = "test-hooks")]
             corrupt_forward: None,
             #[cfg(feature = "test-hooks")]

@@ -1,0 +1,187 @@
+//! `deposit`, `deposits`, `retrieve` and `held` on a terminal. The work runs in the node
+//! (`crate::node::api`); results go to stdout, one line each, or JSON.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use super::{call, output, print_note};
+use crate::config::Config;
+use crate::node::api::{DepositView, HolderView, Reply, Request};
+use crate::text::{human_bytes, printable};
+
+pub async fn deposit(config: &Config, replicas: u32, to: Vec<String>, drop: Option<String>, paths: Vec<PathBuf>) -> Result<ExitCode> {
+    if let Some(deposit) = drop {
+        return call(config, Request::DropDeposit { deposit }, print_note).await;
+    }
+    let paths = paths.iter().map(std::path::absolute).collect::<std::io::Result<Vec<_>>>()?;
+    call(config, Request::Deposit { paths, replicas, to }, |reply| {
+        let Reply::Deposited(r) = reply else { return };
+        let d = &r.deposit;
+        let holders: Vec<String> = d.holders.iter().filter(|h| h.verified).map(holder_name).collect();
+        let mark = if r.complete { "deposited" } else { "NOT fully deposited" };
+        outln!(
+            "{mark} {} ({}, id {}): {} of {} copies verified, on {}",
+            printable(&d.name),
+            human_bytes(d.bytes),
+            &d.id[..12.min(d.id.len())],
+            d.replicas_verified,
+            d.replicas_wanted,
+            if holders.is_empty() {
+                "no holder".to_string()
+            } else {
+                holders.join(", ")
+            }
+        );
+        if !r.note.is_empty() {
+            outln!("  {}", printable(&r.note));
+        }
+        for why in &r.refused {
+            outln!("  not placed on {}", printable(why));
+        }
+    })
+    .await
+}
+
+fn holder_name(h: &HolderView) -> String {
+    if h.nick.is_empty() {
+        h.id[..8.min(h.id.len())].to_string()
+    } else {
+        printable(&h.nick).into_owned()
+    }
+}
+
+/// ✓ verified, ◌ holder offline, ✗ lost.
+fn mark(h: &HolderView) -> &'static str {
+    match (h.verified, h.online) {
+        (true, true) => "✓",
+        (true, false) => "◌",
+        (false, _) => "✗",
+    }
+}
+
+fn when(ms: u64) -> String {
+    if ms == 0 { "never".into() } else { output::utc_minute(ms) }
+}
+
+fn deposit_lines(d: &DepositView) -> Vec<String> {
+    let mut out = vec![format!(
+        "{}  {}  {} of {} verified  id {}  hash {}",
+        printable(&d.name),
+        human_bytes(d.bytes),
+        d.replicas_verified,
+        d.replicas_wanted,
+        &d.id[..12.min(d.id.len())],
+        &d.hash[..16.min(d.hash.len())]
+    )];
+    for h in &d.holders {
+        let seen = match (h.online, h.last_seen) {
+            (true, _) => "online".to_string(),
+            (false, Some(s)) => format!("last seen {}", output::utc_minute(s * 1000)),
+            (false, None) => "offline".to_string(),
+        };
+        out.push(format!(
+            "  {} {}  {seen}  last verified {}",
+            mark(h),
+            holder_name(h),
+            when(h.last_verified_ms)
+        ));
+    }
+    out
+}
+
+pub async fn deposits(config: &Config, json: bool) -> Result<ExitCode> {
+    call(config, Request::Deposits, |reply| {
+        let Reply::Deposits { deposits } = reply else { return };
+        if json {
+            for d in &deposits {
+                outln!("{}", output::json_line(d));
+            }
+            return;
+        }
+        if deposits.is_empty() {
+            outln!("no deposits (make one with `lanyard deposit PATH`)");
+        }
+        for d in &deposits {
+            for line in deposit_lines(d) {
+                outln!("{line}");
+            }
+        }
+    })
+    .await
+}
+
+pub async fn retrieve(config: &Config, deposit: String, to: Option<PathBuf>) -> Result<ExitCode> {
+    let to = to.map(|t| std::path::absolute(&t)).transpose()?;
+    call(config, Request::Retrieve { deposit, to }, |reply| {
+        let Reply::Retrieved(r) = reply else { return };
+        for s in &r.skipped {
+            eprintln!("skipped {}", printable(s));
+        }
+        let o = &r.outcome;
+        let at = o
+            .saved
+            .first()
+            .map(|p| format!(" into {}", printable(&p.display().to_string())))
+            .unwrap_or_default();
+        outln!(
+            "retrieved {} from {}: {} files, {} verified{at}",
+            printable(&r.name),
+            printable(&r.from),
+            o.files,
+            human_bytes(o.bytes)
+        );
+    })
+    .await
+}
+
+pub async fn held(config: &Config, json: bool, drop: Option<String>) -> Result<ExitCode> {
+    if let Some(spec) = drop {
+        return call(config, Request::DropHeld { spec }, print_note).await;
+    }
+    call(config, Request::Held, |reply| {
+        let Reply::Held(h) = reply else { return };
+        if json {
+            for d in &h.held {
+                outln!("{}", output::json_line(d));
+            }
+            let budgets = serde_json::json!({
+                "policy": h.policy, "per_owner": h.per_owner, "total": h.total, "used": h.used
+            });
+            outln!("{}", output::json_value_line(budgets));
+            return;
+        }
+        let rows: Vec<Vec<String>> = h
+            .held
+            .iter()
+            .map(|d| {
+                let owner = if d.owner_nick.is_empty() {
+                    d.owner[..8].to_string()
+                } else {
+                    format!("{} ({})", d.owner_nick, &d.owner[..8])
+                };
+                vec![
+                    owner,
+                    d.name.clone(),
+                    human_bytes(d.bytes),
+                    d.id[..12].to_string(),
+                    output::utc_minute(d.renewed_ms),
+                ]
+            })
+            .collect();
+        if rows.is_empty() {
+            outln!("holding nothing for anyone");
+        } else {
+            outln!("{}", output::table(&["OWNER", "NAME", "SIZE", "ID", "RENEWED"], &rows));
+        }
+        outln!(
+            "holding {} of {} in all; at most {} per owner; deposits from {}",
+            human_bytes(h.used),
+            human_bytes(h.total),
+            human_bytes(h.per_owner),
+            h.policy
+        );
+    })
+    .await
+}
