@@ -172,6 +172,26 @@ pub struct GlobalArgs {
     pub from_env: Vec<String>,
 }
 
+/// Carrying this identity to another machine.
+#[derive(Subcommand, Debug, Clone)]
+pub enum IdAction {
+    /// Write the identity (key and nick) to FILE, encrypted with a passphrase (asked on the
+    /// terminal, or LANYARD_PASSPHRASE)
+    Export {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Make the identity in FILE this data dir's (same owner of the same deposits); no node may
+    /// run on the data dir meanwhile
+    Import {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Over the data dir's own identity (kept beside it, renamed)
+        #[arg(long)]
+        replace: bool,
+    },
+}
+
 #[derive(Subcommand, Debug, Clone)]
 pub enum Command {
     /// Start the terminal UI (the default): peers, chat, files and transfers by keyboard
@@ -296,10 +316,13 @@ pub enum Command {
         drop: Option<String>,
     },
     /// Print this node's id, fingerprint and nick
+    #[command(args_conflicts_with_subcommands = true)]
     Id {
         /// One JSON object
         #[arg(long)]
         json: bool,
+        #[command(subcommand)]
+        action: Option<IdAction>,
     },
     /// Set the nick kept in the data dir (told to connected peers when a node runs)
     Nick {

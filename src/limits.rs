@@ -379,3 +379,6 @@ pub const SCRUB_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// repair delay, within these bounds). A node with no deposits only looks at its database.
 pub const REPAIR_CHECK_MIN: Duration = Duration::from_secs(1);
 pub const REPAIR_CHECK_MAX: Duration = Duration::from_secs(60);
+/// An exported identity is a few hundred bytes: a file bigger than this is not one (read no
+/// further).
+pub const MAX_IDENTITY_EXPORT: usize = 64 << 10;

@@ -4,10 +4,14 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use std::io::{BufRead, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+
+use anyhow::{Context, Result};
 
 use super::{call, output, print_note};
-use crate::config::Config;
+use crate::config::{Config, IdAction};
+use crate::limits::MAX_IDENTITY_EXPORT;
 use crate::node::api::{DepositView, HolderView, Reply, Request};
 use crate::text::{human_bytes, printable};
 
@@ -184,4 +188,78 @@ pub async fn held(config: &Config, json: bool, drop: Option<String>) -> Result<E
         );
     })
     .await
+}
+
+/// `id export` / `id import`.
+pub async fn id_action(config: &Config, action: IdAction) -> Result<ExitCode> {
+    match action {
+        IdAction::Export { file } => {
+            let pass = passphrase(true)?;
+            let sealed = crate::node::api::export_identity(&config.data_dir, &pass)?;
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&file)
+                .with_context(|| format!("cannot create {} (it must not exist yet)", file.display()))?;
+            out.write_all(&sealed)?;
+            out.sync_all()?;
+            outln!(
+                "identity written to {}; import it with `lanyard id import FILE`",
+                printable(&file.display().to_string())
+            );
+        }
+        IdAction::Import { file, replace } => {
+            let mut sealed = Vec::new();
+            std::fs::File::open(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?
+                .take(MAX_IDENTITY_EXPORT as u64 + 1)
+                .read_to_end(&mut sealed)?;
+            let pass = passphrase(false)?;
+            let (id, nick) = crate::node::api::import_identity(&config.data_dir, &sealed, &pass, replace)?;
+            let nick = nick.map(|n| format!(" ({})", printable(&n))).unwrap_or_default();
+            outln!("this data dir is now {id}{nick}: `lanyard deposits` lists its deposits");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The passphrase: LANYARD_PASSPHRASE, else asked on the terminal without echo (twice when it
+/// protects a new file).
+fn passphrase(new: bool) -> Result<String> {
+    if let Ok(p) = std::env::var("LANYARD_PASSPHRASE") {
+        return Ok(p);
+    }
+    let first = ask_hidden("passphrase: ")?;
+    if new && ask_hidden("again: ")? != first {
+        anyhow::bail!("the passphrases differ");
+    }
+    Ok(first)
+}
+
+/// One line from the terminal with echo off (restored however this ends).
+fn ask_hidden(prompt: &str) -> Result<String> {
+    use rustix::termios::{LocalModes, OptionalActions, Termios, tcgetattr, tcsetattr};
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .context("no terminal to ask the passphrase on: set LANYARD_PASSPHRASE")?;
+    let saved = tcgetattr(&tty).context("cannot read the terminal's settings: set LANYARD_PASSPHRASE")?;
+    struct Restore<'a>(&'a std::fs::File, Termios);
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            let _ = tcsetattr(self.0, OptionalActions::Now, &self.1);
+        }
+    }
+    let _restore = Restore(&tty, saved.clone());
+    let mut quiet = saved;
+    quiet.local_modes.remove(LocalModes::ECHO);
+    quiet.local_modes.insert(LocalModes::ECHONL);
+    tcsetattr(&tty, OptionalActions::Now, &quiet)?;
+    let mut writer = &tty;
+    writer.write_all(prompt.as_bytes())?;
+    let mut line = String::new();
+    std::io::BufReader::new(&tty).read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }

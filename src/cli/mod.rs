@@ -46,7 +46,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         match command {
             Command::Tui => crate::ui::run(&config).await,
             Command::Serve { accept_all, json } => serve::run(&config, accept_all, json).await,
-            Command::Id { json } => id(&config, json).await,
+            Command::Id { action: Some(action), .. } => locker::id_action(&config, action).await,
+            Command::Id { json, action: None } => id(&config, json).await,
             Command::Peers { wait, json } => peers(&config, wait, json).await,
             Command::Say {
                 peer,

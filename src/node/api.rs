@@ -27,6 +27,7 @@ pub use super::doctor::{Exam, Verdict, examine};
 pub use super::locker::{DepositReport, DepositView, HeldReport, HeldView, HolderView, Retrieved};
 pub use super::names::{Named, label};
 pub use super::nick::nick_in;
+pub use super::portable::{export_identity, import_identity};
 pub use super::share::EntryKind;
 pub use super::transfer::{Direction, Reason, TransferState};
 pub use super::{

@@ -17,6 +17,7 @@ pub mod locker;
 pub mod names;
 pub mod nick;
 pub mod peers;
+mod portable;
 pub mod share;
 mod slots;
 pub mod snapshot;
