@@ -124,17 +124,13 @@ pub async fn retrieve(config: &Config, deposit: String, to: Option<PathBuf>) -> 
             eprintln!("skipped {}", printable(s));
         }
         let o = &r.outcome;
-        let at = o
-            .saved
-            .first()
-            .map(|p| format!(" into {}", printable(&p.display().to_string())))
-            .unwrap_or_default();
         outln!(
-            "retrieved {} from {}: {} files, {} verified{at}",
+            "retrieved {} from {}: {}, {} verified, into {}",
             printable(&r.name),
             printable(&r.from),
-            o.files,
-            human_bytes(o.bytes)
+            crate::text::plural(o.files, "file"),
+            human_bytes(o.bytes),
+            printable(&r.saved_to)
         );
     })
     .await

@@ -134,11 +134,11 @@ pub fn budget_bytes(n: u64) -> String {
         scale <<= 10;
         unit += 1;
     }
-    if n % scale == 0 {
+    if n.is_multiple_of(scale) {
         format!("{} {}", n / scale, UNITS[unit])
     } else {
         let tenths = ((n as u128 * 10 + scale as u128 / 2) / scale as u128) as u64;
-        if tenths % 10 == 0 {
+        if tenths.is_multiple_of(10) {
             format!("{} {}", tenths / 10, UNITS[unit])
         } else {
             format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])

@@ -100,6 +100,8 @@ pub struct Retrieved {
     pub name: String,
     /// The holder it finally came from.
     pub from: String,
+    /// Where it is now (a free name when the name was taken: "proj (1)").
+    pub saved_to: String,
     pub outcome: Outcome,
     /// Holders tried before, and why they did not serve it all.
     pub skipped: Vec<String>,
@@ -471,10 +473,18 @@ impl NodeHandle {
         for (peer, _) in order {
             match held::fetch_from(&self.shared, &peer, &d.id, d.digest, &dest).await {
                 Ok(outcome) if outcome.all_ok() => {
+                    let top = outcome
+                        .saved
+                        .first()
+                        .and_then(|p| p.strip_prefix(&dest).ok())
+                        .and_then(|rel| rel.components().next())
+                        .map(|c| dest.join(c))
+                        .unwrap_or_else(|| dest.clone());
                     return Ok(Retrieved {
                         id: d.id.clone(),
                         name: d.name.clone(),
                         from: self.nick_of(&peer),
+                        saved_to: top.display().to_string(),
                         outcome,
                         skipped,
                     });

@@ -62,7 +62,7 @@ pub(crate) fn admit(
             total: used.total - old.bytes.min(used.total),
         };
     }
-    locker::fits(config, used, bytes, &me).map_err(|e| (Reason::NoSpace, e))?;
+    locker::fits(config, used, bytes, &me).map_err(|e| (Reason::Rejected, e))?;
     let dir = locker::deposit_dir(&shared.config.data_dir, owner, &id);
     if again.is_some() {
         db::remove_held(store, owner, &id).map_err(|e| failed(&e))?;
@@ -483,7 +483,8 @@ pub(crate) async fn serve_replicate(ctx: &Ctx, mut conn: SecureConn, spec: &str,
         return Err(TransferError::Protocol(Reason::Protocol, "malformed peer id".into()));
     };
     let nick = super::dial::peer_nick(&ctx.shared, &target);
-    let leg = Ctx::new(&ctx.shared, Some(&ctx.id), target, nick, super::error::Direction::Send, None);
+    // Known on the wire by the id the owner vouched for (this end's own id is taken by `ctx`).
+    let leg = Ctx::new(&ctx.shared, None, target, nick, super::error::Direction::Send, Some(ctx.id.clone()));
     let out = send::Outgoing {
         relay: Vec::new(),
         origin: Some(h.owner.as_str().to_string()),
