@@ -11,8 +11,7 @@ use anyhow::{Context, Result};
 
 use super::{call, output, print_note};
 use crate::config::{Config, IdAction};
-use crate::limits::MAX_IDENTITY_EXPORT;
-use crate::node::api::{DepositView, HolderView, Reply, Request};
+use crate::node::api::{DepositView, HolderView, MAX_IDENTITY_EXPORT, Reply, Request};
 use crate::text::{human_bytes, printable};
 
 pub async fn deposit(config: &Config, replicas: u32, to: Vec<String>, drop: Option<String>, paths: Vec<PathBuf>) -> Result<ExitCode> {

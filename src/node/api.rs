@@ -18,6 +18,8 @@ use super::chat::Page;
 use super::{Envelope, Event, OfferItem, RecvError, Snapshot};
 /// Lines a `History` call answers at most: the faces page with it.
 pub use crate::limits::HISTORY_PAGE;
+/// An exported identity's largest size (a face reads no more of a file it is given).
+pub use crate::limits::MAX_IDENTITY_EXPORT;
 
 // What a face may name besides requests and replies: the types they carry, the handle a face in
 // the same process holds, and the few checks a face makes before it asks. Faces reach the node
