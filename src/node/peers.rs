@@ -66,7 +66,13 @@ pub struct PeerState {
     /// Standing earned (besides trust): a person here wrote to it or accepted its offer, or its
     /// key was first seen long ago (`limits::STANDING_AFTER`). Ahead of newcomers for slots.
     pub earned: bool,
+    /// Sessions of it that a newer session replaced (the newest few): a restarted node never
+    /// comes back as its old session, so one that does is a second node with the same key.
+    pub replaced_sessions: Vec<u64>,
 }
+
+/// Replaced sessions remembered per peer.
+const REPLACED_SESSIONS_KEPT: usize = 8;
 
 impl PeerState {
     /// Known only from a claim (an mDNS record, another peer's list): no key has answered for it
@@ -166,6 +172,9 @@ pub enum Registered {
     Replaced(u64),
     /// An existing connection wins; the caller closes the new one as a duplicate.
     Duplicate,
+    /// From a session another session of the same key replaced: two nodes run with one
+    /// identity. The caller refuses it, saying so.
+    Twin,
 }
 
 #[derive(Debug, Default)]
@@ -241,6 +250,9 @@ impl PeerTable {
     /// of either connection.
     pub fn register(&mut self, id: &PeerId, conn: LiveConn) -> Registered {
         let peer = self.entry(id);
+        if conn.session != 0 && peer.replaced_sessions.contains(&conn.session) {
+            return Registered::Twin;
+        }
         let Some(existing) = &peer.conn else {
             peer.conn = Some(conn);
             return if std::mem::replace(&mut peer.announced, true) {
@@ -249,7 +261,15 @@ impl PeerTable {
                 Registered::Up
             };
         };
-        let new_wins = conn.session != existing.session || conn.channel < existing.channel;
+        let new_session = conn.session != existing.session;
+        let new_wins = new_session || conn.channel < existing.channel;
+        if new_session && existing.session != 0 {
+            let old = existing.session;
+            peer.replaced_sessions.push(old);
+            if peer.replaced_sessions.len() > REPLACED_SESSIONS_KEPT {
+                peer.replaced_sessions.remove(0);
+            }
+        }
         if new_wins {
             let old = peer.conn.replace(conn).map(|c| {
                 c.replaced.store(true, Ordering::Relaxed);
@@ -427,6 +447,8 @@ mod tests {
         assert_eq!(t.register(&b, conn(1, 9, 70)), Registered::Up);
         assert_eq!(t.register(&b, conn(2, 9, 30)), Registered::Replaced(1));
         assert_eq!(t.register(&b, conn(3, 9, 50)), Registered::Duplicate);
+        // The replaced session (8) back again: another node with the same key.
+        assert_eq!(t.register(&b, conn(4, 8, 10)), Registered::Twin);
     }
 
     #[test]

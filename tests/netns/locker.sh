@@ -17,6 +17,8 @@
 #       node has it copied to another holder: 3 verified again, the copy whole
 #   (f) `id export` on h1, `id import` into a fresh data dir: `deposits` lists both deposits
 #       there and `retrieve` brings the folder back verified
+#   (g) the old data dir started again beside it (same identity, another port): a peer refuses
+#       one of the two, which says "another lanyard node runs with this identity"
 #
 # Env: LANYARD_BIN (built with --features test-hooks), BIG_MIB (default 20), PATIENCE,
 #      LANYARD_REQUIRE_NETNS=1, LANYARD_KEEP_TMP=1 (see lib.sh).
@@ -41,7 +43,7 @@ export LANYARD_PASSPHRASE="lab locker test"
 
 netns_setup 5
 TMP=$NETNS_TMP
-LOGS=(h1 h2 h3 h4 h5 h1b)
+LOGS=(h1 h2 h3 h4 h5 h1b h1c)
 netns_on_failure() { dump_logs locker "$1"; }
 
 SRC=$TMP/src
@@ -191,5 +193,12 @@ lny 1 $((PATIENCE * 2)) --data-dir "$TMP/h1b" retrieve proj --to "$TMP/back-f" >
     die "(f) retrieve failed: $(cat "$TMP/cmd-retrieve-f.out" "$TMP/cmd-retrieve-f.err")"
 [ "$(hashes "$TMP/back-f/proj")" = "$PROJ_SUMS" ] || die "(f) the retrieved folder differs"
 log "(f) $(cat "$TMP/cmd-retrieve-f.out")"
+
+# (g) the old data dir with the same identity started again beside it: one of the two is refused,
+# saying why, instead of both fighting over the id
+PORT=7718 serve_start 1 h1c --data-dir "$TMP/h1" --download-dir "$TMP/in1"
+twin_said() { grep -h '"event":"warning"' "$TMP/h1b.jsonl" "$TMP/h1c.jsonl" 2>/dev/null | grep -q "another lanyard node runs with this identity"; }
+wait_for "$PATIENCE" twin_said || die "(g) no node was refused for sharing the identity"
+log "(g) $(grep -h '"event":"warning"' "$TMP/h1b.jsonl" "$TMP/h1c.jsonl" | grep -m1 "this identity")"
 
 log "PASS"
