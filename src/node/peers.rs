@@ -447,8 +447,11 @@ mod tests {
         assert_eq!(t.register(&b, conn(1, 9, 70)), Registered::Up);
         assert_eq!(t.register(&b, conn(2, 9, 30)), Registered::Replaced(1));
         assert_eq!(t.register(&b, conn(3, 9, 50)), Registered::Duplicate);
-        // The replaced session (8) back again: another node with the same key.
-        assert_eq!(t.register(&b, conn(4, 8, 10)), Registered::Twin);
+        // A new session (a restart) replaces it; the replaced session (9) back again is
+        // another node with the same key.
+        assert_eq!(t.register(&b, conn(4, 10, 90)), Registered::Replaced(2));
+        assert_eq!(t.register(&b, conn(5, 9, 10)), Registered::Twin);
+        assert_eq!(t.get(&b).unwrap().conn.as_ref().unwrap().conn_id, 4);
     }
 
     #[test]
