@@ -3,7 +3,8 @@
 # inside them): h1 deposits, h2..h5 hold (each at most DEPOSIT_BUDGET for one owner, scrubbing
 # what they hold every 2 s through the test hook LANYARD_TEST_SCRUB_SECS).
 #
-#   (a) `deposit --replicas 3` of a folder and a BIG_MIB file exits 0 naming its holders;
+#   (a) `deposit --replicas 3` of a folder and a BIG_MIB file exits 0 naming its holders (and
+#       `serve --json` says `deposit` held / placed);
 #       `deposits --json` shows each with 3 verified holders; each holder that has a copy has it
 #       whole (sha256), owner-only (0600), under its data dir, and nothing in its download dir
 #   (b) a non-owner's `retrieve` fails "no such deposit"; a deposit over a holder's budget is
@@ -116,6 +117,10 @@ done
 for i in "${HOLDERS[@]}"; do
     [ -z "$(find "$TMP/in$i" -type f 2>/dev/null)" ] || die "(a) h$i has files in its download dir"
 done
+for i in "${BIG_HOLDERS[@]}"; do
+    expect_event "$TMP/h$i.jsonl" "$PATIENCE" event=deposit change=held name=big.bin peer="$OWNER" >/dev/null || die "(a) h$i: no deposit event"
+done
+expect_event "$TMP/h1.jsonl" "$PATIENCE" event=deposit change=placed name=big.bin >/dev/null || die "(a) h1: no deposit event"
 log "(a) deposited: big.bin on ${BIG_HOLDERS[*]}, proj on ${PROJ_HOLDERS[*]}"
 
 # (b) a non-owner cannot retrieve; a budget refuses
@@ -155,6 +160,7 @@ kill -9 "${SERVE_PID[GONE]}"
 repaired() { [ "$(verified_hosts big.bin)" = "$(echo "${BIG_HOLDERS[1]} ${BIG_HOLDERS[2]} $SPARE" | tr ' ' '\n' | sort | tr '\n' ' ' | sed 's/ $//')" ]; }
 wait_for "$PATIENCE" repaired || die "(d) big.bin not repaired onto h$SPARE: $(verified_hosts big.bin)"
 [ "$(sha256sum <"$(copy_dir "$SPARE" "$BIG_ID")/big.bin")" = "$BIG_SUM" ] || die "(d) h$SPARE's new copy differs"
+expect_event "$TMP/h1.jsonl" "$PATIENCE" event=deposit change=copied name=big.bin >/dev/null || die "(d) h1: no copied event"
 log "(d) h$GONE replaced by h$SPARE"
 start_holder "$GONE"
 wait_for "$PATIENCE" bash -c "[ ! -e '$(copy_dir "$GONE" "$BIG_ID")' ]" || die "(d) h$GONE kept its extra copy"

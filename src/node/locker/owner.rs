@@ -353,6 +353,12 @@ impl NodeHandle {
             for (peer, result) in group.wait().await {
                 match result {
                     Ok(o) if o.all_ok() => {
+                        self.shared.emit(crate::node::Event::Deposit {
+                            deposit: id.clone(),
+                            name: name.clone(),
+                            change: "placed".into(),
+                            peer: peer.clone(),
+                        });
                         d.holders.push((peer.clone(), true, unix_ms()));
                         placed.push(self.nick_of(&peer));
                     }

@@ -145,6 +145,12 @@ impl NodeHandle {
                     continue;
                 }
                 tracing::info!("locker: deposit {} copied from {} to {}", d.id, source.short(), target.short());
+                self.shared.emit(crate::node::Event::Deposit {
+                    deposit: d.id.clone(),
+                    name: d.name.clone(),
+                    change: "copied".into(),
+                    peer: target.clone(),
+                });
                 d.holders.push((target, true, unix_ms()));
                 need -= 1;
                 added += 1;

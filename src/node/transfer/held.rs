@@ -113,6 +113,17 @@ pub(crate) fn forget(shared: &Shared, h: &Held) {
     if let Err(e) = db::remove_held(&shared.store, &h.owner, &h.id) {
         tracing::warn!("locker: cannot forget deposit {}: {e}", h.id);
     }
+    shared.emit(deposit_event(h, "dropped"));
+}
+
+/// What faces hear of a change to one held deposit.
+fn deposit_event(h: &Held, change: &str) -> crate::node::Event {
+    crate::node::Event::Deposit {
+        deposit: h.id.clone(),
+        name: h.name.clone(),
+        change: change.into(),
+        peer: h.owner.clone(),
+    }
 }
 
 /// A deposit receive ended: kept (owner-only files, recorded) if every file arrived.
@@ -127,6 +138,7 @@ pub(crate) async fn stored(ctx: &Ctx, result: &Result<Outcome, TransferError>) {
         owner_only(&dir)?;
         db::put_held(&shared.store, &held).map_err(std::io::Error::other)?;
         tracing::info!("locker: holding deposit {} for {}", held.id, held.owner.short());
+        shared.emit(deposit_event(&held, "held"));
         Ok::<(), std::io::Error>(())
     })
     .await;
