@@ -151,6 +151,18 @@ pub struct GlobalArgs {
     /// Don't use multicast DNS (no discovery, no advertising)
     #[arg(long, global = true, env = "LANYARD_NO_MDNS", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     pub no_mdns: bool,
+    /// Hold deposits for "anyone" (default), only "trusted" peers, or "none"
+    #[arg(long, global = true, env = "LANYARD_DEPOSITS", value_name = "WHO")]
+    pub deposits: Option<String>,
+    /// Bytes one owner's deposits may take here (default 2 GiB; suffixes K, M, G)
+    #[arg(long, global = true, env = "LANYARD_DEPOSIT_BUDGET", value_name = "SIZE")]
+    pub deposit_budget: Option<String>,
+    /// Bytes all deposits may take here (default 20 GiB; suffixes K, M, G)
+    #[arg(long, global = true, env = "LANYARD_DEPOSIT_TOTAL", value_name = "SIZE")]
+    pub deposit_total: Option<String>,
+    /// How long a holder of your deposits may be away before another takes its copy (default 1h)
+    #[arg(long, global = true, env = "LANYARD_DEPOSIT_REPAIR_AFTER", value_name = "DURATION")]
+    pub deposit_repair_after: Option<String>,
     /// Your config file (default: config.toml in the platform config dir, if there; a file named
     /// here must exist); read over the machine's, /etc/lanyard/config.toml
     #[arg(long, global = true, env = "LANYARD_CONFIG", value_name = "FILE")]
@@ -158,6 +170,26 @@ pub struct GlobalArgs {
     /// The ids of the options above whose value came from a `LANYARD_*` variable.
     #[arg(skip)]
     pub from_env: Vec<String>,
+}
+
+/// Carrying this identity to another machine.
+#[derive(Subcommand, Debug, Clone)]
+pub enum IdAction {
+    /// Write the identity (key and nick) to FILE, encrypted with a passphrase (asked on the
+    /// terminal, or LANYARD_PASSPHRASE)
+    Export {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Make the identity in FILE this data dir's (same owner of the same deposits); no node may
+    /// run on the data dir meanwhile
+    Import {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Over the data dir's own identity (kept beside it, renamed)
+        #[arg(long)]
+        replace: bool,
+    },
 }
 
 #[derive(Subcommand, Debug, Clone)]
@@ -245,11 +277,52 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         to: Option<PathBuf>,
     },
+    /// Keep files and folders on several lab machines for yourself, to retrieve from any machine
+    Deposit {
+        /// Verified copies to keep (on as many machines)
+        #[arg(long, default_value_t = 2, value_name = "N")]
+        replicas: u32,
+        /// Put the copies on these peers (repeatable; default: chosen among the peers online)
+        #[arg(long = "to", value_name = "PEER")]
+        to: Vec<String>,
+        /// Remove the deposit NAME (or id) from every holder instead
+        #[arg(long, value_name = "NAME", conflicts_with_all = ["paths", "replicas", "to"])]
+        drop: Option<String>,
+        /// Files and folders to deposit (each one deposit, under its own name)
+        #[arg(value_name = "PATH", required_unless_present = "drop")]
+        paths: Vec<PathBuf>,
+    },
+    /// List your deposits: size, hash, replicas wanted and verified, and each holder
+    Deposits {
+        /// One JSON object per deposit
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring one of your deposits back from any holder online, verified (never overwrites)
+    Retrieve {
+        /// Its name or id (as `lanyard deposits` shows)
+        deposit: String,
+        /// Where to put it (default: the download dir)
+        #[arg(long, value_name = "DIR")]
+        to: Option<PathBuf>,
+    },
+    /// List what this machine holds for others, and how much of its budgets is used
+    Held {
+        /// One JSON object per deposit, then one for the budgets
+        #[arg(long)]
+        json: bool,
+        /// Free what is held for OWNER (id, id prefix or nick), or the deposit ID
+        #[arg(long, value_name = "OWNER|ID")]
+        drop: Option<String>,
+    },
     /// Print this node's id, fingerprint and nick
+    #[command(args_conflicts_with_subcommands = true)]
     Id {
         /// One JSON object
         #[arg(long)]
         json: bool,
+        #[command(subcommand)]
+        action: Option<IdAction>,
     },
     /// Set the nick kept in the data dir (told to connected peers when a node runs)
     Nick {
@@ -350,6 +423,8 @@ pub struct Config {
     pub mdns: bool,
     /// A send to several peers is relayed through them (else parallel uploads).
     pub relay: bool,
+    /// Whose deposits this node holds and how much; when its own are repaired.
+    pub locker: crate::node::locker::LockerConfig,
     /// Each setting as in force, and where it came from (`lanyard config`).
     pub settings: Vec<Setting>,
     /// The config files looked at, machine's first.
@@ -413,6 +488,7 @@ impl Config {
             }
             None => (FileConfig::default(), None),
         };
+        let (usr_locker, sys_locker) = (usr.locker_keys(), sys.locker_keys());
         let given = |id: &str| {
             if args.from_env.iter().any(|e| e == id) {
                 Source::Env
@@ -481,7 +557,9 @@ impl Config {
         let given_relay = args.no_relay.map(|no| (!no, given("no_relay")));
         let (relay, from) = layered(given_relay, usr.relay, sys.relay).unwrap_or((true, Source::Default));
         show("relay", relay.to_string(), from);
+        let locker = resolve_locker(args, &usr_locker, &sys_locker, &mut show, &given)?;
         Ok(Config {
+            locker,
             nick_given: nick.map(|(n, _)| n),
             nick_cut,
             port,
@@ -527,12 +605,92 @@ impl Config {
                 .map(std::time::Duration::from_secs)
                 .unwrap_or(crate::limits::TRANSFER_STALL),
             resume: false,
+            locker: self.locker.clone(),
             #[cfg(feature = "test-hooks")]
             corrupt_forward: test_hook!("LANYARD_TEST_CORRUPT_FORWARD"),
             #[cfg(feature = "test-hooks")]
             relay_tamper: None,
         }
     }
+}
+
+/// A size as a person writes it: bytes, or with K, M, G or T (powers of 1024).
+fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let (num, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, ""),
+    };
+    let shift = match unit.trim().trim_end_matches(['B', 'b', 'i']).to_ascii_uppercase().as_str() {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => anyhow::bail!("not a size: {s} (write e.g. 500M or 2G)"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| anyhow::anyhow!("not a size: {s} (write e.g. 500M or 2G)"))?;
+    n.checked_mul(1u64 << shift).ok_or_else(|| anyhow::anyhow!("size too large: {s}"))
+}
+
+/// The locker's settings: flag or variable, then the files, then the defaults.
+fn resolve_locker(
+    args: &GlobalArgs,
+    usr: &FileConfig,
+    sys: &FileConfig,
+    show: &mut impl FnMut(&'static str, String, Source),
+    given: &impl Fn(&str) -> Source,
+) -> Result<crate::node::locker::LockerConfig> {
+    use crate::node::locker::{LockerConfig, Policy};
+    let mut out = LockerConfig::default();
+    // Test hook: scrub every N seconds whatever was verified over N seconds ago.
+    if let Some(secs) = test_hook!("LANYARD_TEST_SCRUB_SECS") {
+        out.scrub_every = std::time::Duration::from_secs(secs.max(1));
+        out.scrub_age = out.scrub_every;
+    }
+    let pick = |flag: &Option<String>, id: &str, u: &Option<String>, s: &Option<String>| {
+        layered(flag.clone().map(|v| (v, given(id))), u.clone(), s.clone())
+    };
+    if let Some((v, from)) = pick(&args.deposits, "deposits", &usr.deposits, &sys.deposits) {
+        out.policy = Policy::parse(&v).map_err(|e| anyhow::anyhow!(e))?;
+        show("deposits", v, from);
+    } else {
+        show("deposits", out.policy.as_str().into(), Source::Default);
+    }
+    match pick(&args.deposit_budget, "deposit_budget", &usr.deposit_budget, &sys.deposit_budget) {
+        Some((v, from)) => {
+            out.per_owner = parse_size(&v).context("deposit-budget")?;
+            show("deposit-budget", v, from);
+        }
+        None => show("deposit-budget", crate::text::human_bytes(out.per_owner), Source::Default),
+    }
+    match pick(&args.deposit_total, "deposit_total", &usr.deposit_total, &sys.deposit_total) {
+        Some((v, from)) => {
+            out.total = parse_size(&v).context("deposit-total")?;
+            show("deposit-total", v, from);
+        }
+        None => show("deposit-total", crate::text::human_bytes(out.total), Source::Default),
+    }
+    let repair = pick(
+        &args.deposit_repair_after,
+        "deposit_repair_after",
+        &usr.deposit_repair_after,
+        &sys.deposit_repair_after,
+    );
+    match repair {
+        Some((v, from)) => {
+            out.repair_after = humantime::parse_duration(&v).with_context(|| format!("deposit-repair-after: not a duration: {v}"))?;
+            show("deposit-repair-after", v, from);
+        }
+        None => show(
+            "deposit-repair-after",
+            humantime::format_duration(out.repair_after).to_string(),
+            Source::Default,
+        ),
+    }
+    Ok(out)
 }
 
 /// The platform's download dir + `lanyard`, else `~/Downloads/lanyard` (Linux without XDG user

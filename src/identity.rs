@@ -158,6 +158,11 @@ impl Identity {
             bail!("identity key {shown} is accessible by other users (mode {mode:03o}); fix it with: chmod 600 {shown}");
         }
         let text = fs::read_to_string(path).with_context(|| format!("cannot read identity key {shown}"))?;
+        Self::parse(&text, &shown.to_string())
+    }
+
+    /// A key file's text (what `load` reads), `shown` naming it in errors.
+    fn parse(text: &str, shown: &str) -> Result<Identity> {
         let lines: Vec<&str> = text.lines().collect();
         let corrupt =
             || anyhow::anyhow!("identity key {shown} is corrupt; restore it from a backup or move it away to start as a new identity");
@@ -173,6 +178,45 @@ impl Identity {
             return Err(corrupt());
         }
         Ok(Self::from_parts(private, public))
+    }
+
+    /// The data dir's key file as text, checked: what an exported identity carries.
+    pub fn key_text(data_dir: &Path) -> Result<String> {
+        let path = data_dir.join(KEY_FILE);
+        Self::load(&path)?;
+        fs::read_to_string(&path).with_context(|| format!("cannot read identity key {}", path.display()))
+    }
+
+    /// Make the key in `text` (a key file's text) the data dir's identity. A data dir with
+    /// another key keeps it unless `replace`: then it is kept beside, renamed, never deleted.
+    pub fn install(data_dir: &Path, text: &str, replace: bool) -> Result<PeerId> {
+        let identity = Self::parse(text, "the imported identity")?;
+        let path = data_dir.join(KEY_FILE);
+        if fs::symlink_metadata(&path).is_ok() {
+            let current = Self::load(&path)?;
+            if current.id == identity.id {
+                return Ok(identity.id);
+            }
+            if !replace {
+                bail!(
+                    "this data dir already has an identity ({}); give --replace to keep it aside and use the imported one",
+                    current.id.short()
+                );
+            }
+            let aside = data_dir.join(format!("{KEY_FILE}.replaced-{}", current.id.short()));
+            fs::rename(&path, &aside).with_context(|| format!("cannot move {} aside", path.display()))?;
+        }
+        let tmp = path.with_extension(format!("tmp{}-{}", std::process::id(), rand::random::<u32>()));
+        let written = (|| {
+            let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            fs::File::open(data_dir)?.sync_all()
+        })();
+        let _ = fs::remove_file(&tmp);
+        written.with_context(|| format!("cannot write identity key {}", path.display()))?;
+        Ok(identity.id)
     }
 
     pub fn id(&self) -> &PeerId {

@@ -359,3 +359,40 @@ pub const MIN_ID_PREFIX: usize = 8;
 
 /// Id prefixes shorter than this are not looked up at all (too many peers would share them).
 pub const MIN_SHORT_ID_PREFIX: usize = 4;
+
+// == The locker: deposits held for their owners ==
+//
+// A holder takes a deposit without asking a person, so what it may cost is bounded here: per
+// owner, in all, and never past the free-space margin transfers keep anyway (`space.rs`). An
+// offer over a budget is refused before anything moves, with the numbers
+// ("bob holds at most 2 GiB for you; 1.8 GiB used").
+
+/// What one owner's deposits may take on a holder, unless its config says otherwise.
+pub const DEPOSIT_PER_OWNER: u64 = 2 << 30;
+/// What every owner's deposits may take on a holder in all, unless its config says otherwise.
+pub const DEPOSIT_TOTAL: u64 = 20 << 30;
+/// A held copy its owner did not renew for this long (its owner's node lists its deposits at
+/// a holder now and then, which renews them) is deleted.
+pub const DEPOSIT_EXPIRY: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Deposits one owner may keep on one holder: a listing is bounded by it.
+pub const MAX_HELD_PER_OWNER: usize = 1000;
+/// Deposits in one `HeldListing` frame (each is a name of at most 255 bytes and a few numbers).
+pub const HELD_FRAME_ENTRIES: usize = 200;
+/// Replicas a deposit may ask for.
+pub const MAX_REPLICAS: u32 = 16;
+/// How long a holder that went away may stay away before the owner's node copies its deposits
+/// to another holder (config `deposit_repair_after`, env `LANYARD_DEPOSIT_REPAIR_AFTER`).
+pub const DEPOSIT_REPAIR_AFTER: Duration = Duration::from_secs(3600);
+/// A holder re-reads one held deposit whole at most this often (a scrub, paced to cost little:
+/// one deposit at a time), the one verified longest ago, once it was last verified over
+/// [`SCRUB_AGE`] ago. A copy that no longer hashes to what was deposited is deleted, and its
+/// owner's node replaces it.
+pub const SCRUB_EVERY: Duration = Duration::from_secs(600);
+pub const SCRUB_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How often an owner's running node checks its deposits at most (and at least: half the
+/// repair delay, within these bounds). A node with no deposits only looks at its database.
+pub const REPAIR_CHECK_MIN: Duration = Duration::from_secs(1);
+pub const REPAIR_CHECK_MAX: Duration = Duration::from_secs(60);
+/// An exported identity is a few hundred bytes: a file bigger than this is not one (read no
+/// further).
+pub const MAX_IDENTITY_EXPORT: usize = 64 << 10;

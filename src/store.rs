@@ -144,6 +144,36 @@ const MIGRATIONS: &[&str] = &[
         seq INTEGER NOT NULL
     );
     CREATE INDEX transfer_records_seq ON transfer_records (seq);",
+    // The locker (src/node/locker/db.rs): what this node holds for owners (`held`), and what
+    // it deposited itself and where (`deposits`, `deposit_holders`).
+    "CREATE TABLE held (
+        owner TEXT NOT NULL,
+        id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        bytes INTEGER NOT NULL,
+        files INTEGER NOT NULL,
+        digest BLOB NOT NULL,
+        stored_ms INTEGER NOT NULL,
+        renewed_ms INTEGER NOT NULL,
+        verified_ms INTEGER NOT NULL,
+        PRIMARY KEY (owner, id)
+    );
+    CREATE TABLE deposits (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        bytes INTEGER NOT NULL,
+        files INTEGER NOT NULL,
+        digest BLOB NOT NULL,
+        replicas INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE deposit_holders (
+        deposit TEXT NOT NULL REFERENCES deposits (id) ON DELETE CASCADE,
+        peer TEXT NOT NULL,
+        verified INTEGER NOT NULL,
+        verified_ms INTEGER NOT NULL,
+        PRIMARY KEY (deposit, peer)
+    );",
 ];
 
 /// The step of the growth budgets, which the migration test starts from.

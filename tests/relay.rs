@@ -444,12 +444,7 @@ fn partial_bytes(n: &Node) -> u64 {
 
 /// Ada sends a file of `mib` MiB to bob and carol, relayed (bob passes it on to carol); back
 /// once carol holds 2 MiB of it from bob. The source's folder, its path, and the send.
-async fn relayed_to_carol(
-    ada: &Node,
-    bob: &Node,
-    carol: &Node,
-    mib: usize,
-) -> (tempfile::TempDir, PathBuf, lanyard::node::transfer::GroupTask) {
+async fn relayed_to_carol(ada: &Node, bob: &Node, carol: &Node, mib: usize) -> (tempfile::TempDir, PathBuf, lanyard::node::api::GroupTask) {
     let src = tempfile::tempdir().unwrap();
     let big = src.path().join("image.bin");
     std::fs::write(&big, pattern(mib << 20, mib as u64)).unwrap();
@@ -461,7 +456,7 @@ async fn relayed_to_carol(
 
 #[tokio::test]
 async fn a_relay_that_cancels_its_own_receive_leaves_the_peers_behind_it_to_the_sender() {
-    use lanyard::node::transfer::TransferState;
+    use lanyard::node::api::TransferState;
     use lanyard::reason::Reason;
     let (ada, bob, carol) = (node("ada", |_| {}).await, node("bob", |_| {}).await, node("carol", |_| {}).await);
     // Bob stops reading after 4 MiB (forwarding what he verified) until he cancels.
@@ -486,7 +481,7 @@ async fn a_relay_that_cancels_its_own_receive_leaves_the_peers_behind_it_to_the_
 
 #[tokio::test]
 async fn a_senders_cancel_reaches_the_chain_behind_the_relay_and_no_partial_data_stays() {
-    use lanyard::node::transfer::TransferState;
+    use lanyard::node::api::TransferState;
     use lanyard::reason::Reason;
     let (ada, bob, carol) = (node("ada", |_| {}).await, node("bob", |_| {}).await, node("carol", |_| {}).await);
     let (_src, _big, group) = relayed_to_carol(&ada, &bob, &carol, 64).await;

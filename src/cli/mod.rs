@@ -9,6 +9,7 @@ macro_rules! outln {
 
 mod doctor;
 mod history;
+mod locker;
 pub mod output;
 mod serve;
 mod serve_json;
@@ -45,7 +46,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         match command {
             Command::Tui => crate::ui::run(&config).await,
             Command::Serve { accept_all, json } => serve::run(&config, accept_all, json).await,
-            Command::Id { json } => id(&config, json).await,
+            Command::Id { action: Some(action), .. } => locker::id_action(&config, action).await,
+            Command::Id { json, action: None } => id(&config, json).await,
             Command::Peers { wait, json } => peers(&config, wait, json).await,
             Command::Say {
                 peer,
@@ -96,6 +98,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Command::Transfers { json } => transfers(&config, json).await,
             Command::Cancel { transfer } => call(&config, Request::Cancel { transfer }, print_note).await,
             Command::Forget { peer } => call(&config, Request::Forget { peer }, print_note).await,
+            Command::Deposit { replicas, to, drop, paths } => locker::deposit(&config, replicas, to, drop, paths).await,
+            Command::Deposits { json } => locker::deposits(&config, json).await,
+            Command::Retrieve { deposit, to } => locker::retrieve(&config, deposit, to).await,
+            Command::Held { json, drop } => locker::held(&config, json, drop).await,
             Command::Config => setup::show_config(&config),
             Command::Doctor { wait } => doctor::run(&config, wait).await,
             Command::Completions { .. } | Command::ManPages { .. } => unreachable!("handled before the config is read"),
@@ -142,7 +148,7 @@ async fn client_for(config: &Config, request: &Request) -> Result<Client> {
 }
 
 /// Run one request to its end, showing its replies; exit 0 on Done.
-async fn call(config: &Config, request: Request, show: impl FnMut(Reply)) -> Result<ExitCode> {
+pub(crate) async fn call(config: &Config, request: Request, show: impl FnMut(Reply)) -> Result<ExitCode> {
     let client = client_for(config, &request).await?;
     let result = client.run(request, show).await;
     client.close().await;

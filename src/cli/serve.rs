@@ -240,6 +240,17 @@ impl Log {
                 }
             }
             Event::Warning { message } => format!("warning: {}", printable(message)),
+            Event::Deposit {
+                deposit,
+                name,
+                change,
+                peer,
+            } => format!(
+                "deposit {} ({}): {change}, {}",
+                printable(name),
+                &deposit[..12.min(deposit.len())],
+                peer.short()
+            ),
             Event::ChatReceived {
                 from, nick, room, text, ..
             } => {

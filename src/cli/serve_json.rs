@@ -80,6 +80,15 @@ fn objects(event: &Event) -> Vec<(&'static str, Value)> {
         Event::PeerForgotten { id } => one("peer_forgotten", json!({ "id": id })),
         Event::TrustChanged { id, trusted } => one("trust_changed", json!({ "id": id, "trusted": trusted })),
         Event::Warning { message } => one("warning", json!({ "message": message })),
+        Event::Deposit {
+            deposit,
+            name,
+            change,
+            peer,
+        } => one(
+            "deposit",
+            json!({ "deposit": deposit, "name": name, "change": change, "peer": peer }),
+        ),
         Event::ChatReceived {
             id,
             from,

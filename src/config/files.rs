@@ -47,6 +47,26 @@ pub struct FileConfig {
     pub peer: Option<Vec<String>>,
     pub mdns: Option<bool>,
     pub relay: Option<bool>,
+    pub deposits: Option<String>,
+    #[serde(alias = "deposit_budget")]
+    pub deposit_budget: Option<String>,
+    #[serde(alias = "deposit_total")]
+    pub deposit_total: Option<String>,
+    #[serde(alias = "deposit_repair_after")]
+    pub deposit_repair_after: Option<String>,
+}
+
+impl FileConfig {
+    /// The locker's keys alone (the rest is taken apart key by key).
+    pub fn locker_keys(&self) -> FileConfig {
+        FileConfig {
+            deposits: self.deposits.clone(),
+            deposit_budget: self.deposit_budget.clone(),
+            deposit_total: self.deposit_total.clone(),
+            deposit_repair_after: self.deposit_repair_after.clone(),
+            ..FileConfig::default()
+        }
+    }
 }
 
 /// One config file: where it is looked for, and what it said.

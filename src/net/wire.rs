@@ -225,6 +225,9 @@ pub enum ByeReason {
     Busy,
     /// Refused: the dialling address already holds its share of the connections.
     TooManyFromAddress,
+    /// Refused: another node with the same identity (key) connected here after this one; two
+    /// nodes cannot share one identity.
+    SameIdentity,
 }
 
 impl ByeReason {
@@ -233,6 +236,9 @@ impl ByeReason {
         match self {
             ByeReason::Busy => Some("busy: all connection slots are in use"),
             ByeReason::TooManyFromAddress => Some("too many connections from your address"),
+            ByeReason::SameIdentity => {
+                Some("another lanyard node runs with this identity (the same key, after `lanyard id import` elsewhere?): stop one of them")
+            }
             ByeReason::Leaving | ByeReason::Duplicate => None,
         }
     }

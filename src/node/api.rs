@@ -17,6 +17,8 @@ use tokio::sync::mpsc;
 use super::{Envelope, Event, RecvError, Snapshot};
 /// Lines a `History` call answers at most: the faces page with it.
 pub use crate::limits::HISTORY_PAGE;
+/// An exported identity's largest size (a face reads no more of a file it is given).
+pub use crate::limits::MAX_IDENTITY_EXPORT;
 
 // What a face may name besides requests and replies: the types they carry, the handle a face in
 // the same process holds, and the few checks a face makes before it asks. Faces reach the node
@@ -24,9 +26,12 @@ pub use crate::limits::HISTORY_PAGE;
 pub use super::chat::{ChatEntry, ChatTarget, DbBudget, Delivery, InFlightPeaks, Page, ROOM, Recipient, check_text};
 pub use super::doctor::{Exam, Verdict, examine};
 pub use super::handle::NodeHandle;
+pub use super::locker::placement::rank as rank_holders;
+pub use super::locker::{DepositReport, DepositView, HeldReport, HeldView, HolderView, Policy as DepositPolicy, Retrieved};
 pub use super::names::{Named, label};
 pub use super::nick::nick_in;
 pub use super::peers::{FindError, PeerInfo};
+pub use super::portable::{export_identity, import_identity};
 pub use super::share::{EntryKind, ShareEntry};
 pub use super::slots::SlotCounts;
 pub use super::transfer::{
@@ -130,6 +135,32 @@ pub enum Request {
     SetNick {
         nick: String,
     },
+    /// Deposit absolute `paths` (each one deposit) with `replicas` verified copies, on the
+    /// peers `to` names if any.
+    Deposit {
+        paths: Vec<PathBuf>,
+        replicas: u32,
+        #[serde(default)]
+        to: Vec<String>,
+    },
+    /// Remove one of our deposits (a name or an id) from its holders.
+    DropDeposit {
+        deposit: String,
+    },
+    /// Our deposits, checked with their holders.
+    Deposits,
+    /// Bring one of our deposits back (a name or an id) into `to` (absolute; the download dir
+    /// when absent).
+    Retrieve {
+        deposit: String,
+        to: Option<PathBuf>,
+    },
+    /// What this node holds for others.
+    Held,
+    /// Free what this node holds for an owner, or one deposit.
+    DropHeld {
+        spec: String,
+    },
     /// Keep a connection to HOST:PORT. With `wait`, answer once it is connected (`Peers`
     /// with that one peer) or failed (`no answer from HOST:PORT: why`); the node keeps trying
     /// either way.
@@ -216,6 +247,13 @@ pub enum Reply {
     Transfers {
         transfers: Vec<TransferView>,
     },
+    /// One deposit's result.
+    Deposited(Box<DepositReport>),
+    Deposits {
+        deposits: Vec<DepositView>,
+    },
+    Retrieved(Box<Retrieved>),
+    Held(Box<HeldReport>),
     /// What a call did, for a person (`accepted offer 1a2b…`).
     Note {
         text: String,
@@ -365,6 +403,30 @@ pub async fn execute(node: &NodeHandle, request: Request, out: &mpsc::Sender<Rep
             Err(e) => Err(e),
         },
         Request::SetNick { nick } => node.set_nick(&nick).await,
+        Request::Deposit { paths, replicas, to } => deposit(node, paths, replicas, to, out).await,
+        Request::DropDeposit { deposit } => match node.drop_deposit(&deposit).await {
+            Ok(text) => send(out, Reply::Note { text }).await,
+            Err(e) => Err(e),
+        },
+        Request::Deposits => match node.deposits().await {
+            Ok(deposits) => send(out, Reply::Deposits { deposits }).await,
+            Err(e) => Err(e),
+        },
+        Request::Retrieve { deposit, to } => match node.retrieve(&deposit, to).await {
+            Ok(r) => send(out, Reply::Retrieved(Box::new(r))).await,
+            Err(e) => Err(e),
+        },
+        Request::Held => match node.held().await {
+            Ok(h) => send(out, Reply::Held(Box::new(h))).await,
+            Err(e) => Err(e),
+        },
+        Request::DropHeld { spec } => match node.drop_held(&spec).await {
+            Ok(n) => {
+                let text = format!("dropped {}", crate::text::plural(n, "deposit"));
+                send(out, Reply::Note { text }).await
+            }
+            Err(e) => Err(e),
+        },
         Request::AddPeer { addr, wait: false } => {
             node.add_peer(&addr);
             Ok(())
@@ -396,6 +458,31 @@ pub async fn execute(node: &NodeHandle, request: Request, out: &mpsc::Sender<Rep
         },
     };
     let _ = out.send(last).await;
+}
+
+/// Deposit each path in turn; fails (after trying them all) if any has fewer verified copies
+/// than asked.
+async fn deposit(node: &NodeHandle, paths: Vec<PathBuf>, replicas: u32, to: Vec<String>, out: &mpsc::Sender<Reply>) -> Result<()> {
+    let mut peers = Vec::new();
+    for p in &to {
+        peers.push(node.resolve(p, RESOLVE_WAIT).await?);
+    }
+    let mut short = Vec::new();
+    for path in &paths {
+        let report = node.deposit(path, replicas, &peers).await?;
+        if !report.complete {
+            short.push(format!(
+                "{}: {} of {replicas} copies verified",
+                crate::text::printable(&report.deposit.name),
+                report.deposit.replicas_verified
+            ));
+        }
+        send(out, Reply::Deposited(Box::new(report))).await?;
+    }
+    if !short.is_empty() {
+        bail!("not deposited as asked: {}", short.join("; "));
+    }
+    Ok(())
 }
 
 /// Send a reply; an error once the reader left, so that long work stops.

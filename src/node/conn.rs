@@ -252,6 +252,20 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
             writer.shutdown().await;
             return None;
         }
+        Registered::Twin => {
+            tracing::warn!(
+                "{} connected from {} as a session another node with its key replaced: refused",
+                id.short(),
+                remote.addr
+            );
+            let _ = writer
+                .send(&ControlMsg::Bye {
+                    reason: ByeReason::SameIdentity,
+                })
+                .await;
+            writer.shutdown().await;
+            return None;
+        }
         Registered::Up | Registered::Replaced(_) => {}
     }
     if remote.hello.listen_port.is_some() {
@@ -433,6 +447,12 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
                         quiet = reason == ByeReason::Duplicate;
                         if let Some(why) = reason.refusal() {
                             tracing::warn!("{} ({}) refused the connection: {why}", remote.addr, id.short());
+                            if reason == ByeReason::SameIdentity {
+                                // Not this peer's business alone: every face hears it.
+                                shared.emit(Event::Warning {
+                                    message: format!("{} refused us: {why}", crate::text::printable(&remote.hello.nick)),
+                                });
+                            }
                             refused = Some(why.to_string());
                             break format!("refused: {why}");
                         }

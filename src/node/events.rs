@@ -73,6 +73,16 @@ pub enum Event {
     Warning {
         message: String,
     },
+    /// The locker: a copy of deposit `deposit` (named `name`) changed. `change`: `held` (this
+    /// node now holds it for `peer`, its owner), `dropped` (it no longer does: its owner dropped
+    /// it, it expired, or it failed its check), `placed` (one of ours now has a verified copy on
+    /// `peer`), `copied` (one of ours was copied to `peer` from another holder: a repair).
+    Deposit {
+        deposit: String,
+        name: String,
+        change: String,
+        peer: PeerId,
+    },
     /// A peer's chat line, shown once (a resend of the same id is not reported again).
     ChatReceived {
         id: String,

@@ -116,6 +116,11 @@ impl NodeHandle {
         shared.tracker.spawn(known::dial_remembered(shared.clone()));
         shared.tracker.spawn(known::prune_periodically(shared.clone()));
         shared.tracker.spawn(transfer::expire_partials(shared.clone()));
+        // A node that keeps running keeps its deposits alive, and checks what it holds.
+        if listen_addr.is_some() {
+            shared.tracker.spawn(super::locker::repair::keep_deposits(handle.clone()));
+            shared.tracker.spawn(super::locker::repair::scrub(shared.clone()));
+        }
         if shared.config.advertise && listen_addr.is_some() {
             shared.tracker.spawn(alone::hint_if_alone(shared.clone()));
         }

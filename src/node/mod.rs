@@ -13,9 +13,11 @@ pub mod events;
 mod exchange;
 mod handle;
 mod known;
+pub(crate) mod locker;
 pub(crate) mod names;
 pub(crate) mod nick;
 pub(crate) mod peers;
+mod portable;
 pub(crate) mod share;
 mod slots;
 pub mod snapshot;
@@ -81,6 +83,8 @@ pub struct NodeConfig {
     /// Offer paused sends again by itself once their peers are online (a node that keeps
     /// running: `serve`, the TUI); a one-shot command leaves them to the next such node.
     pub resume: bool,
+    /// What this node holds for others, and when its own deposits are repaired.
+    pub locker: locker::LockerConfig,
     /// Test hook: as a relay, flip a byte of the forwarded segment with this number.
     #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
@@ -122,6 +126,7 @@ impl NodeConfig {
             db_budget: chat::DbBudget::default(),
             stall_timeout: crate::limits::TRANSFER_STALL,
             resume: false,
+            locker: locker::LockerConfig::default(),
             #[cfg(feature = "test-hooks")]
             corrupt_forward: None,
             #[cfg(feature = "test-hooks")]

@@ -69,7 +69,13 @@ pub struct PeerState {
     /// Who first claimed it (the address its mDNS record named first, or the peer whose list
     /// named it) and when: while it is a candidate, its share of the unconfirmed places.
     pub claim: Option<(IpAddr, Instant)>,
+    /// Sessions of it that a newer session replaced (the newest few): a restarted node never
+    /// comes back as its old session, so one that does is a second node with the same key.
+    pub replaced_sessions: Vec<u64>,
 }
+
+/// Replaced sessions remembered per peer.
+const REPLACED_SESSIONS_KEPT: usize = 8;
 
 impl PeerState {
     /// Known only from a claim (an mDNS record, another peer's list): no key has answered for it
@@ -169,6 +175,9 @@ pub enum Registered {
     Replaced(u64),
     /// An existing connection wins; the caller closes the new one as a duplicate.
     Duplicate,
+    /// From a session another session of the same key replaced: two nodes run with one
+    /// identity. The caller refuses it, saying so.
+    Twin,
 }
 
 #[derive(Debug, Default)]
@@ -291,6 +300,9 @@ impl PeerTable {
     /// of either connection.
     pub fn register(&mut self, id: &PeerId, conn: LiveConn) -> Registered {
         let peer = self.entry(id);
+        if conn.session != 0 && peer.replaced_sessions.contains(&conn.session) {
+            return Registered::Twin;
+        }
         let Some(existing) = &peer.conn else {
             peer.conn = Some(conn);
             return if std::mem::replace(&mut peer.announced, true) {
@@ -299,7 +311,15 @@ impl PeerTable {
                 Registered::Up
             };
         };
-        let new_wins = conn.session != existing.session || conn.channel < existing.channel;
+        let new_session = conn.session != existing.session;
+        let new_wins = new_session || conn.channel < existing.channel;
+        if new_session && existing.session != 0 {
+            let old = existing.session;
+            peer.replaced_sessions.push(old);
+            if peer.replaced_sessions.len() > REPLACED_SESSIONS_KEPT {
+                peer.replaced_sessions.remove(0);
+            }
+        }
         if new_wins {
             let old = peer.conn.replace(conn).map(|c| {
                 c.replaced.store(true, Ordering::Relaxed);
@@ -477,6 +497,11 @@ mod tests {
         assert_eq!(t.register(&b, conn(1, 9, 70)), Registered::Up);
         assert_eq!(t.register(&b, conn(2, 9, 30)), Registered::Replaced(1));
         assert_eq!(t.register(&b, conn(3, 9, 50)), Registered::Duplicate);
+        // A new session (a restart) replaces it; the replaced session (9) back again is
+        // another node with the same key.
+        assert_eq!(t.register(&b, conn(4, 10, 90)), Registered::Replaced(2));
+        assert_eq!(t.register(&b, conn(5, 9, 10)), Registered::Twin);
+        assert_eq!(t.get(&b).unwrap().conn.as_ref().unwrap().conn_id, 4);
     }
 
     #[test]

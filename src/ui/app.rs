@@ -457,7 +457,7 @@ impl App {
                 }
                 self.say(message)
             }
-            Event::Listening { .. } => {}
+            Event::Listening { .. } | Event::Deposit { .. } => {}
             Event::ChatReceived {
                 id,
                 from,

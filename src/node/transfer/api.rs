@@ -32,6 +32,23 @@ pub struct TransferTask {
 /// paths they were read from (kept with the transfer, to offer them again after a restart).
 pub struct Prepared(source::SendManifest, Vec<PathBuf>);
 
+impl Prepared {
+    /// The hash of the whole offer (names, sizes, roots): what it holds, whatever the times.
+    pub(crate) fn digest(&self) -> [u8; 32] {
+        self.0.digest()
+    }
+
+    /// Bytes of all its files.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.0.bytes
+    }
+
+    /// Its files (folders not counted).
+    pub(crate) fn files(&self) -> u32 {
+        self.0.items.iter().filter(|i| !i.dir).count() as u32
+    }
+}
+
 /// A push to several peers ([`NodeHandle::send_group`]).
 pub struct GroupTask {
     pub id: String,
@@ -144,8 +161,47 @@ impl NodeHandle {
         }
         shared
             .tracker
-            .spawn(relay::send(shared.clone(), group.clone(), manifest, ctxs, results));
+            .spawn(relay::send(shared.clone(), group.clone(), manifest, ctxs, results, None));
         Ok(GroupTask { id: group, tasks })
+    }
+
+    /// Deposit what `prepared` read on `peers` under `name` (see `crate::node::locker`): one
+    /// relayed send whose offers are `Deposit`s. Not resumable as a send (a resume would offer
+    /// plain files): the owner's node deposits again instead.
+    pub(crate) fn send_deposit(&self, peers: &[PeerId], prepared: &Prepared, name: &str) -> GroupTask {
+        let shared = &self.shared;
+        let group = new_id();
+        let mut results = Vec::new();
+        let mut tasks = Vec::new();
+        let mut ctxs = Vec::new();
+        for peer in peers {
+            let ctx = Arc::new(Ctx::new(
+                shared,
+                None,
+                peer.clone(),
+                peer_nick(shared, peer),
+                Direction::Send,
+                Some(group.clone()),
+            ));
+            let (tx, rx) = oneshot::channel();
+            results.push(tx);
+            let join = shared.tracker.spawn(async move {
+                rx.await
+                    .unwrap_or_else(|_| Err(TransferError::failed("the deposit ended abnormally")))
+            });
+            tasks.push((ctx.peer.clone(), TransferTask { id: ctx.id.clone(), join }));
+            ctxs.push(ctx);
+        }
+        let manifest = prepared.0.clone();
+        shared.tracker.spawn(relay::send(
+            shared.clone(),
+            group.clone(),
+            manifest,
+            ctxs,
+            results,
+            Some(name.to_string()),
+        ));
+        GroupTask { id: group, tasks }
     }
 
     /// Start a plain send; `id`: the transfer it resumes, `sources`: the local paths it was

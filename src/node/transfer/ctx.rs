@@ -48,6 +48,8 @@ pub(crate) struct Ctx {
     /// Receive of an offer a relay passed on: who started the send and vouched for the offer
     /// with this digest (it hears our verdict directly).
     pub vouched: std::sync::OnceLock<(PeerId, [u8; 32])>,
+    /// Receive of a deposit taken into the locker: what is recorded once it is whole.
+    pub deposit: std::sync::OnceLock<crate::node::locker::db::Held>,
     /// An outgoing send of local paths: those paths, stored with it for a resume.
     pub(super) sources: Mutex<Option<Vec<PathBuf>>>,
     /// A stopped receive: where the partial files it keeps are.
@@ -99,6 +101,7 @@ impl Ctx {
                     NEXT.fetch_add(1, Ordering::Relaxed)
                 },
                 vouched: std::sync::OnceLock::new(),
+                deposit: std::sync::OnceLock::new(),
                 sources: Mutex::new(None),
                 partials: Mutex::new(None),
                 no_resume: AtomicBool::new(false),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::ctx::Ctx;
 use super::error::{Direction, Outcome, TransferError};
 use super::wire::{MAX_TRANSFER_FRAME, TransferMsg, msg_name};
-use super::{deadline, pull, receive, relay};
+use super::{deadline, held, pull, receive, relay};
 use crate::limits::{FIRST_FRAME_TIMEOUT, REFUSAL_DRAIN};
 use crate::net::secure::SecureConn;
 use crate::node::Shared;
@@ -60,12 +60,7 @@ pub(crate) async fn serve_incoming(shared: Arc<Shared>, mut conn: SecureConn, sl
     let peer = conn.remote.id.clone();
     let nick = conn.remote.hello.nick.clone();
     // The connection's slot knows when it last moved and whether it must make room.
-    let watched = |mut ctx: Ctx| {
-        ctx.deadline = Arc::new(deadline::Deadline::new(shared.config.stall_timeout, slot.activity.clone()));
-        ctx.evict = slot.evict.clone();
-        ctx.parking = Some(slot.parking());
-        ctx
-    };
+    let watched = |ctx: Ctx| watch(&shared, &slot, ctx);
     match msg {
         TransferMsg::Offer {
             transfer,
@@ -74,31 +69,45 @@ pub(crate) async fn serve_incoming(shared: Arc<Shared>, mut conn: SecureConn, sl
             relay,
             origin,
         } => {
-            // Another peer of a relay chain re-attaches us: the receive it replaces (stuck
-            // behind a relay that died or stalled) stops first and lets go of its partial files.
-            // Only a relayed offer can do that (a plain send never takes over a transfer).
-            let relayed = origin.is_some() || !relay.is_empty();
-            if let Some(gone) = relayed.then(|| shared.transfers.supersede(&transfer)).flatten() {
-                tracing::info!("transfer {transfer}: re-attached by {}", peer.short());
-                tokio::select! {
-                    _ = gone.cancelled() => {}
-                    _ = tokio::time::sleep(crate::limits::REATTACH_WAIT) => {}
-                    _ = shared.cancel.cancelled() => return,
-                }
-            }
-            let ctx = watched(Ctx::new(&shared, Some(&transfer), peer, nick, Direction::Receive, None));
-            let dest = shared.config.download_dir.clone();
-            ctx.note(|v| v.saved_to = Some(dest.display().to_string()));
             let header = receive::Header {
                 items,
                 bytes,
                 relay,
                 origin,
+                deposit: None,
             };
-            let result = receive::run(&ctx, conn, header, &dest, receive::Decision::Ask).await;
-            // The connection is closed: its slot is free before the end is reported and stored.
+            receive_offer(&shared, conn, slot, &transfer, header).await;
+        }
+        TransferMsg::Deposit {
+            transfer,
+            items,
+            bytes,
+            relay,
+            origin,
+            name,
+        } => {
+            let header = receive::Header {
+                items,
+                bytes,
+                relay,
+                origin,
+                deposit: Some(name),
+            };
+            receive_offer(&shared, conn, slot, &transfer, header).await;
+        }
+        TransferMsg::HeldList => held::serve_list(&shared, conn).await,
+        TransferMsg::Replicate { transfer, deposit, to } => {
+            let ctx = watched(Ctx::new(&shared, Some(&transfer), peer, nick, Direction::Send, None));
+            let result = held::serve_replicate(&ctx, conn, &deposit, to).await;
             drop(slot);
-            relay::tell_origin(&ctx, &result);
+            log_end(&ctx, &result);
+            ctx.report(&result).await;
+        }
+        TransferMsg::DropDeposit { deposit } => held::serve_drop(&shared, conn, &deposit).await,
+        TransferMsg::Fetch { transfer, deposit } => {
+            let ctx = watched(Ctx::new(&shared, Some(&transfer), peer, nick, Direction::Send, None));
+            let result = held::serve_fetch(&ctx, conn, &deposit).await;
+            drop(slot);
             log_end(&ctx, &result);
             ctx.report(&result).await;
         }
@@ -117,6 +126,52 @@ pub(crate) async fn serve_incoming(shared: Arc<Shared>, mut conn: SecureConn, sl
             );
         }
     }
+}
+
+/// The connection's slot knows when it last moved and whether it must make room.
+fn watch(shared: &Shared, slot: &Slot, mut ctx: Ctx) -> Ctx {
+    ctx.deadline = Arc::new(deadline::Deadline::new(shared.config.stall_timeout, slot.activity.clone()));
+    ctx.evict = slot.evict.clone();
+    ctx.parking = Some(slot.parking());
+    ctx
+}
+
+/// An offer to receive (into the download dir, or a deposit into the locker).
+async fn receive_offer(shared: &Arc<Shared>, conn: SecureConn, slot: Slot, transfer: &str, header: receive::Header) {
+    let peer = conn.remote.id.clone();
+    let nick = conn.remote.hello.nick.clone();
+    // Another peer of a relay chain re-attaches us: the receive it replaces (stuck behind a
+    // relay that died or stalled) stops first and lets go of its partial files. Only a relayed
+    // offer can do that (a plain send never takes over a transfer).
+    let relayed = header.origin.is_some() || !header.relay.is_empty();
+    if let Some(gone) = relayed.then(|| shared.transfers.supersede(transfer)).flatten() {
+        tracing::info!("transfer {transfer}: re-attached by {}", peer.short());
+        tokio::select! {
+            _ = gone.cancelled() => {}
+            _ = tokio::time::sleep(crate::limits::REATTACH_WAIT) => {}
+            _ = shared.cancel.cancelled() => return,
+        }
+    }
+    let ctx = watch(
+        shared,
+        &slot,
+        Ctx::new(shared, Some(transfer), peer, nick, Direction::Receive, None),
+    );
+    let dest = shared.config.download_dir.clone();
+    if header.deposit.is_some() {
+        ctx.no_resume.store(true, std::sync::atomic::Ordering::Relaxed);
+        let store = crate::node::locker::store_dir(&shared.config.data_dir);
+        ctx.note(|v| v.saved_to = Some(store.display().to_string()));
+    } else {
+        ctx.note(|v| v.saved_to = Some(dest.display().to_string()));
+    }
+    let result = receive::run(&ctx, conn, header, &dest, receive::Decision::Ask).await;
+    // The connection is closed: its slot is free before the end is reported and stored.
+    drop(slot);
+    held::stored(&ctx, &result).await;
+    relay::tell_origin(&ctx, &result);
+    log_end(&ctx, &result);
+    ctx.report(&result).await;
 }
 
 pub(super) fn log_end(ctx: &Ctx, result: &Result<Outcome, TransferError>) {

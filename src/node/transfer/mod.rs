@@ -51,6 +51,7 @@ mod error;
 mod expire;
 pub mod file_names;
 mod hashing;
+pub(crate) mod held;
 mod hooks;
 mod ids;
 mod incoming;

@@ -197,6 +197,7 @@ pub(crate) async fn get(ctx: &Ctx, mut conn: SecureConn, paths: Vec<String>, des
                     bytes,
                     relay: Vec::new(),
                     origin: None,
+                    deposit: None,
                 },
                 &dest,
                 Decision::Requested(allowed),

@@ -40,6 +40,8 @@ pub(crate) struct Header {
     pub relay: Vec<Hop>,
     /// Who started the send, on an offer a relay passes on.
     pub origin: Option<String>,
+    /// A deposit's name: kept in the locker for its owner, not put in the download dir.
+    pub deposit: Option<String>,
 }
 
 pub(crate) enum Decision {
@@ -48,6 +50,9 @@ pub(crate) enum Decision {
     /// We asked for these ourselves: accepted, but only items under these top-level names
     /// (`None`: anything, for a request of the whole share list).
     Requested(Option<Vec<String>>),
+    /// We fetched one of our deposits: accepted only if the offer is exactly the content with
+    /// this digest (a holder whose copy changed serves something else, and is refused).
+    Fetched([u8; 32]),
 }
 
 pub(crate) async fn run(ctx: &Ctx, conn: SecureConn, header: Header, dest: &Path, decision: Decision) -> Result<Outcome, TransferError> {
@@ -56,7 +61,7 @@ pub(crate) async fn run(ctx: &Ctx, conn: SecureConn, header: Header, dest: &Path
     } = conn;
     ctx.deadline.moved();
     let mut plan = None;
-    let pull = matches!(decision, Decision::Requested(_));
+    let pull = matches!(decision, Decision::Requested(_) | Decision::Fetched(_));
     let result = exchange(ctx, &mut reader, &mut writer, header, dest, decision, &mut plan).await;
     match result {
         Ok(outcome) => {
@@ -166,8 +171,10 @@ async fn exchange(
     if total != Some(header.bytes) || entries.iter().any(|e| e.dir && e.size != 0) {
         return Err(protocol("manifest sizes do not add up"));
     }
-    let allowed = match &decision {
-        Decision::Requested(Some(allowed)) => Some(allowed.clone()),
+    let allowed = match (&decision, &header.deposit) {
+        (Decision::Requested(Some(allowed)), _) => Some(allowed.clone()),
+        // A deposit is what its name says: one top-level item of that name.
+        (Decision::Ask, Some(name)) => Some(vec![name.clone()]),
         _ => None,
     };
     match blocking(&manifest, move |m| m.validate(allowed.as_deref())).await? {
@@ -180,7 +187,8 @@ async fn exchange(
     if let Err(e) = relay::check_hops(&header.relay, ctx.shared.identity.id(), &ctx.peer) {
         return Err(protocol(&e));
     }
-    let (digest, name) = blocking(&manifest, |m| m.digest_and_label()).await?.map_err(spool_failed)?;
+    let (content, name) = blocking(&manifest, |m| m.digest_and_label()).await?.map_err(spool_failed)?;
+    let digest = super::wire::vouched_digest(content, header.deposit.as_deref());
     ctx.note(|v| v.name = name);
     // An offer a relay passes on is taken as the sender's only if the sender vouched for it:
     // a relay can forward what it was given, not offer something else in its name.
@@ -226,8 +234,28 @@ async fn exchange(
         }
         _ => None,
     };
+    let mut deposit_dest = None;
     let accept = match decision {
         Decision::Requested(_) => Ok(()),
+        Decision::Fetched(want) if want == content => Ok(()),
+        Decision::Fetched(_) => Err((Reason::Rejected, format!("{}'s copy is not what was deposited", who(ctx)))),
+        Decision::Ask if header.deposit.is_some() => {
+            let owner = origin.as_ref().unwrap_or(&ctx.peer).clone();
+            let name = header.deposit.clone().unwrap_or_default();
+            let files = entries.iter().filter(|e| !e.dir).count() as u32;
+            let (shared, bytes) = (ctx.shared.clone(), header.bytes);
+            let admitted = tokio::task::spawn_blocking(move || super::held::admit(&shared, &owner, &name, content, bytes, files))
+                .await
+                .map_err(|_| Stop::Failed("cannot hold the deposit".into()))?;
+            match admitted {
+                Ok(held) => {
+                    deposit_dest = Some(crate::node::locker::deposit_dir(&ctx.shared.config.data_dir, &held.owner, &held.id));
+                    let _ = ctx.deposit.set(held);
+                    Ok(())
+                }
+                Err(why) => Err(why),
+            }
+        }
         Decision::Ask => {
             // Trust follows the peer that started the send, not the relay that passes it on.
             let sender = origin.as_ref().unwrap_or(&ctx.peer);
@@ -256,6 +284,7 @@ async fn exchange(
         return Err(refuse(ctx, writer, code, &reason).await);
     }
     ctx.shared.transfers.remember_accepted(&ctx.id, digest);
+    let dest = deposit_dest.as_deref().unwrap_or(dest);
 
     // Database look-ups, a stat per item, and in a resumed folder a hash of each file found
     // under its name: off the async workers, and (reading what an earlier attempt placed may
@@ -316,7 +345,15 @@ async fn exchange(
         let corrupt = None;
         let tap = Arc::new(Tap::new(corrupt));
         let origin = header.origin.clone().unwrap_or_else(|| ctx.peer.as_str().to_string());
-        let reports = relay::start_forward(ctx, origin, header.relay.clone(), manifest.clone(), tap.clone(), forwarding.clone());
+        let reports = relay::start_forward(
+            ctx,
+            origin,
+            header.relay.clone(),
+            manifest.clone(),
+            tap.clone(),
+            forwarding.clone(),
+            header.deposit.clone(),
+        );
         (Some(tap), Some(reports))
     };
     let disk_tap = tap.clone();

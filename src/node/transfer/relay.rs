@@ -83,6 +83,8 @@ pub(crate) struct Chain<'a> {
     /// each ended as it ends (the sender ends its recipients' transfers once, after the last
     /// round).
     pub relaying: bool,
+    /// A deposit's name: every offer of the chain is a `Deposit`.
+    pub deposit: Option<String>,
 }
 
 /// Run the chain below us until every peer in it has a fate or `stop` is raised. `ctx_for(k)`
@@ -160,6 +162,7 @@ async fn run_hop(
         origin: Some(chain.origin.clone()),
         reports: Some(tx),
         producer,
+        deposit: chain.deposit.clone(),
     };
     let run = send::run(ctx, conn, m, out);
     tokio::pin!(run);
@@ -209,7 +212,7 @@ async fn run_hop(
 
 /// A transfer connection to a peer of a chain: at the addresses the chain gives, then at any
 /// we know ourselves; the key that answers must be the one the chain names.
-async fn connect_hop(shared: &Arc<Shared>, hop: &Hop) -> Result<SecureConn, TransferError> {
+pub(super) async fn connect_hop(shared: &Arc<Shared>, hop: &Hop) -> Result<SecureConn, TransferError> {
     let Some(id) = PeerId::parse(&hop.id) else {
         return Err(TransferError::Unreachable("malformed peer id".into()));
     };
@@ -244,6 +247,7 @@ pub(crate) async fn send(
     m: SendManifest,
     ctxs: Vec<Arc<Ctx>>,
     results: Vec<oneshot::Sender<Result<Outcome, TransferError>>>,
+    deposit: Option<String>,
 ) {
     let n = ctxs.len();
     let hops: Vec<Hop> = ctxs.iter().map(|c| hop_of(&shared, &c.peer)).collect();
@@ -255,7 +259,7 @@ pub(crate) async fn send(
     }
     // Each recipient hears from us what we offer, so that no relay can offer it anything else
     // (and can ask again while the send runs); each tells us how it ended.
-    let digest = m.digest();
+    let digest = super::wire::vouched_digest(m.digest(), deposit.as_deref());
     let (verdict_tx, mut verdicts) = mpsc::channel(4 * n + 8);
     lock(&shared.transfers.sending).insert(
         group.clone(),
@@ -328,6 +332,7 @@ pub(crate) async fn send(
                 hops: members.iter().map(|&k| hops[k].clone()).collect(),
                 origin: shared.identity.id().as_str().to_string(),
                 relaying: false,
+                deposit: deposit.clone(),
             };
             let mut ctx_for = |j: usize| ctxs[members[j]].clone();
             let produce = || Producer::Files;
@@ -679,6 +684,7 @@ pub(crate) fn start_forward(
     manifest: Arc<ReceivedManifest>,
     tap: Arc<Tap>,
     stop: CancellationToken,
+    deposit: Option<String>,
 ) -> mpsc::UnboundedReceiver<(String, Report)> {
     let (tx, rx) = mpsc::unbounded_channel();
     let shared = ctx.shared.clone();
@@ -733,6 +739,7 @@ pub(crate) fn start_forward(
             hops,
             origin,
             relaying: true,
+            deposit,
         };
         let mut ctx_for = |k: usize| {
             let peer = PeerId::parse(&chain.hops[k].id).unwrap_or_else(|| PeerId::from_public_key(&[]));

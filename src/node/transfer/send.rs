@@ -37,6 +37,8 @@ pub(crate) struct Outgoing {
     /// Reports on the peers of `relay`, as (peer id, report).
     pub reports: Option<mpsc::UnboundedSender<(String, Report)>>,
     pub producer: Producer,
+    /// A deposit's name: offered as `Deposit`, to keep for its owner (`crate::node::locker`).
+    pub deposit: Option<String>,
 }
 
 impl Outgoing {
@@ -47,6 +49,7 @@ impl Outgoing {
             origin: None,
             reports: None,
             producer: Producer::Files,
+            deposit: None,
         }
     }
 }
@@ -105,17 +108,28 @@ async fn exchange(
         origin,
         reports,
         producer,
+        deposit,
     } = out;
     let relay_ids: Vec<String> = relay.iter().map(|h| h.id.clone()).collect();
-    writer
-        .queue_frame(&TransferMsg::Offer {
-            transfer: ctx.wire_id(),
-            items: n as u32,
-            bytes: m.bytes,
+    let (transfer, items, bytes) = (ctx.wire_id(), n as u32, m.bytes);
+    let first = match deposit {
+        Some(name) => TransferMsg::Deposit {
+            transfer,
+            items,
+            bytes,
             relay,
             origin,
-        })
-        .map_err(io_stop)?;
+            name,
+        },
+        None => TransferMsg::Offer {
+            transfer,
+            items,
+            bytes,
+            relay,
+            origin,
+        },
+    };
+    writer.queue_frame(&first).map_err(io_stop)?;
     let mut batch = Vec::new();
     let mut batch_bytes = 0;
     for (i, item) in m.items.iter().enumerate() {

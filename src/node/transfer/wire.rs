@@ -51,6 +51,38 @@ pub struct Item {
     pub root: serde_bytes::ByteBuf,
 }
 
+/// One deposit as its holder lists it to its owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldEntry {
+    /// The deposit's id (hex, [`DEPOSIT_ID_LEN`]).
+    pub id: String,
+    pub name: String,
+    pub bytes: u64,
+    pub files: u32,
+    /// The hash of its whole offer (names, sizes, roots): its content.
+    pub digest: serde_bytes::ByteBuf,
+    /// When the holder last read it back whole and found it intact (Unix ms).
+    pub verified_ms: u64,
+}
+
+/// A deposit id: 128 bits of a hash, as lowercase hex.
+pub const DEPOSIT_ID_LEN: usize = 32;
+
+impl HeldEntry {
+    /// A listing entry from a holder is checked before it is kept.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.id.len() != DEPOSIT_ID_LEN || !self.id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("a listed deposit has a malformed id".into());
+        }
+        if self.digest.len() != 32 {
+            return Err("a listed deposit has a malformed hash".into());
+        }
+        super::file_names::check_component(&self.name)
+            .map(|_| ())
+            .map_err(|e| format!("a listed deposit's name: {e}"))
+    }
+}
+
 /// A recipient further down a relayed send's chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hop {
@@ -103,8 +135,59 @@ pub enum TransferMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         origin: Option<String>,
     },
+    /// Start of a push to keep for its owner (a deposit, `crate::node::locker`): an `Offer`
+    /// whose files go to the receiver's deposit store, taken without asking a person when its
+    /// budgets allow, held for `origin` (or the sender) under `name`. A new message rather
+    /// than a field of `Offer`: a node that does not hold deposits ends the connection
+    /// instead of asking its user to take the files into Downloads.
+    Deposit {
+        transfer: String,
+        items: u32,
+        bytes: u64,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        relay: Vec<Hop>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        origin: Option<String>,
+        /// What the owner calls it: one name, checked like a received file name.
+        name: String,
+    },
     Items {
         items: Vec<Item>,
+    },
+    /// Locker: the deposits this connection's key owns here. Answered with `HeldListing`
+    /// frames; to any other key a deposit does not exist. Renews what it lists.
+    HeldList,
+    /// Locker: a part of the answer to `HeldList`; `more` says another follows.
+    HeldListing {
+        entries: Vec<HeldEntry>,
+        more: bool,
+    },
+    /// Locker: send the deposit with this id (or name) back as an offer, like `Get`.
+    Fetch {
+        transfer: String,
+        deposit: String,
+    },
+    /// Locker: delete the deposit with this id (or every version of this name) held for this
+    /// connection's key. Answered with `Dropped`.
+    DropDeposit {
+        deposit: String,
+    },
+    /// Locker: how many deposits `DropDeposit` deleted (0: none of this key's by that name).
+    Dropped {
+        count: u32,
+    },
+    /// Locker: offer this key's deposit `deposit` to `to` as a `Deposit` of this key (whose
+    /// vouch for it `to` hears from the owner): a copy from holder to holder, the owner
+    /// uploading nothing. Answered with `Replicated`, or an `Error`.
+    Replicate {
+        transfer: String,
+        deposit: String,
+        to: Hop,
+    },
+    /// Locker: `to` verified every file of the copy.
+    Replicated {
+        files: u32,
+        bytes: u64,
     },
     /// Pull: list one folder of the peer's shares.
     List {
@@ -223,6 +306,23 @@ impl OfferDigest {
     }
 }
 
+/// What the sender of a relayed send vouches for: the offer's digest, and for a deposit its
+/// name too, so that no relay can turn a send into a deposit, a deposit into a send, or rename
+/// it.
+pub(crate) fn vouched_digest(digest: [u8; 32], deposit: Option<&str>) -> [u8; 32] {
+    match deposit {
+        None => digest,
+        Some(name) => {
+            let mut h = blake3::Hasher::new();
+            h.update(b"lanyard-deposit-v1");
+            h.update(&digest);
+            h.update(&(name.len() as u64).to_le_bytes());
+            h.update(name.as_bytes());
+            *h.finalize().as_bytes()
+        }
+    }
+}
+
 /// A reason from a peer, cut to a sane length on a char boundary.
 pub fn bounded(reason: &str) -> String {
     let mut end = reason.len().min(MAX_REASON_BYTES);
@@ -243,6 +343,14 @@ pub(crate) fn msg_name(m: &TransferMsg) -> &'static str {
     match m {
         TransferMsg::Offer { .. } => "offer",
         TransferMsg::Items { .. } => "items",
+        TransferMsg::Deposit { .. } => "deposit",
+        TransferMsg::HeldList => "held_list",
+        TransferMsg::HeldListing { .. } => "held_listing",
+        TransferMsg::Fetch { .. } => "fetch",
+        TransferMsg::DropDeposit { .. } => "drop_deposit",
+        TransferMsg::Dropped { .. } => "dropped",
+        TransferMsg::Replicate { .. } => "replicate",
+        TransferMsg::Replicated { .. } => "replicated",
         TransferMsg::List { .. } => "list",
         TransferMsg::Get { .. } => "get",
         TransferMsg::Listing { .. } => "listing",
