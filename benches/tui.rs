@@ -410,6 +410,7 @@ impl Pty {
             let slave = File::from_raw_fd(s);
             let mut cmd = Command::new(bin);
             cmd.args(args)
+                .env("LANYARD_NO_LOCALSEND", "1")
                 .current_dir(cwd)
                 .env("TERM", "xterm-256color")
                 .stdin(Stdio::from(slave.try_clone()?))
@@ -1068,6 +1069,7 @@ fn key_run(bin: &str, dir: &Path, big: &Path, keys: usize, tmux: Option<Tmux>, a
     let serve = if attached {
         let mut cmd = Command::new(bin);
         cmd.arg("serve")
+            .env("LANYARD_NO_LOCALSEND", "1")
             .arg("--accept-all")
             .args(&args)
             .stdin(Stdio::null())

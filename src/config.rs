@@ -151,6 +151,15 @@ pub struct GlobalArgs {
     /// Don't use multicast DNS (no discovery, no advertising)
     #[arg(long, global = true, env = "LANYARD_NO_MDNS", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     pub no_mdns: bool,
+    /// Don't speak LocalSend (no HTTPS API on its port, no LocalSend announcements)
+    #[arg(long, global = true, env = "LANYARD_NO_LOCALSEND", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_localsend: bool,
+    /// The TCP port LocalSend devices send to (default 53317; taken, a free one is used and said)
+    #[arg(long, global = true, env = "LANYARD_LOCALSEND_PORT", value_name = "PORT")]
+    pub localsend_port: Option<u16>,
+    /// A PIN LocalSend devices must give before they may offer anything
+    #[arg(long, global = true, env = "LANYARD_LOCALSEND_PIN", value_name = "PIN")]
+    pub localsend_pin: Option<String>,
     /// Your config file (default: config.toml in the platform config dir, if there; a file named
     /// here must exist); read over the machine's, /etc/lanyard/config.toml
     #[arg(long, global = true, env = "LANYARD_CONFIG", value_name = "FILE")]
@@ -350,6 +359,10 @@ pub struct Config {
     pub mdns: bool,
     /// A send to several peers is relayed through them (else parallel uploads).
     pub relay: bool,
+    /// Speak LocalSend (a serving node: its HTTPS API).
+    pub localsend: bool,
+    pub localsend_port: u16,
+    pub localsend_pin: Option<String>,
     /// Each setting as in force, and where it came from (`lanyard config`).
     pub settings: Vec<Setting>,
     /// The config files looked at, machine's first.
@@ -481,6 +494,27 @@ impl Config {
         let given_relay = args.no_relay.map(|no| (!no, given("no_relay")));
         let (relay, from) = layered(given_relay, usr.relay, sys.relay).unwrap_or((true, Source::Default));
         show("relay", relay.to_string(), from);
+        let given_localsend = args.no_localsend.then(|| (false, given("no_localsend")));
+        let (localsend, from) = layered(given_localsend, usr.localsend, sys.localsend).unwrap_or((true, Source::Default));
+        show("localsend", localsend.to_string(), from);
+        let (localsend_port, from) = layered(
+            args.localsend_port.map(|p| (p, given("localsend_port"))),
+            usr.localsend_port,
+            sys.localsend_port,
+        )
+        .unwrap_or((crate::net::localsend::DEFAULT_PORT, Source::Default));
+        show("localsend-port", localsend_port.to_string(), from);
+        let pin = layered(
+            args.localsend_pin.clone().map(|p| (p, given("localsend_pin"))),
+            usr.localsend_pin,
+            sys.localsend_pin,
+        );
+        // The PIN itself is not shown.
+        show(
+            "localsend-pin",
+            if pin.is_some() { "set" } else { "none" }.into(),
+            pin.as_ref().map_or(Source::Default, |p| p.1),
+        );
         Ok(Config {
             nick_given: nick.map(|(n, _)| n),
             nick_cut,
@@ -492,6 +526,9 @@ impl Config {
             peers,
             mdns,
             relay,
+            localsend,
+            localsend_port,
+            localsend_pin: pin.map(|p| p.0),
             settings,
             files: [Some(sys_file), usr_file].into_iter().flatten().collect(),
         })
@@ -505,6 +542,10 @@ impl Config {
             advertise: true,
             accept_all,
             resume: true,
+            localsend: self.localsend.then(|| crate::node::localsend::LocalSendConfig {
+                listen: SocketAddr::from(([0, 0, 0, 0], self.localsend_port)),
+                pin: self.localsend_pin.clone(),
+            }),
             ..self.browsing_node()
         }
     }
@@ -527,6 +568,7 @@ impl Config {
                 .map(std::time::Duration::from_secs)
                 .unwrap_or(crate::limits::TRANSFER_STALL),
             resume: false,
+            localsend: None,
             #[cfg(feature = "test-hooks")]
             corrupt_forward: test_hook!("LANYARD_TEST_CORRUPT_FORWARD"),
             #[cfg(feature = "test-hooks")]

@@ -47,6 +47,9 @@ pub struct FileConfig {
     pub peer: Option<Vec<String>>,
     pub mdns: Option<bool>,
     pub relay: Option<bool>,
+    pub localsend: Option<bool>,
+    pub localsend_port: Option<u16>,
+    pub localsend_pin: Option<String>,
 }
 
 /// One config file: where it is looked for, and what it said.

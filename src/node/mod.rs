@@ -13,6 +13,7 @@ pub mod events;
 mod exchange;
 mod handle;
 mod known;
+pub mod localsend;
 pub mod names;
 pub mod nick;
 pub mod peers;
@@ -84,6 +85,8 @@ pub struct NodeConfig {
     /// Offer paused sends again by itself once their peers are online (a node that keeps
     /// running: `serve`, the TUI); a one-shot command leaves them to the next such node.
     pub resume: bool,
+    /// Speak LocalSend v2 (see `localsend`); `None`: not at all.
+    pub localsend: Option<localsend::LocalSendConfig>,
     /// Test hook: as a relay, flip a byte of the forwarded segment with this number.
     #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
@@ -125,6 +128,7 @@ impl NodeConfig {
             db_budget: chat::DbBudget::default(),
             stall_timeout: crate::limits::TRANSFER_STALL,
             resume: false,
+            localsend: None,
             #[cfg(feature = "test-hooks")]
             corrupt_forward: None,
             #[cfg(feature = "test-hooks")]
@@ -187,6 +191,8 @@ pub(crate) struct Shared {
     pub(crate) discovery: tokio::sync::Mutex<Option<Discovery>>,
     pub(crate) chat: chat::Chat,
     pub transfers: Registry,
+    /// LocalSend, when on.
+    pub(crate) localsend: Option<localsend::LocalSend>,
     /// Bumped whenever the peer table or a manual target changes in a way a waiter
     /// ([`NodeHandle::resolve`], [`NodeHandle::wait_online`]) may care about: they sleep on it
     /// instead of polling.

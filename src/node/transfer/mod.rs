@@ -36,6 +36,7 @@
 //!   control connection now and again once it is back.
 //! - [`wire`]: the messages and limits of a transfer connection.
 //! - [`file_names`]: checks on names that arrive from the network.
+//! - `localsend`: a LocalSend device's offer taken as one of our receives.
 
 mod api;
 mod ask;
@@ -54,6 +55,7 @@ mod hashing;
 mod hooks;
 mod ids;
 mod incoming;
+pub(crate) mod localsend;
 pub(crate) mod manifest;
 mod meter;
 mod offers;
