@@ -545,6 +545,7 @@ impl Config {
             localsend: self.localsend.then(|| crate::node::localsend::LocalSendConfig {
                 listen: SocketAddr::from(([0, 0, 0, 0], self.localsend_port)),
                 pin: self.localsend_pin.clone(),
+                multicast: self.mdns,
             }),
             ..self.browsing_node()
         }

@@ -98,6 +98,7 @@ async fn receiver(accept_all: bool, pin: Option<&str>) -> Receiver {
     config.localsend = Some(LocalSendConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         pin: pin.map(str::to_string),
+        multicast: false,
     });
     let downloads = config.download_dir.clone();
     Receiver {
@@ -195,6 +196,7 @@ async fn info_and_register_answer_as_localsend_does() {
     assert_eq!(devices[0].fingerprint, phone.cert.fingerprint);
     assert!(devices[0].verified);
     assert_eq!((devices[0].kind.as_str(), devices[0].model.as_deref()), ("mobile", Some("Pixel")));
+    assert_eq!(r.node.snapshot().await.unwrap().localsend, devices);
     // Another device claiming that fingerprint in JSON is not recorded over it.
     let liar = Phone::new();
     let mut claim = liar.info("Liar");

@@ -213,11 +213,14 @@ async fn peers(config: &Config, wait: Option<f64>, json: bool) -> Result<ExitCod
     };
     let result = client
         .run(request, |reply| {
-            if let Reply::Peers { peers } = reply {
+            if let Reply::Peers { peers, localsend } = reply {
                 if json {
-                    outln!("{}", output::json(&peers));
+                    outln!("{}", output::peers_json(&peers, &localsend));
                 } else {
                     outln!("{}", output::peers_table(&peers));
+                    if !localsend.is_empty() {
+                        outln!("\n{}", output::localsend_table(&localsend));
+                    }
                 }
             }
         })

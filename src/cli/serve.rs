@@ -227,6 +227,14 @@ impl Log {
         Some(match event {
             Event::Listening { .. } | Event::ChatRead { .. } | Event::ChatSent { .. } | Event::TransferStarted(_) => return None,
             Event::PeerDiscovered { .. } | Event::PeerLost { .. } => return None,
+            Event::LocalSendDevice { device: d } => format!(
+                "LocalSend device {} ({}, {}, {}) at {}",
+                printable(&d.alias),
+                d.kind,
+                printable(d.model.as_deref().unwrap_or("?")),
+                crate::cli::output::short_fingerprint(d),
+                d.addr
+            ),
             Event::PeerUp { id, nick, host, addr } => format!("{} ({}, {}) is up at {addr}", printable(nick), id.short(), printable(host)),
             Event::PeerDown { id, nick, reason } => format!("{} ({}) is down: {}", printable(nick), id.short(), printable(reason)),
             Event::PeerRenamed { id, old, new } => format!("{} ({}) is now called {}", printable(old), id.short(), printable(new)),

@@ -24,6 +24,7 @@ pub use crate::limits::HISTORY_PAGE;
 // only through `api`, `control`, `events` and `snapshot`.
 pub use super::chat::{ChatTarget, Delivery, ROOM, Recipient, check_text};
 pub use super::doctor::{Exam, Verdict, examine};
+pub use super::localsend::{Device, LocalSendView, device_id};
 pub use super::names::{Named, label};
 pub use super::nick::nick_in;
 pub use super::share::EntryKind;
@@ -169,6 +170,9 @@ pub enum Reply {
     },
     Peers {
         peers: Vec<PeerInfo>,
+        /// LocalSend devices heard of.
+        #[serde(default)]
+        localsend: Vec<super::localsend::Device>,
     },
     /// The line is stored and queued for delivery.
     Queued {
@@ -368,7 +372,14 @@ pub async fn execute(node: &NodeHandle, request: Request, out: &mpsc::Sender<Rep
         Request::AddPeer { addr, wait: true } => match node.resolve(&addr, RESOLVE_WAIT).await {
             Ok(id) => {
                 let peers = node.peers().into_iter().filter(|p| p.id == id).collect();
-                send(out, Reply::Peers { peers }).await
+                send(
+                    out,
+                    Reply::Peers {
+                        peers,
+                        localsend: Vec::new(),
+                    },
+                )
+                .await
             }
             Err(e) => {
                 let e = e.to_string();
@@ -417,7 +428,15 @@ async fn subscribe(node: &NodeHandle, out: &mpsc::Sender<Reply>) -> Result<()> {
 
 async fn peers(node: &NodeHandle, wait_ms: u64, out: &mpsc::Sender<Reply>) -> Result<()> {
     tokio::time::sleep(Duration::from_millis(wait_ms)).await;
-    send(out, Reply::Peers { peers: node.peers() }).await
+    let localsend = node.localsend().map(|l| l.devices).unwrap_or_default();
+    send(
+        out,
+        Reply::Peers {
+            peers: node.peers(),
+            localsend,
+        },
+    )
+    .await
 }
 
 async fn say(node: &NodeHandle, peer: &str, text: &str, queue: bool, timeout: Duration, out: &mpsc::Sender<Reply>) -> Result<()> {

@@ -73,6 +73,10 @@ pub enum Event {
     Warning {
         message: String,
     },
+    /// A LocalSend device was heard of, or said something new about itself.
+    LocalSendDevice {
+        device: super::localsend::Device,
+    },
     /// A peer's chat line, shown once (a resend of the same id is not reported again).
     ChatReceived {
         id: String,

@@ -528,6 +528,7 @@ impl NodeHandle {
             conversations,
             transfers: self.transfers(),
             offers: self.offers(),
+            localsend: self.localsend().map(|l| l.devices).unwrap_or_default(),
         })
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod cert;
 pub mod dto;
+pub mod multicast;
 pub mod server;
 pub mod tls;
 

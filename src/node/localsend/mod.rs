@@ -4,7 +4,9 @@
 //! (`transfer::localsend`) or, for a text message, a chat line. Bytes, TLS and JSON are
 //! `net::localsend`'s.
 
+mod discovery;
 mod receive;
+mod send;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -25,6 +27,9 @@ pub struct LocalSendConfig {
     pub listen: SocketAddr,
     /// A PIN senders must give (`?pin=`).
     pub pin: Option<String>,
+    /// Announce on, and listen to, LocalSend's multicast group. Only where multicast may be
+    /// used at all (with mDNS: off outside a test's own network namespaces).
+    pub multicast: bool,
 }
 
 /// A LocalSend device, as it described itself. Every string is as received: neutralise it.
@@ -56,7 +61,7 @@ pub(crate) struct LocalSend {
 
 /// The id a device's transfers and chat lines are filed under: derived from its fingerprint,
 /// in the same space as lanyard ids (but no lanyard key hashes to it).
-pub(crate) fn device_peer_id(fingerprint: &str) -> PeerId {
+pub fn device_id(fingerprint: &str) -> PeerId {
     PeerId::from_public_key(format!("localsend {}", fingerprint.to_ascii_uppercase()).as_bytes())
 }
 
@@ -101,6 +106,9 @@ pub(crate) fn start(shared: &Arc<Shared>, listener: TcpListener) -> Result<()> {
         shared.tracker.clone(),
         move |req, client| receive::route(s.clone(), req, client),
     ));
+    if shared.config.localsend.as_ref().is_some_and(|c| c.multicast) {
+        shared.tracker.spawn(discovery::run(shared.clone()));
+    }
     Ok(())
 }
 
@@ -121,14 +129,22 @@ impl LocalSend {
 
     /// Remember a device, the least recently heard going first past the bound. A fingerprint
     /// once proven by a certificate is not taken over by a mere claim of it.
-    pub fn remember(&self, device: Device) {
+    /// True when it is new, or says something new about itself (worth telling the faces).
+    pub fn remember(&self, device: Device) -> bool {
         let mut devices = crate::node::lock(&self.devices);
         let key = device.fingerprint.to_ascii_uppercase();
-        if let Some(known) = devices.get(&key)
-            && known.verified
-            && !device.verified
-        {
-            return;
+        if let Some(known) = devices.get(&key) {
+            if known.verified && !device.verified {
+                return false;
+            }
+            let same = Device {
+                seen_ms: known.seen_ms,
+                ..device.clone()
+            };
+            if same == *known {
+                devices.insert(key, device);
+                return false;
+            }
         }
         if !devices.contains_key(&key)
             && devices.len() >= crate::limits::MAX_LOCALSEND_DEVICES
@@ -137,6 +153,7 @@ impl LocalSend {
             devices.remove(&oldest);
         }
         devices.insert(key, device);
+        true
     }
 
     pub fn devices(&self) -> Vec<Device> {
@@ -162,6 +179,15 @@ impl crate::node::NodeHandle {
             fingerprint: ls.cert.fingerprint.clone(),
             devices: ls.devices(),
         })
+    }
+}
+
+/// Remember a device, telling the faces when that changed anything.
+pub(crate) fn remember(shared: &Shared, device: Device) {
+    if let Some(ls) = shared.localsend.as_ref()
+        && ls.remember(device.clone())
+    {
+        shared.emit(crate::node::Event::LocalSendDevice { device });
     }
 }
 

@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 use tokio_util::sync::CancellationToken;
 
-use super::{Device, LocalSend, addr_text, device_peer_id};
+use super::{Device, LocalSend, addr_text, device_id};
 use crate::limits::{LOCALSEND_PIN_ADDRESSES, LOCALSEND_PIN_TRIES, MAX_LOCALSEND_FILES, MAX_LOCALSEND_JSON, MAX_LOCALSEND_TEXT};
 use crate::net::localsend::cert::same_fingerprint;
 use crate::net::localsend::dto::{DeviceInfo, PrepareAnswer, PrepareUpload, query_param};
@@ -135,7 +135,7 @@ async fn register(shared: &Arc<Shared>, ls: &LocalSend, req: Request<Incoming>, 
     // same), yet answered: the answer tells nothing the multicast announcement did not.
     let claimed_own = client.fingerprint.as_ref().is_none_or(|f| same_fingerprint(f, &info.fingerprint));
     if claimed_own && !same_fingerprint(&info.fingerprint, &ls.cert.fingerprint) {
-        ls.remember(device_of(&info, client));
+        super::remember(shared, device_of(&info, client));
     }
     json(StatusCode::OK, &ls.info(&shared.nick()))
 }
@@ -177,9 +177,9 @@ async fn prepare(shared: &Arc<Shared>, ls: &LocalSend, req: Request<Incoming>, c
     if same_fingerprint(&device.fingerprint, &ls.cert.fingerprint) {
         return error(StatusCode::PRECONDITION_FAILED, "Self-discovered");
     }
-    let peer = device_peer_id(&device.fingerprint);
+    let peer = device_id(&device.fingerprint);
     let alias = body.info.alias.clone();
-    ls.remember(device);
+    super::remember(shared, device);
     // A message: one text file with its text in the preview. Shown as a chat line, nothing
     // accepted (204), as LocalSend's apps do.
     if let [(_, f)] = body.files.iter().collect::<Vec<_>>().as_slice()
