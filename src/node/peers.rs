@@ -75,6 +75,13 @@ impl PeerState {
         self.public_key.is_empty() && self.conn.is_none()
     }
 
+    /// Listed as online: connected, or between a duplicate connection's goodbye and the winning
+    /// connection's arrival (subscribers were told it is up and not that it went down; a list
+    /// that said otherwise would flicker a peer offline that never left).
+    fn shown_online(&self) -> bool {
+        self.conn.is_some() || self.announced
+    }
+
     /// Its key answered a handshake (now or in an earlier run).
     pub fn is_proven(&self) -> bool {
         !self.public_key.is_empty()
@@ -208,7 +215,7 @@ impl PeerTable {
     }
 
     pub fn online_count(&self) -> usize {
-        self.peers.values().filter(|p| p.conn.is_some()).count()
+        self.peers.values().filter(|p| p.shown_online()).count()
     }
 
     /// mDNS stopped browsing: no record will be reported gone, so none may keep a peer present.
@@ -309,7 +316,7 @@ impl PeerTable {
             nick: p.nick.clone(),
             label: String::new(),
             host: p.host.clone(),
-            online: p.conn.is_some(),
+            online: p.shown_online(),
             addr: p
                 .dial_addrs
                 .first()
@@ -428,6 +435,20 @@ mod tests {
         let mut t = PeerTable::new(a);
         t.register(&b, conn(1, 9, 10));
         assert_eq!(t.register(&b, conn(2, 10, 99)), Registered::Replaced(1), "the peer restarted");
+    }
+
+    #[test]
+    fn a_peer_stays_listed_online_while_its_duplicate_connection_gives_way() {
+        let (me, other) = two_ids();
+        let mut t = PeerTable::new(me);
+        t.register(&other, conn(1, 1, 1));
+        assert!(!t.unregister(&other, 1, true), "a duplicate's goodbye defers the verdict");
+        assert!(t.info(&other).unwrap().online, "no down was announced: still listed online");
+        assert_eq!(t.online_count(), 1);
+        assert!(!t.is_online(&other), "but nothing can be sent over a connection that is gone");
+        assert!(t.settle(&other), "no winning connection came: now it is down");
+        assert!(!t.info(&other).unwrap().online);
+        assert_eq!(t.online_count(), 0);
     }
 
     #[test]
