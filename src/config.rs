@@ -232,6 +232,9 @@ pub enum Command {
         /// Files and folders to send (after `--`)
         #[arg(last = true, required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
+        /// The PIN a LocalSend recipient asks for
+        #[arg(long, value_name = "PIN")]
+        pin: Option<String>,
     },
     /// List a peer's shared folders
     Ls {
@@ -545,6 +548,19 @@ impl Config {
             localsend: self.localsend.then(|| crate::node::localsend::LocalSendConfig {
                 listen: SocketAddr::from(([0, 0, 0, 0], self.localsend_port)),
                 pin: self.localsend_pin.clone(),
+                multicast: self.mdns,
+            }),
+            ..self.browsing_node()
+        }
+    }
+
+    /// A one-shot node that also finds and reaches LocalSend devices (`peers`, `send`): its
+    /// LocalSend API on a free port for as long as it runs, so devices can answer it.
+    pub fn localsend_node(&self) -> NodeConfig {
+        NodeConfig {
+            localsend: self.localsend.then(|| crate::node::localsend::LocalSendConfig {
+                listen: SocketAddr::from(([0, 0, 0, 0], 0)),
+                pin: None,
                 multicast: self.mdns,
             }),
             ..self.browsing_node()

@@ -346,13 +346,15 @@ async fn hostile_names_sizes_hashes_and_bodies_are_refused_and_nothing_lands_out
         StatusCode::BAD_REQUEST
     );
     assert_eq!(offer_when_free(&phone, &r.node, json!({})).await.0, StatusCode::BAD_REQUEST);
+    // More files than taken, in a body within the bound: 400.
     let many: serde_json::Map<String, Value> = (0..10_001)
-        .map(|i| (i.to_string(), file(&i.to_string(), &format!("f{i}"), b"")))
+        .map(|i| (i.to_string(), json!({"id": i.to_string(), "fileName": "f", "size": 0})))
         .collect();
-    let (status, _) = phone.prepare(&r.node, Value::Object(many), "").await;
-    assert!(
-        status == StatusCode::BAD_REQUEST || status == StatusCode::PAYLOAD_TOO_LARGE,
-        "{status}"
+    let body = serde_json::to_vec(&json!({"info": phone.info("x"), "files": many})).unwrap();
+    assert!(body.len() < 1 << 20, "{}", body.len());
+    assert_eq!(
+        phone.call(&r.node, Method::POST, "/v2/prepare-upload", body).await.0,
+        StatusCode::BAD_REQUEST
     );
     let mut bad = file("a", "a", b"x");
     bad["sha256"] = json!("zz");
@@ -499,4 +501,152 @@ async fn pin_text_decline_and_cancel() {
     assert_eq!(cancelled, offer.transfer);
     assert!(listing(&r.downloads).is_empty());
     r.node.shutdown().await;
+}
+
+/// The first progress row of a running `direction` transfer of `total` bytes with bytes moved:
+/// its id.
+async fn first_progress(events: &mut lanyard::node::Subscription, direction: lanyard::node::Direction, total: u64) -> String {
+    let wait = async {
+        loop {
+            if let Ok(Event::Progress(p)) = events.recv().await
+                && p.direction == direction
+                && p.total == total
+                && p.bytes > 0
+            {
+                return p.transfer;
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, wait).await.expect("progress")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lanyard_sends_to_a_localsend_device_with_pin_and_cancels_reach_the_other_side() {
+    use lanyard::node::{Direction, TransferError};
+    let a = receiver(false, None).await;
+    let b = receiver(true, Some("12")).await;
+    let b_port = b.node.localsend().unwrap().port;
+    let device = a.node.localsend_register(SocketAddr::from(([127, 0, 0, 1], b_port))).await.unwrap();
+    assert_eq!(device.fingerprint, b.node.localsend().unwrap().fingerprint);
+    assert!(device.verified);
+    // B learned A from the register, by A's certificate.
+    let a_fp = a.node.localsend().unwrap().fingerprint;
+    assert!(
+        b.node
+            .localsend()
+            .unwrap()
+            .devices
+            .iter()
+            .any(|d| d.fingerprint == a_fp && d.verified)
+    );
+    assert_eq!(
+        a.node.localsend_device("lab").map(|d| d.fingerprint),
+        Some(device.fingerprint.clone())
+    );
+
+    let src = tempfile::tempdir().unwrap();
+    let one = src.path().join("one.bin");
+    std::fs::write(&one, pattern(200_000, 5)).unwrap();
+    let folder = src.path().join("album");
+    std::fs::create_dir_all(folder.join("sub")).unwrap();
+    std::fs::write(folder.join("x.txt"), b"x").unwrap();
+    std::fs::write(folder.join("sub/y.bin"), pattern(70_000, 6)).unwrap();
+    // No PIN: refused, nothing sent.
+    let (_, task) = a.node.localsend_send(device.clone(), vec![one.clone()], None);
+    match task.await.unwrap() {
+        Err(TransferError::Rejected(_, why)) => assert!(why.contains("PIN"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    let (_, task) = a
+        .node
+        .localsend_send(device.clone(), vec![one.clone(), folder.clone()], Some("12".into()));
+    let outcome = task.await.unwrap().unwrap();
+    assert_eq!((outcome.files, outcome.failed_count()), (3, 0));
+    assert_eq!(listing(&b.downloads), ["album/sub/y.bin", "album/x.txt", "one.bin"]);
+    for (sent, got) in [
+        (one.clone(), "one.bin"),
+        (folder.join("sub/y.bin"), "album/sub/y.bin"),
+        (folder.join("x.txt"), "album/x.txt"),
+    ] {
+        assert_eq!(std::fs::read(sent).unwrap(), std::fs::read(b.downloads.join(got)).unwrap(), "{got}");
+    }
+
+    // A big (sparse) file, cancelled by the receiver once bytes move: the sender hears it.
+    let big = src.path().join("big.bin");
+    std::fs::File::create(&big).unwrap().set_len(1 << 30).unwrap();
+    let mut b_events = b.node.subscribe();
+    let (_, task) = a.node.localsend_send(device.clone(), vec![big.clone()], Some("12".into()));
+    let receiving = first_progress(&mut b_events, Direction::Receive, 1 << 30).await;
+    assert!(b.node.cancel_transfer(&receiving));
+    match task.await.unwrap() {
+        Err(TransferError::Cancelled(code, _)) => assert_eq!(code, lanyard::node::Reason::CancelledByReceiver),
+        other => panic!("{other:?}"),
+    }
+    assert!(!b.downloads.join("big.bin").exists());
+
+    // Cancelled by the sender: the receiver's row ends cancelled by the sender, nothing placed.
+    let mut a_events = a.node.subscribe();
+    // (The first round's end may be told after its sender heard the cancel: it is skipped.)
+    let mut b_events = b.node.subscribe();
+    let (id, task) = offer_again(&a, &device, &big).await;
+    let sending = first_progress(&mut a_events, Direction::Send, 1 << 30).await;
+    assert_eq!(sending, id);
+    assert!(a.node.cancel_transfer(&id));
+    assert!(matches!(
+        task.await.unwrap(),
+        Err(TransferError::Cancelled(lanyard::node::Reason::CancelledBySender, _))
+    ));
+    let cancelled = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let Ok(Event::Cancelled {
+                direction: Direction::Receive,
+                code,
+                transfer,
+                ..
+            }) = b_events.recv().await
+                && transfer != receiving
+            {
+                return code;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(cancelled, lanyard::node::Reason::CancelledBySender);
+    assert!(!b.downloads.join("big.bin").exists());
+    a.node.shutdown().await;
+    b.node.shutdown().await;
+}
+
+/// Send `file` again once the receiver's slot is free (its last session may still be ending).
+async fn offer_again(
+    a: &Receiver,
+    device: &lanyard::node::api::Device,
+    file: &std::path::Path,
+) -> (
+    String,
+    tokio::task::JoinHandle<Result<lanyard::node::Outcome, lanyard::node::TransferError>>,
+) {
+    let go = async {
+        loop {
+            let mut events = a.node.subscribe();
+            let (id, mut task) = a.node.localsend_send(device.clone(), vec![file.to_path_buf()], Some("12".into()));
+            // Busy only until the last session's end is through: the first try nearly always goes.
+            let started = loop {
+                tokio::select! {
+                    e = events.recv() => if let Ok(Event::Progress(p)) = e
+                        && p.transfer == id
+                        && p.bytes > 0
+                    {
+                        break true;
+                    },
+                    _ = &mut task => break false,
+                }
+            };
+            if started {
+                return (id, task);
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, go).await.expect("a session")
 }

@@ -57,6 +57,8 @@ pub(crate) struct LocalSend {
     slot: Mutex<receive::Slot>,
     pins: Mutex<receive::PinTries>,
     devices: Mutex<HashMap<String, Device>>,
+    /// Our sends by the device's session id: its address, and what its `cancel` raises.
+    outgoing: Mutex<HashMap<String, (IpAddr, tokio_util::sync::CancellationToken)>>,
 }
 
 /// The id a device's transfers and chat lines are filed under: derived from its fingerprint,
@@ -88,6 +90,7 @@ pub(crate) async fn bind(data_dir: &std::path::Path, config: &LocalSendConfig) -
             slot: Mutex::new(receive::Slot::Free),
             pins: Mutex::default(),
             devices: Mutex::default(),
+            outgoing: Mutex::default(),
         },
         listener,
         moved_from,
@@ -156,6 +159,28 @@ impl LocalSend {
         true
     }
 
+    pub fn outgoing_started(&self, session: &str, ip: IpAddr, cancel: tokio_util::sync::CancellationToken) {
+        crate::node::lock(&self.outgoing).insert(session.to_string(), (ip, cancel));
+    }
+
+    pub fn outgoing_ended(&self, session: &str) {
+        crate::node::lock(&self.outgoing).remove(session);
+    }
+
+    /// The device `spec` names: its alias exactly, its id (see [`device_id`]) or a prefix of
+    /// its fingerprint of at least 8 digits; `None` when none or several match.
+    pub fn find(&self, spec: &str) -> Option<Device> {
+        let devices = crate::node::lock(&self.devices);
+        let hit = |d: &&Device| {
+            d.alias == spec
+                || device_id(&d.fingerprint).as_str() == spec
+                || (spec.len() >= 8 && d.fingerprint.to_ascii_uppercase().starts_with(&spec.to_ascii_uppercase()))
+        };
+        let mut found = devices.values().filter(hit);
+        let one = found.next()?.clone();
+        found.next().is_none().then_some(one)
+    }
+
     pub fn devices(&self) -> Vec<Device> {
         let mut v: Vec<Device> = crate::node::lock(&self.devices).values().cloned().collect();
         v.sort_by(|a, b| a.alias.cmp(&b.alias).then_with(|| a.fingerprint.cmp(&b.fingerprint)));
@@ -171,7 +196,40 @@ pub struct LocalSendView {
     pub devices: Vec<Device>,
 }
 
+pub(crate) use send::{open, tell_cancel};
+
 impl crate::node::NodeHandle {
+    /// Register with the LocalSend API at `addr` (a device reached by address, multicast
+    /// blocked): its certificate, whatever it is, is the device's from now on.
+    pub async fn localsend_register(&self, addr: SocketAddr) -> Result<Device> {
+        let Some(ls) = self.shared.localsend.as_ref() else {
+            anyhow::bail!("LocalSend is off")
+        };
+        let mut mine = ls.info(&self.shared.nick());
+        mine.port = Some(ls.port);
+        mine.protocol = Some("https".into());
+        send::register(&self.shared, addr, None, &mine).await
+    }
+
+    /// The LocalSend device `spec` names, if LocalSend is on and one does.
+    pub fn localsend_device(&self, spec: &str) -> Option<Device> {
+        self.shared.localsend.as_ref()?.find(spec)
+    }
+
+    /// Send `paths` to a LocalSend device: the transfer's id (its progress rows carry it) and
+    /// its end.
+    pub fn localsend_send(
+        &self,
+        device: Device,
+        paths: Vec<std::path::PathBuf>,
+        pin: Option<String>,
+    ) -> (
+        String,
+        tokio::task::JoinHandle<Result<crate::node::Outcome, crate::node::TransferError>>,
+    ) {
+        crate::node::transfer::localsend_push(&self.shared, device, paths, pin)
+    }
+
     /// LocalSend's state here; `None` when it is off.
     pub fn localsend(&self) -> Option<LocalSendView> {
         self.shared.localsend.as_ref().map(|ls| LocalSendView {

@@ -38,6 +38,8 @@ pub(super) struct Session {
     tokens: std::sync::Mutex<HashMap<String, (String, usize, bool)>>,
     receive: Arc<Receive>,
     cancelled: AtomicBool,
+    /// Where the sender's own API is, and its fingerprint: told when we cancel.
+    sender_api: Option<(std::net::SocketAddr, String)>,
 }
 
 /// Wrong PINs per address: (count, when last wrong), the oldest forgotten past the bound.
@@ -178,6 +180,11 @@ async fn prepare(shared: &Arc<Shared>, ls: &LocalSend, req: Request<Incoming>, c
         return error(StatusCode::PRECONDITION_FAILED, "Self-discovered");
     }
     let peer = device_id(&device.fingerprint);
+    let sender_api = body
+        .info
+        .port
+        .filter(|_| body.info.https() && device.verified)
+        .map(|port| (std::net::SocketAddr::new(ip, port), device.fingerprint.clone()));
     let alias = body.info.alias.clone();
     super::remember(shared, device);
     // A message: one text file with its text in the preview. Shown as a chat line, nothing
@@ -240,6 +247,7 @@ async fn prepare(shared: &Arc<Shared>, ls: &LocalSend, req: Request<Incoming>, c
                     tokens: std::sync::Mutex::new(ids.iter().enumerate().map(|(i, id)| (id.clone(), (uuid(), i, false))).collect()),
                     receive: receive.clone(),
                     cancelled: AtomicBool::new(false),
+                    sender_api,
                 });
                 *lock(&ls.slot) = Slot::Active(session.clone());
                 s.tracker.spawn(watch(s.clone(), session.clone()));
@@ -291,6 +299,14 @@ async fn watch(shared: Arc<Shared>, session: Arc<Session>) {
         _ = receive.stalled() => Some(Reason::Stalled),
         _ = shared.cancel.cancelled() => Some(Reason::Stopped),
     };
+    // Cancelled here: the sender hears it on its own API (as LocalSend's apps do), so it stops
+    // instead of uploading into a closed session.
+    if stop == Some(Reason::CancelledByReceiver)
+        && let Some((to, fingerprint)) = &session.sender_api
+    {
+        super::tell_cancel(&shared, *to, fingerprint, &session.id).await;
+    }
+    receive.told();
     receive.end(stop).await;
     if let Some(ls) = shared.localsend.as_ref() {
         let mut slot = lock(&ls.slot);
@@ -353,7 +369,15 @@ async fn cancel(ls: &LocalSend, client: &Client, query: Option<&str>) -> Reply {
             s.cancelled.store(true, Ordering::SeqCst);
             s.receive.cancel_now();
         }
-        _ => {}
+        _ => {
+            // The session of one of our sends: the device's person cancelled it there.
+            if let Some(asked) = &asked
+                && let Some((from, cancel)) = lock(&ls.outgoing).get(asked)
+                && *from == ip
+            {
+                cancel.cancel();
+            }
+        }
     }
     empty(StatusCode::OK)
 }

@@ -46,3 +46,17 @@ pub(crate) async fn register(shared: &Arc<Shared>, to: SocketAddr, fingerprint: 
     super::remember(shared, device.clone());
     Ok(device)
 }
+
+/// Tell the device at `to` that the session `session` is cancelled, on a connection of its own
+/// (the upload's is busy), before that upload stops: the other side then ends it as cancelled,
+/// not as a broken upload.
+pub(crate) async fn tell_cancel(shared: &Shared, to: SocketAddr, fingerprint: &str, session: &str) {
+    let q = format!("/api/localsend/v2/cancel?sessionId={}", crate::net::localsend::dto::encode(session));
+    let tell = async {
+        let mut c = open(shared, to, Some(fingerprint)).await?;
+        c.request(Method::POST, &q, full(bytes::Bytes::new())).await
+    };
+    if let Ok(Err(e)) = tokio::time::timeout(crate::limits::LOCALSEND_HEADER_TIMEOUT, tell).await {
+        tracing::debug!("telling {to} of the cancel: {e:#}");
+    }
+}

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use super::budget::{Charge, Payer};
 use super::ctx::Ctx;
@@ -63,6 +64,9 @@ pub(crate) struct Receive {
     /// When bytes last came (Unix ms), and uploads in flight (each watches its own stall).
     last: std::sync::atomic::AtomicU64,
     uploading: std::sync::atomic::AtomicU32,
+    /// Cancelled here: raised once the sender was told (or could not be), so an upload in
+    /// flight is answered only after — the sender hears why before its upload ends.
+    told: CancellationToken,
 }
 
 /// Why one upload failed: its HTTP status and words.
@@ -189,6 +193,7 @@ pub(crate) async fn offer(
         ended: false.into(),
         last: crate::store::unix_now_ms().into(),
         uploading: 0.into(),
+        told: CancellationToken::new(),
     }))
 }
 
@@ -196,6 +201,11 @@ impl Receive {
     /// Raised when someone here cancels it (`lanyard cancel`, the TUI) or the node stops.
     pub fn cancelled(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
         self.ctx.cancel.cancelled()
+    }
+
+    /// The sender was told of our cancel (or cannot be).
+    pub fn told(&self) {
+        self.told.cancel();
     }
 
     /// Cancel it from here (the sender asked to).
@@ -300,7 +310,10 @@ impl Receive {
         loop {
             let frame = tokio::select! {
                 f = body.frame() => f,
-                _ = self.ctx.cancel.cancelled() => return Err(upload_error(409, "cancelled by the receiver")),
+                _ = self.ctx.cancel.cancelled() => {
+                    let _ = tokio::time::timeout(crate::limits::LOCALSEND_HEADER_TIMEOUT, self.told.cancelled()).await;
+                    return Err(upload_error(409, "cancelled by the receiver"));
+                }
                 _ = tokio::time::sleep(self.ctx.shared.config.stall_timeout) => {
                     return Err(upload_error(408, "stalled: no bytes for too long"));
                 }
