@@ -84,14 +84,18 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             continue;
         }
         window.1 += 1;
-        let s = shared.clone();
+        let (s, group) = (shared.clone(), group.clone());
         shared.tracker.spawn(async move {
             let Some(mine) = announcement(&s, false) else { return };
             let port = a.info.port.unwrap_or(crate::net::localsend::DEFAULT_PORT);
             let to = SocketAddr::new(from.ip(), port);
-            match super::send::register(&s, to, Some(&a.info.fingerprint), &mine.info).await {
-                Ok(_) => {}
-                Err(e) => tracing::debug!("LocalSend register with {to}: {e:#}"),
+            if let Err(e) = super::send::register(&s, to, Some(&a.info.fingerprint), &mine.info).await {
+                // As 1.17 does: a device whose API we cannot reach (plain HTTP, none, a
+                // firewall) hears us on the group instead, in a reply that asks for none.
+                tracing::debug!("LocalSend register with {to}: {e:#}; answering on the group");
+                if let Err(e) = group.send(&mine).await {
+                    tracing::debug!("LocalSend multicast reply: {e:#}");
+                }
             }
         });
     }
