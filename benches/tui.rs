@@ -215,6 +215,7 @@ fn draw_frames() -> Result<()> {
         // The 40 transfers with other peers; the selected peer's 10 come as events below.
         transfers: Vec::new(),
         offers: Vec::new(),
+        localsend: Vec::new(),
     };
 
     let mut app = App::new(cwd.path().to_path_buf(), false, false);

@@ -686,7 +686,7 @@ mod tests {
         assert_eq!(c.global.peers, vec!["10.0.0.9:7717"]);
         assert!(c.global.no_mdns);
         match c.command {
-            Some(Command::Send { peers, paths }) => {
+            Some(Command::Send { peers, paths, .. }) => {
                 assert_eq!(peers, vec!["bob", "10.0.0.9:7717"]);
                 assert_eq!(paths, vec![PathBuf::from("a.pdf"), PathBuf::from("b")]);
             }
@@ -863,7 +863,7 @@ mod tests {
             "--weird name",
         ]);
         match c.command {
-            Some(Command::Send { peers, paths }) => {
+            Some(Command::Send { peers, paths, .. }) => {
                 assert_eq!(peers, vec!["ada", "10.0.0.2:7717"]);
                 assert_eq!(paths, vec![PathBuf::from("a.pdf"), PathBuf::from("--weird name")]);
             }

@@ -74,7 +74,7 @@ pub fn peers(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     for d in &app.localsend {
         let mut spans = vec![
             styled("  ⌁ ".into(), theme.dim),
-            styled(clean(&d.alias, width.saturating_sub(14).max(4)), theme.peer),
+            styled(clean(&d.alias, (width / 2).max(4)), theme.peer),
         ];
         let detail = format!(
             " LocalSend {} {} {}",
