@@ -505,7 +505,7 @@ impl Config {
             usr.localsend_port,
             sys.localsend_port,
         )
-        .unwrap_or((crate::net::localsend::DEFAULT_PORT, Source::Default));
+        .unwrap_or((crate::node::localsend::DEFAULT_PORT, Source::Default));
         show("localsend-port", localsend_port.to_string(), from);
         let pin = layered(
             args.localsend_pin.clone().map(|p| (p, given("localsend_pin"))),

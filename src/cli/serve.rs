@@ -148,6 +148,13 @@ impl Log {
         if let Some(moved) = node.port_moved() {
             self.human(&format!("note: {moved}"));
         }
+        if let Some(ls) = node.localsend() {
+            self.human(&format!(
+                "LocalSend devices reach this node on TCP port {} (fingerprint {}…)",
+                ls.port,
+                &ls.fingerprint[..16]
+            ));
+        }
         self.human(&format!("sharing {shares}"));
         let answer = if accept_all {
             "every offer is accepted (--accept-all)"

@@ -102,13 +102,9 @@ impl NodeHandle {
         if let Some(listener) = localsend_listener {
             super::localsend::start(&shared, listener)?;
             if let (Some(from), Some(ls)) = (localsend_moved, &shared.localsend) {
+                // Said in serve's log (`localsend()`), not as a warning event: a second user's
+                // node on this machine always moves, and says so once, for its own port.
                 tracing::warn!("LocalSend port {from} taken: listening on {}", ls.port);
-                shared.emit(Event::Warning {
-                    message: format!(
-                        "LocalSend's port {from} is taken (another LocalSend app?): listening on {} instead; devices find us only by announcement or by that port",
-                        ls.port
-                    ),
-                });
             }
         }
         if shared.config.mdns {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Device, addr_text};
+use super::{Device, LANYARD_MODEL, addr_text};
 use crate::limits::LOCALSEND_ANSWERS_PER_SEC;
 use crate::net::localsend::cert::same_fingerprint;
 use crate::net::localsend::dto::{Announcement, DeviceInfo};
@@ -69,6 +69,11 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             },
         };
         if same_fingerprint(&a.info.fingerprint, &ls.cert.fingerprint) || a.info.fingerprint.is_empty() {
+            continue;
+        }
+        // Another lanyard: a peer that mDNS finds, not a LocalSend device to list twice. (A
+        // device that claims to be one only hides itself.)
+        if a.info.device_model.as_deref() == Some(LANYARD_MODEL) {
             continue;
         }
         // Known only by claim until its certificate answers to the fingerprint.

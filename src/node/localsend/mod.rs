@@ -16,9 +16,15 @@ use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 
 use crate::identity::PeerId;
+/// LocalSend's port (TCP for its API, UDP for its group), for the config's default.
+pub use crate::net::localsend::DEFAULT_PORT;
 use crate::net::localsend::cert::DeviceCert;
 use crate::net::localsend::dto::{DeviceInfo, VERSION};
 use crate::node::Shared;
+
+/// The device model we announce, by which lanyard nodes tell each other apart from LocalSend
+/// devices.
+pub(crate) const LANYARD_MODEL: &str = "lanyard";
 
 /// What a node does for LocalSend (off: `None` in `NodeConfig`).
 #[derive(Debug, Clone)]
@@ -121,7 +127,7 @@ impl LocalSend {
         DeviceInfo {
             alias: nick.to_string(),
             version: VERSION.into(),
-            device_model: Some("lanyard".into()),
+            device_model: Some(LANYARD_MODEL.into()),
             device_type: Some("desktop".into()),
             fingerprint: self.cert.fingerprint.clone(),
             port: None,
