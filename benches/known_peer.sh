@@ -43,7 +43,7 @@ cleanup() {
 trap cleanup EXIT
 
 # A private environment; env execs lanyard, so a background one's $! is lanyard itself.
-ENV=(env -i PATH="$PATH" HOME="$TMP/home" XDG_CONFIG_HOME="$TMP/home/config" XDG_DATA_HOME="$TMP/home/data" LANYARD_NO_MDNS=1)
+ENV=(env -i PATH="$PATH" HOME="$TMP/home" XDG_CONFIG_HOME="$TMP/home/config" XDG_DATA_HOME="$TMP/home/data" LANYARD_NO_MDNS=1 LANYARD_NO_LOCALSEND=1)
 lny() { "${ENV[@]}" "$BIN" "$@"; }
 
 now_ns() { date +%s%N; }

@@ -103,6 +103,7 @@ fn start_victim(bin: &Path, dir: &Path) -> Victim {
         .port();
     let (data, downloads) = (dir.join("victim"), dir.join("victim-downloads"));
     let child = Command::new(bin)
+        .env("LANYARD_NO_LOCALSEND", "1")
         .args([
             "serve",
             "--no-mdns",

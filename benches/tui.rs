@@ -213,6 +213,7 @@ fn draw_frames() -> Result<()> {
         // The 40 transfers with other peers; the selected peer's 10 come as events below.
         transfers: Vec::new(),
         offers: Vec::new(),
+        localsend: Vec::new(),
     };
 
     let mut app = App::new(cwd.path().to_path_buf(), false, false);
@@ -408,6 +409,7 @@ impl Pty {
             let slave = File::from_raw_fd(s);
             let mut cmd = Command::new(bin);
             cmd.args(args)
+                .env("LANYARD_NO_LOCALSEND", "1")
                 .current_dir(cwd)
                 .env("TERM", "xterm-256color")
                 .stdin(Stdio::from(slave.try_clone()?))
@@ -1066,6 +1068,7 @@ fn key_run(bin: &str, dir: &Path, big: &Path, keys: usize, tmux: Option<Tmux>, a
     let serve = if attached {
         let mut cmd = Command::new(bin);
         cmd.arg("serve")
+            .env("LANYARD_NO_LOCALSEND", "1")
             .arg("--accept-all")
             .args(&args)
             .stdin(Stdio::null())

@@ -163,6 +163,15 @@ pub struct GlobalArgs {
     /// How long a holder of your deposits may be away before another takes its copy (default 1h)
     #[arg(long, global = true, env = "LANYARD_DEPOSIT_REPAIR_AFTER", value_name = "DURATION")]
     pub deposit_repair_after: Option<String>,
+    /// Don't speak LocalSend (no HTTPS API on its port, no LocalSend announcements)
+    #[arg(long, global = true, env = "LANYARD_NO_LOCALSEND", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_localsend: bool,
+    /// The TCP port LocalSend devices send to (default 53317; taken, a free one is used and said)
+    #[arg(long, global = true, env = "LANYARD_LOCALSEND_PORT", value_name = "PORT")]
+    pub localsend_port: Option<u16>,
+    /// A PIN LocalSend devices must give before they may offer anything
+    #[arg(long, global = true, env = "LANYARD_LOCALSEND_PIN", value_name = "PIN")]
+    pub localsend_pin: Option<String>,
     /// Your config file (default: config.toml in the platform config dir, if there; a file named
     /// here must exist); read over the machine's, /etc/lanyard/config.toml
     #[arg(long, global = true, env = "LANYARD_CONFIG", value_name = "FILE")]
@@ -255,6 +264,9 @@ pub enum Command {
         /// Files and folders to send (after `--`)
         #[arg(last = true, required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
+        /// The PIN a LocalSend recipient asks for
+        #[arg(long, value_name = "PIN")]
+        pin: Option<String>,
     },
     /// List a peer's shared folders
     Ls {
@@ -425,6 +437,10 @@ pub struct Config {
     pub relay: bool,
     /// Whose deposits this node holds and how much; when its own are repaired.
     pub locker: crate::node::locker::LockerConfig,
+    /// Speak LocalSend (a serving node: its HTTPS API).
+    pub localsend: bool,
+    pub localsend_port: u16,
+    pub localsend_pin: Option<String>,
     /// Each setting as in force, and where it came from (`lanyard config`).
     pub settings: Vec<Setting>,
     /// The config files looked at, machine's first.
@@ -558,6 +574,27 @@ impl Config {
         let (relay, from) = layered(given_relay, usr.relay, sys.relay).unwrap_or((true, Source::Default));
         show("relay", relay.to_string(), from);
         let locker = resolve_locker(args, &usr_locker, &sys_locker, &mut show, &given)?;
+        let given_localsend = args.no_localsend.then(|| (false, given("no_localsend")));
+        let (localsend, from) = layered(given_localsend, usr.localsend, sys.localsend).unwrap_or((true, Source::Default));
+        show("localsend", localsend.to_string(), from);
+        let (localsend_port, from) = layered(
+            args.localsend_port.map(|p| (p, given("localsend_port"))),
+            usr.localsend_port,
+            sys.localsend_port,
+        )
+        .unwrap_or((crate::node::localsend::DEFAULT_PORT, Source::Default));
+        show("localsend-port", localsend_port.to_string(), from);
+        let pin = layered(
+            args.localsend_pin.clone().map(|p| (p, given("localsend_pin"))),
+            usr.localsend_pin,
+            sys.localsend_pin,
+        );
+        // The PIN itself is not shown.
+        show(
+            "localsend-pin",
+            if pin.is_some() { "set" } else { "none" }.into(),
+            pin.as_ref().map_or(Source::Default, |p| p.1),
+        );
         Ok(Config {
             locker,
             nick_given: nick.map(|(n, _)| n),
@@ -570,6 +607,9 @@ impl Config {
             peers,
             mdns,
             relay,
+            localsend,
+            localsend_port,
+            localsend_pin: pin.map(|p| p.0),
             settings,
             files: [Some(sys_file), usr_file].into_iter().flatten().collect(),
         })
@@ -583,6 +623,24 @@ impl Config {
             advertise: true,
             accept_all,
             resume: true,
+            localsend: self.localsend.then(|| crate::node::localsend::LocalSendConfig {
+                listen: SocketAddr::from(([0, 0, 0, 0], self.localsend_port)),
+                pin: self.localsend_pin.clone(),
+                multicast: self.mdns,
+            }),
+            ..self.browsing_node()
+        }
+    }
+
+    /// A one-shot node that also finds and reaches LocalSend devices (`peers`, `send`): its
+    /// LocalSend API on a free port for as long as it runs, so devices can answer it.
+    pub fn localsend_node(&self) -> NodeConfig {
+        NodeConfig {
+            localsend: self.localsend.then(|| crate::node::localsend::LocalSendConfig {
+                listen: SocketAddr::from(([0, 0, 0, 0], 0)),
+                pin: None,
+                multicast: self.mdns,
+            }),
             ..self.browsing_node()
         }
     }
@@ -606,6 +664,7 @@ impl Config {
                 .unwrap_or(crate::limits::TRANSFER_STALL),
             resume: false,
             locker: self.locker.clone(),
+            localsend: None,
             #[cfg(feature = "test-hooks")]
             corrupt_forward: test_hook!("LANYARD_TEST_CORRUPT_FORWARD"),
             #[cfg(feature = "test-hooks")]
@@ -785,7 +844,7 @@ mod tests {
         assert_eq!(c.global.peers, vec!["10.0.0.9:7717"]);
         assert!(c.global.no_mdns);
         match c.command {
-            Some(Command::Send { peers, paths }) => {
+            Some(Command::Send { peers, paths, .. }) => {
                 assert_eq!(peers, vec!["bob", "10.0.0.9:7717"]);
                 assert_eq!(paths, vec![PathBuf::from("a.pdf"), PathBuf::from("b")]);
             }
@@ -962,7 +1021,7 @@ mod tests {
             "--weird name",
         ]);
         match c.command {
-            Some(Command::Send { peers, paths }) => {
+            Some(Command::Send { peers, paths, .. }) => {
                 assert_eq!(peers, vec!["ada", "10.0.0.2:7717"]);
                 assert_eq!(paths, vec![PathBuf::from("a.pdf"), PathBuf::from("--weird name")]);
             }

@@ -17,7 +17,7 @@ use crate::node::transfer::{file_names, manifest};
 /// The protocol as a peer speaks it: control messages, frames, the Noise channel, mDNS records.
 /// For the fuzz targets, and for the tests and benches that play a hostile peer byte by byte.
 pub mod net {
-    pub use crate::net::{discovery, frame, secure, wire};
+    pub use crate::net::{discovery, frame, localsend, secure, wire};
 }
 
 /// A transfer connection's messages and the checks on the names a peer offers.

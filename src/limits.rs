@@ -396,3 +396,31 @@ pub const REPAIR_CHECK_MAX: Duration = Duration::from_secs(60);
 /// An exported identity is a few hundred bytes: a file bigger than this is not one (read no
 /// further).
 pub const MAX_IDENTITY_EXPORT: usize = 64 << 10;
+
+// == LocalSend ==
+//
+// A LocalSend device is a stranger on the LAN speaking HTTPS and JSON: every body is read up to
+// a bound before it is parsed, and its offers go through the same manifest budget, offer caps,
+// name checks and free-space promise as a lanyard peer's.
+/// Largest JSON body of a LocalSend request (register, prepare-upload); past it: 413 and the
+/// body is not read on. The official app reads them whole with no bound.
+pub const MAX_LOCALSEND_JSON: usize = 1 << 20;
+/// Files in one LocalSend offer; more: 400.
+pub const MAX_LOCALSEND_FILES: usize = 10_000;
+/// Longest text message (the `preview` of a text offer) shown as a chat line.
+pub const MAX_LOCALSEND_TEXT: usize = MAX_CHAT_TEXT;
+/// Wrong PINs one IP address may give before it gets 429 until it gives the right one; the
+/// addresses remembered (the oldest forgotten first), so a flood of addresses costs nothing more.
+pub const LOCALSEND_PIN_TRIES: u32 = 3;
+pub const LOCALSEND_PIN_ADDRESSES: usize = 200;
+/// LocalSend devices remembered from announcements and registers; the least recently heard
+/// goes first.
+pub const MAX_LOCALSEND_DEVICES: usize = 256;
+/// Announcements answered (a register POST each) per second, in all: a flood of spoofed
+/// datagrams makes us dial at most this often.
+pub const LOCALSEND_ANSWERS_PER_SEC: u32 = 20;
+/// Longest a LocalSend request may take to send its headers; an idle keep-alive connection
+/// is closed after it too.
+pub const LOCALSEND_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// LocalSend connections served at once; more wait in the kernel's backlog.
+pub const MAX_LOCALSEND_CONNECTIONS: usize = 64;

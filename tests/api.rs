@@ -313,7 +313,7 @@ async fn add_peer_waiting_answers_with_the_peer_or_why_not() {
                 wait: true,
             },
             |r| {
-                if let Reply::Peers { peers } = r {
+                if let Reply::Peers { peers, .. } = r {
                     found = peers;
                 }
             },

@@ -24,6 +24,7 @@ async fn lanyard(data_dir: &Path, args: &[&str]) -> Output {
     let config = data_dir.parent().unwrap().join("empty-config.toml");
     std::fs::write(&config, "").unwrap();
     tokio::process::Command::new(env!("CARGO_BIN_EXE_lanyard"))
+        .env("LANYARD_NO_LOCALSEND", "1")
         .args(["--no-mdns", "--data-dir"])
         .arg(data_dir)
         .args(args)
@@ -185,6 +186,7 @@ async fn an_acknowledged_line_survives_kill_9_right_after_the_ack() {
     let config = root.path().join("empty-config.toml");
     std::fs::write(&config, "").unwrap();
     let mut bob = tokio::process::Command::new(env!("CARGO_BIN_EXE_lanyard"))
+        .env("LANYARD_NO_LOCALSEND", "1")
         .args(["serve", "--json", "--no-mdns", "--port", "0", "--nick", "bob", "--data-dir"])
         .arg(&db)
         .env("LANYARD_CONFIG", &config)

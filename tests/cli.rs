@@ -19,7 +19,8 @@ fn lanyard(home: &Path) -> Command {
         .env("XDG_CONFIG_HOME", home.join("config"))
         .env("XDG_DATA_HOME", home.join("data"))
         .env("LANYARD_SYSTEM_CONFIG", "/dev/null")
-        .env("LANYARD_NO_MDNS", "1");
+        .env("LANYARD_NO_MDNS", "1")
+        .env("LANYARD_NO_LOCALSEND", "1");
     cmd
 }
 

@@ -38,6 +38,7 @@ impl Drop for Serve {
 
 fn serve(dir: &Path, name: &str, extra: &[&str]) -> Serve {
     let mut child = Command::new(BIN)
+        .env("LANYARD_NO_LOCALSEND", "1")
         .args(["serve", "--json", "--no-mdns", "--port", "0", "--nick", name])
         .arg("--data-dir")
         .arg(dir.join(name).join("data"))
@@ -65,6 +66,7 @@ fn serve(dir: &Path, name: &str, extra: &[&str]) -> Serve {
 /// A one-shot command against a running serve's data dir.
 fn at(serve: &Serve, args: &[&str]) -> std::process::Output {
     Command::new(BIN)
+        .env("LANYARD_NO_LOCALSEND", "1")
         .arg("--no-mdns")
         .arg("--data-dir")
         .arg(&serve.data)
@@ -75,6 +77,7 @@ fn at(serve: &Serve, args: &[&str]) -> std::process::Output {
 
 fn lanyard_spawn(dir: &Path, args: &[&str]) -> Child {
     Command::new(BIN)
+        .env("LANYARD_NO_LOCALSEND", "1")
         .args(["--no-mdns", "--nick", "cli"])
         .arg("--data-dir")
         .arg(dir.join("cli-data"))
@@ -87,6 +90,7 @@ fn lanyard_spawn(dir: &Path, args: &[&str]) -> Child {
 
 fn lanyard(dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new(BIN)
+        .env("LANYARD_NO_LOCALSEND", "1")
         .args(["--no-mdns", "--nick", "cli"])
         .arg("--data-dir")
         .arg(dir.join("cli-data"))
@@ -246,6 +250,7 @@ fn a_missing_path_is_named_as_typed_before_any_peer_is_asked() {
     std::fs::write(dir.path().join("here.txt"), b"x").unwrap();
     // An unknown nick too: the path is refused first, with nothing about the nick.
     let out = Command::new(BIN)
+        .env("LANYARD_NO_LOCALSEND", "1")
         .current_dir(dir.path())
         .args(["--no-mdns", "--nick", "cli", "--data-dir"])
         .arg(dir.path().join("cli-data"))

@@ -196,6 +196,7 @@ fn id_nick(home: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Strin
         .env("XDG_CONFIG_HOME", home.join("config"))
         .env("XDG_DATA_HOME", home.join("data"))
         .env("USER", "uu")
+        .env("LANYARD_NO_LOCALSEND", "1")
         .envs(env.iter().copied())
         .args(["id", "--json"])
         .args(args);

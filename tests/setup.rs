@@ -20,7 +20,8 @@ fn lanyard(home: &Path, system_config: &Path) -> Command {
         .env("XDG_CONFIG_HOME", home.join("config"))
         .env("XDG_DATA_HOME", home.join("data"))
         .env("LANYARD_SYSTEM_CONFIG", system_config)
-        .env("LANYARD_NO_MDNS", "1");
+        .env("LANYARD_NO_MDNS", "1")
+        .env("LANYARD_NO_LOCALSEND", "1");
     cmd
 }
 

@@ -62,7 +62,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 after,
                 json,
             } => history::run(&config, peer, limit, before, after, json).await,
-            Command::Send { peers, paths } => transfer::send_command(&config, peers, paths).await,
+            Command::Send { peers, paths, pin } => transfer::send_command(&config, peers, paths, pin).await,
             Command::Ls { peer, path, json } => transfer::ls_command(&config, peer, path, json).await,
             Command::Get { peer, paths, to } => transfer::get_command(&config, peer, paths, to).await,
             Command::Nick { name } => call(&config, Request::SetNick { nick: name.clone() }, |_| {})
@@ -207,7 +207,7 @@ async fn running_listen_addr(config: &Config) -> Option<String> {
 }
 
 async fn peers(config: &Config, wait: Option<f64>, json: bool) -> Result<ExitCode> {
-    let client = Client::open(config.browsing_node()).await?;
+    let client = Client::open(config.localsend_node()).await?;
     let default_wait = if client.is_remote() { 0.0 } else { 2.0 };
     let wait = wait.unwrap_or(default_wait);
     if !(0.0..=3600.0).contains(&wait) {
@@ -219,11 +219,14 @@ async fn peers(config: &Config, wait: Option<f64>, json: bool) -> Result<ExitCod
     };
     let result = client
         .run(request, |reply| {
-            if let Reply::Peers { peers } = reply {
+            if let Reply::Peers { peers, localsend } = reply {
                 if json {
-                    outln!("{}", output::json(&peers));
+                    outln!("{}", output::peers_json(&peers, &localsend));
                 } else {
                     outln!("{}", output::peers_table(&peers));
+                    if !localsend.is_empty() {
+                        outln!("\n{}", output::localsend_table(&localsend));
+                    }
                 }
             }
         })

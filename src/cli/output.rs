@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::node::api::{ChatEntry, Direction, OfferView, PeerInfo, Reason, TransferState, TransferView};
+use crate::node::api::{ChatEntry, Device, Direction, OfferView, PeerInfo, Reason, TransferState, TransferView};
 use crate::text::{human_bytes, is_clean, is_hostile, plural, printable};
 
 /// Unix milliseconds now.
@@ -98,6 +98,41 @@ pub fn peers_table(peers: &[PeerInfo]) -> String {
         })
         .collect();
     table(&["NICK", "HOST", "ID", "STATE", "ADDRESS"], &rows)
+}
+
+/// `lanyard peers --json`: the peers, then each LocalSend device as an object marked
+/// `"localsend": true` (its alias as `nick`, its derived id as `id`).
+pub fn peers_json(peers: &[PeerInfo], devices: &[Device]) -> String {
+    let mut all: Vec<serde_json::Value> = peers.iter().filter_map(|p| serde_json::to_value(p).ok()).collect();
+    all.extend(devices.iter().map(|d| {
+        serde_json::json!({
+            "localsend": true, "id": crate::node::api::device_id(&d.fingerprint), "nick": d.alias,
+            "model": d.model, "type": d.kind, "fingerprint": d.fingerprint, "verified": d.verified, "addr": d.addr,
+        })
+    }));
+    json(&all)
+}
+
+/// The first 8 hex digits of a device's fingerprint, with `?` when only claimed.
+pub fn short_fingerprint(d: &Device) -> String {
+    let short: String = d.fingerprint.chars().take(8).collect();
+    if d.verified { short } else { format!("{short}?") }
+}
+
+pub fn localsend_table(devices: &[Device]) -> String {
+    let rows: Vec<Vec<String>> = devices
+        .iter()
+        .map(|d| {
+            vec![
+                printable(&d.alias).into_owned(),
+                printable(d.model.as_deref().unwrap_or("")).into_owned(),
+                d.kind.clone(),
+                short_fingerprint(d),
+                d.addr.clone(),
+            ]
+        })
+        .collect();
+    table(&["LOCALSEND", "MODEL", "TYPE", "FINGERPRINT", "ADDRESS"], &rows)
 }
 
 /// " via bob" for an offer a relay passed on.

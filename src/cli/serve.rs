@@ -148,6 +148,13 @@ impl Log {
         if let Some(moved) = node.port_moved() {
             self.human(&format!("note: {moved}"));
         }
+        if let Some(ls) = node.localsend() {
+            self.human(&format!(
+                "LocalSend devices reach this node on TCP port {} (fingerprint {}…)",
+                ls.port,
+                &ls.fingerprint[..16]
+            ));
+        }
         self.human(&format!("sharing {shares}"));
         let answer = if accept_all {
             "every offer is accepted (--accept-all)"
@@ -227,6 +234,14 @@ impl Log {
         Some(match event {
             Event::Listening { .. } | Event::ChatRead { .. } | Event::ChatSent { .. } | Event::TransferStarted(_) => return None,
             Event::PeerDiscovered { .. } | Event::PeerLost { .. } => return None,
+            Event::LocalSendDevice { device: d } => format!(
+                "LocalSend device {} ({}, {}, {}) at {}",
+                printable(&d.alias),
+                d.kind,
+                printable(d.model.as_deref().unwrap_or("?")),
+                crate::cli::output::short_fingerprint(d),
+                d.addr
+            ),
             Event::PeerUp { id, nick, host, addr } => format!("{} ({}, {}) is up at {addr}", printable(nick), id.short(), printable(host)),
             Event::PeerDown { id, nick, reason } => format!("{} ({}) is down: {}", printable(nick), id.short(), printable(reason)),
             Event::PeerRenamed { id, old, new } => format!("{} ({}) is now called {}", printable(old), id.short(), printable(new)),

@@ -74,6 +74,10 @@ fn objects(event: &Event) -> Vec<(&'static str, Value)> {
         Event::Listening { id, nick, addr } => one("listening", json!({ "id": id, "nick": nick, "addr": addr })),
         Event::PeerDiscovered { id, nick, host } => one("peer_discovered", json!({ "id": id, "nick": nick, "host": host })),
         Event::PeerLost { id } => one("peer_lost", json!({ "id": id })),
+        Event::LocalSendDevice { device: d } => one(
+            "localsend_device",
+            json!({ "alias": d.alias, "model": d.model, "type": d.kind, "fingerprint": d.fingerprint, "verified": d.verified, "addr": d.addr }),
+        ),
         Event::PeerUp { id, nick, host, addr } => one("peer_up", json!({ "id": id, "nick": nick, "host": host, "addr": addr })),
         Event::PeerDown { id, nick, reason } => one("peer_down", json!({ "id": id, "nick": nick, "reason": reason })),
         Event::PeerRenamed { id, old, new } => one("peer_renamed", json!({ "id": id, "old": old, "new": new })),

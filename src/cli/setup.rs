@@ -46,7 +46,7 @@ fn print_all(text: &[u8], what: &str) -> Result<ExitCode> {
 /// from the clap definition, so they cannot drift from it.
 fn origin(setting: &Setting) -> String {
     let long = match setting.key {
-        "mdns" | "relay" => format!("no-{}", setting.key),
+        "mdns" | "relay" | "localsend" => format!("no-{}", setting.key),
         key => key.to_string(),
     };
     let command = Cli::command();

@@ -145,7 +145,7 @@ async fn run_with_bars(session: Client, request: Request, mut show: impl FnMut(&
     result
 }
 
-pub(super) async fn send_command(config: &Config, peers: Vec<String>, paths: Vec<PathBuf>) -> Result<ExitCode> {
+pub(super) async fn send_command(config: &Config, peers: Vec<String>, paths: Vec<PathBuf>, pin: Option<String>) -> Result<ExitCode> {
     // A typo in a path is ours to report at once, named as typed: before any peer is looked up
     // or any node (this one or the running one) is asked. Following links, as sending does.
     for path in &paths {
@@ -154,9 +154,9 @@ pub(super) async fn send_command(config: &Config, peers: Vec<String>, paths: Vec
         }
     }
     let paths = paths.iter().map(std::path::absolute).collect::<std::io::Result<Vec<_>>>()?;
-    let session = Client::open(config.browsing_node()).await?;
+    let session = Client::open(config.localsend_node()).await?;
     let relay = config.relay;
-    run_with_bars(session, Request::Send { peers, paths, relay }, |reply| match reply {
+    run_with_bars(session, Request::Send { peers, paths, relay, pin }, |reply| match reply {
         Reply::Finished { peer, outcome } => outln!("{}", outcome_line(peer, outcome)),
         Reply::NotDelivered { peer, error } => outln!("{}: not delivered: {}", printable(peer), one_line(error)),
         _ => {}

@@ -54,6 +54,9 @@ pub struct FileConfig {
     pub deposit_total: Option<String>,
     #[serde(alias = "deposit_repair_after")]
     pub deposit_repair_after: Option<String>,
+    pub localsend: Option<bool>,
+    pub localsend_port: Option<u16>,
+    pub localsend_pin: Option<String>,
 }
 
 impl FileConfig {

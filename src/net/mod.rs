@@ -3,6 +3,7 @@
 
 pub mod discovery;
 pub mod frame;
+pub mod localsend;
 pub mod probe;
 pub mod secure;
 pub mod wire;

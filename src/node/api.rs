@@ -26,6 +26,7 @@ pub use crate::limits::MAX_IDENTITY_EXPORT;
 pub use super::chat::{ChatEntry, ChatTarget, DbBudget, Delivery, InFlightPeaks, Page, ROOM, Recipient, check_text};
 pub use super::doctor::{Exam, Verdict, examine};
 pub use super::handle::NodeHandle;
+pub use super::localsend::{Device, LocalSendConfig, LocalSendView, device_id};
 pub use super::locker::placement::rank as rank_holders;
 pub use super::locker::{DepositReport, DepositView, HeldReport, HeldView, HolderView, Policy as DepositPolicy, Retrieved};
 pub use super::names::{Named, label};
@@ -88,6 +89,9 @@ pub enum Request {
         /// To several peers: relayed through them (false: parallel uploads).
         #[serde(default = "relayed")]
         relay: bool,
+        /// The PIN a LocalSend device asks for.
+        #[serde(default)]
+        pin: Option<String>,
     },
     List {
         peer: String,
@@ -204,6 +208,9 @@ pub enum Reply {
     },
     Peers {
         peers: Vec<PeerInfo>,
+        /// LocalSend devices heard of.
+        #[serde(default)]
+        localsend: Vec<super::localsend::Device>,
     },
     /// The line is stored and queued for delivery.
     Queued {
@@ -358,7 +365,7 @@ pub async fn execute(node: &NodeHandle, request: Request, out: &mpsc::Sender<Rep
             Ok(target) => node.mark_read(target.conversation()).await,
             Err(e) => Err(e),
         },
-        Request::Send { peers, paths, relay } => send_files(node, peers, paths, relay, out).await,
+        Request::Send { peers, paths, relay, pin } => send_files(node, peers, paths, relay, pin, out).await,
         Request::List { peer, path } => list(node, &peer, &path, out).await,
         Request::Get { peer, paths, to } => get(node, &peer, paths, to, out).await,
         Request::Offers => send(out, Reply::Offers { offers: node.offers() }).await,
@@ -434,7 +441,14 @@ pub async fn execute(node: &NodeHandle, request: Request, out: &mpsc::Sender<Rep
         Request::AddPeer { addr, wait: true } => match node.resolve(&addr, RESOLVE_WAIT).await {
             Ok(id) => {
                 let peers = node.peers().into_iter().filter(|p| p.id == id).collect();
-                send(out, Reply::Peers { peers }).await
+                send(
+                    out,
+                    Reply::Peers {
+                        peers,
+                        localsend: Vec::new(),
+                    },
+                )
+                .await
             }
             Err(e) => {
                 let e = e.to_string();
@@ -508,7 +522,15 @@ async fn subscribe(node: &NodeHandle, out: &mpsc::Sender<Reply>) -> Result<()> {
 
 async fn peers(node: &NodeHandle, wait_ms: u64, out: &mpsc::Sender<Reply>) -> Result<()> {
     tokio::time::sleep(Duration::from_millis(wait_ms)).await;
-    send(out, Reply::Peers { peers: node.peers() }).await
+    let localsend = node.localsend().map(|l| l.devices).unwrap_or_default();
+    send(
+        out,
+        Reply::Peers {
+            peers: node.peers(),
+            localsend,
+        },
+    )
+    .await
 }
 
 async fn say(node: &NodeHandle, peer: &str, text: &str, queue: bool, timeout: Duration, out: &mpsc::Sender<Reply>) -> Result<()> {
@@ -612,7 +634,14 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-async fn send_files(node: &NodeHandle, specs: Vec<String>, paths: Vec<PathBuf>, relay: bool, out: &mpsc::Sender<Reply>) -> Result<()> {
+async fn send_files(
+    node: &NodeHandle,
+    specs: Vec<String>,
+    paths: Vec<PathBuf>,
+    relay: bool,
+    pin: Option<String>,
+    out: &mpsc::Sender<Reply>,
+) -> Result<()> {
     if specs.is_empty() || paths.is_empty() {
         bail!("give at least one peer and one path: lanyard send PEER... -- PATH...");
     }
@@ -632,13 +661,22 @@ async fn send_files(node: &NodeHandle, specs: Vec<String>, paths: Vec<PathBuf>, 
         let (node, paths) = (node.clone(), paths.clone());
         AbortOnDrop(tokio::spawn(async move { node.prepare_send(&paths).await }))
     };
-    let resolved = resolve_all(node, &specs).await;
+    // LocalSend devices by name: those known now, and those heard of while lanyard peers were
+    // looked for.
+    let mut devices = Vec::new();
+    let (known_devices, lanyard_specs): (Vec<String>, Vec<String>) =
+        specs.iter().cloned().partition(|s| node.localsend_device(s).is_some());
+    devices.extend(known_devices.into_iter().filter_map(|s| node.localsend_device(&s).map(|d| (s, d))));
+    let resolved = resolve_all(node, &lanyard_specs).await;
     let mut recipients: Vec<(String, PeerId)> = Vec::new();
     let mut failed = 0;
-    for (spec, r) in specs.iter().zip(resolved) {
+    for (spec, r) in lanyard_specs.iter().zip(resolved) {
         match r {
             Ok(id) if recipients.iter().any(|(_, known)| *known == id) => {}
             Ok(id) => recipients.push((spec.clone(), id)),
+            Err(_) if node.localsend_device(spec).is_some() => {
+                devices.extend(node.localsend_device(spec).map(|d| (spec.clone(), d)));
+            }
             Err(e) => {
                 failed += 1;
                 send(
@@ -680,6 +718,32 @@ async fn send_files(node: &NodeHandle, specs: Vec<String>, paths: Vec<PathBuf>, 
             };
             send(out, reply).await?;
         }
+    }
+    for (spec, device) in devices {
+        let (id, task) = node.localsend_send(device, paths.clone(), pin.clone());
+        let labels = HashMap::from([(id, spec.clone())]);
+        let result = with_progress(node, labels, out, task).await;
+        let reply = match result {
+            Ok(Ok(outcome)) => {
+                failed += usize::from(!outcome.all_ok());
+                Reply::Finished { peer: spec, outcome }
+            }
+            Ok(Err(e)) => {
+                failed += 1;
+                Reply::NotDelivered {
+                    peer: spec,
+                    error: e.to_string(),
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                Reply::NotDelivered {
+                    peer: spec,
+                    error: e.to_string(),
+                }
+            }
+        };
+        send(out, reply).await?;
     }
     match failed {
         0 => Ok(()),

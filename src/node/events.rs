@@ -83,6 +83,10 @@ pub enum Event {
         change: String,
         peer: PeerId,
     },
+    /// A LocalSend device was heard of, or said something new about itself.
+    LocalSendDevice {
+        device: super::localsend::Device,
+    },
     /// A peer's chat line, shown once (a resend of the same id is not reported again).
     ChatReceived {
         id: String,

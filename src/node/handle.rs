@@ -52,6 +52,14 @@ impl NodeHandle {
             None => None,
         };
         let listen_addr = listener.as_ref().map(|l| l.local_addr()).transpose()?;
+        let localsend = match &config.localsend {
+            Some(c) => Some(super::localsend::bind(&data_dir, c).await?),
+            None => None,
+        };
+        let (localsend, localsend_listener, localsend_moved) = match localsend {
+            Some((state, listener, moved)) => (Some(state), Some(listener), moved),
+            None => (None, None, None),
+        };
 
         let table = known::load_table(&store, identity.id(), config.db_budget.one_time_peer_age)?;
 
@@ -79,6 +87,7 @@ impl NodeHandle {
             discovery: tokio::sync::Mutex::new(None),
             chat: chat::Chat::default(),
             transfers: Registry::default(),
+            localsend,
             changed: watch::channel(0).0,
             lock: Mutex::new(Some(lock_file)),
             tally: Default::default(),
@@ -91,6 +100,14 @@ impl NodeHandle {
             shared.tracker.spawn(conn::accept_loop(shared.clone(), listener));
         }
         shared.tracker.spawn(conn::on_discovery(shared.clone(), discovered_rx));
+        if let Some(listener) = localsend_listener {
+            super::localsend::start(&shared, listener)?;
+            if let (Some(from), Some(ls)) = (localsend_moved, &shared.localsend) {
+                // Said in serve's log (`localsend()`), not as a warning event: a second user's
+                // node on this machine always moves, and says so once, for its own port.
+                tracing::warn!("LocalSend port {from} taken: listening on {}", ls.port);
+            }
+        }
         if shared.config.mdns {
             let advert = match (shared.config.advertise, listen_addr) {
                 (true, Some(addr)) => Some(Advert {
@@ -513,6 +530,7 @@ impl NodeHandle {
             conversations,
             transfers: self.transfers(),
             offers: self.offers(),
+            localsend: self.localsend().map(|l| l.devices).unwrap_or_default(),
         })
     }
 }

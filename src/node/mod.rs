@@ -13,6 +13,7 @@ pub mod events;
 mod exchange;
 mod handle;
 mod known;
+pub(crate) mod localsend;
 pub(crate) mod locker;
 pub(crate) mod names;
 pub(crate) mod nick;
@@ -85,6 +86,8 @@ pub struct NodeConfig {
     pub resume: bool,
     /// What this node holds for others, and when its own deposits are repaired.
     pub locker: locker::LockerConfig,
+    /// Speak LocalSend v2 (see `localsend`); `None`: not at all.
+    pub localsend: Option<localsend::LocalSendConfig>,
     /// Test hook: as a relay, flip a byte of the forwarded segment with this number.
     #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
@@ -127,6 +130,7 @@ impl NodeConfig {
             stall_timeout: crate::limits::TRANSFER_STALL,
             resume: false,
             locker: locker::LockerConfig::default(),
+            localsend: None,
             #[cfg(feature = "test-hooks")]
             corrupt_forward: None,
             #[cfg(feature = "test-hooks")]
@@ -189,6 +193,8 @@ pub(crate) struct Shared {
     pub(crate) discovery: tokio::sync::Mutex<Option<Discovery>>,
     pub(crate) chat: chat::Chat,
     pub transfers: Registry,
+    /// LocalSend, when on.
+    pub(crate) localsend: Option<localsend::LocalSend>,
     /// Bumped whenever the peer table or a manual target changes in a way a waiter
     /// ([`NodeHandle::resolve`], [`NodeHandle::wait_online`]) may care about: they sleep on it
     /// instead of polling.

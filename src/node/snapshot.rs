@@ -42,4 +42,7 @@ pub struct Snapshot {
     pub transfers: Vec<TransferView>,
     /// Waiting for an answer, oldest first (names: the first few; the rest by `offer_items`).
     pub offers: Vec<OfferView>,
+    /// LocalSend devices heard of (none when LocalSend is off).
+    #[serde(default)]
+    pub localsend: Vec<super::localsend::Device>,
 }

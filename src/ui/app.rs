@@ -20,7 +20,7 @@ use super::input::Line;
 use super::keys::{Action, Context, Pane, action};
 use super::layout::Areas;
 use crate::node::api::{
-    ChatEntry, Delivery, HISTORY_PAGE, Named, OfferView, PeerId, PeerInfo, ROOM, Recipient, Reply, Request, TransferView, label,
+    ChatEntry, Delivery, Device, HISTORY_PAGE, Named, OfferView, PeerId, PeerInfo, ROOM, Recipient, Reply, Request, TransferView, label,
 };
 use crate::node::events::{Envelope, Event};
 use crate::node::snapshot::{Me, Snapshot};
@@ -152,6 +152,8 @@ pub struct App {
     pub seq: u64,
     pub attached: bool,
     pub peers: Vec<PeerInfo>,
+    /// LocalSend devices heard of: shown below the peers (not selectable).
+    pub localsend: Vec<Device>,
     /// 0 is `#all`; i is `peers[i - 1]`.
     pub peer_cursor: usize,
     pub peer_filter: String,
@@ -203,6 +205,7 @@ impl App {
             seq: 0,
             attached,
             peers: Vec::new(),
+            localsend: Vec::new(),
             peer_cursor: 0,
             peer_filter: String::new(),
             marked_peers: HashSet::new(),
@@ -381,6 +384,7 @@ impl App {
         let selected = self.selected_conversation();
         self.me = Some(s.me);
         self.peers = s.peers;
+        self.localsend = s.localsend;
         self.sort_peers();
         for c in s.conversations {
             let conv = self.conversations.entry(c.conversation.clone()).or_default();
@@ -458,6 +462,18 @@ impl App {
                 self.say(message)
             }
             Event::Listening { .. } | Event::Deposit { .. } => {}
+            Event::LocalSendDevice { device } => {
+                match self
+                    .localsend
+                    .iter_mut()
+                    .find(|d| d.fingerprint.eq_ignore_ascii_case(&device.fingerprint))
+                {
+                    Some(known) => *known = device,
+                    None => self.localsend.push(device),
+                }
+                self.localsend
+                    .sort_by(|a, b| a.alias.cmp(&b.alias).then_with(|| a.fingerprint.cmp(&b.fingerprint)));
+            }
             Event::ChatReceived {
                 id,
                 from,
@@ -641,7 +657,7 @@ impl App {
                     me.nick = nick;
                 }
             }
-            (Pending::AddPeer(addr), Reply::Peers { peers }) => self.added_peer(&addr, Ok(peers)),
+            (Pending::AddPeer(addr), Reply::Peers { peers, .. }) => self.added_peer(&addr, Ok(peers)),
             (Pending::AddPeer(addr), Reply::Failed { message, .. }) => self.added_peer(&addr, Err(message)),
             (_, Reply::Note { text }) => self.say(text),
             (_, Reply::Failed { message, .. }) => self.say(message),

@@ -119,6 +119,15 @@ fn lab() -> App {
         }],
         transfers,
         offers: vec![],
+        localsend: vec![crate::node::api::Device {
+            alias: "Nice\u{1b}[31mOrange".into(),
+            model: Some("Pixel 9".into()),
+            kind: "mobile".into(),
+            fingerprint: "3C120B5B6CD174BD8327A997D3AD92766696FB9D0D7CD0B0BD7E571BCDAB548B".into(),
+            verified: true,
+            addr: "10.0.0.7:53317".into(),
+            seen_ms: 0,
+        }],
     };
     app.update(Msg::Snapshot(Box::new(snapshot)));
     app.update(Msg::Local {
@@ -687,6 +696,7 @@ fn a_nick_shaped_like_another_peers_id_is_shown_with_its_host() {
         conversations: vec![],
         transfers: vec![],
         offers: vec![],
+        localsend: vec![],
     };
     app.update(Msg::Snapshot(Box::new(snapshot)));
     let shown = format!("{}@lab-66", bob.id.short());
@@ -1032,7 +1042,10 @@ fn add_peer_takes_a_host_without_port_and_shows_a_failure_in_place() {
     let eve = peer(9, "eve", "lab-30", true);
     app.update(Msg::Reply {
         tag: *tag,
-        reply: Reply::Peers { peers: vec![eve.clone()] },
+        reply: Reply::Peers {
+            peers: vec![eve.clone()],
+            localsend: Vec::new(),
+        },
     });
     assert!(app.overlay.is_none());
     assert_eq!(app.selected_peer().map(|p| p.id.clone()), Some(eve.id));

@@ -594,6 +594,90 @@ struct Link {
     window: Arc<Semaphore>,
 }
 
+/// Store a peer's lines within its chat budget and rates (blocking); each line's verdict and
+/// its conversation's unread count after it (0 for a line not stored).
+fn store_within(
+    s: &Shared,
+    from: &PeerId,
+    sender: &budget::Sender,
+    new: &[db::NewMessage],
+) -> rusqlite::Result<(Vec<db::Verdict>, Vec<u32>)> {
+    let quota = db::Quota {
+        me: s.identity.id(),
+        from,
+        session_start: s.chat.started.load(Ordering::Relaxed),
+        budget: &s.config.db_budget,
+    };
+    let at = Instant::now();
+    let rate = |bytes| lock(&s.chat.rates).take(&s.config.db_budget, sender, bytes, at);
+    // Stored and counted as unread together (see `mark_read`).
+    let mut unread = lock(&s.chat.unread);
+    let fresh = db::insert_incoming_within(&mut s.store.lock(), new, &quota, rate)?;
+    let counts = new
+        .iter()
+        .zip(&fresh)
+        .map(|(m, f)| {
+            if *f != db::Verdict::Stored {
+                return 0;
+            }
+            let n = unread.entry(m.conversation.to_string()).or_default();
+            *n = n.saturating_add(1);
+            *n
+        })
+        .collect();
+    Ok((fresh, counts))
+}
+
+/// A line from a device that speaks another protocol (a LocalSend text message): stored and
+/// shown like a stranger's chat line, within the same budgets and rates; it has no connection
+/// to acknowledge it on. `Ok(false)`: refused over a budget.
+pub(crate) async fn receive_foreign(
+    shared: &Arc<Shared>,
+    from: &PeerId,
+    nick: &str,
+    ip: std::net::IpAddr,
+    text: String,
+) -> Result<bool, String> {
+    let sender = budget::Sender {
+        peer: from.clone(),
+        ip: Some(ip),
+        stranger: true,
+    };
+    let (s, from_id, nick_owned) = (shared.clone(), from.clone(), nick.to_string());
+    let id = new_message_id();
+    let sent_ms = unix_now_ms();
+    let line_text = text.clone();
+    let line_id = id.clone();
+    let stored = off_thread(move || {
+        let new = [db::NewMessage {
+            id: &line_id,
+            conversation: from_id.as_str(),
+            sender: &from_id,
+            sender_nick: &nick_owned,
+            room: false,
+            sent_ms,
+            received_ms: sent_ms,
+            text: &line_text,
+        }];
+        let (fresh, counts) = store_within(&s, &from_id, &sender, &new)?;
+        Ok::<_, rusqlite::Error>((fresh.first() == Some(&db::Verdict::Stored)).then_some(counts[0]))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("cannot store a chat line: {e}"))?;
+    let Some(unread) = stored else { return Ok(false) };
+    shared.emit(Event::ChatReceived {
+        id,
+        from: from.clone(),
+        nick: nick.to_string(),
+        room: false,
+        text,
+        sent_ms,
+        unread,
+    });
+    Ok(true)
+}
+
 impl Link {
     async fn receive(&self, mut rx: mpsc::Receiver<Incoming>, cancel: &CancellationToken) -> Result<(), String> {
         loop {
@@ -663,31 +747,7 @@ impl Link {
                         text: &l.text,
                     })
                     .collect();
-                let quota = db::Quota {
-                    me: s.identity.id(),
-                    from: &from,
-                    session_start: s.chat.started.load(Ordering::Relaxed),
-                    budget: &s.config.db_budget,
-                };
-                let at = Instant::now();
-                let rate = |bytes| lock(&s.chat.rates).take(&s.config.db_budget, &sender, bytes, at);
-                // Stored and counted as unread together (see `mark_read`).
-                let mut unread = lock(&s.chat.unread);
-                let fresh = db::insert_incoming_within(&mut s.store.lock(), &new, &quota, rate)?;
-                let counts: Vec<u32> = lines
-                    .iter()
-                    .zip(&fresh)
-                    .map(|(l, f)| {
-                        if *f != db::Verdict::Stored {
-                            return 0;
-                        }
-                        let conversation = if l.room { ROOM } else { from.as_str() };
-                        let n = unread.entry(conversation.to_string()).or_default();
-                        *n = n.saturating_add(1);
-                        *n
-                    })
-                    .collect();
-                drop(unread);
+                let (fresh, counts) = store_within(&s, &from, &sender, &new)?;
                 drop(new);
                 Ok::<_, rusqlite::Error>((lines, fresh, counts))
             })

@@ -58,6 +58,8 @@ pub(crate) struct Ctx {
     pub(super) no_resume: AtomicBool,
     /// A paused send offered again.
     pub(super) started_as_resume: AtomicBool,
+    /// With a LocalSend device: it has no control connection to hear a cancel on later.
+    pub(super) foreign: AtomicBool,
 }
 
 impl Ctx {
@@ -106,6 +108,7 @@ impl Ctx {
                 partials: Mutex::new(None),
                 no_resume: AtomicBool::new(false),
                 started_as_resume: AtomicBool::new(false),
+                foreign: AtomicBool::new(false),
             };
             let mut view = TransferView::new(&ctx, TransferState::Connecting);
             if direction == Direction::Receive {
@@ -263,6 +266,7 @@ impl Ctx {
         // control connection, now and once it is back.
         if let Err(TransferError::Cancelled(code, _)) = result
             && *code == cancel_code(self.direction)
+            && !self.foreign.load(Ordering::Relaxed)
         {
             cancels::tell(&self.shared, &self.peer, &self.wire_id(), None);
         }

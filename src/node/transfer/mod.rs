@@ -36,6 +36,8 @@
 //!   control connection now and again once it is back.
 //! - [`wire`]: the messages and limits of a transfer connection.
 //! - [`file_names`]: checks on names that arrive from the network.
+//! - `localsend`: a LocalSend device's offer taken as one of our receives; `localsend_push`:
+//!   a send to a LocalSend device.
 
 mod api;
 mod ask;
@@ -55,6 +57,8 @@ pub(crate) mod held;
 mod hooks;
 mod ids;
 mod incoming;
+pub(crate) mod localsend;
+mod localsend_push;
 pub(crate) mod manifest;
 mod meter;
 mod offers;
@@ -80,6 +84,7 @@ pub use api::{Answerer, GroupTask, Prepared, TransferTask};
 pub use error::{Direction, FileFailure, Outcome, TransferError};
 pub(crate) use expire::at_start as expire_partials;
 pub(crate) use incoming::{refuse, serve_incoming};
+pub(crate) use localsend_push::push as localsend_push;
 pub use offers::{OfferItem, OfferView};
 pub use progress::{TransferState, TransferView};
 pub use pull::PeerListing;

@@ -85,6 +85,7 @@ impl App {
             peers: peers.iter().map(|p| p.to_string()).collect(),
             paths,
             relay: self.relay,
+            pin: None,
         };
         vec![self.call(request.clone(), Pending::Transfer(request))]
     }

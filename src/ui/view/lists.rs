@@ -70,7 +70,23 @@ pub fn peers(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
             theme,
         ))));
     }
-    if app.peers.is_empty() {
+    // LocalSend devices: phones and laptops running LocalSend, marked as such.
+    for d in &app.localsend {
+        let mut spans = vec![
+            styled("  ⌁ ".into(), theme.dim),
+            styled(clean(&d.alias, (width / 2).max(4)), theme.peer),
+        ];
+        let detail = format!(
+            " LocalSend {} {} {}",
+            d.kind,
+            clean(d.model.as_deref().unwrap_or(""), 12),
+            d.fingerprint.chars().take(8).collect::<String>() + if d.verified { "" } else { "?" }
+        );
+        let used: usize = spans.iter().map(|s| s.content.width()).sum();
+        spans.push(styled(fit(&detail, width.saturating_sub(used)), theme.dim));
+        items.push(ListItem::new(Line::from(spans)));
+    }
+    if app.peers.is_empty() && app.localsend.is_empty() {
         items.push(ListItem::new(Line::from(styled(" looking… (+ adds HOST:PORT)".into(), theme.dim))));
     }
     let list = List::new(items)

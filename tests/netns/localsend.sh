@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# tests/netns/localsend.sh - lanyard against independent LocalSend v2 implementations.
+#
+# Network namespaces on a private bridge (see lib.sh); multicast stays inside them.
+#   h1: `lanyard serve --json --accept-all` (mDNS on, so LocalSend's multicast too)
+#   h2: `localsendd` (PyPI localsendd==0.1.1, a LocalSend v2.2 daemon; scripted
+#       through `localsendctl`), HTTPS, unattended (it accepts by itself)
+#   h3: `localsend-rs` (crates.io), if installed; SKIPs loudly otherwise
+# Checks:
+#   1. discovery both ways: localsendd lists lanyard (by its multicast), and
+#      `lanyard peers --json` on h1 lists localsendd as a verified LocalSend device
+#   2. localsendd sends lanyard a file (Unicode name): it arrives identical
+#   3. lanyard sends localsendd a file: it arrives identical
+#   4. PIN on localsendd: `lanyard send` without --pin fails saying so; with it, arrives
+#   5. cancel from localsendd while lanyard sends: `lanyard send` fails, naming the file
+#      (localsendd answers the upload 422 instead of telling the sender)
+#   6. cancel on lanyard while localsendd sends: lanyard's row ends cancelled, nothing placed
+#   7. localsend-rs sends lanyard a file, and a text that becomes a chat line (h3)
+#
+# Env: LANYARD_BIN, LANYARD_REQUIRE_NETNS=1, LANYARD_KEEP_TMP=1, LOCALSEND_RS (path to
+#      localsend-rs; default: on PATH).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$HERE/lib.sh"
+
+NETNS_LOG_TAG=localsend
+need_root
+command -v python3 >/dev/null || die "python3 not found"
+need_tool() {
+    if ! command -v "$1" >/dev/null; then
+        [ "${LANYARD_REQUIRE_NETNS:-0}" = 1 ] && die "$1 not found ($2)"
+        echo "SKIP localsend.sh: $1 not found ($2)"
+        exit 0
+    fi
+}
+need_tool localsendd "pip install localsendd==0.1.1"
+need_tool localsendctl "pip install localsendd==0.1.1"
+need_tool openssl "localsendd makes its certificate with it"
+
+# shellcheck source-path=SCRIPTDIR source=lanyard.sh
+. "$HERE/lanyard.sh"
+lanyard_bin
+
+PORT=7717
+WAIT_S=$PATIENCE
+CMD_S=$((PATIENCE + 30))
+
+netns_setup 3
+TMP=$NETNS_TMP
+log "lanyard binary: $LANYARD_BIN"
+LOGS=(h1)
+netns_on_failure() {
+    dump_logs localsend "$1"
+    echo "== localsendd log" >&2
+    tail -n 40 "$TMP/ls2.err" >&2 2>/dev/null || true
+}
+
+DL1=$TMP/dl1
+LS2=$TMP/ls2
+mkdir -p "$DL1" "$LS2"
+serve_start 1 h1 --accept-all --download-dir "$DL1"
+expect_event "$TMP/h1.jsonl" "$WAIT_S" event=listening >/dev/null
+
+# localsendd in h2, its state and control socket in h2's home.
+host_env 2
+LSENV=("${HENV[@]}")
+LSSOCK="$TMP/home2/run/localsendd.sock"
+netns_spawn 2 "$TMP/ls2.out" "$TMP/ls2.err" "${LSENV[@]}" localsendd --port 53317 --alias phone2 \
+    --download-dir "$LS2" --unattended --log-time
+LS_PID=$NETNS_PID
+ctl() { netns_exec 2 timeout "$CMD_S" "${LSENV[@]}" localsendctl --socket "$LSSOCK" "$@"; }
+
+# until_ok SECONDS DESCRIPTION COMMAND...: lib.sh's wait_for, quiet, dying with DESCRIPTION.
+until_ok() {
+    local limit=$1 what=$2
+    shift 2
+    wait_for "$limit" quiet "$@" || die "not within ${limit}s: $what"
+}
+quiet() { "$@" >/dev/null 2>&1; }
+until_ok "$WAIT_S" "localsendd's control socket" ctl status
+
+# 1. Discovery both ways.
+ls_sees_lanyard() { ctl devices --json | python3 -c 'import json,sys; sys.exit(0 if any(d["alias"]=="host1" for d in json.load(sys.stdin)) else 1)'; }
+until_ok "$WAIT_S" "localsendd lists host1" ls_sees_lanyard
+lanyard_sees_ls() {
+    lny 1 "$CMD_S" peers --json | python3 -c '
+import json, sys
+sys.exit(0 if any(p.get("localsend") and p["nick"] == "phone2" and p["verified"] for p in json.load(sys.stdin)) else 1)'
+}
+until_ok "$WAIT_S" "lanyard lists phone2, verified" lanyard_sees_ls
+LS_FP=$(ctl status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["self"]["fingerprint"])')
+lny 1 "$CMD_S" peers --json | python3 -c '
+import json, sys
+fp = sys.argv[1]
+d = [p for p in json.load(sys.stdin) if p.get("localsend")][0]
+assert d["fingerprint"].upper() == fp.upper(), (d, fp)
+' "$LS_FP" || die "lanyard's fingerprint for phone2 is not the one localsendd reports"
+log "1. discovery both ways; phone2's fingerprint matches its certificate"
+
+# 2. localsendd -> lanyard.
+head -c 3000000 /dev/urandom >"$TMP/from phone ✓.bin"
+ctl send --to host1 --wait --quiet "$TMP/from phone ✓.bin" >/dev/null || die "localsendctl send to host1 failed"
+until_ok "$WAIT_S" "the file from phone2 in h1's download dir" test -f "$DL1/from phone ✓.bin"
+cmp "$TMP/from phone ✓.bin" "$DL1/from phone ✓.bin" || die "the file from phone2 differs"
+log "2. localsendd -> lanyard: 3 MB, Unicode name, identical"
+
+# 3. lanyard -> localsendd.
+head -c 2000000 /dev/urandom >"$TMP/to-phone.bin"
+lny 1 "$CMD_S" send phone2 -- "$TMP/to-phone.bin" >"$TMP/send3.out" 2>"$TMP/cmd-send3.err" || die "lanyard send phone2 failed"
+until_ok "$WAIT_S" "the file from lanyard in localsendd's folder" test -f "$LS2/to-phone.bin"
+cmp "$TMP/to-phone.bin" "$LS2/to-phone.bin" || die "the file lanyard sent differs"
+log "3. lanyard -> localsendd: 2 MB identical"
+
+# 4. PIN.
+ctl pin 4321 >/dev/null
+if lny 1 "$CMD_S" send phone2 -- "$TMP/to-phone.bin" >"$TMP/send4.out" 2>&1; then
+    die "a send without the PIN succeeded"
+fi
+grep -q "PIN" "$TMP/send4.out" || die "a send without the PIN does not say PIN: $(cat "$TMP/send4.out")"
+lny 1 "$CMD_S" send --pin 4321 phone2 -- "$TMP/to-phone.bin" >"$TMP/send4b.out" 2>&1 || die "the send with the PIN failed: $(cat "$TMP/send4b.out")"
+until_ok "$WAIT_S" "the PIN send in localsendd's folder" test -f "$LS2/to-phone (1).bin"
+cmp "$TMP/to-phone.bin" "$LS2/to-phone (1).bin" || die "the PIN send differs"
+ctl pin --clear >/dev/null
+log "4. PIN: refused without, arrives with"
+
+# 5. localsendd cancels while lanyard sends.
+truncate -s 1G "$TMP/big.bin"
+lny 1 "$CMD_S" send phone2 -- "$TMP/big.bin" >"$TMP/send5.out" 2>&1 &
+SEND5=$!
+ls_receiving() { ctl status --json | python3 -c 'import json,sys; a=json.load(sys.stdin).get("active") or {}; sys.exit(0 if a.get("direction")=="recv" and (a.get("bytesDone") or 0)>0 else 1)'; }
+until_ok "$WAIT_S" "localsendd receiving the big file" ls_receiving
+ctl cancel >/dev/null || die "localsendctl cancel failed"
+if wait "$SEND5"; then die "lanyard's send survived localsendd's cancel"; fi
+# localsendd does not tell the sender (no POST /cancel, unlike the 1.18 apps): it stops reading
+# and answers the upload 422. lanyard reports the file as refused by the device.
+grep -q "big.bin: the device refused it" "$TMP/send5.out" || die "lanyard's send does not say the device stopped it: $(tail -3 "$TMP/send5.out")"
+log "5. cancelled by localsendd: lanyard's send fails, naming the file the device stopped"
+
+# 6. lanyard cancels while localsendd sends.
+ls_idle() { ctl status --json | python3 -c 'import json,sys; sys.exit(0 if not json.load(sys.stdin).get("active") else 1)'; }
+until_ok "$WAIT_S" "localsendd idle" ls_idle
+ctl send --to host1 "$TMP/big.bin" >/dev/null || die "localsendctl send (big) failed"
+RX=$(expect_event "$TMP/h1.jsonl" "$WAIT_S" event=progress direction=receive name=big.bin | python3 -c 'import json,sys; print(json.load(sys.stdin)["transfer"])') ||
+    die "no progress of the big file on h1"
+lny 1 "$CMD_S" cancel "$RX" >/dev/null || die "lanyard cancel failed"
+expect_event "$TMP/h1.jsonl" "$WAIT_S" event=cancelled transfer="$RX" >/dev/null || die "h1's receive did not end cancelled"
+[ ! -e "$DL1/big.bin" ] || die "a cancelled file was placed"
+log "6. cancelled on lanyard: its row ends cancelled, nothing placed"
+
+# 7. localsend-rs, if installed.
+LSRS=${LOCALSEND_RS:-$(command -v localsend-rs || true)}
+if [ -z "$LSRS" ] || [ ! -x "$LSRS" ]; then
+    [ "${LANYARD_REQUIRE_NETNS:-0}" = 1 ] && [ "${LANYARD_REQUIRE_LOCALSEND_RS:-0}" = 1 ] && die "localsend-rs not found"
+    echo "SKIP localsend.sh part 7: localsend-rs not found (cargo install localsend-rs; set LOCALSEND_RS)"
+else
+    until_ok "$WAIT_S" "localsendd idle" ls_idle
+    head -c 100000 /dev/urandom >"$TMP/rs.bin"
+    netns_exec 3 timeout "$CMD_S" "$LSRS" send host1 "$TMP/rs.bin" >"$TMP/rs7.out" 2>&1 ||
+        die "localsend-rs send failed: $(tail -5 "$TMP/rs7.out")"
+    until_ok "$WAIT_S" "localsend-rs's file on h1" test -f "$DL1/rs.bin"
+    cmp "$TMP/rs.bin" "$DL1/rs.bin" || die "localsend-rs's file differs"
+    netns_exec 3 timeout "$CMD_S" "$LSRS" send "$(netns_addr 1)" "hello from rust" >"$TMP/rs7b.out" 2>&1 ||
+        die "localsend-rs text failed: $(tail -5 "$TMP/rs7b.out")"
+    expect_event "$TMP/h1.jsonl" "$WAIT_S" event=chat_received text="hello from rust" >/dev/null || die "no chat line from localsend-rs"
+    log "7. localsend-rs -> lanyard: a file (found by its multicast, by alias) identical, a text (by address) as a chat line"
+fi
+
+netns_stop "$LS_PID" 5 || true
+netns_stop "${SERVE_PID[1]}" 10 || true
+netns_check_drops
+echo "PASS localsend.sh"
