@@ -165,7 +165,6 @@ fn is_windows_device_name(c: &str) -> bool {
 }
 
 /// Validate one path component from a peer and return it unchanged if safe.
-#[cfg(any(test, feature = "test-hooks"))]
 pub fn check_component(name: &str) -> Result<&str, NameError> {
     match component_problem(name) {
         Some(problem) => Err(problem.into_error(name)),
