@@ -229,6 +229,9 @@ fn trust_untrust_and_forget_work_without_a_running_node() {
     // The one-shot's data dir learns ada by sending to her.
     let out = lanyard(dir.path(), &["send", &ada.addr, "--", src.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Ada goes away: she remembers this data dir's node and would dial it back whenever one of
+    // the commands below brings it up, making it know her again between the two forgets.
+    drop(ada);
     let out = lanyard(dir.path(), &["trust", "ada"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("accepted without asking"));
