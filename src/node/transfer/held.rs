@@ -163,6 +163,25 @@ fn owner_only(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// What a deposit lookup found, or the refusal told to the peer: its own words when the
+/// deposit is not there for it, "cannot read the deposit" when the disk or the task failed.
+async fn found_or_refuse<T, E1, E2>(
+    writer: &mut SecureWriter,
+    found: Result<Result<Result<T, String>, E1>, E2>,
+) -> Result<T, TransferError> {
+    match found {
+        Ok(Ok(Ok(found))) => Ok(found),
+        Ok(Ok(Err(why))) => {
+            refuse(writer, Reason::Refused, &why).await;
+            Err(TransferError::Failed(Reason::Refused, why))
+        }
+        _ => {
+            refuse(writer, Reason::DiskError, "cannot read the deposit").await;
+            Err(TransferError::Failed(Reason::DiskError, "cannot read the deposit".into()))
+        }
+    }
+}
+
 async fn refuse(writer: &mut SecureWriter, code: Reason, message: &str) {
     let _ = tokio::time::timeout(PULL_ANSWER_TIMEOUT, async {
         let _ = writer
@@ -299,17 +318,7 @@ pub(crate) async fn serve_fetch(ctx: &Ctx, mut conn: SecureConn, spec: &str) -> 
         }
     })
     .await;
-    let manifest = match found {
-        Ok(Ok(Ok(m))) => m,
-        Ok(Ok(Err(why))) => {
-            refuse(&mut conn.writer, Reason::Refused, &why).await;
-            return Err(TransferError::Failed(Reason::Refused, why));
-        }
-        _ => {
-            refuse(&mut conn.writer, Reason::DiskError, "cannot read the deposit").await;
-            return Err(TransferError::Failed(Reason::DiskError, "cannot read the deposit".into()));
-        }
-    };
+    let manifest = found_or_refuse(&mut conn.writer, found).await?;
     send::run(ctx, conn, &manifest, send::Outgoing::plain()).await
 }
 
@@ -480,17 +489,7 @@ pub(crate) async fn serve_replicate(ctx: &Ctx, mut conn: SecureConn, spec: &str,
         }
     })
     .await;
-    let (h, manifest) = match found {
-        Ok(Ok(Ok(found))) => found,
-        Ok(Ok(Err(why))) => {
-            refuse(&mut conn.writer, Reason::Refused, &why).await;
-            return Err(TransferError::Failed(Reason::Refused, why));
-        }
-        _ => {
-            refuse(&mut conn.writer, Reason::DiskError, "cannot read the deposit").await;
-            return Err(TransferError::Failed(Reason::DiskError, "cannot read the deposit".into()));
-        }
-    };
+    let (h, manifest) = found_or_refuse(&mut conn.writer, found).await?;
     let Some(target) = PeerId::parse(&to.id) else {
         return Err(TransferError::Protocol(Reason::Protocol, "malformed peer id".into()));
     };
