@@ -79,6 +79,8 @@ reasons! {
     /// A relayed offer could not be confirmed with the peer that started it (its vouch did not
     /// come): a no to the relay, not to the files.
     Unconfirmed = "unconfirmed",
+    /// A LocalSend device wants a PIN, or refused the one given: ask the person for it.
+    PinRequired = "pin_required",
     /// Anything else, and any code this build does not know.
     Other = "other",
 }

@@ -14,7 +14,7 @@ use lanyard::fuzzing::net::localsend::dto::encode;
 use lanyard::fuzzing::net::localsend::server::{Connection, connect, full};
 use lanyard::fuzzing::net::localsend::tls::client_config;
 use lanyard::node::api::LocalSendConfig;
-use lanyard::node::api::{NodeConfig, NodeHandle};
+use lanyard::node::api::{NodeConfig, NodeHandle, Reply, Request, TransferState, execute};
 use lanyard::node::events::Event;
 use serde_json::{Value, json};
 use tokio_util::task::TaskTracker;
@@ -552,12 +552,32 @@ async fn lanyard_sends_to_a_localsend_device_with_pin_and_cancels_reach_the_othe
     std::fs::create_dir_all(folder.join("sub")).unwrap();
     std::fs::write(folder.join("x.txt"), b"x").unwrap();
     std::fs::write(folder.join("sub/y.bin"), pattern(70_000, 6)).unwrap();
-    // No PIN: refused, nothing sent.
-    let (_, task) = a.node.localsend_send(device.clone(), vec![one.clone()], None);
-    match task.await.unwrap() {
-        Err(TransferError::Rejected(_, why)) => assert!(why.contains("PIN"), "{why}"),
-        other => panic!("{other:?}"),
+    // No PIN, then a wrong one: refused with the code a face asks for the PIN on, nothing
+    // sent. Asked as the TUI asks (the device's row id is what `s` names it by).
+    let row = lanyard::node::api::device_id(&device.fingerprint).to_string();
+    for (pin, said) in [(None, "wants a PIN"), (Some("13"), "refused the PIN")] {
+        let replies = face_send(&a.node, &row, &one, pin).await;
+        let id = replies
+            .iter()
+            .find_map(|r| match r {
+                Reply::Progress { progress, .. } => Some(progress.transfer.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no progress: {replies:?}"));
+        let refused = replies.iter().find_map(|r| match r {
+            Reply::NotDelivered { peer, error } => Some((peer.clone(), error.clone())),
+            _ => None,
+        });
+        let (peer, error) = refused.unwrap_or_else(|| panic!("not refused: {replies:?}"));
+        assert_eq!(peer, row);
+        assert!(error.contains(said), "{error}");
+        assert!(matches!(replies.last(), Some(Reply::Failed { .. })), "{replies:?}");
+        let row_end = a.node.transfers().into_iter().find(|t| t.transfer == id).expect("its row");
+        assert_eq!(row_end.state, TransferState::Rejected);
+        let code = row_end.reason;
+        assert_eq!(code, Some(lanyard::node::api::Reason::PinRequired));
     }
+    assert!(listing(&b.downloads).is_empty());
     let (_, task) = a
         .node
         .localsend_send(device.clone(), vec![one.clone(), folder.clone()], Some("12".into()));
@@ -650,4 +670,24 @@ async fn offer_again(
         }
     };
     tokio::time::timeout(PATIENCE, go).await.expect("a session")
+}
+
+/// A send as a face asks for it: every reply until the call ends.
+async fn face_send(node: &NodeHandle, peer: &str, path: &std::path::Path, pin: Option<&str>) -> Vec<Reply> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+    let request = Request::Send {
+        peers: vec![peer.to_string()],
+        paths: vec![path.to_path_buf()],
+        relay: false,
+        pin: pin.map(str::to_string),
+    };
+    tokio::time::timeout(PATIENCE, execute(node, request, &tx))
+        .await
+        .expect("the send ends");
+    drop(tx);
+    let mut replies = Vec::new();
+    while let Some(r) = rx.recv().await {
+        replies.push(r);
+    }
+    replies
 }

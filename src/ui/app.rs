@@ -20,7 +20,8 @@ use super::input::Line;
 use super::keys::{Action, Context, Pane, action};
 use super::layout::Areas;
 use crate::node::api::{
-    ChatEntry, Delivery, Device, HISTORY_PAGE, Named, OfferView, PeerId, PeerInfo, ROOM, Recipient, Reply, Request, TransferView, label,
+    ChatEntry, Delivery, Device, HISTORY_PAGE, Named, OfferView, PeerId, PeerInfo, ROOM, Reason, Recipient, Reply, Request, TransferState,
+    TransferView, device_id, label,
 };
 use crate::node::events::{Envelope, Event};
 use crate::node::snapshot::{Me, Snapshot};
@@ -145,6 +146,12 @@ pub enum Overlay {
         id: String,
         scroll: usize,
     },
+    /// A LocalSend device wants a PIN for these paths (`wrong`: it refused the one given).
+    Pin {
+        paths: Vec<PathBuf>,
+        device: PeerId,
+        wrong: bool,
+    },
 }
 
 pub struct App {
@@ -152,9 +159,9 @@ pub struct App {
     pub seq: u64,
     pub attached: bool,
     pub peers: Vec<PeerInfo>,
-    /// LocalSend devices heard of: shown below the peers (not selectable).
+    /// LocalSend devices heard of: rows below the peers, targets of a send.
     pub localsend: Vec<Device>,
-    /// 0 is `#all`; i is `peers[i - 1]`.
+    /// 0 is `#all`; i is `peers[i - 1]`, then the devices after the peers.
     pub peer_cursor: usize,
     pub peer_filter: String,
     pub marked_peers: HashSet<PeerId>,
@@ -174,6 +181,8 @@ pub struct App {
     pub filtering: bool,
     pub overlay: Option<Overlay>,
     pub add_peer: Line,
+    /// The PIN being typed for a LocalSend device.
+    pub pin: Line,
     pub local: Local,
     pub remote: Remote,
     pub status: Option<(String, Duration)>,
@@ -192,6 +201,9 @@ pub struct App {
     pending: HashMap<u64, Pending>,
     /// Transfer id → the request that started it here.
     retryable: HashMap<String, Request>,
+    /// Sends a device refused for want of a PIN before the request that started them was
+    /// known here (the row's event came before the call's first reply).
+    pin_wanted: HashSet<String>,
     /// History chunks of a call, gathered until it is done.
     history_chunks: HashMap<u64, Vec<ChatEntry>>,
 }
@@ -220,6 +232,7 @@ impl App {
             filtering: false,
             overlay: None,
             add_peer: Line::default(),
+            pin: Line::default(),
             local: Local::new(cwd),
             remote: Remote::default(),
             status: None,
@@ -232,6 +245,7 @@ impl App {
             next_tag: 1,
             pending: HashMap::new(),
             retryable: HashMap::new(),
+            pin_wanted: HashSet::new(),
             history_chunks: HashMap::new(),
         }
     }
@@ -275,6 +289,7 @@ impl App {
             Some(Overlay::Help { .. } | Overlay::Transfer { .. }) => Context::Help,
             Some(Overlay::Offer { .. }) => Context::Offer,
             Some(Overlay::AddPeer { .. }) => Context::AddPeer,
+            Some(Overlay::Pin { .. }) => Context::Pin,
             Some(Overlay::ConfirmSend { .. } | Overlay::ConfirmQuit { .. }) => Context::Confirm,
             None if self.filtering => Context::Filter,
             None if self.typing => Context::Typing,
@@ -297,11 +312,7 @@ impl App {
     pub fn selected_conversation(&self) -> String {
         match self.peer_cursor {
             0 => ROOM.to_string(),
-            i => self
-                .visible_peers()
-                .get(i - 1)
-                .map(|p| p.id.to_string())
-                .unwrap_or_else(|| ROOM.to_string()),
+            _ => self.selected_id().map(|id| id.to_string()).unwrap_or_else(|| ROOM.to_string()),
         }
     }
 
@@ -312,11 +323,42 @@ impl App {
         }
     }
 
+    /// LocalSend devices shown, in order, with the filter applied.
+    pub fn visible_devices(&self) -> Vec<&Device> {
+        let f = self.peer_filter.to_lowercase();
+        self.localsend
+            .iter()
+            .filter(|d| f.is_empty() || d.alias.to_lowercase().contains(&f))
+            .collect()
+    }
+
+    /// The LocalSend device under the cursor (its rows follow the peers').
+    pub fn selected_device(&self) -> Option<&Device> {
+        let i = self.peer_cursor.checked_sub(1 + self.visible_peers().len())?;
+        self.visible_devices().get(i).copied()
+    }
+
+    /// Rows in the Peers list: `#all`, the peers, the devices.
+    pub fn peer_rows(&self) -> usize {
+        1 + self.visible_peers().len() + self.visible_devices().len()
+    }
+
+    /// The id the row under the cursor is known by: a peer's, or a device's (`device_id`).
+    pub fn selected_id(&self) -> Option<PeerId> {
+        match self.selected_peer() {
+            Some(p) => Some(p.id.clone()),
+            None => self.selected_device().map(|d| device_id(&d.fingerprint)),
+        }
+    }
+
     /// A peer's name as people should see it: the nick, plus what tells it apart when it could
     /// mislead (another peer's nick, shaped like an id): see `api::label`.
     pub fn peer_name(&self, id: &PeerId) -> String {
         let Some(p) = self.peers.iter().find(|p| &p.id == id) else {
-            return id.short().to_string();
+            return match self.localsend.iter().find(|d| &device_id(&d.fingerprint) == id) {
+                Some(d) => d.alias.clone(),
+                None => id.short().to_string(),
+            };
         };
         let all: Vec<Named> = self.peers.iter().map(Named::of).collect();
         label(Named::of(p), &all)
@@ -647,7 +689,11 @@ impl App {
                 self.say(message);
             }
             (Pending::Transfer(request), Reply::Progress { progress, .. }) => {
+                let wanted = self.pin_wanted.remove(&progress.transfer);
                 self.retryable.insert(progress.transfer.clone(), request);
+                if wanted {
+                    self.ask_pin(&progress.transfer, &progress.peer);
+                }
             }
             (Pending::Transfer(_), Reply::NotDelivered { peer, error }) => self.say(format!("{peer}: {error}")),
             (Pending::Transfer(_), Reply::Failed { message, .. }) => self.say(message),
@@ -732,6 +778,7 @@ impl App {
                 Vec::new()
             }
             (Context::AddPeer, act) => self.add_peer_key(act),
+            (Context::Pin, act) => self.pin_key(act),
             (Context::Filter, act) => {
                 self.filter_key(act);
                 self.open_offer_if_any()
@@ -824,6 +871,7 @@ impl App {
                 self.conversations.entry(conv).or_default().draft.paste(text);
             }
             Context::AddPeer => self.add_peer.paste(text.trim()),
+            Context::Pin => self.pin.paste(text.trim()),
             Context::Pane(_) => {
                 // A file dropped on the terminal arrives as its path, pasted.
                 let paths: Vec<PathBuf> = text
@@ -879,7 +927,7 @@ impl App {
                 let at = |cursor: usize| cursor.saturating_sub(rows.saturating_sub(1)) + row;
                 match pane {
                     Pane::Peers => {
-                        self.peer_cursor = at(self.peer_cursor).min(self.visible_peers().len());
+                        self.peer_cursor = at(self.peer_cursor).min(self.peer_rows() - 1);
                         cmds.extend(self.on_selection_changed());
                     }
                     Pane::Local => {
@@ -979,10 +1027,17 @@ impl App {
             self.peer_cursor = 0;
             return;
         }
-        if let Some(i) = self.visible_peers().iter().position(|p| p.id.as_str() == conversation) {
+        let peers = self.visible_peers();
+        if let Some(i) = peers.iter().position(|p| p.id.as_str() == conversation) {
             self.peer_cursor = i + 1;
+        } else if let Some(i) = self
+            .visible_devices()
+            .iter()
+            .position(|d| device_id(&d.fingerprint).as_str() == conversation)
+        {
+            self.peer_cursor = 1 + peers.len() + i;
         } else {
-            self.peer_cursor = self.peer_cursor.min(self.visible_peers().len());
+            self.peer_cursor = self.peer_cursor.min(self.peer_rows() - 1);
         }
     }
 
@@ -1004,6 +1059,11 @@ impl App {
     }
 
     fn upsert_transfer(&mut self, t: TransferView) {
+        // A send a LocalSend device refused for want of a PIN: ask for it (once the request
+        // that started it here is known).
+        let (id, peer) = (t.transfer.clone(), t.peer.clone());
+        let wants_pin =
+            t.direction == crate::node::api::Direction::Send && t.state == TransferState::Rejected && t.reason == Some(Reason::PinRequired);
         // Progress keeps a row's place; only a new row or one that just finished moves.
         let moved = match self.transfers.iter_mut().find(|x| x.transfer == t.transfer) {
             Some(x) => {
@@ -1018,6 +1078,14 @@ impl App {
         };
         if !moved {
             return;
+        }
+        if wants_pin {
+            if self.retryable.contains_key(&id) {
+                self.ask_pin(&id, &peer);
+            } else if self.pin_wanted.len() < KEEP_FINISHED {
+                // Bounded: a send another face started here never gets its request.
+                self.pin_wanted.insert(id);
+            }
         }
         self.sort_transfers();
         let running = self.transfers.iter().filter(|t| !t.state.is_finished()).count();

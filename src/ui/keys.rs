@@ -49,6 +49,8 @@ pub enum Context {
     Filter,
     /// Typing HOST[:PORT] for a new peer.
     AddPeer,
+    /// Typing the PIN a LocalSend device asks for.
+    Pin,
     Offer,
     /// Reading help, or a transfer's details (scrolled and closed alike).
     Help,
@@ -58,7 +60,7 @@ pub enum Context {
 
 impl Context {
     /// Every context, for checks over the whole table.
-    pub const ALL: [Context; 11] = [
+    pub const ALL: [Context; 12] = [
         Context::Pane(Pane::Peers),
         Context::Pane(Pane::Chat),
         Context::Pane(Pane::Local),
@@ -67,6 +69,7 @@ impl Context {
         Context::Typing,
         Context::Filter,
         Context::AddPeer,
+        Context::Pin,
         Context::Offer,
         Context::Help,
         Context::Confirm,
@@ -193,6 +196,7 @@ pub enum Scope {
     Editing,
     Filter,
     AddPeer,
+    Pin,
     Offer,
     Confirm,
     Help,
@@ -208,10 +212,11 @@ impl Scope {
             (Scope::Pane(p), Context::Pane(q)) => p == q,
             (Scope::Files, Context::Pane(p)) => matches!(p, Pane::Local | Pane::Remote),
             (Scope::Marking, Context::Pane(p)) => matches!(p, Pane::Peers | Pane::Local | Pane::Remote),
-            (Scope::Editing, c) => matches!(c, Context::Typing | Context::Filter | Context::AddPeer),
+            (Scope::Editing, c) => matches!(c, Context::Typing | Context::Filter | Context::AddPeer | Context::Pin),
             (Scope::Typing, Context::Typing)
             | (Scope::Filter, Context::Filter)
             | (Scope::AddPeer, Context::AddPeer)
+            | (Scope::Pin, Context::Pin)
             | (Scope::Offer, Context::Offer)
             | (Scope::Confirm, Context::Confirm)
             | (Scope::Help, Context::Help) => true,
@@ -232,9 +237,10 @@ impl Scope {
             Scope::Files => "Both file columns",
             Scope::Marking => "Peers and file columns",
             Scope::Typing => "Typing a chat line",
-            Scope::Editing => "Typing anything (chat, filter, address)",
+            Scope::Editing => "Typing anything (chat, filter, address, PIN)",
             Scope::Filter => "Typing a filter",
             Scope::AddPeer => "Adding a peer",
+            Scope::Pin => "A LocalSend device's PIN",
             Scope::Offer => "Offer dialog",
             Scope::Confirm => "A question (y/n)",
             Scope::Help => "This help, and a transfer's details",
@@ -454,6 +460,7 @@ pub const BINDINGS: &[Binding] = &[
     b(&[k(KeyCode::BackTab)], S::Typing, Action::PrevPane, "previous pane", ""),
     b(&[k(KeyCode::Enter)], S::Filter, Action::Submit, "keep the filter", "keep filter"),
     b(&[k(KeyCode::Enter)], S::AddPeer, Action::Submit, "connect", "connect"),
+    b(&[k(KeyCode::Enter)], S::Pin, Action::Submit, "send again with this PIN", "send"),
     // Any line being typed
     b(
         &[k(KeyCode::Esc)],

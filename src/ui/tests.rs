@@ -1182,3 +1182,103 @@ fn a_warning_while_alone_stays_in_the_empty_room_until_a_peer_is_online() {
     let shown = screen(&app, 80, 24);
     assert!(!shown.contains("5353"), "a peer is online:\n{shown}");
 }
+
+/// The tag of the one call among `cmds`, and its request.
+fn the_call(cmds: &[Cmd]) -> (u64, Request) {
+    match cmds {
+        [Cmd::Call { tag, request }] => (*tag, request.clone()),
+        other => panic!("one call expected: {other:?}"),
+    }
+}
+
+/// A send row to a LocalSend device, as the node reports it.
+fn device_row(seq: u64, tid: &str, device: &PeerId, state: TransferState, reason: Option<Reason>) -> Msg {
+    let mut t = transfer(9, device, "NiceOrange", Direction::Send, state, 0);
+    t.transfer = tid.into();
+    t.reason = reason;
+    t.message = reason.map(|_| "the device wants a PIN (send --pin PIN)".to_string());
+    Msg::Node(Envelope {
+        seq,
+        event: Event::Progress(t),
+    })
+}
+
+#[test]
+fn s_sends_to_a_localsend_device_and_its_pin_is_asked_when_it_wants_one() {
+    let mut app = lab();
+    let device = crate::node::api::device_id(&app.localsend[0].fingerprint);
+    // The device's row follows the peers' and can be selected: the footer names it.
+    key(&mut app, KeyCode::End);
+    assert_eq!(app.selected_id(), Some(device.clone()));
+    assert_eq!(
+        app.selected_conversation(),
+        device.to_string(),
+        "its text messages are its conversation"
+    );
+    key(&mut app, KeyCode::Char('3'));
+    key(&mut app, KeyCode::End);
+    let s = screen(&app, 120, 40);
+    assert!(s.contains("s sends to Nice"), "{s}");
+    let (tag, request) = the_call(&key(&mut app, KeyCode::Char('s')));
+    match &request {
+        Request::Send { peers, pin, .. } => {
+            assert_eq!(peers, &[device.to_string()]);
+            assert_eq!(pin, &None);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The node's first word about it, then the device answers 401: the PIN is asked.
+    app.update(device_row(200, "ls1", &device, TransferState::Connecting, None));
+    app.update(Msg::Reply {
+        tag,
+        reply: Reply::Progress {
+            peer: device.to_string(),
+            progress: app.transfers.iter().find(|t| t.transfer == "ls1").cloned().expect("the row"),
+        },
+    });
+    assert!(app.overlay.is_none());
+    app.update(device_row(201, "ls1", &device, TransferState::Rejected, Some(Reason::PinRequired)));
+    assert!(matches!(&app.overlay, Some(Overlay::Pin { wrong: false, .. })), "{:?}", app.overlay);
+    typed(&mut app, "4321");
+    insta::assert_snapshot!("pin_80x24", screen(&app, 80, 24));
+    let s = screen(&app, 80, 24);
+    assert!(!s.contains("4321"), "the PIN is not shown: {s}");
+    let (tag, request) = the_call(&key(&mut app, KeyCode::Enter));
+    assert!(app.overlay.is_none());
+    match &request {
+        Request::Send { peers, pin, paths, .. } => {
+            assert_eq!(peers, &[device.to_string()]);
+            assert_eq!(pin.as_deref(), Some("4321"));
+            assert_eq!(paths, &[Path::new("/home/ada/lab/report.pdf")]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Refused again, its row's end seen before the call's first reply: asked again, saying so.
+    app.update(device_row(202, "ls2", &device, TransferState::Rejected, Some(Reason::PinRequired)));
+    assert!(app.overlay.is_none(), "not before the request is known");
+    app.update(Msg::Reply {
+        tag,
+        reply: Reply::Progress {
+            peer: device.to_string(),
+            progress: app.transfers.iter().find(|t| t.transfer == "ls2").cloned().expect("the row"),
+        },
+    });
+    assert!(matches!(&app.overlay, Some(Overlay::Pin { wrong: true, .. })), "{:?}", app.overlay);
+    assert!(screen(&app, 80, 24).contains("refused that PIN"));
+    // Esc gives up: nothing is sent.
+    assert!(key(&mut app, KeyCode::Esc).is_empty());
+    assert!(app.overlay.is_none());
+    // Another refusal (declined) asks nothing; a running send to it is cancelled with `x`.
+    app.update(device_row(203, "ls3", &device, TransferState::Rejected, Some(Reason::Rejected)));
+    assert!(app.overlay.is_none());
+    app.update(device_row(204, "ls4", &device, TransferState::Running, None));
+    key(&mut app, KeyCode::Char('4'));
+    app.transfer_cursor = app.transfers.iter().position(|t| t.transfer == "ls4").expect("its row");
+    let (_, request) = the_call(&key(&mut app, KeyCode::Char('x')));
+    assert!(matches!(&request, Request::Cancel { transfer } if transfer == "ls4"), "{request:?}");
+    // Marked with Space like a peer.
+    key(&mut app, KeyCode::Char('1'));
+    key(&mut app, KeyCode::End);
+    key(&mut app, KeyCode::Char(' '));
+    assert!(app.marked_peers.contains(&device));
+}

@@ -118,8 +118,8 @@ fn status_refusal(status: StatusCode, body: &[u8], pin_given: bool) -> TransferE
         .map(|e| e.message)
         .unwrap_or_default();
     match status.as_u16() {
-        401 if pin_given => TransferError::Rejected(Reason::Refused, "the device refused the PIN".into()),
-        401 => TransferError::Rejected(Reason::Refused, "the device wants a PIN: give it with --pin".into()),
+        401 if pin_given => TransferError::Rejected(Reason::PinRequired, "the device refused the PIN".into()),
+        401 => TransferError::Rejected(Reason::PinRequired, "the device wants a PIN (send --pin PIN)".into()),
         403 => TransferError::Rejected(Reason::Rejected, "declined".into()),
         409 => TransferError::Rejected(
             Reason::Busy,

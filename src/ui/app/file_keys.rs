@@ -36,7 +36,7 @@ impl App {
             v.sort_by_key(|p| self.peer_name(p).to_lowercase());
             return v;
         }
-        self.selected_peer().map(|p| vec![p.id.clone()]).unwrap_or_default()
+        self.selected_id().map(|id| vec![id]).unwrap_or_default()
     }
 
     /// Who a send would reach, for a person: `bob, carol` (at most `width` columns; the rest

@@ -7,7 +7,7 @@ impl App {
     pub(super) fn peers_key(&mut self, act: Action) -> Vec<Cmd> {
         match act {
             Action::Up | Action::Down | Action::PageUp | Action::PageDown | Action::Home | Action::End => {
-                let n = self.visible_peers().len() + 1;
+                let n = self.peer_rows();
                 self.peer_cursor = moved(self.peer_cursor, n, act, self.page());
                 self.on_selection_changed()
             }
@@ -18,12 +18,12 @@ impl App {
                 self.on_selection_changed()
             }
             Action::Mark => {
-                if let Some(id) = self.selected_peer().map(|p| p.id.clone())
+                if let Some(id) = self.selected_id()
                     && !self.marked_peers.remove(&id)
                 {
                     self.marked_peers.insert(id);
                 }
-                let n = self.visible_peers().len() + 1;
+                let n = self.peer_rows();
                 self.peer_cursor = moved(self.peer_cursor, n, Action::Down, 1);
                 self.on_selection_changed()
             }
@@ -40,11 +40,66 @@ impl App {
                     };
                     vec![self.call(request, Pending::Plain("trust"))]
                 }
+                None if self.selected_device().is_some() => {
+                    self.say("a LocalSend device cannot be trusted yet: answer its offers");
+                    Vec::new()
+                }
                 None => {
                     self.say("pick a peer to trust (not #all)");
                     Vec::new()
                 }
             },
+            _ => Vec::new(),
+        }
+    }
+
+    /// A send `transfer` to the LocalSend device `device` was refused for want of a PIN: ask
+    /// for it, to send the same paths again with it.
+    pub(super) fn ask_pin(&mut self, transfer: &str, device: &PeerId) {
+        let Some(Request::Send { paths, pin, .. }) = self.retryable.get(transfer) else {
+            return;
+        };
+        // A question already open stays; this refusal is in the Transfers pane.
+        if self.overlay.is_some() {
+            return;
+        }
+        self.overlay = Some(Overlay::Pin {
+            paths: paths.clone(),
+            device: device.clone(),
+            wrong: pin.is_some(),
+        });
+        self.pin = Line::default();
+    }
+
+    pub(super) fn pin_key(&mut self, act: Action) -> Vec<Cmd> {
+        match act {
+            Action::Escape => {
+                self.overlay = None;
+                self.pin = Line::default();
+                Vec::new()
+            }
+            Action::Edit(e) => {
+                self.pin.edit(e);
+                Vec::new()
+            }
+            Action::Submit => {
+                let typed = self.pin.value().trim().to_string();
+                if typed.is_empty() {
+                    return Vec::new();
+                }
+                let Some(Overlay::Pin { paths, device, .. }) = self.overlay.take() else {
+                    return Vec::new();
+                };
+                self.pin = Line::default();
+                self.say(format!("sending again to {} with the PIN", self.peer_name(&device)));
+                let request = Request::Send {
+                    peers: vec![device.to_string()],
+                    paths,
+                    relay: self.relay,
+                    pin: Some(typed),
+                };
+                vec![self.call(request.clone(), Pending::Transfer(request))]
+            }
             _ => Vec::new(),
         }
     }

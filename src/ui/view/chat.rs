@@ -42,7 +42,14 @@ pub fn chat(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
                 styled(format!(" {state} "), if p.online { theme.online } else { theme.offline }),
             ]
         }
-        None => vec![styled(" [2] Chat ".into(), theme.title), styled("#all ".into(), theme.peer)],
+        None => match app.selected_device() {
+            Some(d) => vec![
+                styled(" [2] Chat ".into(), theme.title),
+                styled(super::clean(&d.alias, 24), theme.peer),
+                styled(" LocalSend ".into(), theme.dim),
+            ],
+            None => vec![styled(" [2] Chat ".into(), theme.title), styled("#all ".into(), theme.peer)],
+        },
     };
     let outer = block(Line::from(who), focused || app.typing, theme);
     let inner = outer.inner(area);

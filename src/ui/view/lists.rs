@@ -71,9 +71,11 @@ pub fn peers(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         ))));
     }
     // LocalSend devices: phones and laptops running LocalSend, marked as such.
-    for d in &app.localsend {
+    for d in app.visible_devices() {
+        let marked = app.marked_peers.contains(&crate::node::api::device_id(&d.fingerprint));
         let mut spans = vec![
-            styled("  ⌁ ".into(), theme.dim),
+            styled(if marked { "+".into() } else { " ".into() }, theme.marked),
+            styled(" ⌁ ".into(), theme.dim),
             styled(clean(&d.alias, (width / 2).max(4)), theme.peer),
         ];
         let detail = format!(

@@ -12,6 +12,22 @@ use crate::text::{plural, printable};
 use crate::ui::app::{App, Overlay};
 use crate::ui::help::{self, Part};
 
+/// A bordered box over the panes at `area`, titled: the space inside it.
+fn dialog(frame: &mut Frame, theme: &Theme, area: Rect, title: &str) -> Rect {
+    frame.render_widget(Clear, area);
+    let b = block(styled(title.into(), theme.title), true, theme);
+    let inner = b.inner(area);
+    frame.render_widget(b, area);
+    inner
+}
+
+/// A dialog's lines, the second being typed into (`› …`), the cursor on it at `cursor`.
+fn typed_lines(frame: &mut Frame, inner: Rect, text: Vec<Line>, cursor: usize) {
+    frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: false }), inner);
+    let x = inner.x + 2 + cursor.min((inner.width as usize).saturating_sub(3)) as u16;
+    frame.set_cursor_position(Position::new(x, inner.y + 1));
+}
+
 pub fn overlay(frame: &mut Frame, app: &App, theme: &Theme) {
     let screen = frame.area();
     match &app.overlay {
@@ -19,11 +35,7 @@ pub fn overlay(frame: &mut Frame, app: &App, theme: &Theme) {
         Some(Overlay::Help { scroll }) => help(frame, theme, screen, *scroll),
         Some(Overlay::Offer { scroll }) => offer(frame, app, theme, screen, *scroll),
         Some(Overlay::AddPeer { trying, error }) => {
-            let area = centered(screen, 60, 6);
-            frame.render_widget(Clear, area);
-            let b = block(styled(" Add a peer ".into(), theme.title), true, theme);
-            let inner = b.inner(area);
-            frame.render_widget(b, area);
+            let inner = dialog(frame, theme, centered(screen, 60, 6), " Add a peer ");
             let width = inner.width as usize;
             let below = match (trying, error) {
                 (_, Some(e)) => Line::from(styled(clean(e, width), theme.warn)),
@@ -35,9 +47,27 @@ pub fn overlay(frame: &mut Frame, app: &App, theme: &Theme) {
                 Line::from(format!("› {}", clean(app.add_peer.value(), width.saturating_sub(3)))),
                 below,
             ];
-            frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: false }), inner);
-            let x = inner.x + 2 + app.add_peer.input.visual_cursor().min(width.saturating_sub(3)) as u16;
-            frame.set_cursor_position(Position::new(x, inner.y + 1));
+            typed_lines(frame, inner, text, app.add_peer.input.visual_cursor());
+        }
+        Some(Overlay::Pin { paths, device, wrong }) => {
+            let inner = dialog(frame, theme, centered(screen, 60, 6), " PIN ");
+            let width = inner.width as usize;
+            let asked = if *wrong {
+                format!("{} refused that PIN; the PIN it shows:", app.peer_name(device))
+            } else {
+                format!("{} wants the PIN it shows:", app.peer_name(device))
+            };
+            let what = format!("to send {} · Enter sends · Esc gives up", plural(paths.len() as u64, "item"));
+            // Typed, not shown: a PIN is read off the device's screen by whoever stands there.
+            let text = vec![
+                Line::from(styled(clean(&asked, width), if *wrong { theme.warn } else { theme.dim })),
+                Line::from(format!(
+                    "› {}",
+                    "•".repeat(app.pin.value().chars().count().min(width.saturating_sub(3)))
+                )),
+                Line::from(styled(clean(&what, width), theme.dim)),
+            ];
+            typed_lines(frame, inner, text, app.pin.input.visual_cursor());
         }
         Some(Overlay::Transfer { id, scroll }) => transfer(frame, app, theme, screen, id, *scroll),
         Some(Overlay::ConfirmSend { paths, peers, dropped }) => {
