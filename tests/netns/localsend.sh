@@ -15,6 +15,10 @@
 #   5. cancel from localsendd while lanyard sends: `lanyard send` fails, naming the file
 #      (localsendd answers the upload 422 instead of telling the sender)
 #   6. cancel on lanyard while localsendd sends: lanyard's row ends cancelled, nothing placed
+#      and no partial left; meanwhile a second sender (curl from h3) gets 409
+#   8. PIN on lanyard (h3, --localsend-pin): localsendd without it is refused (401), with it
+#      the file arrives identical; a client (curl from h1) with 3 wrong PINs gets 401, 401,
+#      429, and 429 again after
 #   7. localsend-rs sends lanyard a file, and a text that becomes a chat line (h3)
 #
 # Env: LANYARD_BIN, LANYARD_REQUIRE_NETNS=1, LANYARD_KEEP_TMP=1, LOCALSEND_RS (path to
@@ -144,10 +148,48 @@ until_ok "$WAIT_S" "localsendd idle" ls_idle
 ctl send --to host1 "$TMP/big.bin" >/dev/null || die "localsendctl send (big) failed"
 RX=$(expect_event "$TMP/h1.jsonl" "$WAIT_S" event=progress direction=receive name=big.bin | python3 -c 'import json,sys; print(json.load(sys.stdin)["transfer"])') ||
     die "no progress of the big file on h1"
+# A second sender while that session runs: 409.
+# prepare_upload NS HOST [QUERY]: a prepare-upload of one small file by curl (no client
+# certificate: an unverified device), printing only the HTTP status.
+prepare_upload() {
+    local body
+    body='{"info":{"alias":"curl","version":"2.1","deviceModel":null,"deviceType":"headless","fingerprint":"CURL0000","port":53317,"protocol":"https","download":false},"files":{"a":{"id":"a","fileName":"a.txt","size":1,"fileType":"text/plain"}}}'
+    netns_exec "$1" timeout "$CMD_S" curl -sk --http1.1 -o /dev/null -w '%{http_code}' -X POST \
+        -H 'Content-Type: application/json' --data "$body" "https://$2:53317/api/localsend/v2/prepare-upload${3:-}"
+}
+CODE=$(prepare_upload 3 "$(netns_addr 1)")
+[ "$CODE" = 409 ] || die "a second sender during localsendd's session got $CODE, not 409"
 lny 1 "$CMD_S" cancel "$RX" >/dev/null || die "lanyard cancel failed"
 expect_event "$TMP/h1.jsonl" "$WAIT_S" event=cancelled transfer="$RX" >/dev/null || die "h1's receive did not end cancelled"
 [ ! -e "$DL1/big.bin" ] || die "a cancelled file was placed"
-log "6. cancelled on lanyard: its row ends cancelled, nothing placed"
+no_partial() { [ -z "$(find "$DL1" -name '*.part' -print -quit)" ]; }
+until_ok "$WAIT_S" "no partial file left in h1's download dir" no_partial
+log "6. cancelled on lanyard: its row ends cancelled, nothing placed, no partial; a second sender meanwhile got 409"
+
+# 8. PIN on lanyard's side (a second lanyard, h3, with a PIN).
+DL3=$TMP/dl3
+mkdir -p "$DL3"
+serve_start 3 h3 --accept-all --download-dir "$DL3" --localsend-pin 2468
+LOGS+=(h3)
+expect_event "$TMP/h3.jsonl" "$WAIT_S" event=listening >/dev/null
+ls_sees_host3() { ctl devices --json | python3 -c 'import json,sys; sys.exit(0 if any(d["alias"]=="host3" for d in json.load(sys.stdin)) else 1)'; }
+until_ok "$WAIT_S" "localsendd lists host3" ls_sees_host3
+until_ok "$WAIT_S" "localsendd idle" ls_idle
+head -c 500000 /dev/urandom >"$TMP/pin.bin"
+if ctl send --to host3 --wait --quiet "$TMP/pin.bin" >"$TMP/pin8.out" 2>&1; then
+    die "localsendd's send without the PIN went through"
+fi
+[ ! -e "$DL3/pin.bin" ] || die "a file sent without the PIN was placed"
+until_ok "$WAIT_S" "localsendd idle" ls_idle
+ctl send --to host3 --pin 2468 --wait --quiet "$TMP/pin.bin" >"$TMP/pin8b.out" 2>&1 ||
+    die "localsendd's send with the PIN failed: $(tail -3 "$TMP/pin8b.out")"
+until_ok "$WAIT_S" "the PIN send in h3's download dir" test -f "$DL3/pin.bin"
+cmp "$TMP/pin.bin" "$DL3/pin.bin" || die "the file sent with the PIN differs"
+CODES=""
+for pin in 1 2 3 4; do CODES="$CODES $(prepare_upload 1 "$(netns_addr 3)" "?pin=$pin")"; done
+CODES="$CODES $(prepare_upload 1 "$(netns_addr 3)")"
+[ "$CODES" = " 401 401 429 429 429" ] || die "wrong PINs got$CODES, not 401 401 429 429 429"
+log "8. PIN on lanyard: localsendd refused without it, its file identical with it; wrong PINs 401 401 then 429"
 
 # 7. localsend-rs, if installed.
 LSRS=${LOCALSEND_RS:-$(command -v localsend-rs || true)}
@@ -168,6 +210,7 @@ else
 fi
 
 netns_stop "$LS_PID" 5 || true
+netns_stop "${SERVE_PID[3]}" 10 || true
 netns_stop "${SERVE_PID[1]}" 10 || true
 netns_check_drops
 echo "PASS localsend.sh"
