@@ -16,10 +16,13 @@
 #      (localsendd answers the upload 422 instead of telling the sender)
 #   6. cancel on lanyard while localsendd sends: lanyard's row ends cancelled, nothing placed
 #      and no partial left; meanwhile a second sender (curl from h3) gets 409
+#   7. a folder and a text message from a hand-written client (tests/netns/ls_client.py; localsendd
+#      sends neither): the folder arrives identical under its name, the text is a chat line from
+#      that device
 #   8. PIN on lanyard (h3, --localsend-pin): localsendd without it is refused (401), with it
 #      the file arrives identical; a client (curl from h1) with 3 wrong PINs gets 401, 401,
 #      429, and 429 again after
-#   7. localsend-rs sends lanyard a file, and a text that becomes a chat line (h3)
+#   9. localsend-rs sends lanyard a file, and a text that becomes a chat line (h3)
 #
 # Env: LANYARD_BIN, LANYARD_REQUIRE_NETNS=1, LANYARD_KEEP_TMP=1, LOCALSEND_RS (path to
 #      localsend-rs; default: on PATH).
@@ -166,6 +169,24 @@ no_partial() { [ -z "$(find "$DL1" -name '*.part' -print -quit)" ]; }
 until_ok "$WAIT_S" "no partial file left in h1's download dir" no_partial
 log "6. cancelled on lanyard: its row ends cancelled, nothing placed, no partial; a second sender meanwhile got 409"
 
+# 7. A folder and a text from ls_client.py (in h3, to h1).
+mkdir -p "$TMP/album/sub dir"
+head -c 300000 /dev/urandom >"$TMP/album/sub dir/ü.bin"
+printf 'x' >"$TMP/album/x.txt"
+: >"$TMP/album/empty"
+CODE=$(netns_exec 3 timeout "$CMD_S" python3 "$HERE/ls_client.py" folder "$(netns_addr 1)" "$TMP/album" 2>"$TMP/py7.err") ||
+    die "the folder from ls_client.py failed ($CODE): $(tail -3 "$TMP/py7.err")"
+for f in "sub dir/ü.bin" x.txt empty; do
+    until_ok "$WAIT_S" "album/$f in h1's download dir" test -f "$DL1/album/$f"
+    cmp "$TMP/album/$f" "$DL1/album/$f" || die "album/$f differs"
+done
+CODE=$(netns_exec 3 timeout "$CMD_S" python3 "$HERE/ls_client.py" text "$(netns_addr 1)" "hello from python ✓" 2>"$TMP/py7b.err") ||
+    die "the text from ls_client.py was answered $CODE, not 204: $(tail -3 "$TMP/py7b.err")"
+expect_event "$TMP/h1.jsonl" "$WAIT_S" event=chat_received nick=pyclient text="hello from python ✓" >/dev/null ||
+    die "no chat line from pyclient"
+[ -z "$(find "$DL1" -name '*.txt' ! -path '*/album/*' -print -quit)" ] || die "the text message was saved as a file"
+log "7. from a hand-written client: a folder (3 files, a Unicode name, an empty file) identical, a text as a chat line"
+
 # 8. PIN on lanyard's side (a second lanyard, h3, with a PIN).
 DL3=$TMP/dl3
 mkdir -p "$DL3"
@@ -179,6 +200,7 @@ head -c 500000 /dev/urandom >"$TMP/pin.bin"
 if ctl send --to host3 --wait --quiet "$TMP/pin.bin" >"$TMP/pin8.out" 2>&1; then
     die "localsendd's send without the PIN went through"
 fi
+grep -q PIN "$TMP/pin8.out" || die "localsendd does not say the PIN was wanted: $(cat "$TMP/pin8.out")"
 [ ! -e "$DL3/pin.bin" ] || die "a file sent without the PIN was placed"
 until_ok "$WAIT_S" "localsendd idle" ls_idle
 ctl send --to host3 --pin 2468 --wait --quiet "$TMP/pin.bin" >"$TMP/pin8b.out" 2>&1 ||
@@ -191,11 +213,11 @@ CODES="$CODES $(prepare_upload 1 "$(netns_addr 3)")"
 [ "$CODES" = " 401 401 429 429 429" ] || die "wrong PINs got$CODES, not 401 401 429 429 429"
 log "8. PIN on lanyard: localsendd refused without it, its file identical with it; wrong PINs 401 401 then 429"
 
-# 7. localsend-rs, if installed.
+# 9. localsend-rs, if installed.
 LSRS=${LOCALSEND_RS:-$(command -v localsend-rs || true)}
 if [ -z "$LSRS" ] || [ ! -x "$LSRS" ]; then
     [ "${LANYARD_REQUIRE_NETNS:-0}" = 1 ] && [ "${LANYARD_REQUIRE_LOCALSEND_RS:-0}" = 1 ] && die "localsend-rs not found"
-    echo "SKIP localsend.sh part 7: localsend-rs not found (cargo install localsend-rs; set LOCALSEND_RS)"
+    echo "SKIP localsend.sh part 9: localsend-rs not found (cargo install localsend-rs; set LOCALSEND_RS)"
 else
     until_ok "$WAIT_S" "localsendd idle" ls_idle
     head -c 100000 /dev/urandom >"$TMP/rs.bin"
@@ -206,7 +228,7 @@ else
     netns_exec 3 timeout "$CMD_S" "$LSRS" send "$(netns_addr 1)" "hello from rust" >"$TMP/rs7b.out" 2>&1 ||
         die "localsend-rs text failed: $(tail -5 "$TMP/rs7b.out")"
     expect_event "$TMP/h1.jsonl" "$WAIT_S" event=chat_received text="hello from rust" >/dev/null || die "no chat line from localsend-rs"
-    log "7. localsend-rs -> lanyard: a file (found by its multicast, by alias) identical, a text (by address) as a chat line"
+    log "9. localsend-rs -> lanyard: a file (found by its multicast, by alias) identical, a text (by address) as a chat line"
 fi
 
 netns_stop "$LS_PID" 5 || true
