@@ -222,6 +222,10 @@ pub enum Command {
         /// One JSON array of peers
         #[arg(long)]
         json: bool,
+        /// Also look for LocalSend devices on this machine's /24 networks (for when their
+        /// multicast is blocked): a register to every address, a few at a time
+        #[arg(long)]
+        scan: bool,
     },
     /// Send a chat line to PEER (nick, id prefix or HOST:PORT) or '#all'; exit 0 once delivered
     Say {

@@ -424,3 +424,10 @@ pub const LOCALSEND_ANSWERS_PER_SEC: u32 = 20;
 pub const LOCALSEND_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// LocalSend connections served at once; more wait in the kernel's backlog.
 pub const MAX_LOCALSEND_CONNECTIONS: usize = 64;
+/// `peers --scan` (LocalSend's HTTP discovery, for devices whose multicast does not reach us):
+/// probes in flight at once, probes started per second, how long one may take (connect, TLS,
+/// register), and addresses probed in all (a /24 per interface, two ports each).
+pub const LOCALSEND_SCAN_AT_ONCE: usize = 50;
+pub const LOCALSEND_SCAN_PER_SEC: u32 = 200;
+pub const LOCALSEND_SCAN_TIMEOUT: Duration = Duration::from_secs(1);
+pub const LOCALSEND_SCAN_MAX_TARGETS: usize = 4096;

@@ -48,7 +48,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Command::Serve { accept_all, json } => serve::run(&config, accept_all, json).await,
             Command::Id { action: Some(action), .. } => locker::id_action(&config, action).await,
             Command::Id { json, action: None } => id(&config, json).await,
-            Command::Peers { wait, json } => peers(&config, wait, json).await,
+            Command::Peers { wait, json, scan } => peers(&config, wait, json, scan).await,
             Command::Say {
                 peer,
                 text,
@@ -206,7 +206,7 @@ async fn running_listen_addr(config: &Config) -> Option<String> {
     listen
 }
 
-async fn peers(config: &Config, wait: Option<f64>, json: bool) -> Result<ExitCode> {
+async fn peers(config: &Config, wait: Option<f64>, json: bool, scan: bool) -> Result<ExitCode> {
     let client = Client::open(config.localsend_node()).await?;
     let default_wait = if client.is_remote() { 0.0 } else { 2.0 };
     let wait = wait.unwrap_or(default_wait);
@@ -216,9 +216,13 @@ async fn peers(config: &Config, wait: Option<f64>, json: bool) -> Result<ExitCod
     }
     let request = Request::Peers {
         wait_ms: (wait * 1000.0) as u64,
+        scan,
     };
     let result = client
         .run(request, |reply| {
+            if let Reply::Note { text } = &reply {
+                eprintln!("{}", crate::text::printable(text));
+            }
             if let Reply::Peers { peers, localsend } = reply {
                 if json {
                     outln!("{}", output::peers_json(&peers, &localsend));

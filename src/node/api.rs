@@ -57,6 +57,9 @@ pub enum Request {
     Subscribe,
     Peers {
         wait_ms: u64,
+        /// Scan this machine's /24s for LocalSend devices first (their multicast blocked).
+        #[serde(default)]
+        scan: bool,
     },
     /// Store a chat line, then (unless `queue`) wait up to `timeout_ms` for its delivery.
     Say {
@@ -347,7 +350,7 @@ pub async fn execute(node: &NodeHandle, request: Request, out: &mpsc::Sender<Rep
             Err(e) => Err(e),
         },
         Request::Subscribe => subscribe(node, out).await,
-        Request::Peers { wait_ms } => peers(node, wait_ms, out).await,
+        Request::Peers { wait_ms, scan } => peers(node, wait_ms, scan, out).await,
         Request::Say {
             peer,
             text,
@@ -520,8 +523,16 @@ async fn subscribe(node: &NodeHandle, out: &mpsc::Sender<Reply>) -> Result<()> {
     }
 }
 
-async fn peers(node: &NodeHandle, wait_ms: u64, out: &mpsc::Sender<Reply>) -> Result<()> {
-    tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+async fn peers(node: &NodeHandle, wait_ms: u64, scan: bool, out: &mpsc::Sender<Reply>) -> Result<()> {
+    // The wait and the scan side by side: a scan takes seconds of its own.
+    let wait = tokio::time::sleep(Duration::from_millis(wait_ms));
+    if scan {
+        let found = tokio::join!(node.localsend_scan(), wait).0?;
+        let text = format!("scan: {} answered", crate::text::plural(found.len(), "LocalSend device"));
+        send(out, Reply::Note { text }).await?;
+    } else {
+        wait.await;
+    }
     let localsend = node.localsend().map(|l| l.devices).unwrap_or_default();
     send(
         out,

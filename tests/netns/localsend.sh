@@ -22,6 +22,9 @@
 #   8. PIN on lanyard (h3, --localsend-pin): localsendd without it is refused (401), with it
 #      the file arrives identical; a client (curl from h1) with 3 wrong PINs gets 401, 401,
 #      429, and 429 again after
+#  10. `lanyard peers --scan` finds localsendd with its multicast dropped (nft in h2): a new
+#      node (--no-mdns, own data dir) in h3 lists it only with --scan, verified, and lists no
+#      lanyard node as a LocalSend device
 #   9. localsend-rs sends lanyard a file, and a text that becomes a chat line (h3)
 #
 # Env: LANYARD_BIN, LANYARD_REQUIRE_NETNS=1, LANYARD_KEEP_TMP=1, LOCALSEND_RS (path to
@@ -212,6 +215,33 @@ for pin in 1 2 3 4; do CODES="$CODES $(prepare_upload 1 "$(netns_addr 3)" "?pin=
 CODES="$CODES $(prepare_upload 1 "$(netns_addr 3)")"
 [ "$CODES" = " 401 401 429 429 429" ] || die "wrong PINs got$CODES, not 401 401 429 429 429"
 log "8. PIN on lanyard: localsendd refused without it, its file identical with it; wrong PINs 401 401 then 429"
+
+# 10. peers --scan, localsendd's multicast dropped.
+netns_exec 2 nft -f - <<'NFT'
+table inet lsdrop {
+    chain in { type filter hook input priority 0; udp dport 53317 drop; }
+    chain out { type filter hook output priority 0; udp dport 53317 drop; }
+}
+NFT
+fresh_peers() {
+    local HENV
+    host_env 3
+    netns_exec 3 timeout "$CMD_S" "${HENV[@]}" "$LANYARD_BIN" --no-mdns --port 0 --data-dir "$TMP/h4" peers --json --wait 0 "$@"
+}
+has_phone2() {
+    python3 -c '
+import json, sys
+devices = [p for p in json.load(sys.stdin) if p.get("localsend")]
+assert not any(d["nick"].startswith("host") for d in devices), devices
+sys.exit(0 if any(d["nick"] == "phone2" and d["verified"] for d in devices) else 1)'
+}
+fresh_peers >"$TMP/scan0.json" 2>"$TMP/scan0.err" || die "peers without --scan failed: $(cat "$TMP/scan0.err")"
+if has_phone2 <"$TMP/scan0.json"; then die "a new node found phone2 without scanning"; fi
+SCAN_T0=$(date +%s.%N)
+fresh_peers --scan >"$TMP/scan1.json" 2>"$TMP/scan1.err" || die "peers --scan failed: $(cat "$TMP/scan1.err")"
+SCAN_S=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$SCAN_T0" "$(date +%s.%N)")
+has_phone2 <"$TMP/scan1.json" || die "peers --scan did not list phone2: $(cat "$TMP/scan1.json") $(cat "$TMP/scan1.err")"
+log "10. peers --scan: phone2 found (verified) with its multicast dropped, in ${SCAN_S}s; $(cat "$TMP/scan1.err")"
 
 # 9. localsend-rs, if installed.
 LSRS=${LOCALSEND_RS:-$(command -v localsend-rs || true)}

@@ -6,6 +6,7 @@
 
 mod discovery;
 mod receive;
+mod scan;
 mod send;
 
 use std::collections::HashMap;
@@ -215,6 +216,11 @@ impl crate::node::NodeHandle {
         mine.port = Some(ls.port);
         mine.protocol = Some("https".into());
         send::register(&self.shared, addr, None, &mine).await
+    }
+
+    /// Look for LocalSend devices on this machine's /24s (multicast blocked): those found.
+    pub async fn localsend_scan(&self) -> Result<Vec<Device>> {
+        scan::scan(&self.shared).await
     }
 
     /// The LocalSend device `spec` names, if LocalSend is on and one does.

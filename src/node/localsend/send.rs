@@ -26,6 +26,13 @@ pub(crate) async fn open(shared: &Shared, to: SocketAddr, fingerprint: Option<&s
 /// Register with the device at `to`: it learns us, we learn it (recorded as verified: its
 /// certificate answered to its fingerprint).
 pub(crate) async fn register(shared: &Arc<Shared>, to: SocketAddr, fingerprint: Option<&str>, mine: &DeviceInfo) -> Result<Device> {
+    let device = exchange(shared, to, fingerprint, mine).await?;
+    super::remember(shared, device.clone());
+    Ok(device)
+}
+
+/// Register with the device at `to`, and what it says of itself (not yet remembered).
+pub(crate) async fn exchange(shared: &Shared, to: SocketAddr, fingerprint: Option<&str>, mine: &DeviceInfo) -> Result<Device> {
     let mut conn = open(shared, to, fingerprint).await?;
     let (status, body) = conn
         .request(Method::POST, "/api/localsend/v2/register", full(serde_json::to_vec(mine)?))
@@ -43,7 +50,6 @@ pub(crate) async fn register(shared: &Arc<Shared>, to: SocketAddr, fingerprint: 
         addr: to.to_string(),
         seen_ms: unix_now_ms(),
     };
-    super::remember(shared, device.clone());
     Ok(device)
 }
 
