@@ -38,19 +38,13 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 NETNS_LOG_TAG=localsend
 need_root
 command -v python3 >/dev/null || die "python3 not found"
-need_tool() {
-    if ! command -v "$1" >/dev/null; then
-        [ "${LANYARD_REQUIRE_NETNS:-0}" = 1 ] && die "$1 not found ($2)"
-        echo "SKIP localsend.sh: $1 not found ($2)"
-        exit 0
-    fi
-}
+# shellcheck source-path=SCRIPTDIR source=lanyard.sh
+. "$HERE/lanyard.sh"
+# shellcheck source-path=SCRIPTDIR source=localsend_lib.sh
+. "$HERE/localsend_lib.sh"
 need_tool localsendd "pip install localsendd==0.1.1"
 need_tool localsendctl "pip install localsendd==0.1.1"
 need_tool openssl "localsendd makes its certificate with it"
-
-# shellcheck source-path=SCRIPTDIR source=lanyard.sh
-. "$HERE/lanyard.sh"
 lanyard_bin
 
 PORT=7717
@@ -74,22 +68,7 @@ serve_start 1 h1 --accept-all --download-dir "$DL1"
 expect_event "$TMP/h1.jsonl" "$WAIT_S" event=listening >/dev/null
 
 # localsendd in h2, its state and control socket in h2's home.
-host_env 2
-LSENV=("${HENV[@]}")
-LSSOCK="$TMP/home2/run/localsendd.sock"
-netns_spawn 2 "$TMP/ls2.out" "$TMP/ls2.err" "${LSENV[@]}" localsendd --port 53317 --alias phone2 \
-    --download-dir "$LS2" --unattended --log-time
-LS_PID=$NETNS_PID
-ctl() { netns_exec 2 timeout "$CMD_S" "${LSENV[@]}" localsendctl --socket "$LSSOCK" "$@"; }
-
-# until_ok SECONDS DESCRIPTION COMMAND...: lib.sh's wait_for, quiet, dying with DESCRIPTION.
-until_ok() {
-    local limit=$1 what=$2
-    shift 2
-    wait_for "$limit" quiet "$@" || die "not within ${limit}s: $what"
-}
-quiet() { "$@" >/dev/null 2>&1; }
-until_ok "$WAIT_S" "localsendd's control socket" ctl status
+localsendd_start 2 "$LS2"
 
 # 1. Discovery both ways.
 ls_sees_lanyard() { ctl devices --json | python3 -c 'import json,sys; sys.exit(0 if any(d["alias"]=="host1" for d in json.load(sys.stdin)) else 1)'; }

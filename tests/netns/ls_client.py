@@ -3,6 +3,10 @@
 
     ls_client.py folder HOST DIR   send DIR's files as DIR/relative/path (a folder transfer)
     ls_client.py text HOST TEXT    send a text message (one text/plain file with a preview)
+    ls_client.py announce6 IFACE JSON       send JSON (an announcement) to LocalSend's IPv6
+                                            group out of IFACE
+    ls_client.py listen6 IFACE ALIAS SECS   wait on the IPv6 group for an announcement by
+                                            ALIAS; print it and its source
 
 Prints the HTTP status of prepare-upload (and fails unless every upload got 200). HTTPS
 without checking the server's certificate and without a client certificate: lanyard asks
@@ -87,6 +91,48 @@ def text(host, message):
     return 0 if status == 204 else 1
 
 
+GROUP_V6 = "ff12::fd3a:e420"
+
+
+def announce6(iface, body):
+    import socket
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 1)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, socket.if_nametoindex(iface))
+    s.sendto(body.encode(), (GROUP_V6, PORT, 0, socket.if_nametoindex(iface)))
+    return 0
+
+
+def listen6(iface, alias, secs):
+    import socket
+    import struct
+    import time
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    s.bind(("::", PORT))
+    mreq = socket.inet_pton(socket.AF_INET6, GROUP_V6) + struct.pack("@I", socket.if_nametoindex(iface))
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+    deadline = time.monotonic() + float(secs)
+    while time.monotonic() < deadline:
+        s.settimeout(max(0.1, deadline - time.monotonic()))
+        try:
+            data, src = s.recvfrom(4096)
+        except socket.timeout:
+            break
+        try:
+            a = json.loads(data)
+        except ValueError:
+            continue
+        if a.get("alias") == alias:
+            print(json.dumps({"from": src[0], "announcement": a}))
+            return 0
+    return 1
+
+
 if __name__ == "__main__":
     kind, host, arg = sys.argv[1:4]
-    sys.exit({"folder": folder, "text": text}[kind](host, arg))
+    if kind == "listen6":
+        sys.exit(listen6(host, arg, sys.argv[4]))
+    sys.exit({"folder": folder, "text": text, "announce6": announce6}[kind](host, arg))

@@ -53,6 +53,9 @@ where
                 }
             },
         };
+        // A dual-stack listener hears IPv4 clients as mapped IPv6 addresses: kept as IPv4, the
+        // address tokens and PIN tries are bound to, and devices are reached at.
+        let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
         let (acceptor, handle, cancel) = (acceptor.clone(), handle.clone(), cancel.clone());
         tracker.spawn(async move {
             let _permit = permit;

@@ -92,8 +92,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         let (s, group) = (shared.clone(), group.clone());
         shared.tracker.spawn(async move {
             let Some(mine) = announcement(&s, false) else { return };
-            let port = a.info.port.unwrap_or(crate::net::localsend::DEFAULT_PORT);
-            let to = SocketAddr::new(from.ip(), port);
+            let to = super::at_port(from, a.info.port);
             if let Err(e) = super::send::register(&s, to, Some(&a.info.fingerprint), &mine.info).await {
                 // As 1.17 does: a device whose API we cannot reach (plain HTTP, none, a
                 // firewall) hears us on the group instead, in a reply that asks for none.
@@ -113,7 +112,7 @@ fn claimed(info: &DeviceInfo, from: SocketAddr) -> Device {
         kind: info.kind().to_string(),
         fingerprint: info.fingerprint.clone(),
         verified: false,
-        addr: addr_text(from.ip(), info.port),
+        addr: addr_text(from, info.port),
         seen_ms: unix_now_ms(),
     }
 }

@@ -77,12 +77,12 @@ pub fn device_id(fingerprint: &str) -> PeerId {
 /// Take the port (or a free one when it is taken) and the certificate, before the node starts.
 pub(crate) async fn bind(data_dir: &std::path::Path, config: &LocalSendConfig) -> Result<(LocalSend, TcpListener, Option<u16>)> {
     let cert = DeviceCert::load_or_create(data_dir)?;
-    let (listener, moved_from) = match TcpListener::bind(config.listen).await {
+    let (listener, moved_from) = match bind_dual(config.listen).await {
         Ok(l) => (l, None),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && config.listen.port() != 0 => {
             let any = SocketAddr::new(config.listen.ip(), 0);
             (
-                TcpListener::bind(any).await.with_context(|| format!("cannot listen on {any}"))?,
+                bind_dual(any).await.with_context(|| format!("cannot listen on {any}"))?,
                 Some(config.listen.port()),
             )
         }
@@ -102,6 +102,29 @@ pub(crate) async fn bind(data_dir: &std::path::Path, config: &LocalSendConfig) -
         listener,
         moved_from,
     ))
+}
+
+/// Listen at `addr`; on every IPv4 address, on the IPv6 ones too where the machine has IPv6
+/// (a device that heard us on the IPv6 group answers over it).
+async fn bind_dual(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    if addr.ip() == IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED) {
+        let dual = || -> std::io::Result<TcpListener> {
+            use socket2::{Domain, Protocol, Socket, Type};
+            let s = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
+            s.set_only_v6(false)?;
+            s.set_reuse_address(true)?;
+            s.bind(&SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), addr.port()).into())?;
+            s.listen(1024)?;
+            s.set_nonblocking(true)?;
+            TcpListener::from_std(s.into())
+        };
+        match dual() {
+            Ok(l) => return Ok(l),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return Err(e),
+            Err(e) => tracing::debug!("LocalSend on IPv6 too: {e}; IPv4 only"),
+        }
+    }
+    TcpListener::bind(addr).await
 }
 
 /// Serve the API until the node stops.
@@ -261,7 +284,13 @@ pub(crate) fn remember(shared: &Shared, device: Device) {
     }
 }
 
-/// A device's address as kept.
-fn addr_text(ip: IpAddr, port: Option<u16>) -> String {
-    SocketAddr::new(ip, port.unwrap_or(crate::net::localsend::DEFAULT_PORT)).to_string()
+/// A device's address as kept: where it was heard from, on its API's port (an IPv6
+/// link-local address keeps its interface).
+fn addr_text(from: SocketAddr, port: Option<u16>) -> String {
+    at_port(from, port).to_string()
+}
+
+fn at_port(mut from: SocketAddr, port: Option<u16>) -> SocketAddr {
+    from.set_port(port.unwrap_or(crate::net::localsend::DEFAULT_PORT));
+    from
 }

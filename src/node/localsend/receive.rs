@@ -123,7 +123,7 @@ fn device_of(info: &DeviceInfo, client: &Client) -> Device {
         kind: info.kind().to_string(),
         fingerprint,
         verified,
-        addr: addr_text(client.addr.ip(), info.port),
+        addr: addr_text(client.addr, info.port),
         seen_ms: unix_now_ms(),
     }
 }
