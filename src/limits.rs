@@ -431,3 +431,6 @@ pub const LOCALSEND_SCAN_AT_ONCE: usize = 50;
 pub const LOCALSEND_SCAN_PER_SEC: u32 = 200;
 pub const LOCALSEND_SCAN_TIMEOUT: Duration = Duration::from_secs(1);
 pub const LOCALSEND_SCAN_MAX_TARGETS: usize = 4096;
+/// Bytes of a LocalSend upload gathered before they are written (frames are 16 KiB TLS
+/// records); one buffer per upload running, at most [`MAX_LOCALSEND_CONNECTIONS`] of them.
+pub const LOCALSEND_UPLOAD_BUFFER: usize = 256 * 1024;

@@ -313,8 +313,11 @@ impl Receive {
         .await
         .map_err(|e| upload_error(500, e.to_string()))?
         .map_err(|e| upload_error(500, format!("cannot write: {e}")))?;
-        let mut file = tokio::fs::File::from_std(file);
-        let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+        // Frames are TLS records (16 KiB): one write to the blocking pool each would cost more
+        // than the bytes; a MiB at a time.
+        let mut file = tokio::io::BufWriter::with_capacity(crate::limits::LOCALSEND_UPLOAD_BUFFER, tokio::fs::File::from_std(file));
+        // Hashed only when there is a hash to check (1.17 and others send none).
+        let mut hash = wanted.sha256.map(|_| ring::digest::Context::new(&ring::digest::SHA256));
         let mut got = 0u64;
         loop {
             let frame = tokio::select! {
@@ -337,7 +340,9 @@ impl Receive {
             if got > wanted.size {
                 return Err(upload_error(400, format!("more than the {} bytes offered", wanted.size)));
             }
-            hash.update(&data);
+            if let Some(h) = hash.as_mut() {
+                h.update(&data);
+            }
             file.write_all(&data)
                 .await
                 .map_err(|e| upload_error(500, format!("cannot write: {e}")))?;
@@ -350,13 +355,13 @@ impl Receive {
         if got != wanted.size {
             return Err(upload_error(400, format!("{got} bytes of the {} offered", wanted.size)));
         }
-        if let Some(expected) = wanted.sha256
+        if let (Some(expected), Some(hash)) = (wanted.sha256, hash)
             && hash.finish().as_ref() != expected
         {
             return Err(upload_error(422, "SHA-256 does not match"));
         }
         file.flush().await.map_err(|e| upload_error(500, e.to_string()))?;
-        let file = file.into_std().await;
+        let file = file.into_inner().into_std().await;
         let me = self.clone();
         off_thread(move || -> std::io::Result<std::path::PathBuf> {
             file.sync_all()?;
