@@ -552,6 +552,11 @@ async fn lanyard_sends_to_a_localsend_device_with_pin_and_cancels_reach_the_othe
     std::fs::create_dir_all(folder.join("sub")).unwrap();
     std::fs::write(folder.join("x.txt"), b"x").unwrap();
     std::fs::write(folder.join("sub/y.bin"), pattern(70_000, 6)).unwrap();
+    // Old times, which a copy made now would not have by chance.
+    for (i, p) in [one.clone(), folder.join("x.txt"), folder.join("sub/y.bin")].iter().enumerate() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_600_000_000_123 + i as u64 * 86_400_000);
+        std::fs::File::options().write(true).open(p).unwrap().set_modified(t).unwrap();
+    }
     // No PIN, then a wrong one: refused with the code a face asks for the PIN on, nothing
     // sent. Asked as the TUI asks (the device's row id is what `s` names it by).
     let row = lanyard::node::api::device_id(&device.fingerprint).to_string();
@@ -589,7 +594,17 @@ async fn lanyard_sends_to_a_localsend_device_with_pin_and_cancels_reach_the_othe
         (folder.join("sub/y.bin"), "album/sub/y.bin"),
         (folder.join("x.txt"), "album/x.txt"),
     ] {
-        assert_eq!(std::fs::read(sent).unwrap(), std::fs::read(b.downloads.join(got)).unwrap(), "{got}");
+        assert_eq!(
+            std::fs::read(&sent).unwrap(),
+            std::fs::read(b.downloads.join(got)).unwrap(),
+            "{got}"
+        );
+        // The time it was last changed travels as `metadata.modified` (to the millisecond).
+        let ms = |p: &std::path::Path| {
+            let t = std::fs::metadata(p).unwrap().modified().unwrap();
+            t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+        };
+        assert_eq!(ms(&sent), ms(&b.downloads.join(got)), "{got}'s time");
     }
 
     // A big (sparse) file, cancelled by the receiver once bytes move: the sender hears it.

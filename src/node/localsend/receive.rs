@@ -214,6 +214,12 @@ async fn prepare(shared: &Arc<Shared>, ls: &LocalSend, req: Request<Incoming>, c
             name: f.file_name.clone(),
             size: f.size,
             sha256,
+            // Applied when it parses (RFC 3339 in UTC, fractions allowed); ignored otherwise.
+            modified: f
+                .metadata
+                .as_ref()
+                .and_then(|m| m.modified.as_deref())
+                .and_then(|t| humantime::parse_rfc3339_weak(t).ok()),
         });
         ids.push(id.clone());
     }

@@ -43,6 +43,8 @@ pub(crate) struct Wanted {
     pub name: String,
     pub size: u64,
     pub sha256: Option<[u8; 32]>,
+    /// When the sender says the file was last changed.
+    pub modified: Option<std::time::SystemTime>,
 }
 
 /// A file's end: 0 none yet, 1 placed, 2 failed.
@@ -363,7 +365,13 @@ impl Receive {
         file.flush().await.map_err(|e| upload_error(500, e.to_string()))?;
         let file = file.into_inner().into_std().await;
         let me = self.clone();
+        let modified = wanted.modified;
         off_thread(move || -> std::io::Result<std::path::PathBuf> {
+            if let Some(t) = modified {
+                // The file's own time, as a copy keeps it; a clock the filesystem refuses
+                // leaves the time of arrival.
+                let _ = file.set_modified(t);
+            }
             file.sync_all()?;
             let mut plan = lock(&me.plan);
             let plan = plan.as_mut().ok_or_else(|| std::io::Error::other("the transfer ended"))?;

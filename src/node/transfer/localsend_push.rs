@@ -34,6 +34,7 @@ struct Source {
     name: String,
     size: u64,
     sha256: String,
+    modified: Option<std::time::SystemTime>,
 }
 
 /// Every regular file under `paths` (links are not followed), hashed.
@@ -82,6 +83,7 @@ fn walk(paths: &[PathBuf]) -> Result<Vec<Source>, String> {
                 name,
                 size: meta.len(),
                 sha256,
+                modified: meta.modified().ok(),
             });
         }
     }
@@ -180,7 +182,10 @@ async fn run(ctx: &Ctx, device: &Device, paths: Vec<PathBuf>, pin: Option<String
                     file_type: "application/octet-stream".into(),
                     sha256: Some(s.sha256.clone()),
                     preview: None,
-                    metadata: None,
+                    metadata: s.modified.map(|t| crate::net::localsend::dto::FileMetadata {
+                        modified: Some(humantime::format_rfc3339_millis(t).to_string()),
+                        accessed: None,
+                    }),
                 },
             )
         })
