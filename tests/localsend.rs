@@ -445,6 +445,38 @@ async fn pin_text_decline_and_cancel() {
     .await
     .unwrap();
     assert_eq!(line, ("Nice Orange".to_string(), "hi \u{1b}[2J there".to_string()));
+    // Its conversation reads by the device's id, as the TUI's row for it asks (at once: it is
+    // no peer to wait for).
+    let from = r
+        .node
+        .localsend()
+        .unwrap()
+        .devices
+        .into_iter()
+        .find(|d| d.alias == "Nice Orange")
+        .unwrap();
+    let id = lanyard::node::api::device_id(&from.fingerprint).to_string();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let request = Request::History {
+        peer: id.clone(),
+        limit: None,
+        before: None,
+        after: None,
+        first: false,
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(2), execute(&r.node, request, &tx))
+        .await
+        .expect("at once");
+    drop(tx);
+    let mut texts = Vec::new();
+    while let Some(reply) = rx.recv().await {
+        match reply {
+            Reply::History { entries } => texts.extend(entries.into_iter().map(|e| e.text)),
+            Reply::Done => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(texts, ["hi \u{1b}[2J there"]);
     // Nobody to answer here: declined.
     assert_eq!(phone.prepare(&r.node, files.clone(), "?pin=4711").await.0, StatusCode::FORBIDDEN);
     // A person declines through the offer dialog's call.

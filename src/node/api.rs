@@ -364,7 +364,7 @@ pub async fn execute(node: &NodeHandle, request: Request, out: &mpsc::Sender<Rep
             after,
             first,
         } => history(node, &peer, limit, before, after, first, out).await,
-        Request::MarkRead { peer } => match node.resolve_chat(&peer, RESOLVE_WAIT).await {
+        Request::MarkRead { peer } => match conversation_of(node, &peer).await {
             Ok(target) => node.mark_read(target.conversation()).await,
             Err(e) => Err(e),
         },
@@ -563,6 +563,18 @@ async fn say(node: &NodeHandle, peer: &str, text: &str, queue: bool, timeout: Du
     send(out, Reply::Delivered { id }).await
 }
 
+/// The conversation `peer` names for reading it: a peer's, the room, or a LocalSend device's
+/// (its text messages, filed under its id; it is no peer to resolve or write to).
+async fn conversation_of(node: &NodeHandle, peer: &str) -> Result<ChatTarget> {
+    if let Some(d) = node.localsend_device(peer)
+        && let id = super::localsend::device_id(&d.fingerprint)
+        && id.as_str() == peer
+    {
+        return Ok(ChatTarget::Peer(id));
+    }
+    node.resolve_chat(peer, RESOLVE_WAIT).await
+}
+
 async fn history(
     node: &NodeHandle,
     peer: &str,
@@ -573,7 +585,7 @@ async fn history(
     out: &mpsc::Sender<Reply>,
 ) -> Result<()> {
     // A known peer resolves at once, online or not.
-    let conversation = node.resolve_chat(peer, RESOLVE_WAIT).await?;
+    let conversation = conversation_of(node, peer).await?;
     let page = match (&before, &after, first) {
         (Some(_), Some(_), _) => bail!("give --before or --after, not both"),
         (Some(_), None, true) | (None, Some(_), true) => bail!("reading from the first line takes no cursor"),
