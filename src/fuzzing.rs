@@ -30,6 +30,9 @@ pub mod share {
     pub use crate::node::share::{Resolved, ShareError, Shares};
 }
 
+/// What a LocalSend client connection's driver is spawned on (`net::localsend::server::connect`).
+pub use crate::tasks::Tasks;
+
 /// A chat line's id as the node makes one, for a hostile peer's forged lines.
 pub use crate::node::chat::new_message_id;
 

@@ -9,17 +9,19 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("text", &[]),
     // Budgets: imports nothing, and every layer may read them.
     ("limits", &[]),
+    // Named tasks and waiting for them: imports nothing.
+    ("tasks", &[]),
     // Why things end: imports nothing, shared by the wire and the node.
     ("reason", &[]),
     ("identity", &["limits", "text"]),
-    ("net", &["identity", "limits", "reason", "text"]),
+    ("net", &["identity", "limits", "reason", "tasks", "text"]),
     ("store", &["identity", "limits", "text"]),
-    ("node", &["identity", "limits", "net", "reason", "store", "text"]),
+    ("node", &["identity", "limits", "net", "reason", "store", "tasks", "text"]),
     ("config", &["limits", "node", "text"]),
     ("cli", &["config", "node", "text", "ui"]),
     ("ui", &["config", "node", "text"]),
     ("main", &["config", "cli", "text"]),
-    ("fuzzing", &["identity", "net", "node", "reason"]),
+    ("fuzzing", &["identity", "net", "node", "reason", "tasks"]),
 ];
 
 fn module_of(path: &Path, src: &Path) -> String {

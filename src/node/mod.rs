@@ -36,7 +36,6 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 pub(crate) use crate::identity::PeerId;
 use crate::identity::{Identity, ensure_private_dir};
@@ -176,7 +175,7 @@ pub(crate) struct Shared {
     pub events: Emitter,
     pub store: Store,
     pub cancel: CancellationToken,
-    pub tracker: TaskTracker,
+    pub tracker: crate::tasks::Tasks,
     pub listen_addr: Option<SocketAddr>,
     pub(crate) slots: Arc<slots::Slots>,
     /// Refused connections being told why (see `limits::REFUSAL_DRAIN`).

@@ -549,14 +549,10 @@ pub(crate) fn connection_up(
     cancel: CancellationToken,
 ) -> Inbox {
     let window = Arc::new(Semaphore::new(WINDOW));
-    shared.tracker.spawn(pump(
-        shared.clone(),
-        peer.clone(),
-        conn_id,
-        tx.clone(),
-        cancel.clone(),
-        window.clone(),
-    ));
+    shared.tracker.spawn(
+        "chat::pump",
+        pump(shared.clone(), peer.clone(), conn_id, tx.clone(), cancel.clone(), window.clone()),
+    );
     let (in_tx, in_rx) = mpsc::channel(INBOX);
     let failed = Arc::new(Mutex::new(None));
     let link = Link {
@@ -568,7 +564,7 @@ pub(crate) fn connection_up(
         window,
     };
     let fail = failed.clone();
-    shared.tracker.spawn(async move {
+    shared.tracker.spawn("chat::receive", async move {
         if let Err(reason) = link.receive(in_rx, &cancel).await {
             *lock(&fail) = Some(reason);
             cancel.cancel();

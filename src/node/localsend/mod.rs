@@ -108,15 +108,18 @@ pub(crate) fn start(shared: &Arc<Shared>, listener: TcpListener) -> Result<()> {
     let Some(ls) = &shared.localsend else { return Ok(()) };
     let tls = crate::net::localsend::tls::server_config(&ls.cert)?;
     let s = shared.clone();
-    shared.tracker.spawn(crate::net::localsend::server::serve(
-        listener,
-        tls,
-        shared.cancel.child_token(),
-        shared.tracker.clone(),
-        move |req, client| receive::route(s.clone(), req, client),
-    ));
+    shared.tracker.spawn(
+        "localsend::server",
+        crate::net::localsend::server::serve(
+            listener,
+            tls,
+            shared.cancel.child_token(),
+            shared.tracker.clone(),
+            move |req, client| receive::route(s.clone(), req, client),
+        ),
+    );
     if shared.config.localsend.as_ref().is_some_and(|c| c.multicast) {
-        shared.tracker.spawn(discovery::run(shared.clone()));
+        shared.tracker.spawn("localsend::discovery", discovery::run(shared.clone()));
     }
     Ok(())
 }
