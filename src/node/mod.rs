@@ -1,5 +1,14 @@
 //! The Node: everything that happens on the network. Faces (TUI, one-shot commands, `serve
 //! --json`, tests) hold a [`NodeHandle`], call its methods and subscribe to its [`Event`]s.
+//!
+//! Its files: `handle` ([`NodeHandle`]: start, peers, nick, shutdown), `api` (the face API as
+//! data), `control` (the control socket), `events`, `snapshot`, `peers` (the peer table),
+//! `names` (names people type and see), `nick` (the nick kept in the data dir), `known`
+//! (remembered peers), `conn` (connection tasks), `slots` (who may hold a connection), `dials`
+//! (the gate every discovered dial passes), `browse` (when to query mDNS), `exchange` (peer
+//! exchange), `share` (shared folders), `portable` (`id export`/`id import`), `alone` (the hint
+//! when no peer turns up), `doctor` (what the network checks mean), `tally` (counts tests wait
+//! on); `chat/`, `transfer/`, `locker/` and `localsend/` are modules of their own.
 
 mod alone;
 pub mod api;

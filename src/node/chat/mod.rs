@@ -8,6 +8,9 @@
 //! path covers online delivery, the offline queue, restarts on either side, and drops before the
 //! ack; and since one pump per peer sends in queue order over one ordered stream, each sender's
 //! order holds.
+//!
+//! Its files: `mod.rs` (saying, pumping, receiving, history), `db` (its SQL), `budget` (what a
+//! peer's chat may cost: rates, and the lines in flight).
 
 pub mod budget;
 pub mod db;

@@ -3,6 +3,10 @@
 //! sender's address, the PIN, and what a device's offer becomes here — one of our receives
 //! (`transfer::localsend`) or, for a text message, a chat line. Bytes, TLS and JSON are
 //! `net::localsend`'s.
+//!
+//! Its files: `mod.rs` (starting it, the devices heard of), `receive` (the routes, the session
+//! slot, tokens, the PIN), `discovery` (our announcement, answering theirs), `send` (reaching a
+//! device: register, telling a cancel).
 
 mod discovery;
 mod receive;

@@ -15,6 +15,10 @@
 //!
 //! The wire ends (what a holder answers on a transfer connection, and how an owner asks) are
 //! in `transfer/held.rs`; this module is the meaning.
+//!
+//! Its files: `mod.rs` (ids, policy, budgets and their refusals), `placement` (rendezvous
+//! hashing), `db` (its tables), `owner` (the owner's calls on `NodeHandle`), `repair` (a holder's
+//! scrub, an owner's repair of lost copies).
 
 pub(crate) mod db;
 mod owner;
