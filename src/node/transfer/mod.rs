@@ -50,7 +50,7 @@ mod chunks;
 mod ctx;
 mod deadline;
 mod dial;
-mod dirs;
+pub(crate) mod dirs;
 mod disk;
 mod error;
 mod expire;
