@@ -666,6 +666,7 @@ impl Config {
             stall_timeout: test_hook!("LANYARD_TEST_STALL_SECS")
                 .map(std::time::Duration::from_secs)
                 .unwrap_or(crate::limits::TRANSFER_STALL),
+            control_idle_limit: crate::limits::CONTROL_IDLE_LIMIT,
             resume: false,
             locker: self.locker.clone(),
             localsend: None,
@@ -717,7 +718,7 @@ fn resolve_locker(
         layered(flag.clone().map(|v| (v, given(id))), u.clone(), s.clone())
     };
     if let Some((v, from)) = pick(&args.deposits, "deposits", &usr.deposits, &sys.deposits) {
-        out.policy = Policy::parse(&v).map_err(|e| anyhow::anyhow!(e))?;
+        out.policy = Policy::parse(&v)?;
         show("deposits", v, from);
     } else {
         show("deposits", out.policy.as_str().into(), Source::Default);

@@ -88,10 +88,10 @@ async fn a_silent_peer_is_declared_down() {
     use lanyard::fuzzing::net::wire::{Hello, Purpose};
     use lanyard::identity::Identity;
 
-    let mut a = TestNode::start("ada").await;
     // A peer that completes the handshake and then says nothing while its socket stays up, as a
     // stuck process would (a cut link is the kernel's keepalive to find: tests/netns/liveness.sh).
-    // Takes the whole silence limit (90 s): rare pings are what keep an idle lab idle.
+    // The silence limit (90 s: rare pings are what keep an idle lab idle) made short here.
+    let mut a = TestNode::start_with("ada", |c| c.control_idle_limit = Duration::from_secs(3)).await;
     let ghost = Identity::generate().unwrap();
     let sock = tokio::net::TcpStream::connect(a.addr()).await.unwrap();
     let hello = Hello {
@@ -108,7 +108,7 @@ async fn a_silent_peer_is_declared_down() {
     println!("silent peer down after {:?}: {down:?}", started.elapsed());
     // Found by the silence limit (the reason names it), not by TCP giving up much later.
     assert!(
-        matches!(&down, Event::PeerDown { reason, .. } if reason.starts_with("no sign of life")),
+        matches!(&down, Event::PeerDown { reason, .. } if reason == "no sign of life for 3 s"),
         "{down:?}"
     );
     drop(conn);
@@ -143,11 +143,26 @@ async fn one_node_per_data_dir() {
 #[tokio::test]
 async fn shutdown_frees_the_data_dir() {
     let a = TestNode::start("ada").await;
-    a.node.shutdown().await;
+    assert_eq!(a.node.shutdown().await, Vec::<&str>::new(), "every task ended");
     let again = NodeHandle::start(NodeConfig::local("again", a.dir.path().to_path_buf()))
         .await
         .expect("the data dir is free after shutdown");
-    again.shutdown().await;
+    assert_eq!(again.shutdown().await, Vec::<&str>::new(), "every task ended");
+}
+
+/// A task that does not end is named by shutdown, which gives up on it only after its limit
+/// and then frees the data dir.
+#[tokio::test]
+async fn shutdown_names_a_task_that_does_not_end() {
+    let a = TestNode::start("ada").await;
+    let release = a.node.spawn_stuck_task();
+    let late = a.node.shutdown_within(Duration::from_millis(300)).await;
+    assert_eq!(late, ["test::stuck"], "only the stuck task is left");
+    let again = NodeHandle::start(NodeConfig::local("again", a.dir.path().to_path_buf()))
+        .await
+        .expect("the data dir is free once shutdown gave up");
+    release.cancel();
+    assert_eq!(again.shutdown().await, Vec::<&str>::new(), "every task ended");
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@ use super::slots::{Pool, Refusal, Slot};
 use super::transfer::wire::Report;
 use super::{Event, Shared, chat, exchange, lock};
 use crate::identity::PeerId;
-use crate::limits::{CONNECT_TIMEOUT, CONTROL_IDLE_LIMIT, HINT_TTL, MAX_CANDIDATES, MAX_PENDING_HANDSHAKES, MIN_DISCOVERED_PORT};
+use crate::limits::{CONNECT_TIMEOUT, HINT_TTL, MAX_CANDIDATES, MAX_PENDING_HANDSHAKES, MIN_DISCOVERED_PORT};
 use crate::net::discovery::DiscoveryEvent;
 use crate::net::frame::FrameError;
 use crate::net::secure::{self, CONTROL_GONE_AFTER, HANDSHAKE_TIMEOUT, HandshakeError, Remote, SecureConn};
@@ -42,7 +42,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
         };
         match accepted {
             Ok((sock, addr)) => {
-                shared.tracker.spawn(handle_incoming(shared.clone(), sock, addr));
+                shared.tracker.spawn("conn::incoming", handle_incoming(shared.clone(), sock, addr));
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -286,7 +286,8 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
 
     let writer_cancel = cancel.clone();
     let node_cancel = shared.cancel.clone();
-    let writer_task = shared.tracker.spawn(async move {
+    let idle_limit = shared.config.control_idle_limit;
+    let writer_task = shared.tracker.spawn("conn::writer", async move {
         let mut ping_at = tokio::time::Instant::now() + PING_EVERY;
         loop {
             let queued = tokio::select! {
@@ -311,7 +312,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
                 && tokio::select! {
                     biased;
                     _ = writer_cancel.cancelled() => false,
-                    r = timeout(CONTROL_IDLE_LIMIT, writer.flush()) => matches!(r, Ok(Ok(()))),
+                    r = timeout(idle_limit, writer.flush()) => matches!(r, Ok(Ok(()))),
                 };
             if !written {
                 break;
@@ -344,12 +345,12 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
                 None if shared.cancel.is_cancelled() => "shutting down".to_string(),
                 None => "replaced".to_string(),
             },
-            r = timeout(CONTROL_IDLE_LIMIT, reader.read_frame::<ControlMsg>(MAX_CONTROL_FRAME)) => r,
+            r = timeout(idle_limit, reader.read_frame::<ControlMsg>(MAX_CONTROL_FRAME)) => r,
         };
         match read {
             Err(_) => {
                 lost = true;
-                break format!("no sign of life for {} s", CONTROL_IDLE_LIMIT.as_secs());
+                break format!("no sign of life for {} s", idle_limit.as_secs());
             }
             Ok(Ok(None)) => {
                 lost = true;
@@ -527,7 +528,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
     }
     if verify {
         let (shared, id) = (shared.clone(), id.clone());
-        shared.tracker.clone().spawn(async move {
+        shared.tracker.clone().spawn("conn::verify_advert", async move {
             if let Some(d) = shared.discovery.lock().await.as_ref() {
                 d.verify(&id);
             }
@@ -546,7 +547,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
     }
     if let Some(unsettled) = unsettled {
         let shared2 = shared.clone();
-        shared.tracker.spawn(async move {
+        shared.tracker.spawn("conn::unsettled", async move {
             let _unsettled = unsettled;
             tokio::select! {
                 _ = shared2.cancel.cancelled() => {}
@@ -821,7 +822,7 @@ pub(crate) async fn on_discovery(shared: Arc<Shared>, mut rx: mpsc::UnboundedRec
 /// the dialler runs control sessions, which start diallers, and a future can't contain itself.
 pub(crate) fn spawn_dialler(shared: &Arc<Shared>, id: PeerId) {
     let dialler: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = Box::pin(maintain_peer(shared.clone(), id));
-    shared.tracker.spawn(dialler);
+    shared.tracker.spawn("conn::dialler", dialler);
 }
 
 /// Dial a peer until connected, and again whenever the connection drops, for as long as it is

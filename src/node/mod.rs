@@ -1,5 +1,14 @@
 //! The Node: everything that happens on the network. Faces (TUI, one-shot commands, `serve
 //! --json`, tests) hold a [`NodeHandle`], call its methods and subscribe to its [`Event`]s.
+//!
+//! Its files: `handle` ([`NodeHandle`]: start, peers, nick, shutdown), `api` (the face API as
+//! data), `control` (the control socket), `events`, `snapshot`, `peers` (the peer table),
+//! `names` (names people type and see), `nick` (the nick kept in the data dir), `known`
+//! (remembered peers), `conn` (connection tasks), `slots` (who may hold a connection), `dials`
+//! (the gate every discovered dial passes), `browse` (when to query mDNS), `exchange` (peer
+//! exchange), `share` (shared folders), `portable` (`id export`/`id import`), `alone` (the hint
+//! when no peer turns up), `doctor` (what the network checks mean), `tally` (counts tests wait
+//! on); `chat/`, `transfer/`, `locker/` and `localsend/` are modules of their own.
 
 mod alone;
 pub mod api;
@@ -36,7 +45,6 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 pub(crate) use crate::identity::PeerId;
 use crate::identity::{Identity, ensure_private_dir};
@@ -81,6 +89,9 @@ pub struct NodeConfig {
     pub db_budget: chat::DbBudget,
     /// A transfer that moves no byte for this long ends (`limits::TRANSFER_STALL`).
     pub stall_timeout: Duration,
+    /// A control connection that reads or writes nothing for this long is dropped
+    /// (`limits::CONTROL_IDLE_LIMIT`; tests shorten it).
+    pub control_idle_limit: Duration,
     /// Offer paused sends again by itself once their peers are online (a node that keeps
     /// running: `serve`, the TUI); a one-shot command leaves them to the next such node.
     pub resume: bool,
@@ -128,6 +139,7 @@ impl NodeConfig {
             accept_all: false,
             db_budget: chat::DbBudget::default(),
             stall_timeout: crate::limits::TRANSFER_STALL,
+            control_idle_limit: crate::limits::CONTROL_IDLE_LIMIT,
             resume: false,
             locker: locker::LockerConfig::default(),
             localsend: None,
@@ -176,7 +188,7 @@ pub(crate) struct Shared {
     pub events: Emitter,
     pub store: Store,
     pub cancel: CancellationToken,
-    pub tracker: TaskTracker,
+    pub tracker: crate::tasks::Tasks,
     pub listen_addr: Option<SocketAddr>,
     pub(crate) slots: Arc<slots::Slots>,
     /// Refused connections being told why (see `limits::REFUSAL_DRAIN`).
