@@ -5,8 +5,8 @@
 //! `net::localsend`'s.
 //!
 //! Its files: `mod.rs` (starting it, the devices heard of), `receive` (the routes, the session
-//! slot, tokens, the PIN), `discovery` (our announcement, answering theirs), `send` (reaching a
-//! device: register, telling a cancel).
+//! slot, tokens, the PIN), `discovery` (our announcement, answering theirs), `scan` (`peers
+//! --scan`), `send` (reaching a device: register, telling a cancel).
 
 mod discovery;
 mod receive;
