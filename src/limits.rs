@@ -124,6 +124,9 @@ pub const TRANSFER_STALL: Duration = Duration::from_secs(30);
 /// for at most this long, so the reason can follow it between frames; a write that cannot
 /// finish in time is given up and the connection just closes (the peer sees it lost).
 pub const FINISH_WRITE: Duration = Duration::from_secs(2);
+/// How long a command that ends waits, after its node stopped, for blocking threads that still
+/// run (a disk write finishing) before the process exits without them.
+pub const EXIT_WAIT: Duration = Duration::from_secs(5);
 /// How much longer than the receiver's own answer deadline a sender waits for the answer.
 pub const ANSWER_GRACE: Duration = Duration::from_secs(30);
 /// After its last byte, how long a sender waits for the verdicts on the last files: the

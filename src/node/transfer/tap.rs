@@ -142,7 +142,7 @@ impl Tap {
         for (index, size, offset) in files {
             let layout = Layout::of(size);
             // Wait for the file to start here.
-            let started = self.wait(|s| match s.files.get(&index) {
+            let started = self.wait(&batch, |s| match s.files.get(&index) {
                 Some(f) => Some(Ok(f.cvs.clone())),
                 None => ended_early(s, "it was not sent to this relay"),
             });
@@ -165,7 +165,7 @@ impl Tap {
                 if pos >= size {
                     break Chunk::Done;
                 }
-                let ready = self.wait(|s| {
+                let ready = self.wait(&batch, |s| {
                     let f = s.files.get(&index)?;
                     if f.verified > pos {
                         return Some(Ok((f.verified, f.copy.reader())));
@@ -213,18 +213,34 @@ impl Tap {
         let _ = batch.send();
     }
 
-    /// Wait until `ready` says something (or the forwarding side closed: `None`).
-    fn wait<T>(&self, mut ready: impl FnMut(&State) -> Option<Result<T, Step>>) -> Option<Result<T, Step>> {
+    /// Wait until `ready` says something (or the forwarding side closed, or the stream that
+    /// takes our segments is gone: `None`). The stream going away wakes nobody here, so it is
+    /// looked at every [`CONSUMER_CHECK`]: a blocking thread left waiting would hold the
+    /// runtime (and the process) at exit.
+    fn wait<T>(&self, batch: &Batch, mut ready: impl FnMut(&State) -> Option<Result<T, Step>>) -> Option<Result<T, Step>> {
         let mut s = lock(&self.state);
         loop {
-            if s.closed {
+            if s.closed || batch.is_closed() {
                 return None;
             }
             if let Some(r) = ready(&s) {
                 return Some(r);
             }
-            s = self.changed.wait(s).unwrap_or_else(|e| e.into_inner());
+            s = self.changed.wait_timeout(s, CONSUMER_CHECK).unwrap_or_else(|e| e.into_inner()).0;
         }
+    }
+}
+
+/// How often a producer waiting for verified bytes looks whether its stream is still there.
+const CONSUMER_CHECK: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Closes the tap when dropped: however the forwarding side ends (also dropped mid-way, as a
+/// runtime that shuts down drops its tasks), no producer is left waiting on it.
+pub(crate) struct CloseOnDrop(pub Arc<Tap>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }
 
