@@ -5,6 +5,9 @@
 #
 #   (a) `lanyard cancel ID` on the sender: h2 says cancelled_by_sender, never "authentication",
 #       and keeps no partial data
+#   (f) `lanyard cancel ID` on the receiver: both sides say cancelled_by_receiver, h1 in words
+#       ("host2 cancelled big.bin") and in the one-shot send's output, nobody reports an
+#       authentication failure, and neither side keeps partial data
 #   (b) SIGTERM of the sending serve mid-send: h2 says stopped and keeps the partial; the serve
 #       restarted on the same data dir resumes by itself and the file arrives verified
 #   (c) kill -9 of the receiving serve mid-send, then a restart: the sender resumes by itself
@@ -97,6 +100,22 @@ E=$(expect_event "$TMP/h2.jsonl" "$PATIENCE" event=cancelled transfer="$WIRE") |
 log "(a) h2: $(field reason <<<"$E")"
 ! grep -q authentication "$TMP/h2.jsonl" "$TMP/h2.err" || die "(a) h2 reports an authentication failure"
 wait_for "$PATIENCE" test "$(partials_on_h2)" = 0 || die "(a) h2 kept partial data after a cancel"
+
+log "(f) lanyard cancel on the receiver"
+read -r ID WIRE < <(send_bg f)
+lny 2 "$PATIENCE" cancel "$WIRE" >/dev/null
+E=$(expect_event "$TMP/h1.jsonl" "$PATIENCE" event=cancelled transfer="$ID") || die "(f) h1 saw no cancel"
+[ "$(field code <<<"$E")" = cancelled_by_receiver ] || die "(f) h1's code: $E"
+[[ "$(field reason <<<"$E")" == "host2 cancelled big.bin" ]] || die "(f) h1's words: $E"
+log "(f) h1: $(field reason <<<"$E")"
+E=$(expect_event "$TMP/h2.jsonl" "$PATIENCE" event=cancelled transfer="$WIRE") || die "(f) h2 saw no cancel"
+[ "$(field code <<<"$E")" = cancelled_by_receiver ] || die "(f) h2's code: $E"
+log "(f) h2: $(field reason <<<"$E")"
+wait_for "$PATIENCE" grep -q "cancelled" "$TMP/cmd-send-f.err" "$TMP/cmd-send-f.out" || die "(f) the send did not say it was cancelled"
+log "(f) send: $(cat "$TMP/cmd-send-f.err" "$TMP/cmd-send-f.out")"
+! grep -q authentication "$TMP/h1.jsonl" "$TMP/h1.err" "$TMP/h2.jsonl" "$TMP/h2.err" || die "(f) an authentication failure was reported"
+wait_for "$PATIENCE" test "$(partials_on_h2)" = 0 || die "(f) h2 kept partial data after its cancel"
+[ "$(ls -A "$TMP/in1/.lanyard-partial" 2>/dev/null | wc -l)" = 0 ] || die "(f) h1 holds partial data"
 
 log "(b) SIGTERM of the sending serve, then a restart on the same data dir"
 read -r ID WIRE < <(send_bg b)
