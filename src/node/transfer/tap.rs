@@ -294,3 +294,45 @@ impl Copy {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A producer waiting for bytes the relay has not verified yet, on a thread of its own;
+    /// what it returned with comes on the channel returned.
+    fn producing(tap: &Arc<Tap>, tx: mpsc::Sender<Vec<Chunk>>) -> std::sync::mpsc::Receiver<()> {
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let (_spare_tx, spares) = super::super::stream::spares();
+        let tap = tap.clone();
+        std::thread::spawn(move || {
+            tap.produce(vec![(0, 1 << 20, 0)], tx, spares);
+            let _ = done_tx.send(());
+        });
+        done
+    }
+
+    // Generous: the producer looks every `CONSUMER_CHECK`, a loaded machine may be slow.
+    const ENDS_WITHIN: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn a_producer_ends_when_its_stream_goes_though_the_tap_stays_open() {
+        let tap = Arc::new(Tap::new(None));
+        let (tx, rx) = mpsc::channel(4);
+        let done = producing(&tap, tx);
+        assert!(done.recv_timeout(CONSUMER_CHECK * 2).is_err(), "it waits while its stream is there");
+        drop(rx);
+        done.recv_timeout(ENDS_WITHIN)
+            .expect("the producer still waits for a stream that is gone");
+    }
+
+    #[test]
+    fn a_producer_ends_when_the_forwarding_side_is_dropped() {
+        let tap = Arc::new(Tap::new(None));
+        let (tx, _rx) = mpsc::channel(4);
+        let done = producing(&tap, tx);
+        drop(CloseOnDrop(tap.clone()));
+        done.recv_timeout(ENDS_WITHIN).expect("the producer still waits on a closed tap");
+    }
+}
