@@ -471,6 +471,12 @@ async fn a_relay_that_cancels_its_own_receive_leaves_the_peers_behind_it_to_the_
     );
     // Carol, behind him, is served by ada directly and resumes what bob had passed on.
     assert!(results[1].1.as_ref().is_ok_and(|o| o.all_ok()), "carol: {:?}", results[1].1);
+    // And the sender says so, as for a send to one peer.
+    assert!(
+        results[1].1.as_ref().is_ok_and(|o| o.resumed >= 2 << 20),
+        "carol: {:?}",
+        results[1].1
+    );
     assert!(std::fs::read(carol.downloads.join("image.bin")).unwrap() == std::fs::read(&big).unwrap());
     let last = receives(&carol).pop().unwrap();
     assert!(last.resumed >= 2 << 20, "{last:?}");

@@ -551,6 +551,9 @@ impl Fates {
                     files,
                     bytes,
                     saved_as,
+                    // What our own last connection to it did not send (a recipient only a
+                    // relay served keeps 0: the relay's word on it is no measure).
+                    resumed: ctx.view().resumed,
                     ..Outcome::default()
                 };
                 if failed > 0 {
