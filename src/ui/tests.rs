@@ -1182,3 +1182,18 @@ fn a_warning_while_alone_stays_in_the_empty_room_until_a_peer_is_online() {
     let shown = screen(&app, 80, 24);
     assert!(!shown.contains("5353"), "a peer is online:\n{shown}");
 }
+
+#[test]
+fn a_receive_whose_bytes_went_on_in_a_new_transfer_says_so_not_failed() {
+    let mut app = lab();
+    let bob = id(1);
+    let mut old = transfer(21, &bob, "bob", Direction::Receive, TransferState::Failed, 30);
+    old.name = "big.bin".into();
+    old.reason = Some(Reason::Superseded);
+    old.message = Some("sent again: its bytes go on in transfer 0000000000000016".into());
+    app.transfers = vec![old];
+    let s = screen(&app, 120, 40);
+    let row = s.lines().find(|l| l.contains("big.bin")).unwrap_or_default().to_string();
+    assert!(row.contains("sent again: its bytes go on in transfer"), "{s}");
+    assert!(!row.contains("failed"), "{row}");
+}
