@@ -17,7 +17,8 @@
 #       partial, and the same send again resumes (resumed > 0)
 #   (g) Ctrl-C of a one-shot `lanyard send host2 host3` (relayed: h2 passes it on to h3) while h2
 #       has part of it: the command exits 1 promptly with one line, h2 hears that h1 stopped,
-#       both keep their partial data, and the same send again resumes for both (verified)
+#       both keep their partial data, and the same send again resumes for both (verified); no
+#       receive stays listed paused (the interrupted ones say where their bytes went)
 #
 # Env: LANYARD_BIN, LANYARD_REQUIRE_NETNS=1, LANYARD_KEEP_TMP=1, BIG_MIB (default 48),
 #      SLOW_MBIT (default 40).
@@ -219,12 +220,18 @@ log "(g) again: $(tr '\n' ' ' <"$TMP/cmd-g2.out")"
 # Each receiver's newest receive started from the partial it kept (the sender's lines do not
 # say it for a relayed send).
 for h in 2 3; do
-    R=$(lny "$h" "$PATIENCE" transfers --json | python3 -c '
+    lny "$h" "$PATIENCE" transfers --json >"$TMP/transfers-g-$h.jsonl"
+    R=$(python3 -c '
 import json,sys
-r=[t for t in map(json.loads, sys.stdin) if t["direction"] == "receive"]
-print(r[-1]["resumed"] if r else 0)')
+r=[t for t in map(json.loads, open(sys.argv[1])) if t["direction"] == "receive"]
+print(r[-1]["resumed"] if r else 0)' "$TMP/transfers-g-$h.jsonl")
     [ "$R" -gt 0 ] || die "(g) h$h resumed nothing"
     log "(g) h$h resumed $R bytes"
+    # The interrupted receive whose bytes went on does not stay listed as paused.
+    P=$(python3 -c '
+import json,sys
+print(" ".join(t["transfer"] for t in map(json.loads, open(sys.argv[1])) if t["direction"] == "receive" and t["state"] == "paused"))' "$TMP/transfers-g-$h.jsonl")
+    [ -z "$P" ] || die "(g) h$h still lists paused receives: $P"
 done
 [ "$(sha256sum <"$IN2/big.bin")" = "$SUM" ] || die "(g) h2's file differs"
 [ "$(sha256sum <"$TMP/in3/big.bin")" = "$SUM" ] || die "(g) h3's file differs"
