@@ -389,7 +389,16 @@ def stop_node(i, how):
         os.kill(pid, {"term": signal.SIGTERM, "int": signal.SIGINT, "kill": signal.SIGKILL}[how])
     limit = C.patience / 4
     if not wait(gone, limit):
-        FINDINGS.append(("serving", "h%d did not stop within %d s of %s; killed" % (i, limit, how)))
+        said = ""
+        if i == TUI:
+            # What its node said while it stopped (which of its tasks still ran), if anything.
+            try:
+                with open("%s/tui.%d.log" % (C.tmp, n.starts), errors="replace") as f:
+                    lines = [l.strip() for l in f if "shutting down" in l or "WARN" in l]
+                said = "".join("\n          " + l[-300:] for l in lines[-6:])
+            except OSError:
+                pass
+        FINDINGS.append(("serving", "h%d did not stop within %d s of %s; killed%s" % (i, limit, how, said)))
         os.kill(pid, signal.SIGKILL)
         wait(lambda: not pid_alive(pid), 10)
     reap(i)
