@@ -153,15 +153,16 @@ impl NodeHandle {
             *lock(&ctx.sources) = Some(paths.clone());
             let (tx, rx) = oneshot::channel();
             results.push(tx);
-            let join = shared.tracker.spawn(async move {
+            let join = shared.tracker.spawn("transfer::relay_recipient", async move {
                 rx.await
                     .unwrap_or_else(|_| Err(TransferError::failed("the relayed send ended abnormally")))
             });
             tasks.push((ctx.peer.clone(), TransferTask { id: ctx.id.clone(), join }));
         }
-        shared
-            .tracker
-            .spawn(relay::send(shared.clone(), group.clone(), manifest, ctxs, results, None));
+        shared.tracker.spawn(
+            "transfer::relay",
+            relay::send(shared.clone(), group.clone(), manifest, ctxs, results, None),
+        );
         Ok(GroupTask { id: group, tasks })
     }
 
@@ -185,7 +186,7 @@ impl NodeHandle {
             ));
             let (tx, rx) = oneshot::channel();
             results.push(tx);
-            let join = shared.tracker.spawn(async move {
+            let join = shared.tracker.spawn("transfer::deposit", async move {
                 rx.await
                     .unwrap_or_else(|_| Err(TransferError::failed("the deposit ended abnormally")))
             });
@@ -193,14 +194,10 @@ impl NodeHandle {
             ctxs.push(ctx);
         }
         let manifest = prepared.0.clone();
-        shared.tracker.spawn(relay::send(
-            shared.clone(),
-            group.clone(),
-            manifest,
-            ctxs,
-            results,
-            Some(name.to_string()),
-        ));
+        shared.tracker.spawn(
+            "transfer::deposit_relay",
+            relay::send(shared.clone(), group.clone(), manifest, ctxs, results, Some(name.to_string())),
+        );
         GroupTask { id: group, tasks }
     }
 
@@ -224,7 +221,7 @@ impl NodeHandle {
         let name = manifest.label();
         ctx.update(|v| v.name = name);
         let id = ctx.id.clone();
-        let join = shared.tracker.spawn(async move {
+        let join = shared.tracker.spawn("transfer::send", async move {
             ctx.store_start().await;
             let result = match connect(&ctx.shared, &ctx.peer).await {
                 Ok(conn) => send::run(&ctx, conn, &manifest, send::Outgoing::plain()).await,
@@ -322,7 +319,7 @@ impl NodeHandle {
         ctx.note(|v| v.saved_to = Some(dest.display().to_string()));
         let id = ctx.id.clone();
         let paths = paths.to_vec();
-        let join = shared.tracker.spawn(async move {
+        let join = shared.tracker.spawn("transfer::get", async move {
             let result = match connect(&ctx.shared, &ctx.peer).await {
                 Ok(conn) => pull::get(&ctx, conn, paths, dest).await,
                 Err(e) => Err(e),
@@ -342,8 +339,10 @@ impl NodeHandle {
         resume::cancel(&self.shared, id)
     }
 
-    /// Resume a paused send now, without waiting to see its peer online. `Err` says why not.
-    pub fn resume_transfer(&self, id: &str) -> Result<String, String> {
+    /// Resume a paused send now, without waiting to see its peer online. `Err`: no such
+    /// paused transfer (`NotFound`), or one this node cannot resume (`Unavailable`: a receive
+    /// goes on when its sender sends again; a send whose sources are not known).
+    pub fn resume_transfer(&self, id: &str) -> Result<String, crate::node::api::Failure> {
         resume::now(&self.shared, id)
     }
 
