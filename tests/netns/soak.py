@@ -376,9 +376,10 @@ def stop_node(i, how):
     answered = [False]
 
     def gone():
-        # Quitting with transfers running asks first ("... pause them and quit? y/n"), as soon
-        # as the TUI draws it (a loaded machine may take seconds): answered once, yes.
-        if how == "quit" and not answered[0] and pid_alive(pid) and "y/n" in screen():
+        # Quitting with transfers running asks first ("2 transfers running — pause them and
+        # quit?" over "… · y quit · n stay"), as soon as the TUI draws it (a loaded machine may
+        # take seconds): answered once, yes.
+        if how == "quit" and not answered[0] and pid_alive(pid) and "pause them and quit?" in screen():
             answered[0] = True
             tmux("send-keys", "-t", "tui", "y")
         return not pid_alive(pid)
