@@ -130,6 +130,9 @@ pub const SHUTDOWN_WARN: Duration = Duration::from_secs(5);
 /// Shutdown waits at most this long for the node's tasks in all, then names the ones left
 /// running and releases the data dir: a person who quits gets the terminal back.
 pub const SHUTDOWN_LIMIT: Duration = Duration::from_secs(30);
+/// How long a command that ends waits, after its node stopped, for blocking threads that still
+/// run (a disk write finishing) before the process exits without them.
+pub const EXIT_WAIT: Duration = Duration::from_secs(5);
 /// How much longer than the receiver's own answer deadline a sender waits for the answer.
 pub const ANSWER_GRACE: Duration = Duration::from_secs(30);
 /// After its last byte, how long a sender waits for the verdicts on the last files: the

@@ -192,6 +192,23 @@ async fn a_stopped_sender_leaves_the_partial_for_a_resume() {
     assert!(outcome.all_ok());
     assert!(outcome.resumed >= 4 << 20, "resumed {} of the {held} held", outcome.resumed);
     assert_eq!(std::fs::read(b.downloads.join("big.bin")).unwrap(), pattern(BIG, 31));
+    // Bob's row of the first send does not stay paused for a resume that will never come under
+    // its id: it says where its bytes went, and is no longer one to cancel.
+    common::until("the first receive's row ends", || {
+        b.handle
+            .transfers()
+            .iter()
+            .any(|t| t.transfer == id && t.state != TransferState::Paused)
+    })
+    .await;
+    let old = b.handle.transfers().into_iter().find(|t| t.transfer == id).unwrap();
+    assert_eq!(
+        (old.state, old.reason),
+        (TransferState::Failed, Some(Reason::Superseded)),
+        "{old:?}"
+    );
+    assert!(old.message.as_deref().is_some_and(|m| m.contains(&outcome.transfer)), "{old:?}");
+    assert!(!b.handle.cancel_transfer(&id), "the old row is still one to cancel");
 }
 
 /// A node restarted on the same data dir lists its paused send and offers it again by itself

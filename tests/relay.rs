@@ -471,6 +471,12 @@ async fn a_relay_that_cancels_its_own_receive_leaves_the_peers_behind_it_to_the_
     );
     // Carol, behind him, is served by ada directly and resumes what bob had passed on.
     assert!(results[1].1.as_ref().is_ok_and(|o| o.all_ok()), "carol: {:?}", results[1].1);
+    // And the sender says so, as for a send to one peer.
+    assert!(
+        results[1].1.as_ref().is_ok_and(|o| o.resumed >= 2 << 20),
+        "carol: {:?}",
+        results[1].1
+    );
     assert!(std::fs::read(carol.downloads.join("image.bin")).unwrap() == std::fs::read(&big).unwrap());
     let last = receives(&carol).pop().unwrap();
     assert!(last.resumed >= 2 << 20, "{last:?}");
@@ -503,5 +509,42 @@ async fn a_senders_cancel_reaches_the_chain_behind_the_relay_and_no_partial_data
             "{r:?}"
         );
         common::until("no partial data", || partial_bytes(n) == 0).await;
+    }
+}
+
+#[tokio::test]
+async fn a_sender_that_quits_mid_way_pauses_every_recipient_at_once() {
+    use lanyard::node::api::TransferState;
+    use lanyard::reason::Reason;
+    let (ada, bob, carol) = (
+        node("ada", |c| c.resume = true).await,
+        node("bob", |_| {}).await,
+        node("carol", |_| {}).await,
+    );
+    // Bob stops reading after 4 MiB: the send is surely mid-way when ada quits.
+    let held = bob.handle.inject_hold_after(4 << 20);
+    let (_src, _big, group) = relayed_to_carol(&ada, &bob, &carol, 16).await;
+    let started = std::time::Instant::now();
+    ada.handle.shutdown().await;
+    // No second round, no dial of anyone, no wait for a verdict once the node stops: its own
+    // tasks end within the few seconds a stop takes to tell the peer (not the 30 s shutdown waits
+    // at most for a task that hangs).
+    assert!(started.elapsed() < std::time::Duration::from_secs(15), "{:?}", started.elapsed());
+    for (peer, r) in group.wait().await {
+        assert!(matches!(&r, Err(TransferError::Stopped(_))), "{peer}: {r:?}");
+    }
+    // Bob reads again: his receive and the one he passed on to carol end with their partial
+    // data kept for the resume (and the runtime's end at the test's close waits for no
+    // producer left blocked on bob's copy). Bob, who read nothing while ada stopped, could not
+    // hear why (her words wait behind full buffers she gave up on): he sees the connection lost.
+    held.cancel();
+    for (name, n) in [("bob", &bob), ("carol", &carol)] {
+        common::until("the receive ends", || receives(n).last().is_some_and(|r| r.state.is_finished())).await;
+        let r = receives(n).pop().unwrap();
+        assert!(
+            !matches!(r.state, TransferState::Cancelled | TransferState::Done) && r.reason != Some(Reason::Tampered),
+            "{name}: {r:?}"
+        );
+        assert!(partial_bytes(n) > 0, "{name}: no partial data kept");
     }
 }

@@ -47,7 +47,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         match command {
             Command::Tui => crate::ui::run(&config).await,
             Command::Serve { accept_all, json } => serve::run(&config, accept_all, json).await,
@@ -111,7 +111,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Command::Doctor { wait } => doctor::run(&config, wait).await,
             Command::Completions { .. } | Command::ManPages { .. } => unreachable!("handled before the config is read"),
         }
-    })
+    });
+    // The node has stopped by now (its shutdown waited for its tasks); a blocking thread that
+    // still runs must not keep the person's terminal: dropping the runtime would wait for it
+    // without end.
+    runtime.shutdown_timeout(crate::limits::EXIT_WAIT);
+    result
 }
 
 fn init_logging(command: &Command) {

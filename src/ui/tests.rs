@@ -1282,3 +1282,18 @@ fn s_sends_to_a_localsend_device_and_its_pin_is_asked_when_it_wants_one() {
     key(&mut app, KeyCode::Char(' '));
     assert!(app.marked_peers.contains(&device));
 }
+
+#[test]
+fn a_receive_whose_bytes_went_on_in_a_new_transfer_says_so_not_failed() {
+    let mut app = lab();
+    let bob = id(1);
+    let mut old = transfer(21, &bob, "bob", Direction::Receive, TransferState::Failed, 30);
+    old.name = "big.bin".into();
+    old.reason = Some(Reason::Superseded);
+    old.message = Some("sent again: its bytes go on in transfer 0000000000000016".into());
+    app.transfers = vec![old];
+    let s = screen(&app, 120, 40);
+    let row = s.lines().find(|l| l.contains("big.bin")).unwrap_or_default().to_string();
+    assert!(row.contains("sent again: its bytes go on in transfer"), "{s}");
+    assert!(!row.contains("failed"), "{row}");
+}

@@ -5,6 +5,9 @@
 #
 #   (a) `lanyard cancel ID` on the sender: h2 says cancelled_by_sender, never "authentication",
 #       and keeps no partial data
+#   (f) `lanyard cancel ID` on the receiver: both sides say cancelled_by_receiver, h1 in words
+#       ("host2 cancelled big.bin") and in the one-shot send's output, nobody reports an
+#       authentication failure, and neither side keeps partial data
 #   (b) SIGTERM of the sending serve mid-send: h2 says stopped and keeps the partial; the serve
 #       restarted on the same data dir resumes by itself and the file arrives verified
 #   (c) kill -9 of the receiving serve mid-send, then a restart: the sender resumes by itself
@@ -12,6 +15,10 @@
 #       stored as it started)
 #   (d) Ctrl-C (SIGINT) of a one-shot `lanyard send`: exits non-zero with one line, h2 keeps the
 #       partial, and the same send again resumes (resumed > 0)
+#   (g) Ctrl-C of a one-shot `lanyard send host2 host3` (relayed: h2 passes it on to h3) while h2
+#       has part of it: the command exits 1 promptly with one line, h2 hears that h1 stopped,
+#       both keep their partial data, and the same send again resumes for both (verified); no
+#       receive stays listed paused (the interrupted ones say where their bytes went)
 #
 # Env: LANYARD_BIN, LANYARD_REQUIRE_NETNS=1, LANYARD_KEEP_TMP=1, BIG_MIB (default 48),
 #      SLOW_MBIT (default 40).
@@ -30,9 +37,9 @@ BIG_MIB=${BIG_MIB:-48}
 SLOW_MBIT=${SLOW_MBIT:-40}
 PORT=7717
 
-netns_setup 2
+netns_setup 3
 TMP=$NETNS_TMP
-LOGS=(h1 h2)
+LOGS=(h1 h2 h3)
 netns_on_failure() { dump_logs lifecycle "$1"; }
 
 if ! netns_exec 1 tc qdisc replace dev eth0 root tbf rate "${SLOW_MBIT}mbit" burst 64kb latency 50ms; then
@@ -69,8 +76,10 @@ start_h1() { serve_start 1 h1 --download-dir "$TMP/in1"; }
 start_h2() { serve_start 2 h2 --accept-all --download-dir "$IN2"; }
 start_h1
 start_h2
+serve_start 3 h3 --accept-all --download-dir "$TMP/in3"
 expect_event "$TMP/h1.jsonl" "$PATIENCE" event=peer_up nick=host2 >/dev/null
 expect_event "$TMP/h2.jsonl" "$PATIENCE" event=peer_up nick=host1 >/dev/null
+expect_event "$TMP/h1.jsonl" "$PATIENCE" event=peer_up nick=host3 >/dev/null
 
 # send_bg: `lanyard send host2 -- big.bin` on h1 (handed to h1's serve), in the background;
 # once h2 has 4 MiB of it prints "ID WIRE": h1's id for it and the one h2 knows it by (a send
@@ -97,6 +106,22 @@ E=$(expect_event "$TMP/h2.jsonl" "$PATIENCE" event=cancelled transfer="$WIRE") |
 log "(a) h2: $(field reason <<<"$E")"
 ! grep -q authentication "$TMP/h2.jsonl" "$TMP/h2.err" || die "(a) h2 reports an authentication failure"
 wait_for "$PATIENCE" test "$(partials_on_h2)" = 0 || die "(a) h2 kept partial data after a cancel"
+
+log "(f) lanyard cancel on the receiver"
+read -r ID WIRE < <(send_bg f)
+lny 2 "$PATIENCE" cancel "$WIRE" >/dev/null
+E=$(expect_event "$TMP/h1.jsonl" "$PATIENCE" event=cancelled transfer="$ID") || die "(f) h1 saw no cancel"
+[ "$(field code <<<"$E")" = cancelled_by_receiver ] || die "(f) h1's code: $E"
+[[ "$(field reason <<<"$E")" == "host2 cancelled big.bin" ]] || die "(f) h1's words: $E"
+log "(f) h1: $(field reason <<<"$E")"
+E=$(expect_event "$TMP/h2.jsonl" "$PATIENCE" event=cancelled transfer="$WIRE") || die "(f) h2 saw no cancel"
+[ "$(field code <<<"$E")" = cancelled_by_receiver ] || die "(f) h2's code: $E"
+log "(f) h2: $(field reason <<<"$E")"
+wait_for "$PATIENCE" grep -q "cancelled" "$TMP/cmd-send-f.err" "$TMP/cmd-send-f.out" || die "(f) the send did not say it was cancelled"
+log "(f) send: $(cat "$TMP/cmd-send-f.err" "$TMP/cmd-send-f.out")"
+! grep -q authentication "$TMP/h1.jsonl" "$TMP/h1.err" "$TMP/h2.jsonl" "$TMP/h2.err" || die "(f) an authentication failure was reported"
+wait_for "$PATIENCE" test "$(partials_on_h2)" = 0 || die "(f) h2 kept partial data after its cancel"
+[ "$(ls -A "$TMP/in1/.lanyard-partial" 2>/dev/null | wc -l)" = 0 ] || die "(f) h1 holds partial data"
 
 log "(b) SIGTERM of the sending serve, then a restart on the same data dir"
 read -r ID WIRE < <(send_bg b)
@@ -162,6 +187,54 @@ lny 1 $((PATIENCE * 5)) send host2 -- "$SRC/big.bin" >"$TMP/cmd-d2.out" 2>"$TMP/
 grep -q resumed "$TMP/cmd-d2.out" || die "(d) nothing resumed: $(cat "$TMP/cmd-d2.out")"
 log "(d) again: $(cat "$TMP/cmd-d2.out")"
 [ "$(sha256sum <"$IN2/big.bin")" = "$SUM" ] || die "(d) the file differs"
+rm "$IN2/big.bin"
+
+log "(g) Ctrl-C of a one-shot send to two peers, relayed"
+BEFORE=$(count_events "$TMP/h2.jsonl" event=transfer_started)
+host_env 1
+netns_spawn 1 "$TMP/cmd-g.out" "$TMP/cmd-g.err" "${HENV[@]}" "$LANYARD_BIN" send host2 host3 -- "$SRC/big.bin"
+SEND_PID=$NETNS_PID
+wait_for "$PATIENCE" test "$(count_events "$TMP/h2.jsonl" event=transfer_started)" -gt "$BEFORE" || die "(g) the send never started"
+ID=$(python3 -c '
+import json,sys
+ids=[o["transfer"] for o in (json.loads(l) for l in open(sys.argv[1],"rb") if b"transfer_started" in l) if o["direction"] == "receive"]
+print(ids[-1])' "$TMP/h2.jsonl")
+wait_for "$PATIENCE" moved_on_h2 "$ID" 4 || die "(g) never got going"
+kill -INT "$SEND_PID"
+# It ends on its own, without waiting out the recipients (a stop is said, not negotiated).
+wait_for "$PATIENCE" eval '! kill -0 "$SEND_PID" 2>/dev/null' || die "(g) the interrupted send did not exit"
+RC=0
+wait "$SEND_PID" || RC=$?
+[ "$RC" = 1 ] || die "(g) an interrupted send exited $RC: $(cat "$TMP/cmd-g.err")"
+[ "$(grep -c . "$TMP/cmd-g.err")" -le 2 ] || die "(g) more than one line: $(cat "$TMP/cmd-g.err")"
+log "(g) exit $RC: $(tail -n 1 "$TMP/cmd-g.err")"
+E=$(expect_event "$TMP/h2.jsonl" "$PATIENCE" event=error transfer="$ID") || die "(g) h2 saw no stop"
+[ "$(field code <<<"$E")" = stopped ] || die "(g) h2's code: $E"
+E=$(expect_event "$TMP/h3.jsonl" "$PATIENCE" event=error transfer="$ID") || die "(g) h3 saw no end"
+log "(g) h3: $(field message <<<"$E")"
+[ "$(partials_on_h2)" = 1 ] || die "(g) h2 did not keep the partial"
+[ "$(ls -A "$TMP/in3/.lanyard-partial" 2>/dev/null | wc -l)" = 1 ] || die "(g) h3 did not keep the partial"
+! grep -q authentication "$TMP/h2.jsonl" "$TMP/h3.jsonl" || die "(g) an authentication failure was reported"
+lny 1 $((PATIENCE * 5)) send host2 host3 -- "$SRC/big.bin" >"$TMP/cmd-g2.out" 2>"$TMP/cmd-g2.err" || die "(g) the second send failed: $(cat "$TMP/cmd-g2.out" "$TMP/cmd-g2.err")"
+log "(g) again: $(tr '\n' ' ' <"$TMP/cmd-g2.out")"
+# Each receiver's newest receive started from the partial it kept (the sender's lines do not
+# say it for a relayed send).
+for h in 2 3; do
+    lny "$h" "$PATIENCE" transfers --json >"$TMP/transfers-g-$h.jsonl"
+    R=$(python3 -c '
+import json,sys
+r=[t for t in map(json.loads, open(sys.argv[1])) if t["direction"] == "receive"]
+print(r[-1]["resumed"] if r else 0)' "$TMP/transfers-g-$h.jsonl")
+    [ "$R" -gt 0 ] || die "(g) h$h resumed nothing"
+    log "(g) h$h resumed $R bytes"
+    # The interrupted receive whose bytes went on does not stay listed as paused.
+    P=$(python3 -c '
+import json,sys
+print(" ".join(t["transfer"] for t in map(json.loads, open(sys.argv[1])) if t["direction"] == "receive" and t["state"] == "paused"))' "$TMP/transfers-g-$h.jsonl")
+    [ -z "$P" ] || die "(g) h$h still lists paused receives: $P"
+done
+[ "$(sha256sum <"$IN2/big.bin")" = "$SUM" ] || die "(g) h2's file differs"
+[ "$(sha256sum <"$TMP/in3/big.bin")" = "$SUM" ] || die "(g) h3's file differs"
 
 netns_check_drops
 echo "PASS lifecycle.sh"

@@ -376,9 +376,10 @@ def stop_node(i, how):
     answered = [False]
 
     def gone():
-        # Quitting with transfers running asks first ("... pause them and quit? y/n"), as soon
-        # as the TUI draws it (a loaded machine may take seconds): answered once, yes.
-        if how == "quit" and not answered[0] and pid_alive(pid) and "y/n" in screen():
+        # Quitting with transfers running asks first ("2 transfers running — pause them and
+        # quit?" over "… · y quit · n stay"), as soon as the TUI draws it (a loaded machine may
+        # take seconds): answered once, yes.
+        if how == "quit" and not answered[0] and pid_alive(pid) and "pause them and quit?" in screen():
             answered[0] = True
             tmux("send-keys", "-t", "tui", "y")
         return not pid_alive(pid)
@@ -389,7 +390,16 @@ def stop_node(i, how):
         os.kill(pid, {"term": signal.SIGTERM, "int": signal.SIGINT, "kill": signal.SIGKILL}[how])
     limit = C.patience / 4
     if not wait(gone, limit):
-        FINDINGS.append(("serving", "h%d did not stop within %d s of %s; killed" % (i, limit, how)))
+        said = ""
+        if i == TUI:
+            # What its node said while it stopped (which of its tasks still ran), if anything.
+            try:
+                with open("%s/tui.%d.log" % (C.tmp, n.starts), errors="replace") as f:
+                    lines = [l.strip() for l in f if "shutting down" in l or "WARN" in l]
+                said = "".join("\n          " + l[-300:] for l in lines[-6:])
+            except OSError:
+                pass
+        FINDINGS.append(("serving", "h%d did not stop within %d s of %s; killed%s" % (i, limit, how, said)))
         os.kill(pid, signal.SIGKILL)
         wait(lambda: not pid_alive(pid), 10)
     reap(i)

@@ -593,6 +593,17 @@ impl Plan {
         (self.dest.join(PARTIAL_DIR), names)
     }
 
+    /// The partial files this transfer goes on from (bytes an earlier one left).
+    pub(crate) fn resumed_partials(&self) -> (PathBuf, Vec<String>) {
+        let names = self
+            .slots
+            .iter()
+            .filter(|s| !s.dir && s.existing.is_none() && s.offset > 0 && !s.partial.is_empty())
+            .map(|s| s.partial.clone())
+            .collect();
+        (self.dest.join(PARTIAL_DIR), names)
+    }
+
     /// After the last file: folders whose every item arrived need no resume record any more.
     pub(crate) fn finish(&mut self, ok: &[bool]) {
         for (g, group) in self.groups.iter().enumerate() {

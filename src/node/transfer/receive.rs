@@ -319,6 +319,8 @@ async fn exchange(
     moving(ctx, async { writer.send(&TransferMsg::Accept { resume }).await.map_err(io_stop) }).await?;
     tracing::debug!("transfer {}: accepted", ctx.id);
 
+    let (dir, names) = plan.resumed_partials();
+    super::resume::taken_over(&ctx.shared, &ctx.id, dir, names);
     let expected: Vec<(bool, u64)> = plan.slots.iter().map(|s| (s.dir, s.offset)).collect();
     let resumed = expected.iter().map(|e| e.1).sum();
     let mut meter = Meter::new(ctx, n as u32, header.bytes);

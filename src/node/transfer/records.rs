@@ -4,11 +4,12 @@
 //! drop them if it is cancelled for good). The newest [`KEPT`] are listed after a restart; a
 //! paused one is kept however old until it ends.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+use super::error::Direction;
 use super::progress::{TransferState, TransferView};
 use crate::store::{Store, unix_now_ms};
 
@@ -76,6 +77,28 @@ pub(crate) fn save(store: &Store, view: &TransferView, sources: Option<&[PathBuf
         [KEPT as i64],
     )?;
     Ok(())
+}
+
+/// Receives other than `except` that left partial files this one goes on from (`names` in
+/// `dir`): they no longer own them (a cancel of one must not drop the data another uses), and
+/// their views are returned, to be ended.
+pub(crate) fn taken_over(store: &Store, dir: &Path, names: &[String], except: &str) -> anyhow::Result<Vec<TransferView>> {
+    let mut ended = Vec::new();
+    for r in load(store)? {
+        let Some(p) = &r.partials else { continue };
+        let ours = r.view.direction == Direction::Receive
+            && r.view.transfer != except
+            && matches!(r.view.state, TransferState::Paused | TransferState::Failed)
+            && p.dir == dir
+            && p.names.iter().any(|n| names.contains(n));
+        if ours {
+            store
+                .lock()
+                .execute("UPDATE transfer_records SET partials = NULL WHERE id = ?1", [&r.view.transfer])?;
+            ended.push(r.view);
+        }
+    }
+    Ok(ended)
 }
 
 /// The stored transfers, oldest first: the newest [`KEPT`] and every paused one. A view that

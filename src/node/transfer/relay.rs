@@ -278,7 +278,9 @@ pub(crate) async fn send(
     }
     let _sending = Sending(&shared, &group);
     vouch_to_all(&shared, &group, &digest, &ctxs).await;
-    let stop = CancellationToken::new();
+    // Raised by a cancel of any recipient, and by this node stopping: no new round, no new
+    // connection and no wait for a verdict then (a quit must not wait out three rounds of dials).
+    let stop = shared.cancel.child_token();
     // Cancelling any recipient's transfer stops the one stream they all hang on.
     let cancel_all = {
         let tokens: Vec<CancellationToken> = ctxs.iter().map(|c| c.cancel.clone()).collect();
@@ -357,7 +359,11 @@ pub(crate) async fn send(
         // A recipient a relay spoke for has a moment to say so itself.
         let until = tokio::time::Instant::now() + VERDICT_WAIT;
         while lock(&fates).awaiting() && !stop.is_cancelled() {
-            match tokio::time::timeout_at(until, verdicts.recv()).await {
+            let verdict = tokio::select! {
+                v = tokio::time::timeout_at(until, verdicts.recv()) => v,
+                _ = stop.cancelled() => break,
+            };
+            match verdict {
                 Ok(Some((peer, report))) => hear(peer, report),
                 _ => break,
             }
@@ -545,6 +551,9 @@ impl Fates {
                     files,
                     bytes,
                     saved_as,
+                    // What our own last connection to it did not send (a recipient only a
+                    // relay served keeps 0: the relay's word on it is no measure).
+                    resumed: ctx.view().resumed,
                     ..Outcome::default()
                 };
                 if failed > 0 {
@@ -581,6 +590,8 @@ impl Fates {
                 })
             }
             _ if ctx.cancel.is_cancelled() => Err(TransferError::Cancelled(Reason::CancelledBySender, "cancelled".into())),
+            // This node stopped before it was served: it pauses, to be offered again.
+            _ if ctx.shared.cancel.is_cancelled() => Err(TransferError::Stopped("stopped: this lanyard is quitting".into())),
             // Only a relay spoke for it: its words, as its own.
             _ => match self.claim[k].take() {
                 Some((relay, claim)) => Err(TransferError::failed(format!(
@@ -690,6 +701,7 @@ pub(crate) fn start_forward(
     let shared = ctx.shared.clone();
     let group = ctx.wire_id();
     shared.clone().tracker.spawn("transfer::relay_forward", async move {
+        let _close = super::tap::CloseOnDrop(tap.clone());
         let items = {
             let m = manifest.clone();
             match tokio::task::spawn_blocking(move || m.items()).await {
@@ -730,7 +742,6 @@ pub(crate) fn start_forward(
                     };
                     let _ = tx.send((h.id.clone(), report));
                 }
-                tap.close();
                 return;
             }
         };
@@ -764,7 +775,6 @@ pub(crate) fn start_forward(
             let _ = tx.send((chain.hops[k].id.clone(), report));
         };
         drive(&chain, &m, &mut ctx_for, &produce, &mut sink, &stop).await;
-        tap.close();
     });
     rx
 }

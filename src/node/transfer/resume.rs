@@ -155,7 +155,32 @@ async fn end(shared: &Arc<Shared>, view: TransferView, partials: Option<Partials
 /// receive that failed (its sender went away mid-way: a relay lost its own sender, say) and
 /// kept its partial data for the sender to offer it again. Its peer can still end it for good.
 pub(crate) fn kept(v: &TransferView) -> bool {
-    v.state == TransferState::Paused || (v.state == TransferState::Failed && v.direction == Direction::Receive)
+    v.state == TransferState::Paused
+        || (v.state == TransferState::Failed && v.direction == Direction::Receive && v.reason != Some(Reason::Superseded))
+}
+
+/// Receive `id` goes on from partial files (`names` in `dir`) that earlier receives left (the
+/// sender sent the same again, under a new id): those end, saying where their bytes went,
+/// instead of staying paused for a resume that will never come under their own id.
+pub(crate) fn taken_over(shared: &Arc<Shared>, id: &str, dir: PathBuf, names: Vec<String>) {
+    if names.is_empty() {
+        return;
+    }
+    let (shared, id) = (shared.clone(), id.to_string());
+    shared.clone().tracker.spawn("transfer::taken_over", async move {
+        let (store, except) = (shared.clone(), id.clone());
+        let found = crate::node::off_thread(move || records::taken_over(&store.store, &dir, &names, &except)).await;
+        let Ok(Ok(views)) = found else { return };
+        for mut view in views {
+            view.state = TransferState::Failed;
+            view.reason = Some(Reason::Superseded);
+            view.message = Some(format!("sent again: its bytes go on in transfer {id}"));
+            view.rate = 0;
+            view.eta_secs = None;
+            view.ended_ms = Some(unix_now_ms());
+            end(&shared, view, None).await;
+        }
+    });
 }
 
 /// The listed view of a paused transfer.

@@ -604,6 +604,11 @@ impl Batch {
         Ok(())
     }
 
+    /// The stream that takes the batches is gone.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
     pub fn send(&mut self) -> Result<(), ()> {
         if self.chunks.is_empty() {
             return Ok(());

@@ -142,7 +142,7 @@ impl Tap {
         for (index, size, offset) in files {
             let layout = Layout::of(size);
             // Wait for the file to start here.
-            let started = self.wait(|s| match s.files.get(&index) {
+            let started = self.wait(&batch, |s| match s.files.get(&index) {
                 Some(f) => Some(Ok(f.cvs.clone())),
                 None => ended_early(s, "it was not sent to this relay"),
             });
@@ -165,7 +165,7 @@ impl Tap {
                 if pos >= size {
                     break Chunk::Done;
                 }
-                let ready = self.wait(|s| {
+                let ready = self.wait(&batch, |s| {
                     let f = s.files.get(&index)?;
                     if f.verified > pos {
                         return Some(Ok((f.verified, f.copy.reader())));
@@ -213,18 +213,34 @@ impl Tap {
         let _ = batch.send();
     }
 
-    /// Wait until `ready` says something (or the forwarding side closed: `None`).
-    fn wait<T>(&self, mut ready: impl FnMut(&State) -> Option<Result<T, Step>>) -> Option<Result<T, Step>> {
+    /// Wait until `ready` says something (or the forwarding side closed, or the stream that
+    /// takes our segments is gone: `None`). The stream going away wakes nobody here, so it is
+    /// looked at every [`CONSUMER_CHECK`]: a blocking thread left waiting would hold the
+    /// runtime (and the process) at exit.
+    fn wait<T>(&self, batch: &Batch, mut ready: impl FnMut(&State) -> Option<Result<T, Step>>) -> Option<Result<T, Step>> {
         let mut s = lock(&self.state);
         loop {
-            if s.closed {
+            if s.closed || batch.is_closed() {
                 return None;
             }
             if let Some(r) = ready(&s) {
                 return Some(r);
             }
-            s = self.changed.wait(s).unwrap_or_else(|e| e.into_inner());
+            s = self.changed.wait_timeout(s, CONSUMER_CHECK).unwrap_or_else(|e| e.into_inner()).0;
         }
+    }
+}
+
+/// How often a producer waiting for verified bytes looks whether its stream is still there.
+const CONSUMER_CHECK: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Closes the tap when dropped: however the forwarding side ends (also dropped mid-way, as a
+/// runtime that shuts down drops its tasks), no producer is left waiting on it.
+pub(crate) struct CloseOnDrop(pub Arc<Tap>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }
 
@@ -276,5 +292,47 @@ impl Copy {
             Copy::Open(f) => Reader::Open(f.clone()),
             Copy::Placed(p) => Reader::Placed(p.clone()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A producer waiting for bytes the relay has not verified yet, on a thread of its own;
+    /// what it returned with comes on the channel returned.
+    fn producing(tap: &Arc<Tap>, tx: mpsc::Sender<Vec<Chunk>>) -> std::sync::mpsc::Receiver<()> {
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let (_spare_tx, spares) = super::super::stream::spares();
+        let tap = tap.clone();
+        std::thread::spawn(move || {
+            tap.produce(vec![(0, 1 << 20, 0)], tx, spares);
+            let _ = done_tx.send(());
+        });
+        done
+    }
+
+    // Generous: the producer looks every `CONSUMER_CHECK`, a loaded machine may be slow.
+    const ENDS_WITHIN: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn a_producer_ends_when_its_stream_goes_though_the_tap_stays_open() {
+        let tap = Arc::new(Tap::new(None));
+        let (tx, rx) = mpsc::channel(4);
+        let done = producing(&tap, tx);
+        assert!(done.recv_timeout(CONSUMER_CHECK * 2).is_err(), "it waits while its stream is there");
+        drop(rx);
+        done.recv_timeout(ENDS_WITHIN)
+            .expect("the producer still waits for a stream that is gone");
+    }
+
+    #[test]
+    fn a_producer_ends_when_the_forwarding_side_is_dropped() {
+        let tap = Arc::new(Tap::new(None));
+        let (tx, _rx) = mpsc::channel(4);
+        let done = producing(&tap, tx);
+        drop(CloseOnDrop(tap.clone()));
+        done.recv_timeout(ENDS_WITHIN).expect("the producer still waits on a closed tap");
     }
 }

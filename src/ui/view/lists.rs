@@ -411,9 +411,11 @@ pub(super) fn state_text(app: &App, t: &TransferView) -> String {
             }
             _ => message.unwrap_or("cancelled").to_string(),
         },
-        TransferState::Failed => match message {
-            Some(m) => format!("failed: {m}"),
-            None => "failed".to_string(),
+        TransferState::Failed => match (t.reason, message) {
+            // Nothing failed: the same was sent again and its bytes went on in that transfer.
+            (Some(Reason::Superseded), Some(m)) => m.to_string(),
+            (_, Some(m)) => format!("failed: {m}"),
+            (_, None) => "failed".to_string(),
         },
     }
 }
