@@ -18,6 +18,8 @@ pub mod view;
 mod watch;
 
 #[cfg(test)]
+mod deposit_tests;
+#[cfg(test)]
 mod tests;
 
 use std::io::Write;

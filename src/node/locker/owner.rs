@@ -166,7 +166,33 @@ impl NodeHandle {
 
     async fn save(&self, d: &Deposit) -> Result<()> {
         let (shared, d) = (self.shared.clone(), d.clone());
-        Ok(off_thread(move || db::put_deposit(&shared.store, &d)).await??)
+        off_thread(move || db::put_deposit(&shared.store, &d)).await??;
+        self.publish().await;
+        Ok(())
+    }
+
+    /// Our deposits as recorded, without asking any holder (the snapshot's).
+    pub(crate) async fn deposit_views(&self) -> Result<Vec<DepositView>> {
+        Ok(self
+            .load()
+            .await?
+            .iter()
+            .filter(|d| d.replicas > 0)
+            .map(|d| self.view_of(d))
+            .collect())
+    }
+
+    /// Tell every face our deposits as recorded now, if that changed since they were told.
+    pub(crate) async fn publish(&self) {
+        // Held from the read to the send, so that two publishers cannot send their lists out
+        // of order.
+        let mut last = self.shared.locker.published.lock().await;
+        let Ok(views) = self.deposit_views().await else { return };
+        if last.as_ref() == Some(&views) {
+            return;
+        }
+        *last = Some(views.clone());
+        self.shared.emit(crate::node::Event::Deposits { deposits: views });
     }
 
     /// Check our record against what the lab holds for us (see the module's doc); the record
@@ -240,6 +266,7 @@ impl NodeHandle {
             Ok(_) => {
                 let (shared, peer, id) = (self.shared.clone(), peer.clone(), id.to_string());
                 let _ = off_thread(move || db::remove_holder(&shared.store, &id, &peer)).await;
+                self.publish().await;
                 true
             }
             Err(e) => {
@@ -257,6 +284,7 @@ impl NodeHandle {
                 off_thread(move || db::remove_deposit(&shared.store, &d.id)).await??;
             }
         }
+        self.publish().await;
         Ok(())
     }
 

@@ -163,6 +163,7 @@ impl NodeHandle {
             }
             let s = self.shared.clone();
             off_thread(move || db::put_deposit(&s.store, &d)).await??;
+            self.publish().await;
         }
         Ok(())
     }

@@ -31,8 +31,10 @@ pub(crate) fn unix_ms() -> u64 {
 }
 
 /// Whether `owner` may leave a deposit of `bytes` named `name` here; if so, its store folder
-/// is ready (owner-only, a version held before under the same id removed) and the record to
-/// keep once it is whole comes back. Runs on a blocking thread.
+/// is ready (owner-only, a version held before under the same id removed), and the record to
+/// keep once it is whole comes back with the room it holds meanwhile (deposits arriving count
+/// against the budgets: two offers at once cannot both take the last room). Runs on a
+/// blocking thread.
 pub(crate) fn admit(
     shared: &Arc<Shared>,
     owner: &PeerId,
@@ -40,7 +42,7 @@ pub(crate) fn admit(
     digest: [u8; 32],
     bytes: u64,
     files: u32,
-) -> Result<Held, (Reason, String)> {
+) -> Result<locker::Admitted, (Reason, String)> {
     let me = shared.nick();
     check_component(name).map_err(|e| (Reason::Rejected, format!("a deposit's name: {e}")))?;
     let trusted = shared.peers().get(owner).is_some_and(|p| p.trusted);
@@ -53,8 +55,14 @@ pub(crate) fn admit(
     expire(shared, unix_ms());
     let id = locker::deposit_id(owner, name, &digest);
     let store = &shared.store;
+    let mut arriving = shared.locker.arriving();
     let again = db::find_held(store, owner, &id).map_err(|e| failed(&e))?;
-    let mut used = db::usage(store, owner).map_err(|e| failed(&e))?;
+    let held = db::usage(store, owner).map_err(|e| failed(&e))?;
+    let coming = arriving.usage(owner);
+    let mut used = Usage {
+        owner: held.owner.saturating_add(coming.owner),
+        total: held.total.saturating_add(coming.total),
+    };
     if let Some(old) = &again {
         // The same deposit again (its owner lost its record of it): it replaces itself.
         used = Usage {
@@ -63,6 +71,8 @@ pub(crate) fn admit(
         };
     }
     locker::fits(config, used, bytes, &me).map_err(|e| (Reason::Rejected, e))?;
+    let reservation = arriving.hold(&shared.locker, owner, bytes);
+    drop(arriving);
     let dir = locker::deposit_dir(&shared.config.data_dir, owner, &id);
     if again.is_some() {
         db::remove_held(store, owner, &id).map_err(|e| failed(&e))?;
@@ -70,16 +80,19 @@ pub(crate) fn admit(
     }
     make_private_dirs(&shared.config.data_dir, &dir).map_err(|e| failed(&e))?;
     let now = unix_ms();
-    Ok(Held {
-        owner: owner.clone(),
-        id,
-        name: name.to_string(),
-        bytes,
-        files,
-        digest,
-        stored_ms: now,
-        renewed_ms: now,
-        verified_ms: now,
+    Ok(locker::Admitted {
+        held: Held {
+            owner: owner.clone(),
+            id,
+            name: name.to_string(),
+            bytes,
+            files,
+            digest,
+            stored_ms: now,
+            renewed_ms: now,
+            verified_ms: now,
+        },
+        reservation,
     })
 }
 
@@ -128,10 +141,12 @@ fn deposit_event(h: &Held, change: &str) -> crate::node::Event {
 
 /// A deposit receive ended: kept (owner-only files, recorded) if every file arrived.
 pub(crate) async fn stored(ctx: &Ctx, result: &Result<Outcome, TransferError>) {
-    let Some(held) = ctx.deposit.get().cloned() else { return };
+    let Some(admitted) = ctx.deposit.get() else { return };
     if !matches!(result, Ok(o) if o.all_ok()) {
+        admitted.reservation.release();
         return;
     }
+    let held = admitted.held.clone();
     let shared = ctx.shared.clone();
     let kept = crate::node::off_thread(move || {
         let dir = locker::deposit_dir(&shared.config.data_dir, &held.owner, &held.id);
@@ -142,6 +157,8 @@ pub(crate) async fn stored(ctx: &Ctx, result: &Result<Outcome, TransferError>) {
         Ok::<(), std::io::Error>(())
     })
     .await;
+    // Counted as held now (or not kept at all).
+    admitted.reservation.release();
     if let Err(e) | Ok(Err(e)) = kept.map_err(std::io::Error::other) {
         tracing::warn!("locker: cannot record a deposit: {e}");
     }

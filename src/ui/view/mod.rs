@@ -3,6 +3,7 @@
 //! characters made visible, then fitted to its cell).
 
 mod chat;
+mod deposits;
 mod lists;
 mod overlay;
 mod theme;
