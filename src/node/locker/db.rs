@@ -21,19 +21,29 @@ pub struct Held {
     pub verified_ms: u64,
 }
 
+/// A count or a time, stored as SQLite's integer.
+fn u64_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<u64> {
+    Ok(r.get::<_, i64>(i)? as u64)
+}
+
+/// A content hash (a row written by this module always has 32 bytes there).
+fn digest_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<[u8; 32]> {
+    let d: Vec<u8> = r.get(i)?;
+    Ok(d.try_into().unwrap_or([0; 32]))
+}
+
 fn held_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Held> {
     let owner: String = r.get(0)?;
-    let digest: Vec<u8> = r.get(5)?;
     Ok(Held {
         owner: PeerId::parse(&owner).unwrap_or_else(|| PeerId::from_public_key(&[])),
         id: r.get(1)?,
         name: r.get(2)?,
-        bytes: r.get::<_, i64>(3)? as u64,
-        files: r.get::<_, i64>(4)? as u32,
-        digest: digest.try_into().unwrap_or([0; 32]),
-        stored_ms: r.get::<_, i64>(6)? as u64,
-        renewed_ms: r.get::<_, i64>(7)? as u64,
-        verified_ms: r.get::<_, i64>(8)? as u64,
+        bytes: u64_at(r, 3)?,
+        files: u64_at(r, 4)? as u32,
+        digest: digest_at(r, 5)?,
+        stored_ms: u64_at(r, 6)?,
+        renewed_ms: u64_at(r, 7)?,
+        verified_ms: u64_at(r, 8)?,
     })
 }
 
@@ -179,15 +189,14 @@ pub fn deposits(store: &Store) -> rusqlite::Result<Vec<Deposit>> {
     let mut q = c.prepare("SELECT id, name, bytes, files, digest, replicas, created_ms FROM deposits ORDER BY created_ms, id")?;
     let mut out: Vec<Deposit> = q
         .query_map([], |r| {
-            let digest: Vec<u8> = r.get(4)?;
             Ok(Deposit {
                 id: r.get(0)?,
                 name: r.get(1)?,
-                bytes: r.get::<_, i64>(2)? as u64,
-                files: r.get::<_, i64>(3)? as u32,
-                digest: digest.try_into().unwrap_or([0; 32]),
-                replicas: r.get::<_, i64>(5)? as u32,
-                created_ms: r.get::<_, i64>(6)? as u64,
+                bytes: u64_at(r, 2)?,
+                files: u64_at(r, 3)? as u32,
+                digest: digest_at(r, 4)?,
+                replicas: u64_at(r, 5)? as u32,
+                created_ms: u64_at(r, 6)?,
                 holders: Vec::new(),
             })
         })?
@@ -195,10 +204,7 @@ pub fn deposits(store: &Store) -> rusqlite::Result<Vec<Deposit>> {
     let mut h = c.prepare("SELECT peer, verified, verified_ms FROM deposit_holders WHERE deposit = ?1 ORDER BY peer")?;
     for d in &mut out {
         d.holders = h
-            .query_map([&d.id], |r| {
-                let peer: String = r.get(0)?;
-                Ok((peer, r.get::<_, i64>(1)? != 0, r.get::<_, i64>(2)? as u64))
-            })?
+            .query_map([&d.id], |r| Ok((r.get::<_, String>(0)?, u64_at(r, 1)? != 0, u64_at(r, 2)?)))?
             .filter_map(|r| r.ok())
             .filter_map(|(p, ok, when)| PeerId::parse(&p).map(|p| (p, ok, when)))
             .collect();
