@@ -286,3 +286,29 @@ async fn deposits_offered_at_once_cannot_together_pass_a_budget() {
     assert_eq!(held.held.len(), 1);
     assert!(held.used <= 12 << 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_record_rebuilt_from_holders_keeps_the_copies_its_owner_wants() {
+    let (owner, holders) = owner_and_holders(&["bob", "cy", "dee"]).await;
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("report.bin");
+    std::fs::write(&file, pattern(1 << 20, 5)).unwrap();
+    assert!(owner.handle.deposit(&file, 3, &[]).await.unwrap().complete);
+    // The same identity on another machine, while one holder is away: two copies found.
+    let key = owner.handle.config().data_dir.join("identity.key");
+    owner.handle.shutdown().await;
+    holders[2].handle.shutdown().await;
+    let again = node("ada", |c| {
+        std::fs::create_dir_all(&c.data_dir).unwrap();
+        std::fs::copy(&key, c.data_dir.join("identity.key")).unwrap();
+    })
+    .await;
+    assert_eq!(again.handle.id(), owner.handle.id());
+    for h in &holders[..2] {
+        link(&again, h).await;
+    }
+    let listed = again.handle.deposits().await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].replicas_verified, 2);
+    assert_eq!(listed[0].replicas_wanted, 3, "as its owner asked, not the copies found");
+}

@@ -138,8 +138,14 @@ impl NodeHandle {
 
     /// What each online peer holds for us (a peer that does not answer is left out).
     async fn survey(&self) -> HashMap<PeerId, Vec<HeldEntry>> {
+        self.survey_of(self.online()).await
+    }
+
+    /// What each of `peers` holds for us; each is told how many copies we want of what it
+    /// holds.
+    async fn survey_of(&self, peers: Vec<PeerId>) -> HashMap<PeerId, Vec<HeldEntry>> {
         let mut asks = JoinSet::new();
-        for peer in self.online() {
+        for peer in peers {
             let shared = self.shared.clone();
             asks.spawn(async move {
                 let r = held::list_at(&shared, &peer).await;
@@ -219,11 +225,10 @@ impl NodeHandle {
                         }
                     }
                     None => {
-                        found
-                            .entry(e.id.clone())
-                            .or_insert_with(|| (e.clone(), Vec::new()))
-                            .1
-                            .push((peer.clone(), e.verified_ms));
+                        let (first, holders) = found.entry(e.id.clone()).or_insert_with(|| (e.clone(), Vec::new()));
+                        // The count its owner last told any of them (one away then may lag).
+                        first.replicas = first.replicas.max(e.replicas);
+                        holders.push((peer.clone(), e.verified_ms));
                     }
                 }
             }
@@ -239,13 +244,15 @@ impl NodeHandle {
         // Deposits only holders know of (this identity used on another machine before).
         for (id, (e, holders)) in found {
             let copies = holders.len() as u32;
+            let told = e.replicas.min(MAX_REPLICAS);
             deps.push(Deposit {
                 id,
                 name: e.name.clone(),
                 bytes: e.bytes,
                 files: e.files,
                 digest: digest_of(&e),
-                replicas: copies.max(1),
+                // As many copies as its owner wants, which may be more than are found now.
+                replicas: if told > 0 { told } else { copies.max(1) },
                 created_ms: now,
                 holders: holders.into_iter().map(|(p, when)| (p, true, when)).collect(),
             });
@@ -409,6 +416,9 @@ impl NodeHandle {
             dropped.push(self.nick_of(&last));
         }
         self.save(&d).await?;
+        // The holders keep how many copies are wanted (for a record rebuilt from them).
+        let holders: Vec<PeerId> = d.holders.iter().map(|h| h.0.clone()).collect();
+        self.survey_of(holders).await;
         let complete = d.holders.len() as u32 >= replicas;
         if complete {
             // The older versions of this name go once this one has all its copies.

@@ -14,9 +14,9 @@ use super::file_names::{PARTIAL_DIR, check_component};
 use super::receive::{self, Decision, Header};
 use super::send;
 use super::source::SendManifest;
-use super::wire::{HeldEntry, MAX_TRANSFER_FRAME, Reason, TransferMsg, bounded, msg_name};
+use super::wire::{HeldEntry, MAX_TRANSFER_FRAME, Reason, TransferMsg, Wanted, bounded, msg_name};
 use crate::identity::PeerId;
-use crate::limits::{DEPOSIT_EXPIRY, HELD_FRAME_ENTRIES, MAX_HELD_PER_OWNER, PULL_ANSWER_TIMEOUT};
+use crate::limits::{DEPOSIT_EXPIRY, HELD_FRAME_ENTRIES, MAX_HELD_PER_OWNER, MAX_REPLICAS, PULL_ANSWER_TIMEOUT};
 use crate::net::secure::{SecureConn, SecureWriter};
 use crate::node::Shared;
 use crate::node::locker::db::{self, Held};
@@ -91,6 +91,7 @@ pub(crate) fn admit(
             stored_ms: now,
             renewed_ms: now,
             verified_ms: now,
+            replicas: 0,
         },
         reservation,
     })
@@ -212,13 +213,18 @@ async fn refuse(writer: &mut SecureWriter, code: Reason, message: &str) {
     .await;
 }
 
-/// Holder: the deposits this connection's key owns here (which renews them).
-pub(crate) async fn serve_list(shared: &Arc<Shared>, mut conn: SecureConn) {
+/// Holder: the deposits this connection's key owns here (which renews them), after keeping
+/// how many copies it wants of each (`wanted`: only its own deposits can change).
+pub(crate) async fn serve_list(shared: &Arc<Shared>, mut conn: SecureConn, wanted: Vec<Wanted>) {
+    if wanted.len() > MAX_HELD_PER_OWNER || wanted.iter().any(|w| w.replicas == 0 || w.replicas > MAX_REPLICAS) {
+        return refuse(&mut conn.writer, Reason::Protocol, "protocol error: copies wanted out of bounds").await;
+    }
     let owner = conn.remote.id.clone();
     let listed = {
         let shared = shared.clone();
         crate::node::off_thread(move || {
             db::renew(&shared.store, &owner, unix_ms())?;
+            db::set_wanted(&shared.store, &owner, &wanted)?;
             db::held(&shared.store, Some(&owner))
         })
         .await
@@ -256,6 +262,7 @@ fn entry_of(h: Held) -> HeldEntry {
         files: h.files,
         digest: serde_bytes::ByteBuf::from(h.digest.to_vec()),
         verified_ms: h.verified_ms,
+        replicas: h.replicas,
     }
 }
 
@@ -371,10 +378,11 @@ fn unexpected(msg: &TransferMsg) -> TransferError {
     TransferError::Protocol(Reason::Protocol, format!("protocol error: unexpected {}", msg_name(msg)))
 }
 
-/// Owner: what the peer holds for us (checked, at most [`MAX_HELD_PER_OWNER`]).
-pub(crate) async fn list(shared: &Arc<Shared>, mut conn: SecureConn) -> Result<Vec<HeldEntry>, TransferError> {
+/// Owner: what the peer holds for us (checked, at most [`MAX_HELD_PER_OWNER`]), telling it
+/// how many copies we want of what it holds.
+pub(crate) async fn list(shared: &Arc<Shared>, mut conn: SecureConn, wanted: Vec<Wanted>) -> Result<Vec<HeldEntry>, TransferError> {
     conn.writer
-        .send(&TransferMsg::HeldList)
+        .send(&TransferMsg::HeldList { wanted })
         .await
         .map_err(|e| failed(format!("connection lost: {e}")))?;
     let mut out = Vec::new();
@@ -450,8 +458,12 @@ pub(crate) async fn fetch(ctx: &Ctx, mut conn: SecureConn, id: &str, digest: [u8
 
 /// Owner: what `peer` holds for us.
 pub(crate) async fn list_at(shared: &Arc<Shared>, peer: &PeerId) -> Result<Vec<HeldEntry>, TransferError> {
+    let wanted = {
+        let (s, p) = (shared.clone(), peer.clone());
+        crate::node::off_thread(move || db::wanted_on(&s.store, &p, MAX_HELD_PER_OWNER)).await
+    };
     let conn = super::dial::connect(shared, peer).await?;
-    list(shared, conn).await
+    list(shared, conn, wanted.ok().and_then(Result::ok).unwrap_or_default()).await
 }
 
 /// Owner: drop deposit `spec` on `peer`.

@@ -95,7 +95,7 @@ pub(crate) async fn serve_incoming(shared: Arc<Shared>, mut conn: SecureConn, sl
             };
             receive_offer(&shared, conn, slot, &transfer, header).await;
         }
-        TransferMsg::HeldList => held::serve_list(&shared, conn).await,
+        TransferMsg::HeldList { wanted } => held::serve_list(&shared, conn, wanted).await,
         TransferMsg::Replicate { transfer, deposit, to } => {
             let ctx = watched(Ctx::new(&shared, Some(&transfer), peer, nick, Direction::Send, None));
             let result = held::serve_replicate(&ctx, conn, &deposit, to).await;
