@@ -174,6 +174,9 @@ pub fn fits(config: &LockerConfig, used: Usage, bytes: u64, holder: &str) -> Res
 #[derive(Default)]
 pub(crate) struct State {
     arriving: Mutex<Arriving>,
+    /// Held while our record is read, changed and written back (a survey's merge, a repair's
+    /// change of holders): two of them at once would each write back what the other removed.
+    pub(crate) record: tokio::sync::Mutex<()>,
     /// Our deposits as faces were last told them (`Event::Deposits`), to tell only changes.
     pub(crate) published: tokio::sync::Mutex<Option<Vec<DepositView>>>,
 }

@@ -206,6 +206,7 @@ impl NodeHandle {
     pub(crate) async fn reconcile_deposits(&self) -> Result<Vec<Deposit>> {
         self.lab().await;
         let survey = self.survey().await;
+        let record = self.shared.locker.record.lock().await;
         let mut deps = self.load().await?;
         let now = unix_ms();
         let mut drops: Vec<(PeerId, String)> = Vec::new();
@@ -260,6 +261,7 @@ impl NodeHandle {
         for d in &deps {
             self.save(d).await?;
         }
+        drop(record);
         for (peer, id) in drops {
             self.drop_copy(&peer, &id).await;
         }
