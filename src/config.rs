@@ -713,7 +713,7 @@ fn resolve_locker(
         layered(flag.clone().map(|v| (v, given(id))), u.clone(), s.clone())
     };
     if let Some((v, from)) = pick(&args.deposits, "deposits", &usr.deposits, &sys.deposits) {
-        out.policy = Policy::parse(&v).map_err(|e| anyhow::anyhow!(e))?;
+        out.policy = Policy::parse(&v)?;
         show("deposits", v, from);
     } else {
         show("deposits", out.policy.as_str().into(), Source::Default);

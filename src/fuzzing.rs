@@ -4,7 +4,10 @@
 //! fuzzed is exactly what runs. Not an API: only with the `test-hooks` feature, hidden from the
 //! docs, free to change.
 
+use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -12,7 +15,7 @@ use crate::identity::Identity;
 use crate::net::secure::{self, HandshakeError, Remote};
 use crate::net::wire::{Hello, PREAMBLE_LEN, Purpose};
 use crate::node::transfer::wire::Item;
-use crate::node::transfer::{file_names, manifest};
+use crate::node::transfer::{dirs, file_names, manifest};
 
 /// The protocol as a peer speaks it: control messages, frames, the Noise channel, mDNS records.
 /// For the fuzz targets, and for the tests and benches that play a hostile peer byte by byte.
@@ -30,6 +33,9 @@ pub mod share {
     pub use crate::node::share::{Resolved, ShareError, Shares};
 }
 
+/// What a LocalSend client connection's driver is spawned on (`net::localsend::server::connect`).
+pub use crate::tasks::Tasks;
+
 /// A chat line's id as the node makes one, for a hostile peer's forged lines.
 pub use crate::node::chat::new_message_id;
 
@@ -43,6 +49,26 @@ pub const PARTIAL_DIR: &str = file_names::PARTIAL_DIR;
 /// components, or why the offer is refused.
 pub fn validate_offer(items: &[Item]) -> Result<Vec<Vec<String>>, String> {
     manifest::validate_items(items)
+}
+
+/// The folder `rel` below the download folder `root`, opened (and with `create`, made) by
+/// handle one component at a time, as a receive reaches the folder of a file it places.
+pub fn walk_below(root: &Path, rel: &[&str], create: bool) -> io::Result<OwnedFd> {
+    let root = dirs::open_root(root)?;
+    dirs::walk(root.as_fd(), rel.iter().copied(), create)
+}
+
+/// The name a received file or folder is placed under in the folder `dir` when its own is
+/// taken, asked of the folder's handle as placing asks it.
+pub fn free_name_in(dir: &Path, name: &str) -> io::Result<String> {
+    let dir = dirs::open_root(dir)?;
+    Ok(file_names::free_name_at(dir.as_fd(), name))
+}
+
+/// The order and fit of the candidates `free_name_in` tries, with `is_free` standing for the
+/// folder.
+pub fn free_name_by(name: &str, is_free: impl Fn(&str) -> bool) -> String {
+    file_names::free_name_by(name, is_free)
 }
 
 /// The plaintext preamble check: magic, protocol version, purpose.

@@ -5,6 +5,7 @@
 //! - [`text`]: neutralising hostile text (control characters, escapes, bidi and invisible marks).
 //! - [`limits`]: every budget a peer can run into (connections, deadlines, memory, disk, rows).
 //! - [`reason`]: why a transfer or connection ended, as a code on the wire and in every face.
+//! - `tasks`: the node's tasks, each with a name, so shutdown can say which did not end.
 //! - [`identity`]: the node's static keypair, its [`identity::PeerId`] and fingerprint.
 //! - `net`: bytes and crypto: wire messages and limits, frames, the Noise channel, mDNS.
 //! - [`store`]: the SQLite database in the data dir.
@@ -31,5 +32,6 @@ pub(crate) mod net;
 pub mod node;
 pub mod reason;
 pub mod store;
+pub(crate) mod tasks;
 pub mod text;
 pub mod ui;

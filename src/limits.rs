@@ -124,6 +124,12 @@ pub const TRANSFER_STALL: Duration = Duration::from_secs(30);
 /// for at most this long, so the reason can follow it between frames; a write that cannot
 /// finish in time is given up and the connection just closes (the peer sees it lost).
 pub const FINISH_WRITE: Duration = Duration::from_secs(2);
+/// Shutdown waits this long for the node's tasks before it names the ones still running (and
+/// again after each such wait).
+pub const SHUTDOWN_WARN: Duration = Duration::from_secs(5);
+/// Shutdown waits at most this long for the node's tasks in all, then names the ones left
+/// running and releases the data dir: a person who quits gets the terminal back.
+pub const SHUTDOWN_LIMIT: Duration = Duration::from_secs(30);
 /// How much longer than the receiver's own answer deadline a sender waits for the answer.
 pub const ANSWER_GRACE: Duration = Duration::from_secs(30);
 /// After its last byte, how long a sender waits for the verdicts on the last files: the

@@ -9,17 +9,19 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("text", &[]),
     // Budgets: imports nothing, and every layer may read them.
     ("limits", &[]),
+    // Named tasks and waiting for them: imports nothing.
+    ("tasks", &[]),
     // Why things end: imports nothing, shared by the wire and the node.
     ("reason", &[]),
     ("identity", &["limits", "text"]),
-    ("net", &["identity", "limits", "reason", "text"]),
+    ("net", &["identity", "limits", "reason", "tasks", "text"]),
     ("store", &["identity", "limits", "text"]),
-    ("node", &["identity", "limits", "net", "reason", "store", "text"]),
+    ("node", &["identity", "limits", "net", "reason", "store", "tasks", "text"]),
     ("config", &["limits", "node", "text"]),
     ("cli", &["config", "node", "text", "ui"]),
     ("ui", &["config", "node", "text"]),
     ("main", &["config", "cli", "text"]),
-    ("fuzzing", &["identity", "net", "node", "reason"]),
+    ("fuzzing", &["identity", "net", "node", "reason", "tasks"]),
 ];
 
 fn module_of(path: &Path, src: &Path) -> String {
@@ -141,4 +143,122 @@ fn the_internals_check_sees_what_it_forbids() {
     assert_eq!(node_internals("x\nuse crate::node::{PeerId, Event};"), ["line 2: node::{"]);
     assert_eq!(node_internals("let n = crate::node::conn::dial;"), ["line 1: node::conn"]);
     assert_eq!(node_internals("inode::x"), Vec::<String>::new());
+}
+
+/// The names `text` gives in backticks, each reduced to its last path segment without `.rs`
+/// or a trailing `/`: `transfer/held.rs`, `held` and [`held`] all name `held`.
+fn named_in(text: &str) -> BTreeSet<String> {
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|span| {
+            let span = span.trim_end_matches('/').trim_end_matches(".rs");
+            let last = span.rsplit(['/', ':']).next().unwrap_or(span);
+            last.to_string()
+        })
+        .collect()
+}
+
+/// The `//!` lines of a file.
+fn module_doc(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines().filter(|l| l.starts_with("//!")).collect::<Vec<_>>().join("\n")
+}
+
+/// ARCHITECTURE.md's code map, one entry per top-level item (`src/node/`, `src/text.rs`, ...)
+/// with everything under it.
+fn code_map(architecture: &str) -> Vec<(String, String)> {
+    let start = architecture.find("## Code map").expect("ARCHITECTURE.md has a code map");
+    let map = &architecture[start..];
+    let map = &map[..map[1..].find("\n## ").map_or(map.len(), |i| i + 1)];
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in map.lines() {
+        if let Some(rest) = line.strip_prefix("- `") {
+            let head = rest.split('`').next().unwrap_or_default().to_string();
+            out.push((head, String::new()));
+        }
+        if let Some((_, body)) = out.last_mut() {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    out
+}
+
+/// What is missing for one file under src/: its name in its parent module's `//!` doc, and in
+/// ARCHITECTURE.md under the code map's entry for its top-level module.
+fn unlisted(rel: &str, parent_doc: Option<&str>, map: &[(String, String)]) -> Vec<String> {
+    let parts: Vec<&str> = rel.split('/').collect();
+    let name = match parts.as_slice() {
+        [.., dir, "mod.rs"] => dir.to_string(),
+        [.., file] => file.trim_end_matches(".rs").to_string(),
+        [] => return Vec::new(),
+    };
+    let mut missing = Vec::new();
+    if let Some(doc) = parent_doc
+        && !named_in(doc).contains(&name)
+    {
+        missing.push(format!("src/{rel} is not named in its module's //! doc"));
+    }
+    // A module's entry is `src/x/` or `src/x.rs`, whichever way its files lie.
+    let module = parts[0].trim_end_matches(".rs");
+    let top = if parts.len() == 1 {
+        format!("src/{}", parts[0])
+    } else {
+        format!("src/{module}/")
+    };
+    let entry = map
+        .iter()
+        .find(|(head, _)| [format!("src/{module}/"), format!("src/{module}.rs")].contains(head));
+    match entry {
+        Some((_, body)) if parts.len() == 1 || named_in(body).contains(&name) => {}
+        Some(_) => missing.push(format!("src/{rel} is not named under `{top}` in ARCHITECTURE.md's code map")),
+        None => missing.push(format!("`{top}` has no entry in ARCHITECTURE.md's code map")),
+    }
+    missing
+}
+
+/// Every file under src/ is named in its module's `//!` doc (files right under src/ in lib.rs's)
+/// and in ARCHITECTURE.md's code map, so neither list drifts from the tree.
+#[test]
+fn every_source_file_is_on_the_maps() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let src = root.join("src");
+    let map = code_map(&std::fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap());
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut missing = Vec::new();
+    for file in files {
+        let rel = file.strip_prefix(&src).unwrap().to_string_lossy().replace('\\', "/");
+        if rel == "lib.rs" {
+            continue;
+        }
+        // The module this file belongs to: `dir/mod.rs` or `dir.rs` beside it (for a `mod.rs`,
+        // one folder up); lib.rs for what sits right under src/ (main.rs is the binary's root).
+        let dir = match rel.strip_suffix("/mod.rs") {
+            Some(module) => Path::new(module).parent().unwrap().to_path_buf(),
+            None => Path::new(&rel).parent().unwrap().to_path_buf(),
+        };
+        let parent_doc = if rel == "main.rs" {
+            None
+        } else if dir.as_os_str().is_empty() {
+            Some(module_doc(&src.join("lib.rs")))
+        } else {
+            let beside = src.join(&dir).with_extension("rs");
+            Some(module_doc(&if beside.exists() { beside } else { src.join(&dir).join("mod.rs") }))
+        };
+        missing.extend(unlisted(&rel, parent_doc.as_deref(), &map));
+    }
+    assert!(missing.is_empty(), "files missing from the maps:\n{}", missing.join("\n"));
+}
+
+#[test]
+fn the_map_check_sees_a_missing_file() {
+    let map = code_map("## Code map\n\n- `src/node/` — meaning.\n  - `known.rs` — remembered peers.\n\n## Invariants\n");
+    assert!(unlisted("node/known.rs", Some("//! Its files: `known`."), &map).is_empty());
+    assert_eq!(unlisted("node/nick.rs", Some("//! `known`"), &map).len(), 2);
+    assert_eq!(
+        unlisted("tasks.rs", Some("//! - `tasks`: named tasks."), &map),
+        ["`src/tasks.rs` has no entry in ARCHITECTURE.md's code map"]
+    );
 }

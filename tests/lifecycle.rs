@@ -7,7 +7,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::{FileNode, PATIENCE as WAIT, file_node as node, link, partials, pattern, wait_for, write};
-use lanyard::node::api::{NodeHandle, Reason, TransferState};
+use lanyard::node::api::{FailKind, NodeHandle, Reason, TransferState};
 use lanyard::node::api::{TransferError, TransferTask};
 use lanyard::node::events::{Event, Subscription};
 use tokio_util::sync::CancellationToken;
@@ -266,6 +266,12 @@ async fn cancelling_a_paused_receive_drops_its_partial() {
     assert_eq!(end_of(&mut b_events, &id).await.0, Reason::Stopped);
     assert_eq!(partials(&b.downloads).len(), 1);
     assert_eq!(b.handle.find_transfer(&id[..6]), Ok(id.clone()), "a paused one is found by prefix");
+    let not_here = b.handle.resume_transfer(&id).unwrap_err();
+    assert_eq!(
+        not_here.kind,
+        FailKind::Unavailable,
+        "a receive resumes when its sender sends: {not_here}"
+    );
     assert!(b.handle.cancel_transfer(&id));
     let (code, _) = end_of(&mut b_events, &id).await;
     assert_eq!(code, Reason::CancelledByReceiver);
@@ -273,6 +279,8 @@ async fn cancelling_a_paused_receive_drops_its_partial() {
     let view = b.handle.transfers().into_iter().find(|t| t.transfer == id).unwrap();
     assert_eq!(view.state, TransferState::Cancelled);
     assert!(!b.handle.cancel_transfer(&id), "once");
+    let gone = b.handle.resume_transfer(&id).unwrap_err();
+    assert_eq!(gone.kind, FailKind::NotFound, "a cancelled one is no longer paused: {gone}");
 }
 
 /// The sender cancels while the receiver is cut off (its node is down): the cancel cannot go

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
+use lanyard::fuzzing::Tasks;
 use lanyard::fuzzing::net::localsend::cert::DeviceCert;
 use lanyard::fuzzing::net::localsend::dto::encode;
 use lanyard::fuzzing::net::localsend::server::{Connection, connect, full};
@@ -17,20 +18,19 @@ use lanyard::node::api::LocalSendConfig;
 use lanyard::node::api::{NodeConfig, NodeHandle};
 use lanyard::node::events::Event;
 use serde_json::{Value, json};
-use tokio_util::task::TaskTracker;
 
 use common::{PATIENCE, pattern, start_node};
 
 struct Phone {
     cert: DeviceCert,
-    tracker: TaskTracker,
+    tracker: Tasks,
 }
 
 impl Phone {
     fn new() -> Phone {
         Phone {
             cert: DeviceCert::generate().unwrap(),
-            tracker: TaskTracker::new(),
+            tracker: Tasks::default(),
         }
     }
 

@@ -143,11 +143,26 @@ async fn one_node_per_data_dir() {
 #[tokio::test]
 async fn shutdown_frees_the_data_dir() {
     let a = TestNode::start("ada").await;
-    a.node.shutdown().await;
+    assert_eq!(a.node.shutdown().await, Vec::<&str>::new(), "every task ended");
     let again = NodeHandle::start(NodeConfig::local("again", a.dir.path().to_path_buf()))
         .await
         .expect("the data dir is free after shutdown");
-    again.shutdown().await;
+    assert_eq!(again.shutdown().await, Vec::<&str>::new(), "every task ended");
+}
+
+/// A task that does not end is named by shutdown, which gives up on it only after its limit
+/// and then frees the data dir.
+#[tokio::test]
+async fn shutdown_names_a_task_that_does_not_end() {
+    let a = TestNode::start("ada").await;
+    let release = a.node.spawn_stuck_task();
+    let late = a.node.shutdown_within(Duration::from_millis(300)).await;
+    assert_eq!(late, ["test::stuck"], "only the stuck task is left");
+    let again = NodeHandle::start(NodeConfig::local("again", a.dir.path().to_path_buf()))
+        .await
+        .expect("the data dir is free once shutdown gave up");
+    release.cancel();
+    assert_eq!(again.shutdown().await, Vec::<&str>::new(), "every task ended");
 }
 
 #[tokio::test]

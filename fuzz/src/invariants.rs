@@ -16,9 +16,7 @@ use lanyard::fuzzing::net::wire::{
     valid_chat_id,
 };
 use lanyard::fuzzing::share::{Resolved, ShareError, Shares};
-use lanyard::fuzzing::transfer::file_names::{
-    self, MAX_COMPONENT_BYTES, MAX_DEPTH, MAX_PATH_BYTES, NameError, check_component, check_relative,
-};
+use lanyard::fuzzing::transfer::file_names::{MAX_COMPONENT_BYTES, MAX_DEPTH, MAX_PATH_BYTES, check_component, check_relative};
 use lanyard::fuzzing::transfer::wire::{Item, MAX_REASON_BYTES, TransferMsg, bounded};
 use lanyard::limits::CHAT_REFUSAL_BYTES;
 use lanyard::text::{is_clean, is_hostile};
@@ -207,21 +205,22 @@ fn stays_under(root: &Path, rel: &Path) -> bool {
 }
 
 /// A fresh name for an accepted component is accepted too, within the length limit, and a
-/// taken candidate is never handed out.
+/// taken candidate is never handed out: by the candidates' order (the first `taken_first` it
+/// asks about are taken) and in the folder `dir` itself, asked of its handle.
 pub fn free_name(dir: &Path, name: &str, taken_first: u32) {
     if check_component(name).is_err() {
         return;
     }
     let asked = std::cell::RefCell::new(Vec::new());
-    let picked = file_names::free_name(dir, name, |c| {
+    let picked = fuzzing::free_name_by(name, |c| {
         let mut asked = asked.borrow_mut();
         asked.push(c.to_owned());
-        asked.len() <= taken_first as usize
+        asked.len() > taken_first as usize
     });
     let asked = asked.into_inner();
     assert!(picked.len() <= MAX_COMPONENT_BYTES, "{} bytes", picked.len());
-    assert!(check_component(&picked).is_ok(), "free_name({name:?}) gave {picked:?}");
-    if taken_first == 0 && fs::symlink_metadata(dir.join(name)).is_err() {
+    assert!(check_component(&picked).is_ok(), "free_name_by({name:?}) gave {picked:?}");
+    if taken_first == 0 {
         assert_eq!(picked, name, "a free name was changed");
     } else {
         assert!(
@@ -229,33 +228,34 @@ pub fn free_name(dir: &Path, name: &str, taken_first: u32) {
             "handed out a taken name"
         );
     }
+    let placed = fuzzing::free_name_in(dir, name).expect("the folder opens");
+    assert!(placed.len() <= MAX_COMPONENT_BYTES, "{} bytes", placed.len());
+    assert!(check_component(&placed).is_ok(), "free_name_in({name:?}) gave {placed:?}");
+    assert!(
+        fs::symlink_metadata(dir.join(&placed)).is_err(),
+        "handed out {placed:?}, which is there"
+    );
+    if fs::symlink_metadata(dir.join(name)).is_err() {
+        assert_eq!(placed, name, "a free name was changed");
+    }
 }
 
-/// What `safe_join` returns is under the root, and no existing component below the root on
-/// the way is a symbolic link.
-pub fn safe_join(root: &Path, path: &str) {
+/// The folder an accepted path's components lead to, walked by handle below `root` (and with
+/// `create`, made), is exactly `root` joined with them: nothing on the way went through a link.
+/// A refusal is one clean line.
+pub fn walk(root: &Path, path: &str, create: bool) {
     let Ok(rel) = check_relative(path) else {
         return;
     };
-    match file_names::safe_join(root, &rel) {
-        Ok(full) => {
-            let below = full.strip_prefix(root).expect("under the root");
-            assert_eq!(below, rel);
-            let mut at = root.to_path_buf();
-            for c in below.components() {
-                at.push(c);
-                if let Ok(meta) = fs::symlink_metadata(&at) {
-                    assert!(!meta.file_type().is_symlink(), "went through the link {at:?}");
-                }
-            }
+    let comps: Vec<&str> = rel.iter().map(|c| c.to_str().expect("checked names are UTF-8")).collect();
+    match fuzzing::walk_below(root, &comps, create) {
+        Ok(dir) => {
+            use std::os::fd::AsRawFd;
+            let at = fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd())).expect("the handle's path");
+            let want = fs::canonicalize(root).expect("the root").join(&rel);
+            assert_eq!(at, want, "the walk of {path:?} ended elsewhere");
         }
-        Err(e) => {
-            assert!(matches!(
-                e,
-                NameError::EscapesRoot(_) | NameError::NotADirectory(_) | NameError::Uncheckable { .. }
-            ));
-            one_clean_line(&e.to_string());
-        }
+        Err(e) => one_clean_line(&e.to_string()),
     }
 }
 

@@ -1,6 +1,11 @@
 //! The faces without a screen: one-shot commands and `serve`. Each is a thin layer over the
 //! node's face API ([`crate::node::api`]), reached through a [`Client`]: the node already
 //! running on the data dir, or one this process runs for the command's duration.
+//!
+//! Its files: `mod.rs` (one function per command), `serve` (the human log), `serve_json` (the
+//! `--json` contract), `transfer` (bars and results of send/get/ls), `locker` (deposit, deposits,
+//! retrieve, held), `history` (a conversation paged out), `output` (tables, times, JSON lines),
+//! `setup` (`config`, completions, man pages), `doctor` (the checks printed).
 
 /// `println!` for command output: a reader that went away ends the command quietly.
 macro_rules! outln {

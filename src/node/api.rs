@@ -290,6 +290,9 @@ pub enum FailKind {
     Refused,
     /// The peer (or this node) has no room for it now; later may work.
     Busy,
+    /// It exists, but this node cannot do that to it (a paused receive resumes only when its
+    /// sender sends again).
+    Unavailable,
     /// Another node already runs on the data dir.
     AlreadyRunning,
     /// The request itself could not be read.
@@ -404,7 +407,7 @@ pub async fn execute(node: &NodeHandle, request: Request, out: &mpsc::Sender<Rep
         Request::Resume { transfer } => match node
             .find_transfer(&transfer)
             .map_err(anyhow::Error::from)
-            .and_then(|id| node.resume_transfer(&id).map_err(|e| anyhow!(e)))
+            .and_then(|id| node.resume_transfer(&id).map_err(anyhow::Error::from))
         {
             Ok(text) => send(out, Reply::Note { text }).await,
             Err(e) => Err(e),

@@ -42,7 +42,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
         };
         match accepted {
             Ok((sock, addr)) => {
-                shared.tracker.spawn(handle_incoming(shared.clone(), sock, addr));
+                shared.tracker.spawn("conn::incoming", handle_incoming(shared.clone(), sock, addr));
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -286,7 +286,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
 
     let writer_cancel = cancel.clone();
     let node_cancel = shared.cancel.clone();
-    let writer_task = shared.tracker.spawn(async move {
+    let writer_task = shared.tracker.spawn("conn::writer", async move {
         let mut ping_at = tokio::time::Instant::now() + PING_EVERY;
         loop {
             let queued = tokio::select! {
@@ -527,7 +527,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
     }
     if verify {
         let (shared, id) = (shared.clone(), id.clone());
-        shared.tracker.clone().spawn(async move {
+        shared.tracker.clone().spawn("conn::verify_advert", async move {
             if let Some(d) = shared.discovery.lock().await.as_ref() {
                 d.verify(&id);
             }
@@ -546,7 +546,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
     }
     if let Some(unsettled) = unsettled {
         let shared2 = shared.clone();
-        shared.tracker.spawn(async move {
+        shared.tracker.spawn("conn::unsettled", async move {
             let _unsettled = unsettled;
             tokio::select! {
                 _ = shared2.cancel.cancelled() => {}
@@ -821,7 +821,7 @@ pub(crate) async fn on_discovery(shared: Arc<Shared>, mut rx: mpsc::UnboundedRec
 /// the dialler runs control sessions, which start diallers, and a future can't contain itself.
 pub(crate) fn spawn_dialler(shared: &Arc<Shared>, id: PeerId) {
     let dialler: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = Box::pin(maintain_peer(shared.clone(), id));
-    shared.tracker.spawn(dialler);
+    shared.tracker.spawn("conn::dialler", dialler);
 }
 
 /// Dial a peer until connected, and again whenever the connection drops, for as long as it is

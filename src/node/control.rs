@@ -37,7 +37,7 @@ pub async fn serve_socket(node: NodeHandle) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     let tracker = node.shared.tracker.clone();
-    tracker.spawn(async move {
+    tracker.spawn("control::accept", async move {
         loop {
             let accepted = tokio::select! {
                 _ = node.cancelled() => break,
@@ -53,7 +53,7 @@ pub async fn serve_socket(node: NodeHandle) -> Result<()> {
                 }
             };
             let node = node.clone();
-            node.shared.tracker.clone().spawn(async move {
+            node.shared.tracker.clone().spawn("control::request", async move {
                 let (mut rd, mut wr) = stream.into_split();
                 let request = match frame::read::<Request, _>(&mut rd, MAX_LOCAL_FRAME).await {
                     Ok(Some(r)) => r,

@@ -12,7 +12,6 @@ use anyhow::{Context, Result, bail};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::events::{Emitter, Event, Subscription};
 use super::peers::PeerInfo;
@@ -24,6 +23,7 @@ use super::{
     off_thread, peers, take_lock, transfer, validate_nick,
 };
 use crate::identity::{Identity, PeerId, ensure_private_dir};
+use crate::limits::{SHUTDOWN_LIMIT, SHUTDOWN_WARN};
 use crate::net::discovery::{Advert, Discovery, DiscoveryEvent};
 use crate::store::{DB_FILE, Store};
 
@@ -74,7 +74,7 @@ impl NodeHandle {
             events: Emitter::new(),
             store,
             cancel: CancellationToken::new(),
-            tracker: TaskTracker::new(),
+            tracker: crate::tasks::Tasks::default(),
             listen_addr,
             slots: Arc::default(),
             draining: Arc::new(Semaphore::new(crate::limits::MAX_REFUSALS_DRAINING)),
@@ -98,9 +98,11 @@ impl NodeHandle {
         let handle = NodeHandle { shared: shared.clone() };
 
         if let Some(listener) = listener {
-            shared.tracker.spawn(conn::accept_loop(shared.clone(), listener));
+            shared.tracker.spawn("conn::accept", conn::accept_loop(shared.clone(), listener));
         }
-        shared.tracker.spawn(conn::on_discovery(shared.clone(), discovered_rx));
+        shared
+            .tracker
+            .spawn("conn::discovered", conn::on_discovery(shared.clone(), discovered_rx));
         if let Some(listener) = localsend_listener {
             super::localsend::start(&shared, listener)?;
             if let (Some(from), Some(ls)) = (localsend_moved, &shared.localsend) {
@@ -126,21 +128,25 @@ impl NodeHandle {
                 shared.cancel.child_token(),
             )?;
             *shared.discovery.lock().await = Some(discovery);
-            shared.tracker.spawn(browse::schedule(shared.clone()));
+            shared.tracker.spawn("browse::schedule", browse::schedule(shared.clone()));
         }
         for target in shared.config.manual_peers.clone() {
             handle.add_peer(&target);
         }
-        shared.tracker.spawn(known::dial_remembered(shared.clone()));
-        shared.tracker.spawn(known::prune_periodically(shared.clone()));
-        shared.tracker.spawn(transfer::expire_partials(shared.clone()));
+        shared
+            .tracker
+            .spawn("known::dial_remembered", known::dial_remembered(shared.clone()));
+        shared.tracker.spawn("known::prune", known::prune_periodically(shared.clone()));
+        shared.tracker.spawn("transfer::expire", transfer::expire_partials(shared.clone()));
         // A node that keeps running keeps its deposits alive, and checks what it holds.
         if listen_addr.is_some() {
-            shared.tracker.spawn(super::locker::repair::keep_deposits(handle.clone()));
-            shared.tracker.spawn(super::locker::repair::scrub(shared.clone()));
+            shared
+                .tracker
+                .spawn("locker::keep_deposits", super::locker::repair::keep_deposits(handle.clone()));
+            shared.tracker.spawn("locker::scrub", super::locker::repair::scrub(shared.clone()));
         }
         if shared.config.advertise && listen_addr.is_some() {
-            shared.tracker.spawn(alone::hint_if_alone(shared.clone()));
+            shared.tracker.spawn("alone::hint", alone::hint_if_alone(shared.clone()));
         }
         if let Some(addr) = listen_addr {
             shared.emit(Event::Listening {
@@ -236,7 +242,7 @@ impl NodeHandle {
         manual.insert(target.to_string(), ManualTarget::default());
         self.shared
             .tracker
-            .spawn(conn::maintain_manual(self.shared.clone(), target.to_string()));
+            .spawn("conn::manual", conn::maintain_manual(self.shared.clone(), target.to_string()));
     }
 
     /// Feed a discovery result, as mDNS does: the node dials the peer and refuses it unless the
@@ -350,43 +356,67 @@ impl NodeHandle {
     }
 
     /// Say goodbye to every peer, withdraw the mDNS record, wait for every task to end, then
-    /// release the data dir's lock (so a node started on it next finds it free).
-    pub async fn shutdown(&self) {
+    /// release the data dir's lock (so a node started on it next finds it free). Returns the
+    /// names of the tasks that had not ended by `limits::SHUTDOWN_LIMIT` (empty when all did);
+    /// those are also logged, by name.
+    pub async fn shutdown(&self) -> Vec<&'static str> {
+        self.shutdown_for(SHUTDOWN_LIMIT).await
+    }
+
+    /// Test hook: shut down, giving the tasks `limit` to end (see [`NodeHandle::shutdown`]).
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub async fn shutdown_within(&self, limit: Duration) -> Vec<&'static str> {
+        self.shutdown_for(limit).await
+    }
+
+    /// Test hook: a task of the node that ignores shutdown until the returned token is
+    /// cancelled, for the test that shows shutdown names what it left running.
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub fn spawn_stuck_task(&self) -> CancellationToken {
+        let release = CancellationToken::new();
+        let r = release.clone();
+        self.shared.tracker.spawn("test::stuck", async move { r.cancelled().await });
+        release
+    }
+
+    async fn shutdown_for(&self, limit: Duration) -> Vec<&'static str> {
         self.shared.cancel.cancel();
         if let Some(d) = self.shared.discovery.lock().await.take() {
             d.shutdown().await;
         }
-        self.shared.tracker.close();
+        let tasks = &self.shared.tracker;
+        tasks.close();
         // Running transfers finish the write under way and tell their peers they stop
         // (`limits::FINISH_WRITE`, then up to 2 s to say it): all should be over within
         // `SHUTDOWN_WARN`. The lock stays held while any task runs, so no second node writes
-        // beside it; one that takes longer is said, and waited for up to `SHUTDOWN_LIMIT`: a
-        // person who quits gets the terminal back even if a task hangs (it is said, and the
+        // beside it; the ones that take longer are named, and waited for up to `limit`: a
+        // person who quits gets the terminal back even if a task hangs (it is named, and the
         // process's exit ends it).
-        let mut waited = Duration::ZERO;
-        while tokio::time::timeout(SHUTDOWN_WARN, self.shared.tracker.wait()).await.is_err() {
-            waited += SHUTDOWN_WARN;
-            let left = self.shared.tracker.len();
-            if waited >= SHUTDOWN_LIMIT {
-                tracing::warn!(
-                    "shutting down: {left} of the node's tasks did not end within {} s; leaving them",
-                    waited.as_secs()
-                );
+        let started = tokio::time::Instant::now();
+        let deadline = started + limit;
+        let mut late = Vec::new();
+        loop {
+            let until = deadline.min(tokio::time::Instant::now() + SHUTDOWN_WARN);
+            if tokio::time::timeout_at(until, tasks.wait()).await.is_ok() {
+                break;
+            }
+            late = tasks.running();
+            let waited = started.elapsed().as_secs();
+            let names = crate::tasks::summary(&late);
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!("shutting down: these tasks of the node did not end within {waited} s, left running: {names}");
                 break;
             }
             tracing::warn!(
-                "shutting down: {left} of the node's tasks still run after {} s; the data dir stays locked until they end",
-                waited.as_secs()
+                "shutting down: these tasks of the node still run after {waited} s (the data dir stays locked until they end): {names}"
             );
         }
         drop(lock(&self.shared.lock).take());
+        late
     }
 }
-
-/// How long shutdown waits for the node's tasks before it says which are late.
-const SHUTDOWN_WARN: Duration = Duration::from_secs(5);
-/// How long shutdown waits for them in all.
-const SHUTDOWN_LIMIT: Duration = Duration::from_secs(30);
 
 /// Bind `addr`; when its port is taken, the first free one of the `fallback` ports after it.
 async fn listen(addr: SocketAddr, fallback: u16) -> Result<TcpListener> {

@@ -135,7 +135,7 @@ pub(crate) async fn dial_remembered(shared: Arc<Shared>) {
                 Err(_) => return,
             },
         };
-        shared.tracker.spawn(dial_one(shared.clone(), id, addr, permit));
+        shared.tracker.spawn("known::dial", dial_one(shared.clone(), id, addr, permit));
     }
 }
 

@@ -1,5 +1,14 @@
 //! The Node: everything that happens on the network. Faces (TUI, one-shot commands, `serve
 //! --json`, tests) hold a [`NodeHandle`], call its methods and subscribe to its [`Event`]s.
+//!
+//! Its files: `handle` ([`NodeHandle`]: start, peers, nick, shutdown), `api` (the face API as
+//! data), `control` (the control socket), `events`, `snapshot`, `peers` (the peer table),
+//! `names` (names people type and see), `nick` (the nick kept in the data dir), `known`
+//! (remembered peers), `conn` (connection tasks), `slots` (who may hold a connection), `dials`
+//! (the gate every discovered dial passes), `browse` (when to query mDNS), `exchange` (peer
+//! exchange), `share` (shared folders), `portable` (`id export`/`id import`), `alone` (the hint
+//! when no peer turns up), `doctor` (what the network checks mean), `tally` (counts tests wait
+//! on); `chat/`, `transfer/`, `locker/` and `localsend/` are modules of their own.
 
 mod alone;
 pub mod api;
@@ -36,7 +45,6 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 pub(crate) use crate::identity::PeerId;
 use crate::identity::{Identity, ensure_private_dir};
@@ -176,7 +184,7 @@ pub(crate) struct Shared {
     pub events: Emitter,
     pub store: Store,
     pub cancel: CancellationToken,
-    pub tracker: TaskTracker,
+    pub tracker: crate::tasks::Tasks,
     pub listen_addr: Option<SocketAddr>,
     pub(crate) slots: Arc<slots::Slots>,
     /// Refused connections being told why (see `limits::REFUSAL_DRAIN`).

@@ -1,6 +1,9 @@
 //! The TUI's state and its one `update`: every key, node event and reply goes through
 //! [`App::update`], which changes the state and returns what to do as data ([`Cmd`]s the loop
 //! carries out). Nothing here touches the terminal, the disk or the network.
+//!
+//! Each pane's keys are beside it: `app/peer_keys`, `app/chat_keys`, `app/file_keys`,
+//! `app/transfer_keys`.
 
 mod chat_keys;
 mod deposit_keys;

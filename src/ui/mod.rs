@@ -7,6 +7,12 @@
 //!
 //! The UI talks to the node only through the face API ([`crate::node::control::Client`]): its
 //! own node, or — when `serve` already runs on the data dir — that one, over the control socket.
+//!
+//! Its files: `mod.rs` (the loop), `app` (the state and `update`; each pane's keys in
+//! `app/peer_keys`, `app/chat_keys`, `app/file_keys`, `app/transfer_keys`), `keys` (the keymap
+//! table), `help` (the help overlay's rows), `layout` (where panes go), `files` (the file
+//! columns' state), `input` (line editing), `watch` (the local folder watched), `view/` (drawing),
+//! `tests` (`update` and drawing checked against snapshots in `snapshots/`).
 
 pub mod app;
 pub mod files;

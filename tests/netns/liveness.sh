@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # tests/netns/liveness.sh - a peer that leaves is reported down, and by the right mechanism: a
 # clean exit by its goodbye ("left"), kill -9 by the connection closing, a cut link by the
-# keepalive ("no sign of life"). Three namespaces, mDNS on inside them. How long each took is
-# logged; the check is the reason, so a loaded machine cannot fail it (PATIENCE only stops a hang).
+# keepalive ("no sign of life"). Three namespaces, mDNS on inside them. Each is checked by its
+# reason and by how long it took, against the README's promise with room for a loaded machine:
+# a program that quits is down "within milliseconds" (bound: LIVENESS_QUIT_MS, 3000 ms), a
+# vanished machine "within 11 s" (bound: LIVENESS_CUT_MS, 20000 ms). PATIENCE only stops a hang.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -14,6 +16,8 @@ lanyard_bin
 netns_setup 3
 T=$NETNS_TMP
 declare -a ID=()
+QUIT_MS=${LIVENESS_QUIT_MS:-3000}
+CUT_MS=${LIVENESS_CUT_MS:-20000}
 
 netns_on_failure() {
     echo "---- liveness: FAILED (exit $1) ----" >&2
@@ -52,13 +56,15 @@ while True:
 PY
 }
 
-# down_reason ID N SINCE_MS WHAT: h1's Nth peer_down for ID; logs how long it took after SINCE_MS
-# and prints its reason.
+# down_reason ID N SINCE_MS WHAT BOUND_MS: h1's Nth peer_down for ID; fails when it came more
+# than BOUND_MS after SINCE_MS; prints its reason.
 down_reason() {
-    local got ts reason
+    local got ts reason took
     got=$(nth_event "$T/h1.jsonl" peer_down "$1" "$2") || die "$4: no peer_down within ${PATIENCE}s"
     ts=${got%%$'\t'*} reason=${got#*$'\t'}
-    log "$4: peer_down after $((ts - $3)) ms: $reason"
+    took=$((ts - $3))
+    log "$4: peer_down after $took ms (bound $5 ms): $reason"
+    ((took <= $5)) || die "$4: reported down after $took ms, over the bound of $5 ms"
     printf '%s\n' "$reason"
 }
 
@@ -73,12 +79,12 @@ log "all three up"
 
 t0=$(netns_now_ms)
 netns_stop "${SERVE_PID[2]}" 5 || true
-reason=$(down_reason "${ID[2]}" 1 "$t0" "clean exit")
+reason=$(down_reason "${ID[2]}" 1 "$t0" "clean exit" "$QUIT_MS")
 [ "$reason" = left ] || die "clean exit: reason '$reason', want 'left' (the goodbye)"
 
 t0=$(netns_now_ms)
 kill -KILL "${SERVE_PID[3]}"
-reason=$(down_reason "${ID[3]}" 1 "$t0" "kill -9")
+reason=$(down_reason "${ID[3]}" 1 "$t0" "kill -9" "$QUIT_MS")
 case $reason in
 "no sign of life"*) die "kill -9: found only by the silence limit ('$reason'), not by the connection closing" ;;
 esac
@@ -89,7 +95,7 @@ nth_event "$T/h1.jsonl" peer_up "${ID[2]}" 2 >/dev/null || die "h2 did not come 
 log "h2 is back"
 t0=$(netns_now_ms)
 netns_exec 2 ip link set eth0 down
-reason=$(down_reason "${ID[2]}" 2 "$t0" "link cut")
+reason=$(down_reason "${ID[2]}" 2 "$t0" "link cut" "$CUT_MS")
 case $reason in
 "no sign of life"*) ;;
 *) die "link cut: reason '$reason', want the keepalive's 'no sign of life'" ;;

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::tasks::Tasks;
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -14,7 +15,6 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::cert::fingerprint;
 use super::dto::ErrorBody;
@@ -30,7 +30,7 @@ pub struct Client {
 pub type Reply = Response<Full<Bytes>>;
 
 /// Serve HTTPS on `listener` until `cancel`: each request goes to `handle` with its client.
-pub async fn serve<H, F>(listener: TcpListener, tls: Arc<rustls::ServerConfig>, cancel: CancellationToken, tracker: TaskTracker, handle: H)
+pub async fn serve<H, F>(listener: TcpListener, tls: Arc<rustls::ServerConfig>, cancel: CancellationToken, tracker: Tasks, handle: H)
 where
     H: Fn(Request<Incoming>, Arc<Client>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Reply> + Send + 'static,
@@ -54,7 +54,7 @@ where
             },
         };
         let (acceptor, handle, cancel) = (acceptor.clone(), handle.clone(), cancel.clone());
-        tracker.spawn(async move {
+        tracker.spawn("localsend::request", async move {
             let _permit = permit;
             let _ = tcp.set_nodelay(true);
             let stream = match tokio::time::timeout(LOCALSEND_HEADER_TIMEOUT, acceptor.accept(tcp)).await {
@@ -133,7 +133,7 @@ pub async fn connect(
     from: Option<std::net::IpAddr>,
     config: Arc<rustls::ClientConfig>,
     pinned: &super::tls::Pinned,
-    tracker: &TaskTracker,
+    tracker: &Tasks,
 ) -> Result<Connection> {
     let dial = async {
         let socket = if addr.is_ipv4() {
@@ -164,7 +164,7 @@ pub async fn connect(
         bail!("{addr} presented no certificate");
     };
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.context("HTTP")?;
-    tracker.spawn(async move {
+    tracker.spawn("localsend::client_conn", async move {
         let _ = conn.await;
     });
     Ok(Connection { sender, fingerprint, addr })

@@ -8,6 +8,9 @@
 //! path covers online delivery, the offline queue, restarts on either side, and drops before the
 //! ack; and since one pump per peer sends in queue order over one ordered stream, each sender's
 //! order holds.
+//!
+//! Its files: `mod.rs` (saying, pumping, receiving, history), `db` (its SQL), `budget` (what a
+//! peer's chat may cost: rates, and the lines in flight).
 
 pub mod budget;
 pub mod db;
@@ -549,14 +552,10 @@ pub(crate) fn connection_up(
     cancel: CancellationToken,
 ) -> Inbox {
     let window = Arc::new(Semaphore::new(WINDOW));
-    shared.tracker.spawn(pump(
-        shared.clone(),
-        peer.clone(),
-        conn_id,
-        tx.clone(),
-        cancel.clone(),
-        window.clone(),
-    ));
+    shared.tracker.spawn(
+        "chat::pump",
+        pump(shared.clone(), peer.clone(), conn_id, tx.clone(), cancel.clone(), window.clone()),
+    );
     let (in_tx, in_rx) = mpsc::channel(INBOX);
     let failed = Arc::new(Mutex::new(None));
     let link = Link {
@@ -568,7 +567,7 @@ pub(crate) fn connection_up(
         window,
     };
     let fail = failed.clone();
-    shared.tracker.spawn(async move {
+    shared.tracker.spawn("chat::receive", async move {
         if let Err(reason) = link.receive(in_rx, &cancel).await {
             *lock(&fail) = Some(reason);
             cancel.cancel();

@@ -54,7 +54,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             }
         }
     };
-    shared.tracker.spawn(burst);
+    shared.tracker.spawn("localsend::announce", burst);
     let mut window = (Instant::now(), 0u32);
     loop {
         let (a, from) = tokio::select! {
@@ -90,7 +90,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         }
         window.1 += 1;
         let (s, group) = (shared.clone(), group.clone());
-        shared.tracker.spawn(async move {
+        shared.tracker.spawn("localsend::answer", async move {
             let Some(mine) = announcement(&s, false) else { return };
             let port = a.info.port.unwrap_or(crate::net::localsend::DEFAULT_PORT);
             let to = SocketAddr::new(from.ip(), port);

@@ -3,6 +3,10 @@
 //! sender's address, the PIN, and what a device's offer becomes here — one of our receives
 //! (`transfer::localsend`) or, for a text message, a chat line. Bytes, TLS and JSON are
 //! `net::localsend`'s.
+//!
+//! Its files: `mod.rs` (starting it, the devices heard of), `receive` (the routes, the session
+//! slot, tokens, the PIN), `discovery` (our announcement, answering theirs), `send` (reaching a
+//! device: register, telling a cancel).
 
 mod discovery;
 mod receive;
@@ -108,15 +112,18 @@ pub(crate) fn start(shared: &Arc<Shared>, listener: TcpListener) -> Result<()> {
     let Some(ls) = &shared.localsend else { return Ok(()) };
     let tls = crate::net::localsend::tls::server_config(&ls.cert)?;
     let s = shared.clone();
-    shared.tracker.spawn(crate::net::localsend::server::serve(
-        listener,
-        tls,
-        shared.cancel.child_token(),
-        shared.tracker.clone(),
-        move |req, client| receive::route(s.clone(), req, client),
-    ));
+    shared.tracker.spawn(
+        "localsend::server",
+        crate::net::localsend::server::serve(
+            listener,
+            tls,
+            shared.cancel.child_token(),
+            shared.tracker.clone(),
+            move |req, client| receive::route(s.clone(), req, client),
+        ),
+    );
     if shared.config.localsend.as_ref().is_some_and(|c| c.multicast) {
-        shared.tracker.spawn(discovery::run(shared.clone()));
+        shared.tracker.spawn("localsend::discovery", discovery::run(shared.clone()));
     }
     Ok(())
 }

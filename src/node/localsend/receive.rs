@@ -233,7 +233,7 @@ async fn prepare(shared: &Arc<Shared>, ls: &LocalSend, req: Request<Incoming>, c
     // On a task of its own: the person's answer and the session that follows outlive this
     // request if the sender gives up on it.
     let s = shared.clone();
-    let task = shared.tracker.spawn(async move {
+    let task = shared.tracker.spawn("localsend::offer", async move {
         let gone = withdraw.clone();
         let taken = offer(&s, peer, alias, ip, wanted, async move { gone.cancelled().await }).await;
         let Some(ls) = s.localsend.as_ref() else {
@@ -250,7 +250,7 @@ async fn prepare(shared: &Arc<Shared>, ls: &LocalSend, req: Request<Incoming>, c
                     sender_api,
                 });
                 *lock(&ls.slot) = Slot::Active(session.clone());
-                s.tracker.spawn(watch(s.clone(), session.clone()));
+                s.tracker.spawn("localsend::session", watch(s.clone(), session.clone()));
                 Ok(session)
             }
             Err(why) => {

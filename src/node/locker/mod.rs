@@ -15,6 +15,10 @@
 //!
 //! The wire ends (what a holder answers on a transfer connection, and how an owner asks) are
 //! in `transfer/held.rs`; this module is the meaning.
+//!
+//! Its files: `mod.rs` (ids, policy, budgets and their refusals), `placement` (rendezvous
+//! hashing), `db` (its tables), `owner` (the owner's calls on `NodeHandle`), `repair` (a holder's
+//! scrub, an owner's repair of lost copies).
 
 pub(crate) mod db;
 mod owner;
@@ -46,16 +50,18 @@ pub enum Policy {
     None,
 }
 
+/// A deposit policy that is none of the three (the words as given, shown inert).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("deposits must be \"anyone\", \"trusted\" or \"none\", not \"{}\"", crate::text::printable(.0))]
+pub struct BadPolicy(pub String);
+
 impl Policy {
-    pub fn parse(s: &str) -> Result<Policy, String> {
+    pub fn parse(s: &str) -> Result<Policy, BadPolicy> {
         match s {
             "anyone" => Ok(Policy::Anyone),
             "trusted" => Ok(Policy::Trusted),
             "none" => Ok(Policy::None),
-            other => Err(format!(
-                "deposits must be \"anyone\", \"trusted\" or \"none\", not \"{}\"",
-                crate::text::printable(other)
-            )),
+            other => Err(BadPolicy(other.to_string())),
         }
     }
 

@@ -163,16 +163,17 @@ impl NodeHandle {
             *lock(&ctx.sources) = sources.clone();
             let (tx, rx) = oneshot::channel();
             results.push(tx);
-            let join = shared.tracker.spawn(async move {
+            let join = shared.tracker.spawn("transfer::relay_recipient", async move {
                 rx.await
                     .unwrap_or_else(|_| Err(TransferError::failed("the relayed send ended abnormally")))
             });
             tasks.push((ctx.peer.clone(), TransferTask { id: ctx.id.clone(), join }));
             ctxs.push(ctx);
         }
-        shared
-            .tracker
-            .spawn(relay::send(shared.clone(), group.clone(), manifest, ctxs, results, deposit));
+        shared.tracker.spawn(
+            "transfer::relay",
+            relay::send(shared.clone(), group.clone(), manifest, ctxs, results, deposit),
+        );
         GroupTask { id: group, tasks }
     }
 
@@ -203,7 +204,7 @@ impl NodeHandle {
         let name = manifest.label();
         ctx.update(|v| v.name = name);
         let id = ctx.id.clone();
-        let join = shared.tracker.spawn(async move {
+        let join = shared.tracker.spawn("transfer::send", async move {
             ctx.store_start().await;
             let result = match connect(&ctx.shared, &ctx.peer).await {
                 Ok(conn) => send::run(&ctx, conn, &manifest, send::Outgoing::plain()).await,
@@ -301,7 +302,7 @@ impl NodeHandle {
         ctx.note(|v| v.saved_to = Some(dest.display().to_string()));
         let id = ctx.id.clone();
         let paths = paths.to_vec();
-        let join = shared.tracker.spawn(async move {
+        let join = shared.tracker.spawn("transfer::get", async move {
             let result = match connect(&ctx.shared, &ctx.peer).await {
                 Ok(conn) => pull::get(&ctx, conn, paths, dest).await,
                 Err(e) => Err(e),
@@ -321,8 +322,10 @@ impl NodeHandle {
         resume::cancel(&self.shared, id)
     }
 
-    /// Resume a paused send now, without waiting to see its peer online. `Err` says why not.
-    pub fn resume_transfer(&self, id: &str) -> Result<String, String> {
+    /// Resume a paused send now, without waiting to see its peer online. `Err`: no such
+    /// paused transfer (`NotFound`), or one this node cannot resume (`Unavailable`: a receive
+    /// goes on when its sender sends again; a send whose sources are not known).
+    pub fn resume_transfer(&self, id: &str) -> Result<String, crate::node::api::Failure> {
         resume::now(&self.shared, id)
     }
 

@@ -7,24 +7,17 @@
 //! device. The rules are the same on every platform so that a name accepted on
 //! Linux is also safe when the same code runs on Windows, and vice versa.
 //!
-//! The node places files by folder handle (`dirs`, `free_name_at`). The path-based `safe_join`,
-//! `create_dirs_safely` and `free_name` (and the refusals only they give) are built only for the
-//! tests and fuzz targets, which check the same rules through them.
+//! Where a checked name lands is decided by folder handle: `dirs` walks and creates the folders,
+//! `free_name_at` picks a free name in the folder a file is then placed in.
 
 use std::borrow::Cow;
 use std::path::PathBuf;
-#[cfg(any(test, feature = "test-hooks"))]
-use std::path::{Component, Path};
 use std::time::{SystemTime, UNIX_EPOCH};
-#[cfg(any(test, feature = "test-hooks"))]
-use std::{fs, io};
 
 pub use crate::limits::{MAX_COMPONENT_BYTES, MAX_DEPTH, MAX_PATH_BYTES};
 use crate::text::is_hostile;
-#[cfg(any(test, feature = "test-hooks"))]
-use crate::text::printable;
 
-/// How many numbered candidates `free_name` tries before falling back to a time-based suffix.
+/// How many numbered candidates `free_name_by` tries before falling back to a time-based suffix.
 const MAX_NUMBERED_CANDIDATES: u32 = 100_000;
 
 /// How much of a hostile name is shown in an error message; enough to recognise it, not enough
@@ -54,18 +47,6 @@ pub enum NameError {
     TooDeep { name: String, depth: usize, max: usize },
     #[error("refused name \"{}\": {reason}", shown(.name))]
     InvalidComponent { name: String, reason: &'static str },
-    #[cfg(any(test, feature = "test-hooks"))]
-    #[error(
-        "refused name \"{}\": an existing symbolic link is in the way and could lead outside the download folder",
-        shown(.0)
-    )]
-    EscapesRoot(String),
-    #[cfg(any(test, feature = "test-hooks"))]
-    #[error("refused name \"{}\": an existing file is in the way of a folder", shown(.0))]
-    NotADirectory(String),
-    #[cfg(any(test, feature = "test-hooks"))]
-    #[error("refused name \"{}\": cannot check what already exists there: {error}", shown(.name))]
-    Uncheckable { name: String, error: String },
 }
 
 /// A hostile name made safe and short enough for a one-line error message.
@@ -224,154 +205,6 @@ pub fn check_relative_str(path: &str) -> Result<(), NameError> {
     Ok(())
 }
 
-/// Re-check a relative path that is supposed to have come out of `check_relative`.
-///
-/// `safe_join` and `create_dirs_safely` take a `&Path`, so nothing in the type system proves
-/// the check happened; checking again is cheap and keeps them safe on their own.
-#[cfg(any(test, feature = "test-hooks"))]
-fn checked_components(rel: &Path) -> Result<Vec<&str>, NameError> {
-    let whole = || rel.to_string_lossy().into_owned();
-    let mut out = Vec::new();
-    let mut total = 0;
-    for comp in rel.components() {
-        match comp {
-            Component::Normal(os) => {
-                let Some(c) = os.to_str() else {
-                    return Err(NameError::InvalidComponent {
-                        name: whole(),
-                        reason: "names must be valid UTF-8",
-                    });
-                };
-                if let Some(problem) = component_problem(c) {
-                    return Err(problem.into_error(&whole()));
-                }
-                total += c.len() + 1;
-                out.push(c);
-            }
-            Component::ParentDir => return Err(NameError::ParentDir(whole())),
-            Component::CurDir => {
-                return Err(NameError::InvalidComponent {
-                    name: whole(),
-                    reason: "\".\" components are not allowed",
-                });
-            }
-            Component::RootDir | Component::Prefix(_) => {
-                return Err(NameError::Absolute(whole()));
-            }
-        }
-    }
-    if out.len() > MAX_DEPTH {
-        return Err(NameError::TooDeep {
-            name: whole(),
-            depth: out.len(),
-            max: MAX_DEPTH,
-        });
-    }
-    if total > MAX_PATH_BYTES + 1 {
-        return Err(NameError::TooLong {
-            name: whole(),
-            len: total - 1,
-            max: MAX_PATH_BYTES,
-        });
-    }
-    Ok(out)
-}
-
-/// Join a checked relative path onto `root`, creating no directories, and make sure that no
-/// EXISTING component below `root` is a symlink, and no existing intermediate component is a
-/// non-directory: a peer must not escape the download folder through a link someone left there.
-///
-/// `root` itself is trusted (it is the user's choice, and may well be a symlink). The final
-/// component may be an existing regular file or directory; deciding whether to overwrite is the
-/// caller's business, and it should create the file with `OpenOptions::create_new(true)`, which
-/// also refuses a symlink planted there after this check.
-#[cfg(any(test, feature = "test-hooks"))]
-pub fn safe_join(root: &Path, rel: &Path) -> Result<PathBuf, NameError> {
-    let comps = checked_components(rel)?;
-    if comps.is_empty() {
-        return Err(NameError::Empty);
-    }
-    let whole = || rel.to_string_lossy().into_owned();
-    let last = comps.len() - 1;
-    let mut full = root.to_path_buf();
-    // Once a component is missing nothing below it can exist, so stop asking the file system.
-    let mut checking = true;
-    for (i, c) in comps.iter().enumerate() {
-        full.push(c);
-        if !checking {
-            continue;
-        }
-        match fs::symlink_metadata(&full) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                return Err(NameError::EscapesRoot(whole()));
-            }
-            Ok(meta) if i < last && !meta.is_dir() => {
-                return Err(NameError::NotADirectory(whole()));
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => checking = false,
-            Err(e) => {
-                return Err(NameError::Uncheckable {
-                    name: whole(),
-                    error: e.to_string(),
-                });
-            }
-        }
-    }
-    Ok(full)
-}
-
-/// Refuse anything but a real directory, so we never walk through a planted link.
-#[cfg(any(test, feature = "test-hooks"))]
-fn ensure_real_dir(meta: &fs::Metadata, path: &Path) -> io::Result<()> {
-    if meta.file_type().is_symlink() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "refusing to create folders through the symbolic link {}",
-                printable(&path.to_string_lossy())
-            ),
-        ));
-    }
-    if !meta.is_dir() {
-        return Err(io::Error::new(
-            io::ErrorKind::NotADirectory,
-            format!(
-                "cannot create a folder where a file already is: {}",
-                printable(&path.to_string_lossy())
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Create the directories of `rel` under `root` one by one (like `create_dir_all`), refusing to
-/// walk through a symlink or a non-directory, and return the full directory path.
-///
-/// `root` must already exist; an empty `rel` returns `root` unchanged.
-#[cfg(any(test, feature = "test-hooks"))]
-pub fn create_dirs_safely(root: &Path, rel: &Path) -> io::Result<PathBuf> {
-    let comps = checked_components(rel).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let mut full = root.to_path_buf();
-    for c in comps {
-        full.push(c);
-        match fs::symlink_metadata(&full) {
-            Ok(meta) => ensure_real_dir(&meta, &full)?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(&full) {
-                Ok(()) => {}
-                // Something appeared between the look and the mkdir (another transfer creating
-                // the same folder, or someone planting a link): look again before going on.
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    ensure_real_dir(&fs::symlink_metadata(&full)?, &full)?;
-                }
-                Err(e) => return Err(e),
-            },
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(full)
-}
-
 /// Split `name` into the part that gets the " (n)" counter and the extension that follows it.
 ///
 /// Only the last extension counts ("v1.2.3 notes.txt" -> "v1.2.3 notes (1).txt"), except that a
@@ -422,33 +255,24 @@ fn fit(stem: &str, ext: &str, suffix: &str) -> String {
     format!("{}{suffix}{ext}", truncate_to(&stem, room))
 }
 
-/// First free name in `dir` for `name`: "report.pdf", then "report (1).pdf", "report (2).pdf"…
-///
-/// A candidate is taken if `dir.join(candidate)` exists (without following symlinks, so a
-/// dangling link counts too) or if `taken(candidate)` says so, which lets the caller avoid
-/// names reserved by transfers still in flight. The result never exceeds MAX_COMPONENT_BYTES.
+/// First free name in the folder open as `dir` for `name`: "report.pdf", then "report (1).pdf",
+/// "report (2).pdf"… A candidate is taken if anything is at it, a dangling link included (asked
+/// of the handle, so the answer is about the folder the file is then placed in by the same
+/// handle, whatever happens to its path). The result never exceeds `MAX_COMPONENT_BYTES`;
 /// `name` is expected to have passed `check_component` already.
 ///
-/// This is a hint, not a reservation: create the file with `create_new(true)` and pick again if
-/// that reports `AlreadyExists`. A candidate whose existence cannot be checked (permission
-/// denied, say) is offered as free, so that the creation reports the real error.
-#[cfg(any(test, feature = "test-hooks"))]
-pub fn free_name(dir: &Path, name: &str, taken: impl Fn(&str) -> bool) -> String {
-    free_name_by(name, |candidate| {
-        !taken(candidate) && fs::symlink_metadata(dir.join(candidate)).is_err()
-    })
-}
-
-/// [`free_name`] in the folder open as `dir`: asked of the handle, so the answer is about
-/// the folder a file is then placed in by the same handle, whatever happens to its path.
+/// A hint, not a reservation: the file is created exclusively, and a name taken meanwhile is
+/// picked again. A candidate whose existence cannot be checked is offered as free, so that the
+/// creation reports the real error.
 #[cfg(unix)]
 pub(crate) fn free_name_at(dir: std::os::fd::BorrowedFd<'_>, name: &str) -> String {
     use rustix::fs::{AtFlags, statat};
     free_name_by(name, |candidate| statat(dir, candidate, AtFlags::SYMLINK_NOFOLLOW).is_err())
 }
 
-/// The first candidate for `name` that `is_free` accepts.
-fn free_name_by(name: &str, is_free: impl Fn(&str) -> bool) -> String {
+/// The first candidate for `name` that `is_free` accepts, in the order `free_name_at` tries
+/// them.
+pub(crate) fn free_name_by(name: &str, is_free: impl Fn(&str) -> bool) -> String {
     let (stem, ext) = split_extension(name);
     let first = fit(stem, ext, "");
     if is_free(&first) {
@@ -477,8 +301,17 @@ pub(crate) const PARTIAL_DIR: &str = ".lanyard-partial";
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::text::printable;
     use std::cell::RefCell;
     use std::collections::HashSet;
+    use std::fs;
+    use std::path::Path;
+
+    /// `free_name_at` in the folder at `d`, as placing asks it.
+    fn free_in(d: &Path, name: &str) -> String {
+        use std::os::fd::AsFd;
+        free_name_at(super::super::dirs::open_root(d).unwrap().as_fd(), name)
+    }
 
     fn refused(name: &str) -> NameError {
         check_relative(name).expect_err(name)
@@ -699,122 +532,6 @@ mod tests {
     }
 
     #[test]
-    fn safe_join_plain() {
-        let root = tempfile::tempdir().unwrap();
-        let rel = check_relative("a/b/c.txt").unwrap();
-        assert_eq!(safe_join(root.path(), &rel).unwrap(), root.path().join("a/b/c.txt"));
-
-        fs::create_dir_all(root.path().join("a/b")).unwrap();
-        fs::write(root.path().join("a/b/c.txt"), b"old").unwrap();
-        // An existing final file is the caller's decision, not a refusal.
-        assert_eq!(safe_join(root.path(), &rel).unwrap(), root.path().join("a/b/c.txt"));
-    }
-
-    #[test]
-    fn safe_join_rechecks_the_relative_path() {
-        let root = tempfile::tempdir().unwrap();
-        let r = root.path();
-        assert!(matches!(safe_join(r, Path::new("../x")), Err(NameError::ParentDir(_))));
-        assert!(matches!(safe_join(r, Path::new("a/../../x")), Err(NameError::ParentDir(_))));
-        assert!(matches!(safe_join(r, Path::new("/etc/passwd")), Err(NameError::Absolute(_))));
-        assert!(matches!(safe_join(r, Path::new("nul.txt")), Err(NameError::Reserved(_))));
-        assert!(matches!(safe_join(r, Path::new("./x")), Err(NameError::InvalidComponent { .. })));
-        assert_eq!(safe_join(r, Path::new("")), Err(NameError::Empty));
-        let deep: PathBuf = std::iter::repeat_n("d", 100).collect();
-        assert!(matches!(safe_join(r, &deep), Err(NameError::TooDeep { .. })));
-    }
-
-    #[test]
-    fn safe_join_refuses_a_file_in_the_way() {
-        let root = tempfile::tempdir().unwrap();
-        fs::write(root.path().join("a"), b"file").unwrap();
-        let rel = check_relative("a/b.txt").unwrap();
-        assert_eq!(
-            safe_join(root.path(), &rel),
-            Err(NameError::NotADirectory(rel.to_string_lossy().into_owned()))
-        );
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn safe_join_refuses_symlinks() {
-        use std::os::unix::fs::symlink;
-        let outside = tempfile::tempdir().unwrap();
-        let root = tempfile::tempdir().unwrap();
-        symlink(outside.path(), root.path().join("link")).unwrap();
-        symlink("/etc", root.path().join("etc")).unwrap();
-        symlink(root.path().join("missing"), root.path().join("dangling")).unwrap();
-        fs::create_dir(root.path().join("real")).unwrap();
-        symlink(outside.path().join("f"), root.path().join("real/file-link")).unwrap();
-
-        for rel in ["link/x.txt", "link", "etc/passwd", "dangling", "dangling/x", "real/file-link"] {
-            let rel = check_relative(rel).unwrap();
-            assert_eq!(
-                safe_join(root.path(), &rel),
-                Err(NameError::EscapesRoot(rel.to_string_lossy().into_owned())),
-                "{rel:?}"
-            );
-        }
-        assert!(safe_join(root.path(), Path::new("real/new.txt")).is_ok());
-        assert!(!outside.path().join("x.txt").exists());
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn a_symlinked_root_is_trusted() {
-        use std::os::unix::fs::symlink;
-        let real = tempfile::tempdir().unwrap();
-        let holder = tempfile::tempdir().unwrap();
-        let root = holder.path().join("Downloads");
-        symlink(real.path(), &root).unwrap();
-        assert_eq!(safe_join(&root, Path::new("x.txt")).unwrap(), root.join("x.txt"));
-        assert_eq!(create_dirs_safely(&root, Path::new("d")).unwrap(), root.join("d"));
-        assert!(real.path().join("d").is_dir());
-    }
-
-    #[test]
-    fn create_dirs_safely_creates_and_is_idempotent() {
-        let root = tempfile::tempdir().unwrap();
-        let rel = check_relative("a/b/c").unwrap();
-        let made = create_dirs_safely(root.path(), &rel).unwrap();
-        assert_eq!(made, root.path().join("a/b/c"));
-        assert!(made.is_dir());
-        assert_eq!(create_dirs_safely(root.path(), &rel).unwrap(), made);
-        assert_eq!(create_dirs_safely(root.path(), Path::new("")).unwrap(), root.path());
-    }
-
-    #[test]
-    fn create_dirs_safely_refuses_bad_input_and_files() {
-        let root = tempfile::tempdir().unwrap();
-        let err = create_dirs_safely(root.path(), Path::new("../escape")).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
-        assert!(!root.path().parent().unwrap().join("escape").exists());
-
-        fs::write(root.path().join("f"), b"file").unwrap();
-        let err = create_dirs_safely(root.path(), Path::new("f/sub")).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::NotADirectory);
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn create_dirs_safely_refuses_symlinks() {
-        use std::os::unix::fs::symlink;
-        let outside = tempfile::tempdir().unwrap();
-        let root = tempfile::tempdir().unwrap();
-        fs::create_dir(root.path().join("a")).unwrap();
-        symlink(outside.path(), root.path().join("a/link")).unwrap();
-        symlink(root.path().join("nowhere"), root.path().join("dangling")).unwrap();
-
-        for rel in ["a/link/sub", "a/link", "dangling", "dangling/sub"] {
-            let err = create_dirs_safely(root.path(), Path::new(rel)).unwrap_err();
-            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{rel}");
-            assert!(err.to_string().contains("symbolic link"), "{err}");
-        }
-        assert!(!outside.path().join("sub").exists());
-        assert!(!root.path().join("nowhere").exists());
-    }
-
-    #[test]
     fn split_extension_rules() {
         assert_eq!(split_extension("report.pdf"), ("report", ".pdf"));
         assert_eq!(split_extension("archive.tar.gz"), ("archive", ".tar.gz"));
@@ -833,22 +550,21 @@ mod tests {
     fn free_name_sequences() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let never = |_: &str| false;
 
-        assert_eq!(free_name(d, "report.pdf", never), "report.pdf");
+        assert_eq!(free_in(d, "report.pdf"), "report.pdf");
         fs::write(d.join("report.pdf"), b"").unwrap();
-        assert_eq!(free_name(d, "report.pdf", never), "report (1).pdf");
+        assert_eq!(free_in(d, "report.pdf"), "report (1).pdf");
         fs::write(d.join("report (1).pdf"), b"").unwrap();
-        assert_eq!(free_name(d, "report.pdf", never), "report (2).pdf");
+        assert_eq!(free_in(d, "report.pdf"), "report (2).pdf");
 
         fs::write(d.join("archive.tar.gz"), b"").unwrap();
-        assert_eq!(free_name(d, "archive.tar.gz", never), "archive (1).tar.gz");
+        assert_eq!(free_in(d, "archive.tar.gz"), "archive (1).tar.gz");
         fs::write(d.join(".bashrc"), b"").unwrap();
-        assert_eq!(free_name(d, ".bashrc", never), ".bashrc (1)");
+        assert_eq!(free_in(d, ".bashrc"), ".bashrc (1)");
         fs::create_dir(d.join("notes")).unwrap();
-        assert_eq!(free_name(d, "notes", never), "notes (1)");
+        assert_eq!(free_in(d, "notes"), "notes (1)");
         fs::write(d.join("app-1.2.3.zip"), b"").unwrap();
-        assert_eq!(free_name(d, "app-1.2.3.zip", never), "app-1.2.3 (1).zip");
+        assert_eq!(free_in(d, "app-1.2.3.zip"), "app-1.2.3 (1).zip");
     }
 
     #[cfg(unix)]
@@ -858,31 +574,24 @@ mod tests {
         let d = dir.path();
         std::os::unix::fs::symlink(d.join("gone"), d.join("photo.jpg")).unwrap();
         assert!(!d.join("photo.jpg").exists());
-        assert_eq!(free_name(d, "photo.jpg", |_| false), "photo (1).jpg");
+        assert_eq!(free_in(d, "photo.jpg"), "photo (1).jpg");
     }
 
     #[test]
-    fn free_name_honours_the_taken_predicate() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        fs::write(d.join("a.txt"), b"").unwrap();
-        let reserved: HashSet<&str> = ["a (1).txt", "a (2).txt"].into();
+    fn free_names_are_tried_in_order_until_one_is_free() {
+        let taken: HashSet<&str> = ["a.txt", "a (1).txt", "a (2).txt"].into();
         let asked = RefCell::new(Vec::new());
-        let name = free_name(d, "a.txt", |c| {
+        let name = free_name_by("a.txt", |c| {
             asked.borrow_mut().push(c.to_owned());
-            reserved.contains(c)
+            !taken.contains(c)
         });
         assert_eq!(name, "a (3).txt");
         assert_eq!(asked.into_inner(), ["a.txt", "a (1).txt", "a (2).txt", "a (3).txt"]);
-
-        // Reserved but absent on disk is still taken.
-        assert_eq!(free_name(d, "b.txt", |c| c == "b.txt"), "b (1).txt");
     }
 
     #[test]
     fn free_name_gives_up_counting_on_a_predicate_that_refuses_everything() {
-        let dir = tempfile::tempdir().unwrap();
-        let name = free_name(dir.path(), "x.txt", |_| true);
+        let name = free_name_by("x.txt", |_| false);
         assert!(name.starts_with("x ("), "{name}");
         assert!(name.ends_with(").txt"), "{name}");
         assert!(check_component(&name).is_ok());
@@ -897,7 +606,7 @@ mod tests {
         let name = format!("{stem}.txt");
         assert_eq!(name.len(), 253);
         fs::write(d.join(&name), b"").unwrap();
-        let next = free_name(d, &name, |_| false);
+        let next = free_in(d, &name);
         assert!(next.len() <= MAX_COMPONENT_BYTES, "{}", next.len());
         assert!(next.ends_with(" (1).txt"), "{next}");
         assert!(check_component(&next).is_ok());
@@ -906,7 +615,7 @@ mod tests {
         // Keep going until double-digit counters to exercise further shortening.
         let mut last = next;
         for _ in 0..10 {
-            last = free_name(d, &name, |_| false);
+            last = free_in(d, &name);
             assert!(last.len() <= MAX_COMPONENT_BYTES);
             fs::write(d.join(&last), b"").unwrap();
         }
@@ -923,7 +632,7 @@ mod tests {
 
         // A name over the limit (not checked by the caller) is still brought under it.
         let over = "y".repeat(300);
-        let out = free_name(d, &over, |_| false);
+        let out = free_in(d, &over);
         assert_eq!(out.len(), MAX_COMPONENT_BYTES);
     }
 }

@@ -105,7 +105,7 @@ pub(crate) fn push(
     );
     ctx.foreign.store(true, Ordering::Relaxed);
     let id = ctx.id.clone();
-    let task = shared.tracker.spawn(async move {
+    let task = shared.tracker.spawn("transfer::localsend_push", async move {
         let result = run(&ctx, &device, paths, pin).await;
         ctx.report(&result).await;
         result

@@ -12,7 +12,8 @@
 //! - `ctx`: one running transfer (`Ctx`): its row, how it stops, how its end is stored.
 //! - `error`: what a transfer ends with ([`Outcome`], [`TransferError`]) and [`Direction`].
 //! - `ids`: transfer ids, made, checked and found from a prefix.
-//! - `source`: what a sender offers, built from local paths or from a share.
+//! - `source`: what a sender offers, built from local paths or from a share; `opener`: its
+//!   files opened folder by folder, confined to the shares.
 //! - `hashing`: hashing the files of an offer ahead of sending, in parallel.
 //! - `send` / `receive`: the two ends of one stream of files, used by push and pull alike (a
 //!   `Get` is answered with an offer of exactly the requested files); `stream`: what both ends
@@ -24,7 +25,8 @@
 //! - `pull`: list and get, both ends.
 //! - `chunks`: files cut into chunks checked on arrival against hashes under the file's root.
 //! - `relay` / `tap`: relayed sends — a chain of recipients, each forwarding what it verified.
-//! - `progress`: what a face sees of a transfer ([`TransferView`]), coalesced.
+//! - `progress`: what a face sees of a transfer ([`TransferView`]); `meter`: progress
+//!   coalesced while bytes move.
 //! - `offers`: offers waiting for a person's answer, with their (spooled) manifest.
 //! - `manifest`: a received manifest, names spooled to disk, one small record per item kept.
 //! - `budget`: what received manifests may cost the node in memory, in all and per peer.
@@ -36,6 +38,7 @@
 //!   control connection now and again once it is back.
 //! - [`wire`]: the messages and limits of a transfer connection.
 //! - [`file_names`]: checks on names that arrive from the network.
+//! - `held`: the locker on a transfer connection (deposits taken, listed, fetched, dropped).
 //! - `localsend`: a LocalSend device's offer taken as one of our receives; `localsend_push`:
 //!   a send to a LocalSend device.
 
@@ -47,7 +50,7 @@ mod chunks;
 mod ctx;
 mod deadline;
 mod dial;
-mod dirs;
+pub(crate) mod dirs;
 mod disk;
 mod error;
 mod expire;

@@ -689,7 +689,7 @@ pub(crate) fn start_forward(
     let (tx, rx) = mpsc::unbounded_channel();
     let shared = ctx.shared.clone();
     let group = ctx.wire_id();
-    shared.clone().tracker.spawn(async move {
+    shared.clone().tracker.spawn("transfer::relay_forward", async move {
         let items = {
             let m = manifest.clone();
             match tokio::task::spawn_blocking(move || m.items()).await {

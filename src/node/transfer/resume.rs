@@ -15,6 +15,7 @@ use super::records::RECENT;
 use super::records::{self, Partials};
 use super::source::read_sources;
 use crate::node::Event;
+use crate::node::api::{FailKind, Failure};
 use crate::node::{NodeHandle, Shared, lock};
 use crate::reason::Reason;
 use crate::store::unix_now_ms;
@@ -76,7 +77,7 @@ pub(crate) fn schedule(shared: &Arc<Shared>, view: TransferView, sources: Vec<Pa
         },
     );
     let shared = shared.clone();
-    shared.clone().tracker.spawn(async move {
+    shared.clone().tracker.spawn("transfer::resume_offers", async move {
         let node = NodeHandle { shared: shared.clone() };
         loop {
             tokio::select! {
@@ -226,7 +227,7 @@ fn end_paused(shared: &Arc<Shared>, mut view: TransferView, state: TransferState
     view.message = Some(message);
     view.ended_ms = Some(unix_now_ms());
     let shared = shared.clone();
-    shared.clone().tracker.spawn(async move {
+    shared.clone().tracker.spawn("transfer::end_paused", async move {
         let partials = match records::get(&shared.store, &view.transfer) {
             Ok(Some(r)) => r.partials,
             _ => None,
@@ -236,15 +237,18 @@ fn end_paused(shared: &Arc<Shared>, mut view: TransferView, state: TransferState
 }
 
 /// Resume a paused send now. `Err` says why it cannot be (a receive waits for its sender).
-pub(crate) fn now(shared: &Shared, id: &str) -> Result<String, String> {
+pub(crate) fn now(shared: &Shared, id: &str) -> Result<String, Failure> {
     let Some(view) = paused_view(shared, id) else {
-        return Err(format!("no paused transfer {id:?} (see `lanyard transfers`)"));
+        return Err(Failure {
+            kind: FailKind::NotFound,
+            message: format!("no paused transfer {id:?} (see `lanyard transfers`)"),
+        });
     };
     if let Some(p) = lock(&shared.transfers.paused).get(&view.transfer) {
         p.now.notify_one();
         return Ok(format!("resuming {}", view.transfer));
     }
-    Err(match view.direction {
+    let message = match view.direction {
         Direction::Receive => format!(
             "{} resumes when {} sends it again",
             view.transfer,
@@ -255,6 +259,10 @@ pub(crate) fn now(shared: &Shared, id: &str) -> Result<String, String> {
             }
         ),
         Direction::Send => format!("{} cannot be resumed from here: what it sent is not known", view.transfer),
+    };
+    Err(Failure {
+        kind: FailKind::Unavailable,
+        message,
     })
 }
 
@@ -272,7 +280,7 @@ pub(crate) fn sent_again(shared: &Arc<Shared>, peer: &crate::identity::PeerId, s
         });
     }
     let (shared, peer, sources) = (shared.clone(), peer.clone(), sources.to_vec());
-    shared.clone().tracker.spawn(async move {
+    shared.clone().tracker.spawn("transfer::sent_again", async move {
         let store = shared.clone();
         let stored = crate::node::off_thread(move || records::load(&store.store)).await;
         let Ok(Ok(stored)) = stored else { return };

@@ -1,6 +1,10 @@
 //! Drawing: `draw(&App)` reads the state and paints one frame; it never touches the disk or the
 //! network and never changes the state. Every string from a peer goes through [`clean`] (hostile
 //! characters made visible, then fitted to its cell).
+//!
+//! Its files: `mod.rs` (the frame, the footer, [`clean`]), `lists` (Peers, the file columns,
+//! Transfers), `chat` (the Chat pane), `overlay` (the offer dialog, help, prompts), `theme`
+//! (colours, or none).
 
 mod chat;
 mod deposits;
