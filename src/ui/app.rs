@@ -3,7 +3,7 @@
 //! carries out). Nothing here touches the terminal, the disk or the network.
 //!
 //! Each pane's keys are beside it: `app/peer_keys`, `app/chat_keys`, `app/file_keys`,
-//! `app/transfer_keys`.
+//! `app/transfer_keys`, `app/deposit_keys` (the locker: `d`, the Deposits column, `g` there).
 
 mod chat_keys;
 mod deposit_keys;
