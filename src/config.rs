@@ -662,6 +662,7 @@ impl Config {
             stall_timeout: test_hook!("LANYARD_TEST_STALL_SECS")
                 .map(std::time::Duration::from_secs)
                 .unwrap_or(crate::limits::TRANSFER_STALL),
+            control_idle_limit: crate::limits::CONTROL_IDLE_LIMIT,
             resume: false,
             locker: self.locker.clone(),
             localsend: None,

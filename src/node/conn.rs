@@ -15,7 +15,7 @@ use super::slots::{Pool, Refusal, Slot};
 use super::transfer::wire::Report;
 use super::{Event, Shared, chat, exchange, lock};
 use crate::identity::PeerId;
-use crate::limits::{CONNECT_TIMEOUT, CONTROL_IDLE_LIMIT, HINT_TTL, MAX_CANDIDATES, MAX_PENDING_HANDSHAKES, MIN_DISCOVERED_PORT};
+use crate::limits::{CONNECT_TIMEOUT, HINT_TTL, MAX_CANDIDATES, MAX_PENDING_HANDSHAKES, MIN_DISCOVERED_PORT};
 use crate::net::discovery::DiscoveryEvent;
 use crate::net::frame::FrameError;
 use crate::net::secure::{self, CONTROL_GONE_AFTER, HANDSHAKE_TIMEOUT, HandshakeError, Remote, SecureConn};
@@ -286,6 +286,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
 
     let writer_cancel = cancel.clone();
     let node_cancel = shared.cancel.clone();
+    let idle_limit = shared.config.control_idle_limit;
     let writer_task = shared.tracker.spawn("conn::writer", async move {
         let mut ping_at = tokio::time::Instant::now() + PING_EVERY;
         loop {
@@ -311,7 +312,7 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
                 && tokio::select! {
                     biased;
                     _ = writer_cancel.cancelled() => false,
-                    r = timeout(CONTROL_IDLE_LIMIT, writer.flush()) => matches!(r, Ok(Ok(()))),
+                    r = timeout(idle_limit, writer.flush()) => matches!(r, Ok(Ok(()))),
                 };
             if !written {
                 break;
@@ -344,12 +345,12 @@ pub(crate) async fn run_control(shared: Arc<Shared>, conn: SecureConn) -> Option
                 None if shared.cancel.is_cancelled() => "shutting down".to_string(),
                 None => "replaced".to_string(),
             },
-            r = timeout(CONTROL_IDLE_LIMIT, reader.read_frame::<ControlMsg>(MAX_CONTROL_FRAME)) => r,
+            r = timeout(idle_limit, reader.read_frame::<ControlMsg>(MAX_CONTROL_FRAME)) => r,
         };
         match read {
             Err(_) => {
                 lost = true;
-                break format!("no sign of life for {} s", CONTROL_IDLE_LIMIT.as_secs());
+                break format!("no sign of life for {} s", idle_limit.as_secs());
             }
             Ok(Ok(None)) => {
                 lost = true;

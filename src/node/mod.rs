@@ -89,6 +89,9 @@ pub struct NodeConfig {
     pub db_budget: chat::DbBudget,
     /// A transfer that moves no byte for this long ends (`limits::TRANSFER_STALL`).
     pub stall_timeout: Duration,
+    /// A control connection that reads or writes nothing for this long is dropped
+    /// (`limits::CONTROL_IDLE_LIMIT`; tests shorten it).
+    pub control_idle_limit: Duration,
     /// Offer paused sends again by itself once their peers are online (a node that keeps
     /// running: `serve`, the TUI); a one-shot command leaves them to the next such node.
     pub resume: bool,
@@ -136,6 +139,7 @@ impl NodeConfig {
             accept_all: false,
             db_budget: chat::DbBudget::default(),
             stall_timeout: crate::limits::TRANSFER_STALL,
+            control_idle_limit: crate::limits::CONTROL_IDLE_LIMIT,
             resume: false,
             locker: locker::LockerConfig::default(),
             localsend: None,

@@ -37,6 +37,16 @@ impl TestNode {
         Self::start_in(nick, tempfile::tempdir().expect("tempdir")).await
     }
 
+    /// Start a node whose config `adjust` changes first (a shorter deadline, say).
+    pub async fn start_with(nick: &str, adjust: impl FnOnce(&mut NodeConfig)) -> TestNode {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = NodeConfig::local(nick, dir.path().to_path_buf());
+        adjust(&mut config);
+        let node = start_node(config).await;
+        let events = node.subscribe();
+        TestNode { node, events, dir }
+    }
+
     /// Start (or restart) a node on an existing data dir.
     pub async fn start_in(nick: &str, dir: TempDir) -> TestNode {
         let node = start_node(NodeConfig::local(nick, dir.path().to_path_buf())).await;
