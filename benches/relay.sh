@@ -96,19 +96,12 @@ lanyard_run() {
 
 # nc_run: the same file over one plain TCP connection h1 -> h2; appends its ms to $TMP/nc.
 nc_run() {
-    local t0 t1 rpid
+    local ms
     mkdir -p "$RECV/nc"
-    netns_spawn 2 "$RECV/nc/big.bin" "$TMP/nc_recv.err" nc -l "$NC_PORT"
-    rpid=$NETNS_PID
-    wait_for 5 bash -c "ip netns exec $(netns_name 2) ss -ltn | grep -q ':$NC_PORT '" || die "nc listener did not start"
-    t0=$(netns_now_ms)
-    netns_exec 1 nc -N "$(netns_addr 2)" "$NC_PORT" <"$SRC/big.bin" || die "nc sender failed"
-    wait "$rpid" || die "nc receiver failed: $(cat "$TMP/nc_recv.err")"
-    t1=$(netns_now_ms)
-    cmp -s "$SRC/big.bin" "$RECV/nc/big.bin" || die "nc copy differs"
+    ms=$(nc_copy 1 2 "$SRC/big.bin" "$RECV/nc/big.bin")
     rm -rf "${RECV:?}/nc"
-    echo "$((t1 - t0))" >>"$TMP/nc"
-    log "nc to 1: $((t1 - t0)) ms"
+    echo "$ms" >>"$TMP/nc"
+    log "nc to 1: $ms ms"
 }
 
 for ((r = 1; r <= ROUNDS; r++)); do

@@ -214,6 +214,7 @@ fn draw_frames() -> Result<()> {
         transfers: Vec::new(),
         offers: Vec::new(),
         localsend: Vec::new(),
+        deposits: Vec::new(),
     };
 
     let mut app = App::new(cwd.path().to_path_buf(), false, false);

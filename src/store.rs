@@ -174,6 +174,9 @@ const MIGRATIONS: &[&str] = &[
         verified_ms INTEGER NOT NULL,
         PRIMARY KEY (deposit, peer)
     );",
+    // A holder keeps how many copies a deposit's owner wants, for an owner's record rebuilt
+    // from holders (src/node/locker/db.rs).
+    "ALTER TABLE held ADD COLUMN replicas INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The step of the growth budgets, which the migration test starts from.

@@ -63,20 +63,25 @@ fn regular_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// ada, and the holders `nicks` linked to her.
+async fn owner_and_holders(nicks: &[&str]) -> (Node, Vec<Node>) {
+    let owner = node("ada", |_| {}).await;
+    let mut holders = Vec::new();
+    for nick in nicks {
+        let h = node(nick, |_| {}).await;
+        link(&owner, &h).await;
+        holders.push(h);
+    }
+    (owner, holders)
+}
+
 fn locker_of(n: &Node) -> PathBuf {
     n.handle.config().data_dir.join("locker")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deposits_are_placed_listed_and_retrieved_by_their_owner_only() {
-    let owner = node("ada", |_| {}).await;
-    let mut holders = Vec::new();
-    for nick in ["bob", "cy", "dee"] {
-        holders.push(node(nick, |_| {}).await);
-    }
-    for h in &holders {
-        link(&owner, h).await;
-    }
+    let (owner, holders) = owner_and_holders(&["bob", "cy", "dee"]).await;
     let src = tempfile::tempdir().unwrap();
     let top = tree(src.path());
 
@@ -179,14 +184,7 @@ async fn a_deposit_over_a_budget_is_refused_up_front_with_the_numbers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_damaged_copy_is_skipped_and_dropped() {
-    let owner = node("ada", |_| {}).await;
-    let mut holders = Vec::new();
-    for nick in ["bob", "cy"] {
-        holders.push(node(nick, |_| {}).await);
-    }
-    for h in &holders {
-        link(&owner, h).await;
-    }
+    let (owner, holders) = owner_and_holders(&["bob", "cy"]).await;
     let src = tempfile::tempdir().unwrap();
     let file = src.path().join("data.bin");
     std::fs::write(&file, pattern(5 << 20, 7)).unwrap();
@@ -211,4 +209,106 @@ async fn a_damaged_copy_is_skipped_and_dropped() {
     assert!(!copy.exists());
     let listed = owner.handle.deposits().await.unwrap();
     assert_eq!(listed[0].replicas_verified, 1);
+}
+
+/// The first `Deposits` event whose list `pred` likes (within a generous deadline).
+async fn deposits_event(
+    events: &mut lanyard::node::events::Subscription,
+    pred: impl Fn(&[lanyard::node::api::DepositView]) -> bool,
+) -> Vec<lanyard::node::api::DepositView> {
+    use lanyard::node::events::{Event, RecvError};
+    let wait = async {
+        loop {
+            match events.recv().await {
+                Ok(Event::Deposits { deposits }) if pred(&deposits) => return deposits,
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => panic!("the node stopped"),
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), wait)
+        .await
+        .expect("a Deposits event")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_snapshot_and_the_events_carry_my_deposits() {
+    let (owner, holders) = owner_and_holders(&["bob", "cy"]).await;
+    let mut events = owner.handle.subscribe();
+    assert!(owner.handle.snapshot().await.unwrap().deposits.is_empty());
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("thesis.pdf");
+    std::fs::write(&file, pattern(1 << 20, 3)).unwrap();
+    let report = owner.handle.deposit(&file, 2, &[]).await.unwrap();
+    assert!(report.complete);
+    // Faces are told the copies placed, without asking.
+    let both = deposits_event(&mut events, |d| d.len() == 1 && d[0].replicas_verified == 2).await;
+    assert_eq!((both[0].id.as_str(), both[0].replicas_wanted), (report.deposit.id.as_str(), 2));
+    // The snapshot has the same record: holders, each verified.
+    let snap = owner.handle.snapshot().await.unwrap();
+    assert_eq!(snap.deposits.len(), 1);
+    let d = &snap.deposits[0];
+    assert_eq!((d.name.as_str(), d.replicas_wanted, d.replicas_verified), ("thesis.pdf", 2, 2));
+    let mut held_by: Vec<String> = d.holders.iter().filter(|h| h.verified).map(|h| h.id.clone()).collect();
+    held_by.sort();
+    let mut want: Vec<String> = holders.iter().map(|h| h.handle.id().to_string()).collect();
+    want.sort();
+    assert_eq!(held_by, want);
+    // Dropped: the list faces hear is empty again.
+    owner.handle.drop_deposit("thesis.pdf").await.unwrap();
+    deposits_event(&mut events, |d| d.is_empty()).await;
+    assert!(owner.handle.snapshot().await.unwrap().deposits.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deposits_offered_at_once_cannot_together_pass_a_budget() {
+    // Two owners at once, and room for one deposit in all.
+    let bob = node("bob", |c| c.locker.total = 12 << 20).await;
+    let (ada, eve) = (node("ada", |_| {}).await, node("eve", |_| {}).await);
+    link(&ada, &bob).await;
+    link(&eve, &bob).await;
+    let src = tempfile::tempdir().unwrap();
+    let (a, b) = (src.path().join("a.bin"), src.path().join("b.bin"));
+    std::fs::write(&a, pattern(8 << 20, 1)).unwrap();
+    std::fs::write(&b, pattern(8 << 20, 2)).unwrap();
+    let to = [bob.handle.id().clone()];
+    let (ra, rb) = tokio::join!(ada.handle.deposit(&a, 1, &to), eve.handle.deposit(&b, 1, &to));
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    // Each alone fits; both do not: one is held, the other refused with the numbers.
+    assert!(ra.complete != rb.complete, "{ra:?}\n{rb:?}");
+    let refused = if ra.complete { &rb } else { &ra };
+    assert!(
+        refused.refused.join("").contains("bob holds at most 12 MiB of deposits in all"),
+        "{:?}",
+        refused.refused
+    );
+    let held = bob.handle.held().await.unwrap();
+    assert_eq!(held.held.len(), 1);
+    assert!(held.used <= 12 << 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_record_rebuilt_from_holders_keeps_the_copies_its_owner_wants() {
+    let (owner, holders) = owner_and_holders(&["bob", "cy", "dee"]).await;
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("report.bin");
+    std::fs::write(&file, pattern(1 << 20, 5)).unwrap();
+    assert!(owner.handle.deposit(&file, 3, &[]).await.unwrap().complete);
+    // The same identity on another machine, while one holder is away: two copies found.
+    let key = owner.handle.config().data_dir.join("identity.key");
+    owner.handle.shutdown().await;
+    holders[2].handle.shutdown().await;
+    let again = node("ada", |c| {
+        std::fs::create_dir_all(&c.data_dir).unwrap();
+        std::fs::copy(&key, c.data_dir.join("identity.key")).unwrap();
+    })
+    .await;
+    assert_eq!(again.handle.id(), owner.handle.id());
+    for h in &holders[..2] {
+        link(&again, h).await;
+    }
+    let listed = again.handle.deposits().await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].replicas_verified, 2);
+    assert_eq!(listed[0].replicas_wanted, 3, "as its owner asked, not the copies found");
 }

@@ -234,6 +234,8 @@ impl Log {
         Some(match event {
             Event::Listening { .. } | Event::ChatRead { .. } | Event::ChatSent { .. } | Event::TransferStarted(_) => return None,
             Event::PeerDiscovered { .. } | Event::PeerLost { .. } => return None,
+            // The whole record again, for screens; each change has its own `Deposit` line.
+            Event::Deposits { .. } => return None,
             Event::LocalSendDevice { device: d } => format!(
                 "LocalSend device {} ({}, {}, {}) at {}",
                 printable(&d.alias),

@@ -151,6 +151,8 @@ fn objects(event: &Event) -> Vec<(&'static str, Value)> {
         ),
         // Written by `lines` directly.
         Event::FilesReceived { .. } => Vec::new(),
+        // The whole record again, for screens; each change is its own `deposit` line.
+        Event::Deposits { .. } => Vec::new(),
         Event::Done {
             transfer,
             peer,

@@ -83,6 +83,11 @@ pub enum Event {
         change: String,
         peer: PeerId,
     },
+    /// Our deposits as recorded now (whole, as in the snapshot): sent when any of them, or a
+    /// holder's copy of one, changed.
+    Deposits {
+        deposits: Vec<super::locker::DepositView>,
+    },
     /// A LocalSend device was heard of, or said something new about itself.
     LocalSendDevice {
         device: super::localsend::Device,

@@ -91,6 +91,7 @@ impl NodeHandle {
             changed: watch::channel(0).0,
             lock: Mutex::new(Some(lock_file)),
             tally: Default::default(),
+            locker: Default::default(),
         });
         chat::load(&shared)?;
         transfer::load_records(&shared)?;
@@ -561,6 +562,7 @@ impl NodeHandle {
             transfers: self.transfers(),
             offers: self.offers(),
             localsend: self.localsend().map(|l| l.devices).unwrap_or_default(),
+            deposits: self.deposit_views().await?,
         })
     }
 }

@@ -216,6 +216,9 @@ pub(crate) struct Shared {
     lock: Mutex<Option<File>>,
     /// What tests wait on to know something did not happen (see `tally`).
     pub(crate) tally: tally::Tally,
+    /// The locker's state in memory: budget held for deposits arriving, our deposits as faces
+    /// were last told them.
+    pub(crate) locker: Arc<locker::State>,
 }
 
 /// Run blocking work (the database, the disk) off the async workers.

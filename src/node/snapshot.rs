@@ -45,4 +45,7 @@ pub struct Snapshot {
     /// LocalSend devices heard of (none when LocalSend is off).
     #[serde(default)]
     pub localsend: Vec<super::localsend::Device>,
+    /// Our deposits as recorded (holders and whether each copy was verified), oldest first.
+    #[serde(default)]
+    pub deposits: Vec<super::locker::DepositView>,
 }

@@ -3,9 +3,10 @@
 //! carries out). Nothing here touches the terminal, the disk or the network.
 //!
 //! Each pane's keys are beside it: `app/peer_keys`, `app/chat_keys`, `app/file_keys`,
-//! `app/transfer_keys`.
+//! `app/transfer_keys`, `app/deposit_keys` (the locker: `d`, the Deposits column, `g` there).
 
 mod chat_keys;
+mod deposit_keys;
 mod file_keys;
 mod peer_keys;
 mod transfer_keys;
@@ -22,9 +23,11 @@ use super::files::{Entry, Local, Remote};
 use super::input::Line;
 use super::keys::{Action, Context, Pane, action};
 use super::layout::Areas;
+pub use deposit_keys::Health;
+
 use crate::node::api::{
-    ChatEntry, Delivery, Device, HISTORY_PAGE, Named, OfferView, PeerId, PeerInfo, ROOM, Reason, Recipient, Reply, Request, TransferState,
-    TransferView, device_id, label,
+    ChatEntry, Delivery, DepositReport, DepositView, Device, HISTORY_PAGE, HolderView, Named, OfferView, PeerId, PeerInfo, ROOM, Reason,
+    Recipient, Reply, Request, Retrieved, TransferState, TransferView, device_id, label,
 };
 use crate::node::events::{Envelope, Event};
 use crate::node::snapshot::{Me, Snapshot};
@@ -155,6 +158,11 @@ pub enum Overlay {
         device: PeerId,
         wrong: bool,
     },
+    /// Deposit these paths: how many copies (typed in `App::replicas`)?
+    Deposit {
+        paths: Vec<PathBuf>,
+        error: Option<String>,
+    },
 }
 
 pub struct App {
@@ -188,6 +196,13 @@ pub struct App {
     pub pin: Line,
     pub local: Local,
     pub remote: Remote,
+    /// The right column of Files shows my deposits rather than a peer's shares.
+    pub locker: bool,
+    /// My deposits as the node last reported them (snapshot, then `Deposits` events).
+    pub deposits: Vec<DepositView>,
+    pub deposit_cursor: usize,
+    /// How many copies a deposit asks for, as typed.
+    pub replicas: Line,
     pub status: Option<(String, Duration)>,
     /// The last warning that came while no peer was online (what to check when nobody shows
     /// up is longer than a status line): shown in the empty `#all` until a peer is online.
@@ -238,6 +253,10 @@ impl App {
             pin: Line::default(),
             local: Local::new(cwd),
             remote: Remote::default(),
+            locker: false,
+            deposits: Vec::new(),
+            deposit_cursor: 0,
+            replicas: Line::default(),
             status: None,
             alone_note: None,
             clock: Duration::ZERO,
@@ -294,6 +313,7 @@ impl App {
             Some(Overlay::AddPeer { .. }) => Context::AddPeer,
             Some(Overlay::Pin { .. }) => Context::Pin,
             Some(Overlay::ConfirmSend { .. } | Overlay::ConfirmQuit { .. }) => Context::Confirm,
+            Some(Overlay::Deposit { .. }) => Context::Replicas,
             None if self.filtering => Context::Filter,
             None if self.typing => Context::Typing,
             None => Context::Pane(self.focus),
@@ -440,6 +460,7 @@ impl App {
         }
         self.transfers = s.transfers;
         self.sort_transfers();
+        self.set_deposits(s.deposits);
         self.offers = s.offers.into_iter().collect();
         self.offers.retain(|o| !self.deferred.contains(&o.transfer));
         self.reselect(&selected);
@@ -507,6 +528,7 @@ impl App {
                 self.say(message)
             }
             Event::Listening { .. } | Event::Deposit { .. } => {}
+            Event::Deposits { deposits } => self.set_deposits(deposits),
             Event::LocalSendDevice { device } => {
                 match self
                     .localsend
@@ -708,6 +730,9 @@ impl App {
             }
             (Pending::AddPeer(addr), Reply::Peers { peers, .. }) => self.added_peer(&addr, Ok(peers)),
             (Pending::AddPeer(addr), Reply::Failed { message, .. }) => self.added_peer(&addr, Err(message)),
+            (_, Reply::Deposited(r)) => self.deposited(&r),
+            (_, Reply::Retrieved(r)) => self.retrieved(&r),
+            (_, Reply::Deposits { deposits }) => self.set_deposits(deposits),
             (_, Reply::Note { text }) => self.say(text),
             (_, Reply::Failed { message, .. }) => self.say(message),
             _ => {}
@@ -782,6 +807,7 @@ impl App {
             }
             (Context::AddPeer, act) => self.add_peer_key(act),
             (Context::Pin, act) => self.pin_key(act),
+            (Context::Replicas, act) => self.replicas_key(act),
             (Context::Filter, act) => {
                 self.filter_key(act);
                 self.open_offer_if_any()
@@ -797,6 +823,7 @@ impl App {
     }
 
     fn focus_on(&mut self, pane: Pane) -> Vec<Cmd> {
+        let pane = self.column(pane);
         self.focus = pane;
         self.typing = false;
         self.typing_from = None;
@@ -816,11 +843,13 @@ impl App {
                 self.filtering = true;
                 Vec::new()
             }
+            (Pane::Local | Pane::Remote | Pane::Deposits, Action::Locker) => self.toggle_locker(),
             (Pane::Peers, _) => self.peers_key(act),
             (Pane::Chat, _) => self.chat_key(act),
             (Pane::Local, _) => self.local_key(act),
             (Pane::Remote, _) => self.remote_key(act),
             (Pane::Transfers, _) => self.transfers_key(act),
+            (Pane::Deposits, _) => self.deposits_key(act),
         }
     }
 
@@ -901,7 +930,9 @@ impl App {
         }
         let areas = Areas::new(Rect::new(0, 0, self.size.0, self.size.1), self.focus);
         let at = Position::new(m.column, m.row);
-        let Some(pane) = areas.pane_at(at) else { return Vec::new() };
+        let Some(pane) = areas.pane_at(at).map(|p| self.column(p)) else {
+            return Vec::new();
+        };
         match m.kind {
             MouseEventKind::ScrollUp | MouseEventKind::ScrollDown => {
                 let act = if m.kind == MouseEventKind::ScrollUp {
@@ -924,7 +955,7 @@ impl App {
                 let rect = areas.rect(pane);
                 let row = m.row.saturating_sub(rect.y + 1) as usize;
                 let rows = match pane {
-                    Pane::Local | Pane::Remote => rect.height.saturating_sub(1),
+                    Pane::Local | Pane::Remote | Pane::Deposits => rect.height.saturating_sub(1),
                     _ => rect.height.saturating_sub(2),
                 } as usize;
                 let at = |cursor: usize| cursor.saturating_sub(rows.saturating_sub(1)) + row;
@@ -942,6 +973,11 @@ impl App {
                         self.remote.list.cursor = at(self.remote.list.cursor).min(n.saturating_sub(1));
                     }
                     Pane::Transfers => self.transfer_cursor = at(self.transfer_cursor).min(self.transfer_rows().saturating_sub(1)),
+                    // Two lines a deposit: its name, then its holders.
+                    Pane::Deposits => {
+                        let first = self.deposit_cursor.saturating_sub(rows.saturating_sub(2) / 2);
+                        self.deposit_cursor = (first + row / 2).min(self.deposits.len().saturating_sub(1));
+                    }
                     Pane::Chat => self.typing = true,
                 }
                 cmds

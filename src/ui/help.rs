@@ -40,6 +40,8 @@ pub const LEGEND: &[(&str, &str)] = &[
     ("?", "an offer waits for your answer"),
     ("█░", "progress"),
     ("▸", "just received (in the download dir)"),
+    ("✓ ◌ ✗", "a deposit's copy: verified / its holder offline / lost"),
+    ("2/3", "a deposit's copies verified / wanted"),
 ];
 
 /// The overlay's place on a screen of `width`×`height`.

@@ -13,18 +13,23 @@ pub enum Pane {
     Local,
     Remote,
     Transfers,
+    /// The locker: my deposits, in the right column of Files in place of a peer's shares.
+    Deposits,
 }
 
 impl Pane {
     pub const ORDER: [Pane; 5] = [Pane::Peers, Pane::Chat, Pane::Local, Pane::Remote, Pane::Transfers];
 
+    /// Tab and Shift-Tab: the Deposits column stands where the Remote one does.
     pub fn next(self) -> Pane {
-        let i = Self::ORDER.iter().position(|p| *p == self).unwrap_or(0);
+        let at = if self == Pane::Deposits { Pane::Remote } else { self };
+        let i = Self::ORDER.iter().position(|p| *p == at).unwrap_or(0);
         Self::ORDER[(i + 1) % Self::ORDER.len()]
     }
 
     pub fn prev(self) -> Pane {
-        let i = Self::ORDER.iter().position(|p| *p == self).unwrap_or(0);
+        let at = if self == Pane::Deposits { Pane::Remote } else { self };
+        let i = Self::ORDER.iter().position(|p| *p == at).unwrap_or(0);
         Self::ORDER[(i + Self::ORDER.len() - 1) % Self::ORDER.len()]
     }
 
@@ -33,7 +38,7 @@ impl Pane {
         match self {
             Pane::Peers => 1,
             Pane::Chat => 2,
-            Pane::Local | Pane::Remote => 3,
+            Pane::Local | Pane::Remote | Pane::Deposits => 3,
             Pane::Transfers => 4,
         }
     }
@@ -56,16 +61,19 @@ pub enum Context {
     Help,
     /// A question with yes / no (a send to several peers, sending dropped paths).
     Confirm,
+    /// Typing how many copies a deposit asks for.
+    Replicas,
 }
 
 impl Context {
     /// Every context, for checks over the whole table.
-    pub const ALL: [Context; 12] = [
+    pub const ALL: [Context; 14] = [
         Context::Pane(Pane::Peers),
         Context::Pane(Pane::Chat),
         Context::Pane(Pane::Local),
         Context::Pane(Pane::Remote),
         Context::Pane(Pane::Transfers),
+        Context::Pane(Pane::Deposits),
         Context::Typing,
         Context::Filter,
         Context::AddPeer,
@@ -73,6 +81,7 @@ impl Context {
         Context::Offer,
         Context::Help,
         Context::Confirm,
+        Context::Replicas,
     ];
 }
 
@@ -97,6 +106,10 @@ pub enum Action {
     Mark,
     SendFiles,
     GetFiles,
+    /// The local column: deposit what is picked in the locker.
+    Deposit,
+    /// The right column of Files: my deposits, or the selected peer's shares.
+    Locker,
     Filter,
     ToggleHidden,
     /// The local column: to the download dir, and back to where it was.
@@ -189,6 +202,8 @@ pub enum Scope {
     Pane(Pane),
     /// Both file columns.
     Files,
+    /// The Files pane, whatever its right column shows.
+    FilesPane,
     /// Peers and both file columns.
     Marking,
     Typing,
@@ -199,6 +214,7 @@ pub enum Scope {
     Pin,
     Offer,
     Confirm,
+    Replicas,
     Help,
     /// Everywhere, typing too.
     Always,
@@ -211,14 +227,19 @@ impl Scope {
             (Scope::Browsing | Scope::Moving, Context::Pane(_)) => true,
             (Scope::Pane(p), Context::Pane(q)) => p == q,
             (Scope::Files, Context::Pane(p)) => matches!(p, Pane::Local | Pane::Remote),
+            (Scope::FilesPane, Context::Pane(p)) => matches!(p, Pane::Local | Pane::Remote | Pane::Deposits),
             (Scope::Marking, Context::Pane(p)) => matches!(p, Pane::Peers | Pane::Local | Pane::Remote),
-            (Scope::Editing, c) => matches!(c, Context::Typing | Context::Filter | Context::AddPeer | Context::Pin),
+            (Scope::Editing, c) => matches!(
+                c,
+                Context::Typing | Context::Filter | Context::AddPeer | Context::Pin | Context::Replicas
+            ),
             (Scope::Typing, Context::Typing)
             | (Scope::Filter, Context::Filter)
             | (Scope::AddPeer, Context::AddPeer)
             | (Scope::Pin, Context::Pin)
             | (Scope::Offer, Context::Offer)
             | (Scope::Confirm, Context::Confirm)
+            | (Scope::Replicas, Context::Replicas)
             | (Scope::Help, Context::Help) => true,
             _ => false,
         }
@@ -234,7 +255,9 @@ impl Scope {
             Scope::Pane(Pane::Local) => "Local column (3, left)",
             Scope::Pane(Pane::Remote) => "Remote column (3, right: a peer's shares)",
             Scope::Pane(Pane::Transfers) => "Transfers (4)",
+            Scope::Pane(Pane::Deposits) => "Deposits (3, right: my files kept on other machines)",
             Scope::Files => "Both file columns",
+            Scope::FilesPane => "Files (3)",
             Scope::Marking => "Peers and file columns",
             Scope::Typing => "Typing a chat line",
             Scope::Editing => "Typing anything (chat, filter, address, PIN)",
@@ -243,6 +266,7 @@ impl Scope {
             Scope::Pin => "A LocalSend device's PIN",
             Scope::Offer => "Offer dialog",
             Scope::Confirm => "A question (y/n)",
+            Scope::Replicas => "Depositing: how many copies",
             Scope::Help => "This help, and a transfer's details",
             Scope::Always => "Always",
         }
@@ -325,6 +349,13 @@ pub const BINDINGS: &[Binding] = &[
         "send",
     ),
     b(
+        &[c('d')],
+        S::Pane(Pane::Local),
+        Action::Deposit,
+        "deposit the marked entries (or the one under the cursor) in the locker: verified copies kept for you on other machines (asks how many)",
+        "deposit",
+    ),
+    b(
         &[c('D')],
         S::Pane(Pane::Local),
         Action::DownloadDir,
@@ -360,6 +391,21 @@ pub const BINDINGS: &[Binding] = &[
         "list this folder again",
         "refresh",
     ),
+    // Deposits
+    b(
+        &[c('g')],
+        S::Pane(Pane::Deposits),
+        Action::GetFiles,
+        "retrieve the deposit under the cursor into the download dir (a name taken gets \" (1)\")",
+        "retrieve",
+    ),
+    b(
+        &[c('r')],
+        S::Pane(Pane::Deposits),
+        Action::Refresh,
+        "ask the holders online again what they keep",
+        "refresh",
+    ),
     // Both columns
     b(
         &[k(KeyCode::Enter), k(KeyCode::Right), c('l')],
@@ -385,6 +431,13 @@ pub const BINDINGS: &[Binding] = &[
     ),
     b(&[c('/')], S::Marking, Action::Filter, "type to filter; Esc clears", "filter"),
     b(&[k(KeyCode::Esc)], S::Marking, Action::Escape, "clear the filter", ""),
+    b(
+        &[c('L')],
+        S::FilesPane,
+        Action::Locker,
+        "the right column: my deposits (the locker), or the selected peer's shares",
+        "locker",
+    ),
     // Transfers
     b(
         &[c('x')],
@@ -559,6 +612,14 @@ pub const BINDINGS: &[Binding] = &[
         Action::Escape,
         "later: it waits in Transfers (o brings it back)",
         "later",
+    ),
+    // How many copies
+    b(
+        &[k(KeyCode::Enter)],
+        S::Replicas,
+        Action::Submit,
+        "deposit with that many copies",
+        "deposit",
     ),
     // A question
     b(&[c('y'), k(KeyCode::Enter)], S::Confirm, Action::Accept, "yes", "yes"),

@@ -23,7 +23,7 @@ impl Areas {
         // The focused band gets the room; the others keep enough to stay useful.
         let (top, files, transfers) = match focus {
             Pane::Peers | Pane::Chat => (5, 3, 2),
-            Pane::Local | Pane::Remote => (3, 5, 2),
+            Pane::Local | Pane::Remote | Pane::Deposits => (3, 5, 2),
             Pane::Transfers => (3, 3, 4),
         };
         let [top_area, files_area, transfers_area] =
@@ -39,7 +39,7 @@ impl Areas {
         };
         let (l, r) = match (focus, inner.width < 100) {
             (Pane::Local, true) => (3, 2),
-            (Pane::Remote, true) => (2, 3),
+            (Pane::Remote | Pane::Deposits, true) => (2, 3),
             _ => (1, 1),
         };
         let [local, remote] = Layout::default()
@@ -62,7 +62,8 @@ impl Areas {
             Pane::Peers => self.peers,
             Pane::Chat => self.chat,
             Pane::Local => self.local,
-            Pane::Remote => self.remote,
+            // The right column shows one or the other.
+            Pane::Remote | Pane::Deposits => self.remote,
             Pane::Transfers => self.transfers,
         }
     }

@@ -12,7 +12,8 @@
 //! `app/peer_keys`, `app/chat_keys`, `app/file_keys`, `app/transfer_keys`), `keys` (the keymap
 //! table), `help` (the help overlay's rows), `layout` (where panes go), `files` (the file
 //! columns' state), `input` (line editing), `watch` (the local folder watched), `view/` (drawing),
-//! `tests` (`update` and drawing checked against snapshots in `snapshots/`).
+//! `tests` (`update` and drawing checked against snapshots in `snapshots/`), `deposit_tests`
+//! (the same for the Deposits column, `d` and `g`).
 
 pub mod app;
 pub mod files;
@@ -23,6 +24,8 @@ pub mod layout;
 pub mod view;
 mod watch;
 
+#[cfg(test)]
+mod deposit_tests;
 #[cfg(test)]
 mod tests;
 

@@ -19,7 +19,7 @@ use crate::node::snapshot::{ConversationView, Me, Snapshot};
 /// A fixed instant (2026-11-29 10:00 UTC), so that drawn times don't change.
 const T0: u64 = 1_795_946_400_000;
 
-fn id(seed: u8) -> PeerId {
+pub(super) fn id(seed: u8) -> PeerId {
     // Deterministic ids: the snapshots must not change from run to run.
     let mut s = String::new();
     for i in 0..16 {
@@ -28,7 +28,7 @@ fn id(seed: u8) -> PeerId {
     PeerId::parse(&s).expect("a valid id")
 }
 
-fn peer(seed: u8, nick: &str, host: &str, online: bool) -> PeerInfo {
+pub(super) fn peer(seed: u8, nick: &str, host: &str, online: bool) -> PeerInfo {
     let id = id(seed);
     PeerInfo {
         short_id: id.short().to_string(),
@@ -81,7 +81,7 @@ fn transfer(seed: u8, peer: &PeerId, nick: &str, direction: Direction, state: Tr
 
 /// A lab: ada (us), two peers called bob (told apart), one offline with history, chat with
 /// delivery marks, transfers in every state.
-fn lab() -> App {
+pub(super) fn lab() -> App {
     let mut app = App::new(PathBuf::from("/home/ada/lab"), false, false);
     app.home = Some("/home/ada".into());
     app.update(Msg::Resize(120, 40));
@@ -128,6 +128,7 @@ fn lab() -> App {
             addr: "10.0.0.7:53317".into(),
             seen_ms: 0,
         }],
+        deposits: vec![],
     };
     app.update(Msg::Snapshot(Box::new(snapshot)));
     app.update(Msg::Local {
@@ -205,17 +206,17 @@ fn reply_history(app: &mut App, conv: &str, entries: Vec<ChatEntry>) {
     app.update(Msg::Reply { tag, reply: Reply::Done });
 }
 
-fn key(app: &mut App, code: KeyCode) -> Vec<Cmd> {
+pub(super) fn key(app: &mut App, code: KeyCode) -> Vec<Cmd> {
     app.update(Msg::Key(KeyEvent::new(code, KeyModifiers::NONE)))
 }
 
-fn typed(app: &mut App, text: &str) {
+pub(super) fn typed(app: &mut App, text: &str) {
     for c in text.chars() {
         key(app, KeyCode::Char(c));
     }
 }
 
-fn screen(app: &App, w: u16, h: u16) -> String {
+pub(super) fn screen(app: &App, w: u16, h: u16) -> String {
     let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("a test terminal");
     terminal.draw(|f| draw(f, app, &Theme::mono())).expect("drawn");
     let buffer = terminal.backend().buffer().clone();
@@ -697,6 +698,7 @@ fn a_nick_shaped_like_another_peers_id_is_shown_with_its_host() {
         transfers: vec![],
         offers: vec![],
         localsend: vec![],
+        deposits: vec![],
     };
     app.update(Msg::Snapshot(Box::new(snapshot)));
     let shown = format!("{}@lab-66", bob.id.short());

@@ -14,6 +14,9 @@
 #   id_in I                   host I's id
 #   expect_event FILE TIMEOUT_S KEY=VALUE...
 #                             wait for a JSON line of FILE with every KEY equal to VALUE; print it
+#   nc_copy FROM TO FILE OUT  FILE over one plain TCP connection (nc, port ${NC_PORT:-7718}) from
+#                             host FROM to host TO, written to OUT there; compared with FILE;
+#                             prints the ms from the first byte sent to the receiver's exit
 # shellcheck shell=bash disable=SC2034
 
 lanyard_bin() {
@@ -137,4 +140,18 @@ for line in open(path, "rb"):
         n += 1
 print(n)
 PY
+}
+
+nc_copy() {
+    local from=$1 to=$2 file=$3 out=$4 port=${NC_PORT:-7718} t0 t1 rpid
+    netns_spawn "$to" "$out" "$NETNS_TMP/nc_recv.err" nc -l "$port"
+    rpid=$NETNS_PID
+    # Wait until the listener is up (nc -z would count as the one connection).
+    wait_for 5 bash -c "ip netns exec $(netns_name "$to") ss -ltn | grep -q ':$port '" || die "nc listener did not start"
+    t0=$(netns_now_ms)
+    netns_exec "$from" nc -N "$(netns_addr "$to")" "$port" <"$file" || die "nc sender failed"
+    wait "$rpid" || die "nc receiver failed: $(cat "$NETNS_TMP/nc_recv.err")"
+    t1=$(netns_now_ms)
+    cmp -s "$file" "$out" || die "nc copy differs"
+    echo "$((t1 - t0))"
 }

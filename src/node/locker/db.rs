@@ -5,6 +5,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::Usage;
 use crate::identity::PeerId;
+use crate::node::transfer::wire::Wanted;
 use crate::store::Store;
 
 /// One deposit held here.
@@ -19,25 +20,38 @@ pub struct Held {
     pub stored_ms: u64,
     pub renewed_ms: u64,
     pub verified_ms: u64,
+    /// How many copies its owner last said it wants (0: not said yet).
+    pub replicas: u32,
+}
+
+/// A count or a time, stored as SQLite's integer.
+fn u64_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<u64> {
+    Ok(r.get::<_, i64>(i)? as u64)
+}
+
+/// A content hash (a row written by this module always has 32 bytes there).
+fn digest_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<[u8; 32]> {
+    let d: Vec<u8> = r.get(i)?;
+    Ok(d.try_into().unwrap_or([0; 32]))
 }
 
 fn held_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Held> {
     let owner: String = r.get(0)?;
-    let digest: Vec<u8> = r.get(5)?;
     Ok(Held {
         owner: PeerId::parse(&owner).unwrap_or_else(|| PeerId::from_public_key(&[])),
         id: r.get(1)?,
         name: r.get(2)?,
-        bytes: r.get::<_, i64>(3)? as u64,
-        files: r.get::<_, i64>(4)? as u32,
-        digest: digest.try_into().unwrap_or([0; 32]),
-        stored_ms: r.get::<_, i64>(6)? as u64,
-        renewed_ms: r.get::<_, i64>(7)? as u64,
-        verified_ms: r.get::<_, i64>(8)? as u64,
+        bytes: u64_at(r, 3)?,
+        files: u64_at(r, 4)? as u32,
+        digest: digest_at(r, 5)?,
+        stored_ms: u64_at(r, 6)?,
+        renewed_ms: u64_at(r, 7)?,
+        verified_ms: u64_at(r, 8)?,
+        replicas: u64_at(r, 9)? as u32,
     })
 }
 
-const HELD_COLUMNS: &str = "owner, id, name, bytes, files, digest, stored_ms, renewed_ms, verified_ms";
+const HELD_COLUMNS: &str = "owner, id, name, bytes, files, digest, stored_ms, renewed_ms, verified_ms, replicas";
 
 /// What `owner`'s deposits use here, and all deposits.
 pub fn usage(store: &Store, owner: &PeerId) -> rusqlite::Result<Usage> {
@@ -55,7 +69,7 @@ pub fn usage(store: &Store, owner: &PeerId) -> rusqlite::Result<Usage> {
 /// Record a deposit held whole (a version held before under the same id is replaced).
 pub fn put_held(store: &Store, h: &Held) -> rusqlite::Result<()> {
     store.lock().execute(
-        &format!("INSERT OR REPLACE INTO held ({HELD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+        &format!("INSERT OR REPLACE INTO held ({HELD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
         params![
             h.owner.as_str(),
             h.id,
@@ -65,7 +79,8 @@ pub fn put_held(store: &Store, h: &Held) -> rusqlite::Result<()> {
             h.digest.as_slice(),
             h.stored_ms as i64,
             h.renewed_ms as i64,
-            h.verified_ms as i64
+            h.verified_ms as i64,
+            h.replicas as i64
         ],
     )?;
     Ok(())
@@ -108,6 +123,38 @@ pub fn renew(store: &Store, owner: &PeerId, now_ms: u64) -> rusqlite::Result<()>
         params![owner.as_str(), now_ms as i64],
     )?;
     Ok(())
+}
+
+/// Its owner said how many copies it wants of these (only its own deposits change).
+pub fn set_wanted(store: &Store, owner: &PeerId, wanted: &[Wanted]) -> rusqlite::Result<()> {
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let mut c = store.lock();
+    let tx = c.transaction()?;
+    for w in wanted {
+        tx.execute(
+            "UPDATE held SET replicas = ?3 WHERE owner = ?1 AND id = ?2",
+            params![owner.as_str(), w.id, w.replicas as i64],
+        )?;
+    }
+    tx.commit()
+}
+
+/// How many copies we want of each of our deposits `peer` holds (at most `max`).
+pub fn wanted_on(store: &Store, peer: &PeerId, max: usize) -> rusqlite::Result<Vec<Wanted>> {
+    let c = store.lock();
+    let mut q = c.prepare(
+        "SELECT d.id, d.replicas FROM deposits d JOIN deposit_holders h ON h.deposit = d.id
+         WHERE h.peer = ?1 AND d.replicas > 0 ORDER BY d.id LIMIT ?2",
+    )?;
+    let rows = q.query_map(params![peer.as_str(), max as i64], |r| {
+        Ok(Wanted {
+            id: r.get(0)?,
+            replicas: u64_at(r, 1)? as u32,
+        })
+    })?;
+    rows.collect()
 }
 
 /// It was read back whole and matched.
@@ -179,15 +226,14 @@ pub fn deposits(store: &Store) -> rusqlite::Result<Vec<Deposit>> {
     let mut q = c.prepare("SELECT id, name, bytes, files, digest, replicas, created_ms FROM deposits ORDER BY created_ms, id")?;
     let mut out: Vec<Deposit> = q
         .query_map([], |r| {
-            let digest: Vec<u8> = r.get(4)?;
             Ok(Deposit {
                 id: r.get(0)?,
                 name: r.get(1)?,
-                bytes: r.get::<_, i64>(2)? as u64,
-                files: r.get::<_, i64>(3)? as u32,
-                digest: digest.try_into().unwrap_or([0; 32]),
-                replicas: r.get::<_, i64>(5)? as u32,
-                created_ms: r.get::<_, i64>(6)? as u64,
+                bytes: u64_at(r, 2)?,
+                files: u64_at(r, 3)? as u32,
+                digest: digest_at(r, 4)?,
+                replicas: u64_at(r, 5)? as u32,
+                created_ms: u64_at(r, 6)?,
                 holders: Vec::new(),
             })
         })?
@@ -195,10 +241,7 @@ pub fn deposits(store: &Store) -> rusqlite::Result<Vec<Deposit>> {
     let mut h = c.prepare("SELECT peer, verified, verified_ms FROM deposit_holders WHERE deposit = ?1 ORDER BY peer")?;
     for d in &mut out {
         d.holders = h
-            .query_map([&d.id], |r| {
-                let peer: String = r.get(0)?;
-                Ok((peer, r.get::<_, i64>(1)? != 0, r.get::<_, i64>(2)? as u64))
-            })?
+            .query_map([&d.id], |r| Ok((r.get::<_, String>(0)?, u64_at(r, 1)? != 0, u64_at(r, 2)?)))?
             .filter_map(|r| r.ok())
             .filter_map(|(p, ok, when)| PeerId::parse(&p).map(|p| (p, ok, when)))
             .collect();
@@ -227,6 +270,7 @@ mod tests {
             stored_ms: 1,
             renewed_ms: 1,
             verified_ms: 1,
+            replicas: 0,
         };
         put_held(&s, &h(1, "a", 10)).unwrap();
         put_held(&s, &h(1, "b", 5)).unwrap();

@@ -25,7 +25,9 @@ mod owner;
 pub mod placement;
 pub(crate) mod repair;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -174,6 +176,88 @@ pub fn fits(config: &LockerConfig, used: Usage, bytes: u64, holder: &str) -> Res
     Ok(())
 }
 
+/// The locker's state in memory (in `Shared`).
+#[derive(Default)]
+pub(crate) struct State {
+    arriving: Mutex<Arriving>,
+    /// Held while our record is read, changed and written back (a survey's merge, a repair's
+    /// change of holders): two of them at once would each write back what the other removed.
+    pub(crate) record: tokio::sync::Mutex<()>,
+    /// Our deposits as faces were last told them (`Event::Deposits`), to tell only changes.
+    pub(crate) published: tokio::sync::Mutex<Option<Vec<DepositView>>>,
+}
+
+/// Deposits admitted and still arriving: what each owner's promise takes from the budgets until
+/// it is recorded (or fails), so that offers admitted at once cannot together pass them.
+#[derive(Default)]
+pub(crate) struct Arriving {
+    next: u64,
+    by: HashMap<u64, (PeerId, u64)>,
+}
+
+impl State {
+    /// The book of deposits arriving, held while a new one is checked and entered in it.
+    pub(crate) fn arriving(&self) -> MutexGuard<'_, Arriving> {
+        crate::node::lock(&self.arriving)
+    }
+}
+
+impl Arriving {
+    /// What deposits arriving take: `owner`'s, and everyone's.
+    pub(crate) fn usage(&self, owner: &PeerId) -> Usage {
+        let mut u = Usage::default();
+        for (who, bytes) in self.by.values() {
+            u.total = u.total.saturating_add(*bytes);
+            if who == owner {
+                u.owner = u.owner.saturating_add(*bytes);
+            }
+        }
+        u
+    }
+
+    /// Enter `bytes` for `owner`; they count until the reservation is released or dropped.
+    pub(crate) fn hold(&mut self, state: &Arc<State>, owner: &PeerId, bytes: u64) -> Reservation {
+        self.next += 1;
+        self.by.insert(self.next, (owner.clone(), bytes));
+        Reservation {
+            state: state.clone(),
+            token: self.next,
+        }
+    }
+}
+
+/// Room promised to one deposit arriving.
+pub(crate) struct Reservation {
+    state: Arc<State>,
+    token: u64,
+}
+
+impl Reservation {
+    /// Its bytes are recorded as held now (or it failed): they no longer count as arriving.
+    pub(crate) fn release(&self) {
+        self.state.arriving().by.remove(&self.token);
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+impl std::fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Reservation({})", self.token)
+    }
+}
+
+/// A deposit admitted: the record to keep once it is whole, and the room it holds meanwhile.
+#[derive(Debug)]
+pub(crate) struct Admitted {
+    pub held: db::Held,
+    pub reservation: Reservation,
+}
+
 /// Whether `owner` may deposit here at all; the refusal says why.
 pub fn admits(policy: Policy, trusted: bool, holder: &str) -> Result<(), String> {
     let holder = crate::text::printable(holder);
@@ -215,6 +299,43 @@ mod tests {
         assert!(fits(&c, others, 10, "bob").is_ok());
         // Hostile nick in the refusal stays inert.
         assert!(!fits(&c, used, 1 << 30, "b\u{1b}[2Job").unwrap_err().contains('\u{1b}'));
+    }
+
+    #[test]
+    fn deposits_arriving_count_until_released() {
+        let state = Arc::new(State::default());
+        let c = LockerConfig {
+            per_owner: 100,
+            total: 150,
+            ..LockerConfig::default()
+        };
+        // Two offers at once: the second sees the first's promise and is refused.
+        let first = {
+            let mut book = state.arriving();
+            assert!(fits(&c, book.usage(&peer(1)), 60, "bob").is_ok());
+            book.hold(&state, &peer(1), 60)
+        };
+        {
+            let book = state.arriving();
+            assert_eq!(book.usage(&peer(1)), Usage { owner: 60, total: 60 });
+            assert_eq!(book.usage(&peer(2)), Usage { owner: 0, total: 60 });
+            assert_eq!(
+                fits(&c, book.usage(&peer(1)), 60, "bob").unwrap_err(),
+                "bob holds at most 100 B for you; 60 B used"
+            );
+        }
+        let other = state.arriving().hold(&state, &peer(2), 80);
+        assert!(
+            fits(&c, state.arriving().usage(&peer(3)), 20, "bob")
+                .unwrap_err()
+                .contains("in all")
+        );
+        // Recorded (or failed): the room is free again, once.
+        first.release();
+        assert_eq!(state.arriving().usage(&peer(1)), Usage { owner: 0, total: 80 });
+        drop(first);
+        drop(other);
+        assert_eq!(state.arriving().usage(&peer(2)), Usage::default());
     }
 
     #[test]

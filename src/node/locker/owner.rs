@@ -138,8 +138,14 @@ impl NodeHandle {
 
     /// What each online peer holds for us (a peer that does not answer is left out).
     async fn survey(&self) -> HashMap<PeerId, Vec<HeldEntry>> {
+        self.survey_of(self.online()).await
+    }
+
+    /// What each of `peers` holds for us; each is told how many copies we want of what it
+    /// holds.
+    async fn survey_of(&self, peers: Vec<PeerId>) -> HashMap<PeerId, Vec<HeldEntry>> {
         let mut asks = JoinSet::new();
-        for peer in self.online() {
+        for peer in peers {
             let shared = self.shared.clone();
             asks.spawn(async move {
                 let r = held::list_at(&shared, &peer).await;
@@ -166,7 +172,33 @@ impl NodeHandle {
 
     async fn save(&self, d: &Deposit) -> Result<()> {
         let (shared, d) = (self.shared.clone(), d.clone());
-        Ok(off_thread(move || db::put_deposit(&shared.store, &d)).await??)
+        off_thread(move || db::put_deposit(&shared.store, &d)).await??;
+        self.publish().await;
+        Ok(())
+    }
+
+    /// Our deposits as recorded, without asking any holder (the snapshot's).
+    pub(crate) async fn deposit_views(&self) -> Result<Vec<DepositView>> {
+        Ok(self
+            .load()
+            .await?
+            .iter()
+            .filter(|d| d.replicas > 0)
+            .map(|d| self.view_of(d))
+            .collect())
+    }
+
+    /// Tell every face our deposits as recorded now, if that changed since they were told.
+    pub(crate) async fn publish(&self) {
+        // Held from the read to the send, so that two publishers cannot send their lists out
+        // of order.
+        let mut last = self.shared.locker.published.lock().await;
+        let Ok(views) = self.deposit_views().await else { return };
+        if last.as_ref() == Some(&views) {
+            return;
+        }
+        *last = Some(views.clone());
+        self.shared.emit(crate::node::Event::Deposits { deposits: views });
     }
 
     /// Check our record against what the lab holds for us (see the module's doc); the record
@@ -174,6 +206,7 @@ impl NodeHandle {
     pub(crate) async fn reconcile_deposits(&self) -> Result<Vec<Deposit>> {
         self.lab().await;
         let survey = self.survey().await;
+        let record = self.shared.locker.record.lock().await;
         let mut deps = self.load().await?;
         let now = unix_ms();
         let mut drops: Vec<(PeerId, String)> = Vec::new();
@@ -193,11 +226,10 @@ impl NodeHandle {
                         }
                     }
                     None => {
-                        found
-                            .entry(e.id.clone())
-                            .or_insert_with(|| (e.clone(), Vec::new()))
-                            .1
-                            .push((peer.clone(), e.verified_ms));
+                        let (first, holders) = found.entry(e.id.clone()).or_insert_with(|| (e.clone(), Vec::new()));
+                        // The count its owner last told any of them (one away then may lag).
+                        first.replicas = first.replicas.max(e.replicas);
+                        holders.push((peer.clone(), e.verified_ms));
                     }
                 }
             }
@@ -213,13 +245,15 @@ impl NodeHandle {
         // Deposits only holders know of (this identity used on another machine before).
         for (id, (e, holders)) in found {
             let copies = holders.len() as u32;
+            let told = e.replicas.min(MAX_REPLICAS);
             deps.push(Deposit {
                 id,
                 name: e.name.clone(),
                 bytes: e.bytes,
                 files: e.files,
                 digest: digest_of(&e),
-                replicas: copies.max(1),
+                // As many copies as its owner wants, which may be more than are found now.
+                replicas: if told > 0 { told } else { copies.max(1) },
                 created_ms: now,
                 holders: holders.into_iter().map(|(p, when)| (p, true, when)).collect(),
             });
@@ -227,6 +261,7 @@ impl NodeHandle {
         for d in &deps {
             self.save(d).await?;
         }
+        drop(record);
         for (peer, id) in drops {
             self.drop_copy(&peer, &id).await;
         }
@@ -240,6 +275,7 @@ impl NodeHandle {
             Ok(_) => {
                 let (shared, peer, id) = (self.shared.clone(), peer.clone(), id.to_string());
                 let _ = off_thread(move || db::remove_holder(&shared.store, &id, &peer)).await;
+                self.publish().await;
                 true
             }
             Err(e) => {
@@ -257,6 +293,7 @@ impl NodeHandle {
                 off_thread(move || db::remove_deposit(&shared.store, &d.id)).await??;
             }
         }
+        self.publish().await;
         Ok(())
     }
 
@@ -381,6 +418,9 @@ impl NodeHandle {
             dropped.push(self.nick_of(&last));
         }
         self.save(&d).await?;
+        // The holders keep how many copies are wanted (for a record rebuilt from them).
+        let holders: Vec<PeerId> = d.holders.iter().map(|h| h.0.clone()).collect();
+        self.survey_of(holders).await;
         let complete = d.holders.len() as u32 >= replicas;
         if complete {
             // The older versions of this name go once this one has all its copies.

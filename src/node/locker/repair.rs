@@ -156,6 +156,7 @@ impl NodeHandle {
                 added += 1;
             }
             // The holders replaced are forgotten: back, they drop their copy.
+            let _record = self.shared.locker.record.lock().await;
             for gone in replaced.iter().take(added) {
                 d.holders.retain(|h| &h.0 != gone);
                 let (s, id, gone) = (self.shared.clone(), d.id.clone(), gone.clone());
@@ -163,6 +164,7 @@ impl NodeHandle {
             }
             let s = self.shared.clone();
             off_thread(move || db::put_deposit(&s.store, &d)).await??;
+            self.publish().await;
         }
         Ok(())
     }

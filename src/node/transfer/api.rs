@@ -133,48 +133,24 @@ impl NodeHandle {
                 .collect();
             return Ok(GroupTask { id: group, tasks });
         }
-        let shared = &self.shared;
-        let ctxs: Vec<Arc<Ctx>> = peers
-            .iter()
-            .map(|peer| {
-                Arc::new(Ctx::new(
-                    shared,
-                    None,
-                    peer.clone(),
-                    peer_nick(shared, peer),
-                    Direction::Send,
-                    Some(group.clone()),
-                ))
-            })
-            .collect();
-        let mut results = Vec::new();
-        let mut tasks = Vec::new();
-        for ctx in &ctxs {
-            *lock(&ctx.sources) = Some(paths.clone());
-            let (tx, rx) = oneshot::channel();
-            results.push(tx);
-            let join = shared.tracker.spawn("transfer::relay_recipient", async move {
-                rx.await
-                    .unwrap_or_else(|_| Err(TransferError::failed("the relayed send ended abnormally")))
-            });
-            tasks.push((ctx.peer.clone(), TransferTask { id: ctx.id.clone(), join }));
-        }
-        shared.tracker.spawn(
-            "transfer::relay",
-            relay::send(shared.clone(), group.clone(), manifest, ctxs, results, None),
-        );
-        Ok(GroupTask { id: group, tasks })
+        Ok(self.start_relay(peers, manifest, Some(paths), None))
     }
 
-    /// Deposit what `prepared` read on `peers` under `name` (see `crate::node::locker`): one
-    /// relayed send whose offers are `Deposit`s. Not resumable as a send (a resume would offer
-    /// plain files): the owner's node deposits again instead.
-    pub(crate) fn send_deposit(&self, peers: &[PeerId], prepared: &Prepared, name: &str) -> GroupTask {
+    /// One relayed send to `peers` (at least one): a view per recipient, all in one group.
+    /// `sources`: the local paths it was read from (kept for a resume); `deposit`: the name the
+    /// offers deposit it under instead of offering files.
+    fn start_relay(
+        &self,
+        peers: &[PeerId],
+        manifest: source::SendManifest,
+        sources: Option<Vec<PathBuf>>,
+        deposit: Option<String>,
+    ) -> GroupTask {
         let shared = &self.shared;
         let group = new_id();
+        let mut ctxs = Vec::new();
         let mut results = Vec::new();
         let mut tasks = Vec::new();
-        let mut ctxs = Vec::new();
         for peer in peers {
             let ctx = Arc::new(Ctx::new(
                 shared,
@@ -184,21 +160,28 @@ impl NodeHandle {
                 Direction::Send,
                 Some(group.clone()),
             ));
+            *lock(&ctx.sources) = sources.clone();
             let (tx, rx) = oneshot::channel();
             results.push(tx);
-            let join = shared.tracker.spawn("transfer::deposit", async move {
+            let join = shared.tracker.spawn("transfer::relay_recipient", async move {
                 rx.await
-                    .unwrap_or_else(|_| Err(TransferError::failed("the deposit ended abnormally")))
+                    .unwrap_or_else(|_| Err(TransferError::failed("the relayed send ended abnormally")))
             });
             tasks.push((ctx.peer.clone(), TransferTask { id: ctx.id.clone(), join }));
             ctxs.push(ctx);
         }
-        let manifest = prepared.0.clone();
         shared.tracker.spawn(
-            "transfer::deposit_relay",
-            relay::send(shared.clone(), group.clone(), manifest, ctxs, results, Some(name.to_string())),
+            "transfer::relay",
+            relay::send(shared.clone(), group.clone(), manifest, ctxs, results, deposit),
         );
         GroupTask { id: group, tasks }
+    }
+
+    /// Deposit what `prepared` read on `peers` under `name` (see `crate::node::locker`): one
+    /// relayed send whose offers are `Deposit`s. Not resumable as a send (a resume would offer
+    /// plain files): the owner's node deposits again instead.
+    pub(crate) fn send_deposit(&self, peers: &[PeerId], prepared: &Prepared, name: &str) -> GroupTask {
+        self.start_relay(peers, prepared.0.clone(), None, Some(name.to_string()))
     }
 
     /// Start a plain send; `id`: the transfer it resumes, `sources`: the local paths it was

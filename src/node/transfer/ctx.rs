@@ -49,7 +49,7 @@ pub(crate) struct Ctx {
     /// with this digest (it hears our verdict directly).
     pub vouched: std::sync::OnceLock<(PeerId, [u8; 32])>,
     /// Receive of a deposit taken into the locker: what is recorded once it is whole.
-    pub deposit: std::sync::OnceLock<crate::node::locker::db::Held>,
+    pub deposit: std::sync::OnceLock<crate::node::locker::Admitted>,
     /// An outgoing send of local paths: those paths, stored with it for a resume.
     pub(super) sources: Mutex<Option<Vec<PathBuf>>>,
     /// A stopped receive: where the partial files it keeps are.

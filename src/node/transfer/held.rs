@@ -14,9 +14,9 @@ use super::file_names::{PARTIAL_DIR, check_component};
 use super::receive::{self, Decision, Header};
 use super::send;
 use super::source::SendManifest;
-use super::wire::{HeldEntry, MAX_TRANSFER_FRAME, Reason, TransferMsg, bounded, msg_name};
+use super::wire::{HeldEntry, MAX_TRANSFER_FRAME, Reason, TransferMsg, Wanted, bounded, msg_name};
 use crate::identity::PeerId;
-use crate::limits::{DEPOSIT_EXPIRY, HELD_FRAME_ENTRIES, MAX_HELD_PER_OWNER, PULL_ANSWER_TIMEOUT};
+use crate::limits::{DEPOSIT_EXPIRY, HELD_FRAME_ENTRIES, MAX_HELD_PER_OWNER, MAX_REPLICAS, PULL_ANSWER_TIMEOUT};
 use crate::net::secure::{SecureConn, SecureWriter};
 use crate::node::Shared;
 use crate::node::locker::db::{self, Held};
@@ -31,8 +31,10 @@ pub(crate) fn unix_ms() -> u64 {
 }
 
 /// Whether `owner` may leave a deposit of `bytes` named `name` here; if so, its store folder
-/// is ready (owner-only, a version held before under the same id removed) and the record to
-/// keep once it is whole comes back. Runs on a blocking thread.
+/// is ready (owner-only, a version held before under the same id removed), and the record to
+/// keep once it is whole comes back with the room it holds meanwhile (deposits arriving count
+/// against the budgets: two offers at once cannot both take the last room). Runs on a
+/// blocking thread.
 pub(crate) fn admit(
     shared: &Arc<Shared>,
     owner: &PeerId,
@@ -40,7 +42,7 @@ pub(crate) fn admit(
     digest: [u8; 32],
     bytes: u64,
     files: u32,
-) -> Result<Held, (Reason, String)> {
+) -> Result<locker::Admitted, (Reason, String)> {
     let me = shared.nick();
     check_component(name).map_err(|e| (Reason::Rejected, format!("a deposit's name: {e}")))?;
     let trusted = shared.peers().get(owner).is_some_and(|p| p.trusted);
@@ -53,8 +55,14 @@ pub(crate) fn admit(
     expire(shared, unix_ms());
     let id = locker::deposit_id(owner, name, &digest);
     let store = &shared.store;
+    let mut arriving = shared.locker.arriving();
     let again = db::find_held(store, owner, &id).map_err(|e| failed(&e))?;
-    let mut used = db::usage(store, owner).map_err(|e| failed(&e))?;
+    let held = db::usage(store, owner).map_err(|e| failed(&e))?;
+    let coming = arriving.usage(owner);
+    let mut used = Usage {
+        owner: held.owner.saturating_add(coming.owner),
+        total: held.total.saturating_add(coming.total),
+    };
     if let Some(old) = &again {
         // The same deposit again (its owner lost its record of it): it replaces itself.
         used = Usage {
@@ -63,6 +71,8 @@ pub(crate) fn admit(
         };
     }
     locker::fits(config, used, bytes, &me).map_err(|e| (Reason::Rejected, e))?;
+    let reservation = arriving.hold(&shared.locker, owner, bytes);
+    drop(arriving);
     let dir = locker::deposit_dir(&shared.config.data_dir, owner, &id);
     if again.is_some() {
         db::remove_held(store, owner, &id).map_err(|e| failed(&e))?;
@@ -70,16 +80,20 @@ pub(crate) fn admit(
     }
     make_private_dirs(&shared.config.data_dir, &dir).map_err(|e| failed(&e))?;
     let now = unix_ms();
-    Ok(Held {
-        owner: owner.clone(),
-        id,
-        name: name.to_string(),
-        bytes,
-        files,
-        digest,
-        stored_ms: now,
-        renewed_ms: now,
-        verified_ms: now,
+    Ok(locker::Admitted {
+        held: Held {
+            owner: owner.clone(),
+            id,
+            name: name.to_string(),
+            bytes,
+            files,
+            digest,
+            stored_ms: now,
+            renewed_ms: now,
+            verified_ms: now,
+            replicas: 0,
+        },
+        reservation,
     })
 }
 
@@ -128,10 +142,12 @@ fn deposit_event(h: &Held, change: &str) -> crate::node::Event {
 
 /// A deposit receive ended: kept (owner-only files, recorded) if every file arrived.
 pub(crate) async fn stored(ctx: &Ctx, result: &Result<Outcome, TransferError>) {
-    let Some(held) = ctx.deposit.get().cloned() else { return };
+    let Some(admitted) = ctx.deposit.get() else { return };
     if !matches!(result, Ok(o) if o.all_ok()) {
+        admitted.reservation.release();
         return;
     }
+    let held = admitted.held.clone();
     let shared = ctx.shared.clone();
     let kept = crate::node::off_thread(move || {
         let dir = locker::deposit_dir(&shared.config.data_dir, &held.owner, &held.id);
@@ -142,6 +158,8 @@ pub(crate) async fn stored(ctx: &Ctx, result: &Result<Outcome, TransferError>) {
         Ok::<(), std::io::Error>(())
     })
     .await;
+    // Counted as held now (or not kept at all).
+    admitted.reservation.release();
     if let Err(e) | Ok(Err(e)) = kept.map_err(std::io::Error::other) {
         tracing::warn!("locker: cannot record a deposit: {e}");
     }
@@ -195,13 +213,18 @@ async fn refuse(writer: &mut SecureWriter, code: Reason, message: &str) {
     .await;
 }
 
-/// Holder: the deposits this connection's key owns here (which renews them).
-pub(crate) async fn serve_list(shared: &Arc<Shared>, mut conn: SecureConn) {
+/// Holder: the deposits this connection's key owns here (which renews them), after keeping
+/// how many copies it wants of each (`wanted`: only its own deposits can change).
+pub(crate) async fn serve_list(shared: &Arc<Shared>, mut conn: SecureConn, wanted: Vec<Wanted>) {
+    if wanted.len() > MAX_HELD_PER_OWNER || wanted.iter().any(|w| w.replicas == 0 || w.replicas > MAX_REPLICAS) {
+        return refuse(&mut conn.writer, Reason::Protocol, "protocol error: copies wanted out of bounds").await;
+    }
     let owner = conn.remote.id.clone();
     let listed = {
         let shared = shared.clone();
         crate::node::off_thread(move || {
             db::renew(&shared.store, &owner, unix_ms())?;
+            db::set_wanted(&shared.store, &owner, &wanted)?;
             db::held(&shared.store, Some(&owner))
         })
         .await
@@ -239,6 +262,7 @@ fn entry_of(h: Held) -> HeldEntry {
         files: h.files,
         digest: serde_bytes::ByteBuf::from(h.digest.to_vec()),
         verified_ms: h.verified_ms,
+        replicas: h.replicas,
     }
 }
 
@@ -354,10 +378,11 @@ fn unexpected(msg: &TransferMsg) -> TransferError {
     TransferError::Protocol(Reason::Protocol, format!("protocol error: unexpected {}", msg_name(msg)))
 }
 
-/// Owner: what the peer holds for us (checked, at most [`MAX_HELD_PER_OWNER`]).
-pub(crate) async fn list(shared: &Arc<Shared>, mut conn: SecureConn) -> Result<Vec<HeldEntry>, TransferError> {
+/// Owner: what the peer holds for us (checked, at most [`MAX_HELD_PER_OWNER`]), telling it
+/// how many copies we want of what it holds.
+pub(crate) async fn list(shared: &Arc<Shared>, mut conn: SecureConn, wanted: Vec<Wanted>) -> Result<Vec<HeldEntry>, TransferError> {
     conn.writer
-        .send(&TransferMsg::HeldList)
+        .send(&TransferMsg::HeldList { wanted })
         .await
         .map_err(|e| failed(format!("connection lost: {e}")))?;
     let mut out = Vec::new();
@@ -433,8 +458,12 @@ pub(crate) async fn fetch(ctx: &Ctx, mut conn: SecureConn, id: &str, digest: [u8
 
 /// Owner: what `peer` holds for us.
 pub(crate) async fn list_at(shared: &Arc<Shared>, peer: &PeerId) -> Result<Vec<HeldEntry>, TransferError> {
+    let wanted = {
+        let (s, p) = (shared.clone(), peer.clone());
+        crate::node::off_thread(move || db::wanted_on(&s.store, &p, MAX_HELD_PER_OWNER)).await
+    };
     let conn = super::dial::connect(shared, peer).await?;
-    list(shared, conn).await
+    list(shared, conn, wanted.ok().and_then(Result::ok).unwrap_or_default()).await
 }
 
 /// Owner: drop deposit `spec` on `peer`.

@@ -95,29 +95,23 @@ pub(crate) async fn serve_incoming(shared: Arc<Shared>, mut conn: SecureConn, sl
             };
             receive_offer(&shared, conn, slot, &transfer, header).await;
         }
-        TransferMsg::HeldList => held::serve_list(&shared, conn).await,
+        TransferMsg::HeldList { wanted } => held::serve_list(&shared, conn, wanted).await,
         TransferMsg::Replicate { transfer, deposit, to } => {
             let ctx = watched(Ctx::new(&shared, Some(&transfer), peer, nick, Direction::Send, None));
             let result = held::serve_replicate(&ctx, conn, &deposit, to).await;
-            drop(slot);
-            log_end(&ctx, &result);
-            ctx.report(&result).await;
+            ended(&ctx, slot, &result).await;
         }
         TransferMsg::DropDeposit { deposit } => held::serve_drop(&shared, conn, &deposit).await,
         TransferMsg::Fetch { transfer, deposit } => {
             let ctx = watched(Ctx::new(&shared, Some(&transfer), peer, nick, Direction::Send, None));
             let result = held::serve_fetch(&ctx, conn, &deposit).await;
-            drop(slot);
-            log_end(&ctx, &result);
-            ctx.report(&result).await;
+            ended(&ctx, slot, &result).await;
         }
         TransferMsg::List { path } => pull::serve_list(&shared, conn, &path).await,
         TransferMsg::Get { transfer, paths } => {
             let ctx = watched(Ctx::new(&shared, Some(&transfer), peer, nick, Direction::Send, None));
             let result = pull::serve_get(&ctx, conn, paths).await;
-            drop(slot);
-            log_end(&ctx, &result);
-            ctx.report(&result).await;
+            ended(&ctx, slot, &result).await;
         }
         other => {
             tracing::info!(
@@ -126,6 +120,13 @@ pub(crate) async fn serve_incoming(shared: Arc<Shared>, mut conn: SecureConn, sl
             );
         }
     }
+}
+
+/// A send served on a peer's connection ended: its slot is free before the end is reported.
+async fn ended(ctx: &Ctx, slot: Slot, result: &Result<Outcome, TransferError>) {
+    drop(slot);
+    log_end(ctx, result);
+    ctx.report(result).await;
 }
 
 /// The connection's slot knows when it last moved and whether it must make room.

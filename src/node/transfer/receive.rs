@@ -248,9 +248,10 @@ async fn exchange(
                 .await
                 .map_err(|_| Stop::Failed("cannot hold the deposit".into()))?;
             match admitted {
-                Ok(held) => {
+                Ok(admitted) => {
+                    let held = &admitted.held;
                     deposit_dest = Some(crate::node::locker::deposit_dir(&ctx.shared.config.data_dir, &held.owner, &held.id));
-                    let _ = ctx.deposit.set(held);
+                    let _ = ctx.deposit.set(admitted);
                     Ok(())
                 }
                 Err(why) => Err(why),

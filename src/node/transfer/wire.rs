@@ -63,6 +63,16 @@ pub struct HeldEntry {
     pub digest: serde_bytes::ByteBuf,
     /// When the holder last read it back whole and found it intact (Unix ms).
     pub verified_ms: u64,
+    /// How many copies its owner last said it wants (0: never said).
+    #[serde(default)]
+    pub replicas: u32,
+}
+
+/// How many copies an owner wants of one of its deposits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wanted {
+    pub id: String,
+    pub replicas: u32,
 }
 
 /// A deposit id: 128 bits of a hash, as lowercase hex.
@@ -155,8 +165,14 @@ pub enum TransferMsg {
         items: Vec<Item>,
     },
     /// Locker: the deposits this connection's key owns here. Answered with `HeldListing`
-    /// frames; to any other key a deposit does not exist. Renews what it lists.
-    HeldList,
+    /// frames; to any other key a deposit does not exist. Renews what it lists. `wanted`: how
+    /// many copies the owner wants of deposits the holder keeps for it (at most
+    /// `MAX_HELD_PER_OWNER`), kept and listed back, so that an owner's record rebuilt from
+    /// holders (another machine, after `id import`) keeps its count.
+    HeldList {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        wanted: Vec<Wanted>,
+    },
     /// Locker: a part of the answer to `HeldList`; `more` says another follows.
     HeldListing {
         entries: Vec<HeldEntry>,
@@ -344,7 +360,7 @@ pub(crate) fn msg_name(m: &TransferMsg) -> &'static str {
         TransferMsg::Offer { .. } => "offer",
         TransferMsg::Items { .. } => "items",
         TransferMsg::Deposit { .. } => "deposit",
-        TransferMsg::HeldList => "held_list",
+        TransferMsg::HeldList { .. } => "held_list",
         TransferMsg::HeldListing { .. } => "held_listing",
         TransferMsg::Fetch { .. } => "fetch",
         TransferMsg::DropDeposit { .. } => "drop_deposit",

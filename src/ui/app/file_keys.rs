@@ -24,6 +24,7 @@ impl App {
                 let paths = self.local.chosen_paths();
                 return self.send_paths(paths, false);
             }
+            Action::Deposit => return self.ask_deposit(),
             _ => {}
         }
         Vec::new()

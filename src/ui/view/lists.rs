@@ -111,7 +111,7 @@ fn row_with_badge<'a>(mut spans: Vec<Span<'a>>, unread: u32, width: usize, theme
 }
 
 pub fn files(frame: &mut Frame, app: &App, theme: &Theme, areas: &Areas) {
-    let focused = app.overlay.is_none() && matches!(app.focus, Pane::Local | Pane::Remote);
+    let focused = app.overlay.is_none() && matches!(app.focus, Pane::Local | Pane::Remote | Pane::Deposits);
     // Who `s` sends to, always in sight: the marked peers, else the selected one.
     let mut title = vec![styled(" [3] Files ".into(), theme.title)];
     let room = (areas.files.width as usize).saturating_sub(30);
@@ -139,6 +139,9 @@ pub fn files(frame: &mut Frame, app: &App, theme: &Theme, areas: &Areas) {
         &app.local.list,
         "an empty folder",
     );
+    if app.locker {
+        return super::deposits::column(frame, app, theme, areas.remote);
+    }
     let selected = app.selected_peer().map(|p| p.id.clone());
     let shown = app.remote.peer.as_deref().and_then(crate::node::api::PeerId::parse);
     let (title, empty) = match (shown, selected) {

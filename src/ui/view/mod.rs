@@ -3,10 +3,11 @@
 //! characters made visible, then fitted to its cell).
 //!
 //! Its files: `mod.rs` (the frame, the footer, [`clean`]), `lists` (Peers, the file columns,
-//! Transfers), `chat` (the Chat pane), `overlay` (the offer dialog, help, prompts), `theme`
-//! (colours, or none).
+//! Transfers), `deposits` (the Deposits column: my deposits, a mark per copy), `chat` (the Chat
+//! pane), `overlay` (the offer dialog, help, prompts), `theme` (colours, or none).
 
 mod chat;
+mod deposits;
 mod lists;
 mod overlay;
 mod theme;

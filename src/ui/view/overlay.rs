@@ -70,6 +70,43 @@ pub fn overlay(frame: &mut Frame, app: &App, theme: &Theme) {
             typed_lines(frame, inner, text, app.pin.input.visual_cursor());
         }
         Some(Overlay::Transfer { id, scroll }) => transfer(frame, app, theme, screen, id, *scroll),
+        Some(Overlay::Deposit { paths, error }) => {
+            let area = centered(screen, 64, (paths.len().min(6) + 6) as u16);
+            frame.render_widget(Clear, area);
+            let b = block(styled(" Deposit in the locker ".into(), theme.title), true, theme);
+            let inner = b.inner(area);
+            frame.render_widget(b, area);
+            let width = inner.width as usize;
+            let mut lines = vec![Line::from(styled(
+                clean(
+                    &format!("{}: verified copies kept for you on other machines", plural(paths.len(), "item")),
+                    width,
+                ),
+                theme.marked,
+            ))];
+            lines.extend(
+                paths
+                    .iter()
+                    .take(5)
+                    .map(|p| Line::from(clean(&home_short(app, &p.display().to_string()), width))),
+            );
+            if paths.len() > 5 {
+                lines.push(Line::from(format!("… and {} more", paths.len() - 5)));
+            }
+            let prompt = "how many copies: ";
+            lines.push(Line::from(format!(
+                "{prompt}{}",
+                clean(app.replicas.value(), width.saturating_sub(prompt.len()))
+            )));
+            let cursor_row = lines.len() - 1;
+            lines.push(match error {
+                Some(e) => Line::from(styled(clean(e, width), theme.warn)),
+                None => Line::from(styled("Enter deposits · Esc cancels".into(), theme.dim)),
+            });
+            frame.render_widget(Paragraph::new(lines), inner);
+            let x = inner.x + (prompt.len() + app.replicas.input.visual_cursor()).min(width.saturating_sub(1)) as u16;
+            frame.set_cursor_position(Position::new(x, inner.y + cursor_row as u16));
+        }
         Some(Overlay::ConfirmSend { paths, peers, dropped }) => {
             let area = centered(screen, 64, (paths.len().min(6) + 5) as u16);
             frame.render_widget(Clear, area);
