@@ -115,7 +115,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     // The node has stopped by now (its shutdown waited for its tasks); a blocking thread that
     // still runs must not keep the person's terminal: dropping the runtime would wait for it
     // without end.
-    runtime.shutdown_timeout(crate::limits::EXIT_WAIT);
+    runtime.shutdown_timeout(crate::node::api::EXIT_WAIT);
     result
 }
 

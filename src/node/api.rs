@@ -16,6 +16,8 @@ use tokio::sync::mpsc;
 
 use super::{Envelope, Event, RecvError, Snapshot};
 /// Lines a `History` call answers at most: the faces page with it.
+/// How long a command waits at exit for blocking threads its stopped node left running.
+pub use crate::limits::EXIT_WAIT;
 pub use crate::limits::HISTORY_PAGE;
 /// An exported identity's largest size (a face reads no more of a file it is given).
 pub use crate::limits::MAX_IDENTITY_EXPORT;
