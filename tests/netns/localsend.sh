@@ -42,8 +42,7 @@ command -v python3 >/dev/null || die "python3 not found"
 . "$HERE/lanyard.sh"
 # shellcheck source-path=SCRIPTDIR source=localsend_lib.sh
 . "$HERE/localsend_lib.sh"
-need_tool localsendd "pip install localsendd==0.1.1"
-need_tool localsendctl "pip install localsendd==0.1.1"
+need_localsendd
 need_tool openssl "localsendd makes its certificate with it"
 need_tool curl "apt-get install curl: the second sender and the wrong PINs"
 lanyard_bin

@@ -15,6 +15,12 @@ need_tool() {
     fi
 }
 
+# localsendd and localsendctl (one pip package), which every LocalSend script drives.
+need_localsendd() {
+    need_tool localsendd "pip install localsendd==0.1.1"
+    need_tool localsendctl "pip install localsendd==0.1.1"
+}
+
 until_ok() {
     local limit=$1 what=$2
     shift 2
